@@ -1,0 +1,74 @@
+"""Human renderings of protobuf values: short enum names, UTC timestamps, compact JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+from typing import Any
+
+from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf.descriptor import EnumDescriptor
+
+EMPTY = "-"
+
+
+def enum_short(descriptor: EnumDescriptor, number: int) -> str:
+    """``AGENT_STATUS_RUNNING`` -> ``running``: the enum's prefix dropped, lower-cased.
+
+    The prefix is taken from the zero value (``AGENT_STATUS_UNSPECIFIED``); unknown numbers print
+    as themselves.
+    """
+    value = descriptor.values_by_number.get(number)
+    if value is None:
+        return str(number)
+    zero = descriptor.values_by_number.get(0)
+    prefix = zero.name.removesuffix("UNSPECIFIED") if zero is not None else ""
+    name = str(value.name)
+    if prefix and name.startswith(prefix) and name != prefix:
+        name = name[len(prefix) :]
+    return name.lower()
+
+
+def timestamp(ts: timestamp_pb2.Timestamp | None) -> str:
+    """``2026-11-25 19:30:02Z`` (UTC, second precision); ``-`` when unset."""
+    if ts is None or (ts.seconds == 0 and ts.nanos == 0):
+        return EMPTY
+    return ts.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _whole_numbers(value: Any) -> Any:
+    """Struct numbers are doubles: ``42.0`` reads better as ``42``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _whole_numbers(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(item) for item in value]
+    return value
+
+
+def compact_json(value: struct_pb2.Struct) -> str:
+    """A Struct as one line of JSON with sorted keys (``{}`` when empty)."""
+    document = _whole_numbers(json_format.MessageToDict(value))
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
+
+
+def duration(seconds: int) -> str:
+    """``3725`` -> ``1h02m05s``; ``-`` for zero."""
+    if seconds <= 0:
+        return EMPTY
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+def usd(amount: float) -> str:
+    return f"${amount:,.2f}"
+
+
+def or_empty(text: str) -> str:
+    return text if text else EMPTY

@@ -1,0 +1,87 @@
+"""The agent service's one mapping between protobuf (API edge) and storage rows."""
+
+from __future__ import annotations
+
+from google.protobuf import json_format
+
+from godel.v1 import agent_pb2
+from godel_server.agent.models import AgentRow
+from godel_server.runtime.events import to_struct, to_timestamp
+
+STATUS_TO_PROTO: dict[str, agent_pb2.AgentStatus.ValueType] = {
+    "pending": agent_pb2.AGENT_STATUS_PENDING,
+    "initializing": agent_pb2.AGENT_STATUS_INITIALIZING,
+    "running": agent_pb2.AGENT_STATUS_RUNNING,
+    "paused": agent_pb2.AGENT_STATUS_PAUSED,
+    "completed": agent_pb2.AGENT_STATUS_COMPLETED,
+    "failed": agent_pb2.AGENT_STATUS_FAILED,
+    "killed": agent_pb2.AGENT_STATUS_KILLED,
+}
+STATUS_FROM_PROTO = {v: k for k, v in STATUS_TO_PROTO.items()}
+
+LIFECYCLE_TO_PROTO: dict[str, agent_pb2.LifecycleState.ValueType] = {
+    "initializing": agent_pb2.LIFECYCLE_STATE_INITIALIZING,
+    "spawning": agent_pb2.LIFECYCLE_STATE_SPAWNING,
+    "executing": agent_pb2.LIFECYCLE_STATE_EXECUTING,
+    "waiting": agent_pb2.LIFECYCLE_STATE_WAITING,
+    "paused": agent_pb2.LIFECYCLE_STATE_PAUSED,
+    "completing": agent_pb2.LIFECYCLE_STATE_COMPLETING,
+    "cleaning_up": agent_pb2.LIFECYCLE_STATE_CLEANING_UP,
+    "completed": agent_pb2.LIFECYCLE_STATE_COMPLETED,
+    "failed": agent_pb2.LIFECYCLE_STATE_FAILED,
+    "killed": agent_pb2.LIFECYCLE_STATE_KILLED,
+}
+LIFECYCLE_FROM_PROTO = {v: k for k, v in LIFECYCLE_TO_PROTO.items()}
+
+
+def config_to_dict(config: agent_pb2.AgentConfig) -> dict[str, object]:
+    return json_format.MessageToDict(config, preserving_proto_field_name=True)
+
+
+def config_from_dict(data: dict[str, object]) -> agent_pb2.AgentConfig:
+    return json_format.ParseDict(data or {}, agent_pb2.AgentConfig(), ignore_unknown_fields=True)
+
+
+def agent_to_proto(row: AgentRow) -> agent_pb2.Agent:
+    agent = agent_pb2.Agent(
+        id=row.id,
+        team_id=row.team_id or "",
+        label=row.label or "",
+        model=row.model,
+        task=row.task,
+        config=config_from_dict(row.config),
+        status=STATUS_TO_PROTO[row.status],
+        lifecycle_state=LIFECYCLE_TO_PROTO[row.lifecycle_state],
+        repo=row.repo or "",
+        worktree=row.worktree_path or "",
+        commits=list(row.commits or []),
+        paused_by=row.paused_by or "",
+        runtime_seconds=row.runtime_seconds,
+        retry_count=row.retry_count,
+        max_retries=row.max_retries,
+        last_error=row.last_error or "",
+        budget_consumed=row.budget_consumed,
+        version=row.version,
+        session_id=row.session_id or "",
+    )
+    if row.budget_limit is not None:
+        agent.budget_limit = row.budget_limit
+    for name, value in (
+        ("context", row.context),
+        ("code", row.code),
+        ("reasoning", row.reasoning),
+        ("safety_boundaries", row.safety_boundaries),
+        ("metadata", row.meta),
+    ):
+        if value:
+            getattr(agent, name).CopyFrom(to_struct(value))
+    for name, when in (
+        ("spawned_at", row.spawned_at),
+        ("completed_at", row.completed_at),
+        ("pause_time", row.pause_time),
+        ("updated_at", row.updated_at),
+    ):
+        ts = to_timestamp(when)
+        if ts is not None:
+            getattr(agent, name).CopyFrom(ts)
+    return agent

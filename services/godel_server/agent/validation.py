@@ -1,0 +1,39 @@
+"""Input checks for AgentService requests; every violation is reported at once."""
+
+from __future__ import annotations
+
+from godel.v1 import agent_service_pb2
+from godel_server.runtime.validation import Violations
+
+MAX_TASK_LEN = 100_000
+KNOWN_RUNTIMES = ("", "command", "openai")
+
+
+def check_create(request: agent_service_pb2.CreateAgentRequest) -> None:
+    v = Violations()
+    v.require("task", request.task, max_len=MAX_TASK_LEN)
+    v.max_len("model", request.model, 255)
+    v.max_len("label", request.label, 255)
+    v.max_len("request_id", request.request_id, 100)
+    v.uuid("team_id", request.team_id)
+    if request.HasField("max_retries") and not 0 <= request.max_retries <= 100:
+        v.add("max_retries", "must be between 0 and 100")
+    if request.HasField("budget_limit") and not request.budget_limit > 0:
+        v.add("budget_limit", "must be greater than 0")
+    config = request.config
+    if config.runtime not in KNOWN_RUNTIMES:
+        v.add("config.runtime", f"must be one of {', '.join(r for r in KNOWN_RUNTIMES if r)}")
+    if config.HasField("temperature") and not 0 <= config.temperature <= 2:
+        v.add("config.temperature", "must be between 0 and 2")
+    if config.HasField("max_tokens") and config.max_tokens <= 0:
+        v.add("config.max_tokens", "must be greater than 0")
+    if config.runtime == "command" and not config.command:
+        v.add("config.command", "is required for the command runtime")
+    v.raise_if_any()
+
+
+def check_id(field: str, value: str) -> None:
+    v = Violations()
+    v.require(field, value)
+    v.uuid(field, value)
+    v.raise_if_any()

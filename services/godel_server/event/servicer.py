@@ -1,0 +1,213 @@
+"""EventService: query, get, publish and live subscription over the event store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC
+
+import grpc
+from google.protobuf import json_format
+
+from godel.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
+from godel_server.event.hub import BLOCK, DROP, SLIDING, Subscription, SubscriptionHub
+from godel_server.event.store import EventFilter, EventStore
+from godel_server.runtime.context import current_caller
+from godel_server.runtime.db import Database
+from godel_server.runtime.errors import EventNotFoundError
+from godel_server.runtime.events import EVENT_TYPE_RE, new_event
+from godel_server.runtime.pagination import decode_token, encode_token, page_size, query_fingerprint
+from godel_server.runtime.publisher import EventPublisher
+from godel_server.runtime.validation import Violations
+
+COMPONENT = "event-service"
+MAX_PAYLOAD_BYTES = 64 * 1024
+REPLAY_PAGE = 500
+STRATEGIES = {
+    event_service_pb2.BACKPRESSURE_STRATEGY_UNSPECIFIED: SLIDING,
+    event_service_pb2.BACKPRESSURE_STRATEGY_DROP: DROP,
+    event_service_pb2.BACKPRESSURE_STRATEGY_BLOCK: BLOCK,
+    event_service_pb2.BACKPRESSURE_STRATEGY_SLIDING: SLIDING,
+}
+
+
+def _check_patterns(field: str, patterns: list[str], v: Violations) -> None:
+    for i, p in enumerate(patterns):
+        if p != "*" and not EVENT_TYPE_RE.match(p):
+            v.add(f"{field}[{i}]", "must be a namespaced type like `agent:start` or a pattern like `agent:*`")
+
+
+class EventServicer(event_service_pb2_grpc.EventServiceServicer):
+    def __init__(
+        self, db: Database, publisher: EventPublisher, hub: SubscriptionHub, *, instance: str
+    ) -> None:
+        self._db = db
+        self._publisher = publisher
+        self._hub = hub
+        self._instance = instance
+
+    async def QueryEvents(
+        self, request: event_service_pb2.QueryEventsRequest, context: grpc.aio.ServicerContext
+    ) -> event_service_pb2.QueryEventsResponse:
+        v = Violations()
+        _check_patterns("type", list(request.type), v)
+        if request.after_sequence < 0:
+            v.add("after_sequence", "must not be negative")
+        v.raise_if_any()
+        size = page_size(request.page_size, default=100)
+        flt = EventFilter(
+            types=tuple(request.type),
+            agent_id=request.agent_id,
+            team_id=request.team_id,
+            workflow_id=request.workflow_id,
+            correlation_id=request.correlation_id,
+            trace_id=request.trace_id,
+            source_component=request.source_component,
+            start_time=request.start_time.ToDatetime(tzinfo=UTC) if request.HasField("start_time") else None,
+            end_time=request.end_time.ToDatetime(tzinfo=UTC) if request.HasField("end_time") else None,
+        )
+        descending = request.order == event_service_pb2.SORT_ORDER_DESCENDING
+        fingerprint = query_fingerprint("events", flt, descending, request.after_sequence)
+        cursor = decode_token(request.page_token, fingerprint)
+        last = int(cursor["s"]) if cursor else None
+        async with self._db.reader() as session:
+            store = EventStore(session)
+            if descending:
+                events = await store.query(
+                    flt,
+                    limit=size + 1,
+                    after_sequence=request.after_sequence,
+                    before_sequence=last,
+                    descending=True,
+                )
+            else:
+                events = await store.query(
+                    flt, limit=size + 1, after_sequence=max(last or 0, request.after_sequence)
+                )
+        response = event_service_pb2.QueryEventsResponse(events=events[:size])
+        if len(events) > size:
+            response.next_page_token = encode_token({"s": events[size - 1].sequence}, fingerprint)
+        return response
+
+    async def GetEvent(
+        self, request: event_service_pb2.GetEventRequest, context: grpc.aio.ServicerContext
+    ) -> event_pb2.Event:
+        v = Violations()
+        v.require("id", request.id)
+        v.raise_if_any()
+        async with self._db.reader() as session:
+            event = await EventStore(session).get(request.id)
+        if event is None:
+            raise EventNotFoundError(request.id)
+        return event
+
+    async def PublishEvent(
+        self, request: event_service_pb2.PublishEventRequest, context: grpc.aio.ServicerContext
+    ) -> event_service_pb2.PublishEventResponse:
+        v = Violations()
+        v.require("type", request.type, max_len=100)
+        if request.type and (not EVENT_TYPE_RE.match(request.type) or "*" in request.type):
+            v.add("type", "must be namespaced: `<namespace>:<name>`, lower-case, no wildcards")
+        size = len(json.dumps(json_format.MessageToDict(request.payload)))
+        if size > MAX_PAYLOAD_BYTES:
+            v.add("payload", f"must be at most {MAX_PAYLOAD_BYTES} bytes as JSON (got {size})")
+        v.uuid("id", request.id)
+        v.raise_if_any()
+        caller = current_caller()
+        m = request.metadata
+        event = new_event(
+            request.type,
+            json_format.MessageToDict(request.payload),
+            partition_key=m.agent_id or m.team_id or m.workflow_id or "",
+            component=request.source.component or "client",
+            instance=request.source.instance,
+            agent_id=m.agent_id,
+            team_id=m.team_id,
+            workflow_id=m.workflow_id,
+            user_id=caller.user_id if caller else m.user_id,
+            causation_id=m.causation_id,
+            event_id=request.id or None,
+        )
+        if m.correlation_id:
+            event.metadata.correlation_id = m.correlation_id
+        if m.trace_id:
+            event.metadata.trace_id = m.trace_id
+        if request.source.version:
+            event.source.version = request.source.version
+        if not event.partition_key:
+            event.partition_key = event.id
+        async with self._db.session() as session:
+            await self._publisher.publish(session, [event])
+        return event_service_pb2.PublishEventResponse(id=event.id)
+
+    async def SubscribeEvents(
+        self, request: event_service_pb2.SubscribeEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
+        v = Violations()
+        _check_patterns("pattern", list(request.pattern), v)
+        if request.buffer_size < 0:
+            v.add("buffer_size", "must not be negative")
+        if request.heartbeat_seconds < 0:
+            v.add("heartbeat_seconds", "must not be negative")
+        if request.HasField("from_sequence") and request.from_sequence < 0:
+            v.add("from_sequence", "must not be negative")
+        if request.subscription_name:
+            v.add("subscription_name", "durable subscriptions are not available in this release")
+        v.raise_if_any()
+        flt = EventFilter(
+            types=tuple(request.pattern),
+            agent_id=request.agent_id,
+            team_id=request.team_id,
+            workflow_id=request.workflow_id,
+        )
+        sub = Subscription(flt, STRATEGIES[request.backpressure], request.buffer_size or 1000)
+        heartbeat = float(request.heartbeat_seconds or 15)
+        self._hub.add(sub)
+        try:
+            last_sent = self._hub.last_published
+            if request.HasField("from_sequence"):
+                last_sent = request.from_sequence
+                sub.lagging = True
+            yield _heartbeat(self._hub.last_published)
+            while True:
+                if sub.lagging:
+                    async for event in self._catch_up(sub, last_sent):
+                        last_sent = event.sequence
+                        yield event_service_pb2.SubscribeEventsResponse(event=event)
+                    continue
+                if not await sub.wait(heartbeat):
+                    yield _heartbeat(self._hub.last_published)
+                    continue
+                while sub.buffer and not sub.lagging:
+                    event = sub.buffer.popleft()
+                    if event.sequence <= last_sent:
+                        continue
+                    last_sent = event.sequence
+                    yield event_service_pb2.SubscribeEventsResponse(event=event)
+        finally:
+            self._hub.remove(sub)
+
+    async def _catch_up(self, sub: Subscription, after: int) -> AsyncIterator[event_pb2.Event]:
+        """Replays stored events after `after`, then switches the subscription back to live delivery
+        with no gap and no duplicate. Every event the hub has published is already committed, so once
+        a query returns the tail, everything up to the hub's horizon taken before it was delivered."""
+        while True:
+            horizon = self._hub.last_published
+            async with self._db.reader() as session:
+                events = await EventStore(session).query(sub.filter, limit=REPLAY_PAGE, after_sequence=after)
+            for event in events:
+                after = event.sequence
+                yield event
+            if len(events) == REPLAY_PAGE:
+                continue
+            after = max(after, horizon)
+            if after >= self._hub.last_published:
+                sub.buffer.clear()
+                sub.lagging = False
+                return
+
+
+def _heartbeat(last_sequence: int) -> event_service_pb2.SubscribeEventsResponse:
+    beat = event_service_pb2.Heartbeat(last_sequence=last_sequence)
+    beat.time.GetCurrentTime()
+    return event_service_pb2.SubscribeEventsResponse(heartbeat=beat)

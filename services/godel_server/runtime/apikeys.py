@@ -1,0 +1,31 @@
+"""API keys `godel_sk_<random>`: generated here, stored only as a SHA-256 hash (the keys carry 256
+random bits, so a slow KDF adds nothing), compared in constant time by hash lookup."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+KEY_PREFIX = "godel_sk_"
+ROLES: dict[str, tuple[str, ...]] = {
+    "admin": ("*:*:all",),
+    "operator": ("agent:*:team", "team:*:team", "workflow:*:team", "event:read:team"),
+    "developer": ("agent:*:own", "team:read:team", "workflow:*:own", "event:read:team"),
+    "viewer": ("agent:read:team", "team:read:team", "event:read:team"),
+}
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def looks_like_key(value: str) -> bool:
+    return value.startswith(KEY_PREFIX) and len(value) > len(KEY_PREFIX) + 16
+
+
+def display_prefix(key: str) -> str:
+    return key[: len(KEY_PREFIX) + 4]

@@ -1,0 +1,146 @@
+"""The one configuration loader: every setting comes from a GODEL_* environment variable.
+
+| variable                    | default                                   | meaning                                   |
+|-----------------------------|-------------------------------------------|-------------------------------------------|
+| GODEL_HOME                  | ~/.godel                                  | data dir (SQLite files, worktrees, keys)  |
+| GODEL_BIND_HOST             | 127.0.0.1                                 | interface the gRPC and admin ports bind   |
+| GODEL_<ROLE>_PORT           | agent 50051, team 50052, event 50053, cluster 50054 | gRPC port of a service          |
+| GODEL_<ROLE>_ADMIN_PORT     | agent 9101, team 9102, event 9103, cluster 9104     | HTTP admin port (/metrics)      |
+| GODEL_<ROLE>_ADDR           | 127.0.0.1:<its port>                      | where other services reach a service      |
+| GODEL_<ROLE>_ADMIN_ADDR     | 127.0.0.1:<its admin port>                | where /metrics of a service is scraped    |
+| GODEL_DATABASE_URL          | (unset: SQLite file per service)          | PostgreSQL server URL; each service uses its own database `godel_<role>` on it |
+| GODEL_<ROLE>_DATABASE_URL   | (derived)                                 | full URL of one service's database        |
+| GODEL_KAFKA_BOOTSTRAP       | 127.0.0.1:9092                            | Kafka bootstrap servers                   |
+| GODEL_KAFKA_PARTITIONS      | 3                                         | partitions of topics Godel creates        |
+| GODEL_OUTBOX_POLL_SECONDS   | 0.5                                       | outbox relay fallback poll interval       |
+| GODEL_DEFAULT_MODEL         | kimi-k2.5                                 | model of agents created without one       |
+| GODEL_DEFAULT_REPO          | (unset)                                   | git repository agents work in by default  |
+| GODEL_AUTH_CACHE_SECONDS    | 30                                        | how long a verified API key is trusted    |
+| GODEL_LOG_LEVEL             | INFO                                      | log level                                 |
+| GODEL_INSTANCE_ID           | <role>-<hostname>-<pid>                   | identity in events and logs               |
+| GODEL_OPENAPI_PATH          | <repo>/gen/openapi/godel.swagger.json     | document served at /api/v1/openapi.json   |
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+Role = Literal["agent", "team", "event", "cluster"]
+ROLES: tuple[Role, ...] = ("agent", "team", "event", "cluster")
+
+DEFAULT_GRPC_PORTS: dict[Role, int] = {"agent": 50051, "team": 50052, "event": 50053, "cluster": 50054}
+DEFAULT_ADMIN_PORTS: dict[Role, int] = {"agent": 9101, "team": 9102, "event": 9103, "cluster": 9104}
+
+
+class ConfigError(ValueError):
+    """A GODEL_* variable has a value that cannot be used."""
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def database_url_for(role: Role, env: Mapping[str, str], home: Path) -> str:
+    """Database URL of one service: explicit, derived from a PostgreSQL server URL, or a SQLite file."""
+    explicit = env.get(f"GODEL_{role.upper()}_DATABASE_URL")
+    if explicit:
+        return explicit
+    server = env.get("GODEL_DATABASE_URL")
+    if server:
+        if server.startswith("postgresql://"):
+            server = "postgresql+asyncpg://" + server.removeprefix("postgresql://")
+        if not server.startswith("postgresql+asyncpg://"):
+            raise ConfigError("GODEL_DATABASE_URL must be a postgresql:// URL")
+        base, _, query = server.partition("?")
+        scheme, _, rest = base.partition("://")
+        hostpart = rest.split("/", 1)[0]
+        url = f"{scheme}://{hostpart}/godel_{role}"
+        return f"{url}?{query}" if query else url
+    return f"sqlite+aiosqlite:///{home / f'{role}.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    role: Role
+    home: Path
+    bind_host: str
+    grpc_port: int
+    admin_port: int
+    database_url: str
+    kafka_bootstrap: str
+    kafka_partitions: int
+    outbox_poll_seconds: float
+    default_model: str
+    default_repo: str | None
+    auth_cache_seconds: float
+    log_level: str
+    instance_id: str
+    openapi_path: Path
+    service_addrs: dict[Role, str] = field(default_factory=dict)
+    admin_addrs: dict[Role, str] = field(default_factory=dict)
+
+    @property
+    def grpc_address(self) -> str:
+        return f"{self.bind_host}:{self.grpc_port}"
+
+    @property
+    def uses_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+
+def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
+    """Reads the settings of one service from the environment (see the module docstring)."""
+    env = os.environ if env is None else env
+    if role not in ROLES:
+        raise ConfigError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    home = Path(env.get("GODEL_HOME") or Path.home() / ".godel").expanduser()
+    ports = {r: _int(env, f"GODEL_{r.upper()}_PORT", DEFAULT_GRPC_PORTS[r]) for r in ROLES}
+    addrs: dict[Role, str] = {r: env.get(f"GODEL_{r.upper()}_ADDR") or f"127.0.0.1:{ports[r]}" for r in ROLES}
+    admin_ports = {r: _int(env, f"GODEL_{r.upper()}_ADMIN_PORT", DEFAULT_ADMIN_PORTS[r]) for r in ROLES}
+    admin_addrs: dict[Role, str] = {
+        r: env.get(f"GODEL_{r.upper()}_ADMIN_ADDR") or f"127.0.0.1:{admin_ports[r]}" for r in ROLES
+    }
+    return Settings(
+        role=role,
+        home=home,
+        bind_host=env.get("GODEL_BIND_HOST", "127.0.0.1"),
+        grpc_port=ports[role],
+        admin_port=admin_ports[role],
+        database_url=database_url_for(role, env, home),
+        kafka_bootstrap=env.get("GODEL_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+        kafka_partitions=_int(env, "GODEL_KAFKA_PARTITIONS", 3),
+        outbox_poll_seconds=_float(env, "GODEL_OUTBOX_POLL_SECONDS", 0.5),
+        default_model=env.get("GODEL_DEFAULT_MODEL", "kimi-k2.5"),
+        default_repo=env.get("GODEL_DEFAULT_REPO") or None,
+        auth_cache_seconds=_float(env, "GODEL_AUTH_CACHE_SECONDS", 30.0),
+        log_level=env.get("GODEL_LOG_LEVEL", "INFO").upper(),
+        instance_id=env.get("GODEL_INSTANCE_ID") or f"{role}-{socket.gethostname()}-{os.getpid()}",
+        openapi_path=Path(
+            env.get("GODEL_OPENAPI_PATH") or REPO_ROOT / "gen" / "openapi" / "godel.swagger.json"
+        ),
+        service_addrs=addrs,
+        admin_addrs=admin_addrs,
+    )

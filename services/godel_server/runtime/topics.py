@@ -1,0 +1,28 @@
+"""The Kafka topic catalogue: one topic per domain, keyed by aggregate id."""
+
+from __future__ import annotations
+
+TOPIC_PREFIX = "godel."
+
+DOMAIN_TOPICS: dict[str, str] = {
+    "agent": "godel.agent.events",
+    "session": "godel.agent.events",
+    "team": "godel.team.events",
+    "workflow": "godel.workflow.events",
+    "task": "godel.task.events",
+    "budget": "godel.budget.events",
+    "cluster": "godel.cluster.events",
+    "system": "godel.system.events",
+    "safety": "godel.system.events",
+    "scaling": "godel.system.events",
+}
+
+CUSTOM_TOPIC = "godel.custom.events"
+
+ALL_TOPICS: tuple[str, ...] = tuple(sorted({*DOMAIN_TOPICS.values(), CUSTOM_TOPIC}))
+
+
+def topic_for(event_type: str) -> str:
+    """Topic of an event type: its namespace's domain topic, else the custom-events topic."""
+    namespace = event_type.split(":", 1)[0]
+    return DOMAIN_TOPICS.get(namespace, CUSTOM_TOPIC)

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Python messages, grpc stubs and mypy stubs into gen/python.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+rm -rf gen/python/godel
+buf generate --template buf.gen.python.yaml 2>/dev/null
