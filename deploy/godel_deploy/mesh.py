@@ -53,12 +53,14 @@ class Mesh:
         *,
         ports: MeshPorts | None = None,
         database_url: str | None = None,
+        database_prefix: str = "godel",
         extra_env: dict[str, str] | None = None,
     ) -> None:
         self.home = home.resolve()
         self.kafka_bootstrap = kafka_bootstrap
         self.ports = ports or MeshPorts()
         self.database_url = database_url
+        self.database_prefix = database_prefix
         self.extra_env = dict(extra_env or {})
         self.logs = self.home / "logs"
         self.services: dict[str, ManagedProcess] = {}
@@ -96,6 +98,7 @@ class Mesh:
             env[f"GODEL_{r.upper()}_ADMIN_PORT"] = str(self.ports.admin[r])
         if self.database_url:
             env["GODEL_DATABASE_URL"] = self.database_url
+            env["GODEL_DATABASE_NAME_PREFIX"] = self.database_prefix
         env.update(self.extra_env)
         return env
 
@@ -161,7 +164,9 @@ class Mesh:
             started = time.monotonic()
             self.wait_service(role)
             if progress:
-                print(f"  {role}-service  serving on {self.address(role)}  ({time.monotonic() - started:.1f}s)")
+                print(
+                    f"  {role}-service  serving on {self.address(role)}  ({time.monotonic() - started:.1f}s)"
+                )
         self.start_gateway()
         if progress:
             print(f"  gateway        serving on {self.gateway_address}")

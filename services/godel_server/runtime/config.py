@@ -8,7 +8,8 @@
 | GODEL_<ROLE>_ADMIN_PORT     | agent 9101, team 9102, event 9103, cluster 9104     | HTTP admin port (/metrics)      |
 | GODEL_<ROLE>_ADDR           | 127.0.0.1:<its port>                      | where other services reach a service      |
 | GODEL_<ROLE>_ADMIN_ADDR     | 127.0.0.1:<its admin port>                | where /metrics of a service is scraped    |
-| GODEL_DATABASE_URL          | (unset: SQLite file per service)          | PostgreSQL server URL; each service uses its own database `godel_<role>` on it |
+| GODEL_DATABASE_URL          | (unset: SQLite file per service)          | PostgreSQL server URL; each service uses its own database on it |
+| GODEL_DATABASE_NAME_PREFIX  | godel                                     | databases are named `<prefix>_<role>`     |
 | GODEL_<ROLE>_DATABASE_URL   | (derived)                                 | full URL of one service's database        |
 | GODEL_KAFKA_BOOTSTRAP       | 127.0.0.1:9092                            | Kafka bootstrap servers                   |
 | GODEL_KAFKA_PARTITIONS      | 3                                         | partitions of topics Godel creates        |
@@ -77,7 +78,8 @@ def database_url_for(role: Role, env: Mapping[str, str], home: Path) -> str:
         base, _, query = server.partition("?")
         scheme, _, rest = base.partition("://")
         hostpart = rest.split("/", 1)[0]
-        url = f"{scheme}://{hostpart}/godel_{role}"
+        prefix = env.get("GODEL_DATABASE_NAME_PREFIX") or "godel"
+        url = f"{scheme}://{hostpart}/{prefix}_{role}"
         return f"{url}?{query}" if query else url
     return f"sqlite+aiosqlite:///{home / f'{role}.db'}"
 

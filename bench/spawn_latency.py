@@ -1,0 +1,598 @@
+"""Baseline benchmark: how long does spawning an agent (CreateAgent) take, and how does that compare
+with the cheapest possible grpc.aio round trip on the same machine?
+
+It brings up a whole local mesh (Kafka, the four services, the Envoy gateway; SQLite by default, a
+real PostgreSQL with --postgres) plus a raw grpc.aio echo server (bench/echo_server.py), then times:
+
+  echo          raw grpc.aio echo, bytes of a serialized CreateAgentRequest (the floor)
+  grpc-direct   CreateAgent, gRPC straight to the agent service
+  grpc-gateway  CreateAgent, plain gRPC through Envoy (same gateway port as REST)
+  rest-gateway  POST /api/v1/agents through Envoy (JSON <-> gRPC transcoding), httpx HTTP/1.1 keep-alive
+  get-direct    GetAgent (a read), gRPC straight to the agent service
+
+each once sequentially (1 in flight) and once concurrently (--concurrency in flight), from one
+client process with the same client loop. Everything binds to 127.0.0.1 and everything started is
+stopped again (also on Ctrl-C).
+
+    python bench/spawn_latency.py [--requests N] [--concurrency C] [--warmup W] [--json out.json] [--postgres]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import grpc
+import httpx
+
+from godel.v1 import agent_service_pb2, agent_service_pb2_grpc
+from godel_deploy.envoy import envoy_binary
+from godel_deploy.kafka import KafkaBroker
+from godel_deploy.mesh import Mesh, MeshPorts
+from godel_deploy.ports import LOOPBACK, free_port, port_open
+from godel_deploy.postgres import PostgresServer
+from godel_deploy.process import ManagedProcess
+
+BENCH_DIR = Path(__file__).resolve().parent
+ECHO_METHOD = "/bench.Echo/Echo"  # served by bench/echo_server.py
+RPC_TIMEOUT = 30.0
+MAX_ERROR_FRACTION = 0.05  # a phase with more failed calls than this is reported as failed
+
+# (key, human label, operation) in the order they are run and printed
+TARGETS: tuple[tuple[str, str, str], ...] = (
+    ("echo", "raw grpc.aio echo", "Echo"),
+    ("grpc-direct", "direct gRPC", "CreateAgent"),
+    ("grpc-gateway", "gRPC via Envoy", "CreateAgent"),
+    ("rest-gateway", "REST via Envoy", "CreateAgent"),
+    ("get-direct", "direct gRPC", "GetAgent"),
+)
+LABELS = {key: f"{label} {op}" for key, label, op in TARGETS}
+
+Call = Callable[[int], Awaitable[None]]
+
+
+def say(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# -- measurement -----------------------------------------------------------------------------------
+
+
+@dataclass
+class PhaseResult:
+    target: str
+    label: str
+    mode: str  # "sequential" | "concurrent"
+    concurrency: int
+    requests: int
+    ok: int
+    errors: int
+    wall_s: float
+    throughput_rps: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    min_ms: float
+    max_ms: float
+    first_error: str = ""
+    samples_ms: list[float] = field(default_factory=list, repr=False)
+
+    def summary(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("samples_ms")
+        return data
+
+
+def summarise(
+    target: str,
+    mode: str,
+    concurrency: int,
+    requests: int,
+    latencies: list[float],
+    errors: list[str],
+    wall: float,
+) -> PhaseResult:
+    ms = [x * 1000.0 for x in latencies]
+    if len(ms) >= 2:
+        cuts = statistics.quantiles(ms, n=100, method="inclusive")
+        p50, p90, p99 = cuts[49], cuts[89], cuts[98]
+    else:
+        p50 = p90 = p99 = ms[0] if ms else float("nan")
+    return PhaseResult(
+        target=target,
+        label=LABELS[target],
+        mode=mode,
+        concurrency=concurrency,
+        requests=requests,
+        ok=len(ms),
+        errors=len(errors),
+        wall_s=wall,
+        throughput_rps=len(ms) / wall if wall > 0 else float("nan"),
+        p50_ms=p50,
+        p90_ms=p90,
+        p99_ms=p99,
+        mean_ms=statistics.fmean(ms) if ms else float("nan"),
+        min_ms=min(ms) if ms else float("nan"),
+        max_ms=max(ms) if ms else float("nan"),
+        first_error=errors[0] if errors else "",
+        samples_ms=ms,
+    )
+
+
+async def drive(call: Call, requests: int, concurrency: int) -> tuple[list[float], list[str], float]:
+    """Issue exactly `requests` calls with `concurrency` workers; return per-call latencies (s),
+    error messages and the wall time (s) of the whole batch."""
+    counter: Iterator[int] = itertools.count()
+    latencies: list[float] = []
+    errors: list[str] = []
+
+    async def worker() -> None:
+        while (i := next(counter)) < requests:
+            started = time.perf_counter()
+            try:
+                await call(i)
+            except (grpc.aio.AioRpcError, httpx.HTTPError, ValueError, KeyError) as exc:
+                errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                continue
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
+    return latencies, errors, time.perf_counter() - started
+
+
+# -- the calls -------------------------------------------------------------------------------------
+
+
+def create_request(i: int) -> agent_service_pb2.CreateAgentRequest:
+    return agent_service_pb2.CreateAgentRequest(task=f"bench: spawn-latency agent #{i:07d}", label="bench")
+
+
+class Clients:
+    """The persistent client objects shared by all phases (opened once, closed at the end)."""
+
+    def __init__(self, mesh: Mesh, echo_port: int, api_key: str, concurrency: int) -> None:
+        self.metadata = (("x-api-key", api_key),)
+        self.echo_channel = grpc.aio.insecure_channel(f"{LOOPBACK}:{echo_port}")
+        self.direct_channel = grpc.aio.insecure_channel(mesh.address("agent"))
+        self.gateway_channel = grpc.aio.insecure_channel(mesh.gateway_address)
+        self.echo = self.echo_channel.unary_unary(ECHO_METHOD)  # bytes in, bytes out
+        self.direct = agent_service_pb2_grpc.AgentServiceStub(self.direct_channel)
+        self.gateway = agent_service_pb2_grpc.AgentServiceStub(self.gateway_channel)
+        self.rest_url = f"{mesh.gateway_url}/api/v1/agents"
+        self.http = httpx.AsyncClient(
+            http1=True,
+            http2=False,
+            headers={"x-api-key": api_key},
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+            timeout=RPC_TIMEOUT,
+        )
+        self.agent_ids: list[str] = []
+        self.request_bytes = len(create_request(0).SerializeToString())
+
+    async def call_echo(self, i: int) -> None:
+        reply = await self.echo(create_request(i).SerializeToString(), timeout=RPC_TIMEOUT)
+        agent_service_pb2.CreateAgentRequest.FromString(reply)
+
+    async def call_grpc_direct(self, i: int) -> None:
+        agent = await self.direct.CreateAgent(create_request(i), metadata=self.metadata, timeout=RPC_TIMEOUT)
+        self.agent_ids.append(agent.id)
+
+    async def call_grpc_gateway(self, i: int) -> None:
+        await self.gateway.CreateAgent(create_request(i), metadata=self.metadata, timeout=RPC_TIMEOUT)
+
+    async def call_rest_gateway(self, i: int) -> None:
+        reply = await self.http.post(
+            self.rest_url, json={"task": f"bench: spawn-latency agent #{i:07d}", "label": "bench"}
+        )
+        if reply.status_code != 200:
+            raise ValueError(f"HTTP {reply.status_code}: {reply.text[:200]}")
+        if not reply.json()["id"]:
+            raise ValueError("REST create answered without an id")
+
+    async def call_get_direct(self, i: int) -> None:
+        agent_id = self.agent_ids[i % len(self.agent_ids)]
+        await self.direct.GetAgent(
+            agent_service_pb2.GetAgentRequest(id=agent_id), metadata=self.metadata, timeout=RPC_TIMEOUT
+        )
+
+    def call(self, target: str) -> Call:
+        calls: dict[str, Call] = {
+            "echo": self.call_echo,
+            "grpc-direct": self.call_grpc_direct,
+            "grpc-gateway": self.call_grpc_gateway,
+            "rest-gateway": self.call_rest_gateway,
+            "get-direct": self.call_get_direct,
+        }
+        return calls[target]
+
+    async def close(self) -> None:
+        await self.http.aclose()
+        for channel in (self.echo_channel, self.direct_channel, self.gateway_channel):
+            await channel.close()
+
+
+def outbox_pending(admin_port: int) -> float | None:
+    """The agent service's `godel_outbox_pending` gauge (None when it cannot be read)."""
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{admin_port}/metrics", timeout=2) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("godel_outbox_pending"):
+            return float(line.split()[-1])
+    return None
+
+
+async def settle(mesh: Mesh, pause: float, limit: float = 15.0) -> None:
+    """After a batch of creates: let the outbox relay ship that batch's events to Kafka (bounded wait),
+    so one target's background work does not land in the next target's figures."""
+    if pause <= 0:
+        return
+    await asyncio.sleep(pause)
+    started = time.monotonic()
+    pending: float | None = None
+    while time.monotonic() - started < limit:
+        pending = await asyncio.to_thread(outbox_pending, mesh.ports.admin["agent"])
+        if not pending:
+            break
+        await asyncio.sleep(0.2)
+    waited = time.monotonic() - started
+    if waited > 1.0:
+        left = f", {pending:.0f} events still pending" if pending else ""
+        say(f"  (waited {waited:.1f}s for the agent outbox to drain{left})")
+
+
+def split(total: int, parts: int) -> list[int]:
+    """`total` calls as `parts` near-equal batches (no empty ones)."""
+    parts = max(1, min(parts, total))
+    return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
+
+
+async def run_benchmark(
+    mesh: Mesh, echo_port: int, api_key: str, args: argparse.Namespace
+) -> tuple[list[PhaseResult], int]:
+    clients = Clients(mesh, echo_port, api_key, args.concurrency)
+    results: list[PhaseResult] = []
+    try:
+        # Warm-up: connections, Envoy clusters, SQLAlchemy pools and caches, the auth cache.
+        # The direct warm-up creates also give GetAgent some ids to read. Warmed up with
+        # `concurrency` in flight so the HTTP/1.1 pool already holds its connections.
+        say(f"warm-up: {args.warmup} calls per target")
+        for key, _label, _op in TARGETS:
+            _lat, errors, _wall = await drive(clients.call(key), max(args.warmup, 1), args.concurrency)
+            if errors:
+                raise RuntimeError(f"warm-up of {LABELS[key]} failed: {errors[0]}")
+        await settle(mesh, args.settle)
+
+        # Each phase runs in `rounds` rounds; every round gives each target one batch. Interleaving
+        # spreads slow drift (database growth, background consumers, other load on the machine)
+        # over all targets instead of penalising whichever target happens to run last.
+        batches = split(args.requests, args.rounds)
+        for mode, concurrency in (("sequential", 1), ("concurrent", args.concurrency)):
+            say(
+                f"{mode} phase: {concurrency} in flight, {args.requests} calls per target "
+                f"in {len(batches)} interleaved rounds"
+            )
+            samples: dict[str, list[float]] = {key: [] for key, _l, _o in TARGETS}
+            failures: dict[str, list[str]] = {key: [] for key, _l, _o in TARGETS}
+            walls: dict[str, float] = dict.fromkeys(samples, 0.0)
+            for number, batch in enumerate(batches, 1):
+                for key, _label, _op in TARGETS:
+                    latencies, errors, wall = await drive(clients.call(key), batch, concurrency)
+                    samples[key] += latencies
+                    failures[key] += errors
+                    walls[key] += wall
+                    part = summarise(key, mode, concurrency, batch, latencies, errors, wall)
+                    say(
+                        f"  {mode:<10} round {number}/{len(batches)}  {LABELS[key]:<27} {batch:>5} calls  "
+                        f"p50 {part.p50_ms:7.2f} ms  p99 {part.p99_ms:8.2f} ms  {part.throughput_rps:7.1f} req/s"
+                        + (f"  errors {part.errors}" if part.errors else "")
+                    )
+                    if len(failures[key]) > MAX_ERROR_FRACTION * args.requests:
+                        raise RuntimeError(
+                            f"{LABELS[key]} ({mode}): {len(failures[key])} calls failed, "
+                            f"first: {failures[key][0]}"
+                        )
+                    if key != "echo":
+                        await settle(mesh, args.settle)
+            for key, _label, _op in TARGETS:
+                results.append(
+                    summarise(key, mode, concurrency, args.requests, samples[key], failures[key], walls[key])
+                )
+        return results, clients.request_bytes
+    finally:
+        await clients.close()
+
+
+# -- reporting ---------------------------------------------------------------------------------------
+
+
+def machine_facts(backend: str, pg: PostgresServer | None) -> dict[str, Any]:
+    cpu_model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    facts: dict[str, Any] = {
+        "cores": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "cpu_model": cpu_model,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "grpcio": grpc.__version__,
+        "httpx": httpx.__version__,
+        "db_backend": backend,
+        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+    with contextlib.suppress(OSError, RuntimeError, IndexError):
+        out = subprocess.run(
+            [str(envoy_binary()), "--version"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+        facts["envoy"] = out.split("version:")[1].split("/")[1]
+    if pg is not None:
+        with contextlib.suppress(OSError):
+            out = subprocess.run(
+                [str(pg.bin_dir / "postgres"), "--version"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=False,
+            ).stdout
+            facts["postgres"] = out.strip()
+    return facts
+
+
+def ratio_lines(results: list[PhaseResult]) -> list[str]:
+    lines: list[str] = []
+    for mode in ("sequential", "concurrent"):
+        rows = {r.target: r for r in results if r.mode == mode}
+        echo = rows.get("echo")
+        if echo is None:
+            continue
+        lines.append(f"{mode} (c={echo.concurrency}):")
+        for key, _label, _op in TARGETS[1:]:
+            r = rows.get(key)
+            if r is None:
+                continue
+            lines.append(
+                f"  {r.label:<27} p50 = {r.p50_ms:7.2f} ms = {r.p50_ms / echo.p50_ms:6.1f}x raw echo p50"
+                f" ({echo.p50_ms:.2f} ms);  p99 = {r.p99_ms / echo.p99_ms:5.1f}x;"
+                f"  throughput = {r.throughput_rps:7.1f} req/s = 1/{echo.throughput_rps / r.throughput_rps:.1f}"
+                " of echo"
+            )
+        direct, gw_grpc, gw_rest = rows.get("grpc-direct"), rows.get("grpc-gateway"), rows.get("rest-gateway")
+        if direct and gw_grpc and gw_rest:
+            lines.append(
+                f"  Envoy hop (gRPC via Envoy - direct) p50: {gw_grpc.p50_ms - direct.p50_ms:+.2f} ms;"
+                f"  transcoding + HTTP/1.1 + JSON (REST - gRPC via Envoy) p50: "
+                f"{gw_rest.p50_ms - gw_grpc.p50_ms:+.2f} ms"
+            )
+    return lines
+
+
+def ratios_json(results: list[PhaseResult]) -> dict[str, dict[str, dict[str, float]]]:
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for mode in ("sequential", "concurrent"):
+        rows = {r.target: r for r in results if r.mode == mode}
+        echo = rows.get("echo")
+        if echo is None:
+            continue
+        out[mode] = {
+            key: {
+                "p50_x_echo": r.p50_ms / echo.p50_ms,
+                "p90_x_echo": r.p90_ms / echo.p90_ms,
+                "p99_x_echo": r.p99_ms / echo.p99_ms,
+                "mean_x_echo": r.mean_ms / echo.mean_ms,
+                "throughput_fraction_of_echo": r.throughput_rps / echo.throughput_rps,
+            }
+            for key, r in rows.items()
+            if key != "echo"
+        }
+    return out
+
+
+def print_report(facts: dict[str, Any], args: argparse.Namespace, results: list[PhaseResult]) -> None:
+    print()
+    print("=" * 100)
+    print("Godel spawn-latency baseline")
+    print(
+        f"machine: {facts['usable_cores']} cores ({facts['cpu_model'] or 'unknown cpu'}), "
+        f"Python {facts['python']}, grpcio {facts['grpcio']}, Envoy {facts.get('envoy', '?')}, "
+        f"load avg at start {facts['load_avg_at_start']}, at end {facts.get('load_avg_at_end')}"
+    )
+    print(f"database: {facts['db_backend']}" + (f" ({facts['postgres']})" if "postgres" in facts else ""))
+    print(
+        f"calls per target and phase: {args.requests} (in {args.rounds} interleaved rounds), "
+        f"warm-up: {args.warmup} per target, "
+        f"concurrent phase: {args.concurrency} in flight; client, services, Kafka and Envoy share the machine"
+    )
+    print("=" * 100)
+    header = (
+        f"{'mode':<11}{'c':>3}  {'target':<28}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'mean ms':>9}"
+        f"{'max ms':>9}{'req/s':>9}{'err':>5}"
+    )
+    print(header)
+    print("-" * len(header))
+    for mode in ("sequential", "concurrent"):
+        for r in (r for r in results if r.mode == mode):
+            print(
+                f"{r.mode:<11}{r.concurrency:>3}  {r.label:<28}{r.p50_ms:8.2f}{r.p90_ms:8.2f}{r.p99_ms:8.2f}"
+                f"{r.mean_ms:9.2f}{r.max_ms:9.2f}{r.throughput_rps:9.1f}{r.errors:>5}"
+            )
+    print("-" * len(header))
+    print("ratios against the raw grpc.aio echo of the same phase:")
+    for line in ratio_lines(results):
+        print(line)
+    print("=" * 100)
+
+
+# -- orchestration -----------------------------------------------------------------------------------
+
+
+class Interrupted(Exception):
+    """SIGTERM: unwind through the finally blocks like Ctrl-C does."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Interrupted(f"signal {signum}")
+
+
+def create_api_key(mesh: Mesh) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "godel_server", "keys", "create", "--name", "bench-admin"],
+        env=mesh.env("cluster"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"creating an API key failed:\n{result.stdout}{result.stderr}")
+    return result.stdout.strip()
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Baseline CreateAgent (spawn) latency: REST via Envoy, gRPC via Envoy, direct gRPC, "
+        "GetAgent, against a raw grpc.aio echo server.",
+    )
+    parser.add_argument("--requests", type=int, default=1000, help="timed calls per target and phase (1000)")
+    parser.add_argument(
+        "--concurrency", type=int, default=16, help="calls in flight in the concurrent phase (16)"
+    )
+    parser.add_argument("--warmup", type=int, default=30, help="untimed calls per target before timing (30)")
+    parser.add_argument(
+        "--rounds", type=int, default=4, help="interleaved rounds each phase is split into (4)"
+    )
+    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the figures to this JSON file")
+    parser.add_argument("--postgres", action="store_true", help="run the services on a local PostgreSQL")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.5,
+        help="pause (s) after each mesh phase, then wait (max 15 s) for the agent outbox to drain (0.5)",
+    )
+    parser.add_argument("--home", type=Path, help="working directory (default: a fresh temporary one)")
+    parser.add_argument("--keep", action="store_true", help="keep the working directory (logs, databases)")
+    args = parser.parse_args(argv)
+    if args.requests < 1 or args.concurrency < 1 or args.rounds < 1 or args.warmup < 0:
+        parser.error("--requests, --concurrency and --rounds must be >= 1, --warmup >= 0")
+    if args.requests > 1_000_000:
+        parser.error("--requests is capped at 1,000,000")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    home = (args.home or Path(tempfile.mkdtemp(prefix="godel-bench-"))).resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    backend = (
+        "PostgreSQL (asyncpg, fsync=off)" if args.postgres else "SQLite (aiosqlite, WAL, file per service)"
+    )
+    say(f"working directory {home}")
+    load1 = os.getloadavg()[0]
+    if load1 > 0.5 * len(os.sched_getaffinity(0)):
+        say(f"warning: 1-minute load average is {load1:.2f} before starting; the figures will be noisy")
+
+    kafka: KafkaBroker | None = None
+    pg: PostgresServer | None = None
+    mesh: Mesh | None = None
+    echo: ManagedProcess | None = None
+    started = time.monotonic()
+    try:
+        echo_port = free_port()
+        echo = ManagedProcess(
+            [sys.executable, str(BENCH_DIR / "echo_server.py"), str(echo_port)],
+            home / "echo-server.log",
+            name="echo-server",
+        ).start()
+
+        say("starting Kafka (KRaft) ...")
+        kafka = KafkaBroker(home / "kafka").start()
+        database_url: str | None = None
+        if args.postgres:
+            say("starting PostgreSQL ...")
+            pg = PostgresServer(home / "pg").start()
+            pg.wait_ready()
+            database_url = f"postgresql+asyncpg://postgres@{LOOPBACK}:{pg.port}"
+        kafka.wait_ready()
+        echo.wait_for(lambda: port_open(echo_port), 30, f"echo server on {LOOPBACK}:{echo_port}")
+        say(f"echo server on {LOOPBACK}:{echo_port}; Kafka on {kafka.bootstrap}")
+
+        mesh = Mesh(home / "mesh", kafka.bootstrap, ports=MeshPorts.free(), database_url=database_url)
+        api_key = create_api_key(mesh)
+        say("starting the mesh ...")
+        mesh.start(progress=True)
+        say(f"mesh up after {time.monotonic() - started:.1f}s")
+
+        facts = machine_facts(backend, pg)
+        results, request_bytes = asyncio.run(run_benchmark(mesh, echo_port, api_key, args))
+        facts["request_bytes"] = request_bytes
+        facts["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        print_report(facts, args, results)
+        if args.json:
+            payload = {
+                "machine": facts,
+                "config": {
+                    "requests": args.requests,
+                    "concurrency": args.concurrency,
+                    "warmup": args.warmup,
+                    "rounds": args.rounds,
+                    "settle": args.settle,
+                    "postgres": args.postgres,
+                },
+                "results": [r.summary() for r in results],
+                "ratios": ratios_json(results),
+            }
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(payload, indent=2) + "\n")
+            say(f"figures written to {args.json}")
+        return 0
+    except (KeyboardInterrupt, Interrupted):
+        say("interrupted: stopping everything")
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the clean-up
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        if mesh is not None:
+            mesh.stop()
+        if kafka is not None:
+            kafka.stop()
+        if pg is not None:
+            pg.stop()
+        if echo is not None:
+            echo.stop(timeout=5)
+        say(f"stopped everything ({time.monotonic() - started:.1f}s in total)")
+        if args.keep or args.home:
+            say(f"kept {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

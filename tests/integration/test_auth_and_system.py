@@ -1,0 +1,102 @@
+"""API keys (hashed, role-checked, revocable), clusters, health, capabilities and metrics."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import httpx
+
+from tests.conftest import RunningMesh
+
+
+def test_admin_creates_keys_that_work_and_can_be_revoked(godel: RunningMesh) -> None:
+    with godel.http() as admin:
+        created = admin.post("/api/v1/auth/keys", json={"name": "ci-bot", "role": "developer"})
+        assert created.status_code == 200, created.text
+        body = created.json()
+        secret = body["secret"]
+        assert secret.startswith("godel_sk_") and body["apiKey"]["prefix"] == secret[:13]
+        listed = admin.get("/api/v1/auth/keys").json()["apiKeys"]
+        assert any(k["id"] == body["apiKey"]["id"] for k in listed)
+        assert all(secret not in str(k) for k in listed), "the secret is never returned again"
+
+    with godel.http(secret) as dev:
+        assert dev.get("/api/v1/agents").status_code == 200
+        forbidden = dev.post("/api/v1/auth/keys", json={"name": "escalate", "role": "admin"})
+        assert forbidden.status_code == 403
+
+    with godel.http() as admin:
+        assert admin.post(f"/api/v1/auth/keys/{body['apiKey']['id']}/revoke", json={}).status_code == 200
+    deadline = time.monotonic() + 10
+    with godel.http(secret) as dev:
+        while dev.get("/api/v1/agents").status_code != 401:
+            assert time.monotonic() < deadline, "revoked key still accepted"
+            time.sleep(0.3)
+
+
+def test_keys_are_stored_only_as_hashes(godel: RunningMesh, postgres: object) -> None:
+    from godel_deploy.postgres import PostgresServer
+
+    assert isinstance(postgres, PostgresServer)
+    dump = postgres.psql("SELECT key_hash, prefix FROM api_keys", dbname="shared_cluster")
+    assert godel.admin_key not in dump
+    assert godel.admin_key[:13] in dump  # the display prefix only
+
+
+def test_cluster_register_list_heartbeat(godel: RunningMesh) -> None:
+    name = f"eu-{uuid.uuid4().hex[:6]}"
+    with godel.http() as http:
+        bad = http.post("/api/v1/clusters", json={"name": name, "endpoint": "no-port"})
+        assert bad.status_code == 400 and "endpoint" in bad.text
+        cluster = http.post(
+            "/api/v1/clusters",
+            json={"name": name, "region": "eu-west-1", "endpoint": "10.0.0.1:7373", "maxAgents": 100},
+        ).json()
+        assert cluster["status"] == "CLUSTER_STATUS_ONLINE"
+        beat = http.post(
+            f"/api/v1/clusters/{cluster['id']}/heartbeat", json={"currentAgents": 25, "healthScore": 30}
+        )
+        assert beat.status_code == 200
+        assert beat.json()["cluster"]["loadFactor"] == 0.25
+        assert beat.json()["cluster"]["status"] == "CLUSTER_STATUS_DEGRADED"
+        listed = http.get("/api/v1/clusters", params={"region": "eu-west-1"}).json()["clusters"]
+        assert [c["name"] for c in listed if c["name"] == name] == [name]
+        assert http.post(f"/api/v1/clusters/{uuid.uuid4()}/heartbeat", json={}).status_code == 404
+
+
+def test_detailed_health_covers_services_kafka_and_database(godel: RunningMesh) -> None:
+    with godel.http() as http:
+        health = http.get("/api/v1/health/detailed").json()
+    names = {c["name"]: c for c in health["components"]}
+    assert set(names) >= {
+        "agent-service",
+        "team-service",
+        "event-service",
+        "cluster-service",
+        "kafka",
+        "cluster-service/database",
+    }
+    assert health["status"] == "HEALTH_STATUS_HEALTHY", health
+    assert "postgresql" in names["cluster-service/database"]["message"]
+    with httpx.Client(base_url=godel.rest) as anon:
+        assert anon.get("/health/ready").json() == {"ready": True}
+        assert anon.get("/health/live").json() == {"alive": True}
+
+
+def test_capabilities_and_metrics(godel: RunningMesh) -> None:
+    with httpx.Client(base_url=godel.rest) as anon:
+        caps = anon.get("/api/v1/capabilities").json()
+    assert "godel.v1.AgentService" in caps["services"]
+    assert "godel.agent.events" in caps["topics"]
+    with godel.http() as http:
+        http.post("/api/v1/agents", json={"task": "count me"})
+        metrics = http.get("/api/v1/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    assert 'service="agent"' in text and 'service="event"' in text
+    assert "godel_grpc_server_handled_total" in text
+    assert "godel_outbox_published_total" in text
+    direct = httpx.get(f"http://127.0.0.1:{godel.mesh.ports.admin['agent']}/metrics")
+    assert "godel_grpc_server_handling_seconds_bucket" in direct.text

@@ -1,0 +1,120 @@
+"""Fast unit tests of the shared runtime (no servers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2
+
+from godel.v1 import agent_service_pb2, event_pb2
+from godel_server.runtime.apikeys import generate_key, hash_key, looks_like_key
+from godel_server.runtime.config import ConfigError, load_settings
+from godel_server.runtime.errors import AgentNotFoundError, FieldViolation, ValidationError
+from godel_server.runtime.events import new_event, pattern_matches, to_kafka_record
+from godel_server.runtime.interceptors import credential_from, status_for
+from godel_server.runtime.pagination import decode_token, encode_token, page_size
+from godel_server.runtime.topics import topic_for
+
+
+def test_settings_defaults_and_database_urls(tmp_path: Path) -> None:
+    s = load_settings("agent", {"GODEL_HOME": str(tmp_path)})
+    assert s.grpc_port == 50051 and s.admin_port == 9101
+    assert s.database_url == f"sqlite+aiosqlite:///{tmp_path / 'agent.db'}"
+    assert s.service_addrs["cluster"] == "127.0.0.1:50054"
+    pg = load_settings("event", {"GODEL_DATABASE_URL": "postgresql://u:p@db:5432/ignored?sslmode=disable"})
+    assert pg.database_url == "postgresql+asyncpg://u:p@db:5432/godel_event?sslmode=disable"
+    prefixed = load_settings(
+        "team", {"GODEL_DATABASE_URL": "postgresql://db/x", "GODEL_DATABASE_NAME_PREFIX": "t1"}
+    )
+    assert prefixed.database_url.endswith("/t1_team")
+    with pytest.raises(ConfigError, match="GODEL_AGENT_PORT"):
+        load_settings("agent", {"GODEL_AGENT_PORT": "abc"})
+    with pytest.raises(ConfigError):
+        load_settings("agent", {"GODEL_DATABASE_URL": "mysql://x"})
+
+
+@pytest.mark.parametrize(
+    ("pattern", "event_type", "expected"),
+    [
+        ("agent:*", "agent:start", True),
+        ("agent:*", "agent:step:x", True),
+        ("agent:*", "team:start", False),
+        ("agent:*", "agentx:start", False),
+        ("workflow:step:*", "workflow:step:complete", True),
+        ("workflow:step:*", "workflow:start", False),
+        ("agent:start", "agent:start", True),
+        ("agent:start", "agent:started", False),
+        ("*", "anything:at_all", True),
+        ("*:start", "team:start", True),
+        ("*:start", "team:stop", False),
+    ],
+)
+def test_pattern_matching(pattern: str, event_type: str, expected: bool) -> None:
+    assert pattern_matches(pattern, event_type) is expected
+
+
+def test_topics_and_kafka_record() -> None:
+    assert topic_for("agent:start") == "godel.agent.events"
+    assert topic_for("workflow:step:start") == "godel.workflow.events"
+    assert topic_for("budget:exceeded") == "godel.budget.events"
+    assert topic_for("deploy:done") == "godel.custom.events"
+    event = new_event("agent:start", {"x": 1}, partition_key="agent-1", component="agent-service")
+    record = to_kafka_record(event)
+    assert record.key == "agent-1" and record.topic == "godel.agent.events"
+    headers = dict(record.headers)
+    assert headers["ce_type"] == b"agent:start" and headers["ce_id"] == event.id.encode()
+    decoded = event_pb2.Event()
+    decoded.ParseFromString(record.value)
+    assert decoded == event
+
+
+def test_page_tokens_are_bound_to_their_query() -> None:
+    token = encode_token({"id": "abc"}, "q1")
+    assert decode_token(token, "q1") == {"id": "abc"}
+    assert decode_token("", "q1") is None
+    with pytest.raises(ValidationError) as changed:
+        decode_token(token, "q2")
+    assert changed.value.violations[0].field == "page_token"
+    with pytest.raises(ValidationError):
+        decode_token("!!garbage!!", "q1")
+    assert page_size(0) == 50 and page_size(5000) == 1000
+    with pytest.raises(ValidationError):
+        page_size(-1)
+
+
+def test_errors_map_to_status_with_details() -> None:
+    status = status_for(ValidationError([FieldViolation("task", "is required"), FieldViolation("x", "bad")]))
+    assert status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    info, bad = error_details_pb2.ErrorInfo(), error_details_pb2.BadRequest()
+    assert status.details[0].Unpack(info) and info.reason == "VALIDATION_ERROR" and info.domain == "godel.dev"
+    assert status.details[1].Unpack(bad) and [v.field for v in bad.field_violations] == ["task", "x"]
+    missing = status_for(AgentNotFoundError("a1"))
+    assert missing.code == grpc.StatusCode.NOT_FOUND.value[0] and "a1" in missing.message
+
+
+def test_api_keys_and_credentials() -> None:
+    key = generate_key()
+    assert looks_like_key(key) and key.startswith("godel_sk_")
+    assert hash_key(key) != key and len(hash_key(key)) == 64 and hash_key(key) == hash_key(key)
+    assert credential_from({"x-api-key": "k1"}) == "k1"
+    assert credential_from({"authorization": "Bearer k2"}) == "k2"
+    assert credential_from({"authorization": "Basic zzz"}) == ""
+
+
+def test_agent_validation_reports_every_violation() -> None:
+    from godel_server.agent.validation import check_create
+
+    request = agent_service_pb2.CreateAgentRequest(task="", team_id="x", max_retries=500, budget_limit=0)
+    request.config.runtime = "nope"
+    with pytest.raises(ValidationError) as info:
+        check_create(request)
+    assert {v.field for v in info.value.violations} == {
+        "task",
+        "team_id",
+        "max_retries",
+        "budget_limit",
+        "config.runtime",
+    }
+    check_create(agent_service_pb2.CreateAgentRequest(task="fine"))
