@@ -510,7 +510,9 @@ def main(argv: list[str] | None = None) -> int:
     home = (args.home or Path(tempfile.mkdtemp(prefix="godel-bench-"))).resolve()
     home.mkdir(parents=True, exist_ok=True)
     backend = (
-        "PostgreSQL (asyncpg, fsync=off)" if args.postgres else "SQLite (aiosqlite, WAL, file per service)"
+        "PostgreSQL (asyncpg; fsync, synchronous_commit, full_page_writes off)"
+        if args.postgres
+        else "SQLite (aiosqlite; WAL, synchronous=NORMAL; one file per service)"
     )
     say(f"working directory {home}")
     load1 = os.getloadavg()[0]

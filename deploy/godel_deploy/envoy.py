@@ -9,10 +9,10 @@ import subprocess
 import urllib.error
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 
 from .ports import LOOPBACK
 from .process import ManagedProcess
+from .server import ServerProcess
 
 __all__ = ["EnvoyProxy", "envoy_binary", "validate"]
 
@@ -63,11 +63,13 @@ def validate(config_path: Path) -> None:
         )
 
 
-class EnvoyProxy:
+class EnvoyProxy(ServerProcess):
     """Envoy with ``config_path``; its admin listener must be on ``admin_port``.
 
     Output goes to ``log_path`` (default: ``<config>.log`` next to the config).
     """
+
+    kind = "Envoy"
 
     def __init__(
         self,
@@ -86,17 +88,6 @@ class EnvoyProxy:
     @property
     def admin_url(self) -> str:
         return f"http://{LOOPBACK}:{self.admin_port}"
-
-    @property
-    def pid(self) -> int:
-        return self._require_process().pid
-
-    @property
-    def process(self) -> ManagedProcess:
-        return self._require_process()
-
-    def alive(self) -> bool:
-        return self._process is not None and self._process.alive()
 
     def start(self) -> EnvoyProxy:
         if self.alive():
@@ -131,28 +122,6 @@ class EnvoyProxy:
     def stop(self, timeout: float = 10.0) -> None:
         if self._process is not None:
             self._process.stop(timeout)
-
-    def kill9(self) -> None:
-        if self._process is not None:
-            self._process.kill9()
-
-    def _require_process(self) -> ManagedProcess:
-        if self._process is None:
-            raise RuntimeError("Envoy was not started")
-        return self._process
-
-    def __enter__(self) -> EnvoyProxy:
-        self.start()
-        self.wait_ready()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.alive() else "stopped"

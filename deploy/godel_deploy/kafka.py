@@ -10,16 +10,15 @@ import hashlib
 import os
 import shutil
 import subprocess
-import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 from .kafka_jars import default_libs_dir, ensure_jars, pom_path
 from .ports import LOOPBACK, free_port, port_open
 from .process import ManagedProcess
+from .server import ServerProcess
 
 __all__ = ["KafkaBroker", "default_libs_dir", "ensure_jars", "pom_path"]
 
@@ -77,7 +76,7 @@ def random_cluster_id() -> str:
             return text
 
 
-class KafkaBroker:
+class KafkaBroker(ServerProcess):
     """Kafka in KRaft combined mode (node 1 = broker + controller) on 127.0.0.1.
 
     ``data_dir`` holds the config, the broker's console log (``kafka.log``) and
@@ -86,6 +85,8 @@ class KafkaBroker:
     its topics and messages.  Free ports are picked when none are given and
     kept across :meth:`restart`.
     """
+
+    kind = "Kafka broker"
 
     def __init__(
         self,
@@ -117,17 +118,6 @@ class KafkaBroker:
     def bootstrap(self) -> str:
         """``bootstrap_servers`` for clients: ``127.0.0.1:<port>``."""
         return f"{LOOPBACK}:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        return self._require_process().pid
-
-    @property
-    def process(self) -> ManagedProcess:
-        return self._require_process()
-
-    def alive(self) -> bool:
-        return self._process is not None and self._process.alive()
 
     # -- configuration -------------------------------------------------------
 
@@ -307,32 +297,6 @@ class KafkaBroker:
                 leftover.unlink(missing_ok=True)
         else:
             pending.unlink(missing_ok=True)
-
-    def restart(self, timeout: float = 90.0) -> float:
-        """Stop, start again on the same ports and data; returns ready time."""
-        self.stop()
-        started = time.monotonic()
-        self.start()
-        self.wait_ready(timeout)
-        return time.monotonic() - started
-
-    def _require_process(self) -> ManagedProcess:
-        if self._process is None:
-            raise RuntimeError("Kafka broker was not started")
-        return self._process
-
-    def __enter__(self) -> KafkaBroker:
-        self.start()
-        self.wait_ready()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.alive() else "stopped"

@@ -11,14 +11,13 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 
 from .pg_install import ensure_os_user, ensure_postgres_binaries, find_postgres_binaries
 from .ports import LOOPBACK, free_port, port_open
 from .process import ManagedProcess
+from .server import ServerProcess
 
 __all__ = [
     "PostgresServer",
@@ -63,13 +62,15 @@ def _grant_traverse(path: Path, account: pwd.struct_passwd) -> None:
             directory.chmod(stat.S_IMODE(st.st_mode) | need)
 
 
-class PostgresServer:
+class PostgresServer(ServerProcess):
     """PostgreSQL cluster in ``data_dir/pgdata``, server log in ``data_dir/postgres.log``.
 
     ``initdb`` (trust auth, superuser ``postgres``, UTF8) runs only when the
     cluster does not exist yet, so data survives restarts.  When running as
     root the server runs as the ``postgres`` OS user (created if missing).
     """
+
+    kind = "PostgreSQL server"
 
     def __init__(
         self,
@@ -98,17 +99,6 @@ class PostgresServer:
     def dsn(self, dbname: str = "postgres") -> str:
         """libpq/asyncpg DSN: ``postgresql://postgres@127.0.0.1:PORT/dbname``."""
         return f"postgresql://{SUPERUSER}@{LOOPBACK}:{self.port}/{dbname}"
-
-    @property
-    def pid(self) -> int:
-        return self._require_process().pid
-
-    @property
-    def process(self) -> ManagedProcess:
-        return self._require_process()
-
-    def alive(self) -> bool:
-        return self._process is not None and self._process.alive()
 
     # -- setup ---------------------------------------------------------------
 
@@ -246,18 +236,6 @@ class PostgresServer:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
 
-    def kill9(self) -> None:
-        """SIGKILL postmaster and backends (crash simulation; recovery on next start)."""
-        if self._process is not None:
-            self._process.kill9()
-
-    def restart(self, timeout: float = 60.0) -> float:
-        self.stop()
-        started = time.monotonic()
-        self.start()
-        self.wait_ready(timeout)
-        return time.monotonic() - started
-
     # -- SQL helpers (via the bundled client tools; no Python driver needed) --
 
     def _client(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -291,24 +269,6 @@ class PostgresServer:
         if result.returncode != 0:
             raise RuntimeError(f"psql failed: {result.stderr.strip()}")
         return result.stdout
-
-    def _require_process(self) -> ManagedProcess:
-        if self._process is None:
-            raise RuntimeError("PostgreSQL server was not started")
-        return self._process
-
-    def __enter__(self) -> PostgresServer:
-        self.start()
-        self.wait_ready()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.alive() else "stopped"

@@ -3,8 +3,8 @@
 
 Environment: GODEL_HOME (default <repo>/.data), GODEL_DATABASE_URL (unset = SQLite files; a
 postgresql:// URL = that server; `local` = a PostgreSQL started here on 127.0.0.1:5433),
-GODEL_GATEWAY_PORT (7373), GODEL_GATEWAY_ADMIN_PORT (7374), GODEL_KAFKA_PORT (9092; its
-controller uses the next port), GODEL_<ROLE>_PORT and GODEL_<ROLE>_ADMIN_PORT."""
+GODEL_GATEWAY_PORT (7373), GODEL_GATEWAY_ADMIN_PORT (7374), GODEL_KAFKA_PORT (9092),
+GODEL_KAFKA_CONTROLLER_PORT (9093), GODEL_<ROLE>_PORT and GODEL_<ROLE>_ADMIN_PORT."""
 
 from __future__ import annotations
 
@@ -102,7 +102,8 @@ def main() -> int:
     try:
         _step("Kafka (KRaft, Apache Kafka jars from Maven Central, cached in .cache/)")
         kafka_port = int(os.environ.get("GODEL_KAFKA_PORT", "9092"))
-        broker = KafkaBroker(root / "kafka", port=kafka_port, controller_port=kafka_port + 1).start()
+        controller_port = int(os.environ.get("GODEL_KAFKA_CONTROLLER_PORT", kafka_port + 1))
+        broker = KafkaBroker(root / "kafka", port=kafka_port, controller_port=controller_port).start()
         started_procs.append(state.record(broker.pid, "kafka"))
         broker.wait_ready()
 

@@ -92,6 +92,7 @@ def test_make_up_and_down_stop_exactly_what_they_started(tmp_path: Path) -> None
         "GODEL_GATEWAY_PORT": str(gateway),
         "GODEL_GATEWAY_ADMIN_PORT": str(free_port()),
         "GODEL_KAFKA_PORT": str(free_port()),
+        "GODEL_KAFKA_CONTROLLER_PORT": str(free_port()),
     }
     env.pop("GODEL_DATABASE_URL", None)
     bystander = subprocess.Popen(["sleep", "300"])  # must survive `make down`

@@ -6,7 +6,7 @@ from google.protobuf import json_format
 
 from godel.v1 import agent_pb2
 from godel_server.agent.models import AgentRow
-from godel_server.runtime.events import to_struct, to_timestamp
+from godel_server.runtime.events import set_structs, set_times
 
 STATUS_TO_PROTO: dict[str, agent_pb2.AgentStatus.ValueType] = {
     "pending": agent_pb2.AGENT_STATUS_PENDING,
@@ -66,22 +66,19 @@ def agent_to_proto(row: AgentRow) -> agent_pb2.Agent:
     )
     if row.budget_limit is not None:
         agent.budget_limit = row.budget_limit
-    for name, value in (
-        ("context", row.context),
-        ("code", row.code),
-        ("reasoning", row.reasoning),
-        ("safety_boundaries", row.safety_boundaries),
-        ("metadata", row.meta),
-    ):
-        if value:
-            getattr(agent, name).CopyFrom(to_struct(value))
-    for name, when in (
-        ("spawned_at", row.spawned_at),
-        ("completed_at", row.completed_at),
-        ("pause_time", row.pause_time),
-        ("updated_at", row.updated_at),
-    ):
-        ts = to_timestamp(when)
-        if ts is not None:
-            getattr(agent, name).CopyFrom(ts)
+    set_structs(
+        agent,
+        context=row.context,
+        code=row.code,
+        reasoning=row.reasoning,
+        safety_boundaries=row.safety_boundaries,
+        metadata=row.meta,
+    )
+    set_times(
+        agent,
+        spawned_at=row.spawned_at,
+        completed_at=row.completed_at,
+        pause_time=row.pause_time,
+        updated_at=row.updated_at,
+    )
     return agent

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 from google.protobuf import json_format
 from sqlalchemy.exc import IntegrityError
 
-from godel.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
+from godel.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc, event_pb2
 from godel_server.agent.mapping import (
     LIFECYCLE_FROM_PROTO,
     STATUS_FROM_PROTO,
@@ -24,7 +25,7 @@ from godel_server.runtime.context import current_caller
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import AgentNotFoundError, ValidationError
 from godel_server.runtime.events import new_event, struct_to_dict, utcnow
-from godel_server.runtime.pagination import decode_token, encode_token, page_size, query_fingerprint
+from godel_server.runtime.pagination import decode_token, page_size, query_fingerprint, split_page
 from godel_server.runtime.publisher import EventPublisher
 
 COMPONENT = "agent-service"
@@ -45,6 +46,20 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
         self._default_model = default_model
         self._default_repo = default_repo
         self._instance = instance
+
+    def _event(self, event_type: str, row: AgentRow, payload: dict[str, Any]) -> event_pb2.Event:
+        """An event about one agent, keyed by its id so its events stay ordered on Kafka."""
+        caller = current_caller()
+        return new_event(
+            event_type,
+            payload,
+            partition_key=row.id,
+            component=COMPONENT,
+            instance=self._instance,
+            agent_id=row.id,
+            team_id=row.team_id or "",
+            user_id=caller.user_id if caller else "",
+        )
 
     async def CreateAgent(
         self, request: agent_service_pb2.CreateAgentRequest, context: grpc.aio.ServicerContext
@@ -83,16 +98,7 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
             created_by=caller.key_id if caller else None,
         )
         agent = agent_to_proto(row)
-        event = new_event(
-            "agent:spawn",
-            {"agent": json_format.MessageToDict(agent)},
-            partition_key=row.id,
-            component=COMPONENT,
-            instance=self._instance,
-            agent_id=row.id,
-            team_id=row.team_id or "",
-            user_id=caller.user_id if caller else "",
-        )
+        event = self._event("agent:spawn", row, {"agent": json_format.MessageToDict(agent)})
         try:
             async with self._db.session() as session:
                 await AgentRepository(session).add(row)
@@ -155,34 +161,23 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
                 raise ValidationError.single("page_token", "is not a token returned by this API") from None
         async with self._db.reader() as session:
             rows = await AgentRepository(session).find(query, limit=size + 1, after=after)
-        response = agent_service_pb2.ListAgentsResponse(agents=[agent_to_proto(r) for r in rows[:size]])
-        if len(rows) > size:
-            last = rows[size - 1]
-            response.next_page_token = encode_token(
-                {"t": last.spawned_at.isoformat(), "id": last.id}, fingerprint
-            )
-        return response
+        page, token = split_page(
+            rows, size, lambda r: {"t": r.spawned_at.isoformat(), "id": r.id}, fingerprint
+        )
+        return agent_service_pb2.ListAgentsResponse(
+            agents=[agent_to_proto(r) for r in page], next_page_token=token
+        )
 
     async def DeleteAgent(
         self, request: agent_service_pb2.DeleteAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_service_pb2.DeleteAgentResponse:
         check_id("id", request.id)
-        caller = current_caller()
         async with self._db.session() as session:
             repo = AgentRepository(session)
             row = await repo.get(request.id)
             if row is None:
                 raise AgentNotFoundError(request.id)
-            event = new_event(
-                "agent:delete",
-                {"agentId": row.id, "status": row.status},
-                partition_key=row.id,
-                component=COMPONENT,
-                instance=self._instance,
-                agent_id=row.id,
-                team_id=row.team_id or "",
-                user_id=caller.user_id if caller else "",
-            )
+            event = self._event("agent:delete", row, {"agentId": row.id, "status": row.status})
             await repo.delete(row.id)
             await self._publisher.publish(session, [event])
         return agent_service_pb2.DeleteAgentResponse()

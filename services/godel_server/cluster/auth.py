@@ -13,8 +13,8 @@ from godel_server.runtime.apikeys import ROLES
 from godel_server.runtime.context import current_caller
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import AuthenticationError, NotFoundError, PermissionDeniedError
-from godel_server.runtime.events import to_timestamp
-from godel_server.runtime.pagination import decode_token, encode_token, page_size, query_fingerprint
+from godel_server.runtime.events import set_times
+from godel_server.runtime.pagination import decode_token, page_size, query_fingerprint, split_page
 from godel_server.runtime.validation import Violations
 
 
@@ -28,14 +28,7 @@ def key_to_proto(row: ApiKeyRow) -> auth_service_pb2.ApiKey:
         user_id=row.user_id,
         revoked=row.revoked,
     )
-    for name, when in (
-        ("created_at", row.created_at),
-        ("expires_at", row.expires_at),
-        ("last_used_at", row.last_used_at),
-    ):
-        ts = to_timestamp(when)
-        if ts is not None:
-            getattr(key, name).CopyFrom(ts)
+    set_times(key, created_at=row.created_at, expires_at=row.expires_at, last_used_at=row.last_used_at)
     return key
 
 
@@ -84,10 +77,10 @@ class AuthServicer(auth_service_pb2_grpc.AuthServiceServicer):
             stmt = stmt.where(ApiKeyRow.id > str(cursor.get("id", "")))
         async with self._db.reader() as session:
             rows = list((await session.scalars(stmt)).all())
-        response = auth_service_pb2.ListApiKeysResponse(api_keys=[key_to_proto(r) for r in rows[:size]])
-        if len(rows) > size:
-            response.next_page_token = encode_token({"id": rows[size - 1].id}, fingerprint)
-        return response
+        page, token = split_page(rows, size, lambda r: {"id": r.id}, fingerprint)
+        return auth_service_pb2.ListApiKeysResponse(
+            api_keys=[key_to_proto(r) for r in page], next_page_token=token
+        )
 
     async def RevokeApiKey(
         self, request: auth_service_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext

@@ -12,8 +12,8 @@ from godel.v1 import cluster_pb2, cluster_service_pb2, cluster_service_pb2_grpc,
 from godel_server.cluster.models import ClusterRow
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import ClusterNotFoundError
-from godel_server.runtime.events import new_event, struct_to_dict, to_struct, to_timestamp, utcnow
-from godel_server.runtime.pagination import decode_token, encode_token, page_size, query_fingerprint
+from godel_server.runtime.events import new_event, set_structs, set_times, struct_to_dict, utcnow
+from godel_server.runtime.pagination import decode_token, page_size, query_fingerprint, split_page
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.runtime.validation import Violations
 
@@ -43,16 +43,10 @@ def cluster_to_proto(row: ClusterRow) -> cluster_pb2.Cluster:
         features=list(row.features or []),
         supported_models=list(row.supported_models or []),
     )
-    if row.meta:
-        cluster.metadata.CopyFrom(to_struct(row.meta))
-    for name, when in (
-        ("last_heartbeat", row.last_heartbeat),
-        ("created_at", row.created_at),
-        ("updated_at", row.updated_at),
-    ):
-        ts = to_timestamp(when)
-        if ts is not None:
-            getattr(cluster, name).CopyFrom(ts)
+    set_structs(cluster, metadata=row.meta)
+    set_times(
+        cluster, last_heartbeat=row.last_heartbeat, created_at=row.created_at, updated_at=row.updated_at
+    )
     return cluster
 
 
@@ -143,12 +137,10 @@ class ClusterServicer(cluster_service_pb2_grpc.ClusterServiceServicer):
             stmt = stmt.where(ClusterRow.name > str(cursor.get("n", "")))
         async with self._db.reader() as session:
             rows = list((await session.scalars(stmt.order_by(ClusterRow.name).limit(size + 1))).all())
-        response = cluster_service_pb2.ListClustersResponse(
-            clusters=[cluster_to_proto(r) for r in rows[:size]]
+        page, token = split_page(rows, size, lambda r: {"n": r.name}, fingerprint)
+        return cluster_service_pb2.ListClustersResponse(
+            clusters=[cluster_to_proto(r) for r in page], next_page_token=token
         )
-        if len(rows) > size:
-            response.next_page_token = encode_token({"n": rows[size - 1].name}, fingerprint)
-        return response
 
     async def Heartbeat(
         self, request: cluster_service_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext

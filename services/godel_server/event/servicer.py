@@ -16,7 +16,7 @@ from godel_server.runtime.context import current_caller
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import EventNotFoundError
 from godel_server.runtime.events import EVENT_TYPE_RE, new_event
-from godel_server.runtime.pagination import decode_token, encode_token, page_size, query_fingerprint
+from godel_server.runtime.pagination import decode_token, page_size, query_fingerprint, split_page
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.runtime.validation import Violations
 
@@ -84,10 +84,8 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
                 events = await store.query(
                     flt, limit=size + 1, after_sequence=max(last or 0, request.after_sequence)
                 )
-        response = event_service_pb2.QueryEventsResponse(events=events[:size])
-        if len(events) > size:
-            response.next_page_token = encode_token({"s": events[size - 1].sequence}, fingerprint)
-        return response
+        page, token = split_page(events, size, lambda e: {"s": e.sequence}, fingerprint)
+        return event_service_pb2.QueryEventsResponse(events=page, next_page_token=token)
 
     async def GetEvent(
         self, request: event_service_pb2.GetEventRequest, context: grpc.aio.ServicerContext

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
 
 from godel.v1 import event_pb2
 from godel_server import __version__
@@ -31,6 +32,21 @@ def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
         value = value.replace(tzinfo=UTC)
     ts.FromDatetime(value)
     return ts
+
+
+def set_times(message: Message, **times: datetime | None) -> None:
+    """Sets the Timestamp fields named by the keywords; None leaves a field unset."""
+    for name, value in times.items():
+        ts = to_timestamp(value)
+        if ts is not None:
+            getattr(message, name).CopyFrom(ts)
+
+
+def set_structs(message: Message, **values: Mapping[str, Any] | None) -> None:
+    """Sets the Struct fields named by the keywords; empty or None leaves a field unset."""
+    for name, value in values.items():
+        if value:
+            getattr(message, name).CopyFrom(to_struct(value))
 
 
 def to_struct(data: Mapping[str, Any] | None) -> struct_pb2.Struct:

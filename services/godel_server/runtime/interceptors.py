@@ -147,8 +147,14 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     async def _fail(self, context: grpc.aio.ServicerContext, method: str, exc: BaseException) -> None:
         if isinstance(exc, GodelError):
             status = status_for(exc)
-            if exc.status in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
-                log.error("rpc failed", extra={"method": method, "error": exc.message})
+            level = (
+                logging.ERROR
+                if exc.status in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+                else logging.INFO
+            )
+            log.log(
+                level, "rpc rejected", extra={"method": method, "code": exc.status.name, "error": exc.message}
+            )
         elif isinstance(exc, NotImplementedError):
             status = status_pb2.Status(
                 code=code_pb2.UNIMPLEMENTED,

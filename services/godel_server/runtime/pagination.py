@@ -5,9 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from godel_server.runtime.errors import ValidationError
+
+T = TypeVar("T")
 
 
 def page_size(requested: int, *, default: int = 50, maximum: int = 1000) -> int:
@@ -25,6 +28,15 @@ def query_fingerprint(*parts: Any) -> str:
 def encode_token(cursor: dict[str, Any], fingerprint: str) -> str:
     raw = json.dumps({"c": cursor, "q": fingerprint}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def split_page(
+    rows: Sequence[T], size: int, cursor_of: Callable[[T], dict[str, Any]], fingerprint: str
+) -> tuple[Sequence[T], str]:
+    """Rows were fetched with limit size+1: returns this page and the next page's token ("" at the end)."""
+    if len(rows) > size:
+        return rows[:size], encode_token(cursor_of(rows[size - 1]), fingerprint)
+    return rows, ""
 
 
 def decode_token(token: str, fingerprint: str) -> dict[str, Any] | None:
