@@ -35,6 +35,20 @@ def test_admin_creates_keys_that_work_and_can_be_revoked(godel: RunningMesh) -> 
             time.sleep(0.3)
 
 
+def test_roles_are_enforced_per_rpc(godel: RunningMesh) -> None:
+    viewer = godel.create_key("viewer")
+    with godel.http(viewer) as http:
+        assert http.get("/api/v1/agents").status_code == 200
+        denied = http.post("/api/v1/agents", json={"task": "not allowed"})
+        assert denied.status_code == 403
+        assert "may not create agent" in denied.json()["message"]
+        assert http.get("/api/v1/health/detailed").status_code == 200
+    developer = godel.create_key("developer")
+    with godel.http(developer) as http:
+        assert http.post("/api/v1/agents", json={"task": "allowed"}).status_code == 200
+        assert http.post("/api/v1/clusters", json={"name": "x", "endpoint": "h:1"}).status_code == 403
+
+
 def test_keys_are_stored_only_as_hashes(godel: RunningMesh, postgres: object) -> None:
     from godel_deploy.postgres import PostgresServer
 

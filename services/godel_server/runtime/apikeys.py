@@ -7,11 +7,39 @@ import hashlib
 import secrets
 
 KEY_PREFIX = "godel_sk_"
+# Spec §3.4's default roles, plus the resources it does not list (tasks, clusters, system,
+# publishing client events) granted in the same spirit.
 ROLES: dict[str, tuple[str, ...]] = {
     "admin": ("*:*:all",),
-    "operator": ("agent:*:team", "team:*:team", "workflow:*:team", "event:read:team"),
-    "developer": ("agent:*:own", "team:read:team", "workflow:*:own", "event:read:team"),
-    "viewer": ("agent:read:team", "team:read:team", "event:read:team"),
+    "operator": (
+        "agent:*:team",
+        "team:*:team",
+        "workflow:*:team",
+        "task:*:team",
+        "event:read:team",
+        "event:create:team",
+        "cluster:*:all",
+        "system:read:all",
+    ),
+    "developer": (
+        "agent:*:own",
+        "team:read:team",
+        "workflow:*:own",
+        "task:*:own",
+        "event:read:team",
+        "event:create:own",
+        "cluster:read:all",
+        "system:read:all",
+    ),
+    "viewer": (
+        "agent:read:team",
+        "team:read:team",
+        "workflow:read:team",
+        "task:read:team",
+        "event:read:team",
+        "cluster:read:all",
+        "system:read:all",
+    ),
 }
 
 

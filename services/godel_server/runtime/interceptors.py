@@ -20,6 +20,7 @@ from prometheus_client import Counter, Histogram
 
 from godel_server.runtime.context import Caller, caller_var, correlation_id_var, request_id_var, trace_id_var
 from godel_server.runtime.errors import ERROR_DOMAIN, AuthenticationError, GodelError, ValidationError
+from godel_server.runtime.rbac import authorize
 
 log = logging.getLogger(__name__)
 
@@ -133,11 +134,14 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         credential = credential_from(metadata)
         if credential:
             try:
-                caller_var.set(await self._verifier.verify(credential))
-                return
+                caller = await self._verifier.verify(credential)
             except AuthenticationError:
                 if not public:
                     raise
+                return
+            caller_var.set(caller)
+            if not public:
+                authorize(caller, method)
         elif not public:
             raise AuthenticationError(
                 "missing credentials: send an API key in the X-API-Key header "
@@ -163,7 +167,7 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         else:
             log.exception("unhandled error in rpc", extra={"method": method})
             status = _internal_status(request_id_var.get())
-        RPC_HANDLED.labels(method, grpc.StatusCode(_code_tuple(status.code)).name).inc()
+        RPC_HANDLED.labels(method, code_pb2.Code.Name(status.code)).inc()
         await context.abort_with_status(rpc_status.to_status(status))
 
     def _wrap_unary(
@@ -207,13 +211,6 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             RPC_HANDLED.labels(method, "OK").inc()
 
         return wrapped
-
-
-def _code_tuple(code: int) -> tuple[int, str]:
-    for status in grpc.StatusCode:
-        if status.value[0] == code:
-            return status.value  # type: ignore[no-any-return]
-    return grpc.StatusCode.UNKNOWN.value  # type: ignore[no-any-return]
 
 
 def _trace_id(metadata: dict[str, str]) -> str:
