@@ -77,6 +77,23 @@ def say(message: str) -> None:
 
 
 @dataclass
+class Batch:
+    """What one run of `drive` saw."""
+
+    latencies: list[float] = field(default_factory=list)  # seconds, successful calls only
+    errors: list[str] = field(default_factory=list)
+    wall: float = 0.0  # seconds from the first call issued to the last one answered
+    client_cpu: float = 0.0  # CPU seconds of this (client) process, all threads, meanwhile
+
+    def __iadd__(self, other: Batch) -> Batch:
+        self.latencies += other.latencies
+        self.errors += other.errors
+        self.wall += other.wall
+        self.client_cpu += other.client_cpu
+        return self
+
+
+@dataclass
 class PhaseResult:
     target: str
     label: str
@@ -93,30 +110,18 @@ class PhaseResult:
     mean_ms: float
     min_ms: float
     max_ms: float
+    client_cpu_us_per_call: float
     first_error: str = ""
-    samples_ms: list[float] = field(default_factory=list, repr=False)
-
-    def summary(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("samples_ms")
-        return data
 
 
-def summarise(
-    target: str,
-    mode: str,
-    concurrency: int,
-    requests: int,
-    latencies: list[float],
-    errors: list[str],
-    wall: float,
-) -> PhaseResult:
-    ms = [x * 1000.0 for x in latencies]
+def summarise(target: str, mode: str, concurrency: int, requests: int, batch: Batch) -> PhaseResult:
+    ms = [x * 1000.0 for x in batch.latencies]
+    nan = float("nan")
     if len(ms) >= 2:
         cuts = statistics.quantiles(ms, n=100, method="inclusive")
         p50, p90, p99 = cuts[49], cuts[89], cuts[98]
     else:
-        p50 = p90 = p99 = ms[0] if ms else float("nan")
+        p50 = p90 = p99 = ms[0] if ms else nan
     return PhaseResult(
         target=target,
         label=LABELS[target],
@@ -124,26 +129,24 @@ def summarise(
         concurrency=concurrency,
         requests=requests,
         ok=len(ms),
-        errors=len(errors),
-        wall_s=wall,
-        throughput_rps=len(ms) / wall if wall > 0 else float("nan"),
+        errors=len(batch.errors),
+        wall_s=batch.wall,
+        throughput_rps=len(ms) / batch.wall if batch.wall > 0 else nan,
         p50_ms=p50,
         p90_ms=p90,
         p99_ms=p99,
-        mean_ms=statistics.fmean(ms) if ms else float("nan"),
-        min_ms=min(ms) if ms else float("nan"),
-        max_ms=max(ms) if ms else float("nan"),
-        first_error=errors[0] if errors else "",
-        samples_ms=ms,
+        mean_ms=statistics.fmean(ms) if ms else nan,
+        min_ms=min(ms) if ms else nan,
+        max_ms=max(ms) if ms else nan,
+        client_cpu_us_per_call=batch.client_cpu / requests * 1e6,
+        first_error=batch.errors[0] if batch.errors else "",
     )
 
 
-async def drive(call: Call, requests: int, concurrency: int) -> tuple[list[float], list[str], float]:
-    """Issue exactly `requests` calls with `concurrency` workers; return per-call latencies (s),
-    error messages and the wall time (s) of the whole batch."""
+async def drive(call: Call, requests: int, concurrency: int) -> Batch:
+    """Issue exactly `requests` calls from `concurrency` workers (a bounded loop) and time each."""
     counter: Iterator[int] = itertools.count()
-    latencies: list[float] = []
-    errors: list[str] = []
+    batch = Batch()
 
     async def worker() -> None:
         while (i := next(counter)) < requests:
@@ -151,13 +154,16 @@ async def drive(call: Call, requests: int, concurrency: int) -> tuple[list[float
             try:
                 await call(i)
             except (grpc.aio.AioRpcError, httpx.HTTPError, ValueError, KeyError) as exc:
-                errors.append(f"{type(exc).__name__}: {exc}"[:300])
+                batch.errors.append(f"{type(exc).__name__}: {exc}"[:300])
                 continue
-            latencies.append(time.perf_counter() - started)
+            batch.latencies.append(time.perf_counter() - started)
 
+    cpu = time.process_time()
     started = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
-    return latencies, errors, time.perf_counter() - started
+    batch.wall = time.perf_counter() - started
+    batch.client_cpu = time.process_time() - cpu
+    return batch
 
 
 # -- the calls -------------------------------------------------------------------------------------
@@ -280,9 +286,9 @@ async def run_benchmark(
         # `concurrency` in flight so the HTTP/1.1 pool already holds its connections.
         say(f"warm-up: {args.warmup} calls per target")
         for key, _label, _op in TARGETS:
-            _lat, errors, _wall = await drive(clients.call(key), max(args.warmup, 1), args.concurrency)
-            if errors:
-                raise RuntimeError(f"warm-up of {LABELS[key]} failed: {errors[0]}")
+            warm = await drive(clients.call(key), max(args.warmup, 1), args.concurrency)
+            if warm.errors:
+                raise RuntimeError(f"warm-up of {LABELS[key]} failed: {warm.errors[0]}")
         await settle(mesh, args.settle)
 
         # Each phase runs in `rounds` rounds; every round gives each target one batch. Interleaving
@@ -294,32 +300,25 @@ async def run_benchmark(
                 f"{mode} phase: {concurrency} in flight, {args.requests} calls per target "
                 f"in {len(batches)} interleaved rounds"
             )
-            samples: dict[str, list[float]] = {key: [] for key, _l, _o in TARGETS}
-            failures: dict[str, list[str]] = {key: [] for key, _l, _o in TARGETS}
-            walls: dict[str, float] = dict.fromkeys(samples, 0.0)
-            for number, batch in enumerate(batches, 1):
+            totals = {key: Batch() for key, _l, _o in TARGETS}
+            for number, size in enumerate(batches, 1):
                 for key, _label, _op in TARGETS:
-                    latencies, errors, wall = await drive(clients.call(key), batch, concurrency)
-                    samples[key] += latencies
-                    failures[key] += errors
-                    walls[key] += wall
-                    part = summarise(key, mode, concurrency, batch, latencies, errors, wall)
+                    batch = await drive(clients.call(key), size, concurrency)
+                    totals[key] += batch
+                    part = summarise(key, mode, concurrency, size, batch)
                     say(
-                        f"  {mode:<10} round {number}/{len(batches)}  {LABELS[key]:<27} {batch:>5} calls  "
+                        f"  {mode:<10} round {number}/{len(batches)}  {LABELS[key]:<27} {size:>5} calls  "
                         f"p50 {part.p50_ms:7.2f} ms  p99 {part.p99_ms:8.2f} ms  {part.throughput_rps:7.1f} req/s"
                         + (f"  errors {part.errors}" if part.errors else "")
                     )
-                    if len(failures[key]) > MAX_ERROR_FRACTION * args.requests:
+                    if len(totals[key].errors) > MAX_ERROR_FRACTION * args.requests:
                         raise RuntimeError(
-                            f"{LABELS[key]} ({mode}): {len(failures[key])} calls failed, "
-                            f"first: {failures[key][0]}"
+                            f"{LABELS[key]} ({mode}): {len(totals[key].errors)} calls failed, "
+                            f"first: {totals[key].errors[0]}"
                         )
                     if key != "echo":
                         await settle(mesh, args.settle)
-            for key, _label, _op in TARGETS:
-                results.append(
-                    summarise(key, mode, concurrency, args.requests, samples[key], failures[key], walls[key])
-                )
+            results.extend(summarise(key, mode, concurrency, args.requests, totals[key]) for key in totals)
         return results, clients.request_bytes
     finally:
         await clients.close()
@@ -431,7 +430,7 @@ def print_report(facts: dict[str, Any], args: argparse.Namespace, results: list[
     print("=" * 100)
     header = (
         f"{'mode':<11}{'c':>3}  {'target':<28}{'p50 ms':>8}{'p90 ms':>8}{'p99 ms':>8}{'mean ms':>9}"
-        f"{'max ms':>9}{'req/s':>9}{'err':>5}"
+        f"{'max ms':>9}{'req/s':>9}{'cli us':>8}{'err':>5}"
     )
     print(header)
     print("-" * len(header))
@@ -439,9 +438,10 @@ def print_report(facts: dict[str, Any], args: argparse.Namespace, results: list[
         for r in (r for r in results if r.mode == mode):
             print(
                 f"{r.mode:<11}{r.concurrency:>3}  {r.label:<28}{r.p50_ms:8.2f}{r.p90_ms:8.2f}{r.p99_ms:8.2f}"
-                f"{r.mean_ms:9.2f}{r.max_ms:9.2f}{r.throughput_rps:9.1f}{r.errors:>5}"
+                f"{r.mean_ms:9.2f}{r.max_ms:9.2f}{r.throughput_rps:9.1f}{r.client_cpu_us_per_call:8.0f}{r.errors:>5}"
             )
     print("-" * len(header))
+    print("cli us = CPU time the benchmark client process itself spent per call (microseconds, all threads)")
     print("ratios against the raw grpc.aio echo of the same phase:")
     for line in ratio_lines(results):
         print(line)
@@ -516,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     say(f"working directory {home}")
     load1 = os.getloadavg()[0]
-    if load1 > 0.5 * len(os.sched_getaffinity(0)):
+    if load1 > 0.75 * len(os.sched_getaffinity(0)):
         say(f"warning: 1-minute load average is {load1:.2f} before starting; the figures will be noisy")
 
     kafka: KafkaBroker | None = None
@@ -566,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
                     "settle": args.settle,
                     "postgres": args.postgres,
                 },
-                "results": [r.summary() for r in results],
+                "results": [asdict(r) for r in results],
                 "ratios": ratios_json(results),
             }
             args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import RowMapping, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
@@ -95,27 +95,40 @@ class OutboxRelay:
 
     async def relay_once(self) -> int:
         """Sends one batch; returns how many rows left the outbox."""
+        query = select(outbox).order_by(outbox.c.id).limit(self._batch)
+        if self._db.is_sqlite:
+            # One process owns a SQLite file: read, send, then delete, so writers are never held up
+            # by a Kafka round trip.
+            async with self._db.reader() as session:
+                rows = (await session.execute(query)).mappings().all()
+            if rows:
+                await self._send(rows)
+            async with self._db.session() as session:
+                return await self._delete(session, rows)
+        # PostgreSQL: replicas share the table; SKIP LOCKED gives each relay its own rows.
         async with self._db.session() as session:
-            query = select(outbox).order_by(outbox.c.id).limit(self._batch)
-            if not self._db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            rows = (await session.execute(query)).mappings().all()
-            if not rows:
-                OUTBOX_PENDING.set(0)
-                return 0
-            futures = [
-                await self._producer.send(
-                    row["topic"],
-                    value=row["value"],
-                    key=row["key"].encode(),
-                    headers=[(k, v.encode()) for k, v in row["headers"]],
-                )
-                for row in rows
-            ]
-            await asyncio.gather(*futures)
-            for row in rows:
-                OUTBOX_PUBLISHED.labels(row["topic"]).inc()
+            rows = (await session.execute(query.with_for_update(skip_locked=True))).mappings().all()
+            if rows:
+                await self._send(rows)
+            return await self._delete(session, rows)
+
+    async def _send(self, rows: Sequence[RowMapping]) -> None:
+        futures = [
+            await self._producer.send(
+                row["topic"],
+                value=row["value"],
+                key=row["key"].encode(),
+                headers=[(k, v.encode()) for k, v in row["headers"]],
+            )
+            for row in rows
+        ]
+        await asyncio.gather(*futures)
+        for row in rows:
+            OUTBOX_PUBLISHED.labels(row["topic"]).inc()
+
+    async def _delete(self, session: AsyncSession, rows: Sequence[RowMapping]) -> int:
+        if rows:
             await session.execute(delete(outbox).where(outbox.c.id.in_([row["id"] for row in rows])))
-            remaining = await session.scalar(select(func.count()).select_from(outbox))
-            OUTBOX_PENDING.set(remaining or 0)
-            return len(rows)
+        remaining = await session.scalar(select(func.count()).select_from(outbox))
+        OUTBOX_PENDING.set(remaining or 0)
+        return len(rows)
