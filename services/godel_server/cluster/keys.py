@@ -59,21 +59,22 @@ class LocalKeyVerifier:
 
     async def verify(self, credential: str) -> Caller:
         digest = hash_key(credential)
-        async with self._db.session() as session:
+        async with self._db.reader() as session:
             row = await session.scalar(select(ApiKeyRow).where(ApiKeyRow.key_hash == digest))
-            if row is None or row.revoked:
-                raise AuthenticationError("invalid API key")
-            now = utcnow()
-            if row.expires_at is not None and _aware(row.expires_at) < now:
-                raise AuthenticationError("API key expired")
-            if row.last_used_at is None or now - _aware(row.last_used_at) > timedelta(minutes=1):
+        if row is None or row.revoked:
+            raise AuthenticationError("invalid API key")
+        now = utcnow()
+        if row.expires_at is not None and _aware(row.expires_at) < now:
+            raise AuthenticationError("API key expired")
+        if row.last_used_at is None or now - _aware(row.last_used_at) > timedelta(minutes=1):
+            async with self._db.session() as session:
                 await session.execute(
                     update(ApiKeyRow).where(ApiKeyRow.id == row.id).values(last_used_at=now)
                 )
-            return Caller(
-                key_id=row.id,
-                user_id=row.user_id,
-                role=row.role,
-                permissions=ROLES[row.role],
-                credential=credential,
-            )
+        return Caller(
+            key_id=row.id,
+            user_id=row.user_id,
+            role=row.role,
+            permissions=ROLES[row.role],
+            credential=credential,
+        )
