@@ -3,6 +3,7 @@ broker and (optionally) a PostgreSQL server. Used by `make up` and by the integr
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from collections.abc import Iterable
@@ -81,8 +82,6 @@ class Mesh:
 
     def env(self, role: str) -> dict[str, str]:
         """The environment a service process runs with (see godel_server.runtime.config)."""
-        import os
-
         env = {k: v for k, v in os.environ.items() if not k.startswith("GODEL_")}
         env.update(
             {

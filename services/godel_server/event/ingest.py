@@ -18,11 +18,11 @@ class EventIngest(EventConsumer):
     def __init__(self, db: Database, bootstrap: str, hub: SubscriptionHub, *, client_id: str) -> None:
         super().__init__(db, bootstrap, ALL_TOPICS, client_id=client_id)
         self._hub = hub
-        self._stored: list[event_pb2.Event] = []
 
-    async def handle_batch(self, session: AsyncSession, events: list[event_pb2.Event]) -> None:
-        self._stored = await EventStore(session).append(events)
+    async def handle_batch(
+        self, session: AsyncSession, events: list[event_pb2.Event]
+    ) -> list[event_pb2.Event]:
+        return await EventStore(session).append(events)
 
     async def after_commit(self, events: list[event_pb2.Event]) -> None:
-        stored, self._stored = self._stored, []
-        self._hub.publish(stored)
+        self._hub.publish(events)

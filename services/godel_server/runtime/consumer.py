@@ -31,7 +31,8 @@ UNDECODABLE = Counter(
 
 
 class EventConsumer(ABC):
-    """Subclasses implement `handle_batch` (inside one DB transaction) and may override `after_commit`."""
+    """Subclasses implement `handle_batch` (inside one DB transaction); what it returns is handed to
+    `after_commit` once the transaction has committed."""
 
     group_id: str = "godel"
 
@@ -45,11 +46,13 @@ class EventConsumer(ABC):
         self.ready = asyncio.Event()
 
     @abstractmethod
-    async def handle_batch(self, session: AsyncSession, events: list[event_pb2.Event]) -> None:
+    async def handle_batch(
+        self, session: AsyncSession, events: list[event_pb2.Event]
+    ) -> list[event_pb2.Event]:
         """Applies new (never seen before by this group) events inside the caller's transaction."""
 
     async def after_commit(self, events: list[event_pb2.Event]) -> None:  # noqa: B027
-        """Runs after the batch's transaction committed (e.g. fan-out to live subscribers)."""
+        """Runs with handle_batch's result after the transaction committed (e.g. live fan-out)."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.group_id}")
@@ -138,6 +141,6 @@ class EventConsumer(ABC):
                 processed_events.insert(),
                 [{"consumer": self.group_id, "event_id": e.id, "processed_at": utcnow()} for e in fresh],
             )
-            await self.handle_batch(session, fresh)
+            handled = await self.handle_batch(session, fresh)
         CONSUMED.labels(self.group_id).inc(len(fresh))
-        await self.after_commit(fresh)
+        await self.after_commit(handled)
