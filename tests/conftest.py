@@ -3,10 +3,9 @@ Apache Kafka (KRaft), PostgreSQL, the four Godel services and the Envoy gateway.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,26 +61,14 @@ class RunningMesh:
         return grpc.insecure_channel(target or self.mesh.gateway_address)
 
     def create_key(self, role: str) -> str:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "godel_server",
-                "keys",
-                "create",
-                "--name",
-                f"{role}-{uuid.uuid4().hex[:6]}",
-                "--role",
-                role,
-            ],
-            env=self.mesh.env("cluster"),
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
+        key = self.mesh.create_api_key(f"{role}-{uuid.uuid4().hex[:6]}", role)
+        assert key is not None
+        return key
 
 
-def start_mesh(home: Path, database_url: str | None, prefix: str) -> RunningMesh:
+@contextmanager
+def running_mesh(home: Path, database_url: str | None, prefix: str) -> Iterator[RunningMesh]:
+    """Its own Kafka broker plus the four services and the gateway; stopped on exit."""
     kafka = KafkaBroker(home / "kafka").start()
     mesh = Mesh(
         home / "mesh",
@@ -97,19 +84,14 @@ def start_mesh(home: Path, database_url: str | None, prefix: str) -> RunningMesh
         running = RunningMesh(mesh, kafka, "")
         running.admin_key = running.create_key("admin")
         mesh.start()
-        return running
-    except BaseException:
+        yield running
+    finally:
         mesh.stop()
         kafka.stop()
-        raise
 
 
 @pytest.fixture(scope="session")
 def godel(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) -> Iterator[RunningMesh]:
     """The whole mesh on PostgreSQL, shared by the integration tests that do not break it."""
-    running = start_mesh(tmp_path_factory.mktemp("mesh"), postgres.url(), "shared")
-    try:
+    with running_mesh(tmp_path_factory.mktemp("mesh"), postgres.url(), "shared") as running:
         yield running
-    finally:
-        running.mesh.stop()
-        running.kafka.stop()

@@ -4,6 +4,7 @@ broker and (optionally) a PostgreSQL server. Used by `make up` and by the integr
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import time
 from collections.abc import Iterable
@@ -132,6 +133,23 @@ class Mesh:
     def kill_service(self, role: str) -> None:
         if role in self.services:
             self.services[role].kill9()
+
+    def create_api_key(self, name: str, role: str, *, if_none: bool = False) -> str | None:
+        """Creates an API key directly in the cluster database (`godel-server keys create`) and
+        returns its secret; with `if_none`, returns None when an active key of that role exists."""
+        argv = [sys.executable, "-m", "godel_server", "keys", "create", "--name", name, "--role", role]
+        result = subprocess.run(
+            [*argv, "--if-none"] if if_none else argv,
+            env=self.env("cluster"),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode == 3 and if_none:
+            return None
+        if result.returncode != 0:
+            raise RuntimeError(f"creating a {role} API key failed:\n{result.stderr}")
+        return result.stdout.strip()
 
     # -- gateway ---------------------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -46,31 +45,12 @@ def _step(message: str) -> None:
 
 
 def _admin_key(mesh: Mesh, key_file: Path) -> str:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "godel_server",
-            "keys",
-            "create",
-            "--name",
-            "admin",
-            "--role",
-            "admin",
-            "--if-none",
-        ],
-        env=mesh.env("cluster"),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode == 0:
-        key_file.write_text(result.stdout.strip() + "\n")
-        key_file.chmod(0o600)
-        return "created"
-    if result.returncode == 3:
+    secret = mesh.create_api_key("admin", "admin", if_none=True)
+    if secret is None:
         return "exists"
-    raise RuntimeError(f"creating the admin key failed:\n{result.stderr}")
+    key_file.write_text(secret + "\n")
+    key_file.chmod(0o600)
+    return "created"
 
 
 def main() -> int:

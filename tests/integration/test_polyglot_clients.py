@@ -25,46 +25,28 @@ def _check_agent(godel: RunningMesh, output: str, task: str) -> None:
     assert stored["task"] == task
 
 
-def test_go_client_creates_and_reads_an_agent(godel: RunningMesh) -> None:
-    result = subprocess.run(
-        ["go", "run", "./examples/createagent"],
-        cwd=REPO / "clients" / "go",
-        env=_env(godel),
-        capture_output=True,
-        text=True,
-        timeout=300,
+def _run(argv: list[str], client: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, cwd=REPO / "clients" / client, env=env, capture_output=True, text=True, timeout=300
     )
+
+
+def test_go_client_creates_and_reads_an_agent(godel: RunningMesh) -> None:
+    result = _run(["go", "run", "./examples/createagent"], "go", _env(godel))
     assert result.returncode == 0, result.stderr
     _check_agent(godel, result.stdout, "hello from go")
 
 
 def test_ts_client_creates_and_reads_an_agent(godel: RunningMesh) -> None:
-    ts = REPO / "clients" / "ts"
-    if not (ts / "node_modules").is_dir():
-        subprocess.run(
-            ["npm", "ci", "--no-audit", "--no-fund"], cwd=ts, check=True, capture_output=True, timeout=300
-        )
-    result = subprocess.run(
-        ["npm", "run", "--silent", "create-agent"],
-        cwd=ts,
-        env=_env(godel),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    if not (REPO / "clients" / "ts" / "node_modules").is_dir():
+        assert _run(["npm", "ci", "--no-audit", "--no-fund"], "ts", dict(os.environ)).returncode == 0
+    result = _run(["npm", "run", "--silent", "create-agent"], "ts", _env(godel))
     assert result.returncode == 0, result.stderr
     _check_agent(godel, result.stdout, "hello from ts")
 
 
 def test_go_client_reports_a_wrong_key(godel: RunningMesh) -> None:
     env = {**_env(godel), "GODEL_API_KEY": "godel_sk_not-a-real-key-000000000000"}
-    result = subprocess.run(
-        ["go", "run", "./examples/createagent"],
-        cwd=REPO / "clients" / "go",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = _run(["go", "run", "./examples/createagent"], "go", env)
     assert result.returncode == 1
     assert "Unauthenticated" in result.stderr

@@ -11,17 +11,13 @@ import httpx
 import pytest
 
 from godel_deploy.postgres import PostgresServer
-from tests.conftest import RunningMesh, start_mesh
+from tests.conftest import RunningMesh, running_mesh
 
 
 @pytest.fixture(scope="module")
 def crashy(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) -> Iterator[RunningMesh]:
-    running = start_mesh(tmp_path_factory.mktemp("crashy"), postgres.url(), "crashy")
-    try:
+    with running_mesh(tmp_path_factory.mktemp("crashy"), postgres.url(), "crashy") as running:
         yield running
-    finally:
-        running.mesh.stop()
-        running.kafka.stop()
 
 
 def _spawn(http: httpx.Client, n: int, label: str) -> list[str]:
