@@ -67,8 +67,15 @@ class RunningMesh:
 
 
 @contextmanager
-def running_mesh(home: Path, database_url: str | None, prefix: str) -> Iterator[RunningMesh]:
-    """Its own Kafka broker plus the four services and the gateway; stopped on exit."""
+def running_mesh(
+    home: Path,
+    database_url: str | None,
+    prefix: str,
+    *,
+    workers: int = 1,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[RunningMesh]:
+    """Its own Kafka broker plus the four services, the gateway and `workers` workers; stopped on exit."""
     kafka = KafkaBroker(home / "kafka").start()
     mesh = Mesh(
         home / "mesh",
@@ -76,7 +83,8 @@ def running_mesh(home: Path, database_url: str | None, prefix: str) -> Iterator[
         ports=MeshPorts.free(),
         database_url=database_url,
         database_prefix=prefix,
-        extra_env={"GODEL_AUTH_CACHE_SECONDS": "1", "GODEL_OUTBOX_POLL_SECONDS": "0.2"},
+        extra_env={"GODEL_AUTH_CACHE_SECONDS": "1", "GODEL_OUTBOX_POLL_SECONDS": "0.2", **(extra_env or {})},
+        workers=workers,
     )
     try:
         kafka.wait_ready()

@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_AGENT_PORT",
     "DEFAULT_CLUSTER_PORT",
     "DEFAULT_EVENT_PORT",
+    "DEFAULT_EVENT_WS_PORT",
     "DEFAULT_LISTEN_PORT",
     "DEFAULT_RATE_LIMIT_PER_SECOND",
     "DEFAULT_TEAM_PORT",
@@ -38,6 +39,7 @@ DEFAULT_ADMIN_PORT = 7374
 DEFAULT_AGENT_PORT = 50051
 DEFAULT_TEAM_PORT = 50052
 DEFAULT_EVENT_PORT = 50053
+DEFAULT_EVENT_WS_PORT = 9113
 DEFAULT_CLUSTER_PORT = 50054
 DEFAULT_RATE_LIMIT_PER_SECOND = 2000
 
@@ -73,6 +75,7 @@ def render_envoy_config(
     cluster_port: int,
     descriptor: Path,
     access_log: Path,
+    event_ws_port: int = DEFAULT_EVENT_WS_PORT,
     rate_limit_per_second: int = DEFAULT_RATE_LIMIT_PER_SECOND,
     rate_limit_burst: int | None = None,
 ) -> Path:
@@ -90,6 +93,7 @@ def render_envoy_config(
         "agent_port": _port("agent_port", agent_port),
         "team_port": _port("team_port", team_port),
         "event_port": _port("event_port", event_port),
+        "event_ws_port": _port("event_ws_port", event_ws_port),
         "cluster_port": _port("cluster_port", cluster_port),
         "descriptor": _yaml_path("descriptor", descriptor),
         "access_log": _yaml_path("access_log", access_log),
@@ -111,6 +115,7 @@ def _render_defaults(directory: Path) -> Path:
         agent_port=DEFAULT_AGENT_PORT,
         team_port=DEFAULT_TEAM_PORT,
         event_port=DEFAULT_EVENT_PORT,
+        event_ws_port=DEFAULT_EVENT_WS_PORT,
         cluster_port=DEFAULT_CLUSTER_PORT,
         descriptor=DESCRIPTOR,
         access_log=directory / "access.log",

@@ -34,6 +34,8 @@ class MeshPorts:
     admin: dict[str, int] = field(
         default_factory=lambda: {"agent": 9101, "team": 9102, "event": 9103, "cluster": 9104}
     )
+    # The event service's WebSocket endpoint (/events, spec §3.2), also routed by the gateway.
+    event_ws: int = 9113
 
     @classmethod
     def free(cls) -> MeshPorts:
@@ -42,6 +44,7 @@ class MeshPorts:
             gateway_admin=free_port(),
             grpc={r: free_port() for r in ROLES},
             admin={r: free_port() for r in ROLES},
+            event_ws=free_port(),
         )
 
 
@@ -57,8 +60,17 @@ class Mesh:
         database_url: str | None = None,
         database_prefix: str = "godel",
         extra_env: dict[str, str] | None = None,
+        default_repo: Path | None = None,
+        workers: int = 1,
+        worker_capacity: int = 16,
     ) -> None:
         self.home = home.resolve()
+        self.default_repo = (default_repo or self.home / "repo").resolve()
+        self.worker_count = workers
+        self.worker_capacity = worker_capacity
+        self.workers: dict[str, ManagedProcess] = {}
+        # Extra agent-service replicas: name -> (grpc port, admin port).
+        self.agent_replicas: dict[str, tuple[int, int]] = {}
         self.kafka_bootstrap = kafka_bootstrap
         self.ports = ports or MeshPorts()
         self.database_url = database_url
@@ -78,6 +90,11 @@ class Mesh:
     def gateway_url(self) -> str:
         return f"http://{self.gateway_address}"
 
+    @property
+    def events_ws_url(self) -> str:
+        """The WebSocket endpoint of spec §3.2 through the gateway (add `?token=<API key>`)."""
+        return f"ws://{self.gateway_address}/events"
+
     def address(self, role: str) -> str:
         return f"{LOOPBACK}:{self.ports.grpc[role]}"
 
@@ -96,6 +113,8 @@ class Mesh:
         for r in ROLES:
             env[f"GODEL_{r.upper()}_PORT"] = str(self.ports.grpc[r])
             env[f"GODEL_{r.upper()}_ADMIN_PORT"] = str(self.ports.admin[r])
+        env["GODEL_EVENT_WS_PORT"] = str(self.ports.event_ws)
+        env["GODEL_DEFAULT_REPO"] = str(self.default_repo)
         if self.database_url:
             env["GODEL_DATABASE_URL"] = self.database_url
             env["GODEL_DATABASE_NAME_PREFIX"] = self.database_prefix
@@ -151,6 +170,71 @@ class Mesh:
             raise RuntimeError(f"creating a {role} API key failed:\n{result.stderr}")
         return result.stdout.strip()
 
+    # -- agent replicas and workers -----------------------------------------------------------
+
+    def start_agent_replica(self, name: str) -> ManagedProcess:
+        """Another agent-service process on its own ports, sharing the agent database and Kafka group."""
+        grpc_port, admin_port = self.agent_replicas.setdefault(name, (free_port(), free_port()))
+        env = self.env("agent")
+        env.update(
+            GODEL_AGENT_PORT=str(grpc_port),
+            GODEL_AGENT_ADMIN_PORT=str(admin_port),
+            GODEL_INSTANCE_ID=f"{name}-{grpc_port}",
+        )
+        proc = self.services.get(name)
+        if proc is None:
+            proc = ManagedProcess(
+                [sys.executable, "-m", "godel_server", "agent"],
+                self.logs / f"{name}.log",
+                env=env,
+                cwd=repo_root(),
+                name=name,
+            )
+            self.services[name] = proc
+        proc.start()
+        addr = f"{LOOPBACK}:{grpc_port}"
+        proc.wait_for(lambda: grpc_serving(addr), 90.0, f"{name} to serve on {addr}", interval=0.2)
+        return proc
+
+    def agent_addresses(self) -> list[str]:
+        return [self.address("agent"), *(f"{LOOPBACK}:{g}" for g, _ in self.agent_replicas.values())]
+
+    def worker_key(self) -> str:
+        """The API key workers connect with (role `worker`), kept in <home>/worker.key (mode 600)."""
+        path = self.home / "worker.key"
+        if path.exists():
+            return path.read_text().strip()
+        secret = self.create_api_key("worker", "worker")
+        assert secret
+        path.write_text(secret + "\n")
+        path.chmod(0o600)
+        return secret
+
+    def start_worker(self, name: str, *, capacity: int | None = None) -> ManagedProcess:
+        """A `godel-server worker` process connected to every agent-service replica."""
+        env = self.env("agent")
+        env.pop("GODEL_INSTANCE_ID", None)
+        env.update(
+            GODEL_WORKER_CONNECT=",".join(self.agent_addresses()),
+            GODEL_WORKER_CAPACITY=str(capacity or self.worker_capacity),
+            GODEL_API_KEY=self.worker_key(),
+        )
+        proc = self.workers.get(name)
+        if proc is None:
+            proc = ManagedProcess(
+                [sys.executable, "-m", "godel_server", "worker"],
+                self.logs / f"{name}.log",
+                env=env,
+                cwd=repo_root(),
+                name=name,
+            )
+            self.workers[name] = proc
+        return proc.start()
+
+    def stop_workers(self) -> None:
+        for proc in self.workers.values():
+            proc.stop(timeout=15)
+
     # -- gateway ---------------------------------------------------------------------------------
 
     def start_gateway(self) -> EnvoyProxy:
@@ -161,6 +245,7 @@ class Mesh:
             agent_port=self.ports.grpc["agent"],
             team_port=self.ports.grpc["team"],
             event_port=self.ports.grpc["event"],
+            event_ws_port=self.ports.event_ws,
             cluster_port=self.ports.grpc["cluster"],
             descriptor=repo_root() / "gateway" / "godel.pb",
             access_log=self.logs / "gateway-access.log",
@@ -174,6 +259,7 @@ class Mesh:
 
     def start(self, roles: Iterable[str] = ROLES, *, progress: bool = False) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
+        ensure_repo(self.default_repo)
         roles = list(roles)
         for role in roles:
             self.start_service(role)
@@ -187,18 +273,36 @@ class Mesh:
         self.start_gateway()
         if progress:
             print(f"  gateway        serving on {self.gateway_address}")
+        if "agent" in roles:
+            for i in range(1, self.worker_count + 1):
+                self.start_worker(f"worker-{i}")
 
     def stop(self) -> None:
+        self.stop_workers()
         if self.gateway is not None:
             self.gateway.stop()
+        for name in self.agent_replicas:
+            self.stop_service(name)
         for role in reversed(ROLES):
             self.stop_service(role)
 
     def processes(self) -> dict[str, ManagedProcess]:
-        procs = dict(self.services)
+        procs = {**self.services, **self.workers}
         if self.gateway is not None:
             procs["gateway"] = self.gateway.process
         return procs
+
+
+def ensure_repo(path: Path) -> None:
+    """A git repository with one commit at `path` (agents branch their worktrees from its HEAD)."""
+    if (path / ".git").exists():
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    git = ["git", "-C", str(path), "-c", "user.name=Godel", "-c", "user.email=godel@localhost"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    (path / "README.md").write_text("Workspace of Godel agents: each works on its own godel/<id> branch.\n")
+    subprocess.run([*git, "add", "README.md"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "Initial commit"], check=True)
 
 
 def grpc_serving(addr: str, service: str = "", timeout: float = 1.0) -> bool:

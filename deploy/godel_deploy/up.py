@@ -16,7 +16,7 @@ from pathlib import Path
 
 from godel_deploy import state
 from godel_deploy.kafka import KafkaBroker
-from godel_deploy.mesh import ROLES, Mesh, MeshPorts
+from godel_deploy.mesh import ROLES, Mesh, MeshPorts, ensure_repo
 from godel_deploy.paths import data_dir
 from godel_deploy.ports import port_open
 from godel_deploy.postgres import PostgresServer
@@ -37,6 +37,7 @@ def ports_from_env() -> MeshPorts:
         gateway_admin=int(env.get("GODEL_GATEWAY_ADMIN_PORT", d.gateway_admin)),
         grpc={r: int(env.get(f"GODEL_{r.upper()}_PORT", p)) for r, p in d.grpc.items()},
         admin={r: int(env.get(f"GODEL_{r.upper()}_ADMIN_PORT", p)) for r, p in d.admin.items()},
+        event_ws=int(env.get("GODEL_EVENT_WS_PORT", d.event_ws)),
     )
 
 
@@ -70,7 +71,13 @@ def main() -> int:
     ports = ports_from_env()
     busy = [
         p
-        for p in (ports.gateway, ports.gateway_admin, *ports.grpc.values(), *ports.admin.values())
+        for p in (
+            ports.gateway,
+            ports.gateway_admin,
+            ports.event_ws,
+            *ports.grpc.values(),
+            *ports.admin.values(),
+        )
         if port_open(p)
     ]
     if busy:
@@ -100,6 +107,7 @@ def main() -> int:
         key_file = root / "admin.key"
         key_state = _admin_key(mesh, key_file)
 
+        ensure_repo(mesh.default_repo)
         _step(f"services ({'PostgreSQL' if database_url else 'SQLite files in ' + str(root)})")
         for role in ROLES:
             started_procs.append(state.record(mesh.start_service(role).pid, f"{role}-service"))
@@ -111,6 +119,10 @@ def main() -> int:
         _step("gateway (Envoy)")
         gateway = mesh.start_gateway()
         started_procs.append(state.record(gateway.pid, "gateway"))
+        _step("worker (runs agents; runtimes: command, openai)")
+        worker = mesh.start_worker("worker-1")
+        started_procs.append(state.record(worker.pid, "worker-1"))
+        print(f"    worker-1  capacity {mesh.worker_capacity}  default repo {mesh.default_repo}")
         for proc in [broker.process, *mesh.processes().values()]:
             proc.detach()
         state.save(state_file, started_procs, {"gateway": mesh.gateway_address})
@@ -126,6 +138,8 @@ Godel is up ({time.monotonic() - t0:.1f}s). Logs: {mesh.logs}
 
   REST + gRPC gateway   {mesh.gateway_url}   (e.g. {mesh.gateway_url}/api/v1/agents)
   OpenAPI               {mesh.gateway_url}/api/v1/openapi.json
+  Events (SSE)          {mesh.gateway_url}/api/v1/events/stream?pattern=agent:*
+  Events (WebSocket)    {mesh.events_ws_url}?token=<API key>
   Kafka                 {broker.bootstrap}   (topics godel.<domain>.events)
   Envoy admin           http://127.0.0.1:{ports.gateway_admin}
 """
@@ -143,6 +157,7 @@ Godel is up ({time.monotonic() - t0:.1f}s). Logs: {mesh.logs}
         f"""Try:
   curl -s -X POST {mesh.gateway_url}/api/v1/agents -H "X-API-Key: $(cat {key_file})" \\
        -H 'content-type: application/json' -d '{{"task": "hello"}}'
+  .venv/bin/godel agent spawn "write hello.txt" --runtime command -- sh -c 'echo hi > hello.txt && git add . && git commit -m hi'
   .venv/bin/godel events tail --type 'agent:*'
 Stop everything with `make down`."""
     )

@@ -3,6 +3,9 @@
 godel-server agent|team|event|cluster        run that service (settings from GODEL_* env)
 godel-server migrate ROLE up [REV]           upgrade ROLE's database (default: head)
 godel-server migrate ROLE down [REV]         downgrade ROLE's database (default: base)
+godel-server worker [--connect ADDRS] [--capacity N]
+                                             run a worker process that executes agents' runs
+                                             for the agent-service replicas ADDRS (comma-separated)
 godel-server keys create --name N [--role admin] [--if-none]
                                              create an API key in the cluster database and
                                              print its secret once
@@ -14,6 +17,7 @@ import argparse
 import asyncio
 import sys
 
+from godel_server.runtime.apikeys import ROLES as KEY_ROLES
 from godel_server.runtime.config import ROLES, ConfigError, Role, load_settings
 from godel_server.runtime.host import Service
 
@@ -76,6 +80,21 @@ async def _create_key(name: str, role: str, if_none: bool) -> int:
         await db.close()
 
 
+def _worker(connect: str | None, capacity: int | None) -> int:
+    import os
+
+    from godel_server.runtime.config import load_worker_settings
+    from godel_server.worker.main import run_worker
+
+    env = dict(os.environ)
+    if connect is not None:
+        env["GODEL_WORKER_CONNECT"] = connect
+    if capacity is not None:
+        env["GODEL_WORKER_CAPACITY"] = str(capacity)
+    run_worker(load_worker_settings(env))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="godel-server", description="Run a Godel service.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -85,11 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     migrate.add_argument("role", choices=ROLES)
     migrate.add_argument("direction", choices=("up", "down"))
     migrate.add_argument("revision", nargs="?")
+    worker = sub.add_parser("worker", help="run a worker process (executes agents' runs)")
+    worker.add_argument(
+        "--connect", help="agent-service replica addresses, comma-separated (GODEL_WORKER_CONNECT)"
+    )
+    worker.add_argument("--capacity", type=int, help="runs executed at once (GODEL_WORKER_CAPACITY)")
     keys = sub.add_parser("keys", help="manage API keys directly in the cluster database")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     create = keys_sub.add_parser("create", help="create an API key and print its secret once")
     create.add_argument("--name", required=True)
-    create.add_argument("--role", default="admin", choices=("admin", "operator", "developer", "viewer"))
+    create.add_argument("--role", default="admin", choices=tuple(KEY_ROLES))
     create.add_argument("--if-none", action="store_true", help="do nothing (exit 3) when such a key exists")
     args = parser.parse_args(argv)
     try:
@@ -98,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
 
             run_service(load_settings(args.command), service_for(args.command))
             return 0
+        if args.command == "worker":
+            return _worker(args.connect, args.capacity)
         if args.command == "migrate":
             asyncio.run(_migrate(args.role, args.direction, args.revision))
             return 0

@@ -150,4 +150,6 @@ def test_unbuilt_rpcs_answer_501_with_a_clear_message(godel: RunningMesh) -> Non
         reply = http.get("/api/v1/teams")
         assert reply.status_code == 501
         assert "TeamService/ListTeams is not implemented yet" in reply.json()["message"]
-        assert http.post(f"/api/v1/agents/{uuid.uuid4()}/pause", json={}).status_code == 501
+        missing = http.post(f"/api/v1/agents/{uuid.uuid4()}/pause", json={})
+        assert missing.status_code == 404
+        assert "not found" in missing.json()["message"]

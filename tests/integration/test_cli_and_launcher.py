@@ -37,13 +37,15 @@ def test_cli_spawn_get_list_and_tail(godel: RunningMesh) -> None:
     )
     try:
         time.sleep(1.5)
-        spawned = godel_cli(godel, "agent", "spawn", "cli task", "--label", "from-cli")
+        spawned = godel_cli(
+            godel, "agent", "spawn", "cli task", "--label", "from-cli", "--", "echo", "{task}"
+        )
         assert spawned.returncode == 0, spawned.stderr
         agent_id = spawned.stdout.strip()
         got = godel_cli(godel, "--json", "agent", "get", agent_id)
         assert json.loads(got.stdout)["task"] == "cli task"
         listed = godel_cli(godel, "agent", "list", "--label", "from-cli")
-        assert agent_id in listed.stdout and "pending" in listed.stdout
+        assert agent_id in listed.stdout and "cli task" in listed.stdout
         assert tail.stdout is not None
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -106,11 +108,24 @@ def test_make_up_and_down_stop_exactly_what_they_started(tmp_path: Path) -> None
         assert oct((tmp_path / "admin.key").stat().st_mode & 0o777) == "0o600"
         state = json.loads((tmp_path / "mesh.json").read_text())
         pids = [p["pid"] for p in state["processes"]]
-        assert len(pids) == 6  # kafka, four services, gateway
+        assert len(pids) == 7  # kafka, four services, gateway, worker
         with httpx.Client(
             base_url=f"http://127.0.0.1:{gateway}", headers={"x-api-key": key}, timeout=15
         ) as http:
             agent = http.post("/api/v1/agents", json={"task": "survive a restart"}).json()
+            # The worker `make up` started runs agents in worktrees of the scratch repository.
+            command = ["sh", "-c", "echo hi > hello.txt && git add . && git commit -q -m hi"]
+            runner = http.post(
+                "/api/v1/agents",
+                json={"task": "commit", "config": {"runtime": "command", "command": command}},
+            ).json()
+            deadline = time.monotonic() + 60
+            while (state := http.get(f"/api/v1/agents/{runner['id']}").json())[
+                "status"
+            ] != "AGENT_STATUS_COMPLETED":
+                assert time.monotonic() < deadline, state
+                time.sleep(0.2)
+            assert len(state["commits"]) == 1
 
         down = subprocess.run(
             [sys.executable, "-m", "godel_deploy.down"], env=env, capture_output=True, text=True, timeout=120

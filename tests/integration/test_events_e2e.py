@@ -97,7 +97,7 @@ def test_created_agent_event_is_stored_once_and_reaches_prior_subscribers(godel:
 
         def stored() -> list[dict[str, Any]]:
             page: dict[str, list[dict[str, Any]]] = http.get(
-                "/api/v1/events", params={"type": "agent:*", "agentId": agent_id}
+                "/api/v1/events", params={"type": "agent:spawn", "agentId": agent_id}
             ).json()
             return page.get("events", [])
 

@@ -11,6 +11,7 @@ from godel_client.client import GodelClient, agent_status
 from godel_client.errors import (
     AuthError,
     ConfigError,
+    FailedPreconditionError,
     FieldViolation,
     GodelError,
     InvalidArgumentError,
@@ -22,6 +23,7 @@ from godel_client.errors import (
 __all__ = [
     "AuthError",
     "ConfigError",
+    "FailedPreconditionError",
     "FieldViolation",
     "GodelClient",
     "GodelError",

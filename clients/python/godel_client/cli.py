@@ -6,26 +6,39 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
+import grpc
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from godel.v1 import agent_service_pb2, system_service_pb2
+from godel.v1 import agent_pb2, agent_service_pb2, event_pb2, event_service_pb2, system_service_pb2
 from godel_client import render
-from godel_client.client import AGENT_STATUS_NAMES, GodelClient
+from godel_client.client import AGENT_STATUS_NAMES, GodelClient, agent_ended
 from godel_client.credentials import DEFAULT_ADDRESS
-from godel_client.errors import AuthError, GodelError, InvalidArgumentError, PermissionDeniedError
+from godel_client.errors import (
+    AuthError,
+    FailedPreconditionError,
+    GodelError,
+    InvalidArgumentError,
+    PermissionDeniedError,
+)
 from godel_client.table import one_line
 
 Handler = Callable[[GodelClient, argparse.Namespace], int]
 
 ROLES = ("admin", "operator", "developer", "viewer")
+RUNTIMES = ("command", "openai")
 MAX_PAGE_SIZE = 1000
+WATCH_INTERVAL = 0.5  # seconds between two GetAgent polls of a watched agent
+LIST_REFRESH = 1.0  # seconds between two redraws of `agent list --watch`
+CLEAR_SCREEN = "\x1b[H\x1b[2J"
 
 DESCRIPTION = "Run and watch fleets of AI agents on a Godel mesh."
 EPILOG = f"""\
@@ -36,9 +49,14 @@ connection:
 
 examples:
   godel agent spawn "fix the flaky test in tests/test_api.py" --model gpt-4o --label flaky
-  godel agent spawn "say hi" -- /bin/echo hi {{task}}
-  godel agent list --status running
-  godel events tail --type 'agent:*'
+  godel agent spawn "say hi" --watch -- /bin/echo hi {{task}}
+  godel agent list --status running --watch
+  godel agent logs 3f2a... -f
+  godel agent pause|resume|restart 3f2a...   godel agent kill 3f2a... --reason "stuck"
+  godel agent history 3f2a...
+  godel events tail --type 'agent:*' [--agent ID] [--from-seq N] [--subscription NAME]
+  godel events query --type 'workflow:step:*' --since 2026-01-01 --desc --limit 20
+  godel events publish deploy:finished --payload '{{"ok": true}}'
   godel --json agent get 3f2a...
 """
 
@@ -85,13 +103,90 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _when(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not JSON: {text!r}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("must be a JSON object")
+    return value
+
+
+def _event_filters(parser: argparse.ArgumentParser, *, full: bool) -> None:
+    parser.add_argument(
+        "--type", metavar="PATTERN", action="append", help="event type pattern, e.g. 'agent:*' (repeatable)"
+    )
+    parser.add_argument("--agent", metavar="ID", help="only events of this agent")
+    parser.add_argument("--team", metavar="ID", help="only events of this team")
+    parser.add_argument("--workflow", metavar="ID", help="only events of this workflow")
+    if full:
+        parser.add_argument("--correlation", metavar="ID", help="only events with this correlation id")
+        parser.add_argument("--trace", metavar="ID", help="only events with this trace id")
+        parser.add_argument("--source", metavar="COMPONENT", help="only events from this component")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
+    return value
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
 def _repo(text: str) -> str:
-    """A local path is made absolute (the services resolve paths from their own directory)."""
-    path = Path(text).expanduser()
-    return str(path.resolve()) if path.exists() else text
+    """A local path is made absolute: the server requires one (and would not know our directory)."""
+    if "://" in text:
+        return text  # a URL: the server says what it accepts
+    return str(Path(text).expanduser().resolve())
 
 
 # -- commands -------------------------------------------------------------------------------------
+
+
+def _wait(seconds: float) -> None:
+    """Sleeps between two polls (a seam for tests)."""
+    time.sleep(seconds)
+
+
+def _watch_agent(client: GodelClient, agent: agent_pb2.Agent, *, as_json: bool) -> int:
+    """Prints a line (NDJSON with --json) per change of the agent until it ends.
+
+    Exits 0 when it completed, 1 when it failed or was killed.
+    """
+    seen: tuple[Any, ...] | None = None
+    while True:
+        state = (agent.version, agent.status, agent.lifecycle_state, agent.retry_count, agent.budget_consumed)
+        if state != seen:
+            _out(_to_json(agent, indent=None) if as_json else render.agent_state_line(agent))
+            seen = state
+        if agent_ended(agent):
+            break
+        _wait(WATCH_INTERVAL)
+        agent = client.get_agent(agent.id)
+    if agent.status == agent_pb2.AGENT_STATUS_COMPLETED:
+        return 0
+    if not as_json:
+        error = f": {one_line(agent.last_error)}" if agent.last_error else ""
+        _note(f"agent {agent.id} {render.agent_status(agent)}{error}")
+    return 1
 
 
 def _agent_spawn(client: GodelClient, args: argparse.Namespace) -> int:
@@ -107,18 +202,32 @@ def _agent_spawn(client: GodelClient, args: argparse.Namespace) -> int:
         command=command or None,
         max_retries=args.max_retries,
         budget_limit=args.budget,
+        env=dict(args.env or ()),
+        run_timeout=args.timeout,
+        keep_worktree=args.keep_worktree,
+        endpoint=args.endpoint,
     )
-    _out(_to_json(agent) if args.json else agent.id)
-    return 0
+    if not args.watch:
+        _out(_to_json(agent) if args.json else agent.id)
+        return 0
+    if not args.json:
+        _out(agent.id)
+    return _watch_agent(client, agent, as_json=args.json)
 
 
-def _agent_list(client: GodelClient, args: argparse.Namespace) -> int:
+def _find_agents(client: GodelClient, args: argparse.Namespace) -> list[agent_pb2.Agent]:
     limit: int | None = args.limit
     page_size = min(limit, MAX_PAGE_SIZE) if limit else 50
     found = client.list_agents(
         status=args.status or None, team_id=args.team, model=args.model, label=args.label, page_size=page_size
     )
-    agents = list(islice(found, limit) if limit else found)
+    return list(islice(found, limit) if limit else found)
+
+
+def _agent_list(client: GodelClient, args: argparse.Namespace) -> int:
+    if args.watch:
+        return _watch_agent_list(client, args)
+    agents = _find_agents(client, args)
     if args.json:
         document = json_format.MessageToDict(agent_service_pb2.ListAgentsResponse(agents=agents))
         document.setdefault("agents", [])
@@ -130,10 +239,120 @@ def _agent_list(client: GodelClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _watch_agent_list(client: GodelClient, args: argparse.Namespace) -> int:
+    """Redraws the list every LIST_REFRESH seconds until Ctrl-C (--json: one NDJSON line per draw)."""
+    clear = sys.stdout.isatty() and not args.json
+    while True:
+        agents = _find_agents(client, args)
+        if args.json:
+            response = agent_service_pb2.ListAgentsResponse(agents=agents)
+            _out(json.dumps(json_format.MessageToDict(response), ensure_ascii=False))
+        else:
+            now = datetime.now(UTC)
+            header = f"{now.astimezone():%H:%M:%S}  {len(agents)} agent(s), every {LIST_REFRESH:g}s (Ctrl-C to stop)"
+            table = render.agents_table(agents, now) if agents else "no agents found"
+            _out(f"{CLEAR_SCREEN if clear else ''}{header}\n\n{table}\n")
+        _wait(LIST_REFRESH)
+
+
 def _agent_get(client: GodelClient, args: argparse.Namespace) -> int:
     agent = client.get_agent(args.id)
-    _out(_to_json(agent) if args.json else render.agent_detail(agent))
+    if not args.watch:
+        _out(_to_json(agent) if args.json else render.agent_detail(agent))
+        return 0
+    if not args.json:
+        _out(render.agent_detail(agent) + "\n")
+    return _watch_agent(client, agent, as_json=args.json)
+
+
+# Control verbs: the client call and the past tense used to report it.
+_CONTROLS: dict[str, tuple[Callable[[GodelClient, argparse.Namespace], agent_pb2.Agent], str]] = {
+    "pause": (lambda client, args: client.pause_agent(args.id), "paused"),
+    "resume": (lambda client, args: client.resume_agent(args.id), "resumed"),
+    "kill": (lambda client, args: client.kill_agent(args.id, reason=args.reason), "killed"),
+    "restart": (lambda client, args: client.restart_agent(args.id), "restarted"),
+}
+
+
+def _agent_control(client: GodelClient, args: argparse.Namespace) -> int:
+    verb: str = args.action
+    call, done = _CONTROLS[verb]
+    try:
+        agent = call(client, args)
+    except FailedPreconditionError as exc:
+        if exc.message.startswith("cannot "):
+            raise  # the server already said what could not be done, and why
+        message = f"cannot {verb} agent {args.id}: {exc.message}"
+        raise FailedPreconditionError(exc.code, message, exc.details, status=exc.status) from None
+    if args.json:
+        _out(_to_json(agent))
+    else:
+        state = f"{render.agent_status(agent)}/{render.lifecycle_state(agent)}"
+        _out(f"{done} agent {agent.id}: now {state} (v{agent.version})")
     return 0
+
+
+def _print_log(entry: agent_pb2.LogEntry, *, as_json: bool) -> None:
+    if as_json:
+        _out(_to_json(entry, indent=None))
+    elif entry.stream == "stderr":
+        _note(render.log_line(entry))
+    else:
+        _out(render.log_line(entry))
+
+
+def _agent_logs(client: GodelClient, args: argparse.Namespace) -> int:
+    session: str | None = args.session
+    last = 0
+    for entry in client.agent_logs(args.id, session_id=session):
+        _print_log(entry, as_json=args.json)
+        last = max(last, entry.sequence)
+    if args.follow:
+        # The stream has no session filter: lines of other sessions are skipped here.
+        for entry in client.follow_agent_logs(args.id, after_sequence=last):
+            if not session or entry.session_id == session:
+                _print_log(entry, as_json=args.json)
+    return 0
+
+
+def _list_or_note(
+    args: argparse.Namespace,
+    key: str,
+    items: Iterable[Message],
+    document: Message,
+    table: Callable[[Any], str],
+) -> int:
+    found = list(items)
+    if args.json:
+        getattr(document, key).extend(found)
+        data = json_format.MessageToDict(document)
+        data.setdefault(key, [])
+        _dump(data)
+    elif found:
+        _out(table(found))
+    else:
+        _note(f"no {key} found")
+    return 0
+
+
+def _agent_history(client: GodelClient, args: argparse.Namespace) -> int:
+    return _list_or_note(
+        args,
+        "transitions",
+        client.agent_transitions(args.id),
+        agent_service_pb2.ListAgentTransitionsResponse(),
+        render.transitions_table,
+    )
+
+
+def _agent_sessions(client: GodelClient, args: argparse.Namespace) -> int:
+    return _list_or_note(
+        args,
+        "sessions",
+        client.agent_sessions(args.id),
+        agent_service_pb2.ListAgentSessionsResponse(),
+        render.sessions_table,
+    )
 
 
 def _agent_delete(client: GodelClient, args: argparse.Namespace) -> int:
@@ -146,12 +365,74 @@ def _agent_delete(client: GodelClient, args: argparse.Namespace) -> int:
 
 
 def _events_tail(client: GodelClient, args: argparse.Namespace) -> int:
-    events = client.subscribe_events(args.type or [], agent_id=args.agent, from_sequence=args.from_seq)
+    request = event_service_pb2.SubscribeEventsRequest(
+        pattern=args.type or [],
+        agent_id=args.agent or "",
+        team_id=args.team or "",
+        workflow_id=args.workflow or "",
+        from_sequence=args.from_seq,
+        subscription_name=args.subscription or "",
+    )
+    # The client's public subscribe_events() takes fewer filters; its stream helper takes a request.
+    events = client._subscription(request)
     try:
         for event in events:
             _out(_to_json(event, indent=None) if args.json else render.event_line(event))
     except KeyboardInterrupt:
         return 0
+    return 0
+
+
+def _events_query(client: GodelClient, args: argparse.Namespace) -> int:
+    request = event_service_pb2.QueryEventsRequest(
+        type=args.type or [],
+        agent_id=args.agent or "",
+        team_id=args.team or "",
+        workflow_id=args.workflow or "",
+        correlation_id=args.correlation or "",
+        trace_id=args.trace or "",
+        source_component=args.source or "",
+        after_sequence=args.after_seq or 0,
+        order=event_service_pb2.SORT_ORDER_DESCENDING
+        if args.desc
+        else event_service_pb2.SORT_ORDER_ASCENDING,
+        page_size=min(args.limit, MAX_PAGE_SIZE),
+    )
+    if args.since:
+        request.start_time.FromDatetime(args.since)
+    if args.until:
+        request.end_time.FromDatetime(args.until)
+    events = list(islice(client._event_pages(request), args.limit))
+    if args.json:
+        _dump({"events": [json_format.MessageToDict(e) for e in events]})
+    else:
+        for event in events:
+            _out(render.event_line(event))
+        _note(f"{len(events)} event(s)")
+    return 0
+
+
+def _events_publish(client: GodelClient, args: argparse.Namespace) -> int:
+    request = event_service_pb2.PublishEventRequest(
+        type=args.type,
+        metadata=event_pb2.EventMetadata(
+            agent_id=args.agent or "",
+            team_id=args.team or "",
+            workflow_id=args.workflow or "",
+            correlation_id=args.correlation or "",
+        ),
+        source=event_pb2.EventSource(component=args.source or "cli"),
+        id=args.id or "",
+    )
+    request.payload.update(args.payload)
+    try:
+        reply = client._events.PublishEvent(request, timeout=client.timeout, metadata=client._metadata)
+    except grpc.RpcError as exc:
+        raise client._error(exc) from None
+    if args.json:
+        _dump({"id": reply.id, "type": args.type})
+    else:
+        _out(reply.id)
     return 0
 
 
@@ -219,7 +500,7 @@ def build_parser() -> argparse.ArgumentParser:
     _connection_options(parser, suppress=False)
     commands = parser.add_subparsers(dest="area", metavar="COMMAND", required=True)
 
-    agent = commands.add_parser("agent", help="spawn, list, inspect and delete agents")
+    agent = commands.add_parser("agent", help="spawn, watch, control and inspect agents")
     agent_commands = agent.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     spawn = _command_parser(
@@ -230,20 +511,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="spawn an agent on a task and print its id",
         usage="godel agent spawn TASK [options] [-- ARGV...]",
         epilog="Anything after `--` is the argv of the command runtime ({task} and {worktree} are "
-        "substituted); it implies --runtime command.",
+        "substituted); it implies --runtime command. With --watch the agent is followed until it "
+        "ends: exit 0 when it completed, 1 when it failed or was killed.",
     )
     spawn.add_argument("task", help="what the agent should do")
     spawn.add_argument("--model", help="LLM model identifier (default: the server's)")
     spawn.add_argument("--label", help="human-readable label")
     spawn.add_argument("--team", metavar="ID", help="parent team id")
     spawn.add_argument(
-        "--repo", metavar="PATH", type=_repo, help="git repository to work in (a local path is made absolute)"
+        "--repo",
+        metavar="PATH",
+        type=_repo,
+        help="git repository to work in (a relative path is made absolute)",
     )
-    spawn.add_argument("--runtime", metavar="R", help='runtime: "command" or "openai"')
+    spawn.add_argument(
+        "--runtime", choices=RUNTIMES, help="runtime (default: the server's; command when ARGV is given)"
+    )
     spawn.add_argument("--budget", metavar="USD", type=float, help="spend limit in USD")
     spawn.add_argument(
         "--max-retries", metavar="N", type=_non_negative_int, help="retries after the first try"
     )
+    spawn.add_argument(
+        "--timeout", metavar="SECONDS", type=_positive_float, help="wall-clock limit of one run"
+    )
+    spawn.add_argument(
+        "--keep-worktree", action="store_true", help="keep the git worktree after the agent ends"
+    )
+    spawn.add_argument("--endpoint", metavar="URL", help="OpenAI-compatible base URL (openai runtime)")
+    spawn.add_argument(
+        "--env", metavar="NAME=VALUE", type=_env_pair, action="append", help="agent environment (repeatable)"
+    )
+    spawn.add_argument("--watch", action="store_true", help="then follow the agent until it ends")
     spawn.set_defaults(command=[])
 
     listing = _command_parser(agent_commands, "list", _agent_list, common, help="list agents, newest first")
@@ -258,16 +556,59 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--model", metavar="M", help="only agents of this model")
     listing.add_argument("--label", metavar="L", help="only agents with this label")
     listing.add_argument("--limit", metavar="N", type=_positive_int, help="show at most N agents")
+    listing.add_argument("--watch", action="store_true", help=f"redraw every {LIST_REFRESH:g}s until Ctrl-C")
 
     get = _command_parser(agent_commands, "get", _agent_get, common, help="show one agent")
     get.add_argument("id", help="agent id")
+    get.add_argument(
+        "--watch",
+        action="store_true",
+        help="then print a line per state change until the agent ends (exit 0 if it completed, else 1)",
+    )
+
+    logs = _command_parser(
+        agent_commands,
+        "logs",
+        _agent_logs,
+        common,
+        help="print an agent's log lines ([stream] message; stderr lines go to stderr)",
+        epilog="With -f the lines are followed live until the agent ends; Ctrl-C stops (exit 130).",
+    )
+    logs.add_argument("id", help="agent id")
+    logs.add_argument(
+        "-f", "--follow", action="store_true", help="keep printing new lines until the agent ends"
+    )
+    logs.add_argument("--session", metavar="S", help="only lines of this session")
+
+    for verb, text in (
+        ("pause", "pause a running agent"),
+        ("resume", "resume a paused agent"),
+        ("kill", "kill an agent (its whole process tree)"),
+        ("restart", "restart an agent in a new session"),
+    ):
+        control = _command_parser(
+            agent_commands, verb, _agent_control, common, help=f"{text} and print its new state"
+        )
+        control.add_argument("id", help="agent id")
+        if verb == "kill":
+            control.add_argument("--reason", metavar="R", help="why (recorded in its history)")
+
+    history = _command_parser(
+        agent_commands, "history", _agent_history, common, help="list an agent's state transitions"
+    )
+    history.add_argument("id", help="agent id")
+
+    sessions = _command_parser(
+        agent_commands, "sessions", _agent_sessions, common, help="list an agent's sessions (run attempts)"
+    )
+    sessions.add_argument("id", help="agent id")
 
     delete = _command_parser(
         agent_commands, "delete", _agent_delete, common, help="delete an agent (killing it if running)"
     )
     delete.add_argument("id", help="agent id")
 
-    events = commands.add_parser("events", help="follow the event stream")
+    events = commands.add_parser("events", help="query, publish and follow events")
     event_commands = events.add_subparsers(dest="action", metavar="ACTION", required=True)
     tail = _command_parser(
         event_commands,
@@ -275,15 +616,51 @@ def build_parser() -> argparse.ArgumentParser:
         _events_tail,
         common,
         help="print events as they happen (Ctrl-C to stop)",
-        epilog="One line per event: time, sequence, type, agent id, payload. --json prints NDJSON.",
+        epilog="One line per event: time, sequence, type, agent id, payload. --json prints NDJSON. "
+        "With --subscription NAME the server keeps the cursor: tailing the same name again "
+        "resumes after the last event printed.",
     )
-    tail.add_argument(
-        "--type", metavar="PATTERN", action="append", help="event type pattern, e.g. 'agent:*' (repeatable)"
-    )
-    tail.add_argument("--agent", metavar="ID", help="only events of this agent")
+    _event_filters(tail, full=False)
     tail.add_argument(
         "--from-seq", metavar="N", type=_non_negative_int, help="first replay stored events after sequence N"
     )
+    tail.add_argument("--subscription", metavar="NAME", help="durable subscription name (server-kept cursor)")
+
+    query = _command_parser(
+        event_commands,
+        "query",
+        _events_query,
+        common,
+        help="print stored events, oldest first (--desc: newest first)",
+    )
+    _event_filters(query, full=True)
+    query.add_argument("--since", metavar="TIME", type=_when, help="events at or after this ISO-8601 time")
+    query.add_argument("--until", metavar="TIME", type=_when, help="events before this ISO-8601 time")
+    query.add_argument("--after-seq", metavar="N", type=_non_negative_int, help="events after sequence N")
+    query.add_argument("--desc", action="store_true", help="newest first")
+    query.add_argument("--limit", metavar="N", type=_positive_int, default=100, help="at most N events (100)")
+
+    publish = _command_parser(
+        event_commands,
+        "publish",
+        _events_publish,
+        common,
+        help="publish a client event (it travels through Kafka like internal ones); prints its id",
+    )
+    publish.add_argument("type", help="namespaced type, e.g. deploy:finished")
+    publish.add_argument(
+        "--payload",
+        metavar="JSON",
+        type=_json_object,
+        default={},
+        help="payload object, e.g. '{\"ok\": true}'",
+    )
+    publish.add_argument("--agent", metavar="ID", help="agent the event is about")
+    publish.add_argument("--team", metavar="ID", help="team the event is about")
+    publish.add_argument("--workflow", metavar="ID", help="workflow the event is about")
+    publish.add_argument("--correlation", metavar="ID", help="correlation id")
+    publish.add_argument("--source", metavar="COMPONENT", help="source component (default cli)")
+    publish.add_argument("--id", metavar="UUID", help="event id, makes publishing idempotent")
 
     _command_parser(
         commands,

@@ -6,9 +6,10 @@ bare ``grpc.RpcError``. Listing methods return lazy iterators that follow ``next
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import timedelta
 from types import TracebackType
-from typing import TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 import grpc
 
@@ -31,6 +32,8 @@ API_KEY_HEADER = "x-api-key"
 
 AgentStatusLike: TypeAlias = "agent_pb2.AgentStatus.ValueType | str"
 Metadata: TypeAlias = tuple[tuple[str, str | bytes], ...]
+_Response = TypeVar("_Response")
+_Item = TypeVar("_Item")
 
 
 def agent_status(value: AgentStatusLike) -> agent_pb2.AgentStatus.ValueType:
@@ -52,6 +55,14 @@ AGENT_STATUS_NAMES: tuple[str, ...] = tuple(
     for name in agent_pb2.AgentStatus.keys()  # noqa: SIM118 - an EnumTypeWrapper is no dict
     if name != "AGENT_STATUS_UNSPECIFIED"
 )
+
+
+def agent_ended(agent: agent_pb2.Agent) -> bool:
+    """Whether the agent is done for good: completed, killed, or failed with no retry to come."""
+    if agent.status in (agent_pb2.AGENT_STATUS_COMPLETED, agent_pb2.AGENT_STATUS_KILLED):
+        return True
+    # A failed attempt that will be retried has no completion time yet.
+    return agent.status == agent_pb2.AGENT_STATUS_FAILED and agent.HasField("completed_at")
 
 
 class GodelClient:
@@ -95,6 +106,25 @@ class GodelClient:
     def _error(self, error: grpc.RpcError) -> GodelError:
         return from_rpc_error(error, self.address)
 
+    def _unary(self, method: Callable[..., _Response], request: Any) -> _Response:
+        """One unary call with the client's deadline and key; failures become a GodelError."""
+        try:
+            return method(request, timeout=self.timeout, metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    def _pages(
+        self, method: Callable[..., _Response], request: Any, items: Callable[[_Response], Iterable[_Item]]
+    ) -> Iterator[_Item]:
+        """The items of every page, following ``next_page_token`` as the iterator is consumed."""
+        while True:
+            page = self._unary(method, request)
+            yield from items(page)
+            token: str = getattr(page, "next_page_token", "")
+            if not token or token == request.page_token:
+                return
+            request.page_token = token
+
     # -- agents ----------------------------------------------------------------------------------
 
     def create_agent(
@@ -110,9 +140,25 @@ class GodelClient:
         max_retries: int | None = None,
         budget_limit: float | None = None,
         request_id: str | None = None,
+        env: Mapping[str, str] | None = None,
+        run_timeout: float | None = None,
+        keep_worktree: bool = False,
+        endpoint: str | None = None,
     ) -> agent_pb2.Agent:
-        """Spawns an agent on ``task``; ``command`` is the argv of the ``command`` runtime."""
-        config = agent_pb2.AgentConfig(runtime=runtime or "", command=list(command) if command else None)
+        """Spawns an agent on ``task``; ``command`` is the argv of the ``command`` runtime.
+
+        ``run_timeout`` is the wall-clock limit of one run in seconds; ``endpoint`` the base URL of
+        the OpenAI-compatible server for the ``openai`` runtime.
+        """
+        config = agent_pb2.AgentConfig(
+            runtime=runtime or "",
+            command=list(command) if command else None,
+            env=dict(env) if env else None,
+            keep_worktree=keep_worktree,
+            endpoint=endpoint or "",
+        )
+        if run_timeout:
+            config.timeout.FromTimedelta(timedelta(seconds=run_timeout))
         request = agent_service_pb2.CreateAgentRequest(
             task=task,
             model=model or "",
@@ -166,20 +212,7 @@ class GodelClient:
             model=model or "",
             label=label or "",
         )
-        return self._list_agent_pages(request)
-
-    def _list_agent_pages(self, request: agent_service_pb2.ListAgentsRequest) -> Iterator[agent_pb2.Agent]:
-        while True:
-            try:
-                page: agent_service_pb2.ListAgentsResponse = self._agents.ListAgents(
-                    request, timeout=self.timeout, metadata=self._metadata
-                )
-            except grpc.RpcError as exc:
-                raise self._error(exc) from None
-            yield from page.agents
-            if not page.next_page_token or page.next_page_token == request.page_token:
-                return
-            request.page_token = page.next_page_token
+        return self._pages(self._agents.ListAgents, request, lambda page: page.agents)
 
     def delete_agent(self, id: str) -> None:
         """Deletes an agent; a running one is killed first."""
@@ -188,6 +221,87 @@ class GodelClient:
             self._agents.DeleteAgent(request, timeout=self.timeout, metadata=self._metadata)
         except grpc.RpcError as exc:
             raise self._error(exc) from None
+
+    # Control: each returns the agent in its new state, and raises FailedPreconditionError when the
+    # agent's state does not allow the action (e.g. pausing a completed agent).
+
+    def pause_agent(self, id: str) -> agent_pb2.Agent:
+        agent: agent_pb2.Agent = self._unary(
+            self._agents.PauseAgent, agent_service_pb2.PauseAgentRequest(id=id)
+        )
+        return agent
+
+    def resume_agent(self, id: str) -> agent_pb2.Agent:
+        request = agent_service_pb2.ResumeAgentRequest(id=id)
+        agent: agent_pb2.Agent = self._unary(self._agents.ResumeAgent, request)
+        return agent
+
+    def kill_agent(self, id: str, reason: str | None = None) -> agent_pb2.Agent:
+        """Stops the agent's whole process tree; it ends ``killed``."""
+        request = agent_service_pb2.KillAgentRequest(id=id, reason=reason or "")
+        agent: agent_pb2.Agent = self._unary(self._agents.KillAgent, request)
+        return agent
+
+    def restart_agent(self, id: str) -> agent_pb2.Agent:
+        """Starts the agent again in a new session (retries reset)."""
+        request = agent_service_pb2.RestartAgentRequest(id=id)
+        agent: agent_pb2.Agent = self._unary(self._agents.RestartAgent, request)
+        return agent
+
+    # History, sessions and logs of one agent.
+
+    def agent_transitions(self, id: str, page_size: int = 100) -> Iterator[agent_pb2.AgentTransition]:
+        """The agent's lifecycle transitions, oldest first."""
+        request = agent_service_pb2.ListAgentTransitionsRequest(id=id, page_size=page_size)
+        return self._pages(self._agents.ListAgentTransitions, request, lambda page: page.transitions)
+
+    def agent_sessions(self, id: str, page_size: int = 100) -> Iterator[agent_pb2.Session]:
+        """The agent's sessions (one per run attempt), oldest first."""
+        request = agent_service_pb2.ListAgentSessionsRequest(id=id, page_size=page_size)
+        return self._pages(self._agents.ListAgentSessions, request, lambda page: page.sessions)
+
+    def get_session(self, id: str) -> agent_pb2.Session:
+        """One session with its messages."""
+        request = agent_service_pb2.GetSessionRequest(id=id)
+        session: agent_pb2.Session = self._unary(self._agents.GetSession, request)
+        return session
+
+    def agent_logs(
+        self, id: str, *, session_id: str | None = None, page_size: int = 500
+    ) -> Iterator[agent_pb2.LogEntry]:
+        """The agent's stored log lines, oldest first (only ``session_id``'s when given)."""
+        request = agent_service_pb2.GetAgentLogsRequest(
+            id=id, page_size=page_size, session_id=session_id or ""
+        )
+        return self._pages(self._agents.GetAgentLogs, request, lambda page: page.entries)
+
+    def follow_agent_logs(self, id: str, after_sequence: int = 0) -> Iterator[agent_pb2.LogEntry]:
+        """Log lines after ``after_sequence``, then new ones as they are written.
+
+        The iterator ends when the server ends the stream in-band (the agent ended or was deleted)
+        and raises :class:`GodelError` when that end carries an error. Closing it cancels the call.
+        """
+        request = agent_service_pb2.StreamAgentLogsRequest(id=id, after_sequence=after_sequence)
+        # No deadline: the stream lives as long as the agent runs.
+        call = self._agents.StreamAgentLogs(request, metadata=self._metadata)
+        try:
+            for item in call:
+                kind = item.WhichOneof("item")
+                if kind == "entry":
+                    yield item.entry
+                elif kind == "end":
+                    if item.end.code != 0:
+                        raise make_error(
+                            status_from_number(item.end.code),
+                            item.end.message,
+                            address=self.address,
+                            from_server=True,
+                        )
+                    return
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        finally:
+            call.cancel()
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -214,17 +328,7 @@ class GodelClient:
         return self._event_pages(request)
 
     def _event_pages(self, request: event_service_pb2.QueryEventsRequest) -> Iterator[event_pb2.Event]:
-        while True:
-            try:
-                page: event_service_pb2.QueryEventsResponse = self._events.QueryEvents(
-                    request, timeout=self.timeout, metadata=self._metadata
-                )
-            except grpc.RpcError as exc:
-                raise self._error(exc) from None
-            yield from page.events
-            if not page.next_page_token or page.next_page_token == request.page_token:
-                return
-            request.page_token = page.next_page_token
+        return self._pages(self._events.QueryEvents, request, lambda page: page.events)
 
     def subscribe_events(
         self,

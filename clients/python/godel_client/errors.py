@@ -93,6 +93,11 @@ class NotFoundError(GodelError):
     """The addressed resource does not exist (gRPC NOT_FOUND)."""
 
 
+class FailedPreconditionError(GodelError):
+    """The resource's state does not allow this (gRPC FAILED_PRECONDITION), e.g. pausing a completed
+    agent."""
+
+
 class InvalidArgumentError(GodelError):
     """The request was rejected as invalid (gRPC INVALID_ARGUMENT); see ``violations``."""
 
@@ -177,6 +182,8 @@ def make_error(
         return InvalidArgumentError(code, message or "invalid request", details, status=status)
     if status is grpc.StatusCode.NOT_FOUND:
         return NotFoundError(code, message or "not found", details, status=status)
+    if status is grpc.StatusCode.FAILED_PRECONDITION:
+        return FailedPreconditionError(code, message or "failed precondition", details, status=status)
     if status is grpc.StatusCode.DEADLINE_EXCEEDED and not message:
         message = f"Godel at {address} did not answer in time"
     return GodelError(code, message or status_name(status).lower().replace("_", " "), details, status=status)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2, timestamp_pb2
@@ -66,8 +66,34 @@ def duration(seconds: int) -> str:
     return f"{secs}s"
 
 
+def age(ts: timestamp_pb2.Timestamp, now: datetime) -> str:
+    """How long ago ``ts`` was, in its largest unit: ``42s``, ``5m``, ``3h``, ``2d``; ``-`` when unset."""
+    if ts.seconds == 0 and ts.nanos == 0:
+        return EMPTY
+    seconds = max(0, int((now - ts.ToDatetime(tzinfo=UTC)).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def clock(ts: timestamp_pb2.Timestamp, now: datetime) -> str:
+    """``12:01:03``: the local wall-clock time of ``ts`` (``now`` when unset)."""
+    moment = now if ts.seconds == 0 and ts.nanos == 0 else ts.ToDatetime(tzinfo=UTC)
+    return moment.astimezone().strftime("%H:%M:%S")
+
+
 def usd(amount: float) -> str:
     return f"${amount:,.2f}"
+
+
+def usd_precise(amount: float) -> str:
+    """Four decimals, for spend that moves by fractions of a cent."""
+    return f"${amount:,.4f}"
+
+
+def count(number: int) -> str:
+    return f"{number:,}"
 
 
 def or_empty(text: str) -> str:

@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +40,12 @@ from godel.v1 import (
     system_service_pb2,
     system_service_pb2_grpc,
 )
-from godel_client import GodelClient
+from godel_client import GodelClient, cli
 from godel_client.cli import main
 
 API_KEY = "godel_sk_test_0123456789"
+RUNNING = agent_pb2.AGENT_STATUS_RUNNING
+PAUSED = agent_pb2.AGENT_STATUS_PAUSED
 SPAWNED_AT = timestamp_pb2.Timestamp(seconds=1795635002)  # 2026-11-25 19:30:02Z
 PAGE_LIMIT = 2  # the fake pages ListAgents this small so that the client has to follow tokens
 
@@ -78,6 +81,13 @@ class Mesh:
     requests: list[Any] = field(default_factory=list)
     stream: list[event_service_pb2.SubscribeEventsResponse] = field(default_factory=list)
     hold_stream_open: bool = False
+    # Agent states GetAgent moves through, one per call (then the last one stays).
+    progress: dict[str, list[agent_pb2.Agent]] = field(default_factory=dict)
+    on_create: Callable[[agent_pb2.Agent], None] | None = None
+    logs: dict[str, list[agent_pb2.LogEntry]] = field(default_factory=dict)
+    log_stream: list[agent_service_pb2.StreamAgentLogsResponse] = field(default_factory=list)
+    transitions: dict[str, list[agent_pb2.AgentTransition]] = field(default_factory=dict)
+    sessions: dict[str, list[agent_pb2.Session]] = field(default_factory=dict)
 
     def add_agent(
         self,
@@ -112,7 +122,7 @@ class FakeAgents(agent_service_pb2_grpc.AgentServiceServicer):
                 "VALIDATION_ERROR",
                 error_details_pb2.BadRequest(field_violations=[violation]),
             )
-        return self.mesh.add_agent(
+        agent = self.mesh.add_agent(
             request.task,
             status=agent_pb2.AGENT_STATUS_PENDING,
             model=request.model or "gpt-4o",
@@ -120,14 +130,120 @@ class FakeAgents(agent_service_pb2_grpc.AgentServiceServicer):
             config=request.config,
             max_retries=request.max_retries if request.HasField("max_retries") else 3,
         )
+        if self.mesh.on_create is not None:
+            self.mesh.on_create(agent)
+        return agent
 
     def GetAgent(
         self, request: agent_service_pb2.GetAgentRequest, context: grpc.ServicerContext
     ) -> agent_pb2.Agent:
         _require_key(context)
-        if request.id not in self.mesh.agents:
-            _abort(context, code_pb2.NOT_FOUND, f"agent {request.id!r} not found", "AGENT_NOT_FOUND")
+        self._agent(request.id, context)
+        upcoming = self.mesh.progress.get(request.id)
+        if upcoming:
+            self.mesh.agents[request.id] = upcoming.pop(0)
         return self.mesh.agents[request.id]
+
+    def _agent(self, agent_id: str, context: grpc.ServicerContext) -> agent_pb2.Agent:
+        if agent_id not in self.mesh.agents:
+            _abort(context, code_pb2.NOT_FOUND, f"agent {agent_id!r} not found", "AGENT_NOT_FOUND")
+        return self.mesh.agents[agent_id]
+
+    def _move(
+        self,
+        request: Any,
+        context: grpc.ServicerContext,
+        verb: str,
+        allowed: dict[agent_pb2.AgentStatus.ValueType, tuple[agent_pb2.AgentStatus.ValueType, int]],
+    ) -> agent_pb2.Agent:
+        """Like the real state machine: FAILED_PRECONDITION naming the state when it forbids ``verb``."""
+        _require_key(context)
+        self.mesh.requests.append(request)
+        agent = self._agent(request.id, context)
+        if agent.status not in allowed:
+            state = agent_pb2.AgentStatus.Name(agent.status).removeprefix("AGENT_STATUS_").lower()
+            message = f"cannot {verb} agent {agent.id}: it is {state} (allowed from: executing, waiting)"
+            if verb == "resume":  # a message without the verb, to check that the CLI adds it
+                message = "the agent is not paused"
+            _abort(context, code_pb2.FAILED_PRECONDITION, message, "FAILED_PRECONDITION")
+        status, lifecycle = allowed[agent.status]
+        agent.status, agent.lifecycle_state, agent.version = status, lifecycle, agent.version + 1  # type: ignore[assignment]
+        return agent
+
+    def PauseAgent(
+        self, request: agent_service_pb2.PauseAgentRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.Agent:
+        return self._move(request, context, "pause", {RUNNING: (PAUSED, agent_pb2.LIFECYCLE_STATE_PAUSED)})
+
+    def ResumeAgent(
+        self, request: agent_service_pb2.ResumeAgentRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.Agent:
+        return self._move(
+            request, context, "resume", {PAUSED: (RUNNING, agent_pb2.LIFECYCLE_STATE_EXECUTING)}
+        )
+
+    def KillAgent(
+        self, request: agent_service_pb2.KillAgentRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.Agent:
+        killed = (agent_pb2.AGENT_STATUS_KILLED, agent_pb2.LIFECYCLE_STATE_KILLED)
+        return self._move(request, context, "kill", {RUNNING: killed, PAUSED: killed})
+
+    def RestartAgent(
+        self, request: agent_service_pb2.RestartAgentRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.Agent:
+        pending = (agent_pb2.AGENT_STATUS_PENDING, agent_pb2.LIFECYCLE_STATE_INITIALIZING)
+        ended = (
+            agent_pb2.AGENT_STATUS_COMPLETED,
+            agent_pb2.AGENT_STATUS_FAILED,
+            agent_pb2.AGENT_STATUS_KILLED,
+        )
+        return self._move(request, context, "restart", dict.fromkeys((RUNNING, PAUSED, *ended), pending))
+
+    def GetAgentLogs(
+        self, request: agent_service_pb2.GetAgentLogsRequest, context: grpc.ServicerContext
+    ) -> agent_service_pb2.GetAgentLogsResponse:
+        _require_key(context)
+        self.mesh.requests.append(request)
+        self._agent(request.id, context)
+        lines = [
+            e
+            for e in self.mesh.logs.get(request.id, [])
+            if not request.session_id or e.session_id == request.session_id
+        ]
+        start = int(request.page_token or 0)
+        end = start + min(request.page_size or 100, PAGE_LIMIT)
+        token = str(end) if end < len(lines) else ""
+        return agent_service_pb2.GetAgentLogsResponse(entries=lines[start:end], next_page_token=token)
+
+    def StreamAgentLogs(
+        self, request: agent_service_pb2.StreamAgentLogsRequest, context: grpc.ServicerContext
+    ) -> Iterator[agent_service_pb2.StreamAgentLogsResponse]:
+        _require_key(context)
+        self.mesh.requests.append(request)
+        self._agent(request.id, context)
+        yield from self.mesh.log_stream
+        while self.mesh.hold_stream_open and context.is_active():
+            time.sleep(0.05)
+
+    def ListAgentTransitions(
+        self, request: agent_service_pb2.ListAgentTransitionsRequest, context: grpc.ServicerContext
+    ) -> agent_service_pb2.ListAgentTransitionsResponse:
+        _require_key(context)
+        self._agent(request.id, context)
+        found = self.mesh.transitions.get(request.id, [])
+        start = int(request.page_token or 0)
+        end = start + PAGE_LIMIT
+        token = str(end) if end < len(found) else ""
+        return agent_service_pb2.ListAgentTransitionsResponse(
+            transitions=found[start:end], next_page_token=token
+        )
+
+    def ListAgentSessions(
+        self, request: agent_service_pb2.ListAgentSessionsRequest, context: grpc.ServicerContext
+    ) -> agent_service_pb2.ListAgentSessionsResponse:
+        _require_key(context)
+        self._agent(request.id, context)
+        return agent_service_pb2.ListAgentSessionsResponse(sessions=self.mesh.sessions.get(request.id, []))
 
     def ListAgents(
         self, request: agent_service_pb2.ListAgentsRequest, context: grpc.ServicerContext
@@ -316,18 +432,21 @@ def test_list_shows_a_table_and_follows_pages(
 ) -> None:
     state, address = mesh
     long_task = "refactor the scheduler so that it " + "really " * 20 + "scales"
-    agents = [state.add_agent(f"task {n}", model="gpt-4o") for n in range(4)]
-    agents.append(state.add_agent(long_task, model="gpt-4o", label="big"))
+    executing = agent_pb2.LIFECYCLE_STATE_EXECUTING
+    agents = [state.add_agent(f"task {n}", model="gpt-4o", lifecycle_state=executing) for n in range(4)]
+    config = agent_pb2.AgentConfig(runtime="command", command=["true"])
+    agents.append(state.add_agent(long_task, model="gpt-4o", config=config, lifecycle_state=executing))
     result = godel(capsys, address, "agent", "list")
     assert result.code == 0, result.err
     lines = result.out.splitlines()
-    assert lines[0].split() == ["ID", "STATUS", "MODEL", "LABEL", "SPAWNED", "TASK"]
+    assert lines[0].split() == ["ID", "STATUS", "LIFECYCLE", "RUNTIME", "MODEL", "AGE", "TASK"]
     assert len(lines) == 1 + len(agents)  # five agents over three pages of two
     for agent in agents:
         assert any(line.startswith(agent.id) for line in lines)
-    assert "running" in lines[1] and "2026-11-25 19:30:02Z" in lines[1]
+    assert lines[1].split()[1:3] == ["running", "executing"]
     assert "AGENT_STATUS" not in result.out
-    big = next(line for line in lines if "big" in line)
+    big = next(line for line in lines if "scheduler" in line)
+    assert big.split()[3] == "command"
     assert big.endswith("…") and long_task not in big
     # Columns line up: every row has STATUS where the header has it.
     column = lines[0].index("STATUS")
@@ -379,6 +498,39 @@ def test_get_shows_the_agent(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixtu
     assert json.loads(godel(capsys, address, "--json", "agent", "get", agent.id).out)["id"] == agent.id
 
 
+def test_get_shows_result_commits_tokens_and_session(
+    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, address = mesh
+    agent = state.add_agent(
+        "ship it",
+        status=agent_pb2.AGENT_STATUS_COMPLETED,
+        lifecycle_state=agent_pb2.LIFECYCLE_STATE_COMPLETED,
+        commits=["abc123 first", "def456 second"],
+        worktree="/tmp/wt/1",
+        result="all done",
+        session_id="session-1",
+        prompt_tokens=1200,
+        completion_tokens=34,
+        retry_count=1,
+        max_retries=3,
+        version=9,
+    )
+    result = godel(capsys, address, "agent", "get", agent.id)
+    assert result.code == 0, result.err
+    for expected in (
+        "abc123 first",
+        "def456 second",
+        "/tmp/wt/1",
+        "all done",
+        "session-1",
+        "1,200 prompt + 34 completion",
+        "1 of 3",
+    ):
+        assert expected in result.out
+    assert any(line.split() == ["version", "9"] for line in result.out.splitlines())
+
+
 def test_get_unknown_agent_is_not_found(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
     _, address = mesh
     result = godel(capsys, address, "agent", "get", "nope")
@@ -392,6 +544,402 @@ def test_delete(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> N
     result = godel(capsys, address, "agent", "delete", agent.id)
     assert result.code == 0, result.err
     assert agent.id in result.out and agent.id not in state.agents
+
+
+# -- spawn options, watching ------------------------------------------------------------------------
+
+
+def test_spawn_makes_a_relative_repo_absolute(
+    mesh: tuple[Mesh, str],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    state, address = mesh
+    monkeypatch.chdir(tmp_path)
+    assert godel(capsys, address, "agent", "spawn", "t", "--repo", "work/repo").code == 0
+    assert state.requests[-1].repo == str(tmp_path.resolve() / "work" / "repo")  # even when missing
+    assert godel(capsys, address, "agent", "spawn", "t", "--repo", "/srv/repo").code == 0
+    assert state.requests[-1].repo == "/srv/repo"
+
+
+def test_spawn_sends_the_run_config(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+    state, address = mesh
+    result = godel(
+        capsys,
+        address,
+        "agent",
+        "spawn",
+        "summarise",
+        "--runtime",
+        "openai",
+        "--endpoint",
+        "http://127.0.0.1:8000/v1",
+        "--timeout",
+        "90.5",
+        "--keep-worktree",
+        "--env",
+        "A=1",
+        "--env",
+        "B=x=y",
+        "--team",
+        "team-1",
+    )
+    assert result.code == 0, result.err
+    request = state.requests[-1]
+    config = request.config
+    assert (config.runtime, config.endpoint, config.keep_worktree) == (
+        "openai",
+        "http://127.0.0.1:8000/v1",
+        True,
+    )
+    assert dict(config.env) == {"A": "1", "B": "x=y"}
+    assert config.timeout.ToTimedelta().total_seconds() == 90.5
+    assert list(config.command) == [] and request.team_id == "team-1"
+
+
+def test_spawn_usage_errors(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+    _, address = mesh
+    bad_env = godel(capsys, address, "agent", "spawn", "t", "--env", "NOVALUE")
+    assert bad_env.code == 2 and "NAME=VALUE" in bad_env.err
+    assert godel(capsys, address, "agent", "spawn", "t", "--runtime", "bash").code == 2
+    assert godel(capsys, address, "agent", "spawn", "t", "--timeout", "0").code == 2
+
+
+def _state(
+    agent: agent_pb2.Agent,
+    status: agent_pb2.AgentStatus.ValueType,
+    lifecycle: agent_pb2.LifecycleState.ValueType,
+    version: int,
+    **fields: Any,
+) -> agent_pb2.Agent:
+    changed = agent_pb2.Agent()
+    changed.CopyFrom(agent)
+    changed.status, changed.lifecycle_state, changed.version = status, lifecycle, version
+    for name, value in fields.items():
+        if name == "completed_at":
+            changed.completed_at.CopyFrom(value)
+        else:
+            setattr(changed, name, value)
+    return changed
+
+
+@pytest.fixture
+def fast_watch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cli, "WATCH_INTERVAL", 0.01)
+
+
+@pytest.mark.timeout(60)
+def test_spawn_watch_follows_the_agent_until_it_completes(
+    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str], fast_watch: None
+) -> None:
+    state, address = mesh
+    created: list[str] = []
+
+    def script(agent: agent_pb2.Agent) -> None:
+        agent.version = 1
+        agent.updated_at.CopyFrom(SPAWNED_AT)
+        running = _state(agent, RUNNING, agent_pb2.LIFECYCLE_STATE_EXECUTING, 2)
+        spent = _state(agent, RUNNING, agent_pb2.LIFECYCLE_STATE_EXECUTING, 3, budget_consumed=0.0123)
+        done = _state(spent, agent_pb2.AGENT_STATUS_COMPLETED, agent_pb2.LIFECYCLE_STATE_COMPLETED, 4)
+        # Unchanged polls print nothing.
+        state.progress[agent.id] = [running, running, spent, spent, done]
+        created.append(agent.id)
+
+    state.on_create = script
+    result = godel(capsys, address, "agent", "spawn", "say hi", "--watch", "--", "/bin/echo", "hi")
+    assert result.code == 0, result.err
+    lines = result.out.splitlines()
+    assert lines[0] == created[0]
+    clock = SPAWNED_AT.ToDatetime(tzinfo=UTC).astimezone().strftime("%H:%M:%S")
+    assert lines[1:] == [
+        f"{clock}  pending/unspecified  v1  $0.0000  (retries 0)",
+        f"{clock}  running/executing  v2  $0.0000  (retries 0)",
+        f"{clock}  running/executing  v3  $0.0123  (retries 0)",
+        f"{clock}  completed/completed  v4  $0.0123  (retries 0)",
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_watch_waits_through_retries_and_exits_1_when_failed(
+    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str], fast_watch: None
+) -> None:
+    state, address = mesh
+    agent = state.add_agent(
+        "flaky", lifecycle_state=agent_pb2.LIFECYCLE_STATE_EXECUTING, version=2, max_retries=1
+    )
+    failed = agent_pb2.AGENT_STATUS_FAILED
+    failed_state = agent_pb2.LIFECYCLE_STATE_FAILED
+    state.progress[agent.id] = [
+        agent,  # what the first GetAgent (of `agent get`) sees
+        _state(agent, failed, failed_state, 3, retry_count=1, last_error="exit 1"),  # a retry is coming
+        _state(agent, RUNNING, agent_pb2.LIFECYCLE_STATE_EXECUTING, 4, retry_count=1),
+        _state(
+            agent,
+            failed,
+            failed_state,
+            5,
+            retry_count=1,
+            last_error="exited with code 2",
+            completed_at=SPAWNED_AT,
+        ),
+    ]
+    result = godel(capsys, address, "agent", "get", agent.id, "--watch")
+    assert result.code == 1
+    assert result.out.startswith("id ")  # the details first
+    states = [line.split()[1] for line in result.out.splitlines() if " v" in line and "(retries" in line]
+    assert states == ["running/executing", "failed/failed", "running/executing", "failed/failed"]
+    assert result.err == f"agent {agent.id} failed: exited with code 2\n"
+
+
+@pytest.mark.timeout(60)
+def test_watch_json_is_ndjson(
+    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str], fast_watch: None
+) -> None:
+    state, address = mesh
+    agent = state.add_agent("t", version=1)
+    state.progress[agent.id] = [
+        agent,
+        _state(agent, agent_pb2.AGENT_STATUS_KILLED, agent_pb2.LIFECYCLE_STATE_KILLED, 2),
+    ]
+    result = godel(capsys, address, "--json", "agent", "get", agent.id, "--watch")
+    assert result.code == 1
+    assert [json.loads(line)["status"] for line in result.out.splitlines()] == [
+        "AGENT_STATUS_RUNNING",
+        "AGENT_STATUS_KILLED",
+    ]
+
+
+def test_list_watch_redraws_until_ctrl_c(
+    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, address = mesh
+    agent = state.add_agent("watch me")
+    draws: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        draws.append(seconds)
+        if len(draws) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_wait", sleep)
+    result = godel(capsys, address, "agent", "list", "--watch")
+    assert result.code == 130
+    assert draws == [1.0, 1.0]
+    assert result.out.count("1 agent(s), every 1s") == 2
+    assert result.out.count(agent.id) == 2
+    assert "\x1b[" not in result.out  # no screen clearing when stdout is not a terminal
+    assert result.err == ""
+
+
+# -- control ---------------------------------------------------------------------------------------
+
+
+def test_pause_resume_kill_restart_print_the_new_state(
+    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, address = mesh
+    agent = state.add_agent("long job", lifecycle_state=agent_pb2.LIFECYCLE_STATE_EXECUTING, version=4)
+    paused = godel(capsys, address, "agent", "pause", agent.id)
+    assert (paused.code, paused.out) == (0, f"paused agent {agent.id}: now paused/paused (v5)\n")
+    resumed = godel(capsys, address, "agent", "resume", agent.id)
+    assert resumed.out == f"resumed agent {agent.id}: now running/executing (v6)\n"
+    killed = godel(capsys, address, "agent", "kill", agent.id, "--reason", "stuck")
+    assert killed.out == f"killed agent {agent.id}: now killed/killed (v7)\n"
+    assert state.requests[-1].reason == "stuck"
+    restarted = godel(capsys, address, "--json", "agent", "restart", agent.id)
+    assert json.loads(restarted.out)["lifecycleState"] == "LIFECYCLE_STATE_INITIALIZING"
+
+
+def test_control_refused_by_the_state_is_one_clear_line(
+    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, address = mesh
+    done = state.add_agent("done", status=agent_pb2.AGENT_STATUS_COMPLETED)
+    result = godel(capsys, address, "agent", "pause", done.id)
+    assert result.code == 1 and result.out == ""
+    assert result.err == (
+        f"error: cannot pause agent {done.id}: it is completed (allowed from: executing, waiting)\n"
+    )
+    # A server message that does not say what was refused gets the verb and the id.
+    running = state.add_agent("busy")
+    resumed = godel(capsys, address, "agent", "resume", running.id)
+    assert resumed.code == 1
+    assert resumed.err == f"error: cannot resume agent {running.id}: the agent is not paused\n"
+    missing = godel(capsys, address, "agent", "kill", "nope")
+    assert (missing.code, missing.err) == (1, "error: agent 'nope' not found\n")
+
+
+def test_client_maps_failed_precondition(mesh: tuple[Mesh, str]) -> None:
+    from godel_client import FailedPreconditionError
+
+    state, address = mesh
+    done = state.add_agent("done", status=agent_pb2.AGENT_STATUS_KILLED)
+    with GodelClient(address, api_key=API_KEY) as client, pytest.raises(FailedPreconditionError) as refused:
+        client.pause_agent(done.id)
+    assert refused.value.code == "FAILED_PRECONDITION"
+    assert "it is killed" in refused.value.message
+
+
+# -- logs, history, sessions -----------------------------------------------------------------------
+
+
+def _line(
+    agent_id: str, sequence: int, message: str, stream: str = "stdout", session: str = "s1"
+) -> agent_pb2.LogEntry:
+    return agent_pb2.LogEntry(
+        agent_id=agent_id,
+        session_id=session,
+        sequence=sequence,
+        stream=stream,
+        message=message,
+        time=SPAWNED_AT,
+    )
+
+
+def test_logs_pages_and_sends_stderr_to_stderr(
+    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, address = mesh
+    agent = state.add_agent("noisy")
+    state.logs[agent.id] = [
+        _line(agent.id, 1, "one"),
+        _line(agent.id, 2, "warning!", "stderr"),
+        _line(agent.id, 3, "three"),
+        _line(agent.id, 4, "other session", session="s2"),
+    ]
+    result = godel(capsys, address, "agent", "logs", agent.id)
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == ["[stdout] one", "[stdout] three", "[stdout] other session"]
+    assert result.err == "[stderr] warning!\n"
+    only = godel(capsys, address, "agent", "logs", agent.id, "--session", "s2")
+    assert only.out == "[stdout] other session\n"
+    assert state.requests[-1].session_id == "s2"
+
+
+def test_logs_follow_continues_after_the_last_line_and_ends_on_end(
+    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, address = mesh
+    agent = state.add_agent("streaming")
+    state.logs[agent.id] = [_line(agent.id, 1, "one"), _line(agent.id, 2, "two"), _line(agent.id, 3, "three")]
+    state.log_stream = [
+        agent_service_pb2.StreamAgentLogsResponse(entry=_line(agent.id, 4, "four")),
+        agent_service_pb2.StreamAgentLogsResponse(entry=_line(agent.id, 5, "boom", "stderr")),
+        agent_service_pb2.StreamAgentLogsResponse(
+            end=agent_service_pb2.StreamEnd(code=0, message="agent completed")
+        ),
+        agent_service_pb2.StreamAgentLogsResponse(entry=_line(agent.id, 6, "after the end")),
+    ]
+    state.hold_stream_open = True  # only the in-band end may stop the CLI
+    result = godel(capsys, address, "agent", "logs", agent.id, "-f")
+    assert result.code == 0, result.err
+    assert result.out.splitlines() == ["[stdout] one", "[stdout] two", "[stdout] three", "[stdout] four"]
+    assert result.err == "[stderr] boom\n"
+    stream_request = state.requests[-1]
+    assert isinstance(stream_request, agent_service_pb2.StreamAgentLogsRequest)
+    assert stream_request.after_sequence == 3
+
+
+def test_logs_follow_error_end(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+    state, address = mesh
+    agent = state.add_agent("streaming")
+    state.log_stream = [
+        agent_service_pb2.StreamAgentLogsResponse(entry=_line(agent.id, 1, "one")),
+        agent_service_pb2.StreamAgentLogsResponse(
+            end=agent_service_pb2.StreamEnd(code=code_pb2.UNAVAILABLE, message="log store unavailable")
+        ),
+    ]
+    result = godel(capsys, address, "agent", "logs", agent.id, "--follow")
+    assert result.code == 1
+    assert result.out == "[stdout] one\n"
+    assert result.err == "error: log store unavailable\n"
+
+
+def test_logs_follow_ctrl_c_exits_130_quietly(mesh: tuple[Mesh, str]) -> None:
+    state, address = mesh
+    agent = state.add_agent("forever")
+    state.log_stream = [agent_service_pb2.StreamAgentLogsResponse(entry=_line(agent.id, 1, "tick"))]
+    state.hold_stream_open = True
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    argv = ["--addr", address, "--api-key", API_KEY, "agent", "logs", agent.id, "-f"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "godel_client", *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert first == "[stdout] tick\n"
+    assert process.returncode == 130
+    assert err == ""
+
+
+def test_history_and_sessions(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+    state, address = mesh
+    agent = state.add_agent("audited")
+    L = agent_pb2
+    state.transitions[agent.id] = [
+        L.AgentTransition(
+            agent_id=agent.id,
+            version=v,
+            from_state=f,
+            to_state=t,
+            trigger=trigger,
+            reason=reason,
+            actor=actor,
+            time=SPAWNED_AT,
+        )
+        for v, f, t, trigger, reason, actor in [
+            (1, L.LIFECYCLE_STATE_UNSPECIFIED, L.LIFECYCLE_STATE_INITIALIZING, "create", "", "key-1"),
+            (
+                2,
+                L.LIFECYCLE_STATE_INITIALIZING,
+                L.LIFECYCLE_STATE_SPAWNING,
+                "worktree_created",
+                "",
+                "worker-1",
+            ),
+            (3, L.LIFECYCLE_STATE_SPAWNING, L.LIFECYCLE_STATE_EXECUTING, "session_started", "", "worker-1"),
+            (
+                4,
+                L.LIFECYCLE_STATE_EXECUTING,
+                L.LIFECYCLE_STATE_PAUSED,
+                "pause_command",
+                "paused by key-1",
+                "key-1",
+            ),
+        ]
+    ]
+    state.sessions[agent.id] = [
+        L.Session(id="s1", agent_id=agent.id, status=L.SESSION_STATUS_FAILED, created_at=SPAWNED_AT),
+        L.Session(id="s2", agent_id=agent.id, status=L.SESSION_STATUS_ACTIVE, created_at=SPAWNED_AT),
+    ]
+    history = godel(capsys, address, "agent", "history", agent.id)
+    assert history.code == 0, history.err
+    lines = history.out.splitlines()
+    assert lines[0].split() == ["TIME", "FROM", "→", "TO", "TRIGGER", "REASON", "ACTOR"]
+    assert len(lines) == 5  # four transitions over two pages
+    assert "- → initializing" in lines[1]
+    assert "executing → paused" in lines[4] and "pause_command" in lines[4] and "paused by key-1" in lines[4]
+    document = json.loads(godel(capsys, address, "--json", "agent", "history", agent.id).out)
+    assert [t["trigger"] for t in document["transitions"]][-1] == "pause_command"
+
+    sessions = godel(capsys, address, "agent", "sessions", agent.id)
+    assert sessions.code == 0, sessions.err
+    rows = [line.split() for line in sessions.out.splitlines()]
+    assert rows[0][:2] == ["ID", "STATUS"]
+    assert [r[:2] for r in rows[1:]] == [["s1", "failed"], ["s2", "active"]]
+    empty = state.add_agent("new")
+    none = godel(capsys, address, "agent", "sessions", empty.id)
+    assert (none.code, none.out, none.err) == (0, "", "no sessions found\n")
 
 
 # -- errors ----------------------------------------------------------------------------------------

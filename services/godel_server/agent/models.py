@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from godel_server.runtime.sqltypes import JsonType
+from godel_server.runtime.sqltypes import JsonType, UtcDateTime
 
 
 class Base(DeclarativeBase):
@@ -34,9 +34,9 @@ class AgentRow(Base):
     repo: Mapped[str | None] = mapped_column(Text)
     worktree_path: Mapped[str | None] = mapped_column(Text)
     commits: Mapped[list[str]] = mapped_column(JsonType, default=list)
-    spawned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    pause_time: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    spawned_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    pause_time: Mapped[datetime | None] = mapped_column(UtcDateTime)
     paused_by: Mapped[str | None] = mapped_column(String(255))
     runtime_seconds: Mapped[int] = mapped_column(Integer, default=0)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -45,10 +45,24 @@ class AgentRow(Base):
     budget_limit: Mapped[float | None] = mapped_column(Float)
     budget_consumed: Mapped[float] = mapped_column(Float, default=0.0)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     version: Mapped[int] = mapped_column(Integer, default=1)
     session_id: Mapped[str | None] = mapped_column(String(36))
     created_by: Mapped[str | None] = mapped_column(String(100))
+    result: Mapped[str | None] = mapped_column(Text)
+    prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    budget_warned: Mapped[bool] = mapped_column(Boolean, default=False)
+    parent_session_id: Mapped[str | None] = mapped_column(String(36))
+    # Scheduling: the replica that owns the agent's runs, the run in flight and its worker.
+    owner: Mapped[str | None] = mapped_column(String(255))
+    run_id: Mapped[str | None] = mapped_column(String(36))
+    worker_id: Mapped[str | None] = mapped_column(String(255))
+    run_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # A retry waits until this time; None when no retry is pending.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __mapper_args__ = {"version_id_col": version}
 
     __table_args__ = (
         Index("idx_agents_team_id", "team_id"),
@@ -58,4 +72,75 @@ class AgentRow(Base):
         Index("idx_agents_model", "model"),
         Index("idx_agents_label", "label"),
         Index("idx_agents_spawned_id", "spawned_at", "id"),
+        Index("idx_agents_owner", "owner"),
     )
+
+
+class AgentTransitionRow(Base):
+    """One lifecycle transition (spec §4.1 StateMachine history)."""
+
+    __tablename__ = "agent_transitions"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(36), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    from_state: Mapped[str] = mapped_column(String(50))
+    to_state: Mapped[str] = mapped_column(String(50))
+    from_status: Mapped[str] = mapped_column(String(50))
+    to_status: Mapped[str] = mapped_column(String(50))
+    trigger: Mapped[str] = mapped_column(String(50))
+    reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str | None] = mapped_column(String(255))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class SessionRow(Base):
+    """One run attempt of an agent (spec §2.1 Session)."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(String(36), index=True)
+    parent_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(20))
+    variables: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class SessionMessageRow(Base):
+    __tablename__ = "session_messages"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(36), index=True)
+    role: Mapped[str] = mapped_column(String(20))
+    content: Mapped[str] = mapped_column(Text)
+    name: Mapped[str | None] = mapped_column(String(255))
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class AgentLogRow(Base):
+    __tablename__ = "agent_logs"
+
+    agent_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    sequence: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    session_id: Mapped[str | None] = mapped_column(String(36))
+    time: Mapped[datetime] = mapped_column(UtcDateTime)
+    level: Mapped[str] = mapped_column(String(10))
+    stream: Mapped[str] = mapped_column(String(20))
+    message: Mapped[str] = mapped_column(Text)
+
+
+class ReplicaRow(Base):
+    """A live agent-service replica; its lease lapses when it stops renewing it."""
+
+    __tablename__ = "agent_replicas"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    address: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    lease_until: Mapped[datetime] = mapped_column(UtcDateTime)

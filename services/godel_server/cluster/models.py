@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, MetaData, String
+from sqlalchemy import Boolean, Index, Integer, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from godel_server.runtime.sqltypes import JsonType
+from godel_server.runtime.sqltypes import JsonType, UtcDateTime
 
 
 class Base(DeclarativeBase):
@@ -24,15 +24,15 @@ class ClusterRow(Base):
     endpoint: Mapped[str] = mapped_column(String(500))
     api_version: Mapped[str | None] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(50), default="offline")
-    last_heartbeat: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_heartbeat: Mapped[datetime | None] = mapped_column(UtcDateTime)
     health_score: Mapped[int] = mapped_column(Integer, default=100)
     max_agents: Mapped[int] = mapped_column(Integer, default=0)
     current_agents: Mapped[int] = mapped_column(Integer, default=0)
     features: Mapped[list[str]] = mapped_column(JsonType, default=list)
     supported_models: Mapped[list[str]] = mapped_column(JsonType, default=list)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         Index("idx_clusters_status", "status"),
@@ -49,7 +49,7 @@ class ApiKeyRow(Base):
     prefix: Mapped[str] = mapped_column(String(20))
     role: Mapped[str] = mapped_column(String(50))
     user_id: Mapped[str] = mapped_column(String(100))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)

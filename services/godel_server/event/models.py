@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Index, Integer, LargeBinary, MetaData, String
+from sqlalchemy import BigInteger, Index, Integer, LargeBinary, MetaData, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from godel_server.runtime.sqltypes import JsonType
+from godel_server.runtime.sqltypes import JsonType, UtcDateTime
 
 
 class Base(DeclarativeBase):
@@ -24,7 +24,7 @@ class EventRow(Base):
     )
     id: Mapped[str] = mapped_column(String(36), unique=True)
     event_type: Mapped[str] = mapped_column(String(100))
-    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    timestamp: Mapped[datetime] = mapped_column(UtcDateTime)
     payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
     source_component: Mapped[str | None] = mapped_column(String(100))
     source_instance: Mapped[str | None] = mapped_column(String(200))
@@ -39,7 +39,7 @@ class EventRow(Base):
     partition_key: Mapped[str | None] = mapped_column(String(100))
     # The envelope exactly as received (protobuf binary), returned verbatim with its sequence.
     data: Mapped[bytes] = mapped_column(LargeBinary)
-    stored_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    stored_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (
         Index("idx_events_type", "event_type"),
@@ -50,3 +50,22 @@ class EventRow(Base):
         Index("idx_events_workflow_id", "workflow_id"),
         Index("idx_events_trace_id", "trace_id"),
     )
+
+
+class SubscriptionRow(Base):
+    """A durable subscription: a user's named filter and the cursor the server keeps for it."""
+
+    __tablename__ = "event_subscriptions"
+
+    owner: Mapped[str] = mapped_column(String(100), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    patterns: Mapped[list[str]] = mapped_column(JsonType)
+    agent_id: Mapped[str] = mapped_column(String(36), default="")
+    team_id: Mapped[str] = mapped_column(String(36), default="")
+    workflow_id: Mapped[str] = mapped_column(String(36), default="")
+    correlation_id: Mapped[str] = mapped_column(String(100), default="")
+    trace_id: Mapped[str] = mapped_column(String(100), default="")
+    source_component: Mapped[str] = mapped_column(String(100), default="")
+    last_sequence: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

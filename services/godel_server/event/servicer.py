@@ -10,8 +10,11 @@ import grpc
 from google.protobuf import json_format
 
 from godel.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
-from godel_server.event.hub import BLOCK, DROP, SLIDING, Subscription, SubscriptionHub
+from godel_server.event.durable import DurableSubscriptions
+from godel_server.event.hub import SubscriptionHub
+from godel_server.event.options import check_name, check_patterns, from_grpc
 from godel_server.event.store import EventFilter, EventStore
+from godel_server.event.streaming import Beat, subscribe
 from godel_server.runtime.context import current_caller
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import EventNotFoundError
@@ -22,26 +25,20 @@ from godel_server.runtime.validation import Violations
 
 COMPONENT = "event-service"
 MAX_PAYLOAD_BYTES = 64 * 1024
-REPLAY_PAGE = 500
-STRATEGIES = {
-    event_service_pb2.BACKPRESSURE_STRATEGY_UNSPECIFIED: SLIDING,
-    event_service_pb2.BACKPRESSURE_STRATEGY_DROP: DROP,
-    event_service_pb2.BACKPRESSURE_STRATEGY_BLOCK: BLOCK,
-    event_service_pb2.BACKPRESSURE_STRATEGY_SLIDING: SLIDING,
-}
-
-
-def _check_patterns(field: str, patterns: list[str], v: Violations) -> None:
-    for i, p in enumerate(patterns):
-        if p != "*" and not EVENT_TYPE_RE.match(p):
-            v.add(f"{field}[{i}]", "must be a namespaced type like `agent:start` or a pattern like `agent:*`")
 
 
 class EventServicer(event_service_pb2_grpc.EventServiceServicer):
     def __init__(
-        self, db: Database, publisher: EventPublisher, hub: SubscriptionHub, *, instance: str
+        self,
+        db: Database,
+        publisher: EventPublisher,
+        hub: SubscriptionHub,
+        durable: DurableSubscriptions,
+        *,
+        instance: str,
     ) -> None:
         self._db = db
+        self._durable = durable
         self._publisher = publisher
         self._hub = hub
         self._instance = instance
@@ -50,7 +47,7 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
         self, request: event_service_pb2.QueryEventsRequest, context: grpc.aio.ServicerContext
     ) -> event_service_pb2.QueryEventsResponse:
         v = Violations()
-        _check_patterns("type", list(request.type), v)
+        check_patterns("type", list(request.type), v)
         if request.after_sequence < 0:
             v.add("after_sequence", "must not be negative")
         v.raise_if_any()
@@ -141,68 +138,50 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
     async def SubscribeEvents(
         self, request: event_service_pb2.SubscribeEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
-        v = Violations()
-        _check_patterns("pattern", list(request.pattern), v)
-        if request.buffer_size < 0:
-            v.add("buffer_size", "must not be negative")
-        if request.heartbeat_seconds < 0:
-            v.add("heartbeat_seconds", "must not be negative")
-        if request.HasField("from_sequence") and request.from_sequence < 0:
-            v.add("from_sequence", "must not be negative")
-        if request.subscription_name:
-            v.add("subscription_name", "durable subscriptions are not available in this release")
-        v.raise_if_any()
-        flt = EventFilter(
-            types=tuple(request.pattern),
-            agent_id=request.agent_id,
-            team_id=request.team_id,
-            workflow_id=request.workflow_id,
+        options = from_grpc(request)
+        stream = subscribe(
+            self._db, self._hub, self._durable, options, owner=_owner(), name_field="subscription_name"
         )
-        sub = Subscription(flt, STRATEGIES[request.backpressure], request.buffer_size or 1000)
-        heartbeat = float(request.heartbeat_seconds or 15)
-        self._hub.add(sub)
-        try:
-            last_sent = self._hub.last_published
-            if request.HasField("from_sequence"):
-                last_sent = request.from_sequence
-                sub.lagging = True
-            yield _heartbeat(self._hub.last_published)
-            while True:
-                if sub.lagging:
-                    async for event in self._catch_up(sub, last_sent):
-                        last_sent = event.sequence
-                        yield event_service_pb2.SubscribeEventsResponse(event=event)
-                    continue
-                if not await sub.wait(heartbeat):
-                    yield _heartbeat(self._hub.last_published)
-                    continue
-                while sub.buffer and not sub.lagging:
-                    event = sub.buffer.popleft()
-                    if event.sequence <= last_sent:
-                        continue
-                    last_sent = event.sequence
-                    yield event_service_pb2.SubscribeEventsResponse(event=event)
-        finally:
-            self._hub.remove(sub)
+        async for item in stream:
+            if isinstance(item, Beat):
+                yield _heartbeat(item.last_sequence)
+            else:
+                yield event_service_pb2.SubscribeEventsResponse(event=item)
 
-    async def _catch_up(self, sub: Subscription, after: int) -> AsyncIterator[event_pb2.Event]:
-        """Replays stored events after `after`, then switches the subscription back to live delivery
-        with no gap and no duplicate. Every event the hub has published is already committed, so once
-        a query returns the tail, everything up to the hub's horizon taken before it was delivered."""
-        while True:
-            horizon = self._hub.last_published
-            async with self._db.reader() as session:
-                events = await EventStore(session).query(sub.filter, limit=REPLAY_PAGE, after_sequence=after)
-            for event in events:
-                after = event.sequence
-                yield event
-            if len(events) == REPLAY_PAGE:
-                continue
-            after = max(after, horizon)
-            if after >= self._hub.last_published:
-                sub.buffer.clear()
-                sub.lagging = False
-                return
+    async def ListEventSubscriptions(
+        self, request: event_service_pb2.ListEventSubscriptionsRequest, context: grpc.aio.ServicerContext
+    ) -> event_service_pb2.ListEventSubscriptionsResponse:
+        return event_service_pb2.ListEventSubscriptionsResponse(
+            subscriptions=await self._durable.list(_owner())
+        )
+
+    async def GetEventSubscription(
+        self, request: event_service_pb2.GetEventSubscriptionRequest, context: grpc.aio.ServicerContext
+    ) -> event_service_pb2.EventSubscription:
+        _require_name(request.name)
+        return await self._durable.get(_owner(), request.name)
+
+    async def DeleteEventSubscription(
+        self, request: event_service_pb2.DeleteEventSubscriptionRequest, context: grpc.aio.ServicerContext
+    ) -> event_service_pb2.DeleteEventSubscriptionResponse:
+        _require_name(request.name)
+        await self._durable.delete(_owner(), request.name)
+        return event_service_pb2.DeleteEventSubscriptionResponse()
+
+
+def _owner() -> str:
+    """Durable subscriptions belong to the caller's user (its key id when the key has no user)."""
+    caller = current_caller()
+    if caller is None:
+        return "anonymous"
+    return caller.user_id or f"key:{caller.key_id}"
+
+
+def _require_name(name: str) -> None:
+    v = Violations()
+    v.require("name", name)
+    check_name("name", name, v)
+    v.raise_if_any()
 
 
 def _heartbeat(last_sequence: int) -> event_service_pb2.SubscribeEventsResponse:

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from google.protobuf import json_format
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
 from godel_server.event.models import EventRow
 from godel_server.runtime.events import pattern_matches, utcnow
+
+SEQUENCE_LOCK_KEY = 0x60DE1E7E
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,10 @@ class EventStore:
     async def append(self, events: Sequence[event_pb2.Event]) -> list[event_pb2.Event]:
         """Stores events not stored yet (by id), numbering them after the current last sequence.
         Returns the stored events with `sequence` set."""
+        if self._session.get_bind().dialect.name == "postgresql":
+            # One numbering writer at a time, even with several event-service replicas: the
+            # partitioned table's key (sequence_number, stored_at) cannot enforce it alone.
+            await self._session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SEQUENCE_LOCK_KEY})
         ids = [e.id for e in events]
         known = set((await self._session.scalars(select(EventRow.id).where(EventRow.id.in_(ids)))).all())
         sequence = await self.last_sequence()

@@ -40,6 +40,8 @@ ROLES: dict[str, tuple[str, ...]] = {
         "cluster:read:all",
         "system:read:all",
     ),
+    # Worker processes: connect to the agent service and nothing else.
+    "worker": ("worker:*:all",),
 }
 
 

@@ -20,6 +20,28 @@
 | GODEL_LOG_LEVEL             | INFO                                      | log level                                 |
 | GODEL_INSTANCE_ID           | <role>-<hostname>-<pid>                   | identity in events and logs               |
 | GODEL_OPENAPI_PATH          | <repo>/gen/openapi/godel.swagger.json     | document served at /api/v1/openapi.json   |
+| GODEL_AGENT_LEASE_SECONDS   | 5                                         | an agent replica silent this long is dead; its agents move |
+| GODEL_AGENT_HEARTBEAT_TIMEOUT | 15                                      | a run no worker reported this long is stuck |
+| GODEL_AGENT_PROGRESS_TIMEOUT | 0 (off)                                  | a running run without output this long is stuck |
+| GODEL_WORKER_LOST_GRACE     | 3                                         | seconds a disconnected worker has to come back before its runs restart |
+| GODEL_RETRY_BACKOFF_SECONDS | 1                                         | first retry delay; doubles per retry, at most 60 s |
+| GODEL_MODEL_PRICES          | built-in table                            | JSON {"model": [usd per 1M prompt tokens, per 1M completion tokens]} |
+
+Worker process (`godel-server worker`, see `load_worker_settings`):
+
+| variable                    | default                                   | meaning                                   |
+|-----------------------------|-------------------------------------------|-------------------------------------------|
+| GODEL_WORKER_CONNECT        | GODEL_AGENT_ADDR or 127.0.0.1:<GODEL_AGENT_PORT> | comma-separated agent-service replica addresses |
+| GODEL_WORKER_ID             | worker-<hostname>-<pid>-<4 hex>           | worker identity (new for every process)   |
+| GODEL_WORKER_CAPACITY       | 16                                        | runs a worker executes at once            |
+| GODEL_WORKTREE_ROOT         | $GODEL_HOME/worktrees                     | where agents' git worktrees are created   |
+| GODEL_OPENAI_BASE_URL       | https://api.openai.com                    | default endpoint of the `openai` runtime  |
+| GODEL_OPENAI_API_KEY        | (unset)                                   | bearer key of that endpoint (secret)      |
+| GODEL_API_KEY               | (unset)                                   | API key the worker sends as x-api-key     |
+| GODEL_API_KEY_FILE          | (unset)                                   | file holding GODEL_API_KEY                |
+| GODEL_WORKER_MAX_STEPS      | 50                                        | completions per `openai` run              |
+| GODEL_EVENT_WS_PORT         | 9113                                      | event service WebSocket port (`/events`, spec §3.2); 0 = off |
+| GODEL_EVENT_RETENTION_DAYS  | 0                                         | events stored longer ago are removed (0 = keep forever) |
 """
 
 from __future__ import annotations
@@ -64,6 +86,13 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _non_negative(env: Mapping[str, str], name: str, default: int) -> int:
+    value = _int(env, name, default)
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value
+
+
 def database_url_for(role: Role, env: Mapping[str, str], home: Path) -> str:
     """Database URL of one service: explicit, derived from a PostgreSQL server URL, or a SQLite file."""
     explicit = env.get(f"GODEL_{role.upper()}_DATABASE_URL")
@@ -103,6 +132,14 @@ class Settings:
     openapi_path: Path
     service_addrs: dict[Role, str] = field(default_factory=dict)
     admin_addrs: dict[Role, str] = field(default_factory=dict)
+    agent_lease_seconds: float = 5.0
+    heartbeat_timeout: float = 15.0
+    progress_timeout: float = 0.0
+    worker_lost_grace: float = 3.0
+    retry_backoff_seconds: float = 1.0
+    model_prices: str = ""
+    event_ws_port: int = 9113
+    event_retention_days: int = 0
 
     @property
     def grpc_address(self) -> str:
@@ -145,4 +182,68 @@ def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
         ),
         service_addrs=addrs,
         admin_addrs=admin_addrs,
+        event_ws_port=_int(env, "GODEL_EVENT_WS_PORT", 9113),
+        event_retention_days=_non_negative(env, "GODEL_EVENT_RETENTION_DAYS", 0),
+        agent_lease_seconds=_float(env, "GODEL_AGENT_LEASE_SECONDS", 5.0),
+        heartbeat_timeout=_float(env, "GODEL_AGENT_HEARTBEAT_TIMEOUT", 15.0),
+        progress_timeout=_float(env, "GODEL_AGENT_PROGRESS_TIMEOUT", 0.0),
+        worker_lost_grace=_float(env, "GODEL_WORKER_LOST_GRACE", 3.0),
+        retry_backoff_seconds=_float(env, "GODEL_RETRY_BACKOFF_SECONDS", 1.0),
+        model_prices=env.get("GODEL_MODEL_PRICES", ""),
+    )
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Settings of a worker process (`godel-server worker`); secrets are kept out of repr()."""
+
+    connect: tuple[str, ...]
+    worker_id: str
+    capacity: int
+    worktree_root: Path
+    openai_base_url: str
+    openai_api_key: str | None = field(default=None, repr=False)
+    api_key: str | None = field(default=None, repr=False)
+    max_steps: int = 50
+    home: Path = field(default_factory=lambda: Path.home() / ".godel")
+    hostname: str = field(default_factory=socket.gethostname)
+    log_level: str = "INFO"
+
+
+def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
+    """Reads the settings of a worker process from the environment (see the module docstring)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("GODEL_HOME") or Path.home() / ".godel").expanduser()
+    default_addr = env.get("GODEL_AGENT_ADDR") or f"127.0.0.1:{_int(env, 'GODEL_AGENT_PORT', 50051)}"
+    connect = tuple(
+        a.strip() for a in (env.get("GODEL_WORKER_CONNECT") or default_addr).split(",") if a.strip()
+    )
+    if not connect:
+        raise ConfigError("GODEL_WORKER_CONNECT must name at least one address")
+    capacity = _int(env, "GODEL_WORKER_CAPACITY", 16)
+    if capacity < 0:
+        raise ConfigError(f"GODEL_WORKER_CAPACITY must be >= 0, got {capacity}")
+    max_steps = _int(env, "GODEL_WORKER_MAX_STEPS", 50)
+    if max_steps < 1:
+        raise ConfigError(f"GODEL_WORKER_MAX_STEPS must be >= 1, got {max_steps}")
+    api_key = env.get("GODEL_API_KEY") or None
+    key_file = env.get("GODEL_API_KEY_FILE")
+    if not api_key and key_file:
+        try:
+            api_key = Path(key_file).expanduser().read_text().strip() or None
+        except OSError as exc:
+            raise ConfigError(f"GODEL_API_KEY_FILE {key_file!r} cannot be read: {exc.strerror}") from exc
+    hostname = socket.gethostname()
+    return WorkerSettings(
+        connect=connect,
+        worker_id=env.get("GODEL_WORKER_ID") or f"worker-{hostname}-{os.getpid()}-{os.urandom(2).hex()}",
+        capacity=capacity,
+        worktree_root=Path(env.get("GODEL_WORKTREE_ROOT") or home / "worktrees").expanduser(),
+        openai_base_url=env.get("GODEL_OPENAI_BASE_URL") or "https://api.openai.com",
+        openai_api_key=env.get("GODEL_OPENAI_API_KEY") or None,
+        api_key=api_key,
+        max_steps=max_steps,
+        home=home,
+        hostname=hostname,
+        log_level=env.get("GODEL_LOG_LEVEL", "INFO").upper(),
     )

@@ -123,7 +123,14 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
-        return handler  # client/bidi streams are wrapped by their services (worker protocol)
+        if handler.stream_stream:
+            # Bidi handlers are coroutines that read and write through their context (worker protocol).
+            return grpc.stream_stream_rpc_method_handler(
+                self._wrap_unary(handler.stream_stream, method, metadata, public),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
 
     async def _enter(self, method: str, metadata: dict[str, str], public: bool) -> None:
         request_id = metadata.get("x-request-id") or str(uuid.uuid4())

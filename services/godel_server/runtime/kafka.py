@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from godel_server.runtime.topics import ALL_TOPICS
+from godel_server.runtime.topics import KAFKA_TOPICS
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ def new_producer(bootstrap: str, client_id: str) -> AIOKafkaProducer:
     )
 
 
-async def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = ALL_TOPICS) -> None:
+async def ensure_topics(bootstrap: str, partitions: int, topics: tuple[str, ...] = KAFKA_TOPICS) -> None:
     """Creates the catalogue's topics that do not exist yet."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     await admin.start()

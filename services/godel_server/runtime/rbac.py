@@ -18,6 +18,7 @@ SERVICE_RESOURCES = {
     "ClusterService": "cluster",
     "AuthService": "key",
     "SystemService": "system",
+    "WorkerService": "worker",
 }
 READ_VERBS = ("Get", "List", "Query", "Subscribe", "Stream", "Route", "Authenticate")
 CREATE_VERBS = ("Create", "Publish", "Register", "Spawn", "Login")

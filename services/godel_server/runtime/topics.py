@@ -19,10 +19,17 @@ DOMAIN_TOPICS: dict[str, str] = {
 
 CUSTOM_TOPIC = "godel.custom.events"
 
+# Event topics: facts, stored by the event service and public to any Kafka client.
 ALL_TOPICS: tuple[str, ...] = tuple(sorted({*DOMAIN_TOPICS.values(), CUSTOM_TOPIC}))
+
+# Command topics: work items between replicas of one service, not stored as events.
+RUN_TOPIC = "godel.agent.runs"
+COMMAND_TOPICS: dict[str, str] = {"run": RUN_TOPIC}
+
+KAFKA_TOPICS: tuple[str, ...] = (*ALL_TOPICS, *sorted(set(COMMAND_TOPICS.values())))
 
 
 def topic_for(event_type: str) -> str:
     """Topic of an event type: its namespace's domain topic, else the custom-events topic."""
     namespace = event_type.split(":", 1)[0]
-    return DOMAIN_TOPICS.get(namespace, CUSTOM_TOPIC)
+    return COMMAND_TOPICS.get(namespace) or DOMAIN_TOPICS.get(namespace, CUSTOM_TOPIC)

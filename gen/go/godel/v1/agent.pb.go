@@ -305,7 +305,9 @@ type AgentConfig struct {
 	// Wall-clock limit for one run.
 	Timeout *durationpb.Duration `protobuf:"bytes,10,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Keep the git worktree after the agent ends.
-	KeepWorktree  bool `protobuf:"varint,11,opt,name=keep_worktree,json=keepWorktree,proto3" json:"keep_worktree,omitempty"`
+	KeepWorktree bool `protobuf:"varint,11,opt,name=keep_worktree,json=keepWorktree,proto3" json:"keep_worktree,omitempty"`
+	// Base URL of the OpenAI-compatible endpoint for the "openai" runtime (default: worker config).
+	Endpoint      string `protobuf:"bytes,12,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -417,6 +419,13 @@ func (x *AgentConfig) GetKeepWorktree() bool {
 	return false
 }
 
+func (x *AgentConfig) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
 // An AI agent working on one task (spec §2.1 Agent).
 type Agent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -465,9 +474,16 @@ type Agent struct {
 	// Optimistic-concurrency version, incremented on every change.
 	Version int64 `protobuf:"varint,28,opt,name=version,proto3" json:"version,omitempty"`
 	// Id of the current session (run attempt).
-	SessionId     string `protobuf:"bytes,29,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	SessionId string `protobuf:"bytes,29,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Final output of the last run (last assistant message, or the tail of stdout).
+	Result string `protobuf:"bytes,30,opt,name=result,proto3" json:"result,omitempty"`
+	// Worker executing the current run, if any.
+	WorkerId string `protobuf:"bytes,31,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// Tokens used by all runs.
+	PromptTokens     int64 `protobuf:"varint,32,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
+	CompletionTokens int64 `protobuf:"varint,33,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
@@ -703,6 +719,154 @@ func (x *Agent) GetSessionId() string {
 	return ""
 }
 
+func (x *Agent) GetResult() string {
+	if x != nil {
+		return x.Result
+	}
+	return ""
+}
+
+func (x *Agent) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *Agent) GetPromptTokens() int64 {
+	if x != nil {
+		return x.PromptTokens
+	}
+	return 0
+}
+
+func (x *Agent) GetCompletionTokens() int64 {
+	if x != nil {
+		return x.CompletionTokens
+	}
+	return 0
+}
+
+// One recorded lifecycle transition of an agent (spec §4.1 StateMachine history).
+type AgentTransition struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	AgentId string                 `protobuf:"bytes,1,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// Agent version after the transition.
+	Version    int64          `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	FromState  LifecycleState `protobuf:"varint,3,opt,name=from_state,json=fromState,proto3,enum=godel.v1.LifecycleState" json:"from_state,omitempty"`
+	ToState    LifecycleState `protobuf:"varint,4,opt,name=to_state,json=toState,proto3,enum=godel.v1.LifecycleState" json:"to_state,omitempty"`
+	FromStatus AgentStatus    `protobuf:"varint,5,opt,name=from_status,json=fromStatus,proto3,enum=godel.v1.AgentStatus" json:"from_status,omitempty"`
+	ToStatus   AgentStatus    `protobuf:"varint,6,opt,name=to_status,json=toStatus,proto3,enum=godel.v1.AgentStatus" json:"to_status,omitempty"`
+	// The state-machine event, e.g. "pause_command", "task_complete", "error".
+	Trigger string `protobuf:"bytes,7,opt,name=trigger,proto3" json:"trigger,omitempty"`
+	Reason  string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Who caused it: an API key id, a worker id, or "system".
+	Actor         string                 `protobuf:"bytes,9,opt,name=actor,proto3" json:"actor,omitempty"`
+	Time          *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentTransition) Reset() {
+	*x = AgentTransition{}
+	mi := &file_godel_v1_agent_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentTransition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentTransition) ProtoMessage() {}
+
+func (x *AgentTransition) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_agent_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentTransition.ProtoReflect.Descriptor instead.
+func (*AgentTransition) Descriptor() ([]byte, []int) {
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AgentTransition) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *AgentTransition) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *AgentTransition) GetFromState() LifecycleState {
+	if x != nil {
+		return x.FromState
+	}
+	return LifecycleState_LIFECYCLE_STATE_UNSPECIFIED
+}
+
+func (x *AgentTransition) GetToState() LifecycleState {
+	if x != nil {
+		return x.ToState
+	}
+	return LifecycleState_LIFECYCLE_STATE_UNSPECIFIED
+}
+
+func (x *AgentTransition) GetFromStatus() AgentStatus {
+	if x != nil {
+		return x.FromStatus
+	}
+	return AgentStatus_AGENT_STATUS_UNSPECIFIED
+}
+
+func (x *AgentTransition) GetToStatus() AgentStatus {
+	if x != nil {
+		return x.ToStatus
+	}
+	return AgentStatus_AGENT_STATUS_UNSPECIFIED
+}
+
+func (x *AgentTransition) GetTrigger() string {
+	if x != nil {
+		return x.Trigger
+	}
+	return ""
+}
+
+func (x *AgentTransition) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *AgentTransition) GetActor() string {
+	if x != nil {
+		return x.Actor
+	}
+	return ""
+}
+
+func (x *AgentTransition) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
 // One message of a session's conversation.
 type SessionMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -718,7 +882,7 @@ type SessionMessage struct {
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_godel_v1_agent_proto_msgTypes[2]
+	mi := &file_godel_v1_agent_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -730,7 +894,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_proto_msgTypes[2]
+	mi := &file_godel_v1_agent_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -743,7 +907,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SessionMessage) GetRole() string {
@@ -794,7 +958,7 @@ type Artifact struct {
 
 func (x *Artifact) Reset() {
 	*x = Artifact{}
-	mi := &file_godel_v1_agent_proto_msgTypes[3]
+	mi := &file_godel_v1_agent_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +970,7 @@ func (x *Artifact) String() string {
 func (*Artifact) ProtoMessage() {}
 
 func (x *Artifact) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_proto_msgTypes[3]
+	mi := &file_godel_v1_agent_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +983,7 @@ func (x *Artifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Artifact.ProtoReflect.Descriptor instead.
 func (*Artifact) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *Artifact) GetName() string {
@@ -862,7 +1026,7 @@ type SessionContext struct {
 
 func (x *SessionContext) Reset() {
 	*x = SessionContext{}
-	mi := &file_godel_v1_agent_proto_msgTypes[4]
+	mi := &file_godel_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -874,7 +1038,7 @@ func (x *SessionContext) String() string {
 func (*SessionContext) ProtoMessage() {}
 
 func (x *SessionContext) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_proto_msgTypes[4]
+	mi := &file_godel_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -887,7 +1051,7 @@ func (x *SessionContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionContext.ProtoReflect.Descriptor instead.
 func (*SessionContext) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SessionContext) GetMessages() []*SessionMessage {
@@ -932,7 +1096,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_godel_v1_agent_proto_msgTypes[5]
+	mi := &file_godel_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -944,7 +1108,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_proto_msgTypes[5]
+	mi := &file_godel_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -957,7 +1121,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Session) GetId() string {
@@ -1056,7 +1220,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_godel_v1_agent_proto_msgTypes[6]
+	mi := &file_godel_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1068,7 +1232,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_proto_msgTypes[6]
+	mi := &file_godel_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1081,7 +1245,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LogEntry) GetAgentId() string {
@@ -1144,7 +1308,7 @@ var File_godel_v1_agent_proto protoreflect.FileDescriptor
 
 const file_godel_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x14godel/v1/agent.proto\x12\bgodel.v1\x1a\x15godel/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf0\x03\n" +
+	"\x14godel/v1/agent.proto\x12\bgodel.v1\x1a\x15godel/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x04\n" +
 	"\vAgentConfig\x12%\n" +
 	"\vtemperature\x18\x01 \x01(\x01H\x00R\vtemperature\x88\x01\x01\x12\"\n" +
 	"\n" +
@@ -1160,12 +1324,14 @@ const file_godel_v1_agent_proto_rawDesc = "" +
 	"\x03env\x18\t \x03(\v2\x1e.godel.v1.AgentConfig.EnvEntryR\x03env\x123\n" +
 	"\atimeout\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12#\n" +
-	"\rkeep_worktree\x18\v \x01(\bR\fkeepWorktree\x1a6\n" +
+	"\rkeep_worktree\x18\v \x01(\bR\fkeepWorktree\x12\x1a\n" +
+	"\bendpoint\x18\f \x01(\tR\bendpoint\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0e\n" +
 	"\f_temperatureB\r\n" +
-	"\v_max_tokens\"\x9f\t\n" +
+	"\v_max_tokens\"\xa6\n" +
+	"\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x14\n" +
@@ -1203,8 +1369,26 @@ const file_godel_v1_agent_proto_rawDesc = "" +
 	"updated_at\x18\x1b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12\x18\n" +
 	"\aversion\x18\x1c \x01(\x03R\aversion\x12\x1d\n" +
 	"\n" +
-	"session_id\x18\x1d \x01(\tR\tsessionIdB\x0f\n" +
-	"\r_budget_limit\"\xc2\x01\n" +
+	"session_id\x18\x1d \x01(\tR\tsessionId\x12\x16\n" +
+	"\x06result\x18\x1e \x01(\tR\x06result\x12\x1b\n" +
+	"\tworker_id\x18\x1f \x01(\tR\bworkerId\x12#\n" +
+	"\rprompt_tokens\x18  \x01(\x03R\fpromptTokens\x12+\n" +
+	"\x11completion_tokens\x18! \x01(\x03R\x10completionTokensB\x0f\n" +
+	"\r_budget_limit\"\x98\x03\n" +
+	"\x0fAgentTransition\x12\x19\n" +
+	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x03R\aversion\x127\n" +
+	"\n" +
+	"from_state\x18\x03 \x01(\x0e2\x18.godel.v1.LifecycleStateR\tfromState\x123\n" +
+	"\bto_state\x18\x04 \x01(\x0e2\x18.godel.v1.LifecycleStateR\atoState\x126\n" +
+	"\vfrom_status\x18\x05 \x01(\x0e2\x15.godel.v1.AgentStatusR\n" +
+	"fromStatus\x122\n" +
+	"\tto_status\x18\x06 \x01(\x0e2\x15.godel.v1.AgentStatusR\btoStatus\x12\x18\n" +
+	"\atrigger\x18\a \x01(\tR\atrigger\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\x12\x14\n" +
+	"\x05actor\x18\t \x01(\tR\x05actor\x12.\n" +
+	"\x04time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xc2\x01\n" +
 	"\x0eSessionMessage\x12\x12\n" +
 	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x12\x12\n" +
@@ -1297,7 +1481,7 @@ func file_godel_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_godel_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_godel_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_godel_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_godel_v1_agent_proto_goTypes = []any{
 	(AgentStatus)(0),              // 0: godel.v1.AgentStatus
 	(LifecycleState)(0),           // 1: godel.v1.LifecycleState
@@ -1305,53 +1489,59 @@ var file_godel_v1_agent_proto_goTypes = []any{
 	(LogLevel)(0),                 // 3: godel.v1.LogLevel
 	(*AgentConfig)(nil),           // 4: godel.v1.AgentConfig
 	(*Agent)(nil),                 // 5: godel.v1.Agent
-	(*SessionMessage)(nil),        // 6: godel.v1.SessionMessage
-	(*Artifact)(nil),              // 7: godel.v1.Artifact
-	(*SessionContext)(nil),        // 8: godel.v1.SessionContext
-	(*Session)(nil),               // 9: godel.v1.Session
-	(*LogEntry)(nil),              // 10: godel.v1.LogEntry
-	nil,                           // 11: godel.v1.AgentConfig.EnvEntry
-	(*SandboxConfig)(nil),         // 12: godel.v1.SandboxConfig
-	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
-	(*structpb.Struct)(nil),       // 14: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*AgentTransition)(nil),       // 6: godel.v1.AgentTransition
+	(*SessionMessage)(nil),        // 7: godel.v1.SessionMessage
+	(*Artifact)(nil),              // 8: godel.v1.Artifact
+	(*SessionContext)(nil),        // 9: godel.v1.SessionContext
+	(*Session)(nil),               // 10: godel.v1.Session
+	(*LogEntry)(nil),              // 11: godel.v1.LogEntry
+	nil,                           // 12: godel.v1.AgentConfig.EnvEntry
+	(*SandboxConfig)(nil),         // 13: godel.v1.SandboxConfig
+	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
+	(*structpb.Struct)(nil),       // 15: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
 }
 var file_godel_v1_agent_proto_depIdxs = []int32{
-	12, // 0: godel.v1.AgentConfig.sandbox:type_name -> godel.v1.SandboxConfig
-	11, // 1: godel.v1.AgentConfig.env:type_name -> godel.v1.AgentConfig.EnvEntry
-	13, // 2: godel.v1.AgentConfig.timeout:type_name -> google.protobuf.Duration
+	13, // 0: godel.v1.AgentConfig.sandbox:type_name -> godel.v1.SandboxConfig
+	12, // 1: godel.v1.AgentConfig.env:type_name -> godel.v1.AgentConfig.EnvEntry
+	14, // 2: godel.v1.AgentConfig.timeout:type_name -> google.protobuf.Duration
 	4,  // 3: godel.v1.Agent.config:type_name -> godel.v1.AgentConfig
-	14, // 4: godel.v1.Agent.context:type_name -> google.protobuf.Struct
-	14, // 5: godel.v1.Agent.code:type_name -> google.protobuf.Struct
-	14, // 6: godel.v1.Agent.reasoning:type_name -> google.protobuf.Struct
-	14, // 7: godel.v1.Agent.safety_boundaries:type_name -> google.protobuf.Struct
+	15, // 4: godel.v1.Agent.context:type_name -> google.protobuf.Struct
+	15, // 5: godel.v1.Agent.code:type_name -> google.protobuf.Struct
+	15, // 6: godel.v1.Agent.reasoning:type_name -> google.protobuf.Struct
+	15, // 7: godel.v1.Agent.safety_boundaries:type_name -> google.protobuf.Struct
 	0,  // 8: godel.v1.Agent.status:type_name -> godel.v1.AgentStatus
 	1,  // 9: godel.v1.Agent.lifecycle_state:type_name -> godel.v1.LifecycleState
-	15, // 10: godel.v1.Agent.spawned_at:type_name -> google.protobuf.Timestamp
-	15, // 11: godel.v1.Agent.completed_at:type_name -> google.protobuf.Timestamp
-	15, // 12: godel.v1.Agent.pause_time:type_name -> google.protobuf.Timestamp
-	14, // 13: godel.v1.Agent.metadata:type_name -> google.protobuf.Struct
-	15, // 14: godel.v1.Agent.updated_at:type_name -> google.protobuf.Timestamp
-	15, // 15: godel.v1.SessionMessage.created_at:type_name -> google.protobuf.Timestamp
-	14, // 16: godel.v1.SessionMessage.metadata:type_name -> google.protobuf.Struct
-	14, // 17: godel.v1.Artifact.metadata:type_name -> google.protobuf.Struct
-	6,  // 18: godel.v1.SessionContext.messages:type_name -> godel.v1.SessionMessage
-	14, // 19: godel.v1.SessionContext.variables:type_name -> google.protobuf.Struct
-	7,  // 20: godel.v1.SessionContext.artifacts:type_name -> godel.v1.Artifact
-	2,  // 21: godel.v1.Session.status:type_name -> godel.v1.SessionStatus
-	8,  // 22: godel.v1.Session.context:type_name -> godel.v1.SessionContext
-	15, // 23: godel.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	15, // 24: godel.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
-	15, // 25: godel.v1.Session.completed_at:type_name -> google.protobuf.Timestamp
-	14, // 26: godel.v1.Session.metadata:type_name -> google.protobuf.Struct
-	15, // 27: godel.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	3,  // 28: godel.v1.LogEntry.level:type_name -> godel.v1.LogLevel
-	14, // 29: godel.v1.LogEntry.fields:type_name -> google.protobuf.Struct
-	30, // [30:30] is the sub-list for method output_type
-	30, // [30:30] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	16, // 10: godel.v1.Agent.spawned_at:type_name -> google.protobuf.Timestamp
+	16, // 11: godel.v1.Agent.completed_at:type_name -> google.protobuf.Timestamp
+	16, // 12: godel.v1.Agent.pause_time:type_name -> google.protobuf.Timestamp
+	15, // 13: godel.v1.Agent.metadata:type_name -> google.protobuf.Struct
+	16, // 14: godel.v1.Agent.updated_at:type_name -> google.protobuf.Timestamp
+	1,  // 15: godel.v1.AgentTransition.from_state:type_name -> godel.v1.LifecycleState
+	1,  // 16: godel.v1.AgentTransition.to_state:type_name -> godel.v1.LifecycleState
+	0,  // 17: godel.v1.AgentTransition.from_status:type_name -> godel.v1.AgentStatus
+	0,  // 18: godel.v1.AgentTransition.to_status:type_name -> godel.v1.AgentStatus
+	16, // 19: godel.v1.AgentTransition.time:type_name -> google.protobuf.Timestamp
+	16, // 20: godel.v1.SessionMessage.created_at:type_name -> google.protobuf.Timestamp
+	15, // 21: godel.v1.SessionMessage.metadata:type_name -> google.protobuf.Struct
+	15, // 22: godel.v1.Artifact.metadata:type_name -> google.protobuf.Struct
+	7,  // 23: godel.v1.SessionContext.messages:type_name -> godel.v1.SessionMessage
+	15, // 24: godel.v1.SessionContext.variables:type_name -> google.protobuf.Struct
+	8,  // 25: godel.v1.SessionContext.artifacts:type_name -> godel.v1.Artifact
+	2,  // 26: godel.v1.Session.status:type_name -> godel.v1.SessionStatus
+	9,  // 27: godel.v1.Session.context:type_name -> godel.v1.SessionContext
+	16, // 28: godel.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	16, // 29: godel.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
+	16, // 30: godel.v1.Session.completed_at:type_name -> google.protobuf.Timestamp
+	15, // 31: godel.v1.Session.metadata:type_name -> google.protobuf.Struct
+	16, // 32: godel.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	3,  // 33: godel.v1.LogEntry.level:type_name -> godel.v1.LogLevel
+	15, // 34: godel.v1.LogEntry.fields:type_name -> google.protobuf.Struct
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_godel_v1_agent_proto_init() }
@@ -1368,7 +1558,7 @@ func file_godel_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_godel_v1_agent_proto_rawDesc), len(file_godel_v1_agent_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

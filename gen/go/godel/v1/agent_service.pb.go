@@ -214,8 +214,10 @@ type CreateAgentRequest struct {
 	Metadata         *structpb.Struct `protobuf:"bytes,10,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	Context          *structpb.Struct `protobuf:"bytes,11,opt,name=context,proto3" json:"context,omitempty"`
 	SafetyBoundaries *structpb.Struct `protobuf:"bytes,12,opt,name=safety_boundaries,json=safetyBoundaries,proto3" json:"safety_boundaries,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Session of the agent that spawns this one (sub-agents form a session tree).
+	ParentSessionId string `protobuf:"bytes,13,opt,name=parent_session_id,json=parentSessionId,proto3" json:"parent_session_id,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *CreateAgentRequest) Reset() {
@@ -330,6 +332,13 @@ func (x *CreateAgentRequest) GetSafetyBoundaries() *structpb.Struct {
 		return x.SafetyBoundaries
 	}
 	return nil
+}
+
+func (x *CreateAgentRequest) GetParentSessionId() string {
+	if x != nil {
+		return x.ParentSessionId
+	}
+	return ""
 }
 
 type GetAgentRequest struct {
@@ -457,11 +466,13 @@ func (*DeleteAgentResponse) Descriptor() ([]byte, []int) {
 }
 
 type KillAgentRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Id     string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Reason string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Fail with ABORTED unless the agent is at this version (optimistic concurrency).
+	ExpectedVersion *int64 `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *KillAgentRequest) Reset() {
@@ -508,11 +519,20 @@ func (x *KillAgentRequest) GetReason() string {
 	return ""
 }
 
+func (x *KillAgentRequest) GetExpectedVersion() int64 {
+	if x != nil && x.ExpectedVersion != nil {
+		return *x.ExpectedVersion
+	}
+	return 0
+}
+
 type RestartAgentRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Fail with ABORTED unless the agent is at this version (optimistic concurrency).
+	ExpectedVersion *int64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RestartAgentRequest) Reset() {
@@ -552,13 +572,22 @@ func (x *RestartAgentRequest) GetId() string {
 	return ""
 }
 
+func (x *RestartAgentRequest) GetExpectedVersion() int64 {
+	if x != nil && x.ExpectedVersion != nil {
+		return *x.ExpectedVersion
+	}
+	return 0
+}
+
 type PauseAgentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Who paused it (defaults to the caller).
-	PausedBy      string `protobuf:"bytes,2,opt,name=paused_by,json=pausedBy,proto3" json:"paused_by,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PausedBy string `protobuf:"bytes,2,opt,name=paused_by,json=pausedBy,proto3" json:"paused_by,omitempty"`
+	// Fail with ABORTED unless the agent is at this version (optimistic concurrency).
+	ExpectedVersion *int64 `protobuf:"varint,3,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PauseAgentRequest) Reset() {
@@ -605,11 +634,20 @@ func (x *PauseAgentRequest) GetPausedBy() string {
 	return ""
 }
 
+func (x *PauseAgentRequest) GetExpectedVersion() int64 {
+	if x != nil && x.ExpectedVersion != nil {
+		return *x.ExpectedVersion
+	}
+	return 0
+}
+
 type ResumeAgentRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Fail with ABORTED unless the agent is at this version (optimistic concurrency).
+	ExpectedVersion *int64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ResumeAgentRequest) Reset() {
@@ -647,6 +685,13 @@ func (x *ResumeAgentRequest) GetId() string {
 		return x.Id
 	}
 	return ""
+}
+
+func (x *ResumeAgentRequest) GetExpectedVersion() int64 {
+	if x != nil && x.ExpectedVersion != nil {
+		return *x.ExpectedVersion
+	}
+	return 0
 }
 
 type GetAgentLogsRequest struct {
@@ -1073,6 +1118,274 @@ func (x *ListAgentEventsResponse) GetNextPageToken() string {
 	return ""
 }
 
+type ListAgentTransitionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	PageSize      int32                  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAgentTransitionsRequest) Reset() {
+	*x = ListAgentTransitionsRequest{}
+	mi := &file_godel_v1_agent_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAgentTransitionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAgentTransitionsRequest) ProtoMessage() {}
+
+func (x *ListAgentTransitionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_agent_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAgentTransitionsRequest.ProtoReflect.Descriptor instead.
+func (*ListAgentTransitionsRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListAgentTransitionsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ListAgentTransitionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAgentTransitionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListAgentTransitionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Transitions   []*AgentTransition     `protobuf:"bytes,1,rep,name=transitions,proto3" json:"transitions,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAgentTransitionsResponse) Reset() {
+	*x = ListAgentTransitionsResponse{}
+	mi := &file_godel_v1_agent_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAgentTransitionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAgentTransitionsResponse) ProtoMessage() {}
+
+func (x *ListAgentTransitionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_agent_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAgentTransitionsResponse.ProtoReflect.Descriptor instead.
+func (*ListAgentTransitionsResponse) Descriptor() ([]byte, []int) {
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ListAgentTransitionsResponse) GetTransitions() []*AgentTransition {
+	if x != nil {
+		return x.Transitions
+	}
+	return nil
+}
+
+func (x *ListAgentTransitionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type ListAgentSessionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	PageSize      int32                  `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAgentSessionsRequest) Reset() {
+	*x = ListAgentSessionsRequest{}
+	mi := &file_godel_v1_agent_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAgentSessionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAgentSessionsRequest) ProtoMessage() {}
+
+func (x *ListAgentSessionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_agent_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAgentSessionsRequest.ProtoReflect.Descriptor instead.
+func (*ListAgentSessionsRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ListAgentSessionsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *ListAgentSessionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListAgentSessionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListAgentSessionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Sessions      []*Session             `protobuf:"bytes,1,rep,name=sessions,proto3" json:"sessions,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAgentSessionsResponse) Reset() {
+	*x = ListAgentSessionsResponse{}
+	mi := &file_godel_v1_agent_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAgentSessionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAgentSessionsResponse) ProtoMessage() {}
+
+func (x *ListAgentSessionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_agent_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAgentSessionsResponse.ProtoReflect.Descriptor instead.
+func (*ListAgentSessionsResponse) Descriptor() ([]byte, []int) {
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListAgentSessionsResponse) GetSessions() []*Session {
+	if x != nil {
+		return x.Sessions
+	}
+	return nil
+}
+
+func (x *ListAgentSessionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type GetSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSessionRequest) Reset() {
+	*x = GetSessionRequest{}
+	mi := &file_godel_v1_agent_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSessionRequest) ProtoMessage() {}
+
+func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_agent_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
+func (*GetSessionRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetSessionRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 var File_godel_v1_agent_service_proto protoreflect.FileDescriptor
 
 const file_godel_v1_agent_service_proto_rawDesc = "" +
@@ -1091,7 +1404,7 @@ const file_godel_v1_agent_service_proto_rawDesc = "" +
 	"\x0espawned_before\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rspawnedBefore\"e\n" +
 	"\x12ListAgentsResponse\x12'\n" +
 	"\x06agents\x18\x01 \x03(\v2\x0f.godel.v1.AgentR\x06agents\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf2\x03\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9e\x04\n" +
 	"\x12CreateAgentRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12\x18\n" +
@@ -1107,24 +1420,33 @@ const file_godel_v1_agent_service_proto_rawDesc = "" +
 	"\bmetadata\x18\n" +
 	" \x01(\v2\x17.google.protobuf.StructR\bmetadata\x121\n" +
 	"\acontext\x18\v \x01(\v2\x17.google.protobuf.StructR\acontext\x12D\n" +
-	"\x11safety_boundaries\x18\f \x01(\v2\x17.google.protobuf.StructR\x10safetyBoundariesB\x0e\n" +
+	"\x11safety_boundaries\x18\f \x01(\v2\x17.google.protobuf.StructR\x10safetyBoundaries\x12*\n" +
+	"\x11parent_session_id\x18\r \x01(\tR\x0fparentSessionIdB\x0e\n" +
 	"\f_max_retriesB\x0f\n" +
 	"\r_budget_limit\"'\n" +
 	"\x0fGetAgentRequest\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"*\n" +
 	"\x12DeleteAgentRequest\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\x15\n" +
-	"\x13DeleteAgentResponse\"@\n" +
+	"\x13DeleteAgentResponse\"\x85\x01\n" +
 	"\x10KillAgentRequest\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"+\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12.\n" +
+	"\x10expected_version\x18\x03 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01B\x13\n" +
+	"\x11_expected_version\"p\n" +
 	"\x13RestartAgentRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"F\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12.\n" +
+	"\x10expected_version\x18\x02 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01B\x13\n" +
+	"\x11_expected_version\"\x8b\x01\n" +
 	"\x11PauseAgentRequest\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x1b\n" +
-	"\tpaused_by\x18\x02 \x01(\tR\bpausedBy\"*\n" +
+	"\tpaused_by\x18\x02 \x01(\tR\bpausedBy\x12.\n" +
+	"\x10expected_version\x18\x03 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01B\x13\n" +
+	"\x11_expected_version\"o\n" +
 	"\x12ResumeAgentRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\x86\x01\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12.\n" +
+	"\x10expected_version\x18\x02 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01B\x13\n" +
+	"\x11_expected_version\"\x86\x01\n" +
 	"\x13GetAgentLogsRequest\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -1152,7 +1474,25 @@ const file_godel_v1_agent_service_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"j\n" +
 	"\x17ListAgentEventsResponse\x12'\n" +
 	"\x06events\x18\x01 \x03(\v2\x0f.godel.v1.EventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x9c\v\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"o\n" +
+	"\x1bListAgentTransitionsRequest\x12\x14\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x83\x01\n" +
+	"\x1cListAgentTransitionsResponse\x12;\n" +
+	"\vtransitions\x18\x01 \x03(\v2\x19.godel.v1.AgentTransitionR\vtransitions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"l\n" +
+	"\x18ListAgentSessionsRequest\x12\x14\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"r\n" +
+	"\x19ListAgentSessionsResponse\x12-\n" +
+	"\bsessions\x18\x01 \x03(\v2\x11.godel.v1.SessionR\bsessions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n" +
+	"\x11GetSessionRequest\x12\x14\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id2\xe2\x0e\n" +
 	"\fAgentService\x12n\n" +
 	"\n" +
 	"ListAgents\x12\x1b.godel.v1.ListAgentsRequest\x1a\x1c.godel.v1.ListAgentsResponse\"%\x82\xd3\xe4\x93\x02\x1fZ\r\x12\v/api/agents\x12\x0e/api/v1/agents\x12i\n" +
@@ -1165,7 +1505,11 @@ const file_godel_v1_agent_service_proto_rawDesc = "" +
 	"PauseAgent\x12\x1b.godel.v1.PauseAgentRequest\x1a\x0f.godel.v1.Agent\"A\x82\xd3\xe4\x93\x02;:\x01*Z\x1b:\x01*\"\x16/api/agents/{id}/pause\"\x19/api/v1/agents/{id}/pause\x12\x81\x01\n" +
 	"\vResumeAgent\x12\x1c.godel.v1.ResumeAgentRequest\x1a\x0f.godel.v1.Agent\"C\x82\xd3\xe4\x93\x02=:\x01*Z\x1c:\x01*\"\x17/api/agents/{id}/resume\"\x1a/api/v1/agents/{id}/resume\x12\x88\x01\n" +
 	"\fGetAgentLogs\x12\x1d.godel.v1.GetAgentLogsRequest\x1a\x1e.godel.v1.GetAgentLogsResponse\"9\x82\xd3\xe4\x93\x023Z\x17\x12\x15/api/agents/{id}/logs\x12\x18/api/v1/agents/{id}/logs\x12\xa1\x01\n" +
-	"\x0fStreamAgentLogs\x12 .godel.v1.StreamAgentLogsRequest\x1a!.godel.v1.StreamAgentLogsResponse\"G\x82\xd3\xe4\x93\x02AZ\x1e\x12\x1c/api/agents/{id}/logs/stream\x12\x1f/api/v1/agents/{id}/logs/stream0\x01\x12\x95\x01\n" +
+	"\x0fStreamAgentLogs\x12 .godel.v1.StreamAgentLogsRequest\x1a!.godel.v1.StreamAgentLogsResponse\"G\x82\xd3\xe4\x93\x02AZ\x1e\x12\x1c/api/agents/{id}/logs/stream\x12\x1f/api/v1/agents/{id}/logs/stream0\x01\x12\xae\x01\n" +
+	"\x14ListAgentTransitions\x12%.godel.v1.ListAgentTransitionsRequest\x1a&.godel.v1.ListAgentTransitionsResponse\"G\x82\xd3\xe4\x93\x02AZ\x1e\x12\x1c/api/agents/{id}/transitions\x12\x1f/api/v1/agents/{id}/transitions\x12\x9f\x01\n" +
+	"\x11ListAgentSessions\x12\".godel.v1.ListAgentSessionsRequest\x1a#.godel.v1.ListAgentSessionsResponse\"A\x82\xd3\xe4\x93\x02;Z\x1b\x12\x19/api/agents/{id}/sessions\x12\x1c/api/v1/agents/{id}/sessions\x12q\n" +
+	"\n" +
+	"GetSession\x12\x1b.godel.v1.GetSessionRequest\x1a\x11.godel.v1.Session\"3\x82\xd3\xe4\x93\x02-Z\x14\x12\x12/api/sessions/{id}\x12\x15/api/v1/sessions/{id}\x12\x95\x01\n" +
 	"\x0fListAgentEvents\x12 .godel.v1.ListAgentEventsRequest\x1a!.godel.v1.ListAgentEventsResponse\"=\x82\xd3\xe4\x93\x027Z\x19\x12\x17/api/agents/{id}/events\x12\x1a/api/v1/agents/{id}/eventsB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
@@ -1180,75 +1524,90 @@ func file_godel_v1_agent_service_proto_rawDescGZIP() []byte {
 	return file_godel_v1_agent_service_proto_rawDescData
 }
 
-var file_godel_v1_agent_service_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_godel_v1_agent_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_godel_v1_agent_service_proto_goTypes = []any{
-	(*ListAgentsRequest)(nil),       // 0: godel.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),      // 1: godel.v1.ListAgentsResponse
-	(*CreateAgentRequest)(nil),      // 2: godel.v1.CreateAgentRequest
-	(*GetAgentRequest)(nil),         // 3: godel.v1.GetAgentRequest
-	(*DeleteAgentRequest)(nil),      // 4: godel.v1.DeleteAgentRequest
-	(*DeleteAgentResponse)(nil),     // 5: godel.v1.DeleteAgentResponse
-	(*KillAgentRequest)(nil),        // 6: godel.v1.KillAgentRequest
-	(*RestartAgentRequest)(nil),     // 7: godel.v1.RestartAgentRequest
-	(*PauseAgentRequest)(nil),       // 8: godel.v1.PauseAgentRequest
-	(*ResumeAgentRequest)(nil),      // 9: godel.v1.ResumeAgentRequest
-	(*GetAgentLogsRequest)(nil),     // 10: godel.v1.GetAgentLogsRequest
-	(*GetAgentLogsResponse)(nil),    // 11: godel.v1.GetAgentLogsResponse
-	(*StreamAgentLogsRequest)(nil),  // 12: godel.v1.StreamAgentLogsRequest
-	(*StreamAgentLogsResponse)(nil), // 13: godel.v1.StreamAgentLogsResponse
-	(*StreamEnd)(nil),               // 14: godel.v1.StreamEnd
-	(*ListAgentEventsRequest)(nil),  // 15: godel.v1.ListAgentEventsRequest
-	(*ListAgentEventsResponse)(nil), // 16: godel.v1.ListAgentEventsResponse
-	(AgentStatus)(0),                // 17: godel.v1.AgentStatus
-	(LifecycleState)(0),             // 18: godel.v1.LifecycleState
-	(*timestamppb.Timestamp)(nil),   // 19: google.protobuf.Timestamp
-	(*Agent)(nil),                   // 20: godel.v1.Agent
-	(*AgentConfig)(nil),             // 21: godel.v1.AgentConfig
-	(*structpb.Struct)(nil),         // 22: google.protobuf.Struct
-	(*LogEntry)(nil),                // 23: godel.v1.LogEntry
-	(*Event)(nil),                   // 24: godel.v1.Event
+	(*ListAgentsRequest)(nil),            // 0: godel.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),           // 1: godel.v1.ListAgentsResponse
+	(*CreateAgentRequest)(nil),           // 2: godel.v1.CreateAgentRequest
+	(*GetAgentRequest)(nil),              // 3: godel.v1.GetAgentRequest
+	(*DeleteAgentRequest)(nil),           // 4: godel.v1.DeleteAgentRequest
+	(*DeleteAgentResponse)(nil),          // 5: godel.v1.DeleteAgentResponse
+	(*KillAgentRequest)(nil),             // 6: godel.v1.KillAgentRequest
+	(*RestartAgentRequest)(nil),          // 7: godel.v1.RestartAgentRequest
+	(*PauseAgentRequest)(nil),            // 8: godel.v1.PauseAgentRequest
+	(*ResumeAgentRequest)(nil),           // 9: godel.v1.ResumeAgentRequest
+	(*GetAgentLogsRequest)(nil),          // 10: godel.v1.GetAgentLogsRequest
+	(*GetAgentLogsResponse)(nil),         // 11: godel.v1.GetAgentLogsResponse
+	(*StreamAgentLogsRequest)(nil),       // 12: godel.v1.StreamAgentLogsRequest
+	(*StreamAgentLogsResponse)(nil),      // 13: godel.v1.StreamAgentLogsResponse
+	(*StreamEnd)(nil),                    // 14: godel.v1.StreamEnd
+	(*ListAgentEventsRequest)(nil),       // 15: godel.v1.ListAgentEventsRequest
+	(*ListAgentEventsResponse)(nil),      // 16: godel.v1.ListAgentEventsResponse
+	(*ListAgentTransitionsRequest)(nil),  // 17: godel.v1.ListAgentTransitionsRequest
+	(*ListAgentTransitionsResponse)(nil), // 18: godel.v1.ListAgentTransitionsResponse
+	(*ListAgentSessionsRequest)(nil),     // 19: godel.v1.ListAgentSessionsRequest
+	(*ListAgentSessionsResponse)(nil),    // 20: godel.v1.ListAgentSessionsResponse
+	(*GetSessionRequest)(nil),            // 21: godel.v1.GetSessionRequest
+	(AgentStatus)(0),                     // 22: godel.v1.AgentStatus
+	(LifecycleState)(0),                  // 23: godel.v1.LifecycleState
+	(*timestamppb.Timestamp)(nil),        // 24: google.protobuf.Timestamp
+	(*Agent)(nil),                        // 25: godel.v1.Agent
+	(*AgentConfig)(nil),                  // 26: godel.v1.AgentConfig
+	(*structpb.Struct)(nil),              // 27: google.protobuf.Struct
+	(*LogEntry)(nil),                     // 28: godel.v1.LogEntry
+	(*Event)(nil),                        // 29: godel.v1.Event
+	(*AgentTransition)(nil),              // 30: godel.v1.AgentTransition
+	(*Session)(nil),                      // 31: godel.v1.Session
 }
 var file_godel_v1_agent_service_proto_depIdxs = []int32{
-	17, // 0: godel.v1.ListAgentsRequest.status:type_name -> godel.v1.AgentStatus
-	18, // 1: godel.v1.ListAgentsRequest.lifecycle_state:type_name -> godel.v1.LifecycleState
-	19, // 2: godel.v1.ListAgentsRequest.spawned_after:type_name -> google.protobuf.Timestamp
-	19, // 3: godel.v1.ListAgentsRequest.spawned_before:type_name -> google.protobuf.Timestamp
-	20, // 4: godel.v1.ListAgentsResponse.agents:type_name -> godel.v1.Agent
-	21, // 5: godel.v1.CreateAgentRequest.config:type_name -> godel.v1.AgentConfig
-	22, // 6: godel.v1.CreateAgentRequest.metadata:type_name -> google.protobuf.Struct
-	22, // 7: godel.v1.CreateAgentRequest.context:type_name -> google.protobuf.Struct
-	22, // 8: godel.v1.CreateAgentRequest.safety_boundaries:type_name -> google.protobuf.Struct
-	23, // 9: godel.v1.GetAgentLogsResponse.entries:type_name -> godel.v1.LogEntry
-	23, // 10: godel.v1.StreamAgentLogsResponse.entry:type_name -> godel.v1.LogEntry
+	22, // 0: godel.v1.ListAgentsRequest.status:type_name -> godel.v1.AgentStatus
+	23, // 1: godel.v1.ListAgentsRequest.lifecycle_state:type_name -> godel.v1.LifecycleState
+	24, // 2: godel.v1.ListAgentsRequest.spawned_after:type_name -> google.protobuf.Timestamp
+	24, // 3: godel.v1.ListAgentsRequest.spawned_before:type_name -> google.protobuf.Timestamp
+	25, // 4: godel.v1.ListAgentsResponse.agents:type_name -> godel.v1.Agent
+	26, // 5: godel.v1.CreateAgentRequest.config:type_name -> godel.v1.AgentConfig
+	27, // 6: godel.v1.CreateAgentRequest.metadata:type_name -> google.protobuf.Struct
+	27, // 7: godel.v1.CreateAgentRequest.context:type_name -> google.protobuf.Struct
+	27, // 8: godel.v1.CreateAgentRequest.safety_boundaries:type_name -> google.protobuf.Struct
+	28, // 9: godel.v1.GetAgentLogsResponse.entries:type_name -> godel.v1.LogEntry
+	28, // 10: godel.v1.StreamAgentLogsResponse.entry:type_name -> godel.v1.LogEntry
 	14, // 11: godel.v1.StreamAgentLogsResponse.end:type_name -> godel.v1.StreamEnd
-	24, // 12: godel.v1.ListAgentEventsResponse.events:type_name -> godel.v1.Event
-	0,  // 13: godel.v1.AgentService.ListAgents:input_type -> godel.v1.ListAgentsRequest
-	2,  // 14: godel.v1.AgentService.CreateAgent:input_type -> godel.v1.CreateAgentRequest
-	3,  // 15: godel.v1.AgentService.GetAgent:input_type -> godel.v1.GetAgentRequest
-	4,  // 16: godel.v1.AgentService.DeleteAgent:input_type -> godel.v1.DeleteAgentRequest
-	6,  // 17: godel.v1.AgentService.KillAgent:input_type -> godel.v1.KillAgentRequest
-	7,  // 18: godel.v1.AgentService.RestartAgent:input_type -> godel.v1.RestartAgentRequest
-	8,  // 19: godel.v1.AgentService.PauseAgent:input_type -> godel.v1.PauseAgentRequest
-	9,  // 20: godel.v1.AgentService.ResumeAgent:input_type -> godel.v1.ResumeAgentRequest
-	10, // 21: godel.v1.AgentService.GetAgentLogs:input_type -> godel.v1.GetAgentLogsRequest
-	12, // 22: godel.v1.AgentService.StreamAgentLogs:input_type -> godel.v1.StreamAgentLogsRequest
-	15, // 23: godel.v1.AgentService.ListAgentEvents:input_type -> godel.v1.ListAgentEventsRequest
-	1,  // 24: godel.v1.AgentService.ListAgents:output_type -> godel.v1.ListAgentsResponse
-	20, // 25: godel.v1.AgentService.CreateAgent:output_type -> godel.v1.Agent
-	20, // 26: godel.v1.AgentService.GetAgent:output_type -> godel.v1.Agent
-	5,  // 27: godel.v1.AgentService.DeleteAgent:output_type -> godel.v1.DeleteAgentResponse
-	20, // 28: godel.v1.AgentService.KillAgent:output_type -> godel.v1.Agent
-	20, // 29: godel.v1.AgentService.RestartAgent:output_type -> godel.v1.Agent
-	20, // 30: godel.v1.AgentService.PauseAgent:output_type -> godel.v1.Agent
-	20, // 31: godel.v1.AgentService.ResumeAgent:output_type -> godel.v1.Agent
-	11, // 32: godel.v1.AgentService.GetAgentLogs:output_type -> godel.v1.GetAgentLogsResponse
-	13, // 33: godel.v1.AgentService.StreamAgentLogs:output_type -> godel.v1.StreamAgentLogsResponse
-	16, // 34: godel.v1.AgentService.ListAgentEvents:output_type -> godel.v1.ListAgentEventsResponse
-	24, // [24:35] is the sub-list for method output_type
-	13, // [13:24] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	29, // 12: godel.v1.ListAgentEventsResponse.events:type_name -> godel.v1.Event
+	30, // 13: godel.v1.ListAgentTransitionsResponse.transitions:type_name -> godel.v1.AgentTransition
+	31, // 14: godel.v1.ListAgentSessionsResponse.sessions:type_name -> godel.v1.Session
+	0,  // 15: godel.v1.AgentService.ListAgents:input_type -> godel.v1.ListAgentsRequest
+	2,  // 16: godel.v1.AgentService.CreateAgent:input_type -> godel.v1.CreateAgentRequest
+	3,  // 17: godel.v1.AgentService.GetAgent:input_type -> godel.v1.GetAgentRequest
+	4,  // 18: godel.v1.AgentService.DeleteAgent:input_type -> godel.v1.DeleteAgentRequest
+	6,  // 19: godel.v1.AgentService.KillAgent:input_type -> godel.v1.KillAgentRequest
+	7,  // 20: godel.v1.AgentService.RestartAgent:input_type -> godel.v1.RestartAgentRequest
+	8,  // 21: godel.v1.AgentService.PauseAgent:input_type -> godel.v1.PauseAgentRequest
+	9,  // 22: godel.v1.AgentService.ResumeAgent:input_type -> godel.v1.ResumeAgentRequest
+	10, // 23: godel.v1.AgentService.GetAgentLogs:input_type -> godel.v1.GetAgentLogsRequest
+	12, // 24: godel.v1.AgentService.StreamAgentLogs:input_type -> godel.v1.StreamAgentLogsRequest
+	17, // 25: godel.v1.AgentService.ListAgentTransitions:input_type -> godel.v1.ListAgentTransitionsRequest
+	19, // 26: godel.v1.AgentService.ListAgentSessions:input_type -> godel.v1.ListAgentSessionsRequest
+	21, // 27: godel.v1.AgentService.GetSession:input_type -> godel.v1.GetSessionRequest
+	15, // 28: godel.v1.AgentService.ListAgentEvents:input_type -> godel.v1.ListAgentEventsRequest
+	1,  // 29: godel.v1.AgentService.ListAgents:output_type -> godel.v1.ListAgentsResponse
+	25, // 30: godel.v1.AgentService.CreateAgent:output_type -> godel.v1.Agent
+	25, // 31: godel.v1.AgentService.GetAgent:output_type -> godel.v1.Agent
+	5,  // 32: godel.v1.AgentService.DeleteAgent:output_type -> godel.v1.DeleteAgentResponse
+	25, // 33: godel.v1.AgentService.KillAgent:output_type -> godel.v1.Agent
+	25, // 34: godel.v1.AgentService.RestartAgent:output_type -> godel.v1.Agent
+	25, // 35: godel.v1.AgentService.PauseAgent:output_type -> godel.v1.Agent
+	25, // 36: godel.v1.AgentService.ResumeAgent:output_type -> godel.v1.Agent
+	11, // 37: godel.v1.AgentService.GetAgentLogs:output_type -> godel.v1.GetAgentLogsResponse
+	13, // 38: godel.v1.AgentService.StreamAgentLogs:output_type -> godel.v1.StreamAgentLogsResponse
+	18, // 39: godel.v1.AgentService.ListAgentTransitions:output_type -> godel.v1.ListAgentTransitionsResponse
+	20, // 40: godel.v1.AgentService.ListAgentSessions:output_type -> godel.v1.ListAgentSessionsResponse
+	31, // 41: godel.v1.AgentService.GetSession:output_type -> godel.v1.Session
+	16, // 42: godel.v1.AgentService.ListAgentEvents:output_type -> godel.v1.ListAgentEventsResponse
+	29, // [29:43] is the sub-list for method output_type
+	15, // [15:29] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_godel_v1_agent_service_proto_init() }
@@ -1259,6 +1618,10 @@ func file_godel_v1_agent_service_proto_init() {
 	file_godel_v1_agent_proto_init()
 	file_godel_v1_event_proto_init()
 	file_godel_v1_agent_service_proto_msgTypes[2].OneofWrappers = []any{}
+	file_godel_v1_agent_service_proto_msgTypes[6].OneofWrappers = []any{}
+	file_godel_v1_agent_service_proto_msgTypes[7].OneofWrappers = []any{}
+	file_godel_v1_agent_service_proto_msgTypes[8].OneofWrappers = []any{}
+	file_godel_v1_agent_service_proto_msgTypes[9].OneofWrappers = []any{}
 	file_godel_v1_agent_service_proto_msgTypes[13].OneofWrappers = []any{
 		(*StreamAgentLogsResponse_Entry)(nil),
 		(*StreamAgentLogsResponse_End)(nil),
@@ -1269,7 +1632,7 @@ func file_godel_v1_agent_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_godel_v1_agent_service_proto_rawDesc), len(file_godel_v1_agent_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

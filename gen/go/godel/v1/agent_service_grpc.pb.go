@@ -19,17 +19,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AgentService_ListAgents_FullMethodName      = "/godel.v1.AgentService/ListAgents"
-	AgentService_CreateAgent_FullMethodName     = "/godel.v1.AgentService/CreateAgent"
-	AgentService_GetAgent_FullMethodName        = "/godel.v1.AgentService/GetAgent"
-	AgentService_DeleteAgent_FullMethodName     = "/godel.v1.AgentService/DeleteAgent"
-	AgentService_KillAgent_FullMethodName       = "/godel.v1.AgentService/KillAgent"
-	AgentService_RestartAgent_FullMethodName    = "/godel.v1.AgentService/RestartAgent"
-	AgentService_PauseAgent_FullMethodName      = "/godel.v1.AgentService/PauseAgent"
-	AgentService_ResumeAgent_FullMethodName     = "/godel.v1.AgentService/ResumeAgent"
-	AgentService_GetAgentLogs_FullMethodName    = "/godel.v1.AgentService/GetAgentLogs"
-	AgentService_StreamAgentLogs_FullMethodName = "/godel.v1.AgentService/StreamAgentLogs"
-	AgentService_ListAgentEvents_FullMethodName = "/godel.v1.AgentService/ListAgentEvents"
+	AgentService_ListAgents_FullMethodName           = "/godel.v1.AgentService/ListAgents"
+	AgentService_CreateAgent_FullMethodName          = "/godel.v1.AgentService/CreateAgent"
+	AgentService_GetAgent_FullMethodName             = "/godel.v1.AgentService/GetAgent"
+	AgentService_DeleteAgent_FullMethodName          = "/godel.v1.AgentService/DeleteAgent"
+	AgentService_KillAgent_FullMethodName            = "/godel.v1.AgentService/KillAgent"
+	AgentService_RestartAgent_FullMethodName         = "/godel.v1.AgentService/RestartAgent"
+	AgentService_PauseAgent_FullMethodName           = "/godel.v1.AgentService/PauseAgent"
+	AgentService_ResumeAgent_FullMethodName          = "/godel.v1.AgentService/ResumeAgent"
+	AgentService_GetAgentLogs_FullMethodName         = "/godel.v1.AgentService/GetAgentLogs"
+	AgentService_StreamAgentLogs_FullMethodName      = "/godel.v1.AgentService/StreamAgentLogs"
+	AgentService_ListAgentTransitions_FullMethodName = "/godel.v1.AgentService/ListAgentTransitions"
+	AgentService_ListAgentSessions_FullMethodName    = "/godel.v1.AgentService/ListAgentSessions"
+	AgentService_GetSession_FullMethodName           = "/godel.v1.AgentService/GetSession"
+	AgentService_ListAgentEvents_FullMethodName      = "/godel.v1.AgentService/ListAgentEvents"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -60,6 +63,12 @@ type AgentServiceClient interface {
 	GetAgentLogs(ctx context.Context, in *GetAgentLogsRequest, opts ...grpc.CallOption) (*GetAgentLogsResponse, error)
 	// Follows an agent's logs (spec §3.3); Server-Sent Events over REST.
 	StreamAgentLogs(ctx context.Context, in *StreamAgentLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[StreamAgentLogsResponse], error)
+	// Lists an agent's lifecycle transitions, oldest first.
+	ListAgentTransitions(ctx context.Context, in *ListAgentTransitionsRequest, opts ...grpc.CallOption) (*ListAgentTransitionsResponse, error)
+	// Lists an agent's sessions (one per run attempt), oldest first.
+	ListAgentSessions(ctx context.Context, in *ListAgentSessionsRequest, opts ...grpc.CallOption) (*ListAgentSessionsResponse, error)
+	// Gets one session with its messages.
+	GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*Session, error)
 	// Lists the events of one agent.
 	ListAgentEvents(ctx context.Context, in *ListAgentEventsRequest, opts ...grpc.CallOption) (*ListAgentEventsResponse, error)
 }
@@ -181,6 +190,36 @@ func (c *agentServiceClient) StreamAgentLogs(ctx context.Context, in *StreamAgen
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_StreamAgentLogsClient = grpc.ServerStreamingClient[StreamAgentLogsResponse]
 
+func (c *agentServiceClient) ListAgentTransitions(ctx context.Context, in *ListAgentTransitionsRequest, opts ...grpc.CallOption) (*ListAgentTransitionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAgentTransitionsResponse)
+	err := c.cc.Invoke(ctx, AgentService_ListAgentTransitions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) ListAgentSessions(ctx context.Context, in *ListAgentSessionsRequest, opts ...grpc.CallOption) (*ListAgentSessionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListAgentSessionsResponse)
+	err := c.cc.Invoke(ctx, AgentService_ListAgentSessions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*Session, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Session)
+	err := c.cc.Invoke(ctx, AgentService_GetSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *agentServiceClient) ListAgentEvents(ctx context.Context, in *ListAgentEventsRequest, opts ...grpc.CallOption) (*ListAgentEventsResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(ListAgentEventsResponse)
@@ -219,6 +258,12 @@ type AgentServiceServer interface {
 	GetAgentLogs(context.Context, *GetAgentLogsRequest) (*GetAgentLogsResponse, error)
 	// Follows an agent's logs (spec §3.3); Server-Sent Events over REST.
 	StreamAgentLogs(*StreamAgentLogsRequest, grpc.ServerStreamingServer[StreamAgentLogsResponse]) error
+	// Lists an agent's lifecycle transitions, oldest first.
+	ListAgentTransitions(context.Context, *ListAgentTransitionsRequest) (*ListAgentTransitionsResponse, error)
+	// Lists an agent's sessions (one per run attempt), oldest first.
+	ListAgentSessions(context.Context, *ListAgentSessionsRequest) (*ListAgentSessionsResponse, error)
+	// Gets one session with its messages.
+	GetSession(context.Context, *GetSessionRequest) (*Session, error)
 	// Lists the events of one agent.
 	ListAgentEvents(context.Context, *ListAgentEventsRequest) (*ListAgentEventsResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
@@ -260,6 +305,15 @@ func (UnimplementedAgentServiceServer) GetAgentLogs(context.Context, *GetAgentLo
 }
 func (UnimplementedAgentServiceServer) StreamAgentLogs(*StreamAgentLogsRequest, grpc.ServerStreamingServer[StreamAgentLogsResponse]) error {
 	return status.Error(codes.Unimplemented, "method StreamAgentLogs not implemented")
+}
+func (UnimplementedAgentServiceServer) ListAgentTransitions(context.Context, *ListAgentTransitionsRequest) (*ListAgentTransitionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAgentTransitions not implemented")
+}
+func (UnimplementedAgentServiceServer) ListAgentSessions(context.Context, *ListAgentSessionsRequest) (*ListAgentSessionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListAgentSessions not implemented")
+}
+func (UnimplementedAgentServiceServer) GetSession(context.Context, *GetSessionRequest) (*Session, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSession not implemented")
 }
 func (UnimplementedAgentServiceServer) ListAgentEvents(context.Context, *ListAgentEventsRequest) (*ListAgentEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAgentEvents not implemented")
@@ -458,6 +512,60 @@ func _AgentService_StreamAgentLogs_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AgentService_StreamAgentLogsServer = grpc.ServerStreamingServer[StreamAgentLogsResponse]
 
+func _AgentService_ListAgentTransitions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAgentTransitionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).ListAgentTransitions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_ListAgentTransitions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).ListAgentTransitions(ctx, req.(*ListAgentTransitionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_ListAgentSessions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAgentSessionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).ListAgentSessions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_ListAgentSessions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).ListAgentSessions(ctx, req.(*ListAgentSessionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_GetSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).GetSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_GetSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).GetSession(ctx, req.(*GetSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _AgentService_ListAgentEvents_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ListAgentEventsRequest)
 	if err := dec(in); err != nil {
@@ -518,6 +626,18 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetAgentLogs",
 			Handler:    _AgentService_GetAgentLogs_Handler,
+		},
+		{
+			MethodName: "ListAgentTransitions",
+			Handler:    _AgentService_ListAgentTransitions_Handler,
+		},
+		{
+			MethodName: "ListAgentSessions",
+			Handler:    _AgentService_ListAgentSessions_Handler,
+		},
+		{
+			MethodName: "GetSession",
+			Handler:    _AgentService_GetSession_Handler,
 		},
 		{
 			MethodName: "ListAgentEvents",

@@ -507,10 +507,15 @@ type SubscribeEventsRequest struct {
 	Backpressure BackpressureStrategy `protobuf:"varint,6,opt,name=backpressure,proto3,enum=godel.v1.BackpressureStrategy" json:"backpressure,omitempty"`
 	// Per-subscription buffer (default 1000).
 	BufferSize int32 `protobuf:"varint,7,opt,name=buffer_size,json=bufferSize,proto3" json:"buffer_size,omitempty"`
-	// Name of a durable subscription whose cursor the server keeps.
+	// Name of a durable subscription whose cursor the server keeps. The first subscribe creates it
+	// with the given filters (starting at `from_sequence`, or at the newest event); later subscribes
+	// with the same name resume after the last event delivered. Names are per user.
 	SubscriptionName string `protobuf:"bytes,8,opt,name=subscription_name,json=subscriptionName,proto3" json:"subscription_name,omitempty"`
 	// Seconds between heartbeats (default 15, 0 = default).
-	HeartbeatSeconds int32 `protobuf:"varint,9,opt,name=heartbeat_seconds,json=heartbeatSeconds,proto3" json:"heartbeat_seconds,omitempty"`
+	HeartbeatSeconds int32  `protobuf:"varint,9,opt,name=heartbeat_seconds,json=heartbeatSeconds,proto3" json:"heartbeat_seconds,omitempty"`
+	CorrelationId    string `protobuf:"bytes,10,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	TraceId          string `protobuf:"bytes,11,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	SourceComponent  string `protobuf:"bytes,12,opt,name=source_component,json=sourceComponent,proto3" json:"source_component,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -606,6 +611,27 @@ func (x *SubscribeEventsRequest) GetHeartbeatSeconds() int32 {
 		return x.HeartbeatSeconds
 	}
 	return 0
+}
+
+func (x *SubscribeEventsRequest) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *SubscribeEventsRequest) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
+func (x *SubscribeEventsRequest) GetSourceComponent() string {
+	if x != nil {
+		return x.SourceComponent
+	}
+	return ""
 }
 
 // One item of a subscription stream.
@@ -708,6 +734,345 @@ func (*SubscribeEventsResponse_Heartbeat) isSubscribeEventsResponse_Item() {}
 
 func (*SubscribeEventsResponse_End) isSubscribeEventsResponse_Item() {}
 
+// A durable subscription: its filters and its cursor.
+type EventSubscription struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Name            string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Pattern         []string               `protobuf:"bytes,2,rep,name=pattern,proto3" json:"pattern,omitempty"`
+	AgentId         string                 `protobuf:"bytes,3,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	TeamId          string                 `protobuf:"bytes,4,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	WorkflowId      string                 `protobuf:"bytes,5,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	CorrelationId   string                 `protobuf:"bytes,6,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	TraceId         string                 `protobuf:"bytes,7,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	SourceComponent string                 `protobuf:"bytes,8,opt,name=source_component,json=sourceComponent,proto3" json:"source_component,omitempty"`
+	// Sequence of the last event delivered; a resumed subscription continues after it.
+	LastSequence int64                  `protobuf:"varint,9,opt,name=last_sequence,json=lastSequence,proto3" json:"last_sequence,omitempty"`
+	CreateTime   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	UpdateTime   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=update_time,json=updateTime,proto3" json:"update_time,omitempty"`
+	// True while a subscriber is connected to it.
+	Connected     bool `protobuf:"varint,12,opt,name=connected,proto3" json:"connected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EventSubscription) Reset() {
+	*x = EventSubscription{}
+	mi := &file_godel_v1_event_service_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EventSubscription) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EventSubscription) ProtoMessage() {}
+
+func (x *EventSubscription) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_event_service_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EventSubscription.ProtoReflect.Descriptor instead.
+func (*EventSubscription) Descriptor() ([]byte, []int) {
+	return file_godel_v1_event_service_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *EventSubscription) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *EventSubscription) GetPattern() []string {
+	if x != nil {
+		return x.Pattern
+	}
+	return nil
+}
+
+func (x *EventSubscription) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *EventSubscription) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *EventSubscription) GetWorkflowId() string {
+	if x != nil {
+		return x.WorkflowId
+	}
+	return ""
+}
+
+func (x *EventSubscription) GetCorrelationId() string {
+	if x != nil {
+		return x.CorrelationId
+	}
+	return ""
+}
+
+func (x *EventSubscription) GetTraceId() string {
+	if x != nil {
+		return x.TraceId
+	}
+	return ""
+}
+
+func (x *EventSubscription) GetSourceComponent() string {
+	if x != nil {
+		return x.SourceComponent
+	}
+	return ""
+}
+
+func (x *EventSubscription) GetLastSequence() int64 {
+	if x != nil {
+		return x.LastSequence
+	}
+	return 0
+}
+
+func (x *EventSubscription) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *EventSubscription) GetUpdateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdateTime
+	}
+	return nil
+}
+
+func (x *EventSubscription) GetConnected() bool {
+	if x != nil {
+		return x.Connected
+	}
+	return false
+}
+
+type ListEventSubscriptionsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventSubscriptionsRequest) Reset() {
+	*x = ListEventSubscriptionsRequest{}
+	mi := &file_godel_v1_event_service_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventSubscriptionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventSubscriptionsRequest) ProtoMessage() {}
+
+func (x *ListEventSubscriptionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_event_service_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventSubscriptionsRequest.ProtoReflect.Descriptor instead.
+func (*ListEventSubscriptionsRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_event_service_proto_rawDescGZIP(), []int{8}
+}
+
+type ListEventSubscriptionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Subscriptions []*EventSubscription   `protobuf:"bytes,1,rep,name=subscriptions,proto3" json:"subscriptions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListEventSubscriptionsResponse) Reset() {
+	*x = ListEventSubscriptionsResponse{}
+	mi := &file_godel_v1_event_service_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListEventSubscriptionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListEventSubscriptionsResponse) ProtoMessage() {}
+
+func (x *ListEventSubscriptionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_event_service_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListEventSubscriptionsResponse.ProtoReflect.Descriptor instead.
+func (*ListEventSubscriptionsResponse) Descriptor() ([]byte, []int) {
+	return file_godel_v1_event_service_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *ListEventSubscriptionsResponse) GetSubscriptions() []*EventSubscription {
+	if x != nil {
+		return x.Subscriptions
+	}
+	return nil
+}
+
+type GetEventSubscriptionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetEventSubscriptionRequest) Reset() {
+	*x = GetEventSubscriptionRequest{}
+	mi := &file_godel_v1_event_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetEventSubscriptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetEventSubscriptionRequest) ProtoMessage() {}
+
+func (x *GetEventSubscriptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_event_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetEventSubscriptionRequest.ProtoReflect.Descriptor instead.
+func (*GetEventSubscriptionRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_event_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GetEventSubscriptionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteEventSubscriptionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteEventSubscriptionRequest) Reset() {
+	*x = DeleteEventSubscriptionRequest{}
+	mi := &file_godel_v1_event_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteEventSubscriptionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteEventSubscriptionRequest) ProtoMessage() {}
+
+func (x *DeleteEventSubscriptionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_event_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteEventSubscriptionRequest.ProtoReflect.Descriptor instead.
+func (*DeleteEventSubscriptionRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_event_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DeleteEventSubscriptionRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteEventSubscriptionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteEventSubscriptionResponse) Reset() {
+	*x = DeleteEventSubscriptionResponse{}
+	mi := &file_godel_v1_event_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteEventSubscriptionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteEventSubscriptionResponse) ProtoMessage() {}
+
+func (x *DeleteEventSubscriptionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_event_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteEventSubscriptionResponse.ProtoReflect.Descriptor instead.
+func (*DeleteEventSubscriptionResponse) Descriptor() ([]byte, []int) {
+	return file_godel_v1_event_service_proto_rawDescGZIP(), []int{12}
+}
+
 // Keep-alive sent on idle streams.
 type Heartbeat struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -720,7 +1085,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_godel_v1_event_service_proto_msgTypes[7]
+	mi := &file_godel_v1_event_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -732,7 +1097,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_event_service_proto_msgTypes[7]
+	mi := &file_godel_v1_event_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -745,7 +1110,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_godel_v1_event_service_proto_rawDescGZIP(), []int{7}
+	return file_godel_v1_event_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Heartbeat) GetTime() *timestamppb.Timestamp {
@@ -797,7 +1162,7 @@ const file_godel_v1_event_service_proto_rawDesc = "" +
 	"\x14PublishEventResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"'\n" +
 	"\x0fGetEventRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\x82\x03\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\xef\x03\n" +
 	"\x16SubscribeEventsRequest\x12\x18\n" +
 	"\apattern\x18\x01 \x03(\tR\apattern\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x17\n" +
@@ -809,13 +1174,42 @@ const file_godel_v1_event_service_proto_rawDesc = "" +
 	"\vbuffer_size\x18\a \x01(\x05R\n" +
 	"bufferSize\x12+\n" +
 	"\x11subscription_name\x18\b \x01(\tR\x10subscriptionName\x12+\n" +
-	"\x11heartbeat_seconds\x18\t \x01(\x05R\x10heartbeatSecondsB\x10\n" +
+	"\x11heartbeat_seconds\x18\t \x01(\x05R\x10heartbeatSeconds\x12%\n" +
+	"\x0ecorrelation_id\x18\n" +
+	" \x01(\tR\rcorrelationId\x12\x19\n" +
+	"\btrace_id\x18\v \x01(\tR\atraceId\x12)\n" +
+	"\x10source_component\x18\f \x01(\tR\x0fsourceComponentB\x10\n" +
 	"\x0e_from_sequence\"\xa8\x01\n" +
 	"\x17SubscribeEventsResponse\x12'\n" +
 	"\x05event\x18\x01 \x01(\v2\x0f.godel.v1.EventH\x00R\x05event\x123\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x13.godel.v1.HeartbeatH\x00R\theartbeat\x12'\n" +
 	"\x03end\x18\x03 \x01(\v2\x13.godel.v1.StreamEndH\x00R\x03endB\x06\n" +
-	"\x04item\"`\n" +
+	"\x04item\"\xc0\x03\n" +
+	"\x11EventSubscription\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\apattern\x18\x02 \x03(\tR\apattern\x12\x19\n" +
+	"\bagent_id\x18\x03 \x01(\tR\aagentId\x12\x17\n" +
+	"\ateam_id\x18\x04 \x01(\tR\x06teamId\x12\x1f\n" +
+	"\vworkflow_id\x18\x05 \x01(\tR\n" +
+	"workflowId\x12%\n" +
+	"\x0ecorrelation_id\x18\x06 \x01(\tR\rcorrelationId\x12\x19\n" +
+	"\btrace_id\x18\a \x01(\tR\atraceId\x12)\n" +
+	"\x10source_component\x18\b \x01(\tR\x0fsourceComponent\x12#\n" +
+	"\rlast_sequence\x18\t \x01(\x03R\flastSequence\x12;\n" +
+	"\vcreate_time\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vupdate_time\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"updateTime\x12\x1c\n" +
+	"\tconnected\x18\f \x01(\bR\tconnected\"\x1f\n" +
+	"\x1dListEventSubscriptionsRequest\"c\n" +
+	"\x1eListEventSubscriptionsResponse\x12A\n" +
+	"\rsubscriptions\x18\x01 \x03(\v2\x1b.godel.v1.EventSubscriptionR\rsubscriptions\"7\n" +
+	"\x1bGetEventSubscriptionRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\":\n" +
+	"\x1eDeleteEventSubscriptionRequest\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"!\n" +
+	"\x1fDeleteEventSubscriptionResponse\"`\n" +
 	"\tHeartbeat\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12#\n" +
 	"\rlast_sequence\x18\x02 \x01(\x03R\flastSequence*\\\n" +
@@ -827,12 +1221,15 @@ const file_godel_v1_event_service_proto_rawDesc = "" +
 	"!BACKPRESSURE_STRATEGY_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aBACKPRESSURE_STRATEGY_DROP\x10\x01\x12\x1f\n" +
 	"\x1bBACKPRESSURE_STRATEGY_BLOCK\x10\x02\x12!\n" +
-	"\x1dBACKPRESSURE_STRATEGY_SLIDING\x10\x032\xf6\x03\n" +
+	"\x1dBACKPRESSURE_STRATEGY_SLIDING\x10\x032\x91\b\n" +
 	"\fEventService\x12q\n" +
 	"\vQueryEvents\x12\x1c.godel.v1.QueryEventsRequest\x1a\x1d.godel.v1.QueryEventsResponse\"%\x82\xd3\xe4\x93\x02\x1fZ\r\x12\v/api/events\x12\x0e/api/v1/events\x12z\n" +
 	"\fPublishEvent\x12\x1d.godel.v1.PublishEventRequest\x1a\x1e.godel.v1.PublishEventResponse\"+\x82\xd3\xe4\x93\x02%:\x01*Z\x10:\x01*\"\v/api/events\"\x0e/api/v1/events\x12\x8d\x01\n" +
 	"\x0fSubscribeEvents\x12 .godel.v1.SubscribeEventsRequest\x1a!.godel.v1.SubscribeEventsResponse\"3\x82\xd3\xe4\x93\x02-Z\x14\x12\x12/api/events/stream\x12\x15/api/v1/events/stream0\x01\x12g\n" +
-	"\bGetEvent\x12\x19.godel.v1.GetEventRequest\x1a\x0f.godel.v1.Event\"/\x82\xd3\xe4\x93\x02)Z\x12\x12\x10/api/events/{id}\x12\x13/api/v1/events/{id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"\bGetEvent\x12\x19.godel.v1.GetEventRequest\x1a\x0f.godel.v1.Event\"/\x82\xd3\xe4\x93\x02)Z\x12\x12\x10/api/events/{id}\x12\x13/api/v1/events/{id}\x12\xac\x01\n" +
+	"\x16ListEventSubscriptions\x12'.godel.v1.ListEventSubscriptionsRequest\x1a(.godel.v1.ListEventSubscriptionsResponse\"?\x82\xd3\xe4\x93\x029Z\x1a\x12\x18/api/event-subscriptions\x12\x1b/api/v1/event-subscriptions\x12\xa9\x01\n" +
+	"\x14GetEventSubscription\x12%.godel.v1.GetEventSubscriptionRequest\x1a\x1b.godel.v1.EventSubscription\"M\x82\xd3\xe4\x93\x02GZ!\x12\x1f/api/event-subscriptions/{name}\x12\"/api/v1/event-subscriptions/{name}\x12\xbd\x01\n" +
+	"\x17DeleteEventSubscription\x12(.godel.v1.DeleteEventSubscriptionRequest\x1a).godel.v1.DeleteEventSubscriptionResponse\"M\x82\xd3\xe4\x93\x02GZ!*\x1f/api/event-subscriptions/{name}*\"/api/v1/event-subscriptions/{name}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_event_service_proto_rawDescOnce sync.Once
@@ -847,51 +1244,66 @@ func file_godel_v1_event_service_proto_rawDescGZIP() []byte {
 }
 
 var file_godel_v1_event_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_godel_v1_event_service_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_godel_v1_event_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_godel_v1_event_service_proto_goTypes = []any{
-	(SortOrder)(0),                  // 0: godel.v1.SortOrder
-	(BackpressureStrategy)(0),       // 1: godel.v1.BackpressureStrategy
-	(*QueryEventsRequest)(nil),      // 2: godel.v1.QueryEventsRequest
-	(*QueryEventsResponse)(nil),     // 3: godel.v1.QueryEventsResponse
-	(*PublishEventRequest)(nil),     // 4: godel.v1.PublishEventRequest
-	(*PublishEventResponse)(nil),    // 5: godel.v1.PublishEventResponse
-	(*GetEventRequest)(nil),         // 6: godel.v1.GetEventRequest
-	(*SubscribeEventsRequest)(nil),  // 7: godel.v1.SubscribeEventsRequest
-	(*SubscribeEventsResponse)(nil), // 8: godel.v1.SubscribeEventsResponse
-	(*Heartbeat)(nil),               // 9: godel.v1.Heartbeat
-	(*timestamppb.Timestamp)(nil),   // 10: google.protobuf.Timestamp
-	(*Event)(nil),                   // 11: godel.v1.Event
-	(*structpb.Struct)(nil),         // 12: google.protobuf.Struct
-	(*EventMetadata)(nil),           // 13: godel.v1.EventMetadata
-	(*EventSource)(nil),             // 14: godel.v1.EventSource
-	(*StreamEnd)(nil),               // 15: godel.v1.StreamEnd
+	(SortOrder)(0),                          // 0: godel.v1.SortOrder
+	(BackpressureStrategy)(0),               // 1: godel.v1.BackpressureStrategy
+	(*QueryEventsRequest)(nil),              // 2: godel.v1.QueryEventsRequest
+	(*QueryEventsResponse)(nil),             // 3: godel.v1.QueryEventsResponse
+	(*PublishEventRequest)(nil),             // 4: godel.v1.PublishEventRequest
+	(*PublishEventResponse)(nil),            // 5: godel.v1.PublishEventResponse
+	(*GetEventRequest)(nil),                 // 6: godel.v1.GetEventRequest
+	(*SubscribeEventsRequest)(nil),          // 7: godel.v1.SubscribeEventsRequest
+	(*SubscribeEventsResponse)(nil),         // 8: godel.v1.SubscribeEventsResponse
+	(*EventSubscription)(nil),               // 9: godel.v1.EventSubscription
+	(*ListEventSubscriptionsRequest)(nil),   // 10: godel.v1.ListEventSubscriptionsRequest
+	(*ListEventSubscriptionsResponse)(nil),  // 11: godel.v1.ListEventSubscriptionsResponse
+	(*GetEventSubscriptionRequest)(nil),     // 12: godel.v1.GetEventSubscriptionRequest
+	(*DeleteEventSubscriptionRequest)(nil),  // 13: godel.v1.DeleteEventSubscriptionRequest
+	(*DeleteEventSubscriptionResponse)(nil), // 14: godel.v1.DeleteEventSubscriptionResponse
+	(*Heartbeat)(nil),                       // 15: godel.v1.Heartbeat
+	(*timestamppb.Timestamp)(nil),           // 16: google.protobuf.Timestamp
+	(*Event)(nil),                           // 17: godel.v1.Event
+	(*structpb.Struct)(nil),                 // 18: google.protobuf.Struct
+	(*EventMetadata)(nil),                   // 19: godel.v1.EventMetadata
+	(*EventSource)(nil),                     // 20: godel.v1.EventSource
+	(*StreamEnd)(nil),                       // 21: godel.v1.StreamEnd
 }
 var file_godel_v1_event_service_proto_depIdxs = []int32{
-	10, // 0: godel.v1.QueryEventsRequest.start_time:type_name -> google.protobuf.Timestamp
-	10, // 1: godel.v1.QueryEventsRequest.end_time:type_name -> google.protobuf.Timestamp
+	16, // 0: godel.v1.QueryEventsRequest.start_time:type_name -> google.protobuf.Timestamp
+	16, // 1: godel.v1.QueryEventsRequest.end_time:type_name -> google.protobuf.Timestamp
 	0,  // 2: godel.v1.QueryEventsRequest.order:type_name -> godel.v1.SortOrder
-	11, // 3: godel.v1.QueryEventsResponse.events:type_name -> godel.v1.Event
-	12, // 4: godel.v1.PublishEventRequest.payload:type_name -> google.protobuf.Struct
-	13, // 5: godel.v1.PublishEventRequest.metadata:type_name -> godel.v1.EventMetadata
-	14, // 6: godel.v1.PublishEventRequest.source:type_name -> godel.v1.EventSource
+	17, // 3: godel.v1.QueryEventsResponse.events:type_name -> godel.v1.Event
+	18, // 4: godel.v1.PublishEventRequest.payload:type_name -> google.protobuf.Struct
+	19, // 5: godel.v1.PublishEventRequest.metadata:type_name -> godel.v1.EventMetadata
+	20, // 6: godel.v1.PublishEventRequest.source:type_name -> godel.v1.EventSource
 	1,  // 7: godel.v1.SubscribeEventsRequest.backpressure:type_name -> godel.v1.BackpressureStrategy
-	11, // 8: godel.v1.SubscribeEventsResponse.event:type_name -> godel.v1.Event
-	9,  // 9: godel.v1.SubscribeEventsResponse.heartbeat:type_name -> godel.v1.Heartbeat
-	15, // 10: godel.v1.SubscribeEventsResponse.end:type_name -> godel.v1.StreamEnd
-	10, // 11: godel.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
-	2,  // 12: godel.v1.EventService.QueryEvents:input_type -> godel.v1.QueryEventsRequest
-	4,  // 13: godel.v1.EventService.PublishEvent:input_type -> godel.v1.PublishEventRequest
-	7,  // 14: godel.v1.EventService.SubscribeEvents:input_type -> godel.v1.SubscribeEventsRequest
-	6,  // 15: godel.v1.EventService.GetEvent:input_type -> godel.v1.GetEventRequest
-	3,  // 16: godel.v1.EventService.QueryEvents:output_type -> godel.v1.QueryEventsResponse
-	5,  // 17: godel.v1.EventService.PublishEvent:output_type -> godel.v1.PublishEventResponse
-	8,  // 18: godel.v1.EventService.SubscribeEvents:output_type -> godel.v1.SubscribeEventsResponse
-	11, // 19: godel.v1.EventService.GetEvent:output_type -> godel.v1.Event
-	16, // [16:20] is the sub-list for method output_type
-	12, // [12:16] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	17, // 8: godel.v1.SubscribeEventsResponse.event:type_name -> godel.v1.Event
+	15, // 9: godel.v1.SubscribeEventsResponse.heartbeat:type_name -> godel.v1.Heartbeat
+	21, // 10: godel.v1.SubscribeEventsResponse.end:type_name -> godel.v1.StreamEnd
+	16, // 11: godel.v1.EventSubscription.create_time:type_name -> google.protobuf.Timestamp
+	16, // 12: godel.v1.EventSubscription.update_time:type_name -> google.protobuf.Timestamp
+	9,  // 13: godel.v1.ListEventSubscriptionsResponse.subscriptions:type_name -> godel.v1.EventSubscription
+	16, // 14: godel.v1.Heartbeat.time:type_name -> google.protobuf.Timestamp
+	2,  // 15: godel.v1.EventService.QueryEvents:input_type -> godel.v1.QueryEventsRequest
+	4,  // 16: godel.v1.EventService.PublishEvent:input_type -> godel.v1.PublishEventRequest
+	7,  // 17: godel.v1.EventService.SubscribeEvents:input_type -> godel.v1.SubscribeEventsRequest
+	6,  // 18: godel.v1.EventService.GetEvent:input_type -> godel.v1.GetEventRequest
+	10, // 19: godel.v1.EventService.ListEventSubscriptions:input_type -> godel.v1.ListEventSubscriptionsRequest
+	12, // 20: godel.v1.EventService.GetEventSubscription:input_type -> godel.v1.GetEventSubscriptionRequest
+	13, // 21: godel.v1.EventService.DeleteEventSubscription:input_type -> godel.v1.DeleteEventSubscriptionRequest
+	3,  // 22: godel.v1.EventService.QueryEvents:output_type -> godel.v1.QueryEventsResponse
+	5,  // 23: godel.v1.EventService.PublishEvent:output_type -> godel.v1.PublishEventResponse
+	8,  // 24: godel.v1.EventService.SubscribeEvents:output_type -> godel.v1.SubscribeEventsResponse
+	17, // 25: godel.v1.EventService.GetEvent:output_type -> godel.v1.Event
+	11, // 26: godel.v1.EventService.ListEventSubscriptions:output_type -> godel.v1.ListEventSubscriptionsResponse
+	9,  // 27: godel.v1.EventService.GetEventSubscription:output_type -> godel.v1.EventSubscription
+	14, // 28: godel.v1.EventService.DeleteEventSubscription:output_type -> godel.v1.DeleteEventSubscriptionResponse
+	22, // [22:29] is the sub-list for method output_type
+	15, // [15:22] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_godel_v1_event_service_proto_init() }
@@ -913,7 +1325,7 @@ func file_godel_v1_event_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_godel_v1_event_service_proto_rawDesc), len(file_godel_v1_event_service_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   8,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,10 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	EventService_QueryEvents_FullMethodName     = "/godel.v1.EventService/QueryEvents"
-	EventService_PublishEvent_FullMethodName    = "/godel.v1.EventService/PublishEvent"
-	EventService_SubscribeEvents_FullMethodName = "/godel.v1.EventService/SubscribeEvents"
-	EventService_GetEvent_FullMethodName        = "/godel.v1.EventService/GetEvent"
+	EventService_QueryEvents_FullMethodName             = "/godel.v1.EventService/QueryEvents"
+	EventService_PublishEvent_FullMethodName            = "/godel.v1.EventService/PublishEvent"
+	EventService_SubscribeEvents_FullMethodName         = "/godel.v1.EventService/SubscribeEvents"
+	EventService_GetEvent_FullMethodName                = "/godel.v1.EventService/GetEvent"
+	EventService_ListEventSubscriptions_FullMethodName  = "/godel.v1.EventService/ListEventSubscriptions"
+	EventService_GetEventSubscription_FullMethodName    = "/godel.v1.EventService/GetEventSubscription"
+	EventService_DeleteEventSubscription_FullMethodName = "/godel.v1.EventService/DeleteEventSubscription"
 )
 
 // EventServiceClient is the client API for EventService service.
@@ -39,6 +42,12 @@ type EventServiceClient interface {
 	SubscribeEvents(ctx context.Context, in *SubscribeEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SubscribeEventsResponse], error)
 	// Gets one stored event.
 	GetEvent(ctx context.Context, in *GetEventRequest, opts ...grpc.CallOption) (*Event, error)
+	// Lists the caller's durable subscriptions (named subscriptions whose cursor the server keeps).
+	ListEventSubscriptions(ctx context.Context, in *ListEventSubscriptionsRequest, opts ...grpc.CallOption) (*ListEventSubscriptionsResponse, error)
+	// Gets one durable subscription of the caller, with its cursor.
+	GetEventSubscription(ctx context.Context, in *GetEventSubscriptionRequest, opts ...grpc.CallOption) (*EventSubscription, error)
+	// Deletes a durable subscription of the caller (its cursor is forgotten).
+	DeleteEventSubscription(ctx context.Context, in *DeleteEventSubscriptionRequest, opts ...grpc.CallOption) (*DeleteEventSubscriptionResponse, error)
 }
 
 type eventServiceClient struct {
@@ -98,6 +107,36 @@ func (c *eventServiceClient) GetEvent(ctx context.Context, in *GetEventRequest, 
 	return out, nil
 }
 
+func (c *eventServiceClient) ListEventSubscriptions(ctx context.Context, in *ListEventSubscriptionsRequest, opts ...grpc.CallOption) (*ListEventSubscriptionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListEventSubscriptionsResponse)
+	err := c.cc.Invoke(ctx, EventService_ListEventSubscriptions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventServiceClient) GetEventSubscription(ctx context.Context, in *GetEventSubscriptionRequest, opts ...grpc.CallOption) (*EventSubscription, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(EventSubscription)
+	err := c.cc.Invoke(ctx, EventService_GetEventSubscription_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventServiceClient) DeleteEventSubscription(ctx context.Context, in *DeleteEventSubscriptionRequest, opts ...grpc.CallOption) (*DeleteEventSubscriptionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteEventSubscriptionResponse)
+	err := c.cc.Invoke(ctx, EventService_DeleteEventSubscription_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventServiceServer is the server API for EventService service.
 // All implementations must embed UnimplementedEventServiceServer
 // for forward compatibility.
@@ -112,6 +151,12 @@ type EventServiceServer interface {
 	SubscribeEvents(*SubscribeEventsRequest, grpc.ServerStreamingServer[SubscribeEventsResponse]) error
 	// Gets one stored event.
 	GetEvent(context.Context, *GetEventRequest) (*Event, error)
+	// Lists the caller's durable subscriptions (named subscriptions whose cursor the server keeps).
+	ListEventSubscriptions(context.Context, *ListEventSubscriptionsRequest) (*ListEventSubscriptionsResponse, error)
+	// Gets one durable subscription of the caller, with its cursor.
+	GetEventSubscription(context.Context, *GetEventSubscriptionRequest) (*EventSubscription, error)
+	// Deletes a durable subscription of the caller (its cursor is forgotten).
+	DeleteEventSubscription(context.Context, *DeleteEventSubscriptionRequest) (*DeleteEventSubscriptionResponse, error)
 	mustEmbedUnimplementedEventServiceServer()
 }
 
@@ -133,6 +178,15 @@ func (UnimplementedEventServiceServer) SubscribeEvents(*SubscribeEventsRequest, 
 }
 func (UnimplementedEventServiceServer) GetEvent(context.Context, *GetEventRequest) (*Event, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetEvent not implemented")
+}
+func (UnimplementedEventServiceServer) ListEventSubscriptions(context.Context, *ListEventSubscriptionsRequest) (*ListEventSubscriptionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListEventSubscriptions not implemented")
+}
+func (UnimplementedEventServiceServer) GetEventSubscription(context.Context, *GetEventSubscriptionRequest) (*EventSubscription, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetEventSubscription not implemented")
+}
+func (UnimplementedEventServiceServer) DeleteEventSubscription(context.Context, *DeleteEventSubscriptionRequest) (*DeleteEventSubscriptionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteEventSubscription not implemented")
 }
 func (UnimplementedEventServiceServer) mustEmbedUnimplementedEventServiceServer() {}
 func (UnimplementedEventServiceServer) testEmbeddedByValue()                      {}
@@ -220,6 +274,60 @@ func _EventService_GetEvent_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EventService_ListEventSubscriptions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListEventSubscriptionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).ListEventSubscriptions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_ListEventSubscriptions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).ListEventSubscriptions(ctx, req.(*ListEventSubscriptionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventService_GetEventSubscription_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetEventSubscriptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).GetEventSubscription(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_GetEventSubscription_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).GetEventSubscription(ctx, req.(*GetEventSubscriptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventService_DeleteEventSubscription_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteEventSubscriptionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).DeleteEventSubscription(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_DeleteEventSubscription_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).DeleteEventSubscription(ctx, req.(*DeleteEventSubscriptionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EventService_ServiceDesc is the grpc.ServiceDesc for EventService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -238,6 +346,18 @@ var EventService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetEvent",
 			Handler:    _EventService_GetEvent_Handler,
+		},
+		{
+			MethodName: "ListEventSubscriptions",
+			Handler:    _EventService_ListEventSubscriptions_Handler,
+		},
+		{
+			MethodName: "GetEventSubscription",
+			Handler:    _EventService_GetEventSubscription_Handler,
+		},
+		{
+			MethodName: "DeleteEventSubscription",
+			Handler:    _EventService_DeleteEventSubscription_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

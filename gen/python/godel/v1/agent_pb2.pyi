@@ -172,6 +172,7 @@ class AgentConfig(_message.Message):
     ENV_FIELD_NUMBER: _builtins.int
     TIMEOUT_FIELD_NUMBER: _builtins.int
     KEEP_WORKTREE_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
     temperature: _builtins.float
     """Sampling temperature for LLM runtimes."""
     max_tokens: _builtins.int
@@ -180,6 +181,8 @@ class AgentConfig(_message.Message):
     """Runtime that executes the agent: "command" or "openai"."""
     keep_worktree: _builtins.bool
     """Keep the git worktree after the agent ends."""
+    endpoint: _builtins.str
+    """Base URL of the OpenAI-compatible endpoint for the "openai" runtime (default: worker config)."""
     @_builtins.property
     def tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Tools the agent may use, e.g. "git", "file", "bash"."""
@@ -216,10 +219,11 @@ class AgentConfig(_message.Message):
         env: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         timeout: _duration_pb2.Duration | None = ...,
         keep_worktree: _builtins.bool = ...,
+        endpoint: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_temperature", b"_temperature", "max_tokens", b"max_tokens", "sandbox", b"sandbox", "temperature", b"temperature", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_temperature", b"_temperature", "command", b"command", "env", b"env", "extensions", b"extensions", "keep_worktree", b"keep_worktree", "max_tokens", b"max_tokens", "runtime", b"runtime", "sandbox", b"sandbox", "skills", b"skills", "temperature", b"temperature", "timeout", b"timeout", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_temperature", b"_temperature", "command", b"command", "endpoint", b"endpoint", "env", b"env", "extensions", b"extensions", "keep_worktree", b"keep_worktree", "max_tokens", b"max_tokens", "runtime", b"runtime", "sandbox", b"sandbox", "skills", b"skills", "temperature", b"temperature", "timeout", b"timeout", "tools", b"tools"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
     _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
@@ -267,6 +271,10 @@ class Agent(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     SESSION_ID_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    WORKER_ID_FIELD_NUMBER: _builtins.int
+    PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
+    COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """UUID v4."""
     team_id: _builtins.str
@@ -297,6 +305,13 @@ class Agent(_message.Message):
     """Optimistic-concurrency version, incremented on every change."""
     session_id: _builtins.str
     """Id of the current session (run attempt)."""
+    result: _builtins.str
+    """Final output of the last run (last assistant message, or the tail of stdout)."""
+    worker_id: _builtins.str
+    """Worker executing the current run, if any."""
+    prompt_tokens: _builtins.int
+    """Tokens used by all runs."""
+    completion_tokens: _builtins.int
     @_builtins.property
     def config(self) -> Global___AgentConfig: ...
     @_builtins.property
@@ -361,16 +376,72 @@ class Agent(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         version: _builtins.int = ...,
         session_id: _builtins.str = ...,
+        result: _builtins.str = ...,
+        worker_id: _builtins.str = ...,
+        prompt_tokens: _builtins.int = ...,
+        completion_tokens: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_limit", b"_budget_limit", "budget_limit", b"budget_limit", "code", b"code", "completed_at", b"completed_at", "config", b"config", "context", b"context", "metadata", b"metadata", "pause_time", b"pause_time", "reasoning", b"reasoning", "safety_boundaries", b"safety_boundaries", "spawned_at", b"spawned_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_limit", b"_budget_limit", "budget_consumed", b"budget_consumed", "budget_limit", b"budget_limit", "code", b"code", "commits", b"commits", "completed_at", b"completed_at", "config", b"config", "context", b"context", "id", b"id", "label", b"label", "last_error", b"last_error", "lifecycle_state", b"lifecycle_state", "max_retries", b"max_retries", "metadata", b"metadata", "model", b"model", "pause_time", b"pause_time", "paused_by", b"paused_by", "reasoning", b"reasoning", "repo", b"repo", "retry_count", b"retry_count", "runtime_seconds", b"runtime_seconds", "safety_boundaries", b"safety_boundaries", "session_id", b"session_id", "spawned_at", b"spawned_at", "status", b"status", "task", b"task", "team_id", b"team_id", "updated_at", b"updated_at", "version", b"version", "worktree", b"worktree"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_limit", b"_budget_limit", "budget_consumed", b"budget_consumed", "budget_limit", b"budget_limit", "code", b"code", "commits", b"commits", "completed_at", b"completed_at", "completion_tokens", b"completion_tokens", "config", b"config", "context", b"context", "id", b"id", "label", b"label", "last_error", b"last_error", "lifecycle_state", b"lifecycle_state", "max_retries", b"max_retries", "metadata", b"metadata", "model", b"model", "pause_time", b"pause_time", "paused_by", b"paused_by", "prompt_tokens", b"prompt_tokens", "reasoning", b"reasoning", "repo", b"repo", "result", b"result", "retry_count", b"retry_count", "runtime_seconds", b"runtime_seconds", "safety_boundaries", b"safety_boundaries", "session_id", b"session_id", "spawned_at", b"spawned_at", "status", b"status", "task", b"task", "team_id", b"team_id", "updated_at", b"updated_at", "version", b"version", "worker_id", b"worker_id", "worktree", b"worktree"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__budget_limit: _TypeAlias = _typing.Literal["budget_limit"]  # noqa: Y015
     _WhichOneofArgType__budget_limit: _TypeAlias = _typing.Literal["_budget_limit", b"_budget_limit"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__budget_limit) -> _WhichOneofReturnType__budget_limit | None: ...
 
 Global___Agent: _TypeAlias = Agent  # noqa: Y015
+
+@_typing.final
+class AgentTransition(_message.Message):
+    """One recorded lifecycle transition of an agent (spec §4.1 StateMachine history)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    VERSION_FIELD_NUMBER: _builtins.int
+    FROM_STATE_FIELD_NUMBER: _builtins.int
+    TO_STATE_FIELD_NUMBER: _builtins.int
+    FROM_STATUS_FIELD_NUMBER: _builtins.int
+    TO_STATUS_FIELD_NUMBER: _builtins.int
+    TRIGGER_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    ACTOR_FIELD_NUMBER: _builtins.int
+    TIME_FIELD_NUMBER: _builtins.int
+    agent_id: _builtins.str
+    version: _builtins.int
+    """Agent version after the transition."""
+    from_state: Global___LifecycleState.ValueType
+    to_state: Global___LifecycleState.ValueType
+    from_status: Global___AgentStatus.ValueType
+    to_status: Global___AgentStatus.ValueType
+    trigger: _builtins.str
+    """The state-machine event, e.g. "pause_command", "task_complete", "error"."""
+    reason: _builtins.str
+    actor: _builtins.str
+    """Who caused it: an API key id, a worker id, or "system"."""
+    @_builtins.property
+    def time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        agent_id: _builtins.str = ...,
+        version: _builtins.int = ...,
+        from_state: Global___LifecycleState.ValueType = ...,
+        to_state: Global___LifecycleState.ValueType = ...,
+        from_status: Global___AgentStatus.ValueType = ...,
+        to_status: Global___AgentStatus.ValueType = ...,
+        trigger: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        actor: _builtins.str = ...,
+        time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["actor", b"actor", "agent_id", b"agent_id", "from_state", b"from_state", "from_status", b"from_status", "reason", b"reason", "time", b"time", "to_state", b"to_state", "to_status", b"to_status", "trigger", b"trigger", "version", b"version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentTransition: _TypeAlias = AgentTransition  # noqa: Y015
 
 @_typing.final
 class SessionMessage(_message.Message):

@@ -30,7 +30,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgodel/v1/agent_service.proto\x12\x08godel.v1\x1a\x14godel/v1/agent.proto\x1a\x14godel/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x03\n\x11ListAgentsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12-\n\x06status\x18\x03 \x03(\x0e\x32\x15.godel.v1.AgentStatusR\x06status\x12\x17\n\x07team_id\x18\x04 \x01(\tR\x06teamId\x12\x14\n\x05model\x18\x05 \x01(\tR\x05model\x12\x14\n\x05label\x18\x06 \x01(\tR\x05label\x12\x41\n\x0flifecycle_state\x18\x07 \x03(\x0e\x32\x18.godel.v1.LifecycleStateR\x0elifecycleState\x12?\n\rspawned_after\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0cspawnedAfter\x12\x41\n\x0espawned_before\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rspawnedBefore\"e\n\x12ListAgentsResponse\x12\'\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x0f.godel.v1.AgentR\x06\x61gents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf2\x03\n\x12\x43reateAgentRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12\x18\n\x04task\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x04task\x12\x14\n\x05model\x18\x03 \x01(\tR\x05model\x12\x14\n\x05label\x18\x04 \x01(\tR\x05label\x12\x17\n\x07team_id\x18\x05 \x01(\tR\x06teamId\x12$\n\x0bmax_retries\x18\x06 \x01(\x05H\x00R\nmaxRetries\x88\x01\x01\x12&\n\x0c\x62udget_limit\x18\x07 \x01(\x01H\x01R\x0b\x62udgetLimit\x88\x01\x01\x12-\n\x06\x63onfig\x18\x08 \x01(\x0b\x32\x15.godel.v1.AgentConfigR\x06\x63onfig\x12\x12\n\x04repo\x18\t \x01(\tR\x04repo\x12\x33\n\x08metadata\x18\n \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x31\n\x07\x63ontext\x18\x0b \x01(\x0b\x32\x17.google.protobuf.StructR\x07\x63ontext\x12\x44\n\x11safety_boundaries\x18\x0c \x01(\x0b\x32\x17.google.protobuf.StructR\x10safetyBoundariesB\x0e\n\x0c_max_retriesB\x0f\n\r_budget_limit\"\'\n\x0fGetAgentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"*\n\x12\x44\x65leteAgentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"\x15\n\x13\x44\x65leteAgentResponse\"@\n\x10KillAgentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"+\n\x13RestartAgentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"F\n\x11PauseAgentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1b\n\tpaused_by\x18\x02 \x01(\tR\x08pausedBy\"*\n\x12ResumeAgentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"\x86\x01\n\x13GetAgentLogsRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\x12\x1d\n\nsession_id\x18\x04 \x01(\tR\tsessionId\"l\n\x14GetAgentLogsResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x12.godel.v1.LogEntryR\x07\x65ntries\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"U\n\x16StreamAgentLogsRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12%\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03R\rafterSequence\"v\n\x17StreamAgentLogsResponse\x12*\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x12.godel.v1.LogEntryH\x00R\x05\x65ntry\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x13.godel.v1.StreamEndH\x00R\x03\x65ndB\x06\n\x04item\"9\n\tStreamEnd\x12\x12\n\x04\x63ode\x18\x01 \x01(\x05R\x04\x63ode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\"j\n\x16ListAgentEventsRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"j\n\x17ListAgentEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x0f.godel.v1.EventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x9c\x0b\n\x0c\x41gentService\x12n\n\nListAgents\x12\x1b.godel.v1.ListAgentsRequest\x1a\x1c.godel.v1.ListAgentsResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x0e/api/v1/agentsZ\r\x12\x0b/api/agents\x12i\n\x0b\x43reateAgent\x12\x1c.godel.v1.CreateAgentRequest\x1a\x0f.godel.v1.Agent\"+\x82\xd3\xe4\x93\x02%\"\x0e/api/v1/agents:\x01*Z\x10\"\x0b/api/agents:\x01*\x12g\n\x08GetAgent\x12\x19.godel.v1.GetAgentRequest\x1a\x0f.godel.v1.Agent\"/\x82\xd3\xe4\x93\x02)\x12\x13/api/v1/agents/{id}Z\x12\x12\x10/api/agents/{id}\x12{\n\x0b\x44\x65leteAgent\x12\x1c.godel.v1.DeleteAgentRequest\x1a\x1d.godel.v1.DeleteAgentResponse\"/\x82\xd3\xe4\x93\x02)*\x13/api/v1/agents/{id}Z\x12*\x10/api/agents/{id}\x12y\n\tKillAgent\x12\x1a.godel.v1.KillAgentRequest\x1a\x0f.godel.v1.Agent\"?\x82\xd3\xe4\x93\x02\x39\"\x18/api/v1/agents/{id}/kill:\x01*Z\x1a\"\x15/api/agents/{id}/kill:\x01*\x12\x85\x01\n\x0cRestartAgent\x12\x1d.godel.v1.RestartAgentRequest\x1a\x0f.godel.v1.Agent\"E\x82\xd3\xe4\x93\x02?\"\x1b/api/v1/agents/{id}/restart:\x01*Z\x1d\"\x18/api/agents/{id}/restart:\x01*\x12}\n\nPauseAgent\x12\x1b.godel.v1.PauseAgentRequest\x1a\x0f.godel.v1.Agent\"A\x82\xd3\xe4\x93\x02;\"\x19/api/v1/agents/{id}/pause:\x01*Z\x1b\"\x16/api/agents/{id}/pause:\x01*\x12\x81\x01\n\x0bResumeAgent\x12\x1c.godel.v1.ResumeAgentRequest\x1a\x0f.godel.v1.Agent\"C\x82\xd3\xe4\x93\x02=\"\x1a/api/v1/agents/{id}/resume:\x01*Z\x1c\"\x17/api/agents/{id}/resume:\x01*\x12\x88\x01\n\x0cGetAgentLogs\x12\x1d.godel.v1.GetAgentLogsRequest\x1a\x1e.godel.v1.GetAgentLogsResponse\"9\x82\xd3\xe4\x93\x02\x33\x12\x18/api/v1/agents/{id}/logsZ\x17\x12\x15/api/agents/{id}/logs\x12\xa1\x01\n\x0fStreamAgentLogs\x12 .godel.v1.StreamAgentLogsRequest\x1a!.godel.v1.StreamAgentLogsResponse\"G\x82\xd3\xe4\x93\x02\x41\x12\x1f/api/v1/agents/{id}/logs/streamZ\x1e\x12\x1c/api/agents/{id}/logs/stream0\x01\x12\x95\x01\n\x0fListAgentEvents\x12 .godel.v1.ListAgentEventsRequest\x1a!.godel.v1.ListAgentEventsResponse\"=\x82\xd3\xe4\x93\x02\x37\x12\x1a/api/v1/agents/{id}/eventsZ\x19\x12\x17/api/agents/{id}/eventsB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgodel/v1/agent_service.proto\x12\x08godel.v1\x1a\x14godel/v1/agent.proto\x1a\x14godel/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x03\n\x11ListAgentsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12-\n\x06status\x18\x03 \x03(\x0e\x32\x15.godel.v1.AgentStatusR\x06status\x12\x17\n\x07team_id\x18\x04 \x01(\tR\x06teamId\x12\x14\n\x05model\x18\x05 \x01(\tR\x05model\x12\x14\n\x05label\x18\x06 \x01(\tR\x05label\x12\x41\n\x0flifecycle_state\x18\x07 \x03(\x0e\x32\x18.godel.v1.LifecycleStateR\x0elifecycleState\x12?\n\rspawned_after\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0cspawnedAfter\x12\x41\n\x0espawned_before\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\rspawnedBefore\"e\n\x12ListAgentsResponse\x12\'\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x0f.godel.v1.AgentR\x06\x61gents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9e\x04\n\x12\x43reateAgentRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12\x18\n\x04task\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x04task\x12\x14\n\x05model\x18\x03 \x01(\tR\x05model\x12\x14\n\x05label\x18\x04 \x01(\tR\x05label\x12\x17\n\x07team_id\x18\x05 \x01(\tR\x06teamId\x12$\n\x0bmax_retries\x18\x06 \x01(\x05H\x00R\nmaxRetries\x88\x01\x01\x12&\n\x0c\x62udget_limit\x18\x07 \x01(\x01H\x01R\x0b\x62udgetLimit\x88\x01\x01\x12-\n\x06\x63onfig\x18\x08 \x01(\x0b\x32\x15.godel.v1.AgentConfigR\x06\x63onfig\x12\x12\n\x04repo\x18\t \x01(\tR\x04repo\x12\x33\n\x08metadata\x18\n \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x31\n\x07\x63ontext\x18\x0b \x01(\x0b\x32\x17.google.protobuf.StructR\x07\x63ontext\x12\x44\n\x11safety_boundaries\x18\x0c \x01(\x0b\x32\x17.google.protobuf.StructR\x10safetyBoundaries\x12*\n\x11parent_session_id\x18\r \x01(\tR\x0fparentSessionIdB\x0e\n\x0c_max_retriesB\x0f\n\r_budget_limit\"\'\n\x0fGetAgentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"*\n\x12\x44\x65leteAgentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"\x15\n\x13\x44\x65leteAgentResponse\"\x85\x01\n\x10KillAgentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12.\n\x10\x65xpected_version\x18\x03 \x01(\x03H\x00R\x0f\x65xpectedVersion\x88\x01\x01\x42\x13\n\x11_expected_version\"p\n\x13RestartAgentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12.\n\x10\x65xpected_version\x18\x02 \x01(\x03H\x00R\x0f\x65xpectedVersion\x88\x01\x01\x42\x13\n\x11_expected_version\"\x8b\x01\n\x11PauseAgentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1b\n\tpaused_by\x18\x02 \x01(\tR\x08pausedBy\x12.\n\x10\x65xpected_version\x18\x03 \x01(\x03H\x00R\x0f\x65xpectedVersion\x88\x01\x01\x42\x13\n\x11_expected_version\"o\n\x12ResumeAgentRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12.\n\x10\x65xpected_version\x18\x02 \x01(\x03H\x00R\x0f\x65xpectedVersion\x88\x01\x01\x42\x13\n\x11_expected_version\"\x86\x01\n\x13GetAgentLogsRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\x12\x1d\n\nsession_id\x18\x04 \x01(\tR\tsessionId\"l\n\x14GetAgentLogsResponse\x12,\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x12.godel.v1.LogEntryR\x07\x65ntries\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"U\n\x16StreamAgentLogsRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12%\n\x0e\x61\x66ter_sequence\x18\x02 \x01(\x03R\rafterSequence\"v\n\x17StreamAgentLogsResponse\x12*\n\x05\x65ntry\x18\x01 \x01(\x0b\x32\x12.godel.v1.LogEntryH\x00R\x05\x65ntry\x12\'\n\x03\x65nd\x18\x02 \x01(\x0b\x32\x13.godel.v1.StreamEndH\x00R\x03\x65ndB\x06\n\x04item\"9\n\tStreamEnd\x12\x12\n\x04\x63ode\x18\x01 \x01(\x05R\x04\x63ode\x12\x18\n\x07message\x18\x02 \x01(\tR\x07message\"j\n\x16ListAgentEventsRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"j\n\x17ListAgentEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x0f.godel.v1.EventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"o\n\x1bListAgentTransitionsRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"\x83\x01\n\x1cListAgentTransitionsResponse\x12;\n\x0btransitions\x18\x01 \x03(\x0b\x32\x19.godel.v1.AgentTransitionR\x0btransitions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"l\n\x18ListAgentSessionsRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"r\n\x19ListAgentSessionsResponse\x12-\n\x08sessions\x18\x01 \x03(\x0b\x32\x11.godel.v1.SessionR\x08sessions\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n\x11GetSessionRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id2\xe2\x0e\n\x0c\x41gentService\x12n\n\nListAgents\x12\x1b.godel.v1.ListAgentsRequest\x1a\x1c.godel.v1.ListAgentsResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x0e/api/v1/agentsZ\r\x12\x0b/api/agents\x12i\n\x0b\x43reateAgent\x12\x1c.godel.v1.CreateAgentRequest\x1a\x0f.godel.v1.Agent\"+\x82\xd3\xe4\x93\x02%\"\x0e/api/v1/agents:\x01*Z\x10\"\x0b/api/agents:\x01*\x12g\n\x08GetAgent\x12\x19.godel.v1.GetAgentRequest\x1a\x0f.godel.v1.Agent\"/\x82\xd3\xe4\x93\x02)\x12\x13/api/v1/agents/{id}Z\x12\x12\x10/api/agents/{id}\x12{\n\x0b\x44\x65leteAgent\x12\x1c.godel.v1.DeleteAgentRequest\x1a\x1d.godel.v1.DeleteAgentResponse\"/\x82\xd3\xe4\x93\x02)*\x13/api/v1/agents/{id}Z\x12*\x10/api/agents/{id}\x12y\n\tKillAgent\x12\x1a.godel.v1.KillAgentRequest\x1a\x0f.godel.v1.Agent\"?\x82\xd3\xe4\x93\x02\x39\"\x18/api/v1/agents/{id}/kill:\x01*Z\x1a\"\x15/api/agents/{id}/kill:\x01*\x12\x85\x01\n\x0cRestartAgent\x12\x1d.godel.v1.RestartAgentRequest\x1a\x0f.godel.v1.Agent\"E\x82\xd3\xe4\x93\x02?\"\x1b/api/v1/agents/{id}/restart:\x01*Z\x1d\"\x18/api/agents/{id}/restart:\x01*\x12}\n\nPauseAgent\x12\x1b.godel.v1.PauseAgentRequest\x1a\x0f.godel.v1.Agent\"A\x82\xd3\xe4\x93\x02;\"\x19/api/v1/agents/{id}/pause:\x01*Z\x1b\"\x16/api/agents/{id}/pause:\x01*\x12\x81\x01\n\x0bResumeAgent\x12\x1c.godel.v1.ResumeAgentRequest\x1a\x0f.godel.v1.Agent\"C\x82\xd3\xe4\x93\x02=\"\x1a/api/v1/agents/{id}/resume:\x01*Z\x1c\"\x17/api/agents/{id}/resume:\x01*\x12\x88\x01\n\x0cGetAgentLogs\x12\x1d.godel.v1.GetAgentLogsRequest\x1a\x1e.godel.v1.GetAgentLogsResponse\"9\x82\xd3\xe4\x93\x02\x33\x12\x18/api/v1/agents/{id}/logsZ\x17\x12\x15/api/agents/{id}/logs\x12\xa1\x01\n\x0fStreamAgentLogs\x12 .godel.v1.StreamAgentLogsRequest\x1a!.godel.v1.StreamAgentLogsResponse\"G\x82\xd3\xe4\x93\x02\x41\x12\x1f/api/v1/agents/{id}/logs/streamZ\x1e\x12\x1c/api/agents/{id}/logs/stream0\x01\x12\xae\x01\n\x14ListAgentTransitions\x12%.godel.v1.ListAgentTransitionsRequest\x1a&.godel.v1.ListAgentTransitionsResponse\"G\x82\xd3\xe4\x93\x02\x41\x12\x1f/api/v1/agents/{id}/transitionsZ\x1e\x12\x1c/api/agents/{id}/transitions\x12\x9f\x01\n\x11ListAgentSessions\x12\".godel.v1.ListAgentSessionsRequest\x1a#.godel.v1.ListAgentSessionsResponse\"A\x82\xd3\xe4\x93\x02;\x12\x1c/api/v1/agents/{id}/sessionsZ\x1b\x12\x19/api/agents/{id}/sessions\x12q\n\nGetSession\x12\x1b.godel.v1.GetSessionRequest\x1a\x11.godel.v1.Session\"3\x82\xd3\xe4\x93\x02-\x12\x15/api/v1/sessions/{id}Z\x14\x12\x12/api/sessions/{id}\x12\x95\x01\n\x0fListAgentEvents\x12 .godel.v1.ListAgentEventsRequest\x1a!.godel.v1.ListAgentEventsResponse\"=\x82\xd3\xe4\x93\x02\x37\x12\x1a/api/v1/agents/{id}/eventsZ\x19\x12\x17/api/agents/{id}/eventsB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -58,6 +58,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STREAMAGENTLOGSREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_LISTAGENTEVENTSREQUEST'].fields_by_name['id']._loaded_options = None
   _globals['_LISTAGENTEVENTSREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTAGENTTRANSITIONSREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_LISTAGENTTRANSITIONSREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTAGENTSESSIONSREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_LISTAGENTSESSIONSREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_GETSESSIONREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_GETSESSIONREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
   _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['ListAgents']._serialized_options = b'\202\323\344\223\002\037\022\016/api/v1/agentsZ\r\022\013/api/agents'
   _globals['_AGENTSERVICE'].methods_by_name['CreateAgent']._loaded_options = None
@@ -78,6 +84,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTSERVICE'].methods_by_name['GetAgentLogs']._serialized_options = b'\202\323\344\223\0023\022\030/api/v1/agents/{id}/logsZ\027\022\025/api/agents/{id}/logs'
   _globals['_AGENTSERVICE'].methods_by_name['StreamAgentLogs']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['StreamAgentLogs']._serialized_options = b'\202\323\344\223\002A\022\037/api/v1/agents/{id}/logs/streamZ\036\022\034/api/agents/{id}/logs/stream'
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgentTransitions']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgentTransitions']._serialized_options = b'\202\323\344\223\002A\022\037/api/v1/agents/{id}/transitionsZ\036\022\034/api/agents/{id}/transitions'
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgentSessions']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['ListAgentSessions']._serialized_options = b'\202\323\344\223\002;\022\034/api/v1/agents/{id}/sessionsZ\033\022\031/api/agents/{id}/sessions'
+  _globals['_AGENTSERVICE'].methods_by_name['GetSession']._loaded_options = None
+  _globals['_AGENTSERVICE'].methods_by_name['GetSession']._serialized_options = b'\202\323\344\223\002-\022\025/api/v1/sessions/{id}Z\024\022\022/api/sessions/{id}'
   _globals['_AGENTSERVICE'].methods_by_name['ListAgentEvents']._loaded_options = None
   _globals['_AGENTSERVICE'].methods_by_name['ListAgentEvents']._serialized_options = b'\202\323\344\223\0027\022\032/api/v1/agents/{id}/eventsZ\031\022\027/api/agents/{id}/events'
   _globals['_LISTAGENTSREQUEST']._serialized_start=213
@@ -85,35 +97,45 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTAGENTSRESPONSE']._serialized_start=609
   _globals['_LISTAGENTSRESPONSE']._serialized_end=710
   _globals['_CREATEAGENTREQUEST']._serialized_start=713
-  _globals['_CREATEAGENTREQUEST']._serialized_end=1211
-  _globals['_GETAGENTREQUEST']._serialized_start=1213
-  _globals['_GETAGENTREQUEST']._serialized_end=1252
-  _globals['_DELETEAGENTREQUEST']._serialized_start=1254
-  _globals['_DELETEAGENTREQUEST']._serialized_end=1296
-  _globals['_DELETEAGENTRESPONSE']._serialized_start=1298
-  _globals['_DELETEAGENTRESPONSE']._serialized_end=1319
-  _globals['_KILLAGENTREQUEST']._serialized_start=1321
-  _globals['_KILLAGENTREQUEST']._serialized_end=1385
-  _globals['_RESTARTAGENTREQUEST']._serialized_start=1387
-  _globals['_RESTARTAGENTREQUEST']._serialized_end=1430
-  _globals['_PAUSEAGENTREQUEST']._serialized_start=1432
-  _globals['_PAUSEAGENTREQUEST']._serialized_end=1502
-  _globals['_RESUMEAGENTREQUEST']._serialized_start=1504
-  _globals['_RESUMEAGENTREQUEST']._serialized_end=1546
-  _globals['_GETAGENTLOGSREQUEST']._serialized_start=1549
-  _globals['_GETAGENTLOGSREQUEST']._serialized_end=1683
-  _globals['_GETAGENTLOGSRESPONSE']._serialized_start=1685
-  _globals['_GETAGENTLOGSRESPONSE']._serialized_end=1793
-  _globals['_STREAMAGENTLOGSREQUEST']._serialized_start=1795
-  _globals['_STREAMAGENTLOGSREQUEST']._serialized_end=1880
-  _globals['_STREAMAGENTLOGSRESPONSE']._serialized_start=1882
-  _globals['_STREAMAGENTLOGSRESPONSE']._serialized_end=2000
-  _globals['_STREAMEND']._serialized_start=2002
-  _globals['_STREAMEND']._serialized_end=2059
-  _globals['_LISTAGENTEVENTSREQUEST']._serialized_start=2061
-  _globals['_LISTAGENTEVENTSREQUEST']._serialized_end=2167
-  _globals['_LISTAGENTEVENTSRESPONSE']._serialized_start=2169
-  _globals['_LISTAGENTEVENTSRESPONSE']._serialized_end=2275
-  _globals['_AGENTSERVICE']._serialized_start=2278
-  _globals['_AGENTSERVICE']._serialized_end=3714
+  _globals['_CREATEAGENTREQUEST']._serialized_end=1255
+  _globals['_GETAGENTREQUEST']._serialized_start=1257
+  _globals['_GETAGENTREQUEST']._serialized_end=1296
+  _globals['_DELETEAGENTREQUEST']._serialized_start=1298
+  _globals['_DELETEAGENTREQUEST']._serialized_end=1340
+  _globals['_DELETEAGENTRESPONSE']._serialized_start=1342
+  _globals['_DELETEAGENTRESPONSE']._serialized_end=1363
+  _globals['_KILLAGENTREQUEST']._serialized_start=1366
+  _globals['_KILLAGENTREQUEST']._serialized_end=1499
+  _globals['_RESTARTAGENTREQUEST']._serialized_start=1501
+  _globals['_RESTARTAGENTREQUEST']._serialized_end=1613
+  _globals['_PAUSEAGENTREQUEST']._serialized_start=1616
+  _globals['_PAUSEAGENTREQUEST']._serialized_end=1755
+  _globals['_RESUMEAGENTREQUEST']._serialized_start=1757
+  _globals['_RESUMEAGENTREQUEST']._serialized_end=1868
+  _globals['_GETAGENTLOGSREQUEST']._serialized_start=1871
+  _globals['_GETAGENTLOGSREQUEST']._serialized_end=2005
+  _globals['_GETAGENTLOGSRESPONSE']._serialized_start=2007
+  _globals['_GETAGENTLOGSRESPONSE']._serialized_end=2115
+  _globals['_STREAMAGENTLOGSREQUEST']._serialized_start=2117
+  _globals['_STREAMAGENTLOGSREQUEST']._serialized_end=2202
+  _globals['_STREAMAGENTLOGSRESPONSE']._serialized_start=2204
+  _globals['_STREAMAGENTLOGSRESPONSE']._serialized_end=2322
+  _globals['_STREAMEND']._serialized_start=2324
+  _globals['_STREAMEND']._serialized_end=2381
+  _globals['_LISTAGENTEVENTSREQUEST']._serialized_start=2383
+  _globals['_LISTAGENTEVENTSREQUEST']._serialized_end=2489
+  _globals['_LISTAGENTEVENTSRESPONSE']._serialized_start=2491
+  _globals['_LISTAGENTEVENTSRESPONSE']._serialized_end=2597
+  _globals['_LISTAGENTTRANSITIONSREQUEST']._serialized_start=2599
+  _globals['_LISTAGENTTRANSITIONSREQUEST']._serialized_end=2710
+  _globals['_LISTAGENTTRANSITIONSRESPONSE']._serialized_start=2713
+  _globals['_LISTAGENTTRANSITIONSRESPONSE']._serialized_end=2844
+  _globals['_LISTAGENTSESSIONSREQUEST']._serialized_start=2846
+  _globals['_LISTAGENTSESSIONSREQUEST']._serialized_end=2954
+  _globals['_LISTAGENTSESSIONSRESPONSE']._serialized_start=2956
+  _globals['_LISTAGENTSESSIONSRESPONSE']._serialized_end=3070
+  _globals['_GETSESSIONREQUEST']._serialized_start=3072
+  _globals['_GETSESSIONREQUEST']._serialized_end=3113
+  _globals['_AGENTSERVICE']._serialized_start=3116
+  _globals['_AGENTSERVICE']._serialized_end=5006
 # @@protoc_insertion_point(module_scope)

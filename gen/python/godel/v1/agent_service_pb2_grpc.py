@@ -88,6 +88,21 @@ class AgentServiceStub:
                 request_serializer=godel_dot_v1_dot_agent__service__pb2.StreamAgentLogsRequest.SerializeToString,
                 response_deserializer=godel_dot_v1_dot_agent__service__pb2.StreamAgentLogsResponse.FromString,
                 _registered_method=True)
+        self.ListAgentTransitions = channel.unary_unary(
+                '/godel.v1.AgentService/ListAgentTransitions',
+                request_serializer=godel_dot_v1_dot_agent__service__pb2.ListAgentTransitionsRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_agent__service__pb2.ListAgentTransitionsResponse.FromString,
+                _registered_method=True)
+        self.ListAgentSessions = channel.unary_unary(
+                '/godel.v1.AgentService/ListAgentSessions',
+                request_serializer=godel_dot_v1_dot_agent__service__pb2.ListAgentSessionsRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_agent__service__pb2.ListAgentSessionsResponse.FromString,
+                _registered_method=True)
+        self.GetSession = channel.unary_unary(
+                '/godel.v1.AgentService/GetSession',
+                request_serializer=godel_dot_v1_dot_agent__service__pb2.GetSessionRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_agent__pb2.Session.FromString,
+                _registered_method=True)
         self.ListAgentEvents = channel.unary_unary(
                 '/godel.v1.AgentService/ListAgentEvents',
                 request_serializer=godel_dot_v1_dot_agent__service__pb2.ListAgentEventsRequest.SerializeToString,
@@ -171,6 +186,27 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAgentTransitions(self, request, context):
+        """Lists an agent's lifecycle transitions, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListAgentSessions(self, request, context):
+        """Lists an agent's sessions (one per run attempt), oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSession(self, request, context):
+        """Gets one session with its messages.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAgentEvents(self, request, context):
         """Lists the events of one agent.
         """
@@ -230,6 +266,21 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.StreamAgentLogs,
                     request_deserializer=godel_dot_v1_dot_agent__service__pb2.StreamAgentLogsRequest.FromString,
                     response_serializer=godel_dot_v1_dot_agent__service__pb2.StreamAgentLogsResponse.SerializeToString,
+            ),
+            'ListAgentTransitions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgentTransitions,
+                    request_deserializer=godel_dot_v1_dot_agent__service__pb2.ListAgentTransitionsRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_agent__service__pb2.ListAgentTransitionsResponse.SerializeToString,
+            ),
+            'ListAgentSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAgentSessions,
+                    request_deserializer=godel_dot_v1_dot_agent__service__pb2.ListAgentSessionsRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_agent__service__pb2.ListAgentSessionsResponse.SerializeToString,
+            ),
+            'GetSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSession,
+                    request_deserializer=godel_dot_v1_dot_agent__service__pb2.GetSessionRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_agent__pb2.Session.SerializeToString,
             ),
             'ListAgentEvents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAgentEvents,
@@ -510,6 +561,87 @@ class AgentService:
             '/godel.v1.AgentService/StreamAgentLogs',
             godel_dot_v1_dot_agent__service__pb2.StreamAgentLogsRequest.SerializeToString,
             godel_dot_v1_dot_agent__service__pb2.StreamAgentLogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgentTransitions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AgentService/ListAgentTransitions',
+            godel_dot_v1_dot_agent__service__pb2.ListAgentTransitionsRequest.SerializeToString,
+            godel_dot_v1_dot_agent__service__pb2.ListAgentTransitionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAgentSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AgentService/ListAgentSessions',
+            godel_dot_v1_dot_agent__service__pb2.ListAgentSessionsRequest.SerializeToString,
+            godel_dot_v1_dot_agent__service__pb2.ListAgentSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AgentService/GetSession',
+            godel_dot_v1_dot_agent__service__pb2.GetSessionRequest.SerializeToString,
+            godel_dot_v1_dot_agent__pb2.Session.FromString,
             options,
             channel_credentials,
             insecure,

@@ -57,6 +57,12 @@ class AgentServiceStub:
     """Pages through an agent's logs."""
     StreamAgentLogs: _grpc.UnaryStreamMultiCallable[_agent_service_pb2.StreamAgentLogsRequest, _agent_service_pb2.StreamAgentLogsResponse]
     """Follows an agent's logs (spec §3.3); Server-Sent Events over REST."""
+    ListAgentTransitions: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentTransitionsRequest, _agent_service_pb2.ListAgentTransitionsResponse]
+    """Lists an agent's lifecycle transitions, oldest first."""
+    ListAgentSessions: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentSessionsRequest, _agent_service_pb2.ListAgentSessionsResponse]
+    """Lists an agent's sessions (one per run attempt), oldest first."""
+    GetSession: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.GetSessionRequest, _agent_pb2.Session]
+    """Gets one session with its messages."""
     ListAgentEvents: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentEventsRequest, _agent_service_pb2.ListAgentEventsResponse]
     """Lists the events of one agent."""
 
@@ -88,6 +94,12 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """Pages through an agent's logs."""
     StreamAgentLogs: _aio.UnaryStreamMultiCallable[_agent_service_pb2.StreamAgentLogsRequest, _agent_service_pb2.StreamAgentLogsResponse]  # type: ignore[assignment]
     """Follows an agent's logs (spec §3.3); Server-Sent Events over REST."""
+    ListAgentTransitions: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentTransitionsRequest, _agent_service_pb2.ListAgentTransitionsResponse]  # type: ignore[assignment]
+    """Lists an agent's lifecycle transitions, oldest first."""
+    ListAgentSessions: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentSessionsRequest, _agent_service_pb2.ListAgentSessionsResponse]  # type: ignore[assignment]
+    """Lists an agent's sessions (one per run attempt), oldest first."""
+    GetSession: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.GetSessionRequest, _agent_pb2.Session]  # type: ignore[assignment]
+    """Gets one session with its messages."""
     ListAgentEvents: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentEventsRequest, _agent_service_pb2.ListAgentEventsResponse]  # type: ignore[assignment]
     """Lists the events of one agent."""
 
@@ -176,6 +188,30 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_agent_service_pb2.StreamAgentLogsResponse], _abc.AsyncIterator[_agent_service_pb2.StreamAgentLogsResponse]]:
         """Follows an agent's logs (spec §3.3); Server-Sent Events over REST."""
+
+    @_abc_1.abstractmethod
+    def ListAgentTransitions(
+        self,
+        request: _agent_service_pb2.ListAgentTransitionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_service_pb2.ListAgentTransitionsResponse, _abc.Awaitable[_agent_service_pb2.ListAgentTransitionsResponse]]:
+        """Lists an agent's lifecycle transitions, oldest first."""
+
+    @_abc_1.abstractmethod
+    def ListAgentSessions(
+        self,
+        request: _agent_service_pb2.ListAgentSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_service_pb2.ListAgentSessionsResponse, _abc.Awaitable[_agent_service_pb2.ListAgentSessionsResponse]]:
+        """Lists an agent's sessions (one per run attempt), oldest first."""
+
+    @_abc_1.abstractmethod
+    def GetSession(
+        self,
+        request: _agent_service_pb2.GetSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.Session, _abc.Awaitable[_agent_pb2.Session]]:
+        """Gets one session with its messages."""
 
     @_abc_1.abstractmethod
     def ListAgentEvents(

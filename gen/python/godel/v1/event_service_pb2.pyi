@@ -245,6 +245,9 @@ class SubscribeEventsRequest(_message.Message):
     BUFFER_SIZE_FIELD_NUMBER: _builtins.int
     SUBSCRIPTION_NAME_FIELD_NUMBER: _builtins.int
     HEARTBEAT_SECONDS_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_COMPONENT_FIELD_NUMBER: _builtins.int
     agent_id: _builtins.str
     team_id: _builtins.str
     workflow_id: _builtins.str
@@ -254,9 +257,15 @@ class SubscribeEventsRequest(_message.Message):
     buffer_size: _builtins.int
     """Per-subscription buffer (default 1000)."""
     subscription_name: _builtins.str
-    """Name of a durable subscription whose cursor the server keeps."""
+    """Name of a durable subscription whose cursor the server keeps. The first subscribe creates it
+    with the given filters (starting at `from_sequence`, or at the newest event); later subscribes
+    with the same name resume after the last event delivered. Names are per user.
+    """
     heartbeat_seconds: _builtins.int
     """Seconds between heartbeats (default 15, 0 = default)."""
+    correlation_id: _builtins.str
+    trace_id: _builtins.str
+    source_component: _builtins.str
     @_builtins.property
     def pattern(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Type patterns (`agent:*`, `workflow:step:*`); empty = every event."""
@@ -273,10 +282,13 @@ class SubscribeEventsRequest(_message.Message):
         buffer_size: _builtins.int = ...,
         subscription_name: _builtins.str = ...,
         heartbeat_seconds: _builtins.int = ...,
+        correlation_id: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
+        source_component: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_from_sequence", b"_from_sequence", "from_sequence", b"from_sequence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_from_sequence", b"_from_sequence", "agent_id", b"agent_id", "backpressure", b"backpressure", "buffer_size", b"buffer_size", "from_sequence", b"from_sequence", "heartbeat_seconds", b"heartbeat_seconds", "pattern", b"pattern", "subscription_name", b"subscription_name", "team_id", b"team_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_from_sequence", b"_from_sequence", "agent_id", b"agent_id", "backpressure", b"backpressure", "buffer_size", b"buffer_size", "correlation_id", b"correlation_id", "from_sequence", b"from_sequence", "heartbeat_seconds", b"heartbeat_seconds", "pattern", b"pattern", "source_component", b"source_component", "subscription_name", b"subscription_name", "team_id", b"team_id", "trace_id", b"trace_id", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__from_sequence: _TypeAlias = _typing.Literal["from_sequence"]  # noqa: Y015
     _WhichOneofArgType__from_sequence: _TypeAlias = _typing.Literal["_from_sequence", b"_from_sequence"]  # noqa: Y015
@@ -317,6 +329,153 @@ class SubscribeEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_item) -> _WhichOneofReturnType_item | None: ...
 
 Global___SubscribeEventsResponse: _TypeAlias = SubscribeEventsResponse  # noqa: Y015
+
+@_typing.final
+class EventSubscription(_message.Message):
+    """A durable subscription: its filters and its cursor."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    PATTERN_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    TEAM_ID_FIELD_NUMBER: _builtins.int
+    WORKFLOW_ID_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    TRACE_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_COMPONENT_FIELD_NUMBER: _builtins.int
+    LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
+    CONNECTED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    agent_id: _builtins.str
+    team_id: _builtins.str
+    workflow_id: _builtins.str
+    correlation_id: _builtins.str
+    trace_id: _builtins.str
+    source_component: _builtins.str
+    last_sequence: _builtins.int
+    """Sequence of the last event delivered; a resumed subscription continues after it."""
+    connected: _builtins.bool
+    """True while a subscriber is connected to it."""
+    @_builtins.property
+    def pattern(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        pattern: _abc.Iterable[_builtins.str] | None = ...,
+        agent_id: _builtins.str = ...,
+        team_id: _builtins.str = ...,
+        workflow_id: _builtins.str = ...,
+        correlation_id: _builtins.str = ...,
+        trace_id: _builtins.str = ...,
+        source_component: _builtins.str = ...,
+        last_sequence: _builtins.int = ...,
+        create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
+        connected: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "update_time", b"update_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "connected", b"connected", "correlation_id", b"correlation_id", "create_time", b"create_time", "last_sequence", b"last_sequence", "name", b"name", "pattern", b"pattern", "source_component", b"source_component", "team_id", b"team_id", "trace_id", b"trace_id", "update_time", b"update_time", "workflow_id", b"workflow_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventSubscription: _TypeAlias = EventSubscription  # noqa: Y015
+
+@_typing.final
+class ListEventSubscriptionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEventSubscriptionsRequest: _TypeAlias = ListEventSubscriptionsRequest  # noqa: Y015
+
+@_typing.final
+class ListEventSubscriptionsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SUBSCRIPTIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def subscriptions(self) -> _containers.RepeatedCompositeFieldContainer[Global___EventSubscription]: ...
+    def __init__(
+        self,
+        *,
+        subscriptions: _abc.Iterable[Global___EventSubscription] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["subscriptions", b"subscriptions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListEventSubscriptionsResponse: _TypeAlias = ListEventSubscriptionsResponse  # noqa: Y015
+
+@_typing.final
+class GetEventSubscriptionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetEventSubscriptionRequest: _TypeAlias = GetEventSubscriptionRequest  # noqa: Y015
+
+@_typing.final
+class DeleteEventSubscriptionRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteEventSubscriptionRequest: _TypeAlias = DeleteEventSubscriptionRequest  # noqa: Y015
+
+@_typing.final
+class DeleteEventSubscriptionResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteEventSubscriptionResponse: _TypeAlias = DeleteEventSubscriptionResponse  # noqa: Y015
 
 @_typing.final
 class Heartbeat(_message.Message):

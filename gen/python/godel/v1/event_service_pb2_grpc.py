@@ -56,6 +56,21 @@ class EventServiceStub:
                 request_serializer=godel_dot_v1_dot_event__service__pb2.GetEventRequest.SerializeToString,
                 response_deserializer=godel_dot_v1_dot_event__pb2.Event.FromString,
                 _registered_method=True)
+        self.ListEventSubscriptions = channel.unary_unary(
+                '/godel.v1.EventService/ListEventSubscriptions',
+                request_serializer=godel_dot_v1_dot_event__service__pb2.ListEventSubscriptionsRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_event__service__pb2.ListEventSubscriptionsResponse.FromString,
+                _registered_method=True)
+        self.GetEventSubscription = channel.unary_unary(
+                '/godel.v1.EventService/GetEventSubscription',
+                request_serializer=godel_dot_v1_dot_event__service__pb2.GetEventSubscriptionRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_event__service__pb2.EventSubscription.FromString,
+                _registered_method=True)
+        self.DeleteEventSubscription = channel.unary_unary(
+                '/godel.v1.EventService/DeleteEventSubscription',
+                request_serializer=godel_dot_v1_dot_event__service__pb2.DeleteEventSubscriptionRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_event__service__pb2.DeleteEventSubscriptionResponse.FromString,
+                _registered_method=True)
 
 
 class EventServiceServicer:
@@ -90,6 +105,27 @@ class EventServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListEventSubscriptions(self, request, context):
+        """Lists the caller's durable subscriptions (named subscriptions whose cursor the server keeps).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetEventSubscription(self, request, context):
+        """Gets one durable subscription of the caller, with its cursor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteEventSubscription(self, request, context):
+        """Deletes a durable subscription of the caller (its cursor is forgotten).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EventServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -112,6 +148,21 @@ def add_EventServiceServicer_to_server(servicer, server):
                     servicer.GetEvent,
                     request_deserializer=godel_dot_v1_dot_event__service__pb2.GetEventRequest.FromString,
                     response_serializer=godel_dot_v1_dot_event__pb2.Event.SerializeToString,
+            ),
+            'ListEventSubscriptions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEventSubscriptions,
+                    request_deserializer=godel_dot_v1_dot_event__service__pb2.ListEventSubscriptionsRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_event__service__pb2.ListEventSubscriptionsResponse.SerializeToString,
+            ),
+            'GetEventSubscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetEventSubscription,
+                    request_deserializer=godel_dot_v1_dot_event__service__pb2.GetEventSubscriptionRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_event__service__pb2.EventSubscription.SerializeToString,
+            ),
+            'DeleteEventSubscription': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteEventSubscription,
+                    request_deserializer=godel_dot_v1_dot_event__service__pb2.DeleteEventSubscriptionRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_event__service__pb2.DeleteEventSubscriptionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -223,6 +274,87 @@ class EventService:
             '/godel.v1.EventService/GetEvent',
             godel_dot_v1_dot_event__service__pb2.GetEventRequest.SerializeToString,
             godel_dot_v1_dot_event__pb2.Event.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEventSubscriptions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.EventService/ListEventSubscriptions',
+            godel_dot_v1_dot_event__service__pb2.ListEventSubscriptionsRequest.SerializeToString,
+            godel_dot_v1_dot_event__service__pb2.ListEventSubscriptionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetEventSubscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.EventService/GetEventSubscription',
+            godel_dot_v1_dot_event__service__pb2.GetEventSubscriptionRequest.SerializeToString,
+            godel_dot_v1_dot_event__service__pb2.EventSubscription.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteEventSubscription(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.EventService/DeleteEventSubscription',
+            godel_dot_v1_dot_event__service__pb2.DeleteEventSubscriptionRequest.SerializeToString,
+            godel_dot_v1_dot_event__service__pb2.DeleteEventSubscriptionResponse.FromString,
             options,
             channel_credentials,
             insecure,

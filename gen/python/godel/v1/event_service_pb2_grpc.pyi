@@ -42,6 +42,12 @@ class EventServiceStub:
     """Live subscription with wildcard patterns; Server-Sent Events over REST."""
     GetEvent: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.GetEventRequest, _event_pb2.Event]
     """Gets one stored event."""
+    ListEventSubscriptions: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.ListEventSubscriptionsRequest, _event_service_pb2.ListEventSubscriptionsResponse]
+    """Lists the caller's durable subscriptions (named subscriptions whose cursor the server keeps)."""
+    GetEventSubscription: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.GetEventSubscriptionRequest, _event_service_pb2.EventSubscription]
+    """Gets one durable subscription of the caller, with its cursor."""
+    DeleteEventSubscription: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.DeleteEventSubscriptionRequest, _event_service_pb2.DeleteEventSubscriptionResponse]
+    """Deletes a durable subscription of the caller (its cursor is forgotten)."""
 
 @_typing.type_check_only
 class EventServiceAsyncStub(EventServiceStub):
@@ -56,6 +62,12 @@ class EventServiceAsyncStub(EventServiceStub):
     """Live subscription with wildcard patterns; Server-Sent Events over REST."""
     GetEvent: _aio.UnaryUnaryMultiCallable[_event_service_pb2.GetEventRequest, _event_pb2.Event]  # type: ignore[assignment]
     """Gets one stored event."""
+    ListEventSubscriptions: _aio.UnaryUnaryMultiCallable[_event_service_pb2.ListEventSubscriptionsRequest, _event_service_pb2.ListEventSubscriptionsResponse]  # type: ignore[assignment]
+    """Lists the caller's durable subscriptions (named subscriptions whose cursor the server keeps)."""
+    GetEventSubscription: _aio.UnaryUnaryMultiCallable[_event_service_pb2.GetEventSubscriptionRequest, _event_service_pb2.EventSubscription]  # type: ignore[assignment]
+    """Gets one durable subscription of the caller, with its cursor."""
+    DeleteEventSubscription: _aio.UnaryUnaryMultiCallable[_event_service_pb2.DeleteEventSubscriptionRequest, _event_service_pb2.DeleteEventSubscriptionResponse]  # type: ignore[assignment]
+    """Deletes a durable subscription of the caller (its cursor is forgotten)."""
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     """The event store: query, get, publish and live subscription (spec §3.1 Events, §4.1 EventBus)."""
@@ -91,5 +103,29 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_event_pb2.Event, _abc.Awaitable[_event_pb2.Event]]:
         """Gets one stored event."""
+
+    @_abc_1.abstractmethod
+    def ListEventSubscriptions(
+        self,
+        request: _event_service_pb2.ListEventSubscriptionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_service_pb2.ListEventSubscriptionsResponse, _abc.Awaitable[_event_service_pb2.ListEventSubscriptionsResponse]]:
+        """Lists the caller's durable subscriptions (named subscriptions whose cursor the server keeps)."""
+
+    @_abc_1.abstractmethod
+    def GetEventSubscription(
+        self,
+        request: _event_service_pb2.GetEventSubscriptionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_service_pb2.EventSubscription, _abc.Awaitable[_event_service_pb2.EventSubscription]]:
+        """Gets one durable subscription of the caller, with its cursor."""
+
+    @_abc_1.abstractmethod
+    def DeleteEventSubscription(
+        self,
+        request: _event_service_pb2.DeleteEventSubscriptionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_event_service_pb2.DeleteEventSubscriptionResponse, _abc.Awaitable[_event_service_pb2.DeleteEventSubscriptionResponse]]:
+        """Deletes a durable subscription of the caller (its cursor is forgotten)."""
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/agent.proto.
  */
 export const file_godel_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChRnb2RlbC92MS9hZ2VudC5wcm90bxIIZ29kZWwudjEi+gIKC0FnZW50Q29uZmlnEhgKC3RlbXBlcmF0dXJlGAEgASgBSACIAQESFwoKbWF4X3Rva2VucxgCIAEoBUgBiAEBEg0KBXRvb2xzGAMgAygJEg4KBnNraWxscxgEIAMoCRISCgpleHRlbnNpb25zGAUgAygJEigKB3NhbmRib3gYBiABKAsyFy5nb2RlbC52MS5TYW5kYm94Q29uZmlnEg8KB3J1bnRpbWUYByABKAkSDwoHY29tbWFuZBgIIAMoCRIrCgNlbnYYCSADKAsyHi5nb2RlbC52MS5BZ2VudENvbmZpZy5FbnZFbnRyeRIqCgd0aW1lb3V0GAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKDWtlZXBfd29ya3RyZWUYCyABKAgaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIOCgxfdGVtcGVyYXR1cmVCDQoLX21heF90b2tlbnMi9AYKBUFnZW50EgoKAmlkGAEgASgJEg8KB3RlYW1faWQYAiABKAkSDQoFbGFiZWwYAyABKAkSDQoFbW9kZWwYBCABKAkSDAoEdGFzaxgFIAEoCRIlCgZjb25maWcYBiABKAsyFS5nb2RlbC52MS5BZ2VudENvbmZpZxIoCgdjb250ZXh0GAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIlCgRjb2RlGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIqCglyZWFzb25pbmcYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKEXNhZmV0eV9ib3VuZGFyaWVzGAogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIlCgZzdGF0dXMYCyABKA4yFS5nb2RlbC52MS5BZ2VudFN0YXR1cxIxCg9saWZlY3ljbGVfc3RhdGUYDCABKA4yGC5nb2RlbC52MS5MaWZlY3ljbGVTdGF0ZRIMCgRyZXBvGA0gASgJEhAKCHdvcmt0cmVlGA4gASgJEg8KB2NvbW1pdHMYDyADKAkSLgoKc3Bhd25lZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpwYXVzZV90aW1lGBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYXVzZWRfYnkYEyABKAkSFwoPcnVudGltZV9zZWNvbmRzGBQgASgDEhMKC3JldHJ5X2NvdW50GBUgASgFEhMKC21heF9yZXRyaWVzGBYgASgFEhIKCmxhc3RfZXJyb3IYFyABKAkSGQoMYnVkZ2V0X2xpbWl0GBggASgBSACIAQESFwoPYnVkZ2V0X2NvbnN1bWVkGBkgASgBEikKCG1ldGFkYXRhGBogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgp1cGRhdGVkX2F0GBsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGBwgASgDEhIKCnNlc3Npb25faWQYHSABKAlCDwoNX2J1ZGdldF9saW1pdCKYAQoOU2Vzc2lvbk1lc3NhZ2USDAoEcm9sZRgBIAEoCRIPCgdjb250ZW50GAIgASgJEgwKBG5hbWUYAyABKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoIbWV0YWRhdGEYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Il4KCEFydGlmYWN0EgwKBG5hbWUYASABKAkSDAoEa2luZBgCIAEoCRILCgN1cmkYAyABKAkSKQoIbWV0YWRhdGEYBCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Io8BCg5TZXNzaW9uQ29udGV4dBIqCghtZXNzYWdlcxgBIAMoCzIYLmdvZGVsLnYxLlNlc3Npb25NZXNzYWdlEioKCXZhcmlhYmxlcxgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSJQoJYXJ0aWZhY3RzGAMgAygLMhIuZ29kZWwudjEuQXJ0aWZhY3Qi7AIKB1Nlc3Npb24SCgoCaWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSEQoJcGFyZW50X2lkGAMgASgJEicKBnN0YXR1cxgEIAEoDjIXLmdvZGVsLnYxLlNlc3Npb25TdGF0dXMSKQoHY29udGV4dBgFIAEoCzIYLmdvZGVsLnYxLlNlc3Npb25Db250ZXh0EhAKCGNoaWxkcmVuGAYgAygJEg0KBWRlcHRoGAcgASgFEi4KCmNyZWF0ZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNvbXBsZXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoIbWV0YWRhdGEYCyABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0ItkBCghMb2dFbnRyeRIQCghhZ2VudF9pZBgBIAEoCRISCgpzZXNzaW9uX2lkGAIgASgJEhAKCHNlcXVlbmNlGAMgASgDEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiEKBWxldmVsGAUgASgOMhIuZ29kZWwudjEuTG9nTGV2ZWwSDgoGc3RyZWFtGAYgASgJEg8KB21lc3NhZ2UYByABKAkSJwoGZmllbGRzGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCrlAQoLQWdlbnRTdGF0dXMSHAoYQUdFTlRfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUQUdFTlRfU1RBVFVTX1BFTkRJTkcQARIdChlBR0VOVF9TVEFUVVNfSU5JVElBTElaSU5HEAISGAoUQUdFTlRfU1RBVFVTX1JVTk5JTkcQAxIXChNBR0VOVF9TVEFUVVNfUEFVU0VEEAQSGgoWQUdFTlRfU1RBVFVTX0NPTVBMRVRFRBAFEhcKE0FHRU5UX1NUQVRVU19GQUlMRUQQBhIXChNBR0VOVF9TVEFUVVNfS0lMTEVEEAcq4QIKDkxpZmVjeWNsZVN0YXRlEh8KG0xJRkVDWUNMRV9TVEFURV9VTlNQRUNJRklFRBAAEiAKHExJRkVDWUNMRV9TVEFURV9JTklUSUFMSVpJTkcQARIcChhMSUZFQ1lDTEVfU1RBVEVfU1BBV05JTkcQAhIdChlMSUZFQ1lDTEVfU1RBVEVfRVhFQ1VUSU5HEAMSGwoXTElGRUNZQ0xFX1NUQVRFX1dBSVRJTkcQBBIaChZMSUZFQ1lDTEVfU1RBVEVfUEFVU0VEEAUSHgoaTElGRUNZQ0xFX1NUQVRFX0NPTVBMRVRJTkcQBhIfChtMSUZFQ1lDTEVfU1RBVEVfQ0xFQU5JTkdfVVAQBxIdChlMSUZFQ1lDTEVfU1RBVEVfQ09NUExFVEVEEAgSGgoWTElGRUNZQ0xFX1NUQVRFX0ZBSUxFRBAJEhoKFkxJRkVDWUNMRV9TVEFURV9LSUxMRUQQCiq6AQoNU2Vzc2lvblN0YXR1cxIeChpTRVNTSU9OX1NUQVRVU19VTlNQRUNJRklFRBAAEhoKFlNFU1NJT05fU1RBVFVTX1BFTkRJTkcQARIZChVTRVNTSU9OX1NUQVRVU19BQ1RJVkUQAhIZChVTRVNTSU9OX1NUQVRVU19QQVVTRUQQAxIcChhTRVNTSU9OX1NUQVRVU19DT01QTEVURUQQBBIZChVTRVNTSU9OX1NUQVRVU19GQUlMRUQQBSqhAQoITG9nTGV2ZWwSGQoVTE9HX0xFVkVMX1VOU1BFQ0lGSUVEEAASEwoPTE9HX0xFVkVMX1RSQUNFEAESEwoPTE9HX0xFVkVMX0RFQlVHEAISEgoOTE9HX0xFVkVMX0lORk8QAxISCg5MT0dfTEVWRUxfV0FSThAEEhMKD0xPR19MRVZFTF9FUlJPUhAFEhMKD0xPR19MRVZFTF9GQVRBTBAGQjNaMWdpdGh1Yi5jb20vZ29kZWwtYWkvZ29kZWwvZ2VuL2dvL2dvZGVsL3YxO2dvZGVsdjFiBnByb3RvMw", [file_godel_v1_common, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChRnb2RlbC92MS9hZ2VudC5wcm90bxIIZ29kZWwudjEijAMKC0FnZW50Q29uZmlnEhgKC3RlbXBlcmF0dXJlGAEgASgBSACIAQESFwoKbWF4X3Rva2VucxgCIAEoBUgBiAEBEg0KBXRvb2xzGAMgAygJEg4KBnNraWxscxgEIAMoCRISCgpleHRlbnNpb25zGAUgAygJEigKB3NhbmRib3gYBiABKAsyFy5nb2RlbC52MS5TYW5kYm94Q29uZmlnEg8KB3J1bnRpbWUYByABKAkSDwoHY29tbWFuZBgIIAMoCRIrCgNlbnYYCSADKAsyHi5nb2RlbC52MS5BZ2VudENvbmZpZy5FbnZFbnRyeRIqCgd0aW1lb3V0GAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKDWtlZXBfd29ya3RyZWUYCyABKAgSEAoIZW5kcG9pbnQYDCABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIOCgxfdGVtcGVyYXR1cmVCDQoLX21heF90b2tlbnMiyQcKBUFnZW50EgoKAmlkGAEgASgJEg8KB3RlYW1faWQYAiABKAkSDQoFbGFiZWwYAyABKAkSDQoFbW9kZWwYBCABKAkSDAoEdGFzaxgFIAEoCRIlCgZjb25maWcYBiABKAsyFS5nb2RlbC52MS5BZ2VudENvbmZpZxIoCgdjb250ZXh0GAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIlCgRjb2RlGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIqCglyZWFzb25pbmcYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKEXNhZmV0eV9ib3VuZGFyaWVzGAogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIlCgZzdGF0dXMYCyABKA4yFS5nb2RlbC52MS5BZ2VudFN0YXR1cxIxCg9saWZlY3ljbGVfc3RhdGUYDCABKA4yGC5nb2RlbC52MS5MaWZlY3ljbGVTdGF0ZRIMCgRyZXBvGA0gASgJEhAKCHdvcmt0cmVlGA4gASgJEg8KB2NvbW1pdHMYDyADKAkSLgoKc3Bhd25lZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpwYXVzZV90aW1lGBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYXVzZWRfYnkYEyABKAkSFwoPcnVudGltZV9zZWNvbmRzGBQgASgDEhMKC3JldHJ5X2NvdW50GBUgASgFEhMKC21heF9yZXRyaWVzGBYgASgFEhIKCmxhc3RfZXJyb3IYFyABKAkSGQoMYnVkZ2V0X2xpbWl0GBggASgBSACIAQESFwoPYnVkZ2V0X2NvbnN1bWVkGBkgASgBEikKCG1ldGFkYXRhGBogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgp1cGRhdGVkX2F0GBsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGBwgASgDEhIKCnNlc3Npb25faWQYHSABKAkSDgoGcmVzdWx0GB4gASgJEhEKCXdvcmtlcl9pZBgfIAEoCRIVCg1wcm9tcHRfdG9rZW5zGCAgASgDEhkKEWNvbXBsZXRpb25fdG9rZW5zGCEgASgDQg8KDV9idWRnZXRfbGltaXQivgIKD0FnZW50VHJhbnNpdGlvbhIQCghhZ2VudF9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEiwKCmZyb21fc3RhdGUYAyABKA4yGC5nb2RlbC52MS5MaWZlY3ljbGVTdGF0ZRIqCgh0b19zdGF0ZRgEIAEoDjIYLmdvZGVsLnYxLkxpZmVjeWNsZVN0YXRlEioKC2Zyb21fc3RhdHVzGAUgASgOMhUuZ29kZWwudjEuQWdlbnRTdGF0dXMSKAoJdG9fc3RhdHVzGAYgASgOMhUuZ29kZWwudjEuQWdlbnRTdGF0dXMSDwoHdHJpZ2dlchgHIAEoCRIOCgZyZWFzb24YCCABKAkSDQoFYWN0b3IYCSABKAkSKAoEdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAimAEKDlNlc3Npb25NZXNzYWdlEgwKBHJvbGUYASABKAkSDwoHY29udGVudBgCIAEoCRIMCgRuYW1lGAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCG1ldGFkYXRhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJeCghBcnRpZmFjdBIMCgRuYW1lGAEgASgJEgwKBGtpbmQYAiABKAkSCwoDdXJpGAMgASgJEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCKPAQoOU2Vzc2lvbkNvbnRleHQSKgoIbWVzc2FnZXMYASADKAsyGC5nb2RlbC52MS5TZXNzaW9uTWVzc2FnZRIqCgl2YXJpYWJsZXMYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiUKCWFydGlmYWN0cxgDIAMoCzISLmdvZGVsLnYxLkFydGlmYWN0IuwCCgdTZXNzaW9uEgoKAmlkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEhEKCXBhcmVudF9pZBgDIAEoCRInCgZzdGF0dXMYBCABKA4yFy5nb2RlbC52MS5TZXNzaW9uU3RhdHVzEikKB2NvbnRleHQYBSABKAsyGC5nb2RlbC52MS5TZXNzaW9uQ29udGV4dBIQCghjaGlsZHJlbhgGIAMoCRINCgVkZXB0aBgHIAEoBRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxjb21wbGV0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCG1ldGFkYXRhGAsgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCLZAQoITG9nRW50cnkSEAoIYWdlbnRfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIQCghzZXF1ZW5jZRgDIAEoAxIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgVsZXZlbBgFIAEoDjISLmdvZGVsLnYxLkxvZ0xldmVsEg4KBnN0cmVhbRgGIAEoCRIPCgdtZXNzYWdlGAcgASgJEicKBmZpZWxkcxgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3Qq5QEKC0FnZW50U3RhdHVzEhwKGEFHRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFEFHRU5UX1NUQVRVU19QRU5ESU5HEAESHQoZQUdFTlRfU1RBVFVTX0lOSVRJQUxJWklORxACEhgKFEFHRU5UX1NUQVRVU19SVU5OSU5HEAMSFwoTQUdFTlRfU1RBVFVTX1BBVVNFRBAEEhoKFkFHRU5UX1NUQVRVU19DT01QTEVURUQQBRIXChNBR0VOVF9TVEFUVVNfRkFJTEVEEAYSFwoTQUdFTlRfU1RBVFVTX0tJTExFRBAHKuECCg5MaWZlY3ljbGVTdGF0ZRIfChtMSUZFQ1lDTEVfU1RBVEVfVU5TUEVDSUZJRUQQABIgChxMSUZFQ1lDTEVfU1RBVEVfSU5JVElBTElaSU5HEAESHAoYTElGRUNZQ0xFX1NUQVRFX1NQQVdOSU5HEAISHQoZTElGRUNZQ0xFX1NUQVRFX0VYRUNVVElORxADEhsKF0xJRkVDWUNMRV9TVEFURV9XQUlUSU5HEAQSGgoWTElGRUNZQ0xFX1NUQVRFX1BBVVNFRBAFEh4KGkxJRkVDWUNMRV9TVEFURV9DT01QTEVUSU5HEAYSHwobTElGRUNZQ0xFX1NUQVRFX0NMRUFOSU5HX1VQEAcSHQoZTElGRUNZQ0xFX1NUQVRFX0NPTVBMRVRFRBAIEhoKFkxJRkVDWUNMRV9TVEFURV9GQUlMRUQQCRIaChZMSUZFQ1lDTEVfU1RBVEVfS0lMTEVEEAoqugEKDVNlc3Npb25TdGF0dXMSHgoaU0VTU0lPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZTRVNTSU9OX1NUQVRVU19QRU5ESU5HEAESGQoVU0VTU0lPTl9TVEFUVVNfQUNUSVZFEAISGQoVU0VTU0lPTl9TVEFUVVNfUEFVU0VEEAMSHAoYU0VTU0lPTl9TVEFUVVNfQ09NUExFVEVEEAQSGQoVU0VTU0lPTl9TVEFUVVNfRkFJTEVEEAUqoQEKCExvZ0xldmVsEhkKFUxPR19MRVZFTF9VTlNQRUNJRklFRBAAEhMKD0xPR19MRVZFTF9UUkFDRRABEhMKD0xPR19MRVZFTF9ERUJVRxACEhIKDkxPR19MRVZFTF9JTkZPEAMSEgoOTE9HX0xFVkVMX1dBUk4QBBITCg9MT0dfTEVWRUxfRVJST1IQBRITCg9MT0dfTEVWRUxfRkFUQUwQBkIzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_godel_v1_common, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Runtime configuration of an agent (spec §2.1 AgentConfig).
@@ -92,6 +92,13 @@ export type AgentConfig = Message<"godel.v1.AgentConfig"> & {
    * @generated from field: bool keep_worktree = 11;
    */
   keepWorktree: boolean;
+
+  /**
+   * Base URL of the OpenAI-compatible endpoint for the "openai" runtime (default: worker config).
+   *
+   * @generated from field: string endpoint = 12;
+   */
+  endpoint: string;
 };
 
 /**
@@ -285,6 +292,32 @@ export type Agent = Message<"godel.v1.Agent"> & {
    * @generated from field: string session_id = 29;
    */
   sessionId: string;
+
+  /**
+   * Final output of the last run (last assistant message, or the tail of stdout).
+   *
+   * @generated from field: string result = 30;
+   */
+  result: string;
+
+  /**
+   * Worker executing the current run, if any.
+   *
+   * @generated from field: string worker_id = 31;
+   */
+  workerId: string;
+
+  /**
+   * Tokens used by all runs.
+   *
+   * @generated from field: int64 prompt_tokens = 32;
+   */
+  promptTokens: bigint;
+
+  /**
+   * @generated from field: int64 completion_tokens = 33;
+   */
+  completionTokens: bigint;
 };
 
 /**
@@ -293,6 +326,76 @@ export type Agent = Message<"godel.v1.Agent"> & {
  */
 export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
   messageDesc(file_godel_v1_agent, 1);
+
+/**
+ * One recorded lifecycle transition of an agent (spec §4.1 StateMachine history).
+ *
+ * @generated from message godel.v1.AgentTransition
+ */
+export type AgentTransition = Message<"godel.v1.AgentTransition"> & {
+  /**
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * Agent version after the transition.
+   *
+   * @generated from field: int64 version = 2;
+   */
+  version: bigint;
+
+  /**
+   * @generated from field: godel.v1.LifecycleState from_state = 3;
+   */
+  fromState: LifecycleState;
+
+  /**
+   * @generated from field: godel.v1.LifecycleState to_state = 4;
+   */
+  toState: LifecycleState;
+
+  /**
+   * @generated from field: godel.v1.AgentStatus from_status = 5;
+   */
+  fromStatus: AgentStatus;
+
+  /**
+   * @generated from field: godel.v1.AgentStatus to_status = 6;
+   */
+  toStatus: AgentStatus;
+
+  /**
+   * The state-machine event, e.g. "pause_command", "task_complete", "error".
+   *
+   * @generated from field: string trigger = 7;
+   */
+  trigger: string;
+
+  /**
+   * @generated from field: string reason = 8;
+   */
+  reason: string;
+
+  /**
+   * Who caused it: an API key id, a worker id, or "system".
+   *
+   * @generated from field: string actor = 9;
+   */
+  actor: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 10;
+   */
+  time?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message godel.v1.AgentTransition.
+ * Use `create(AgentTransitionSchema)` to create a new message.
+ */
+export const AgentTransitionSchema: GenMessage<AgentTransition> = /*@__PURE__*/
+  messageDesc(file_godel_v1_agent, 2);
 
 /**
  * One message of a session's conversation.
@@ -333,7 +436,7 @@ export type SessionMessage = Message<"godel.v1.SessionMessage"> & {
  * Use `create(SessionMessageSchema)` to create a new message.
  */
 export const SessionMessageSchema: GenMessage<SessionMessage> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent, 2);
+  messageDesc(file_godel_v1_agent, 3);
 
 /**
  * A file or other output produced during a session.
@@ -367,7 +470,7 @@ export type Artifact = Message<"godel.v1.Artifact"> & {
  * Use `create(ArtifactSchema)` to create a new message.
  */
 export const ArtifactSchema: GenMessage<Artifact> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent, 3);
+  messageDesc(file_godel_v1_agent, 4);
 
 /**
  * Context carried by a session (spec §2.1 SessionContext).
@@ -396,7 +499,7 @@ export type SessionContext = Message<"godel.v1.SessionContext"> & {
  * Use `create(SessionContextSchema)` to create a new message.
  */
 export const SessionContextSchema: GenMessage<SessionContext> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent, 4);
+  messageDesc(file_godel_v1_agent, 5);
 
 /**
  * One run attempt of an agent; sessions form a tree for sub-agents (spec §2.1 Session).
@@ -467,7 +570,7 @@ export type Session = Message<"godel.v1.Session"> & {
  * Use `create(SessionSchema)` to create a new message.
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent, 5);
+  messageDesc(file_godel_v1_agent, 6);
 
 /**
  * One line of an agent's log.
@@ -525,7 +628,7 @@ export type LogEntry = Message<"godel.v1.LogEntry"> & {
  * Use `create(LogEntrySchema)` to create a new message.
  */
 export const LogEntrySchema: GenMessage<LogEntry> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent, 6);
+  messageDesc(file_godel_v1_agent, 7);
 
 /**
  * Coarse agent status (spec §2.1 AgentStatus).

@@ -4,7 +4,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Agent, AgentConfig, AgentSchema, AgentStatus, LifecycleState, LogEntry } from "./agent_pb.js";
+import type { Agent, AgentConfig, AgentSchema, AgentStatus, AgentTransition, LifecycleState, LogEntry, Session, SessionSchema } from "./agent_pb.js";
 import { file_godel_v1_agent } from "./agent_pb.js";
 import type { Event } from "./event_pb.js";
 import { file_godel_v1_event } from "./event_pb.js";
@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/agent_service.proto.
  */
 export const file_godel_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("Chxnb2RlbC92MS9hZ2VudF9zZXJ2aWNlLnByb3RvEghnb2RlbC52MSKqAgoRTGlzdEFnZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSJQoGc3RhdHVzGAMgAygOMhUuZ29kZWwudjEuQWdlbnRTdGF0dXMSDwoHdGVhbV9pZBgEIAEoCRINCgVtb2RlbBgFIAEoCRINCgVsYWJlbBgGIAEoCRIxCg9saWZlY3ljbGVfc3RhdGUYByADKA4yGC5nb2RlbC52MS5MaWZlY3ljbGVTdGF0ZRIxCg1zcGF3bmVkX2FmdGVyGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5zcGF3bmVkX2JlZm9yZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTgoSTGlzdEFnZW50c1Jlc3BvbnNlEh8KBmFnZW50cxgBIAMoCzIPLmdvZGVsLnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSL/AgoSQ3JlYXRlQWdlbnRSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSEgoEdGFzaxgCIAEoCUIE4kEBAhINCgVtb2RlbBgDIAEoCRINCgVsYWJlbBgEIAEoCRIPCgd0ZWFtX2lkGAUgASgJEhgKC21heF9yZXRyaWVzGAYgASgFSACIAQESGQoMYnVkZ2V0X2xpbWl0GAcgASgBSAGIAQESJQoGY29uZmlnGAggASgLMhUuZ29kZWwudjEuQWdlbnRDb25maWcSDAoEcmVwbxgJIAEoCRIpCghtZXRhZGF0YRgKIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKAoHY29udGV4dBgLIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMgoRc2FmZXR5X2JvdW5kYXJpZXMYDCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Qg4KDF9tYXhfcmV0cmllc0IPCg1fYnVkZ2V0X2xpbWl0IiMKD0dldEFnZW50UmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAiImChJEZWxldGVBZ2VudFJlcXVlc3QSEAoCaWQYASABKAlCBOJBAQIiFQoTRGVsZXRlQWdlbnRSZXNwb25zZSI0ChBLaWxsQWdlbnRSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECEg4KBnJlYXNvbhgCIAEoCSInChNSZXN0YXJ0QWdlbnRSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECIjgKEVBhdXNlQWdlbnRSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECEhEKCXBhdXNlZF9ieRgCIAEoCSImChJSZXN1bWVBZ2VudFJlcXVlc3QSEAoCaWQYASABKAlCBOJBAQIiYgoTR2V0QWdlbnRMb2dzUmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAhIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRISCgpzZXNzaW9uX2lkGAQgASgJIlQKFEdldEFnZW50TG9nc1Jlc3BvbnNlEiMKB2VudHJpZXMYASADKAsyEi5nb2RlbC52MS5Mb2dFbnRyeRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiQgoWU3RyZWFtQWdlbnRMb2dzUmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAhIWCg5hZnRlcl9zZXF1ZW5jZRgCIAEoAyJqChdTdHJlYW1BZ2VudExvZ3NSZXNwb25zZRIjCgVlbnRyeRgBIAEoCzISLmdvZGVsLnYxLkxvZ0VudHJ5SAASIgoDZW5kGAIgASgLMhMuZ29kZWwudjEuU3RyZWFtRW5kSABCBgoEaXRlbSIqCglTdHJlYW1FbmQSDAoEY29kZRgBIAEoBRIPCgdtZXNzYWdlGAIgASgJIlEKFkxpc3RBZ2VudEV2ZW50c1JlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiUwoXTGlzdEFnZW50RXZlbnRzUmVzcG9uc2USHwoGZXZlbnRzGAEgAygLMg8uZ29kZWwudjEuRXZlbnQSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMpwLCgxBZ2VudFNlcnZpY2USbgoKTGlzdEFnZW50cxIbLmdvZGVsLnYxLkxpc3RBZ2VudHNSZXF1ZXN0GhwuZ29kZWwudjEuTGlzdEFnZW50c1Jlc3BvbnNlIiWC0+STAh9aDRILL2FwaS9hZ2VudHMSDi9hcGkvdjEvYWdlbnRzEmkKC0NyZWF0ZUFnZW50EhwuZ29kZWwudjEuQ3JlYXRlQWdlbnRSZXF1ZXN0Gg8uZ29kZWwudjEuQWdlbnQiK4LT5JMCJToBKloQOgEqIgsvYXBpL2FnZW50cyIOL2FwaS92MS9hZ2VudHMSZwoIR2V0QWdlbnQSGS5nb2RlbC52MS5HZXRBZ2VudFJlcXVlc3QaDy5nb2RlbC52MS5BZ2VudCIvgtPkkwIpWhISEC9hcGkvYWdlbnRzL3tpZH0SEy9hcGkvdjEvYWdlbnRzL3tpZH0SewoLRGVsZXRlQWdlbnQSHC5nb2RlbC52MS5EZWxldGVBZ2VudFJlcXVlc3QaHS5nb2RlbC52MS5EZWxldGVBZ2VudFJlc3BvbnNlIi+C0+STAilaEioQL2FwaS9hZ2VudHMve2lkfSoTL2FwaS92MS9hZ2VudHMve2lkfRJ5CglLaWxsQWdlbnQSGi5nb2RlbC52MS5LaWxsQWdlbnRSZXF1ZXN0Gg8uZ29kZWwudjEuQWdlbnQiP4LT5JMCOToBKloaOgEqIhUvYXBpL2FnZW50cy97aWR9L2tpbGwiGC9hcGkvdjEvYWdlbnRzL3tpZH0va2lsbBKFAQoMUmVzdGFydEFnZW50Eh0uZ29kZWwudjEuUmVzdGFydEFnZW50UmVxdWVzdBoPLmdvZGVsLnYxLkFnZW50IkWC0+STAj86ASpaHToBKiIYL2FwaS9hZ2VudHMve2lkfS9yZXN0YXJ0IhsvYXBpL3YxL2FnZW50cy97aWR9L3Jlc3RhcnQSfQoKUGF1c2VBZ2VudBIbLmdvZGVsLnYxLlBhdXNlQWdlbnRSZXF1ZXN0Gg8uZ29kZWwudjEuQWdlbnQiQYLT5JMCOzoBKlobOgEqIhYvYXBpL2FnZW50cy97aWR9L3BhdXNlIhkvYXBpL3YxL2FnZW50cy97aWR9L3BhdXNlEoEBCgtSZXN1bWVBZ2VudBIcLmdvZGVsLnYxLlJlc3VtZUFnZW50UmVxdWVzdBoPLmdvZGVsLnYxLkFnZW50IkOC0+STAj06ASpaHDoBKiIXL2FwaS9hZ2VudHMve2lkfS9yZXN1bWUiGi9hcGkvdjEvYWdlbnRzL3tpZH0vcmVzdW1lEogBCgxHZXRBZ2VudExvZ3MSHS5nb2RlbC52MS5HZXRBZ2VudExvZ3NSZXF1ZXN0Gh4uZ29kZWwudjEuR2V0QWdlbnRMb2dzUmVzcG9uc2UiOYLT5JMCM1oXEhUvYXBpL2FnZW50cy97aWR9L2xvZ3MSGC9hcGkvdjEvYWdlbnRzL3tpZH0vbG9ncxKhAQoPU3RyZWFtQWdlbnRMb2dzEiAuZ29kZWwudjEuU3RyZWFtQWdlbnRMb2dzUmVxdWVzdBohLmdvZGVsLnYxLlN0cmVhbUFnZW50TG9nc1Jlc3BvbnNlIkeC0+STAkFaHhIcL2FwaS9hZ2VudHMve2lkfS9sb2dzL3N0cmVhbRIfL2FwaS92MS9hZ2VudHMve2lkfS9sb2dzL3N0cmVhbTABEpUBCg9MaXN0QWdlbnRFdmVudHMSIC5nb2RlbC52MS5MaXN0QWdlbnRFdmVudHNSZXF1ZXN0GiEuZ29kZWwudjEuTGlzdEFnZW50RXZlbnRzUmVzcG9uc2UiPYLT5JMCN1oZEhcvYXBpL2FnZW50cy97aWR9L2V2ZW50cxIaL2FwaS92MS9hZ2VudHMve2lkfS9ldmVudHNCM1oxZ2l0aHViLmNvbS9nb2RlbC1haS9nb2RlbC9nZW4vZ28vZ29kZWwvdjE7Z29kZWx2MWIGcHJvdG8z", [file_godel_v1_agent, file_godel_v1_event, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Chxnb2RlbC92MS9hZ2VudF9zZXJ2aWNlLnByb3RvEghnb2RlbC52MSKqAgoRTGlzdEFnZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSJQoGc3RhdHVzGAMgAygOMhUuZ29kZWwudjEuQWdlbnRTdGF0dXMSDwoHdGVhbV9pZBgEIAEoCRINCgVtb2RlbBgFIAEoCRINCgVsYWJlbBgGIAEoCRIxCg9saWZlY3ljbGVfc3RhdGUYByADKA4yGC5nb2RlbC52MS5MaWZlY3ljbGVTdGF0ZRIxCg1zcGF3bmVkX2FmdGVyGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5zcGF3bmVkX2JlZm9yZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTgoSTGlzdEFnZW50c1Jlc3BvbnNlEh8KBmFnZW50cxgBIAMoCzIPLmdvZGVsLnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKaAwoSQ3JlYXRlQWdlbnRSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSEgoEdGFzaxgCIAEoCUIE4kEBAhINCgVtb2RlbBgDIAEoCRINCgVsYWJlbBgEIAEoCRIPCgd0ZWFtX2lkGAUgASgJEhgKC21heF9yZXRyaWVzGAYgASgFSACIAQESGQoMYnVkZ2V0X2xpbWl0GAcgASgBSAGIAQESJQoGY29uZmlnGAggASgLMhUuZ29kZWwudjEuQWdlbnRDb25maWcSDAoEcmVwbxgJIAEoCRIpCghtZXRhZGF0YRgKIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKAoHY29udGV4dBgLIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMgoRc2FmZXR5X2JvdW5kYXJpZXMYDCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhkKEXBhcmVudF9zZXNzaW9uX2lkGA0gASgJQg4KDF9tYXhfcmV0cmllc0IPCg1fYnVkZ2V0X2xpbWl0IiMKD0dldEFnZW50UmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAiImChJEZWxldGVBZ2VudFJlcXVlc3QSEAoCaWQYASABKAlCBOJBAQIiFQoTRGVsZXRlQWdlbnRSZXNwb25zZSJoChBLaWxsQWdlbnRSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECEg4KBnJlYXNvbhgCIAEoCRIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgDSACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iWwoTUmVzdGFydEFnZW50UmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAhIdChBleHBlY3RlZF92ZXJzaW9uGAIgASgDSACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24ibAoRUGF1c2VBZ2VudFJlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISEQoJcGF1c2VkX2J5GAIgASgJEh0KEGV4cGVjdGVkX3ZlcnNpb24YAyABKANIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiJaChJSZXN1bWVBZ2VudFJlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISHQoQZXhwZWN0ZWRfdmVyc2lvbhgCIAEoA0gAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uImIKE0dldEFnZW50TG9nc1JlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSEgoKc2Vzc2lvbl9pZBgEIAEoCSJUChRHZXRBZ2VudExvZ3NSZXNwb25zZRIjCgdlbnRyaWVzGAEgAygLMhIuZ29kZWwudjEuTG9nRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkIKFlN0cmVhbUFnZW50TG9nc1JlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAMiagoXU3RyZWFtQWdlbnRMb2dzUmVzcG9uc2USIwoFZW50cnkYASABKAsyEi5nb2RlbC52MS5Mb2dFbnRyeUgAEiIKA2VuZBgCIAEoCzITLmdvZGVsLnYxLlN0cmVhbUVuZEgAQgYKBGl0ZW0iKgoJU3RyZWFtRW5kEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCSJRChZMaXN0QWdlbnRFdmVudHNSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlMKF0xpc3RBZ2VudEV2ZW50c1Jlc3BvbnNlEh8KBmV2ZW50cxgBIAMoCzIPLmdvZGVsLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJWChtMaXN0QWdlbnRUcmFuc2l0aW9uc1JlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiZwocTGlzdEFnZW50VHJhbnNpdGlvbnNSZXNwb25zZRIuCgt0cmFuc2l0aW9ucxgBIAMoCzIZLmdvZGVsLnYxLkFnZW50VHJhbnNpdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUwoYTGlzdEFnZW50U2Vzc2lvbnNSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlkKGUxpc3RBZ2VudFNlc3Npb25zUmVzcG9uc2USIwoIc2Vzc2lvbnMYASADKAsyES5nb2RlbC52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIlChFHZXRTZXNzaW9uUmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAjLiDgoMQWdlbnRTZXJ2aWNlEm4KCkxpc3RBZ2VudHMSGy5nb2RlbC52MS5MaXN0QWdlbnRzUmVxdWVzdBocLmdvZGVsLnYxLkxpc3RBZ2VudHNSZXNwb25zZSIlgtPkkwIfWg0SCy9hcGkvYWdlbnRzEg4vYXBpL3YxL2FnZW50cxJpCgtDcmVhdGVBZ2VudBIcLmdvZGVsLnYxLkNyZWF0ZUFnZW50UmVxdWVzdBoPLmdvZGVsLnYxLkFnZW50IiuC0+STAiU6ASpaEDoBKiILL2FwaS9hZ2VudHMiDi9hcGkvdjEvYWdlbnRzEmcKCEdldEFnZW50EhkuZ29kZWwudjEuR2V0QWdlbnRSZXF1ZXN0Gg8uZ29kZWwudjEuQWdlbnQiL4LT5JMCKVoSEhAvYXBpL2FnZW50cy97aWR9EhMvYXBpL3YxL2FnZW50cy97aWR9EnsKC0RlbGV0ZUFnZW50EhwuZ29kZWwudjEuRGVsZXRlQWdlbnRSZXF1ZXN0Gh0uZ29kZWwudjEuRGVsZXRlQWdlbnRSZXNwb25zZSIvgtPkkwIpWhIqEC9hcGkvYWdlbnRzL3tpZH0qEy9hcGkvdjEvYWdlbnRzL3tpZH0SeQoJS2lsbEFnZW50EhouZ29kZWwudjEuS2lsbEFnZW50UmVxdWVzdBoPLmdvZGVsLnYxLkFnZW50Ij+C0+STAjk6ASpaGjoBKiIVL2FwaS9hZ2VudHMve2lkfS9raWxsIhgvYXBpL3YxL2FnZW50cy97aWR9L2tpbGwShQEKDFJlc3RhcnRBZ2VudBIdLmdvZGVsLnYxLlJlc3RhcnRBZ2VudFJlcXVlc3QaDy5nb2RlbC52MS5BZ2VudCJFgtPkkwI/OgEqWh06ASoiGC9hcGkvYWdlbnRzL3tpZH0vcmVzdGFydCIbL2FwaS92MS9hZ2VudHMve2lkfS9yZXN0YXJ0En0KClBhdXNlQWdlbnQSGy5nb2RlbC52MS5QYXVzZUFnZW50UmVxdWVzdBoPLmdvZGVsLnYxLkFnZW50IkGC0+STAjs6ASpaGzoBKiIWL2FwaS9hZ2VudHMve2lkfS9wYXVzZSIZL2FwaS92MS9hZ2VudHMve2lkfS9wYXVzZRKBAQoLUmVzdW1lQWdlbnQSHC5nb2RlbC52MS5SZXN1bWVBZ2VudFJlcXVlc3QaDy5nb2RlbC52MS5BZ2VudCJDgtPkkwI9OgEqWhw6ASoiFy9hcGkvYWdlbnRzL3tpZH0vcmVzdW1lIhovYXBpL3YxL2FnZW50cy97aWR9L3Jlc3VtZRKIAQoMR2V0QWdlbnRMb2dzEh0uZ29kZWwudjEuR2V0QWdlbnRMb2dzUmVxdWVzdBoeLmdvZGVsLnYxLkdldEFnZW50TG9nc1Jlc3BvbnNlIjmC0+STAjNaFxIVL2FwaS9hZ2VudHMve2lkfS9sb2dzEhgvYXBpL3YxL2FnZW50cy97aWR9L2xvZ3MSoQEKD1N0cmVhbUFnZW50TG9ncxIgLmdvZGVsLnYxLlN0cmVhbUFnZW50TG9nc1JlcXVlc3QaIS5nb2RlbC52MS5TdHJlYW1BZ2VudExvZ3NSZXNwb25zZSJHgtPkkwJBWh4SHC9hcGkvYWdlbnRzL3tpZH0vbG9ncy9zdHJlYW0SHy9hcGkvdjEvYWdlbnRzL3tpZH0vbG9ncy9zdHJlYW0wARKuAQoUTGlzdEFnZW50VHJhbnNpdGlvbnMSJS5nb2RlbC52MS5MaXN0QWdlbnRUcmFuc2l0aW9uc1JlcXVlc3QaJi5nb2RlbC52MS5MaXN0QWdlbnRUcmFuc2l0aW9uc1Jlc3BvbnNlIkeC0+STAkFaHhIcL2FwaS9hZ2VudHMve2lkfS90cmFuc2l0aW9ucxIfL2FwaS92MS9hZ2VudHMve2lkfS90cmFuc2l0aW9ucxKfAQoRTGlzdEFnZW50U2Vzc2lvbnMSIi5nb2RlbC52MS5MaXN0QWdlbnRTZXNzaW9uc1JlcXVlc3QaIy5nb2RlbC52MS5MaXN0QWdlbnRTZXNzaW9uc1Jlc3BvbnNlIkGC0+STAjtaGxIZL2FwaS9hZ2VudHMve2lkfS9zZXNzaW9ucxIcL2FwaS92MS9hZ2VudHMve2lkfS9zZXNzaW9ucxJxCgpHZXRTZXNzaW9uEhsuZ29kZWwudjEuR2V0U2Vzc2lvblJlcXVlc3QaES5nb2RlbC52MS5TZXNzaW9uIjOC0+STAi1aFBISL2FwaS9zZXNzaW9ucy97aWR9EhUvYXBpL3YxL3Nlc3Npb25zL3tpZH0SlQEKD0xpc3RBZ2VudEV2ZW50cxIgLmdvZGVsLnYxLkxpc3RBZ2VudEV2ZW50c1JlcXVlc3QaIS5nb2RlbC52MS5MaXN0QWdlbnRFdmVudHNSZXNwb25zZSI9gtPkkwI3WhkSFy9hcGkvYWdlbnRzL3tpZH0vZXZlbnRzEhovYXBpL3YxL2FnZW50cy97aWR9L2V2ZW50c0IzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_godel_v1_agent, file_godel_v1_event, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message godel.v1.ListAgentsRequest
@@ -194,6 +194,13 @@ export type CreateAgentRequest = Message<"godel.v1.CreateAgentRequest"> & {
    * @generated from field: google.protobuf.Struct safety_boundaries = 12;
    */
   safetyBoundaries?: JsonObject | undefined;
+
+  /**
+   * Session of the agent that spawns this one (sub-agents form a session tree).
+   *
+   * @generated from field: string parent_session_id = 13;
+   */
+  parentSessionId: string;
 };
 
 /**
@@ -263,6 +270,13 @@ export type KillAgentRequest = Message<"godel.v1.KillAgentRequest"> & {
    * @generated from field: string reason = 2;
    */
   reason: string;
+
+  /**
+   * Fail with ABORTED unless the agent is at this version (optimistic concurrency).
+   *
+   * @generated from field: optional int64 expected_version = 3;
+   */
+  expectedVersion?: bigint | undefined;
 };
 
 /**
@@ -280,6 +294,13 @@ export type RestartAgentRequest = Message<"godel.v1.RestartAgentRequest"> & {
    * @generated from field: string id = 1;
    */
   id: string;
+
+  /**
+   * Fail with ABORTED unless the agent is at this version (optimistic concurrency).
+   *
+   * @generated from field: optional int64 expected_version = 2;
+   */
+  expectedVersion?: bigint | undefined;
 };
 
 /**
@@ -304,6 +325,13 @@ export type PauseAgentRequest = Message<"godel.v1.PauseAgentRequest"> & {
    * @generated from field: string paused_by = 2;
    */
   pausedBy: string;
+
+  /**
+   * Fail with ABORTED unless the agent is at this version (optimistic concurrency).
+   *
+   * @generated from field: optional int64 expected_version = 3;
+   */
+  expectedVersion?: bigint | undefined;
 };
 
 /**
@@ -321,6 +349,13 @@ export type ResumeAgentRequest = Message<"godel.v1.ResumeAgentRequest"> & {
    * @generated from field: string id = 1;
    */
   id: string;
+
+  /**
+   * Fail with ABORTED unless the agent is at this version (optimistic concurrency).
+   *
+   * @generated from field: optional int64 expected_version = 2;
+   */
+  expectedVersion?: bigint | undefined;
 };
 
 /**
@@ -518,6 +553,121 @@ export const ListAgentEventsResponseSchema: GenMessage<ListAgentEventsResponse> 
   messageDesc(file_godel_v1_agent_service, 16);
 
 /**
+ * @generated from message godel.v1.ListAgentTransitionsRequest
+ */
+export type ListAgentTransitionsRequest = Message<"godel.v1.ListAgentTransitionsRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message godel.v1.ListAgentTransitionsRequest.
+ * Use `create(ListAgentTransitionsRequestSchema)` to create a new message.
+ */
+export const ListAgentTransitionsRequestSchema: GenMessage<ListAgentTransitionsRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_agent_service, 17);
+
+/**
+ * @generated from message godel.v1.ListAgentTransitionsResponse
+ */
+export type ListAgentTransitionsResponse = Message<"godel.v1.ListAgentTransitionsResponse"> & {
+  /**
+   * @generated from field: repeated godel.v1.AgentTransition transitions = 1;
+   */
+  transitions: AgentTransition[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message godel.v1.ListAgentTransitionsResponse.
+ * Use `create(ListAgentTransitionsResponseSchema)` to create a new message.
+ */
+export const ListAgentTransitionsResponseSchema: GenMessage<ListAgentTransitionsResponse> = /*@__PURE__*/
+  messageDesc(file_godel_v1_agent_service, 18);
+
+/**
+ * @generated from message godel.v1.ListAgentSessionsRequest
+ */
+export type ListAgentSessionsRequest = Message<"godel.v1.ListAgentSessionsRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message godel.v1.ListAgentSessionsRequest.
+ * Use `create(ListAgentSessionsRequestSchema)` to create a new message.
+ */
+export const ListAgentSessionsRequestSchema: GenMessage<ListAgentSessionsRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_agent_service, 19);
+
+/**
+ * @generated from message godel.v1.ListAgentSessionsResponse
+ */
+export type ListAgentSessionsResponse = Message<"godel.v1.ListAgentSessionsResponse"> & {
+  /**
+   * @generated from field: repeated godel.v1.Session sessions = 1;
+   */
+  sessions: Session[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message godel.v1.ListAgentSessionsResponse.
+ * Use `create(ListAgentSessionsResponseSchema)` to create a new message.
+ */
+export const ListAgentSessionsResponseSchema: GenMessage<ListAgentSessionsResponse> = /*@__PURE__*/
+  messageDesc(file_godel_v1_agent_service, 20);
+
+/**
+ * @generated from message godel.v1.GetSessionRequest
+ */
+export type GetSessionRequest = Message<"godel.v1.GetSessionRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message godel.v1.GetSessionRequest.
+ * Use `create(GetSessionRequestSchema)` to create a new message.
+ */
+export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_agent_service, 21);
+
+/**
  * Agents: spawn, inspect and control (spec §3.1 Agents).
  * Errors are google.rpc.Status with google.rpc.ErrorInfo (reason = GodelError code,
  * domain = "godel.dev") and google.rpc.BadRequest field violations for bad input.
@@ -624,6 +774,36 @@ export const AgentService: GenService<{
     methodKind: "server_streaming";
     input: typeof StreamAgentLogsRequestSchema;
     output: typeof StreamAgentLogsResponseSchema;
+  },
+  /**
+   * Lists an agent's lifecycle transitions, oldest first.
+   *
+   * @generated from rpc godel.v1.AgentService.ListAgentTransitions
+   */
+  listAgentTransitions: {
+    methodKind: "unary";
+    input: typeof ListAgentTransitionsRequestSchema;
+    output: typeof ListAgentTransitionsResponseSchema;
+  },
+  /**
+   * Lists an agent's sessions (one per run attempt), oldest first.
+   *
+   * @generated from rpc godel.v1.AgentService.ListAgentSessions
+   */
+  listAgentSessions: {
+    methodKind: "unary";
+    input: typeof ListAgentSessionsRequestSchema;
+    output: typeof ListAgentSessionsResponseSchema;
+  },
+  /**
+   * Gets one session with its messages.
+   *
+   * @generated from rpc godel.v1.AgentService.GetSession
+   */
+  getSession: {
+    methodKind: "unary";
+    input: typeof GetSessionRequestSchema;
+    output: typeof SessionSchema;
   },
   /**
    * Lists the events of one agent.

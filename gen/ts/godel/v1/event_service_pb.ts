@@ -18,7 +18,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/event_service.proto.
  */
 export const file_godel_v1_event_service: GenFile = /*@__PURE__*/
-  fileDesc("Chxnb2RlbC92MS9ldmVudF9zZXJ2aWNlLnByb3RvEghnb2RlbC52MSLfAgoSUXVlcnlFdmVudHNSZXF1ZXN0EgwKBHR5cGUYASADKAkSEAoIYWdlbnRfaWQYAiABKAkSDwoHdGVhbV9pZBgDIAEoCRITCgt3b3JrZmxvd19pZBgEIAEoCRIWCg5jb3JyZWxhdGlvbl9pZBgFIAEoCRIQCgh0cmFjZV9pZBgGIAEoCRIYChBzb3VyY2VfY29tcG9uZW50GAcgASgJEi4KCnN0YXJ0X3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiCgVvcmRlchgKIAEoDjITLmdvZGVsLnYxLlNvcnRPcmRlchIRCglwYWdlX3NpemUYCyABKAUSEgoKcGFnZV90b2tlbhgMIAEoCRIWCg5hZnRlcl9zZXF1ZW5jZRgNIAEoAyJPChNRdWVyeUV2ZW50c1Jlc3BvbnNlEh8KBmV2ZW50cxgBIAMoCzIPLmdvZGVsLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKxAQoTUHVibGlzaEV2ZW50UmVxdWVzdBISCgR0eXBlGAEgASgJQgTiQQECEigKB3BheWxvYWQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKCG1ldGFkYXRhGAMgASgLMhcuZ29kZWwudjEuRXZlbnRNZXRhZGF0YRIlCgZzb3VyY2UYBCABKAsyFS5nb2RlbC52MS5FdmVudFNvdXJjZRIKCgJpZBgFIAEoCSIiChRQdWJsaXNoRXZlbnRSZXNwb25zZRIKCgJpZBgBIAEoCSIjCg9HZXRFdmVudFJlcXVlc3QSEAoCaWQYASABKAlCBOJBAQIikAIKFlN1YnNjcmliZUV2ZW50c1JlcXVlc3QSDwoHcGF0dGVybhgBIAMoCRIQCghhZ2VudF9pZBgCIAEoCRIPCgd0ZWFtX2lkGAMgASgJEhMKC3dvcmtmbG93X2lkGAQgASgJEhoKDWZyb21fc2VxdWVuY2UYBSABKANIAIgBARI0CgxiYWNrcHJlc3N1cmUYBiABKA4yHi5nb2RlbC52MS5CYWNrcHJlc3N1cmVTdHJhdGVneRITCgtidWZmZXJfc2l6ZRgHIAEoBRIZChFzdWJzY3JpcHRpb25fbmFtZRgIIAEoCRIZChFoZWFydGJlYXRfc2Vjb25kcxgJIAEoBUIQCg5fZnJvbV9zZXF1ZW5jZSKRAQoXU3Vic2NyaWJlRXZlbnRzUmVzcG9uc2USIAoFZXZlbnQYASABKAsyDy5nb2RlbC52MS5FdmVudEgAEigKCWhlYXJ0YmVhdBgCIAEoCzITLmdvZGVsLnYxLkhlYXJ0YmVhdEgAEiIKA2VuZBgDIAEoCzITLmdvZGVsLnYxLlN0cmVhbUVuZEgAQgYKBGl0ZW0iTAoJSGVhcnRiZWF0EigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDWxhc3Rfc2VxdWVuY2UYAiABKAMqXAoJU29ydE9yZGVyEhoKFlNPUlRfT1JERVJfVU5TUEVDSUZJRUQQABIYChRTT1JUX09SREVSX0FTQ0VORElORxABEhkKFVNPUlRfT1JERVJfREVTQ0VORElORxACKqEBChRCYWNrcHJlc3N1cmVTdHJhdGVneRIlCiFCQUNLUFJFU1NVUkVfU1RSQVRFR1lfVU5TUEVDSUZJRUQQABIeChpCQUNLUFJFU1NVUkVfU1RSQVRFR1lfRFJPUBABEh8KG0JBQ0tQUkVTU1VSRV9TVFJBVEVHWV9CTE9DSxACEiEKHUJBQ0tQUkVTU1VSRV9TVFJBVEVHWV9TTElESU5HEAMy9gMKDEV2ZW50U2VydmljZRJxCgtRdWVyeUV2ZW50cxIcLmdvZGVsLnYxLlF1ZXJ5RXZlbnRzUmVxdWVzdBodLmdvZGVsLnYxLlF1ZXJ5RXZlbnRzUmVzcG9uc2UiJYLT5JMCH1oNEgsvYXBpL2V2ZW50cxIOL2FwaS92MS9ldmVudHMSegoMUHVibGlzaEV2ZW50Eh0uZ29kZWwudjEuUHVibGlzaEV2ZW50UmVxdWVzdBoeLmdvZGVsLnYxLlB1Ymxpc2hFdmVudFJlc3BvbnNlIiuC0+STAiU6ASpaEDoBKiILL2FwaS9ldmVudHMiDi9hcGkvdjEvZXZlbnRzEo0BCg9TdWJzY3JpYmVFdmVudHMSIC5nb2RlbC52MS5TdWJzY3JpYmVFdmVudHNSZXF1ZXN0GiEuZ29kZWwudjEuU3Vic2NyaWJlRXZlbnRzUmVzcG9uc2UiM4LT5JMCLVoUEhIvYXBpL2V2ZW50cy9zdHJlYW0SFS9hcGkvdjEvZXZlbnRzL3N0cmVhbTABEmcKCEdldEV2ZW50EhkuZ29kZWwudjEuR2V0RXZlbnRSZXF1ZXN0Gg8uZ29kZWwudjEuRXZlbnQiL4LT5JMCKVoSEhAvYXBpL2V2ZW50cy97aWR9EhMvYXBpL3YxL2V2ZW50cy97aWR9QjNaMWdpdGh1Yi5jb20vZ29kZWwtYWkvZ29kZWwvZ2VuL2dvL2dvZGVsL3YxO2dvZGVsdjFiBnByb3RvMw", [file_godel_v1_agent_service, file_godel_v1_event, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Chxnb2RlbC92MS9ldmVudF9zZXJ2aWNlLnByb3RvEghnb2RlbC52MSLfAgoSUXVlcnlFdmVudHNSZXF1ZXN0EgwKBHR5cGUYASADKAkSEAoIYWdlbnRfaWQYAiABKAkSDwoHdGVhbV9pZBgDIAEoCRITCgt3b3JrZmxvd19pZBgEIAEoCRIWCg5jb3JyZWxhdGlvbl9pZBgFIAEoCRIQCgh0cmFjZV9pZBgGIAEoCRIYChBzb3VyY2VfY29tcG9uZW50GAcgASgJEi4KCnN0YXJ0X3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZF90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIiCgVvcmRlchgKIAEoDjITLmdvZGVsLnYxLlNvcnRPcmRlchIRCglwYWdlX3NpemUYCyABKAUSEgoKcGFnZV90b2tlbhgMIAEoCRIWCg5hZnRlcl9zZXF1ZW5jZRgNIAEoAyJPChNRdWVyeUV2ZW50c1Jlc3BvbnNlEh8KBmV2ZW50cxgBIAMoCzIPLmdvZGVsLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKxAQoTUHVibGlzaEV2ZW50UmVxdWVzdBISCgR0eXBlGAEgASgJQgTiQQECEigKB3BheWxvYWQYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKCG1ldGFkYXRhGAMgASgLMhcuZ29kZWwudjEuRXZlbnRNZXRhZGF0YRIlCgZzb3VyY2UYBCABKAsyFS5nb2RlbC52MS5FdmVudFNvdXJjZRIKCgJpZBgFIAEoCSIiChRQdWJsaXNoRXZlbnRSZXNwb25zZRIKCgJpZBgBIAEoCSIjCg9HZXRFdmVudFJlcXVlc3QSEAoCaWQYASABKAlCBOJBAQIi1AIKFlN1YnNjcmliZUV2ZW50c1JlcXVlc3QSDwoHcGF0dGVybhgBIAMoCRIQCghhZ2VudF9pZBgCIAEoCRIPCgd0ZWFtX2lkGAMgASgJEhMKC3dvcmtmbG93X2lkGAQgASgJEhoKDWZyb21fc2VxdWVuY2UYBSABKANIAIgBARI0CgxiYWNrcHJlc3N1cmUYBiABKA4yHi5nb2RlbC52MS5CYWNrcHJlc3N1cmVTdHJhdGVneRITCgtidWZmZXJfc2l6ZRgHIAEoBRIZChFzdWJzY3JpcHRpb25fbmFtZRgIIAEoCRIZChFoZWFydGJlYXRfc2Vjb25kcxgJIAEoBRIWCg5jb3JyZWxhdGlvbl9pZBgKIAEoCRIQCgh0cmFjZV9pZBgLIAEoCRIYChBzb3VyY2VfY29tcG9uZW50GAwgASgJQhAKDl9mcm9tX3NlcXVlbmNlIpEBChdTdWJzY3JpYmVFdmVudHNSZXNwb25zZRIgCgVldmVudBgBIAEoCzIPLmdvZGVsLnYxLkV2ZW50SAASKAoJaGVhcnRiZWF0GAIgASgLMhMuZ29kZWwudjEuSGVhcnRiZWF0SAASIgoDZW5kGAMgASgLMhMuZ29kZWwudjEuU3RyZWFtRW5kSABCBgoEaXRlbSK6AgoRRXZlbnRTdWJzY3JpcHRpb24SDAoEbmFtZRgBIAEoCRIPCgdwYXR0ZXJuGAIgAygJEhAKCGFnZW50X2lkGAMgASgJEg8KB3RlYW1faWQYBCABKAkSEwoLd29ya2Zsb3dfaWQYBSABKAkSFgoOY29ycmVsYXRpb25faWQYBiABKAkSEAoIdHJhY2VfaWQYByABKAkSGAoQc291cmNlX2NvbXBvbmVudBgIIAEoCRIVCg1sYXN0X3NlcXVlbmNlGAkgASgDEi8KC2NyZWF0ZV90aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJY29ubmVjdGVkGAwgASgIIh8KHUxpc3RFdmVudFN1YnNjcmlwdGlvbnNSZXF1ZXN0IlQKHkxpc3RFdmVudFN1YnNjcmlwdGlvbnNSZXNwb25zZRIyCg1zdWJzY3JpcHRpb25zGAEgAygLMhsuZ29kZWwudjEuRXZlbnRTdWJzY3JpcHRpb24iMQobR2V0RXZlbnRTdWJzY3JpcHRpb25SZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiNAoeRGVsZXRlRXZlbnRTdWJzY3JpcHRpb25SZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQIiIQofRGVsZXRlRXZlbnRTdWJzY3JpcHRpb25SZXNwb25zZSJMCglIZWFydGJlYXQSKAoEdGltZRgBIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNbGFzdF9zZXF1ZW5jZRgCIAEoAypcCglTb3J0T3JkZXISGgoWU09SVF9PUkRFUl9VTlNQRUNJRklFRBAAEhgKFFNPUlRfT1JERVJfQVNDRU5ESU5HEAESGQoVU09SVF9PUkRFUl9ERVNDRU5ESU5HEAIqoQEKFEJhY2twcmVzc3VyZVN0cmF0ZWd5EiUKIUJBQ0tQUkVTU1VSRV9TVFJBVEVHWV9VTlNQRUNJRklFRBAAEh4KGkJBQ0tQUkVTU1VSRV9TVFJBVEVHWV9EUk9QEAESHwobQkFDS1BSRVNTVVJFX1NUUkFURUdZX0JMT0NLEAISIQodQkFDS1BSRVNTVVJFX1NUUkFURUdZX1NMSURJTkcQAzKRCAoMRXZlbnRTZXJ2aWNlEnEKC1F1ZXJ5RXZlbnRzEhwuZ29kZWwudjEuUXVlcnlFdmVudHNSZXF1ZXN0Gh0uZ29kZWwudjEuUXVlcnlFdmVudHNSZXNwb25zZSIlgtPkkwIfWg0SCy9hcGkvZXZlbnRzEg4vYXBpL3YxL2V2ZW50cxJ6CgxQdWJsaXNoRXZlbnQSHS5nb2RlbC52MS5QdWJsaXNoRXZlbnRSZXF1ZXN0Gh4uZ29kZWwudjEuUHVibGlzaEV2ZW50UmVzcG9uc2UiK4LT5JMCJToBKloQOgEqIgsvYXBpL2V2ZW50cyIOL2FwaS92MS9ldmVudHMSjQEKD1N1YnNjcmliZUV2ZW50cxIgLmdvZGVsLnYxLlN1YnNjcmliZUV2ZW50c1JlcXVlc3QaIS5nb2RlbC52MS5TdWJzY3JpYmVFdmVudHNSZXNwb25zZSIzgtPkkwItWhQSEi9hcGkvZXZlbnRzL3N0cmVhbRIVL2FwaS92MS9ldmVudHMvc3RyZWFtMAESZwoIR2V0RXZlbnQSGS5nb2RlbC52MS5HZXRFdmVudFJlcXVlc3QaDy5nb2RlbC52MS5FdmVudCIvgtPkkwIpWhISEC9hcGkvZXZlbnRzL3tpZH0SEy9hcGkvdjEvZXZlbnRzL3tpZH0SrAEKFkxpc3RFdmVudFN1YnNjcmlwdGlvbnMSJy5nb2RlbC52MS5MaXN0RXZlbnRTdWJzY3JpcHRpb25zUmVxdWVzdBooLmdvZGVsLnYxLkxpc3RFdmVudFN1YnNjcmlwdGlvbnNSZXNwb25zZSI/gtPkkwI5WhoSGC9hcGkvZXZlbnQtc3Vic2NyaXB0aW9ucxIbL2FwaS92MS9ldmVudC1zdWJzY3JpcHRpb25zEqkBChRHZXRFdmVudFN1YnNjcmlwdGlvbhIlLmdvZGVsLnYxLkdldEV2ZW50U3Vic2NyaXB0aW9uUmVxdWVzdBobLmdvZGVsLnYxLkV2ZW50U3Vic2NyaXB0aW9uIk2C0+STAkdaIRIfL2FwaS9ldmVudC1zdWJzY3JpcHRpb25zL3tuYW1lfRIiL2FwaS92MS9ldmVudC1zdWJzY3JpcHRpb25zL3tuYW1lfRK9AQoXRGVsZXRlRXZlbnRTdWJzY3JpcHRpb24SKC5nb2RlbC52MS5EZWxldGVFdmVudFN1YnNjcmlwdGlvblJlcXVlc3QaKS5nb2RlbC52MS5EZWxldGVFdmVudFN1YnNjcmlwdGlvblJlc3BvbnNlIk2C0+STAkdaISofL2FwaS9ldmVudC1zdWJzY3JpcHRpb25zL3tuYW1lfSoiL2FwaS92MS9ldmVudC1zdWJzY3JpcHRpb25zL3tuYW1lfUIzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_godel_v1_agent_service, file_godel_v1_event, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message godel.v1.QueryEventsRequest
@@ -250,7 +250,9 @@ export type SubscribeEventsRequest = Message<"godel.v1.SubscribeEventsRequest"> 
   bufferSize: number;
 
   /**
-   * Name of a durable subscription whose cursor the server keeps.
+   * Name of a durable subscription whose cursor the server keeps. The first subscribe creates it
+   * with the given filters (starting at `from_sequence`, or at the newest event); later subscribes
+   * with the same name resume after the last event delivered. Names are per user.
    *
    * @generated from field: string subscription_name = 8;
    */
@@ -262,6 +264,21 @@ export type SubscribeEventsRequest = Message<"godel.v1.SubscribeEventsRequest"> 
    * @generated from field: int32 heartbeat_seconds = 9;
    */
   heartbeatSeconds: number;
+
+  /**
+   * @generated from field: string correlation_id = 10;
+   */
+  correlationId: string;
+
+  /**
+   * @generated from field: string trace_id = 11;
+   */
+  traceId: string;
+
+  /**
+   * @generated from field: string source_component = 12;
+   */
+  sourceComponent: string;
 };
 
 /**
@@ -311,6 +328,161 @@ export const SubscribeEventsResponseSchema: GenMessage<SubscribeEventsResponse> 
   messageDesc(file_godel_v1_event_service, 6);
 
 /**
+ * A durable subscription: its filters and its cursor.
+ *
+ * @generated from message godel.v1.EventSubscription
+ */
+export type EventSubscription = Message<"godel.v1.EventSubscription"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: repeated string pattern = 2;
+   */
+  pattern: string[];
+
+  /**
+   * @generated from field: string agent_id = 3;
+   */
+  agentId: string;
+
+  /**
+   * @generated from field: string team_id = 4;
+   */
+  teamId: string;
+
+  /**
+   * @generated from field: string workflow_id = 5;
+   */
+  workflowId: string;
+
+  /**
+   * @generated from field: string correlation_id = 6;
+   */
+  correlationId: string;
+
+  /**
+   * @generated from field: string trace_id = 7;
+   */
+  traceId: string;
+
+  /**
+   * @generated from field: string source_component = 8;
+   */
+  sourceComponent: string;
+
+  /**
+   * Sequence of the last event delivered; a resumed subscription continues after it.
+   *
+   * @generated from field: int64 last_sequence = 9;
+   */
+  lastSequence: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 10;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp update_time = 11;
+   */
+  updateTime?: Timestamp | undefined;
+
+  /**
+   * True while a subscriber is connected to it.
+   *
+   * @generated from field: bool connected = 12;
+   */
+  connected: boolean;
+};
+
+/**
+ * Describes the message godel.v1.EventSubscription.
+ * Use `create(EventSubscriptionSchema)` to create a new message.
+ */
+export const EventSubscriptionSchema: GenMessage<EventSubscription> = /*@__PURE__*/
+  messageDesc(file_godel_v1_event_service, 7);
+
+/**
+ * @generated from message godel.v1.ListEventSubscriptionsRequest
+ */
+export type ListEventSubscriptionsRequest = Message<"godel.v1.ListEventSubscriptionsRequest"> & {
+};
+
+/**
+ * Describes the message godel.v1.ListEventSubscriptionsRequest.
+ * Use `create(ListEventSubscriptionsRequestSchema)` to create a new message.
+ */
+export const ListEventSubscriptionsRequestSchema: GenMessage<ListEventSubscriptionsRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_event_service, 8);
+
+/**
+ * @generated from message godel.v1.ListEventSubscriptionsResponse
+ */
+export type ListEventSubscriptionsResponse = Message<"godel.v1.ListEventSubscriptionsResponse"> & {
+  /**
+   * @generated from field: repeated godel.v1.EventSubscription subscriptions = 1;
+   */
+  subscriptions: EventSubscription[];
+};
+
+/**
+ * Describes the message godel.v1.ListEventSubscriptionsResponse.
+ * Use `create(ListEventSubscriptionsResponseSchema)` to create a new message.
+ */
+export const ListEventSubscriptionsResponseSchema: GenMessage<ListEventSubscriptionsResponse> = /*@__PURE__*/
+  messageDesc(file_godel_v1_event_service, 9);
+
+/**
+ * @generated from message godel.v1.GetEventSubscriptionRequest
+ */
+export type GetEventSubscriptionRequest = Message<"godel.v1.GetEventSubscriptionRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message godel.v1.GetEventSubscriptionRequest.
+ * Use `create(GetEventSubscriptionRequestSchema)` to create a new message.
+ */
+export const GetEventSubscriptionRequestSchema: GenMessage<GetEventSubscriptionRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_event_service, 10);
+
+/**
+ * @generated from message godel.v1.DeleteEventSubscriptionRequest
+ */
+export type DeleteEventSubscriptionRequest = Message<"godel.v1.DeleteEventSubscriptionRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+};
+
+/**
+ * Describes the message godel.v1.DeleteEventSubscriptionRequest.
+ * Use `create(DeleteEventSubscriptionRequestSchema)` to create a new message.
+ */
+export const DeleteEventSubscriptionRequestSchema: GenMessage<DeleteEventSubscriptionRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_event_service, 11);
+
+/**
+ * @generated from message godel.v1.DeleteEventSubscriptionResponse
+ */
+export type DeleteEventSubscriptionResponse = Message<"godel.v1.DeleteEventSubscriptionResponse"> & {
+};
+
+/**
+ * Describes the message godel.v1.DeleteEventSubscriptionResponse.
+ * Use `create(DeleteEventSubscriptionResponseSchema)` to create a new message.
+ */
+export const DeleteEventSubscriptionResponseSchema: GenMessage<DeleteEventSubscriptionResponse> = /*@__PURE__*/
+  messageDesc(file_godel_v1_event_service, 12);
+
+/**
  * Keep-alive sent on idle streams.
  *
  * @generated from message godel.v1.Heartbeat
@@ -334,7 +506,7 @@ export type Heartbeat = Message<"godel.v1.Heartbeat"> & {
  * Use `create(HeartbeatSchema)` to create a new message.
  */
 export const HeartbeatSchema: GenMessage<Heartbeat> = /*@__PURE__*/
-  messageDesc(file_godel_v1_event_service, 7);
+  messageDesc(file_godel_v1_event_service, 13);
 
 /**
  * Sort order of a query.
@@ -452,6 +624,36 @@ export const EventService: GenService<{
     methodKind: "unary";
     input: typeof GetEventRequestSchema;
     output: typeof EventSchema;
+  },
+  /**
+   * Lists the caller's durable subscriptions (named subscriptions whose cursor the server keeps).
+   *
+   * @generated from rpc godel.v1.EventService.ListEventSubscriptions
+   */
+  listEventSubscriptions: {
+    methodKind: "unary";
+    input: typeof ListEventSubscriptionsRequestSchema;
+    output: typeof ListEventSubscriptionsResponseSchema;
+  },
+  /**
+   * Gets one durable subscription of the caller, with its cursor.
+   *
+   * @generated from rpc godel.v1.EventService.GetEventSubscription
+   */
+  getEventSubscription: {
+    methodKind: "unary";
+    input: typeof GetEventSubscriptionRequestSchema;
+    output: typeof EventSubscriptionSchema;
+  },
+  /**
+   * Deletes a durable subscription of the caller (its cursor is forgotten).
+   *
+   * @generated from rpc godel.v1.EventService.DeleteEventSubscription
+   */
+  deleteEventSubscription: {
+    methodKind: "unary";
+    input: typeof DeleteEventSubscriptionRequestSchema;
+    output: typeof DeleteEventSubscriptionResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_godel_v1_event_service, 0);

@@ -1,0 +1,204 @@
+"""The "openai" runtime: a tool loop against any OpenAI-compatible chat-completions endpoint.
+
+Each step POSTs the conversation to <endpoint>/v1/chat/completions with `stream: true`, parses the
+server-sent events (content and tool-call deltas, usage from the chunk that carries it), runs the
+requested tools inside the worktree and sends their results back, until an assistant message has
+no tool calls (SUCCEEDED, result = its content) or GODEL_WORKER_MAX_STEPS completions were used."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from godel_server.worker.runtimes.base import Outcome, RunContext
+from godel_server.worker.runtimes.tools import TOOL_SPECS, ToolBox
+
+SYSTEM_PROMPT = (
+    "You are an autonomous software engineering agent working in a git worktree at {worktree} "
+    "(branch {branch}). Use the tools to inspect and change files (paths are relative to the "
+    "worktree), run commands, and commit your work with git_commit. When the task is done, reply "
+    "with a short summary of what you did and no tool calls."
+)
+BODY_EXCERPT = 500
+
+
+class CompletionError(Exception):
+    """The endpoint could not produce a completion; the message is safe to show (no key)."""
+
+
+@dataclass
+class ToolCall:
+    id: str = ""
+    name: str = ""
+    arguments: str = ""
+
+
+@dataclass
+class Completion:
+    content: str = ""
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+def chat_url(endpoint: str) -> str:
+    """<base>/v1/chat/completions, for a base URL given with or without a trailing /v1."""
+    base = endpoint.strip().rstrip("/")
+    if base.endswith("/chat/completions"):
+        return base
+    if not base.endswith("/v1"):
+        base += "/v1"
+    return base + "/chat/completions"
+
+
+class _Accumulator:
+    def __init__(self) -> None:
+        self.content: list[str] = []
+        self.calls: dict[int, ToolCall] = {}
+        self.usage: dict[str, Any] | None = None
+
+    def add_chunk(self, chunk: dict[str, Any]) -> None:
+        if isinstance(chunk.get("error"), dict | str):
+            raise CompletionError(f"the endpoint sent an error: {json.dumps(chunk['error'])[:BODY_EXCERPT]}")
+        if isinstance(chunk.get("usage"), dict):
+            self.usage = chunk["usage"]
+        for choice in chunk.get("choices") or []:
+            delta = choice.get("delta") or choice.get("message") or {}
+            if isinstance(delta.get("content"), str):
+                self.content.append(delta["content"])
+            for i, part in enumerate(delta.get("tool_calls") or []):
+                index = part.get("index", i)
+                call = self.calls.setdefault(index, ToolCall())
+                if part.get("id") and not call.id:
+                    call.id = part["id"]
+                function = part.get("function") or {}
+                if function.get("name") and not call.name:
+                    call.name = function["name"]
+                if isinstance(function.get("arguments"), str):
+                    call.arguments += function["arguments"]
+                elif isinstance(function.get("arguments"), dict):
+                    call.arguments += json.dumps(function["arguments"])
+
+    def completion(self) -> Completion:
+        calls = [self.calls[i] for i in sorted(self.calls)]
+        for n, call in enumerate(calls):
+            call.id = call.id or f"call_{n}"
+        usage = self.usage or {}
+        prompt, completion = usage.get("prompt_tokens"), usage.get("completion_tokens")
+        return Completion(
+            content="".join(self.content),
+            tool_calls=calls,
+            prompt_tokens=int(prompt) if isinstance(prompt, int | float) else None,
+            completion_tokens=int(completion) if isinstance(completion, int | float) else None,
+        )
+
+
+async def complete(
+    client: httpx.AsyncClient, url: str, headers: dict[str, str], body: dict[str, Any]
+) -> Completion:
+    """One streamed chat completion (a plain JSON answer is accepted too)."""
+    acc = _Accumulator()
+    try:
+        async with client.stream("POST", url, json=body, headers=headers) as response:
+            if response.status_code >= 400:
+                text = (await response.aread()).decode(errors="replace").strip()
+                raise CompletionError(f"{url} answered HTTP {response.status_code}: {text[:BODY_EXCERPT]}")
+            if "text/event-stream" not in response.headers.get("content-type", ""):
+                acc.add_chunk(json.loads(await response.aread()))
+                return acc.completion()
+            async for line in response.aiter_lines():
+                if not line.startswith("data:"):
+                    continue
+                data = line[5:].strip()
+                if data == "[DONE]":
+                    break
+                if data:
+                    acc.add_chunk(json.loads(data))
+    except httpx.HTTPError as exc:
+        raise CompletionError(f"request to {url} failed: {type(exc).__name__}: {exc}") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CompletionError(f"{url} sent a response that is not valid JSON: {exc}") from exc
+    return acc.completion()
+
+
+def _summary(text: str, limit: int = 200) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+class OpenAIRuntime:
+    cancel_on_stop = True
+
+    async def run(self, ctx: RunContext) -> Outcome:
+        a = ctx.assignment
+        settings = ctx.settings
+        url = chat_url(a.config.endpoint or settings.openai_base_url)
+        headers = {"content-type": "application/json", "accept": "text/event-stream"}
+        if settings.openai_api_key:
+            headers["authorization"] = f"Bearer {settings.openai_api_key}"
+        system = SYSTEM_PROMPT.format(worktree=ctx.worktree_path, branch=a.branch or f"godel/{a.agent_id}")
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": system},
+            {"role": "user", "content": a.task},
+        ]
+        ctx.session_message("system", system)
+        ctx.session_message("user", a.task)
+        body: dict[str, Any] = {
+            "model": a.model,
+            "messages": messages,
+            "tools": TOOL_SPECS,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
+        if a.config.HasField("temperature"):
+            body["temperature"] = a.config.temperature
+        if a.config.HasField("max_tokens"):
+            body["max_tokens"] = a.config.max_tokens
+        tools = ToolBox(ctx)
+        ctx.started(0)
+        ctx.log(f"openai runtime: model {a.model!r} at {url}")
+        timeout = httpx.Timeout(300.0, connect=15.0)
+        async with httpx.AsyncClient(timeout=timeout) as client:
+            for _ in range(settings.max_steps):
+                await ctx.pause.wait_running()
+                try:
+                    reply = await complete(client, url, headers, body)
+                except CompletionError as exc:
+                    return Outcome(False, error=self._scrub(str(exc), settings.openai_api_key))
+                if reply.prompt_tokens is not None or reply.completion_tokens is not None:
+                    ctx.usage(a.model, reply.prompt_tokens or 0, reply.completion_tokens or 0)
+                assistant: dict[str, Any] = {"role": "assistant", "content": reply.content or None}
+                if reply.tool_calls:
+                    assistant["tool_calls"] = [
+                        {
+                            "id": c.id,
+                            "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments},
+                        }
+                        for c in reply.tool_calls
+                    ]
+                messages.append(assistant)
+                summary = [{"id": c.id, "name": c.name, "arguments": c.arguments} for c in reply.tool_calls]
+                ctx.session_message(
+                    "assistant", reply.content, metadata={"tool_calls": summary} if summary else None
+                )
+                if not reply.tool_calls:
+                    return Outcome(True, result=reply.content)
+                for call in reply.tool_calls:
+                    await ctx.pause.wait_running()
+                    ctx.log(f"{call.name} {_summary(call.arguments)}", stream="tool")
+                    result = await tools.call(call.name, call.arguments)
+                    ctx.log(f"{call.name} -> {_summary(result)}", stream="tool")
+                    messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
+                    ctx.session_message("tool", result, name=call.name, metadata={"tool_call_id": call.id})
+        return Outcome(
+            False,
+            error=f"no final answer after {settings.max_steps} completions (GODEL_WORKER_MAX_STEPS)",
+        )
+
+    @staticmethod
+    def _scrub(text: str, secret: str | None) -> str:
+        return text.replace(secret, "***") if secret else text

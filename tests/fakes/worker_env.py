@@ -1,0 +1,105 @@
+"""Helpers for worker tests: git repositories made on the spot, worker settings in a temp dir, and
+/proc probes of process state."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from google.protobuf import duration_pb2
+
+from godel.v1 import agent_pb2, worker_service_pb2
+from godel_server.runtime.config import WorkerSettings, load_worker_settings
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "Test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, **GIT_ENV}
+    for key in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        env.pop(key, None)
+    return subprocess.run(
+        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def make_git_repo(path: Path) -> Path:
+    """A repository with one commit on branch main."""
+    path.mkdir(parents=True)
+    git(path, "init", "-q", "-b", "main")
+    (path / "README.md").write_text("test repo\n")
+    git(path, "add", ".")
+    git(path, "commit", "-q", "-m", "initial")
+    return path
+
+
+def worker_settings(tmp_path: Path, *addresses: str, **env: str) -> WorkerSettings:
+    base = {
+        "GODEL_HOME": str(tmp_path / "home"),
+        "GODEL_WORKER_CONNECT": ",".join(addresses),
+        "GODEL_WORKER_ID": "worker-test",
+        "GODEL_WORKTREE_ROOT": str(tmp_path / "worktrees"),
+    }
+    return load_worker_settings({**base, **env})
+
+
+def assignment(
+    repo: Path,
+    run_id: str,
+    agent_id: str,
+    command: list[str] | None = None,
+    *,
+    runtime: str = "",
+    timeout: float = 0.0,
+    task: str = "the task",
+    model: str = "test-model",
+    **fields: object,
+) -> worker_service_pb2.RunAssignment:
+    config = agent_pb2.AgentConfig(runtime=runtime, command=command or [])
+    if timeout:
+        config.timeout.CopyFrom(duration_pb2.Duration(nanos=int(timeout * 1e9) % 10**9, seconds=int(timeout)))
+    return worker_service_pb2.RunAssignment(
+        run_id=run_id,
+        agent_id=agent_id,
+        session_id=f"session-{run_id}",
+        task=task,
+        model=model,
+        config=config,
+        repo=str(repo),
+        branch=f"godel/{agent_id}",
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def proc_state(pid: int) -> str | None:
+    """The state letter of /proc/<pid>/stat (R, S, T, Z, ...), None when the process is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
+
+
+def alive(pid: int) -> bool:
+    return proc_state(pid) not in (None, "Z", "X")
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
+
+
+def exists(path: str | Path) -> bool:
+    return Path(path).exists()

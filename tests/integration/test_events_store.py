@@ -1,0 +1,179 @@
+"""The event store's schema on both backends: the PostgreSQL events table is partitioned by day with
+partitions ahead, retention drops old partitions (PostgreSQL) or rows (SQLite) but never the
+newest event, the migrations go down and up again with the data, and queries filter and order."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text, update
+
+from godel.v1 import event_pb2
+from godel_deploy.postgres import PostgresServer
+from godel_server.event import partitions
+from godel_server.event.maintenance import EventMaintenance
+from godel_server.event.models import EventRow
+from godel_server.event.service import EventService
+from godel_server.event.store import EventFilter, EventStore
+from godel_server.runtime.db import Database, ensure_postgres_database
+from godel_server.runtime.events import new_event
+from godel_server.runtime.migrations import current_revision, downgrade, head_revision, upgrade
+
+MIGRATIONS = EventService.migrations
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path / 'events.db'}"
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres")
+        url = server.url(f"ev_{uuid.uuid4().hex[:10]}")
+        await ensure_postgres_database(url)
+    database = Database(url)
+    await upgrade(database, MIGRATIONS)
+    yield database
+    await database.close()
+
+
+def _event(kind: str, *, agent_id: str = "", component: str = "test") -> event_pb2.Event:
+    return new_event(kind, {"n": 1}, partition_key=agent_id or "k", component=component, agent_id=agent_id)
+
+
+async def _append(db: Database, events: list[event_pb2.Event]) -> list[event_pb2.Event]:
+    async with db.session() as session:
+        return await EventStore(session).append(events)
+
+
+async def test_postgres_events_table_is_partitioned_by_day_with_partitions_ahead(db: Database) -> None:
+    if db.is_sqlite:
+        pytest.skip("partitions are a PostgreSQL feature")
+    async with db.session() as session:
+        assert await partitions.is_partitioned(session)
+        names = await partitions.partitions(session)
+        today = datetime.now(UTC).date()
+        for offset in range(partitions.PARTITIONS_AHEAD + 1):
+            assert partitions.day_partition(today + timedelta(days=offset)) in names
+        indexes = {
+            r[0]
+            for r in await session.execute(
+                text("SELECT indexname FROM pg_indexes WHERE tablename = 'events'")
+            )
+        }
+    assert {
+        "idx_events_type",
+        "idx_events_timestamp",
+        "idx_events_correlation_id",
+        "idx_events_agent_id",
+        "idx_events_team_id",
+        "idx_events_trace_id",
+    } <= indexes
+    stored = await _append(db, [_event("agent:start"), _event("agent:stop")])
+    assert [e.sequence for e in stored] == [1, 2]
+    assert [e.id for e in await _append(db, stored)] == [], "stored once: dedupe by id"
+    async with db.session() as session:
+        in_today = await session.scalar(
+            text(f"SELECT count(*) FROM {partitions.day_partition(datetime.now(UTC).date())}")
+        )
+    assert in_today == 2
+
+
+async def _age(db: Database, sequences: list[int], days: int) -> None:
+    """Moves events back in time (on PostgreSQL the row moves to the old-rows partition)."""
+    async with db.session() as session:
+        await session.execute(
+            update(EventRow)
+            .where(EventRow.sequence_number.in_(sequences))
+            .values(stored_at=datetime.now(UTC) - timedelta(days=days))
+        )
+
+
+async def test_retention_removes_old_events_but_never_the_newest(db: Database) -> None:
+    stored = await _append(db, [_event("agent:start") for _ in range(4)])
+    await _age(db, [e.sequence for e in stored[:3]], days=40)
+    async with db.session() as session:
+        partition_names = await partitions.partitions(session) if not db.is_sqlite else []
+    if not db.is_sqlite:
+        # Rows from before the partitioning migration day live in events_upto_<day>; move the
+        # legacy bound back so it is old enough to be dropped, as it would be after 40 days.
+        legacy = next(n for n in partition_names if n.startswith("events_upto_"))
+        old = (datetime.now(UTC) - timedelta(days=39)).date()
+        async with db.session() as session:
+            await session.execute(text(f"ALTER TABLE events DETACH PARTITION {legacy}"))
+            await session.execute(text(f"ALTER TABLE {legacy} RENAME TO events_upto_{old:%Y%m%d}"))
+            await session.execute(
+                text(
+                    f"ALTER TABLE events ATTACH PARTITION events_upto_{old:%Y%m%d} FOR VALUES FROM (MINVALUE) TO ('{old:%Y-%m-%d}')"
+                )
+            )
+    # Retention off: nothing goes.
+    assert not (await EventMaintenance(db, 0).run_once()).get("deleted")
+    report = await EventMaintenance(db, 30).run_once()
+    assert report.get("deleted") == 3 or report.get("dropped"), report
+    async with db.reader() as session:
+        left = await EventStore(session).query(EventFilter(), limit=10)
+        assert [e.sequence for e in left] == [4]
+        assert await EventStore(session).last_sequence() == 4
+
+    # Every event old: the newest one stays, so numbering continues after it.
+    if db.is_sqlite:
+        await _age(db, [4], days=40)
+        await EventMaintenance(db, 30).run_once()
+    else:  # as if the clock were 40 days on: every partition up to the newest event's is expired
+        async with db.session() as session:
+            dropped = await partitions.drop_expired(session, datetime.now(UTC).date() + timedelta(days=40))
+            assert partitions.day_partition(datetime.now(UTC).date()) not in dropped
+    async with db.reader() as session:
+        assert await EventStore(session).last_sequence() == 4
+    assert [e.sequence for e in await _append(db, [_event("agent:start")])] == [5]
+
+
+async def test_migrations_go_down_and_up_again_keeping_events(db: Database) -> None:
+    stored = await _append(db, [_event("agent:start"), _event("team:create")])
+    assert await current_revision(db) == head_revision(MIGRATIONS)
+    await downgrade(db, MIGRATIONS, "0002")
+    async with db.reader() as session:
+        assert [e.id for e in await EventStore(session).query(EventFilter(), limit=10)] == [
+            e.id for e in stored
+        ]
+    await upgrade(db, MIGRATIONS)
+    async with db.reader() as session:
+        assert [e.id for e in await EventStore(session).query(EventFilter(), limit=10)] == [
+            e.id for e in stored
+        ]
+    await downgrade(db, MIGRATIONS, "base")
+    assert await current_revision(db) is None
+
+
+async def test_query_filters_and_orders(db: Database) -> None:
+    agent, corr, trace = str(uuid.uuid4()), uuid.uuid4().hex, uuid.uuid4().hex
+    events = [
+        _event("workflow:step:start", agent_id=agent),
+        _event("workflow:step:complete", agent_id=agent),
+        _event("workflow:complete"),
+        _event("agent:spawn", component="agent-service"),
+    ]
+    events[1].metadata.correlation_id = corr
+    events[2].metadata.trace_id = trace
+    stored = await _append(db, events)
+    async with db.reader() as session:
+        store = EventStore(session)
+
+        async def seqs(flt: EventFilter, **kw: object) -> list[int]:
+            return [e.sequence for e in await store.query(flt, limit=10, **kw)]  # type: ignore[arg-type]
+
+        s = [e.sequence for e in stored]
+        assert await seqs(EventFilter(types=("workflow:step:*",))) == s[:2]
+        assert await seqs(EventFilter(types=("workflow:*",))) == s[:3]
+        assert await seqs(EventFilter(agent_id=agent)) == s[:2]
+        assert await seqs(EventFilter(correlation_id=corr)) == [s[1]]
+        assert await seqs(EventFilter(trace_id=trace)) == [s[2]]
+        assert await seqs(EventFilter(source_component="agent-service")) == [s[3]]
+        assert await seqs(EventFilter(), descending=True) == s[::-1]
+        future = datetime.now(UTC) + timedelta(hours=1)
+        assert await seqs(EventFilter(start_time=future)) == []
+        assert await seqs(EventFilter(end_time=future)) == s

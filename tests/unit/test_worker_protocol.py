@@ -1,0 +1,195 @@
+"""The worker side of WorkerService.Connect: hello/welcome/heartbeats, run ownership across
+replicas (ADOPT), buffering while the owner is unreachable, and reconnects."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from godel.v1 import worker_service_pb2 as ws
+from godel_server.worker import Worker
+from tests.fakes.worker_controller import FakeController
+from tests.fakes.worker_env import assignment, make_git_repo, worker_settings
+
+pytestmark = pytest.mark.timeout(60)
+
+TICKS = ["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do echo tick $i; sleep 0.15; done"]
+
+
+@pytest.fixture
+async def replicas() -> AsyncIterator[tuple[FakeController, FakeController]]:
+    a, b = await FakeController("replica-a").start(), await FakeController("replica-b").start()
+    try:
+        yield a, b
+    finally:
+        await a.stop()
+        await b.stop()
+
+
+def _kinds(ctl: FakeController, run_id: str) -> list[str]:
+    out: list[str] = []
+    for r in ctl.received:
+        kind = r.WhichOneof("message")
+        if kind in ("update", "logs", "usage", "session_message") and getattr(r, kind).run_id == run_id:
+            out.append(kind)
+    return out
+
+
+async def test_hello_heartbeats_and_api_key(
+    tmp_path: Path, replicas: tuple[FakeController, FakeController]
+) -> None:
+    a, b = replicas
+    settings = worker_settings(
+        tmp_path, a.address, b.address, GODEL_API_KEY="godel_sk_test", GODEL_WORKER_CAPACITY="3"
+    )
+    worker = Worker(settings)
+    await worker.start()
+    try:
+        for ctl in (a, b):
+            stream = await ctl.wait_stream()
+            assert stream.hello is not None
+            assert stream.received[0].WhichOneof("message") == "hello"
+            assert (stream.hello.worker_id, list(stream.hello.runtimes), stream.hello.capacity) == (
+                "worker-test",
+                ["command", "openai"],
+                3,
+            )
+            assert stream.hello.hostname
+            assert ctl.metadata[-1]["x-api-key"] == "godel_sk_test"
+            beat = await ctl.wait_for(lambda r: r.WhichOneof("message") == "heartbeat", timeout=3)
+            assert beat.heartbeat.free_capacity == 3
+    finally:
+        await worker.stop()
+
+
+async def test_adopt_moves_a_runs_messages_to_the_adopting_stream(
+    tmp_path: Path, replicas: tuple[FakeController, FakeController]
+) -> None:
+    a, b = replicas
+    repo = make_git_repo(tmp_path / "repo")
+    worker = Worker(worker_settings(tmp_path, a.address, b.address))
+    await worker.start()
+    try:
+        await a.wait_stream()
+        await b.wait_stream()
+        a.assign(assignment(repo, "r1", "a1", TICKS))
+        await a.wait_update("r1", ws.RUN_STATE_RUNNING)
+        assert _kinds(b, "r1") == []
+        b.control("r1", ws.CONTROL_ACTION_ADOPT)
+        assert (await b.wait_ack("r1", ws.CONTROL_ACTION_ADOPT)).ok
+        before = len(_kinds(a, "r1"))
+        final = await b.wait_final("r1")
+        assert final.state == ws.RUN_STATE_SUCCEEDED
+        assert len(_kinds(a, "r1")) == before  # nothing more went to the old owner
+        assert b.states("r1")[0] == ws.RUN_STATE_RUNNING  # the adopter first gets the current state
+        assert any(line.message == "tick 8" for line in b.log_lines("r1"))
+        assert not any(line.message == "tick 8" for line in a.log_lines("r1"))
+        # Heartbeats list the run until its final update is delivered, then it leaves the worker.
+        assert "r1" not in worker.runs
+    finally:
+        await worker.stop()
+
+
+async def test_messages_wait_for_the_owner_and_go_to_an_adopter(
+    tmp_path: Path, replicas: tuple[FakeController, FakeController]
+) -> None:
+    a, b = replicas
+    repo = make_git_repo(tmp_path / "repo")
+    worker = Worker(worker_settings(tmp_path, a.address, b.address))
+    await worker.start()
+    try:
+        await a.wait_stream()
+        await b.wait_stream()
+        a.assign(assignment(repo, "r1", "a1", ["sh", "-c", "sleep 0.4; echo late"]))
+        await a.wait_update("r1", ws.RUN_STATE_RUNNING)
+        await a.stop()  # the owner goes away; the run finishes meanwhile
+        await worker.runs["r1"].done.wait()
+        assert worker.runs["r1"].finished and len(worker.runs["r1"].outbox) >= 2
+        beat = await b.wait_for(
+            lambda r: (
+                r.WhichOneof("message") == "heartbeat"
+                and any(s.run_id == "r1" and s.state == ws.RUN_STATE_SUCCEEDED for s in r.heartbeat.runs)
+            ),
+            timeout=3,
+        )
+        assert beat is not None
+        b.control("r1", ws.CONTROL_ACTION_ADOPT)
+        final = await b.wait_final("r1")
+        assert final.state == ws.RUN_STATE_SUCCEEDED
+        assert [line.message for line in b.log_lines("r1")] == ["late"]
+        assert b.states("r1") == [ws.RUN_STATE_SUCCEEDED]
+    finally:
+        await worker.stop()
+
+
+async def test_the_same_replica_gets_its_buffered_messages_after_reconnecting(tmp_path: Path) -> None:
+    a = await FakeController("replica-a").start()
+    repo = make_git_repo(tmp_path / "repo")
+    worker = Worker(worker_settings(tmp_path, a.address))
+    await worker.start()
+    try:
+        await a.wait_stream()
+        a.assign(assignment(repo, "r1", "a1", ["sh", "-c", "sleep 0.3; echo late"]))
+        await a.wait_update("r1", ws.RUN_STATE_RUNNING)
+        await a.stop()
+        await worker.runs["r1"].done.wait()
+        count = len(a.streams)
+        await a.start()  # same port, same replica id
+        stream = await a.wait_stream(after=count)
+        assert stream.hello is not None
+        assert [(s.run_id, s.state) for s in stream.hello.runs] == [("r1", ws.RUN_STATE_SUCCEEDED)]
+        final = await a.wait_for(
+            lambda r: r.WhichOneof("message") == "update" and r.update.state == ws.RUN_STATE_SUCCEEDED,
+            source=stream.received,
+        )
+        assert final.update.run_id == "r1"
+        assert [line.message for line in a.log_lines("r1")] == ["late"]
+    finally:
+        await worker.stop()
+        await a.stop()
+
+
+async def test_a_restarted_replica_must_adopt(tmp_path: Path) -> None:
+    a = await FakeController("replica-a").start()
+    repo = make_git_repo(tmp_path / "repo")
+    worker = Worker(worker_settings(tmp_path, a.address))
+    await worker.start()
+    try:
+        await a.wait_stream()
+        a.assign(assignment(repo, "r1", "a1", ["sleep", "600"]))
+        await a.wait_update("r1", ws.RUN_STATE_RUNNING)
+        await a.stop()
+        restarted = await FakeController("replica-a2", port=a.port).start()
+        try:
+            stream = await restarted.wait_stream()
+            assert stream.hello is not None
+            assert [(s.run_id, s.state) for s in stream.hello.runs] == [("r1", ws.RUN_STATE_RUNNING)]
+            assert stream.hello.runs[0].pid > 0
+            restarted.control("r1", ws.CONTROL_ACTION_KILL)
+            assert (await restarted.wait_ack("r1", ws.CONTROL_ACTION_KILL)).ok
+            with pytest.raises(TimeoutError):
+                await restarted.wait_final("r1", timeout=0.5)  # not owned yet: buffered
+            restarted.control("r1", ws.CONTROL_ACTION_ADOPT)
+            assert (await restarted.wait_final("r1")).state == ws.RUN_STATE_KILLED
+        finally:
+            await restarted.stop()
+    finally:
+        await worker.stop()
+
+
+async def test_shutdown_reports_running_runs_failed(tmp_path: Path) -> None:
+    a = await FakeController("replica-a").start()
+    repo = make_git_repo(tmp_path / "repo")
+    worker = Worker(worker_settings(tmp_path, a.address))
+    await worker.start()
+    try:
+        await a.wait_stream()
+        a.assign(assignment(repo, "r1", "a1", ["sleep", "600"]))
+        await a.wait_update("r1", ws.RUN_STATE_RUNNING)
+        await worker.stop()
+        final = await a.wait_final("r1", timeout=1)
+        assert (final.state, final.error) == (ws.RUN_STATE_FAILED, "worker shutting down")
+    finally:
+        await a.stop()

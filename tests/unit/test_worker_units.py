@@ -1,0 +1,133 @@
+"""Small parts of the worker: settings, the outbox bounds, the pausable clock, URLs, leftovers."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from godel.v1 import worker_service_pb2 as ws
+from godel_server.runtime.config import ConfigError, load_worker_settings
+from godel_server.worker.messages import log_line
+from godel_server.worker.outbox import RunOutbox
+from godel_server.worker.pause import PauseState
+from godel_server.worker.procs import PidFiles, group_members
+from godel_server.worker.runtimes.command import render_argv
+from godel_server.worker.runtimes.openai import chat_url
+from tests.fakes.worker_env import alive
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_worker_settings_defaults_and_overrides(tmp_path: Path) -> None:
+    s = load_worker_settings({"GODEL_HOME": str(tmp_path), "GODEL_AGENT_PORT": "6000"})
+    assert s.connect == ("127.0.0.1:6000",)
+    assert s.capacity == 16 and s.max_steps == 50
+    assert s.worktree_root == tmp_path / "worktrees"
+    assert s.openai_base_url == "https://api.openai.com"
+    assert s.worker_id.startswith("worker-") and s.api_key is None
+    assert load_worker_settings({"GODEL_AGENT_ADDR": "agent:1"}).connect == ("agent:1",)
+    key_file = tmp_path / "key"
+    key_file.write_text("godel_sk_file\n")
+    s = load_worker_settings(
+        {
+            "GODEL_WORKER_CONNECT": "a:1, b:2",
+            "GODEL_WORKER_ID": "w1",
+            "GODEL_WORKER_CAPACITY": "3",
+            "GODEL_OPENAI_API_KEY": "sk-secret",
+            "GODEL_API_KEY_FILE": str(key_file),
+            "GODEL_WORKER_MAX_STEPS": "7",
+        }
+    )
+    assert (s.connect, s.worker_id, s.capacity, s.max_steps) == (("a:1", "b:2"), "w1", 3, 7)
+    assert s.api_key == "godel_sk_file" and s.openai_api_key == "sk-secret"
+    assert "sk-secret" not in repr(s) and "godel_sk_file" not in repr(s)
+    with pytest.raises(ConfigError, match="GODEL_WORKER_CAPACITY"):
+        load_worker_settings({"GODEL_WORKER_CAPACITY": "many"})
+    with pytest.raises(ConfigError, match="GODEL_API_KEY_FILE"):
+        load_worker_settings({"GODEL_API_KEY_FILE": str(tmp_path / "missing")})
+
+
+def _logs(n: int) -> ws.ConnectRequest:
+    return ws.ConnectRequest(logs=ws.RunLogs(run_id="r", lines=[log_line(f"l{i}") for i in range(n)]))
+
+
+def test_outbox_drops_oldest_logs_first_and_never_updates() -> None:
+    box = RunOutbox("r", "a", limit=4)
+    box.add(ws.ConnectRequest(update=ws.RunUpdate(run_id="r", state=ws.RUN_STATE_RUNNING)))
+    box.add(_logs(2))
+    box.add(ws.ConnectRequest(usage=ws.RunUsage(run_id="r", model="m", prompt_tokens=1, completion_tokens=2)))
+    box.add(_logs(3))
+    box.add(
+        ws.ConnectRequest(usage=ws.RunUsage(run_id="r", model="m", prompt_tokens=10, completion_tokens=20))
+    )
+    box.add(ws.ConnectRequest(update=ws.RunUpdate(run_id="r", state=ws.RUN_STATE_SUCCEEDED)))
+    box.add(ws.ConnectRequest(update=ws.RunUpdate(run_id="r", state=ws.RUN_STATE_SUCCEEDED)))
+    assert box.dropped_lines == 5
+    drained = box.drain()
+    kinds = [r.WhichOneof("message") for r in drained]
+    assert kinds == ["logs", "update", "usage", "update", "update"]
+    assert "5 log lines" in drained[0].logs.lines[0].message
+    usage = drained[2].usage
+    assert (usage.prompt_tokens, usage.completion_tokens) == (11, 22)
+    assert len(box) == 0 and box.drain() == []
+
+
+async def test_pausable_clock_stops_while_paused() -> None:
+    pause = PauseState()
+    start = time.monotonic()
+    sleeper = asyncio.create_task(pause.sleep_active(0.3))
+    await asyncio.sleep(0.1)
+    pause.set_paused(True)
+    await asyncio.sleep(0.4)
+    assert not sleeper.done()
+    pause.set_paused(False)
+    await asyncio.wait_for(sleeper, 1)
+    assert time.monotonic() - start >= 0.7
+
+
+def test_chat_url_and_argv_rendering() -> None:
+    for base in ("http://h:1", "http://h:1/", "http://h:1/v1", "http://h:1/v1/"):
+        assert chat_url(base) == "http://h:1/v1/chat/completions"
+    assert chat_url("http://h/api/v1") == "http://h/api/v1/chat/completions"
+    values = {"task": "say {model}", "worktree": "/w", "agent_id": "a", "model": "m"}
+    assert render_argv(["x", "{task}:{agent_id}", "{unknown}"], values) == ["x", "say {model}:a", "{unknown}"]
+
+
+def test_leftover_process_groups_of_a_previous_worker_are_killed(tmp_path: Path) -> None:
+    env = {**os.environ, "GODEL_RUN_ID": "old-run"}
+    marked = subprocess.Popen(["sh", "-c", "sleep 600 & sleep 600"], env=env, start_new_session=True)
+    stranger = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    try:
+        # Recorded by a worker that is gone (no such pid), and by a live one (this test's parent).
+        files = PidFiles(tmp_path)
+        files.dir = files.base / "4194999"
+        files.write("old-run", [marked.pid])
+        files.write("other-run", [stranger.pid])
+        live = PidFiles(tmp_path)
+        live.dir = live.base / str(os.getppid())
+        live.write("live-run", [stranger.pid])
+        deadline = time.monotonic() + 5
+        while len(group_members(marked.pid)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        members = group_members(marked.pid)
+        assert len(members) == 3
+        assert PidFiles(tmp_path).kill_leftovers() == [marked.pid]
+        marked.wait(timeout=2)
+        deadline = time.monotonic() + 1
+        while any(alive(pid) for pid in members) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not any(alive(pid) for pid in members)
+        assert alive(stranger.pid)
+        assert not files.dir.exists()
+        assert (live.dir / "live-run").exists()
+    finally:
+        for proc in (marked, stranger):
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=2)

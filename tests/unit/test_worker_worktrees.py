@@ -1,0 +1,119 @@
+"""Agents' git worktrees: many agents on one repository, cleanup, restart on an existing branch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from godel.v1 import worker_service_pb2 as ws
+from godel_server.runtime.config import WorkerSettings
+from godel_server.worker import Worker
+from godel_server.worker.worktrees import WorktreeError, Worktrees
+from tests.fakes.worker_controller import FakeController
+from tests.fakes.worker_env import assignment, exists, git, make_git_repo, worker_settings
+
+pytestmark = pytest.mark.timeout(90)
+
+COMMIT = [
+    "sh",
+    "-c",
+    'echo "$GODEL_AGENT_ID" > agent.txt && git add . && git commit -q -m "work of $GODEL_AGENT_ID"',
+]
+
+
+@pytest.fixture
+async def controller() -> AsyncIterator[FakeController]:
+    ctl = await FakeController().start()
+    try:
+        yield ctl
+    finally:
+        await ctl.stop()
+
+
+async def _worker(settings: WorkerSettings, ctl: FakeController) -> Worker:
+    worker = Worker(settings)
+    await worker.start()
+    await ctl.wait_stream()
+    return worker
+
+
+async def test_ten_agents_on_one_repository(tmp_path: Path, controller: FakeController) -> None:
+    repo = make_git_repo(tmp_path / "repo")
+    settings = worker_settings(tmp_path, controller.address, GODEL_WORKER_CAPACITY="10")
+    worker = await _worker(settings, controller)
+    try:
+        for n in range(10):
+            controller.assign(assignment(repo, f"r{n}", f"a{n}", COMMIT))
+        finals = [await controller.wait_final(f"r{n}", timeout=60) for n in range(10)]
+    finally:
+        await worker.stop()
+    for n, final in enumerate(finals):
+        assert final.state == ws.RUN_STATE_SUCCEEDED, final.error
+        assert list(final.commits) == [git(repo, "rev-parse", f"godel/a{n}")]
+        assert (Path(final.worktree) / "agent.txt").read_text() == f"a{n}\n"
+    assert len(git(repo, "worktree", "list").splitlines()) == 11
+    git(repo, "fsck", "--strict")
+
+
+async def test_two_processes_share_a_repository_under_the_file_lock(tmp_path: Path) -> None:
+    # Two Worktrees objects stand for two worker processes: only the flock serializes them.
+    repo = make_git_repo(tmp_path / "repo")
+    first, second = Worktrees(tmp_path / "wt1"), Worktrees(tmp_path / "wt2")
+    created = await asyncio.gather(
+        *(
+            (first if n % 2 else second).create(str(repo), f"p{n}", f"godel/p{n}", reuse=False)
+            for n in range(8)
+        )
+    )
+    assert {wt.path.name for wt in created} == {f"p{n}" for n in range(8)}
+    assert len(git(repo, "worktree", "list").splitlines()) == 9
+    git(repo, "fsck", "--strict")
+
+
+async def test_cleanup_removes_the_worktree_and_keeps_the_branch(
+    tmp_path: Path, controller: FakeController
+) -> None:
+    repo = make_git_repo(tmp_path / "repo")
+    settings = worker_settings(tmp_path, controller.address)
+    worker = await _worker(settings, controller)
+    try:
+        controller.assign(assignment(repo, "r1", "a1", COMMIT))
+        final = await controller.wait_final("r1")
+        assert final.state == ws.RUN_STATE_SUCCEEDED
+        controller.control("r1", ws.CONTROL_ACTION_CLEANUP, worktree=final.worktree, repo=str(repo))
+        ack = await controller.wait_ack("r1", ws.CONTROL_ACTION_CLEANUP)
+        assert ack.ok, ack.error
+        assert not exists(final.worktree)
+        assert str(final.worktree) not in git(repo, "worktree", "list")
+        assert git(repo, "rev-parse", "godel/a1") == final.commits[0]
+
+        # A restart of the agent: the worktree is made again from the kept branch.
+        controller.assign(
+            assignment(repo, "r2", "a1", ["git", "log", "-1", "--format=%s"], reuse_worktree=True)
+        )
+        again = await controller.wait_final("r2")
+        assert again.state == ws.RUN_STATE_SUCCEEDED, again.error
+        assert again.result.strip() == "work of a1"
+        assert list(again.commits) == list(final.commits)
+
+        # Reuse of a worktree that still exists.
+        controller.assign(assignment(repo, "r3", "a1", ["cat", "agent.txt"], reuse_worktree=True))
+        third = await controller.wait_final("r3")
+        assert (third.state, third.result, third.worktree) == (ws.RUN_STATE_SUCCEEDED, "a1\n", final.worktree)
+    finally:
+        await worker.stop()
+
+
+async def test_an_existing_worktree_is_not_reused_unless_asked(tmp_path: Path) -> None:
+    repo = make_git_repo(tmp_path / "repo")
+    worktrees = Worktrees(tmp_path / "wt")
+    await worktrees.create(str(repo), "a1", "godel/a1", reuse=False)
+    with pytest.raises(WorktreeError, match="exists already"):
+        await worktrees.create(str(repo), "a1", "godel/a1", reuse=False)
+    with pytest.raises(WorktreeError, match="cannot name a worktree"):
+        await worktrees.create(str(repo), "../escape", "godel/x", reuse=False)
+    with pytest.raises(WorktreeError, match="must be absolute"):
+        await worktrees.create("relative/repo", "a2", "godel/a2", reuse=False)
