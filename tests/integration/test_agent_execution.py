@@ -282,3 +282,13 @@ def test_logs_stream_as_server_sent_events_through_envoy(agents: Agents, godel: 
     messages = [e["entry"]["message"] for e in events if "entry" in e]
     assert messages[:2] == ["first", "second"]
     assert events[-1]["end"].get("code", 0) == 0
+
+
+def test_an_agent_without_a_command_fails_at_once_without_retries(agents: Agents) -> None:
+    agent = agents.stub.CreateAgent(
+        agent_service_pb2.CreateAgentRequest(task="no command given", max_retries=3), metadata=agents.md
+    )
+    done = agents.wait_final(agent.id, timeout=20)
+    assert done.lifecycle_state == L.LIFECYCLE_STATE_FAILED
+    assert "nothing to run" in done.last_error
+    assert done.retry_count == 0

@@ -183,6 +183,9 @@ def test_published_client_event_travels_through_kafka(godel: RunningMesh) -> Non
     with godel.http() as http:
         bad = http.post("/api/v1/events", json={"type": "NoNamespace", "payload": {}})
         assert bad.status_code == 400
+        for reserved in ("agent:start", "run:requested", "budget:exceeded"):
+            forged = http.post("/api/v1/events", json={"type": reserved, "payload": {}})
+            assert forged.status_code == 400 and "reserved" in forged.json()["message"]
         published = http.post(
             "/api/v1/events",
             json={

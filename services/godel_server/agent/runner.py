@@ -265,6 +265,12 @@ class RunCoordinator:
             return True  # its retry timer enqueues it again
         config = config_from_dict(row.config)
         runtime = config.runtime or "command"
+        if runtime == "command" and not config.command:
+            await self._refuse(
+                agent_id,
+                "nothing to run: give the agent a command (config.command) or use the openai runtime",
+            )
+            return True
         conn = self.registry.pick(runtime, frozenset(self._rejected.get(agent_id, ())))
         if conn is None:
             return False
@@ -319,6 +325,21 @@ class RunCoordinator:
         conn.send(wpb.ConnectResponse(assign=assignment))
         log.info("run assigned", extra={"agentId": agent_id, "runId": run_id, "workerId": conn.worker_id})
         return True
+
+    async def _refuse(self, agent_id: str, reason: str) -> None:
+        """Fails an agent that no run could help (a retry would fail the same way)."""
+
+        async def change(session: AsyncSession, row: AgentRow) -> None:
+            if row.owner != self.replica_id or not _schedulable(row):
+                raise _Skip
+            row.last_error = reason
+            row.next_attempt_at = None
+            row.completed_at = utcnow()
+            if can("spawn_error", row.lifecycle_state):
+                await self._store.apply(session, row, "spawn_error", reason=reason)
+
+        with contextlib.suppress(_Skip, AgentNotFoundError):
+            await self._store.update(agent_id, change)
 
     def _retry_later(self, agent_id: str, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self.enqueue, [agent_id])

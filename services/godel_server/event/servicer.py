@@ -21,6 +21,7 @@ from godel_server.runtime.errors import EventNotFoundError
 from godel_server.runtime.events import EVENT_TYPE_RE, new_event
 from godel_server.runtime.pagination import decode_token, page_size, query_fingerprint, split_page
 from godel_server.runtime.publisher import EventPublisher
+from godel_server.runtime.topics import RESERVED_NAMESPACES
 from godel_server.runtime.validation import Violations
 
 COMPONENT = "event-service"
@@ -103,6 +104,12 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
         v.require("type", request.type, max_len=100)
         if request.type and (not EVENT_TYPE_RE.match(request.type) or "*" in request.type):
             v.add("type", "must be namespaced: `<namespace>:<name>`, lower-case, no wildcards")
+        elif (namespace := request.type.split(":", 1)[0]) in RESERVED_NAMESPACES:
+            v.add(
+                "type",
+                f"namespace {namespace!r} is reserved for events of Godel services; use your own "
+                "(e.g. `deploy:finished`)",
+            )
         size = len(json.dumps(json_format.MessageToDict(request.payload)))
         if size > MAX_PAYLOAD_BYTES:
             v.add("payload", f"must be at most {MAX_PAYLOAD_BYTES} bytes as JSON (got {size})")

@@ -26,6 +26,9 @@ ALL_TOPICS: tuple[str, ...] = tuple(sorted({*DOMAIN_TOPICS.values(), CUSTOM_TOPI
 RUN_TOPIC = "godel.agent.runs"
 COMMAND_TOPICS: dict[str, str] = {"run": RUN_TOPIC}
 
+# Clients may not publish into these namespaces: their events and commands come from the services.
+RESERVED_NAMESPACES: frozenset[str] = frozenset({*DOMAIN_TOPICS, *COMMAND_TOPICS})
+
 KAFKA_TOPICS: tuple[str, ...] = (*ALL_TOPICS, *sorted(set(COMMAND_TOPICS.values())))
 
 
