@@ -292,3 +292,28 @@ def test_an_agent_without_a_command_fails_at_once_without_retries(agents: Agents
     assert done.lifecycle_state == L.LIFECYCLE_STATE_FAILED
     assert "nothing to run" in done.last_error
     assert done.retry_count == 0
+
+
+def test_sub_agents_form_a_session_tree_and_agent_events_are_listed(
+    agents: Agents, godel: RunningMesh
+) -> None:
+    parent = agents.wait_final(agents.spawn(["true"]).id)
+    child = agents.wait_final(agents.spawn(["true"], parent_session_id=parent.session_id).id)
+    assert child.lifecycle_state == L.LIFECYCLE_STATE_COMPLETED
+    child_session = agents.stub.GetSession(
+        agent_service_pb2.GetSessionRequest(id=child.session_id), metadata=agents.md
+    )
+    assert (child_session.parent_id, child_session.depth) == (parent.session_id, 1)
+    parent_session = agents.stub.GetSession(
+        agent_service_pb2.GetSessionRequest(id=parent.session_id), metadata=agents.md
+    )
+    assert list(parent_session.children) == [child.session_id]
+    agents.wait_events(parent.id, ["agent:spawn", "agent:start", "agent:complete"])
+    listed = agents.stub.ListAgentEvents(
+        agent_service_pb2.ListAgentEventsRequest(id=parent.id), metadata=agents.md
+    ).events
+    assert {"agent:spawn", "agent:start", "agent:complete"} <= {e.type for e in listed}
+    assert all(e.metadata.agent_id == parent.id for e in listed)
+    with godel.http() as http:
+        rest = http.get(f"/api/v1/agents/{parent.id}/events").json()["events"]
+    assert [e["id"] for e in rest] == [e.id for e in listed]
