@@ -65,12 +65,12 @@ class AgentRow(Base):
     __mapper_args__ = {"version_id_col": version}
 
     __table_args__ = (
-        Index("idx_agents_team_id", "team_id"),
-        Index("idx_agents_status", "status"),
-        Index("idx_agents_lifecycle_state", "lifecycle_state"),
-        Index("idx_agents_status_spawned", "status", "spawned_at"),
-        Index("idx_agents_model", "model"),
-        Index("idx_agents_label", "label"),
+        # Each list filter has an index in list order (newest first), so a page reads only its rows.
+        Index("idx_agents_team_spawned", "team_id", "spawned_at", "id"),
+        Index("idx_agents_status_spawned_id", "status", "spawned_at", "id"),
+        Index("idx_agents_lifecycle_spawned", "lifecycle_state", "spawned_at", "id"),
+        Index("idx_agents_model_spawned", "model", "spawned_at", "id"),
+        Index("idx_agents_label_spawned", "label", "spawned_at", "id"),
         Index("idx_agents_spawned_id", "spawned_at", "id"),
         Index("idx_agents_owner", "owner"),
     )

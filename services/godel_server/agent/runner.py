@@ -232,6 +232,8 @@ class RunCoordinator:
                     last_scan = time.monotonic()
                     await self._scan_owned()
                 for agent_id in list(self._pending):
+                    if not self.registry.has_room():
+                        break  # nothing can be assigned until a worker reports free slots
                     if await self._assign(agent_id):
                         self._pending.discard(agent_id)
             except Exception:
@@ -516,7 +518,7 @@ class RunCoordinator:
             wpb.CONTROL_ACTION_CLEANUP,
             worktree=worktree,
             repo=repo or "",
-            timeout=15.0,
+            timeout=120.0,
         )
         if not ack.ok:
             log.warning("worktree cleanup failed", extra={"agentId": agent_id, "error": ack.error})
@@ -706,7 +708,7 @@ class RunCoordinator:
             action = wpb.CONTROL_ACTION_RESUME
         elif desired in ("killed", "failed", "completed") and status.state in ALIVE_RUN_STATES:
             action = wpb.CONTROL_ACTION_KILL
-        if action is not None:
+        if action is not None and not conn.awaiting(run_id, action):
             self._spawn(conn.control(run_id, agent_id, action, reason="reconcile"))
 
     async def _run_lost(

@@ -30,7 +30,8 @@ class WorkerConnection:
     runs: dict[str, wpb.RunStatus] = field(default_factory=dict)
     seen: dict[str, float] = field(default_factory=dict)
     outbox: asyncio.Queue[wpb.ConnectResponse] = field(default_factory=asyncio.Queue)
-    acks: dict[tuple[str, int], asyncio.Future[wpb.ControlAck]] = field(default_factory=dict)
+    # Callers waiting for the ack of (run id, action); several may wait for the same control.
+    acks: dict[tuple[str, int], list[asyncio.Future[wpb.ControlAck]]] = field(default_factory=dict)
     closed: bool = False
 
     def report(self, runs: list[wpb.RunStatus], free: int | None = None) -> None:
@@ -62,7 +63,7 @@ class WorkerConnection:
         """Sends a control and waits for the worker's ack (ok=false with an error on timeout)."""
         key = (run_id, int(action))
         future: asyncio.Future[wpb.ControlAck] = asyncio.get_running_loop().create_future()
-        self.acks[key] = future
+        self.acks.setdefault(key, []).append(future)
         self.send(
             wpb.ConnectResponse(
                 control=wpb.RunControl(
@@ -82,12 +83,20 @@ class WorkerConnection:
                 run_id=run_id, action=action, ok=False, error="worker did not answer in time"
             )
         finally:
-            self.acks.pop(key, None)
+            waiting = self.acks.get(key, [])
+            if future in waiting:
+                waiting.remove(future)
+            if not waiting:
+                self.acks.pop(key, None)
+
+    def awaiting(self, run_id: str, action: wpb.ControlAction.ValueType) -> bool:
+        """True while a control of this kind for the run has not been answered."""
+        return bool(self.acks.get((run_id, int(action))))
 
     def acked(self, ack: wpb.ControlAck) -> None:
-        future = self.acks.get((ack.run_id, int(ack.action)))
-        if future is not None and not future.done():
-            future.set_result(ack)
+        for future in self.acks.pop((ack.run_id, int(ack.action)), []):
+            if not future.done():
+                future.set_result(ack)
 
 
 class WorkerRegistry:
@@ -113,9 +122,10 @@ class WorkerRegistry:
     def remove(self, conn: WorkerConnection) -> bool:
         """Forgets a closed connection; False when a newer connection of the same worker replaced it."""
         conn.closed = True
-        for future in conn.acks.values():
-            if not future.done():
-                future.set_result(wpb.ControlAck(ok=False, error="worker disconnected"))
+        for futures in conn.acks.values():
+            for future in futures:
+                if not future.done():
+                    future.set_result(wpb.ControlAck(ok=False, error="worker disconnected"))
         if self.workers.get(conn.worker_id) is conn:
             del self.workers[conn.worker_id]
             self._gauges()
@@ -133,6 +143,9 @@ class WorkerRegistry:
             if not w.closed and w.free > 0 and runtime in w.runtimes and w.worker_id not in exclude
         ]
         return max(candidates, key=lambda w: w.free, default=None)
+
+    def has_room(self) -> bool:
+        return any(w.free > 0 and not w.closed for w in self.workers.values())
 
     def any(self) -> WorkerConnection | None:
         return next((w for w in self.workers.values() if not w.closed), None)

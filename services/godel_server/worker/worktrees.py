@@ -169,22 +169,26 @@ class Worktrees:
         base_file = self.root / f"{agent_id}.base"
         self.root.mkdir(parents=True, exist_ok=True)
         async with self.locked(common):
-            registered = await self._registered(repo)
-            resolved = _resolved(path)
-            if resolved in registered:
-                if not reuse:
-                    raise WorktreeError(f"worktree {path} exists already (reuse_worktree is false)")
-                if _is_dir(path):
-                    return Worktree(path, branch, self._read_base(base_file) or head, repo)
-            await git("worktree", "prune", cwd=repo)
             if path.exists():
+                if _resolved(path) in await self._registered(repo):
+                    if not reuse:
+                        raise WorktreeError(f"worktree {path} exists already (reuse_worktree is false)")
+                    if _is_dir(path):
+                        return Worktree(path, branch, self._read_base(base_file) or head, repo)
                 raise WorktreeError(f"{path} exists and is not a worktree of {repo}")
+            # The common case costs two git calls under the lock; stale entries are pruned only
+            # when they get in the way.
             if await self._branch_exists(repo, branch):
                 base = self._read_base(base_file) or await git("merge-base", head, branch, cwd=repo)
-                await git("worktree", "add", str(path), branch, cwd=repo)
+                add = ["worktree", "add", str(path), branch]
             else:
                 base = head
-                await git("worktree", "add", "-b", branch, str(path), head, cwd=repo)
+                add = ["worktree", "add", "-b", branch, str(path), head]
+            try:
+                await git(*add, cwd=repo)
+            except WorktreeError:
+                await git("worktree", "prune", cwd=repo)
+                await git(*add, cwd=repo)
             base_file.write_text(base + "\n")
         return Worktree(path, branch, base, repo)
 
@@ -211,9 +215,10 @@ class Worktrees:
             repo = path
         common = await self.common_dir(repo)
         async with self.locked(common):
-            registered = await self._registered(common)
-            if _resolved(path) in registered:
+            if _is_dir(path):
+                # git refuses paths that are not its worktrees, so nothing else is ever deleted.
                 await git("worktree", "remove", "--force", str(path), cwd=common)
-            await git("worktree", "prune", cwd=common)
+            else:
+                await git("worktree", "prune", cwd=common)
         if _resolved(path.parent) == _resolved(self.root):
             (self.root / f"{path.name}.base").unlink(missing_ok=True)
