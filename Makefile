@@ -63,6 +63,8 @@ down:
 
 bench: setup
 	$(PY) bench/spawn_latency.py
+	$(PY) bench/event_latency.py
+	$(PY) bench/agent_execution.py
 
 selftest: setup
 	$(PY) -m godel_deploy.selftest

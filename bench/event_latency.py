@@ -33,21 +33,14 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
-import platform
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiokafka
 import grpc
@@ -64,10 +57,14 @@ from godel.v1 import (
     event_service_pb2_grpc,
 )
 from godel_deploy.kafka import KafkaBroker
-from godel_deploy.mesh import Mesh, MeshPorts
-from godel_deploy.postgres import PostgresServer
+from godel_deploy.mesh import Mesh
 from godel_server.runtime.events import new_event, to_kafka_record
 from godel_server.runtime.kafka import new_producer
+
+if TYPE_CHECKING:
+    from bench import common
+else:
+    import common
 
 RPC_TIMEOUT = 30.0
 DELIVERY_TIMEOUT = 15.0  # one sample waits at most this long for its deliveries
@@ -78,45 +75,6 @@ RAW_BURST_TOPIC = "bench.raw-burst"
 RAW_PARTITIONS = 3  # as Godel's topics (GODEL_KAFKA_PARTITIONS)
 CUSTOM_TOPIC = "godel.custom.events"
 SPAWN = "agent:spawn"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-# -- statistics ------------------------------------------------------------------------------------
-
-
-@dataclass
-class Dist:
-    """A latency distribution in milliseconds."""
-
-    n: int
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    min_ms: float
-    max_ms: float
-
-    @classmethod
-    def of(cls, seconds: Iterable[float]) -> Dist:
-        ms = sorted(x * 1000.0 for x in seconds)
-        nan = float("nan")
-        if not ms:
-            return cls(0, nan, nan, nan, nan, nan, nan)
-        if len(ms) == 1:
-            return cls(1, ms[0], ms[0], ms[0], ms[0], ms[0], ms[0])
-        cuts = statistics.quantiles(ms, n=100, method="inclusive")
-        return cls(len(ms), cuts[49], cuts[89], cuts[98], statistics.fmean(ms), ms[0], ms[-1])
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process (all its threads), from /proc/<pid>/stat."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may contain spaces
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
 
 
 # -- live subscribers ------------------------------------------------------------------------------
@@ -326,7 +284,7 @@ class LatencyResult:
     path: str  # "raw-kafka" | "grpc" | "sse"
     label: str
     measured_from: str
-    dist: Dist
+    dist: common.Dist
     lost: int = 0
 
 
@@ -345,8 +303,8 @@ class FanoutResult:
     subscribers: int
     samples: int
     lost_deliveries: int
-    per_delivery: Dist  # every (event, subscriber) pair, from the CreateAgent reply
-    slowest: Dist  # per event: the last subscriber to get it, from the CreateAgent reply
+    per_delivery: common.Dist  # every (event, subscriber) pair, from the CreateAgent reply
+    slowest: common.Dist  # per event: the last subscriber to get it, from the CreateAgent reply
     event_service_cpu_ms_per_event: float  # net of the service's idle CPU over the same wall time
     event_service_cpu_s: float  # gross, during the step
     wall_s: float
@@ -470,7 +428,9 @@ class Bench:
 
     async def latency(self) -> None:
         n = self.args.samples
-        say(f"latency: {n} samples each of raw Kafka and CreateAgent -> gRPC + SSE subscribers, alternating")
+        common.say(
+            f"latency: {n} samples each of raw Kafka and CreateAgent -> gRPC + SSE subscribers, alternating"
+        )
         arrivals = Arrivals()
         subs = [
             grpc_subscriber("grpc", self.events, self.key, arrivals),
@@ -499,9 +459,9 @@ class Bench:
                     errors = "; ".join(f"{s.name}: {s.error}" for s in subs if s.error)
                     raise RuntimeError(f"latency: too many events lost {lost} {errors}")
                 if (i + 1) % max(1, n // 5) == 0:
-                    say(
-                        f"  {i + 1}/{n}  raw p50 {Dist.of(raw).p50_ms:6.2f} ms  grpc p50 "
-                        f"{Dist.of(from_reply['grpc']).p50_ms:6.2f} ms  sse p50 {Dist.of(from_reply['sse']).p50_ms:6.2f} ms"
+                    common.say(
+                        f"  {i + 1}/{n}  raw p50 {common.Dist.of(raw).p50_ms:6.2f} ms  grpc p50 "
+                        f"{common.Dist.of(from_reply['grpc']).p50_ms:6.2f} ms  sse p50 {common.Dist.of(from_reply['sse']).p50_ms:6.2f} ms"
                     )
                 await asyncio.sleep(self.args.pause)
         finally:
@@ -509,15 +469,19 @@ class Bench:
                 await sub.stop()
         out = self.results.latency
         out.append(
-            LatencyResult("raw-kafka", "raw aiokafka produce -> consume", "produce call", Dist.of(raw))
+            LatencyResult("raw-kafka", "raw aiokafka produce -> consume", "produce call", common.Dist.of(raw))
         )
         labels = {"grpc": "gRPC SubscribeEvents (direct)", "sse": "SSE via Envoy"}
         for name in ("grpc", "sse"):
             out.append(
-                LatencyResult(name, labels[name], "CreateAgent reply", Dist.of(from_reply[name]), lost[name])
+                LatencyResult(
+                    name, labels[name], "CreateAgent reply", common.Dist.of(from_reply[name]), lost[name]
+                )
             )
             out.append(
-                LatencyResult(name, labels[name], "CreateAgent issued", Dist.of(from_issue[name]), lost[name])
+                LatencyResult(
+                    name, labels[name], "CreateAgent issued", common.Dist.of(from_issue[name]), lost[name]
+                )
             )
 
     async def throughput(self) -> None:
@@ -534,7 +498,7 @@ class Bench:
         records = [to_kafka_record(e) for e in events]
         assert all(r.topic == CUSTOM_TOPIC for r in records)
         size = statistics.fmean(len(r.value) for r in records)
-        say(f"throughput: {k} Godel envelopes ({size:.0f} B each) straight into {CUSTOM_TOPIC}")
+        common.say(f"throughput: {k} Godel envelopes ({size:.0f} B each) straight into {CUSTOM_TOPIC}")
         base = await self.last_sequence()
         started = time.perf_counter()
         futures = [
@@ -547,7 +511,7 @@ class Bench:
         stored = await self.count_stored(event_type)
         if stored != k:
             raise RuntimeError(f"kafka-ingest: {stored} of {k} burst events stored")
-        say(
+        common.say(
             f"  produced in {produced:.2f}s, all {k} stored after {seconds:.2f}s = {k / seconds:.0f} events/s"
         )
         out.append(ThroughputResult("kafka-ingest", "Kafka -> event store (ingest)", k, seconds, k / seconds))
@@ -556,7 +520,7 @@ class Bench:
         # (one burst takes only ~0.1-0.3 s, so a single one is at the mercy of the scheduler).
         runs = [await self.raw.burst([r.value for r in records]) for _ in range(3)]
         seconds = statistics.median(runs)
-        say(
+        common.say(
             f"  raw aiokafka produce -> consume of {k}: {', '.join(f'{x:.2f}' for x in runs)}s, "
             f"median {seconds:.2f}s = {k / seconds:.0f} records/s"
         )
@@ -565,7 +529,7 @@ class Bench:
         # PublishEvent over gRPC: API, the event service's outbox, Kafka, ingest.
         c = self.args.concurrency
         event_type = f"bench:burst-api-{run}"
-        say(f"throughput: {k} PublishEvent calls, {c} in flight, until all are stored")
+        common.say(f"throughput: {k} PublishEvent calls, {c} in flight, until all are stored")
         base = await self.last_sequence()
         next_i = iter(range(k))
         errors: list[str] = []
@@ -592,7 +556,7 @@ class Bench:
         stored = await self.count_stored(event_type)
         if stored != k:
             raise RuntimeError(f"publish-api: {stored} of {k} published events stored")
-        say(
+        common.say(
             f"  answered in {answered:.2f}s, all {k} stored after {seconds:.2f}s = {k / seconds:.0f} events/s"
         )
         out.append(
@@ -601,27 +565,31 @@ class Bench:
 
     async def idle_cpu_rate(self, seconds: float = 3.0) -> float:
         """CPU seconds per second the event service spends with nothing to do (Kafka polls, timers)."""
-        cpu0, wall0 = cpu_seconds(self.event_pid), time.perf_counter()
+        cpu0, wall0 = common.cpu_seconds(self.event_pid), time.perf_counter()
         await asyncio.sleep(seconds)
-        return (cpu_seconds(self.event_pid) - cpu0) / (time.perf_counter() - wall0)
+        return (common.cpu_seconds(self.event_pid) - cpu0) / (time.perf_counter() - wall0)
 
     async def fanout(self) -> None:
         self.results.event_service_idle_cpu = await self.idle_cpu_rate()
-        say(f"fan-out: event service idle CPU {self.results.event_service_idle_cpu * 1000:.1f} ms/s")
+        common.say(f"fan-out: event service idle CPU {self.results.event_service_idle_cpu * 1000:.1f} ms/s")
         for count in self.args.fanout:
             arrivals = Arrivals()
             channels = [grpc.aio.insecure_channel(self.mesh.address("event")) for _ in range(min(count, 10))]
             stubs = [event_service_pb2_grpc.EventServiceStub(ch) for ch in channels]
             subs = [grpc_subscriber(f"s{i}", stubs[i % len(stubs)], self.key, arrivals) for i in range(count)]
             n = self.args.fanout_samples
-            say(f"fan-out: {count} gRPC subscribers, {n} CreateAgent samples")
+            common.say(f"fan-out: {count} gRPC subscribers, {n} CreateAgent samples")
             per_delivery: list[float] = []
             slowest: list[float] = []
             lost = 0
             try:
                 await wait_ready(subs, timeout=60)
                 await asyncio.sleep(1.0)  # let the subscribers' first heartbeats pass
-                cpu0, client0, wall0 = cpu_seconds(self.event_pid), time.process_time(), time.perf_counter()
+                cpu0, client0, wall0 = (
+                    common.cpu_seconds(self.event_pid),
+                    time.process_time(),
+                    time.perf_counter(),
+                )
                 for _ in range(n):
                     agent_id, _issued, answered = await self.create_agent()
                     got = await arrivals.wait(agent_id, count, DELIVERY_TIMEOUT)
@@ -633,7 +601,7 @@ class Bench:
                     if lost > MAX_LOST_FRACTION * n * count:
                         raise RuntimeError(f"fan-out {count}: {lost} deliveries lost")
                     await asyncio.sleep(self.args.pause)
-                cpu = cpu_seconds(self.event_pid) - cpu0
+                cpu = common.cpu_seconds(self.event_pid) - cpu0
                 client = time.process_time() - client0
                 wall = time.perf_counter() - wall0
             finally:
@@ -645,14 +613,14 @@ class Bench:
                 subscribers=count,
                 samples=n,
                 lost_deliveries=lost,
-                per_delivery=Dist.of(per_delivery),
-                slowest=Dist.of(slowest),
+                per_delivery=common.Dist.of(per_delivery),
+                slowest=common.Dist.of(slowest),
                 event_service_cpu_ms_per_event=(cpu - self.results.event_service_idle_cpu * wall) / n * 1000,
                 event_service_cpu_s=cpu,
                 wall_s=wall,
                 client_cpu_ms_per_event=client / n * 1000,
             )
-            say(
+            common.say(
                 f"  p50 {result.per_delivery.p50_ms:6.2f} ms  p99 {result.per_delivery.p99_ms:7.2f} ms  "
                 f"slowest-subscriber p99 {result.slowest.p99_ms:7.2f} ms  "
                 f"event-service CPU {result.event_service_cpu_ms_per_event:.2f} ms/event"
@@ -663,7 +631,9 @@ class Bench:
 async def run_benchmark(mesh: Mesh, kafka: KafkaBroker, api_key: str, args: argparse.Namespace) -> Results:
     bench = Bench(mesh, kafka, api_key, args)
     try:
-        say(f"warm-up: {args.warmup} CreateAgent -> subscriber and {args.warmup} raw Kafka round trips")
+        common.say(
+            f"warm-up: {args.warmup} CreateAgent -> subscriber and {args.warmup} raw Kafka round trips"
+        )
         await bench.warm_up()
         if "latency" in args.phases:
             await bench.latency()
@@ -677,30 +647,6 @@ async def run_benchmark(mesh: Mesh, kafka: KafkaBroker, api_key: str, args: argp
 
 
 # -- reporting ---------------------------------------------------------------------------------------
-
-
-def machine_facts(backend: str, pg: PostgresServer | None) -> dict[str, Any]:
-    cpu_model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    facts: dict[str, Any] = {
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-        "httpx": httpx.__version__,
-        "aiokafka": aiokafka.__version__,
-        "db_backend": backend,
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-    if pg is not None:
-        facts["postgres_port"] = pg.port
-    return facts
 
 
 def ratios(results: Results) -> dict[str, float]:
@@ -788,14 +734,6 @@ def print_report(facts: dict[str, Any], args: argparse.Namespace, results: Resul
 # -- orchestration -----------------------------------------------------------------------------------
 
 
-class Interrupted(Exception):
-    """SIGTERM: unwind through the finally blocks like Ctrl-C does."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(f"signal {signum}")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Event-plane latency (commit -> gRPC/SSE subscriber), ingest throughput and fan-out "
@@ -820,8 +758,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="write the figures to this JSON file (default bench/results/event_latency-<timestamp>.json)",
     )
     parser.add_argument("--postgres", action="store_true", help="run the services on a local PostgreSQL")
-    parser.add_argument("--home", type=Path, help="working directory (default: a fresh temporary one)")
-    parser.add_argument("--keep", action="store_true", help="keep the working directory (logs, databases)")
+    common.add_home_options(parser)
     args = parser.parse_args(argv)
     try:
         args.fanout = [int(x) for x in args.fanout.split(",") if x.strip()]
@@ -841,52 +778,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    home = (args.home or Path(tempfile.mkdtemp(prefix="godel-bench-events-"))).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    backend = (
-        "PostgreSQL (asyncpg; fsync, synchronous_commit, full_page_writes off)"
-        if args.postgres
-        else "SQLite (aiosqlite; WAL, synchronous=NORMAL; one file per service)"
-    )
-    say(f"working directory {home}")
-    load1 = os.getloadavg()[0]
-    if load1 > 0.75 * len(os.sched_getaffinity(0)):
-        say(f"warning: 1-minute load average is {load1:.2f} before starting; the figures will be noisy")
-
-    kafka: KafkaBroker | None = None
-    pg: PostgresServer | None = None
-    mesh: Mesh | None = None
-    started = time.monotonic()
-    try:
-        say("starting Kafka (KRaft) ...")
-        kafka = KafkaBroker(home / "kafka").start()
-        database_url: str | None = None
-        if args.postgres:
-            say("starting PostgreSQL ...")
-            pg = PostgresServer(home / "pg").start()
-            pg.wait_ready()
-            database_url = pg.url()
-        kafka.wait_ready()
-        say(f"Kafka on {kafka.bootstrap}")
-        mesh = Mesh(home / "mesh", kafka.bootstrap, ports=MeshPorts.free(), database_url=database_url)
-        mesh.logs.mkdir(parents=True, exist_ok=True)
-        api_key = mesh.create_api_key("bench-admin", "admin")
-        assert api_key is not None
-        say("starting the mesh ...")
-        mesh.start(progress=True)
-        say(f"mesh up after {time.monotonic() - started:.1f}s")
-
-        facts = machine_facts(backend, pg)
-        results = asyncio.run(run_benchmark(mesh, kafka, api_key, args))
-        facts["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    with common.Run(args.home, keep=args.keep, prefix="godel-bench-events-", postgres=args.postgres) as run:
+        mesh, api_key = run.start(echo=False)
+        assert run.kafka is not None
+        facts = common.machine_facts(run.backend, libraries=(httpx, aiokafka))
+        if run.pg is not None:
+            facts["postgres_port"] = run.pg.port
+        results = asyncio.run(run_benchmark(mesh, run.kafka, api_key, args))
+        facts["load_avg_at_end"] = common.load_avg()
         facts["event_bytes"] = results.event_bytes
         print_report(facts, args, results)
-        out = args.json or (
-            Path(__file__).resolve().parent
-            / "results"
-            / f"event_latency-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-        )
         payload = {
             "machine": facts,
             "config": {
@@ -906,29 +807,9 @@ def main(argv: list[str] | None = None) -> int:
             "event_service_idle_cpu_ms_per_s": results.event_service_idle_cpu * 1000,
             "ratios": ratios(results),
         }
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(payload, indent=2) + "\n")
-        say(f"figures written to {out}")
+        common.write_json(args.json or common.results_path("event_latency"), payload)
         return 0
-    except (KeyboardInterrupt, Interrupted):
-        say("interrupted: stopping everything")
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the clean-up
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if mesh is not None:
-            mesh.stop()
-        if kafka is not None:
-            kafka.stop()
-        if pg is not None:
-            pg.stop()
-        say(f"stopped everything ({time.monotonic() - started:.1f}s in total)")
-        if args.keep or args.home:
-            say(f"kept {home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return 130  # interrupted (Ctrl-C or SIGTERM); everything is stopped
 
 
 if __name__ == "__main__":

@@ -21,38 +21,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import itertools
-import json
-import os
-import platform
-import shutil
-import signal
-import statistics
-import subprocess
-import sys
-import tempfile
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import httpx
 
 from godel.v1 import agent_service_pb2, agent_service_pb2_grpc
-from godel_deploy.envoy import envoy_binary
-from godel_deploy.kafka import KafkaBroker
-from godel_deploy.mesh import Mesh, MeshPorts
-from godel_deploy.ports import LOOPBACK, free_port, port_open
-from godel_deploy.postgres import PostgresServer
-from godel_deploy.process import ManagedProcess
+from godel_deploy.mesh import Mesh
+from godel_deploy.ports import LOOPBACK
 
-BENCH_DIR = Path(__file__).resolve().parent
-ECHO_METHOD = "/bench.Echo/Echo"  # served by bench/echo_server.py
+if TYPE_CHECKING:
+    from bench import common
+else:
+    import common
+
 RPC_TIMEOUT = 30.0
 MAX_ERROR_FRACTION = 0.05  # a phase with more failed calls than this is reported as failed
 
@@ -65,32 +51,11 @@ TARGETS: tuple[tuple[str, str, str], ...] = (
     ("get-direct", "direct gRPC", "GetAgent"),
 )
 LABELS = {key: f"{label} {op}" for key, label, op in TARGETS}
-
-Call = Callable[[int], Awaitable[None]]
-
-
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+# a call failing with one of these counts as an error of its phase; anything else aborts the run
+CALL_FAILURES = (grpc.aio.AioRpcError, httpx.HTTPError, ValueError, KeyError)
 
 
 # -- measurement -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Batch:
-    """What one run of `drive` saw."""
-
-    latencies: list[float] = field(default_factory=list)  # seconds, successful calls only
-    errors: list[str] = field(default_factory=list)
-    wall: float = 0.0  # seconds from the first call issued to the last one answered
-    client_cpu: float = 0.0  # CPU seconds of this (client) process, all threads, meanwhile
-
-    def __iadd__(self, other: Batch) -> Batch:
-        self.latencies += other.latencies
-        self.errors += other.errors
-        self.wall += other.wall
-        self.client_cpu += other.client_cpu
-        return self
 
 
 @dataclass
@@ -114,56 +79,32 @@ class PhaseResult:
     first_error: str = ""
 
 
-def summarise(target: str, mode: str, concurrency: int, requests: int, batch: Batch) -> PhaseResult:
-    ms = [x * 1000.0 for x in batch.latencies]
-    nan = float("nan")
-    if len(ms) >= 2:
-        cuts = statistics.quantiles(ms, n=100, method="inclusive")
-        p50, p90, p99 = cuts[49], cuts[89], cuts[98]
-    else:
-        p50 = p90 = p99 = ms[0] if ms else nan
+def summarise(target: str, mode: str, concurrency: int, requests: int, batch: common.Batch) -> PhaseResult:
+    dist = common.Dist.of(batch.latencies)
     return PhaseResult(
         target=target,
         label=LABELS[target],
         mode=mode,
         concurrency=concurrency,
         requests=requests,
-        ok=len(ms),
+        ok=dist.n,
         errors=len(batch.errors),
         wall_s=batch.wall,
-        throughput_rps=len(ms) / batch.wall if batch.wall > 0 else nan,
-        p50_ms=p50,
-        p90_ms=p90,
-        p99_ms=p99,
-        mean_ms=statistics.fmean(ms) if ms else nan,
-        min_ms=min(ms) if ms else nan,
-        max_ms=max(ms) if ms else nan,
+        throughput_rps=batch.throughput_rps,
+        p50_ms=dist.p50_ms,
+        p90_ms=dist.p90_ms,
+        p99_ms=dist.p99_ms,
+        mean_ms=dist.mean_ms,
+        min_ms=dist.min_ms,
+        max_ms=dist.max_ms,
         client_cpu_us_per_call=batch.client_cpu / requests * 1e6,
         first_error=batch.errors[0] if batch.errors else "",
     )
 
 
-async def drive(call: Call, requests: int, concurrency: int) -> Batch:
-    """Issue exactly `requests` calls from `concurrency` workers (a bounded loop) and time each."""
-    counter: Iterator[int] = itertools.count()
-    batch = Batch()
-
-    async def worker() -> None:
-        while (i := next(counter)) < requests:
-            started = time.perf_counter()
-            try:
-                await call(i)
-            except (grpc.aio.AioRpcError, httpx.HTTPError, ValueError, KeyError) as exc:
-                batch.errors.append(f"{type(exc).__name__}: {exc}"[:300])
-                continue
-            batch.latencies.append(time.perf_counter() - started)
-
-    cpu = time.process_time()
-    started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(min(concurrency, requests))))
-    batch.wall = time.perf_counter() - started
-    batch.client_cpu = time.process_time() - cpu
-    return batch
+async def drive(call: common.Call, requests: int, concurrency: int) -> common.Batch:
+    """`common.drive`, counting `CALL_FAILURES` as failed calls."""
+    return await common.drive(call, requests, concurrency, failures=CALL_FAILURES)
 
 
 # -- the calls -------------------------------------------------------------------------------------
@@ -181,7 +122,7 @@ class Clients:
         self.echo_channel = grpc.aio.insecure_channel(f"{LOOPBACK}:{echo_port}")
         self.direct_channel = grpc.aio.insecure_channel(mesh.address("agent"))
         self.gateway_channel = grpc.aio.insecure_channel(mesh.gateway_address)
-        self.echo = self.echo_channel.unary_unary(ECHO_METHOD)  # bytes in, bytes out
+        self.echo = self.echo_channel.unary_unary(common.ECHO_METHOD)  # bytes in, bytes out
         self.direct = agent_service_pb2_grpc.AgentServiceStub(self.direct_channel)
         self.gateway = agent_service_pb2_grpc.AgentServiceStub(self.gateway_channel)
         self.rest_url = f"{mesh.gateway_url}/api/v1/agents"
@@ -221,8 +162,8 @@ class Clients:
             agent_service_pb2.GetAgentRequest(id=agent_id), metadata=self.metadata, timeout=RPC_TIMEOUT
         )
 
-    def call(self, target: str) -> Call:
-        calls: dict[str, Call] = {
+    def call(self, target: str) -> common.Call:
+        calls: dict[str, common.Call] = {
             "echo": self.call_echo,
             "grpc-direct": self.call_grpc_direct,
             "grpc-gateway": self.call_grpc_gateway,
@@ -266,7 +207,7 @@ async def settle(mesh: Mesh, pause: float, limit: float = 15.0) -> None:
     waited = time.monotonic() - started
     if waited > 1.0:
         left = f", {pending:.0f} events still pending" if pending else ""
-        say(f"  (waited {waited:.1f}s for the agent outbox to drain{left})")
+        common.say(f"  (waited {waited:.1f}s for the agent outbox to drain{left})")
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -284,7 +225,7 @@ async def run_benchmark(
         # Warm-up: connections, Envoy clusters, SQLAlchemy pools and caches, the auth cache.
         # The direct warm-up creates also give GetAgent some ids to read. Warmed up with
         # `concurrency` in flight so the HTTP/1.1 pool already holds its connections.
-        say(f"warm-up: {args.warmup} calls per target")
+        common.say(f"warm-up: {args.warmup} calls per target")
         for key, _label, _op in TARGETS:
             warm = await drive(clients.call(key), max(args.warmup, 1), args.concurrency)
             if warm.errors:
@@ -296,17 +237,17 @@ async def run_benchmark(
         # over all targets instead of penalising whichever target happens to run last.
         batches = split(args.requests, args.rounds)
         for mode, concurrency in (("sequential", 1), ("concurrent", args.concurrency)):
-            say(
+            common.say(
                 f"{mode} phase: {concurrency} in flight, {args.requests} calls per target "
                 f"in {len(batches)} interleaved rounds"
             )
-            totals = {key: Batch() for key, _l, _o in TARGETS}
+            totals = {key: common.Batch() for key, _l, _o in TARGETS}
             for number, size in enumerate(batches, 1):
                 for key, _label, _op in TARGETS:
                     batch = await drive(clients.call(key), size, concurrency)
                     totals[key] += batch
                     part = summarise(key, mode, concurrency, size, batch)
-                    say(
+                    common.say(
                         f"  {mode:<10} round {number}/{len(batches)}  {LABELS[key]:<27} {size:>5} calls  "
                         f"p50 {part.p50_ms:7.2f} ms  p99 {part.p99_ms:8.2f} ms  {part.throughput_rps:7.1f} req/s"
                         + (f"  errors {part.errors}" if part.errors else "")
@@ -325,42 +266,6 @@ async def run_benchmark(
 
 
 # -- reporting ---------------------------------------------------------------------------------------
-
-
-def machine_facts(backend: str, pg: PostgresServer | None) -> dict[str, Any]:
-    cpu_model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    facts: dict[str, Any] = {
-        "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
-        "cpu_model": cpu_model,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "grpcio": grpc.__version__,
-        "httpx": httpx.__version__,
-        "db_backend": backend,
-        "load_avg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-    with contextlib.suppress(OSError, RuntimeError, IndexError):
-        out = subprocess.run(
-            [str(envoy_binary()), "--version"], capture_output=True, text=True, timeout=10, check=False
-        ).stdout
-        facts["envoy"] = out.split("version:")[1].split("/")[1]
-    if pg is not None:
-        with contextlib.suppress(OSError):
-            out = subprocess.run(
-                [str(pg.bin_dir / "postgres"), "--version"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=False,
-            ).stdout
-            facts["postgres"] = out.strip()
-    return facts
 
 
 def ratio_lines(results: list[PhaseResult]) -> list[str]:
@@ -451,28 +356,6 @@ def print_report(facts: dict[str, Any], args: argparse.Namespace, results: list[
 # -- orchestration -----------------------------------------------------------------------------------
 
 
-class Interrupted(Exception):
-    """SIGTERM: unwind through the finally blocks like Ctrl-C does."""
-
-
-def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    raise Interrupted(f"signal {signum}")
-
-
-def create_api_key(mesh: Mesh) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "godel_server", "keys", "create", "--name", "bench-admin"],
-        env=mesh.env("cluster"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"creating an API key failed:\n{result.stdout}{result.stderr}")
-    return result.stdout.strip()
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Baseline CreateAgent (spawn) latency: REST via Envoy, gRPC via Envoy, direct gRPC, "
@@ -494,8 +377,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0.5,
         help="pause (s) after each mesh phase, then wait (max 15 s) for the agent outbox to drain (0.5)",
     )
-    parser.add_argument("--home", type=Path, help="working directory (default: a fresh temporary one)")
-    parser.add_argument("--keep", action="store_true", help="keep the working directory (logs, databases)")
+    common.add_home_options(parser)
     args = parser.parse_args(argv)
     if args.requests < 1 or args.concurrency < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--requests, --concurrency and --rounds must be >= 1, --warmup >= 0")
@@ -506,54 +388,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    home = (args.home or Path(tempfile.mkdtemp(prefix="godel-bench-"))).resolve()
-    home.mkdir(parents=True, exist_ok=True)
-    backend = (
-        "PostgreSQL (asyncpg; fsync, synchronous_commit, full_page_writes off)"
-        if args.postgres
-        else "SQLite (aiosqlite; WAL, synchronous=NORMAL; one file per service)"
-    )
-    say(f"working directory {home}")
-    load1 = os.getloadavg()[0]
-    if load1 > 0.75 * len(os.sched_getaffinity(0)):
-        say(f"warning: 1-minute load average is {load1:.2f} before starting; the figures will be noisy")
-
-    kafka: KafkaBroker | None = None
-    pg: PostgresServer | None = None
-    mesh: Mesh | None = None
-    echo: ManagedProcess | None = None
-    started = time.monotonic()
-    try:
-        echo_port = free_port()
-        echo = ManagedProcess(
-            [sys.executable, str(BENCH_DIR / "echo_server.py"), str(echo_port)],
-            home / "echo-server.log",
-            name="echo-server",
-        ).start()
-
-        say("starting Kafka (KRaft) ...")
-        kafka = KafkaBroker(home / "kafka").start()
-        database_url: str | None = None
-        if args.postgres:
-            say("starting PostgreSQL ...")
-            pg = PostgresServer(home / "pg").start()
-            pg.wait_ready()
-            database_url = f"postgresql+asyncpg://postgres@{LOOPBACK}:{pg.port}"
-        kafka.wait_ready()
-        echo.wait_for(lambda: port_open(echo_port), 30, f"echo server on {LOOPBACK}:{echo_port}")
-        say(f"echo server on {LOOPBACK}:{echo_port}; Kafka on {kafka.bootstrap}")
-
-        mesh = Mesh(home / "mesh", kafka.bootstrap, ports=MeshPorts.free(), database_url=database_url)
-        api_key = create_api_key(mesh)
-        say("starting the mesh ...")
-        mesh.start(progress=True)
-        say(f"mesh up after {time.monotonic() - started:.1f}s")
-
-        facts = machine_facts(backend, pg)
-        results, request_bytes = asyncio.run(run_benchmark(mesh, echo_port, api_key, args))
+    with common.Run(args.home, keep=args.keep, prefix="godel-bench-", postgres=args.postgres) as run:
+        mesh, api_key = run.start(echo=True)
+        facts = common.machine_facts(run.backend, libraries=(httpx,), envoy=True, pg=run.pg)
+        results, request_bytes = asyncio.run(run_benchmark(mesh, run.echo_port, api_key, args))
         facts["request_bytes"] = request_bytes
-        facts["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        facts["load_avg_at_end"] = common.load_avg()
         print_report(facts, args, results)
         if args.json:
             payload = {
@@ -569,31 +409,9 @@ def main(argv: list[str] | None = None) -> int:
                 "results": [asdict(r) for r in results],
                 "ratios": ratios_json(results),
             }
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(payload, indent=2) + "\n")
-            say(f"figures written to {args.json}")
+            common.write_json(args.json, payload)
         return 0
-    except (KeyboardInterrupt, Interrupted):
-        say("interrupted: stopping everything")
-        return 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not skip the clean-up
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        if mesh is not None:
-            mesh.stop()
-        if kafka is not None:
-            kafka.stop()
-        if pg is not None:
-            pg.stop()
-        if echo is not None:
-            echo.stop(timeout=5)
-        say(f"stopped everything ({time.monotonic() - started:.1f}s in total)")
-        if args.keep or args.home:
-            say(f"kept {home}")
-        else:
-            shutil.rmtree(home, ignore_errors=True)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    return 130  # interrupted (Ctrl-C or SIGTERM); everything is stopped
 
 
 if __name__ == "__main__":
