@@ -40,6 +40,17 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
     await database.close()
 
 
+@pytest.fixture
+async def pg_db(postgres: PostgresServer) -> AsyncIterator[Database]:
+    """PostgreSQL only: partitions are a PostgreSQL feature."""
+    url = postgres.url(f"ev_{uuid.uuid4().hex[:10]}")
+    await ensure_postgres_database(url)
+    database = Database(url)
+    await upgrade(database, MIGRATIONS)
+    yield database
+    await database.close()
+
+
 def _event(kind: str, *, agent_id: str = "", component: str = "test") -> event_pb2.Event:
     return new_event(kind, {"n": 1}, partition_key=agent_id or "k", component=component, agent_id=agent_id)
 
@@ -49,9 +60,8 @@ async def _append(db: Database, events: list[event_pb2.Event]) -> list[event_pb2
         return await EventStore(session).append(events)
 
 
-async def test_postgres_events_table_is_partitioned_by_day_with_partitions_ahead(db: Database) -> None:
-    if db.is_sqlite:
-        pytest.skip("partitions are a PostgreSQL feature")
+async def test_postgres_events_table_is_partitioned_by_day_with_partitions_ahead(pg_db: Database) -> None:
+    db = pg_db
     async with db.session() as session:
         assert await partitions.is_partitioned(session)
         names = await partitions.partitions(session)
