@@ -101,8 +101,10 @@ class OutboxRelay:
             # by a Kafka round trip.
             async with self._db.reader() as session:
                 rows = (await session.execute(query)).mappings().all()
-            if rows:
-                await self._send(rows)
+            if not rows:
+                OUTBOX_PENDING.set(0)
+                return 0  # no write transaction: it would queue behind (and delay) the RPCs' writes
+            await self._send(rows)
             async with self._db.session() as session:
                 return await self._delete(session, rows)
         # PostgreSQL: replicas share the table; SKIP LOCKED gives each relay its own rows.
