@@ -1,14 +1,13 @@
-"""The run coordinator of one agent-service replica.
+"""The run coordinator of one agent-service replica: it schedules the agents it owns onto
+workers and turns what workers report into agent state.
 
-- Ownership: a replica owns the agents whose run requests it consumed (Kafka group
-  `godel-agent-runners`) and renews a lease in `agent_replicas`. When a replica's lease lapses,
-  the others claim its agents: a run its worker still executes is adopted, a lost one restarted.
-- Scheduling: an owned agent that needs a run is assigned to the connected worker with the most
+- Ownership and failover: `leases.py` (a replica owns the agents whose run requests it consumed
+  from the Kafka group `godel-agent-runners`, and takes over those of dead replicas).
+- Scheduling (here): an owned agent that needs a run goes to the connected worker with the most
   free slots; each run is a new session.
-- Supervision: worker updates drive the agent state machine; runs that vanish with their worker,
-  stop being reported (stuck) or stop making progress fail and are retried with exponential backoff
-  up to `max_retries`; the desired state in the database (paused, killed) is reconciled with what
-  the worker reports.
+- Worker reports (here): updates drive the agent state machine; failures are retried with
+  exponential backoff up to `max_retries`; token usage is charged by `budget.py`.
+- Supervision: `supervisor.py` (lost, stuck and adopted runs; desired state pushed to workers).
 """
 
 from __future__ import annotations
@@ -23,25 +22,26 @@ from datetime import UTC, timedelta
 from typing import Any
 
 from prometheus_client import Counter
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import worker_service_pb2 as wpb
-from godel_server.agent.lifecycle import LIVE, can
+from godel_server.agent.budget import Budgets, Charge
+from godel_server.agent.leases import ReplicaLeases
+from godel_server.agent.lifecycle import can
 from godel_server.agent.logstore import LogLine, LogStore
 from godel_server.agent.mapping import config_from_dict
-from godel_server.agent.models import AgentRow, ReplicaRow, SessionMessageRow, SessionRow
+from godel_server.agent.models import AgentRow, SessionMessageRow, SessionRow
 from godel_server.agent.pricing import PriceTable
 from godel_server.agent.state import AgentStateStore
-from godel_server.agent.workers import ALIVE_RUN_STATES, WorkerConnection, WorkerRegistry
+from godel_server.agent.supervisor import RunSupervisor
+from godel_server.agent.workers import WorkerConnection, WorkerRegistry
 from godel_server.runtime.config import Settings
 from godel_server.runtime.errors import AgentNotFoundError
 from godel_server.runtime.events import utcnow
 
 log = logging.getLogger(__name__)
 
-COST = Counter("godel_agent_cost_dollars", "Spend of agents in USD, from token usage", ["model"])
-TOKENS = Counter("godel_agent_tokens_total", "Tokens used by agents", ["model", "kind"])
 RUNS = Counter("godel_agent_runs_total", "Runs by outcome", ["outcome"])
 
 LEVELS = {
@@ -54,8 +54,6 @@ LEVELS = {
     6: "FATAL",
 }
 MAX_BACKOFF = 60.0
-SUPERVISE_SECONDS = 1.0
-UNOWNED_GRACE = timedelta(seconds=30)
 FINAL_RUN_STATES = {wpb.RUN_STATE_SUCCEEDED, wpb.RUN_STATE_FAILED, wpb.RUN_STATE_KILLED}
 
 AfterCommit = list[Callable[[], Any]]
@@ -82,28 +80,31 @@ class RunCoordinator:
         registry: WorkerRegistry,
     ) -> None:
         self.replica_id = settings.instance_id
-        self._address = settings.grpc_address
         self._settings = settings
         self._store = store
         self._db = store.db
+        self._leases = ReplicaLeases(
+            store.db, self.replica_id, settings.grpc_address, settings.agent_lease_seconds
+        )
         self._logs = logs
         self.registry = registry
-        self._prices = PriceTable.from_setting(settings.model_prices)
+        self._budgets = Budgets(store, PriceTable.from_setting(settings.model_prices))
         self._pending: set[str] = set()
         self._wake = asyncio.Event()
         self._rejected: dict[str, set[str]] = {}
-        self._adopted: set[str] = set()
-        self._missing: dict[str, float] = {}
+        self._supervisor = RunSupervisor(
+            settings, store.db, registry, spawn=self._spawn, on_lost=self._run_lost
+        )
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
 
     # ---- lifecycle of the coordinator -------------------------------------------------------
     async def start(self) -> None:
-        await self._renew_lease()
+        await self._leases.renew()
         self._tasks = [
             asyncio.create_task(self._lease_loop(), name="agent-lease"),
             asyncio.create_task(self._schedule_loop(), name="agent-scheduler"),
-            asyncio.create_task(self._supervise_loop(), name="agent-supervisor"),
+            asyncio.create_task(self._supervisor.run(), name="agent-supervisor"),
         ]
 
     async def stop(self) -> None:
@@ -114,10 +115,7 @@ class RunCoordinator:
                 await task
         # Hand the agents over at once instead of waiting for the lease to lapse.
         with contextlib.suppress(Exception):
-            async with self._db.session() as session:
-                await session.execute(
-                    update(ReplicaRow).where(ReplicaRow.id == self.replica_id).values(lease_until=utcnow())
-                )
+            await self._leases.release()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -134,64 +132,21 @@ class RunCoordinator:
             self._wake.set()
 
     # ---- leases and failover ----------------------------------------------------------------
-    async def _renew_lease(self) -> None:
-        now = utcnow()
-        until = now + timedelta(seconds=self._settings.agent_lease_seconds)
-        async with self._db.session() as session:
-            result = await session.execute(
-                update(ReplicaRow).where(ReplicaRow.id == self.replica_id).values(lease_until=until)
-            )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
-                session.add(
-                    ReplicaRow(id=self.replica_id, address=self._address, started_at=now, lease_until=until)
-                )
-
     async def _lease_loop(self) -> None:
-        interval = max(0.2, self._settings.agent_lease_seconds / 4)
+        interval = max(0.2, self._leases.lease_seconds / 4)
         while True:
             await asyncio.sleep(interval)
             try:
-                await self._renew_lease()
-                await self._claim_orphaned_agents()
+                await self._leases.renew()
+                claimed = await self._leases.claim_orphans()
+                if claimed:
+                    log.warning(
+                        "claimed agents of a dead replica",
+                        extra={"count": len(claimed), "replica": self.replica_id},
+                    )
+                    await self._take_over(claimed)
             except Exception:
                 log.exception("lease renewal or failover scan failed")
-
-    async def _claim_orphaned_agents(self) -> None:
-        now = utcnow()
-        live = select(ReplicaRow.id).where(ReplicaRow.lease_until > now)
-        needs_owner = or_(
-            AgentRow.lifecycle_state.in_(LIVE),
-            and_(AgentRow.lifecycle_state == "failed", AgentRow.next_attempt_at.is_not(None)),
-        )
-        async with self._db.reader() as session:
-            rows = (
-                await session.execute(
-                    select(AgentRow.id, AgentRow.owner).where(
-                        needs_owner,
-                        or_(
-                            and_(AgentRow.owner.is_not(None), AgentRow.owner.not_in(live)),
-                            and_(AgentRow.owner.is_(None), AgentRow.updated_at < now - UNOWNED_GRACE),
-                        ),
-                    )
-                )
-            ).all()
-        claimed: list[str] = []
-        for agent_id, old_owner in rows:
-            async with self._db.session() as session:
-                owner_matches = AgentRow.owner.is_(None) if old_owner is None else AgentRow.owner == old_owner
-                result = await session.execute(
-                    update(AgentRow)
-                    .where(AgentRow.id == agent_id, owner_matches)
-                    .values(owner=self.replica_id)
-                    .execution_options(synchronize_session=False)
-                )
-            if result.rowcount:  # type: ignore[attr-defined]
-                claimed.append(agent_id)
-        if claimed:
-            log.warning(
-                "claimed agents of a dead replica", extra={"count": len(claimed), "replica": self.replica_id}
-            )
-            await self._take_over(claimed)
 
     async def _take_over(self, agent_ids: list[str]) -> None:
         async with self._db.reader() as session:
@@ -206,19 +161,7 @@ class RunCoordinator:
 
     async def claim(self, session: AsyncSession, agent_id: str) -> bool:
         """Takes ownership of an agent whose run was requested (inside the consumer's transaction)."""
-        live = select(ReplicaRow.id).where(ReplicaRow.lease_until > utcnow())
-        result = await session.execute(
-            update(AgentRow)
-            .where(
-                AgentRow.id == agent_id,
-                AgentRow.run_id.is_(None),
-                AgentRow.lifecycle_state.in_(("initializing", "failed")),
-                or_(AgentRow.owner.is_(None), AgentRow.owner == self.replica_id, AgentRow.owner.not_in(live)),
-            )
-            .values(owner=self.replica_id)
-            .execution_options(synchronize_session=False)
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return await self._leases.claim(session, agent_id)
 
     # ---- scheduling -------------------------------------------------------------------------
     async def _schedule_loop(self) -> None:
@@ -323,7 +266,7 @@ class RunCoordinator:
         except (_Skip, AgentNotFoundError):
             return True
         conn.free -= 1
-        self._adopted.add(run_id)
+        self._supervisor.adopted.add(run_id)
         conn.send(wpb.ConnectResponse(assign=assignment))
         log.info("run assigned", extra={"agentId": agent_id, "runId": run_id, "workerId": conn.worker_id})
         return True
@@ -575,147 +518,26 @@ class RunCoordinator:
             )
 
     async def on_usage(self, conn: WorkerConnection, usage: wpb.RunUsage) -> None:
-        after: AfterCommit = []
+        async def change(session: AsyncSession, row: AgentRow) -> tuple[Charge, str | None]:
+            return await self._budgets.charge(session, row, usage), row.run_id
 
-        async def change(session: AsyncSession, row: AgentRow) -> None:
-            after.clear()
-            model = usage.model or row.model
-            cost = self._prices.cost(model, usage.prompt_tokens, usage.completion_tokens)
-            row.prompt_tokens = (row.prompt_tokens or 0) + usage.prompt_tokens
-            row.completion_tokens = (row.completion_tokens or 0) + usage.completion_tokens
-            row.budget_consumed = (row.budget_consumed or 0.0) + cost
-            row.updated_at = utcnow()
-            after.append(lambda: COST.labels(model).inc(cost))
-            after.append(lambda: TOKENS.labels(model, "prompt").inc(usage.prompt_tokens))
-            after.append(lambda: TOKENS.labels(model, "completion").inc(usage.completion_tokens))
-            await self._check_budget(session, row, conn, after)
-
-        with contextlib.suppress(AgentNotFoundError):
-            await self._store.update(usage.agent_id, change)
-        for action in after:
-            action()
-
-    async def _check_budget(
-        self, session: AsyncSession, row: AgentRow, conn: WorkerConnection, after: AfterCommit
-    ) -> None:
-        limit = row.budget_limit
-        if limit is None:
+        try:
+            _, (charge, run_id) = await self._store.update(usage.agent_id, change)
+        except AgentNotFoundError:
             return
-        payload = {
-            "agentId": row.id,
-            "budgetLimit": limit,
-            "budgetConsumed": row.budget_consumed,
-            "percentage": round(100 * row.budget_consumed / limit, 2),
-        }
-        if row.budget_consumed >= 0.8 * limit and not row.budget_warned:
-            row.budget_warned = True
-            await self._store.publisher.publish(session, [self._store.event("budget:warning", row, payload)])
-        if row.budget_consumed >= limit and row.lifecycle_state in LIVE:
-            await self._store.publisher.publish(session, [self._store.event("budget:exceeded", row, payload)])
-            reason = f"budget exceeded: ${row.budget_consumed:.4f} of ${limit:.4f}"
-            row.last_error = reason
-            if can("error", row.lifecycle_state):
-                await self._store.apply(session, row, "error", reason=reason)
-            row.completed_at = utcnow()
-            if row.run_id:
-                run_id, agent_id = row.run_id, row.id
-                after.append(
-                    lambda: self._spawn(
-                        conn.control(run_id, agent_id, wpb.CONTROL_ACTION_KILL, reason=reason)
-                    )
-                )
+        charge.record()
+        if charge.exceeded and run_id:
+            self._spawn(conn.control(run_id, usage.agent_id, wpb.CONTROL_ACTION_KILL, reason=charge.exceeded))
 
     async def on_worker_gone(self, conn: WorkerConnection) -> None:
         log.warning("worker disconnected", extra={"workerId": conn.worker_id})
         self._wake.set()
 
     # ---- supervision ------------------------------------------------------------------------
-    async def _supervise_loop(self) -> None:
-        while True:
-            await asyncio.sleep(SUPERVISE_SECONDS)
-            try:
-                await self._supervise()
-            except Exception:
-                log.exception("supervision pass failed")
-
-    async def _supervise(self) -> None:
-        async with self._db.reader() as session:
-            rows = (
-                await session.execute(
-                    select(
-                        AgentRow.id,
-                        AgentRow.run_id,
-                        AgentRow.worker_id,
-                        AgentRow.lifecycle_state,
-                        AgentRow.run_started_at,
-                    ).where(AgentRow.owner == self.replica_id, AgentRow.run_id.is_not(None))
-                )
-            ).all()
-        now = time.monotonic()
-        s = self._settings
-        current = set()
-        for agent_id, run_id, worker_id, state, _started in rows:
-            if run_id is None:
-                continue
-            current.add(run_id)
-            conn = self.registry.get(worker_id)
-            if conn is None or not conn.has_run(run_id):
-                first = self._missing.setdefault(run_id, now)
-                # A connected worker that never mentioned the run gets the heartbeat timeout.
-                limit = s.worker_lost_grace if conn is None else max(s.worker_lost_grace, s.heartbeat_timeout)
-                if now - first > limit:
-                    why = (
-                        f"worker {worker_id} lost"
-                        if conn is None
-                        else f"worker {worker_id} no longer runs it"
-                    )
-                    await self._run_lost(agent_id, run_id, why)
-                continue
-            self._missing.pop(run_id, None)
-            if run_id not in self._adopted:
-                self._adopted.add(run_id)
-                self._spawn(conn.control(run_id, agent_id, wpb.CONTROL_ACTION_ADOPT))
-                log.info("adopted a run", extra={"agentId": agent_id, "runId": run_id, "workerId": worker_id})
-            status = conn.runs[run_id]
-            if now - conn.seen.get(run_id, now) > s.heartbeat_timeout:
-                await self._run_lost(
-                    agent_id, run_id, f"stuck: no heartbeat for {s.heartbeat_timeout:.0f}s", conn
-                )
-                continue
-            if (
-                s.progress_timeout > 0
-                and status.state == wpb.RUN_STATE_RUNNING
-                and status.HasField("last_progress")
-                and (utcnow() - status.last_progress.ToDatetime(tzinfo=UTC)).total_seconds()
-                > s.progress_timeout
-            ):
-                await self._run_lost(
-                    agent_id, run_id, f"stuck: no progress for {s.progress_timeout:.0f}s", conn
-                )
-                continue
-            self._reconcile(conn, agent_id, run_id, state, status)
-        for run_id in list(self._missing):
-            if run_id not in current:
-                del self._missing[run_id]
-
-    def _reconcile(
-        self, conn: WorkerConnection, agent_id: str, run_id: str, desired: str, status: wpb.RunStatus
-    ) -> None:
-        action: wpb.ControlAction.ValueType | None = None
-        if desired == "paused" and status.state == wpb.RUN_STATE_RUNNING:
-            action = wpb.CONTROL_ACTION_PAUSE
-        elif desired in ("executing", "waiting") and status.state == wpb.RUN_STATE_PAUSED:
-            action = wpb.CONTROL_ACTION_RESUME
-        elif desired in ("killed", "failed", "completed") and status.state in ALIVE_RUN_STATES:
-            action = wpb.CONTROL_ACTION_KILL
-        if action is not None and not conn.awaiting(run_id, action):
-            self._spawn(conn.control(run_id, agent_id, action, reason="reconcile"))
-
     async def _run_lost(
         self, agent_id: str, run_id: str, error: str, conn: WorkerConnection | None = None
     ) -> None:
         log.warning("run lost", extra={"agentId": agent_id, "runId": run_id, "error": error})
-        self._missing.pop(run_id, None)
         if conn is not None:
             self._spawn(conn.control(run_id, agent_id, wpb.CONTROL_ACTION_KILL, reason=error))
         after: AfterCommit = []
