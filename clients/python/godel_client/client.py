@@ -283,25 +283,7 @@ class GodelClient:
         """
         request = agent_service_pb2.StreamAgentLogsRequest(id=id, after_sequence=after_sequence)
         # No deadline: the stream lives as long as the agent runs.
-        call = self._agents.StreamAgentLogs(request, metadata=self._metadata)
-        try:
-            for item in call:
-                kind = item.WhichOneof("item")
-                if kind == "entry":
-                    yield item.entry
-                elif kind == "end":
-                    if item.end.code != 0:
-                        raise make_error(
-                            status_from_number(item.end.code),
-                            item.end.message,
-                            address=self.address,
-                            from_server=True,
-                        )
-                    return
-        except grpc.RpcError as exc:
-            raise self._error(exc) from None
-        finally:
-            call.cancel()
+        yield from self._follow(self._agents.StreamAgentLogs(request, metadata=self._metadata), "entry")
 
     # -- events ----------------------------------------------------------------------------------
 
@@ -349,12 +331,16 @@ class GodelClient:
 
     def _subscription(self, request: event_service_pb2.SubscribeEventsRequest) -> Iterator[event_pb2.Event]:
         # No deadline: a subscription lives as long as the caller keeps reading.
-        call = self._events.SubscribeEvents(request, metadata=self._metadata)
+        yield from self._follow(self._events.SubscribeEvents(request, metadata=self._metadata), "event")
+
+    def _follow(self, call: Any, field: str) -> Iterator[Any]:
+        """Items of a server stream whose messages are `oneof item {<field>, end}`: yields the
+        `field` values, stops at the in-band end (raising when it carries an error)."""
         try:
             for item in call:
                 kind = item.WhichOneof("item")
-                if kind == "event":
-                    yield item.event
+                if kind == field:
+                    yield getattr(item, field)
                 elif kind == "end":
                     if item.end.code != 0:
                         raise make_error(

@@ -4,7 +4,6 @@ agents; partitions of a dead replica move to the others)."""
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
@@ -16,26 +15,12 @@ from godel_server.runtime.topics import RUN_TOPIC
 
 class RunRequestConsumer(EventConsumer):
     group_id = "godel-agent-runners"
+    # Notice a dead replica sooner than the defaults so that its partitions move quickly.
+    kafka_options = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
 
     def __init__(self, db: Database, bootstrap: str, coordinator: RunCoordinator, *, client_id: str) -> None:
         super().__init__(db, bootstrap, [RUN_TOPIC], client_id=client_id)
         self._coordinator = coordinator
-
-    def _new_consumer(self) -> AIOKafkaConsumer:
-        # Notice a dead replica sooner than the defaults so its partitions move quickly.
-        return AIOKafkaConsumer(
-            *self._topics,
-            bootstrap_servers=self._bootstrap,
-            group_id=self.group_id,
-            client_id=self._client_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            isolation_level="read_committed",
-            max_poll_records=500,
-            metadata_max_age_ms=5000,
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=1000,
-        )
 
     async def handle_batch(
         self, session: AsyncSession, events: list[event_pb2.Event]

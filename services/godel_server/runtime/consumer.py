@@ -35,6 +35,8 @@ class EventConsumer(ABC):
     `after_commit` once the transaction has committed."""
 
     group_id: str = "godel"
+    # Extra AIOKafkaConsumer settings of a subclass (e.g. a shorter session timeout).
+    kafka_options: dict[str, int] = {}
 
     def __init__(self, db: Database, bootstrap: str, topics: Sequence[str], *, client_id: str) -> None:
         self._db = db
@@ -74,6 +76,7 @@ class EventConsumer(ABC):
             isolation_level="read_committed",
             max_poll_records=500,
             metadata_max_age_ms=5000,
+            **self.kafka_options,
         )
 
     async def _run(self) -> None:
