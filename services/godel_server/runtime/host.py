@@ -139,7 +139,7 @@ class ServiceHost:
         await self.server.stop(grace=3)
         await self.service.stop(self)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.relay.relay_once(), 3)
+            await asyncio.wait_for(self.relay.relay_once(final=True), 3)
         await self.relay.stop()
         with contextlib.suppress(Exception):
             await self.producer.stop()
