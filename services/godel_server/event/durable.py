@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 from godel.v1 import event_service_pb2
 from godel_server.event.models import SubscriptionRow
 from godel_server.event.options import SubscribeOptions
-from godel_server.event.store import EventFilter
+from godel_server.event.store import EventFilter, attribute_filters
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import FailedPreconditionError, NotFoundError
 from godel_server.runtime.events import set_times, utcnow
@@ -37,15 +37,7 @@ class SubscriptionNotFoundError(NotFoundError):
 
 
 def _filter_of(row: SubscriptionRow) -> EventFilter:
-    return EventFilter(
-        types=tuple(row.patterns),
-        agent_id=row.agent_id,
-        team_id=row.team_id,
-        workflow_id=row.workflow_id,
-        correlation_id=row.correlation_id,
-        trace_id=row.trace_id,
-        source_component=row.source_component,
-    )
+    return EventFilter(types=tuple(row.patterns), **attribute_filters(row))
 
 
 def _is_empty(flt: EventFilter) -> bool:
@@ -104,12 +96,7 @@ class DurableSubscriptions:
                         owner=owner,
                         name=options.name,
                         patterns=list(flt.types),
-                        agent_id=flt.agent_id,
-                        team_id=flt.team_id,
-                        workflow_id=flt.workflow_id,
-                        correlation_id=flt.correlation_id,
-                        trace_id=flt.trace_id,
-                        source_component=flt.source_component,
+                        **attribute_filters(flt),
                         last_sequence=start,
                         created_at=now,
                         updated_at=now,

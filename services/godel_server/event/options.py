@@ -11,7 +11,7 @@ from typing import Any
 
 from godel.v1 import event_service_pb2
 from godel_server.event.hub import BLOCK, DROP, SLIDING
-from godel_server.event.store import EventFilter
+from godel_server.event.store import EventFilter, attribute_filters
 from godel_server.runtime.events import EVENT_TYPE_RE
 from godel_server.runtime.validation import Violations
 
@@ -71,12 +71,7 @@ def from_grpc(request: event_service_pb2.SubscribeEventsRequest) -> SubscribeOpt
     return SubscribeOptions(
         filter=EventFilter(
             types=tuple(request.pattern),
-            agent_id=request.agent_id,
-            team_id=request.team_id,
-            workflow_id=request.workflow_id,
-            correlation_id=request.correlation_id,
-            trace_id=request.trace_id,
-            source_component=request.source_component,
+            **attribute_filters(request),
         ),
         strategy=GRPC_STRATEGIES.get(request.backpressure, SLIDING),
         buffer_size=request.buffer_size or DEFAULT_BUFFER,

@@ -13,7 +13,7 @@ from godel.v1 import event_pb2, event_service_pb2, event_service_pb2_grpc
 from godel_server.event.durable import DurableSubscriptions
 from godel_server.event.hub import SubscriptionHub
 from godel_server.event.options import check_name, check_patterns, from_grpc
-from godel_server.event.store import EventFilter, EventStore
+from godel_server.event.store import EventFilter, EventStore, attribute_filters
 from godel_server.event.streaming import Beat, subscribe
 from godel_server.runtime.context import current_caller
 from godel_server.runtime.db import Database
@@ -55,12 +55,7 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
         size = page_size(request.page_size, default=100)
         flt = EventFilter(
             types=tuple(request.type),
-            agent_id=request.agent_id,
-            team_id=request.team_id,
-            workflow_id=request.workflow_id,
-            correlation_id=request.correlation_id,
-            trace_id=request.trace_id,
-            source_component=request.source_component,
+            **attribute_filters(request),
             start_time=request.start_time.ToDatetime(tzinfo=UTC) if request.HasField("start_time") else None,
             end_time=request.end_time.ToDatetime(tzinfo=UTC) if request.HasField("end_time") else None,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypedDict
 
 from google.protobuf import json_format
 from sqlalchemy import ColumnElement, func, or_, select, text
@@ -17,8 +18,32 @@ from godel_server.runtime.events import pattern_matches, utcnow
 SEQUENCE_LOCK_KEY = 0x60DE1E7E
 
 
+# Filters on an event's attributes; requests, stored subscriptions and EventFilter share the names.
+class Attributes(TypedDict):
+    agent_id: str
+    team_id: str
+    workflow_id: str
+    correlation_id: str
+    trace_id: str
+    source_component: str
+
+
+def attribute_filters(source: Any) -> Attributes:
+    """The attribute filters of anything with those field names (a request, a stored row, a filter)."""
+    return Attributes(
+        agent_id=source.agent_id or "",
+        team_id=source.team_id or "",
+        workflow_id=source.workflow_id or "",
+        correlation_id=source.correlation_id or "",
+        trace_id=source.trace_id or "",
+        source_component=source.source_component or "",
+    )
+
+
 @dataclass(frozen=True)
 class EventFilter:
+    """Type patterns, attribute filters (Attributes) and a time range; empty = any."""
+
     types: tuple[str, ...] = ()
     agent_id: str = ""
     team_id: str = ""
