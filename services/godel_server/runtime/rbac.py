@@ -14,13 +14,26 @@ SERVICE_RESOURCES = {
     "TeamService": "team",
     "WorkflowService": "workflow",
     "TaskService": "task",
+    "BudgetService": "budget",
+    "IntentService": "intent",
     "EventService": "event",
     "ClusterService": "cluster",
     "AuthService": "key",
     "SystemService": "system",
     "WorkerService": "worker",
 }
-READ_VERBS = ("Get", "List", "Query", "Subscribe", "Stream", "Route", "Authenticate")
+READ_VERBS = (
+    "Get",
+    "List",
+    "Query",
+    "Subscribe",
+    "Stream",
+    "Route",
+    "Authenticate",
+    "Parse",
+    "Analyze",
+    "Generate",
+)
 CREATE_VERBS = ("Create", "Publish", "Register", "Spawn", "Login")
 DELETE_VERBS = ("Delete", "Unregister")
 

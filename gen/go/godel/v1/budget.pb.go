@@ -78,6 +78,63 @@ func (BudgetEntityType) EnumDescriptor() ([]byte, []int) {
 	return file_godel_v1_budget_proto_rawDescGZIP(), []int{0}
 }
 
+// How a budget's window renews.
+type BudgetPeriod int32
+
+const (
+	BudgetPeriod_BUDGET_PERIOD_UNSPECIFIED BudgetPeriod = 0
+	// One fixed window (period_start..period_end, or forever).
+	BudgetPeriod_BUDGET_PERIOD_NONE    BudgetPeriod = 1
+	BudgetPeriod_BUDGET_PERIOD_DAILY   BudgetPeriod = 2
+	BudgetPeriod_BUDGET_PERIOD_WEEKLY  BudgetPeriod = 3
+	BudgetPeriod_BUDGET_PERIOD_MONTHLY BudgetPeriod = 4
+)
+
+// Enum value maps for BudgetPeriod.
+var (
+	BudgetPeriod_name = map[int32]string{
+		0: "BUDGET_PERIOD_UNSPECIFIED",
+		1: "BUDGET_PERIOD_NONE",
+		2: "BUDGET_PERIOD_DAILY",
+		3: "BUDGET_PERIOD_WEEKLY",
+		4: "BUDGET_PERIOD_MONTHLY",
+	}
+	BudgetPeriod_value = map[string]int32{
+		"BUDGET_PERIOD_UNSPECIFIED": 0,
+		"BUDGET_PERIOD_NONE":        1,
+		"BUDGET_PERIOD_DAILY":       2,
+		"BUDGET_PERIOD_WEEKLY":      3,
+		"BUDGET_PERIOD_MONTHLY":     4,
+	}
+)
+
+func (x BudgetPeriod) Enum() *BudgetPeriod {
+	p := new(BudgetPeriod)
+	*p = x
+	return p
+}
+
+func (x BudgetPeriod) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (BudgetPeriod) Descriptor() protoreflect.EnumDescriptor {
+	return file_godel_v1_budget_proto_enumTypes[1].Descriptor()
+}
+
+func (BudgetPeriod) Type() protoreflect.EnumType {
+	return &file_godel_v1_budget_proto_enumTypes[1]
+}
+
+func (x BudgetPeriod) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use BudgetPeriod.Descriptor instead.
+func (BudgetPeriod) EnumDescriptor() ([]byte, []int) {
+	return file_godel_v1_budget_proto_rawDescGZIP(), []int{1}
+}
+
 // A spend limit for one entity over an optional period (spec §2.4 budgets).
 type Budget struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -87,11 +144,14 @@ type Budget struct {
 	TotalBudget float64                `protobuf:"fixed64,4,opt,name=total_budget,json=totalBudget,proto3" json:"total_budget,omitempty"`
 	UsedBudget  float64                `protobuf:"fixed64,5,opt,name=used_budget,json=usedBudget,proto3" json:"used_budget,omitempty"`
 	// ISO 4217 code, default "USD".
-	Currency      string                 `protobuf:"bytes,6,opt,name=currency,proto3" json:"currency,omitempty"`
-	PeriodStart   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=period_start,json=periodStart,proto3" json:"period_start,omitempty"`
-	PeriodEnd     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=period_end,json=periodEnd,proto3" json:"period_end,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Currency    string                 `protobuf:"bytes,6,opt,name=currency,proto3" json:"currency,omitempty"`
+	PeriodStart *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=period_start,json=periodStart,proto3" json:"period_start,omitempty"`
+	PeriodEnd   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=period_end,json=periodEnd,proto3" json:"period_end,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	Period      BudgetPeriod           `protobuf:"varint,11,opt,name=period,proto3,enum=godel.v1.BudgetPeriod" json:"period,omitempty"`
+	// used_budget / total_budget in percent.
+	Percentage    float64 `protobuf:"fixed64,12,opt,name=percentage,proto3" json:"percentage,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -196,11 +256,25 @@ func (x *Budget) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Budget) GetPeriod() BudgetPeriod {
+	if x != nil {
+		return x.Period
+	}
+	return BudgetPeriod_BUDGET_PERIOD_UNSPECIFIED
+}
+
+func (x *Budget) GetPercentage() float64 {
+	if x != nil {
+		return x.Percentage
+	}
+	return 0
+}
+
 var File_godel_v1_budget_proto protoreflect.FileDescriptor
 
 const file_godel_v1_budget_proto_rawDesc = "" +
 	"\n" +
-	"\x15godel/v1/budget.proto\x12\bgodel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x03\n" +
+	"\x15godel/v1/budget.proto\x12\bgodel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x04\n" +
 	"\x06Budget\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12;\n" +
 	"\ventity_type\x18\x02 \x01(\x0e2\x1a.godel.v1.BudgetEntityTypeR\n" +
@@ -217,13 +291,23 @@ const file_godel_v1_budget_proto_rawDesc = "" +
 	"created_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"updated_at\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt*\xb3\x01\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12.\n" +
+	"\x06period\x18\v \x01(\x0e2\x16.godel.v1.BudgetPeriodR\x06period\x12\x1e\n" +
+	"\n" +
+	"percentage\x18\f \x01(\x01R\n" +
+	"percentage*\xb3\x01\n" +
 	"\x10BudgetEntityType\x12\"\n" +
 	"\x1eBUDGET_ENTITY_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18BUDGET_ENTITY_TYPE_AGENT\x10\x01\x12\x1b\n" +
 	"\x17BUDGET_ENTITY_TYPE_TEAM\x10\x02\x12\x1b\n" +
 	"\x17BUDGET_ENTITY_TYPE_USER\x10\x03\x12#\n" +
-	"\x1fBUDGET_ENTITY_TYPE_ORGANIZATION\x10\x04B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"\x1fBUDGET_ENTITY_TYPE_ORGANIZATION\x10\x04*\x93\x01\n" +
+	"\fBudgetPeriod\x12\x1d\n" +
+	"\x19BUDGET_PERIOD_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12BUDGET_PERIOD_NONE\x10\x01\x12\x17\n" +
+	"\x13BUDGET_PERIOD_DAILY\x10\x02\x12\x18\n" +
+	"\x14BUDGET_PERIOD_WEEKLY\x10\x03\x12\x19\n" +
+	"\x15BUDGET_PERIOD_MONTHLY\x10\x04B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_budget_proto_rawDescOnce sync.Once
@@ -237,24 +321,26 @@ func file_godel_v1_budget_proto_rawDescGZIP() []byte {
 	return file_godel_v1_budget_proto_rawDescData
 }
 
-var file_godel_v1_budget_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_godel_v1_budget_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_godel_v1_budget_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_godel_v1_budget_proto_goTypes = []any{
 	(BudgetEntityType)(0),         // 0: godel.v1.BudgetEntityType
-	(*Budget)(nil),                // 1: godel.v1.Budget
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(BudgetPeriod)(0),             // 1: godel.v1.BudgetPeriod
+	(*Budget)(nil),                // 2: godel.v1.Budget
+	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
 }
 var file_godel_v1_budget_proto_depIdxs = []int32{
 	0, // 0: godel.v1.Budget.entity_type:type_name -> godel.v1.BudgetEntityType
-	2, // 1: godel.v1.Budget.period_start:type_name -> google.protobuf.Timestamp
-	2, // 2: godel.v1.Budget.period_end:type_name -> google.protobuf.Timestamp
-	2, // 3: godel.v1.Budget.created_at:type_name -> google.protobuf.Timestamp
-	2, // 4: godel.v1.Budget.updated_at:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	3, // 1: godel.v1.Budget.period_start:type_name -> google.protobuf.Timestamp
+	3, // 2: godel.v1.Budget.period_end:type_name -> google.protobuf.Timestamp
+	3, // 3: godel.v1.Budget.created_at:type_name -> google.protobuf.Timestamp
+	3, // 4: godel.v1.Budget.updated_at:type_name -> google.protobuf.Timestamp
+	1, // 5: godel.v1.Budget.period:type_name -> godel.v1.BudgetPeriod
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_godel_v1_budget_proto_init() }
@@ -267,7 +353,7 @@ func file_godel_v1_budget_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_godel_v1_budget_proto_rawDesc), len(file_godel_v1_budget_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   1,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -162,7 +162,11 @@ type TeamConfig struct {
 	// Runtime for the members ("command" or "openai").
 	Runtime string `protobuf:"bytes,11,opt,name=runtime,proto3" json:"runtime,omitempty"`
 	// argv template for command-runtime members.
-	Command       []string `protobuf:"bytes,12,rep,name=command,proto3" json:"command,omitempty"`
+	Command []string `protobuf:"bytes,12,rep,name=command,proto3" json:"command,omitempty"`
+	// OpenAI-compatible endpoint for openai-runtime members (default: the worker's).
+	Endpoint string `protobuf:"bytes,13,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// Git repository the members work in (default: the server's).
+	Repo          string `protobuf:"bytes,14,opt,name=repo,proto3" json:"repo,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -281,6 +285,20 @@ func (x *TeamConfig) GetCommand() []string {
 	return nil
 }
 
+func (x *TeamConfig) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *TeamConfig) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
+}
+
 // A team (swarm) of agents (spec §2.1 Team).
 type Team struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -300,9 +318,16 @@ type Team struct {
 	// The team's task.
 	Task string `protobuf:"bytes,14,opt,name=task,proto3" json:"task,omitempty"`
 	// Progress 0-100.
-	Progress      int32 `protobuf:"varint,15,opt,name=progress,proto3" json:"progress,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Progress int32 `protobuf:"varint,15,opt,name=progress,proto3" json:"progress,omitempty"`
+	// Results per member agent id (and "reduce"/"final" for aggregated results).
+	Results *structpb.Struct `protobuf:"bytes,16,opt,name=results,proto3" json:"results,omitempty"`
+	// Why the team failed.
+	Error string `protobuf:"bytes,17,opt,name=error,proto3" json:"error,omitempty"`
+	// The strategy actually run (differs from execution_strategy after a fallback).
+	EffectiveStrategy ExecutionStrategy      `protobuf:"varint,18,opt,name=effective_strategy,json=effectiveStrategy,proto3,enum=godel.v1.ExecutionStrategy" json:"effective_strategy,omitempty"`
+	StartedAt         *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Team) Reset() {
@@ -440,6 +465,34 @@ func (x *Team) GetProgress() int32 {
 	return 0
 }
 
+func (x *Team) GetResults() *structpb.Struct {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *Team) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *Team) GetEffectiveStrategy() ExecutionStrategy {
+	if x != nil {
+		return x.EffectiveStrategy
+	}
+	return ExecutionStrategy_EXECUTION_STRATEGY_UNSPECIFIED
+}
+
+func (x *Team) GetStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedAt
+	}
+	return nil
+}
+
 // Aggregated figures of a team.
 type TeamMetrics struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -554,7 +607,7 @@ var File_godel_v1_team_proto protoreflect.FileDescriptor
 
 const file_godel_v1_team_proto_rawDesc = "" +
 	"\n" +
-	"\x13godel/v1/team.proto\x12\bgodel.v1\x1a\x15godel/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9b\x03\n" +
+	"\x13godel/v1/team.proto\x12\bgodel.v1\x1a\x15godel/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x03\n" +
 	"\n" +
 	"TeamConfig\x12\x1d\n" +
 	"\n" +
@@ -571,7 +624,9 @@ const file_godel_v1_team_proto_rawDesc = "" +
 	"\tmax_depth\x18\n" +
 	" \x01(\x05R\bmaxDepth\x12\x18\n" +
 	"\aruntime\x18\v \x01(\tR\aruntime\x12\x18\n" +
-	"\acommand\x18\f \x03(\tR\acommand\"\x99\x05\n" +
+	"\acommand\x18\f \x03(\tR\acommand\x12\x1a\n" +
+	"\bendpoint\x18\r \x01(\tR\bendpoint\x12\x12\n" +
+	"\x04repo\x18\x0e \x01(\tR\x04repo\"\xe9\x06\n" +
 	"\x04Team\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -590,7 +645,12 @@ const file_godel_v1_team_proto_rawDesc = "" +
 	"\fcompleted_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x123\n" +
 	"\bmetadata\x18\r \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12\x12\n" +
 	"\x04task\x18\x0e \x01(\tR\x04task\x12\x1a\n" +
-	"\bprogress\x18\x0f \x01(\x05R\bprogressB\x13\n" +
+	"\bprogress\x18\x0f \x01(\x05R\bprogress\x121\n" +
+	"\aresults\x18\x10 \x01(\v2\x17.google.protobuf.StructR\aresults\x12\x14\n" +
+	"\x05error\x18\x11 \x01(\tR\x05error\x12J\n" +
+	"\x12effective_strategy\x18\x12 \x01(\x0e2\x1b.godel.v1.ExecutionStrategyR\x11effectiveStrategy\x129\n" +
+	"\n" +
+	"started_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAtB\x13\n" +
 	"\x11_budget_allocated\"\xcb\x02\n" +
 	"\vTeamMetrics\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12!\n" +
@@ -644,20 +704,23 @@ var file_godel_v1_team_proto_goTypes = []any{
 	(*structpb.Struct)(nil),       // 8: google.protobuf.Struct
 }
 var file_godel_v1_team_proto_depIdxs = []int32{
-	5, // 0: godel.v1.TeamConfig.resource_limits:type_name -> godel.v1.ResourceLimits
-	6, // 1: godel.v1.TeamConfig.retry_policy:type_name -> godel.v1.RetryPolicy
-	2, // 2: godel.v1.Team.config:type_name -> godel.v1.TeamConfig
-	1, // 3: godel.v1.Team.execution_strategy:type_name -> godel.v1.ExecutionStrategy
-	0, // 4: godel.v1.Team.status:type_name -> godel.v1.TeamStatus
-	7, // 5: godel.v1.Team.created_at:type_name -> google.protobuf.Timestamp
-	7, // 6: godel.v1.Team.updated_at:type_name -> google.protobuf.Timestamp
-	7, // 7: godel.v1.Team.completed_at:type_name -> google.protobuf.Timestamp
-	8, // 8: godel.v1.Team.metadata:type_name -> google.protobuf.Struct
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	5,  // 0: godel.v1.TeamConfig.resource_limits:type_name -> godel.v1.ResourceLimits
+	6,  // 1: godel.v1.TeamConfig.retry_policy:type_name -> godel.v1.RetryPolicy
+	2,  // 2: godel.v1.Team.config:type_name -> godel.v1.TeamConfig
+	1,  // 3: godel.v1.Team.execution_strategy:type_name -> godel.v1.ExecutionStrategy
+	0,  // 4: godel.v1.Team.status:type_name -> godel.v1.TeamStatus
+	7,  // 5: godel.v1.Team.created_at:type_name -> google.protobuf.Timestamp
+	7,  // 6: godel.v1.Team.updated_at:type_name -> google.protobuf.Timestamp
+	7,  // 7: godel.v1.Team.completed_at:type_name -> google.protobuf.Timestamp
+	8,  // 8: godel.v1.Team.metadata:type_name -> google.protobuf.Struct
+	8,  // 9: godel.v1.Team.results:type_name -> google.protobuf.Struct
+	1,  // 10: godel.v1.Team.effective_strategy:type_name -> godel.v1.ExecutionStrategy
+	7,  // 11: godel.v1.Team.started_at:type_name -> google.protobuf.Timestamp
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_godel_v1_team_proto_init() }

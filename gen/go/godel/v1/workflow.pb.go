@@ -288,6 +288,10 @@ type StepDefinition struct {
 	// A specific agent id.
 	Agent         string         `protobuf:"bytes,8,opt,name=agent,proto3" json:"agent,omitempty"`
 	AgentSelector *AgentSelector `protobuf:"bytes,9,opt,name=agent_selector,json=agentSelector,proto3" json:"agent_selector,omitempty"`
+	// Runtime of the step's agent ("command" or "openai"; default: the workflow's).
+	Runtime string `protobuf:"bytes,10,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	// argv template for a command-runtime step (default: the workflow's).
+	Command       []string `protobuf:"bytes,11,rep,name=command,proto3" json:"command,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -385,6 +389,20 @@ func (x *StepDefinition) GetAgentSelector() *AgentSelector {
 	return nil
 }
 
+func (x *StepDefinition) GetRuntime() string {
+	if x != nil {
+		return x.Runtime
+	}
+	return ""
+}
+
+func (x *StepDefinition) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
 // A DAG workflow definition (spec §4.1 WorkflowDefinition).
 type WorkflowDefinition struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -396,8 +414,13 @@ type WorkflowDefinition struct {
 	MaxConcurrency int32         `protobuf:"varint,5,opt,name=max_concurrency,json=maxConcurrency,proto3" json:"max_concurrency,omitempty"`
 	OnError        OnErrorPolicy `protobuf:"varint,6,opt,name=on_error,json=onError,proto3,enum=godel.v1.OnErrorPolicy" json:"on_error,omitempty"`
 	RetryPolicy    *RetryPolicy  `protobuf:"bytes,7,opt,name=retry_policy,json=retryPolicy,proto3" json:"retry_policy,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Defaults for the steps' agents.
+	Runtime       string   `protobuf:"bytes,8,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	Command       []string `protobuf:"bytes,9,rep,name=command,proto3" json:"command,omitempty"`
+	Model         string   `protobuf:"bytes,10,opt,name=model,proto3" json:"model,omitempty"`
+	Repo          string   `protobuf:"bytes,11,opt,name=repo,proto3" json:"repo,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkflowDefinition) Reset() {
@@ -477,6 +500,34 @@ func (x *WorkflowDefinition) GetRetryPolicy() *RetryPolicy {
 		return x.RetryPolicy
 	}
 	return nil
+}
+
+func (x *WorkflowDefinition) GetRuntime() string {
+	if x != nil {
+		return x.Runtime
+	}
+	return ""
+}
+
+func (x *WorkflowDefinition) GetCommand() []string {
+	if x != nil {
+		return x.Command
+	}
+	return nil
+}
+
+func (x *WorkflowDefinition) GetModel() string {
+	if x != nil {
+		return x.Model
+	}
+	return ""
+}
+
+func (x *WorkflowDefinition) GetRepo() string {
+	if x != nil {
+		return x.Repo
+	}
+	return ""
 }
 
 // A workflow instance (spec §2.4 workflows).
@@ -787,7 +838,7 @@ const file_godel_v1_workflow_proto_rawDesc = "" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x14\n" +
 	"\x05label\x18\x03 \x01(\tR\x05label\x12\x16\n" +
-	"\x06skills\x18\x04 \x03(\tR\x06skills\"\x85\x02\n" +
+	"\x06skills\x18\x04 \x03(\tR\x06skills\"\xb9\x02\n" +
 	"\x0eStepDefinition\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
@@ -798,7 +849,10 @@ const file_godel_v1_workflow_proto_rawDesc = "" +
 	"\aretries\x18\x06 \x01(\x05R\aretries\x12\x12\n" +
 	"\x04when\x18\a \x01(\tR\x04when\x12\x14\n" +
 	"\x05agent\x18\b \x01(\tR\x05agent\x12>\n" +
-	"\x0eagent_selector\x18\t \x01(\v2\x17.godel.v1.AgentSelectorR\ragentSelector\"\xab\x02\n" +
+	"\x0eagent_selector\x18\t \x01(\v2\x17.godel.v1.AgentSelectorR\ragentSelector\x12\x18\n" +
+	"\aruntime\x18\n" +
+	" \x01(\tR\aruntime\x12\x18\n" +
+	"\acommand\x18\v \x03(\tR\acommand\"\x89\x03\n" +
 	"\x12WorkflowDefinition\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12.\n" +
@@ -806,7 +860,12 @@ const file_godel_v1_workflow_proto_rawDesc = "" +
 	"\atimeout\x18\x04 \x01(\x05R\atimeout\x12'\n" +
 	"\x0fmax_concurrency\x18\x05 \x01(\x05R\x0emaxConcurrency\x122\n" +
 	"\bon_error\x18\x06 \x01(\x0e2\x17.godel.v1.OnErrorPolicyR\aonError\x128\n" +
-	"\fretry_policy\x18\a \x01(\v2\x15.godel.v1.RetryPolicyR\vretryPolicy\"\x8c\x05\n" +
+	"\fretry_policy\x18\a \x01(\v2\x15.godel.v1.RetryPolicyR\vretryPolicy\x12\x18\n" +
+	"\aruntime\x18\b \x01(\tR\aruntime\x12\x18\n" +
+	"\acommand\x18\t \x03(\tR\acommand\x12\x14\n" +
+	"\x05model\x18\n" +
+	" \x01(\tR\x05model\x12\x12\n" +
+	"\x04repo\x18\v \x01(\tR\x04repo\"\x8c\x05\n" +
 	"\bWorkflow\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +

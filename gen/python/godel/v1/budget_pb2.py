@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15godel/v1/budget.proto\x12\x08godel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc2\x03\n\x06\x42udget\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12;\n\x0b\x65ntity_type\x18\x02 \x01(\x0e\x32\x1a.godel.v1.BudgetEntityTypeR\nentityType\x12\x1b\n\tentity_id\x18\x03 \x01(\tR\x08\x65ntityId\x12!\n\x0ctotal_budget\x18\x04 \x01(\x01R\x0btotalBudget\x12\x1f\n\x0bused_budget\x18\x05 \x01(\x01R\nusedBudget\x12\x1a\n\x08\x63urrency\x18\x06 \x01(\tR\x08\x63urrency\x12=\n\x0cperiod_start\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0bperiodStart\x12\x39\n\nperiod_end\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tperiodEnd\x12\x39\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt*\xb3\x01\n\x10\x42udgetEntityType\x12\"\n\x1e\x42UDGET_ENTITY_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x42UDGET_ENTITY_TYPE_AGENT\x10\x01\x12\x1b\n\x17\x42UDGET_ENTITY_TYPE_TEAM\x10\x02\x12\x1b\n\x17\x42UDGET_ENTITY_TYPE_USER\x10\x03\x12#\n\x1f\x42UDGET_ENTITY_TYPE_ORGANIZATION\x10\x04\x42\x33Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15godel/v1/budget.proto\x12\x08godel.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x04\n\x06\x42udget\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12;\n\x0b\x65ntity_type\x18\x02 \x01(\x0e\x32\x1a.godel.v1.BudgetEntityTypeR\nentityType\x12\x1b\n\tentity_id\x18\x03 \x01(\tR\x08\x65ntityId\x12!\n\x0ctotal_budget\x18\x04 \x01(\x01R\x0btotalBudget\x12\x1f\n\x0bused_budget\x18\x05 \x01(\x01R\nusedBudget\x12\x1a\n\x08\x63urrency\x18\x06 \x01(\tR\x08\x63urrency\x12=\n\x0cperiod_start\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0bperiodStart\x12\x39\n\nperiod_end\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tperiodEnd\x12\x39\n\ncreated_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\x12.\n\x06period\x18\x0b \x01(\x0e\x32\x16.godel.v1.BudgetPeriodR\x06period\x12\x1e\n\npercentage\x18\x0c \x01(\x01R\npercentage*\xb3\x01\n\x10\x42udgetEntityType\x12\"\n\x1e\x42UDGET_ENTITY_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x42UDGET_ENTITY_TYPE_AGENT\x10\x01\x12\x1b\n\x17\x42UDGET_ENTITY_TYPE_TEAM\x10\x02\x12\x1b\n\x17\x42UDGET_ENTITY_TYPE_USER\x10\x03\x12#\n\x1f\x42UDGET_ENTITY_TYPE_ORGANIZATION\x10\x04*\x93\x01\n\x0c\x42udgetPeriod\x12\x1d\n\x19\x42UDGET_PERIOD_UNSPECIFIED\x10\x00\x12\x16\n\x12\x42UDGET_PERIOD_NONE\x10\x01\x12\x17\n\x13\x42UDGET_PERIOD_DAILY\x10\x02\x12\x18\n\x14\x42UDGET_PERIOD_WEEKLY\x10\x03\x12\x19\n\x15\x42UDGET_PERIOD_MONTHLY\x10\x04\x42\x33Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'godel.v1.budget_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1'
-  _globals['_BUDGETENTITYTYPE']._serialized_start=522
-  _globals['_BUDGETENTITYTYPE']._serialized_end=701
+  _globals['_BUDGETENTITYTYPE']._serialized_start=602
+  _globals['_BUDGETENTITYTYPE']._serialized_end=781
+  _globals['_BUDGETPERIOD']._serialized_start=784
+  _globals['_BUDGETPERIOD']._serialized_end=931
   _globals['_BUDGET']._serialized_start=69
-  _globals['_BUDGET']._serialized_end=519
+  _globals['_BUDGET']._serialized_end=599
 # @@protoc_insertion_point(module_scope)

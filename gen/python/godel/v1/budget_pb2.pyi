@@ -40,6 +40,30 @@ BUDGET_ENTITY_TYPE_USER: BudgetEntityType.ValueType  # 3
 BUDGET_ENTITY_TYPE_ORGANIZATION: BudgetEntityType.ValueType  # 4
 Global___BudgetEntityType: _TypeAlias = BudgetEntityType  # noqa: Y015
 
+class _BudgetPeriod:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _BudgetPeriodEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_BudgetPeriod.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    BUDGET_PERIOD_UNSPECIFIED: _BudgetPeriod.ValueType  # 0
+    BUDGET_PERIOD_NONE: _BudgetPeriod.ValueType  # 1
+    """One fixed window (period_start..period_end, or forever)."""
+    BUDGET_PERIOD_DAILY: _BudgetPeriod.ValueType  # 2
+    BUDGET_PERIOD_WEEKLY: _BudgetPeriod.ValueType  # 3
+    BUDGET_PERIOD_MONTHLY: _BudgetPeriod.ValueType  # 4
+
+class BudgetPeriod(_BudgetPeriod, metaclass=_BudgetPeriodEnumTypeWrapper):
+    """How a budget's window renews."""
+
+BUDGET_PERIOD_UNSPECIFIED: BudgetPeriod.ValueType  # 0
+BUDGET_PERIOD_NONE: BudgetPeriod.ValueType  # 1
+"""One fixed window (period_start..period_end, or forever)."""
+BUDGET_PERIOD_DAILY: BudgetPeriod.ValueType  # 2
+BUDGET_PERIOD_WEEKLY: BudgetPeriod.ValueType  # 3
+BUDGET_PERIOD_MONTHLY: BudgetPeriod.ValueType  # 4
+Global___BudgetPeriod: _TypeAlias = BudgetPeriod  # noqa: Y015
+
 @_typing.final
 class Budget(_message.Message):
     """A spend limit for one entity over an optional period (spec §2.4 budgets)."""
@@ -56,6 +80,8 @@ class Budget(_message.Message):
     PERIOD_END_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    PERCENTAGE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     entity_type: Global___BudgetEntityType.ValueType
     entity_id: _builtins.str
@@ -63,6 +89,9 @@ class Budget(_message.Message):
     used_budget: _builtins.float
     currency: _builtins.str
     """ISO 4217 code, default "USD"."""
+    period: Global___BudgetPeriod.ValueType
+    percentage: _builtins.float
+    """used_budget / total_budget in percent."""
     @_builtins.property
     def period_start(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -84,10 +113,12 @@ class Budget(_message.Message):
         period_end: _timestamp_pb2.Timestamp | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        period: Global___BudgetPeriod.ValueType = ...,
+        percentage: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "period_end", b"period_end", "period_start", b"period_start", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "currency", b"currency", "entity_id", b"entity_id", "entity_type", b"entity_type", "id", b"id", "period_end", b"period_end", "period_start", b"period_start", "total_budget", b"total_budget", "updated_at", b"updated_at", "used_budget", b"used_budget"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "currency", b"currency", "entity_id", b"entity_id", "entity_type", b"entity_type", "id", b"id", "percentage", b"percentage", "period", b"period", "period_end", b"period_end", "period_start", b"period_start", "total_budget", b"total_budget", "updated_at", b"updated_at", "used_budget", b"used_budget"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

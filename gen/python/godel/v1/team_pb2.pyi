@@ -88,6 +88,8 @@ class TeamConfig(_message.Message):
     MAX_DEPTH_FIELD_NUMBER: _builtins.int
     RUNTIME_FIELD_NUMBER: _builtins.int
     COMMAND_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    REPO_FIELD_NUMBER: _builtins.int
     max_agents: _builtins.int
     auto_scale: _builtins.bool
     timeout_minutes: _builtins.int
@@ -99,6 +101,10 @@ class TeamConfig(_message.Message):
     """Maximum decomposition depth for the tree strategy."""
     runtime: _builtins.str
     """Runtime for the members ("command" or "openai")."""
+    endpoint: _builtins.str
+    """OpenAI-compatible endpoint for openai-runtime members (default: the worker's)."""
+    repo: _builtins.str
+    """Git repository the members work in (default: the server's)."""
     @_builtins.property
     def resource_limits(self) -> _common_pb2.ResourceLimits: ...
     @_builtins.property
@@ -130,10 +136,12 @@ class TeamConfig(_message.Message):
         max_depth: _builtins.int = ...,
         runtime: _builtins.str = ...,
         command: _abc.Iterable[_builtins.str] | None = ...,
+        endpoint: _builtins.str = ...,
+        repo: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["resource_limits", b"resource_limits", "retry_policy", b"retry_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scale", b"auto_scale", "command", b"command", "inputs", b"inputs", "max_agents", b"max_agents", "max_depth", b"max_depth", "model", b"model", "resource_limits", b"resource_limits", "retry_policy", b"retry_policy", "runtime", b"runtime", "size", b"size", "stages", b"stages", "timeout_minutes", b"timeout_minutes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scale", b"auto_scale", "command", b"command", "endpoint", b"endpoint", "inputs", b"inputs", "max_agents", b"max_agents", "max_depth", b"max_depth", "model", b"model", "repo", b"repo", "resource_limits", b"resource_limits", "retry_policy", b"retry_policy", "runtime", b"runtime", "size", b"size", "stages", b"stages", "timeout_minutes", b"timeout_minutes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -160,6 +168,10 @@ class Team(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     TASK_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
+    RESULTS_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_STRATEGY_FIELD_NUMBER: _builtins.int
+    STARTED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     description: _builtins.str
@@ -171,6 +183,10 @@ class Team(_message.Message):
     """The team's task."""
     progress: _builtins.int
     """Progress 0-100."""
+    error: _builtins.str
+    """Why the team failed."""
+    effective_strategy: Global___ExecutionStrategy.ValueType
+    """The strategy actually run (differs from execution_strategy after a fallback)."""
     @_builtins.property
     def config(self) -> Global___TeamConfig: ...
     @_builtins.property
@@ -183,6 +199,12 @@ class Team(_message.Message):
     def completed_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def metadata(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def results(self) -> _struct_pb2.Struct:
+        """Results per member agent id (and "reduce"/"final" for aggregated results)."""
+
+    @_builtins.property
+    def started_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -201,10 +223,14 @@ class Team(_message.Message):
         metadata: _struct_pb2.Struct | None = ...,
         task: _builtins.str = ...,
         progress: _builtins.int = ...,
+        results: _struct_pb2.Struct | None = ...,
+        error: _builtins.str = ...,
+        effective_strategy: Global___ExecutionStrategy.ValueType = ...,
+        started_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_allocated", b"_budget_allocated", "budget_allocated", b"budget_allocated", "completed_at", b"completed_at", "config", b"config", "created_at", b"created_at", "metadata", b"metadata", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_allocated", b"_budget_allocated", "budget_allocated", b"budget_allocated", "completed_at", b"completed_at", "config", b"config", "created_at", b"created_at", "metadata", b"metadata", "results", b"results", "started_at", b"started_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_allocated", b"_budget_allocated", "agent_ids", b"agent_ids", "budget_allocated", b"budget_allocated", "budget_consumed", b"budget_consumed", "completed_at", b"completed_at", "config", b"config", "created_at", b"created_at", "description", b"description", "execution_strategy", b"execution_strategy", "id", b"id", "metadata", b"metadata", "name", b"name", "progress", b"progress", "status", b"status", "task", b"task", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_allocated", b"_budget_allocated", "agent_ids", b"agent_ids", "budget_allocated", b"budget_allocated", "budget_consumed", b"budget_consumed", "completed_at", b"completed_at", "config", b"config", "created_at", b"created_at", "description", b"description", "effective_strategy", b"effective_strategy", "error", b"error", "execution_strategy", b"execution_strategy", "id", b"id", "metadata", b"metadata", "name", b"name", "progress", b"progress", "results", b"results", "started_at", b"started_at", "status", b"status", "task", b"task", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__budget_allocated: _TypeAlias = _typing.Literal["budget_allocated"]  # noqa: Y015
     _WhichOneofArgType__budget_allocated: _TypeAlias = _typing.Literal["_budget_allocated", b"_budget_allocated"]  # noqa: Y015

@@ -142,6 +142,8 @@ class StepDefinition(_message.Message):
     WHEN_FIELD_NUMBER: _builtins.int
     AGENT_FIELD_NUMBER: _builtins.int
     AGENT_SELECTOR_FIELD_NUMBER: _builtins.int
+    RUNTIME_FIELD_NUMBER: _builtins.int
+    COMMAND_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     task: _builtins.str
@@ -153,10 +155,16 @@ class StepDefinition(_message.Message):
     """Condition expression over earlier steps' outputs."""
     agent: _builtins.str
     """A specific agent id."""
+    runtime: _builtins.str
+    """Runtime of the step's agent ("command" or "openai"; default: the workflow's)."""
     @_builtins.property
     def depends_on(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
     def agent_selector(self) -> Global___AgentSelector: ...
+    @_builtins.property
+    def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """argv template for a command-runtime step (default: the workflow's)."""
+
     def __init__(
         self,
         *,
@@ -169,10 +177,12 @@ class StepDefinition(_message.Message):
         when: _builtins.str = ...,
         agent: _builtins.str = ...,
         agent_selector: Global___AgentSelector | None = ...,
+        runtime: _builtins.str = ...,
+        command: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["agent_selector", b"agent_selector"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "agent_selector", b"agent_selector", "depends_on", b"depends_on", "id", b"id", "name", b"name", "retries", b"retries", "task", b"task", "timeout", b"timeout", "when", b"when"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent", b"agent", "agent_selector", b"agent_selector", "command", b"command", "depends_on", b"depends_on", "id", b"id", "name", b"name", "retries", b"retries", "runtime", b"runtime", "task", b"task", "timeout", b"timeout", "when", b"when"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -191,16 +201,26 @@ class WorkflowDefinition(_message.Message):
     MAX_CONCURRENCY_FIELD_NUMBER: _builtins.int
     ON_ERROR_FIELD_NUMBER: _builtins.int
     RETRY_POLICY_FIELD_NUMBER: _builtins.int
+    RUNTIME_FIELD_NUMBER: _builtins.int
+    COMMAND_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    REPO_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
     timeout: _builtins.int
     """Total timeout in seconds."""
     max_concurrency: _builtins.int
     on_error: Global___OnErrorPolicy.ValueType
+    runtime: _builtins.str
+    """Defaults for the steps' agents."""
+    model: _builtins.str
+    repo: _builtins.str
     @_builtins.property
     def steps(self) -> _containers.RepeatedCompositeFieldContainer[Global___StepDefinition]: ...
     @_builtins.property
     def retry_policy(self) -> _common_pb2.RetryPolicy: ...
+    @_builtins.property
+    def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -211,10 +231,14 @@ class WorkflowDefinition(_message.Message):
         max_concurrency: _builtins.int = ...,
         on_error: Global___OnErrorPolicy.ValueType = ...,
         retry_policy: _common_pb2.RetryPolicy | None = ...,
+        runtime: _builtins.str = ...,
+        command: _abc.Iterable[_builtins.str] | None = ...,
+        model: _builtins.str = ...,
+        repo: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["retry_policy", b"retry_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "max_concurrency", b"max_concurrency", "name", b"name", "on_error", b"on_error", "retry_policy", b"retry_policy", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "description", b"description", "max_concurrency", b"max_concurrency", "model", b"model", "name", b"name", "on_error", b"on_error", "repo", b"repo", "retry_policy", b"retry_policy", "runtime", b"runtime", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/budget.proto.
  */
 export const file_godel_v1_budget: GenFile = /*@__PURE__*/
-  fileDesc("ChVnb2RlbC92MS9idWRnZXQucHJvdG8SCGdvZGVsLnYxItcCCgZCdWRnZXQSCgoCaWQYASABKAkSLwoLZW50aXR5X3R5cGUYAiABKA4yGi5nb2RlbC52MS5CdWRnZXRFbnRpdHlUeXBlEhEKCWVudGl0eV9pZBgDIAEoCRIUCgx0b3RhbF9idWRnZXQYBCABKAESEwoLdXNlZF9idWRnZXQYBSABKAESEAoIY3VycmVuY3kYBiABKAkSMAoMcGVyaW9kX3N0YXJ0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpwZXJpb2RfZW5kGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCqzAQoQQnVkZ2V0RW50aXR5VHlwZRIiCh5CVURHRVRfRU5USVRZX1RZUEVfVU5TUEVDSUZJRUQQABIcChhCVURHRVRfRU5USVRZX1RZUEVfQUdFTlQQARIbChdCVURHRVRfRU5USVRZX1RZUEVfVEVBTRACEhsKF0JVREdFVF9FTlRJVFlfVFlQRV9VU0VSEAMSIwofQlVER0VUX0VOVElUWV9UWVBFX09SR0FOSVpBVElPThAEQjNaMWdpdGh1Yi5jb20vZ29kZWwtYWkvZ29kZWwvZ2VuL2dvL2dvZGVsL3YxO2dvZGVsdjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
+  fileDesc("ChVnb2RlbC92MS9idWRnZXQucHJvdG8SCGdvZGVsLnYxIpMDCgZCdWRnZXQSCgoCaWQYASABKAkSLwoLZW50aXR5X3R5cGUYAiABKA4yGi5nb2RlbC52MS5CdWRnZXRFbnRpdHlUeXBlEhEKCWVudGl0eV9pZBgDIAEoCRIUCgx0b3RhbF9idWRnZXQYBCABKAESEwoLdXNlZF9idWRnZXQYBSABKAESEAoIY3VycmVuY3kYBiABKAkSMAoMcGVyaW9kX3N0YXJ0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpwZXJpb2RfZW5kGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpjcmVhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBImCgZwZXJpb2QYCyABKA4yFi5nb2RlbC52MS5CdWRnZXRQZXJpb2QSEgoKcGVyY2VudGFnZRgMIAEoASqzAQoQQnVkZ2V0RW50aXR5VHlwZRIiCh5CVURHRVRfRU5USVRZX1RZUEVfVU5TUEVDSUZJRUQQABIcChhCVURHRVRfRU5USVRZX1RZUEVfQUdFTlQQARIbChdCVURHRVRfRU5USVRZX1RZUEVfVEVBTRACEhsKF0JVREdFVF9FTlRJVFlfVFlQRV9VU0VSEAMSIwofQlVER0VUX0VOVElUWV9UWVBFX09SR0FOSVpBVElPThAEKpMBCgxCdWRnZXRQZXJpb2QSHQoZQlVER0VUX1BFUklPRF9VTlNQRUNJRklFRBAAEhYKEkJVREdFVF9QRVJJT0RfTk9ORRABEhcKE0JVREdFVF9QRVJJT0RfREFJTFkQAhIYChRCVURHRVRfUEVSSU9EX1dFRUtMWRADEhkKFUJVREdFVF9QRVJJT0RfTU9OVEhMWRAEQjNaMWdpdGh1Yi5jb20vZ29kZWwtYWkvZ29kZWwvZ2VuL2dvL2dvZGVsL3YxO2dvZGVsdjFiBnByb3RvMw", [file_google_protobuf_timestamp]);
 
 /**
  * A spend limit for one entity over an optional period (spec §2.4 budgets).
@@ -71,6 +71,18 @@ export type Budget = Message<"godel.v1.Budget"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 10;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: godel.v1.BudgetPeriod period = 11;
+   */
+  period: BudgetPeriod;
+
+  /**
+   * used_budget / total_budget in percent.
+   *
+   * @generated from field: double percentage = 12;
+   */
+  percentage: number;
 };
 
 /**
@@ -117,4 +129,44 @@ export enum BudgetEntityType {
  */
 export const BudgetEntityTypeSchema: GenEnum<BudgetEntityType> = /*@__PURE__*/
   enumDesc(file_godel_v1_budget, 0);
+
+/**
+ * How a budget's window renews.
+ *
+ * @generated from enum godel.v1.BudgetPeriod
+ */
+export enum BudgetPeriod {
+  /**
+   * @generated from enum value: BUDGET_PERIOD_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * One fixed window (period_start..period_end, or forever).
+   *
+   * @generated from enum value: BUDGET_PERIOD_NONE = 1;
+   */
+  NONE = 1,
+
+  /**
+   * @generated from enum value: BUDGET_PERIOD_DAILY = 2;
+   */
+  DAILY = 2,
+
+  /**
+   * @generated from enum value: BUDGET_PERIOD_WEEKLY = 3;
+   */
+  WEEKLY = 3,
+
+  /**
+   * @generated from enum value: BUDGET_PERIOD_MONTHLY = 4;
+   */
+  MONTHLY = 4,
+}
+
+/**
+ * Describes the enum godel.v1.BudgetPeriod.
+ */
+export const BudgetPeriodSchema: GenEnum<BudgetPeriod> = /*@__PURE__*/
+  enumDesc(file_godel_v1_budget, 1);
 

@@ -14,7 +14,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/team.proto.
  */
 export const file_godel_v1_team: GenFile = /*@__PURE__*/
-  fileDesc("ChNnb2RlbC92MS90ZWFtLnByb3RvEghnb2RlbC52MSKfAgoKVGVhbUNvbmZpZxISCgptYXhfYWdlbnRzGAEgASgFEhIKCmF1dG9fc2NhbGUYAiABKAgSMQoPcmVzb3VyY2VfbGltaXRzGAMgASgLMhguZ29kZWwudjEuUmVzb3VyY2VMaW1pdHMSFwoPdGltZW91dF9taW51dGVzGAQgASgFEisKDHJldHJ5X3BvbGljeRgFIAEoCzIVLmdvZGVsLnYxLlJldHJ5UG9saWN5EgwKBHNpemUYBiABKAUSDQoFbW9kZWwYByABKAkSDgoGaW5wdXRzGAggAygJEg4KBnN0YWdlcxgJIAMoCRIRCgltYXhfZGVwdGgYCiABKAUSDwoHcnVudGltZRgLIAEoCRIPCgdjb21tYW5kGAwgAygJIvcDCgRUZWFtEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSJAoGY29uZmlnGAQgASgLMhQuZ29kZWwudjEuVGVhbUNvbmZpZxI3ChJleGVjdXRpb25fc3RyYXRlZ3kYBSABKA4yGy5nb2RlbC52MS5FeGVjdXRpb25TdHJhdGVneRIkCgZzdGF0dXMYBiABKA4yFC5nb2RlbC52MS5UZWFtU3RhdHVzEhEKCWFnZW50X2lkcxgHIAMoCRIdChBidWRnZXRfYWxsb2NhdGVkGAggASgBSACIAQESFwoPYnVkZ2V0X2NvbnN1bWVkGAkgASgBEi4KCmNyZWF0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYCyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGNvbXBsZXRlZF9hdBgMIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKQoIbWV0YWRhdGEYDSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EgwKBHRhc2sYDiABKAkSEAoIcHJvZ3Jlc3MYDyABKAVCEwoRX2J1ZGdldF9hbGxvY2F0ZWQi1AEKC1RlYW1NZXRyaWNzEg8KB3RlYW1faWQYASABKAkSFAoMdG90YWxfYWdlbnRzGAIgASgFEhYKDnJ1bm5pbmdfYWdlbnRzGAMgASgFEhgKEGNvbXBsZXRlZF9hZ2VudHMYBCABKAUSFQoNZmFpbGVkX2FnZW50cxgFIAEoBRIXCg9jb21wbGV0aW9uX3JhdGUYBiABKAESGAoQZHVyYXRpb25fc2Vjb25kcxgHIAEoARIQCghjb3N0X3VzZBgIIAEoARIQCghwcm9ncmVzcxgJIAEoBSrAAQoKVGVhbVN0YXR1cxIbChdURUFNX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFFRFQU1fU1RBVFVTX0NSRUFUSU5HEAESFgoSVEVBTV9TVEFUVVNfQUNUSVZFEAISFgoSVEVBTV9TVEFUVVNfUEFVU0VEEAMSGQoVVEVBTV9TVEFUVVNfQ09NUExFVEVEEAQSFgoSVEVBTV9TVEFUVVNfRkFJTEVEEAUSGAoUVEVBTV9TVEFUVVNfQVJDSElWRUQQBiq5AQoRRXhlY3V0aW9uU3RyYXRlZ3kSIgoeRVhFQ1VUSU9OX1NUUkFURUdZX1VOU1BFQ0lGSUVEEAASHwobRVhFQ1VUSU9OX1NUUkFURUdZX1BBUkFMTEVMEAESIQodRVhFQ1VUSU9OX1NUUkFURUdZX01BUF9SRURVQ0UQAhIfChtFWEVDVVRJT05fU1RSQVRFR1lfUElQRUxJTkUQAxIbChdFWEVDVVRJT05fU1RSQVRFR1lfVFJFRRAEQjNaMWdpdGh1Yi5jb20vZ29kZWwtYWkvZ29kZWwvZ2VuL2dvL2dvZGVsL3YxO2dvZGVsdjFiBnByb3RvMw", [file_godel_v1_common, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChNnb2RlbC92MS90ZWFtLnByb3RvEghnb2RlbC52MSK/AgoKVGVhbUNvbmZpZxISCgptYXhfYWdlbnRzGAEgASgFEhIKCmF1dG9fc2NhbGUYAiABKAgSMQoPcmVzb3VyY2VfbGltaXRzGAMgASgLMhguZ29kZWwudjEuUmVzb3VyY2VMaW1pdHMSFwoPdGltZW91dF9taW51dGVzGAQgASgFEisKDHJldHJ5X3BvbGljeRgFIAEoCzIVLmdvZGVsLnYxLlJldHJ5UG9saWN5EgwKBHNpemUYBiABKAUSDQoFbW9kZWwYByABKAkSDgoGaW5wdXRzGAggAygJEg4KBnN0YWdlcxgJIAMoCRIRCgltYXhfZGVwdGgYCiABKAUSDwoHcnVudGltZRgLIAEoCRIPCgdjb21tYW5kGAwgAygJEhAKCGVuZHBvaW50GA0gASgJEgwKBHJlcG8YDiABKAkimQUKBFRlYW0SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIkCgZjb25maWcYBCABKAsyFC5nb2RlbC52MS5UZWFtQ29uZmlnEjcKEmV4ZWN1dGlvbl9zdHJhdGVneRgFIAEoDjIbLmdvZGVsLnYxLkV4ZWN1dGlvblN0cmF0ZWd5EiQKBnN0YXR1cxgGIAEoDjIULmdvZGVsLnYxLlRlYW1TdGF0dXMSEQoJYWdlbnRfaWRzGAcgAygJEh0KEGJ1ZGdldF9hbGxvY2F0ZWQYCCABKAFIAIgBARIXCg9idWRnZXRfY29uc3VtZWQYCSABKAESLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgNIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDAoEdGFzaxgOIAEoCRIQCghwcm9ncmVzcxgPIAEoBRIoCgdyZXN1bHRzGBAgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVlcnJvchgRIAEoCRI3ChJlZmZlY3RpdmVfc3RyYXRlZ3kYEiABKA4yGy5nb2RlbC52MS5FeGVjdXRpb25TdHJhdGVneRIuCgpzdGFydGVkX2F0GBMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEITChFfYnVkZ2V0X2FsbG9jYXRlZCLUAQoLVGVhbU1ldHJpY3MSDwoHdGVhbV9pZBgBIAEoCRIUCgx0b3RhbF9hZ2VudHMYAiABKAUSFgoOcnVubmluZ19hZ2VudHMYAyABKAUSGAoQY29tcGxldGVkX2FnZW50cxgEIAEoBRIVCg1mYWlsZWRfYWdlbnRzGAUgASgFEhcKD2NvbXBsZXRpb25fcmF0ZRgGIAEoARIYChBkdXJhdGlvbl9zZWNvbmRzGAcgASgBEhAKCGNvc3RfdXNkGAggASgBEhAKCHByb2dyZXNzGAkgASgFKsABCgpUZWFtU3RhdHVzEhsKF1RFQU1fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUVEVBTV9TVEFUVVNfQ1JFQVRJTkcQARIWChJURUFNX1NUQVRVU19BQ1RJVkUQAhIWChJURUFNX1NUQVRVU19QQVVTRUQQAxIZChVURUFNX1NUQVRVU19DT01QTEVURUQQBBIWChJURUFNX1NUQVRVU19GQUlMRUQQBRIYChRURUFNX1NUQVRVU19BUkNISVZFRBAGKrkBChFFeGVjdXRpb25TdHJhdGVneRIiCh5FWEVDVVRJT05fU1RSQVRFR1lfVU5TUEVDSUZJRUQQABIfChtFWEVDVVRJT05fU1RSQVRFR1lfUEFSQUxMRUwQARIhCh1FWEVDVVRJT05fU1RSQVRFR1lfTUFQX1JFRFVDRRACEh8KG0VYRUNVVElPTl9TVFJBVEVHWV9QSVBFTElORRADEhsKF0VYRUNVVElPTl9TVFJBVEVHWV9UUkVFEARCM1oxZ2l0aHViLmNvbS9nb2RlbC1haS9nb2RlbC9nZW4vZ28vZ29kZWwvdjE7Z29kZWx2MWIGcHJvdG8z", [file_godel_v1_common, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Team configuration (spec §2.1 TeamConfig).
@@ -95,6 +95,20 @@ export type TeamConfig = Message<"godel.v1.TeamConfig"> & {
    * @generated from field: repeated string command = 12;
    */
   command: string[];
+
+  /**
+   * OpenAI-compatible endpoint for openai-runtime members (default: the worker's).
+   *
+   * @generated from field: string endpoint = 13;
+   */
+  endpoint: string;
+
+  /**
+   * Git repository the members work in (default: the server's).
+   *
+   * @generated from field: string repo = 14;
+   */
+  repo: string;
 };
 
 /**
@@ -188,6 +202,32 @@ export type Team = Message<"godel.v1.Team"> & {
    * @generated from field: int32 progress = 15;
    */
   progress: number;
+
+  /**
+   * Results per member agent id (and "reduce"/"final" for aggregated results).
+   *
+   * @generated from field: google.protobuf.Struct results = 16;
+   */
+  results?: JsonObject | undefined;
+
+  /**
+   * Why the team failed.
+   *
+   * @generated from field: string error = 17;
+   */
+  error: string;
+
+  /**
+   * The strategy actually run (differs from execution_strategy after a fallback).
+   *
+   * @generated from field: godel.v1.ExecutionStrategy effective_strategy = 18;
+   */
+  effectiveStrategy: ExecutionStrategy;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp started_at = 19;
+   */
+  startedAt?: Timestamp | undefined;
 };
 
 /**

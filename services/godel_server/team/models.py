@@ -1,0 +1,208 @@
+"""Storage model of the team service (spec §2.4 teams, workflows, workflow_steps, budgets, plus
+tasks, the agents the service spawned, and the team agents it has seen on Kafka)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Float, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from godel_server.runtime.sqltypes import JsonType, UtcDateTime
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData()
+
+
+class TeamRow(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    request_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    config: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    execution_strategy: Mapped[str] = mapped_column(String(50), default="parallel")
+    effective_strategy: Mapped[str | None] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(50), default="creating")
+    task: Mapped[str] = mapped_column(Text, default="")
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    results: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    budget_allocated: Mapped[float | None] = mapped_column(Float)
+    budget_consumed: Mapped[float] = mapped_column(Float, default=0.0)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
+
+    __table_args__ = (
+        Index("idx_teams_status", "status"),
+        Index("idx_teams_created_at", "created_at", "id"),
+    )
+
+
+class MemberRow(Base):
+    """One agent the team service spawns for a team member or a workflow step. Its id is the
+    CreateAgent request id (so a relaunch after a crash gets the same agent) and travels in the
+    agent's metadata as `godelMember`."""
+
+    __tablename__ = "members"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    team_id: Mapped[str | None] = mapped_column(String(36))
+    workflow_id: Mapped[str | None] = mapped_column(String(36))
+    step_id: Mapped[str | None] = mapped_column(String(100))
+    # worker, splitter, mapper, reducer, stage, node, step
+    role: Mapped[str] = mapped_column(String(50))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    parent_id: Mapped[str | None] = mapped_column(String(36))
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    task: Mapped[str] = mapped_column(Text)
+    input: Mapped[str | None] = mapped_column(Text)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    # launching -> running -> completed | failed | killed; `cancelled` before it ever launched
+    status: Mapped[str] = mapped_column(String(50), default="launching")
+    agent_id: Mapped[str | None] = mapped_column(String(36))
+    session_id: Mapped[str | None] = mapped_column(String(36))
+    spec: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    result: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    cost: Mapped[float] = mapped_column(Float, default=0.0)
+    # Set when the member's agent must be stopped (kill sent after commit, resent after a crash).
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # A member that no longer counts (scaled away or replaced by a retry).
+    superseded: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+    __table_args__ = (
+        Index("idx_members_team", "team_id", "position"),
+        Index("idx_members_workflow", "workflow_id"),
+        Index("idx_members_agent", "agent_id"),
+        Index("idx_members_status", "status"),
+    )
+
+
+class WorkflowRow(Base):
+    __tablename__ = "workflows"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    request_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    definition: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    status: Mapped[str] = mapped_column(String(50), default="pending")
+    current_step_id: Mapped[str | None] = mapped_column(String(100))
+    context: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    results: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    progress: Mapped[int] = mapped_column(Integer, default=0)
+    team_id: Mapped[str | None] = mapped_column(String(36))
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    deadline_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
+
+    __table_args__ = (
+        Index("idx_workflows_status", "status"),
+        Index("idx_workflows_team_id", "team_id"),
+        Index("idx_workflows_created_at", "created_at", "id"),
+    )
+
+
+class WorkflowStepRow(Base):
+    __tablename__ = "workflow_steps"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(36))
+    step_id: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    name: Mapped[str] = mapped_column(String(255))
+    task: Mapped[str] = mapped_column(Text)
+    dependencies: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    # pending, running, completed, failed, retrying, skipped, cancelled
+    status: Mapped[str] = mapped_column(String(50), default="pending")
+    result: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    retry_count: Mapped[int] = mapped_column(Integer, default=0)
+    agent_id: Mapped[str | None] = mapped_column(String(36))
+
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "step_id", name="uq_workflow_steps_step"),
+        Index("idx_workflow_steps_workflow_id", "workflow_id", "position"),
+    )
+
+
+class TaskRow(Base):
+    __tablename__ = "tasks"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    request_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    title: Mapped[str] = mapped_column(String(500))
+    description: Mapped[str | None] = mapped_column(Text)
+    # pending, assigned, in_progress, completed, failed, cancelled
+    status: Mapped[str] = mapped_column(String(50), default="pending")
+    # 1 low .. 4 critical
+    priority: Mapped[int] = mapped_column(Integer, default=2)
+    team_id: Mapped[str | None] = mapped_column(String(36))
+    agent_id: Mapped[str | None] = mapped_column(String(36))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    assigned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
+
+    __table_args__ = (
+        Index("idx_tasks_queue", "team_id", "status", "priority", "created_at"),
+        Index("idx_tasks_agent", "agent_id"),
+        Index("idx_tasks_created_at", "created_at", "id"),
+    )
+
+
+class TeamAgentRow(Base):
+    """Agents that belong to a team, as seen in the agent events on Kafka (for task assignment)."""
+
+    __tablename__ = "team_agents"
+
+    agent_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(36))
+    # The agent's coarse status: pending, initializing, running, paused, completed, failed, killed
+    status: Mapped[str] = mapped_column(String(50))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (Index("idx_team_agents_team", "team_id", "status"),)
+
+
+class BudgetRow(Base):
+    __tablename__ = "budgets"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    # agent, team, user, organization
+    entity_type: Mapped[str] = mapped_column(String(50))
+    entity_id: Mapped[str] = mapped_column(String(255))
+    total_budget: Mapped[float] = mapped_column(Float)
+    used_budget: Mapped[float] = mapped_column(Float, default=0.0)
+    currency: Mapped[str] = mapped_column(String(10), default="USD")
+    # none, daily, weekly, monthly
+    period: Mapped[str] = mapped_column(String(20), default="none")
+    period_start: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    period_end: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    warned: Mapped[bool] = mapped_column(Boolean, default=False)
+    exceeded: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+    __table_args__ = (UniqueConstraint("entity_type", "entity_id", name="uq_budgets_entity"),)
