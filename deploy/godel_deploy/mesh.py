@@ -22,6 +22,8 @@ from godel_deploy.process import ManagedProcess
 
 ROLES = ("cluster", "event", "agent", "team")
 LOOPBACK = "127.0.0.1"
+# Name of the API key (role operator) the team service drives agents with.
+TEAM_SERVICE_KEY = "team-service"
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,10 @@ class Mesh:
             env[f"GODEL_{r.upper()}_ADMIN_PORT"] = str(self.ports.admin[r])
         env["GODEL_EVENT_WS_PORT"] = str(self.ports.event_ws)
         env["GODEL_DEFAULT_REPO"] = str(self.default_repo)
+        if role == "team":
+            # The team service drives agents through AgentService with its own key (read lazily:
+            # the key is created once the cluster service has migrated its database).
+            env["GODEL_API_KEY_FILE"] = str(self.key_path(TEAM_SERVICE_KEY))
         if self.database_url:
             env["GODEL_DATABASE_URL"] = self.database_url
             env["GODEL_DATABASE_NAME_PREFIX"] = self.database_prefix
@@ -199,16 +205,23 @@ class Mesh:
     def agent_addresses(self) -> list[str]:
         return [self.address("agent"), *(f"{LOOPBACK}:{g}" for g, _ in self.agent_replicas.values())]
 
-    def worker_key(self) -> str:
-        """The API key workers connect with (role `worker`), kept in <home>/worker.key (mode 600)."""
-        path = self.home / "worker.key"
+    def key_path(self, name: str) -> Path:
+        return self.home / f"{name}.key"
+
+    def service_key(self, name: str, role: str) -> str:
+        """An API key for one of the mesh's own processes, kept in <home>/<name>.key (mode 600)."""
+        path = self.key_path(name)
         if path.exists():
             return path.read_text().strip()
-        secret = self.create_api_key("worker", "worker")
+        secret = self.create_api_key(name, role)
         assert secret
         path.write_text(secret + "\n")
         path.chmod(0o600)
         return secret
+
+    def worker_key(self) -> str:
+        """The API key workers connect with (role `worker`)."""
+        return self.service_key("worker", "worker")
 
     def start_worker(self, name: str, *, capacity: int | None = None) -> ManagedProcess:
         """A `godel-server worker` process connected to every agent-service replica."""
@@ -270,6 +283,8 @@ class Mesh:
                 print(
                     f"  {role}-service  serving on {self.address(role)}  ({time.monotonic() - started:.1f}s)"
                 )
+        if "cluster" in roles:
+            self.service_key(TEAM_SERVICE_KEY, "operator")
         self.start_gateway()
         if progress:
             print(f"  gateway        serving on {self.gateway_address}")

@@ -50,6 +50,21 @@ class Budgets:
         row.completion_tokens = (row.completion_tokens or 0) + usage.completion_tokens
         row.budget_consumed = (row.budget_consumed or 0.0) + cost
         row.updated_at = utcnow()
+        usage_event = self._store.event(
+            "agent:usage",
+            row,
+            {
+                "agentId": row.id,
+                "teamId": row.team_id or "",
+                "userId": row.user_id or "",
+                "model": model,
+                "cost": cost,
+                "promptTokens": usage.prompt_tokens,
+                "completionTokens": usage.completion_tokens,
+                "budgetConsumed": row.budget_consumed,
+            },
+        )
+        await self._store.publisher.publish(session, [usage_event])
         exceeded = await self._enforce(session, row)
         return Charge(model, cost, usage.prompt_tokens, usage.completion_tokens, exceeded)
 
@@ -72,7 +87,7 @@ class Budgets:
         await publish(session, [self._store.event("budget:exceeded", row, payload)])
         reason = f"budget exceeded: ${row.budget_consumed:.4f} of ${limit:.4f}"
         row.last_error = reason
+        row.completed_at = utcnow()
         if can("error", row.lifecycle_state):
             await self._store.apply(session, row, "error", reason=reason)
-        row.completed_at = utcnow()
         return reason

@@ -418,16 +418,21 @@ class RunCoordinator:
         """Marks the current attempt failed and schedules a retry if the policy allows one."""
         row.last_error = error
         trigger = "spawn_error" if row.lifecycle_state in ("initializing", "spawning") else "error"
+        over_budget = row.budget_limit is not None and row.budget_consumed >= row.budget_limit
+        retry = row.retry_count < row.max_retries and not over_budget
+        if not retry:
+            # Set before the transition: its agent:error event says whether a retry follows.
+            row.next_attempt_at = None
+            row.completed_at = utcnow()
         if can(trigger, row.lifecycle_state):
             await self._store.apply(session, row, trigger, reason=error, actor=actor)
-        over_budget = row.budget_limit is not None and row.budget_consumed >= row.budget_limit
-        if row.retry_count < row.max_retries and not over_budget and row.lifecycle_state == "failed":
+        if retry and row.lifecycle_state == "failed":
             row.retry_count += 1
             delay = min(MAX_BACKOFF, self._settings.retry_backoff_seconds * 2 ** (row.retry_count - 1))
             row.next_attempt_at = utcnow() + timedelta(seconds=delay)
             agent_id = row.id
             after.append(lambda: self._retry_later(agent_id, delay))
-        else:
+        elif retry:
             row.next_attempt_at = None
             row.completed_at = utcnow()
 

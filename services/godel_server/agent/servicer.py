@@ -111,6 +111,7 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
             meta=struct_to_dict(request.metadata),
             version=1,
             created_by=caller.key_id if caller else None,
+            user_id=caller.user_id if caller else None,
         )
         agent = agent_to_proto(row)
         event = self._event("agent:spawn", row, {"agent": json_format.MessageToDict(agent)})

@@ -99,6 +99,10 @@ class AgentStateStore:
             }
             if m.event_type == "agent:complete":
                 payload["agent"] = json_format.MessageToDict(agent_to_proto(row))
+            elif m.event_type == "agent:error":
+                # Final: no retry follows (callers set completed_at first when they give up).
+                payload["final"] = row.completed_at is not None
+                payload["budgetConsumed"] = row.budget_consumed or 0.0
             await self.publisher.publish(session, [self.event(m.event_type, row, payload)])
         TRANSITIONS.labels(trigger, m.to_state).inc()
         return m

@@ -26,6 +26,10 @@
 | GODEL_WORKER_LOST_GRACE     | 3                                         | seconds a disconnected worker has to come back before its runs restart |
 | GODEL_RETRY_BACKOFF_SECONDS | 1                                         | first retry delay; doubles per retry, at most 60 s |
 | GODEL_MODEL_PRICES          | built-in table                            | JSON {"model": [usd per 1M prompt tokens, per 1M completion tokens]} |
+| GODEL_API_KEY / GODEL_API_KEY_FILE | (unset)                            | API key the team service (and a worker) presents to other services; the file is read when first needed |
+| GODEL_TEAM_RUNTIME          | command                                   | runtime of team members and workflow steps that name none |
+| GODEL_TEAM_COMMAND          | a repository summary (see config.py)      | JSON argv template of command-runtime members that give none |
+| GODEL_OPENAI_BASE_URL       | (unset)                                   | endpoint of the optional LLM intent parser (and the workers' openai runtime) |
 
 Worker process (`godel-server worker`, see `load_worker_settings`):
 
@@ -46,6 +50,7 @@ Worker process (`godel-server worker`, see `load_worker_settings`):
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from collections.abc import Mapping
@@ -140,6 +145,23 @@ class Settings:
     model_prices: str = ""
     event_ws_port: int = 9113
     event_retention_days: int = 0
+    api_key: str | None = field(default=None, repr=False)
+    api_key_file: Path | None = None
+    team_runtime: str = "command"
+    team_command: tuple[str, ...] = ()
+    openai_base_url: str = ""
+    openai_api_key: str | None = field(default=None, repr=False)
+
+    def service_api_key(self) -> str | None:
+        """The key this service presents to other services (the file may appear after start)."""
+        if self.api_key:
+            return self.api_key
+        if self.api_key_file is None:
+            return None
+        try:
+            return self.api_key_file.read_text().strip() or None
+        except OSError:
+            return None
 
     @property
     def grpc_address(self) -> str:
@@ -190,7 +212,37 @@ def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
         worker_lost_grace=_float(env, "GODEL_WORKER_LOST_GRACE", 3.0),
         retry_backoff_seconds=_float(env, "GODEL_RETRY_BACKOFF_SECONDS", 1.0),
         model_prices=env.get("GODEL_MODEL_PRICES", ""),
+        api_key=env.get("GODEL_API_KEY") or None,
+        api_key_file=Path(env["GODEL_API_KEY_FILE"]).expanduser() if env.get("GODEL_API_KEY_FILE") else None,
+        team_runtime=env.get("GODEL_TEAM_RUNTIME") or "command",
+        team_command=_argv(env, "GODEL_TEAM_COMMAND", DEFAULT_TEAM_COMMAND),
+        openai_base_url=env.get("GODEL_OPENAI_BASE_URL") or "",
+        openai_api_key=env.get("GODEL_OPENAI_API_KEY") or None,
     )
+
+
+# What a command-runtime member does when neither its team nor the workflow gives a command: print
+# its task and summarize the repository (the task is one argv element, never shell text).
+DEFAULT_TEAM_COMMAND: tuple[str, ...] = (
+    "sh",
+    "-c",
+    'echo "task: $1"; echo "files: $(git ls-files | wc -l)"; git log --oneline -3',
+    "godel-member",
+    "{task}",
+)
+
+
+def _argv(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a JSON array of strings, got {raw!r}") from exc
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{name} must be a non-empty JSON array of strings")
+    return tuple(value)
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,15 @@
-"""The team-service deployable: teams, workflows and tasks. The orchestration itself lands with the
-orchestration work; until then every RPC answers UNIMPLEMENTED with a clear message."""
+"""The team-service deployable: teams, workflows, tasks, budgets and intent. It drives agents only
+through AgentService (gRPC) and learns what they do from the agent events on Kafka."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from godel.v1 import (
+    budget_service_pb2,
+    budget_service_pb2_grpc,
+    intent_service_pb2,
+    intent_service_pb2_grpc,
     task_service_pb2,
     task_service_pb2_grpc,
     team_service_pb2,
@@ -14,23 +18,85 @@ from godel.v1 import (
     workflow_service_pb2_grpc,
 )
 from godel_server.runtime.host import Service, ServiceHost
+from godel_server.team.agents import AgentGateway
+from godel_server.team.budget_servicer import BudgetServicer
+from godel_server.team.budgets import BudgetLedger
+from godel_server.team.dispatch import AgentEventConsumer
+from godel_server.team.intent.servicer import IntentServicer
+from godel_server.team.members import Members
+from godel_server.team.task_servicer import TaskServicer
+from godel_server.team.tasks import TaskQueue
+from godel_server.team.teams.orchestrator import TeamOrchestrator
+from godel_server.team.teams.servicer import TeamServicer
+from godel_server.team.workflows.engine import WorkflowEngine
+from godel_server.team.workflows.servicer import WorkflowServicer
+
+
+def _name(module: object, service: str) -> str:
+    return module.DESCRIPTOR.services_by_name[service].full_name  # type: ignore[attr-defined,no-any-return]
 
 
 class TeamService(Service):
     role = "team"
     grpc_services = (
-        team_service_pb2.DESCRIPTOR.services_by_name["TeamService"].full_name,
-        workflow_service_pb2.DESCRIPTOR.services_by_name["WorkflowService"].full_name,
-        task_service_pb2.DESCRIPTOR.services_by_name["TaskService"].full_name,
+        _name(team_service_pb2, "TeamService"),
+        _name(workflow_service_pb2, "WorkflowService"),
+        _name(task_service_pb2, "TaskService"),
+        _name(budget_service_pb2, "BudgetService"),
+        _name(intent_service_pb2, "IntentService"),
     )
     migrations = Path(__file__).parent / "migrations"
 
+    def __init__(self) -> None:
+        self._members: Members | None = None
+        self._workflows: WorkflowEngine | None = None
+        self._consumer: AgentEventConsumer | None = None
+
     def register(self, host: ServiceHost) -> None:
-        # The generated base servicers answer every RPC with UNIMPLEMENTED (mapped to a clear
-        # message by the interceptor); mypy-protobuf marks their methods abstract.
-        teams = team_service_pb2_grpc.TeamServiceServicer()  # type: ignore[abstract]
-        workflows = workflow_service_pb2_grpc.WorkflowServiceServicer()  # type: ignore[abstract]
-        tasks = task_service_pb2_grpc.TaskServiceServicer()  # type: ignore[abstract]
-        team_service_pb2_grpc.add_TeamServiceServicer_to_server(teams, host.server)
-        workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(workflows, host.server)
-        task_service_pb2_grpc.add_TaskServiceServicer_to_server(tasks, host.server)
+        s, db, publisher = host.settings, host.db, host.publisher
+        gateway = AgentGateway(s)
+        members = self._members = Members(db, gateway)
+        ledger = BudgetLedger(publisher, s.instance_id)
+        tasks = TaskQueue(publisher, s.instance_id)
+        teams = TeamOrchestrator(s, db, publisher, members, ledger)
+        workflows = self._workflows = WorkflowEngine(s, db, publisher, members)
+        self._consumer = AgentEventConsumer(
+            db,
+            s.kafka_bootstrap,
+            client_id=s.instance_id,
+            members=members,
+            teams=teams,
+            workflows=workflows,
+            tasks=tasks,
+            ledger=ledger,
+        )
+        members.on_refused = self._consumer.owner_changed
+        server = host.server
+        team_service_pb2_grpc.add_TeamServiceServicer_to_server(TeamServicer(db, teams), server)
+        workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
+            WorkflowServicer(db, workflows, gateway), server
+        )
+        task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(db, tasks), server)
+        budget_service_pb2_grpc.add_BudgetServiceServicer_to_server(BudgetServicer(db, ledger), server)
+        intent_service_pb2_grpc.add_IntentServiceServicer_to_server(
+            IntentServicer(
+                openai_base_url=s.openai_base_url,
+                openai_api_key=s.openai_api_key or "",
+                default_model=s.default_model,
+            ),
+            server,
+        )
+
+    async def start(self, host: ServiceHost) -> None:
+        assert self._members and self._workflows and self._consumer
+        await self._members.recover()
+        await self._workflows.recover()
+        self._consumer.start()
+
+    async def stop(self, host: ServiceHost) -> None:
+        if self._consumer:
+            await self._consumer.stop()
+        if self._workflows:
+            await self._workflows.stop()
+        if self._members:
+            await self._members.stop()

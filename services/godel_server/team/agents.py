@@ -1,0 +1,107 @@
+"""The team service's only way to act on agents: AgentService over gRPC, with the service's own
+API key. Creation is idempotent by the member id (the CreateAgent request id)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from google.protobuf import duration_pb2
+
+from godel.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
+from godel_server.runtime.config import Settings
+from godel_server.runtime.errors import UnavailableError
+from godel_server.runtime.events import to_struct
+
+API_KEY_HEADER = "x-api-key"
+CALL_TIMEOUT = 15.0
+# Codes that mean "this agent cannot take the action now": nothing to retry.
+SETTLED = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION)
+MEMBER_METADATA_KEY = "godelMember"
+
+
+class AgentGateway:
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._channel = grpc.aio.insecure_channel(settings.service_addrs["agent"])
+        self._stub = agent_service_pb2_grpc.AgentServiceStub(self._channel)
+
+    def _metadata(self) -> tuple[tuple[str, str], ...]:
+        key = self._settings.service_api_key()
+        if not key:
+            raise UnavailableError(
+                "the team service has no API key yet (GODEL_API_KEY or GODEL_API_KEY_FILE)"
+            )
+        return ((API_KEY_HEADER, key),)
+
+    async def create(
+        self, member_id: str, team_id: str | None, task: str, spec: dict[str, Any]
+    ) -> agent_pb2.Agent:
+        """Creates the member's agent (or returns the one a previous attempt created)."""
+        config = agent_pb2.AgentConfig(
+            runtime=spec.get("runtime", ""),
+            command=list(spec.get("command") or []),
+            endpoint=spec.get("endpoint", ""),
+        )
+        if spec.get("timeoutSeconds"):
+            config.timeout.CopyFrom(duration_pb2.Duration(seconds=int(spec["timeoutSeconds"])))
+        request = agent_service_pb2.CreateAgentRequest(
+            request_id=member_id,
+            team_id=team_id or "",
+            label=spec.get("label", ""),
+            model=spec.get("model", ""),
+            task=task,
+            config=config,
+            repo=spec.get("repo", ""),
+            max_retries=int(spec.get("maxRetries", 0)),
+            parent_session_id=spec.get("parentSessionId", ""),
+            metadata=to_struct({MEMBER_METADATA_KEY: member_id, **(spec.get("metadata") or {})}),
+        )
+        if spec.get("context"):
+            request.context.CopyFrom(to_struct(spec["context"]))
+        if spec.get("budgetLimit") is not None:
+            request.budget_limit = float(spec["budgetLimit"])
+        reply: agent_pb2.Agent = await self._stub.CreateAgent(
+            request, timeout=CALL_TIMEOUT, metadata=self._metadata()
+        )
+        return reply
+
+    async def kill(self, agent_id: str, reason: str) -> None:
+        await self._settle(
+            self._stub.KillAgent, agent_service_pb2.KillAgentRequest(id=agent_id, reason=reason)
+        )
+
+    async def pause(self, agent_id: str) -> None:
+        await self._settle(
+            self._stub.PauseAgent, agent_service_pb2.PauseAgentRequest(id=agent_id, paused_by="team-service")
+        )
+
+    async def resume(self, agent_id: str) -> None:
+        await self._settle(self._stub.ResumeAgent, agent_service_pb2.ResumeAgentRequest(id=agent_id))
+
+    async def get(self, agent_id: str) -> agent_pb2.Agent:
+        reply: agent_pb2.Agent = await self._stub.GetAgent(
+            agent_service_pb2.GetAgentRequest(id=agent_id), timeout=CALL_TIMEOUT, metadata=self._metadata()
+        )
+        return reply
+
+    async def list_team(
+        self, team_id: str, page_size: int, page_token: str
+    ) -> agent_service_pb2.ListAgentsResponse:
+        reply: agent_service_pb2.ListAgentsResponse = await self._stub.ListAgents(
+            agent_service_pb2.ListAgentsRequest(team_id=team_id, page_size=page_size, page_token=page_token),
+            timeout=CALL_TIMEOUT,
+            metadata=self._metadata(),
+        )
+        return reply
+
+    async def _settle(self, method: Any, request: Any) -> None:
+        """A control call whose "already in that state / gone" answers count as done."""
+        try:
+            await method(request, timeout=CALL_TIMEOUT, metadata=self._metadata())
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in SETTLED:
+                raise
+
+    async def close(self) -> None:
+        await self._channel.close()

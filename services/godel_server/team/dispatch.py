@@ -1,0 +1,94 @@
+"""The team service's consumer of agent events (group `godel-team-service`): each event moves the
+member it is about, feeds the task queue and the budgets, and the team or workflow that owns the
+member decides what follows, all in one transaction per batch; the resulting agent calls are made
+after the commit."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from godel.v1 import event_pb2
+from godel_server.runtime.consumer import EventConsumer
+from godel_server.runtime.db import Database
+from godel_server.runtime.events import struct_to_dict
+from godel_server.runtime.topics import DOMAIN_TOPICS
+from godel_server.team.budgets import BudgetLedger, Usage
+from godel_server.team.members import Effects, Members, apply_agent_event
+from godel_server.team.models import MemberRow
+from godel_server.team.tasks import TaskQueue
+from godel_server.team.teams.orchestrator import TeamOrchestrator
+from godel_server.team.workflows.engine import WorkflowEngine
+
+
+class AgentEventConsumer(EventConsumer):
+    group_id = "godel-team-service"
+
+    def __init__(
+        self,
+        db: Database,
+        bootstrap: str,
+        *,
+        client_id: str,
+        members: Members,
+        teams: TeamOrchestrator,
+        workflows: WorkflowEngine,
+        tasks: TaskQueue,
+        ledger: BudgetLedger,
+    ) -> None:
+        super().__init__(db, bootstrap, [DOMAIN_TOPICS["agent"]], client_id=client_id)
+        self._members = members
+        self._teams = teams
+        self._workflows = workflows
+        self._tasks = tasks
+        self._ledger = ledger
+        self._effects = Effects()
+
+    async def handle_batch(
+        self, session: AsyncSession, events: list[event_pb2.Event]
+    ) -> list[event_pb2.Event]:
+        # A failed batch is reprocessed from scratch: forget what the failed attempt decided.
+        self._effects = effects = Effects()
+        for event in events:
+            await self._tasks.on_agent_event(session, event)
+            if event.type == "agent:usage":
+                await self._charge(session, event, effects)
+            change = await apply_agent_event(session, event)
+            if change is not None:
+                await self._route(session, change.member, change.ended, event, effects)
+        return events
+
+    async def _route(
+        self,
+        session: AsyncSession,
+        member: MemberRow,
+        ended: bool,
+        event: event_pb2.Event | None,
+        effects: Effects,
+    ) -> None:
+        """Hands a member's change to the workflow or team that owns it."""
+        if member.workflow_id:
+            await self._workflows.member_changed(session, member, ended, event, effects)
+        elif member.team_id:
+            await self._teams.member_changed(session, member, ended, event, effects)
+
+    async def owner_changed(self, session: AsyncSession, member: MemberRow, effects: Effects) -> None:
+        """A member that ended without an agent event (its agent could not be created)."""
+        await self._route(session, member, True, None, effects)
+
+    async def _charge(self, session: AsyncSession, event: event_pb2.Event, effects: Effects) -> None:
+        payload = struct_to_dict(event.payload)
+        usage = Usage(
+            agent_id=str(payload.get("agentId", "")),
+            team_id=str(payload.get("teamId", "")),
+            user_id=str(payload.get("userId", "")),
+            cost=float(payload.get("cost", 0.0)),
+            at=event.timestamp.ToDatetime(),
+        )
+        for budget in await self._ledger.apply_usage(session, usage):
+            if budget.entity_type == "team":
+                reason = f"team budget exceeded: ${budget.used_budget:.4f} of ${budget.total_budget:.4f}"
+                await self._teams.budget_exceeded(session, budget.entity_id, reason, effects)
+
+    async def after_commit(self, events: list[event_pb2.Event]) -> None:
+        self._members.apply(self._effects)
+        self._effects = Effects()

@@ -1,0 +1,357 @@
+"""The task queue (spec §3.1 Tasks): tasks wait per team in priority order and go to the team's idle
+agents, which the queue learns about from the agent events on Kafka. A task whose agent ends before
+finishing it goes back to the queue."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from google.protobuf import json_format
+from sqlalchemy import Exists, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from godel.v1 import event_pb2
+from godel_server.runtime.context import current_caller
+from godel_server.runtime.errors import FailedPreconditionError, NotFoundError
+from godel_server.runtime.events import new_event, utcnow
+from godel_server.runtime.publisher import EventPublisher
+from godel_server.team.listing import newest_first
+from godel_server.team.models import TaskRow, TeamAgentRow
+
+COMPONENT = "team-service"
+
+PRIORITIES: dict[int, str] = {1: "low", 2: "medium", 3: "high", 4: "critical"}
+DEFAULT_PRIORITY = 2
+
+# Task statuses: waiting, held by an agent, and done.
+HELD = ("assigned", "in_progress")
+FINISHED = frozenset({"completed", "failed", "cancelled"})
+
+# Agent statuses: an agent in a live status can take work; an ended one gives its task back.
+LIVE_AGENT = ("pending", "initializing", "running", "paused")
+ENDED_AGENT = frozenset({"completed", "failed", "killed"})
+
+STATUS_EVENTS = frozenset(
+    {
+        "agent:start",
+        "agent:pause",
+        "agent:resume",
+        "agent:complete",
+        "agent:error",
+        "agent:kill",
+        "agent:restart",
+    }
+)
+
+
+def _agent_status(value: Any) -> str:
+    """ "running" and "AGENT_STATUS_RUNNING" (an Agent message as JSON) both mean running."""
+    return str(value or "").lower().removeprefix("agent_status_")
+
+
+class TaskQueue:
+    """Every method works in the caller's transaction; events go to the outbox with the change."""
+
+    def __init__(self, publisher: EventPublisher, instance: str) -> None:
+        self._publisher = publisher
+        self._instance = instance
+
+    # ---- tasks --------------------------------------------------------------------------------
+    async def by_request_id(self, session: AsyncSession, request_id: str) -> TaskRow | None:
+        row: TaskRow | None = await session.scalar(select(TaskRow).where(TaskRow.request_id == request_id))
+        return row
+
+    async def create(
+        self,
+        session: AsyncSession,
+        *,
+        title: str,
+        description: str = "",
+        priority: int = DEFAULT_PRIORITY,
+        team_id: str = "",
+        metadata: Mapping[str, Any] | None = None,
+        request_id: str = "",
+        created_by: str = "",
+    ) -> TaskRow:
+        """Queues a task and hands it to an idle agent of its team if there is one. A repeated
+        request_id returns the task it created (a concurrent duplicate fails the flush with
+        IntegrityError: the caller then reads it back with `by_request_id`)."""
+        if request_id:
+            existing = await self.by_request_id(session, request_id)
+            if existing is not None:
+                return existing
+        if priority not in PRIORITIES:
+            raise ValueError(f"unknown task priority {priority}")
+        now = utcnow()
+        row = TaskRow(
+            id=str(uuid.uuid4()),
+            request_id=request_id or None,
+            title=title,
+            description=description or None,
+            status="pending",
+            priority=priority,
+            team_id=team_id or None,
+            created_by=created_by or None,
+            created_at=now,
+            updated_at=now,
+            meta=dict(metadata or {}),
+        )
+        session.add(row)
+        await session.flush()
+        await self._publish(session, "task:created", row)
+        if row.team_id:
+            await self._fill(session, row.team_id)
+        return row
+
+    async def get(self, session: AsyncSession, task_id: str) -> TaskRow:
+        row = await session.get(TaskRow, task_id)
+        if row is None:
+            raise NotFoundError("task", task_id)
+        return row
+
+    async def list_page(
+        self,
+        session: AsyncSession,
+        *,
+        statuses: Sequence[str] = (),
+        team_id: str = "",
+        agent_id: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> tuple[Sequence[TaskRow], str]:
+        stmt = select(TaskRow)
+        if statuses:
+            stmt = stmt.where(TaskRow.status.in_(statuses))
+        if team_id:
+            stmt = stmt.where(TaskRow.team_id == team_id)
+        if agent_id:
+            stmt = stmt.where(TaskRow.agent_id == agent_id)
+        rows: Sequence[TaskRow]
+        rows, token = await newest_first(
+            session,
+            stmt,
+            TaskRow.created_at,
+            TaskRow.id,
+            requested_size=page_size,
+            token=page_token,
+            query=("tasks", sorted(statuses), team_id, agent_id),
+        )
+        return rows, token
+
+    async def assign(self, session: AsyncSession, task_id: str, agent_id: str = "") -> TaskRow:
+        """Gives the task to `agent_id`, or with "" to an idle agent of the task's team (the task
+        stays pending, queued, when none is idle; a task already held is returned as it is)."""
+        row = await self._locked(session, task_id)
+        if row.status in FINISHED:
+            raise FailedPreconditionError(
+                f"task {task_id} is already {row.status}",
+                metadata={"taskId": task_id, "status": row.status},
+            )
+        if not agent_id:
+            if not row.team_id:
+                raise FailedPreconditionError(
+                    f"task {task_id} has no team: name the agent to assign it to",
+                    metadata={"taskId": task_id},
+                )
+            if row.status in HELD:
+                return row
+            agent = await self._idle_agent(session, row.team_id)
+            if agent is not None:
+                await self._give(session, row, agent.agent_id)
+            return row
+        if row.agent_id == agent_id and row.status in HELD:
+            return row
+        agent = await session.get(TeamAgentRow, agent_id, with_for_update=True)
+        if agent is not None and agent.status in ENDED_AGENT:
+            raise FailedPreconditionError(
+                f"agent {agent_id} is {agent.status} and cannot take tasks",
+                metadata={"taskId": task_id, "agentId": agent_id, "agentStatus": agent.status},
+            )
+        previous = row.agent_id if row.status in HELD else None
+        await self._give(session, row, agent_id)
+        if previous:
+            await self._offer_to_team_of(session, previous)
+        return row
+
+    async def complete(
+        self,
+        session: AsyncSession,
+        task_id: str,
+        result: Mapping[str, Any] | None = None,
+        error: str = "",
+    ) -> TaskRow:
+        """Finishes the task: `failed` when an error is given, else `completed`. Its agent, now
+        free, gets the next task of its team."""
+        row = await self._locked(session, task_id)
+        if row.status in FINISHED:
+            raise FailedPreconditionError(
+                f"task {task_id} is already {row.status}",
+                metadata={"taskId": task_id, "status": row.status},
+            )
+        holder = row.agent_id if row.status in HELD else None
+        now = utcnow()
+        row.status = "failed" if error else "completed"
+        row.result = dict(result) if result else None
+        row.error = error or None
+        row.completed_at = now
+        row.updated_at = now
+        await self._publish(session, "task:failed" if error else "task:completed", row)
+        if holder:
+            await self._offer_to_team_of(session, holder)
+        return row
+
+    # ---- agents -------------------------------------------------------------------------------
+    async def on_agent_event(self, session: AsyncSession, event: event_pb2.Event) -> None:
+        """Follows one event of godel.agent.events (call it for every event, exactly once, in the
+        consumer's transaction): keeps the team agents current, requeues the task of an agent that
+        ended and gives queued tasks to agents that are idle."""
+        payload = json_format.MessageToDict(event.payload)
+        if event.type == "agent:spawn":
+            agent = payload.get("agent") or {}
+            agent_id = str(agent.get("id") or event.metadata.agent_id)
+            team_id = str(agent.get("teamId") or event.metadata.team_id)
+            status = _agent_status(agent.get("status") or "pending")
+        elif event.type in STATUS_EVENTS or event.type == "agent:delete":
+            agent_id = str(payload.get("agentId") or event.metadata.agent_id)
+            team_id = event.metadata.team_id
+            # A deleted agent is gone for good: it counts as killed.
+            status = "killed" if event.type == "agent:delete" else _agent_status(payload.get("status"))
+        else:
+            return
+        if not agent_id or not status:
+            return
+        row = await session.get(TeamAgentRow, agent_id, with_for_update=True)
+        if row is None:
+            if not team_id:
+                return
+            row = TeamAgentRow(agent_id=agent_id, team_id=team_id, status=status, updated_at=utcnow())
+            session.add(row)
+        else:
+            row.team_id = team_id or row.team_id
+            row.status = status
+            row.updated_at = utcnow()
+        await session.flush()
+        if status in ENDED_AGENT:
+            await self._requeue_held_by(session, agent_id)
+        elif status in LIVE_AGENT:
+            await self._fill(session, row.team_id)
+
+    # ---- internals ----------------------------------------------------------------------------
+    async def _locked(self, session: AsyncSession, task_id: str) -> TaskRow:
+        row = await session.get(TaskRow, task_id, with_for_update=True)
+        if row is None:
+            raise NotFoundError("task", task_id)
+        return row
+
+    async def _give(self, session: AsyncSession, row: TaskRow, agent_id: str) -> None:
+        now = utcnow()
+        row.status = "assigned"
+        row.agent_id = agent_id
+        row.assigned_at = now
+        row.updated_at = now
+        await session.flush()
+        await self._publish(session, "task:assigned", row)
+
+    async def _requeue_held_by(self, session: AsyncSession, agent_id: str) -> None:
+        held = (
+            await session.scalars(
+                select(TaskRow)
+                .where(TaskRow.agent_id == agent_id, TaskRow.status.in_(HELD))
+                .order_by(TaskRow.created_at, TaskRow.id)
+                .with_for_update()
+            )
+        ).all()
+        teams = []
+        for row in held:
+            now = utcnow()
+            row.status = "pending"
+            row.agent_id = None
+            row.assigned_at = None
+            row.updated_at = now
+            await self._publish(session, "task:requeued", row, {"previousAgentId": agent_id})
+            if row.team_id and row.team_id not in teams:
+                teams.append(row.team_id)
+        await session.flush()
+        for team_id in teams:
+            await self._fill(session, team_id)
+
+    async def _offer_to_team_of(self, session: AsyncSession, agent_id: str) -> None:
+        agent = await session.get(TeamAgentRow, agent_id)
+        if agent is not None:
+            await self._fill(session, agent.team_id)
+
+    async def _fill(self, session: AsyncSession, team_id: str) -> None:
+        """Pairs the team's pending tasks (highest priority, oldest first) with its idle agents
+        until one side runs out."""
+        while True:
+            task = await session.scalar(
+                select(TaskRow)
+                .where(TaskRow.team_id == team_id, TaskRow.status == "pending")
+                .order_by(TaskRow.priority.desc(), TaskRow.created_at, TaskRow.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if task is None:
+                return
+            agent = await self._idle_agent(session, team_id)
+            if agent is None:
+                return
+            await self._give(session, task, agent.agent_id)
+
+    async def _idle_agent(self, session: AsyncSession, team_id: str) -> TeamAgentRow | None:
+        """The team's live agent that holds no task and has waited longest, locked."""
+        tried: list[str] = []
+        while True:
+            agent: TeamAgentRow | None = await session.scalar(
+                select(TeamAgentRow)
+                .where(
+                    TeamAgentRow.team_id == team_id,
+                    TeamAgentRow.status.in_(LIVE_AGENT),
+                    TeamAgentRow.agent_id.not_in(tried),
+                    ~self._holds_task(),
+                )
+                .order_by(TeamAgentRow.updated_at, TeamAgentRow.agent_id)
+                .limit(1)
+                .with_for_update(skip_locked=True, of=TeamAgentRow)
+            )
+            if agent is None:
+                return None
+            # Checked again under the lock: a transaction that gave this agent a task and committed
+            # while the query above ran is only visible to a new statement (PostgreSQL).
+            if not await session.scalar(select(self._holds_task(agent.agent_id))):
+                return agent
+            tried.append(agent.agent_id)
+
+    @staticmethod
+    def _holds_task(agent_id: str | None = None) -> Exists:
+        holder = TeamAgentRow.agent_id if agent_id is None else agent_id
+        return exists().where(TaskRow.agent_id == holder, TaskRow.status.in_(HELD))
+
+    async def _publish(
+        self, session: AsyncSession, event_type: str, row: TaskRow, extra: Mapping[str, Any] | None = None
+    ) -> None:
+        payload: dict[str, Any] = {
+            "taskId": row.id,
+            "title": row.title,
+            "teamId": row.team_id or "",
+            "agentId": row.agent_id or "",
+            "priority": PRIORITIES.get(row.priority, str(row.priority)),
+            "status": row.status,
+            **(extra or {}),
+        }
+        if row.error:
+            payload["error"] = row.error
+        caller = current_caller()
+        event = new_event(
+            event_type,
+            payload,
+            partition_key=row.id,
+            component=COMPONENT,
+            instance=self._instance,
+            agent_id=row.agent_id or "",
+            team_id=row.team_id or "",
+            user_id=caller.user_id if caller else "",
+        )
+        await self._publisher.publish(session, [event])

@@ -1,0 +1,62 @@
+"""Input checks for TeamService requests; every violation is reported at once."""
+
+from __future__ import annotations
+
+import math
+
+from godel.v1 import team_pb2, team_service_pb2
+from godel_server.runtime.validation import Violations
+from godel_server.team.teams.mapping import STRATEGY_TO_PROTO
+
+MAX_TASK_LEN = 100_000
+MAX_MEMBERS = 1000
+MAX_DEPTH = 5
+KNOWN_RUNTIMES = ("", "command", "openai")
+
+
+def check_config(v: Violations, config: team_pb2.TeamConfig, prefix: str = "config") -> None:
+    for name, value, high in (
+        ("size", config.size, MAX_MEMBERS),
+        ("max_agents", config.max_agents, MAX_MEMBERS),
+        ("max_depth", config.max_depth, MAX_DEPTH),
+        ("timeout_minutes", config.timeout_minutes, 7 * 24 * 60),
+    ):
+        if not 0 <= value <= high:
+            v.add(f"{prefix}.{name}", f"must be between 0 and {high}")
+    if len(config.inputs) > MAX_MEMBERS:
+        v.add(f"{prefix}.inputs", f"must have at most {MAX_MEMBERS} items")
+    if len(config.stages) > 100:
+        v.add(f"{prefix}.stages", "must have at most 100 stages")
+    for i, text in enumerate([*config.inputs, *config.stages]):
+        if len(text) > MAX_TASK_LEN:
+            v.add(f"{prefix}.inputs[{i}]", f"must be at most {MAX_TASK_LEN} characters")
+    if config.runtime not in KNOWN_RUNTIMES:
+        v.add(f"{prefix}.runtime", "must be command or openai")
+    if config.HasField("retry_policy") and not 0 <= config.retry_policy.max_retries <= 10:
+        v.add(f"{prefix}.retry_policy.max_retries", "must be between 0 and 10")
+    v.max_len(f"{prefix}.model", config.model, 255)
+
+
+def check_budget(v: Violations, field: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        v.add(field, "must be a number greater than 0")
+
+
+def check_create(request: team_service_pb2.CreateTeamRequest) -> None:
+    v = Violations()
+    v.require("name", request.name, max_len=255)
+    v.max_len("description", request.description, 10_000)
+    v.max_len("request_id", request.request_id, 100)
+    v.max_len("task", request.task, MAX_TASK_LEN)
+    strategy = request.execution_strategy
+    if strategy and strategy not in STRATEGY_TO_PROTO.values():
+        v.add("execution_strategy", "must be parallel, map-reduce, pipeline or tree")
+    if strategy == team_pb2.EXECUTION_STRATEGY_PIPELINE:
+        if not request.task.strip() and not request.config.stages:
+            v.add("config.stages", "a pipeline team needs stages (or a task for a single stage)")
+    elif not request.task.strip():
+        v.add("task", "is required")
+    check_config(v, request.config)
+    if request.HasField("budget_allocated"):
+        check_budget(v, "budget_allocated", request.budget_allocated)
+    v.raise_if_any()

@@ -1,0 +1,548 @@
+"""WorkflowEngine (spec §4.1): durable DAG execution. Workflow and step states live in the
+database and every decision commits with the state it is based on, so a restarted team service
+carries on from the stored states: completed steps are never run again, steps whose agents were
+decided are (idempotently) launched, and retry timers and deadlines are re-armed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from google.protobuf import json_format
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from godel.v1 import event_pb2, workflow_pb2
+from godel_server.runtime.config import Settings
+from godel_server.runtime.context import current_caller
+from godel_server.runtime.db import Database
+from godel_server.runtime.errors import FailedPreconditionError, NotFoundError
+from godel_server.runtime.events import new_event, utcnow
+from godel_server.runtime.publisher import EventPublisher
+from godel_server.team.members import Effects, Members, new_member
+from godel_server.team.models import MemberRow, WorkflowRow, WorkflowStepRow
+from godel_server.team.workflows.dag import Dag, backoff_seconds
+from godel_server.team.workflows.expressions import ExpressionError, compile_expression
+from godel_server.team.workflows.templates import compile_template
+
+log = logging.getLogger(__name__)
+
+COMPONENT = "team-service"
+FINISHED = frozenset({"completed", "failed", "skipped", "cancelled"})
+TERMINAL = frozenset({"completed", "failed", "cancelled"})
+AGENT_TEMPLATES = "_agentTemplates"
+
+
+class WorkflowNotFoundError(NotFoundError):
+    def __init__(self, workflow_id: str) -> None:
+        super().__init__("workflow", workflow_id)
+
+
+def definition_of(row: WorkflowRow) -> workflow_pb2.WorkflowDefinition:
+    return json_format.ParseDict(
+        row.definition, workflow_pb2.WorkflowDefinition(), ignore_unknown_fields=True
+    )
+
+
+class _Run:
+    """One workflow with its steps inside a transaction."""
+
+    def __init__(
+        self, session: AsyncSession, wf: WorkflowRow, steps: list[WorkflowStepRow], dag: Dag, effects: Effects
+    ) -> None:
+        self.session = session
+        self.wf = wf
+        self.definition = definition_of(wf)
+        self.defs = {s.id: s for s in self.definition.steps}
+        self.steps = {s.step_id: s for s in steps}
+        self.dag = dag
+        self.effects = effects
+        self.events: list[event_pb2.Event] = []
+        # Set when the running steps' agents must be stopped (the workflow ended).
+        self.stop_reason: str | None = None
+
+    def statuses(self) -> dict[str, str]:
+        return {sid: s.status for sid, s in self.steps.items()}
+
+    def variables(self) -> dict[str, Any]:
+        steps: dict[str, Any] = {}
+        for sid, step in self.steps.items():
+            result = step.result or {}
+            steps[sid] = {
+                "status": step.status,
+                "output": result.get("output", ""),
+                "error": step.error or "",
+                "agentId": step.agent_id or "",
+            }
+        return {
+            "steps": steps,
+            "context": self.wf.context or {},
+            "workflow": {"id": self.wf.id, "name": self.wf.name},
+        }
+
+
+class WorkflowEngine:
+    def __init__(self, settings: Settings, db: Database, publisher: EventPublisher, members: Members) -> None:
+        self._settings = settings
+        self._db = db
+        self._publisher = publisher
+        self._members = members
+        self._dags: dict[str, Dag] = {}
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def event(self, event_type: str, wf: WorkflowRow, payload: dict[str, Any]) -> event_pb2.Event:
+        caller = current_caller()
+        return new_event(
+            event_type,
+            {"workflowId": wf.id, **payload},
+            partition_key=wf.id,
+            component=COMPONENT,
+            instance=self._settings.instance_id,
+            workflow_id=wf.id,
+            team_id=wf.team_id or "",
+            user_id=caller.user_id if caller else "",
+        )
+
+    def dag(self, wf: WorkflowRow) -> Dag:
+        dag = self._dags.get(wf.id)
+        if dag is None:
+            dag = self._dags[wf.id] = Dag.from_definition(definition_of(wf))
+        return dag
+
+    async def _open(self, session: AsyncSession, workflow_id: str, effects: Effects) -> _Run:
+        wf = await session.get(WorkflowRow, workflow_id, with_for_update=True, populate_existing=True)
+        if wf is None:
+            raise WorkflowNotFoundError(workflow_id)
+        steps = (
+            await session.scalars(select(WorkflowStepRow).where(WorkflowStepRow.workflow_id == workflow_id))
+        ).all()
+        return _Run(session, wf, list(steps), self.dag(wf), effects)
+
+    async def _commit(self, run: _Run) -> None:
+        """Stops what must stop and publishes the run's events (still inside its transaction)."""
+        if run.stop_reason is not None:
+            for member in await self._active_members(run.session, run.wf.id):
+                run.effects.stop(member, run.stop_reason)
+        if run.events:
+            await self._publisher.publish(run.session, run.events)
+
+    async def _active_members(self, session: AsyncSession, workflow_id: str) -> list[MemberRow]:
+        return list(
+            (
+                await session.scalars(
+                    select(MemberRow).where(
+                        MemberRow.workflow_id == workflow_id,
+                        MemberRow.status.in_(("launching", "running", "paused")),
+                    )
+                )
+            ).all()
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def create(
+        self, session: AsyncSession, wf: WorkflowRow, definition: workflow_pb2.WorkflowDefinition
+    ) -> None:
+        session.add(wf)
+        for i, step in enumerate(definition.steps):
+            session.add(
+                WorkflowStepRow(
+                    id=str(uuid.uuid4()),
+                    workflow_id=wf.id,
+                    step_id=step.id,
+                    position=i,
+                    name=step.name or step.id,
+                    task=step.task,
+                    dependencies=list(step.depends_on),
+                    status="pending",
+                    retry_count=0,
+                )
+            )
+        await self._publisher.publish(
+            session, [self.event("workflow:create", wf, {"name": wf.name, "steps": len(definition.steps)})]
+        )
+
+    async def start(self, workflow_id: str) -> None:
+        effects = Effects()
+        async with self._db.session() as session:
+            run = await self._open(session, workflow_id, effects)
+            wf = run.wf
+            if wf.status != "pending":
+                if wf.status in ("running", "paused"):
+                    return
+                raise FailedPreconditionError(
+                    f"cannot start workflow {workflow_id}: it is {wf.status}",
+                    metadata={"workflowId": workflow_id, "currentState": wf.status},
+                )
+            now = utcnow()
+            wf.status = "running"
+            wf.started_at = now
+            if run.definition.timeout > 0:
+                wf.deadline_at = now + timedelta(seconds=run.definition.timeout)
+                self._arm(effects, wf.id, float(run.definition.timeout))
+            run.events.append(self.event("workflow:start", wf, {"steps": len(run.steps)}))
+            self._advance(run)
+            await self._commit(run)
+        self._members.apply(effects)
+
+    def _advance(self, run: _Run) -> None:
+        """Starts every step that can start now, skips the ones whose condition is false, and
+        ends the workflow when nothing is left."""
+        wf = run.wf
+        limit = run.definition.max_concurrency or len(run.steps)
+        while wf.status == "running":
+            statuses = run.statuses()
+            running = sum(1 for s in statuses.values() if s == "running")
+            moved = False
+            for sid in run.dag.ready(statuses):
+                if running >= limit:
+                    break
+                step = run.steps[sid]
+                definition = run.defs[sid]
+                if definition.when:
+                    try:
+                        go = compile_expression(definition.when).test(run.variables())
+                    except ExpressionError as exc:
+                        self._step_failed(run, step, f"condition {definition.when!r}: {exc}")
+                        moved = True
+                        break
+                    if not go:
+                        step.status = "skipped"
+                        step.completed_at = utcnow()
+                        run.events.append(
+                            self.event("workflow:step:skip", wf, {"stepId": sid, "when": definition.when})
+                        )
+                        moved = True
+                        continue
+                self._start_step(run, step)
+                running += 1
+                moved = True
+            if not moved:
+                break
+        self._update_progress(run)
+        self._maybe_finish(run)
+
+    def _start_step(self, run: _Run, step: WorkflowStepRow) -> None:
+        wf = run.wf
+        definition = run.defs[step.step_id]
+        try:
+            task = compile_template(definition.task).render(run.variables())
+        except ExpressionError as exc:
+            self._step_failed(run, step, f"task template: {exc}")
+            return
+        spec = self._step_spec(run, definition)
+        member = new_member(
+            run.session,
+            role="step",
+            task=task,
+            spec=spec,
+            team_id=spec.pop("teamId", None) or wf.team_id,
+            workflow_id=wf.id,
+            step_id=step.step_id,
+            position=step.position,
+            attempt=step.retry_count,
+        )
+        run.effects.launch.append(member.id)
+        step.status = "running"
+        step.started_at = utcnow()
+        step.agent_id = None
+        step.error = None
+        wf.current_step_id = step.step_id
+        run.events.append(
+            self.event(
+                "workflow:step:start",
+                wf,
+                {"stepId": step.step_id, "attempt": step.retry_count, "memberId": member.id},
+            )
+        )
+
+    def _step_spec(self, run: _Run, step: workflow_pb2.StepDefinition) -> dict[str, Any]:
+        d = run.definition
+        template: dict[str, Any] = dict((run.wf.definition.get(AGENT_TEMPLATES) or {}).get(step.agent) or {})
+        runtime = step.runtime or d.runtime or template.get("runtime") or self._settings.team_runtime
+        command = list(step.command) or list(d.command) or list(template.get("command") or [])
+        if runtime == "command" and not command:
+            command = list(self._settings.team_command)
+        selector = step.agent_selector
+        spec: dict[str, Any] = {
+            "runtime": runtime,
+            "command": command,
+            "model": selector.model or d.model or template.get("model", ""),
+            "repo": d.repo or template.get("repo", ""),
+            "endpoint": template.get("endpoint", ""),
+            "label": (selector.label or f"{run.wf.name}/{step.id}")[:255],
+            "maxRetries": 0,
+            "context": {"workflowId": run.wf.id, "stepId": step.id},
+        }
+        if selector.skills:
+            spec["metadata"] = {"skills": list(selector.skills)}
+        if selector.team_id:
+            spec["teamId"] = selector.team_id
+        if step.timeout > 0:
+            spec["timeoutSeconds"] = step.timeout
+        return spec
+
+    def _step_failed(self, run: _Run, step: WorkflowStepRow, error: str) -> None:
+        wf, d = run.wf, run.definition
+        definition = run.defs[step.step_id]
+        allowed = definition.retries
+        if not allowed and d.on_error == workflow_pb2.ON_ERROR_POLICY_RETRY:
+            allowed = d.retry_policy.max_retries if d.HasField("retry_policy") else 3
+        step.error = error
+        if step.retry_count < allowed and wf.status in ("running", "paused"):
+            step.retry_count += 1
+            delay = backoff_seconds(d.retry_policy if d.HasField("retry_policy") else None, step.retry_count)
+            step.status = "retrying"
+            step.next_attempt_at = utcnow() + timedelta(seconds=delay)
+            self._arm(run.effects, wf.id, delay)
+            run.events.append(
+                self.event(
+                    "workflow:step:retry",
+                    wf,
+                    {
+                        "stepId": step.step_id,
+                        "attempt": step.retry_count,
+                        "delaySeconds": delay,
+                        "error": error,
+                    },
+                )
+            )
+            return
+        step.status = "failed"
+        step.completed_at = utcnow()
+        run.events.append(self.event("workflow:step:error", wf, {"stepId": step.step_id, "error": error}))
+        if d.on_error != workflow_pb2.ON_ERROR_POLICY_CONTINUE:
+            self._end(run, "failed", f"step {step.step_id} failed: {error}")
+
+    def _update_progress(self, run: _Run) -> None:
+        done = sum(1 for s in run.steps.values() if s.status in FINISHED)
+        run.wf.progress = int(100 * done / len(run.steps)) if run.steps else 100
+
+    def _maybe_finish(self, run: _Run) -> None:
+        if run.wf.status != "running":
+            return
+        statuses = run.statuses()
+        if all(s in FINISHED for s in statuses.values()):
+            failed = [sid for sid, s in statuses.items() if s == "failed"]
+            self._end(run, "completed", None, failed_steps=failed)
+
+    def _end(
+        self, run: _Run, status: str, error: str | None, *, failed_steps: list[str] | None = None
+    ) -> None:
+        wf = run.wf
+        if wf.status in TERMINAL:
+            return
+        wf.status = status
+        wf.error = error
+        wf.completed_at = utcnow()
+        wf.current_step_id = None
+        for step in run.steps.values():
+            if step.status in ("pending", "retrying", "running"):
+                step.status = "cancelled"
+                step.completed_at = wf.completed_at
+        run.stop_reason = f"workflow {status}"
+        self._update_progress(run)
+        event_type = {
+            "completed": "workflow:complete",
+            "failed": "workflow:error",
+            "cancelled": "workflow:cancel",
+        }[status]
+        run.events.append(
+            self.event(
+                event_type, wf, {"status": status, "error": error or "", "failedSteps": failed_steps or []}
+            )
+        )
+        self._disarm(run.effects, wf.id)
+
+    # -- member events ---------------------------------------------------------------------------
+
+    async def member_changed(
+        self,
+        session: AsyncSession,
+        member: MemberRow,
+        ended: bool,
+        trigger: event_pb2.Event | None,
+        effects: Effects,
+    ) -> None:
+        assert member.workflow_id and member.step_id
+        run = await self._open(session, member.workflow_id, effects)
+        step = run.steps.get(member.step_id)
+        if step is None or member.attempt != step.retry_count or step.status != "running":
+            return
+        if not ended:
+            if member.agent_id and step.agent_id != member.agent_id:
+                step.agent_id = member.agent_id
+            return
+        step.agent_id = member.agent_id
+        if member.status == "completed":
+            step.status = "completed"
+            step.completed_at = utcnow()
+            step.result = {
+                "output": member.result or "",
+                "agentId": member.agent_id or "",
+                "sessionId": member.session_id or "",
+                "cost": member.cost,
+            }
+            run.wf.results = {**(run.wf.results or {}), step.step_id: member.result or ""}
+            run.events.append(
+                self.event(
+                    "workflow:step:complete",
+                    run.wf,
+                    {"stepId": step.step_id, "agentId": member.agent_id or ""},
+                )
+            )
+        elif not member.stop_requested:
+            self._step_failed(run, step, member.error or f"agent {member.status}")
+        if run.wf.status == "running":
+            self._advance(run)
+        await self._commit(run)
+
+    # -- control ---------------------------------------------------------------------------------
+
+    async def cancel(self, workflow_id: str, reason: str) -> None:
+        effects = Effects()
+        async with self._db.session() as session:
+            run = await self._open(session, workflow_id, effects)
+            if run.wf.status in TERMINAL:
+                raise FailedPreconditionError(
+                    f"cannot cancel workflow {workflow_id}: it is {run.wf.status}",
+                    metadata={"workflowId": workflow_id, "currentState": run.wf.status},
+                )
+            self._end(run, "cancelled", reason or "cancelled")
+            await self._commit(run)
+        self._members.apply(effects)
+
+    async def delete(self, workflow_id: str) -> None:
+        """Deletes a workflow, stopping its running steps' agents first."""
+        effects = Effects()
+        async with self._db.session() as session:
+            run = await self._open(session, workflow_id, effects)
+            if run.wf.status not in TERMINAL:
+                self._end(run, "cancelled", "workflow deleted")
+            await self._commit(run)
+            for step in run.steps.values():
+                await session.delete(step)
+            await session.delete(run.wf)
+        self._members.apply(effects)
+
+    async def pause(self, workflow_id: str) -> None:
+        await self._control(workflow_id, "pause")
+
+    async def resume(self, workflow_id: str) -> None:
+        await self._control(workflow_id, "resume")
+
+    async def _control(self, workflow_id: str, verb: str) -> None:
+        effects = Effects()
+        source, target = ("running", "paused") if verb == "pause" else ("paused", "running")
+        async with self._db.session() as session:
+            run = await self._open(session, workflow_id, effects)
+            if run.wf.status == target:
+                return
+            if run.wf.status != source:
+                raise FailedPreconditionError(
+                    f"cannot {verb} workflow {workflow_id}: it is {run.wf.status}",
+                    metadata={"workflowId": workflow_id, "currentState": run.wf.status, "action": verb},
+                )
+            run.wf.status = target
+            for member in await self._active_members(session, workflow_id):
+                if member.agent_id:
+                    (effects.pause if verb == "pause" else effects.resume).append(member.agent_id)
+            run.events.append(self.event(f"workflow:{verb}", run.wf, {}))
+            if target == "running":
+                self._advance(run)
+            await self._commit(run)
+        self._members.apply(effects)
+
+    # -- timers ----------------------------------------------------------------------------------
+
+    def _arm(self, effects: Effects, workflow_id: str, delay: float) -> None:
+        effects.after.append(lambda: self._wake_in(workflow_id, delay))
+
+    def _disarm(self, effects: Effects, workflow_id: str) -> None:
+        def disarm() -> None:
+            handle = self._timers.pop(workflow_id, None)
+            if handle is not None:
+                handle.cancel()
+            self._dags.pop(workflow_id, None)
+
+        effects.after.append(disarm)
+
+    def _wake_in(self, workflow_id: str, delay: float) -> None:
+        loop = asyncio.get_running_loop()
+        when = loop.time() + max(0.0, delay)
+        current = self._timers.get(workflow_id)
+        if current is not None and current.when() <= when:
+            return
+        if current is not None:
+            current.cancel()
+        self._timers[workflow_id] = loop.call_at(when, self._wake_now, workflow_id)
+
+    def _wake_now(self, workflow_id: str) -> None:
+        self._timers.pop(workflow_id, None)
+        task = asyncio.ensure_future(self.wake(workflow_id))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def wake(self, workflow_id: str) -> None:
+        """Due retries become pending again; a passed deadline fails the workflow."""
+        effects = Effects()
+        try:
+            async with self._db.session() as session:
+                run = await self._open(session, workflow_id, effects)
+                wf = run.wf
+                if wf.status not in ("running", "paused"):
+                    return
+                now = utcnow()
+                if wf.deadline_at is not None and wf.deadline_at <= now:
+                    self._end(run, "failed", f"workflow timed out after {run.definition.timeout}s")
+                else:
+                    later: list[float] = []
+                    for step in run.steps.values():
+                        if step.status != "retrying" or step.next_attempt_at is None:
+                            continue
+                        if step.next_attempt_at <= now:
+                            step.status = "pending"
+                            step.next_attempt_at = None
+                        else:
+                            later.append((step.next_attempt_at - now).total_seconds())
+                    if wf.deadline_at is not None:
+                        later.append((wf.deadline_at - now).total_seconds())
+                    if later:
+                        self._arm(effects, wf.id, min(later))
+                    if wf.status == "running":
+                        self._advance(run)
+                await self._commit(run)
+        except WorkflowNotFoundError:
+            return
+        except Exception:
+            log.exception("workflow wake-up failed; retrying", extra={"workflowId": workflow_id})
+            self._wake_in(workflow_id, 1.0)
+            return
+        self._members.apply(effects)
+
+    async def recover(self) -> None:
+        """After a restart: re-arm every unfinished workflow (retries, deadlines, ready steps)."""
+        async with self._db.reader() as session:
+            ids = (
+                await session.scalars(
+                    select(WorkflowRow.id).where(WorkflowRow.status.in_(("running", "paused")))
+                )
+            ).all()
+        for workflow_id in ids:
+            await self.wake(workflow_id)
+
+    async def stop(self) -> None:
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task

@@ -1,0 +1,153 @@
+"""Teams end to end on real Kafka, PostgreSQL, Envoy and command-runtime agents: the spec §10.3
+team of 3 over REST, every strategy, scaling, pause/resume and the map-reduce fallback."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import RunningMesh
+from tests.integration.team_helpers import echo_command, ok, start_team, wait_team
+
+
+def _create(http: httpx.Client, **body: object) -> dict[str, object]:
+    return ok(http.post("/api/v1/teams", json=body))
+
+
+def test_team_of_three_completes_over_rest(godel: RunningMesh) -> None:
+    with godel.http() as http:
+        team = _create(
+            http,
+            name="Test Team",
+            task="Review pull request #123",
+            config={"size": 3, "command": echo_command('echo "reviewed: $1"')},
+        )
+        assert team["status"] == "TEAM_STATUS_CREATING"
+        updates = start_team(http, str(team["id"]), follow=True)
+        progress = [u["team"].get("progress", 0) for u in updates]
+        assert progress == sorted(progress) and progress[-1] == 100, progress
+        assert updates[-1]["team"]["status"] == "TEAM_STATUS_COMPLETED"
+        assert {u["event"]["type"] for u in updates[1:]} >= {"agent:start", "team:progress", "team:complete"}
+        done = wait_team(http, str(team["id"]))
+        assert done["status"] == "TEAM_STATUS_COMPLETED", done
+        assert len(done["agentIds"]) == 3
+        assert done["progress"] == 100
+        assert all(r == "reviewed: Review pull request #123" for r in done["results"].values()), done[
+            "results"
+        ]
+        metrics = ok(http.get(f"/api/v1/teams/{team['id']}/metrics"))
+        assert metrics["completionRate"] == 1.0
+        assert metrics["totalAgents"] == 3 and metrics["completedAgents"] == 3
+        agents = ok(http.get(f"/api/v1/teams/{team['id']}/agents"))
+        assert sorted(a["id"] for a in agents["agents"]) == sorted(done["agentIds"])
+
+
+def test_parallel_inputs_one_member_each(godel: RunningMesh) -> None:
+    with godel.http() as http:
+        team = _create(
+            http,
+            name="inputs",
+            task="lint {{input}}",
+            config={"inputs": ["a.py", "b.py"], "command": echo_command('echo "done $1"')},
+        )
+        start_team(http, str(team["id"]))
+        done = wait_team(http, str(team["id"]))
+        assert done["status"] == "TEAM_STATUS_COMPLETED"
+        assert sorted(done["results"].values()) == ["done lint a.py", "done lint b.py"]
+
+
+def test_map_reduce_with_a_splitter_and_a_reducer(godel: RunningMesh) -> None:
+    # The splitter prints three inputs; each mapper doubles its number; the reducer sees them all.
+    script = (
+        'case "$1" in Split*) printf "1\\n2\\n3\\n";; '
+        '*Results*) echo "reduced: $(echo "$1" | grep -o "result[^,]*" | tr -d "\\n")";; '
+        '*) echo $(( $(echo "$1" | tail -1) * 2 ));; esac'
+    )
+    with godel.http() as http:
+        team = _create(
+            http,
+            name="mr",
+            task="double",
+            executionStrategy="EXECUTION_STRATEGY_MAP_REDUCE",
+            config={"maxAgents": 2, "command": echo_command(script)},
+        )
+        start_team(http, str(team["id"]))
+        done = wait_team(http, str(team["id"]))
+        assert done["status"] == "TEAM_STATUS_COMPLETED", done
+        results = done["results"]
+        assert '"result": "2"' in results["reduce"] or "2" in results["reduce"], results
+        mapped = sorted(v for k, v in results.items() if k != "reduce" and v.isdigit())
+        assert mapped == ["2", "4", "6"], results
+
+
+def test_map_reduce_falls_back_to_parallel_when_the_splitter_fails(godel: RunningMesh) -> None:
+    script = 'case "$1" in Split*) exit 3;; *) echo "worked";; esac'
+    with godel.http() as http:
+        team = _create(
+            http,
+            name="fallback",
+            task="do it",
+            executionStrategy="EXECUTION_STRATEGY_MAP_REDUCE",
+            config={"size": 2, "retryPolicy": {"maxRetries": 0}, "command": echo_command(script)},
+        )
+        start_team(http, str(team["id"]))
+        done = wait_team(http, str(team["id"]))
+        assert done["status"] == "TEAM_STATUS_COMPLETED", done
+        assert done["effectiveStrategy"] == "EXECUTION_STRATEGY_PARALLEL"
+        assert sorted(done["results"].values()) == ["worked", "worked"]
+
+
+def test_pipeline_passes_each_result_to_the_next_stage(godel: RunningMesh) -> None:
+    with godel.http() as http:
+        team = _create(
+            http,
+            name="pipe",
+            task="build",
+            executionStrategy="EXECUTION_STRATEGY_PIPELINE",
+            config={
+                "stages": ["echo a", "echo {{previous}}b", "echo {{previous}}c"],
+                "command": ["sh", "-c", "{task}"],
+            },
+        )
+        start_team(http, str(team["id"]))
+        done = wait_team(http, str(team["id"]))
+        assert done["status"] == "TEAM_STATUS_COMPLETED", done
+        assert done["results"]["final"] == "abc"
+
+
+def test_tree_decomposes_and_aggregates(godel: RunningMesh) -> None:
+    script = 'case "$1" in root) echo "SUBTASK: left"; echo "SUBTASK: right";; *) echo "leaf $1";; esac'
+    with godel.http() as http:
+        team = _create(
+            http,
+            name="tree",
+            task="root",
+            executionStrategy="EXECUTION_STRATEGY_TREE",
+            config={"maxDepth": 2, "command": echo_command(script)},
+        )
+        start_team(http, str(team["id"]))
+        done = wait_team(http, str(team["id"]))
+        assert done["status"] == "TEAM_STATUS_COMPLETED", done
+        tree = done["results"]["tree"]
+        assert [c["result"] for c in tree["children"]] == ["leaf left", "leaf right"]
+        root_session = ok(http.get(f"/api/v1/agents/{tree['agentId']}"))["sessionId"]
+        child = ok(http.get(f"/api/v1/agents/{tree['children'][0]['agentId']}/sessions"))["sessions"][0]
+        assert child["parentId"] == root_session and child["depth"] == 1
+
+
+def test_pause_resume_and_scale_keep_finished_results(godel: RunningMesh) -> None:
+    with godel.http() as http:
+        team = _create(
+            http, name="scaled", task="wait", config={"size": 2, "command": ["sh", "-c", "sleep 3; echo ok"]}
+        )
+        start_team(http, str(team["id"]))
+        paused = ok(http.post(f"/api/v1/teams/{team['id']}/pause", json={}))
+        assert paused["status"] == "TEAM_STATUS_PAUSED"
+        resumed = ok(http.post(f"/api/v1/teams/{team['id']}/resume", json={}))
+        assert resumed["status"] == "TEAM_STATUS_ACTIVE"
+        scaled = ok(http.post(f"/api/v1/teams/{team['id']}/scale", json={"targetSize": 3}))
+        assert scaled["previousSize"] == 2 and scaled["currentSize"] == 3
+        done = wait_team(http, str(team["id"]))
+        assert done["status"] == "TEAM_STATUS_COMPLETED", done
+        assert len(done["results"]) == 3
+        bad = http.post(f"/api/v1/teams/{team['id']}/scale", json={"targetSize": 0})
+        assert bad.status_code == 400 and "target_size" in bad.text
