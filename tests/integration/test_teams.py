@@ -6,6 +6,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import RunningMesh
+from tests.fakes.openai_server import FakeOpenAI, tool_call
 from tests.integration.team_helpers import echo_command, ok, start_team, wait_team
 
 
@@ -151,3 +152,35 @@ def test_pause_resume_and_scale_keep_finished_results(godel: RunningMesh) -> Non
         assert len(done["results"]) == 3
         bad = http.post(f"/api/v1/teams/{team['id']}/scale", json={"targetSize": 0})
         assert bad.status_code == 400 and "target_size" in bad.text
+
+
+def test_team_stopped_by_its_budget(godel: RunningMesh) -> None:
+    # Each completion costs $0.35 (gpt-4o prices): two members cross the team's $0.50 at once.
+    script = [tool_call("shell", {"command": "echo step"}, delay=0.3) for _ in range(20)]
+    with FakeOpenAI(script, prompt_tokens=100_000, completion_tokens=10_000) as fake, godel.http() as http:
+        team = _create(
+            http,
+            name="budgeted",
+            task="spend",
+            budgetAllocated=0.5,
+            config={"size": 2, "runtime": "openai", "model": "gpt-4o", "endpoint": fake.base_url},
+        )
+        start_team(http, str(team["id"]))
+        done = wait_team(http, str(team["id"]))
+        assert done["status"] == "TEAM_STATUS_FAILED", done
+        assert "budget" in done["error"]
+        assert done["budgetConsumed"] >= 0.5
+        refused = http.post(f"/api/v1/teams/{team['id']}/scale", json={"targetSize": 4})
+        assert refused.status_code == 400 and "budget exhausted" in refused.text, refused.text
+        events = ok(http.get("/api/v1/events", params={"teamId": team["id"], "pageSize": 200}))["events"]
+        types = [e["type"] for e in events]
+        assert "budget:exceeded" in types and "team:error" in types
+        for agent_id in done["agentIds"]:
+            agent = ok(http.get(f"/api/v1/agents/{agent_id}"))
+            assert agent["status"] in ("AGENT_STATUS_KILLED", "AGENT_STATUS_FAILED"), agent
+        budgets = ok(
+            http.get(
+                "/api/v1/budgets", params={"entityType": "BUDGET_ENTITY_TYPE_TEAM", "entityId": team["id"]}
+            )
+        )
+        assert budgets["budgets"][0]["usedBudget"] >= 0.5

@@ -316,6 +316,11 @@ class TeamOrchestrator:
                     f"cannot scale team {team_id}: scaling applies to parallel and map-reduce teams, not {strategy}",
                     metadata={"teamId": team_id, "strategy": strategy},
                 )
+            if target > int(team.config.get("size") or 0):
+                caller = current_caller()
+                await self._ledger.check_can_spend(
+                    session, team_id=team.id, user_id=caller.user_id if caller else None
+                )
             if team.status in TERMINAL:
                 raise FailedPreconditionError(
                     f"cannot scale team {team_id}: it is {team.status}",
@@ -331,10 +336,6 @@ class TeamOrchestrator:
                 workers = [m for m in run.with_role("worker")]
                 previous = len(workers)
                 if target > previous:
-                    caller = current_caller()
-                    await self._ledger.check_can_spend(
-                        session, team_id=team.id, user_id=caller.user_id if caller else None
-                    )
                     start = max((m.position for m in workers), default=-1) + 1
                     added = [
                         run.spawn("worker", team.task, position=start + i) for i in range(target - previous)

@@ -348,11 +348,11 @@ def _parse_yaml(text: str) -> Any:
 def _yaml() -> tuple[Any, Any] | None:
     """PyYAML and a safe loader that rejects duplicate keys, or None when PyYAML is missing."""
     try:
-        import yaml  # type: ignore[import-untyped]
+        import yaml
     except ImportError:
         return None
 
-    class UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]
+    class UniqueKeyLoader(yaml.SafeLoader):
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             if isinstance(node, yaml.MappingNode):
                 seen: set[str] = set()
