@@ -3,6 +3,8 @@ team of 3 over REST, every strategy, scaling, pause/resume and the map-reduce fa
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 
 from tests.conftest import RunningMesh
@@ -10,7 +12,7 @@ from tests.fakes.openai_server import FakeOpenAI, tool_call
 from tests.integration.team_helpers import echo_command, ok, start_team, wait_team
 
 
-def _create(http: httpx.Client, **body: object) -> dict[str, object]:
+def _create(http: httpx.Client, **body: Any) -> dict[str, Any]:
     return ok(http.post("/api/v1/teams", json=body))
 
 

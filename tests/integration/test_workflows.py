@@ -36,7 +36,7 @@ def _diamond(width: int, layers: int) -> list[dict[str, Any]]:
 
 
 def test_thirty_step_diamond_respects_max_concurrency_and_order(godel: RunningMesh) -> None:
-    definition = {
+    definition: dict[str, Any] = {
         "name": "diamond-30",
         "maxConcurrency": 4,
         "runtime": "command",

@@ -7,7 +7,21 @@
 
 from __future__ import annotations
 
-from godel_client.client import GodelClient, agent_status
+from godel_client.client import (
+    GodelClient,
+    WorkflowProgress,
+    agent_ended,
+    agent_status,
+    budget_entity_type,
+    budget_period,
+    execution_strategy,
+    task_priority,
+    task_status,
+    team_ended,
+    team_status,
+    workflow_ended,
+    workflow_status,
+)
 from godel_client.errors import (
     AuthError,
     ConfigError,
@@ -31,5 +45,16 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "UnavailableError",
+    "WorkflowProgress",
+    "agent_ended",
     "agent_status",
+    "budget_entity_type",
+    "budget_period",
+    "execution_strategy",
+    "task_priority",
+    "task_status",
+    "team_ended",
+    "team_status",
+    "workflow_ended",
+    "workflow_status",
 ]

@@ -1,4 +1,7 @@
-"""The ``godel`` command line: spawn and inspect agents, follow events, check health, mint keys."""
+"""The ``godel`` command line: spawn and inspect agents, follow events, check health, mint keys.
+
+Teams, workflows, tasks, budgets and ``godel do`` live in the ``cli_*`` modules next to this one.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +9,43 @@ import argparse
 import json
 import os
 import sys
-import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 import grpc
 from google.protobuf import json_format
-from google.protobuf.message import Message
 
 from godel.v1 import agent_pb2, agent_service_pb2, event_pb2, event_service_pb2, system_service_pb2
-from godel_client import render
+from godel_client import cli_budgets, cli_do, cli_tasks, cli_teams, cli_workflows, render
+from godel_client.cli_common import MAX_PAGE_SIZE, RUNTIMES, Handler
+from godel_client.cli_common import command_parser as _command_parser
+from godel_client.cli_common import control as _control
+from godel_client.cli_common import dump as _dump
+from godel_client.cli_common import json_object as _json_object
+from godel_client.cli_common import list_or_note as _list_or_note
+from godel_client.cli_common import non_negative_int as _non_negative_int
+from godel_client.cli_common import note as _note
+from godel_client.cli_common import out as _out
+from godel_client.cli_common import positive_float as _positive_float
+from godel_client.cli_common import positive_int as _positive_int
+from godel_client.cli_common import repo_path as _repo
+from godel_client.cli_common import takes_argv as _takes_argv
+from godel_client.cli_common import to_json as _to_json
+from godel_client.cli_common import wait as _wait
 from godel_client.client import AGENT_STATUS_NAMES, GodelClient, agent_ended
 from godel_client.credentials import DEFAULT_ADDRESS
 from godel_client.errors import (
     AuthError,
-    FailedPreconditionError,
     GodelError,
     InvalidArgumentError,
     PermissionDeniedError,
 )
 from godel_client.table import one_line
 
-Handler = Callable[[GodelClient, argparse.Namespace], int]
-
 ROLES = ("admin", "operator", "developer", "viewer")
-RUNTIMES = ("command", "openai")
-MAX_PAGE_SIZE = 1000
 WATCH_INTERVAL = 0.5  # seconds between two GetAgent polls of a watched agent
 LIST_REFRESH = 1.0  # seconds between two redraws of `agent list --watch`
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
@@ -58,49 +68,14 @@ examples:
   godel events query --type 'workflow:step:*' --since 2026-01-01 --desc --limit 20
   godel events publish deploy:finished --payload '{{"ok": true}}'
   godel --json agent get 3f2a...
+  godel team create reviewers --task "review the auth code" --size 3 --watch
+  godel workflow run release.yaml --watch     godel task create "triage issue 42" --priority high
+  godel budget set --team 7c1e... 25 --period monthly
+  godel do "create a team of 3 agents to review the authentication code"
 """
 
 
-# -- output ---------------------------------------------------------------------------------------
-
-
-def _out(text: str = "") -> None:
-    print(text, flush=True)
-
-
-def _note(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def _to_json(message: Message, *, indent: int | None = 2) -> str:
-    return json_format.MessageToJson(message, indent=indent, ensure_ascii=False)
-
-
-def _dump(document: dict[str, Any]) -> None:
-    _out(json.dumps(document, indent=2, ensure_ascii=False))
-
-
 # -- argument types -------------------------------------------------------------------------------
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
-    return value
 
 
 def _when(text: str) -> datetime:
@@ -109,16 +84,6 @@ def _when(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not JSON: {text!r}") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError("must be a JSON object")
-    return value
 
 
 def _event_filters(parser: argparse.ArgumentParser, *, full: bool) -> None:
@@ -134,16 +99,6 @@ def _event_filters(parser: argparse.ArgumentParser, *, full: bool) -> None:
         parser.add_argument("--source", metavar="COMPONENT", help="only events from this component")
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {text!r}")
-    return value
-
-
 def _env_pair(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not name:
@@ -151,19 +106,7 @@ def _env_pair(text: str) -> tuple[str, str]:
     return name, value
 
 
-def _repo(text: str) -> str:
-    """A local path is made absolute: the server requires one (and would not know our directory)."""
-    if "://" in text:
-        return text  # a URL: the server says what it accepts
-    return str(Path(text).expanduser().resolve())
-
-
 # -- commands -------------------------------------------------------------------------------------
-
-
-def _wait(seconds: float) -> None:
-    """Sleeps between two polls (a seam for tests)."""
-    time.sleep(seconds)
 
 
 def _watch_agent(client: GodelClient, agent: agent_pb2.Agent, *, as_json: bool) -> int:
@@ -275,21 +218,14 @@ _CONTROLS: dict[str, tuple[Callable[[GodelClient, argparse.Namespace], agent_pb2
 
 
 def _agent_control(client: GodelClient, args: argparse.Namespace) -> int:
-    verb: str = args.action
-    call, done = _CONTROLS[verb]
-    try:
-        agent = call(client, args)
-    except FailedPreconditionError as exc:
-        if exc.message.startswith("cannot "):
-            raise  # the server already said what could not be done, and why
-        message = f"cannot {verb} agent {args.id}: {exc.message}"
-        raise FailedPreconditionError(exc.code, message, exc.details, status=exc.status) from None
-    if args.json:
-        _out(_to_json(agent))
-    else:
-        state = f"{render.agent_status(agent)}/{render.lifecycle_state(agent)}"
-        _out(f"{done} agent {agent.id}: now {state} (v{agent.version})")
-    return 0
+    call, done = _CONTROLS[args.action]
+    return _control(
+        args,
+        "agent",
+        done,
+        lambda: call(client, args),
+        lambda agent: f"{render.agent_status(agent)}/{render.lifecycle_state(agent)} (v{agent.version})",
+    )
 
 
 def _print_log(entry: agent_pb2.LogEntry, *, as_json: bool) -> None:
@@ -312,26 +248,6 @@ def _agent_logs(client: GodelClient, args: argparse.Namespace) -> int:
         for entry in client.follow_agent_logs(args.id, after_sequence=last):
             if not session or entry.session_id == session:
                 _print_log(entry, as_json=args.json)
-    return 0
-
-
-def _list_or_note(
-    args: argparse.Namespace,
-    key: str,
-    items: Iterable[Message],
-    document: Message,
-    table: Callable[[Any], str],
-) -> int:
-    found = list(items)
-    if args.json:
-        getattr(document, key).extend(found)
-        data = json_format.MessageToDict(document)
-        data.setdefault(key, [])
-        _dump(data)
-    elif found:
-        _out(table(found))
-    else:
-        _note(f"no {key} found")
     return 0
 
 
@@ -479,14 +395,6 @@ def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> N
     )
 
 
-def _command_parser(
-    group: Any, name: str, handler: Handler, common: argparse.ArgumentParser, **kwargs: Any
-) -> argparse.ArgumentParser:
-    parser: argparse.ArgumentParser = group.add_parser(name, parents=[common], **kwargs)
-    parser.set_defaults(handler=handler)
-    return parser
-
-
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _connection_options(common, suppress=True)
@@ -542,7 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--env", metavar="NAME=VALUE", type=_env_pair, action="append", help="agent environment (repeatable)"
     )
     spawn.add_argument("--watch", action="store_true", help="then follow the agent until it ends")
-    spawn.set_defaults(command=[])
+    _takes_argv(spawn)
 
     listing = _command_parser(agent_commands, "list", _agent_list, common, help="list agents, newest first")
     listing.add_argument(
@@ -671,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exits 1 when the mesh reports itself unhealthy.",
     )
 
+    for area in (cli_teams, cli_workflows, cli_tasks, cli_budgets, cli_do):
+        area.add_commands(commands, common)
+
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
     create = _command_parser(
@@ -718,8 +629,8 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.Nam
     options, command = _split_command(argv)
     try:
         args = parser.parse_args(options)
-        if command and args.handler is not _agent_spawn:
-            parser.error("arguments after `--` are only accepted by `agent spawn`")
+        if command and not getattr(args, "takes_argv", False):
+            parser.error("arguments after `--` are only accepted by `agent spawn`, `team create` and `do`")
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 2
     args.command = command

@@ -98,3 +98,46 @@ def count(number: int) -> str:
 
 def or_empty(text: str) -> str:
     return text if text else EMPTY
+
+
+def short_id(identifier: str, width: int = 8) -> str:
+    """``3f2a1b2c…``: the head of a long id, enough to tell ids apart on screen."""
+    if len(identifier) <= width + 1:
+        return identifier or EMPTY
+    return identifier[:width] + "…"
+
+
+def money(amount: float, currency: str = "") -> str:
+    """``$12.50`` in USD (or no currency), else ``12.50 EUR``."""
+    if currency in ("", "USD"):
+        return usd(amount)
+    return f"{amount:,.2f} {currency}"
+
+
+def percent(value: float) -> str:
+    """``42.5`` -> ``42.5%``; whole numbers without decimals."""
+    return f"{value:.0f}%" if float(value).is_integer() else f"{value:.1f}%"
+
+
+def seconds_between(
+    start: timestamp_pb2.Timestamp, end: timestamp_pb2.Timestamp, now: datetime | None = None
+) -> int:
+    """Whole seconds from ``start`` to ``end`` (to ``now`` while ``end`` is unset); 0 without a start."""
+    if start.seconds == 0 and start.nanos == 0:
+        return 0
+    if end.seconds == 0 and end.nanos == 0:
+        if now is None:
+            return 0
+        finish = now
+    else:
+        finish = end.ToDatetime(tzinfo=UTC)
+    return max(0, int((finish - start.ToDatetime(tzinfo=UTC)).total_seconds()))
+
+
+def assignment(name: str, value: Any) -> str:
+    """``size=3``, ``task="review the code"``: strings are quoted when they hold spaces or quotes."""
+    value = _whole_numbers(value)
+    if isinstance(value, str):
+        plain = value and not any(ch.isspace() or ch in "\"'=" for ch in value)
+        return f"{name}={value}" if plain else f"{name}={json.dumps(value, ensure_ascii=False)}"
+    return f"{name}={json.dumps(value, ensure_ascii=False, separators=(',', ':'))}"

@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from godel.v1 import agent_pb2, auth_service_pb2, event_pb2, system_service_pb2
+from google.protobuf import json_format, struct_pb2
+
+from godel.v1 import (
+    agent_pb2,
+    auth_service_pb2,
+    budget_pb2,
+    event_pb2,
+    intent_pb2,
+    system_service_pb2,
+    task_pb2,
+    team_pb2,
+    team_service_pb2,
+    workflow_pb2,
+)
 from godel_client import formatting as fmt
-from godel_client.table import one_line, render_pairs, render_table
+from godel_client.table import one_line, render_pairs, render_table, truncate
 
 TASK_WIDTH = 50
 
@@ -201,3 +215,470 @@ def api_key(key: auth_service_pb2.ApiKey) -> str:
             ("expires", "never" if expires == fmt.EMPTY else expires),
         ]
     )
+
+
+def _struct_dict(value: struct_pb2.Struct) -> dict[str, Any]:
+    return json_format.MessageToDict(value)
+
+
+def _compact_or_empty(value: struct_pb2.Struct) -> str:
+    return fmt.compact_json(value) if value.fields else fmt.EMPTY
+
+
+def _lines_or_empty(items: Sequence[str]) -> str:
+    return "\n".join(items) or fmt.EMPTY
+
+
+# -- teams ----------------------------------------------------------------------------------------
+
+
+def team_status(team: team_pb2.Team) -> str:
+    return fmt.enum_short(team_pb2.TeamStatus.DESCRIPTOR, team.status)
+
+
+def strategy(number: int) -> str:
+    """``map-reduce``: the strategy as the CLI spells it."""
+    return fmt.enum_short(team_pb2.ExecutionStrategy.DESCRIPTOR, number).replace("_", "-")
+
+
+def _team_size(team: team_pb2.Team) -> int:
+    return len(team.agent_ids) or team.config.size
+
+
+def _team_spend(team: team_pb2.Team) -> str:
+    spent = fmt.usd_precise(team.budget_consumed)
+    if team.HasField("budget_allocated"):
+        return f"{spent} of {fmt.usd(team.budget_allocated)}"
+    return spent
+
+
+def teams_table(teams: Sequence[team_pb2.Team], now: datetime | None = None) -> str:
+    at = now or datetime.now(UTC)
+    rows = [
+        [
+            team.id,
+            team_status(team),
+            strategy(team.execution_strategy),
+            str(_team_size(team)),
+            f"{team.progress}%",
+            _team_spend(team),
+            fmt.age(team.created_at, at),
+            team.name,
+        ]
+        for team in teams
+    ]
+    return render_table(
+        ["ID", "STATUS", "STRATEGY", "AGENTS", "PROGRESS", "SPENT", "AGE", "NAME"],
+        rows,
+        max_widths={7: TASK_WIDTH},
+    )
+
+
+def team_detail(team: team_pb2.Team) -> str:
+    config = team.config
+    chosen = strategy(team.execution_strategy)
+    ran = strategy(team.effective_strategy)
+    if team.effective_strategy and ran != chosen:
+        chosen = f"{chosen} (ran as {ran})"
+    pairs: list[tuple[str, str]] = [
+        ("id", team.id),
+        ("name", team.name),
+        ("status", team_status(team)),
+        ("strategy", chosen),
+        ("task", fmt.or_empty(team.task)),
+        ("progress", f"{team.progress}%"),
+        ("agents", _lines_or_empty(team.agent_ids)),
+        ("size", str(config.size) if config.size else fmt.EMPTY),
+    ]
+    if team.description:
+        pairs.insert(2, ("description", team.description))
+    optional: list[tuple[str, str]] = [
+        ("max agents", str(config.max_agents) if config.max_agents else ""),
+        ("model", config.model),
+        ("runtime", config.runtime),
+        ("command", shlex.join(config.command)),
+        ("inputs", "\n".join(config.inputs)),
+        ("stages", "\n".join(config.stages)),
+        ("max depth", str(config.max_depth) if config.max_depth else ""),
+        ("repo", config.repo),
+    ]
+    pairs += [(key, value) for key, value in optional if value]
+    pairs += [
+        ("budget", _team_spend(team)),
+        ("created", fmt.timestamp(team.created_at)),
+        ("started", fmt.timestamp(team.started_at)),
+        ("completed", fmt.timestamp(team.completed_at)),
+    ]
+    if team.results.fields:
+        pairs.append(("results", fmt.compact_json(team.results)))
+    if team.error:
+        pairs.append(("error", team.error))
+    return render_pairs(pairs)
+
+
+# Past tense of the verb that ends an event type (`agent:complete` -> completed).
+_EVENT_STATES = {
+    "spawn": "spawned",
+    "create": "created",
+    "start": "started",
+    "complete": "completed",
+    "error": "failed",
+    "fail": "failed",
+    "pause": "paused",
+    "resume": "resumed",
+    "kill": "killed",
+    "restart": "restarted",
+    "scale": "scaled",
+    "cancel": "cancelled",
+}
+
+
+def _status_word(value: Any) -> str:
+    """``AGENT_STATUS_COMPLETED`` or ``completed`` -> ``completed``."""
+    text = str(value)
+    if "_STATUS_" in text:
+        text = text.rsplit("_STATUS_", 1)[1]
+    return text.lower()
+
+
+def _number(payload: dict[str, Any], *names: str) -> int | None:
+    for name in names:
+        value = payload.get(name)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return int(value)
+    return None
+
+
+def _team_counts(team: team_pb2.Team, payload: dict[str, Any]) -> str:
+    """``(2/5)``: members done of all members, as the event says (``completed``/``total``, or
+    ``completionRate``/``members``), else as the team's per-member results show; ``(5 agents)`` when
+    neither tells."""
+    total = _number(payload, "total", "total_agents", "totalAgents", "members") or _team_size(team)
+    done = _number(payload, "completed", "completed_agents", "completedAgents")
+    rate = payload.get("completionRate", payload.get("completion_rate"))
+    if done is None and isinstance(rate, int | float) and total:
+        done = round(rate * total)
+    if done is None and team.results.fields:
+        done = sum(1 for agent_id in team.agent_ids if agent_id in team.results.fields)
+    if not total:
+        return ""
+    return f" ({done}/{total})" if done is not None else f" ({total} agents)"
+
+
+def team_update_line(update: team_service_pb2.StartTeamResponse) -> str:
+    """``[ 40%] team:progress  agent 3f2a1b2c… completed (2/5)``: one line per StartTeam update."""
+    team = update.team
+    head = f"[{team.progress:3d}%]"
+    if not update.HasField("event"):
+        return f"{head} team  {team_status(team)}{_team_counts(team, {})}"
+    event = update.event
+    payload = _struct_dict(event.payload) if event.HasField("payload") else {}
+    agent_id = str(event.metadata.agent_id or payload.get("agent_id") or payload.get("agentId") or "")
+    verb = event.type.rsplit(":", 1)[-1]
+    if payload.get("status"):
+        state = _status_word(payload["status"])
+    elif verb in _EVENT_STATES:
+        state = _EVENT_STATES[verb]
+    else:
+        state = "" if agent_id else team_status(team)
+    subject = f"agent {fmt.short_id(agent_id)}" if agent_id else "team"
+    message = payload.get("message")
+    tail = f" — {one_line(str(message))}" if message else ""
+    return f"{head} {event.type}  {f'{subject} {state}'.rstrip()}{_team_counts(team, payload)}{tail}"
+
+
+def team_summary(
+    team: team_pb2.Team, metrics: team_pb2.TeamMetrics | None = None, now: datetime | None = None
+) -> str:
+    """``team 1c9e… completed: 5/5 agents completed (100%), took 1m02s, cost $0.0123``."""
+    if metrics is not None and metrics.total_agents:
+        total, done, failed = metrics.total_agents, metrics.completed_agents, metrics.failed_agents
+        rate = metrics.completion_rate
+        seconds, cost = round(metrics.duration_seconds), metrics.cost_usd
+    else:
+        total = _team_size(team)
+        done = sum(1 for agent_id in team.agent_ids if agent_id in team.results.fields)
+        failed = 0
+        rate = done / total if total else 0.0
+        seconds = fmt.seconds_between(team.started_at, team.completed_at, now or datetime.now(UTC))
+        cost = team.budget_consumed
+    failures = f", {failed} failed" if failed else ""
+    took = fmt.duration(seconds) if seconds else "0s"
+    return (
+        f"team {team.id} {team_status(team)}: {done}/{total} agents completed "
+        f"({fmt.percent(rate * 100)}){failures}, took {took}, cost {fmt.usd_precise(cost)}"
+    )
+
+
+def team_metrics(metrics: team_pb2.TeamMetrics) -> str:
+    return render_pairs(
+        [
+            ("team", metrics.team_id),
+            ("agents", str(metrics.total_agents)),
+            ("running", str(metrics.running_agents)),
+            ("completed", str(metrics.completed_agents)),
+            ("failed", str(metrics.failed_agents)),
+            ("completion", fmt.percent(metrics.completion_rate * 100)),
+            ("progress", f"{metrics.progress}%"),
+            ("duration", fmt.duration(round(metrics.duration_seconds))),
+            ("cost", fmt.usd_precise(metrics.cost_usd)),
+        ]
+    )
+
+
+def scale_summary(response: team_service_pb2.ScaleTeamResponse) -> str:
+    """``scaled team 1c9e… from 3 to 5 agents (added 2)``."""
+    changes = []
+    if response.added_agent_ids:
+        changes.append(f"added {len(response.added_agent_ids)}")
+    if response.removed_agent_ids:
+        changes.append(f"removed {len(response.removed_agent_ids)}")
+    detail = f" ({', '.join(changes)})" if changes else ""
+    return (
+        f"scaled team {response.team.id} from {response.previous_size} to {response.current_size} "
+        f"agents{detail}"
+    )
+
+
+# -- workflows ------------------------------------------------------------------------------------
+
+
+def workflow_status(workflow: workflow_pb2.Workflow) -> str:
+    return fmt.enum_short(workflow_pb2.WorkflowStatus.DESCRIPTOR, workflow.status)
+
+
+def step_status(step: workflow_pb2.WorkflowStep) -> str:
+    return fmt.enum_short(workflow_pb2.StepStatus.DESCRIPTOR, step.status)
+
+
+def step_label(step: workflow_pb2.WorkflowStep) -> str:
+    return step.step_id or step.name or step.id
+
+
+def workflows_table(workflows: Sequence[workflow_pb2.Workflow], now: datetime | None = None) -> str:
+    at = now or datetime.now(UTC)
+    rows = [
+        [
+            workflow.id,
+            workflow_status(workflow),
+            f"{workflow.progress}%",
+            str(len(workflow.definition.steps)),
+            fmt.or_empty(workflow.team_id),
+            fmt.age(workflow.created_at, at),
+            workflow.name,
+        ]
+        for workflow in workflows
+    ]
+    return render_table(
+        ["ID", "STATUS", "PROGRESS", "STEPS", "TEAM", "AGE", "NAME"], rows, max_widths={6: TASK_WIDTH}
+    )
+
+
+def workflow_detail(workflow: workflow_pb2.Workflow) -> str:
+    steps = [f"{step.id}  {step.task}".rstrip() for step in workflow.definition.steps]
+    pairs: list[tuple[str, str]] = [
+        ("id", workflow.id),
+        ("name", workflow.name),
+        ("status", workflow_status(workflow)),
+        ("progress", f"{workflow.progress}%"),
+        ("description", fmt.or_empty(workflow.description)),
+        ("team", fmt.or_empty(workflow.team_id)),
+        ("current step", fmt.or_empty(workflow.current_step_id)),
+        ("steps", _lines_or_empty(steps)),
+        ("created by", fmt.or_empty(workflow.created_by)),
+        ("created", fmt.timestamp(workflow.created_at)),
+        ("started", fmt.timestamp(workflow.started_at)),
+        ("completed", fmt.timestamp(workflow.completed_at)),
+        ("context", _compact_or_empty(workflow.context)),
+        ("results", _compact_or_empty(workflow.results)),
+    ]
+    return render_pairs(pairs)
+
+
+OUTPUT_WIDTH = 40
+_OUTPUT_KEYS = ("output", "stdout", "result", "text", "summary")
+
+
+def step_output(step: workflow_pb2.WorkflowStep) -> str:
+    """The head of a step's output (its error when it failed), on one line."""
+    if step.error:
+        return one_line(f"error: {step.error}")
+    if not step.result.fields:
+        return fmt.EMPTY
+    result = _struct_dict(step.result)
+    for key in _OUTPUT_KEYS:
+        if isinstance(result.get(key), str) and result[key].strip():
+            return one_line(result[key])
+    return one_line(fmt.compact_json(step.result))
+
+
+def step_line(step: workflow_pb2.WorkflowStep, width: int = 0) -> str:
+    """``step build        running    agent 3f2a1b2c…``: one line per step state change."""
+    line = f"step {step_label(step).ljust(width)}  {step_status(step).ljust(9)}"
+    if step.agent_id:
+        line += f"  agent {fmt.short_id(step.agent_id)}"
+    if step.error:
+        line += f"  {truncate(one_line(step.error), 80)}"
+    return line.rstrip()
+
+
+def steps_table(steps: Sequence[workflow_pb2.WorkflowStep], now: datetime | None = None) -> str:
+    at = now or datetime.now(UTC)
+    rows = [
+        [
+            step_label(step),
+            step_status(step),
+            fmt.duration(fmt.seconds_between(step.started_at, step.completed_at, at)),
+            str(step.retry_count),
+            fmt.short_id(step.agent_id),
+            step_output(step),
+        ]
+        for step in steps
+    ]
+    return render_table(
+        ["STEP", "STATUS", "DURATION", "RETRIES", "AGENT", "OUTPUT"], rows, max_widths={5: OUTPUT_WIDTH}
+    )
+
+
+def workflow_summary(workflow: workflow_pb2.Workflow, now: datetime | None = None) -> str:
+    """``workflow 5e1f… completed, took 42s``."""
+    seconds = fmt.seconds_between(workflow.started_at, workflow.completed_at, now or datetime.now(UTC))
+    took = f", took {fmt.duration(seconds)}" if seconds else ""
+    return f"workflow {workflow.id} {workflow_status(workflow)}{took}"
+
+
+# -- tasks ----------------------------------------------------------------------------------------
+
+
+def task_status(task: task_pb2.Task) -> str:
+    return fmt.enum_short(task_pb2.TaskStatus.DESCRIPTOR, task.status)
+
+
+def task_priority(task: task_pb2.Task) -> str:
+    return fmt.enum_short(task_pb2.TaskPriority.DESCRIPTOR, task.priority)
+
+
+def tasks_table(tasks: Sequence[task_pb2.Task], now: datetime | None = None) -> str:
+    at = now or datetime.now(UTC)
+    rows = [
+        [
+            task.id,
+            task_status(task),
+            task_priority(task),
+            fmt.or_empty(task.team_id),
+            fmt.short_id(task.agent_id),
+            fmt.age(task.created_at, at),
+            task.title,
+        ]
+        for task in tasks
+    ]
+    return render_table(
+        ["ID", "STATUS", "PRIORITY", "TEAM", "AGENT", "AGE", "TITLE"], rows, max_widths={6: TASK_WIDTH}
+    )
+
+
+def task_detail(task: task_pb2.Task) -> str:
+    pairs: list[tuple[str, str]] = [
+        ("id", task.id),
+        ("title", task.title),
+        ("status", task_status(task)),
+        ("priority", task_priority(task)),
+        ("description", fmt.or_empty(task.description)),
+        ("team", fmt.or_empty(task.team_id)),
+        ("agent", fmt.or_empty(task.agent_id)),
+        ("created", fmt.timestamp(task.created_at)),
+        ("assigned", fmt.timestamp(task.assigned_at)),
+        ("completed", fmt.timestamp(task.completed_at)),
+        ("updated", fmt.timestamp(task.updated_at)),
+        ("result", _compact_or_empty(task.result)),
+    ]
+    if task.error:
+        pairs.append(("error", task.error))
+    return render_pairs(pairs)
+
+
+# -- budgets --------------------------------------------------------------------------------------
+
+
+def budget_entity(budget: budget_pb2.Budget) -> str:
+    """``team:7c1e…``: what the budget applies to."""
+    kind = fmt.enum_short(budget_pb2.BudgetEntityType.DESCRIPTOR, budget.entity_type)
+    return f"{kind}:{budget.entity_id}"
+
+
+def budget_period(budget: budget_pb2.Budget) -> str:
+    return fmt.enum_short(budget_pb2.BudgetPeriod.DESCRIPTOR, budget.period)
+
+
+def budgets_table(budgets: Sequence[budget_pb2.Budget]) -> str:
+    rows = [
+        [
+            budget.id,
+            budget_entity(budget),
+            fmt.money(budget.used_budget, budget.currency),
+            fmt.money(budget.total_budget, budget.currency),
+            fmt.percent(budget.percentage),
+            budget_period(budget),
+        ]
+        for budget in budgets
+    ]
+    return render_table(["ID", "ENTITY", "USED", "TOTAL", "USED%", "PERIOD"], rows)
+
+
+def budget_detail(budget: budget_pb2.Budget) -> str:
+    return render_pairs(
+        [
+            ("id", budget.id),
+            ("entity", budget_entity(budget)),
+            ("total", fmt.money(budget.total_budget, budget.currency)),
+            ("used", f"{fmt.money(budget.used_budget, budget.currency)} ({fmt.percent(budget.percentage)})"),
+            ("currency", fmt.or_empty(budget.currency)),
+            ("period", budget_period(budget)),
+            ("from", fmt.timestamp(budget.period_start)),
+            ("until", fmt.timestamp(budget.period_end)),
+            ("updated", fmt.timestamp(budget.updated_at)),
+        ]
+    )
+
+
+# -- intent ---------------------------------------------------------------------------------------
+
+
+def intent_type(intent: intent_pb2.Intent) -> str:
+    return fmt.enum_short(intent_pb2.IntentType.DESCRIPTOR, intent.type)
+
+
+def intent_line(intent: intent_pb2.Intent) -> str:
+    """``Understood: create_team (95%) size=3 task="review authentication code"``."""
+    parameters = _struct_dict(intent.parameters) if intent.HasField("parameters") else {}
+    if not parameters:
+        parameters = {entity.name: entity.value for entity in intent.entities if entity.name}
+    pairs = [fmt.assignment(name, value) for name, value in sorted(parameters.items())]
+    confidence = fmt.percent(round(intent.confidence * 100))
+    return " ".join([f"Understood: {intent_type(intent)} ({confidence})", *pairs])
+
+
+def _role(role: intent_pb2.AgentRoleConfig) -> str:
+    model = f" ({role.model})" if role.model else ""
+    return f"{role.count} {role.role}{model}"
+
+
+def swarm_roles(config: intent_pb2.SwarmConfig) -> list[str]:
+    """``2 worker (gpt-4o)``: one line per role of a generated team."""
+    return [_role(role) for role in config.agents]
+
+
+def plan(steps: Mapping[str, Any]) -> str:
+    """What ``godel do --dry-run`` would do, as aligned pairs (unset values left out)."""
+    pairs: list[tuple[str, str]] = []
+    for key, value in steps.items():
+        if value is None or value == [] or value == "":
+            continue
+        if key == "command" and isinstance(value, list):
+            text = shlex.join(value)
+        elif isinstance(value, list):
+            text = "\n".join(str(item) for item in value)
+        else:
+            text = str(value)
+        pairs.append((key, text))
+    return render_pairs(pairs)
