@@ -28,5 +28,5 @@ def test_team_migrations_match_the_models(tmp_path: Path) -> None:
             await db.close()
 
     # Tables of other metadata (outbox, processed_events, alembic_version) show up as removals.
-    changes = [c for c in asyncio.run(diff()) if not (c[0] == "remove_table")]
+    changes = [c for c in asyncio.run(diff()) if c[0] != "remove_table"]
     assert changes == []

@@ -676,6 +676,8 @@ def plan(steps: Mapping[str, Any]) -> str:
             continue
         if key == "command" and isinstance(value, list):
             text = shlex.join(value)
+        elif key == "budget" and isinstance(value, int | float):
+            text = fmt.usd(value)
         elif isinstance(value, list):
             text = "\n".join(str(item) for item in value)
         else:

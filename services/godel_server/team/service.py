@@ -50,6 +50,7 @@ class TeamService(Service):
     def __init__(self) -> None:
         self._members: Members | None = None
         self._workflows: WorkflowEngine | None = None
+        self._teams: TeamOrchestrator | None = None
         self._consumer: AgentEventConsumer | None = None
 
     def register(self, host: ServiceHost) -> None:
@@ -58,7 +59,7 @@ class TeamService(Service):
         members = self._members = Members(db, gateway)
         ledger = BudgetLedger(publisher, s.instance_id)
         tasks = TaskQueue(publisher, s.instance_id)
-        teams = TeamOrchestrator(s, db, publisher, members, ledger)
+        teams = self._teams = TeamOrchestrator(s, db, publisher, members, ledger)
         workflows = self._workflows = WorkflowEngine(s, db, publisher, members)
         self._consumer = AgentEventConsumer(
             db,
@@ -88,9 +89,10 @@ class TeamService(Service):
         )
 
     async def start(self, host: ServiceHost) -> None:
-        assert self._members and self._workflows and self._consumer
+        assert self._members and self._workflows and self._teams and self._consumer
         await self._members.recover()
         await self._workflows.recover()
+        await self._teams.recover()
         self._consumer.start()
 
     async def stop(self, host: ServiceHost) -> None:
@@ -98,5 +100,7 @@ class TeamService(Service):
             await self._consumer.stop()
         if self._workflows:
             await self._workflows.stop()
+        if self._teams:
+            await self._teams.stop()
         if self._members:
             await self._members.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -31,6 +32,7 @@ from godel_server.team.models import MemberRow, TeamRow
 from godel_server.team.teams.mapping import TERMINAL, team_to_proto
 from godel_server.team.teams.strategies import STRATEGIES, TeamRun
 from godel_server.team.teams.watch import TeamWatch
+from godel_server.team.timers import Timers
 
 COMPONENT = "team-service"
 DEFAULT_MEMBER_RETRIES = 1
@@ -56,6 +58,7 @@ class TeamOrchestrator:
         self._members = members
         self._ledger = ledger
         self.watch = TeamWatch()
+        self._timers = Timers(self.wake)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -172,6 +175,7 @@ class TeamOrchestrator:
             team.effective_strategy = team.execution_strategy
             STRATEGIES[team.execution_strategy].start(run)
             run.fill()
+            self._arm_timeout(effects, team)
             await self._publish(
                 run,
                 [
@@ -243,7 +247,12 @@ class TeamOrchestrator:
             progress = strategy.progress(run)
             if progress != team.progress:
                 team.progress = progress
-                events.append(self.event("team:progress", team, {"progress": progress}))
+                live = run.live
+                counts = {
+                    "completed": sum(1 for m in live if m.status == "completed"),
+                    "total": len(live),
+                }
+                events.append(self.event("team:progress", team, {"progress": progress, **counts}))
             outcome = strategy.outcome(run)
             if outcome is not None:
                 self._finish(run, outcome.status, outcome.error)
@@ -398,6 +407,45 @@ class TeamOrchestrator:
             await session.delete(team)
             await self._publisher.publish(session, [self.event("team:delete", team, {})])
         self._members.apply(effects)
+
+    def _arm_timeout(self, effects: Effects, team: TeamRow) -> None:
+        minutes = int(team.config.get("timeoutMinutes") or 0)
+        if minutes and team.started_at is not None:
+            left = (team.started_at + timedelta(minutes=minutes) - utcnow()).total_seconds()
+            team_id = team.id
+            effects.after.append(lambda: self._timers.arm(team_id, left))
+
+    async def wake(self, team_id: str) -> None:
+        """A team's timeout is due: fail it and stop its members."""
+        effects = Effects()
+        async with self._db.session() as session:
+            team = await session.get(TeamRow, team_id, with_for_update=True)
+            if team is None or team.status not in ("active", "paused") or team.started_at is None:
+                return
+            minutes = int(team.config.get("timeoutMinutes") or 0)
+            if not minutes:
+                return
+            if team.started_at + timedelta(minutes=minutes) > utcnow():
+                self._arm_timeout(effects, team)
+            else:
+                run = await self._run(session, team, effects)
+                self._finish(run, "failed", f"team timed out after {minutes} minutes")
+                await self._publish(run, [self._end_event(run)])
+        self._members.apply(effects)
+
+    async def recover(self) -> None:
+        """After a restart: re-arm the timeouts of running teams."""
+        effects = Effects()
+        async with self._db.reader() as session:
+            teams = (
+                await session.scalars(select(TeamRow).where(TeamRow.status.in_(("active", "paused"))))
+            ).all()
+        for team in teams:
+            self._arm_timeout(effects, team)
+        self._members.apply(effects)
+
+    async def stop(self) -> None:
+        await self._timers.stop()
 
     async def set_budget(self, session: AsyncSession, team: TeamRow) -> None:
         if team.budget_allocated is not None:

@@ -5,8 +5,6 @@ decided are (idempotently) launched, and retry timers and deadlines are re-armed
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import uuid
 from datetime import timedelta
@@ -25,6 +23,7 @@ from godel_server.runtime.events import new_event, utcnow
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.team.members import Effects, Members, new_member
 from godel_server.team.models import MemberRow, WorkflowRow, WorkflowStepRow
+from godel_server.team.timers import Timers
 from godel_server.team.workflows.dag import Dag, backoff_seconds
 from godel_server.team.workflows.expressions import ExpressionError, compile_expression
 from godel_server.team.workflows.templates import compile_template
@@ -92,8 +91,7 @@ class WorkflowEngine:
         self._publisher = publisher
         self._members = members
         self._dags: dict[str, Dag] = {}
-        self._timers: dict[str, asyncio.TimerHandle] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._timers = Timers(self.wake)
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -463,32 +461,14 @@ class WorkflowEngine:
     # -- timers ----------------------------------------------------------------------------------
 
     def _arm(self, effects: Effects, workflow_id: str, delay: float) -> None:
-        effects.after.append(lambda: self._wake_in(workflow_id, delay))
+        effects.after.append(lambda: self._timers.arm(workflow_id, delay))
 
     def _disarm(self, effects: Effects, workflow_id: str) -> None:
         def disarm() -> None:
-            handle = self._timers.pop(workflow_id, None)
-            if handle is not None:
-                handle.cancel()
+            self._timers.disarm(workflow_id)
             self._dags.pop(workflow_id, None)
 
         effects.after.append(disarm)
-
-    def _wake_in(self, workflow_id: str, delay: float) -> None:
-        loop = asyncio.get_running_loop()
-        when = loop.time() + max(0.0, delay)
-        current = self._timers.get(workflow_id)
-        if current is not None and current.when() <= when:
-            return
-        if current is not None:
-            current.cancel()
-        self._timers[workflow_id] = loop.call_at(when, self._wake_now, workflow_id)
-
-    def _wake_now(self, workflow_id: str) -> None:
-        self._timers.pop(workflow_id, None)
-        task = asyncio.ensure_future(self.wake(workflow_id))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     async def wake(self, workflow_id: str) -> None:
         """Due retries become pending again; a passed deadline fails the workflow."""
@@ -523,7 +503,7 @@ class WorkflowEngine:
             return
         except Exception:
             log.exception("workflow wake-up failed; retrying", extra={"workflowId": workflow_id})
-            self._wake_in(workflow_id, 1.0)
+            self._timers.arm(workflow_id, 1.0)
             return
         self._members.apply(effects)
 
@@ -539,10 +519,4 @@ class WorkflowEngine:
             await self.wake(workflow_id)
 
     async def stop(self) -> None:
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
-        for task in list(self._tasks):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await self._timers.stop()
