@@ -394,16 +394,16 @@ def team_summary(
     if metrics is not None and metrics.total_agents:
         total, done, failed = metrics.total_agents, metrics.completed_agents, metrics.failed_agents
         rate = metrics.completion_rate
-        seconds, cost = round(metrics.duration_seconds), metrics.cost_usd
+        seconds, cost = metrics.duration_seconds, metrics.cost_usd
     else:
         total = _team_size(team)
         done = sum(1 for agent_id in team.agent_ids if agent_id in team.results.fields)
         failed = 0
         rate = done / total if total else 0.0
-        seconds = fmt.seconds_between(team.started_at, team.completed_at, now or datetime.now(UTC))
+        seconds = float(fmt.seconds_between(team.started_at, team.completed_at, now or datetime.now(UTC)))
         cost = team.budget_consumed
     failures = f", {failed} failed" if failed else ""
-    took = fmt.duration(seconds) if seconds else "0s"
+    took = f"{seconds:.1f}s" if seconds < 60 else fmt.duration(round(seconds))
     return (
         f"team {team.id} {team_status(team)}: {done}/{total} agents completed "
         f"({fmt.percent(rate * 100)}){failures}, took {took}, cost {fmt.usd_precise(cost)}"
