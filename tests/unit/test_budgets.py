@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,26 +13,16 @@ from sqlalchemy import select
 from godel.v1 import budget_pb2, budget_service_pb2, event_pb2
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import FailedPreconditionError, NotFoundError, ValidationError
-from godel_server.runtime.migrations import upgrade
 from godel_server.runtime.publisher import EventPublisher
-from godel_server.runtime.tables import outbox
 from godel_server.team import budgets as budgets_module
 from godel_server.team.budget_servicer import BudgetServicer
 from godel_server.team.budgets import BudgetLedger, Usage, calendar_window
 from godel_server.team.models import BudgetRow
+from tests.unit.conftest import outbox_events
 
-MIGRATIONS = Path("services/godel_server/team/migrations")
 TEAM = "11111111-1111-4111-8111-111111111111"
 OTHER_TEAM = "22222222-2222-4222-8222-222222222222"
 AGENT = "33333333-3333-4333-8333-333333333333"
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path}/team.db")
-    await upgrade(database, MIGRATIONS)
-    yield database
-    await database.close()
 
 
 @pytest.fixture
@@ -49,9 +37,7 @@ class Clock:
 
 
 async def events(db: Database) -> list[event_pb2.Event]:
-    async with db.reader() as session:
-        values = (await session.execute(select(outbox.c.value).order_by(outbox.c.id))).scalars().all()
-    return [event_pb2.Event.FromString(v) for v in values]
+    return await outbox_events(db)
 
 
 def payload(event: event_pb2.Event) -> dict[str, Any]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,24 +13,14 @@ from godel.v1 import event_pb2, task_pb2, task_service_pb2
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import FailedPreconditionError, NotFoundError, ValidationError
 from godel_server.runtime.events import new_event, to_struct
-from godel_server.runtime.migrations import upgrade
 from godel_server.runtime.publisher import EventPublisher
-from godel_server.runtime.tables import outbox
 from godel_server.team.models import TaskRow, TeamAgentRow
 from godel_server.team.task_servicer import TaskServicer
 from godel_server.team.tasks import TaskQueue
+from tests.unit.conftest import outbox_events
 
-MIGRATIONS = Path("services/godel_server/team/migrations")
 TEAM = "11111111-1111-4111-8111-111111111111"
 OTHER_TEAM = "22222222-2222-4222-8222-222222222222"
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path}/team.db")
-    await upgrade(database, MIGRATIONS)
-    yield database
-    await database.close()
 
 
 @pytest.fixture
@@ -82,9 +70,7 @@ async def task(db: Database, task_id: str) -> TaskRow:
 
 
 async def task_events(db: Database) -> list[tuple[str, dict[str, Any]]]:
-    async with db.reader() as session:
-        values = (await session.execute(select(outbox.c.value).order_by(outbox.c.id))).scalars().all()
-    found = [event_pb2.Event.FromString(v) for v in values]
+    found = await outbox_events(db)
     return [(e.type, json_format.MessageToDict(e.payload)) for e in found if e.type.startswith("task:")]
 
 

@@ -14,14 +14,13 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
-from godel_server.runtime.context import current_caller
 from godel_server.runtime.errors import FailedPreconditionError, NotFoundError, ValidationError
-from godel_server.runtime.events import new_event, utcnow
+from godel_server.runtime.events import utcnow
 from godel_server.runtime.publisher import EventPublisher
+from godel_server.team.events import service_event
 from godel_server.team.listing import newest_first
 from godel_server.team.models import BudgetRow
 
-COMPONENT = "team-service"
 ENTITY_TYPES = ("agent", "team", "user", "organization")
 PERIODS = ("none", "daily", "weekly", "monthly")
 CALENDAR_PERIODS = frozenset({"daily", "weekly", "monthly"})
@@ -309,14 +308,12 @@ class BudgetLedger:
             "percentage": round(percentage(row), 2),
             "currency": row.currency,
         }
-        caller = current_caller()
-        return new_event(
+        return service_event(
+            self._instance,
             event_type,
             payload,
-            partition_key=row.id,
-            component=COMPONENT,
-            instance=self._instance,
+            key=row.id,
             agent_id=row.entity_id if row.entity_type == "agent" else "",
             team_id=row.entity_id if row.entity_type == "team" else "",
-            user_id=row.entity_id if row.entity_type == "user" else (caller.user_id if caller else ""),
+            user_id=row.entity_id if row.entity_type == "user" else None,
         )

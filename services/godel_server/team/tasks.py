@@ -13,14 +13,12 @@ from sqlalchemy import Exists, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
-from godel_server.runtime.context import current_caller
 from godel_server.runtime.errors import FailedPreconditionError, NotFoundError
-from godel_server.runtime.events import new_event, utcnow
+from godel_server.runtime.events import utcnow
 from godel_server.runtime.publisher import EventPublisher
+from godel_server.team.events import service_event
 from godel_server.team.listing import newest_first
 from godel_server.team.models import TaskRow, TeamAgentRow
-
-COMPONENT = "team-service"
 
 PRIORITIES: dict[int, str] = {1: "low", 2: "medium", 3: "high", 4: "critical"}
 DEFAULT_PRIORITY = 2
@@ -343,15 +341,12 @@ class TaskQueue:
         }
         if row.error:
             payload["error"] = row.error
-        caller = current_caller()
-        event = new_event(
+        event = service_event(
+            self._instance,
             event_type,
             payload,
-            partition_key=row.id,
-            component=COMPONENT,
-            instance=self._instance,
+            key=row.id,
             agent_id=row.agent_id or "",
             team_id=row.team_id or "",
-            user_id=caller.user_id if caller else "",
         )
         await self._publisher.publish(session, [event])

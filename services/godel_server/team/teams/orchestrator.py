@@ -24,9 +24,10 @@ from godel_server.runtime.errors import (
     UnavailableError,
     ValidationError,
 )
-from godel_server.runtime.events import new_event, utcnow
+from godel_server.runtime.events import utcnow
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.team.budgets import BudgetLedger
+from godel_server.team.events import service_event
 from godel_server.team.members import ACTIVE, ENDED, Effects, Members
 from godel_server.team.models import MemberRow, TeamRow
 from godel_server.team.teams.mapping import TERMINAL, team_to_proto
@@ -34,7 +35,6 @@ from godel_server.team.teams.strategies import STRATEGIES, TeamRun
 from godel_server.team.teams.watch import TeamWatch
 from godel_server.team.timers import Timers
 
-COMPONENT = "team-service"
 DEFAULT_MEMBER_RETRIES = 1
 
 
@@ -63,15 +63,12 @@ class TeamOrchestrator:
     # -- helpers -----------------------------------------------------------------------------
 
     def event(self, event_type: str, team: TeamRow, payload: dict[str, Any]) -> event_pb2.Event:
-        caller = current_caller()
-        return new_event(
+        return service_event(
+            self._settings.instance_id,
             event_type,
             {"teamId": team.id, **payload},
-            partition_key=team.id,
-            component=COMPONENT,
-            instance=self._settings.instance_id,
+            key=team.id,
             team_id=team.id,
-            user_id=caller.user_id if caller else "",
         )
 
     def _member_spec(self, team: TeamRow, role: str, budget_left: float | None) -> dict[str, Any]:

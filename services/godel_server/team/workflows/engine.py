@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2, workflow_pb2
 from godel_server.runtime.config import Settings
-from godel_server.runtime.context import current_caller
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import FailedPreconditionError, NotFoundError
-from godel_server.runtime.events import new_event, utcnow
+from godel_server.runtime.events import utcnow
 from godel_server.runtime.publisher import EventPublisher
+from godel_server.team.events import service_event
 from godel_server.team.members import Effects, Members, new_member
 from godel_server.team.models import MemberRow, WorkflowRow, WorkflowStepRow
 from godel_server.team.timers import Timers
@@ -30,7 +30,6 @@ from godel_server.team.workflows.templates import compile_template
 
 log = logging.getLogger(__name__)
 
-COMPONENT = "team-service"
 FINISHED = frozenset({"completed", "failed", "skipped", "cancelled"})
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 AGENT_TEMPLATES = "_agentTemplates"
@@ -96,16 +95,13 @@ class WorkflowEngine:
     # -- helpers -----------------------------------------------------------------------------
 
     def event(self, event_type: str, wf: WorkflowRow, payload: dict[str, Any]) -> event_pb2.Event:
-        caller = current_caller()
-        return new_event(
+        return service_event(
+            self._settings.instance_id,
             event_type,
             {"workflowId": wf.id, **payload},
-            partition_key=wf.id,
-            component=COMPONENT,
-            instance=self._settings.instance_id,
+            key=wf.id,
             workflow_id=wf.id,
             team_id=wf.team_id or "",
-            user_id=caller.user_id if caller else "",
         )
 
     def dag(self, wf: WorkflowRow) -> Dag:

@@ -1,0 +1,38 @@
+"""The one builder of the team service's events (team, workflow, task and budget namespaces)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from godel.v1 import event_pb2
+from godel_server.runtime.context import current_caller
+from godel_server.runtime.events import new_event
+
+COMPONENT = "team-service"
+
+
+def service_event(
+    instance: str,
+    event_type: str,
+    payload: Mapping[str, Any],
+    *,
+    key: str,
+    agent_id: str = "",
+    team_id: str = "",
+    workflow_id: str = "",
+    user_id: str | None = None,
+) -> event_pb2.Event:
+    """An event keyed by its aggregate's id, attributed to the calling user unless `user_id`."""
+    caller = current_caller()
+    return new_event(
+        event_type,
+        payload,
+        partition_key=key,
+        component=COMPONENT,
+        instance=instance,
+        agent_id=agent_id,
+        team_id=team_id,
+        workflow_id=workflow_id,
+        user_id=user_id if user_id is not None else (caller.user_id if caller else ""),
+    )
