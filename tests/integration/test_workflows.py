@@ -23,6 +23,11 @@ def _run(http: httpx.Client, definition: dict[str, Any]) -> dict[str, Any]:
     return ok(http.post("/api/v1/workflows", json={"definitionText": json.dumps(definition), "start": True}))
 
 
+def _event_types(http: httpx.Client, workflow_id: str) -> list[str]:
+    reply = ok(http.get("/api/v1/events", params={"workflowId": workflow_id, "pageSize": 100}))
+    return [e["type"] for e in reply.get("events", [])]
+
+
 def _diamond(width: int, layers: int) -> list[dict[str, Any]]:
     """source -> `layers` layers of `width` parallel steps (each on all of the layer before) -> sink."""
     out: list[dict[str, Any]] = [{"id": "source", "name": "source", "task": "echo source"}]
@@ -123,12 +128,11 @@ def test_failing_step_is_retried_then_fails_the_workflow(godel: RunningMesh) -> 
         wf = _run(http, definition)
         done = wait_workflow(http, wf["id"])
         by_id = steps(http, wf["id"])
-        types = [
-            e["type"]
-            for e in ok(http.get("/api/v1/events", params={"workflowId": wf["id"], "pageSize": 100})).get(
-                "events", []
-            )
-        ]
+        # The event store lags the workflow state by the Kafka hop: wait for the last event.
+        deadline = time.monotonic() + 30
+        while "workflow:error" not in (types := _event_types(http, wf["id"])):
+            assert time.monotonic() < deadline, types
+            time.sleep(0.2)
     assert done["status"] == "WORKFLOW_STATUS_FAILED"
     assert by_id["bad"]["status"] == "STEP_STATUS_FAILED" and by_id["bad"]["retryCount"] == 2
     assert by_id["after"]["status"] == "STEP_STATUS_CANCELLED"

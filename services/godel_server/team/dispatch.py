@@ -14,7 +14,7 @@ from godel_server.runtime.events import struct_to_dict
 from godel_server.runtime.topics import DOMAIN_TOPICS
 from godel_server.team.budgets import BudgetLedger, Usage
 from godel_server.team.members import Effects, Members, apply_agent_event
-from godel_server.team.models import MemberRow
+from godel_server.team.models import MemberRow, TeamRow
 from godel_server.team.tasks import TaskQueue
 from godel_server.team.teams.orchestrator import TeamOrchestrator
 from godel_server.team.workflows.engine import WorkflowEngine
@@ -84,6 +84,9 @@ class AgentEventConsumer(EventConsumer):
             cost=float(payload.get("cost", 0.0)),
             at=event.timestamp.ToDatetime(),
         )
+        if usage.team_id:
+            # Team before budgets, the order every other writer locks them in.
+            await session.get(TeamRow, usage.team_id, with_for_update=True)
         for budget in await self._ledger.apply_usage(session, usage):
             if budget.entity_type == "team":
                 reason = f"team budget exceeded: ${budget.used_budget:.4f} of ${budget.total_budget:.4f}"

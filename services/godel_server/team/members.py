@@ -24,7 +24,7 @@ from godel_server.runtime.db import Database
 from godel_server.runtime.errors import UnavailableError
 from godel_server.runtime.events import struct_to_dict, utcnow
 from godel_server.team.agents import MEMBER_METADATA_KEY, AgentGateway
-from godel_server.team.models import MemberRow
+from godel_server.team.models import MemberRow, TeamRow, WorkflowRow
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,20 @@ def new_member(
     return member
 
 
+async def lock(session: AsyncSession, member_id: str) -> MemberRow | None:
+    """Loads a member for a change, locking its owner (workflow or team) first: every writer takes
+    the owner's row lock before touching its members, so they cannot deadlock on PostgreSQL."""
+    member = await session.get(MemberRow, member_id)
+    if member is None:
+        return None
+    if member.workflow_id:
+        await session.get(WorkflowRow, member.workflow_id, with_for_update=True)
+    elif member.team_id:
+        await session.get(TeamRow, member.team_id, with_for_update=True)
+    await session.refresh(member)
+    return member
+
+
 def member_id_of(event: event_pb2.Event) -> str | None:
     """The member an `agent:spawn` event belongs to (from the agent's metadata)."""
     agent = struct_to_dict(event.payload).get("agent") or {}
@@ -124,7 +138,7 @@ async def apply_agent_event(session: AsyncSession, event: event_pb2.Event) -> Ch
     payload = struct_to_dict(event.payload)
     if event.type == "agent:spawn":
         member_id = member_id_of(event)
-        member = await session.get(MemberRow, member_id, with_for_update=True) if member_id else None
+        member = await lock(session, member_id) if member_id else None
         if member is None:
             return None
         member.agent_id = member.agent_id or str(payload["agent"]["id"])
@@ -132,7 +146,8 @@ async def apply_agent_event(session: AsyncSession, event: event_pb2.Event) -> Ch
     agent_id = payload.get("agentId") or event.metadata.agent_id
     if not agent_id:
         return None
-    member = await session.scalar(select(MemberRow).where(MemberRow.agent_id == agent_id).with_for_update())
+    found = await session.scalar(select(MemberRow.id).where(MemberRow.agent_id == agent_id))
+    member = await lock(session, found) if found else None
     if member is None or member.status in ENDED:
         return None
     now = utcnow()
@@ -240,7 +255,7 @@ class Members:
     async def _created(self, member_id: str, agent_id: str) -> None:
         effects = Effects()
         async with self._db.session() as session:
-            member = await session.get(MemberRow, member_id, with_for_update=True)
+            member = await lock(session, member_id)
             if member is None:
                 return
             member.agent_id = member.agent_id or agent_id
@@ -253,7 +268,7 @@ class Members:
     async def _refused(self, member_id: str, reason: str) -> None:
         effects = Effects()
         async with self._db.session() as session:
-            member = await session.get(MemberRow, member_id, with_for_update=True)
+            member = await lock(session, member_id)
             if member is None or member.status in ENDED:
                 return
             member.status = "failed"
