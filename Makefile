@@ -65,6 +65,8 @@ bench: setup
 	$(PY) bench/spawn_latency.py
 	$(PY) bench/event_latency.py
 	$(PY) bench/agent_execution.py
+	$(PY) bench/workflow_dag.py
+	$(PY) bench/team_run.py
 
 selftest: setup
 	$(PY) -m godel_deploy.selftest

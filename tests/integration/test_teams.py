@@ -4,6 +4,7 @@ team of 3 over REST, every strategy, scaling, pause/resume and the map-reduce fa
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -193,3 +194,22 @@ def test_team_stopped_by_its_budget(godel: RunningMesh) -> None:
             )
         )
         assert budgets["budgets"][0]["usedBudget"] >= 0.5
+
+
+def test_a_failed_member_is_replaced_per_the_retry_policy(godel: RunningMesh, tmp_path: Path) -> None:
+    marker = tmp_path / "failed-once"
+    script = f"if [ -e {marker} ]; then echo recovered; else touch {marker}; exit 1; fi"
+    with godel.http() as http:
+        team = _create(
+            http,
+            name="retry",
+            task="flaky",
+            config={"size": 1, "retryPolicy": {"maxRetries": 1}, "command": ["sh", "-c", script]},
+        )
+        start_team(http, str(team["id"]))
+        done = wait_team(http, str(team["id"]))
+        assert done["status"] == "TEAM_STATUS_COMPLETED", done
+        assert list(done["results"].values()) == ["recovered"]
+        assert len(done["agentIds"]) == 1  # the replaced member no longer counts
+        metrics = ok(http.get(f"/api/v1/teams/{team['id']}/metrics"))
+        assert metrics["completionRate"] == 1.0 and metrics["totalAgents"] == 1

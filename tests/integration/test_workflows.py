@@ -238,3 +238,56 @@ def test_team_service_crash_resumes_without_rerunning_completed_steps(godel: Run
         "crash-resume/s4",
         "crash-resume/s5",
     ]
+
+
+def test_pause_and_resume_reach_the_running_steps_agents(godel: RunningMesh) -> None:
+    definition = {
+        "name": "pausable",
+        "command": ["sh", "-c", "{task}"],
+        "steps": [
+            {"id": "work", "name": "work", "task": "sleep 3; echo worked"},
+            {"id": "next", "name": "next", "task": "echo next", "dependsOn": ["work"]},
+        ],
+    }
+    with godel.http() as http:
+        wf = _run(http, definition)
+        deadline = time.monotonic() + 60
+        while (
+            not (agent_id := steps(http, wf["id"])["work"].get("agentId"))
+            or ok(http.get(f"/api/v1/agents/{agent_id}"))["status"] != "AGENT_STATUS_RUNNING"
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        paused = ok(http.post(f"/api/v1/workflows/{wf['id']}/pause", json={}))
+        assert paused["status"] == "WORKFLOW_STATUS_PAUSED"
+        deadline = time.monotonic() + 30
+        while ok(http.get(f"/api/v1/agents/{agent_id}"))["status"] != "AGENT_STATUS_PAUSED":
+            assert time.monotonic() < deadline, "the step's agent was not paused"
+            time.sleep(0.2)
+        time.sleep(4)  # longer than the step: a paused agent does not finish
+        assert steps(http, wf["id"])["work"]["status"] == "STEP_STATUS_RUNNING"
+        resumed = ok(http.post(f"/api/v1/workflows/{wf['id']}/resume", json={}))
+        assert resumed["status"] == "WORKFLOW_STATUS_RUNNING"
+        done = wait_workflow(http, wf["id"])
+        assert done["status"] == "WORKFLOW_STATUS_COMPLETED", done
+        assert steps(http, wf["id"])["next"]["result"]["output"] == "next"
+
+
+def test_workflow_timeout_fails_it_and_stops_its_agents(godel: RunningMesh) -> None:
+    definition = {
+        "name": "too-slow",
+        "timeout": 2,
+        "command": ["sh", "-c", "{task}"],
+        "steps": [{"id": "slow", "name": "slow", "task": "sleep 300"}],
+    }
+    with godel.http() as http:
+        wf = _run(http, definition)
+        done = wait_workflow(http, wf["id"], timeout=60)
+        assert done["status"] == "WORKFLOW_STATUS_FAILED"
+        assert "timed out" in done["metadata"]["error"]
+        agent_id = steps(http, wf["id"])["slow"].get("agentId")
+        assert agent_id
+        deadline = time.monotonic() + 30
+        while ok(http.get(f"/api/v1/agents/{agent_id}"))["status"] != "AGENT_STATUS_KILLED":
+            assert time.monotonic() < deadline
+            time.sleep(0.3)

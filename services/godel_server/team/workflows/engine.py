@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 FINISHED = frozenset({"completed", "failed", "skipped", "cancelled"})
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
 AGENT_TEMPLATES = "_agentTemplates"
+RUNS_KEY = "godel.workflow_runs"
 
 
 class WorkflowNotFoundError(NotFoundError):
@@ -46,27 +48,51 @@ def definition_of(row: WorkflowRow) -> workflow_pb2.WorkflowDefinition:
     )
 
 
+@dataclass(frozen=True)
+class _Parsed:
+    """A workflow's definition as the engine uses it (parsed once per process: it never changes)."""
+
+    definition: workflow_pb2.WorkflowDefinition
+    steps: dict[str, workflow_pb2.StepDefinition]
+    dag: Dag
+
+
 class _Run:
     """One workflow with its steps inside a transaction."""
 
     def __init__(
-        self, session: AsyncSession, wf: WorkflowRow, steps: list[WorkflowStepRow], dag: Dag, effects: Effects
+        self,
+        session: AsyncSession,
+        wf: WorkflowRow,
+        steps: list[WorkflowStepRow],
+        parsed: _Parsed,
+        effects: Effects,
     ) -> None:
         self.session = session
         self.wf = wf
-        self.definition = definition_of(wf)
-        self.defs = {s.id: s for s in self.definition.steps}
+        self.definition = parsed.definition
+        self.defs = parsed.steps
+        self.dag = parsed.dag
         self.steps = {s.step_id: s for s in steps}
-        self.dag = dag
         self.effects = effects
         self.events: list[event_pb2.Event] = []
         # Set when the running steps' agents must be stopped (the workflow ended).
         self.stop_reason: str | None = None
+        self._variables: dict[str, Any] | None = None
+
+    def changed(self) -> None:
+        """A step finished or was skipped: what conditions and templates see is stale."""
+        self._variables = None
 
     def statuses(self) -> dict[str, str]:
         return {sid: s.status for sid, s in self.steps.items()}
 
     def variables(self) -> dict[str, Any]:
+        if self._variables is None:
+            self._variables = self._collect()
+        return self._variables
+
+    def _collect(self) -> dict[str, Any]:
         steps: dict[str, Any] = {}
         for sid, step in self.steps.items():
             result = step.result or {}
@@ -89,7 +115,7 @@ class WorkflowEngine:
         self._db = db
         self._publisher = publisher
         self._members = members
-        self._dags: dict[str, Dag] = {}
+        self._parsed: dict[str, _Parsed] = {}
         self._timers = Timers(self.wake)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -104,20 +130,30 @@ class WorkflowEngine:
             team_id=wf.team_id or "",
         )
 
-    def dag(self, wf: WorkflowRow) -> Dag:
-        dag = self._dags.get(wf.id)
-        if dag is None:
-            dag = self._dags[wf.id] = Dag.from_definition(definition_of(wf))
-        return dag
+    def _parse(self, wf: WorkflowRow) -> _Parsed:
+        parsed = self._parsed.get(wf.id)
+        if parsed is None:
+            definition = definition_of(wf)
+            parsed = self._parsed[wf.id] = _Parsed(
+                definition, {s.id: s for s in definition.steps}, Dag.from_definition(definition)
+            )
+        return parsed
 
     async def _open(self, session: AsyncSession, workflow_id: str, effects: Effects) -> _Run:
+        """The workflow and its steps, locked; loaded once per transaction (a consumer batch with
+        many completions of one workflow reuses what the first one loaded)."""
+        runs: dict[str, _Run] = session.info.setdefault(RUNS_KEY, {})
+        run = runs.get(workflow_id)
+        if run is not None and run.effects is effects:
+            return run
         wf = await session.get(WorkflowRow, workflow_id, with_for_update=True, populate_existing=True)
         if wf is None:
             raise WorkflowNotFoundError(workflow_id)
         steps = (
             await session.scalars(select(WorkflowStepRow).where(WorkflowStepRow.workflow_id == workflow_id))
         ).all()
-        return _Run(session, wf, list(steps), self.dag(wf), effects)
+        run = runs[workflow_id] = _Run(session, wf, list(steps), self._parse(wf), effects)
+        return run
 
     async def _commit(self, run: _Run) -> None:
         """Stops what must stop and publishes the run's events (still inside its transaction)."""
@@ -126,6 +162,8 @@ class WorkflowEngine:
                 run.effects.stop(member, run.stop_reason)
         if run.events:
             await self._publisher.publish(run.session, run.events)
+        run.events = []
+        run.stop_reason = None
 
     async def _active_members(self, session: AsyncSession, workflow_id: str) -> list[MemberRow]:
         return list(
@@ -208,6 +246,7 @@ class WorkflowEngine:
                         moved = True
                         break
                     if not go:
+                        run.changed()
                         step.status = "skipped"
                         step.completed_at = utcnow()
                         run.events.append(
@@ -227,7 +266,8 @@ class WorkflowEngine:
         wf = run.wf
         definition = run.defs[step.step_id]
         try:
-            task = compile_template(definition.task).render(run.variables())
+            template = compile_template(definition.task)
+            task = template.render({} if template.is_static else run.variables())
         except ExpressionError as exc:
             self._step_failed(run, step, f"task template: {exc}")
             return
@@ -366,14 +406,22 @@ class WorkflowEngine:
         effects: Effects,
     ) -> None:
         assert member.workflow_id and member.step_id
+        if not ended:
+            # Only the step's agent id can change: no need to load the whole workflow.
+            step = await session.scalar(
+                select(WorkflowStepRow).where(
+                    WorkflowStepRow.workflow_id == member.workflow_id,
+                    WorkflowStepRow.step_id == member.step_id,
+                )
+            )
+            if step is not None and step.status == "running" and member.attempt == step.retry_count:
+                step.agent_id = member.agent_id or step.agent_id
+            return
         run = await self._open(session, member.workflow_id, effects)
         step = run.steps.get(member.step_id)
         if step is None or member.attempt != step.retry_count or step.status != "running":
             return
-        if not ended:
-            if member.agent_id and step.agent_id != member.agent_id:
-                step.agent_id = member.agent_id
-            return
+        run.changed()
         step.agent_id = member.agent_id
         if member.status == "completed":
             step.status = "completed"
@@ -462,7 +510,7 @@ class WorkflowEngine:
     def _disarm(self, effects: Effects, workflow_id: str) -> None:
         def disarm() -> None:
             self._timers.disarm(workflow_id)
-            self._dags.pop(workflow_id, None)
+            self._parsed.pop(workflow_id, None)
 
         effects.after.append(disarm)
 
