@@ -18,6 +18,7 @@ from typing import Any
 import grpc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from godel.v1 import event_pb2
 from godel_server.runtime.db import Database
@@ -111,7 +112,9 @@ async def lock(session: AsyncSession, member_id: str) -> MemberRow | None:
     if member is None:
         return None
     if member.workflow_id:
-        await session.get(WorkflowRow, member.workflow_id, with_for_update=True)
+        await session.get(
+            WorkflowRow, member.workflow_id, with_for_update=True, options=[defer(WorkflowRow.definition)]
+        )
     elif member.team_id:
         await session.get(TeamRow, member.team_id, with_for_update=True)
     await session.refresh(member)

@@ -102,6 +102,8 @@ class WorkflowRow(Base):
     results: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
     progress: Mapped[int] = mapped_column(Integer, default=0)
+    # Bumped by every transaction that changes the workflow's steps (see workflows/engine.py).
+    version: Mapped[int] = mapped_column(Integer, default=0)
     team_id: Mapped[str | None] = mapped_column(String(36))
     created_by: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)

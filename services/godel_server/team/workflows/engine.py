@@ -12,8 +12,9 @@ from datetime import timedelta
 from typing import Any
 
 from google.protobuf import json_format
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
 from godel.v1 import event_pb2, workflow_pb2
 from godel_server.runtime.config import Settings
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 
 FINISHED = frozenset({"completed", "failed", "skipped", "cancelled"})
 TERMINAL = frozenset({"completed", "failed", "cancelled"})
+UNFINISHED = ("pending", "retrying", "running")
 AGENT_TEMPLATES = "_agentTemplates"
 RUNS_KEY = "godel.workflow_runs"
 
@@ -42,12 +44,6 @@ class WorkflowNotFoundError(NotFoundError):
         super().__init__("workflow", workflow_id)
 
 
-def definition_of(row: WorkflowRow) -> workflow_pb2.WorkflowDefinition:
-    return json_format.ParseDict(
-        row.definition, workflow_pb2.WorkflowDefinition(), ignore_unknown_fields=True
-    )
-
-
 @dataclass(frozen=True)
 class _Parsed:
     """A workflow's definition as the engine uses it (parsed once per process: it never changes)."""
@@ -55,58 +51,108 @@ class _Parsed:
     definition: workflow_pb2.WorkflowDefinition
     steps: dict[str, workflow_pb2.StepDefinition]
     dag: Dag
+    # Agent configs of the steps that name a specific agent (resolved at creation).
+    agent_templates: dict[str, Any]
+
+
+@dataclass
+class _StepView:
+    """What the scheduler, conditions and templates need of one step."""
+
+    status: str
+    output: str = ""
+    error: str = ""
+    agent_id: str = ""
+
+
+@dataclass
+class _State:
+    """The steps of one workflow as of `version` of its row. Kept between transactions so an event
+    touches only the step rows it changes; any transaction that changes steps bumps the row's
+    version, so a view that missed a change (or saw one that was rolled back) is reloaded."""
+
+    version: int
+    steps: dict[str, _StepView]
+
+    @classmethod
+    def of(cls, version: int, rows: list[WorkflowStepRow]) -> _State:
+        return cls(version, {r.step_id: _view(r) for r in rows})
+
+    def statuses(self) -> dict[str, str]:
+        return {sid: v.status for sid, v in self.steps.items()}
+
+    def count(self, *statuses: str) -> int:
+        return sum(1 for v in self.steps.values() if v.status in statuses)
+
+
+def _view(row: WorkflowStepRow) -> _StepView:
+    return _StepView(row.status, (row.result or {}).get("output", ""), row.error or "", row.agent_id or "")
 
 
 class _Run:
-    """One workflow with its steps inside a transaction."""
+    """One workflow inside a transaction: its row (locked), its step view, and the step rows
+    loaded so far."""
 
     def __init__(
         self,
         session: AsyncSession,
         wf: WorkflowRow,
-        steps: list[WorkflowStepRow],
+        state: _State,
         parsed: _Parsed,
         effects: Effects,
+        rows: list[WorkflowStepRow] | None = None,
     ) -> None:
         self.session = session
         self.wf = wf
+        self.state = state
         self.definition = parsed.definition
         self.defs = parsed.steps
         self.dag = parsed.dag
-        self.steps = {s.step_id: s for s in steps}
+        self.agent_templates = parsed.agent_templates
+        self.rows = {r.step_id: r for r in rows or []}
         self.effects = effects
         self.events: list[event_pb2.Event] = []
         # Set when the running steps' agents must be stopped (the workflow ended).
         self.stop_reason: str | None = None
+        self.dirty = False
+        # Set when every unfinished step is to be cancelled (done in one UPDATE at the commit).
+        self.cancel_unfinished = False
         self._variables: dict[str, Any] | None = None
 
-    def changed(self) -> None:
-        """A step finished or was skipped: what conditions and templates see is stale."""
-        self._variables = None
+    async def load(self, step_ids: list[str]) -> None:
+        missing = [sid for sid in step_ids if sid not in self.rows]
+        if missing:
+            found = await self.session.scalars(
+                select(WorkflowStepRow).where(
+                    WorkflowStepRow.workflow_id == self.wf.id, WorkflowStepRow.step_id.in_(missing)
+                )
+            )
+            self.rows.update((r.step_id, r) for r in found)
 
-    def statuses(self) -> dict[str, str]:
-        return {sid: s.status for sid, s in self.steps.items()}
+    def set(self, row: WorkflowStepRow, status: str) -> None:
+        """Changes a step's status in its row and in the view."""
+        row.status = status
+        self.touch(row)
+
+    def touch(self, row: WorkflowStepRow) -> None:
+        """Records a change of a step row in the view (the view is invalid until the commit)."""
+        self.state.steps[row.step_id] = _view(row)
+        self.state.version = -1
+        self.dirty = True
+        self._variables = None
 
     def variables(self) -> dict[str, Any]:
         if self._variables is None:
-            self._variables = self._collect()
-        return self._variables
-
-    def _collect(self) -> dict[str, Any]:
-        steps: dict[str, Any] = {}
-        for sid, step in self.steps.items():
-            result = step.result or {}
-            steps[sid] = {
-                "status": step.status,
-                "output": result.get("output", ""),
-                "error": step.error or "",
-                "agentId": step.agent_id or "",
+            steps = {
+                sid: {"status": v.status, "output": v.output, "error": v.error, "agentId": v.agent_id}
+                for sid, v in self.state.steps.items()
             }
-        return {
-            "steps": steps,
-            "context": self.wf.context or {},
-            "workflow": {"id": self.wf.id, "name": self.wf.name},
-        }
+            self._variables = {
+                "steps": steps,
+                "context": self.wf.context or {},
+                "workflow": {"id": self.wf.id, "name": self.wf.name},
+            }
+        return self._variables
 
 
 class WorkflowEngine:
@@ -116,6 +162,7 @@ class WorkflowEngine:
         self._publisher = publisher
         self._members = members
         self._parsed: dict[str, _Parsed] = {}
+        self._states: dict[str, _State] = {}
         self._timers = Timers(self.wake)
 
     # -- helpers -----------------------------------------------------------------------------
@@ -130,12 +177,18 @@ class WorkflowEngine:
             team_id=wf.team_id or "",
         )
 
-    def _parse(self, wf: WorkflowRow) -> _Parsed:
-        parsed = self._parsed.get(wf.id)
+    async def _parse(self, session: AsyncSession, workflow_id: str) -> _Parsed:
+        parsed = self._parsed.get(workflow_id)
         if parsed is None:
-            definition = definition_of(wf)
-            parsed = self._parsed[wf.id] = _Parsed(
-                definition, {s.id: s for s in definition.steps}, Dag.from_definition(definition)
+            stored = await session.scalar(select(WorkflowRow.definition).where(WorkflowRow.id == workflow_id))
+            definition = json_format.ParseDict(
+                stored or {}, workflow_pb2.WorkflowDefinition(), ignore_unknown_fields=True
+            )
+            parsed = self._parsed[workflow_id] = _Parsed(
+                definition,
+                {s.id: s for s in definition.steps},
+                Dag.from_definition(definition),
+                dict((stored or {}).get(AGENT_TEMPLATES) or {}),
             )
         return parsed
 
@@ -146,20 +199,49 @@ class WorkflowEngine:
         run = runs.get(workflow_id)
         if run is not None and run.effects is effects:
             return run
-        wf = await session.get(WorkflowRow, workflow_id, with_for_update=True, populate_existing=True)
+        # The definition (large, immutable) is parsed once per process, not loaded per event.
+        wf = await session.get(
+            WorkflowRow,
+            workflow_id,
+            with_for_update=True,
+            populate_existing=True,
+            options=[defer(WorkflowRow.definition)],
+        )
         if wf is None:
             raise WorkflowNotFoundError(workflow_id)
-        steps = (
-            await session.scalars(select(WorkflowStepRow).where(WorkflowStepRow.workflow_id == workflow_id))
-        ).all()
-        run = runs[workflow_id] = _Run(session, wf, list(steps), self._parse(wf), effects)
+        state = self._states.get(workflow_id)
+        rows: list[WorkflowStepRow] | None = None
+        if state is None or state.version != wf.version:
+            rows = list(
+                (
+                    await session.scalars(
+                        select(WorkflowStepRow).where(WorkflowStepRow.workflow_id == workflow_id)
+                    )
+                ).all()
+            )
+            state = self._states[workflow_id] = _State.of(wf.version, rows)
+        run = runs[workflow_id] = _Run(
+            session, wf, state, await self._parse(session, workflow_id), effects, rows
+        )
         return run
 
     async def _commit(self, run: _Run) -> None:
         """Stops what must stop and publishes the run's events (still inside its transaction)."""
+        if run.cancel_unfinished:
+            await run.session.execute(
+                update(WorkflowStepRow)
+                .where(WorkflowStepRow.workflow_id == run.wf.id, WorkflowStepRow.status.in_(UNFINISHED))
+                .values(status="cancelled", completed_at=run.wf.completed_at)
+                .execution_options(synchronize_session="evaluate")
+            )
+            run.cancel_unfinished = False
         if run.stop_reason is not None:
             for member in await self._active_members(run.session, run.wf.id):
                 run.effects.stop(member, run.stop_reason)
+        if run.dirty:
+            run.wf.version += 1
+            run.state.version = run.wf.version
+            run.dirty = False
         if run.events:
             await self._publisher.publish(run.session, run.events)
         run.events = []
@@ -219,46 +301,42 @@ class WorkflowEngine:
             if run.definition.timeout > 0:
                 wf.deadline_at = now + timedelta(seconds=run.definition.timeout)
                 self._arm(effects, wf.id, float(run.definition.timeout))
-            run.events.append(self.event("workflow:start", wf, {"steps": len(run.steps)}))
-            self._advance(run)
+            run.events.append(self.event("workflow:start", wf, {"steps": len(run.dag)}))
+            await self._advance(run)
             await self._commit(run)
         self._members.apply(effects)
 
-    def _advance(self, run: _Run) -> None:
+    async def _advance(self, run: _Run) -> None:
         """Starts every step that can start now, skips the ones whose condition is false, and
         ends the workflow when nothing is left."""
         wf = run.wf
-        limit = run.definition.max_concurrency or len(run.steps)
+        limit = run.definition.max_concurrency or len(run.dag)
         while wf.status == "running":
-            statuses = run.statuses()
-            running = sum(1 for s in statuses.values() if s == "running")
-            moved = False
-            for sid in run.dag.ready(statuses):
-                if running >= limit:
+            running = run.state.count("running")
+            ready = run.dag.ready(run.state.statuses()) if running < limit else []
+            if not ready:
+                break
+            batch = ready[: limit - running]
+            await run.load(batch)
+            for sid in batch:
+                if wf.status != "running":
                     break
-                step = run.steps[sid]
+                step = run.rows[sid]
                 definition = run.defs[sid]
                 if definition.when:
                     try:
                         go = compile_expression(definition.when).test(run.variables())
                     except ExpressionError as exc:
                         self._step_failed(run, step, f"condition {definition.when!r}: {exc}")
-                        moved = True
-                        break
+                        continue
                     if not go:
-                        run.changed()
-                        step.status = "skipped"
                         step.completed_at = utcnow()
+                        run.set(step, "skipped")
                         run.events.append(
                             self.event("workflow:step:skip", wf, {"stepId": sid, "when": definition.when})
                         )
-                        moved = True
                         continue
                 self._start_step(run, step)
-                running += 1
-                moved = True
-            if not moved:
-                break
         self._update_progress(run)
         self._maybe_finish(run)
 
@@ -284,10 +362,10 @@ class WorkflowEngine:
             attempt=step.retry_count,
         )
         run.effects.launch.append(member.id)
-        step.status = "running"
         step.started_at = utcnow()
         step.agent_id = None
         step.error = None
+        run.set(step, "running")
         wf.current_step_id = step.step_id
         run.events.append(
             self.event(
@@ -299,7 +377,7 @@ class WorkflowEngine:
 
     def _step_spec(self, run: _Run, step: workflow_pb2.StepDefinition) -> dict[str, Any]:
         d = run.definition
-        template: dict[str, Any] = dict((run.wf.definition.get(AGENT_TEMPLATES) or {}).get(step.agent) or {})
+        template: dict[str, Any] = dict(run.agent_templates.get(step.agent) or {})
         runtime = step.runtime or d.runtime or template.get("runtime") or self._settings.team_runtime
         command = list(step.command) or list(d.command) or list(template.get("command") or [])
         if runtime == "command" and not command:
@@ -333,8 +411,8 @@ class WorkflowEngine:
         if step.retry_count < allowed and wf.status in ("running", "paused"):
             step.retry_count += 1
             delay = backoff_seconds(d.retry_policy if d.HasField("retry_policy") else None, step.retry_count)
-            step.status = "retrying"
             step.next_attempt_at = utcnow() + timedelta(seconds=delay)
+            run.set(step, "retrying")
             self._arm(run.effects, wf.id, delay)
             run.events.append(
                 self.event(
@@ -349,20 +427,20 @@ class WorkflowEngine:
                 )
             )
             return
-        step.status = "failed"
         step.completed_at = utcnow()
+        run.set(step, "failed")
         run.events.append(self.event("workflow:step:error", wf, {"stepId": step.step_id, "error": error}))
         if d.on_error != workflow_pb2.ON_ERROR_POLICY_CONTINUE:
             self._end(run, "failed", f"step {step.step_id} failed: {error}")
 
     def _update_progress(self, run: _Run) -> None:
-        done = sum(1 for s in run.steps.values() if s.status in FINISHED)
-        run.wf.progress = int(100 * done / len(run.steps)) if run.steps else 100
+        total = len(run.state.steps)
+        run.wf.progress = int(100 * run.state.count(*FINISHED) / total) if total else 100
 
     def _maybe_finish(self, run: _Run) -> None:
         if run.wf.status != "running":
             return
-        statuses = run.statuses()
+        statuses = run.state.statuses()
         if all(s in FINISHED for s in statuses.values()):
             failed = [sid for sid, s in statuses.items() if s == "failed"]
             self._end(run, "completed", None, failed_steps=failed)
@@ -376,11 +454,15 @@ class WorkflowEngine:
         wf.status = status
         wf.error = error
         wf.completed_at = utcnow()
+        # Written once at the end: rewriting it per step would cost O(steps) per step.
+        wf.results = {sid: v.output for sid, v in run.state.steps.items() if v.status == "completed"}
         wf.current_step_id = None
-        for step in run.steps.values():
-            if step.status in ("pending", "retrying", "running"):
-                step.status = "cancelled"
-                step.completed_at = wf.completed_at
+        for view in run.state.steps.values():
+            if view.status in UNFINISHED:
+                view.status = "cancelled"
+                run.state.version = -1
+                run.dirty = True
+        run.cancel_unfinished = True
         run.stop_reason = f"workflow {status}"
         self._update_progress(run)
         event_type = {
@@ -418,13 +500,12 @@ class WorkflowEngine:
                 step.agent_id = member.agent_id or step.agent_id
             return
         run = await self._open(session, member.workflow_id, effects)
-        step = run.steps.get(member.step_id)
+        await run.load([member.step_id])
+        step = run.rows.get(member.step_id)
         if step is None or member.attempt != step.retry_count or step.status != "running":
             return
-        run.changed()
         step.agent_id = member.agent_id
         if member.status == "completed":
-            step.status = "completed"
             step.completed_at = utcnow()
             step.result = {
                 "output": member.result or "",
@@ -432,7 +513,7 @@ class WorkflowEngine:
                 "sessionId": member.session_id or "",
                 "cost": member.cost,
             }
-            run.wf.results = {**(run.wf.results or {}), step.step_id: member.result or ""}
+            run.set(step, "completed")
             run.events.append(
                 self.event(
                     "workflow:step:complete",
@@ -443,7 +524,7 @@ class WorkflowEngine:
         elif not member.stop_requested:
             self._step_failed(run, step, member.error or f"agent {member.status}")
         if run.wf.status == "running":
-            self._advance(run)
+            await self._advance(run)
         await self._commit(run)
 
     # -- control ---------------------------------------------------------------------------------
@@ -469,9 +550,9 @@ class WorkflowEngine:
             if run.wf.status not in TERMINAL:
                 self._end(run, "cancelled", "workflow deleted")
             await self._commit(run)
-            for step in run.steps.values():
-                await session.delete(step)
+            await session.execute(delete(WorkflowStepRow).where(WorkflowStepRow.workflow_id == workflow_id))
             await session.delete(run.wf)
+            self._states.pop(workflow_id, None)
         self._members.apply(effects)
 
     async def pause(self, workflow_id: str) -> None:
@@ -498,7 +579,7 @@ class WorkflowEngine:
                     (effects.pause if verb == "pause" else effects.resume).append(member.agent_id)
             run.events.append(self.event(f"workflow:{verb}", run.wf, {}))
             if target == "running":
-                self._advance(run)
+                await self._advance(run)
             await self._commit(run)
         self._members.apply(effects)
 
@@ -511,6 +592,7 @@ class WorkflowEngine:
         def disarm() -> None:
             self._timers.disarm(workflow_id)
             self._parsed.pop(workflow_id, None)
+            self._states.pop(workflow_id, None)
 
         effects.after.append(disarm)
 
@@ -528,12 +610,13 @@ class WorkflowEngine:
                     self._end(run, "failed", f"workflow timed out after {run.definition.timeout}s")
                 else:
                     later: list[float] = []
-                    for step in run.steps.values():
+                    await run.load([sid for sid, v in run.state.steps.items() if v.status == "retrying"])
+                    for step in run.rows.values():
                         if step.status != "retrying" or step.next_attempt_at is None:
                             continue
                         if step.next_attempt_at <= now:
-                            step.status = "pending"
                             step.next_attempt_at = None
+                            run.set(step, "pending")
                         else:
                             later.append((step.next_attempt_at - now).total_seconds())
                     if wf.deadline_at is not None:
@@ -541,7 +624,7 @@ class WorkflowEngine:
                     if later:
                         self._arm(effects, wf.id, min(later))
                     if wf.status == "running":
-                        self._advance(run)
+                        await self._advance(run)
                 await self._commit(run)
         except WorkflowNotFoundError:
             return

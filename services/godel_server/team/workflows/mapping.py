@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from google.protobuf import json_format
+
 from godel.v1 import workflow_pb2
 from godel_server.runtime.events import set_structs, set_times
 from godel_server.team.models import WorkflowRow, WorkflowStepRow
-from godel_server.team.workflows.engine import definition_of
 
 STATUS_TO_PROTO: dict[str, workflow_pb2.WorkflowStatus.ValueType] = {
     "pending": workflow_pb2.WORKFLOW_STATUS_PENDING,
@@ -28,7 +29,14 @@ STEP_STATUS_TO_PROTO: dict[str, workflow_pb2.StepStatus.ValueType] = {
 }
 
 
-def workflow_to_proto(row: WorkflowRow) -> workflow_pb2.Workflow:
+def definition_of(row: WorkflowRow) -> workflow_pb2.WorkflowDefinition:
+    return json_format.ParseDict(
+        row.definition, workflow_pb2.WorkflowDefinition(), ignore_unknown_fields=True
+    )
+
+
+def workflow_to_proto(row: WorkflowRow, results: dict[str, str] | None = None) -> workflow_pb2.Workflow:
+    """`results` replaces the stored ones (those of a running workflow come from its steps)."""
     wf = workflow_pb2.Workflow(
         id=row.id,
         name=row.name,
@@ -41,7 +49,9 @@ def workflow_to_proto(row: WorkflowRow) -> workflow_pb2.Workflow:
         progress=row.progress,
     )
     set_times(wf, created_at=row.created_at, started_at=row.started_at, completed_at=row.completed_at)
-    set_structs(wf, context=row.context, results=row.results, metadata=row.meta)
+    set_structs(
+        wf, context=row.context, results=row.results if results is None else results, metadata=row.meta
+    )
     if row.error:
         wf.metadata.update({"error": row.error})
     return wf

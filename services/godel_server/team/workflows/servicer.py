@@ -22,7 +22,12 @@ from godel_server.team.agents import AgentGateway
 from godel_server.team.listing import newest_first
 from godel_server.team.models import WorkflowRow, WorkflowStepRow
 from godel_server.team.workflows.definition import parse_and_validate, validate
-from godel_server.team.workflows.engine import AGENT_TEMPLATES, WorkflowEngine, WorkflowNotFoundError
+from godel_server.team.workflows.engine import (
+    AGENT_TEMPLATES,
+    TERMINAL,
+    WorkflowEngine,
+    WorkflowNotFoundError,
+)
 from godel_server.team.workflows.mapping import STATUS_FROM_PROTO, step_to_proto, workflow_to_proto
 
 UPDATABLE = ("name", "description", "metadata", "context")
@@ -37,9 +42,18 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
     async def _get(self, workflow_id: str) -> workflow_pb2.Workflow:
         async with self._db.reader() as session:
             row = await session.get(WorkflowRow, workflow_id)
-        if row is None:
-            raise WorkflowNotFoundError(workflow_id)
-        return workflow_to_proto(row)
+            if row is None:
+                raise WorkflowNotFoundError(workflow_id)
+            if row.status in TERMINAL:
+                return workflow_to_proto(row)
+            # The engine stores `results` when the workflow ends; until then, the steps have them.
+            done = await session.execute(
+                select(WorkflowStepRow.step_id, WorkflowStepRow.result).where(
+                    WorkflowStepRow.workflow_id == workflow_id, WorkflowStepRow.status == "completed"
+                )
+            )
+            results = {sid: (result or {}).get("output", "") for sid, result in done}
+        return workflow_to_proto(row, results)
 
     def _definition(
         self, request: workflow_service_pb2.CreateWorkflowRequest
