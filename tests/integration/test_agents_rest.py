@@ -147,9 +147,9 @@ def test_delete_removes_the_agent(godel: RunningMesh) -> None:
 
 def test_unbuilt_rpcs_answer_501_with_a_clear_message(godel: RunningMesh) -> None:
     with godel.http() as http:
-        reply = http.get("/api/v1/teams")
+        reply = http.post("/api/v1/clusters:route", json={})
         assert reply.status_code == 501
-        assert "TeamService/ListTeams is not implemented yet" in reply.json()["message"]
+        assert "ClusterService/RouteRequest is not implemented yet" in reply.json()["message"]
         missing = http.post(f"/api/v1/agents/{uuid.uuid4()}/pause", json={})
         assert missing.status_code == 404
         assert "not found" in missing.json()["message"]

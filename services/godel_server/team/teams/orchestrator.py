@@ -204,6 +204,14 @@ class TeamOrchestrator:
         run = await self._run(session, team, effects)
         member = next(m for m in run.members if m.id == member.id)
         events: list[event_pb2.Event] = []
+        if (
+            team.status == "paused"
+            and trigger is not None
+            and trigger.type == "agent:start"
+            and member.agent_id
+        ):
+            # Launched before the pause reached it: it pauses now.
+            effects.pause.append(member.agent_id)
         if ended and team.status not in TERMINAL:
             self._member_ended(run, member)
             run.fill()

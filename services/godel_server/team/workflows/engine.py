@@ -498,6 +498,13 @@ class WorkflowEngine:
             )
             if step is not None and step.status == "running" and member.attempt == step.retry_count:
                 step.agent_id = member.agent_id or step.agent_id
+            if trigger is not None and trigger.type == "agent:start" and member.agent_id:
+                wf = await session.get(
+                    WorkflowRow, member.workflow_id, options=[defer(WorkflowRow.definition)]
+                )
+                if wf is not None and wf.status == "paused":
+                    # Launched before the pause reached it: it pauses now.
+                    effects.pause.append(member.agent_id)
             return
         run = await self._open(session, member.workflow_id, effects)
         await run.load([member.step_id])
