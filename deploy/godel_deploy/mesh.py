@@ -219,6 +219,10 @@ class Mesh:
         path.chmod(0o600)
         return secret
 
+    def ensure_service_keys(self) -> None:
+        """Keys of the services that call other services (once the cluster database is migrated)."""
+        self.service_key(TEAM_SERVICE_KEY, "operator")
+
     def worker_key(self) -> str:
         """The API key workers connect with (role `worker`)."""
         return self.service_key("worker", "worker")
@@ -284,7 +288,7 @@ class Mesh:
                     f"  {role}-service  serving on {self.address(role)}  ({time.monotonic() - started:.1f}s)"
                 )
         if "cluster" in roles:
-            self.service_key(TEAM_SERVICE_KEY, "operator")
+            self.ensure_service_keys()
         self.start_gateway()
         if progress:
             print(f"  gateway        serving on {self.gateway_address}")

@@ -116,6 +116,7 @@ def main() -> int:
             print(
                 f"    {role}-service  grpc {mesh.address(role)}  metrics http://127.0.0.1:{ports.admin[role]}/metrics"
             )
+        mesh.ensure_service_keys()
         _step("gateway (Envoy)")
         gateway = mesh.start_gateway()
         started_procs.append(state.record(gateway.pid, "gateway"))

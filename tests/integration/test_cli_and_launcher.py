@@ -95,6 +95,7 @@ def test_make_up_and_down_stop_exactly_what_they_started(tmp_path: Path) -> None
         "GODEL_GATEWAY_ADMIN_PORT": str(free_port()),
         "GODEL_KAFKA_PORT": str(free_port()),
         "GODEL_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "GODEL_EVENT_WS_PORT": str(free_port()),
     }
     env.pop("GODEL_DATABASE_URL", None)
     bystander = subprocess.Popen(["sleep", "300"])  # must survive `make down`
@@ -126,6 +127,15 @@ def test_make_up_and_down_stop_exactly_what_they_started(tmp_path: Path) -> None
                 assert time.monotonic() < deadline, state
                 time.sleep(0.2)
             assert len(state["commits"]) == 1
+            # The team service drives agents with the key `make up` made for it.
+            assert oct((tmp_path / "team-service.key").stat().st_mode & 0o777) == "0o600"
+            team = http.post(
+                "/api/v1/teams", json={"name": "up", "task": "look", "config": {"size": 2}}
+            ).json()
+            with http.stream("POST", f"/api/v1/teams/{team['id']}/start", json={}, timeout=120) as stream:
+                assert stream.status_code == 200
+                last = [line for line in stream.iter_lines() if line.startswith("data:")][-1]
+            assert '"TEAM_STATUS_COMPLETED"' in last, last
 
         down = subprocess.run(
             [sys.executable, "-m", "godel_deploy.down"], env=env, capture_output=True, text=True, timeout=120
