@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import time
+from typing import Any
+
+import httpx
 
 from tests.conftest import RunningMesh
 from tests.integration.team_helpers import ok, start_team, wait_team
+from tests.integration.test_cli_agents import godel_cli
 
 
-def _task(http: object, task_id: str) -> dict[str, object]:
-    return ok(http.get(f"/api/v1/tasks/{task_id}"))  # type: ignore[attr-defined]
+def _task(http: httpx.Client, task_id: str) -> dict[str, Any]:
+    return ok(http.get(f"/api/v1/tasks/{task_id}"))
 
 
-def _wait_status(http: object, task_id: str, status: str) -> dict[str, object]:
+def _wait_status(http: httpx.Client, task_id: str, status: str) -> dict[str, Any]:
     deadline = time.monotonic() + 60
     while (task := _task(http, task_id))["status"] != status:
         assert time.monotonic() < deadline, task
@@ -110,3 +115,60 @@ def test_intent_endpoints(godel: RunningMesh) -> None:
         assert swarm["size"] >= 1 and swarm["agents"]
         empty = http.post("/api/v1/intent/parse", json={"input": "  "})
         assert empty.status_code == 400 and "input" in empty.text
+
+
+def test_bad_team_and_workflow_requests_are_refused_with_every_field(godel: RunningMesh) -> None:
+    with godel.http() as http:
+        before = len(ok(http.get("/api/v1/teams", params={"pageSize": 1000})).get("teams", []))
+        bad = http.post(
+            "/api/v1/teams",
+            json={
+                "name": "",
+                "config": {"size": -1, "maxDepth": 9, "runtime": "perl"},
+                "budgetAllocated": -5,
+            },
+        )
+        assert bad.status_code == 400, bad.text
+        for field in (
+            "name",
+            "task",
+            "config.size",
+            "config.max_depth",
+            "config.runtime",
+            "budget_allocated",
+        ):
+            assert field in bad.text, (field, bad.text)
+        assert len(ok(http.get("/api/v1/teams", params={"pageSize": 1000})).get("teams", [])) == before
+        missing = http.get("/api/v1/teams/00000000-0000-4000-8000-000000000000")
+        assert missing.status_code == 404 and "not found" in missing.text
+        not_uuid = http.get("/api/v1/workflows/nope")
+        assert not_uuid.status_code == 400 and "id" in not_uuid.text
+        yaml_error = http.post("/api/v1/workflows", json={"definitionText": "name: x\nsteps: [\n"})
+        assert yaml_error.status_code == 400 and "definitionText" in yaml_error.text
+
+
+def test_roles_guard_budgets_and_teams(godel: RunningMesh) -> None:
+    developer, viewer = godel.create_key("developer"), godel.create_key("viewer")
+    with godel.http(developer) as http:
+        assert http.get("/api/v1/budgets").status_code == 200
+        refused = http.post(
+            "/api/v1/budgets",
+            json={"entityType": "BUDGET_ENTITY_TYPE_ORGANIZATION", "entityId": "acme", "totalBudget": 1},
+        )
+        assert refused.status_code == 403, refused.text
+        assert ok(http.post("/api/v1/intent/parse", json={"input": "show agents"}))["type"]
+    with godel.http(viewer) as http:
+        assert http.get("/api/v1/teams").status_code == 200
+        assert http.post("/api/v1/teams", json={"name": "x", "task": "y"}).status_code == 403
+
+
+def test_godel_budget_commands(godel: RunningMesh) -> None:
+    made = json.loads(
+        godel_cli(godel, "--json", "budget", "set", "--org", "acme-cli", "7.5", "--period", "daily").stdout
+    )
+    assert made["totalBudget"] == 7.5 and made["period"] == "BUDGET_PERIOD_DAILY"
+    listed = godel_cli(godel, "budget", "list", "--org", "acme-cli").stdout
+    assert "acme-cli" in listed and "7.5" in listed
+    godel_cli(godel, "budget", "delete", made["id"])
+    gone = godel_cli(godel, "budget", "get", made["id"], check=False)
+    assert gone.returncode != 0 and "not found" in (gone.stdout + gone.stderr).lower()
