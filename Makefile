@@ -4,22 +4,28 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 BUF_BREAKING_AGAINST ?= .git\#branch=main
-PY_SOURCES := services deploy clients/python tests bench
+PY_SOURCES := services deploy clients/python tests bench tools
 
-.PHONY: help setup gen lint check-gen test test-fast up down bench selftest clean
+.PHONY: help setup gen lint check-gen test test-fast up down bench selftest wheel clean
 
 help:
 	@echo "make up        start Kafka, the four services and the Envoy gateway (127.0.0.1:7373)"
 	@echo "make down      stop what make up started (data in .data/ is kept)"
 	@echo "make test      lint + generated-code checks + the full test suite (real Kafka, PostgreSQL, Envoy)"
-	@echo "make gen       regenerate gen/ (python, go, ts, openapi) and gateway/godel.pb from proto/"
-	@echo "make lint      buf lint/format/breaking, stale gen/, envoy validate, ruff, mypy, go vet, tsc"
-	@echo "make bench     benchmarks under bench/ (prints figures)"
+	@echo "make gen       regenerate gen/ (python, go, ts, openapi), gateway/godel.pb and docs/kafka-topics.md from proto/"
+	@echo "make lint      buf lint/format/breaking, stale gen/, envoy validate, ruff, mypy, go vet, tsc,"
+	@echo "               Dockerfiles, compose file and Helm chart (tools/deploy/lint.sh)"
+	@echo "make wheel     build the godel-client wheel (client, CLI and generated code) into dist/"
+	@echo "make bench     every benchmark under bench/: figures to bench/results/<name>.json, then compared with HEAD's"
 
-$(VENV)/.installed: pyproject.toml
+# Two distributions, both editable: godel-client (clients/python: the client, the CLI and the
+# generated godel.v1 code) and godel (the services and launchers), which depends on it.
+$(VENV)/.installed: pyproject.toml clients/python/pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e ./clients/python -e '.[dev]'
+	@# A venv made when the CLI came with `godel` loses bin/godel as that old version is uninstalled.
+	@test -x $(VENV)/bin/godel || $(PY) -m pip install -q --no-deps --force-reinstall -e ./clients/python
 	@touch $@
 
 setup: $(VENV)/.installed
@@ -30,11 +36,12 @@ gen: setup
 	tools/gen/ts.sh
 	tools/gen/openapi.sh
 	tools/gen/descriptor.sh
+	$(PY) tools/gen/kafka_topics.py
 
 # Regenerates everything and fails when the committed files differ ("run make gen").
 check-gen: gen
-	@if [ -n "$$(git status --porcelain -- gen gateway/godel.pb)" ]; then \
-	  git status --porcelain -- gen gateway/godel.pb; \
+	@if [ -n "$$(git status --porcelain -- gen gateway/godel.pb docs/kafka-topics.md)" ]; then \
+	  git status --porcelain -- gen gateway/godel.pb docs/kafka-topics.md; \
 	  echo "Generated files are out of date: run 'make gen' and commit the result."; exit 1; fi
 
 lint: setup check-gen
@@ -48,6 +55,7 @@ lint: setup check-gen
 	tools/gen/check-go.sh
 	tools/gen/check-ts.sh
 	tools/gen/check-openapi.sh
+	tools/deploy/lint.sh
 
 test: lint
 	$(PY) -m pytest -q -p no:cacheprovider
@@ -67,9 +75,18 @@ bench: setup
 	$(PY) bench/agent_execution.py
 	$(PY) bench/workflow_dag.py
 	$(PY) bench/team_run.py
+	$(PY) bench/sandbox_cost.py
+	$(PY) bench/crash_recovery.py
+	$(PY) bench/compare.py
+
+# The wheel users install (`pip install dist/godel_client-*.whl`); built without an isolated env
+# from the pinned build tools of the dev install.
+wheel: setup
+	rm -rf clients/python/build
+	$(PY) -m build --wheel --no-isolation --outdir dist clients/python
 
 selftest: setup
 	$(PY) -m godel_deploy.selftest
 
 clean:
-	rm -rf .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .pytest_cache .mypy_cache .ruff_cache dist

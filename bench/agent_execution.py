@@ -20,7 +20,9 @@ throw-away PostgreSQL with --postgres) **without workers**, plus `bench/echo_ser
 Everything binds to 127.0.0.1 on free ports, every loop is bounded, every wait has a timeout, and
 everything started is stopped again (also on Ctrl-C / SIGTERM).
 
-    python bench/agent_execution.py [--stored 10000] [--stored-large 100000] [--running 1000] [--postgres]
+    python bench/agent_execution.py [--stored 10000] [--stored-large 100000] [--running 1000] [--postgres] [--quick]
+
+The figures go to bench/results/agent_execution.json (--json OUT: elsewhere).
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ else:
     import common
 
 RPC_TIMEOUT = 60.0
+NAME = "agent_execution"
+PER_AGENT_FIGURES = {  # of RunningPhase.per_agent(), with their units
+    "control_cpu_ms_per_s_per_agent": "ms CPU/s",
+    "control_rss_kb_per_agent": "KiB",
+    "control_rss_kb_marginal_per_agent": "KiB",
+}
 MAX_ERROR_FRACTION = 0.05  # a batch with more failed calls than this aborts the benchmark
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 WORKER_NAME = "bench-worker"
@@ -216,8 +224,8 @@ def descendants(root: int, procs: dict[int, ProcInfo]) -> list[ProcInfo]:
     return out
 
 
-def agent_sleeps(home: Path, seconds: str) -> list[int]:
-    """Processes `sleep <seconds>` whose working directory is under `home` (our agents' worktrees),
+def agent_sleeps(root: Path, seconds: str) -> list[int]:
+    """Processes `sleep <seconds>` whose working directory is under `root` (our agents' worktrees),
     wherever they are in the process tree (also orphans)."""
     found: list[int] = []
     for entry in Path("/proc").iterdir():
@@ -230,7 +238,7 @@ def agent_sleeps(home: Path, seconds: str) -> list[int]:
             cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if cwd.startswith(str(home)):  # also "<path> (deleted)" once the worktree is removed
+        if cwd.startswith(str(root)):  # also "<path> (deleted)" once the worktree is removed
             found.append(int(entry.name))
     return found
 
@@ -928,13 +936,13 @@ class Bench:
         kill_done = time.perf_counter()
         left: list[int] = []
         while time.perf_counter() - kill_done < 60:
-            left = await asyncio.to_thread(agent_sleeps, self.mesh.home, str(a.sleep))
+            left = await asyncio.to_thread(agent_sleeps, self.mesh.worktree_root, str(a.sleep))
             if not left:
                 phase.seconds_until_no_sleep = time.perf_counter() - kill_done
                 break
             await asyncio.sleep(0.5)
         phase.sleeps_left = len(left)
-        root = self.mesh.home / "worktrees"
+        root = self.mesh.worktree_root
         remaining = worktree_count(root)
         phase.worktrees_at_kill = remaining
         while remaining and time.perf_counter() - kill_done < a.cleanup_wait:
@@ -1098,6 +1106,31 @@ def print_report(facts: dict[str, Any], args: argparse.Namespace, results: Resul
     print("=" * width)
 
 
+def figures_of(payload: dict[str, Any]) -> dict[str, common.Figure]:
+    """Per timed batch p50, p99, req/s and p50 x echo; bring-up and per-agent costs of the running
+    phase; the idle agent service's CPU with the pending agents."""
+    figures: dict[str, common.Figure] = {}
+    for r in payload["latencies"]:
+        key = f"{r['phase']}/{r['rpc']}/{r['detail']}/{r['stored']} stored/{r['concurrency']} in flight"
+        figures.update(common.latency_figures(key, r))
+        if "p50_x_echo" in r:
+            figures[f"{key}/p50 x echo"] = common.lower(r["p50_x_echo"], "x")
+    idle = payload["pending_idle_cpu_pct"]
+    if idle:
+        figures["idle agent service with pending agents/CPU"] = common.lower(idle["agent"], "% of a core")
+    running = payload["running"]
+    if running:
+        seconds = running["seconds_to_all_executing"]
+        figures["running/bring-up"] = common.higher(running["created"] / seconds, "agents/s")
+        per_agent = running["per_agent"]
+        for key, unit in PER_AGENT_FIGURES.items():
+            if key in per_agent:
+                name = key.removesuffix("_per_agent").replace("_", " ")
+                figures[f"running/{name} per agent"] = common.lower(per_agent[key], unit)
+        figures["running/worktrees left after the kills"] = common.lower(running["worktrees_left"], "")
+    return figures
+
+
 def payload_of(facts: dict[str, Any], args: argparse.Namespace, results: Results) -> dict[str, Any]:
     running: dict[str, Any] | None = None
     if results.running is not None:
@@ -1188,10 +1221,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--json",
         type=Path,
         metavar="OUT",
-        help="write the figures to this JSON file (default bench/results/agent_execution-<timestamp>.json)",
+        help=f"write the figures here instead of bench/results/{NAME}.json",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 500 stored, no 100k phase, 20 calls per batch, 10 running agents, 3 s sample",
     )
     common.add_home_options(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.stored, args.stored_large, args.requests, args.list_requests = 500, 0, 20, 20
+        args.warmup, args.running, args.sample = 5, 10, 3.0
     if args.requests < 2 or args.list_requests < 2 or args.concurrency < 1 or args.warmup < 1:
         parser.error("--requests and --list-requests must be >= 2, --concurrency and --warmup >= 1")
     if not 0 <= args.stored <= 1_000_000 or not 0 <= args.stored_large <= 1_000_000:
@@ -1210,9 +1251,9 @@ def worktree_count(root: Path) -> int:
     return 0
 
 
-def kill_stray_sleeps(home: Path, seconds: int) -> int:
+def kill_stray_sleeps(root: Path, seconds: int) -> int:
     """Last resort after the mesh stopped: SIGKILL agent `sleep`s of this run that survived."""
-    pids = agent_sleeps(home, str(seconds))
+    pids = agent_sleeps(root, str(seconds))
     for pid in pids:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
@@ -1223,7 +1264,7 @@ def stray_sleep_killer(seconds: int) -> Callable[[Mesh], None]:
     """What to do once the mesh stopped: kill this run's agent `sleep <seconds>`s that survived it."""
 
     def kill(mesh: Mesh) -> None:
-        stray = kill_stray_sleeps(mesh.home, seconds)
+        stray = kill_stray_sleeps(mesh.worktree_root, seconds)
         if stray:
             common.say(f"killed {stray} stray agent processes left after the mesh stopped")
 
@@ -1245,9 +1286,8 @@ def main(argv: list[str] | None = None) -> int:
         results = asyncio.run(run_benchmark(mesh, run.echo_port, api_key, args))
         facts["load_avg_at_end"] = common.load_avg()
         print_report(facts, args, results)
-        common.write_json(
-            args.json or common.results_path("agent_execution"), payload_of(facts, args, results)
-        )
+        payload = payload_of(facts, args, results)
+        common.write_results(NAME, payload, figures_of(payload), args.json)
         return 0
     return 130  # interrupted (Ctrl-C or SIGTERM); everything is stopped
 

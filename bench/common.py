@@ -1,5 +1,6 @@
 """What the benchmarks under bench/ share: progress lines, machine facts, the closed-loop load driver
-and its latency figures, CPU time from /proc, and one benchmark run's processes (`Run`: Kafka,
+and its latency figures, CPU time from /proc, the results file of a run (bench/results/<name>.json,
+with the flat `figures` table that bench/compare.py compares), and one benchmark run's processes (`Run`: Kafka,
 optionally PostgreSQL and the raw echo server, the mesh; stopped again on the way out, also on
 Ctrl-C and SIGTERM).
 
@@ -11,6 +12,9 @@ so they import this module as `common`; mypy, run from the repository root, sees
         from bench import common
     else:
         import common
+
+Importing it also puts the repository root on sys.path, so the scripts can use the shared test
+doubles of tests/fakes/ (bench/workflow_dag.py runs the engine with tests.fakes.members).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType, ModuleType, TracebackType
@@ -46,6 +50,8 @@ from godel_deploy.postgres import PostgresServer
 from godel_deploy.process import ManagedProcess
 
 BENCH_DIR = Path(__file__).resolve().parent
+if str(BENCH_DIR.parent) not in sys.path:
+    sys.path.append(str(BENCH_DIR.parent))  # for tests.fakes (see the module docstring)
 RESULTS_DIR = BENCH_DIR / "results"
 ECHO_METHOD = "/bench.Echo/Echo"  # served by bench/echo_server.py
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -199,14 +205,48 @@ def machine_facts(
     return facts
 
 
-def results_path(name: str) -> Path:
-    """bench/results/<name>-<UTC timestamp>.json: where a run's figures go by default."""
-    return RESULTS_DIR / f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a run as `bench/compare.py` reads it: value, unit and which way is better."""
+
+    value: float
+    unit: str
+    better: str  # "lower" or "higher"
 
 
-def write_json(path: Path, payload: dict[str, Any]) -> None:
+def lower(value: float, unit: str) -> Figure:
+    return Figure(value, unit, "lower")
+
+
+def higher(value: float, unit: str) -> Figure:
+    return Figure(value, unit, "higher")
+
+
+def latency_figures(key: str, batch: dict[str, Any]) -> dict[str, Figure]:
+    """p50 and p99 (ms) and throughput (req/s) of one timed batch, as a results file holds it."""
+    return {
+        f"{key}/p50": lower(batch["p50_ms"], "ms"),
+        f"{key}/p99": lower(batch["p99_ms"], "ms"),
+        f"{key}/throughput": higher(batch["throughput_rps"], "req/s"),
+    }
+
+
+def results_file(name: str) -> Path:
+    """bench/results/<name>.json: the one results file of a benchmark, rewritten by every run."""
+    return RESULTS_DIR / f"{name}.json"
+
+
+def write_results(name: str, payload: dict[str, Any], figures: dict[str, Figure], out: Path | None) -> None:
+    """Writes a run's payload to `out` (default `results_file(name)`), headed by the benchmark's name,
+    the time and `figures`, the flat table `bench/compare.py` compares between two runs."""
+    head = {
+        "benchmark": name,
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "figures": {key: asdict(figure) for key, figure in figures.items()},
+    }
+    path = out or results_file(name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(payload, indent=2) + "\n")
+    path.write_text(json.dumps({**head, **payload}, indent=2) + "\n")
     say(f"figures written to {path}")
 
 
@@ -305,6 +345,14 @@ class Run:
             ports=MeshPorts.free(),
             database_url=database_url,
             workers=workers,
+            # The benchmarks measure the platform, not the per-caller limits (one key drives them).
+            extra_env={
+                "GODEL_RATE_LIMIT_PER_KEY": "0",
+                "GODEL_RATE_LIMIT_PER_USER": "0",
+                "GODEL_MAX_STREAMS_PER_USER": "0",
+                "GODEL_MAX_SUBSCRIPTIONS_PER_USER": "0",
+                "GODEL_MAX_RUNNING_AGENTS_PER_USER": "0",
+            },
         )
         mesh.logs.mkdir(parents=True, exist_ok=True)
         api_key = mesh.create_api_key("bench-admin", "admin")

@@ -24,7 +24,9 @@ real PostgreSQL with --postgres) and measures, in one run on the same Kafka:
 Everything binds to 127.0.0.1; every loop is bounded; everything started is stopped again (also on
 Ctrl-C).
 
-    python bench/event_latency.py [--samples N] [--burst K] [--fanout 1,10,100] [--json out.json] [--postgres]
+    python bench/event_latency.py [--samples N] [--burst K] [--fanout 1,10,100] [--postgres] [--quick]
+
+The figures go to bench/results/event_latency.json (--json OUT: elsewhere).
 """
 
 from __future__ import annotations
@@ -46,7 +48,6 @@ import aiokafka
 import grpc
 import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from google.protobuf import struct_pb2
 
 from godel.v1 import (
@@ -58,14 +59,16 @@ from godel.v1 import (
 )
 from godel_deploy.kafka import KafkaBroker
 from godel_deploy.mesh import Mesh
-from godel_server.runtime.events import new_event, to_kafka_record
-from godel_server.runtime.kafka import new_producer
+from godel_server.runtime.config import KafkaSettings
+from godel_server.runtime.events import custom_event, to_kafka_record
+from godel_server.runtime.kafka import ensure_topics, new_producer
 
 if TYPE_CHECKING:
     from bench import common
 else:
     import common
 
+NAME = "event_latency"
 RPC_TIMEOUT = 30.0
 DELIVERY_TIMEOUT = 15.0  # one sample waits at most this long for its deliveries
 STORE_TIMEOUT = 180.0  # a burst waits at most this long for the store to hold it
@@ -197,23 +200,12 @@ class RawKafka:
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
-        self.producer: AIOKafkaProducer = new_producer(bootstrap, "bench-raw")
+        self.kafka = KafkaSettings(bootstrap=bootstrap, partitions=RAW_PARTITIONS)
+        self.producer: AIOKafkaProducer = new_producer(self.kafka, "bench-raw")
         self.consumer: AIOKafkaConsumer | None = None
 
     async def start(self) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=10000)
-        await admin.start()
-        try:
-            existing = set(await admin.list_topics())
-            new = [
-                NewTopic(name=t, num_partitions=RAW_PARTITIONS, replication_factor=1)
-                for t in (RAW_LATENCY_TOPIC, RAW_BURST_TOPIC)
-                if t not in existing
-            ]
-            if new:
-                await admin.create_topics(new)
-        finally:
-            await admin.close()
+        await ensure_topics(self.kafka, (RAW_LATENCY_TOPIC, RAW_BURST_TOPIC))
         await self.producer.start()
 
     async def open_consumer(self, topic: str) -> AIOKafkaConsumer:
@@ -492,7 +484,7 @@ class Bench:
         # Godel envelopes straight into Kafka: the event service's ingest (consume, dedupe, store).
         event_type = f"bench:burst-kafka-{run}"
         events = [
-            new_event(event_type, {"i": i, "run": run}, partition_key=f"bench-{i % 64}", component="bench")
+            custom_event(event_type, {"i": i, "run": run}, partition_key=f"bench-{i % 64}", component="bench")
             for i in range(k)
         ]
         records = [to_kafka_record(e) for e in events]
@@ -671,6 +663,31 @@ def ratios(results: Results) -> dict[str, float]:
     return out
 
 
+def figures_of(payload: dict[str, Any]) -> dict[str, common.Figure]:
+    """Latency p50/p99 per path, throughput per path, fan-out latency and CPU per subscriber count,
+    and the ratios against raw aiokafka."""
+    figures: dict[str, common.Figure] = {}
+    for r in payload["latency"]:
+        key = f"latency/{r['path']}/from {r['measured_from']}"
+        figures[f"{key}/p50"] = common.lower(r["dist"]["p50_ms"], "ms")
+        figures[f"{key}/p99"] = common.lower(r["dist"]["p99_ms"], "ms")
+    for t in payload["throughput"]:
+        figures[f"throughput/{t['path']}"] = common.higher(t["events_per_s"], "events/s")
+    for f in payload["fanout"]:
+        key = f"fanout/{f['subscribers']} subscribers"
+        figures[f"{key}/p50"] = common.lower(f["per_delivery"]["p50_ms"], "ms")
+        figures[f"{key}/slowest p99"] = common.lower(f["slowest"]["p99_ms"], "ms")
+        figures[f"{key}/event-service CPU per event"] = common.lower(
+            f["event_service_cpu_ms_per_event"], "ms"
+        )
+    for key, value in payload["ratios"].items():
+        if "fraction_of_raw" in key:
+            figures[f"ratio/{key}"] = common.higher(value, "fraction")
+        else:
+            figures[f"ratio/{key}"] = common.lower(value, "x" if key.endswith("_x_raw") else "ms")
+    return figures
+
+
 def print_report(facts: dict[str, Any], args: argparse.Namespace, results: Results) -> None:
     line = "=" * 104
     print()
@@ -755,11 +772,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--json",
         type=Path,
         metavar="OUT",
-        help="write the figures to this JSON file (default bench/results/event_latency-<timestamp>.json)",
+        help=f"write the figures here instead of bench/results/{NAME}.json",
     )
     parser.add_argument("--postgres", action="store_true", help="run the services on a local PostgreSQL")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run: 20 samples, 5 warm-up, bursts of 200, fan-out 1,10 with 10 samples",
+    )
     common.add_home_options(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.samples, args.warmup, args.burst, args.fanout, args.fanout_samples = 20, 5, 200, "1,10", 10
     try:
         args.fanout = [int(x) for x in args.fanout.split(",") if x.strip()]
     except ValueError:
@@ -807,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
             "event_service_idle_cpu_ms_per_s": results.event_service_idle_cpu * 1000,
             "ratios": ratios(results),
         }
-        common.write_json(args.json or common.results_path("event_latency"), payload)
+        common.write_results(NAME, payload, figures_of(payload), args.json)
         return 0
     return 130  # interrupted (Ctrl-C or SIGTERM); everything is stopped
 

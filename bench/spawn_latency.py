@@ -14,7 +14,9 @@ each once sequentially (1 in flight) and once concurrently (--concurrency in fli
 client process with the same client loop. Everything binds to 127.0.0.1 and everything started is
 stopped again (also on Ctrl-C).
 
-    python bench/spawn_latency.py [--requests N] [--concurrency C] [--warmup W] [--json out.json] [--postgres]
+    python bench/spawn_latency.py [--requests N] [--concurrency C] [--warmup W] [--postgres] [--quick]
+
+The figures go to bench/results/spawn_latency.json (--json OUT: elsewhere).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
 else:
     import common
 
+NAME = "spawn_latency"
 RPC_TIMEOUT = 30.0
 MAX_ERROR_FRACTION = 0.05  # a phase with more failed calls than this is reported as failed
 
@@ -317,6 +320,20 @@ def ratios_json(results: list[PhaseResult]) -> dict[str, dict[str, dict[str, flo
     return out
 
 
+def figures_of(payload: dict[str, Any]) -> dict[str, common.Figure]:
+    """Per phase and target: p50, p99 and req/s, and the p50 and req/s ratios against the raw echo."""
+    figures: dict[str, common.Figure] = {}
+    for r in payload["results"]:
+        figures.update(common.latency_figures(f"{r['mode']}/{r['target']}", r))
+    for mode, rows in payload["ratios"].items():
+        for target, ratio in rows.items():
+            figures[f"{mode}/{target}/p50 x echo"] = common.lower(ratio["p50_x_echo"], "x")
+            figures[f"{mode}/{target}/throughput of echo"] = common.higher(
+                ratio["throughput_fraction_of_echo"], "fraction"
+            )
+    return figures
+
+
 def print_report(facts: dict[str, Any], args: argparse.Namespace, results: list[PhaseResult]) -> None:
     print()
     print("=" * 100)
@@ -369,7 +386,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, default=4, help="interleaved rounds each phase is split into (4)"
     )
-    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="OUT",
+        help=f"write the figures here instead of bench/results/{NAME}.json",
+    )
     parser.add_argument("--postgres", action="store_true", help="run the services on a local PostgreSQL")
     parser.add_argument(
         "--settle",
@@ -377,8 +399,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0.5,
         help="pause (s) after each mesh phase, then wait (max 15 s) for the agent outbox to drain (0.5)",
     )
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 40 requests, 4 warm-up, 1 round")
     common.add_home_options(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.requests, args.warmup, args.rounds = 40, 4, 1
     if args.requests < 1 or args.concurrency < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--requests, --concurrency and --rounds must be >= 1, --warmup >= 0")
     if args.requests > 1_000_000:
@@ -395,21 +420,20 @@ def main(argv: list[str] | None = None) -> int:
         facts["request_bytes"] = request_bytes
         facts["load_avg_at_end"] = common.load_avg()
         print_report(facts, args, results)
-        if args.json:
-            payload = {
-                "machine": facts,
-                "config": {
-                    "requests": args.requests,
-                    "concurrency": args.concurrency,
-                    "warmup": args.warmup,
-                    "rounds": args.rounds,
-                    "settle": args.settle,
-                    "postgres": args.postgres,
-                },
-                "results": [asdict(r) for r in results],
-                "ratios": ratios_json(results),
-            }
-            common.write_json(args.json, payload)
+        payload = {
+            "machine": facts,
+            "config": {
+                "requests": args.requests,
+                "concurrency": args.concurrency,
+                "warmup": args.warmup,
+                "rounds": args.rounds,
+                "settle": args.settle,
+                "postgres": args.postgres,
+            },
+            "results": [asdict(r) for r in results],
+            "ratios": ratios_json(results),
+        }
+        common.write_results(NAME, payload, figures_of(payload), args.json)
         return 0
     return 130  # interrupted (Ctrl-C or SIGTERM); everything is stopped
 

@@ -2,10 +2,11 @@
 """Start-to-complete time of a 100-agent `parallel` team, next to the same 100 agents created
 directly through AgentService in the same run (the team's own overhead is the difference).
 
-    .venv/bin/python bench/team_run.py [--agents 100] [--postgres] [--home DIR --keep]
+    .venv/bin/python bench/team_run.py [--agents 100] [--postgres] [--quick] [--home DIR --keep]
 
 Every agent runs `sh -c 'echo done'` on the mesh's one worker (16 slots), so both runs are bound by
-the same agent throughput; the figure to watch is the ratio team / direct."""
+the same agent throughput; the figure to watch is the ratio team / direct. The figures go to
+bench/results/team_run.json (--json OUT: elsewhere)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import argparse
 import asyncio
 import time
 import uuid
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 else:
     import common
 
+NAME = "team_run"
 COMMAND = ["sh", "-c", "echo done"]
 ENDED = (agent_pb2.AGENT_STATUS_COMPLETED, agent_pb2.AGENT_STATUS_FAILED, agent_pb2.AGENT_STATUS_KILLED)
 
@@ -105,14 +108,41 @@ async def measure(address: str, api_key: str, size: int) -> tuple[dict[str, floa
     return team, direct
 
 
+def figures_of(payload: dict[str, Any]) -> dict[str, common.Figure]:
+    """Both runs' seconds and agents/s, the team's overhead (team / direct) and its first member."""
+    agents = payload["config"]["agents"]
+    team, direct = payload["team"], payload["direct"]
+    return {
+        "direct CreateAgent/seconds": common.lower(direct["seconds"], "s"),
+        "direct CreateAgent/agents per second": common.higher(agents / direct["seconds"], "agents/s"),
+        "parallel team/seconds": common.lower(team["seconds"], "s"),
+        "parallel team/agents per second": common.higher(agents / team["seconds"], "agents/s"),
+        "parallel team/x direct": common.lower(team["seconds"] / direct["seconds"], "x"),
+        "parallel team/first member done": common.lower(team["first_member_done"], "s"),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--agents", type=int, default=100)
+    parser.add_argument(
+        "--agents", type=int, default=100, help="agents in the team and created directly (100)"
+    )
     parser.add_argument("--postgres", action="store_true", help="run the services on PostgreSQL")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 10 agents")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="OUT",
+        help=f"write the figures here instead of bench/results/{NAME}.json",
+    )
     common.add_home_options(parser)
     args = parser.parse_args(argv)
+    if args.quick:
+        args.agents = 10
+    if not 1 <= args.agents <= 1000:
+        parser.error("--agents must be between 1 and 1,000")
     with common.Run(args.home, keep=args.keep, prefix="godel-bench-team-", postgres=args.postgres) as run:
         mesh, api_key = run.start(echo=False)
         facts = common.machine_facts(run.backend, libraries=(), envoy=True, pg=run.pg)
@@ -130,6 +160,14 @@ def main(argv: list[str] | None = None) -> int:
             f"team / direct: {team['seconds'] / direct['seconds']:.2f}x; first member done after "
             f"{team['first_member_done']:.2f}s; {int(team['updates'])} StartTeam updates streamed"
         )
+        facts["load_avg_at_end"] = common.load_avg()
+        payload = {
+            "machine": facts,
+            "config": {"agents": args.agents, "postgres": args.postgres},
+            "team": team,
+            "direct": direct,
+        }
+        common.write_results(NAME, payload, figures_of(payload), args.json)
         return 0
     return 130
 

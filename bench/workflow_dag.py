@@ -5,7 +5,7 @@ the same DAG in the same run?
 The engine is the real `WorkflowEngine` (`create`, `start`, `member_changed`) on a real SQLite file
 in a temporary directory (migrated with the team service's migrations) and, with --postgres URL, on
 a throw-away database of that PostgreSQL server too. Only the agent side is faked, in process:
-`InstantMembers.apply(effects)` queues every launched member instead of calling CreateAgent, and a
+`InstantMembers.apply(effects)` (tests/fakes/members.py) queues every launched member instead of calling CreateAgent, and a
 consumer loop completes the queued members the way the Kafka consumer (`dispatch.py`) does: per batch
 one `db.session()` transaction that dedupes the batch's events in `processed_events`, runs
 `apply_agent_event` on a real `agent:complete` event and hands the member to
@@ -22,7 +22,9 @@ its dependencies completed, never more than maxConcurrency in flight, and (engin
 step and member rows and the outbox events are what a completed run leaves. Any failed check makes
 the script exit 1.
 
-    python bench/workflow_dag.py [--steps N] [--quick] [--batch B] [--postgres URL] [--profile] [--json OUT]
+    python bench/workflow_dag.py [--steps N] [--quick] [--batch B] [--postgres URL] [--profile]
+
+The figures go to bench/results/workflow_dag.json (--json OUT: elsewhere).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
 from google.protobuf import json_format
@@ -51,15 +53,13 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from godel.v1 import event_pb2, workflow_pb2
+from godel.v1 import workflow_pb2
 from godel_server.runtime.config import Settings, load_settings
 from godel_server.runtime.db import Database
-from godel_server.runtime.events import new_event, utcnow
+from godel_server.runtime.events import utcnow
 from godel_server.runtime.migrations import upgrade
 from godel_server.runtime.publisher import EventPublisher
-from godel_server.runtime.tables import outbox, processed_events
-from godel_server.team.agents import AgentGateway
-from godel_server.team.members import Effects, Members, apply_agent_event
+from godel_server.runtime.tables import outbox
 from godel_server.team.models import MemberRow, WorkflowRow, WorkflowStepRow
 from godel_server.team.workflows.definition import validate
 from godel_server.team.workflows.engine import WorkflowEngine
@@ -67,12 +67,12 @@ from godel_server.team.workflows.engine import WorkflowEngine
 if TYPE_CHECKING:
     from bench import common
 else:
-    import common
+    import common  # also puts the repository root on sys.path, for tests.fakes
+from tests.fakes.members import InstantMembers, Progress
 
+NAME = "workflow_dag"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = REPO_ROOT / "services" / "godel_server" / "team" / "migrations"
-CONSUMER_GROUP = "godel-team-service"  # dispatch.AgentEventConsumer.group_id
-PROGRESS_EVERY = 5.0  # seconds between progress lines of a long engine run
 
 
 class CheckFailed(Exception):
@@ -200,106 +200,16 @@ def check_log(shape: Shape, log: list[tuple[str, str]], limit: int) -> int:
 # -- the engine run --------------------------------------------------------------------------------
 
 
-class InstantMembers(Members):
-    """Members whose agents complete the moment they are launched: `apply` queues the launched
-    members (no CreateAgent call); `drain` completes them like the Kafka consumer would."""
+def progress(label: str, steps: int) -> Progress:
+    """A progress line every few seconds of a long engine run."""
 
-    def __init__(self, db: Database, shape_size: int) -> None:
-        # The gateway is never used: apply() below replaces every call to AgentService.
-        super().__init__(db, cast(AgentGateway, None))
-        self.queue: asyncio.Queue[str] = asyncio.Queue()
-        self.log: list[tuple[str, str]] = []  # ("launch" | "complete", member id)
-        self.step_of: dict[str, str] = {}  # member id -> step id
-        self.kills = 0
-        self.transactions = 0
-        self.completed = 0
-        self.shape_size = shape_size
+    def say(completed: int, transactions: int, seconds: float) -> None:
+        common.say(
+            f"    {label}: {completed}/{steps} steps after {seconds:.1f}s, "
+            f"{transactions} transactions, {completed / seconds:.0f} steps/s"
+        )
 
-    def apply(self, effects: Effects) -> None:
-        for member_id in effects.launch:
-            self.log.append(("launch", member_id))
-            self.queue.put_nowait(member_id)
-        self.kills += len(effects.kill) + len(effects.pause) + len(effects.resume)
-        for callback in effects.after:
-            callback()
-
-    async def drain(self, engine: WorkflowEngine, batch: int, label: str) -> None:
-        """Completes queued members, up to `batch` per transaction, until nothing is queued (with
-        no retries and no timers nothing can be launched later)."""
-        started = last = time.perf_counter()
-        while not self.queue.empty():
-            member_ids = [self.queue.get_nowait() for _ in range(min(batch, self.queue.qsize()))]
-            effects = Effects()
-            async with self._db.session() as session:
-                agents = {m: str(uuid.uuid4()) for m in member_ids}
-                events = [complete_event(agents[m]) for m in member_ids]
-                # The consumer's per-batch dedupe (runtime/consumer.py `_process`).
-                done = set(
-                    (
-                        await session.scalars(
-                            select(processed_events.c.event_id).where(
-                                processed_events.c.consumer == CONSUMER_GROUP,
-                                processed_events.c.event_id.in_([e.id for e in events]),
-                            )
-                        )
-                    ).all()
-                )
-                if done:
-                    raise CheckFailed(f"{len(done)} fresh events were already processed")
-                await session.execute(
-                    processed_events.insert(),
-                    [
-                        {"consumer": CONSUMER_GROUP, "event_id": e.id, "processed_at": utcnow()}
-                        for e in events
-                    ],
-                )
-                for member_id, event in zip(member_ids, events, strict=True):
-                    # The agent id that CreateAgent / agent:spawn would have stored earlier.
-                    member = await session.get(MemberRow, member_id, with_for_update=True)
-                    if member is None:
-                        raise CheckFailed(f"launched member {member_id} has no row")
-                    member.agent_id = agents[member_id]
-                    change = await apply_agent_event(session, event)
-                    if change is None or not change.ended or change.member.step_id is None:
-                        raise CheckFailed(f"agent:complete of member {member_id} changed nothing")
-                    self.step_of[member_id] = change.member.step_id
-                    self.log.append(("complete", member_id))
-                    self.completed += 1
-                    await engine.member_changed(session, change.member, change.ended, event, effects)
-            self.transactions += 1
-            self.apply(effects)
-            now = time.perf_counter()
-            if now - last >= PROGRESS_EVERY:
-                last = now
-                common.say(
-                    f"    {label}: {self.completed}/{self.shape_size} steps after {now - started:.1f}s, "
-                    f"{self.transactions} transactions, {self.completed / (now - started):.0f} steps/s"
-                )
-            await asyncio.sleep(0)
-
-    def step_log(self) -> list[tuple[str, str]]:
-        """The log with member ids turned into step ids (every launched member must have completed)."""
-        out: list[tuple[str, str]] = []
-        for kind, member_id in self.log:
-            step = self.step_of.get(member_id)
-            if step is None:
-                raise CheckFailed(f"member {member_id} was launched but never completed")
-            out.append((kind, step))
-        return out
-
-
-def complete_event(agent_id: str) -> event_pb2.Event:
-    """An `agent:complete` as the agent service publishes it (the parts apply_agent_event reads)."""
-    return new_event(
-        "agent:complete",
-        {
-            "agentId": agent_id,
-            "agent": {"id": agent_id, "result": "ok", "sessionId": "", "budgetConsumed": 0.0},
-        },
-        partition_key=agent_id,
-        component="agent-service",
-        agent_id=agent_id,
-    )
+    return say
 
 
 @dataclass
@@ -348,7 +258,7 @@ async def engine_run(
     profile: bool = False,
 ) -> Result:
     limit = definition.max_concurrency
-    members = InstantMembers(db, len(shape.ids))
+    members = InstantMembers(db)
     engine = WorkflowEngine(settings, db, EventPublisher(None), members)
     stored = json_format.MessageToDict(definition)
     row = WorkflowRow(
@@ -374,7 +284,7 @@ async def engine_run(
     began = time.perf_counter()
     with profiled(profile, profiles):
         await engine.start(row.id)
-        await members.drain(engine, batch, label)
+        await members.drain(engine, batch, progress(label, len(shape.ids)))
     wall = time.perf_counter() - began
     cpu_s = time.process_time() - cpu
     await engine.stop()
@@ -631,6 +541,21 @@ async def run_benchmark(args: argparse.Namespace, home: Path) -> tuple[list[Resu
     return results, versions
 
 
+def figures_of(payload: dict[str, Any]) -> dict[str, common.Figure]:
+    """Per backend, shape and runner: ms per step and steps/s; for the engine, wall x plain."""
+    figures: dict[str, common.Figure] = {}
+    for r in payload["results"]:
+        if r["runner"] == "engine":
+            key = f"{r['backend']}/{r['shape']}/engine, batch {r['batch']}"
+        else:
+            key = f"{r['shape']}/plain asyncio"
+        figures[f"{key}/ms per step"] = common.lower(r["ms_per_step"], "ms")
+        figures[f"{key}/steps per second"] = common.higher(r["steps_per_s"], "steps/s")
+        if r["runner"] == "engine":
+            figures[f"{key}/x plain"] = common.lower(r["ratio_vs_plain"], "x")
+    return figures
+
+
 def print_report(facts: dict[str, Any], args: argparse.Namespace, results: list[Result]) -> None:
     print()
     print("=" * 112)
@@ -693,7 +618,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--postgres", metavar="URL", help="also run on a throw-away database of this PostgreSQL server"
     )
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary of each engine run")
-    parser.add_argument("--json", type=Path, metavar="OUT", help="also write the figures to this JSON file")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="OUT",
+        help=f"write the figures here instead of bench/results/{NAME}.json",
+    )
     parser.add_argument("--home", type=Path, help="working directory (default: a fresh temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the working directory (SQLite files)")
     args = parser.parse_args(argv)
@@ -727,7 +657,7 @@ def main(argv: list[str] | None = None) -> int:
     facts = common.machine_facts(backend, libraries=(sqlalchemy,))
     try:
         results, versions = asyncio.run(run_benchmark(args, home))
-    except CheckFailed as exc:
+    except (CheckFailed, AssertionError) as exc:  # the fake members assert what they see
         common.say(f"CHECK FAILED: {exc}")
         return 1
     except KeyboardInterrupt:
@@ -741,20 +671,19 @@ def main(argv: list[str] | None = None) -> int:
     facts.update(versions)
     facts["load_avg_at_end"] = common.load_avg()
     print_report(facts, args, results)
-    if args.json:
-        payload = {
-            "machine": facts,
-            "config": {
-                "steps": args.steps,
-                "width": args.width,
-                "concurrency": args.concurrency,
-                "batch": args.batch,
-                "plain_runs": args.plain_runs,
-                "postgres": bool(args.postgres),
-            },
-            "results": [{k: v for k, v in asdict(r).items() if k != "profile"} for r in results],
-        }
-        common.write_json(args.json, payload)
+    payload = {
+        "machine": facts,
+        "config": {
+            "steps": args.steps,
+            "width": args.width,
+            "concurrency": args.concurrency,
+            "batch": args.batch,
+            "plain_runs": args.plain_runs,
+            "postgres": bool(args.postgres),
+        },
+        "results": [{k: v for k, v in asdict(r).items() if k != "profile"} for r in results],
+    }
+    common.write_results(NAME, payload, figures_of(payload), args.json)
     return 0
 
 

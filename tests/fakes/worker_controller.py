@@ -1,6 +1,7 @@
 """A fake agent-service replica for worker tests: an in-process grpc.aio WorkerService server on
-127.0.0.1:<free port> that welcomes workers, lets the test assign and control runs, and records
-everything the workers send.
+127.0.0.1:<free port> that welcomes workers, lets the test assign and control runs, records
+everything the workers send and, like the agent service, acknowledges heartbeats and numbered
+updates and usage (unless `acks` is False: then nothing is acknowledged).
 
     ctl = await FakeController("replica-a").start()
     ...  # start a worker with GODEL_WORKER_CONNECT=ctl.address
@@ -29,6 +30,7 @@ TERMINAL = {
     worker_service_pb2.RUN_STATE_FAILED,
     worker_service_pb2.RUN_STATE_KILLED,
     worker_service_pb2.RUN_STATE_REJECTED,
+    worker_service_pb2.RUN_STATE_LOST,
 }
 
 
@@ -51,10 +53,18 @@ class FakeStream:
 
 class FakeController(worker_service_pb2_grpc.WorkerServiceServicer):
     def __init__(
-        self, replica_id: str = "replica-a", heartbeat_interval_ms: int = 200, port: int = 0
+        self,
+        replica_id: str = "replica-a",
+        heartbeat_interval_ms: int = 200,
+        port: int = 0,
+        *,
+        run_lease_ms: int = 0,
+        acks: bool = True,
     ) -> None:
         self.replica_id = replica_id
         self.heartbeat_interval_ms = heartbeat_interval_ms
+        self.run_lease_ms = run_lease_ms
+        self.acks = acks
         self.port = port
         self.streams: list[FakeStream] = []
         self.received: list[Request] = []
@@ -99,9 +109,12 @@ class FakeController(worker_service_pb2_grpc.WorkerServiceServicer):
                                 welcome=worker_service_pb2.WorkerWelcome(
                                     replica_id=self.replica_id,
                                     heartbeat_interval_ms=self.heartbeat_interval_ms,
+                                    run_lease_ms=self.run_lease_ms,
                                 )
                             )
                         )
+                    elif self.acks:
+                        self._acknowledge(stream, request)
             finally:
                 stream.closed = True
                 stream.close()
@@ -116,6 +129,18 @@ class FakeController(worker_service_pb2_grpc.WorkerServiceServicer):
         finally:
             stream.closed = True
             reader.cancel()
+
+    @staticmethod
+    def _acknowledge(stream: FakeStream, request: Request) -> None:
+        kind = request.WhichOneof("message")
+        if kind == "heartbeat":
+            stream.send(Response(heartbeat_ack=worker_service_pb2.HeartbeatAck(seq=request.heartbeat.seq)))
+        elif kind in ("update", "usage"):
+            message = getattr(request, kind)
+            if message.seq:
+                stream.send(
+                    Response(run_ack=worker_service_pb2.RunAck(run_id=message.run_id, seq=message.seq))
+                )
 
     # ----------------------------------------------------------------- test helpers
     def live_stream(self) -> FakeStream:

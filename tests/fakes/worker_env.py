@@ -1,19 +1,21 @@
-"""Helpers for worker tests: git repositories made on the spot, worker settings in a temp dir, and
-/proc probes of process state."""
+"""Helpers for worker and agent tests: git repositories made on the spot (and `git` in them), worker
+settings in a temp dir, a worker connected to a fake replica, and /proc probes of process state."""
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import os
 import subprocess
-import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from google.protobuf import duration_pb2
 
 from godel.v1 import agent_pb2, worker_service_pb2
 from godel_server.runtime.config import WorkerSettings, load_worker_settings
+from godel_server.worker import Worker
+from tests.fakes.worker_controller import FakeController
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",
@@ -50,6 +52,35 @@ def worker_settings(tmp_path: Path, *addresses: str, **env: str) -> WorkerSettin
         "GODEL_WORKTREE_ROOT": str(tmp_path / "worktrees"),
     }
     return load_worker_settings({**base, **env})
+
+
+@dataclass
+class RunningWorker:
+    ctl: FakeController
+    worker: Worker
+    repo: Path
+    settings: WorkerSettings
+
+
+@contextlib.asynccontextmanager
+async def running_worker(
+    tmp_path: Path, ctl: FakeController | None = None, /, **env: str
+) -> AsyncIterator[RunningWorker]:
+    """An in-process worker (settings from worker_settings + `env`) connected to a FakeController
+    (`ctl`, not started yet, or a default one), with a git repository at <tmp_path>/repo; both
+    stopped on exit."""
+    ctl = await (ctl or FakeController()).start()
+    try:
+        repo = make_git_repo(tmp_path / "repo")
+        worker = Worker(worker_settings(tmp_path, ctl.address, **env))
+        await worker.start()
+        try:
+            await ctl.wait_stream()
+            yield RunningWorker(ctl, worker, repo, worker.settings)
+        finally:
+            await worker.stop()
+    finally:
+        await ctl.stop()
 
 
 def assignment(
@@ -91,14 +122,6 @@ def proc_state(pid: int) -> str | None:
 
 def alive(pid: int) -> bool:
     return proc_state(pid) not in (None, "Z", "X")
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0, interval: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"condition not met within {timeout}s")
-        await asyncio.sleep(interval)
 
 
 def exists(path: str | Path) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from godel.v1 import (
     event_service_pb2_grpc,
 )
 from tests.conftest import RunningMesh
+from tests.waits import wait_for
 
 L = agent_pb2
 
@@ -62,17 +63,17 @@ class Agents:
     def wait(
         self, agent_id: str, done: Callable[[agent_pb2.Agent], bool], timeout: float = 30.0, what: str = ""
     ) -> agent_pb2.Agent:
-        deadline = time.monotonic() + timeout
-        agent = self.get(agent_id)
-        while not done(agent):
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"agent {agent_id} not {what or 'ready'} after {timeout}s: "
-                    f"{L.LifecycleState.Name(agent.lifecycle_state)} last_error={agent.last_error!r}"
-                )
-            time.sleep(0.1)
-            agent = self.get(agent_id)
-        return agent
+        seen: list[agent_pb2.Agent] = []
+
+        def reached() -> agent_pb2.Agent | None:
+            seen[:] = [self.get(agent_id)]
+            return seen[0] if done(seen[0]) else None
+
+        def describe() -> str:
+            agent = seen[0]
+            return f"{L.LifecycleState.Name(agent.lifecycle_state)} last_error={agent.last_error!r}"
+
+        return wait_for(reached, timeout, f"agent {agent_id} {what or 'ready'}", describe=describe)
 
     def wait_state(
         self, agent_id: str, state: agent_pb2.LifecycleState.ValueType, timeout: float = 30.0
@@ -115,14 +116,13 @@ class Agents:
         return [e.type for e in response.events]
 
     def wait_events(self, agent_id: str, expected: list[str], timeout: float = 20.0) -> list[str]:
-        deadline = time.monotonic() + timeout
-        while True:
-            types = self.event_types(agent_id)
-            if all(t in types for t in expected):
-                return types
-            if time.monotonic() > deadline:
-                raise AssertionError(f"events of {agent_id}: {types}, missing {set(expected) - set(types)}")
-            time.sleep(0.2)
+        seen: list[str] = []
+
+        def stored() -> list[str] | None:
+            seen[:] = self.event_types(agent_id)
+            return list(seen) if all(t in seen for t in expected) else None
+
+        return wait_for(stored, timeout, f"events {expected} of agent {agent_id}", describe=lambda: seen)
 
 
 def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
@@ -148,22 +148,26 @@ def pids_with(marker: str) -> list[int]:
     return found
 
 
-def proc_state(pid: int) -> str:
-    """The one-letter state of /proc/<pid>/stat ('T' = stopped), or '' when gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return ""
-    return stat.rsplit(")", 1)[1].split()[0]
+class Gate:
+    """Something a test opens for its agents once it has done what must happen while they run.
+    Agents are sandboxed and see nothing of the host but their worktree and the repository's git
+    directory, so the gate is a git object the test writes into that repository."""
 
+    def __init__(self, repo: Path) -> None:
+        self.repo = repo
+        self.marker = f"gate-{uuid.uuid4().hex}"
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
+    @property
+    def wait(self) -> str:
+        """Shell code, run in a worktree of the repository, that returns once the gate is open."""
+        found = f'git cat-file -e "$(echo {self.marker} | git hash-object --stdin)" 2>/dev/null'
+        return f"until {found}; do sleep 0.1; done"
 
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, check=True).stdout
+    def open(self) -> None:
+        subprocess.run(
+            ["git", "-C", str(self.repo), "hash-object", "-w", "--stdin"],
+            input=f"{self.marker}\n",
+            text=True,
+            capture_output=True,
+            check=True,
+        )

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import httpx
+
+from tests.waits import poll
 
 TERMINAL_TEAM = ("TEAM_STATUS_COMPLETED", "TEAM_STATUS_FAILED")
 TERMINAL_WORKFLOW = ("WORKFLOW_STATUS_COMPLETED", "WORKFLOW_STATUS_FAILED", "WORKFLOW_STATUS_CANCELLED")
@@ -18,24 +19,22 @@ def ok(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
+def _wait_ended(http: httpx.Client, path: str, ended: tuple[str, ...], timeout: float) -> dict[str, Any]:
+    return poll(
+        lambda: ok(http.get(path)),
+        lambda doc: doc.get("status") in ended,
+        timeout,
+        f"{path} to end",
+        interval=0.3,
+    )
+
+
 def wait_team(http: httpx.Client, team_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        team = ok(http.get(f"/api/v1/teams/{team_id}"))
-        if team.get("status") in TERMINAL_TEAM:
-            return team
-        assert time.monotonic() < deadline, f"team did not end: {team}"
-        time.sleep(0.3)
+    return _wait_ended(http, f"/api/v1/teams/{team_id}", TERMINAL_TEAM, timeout)
 
 
 def wait_workflow(http: httpx.Client, workflow_id: str, timeout: float = 120.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        wf = ok(http.get(f"/api/v1/workflows/{workflow_id}"))
-        if wf.get("status") in TERMINAL_WORKFLOW:
-            return wf
-        assert time.monotonic() < deadline, f"workflow did not end: {wf}"
-        time.sleep(0.3)
+    return _wait_ended(http, f"/api/v1/workflows/{workflow_id}", TERMINAL_WORKFLOW, timeout)
 
 
 def steps(http: httpx.Client, workflow_id: str) -> dict[str, dict[str, Any]]:

@@ -145,11 +145,9 @@ def test_delete_removes_the_agent(godel: RunningMesh) -> None:
         assert http.delete(f"/api/v1/agents/{agent['id']}").status_code == 404
 
 
-def test_unbuilt_rpcs_answer_501_with_a_clear_message(godel: RunningMesh) -> None:
+def test_a_missing_agent_is_404_with_a_clear_message(godel: RunningMesh) -> None:
+    # (Every RPC is built now: no route answers 501; tests/unit/test_capabilities.py checks that.)
     with godel.http() as http:
-        reply = http.post("/api/v1/clusters:route", json={})
-        assert reply.status_code == 501
-        assert "ClusterService/RouteRequest is not implemented yet" in reply.json()["message"]
         missing = http.post(f"/api/v1/agents/{uuid.uuid4()}/pause", json={})
         assert missing.status_code == 404
         assert "not found" in missing.json()["message"]

@@ -3,29 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
-from pathlib import Path
 
-from tests.conftest import RunningMesh
-
-
-def godel_cli(
-    godel: RunningMesh, *argv: str, check: bool = True, cwd: Path | None = None, timeout: float = 90
-) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GODEL_ADDR": godel.mesh.gateway_address, "GODEL_API_KEY": godel.admin_key}
-    return subprocess.run(
-        [sys.executable, "-m", "godel_client", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=check,
-        cwd=cwd,
-    )
+from tests.conftest import RunningMesh, godel_cli
+from tests.waits import poll
 
 
 def agent_json(godel: RunningMesh, agent_id: str) -> dict[str, object]:
@@ -34,16 +15,16 @@ def agent_json(godel: RunningMesh, agent_id: str) -> dict[str, object]:
 
 
 def wait_status(godel: RunningMesh, agent_id: str, status: str, timeout: float = 30) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while True:
-        agent = agent_json(godel, agent_id)
-        if agent.get("status") == f"AGENT_STATUS_{status.upper()}":
-            return agent
-        assert time.monotonic() < deadline, f"agent {agent_id} never became {status}: {agent}"
-        time.sleep(0.3)
+    return poll(
+        lambda: agent_json(godel, agent_id),
+        lambda agent: agent.get("status") == f"AGENT_STATUS_{status.upper()}",
+        timeout,
+        f"agent {agent_id} to be {status}",
+        interval=0.3,
+    )
 
 
-def test_spawn_watch_logs_history_sessions_and_a_refused_pause(godel: RunningMesh) -> None:
+def test_spawn_watch_logs_history_sessions_a_refused_pause_and_a_restart(godel: RunningMesh) -> None:
     marker = uuid.uuid4().hex[:8]
     script = f"echo hello {{task}} {marker}; echo oops >&2"
     spawned = godel_cli(godel, "agent", "spawn", "say hi", "--watch", "--", "sh", "-c", script)
@@ -67,6 +48,15 @@ def test_spawn_watch_logs_history_sessions_and_a_refused_pause(godel: RunningMes
     assert "executing → completing" in history and "task_complete" in history
     sessions = godel_cli(godel, "agent", "sessions", agent_id).stdout.splitlines()
     assert len(sessions) == 2 and " completed " in f" {sessions[1]} "
+
+    restarted = godel_cli(godel, "agent", "restart", agent_id).stdout
+    assert restarted.startswith(f"restarted agent {agent_id}: now "), restarted
+    assert "completed" not in restarted.splitlines()[0]
+    wait_status(godel, agent_id, "completed")
+    sessions = godel_cli(godel, "agent", "sessions", agent_id).stdout.splitlines()
+    assert len(sessions) == 3 and all(" completed " in f" {row} " for row in sessions[1:]), sessions
+    again = godel_cli(godel, "agent", "logs", agent_id).stdout.splitlines()
+    assert again.count(f"[stdout] hello say hi {marker}") == 2, again
 
 
 def test_pause_resume_kill_a_running_agent_and_watch_it_end(godel: RunningMesh) -> None:

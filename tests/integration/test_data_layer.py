@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -10,8 +14,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from godel.v1 import event_pb2
+from godel.v1 import agent_events_pb2, agent_pb2, event_pb2
 from godel_deploy.postgres import PostgresServer
+from godel_server.__main__ import main as godel_server
 from godel_server.agent.models import AgentRow
 from godel_server.agent.repository import AgentQuery, AgentRepository
 from godel_server.agent.service import AgentService
@@ -23,8 +28,11 @@ from godel_server.runtime.events import new_event, utcnow
 from godel_server.runtime.host import Service
 from godel_server.runtime.migrations import current_revision, downgrade, head_revision, upgrade
 from godel_server.runtime.outbox import enqueue
+from godel_server.runtime.ownership import EVERYTHING
+from godel_server.runtime.statuses import AgentStatus
 from godel_server.runtime.tables import outbox
 from godel_server.team.service import TeamService
+from tests.fakes.events import of_type
 
 SERVICES = (AgentService, EventService, ClusterService, TeamService)
 
@@ -58,6 +66,51 @@ async def test_migrations_go_up_down_and_up_again(db: Database, service: type[Se
     assert await current_revision(db) == head
 
 
+def test_godel_server_migrate_goes_up_and_down(
+    tmp_path: Path,
+    postgres: PostgresServer,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # As an operator runs it once, on PostgreSQL, where `up` also creates the database ...
+    url = postgres.url(f"mig_{uuid.uuid4().hex[:10]}")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GODEL_")}
+    env["GODEL_TEAM_DATABASE_URL"] = url
+    up = subprocess.run(
+        [sys.executable, "-m", "godel_server", "migrate", "team", "up"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    head = head_revision(TeamService.migrations)
+    assert (up.returncode, up.stdout) == (0, f"team: database at revision {head}\n"), up.stderr
+    assert asyncio.run(_revision(url)) == head
+    # ... then every role, on SQLite, through the same entry point in this process.
+    for service in SERVICES:
+        role = service.role
+        url = f"sqlite+aiosqlite:///{tmp_path / f'{role}.db'}"
+        monkeypatch.setenv(f"GODEL_{role.upper()}_DATABASE_URL", url)
+        head = head_revision(service.migrations)
+        for argv, revision in ((["up"], head), (["down"], None), (["up", "0001"], "0001"), (["up"], head)):
+            assert godel_server(["migrate", role, *argv]) == 0
+            printed = capsys.readouterr().out
+            assert printed == f"{role}: database at revision {revision or 'base'}\n", (argv, printed)
+            assert asyncio.run(_revision(url)) == revision, argv
+    with pytest.raises(SystemExit) as bad:
+        godel_server(["migrate", "nope", "up"])
+    assert bad.value.code == 2 and "invalid choice" in capsys.readouterr().err
+
+
+async def _revision(url: str) -> str | None:
+    database = Database(url)
+    try:
+        return await current_revision(database)
+    finally:
+        await database.close()
+
+
 def _agent(i: int, *, label: str, status: str = "pending", model: str = "m") -> AgentRow:
     now = utcnow() + timedelta(milliseconds=i)
     return AgentRow(
@@ -89,49 +142,59 @@ async def test_agent_repository_filters_and_keyset_pages(db: Database) -> None:
         await repo.add(_agent(100, label="b", model="other"))
     async with db.reader() as session:
         repo = AgentRepository(session)
-        running = await repo.find(AgentQuery(statuses=("running",), label="a"), limit=50, after=None)
-        assert [r.task for r in running] == ["task 6", "task 3", "task 0"]
+        running, token = await repo.find(
+            AgentQuery(statuses=(AgentStatus.RUNNING,), label="a"), EVERYTHING, page_size=50, page_token=""
+        )
+        assert [r.task for r in running] == ["task 6", "task 3", "task 0"] and token == ""
         pages: list[str] = []
-        after = None
+        token = ""
         while True:
-            rows = await repo.find(AgentQuery(label="a"), limit=4, after=after)
+            rows, token = await repo.find(AgentQuery(label="a"), EVERYTHING, page_size=4, page_token=token)
             pages += [r.task for r in rows]
-            if len(rows) < 4:
+            if not token:
                 break
-            after = (rows[-1].spawned_at, rows[-1].id)
         assert pages == [f"task {i}" for i in reversed(range(9))]
-        assert [r.model for r in await repo.find(AgentQuery(model="other"), limit=5, after=None)] == ["other"]
+        others, _ = await repo.find(AgentQuery(model="other"), EVERYTHING, page_size=5, page_token="")
+        assert [r.model for r in others] == ["other"]
 
 
-async def test_request_id_is_unique(db: Database) -> None:
+async def test_request_id_is_unique_per_user(db: Database) -> None:
     from sqlalchemy.exc import IntegrityError
 
     await upgrade(db, AgentService.migrations)
-    first, second = _agent(1, label="x"), _agent(2, label="x")
-    first.request_id = second.request_id = "same"
+    first, second, bobs = _agent(1, label="x"), _agent(2, label="x"), _agent(3, label="x")
+    first.request_id = second.request_id = bobs.request_id = "same"
+    first.user_id = second.user_id = "alice"
+    bobs.user_id = "bob"
     async with db.session() as session:
         await AgentRepository(session).add(first)
     with pytest.raises(IntegrityError):
         async with db.session() as session:
             await AgentRepository(session).add(second)
+    async with db.session() as session:
+        await AgentRepository(session).add(bobs)
     async with db.reader() as session:
-        assert (await AgentRepository(session).by_request_id("same")).id == first.id  # type: ignore[union-attr]
+        repo = AgentRepository(session)
+        assert (await repo.by_request_id("same", "alice")).id == first.id  # type: ignore[union-attr]
+        assert (await repo.by_request_id("same", "bob")).id == bobs.id  # type: ignore[union-attr]
+        assert await repo.by_request_id("same", "carol") is None
 
 
 async def test_event_store_sequences_dedupes_and_filters(db: Database) -> None:
     await upgrade(db, EventService.migrations)
     agent_id = str(uuid.uuid4())
+    spawned = agent_events_pb2.AgentSpawned(agent=agent_pb2.Agent(id=agent_id, task="stored"))
     events = [
-        new_event("agent:spawn", {"i": 1}, partition_key=agent_id, component="t", agent_id=agent_id),
-        new_event("agent:start", {"i": 2}, partition_key=agent_id, component="t", agent_id=agent_id),
-        new_event("workflow:step:complete", {"i": 3}, partition_key="w", component="t", workflow_id="w1"),
+        new_event(spawned, partition_key=agent_id, component="t", agent_id=agent_id),
+        of_type("agent:start", partition_key=agent_id, component="t", agent_id=agent_id),
+        of_type("workflow:step:complete", partition_key="w", component="t", workflow_id="w1"),
     ]
     async with db.session() as session:
         stored = await EventStore(session).append(events)
     assert [e.sequence for e in stored] == [1, 2, 3]
     async with db.session() as session:
         again = await EventStore(session).append(
-            [events[1], new_event("team:start", {}, partition_key="t", component="t")]
+            [events[1], of_type("team:start", partition_key="t", component="t")]
         )
     assert [e.type for e in again] == ["team:start"] and again[0].sequence == 4
     async with db.reader() as session:
@@ -147,13 +210,13 @@ async def test_event_store_sequences_dedupes_and_filters(db: Database) -> None:
         newest = await store.query(EventFilter(agent_id=agent_id), limit=10, descending=True)
         assert [e.type for e in newest] == ["agent:start", "agent:spawn"]
         got = await store.get(events[0].id)
-        assert got is not None and got.payload["i"] == 1 and got.sequence == 1
+        assert got is not None and got.agent_spawned == spawned and got.sequence == 1
         assert await store.last_sequence() == 4
 
 
 async def test_outbox_rows_commit_or_roll_back_with_the_state_change(db: Database) -> None:
     await upgrade(db, AgentService.migrations)
-    event = new_event("agent:spawn", {}, partition_key="a", component="t")
+    event = of_type("agent:spawn", partition_key="a", component="t")
     with pytest.raises(RuntimeError):
         async with db.session() as session:
             await AgentRepository(session).add(_agent(1, label="rollback"))
@@ -161,7 +224,10 @@ async def test_outbox_rows_commit_or_roll_back_with_the_state_change(db: Databas
             raise RuntimeError("handler failed after writing")
     async with db.reader() as session:
         assert (await session.execute(select(outbox))).all() == []
-        assert await AgentRepository(session).find(AgentQuery(label="rollback"), limit=5, after=None) == []
+        rows, _ = await AgentRepository(session).find(
+            AgentQuery(label="rollback"), EVERYTHING, page_size=5, page_token=""
+        )
+        assert list(rows) == []
     async with db.session() as session:
         await enqueue(session, [event])
     async with db.reader() as session:

@@ -3,25 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
 
-from tests.conftest import RunningMesh
-
-
-def godel_cli(godel: RunningMesh, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GODEL_ADDR": godel.mesh.gateway_address, "GODEL_API_KEY": godel.admin_key}
-    return subprocess.run(
-        [sys.executable, "-m", "godel_client", *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=check,
-    )
+from tests.conftest import RunningMesh, godel_cli, godel_cli_lines
+from tests.waits import poll
 
 
 def test_publish_then_query_then_tail_from_a_sequence(godel: RunningMesh) -> None:
@@ -31,43 +16,25 @@ def test_publish_then_query_then_tail_from_a_sequence(godel: RunningMesh) -> Non
     )
     event_id = json.loads(published.stdout)["id"]
 
-    deadline = time.monotonic() + 20
-    events: list[dict[str, object]] = []
-    while not events and time.monotonic() < deadline:
-        out = godel_cli(godel, "events", "query", "--type", "cli:*", "--correlation", marker, "--json")
-        events = json.loads(out.stdout)["events"]
-        time.sleep(0.2)
+    events = poll(
+        lambda: json.loads(
+            godel_cli(godel, "events", "query", "--type", "cli:*", "--correlation", marker, "--json").stdout
+        )["events"],
+        bool,
+        20,
+        "the published event in the store",
+    )
     assert [e["id"] for e in events] == [event_id]
     assert events[0]["payload"] == {"n": 1}
     sequence = int(str(events[0]["sequence"]))
 
-    text = godel_cli(godel, "events", "query", "--type", "cli:hello", "--desc", "--limit", "1")
-    assert f"#{sequence}" in text.stdout or "cli:hello" in text.stdout
+    text = godel_cli(godel, "events", "query", "--type", "cli:hello", "--correlation", marker, "--desc")
+    lines = text.stdout.splitlines()
+    assert len(lines) == 1 and f"  #{sequence}  cli:hello  " in lines[0], text.stdout
 
-    env = {**os.environ, "GODEL_ADDR": godel.mesh.gateway_address, "GODEL_API_KEY": godel.admin_key}
-    tail = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "godel_client",
-            "--json",
-            "events",
-            "tail",
-            "--type",
-            "cli:*",
-            "--from-seq",
-            str(sequence - 1),
-        ],
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert tail.stdout is not None
-        first = json.loads(tail.stdout.readline())
-    finally:
-        tail.kill()
-        tail.wait()
+    tail = ("--json", "events", "tail", "--type", "cli:*", "--from-seq", str(sequence - 1))
+    with godel_cli_lines(godel, *tail) as (_, output):
+        first = json.loads(output.next_line(30, "the replayed event"))
     assert first["id"] == event_id
 
 

@@ -3,7 +3,7 @@ and live delivery to subscribers that were listening before (gRPC stream and SSE
 
 from __future__ import annotations
 
-import json
+import asyncio
 import queue
 import threading
 import time
@@ -11,104 +11,71 @@ import uuid
 from typing import Any
 
 import grpc
-import httpx
 import pytest
+from google.protobuf import json_format
 
-from godel.v1 import agent_service_pb2, agent_service_pb2_grpc, event_service_pb2, event_service_pb2_grpc
+from godel.v1 import (
+    agent_service_pb2,
+    agent_service_pb2_grpc,
+    event_pb2,
+    event_service_pb2,
+    event_service_pb2_grpc,
+)
+from godel_server.event.store import EventStore
+from godel_server.runtime.config import database_url_for
+from godel_server.runtime.db import Database
 from tests.conftest import RunningMesh
-
-
-def wait_for(predicate: Any, timeout: float = 20.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout}s waiting for {what}")
-
-
-def grpc_subscriber(
-    godel: RunningMesh, pattern: str, out: queue.Queue[Any], ready: threading.Event, stop: threading.Event
-) -> None:
-    channel = godel.channel()
-    stub = event_service_pb2_grpc.EventServiceStub(channel)
-    call = stub.SubscribeEvents(
-        event_service_pb2.SubscribeEventsRequest(pattern=[pattern], heartbeat_seconds=1),
-        metadata=godel.metadata(),
-    )
-    try:
-        for item in call:
-            if item.HasField("heartbeat"):
-                ready.set()
-            elif item.HasField("event"):
-                out.put(item.event)
-            if stop.is_set():
-                break
-    except grpc.RpcError:
-        pass
-    finally:
-        call.cancel()
-        channel.close()
-
-
-def sse_subscriber(
-    godel: RunningMesh, pattern: str, out: queue.Queue[Any], ready: threading.Event, stop: threading.Event
-) -> None:
-    params: dict[str, str | int] = {"pattern": pattern, "heartbeatSeconds": 1}
-    with (
-        httpx.Client(
-            base_url=godel.rest, headers=godel.headers(), timeout=httpx.Timeout(10, read=30)
-        ) as http,
-        http.stream("GET", "/api/v1/events/stream", params=params) as response,
-    ):
-        out.put(("content-type", response.headers.get("content-type")))
-        for line in response.iter_lines():
-            if line.startswith("data: "):
-                item = json.loads(line[6:])
-                if "heartbeat" in item:
-                    ready.set()
-                elif "event" in item:
-                    out.put(item["event"])
-            if stop.is_set():
-                break
+from tests.integration.event_readers import grpc_subscriber, sse_subscriber
+from tests.waits import wait_for
 
 
 def test_created_agent_event_is_stored_once_and_reaches_prior_subscribers(godel: RunningMesh) -> None:
     grpc_events: queue.Queue[Any] = queue.Queue()
     sse_events: queue.Queue[Any] = queue.Queue()
     grpc_ready, sse_ready, stop = threading.Event(), threading.Event(), threading.Event()
+    content_types: list[str | None] = []
     threads = [
         threading.Thread(
-            target=grpc_subscriber, args=(godel, "agent:*", grpc_events, grpc_ready, stop), daemon=True
+            target=grpc_subscriber, args=(godel, "agent:*", grpc_events.put, grpc_ready, stop), daemon=True
         ),
         threading.Thread(
-            target=sse_subscriber, args=(godel, "agent:*", sse_events, sse_ready, stop), daemon=True
+            target=sse_subscriber,
+            args=(godel, "agent:*", sse_events.put, sse_ready, stop),
+            kwargs={"opened": lambda response: content_types.append(response.headers.get("content-type"))},
+            daemon=True,
         ),
     ]
     for t in threads:
         t.start()
     assert grpc_ready.wait(15) and sse_ready.wait(15), "subscribers did not start"
-    assert sse_events.get(timeout=1) == ("content-type", "text/event-stream")
+    assert content_types == ["text/event-stream"]
 
     with godel.http() as http:
         agent = http.post("/api/v1/agents", json={"task": "emit an event"}).json()
         agent_id = agent["id"]
 
-        def stored() -> list[dict[str, Any]]:
+        def stored(kind: str = "agent:spawn") -> list[dict[str, Any]]:
             page: dict[str, list[dict[str, Any]]] = http.get(
-                "/api/v1/events", params={"type": "agent:spawn", "agentId": agent_id}
+                "/api/v1/events", params={"type": kind, "agentId": agent_id}
             ).json()
             return page.get("events", [])
 
-        events = wait_for(stored, what="the agent:spawn event in the store")
-        time.sleep(1.0)  # give a duplicate delivery the chance to show up
+        spawned = wait_for(stored, 20, "the agent:spawn event in the store")
+        # The agent has no command, so it fails next. Its events share a Kafka partition and are
+        # stored in order: once a later one is stored, a duplicate of agent:spawn would be too.
+        wait_for(
+            lambda: [e for e in stored("agent:*") if int(e["sequence"]) > int(spawned[0]["sequence"])],
+            30,
+            "a later event of the agent in the store",
+        )
         events = stored()
         assert len(events) == 1, events
         event = events[0]
         assert event["type"] == "agent:spawn"
         assert event["metadata"]["agentId"] == agent_id
-        assert event["payload"]["agent"]["id"] == agent_id
+        # The typed payload (AgentSpawned) under its oneof field's JSON name; no free-form payload.
+        assert event["agentSpawned"]["agent"]["id"] == agent_id and "payload" not in event
+        assert event["agentSpawned"]["agent"]["status"] == "AGENT_STATUS_PENDING"
         assert int(event["sequence"]) > 0
         assert http.get(f"/api/v1/events/{event['id']}").json()["id"] == event["id"]
 
@@ -121,13 +88,16 @@ def test_created_agent_event_is_stored_once_and_reaches_prior_subscribers(godel:
                 continue
             if get_agent(item) == agent_id:
                 return item
-        pytest.fail("subscriber did not receive the event")
+        pytest.fail("subscriber did not receive the event within 20s")
 
     live_grpc = first_for(grpc_events, lambda e: e.metadata.agent_id)
     live_sse = first_for(sse_events, lambda e: e["metadata"]["agentId"])
     stop.set()
     assert live_grpc.id == event["id"] and live_grpc.sequence == int(event["sequence"])
     assert live_sse["id"] == event["id"] and live_sse["type"] == "agent:spawn"
+    assert (
+        live_grpc.agent_spawned.agent.id == agent_id and live_sse["agentSpawned"]["agent"]["id"] == agent_id
+    )
 
 
 def test_subscriber_can_replay_from_a_sequence(godel: RunningMesh) -> None:
@@ -135,7 +105,8 @@ def test_subscriber_can_replay_from_a_sequence(godel: RunningMesh) -> None:
         agent = http.post("/api/v1/agents", json={"task": "replay me"}).json()
         events = wait_for(
             lambda: http.get("/api/v1/events", params={"agentId": agent["id"]}).json().get("events"),
-            what="stored event",
+            20,
+            "the agent's first stored event",
         )
     seq = int(events[0]["sequence"])
     with godel.channel() as channel:
@@ -202,7 +173,45 @@ def test_published_client_event_travels_through_kafka(godel: RunningMesh) -> Non
                 .json()
                 .get("events")
             ),
-            what="published event stored",
+            20,
+            "the published event in the store",
         )
         assert [e["id"] for e in stored] == [event_id]
         assert stored[0]["payload"] == {"marker": marker}
+
+
+def test_events_stored_before_typed_payloads_stay_readable(godel: RunningMesh) -> None:
+    """An event as the services stored it before payloads were typed (a Struct payload on a service
+    type), written into the event store's database, reads back through QueryEvents, gRPC and REST."""
+    agent_id = str(uuid.uuid4())
+    old = event_pb2.Event(
+        id=str(uuid.uuid4()),
+        type="agent:delete",
+        source=event_pb2.EventSource(component="agent-service", version="0.1.0"),
+        metadata=event_pb2.EventMetadata(agent_id=agent_id),
+        partition_key=agent_id,
+    )
+    old.timestamp.GetCurrentTime()
+    old.payload.update({"agentId": agent_id, "status": "running"})
+
+    async def store() -> None:
+        db = Database(database_url_for("event", godel.mesh.env("event"), godel.mesh.home))
+        try:
+            async with db.session() as session:
+                await EventStore(session).append([old])
+        finally:
+            await db.close()
+
+    asyncio.run(store())
+    with godel.channel() as channel:
+        stub = event_service_pb2_grpc.EventServiceStub(channel)
+        page = stub.QueryEvents(
+            event_service_pb2.QueryEventsRequest(agent_id=agent_id), metadata=godel.metadata(), timeout=10
+        )
+    assert [e.id for e in page.events] == [old.id]
+    read = page.events[0]
+    assert read.type == "agent:delete" and read.WhichOneof("data") is None
+    assert json_format.MessageToDict(read.payload) == {"agentId": agent_id, "status": "running"}
+    with godel.http() as http:
+        events = http.get("/api/v1/events", params={"agentId": agent_id}).json()["events"]
+    assert [(e["id"], e["payload"]) for e in events] == [(old.id, {"agentId": agent_id, "status": "running"})]

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 
 from godel.v1 import event_pb2
 from godel_deploy.postgres import PostgresServer
@@ -20,8 +20,8 @@ from godel_server.event.models import EventRow
 from godel_server.event.service import EventService
 from godel_server.event.store import EventFilter, EventStore
 from godel_server.runtime.db import Database, ensure_postgres_database
-from godel_server.runtime.events import new_event
 from godel_server.runtime.migrations import current_revision, downgrade, head_revision, upgrade
+from tests.fakes.events import of_type
 
 MIGRATIONS = EventService.migrations
 
@@ -40,19 +40,16 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
     await database.close()
 
 
-@pytest.fixture
-async def pg_db(postgres: PostgresServer) -> AsyncIterator[Database]:
-    """PostgreSQL only: partitions are a PostgreSQL feature."""
-    url = postgres.url(f"ev_{uuid.uuid4().hex[:10]}")
-    await ensure_postgres_database(url)
-    database = Database(url)
-    await upgrade(database, MIGRATIONS)
-    yield database
-    await database.close()
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=n) for n in range((last - first).days + 1)]
 
 
 def _event(kind: str, *, agent_id: str = "", component: str = "test") -> event_pb2.Event:
-    return new_event(kind, {"n": 1}, partition_key=agent_id or "k", component=component, agent_id=agent_id)
+    return of_type(kind, {"n": 1}, partition_key=agent_id or "k", component=component, agent_id=agent_id)
 
 
 async def _append(db: Database, events: list[event_pb2.Event]) -> list[event_pb2.Event]:
@@ -60,36 +57,51 @@ async def _append(db: Database, events: list[event_pb2.Event]) -> list[event_pb2
         return await EventStore(session).append(events)
 
 
-async def test_postgres_events_table_is_partitioned_by_day_with_partitions_ahead(pg_db: Database) -> None:
-    db = pg_db
-    async with db.session() as session:
-        assert await partitions.is_partitioned(session)
-        names = await partitions.partitions(session)
-        today = datetime.now(UTC).date()
-        for offset in range(partitions.PARTITIONS_AHEAD + 1):
-            assert partitions.day_partition(today + timedelta(days=offset)) in names
-        indexes = {
-            r[0]
-            for r in await session.execute(
-                text("SELECT indexname FROM pg_indexes WHERE tablename = 'events'")
-            )
-        }
-    assert {
-        "idx_events_type",
-        "idx_events_timestamp",
-        "idx_events_correlation_id",
-        "idx_events_agent_id",
-        "idx_events_team_id",
-        "idx_events_trace_id",
-    } <= indexes
-    stored = await _append(db, [_event("agent:start"), _event("agent:stop")])
-    assert [e.sequence for e in stored] == [1, 2]
-    assert [e.id for e in await _append(db, stored)] == [], "stored once: dedupe by id"
-    async with db.session() as session:
-        in_today = await session.scalar(
-            text(f"SELECT count(*) FROM {partitions.day_partition(datetime.now(UTC).date())}")
-        )
-    assert in_today == 2
+async def test_postgres_events_table_is_partitioned_by_day_with_partitions_ahead(
+    postgres: PostgresServer,
+) -> None:
+    # Dates are read before and after each step: across a UTC midnight they differ, and the
+    # checks hold for whichever day the step saw.
+    url = postgres.url(f"ev_{uuid.uuid4().hex[:10]}")
+    await ensure_postgres_database(url)
+    db = Database(url)
+    try:
+        first_day = _today()
+        await upgrade(db, MIGRATIONS)
+        last_day = _today()
+        async with db.session() as session:
+            assert await partitions.is_partitioned(session)
+            names = await partitions.partitions(session)
+            indexes = {
+                r[0]
+                for r in await session.execute(
+                    text("SELECT indexname FROM pg_indexes WHERE tablename = 'events'")
+                )
+            }
+        # The migration's day, and PARTITIONS_AHEAD days after it, whichever day it ran on.
+        for day in _days(last_day, first_day + timedelta(days=partitions.PARTITIONS_AHEAD)):
+            assert partitions.day_partition(day) in names, (day, names)
+        assert {
+            "idx_events_type",
+            "idx_events_timestamp",
+            "idx_events_correlation_id",
+            "idx_events_agent_id",
+            "idx_events_team_id",
+            "idx_events_trace_id",
+        } <= indexes
+        first_day = _today()
+        stored = await _append(db, [_event("agent:start"), _event("agent:stop")])
+        last_day = _today()
+        assert [e.sequence for e in stored] == [1, 2]
+        assert [e.id for e in await _append(db, stored)] == [], "stored once: dedupe by id"
+        async with db.session() as session:
+            in_their_days = [
+                await session.scalar(text(f"SELECT count(*) FROM {partitions.day_partition(day)}"))
+                for day in _days(first_day, last_day)
+            ]
+        assert sum(in_their_days) == 2, "the day partition of the day they were stored"
+    finally:
+        await db.close()
 
 
 async def _age(db: Database, sequences: list[int], days: int) -> None:
@@ -135,8 +147,15 @@ async def test_retention_removes_old_events_but_never_the_newest(db: Database) -
         await EventMaintenance(db, 30).run_once()
     else:  # as if the clock were 40 days on: every partition up to the newest event's is expired
         async with db.session() as session:
-            dropped = await partitions.drop_expired(session, datetime.now(UTC).date() + timedelta(days=40))
-            assert partitions.day_partition(datetime.now(UTC).date()) not in dropped
+            stored_at = await session.scalar(select(EventRow.stored_at).where(EventRow.sequence_number == 4))
+            assert stored_at is not None
+            newest = stored_at.astimezone(UTC).date()
+            # Two (empty) days before the newest event's: they expire, its own day does not.
+            older = [newest - timedelta(days=2), newest - timedelta(days=1)]
+            await partitions.ensure_ahead(session, older[0], ahead=1)
+            dropped = await partitions.drop_expired(session, newest + timedelta(days=40))
+            assert sorted(dropped) == [partitions.day_partition(day) for day in older]
+            assert partitions.day_partition(newest) in await partitions.partitions(session)
     async with db.reader() as session:
         assert await EventStore(session).last_sequence() == 4
     assert [e.sequence for e in await _append(db, [_event("agent:start")])] == [5]

@@ -16,6 +16,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.conftest import RunningMesh
+from tests.waits import poll
 
 
 def url(godel: RunningMesh, token: str | None) -> str:
@@ -85,7 +86,10 @@ async def test_live_events_then_resume_from_a_sequence(godel: RunningMesh) -> No
             ws, lambda d: d["type"] == "event" and d["payload"]["metadata"].get("agentId") == agent_id
         )
     assert event["payload"]["type"] == "agent:spawn"
+    # `data` is the typed payload (AgentSpawned) in protobuf JSON, not repeated under its oneof name.
     assert event["payload"]["data"]["agent"]["id"] == agent_id
+    assert event["payload"]["data"]["agent"]["status"] == "AGENT_STATUS_PENDING"
+    assert "agentSpawned" not in event["payload"] and "payload" not in event["payload"]
     assert event["metadata"] == {"subscriptionId": "mine", "sequence": event["payload"]["sequence"]}
     seq = int(event["payload"]["sequence"])
 
@@ -100,20 +104,57 @@ async def test_live_events_then_resume_from_a_sequence(godel: RunningMesh) -> No
         assert replayed["payload"]["sequence"] == seq
 
 
+def publish_probe(godel: RunningMesh, agent_id: str, kind: str) -> str:
+    """Publishes a client event about `agent_id` (stored after everything stored so far)."""
+    with godel.http() as http:
+        reply = http.post("/api/v1/events", json={"type": kind, "metadata": {"agentId": agent_id}})
+        assert reply.status_code == 200, reply.text
+        return str(reply.json()["id"])
+
+
+async def messages_until_event(ws: ClientConnection, event_id: str) -> list[dict[str, Any]]:
+    """Every message received up to and including the event `event_id`."""
+    got: list[dict[str, Any]] = []
+
+    def is_it(doc: dict[str, Any]) -> bool:
+        got.append(doc)
+        return bool(doc["type"] == "event" and doc["payload"]["id"] == event_id)
+
+    await receive_until(ws, is_it)
+    return got
+
+
 async def test_filters_keep_other_agents_events_out_and_unsubscribe_stops_delivery(
     godel: RunningMesh,
 ) -> None:
     mine = await asyncio.to_thread(spawn, godel, "ws filter mine")
+    await asyncio.to_thread(spawn, godel, "ws filter other")
     async with connect(url(godel, godel.admin_key)) as ws:
         await subscribe(
             ws,
-            {"patterns": ["agent:*"], "filters": {"agentId": mine}, "fromSequence": 0, "subscriptionId": "f"},
+            {
+                "patterns": ["agent:*", "wsprobe:*"],
+                "filters": {"agentId": mine},
+                "fromSequence": 0,
+                "subscriptionId": "f",
+            },
         )
-        first = await receive_until(ws, lambda d: d["type"] == "event")
-        assert first["payload"]["metadata"]["agentId"] == mine
+        # Replay, then live events, in sequence order: the probe comes after every earlier match.
+        before = await asyncio.to_thread(publish_probe, godel, mine, "wsprobe:before")
+        delivered = [d for d in await messages_until_event(ws, before) if d["type"] == "event"]
+        assert {d["payload"]["metadata"].get("agentId") for d in delivered} == {mine}
+        assert {"agent:spawn", "wsprobe:before"} <= {d["payload"]["type"] for d in delivered}
+        assert {d["metadata"]["subscriptionId"] for d in delivered} == {"f"}
+
         await ws.send(msg("unsubscribe", {"subscriptionId": "f"}, "u1"))
         done = await receive_until(ws, lambda d: d.get("metadata", {}).get("correlationId") == "u1")
         assert done["payload"] == {"success": True, "data": {"subscriptionId": "f"}}
+        # An event `f` would match now reaches only `g`, subscribed after the unsubscribe.
+        await subscribe(ws, {"patterns": ["wsprobe:*"], "filters": {"agentId": mine}, "subscriptionId": "g"})
+        after = await asyncio.to_thread(publish_probe, godel, mine, "wsprobe:after")
+        later = [d for d in await messages_until_event(ws, after) if d["type"] == "event"]
+        assert [(d["metadata"]["subscriptionId"], d["payload"]["id"]) for d in later] == [("g", after)]
+
         await ws.send(msg("unsubscribe", {"subscriptionId": "f"}, "u2"))
         again = await receive_until(ws, lambda d: d.get("metadata", {}).get("correlationId") == "u2")
         assert again["payload"]["success"] is False and again["payload"]["error"]["code"] == "NOT_FOUND"
@@ -147,29 +188,49 @@ async def test_ping_pong_and_bad_messages_get_in_band_errors(godel: RunningMesh)
 
 
 async def test_commands_are_forwarded_and_answered_with_a_correlated_response(godel: RunningMesh) -> None:
-    agent_id = await asyncio.to_thread(spawn, godel, "ws command")
-    async with connect(url(godel, godel.admin_key)) as ws:
-        await ws.send(msg("command", {"command": "agent:pause", "agentId": agent_id}, "cmd-1"))
-        reply = await receive(ws)
-        assert reply["type"] == "response" and reply["id"] == "cmd-1"
-        assert reply["metadata"] == {"correlationId": "cmd-1"}
-        payload = reply["payload"]
-        if payload["success"]:
-            assert payload["data"]["agentId"] == agent_id
-        else:  # the agent service decides; its gRPC status comes back in-band
-            assert payload["error"]["code"] in {"UNIMPLEMENTED", "FAILED_PRECONDITION", "ABORTED"}, payload
-            assert payload["error"]["message"]
+    with godel.http() as http:
+        running = http.post(
+            "/api/v1/agents",
+            json={"task": "ws command", "config": {"runtime": "command", "command": ["sleep", "600"]}},
+        )
+        assert running.status_code == 200, running.text
+        agent_id = running.json()["id"]
+        await asyncio.to_thread(
+            poll,
+            lambda: http.get(f"/api/v1/agents/{agent_id}").json(),
+            lambda a: a["status"] == "AGENT_STATUS_RUNNING",
+            60,
+            "the agent to run",
+        )
+        try:
+            async with connect(url(godel, godel.admin_key)) as ws:
+                await ws.send(msg("command", {"command": "agent:pause", "agentId": agent_id}, "cmd-1"))
+                reply = await receive(ws)
+                assert reply["type"] == "response" and reply["id"] == "cmd-1"
+                assert reply["metadata"] == {"correlationId": "cmd-1"}
+                assert reply["payload"]["success"] is True, reply
+                assert reply["payload"]["data"]["agentId"] == agent_id
+                assert http.get(f"/api/v1/agents/{agent_id}").json()["status"] == "AGENT_STATUS_PAUSED"
 
-        missing = str(uuid.uuid4())
-        await ws.send(msg("command", {"command": "agent:kill", "agentId": missing}, "cmd-2"))
-        reply = await receive(ws)
-        assert reply["payload"]["success"] is False
-        assert reply["payload"]["error"]["code"] in {"NOT_FOUND", "UNIMPLEMENTED"}
+                # Refusals by the agent service come back in-band with its gRPC status.
+                await ws.send(msg("command", {"command": "agent:pause", "agentId": agent_id}, "cmd-2"))
+                reply = await receive(ws)
+                assert reply["payload"]["success"] is False
+                assert reply["payload"]["error"]["code"] == "FAILED_PRECONDITION", reply
+                assert reply["payload"]["error"]["message"]
 
-        await ws.send(msg("command", {"command": "agent:explode", "agentId": "nope"}, "cmd-3"))
-        reply = await receive(ws)
-        assert reply["payload"]["error"]["code"] == "INVALID_ARGUMENT"
-        assert {d["field"] for d in reply["payload"]["error"]["details"]} == {"payload.command"}
+                missing = str(uuid.uuid4())
+                await ws.send(msg("command", {"command": "agent:kill", "agentId": missing}, "cmd-3"))
+                reply = await receive(ws)
+                assert reply["payload"]["success"] is False
+                assert reply["payload"]["error"]["code"] == "NOT_FOUND", reply
+
+                await ws.send(msg("command", {"command": "agent:explode", "agentId": "nope"}, "cmd-4"))
+                reply = await receive(ws)
+                assert reply["payload"]["error"]["code"] == "INVALID_ARGUMENT"
+                assert {d["field"] for d in reply["payload"]["error"]["details"]} == {"payload.command"}
+        finally:
+            http.post(f"/api/v1/agents/{agent_id}/kill", json={})
 
 
 async def test_command_runs_with_the_callers_own_role(godel: RunningMesh) -> None:

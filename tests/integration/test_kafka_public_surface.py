@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC
 
 import pytest
-from google.protobuf import json_format
 from google.protobuf.unknown_fields import UnknownFieldSet
 
-from godel.v1 import event_pb2
+from godel.v1 import agent_pb2, event_pb2
 from tests.conftest import RunningMesh
+from tests.waits import poll
 
 TOPIC = "godel.agent.events"
 CONTENT_TYPE = "application/protobuf; messageType=godel.v1.Event"
@@ -87,16 +86,12 @@ def wait_for_records(
     kcat: str, bootstrap: str, key: str, types: set[str], timeout: float = 30.0
 ) -> list[KcatRecord]:
     """The records keyed `key` once records of all `types` are on the topic (bounded polling)."""
-    deadline = time.monotonic() + timeout
-    mine: list[KcatRecord] = []
-    while time.monotonic() < deadline:
-        mine = [r for r in read_topic(kcat, bootstrap, TOPIC) if r.key == key]
-        if types <= {r.headers.get("ce_type") for r in mine}:
-            return mine
-        time.sleep(0.3)
-    pytest.fail(
-        f"kcat did not find {sorted(types)} keyed {key} on {TOPIC} within {timeout:.0f}s; "
-        f"found {[r.headers.get('ce_type') for r in mine]}"
+    return poll(
+        lambda: [r for r in read_topic(kcat, bootstrap, TOPIC) if r.key == key],
+        lambda mine: types <= {r.headers.get("ce_type") for r in mine},
+        timeout,
+        f"kcat to find {sorted(types)} keyed {key} on {TOPIC}",
+        interval=0.3,
     )
 
 
@@ -104,7 +99,8 @@ def decode(record: KcatRecord) -> event_pb2.Event:
     event = event_pb2.Event()
     event.ParseFromString(record.value)
     # Every byte belongs to a field of godel.v1.Event (bytes are not compared with a re-encoding: the
-    # order of the Struct payload's map entries may differ); the callers check the decoded fields.
+    # order of Struct map entries, e.g. in an agent's metadata, may differ); the callers check the
+    # decoded fields.
     assert len(UnknownFieldSet(event)) == 0
     return event
 
@@ -154,9 +150,11 @@ def test_agent_events_are_readable_from_kafka_with_kcat(godel: RunningMesh) -> N
     assert event.sequence == 0  # the global sequence is assigned later, by the event store
     assert event.timestamp.ToJsonString() == spawn.headers["ce_time"]
     assert event.timestamp.ToDatetime(tzinfo=UTC).year >= 2024
-    payload = json_format.MessageToDict(event.payload)
-    assert payload["agent"]["id"] == agent_id
-    assert payload["agent"]["task"] == task
+    # The typed payload: AgentSpawned in the `data` oneof, the message its type names.
+    assert event.WhichOneof("data") == "agent_spawned" and not event.HasField("payload")
+    assert event.agent_spawned.agent.id == agent_id
+    assert event.agent_spawned.agent.task == task
+    assert event.agent_spawned.agent.status == agent_pb2.AGENT_STATUS_PENDING
     if "correlation_id" in spawn.headers:
         assert spawn.headers["correlation_id"] == event.metadata.correlation_id
     if "trace_id" in spawn.headers:
@@ -166,6 +164,8 @@ def test_agent_events_are_readable_from_kafka_with_kcat(godel: RunningMesh) -> N
     assert deleted.id == delete.headers["ce_id"] != event.id
     assert deleted.type == "agent:delete"
     assert deleted.partition_key == agent_id
+    assert deleted.WhichOneof("data") == "agent_deleted" and deleted.agent_deleted.agent_id == agent_id
+    assert deleted.agent_deleted.status != agent_pb2.AGENT_STATUS_UNSPECIFIED
 
     # One key, one partition, in order: the spawn comes before the delete.
     assert spawn.partition == delete.partition
@@ -173,11 +173,12 @@ def test_agent_events_are_readable_from_kafka_with_kcat(godel: RunningMesh) -> N
 
     # The same event is what the event service stored (Kafka and the API agree on the id).
     with godel.http() as http:
-        stored = http.get(f"/api/v1/events/{event.id}")
-        deadline = time.monotonic() + 20
-        while stored.status_code == 404 and time.monotonic() < deadline:
-            time.sleep(0.2)
-            stored = http.get(f"/api/v1/events/{event.id}")
+        stored = poll(
+            lambda: http.get(f"/api/v1/events/{event.id}"),
+            lambda reply: reply.status_code != 404,
+            20,
+            "the event service to store the event",
+        )
     assert stored.status_code == 200, stored.text
     assert stored.json()["type"] == "agent:spawn"
     assert stored.json()["partitionKey"] == agent_id

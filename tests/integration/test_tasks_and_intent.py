@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import httpx
 
-from tests.conftest import RunningMesh
+from tests.conftest import RunningMesh, godel_cli
+from tests.integration.agent_helpers import Gate
 from tests.integration.team_helpers import ok, start_team, wait_team
-from tests.integration.test_cli_agents import godel_cli
+from tests.waits import poll
 
 
 def _task(http: httpx.Client, task_id: str) -> dict[str, Any]:
@@ -18,23 +18,18 @@ def _task(http: httpx.Client, task_id: str) -> dict[str, Any]:
 
 
 def _wait_status(http: httpx.Client, task_id: str, status: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 60
-    while (task := _task(http, task_id))["status"] != status:
-        assert time.monotonic() < deadline, task
-        time.sleep(0.2)
-    return task
+    return poll(lambda: _task(http, task_id), lambda t: t["status"] == status, 60, f"task {task_id} {status}")
 
 
 def test_team_tasks_go_to_idle_agents_by_priority(godel: RunningMesh) -> None:
+    # The members run until the test lets them end: the queue is checked while they are idle.
+    end = Gate(godel.mesh.default_repo)
+    member = ["sh", "-c", end.wait]
     with godel.http() as http:
         team = ok(
             http.post(
                 "/api/v1/teams",
-                json={
-                    "name": "queue",
-                    "task": "serve",
-                    "config": {"size": 2, "command": ["sh", "-c", "sleep 8"]},
-                },
+                json={"name": "queue", "task": "serve", "config": {"size": 2, "command": member}},
             )
         )
         created = {
@@ -62,6 +57,7 @@ def test_team_tasks_go_to_idle_agents_by_priority(godel: RunningMesh) -> None:
         assert low["status"] == "TASK_STATUS_ASSIGNED" and low["agentId"] == urgent["agentId"]
         listed = ok(http.get("/api/v1/tasks", params={"teamId": team["id"]}))["tasks"]
         assert {t["title"] for t in listed} == {"low", "high", "urgent"}
+        end.open()
         wait_team(http, team["id"])
         # The agents ended while holding tasks: those go back to the queue.
         _wait_status(http, created["low"]["id"], "TASK_STATUS_PENDING")

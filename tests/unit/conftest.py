@@ -1,25 +1,46 @@
-"""Fixtures of the team-service unit tests: a migrated SQLite database and its outbox."""
+"""Fixtures of the unit tests: migrated SQLite databases of the team and agent services, and
+their outbox."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from godel.v1 import event_pb2
+from godel_server.agent.service import AgentService
 from godel_server.runtime.db import Database
 from godel_server.runtime.migrations import upgrade
 from godel_server.runtime.tables import outbox
 from godel_server.team.service import TeamService
 
 
+@asynccontextmanager
+async def migrated(path: Path, migrations: Path) -> AsyncIterator[Database]:
+    """A SQLite database at `path` with a service's migrations applied, closed on exit."""
+    database = Database(f"sqlite+aiosqlite:///{path}")
+    try:
+        await upgrade(database, migrations)
+        yield database
+    finally:
+        await database.close()
+
+
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
     """A team-service database (SQLite, all migrations applied)."""
-    database = Database(f"sqlite+aiosqlite:///{tmp_path}/team.db")
-    await upgrade(database, TeamService.migrations)
+    async with migrated(tmp_path / "team.db", TeamService.migrations) as database:
+        yield database
+
+
+@pytest.fixture
+async def agent_db(tmp_path: Path) -> AsyncIterator[Database]:
+    """An agent-service database (SQLite, all migrations applied)."""
+    database = Database(f"sqlite+aiosqlite:///{tmp_path}/agent.db")
+    await upgrade(database, AgentService.migrations)
     yield database
     await database.close()
 

@@ -6,13 +6,14 @@ import grpc
 import pytest
 
 from godel_server.agent.lifecycle import EVENTS, STATUS, TRANSITIONS, can, move
-from godel_server.agent.pricing import FALLBACK_PRICE, PriceTable
 from godel_server.runtime.config import ConfigError
 from godel_server.runtime.errors import FailedPreconditionError
+from godel_server.runtime.pricing import FALLBACK_PRICE, PriceTable
+from godel_server.runtime.statuses import LifecycleState as L
 
 
 def test_the_happy_path_of_spec_2_3() -> None:
-    state = "initializing"
+    state = L.INITIALIZING
     for trigger, expected in [
         ("worktree_created", "spawning"),
         ("session_started", "executing"),
@@ -28,20 +29,20 @@ def test_the_happy_path_of_spec_2_3() -> None:
 
 
 def test_failed_agents_retry_into_executing_and_can_be_killed() -> None:
-    assert move("retry", "failed").to_state == "executing"
-    assert move("kill_command", "failed").to_state == "killed"
-    assert move("kill_command", "executing").to_state == "killed"
+    assert move("retry", L.FAILED).to_state == "executing"
+    assert move("kill_command", L.FAILED).to_state == "killed"
+    assert move("kill_command", L.EXECUTING).to_state == "killed"
 
 
 def test_invalid_transitions_name_the_current_state() -> None:
     with pytest.raises(FailedPreconditionError) as info:
-        move("pause_command", "completed", "a1")
+        move("pause_command", L.COMPLETED, "a1")
     assert info.value.status == grpc.StatusCode.FAILED_PRECONDITION
     assert "it is completed" in info.value.message
     assert info.value.metadata["currentState"] == "completed"
-    assert not can("resume_command", "executing")
-    assert not can("kill_command", "killed")
-    assert not can("retry", "completed")
+    assert not can("resume_command", L.EXECUTING)
+    assert not can("kill_command", L.KILLED)
+    assert not can("retry", L.COMPLETED)
 
 
 def test_every_state_has_a_status_and_every_spec_event_is_emitted() -> None:

@@ -7,16 +7,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from google.protobuf import json_format
 from sqlalchemy import select
 
-from godel.v1 import budget_pb2, budget_service_pb2, event_pb2
+from godel.v1 import budget_events_pb2, budget_pb2, budget_service_pb2, event_pb2
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import FailedPreconditionError, NotFoundError, ValidationError
+from godel_server.runtime.events import event_data
 from godel_server.runtime.publisher import EventPublisher
-from godel_server.team import budgets as budgets_module
-from godel_server.team.budget_servicer import BudgetServicer
-from godel_server.team.budgets import BudgetLedger, Usage, calendar_window
+from godel_server.runtime.statuses import BudgetPeriod
+from godel_server.team.budgets import ledger as budgets_module
+from godel_server.team.budgets.ledger import BudgetLedger, Usage, calendar_window
+from godel_server.team.budgets.servicer import BudgetServicer
 from godel_server.team.models import BudgetRow
 from tests.unit.conftest import outbox_events
 
@@ -40,8 +41,8 @@ async def events(db: Database) -> list[event_pb2.Event]:
     return await outbox_events(db)
 
 
-def payload(event: event_pb2.Event) -> dict[str, Any]:
-    return json_format.MessageToDict(event.payload)
+def payload(event: event_pb2.Event) -> Any:
+    return event_data(event)
 
 
 def usage(cost: float, *, team: str = TEAM, user: str = "", at: datetime | None = None) -> Usage:
@@ -87,16 +88,16 @@ async def test_warning_and_exceeded_are_published_once_and_rearmed_by_a_raise(
     assert warning.partition_key == budget.id
     assert warning.metadata.team_id == TEAM
     assert warning.source.component == "team-service"
-    assert payload(warning) == {
-        "budgetId": budget.id,
-        "entityType": "team",
-        "entityId": TEAM,
-        "totalBudget": 10.0,
-        "usedBudget": 8.5,
-        "percentage": 85.0,
-        "currency": "USD",
-    }
-    assert payload(sent[1])["usedBudget"] == 10.5
+    assert payload(warning) == budget_events_pb2.BudgetWarning(
+        budget_id=budget.id,
+        entity_type=budget_pb2.BUDGET_ENTITY_TYPE_TEAM,
+        entity_id=TEAM,
+        total_budget=10.0,
+        used_budget=8.5,
+        percentage=85.0,
+        currency="USD",
+    )
+    assert payload(sent[1]).used_budget == 10.5
 
     # Raising the limit above what was used re-arms both alerts.
     async with db.session() as session:
@@ -202,15 +203,17 @@ async def test_calendar_windows_roll_forward_on_usage_and_on_reads(
 
 def test_calendar_windows() -> None:
     at = datetime(2026, 12, 17, 15, 0, tzinfo=UTC)  # a Thursday
-    assert calendar_window("weekly", at) == (
+    assert calendar_window(BudgetPeriod.WEEKLY, at) == (
         datetime(2026, 12, 14, tzinfo=UTC),
         datetime(2026, 12, 21, tzinfo=UTC),
     )
-    assert calendar_window("monthly", at) == (
+    assert calendar_window(BudgetPeriod.MONTHLY, at) == (
         datetime(2026, 12, 1, tzinfo=UTC),
         datetime(2027, 1, 1, tzinfo=UTC),
     )
-    assert calendar_window("daily", at)[1] - calendar_window("daily", at)[0] == timedelta(days=1)
+    assert calendar_window(BudgetPeriod.DAILY, at)[1] - calendar_window(BudgetPeriod.DAILY, at)[
+        0
+    ] == timedelta(days=1)
 
 
 async def test_check_can_spend_refuses_when_a_team_user_or_org_budget_is_used_up(

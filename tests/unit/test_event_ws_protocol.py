@@ -7,14 +7,15 @@ from datetime import date
 
 import pytest
 
-from godel.v1 import event_service_pb2
+from godel.v1 import agent_events_pb2, agent_pb2, event_service_pb2
 from godel_server.event import partitions
 from godel_server.event import ws_protocol as wire
 from godel_server.event.commands import CommandFailed, CommandForwarder
 from godel_server.event.hub import BLOCK, DROP, SLIDING
 from godel_server.event.options import from_grpc, from_payload
+from godel_server.runtime.config import TlsSettings
 from godel_server.runtime.errors import ValidationError
-from godel_server.runtime.events import new_event
+from godel_server.runtime.events import custom_event, new_event
 
 
 def test_parse_accepts_spec_messages_and_names_bad_fields() -> None:
@@ -31,12 +32,26 @@ def test_parse_accepts_spec_messages_and_names_bad_fields() -> None:
 
 
 def test_event_message_carries_the_payload_as_data_and_the_sequence() -> None:
-    event = new_event("agent:complete", {"cost": 0.05}, partition_key="a", component="test")
+    transition = agent_pb2.AgentTransition(agent_id="a", to_status=agent_pb2.AGENT_STATUS_COMPLETED)
+    data = agent_events_pb2.AgentCompleted(
+        transition=transition, agent=agent_pb2.Agent(id="a", result="done")
+    )
+    event = new_event(data, partition_key="a", component="test")
     event.sequence = 42
     doc = json.loads(wire.event_message(event, "sub-1"))
     assert doc["type"] == "event" and doc["id"] == "evt-42"
-    assert doc["payload"]["data"] == {"cost": 0.05} and "payload" not in doc["payload"]
+    # The typed payload, in protobuf JSON, is `data`; it is not repeated under its oneof name.
+    assert doc["payload"]["data"] == {
+        "transition": {"agentId": "a", "toStatus": "AGENT_STATUS_COMPLETED"},
+        "agent": {"id": "a", "result": "done"},
+    }
+    assert "agentCompleted" not in doc["payload"] and "payload" not in doc["payload"]
     assert doc["payload"]["sequence"] == 42 and doc["payload"]["type"] == "agent:complete"
+    # A client event's free-form payload is `data` as it was published.
+    custom = json.loads(
+        wire.event_message(custom_event("deploy:done", {"ok": True}, partition_key="k", component="c"), "s")
+    )
+    assert custom["payload"]["data"] == {"ok": True} and "payload" not in custom["payload"]
     assert doc["metadata"] == {"subscriptionId": "sub-1", "sequence": 42}
     assert isinstance(doc["timestamp"], int)
 
@@ -102,7 +117,7 @@ def test_partition_names_and_bounds() -> None:
 
 
 async def test_unknown_or_malformed_commands_are_refused_before_any_call() -> None:
-    forwarder = CommandForwarder("127.0.0.1:1")
+    forwarder = CommandForwarder("127.0.0.1:1", TlsSettings())
     try:
         with pytest.raises(CommandFailed) as unknown:
             await forwarder.run({"command": "agent:explode", "agentId": "x"}, "key", "r1")

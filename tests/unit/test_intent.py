@@ -12,7 +12,9 @@ import pytest
 from google.protobuf import json_format
 
 from godel.v1 import intent_pb2, intent_service_pb2, team_pb2
-from godel_server.runtime.errors import FailedPreconditionError, ValidationError
+from godel_server.runtime.apikeys import ROLES
+from godel_server.runtime.context import Caller, caller_var
+from godel_server.runtime.errors import FailedPreconditionError, PermissionDeniedError, ValidationError
 from godel_server.team.intent.complexity import analyze_complexity, weighted_score
 from godel_server.team.intent.llm import chat_url, intent_from_reply, parse_with_llm
 from godel_server.team.intent.parser import parse_intent, strategy_mention
@@ -419,7 +421,27 @@ async def test_servicer_parse() -> None:
     assert await servicer().ParseIntent(request, CTX) == parse_intent(SPEC_EXAMPLE)
 
 
+def as_role(role: str) -> None:
+    """The caller of the servicer calls that follow (in this test's context)."""
+    caller_var.set(Caller(key_id="k", user_id="u", role=role, permissions=ROLES[role]))
+
+
+async def test_the_llm_parser_needs_more_than_a_viewer() -> None:
+    request = intent_service_pb2.ParseIntentRequest(input=SPEC_EXAMPLE, parser="llm")
+    with FakeOpenAI([final(json.dumps(GOOD_REPLY))]) as fake:
+        as_role("viewer")
+        with pytest.raises(PermissionDeniedError, match="may not use the llm parser"):
+            await servicer(fake.base_url).ParseIntent(request, CTX)
+        assert fake.requests == []  # refused before spending anything
+        as_role("developer")
+        intent = await servicer(fake.base_url).ParseIntent(request, CTX)
+    assert params(intent)["parser"] == "llm"
+    as_role("viewer")  # the deterministic parser is a read: viewers may use it
+    await servicer().ParseIntent(intent_service_pb2.ParseIntentRequest(input=SPEC_EXAMPLE), CTX)
+
+
 async def test_servicer_parse_with_llm() -> None:
+    as_role("developer")
     with FakeOpenAI([final(json.dumps(GOOD_REPLY))]) as fake:
         request = intent_service_pb2.ParseIntentRequest(input=SPEC_EXAMPLE, parser="llm")
         intent = await servicer(fake.base_url).ParseIntent(request, CTX)
@@ -428,6 +450,7 @@ async def test_servicer_parse_with_llm() -> None:
 
 
 async def test_servicer_parse_checks() -> None:
+    as_role("developer")
     with pytest.raises(ValidationError) as exc:
         await servicer().ParseIntent(intent_service_pb2.ParseIntentRequest(input=" ", parser="magic"), CTX)
     assert set(violations(exc)) == {"input", "parser"}

@@ -7,11 +7,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from godel_server.agent.service import AgentService
 from godel_server.runtime.db import Database
-from godel_server.runtime.events import new_event
+from godel_server.runtime.events import custom_event
 from godel_server.runtime.migrations import upgrade
 from godel_server.runtime.outbox import OutboxRelay, enqueue
 from godel_server.runtime.tables import outbox
@@ -29,7 +30,7 @@ class FakeProducer:
 
 
 async def _add(db: Database, n: int) -> list[str]:
-    events = [new_event("agent:test", {"i": i}, partition_key="a", component="test") for i in range(n)]
+    events = [custom_event("relay:test", {"i": i}, partition_key="a", component="test") for i in range(n)]
     async with db.session() as session:
         await enqueue(session, events)
     return [e.id for e in events]
@@ -40,7 +41,12 @@ async def _rows(db: Database) -> int:
         return int(await session.scalar(select(func.count()).select_from(outbox)) or 0)
 
 
-async def test_sqlite_relay_batches_deletes_and_resends_after_a_restart(tmp_path: Path) -> None:
+# time.monotonic() counts from boot: half a minute after boot, and after five weeks up.
+@pytest.mark.parametrize("uptime", [30.0, 5 * 7 * 86400.0])
+async def test_sqlite_relay_batches_deletes_and_resends_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, uptime: float
+) -> None:
+    monkeypatch.setattr("godel_server.runtime.outbox.time.monotonic", lambda: uptime)
     db = Database(f"sqlite+aiosqlite:///{tmp_path / 'agent.db'}")
     await upgrade(db, AgentService.migrations)
     producer = FakeProducer()

@@ -9,15 +9,41 @@ import pytest
 from google.protobuf import json_format
 from sqlalchemy import select
 
-from godel.v1 import event_pb2, task_pb2, task_service_pb2
+from godel.v1 import agent_pb2, event_pb2, task_events_pb2, task_pb2, task_service_pb2
+from godel_server.runtime.apikeys import ROLES
+from godel_server.runtime.context import Caller, caller_var, method_var
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import FailedPreconditionError, NotFoundError, ValidationError
-from godel_server.runtime.events import new_event, to_struct
+from godel_server.runtime.events import event_data, to_struct
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.team.models import TaskRow, TeamAgentRow
-from godel_server.team.task_servicer import TaskServicer
-from godel_server.team.tasks import TaskQueue
+from godel_server.team.tasks.queue import TaskQueue
+from godel_server.team.tasks.servicer import TaskServicer
+from tests.fakes.events import moved, spawned
 from tests.unit.conftest import outbox_events
+
+ALICE = Caller(key_id="k-alice", user_id="alice", role="developer", permissions=ROLES["developer"])
+BOB = Caller(key_id="k-bob", user_id="bob", role="developer", permissions=ROLES["developer"])
+
+
+class Served:
+    """Calls TaskServicer's RPCs as the server does: the interceptor has recorded the RPC and
+    its caller (ownership checks read both)."""
+
+    def __init__(self, servicer: TaskServicer, caller: Caller) -> None:
+        self._servicer = servicer
+        self.caller = caller
+
+    def __getattr__(self, name: str) -> Any:
+        rpc = getattr(self._servicer, name)
+
+        async def call(request: Any, context: Any) -> Any:
+            method_var.set(f"/godel.v1.TaskService/{name}")
+            caller_var.set(self.caller)
+            return await rpc(request, context)
+
+        return call
+
 
 TEAM = "11111111-1111-4111-8111-111111111111"
 OTHER_TEAM = "22222222-2222-4222-8222-222222222222"
@@ -29,26 +55,13 @@ def queue() -> TaskQueue:
 
 
 def spawn(agent_id: str, team_id: str = TEAM) -> event_pb2.Event:
-    agent = {"id": agent_id, "teamId": team_id, "status": "AGENT_STATUS_PENDING", "task": "work"}
-    return new_event(
-        "agent:spawn",
-        {"agent": agent},
-        partition_key=agent_id,
-        component="agent-service",
-        agent_id=agent_id,
-        team_id=team_id,
+    return spawned(
+        agent_pb2.Agent(id=agent_id, team_id=team_id, status=agent_pb2.AGENT_STATUS_PENDING, task="work")
     )
 
 
 def status_change(event_type: str, agent_id: str, status: str, team_id: str = TEAM) -> event_pb2.Event:
-    return new_event(
-        event_type,
-        {"agentId": agent_id, "status": status, "trigger": "x"},
-        partition_key=agent_id,
-        component="agent-service",
-        agent_id=agent_id,
-        team_id=team_id,
-    )
+    return moved(event_type, agent_id, status, team_id)
 
 
 async def feed(db: Database, queue: TaskQueue, *events: event_pb2.Event) -> None:
@@ -69,9 +82,10 @@ async def task(db: Database, task_id: str) -> TaskRow:
     return row
 
 
-async def task_events(db: Database) -> list[tuple[str, dict[str, Any]]]:
+async def task_events(db: Database) -> list[tuple[str, Any]]:
+    """(type, typed payload) of the task events sent so far."""
     found = await outbox_events(db)
-    return [(e.type, json_format.MessageToDict(e.payload)) for e in found if e.type.startswith("task:")]
+    return [(e.type, event_data(e)) for e in found if e.type.startswith("task:")]
 
 
 def new_id() -> str:
@@ -107,17 +121,20 @@ async def test_pending_tasks_go_to_idle_agents_highest_priority_oldest_first(
     sent = await task_events(db)
     assert [t for t, _ in sent].count("task:created") == 4
     assigned = [p for t, p in sent if t == "task:assigned"]
-    assert [p["taskId"] for p in assigned] == [critical.id, medium_old.id, medium_new.id, low.id]
-    assert assigned[0] == {
-        "taskId": critical.id,
-        "title": "critical",
-        "teamId": TEAM,
-        "agentId": a1,
-        "priority": "critical",
-        "status": "assigned",
-    }
-    assert ("task:completed", critical.id) in [(t, p["taskId"]) for t, p in sent]
-    assert ("task:failed", medium_old.id) in [(t, p["taskId"]) for t, p in sent]
+    assert [p.task.id for p in assigned] == [critical.id, medium_old.id, medium_new.id, low.id]
+    first = assigned[0].task
+    assert (first.id, first.title, first.team_id, first.agent_id, first.priority, first.status) == (
+        critical.id,
+        "critical",
+        TEAM,
+        a1,
+        task_pb2.TASK_PRIORITY_CRITICAL,
+        task_pb2.TASK_STATUS_ASSIGNED,
+    )
+    assert ("task:completed", critical.id) in [(t, p.task.id) for t, p in sent]
+    assert ("task:failed", medium_old.id) in [(t, p.task.id) for t, p in sent]
+    failed_event = next(p for t, p in sent if t == "task:failed")
+    assert isinstance(failed_event, task_events_pb2.TaskFailed) and failed_event.task.error == "boom"
     stored = await task(db, critical.id)
     assert stored.result == {"answer": 42} and stored.completed_at is not None
 
@@ -157,7 +174,7 @@ async def test_an_agent_that_ends_gives_its_task_back_to_the_queue(db: Database,
     # The holder is killed while another agent is idle: the task moves over at once.
     await feed(db, queue, status_change("agent:kill", a2, "killed"))
     assert (await task(db, work.id)).agent_id == a1
-    sent = [(t, p.get("previousAgentId")) for t, p in await task_events(db) if t == "task:requeued"]
+    sent = [(t, p.previous_agent_id) for t, p in await task_events(db) if t == "task:requeued"]
     assert sent == [("task:requeued", a1), ("task:requeued", a2)]
 
     # A status event of an agent first seen now still registers it (its team is in the metadata).
@@ -212,7 +229,7 @@ async def test_manual_assignment(db: Database, queue: TaskQueue) -> None:
 
 
 async def test_task_servicer_creates_idempotently_lists_and_maps(db: Database, queue: TaskQueue) -> None:
-    servicer = TaskServicer(db, queue)
+    servicer = Served(TaskServicer(db, queue), ALICE)
     request = task_service_pb2.CreateTaskRequest(
         request_id="req-1", title="write docs", team_id=TEAM, metadata=to_struct({"k": "v"})
     )
@@ -253,10 +270,29 @@ async def test_task_servicer_creates_idempotently_lists_and_maps(db: Database, q
     assert done.status == task_pb2.TASK_STATUS_COMPLETED and done.result["pages"] == 3
     got = await servicer.GetTask(task_service_pb2.GetTaskRequest(id=other.id), None)
     assert got.HasField("completed_at") and got.agent_id == agent
+    assert got.owner_user_id == "alice"
+
+    # Another developer (in no team with alice) sees none of it and may not touch it; the same
+    # request id makes bob's own task.
+    servicer.caller = BOB
+    assert not (await servicer.ListTasks(task_service_pb2.ListTasksRequest(), None)).tasks
+    for rpc, req in (
+        ("GetTask", task_service_pb2.GetTaskRequest(id=first.id)),
+        ("AssignTask", task_service_pb2.AssignTaskRequest(id=first.id, agent_id=agent)),
+        ("CompleteTask", task_service_pb2.CompleteTaskRequest(id=first.id)),
+    ):
+        with pytest.raises(NotFoundError):
+            await getattr(servicer, rpc)(req, None)
+    bobs = await servicer.CreateTask(request, None)
+    assert bobs.id != first.id and bobs.owner_user_id == "bob"
+    servicer.caller = ALICE
+    assert (await servicer.GetTask(task_service_pb2.GetTaskRequest(id=first.id), None)).status == (
+        task_pb2.TASK_STATUS_PENDING
+    )
 
 
 async def test_task_servicer_validation_and_not_found(db: Database, queue: TaskQueue) -> None:
-    servicer = TaskServicer(db, queue)
+    servicer = Served(TaskServicer(db, queue), ALICE)
     with pytest.raises(ValidationError) as info:
         await servicer.CreateTask(
             task_service_pb2.CreateTaskRequest(

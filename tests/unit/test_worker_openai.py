@@ -13,9 +13,11 @@ from godel.v1 import worker_service_pb2 as ws
 from godel_server.runtime.config import WorkerSettings
 from godel_server.worker import Worker
 from godel_server.worker.procs import group_members
+from godel_server.worker.runtimes.tools import TOOL_SPECS
 from tests.fakes.openai_server import FakeOpenAI, final, http_error, tool_call, tool_calls
 from tests.fakes.worker_controller import FakeController
-from tests.fakes.worker_env import alive, assignment, git, make_git_repo, wait_until, worker_settings
+from tests.fakes.worker_env import alive, assignment, git, running_worker
+from tests.waits import wait_for_async
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -33,29 +35,20 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    ctl = await FakeController().start()
-    fake = FakeOpenAI(prompt_tokens=100, completion_tokens=20)
-    repo = make_git_repo(tmp_path / "repo")
-    settings = worker_settings(
-        tmp_path,
-        ctl.address,
-        GODEL_OPENAI_BASE_URL=fake.base_url + "/v1/",
-        GODEL_OPENAI_API_KEY=KEY,
-        GODEL_WORKER_MAX_STEPS="4",
-    )
-    worker = Worker(settings)
-    await worker.start()
-    try:
-        await ctl.wait_stream()
-        yield Env(ctl, worker, repo, settings, fake)
-    finally:
-        await worker.stop()
-        await ctl.stop()
-        fake.close()
+    with FakeOpenAI(prompt_tokens=100, completion_tokens=20) as fake:
+        async with running_worker(
+            tmp_path,
+            GODEL_OPENAI_BASE_URL=fake.base_url + "/v1/",
+            GODEL_OPENAI_API_KEY=KEY,
+            GODEL_WORKER_MAX_STEPS="4",
+        ) as w:
+            yield Env(w.ctl, w.worker, w.repo, w.settings, fake)
 
 
 def _run(env: Env, run_id: str = "r1", **kw: object) -> ws.RunAssignment:
-    return assignment(env.repo, run_id, "a1", runtime="openai", task="write hello", model="gpt-test", **kw)  # type: ignore[arg-type]
+    a = assignment(env.repo, run_id, "a1", runtime="openai", task="write hello", model="gpt-test", **kw)  # type: ignore[arg-type]
+    a.config.tools.extend(TOOL_SPECS)  # every tool: the default leaves `shell` out
+    return a
 
 
 def _everything_sent(env: Env) -> str:
@@ -173,11 +166,14 @@ async def test_kill_stops_a_running_tool_at_once(env: Env) -> None:
         lambda r: r.WhichOneof("message") == "logs" and any(line.stream == "tool" for line in r.logs.lines)
     )
     run = env.worker.runs["r1"]
-    await wait_until(lambda: bool(run._pgids) and len(group_members(next(iter(run._pgids)))) >= 3)
+    await wait_for_async(
+        lambda: bool(run._pgids) and len(group_members(next(iter(run._pgids)))) >= 3, 10, "sh and its sleeps"
+    )
     members = group_members(next(iter(run._pgids)))
     env.ctl.control("r1", ws.CONTROL_ACTION_KILL)
-    await wait_until(lambda: not any(alive(pid) for pid in members), timeout=1.0)
-    assert (await env.ctl.wait_final("r1", timeout=3)).state == ws.RUN_STATE_KILLED
+    # The sleeps would live 600 s: dying within the deadline is the kill's doing.
+    await wait_for_async(lambda: not any(alive(pid) for pid in members), 15, "the tool's processes to die")
+    assert (await env.ctl.wait_final("r1", timeout=15)).state == ws.RUN_STATE_KILLED
 
 
 async def test_pause_blocks_the_next_request(env: Env) -> None:

@@ -16,20 +16,22 @@ import pytest
 from godel.v1 import worker_service_pb2 as ws
 from godel_server.worker.procs import group_members
 from tests.fakes.worker_controller import FakeController
-from tests.fakes.worker_env import alive, assignment, make_git_repo, wait_until
+from tests.fakes.worker_env import alive, assignment, make_git_repo
+from tests.waits import wait_for_async
 
 pytestmark = pytest.mark.timeout(60)
 
 
 @contextlib.asynccontextmanager
 async def worker_process(
-    tmp_path: Path, address: str, *flags: str
+    tmp_path: Path, address: str, *flags: str, **extra_env: str
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     env = {
         **os.environ,
         "GODEL_HOME": str(tmp_path / "home"),
         "GODEL_WORKTREE_ROOT": str(tmp_path / "worktrees"),
         "GODEL_WORKER_CONNECT": "127.0.0.1:1",  # overridden by --connect
+        **extra_env,
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
@@ -51,7 +53,7 @@ async def worker_process(
             await proc.wait()
 
 
-async def test_sigterm_reports_runs_failed_and_exits(tmp_path: Path) -> None:
+async def test_sigterm_reports_runs_lost_and_exits(tmp_path: Path) -> None:
     ctl = await FakeController().start()
     repo = make_git_repo(tmp_path / "repo")
     try:
@@ -62,7 +64,7 @@ async def test_sigterm_reports_runs_failed_and_exits(tmp_path: Path) -> None:
             await ctl.wait_update("r1", ws.RUN_STATE_RUNNING)
             proc.send_signal(signal.SIGTERM)
             final = await ctl.wait_final("r1", timeout=5)
-            assert (final.state, final.error) == (ws.RUN_STATE_FAILED, "worker shutting down")
+            assert (final.state, final.error) == (ws.RUN_STATE_LOST, "worker shutting down")
             assert await asyncio.wait_for(proc.wait(), 10) == 0
             assert proc.stderr is not None
             lines = (await proc.stderr.read()).decode().splitlines()
@@ -72,36 +74,87 @@ async def test_sigterm_reports_runs_failed_and_exits(tmp_path: Path) -> None:
         await ctl.stop()
 
 
-async def test_a_killed_worker_leaves_nothing_running_after_its_restart(tmp_path: Path) -> None:
-    ctl = await FakeController().start()
+async def kill_worker_running_sleeps(
+    tmp_path: Path, ctl: FakeController, members: list[int], at_least: int, **env: str
+) -> int:
+    """Runs `sleep 600 & sleep 600` on a worker process, waits for `at_least` processes in the run's
+    group (appended to `members`), SIGKILLs the worker and returns the group's id."""
     repo = make_git_repo(tmp_path / "repo")
+    async with worker_process(tmp_path, ctl.address, **env) as proc:
+        await ctl.wait_stream(timeout=20)
+        ctl.assign(assignment(repo, "r1", "a1", ["sh", "-c", "sleep 600 & sleep 600"]))
+        await ctl.wait_update("r1", ws.RUN_STATE_RUNNING)
+        beat = await ctl.wait_for(
+            lambda r: r.WhichOneof("message") == "heartbeat" and any(s.pid for s in r.heartbeat.runs)
+        )
+        pgid = beat.heartbeat.runs[0].pid
+        await wait_for_async(
+            lambda: len(group_members(pgid)) >= at_least, 10, f"{at_least} processes in the run"
+        )
+        members.extend(group_members(pgid))
+        proc.kill()
+        await proc.wait()
+    return pgid
+
+
+async def test_a_killed_worker_leaves_nothing_running_after_its_restart(tmp_path: Path) -> None:
+    # Unsandboxed: in a sandbox the whole tree dies with the worker at once (its own PID namespace;
+    # see test_worker_sandbox.py), so only here can grandchildren outlive the worker.
+    ctl = await FakeController().start()
+    members: list[int] = []
     try:
-        async with worker_process(tmp_path, ctl.address) as proc:
-            await ctl.wait_stream(timeout=20)
-            ctl.assign(assignment(repo, "r1", "a1", ["sh", "-c", "sleep 600 & sleep 600"]))
-            await ctl.wait_update("r1", ws.RUN_STATE_RUNNING)
-            beat = await ctl.wait_for(
-                lambda r: r.WhichOneof("message") == "heartbeat" and any(s.pid for s in r.heartbeat.runs)
-            )
-            pgid = beat.heartbeat.runs[0].pid
-            await wait_until(lambda: len(group_members(pgid)) >= 3)
-            members = group_members(pgid)
-            proc.kill()
-            await proc.wait()
+        pgid = await kill_worker_running_sleeps(tmp_path, ctl, members, 3, GODEL_SANDBOX="off")
         # The direct child dies with the worker (PR_SET_PDEATHSIG) ...
-        await wait_until(lambda: not alive(pgid), timeout=2)
+        await wait_for_async(lambda: not alive(pgid), 15, "the worker's direct child to die with it")
         survivors = [pid for pid in members if alive(pid)]
         assert survivors  # the grandchildren have no death signal of their own
         # ... and a new worker on the same worktree root kills what is left of the group.
         count = len(ctl.streams)
-        async with worker_process(tmp_path, ctl.address) as proc:
+        async with worker_process(tmp_path, ctl.address, GODEL_SANDBOX="off") as proc:
             await ctl.wait_stream(timeout=20, after=count)
-            await wait_until(lambda: not any(alive(pid) for pid in survivors), timeout=2)
+            await wait_for_async(
+                lambda: not any(alive(pid) for pid in survivors), 15, "the orphans to be killed"
+            )
             assert not list((tmp_path / "worktrees" / ".pids").glob("*/r1"))
             proc.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(proc.wait(), 10) == 0
     finally:
-        for pid in members if "members" in locals() else []:
+        for pid in members:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        await ctl.stop()
+
+
+async def test_a_restarted_worker_is_the_same_worker_and_reports_what_died_with_it(tmp_path: Path) -> None:
+    ctl = await FakeController(acks=False).start()  # nothing gets acknowledged before the crash
+    repo = make_git_repo(tmp_path / "repo")
+    journal = tmp_path / "home" / "workers" / "0" / "runs" / "r1"
+    try:
+        async with worker_process(tmp_path, ctl.address) as proc:
+            before = await ctl.wait_stream(timeout=20)
+            ctl.assign(assignment(repo, "r1", "a1", ["sleep", "600"]))
+            running = await ctl.wait_update("r1", ws.RUN_STATE_RUNNING)
+            assert journal.exists()
+            proc.kill()
+            await proc.wait()
+        count = len(ctl.streams)
+        ctl.acks = True
+        async with worker_process(tmp_path, ctl.address) as proc:
+            stream = await ctl.wait_stream(timeout=20, after=count)
+            assert stream.hello is not None and before.hello is not None
+            assert stream.hello.worker_id == before.hello.worker_id
+            assert [(s.run_id, s.state) for s in stream.hello.runs] == [("r1", ws.RUN_STATE_LOST)]
+            ctl.control("r1", ws.CONTROL_ACTION_ADOPT, stream=stream)
+            lost = await ctl.wait_for(
+                lambda r: r.WhichOneof("message") == "update" and r.update.state == ws.RUN_STATE_LOST,
+                source=stream.received,
+            )
+            assert lost.update.error == "the worker restarted; the run ended with its previous process"
+            # What the dead process never had acknowledged comes first, as it was.
+            resent = [r.update for r in stream.received if r.WhichOneof("message") == "update"]
+            assert running.seq in [u.seq for u in resent] and lost.update.seq > running.seq
+            await wait_for_async(lambda: not journal.exists(), 5, "the journal to go")
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
         await ctl.stop()

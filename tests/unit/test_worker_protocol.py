@@ -3,7 +3,9 @@ replicas (ADOPT), buffering while the owner is unreachable, and reconnects."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -12,10 +14,23 @@ from godel.v1 import worker_service_pb2 as ws
 from godel_server.worker import Worker
 from tests.fakes.worker_controller import FakeController
 from tests.fakes.worker_env import assignment, make_git_repo, worker_settings
+from tests.waits import wait_for_async
 
 pytestmark = pytest.mark.timeout(60)
 
-TICKS = ["sh", "-c", "for i in 1 2 3 4 5 6 7 8; do echo tick $i; sleep 0.15; done"]
+
+GATE = ".gate"
+
+
+def gated(first: str, last: str) -> list[str]:
+    """A command that prints `first`, waits until the test opens the gate, then prints `last`: the
+    run cannot end before the test has done what it must do while the run still runs."""
+    return ["sh", "-c", f"echo {first}; until [ -e {GATE} ]; do sleep 0.05; done; echo {last}"]
+
+
+def open_gate(worker: Worker, run_id: str) -> None:
+    """Creates the gate file in the run's worktree (its working directory, inside any sandbox)."""
+    (worker.runs[run_id].worktree_path / GATE).touch()
 
 
 @pytest.fixture
@@ -26,6 +41,23 @@ async def replicas() -> AsyncIterator[tuple[FakeController, FakeController]]:
     finally:
         await a.stop()
         await b.stop()
+
+
+@asynccontextmanager
+async def connected_worker(
+    tmp_path: Path, *controllers: FakeController
+) -> AsyncIterator[tuple[Worker, Path]]:
+    """A worker connected to every one of `controllers` (each has its stream), and a git repository
+    for its runs; the worker is stopped at the end."""
+    repo = make_git_repo(tmp_path / "repo")
+    worker = Worker(worker_settings(tmp_path, *(ctl.address for ctl in controllers)))
+    await worker.start()
+    try:
+        for ctl in controllers:
+            await ctl.wait_stream()
+        yield worker, repo
+    finally:
+        await worker.stop()
 
 
 def _kinds(ctl: FakeController, run_id: str) -> list[str]:
@@ -58,7 +90,7 @@ async def test_hello_heartbeats_and_api_key(
             )
             assert stream.hello.hostname
             assert ctl.metadata[-1]["x-api-key"] == "godel_sk_test"
-            beat = await ctl.wait_for(lambda r: r.WhichOneof("message") == "heartbeat", timeout=3)
+            beat = await ctl.wait_for(lambda r: r.WhichOneof("message") == "heartbeat", timeout=15)
             assert beat.heartbeat.free_capacity == 3
     finally:
         await worker.stop()
@@ -68,51 +100,41 @@ async def test_adopt_moves_a_runs_messages_to_the_adopting_stream(
     tmp_path: Path, replicas: tuple[FakeController, FakeController]
 ) -> None:
     a, b = replicas
-    repo = make_git_repo(tmp_path / "repo")
-    worker = Worker(worker_settings(tmp_path, a.address, b.address))
-    await worker.start()
-    try:
-        await a.wait_stream()
-        await b.wait_stream()
-        a.assign(assignment(repo, "r1", "a1", TICKS))
+    async with connected_worker(tmp_path, a, b) as (worker, repo):
+        a.assign(assignment(repo, "r1", "a1", gated("tick 1", "tick 8")))
         await a.wait_update("r1", ws.RUN_STATE_RUNNING)
         assert _kinds(b, "r1") == []
         b.control("r1", ws.CONTROL_ACTION_ADOPT)
         assert (await b.wait_ack("r1", ws.CONTROL_ACTION_ADOPT)).ok
         before = len(_kinds(a, "r1"))
+        open_gate(worker, "r1")
         final = await b.wait_final("r1")
         assert final.state == ws.RUN_STATE_SUCCEEDED
         assert len(_kinds(a, "r1")) == before  # nothing more went to the old owner
         assert b.states("r1")[0] == ws.RUN_STATE_RUNNING  # the adopter first gets the current state
         assert any(line.message == "tick 8" for line in b.log_lines("r1"))
         assert not any(line.message == "tick 8" for line in a.log_lines("r1"))
-        # Heartbeats list the run until its final update is delivered, then it leaves the worker.
-        assert "r1" not in worker.runs
-    finally:
-        await worker.stop()
+        # Heartbeats list the run until its final update is acknowledged, then it leaves the worker.
+        await wait_for_async(lambda: "r1" not in worker.runs, 5, "the run to leave the worker")
 
 
 async def test_messages_wait_for_the_owner_and_go_to_an_adopter(
     tmp_path: Path, replicas: tuple[FakeController, FakeController]
 ) -> None:
     a, b = replicas
-    repo = make_git_repo(tmp_path / "repo")
-    worker = Worker(worker_settings(tmp_path, a.address, b.address))
-    await worker.start()
-    try:
-        await a.wait_stream()
-        await b.wait_stream()
-        a.assign(assignment(repo, "r1", "a1", ["sh", "-c", "sleep 0.4; echo late"]))
-        await a.wait_update("r1", ws.RUN_STATE_RUNNING)
+    async with connected_worker(tmp_path, a, b) as (worker, repo):
+        a.assign(assignment(repo, "r1", "a1", gated("early", "late")))
+        await a.wait_for(lambda r: r.WhichOneof("message") == "logs")
         await a.stop()  # the owner goes away; the run finishes meanwhile
-        await worker.runs["r1"].done.wait()
+        open_gate(worker, "r1")
+        await asyncio.wait_for(worker.runs["r1"].done.wait(), 15)
         assert worker.runs["r1"].finished and len(worker.runs["r1"].outbox) >= 2
         beat = await b.wait_for(
             lambda r: (
                 r.WhichOneof("message") == "heartbeat"
                 and any(s.run_id == "r1" and s.state == ws.RUN_STATE_SUCCEEDED for s in r.heartbeat.runs)
             ),
-            timeout=3,
+            timeout=15,
         )
         assert beat is not None
         b.control("r1", ws.CONTROL_ACTION_ADOPT)
@@ -120,66 +142,59 @@ async def test_messages_wait_for_the_owner_and_go_to_an_adopter(
         assert final.state == ws.RUN_STATE_SUCCEEDED
         assert [line.message for line in b.log_lines("r1")] == ["late"]
         assert b.states("r1") == [ws.RUN_STATE_SUCCEEDED]
-    finally:
-        await worker.stop()
+        assert [line.message for line in a.log_lines("r1")] == ["early"]
 
 
 async def test_the_same_replica_gets_its_buffered_messages_after_reconnecting(tmp_path: Path) -> None:
     a = await FakeController("replica-a").start()
-    repo = make_git_repo(tmp_path / "repo")
-    worker = Worker(worker_settings(tmp_path, a.address))
-    await worker.start()
     try:
-        await a.wait_stream()
-        a.assign(assignment(repo, "r1", "a1", ["sh", "-c", "sleep 0.3; echo late"]))
-        await a.wait_update("r1", ws.RUN_STATE_RUNNING)
-        await a.stop()
-        await worker.runs["r1"].done.wait()
-        count = len(a.streams)
-        await a.start()  # same port, same replica id
-        stream = await a.wait_stream(after=count)
-        assert stream.hello is not None
-        assert [(s.run_id, s.state) for s in stream.hello.runs] == [("r1", ws.RUN_STATE_SUCCEEDED)]
-        final = await a.wait_for(
-            lambda r: r.WhichOneof("message") == "update" and r.update.state == ws.RUN_STATE_SUCCEEDED,
-            source=stream.received,
-        )
-        assert final.update.run_id == "r1"
-        assert [line.message for line in a.log_lines("r1")] == ["late"]
+        async with connected_worker(tmp_path, a) as (worker, repo):
+            a.assign(assignment(repo, "r1", "a1", gated("early", "late")))
+            await a.wait_for(lambda r: r.WhichOneof("message") == "logs")
+            await a.stop()  # the run finishes while its replica is away
+            open_gate(worker, "r1")
+            await asyncio.wait_for(worker.runs["r1"].done.wait(), 15)
+            count = len(a.streams)
+            await a.start()  # same port, same replica id
+            stream = await a.wait_stream(after=count)
+            assert stream.hello is not None
+            assert [(s.run_id, s.state) for s in stream.hello.runs] == [("r1", ws.RUN_STATE_SUCCEEDED)]
+            final = await a.wait_for(
+                lambda r: r.WhichOneof("message") == "update" and r.update.state == ws.RUN_STATE_SUCCEEDED,
+                source=stream.received,
+            )
+            assert final.update.run_id == "r1"
+            assert [line.message for line in a.log_lines("r1")] == ["early", "late"]
     finally:
-        await worker.stop()
         await a.stop()
 
 
 async def test_a_restarted_replica_must_adopt(tmp_path: Path) -> None:
     a = await FakeController("replica-a").start()
-    repo = make_git_repo(tmp_path / "repo")
-    worker = Worker(worker_settings(tmp_path, a.address))
-    await worker.start()
     try:
-        await a.wait_stream()
-        a.assign(assignment(repo, "r1", "a1", ["sleep", "600"]))
-        await a.wait_update("r1", ws.RUN_STATE_RUNNING)
-        await a.stop()
-        restarted = await FakeController("replica-a2", port=a.port).start()
-        try:
-            stream = await restarted.wait_stream()
-            assert stream.hello is not None
-            assert [(s.run_id, s.state) for s in stream.hello.runs] == [("r1", ws.RUN_STATE_RUNNING)]
-            assert stream.hello.runs[0].pid > 0
-            restarted.control("r1", ws.CONTROL_ACTION_KILL)
-            assert (await restarted.wait_ack("r1", ws.CONTROL_ACTION_KILL)).ok
-            with pytest.raises(TimeoutError):
-                await restarted.wait_final("r1", timeout=0.5)  # not owned yet: buffered
-            restarted.control("r1", ws.CONTROL_ACTION_ADOPT)
-            assert (await restarted.wait_final("r1")).state == ws.RUN_STATE_KILLED
-        finally:
-            await restarted.stop()
+        async with connected_worker(tmp_path, a) as (_, repo):
+            a.assign(assignment(repo, "r1", "a1", ["sleep", "600"]))
+            await a.wait_update("r1", ws.RUN_STATE_RUNNING)
+            await a.stop()
+            restarted = await FakeController("replica-a2", port=a.port).start()
+            try:
+                stream = await restarted.wait_stream()
+                assert stream.hello is not None
+                assert [(s.run_id, s.state) for s in stream.hello.runs] == [("r1", ws.RUN_STATE_RUNNING)]
+                assert stream.hello.runs[0].pid > 0
+                restarted.control("r1", ws.CONTROL_ACTION_KILL)
+                assert (await restarted.wait_ack("r1", ws.CONTROL_ACTION_KILL)).ok
+                with pytest.raises(TimeoutError):
+                    await restarted.wait_final("r1", timeout=0.5)  # not owned yet: buffered
+                restarted.control("r1", ws.CONTROL_ACTION_ADOPT)
+                assert (await restarted.wait_final("r1")).state == ws.RUN_STATE_KILLED
+            finally:
+                await restarted.stop()
     finally:
-        await worker.stop()
+        await a.stop()
 
 
-async def test_shutdown_reports_running_runs_failed(tmp_path: Path) -> None:
+async def test_shutdown_reports_running_runs_lost(tmp_path: Path) -> None:
     a = await FakeController("replica-a").start()
     repo = make_git_repo(tmp_path / "repo")
     worker = Worker(worker_settings(tmp_path, a.address))
@@ -189,7 +204,30 @@ async def test_shutdown_reports_running_runs_failed(tmp_path: Path) -> None:
         a.assign(assignment(repo, "r1", "a1", ["sleep", "600"]))
         await a.wait_update("r1", ws.RUN_STATE_RUNNING)
         await worker.stop()
-        final = await a.wait_final("r1", timeout=1)
-        assert (final.state, final.error) == (ws.RUN_STATE_FAILED, "worker shutting down")
+        final = await a.wait_final("r1", timeout=15)
+        # Not the agent's failure: LOST runs are run again by the agent service.
+        assert (final.state, final.error) == (ws.RUN_STATE_LOST, "worker shutting down")
     finally:
+        await a.stop()
+
+
+async def test_a_new_run_of_an_agent_supersedes_its_old_run_even_at_capacity(tmp_path: Path) -> None:
+    """A restart assigns the agent's new run before the kill of its old run has arrived or finished:
+    the worker kills the old run and starts the new one once it has stopped (it used to reject the
+    new run, and the agent service then failed the agent)."""
+    a = await FakeController("replica-a").start()
+    repo = make_git_repo(tmp_path / "repo")
+    worker = Worker(worker_settings(tmp_path, a.address, GODEL_WORKER_CAPACITY="1"))
+    await worker.start()
+    try:
+        await a.wait_stream()
+        a.assign(assignment(repo, "r1", "a1", ["sleep", "600"]))
+        await a.wait_update("r1", ws.RUN_STATE_RUNNING)
+        a.assign(assignment(repo, "r2", "a1", ["sleep", "600"], reuse_worktree=True))  # as a restart does
+        old = await a.wait_final("r1")
+        assert (old.state, old.error) == (ws.RUN_STATE_KILLED, "superseded by run r2")
+        await a.wait_update("r2", ws.RUN_STATE_RUNNING)
+        assert worker.active_runs == 1
+    finally:
+        await worker.stop()
         await a.stop()

@@ -20,6 +20,7 @@ from godel_server.worker.procs import PidFiles, group_members
 from godel_server.worker.runtimes.command import render_argv
 from godel_server.worker.runtimes.openai import chat_url
 from tests.fakes.worker_env import alive
+from tests.waits import wait_for
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -28,9 +29,11 @@ def test_worker_settings_defaults_and_overrides(tmp_path: Path) -> None:
     s = load_worker_settings({"GODEL_HOME": str(tmp_path), "GODEL_AGENT_PORT": "6000"})
     assert s.connect == ("127.0.0.1:6000",)
     assert s.capacity == 16 and s.max_steps == 50
-    assert s.worktree_root == tmp_path / "worktrees"
+    # Beside GODEL_HOME, not in it: no key or database lies above a worktree.
+    assert s.worktree_root == tmp_path.with_name(f"{tmp_path.name}-worktrees")
     assert s.openai_base_url == "https://api.openai.com"
-    assert s.worker_id.startswith("worker-") and s.api_key is None
+    # The identity comes from the state directory (worker/statedir.py) unless GODEL_WORKER_ID is set.
+    assert s.worker_id == "" and s.state_dir is None and s.api_key is None
     assert load_worker_settings({"GODEL_AGENT_ADDR": "agent:1"}).connect == ("agent:1",)
     key_file = tmp_path / "key"
     key_file.write_text("godel_sk_file\n")
@@ -51,6 +54,9 @@ def test_worker_settings_defaults_and_overrides(tmp_path: Path) -> None:
         load_worker_settings({"GODEL_WORKER_CAPACITY": "many"})
     with pytest.raises(ConfigError, match="GODEL_API_KEY_FILE"):
         load_worker_settings({"GODEL_API_KEY_FILE": str(tmp_path / "missing")})
+    with pytest.raises(ConfigError, match="GODEL_WORKER_ID"):
+        load_worker_settings({"GODEL_WORKER_ID": "../etc"})
+    assert load_worker_settings({"GODEL_WORKER_STATE_DIR": str(tmp_path / "s")}).state_dir == tmp_path / "s"
 
 
 def _logs(n: int) -> ws.ConnectRequest:
@@ -58,7 +64,7 @@ def _logs(n: int) -> ws.ConnectRequest:
 
 
 def test_outbox_drops_oldest_logs_first_and_never_updates() -> None:
-    box = RunOutbox("r", "a", limit=4)
+    box = RunOutbox("r", "a", limit=4)  # no journal: memory only
     box.add(ws.ConnectRequest(update=ws.RunUpdate(run_id="r", state=ws.RUN_STATE_RUNNING)))
     box.add(_logs(2))
     box.add(ws.ConnectRequest(usage=ws.RunUsage(run_id="r", model="m", prompt_tokens=1, completion_tokens=2)))
@@ -69,26 +75,37 @@ def test_outbox_drops_oldest_logs_first_and_never_updates() -> None:
     box.add(ws.ConnectRequest(update=ws.RunUpdate(run_id="r", state=ws.RUN_STATE_SUCCEEDED)))
     box.add(ws.ConnectRequest(update=ws.RunUpdate(run_id="r", state=ws.RUN_STATE_SUCCEEDED)))
     assert box.dropped_lines == 5
-    drained = box.drain()
+    drained = [request for _, request in box.take()]
     kinds = [r.WhichOneof("message") for r in drained]
     assert kinds == ["logs", "update", "usage", "update", "update"]
     assert "5 log lines" in drained[0].logs.lines[0].message
     usage = drained[2].usage
     assert (usage.prompt_tokens, usage.completion_tokens) == (11, 22)
-    assert len(box) == 0 and box.drain() == []
+    # Updates and usage are numbered in the order they were made, and kept until acknowledged.
+    assert [drained[i].update.seq or drained[i].usage.seq for i in (1, 2, 3, 4)] == [1, 3, 5, 6]
+    assert box.take() == [] and box.unacknowledged == 4
+    box.ack(5)
+    assert box.unacknowledged == 1
+    box.ack(6)
+    assert len(box) == 0
 
 
 async def test_pausable_clock_stops_while_paused() -> None:
+    active, paused_for = 0.5, 0.8
     pause = PauseState()
     start = time.monotonic()
-    sleeper = asyncio.create_task(pause.sleep_active(0.3))
-    await asyncio.sleep(0.1)
+    sleeper = asyncio.create_task(pause.sleep_active(active))
+    await asyncio.sleep(0)  # the sleeper starts counting
     pause.set_paused(True)
-    await asyncio.sleep(0.4)
+    counted = time.monotonic() - start  # at most this much active time was spent before the pause
+    assert counted < active, f"the test itself stalled for {counted:.2f}s before it could pause"
+    await asyncio.sleep(paused_for)  # longer than `active`: only a stopped clock keeps it waiting
     assert not sleeper.done()
+    resumed = time.monotonic()
     pause.set_paused(False)
-    await asyncio.wait_for(sleeper, 1)
-    assert time.monotonic() - start >= 0.7
+    await asyncio.wait_for(sleeper, 15)
+    # The rest of the active time is spent after the resume (a timer may fire 1 ms early).
+    assert time.monotonic() - resumed >= active - counted - 0.001
 
 
 def test_chat_url_and_argv_rendering() -> None:
@@ -112,17 +129,13 @@ def test_leftover_process_groups_of_a_previous_worker_are_killed(tmp_path: Path)
         live = PidFiles(tmp_path)
         live.dir = live.base / str(os.getppid())
         live.write("live-run", [stranger.pid])
-        deadline = time.monotonic() + 5
-        while len(group_members(marked.pid)) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: len(group_members(marked.pid)) >= 3, 10, "sh and its two sleeps", interval=0.01)
         members = group_members(marked.pid)
         assert len(members) == 3
         assert PidFiles(tmp_path).kill_leftovers() == [marked.pid]
-        marked.wait(timeout=2)
-        deadline = time.monotonic() + 1
-        while any(alive(pid) for pid in members) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not any(alive(pid) for pid in members)
+        marked.wait(timeout=15)
+        # The sleeps would live 600 s: dying within the deadline is the kill's doing.
+        wait_for(lambda: not any(alive(pid) for pid in members), 15, "the group to die", interval=0.01)
         assert alive(stranger.pid)
         assert not files.dir.exists()
         assert (live.dir / "live-run").exists()

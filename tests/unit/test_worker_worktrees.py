@@ -117,3 +117,56 @@ async def test_an_existing_worktree_is_not_reused_unless_asked(tmp_path: Path) -
         await worktrees.create(str(repo), "../escape", "godel/x", reuse=False)
     with pytest.raises(WorktreeError, match="must be absolute"):
         await worktrees.create("relative/repo", "a2", "godel/a2", reuse=False)
+
+
+async def test_a_worktree_whose_add_never_finished_is_added_again(tmp_path: Path) -> None:
+    """A worker killed during `git worktree add` leaves it locked "initializing": never reused as
+    is (nothing could remove it), but removed and added again, on the same branch."""
+    repo = make_git_repo(tmp_path / "repo")
+    worktrees = Worktrees(tmp_path / "wt")
+    first = await worktrees.create(str(repo), "a1", "godel/a1", reuse=False)
+    git(first.path, "commit", "-q", "--allow-empty", "-m", "kept")
+    git(repo, "worktree", "lock", "--reason", "initializing", str(first.path))
+    again = await worktrees.create(str(repo), "a1", "godel/a1", reuse=True)
+    assert "locked" not in git(repo, "worktree", "list", "--porcelain")
+    assert git(again.path, "log", "-1", "--format=%s") == "kept"
+    await worktrees.remove(str(repo), str(again.path))
+    assert not again.path.exists()
+    (tmp_path / "wt" / "a2").mkdir()  # an add that died before git registered anything
+    assert (await worktrees.create(str(repo), "a2", "godel/a2", reuse=False)).path.is_dir()
+
+
+@pytest.mark.parametrize("dot_git", ["", None], ids=["empty .git", "no .git"])
+async def test_a_worktree_whose_add_died_before_its_git_file_is_added_again(
+    tmp_path: Path, dot_git: str | None
+) -> None:
+    """Killed before `git worktree add` wrote the worktree's .git file: `git worktree remove`
+    refuses it ("validation failed"), and the run must not fail for that (seen in
+    bench/crash_recovery.py, kill -9 of the worker)."""
+    repo = make_git_repo(tmp_path / "repo")
+    worktrees = Worktrees(tmp_path / "wt")
+    first = await worktrees.create(str(repo), "a1", "godel/a1", reuse=False)
+    git(first.path, "commit", "-q", "--allow-empty", "-m", "kept")
+    git(repo, "worktree", "lock", "--reason", "initializing", str(first.path))
+    (first.path / ".git").unlink()
+    if dot_git is not None:
+        (first.path / ".git").write_text(dot_git)
+    again = await worktrees.create(str(repo), "a1", "godel/a1", reuse=True)
+    assert "locked" not in git(repo, "worktree", "list", "--porcelain")
+    assert git(again.path, "log", "-1", "--format=%s") == "kept"
+
+
+async def test_a_reused_worktree_loses_the_git_locks_a_killed_run_left(tmp_path: Path) -> None:
+    repo = make_git_repo(tmp_path / "repo")
+    worktrees = Worktrees(tmp_path / "wt")
+    first = await worktrees.create(str(repo), "a1", "godel/a1", reuse=False)
+    (first.admin / "index.lock").write_text("")  # killed in the middle of `git commit`
+    (first.common / "refs" / "heads" / "godel" / "a1.lock").write_text("")
+    again = await worktrees.create(str(repo), "a1", "godel/a1", reuse=True)
+    git(again.path, "commit", "-q", "--allow-empty", "-m", "after the crash")
+    assert git(again.path, "log", "-1", "--format=%s") == "after the crash"
+    # Also when the worktree is gone (removed, or half added) and is added again on the branch.
+    await worktrees.remove(str(repo), str(again.path))
+    (again.common / "refs" / "heads" / "godel" / "a1.lock").write_text("")
+    third = await worktrees.create(str(repo), "a1", "godel/a1", reuse=True)
+    assert git(third.path, "log", "-1", "--format=%s") == "after the crash"

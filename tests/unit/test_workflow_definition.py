@@ -10,10 +10,15 @@ import pytest
 
 from godel.v1 import common_pb2, workflow_pb2
 from godel_server.runtime.errors import FieldViolation, ValidationError
-from godel_server.team.workflows.dag import Dag, Reachability, backoff_seconds, find_cycles, status_key
+from godel_server.runtime.statuses import STEP_STATUS
+from godel_server.team.workflows.dag import Dag, Reachability, backoff_seconds, find_cycles
 from godel_server.team.workflows.definition import (
+    DEFAULT_CONCURRENCY,
+    MAX_CONCURRENCY,
     MAX_STEPS,
+    MAX_TEXT_LENGTH,
     check_definition,
+    concurrency,
     load_definition,
     parse_and_validate,
     validate,
@@ -236,7 +241,9 @@ def test_every_problem_is_reported_in_one_error() -> None:
     for v in info.value.violations:
         found.setdefault(v.field, []).append(v.description)
     assert found["timeout"] == ["must not be negative"]
-    assert found["maxConcurrency"] == ["must not be negative"]
+    assert found["maxConcurrency"] == [
+        f"must be between 0 (the default, {DEFAULT_CONCURRENCY}) and {MAX_CONCURRENCY}"
+    ]
     assert found["runtime"] == ["must be one of command, openai"]
     assert found["retryPolicy.maxRetries"] == ["must be between 0 and 100"]
     assert found["retryPolicy.backoffMultiplier"] == ["must be at least 1"]
@@ -296,12 +303,12 @@ def test_find_cycles_shortest_path_in_a_bigger_component() -> None:
 
 
 def test_long_chain_does_not_recurse() -> None:
-    n = 5000
+    n = MAX_STEPS  # as deep as Python's default recursion limit
     steps = [{"id": f"s{i}", "task": "t", "dependsOn": [f"s{i - 1}"] if i else []} for i in range(n)]
     steps[0]["dependsOn"] = [f"s{n - 1}"]
     found = fields_of(definition(*steps))
     (message,) = found["steps[0].dependsOn"]
-    assert message.startswith("cycle: s0 -> s4999 -> s4998") and message.endswith("s1 -> s0")
+    assert message.startswith(f"cycle: s0 -> s{n - 1} -> s{n - 2}") and message.endswith("s1 -> s0")
 
 
 def test_references_must_be_dependencies() -> None:
@@ -373,6 +380,33 @@ def test_step_limit() -> None:
         name="big", steps=[workflow_pb2.StepDefinition(id=f"s{i}", task="t") for i in range(MAX_STEPS + 1)]
     )
     assert fields_of(defn) == {"steps": [f"at most {MAX_STEPS} steps are allowed, got {MAX_STEPS + 1}"]}
+
+
+def alias_bomb(levels: int = 8) -> str:
+    """Each level lists the previous one ten times: 10**levels strings from a few hundred bytes."""
+    lines = ['l0: &l0 ["' + "x" * 100 + '"]']
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]" for i in range(1, levels)]
+    return "\n".join([*lines, "name: bomb", "steps: [{id: s, task: t}]"])
+
+
+def test_yaml_aliases_cannot_expand_the_text_past_its_limit() -> None:
+    text = alias_bomb()
+    assert len(text) < 1000
+    assert fields_of(text) == {
+        "definitionText": [f"expands to more than {MAX_TEXT_LENGTH} characters through YAML aliases"]
+    }
+    with pytest.raises(ValidationError, match="refers to a node that contains it"):
+        parse_and_validate("loop: &loop [*loop]\nname: x\nsteps: [{id: s, task: t}]")
+    # Aliases that stay within the limit are YAML as usual.
+    shared = parse_and_validate("name: w\nsteps:\n  - {id: a, task: &t hello}\n  - {id: b, task: *t}\n")
+    assert [s.task for s in shared.steps] == ["hello", "hello"]
+
+
+def test_concurrency_has_a_default_and_a_ceiling() -> None:
+    assert concurrency(parse_and_validate(definition({"id": "a", "task": "t"}))) == DEFAULT_CONCURRENCY
+    assert concurrency(parse_and_validate(definition({"id": "a", "task": "t"}, maxConcurrency=3))) == 3
+    too_many = definition({"id": "a", "task": "t"}, maxConcurrency=MAX_CONCURRENCY + 1)
+    assert "maxConcurrency" in fields_of(too_many)
 
 
 def test_violations_are_capped() -> None:
@@ -708,11 +742,11 @@ def test_dag_rejects_bad_graphs() -> None:
         Dag([("a", ["b"]), ("b", ["a"])])
 
 
-def test_dag_from_definition_and_status_key() -> None:
+def test_dag_from_definition_and_step_status_names() -> None:
     dag = Dag.from_definition(parse_and_validate(DIAMOND_YAML))
     assert dag.order == ("fetch", "lint", "build", "package")
-    assert status_key(workflow_pb2.STEP_STATUS_COMPLETED) == "completed"
-    assert status_key(workflow_pb2.STEP_STATUS_RETRYING) == "retrying"
+    assert STEP_STATUS.name(workflow_pb2.STEP_STATUS_COMPLETED) == "completed"
+    assert STEP_STATUS.name(workflow_pb2.STEP_STATUS_RETRYING) == "retrying"
 
 
 def test_reachability_tolerates_cycles() -> None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# tsc --strict --noEmit of the generated package (gen/ts) and of the TS client
-# (clients/ts). Runs `npm ci` where node_modules is missing or older than the lockfile.
+# tsc --strict --noEmit of the generated package (gen/ts) and of the TS client's examples
+# (clients/ts), and the build of the npm package @godel-ai/client (clients/ts/src -> dist, strict
+# tsc with .d.ts). Runs `npm ci` where node_modules is missing or older than the lockfile.
 # (From the repo root, plain `npx tsc` would NOT find TypeScript: there is no root
 # package.json, and npx would offer the unrelated `tsc` package instead.)
 set -euo pipefail
@@ -11,3 +12,4 @@ for pkg in gen/ts clients/ts; do
   fi
   "$pkg/node_modules/.bin/tsc" --strict --noEmit -p "$pkg"
 done
+(cd clients/ts && npm run --silent build)

@@ -16,20 +16,7 @@ PLUGINS=(
 
 export PATH="$ROOT/.cache/bin:$(go env GOPATH)/bin:$ROOT/.venv/bin:$PATH"
 
-# ensure_go_plugin BIN PKG@VERSION: keep BIN from PATH if `go version -m` says it
-# was built from exactly VERSION, else `go install` it into .cache/bin (first on PATH).
-ensure_go_plugin() {
-  local bin=$1 pkg=$2 want=${2##*@} path have=""
-  path=$(command -v "$bin" || true)
-  if [[ -n $path ]]; then
-    have=$(go version -m "$path" 2>/dev/null | awk '$1 == "mod" { print $3; exit }' || true)
-  fi
-  if [[ $have != "$want" ]]; then
-    echo "go.sh: installing $pkg into .cache/bin (found: ${path:-none} ${have})" >&2
-    GOBIN="$ROOT/.cache/bin" go install "$pkg"
-  fi
-}
-for p in "${PLUGINS[@]}"; do ensure_go_plugin $p; done
+for p in "${PLUGINS[@]}"; do tools/go-tool.sh $p >/dev/null; done
 
 rm -rf gen/go/godel
 buf generate --template buf.gen.go.yaml

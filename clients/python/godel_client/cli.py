@@ -1,6 +1,8 @@
-"""The ``godel`` command line: spawn and inspect agents, follow events, check health, mint keys.
+"""The ``godel`` command line: spawn and inspect agents, follow events, check health.
 
-Teams, workflows, tasks, budgets and ``godel do`` live in the ``cli_*`` modules next to this one.
+Teams, workflows, tasks, budgets, ``godel do``, logins and users, API keys, clusters, profiles
+(``godel config``) and shell completion live in the ``cli_*`` modules next to this one; each adds its commands in
+``add_commands``.
 """
 
 from __future__ import annotations
@@ -9,18 +11,32 @@ import argparse
 import json
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-import grpc
 from google.protobuf import json_format
 
-from godel.v1 import agent_pb2, agent_service_pb2, event_pb2, event_service_pb2, system_service_pb2
-from godel_client import cli_budgets, cli_do, cli_tasks, cli_teams, cli_workflows, render
-from godel_client.cli_common import MAX_PAGE_SIZE, RUNTIMES, Handler
+from godel.v1 import agent_pb2, agent_service_pb2, system_service_pb2
+from godel_client import (
+    __version__,
+    cli_alerts,
+    cli_budgets,
+    cli_clusters,
+    cli_config,
+    cli_dead_letters,
+    cli_do,
+    cli_keys,
+    cli_tasks,
+    cli_teams,
+    cli_users,
+    cli_workflows,
+    render,
+)
+from godel_client.cli_common import MAX_PAGE_SIZE, RUNTIMES, Handler, LocalHandler, connection_options
 from godel_client.cli_common import command_parser as _command_parser
 from godel_client.cli_common import control as _control
 from godel_client.cli_common import dump as _dump
@@ -35,29 +51,40 @@ from godel_client.cli_common import repo_path as _repo
 from godel_client.cli_common import takes_argv as _takes_argv
 from godel_client.cli_common import to_json as _to_json
 from godel_client.cli_common import wait as _wait
-from godel_client.client import AGENT_STATUS_NAMES, GodelClient, agent_ended
+from godel_client.client import GodelClient
 from godel_client.credentials import DEFAULT_ADDRESS
+from godel_client.enums import AGENT_STATUS_NAMES, agent_ended
 from godel_client.errors import (
     AuthError,
     GodelError,
     InvalidArgumentError,
     PermissionDeniedError,
 )
+from godel_client.events import Filters
 from godel_client.table import one_line
 
-ROLES = ("admin", "operator", "developer", "viewer")
 WATCH_INTERVAL = 0.5  # seconds between two GetAgent polls of a watched agent
 LIST_REFRESH = 1.0  # seconds between two redraws of `agent list --watch`
+WAIT_REMINDER = 15.0  # seconds between two "still waiting" lines of an agent no worker can take
 CLEAR_SCREEN = "\x1b[H\x1b[2J"
+_clock = time.monotonic  # replaced in tests, like _wait
 
 DESCRIPTION = "Run and watch fleets of AI agents on a Godel mesh."
 EPILOG = f"""\
 connection:
-  --addr defaults to $GODEL_ADDR, else {DEFAULT_ADDRESS} (the gateway `make up` starts).
-  The API key is --api-key, else $GODEL_API_KEY, else the file named by $GODEL_CREDENTIALS_FILE,
-  else $GODEL_HOME/admin.key (`make up` writes the admin key to .data/admin.key).
+  The address is --addr, else $GODEL_ADDR, else the profile's endpoint, else {DEFAULT_ADDRESS}
+  (the gateway `make up` starts). The credential is the API key --api-key, else $GODEL_API_KEY,
+  else the file named by $GODEL_CREDENTIALS_FILE, else the session `godel login` keeps for the
+  profile and address (refreshed as it expires), else the profile's token or api_key, else
+  $GODEL_HOME/admin.key (in a checkout, .data/admin.key: `make up` writes the admin key there).
+  Profiles live in the user's config file: `godel config set endpoint HOST:PORT`,
+  `godel config set api_key KEY`, `godel --profile NAME ...`, `godel config show`.
+  --addr https://HOST:PORT speaks TLS, verified with --tls-ca FILE (else $GODEL_TLS_CA, else the
+  profile's tls_ca, else the system's CAs); --tls-cert/--tls-key ($GODEL_TLS_CERT/$GODEL_TLS_KEY,
+  the profile's tls_cert/tls_key) present a client certificate.
 
 examples:
+  godel login alice          godel whoami          godel logout
   godel agent spawn "fix the flaky test in tests/test_api.py" --model gpt-4o --label flaky
   godel agent spawn "say hi" --watch -- /bin/echo hi {{task}}
   godel agent list --status running --watch
@@ -67,11 +94,14 @@ examples:
   godel events tail --type 'agent:*' [--agent ID] [--from-seq N] [--subscription NAME]
   godel events query --type 'workflow:step:*' --since 2026-01-01 --desc --limit 20
   godel events publish deploy:finished --payload '{{"ok": true}}'
-  godel --json agent get 3f2a...
+  godel --json agent get 3f2a...                 godel workers
   godel team create reviewers --task "review the auth code" --size 3 --watch
   godel workflow run release.yaml --watch     godel task create "triage issue 42" --priority high
   godel budget set --team 7c1e... 25 --period monthly
   godel do "create a team of 3 agents to review the authentication code"
+  godel keys list     godel keys revoke KEY_ID     godel cluster list
+  godel --profile prod config set endpoint godel.example.com:7373
+  godel completion bash > ~/.local/share/bash-completion/completions/godel
 """
 
 
@@ -86,17 +116,16 @@ def _when(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _event_filters(parser: argparse.ArgumentParser, *, full: bool) -> None:
+def _event_filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--type", metavar="PATTERN", action="append", help="event type pattern, e.g. 'agent:*' (repeatable)"
     )
     parser.add_argument("--agent", metavar="ID", help="only events of this agent")
     parser.add_argument("--team", metavar="ID", help="only events of this team")
     parser.add_argument("--workflow", metavar="ID", help="only events of this workflow")
-    if full:
-        parser.add_argument("--correlation", metavar="ID", help="only events with this correlation id")
-        parser.add_argument("--trace", metavar="ID", help="only events with this trace id")
-        parser.add_argument("--source", metavar="COMPONENT", help="only events from this component")
+    parser.add_argument("--correlation", metavar="ID", help="only events with this correlation id")
+    parser.add_argument("--trace", metavar="ID", help="only events with this trace id")
+    parser.add_argument("--source", metavar="COMPONENT", help="only events from this component")
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -110,20 +139,36 @@ def _env_pair(text: str) -> tuple[str, str]:
 
 
 def _watch_agent(client: GodelClient, agent: agent_pb2.Agent, *, as_json: bool) -> int:
-    """Prints a line (NDJSON with --json) per change of the agent until it ends.
+    """Prints a line (NDJSON with --json) per change of the agent until it ends; while no worker can
+    take the agent, the line says why and (in text) a reminder follows every WAIT_REMINDER seconds.
 
     Exits 0 when it completed, 1 when it failed or was killed.
     """
     seen: tuple[Any, ...] | None = None
+    waiting_since = last_line = _clock()
     while True:
-        state = (agent.version, agent.status, agent.lifecycle_state, agent.retry_count, agent.budget_consumed)
+        state = (
+            agent.version,
+            agent.status,
+            agent.lifecycle_state,
+            agent.retry_count,
+            agent.budget_consumed,
+            agent.pending_reason,
+            agent.pending_message,
+        )
+        now = _clock()
         if state != seen:
             _out(_to_json(agent, indent=None) if as_json else render.agent_state_line(agent))
-            seen = state
+            if seen is None or agent.pending_reason != seen[5]:
+                waiting_since = now
+            seen, last_line = state, now
+        elif agent.pending_reason and not as_json and now - last_line >= WAIT_REMINDER:
+            _out(render.still_waiting(agent, now - waiting_since))
+            last_line = now
         if agent_ended(agent):
             break
         _wait(WATCH_INTERVAL)
-        agent = client.get_agent(agent.id)
+        agent = client.agents.get(agent.id)
     if agent.status == agent_pb2.AGENT_STATUS_COMPLETED:
         return 0
     if not as_json:
@@ -135,7 +180,7 @@ def _watch_agent(client: GodelClient, agent: agent_pb2.Agent, *, as_json: bool) 
 def _agent_spawn(client: GodelClient, args: argparse.Namespace) -> int:
     command: list[str] = args.command
     runtime: str | None = args.runtime or ("command" if command else None)
-    agent = client.create_agent(
+    agent = client.agents.create(
         args.task,
         model=args.model,
         label=args.label,
@@ -149,6 +194,7 @@ def _agent_spawn(client: GodelClient, args: argparse.Namespace) -> int:
         run_timeout=args.timeout,
         keep_worktree=args.keep_worktree,
         endpoint=args.endpoint,
+        worker_selector=dict(args.worker or ()),
     )
     if not args.watch:
         _out(_to_json(agent) if args.json else agent.id)
@@ -161,7 +207,7 @@ def _agent_spawn(client: GodelClient, args: argparse.Namespace) -> int:
 def _find_agents(client: GodelClient, args: argparse.Namespace) -> list[agent_pb2.Agent]:
     limit: int | None = args.limit
     page_size = min(limit, MAX_PAGE_SIZE) if limit else 50
-    found = client.list_agents(
+    found = client.agents.list(
         status=args.status or None, team_id=args.team, model=args.model, label=args.label, page_size=page_size
     )
     return list(islice(found, limit) if limit else found)
@@ -199,7 +245,7 @@ def _watch_agent_list(client: GodelClient, args: argparse.Namespace) -> int:
 
 
 def _agent_get(client: GodelClient, args: argparse.Namespace) -> int:
-    agent = client.get_agent(args.id)
+    agent = client.agents.get(args.id)
     if not args.watch:
         _out(_to_json(agent) if args.json else render.agent_detail(agent))
         return 0
@@ -210,10 +256,10 @@ def _agent_get(client: GodelClient, args: argparse.Namespace) -> int:
 
 # Control verbs: the client call and the past tense used to report it.
 _CONTROLS: dict[str, tuple[Callable[[GodelClient, argparse.Namespace], agent_pb2.Agent], str]] = {
-    "pause": (lambda client, args: client.pause_agent(args.id), "paused"),
-    "resume": (lambda client, args: client.resume_agent(args.id), "resumed"),
-    "kill": (lambda client, args: client.kill_agent(args.id, reason=args.reason), "killed"),
-    "restart": (lambda client, args: client.restart_agent(args.id), "restarted"),
+    "pause": (lambda client, args: client.agents.pause(args.id), "paused"),
+    "resume": (lambda client, args: client.agents.resume(args.id), "resumed"),
+    "kill": (lambda client, args: client.agents.kill(args.id, reason=args.reason), "killed"),
+    "restart": (lambda client, args: client.agents.restart(args.id), "restarted"),
 }
 
 
@@ -240,12 +286,12 @@ def _print_log(entry: agent_pb2.LogEntry, *, as_json: bool) -> None:
 def _agent_logs(client: GodelClient, args: argparse.Namespace) -> int:
     session: str | None = args.session
     last = 0
-    for entry in client.agent_logs(args.id, session_id=session):
+    for entry in client.agents.logs(args.id, session_id=session):
         _print_log(entry, as_json=args.json)
         last = max(last, entry.sequence)
     if args.follow:
         # The stream has no session filter: lines of other sessions are skipped here.
-        for entry in client.follow_agent_logs(args.id, after_sequence=last):
+        for entry in client.agents.follow_logs(args.id, after_sequence=last):
             if not session or entry.session_id == session:
                 _print_log(entry, as_json=args.json)
     return 0
@@ -255,7 +301,7 @@ def _agent_history(client: GodelClient, args: argparse.Namespace) -> int:
     return _list_or_note(
         args,
         "transitions",
-        client.agent_transitions(args.id),
+        client.agents.transitions(args.id),
         agent_service_pb2.ListAgentTransitionsResponse(),
         render.transitions_table,
     )
@@ -265,14 +311,14 @@ def _agent_sessions(client: GodelClient, args: argparse.Namespace) -> int:
     return _list_or_note(
         args,
         "sessions",
-        client.agent_sessions(args.id),
+        client.agents.sessions(args.id),
         agent_service_pb2.ListAgentSessionsResponse(),
         render.sessions_table,
     )
 
 
 def _agent_delete(client: GodelClient, args: argparse.Namespace) -> int:
-    client.delete_agent(args.id)
+    client.agents.delete(args.id)
     if args.json:
         _dump({"id": args.id, "deleted": True})
     else:
@@ -280,17 +326,22 @@ def _agent_delete(client: GodelClient, args: argparse.Namespace) -> int:
     return 0
 
 
-def _events_tail(client: GodelClient, args: argparse.Namespace) -> int:
-    request = event_service_pb2.SubscribeEventsRequest(
-        pattern=args.type or [],
-        agent_id=args.agent or "",
-        team_id=args.team or "",
-        workflow_id=args.workflow or "",
-        from_sequence=args.from_seq,
-        subscription_name=args.subscription or "",
+def _filters(args: argparse.Namespace) -> Filters:
+    """The event filters of ``events tail|query``."""
+    return Filters(
+        agent_id=args.agent,
+        team_id=args.team,
+        workflow_id=args.workflow,
+        correlation_id=args.correlation,
+        trace_id=args.trace,
+        source=args.source,
     )
-    # The client's public subscribe_events() takes fewer filters; its stream helper takes a request.
-    events = client._subscription(request)
+
+
+def _events_tail(client: GodelClient, args: argparse.Namespace) -> int:
+    events = client.events.subscribe(
+        args.type or (), from_sequence=args.from_seq, subscription=args.subscription, **_filters(args)
+    )
     try:
         for event in events:
             _out(_to_json(event, indent=None) if args.json else render.event_line(event))
@@ -300,25 +351,16 @@ def _events_tail(client: GodelClient, args: argparse.Namespace) -> int:
 
 
 def _events_query(client: GodelClient, args: argparse.Namespace) -> int:
-    request = event_service_pb2.QueryEventsRequest(
-        type=args.type or [],
-        agent_id=args.agent or "",
-        team_id=args.team or "",
-        workflow_id=args.workflow or "",
-        correlation_id=args.correlation or "",
-        trace_id=args.trace or "",
-        source_component=args.source or "",
-        after_sequence=args.after_seq or 0,
-        order=event_service_pb2.SORT_ORDER_DESCENDING
-        if args.desc
-        else event_service_pb2.SORT_ORDER_ASCENDING,
+    found = client.events.query(
+        args.type or (),
+        after_sequence=args.after_seq,
+        since=args.since,
+        until=args.until,
+        descending=args.desc,
         page_size=min(args.limit, MAX_PAGE_SIZE),
+        **_filters(args),
     )
-    if args.since:
-        request.start_time.FromDatetime(args.since)
-    if args.until:
-        request.end_time.FromDatetime(args.until)
-    events = list(islice(client._event_pages(request), args.limit))
+    events = list(islice(found, args.limit))
     if args.json:
         _dump({"events": [json_format.MessageToDict(e) for e in events]})
     else:
@@ -329,51 +371,47 @@ def _events_query(client: GodelClient, args: argparse.Namespace) -> int:
 
 
 def _events_publish(client: GodelClient, args: argparse.Namespace) -> int:
-    request = event_service_pb2.PublishEventRequest(
-        type=args.type,
-        metadata=event_pb2.EventMetadata(
-            agent_id=args.agent or "",
-            team_id=args.team or "",
-            workflow_id=args.workflow or "",
-            correlation_id=args.correlation or "",
-        ),
-        source=event_pb2.EventSource(component=args.source or "cli"),
-        id=args.id or "",
+    event_id = client.events.publish(
+        args.type,
+        args.payload,
+        agent_id=args.agent,
+        team_id=args.team,
+        workflow_id=args.workflow,
+        correlation_id=args.correlation,
+        source=args.source or "cli",
+        id=args.id,
     )
-    request.payload.update(args.payload)
-    try:
-        reply = client._events.PublishEvent(request, timeout=client.timeout, metadata=client._metadata)
-    except grpc.RpcError as exc:
-        raise client._error(exc) from None
     if args.json:
-        _dump({"id": reply.id, "type": args.type})
+        _dump({"id": event_id, "type": args.type})
     else:
-        _out(reply.id)
+        _out(event_id)
     return 0
 
 
 def _health(client: GodelClient, args: argparse.Namespace) -> int:
-    if client.api_key:
+    if client.api_key or client.token:
         try:
-            detailed = client.detailed_health()
+            detailed = client.system.detailed_health()
         except (AuthError, PermissionDeniedError) as exc:
-            _note(f"note: detailed health needs a valid API key ({exc.code.lower()}); showing public health")
+            _note(
+                f"note: detailed health needs a valid credential ({exc.code.lower()}); showing public health"
+            )
         else:
             _out(_to_json(detailed) if args.json else render.detailed_health(detailed))
             return 1 if detailed.status == system_service_pb2.HEALTH_STATUS_UNHEALTHY else 0
-    public = client.health()
+    public = client.system.health()
     _out(_to_json(public) if args.json else render.health(public))
     return 1 if public.status == system_service_pb2.HEALTH_STATUS_UNHEALTHY else 0
 
 
-def _keys_create(client: GodelClient, args: argparse.Namespace) -> int:
-    response = client.create_api_key(args.name, role=args.role, expires_in_days=args.expires_days)
+def _workers(client: GodelClient, args: argparse.Namespace) -> int:
+    response = client.agents.workers()
     if args.json:
         _out(_to_json(response))
+    elif response.workers:
+        _out(render.workers_table(response.workers))
     else:
-        _note(f"created API key:\n{render.api_key(response.api_key)}\n")
-        _out(response.secret)
-    _note("warning: store this secret now — it is not shown again")
+        _note(f"no worker is connected to {response.replica_id}: agents wait pending until one connects")
     return 0
 
 
@@ -381,14 +419,28 @@ def _keys_create(client: GodelClient, args: argparse.Namespace) -> int:
 
 
 def _connection_options(parser: argparse.ArgumentParser, *, suppress: bool) -> None:
-    """--addr/--api-key/--json, accepted before the command and (suppress=True) after it too."""
+    """--addr/--tls-*/--api-key/--profile/--json, accepted before the command and (suppress=True)
+    after it too."""
 
     def default(value: Any) -> Any:
         return argparse.SUPPRESS if suppress else value
 
-    parser.add_argument("--addr", metavar="HOST:PORT", default=default(None), help="gateway address")
+    parser.add_argument(
+        "--addr", metavar="HOST:PORT", default=default(None), help="gateway address (https://HOST:PORT: TLS)"
+    )
+    parser.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        default=default(None),
+        help="CA (PEM) that signed the gateway's certificate (default: the system's)",
+    )
+    parser.add_argument("--tls-cert", metavar="FILE", default=default(None), help="client certificate (PEM)")
+    parser.add_argument("--tls-key", metavar="FILE", default=default(None), help="its private key (PEM)")
     parser.add_argument(
         "--api-key", metavar="KEY", default=default(None), help="API key to send as x-api-key"
+    )
+    parser.add_argument(
+        "--profile", metavar="NAME", default=default(None), help="the profile of the config file to use"
     )
     parser.add_argument(
         "--json", action="store_true", default=default(False), help="print machine-readable JSON"
@@ -406,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _connection_options(parser, suppress=False)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__} (godel-client)")
     commands = parser.add_subparsers(dest="area", metavar="COMMAND", required=True)
 
     agent = commands.add_parser("agent", help="spawn, watch, control and inspect agents")
@@ -448,6 +501,13 @@ def build_parser() -> argparse.ArgumentParser:
     spawn.add_argument("--endpoint", metavar="URL", help="OpenAI-compatible base URL (openai runtime)")
     spawn.add_argument(
         "--env", metavar="NAME=VALUE", type=_env_pair, action="append", help="agent environment (repeatable)"
+    )
+    spawn.add_argument(
+        "--worker",
+        metavar="LABEL=VALUE",
+        type=_env_pair,
+        action="append",
+        help="run only on a worker with this label, e.g. language=go (repeatable)",
     )
     spawn.add_argument("--watch", action="store_true", help="then follow the agent until it ends")
     _takes_argv(spawn)
@@ -528,7 +588,7 @@ def build_parser() -> argparse.ArgumentParser:
         "With --subscription NAME the server keeps the cursor: tailing the same name again "
         "resumes after the last event printed.",
     )
-    _event_filters(tail, full=False)
+    _event_filters(tail)
     tail.add_argument(
         "--from-seq", metavar="N", type=_non_negative_int, help="first replay stored events after sequence N"
     )
@@ -541,7 +601,7 @@ def build_parser() -> argparse.ArgumentParser:
         common,
         help="print stored events, oldest first (--desc: newest first)",
     )
-    _event_filters(query, full=True)
+    _event_filters(query)
     query.add_argument("--since", metavar="TIME", type=_when, help="events at or after this ISO-8601 time")
     query.add_argument("--until", metavar="TIME", type=_when, help="events before this ISO-8601 time")
     query.add_argument("--after-seq", metavar="N", type=_non_negative_int, help="events after sequence N")
@@ -575,23 +635,24 @@ def build_parser() -> argparse.ArgumentParser:
         "health",
         _health,
         common,
-        help="show mesh health (per component when an API key is available)",
+        help="show mesh health (per component when a credential is available)",
         epilog="Exits 1 when the mesh reports itself unhealthy.",
     )
 
-    for area in (cli_teams, cli_workflows, cli_tasks, cli_budgets, cli_do):
+    _command_parser(
+        commands,
+        "workers",
+        _workers,
+        common,
+        help="list the workers connected to the agent service, with their free slots",
+    )
+
+    for area in (cli_teams, cli_workflows, cli_tasks, cli_budgets, cli_do, cli_dead_letters):
         area.add_commands(commands, common)
 
-    keys = commands.add_parser("keys", help="manage API keys")
-    key_commands = keys.add_subparsers(dest="action", metavar="ACTION", required=True)
-    create = _command_parser(
-        key_commands, "create", _keys_create, common, help="create an API key and print its secret once"
-    )
-    create.add_argument("--name", required=True, help="what the key is for")
-    create.add_argument("--role", choices=ROLES, default="developer", help="role (default: developer)")
-    create.add_argument(
-        "--expires-days", metavar="N", type=_non_negative_int, default=0, help="days until expiry (0 = never)"
-    )
+    for area in (cli_users, cli_keys, cli_clusters, cli_alerts):
+        area.add_commands(commands, common)
+    cli_config.add_commands(commands, common, parser)
     return parser
 
 
@@ -643,9 +704,12 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(parsed, int):
         return parsed
     args = parsed
-    handler: Handler = args.handler
     try:
-        with GodelClient(address=args.addr, api_key=args.api_key) as client:
+        local: LocalHandler | None = getattr(args, "local", None)
+        if local is not None:
+            return local(args)
+        handler: Handler = args.handler
+        with GodelClient(**connection_options(args)) as client:
             return handler(client, args)
     except GodelError as exc:
         _report(exc)

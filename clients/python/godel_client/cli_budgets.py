@@ -19,7 +19,8 @@ from godel_client.cli_common import (
     show,
     to_json,
 )
-from godel_client.client import BUDGET_PERIOD_NAMES, GodelClient
+from godel_client.client import GodelClient
+from godel_client.enums import BUDGET_PERIOD_NAMES
 
 # --option -> the budget entity type it names.
 ENTITY_OPTIONS = (("agent", "ID"), ("team", "ID"), ("user", "ID"), ("org", "NAME"))
@@ -36,7 +37,7 @@ def _entity(args: argparse.Namespace) -> tuple[str, str] | tuple[None, None]:
 def _set(client: GodelClient, args: argparse.Namespace) -> int:
     kind, entity_id = _entity(args)
     assert kind is not None and entity_id is not None  # the parser requires one
-    budget = client.set_budget(kind, entity_id, args.amount, currency=args.currency, period=args.period)
+    budget = client.budgets.set(kind, entity_id, args.amount, currency=args.currency, period=args.period)
     if args.json:
         out(to_json(budget))
     else:
@@ -49,17 +50,17 @@ def _set(client: GodelClient, args: argparse.Namespace) -> int:
 
 def _list(client: GodelClient, args: argparse.Namespace) -> int:
     kind, entity_id = _entity(args)
-    budgets = client.list_budgets(entity_type=kind, entity_id=entity_id, page_size=page_size(args.limit))
+    budgets = client.budgets.list(entity_type=kind, entity_id=entity_id, page_size=page_size(args.limit))
     response = budget_service_pb2.ListBudgetsResponse()
     return list_or_note(args, "budgets", budgets, response, render.budgets_table, limit=args.limit)
 
 
 def _get(client: GodelClient, args: argparse.Namespace) -> int:
-    return show(args, client.get_budget(args.id), render.budget_detail)
+    return show(args, client.budgets.get(args.id), render.budget_detail)
 
 
 def _delete(client: GodelClient, args: argparse.Namespace) -> int:
-    client.delete_budget(args.id)
+    client.budgets.delete(args.id)
     return report_deleted(args, "budget")
 
 

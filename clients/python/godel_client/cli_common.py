@@ -18,11 +18,25 @@ from godel_client.client import GodelClient
 from godel_client.errors import FailedPreconditionError
 
 Handler = Callable[[GodelClient, argparse.Namespace], int]
+LocalHandler = Callable[[argparse.Namespace], int]  # a command that needs no connection
 
 MAX_PAGE_SIZE = 1000
 RUNTIMES = ("command", "openai")
 _Item = TypeVar("_Item")
 _Resource = TypeVar("_Resource", bound=Message)
+
+
+def connection_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The connection options every command takes (cli.py's --addr, --api-key, --profile,
+    --tls-*) as the keyword arguments of GodelClient and of godel_client.credentials.resolve."""
+    return {
+        "address": args.addr,
+        "api_key": args.api_key,
+        "profile": args.profile,
+        "tls_ca": args.tls_ca,
+        "tls_cert": args.tls_cert,
+        "tls_key": args.tls_key,
+    }
 
 
 # -- output ---------------------------------------------------------------------------------------
@@ -65,17 +79,17 @@ def list_or_note(
     limit: int | None = None,
 ) -> int:
     """Prints (the first ``limit`` of) ``items`` as a table, or (--json) as ``document`` (a
-    List...Response) holding them."""
+    List...Response) holding them in its field ``key``."""
     found = take(items, limit)
     if args.json:
         getattr(document, key).extend(found)
         data = json_format.MessageToDict(document)
-        data.setdefault(key, [])
+        data.setdefault(document.DESCRIPTOR.fields_by_name[key].json_name, [])
         dump(data)
     elif found:
         out(table(found))
     else:
-        note(f"no {key} found")
+        note(f"no {key.replace('_', ' ')} found")
     return 0
 
 
@@ -200,6 +214,15 @@ def command_parser(
     """A subcommand that runs ``handler`` and takes the connection options (``common``)."""
     parser: argparse.ArgumentParser = group.add_parser(name, parents=[common], **kwargs)
     parser.set_defaults(handler=handler)
+    return parser
+
+
+def local_parser(
+    group: Any, name: str, handler: LocalHandler, common: argparse.ArgumentParser, **kwargs: Any
+) -> argparse.ArgumentParser:
+    """A subcommand that runs ``handler`` without connecting to a mesh (``godel config ...``)."""
+    parser: argparse.ArgumentParser = group.add_parser(name, parents=[common], **kwargs)
+    parser.set_defaults(local=handler)
     return parser
 
 

@@ -8,7 +8,7 @@ or a workflow run. ``--dry-run`` shows the plan and touches nothing.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +21,12 @@ from godel_client import formatting as fmt
 from godel_client.cli_common import command_parser, dump_line, non_empty, note, out, takes_argv, to_json
 from godel_client.cli_teams import start_team
 from godel_client.cli_workflows import report_started, run_workflow
-from godel_client.client import (
+from godel_client.client import GodelClient
+from godel_client.enums import (
     AGENT_STATUS_NAMES,
     TASK_STATUS_NAMES,
     TEAM_STATUS_NAMES,
     WORKFLOW_STATUS_NAMES,
-    GodelClient,
     agent_ended,
     execution_strategy,
 )
@@ -135,7 +135,7 @@ def _create_team(
     size = _whole(params, SIZE) or None
     wanted_strategy = _strategy(params)
     budget = _number(params, BUDGET)
-    swarm = client.generate_swarm_config(task, strategy=wanted_strategy, budget_limit=budget)
+    swarm = client.intent.swarm_config(task, strategy=wanted_strategy, budget_limit=budget)
     strategy = wanted_strategy or swarm.strategy or None
     command: list[str] = args.command
     team: dict[str, Any] = {
@@ -150,7 +150,7 @@ def _create_team(
     }
     if args.dry_run:
         return _show_plan(args, {"action": "create_team", **team, "roles": render.swarm_roles(swarm)})
-    created = client.create_team(
+    created = client.teams.create(
         team["name"],
         team["task"],
         strategy=strategy,
@@ -181,7 +181,7 @@ def _watch_agents(client: GodelClient, agents: list[agent_pb2.Agent], *, as_json
         if all(agent_ended(agent) for agent in current.values()):
             break
         cli_common.wait(AGENT_POLL)
-        current = {id_: a if agent_ended(a) else client.get_agent(id_) for id_, a in current.items()}
+        current = {id_: a if agent_ended(a) else client.agents.get(id_) for id_, a in current.items()}
     failed = [agent for agent in current.values() if agent.status != agent_pb2.AGENT_STATUS_COMPLETED]
     if failed and not as_json:
         note(f"{len(failed)} of {len(current)} agent(s) did not complete")
@@ -203,7 +203,7 @@ def _spawn_agent(
     if args.dry_run:
         return _show_plan(args, {"action": "spawn_agent", **spawn})
     agents = [
-        client.create_agent(
+        client.agents.create(
             spawn["task"],
             model=spawn["model"],
             budget_limit=spawn["budget"],
@@ -233,8 +233,8 @@ def _scale_team(
         change = {"size": size} if size is not None else {"by": f"{int(delta or 0):+d} agents"}
         return _show_plan(args, {"action": "scale_team", "team": team_id, **change})
     if size is None:  # "add 2 agents to team X": relative to its size now
-        size = max(0, len(client.get_team(team_id).agent_ids) + int(delta or 0))
-    response = client.scale_team(team_id, size)
+        size = max(0, len(client.teams.get(team_id).agent_ids) + int(delta or 0))
+    response = client.teams.scale(team_id, size)
     out(to_json(response, indent=None) if args.json else render.scale_summary(response))
     return 0
 
@@ -254,10 +254,10 @@ def _stop_task(
         return _show_plan(args, {"action": "stop_task", f"{verb} {target}": found})
     reason = f"godel do: {args.text}"
     if target == "workflow":
-        workflow = client.cancel_workflow(found, reason=reason)
+        workflow = client.workflows.cancel(found, reason=reason)
         out(to_json(workflow, indent=None) if args.json else f"cancelled workflow {workflow.id}")
         return 0
-    agent = client.kill_agent(found, reason=reason)
+    agent = client.agents.kill(found, reason=reason)
     if args.json:
         out(to_json(agent, indent=None))
     else:
@@ -265,26 +265,28 @@ def _stop_task(
     return 0
 
 
-# What a status question can be about: how to fetch one by id and how to show it; how to list them.
-_DETAILS: dict[str, tuple[Callable[[GodelClient, str], Message], Callable[[Any], str]]] = {
-    "agent": (GodelClient.get_agent, render.agent_detail),
-    "team": (GodelClient.get_team, render.team_detail),
-    "workflow": (GodelClient.get_workflow, render.workflow_detail),
-    "task": (GodelClient.get_task, render.task_detail),
-}
-_LISTS: dict[str, tuple[Callable[..., Iterable[Message]], Sequence[str], Callable[[Any], str]]] = {
-    "agent": (GodelClient.list_agents, AGENT_STATUS_NAMES, render.agents_table),
-    "team": (GodelClient.list_teams, TEAM_STATUS_NAMES, render.teams_table),
-    "workflow": (GodelClient.list_workflows, WORKFLOW_STATUS_NAMES, render.workflows_table),
-    "task": (GodelClient.list_tasks, TASK_STATUS_NAMES, render.tasks_table),
+# What a status question can be about: the sub-client of that kind (its ``get`` and ``list``), its
+# statuses, and how to show one of them and a list of them.
+_KINDS: dict[
+    str, tuple[Callable[[GodelClient], Any], Sequence[str], Callable[[Any], str], Callable[[Any], str]]
+] = {
+    "agent": (lambda client: client.agents, AGENT_STATUS_NAMES, render.agent_detail, render.agents_table),
+    "team": (lambda client: client.teams, TEAM_STATUS_NAMES, render.team_detail, render.teams_table),
+    "workflow": (
+        lambda client: client.workflows,
+        WORKFLOW_STATUS_NAMES,
+        render.workflow_detail,
+        render.workflows_table,
+    ),
+    "task": (lambda client: client.tasks, TASK_STATUS_NAMES, render.task_detail, render.tasks_table),
 }
 
 
 def _listing(client: GodelClient, kind: str, status: str | None) -> list[Message]:
     """Up to STATUS_LIMIT of a kind of resource (of ``status`` when it is one of that kind's)."""
-    method, statuses, _ = _LISTS[kind]
+    resources, statuses, _, _ = _KINDS[kind]
     chosen = status if status in statuses else None
-    return cli_common.take(method(client, status=chosen, page_size=STATUS_LIMIT), STATUS_LIMIT)
+    return cli_common.take(resources(client).list(status=chosen, page_size=STATUS_LIMIT), STATUS_LIMIT)
 
 
 def _query_status(
@@ -300,14 +302,14 @@ def _query_status(
         found = _text(params, ("id", *AGENT)) if target in (None, "agent") else _text(params, ("id",))
         target = target or ("agent" if found else None)
     status = _text(params, ("filter", "status"))
-    kinds = [target] if target in _LISTS else ["team", "agent"]
+    kinds = [target] if target in _KINDS else ["team", "agent"]
     if args.dry_run:
         subject = f"{target} {found}" if found else " and ".join(f"{kind}s" for kind in kinds)
         return _show_plan(args, {"action": "query_status", "show": subject, "status": status})
-    if found and target in _DETAILS:
-        fetch, text = _DETAILS[target]
-        resource = fetch(client, found)
-        out(to_json(resource, indent=None) if args.json else text(resource))
+    if found and target in _KINDS:
+        resources, _, detail, _ = _KINDS[target]
+        resource = resources(client).get(found)
+        out(to_json(resource, indent=None) if args.json else detail(resource))
         return 0
     found_lists = {kind: _listing(client, kind, status) for kind in kinds}
     if args.json:
@@ -318,7 +320,7 @@ def _query_status(
             }
         )
         return 0
-    views = [_LISTS[kind][2](items) if items else f"no {kind}s" for kind, items in found_lists.items()]
+    views = [_KINDS[kind][3](items) if items else f"no {kind}s" for kind, items in found_lists.items()]
     out("\n\n".join(views))
     return 0
 
@@ -345,7 +347,7 @@ def _execute_workflow(
         )
     if args.dry_run:
         return _show_plan(args, {"action": "execute_workflow", "start workflow": reference})
-    return report_started(client, client.start_workflow(reference), watch=args.watch, as_json=args.json)
+    return report_started(client, client.workflows.start(reference), watch=args.watch, as_json=args.json)
 
 
 def _custom(
@@ -366,7 +368,7 @@ ACTIONS: dict[int, Action] = {
 
 
 def _do(client: GodelClient, args: argparse.Namespace) -> int:
-    intent = client.parse_intent(args.text, parser=args.parser)
+    intent = client.intent.parse(args.text, parser=args.parser)
     if args.json:
         dump_line({"intent": json_format.MessageToDict(intent)})
     else:

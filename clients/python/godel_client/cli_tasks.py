@@ -18,18 +18,19 @@ from godel_client.cli_common import (
     show,
     to_json,
 )
-from godel_client.client import TASK_PRIORITY_NAMES, TASK_STATUS_NAMES, GodelClient
+from godel_client.client import GodelClient
+from godel_client.enums import TASK_PRIORITY_NAMES, TASK_STATUS_NAMES
 
 
 def _create(client: GodelClient, args: argparse.Namespace) -> int:
-    task = client.create_task(
+    task = client.tasks.create(
         args.title, description=args.description, priority=args.priority, team_id=args.team
     )
     return show(args, task, lambda created: created.id)
 
 
 def _list(client: GodelClient, args: argparse.Namespace) -> int:
-    tasks = client.list_tasks(
+    tasks = client.tasks.list(
         status=args.status, team_id=args.team, agent_id=args.agent, page_size=page_size(args.limit)
     )
     response = task_service_pb2.ListTasksResponse()
@@ -37,11 +38,11 @@ def _list(client: GodelClient, args: argparse.Namespace) -> int:
 
 
 def _get(client: GodelClient, args: argparse.Namespace) -> int:
-    return show(args, client.get_task(args.id), render.task_detail)
+    return show(args, client.tasks.get(args.id), render.task_detail)
 
 
 def _assign(client: GodelClient, args: argparse.Namespace) -> int:
-    task = client.assign_task(args.id, agent_id=args.agent)
+    task = client.tasks.assign(args.id, agent_id=args.agent)
     if args.json:
         out(to_json(task))
     else:
@@ -51,7 +52,7 @@ def _assign(client: GodelClient, args: argparse.Namespace) -> int:
 
 
 def _complete(client: GodelClient, args: argparse.Namespace) -> int:
-    task = client.complete_task(args.id, result=args.result, error=args.error)
+    task = client.tasks.complete(args.id, result=args.result, error=args.error)
     if args.json:
         out(to_json(task))
     else:

@@ -26,7 +26,8 @@ from godel_client.cli_common import (
     takes_argv,
     to_json,
 )
-from godel_client.client import STRATEGY_NAMES, TEAM_STATUS_NAMES, GodelClient, team_ended
+from godel_client.client import GodelClient
+from godel_client.enums import STRATEGY_NAMES, TEAM_STATUS_NAMES, team_ended
 from godel_client.errors import GodelError
 
 WATCH_HELP = "follow the team's progress until it ends (exit 0 if it completed, else 1)"
@@ -60,13 +61,13 @@ def follow_team(
     finally:
         _close(updates)
     if team is None or not team_ended(team):
-        team = client.get_team(team_id)  # the stream ended without the final state: ask for it
+        team = client.teams.get(team_id)  # the stream ended without the final state: ask for it
     completed = team.status == team_pb2.TEAM_STATUS_COMPLETED
     if as_json:
         return 0 if completed else 1
     metrics: team_pb2.TeamMetrics | None
     try:
-        metrics = client.team_metrics(team.id)
+        metrics = client.teams.metrics(team.id)
     except GodelError:
         metrics = None  # the summary then comes from the team alone
     out(render.team_summary(team, metrics))
@@ -79,14 +80,14 @@ def follow_team(
 
 def start_team(client: GodelClient, team_id: str, *, watch: bool, as_json: bool) -> int:
     """Starts a team; with ``watch`` follows it to the end, else reports its first update."""
-    updates = client.start_team(team_id)
+    updates = client.teams.start(team_id)
     if watch:
         return follow_team(client, team_id, updates, as_json=as_json)
     try:
         first = next(updates, None)
     finally:
         _close(updates)  # stop following; the team runs on
-    team = first.team if first is not None else client.get_team(team_id)
+    team = first.team if first is not None else client.teams.get(team_id)
     if as_json:
         out(to_json(team))
     else:
@@ -99,7 +100,7 @@ def start_team(client: GodelClient, team_id: str, *, watch: bool, as_json: bool)
 
 def _create(client: GodelClient, args: argparse.Namespace) -> int:
     command: list[str] = args.command
-    team = client.create_team(
+    team = client.teams.create(
         args.name,
         args.task,
         strategy=args.strategy,
@@ -124,13 +125,13 @@ def _create(client: GodelClient, args: argparse.Namespace) -> int:
 
 
 def _list(client: GodelClient, args: argparse.Namespace) -> int:
-    teams = client.list_teams(status=args.status, page_size=page_size(args.limit))
+    teams = client.teams.list(status=args.status, page_size=page_size(args.limit))
     response = team_service_pb2.ListTeamsResponse()
     return list_or_note(args, "teams", teams, response, render.teams_table, limit=args.limit)
 
 
 def _get(client: GodelClient, args: argparse.Namespace) -> int:
-    return show(args, client.get_team(args.id), render.team_detail)
+    return show(args, client.teams.get(args.id), render.team_detail)
 
 
 def _start(client: GodelClient, args: argparse.Namespace) -> int:
@@ -142,33 +143,33 @@ def _team_state(team: team_pb2.Team) -> str:
 
 
 def _pause(client: GodelClient, args: argparse.Namespace) -> int:
-    return control(args, "team", "paused", lambda: client.pause_team(args.id), _team_state)
+    return control(args, "team", "paused", lambda: client.teams.pause(args.id), _team_state)
 
 
 def _resume(client: GodelClient, args: argparse.Namespace) -> int:
-    return control(args, "team", "resumed", lambda: client.resume_team(args.id), _team_state)
+    return control(args, "team", "resumed", lambda: client.teams.resume(args.id), _team_state)
 
 
 def _scale(client: GodelClient, args: argparse.Namespace) -> int:
-    return show(args, client.scale_team(args.id, args.size), render.scale_summary)
+    return show(args, client.teams.scale(args.id, args.size), render.scale_summary)
 
 
 def _agents(client: GodelClient, args: argparse.Namespace) -> int:
     return list_or_note(
         args,
         "agents",
-        client.list_team_agents(args.id),
+        client.teams.agents(args.id),
         team_service_pb2.ListTeamAgentsResponse(),
         render.agents_table,
     )
 
 
 def _metrics(client: GodelClient, args: argparse.Namespace) -> int:
-    return show(args, client.team_metrics(args.id), render.team_metrics)
+    return show(args, client.teams.metrics(args.id), render.team_metrics)
 
 
 def _delete(client: GodelClient, args: argparse.Namespace) -> int:
-    client.delete_team(args.id)
+    client.teams.delete(args.id)
     return report_deleted(args, "team")
 
 

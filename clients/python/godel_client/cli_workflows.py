@@ -23,7 +23,9 @@ from godel_client.cli_common import (
     report_deleted,
     to_json,
 )
-from godel_client.client import WORKFLOW_STATUS_NAMES, GodelClient, WorkflowProgress
+from godel_client.client import GodelClient
+from godel_client.enums import WORKFLOW_STATUS_NAMES
+from godel_client.workflows import WorkflowProgress
 
 POLL_INTERVAL = 0.5  # seconds between two looks at a watched workflow when no event stream is had
 WATCH_HELP = "follow the steps until the workflow ends (exit 0 if it completed, else 1)"
@@ -51,7 +53,7 @@ def follow_workflow(client: GodelClient, workflow_id: str, *, as_json: bool) -> 
     ends, then a table of its steps. Exits 0 when it completed, else 1."""
     seen: dict[str, tuple[int, str]] = {}
     last: WorkflowProgress | None = None
-    for progress in client.watch_workflow(workflow_id, poll_interval=POLL_INTERVAL):
+    for progress in client.workflows.watch(workflow_id, poll_interval=POLL_INTERVAL):
         last = progress
         if as_json:
             dump_line(_json_progress(progress))
@@ -83,7 +85,7 @@ def run_workflow(
     as_json: bool,
 ) -> int:
     """Creates and starts a workflow from its YAML/JSON text; prints its id (or follows it)."""
-    workflow = client.create_workflow(definition_text, team_id=team_id, context=context, start=True)
+    workflow = client.workflows.create(definition_text, team_id=team_id, context=context, start=True)
     return report_started(client, workflow, watch=watch, as_json=as_json)
 
 
@@ -109,17 +111,17 @@ def _run(client: GodelClient, args: argparse.Namespace) -> int:
 
 
 def _start(client: GodelClient, args: argparse.Namespace) -> int:
-    return report_started(client, client.start_workflow(args.id), watch=args.watch, as_json=args.json)
+    return report_started(client, client.workflows.start(args.id), watch=args.watch, as_json=args.json)
 
 
 def _list(client: GodelClient, args: argparse.Namespace) -> int:
-    workflows = client.list_workflows(status=args.status, team_id=args.team, page_size=page_size(args.limit))
+    workflows = client.workflows.list(status=args.status, team_id=args.team, page_size=page_size(args.limit))
     response = workflow_service_pb2.ListWorkflowsResponse()
     return list_or_note(args, "workflows", workflows, response, render.workflows_table, limit=args.limit)
 
 
 def _get(client: GodelClient, args: argparse.Namespace) -> int:
-    workflow = client.get_workflow(args.id)
+    workflow = client.workflows.get(args.id)
     if not args.watch:
         out(to_json(workflow) if args.json else render.workflow_detail(workflow))
         return 0
@@ -132,7 +134,7 @@ def _steps(client: GodelClient, args: argparse.Namespace) -> int:
     return list_or_note(
         args,
         "steps",
-        client.list_workflow_steps(args.id),
+        client.workflows.steps(args.id),
         workflow_service_pb2.ListWorkflowStepsResponse(),
         render.steps_table,
     )
@@ -147,21 +149,21 @@ def _cancel(client: GodelClient, args: argparse.Namespace) -> int:
         args,
         "workflow",
         "cancelled",
-        lambda: client.cancel_workflow(args.id, reason=args.reason),
+        lambda: client.workflows.cancel(args.id, reason=args.reason),
         _workflow_state,
     )
 
 
 def _pause(client: GodelClient, args: argparse.Namespace) -> int:
-    return control(args, "workflow", "paused", lambda: client.pause_workflow(args.id), _workflow_state)
+    return control(args, "workflow", "paused", lambda: client.workflows.pause(args.id), _workflow_state)
 
 
 def _resume(client: GodelClient, args: argparse.Namespace) -> int:
-    return control(args, "workflow", "resumed", lambda: client.resume_workflow(args.id), _workflow_state)
+    return control(args, "workflow", "resumed", lambda: client.workflows.resume(args.id), _workflow_state)
 
 
 def _delete(client: GodelClient, args: argparse.Namespace) -> int:
-    client.delete_workflow(args.id)
+    client.workflows.delete(args.id)
     return report_deleted(args, "workflow")
 
 

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+import grpc.aio
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
 ERROR_DOMAIN = "godel.dev"
 _DETAILS_TRAILER = "grpc-status-details-bin"
@@ -47,7 +47,16 @@ class FieldViolation:
 
 
 class GodelError(Exception):
-    """A call to Godel failed."""
+    """A call to Godel failed.
+
+    ``status`` is the gRPC status code, ``reason`` the server's ``google.rpc.ErrorInfo.reason``
+    (e.g. ``AGENT_NOT_FOUND``; empty when it sent none), ``code`` the reason or else the status
+    name, ``field_violations`` the bad fields of a ``google.rpc.BadRequest`` detail, ``details``
+    every decoded ``google.rpc`` detail message. Each status has its subclass (``STATUS``), so
+    ``except NotFoundError`` catches a 404 and ``except GodelError`` every failure.
+    """
+
+    STATUS: grpc.StatusCode | None = None
 
     def __init__(
         self,
@@ -61,7 +70,33 @@ class GodelError(Exception):
         self.code = code
         self.message = message
         self.details: list[Message] = list(details)
-        self.status = status
+        self.status = status if status is not None else self.STATUS
+
+    @property
+    def reason(self) -> str:
+        info = error_info(self.details)
+        return str(info.reason) if info is not None else ""
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        """The ``ErrorInfo.metadata`` of the error (e.g. the id of the missing resource)."""
+        info = error_info(self.details)
+        return dict(info.metadata) if info is not None else {}
+
+    @property
+    def field_violations(self) -> list[FieldViolation]:
+        found: list[FieldViolation] = []
+        for detail in self.details:
+            if isinstance(detail, error_details_pb2.BadRequest):
+                found.extend(
+                    FieldViolation(str(v.field), str(v.description)) for v in detail.field_violations
+                )
+        return found
+
+    @property
+    def violations(self) -> list[FieldViolation]:
+        """Same as ``field_violations``."""
+        return self.field_violations
 
     def __str__(self) -> str:
         return self.message
@@ -77,49 +112,132 @@ class ConfigError(GodelError):
         super().__init__("CONFIG_ERROR", message)
 
 
-class UnavailableError(GodelError):
-    """The mesh could not be reached (gRPC UNAVAILABLE)."""
+class CancelledError(GodelError):
+    """The call was cancelled (gRPC CANCELLED)."""
+
+    STATUS = grpc.StatusCode.CANCELLED
 
 
-class AuthError(GodelError):
-    """The API key is missing or invalid (gRPC UNAUTHENTICATED)."""
+class InvalidArgumentError(GodelError):
+    """The request was rejected as invalid (gRPC INVALID_ARGUMENT, HTTP 400); see
+    ``field_violations``."""
+
+    STATUS = grpc.StatusCode.INVALID_ARGUMENT
 
 
-class PermissionDeniedError(GodelError):
-    """The API key's role may not do this (gRPC PERMISSION_DENIED)."""
+class DeadlineExceededError(GodelError):
+    """No answer within the call's deadline (gRPC DEADLINE_EXCEEDED)."""
+
+    STATUS = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class NotFoundError(GodelError):
-    """The addressed resource does not exist (gRPC NOT_FOUND)."""
+    """The addressed resource does not exist (gRPC NOT_FOUND, HTTP 404)."""
+
+    STATUS = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExistsError(GodelError):
+    """The resource exists already (gRPC ALREADY_EXISTS, HTTP 409)."""
+
+    STATUS = grpc.StatusCode.ALREADY_EXISTS
+
+
+class PermissionDeniedError(GodelError):
+    """The caller's role may not do this (gRPC PERMISSION_DENIED, HTTP 403)."""
+
+    STATUS = grpc.StatusCode.PERMISSION_DENIED
+
+
+class ResourceExhaustedError(GodelError):
+    """A quota, budget or rate limit was hit (gRPC RESOURCE_EXHAUSTED, HTTP 429); ``retry_after``
+    is how many seconds the server asked to wait (None for a quota: waiting alone does not help)."""
+
+    STATUS = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    @property
+    def retry_after(self) -> float | None:
+        for detail in self.details:
+            if isinstance(detail, error_details_pb2.RetryInfo):
+                return float(detail.retry_delay.ToTimedelta().total_seconds())
+        return None
 
 
 class FailedPreconditionError(GodelError):
     """The resource's state does not allow this (gRPC FAILED_PRECONDITION), e.g. pausing a completed
     agent."""
 
+    STATUS = grpc.StatusCode.FAILED_PRECONDITION
 
-class InvalidArgumentError(GodelError):
-    """The request was rejected as invalid (gRPC INVALID_ARGUMENT); see ``violations``."""
+
+class AbortedError(GodelError):
+    """A concurrent change won (gRPC ABORTED, HTTP 409), e.g. an ``expected_version`` that moved on."""
+
+    STATUS = grpc.StatusCode.ABORTED
+
+
+class UnimplementedError(GodelError):
+    """The server does not implement this call (gRPC UNIMPLEMENTED, HTTP 501)."""
+
+    STATUS = grpc.StatusCode.UNIMPLEMENTED
+
+
+class InternalError(GodelError):
+    """The server failed (gRPC INTERNAL, HTTP 500)."""
+
+    STATUS = grpc.StatusCode.INTERNAL
+
+
+class UnavailableError(GodelError):
+    """The mesh could not be reached (gRPC UNAVAILABLE, HTTP 503)."""
+
+    STATUS = grpc.StatusCode.UNAVAILABLE
+
+
+class AuthError(GodelError):
+    """The credential (API key or token) is missing, invalid, revoked or expired (gRPC
+    UNAUTHENTICATED, HTTP 401); ``server_message`` is why, as the server said it."""
+
+    STATUS = grpc.StatusCode.UNAUTHENTICATED
 
     @property
-    def violations(self) -> list[FieldViolation]:
-        found: list[FieldViolation] = []
-        for detail in self.details:
-            if isinstance(detail, error_details_pb2.BadRequest):
-                found.extend(
-                    FieldViolation(str(v.field), str(v.description)) for v in detail.field_violations
-                )
-        return found
+    def server_message(self) -> str:
+        marker = "(server said: "
+        if marker in self.message and self.message.endswith(")"):
+            return self.message.split(marker, 1)[1][:-1]
+        return self.message
 
 
-def unavailable_message(address: str) -> str:
+def _classes_by_status() -> dict[grpc.StatusCode, type[GodelError]]:
+    """Each status with the subclass that declares it (read from the classes, not kept beside them)."""
+    found: dict[grpc.StatusCode, type[GodelError]] = {}
+    pending = list(GodelError.__subclasses__())
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.STATUS is not None:
+            found.setdefault(cls.STATUS, cls)
+    return found
+
+
+def unavailable_message(address: str, transport: str = "") -> str:
+    """Why the mesh cannot be reached; a failed TLS handshake says so (it is no mesh that is down)."""
+    lowered = transport.lower()
+    if "handshake" in lowered or "ssl" in lowered or "certificate" in lowered:
+        reason = transport.rsplit(": ", 1)[-1] or "handshake failed"
+        return (
+            f"TLS with {address} failed ({reason}): is it an https:// address, and does --tls-ca "
+            "(or the profile's tls_ca) name the CA that signed its certificate (--tls-cert/--tls-key if "
+            "it wants a client's)?"
+        )
     return f"cannot reach Godel at {address} — is the mesh running? start it with `make up`"
 
 
 AUTH_HINT = (
-    "missing or invalid API key: set GODEL_API_KEY (or GODEL_CREDENTIALS_FILE) or pass --api-key; "
-    "`make up` writes the admin key to .data/admin.key"
+    "missing or invalid credentials: run `godel login`, pass --api-key, set GODEL_API_KEY, or store a "
+    "key in a profile (`godel config set api_key KEY`); `make up` writes the admin key to .data/admin.key"
 )
+_CLASS_BY_STATUS = _classes_by_status()
 
 
 def status_from_number(number: int) -> grpc.StatusCode:
@@ -160,7 +278,7 @@ def make_error(
     address: str,
     from_server: bool = False,
 ) -> GodelError:
-    """Builds the right :class:`GodelError` subclass for a failed status.
+    """Builds the :class:`GodelError` subclass of a failed status.
 
     ``from_server`` says the status certainly came from a Godel service (e.g. in-band at the end of
     a stream), so its message is shown even for UNAVAILABLE.
@@ -171,40 +289,27 @@ def make_error(
         # A status a Godel service built itself carries ErrorInfo and a message worth showing;
         # anything else is the transport (or the gateway) failing to reach the mesh.
         built_by_godel = from_server or info is not None
-        text = message if built_by_godel and message else unavailable_message(address)
-        return UnavailableError(code, text, details, status=status)
-    if status is grpc.StatusCode.UNAUTHENTICATED:
-        text = AUTH_HINT if not message else f"{AUTH_HINT} (server said: {message})"
-        return AuthError(code, text, details, status=status)
-    if status is grpc.StatusCode.PERMISSION_DENIED:
-        return PermissionDeniedError(code, message or "permission denied", details, status=status)
-    if status is grpc.StatusCode.INVALID_ARGUMENT:
-        return InvalidArgumentError(code, message or "invalid request", details, status=status)
-    if status is grpc.StatusCode.NOT_FOUND:
-        return NotFoundError(code, message or "not found", details, status=status)
-    if status is grpc.StatusCode.FAILED_PRECONDITION:
-        return FailedPreconditionError(code, message or "failed precondition", details, status=status)
-    if status is grpc.StatusCode.DEADLINE_EXCEEDED and not message:
+        message = message if built_by_godel and message else unavailable_message(address, message)
+    elif status is grpc.StatusCode.UNAUTHENTICATED:
+        message = AUTH_HINT if not message else f"{AUTH_HINT} (server said: {message})"
+    elif status is grpc.StatusCode.DEADLINE_EXCEEDED and not message:
         message = f"Godel at {address} did not answer in time"
-    return GodelError(code, message or status_name(status).lower().replace("_", " "), details, status=status)
+    cls = _CLASS_BY_STATUS.get(status, GodelError)
+    return cls(code, message or status_name(status).lower().replace("_", " "), details, status=status)
 
 
-def _rich_status(call: grpc.Call) -> Any | None:
-    """The google.rpc.Status of the ``grpc-status-details-bin`` trailer, if any."""
-    try:
-        return rpc_status.from_call(call)
-    except ValueError:
-        # The trailer disagrees with the call's code or message (e.g. rewritten by a proxy):
-        # its details are still worth decoding.
-        for key, value in call.trailing_metadata() or ():
-            if key == _DETAILS_TRAILER and isinstance(value, bytes):
-                return status_pb2.Status.FromString(value)
-        return None
+def _rich_status(error: Any) -> Any | None:
+    """The google.rpc.Status of the ``grpc-status-details-bin`` trailer, if any. Its details are
+    decoded even when its code or message disagree with the call's (e.g. rewritten by a proxy)."""
+    for key, value in error.trailing_metadata() or ():
+        if key == _DETAILS_TRAILER and isinstance(value, bytes):
+            return status_pb2.Status.FromString(value)
+    return None
 
 
 def from_rpc_error(error: grpc.RpcError, address: str) -> GodelError:
-    """Maps a failed gRPC call onto the :class:`GodelError` hierarchy."""
-    if not isinstance(error, grpc.Call):
+    """Maps a failed gRPC call (blocking or asyncio) onto the :class:`GodelError` hierarchy."""
+    if not isinstance(error, grpc.Call | grpc.aio.AioRpcError):
         return GodelError("UNKNOWN", str(error) or "gRPC call failed")
     status: grpc.StatusCode = error.code()
     message = str(error.details() or "")

@@ -6,8 +6,9 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, timestamp_pb2
 from google.protobuf.descriptor import EnumDescriptor
+from google.protobuf.message import Message
 
 EMPTY = "-"
 
@@ -47,8 +48,9 @@ def _whole_numbers(value: Any) -> Any:
     return value
 
 
-def compact_json(value: struct_pb2.Struct) -> str:
-    """A Struct as one line of JSON with sorted keys (``{}`` when empty)."""
+def compact_json(value: Message) -> str:
+    """A message (a Struct, a typed event payload) as one line of JSON with sorted keys (``{}`` when
+    empty)."""
     document = _whole_numbers(json_format.MessageToDict(value))
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False, sort_keys=True)
 

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
+from google.protobuf.message import Message
 
 from godel.v1 import (
+    agent_events_pb2,
     agent_pb2,
+    alert_pb2,
     auth_service_pb2,
+    autonomic_pb2,
+    autonomic_service_pb2,
     budget_pb2,
+    cluster_pb2,
+    dead_letter_pb2,
     event_pb2,
     intent_pb2,
     system_service_pb2,
     task_pb2,
+    team_events_pb2,
     team_pb2,
     team_service_pb2,
     workflow_pb2,
@@ -60,10 +69,24 @@ def agents_table(agents: Sequence[agent_pb2.Agent], now: datetime | None = None)
 
 
 def agent_state_line(agent: agent_pb2.Agent, now: datetime | None = None) -> str:
-    """``12:01:03  running/executing  v5  $0.0123  (retries 0)``: one line per observed change."""
+    """``12:01:03  running/executing  v5  $0.0123  (retries 0)``: one line per observed change,
+    ending in ``  waiting: <why>`` while no worker can take the agent."""
     time = fmt.clock(agent.updated_at, now or datetime.now(UTC))
     state = f"{agent_status(agent)}/{lifecycle_state(agent)}"
-    return f"{time}  {state}  v{agent.version}  {fmt.usd_precise(agent.budget_consumed)}  (retries {agent.retry_count})"
+    line = f"{time}  {state}  v{agent.version}  {fmt.usd_precise(agent.budget_consumed)}  (retries {agent.retry_count})"
+    if agent.pending_reason:
+        line += f"  waiting: {pending(agent)}"
+    return line
+
+
+def pending(agent: agent_pb2.Agent) -> str:
+    """Why the agent waits for a worker, in words (the server's message, else the reason's name)."""
+    reason = fmt.enum_short(agent_pb2.PendingReason.DESCRIPTOR, agent.pending_reason).replace("_", " ")
+    return agent.pending_message or reason
+
+
+def still_waiting(agent: agent_pb2.Agent, seconds: float) -> str:
+    return f"still waiting for a worker after {fmt.duration(int(seconds))}: {pending(agent)}"
 
 
 def agent_detail(agent: agent_pb2.Agent) -> str:
@@ -78,6 +101,7 @@ def agent_detail(agent: agent_pb2.Agent) -> str:
     pairs: list[tuple[str, str]] = [
         ("id", agent.id),
         ("status", status),
+        *([("waiting", pending(agent))] if agent.pending_reason else []),
         ("version", str(agent.version)),
         ("task", agent.task),
         ("model", fmt.or_empty(agent.model)),
@@ -158,10 +182,22 @@ def log_line(entry: agent_pb2.LogEntry) -> str:
     return f"[{entry.stream or 'log'}] {entry.message.rstrip(chr(10))}"
 
 
+def event_data(event: event_pb2.Event) -> Message | None:
+    """The typed payload of an event of a Godel service (the message in the `data` oneof that its
+    type names, e.g. AgentSpawned for `agent:spawn`); None for a client event."""
+    field = event.WhichOneof("data")
+    data: Message | None = getattr(event, field) if field else None
+    return data
+
+
 def event_line(event: event_pb2.Event) -> str:
-    """``time  #sequence  type  agent  payload`` on one line."""
+    """``time  #sequence  type  agent  payload`` on one line (the typed payload, else the client's)."""
     agent = event.metadata.agent_id or fmt.EMPTY
-    payload = fmt.compact_json(event.payload) if event.HasField("payload") else "{}"
+    data = event_data(event)
+    if data is not None:
+        payload = fmt.compact_json(data)
+    else:
+        payload = fmt.compact_json(event.payload) if event.HasField("payload") else "{}"
     time = fmt.timestamp(event.timestamp)
     return f"{time}  #{event.sequence}  {event.type}  {agent}  {one_line(payload)}"
 
@@ -201,18 +237,111 @@ def detailed_health(response: system_service_pb2.GetDetailedHealthResponse) -> s
         for component in response.components
     ]
     table = render_table(["COMPONENT", "STATUS", "LATENCY", "ENDPOINT", "MESSAGE"], rows, max_widths={4: 60})
-    return f"{summary}\n\n{table}"
+    if not response.workers:
+        return f"{summary}\n\n{table}"
+    return f"{summary}\n\n{table}\n\n{workers_table(response.workers)}"
+
+
+def workers_table(workers: Sequence[agent_pb2.Worker]) -> str:
+    """One row per connected worker: id, free of all slots, active runs, runtimes, host, replica."""
+    rows = [
+        [
+            w.id,
+            f"{w.free_slots}/{w.capacity}",
+            str(w.active_runs),
+            ",".join(w.runtimes) or fmt.EMPTY,
+            fmt.or_empty(w.hostname),
+            fmt.or_empty(w.replica_id),
+        ]
+        for w in workers
+    ]
+    return render_table(["WORKER", "FREE", "RUNS", "RUNTIMES", "HOST", "REPLICA"], rows)
+
+
+def _expires(key: auth_service_pb2.ApiKey) -> str:
+    expires = fmt.timestamp(key.expires_at)
+    return "never" if expires == fmt.EMPTY else expires
 
 
 def api_key(key: auth_service_pb2.ApiKey) -> str:
-    expires = fmt.timestamp(key.expires_at)
     return render_pairs(
         [
             ("id", key.id),
             ("name", key.name),
             ("role", fmt.or_empty(key.role)),
             ("prefix", fmt.or_empty(key.prefix)),
-            ("expires", "never" if expires == fmt.EMPTY else expires),
+            ("expires", _expires(key)),
+        ]
+    )
+
+
+def api_keys_table(keys: Sequence[auth_service_pb2.ApiKey]) -> str:
+    rows = [
+        [
+            key.id,
+            key.name,
+            fmt.or_empty(key.role),
+            fmt.or_empty(key.prefix),
+            fmt.timestamp(key.created_at),
+            fmt.timestamp(key.last_used_at),
+            _expires(key),
+            "revoked" if key.revoked else "active",
+        ]
+        for key in keys
+    ]
+    return render_table(["ID", "NAME", "ROLE", "PREFIX", "CREATED", "LAST USED", "EXPIRES", "STATE"], rows)
+
+
+# -- clusters -------------------------------------------------------------------------------------
+
+
+def cluster_status(cluster: cluster_pb2.Cluster) -> str:
+    return fmt.enum_short(cluster_pb2.ClusterStatus.DESCRIPTOR, cluster.status)
+
+
+def clusters_table(clusters: Sequence[cluster_pb2.Cluster], now: datetime | None = None) -> str:
+    moment = now or datetime.now(UTC)
+    rows = [
+        [
+            cluster.id,
+            cluster.name,
+            fmt.or_empty(cluster.region),
+            cluster_status(cluster),
+            str(cluster.health_score),
+            f"{cluster.current_agents}/{cluster.max_agents or '-'}",
+            fmt.age(cluster.last_heartbeat, moment),
+            cluster.endpoint,
+        ]
+        for cluster in clusters
+    ]
+    return render_table(["ID", "NAME", "REGION", "STATUS", "HEALTH", "AGENTS", "HEARTBEAT", "ENDPOINT"], rows)
+
+
+def _health(cluster: cluster_pb2.Cluster) -> str:
+    """The score and what the registry computed it from."""
+    h = cluster.health
+    if not cluster.HasField("health"):
+        return str(cluster.health_score)
+    return (
+        f"{cluster.health_score} (connectivity {h.connectivity:.0%}, latency {h.latency_ms:.0f} ms, "
+        f"errors {h.error_rate:.0%}, free {h.capacity:.0%}, freshness {h.freshness:.0%}; {h.probes} probes)"
+    )
+
+
+def cluster_detail(cluster: cluster_pb2.Cluster) -> str:
+    return render_pairs(
+        [
+            ("id", cluster.id),
+            ("name", cluster.name),
+            ("region", fmt.or_empty(cluster.region)),
+            ("endpoint", cluster.endpoint),
+            ("status", cluster_status(cluster)),
+            ("health", _health(cluster)),
+            ("agents", f"{cluster.current_agents} of {cluster.max_agents} slots"),
+            ("features", ", ".join(cluster.features) or fmt.EMPTY),
+            ("models", ", ".join(cluster.supported_models) or fmt.EMPTY),
+            ("heartbeat", fmt.timestamp(cluster.last_heartbeat)),
+            ("registered", fmt.timestamp(cluster.created_at)),
         ]
     )
 
@@ -333,31 +462,58 @@ _EVENT_STATES = {
 }
 
 
-def _status_word(value: Any) -> str:
-    """``AGENT_STATUS_COMPLETED`` or ``completed`` -> ``completed``."""
-    text = str(value)
-    if "_STATUS_" in text:
-        text = text.rsplit("_STATUS_", 1)[1]
-    return text.lower()
+@dataclass(frozen=True)
+class _EventFacts:
+    """What a team update line shows of an event's typed payload."""
+
+    status: str = ""
+    done: int | None = None
+    total: int | None = None
+    note: str = ""
 
 
-def _number(payload: dict[str, Any], *names: str) -> int | None:
-    for name in names:
-        value = payload.get(name)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return int(value)
-    return None
+def _event_facts(event: event_pb2.Event) -> _EventFacts:
+    match event_data(event):
+        case agent_events_pb2.AgentSpawned(agent=agent):
+            return _EventFacts(status=_agent_status(agent.status))
+        case agent_events_pb2.AgentDeleted(status=status):
+            return _EventFacts(status=_agent_status(status))
+        case (
+            agent_events_pb2.AgentStarted()
+            | agent_events_pb2.AgentPaused()
+            | agent_events_pb2.AgentResumed()
+            | agent_events_pb2.AgentCompleted()
+            | agent_events_pb2.AgentFailed()
+            | agent_events_pb2.AgentKilled()
+            | agent_events_pb2.AgentRestarted()
+        ) as moved:
+            t = moved.transition
+            return _EventFacts(
+                status=_agent_status(t.to_status), note=t.reason if t.to_status in _ENDED else ""
+            )
+        case team_events_pb2.TeamProgress() as progress:
+            return _EventFacts(done=progress.completed, total=progress.total)
+        case team_events_pb2.TeamCompleted() | team_events_pb2.TeamFailed() as end:
+            done = round(end.completion_rate * end.members)
+            word = fmt.enum_short(team_pb2.TeamStatus.DESCRIPTOR, end.status)
+            return _EventFacts(status=word, done=done, total=end.members, note=end.error)
+        case team_events_pb2.TeamFallback(reason=reason):
+            return _EventFacts(note=reason)
+    return _EventFacts()
 
 
-def _team_counts(team: team_pb2.Team, payload: dict[str, Any]) -> str:
-    """``(2/5)``: members done of all members, as the event says (``completed``/``total``, or
-    ``completionRate``/``members``), else as the team's per-member results show; ``(5 agents)`` when
-    neither tells."""
-    total = _number(payload, "total", "total_agents", "totalAgents", "members") or _team_size(team)
-    done = _number(payload, "completed", "completed_agents", "completedAgents")
-    rate = payload.get("completionRate", payload.get("completion_rate"))
-    if done is None and isinstance(rate, int | float) and total:
-        done = round(rate * total)
+_ENDED = frozenset({agent_pb2.AGENT_STATUS_FAILED, agent_pb2.AGENT_STATUS_KILLED})
+
+
+def _agent_status(number: int) -> str:
+    return fmt.enum_short(agent_pb2.AgentStatus.DESCRIPTOR, number)
+
+
+def _team_counts(team: team_pb2.Team, facts: _EventFacts) -> str:
+    """``(2/5)``: members done of all members, as the event says, else as the team's per-member
+    results show; ``(5 agents)`` when neither tells."""
+    total = facts.total or _team_size(team)
+    done = facts.done
     if done is None and team.results.fields:
         done = sum(1 for agent_id in team.agent_ids if agent_id in team.results.fields)
     if not total:
@@ -366,25 +522,24 @@ def _team_counts(team: team_pb2.Team, payload: dict[str, Any]) -> str:
 
 
 def team_update_line(update: team_service_pb2.StartTeamResponse) -> str:
-    """``[ 40%] team:progress  agent 3f2a1b2c… completed (2/5)``: one line per StartTeam update."""
+    """``[ 40%] agent:complete  agent 3f2a1b2c… completed (2/5)``: one line per StartTeam update."""
     team = update.team
     head = f"[{team.progress:3d}%]"
     if not update.HasField("event"):
-        return f"{head} team  {team_status(team)}{_team_counts(team, {})}"
+        return f"{head} team  {team_status(team)}{_team_counts(team, _EventFacts())}"
     event = update.event
-    payload = _struct_dict(event.payload) if event.HasField("payload") else {}
-    agent_id = str(event.metadata.agent_id or payload.get("agent_id") or payload.get("agentId") or "")
+    facts = _event_facts(event)
+    agent_id = event.metadata.agent_id
     verb = event.type.rsplit(":", 1)[-1]
-    if payload.get("status"):
-        state = _status_word(payload["status"])
+    if facts.status:
+        state = facts.status
     elif verb in _EVENT_STATES:
         state = _EVENT_STATES[verb]
     else:
         state = "" if agent_id else team_status(team)
     subject = f"agent {fmt.short_id(agent_id)}" if agent_id else "team"
-    message = payload.get("message")
-    tail = f" — {one_line(str(message))}" if message else ""
-    return f"{head} {event.type}  {f'{subject} {state}'.rstrip()}{_team_counts(team, payload)}{tail}"
+    tail = f" — {one_line(facts.note)}" if facts.note else ""
+    return f"{head} {event.type}  {f'{subject} {state}'.rstrip()}{_team_counts(team, facts)}{tail}"
 
 
 def team_summary(
@@ -684,3 +839,143 @@ def plan(steps: Mapping[str, Any]) -> str:
             text = str(value)
         pairs.append((key, text))
     return render_pairs(pairs)
+
+
+def dead_letters_table(letters: Sequence[dead_letter_pb2.DeadLetter], now: datetime | None = None) -> str:
+    at = now or datetime.now(UTC)
+    rows = [
+        [
+            letter.service,
+            str(letter.id),
+            letter.source,
+            fmt.or_empty(letter.event_type),
+            fmt.or_empty(letter.event_id),
+            str(letter.attempts),
+            fmt.age(letter.create_time, at),
+            letter.error,
+        ]
+        for letter in letters
+    ]
+    return render_table(
+        ["SERVICE", "ID", "SOURCE", "TYPE", "EVENT", "ATTEMPTS", "AGE", "ERROR"], rows, max_widths={7: 80}
+    )
+
+
+# -- alerts and the autonomic loop ----------------------------------------------------------------
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or fmt.EMPTY
+
+
+def _operator(operator: alert_pb2.ComparisonOperator.ValueType) -> str:
+    return fmt.enum_short(alert_pb2.ComparisonOperator.DESCRIPTOR, operator)
+
+
+def _action(action: autonomic_pb2.AutonomicAction) -> str:
+    return (
+        f"{fmt.enum_short(autonomic_pb2.AutonomicActionType.DESCRIPTOR, action.type)} {action.target}".strip()
+    )
+
+
+def alert_rules_table(rules: Sequence[alert_pb2.AlertRule]) -> str:
+    rows = [
+        [
+            rule.id,
+            rule.name,
+            fmt.enum_short(alert_pb2.AlertSeverity.DESCRIPTOR, rule.severity),
+            f"{rule.condition.metric}{{{_labels(rule.condition.labels)}}} "
+            f"{_operator(rule.condition.operator)} {rule.condition.threshold:g}",
+            f"{rule.for_duration.ToTimedelta().total_seconds():g}s",
+            "yes" if rule.enabled else "no",
+        ]
+        for rule in rules
+    ]
+    return render_table(["ID", "NAME", "SEVERITY", "CONDITION", "FOR", "ENABLED"], rows)
+
+
+def alerts_table(alerts: Sequence[alert_pb2.Alert]) -> str:
+    rows = [
+        [
+            alert.id,
+            alert.rule_name,
+            fmt.enum_short(alert_pb2.AlertState.DESCRIPTOR, alert.state),
+            fmt.enum_short(alert_pb2.AlertSeverity.DESCRIPTOR, alert.severity),
+            fmt.timestamp(alert.fired_at),
+            fmt.timestamp(alert.resolved_at),
+            "yes" if alert.silenced else "no",
+            alert.summary,
+        ]
+        for alert in alerts
+    ]
+    return render_table(["ID", "RULE", "STATE", "SEVERITY", "FIRED", "RESOLVED", "SILENCED", "SUMMARY"], rows)
+
+
+def silences_table(silences: Sequence[alert_pb2.Silence]) -> str:
+    rows = [
+        [
+            silence.id,
+            _labels(silence.matchers),
+            fmt.timestamp(silence.starts_at),
+            fmt.timestamp(silence.ends_at),
+            "yes" if silence.active else "no",
+            fmt.or_empty(silence.comment),
+        ]
+        for silence in silences
+    ]
+    return render_table(["ID", "MATCHERS", "STARTS", "ENDS", "ACTIVE", "COMMENT"], rows)
+
+
+def channels_table(channels: Sequence[alert_pb2.NotificationChannel]) -> str:
+    rows = [
+        [
+            channel.id,
+            channel.name,
+            fmt.enum_short(alert_pb2.ChannelType.DESCRIPTOR, channel.type),
+            fmt.or_empty(channel.url),
+        ]
+        for channel in channels
+    ]
+    return render_table(["ID", "NAME", "TYPE", "URL"], rows)
+
+
+def _trigger(trigger: autonomic_pb2.PolicyTrigger) -> str:
+    kind = trigger.WhichOneof("kind")
+    if kind == "metric":
+        m = trigger.metric
+        return f"{m.metric}{{{_labels(m.labels)}}} {_operator(m.operator)} {m.threshold:g}"
+    if kind == "alert":
+        return f"alert {trigger.alert.rule}"
+    if kind == "schedule":
+        return f"cron {trigger.schedule.cron}"
+    return fmt.EMPTY
+
+
+def policies_table(policies: Sequence[autonomic_pb2.AutonomicPolicy]) -> str:
+    rows = [
+        [
+            policy.id,
+            policy.name,
+            _trigger(policy.trigger),
+            _action(policy.action),
+            f"{policy.cooldown.ToTimedelta().total_seconds():g}s",
+            "yes" if policy.enabled else "no",
+        ]
+        for policy in policies
+    ]
+    return render_table(["ID", "NAME", "TRIGGER", "ACTION", "COOLDOWN", "ENABLED"], rows)
+
+
+def recommendations_table(response: autonomic_service_pb2.GetRecommendationsResponse) -> str:
+    rows = [
+        [
+            rec.policy_name,
+            _action(rec.action),
+            fmt.enum_short(autonomic_pb2.RecommendationState.DESCRIPTOR, rec.state),
+            rec.reason,
+            fmt.or_empty(rec.note),
+        ]
+        for rec in response.recommendations
+    ]
+    table = render_table(["POLICY", "ACTION", "STATE", "REASON", "NOTE"], rows)
+    return table + ("\n(dry run: the loop takes none of these actions)" if response.dry_run else "")

@@ -1,8 +1,7 @@
-"""The ``godel`` CLI against an in-process fake of the Godel gRPC services.
+"""The ``godel`` CLI and the client it runs on, against the fake mesh of tests/fakes.
 
-The fake implements just enough of AgentService, EventService, SystemService and AuthService (on the
-generated servicer base classes) to exercise the client: it checks the ``x-api-key`` metadata, pages
-ListAgents two agents at a time and fails with rich google.rpc statuses like the real services.
+The fake checks the ``x-api-key`` metadata, pages its listings two items at a time, moves agents by
+the real state machine and fails with the real services' rich google.rpc statuses.
 """
 
 from __future__ import annotations
@@ -10,362 +9,27 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from concurrent import futures
-from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from google.protobuf import any_pb2, struct_pb2, timestamp_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
+from google.protobuf import struct_pb2
+from google.rpc import code_pb2
 
-from godel.v1 import (
-    agent_pb2,
-    agent_service_pb2,
-    agent_service_pb2_grpc,
-    auth_service_pb2,
-    auth_service_pb2_grpc,
-    event_pb2,
-    event_service_pb2,
-    event_service_pb2_grpc,
-    system_service_pb2,
-    system_service_pb2_grpc,
-)
+from godel.v1 import agent_events_pb2, agent_pb2, agent_service_pb2, event_pb2, event_service_pb2
 from godel_client import GodelClient, cli
-from godel_client.cli import main
+from godel_deploy.ports import free_port
+from tests.fakes.cli import godel, run
+from tests.fakes.mesh import API_KEY, FakeMesh, moved, ts
+from tests.waits import LineReader
 
-API_KEY = "godel_sk_test_0123456789"
 RUNNING = agent_pb2.AGENT_STATUS_RUNNING
-PAUSED = agent_pb2.AGENT_STATUS_PAUSED
-SPAWNED_AT = timestamp_pb2.Timestamp(seconds=1795635002)  # 2026-11-25 19:30:02Z
-PAGE_LIMIT = 2  # the fake pages ListAgents this small so that the client has to follow tokens
-
-
-# -- the fake mesh ---------------------------------------------------------------------------------
-
-
-def _abort(context: grpc.ServicerContext, code: int, message: str, reason: str, *extra: Any) -> None:
-    info = error_details_pb2.ErrorInfo(reason=reason, domain="godel.dev")
-    details = []
-    for detail in (info, *extra):
-        packed = any_pb2.Any()
-        packed.Pack(detail)
-        details.append(packed)
-    context.abort_with_status(
-        rpc_status.to_status(status_pb2.Status(code=code, message=message, details=details))
-    )
-
-
-def _require_key(context: grpc.ServicerContext) -> None:
-    metadata = dict(context.invocation_metadata())
-    if "x-api-key" not in metadata:
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, "missing credentials")
-    if metadata["x-api-key"] != API_KEY:
-        context.abort(grpc.StatusCode.UNAUTHENTICATED, "invalid API key")
-
-
-@dataclass
-class Mesh:
-    """Shared state of the fake services, for the tests to arrange and inspect."""
-
-    agents: dict[str, agent_pb2.Agent] = field(default_factory=dict)
-    requests: list[Any] = field(default_factory=list)
-    stream: list[event_service_pb2.SubscribeEventsResponse] = field(default_factory=list)
-    hold_stream_open: bool = False
-    # Agent states GetAgent moves through, one per call (then the last one stays).
-    progress: dict[str, list[agent_pb2.Agent]] = field(default_factory=dict)
-    on_create: Callable[[agent_pb2.Agent], None] | None = None
-    logs: dict[str, list[agent_pb2.LogEntry]] = field(default_factory=dict)
-    log_stream: list[agent_service_pb2.StreamAgentLogsResponse] = field(default_factory=list)
-    transitions: dict[str, list[agent_pb2.AgentTransition]] = field(default_factory=dict)
-    sessions: dict[str, list[agent_pb2.Session]] = field(default_factory=dict)
-
-    def add_agent(
-        self,
-        task: str,
-        status: agent_pb2.AgentStatus.ValueType = agent_pb2.AGENT_STATUS_RUNNING,
-        **kwargs: Any,
-    ) -> agent_pb2.Agent:
-        agent = agent_pb2.Agent(
-            id=str(uuid.uuid4()), task=task, status=status, spawned_at=SPAWNED_AT, **kwargs
-        )
-        self.agents[agent.id] = agent
-        return agent
-
-
-class FakeAgents(agent_service_pb2_grpc.AgentServiceServicer):
-    def __init__(self, mesh: Mesh) -> None:
-        self.mesh = mesh
-
-    def CreateAgent(
-        self, request: agent_service_pb2.CreateAgentRequest, context: grpc.ServicerContext
-    ) -> agent_pb2.Agent:
-        _require_key(context)
-        self.mesh.requests.append(request)
-        if not request.task.strip():
-            violation = error_details_pb2.BadRequest.FieldViolation(
-                field="task", description="must not be empty"
-            )
-            _abort(
-                context,
-                code_pb2.INVALID_ARGUMENT,
-                "invalid request: task: must not be empty",
-                "VALIDATION_ERROR",
-                error_details_pb2.BadRequest(field_violations=[violation]),
-            )
-        agent = self.mesh.add_agent(
-            request.task,
-            status=agent_pb2.AGENT_STATUS_PENDING,
-            model=request.model or "gpt-4o",
-            label=request.label,
-            config=request.config,
-            max_retries=request.max_retries if request.HasField("max_retries") else 3,
-        )
-        if self.mesh.on_create is not None:
-            self.mesh.on_create(agent)
-        return agent
-
-    def GetAgent(
-        self, request: agent_service_pb2.GetAgentRequest, context: grpc.ServicerContext
-    ) -> agent_pb2.Agent:
-        _require_key(context)
-        self._agent(request.id, context)
-        upcoming = self.mesh.progress.get(request.id)
-        if upcoming:
-            self.mesh.agents[request.id] = upcoming.pop(0)
-        return self.mesh.agents[request.id]
-
-    def _agent(self, agent_id: str, context: grpc.ServicerContext) -> agent_pb2.Agent:
-        if agent_id not in self.mesh.agents:
-            _abort(context, code_pb2.NOT_FOUND, f"agent {agent_id!r} not found", "AGENT_NOT_FOUND")
-        return self.mesh.agents[agent_id]
-
-    def _move(
-        self,
-        request: Any,
-        context: grpc.ServicerContext,
-        verb: str,
-        allowed: dict[agent_pb2.AgentStatus.ValueType, tuple[agent_pb2.AgentStatus.ValueType, int]],
-    ) -> agent_pb2.Agent:
-        """Like the real state machine: FAILED_PRECONDITION naming the state when it forbids ``verb``."""
-        _require_key(context)
-        self.mesh.requests.append(request)
-        agent = self._agent(request.id, context)
-        if agent.status not in allowed:
-            state = agent_pb2.AgentStatus.Name(agent.status).removeprefix("AGENT_STATUS_").lower()
-            message = f"cannot {verb} agent {agent.id}: it is {state} (allowed from: executing, waiting)"
-            if verb == "resume":  # a message without the verb, to check that the CLI adds it
-                message = "the agent is not paused"
-            _abort(context, code_pb2.FAILED_PRECONDITION, message, "FAILED_PRECONDITION")
-        status, lifecycle = allowed[agent.status]
-        agent.status, agent.lifecycle_state, agent.version = status, lifecycle, agent.version + 1  # type: ignore[assignment]
-        return agent
-
-    def PauseAgent(
-        self, request: agent_service_pb2.PauseAgentRequest, context: grpc.ServicerContext
-    ) -> agent_pb2.Agent:
-        return self._move(request, context, "pause", {RUNNING: (PAUSED, agent_pb2.LIFECYCLE_STATE_PAUSED)})
-
-    def ResumeAgent(
-        self, request: agent_service_pb2.ResumeAgentRequest, context: grpc.ServicerContext
-    ) -> agent_pb2.Agent:
-        return self._move(
-            request, context, "resume", {PAUSED: (RUNNING, agent_pb2.LIFECYCLE_STATE_EXECUTING)}
-        )
-
-    def KillAgent(
-        self, request: agent_service_pb2.KillAgentRequest, context: grpc.ServicerContext
-    ) -> agent_pb2.Agent:
-        killed = (agent_pb2.AGENT_STATUS_KILLED, agent_pb2.LIFECYCLE_STATE_KILLED)
-        return self._move(request, context, "kill", {RUNNING: killed, PAUSED: killed})
-
-    def RestartAgent(
-        self, request: agent_service_pb2.RestartAgentRequest, context: grpc.ServicerContext
-    ) -> agent_pb2.Agent:
-        pending = (agent_pb2.AGENT_STATUS_PENDING, agent_pb2.LIFECYCLE_STATE_INITIALIZING)
-        ended = (
-            agent_pb2.AGENT_STATUS_COMPLETED,
-            agent_pb2.AGENT_STATUS_FAILED,
-            agent_pb2.AGENT_STATUS_KILLED,
-        )
-        return self._move(request, context, "restart", dict.fromkeys((RUNNING, PAUSED, *ended), pending))
-
-    def GetAgentLogs(
-        self, request: agent_service_pb2.GetAgentLogsRequest, context: grpc.ServicerContext
-    ) -> agent_service_pb2.GetAgentLogsResponse:
-        _require_key(context)
-        self.mesh.requests.append(request)
-        self._agent(request.id, context)
-        lines = [
-            e
-            for e in self.mesh.logs.get(request.id, [])
-            if not request.session_id or e.session_id == request.session_id
-        ]
-        start = int(request.page_token or 0)
-        end = start + min(request.page_size or 100, PAGE_LIMIT)
-        token = str(end) if end < len(lines) else ""
-        return agent_service_pb2.GetAgentLogsResponse(entries=lines[start:end], next_page_token=token)
-
-    def StreamAgentLogs(
-        self, request: agent_service_pb2.StreamAgentLogsRequest, context: grpc.ServicerContext
-    ) -> Iterator[agent_service_pb2.StreamAgentLogsResponse]:
-        _require_key(context)
-        self.mesh.requests.append(request)
-        self._agent(request.id, context)
-        yield from self.mesh.log_stream
-        while self.mesh.hold_stream_open and context.is_active():
-            time.sleep(0.05)
-
-    def ListAgentTransitions(
-        self, request: agent_service_pb2.ListAgentTransitionsRequest, context: grpc.ServicerContext
-    ) -> agent_service_pb2.ListAgentTransitionsResponse:
-        _require_key(context)
-        self._agent(request.id, context)
-        found = self.mesh.transitions.get(request.id, [])
-        start = int(request.page_token or 0)
-        end = start + PAGE_LIMIT
-        token = str(end) if end < len(found) else ""
-        return agent_service_pb2.ListAgentTransitionsResponse(
-            transitions=found[start:end], next_page_token=token
-        )
-
-    def ListAgentSessions(
-        self, request: agent_service_pb2.ListAgentSessionsRequest, context: grpc.ServicerContext
-    ) -> agent_service_pb2.ListAgentSessionsResponse:
-        _require_key(context)
-        self._agent(request.id, context)
-        return agent_service_pb2.ListAgentSessionsResponse(sessions=self.mesh.sessions.get(request.id, []))
-
-    def ListAgents(
-        self, request: agent_service_pb2.ListAgentsRequest, context: grpc.ServicerContext
-    ) -> agent_service_pb2.ListAgentsResponse:
-        _require_key(context)
-        self.mesh.requests.append(request)
-        matching = [
-            a
-            for a in self.mesh.agents.values()
-            if (not request.status or a.status in request.status)
-            and (not request.model or a.model == request.model)
-        ]
-        start = int(request.page_token or 0)
-        end = start + min(request.page_size or 50, PAGE_LIMIT)
-        token = str(end) if end < len(matching) else ""
-        return agent_service_pb2.ListAgentsResponse(agents=matching[start:end], next_page_token=token)
-
-    def DeleteAgent(
-        self, request: agent_service_pb2.DeleteAgentRequest, context: grpc.ServicerContext
-    ) -> agent_service_pb2.DeleteAgentResponse:
-        _require_key(context)
-        if self.mesh.agents.pop(request.id, None) is None:
-            _abort(context, code_pb2.NOT_FOUND, f"agent {request.id!r} not found", "AGENT_NOT_FOUND")
-        return agent_service_pb2.DeleteAgentResponse()
-
-
-class FakeEvents(event_service_pb2_grpc.EventServiceServicer):
-    def __init__(self, mesh: Mesh) -> None:
-        self.mesh = mesh
-
-    def SubscribeEvents(
-        self, request: event_service_pb2.SubscribeEventsRequest, context: grpc.ServicerContext
-    ) -> Iterator[event_service_pb2.SubscribeEventsResponse]:
-        _require_key(context)
-        self.mesh.requests.append(request)
-        yield from self.mesh.stream
-        while self.mesh.hold_stream_open and context.is_active():
-            time.sleep(0.05)
-
-
-class FakeSystem(system_service_pb2_grpc.SystemServiceServicer):
-    def GetHealth(
-        self, request: system_service_pb2.GetHealthRequest, context: grpc.ServicerContext
-    ) -> system_service_pb2.GetHealthResponse:
-        return system_service_pb2.GetHealthResponse(
-            status=system_service_pb2.HEALTH_STATUS_HEALTHY, version="0.1.0", time=SPAWNED_AT
-        )
-
-    def GetDetailedHealth(
-        self, request: system_service_pb2.GetDetailedHealthRequest, context: grpc.ServicerContext
-    ) -> system_service_pb2.GetDetailedHealthResponse:
-        _require_key(context)
-        return system_service_pb2.GetDetailedHealthResponse(
-            status=system_service_pb2.HEALTH_STATUS_DEGRADED,
-            version="0.1.0",
-            time=SPAWNED_AT,
-            components=[
-                system_service_pb2.ComponentHealth(
-                    name="agent-service", status=system_service_pb2.HEALTH_STATUS_HEALTHY, latency_ms=1.25
-                ),
-                system_service_pb2.ComponentHealth(
-                    name="kafka", status=system_service_pb2.HEALTH_STATUS_UNHEALTHY, message="broker down"
-                ),
-            ],
-        )
-
-
-class FakeAuth(auth_service_pb2_grpc.AuthServiceServicer):
-    def CreateApiKey(
-        self, request: auth_service_pb2.CreateApiKeyRequest, context: grpc.ServicerContext
-    ) -> auth_service_pb2.CreateApiKeyResponse:
-        _require_key(context)
-        key = auth_service_pb2.ApiKey(id="key-1", name=request.name, role=request.role, prefix="godel_sk_new")
-        return auth_service_pb2.CreateApiKeyResponse(api_key=key, secret="godel_sk_new_secret")
-
-
-@pytest.fixture
-def mesh() -> Iterator[tuple[Mesh, str]]:
-    state = Mesh()
-    # The fakes implement only the methods the client calls; the rest answer UNIMPLEMENTED.
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
-    agent_service_pb2_grpc.add_AgentServiceServicer_to_server(FakeAgents(state), server)  # type: ignore[abstract]
-    event_service_pb2_grpc.add_EventServiceServicer_to_server(FakeEvents(state), server)  # type: ignore[abstract]
-    system_service_pb2_grpc.add_SystemServiceServicer_to_server(FakeSystem(), server)  # type: ignore[abstract]
-    auth_service_pb2_grpc.add_AuthServiceServicer_to_server(FakeAuth(), server)  # type: ignore[abstract]
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield state, f"127.0.0.1:{port}"
-    finally:
-        server.stop(grace=None)
-
-
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No credentials leak in from the developer's shell or the checkout's .data/admin.key."""
-    for name in ("GODEL_ADDR", "GODEL_API_KEY", "GODEL_CREDENTIALS_FILE", "GODEL_DEBUG"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("GODEL_HOME", str(tmp_path / "godel-home"))
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> Run:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return Run(code, captured.out, captured.err)
-
-
-def godel(capsys: pytest.CaptureFixture[str], address: str, *argv: str) -> Run:
-    return run(capsys, "--addr", address, "--api-key", API_KEY, *argv)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+EXECUTING = agent_pb2.LIFECYCLE_STATE_EXECUTING
+SPAWNED_AT = ts()  # 2026-11-25 19:30:02Z
 
 
 def _event(
@@ -384,10 +48,26 @@ def _event(
     return event_service_pb2.SubscribeEventsResponse(event=event)
 
 
+def _started(sequence: int, agent_id: str) -> event_service_pb2.SubscribeEventsResponse:
+    """An `agent:start` as the agent service publishes it (typed payload)."""
+    transition = agent_pb2.AgentTransition(agent_id=agent_id, to_status=agent_pb2.AGENT_STATUS_RUNNING)
+    event = event_pb2.Event(
+        id=str(uuid.uuid4()),
+        type="agent:start",
+        sequence=sequence,
+        timestamp=SPAWNED_AT,
+        agent_started=agent_events_pb2.AgentStarted(transition=transition, session_id="s-1"),
+        metadata=event_pb2.EventMetadata(agent_id=agent_id),
+    )
+    return event_service_pb2.SubscribeEventsResponse(event=event)
+
+
 # -- agents ----------------------------------------------------------------------------------------
 
 
-def test_spawn_prints_the_new_agent_id(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_spawn_prints_the_new_agent_id(
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     state, address = mesh
     result = godel(
         capsys, address, "agent", "spawn", "fix the flaky test", "--model", "gpt-4o", "--label", "flaky"
@@ -401,7 +81,7 @@ def test_spawn_prints_the_new_agent_id(mesh: tuple[Mesh, str], capsys: pytest.Ca
 
 
 def test_spawn_passes_the_argv_after_double_dash_to_the_command_runtime(
-    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     state, address = mesh
     options = ["--max-retries", "0", "--budget", "2.5", "--repo", "."]
@@ -417,7 +97,7 @@ def test_spawn_passes_the_argv_after_double_dash_to_the_command_runtime(
     assert request.repo == str(Path.cwd().resolve())  # a local path is sent absolute
 
 
-def test_spawn_json_is_the_agent(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_spawn_json_is_the_agent(mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]) -> None:
     state, address = mesh
     result = godel(capsys, address, "--json", "agent", "spawn", "write docs")
     assert result.code == 0, result.err
@@ -428,7 +108,7 @@ def test_spawn_json_is_the_agent(mesh: tuple[Mesh, str], capsys: pytest.CaptureF
 
 
 def test_list_shows_a_table_and_follows_pages(
-    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     state, address = mesh
     long_task = "refactor the scheduler so that it " + "really " * 20 + "scales"
@@ -453,7 +133,7 @@ def test_list_shows_a_table_and_follows_pages(
     assert all(line[column:].startswith("running") for line in lines[1:])
 
 
-def test_list_filters_and_limit(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_filters_and_limit(mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]) -> None:
     state, address = mesh
     for n in range(3):
         state.add_agent(f"running {n}")
@@ -466,7 +146,7 @@ def test_list_filters_and_limit(mesh: tuple[Mesh, str], capsys: pytest.CaptureFi
     assert request.page_size == 2
 
 
-def test_list_json_parses(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_json_parses(mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]) -> None:
     state, address = mesh
     ids = {state.add_agent(f"task {n}").id for n in range(3)}
     result = godel(capsys, address, "agent", "list", "--json")  # --json is accepted after the command too
@@ -476,7 +156,7 @@ def test_list_json_parses(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[
     assert all(agent["status"] == "AGENT_STATUS_RUNNING" for agent in document["agents"])
 
 
-def test_list_empty(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_empty(mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]) -> None:
     _, address = mesh
     result = godel(capsys, address, "agent", "list")
     assert (result.code, result.out) == (0, "")
@@ -484,7 +164,7 @@ def test_list_empty(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) 
     assert json.loads(godel(capsys, address, "--json", "agent", "list").out) == {"agents": []}
 
 
-def test_get_shows_the_agent(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_get_shows_the_agent(mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]) -> None:
     state, address = mesh
     agent = state.add_agent("line one\nline two", model="gpt-4o", last_error="boom", budget_limit=5.0)
     result = godel(capsys, address, "agent", "get", agent.id)
@@ -499,7 +179,7 @@ def test_get_shows_the_agent(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixtu
 
 
 def test_get_shows_result_commits_tokens_and_session(
-    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     state, address = mesh
     agent = state.add_agent(
@@ -531,14 +211,16 @@ def test_get_shows_result_commits_tokens_and_session(
     assert any(line.split() == ["version", "9"] for line in result.out.splitlines())
 
 
-def test_get_unknown_agent_is_not_found(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_get_unknown_agent_is_not_found(
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, address = mesh
     result = godel(capsys, address, "agent", "get", "nope")
     assert result.code == 1
     assert result.err == "error: agent 'nope' not found\n"
 
 
-def test_delete(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_delete(mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]) -> None:
     state, address = mesh
     agent = state.add_agent("doomed")
     result = godel(capsys, address, "agent", "delete", agent.id)
@@ -550,7 +232,7 @@ def test_delete(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_spawn_makes_a_relative_repo_absolute(
-    mesh: tuple[Mesh, str],
+    mesh: tuple[FakeMesh, str],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
@@ -563,7 +245,7 @@ def test_spawn_makes_a_relative_repo_absolute(
     assert state.requests[-1].repo == "/srv/repo"
 
 
-def test_spawn_sends_the_run_config(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_spawn_sends_the_run_config(mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]) -> None:
     state, address = mesh
     result = godel(
         capsys,
@@ -584,10 +266,15 @@ def test_spawn_sends_the_run_config(mesh: tuple[Mesh, str], capsys: pytest.Captu
         "B=x=y",
         "--team",
         "team-1",
+        "--worker",
+        "language=go",
+        "--worker",
+        "pool=gpu",
     )
     assert result.code == 0, result.err
     request = state.requests[-1]
     config = request.config
+    assert dict(config.worker_selector) == {"language": "go", "pool": "gpu"}
     assert (config.runtime, config.endpoint, config.keep_worktree) == (
         "openai",
         "http://127.0.0.1:8000/v1",
@@ -598,30 +285,12 @@ def test_spawn_sends_the_run_config(mesh: tuple[Mesh, str], capsys: pytest.Captu
     assert list(config.command) == [] and request.team_id == "team-1"
 
 
-def test_spawn_usage_errors(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_spawn_usage_errors(mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]) -> None:
     _, address = mesh
     bad_env = godel(capsys, address, "agent", "spawn", "t", "--env", "NOVALUE")
     assert bad_env.code == 2 and "NAME=VALUE" in bad_env.err
     assert godel(capsys, address, "agent", "spawn", "t", "--runtime", "bash").code == 2
     assert godel(capsys, address, "agent", "spawn", "t", "--timeout", "0").code == 2
-
-
-def _state(
-    agent: agent_pb2.Agent,
-    status: agent_pb2.AgentStatus.ValueType,
-    lifecycle: agent_pb2.LifecycleState.ValueType,
-    version: int,
-    **fields: Any,
-) -> agent_pb2.Agent:
-    changed = agent_pb2.Agent()
-    changed.CopyFrom(agent)
-    changed.status, changed.lifecycle_state, changed.version = status, lifecycle, version
-    for name, value in fields.items():
-        if name == "completed_at":
-            changed.completed_at.CopyFrom(value)
-        else:
-            setattr(changed, name, value)
-    return changed
 
 
 @pytest.fixture
@@ -631,17 +300,16 @@ def fast_watch(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.timeout(60)
 def test_spawn_watch_follows_the_agent_until_it_completes(
-    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str], fast_watch: None
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str], fast_watch: None
 ) -> None:
     state, address = mesh
     created: list[str] = []
 
     def script(agent: agent_pb2.Agent) -> None:
-        agent.version = 1
         agent.updated_at.CopyFrom(SPAWNED_AT)
-        running = _state(agent, RUNNING, agent_pb2.LIFECYCLE_STATE_EXECUTING, 2)
-        spent = _state(agent, RUNNING, agent_pb2.LIFECYCLE_STATE_EXECUTING, 3, budget_consumed=0.0123)
-        done = _state(spent, agent_pb2.AGENT_STATUS_COMPLETED, agent_pb2.LIFECYCLE_STATE_COMPLETED, 4)
+        running = moved(agent, RUNNING, EXECUTING)
+        spent = moved(running, RUNNING, EXECUTING, budget_consumed=0.0123)
+        done = moved(spent, agent_pb2.AGENT_STATUS_COMPLETED, agent_pb2.LIFECYCLE_STATE_COMPLETED)
         # Unchanged polls print nothing.
         state.progress[agent.id] = [running, running, spent, spent, done]
         created.append(agent.id)
@@ -653,7 +321,7 @@ def test_spawn_watch_follows_the_agent_until_it_completes(
     assert lines[0] == created[0]
     clock = SPAWNED_AT.ToDatetime(tzinfo=UTC).astimezone().strftime("%H:%M:%S")
     assert lines[1:] == [
-        f"{clock}  pending/unspecified  v1  $0.0000  (retries 0)",
+        f"{clock}  pending/initializing  v1  $0.0000  (retries 0)",
         f"{clock}  running/executing  v2  $0.0000  (retries 0)",
         f"{clock}  running/executing  v3  $0.0123  (retries 0)",
         f"{clock}  completed/completed  v4  $0.0123  (retries 0)",
@@ -662,28 +330,17 @@ def test_spawn_watch_follows_the_agent_until_it_completes(
 
 @pytest.mark.timeout(60)
 def test_watch_waits_through_retries_and_exits_1_when_failed(
-    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str], fast_watch: None
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str], fast_watch: None
 ) -> None:
     state, address = mesh
-    agent = state.add_agent(
-        "flaky", lifecycle_state=agent_pb2.LIFECYCLE_STATE_EXECUTING, version=2, max_retries=1
-    )
+    agent = state.add_agent("flaky", version=2, max_retries=1)
     failed = agent_pb2.AGENT_STATUS_FAILED
     failed_state = agent_pb2.LIFECYCLE_STATE_FAILED
-    state.progress[agent.id] = [
-        agent,  # what the first GetAgent (of `agent get`) sees
-        _state(agent, failed, failed_state, 3, retry_count=1, last_error="exit 1"),  # a retry is coming
-        _state(agent, RUNNING, agent_pb2.LIFECYCLE_STATE_EXECUTING, 4, retry_count=1),
-        _state(
-            agent,
-            failed,
-            failed_state,
-            5,
-            retry_count=1,
-            last_error="exited with code 2",
-            completed_at=SPAWNED_AT,
-        ),
-    ]
+    retrying = moved(agent, failed, failed_state, retry_count=1, last_error="exit 1")  # a retry is coming
+    retried = moved(retrying, RUNNING, EXECUTING)
+    ended = moved(retried, failed, failed_state, last_error="exited with code 2", completed_at=SPAWNED_AT)
+    # The first state is what the first GetAgent (of `agent get`) sees.
+    state.progress[agent.id] = [agent, retrying, retried, ended]
     result = godel(capsys, address, "agent", "get", agent.id, "--watch")
     assert result.code == 1
     assert result.out.startswith("id ")  # the details first
@@ -694,13 +351,13 @@ def test_watch_waits_through_retries_and_exits_1_when_failed(
 
 @pytest.mark.timeout(60)
 def test_watch_json_is_ndjson(
-    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str], fast_watch: None
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str], fast_watch: None
 ) -> None:
     state, address = mesh
     agent = state.add_agent("t", version=1)
     state.progress[agent.id] = [
         agent,
-        _state(agent, agent_pb2.AGENT_STATUS_KILLED, agent_pb2.LIFECYCLE_STATE_KILLED, 2),
+        moved(agent, agent_pb2.AGENT_STATUS_KILLED, agent_pb2.LIFECYCLE_STATE_KILLED),
     ]
     result = godel(capsys, address, "--json", "agent", "get", agent.id, "--watch")
     assert result.code == 1
@@ -710,8 +367,105 @@ def test_watch_json_is_ndjson(
     ]
 
 
+NO_WORKER = "no worker is connected to agent-service replica agent-1"
+
+
+def _state(
+    agent: agent_pb2.Agent,
+    status: agent_pb2.AgentStatus.ValueType,
+    lifecycle: agent_pb2.LifecycleState.ValueType,
+    version: int,
+    **fields: Any,
+) -> agent_pb2.Agent:
+    """``agent`` moved to a state at an explicit version (a pending reason does not bump it)."""
+    changed = moved(agent, status, lifecycle, **fields)
+    changed.version = version
+    return changed
+
+
+def test_get_says_why_a_pending_agent_waits(
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, address = mesh
+    agent = state.add_agent(
+        "wait",
+        status=agent_pb2.AGENT_STATUS_PENDING,
+        lifecycle_state=agent_pb2.LIFECYCLE_STATE_INITIALIZING,
+        pending_reason=agent_pb2.PENDING_REASON_NO_WORKER,
+        pending_message=NO_WORKER,
+    )
+    result = godel(capsys, address, "agent", "get", agent.id)
+    assert result.code == 0, result.err
+    waiting = next(line for line in result.out.splitlines() if line.startswith("waiting"))
+    assert NO_WORKER in waiting
+    placed = state.add_agent("placed", status=agent_pb2.AGENT_STATUS_PENDING)
+    assert "waiting" not in godel(capsys, address, "agent", "get", placed.id).out
+
+
+@pytest.mark.timeout(60)
+def test_watch_says_why_the_agent_waits_and_keeps_saying_it(
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    state, address = mesh
+    pending, initializing = agent_pb2.AGENT_STATUS_PENDING, agent_pb2.LIFECYCLE_STATE_INITIALIZING
+    agent = state.add_agent("wait", status=pending, lifecycle_state=initializing, version=1)
+    agent.updated_at.CopyFrom(SPAWNED_AT)
+    waiting = _state(
+        agent,
+        pending,
+        initializing,
+        1,
+        pending_reason=agent_pb2.PENDING_REASON_NO_WORKER,
+        pending_message=NO_WORKER,
+    )
+    busy = _state(
+        agent,
+        pending,
+        initializing,
+        1,
+        pending_reason=agent_pb2.PENDING_REASON_NO_FREE_SLOT,
+        pending_message="",
+    )
+    running = _state(agent, RUNNING, agent_pb2.LIFECYCLE_STATE_EXECUTING, 2)
+    done = _state(running, agent_pb2.AGENT_STATUS_COMPLETED, agent_pb2.LIFECYCLE_STATE_COMPLETED, 3)
+    # Polls 5 s apart (a fake clock): the reason stays for 40 s, then changes, then the agent runs.
+    state.progress[agent.id] = [agent, waiting, *[waiting] * 8, busy, busy, busy, busy, running, done]
+    clock = [1000.0]  # never zero: the CLI must not assume where the monotonic clock starts
+    monkeypatch.setattr(cli, "_clock", lambda: clock[0])
+    monkeypatch.setattr(cli, "_wait", lambda seconds: clock.__setitem__(0, clock[0] + 5.0))
+
+    result = godel(capsys, address, "agent", "get", agent.id, "--watch")
+    assert result.code == 0, result.err
+    lines = [line for line in result.out.splitlines() if " v" in line or line.startswith("still")]
+    at = SPAWNED_AT.ToDatetime(tzinfo=UTC).astimezone().strftime("%H:%M:%S")
+    assert lines == [
+        f"{at}  pending/initializing  v1  $0.0000  (retries 0)",
+        f"{at}  pending/initializing  v1  $0.0000  (retries 0)  waiting: {NO_WORKER}",
+        f"still waiting for a worker after 15s: {NO_WORKER}",
+        f"still waiting for a worker after 30s: {NO_WORKER}",
+        f"{at}  pending/initializing  v1  $0.0000  (retries 0)  waiting: no free slot",
+        "still waiting for a worker after 15s: no free slot",
+        f"{at}  running/executing  v2  $0.0000  (retries 0)",
+        f"{at}  completed/completed  v3  $0.0000  (retries 0)",
+    ]
+    json_state = mesh[0]
+    json_state.progress[agent.id] = [waiting, waiting, waiting, waiting, done]
+    ndjson = godel(capsys, address, "--json", "agent", "get", agent.id, "--watch").out.splitlines()
+    assert [json.loads(line).get("pendingReason") for line in ndjson] == ["PENDING_REASON_NO_WORKER", None]
+
+
+def test_workers_lists_free_slots(mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+    _, address = mesh
+    result = godel(capsys, address, "workers")
+    assert result.code == 0, result.err
+    row = next(line for line in result.out.splitlines() if line.startswith("worker-a"))
+    assert row.split()[:4] == ["worker-a", "3/4", "1", "command,openai"]
+    health = godel(capsys, address, "health")
+    assert "WORKER" in health.out and "worker-a" in health.out
+
+
 def test_list_watch_redraws_until_ctrl_c(
-    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     state, address = mesh
     agent = state.add_agent("watch me")
@@ -736,10 +490,10 @@ def test_list_watch_redraws_until_ctrl_c(
 
 
 def test_pause_resume_kill_restart_print_the_new_state(
-    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     state, address = mesh
-    agent = state.add_agent("long job", lifecycle_state=agent_pb2.LIFECYCLE_STATE_EXECUTING, version=4)
+    agent = state.add_agent("long job", version=4)
     paused = godel(capsys, address, "agent", "pause", agent.id)
     assert (paused.code, paused.out) == (0, f"paused agent {agent.id}: now paused/paused (v5)\n")
     resumed = godel(capsys, address, "agent", "resume", agent.id)
@@ -752,7 +506,7 @@ def test_pause_resume_kill_restart_print_the_new_state(
 
 
 def test_control_refused_by_the_state_is_one_clear_line(
-    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     state, address = mesh
     done = state.add_agent("done", status=agent_pb2.AGENT_STATUS_COMPLETED)
@@ -761,22 +515,21 @@ def test_control_refused_by_the_state_is_one_clear_line(
     assert result.err == (
         f"error: cannot pause agent {done.id}: it is completed (allowed from: executing, waiting)\n"
     )
-    # A server message that does not say what was refused gets the verb and the id.
     running = state.add_agent("busy")
     resumed = godel(capsys, address, "agent", "resume", running.id)
     assert resumed.code == 1
-    assert resumed.err == f"error: cannot resume agent {running.id}: the agent is not paused\n"
+    assert resumed.err == f"error: cannot resume agent {running.id}: it is executing (allowed from: paused)\n"
     missing = godel(capsys, address, "agent", "kill", "nope")
     assert (missing.code, missing.err) == (1, "error: agent 'nope' not found\n")
 
 
-def test_client_maps_failed_precondition(mesh: tuple[Mesh, str]) -> None:
+def test_client_maps_failed_precondition(mesh: tuple[FakeMesh, str]) -> None:
     from godel_client import FailedPreconditionError
 
     state, address = mesh
     done = state.add_agent("done", status=agent_pb2.AGENT_STATUS_KILLED)
     with GodelClient(address, api_key=API_KEY) as client, pytest.raises(FailedPreconditionError) as refused:
-        client.pause_agent(done.id)
+        client.agents.pause(done.id)
     assert refused.value.code == "FAILED_PRECONDITION"
     assert "it is killed" in refused.value.message
 
@@ -798,7 +551,7 @@ def _line(
 
 
 def test_logs_pages_and_sends_stderr_to_stderr(
-    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     state, address = mesh
     agent = state.add_agent("noisy")
@@ -818,7 +571,7 @@ def test_logs_pages_and_sends_stderr_to_stderr(
 
 
 def test_logs_follow_continues_after_the_last_line_and_ends_on_end(
-    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     state, address = mesh
     agent = state.add_agent("streaming")
@@ -841,7 +594,7 @@ def test_logs_follow_continues_after_the_last_line_and_ends_on_end(
     assert stream_request.after_sequence == 3
 
 
-def test_logs_follow_error_end(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_logs_follow_error_end(mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]) -> None:
     state, address = mesh
     agent = state.add_agent("streaming")
     state.log_stream = [
@@ -856,15 +609,24 @@ def test_logs_follow_error_end(mesh: tuple[Mesh, str], capsys: pytest.CaptureFix
     assert result.err == "error: log store unavailable\n"
 
 
-def test_logs_follow_ctrl_c_exits_130_quietly(mesh: tuple[Mesh, str]) -> None:
+def test_logs_follow_ctrl_c_exits_130_quietly(mesh: tuple[FakeMesh, str]) -> None:
     state, address = mesh
     agent = state.add_agent("forever")
     state.log_stream = [agent_service_pb2.StreamAgentLogsResponse(entry=_line(agent.id, 1, "tick"))]
     state.hold_stream_open = True
+    first, code, err = _interrupt_after_first_line(address, "agent", "logs", agent.id, "-f")
+    assert first == "[stdout] tick"
+    assert code == 130
+    assert err == ""
+
+
+def _interrupt_after_first_line(address: str, *argv: str) -> tuple[str, int, str]:
+    """Runs `godel --addr address --api-key … argv` as a process, waits (with a deadline) for its
+    first line of output, which shows its stream is open, then sends it SIGINT (Ctrl-C).
+    Returns that line, the exit code and stderr."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    argv = ["--addr", address, "--api-key", API_KEY, "agent", "logs", agent.id, "-f"]
     process = subprocess.Popen(
-        [sys.executable, "-m", "godel_client", *argv],
+        [sys.executable, "-m", "godel_client", "--addr", address, "--api-key", API_KEY, *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -872,17 +634,15 @@ def test_logs_follow_ctrl_c_exits_130_quietly(mesh: tuple[Mesh, str]) -> None:
     )
     try:
         assert process.stdout is not None
-        first = process.stdout.readline()
+        first = LineReader(process.stdout, f"godel {' '.join(argv)}").next_line(30, "its first output")
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)
     finally:
         process.kill()
-    assert first == "[stdout] tick\n"
-    assert process.returncode == 130
-    assert err == ""
+    return first, process.returncode, err
 
 
-def test_history_and_sessions(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_history_and_sessions(mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]) -> None:
     state, address = mesh
     agent = state.add_agent("audited")
     L = agent_pb2
@@ -946,7 +706,7 @@ def test_history_and_sessions(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixt
 
 
 def test_unreachable_mesh(capsys: pytest.CaptureFixture[str]) -> None:
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     result = godel(capsys, address, "agent", "list")
     assert result.code == 1
     assert result.err.startswith(f"error: cannot reach Godel at {address}")
@@ -954,17 +714,19 @@ def test_unreachable_mesh(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Traceback" not in result.err + result.out
 
 
-def test_missing_key_gives_the_auth_hint(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_key_gives_the_auth_hint(
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, address = mesh
     result = run(capsys, "--addr", address, "agent", "list")
     assert result.code == 1
-    assert result.err.startswith("error: missing or invalid API key: set GODEL_API_KEY")
+    assert result.err.startswith("error: missing or invalid credentials: run `godel login`, pass --api-key")
     assert len(result.err.splitlines()) == 1
     assert "Traceback" not in result.err
 
 
 def test_invalid_argument_prints_the_field(
-    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, address = mesh
     result = godel(capsys, address, "agent", "spawn", "   ")
@@ -974,21 +736,21 @@ def test_invalid_argument_prints_the_field(
     assert "  field: task — must not be empty" in lines
 
 
-def test_client_error_carries_code_and_details(mesh: tuple[Mesh, str]) -> None:
+def test_client_error_carries_code_and_details(mesh: tuple[FakeMesh, str]) -> None:
     from godel_client import InvalidArgumentError, NotFoundError
 
     _, address = mesh
     with GodelClient(address, api_key=API_KEY) as client:
         with pytest.raises(InvalidArgumentError) as invalid:
-            client.create_agent("")
+            client.agents.create("")
         assert invalid.value.code == "VALIDATION_ERROR"
         assert [(v.field, v.description) for v in invalid.value.violations] == [("task", "must not be empty")]
         with pytest.raises(NotFoundError) as missing:
-            client.get_agent("nope")
+            client.agents.get("nope")
         assert missing.value.code == "AGENT_NOT_FOUND"
 
 
-def test_usage_errors_exit_2(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_usage_errors_exit_2(mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]) -> None:
     _, address = mesh
     assert godel(capsys, address, "agent").code == 2
     assert godel(capsys, address, "agent", "list", "--status", "sleeping").code == 2
@@ -1001,7 +763,7 @@ def test_usage_errors_exit_2(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixtu
 
 
 def test_admin_key_file_in_godel_home(
-    mesh: tuple[Mesh, str],
+    mesh: tuple[FakeMesh, str],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
@@ -1015,7 +777,7 @@ def test_admin_key_file_in_godel_home(
 
 
 def test_credentials_file_and_env_key(
-    mesh: tuple[Mesh, str],
+    mesh: tuple[FakeMesh, str],
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
@@ -1035,7 +797,7 @@ def test_credentials_file_and_env_key(
 
 
 def test_events_tail_prints_one_line_per_event(
-    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     state, address = mesh
     heartbeat = event_service_pb2.SubscribeEventsResponse(
@@ -1043,34 +805,37 @@ def test_events_tail_prints_one_line_per_event(
     )
     state.stream = [
         heartbeat,
-        _event(7, "agent:start", "agent-1", pid=42),
+        _started(7, "agent-1"),
         heartbeat,
-        _event(8, "agent:complete", "agent-1", ok=True, note="all\ngood"),
+        _event(8, "deploy:done", "agent-1", ok=True, note="all\ngood"),
         event_service_pb2.SubscribeEventsResponse(end=agent_service_pb2.StreamEnd(code=0)),
     ]
-    patterns = ["--type", "agent:*", "--type", "team:*"]
+    patterns = ["--type", "agent:*", "--type", "deploy:*"]
     result = godel(capsys, address, "events", "tail", *patterns, "--agent", "agent-1", "--from-seq", "6")
     assert result.code == 0, result.err
     assert result.out.splitlines() == [
-        '2026-11-25 19:30:02Z  #7  agent:start  agent-1  {"pid":42}',
-        '2026-11-25 19:30:02Z  #8  agent:complete  agent-1  {"note":"all\\ngood","ok":true}',
+        '2026-11-25 19:30:02Z  #7  agent:start  agent-1  {"sessionId":"s-1","transition":{"agentId":"agent-1",'
+        '"toStatus":"AGENT_STATUS_RUNNING"}}',
+        '2026-11-25 19:30:02Z  #8  deploy:done  agent-1  {"note":"all\\ngood","ok":true}',
     ]
     request = state.requests[-1]
-    assert list(request.pattern) == ["agent:*", "team:*"]
+    assert list(request.pattern) == ["agent:*", "deploy:*"]
     assert (request.agent_id, request.from_sequence) == ("agent-1", 6)
 
 
-def test_events_tail_json_is_ndjson(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_events_tail_json_is_ndjson(mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]) -> None:
     state, address = mesh
-    state.stream = [_event(1, "agent:start", "a"), _event(2, "agent:log", "a", line="hi")]
+    state.stream = [_started(1, "a"), _event(2, "note:log", "a", line="hi")]
     result = godel(capsys, address, "--json", "events", "tail")
     assert result.code == 0, result.err
     documents = [json.loads(line) for line in result.out.splitlines()]
     assert [d["sequence"] for d in documents] == ["1", "2"]  # int64 is a string in proto3 JSON
+    # A service event's typed payload under its oneof field's JSON name; a client event's payload.
+    assert documents[0]["agentStarted"]["sessionId"] == "s-1" and "payload" not in documents[0]
     assert documents[1]["payload"] == {"line": "hi"}
 
 
-def test_events_tail_error_end(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_events_tail_error_end(mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]) -> None:
     state, address = mesh
     state.stream = [
         _event(1, "agent:start", "a"),
@@ -1084,34 +849,87 @@ def test_events_tail_error_end(mesh: tuple[Mesh, str], capsys: pytest.CaptureFix
     assert result.err == "error: subscriber too slow\n"
 
 
-def test_events_tail_ctrl_c_exits_quietly(mesh: tuple[Mesh, str]) -> None:
+def test_events_tail_sends_every_filter_and_the_durable_subscription(
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, address = mesh
+    state.stream = [event_service_pb2.SubscribeEventsResponse(end=agent_service_pb2.StreamEnd(code=0))]
+    filters = ["--team", "t-1", "--workflow", "w-1", "--correlation", "c-1", "--trace", "tr-1"]
+    result = godel(capsys, address, "events", "tail", *filters, "--source", "ci", "--subscription", "nightly")
+    assert (result.code, result.out) == (0, ""), result.err
+    request = state.requests_of(event_service_pb2.SubscribeEventsRequest)[-1]
+    assert (request.team_id, request.workflow_id, request.correlation_id, request.trace_id) == (
+        "t-1",
+        "w-1",
+        "c-1",
+        "tr-1",
+    )
+    assert (request.source_component, request.subscription_name) == ("ci", "nightly")
+    assert not request.HasField("from_sequence")  # a durable subscription resumes where it was
+
+
+def test_events_query_filters_orders_and_limits(
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, address = mesh
+    state.stream = [
+        _event(1, "agent:start", "a"),
+        _event(2, "team:start", "a"),
+        _event(3, "agent:log", "a", line="hi"),
+        _event(4, "agent:complete", "b"),
+        _event(5, "agent:complete", "a"),
+    ]
+    options = ["--type", "agent:*", "--agent", "a", "--after-seq", "1", "--since", "2026-01-01", "--desc"]
+    result = godel(capsys, address, "events", "query", *options, "--limit", "1")
+    assert result.code == 0, result.err
+    assert [line.split()[2:4] for line in result.lines] == [["#5", "agent:complete"]]
+    assert result.err == "1 event(s)\n"
+    request = state.requests_of(event_service_pb2.QueryEventsRequest)[-1]
+    assert (list(request.type), request.agent_id, request.after_sequence) == (["agent:*"], "a", 1)
+    assert request.order == event_service_pb2.SORT_ORDER_DESCENDING and request.page_size == 1
+    assert request.start_time.ToJsonString() == "2026-01-01T00:00:00Z"
+    everything = godel(capsys, address, "--json", "events", "query", "--type", "agent:*", "--agent", "a")
+    # Oldest first, over three pages of the fake's two.
+    assert [e["sequence"] for e in json.loads(everything.out)["events"]] == ["1", "3", "5"]
+
+
+def test_events_publish_prints_the_id_of_the_stored_event(
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    state, address = mesh
+    event_id = str(uuid.uuid4())
+    result = godel(
+        capsys, address, "events", "publish", "deploy:finished", "--payload", '{"ok": true}',
+        "--workflow", "w-1", "--correlation", "c-1", "--id", event_id,
+    )  # fmt: skip
+    assert (result.code, result.out) == (0, f"{event_id}\n"), result.err
+    (stored,) = [item.event for item in state.stream]
+    assert (stored.type, dict(stored.payload), stored.source.component) == (
+        "deploy:finished",
+        {"ok": True},
+        "cli",
+    )
+    assert (stored.metadata.workflow_id, stored.metadata.correlation_id) == ("w-1", "c-1")
+    as_json = godel(capsys, address, "--json", "events", "publish", "deploy:started")
+    assert json.loads(as_json.out)["type"] == "deploy:started"
+
+
+def test_events_tail_ctrl_c_exits_quietly(mesh: tuple[FakeMesh, str]) -> None:
     state, address = mesh
     state.stream = [_event(1, "agent:start", "a")]
     state.hold_stream_open = True
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "godel_client", "--addr", address, "--api-key", API_KEY, "events", "tail"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()  # the event arrived: the stream is open
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=20)
-    finally:
-        process.kill()
+    first, code, err = _interrupt_after_first_line(address, "events", "tail")
     assert "#1  agent:start" in first
-    assert process.returncode == 0
+    assert code == 0
     assert err == ""
 
 
 # -- health and keys -------------------------------------------------------------------------------
 
 
-def test_health_is_detailed_with_a_key(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_health_is_detailed_with_a_key(
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, address = mesh
     result = godel(capsys, address, "health")
     assert result.code == 0, result.err
@@ -1121,7 +939,9 @@ def test_health_is_detailed_with_a_key(mesh: tuple[Mesh, str], capsys: pytest.Ca
     assert "unhealthy" in kafka and "broker down" in kafka
 
 
-def test_health_is_public_without_a_key(mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_health_is_public_without_a_key(
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
+) -> None:
     _, address = mesh
     result = run(capsys, "--addr", address, "health")
     assert result.code == 0, result.err
@@ -1133,7 +953,7 @@ def test_health_is_public_without_a_key(mesh: tuple[Mesh, str], capsys: pytest.C
 
 
 def test_keys_create_prints_the_secret_once(
-    mesh: tuple[Mesh, str], capsys: pytest.CaptureFixture[str]
+    mesh: tuple[FakeMesh, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     _, address = mesh
     result = godel(capsys, address, "keys", "create", "--name", "ci", "--role", "viewer")

@@ -8,17 +8,17 @@ from dataclasses import dataclass
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from godel.v1 import agent_events_pb2, budget_pb2, event_pb2
 from godel.v1 import worker_service_pb2 as wpb
 from godel_server.agent.lifecycle import LIVE, can
 from godel_server.agent.models import AgentRow
-from godel_server.agent.pricing import PriceTable
 from godel_server.agent.state import AgentStateStore
+from godel_server.runtime.budget_alerts import WARNING_SHARE, budget_alert
 from godel_server.runtime.events import utcnow
+from godel_server.runtime.pricing import PriceTable
 
-COST = Counter("godel_agent_cost_dollars", "Spend of agents in USD, from token usage", ["model"])
+# Spend itself is spec §9.1's godel_agent_cost_dollars, a gauge read from the database (agent/metrics.py).
 TOKENS = Counter("godel_agent_tokens_total", "Tokens used by agents", ["model", "kind"])
-
-WARNING_SHARE = 0.8
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,6 @@ class Charge:
 
     def record(self) -> None:
         """Updates the metrics (call once the charge is committed)."""
-        COST.labels(self.model).inc(self.cost)
         TOKENS.labels(self.model, "prompt").inc(self.prompt_tokens)
         TOKENS.labels(self.model, "completion").inc(self.completion_tokens)
 
@@ -51,18 +50,17 @@ class Budgets:
         row.budget_consumed = (row.budget_consumed or 0.0) + cost
         row.updated_at = utcnow()
         usage_event = self._store.event(
-            "agent:usage",
+            agent_events_pb2.AgentUsage(
+                agent_id=row.id,
+                team_id=row.team_id or "",
+                user_id=row.user_id or "",
+                model=model,
+                cost=cost,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                budget_consumed=row.budget_consumed,
+            ),
             row,
-            {
-                "agentId": row.id,
-                "teamId": row.team_id or "",
-                "userId": row.user_id or "",
-                "model": model,
-                "cost": cost,
-                "promptTokens": usage.prompt_tokens,
-                "completionTokens": usage.completion_tokens,
-                "budgetConsumed": row.budget_consumed,
-            },
         )
         await self._store.publisher.publish(session, [usage_event])
         exceeded = await self._enforce(session, row)
@@ -72,19 +70,23 @@ class Budgets:
         limit = row.budget_limit
         if limit is None:
             return None
-        payload = {
-            "agentId": row.id,
-            "budgetLimit": limit,
-            "budgetConsumed": row.budget_consumed,
-            "percentage": round(100 * row.budget_consumed / limit, 2),
-        }
         publish = self._store.publisher.publish
+
+        def alert(exceeded: bool) -> event_pb2.Event:
+            budget = budget_pb2.Budget(
+                entity_type=budget_pb2.BUDGET_ENTITY_TYPE_AGENT,
+                entity_id=row.id,
+                total_budget=limit,
+                used_budget=row.budget_consumed,
+            )
+            return self._store.event(budget_alert(budget, exceeded=exceeded), row)
+
         if row.budget_consumed >= WARNING_SHARE * limit and not row.budget_warned:
             row.budget_warned = True
-            await publish(session, [self._store.event("budget:warning", row, payload)])
+            await publish(session, [alert(exceeded=False)])
         if row.budget_consumed < limit or row.lifecycle_state not in LIVE:
             return None
-        await publish(session, [self._store.event("budget:exceeded", row, payload)])
+        await publish(session, [alert(exceeded=True)])
         reason = f"budget exceeded: ${row.budget_consumed:.4f} of ${limit:.4f}"
         row.last_error = reason
         row.completed_at = utcnow()

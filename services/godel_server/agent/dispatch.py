@@ -8,8 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
 from godel_server.agent.runner import RunCoordinator
+from godel_server.runtime.config import KafkaSettings
 from godel_server.runtime.consumer import EventConsumer
 from godel_server.runtime.db import Database
+from godel_server.runtime.deadletters import DeadLetterStore
 from godel_server.runtime.topics import RUN_TOPIC
 
 
@@ -18,8 +20,16 @@ class RunRequestConsumer(EventConsumer):
     # Notice a dead replica sooner than the defaults so that its partitions move quickly.
     kafka_options = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
 
-    def __init__(self, db: Database, bootstrap: str, coordinator: RunCoordinator, *, client_id: str) -> None:
-        super().__init__(db, bootstrap, [RUN_TOPIC], client_id=client_id)
+    def __init__(
+        self,
+        db: Database,
+        kafka: KafkaSettings,
+        coordinator: RunCoordinator,
+        *,
+        client_id: str,
+        dead_letters: DeadLetterStore,
+    ) -> None:
+        super().__init__(db, kafka, [RUN_TOPIC], client_id=client_id, dead_letters=dead_letters)
         self._coordinator = coordinator
 
     async def handle_batch(

@@ -12,6 +12,7 @@ from godel_server.agent.lifecycle import LIVE
 from godel_server.agent.models import AgentRow, ReplicaRow
 from godel_server.runtime.db import Database
 from godel_server.runtime.events import utcnow
+from godel_server.runtime.statuses import LifecycleState
 
 # An agent without an owner for this long lost its run request somewhere: any replica takes it.
 UNOWNED_GRACE = timedelta(seconds=30)
@@ -49,7 +50,7 @@ class ReplicaLeases:
         live = select(ReplicaRow.id).where(ReplicaRow.lease_until > now)
         needs_owner = or_(
             AgentRow.lifecycle_state.in_(LIVE),
-            and_(AgentRow.lifecycle_state == "failed", AgentRow.next_attempt_at.is_not(None)),
+            and_(AgentRow.lifecycle_state == LifecycleState.FAILED, AgentRow.next_attempt_at.is_not(None)),
         )
         async with self._db.reader() as session:
             rows = (
@@ -85,7 +86,7 @@ class ReplicaLeases:
             .where(
                 AgentRow.id == agent_id,
                 AgentRow.run_id.is_(None),
-                AgentRow.lifecycle_state.in_(("initializing", "failed")),
+                AgentRow.lifecycle_state.in_((LifecycleState.INITIALIZING, LifecycleState.FAILED)),
                 or_(AgentRow.owner.is_(None), AgentRow.owner == self.replica_id, AgentRow.owner.not_in(live)),
             )
             .values(owner=self.replica_id)

@@ -9,42 +9,45 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from godel_server.runtime.errors import FailedPreconditionError
+from godel_server.runtime.statuses import AgentStatus, LifecycleState
 
-TERMINAL = frozenset({"completed", "killed"})
-LIVE = frozenset({"initializing", "spawning", "executing", "waiting", "paused", "completing", "cleaning_up"})
+L = LifecycleState
 
-TRANSITIONS: dict[str, dict[str, str]] = {
-    "worktree_created": {"initializing": "spawning"},
-    "session_started": {"spawning": "executing"},
-    "await_input": {"executing": "waiting"},
-    "input_received": {"waiting": "executing"},
-    "pause_command": {"executing": "paused", "waiting": "paused"},
-    "resume_command": {"paused": "executing"},
-    "task_complete": {"executing": "completing"},
-    "cleanup_done": {"completing": "completed"},
-    "cleanup_error": {"completing": "failed"},
-    "error": {"executing": "failed", "waiting": "failed", "paused": "failed", "completing": "failed"},
-    "spawn_error": {"initializing": "failed", "spawning": "failed"},
-    "retry": {"failed": "executing"},
-    "kill_command": {state: "killed" for state in (*LIVE, "failed")},
+TERMINAL = frozenset({L.COMPLETED, L.KILLED})
+LIVE = frozenset({L.INITIALIZING, L.SPAWNING, L.EXECUTING, L.WAITING, L.PAUSED, L.COMPLETING, L.CLEANING_UP})
+
+TRANSITIONS: dict[str, dict[LifecycleState, LifecycleState]] = {
+    "worktree_created": {L.INITIALIZING: L.SPAWNING},
+    "session_started": {L.SPAWNING: L.EXECUTING},
+    "await_input": {L.EXECUTING: L.WAITING},
+    "input_received": {L.WAITING: L.EXECUTING},
+    "pause_command": {L.EXECUTING: L.PAUSED, L.WAITING: L.PAUSED},
+    "resume_command": {L.PAUSED: L.EXECUTING},
+    "task_complete": {L.EXECUTING: L.COMPLETING},
+    "cleanup_done": {L.COMPLETING: L.COMPLETED},
+    "cleanup_error": {L.COMPLETING: L.FAILED},
+    "error": {L.EXECUTING: L.FAILED, L.WAITING: L.FAILED, L.PAUSED: L.FAILED, L.COMPLETING: L.FAILED},
+    "spawn_error": {L.INITIALIZING: L.FAILED, L.SPAWNING: L.FAILED},
+    "retry": {L.FAILED: L.EXECUTING},
+    "kill_command": {state: L.KILLED for state in (*LIVE, L.FAILED)},
     "restart": {
-        state: "initializing"
-        for state in ("executing", "waiting", "paused", "completing", "completed", "failed", "killed")
+        state: L.INITIALIZING
+        for state in (L.EXECUTING, L.WAITING, L.PAUSED, L.COMPLETING, L.COMPLETED, L.FAILED, L.KILLED)
     },
 }
 
 # Coarse status per lifecycle state (spec §2.1 AgentStatus).
-STATUS: dict[str, str] = {
-    "initializing": "pending",
-    "spawning": "initializing",
-    "executing": "running",
-    "waiting": "running",
-    "paused": "paused",
-    "completing": "running",
-    "cleaning_up": "running",
-    "completed": "completed",
-    "failed": "failed",
-    "killed": "killed",
+STATUS: dict[LifecycleState, AgentStatus] = {
+    L.INITIALIZING: AgentStatus.PENDING,
+    L.SPAWNING: AgentStatus.INITIALIZING,
+    L.EXECUTING: AgentStatus.RUNNING,
+    L.WAITING: AgentStatus.RUNNING,
+    L.PAUSED: AgentStatus.PAUSED,
+    L.COMPLETING: AgentStatus.RUNNING,
+    L.CLEANING_UP: AgentStatus.RUNNING,
+    L.COMPLETED: AgentStatus.COMPLETED,
+    L.FAILED: AgentStatus.FAILED,
+    L.KILLED: AgentStatus.KILLED,
 }
 
 EVENTS: dict[str, str] = {
@@ -72,15 +75,15 @@ VERBS: dict[str, str] = {
 @dataclass(frozen=True)
 class Move:
     trigger: str
-    from_state: str
-    to_state: str
+    from_state: LifecycleState
+    to_state: LifecycleState
 
     @property
-    def from_status(self) -> str:
+    def from_status(self) -> AgentStatus:
         return STATUS[self.from_state]
 
     @property
-    def to_status(self) -> str:
+    def to_status(self) -> AgentStatus:
         return STATUS[self.to_state]
 
     @property
@@ -88,11 +91,11 @@ class Move:
         return EVENTS.get(self.trigger)
 
 
-def can(trigger: str, state: str) -> bool:
+def can(trigger: str, state: LifecycleState) -> bool:
     return state in TRANSITIONS.get(trigger, {})
 
 
-def move(trigger: str, state: str, agent_id: str = "") -> Move:
+def move(trigger: str, state: LifecycleState, agent_id: str = "") -> Move:
     """The transition `trigger` makes from `state`; FAILED_PRECONDITION naming the state if none."""
     targets = TRANSITIONS.get(trigger)
     if targets is None:

@@ -2,36 +2,32 @@
 
 from __future__ import annotations
 
+import uuid
+
 from google.protobuf import json_format
 
-from godel.v1 import agent_pb2
+from godel.v1 import agent_pb2, agent_service_pb2
 from godel_server.agent.models import AgentLogRow, AgentRow, AgentTransitionRow, SessionMessageRow, SessionRow
-from godel_server.runtime.events import set_structs, set_times
+from godel_server.agent.workers import ALIVE_RUN_STATES, WorkerConnection
+from godel_server.runtime.context import Caller
+from godel_server.runtime.enums import ProtoEnum, upper
+from godel_server.runtime.events import set_structs, set_times, struct_to_dict, utcnow
+from godel_server.runtime.ownership import Owner
+from godel_server.runtime.secrets import mask_env
+from godel_server.runtime.statuses import (
+    AGENT_STATUS,
+    LIFECYCLE_STATE,
+    SESSION_STATUS,
+    AgentStatus,
+    LifecycleState,
+)
 
-STATUS_TO_PROTO: dict[str, agent_pb2.AgentStatus.ValueType] = {
-    "pending": agent_pb2.AGENT_STATUS_PENDING,
-    "initializing": agent_pb2.AGENT_STATUS_INITIALIZING,
-    "running": agent_pb2.AGENT_STATUS_RUNNING,
-    "paused": agent_pb2.AGENT_STATUS_PAUSED,
-    "completed": agent_pb2.AGENT_STATUS_COMPLETED,
-    "failed": agent_pb2.AGENT_STATUS_FAILED,
-    "killed": agent_pb2.AGENT_STATUS_KILLED,
-}
-STATUS_FROM_PROTO = {v: k for k, v in STATUS_TO_PROTO.items()}
+# Log levels are stored by their upper-case names (TRACE .. FATAL).
+LOG_LEVEL = ProtoEnum(agent_pb2.LogLevel, str, spelling=upper)
 
-LIFECYCLE_TO_PROTO: dict[str, agent_pb2.LifecycleState.ValueType] = {
-    "initializing": agent_pb2.LIFECYCLE_STATE_INITIALIZING,
-    "spawning": agent_pb2.LIFECYCLE_STATE_SPAWNING,
-    "executing": agent_pb2.LIFECYCLE_STATE_EXECUTING,
-    "waiting": agent_pb2.LIFECYCLE_STATE_WAITING,
-    "paused": agent_pb2.LIFECYCLE_STATE_PAUSED,
-    "completing": agent_pb2.LIFECYCLE_STATE_COMPLETING,
-    "cleaning_up": agent_pb2.LIFECYCLE_STATE_CLEANING_UP,
-    "completed": agent_pb2.LIFECYCLE_STATE_COMPLETED,
-    "failed": agent_pb2.LIFECYCLE_STATE_FAILED,
-    "killed": agent_pb2.LIFECYCLE_STATE_KILLED,
-}
-LIFECYCLE_FROM_PROTO = {v: k for k, v in LIFECYCLE_TO_PROTO.items()}
+
+# Why an agent waits for a worker, stored by its short name ("no_worker").
+PENDING_REASON = ProtoEnum(agent_pb2.PendingReason, str)
 
 
 def config_to_dict(config: agent_pb2.AgentConfig) -> dict[str, object]:
@@ -42,16 +38,60 @@ def config_from_dict(data: dict[str, object]) -> agent_pb2.AgentConfig:
     return json_format.ParseDict(data or {}, agent_pb2.AgentConfig(), ignore_unknown_fields=True)
 
 
+def new_agent_row(
+    request: agent_service_pb2.CreateAgentRequest,
+    *,
+    model: str,
+    repo: str | None,
+    caller: Caller | None,
+    owner: Owner,
+    agent_id: str = "",
+) -> AgentRow:
+    """The row of an agent a CreateAgent request asks for (checked), before it first runs; its id
+    is new unless given (a peer cluster creating an agent it placed here names it)."""
+    now = utcnow()
+    return AgentRow(
+        id=agent_id or str(uuid.uuid4()),
+        request_id=request.request_id or None,
+        team_id=request.team_id or None,
+        label=request.label or None,
+        model=model,
+        task=request.task,
+        config=config_to_dict(request.config),
+        context=struct_to_dict(request.context) or None,
+        safety_boundaries=struct_to_dict(request.safety_boundaries) or None,
+        status=AgentStatus.PENDING,
+        lifecycle_state=LifecycleState.INITIALIZING,
+        repo=repo,
+        parent_session_id=request.parent_session_id or None,
+        commits=[],
+        spawned_at=now,
+        updated_at=now,
+        runtime_seconds=0,
+        retry_count=0,
+        reschedules=0,
+        max_retries=request.max_retries if request.HasField("max_retries") else 3,
+        budget_limit=request.budget_limit if request.HasField("budget_limit") else None,
+        budget_consumed=0.0,
+        meta=struct_to_dict(request.metadata),
+        version=1,
+        created_by=caller.key_id if caller else None,
+        user_id=owner.user_id,
+        user_team_id=owner.team_id,
+    )
+
+
 def agent_to_proto(row: AgentRow) -> agent_pb2.Agent:
+    """The agent as every RPC and event shows it: config.env masked (mask_env)."""
     agent = agent_pb2.Agent(
         id=row.id,
         team_id=row.team_id or "",
         label=row.label or "",
         model=row.model,
         task=row.task,
-        config=config_from_dict(row.config),
-        status=STATUS_TO_PROTO[row.status],
-        lifecycle_state=LIFECYCLE_TO_PROTO[row.lifecycle_state],
+        config=mask_env(config_from_dict(row.config)),
+        status=AGENT_STATUS.to_proto(row.status),
+        lifecycle_state=LIFECYCLE_STATE.to_proto(row.lifecycle_state),
         repo=row.repo or "",
         worktree=row.worktree_path or "",
         commits=list(row.commits or []),
@@ -59,6 +99,7 @@ def agent_to_proto(row: AgentRow) -> agent_pb2.Agent:
         runtime_seconds=row.runtime_seconds,
         retry_count=row.retry_count,
         max_retries=row.max_retries,
+        reschedules=row.reschedules or 0,
         last_error=row.last_error or "",
         budget_consumed=row.budget_consumed,
         version=row.version,
@@ -67,6 +108,10 @@ def agent_to_proto(row: AgentRow) -> agent_pb2.Agent:
         worker_id=row.worker_id or "",
         prompt_tokens=row.prompt_tokens or 0,
         completion_tokens=row.completion_tokens or 0,
+        pending_reason=PENDING_REASON.to_proto_or(row.pending_reason, agent_pb2.PENDING_REASON_UNSPECIFIED),
+        pending_message=row.pending_message or "",
+        owner_user_id=row.user_id or "",
+        owner_team_id=row.user_team_id or "",
     )
     if row.budget_limit is not None:
         agent.budget_limit = row.budget_limit
@@ -88,31 +133,14 @@ def agent_to_proto(row: AgentRow) -> agent_pb2.Agent:
     return agent
 
 
-SESSION_STATUS_TO_PROTO: dict[str, agent_pb2.SessionStatus.ValueType] = {
-    "pending": agent_pb2.SESSION_STATUS_PENDING,
-    "active": agent_pb2.SESSION_STATUS_ACTIVE,
-    "paused": agent_pb2.SESSION_STATUS_PAUSED,
-    "completed": agent_pb2.SESSION_STATUS_COMPLETED,
-    "failed": agent_pb2.SESSION_STATUS_FAILED,
-}
-LEVEL_TO_PROTO: dict[str, agent_pb2.LogLevel.ValueType] = {
-    "TRACE": agent_pb2.LOG_LEVEL_TRACE,
-    "DEBUG": agent_pb2.LOG_LEVEL_DEBUG,
-    "INFO": agent_pb2.LOG_LEVEL_INFO,
-    "WARN": agent_pb2.LOG_LEVEL_WARN,
-    "ERROR": agent_pb2.LOG_LEVEL_ERROR,
-    "FATAL": agent_pb2.LOG_LEVEL_FATAL,
-}
-
-
 def transition_to_proto(row: AgentTransitionRow) -> agent_pb2.AgentTransition:
     t = agent_pb2.AgentTransition(
         agent_id=row.agent_id,
         version=row.version,
-        from_state=LIFECYCLE_TO_PROTO[row.from_state],
-        to_state=LIFECYCLE_TO_PROTO[row.to_state],
-        from_status=STATUS_TO_PROTO[row.from_status],
-        to_status=STATUS_TO_PROTO[row.to_status],
+        from_state=LIFECYCLE_STATE.to_proto(row.from_state),
+        to_state=LIFECYCLE_STATE.to_proto(row.to_state),
+        from_status=AGENT_STATUS.to_proto(row.from_status),
+        to_status=AGENT_STATUS.to_proto(row.to_status),
         trigger=row.trigger,
         reason=row.reason or "",
         actor=row.actor or "",
@@ -126,7 +154,7 @@ def log_to_proto(row: AgentLogRow) -> agent_pb2.LogEntry:
         agent_id=row.agent_id,
         session_id=row.session_id or "",
         sequence=row.sequence,
-        level=LEVEL_TO_PROTO.get(row.level, agent_pb2.LOG_LEVEL_INFO),
+        level=LOG_LEVEL.to_proto_or(row.level, agent_pb2.LOG_LEVEL_INFO),
         stream=row.stream,
         message=row.message,
     )
@@ -141,7 +169,7 @@ def session_to_proto(
         id=row.id,
         agent_id=row.agent_id,
         parent_id=row.parent_id or "",
-        status=SESSION_STATUS_TO_PROTO.get(row.status, agent_pb2.SESSION_STATUS_UNSPECIFIED),
+        status=SESSION_STATUS.to_proto(row.status),
         children=children,
         depth=row.depth,
         context=agent_pb2.SessionContext(
@@ -156,3 +184,25 @@ def session_to_proto(
     set_structs(s.context, variables=row.variables)
     set_times(s, created_at=row.created_at, updated_at=row.updated_at, completed_at=row.completed_at)
     return s
+
+
+def worker_to_proto(conn: WorkerConnection, replica_id: str) -> agent_pb2.Worker:
+    return agent_pb2.Worker(
+        id=conn.worker_id,
+        hostname=conn.hostname,
+        runtimes=sorted(conn.runtimes),
+        capacity=conn.capacity,
+        free_slots=max(conn.free, 0),
+        active_runs=sum(1 for r in conn.runs.values() if r.state in ALIVE_RUN_STATES),
+        replica_id=replica_id,
+        labels=conn.labels,
+    )
+
+
+def agent_owner(row: AgentRow) -> Owner:
+    return Owner(row.user_id, row.user_team_id)
+
+
+def agent_state(agent: agent_pb2.Agent) -> LifecycleState:
+    """The lifecycle state an Agent message shows (initializing when it shows none)."""
+    return LIFECYCLE_STATE.get(agent.lifecycle_state) or LifecycleState.INITIALIZING

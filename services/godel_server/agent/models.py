@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, MetaData, String, Text
+from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from godel_server.runtime.sqltypes import JsonType, UtcDateTime
+from godel_server.runtime.sqltypes import EnumString, JsonType, UtcDateTime
+from godel_server.runtime.statuses import AgentStatus, LifecycleState, SessionStatus
 
 
 class Base(DeclarativeBase):
@@ -19,7 +20,8 @@ class AgentRow(Base):
     __tablename__ = "agents"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    request_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    # The caller's idempotency key: unique per user (another user's request ids are not seen).
+    request_id: Mapped[str | None] = mapped_column(String(100))
     team_id: Mapped[str | None] = mapped_column(String(36))
     label: Mapped[str | None] = mapped_column(String(255))
     model: Mapped[str] = mapped_column(String(255))
@@ -29,8 +31,10 @@ class AgentRow(Base):
     code: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     reasoning: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     safety_boundaries: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
-    status: Mapped[str] = mapped_column(String(50), default="pending")
-    lifecycle_state: Mapped[str] = mapped_column(String(50), default="initializing")
+    status: Mapped[AgentStatus] = mapped_column(EnumString(AgentStatus), default=AgentStatus.PENDING)
+    lifecycle_state: Mapped[LifecycleState] = mapped_column(
+        EnumString(LifecycleState), default=LifecycleState.INITIALIZING
+    )
     repo: Mapped[str | None] = mapped_column(Text)
     worktree_path: Mapped[str | None] = mapped_column(Text)
     commits: Mapped[list[str]] = mapped_column(JsonType, default=list)
@@ -41,6 +45,8 @@ class AgentRow(Base):
     runtime_seconds: Mapped[int] = mapped_column(Integer, default=0)
     retry_count: Mapped[int] = mapped_column(Integer, default=0)
     max_retries: Mapped[int] = mapped_column(Integer, default=3)
+    # Runs lost to infrastructure (a worker, replica or service crash) and run again.
+    reschedules: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     budget_limit: Mapped[float | None] = mapped_column(Float)
     budget_consumed: Mapped[float] = mapped_column(Float, default=0.0)
@@ -49,7 +55,9 @@ class AgentRow(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     session_id: Mapped[str | None] = mapped_column(String(36))
     created_by: Mapped[str | None] = mapped_column(String(100))
+    # The owner (ownership.Owner): the user who created the agent and the user team it is shared with.
     user_id: Mapped[str | None] = mapped_column(String(100))
+    user_team_id: Mapped[str | None] = mapped_column(String(36))
     result: Mapped[str | None] = mapped_column(Text)
     prompt_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     completion_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
@@ -62,6 +70,10 @@ class AgentRow(Base):
     run_started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     # A retry waits until this time; None when no retry is pending.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # Why the owner could not place the agent on a worker: a PendingReason name without its
+    # prefix ("no_worker"), and the same in words; None once placed or moved on.
+    pending_reason: Mapped[str | None] = mapped_column(String(30))
+    pending_message: Mapped[str | None] = mapped_column(Text)
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -74,6 +86,9 @@ class AgentRow(Base):
         Index("idx_agents_label_spawned", "label", "spawned_at", "id"),
         Index("idx_agents_spawned_id", "spawned_at", "id"),
         Index("idx_agents_owner", "owner"),
+        Index("idx_agents_user_spawned", "user_id", "spawned_at", "id"),
+        Index("idx_agents_user_team_spawned", "user_team_id", "spawned_at", "id"),
+        UniqueConstraint("user_id", "request_id", name="uq_agents_user_request"),
     )
 
 
@@ -85,10 +100,10 @@ class AgentTransitionRow(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     agent_id: Mapped[str] = mapped_column(String(36), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    from_state: Mapped[str] = mapped_column(String(50))
-    to_state: Mapped[str] = mapped_column(String(50))
-    from_status: Mapped[str] = mapped_column(String(50))
-    to_status: Mapped[str] = mapped_column(String(50))
+    from_state: Mapped[LifecycleState] = mapped_column(EnumString(LifecycleState))
+    to_state: Mapped[LifecycleState] = mapped_column(EnumString(LifecycleState))
+    from_status: Mapped[AgentStatus] = mapped_column(EnumString(AgentStatus))
+    to_status: Mapped[AgentStatus] = mapped_column(EnumString(AgentStatus))
     trigger: Mapped[str] = mapped_column(String(50))
     reason: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str | None] = mapped_column(String(255))
@@ -104,12 +119,15 @@ class SessionRow(Base):
     agent_id: Mapped[str] = mapped_column(String(36), index=True)
     parent_id: Mapped[str | None] = mapped_column(String(36), index=True)
     depth: Mapped[int] = mapped_column(Integer, default=0)
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[SessionStatus] = mapped_column(EnumString(SessionStatus, 20))
     variables: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The highest RunUpdate/RunUsage seq of this run (session id = run id) applied: older ones
+    # sent again by the worker are acknowledged and ignored.
+    update_seq: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class SessionMessageRow(Base):
@@ -145,3 +163,27 @@ class ReplicaRow(Base):
     address: Mapped[str] = mapped_column(String(255))
     started_at: Mapped[datetime] = mapped_column(UtcDateTime)
     lease_until: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class PlacementRow(Base):
+    """An agent created through this cluster that runs on a peer cluster (README "Federation"): where
+    it is, what it was created with (to place it again if that peer goes offline before it starts),
+    and how far its events have been copied here."""
+
+    __tablename__ = "agent_placements"
+
+    agent_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    request_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    # Name of the peer cluster that runs it.
+    cluster: Mapped[str] = mapped_column(String(255), index=True)
+    # Its lifecycle state as its copied events tell it.
+    state: Mapped[LifecycleState] = mapped_column(EnumString(LifecycleState))
+    # The CreateAgentRequest as the caller sent it (JSON), and who sent it ({keyId, userId, role}).
+    request: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    creator: Mapped[dict[str, Any]] = mapped_column(JsonType)
+    # Sequence (in the peer's event store) of the last of its events copied here.
+    event_sequence: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Clusters it was moved away from that may still hold a copy to delete when they come back.
+    replaced_from: Mapped[list[str]] = mapped_column(JsonType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)

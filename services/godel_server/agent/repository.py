@@ -1,25 +1,46 @@
-"""Agent storage queries (spec §4.1 AgentRegistry: register, find, get, unregister)."""
+"""Agent storage queries (spec §4.1 AgentRegistry: register, find, get, unregister), with the
+agents' transitions and sessions: every SQL read of the AgentService lives here."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from godel_server.agent.models import AgentRow
+from godel_server.agent.lifecycle import LIVE
+from godel_server.agent.models import AgentRow, AgentTransitionRow, SessionMessageRow, SessionRow
+from godel_server.runtime.errors import AgentNotFoundError, NotFoundError
+from godel_server.runtime.ownership import Reach
+from godel_server.runtime.pagination import Keyset, keyset_page
+from godel_server.runtime.statuses import AgentStatus, LifecycleState
+
+# Newest first; each list filter has an index in this order (agent/models.py).
+AGENTS = Keyset((AgentRow.spawned_at, AgentRow.id), descending=True)
+TRANSITIONS = Keyset((AgentTransitionRow.id,))
+SESSIONS = Keyset((SessionRow.created_at, SessionRow.id))
 
 
 @dataclass(frozen=True)
 class AgentQuery:
-    statuses: tuple[str, ...] = ()
-    lifecycle_states: tuple[str, ...] = ()
+    statuses: tuple[AgentStatus, ...] = ()
+    lifecycle_states: tuple[LifecycleState, ...] = ()
     team_id: str = ""
     model: str = ""
     label: str = ""
     spawned_after: datetime | None = None
     spawned_before: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SessionView:
+    """A session with the ids of its child sessions and (when asked for) its messages."""
+
+    row: SessionRow
+    children: list[str]
+    messages: list[SessionMessageRow]
 
 
 class AgentRepository:
@@ -33,17 +54,36 @@ class AgentRepository:
     async def get(self, agent_id: str) -> AgentRow | None:
         return await self._session.get(AgentRow, agent_id)
 
-    async def by_request_id(self, request_id: str) -> AgentRow | None:
-        return await self._session.scalar(select(AgentRow).where(AgentRow.request_id == request_id))
+    async def require(self, agent_id: str) -> AgentRow:
+        """The agent; NOT_FOUND naming it when there is none."""
+        row = await self.get(agent_id)
+        if row is None:
+            raise AgentNotFoundError(agent_id)
+        return row
+
+    async def by_request_id(self, request_id: str, user_id: str | None) -> AgentRow | None:
+        """The agent a user's request created (request ids are unique per user)."""
+        user = AgentRow.user_id.is_(None) if user_id is None else AgentRow.user_id == user_id
+        return await self._session.scalar(select(AgentRow).where(AgentRow.request_id == request_id, user))
+
+    async def count_live(self, user_id: str) -> int:
+        """Agents of a user that have not ended (for the per-user cap)."""
+        stmt = (
+            select(func.count())
+            .select_from(AgentRow)
+            .where(AgentRow.user_id == user_id, AgentRow.lifecycle_state.in_(sorted(LIVE)))
+        )
+        return int(await self._session.scalar(stmt) or 0)
 
     async def delete(self, agent_id: str) -> None:
         await self._session.execute(delete(AgentRow).where(AgentRow.id == agent_id))
 
     async def find(
-        self, query: AgentQuery, *, limit: int, after: tuple[datetime, str] | None
-    ) -> list[AgentRow]:
-        """Newest first; `after` is the (spawned_at, id) of the last row of the previous page."""
-        stmt = select(AgentRow)
+        self, query: AgentQuery, reach: Reach, *, page_size: int, page_token: str
+    ) -> tuple[Sequence[AgentRow], str]:
+        """One page of the agents that match and `reach` covers, newest first, and the next
+        page's token."""
+        stmt = select(AgentRow).where(reach.where(AgentRow.user_id, AgentRow.user_team_id))
         if query.statuses:
             stmt = stmt.where(AgentRow.status.in_(query.statuses))
         if query.lifecycle_states:
@@ -58,13 +98,63 @@ class AgentRepository:
             stmt = stmt.where(AgentRow.spawned_at >= query.spawned_after)
         if query.spawned_before:
             stmt = stmt.where(AgentRow.spawned_at < query.spawned_before)
-        if after is not None:
-            spawned_at, last_id = after
-            stmt = stmt.where(
-                or_(
-                    AgentRow.spawned_at < spawned_at,
-                    and_(AgentRow.spawned_at == spawned_at, AgentRow.id < last_id),
+        return await keyset_page(
+            self._session,
+            stmt,
+            AGENTS,
+            page_size=page_size,
+            page_token=page_token,
+            query=("agents", query),
+        )
+
+    async def transitions(
+        self, agent_id: str, *, page_size: int, page_token: str
+    ) -> tuple[Sequence[AgentTransitionRow], str]:
+        """An agent's lifecycle history, oldest first (NOT_FOUND for an unknown agent)."""
+        await self.require(agent_id)
+        return await keyset_page(
+            self._session,
+            select(AgentTransitionRow).where(AgentTransitionRow.agent_id == agent_id),
+            TRANSITIONS,
+            page_size=page_size,
+            page_token=page_token,
+            query=("transitions", agent_id),
+            default_size=100,
+        )
+
+    async def sessions(
+        self, agent_id: str, *, page_size: int, page_token: str
+    ) -> tuple[list[SessionView], str]:
+        """An agent's sessions (one per run), oldest first, without their messages."""
+        await self.require(agent_id)
+        rows, token = await keyset_page(
+            self._session,
+            select(SessionRow).where(SessionRow.agent_id == agent_id),
+            SESSIONS,
+            page_size=page_size,
+            page_token=page_token,
+            query=("sessions", agent_id),
+        )
+        return [await self._view(row, with_messages=False) for row in rows], token
+
+    async def session(self, session_id: str) -> SessionView:
+        """One session with its messages (NOT_FOUND naming it when there is none)."""
+        row = await self._session.get(SessionRow, session_id)
+        if row is None:
+            raise NotFoundError("session", session_id)
+        return await self._view(row, with_messages=True)
+
+    async def _view(self, row: SessionRow, *, with_messages: bool) -> SessionView:
+        children = (
+            await self._session.scalars(select(SessionRow.id).where(SessionRow.parent_id == row.id))
+        ).all()
+        messages: Sequence[SessionMessageRow] = ()
+        if with_messages:
+            messages = (
+                await self._session.scalars(
+                    select(SessionMessageRow)
+                    .where(SessionMessageRow.session_id == row.id)
+                    .order_by(SessionMessageRow.id)
                 )
-            )
-        stmt = stmt.order_by(AgentRow.spawned_at.desc(), AgentRow.id.desc()).limit(limit)
-        return list((await self._session.scalars(stmt)).all())
+            ).all()
+        return SessionView(row, list(children), list(messages))

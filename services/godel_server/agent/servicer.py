@@ -1,55 +1,112 @@
-"""AgentService: spawn, inspect and control agents (spec §3.1 Agents)."""
+"""AgentService: spawn, inspect and control agents (spec §3.1 Agents). An agent created through this
+cluster that runs on a federation peer is answered for by the peer (federation.py): the calls about
+one agent are `@federated`."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-import uuid
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC
+from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import json_format
-from sqlalchemy import and_, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import (
+    agent_events_pb2,
     agent_pb2,
     agent_service_pb2,
     agent_service_pb2_grpc,
-    event_pb2,
     event_service_pb2,
     event_service_pb2_grpc,
 )
 from godel.v1 import worker_service_pb2 as wpb
+from godel_server.agent.federation import Federation
 from godel_server.agent.lifecycle import TERMINAL
 from godel_server.agent.logstore import LogStore
 from godel_server.agent.mapping import (
-    LIFECYCLE_FROM_PROTO,
-    STATUS_FROM_PROTO,
+    agent_owner,
     agent_to_proto,
-    config_to_dict,
     log_to_proto,
+    new_agent_row,
     session_to_proto,
     transition_to_proto,
+    worker_to_proto,
 )
-from godel_server.agent.models import AgentRow, AgentTransitionRow, SessionMessageRow, SessionRow
+from godel_server.agent.models import AgentRow
 from godel_server.agent.repos import check_repo
 from godel_server.agent.repository import AgentQuery, AgentRepository
 from godel_server.agent.runner import RunCoordinator
 from godel_server.agent.state import AgentStateStore
-from godel_server.agent.validation import check_create, check_id
+from godel_server.agent.validation import check_create
+from godel_server.runtime.config import TlsSettings
 from godel_server.runtime.context import current_caller
-from godel_server.runtime.errors import AgentNotFoundError, NotFoundError, UnavailableError, ValidationError
-from godel_server.runtime.events import struct_to_dict, utcnow
-from godel_server.runtime.pagination import decode_token, page_size, query_fingerprint, split_page
+from godel_server.runtime.deadletter_rpcs import DeadLetterRpcs
+from godel_server.runtime.errors import (
+    AgentNotFoundError,
+    NotFoundError,
+    QuotaExceededError,
+    UnavailableError,
+    ValidationError,
+)
+from godel_server.runtime.events import utcnow
+from godel_server.runtime.federation import AGENT_ID
+from godel_server.runtime.ownership import Owner, check, creator, reach
+from godel_server.runtime.statuses import (
+    AGENT_STATUS,
+    LIFECYCLE_STATE,
+    LifecycleState,
+    SessionStatus,
+)
+from godel_server.runtime.tls import open_channel
+from godel_server.runtime.validation import Violations, check_id, is_uuid
 
 log = logging.getLogger(__name__)
+MAX_REASON = 2000
+
+R = TypeVar("R")
+Handler = Callable[["AgentServicer", Any, grpc.aio.ServicerContext], Awaitable[R]]
 
 
-class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
+def federated(method: Handler[R]) -> Handler[R]:
+    """The handler of a call about one agent (`request.id`): an agent that runs on a peer is
+    answered for by the peer, with the same request and the caller's identity."""
+
+    @functools.wraps(method)
+    async def handler(self: AgentServicer, request: Any, context: grpc.aio.ServicerContext) -> R:
+        placement = await self._federation.placement(request.id) if is_uuid(request.id) else None
+        if placement is not None:
+            reply: R = await self._federation.forward(placement, method.__name__, request, current_caller())
+            return reply
+        return await method(self, request, context)
+
+    return handler
+
+
+def federated_stream(
+    method: Callable[[AgentServicer, Any, grpc.aio.ServicerContext], AsyncIterator[R]],
+) -> Callable[[AgentServicer, Any, grpc.aio.ServicerContext], AsyncIterator[R]]:
+    """`federated` for a server-streaming call."""
+
+    @functools.wraps(method)
+    async def handler(
+        self: AgentServicer, request: Any, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[R]:
+        placement = await self._federation.placement(request.id) if is_uuid(request.id) else None
+        replies = (
+            self._federation.forward_stream(placement, method.__name__, request, current_caller())
+            if placement is not None
+            else method(self, request, context)
+        )
+        async for reply in replies:
+            yield reply
+
+    return handler
+
+
+class AgentServicer(DeadLetterRpcs, agent_service_pb2_grpc.AgentServiceServicer):
     def __init__(
         self,
         store: AgentStateStore,
@@ -59,7 +116,11 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
         default_model: str,
         default_repo: str | None,
         event_addr: str,
+        tls: TlsSettings,
+        federation: Federation,
+        max_live_per_user: int = 0,
     ) -> None:
+        self._max_live_per_user = max_live_per_user
         self._store = store
         self._db = store.db
         self._publisher = store.publisher
@@ -69,66 +130,54 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
         self._default_model = default_model
         self._default_repo = default_repo
         self._event_addr = event_addr
+        self._tls = tls
         self._event_channel: grpc.aio.Channel | None = None
+        self._federation = federation
 
-    def _event(self, event_type: str, row: AgentRow, payload: dict[str, Any]) -> event_pb2.Event:
-        return self._store.event(event_type, row, payload)
+    def _agent(self, row: AgentRow) -> agent_pb2.Agent:
+        """An agent of this cluster as the API shows it."""
+        agent = agent_to_proto(row)
+        agent.cluster = self._federation.name
+        return agent
 
     async def CreateAgent(
         self, request: agent_service_pb2.CreateAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.Agent:
         check_create(request)
-        repo = await check_repo(request.repo or self._default_repo or "")
-        if request.request_id:
-            async with self._db.reader() as session:
-                existing = await AgentRepository(session).by_request_id(request.request_id)
-            if existing is not None:
-                return agent_to_proto(existing)
-        now = utcnow()
         caller = current_caller()
-        row = AgentRow(
-            id=str(uuid.uuid4()),
-            request_id=request.request_id or None,
-            team_id=request.team_id or None,
-            label=request.label or None,
+        owner = creator(request.owner_user_id, request.owner_team_id)
+        peer = await self._federation.route(request, caller)
+        if peer is not None:
+            return await self._federation.create(request, caller, peer)
+        repo = await check_repo(request.repo or self._default_repo or "")
+        if owner.user_id is not None and self._max_live_per_user:
+            await self._check_live_cap(owner.user_id, request.request_id)
+        row = new_agent_row(
+            request,
             model=request.model or self._default_model,
-            task=request.task,
-            config=config_to_dict(request.config),
-            context=struct_to_dict(request.context) or None,
-            safety_boundaries=struct_to_dict(request.safety_boundaries) or None,
-            status="pending",
-            lifecycle_state="initializing",
             repo=repo,
-            parent_session_id=request.parent_session_id or None,
-            commits=[],
-            spawned_at=now,
-            updated_at=now,
-            runtime_seconds=0,
-            retry_count=0,
-            max_retries=request.max_retries if request.HasField("max_retries") else 3,
-            budget_limit=request.budget_limit if request.HasField("budget_limit") else None,
-            budget_consumed=0.0,
-            meta=struct_to_dict(request.metadata),
-            version=1,
-            created_by=caller.key_id if caller else None,
-            user_id=caller.user_id if caller else None,
+            caller=caller,
+            owner=owner,
+            agent_id=_placed_id(context) if caller is not None and caller.origin_cluster else "",
         )
-        agent = agent_to_proto(row)
-        event = self._event("agent:spawn", row, {"agent": json_format.MessageToDict(agent)})
-        try:
-            async with self._db.session() as session:
-                await AgentRepository(session).add(row)
-                await self._publisher.publish(session, [event, self._store.run_request(row, "spawn")])
-        except IntegrityError:
-            if not request.request_id:
-                raise
-            async with self._db.reader() as session:
-                existing = await AgentRepository(session).by_request_id(request.request_id)
-            if existing is None:
-                raise
-            return agent_to_proto(existing)
-        return agent
+        return self._agent(await self._store.create(row))
 
+    async def _check_live_cap(self, user_id: str, request_id: str) -> None:
+        """QUOTA_EXCEEDED when the user has as many agents that have not ended as allowed (a
+        repeated request_id gives back its agent: no new one)."""
+        async with self._db.reader() as session:
+            repository = AgentRepository(session)
+            if request_id and await repository.by_request_id(request_id, user_id) is not None:
+                return
+            live = await repository.count_live(user_id)
+        if live >= self._max_live_per_user:
+            raise QuotaExceededError(
+                f"user {user_id} has {live} agents that have not ended, the most allowed at once "
+                f"({self._max_live_per_user}); wait for some to finish, or kill them",
+                metadata={"limit": str(self._max_live_per_user), "what": "running agents"},
+            )
+
+    @federated
     async def GetAgent(
         self, request: agent_service_pb2.GetAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.Agent:
@@ -137,17 +186,15 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
             row = await AgentRepository(session).get(request.id)
         if row is None:
             raise AgentNotFoundError(request.id)
-        return agent_to_proto(row)
+        _owned(row)
+        return self._agent(row)
 
     async def ListAgents(
         self, request: agent_service_pb2.ListAgentsRequest, context: grpc.aio.ServicerContext
     ) -> agent_service_pb2.ListAgentsResponse:
-        size = page_size(request.page_size)
         query = AgentQuery(
-            statuses=tuple(STATUS_FROM_PROTO[s] for s in request.status if s in STATUS_FROM_PROTO),
-            lifecycle_states=tuple(
-                LIFECYCLE_FROM_PROTO[s] for s in request.lifecycle_state if s in LIFECYCLE_FROM_PROTO
-            ),
+            statuses=tuple(s for s in map(AGENT_STATUS.get, request.status) if s),
+            lifecycle_states=tuple(s for s in map(LIFECYCLE_STATE.get, request.lifecycle_state) if s),
             team_id=request.team_id,
             model=request.model,
             label=request.label,
@@ -158,42 +205,28 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
                 request.spawned_before.ToDatetime(tzinfo=UTC) if request.HasField("spawned_before") else None
             ),
         )
-        fingerprint = query_fingerprint(
-            "agents",
-            query.statuses,
-            query.lifecycle_states,
-            query.team_id,
-            query.model,
-            query.label,
-            query.spawned_after,
-            query.spawned_before,
-        )
-        cursor = decode_token(request.page_token, fingerprint)
-        after = None
-        if cursor is not None:
-            try:
-                after = (datetime.fromisoformat(cursor["t"]), str(cursor["id"]))
-            except (KeyError, ValueError):
-                raise ValidationError.single("page_token", "is not a token returned by this API") from None
         async with self._db.reader() as session:
-            rows = await AgentRepository(session).find(query, limit=size + 1, after=after)
-        page, token = split_page(
-            rows, size, lambda r: {"t": r.spawned_at.isoformat(), "id": r.id}, fingerprint
-        )
+            rows, token = await AgentRepository(session).find(
+                query, reach(), page_size=request.page_size, page_token=request.page_token
+            )
         return agent_service_pb2.ListAgentsResponse(
-            agents=[agent_to_proto(r) for r in page], next_page_token=token
+            agents=[self._agent(r) for r in rows], next_page_token=token
         )
 
     async def DeleteAgent(
         self, request: agent_service_pb2.DeleteAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_service_pb2.DeleteAgentResponse:
         check_id("id", request.id)
+        placement = await self._federation.placement(request.id)
+        if placement is not None:
+            await self._federation.delete(placement, request, current_caller())
+            return agent_service_pb2.DeleteAgentResponse()
         async with self._db.session() as session:
             repo = AgentRepository(session)
-            row = await repo.get(request.id)
-            if row is None:
-                raise AgentNotFoundError(request.id)
-            event = self._event("agent:delete", row, {"agentId": row.id, "status": row.status})
+            row = await repo.require(request.id)
+            _owned(row)
+            data = agent_events_pb2.AgentDeleted(agent_id=row.id, status=AGENT_STATUS.to_proto(row.status))
+            event = self._store.event(data, row)
             await repo.delete(row.id)
             await self._publisher.publish(session, [event])
         if row.run_id:
@@ -220,6 +253,7 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
     def _expected(request: Any) -> int | None:
         return request.expected_version if request.HasField("expected_version") else None
 
+    @federated
     async def PauseAgent(
         self, request: agent_service_pb2.PauseAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.Agent:
@@ -232,10 +266,13 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
             row.pause_time = utcnow()
             row.paused_by = by or None
 
-        row, _ = await self._store.update(request.id, change, expected_version=self._expected(request))
+        row, _ = await self._store.update(
+            request.id, change, expected_version=self._expected(request), guard=_owned
+        )
         await self._control(row, wpb.CONTROL_ACTION_PAUSE)
-        return agent_to_proto(row)
+        return self._agent(row)
 
+    @federated
     async def ResumeAgent(
         self, request: agent_service_pb2.ResumeAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.Agent:
@@ -243,13 +280,16 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
 
         async def change(session: AsyncSession, row: AgentRow) -> None:
             paused_for = (utcnow() - row.pause_time).total_seconds() if row.pause_time else 0.0
-            await self._store.apply(session, row, "resume_command", extra={"pausedSeconds": paused_for})
+            await self._store.apply(session, row, "resume_command", paused_seconds=paused_for)
             row.pause_time = None
 
-        row, _ = await self._store.update(request.id, change, expected_version=self._expected(request))
+        row, _ = await self._store.update(
+            request.id, change, expected_version=self._expected(request), guard=_owned
+        )
         await self._control(row, wpb.CONTROL_ACTION_RESUME)
-        return agent_to_proto(row)
+        return self._agent(row)
 
+    @federated
     async def KillAgent(
         self, request: agent_service_pb2.KillAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.Agent:
@@ -261,147 +301,130 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
             row.completed_at = utcnow()
             row.next_attempt_at = None
 
-        row, _ = await self._store.update(request.id, change, expected_version=self._expected(request))
+        row, _ = await self._store.update(
+            request.id, change, expected_version=self._expected(request), guard=_owned
+        )
         if row.run_id:
             await self._control(row, wpb.CONTROL_ACTION_KILL, reason)
         elif not row.config.get("keep_worktree"):
             await self._coordinator.cleanup(row.worker_id, row.id, row.worktree_path, row.repo)
-        return agent_to_proto(row)
+        return self._agent(row)
 
+    @federated
     async def RestartAgent(
         self, request: agent_service_pb2.RestartAgentRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.Agent:
         check_id("id", request.id)
+        v = Violations()
+        v.max_len("reason", request.reason, MAX_REASON)
+        v.raise_if_any()
+        reason = request.reason or "restarted through the API"
         old: dict[str, str | None] = {}
 
         async def change(session: AsyncSession, row: AgentRow) -> None:
             old.update(run_id=row.run_id, worker_id=row.worker_id)
-            await self._coordinator.close_session(session, row, "failed")
-            await self._store.apply(session, row, "restart", reason="restarted through the API")
+            await self._coordinator.close_session(session, row, SessionStatus.FAILED)
+            await self._store.apply(session, row, "restart", reason=reason)
             row.run_id = None
             row.worker_id = None
             row.run_started_at = None
             row.next_attempt_at = None
             row.owner = None
             row.retry_count = 0
+            row.reschedules = 0
             row.last_error = None
             row.result = None
             row.completed_at = None
             row.pause_time = None
             await self._publisher.publish(session, [self._store.run_request(row, "restart")])
 
-        row, _ = await self._store.update(request.id, change, expected_version=self._expected(request))
+        row, _ = await self._store.update(
+            request.id, change, expected_version=self._expected(request), guard=_owned
+        )
         conn = self._registry.get(old.get("worker_id"))
         if conn is not None and old.get("run_id"):
             await conn.control(old["run_id"] or "", row.id, wpb.CONTROL_ACTION_KILL, reason="restart")
-        return agent_to_proto(row)
+        return self._agent(row)
 
     # ---- history, sessions, logs, events ----------------------------------------------------
+    @federated
     async def ListAgentTransitions(
         self, request: agent_service_pb2.ListAgentTransitionsRequest, context: grpc.aio.ServicerContext
     ) -> agent_service_pb2.ListAgentTransitionsResponse:
         check_id("id", request.id)
-        size = page_size(request.page_size, default=100)
-        fingerprint = query_fingerprint("transitions", request.id)
-        after = _int_cursor(request.page_token, fingerprint)
+        await self._require_agent(request.id)
         async with self._db.reader() as session:
-            await self._require_agent(session, request.id)
-            rows = (
-                await session.scalars(
-                    select(AgentTransitionRow)
-                    .where(AgentTransitionRow.agent_id == request.id, AgentTransitionRow.id > after)
-                    .order_by(AgentTransitionRow.id)
-                    .limit(size + 1)
-                )
-            ).all()
-        page, token = split_page(rows, size, lambda r: {"n": r.id}, fingerprint)
+            rows, token = await AgentRepository(session).transitions(
+                request.id, page_size=request.page_size, page_token=request.page_token
+            )
         return agent_service_pb2.ListAgentTransitionsResponse(
-            transitions=[transition_to_proto(r) for r in page], next_page_token=token
+            transitions=[transition_to_proto(r) for r in rows], next_page_token=token
         )
 
+    @federated
     async def ListAgentSessions(
         self, request: agent_service_pb2.ListAgentSessionsRequest, context: grpc.aio.ServicerContext
     ) -> agent_service_pb2.ListAgentSessionsResponse:
         check_id("id", request.id)
-        size = page_size(request.page_size)
-        fingerprint = query_fingerprint("sessions", request.id)
-        cursor = decode_token(request.page_token, fingerprint)
+        await self._require_agent(request.id)
         async with self._db.reader() as session:
-            await self._require_agent(session, request.id)
-            stmt = select(SessionRow).where(SessionRow.agent_id == request.id)
-            if cursor is not None:
-                try:
-                    t, last = datetime.fromisoformat(cursor["t"]), str(cursor["id"])
-                except (KeyError, ValueError):
-                    raise ValidationError.single(
-                        "page_token", "is not a token returned by this API"
-                    ) from None
-                stmt = stmt.where(
-                    or_(SessionRow.created_at > t, and_(SessionRow.created_at == t, SessionRow.id > last))
-                )
-            rows = (
-                await session.scalars(stmt.order_by(SessionRow.created_at, SessionRow.id).limit(size + 1))
-            ).all()
-            page, token = split_page(
-                rows, size, lambda r: {"t": r.created_at.isoformat(), "id": r.id}, fingerprint
+            views, token = await AgentRepository(session).sessions(
+                request.id, page_size=request.page_size, page_token=request.page_token
             )
-            sessions = [await self._session_proto(session, r, with_messages=False) for r in page]
-        return agent_service_pb2.ListAgentSessionsResponse(sessions=sessions, next_page_token=token)
+        return agent_service_pb2.ListAgentSessionsResponse(
+            sessions=[session_to_proto(v.row, v.children, v.messages) for v in views], next_page_token=token
+        )
 
     async def GetSession(
         self, request: agent_service_pb2.GetSessionRequest, context: grpc.aio.ServicerContext
     ) -> agent_pb2.Session:
         check_id("id", request.id)
         async with self._db.reader() as session:
-            row = await session.get(SessionRow, request.id)
-            if row is None:
-                raise NotFoundError("session", request.id)
-            return await self._session_proto(session, row, with_messages=True)
+            repository = AgentRepository(session)
+            view = await repository.session(request.id)
+            agent = await repository.get(view.row.agent_id)
+        # The session is the agent's: it is reached as its agent is (only scope all once it is gone).
+        check(agent_owner(agent) if agent else Owner(None), NotFoundError("session", request.id))
+        return session_to_proto(view.row, view.children, view.messages)
 
-    async def _session_proto(
-        self, session: AsyncSession, row: SessionRow, *, with_messages: bool
-    ) -> agent_pb2.Session:
-        children = (await session.scalars(select(SessionRow.id).where(SessionRow.parent_id == row.id))).all()
-        messages: list[SessionMessageRow] = []
-        if with_messages:
-            messages = list(
-                (
-                    await session.scalars(
-                        select(SessionMessageRow)
-                        .where(SessionMessageRow.session_id == row.id)
-                        .order_by(SessionMessageRow.id)
-                    )
-                ).all()
-            )
-        return session_to_proto(row, list(children), messages)
-
-    async def _require_agent(self, session: AsyncSession, agent_id: str) -> AgentRow:
-        row = await session.get(AgentRow, agent_id)
-        if row is None:
+    async def _require_agent(self, agent_id: str) -> None:
+        """NOT_FOUND unless the agent is here and the caller's permissions reach it for the
+        current RPC, or it was created through this cluster for a peer."""
+        async with self._db.reader() as session:
+            row = await AgentRepository(session).get(agent_id)
+        if row is not None:
+            _owned(row)
+            return
+        if await self._federation.placement(agent_id) is None:
             raise AgentNotFoundError(agent_id)
-        return row
 
+    @federated
     async def GetAgentLogs(
         self, request: agent_service_pb2.GetAgentLogsRequest, context: grpc.aio.ServicerContext
     ) -> agent_service_pb2.GetAgentLogsResponse:
         check_id("id", request.id)
-        size = page_size(request.page_size, default=100)
-        fingerprint = query_fingerprint("logs", request.id, request.session_id)
-        after = _int_cursor(request.page_token, fingerprint)
-        async with self._db.reader() as session:
-            await self._require_agent(session, request.id)
-        rows = await self._logs.page(request.id, after=after, limit=size + 1, session_id=request.session_id)
-        page, token = split_page(rows, size, lambda r: {"n": r.sequence}, fingerprint)
+        await self._require_agent(request.id)
+        rows, token = await self._logs.list_page(
+            request.id,
+            session_id=request.session_id,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
         return agent_service_pb2.GetAgentLogsResponse(
-            entries=[log_to_proto(r) for r in page], next_page_token=token
+            entries=[log_to_proto(r) for r in rows], next_page_token=token
         )
 
+    @federated_stream
     async def StreamAgentLogs(
         self, request: agent_service_pb2.StreamAgentLogsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[agent_service_pb2.StreamAgentLogsResponse]:
         check_id("id", request.id)
         if request.after_sequence < 0:
             raise ValidationError.single("after_sequence", "must not be negative")
+        async with self._db.reader() as session:
+            first = await AgentRepository(session).get(request.id)
+        # The logs of a deleted agent stay readable to scope all (the stream then ends at once).
+        check(agent_owner(first) if first else Owner(None), AgentNotFoundError(request.id))
         after = request.after_sequence
         ending = False
         while True:
@@ -412,7 +435,7 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
             if len(rows) == 500:
                 continue
             async with self._db.reader() as session:
-                agent = await session.get(AgentRow, request.id)
+                agent = await AgentRepository(session).get(request.id)
             if agent is None:
                 if after == request.after_sequence and not ending:
                     raise AgentNotFoundError(request.id)
@@ -431,10 +454,9 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
         self, request: agent_service_pb2.ListAgentEventsRequest, context: grpc.aio.ServicerContext
     ) -> agent_service_pb2.ListAgentEventsResponse:
         check_id("id", request.id)
-        async with self._db.reader() as session:
-            await self._require_agent(session, request.id)
+        await self._require_agent(request.id)
         if self._event_channel is None:
-            self._event_channel = grpc.aio.insecure_channel(self._event_addr)
+            self._event_channel = open_channel(self._event_addr, self._tls)
         stub = event_service_pb2_grpc.EventServiceStub(self._event_channel)
         forwarded = [
             (k, v)
@@ -457,21 +479,32 @@ class AgentServicer(agent_service_pb2_grpc.AgentServiceServicer):
             events=response.events, next_page_token=response.next_page_token
         )
 
+    async def ListWorkers(
+        self, request: agent_service_pb2.ListWorkersRequest, context: grpc.aio.ServicerContext
+    ) -> agent_service_pb2.ListWorkersResponse:
+        replica = self._coordinator.replica_id
+        return agent_service_pb2.ListWorkersResponse(
+            workers=[worker_to_proto(conn, replica) for conn in self._registry.connected()],
+            replica_id=replica,
+        )
 
-def _int_cursor(token: str, fingerprint: str) -> int:
-    cursor = decode_token(token, fingerprint)
-    if cursor is None:
-        return 0
-    try:
-        return int(cursor["n"])
-    except (KeyError, ValueError, TypeError):
-        raise ValidationError.single("page_token", "is not a token returned by this API") from None
+
+def _owned(row: AgentRow) -> None:
+    """Refuses the current RPC on an agent the caller's permissions do not reach."""
+    check(agent_owner(row), AgentNotFoundError(row.id))
+
+
+def _placed_id(context: grpc.aio.ServicerContext) -> str:
+    """The id a peer cluster gives an agent it places here (runtime/federation.py)."""
+    return next(
+        (v for k, v in context.invocation_metadata() or () if k == AGENT_ID and isinstance(v, str)), ""
+    )
 
 
 def _ended(row: AgentRow) -> bool:
     if row.lifecycle_state in TERMINAL:
         return True
-    return row.lifecycle_state == "failed" and row.next_attempt_at is None and row.run_id is None
+    return row.lifecycle_state == LifecycleState.FAILED and row.next_attempt_at is None and row.run_id is None
 
 
 def _stream_end(code: int, message: str) -> agent_service_pb2.StreamAgentLogsResponse:

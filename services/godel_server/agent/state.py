@@ -5,21 +5,24 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
-from google.protobuf import json_format
+from google.protobuf.message import Message
 from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
-from godel.v1 import event_pb2
+from godel.v1 import agent_events_pb2 as ev
+from godel.v1 import agent_pb2, event_pb2
 from godel_server.agent.lifecycle import Move, move
-from godel_server.agent.mapping import agent_to_proto
+from godel_server.agent.mapping import agent_to_proto, transition_to_proto
+from godel_server.agent.metrics import AGENTS_CREATED, observe_end
 from godel_server.agent.models import AgentRow, AgentTransitionRow
+from godel_server.agent.repository import AgentRepository
 from godel_server.runtime.context import current_caller
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import AgentNotFoundError, ConflictError
-from godel_server.runtime.events import new_event, utcnow
+from godel_server.runtime.events import message_class, new_event, utcnow
 from godel_server.runtime.publisher import EventPublisher
 
 COMPONENT = "agent-service"
@@ -34,12 +37,11 @@ class AgentStateStore:
         self.publisher = publisher
         self.instance = instance
 
-    def event(self, event_type: str, row: AgentRow, payload: dict[str, Any]) -> event_pb2.Event:
+    def event(self, data: Message, row: AgentRow) -> event_pb2.Event:
         """An event about one agent, keyed by its id so its events stay ordered on Kafka."""
         caller = current_caller()
         return new_event(
-            event_type,
-            payload,
+            data,
             partition_key=row.id,
             component=COMPONENT,
             instance=self.instance,
@@ -48,9 +50,25 @@ class AgentStateStore:
             user_id=caller.user_id if caller else "",
         )
 
+    async def create(self, row: AgentRow) -> AgentRow:
+        """Stores a new agent with its `agent:spawn` event and its first run request. A repeated
+        request_id gives back the agent it created, also when two creates race."""
+        event = self.event(ev.AgentSpawned(agent=agent_to_proto(row)), row)
+
+        async def find(session: AsyncSession) -> AgentRow | None:
+            return await AgentRepository(session).by_request_id(row.request_id or "", row.user_id)
+
+        async def create(session: AsyncSession) -> AgentRow:
+            await AgentRepository(session).add(row)
+            await self.publisher.publish(session, [event, self.run_request(row, "spawn")])
+            AGENTS_CREATED.inc()
+            return row
+
+        return await self.db.create_once(row.request_id or "", find, create)
+
     def run_request(self, row: AgentRow, reason: str) -> event_pb2.Event:
         """A request to run the agent, consumed by one replica of the agent-runner group."""
-        return self.event("run:requested", row, {"agentId": row.id, "reason": reason})
+        return self.event(ev.RunRequested(agent_id=row.id, reason=reason), row)
 
     async def apply(
         self,
@@ -60,7 +78,7 @@ class AgentStateStore:
         *,
         reason: str = "",
         actor: str = "",
-        extra: dict[str, Any] | None = None,
+        paused_seconds: float = 0.0,
     ) -> Move:
         """Moves the agent by `trigger` (FAILED_PRECONDITION if not allowed from its state), records
         the transition and publishes its event, all in the caller's transaction."""
@@ -69,42 +87,29 @@ class AgentStateStore:
         row.lifecycle_state = m.to_state
         row.status = m.to_status
         row.updated_at = now
+        # The agent moved: why it waited no longer holds (its owner notes a new reason if it waits).
+        row.pending_reason = None
+        row.pending_message = None
         caller = current_caller()
         actor = actor or (caller.key_id if caller else "system")
-        session.add(
-            AgentTransitionRow(
-                agent_id=row.id,
-                version=row.version + 1,
-                from_state=m.from_state,
-                to_state=m.to_state,
-                from_status=m.from_status,
-                to_status=m.to_status,
-                trigger=trigger,
-                reason=reason or None,
-                actor=actor,
-                at=now,
-            )
+        transition = AgentTransitionRow(
+            agent_id=row.id,
+            version=row.version + 1,
+            from_state=m.from_state,
+            to_state=m.to_state,
+            from_status=m.from_status,
+            to_status=m.to_status,
+            trigger=trigger,
+            reason=reason or None,
+            actor=actor,
+            at=now,
         )
+        session.add(transition)
         if m.event_type:
-            payload: dict[str, Any] = {
-                "agentId": row.id,
-                "from": m.from_state,
-                "to": m.to_state,
-                "status": m.to_status,
-                "trigger": trigger,
-                "reason": reason,
-                "sessionId": row.session_id or "",
-                "version": row.version + 1,
-                **(extra or {}),
-            }
-            if m.event_type == "agent:complete":
-                payload["agent"] = json_format.MessageToDict(agent_to_proto(row))
-            elif m.event_type == "agent:error":
-                # Final: no retry follows (callers set completed_at first when they give up).
-                payload["final"] = row.completed_at is not None
-                payload["budgetConsumed"] = row.budget_consumed or 0.0
-            await self.publisher.publish(session, [self.event(m.event_type, row, payload)])
+            data = transition_data(m.event_type, row, transition_to_proto(transition), paused_seconds)
+            await self.publisher.publish(session, [self.event(data, row)])
         TRANSITIONS.labels(trigger, m.to_state).inc()
+        observe_end(row, m.to_state, now)
         return m
 
     async def update(
@@ -114,9 +119,11 @@ class AgentStateStore:
         *,
         expected_version: int | None = None,
         retries: int = 3,
+        guard: Callable[[AgentRow], None] | None = None,
     ) -> tuple[AgentRow, T]:
         """Loads the agent, applies `change` and commits; a concurrent change makes the commit fail
-        (version check) and the change is retried on fresh data, unless the caller pinned a version."""
+        (version check) and the change is retried on fresh data, unless the caller pinned a version.
+        `guard` sees the agent first (an ownership check: it raises to refuse)."""
         attempt = 0
         while True:
             try:
@@ -124,6 +131,8 @@ class AgentStateStore:
                     row = await session.get(AgentRow, agent_id, populate_existing=True)
                     if row is None:
                         raise AgentNotFoundError(agent_id)
+                    if guard is not None:
+                        guard(row)
                     if expected_version is not None and row.version != expected_version:
                         raise ConflictError(
                             f"agent {agent_id} is at version {row.version}, not {expected_version}",
@@ -139,3 +148,22 @@ class AgentStateStore:
                         f"agent {agent_id} was changed concurrently; retry", metadata={"agentId": agent_id}
                     ) from None
                 await asyncio.sleep(0.01 * attempt)
+
+
+def transition_data(
+    event_type: str, row: AgentRow, transition: agent_pb2.AgentTransition, paused_seconds: float
+) -> Message:
+    """The payload of the event a lifecycle transition emits: the transition, and what that event
+    type adds to it."""
+    data = message_class(event_type)(transition=transition)
+    if isinstance(data, ev.AgentStarted | ev.AgentResumed):
+        data.session_id = row.session_id or ""
+    if isinstance(data, ev.AgentResumed):
+        data.paused_seconds = paused_seconds
+    elif isinstance(data, ev.AgentCompleted):
+        data.agent.CopyFrom(agent_to_proto(row))
+    elif isinstance(data, ev.AgentFailed):
+        # Final: no retry follows (callers set completed_at first when they give up).
+        data.final = row.completed_at is not None
+        data.budget_consumed = row.budget_consumed or 0.0
+    return data

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from godel.v1 import agent_service_pb2
+from godel_server.runtime.agent_rules import config_problems, placement_problems, safety_rules
+from godel_server.runtime.events import struct_to_dict
 from godel_server.runtime.validation import Violations
 
 MAX_TASK_LEN = 100_000
@@ -16,6 +18,10 @@ def check_create(request: agent_service_pb2.CreateAgentRequest) -> None:
     v.max_len("label", request.label, 255)
     v.max_len("request_id", request.request_id, 100)
     v.uuid("team_id", request.team_id)
+    v.max_len("owner_user_id", request.owner_user_id, 100)
+    v.uuid("owner_team_id", request.owner_team_id)
+    if request.owner_team_id and not request.owner_user_id:
+        v.add("owner_team_id", "needs owner_user_id")
     if request.HasField("max_retries") and not 0 <= request.max_retries <= 100:
         v.add("max_retries", "must be between 0 and 100")
     if request.HasField("budget_limit") and not request.budget_limit > 0:
@@ -29,11 +35,12 @@ def check_create(request: agent_service_pb2.CreateAgentRequest) -> None:
         v.add("config.max_tokens", "must be greater than 0")
     if config.runtime == "command" and not config.command:
         v.add("config.command", "is required for the command runtime")
-    v.raise_if_any()
-
-
-def check_id(field: str, value: str) -> None:
-    v = Violations()
-    v.require(field, value)
-    v.uuid(field, value)
+    for name, problem in config_problems(config):
+        v.add(f"config.{name}", problem)
+    try:
+        safety_rules(struct_to_dict(request.safety_boundaries))
+    except ValueError as exc:
+        v.add("safety_boundaries", f"must have the shape of godel.v1.SafetyRules: {exc}")
+    for name, problem in placement_problems(request.placement):
+        v.add(f"placement.{name}", problem)
     v.raise_if_any()

@@ -1,22 +1,72 @@
-"""The workers connected to this replica: what they run, how much room they have, and a channel to
-send them assignments and controls (the service side of proto/godel/v1/worker_service.proto)."""
+"""The workers connected to this replica: what they run, how much room they have, why an agent
+cannot be placed on any of them, when each was last heard from, and a channel to send them
+assignments, controls and acknowledgements (the service side of proto/godel/v1/worker_service.proto).
+
+Slots are counted per live connection: a connection's free slots start from its hello (capacity
+minus the runs it reports alive), follow its heartbeats, and drop by one per assignment sent on it;
+a closed connection's slots count nowhere."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from prometheus_client import Gauge
 
+from godel.v1 import agent_pb2
 from godel.v1 import worker_service_pb2 as wpb
+from godel_server.runtime.served import WORKER_RUNTIMES
 
 WORKERS = Gauge("godel_workers_connected", "Workers connected to this agent-service replica")
 WORKER_CAPACITY = Gauge("godel_worker_free_capacity", "Free run slots over connected workers")
 
+# Workers that left whose last contact is remembered (the oldest are forgotten first).
+MAX_GONE = 10_000
+
 ALIVE_RUN_STATES = frozenset(
     {wpb.RUN_STATE_STARTING, wpb.RUN_STATE_WORKTREE_READY, wpb.RUN_STATE_RUNNING, wpb.RUN_STATE_PAUSED}
 )
+
+
+# What a control's caller gets when the worker did not answer it.
+NO_ANSWER = "worker did not answer in time"
+DISCONNECTED = "worker disconnected"
+
+
+def unanswered(ack: wpb.ControlAck) -> bool:
+    """True when the ack is not the worker's answer (it did not answer, or went away)."""
+    return not ack.ok and ack.error in (NO_ANSWER, DISCONNECTED)
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What a run needs of a worker: the runtime it hosts and the labels it has
+    (AgentConfig.runtime and AgentConfig.worker_selector)."""
+
+    runtime: str
+    selector: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, config: agent_pb2.AgentConfig) -> Placement:
+        return cls(config.runtime or "command", tuple(sorted(config.worker_selector.items())))
+
+    def hosted_by(self, worker: WorkerConnection) -> bool:
+        return self.runtime in worker.runtimes and all(worker.labels.get(k) == v for k, v in self.selector)
+
+    def describe(self) -> str:
+        """ "the 'command' runtime" or "the 'command' runtime and labels language=go"."""
+        labels = ",".join(f"{k}={v}" for k, v in self.selector)
+        return f"the {self.runtime!r} runtime" + (f" and labels {labels}" if labels else "")
+
+
+@dataclass(frozen=True)
+class Unplaced:
+    """Why no connected worker can take an agent's run now."""
+
+    reason: agent_pb2.PendingReason.ValueType
+    message: str
 
 
 @dataclass
@@ -26,21 +76,42 @@ class WorkerConnection:
     capacity: int
     hostname: str
     free: int
-    # Runs the worker last reported, with the monotonic time each was last seen.
+    labels: dict[str, str] = field(default_factory=dict)
+    # Runs the worker last reported (alive, or ended with updates not yet acknowledged).
     runs: dict[str, wpb.RunStatus] = field(default_factory=dict)
-    seen: dict[str, float] = field(default_factory=dict)
     outbox: asyncio.Queue[wpb.ConnectResponse] = field(default_factory=asyncio.Queue)
     # Callers waiting for the ack of (run id, action); several may wait for the same control.
     acks: dict[tuple[str, int], list[asyncio.Future[wpb.ControlAck]]] = field(default_factory=dict)
+    # The (agent id, run id) pairs this connection may report on, whose updates the worker sends
+    # here: assigned on it, adopted on it (ADOPT), or the agent's current run on this worker when
+    # the worker first reports on it (`RunCoordinator.owns`). Reports on any other run are ignored:
+    # a worker's credential lets it speak for its own runs only.
+    owned: set[tuple[str, str]] = field(default_factory=set)
+    # Who connected (the credential's id), and the monotonic time of the newest message from the
+    # worker on this connection.
+    credential_id: str = ""
+    last_heard: float = field(default_factory=time.monotonic)
     closed: bool = False
+    # Per run: updates received on this connection and not yet applied (they wait for the database).
+    unapplied: Counter[str] = field(default_factory=Counter)
 
     def report(self, runs: list[wpb.RunStatus], free: int | None = None) -> None:
-        now = time.monotonic()
         self.runs = {r.run_id: r for r in runs}
-        for r in runs:
-            self.seen[r.run_id] = now
         if free is not None:
             self.free = free
+
+    def heard(self) -> None:
+        self.last_heard = time.monotonic()
+
+    def applying(self, run_id: str) -> bool:
+        """True while an update of the run received here waits to be applied: a report that the
+        run ended may have overtaken its final update."""
+        return self.unapplied[run_id] > 0
+
+    def applied(self, run_id: str) -> None:
+        self.unapplied[run_id] -= 1
+        if self.unapplied[run_id] <= 0:
+            del self.unapplied[run_id]
 
     def has_run(self, run_id: str) -> bool:
         status = self.runs.get(run_id)
@@ -48,6 +119,11 @@ class WorkerConnection:
 
     def send(self, message: wpb.ConnectResponse) -> None:
         self.outbox.put_nowait(message)
+
+    def acknowledge(self, run_id: str, seq: int) -> None:
+        """Tells the worker that the run's messages up to `seq` are committed."""
+        if seq:
+            self.send(wpb.ConnectResponse(run_ack=wpb.RunAck(run_id=run_id, seq=seq)))
 
     async def control(
         self,
@@ -79,9 +155,7 @@ class WorkerConnection:
         try:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
-            return wpb.ControlAck(
-                run_id=run_id, action=action, ok=False, error="worker did not answer in time"
-            )
+            return wpb.ControlAck(run_id=run_id, action=action, ok=False, error=NO_ANSWER)
         finally:
             waiting = self.acks.get(key, [])
             if future in waiting:
@@ -99,9 +173,22 @@ class WorkerConnection:
                 future.set_result(ack)
 
 
+def _offers(workers: list[WorkerConnection]) -> str:
+    """What connected workers offer, e.g. "w1: command,openai language=python; w2: ...", bounded."""
+    parts = []
+    for w in sorted(workers, key=lambda w: w.worker_id)[:5]:
+        labels = ",".join(f"{k}={v}" for k, v in sorted(w.labels.items()))
+        parts.append(f"{w.worker_id}: {','.join(sorted(w.runtimes))}" + (f" {labels}" if labels else ""))
+    more = f"; {len(workers) - 5} more" if len(workers) > 5 else ""
+    return "; ".join(parts) + more
+
+
 class WorkerRegistry:
     def __init__(self) -> None:
         self.workers: dict[str, WorkerConnection] = {}
+        # Monotonic time each worker that is no longer connected was last heard from.
+        self._gone: dict[str, float] = {}
+        self._runtimes_seen: set[str] = set()
 
     def add(self, hello: wpb.WorkerHello) -> WorkerConnection:
         old = self.workers.get(hello.worker_id)
@@ -112,10 +199,12 @@ class WorkerRegistry:
             runtimes=frozenset(hello.runtimes),
             capacity=hello.capacity,
             hostname=hello.hostname,
+            labels=dict(hello.labels),
             free=max(0, hello.capacity - sum(1 for r in hello.runs if r.state in ALIVE_RUN_STATES)),
         )
         conn.report(list(hello.runs))
         self.workers[hello.worker_id] = conn
+        self._gone.pop(hello.worker_id, None)
         self._gauges()
         return conn
 
@@ -125,27 +214,65 @@ class WorkerRegistry:
         for futures in conn.acks.values():
             for future in futures:
                 if not future.done():
-                    future.set_result(wpb.ControlAck(ok=False, error="worker disconnected"))
+                    future.set_result(wpb.ControlAck(ok=False, error=DISCONNECTED))
         if self.workers.get(conn.worker_id) is conn:
             del self.workers[conn.worker_id]
+            self._gone[conn.worker_id] = conn.last_heard
+            while len(self._gone) > MAX_GONE:
+                del self._gone[next(iter(self._gone))]
             self._gauges()
             return True
         return False
 
+    def last_contact(self, worker_id: str | None) -> float | None:
+        """When this replica last heard from the worker (monotonic), None if never (since it started)."""
+        if not worker_id:
+            return None
+        conn = self.workers.get(worker_id)
+        return conn.last_heard if conn is not None else self._gone.get(worker_id)
+
     def get(self, worker_id: str | None) -> WorkerConnection | None:
         return self.workers.get(worker_id) if worker_id else None
 
-    def pick(self, runtime: str, exclude: frozenset[str] = frozenset()) -> WorkerConnection | None:
-        """The connected worker hosting `runtime` with the most free slots."""
+    def pick(self, placement: Placement, exclude: frozenset[str] = frozenset()) -> WorkerConnection | None:
+        """The connected worker with the runtime and labels of `placement` with the most free slots."""
         candidates = [
             w
             for w in self.workers.values()
-            if not w.closed and w.free > 0 and runtime in w.runtimes and w.worker_id not in exclude
+            if not w.closed and w.free > 0 and placement.hosted_by(w) and w.worker_id not in exclude
         ]
         return max(candidates, key=lambda w: w.free, default=None)
 
-    def has_room(self) -> bool:
-        return any(w.free > 0 and not w.closed for w in self.workers.values())
+    def unplaced(self, placement: Placement, replica_id: str) -> Unplaced:
+        """Why `pick(placement)` finds no worker: none connected, none with the runtime and labels,
+        or none free."""
+        live = [w for w in self.workers.values() if not w.closed]
+        if not live:
+            return Unplaced(
+                agent_pb2.PENDING_REASON_NO_WORKER,
+                f"no worker is connected to agent-service replica {replica_id}",
+            )
+        hosting = [w for w in live if placement.hosted_by(w)]
+        if not hosting:
+            if not placement.selector:
+                offered = ", ".join(sorted({r for w in live for r in w.runtimes})) or "none"
+                message = (
+                    f"no connected worker hosts the {placement.runtime!r} runtime (they host: {offered})"
+                )
+            else:
+                message = f"no connected worker has {placement.describe()} ({_offers(live)})"
+            return Unplaced(agent_pb2.PENDING_REASON_NO_RUNTIME, message)
+        # Worker and slot counts only: a message that changed with every run would be rewritten often.
+        slots = sum(w.capacity for w in hosting)
+        return Unplaced(
+            agent_pb2.PENDING_REASON_NO_FREE_SLOT,
+            f"every worker that has {placement.describe()} is busy "
+            f"({len(hosting)} worker(s), {slots} slot(s) in all)",
+        )
+
+    def connected(self) -> list[WorkerConnection]:
+        """The live connections, by worker id."""
+        return sorted((w for w in self.workers.values() if not w.closed), key=lambda w: w.worker_id)
 
     def any(self) -> WorkerConnection | None:
         return next((w for w in self.workers.values() if not w.closed), None)
@@ -153,3 +280,7 @@ class WorkerRegistry:
     def _gauges(self) -> None:
         WORKERS.set(len(self.workers))
         WORKER_CAPACITY.set(sum(w.free for w in self.workers.values()))
+        offering = Counter(runtime for w in self.workers.values() for runtime in w.runtimes)
+        self._runtimes_seen |= offering.keys()
+        for runtime in self._runtimes_seen:
+            WORKER_RUNTIMES.labels(runtime).set(offering[runtime])

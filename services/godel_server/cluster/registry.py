@@ -1,172 +1,198 @@
-"""ClusterService: federation registry and heartbeats (spec §4.2 ClusterRegistry)."""
+"""ClusterService: the federation registry, heartbeats, routing and session affinity (spec §4.2) over
+clusters.ClusterRegistry, router.Router and affinity.AffinityStore. Handlers check input and map."""
 
 from __future__ import annotations
 
-import uuid
-
 import grpc
-from google.protobuf import json_format
-from sqlalchemy import select
 
-from godel.v1 import cluster_pb2, cluster_service_pb2, cluster_service_pb2_grpc, event_pb2
-from godel_server.cluster.models import ClusterRow
-from godel_server.runtime.db import Database
-from godel_server.runtime.errors import ClusterNotFoundError
-from godel_server.runtime.events import new_event, set_structs, set_times, struct_to_dict, utcnow
-from godel_server.runtime.pagination import decode_token, page_size, query_fingerprint, split_page
-from godel_server.runtime.publisher import EventPublisher
+from godel.v1 import cluster_pb2, cluster_service_pb2, cluster_service_pb2_grpc
+from godel_server.cluster.affinity import AffinityStore
+from godel_server.cluster.balancer import RouteQuery
+from godel_server.cluster.clusters import ClusterQuery, ClusterRegistry
+from godel_server.cluster.models import AffinityRow
+from godel_server.cluster.router import Router
+from godel_server.runtime.errors import NotFoundError
+from godel_server.runtime.events import set_times
+from godel_server.runtime.statuses import CLUSTER_STATUS, LOAD_BALANCE_STRATEGY
 from godel_server.runtime.validation import Violations
 
-COMPONENT = "cluster-service"
-HEARTBEAT_SECONDS = 30
-STATUS_TO_PROTO = {
-    "online": cluster_pb2.CLUSTER_STATUS_ONLINE,
-    "degraded": cluster_pb2.CLUSTER_STATUS_DEGRADED,
-    "offline": cluster_pb2.CLUSTER_STATUS_OFFLINE,
-    "draining": cluster_pb2.CLUSTER_STATUS_DRAINING,
-}
-STATUS_FROM_PROTO = {v: k for k, v in STATUS_TO_PROTO.items()}
-
-
-def cluster_to_proto(row: ClusterRow) -> cluster_pb2.Cluster:
-    cluster = cluster_pb2.Cluster(
-        id=row.id,
-        name=row.name,
-        region=row.region or "",
-        endpoint=row.endpoint,
-        api_version=row.api_version or "",
-        status=STATUS_TO_PROTO.get(row.status, cluster_pb2.CLUSTER_STATUS_UNSPECIFIED),
-        health_score=row.health_score,
-        max_agents=row.max_agents,
-        current_agents=row.current_agents,
-        load_factor=(row.current_agents / row.max_agents) if row.max_agents else 0.0,
-        features=list(row.features or []),
-        supported_models=list(row.supported_models or []),
-    )
-    set_structs(cluster, metadata=row.meta)
-    set_times(
-        cluster, last_heartbeat=row.last_heartbeat, created_at=row.created_at, updated_at=row.updated_at
-    )
-    return cluster
+MAX_NAMES = 100
+MAX_NAME_LEN = 255
+MAX_TTL_SECONDS = 30 * 24 * 3600
 
 
 def _check_endpoint(v: Violations, endpoint: str) -> None:
     host, sep, port = endpoint.rpartition(":")
     if not endpoint:
         v.add("endpoint", "is required")
+    elif len(endpoint) > 500:
+        v.add("endpoint", "must be at most 500 characters")
     elif not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         v.add("endpoint", "must be host:port")
 
 
-class ClusterServicer(cluster_service_pb2_grpc.ClusterServiceServicer):
-    def __init__(self, db: Database, publisher: EventPublisher, *, instance: str) -> None:
-        self._db = db
-        self._publisher = publisher
-        self._instance = instance
+def _check_names(v: Violations, field: str, values: list[str]) -> None:
+    if len(values) > MAX_NAMES:
+        v.add(field, f"must list at most {MAX_NAMES} names")
+    if any(not value.strip() or len(value) > MAX_NAME_LEN for value in values):
+        v.add(field, f"names must be non-empty and at most {MAX_NAME_LEN} characters")
 
-    def _event(self, event_type: str, row: ClusterRow) -> event_pb2.Event:
-        return new_event(
-            event_type,
-            {"cluster": json_format.MessageToDict(cluster_to_proto(row))},
-            partition_key=row.id,
-            component=COMPONENT,
-            instance=self._instance,
-        )
+
+def _required(field: str, value: str) -> None:
+    v = Violations()
+    v.require(field, value, max_len=MAX_NAME_LEN)
+    v.raise_if_any()
+
+
+def _affinity_to_proto(row: AffinityRow) -> cluster_pb2.ClusterAffinity:
+    affinity = cluster_pb2.ClusterAffinity(session_id=row.session_id, cluster_id=row.cluster_id)
+    set_times(affinity, expire_time=row.expires_at)
+    return affinity
+
+
+class ClusterServicer(cluster_service_pb2_grpc.ClusterServiceServicer):
+    def __init__(
+        self, registry: ClusterRegistry, router: Router, affinity: AffinityStore, heartbeat_seconds: float
+    ) -> None:
+        self._registry = registry
+        self._router = router
+        self._affinity = affinity
+        self._heartbeat_seconds = heartbeat_seconds
 
     async def RegisterCluster(
         self, request: cluster_service_pb2.RegisterClusterRequest, context: grpc.aio.ServicerContext
     ) -> cluster_pb2.Cluster:
         v = Violations()
-        v.require("name", request.name, max_len=255)
+        v.require("name", request.name, max_len=MAX_NAME_LEN)
         _check_endpoint(v, request.endpoint)
         v.max_len("region", request.region, 100)
+        v.max_len("api_version", request.api_version, 20)
         if request.max_agents < 0:
             v.add("max_agents", "must not be negative")
+        _check_names(v, "features", list(request.features))
+        _check_names(v, "supported_models", list(request.supported_models))
         v.raise_if_any()
-        now = utcnow()
-        async with self._db.session() as session:
-            row = await session.scalar(select(ClusterRow).where(ClusterRow.name == request.name))
-            if row is None:
-                row = ClusterRow(
-                    id=str(uuid.uuid4()),
-                    name=request.name,
-                    created_at=now,
-                    current_agents=0,
-                    health_score=100,
-                )
-                session.add(row)
-            row.region = request.region or None
-            row.endpoint = request.endpoint
-            row.api_version = request.api_version or None
-            row.max_agents = request.max_agents
-            row.features = list(request.features)
-            row.supported_models = list(request.supported_models)
-            row.meta = struct_to_dict(request.metadata)
-            row.status = "online"
-            row.last_heartbeat = now
-            row.updated_at = now
-            await session.flush()
-            await self._publisher.publish(session, [self._event("cluster:register", row)])
-            return cluster_to_proto(row)
+        return self._registry.to_proto(await self._registry.register(request))
 
     async def GetCluster(
         self, request: cluster_service_pb2.GetClusterRequest, context: grpc.aio.ServicerContext
     ) -> cluster_pb2.Cluster:
-        v = Violations()
-        v.require("id", request.id)
-        v.raise_if_any()
-        async with self._db.reader() as session:
-            row = await session.get(ClusterRow, request.id)
-        if row is None:
-            raise ClusterNotFoundError(request.id)
-        return cluster_to_proto(row)
+        _required("id", request.id)
+        return self._registry.to_proto(await self._registry.by_id_or_name(request.id))
 
     async def ListClusters(
         self, request: cluster_service_pb2.ListClustersRequest, context: grpc.aio.ServicerContext
     ) -> cluster_service_pb2.ListClustersResponse:
-        size = page_size(request.page_size)
-        statuses = [STATUS_FROM_PROTO[s] for s in request.status if s in STATUS_FROM_PROTO]
-        fingerprint = query_fingerprint("clusters", statuses, request.region)
-        cursor = decode_token(request.page_token, fingerprint)
-        stmt = select(ClusterRow)
-        if statuses:
-            stmt = stmt.where(ClusterRow.status.in_(statuses))
-        if request.region:
-            stmt = stmt.where(ClusterRow.region == request.region)
-        if cursor:
-            stmt = stmt.where(ClusterRow.name > str(cursor.get("n", "")))
-        async with self._db.reader() as session:
-            rows = list((await session.scalars(stmt.order_by(ClusterRow.name).limit(size + 1))).all())
-        page, token = split_page(rows, size, lambda r: {"n": r.name}, fingerprint)
-        return cluster_service_pb2.ListClustersResponse(
-            clusters=[cluster_to_proto(r) for r in page], next_page_token=token
+        v = Violations()
+        v.max_len("region", request.region, 100)
+        v.max_len("model", request.model, MAX_NAME_LEN)
+        _check_names(v, "features", list(request.features))
+        v.raise_if_any()
+        query = ClusterQuery(
+            statuses=tuple(s for s in map(CLUSTER_STATUS.get, request.status) if s),
+            region=request.region,
+            features=tuple(sorted(set(request.features))),
+            model=request.model,
         )
+        rows, token = await self._registry.find(
+            query, page_size=request.page_size, page_token=request.page_token
+        )
+        return cluster_service_pb2.ListClustersResponse(
+            clusters=[self._registry.to_proto(r) for r in rows], next_page_token=token
+        )
+
+    async def UnregisterCluster(
+        self, request: cluster_service_pb2.UnregisterClusterRequest, context: grpc.aio.ServicerContext
+    ) -> cluster_service_pb2.UnregisterClusterResponse:
+        _required("id", request.id)
+        await self._registry.unregister(request.id)
+        return cluster_service_pb2.UnregisterClusterResponse()
 
     async def Heartbeat(
         self, request: cluster_service_pb2.HeartbeatRequest, context: grpc.aio.ServicerContext
     ) -> cluster_service_pb2.HeartbeatResponse:
         v = Violations()
-        v.require("id", request.id)
+        v.require("id", request.id, max_len=MAX_NAME_LEN)
         if request.current_agents < 0:
             v.add("current_agents", "must not be negative")
-        if request.HasField("health_score") and not 0 <= request.health_score <= 100:
-            v.add("health_score", "must be between 0 and 100")
+        if request.HasField("max_agents") and request.max_agents < 0:
+            v.add("max_agents", "must not be negative")
         v.raise_if_any()
-        now = utcnow()
-        async with self._db.session() as session:
-            row = await session.get(ClusterRow, request.id)
-            if row is None:
-                raise ClusterNotFoundError(request.id)
-            was = row.status
-            row.last_heartbeat = now
-            row.updated_at = now
-            row.current_agents = request.current_agents
-            if request.HasField("health_score"):
-                row.health_score = request.health_score
-            row.status = "online" if row.health_score >= 50 else "degraded"
-            if row.status != was:
-                await self._publisher.publish(session, [self._event("cluster:status", row)])
-            cluster = cluster_to_proto(row)
-        return cluster_service_pb2.HeartbeatResponse(
-            cluster=cluster, next_heartbeat_seconds=HEARTBEAT_SECONDS
+        row = await self._registry.heartbeat(
+            request.id,
+            request.current_agents,
+            request.max_agents if request.HasField("max_agents") else None,
         )
+        return cluster_service_pb2.HeartbeatResponse(
+            cluster=self._registry.to_proto(row), next_heartbeat_seconds=round(self._heartbeat_seconds)
+        )
+
+    async def RouteRequest(
+        self, request: cluster_service_pb2.RouteRequestRequest, context: grpc.aio.ServicerContext
+    ) -> cluster_service_pb2.RouteRequestResponse:
+        v = Violations()
+        v.max_len("region", request.region, 100)
+        if request.require_region and not request.region:
+            v.add("region", "is required with require_region")
+        v.max_len("model", request.model, MAX_NAME_LEN)
+        _check_names(v, "required_features", list(request.required_features))
+        _check_names(v, "exclude_clusters", list(request.exclude_clusters))
+        if not 0 <= request.min_capacity <= 1_000_000:
+            v.add("min_capacity", "must be between 0 and 1000000")
+        v.max_len("session_id", request.session_id, MAX_NAME_LEN)
+        strategy = LOAD_BALANCE_STRATEGY.get(request.strategy)
+        if request.strategy and strategy is None:
+            v.add("strategy", f"must be {LOAD_BALANCE_STRATEGY.choices()}")
+        v.raise_if_any()
+        decision = await self._router.route(
+            RouteQuery(
+                region=request.region,
+                require_region=request.require_region,
+                model=request.model,
+                features=tuple(request.required_features),
+                min_capacity=request.min_capacity,
+                strategy=strategy,
+                session_id=request.session_id,
+                exclude=frozenset(request.exclude_clusters),
+                prefer_local=request.prefer_local,
+            )
+        )
+        cluster = self._registry.to_proto(await self._registry.get(decision.cluster.id))
+        return cluster_service_pb2.RouteRequestResponse(
+            cluster=cluster,
+            reason=decision.reason,
+            strategy=LOAD_BALANCE_STRATEGY.to_proto_or(
+                decision.strategy, cluster_pb2.LOAD_BALANCE_STRATEGY_UNSPECIFIED
+            ),
+            affinity=decision.affinity,
+            eligible=list(decision.eligible),
+        )
+
+    async def SetClusterAffinity(
+        self, request: cluster_service_pb2.SetClusterAffinityRequest, context: grpc.aio.ServicerContext
+    ) -> cluster_pb2.ClusterAffinity:
+        v = Violations()
+        v.require("session_id", request.session_id, max_len=MAX_NAME_LEN)
+        v.require("cluster_id", request.cluster_id, max_len=MAX_NAME_LEN)
+        ttl = request.ttl.ToTimedelta().total_seconds() if request.HasField("ttl") else None
+        if ttl is not None and not 0 < ttl <= MAX_TTL_SECONDS:
+            v.add("ttl", f"must be more than 0 and at most {MAX_TTL_SECONDS} seconds")
+        v.raise_if_any()
+        cluster = await self._registry.by_id_or_name(request.cluster_id)
+        return _affinity_to_proto(await self._affinity.set(request.session_id, cluster.id, ttl))
+
+    async def GetClusterAffinity(
+        self, request: cluster_service_pb2.GetClusterAffinityRequest, context: grpc.aio.ServicerContext
+    ) -> cluster_pb2.ClusterAffinity:
+        _required("session_id", request.session_id)
+        row = await self._affinity.get(request.session_id)
+        if row is None:
+            raise NotFoundError("cluster affinity", request.session_id)
+        return _affinity_to_proto(row)
+
+    async def ClearClusterAffinity(
+        self, request: cluster_service_pb2.ClearClusterAffinityRequest, context: grpc.aio.ServicerContext
+    ) -> cluster_service_pb2.ClearClusterAffinityResponse:
+        _required("session_id", request.session_id)
+        await self._affinity.clear(request.session_id)
+        return cluster_service_pb2.ClearClusterAffinityResponse()

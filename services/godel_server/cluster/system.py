@@ -1,41 +1,33 @@
-"""SystemService: health (public and detailed), readiness, liveness, capabilities, OpenAPI, metrics."""
+"""SystemService: health (public and detailed), readiness, liveness, capabilities, OpenAPI, metrics
+(the merged Prometheus exposition, and the JSON summaries of agents, teams and the platform)."""
 
 from __future__ import annotations
+
+import asyncio
 
 import grpc
 from google.api import httpbody_pb2
 
 from godel.v1 import system_service_pb2, system_service_pb2_grpc
 from godel_server import __version__
-from godel_server.cluster.health import HEALTHY, check_components, overall
+from godel_server.cluster.capabilities import Capabilities
+from godel_server.cluster.collector import MetricsCollector
+from godel_server.cluster.health import HEALTHY, check_components, check_workers, overall
 from godel_server.cluster.metrics import merged_exposition
+from godel_server.cluster.summaries import agent_metrics, system_metrics, teams_metrics
 from godel_server.runtime.config import Settings
+from godel_server.runtime.context import current_caller
 from godel_server.runtime.db import Database
+from godel_server.runtime.deadletter_rpcs import DeadLetterRpcs
 from godel_server.runtime.errors import UnavailableError
-from godel_server.runtime.topics import ALL_TOPICS
-
-SERVICES = (
-    "godel.v1.AgentService",
-    "godel.v1.EventService",
-    "godel.v1.ClusterService",
-    "godel.v1.AuthService",
-    "godel.v1.SystemService",
-)
-FEATURES = (
-    "agents.crud",
-    "events.query",
-    "events.publish",
-    "events.subscribe.grpc",
-    "events.subscribe.sse",
-    "clusters.registry",
-    "auth.api_keys",
-)
 
 
-class SystemServicer(system_service_pb2_grpc.SystemServiceServicer):
-    def __init__(self, settings: Settings, db: Database) -> None:
+class SystemServicer(DeadLetterRpcs, system_service_pb2_grpc.SystemServiceServicer):
+    def __init__(self, settings: Settings, db: Database, collector: MetricsCollector) -> None:
         self._settings = settings
         self._db = db
+        self._capabilities = Capabilities(settings)
+        self._collector = collector
 
     async def GetHealth(
         self, request: system_service_pb2.GetHealthRequest, context: grpc.aio.ServicerContext
@@ -47,9 +39,15 @@ class SystemServicer(system_service_pb2_grpc.SystemServiceServicer):
     async def GetDetailedHealth(
         self, request: system_service_pb2.GetDetailedHealthRequest, context: grpc.aio.ServicerContext
     ) -> system_service_pb2.GetDetailedHealthResponse:
-        components = await check_components(self._settings, self._db)
+        caller = current_caller()
+        credentials = (("x-api-key", caller.credential),) if caller and caller.credential else ()
+        components, (workers_health, workers) = await asyncio.gather(
+            check_components(self._settings, self._db),
+            check_workers(self._settings.service_addrs["agent"], credentials, self._settings.tls),
+        )
+        components.append(workers_health)
         response = system_service_pb2.GetDetailedHealthResponse(
-            status=overall(components), components=components, version=__version__
+            status=overall(components), components=components, version=__version__, workers=workers
         )
         response.time.GetCurrentTime()
         return response
@@ -71,14 +69,7 @@ class SystemServicer(system_service_pb2_grpc.SystemServiceServicer):
     async def GetCapabilities(
         self, request: system_service_pb2.GetCapabilitiesRequest, context: grpc.aio.ServicerContext
     ) -> system_service_pb2.GetCapabilitiesResponse:
-        return system_service_pb2.GetCapabilitiesResponse(
-            version=__version__,
-            api_version="v1",
-            services=SERVICES,
-            features=FEATURES,
-            auth_methods=["api_key"],
-            topics=ALL_TOPICS,
-        )
+        return await self._capabilities.current()
 
     async def GetOpenApi(
         self, request: system_service_pb2.GetOpenApiRequest, context: grpc.aio.ServicerContext
@@ -97,3 +88,18 @@ class SystemServicer(system_service_pb2_grpc.SystemServiceServicer):
         return httpbody_pb2.HttpBody(
             content_type="text/plain; version=0.0.4; charset=utf-8", data=text.encode()
         )
+
+    async def GetAgentMetrics(
+        self, request: system_service_pb2.GetAgentMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> system_service_pb2.GetAgentMetricsResponse:
+        return agent_metrics(await self._collector.collect())
+
+    async def GetTeamsMetrics(
+        self, request: system_service_pb2.GetTeamsMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> system_service_pb2.GetTeamsMetricsResponse:
+        return teams_metrics(await self._collector.collect())
+
+    async def GetSystemMetrics(
+        self, request: system_service_pb2.GetSystemMetricsRequest, context: grpc.aio.ServicerContext
+    ) -> system_service_pb2.GetSystemMetricsResponse:
+        return system_metrics(await self._collector.collect())

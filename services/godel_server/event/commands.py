@@ -14,7 +14,10 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from godel.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
+from godel_server.runtime.config import TlsSettings
 from godel_server.runtime.errors import FieldViolation
+from godel_server.runtime.statuses import AGENT_STATUS
+from godel_server.runtime.tls import open_channel
 from godel_server.runtime.validation import is_uuid
 
 COMMAND_TIMEOUT_SECONDS = 15.0
@@ -78,13 +81,13 @@ def _violations(exc: grpc.aio.AioRpcError) -> list[FieldViolation]:
 
 
 def _agent_result(agent: agent_pb2.Agent) -> dict[str, Any]:
-    status = agent_pb2.AgentStatus.Name(agent.status).removeprefix("AGENT_STATUS_").lower()
+    status = AGENT_STATUS.get(agent.status) or "unspecified"
     return {"agentId": agent.id, "status": status, "agent": json_format.MessageToDict(agent)}
 
 
 class CommandForwarder:
-    def __init__(self, agent_addr: str) -> None:
-        self._channel = grpc.aio.insecure_channel(agent_addr)
+    def __init__(self, agent_addr: str, tls: TlsSettings) -> None:
+        self._channel = open_channel(agent_addr, tls)
         self._agents = agent_service_pb2_grpc.AgentServiceStub(self._channel)
 
     async def run(self, payload: Mapping[str, Any], credential: str, request_id: str) -> dict[str, Any]:

@@ -4,8 +4,9 @@ event-service restart, resumes right after it.
 
 The cursor moves as events are written to the transport and is saved at least every
 FLUSH_SECONDS and when the stream ends. After a crash of the event service the subscriber may
-therefore see up to FLUSH_SECONDS of events again (at-least-once; dedupe by sequence). An
-explicit `from_sequence` on resume moves the cursor (rewind or skip)."""
+therefore see up to FLUSH_SECONDS of events again, and a client that hangs up while an event is
+being written may get it again on resume (at-least-once; dedupe by sequence). An explicit
+`from_sequence` on resume moves the cursor (rewind or skip)."""
 
 from __future__ import annotations
 
@@ -119,13 +120,23 @@ class DurableSubscriptions:
         return replace(options, filter=flt, from_sequence=start), cursor
 
     async def close(self, cursor: Cursor) -> None:
-        # Save before forgetting it: until then readers see it connected, with its live position.
-        try:
-            await asyncio.shield(self._save([cursor]))
-        except Exception:
-            log.exception("saving a durable subscription cursor failed", extra={"name": cursor.name})
-        finally:
-            self._open.pop((cursor.owner, cursor.name), None)
+        """Saves the cursor, then forgets it: until the save is committed, readers see the
+        subscription connected with its live position. The save outlives the cancellation of the
+        stream's task (a client that disconnects cancels it): forgetting it first would show a
+        stale cursor, and a reconnect in between would resume from it."""
+        key = (cursor.owner, cursor.name)
+        saving = asyncio.ensure_future(self._save([cursor]))
+
+        def forget(done: asyncio.Future[None]) -> None:
+            self._open.pop(key, None)
+            if not done.cancelled() and (error := done.exception()) is not None:
+                log.error(
+                    "saving a durable subscription cursor failed", exc_info=error, extra={"name": cursor.name}
+                )
+
+        saving.add_done_callback(forget)
+        with contextlib.suppress(Exception):  # logged by forget()
+            await asyncio.shield(saving)
 
     async def flush(self) -> None:
         await self._save(list(self._open.values()))

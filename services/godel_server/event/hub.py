@@ -12,6 +12,7 @@ from prometheus_client import Counter, Gauge
 
 from godel.v1 import event_pb2
 from godel_server.event.store import EventFilter
+from godel_server.runtime.limits import UserSlots
 
 SUBSCRIBERS = Gauge("godel_event_subscribers", "Live event subscriptions")
 DROPPED = Counter("godel_event_subscriber_dropped_total", "Events dropped for slow subscribers", ["strategy"])
@@ -59,9 +60,11 @@ class Subscription:
 
 
 class SubscriptionHub:
-    def __init__(self) -> None:
+    def __init__(self, per_owner: int = 0) -> None:
         self._subs: set[Subscription] = set()
         self.last_published = 0
+        # Live subscriptions one user may hold at once, over every transport (0 = no cap).
+        self.owners = UserSlots(per_owner, "live event subscriptions")
 
     def add(self, sub: Subscription) -> None:
         self._subs.add(sub)

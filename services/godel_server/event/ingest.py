@@ -1,23 +1,42 @@
-"""Consumes every Godel topic into the event store, then fans the stored events out live."""
+"""Consumes every Godel topic into the event store, then fans the stored events out live. Kafka is a
+public surface: an event the store cannot keep (an id longer than its column, say) is quarantined
+at once instead of failing every batch it is in."""
 
 from __future__ import annotations
 
+from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
 from godel_server.event.hub import SubscriptionHub
-from godel_server.event.store import EventStore
+from godel_server.event.store import EventStore, storage_problem
+from godel_server.runtime.config import KafkaSettings
 from godel_server.runtime.consumer import EventConsumer
 from godel_server.runtime.db import Database
-from godel_server.runtime.topics import ALL_TOPICS
+from godel_server.runtime.deadletters import DeadLetterStore
+from godel_server.runtime.topics import ALL_TOPICS, topic_for
+
+# prometheus_client adds `_total` to a counter's name: this is spec §9.1's godel_events_total.
+EVENTS = Counter("godel_events", "Events stored in the event store (each once), per topic", ["topic"])
 
 
 class EventIngest(EventConsumer):
     group_id = "godel-event-store"
 
-    def __init__(self, db: Database, bootstrap: str, hub: SubscriptionHub, *, client_id: str) -> None:
-        super().__init__(db, bootstrap, ALL_TOPICS, client_id=client_id)
+    def __init__(
+        self,
+        db: Database,
+        kafka: KafkaSettings,
+        hub: SubscriptionHub,
+        *,
+        client_id: str,
+        dead_letters: DeadLetterStore,
+    ) -> None:
+        super().__init__(db, kafka, ALL_TOPICS, client_id=client_id, dead_letters=dead_letters)
         self._hub = hub
+
+    def poison_reason(self, event: event_pb2.Event) -> str | None:
+        return super().poison_reason(event) or storage_problem(event)
 
     async def handle_batch(
         self, session: AsyncSession, events: list[event_pb2.Event]
@@ -25,4 +44,6 @@ class EventIngest(EventConsumer):
         return await EventStore(session).append(events)
 
     async def after_commit(self, events: list[event_pb2.Event]) -> None:
+        for event in events:
+            EVENTS.labels(topic_for(event.type)).inc()
         self._hub.publish(events)

@@ -25,6 +25,7 @@ class EventRow(Base):
     id: Mapped[str] = mapped_column(String(36), unique=True)
     event_type: Mapped[str] = mapped_column(String(100))
     timestamp: Mapped[datetime] = mapped_column(UtcDateTime)
+    # The payload as JSON, for SQL readers: the typed data of a service event, else the client's object.
     payload: Mapped[dict[str, Any]] = mapped_column(JsonType)
     source_component: Mapped[str | None] = mapped_column(String(100))
     source_instance: Mapped[str | None] = mapped_column(String(200))

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from godel.v1 import event_service_pb2
-from godel_server.event.hub import BLOCK, DROP, SLIDING
+from godel_server.event.hub import SLIDING
 from godel_server.event.store import EventFilter, attribute_filters
+from godel_server.runtime.enums import ProtoEnum
 from godel_server.runtime.events import EVENT_TYPE_RE
 from godel_server.runtime.validation import Violations
 
@@ -21,15 +22,8 @@ DEFAULT_HEARTBEAT_SECONDS = 15.0
 MAX_PATTERNS = 50
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 
-GRPC_STRATEGIES = {
-    event_service_pb2.BACKPRESSURE_STRATEGY_UNSPECIFIED: SLIDING,
-    event_service_pb2.BACKPRESSURE_STRATEGY_DROP: DROP,
-    event_service_pb2.BACKPRESSURE_STRATEGY_BLOCK: BLOCK,
-    event_service_pb2.BACKPRESSURE_STRATEGY_SLIDING: SLIDING,
-}
-NAMED_STRATEGIES = {DROP: DROP, BLOCK: BLOCK, SLIDING: SLIDING} | {
-    f"BACKPRESSURE_STRATEGY_{s.upper()}": s for s in (DROP, BLOCK, SLIDING)
-}
+# drop, block, sliding (the hub's strategies); an unset one slides.
+BACKPRESSURE = ProtoEnum(event_service_pb2.BackpressureStrategy, str)
 
 
 @dataclass(frozen=True)
@@ -73,7 +67,7 @@ def from_grpc(request: event_service_pb2.SubscribeEventsRequest) -> SubscribeOpt
             types=tuple(request.pattern),
             **attribute_filters(request),
         ),
-        strategy=GRPC_STRATEGIES.get(request.backpressure, SLIDING),
+        strategy=BACKPRESSURE.get(request.backpressure) or SLIDING,
         buffer_size=request.buffer_size or DEFAULT_BUFFER,
         heartbeat_seconds=float(request.heartbeat_seconds or DEFAULT_HEARTBEAT_SECONDS),
         from_sequence=request.from_sequence if request.HasField("from_sequence") else None,
@@ -140,10 +134,11 @@ def from_payload(payload: Mapping[str, Any]) -> SubscribeOptions:
     strategy = SLIDING
     raw_strategy = payload.get("backpressure")
     if raw_strategy is not None:
-        if not isinstance(raw_strategy, str) or raw_strategy not in NAMED_STRATEGIES:
-            v.add("payload.backpressure", "must be one of drop, block, sliding")
+        named = BACKPRESSURE.parse(raw_strategy) if isinstance(raw_strategy, str) else None
+        if named is None:
+            v.add("payload.backpressure", f"must be one of {', '.join(BACKPRESSURE.names)}")
         else:
-            strategy = NAMED_STRATEGIES[raw_strategy]
+            strategy = named
     buffer_size = _integer(payload, "bufferSize", "payload.bufferSize", v)
     if buffer_size is not None and not 0 <= buffer_size <= MAX_BUFFER:
         v.add("payload.bufferSize", f"must be between 0 (default {DEFAULT_BUFFER}) and {MAX_BUFFER}")

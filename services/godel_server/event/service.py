@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from godel.v1 import event_service_pb2, event_service_pb2_grpc
+from godel.v1 import event_service_pb2_grpc
 from godel_server.event.commands import CommandForwarder
 from godel_server.event.durable import DurableSubscriptions
 from godel_server.event.hub import SubscriptionHub
@@ -16,11 +16,12 @@ from godel_server.event.ws_server import EventSocketServer
 from godel_server.runtime.auth import RemoteKeyVerifier
 from godel_server.runtime.host import Service, ServiceHost
 from godel_server.runtime.interceptors import KeyVerifier
+from godel_server.runtime.limits import UserSlots
+from godel_server.runtime.tls import server_ssl_context
 
 
 class EventService(Service):
     role = "event"
-    grpc_services = (event_service_pb2.DESCRIPTOR.services_by_name["EventService"].full_name,)
     migrations = Path(__file__).parent / "migrations"
 
     def __init__(self) -> None:
@@ -34,16 +35,17 @@ class EventService(Service):
 
     def verifier(self, host: ServiceHost) -> KeyVerifier:
         if self._verifier is None:
-            self._verifier = RemoteKeyVerifier(
-                host.settings.service_addrs["cluster"], host.settings.auth_cache_seconds
-            )
+            s = host.settings
+            self._verifier = RemoteKeyVerifier(s.service_addrs["cluster"], s.auth_cache_seconds, s.tls)
         return self._verifier
 
     def register(self, host: ServiceHost) -> None:
+        self.hub.owners = UserSlots(host.settings.max_subscriptions_per_user, "live event subscriptions")
         self.durable = DurableSubscriptions(host.db)
         servicer = EventServicer(
             host.db, host.publisher, self.hub, self.durable, instance=host.settings.instance_id
         )
+        servicer.dead_letters = host.dead_letters
         event_service_pb2_grpc.add_EventServiceServicer_to_server(servicer, host.server)
 
     async def start(self, host: ServiceHost) -> None:
@@ -53,22 +55,29 @@ class EventService(Service):
         async with host.db.reader() as session:
             self.hub.last_published = await EventStore(session).last_sequence()
         self.ingest = EventIngest(
-            host.db, host.settings.kafka_bootstrap, self.hub, client_id=host.settings.instance_id
+            host.db,
+            host.settings.kafka,
+            self.hub,
+            client_id=host.settings.instance_id,
+            dead_letters=host.dead_letters,
         )
         self.ingest.start()
         assert self.durable is not None
         self.durable.start()
         settings = host.settings
         if settings.event_ws_port:
-            self.commands = CommandForwarder(settings.service_addrs["agent"])
+            self.commands = CommandForwarder(settings.service_addrs["agent"], settings.tls)
             self.websocket = EventSocketServer(
                 db=host.db,
                 hub=self.hub,
                 durable=self.durable,
                 verifier=self.verifier(host),
                 commands=self.commands,
+                guard=host.guard,
                 host=settings.bind_host,
                 port=settings.event_ws_port,
+                allowed_origins=settings.ws_allowed_origins,
+                ssl=server_ssl_context(settings.tls) if settings.tls.enabled else None,
             )
             await self.websocket.start()
 

@@ -17,9 +17,10 @@ from godel_server.event.store import EventFilter, EventStore, attribute_filters
 from godel_server.event.streaming import Beat, subscribe
 from godel_server.runtime.context import current_caller
 from godel_server.runtime.db import Database
+from godel_server.runtime.deadletter_rpcs import DeadLetterRpcs
 from godel_server.runtime.errors import EventNotFoundError
-from godel_server.runtime.events import EVENT_TYPE_RE, new_event
-from godel_server.runtime.pagination import decode_token, page_size, query_fingerprint, split_page
+from godel_server.runtime.events import EVENT_TYPE_RE, custom_event
+from godel_server.runtime.pagination import PageRequest
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.runtime.topics import RESERVED_NAMESPACES
 from godel_server.runtime.validation import Violations
@@ -28,7 +29,7 @@ COMPONENT = "event-service"
 MAX_PAYLOAD_BYTES = 64 * 1024
 
 
-class EventServicer(event_service_pb2_grpc.EventServiceServicer):
+class EventServicer(DeadLetterRpcs, event_service_pb2_grpc.EventServiceServicer):
     def __init__(
         self,
         db: Database,
@@ -52,7 +53,6 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
         if request.after_sequence < 0:
             v.add("after_sequence", "must not be negative")
         v.raise_if_any()
-        size = page_size(request.page_size, default=100)
         flt = EventFilter(
             types=tuple(request.type),
             **attribute_filters(request),
@@ -60,25 +60,30 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
             end_time=request.end_time.ToDatetime(tzinfo=UTC) if request.HasField("end_time") else None,
         )
         descending = request.order == event_service_pb2.SORT_ORDER_DESCENDING
-        fingerprint = query_fingerprint("events", flt, descending, request.after_sequence)
-        cursor = decode_token(request.page_token, fingerprint)
-        last = int(cursor["s"]) if cursor else None
+        page = PageRequest.of(
+            request.page_size,
+            request.page_token,
+            ("events", flt, descending, request.after_sequence),
+            (int,),
+            default_size=100,
+        )
+        last = page.after[0] if page.after else None
         async with self._db.reader() as session:
             store = EventStore(session)
             if descending:
                 events = await store.query(
                     flt,
-                    limit=size + 1,
+                    limit=page.limit,
                     after_sequence=request.after_sequence,
                     before_sequence=last,
                     descending=True,
                 )
             else:
                 events = await store.query(
-                    flt, limit=size + 1, after_sequence=max(last or 0, request.after_sequence)
+                    flt, limit=page.limit, after_sequence=max(last or 0, request.after_sequence)
                 )
-        page, token = split_page(events, size, lambda e: {"s": e.sequence}, fingerprint)
-        return event_service_pb2.QueryEventsResponse(events=page, next_page_token=token)
+        rows, token = page.split(events, lambda e: (e.sequence,))
+        return event_service_pb2.QueryEventsResponse(events=rows, next_page_token=token)
 
     async def GetEvent(
         self, request: event_service_pb2.GetEventRequest, context: grpc.aio.ServicerContext
@@ -112,9 +117,9 @@ class EventServicer(event_service_pb2_grpc.EventServiceServicer):
         v.raise_if_any()
         caller = current_caller()
         m = request.metadata
-        event = new_event(
+        event = custom_event(
             request.type,
-            json_format.MessageToDict(request.payload),
+            request.payload,
             partition_key=m.agent_id or m.team_id or m.workflow_id or "",
             component=request.source.component or "client",
             instance=request.source.instance,

@@ -8,12 +8,13 @@ from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from google.protobuf import json_format
-from sqlalchemy import ColumnElement, func, or_, select, text
+from sqlalchemy import ColumnElement, String, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
 from godel_server.event.models import EventRow
-from godel_server.runtime.events import pattern_matches, utcnow
+from godel_server.runtime.events import pattern_matches, payload_dict, utcnow
+from godel_server.runtime.text import storable_json, storable_text
 
 SEQUENCE_LOCK_KEY = 0x60DE1E7E
 
@@ -87,6 +88,61 @@ def row_to_event(row: EventRow) -> event_pb2.Event:
     return event
 
 
+def storable_event(event: event_pb2.Event) -> event_pb2.Event:
+    """The event with NUL and lone surrogates in its text replaced by U+FFFD (runtime/text.py), so
+    what is stored, served and fanned out is the same; the event itself when its text is clean."""
+    if b"\x00" not in event.SerializeToString():  # no NUL byte, so no NUL in any string
+        return event
+    document = json_format.MessageToDict(event)
+    clean = storable_json(document)
+    if clean == document:
+        return event
+    return json_format.ParseDict(clean, event_pb2.Event())
+
+
+def event_columns(event: event_pb2.Event, sequence: int, now: datetime) -> dict[str, Any]:
+    """The stored row of an event; its text made storable (runtime/text.py: an event from Kafka
+    may hold anything)."""
+    m = event.metadata
+
+    def clean(value: str) -> str | None:
+        return storable_text(value) or None
+
+    return {
+        "sequence_number": sequence,
+        "id": event.id,
+        "event_type": storable_text(event.type),
+        "timestamp": event.timestamp.ToDatetime(tzinfo=UTC) if event.HasField("timestamp") else now,
+        "payload": payload_dict(event),
+        "source_component": clean(event.source.component),
+        "source_instance": clean(event.source.instance),
+        "source_version": clean(event.source.version),
+        "correlation_id": clean(m.correlation_id),
+        "causation_id": clean(m.causation_id),
+        "trace_id": clean(m.trace_id),
+        "agent_id": clean(m.agent_id),
+        "team_id": clean(m.team_id),
+        "workflow_id": clean(m.workflow_id),
+        "user_id": clean(m.user_id),
+        "partition_key": clean(event.partition_key),
+        "data": event.SerializeToString(),
+        "stored_at": now,
+    }
+
+
+def storage_problem(event: event_pb2.Event) -> str | None:
+    """Why the store cannot keep an event (a value longer than its column), or None."""
+    row = event_columns(event, 0, utcnow())
+    for name, column in EventRow.__table__.columns.items():
+        value = row.get(name)
+        length = column.type.length if isinstance(column.type, String) else None
+        if isinstance(value, str) and length and len(value) > length:
+            return f"{name}: {len(value)} characters, the store keeps at most {length}"
+    if not event.type:
+        return "type: the event has no type"
+    return None
+
+
 class EventStore:
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
@@ -112,31 +168,10 @@ class EventStore:
             if event.id in known:
                 continue
             known.add(event.id)
+            event = storable_event(event)
             sequence += 1
             event.sequence = sequence
-            m = event.metadata
-            self._session.add(
-                EventRow(
-                    sequence_number=sequence,
-                    id=event.id,
-                    event_type=event.type,
-                    timestamp=event.timestamp.ToDatetime(tzinfo=UTC) if event.HasField("timestamp") else now,
-                    payload=json_format.MessageToDict(event.payload),
-                    source_component=event.source.component or None,
-                    source_instance=event.source.instance or None,
-                    source_version=event.source.version or None,
-                    correlation_id=m.correlation_id or None,
-                    causation_id=m.causation_id or None,
-                    trace_id=m.trace_id or None,
-                    agent_id=m.agent_id or None,
-                    team_id=m.team_id or None,
-                    workflow_id=m.workflow_id or None,
-                    user_id=m.user_id or None,
-                    partition_key=event.partition_key or None,
-                    data=event.SerializeToString(),
-                    stored_at=now,
-                )
-            )
+            self._session.add(EventRow(**event_columns(event, sequence, now)))
             stored.append(event)
         await self._session.flush()
         return stored

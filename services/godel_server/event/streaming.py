@@ -27,10 +27,12 @@ StreamItem = event_pb2.Event | Beat
 
 
 async def follow(
-    db: Database, hub: SubscriptionHub, options: SubscribeOptions
+    db: Database, hub: SubscriptionHub, options: SubscribeOptions, *, owner: str
 ) -> AsyncGenerator[StreamItem, None]:
     """Yields a first Beat once the subscription is registered (live events from then on are
-    delivered), then events in sequence order and a Beat every `heartbeat_seconds` of silence."""
+    delivered), then events in sequence order and a Beat every `heartbeat_seconds` of silence.
+    The subscription counts against its owner's cap (QuotaExceededError beyond it)."""
+    release = hub.owners.acquire(owner)
     sub = Subscription(options.filter, options.strategy, options.buffer_size)
     hub.add(sub)
     try:
@@ -56,6 +58,7 @@ async def follow(
                 yield event
     finally:
         hub.remove(sub)
+        release()
 
 
 async def subscribe(
@@ -71,12 +74,12 @@ async def subscribe(
     from the stored cursor, and moves once an event has been handed to the transport (the
     consumer asked for the next item)."""
     if not options.name:
-        async for item in follow(db, hub, options):
+        async for item in follow(db, hub, options, owner=owner):
             yield item
         return
     options, cursor = await durable.open(owner, options, hub.last_published, field=name_field)
     try:
-        async for item in follow(db, hub, options):
+        async for item in follow(db, hub, options, owner=owner):
             yield item
             if isinstance(item, event_pb2.Event):
                 cursor.advance(item.sequence)

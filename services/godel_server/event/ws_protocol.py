@@ -14,10 +14,14 @@ from google.protobuf import json_format
 
 from godel.v1 import event_pb2
 from godel_server.runtime.errors import FieldViolation
+from godel_server.runtime.events import payload_dict
 
 PROTOCOL = "godel-events-v1"
 CLIENT_TYPES = ("subscribe", "unsubscribe", "command", "ping", "pong")
 MAX_MESSAGE_BYTES = 256 * 1024
+# Close codes: the credential is missing, refused or revoked; the role may not read events.
+CLOSE_UNAUTHENTICATED = 4401
+CLOSE_FORBIDDEN = 4403
 
 
 class ProtocolError(Exception):
@@ -96,9 +100,15 @@ def message(
 
 
 def event_message(event: event_pb2.Event, subscription_id: str) -> str:
-    """An `event` message: the stored event as JSON, its payload under `data` as in spec §3.2."""
+    """An `event` message: the stored event as JSON, its payload under `data` as in spec §3.2. For an
+    event of a Godel service, `data` is its typed payload (the message its `type` names, e.g.
+    AgentSpawned for `agent:spawn`) in protobuf JSON; for a client event, the object it was published
+    with."""
     body = json_format.MessageToDict(event)
-    body["data"] = body.pop("payload", {})
+    body.pop("payload", None)
+    if field := event.WhichOneof("data"):
+        body.pop(event.DESCRIPTOR.fields_by_name[field].json_name, None)
+    body["data"] = payload_dict(event)
     body["sequence"] = event.sequence
     return message(
         "event",

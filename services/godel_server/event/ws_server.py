@@ -1,8 +1,14 @@
 """The WebSocket endpoint `/events` of the event service (spec §3.2, subprotocol godel-events-v1).
-Credentials: `?token=<API key>` in the query string (browsers cannot set headers), or the
-X-API-Key / `Authorization: Bearer` headers, or a `godel_token` cookie; verified exactly like gRPC
-calls and authorized as `event:read`. A refused credential gets an in-band `error` message and
-close code 4401 (4403 when the role may not read events)."""
+
+Credentials (an API key or an access token), first found wins: the X-API-Key or
+`Authorization: Bearer` headers; a `bearer.<credential>` subprotocol offered next to
+`godel-events-v1` (browsers cannot set headers; the server never echoes it); the `?token=` query of
+spec §3.2 (kept for compatibility; the gateway's access log drops query strings); the HttpOnly
+`godel_token` cookie that login sets, only from an allowed Origin (the WebSocket's own host, or
+GODEL_WS_ALLOWED_ORIGINS), since browsers send cookies with cross-site handshakes too. Verified
+exactly like gRPC calls and authorized as `event:read`. A refused credential gets an in-band
+`error` message and close code 4401 (4403 when the role may not read events); a credential
+revoked while the socket is open gets the same within seconds (runtime/revocation.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ import logging
 from collections.abc import Sequence
 from http import HTTPStatus
 from http.cookies import SimpleCookie
+from ssl import SSLContext
 from urllib.parse import parse_qs, urlsplit
 
 from prometheus_client import Gauge
@@ -31,29 +38,62 @@ from godel_server.runtime.db import Database
 from godel_server.runtime.errors import AuthenticationError, GodelError, PermissionDeniedError
 from godel_server.runtime.interceptors import KeyVerifier, credential_from
 from godel_server.runtime.rbac import authorize
+from godel_server.runtime.revocation import StreamGuard
 
 log = logging.getLogger(__name__)
 
 PATH = "/events"
 SUBSCRIBE_METHOD = "/godel.v1.EventService/SubscribeEvents"
-CLOSE_UNAUTHENTICATED = 4401
-CLOSE_FORBIDDEN = 4403
 CONNECTIONS = Gauge("godel_event_websocket_connections", "Open WebSocket connections on /events")
 
 
-def credential_of(request: Request) -> str:
-    """The API key of a handshake: `?token=`, then the headers gRPC accepts, then a cookie."""
-    query = parse_qs(urlsplit(request.path).query)
-    if token := (query.get("token") or [""])[0].strip():
-        return token
+BEARER_PROTOCOL = "bearer."
+COOKIE = "godel_token"
+
+
+def offered_protocols(request: Request) -> list[str]:
+    return [
+        p.strip()
+        for header in request.headers.get_all("Sec-WebSocket-Protocol")
+        for p in header.split(",")
+        if p.strip()
+    ]
+
+
+def credential_of(request: Request, allowed_origins: Sequence[str] = ()) -> str:
+    """The credential of a handshake (see the module docstring for the order)."""
     headers = {k.lower(): v for k, v in request.headers.raw_items()}
     if found := credential_from(headers):
         return found
+    for protocol in offered_protocols(request):
+        if protocol.startswith(BEARER_PROTOCOL) and len(protocol) > len(BEARER_PROTOCOL):
+            return protocol[len(BEARER_PROTOCOL) :]
+    query = parse_qs(urlsplit(request.path).query)
+    if token := (query.get("token") or [""])[0].strip():
+        return token
     cookie = SimpleCookie()
     with contextlib.suppress(Exception):
         cookie.load(request.headers.get("cookie", ""))
-    morsel = cookie.get("godel_token")
-    return morsel.value.strip() if morsel else ""
+    morsel = cookie.get(COOKIE)
+    if morsel and morsel.value.strip():
+        origin = request.headers.get("origin", "")
+        if not origin_allowed(origin, request.headers.get("host", ""), allowed_origins):
+            raise PermissionDeniedError(
+                f"the {COOKIE} cookie is accepted only from an allowed origin (got {origin or 'none'}); "
+                "send the credential in a header or a subprotocol instead"
+            )
+        return morsel.value.strip()
+    return ""
+
+
+def origin_allowed(origin: str, host: str, allowed: Sequence[str]) -> bool:
+    """A browser's Origin may use the cookie: one of `allowed`, else the WebSocket's own host."""
+    origin = origin.strip().rstrip("/")
+    if not origin:
+        return False
+    if allowed:
+        return origin in allowed
+    return bool(host) and urlsplit(origin).netloc == host
 
 
 def _select_subprotocol(_conn: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
@@ -77,9 +117,14 @@ class EventSocketServer:
         durable: DurableSubscriptions,
         verifier: KeyVerifier,
         commands: CommandForwarder,
+        guard: StreamGuard,
         host: str,
         port: int,
+        allowed_origins: Sequence[str] = (),
+        ssl: SSLContext | None = None,
     ) -> None:
+        self._guard = guard
+        self._allowed_origins = tuple(allowed_origins)
         self._db = db
         self._hub = hub
         self._durable = durable
@@ -87,6 +132,7 @@ class EventSocketServer:
         self._commands = commands
         self._host = host
         self._port = port
+        self._ssl = ssl
         self._server: Server | None = None
         self._sessions: set[Session] = set()
 
@@ -101,6 +147,7 @@ class EventSocketServer:
             ping_timeout=30,
             max_size=wire.MAX_MESSAGE_BYTES,
             compression=None,
+            ssl=self._ssl,
         )
         log.info("websocket serving", extra={"address": f"{self._host}:{self._port}", "path": PATH})
 
@@ -119,19 +166,21 @@ class EventSocketServer:
 
     async def _authenticate(self, ws: ServerConnection) -> Caller | None:
         assert ws.request is not None
-        credential = credential_of(ws.request)
         try:
+            credential = credential_of(ws.request, self._allowed_origins)
             if not credential:
                 raise AuthenticationError(
-                    "missing credentials: connect to /events?token=<API key> "
-                    "(or send X-API-Key / Authorization: Bearer)"
+                    "missing credentials: send an API key or access token as X-API-Key or "
+                    "`Authorization: Bearer`, or offer the subprotocol `bearer.<credential>` "
+                    f"next to {wire.PROTOCOL}"
                 )
             caller = await self._verifier.verify(credential)
             authorize(caller, SUBSCRIBE_METHOD)
         except GodelError as exc:
-            code = {AuthenticationError: CLOSE_UNAUTHENTICATED, PermissionDeniedError: CLOSE_FORBIDDEN}.get(
-                type(exc), 1011
-            )
+            code = {
+                AuthenticationError: wire.CLOSE_UNAUTHENTICATED,
+                PermissionDeniedError: wire.CLOSE_FORBIDDEN,
+            }.get(type(exc), 1011)
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(wire.error(exc.status.name, exc.message))
                 await ws.close(code, exc.status.name.lower())
@@ -146,9 +195,11 @@ class EventSocketServer:
             ws, caller, db=self._db, hub=self._hub, durable=self._durable, commands=self._commands
         )
         self._sessions.add(session)
+        unwatch = self._guard.watch(caller.credential, session.revoke)
         CONNECTIONS.inc()
         try:
             await session.run()
         finally:
+            unwatch()
             CONNECTIONS.dec()
             self._sessions.discard(session)

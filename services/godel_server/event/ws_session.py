@@ -23,7 +23,7 @@ from godel_server.event.options import SubscribeOptions, from_payload
 from godel_server.event.streaming import Beat, subscribe
 from godel_server.runtime.context import Caller
 from godel_server.runtime.db import Database
-from godel_server.runtime.errors import FieldViolation, GodelError, ValidationError
+from godel_server.runtime.errors import AuthenticationError, FieldViolation, GodelError, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,17 @@ class Session:
             pass
         finally:
             await self.close()
+
+    def revoke(self, error: AuthenticationError) -> None:
+        """The credential that opened the connection no longer verifies: say so and close (4401)."""
+        self._spawn(self._close_revoked(error))
+
+    async def _close_revoked(self, error: AuthenticationError) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            await asyncio.wait_for(
+                self.send(wire.error("UNAUTHENTICATED", f"{error.message}: this connection is closed")), 2
+            )
+        await self._ws.close(wire.CLOSE_UNAUTHENTICATED, "unauthenticated")
 
     async def close(self) -> None:
         tasks = [*self._subs.values(), *self._tasks]

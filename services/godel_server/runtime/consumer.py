@@ -1,6 +1,11 @@
 """Consumer base: reads Godel events from Kafka, handles each one exactly once per consumer group
 (dedupe by event id in the same DB transaction as the handler's writes), and commits offsets only
-after the batch has been processed."""
+after the batch has been processed. A record it cannot handle does not stop the group: a batch that
+fails BATCH_ATTEMPTS times is handled one record at a time, and a record that still fails after
+RECORD_ATTEMPTS (or that is no event, or one the service cannot store) is quarantined as a dead
+letter (runtime/deadletters.py) and the group goes on. A database or Kafka that is down is no
+reason to quarantine: the consumer reconnects and retries from its last commit. The dedupe log
+keeps DEDUPE_RETENTION of history (Kafka redelivers only uncommitted records)."""
 
 from __future__ import annotations
 
@@ -8,18 +13,25 @@ import asyncio
 import contextlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
-from godel_server.runtime.db import Database
+from godel_server.runtime.config import KafkaSettings
+from godel_server.runtime.db import DB_UNAVAILABLE, Database
+from godel_server.runtime.deadletters import DeadLetterStore, Record, describe
 from godel_server.runtime.events import utcnow
+from godel_server.runtime.kafka import client_options
 from godel_server.runtime.tables import processed_events
+from godel_server.runtime.text import storable_text
+from godel_server.runtime.topics import kafka_name
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +40,16 @@ DUPLICATES = Counter("godel_events_duplicate_total", "Redelivered events skipped
 UNDECODABLE = Counter(
     "godel_events_undecodable_total", "Kafka records that are not godel.v1.Event", ["group"]
 )
+BATCH_ATTEMPTS = 3
+RECORD_ATTEMPTS = 3
+RETRY_PAUSE_SECONDS = 0.2
+DEDUPE_RETENTION = timedelta(days=7)
+PRUNE_SECONDS = 3600.0
+EVENT_ID_LEN = 36  # processed_events.event_id
+# The database or Kafka is down: retrying later will work, quarantining would be wrong.
+UNAVAILABLE = (*DB_UNAVAILABLE, KafkaError)
+
+Also = Callable[[AsyncSession], Awaitable[None]]
 
 
 class EventConsumer(ABC):
@@ -38,12 +60,23 @@ class EventConsumer(ABC):
     # Extra AIOKafkaConsumer settings of a subclass (e.g. a shorter session timeout).
     kafka_options: dict[str, int] = {}
 
-    def __init__(self, db: Database, bootstrap: str, topics: Sequence[str], *, client_id: str) -> None:
+    def __init__(
+        self,
+        db: Database,
+        kafka: KafkaSettings,
+        topics: Sequence[str],
+        *,
+        client_id: str,
+        dead_letters: DeadLetterStore,
+    ) -> None:
         self._db = db
-        self._bootstrap = bootstrap
+        self._kafka = kafka
         self._topics = list(topics)
         self._client_id = client_id
+        self._dead_letters = dead_letters
+        dead_letters.add_consumer(self)
         self._task: asyncio.Task[None] | None = None
+        self._pruner: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self.ready = asyncio.Event()
 
@@ -56,20 +89,30 @@ class EventConsumer(ABC):
     async def after_commit(self, events: list[event_pb2.Event]) -> None:  # noqa: B027
         """Runs with handle_batch's result after the transaction committed (e.g. live fan-out)."""
 
+    def poison_reason(self, event: event_pb2.Event) -> str | None:
+        """Why this group can never handle the event (it is quarantined without attempts), or None."""
+        if not event.id:
+            return "the event has no id"
+        if len(event.id) > EVENT_ID_LEN or storable_text(event.id) != event.id:
+            return f"id: must be at most {EVENT_ID_LEN} characters of storable text"
+        return None
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name=f"consumer-{self.group_id}")
+        self._pruner = asyncio.create_task(self._prune_loop(), name=f"prune-{self.group_id}")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._pruner):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     def _new_consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            *self._topics,
-            bootstrap_servers=self._bootstrap,
-            group_id=self.group_id,
+            *(kafka_name(t) for t in self._topics),
+            **client_options(self._kafka),
+            group_id=kafka_name(self.group_id),
             client_id=self._client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -108,24 +151,73 @@ class EventConsumer(ABC):
                     await consumer.stop()
             await asyncio.sleep(1.0)
 
-    async def _process(self, records: list[object]) -> None:
-        events: list[event_pb2.Event] = []
+    async def _process(self, records: list[Any]) -> None:
+        batch: list[tuple[Any, event_pb2.Event]] = []
         seen: set[str] = set()
         for record in records:
             event = event_pb2.Event()
             try:
-                event.ParseFromString(record.value)  # type: ignore[attr-defined]
-            except Exception:
+                event.ParseFromString(record.value)
+            except Exception as exc:
                 UNDECODABLE.labels(self.group_id).inc()
-                log.error("skipping undecodable record", extra={"offset": getattr(record, "offset", None)})
+                await self._quarantine(record, None, f"not a godel.v1.Event: {describe(exc)}", 1)
                 continue
-            if not event.id or event.id in seen:
+            problem = self.poison_reason(event)
+            if problem is not None:
+                await self._quarantine(record, event, problem, 1)
+                continue
+            if event.id in seen:
                 continue
             seen.add(event.id)
-            events.append(event)
-        if not events:
+            batch.append((record, event))
+        if not batch:
             return
+        events = [e for _, e in batch]
+        for attempt in range(1, BATCH_ATTEMPTS + 1):
+            try:
+                handled = await self._handle(events)
+            except UNAVAILABLE:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "consumer batch failed; trying again",
+                    extra={"group": self.group_id, "attempt": attempt, "error": describe(exc)},
+                )
+                await asyncio.sleep(RETRY_PAUSE_SECONDS * attempt)
+            else:
+                await self.after_commit(handled)
+                return
+        for record, event in batch:  # one at a time: the others go on, the bad one is quarantined
+            await self._one(record, event)
+
+    async def _one(self, record: Any, event: event_pb2.Event) -> None:
+        error = ""
+        for attempt in range(1, RECORD_ATTEMPTS + 1):
+            try:
+                handled = await self._handle([event])
+            except UNAVAILABLE:
+                raise
+            except Exception as exc:
+                error = describe(exc)
+                await asyncio.sleep(RETRY_PAUSE_SECONDS * attempt)
+            else:
+                await self.after_commit(handled)
+                return
+        await self._quarantine(record, event, error, BATCH_ATTEMPTS + RECORD_ATTEMPTS)
+
+    async def _handle(
+        self, events: list[event_pb2.Event], *, also: Also | None = None, again: bool = False
+    ) -> list[event_pb2.Event]:
+        """One transaction: the events this group has not handled yet are recorded and handled
+        (`again`: also those it handled, for a retried dead letter), with `also`."""
         async with self._db.session() as session:
+            if again:
+                await session.execute(
+                    delete(processed_events).where(
+                        processed_events.c.consumer == self.group_id,
+                        processed_events.c.event_id.in_([e.id for e in events]),
+                    )
+                )
             done = set(
                 (
                     await session.scalars(
@@ -138,12 +230,78 @@ class EventConsumer(ABC):
             )
             fresh = [e for e in events if e.id not in done]
             DUPLICATES.labels(self.group_id).inc(len(events) - len(fresh))
-            if not fresh:
-                return
-            await session.execute(
-                processed_events.insert(),
-                [{"consumer": self.group_id, "event_id": e.id, "processed_at": utcnow()} for e in fresh],
-            )
-            handled = await self.handle_batch(session, fresh)
+            handled: list[event_pb2.Event] = []
+            if fresh:
+                await session.execute(
+                    processed_events.insert(),
+                    [{"consumer": self.group_id, "event_id": e.id, "processed_at": utcnow()} for e in fresh],
+                )
+                handled = await self.handle_batch(session, fresh)
+            if also is not None:
+                await also(session)
         CONSUMED.labels(self.group_id).inc(len(fresh))
+        return handled
+
+    async def _quarantine(
+        self, record: Any, event: event_pb2.Event | None, error: str, attempts: int
+    ) -> None:
+        """Moves the record to the dead letters; the group will not see it again (its id counts as
+        handled), so its offset can be committed."""
+        key = record.key.decode(errors="replace") if isinstance(record.key, bytes) else None
+        quarantined = Record(
+            source=self.group_id,
+            topic=record.topic,
+            value=record.value or b"",
+            headers=list(record.headers or ()),
+            key=key,
+            kafka_partition=record.partition,
+            kafka_offset=record.offset,
+        )
+        async with self._db.session() as session:
+            if event is not None and self.poison_reason(event) is None:
+                known = await session.scalar(
+                    select(processed_events.c.event_id).where(
+                        processed_events.c.consumer == self.group_id, processed_events.c.event_id == event.id
+                    )
+                )
+                if known is None:
+                    await session.execute(
+                        processed_events.insert(),
+                        {"consumer": self.group_id, "event_id": event.id, "processed_at": utcnow()},
+                    )
+            await self._dead_letters.quarantine(session, quarantined, error, attempts)
+        self._dead_letters.notify()
+
+    async def reprocess(self, value: bytes, also: Also) -> None:
+        """Handles a dead letter of this group again, in one transaction with `also`; raises (a
+        ValueError for a record that is still no storable event) when it fails."""
+        event = event_pb2.Event()
+        event.ParseFromString(value)
+        problem = self.poison_reason(event)
+        if problem is not None:
+            raise ValueError(problem)
+        handled = await self._handle([event], also=also, again=True)
         await self.after_commit(handled)
+
+    async def prune(self, older_than: timedelta = DEDUPE_RETENTION) -> int:
+        """Forgets the event ids this group handled longer ago than `older_than`."""
+        async with self._db.session() as session:
+            result = await session.execute(
+                delete(processed_events).where(
+                    processed_events.c.consumer == self.group_id,
+                    processed_events.c.processed_at < utcnow() - older_than,
+                )
+            )
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def _prune_loop(self) -> None:
+        while True:
+            try:
+                pruned = await self.prune()
+                if pruned:
+                    log.info("dedupe log pruned", extra={"group": self.group_id, "rows": pruned})
+            except Exception as exc:
+                log.warning(
+                    "pruning the dedupe log failed", extra={"group": self.group_id, "error": repr(exc)}
+                )
+            await asyncio.sleep(PRUNE_SECONDS)

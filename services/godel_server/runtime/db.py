@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from godel_server.runtime.text import dumps_storable
+
+T = TypeVar("T")
+
+# The database cannot be reached (down, restarting, network): a later try will work, so a record
+# that failed with one of these is retried, never quarantined or dropped.
+DB_UNAVAILABLE = (OperationalError, InterfaceError, OSError, TimeoutError)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -29,7 +38,8 @@ class Database:
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
-        kwargs: dict[str, Any] = {"echo": echo}
+        # JSON columns never get a NUL escape (PostgreSQL's JSONB refuses it; see runtime/text.py).
+        kwargs: dict[str, Any] = {"echo": echo, "json_serializer": dumps_storable}
         if self.is_sqlite:
             database = make_url(url).database
             if database and database != ":memory:":
@@ -60,6 +70,32 @@ class Database:
         async with self.sessions() as session:
             yield session
 
+    async def create_once(
+        self,
+        request_id: str,
+        find: Callable[[AsyncSession], Awaitable[T | None]],
+        create: Callable[[AsyncSession], Awaitable[T]],
+    ) -> T:
+        """Runs `create` in a transaction, unless a request with the same (non-empty) request_id
+        already created what it creates (`find` looks it up): a repeated request gets that back.
+        When two such requests race, the loser's unique-key violation turns into the winner's."""
+        if request_id:
+            async with self.reader() as session:
+                found = await find(session)
+            if found is not None:
+                return found
+        try:
+            async with self.session() as session:
+                return await create(session)
+        except IntegrityError:
+            if not request_id:
+                raise
+            async with self.reader() as session:
+                found = await find(session)
+            if found is None:
+                raise
+            return found
+
     async def ping(self) -> float:
         """Round-trip time of `SELECT 1` in milliseconds; raises when the database is down."""
         started = time.perf_counter()
@@ -77,12 +113,16 @@ async def ensure_postgres_database(url: str) -> None:
     if not parsed.drivername.startswith("postgresql") or not parsed.database:
         return
     admin = create_async_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    exists = text("SELECT 1 FROM pg_database WHERE datname = :name")
     try:
         async with admin.connect() as conn:
-            exists = await conn.scalar(
-                text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": parsed.database}
-            )
-            if not exists:
+            if await conn.scalar(exists, {"name": parsed.database}):
+                return
+            try:
                 await conn.execute(text(f'CREATE DATABASE "{parsed.database}"'))
+            except DBAPIError:
+                # Replicas starting at once race to create it: losing that race is fine.
+                if not await conn.scalar(exists, {"name": parsed.database}):
+                    raise
     finally:
         await admin.dispose()

@@ -60,6 +60,12 @@ class FailedPreconditionError(GodelError):
     status = grpc.StatusCode.FAILED_PRECONDITION
 
 
+class LastAdminKeyError(FailedPreconditionError):
+    """Revoking this key would leave no active admin key."""
+
+    code = "LAST_ADMIN_KEY"
+
+
 class ConflictError(GodelError):
     """Optimistic-concurrency conflict: the resource changed under the caller."""
 
@@ -77,9 +83,33 @@ class PermissionDeniedError(GodelError):
     status = grpc.StatusCode.PERMISSION_DENIED
 
 
+class RateLimitedError(GodelError):
+    """Too many requests from one caller; `retry_after` seconds until one is allowed again (sent
+    as google.rpc.RetryInfo and, through the gateway, as the `retry-after` header)."""
+
+    code = "RATE_LIMITED"
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message, metadata={"retryAfterSeconds": f"{retry_after:.3f}"})
+        self.retry_after = retry_after
+
+
+class QuotaExceededError(GodelError):
+    """A caller holds as many of something (streams, subscriptions, running agents) as allowed."""
+
+    code = "QUOTA_EXCEEDED"
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 class UnavailableError(GodelError):
     code = "UNAVAILABLE"
     status = grpc.StatusCode.UNAVAILABLE
+
+
+class UnimplementedError(GodelError):
+    code = "UNIMPLEMENTED"
+    status = grpc.StatusCode.UNIMPLEMENTED
 
 
 class AgentNotFoundError(NotFoundError):

@@ -1,4 +1,6 @@
-"""Building `godel.v1.Event` envelopes and their Kafka representation."""
+"""Building `godel.v1.Event` envelopes and their Kafka representation, and the one decoder of their
+typed payloads. Which payload message goes with which event type is read from the contract: the
+`godel.v1.event_type` option of each message in the `Event.data` oneof."""
 
 from __future__ import annotations
 
@@ -7,12 +9,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
-from google.protobuf import json_format, struct_pb2, timestamp_pb2
+from google.protobuf import json_format, message_factory, struct_pb2, timestamp_pb2
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from godel.v1 import event_pb2
+from godel.v1 import event_options_pb2, event_pb2
 from godel_server import __version__
 from godel_server.runtime.context import correlation_id_var, trace_id_var
 from godel_server.runtime.topics import topic_for
@@ -62,33 +65,112 @@ def struct_to_dict(s: struct_pb2.Struct | None) -> dict[str, Any]:
     return json_format.MessageToDict(s)
 
 
+def _data_fields() -> dict[str, FieldDescriptor]:
+    """Event type -> its field in the `Event.data` oneof, from each message's `event_type` option."""
+    fields: dict[str, FieldDescriptor] = {}
+    for field in event_pb2.Event.DESCRIPTOR.oneofs_by_name["data"].fields:
+        message = field.message_type
+        event_type = message.GetOptions().Extensions[event_options_pb2.event_type] if message else ""
+        if not event_type or event_type in fields:
+            raise RuntimeError(f"Event.{field.name}: its message needs a unique godel.v1.event_type option")
+        fields[event_type] = field
+    return fields
+
+
+DATA_FIELDS: Mapping[str, FieldDescriptor] = _data_fields()
+_FIELD_OF_MESSAGE: Mapping[str, str] = {
+    f.message_type.full_name: f.name for f in DATA_FIELDS.values() if f.message_type
+}
+
+
+def message_class(event_type: str) -> type[Message]:
+    """The payload message class of a typed event type (KeyError for any other type)."""
+    descriptor = DATA_FIELDS[event_type].message_type
+    assert descriptor is not None
+    return message_factory.GetMessageClass(descriptor)
+
+
+def event_type_of(data: Message) -> str:
+    """The event type a payload message is published as (its `godel.v1.event_type` option)."""
+    return str(data.DESCRIPTOR.GetOptions().Extensions[event_options_pb2.event_type])
+
+
+def event_data(event: event_pb2.Event) -> Message | None:
+    """The typed payload of an event of a Godel service, the message its type names. None for client
+    events (free-form `payload`), for events stored before payloads were typed, and for an event
+    whose data does not match its type."""
+    name = event.WhichOneof("data")
+    field = DATA_FIELDS.get(event.type)
+    if name is None or field is None or field.name != name:
+        return None
+    data: Message = getattr(event, name)
+    return data
+
+
+def payload_dict(event: event_pb2.Event) -> dict[str, Any]:
+    """The event's payload as a JSON object: its typed data, else its free-form payload."""
+    data = event_data(event)
+    if data is not None:
+        return json_format.MessageToDict(data)
+    return struct_to_dict(event.payload) if event.HasField("payload") else {}
+
+
+class Envelope(TypedDict, total=False):
+    """The optional envelope fields of an event: its emitter instance, ids and causation."""
+
+    instance: str
+    agent_id: str
+    team_id: str
+    workflow_id: str
+    user_id: str
+    causation_id: str
+    event_id: str | None
+
+
 def new_event(
+    data: Message, *, partition_key: str, component: str, **envelope: Unpack[Envelope]
+) -> event_pb2.Event:
+    """An event of a Godel service: its type is the one `data` is published as (e.g. AgentSpawned ->
+    `agent:spawn`), stamped with the current request's correlation and trace ids."""
+    field = _FIELD_OF_MESSAGE.get(data.DESCRIPTOR.full_name)
+    if field is None:
+        raise TypeError(f"{data.DESCRIPTOR.full_name} is not a payload of Event.data")
+    event = _envelope(event_type_of(data), partition_key, component, envelope)
+    getattr(event, field).CopyFrom(data)
+    return event
+
+
+def custom_event(
     event_type: str,
-    payload: Mapping[str, Any],
+    payload: Mapping[str, Any] | struct_pb2.Struct,
     *,
     partition_key: str,
     component: str,
-    instance: str = "",
-    agent_id: str = "",
-    team_id: str = "",
-    workflow_id: str = "",
-    user_id: str = "",
-    causation_id: str = "",
-    event_id: str | None = None,
+    **envelope: Unpack[Envelope],
 ) -> event_pb2.Event:
-    """An event stamped with the current request's correlation and trace ids."""
+    """An event with a free-form payload (client events of PublishEvent). A type that has a typed
+    payload cannot be sent this way: each type has one shape."""
+    if event_type in DATA_FIELDS:
+        raise ValueError(f"{event_type} has a typed payload: build it with new_event")
+    event = _envelope(event_type, partition_key, component, envelope)
+    event.payload.CopyFrom(payload if isinstance(payload, struct_pb2.Struct) else to_struct(payload))
+    return event
+
+
+def _envelope(event_type: str, partition_key: str, component: str, envelope: Envelope) -> event_pb2.Event:
     event = event_pb2.Event(
-        id=event_id or str(uuid.uuid4()),
+        id=envelope.get("event_id") or str(uuid.uuid4()),
         type=event_type,
-        source=event_pb2.EventSource(component=component, instance=instance, version=__version__),
-        payload=to_struct(payload),
+        source=event_pb2.EventSource(
+            component=component, instance=envelope.get("instance", ""), version=__version__
+        ),
         metadata=event_pb2.EventMetadata(
             correlation_id=correlation_id_var.get(),
-            causation_id=causation_id,
-            user_id=user_id,
-            agent_id=agent_id,
-            team_id=team_id,
-            workflow_id=workflow_id,
+            causation_id=envelope.get("causation_id", ""),
+            user_id=envelope.get("user_id", ""),
+            agent_id=envelope.get("agent_id", ""),
+            team_id=envelope.get("team_id", ""),
+            workflow_id=envelope.get("workflow_id", ""),
             trace_id=trace_id_var.get(),
         ),
         partition_key=partition_key,

@@ -9,21 +9,31 @@ import logging
 import signal
 from abc import ABC, abstractmethod
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
-from prometheus_client import start_http_server
 
+from godel_server.runtime.admin import AdminServer
 from godel_server.runtime.auth import RemoteKeyVerifier
-from godel_server.runtime.config import Role, Settings
+from godel_server.runtime.config import Settings
 from godel_server.runtime.db import Database, ensure_postgres_database
-from godel_server.runtime.interceptors import GodelServerInterceptor, KeyVerifier
+from godel_server.runtime.db_gauges import DatabaseGauges, GaugeSpec
+from godel_server.runtime.deadletters import DeadLetterStore
+from godel_server.runtime.interceptors import CallerPolicy, GodelServerInterceptor, KeyVerifier
 from godel_server.runtime.kafka import ensure_topics, new_producer, wait_for_kafka
+from godel_server.runtime.limits import CallerLimits, UserSlots
 from godel_server.runtime.logs import configure_logging
-from godel_server.runtime.migrations import upgrade
+from godel_server.runtime.migrations import require_head, upgrade
 from godel_server.runtime.outbox import OutboxRelay
 from godel_server.runtime.publisher import EventPublisher
+from godel_server.runtime.rbac import API_SERVICES
+from godel_server.runtime.reflection import enable_reflection
+from godel_server.runtime.revocation import StreamGuard
+from godel_server.runtime.served import publish as publish_served
+from godel_server.runtime.tls import add_port
+from godel_server.runtime.topics import set_kafka_prefix
+from godel_server.runtime.topology import PROCESSES, Role
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +44,25 @@ class Service(ABC):
     """One deployable: which gRPC services it serves, its migrations, and its start/stop hooks."""
 
     role: Role
+    # The godel.v1 services of its role (runtime/topology.py): registered, health-checked, reflected.
     grpc_services: tuple[str, ...]
     migrations: Path
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.grpc_services = PROCESSES[cls.role].services
+
     def verifier(self, host: ServiceHost) -> KeyVerifier:
-        return RemoteKeyVerifier(host.settings.service_addrs["cluster"], host.settings.auth_cache_seconds)
+        s = host.settings
+        return RemoteKeyVerifier(s.service_addrs["cluster"], s.auth_cache_seconds, s.tls)
 
     @abstractmethod
     def register(self, host: ServiceHost) -> None:
         """Adds the servicers to `host.server`."""
+
+    def gauges(self) -> GaugeSpec | None:
+        """Gauges read from its database at every scrape of /metrics (runtime/db_gauges.py)."""
+        return None
 
     async def start(self, host: ServiceHost) -> None:  # noqa: B027
         """Starts background work (consumers, ...) after the database and Kafka are ready."""
@@ -58,21 +78,46 @@ class Service(ABC):
 class ServiceHost:
     def __init__(self, settings: Settings, service: Service) -> None:
         self.settings = settings
+        set_kafka_prefix(settings.kafka.topic_prefix)
         self.service = service
         self.db = Database(settings.database_url)
-        self.producer = new_producer(settings.kafka_bootstrap, settings.instance_id)
-        self.relay = OutboxRelay(self.db, self.producer, settings.outbox_poll_seconds)
-        self.publisher = EventPublisher(self.relay)
+        self.producer = new_producer(settings.kafka, settings.instance_id)
+        self.dead_letters = DeadLetterStore(
+            self.db,
+            component=f"{settings.role}-service",
+            instance=settings.instance_id,
+            producer=self.producer,
+        )
+        self.relay = OutboxRelay(
+            self.db, self.producer, settings.outbox_poll_seconds, dead_letters=self.dead_letters
+        )
+        self.dead_letters.notify = self.relay.notify
+        self.publisher = EventPublisher(self.relay, settings.federation.cluster_name)
         self.health = health.aio.HealthServicer()
+        self.verifier = service.verifier(self)
+        # Open streams (gRPC, and the event service's WebSocket sessions) end when their
+        # credential is revoked; each user has a rate and a cap on open streams.
+        self.guard = StreamGuard(self.verifier, settings.auth_recheck_seconds)
+        policy = CallerPolicy(
+            guard=self.guard,
+            limits=CallerLimits(settings.rate_limit_per_key, settings.rate_limit_per_user),
+            streams=UserSlots(settings.max_streams_per_user, "open streams"),
+        )
         self.server: grpc.aio.Server = grpc.aio.server(
-            interceptors=[GodelServerInterceptor(service.verifier(self))],
+            interceptors=[GodelServerInterceptor(self.verifier, policy)],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
         )
         self._stopping = asyncio.Event()
         self._health_task: asyncio.Task[None] | None = None
         self.bound_port = 0
+        self.serving = False
+        self._admin: AdminServer | None = None
+        self._gauges: DatabaseGauges | None = None
 
     async def prepare_database(self) -> None:
+        if not self.settings.migrate_on_start:
+            await require_head(self.db, self.service.migrations, self.settings.role)
+            return
         if not self.db.is_sqlite:
             await ensure_postgres_database(self.settings.database_url)
         await upgrade(self.db, self.service.migrations)
@@ -81,27 +126,30 @@ class ServiceHost:
         s = self.settings
         log.info("starting", extra={"role": s.role, "database": self.db.engine.url.render_as_string()})
         await self.prepare_database()
-        await wait_for_kafka(s.kafka_bootstrap, timeout=120)
-        await ensure_topics(s.kafka_bootstrap, s.kafka_partitions)
+        await wait_for_kafka(s.kafka, timeout=120)
+        await ensure_topics(s.kafka)
         await self.producer.start()
         self.relay.start()
         self.service.register(self)
+        publish_served(self.service)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            (
-                *self.service.grpc_services,
-                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-                reflection.SERVICE_NAME,
-            ),
+        health_name = health_pb2.DESCRIPTOR.services_by_name["Health"].full_name
+        enable_reflection(
             self.server,
+            served=(*self.service.grpc_services, health_name),
+            gateway=(*(service.full_name for service in API_SERVICES), health_name),
         )
-        self.bound_port = self.server.add_insecure_port(s.grpc_address)
+        self.bound_port = add_port(self.server, s.grpc_address, s.tls)
         if self.bound_port == 0:
             raise RuntimeError(f"cannot bind gRPC port {s.grpc_address}")
         await self.service.start(self)
+        self.guard.start()
         await self.server.start()
+        spec = self.service.gauges()
+        if spec is not None:
+            self._gauges = DatabaseGauges(self.db, spec).register()
         if s.admin_port:
-            start_http_server(s.admin_port, addr=s.bind_host)
+            self._admin = AdminServer(s.bind_host, s.admin_port, lambda: self.serving).start()
         await self._set_serving(True)
         self._health_task = asyncio.create_task(self._health_loop(), name="health")
         log.info(
@@ -115,6 +163,7 @@ class ServiceHost:
         )
         for name in ("", *self.service.grpc_services):
             await self.health.set(name, status)
+        self.serving = serving
 
     async def _health_loop(self) -> None:
         serving = True
@@ -137,6 +186,9 @@ class ServiceHost:
         with contextlib.suppress(Exception):
             await self._set_serving(False)
         await self.server.stop(grace=3)
+        await self.guard.stop()
+        if self._gauges is not None:
+            self._gauges.unregister()
         await self.service.stop(self)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.relay.relay_once(final=True), 3)
@@ -144,6 +196,8 @@ class ServiceHost:
         with contextlib.suppress(Exception):
             await self.producer.stop()
         await self.db.close()
+        if self._admin is not None:
+            self._admin.stop()
 
     async def run_until_signalled(self) -> None:
         loop = asyncio.get_running_loop()

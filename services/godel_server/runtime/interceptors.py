@@ -1,47 +1,60 @@
-"""gRPC server interceptors: request context, API-key authentication, and the one place where
-exceptions become statuses (GodelError -> status + ErrorInfo/BadRequest; anything else -> INTERNAL
-with no stack trace for the client)."""
+"""gRPC server interceptors: request context, authentication (API keys and access tokens),
+authorization from the contract, request bounds (from the contract, runtime/bounds.py), limits per
+caller, and the one place where exceptions become statuses (GodelError -> status +
+ErrorInfo/BadRequest/RetryInfo; anything else -> INTERNAL with no stack trace for the client).
+Streams stay under watch: when the credential that opened one is revoked or expires, the stream
+ends with UNAUTHENTICATED (runtime/revocation.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 from prometheus_client import Counter, Histogram
 
-from godel_server.runtime.context import Caller, caller_var, correlation_id_var, request_id_var, trace_id_var
-from godel_server.runtime.errors import ERROR_DOMAIN, AuthenticationError, GodelError, ValidationError
-from godel_server.runtime.rbac import authorize
+from godel_server.runtime.bounds import check as check_bounds
+from godel_server.runtime.context import (
+    Caller,
+    caller_var,
+    correlation_id_var,
+    method_var,
+    request_id_var,
+    trace_id_var,
+)
+from godel_server.runtime.errors import (
+    ERROR_DOMAIN,
+    AuthenticationError,
+    GodelError,
+    RateLimitedError,
+    UnimplementedError,
+    ValidationError,
+)
+from godel_server.runtime.federation import forwarded_caller, is_forwarded
+from godel_server.runtime.limits import CallerLimits, UserSlots, retry_after_header
+from godel_server.runtime.rbac import authorize, is_public, rule_for
+from godel_server.runtime.revocation import StreamGuard
 
 log = logging.getLogger(__name__)
 
-RPC_HANDLED = Counter("godel_grpc_server_handled_total", "RPCs completed", ["method", "code"])
+# Spec §9.1's API metrics (prometheus_client adds `_total` to the counter: godel_api_requests_total):
+# every gRPC call a service answers, from a client through the gateway or from another service.
+RPC_HANDLED = Counter("godel_api_requests", "API requests (gRPC calls) answered", ["method", "code"])
 RPC_SECONDS = Histogram(
-    "godel_grpc_server_handling_seconds",
+    "godel_api_request_duration_seconds",
     "RPC latency (unary: whole call; streams: until the stream ends)",
     ["method"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-)
-
-# Methods callable without credentials (spec §3.1: health, capabilities, openapi).
-PUBLIC_METHOD_PREFIXES = (
-    "/grpc.health.v1.Health/",
-    "/grpc.reflection.",
-    "/godel.v1.SystemService/GetHealth",
-    "/godel.v1.SystemService/GetLiveness",
-    "/godel.v1.SystemService/GetReadiness",
-    "/godel.v1.SystemService/GetCapabilities",
-    "/godel.v1.SystemService/GetOpenApi",
-    "/godel.v1.AuthService/Authenticate",
 )
 
 
@@ -65,7 +78,22 @@ def status_for(exc: GodelError) -> status_pb2.Status:
             )
         )
         details.append(bad)
+    if isinstance(exc, RateLimitedError):
+        retry = any_pb2.Any()
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(exc.retry_after * 1e9))
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        details.append(retry)
     return status_pb2.Status(code=exc.status.value[0], message=exc.message, details=details)
+
+
+def _trailers(status: status_pb2.Status, exc: BaseException | None) -> tuple[tuple[str, str | bytes], ...]:
+    """The status details trailer, and `retry-after` (an HTTP header through the gateway) when
+    the caller should wait."""
+    trailers: list[tuple[str, str | bytes]] = [("grpc-status-details-bin", status.SerializeToString())]
+    if isinstance(exc, RateLimitedError):
+        trailers.append(("retry-after", retry_after_header(exc.retry_after)))
+    return tuple(trailers)
 
 
 def _internal_status(request_id: str) -> status_pb2.Status:
@@ -74,12 +102,23 @@ def _internal_status(request_id: str) -> status_pb2.Status:
     )
 
 
-def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
+def metadata_dict(pairs: Any) -> dict[str, str]:
+    """Invocation metadata as a dict of lower-case keys (binary values left out)."""
     result: dict[str, str] = {}
-    for key, value in details.invocation_metadata or ():
+    for key, value in pairs or ():
         if isinstance(value, str):
             result[key.lower()] = value
     return result
+
+
+def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
+    return metadata_dict(details.invocation_metadata)
+
+
+MISSING_CREDENTIALS = (
+    "missing credentials: send an API key or an access token in the X-API-Key header "
+    "or `Authorization: Bearer <credential>`"
+)
 
 
 def credential_from(metadata: dict[str, str]) -> str:
@@ -92,70 +131,98 @@ def credential_from(metadata: dict[str, str]) -> str:
 
 
 Behavior = Callable[[Any, grpc.aio.ServicerContext], Any]
+_STATUS_BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+
+
+@dataclass(frozen=True)
+class CallerPolicy:
+    """What the interceptor enforces beyond authorization (each part optional)."""
+
+    guard: StreamGuard | None = None
+    limits: CallerLimits | None = None
+    streams: UserSlots | None = None
 
 
 class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
-    """Sets the request context, authenticates, maps errors and records metrics for every RPC."""
+    """Sets the request context, authenticates, authorizes, limits, maps errors and records
+    metrics for every RPC."""
 
-    def __init__(self, verifier: KeyVerifier) -> None:
+    def __init__(self, verifier: KeyVerifier, policy: CallerPolicy | None = None) -> None:
         self._verifier = verifier
+        self._policy = policy or CallerPolicy()
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler | None]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return None
         method: str = handler_call_details.method
+        handler = await continuation(handler_call_details) or _not_served(method)
         metadata = _metadata(handler_call_details)
-        public = method.startswith(PUBLIC_METHOD_PREFIXES)
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                self._wrap_unary(handler.unary_unary, method, metadata, public),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                self._wrap_stream(handler.unary_stream, method, metadata, public),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.stream_stream:
-            # Bidi handlers are coroutines that read and write through their context (worker protocol).
-            return grpc.stream_stream_rpc_method_handler(
-                self._wrap_unary(handler.stream_stream, method, metadata, public),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+        public = is_public(method)
+        # Every handler shape, coroutine or async generator alike, is authenticated the same way.
+        for kind, factory in HANDLER_KINDS:
+            behavior = getattr(handler, kind)
+            if behavior is not None:
+                return factory(
+                    self._wrap(behavior, method, metadata, public, kind=kind),
+                    request_deserializer=handler.request_deserializer,
+                    response_serializer=handler.response_serializer,
+                )
+        raise RuntimeError(f"the handler of {method} has no behavior")
 
-    async def _enter(self, method: str, metadata: dict[str, str], public: bool) -> None:
+    async def _enter(self, method: str, metadata: dict[str, str], public: bool) -> Caller | None:
         request_id = metadata.get("x-request-id") or str(uuid.uuid4())
         request_id_var.set(request_id)
         correlation_id_var.set(metadata.get("x-correlation-id") or request_id)
         trace_id_var.set(_trace_id(metadata))
+        method_var.set(method)
         caller_var.set(None)
         credential = credential_from(metadata)
-        if credential:
-            try:
-                caller = await self._verifier.verify(credential)
-            except AuthenticationError:
-                if not public:
-                    raise
-                return
-            caller_var.set(caller)
+        if not credential:
             if not public:
-                authorize(caller, method)
+                raise AuthenticationError(MISSING_CREDENTIALS)
+            return None
+        try:
+            caller = await self._verifier.verify(credential)
+        except AuthenticationError:
+            if not public:
+                raise
+            return None
+        if is_forwarded(metadata):
+            # A federation peer calls on someone's behalf (runtime/federation.py): authorized there.
+            caller = forwarded_caller(caller, metadata, method)
         elif not public:
-            raise AuthenticationError(
-                "missing credentials: send an API key in the X-API-Key header "
-                "or `Authorization: Bearer <key>`"
-            )
+            authorize(caller, method)
+        caller_var.set(caller)
+        if not public and self._policy.limits is not None:
+            self._policy.limits.check(caller)
+        return caller
 
-    async def _fail(self, context: grpc.aio.ServicerContext, method: str, exc: BaseException) -> None:
+    def _hold_stream(
+        self, caller: Caller | None, revoked: list[AuthenticationError]
+    ) -> list[Callable[[], None]]:
+        """A stream's slot in its user's cap and its watch by the guard; returns their releases."""
+        if caller is None:
+            return []
+        releases: list[Callable[[], None]] = []
+        if self._policy.streams is not None and caller.role != "worker":
+            releases.append(self._policy.streams.acquire(caller.user_id or caller.credential_id))
+        # A forwarded caller carries no credential (runtime/federation.py): nothing to watch.
+        if self._policy.guard is not None and caller.credential:
+            task = asyncio.current_task()
+
+            def on_revoked(error: AuthenticationError) -> None:
+                if not revoked and task is not None:
+                    revoked.append(error)
+                    task.cancel()
+
+            releases.append(self._policy.guard.watch(caller.credential, on_revoked))
+        return releases
+
+    async def _fail(
+        self, context: grpc.aio.ServicerContext, method: str, label: str, exc: BaseException
+    ) -> None:
         if isinstance(exc, GodelError):
             status = status_for(exc)
             level = (
@@ -174,50 +241,104 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         else:
             log.exception("unhandled error in rpc", extra={"method": method})
             status = _internal_status(request_id_var.get())
-        RPC_HANDLED.labels(method, code_pb2.Code.Name(status.code)).inc()
-        await context.abort_with_status(rpc_status.to_status(status))
+        RPC_HANDLED.labels(label, code_pb2.Code.Name(status.code)).inc()
+        await context.abort(_STATUS_BY_NUMBER[status.code], status.message, _trailers(status, exc))
 
-    def _wrap_unary(
-        self, behavior: Behavior, method: str, metadata: dict[str, str], public: bool
+    @contextlib.asynccontextmanager
+    async def _rpc(
+        self,
+        context: grpc.aio.ServicerContext,
+        method: str,
+        label: str,
+        metadata: dict[str, str],
+        public: bool,
+        streams: bool,
+        request: Any,
+    ) -> AsyncIterator[None]:
+        """One RPC: context and authentication first, then the request's bounds (a stream of
+        requests is the servicer's to bound), then its errors as statuses, and metrics. A stream
+        also holds a slot of its user's cap, and ends when its credential is revoked."""
+        started = time.perf_counter()
+        revoked: list[AuthenticationError] = []
+        releases: list[Callable[[], None]] = []
+        try:
+            caller = await self._enter(method, metadata, public)
+            if isinstance(request, Message):
+                check_bounds(request)
+            if streams and not public:
+                releases = self._hold_stream(caller, revoked)
+            yield
+        except asyncio.CancelledError:
+            if not revoked:
+                raise
+            # The guard cancelled the stream: its credential was revoked or expired.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            error = AuthenticationError(f"{revoked[0].message}: this stream is closed")
+            await self._fail(context, method, label, error)
+            raise
+        except grpc.aio.AbortError:
+            raise
+        except Exception as exc:
+            await self._fail(context, method, label, exc)
+            raise
+        finally:
+            for release in releases:
+                release()
+            RPC_SECONDS.labels(label).observe(time.perf_counter() - started)
+        RPC_HANDLED.labels(label, "OK").inc()
+
+    def _wrap(
+        self, behavior: Behavior, method: str, metadata: dict[str, str], public: bool, *, kind: str
     ) -> Behavior:
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            started = time.perf_counter()
-            try:
-                await self._enter(method, metadata, public)
+        """The behavior with context, authentication, error mapping and metrics around it, as a
+        coroutine: a unary response is returned, and streamed responses (from an async generator
+        as well) are written with context.write. Being one coroutine, the whole call runs inside
+        the wrapper, so cancelling it (a revoked credential) always ends in the wrapper's status."""
+        label = method if rule_for(method) is not None else "unknown"  # bounded metric labels
+        streams = kind != "unary_unary"
+        writes = kind.endswith("_stream") and not inspect.iscoroutinefunction(behavior)
+
+        async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            async with self._rpc(context, method, label, metadata, public, streams, request):
                 response = behavior(request, context)
+                if writes:
+                    if hasattr(response, "__aiter__"):
+                        async for item in response:
+                            await context.write(item)
+                    else:
+                        for item in response:
+                            await context.write(item)
+                    return None
                 if inspect.isawaitable(response):
                     response = await response
-            except (grpc.aio.AbortError, asyncio.CancelledError):
-                raise
-            except Exception as exc:
-                await self._fail(context, method, exc)
-                raise
-            finally:
-                RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
-            RPC_HANDLED.labels(method, "OK").inc()
             return response
 
-        return wrapped
+        return call
 
-    def _wrap_stream(
-        self, behavior: Behavior, method: str, metadata: dict[str, str], public: bool
-    ) -> Behavior:
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            started = time.perf_counter()
-            try:
-                await self._enter(method, metadata, public)
-                async for item in behavior(request, context):
-                    yield item
-            except (grpc.aio.AbortError, asyncio.CancelledError):
-                raise
-            except Exception as exc:
-                await self._fail(context, method, exc)
-                raise
-            finally:
-                RPC_SECONDS.labels(method).observe(time.perf_counter() - started)
-            RPC_HANDLED.labels(method, "OK").inc()
 
-        return wrapped
+HANDLER_KINDS: tuple[tuple[str, Callable[..., grpc.RpcMethodHandler]], ...] = (
+    ("unary_unary", grpc.unary_unary_rpc_method_handler),
+    ("unary_stream", grpc.unary_stream_rpc_method_handler),
+    ("stream_unary", grpc.stream_unary_rpc_method_handler),
+    ("stream_stream", grpc.stream_stream_rpc_method_handler),
+)
+
+
+def _not_served(method: str) -> grpc.RpcMethodHandler:
+    """What answers a method this process does not serve. The interceptor authenticates and
+    authorizes it like any call, so an unknown service or method gets PERMISSION_DENIED (it has
+    no access rule), and only an RPC of the contract that another process serves gets
+    UNIMPLEMENTED. A stream-stream handler of raw bytes fits every call shape."""
+
+    def refuse(requests: Any, context: grpc.aio.ServicerContext) -> Any:
+        raise UnimplementedError(
+            f"{method.lstrip('/')} is not served on this port: call it through the gateway "
+            "(GET /api/v1/capabilities lists which process serves what)"
+        )
+
+    return grpc.stream_stream_rpc_method_handler(refuse)
 
 
 def _trace_id(metadata: dict[str, str]) -> str:

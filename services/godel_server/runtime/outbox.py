@@ -1,6 +1,9 @@
 """Transactional outbox: events are written in the same DB transaction as the state change, and a
 relay moves them to Kafka afterwards. Nothing acknowledged is lost when Kafka or the service restarts:
-a row leaves the outbox only after Kafka has acknowledged it (acks=all)."""
+a row leaves the outbox only after Kafka has acknowledged it (acks=all), or as a dead letter: a row
+Kafka refuses for what it is (larger than a record may be) is quarantined at once, and one that
+keeps failing while the rows around it go through is quarantined after SEND_ATTEMPTS tries
+(runtime/deadletters.py). While Kafka is unreachable nothing is quarantined: everything waits."""
 
 from __future__ import annotations
 
@@ -9,10 +12,17 @@ import contextlib
 import logging
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTopicError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
 from prometheus_client import Counter, Gauge
 from sqlalchemy import RowMapping, Select, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,6 +31,10 @@ from godel.v1 import event_pb2
 from godel_server.runtime.db import Database
 from godel_server.runtime.events import to_kafka_record, utcnow
 from godel_server.runtime.tables import outbox
+from godel_server.runtime.topics import kafka_name
+
+if TYPE_CHECKING:
+    from godel_server.runtime.deadletters import DeadLetterStore
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +42,20 @@ OUTBOX_PUBLISHED = Counter("godel_outbox_published_total", "Events moved from th
 OUTBOX_PENDING = Gauge("godel_outbox_pending", "Events waiting in the outbox")
 DELETE_SECONDS = 0.25
 OUTBOX_ERRORS = Counter("godel_outbox_errors_total", "Failed attempts to publish outbox rows")
+# Tries of a row that fails while others go through, before it is quarantined.
+SEND_ATTEMPTS = 5
+# Kafka refuses these records for what they are: sending them again cannot work.
+REFUSED = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidTopicError,
+)
+
+
+class SendFailed(KafkaError):  # type: ignore[misc]
+    """Some rows of a pass could not be sent (they stay in the outbox for the next pass)."""
 
 
 async def enqueue(session: AsyncSession, events: Sequence[event_pb2.Event]) -> None:
@@ -60,7 +88,12 @@ class OutboxRelay:
         poll_seconds: float,
         batch: int = 500,
         delete_seconds: float = DELETE_SECONDS,
+        dead_letters: DeadLetterStore | None = None,
     ) -> None:
+        # Without a dead-letter store (some tests) a row that cannot be sent stays and is retried.
+        self._dead_letters = dead_letters
+        # Failed sends per outbox row id, while the row stays in the outbox.
+        self._failures: dict[int, int] = {}
         self._db = db
         self._producer = producer
         self._poll = poll_seconds
@@ -71,7 +104,8 @@ class OutboxRelay:
         # SQLite: rows Kafka has acknowledged, deleted in batches (see _relay_sqlite).
         self._delete_seconds = delete_seconds
         self._sent_ids: set[int] = set()
-        self._last_delete = 0.0
+        # None: the first pass is always due (time.monotonic() counts from boot, not from zero).
+        self._last_delete: float | None = None
 
     def notify(self) -> None:
         self._wake.set()
@@ -95,7 +129,7 @@ class OutboxRelay:
                     continue
             except (TimeoutError, KafkaError, OSError) as exc:
                 OUTBOX_ERRORS.inc()
-                log.warning("outbox relay cannot reach kafka; will retry", extra={"error": repr(exc)})
+                log.warning("outbox relay could not send; will retry", extra={"error": repr(exc)})
                 backoff = min(backoff * 2, 5.0)
             except Exception:
                 OUTBOX_ERRORS.inc()
@@ -114,9 +148,11 @@ class OutboxRelay:
         # PostgreSQL: replicas share the table; SKIP LOCKED gives each relay its own rows.
         async with self._db.session() as session:
             rows = (await session.execute(query.with_for_update(skip_locked=True))).mappings().all()
-            if rows:
-                await self._send(rows)
-            return await self._delete(session, rows)
+            sent, failed = await self._send(rows)
+            poisoned = await self._quarantine(session, rows, failed, bool(sent))
+            moved = await self._delete(session, [*sent, *poisoned])
+        self._finish_pass(rows, failed, poisoned)
+        return moved
 
     async def _relay_sqlite(self, query: Select[Any], final: bool) -> int:
         """One process owns a SQLite file, whose writers queue one at a time: read and send without
@@ -128,32 +164,92 @@ class OutboxRelay:
             query = query.where(outbox.c.id.not_in(self._sent_ids))
         async with self._db.reader() as session:
             rows = (await session.execute(query)).mappings().all()
-        if rows:
-            await self._send(rows)
-            self._sent_ids.update(row["id"] for row in rows)
-        due = final or time.monotonic() - self._last_delete >= self._delete_seconds
-        if self._sent_ids and due:
-            sent = list(self._sent_ids)
+        sent, failed = await self._send(rows)
+        self._sent_ids.update(row["id"] for row in sent)
+        poisoned: list[RowMapping] = []
+        if failed:
             async with self._db.session() as session:
-                await session.execute(delete(outbox).where(outbox.c.id.in_(sent)))
-            self._sent_ids.difference_update(sent)
-            self._last_delete = time.monotonic()
+                poisoned = await self._quarantine(session, rows, failed, bool(sent))
+                if poisoned:
+                    await session.execute(delete(outbox).where(outbox.c.id.in_([r["id"] for r in poisoned])))
+        now = time.monotonic()
+        due = final or self._last_delete is None or now - self._last_delete >= self._delete_seconds
+        if self._sent_ids and due:
+            done = list(self._sent_ids)
+            async with self._db.session() as session:
+                await session.execute(delete(outbox).where(outbox.c.id.in_(done)))
+            self._sent_ids.difference_update(done)
+            self._last_delete = now
         OUTBOX_PENDING.set(0 if len(rows) < self._batch else self._batch)
-        return len(rows)
+        self._finish_pass(rows, failed, poisoned)
+        return len(sent) + len(poisoned)
 
-    async def _send(self, rows: Sequence[RowMapping]) -> None:
-        futures = [
-            await self._producer.send(
-                row["topic"],
-                value=row["value"],
-                key=row["key"].encode(),
-                headers=[(k, v.encode()) for k, v in row["headers"]],
-            )
-            for row in rows
-        ]
-        await asyncio.gather(*futures)
+    async def _send(self, rows: Sequence[RowMapping]) -> tuple[list[RowMapping], dict[int, BaseException]]:
+        """Sends every row; returns the rows Kafka acknowledged and the error of each other one."""
+        failed: dict[int, BaseException] = {}
+        pending: list[tuple[RowMapping, asyncio.Future[Any]]] = []
         for row in rows:
-            OUTBOX_PUBLISHED.labels(row["topic"]).inc()
+            try:
+                future = await self._producer.send(
+                    kafka_name(row["topic"]),
+                    value=row["value"],
+                    key=row["key"].encode(),
+                    headers=[(k, v.encode()) for k, v in row["headers"]],
+                )
+            except (KafkaError, OSError, TimeoutError) as exc:
+                failed[row["id"]] = exc
+            else:
+                pending.append((row, future))
+        outcomes = await asyncio.gather(*(f for _, f in pending), return_exceptions=True)
+        sent: list[RowMapping] = []
+        for (row, _), outcome in zip(pending, outcomes, strict=True):
+            if isinstance(outcome, asyncio.CancelledError):
+                raise outcome
+            if isinstance(outcome, BaseException):
+                failed[row["id"]] = outcome
+            else:
+                sent.append(row)
+                OUTBOX_PUBLISHED.labels(row["topic"]).inc()
+        return sent, failed
+
+    async def _quarantine(
+        self,
+        session: AsyncSession,
+        rows: Sequence[RowMapping],
+        failed: dict[int, BaseException],
+        kafka_answers: bool,
+    ) -> list[RowMapping]:
+        """Moves to the dead letters the failed rows that cannot be sent: refused for what they are,
+        or failing SEND_ATTEMPTS times while Kafka took other rows."""
+        poisoned: list[RowMapping] = []
+        if self._dead_letters is None:
+            return poisoned
+        for row in rows:
+            exc = failed.get(row["id"])
+            if exc is None:
+                continue
+            attempts = self._failures.get(row["id"], 0) + 1
+            if not isinstance(exc, REFUSED) and (attempts < SEND_ATTEMPTS or not kafka_answers):
+                continue
+            await self._dead_letters.quarantine_outbox_row(session, row, exc, attempts)
+            poisoned.append(row)
+        return poisoned
+
+    def _finish_pass(
+        self, rows: Sequence[RowMapping], failed: dict[int, BaseException], poisoned: Sequence[RowMapping]
+    ) -> None:
+        """Counts the failures of rows that stay; raises SendFailed (the relay backs off) if any."""
+        gone = {row["id"] for row in poisoned}
+        for row in rows:
+            if row["id"] in failed and row["id"] not in gone:
+                self._failures[row["id"]] = self._failures.get(row["id"], 0) + 1
+            else:
+                self._failures.pop(row["id"], None)
+        if poisoned:
+            self.notify()  # their system:poison events wait in the outbox
+        stuck = [exc for key, exc in failed.items() if key not in gone]
+        if stuck:
+            raise SendFailed(f"{len(stuck)} outbox rows not sent: {stuck[0]!r}") from stuck[0]
 
     async def _delete(self, session: AsyncSession, rows: Sequence[RowMapping]) -> int:
         if rows:

@@ -1,5 +1,7 @@
 """The one event publisher: services hand it events inside their DB transaction; they reach Kafka
-through the outbox relay as soon as the transaction commits."""
+through the outbox relay as soon as the transaction commits. It stamps each event with the
+federation cluster it happened on (`source.cluster`), unless the event already names one (events a
+peer cluster sent about an agent it runs keep the peer's name)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,14 @@ from godel_server.runtime.outbox import OutboxRelay
 
 
 class EventPublisher:
-    def __init__(self, relay: OutboxRelay | None) -> None:
+    def __init__(self, relay: OutboxRelay | None, cluster: str = "") -> None:
         self._relay = relay
+        self._cluster = cluster
 
     async def publish(self, session: AsyncSession, events: Sequence[event_pb2.Event]) -> None:
+        for event in events:
+            if not event.source.cluster:
+                event.source.cluster = self._cluster
         await outbox.enqueue(session, events)
         if self._relay is not None:
             relay = self._relay

@@ -1,8 +1,20 @@
-"""The Kafka topic catalogue: one topic per domain, keyed by aggregate id."""
+"""The Kafka topic catalogue: one topic per domain, keyed by aggregate id.
+
+The names here are the catalogue's. On the broker every topic and consumer group of an installation
+carries its GODEL_KAFKA_TOPIC_PREFIX (empty by default), so several installations (the clusters of a
+federation on one machine, say) can share one broker: `kafka_name` is applied where Godel meets
+Kafka (the outbox relay, the consumers, topic creation), nowhere else."""
 
 from __future__ import annotations
 
+import re
+
 TOPIC_PREFIX = "godel."
+# Characters Kafka allows in topic names; a prefix is at most MAX_PREFIX_LEN of them.
+KAFKA_NAME_RE = re.compile(r"^[A-Za-z0-9._-]*$")
+MAX_PREFIX_LEN = 100
+
+_prefix = ""
 
 DOMAIN_TOPICS: dict[str, str] = {
     "agent": "godel.agent.events",
@@ -36,3 +48,20 @@ def topic_for(event_type: str) -> str:
     """Topic of an event type: its namespace's domain topic, else the custom-events topic."""
     namespace = event_type.split(":", 1)[0]
     return COMMAND_TOPICS.get(namespace) or DOMAIN_TOPICS.get(namespace, CUSTOM_TOPIC)
+
+
+def set_kafka_prefix(prefix: str) -> None:
+    """Sets this process's GODEL_KAFKA_TOPIC_PREFIX (the service host does, once, at start)."""
+    global _prefix
+    if not valid_prefix(prefix):
+        raise ValueError(f"a Kafka name prefix is at most {MAX_PREFIX_LEN} of [A-Za-z0-9._-], got {prefix!r}")
+    _prefix = prefix
+
+
+def valid_prefix(prefix: str) -> bool:
+    return len(prefix) <= MAX_PREFIX_LEN and KAFKA_NAME_RE.match(prefix) is not None
+
+
+def kafka_name(name: str) -> str:
+    """The broker's name of a catalogue topic or a consumer group: the installation's prefix + name."""
+    return _prefix + name

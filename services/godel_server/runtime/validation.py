@@ -33,6 +33,14 @@ class Violations:
             raise ValidationError(self.items)
 
 
+def check_id(field: str, value: str) -> None:
+    """A required UUID field (a resource id in a request)."""
+    v = Violations()
+    v.require(field, value)
+    v.uuid(field, value)
+    v.raise_if_any()
+
+
 def is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)

@@ -1,17 +1,20 @@
 """The team service's only way to act on agents: AgentService over gRPC, with the service's own
-API key. Creation is idempotent by the member id (the CreateAgent request id)."""
+API key (role `service`: agent:*:all). Creation is idempotent by the member id (the CreateAgent
+request id); a member's agent belongs to the user who owns its team or workflow."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import duration_pb2, json_format
 
 from godel.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
 from godel_server.runtime.config import Settings
 from godel_server.runtime.errors import UnavailableError
 from godel_server.runtime.events import to_struct
+from godel_server.runtime.ownership import Owner
+from godel_server.runtime.tls import open_channel
 
 API_KEY_HEADER = "x-api-key"
 CALL_TIMEOUT = 15.0
@@ -20,10 +23,43 @@ SETTLED = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION)
 MEMBER_METADATA_KEY = "godelMember"
 
 
+def member_request(
+    member_id: str, team_id: str | None, task: str, spec: dict[str, Any]
+) -> agent_service_pb2.CreateAgentRequest:
+    """The CreateAgent request of a member: idempotent by the member id; `spec` is what the team's
+    config and the strategy say of the member (runtime, command, model, placement, ...)."""
+    config = agent_pb2.AgentConfig(
+        runtime=spec.get("runtime", ""),
+        command=list(spec.get("command") or []),
+        endpoint=spec.get("endpoint", ""),
+    )
+    if spec.get("timeoutSeconds"):
+        config.timeout.CopyFrom(duration_pb2.Duration(seconds=int(spec["timeoutSeconds"])))
+    request = agent_service_pb2.CreateAgentRequest(
+        request_id=member_id,
+        team_id=team_id or "",
+        label=spec.get("label", ""),
+        model=spec.get("model", ""),
+        task=task,
+        config=config,
+        repo=spec.get("repo", ""),
+        max_retries=int(spec.get("maxRetries", 0)),
+        parent_session_id=spec.get("parentSessionId", ""),
+        metadata=to_struct({MEMBER_METADATA_KEY: member_id, **(spec.get("metadata") or {})}),
+    )
+    if spec.get("context"):
+        request.context.CopyFrom(to_struct(spec["context"]))
+    if spec.get("placement"):
+        json_format.ParseDict(spec["placement"], request.placement)
+    if spec.get("budgetLimit") is not None:
+        request.budget_limit = float(spec["budgetLimit"])
+    return request
+
+
 class AgentGateway:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._channel = grpc.aio.insecure_channel(settings.service_addrs["agent"])
+        self._channel = open_channel(settings.service_addrs["agent"], settings.tls)
         self._stub = agent_service_pb2_grpc.AgentServiceStub(self._channel)
 
     def _metadata(self) -> tuple[tuple[str, str], ...]:
@@ -35,32 +71,12 @@ class AgentGateway:
         return ((API_KEY_HEADER, key),)
 
     async def create(
-        self, member_id: str, team_id: str | None, task: str, spec: dict[str, Any]
+        self, member_id: str, team_id: str | None, task: str, spec: dict[str, Any], owner: Owner
     ) -> agent_pb2.Agent:
-        """Creates the member's agent (or returns the one a previous attempt created)."""
-        config = agent_pb2.AgentConfig(
-            runtime=spec.get("runtime", ""),
-            command=list(spec.get("command") or []),
-            endpoint=spec.get("endpoint", ""),
-        )
-        if spec.get("timeoutSeconds"):
-            config.timeout.CopyFrom(duration_pb2.Duration(seconds=int(spec["timeoutSeconds"])))
-        request = agent_service_pb2.CreateAgentRequest(
-            request_id=member_id,
-            team_id=team_id or "",
-            label=spec.get("label", ""),
-            model=spec.get("model", ""),
-            task=task,
-            config=config,
-            repo=spec.get("repo", ""),
-            max_retries=int(spec.get("maxRetries", 0)),
-            parent_session_id=spec.get("parentSessionId", ""),
-            metadata=to_struct({MEMBER_METADATA_KEY: member_id, **(spec.get("metadata") or {})}),
-        )
-        if spec.get("context"):
-            request.context.CopyFrom(to_struct(spec["context"]))
-        if spec.get("budgetLimit") is not None:
-            request.budget_limit = float(spec["budgetLimit"])
+        """Creates the member's agent for `owner` (or returns the one a previous attempt created)."""
+        request = member_request(member_id, team_id, task, spec)
+        request.owner_user_id = owner.user_id or ""
+        request.owner_team_id = (owner.team_id or "") if owner.user_id else ""
         reply: agent_pb2.Agent = await self._stub.CreateAgent(
             request, timeout=CALL_TIMEOUT, metadata=self._metadata()
         )

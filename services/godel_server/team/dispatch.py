@@ -5,17 +5,21 @@ after the commit."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from godel.v1 import event_pb2
+from godel.v1 import agent_events_pb2, event_pb2
+from godel_server.runtime.config import KafkaSettings
 from godel_server.runtime.consumer import EventConsumer
 from godel_server.runtime.db import Database
-from godel_server.runtime.events import struct_to_dict
+from godel_server.runtime.deadletters import DeadLetterStore
+from godel_server.runtime.events import event_data
 from godel_server.runtime.topics import DOMAIN_TOPICS
-from godel_server.team.budgets import BudgetLedger, Usage
+from godel_server.team.budgets.ledger import BudgetLedger, Usage
 from godel_server.team.members import Effects, Members, apply_agent_event
 from godel_server.team.models import MemberRow, TeamRow
-from godel_server.team.tasks import TaskQueue
+from godel_server.team.tasks.queue import TaskQueue
 from godel_server.team.teams.orchestrator import TeamOrchestrator
 from godel_server.team.workflows.engine import WorkflowEngine
 
@@ -26,7 +30,7 @@ class AgentEventConsumer(EventConsumer):
     def __init__(
         self,
         db: Database,
-        bootstrap: str,
+        kafka: KafkaSettings,
         *,
         client_id: str,
         members: Members,
@@ -34,8 +38,9 @@ class AgentEventConsumer(EventConsumer):
         workflows: WorkflowEngine,
         tasks: TaskQueue,
         ledger: BudgetLedger,
+        dead_letters: DeadLetterStore,
     ) -> None:
-        super().__init__(db, bootstrap, [DOMAIN_TOPICS["agent"]], client_id=client_id)
+        super().__init__(db, kafka, [DOMAIN_TOPICS["agent"]], client_id=client_id, dead_letters=dead_letters)
         self._members = members
         self._teams = teams
         self._workflows = workflows
@@ -50,8 +55,8 @@ class AgentEventConsumer(EventConsumer):
         self._effects = effects = Effects()
         for event in events:
             await self._tasks.on_agent_event(session, event)
-            if event.type == "agent:usage":
-                await self._charge(session, event, effects)
+            if isinstance(usage := event_data(event), agent_events_pb2.AgentUsage):
+                await self._charge(session, usage, event.timestamp.ToDatetime(), effects)
             change = await apply_agent_event(session, event)
             if change is not None:
                 await self._route(session, change.member, change.ended, event, effects)
@@ -75,14 +80,11 @@ class AgentEventConsumer(EventConsumer):
         """A member that ended without an agent event (its agent could not be created)."""
         await self._route(session, member, True, None, effects)
 
-    async def _charge(self, session: AsyncSession, event: event_pb2.Event, effects: Effects) -> None:
-        payload = struct_to_dict(event.payload)
+    async def _charge(
+        self, session: AsyncSession, spent: agent_events_pb2.AgentUsage, at: datetime, effects: Effects
+    ) -> None:
         usage = Usage(
-            agent_id=str(payload.get("agentId", "")),
-            team_id=str(payload.get("teamId", "")),
-            user_id=str(payload.get("userId", "")),
-            cost=float(payload.get("cost", 0.0)),
-            at=event.timestamp.ToDatetime(),
+            agent_id=spent.agent_id, team_id=spent.team_id, user_id=spent.user_id, cost=spent.cost, at=at
         )
         if usage.team_id:
             # Team before budgets, the order every other writer locks them in.

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from google.protobuf.message import Message
 
 from godel.v1 import event_pb2
 from godel_server.runtime.context import current_caller
@@ -14,8 +13,7 @@ COMPONENT = "team-service"
 
 def service_event(
     instance: str,
-    event_type: str,
-    payload: Mapping[str, Any],
+    data: Message,
     *,
     key: str,
     agent_id: str = "",
@@ -26,8 +24,7 @@ def service_event(
     """An event keyed by its aggregate's id, attributed to the calling user unless `user_id`."""
     caller = current_caller()
     return new_event(
-        event_type,
-        payload,
+        data,
         partition_key=key,
         component=COMPONENT,
         instance=instance,

@@ -13,25 +13,28 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
-from godel.v1 import event_pb2
+from godel.v1 import agent_events_pb2 as ev
+from godel.v1 import agent_pb2, event_pb2
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import UnavailableError
-from godel_server.runtime.events import struct_to_dict, utcnow
+from godel_server.runtime.events import event_data, utcnow
+from godel_server.runtime.ownership import NO_OWNER
 from godel_server.team.agents import MEMBER_METADATA_KEY, AgentGateway
-from godel_server.team.models import MemberRow, TeamRow, WorkflowRow
+from godel_server.team.models import MemberRow, MemberStatus, TeamRow, WorkflowRow
+from godel_server.team.owners import owner_of_member
 
 log = logging.getLogger(__name__)
 
-ENDED = frozenset({"completed", "failed", "killed", "cancelled"})
+ENDED = frozenset({MemberStatus.COMPLETED, MemberStatus.FAILED, MemberStatus.KILLED, MemberStatus.CANCELLED})
 # Member statuses that hold (or are about to hold) a running agent.
-ACTIVE = frozenset({"launching", "running", "paused"})
+ACTIVE = frozenset({MemberStatus.LAUNCHING, MemberStatus.RUNNING, MemberStatus.PAUSED})
 LAUNCH_RETRY_MAX = 10.0
 # gRPC codes that will not get better by retrying the CreateAgent call.
 REFUSED = (
@@ -40,6 +43,13 @@ REFUSED = (
     grpc.StatusCode.PERMISSION_DENIED,
     grpc.StatusCode.NOT_FOUND,
 )
+
+
+class Session(Protocol):
+    """What deciding on members needs of a database session: adding the rows it creates (an
+    AsyncSession, or a fake in unit tests)."""
+
+    def add(self, instance: object) -> None: ...
 
 
 @dataclass
@@ -57,8 +67,8 @@ class Effects:
         """Stops a member: kills its agent, or makes sure it never starts."""
         if member.status in ENDED:
             return
-        if member.status == "queued":
-            member.status = "cancelled"
+        if member.status == MemberStatus.QUEUED:
+            member.status = MemberStatus.CANCELLED
             member.ended_at = utcnow()
             return
         member.stop_requested = True
@@ -67,7 +77,7 @@ class Effects:
 
 
 def new_member(
-    session: AsyncSession,
+    session: Session,
     *,
     role: str,
     task: str,
@@ -94,7 +104,7 @@ def new_member(
         task=task,
         input=input,
         attempt=attempt,
-        status="queued" if queued else "launching",
+        status=MemberStatus.QUEUED if queued else MemberStatus.LAUNCHING,
         spec=spec,
         cost=0.0,
         stop_requested=False,
@@ -121,11 +131,10 @@ async def lock(session: AsyncSession, member_id: str) -> MemberRow | None:
     return member
 
 
-def member_id_of(event: event_pb2.Event) -> str | None:
-    """The member an `agent:spawn` event belongs to (from the agent's metadata)."""
-    agent = struct_to_dict(event.payload).get("agent") or {}
-    value = (agent.get("metadata") or {}).get(MEMBER_METADATA_KEY)
-    return value if isinstance(value, str) else None
+def member_id_of(agent: agent_pb2.Agent) -> str | None:
+    """The member an agent belongs to (from its metadata)."""
+    value = agent.metadata.fields.get(MEMBER_METADATA_KEY)
+    return value.string_value if value is not None and value.HasField("string_value") else None
 
 
 @dataclass(frozen=True)
@@ -138,51 +147,52 @@ class Change:
 
 async def apply_agent_event(session: AsyncSession, event: event_pb2.Event) -> Change | None:
     """Updates the member whose agent the event is about; None when it is not one of ours."""
-    payload = struct_to_dict(event.payload)
-    if event.type == "agent:spawn":
-        member_id = member_id_of(event)
+    data = event_data(event)
+    if isinstance(data, ev.AgentSpawned):
+        member_id = member_id_of(data.agent)
         member = await lock(session, member_id) if member_id else None
         if member is None:
             return None
-        member.agent_id = member.agent_id or str(payload["agent"]["id"])
+        member.agent_id = member.agent_id or data.agent.id
         return Change(member, ended=False)
-    agent_id = payload.get("agentId") or event.metadata.agent_id
-    if not agent_id:
+    agent_id = event.metadata.agent_id
+    if data is None or not agent_id:
         return None
     found = await session.scalar(select(MemberRow.id).where(MemberRow.agent_id == agent_id))
     member = await lock(session, found) if found else None
     if member is None or member.status in ENDED:
         return None
     now = utcnow()
-    if event.type == "agent:usage":
-        member.cost = float(payload.get("budgetConsumed", member.cost))
-        return Change(member, ended=False)
-    if event.type in ("agent:start", "agent:resume"):
-        member.status = "running"
-        member.session_id = payload.get("sessionId") or member.session_id
-    elif event.type == "agent:pause":
-        member.status = "paused"
-    elif event.type == "agent:complete":
-        agent = payload.get("agent") or {}
-        member.status = "completed"
-        member.result = str(agent.get("result", "")).rstrip("\n")
-        member.session_id = agent.get("sessionId") or member.session_id
-        member.cost = float(agent.get("budgetConsumed", member.cost))
-        member.ended_at = now
-        return Change(member, ended=True)
-    elif event.type == "agent:error" and payload.get("final"):
-        member.status = "failed"
-        member.error = str(payload.get("reason") or "agent failed")
-        member.cost = float(payload.get("budgetConsumed", member.cost))
-        member.ended_at = now
-        return Change(member, ended=True)
-    elif event.type in ("agent:kill", "agent:delete"):
-        member.status = "killed"
-        member.error = str(payload.get("reason") or "agent killed")
-        member.ended_at = now
-        return Change(member, ended=True)
-    else:
-        return None
+    match data:
+        case ev.AgentUsage():
+            member.cost = data.budget_consumed
+            return Change(member, ended=False)
+        case ev.AgentStarted() | ev.AgentResumed():
+            member.status = MemberStatus.RUNNING
+            member.session_id = data.session_id or member.session_id
+        case ev.AgentPaused():
+            member.status = MemberStatus.PAUSED
+        case ev.AgentCompleted(agent=agent):
+            member.status = MemberStatus.COMPLETED
+            member.result = agent.result.rstrip("\n")
+            member.session_id = agent.session_id or member.session_id
+            member.cost = agent.budget_consumed
+            member.ended_at = now
+            return Change(member, ended=True)
+        case ev.AgentFailed(final=True):
+            member.status = MemberStatus.FAILED
+            member.error = data.transition.reason or "agent failed"
+            member.cost = data.budget_consumed
+            member.ended_at = now
+            return Change(member, ended=True)
+        case ev.AgentKilled() | ev.AgentDeleted():
+            member.status = MemberStatus.KILLED
+            reason = data.transition.reason if isinstance(data, ev.AgentKilled) else "agent deleted"
+            member.error = reason or "agent killed"
+            member.ended_at = now
+            return Change(member, ended=True)
+        case _:
+            return None
     return Change(member, ended=False)
 
 
@@ -233,10 +243,13 @@ class Members:
             while True:
                 async with self._db.reader() as session:
                     member = await session.get(MemberRow, member_id)
-                if member is None or member.status != "launching":
+                    owner = await owner_of_member(session, member) if member else NO_OWNER
+                if member is None or member.status != MemberStatus.LAUNCHING:
                     return
                 try:
-                    agent = await self.gateway.create(member.id, member.team_id, member.task, member.spec)
+                    agent = await self.gateway.create(
+                        member.id, member.team_id, member.task, member.spec, owner
+                    )
                 except grpc.aio.AioRpcError as exc:
                     if exc.code() in REFUSED:
                         await self._refused(member_id, exc.details() or exc.code().name)
@@ -262,8 +275,8 @@ class Members:
             if member is None:
                 return
             member.agent_id = member.agent_id or agent_id
-            if member.status == "launching":
-                member.status = "running"
+            if member.status == MemberStatus.LAUNCHING:
+                member.status = MemberStatus.RUNNING
             if member.stop_requested and member.status not in ENDED:
                 effects.kill.append((agent_id, "stopped by the team service"))
         self.apply(effects)
@@ -274,7 +287,7 @@ class Members:
             member = await lock(session, member_id)
             if member is None or member.status in ENDED:
                 return
-            member.status = "failed"
+            member.status = MemberStatus.FAILED
             member.error = f"agent not created: {reason}"
             member.ended_at = utcnow()
             if self.on_refused is not None:
@@ -286,13 +299,9 @@ class Members:
         the kills of members still waiting to stop."""
         effects = Effects()
         async with self._db.reader() as session:
-            rows = (
-                await session.scalars(
-                    select(MemberRow).where(MemberRow.status.in_(("launching", "running", "paused")))
-                )
-            ).all()
+            rows = (await session.scalars(select(MemberRow).where(MemberRow.status.in_(ACTIVE)))).all()
         for member in rows:
-            if member.status == "launching":
+            if member.status == MemberStatus.LAUNCHING:
                 effects.launch.append(member.id)
             elif member.stop_requested and member.agent_id:
                 effects.kill.append((member.agent_id, "stopped by the team service"))

@@ -4,12 +4,36 @@ tasks, the agents the service spawned, and the team agents it has seen on Kafka)
 from __future__ import annotations
 
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Boolean, Float, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from godel_server.runtime.sqltypes import JsonType, UtcDateTime
+from godel_server.runtime.sqltypes import EnumString, JsonType, UtcDateTime
+from godel_server.runtime.statuses import (
+    AgentStatus,
+    BudgetEntity,
+    BudgetPeriod,
+    StepStatus,
+    TaskStatus,
+    TeamStatus,
+    WorkflowStatus,
+)
+
+
+class MemberStatus(StrEnum):
+    """queued -> launching -> running (<-> paused) -> completed | failed | killed; `cancelled` when
+    stopped before it ever launched."""
+
+    QUEUED = "queued"
+    LAUNCHING = "launching"
+    RUNNING = "running"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    KILLED = "killed"
+    CANCELLED = "cancelled"
 
 
 class Base(DeclarativeBase):
@@ -20,13 +44,14 @@ class TeamRow(Base):
     __tablename__ = "teams"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    request_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    request_id: Mapped[str | None] = mapped_column(String(100))
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text)
     config: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
-    execution_strategy: Mapped[str] = mapped_column(String(50), default="parallel")
+    # The short names of the proto's ExecutionStrategy (teams/strategies.py STRATEGY).
+    execution_strategy: Mapped[str] = mapped_column(String(50))
     effective_strategy: Mapped[str | None] = mapped_column(String(50))
-    status: Mapped[str] = mapped_column(String(50), default="creating")
+    status: Mapped[TeamStatus] = mapped_column(EnumString(TeamStatus), default=TeamStatus.CREATING)
     task: Mapped[str] = mapped_column(Text, default="")
     progress: Mapped[int] = mapped_column(Integer, default=0)
     results: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
@@ -34,6 +59,9 @@ class TeamRow(Base):
     budget_allocated: Mapped[float | None] = mapped_column(Float)
     budget_consumed: Mapped[float] = mapped_column(Float, default=0.0)
     created_by: Mapped[str | None] = mapped_column(String(255))
+    # The owner (runtime/ownership.py): the creating user and the user team it is shared with.
+    user_id: Mapped[str | None] = mapped_column(String(100))
+    user_team_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -43,6 +71,9 @@ class TeamRow(Base):
     __table_args__ = (
         Index("idx_teams_status", "status"),
         Index("idx_teams_created_at", "created_at", "id"),
+        Index("idx_teams_user", "user_id"),
+        Index("idx_teams_user_team", "user_team_id"),
+        UniqueConstraint("user_id", "request_id", name="uq_teams_user_request"),
     )
 
 
@@ -65,8 +96,7 @@ class MemberRow(Base):
     task: Mapped[str] = mapped_column(Text)
     input: Mapped[str | None] = mapped_column(Text)
     attempt: Mapped[int] = mapped_column(Integer, default=0)
-    # launching -> running -> completed | failed | killed; `cancelled` before it ever launched
-    status: Mapped[str] = mapped_column(String(50), default="launching")
+    status: Mapped[MemberStatus] = mapped_column(EnumString(MemberStatus), default=MemberStatus.LAUNCHING)
     agent_id: Mapped[str | None] = mapped_column(String(36))
     session_id: Mapped[str | None] = mapped_column(String(36))
     spec: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
@@ -92,11 +122,11 @@ class WorkflowRow(Base):
     __tablename__ = "workflows"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    request_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    request_id: Mapped[str | None] = mapped_column(String(100))
     name: Mapped[str] = mapped_column(String(255))
     description: Mapped[str | None] = mapped_column(Text)
     definition: Mapped[dict[str, Any]] = mapped_column(JsonType)
-    status: Mapped[str] = mapped_column(String(50), default="pending")
+    status: Mapped[WorkflowStatus] = mapped_column(EnumString(WorkflowStatus), default=WorkflowStatus.PENDING)
     current_step_id: Mapped[str | None] = mapped_column(String(100))
     context: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     results: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
@@ -106,6 +136,9 @@ class WorkflowRow(Base):
     version: Mapped[int] = mapped_column(Integer, default=0)
     team_id: Mapped[str | None] = mapped_column(String(36))
     created_by: Mapped[str | None] = mapped_column(String(255))
+    # The owner (runtime/ownership.py): the creating user and the user team it is shared with.
+    user_id: Mapped[str | None] = mapped_column(String(100))
+    user_team_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -116,6 +149,9 @@ class WorkflowRow(Base):
         Index("idx_workflows_status", "status"),
         Index("idx_workflows_team_id", "team_id"),
         Index("idx_workflows_created_at", "created_at", "id"),
+        Index("idx_workflows_user", "user_id"),
+        Index("idx_workflows_user_team", "user_team_id"),
+        UniqueConstraint("user_id", "request_id", name="uq_workflows_user_request"),
     )
 
 
@@ -129,8 +165,7 @@ class WorkflowStepRow(Base):
     name: Mapped[str] = mapped_column(String(255))
     task: Mapped[str] = mapped_column(Text)
     dependencies: Mapped[list[str]] = mapped_column(JsonType, default=list)
-    # pending, running, completed, failed, retrying, skipped, cancelled
-    status: Mapped[str] = mapped_column(String(50), default="pending")
+    status: Mapped[StepStatus] = mapped_column(EnumString(StepStatus), default=StepStatus.PENDING)
     result: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     error: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -149,11 +184,10 @@ class TaskRow(Base):
     __tablename__ = "tasks"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    request_id: Mapped[str | None] = mapped_column(String(100), unique=True)
+    request_id: Mapped[str | None] = mapped_column(String(100))
     title: Mapped[str] = mapped_column(String(500))
     description: Mapped[str | None] = mapped_column(Text)
-    # pending, assigned, in_progress, completed, failed, cancelled
-    status: Mapped[str] = mapped_column(String(50), default="pending")
+    status: Mapped[TaskStatus] = mapped_column(EnumString(TaskStatus), default=TaskStatus.PENDING)
     # 1 low .. 4 critical
     priority: Mapped[int] = mapped_column(Integer, default=2)
     team_id: Mapped[str | None] = mapped_column(String(36))
@@ -161,6 +195,9 @@ class TaskRow(Base):
     result: Mapped[dict[str, Any] | None] = mapped_column(JsonType)
     error: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str | None] = mapped_column(String(255))
+    # The owner (runtime/ownership.py): the creating user and the user team it is shared with.
+    user_id: Mapped[str | None] = mapped_column(String(100))
+    user_team_id: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
     assigned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -171,6 +208,9 @@ class TaskRow(Base):
         Index("idx_tasks_queue", "team_id", "status", "priority", "created_at"),
         Index("idx_tasks_agent", "agent_id"),
         Index("idx_tasks_created_at", "created_at", "id"),
+        Index("idx_tasks_user", "user_id"),
+        Index("idx_tasks_user_team", "user_team_id"),
+        UniqueConstraint("user_id", "request_id", name="uq_tasks_user_request"),
     )
 
 
@@ -181,8 +221,7 @@ class TeamAgentRow(Base):
 
     agent_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     team_id: Mapped[str] = mapped_column(String(36))
-    # The agent's coarse status: pending, initializing, running, paused, completed, failed, killed
-    status: Mapped[str] = mapped_column(String(50))
+    status: Mapped[AgentStatus] = mapped_column(EnumString(AgentStatus))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (Index("idx_team_agents_team", "team_id", "status"),)
@@ -192,14 +231,12 @@ class BudgetRow(Base):
     __tablename__ = "budgets"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    # agent, team, user, organization
-    entity_type: Mapped[str] = mapped_column(String(50))
+    entity_type: Mapped[BudgetEntity] = mapped_column(EnumString(BudgetEntity))
     entity_id: Mapped[str] = mapped_column(String(255))
     total_budget: Mapped[float] = mapped_column(Float)
     used_budget: Mapped[float] = mapped_column(Float, default=0.0)
     currency: Mapped[str] = mapped_column(String(10), default="USD")
-    # none, daily, weekly, monthly
-    period: Mapped[str] = mapped_column(String(20), default="none")
+    period: Mapped[BudgetPeriod] = mapped_column(EnumString(BudgetPeriod, 20), default=BudgetPeriod.NONE)
     period_start: Mapped[datetime | None] = mapped_column(UtcDateTime)
     period_end: Mapped[datetime | None] = mapped_column(UtcDateTime)
     warned: Mapped[bool] = mapped_column(Boolean, default=False)

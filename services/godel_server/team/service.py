@@ -6,45 +6,32 @@ from __future__ import annotations
 from pathlib import Path
 
 from godel.v1 import (
-    budget_service_pb2,
     budget_service_pb2_grpc,
-    intent_service_pb2,
     intent_service_pb2_grpc,
-    task_service_pb2,
     task_service_pb2_grpc,
-    team_service_pb2,
     team_service_pb2_grpc,
-    workflow_service_pb2,
     workflow_service_pb2_grpc,
 )
+from godel_server.runtime.db_gauges import GaugeSpec
 from godel_server.runtime.host import Service, ServiceHost
 from godel_server.team.agents import AgentGateway
-from godel_server.team.budget_servicer import BudgetServicer
-from godel_server.team.budgets import BudgetLedger
+from godel_server.team.budgets.ledger import BudgetLedger
+from godel_server.team.budgets.servicer import BudgetServicer
 from godel_server.team.dispatch import AgentEventConsumer
 from godel_server.team.intent.servicer import IntentServicer
 from godel_server.team.members import Members
-from godel_server.team.task_servicer import TaskServicer
-from godel_server.team.tasks import TaskQueue
+from godel_server.team.metrics import GAUGES
+from godel_server.team.tasks.queue import TaskQueue
+from godel_server.team.tasks.servicer import TaskServicer
 from godel_server.team.teams.orchestrator import TeamOrchestrator
 from godel_server.team.teams.servicer import TeamServicer
 from godel_server.team.workflows.engine import WorkflowEngine
 from godel_server.team.workflows.servicer import WorkflowServicer
-
-
-def _name(module: object, service: str) -> str:
-    return module.DESCRIPTOR.services_by_name[service].full_name  # type: ignore[attr-defined,no-any-return]
+from godel_server.team.workflows.store import WorkflowStore
 
 
 class TeamService(Service):
     role = "team"
-    grpc_services = (
-        _name(team_service_pb2, "TeamService"),
-        _name(workflow_service_pb2, "WorkflowService"),
-        _name(task_service_pb2, "TaskService"),
-        _name(budget_service_pb2, "BudgetService"),
-        _name(intent_service_pb2, "IntentService"),
-    )
     migrations = Path(__file__).parent / "migrations"
 
     def __init__(self) -> None:
@@ -63,19 +50,22 @@ class TeamService(Service):
         workflows = self._workflows = WorkflowEngine(s, db, publisher, members)
         self._consumer = AgentEventConsumer(
             db,
-            s.kafka_bootstrap,
+            s.kafka,
             client_id=s.instance_id,
             members=members,
             teams=teams,
             workflows=workflows,
             tasks=tasks,
             ledger=ledger,
+            dead_letters=host.dead_letters,
         )
         members.on_refused = self._consumer.owner_changed
         server = host.server
-        team_service_pb2_grpc.add_TeamServiceServicer_to_server(TeamServicer(db, teams), server)
+        team_servicer = TeamServicer(teams, db)
+        team_servicer.dead_letters = host.dead_letters
+        team_service_pb2_grpc.add_TeamServiceServicer_to_server(team_servicer, server)
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
-            WorkflowServicer(db, workflows, gateway), server
+            WorkflowServicer(WorkflowStore(db), workflows, gateway, db), server
         )
         task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(db, tasks), server)
         budget_service_pb2_grpc.add_BudgetServiceServicer_to_server(BudgetServicer(db, ledger), server)
@@ -87,6 +77,9 @@ class TeamService(Service):
             ),
             server,
         )
+
+    def gauges(self) -> GaugeSpec:
+        return GAUGES
 
     async def start(self, host: ServiceHost) -> None:
         assert self._members and self._workflows and self._teams and self._consumer

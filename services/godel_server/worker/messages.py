@@ -7,6 +7,7 @@ import time
 from google.protobuf import timestamp_pb2
 
 from godel.v1 import agent_pb2, worker_service_pb2
+from godel_server.runtime.enums import ProtoEnum, upper
 
 RunState = worker_service_pb2.RunState
 
@@ -16,6 +17,7 @@ TERMINAL_STATES: frozenset[int] = frozenset(
         worker_service_pb2.RUN_STATE_FAILED,
         worker_service_pb2.RUN_STATE_KILLED,
         worker_service_pb2.RUN_STATE_REJECTED,
+        worker_service_pb2.RUN_STATE_LOST,
     }
 )
 
@@ -26,15 +28,15 @@ def now() -> timestamp_pb2.Timestamp:
     return ts
 
 
+RUN_STATE = ProtoEnum(worker_service_pb2.RunState, str, spelling=upper)
+
+
 def state_name(state: int) -> str:
-    return worker_service_pb2.RunState.Name(state).removeprefix("RUN_STATE_")  # type: ignore[arg-type]
+    """RUN_STATE_RUNNING -> RUNNING."""
+    return RUN_STATE.get(state) or "UNSPECIFIED"
 
 
 def log_line(
     message: str, stream: str = "runtime", level: int = agent_pb2.LOG_LEVEL_INFO
 ) -> worker_service_pb2.RunLogLine:
     return worker_service_pb2.RunLogLine(time=now(), level=level, stream=stream, message=message)  # type: ignore[arg-type]
-
-
-def is_final_update(request: worker_service_pb2.ConnectRequest) -> bool:
-    return request.WhichOneof("message") == "update" and request.update.state in TERMINAL_STATES

@@ -152,15 +152,16 @@ def _alive(pid_text: str) -> bool:
 
 
 async def spawn_group(
-    argv: list[str], cwd: Path, env: dict[str, str], merge_stderr: bool = False
+    argv: list[str], cwd: Path, env: dict[str, str], merge_stderr: bool = False, stdin: bool = False
 ) -> asyncio.subprocess.Process:
     """Starts argv as the leader of a new process group (pgid == pid) that dies with the worker;
-    stdout and stderr are pipes (stderr merged into stdout when `merge_stderr`)."""
+    stdout and stderr are pipes (stderr merged into stdout when `merge_stderr`), stdin a pipe when
+    `stdin`, else /dev/null."""
     return await asyncio.create_subprocess_exec(
         *with_death_signal(argv),
         cwd=cwd,
         env=env,
-        stdin=asyncio.subprocess.DEVNULL,
+        stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,
         start_new_session=True,

@@ -3,7 +3,13 @@ HEAD, with the base commit recorded in <root>/<agent_id>.base.
 
 Many agents (and several worker processes) may work on one repository at once, so every
 `git worktree add/remove/prune` on a repository runs under an asyncio lock (this process) and an
-fcntl.flock on <git common dir>/godel-worktree.lock (other processes).
+fcntl.flock on <git common dir>/godel-worktree.lock (other processes). Under that lock, a worktree
+git still marks "initializing" was left by an add that never finished (its worker died): it is
+removed and added again, never reused (when the add died before the worktree's `.git` file was
+written, git no longer sees a worktree there and refuses to remove it: the directory, ours by its
+path and git's record of it, is deleted, and the record unlocked and pruned). The git lock files a killed run left (its worktree's index
+and HEAD locks, its branch's ref lock) are removed before a worktree is added or reused: no other
+run of the agent is alive then, and git would fail on them.
 """
 
 from __future__ import annotations
@@ -12,11 +18,15 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import logging
 import os
 import re
+import shutil
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _GIT_ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY")
@@ -86,6 +96,39 @@ class Worktree:
     branch: str
     base: str
     repo: Path
+    common: Path  # the repository's git directory
+    admin: Path  # <common>/worktrees/<name>: git's directory of this worktree
+
+
+def admin_dir(path: Path, common: Path) -> Path:
+    """The directory git keeps for the worktree at `path` (<common>/worktrees/<name>). The worktree's
+    `.git` file says which; its agent can rewrite that file, so the answer is checked against what
+    only git and the worker write (the admin directory's own `gitdir` file)."""
+    dot_git = path / ".git"
+    try:
+        if dot_git.is_symlink():
+            raise OSError("a symlink")
+        text = dot_git.read_text(errors="replace")
+    except OSError as exc:
+        raise WorktreeError(f"{dot_git} is not a worktree's .git file") from exc
+    if not text.startswith("gitdir:"):
+        raise WorktreeError(f"{dot_git} is not a worktree's .git file")
+    admin = Path(text.removeprefix("gitdir:").strip())
+    admin = (admin if admin.is_absolute() else path / admin).resolve()
+    try:
+        back = Path((admin / "gitdir").read_text().strip()).resolve()
+    except OSError:
+        back = None
+    if admin.parent != common / "worktrees" or back != dot_git.resolve():
+        raise WorktreeError(f"{dot_git} does not point at its own directory in {common / 'worktrees'}")
+    return admin
+
+
+def _clear_stale_locks(*locks: Path) -> None:
+    for lock in locks:
+        with contextlib.suppress(FileNotFoundError):
+            lock.unlink()
+            log.warning("removed a git lock a killed run left", extra={"lock": str(lock)})
 
 
 class Worktrees:
@@ -134,6 +177,17 @@ class Worktrees:
             finally:
                 os.close(fd)
 
+    async def _half_added(self, repo: Path, path: Path) -> bool:
+        """True when git still locks the worktree at `path` as "initializing" (call under the lock)."""
+        out = await git("worktree", "list", "--porcelain", cwd=repo)
+        current: Path | None = None
+        for line in out.splitlines():
+            if line.startswith("worktree "):
+                current = _resolved(Path(line.removeprefix("worktree ")))
+            elif current == _resolved(path) and line == "locked initializing":
+                return True
+        return False
+
     async def _registered(self, repo: Path) -> dict[Path, str]:
         """Registered worktrees of the repository: path -> branch ref ('' when detached)."""
         out = await git("worktree", "list", "--porcelain", cwd=repo)
@@ -169,12 +223,20 @@ class Worktrees:
         base_file = self.root / f"{agent_id}.base"
         self.root.mkdir(parents=True, exist_ok=True)
         async with self.locked(common):
+            _clear_stale_locks(common / "refs" / "heads" / f"{branch}.lock")
+            if path.exists() and await self._half_added(repo, path):
+                await self._remove_half_added(path, common)
+            with contextlib.suppress(OSError):
+                path.rmdir()  # an empty directory: an add that died before registering anything
             if path.exists():
                 if _resolved(path) in await self._registered(repo):
                     if not reuse:
                         raise WorktreeError(f"worktree {path} exists already (reuse_worktree is false)")
                     if _is_dir(path):
-                        return Worktree(path, branch, self._read_base(base_file) or head, repo)
+                        base = self._read_base(base_file) or head
+                        admin = admin_dir(path, common)
+                        _clear_stale_locks(admin / "index.lock", admin / "HEAD.lock")
+                        return Worktree(path, branch, base, repo, common, admin)
                 raise WorktreeError(f"{path} exists and is not a worktree of {repo}")
             # The common case costs two git calls under the lock; stale entries are pruned only
             # when they get in the way.
@@ -190,7 +252,19 @@ class Worktrees:
                 await git("worktree", "prune", cwd=repo)
                 await git(*add, cwd=repo)
             base_file.write_text(base + "\n")
-        return Worktree(path, branch, base, repo)
+        return Worktree(path, branch, base, repo, common, admin_dir(path, common))
+
+    @staticmethod
+    async def _remove_half_added(path: Path, common: Path) -> None:
+        try:
+            await git("worktree", "remove", "--force", "--force", str(path), cwd=common)
+        except WorktreeError as exc:
+            log.warning(
+                "deleting a worktree git cannot remove", extra={"worktree": str(path), "error": str(exc)}
+            )
+            await asyncio.to_thread(shutil.rmtree, path)
+            await git("worktree", "unlock", str(path), cwd=common)
+            await git("worktree", "prune", cwd=common)
 
     @staticmethod
     def _read_base(base_file: Path) -> str | None:
@@ -199,8 +273,9 @@ class Worktrees:
         return None
 
     async def commits(self, worktree: Worktree) -> list[str]:
-        """Commits on the agent's branch that are not on its base, oldest first."""
-        out = await git("rev-list", "--reverse", f"{worktree.base}..{worktree.branch}", cwd=worktree.path)
+        """Commits on the agent's branch that are not on its base, oldest first (asked of the
+        repository, not of the worktree, whose `.git` file the agent controls)."""
+        out = await git("rev-list", "--reverse", f"{worktree.base}..{worktree.branch}", cwd=worktree.common)
         return out.split()
 
     async def remove(self, repo_path: str, worktree: str) -> None:

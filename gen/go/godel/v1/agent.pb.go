@@ -163,6 +163,117 @@ func (LifecycleState) EnumDescriptor() ([]byte, []int) {
 	return file_godel_v1_agent_proto_rawDescGZIP(), []int{1}
 }
 
+// Why an agent that needs a run is not placed on a worker yet.
+type PendingReason int32
+
+const (
+	// The agent is not waiting for a worker (or its owner has not tried to place it yet).
+	PendingReason_PENDING_REASON_UNSPECIFIED PendingReason = 0
+	// No worker is connected to the agent-service replica that owns the agent.
+	PendingReason_PENDING_REASON_NO_WORKER PendingReason = 1
+	// Connected workers host the agent's runtime, but none has a free run slot.
+	PendingReason_PENDING_REASON_NO_FREE_SLOT PendingReason = 2
+	// No connected worker hosts the agent's runtime or matches its config.worker_selector.
+	PendingReason_PENDING_REASON_NO_RUNTIME PendingReason = 3
+)
+
+// Enum value maps for PendingReason.
+var (
+	PendingReason_name = map[int32]string{
+		0: "PENDING_REASON_UNSPECIFIED",
+		1: "PENDING_REASON_NO_WORKER",
+		2: "PENDING_REASON_NO_FREE_SLOT",
+		3: "PENDING_REASON_NO_RUNTIME",
+	}
+	PendingReason_value = map[string]int32{
+		"PENDING_REASON_UNSPECIFIED":  0,
+		"PENDING_REASON_NO_WORKER":    1,
+		"PENDING_REASON_NO_FREE_SLOT": 2,
+		"PENDING_REASON_NO_RUNTIME":   3,
+	}
+)
+
+func (x PendingReason) Enum() *PendingReason {
+	p := new(PendingReason)
+	*p = x
+	return p
+}
+
+func (x PendingReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PendingReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_godel_v1_agent_proto_enumTypes[2].Descriptor()
+}
+
+func (PendingReason) Type() protoreflect.EnumType {
+	return &file_godel_v1_agent_proto_enumTypes[2]
+}
+
+func (x PendingReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PendingReason.Descriptor instead.
+func (PendingReason) EnumDescriptor() ([]byte, []int) {
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{2}
+}
+
+// What a run does when it breaks one of its agent's safety rules.
+type SafetyAction int32
+
+const (
+	// As FAIL.
+	SafetyAction_SAFETY_ACTION_UNSPECIFIED SafetyAction = 0
+	// The refused action is not done and the agent fails, without a retry.
+	SafetyAction_SAFETY_ACTION_FAIL SafetyAction = 1
+	// The run holds before the refused action and the agent is paused: resuming it approves that
+	// one action, killing it refuses it.
+	SafetyAction_SAFETY_ACTION_PAUSE SafetyAction = 2
+)
+
+// Enum value maps for SafetyAction.
+var (
+	SafetyAction_name = map[int32]string{
+		0: "SAFETY_ACTION_UNSPECIFIED",
+		1: "SAFETY_ACTION_FAIL",
+		2: "SAFETY_ACTION_PAUSE",
+	}
+	SafetyAction_value = map[string]int32{
+		"SAFETY_ACTION_UNSPECIFIED": 0,
+		"SAFETY_ACTION_FAIL":        1,
+		"SAFETY_ACTION_PAUSE":       2,
+	}
+)
+
+func (x SafetyAction) Enum() *SafetyAction {
+	p := new(SafetyAction)
+	*p = x
+	return p
+}
+
+func (x SafetyAction) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (SafetyAction) Descriptor() protoreflect.EnumDescriptor {
+	return file_godel_v1_agent_proto_enumTypes[3].Descriptor()
+}
+
+func (SafetyAction) Type() protoreflect.EnumType {
+	return &file_godel_v1_agent_proto_enumTypes[3]
+}
+
+func (x SafetyAction) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use SafetyAction.Descriptor instead.
+func (SafetyAction) EnumDescriptor() ([]byte, []int) {
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{3}
+}
+
 // Session status (spec §2.1 SessionStatus).
 type SessionStatus int32
 
@@ -206,11 +317,11 @@ func (x SessionStatus) String() string {
 }
 
 func (SessionStatus) Descriptor() protoreflect.EnumDescriptor {
-	return file_godel_v1_agent_proto_enumTypes[2].Descriptor()
+	return file_godel_v1_agent_proto_enumTypes[4].Descriptor()
 }
 
 func (SessionStatus) Type() protoreflect.EnumType {
-	return &file_godel_v1_agent_proto_enumTypes[2]
+	return &file_godel_v1_agent_proto_enumTypes[4]
 }
 
 func (x SessionStatus) Number() protoreflect.EnumNumber {
@@ -219,7 +330,7 @@ func (x SessionStatus) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use SessionStatus.Descriptor instead.
 func (SessionStatus) EnumDescriptor() ([]byte, []int) {
-	return file_godel_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{4}
 }
 
 // Severity of a log line.
@@ -268,11 +379,11 @@ func (x LogLevel) String() string {
 }
 
 func (LogLevel) Descriptor() protoreflect.EnumDescriptor {
-	return file_godel_v1_agent_proto_enumTypes[3].Descriptor()
+	return file_godel_v1_agent_proto_enumTypes[5].Descriptor()
 }
 
 func (LogLevel) Type() protoreflect.EnumType {
-	return &file_godel_v1_agent_proto_enumTypes[3]
+	return &file_godel_v1_agent_proto_enumTypes[5]
 }
 
 func (x LogLevel) Number() protoreflect.EnumNumber {
@@ -281,7 +392,7 @@ func (x LogLevel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use LogLevel.Descriptor instead.
 func (LogLevel) EnumDescriptor() ([]byte, []int) {
-	return file_godel_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 // Runtime configuration of an agent (spec §2.1 AgentConfig).
@@ -291,25 +402,39 @@ type AgentConfig struct {
 	Temperature *float64 `protobuf:"fixed64,1,opt,name=temperature,proto3,oneof" json:"temperature,omitempty"`
 	// Maximum tokens per completion for LLM runtimes.
 	MaxTokens *int32 `protobuf:"varint,2,opt,name=max_tokens,json=maxTokens,proto3,oneof" json:"max_tokens,omitempty"`
-	// Tools the agent may use, e.g. "git", "file", "bash".
+	// Tools the "openai" runtime offers the model: an allow-list of "shell", "read_file",
+	// "write_file" and "git_commit", or the groups "bash" (shell), "file" (read_file, write_file) and
+	// "git" (git_commit); empty = all but "shell".
 	Tools      []string       `protobuf:"bytes,3,rep,name=tools,proto3" json:"tools,omitempty"`
 	Skills     []string       `protobuf:"bytes,4,rep,name=skills,proto3" json:"skills,omitempty"`
 	Extensions []string       `protobuf:"bytes,5,rep,name=extensions,proto3" json:"extensions,omitempty"`
 	Sandbox    *SandboxConfig `protobuf:"bytes,6,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
 	// Runtime that executes the agent: "command" or "openai".
 	Runtime string `protobuf:"bytes,7,opt,name=runtime,proto3" json:"runtime,omitempty"`
-	// argv template for the "command" runtime; `{task}` and `{worktree}` are substituted.
+	// argv template for the "command" runtime; `{task}`, `{worktree}`, `{agent_id}` and `{model}`
+	// are substituted (shell-quoted inside the script of `sh -c SCRIPT`, unless they are the whole
+	// script).
 	Command []string `protobuf:"bytes,8,rep,name=command,proto3" json:"command,omitempty"`
-	// Extra environment for the agent process.
+	// Extra environment for the agent process (the sandbox passes nothing else of the worker's).
+	// OPENAI_API_KEY here is the key the "openai" runtime sends to config.endpoint. Write-only:
+	// every RPC and event shows the names with each value replaced by "********"; only the worker
+	// that runs the agent gets the values (in its RunAssignment, which is no event), and it masks
+	// them likewise (those of 8 characters or more) in the run's log lines, session messages,
+	// result and error.
 	Env map[string]string `protobuf:"bytes,9,rep,name=env,proto3" json:"env,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Wall-clock limit for one run.
 	Timeout *durationpb.Duration `protobuf:"bytes,10,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Keep the git worktree after the agent ends.
 	KeepWorktree bool `protobuf:"varint,11,opt,name=keep_worktree,json=keepWorktree,proto3" json:"keep_worktree,omitempty"`
 	// Base URL of the OpenAI-compatible endpoint for the "openai" runtime (default: worker config).
-	Endpoint      string `protobuf:"bytes,12,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// The worker's own key is sent only to origins on its GODEL_OPENAI_KEY_ORIGINS.
+	Endpoint string `protobuf:"bytes,12,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// Labels a worker must have to run this agent (every pair must match one of the worker's
+	// labels, e.g. {"language": "go"}); empty = any worker that hosts the runtime. Workers
+	// advertise their labels in WorkerHello.labels.
+	WorkerSelector map[string]string `protobuf:"bytes,13,rep,name=worker_selector,json=workerSelector,proto3" json:"worker_selector,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AgentConfig) Reset() {
@@ -426,6 +551,106 @@ func (x *AgentConfig) GetEndpoint() string {
 	return ""
 }
 
+func (x *AgentConfig) GetWorkerSelector() map[string]string {
+	if x != nil {
+		return x.WorkerSelector
+	}
+	return nil
+}
+
+// The shape of an agent's safety_boundaries (spec §2.1 safetyBoundaries), a JSON object with
+// these keys (camelCase or snake_case), checked at the API edge. Workers enforce it; every
+// refusal is a `safety:block` event naming the rule and the agent. Glob patterns: `*` and `?`
+// stay within a path segment, `**` crosses them; a pattern without "/" matches a file name in
+// any directory. These rules guard against mistakes and injected instructions; the sandbox
+// (config.sandbox) is what bounds a hostile agent.
+type SafetyRules struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Worktree paths the agent must not read or change, e.g. ".github/**", "*.pem": the openai
+	// runtime's file tools refuse them, and a run that changed one (committed or not) does not
+	// complete.
+	ForbiddenPaths []string `protobuf:"bytes,1,rep,name=forbidden_paths,json=forbiddenPaths,proto3" json:"forbidden_paths,omitempty"`
+	// Commands the agent must not run, as globs matched against each command of a command line
+	// (split at ;, &&, ||, | and newlines) and against its program's name, e.g. "curl",
+	// "git push*", "rm -rf *": the openai runtime's shell tool refuses them, and so does a command
+	// runtime's own command line.
+	ForbiddenCommands []string `protobuf:"bytes,2,rep,name=forbidden_commands,json=forbiddenCommands,proto3" json:"forbidden_commands,omitempty"`
+	// At most this many files changed against the branch's base (committed or not); 0 = no limit.
+	MaxFilesChanged int32 `protobuf:"varint,3,opt,name=max_files_changed,json=maxFilesChanged,proto3" json:"max_files_changed,omitempty"`
+	// At most this many lines changed (added plus deleted) against the branch's base; 0 = no
+	// limit.
+	MaxDiffLines int32 `protobuf:"varint,4,opt,name=max_diff_lines,json=maxDiffLines,proto3" json:"max_diff_lines,omitempty"`
+	// What a refusal does: "fail" (the default) or "pause" (also SAFETY_ACTION_FAIL, ..._PAUSE).
+	OnViolation   SafetyAction `protobuf:"varint,5,opt,name=on_violation,json=onViolation,proto3,enum=godel.v1.SafetyAction" json:"on_violation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SafetyRules) Reset() {
+	*x = SafetyRules{}
+	mi := &file_godel_v1_agent_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SafetyRules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SafetyRules) ProtoMessage() {}
+
+func (x *SafetyRules) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_agent_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SafetyRules.ProtoReflect.Descriptor instead.
+func (*SafetyRules) Descriptor() ([]byte, []int) {
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SafetyRules) GetForbiddenPaths() []string {
+	if x != nil {
+		return x.ForbiddenPaths
+	}
+	return nil
+}
+
+func (x *SafetyRules) GetForbiddenCommands() []string {
+	if x != nil {
+		return x.ForbiddenCommands
+	}
+	return nil
+}
+
+func (x *SafetyRules) GetMaxFilesChanged() int32 {
+	if x != nil {
+		return x.MaxFilesChanged
+	}
+	return 0
+}
+
+func (x *SafetyRules) GetMaxDiffLines() int32 {
+	if x != nil {
+		return x.MaxDiffLines
+	}
+	return 0
+}
+
+func (x *SafetyRules) GetOnViolation() SafetyAction {
+	if x != nil {
+		return x.OnViolation
+	}
+	return SafetyAction_SAFETY_ACTION_UNSPECIFIED
+}
+
 // An AI agent working on one task (spec §2.1 Agent).
 type Agent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -446,7 +671,7 @@ type Agent struct {
 	Code *structpb.Struct `protobuf:"bytes,8,opt,name=code,proto3" json:"code,omitempty"`
 	// Reasoning traces (free-form).
 	Reasoning *structpb.Struct `protobuf:"bytes,9,opt,name=reasoning,proto3" json:"reasoning,omitempty"`
-	// Safety rules (free-form).
+	// Safety rules: a JSON object of the shape of SafetyRules.
 	SafetyBoundaries *structpb.Struct `protobuf:"bytes,10,opt,name=safety_boundaries,json=safetyBoundaries,proto3" json:"safety_boundaries,omitempty"`
 	Status           AgentStatus      `protobuf:"varint,11,opt,name=status,proto3,enum=godel.v1.AgentStatus" json:"status,omitempty"`
 	LifecycleState   LifecycleState   `protobuf:"varint,12,opt,name=lifecycle_state,json=lifecycleState,proto3,enum=godel.v1.LifecycleState" json:"lifecycle_state,omitempty"`
@@ -482,13 +707,30 @@ type Agent struct {
 	// Tokens used by all runs.
 	PromptTokens     int64 `protobuf:"varint,32,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
 	CompletionTokens int64 `protobuf:"varint,33,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Why the agent waits for a worker; UNSPECIFIED once a worker took its run (or when it is not
+	// waiting). Set by the replica that owns the agent.
+	PendingReason PendingReason `protobuf:"varint,34,opt,name=pending_reason,json=pendingReason,proto3,enum=godel.v1.PendingReason" json:"pending_reason,omitempty"`
+	// The pending reason in words, e.g. "no worker is connected to agent-service replica agent-1".
+	PendingMessage string `protobuf:"bytes,35,opt,name=pending_message,json=pendingMessage,proto3" json:"pending_message,omitempty"`
+	// Name of the federation cluster that runs the agent (empty when the installation is not
+	// federated). An agent created through one cluster may run on a peer; it keeps its id, and
+	// either cluster answers for it.
+	Cluster string `protobuf:"bytes,36,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// The user who owns the agent (who created it): permissions of scope own reach it.
+	OwnerUserId string `protobuf:"bytes,37,opt,name=owner_user_id,json=ownerUserId,proto3" json:"owner_user_id,omitempty"`
+	// The user team the agent is shared with (its owner's first team, by id), if any: permissions
+	// of scope team of that team's members reach it.
+	OwnerTeamId string `protobuf:"bytes,38,opt,name=owner_team_id,json=ownerTeamId,proto3" json:"owner_team_id,omitempty"`
+	// Runs of this agent lost to infrastructure (a worker, replica or service that died,
+	// restarted or lost contact) and run again; not counted in retry_count.
+	Reschedules   int32 `protobuf:"varint,39,opt,name=reschedules,proto3" json:"reschedules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_godel_v1_agent_proto_msgTypes[1]
+	mi := &file_godel_v1_agent_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -500,7 +742,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_proto_msgTypes[1]
+	mi := &file_godel_v1_agent_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -513,7 +755,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_proto_rawDescGZIP(), []int{1}
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Agent) GetId() string {
@@ -747,6 +989,233 @@ func (x *Agent) GetCompletionTokens() int64 {
 	return 0
 }
 
+func (x *Agent) GetPendingReason() PendingReason {
+	if x != nil {
+		return x.PendingReason
+	}
+	return PendingReason_PENDING_REASON_UNSPECIFIED
+}
+
+func (x *Agent) GetPendingMessage() string {
+	if x != nil {
+		return x.PendingMessage
+	}
+	return ""
+}
+
+func (x *Agent) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *Agent) GetOwnerUserId() string {
+	if x != nil {
+		return x.OwnerUserId
+	}
+	return ""
+}
+
+func (x *Agent) GetOwnerTeamId() string {
+	if x != nil {
+		return x.OwnerTeamId
+	}
+	return ""
+}
+
+func (x *Agent) GetReschedules() int32 {
+	if x != nil {
+		return x.Reschedules
+	}
+	return 0
+}
+
+// Where a new agent may run (README "Federation"): a requirement this cluster does not meet
+// sends the agent to a peer cluster that does. The agent's model is a requirement too when
+// clusters list the models they support.
+type AgentPlacement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only a cluster in this region.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// Only a cluster with at least this many free agent slots.
+	MinCapacity int32 `protobuf:"varint,2,opt,name=min_capacity,json=minCapacity,proto3" json:"min_capacity,omitempty"`
+	// Only a cluster that offers all these features.
+	// (At most 64, so that an agent at every bound still fits one Kafka record.)
+	Features []string `protobuf:"bytes,3,rep,name=features,proto3" json:"features,omitempty"`
+	// How to choose among the peers that qualify (default: the registry's).
+	Strategy      LoadBalanceStrategy `protobuf:"varint,4,opt,name=strategy,proto3,enum=godel.v1.LoadBalanceStrategy" json:"strategy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AgentPlacement) Reset() {
+	*x = AgentPlacement{}
+	mi := &file_godel_v1_agent_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AgentPlacement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AgentPlacement) ProtoMessage() {}
+
+func (x *AgentPlacement) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_agent_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AgentPlacement.ProtoReflect.Descriptor instead.
+func (*AgentPlacement) Descriptor() ([]byte, []int) {
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AgentPlacement) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *AgentPlacement) GetMinCapacity() int32 {
+	if x != nil {
+		return x.MinCapacity
+	}
+	return 0
+}
+
+func (x *AgentPlacement) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *AgentPlacement) GetStrategy() LoadBalanceStrategy {
+	if x != nil {
+		return x.Strategy
+	}
+	return LoadBalanceStrategy_LOAD_BALANCE_STRATEGY_UNSPECIFIED
+}
+
+// A worker process connected to an agent-service replica (the worker protocol of
+// proto/godel/v1/worker_service.proto).
+type Worker struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Hostname string                 `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// Runtimes it hosts, e.g. "command", "openai".
+	Runtimes []string `protobuf:"bytes,3,rep,name=runtimes,proto3" json:"runtimes,omitempty"`
+	// Runs it executes at once.
+	Capacity int32 `protobuf:"varint,4,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	// Run slots free now.
+	FreeSlots int32 `protobuf:"varint,5,opt,name=free_slots,json=freeSlots,proto3" json:"free_slots,omitempty"`
+	// Runs it reported alive at its last heartbeat.
+	ActiveRuns int32 `protobuf:"varint,6,opt,name=active_runs,json=activeRuns,proto3" json:"active_runs,omitempty"`
+	// The agent-service replica this connection goes to.
+	ReplicaId string `protobuf:"bytes,7,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	// Labels it advertises (WorkerHello.labels); agents select workers by them
+	// (AgentConfig.worker_selector).
+	Labels        map[string]string `protobuf:"bytes,8,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Worker) Reset() {
+	*x = Worker{}
+	mi := &file_godel_v1_agent_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Worker) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Worker) ProtoMessage() {}
+
+func (x *Worker) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_agent_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Worker.ProtoReflect.Descriptor instead.
+func (*Worker) Descriptor() ([]byte, []int) {
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *Worker) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Worker) GetHostname() string {
+	if x != nil {
+		return x.Hostname
+	}
+	return ""
+}
+
+func (x *Worker) GetRuntimes() []string {
+	if x != nil {
+		return x.Runtimes
+	}
+	return nil
+}
+
+func (x *Worker) GetCapacity() int32 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *Worker) GetFreeSlots() int32 {
+	if x != nil {
+		return x.FreeSlots
+	}
+	return 0
+}
+
+func (x *Worker) GetActiveRuns() int32 {
+	if x != nil {
+		return x.ActiveRuns
+	}
+	return 0
+}
+
+func (x *Worker) GetReplicaId() string {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return ""
+}
+
+func (x *Worker) GetLabels() map[string]string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
 // One recorded lifecycle transition of an agent (spec §4.1 StateMachine history).
 type AgentTransition struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -769,7 +1238,7 @@ type AgentTransition struct {
 
 func (x *AgentTransition) Reset() {
 	*x = AgentTransition{}
-	mi := &file_godel_v1_agent_proto_msgTypes[2]
+	mi := &file_godel_v1_agent_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -781,7 +1250,7 @@ func (x *AgentTransition) String() string {
 func (*AgentTransition) ProtoMessage() {}
 
 func (x *AgentTransition) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_proto_msgTypes[2]
+	mi := &file_godel_v1_agent_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -794,7 +1263,7 @@ func (x *AgentTransition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AgentTransition.ProtoReflect.Descriptor instead.
 func (*AgentTransition) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_proto_rawDescGZIP(), []int{2}
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AgentTransition) GetAgentId() string {
@@ -882,7 +1351,7 @@ type SessionMessage struct {
 
 func (x *SessionMessage) Reset() {
 	*x = SessionMessage{}
-	mi := &file_godel_v1_agent_proto_msgTypes[3]
+	mi := &file_godel_v1_agent_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1363,7 @@ func (x *SessionMessage) String() string {
 func (*SessionMessage) ProtoMessage() {}
 
 func (x *SessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_proto_msgTypes[3]
+	mi := &file_godel_v1_agent_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1376,7 @@ func (x *SessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionMessage.ProtoReflect.Descriptor instead.
 func (*SessionMessage) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_proto_rawDescGZIP(), []int{3}
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SessionMessage) GetRole() string {
@@ -958,7 +1427,7 @@ type Artifact struct {
 
 func (x *Artifact) Reset() {
 	*x = Artifact{}
-	mi := &file_godel_v1_agent_proto_msgTypes[4]
+	mi := &file_godel_v1_agent_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -970,7 +1439,7 @@ func (x *Artifact) String() string {
 func (*Artifact) ProtoMessage() {}
 
 func (x *Artifact) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_proto_msgTypes[4]
+	mi := &file_godel_v1_agent_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -983,7 +1452,7 @@ func (x *Artifact) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Artifact.ProtoReflect.Descriptor instead.
 func (*Artifact) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_proto_rawDescGZIP(), []int{4}
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Artifact) GetName() string {
@@ -1026,7 +1495,7 @@ type SessionContext struct {
 
 func (x *SessionContext) Reset() {
 	*x = SessionContext{}
-	mi := &file_godel_v1_agent_proto_msgTypes[5]
+	mi := &file_godel_v1_agent_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1038,7 +1507,7 @@ func (x *SessionContext) String() string {
 func (*SessionContext) ProtoMessage() {}
 
 func (x *SessionContext) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_proto_msgTypes[5]
+	mi := &file_godel_v1_agent_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1051,7 +1520,7 @@ func (x *SessionContext) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SessionContext.ProtoReflect.Descriptor instead.
 func (*SessionContext) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_proto_rawDescGZIP(), []int{5}
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SessionContext) GetMessages() []*SessionMessage {
@@ -1096,7 +1565,7 @@ type Session struct {
 
 func (x *Session) Reset() {
 	*x = Session{}
-	mi := &file_godel_v1_agent_proto_msgTypes[6]
+	mi := &file_godel_v1_agent_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1577,7 @@ func (x *Session) String() string {
 func (*Session) ProtoMessage() {}
 
 func (x *Session) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_proto_msgTypes[6]
+	mi := &file_godel_v1_agent_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1590,7 @@ func (x *Session) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Session.ProtoReflect.Descriptor instead.
 func (*Session) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_proto_rawDescGZIP(), []int{6}
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Session) GetId() string {
@@ -1220,7 +1689,7 @@ type LogEntry struct {
 
 func (x *LogEntry) Reset() {
 	*x = LogEntry{}
-	mi := &file_godel_v1_agent_proto_msgTypes[7]
+	mi := &file_godel_v1_agent_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1701,7 @@ func (x *LogEntry) String() string {
 func (*LogEntry) ProtoMessage() {}
 
 func (x *LogEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_proto_msgTypes[7]
+	mi := &file_godel_v1_agent_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1714,7 @@ func (x *LogEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LogEntry.ProtoReflect.Descriptor instead.
 func (*LogEntry) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_proto_rawDescGZIP(), []int{7}
+	return file_godel_v1_agent_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LogEntry) GetAgentId() string {
@@ -1308,7 +1777,7 @@ var File_godel_v1_agent_proto protoreflect.FileDescriptor
 
 const file_godel_v1_agent_proto_rawDesc = "" +
 	"\n" +
-	"\x14godel/v1/agent.proto\x12\bgodel.v1\x1a\x15godel/v1/common.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8c\x04\n" +
+	"\x14godel/v1/agent.proto\x12\bgodel.v1\x1a\x16godel/v1/cluster.proto\x1a\x15godel/v1/common.proto\x1a\x15godel/v1/limits.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd3\x05\n" +
 	"\vAgentConfig\x12%\n" +
 	"\vtemperature\x18\x01 \x01(\x01H\x00R\vtemperature\x88\x01\x01\x12\"\n" +
 	"\n" +
@@ -1319,19 +1788,29 @@ const file_godel_v1_agent_proto_rawDesc = "" +
 	"extensions\x18\x05 \x03(\tR\n" +
 	"extensions\x121\n" +
 	"\asandbox\x18\x06 \x01(\v2\x17.godel.v1.SandboxConfigR\asandbox\x12\x18\n" +
-	"\aruntime\x18\a \x01(\tR\aruntime\x12\x18\n" +
-	"\acommand\x18\b \x03(\tR\acommand\x120\n" +
-	"\x03env\x18\t \x03(\v2\x1e.godel.v1.AgentConfig.EnvEntryR\x03env\x123\n" +
+	"\aruntime\x18\a \x01(\tR\aruntime\x12%\n" +
+	"\acommand\x18\b \x03(\tB\v\xca\xf3\x18\a\b\x80\x80\x01\x10\x80\x02R\acommand\x12>\n" +
+	"\x03env\x18\t \x03(\v2\x1e.godel.v1.AgentConfig.EnvEntryB\f\xca\xf3\x18\b\b\x80@\x10@ \x80\x02R\x03env\x123\n" +
 	"\atimeout\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12#\n" +
-	"\rkeep_worktree\x18\v \x01(\bR\fkeepWorktree\x12\x1a\n" +
-	"\bendpoint\x18\f \x01(\tR\bendpoint\x1a6\n" +
+	"\rkeep_worktree\x18\v \x01(\bR\fkeepWorktree\x12#\n" +
+	"\bendpoint\x18\f \x01(\tB\a\xca\xf3\x18\x03\b\x80\x10R\bendpoint\x12^\n" +
+	"\x0fworker_selector\x18\r \x03(\v2).godel.v1.AgentConfig.WorkerSelectorEntryB\n" +
+	"\xca\xf3\x18\x06\b?\x10  ?R\x0eworkerSelector\x1a6\n" +
 	"\bEnvEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1aA\n" +
+	"\x13WorkerSelectorEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0e\n" +
 	"\f_temperatureB\r\n" +
-	"\v_max_tokens\"\xa6\n" +
-	"\n" +
+	"\v_max_tokens\"\x88\x02\n" +
+	"\vSafetyRules\x122\n" +
+	"\x0fforbidden_paths\x18\x01 \x03(\tB\t\xca\xf3\x18\x05\b\x80\b\x10dR\x0eforbiddenPaths\x128\n" +
+	"\x12forbidden_commands\x18\x02 \x03(\tB\t\xca\xf3\x18\x05\b\x80\b\x10dR\x11forbiddenCommands\x12*\n" +
+	"\x11max_files_changed\x18\x03 \x01(\x05R\x0fmaxFilesChanged\x12$\n" +
+	"\x0emax_diff_lines\x18\x04 \x01(\x05R\fmaxDiffLines\x129\n" +
+	"\fon_violation\x18\x05 \x01(\x0e2\x16.godel.v1.SafetyActionR\vonViolation\"\x93\f\n" +
 	"\x05Agent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x17\n" +
 	"\ateam_id\x18\x02 \x01(\tR\x06teamId\x12\x14\n" +
@@ -1373,8 +1852,34 @@ const file_godel_v1_agent_proto_rawDesc = "" +
 	"\x06result\x18\x1e \x01(\tR\x06result\x12\x1b\n" +
 	"\tworker_id\x18\x1f \x01(\tR\bworkerId\x12#\n" +
 	"\rprompt_tokens\x18  \x01(\x03R\fpromptTokens\x12+\n" +
-	"\x11completion_tokens\x18! \x01(\x03R\x10completionTokensB\x0f\n" +
-	"\r_budget_limit\"\x98\x03\n" +
+	"\x11completion_tokens\x18! \x01(\x03R\x10completionTokens\x12>\n" +
+	"\x0epending_reason\x18\" \x01(\x0e2\x17.godel.v1.PendingReasonR\rpendingReason\x12'\n" +
+	"\x0fpending_message\x18# \x01(\tR\x0ependingMessage\x12\x18\n" +
+	"\acluster\x18$ \x01(\tR\acluster\x12\"\n" +
+	"\rowner_user_id\x18% \x01(\tR\vownerUserId\x12\"\n" +
+	"\rowner_team_id\x18& \x01(\tR\vownerTeamId\x12 \n" +
+	"\vreschedules\x18' \x01(\x05R\vreschedulesB\x0f\n" +
+	"\r_budget_limit\"\xb5\x01\n" +
+	"\x0eAgentPlacement\x12\x1e\n" +
+	"\x06region\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\bdR\x06region\x12!\n" +
+	"\fmin_capacity\x18\x02 \x01(\x05R\vminCapacity\x12%\n" +
+	"\bfeatures\x18\x03 \x03(\tB\t\xca\xf3\x18\x05\b\xff\x01\x10@R\bfeatures\x129\n" +
+	"\bstrategy\x18\x04 \x01(\x0e2\x1d.godel.v1.LoadBalanceStrategyR\bstrategy\"\xbc\x02\n" +
+	"\x06Worker\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1a\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x12\x1a\n" +
+	"\bruntimes\x18\x03 \x03(\tR\bruntimes\x12\x1a\n" +
+	"\bcapacity\x18\x04 \x01(\x05R\bcapacity\x12\x1d\n" +
+	"\n" +
+	"free_slots\x18\x05 \x01(\x05R\tfreeSlots\x12\x1f\n" +
+	"\vactive_runs\x18\x06 \x01(\x05R\n" +
+	"activeRuns\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\a \x01(\tR\treplicaId\x124\n" +
+	"\x06labels\x18\b \x03(\v2\x1c.godel.v1.Worker.LabelsEntryR\x06labels\x1a9\n" +
+	"\vLabelsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x98\x03\n" +
 	"\x0fAgentTransition\x12\x19\n" +
 	"\bagent_id\x18\x01 \x01(\tR\aagentId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x03R\aversion\x127\n" +
@@ -1388,11 +1893,11 @@ const file_godel_v1_agent_proto_rawDesc = "" +
 	"\x06reason\x18\b \x01(\tR\x06reason\x12\x14\n" +
 	"\x05actor\x18\t \x01(\tR\x05actor\x12.\n" +
 	"\x04time\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xc2\x01\n" +
-	"\x0eSessionMessage\x12\x12\n" +
-	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\tR\acontent\x12\x12\n" +
-	"\x04name\x18\x03 \x01(\tR\x04name\x129\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\xdd\x01\n" +
+	"\x0eSessionMessage\x12\x1a\n" +
+	"\x04role\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\b\x14R\x04role\x12\"\n" +
+	"\acontent\x18\x02 \x01(\tB\b\xca\xf3\x18\x04\b\x80\x80\bR\acontent\x12\x1b\n" +
+	"\x04name\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x04name\x129\n" +
 	"\n" +
 	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x123\n" +
 	"\bmetadata\x18\x05 \x01(\v2\x17.google.protobuf.StructR\bmetadata\"y\n" +
@@ -1451,7 +1956,16 @@ const file_godel_v1_agent_proto_rawDesc = "" +
 	"\x19LIFECYCLE_STATE_COMPLETED\x10\b\x12\x1a\n" +
 	"\x16LIFECYCLE_STATE_FAILED\x10\t\x12\x1a\n" +
 	"\x16LIFECYCLE_STATE_KILLED\x10\n" +
-	"*\xba\x01\n" +
+	"*\x8d\x01\n" +
+	"\rPendingReason\x12\x1e\n" +
+	"\x1aPENDING_REASON_UNSPECIFIED\x10\x00\x12\x1c\n" +
+	"\x18PENDING_REASON_NO_WORKER\x10\x01\x12\x1f\n" +
+	"\x1bPENDING_REASON_NO_FREE_SLOT\x10\x02\x12\x1d\n" +
+	"\x19PENDING_REASON_NO_RUNTIME\x10\x03*^\n" +
+	"\fSafetyAction\x12\x1d\n" +
+	"\x19SAFETY_ACTION_UNSPECIFIED\x10\x00\x12\x16\n" +
+	"\x12SAFETY_ACTION_FAIL\x10\x01\x12\x17\n" +
+	"\x13SAFETY_ACTION_PAUSE\x10\x02*\xba\x01\n" +
 	"\rSessionStatus\x12\x1e\n" +
 	"\x1aSESSION_STATUS_UNSPECIFIED\x10\x00\x12\x1a\n" +
 	"\x16SESSION_STATUS_PENDING\x10\x01\x12\x19\n" +
@@ -1480,68 +1994,81 @@ func file_godel_v1_agent_proto_rawDescGZIP() []byte {
 	return file_godel_v1_agent_proto_rawDescData
 }
 
-var file_godel_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_godel_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_godel_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_godel_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_godel_v1_agent_proto_goTypes = []any{
 	(AgentStatus)(0),              // 0: godel.v1.AgentStatus
 	(LifecycleState)(0),           // 1: godel.v1.LifecycleState
-	(SessionStatus)(0),            // 2: godel.v1.SessionStatus
-	(LogLevel)(0),                 // 3: godel.v1.LogLevel
-	(*AgentConfig)(nil),           // 4: godel.v1.AgentConfig
-	(*Agent)(nil),                 // 5: godel.v1.Agent
-	(*AgentTransition)(nil),       // 6: godel.v1.AgentTransition
-	(*SessionMessage)(nil),        // 7: godel.v1.SessionMessage
-	(*Artifact)(nil),              // 8: godel.v1.Artifact
-	(*SessionContext)(nil),        // 9: godel.v1.SessionContext
-	(*Session)(nil),               // 10: godel.v1.Session
-	(*LogEntry)(nil),              // 11: godel.v1.LogEntry
-	nil,                           // 12: godel.v1.AgentConfig.EnvEntry
-	(*SandboxConfig)(nil),         // 13: godel.v1.SandboxConfig
-	(*durationpb.Duration)(nil),   // 14: google.protobuf.Duration
-	(*structpb.Struct)(nil),       // 15: google.protobuf.Struct
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
+	(PendingReason)(0),            // 2: godel.v1.PendingReason
+	(SafetyAction)(0),             // 3: godel.v1.SafetyAction
+	(SessionStatus)(0),            // 4: godel.v1.SessionStatus
+	(LogLevel)(0),                 // 5: godel.v1.LogLevel
+	(*AgentConfig)(nil),           // 6: godel.v1.AgentConfig
+	(*SafetyRules)(nil),           // 7: godel.v1.SafetyRules
+	(*Agent)(nil),                 // 8: godel.v1.Agent
+	(*AgentPlacement)(nil),        // 9: godel.v1.AgentPlacement
+	(*Worker)(nil),                // 10: godel.v1.Worker
+	(*AgentTransition)(nil),       // 11: godel.v1.AgentTransition
+	(*SessionMessage)(nil),        // 12: godel.v1.SessionMessage
+	(*Artifact)(nil),              // 13: godel.v1.Artifact
+	(*SessionContext)(nil),        // 14: godel.v1.SessionContext
+	(*Session)(nil),               // 15: godel.v1.Session
+	(*LogEntry)(nil),              // 16: godel.v1.LogEntry
+	nil,                           // 17: godel.v1.AgentConfig.EnvEntry
+	nil,                           // 18: godel.v1.AgentConfig.WorkerSelectorEntry
+	nil,                           // 19: godel.v1.Worker.LabelsEntry
+	(*SandboxConfig)(nil),         // 20: godel.v1.SandboxConfig
+	(*durationpb.Duration)(nil),   // 21: google.protobuf.Duration
+	(*structpb.Struct)(nil),       // 22: google.protobuf.Struct
+	(*timestamppb.Timestamp)(nil), // 23: google.protobuf.Timestamp
+	(LoadBalanceStrategy)(0),      // 24: godel.v1.LoadBalanceStrategy
 }
 var file_godel_v1_agent_proto_depIdxs = []int32{
-	13, // 0: godel.v1.AgentConfig.sandbox:type_name -> godel.v1.SandboxConfig
-	12, // 1: godel.v1.AgentConfig.env:type_name -> godel.v1.AgentConfig.EnvEntry
-	14, // 2: godel.v1.AgentConfig.timeout:type_name -> google.protobuf.Duration
-	4,  // 3: godel.v1.Agent.config:type_name -> godel.v1.AgentConfig
-	15, // 4: godel.v1.Agent.context:type_name -> google.protobuf.Struct
-	15, // 5: godel.v1.Agent.code:type_name -> google.protobuf.Struct
-	15, // 6: godel.v1.Agent.reasoning:type_name -> google.protobuf.Struct
-	15, // 7: godel.v1.Agent.safety_boundaries:type_name -> google.protobuf.Struct
-	0,  // 8: godel.v1.Agent.status:type_name -> godel.v1.AgentStatus
-	1,  // 9: godel.v1.Agent.lifecycle_state:type_name -> godel.v1.LifecycleState
-	16, // 10: godel.v1.Agent.spawned_at:type_name -> google.protobuf.Timestamp
-	16, // 11: godel.v1.Agent.completed_at:type_name -> google.protobuf.Timestamp
-	16, // 12: godel.v1.Agent.pause_time:type_name -> google.protobuf.Timestamp
-	15, // 13: godel.v1.Agent.metadata:type_name -> google.protobuf.Struct
-	16, // 14: godel.v1.Agent.updated_at:type_name -> google.protobuf.Timestamp
-	1,  // 15: godel.v1.AgentTransition.from_state:type_name -> godel.v1.LifecycleState
-	1,  // 16: godel.v1.AgentTransition.to_state:type_name -> godel.v1.LifecycleState
-	0,  // 17: godel.v1.AgentTransition.from_status:type_name -> godel.v1.AgentStatus
-	0,  // 18: godel.v1.AgentTransition.to_status:type_name -> godel.v1.AgentStatus
-	16, // 19: godel.v1.AgentTransition.time:type_name -> google.protobuf.Timestamp
-	16, // 20: godel.v1.SessionMessage.created_at:type_name -> google.protobuf.Timestamp
-	15, // 21: godel.v1.SessionMessage.metadata:type_name -> google.protobuf.Struct
-	15, // 22: godel.v1.Artifact.metadata:type_name -> google.protobuf.Struct
-	7,  // 23: godel.v1.SessionContext.messages:type_name -> godel.v1.SessionMessage
-	15, // 24: godel.v1.SessionContext.variables:type_name -> google.protobuf.Struct
-	8,  // 25: godel.v1.SessionContext.artifacts:type_name -> godel.v1.Artifact
-	2,  // 26: godel.v1.Session.status:type_name -> godel.v1.SessionStatus
-	9,  // 27: godel.v1.Session.context:type_name -> godel.v1.SessionContext
-	16, // 28: godel.v1.Session.created_at:type_name -> google.protobuf.Timestamp
-	16, // 29: godel.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
-	16, // 30: godel.v1.Session.completed_at:type_name -> google.protobuf.Timestamp
-	15, // 31: godel.v1.Session.metadata:type_name -> google.protobuf.Struct
-	16, // 32: godel.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
-	3,  // 33: godel.v1.LogEntry.level:type_name -> godel.v1.LogLevel
-	15, // 34: godel.v1.LogEntry.fields:type_name -> google.protobuf.Struct
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	20, // 0: godel.v1.AgentConfig.sandbox:type_name -> godel.v1.SandboxConfig
+	17, // 1: godel.v1.AgentConfig.env:type_name -> godel.v1.AgentConfig.EnvEntry
+	21, // 2: godel.v1.AgentConfig.timeout:type_name -> google.protobuf.Duration
+	18, // 3: godel.v1.AgentConfig.worker_selector:type_name -> godel.v1.AgentConfig.WorkerSelectorEntry
+	3,  // 4: godel.v1.SafetyRules.on_violation:type_name -> godel.v1.SafetyAction
+	6,  // 5: godel.v1.Agent.config:type_name -> godel.v1.AgentConfig
+	22, // 6: godel.v1.Agent.context:type_name -> google.protobuf.Struct
+	22, // 7: godel.v1.Agent.code:type_name -> google.protobuf.Struct
+	22, // 8: godel.v1.Agent.reasoning:type_name -> google.protobuf.Struct
+	22, // 9: godel.v1.Agent.safety_boundaries:type_name -> google.protobuf.Struct
+	0,  // 10: godel.v1.Agent.status:type_name -> godel.v1.AgentStatus
+	1,  // 11: godel.v1.Agent.lifecycle_state:type_name -> godel.v1.LifecycleState
+	23, // 12: godel.v1.Agent.spawned_at:type_name -> google.protobuf.Timestamp
+	23, // 13: godel.v1.Agent.completed_at:type_name -> google.protobuf.Timestamp
+	23, // 14: godel.v1.Agent.pause_time:type_name -> google.protobuf.Timestamp
+	22, // 15: godel.v1.Agent.metadata:type_name -> google.protobuf.Struct
+	23, // 16: godel.v1.Agent.updated_at:type_name -> google.protobuf.Timestamp
+	2,  // 17: godel.v1.Agent.pending_reason:type_name -> godel.v1.PendingReason
+	24, // 18: godel.v1.AgentPlacement.strategy:type_name -> godel.v1.LoadBalanceStrategy
+	19, // 19: godel.v1.Worker.labels:type_name -> godel.v1.Worker.LabelsEntry
+	1,  // 20: godel.v1.AgentTransition.from_state:type_name -> godel.v1.LifecycleState
+	1,  // 21: godel.v1.AgentTransition.to_state:type_name -> godel.v1.LifecycleState
+	0,  // 22: godel.v1.AgentTransition.from_status:type_name -> godel.v1.AgentStatus
+	0,  // 23: godel.v1.AgentTransition.to_status:type_name -> godel.v1.AgentStatus
+	23, // 24: godel.v1.AgentTransition.time:type_name -> google.protobuf.Timestamp
+	23, // 25: godel.v1.SessionMessage.created_at:type_name -> google.protobuf.Timestamp
+	22, // 26: godel.v1.SessionMessage.metadata:type_name -> google.protobuf.Struct
+	22, // 27: godel.v1.Artifact.metadata:type_name -> google.protobuf.Struct
+	12, // 28: godel.v1.SessionContext.messages:type_name -> godel.v1.SessionMessage
+	22, // 29: godel.v1.SessionContext.variables:type_name -> google.protobuf.Struct
+	13, // 30: godel.v1.SessionContext.artifacts:type_name -> godel.v1.Artifact
+	4,  // 31: godel.v1.Session.status:type_name -> godel.v1.SessionStatus
+	14, // 32: godel.v1.Session.context:type_name -> godel.v1.SessionContext
+	23, // 33: godel.v1.Session.created_at:type_name -> google.protobuf.Timestamp
+	23, // 34: godel.v1.Session.updated_at:type_name -> google.protobuf.Timestamp
+	23, // 35: godel.v1.Session.completed_at:type_name -> google.protobuf.Timestamp
+	22, // 36: godel.v1.Session.metadata:type_name -> google.protobuf.Struct
+	23, // 37: godel.v1.LogEntry.time:type_name -> google.protobuf.Timestamp
+	5,  // 38: godel.v1.LogEntry.level:type_name -> godel.v1.LogLevel
+	22, // 39: godel.v1.LogEntry.fields:type_name -> google.protobuf.Struct
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_godel_v1_agent_proto_init() }
@@ -1549,16 +2076,18 @@ func file_godel_v1_agent_proto_init() {
 	if File_godel_v1_agent_proto != nil {
 		return
 	}
+	file_godel_v1_cluster_proto_init()
 	file_godel_v1_common_proto_init()
+	file_godel_v1_limits_proto_init()
 	file_godel_v1_agent_proto_msgTypes[0].OneofWrappers = []any{}
-	file_godel_v1_agent_proto_msgTypes[1].OneofWrappers = []any{}
+	file_godel_v1_agent_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_godel_v1_agent_proto_rawDesc), len(file_godel_v1_agent_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   9,
+			NumEnums:      6,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -24,6 +24,96 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ListWorkersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersRequest) Reset() {
+	*x = ListWorkersRequest{}
+	mi := &file_godel_v1_agent_service_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersRequest) ProtoMessage() {}
+
+func (x *ListWorkersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_agent_service_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersRequest.ProtoReflect.Descriptor instead.
+func (*ListWorkersRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{0}
+}
+
+type ListWorkersResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Ordered by worker id.
+	Workers []*Worker `protobuf:"bytes,1,rep,name=workers,proto3" json:"workers,omitempty"`
+	// The agent-service replica that answered (each replica has its own connections).
+	ReplicaId     string `protobuf:"bytes,2,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListWorkersResponse) Reset() {
+	*x = ListWorkersResponse{}
+	mi := &file_godel_v1_agent_service_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListWorkersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListWorkersResponse) ProtoMessage() {}
+
+func (x *ListWorkersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_agent_service_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListWorkersResponse.ProtoReflect.Descriptor instead.
+func (*ListWorkersResponse) Descriptor() ([]byte, []int) {
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ListWorkersResponse) GetWorkers() []*Worker {
+	if x != nil {
+		return x.Workers
+	}
+	return nil
+}
+
+func (x *ListWorkersResponse) GetReplicaId() string {
+	if x != nil {
+		return x.ReplicaId
+	}
+	return ""
+}
+
 type ListAgentsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Maximum agents to return (default 50, at most 1000).
@@ -50,7 +140,7 @@ type ListAgentsRequest struct {
 
 func (x *ListAgentsRequest) Reset() {
 	*x = ListAgentsRequest{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[0]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -62,7 +152,7 @@ func (x *ListAgentsRequest) String() string {
 func (*ListAgentsRequest) ProtoMessage() {}
 
 func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[0]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -75,7 +165,7 @@ func (x *ListAgentsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentsRequest) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{0}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ListAgentsRequest) GetPageSize() int32 {
@@ -152,7 +242,7 @@ type ListAgentsResponse struct {
 
 func (x *ListAgentsResponse) Reset() {
 	*x = ListAgentsResponse{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[1]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -164,7 +254,7 @@ func (x *ListAgentsResponse) String() string {
 func (*ListAgentsResponse) ProtoMessage() {}
 
 func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[1]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -177,7 +267,7 @@ func (x *ListAgentsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentsResponse) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{1}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ListAgentsResponse) GetAgents() []*Agent {
@@ -216,13 +306,21 @@ type CreateAgentRequest struct {
 	SafetyBoundaries *structpb.Struct `protobuf:"bytes,12,opt,name=safety_boundaries,json=safetyBoundaries,proto3" json:"safety_boundaries,omitempty"`
 	// Session of the agent that spawns this one (sub-agents form a session tree).
 	ParentSessionId string `protobuf:"bytes,13,opt,name=parent_session_id,json=parentSessionId,proto3" json:"parent_session_id,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Where the agent may run; unset: here (or, when clusters list the models they support and
+	// this one does not support the model, a peer that does).
+	Placement *AgentPlacement `protobuf:"bytes,14,opt,name=placement,proto3" json:"placement,omitempty"`
+	// Create the agent for this user rather than for the caller (the team service does, for the
+	// user who started a team or workflow). Needs agent:create with scope all; empty: the caller.
+	OwnerUserId string `protobuf:"bytes,15,opt,name=owner_user_id,json=ownerUserId,proto3" json:"owner_user_id,omitempty"`
+	// With owner_user_id: the user team the agent is shared with (empty: none).
+	OwnerTeamId   string `protobuf:"bytes,16,opt,name=owner_team_id,json=ownerTeamId,proto3" json:"owner_team_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *CreateAgentRequest) Reset() {
 	*x = CreateAgentRequest{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[2]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -234,7 +332,7 @@ func (x *CreateAgentRequest) String() string {
 func (*CreateAgentRequest) ProtoMessage() {}
 
 func (x *CreateAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[2]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -247,7 +345,7 @@ func (x *CreateAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateAgentRequest.ProtoReflect.Descriptor instead.
 func (*CreateAgentRequest) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{2}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CreateAgentRequest) GetRequestId() string {
@@ -341,6 +439,27 @@ func (x *CreateAgentRequest) GetParentSessionId() string {
 	return ""
 }
 
+func (x *CreateAgentRequest) GetPlacement() *AgentPlacement {
+	if x != nil {
+		return x.Placement
+	}
+	return nil
+}
+
+func (x *CreateAgentRequest) GetOwnerUserId() string {
+	if x != nil {
+		return x.OwnerUserId
+	}
+	return ""
+}
+
+func (x *CreateAgentRequest) GetOwnerTeamId() string {
+	if x != nil {
+		return x.OwnerTeamId
+	}
+	return ""
+}
+
 type GetAgentRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -350,7 +469,7 @@ type GetAgentRequest struct {
 
 func (x *GetAgentRequest) Reset() {
 	*x = GetAgentRequest{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[3]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -362,7 +481,7 @@ func (x *GetAgentRequest) String() string {
 func (*GetAgentRequest) ProtoMessage() {}
 
 func (x *GetAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[3]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -375,7 +494,7 @@ func (x *GetAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgentRequest.ProtoReflect.Descriptor instead.
 func (*GetAgentRequest) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{3}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *GetAgentRequest) GetId() string {
@@ -394,7 +513,7 @@ type DeleteAgentRequest struct {
 
 func (x *DeleteAgentRequest) Reset() {
 	*x = DeleteAgentRequest{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[4]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -406,7 +525,7 @@ func (x *DeleteAgentRequest) String() string {
 func (*DeleteAgentRequest) ProtoMessage() {}
 
 func (x *DeleteAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[4]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -419,7 +538,7 @@ func (x *DeleteAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAgentRequest.ProtoReflect.Descriptor instead.
 func (*DeleteAgentRequest) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{4}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteAgentRequest) GetId() string {
@@ -437,7 +556,7 @@ type DeleteAgentResponse struct {
 
 func (x *DeleteAgentResponse) Reset() {
 	*x = DeleteAgentResponse{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[5]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +568,7 @@ func (x *DeleteAgentResponse) String() string {
 func (*DeleteAgentResponse) ProtoMessage() {}
 
 func (x *DeleteAgentResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[5]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +581,7 @@ func (x *DeleteAgentResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteAgentResponse.ProtoReflect.Descriptor instead.
 func (*DeleteAgentResponse) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{5}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{7}
 }
 
 type KillAgentRequest struct {
@@ -477,7 +596,7 @@ type KillAgentRequest struct {
 
 func (x *KillAgentRequest) Reset() {
 	*x = KillAgentRequest{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[6]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -489,7 +608,7 @@ func (x *KillAgentRequest) String() string {
 func (*KillAgentRequest) ProtoMessage() {}
 
 func (x *KillAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[6]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -502,7 +621,7 @@ func (x *KillAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KillAgentRequest.ProtoReflect.Descriptor instead.
 func (*KillAgentRequest) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{6}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *KillAgentRequest) GetId() string {
@@ -531,13 +650,15 @@ type RestartAgentRequest struct {
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Fail with ABORTED unless the agent is at this version (optimistic concurrency).
 	ExpectedVersion *int64 `protobuf:"varint,2,opt,name=expected_version,json=expectedVersion,proto3,oneof" json:"expected_version,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Why, recorded with the transition (default "restarted through the API").
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RestartAgentRequest) Reset() {
 	*x = RestartAgentRequest{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[7]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -549,7 +670,7 @@ func (x *RestartAgentRequest) String() string {
 func (*RestartAgentRequest) ProtoMessage() {}
 
 func (x *RestartAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[7]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -562,7 +683,7 @@ func (x *RestartAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartAgentRequest.ProtoReflect.Descriptor instead.
 func (*RestartAgentRequest) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{7}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RestartAgentRequest) GetId() string {
@@ -579,6 +700,13 @@ func (x *RestartAgentRequest) GetExpectedVersion() int64 {
 	return 0
 }
 
+func (x *RestartAgentRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 type PauseAgentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -592,7 +720,7 @@ type PauseAgentRequest struct {
 
 func (x *PauseAgentRequest) Reset() {
 	*x = PauseAgentRequest{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[8]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +732,7 @@ func (x *PauseAgentRequest) String() string {
 func (*PauseAgentRequest) ProtoMessage() {}
 
 func (x *PauseAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[8]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +745,7 @@ func (x *PauseAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseAgentRequest.ProtoReflect.Descriptor instead.
 func (*PauseAgentRequest) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{8}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PauseAgentRequest) GetId() string {
@@ -652,7 +780,7 @@ type ResumeAgentRequest struct {
 
 func (x *ResumeAgentRequest) Reset() {
 	*x = ResumeAgentRequest{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[9]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -664,7 +792,7 @@ func (x *ResumeAgentRequest) String() string {
 func (*ResumeAgentRequest) ProtoMessage() {}
 
 func (x *ResumeAgentRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[9]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -677,7 +805,7 @@ func (x *ResumeAgentRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeAgentRequest.ProtoReflect.Descriptor instead.
 func (*ResumeAgentRequest) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{9}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ResumeAgentRequest) GetId() string {
@@ -707,7 +835,7 @@ type GetAgentLogsRequest struct {
 
 func (x *GetAgentLogsRequest) Reset() {
 	*x = GetAgentLogsRequest{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[10]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -719,7 +847,7 @@ func (x *GetAgentLogsRequest) String() string {
 func (*GetAgentLogsRequest) ProtoMessage() {}
 
 func (x *GetAgentLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[10]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -732,7 +860,7 @@ func (x *GetAgentLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgentLogsRequest.ProtoReflect.Descriptor instead.
 func (*GetAgentLogsRequest) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{10}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetAgentLogsRequest) GetId() string {
@@ -773,7 +901,7 @@ type GetAgentLogsResponse struct {
 
 func (x *GetAgentLogsResponse) Reset() {
 	*x = GetAgentLogsResponse{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[11]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -785,7 +913,7 @@ func (x *GetAgentLogsResponse) String() string {
 func (*GetAgentLogsResponse) ProtoMessage() {}
 
 func (x *GetAgentLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[11]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -798,7 +926,7 @@ func (x *GetAgentLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetAgentLogsResponse.ProtoReflect.Descriptor instead.
 func (*GetAgentLogsResponse) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{11}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GetAgentLogsResponse) GetEntries() []*LogEntry {
@@ -826,7 +954,7 @@ type StreamAgentLogsRequest struct {
 
 func (x *StreamAgentLogsRequest) Reset() {
 	*x = StreamAgentLogsRequest{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[12]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -838,7 +966,7 @@ func (x *StreamAgentLogsRequest) String() string {
 func (*StreamAgentLogsRequest) ProtoMessage() {}
 
 func (x *StreamAgentLogsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[12]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -851,7 +979,7 @@ func (x *StreamAgentLogsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAgentLogsRequest.ProtoReflect.Descriptor instead.
 func (*StreamAgentLogsRequest) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{12}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *StreamAgentLogsRequest) GetId() string {
@@ -883,7 +1011,7 @@ type StreamAgentLogsResponse struct {
 
 func (x *StreamAgentLogsResponse) Reset() {
 	*x = StreamAgentLogsResponse{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[13]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -895,7 +1023,7 @@ func (x *StreamAgentLogsResponse) String() string {
 func (*StreamAgentLogsResponse) ProtoMessage() {}
 
 func (x *StreamAgentLogsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[13]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -908,7 +1036,7 @@ func (x *StreamAgentLogsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamAgentLogsResponse.ProtoReflect.Descriptor instead.
 func (*StreamAgentLogsResponse) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{13}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StreamAgentLogsResponse) GetItem() isStreamAgentLogsResponse_Item {
@@ -964,7 +1092,7 @@ type StreamEnd struct {
 
 func (x *StreamEnd) Reset() {
 	*x = StreamEnd{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[14]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -976,7 +1104,7 @@ func (x *StreamEnd) String() string {
 func (*StreamEnd) ProtoMessage() {}
 
 func (x *StreamEnd) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[14]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -989,7 +1117,7 @@ func (x *StreamEnd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamEnd.ProtoReflect.Descriptor instead.
 func (*StreamEnd) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{14}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *StreamEnd) GetCode() int32 {
@@ -1017,7 +1145,7 @@ type ListAgentEventsRequest struct {
 
 func (x *ListAgentEventsRequest) Reset() {
 	*x = ListAgentEventsRequest{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[15]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1157,7 @@ func (x *ListAgentEventsRequest) String() string {
 func (*ListAgentEventsRequest) ProtoMessage() {}
 
 func (x *ListAgentEventsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[15]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1170,7 @@ func (x *ListAgentEventsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentEventsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentEventsRequest) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{15}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ListAgentEventsRequest) GetId() string {
@@ -1076,7 +1204,7 @@ type ListAgentEventsResponse struct {
 
 func (x *ListAgentEventsResponse) Reset() {
 	*x = ListAgentEventsResponse{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[16]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1216,7 @@ func (x *ListAgentEventsResponse) String() string {
 func (*ListAgentEventsResponse) ProtoMessage() {}
 
 func (x *ListAgentEventsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[16]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1229,7 @@ func (x *ListAgentEventsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentEventsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentEventsResponse) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{16}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListAgentEventsResponse) GetEvents() []*Event {
@@ -1129,7 +1257,7 @@ type ListAgentTransitionsRequest struct {
 
 func (x *ListAgentTransitionsRequest) Reset() {
 	*x = ListAgentTransitionsRequest{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[17]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1141,7 +1269,7 @@ func (x *ListAgentTransitionsRequest) String() string {
 func (*ListAgentTransitionsRequest) ProtoMessage() {}
 
 func (x *ListAgentTransitionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[17]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1154,7 +1282,7 @@ func (x *ListAgentTransitionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentTransitionsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentTransitionsRequest) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{17}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListAgentTransitionsRequest) GetId() string {
@@ -1188,7 +1316,7 @@ type ListAgentTransitionsResponse struct {
 
 func (x *ListAgentTransitionsResponse) Reset() {
 	*x = ListAgentTransitionsResponse{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[18]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1200,7 +1328,7 @@ func (x *ListAgentTransitionsResponse) String() string {
 func (*ListAgentTransitionsResponse) ProtoMessage() {}
 
 func (x *ListAgentTransitionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[18]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1213,7 +1341,7 @@ func (x *ListAgentTransitionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentTransitionsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentTransitionsResponse) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{18}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListAgentTransitionsResponse) GetTransitions() []*AgentTransition {
@@ -1241,7 +1369,7 @@ type ListAgentSessionsRequest struct {
 
 func (x *ListAgentSessionsRequest) Reset() {
 	*x = ListAgentSessionsRequest{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[19]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1253,7 +1381,7 @@ func (x *ListAgentSessionsRequest) String() string {
 func (*ListAgentSessionsRequest) ProtoMessage() {}
 
 func (x *ListAgentSessionsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[19]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1266,7 +1394,7 @@ func (x *ListAgentSessionsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentSessionsRequest.ProtoReflect.Descriptor instead.
 func (*ListAgentSessionsRequest) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{19}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ListAgentSessionsRequest) GetId() string {
@@ -1300,7 +1428,7 @@ type ListAgentSessionsResponse struct {
 
 func (x *ListAgentSessionsResponse) Reset() {
 	*x = ListAgentSessionsResponse{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[20]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1312,7 +1440,7 @@ func (x *ListAgentSessionsResponse) String() string {
 func (*ListAgentSessionsResponse) ProtoMessage() {}
 
 func (x *ListAgentSessionsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[20]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1325,7 +1453,7 @@ func (x *ListAgentSessionsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListAgentSessionsResponse.ProtoReflect.Descriptor instead.
 func (*ListAgentSessionsResponse) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{20}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListAgentSessionsResponse) GetSessions() []*Session {
@@ -1351,7 +1479,7 @@ type GetSessionRequest struct {
 
 func (x *GetSessionRequest) Reset() {
 	*x = GetSessionRequest{}
-	mi := &file_godel_v1_agent_service_proto_msgTypes[21]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1491,7 @@ func (x *GetSessionRequest) String() string {
 func (*GetSessionRequest) ProtoMessage() {}
 
 func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_agent_service_proto_msgTypes[21]
+	mi := &file_godel_v1_agent_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1504,7 @@ func (x *GetSessionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetSessionRequest.ProtoReflect.Descriptor instead.
 func (*GetSessionRequest) Descriptor() ([]byte, []int) {
-	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{21}
+	return file_godel_v1_agent_service_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *GetSessionRequest) GetId() string {
@@ -1390,75 +1518,92 @@ var File_godel_v1_agent_service_proto protoreflect.FileDescriptor
 
 const file_godel_v1_agent_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1cgodel/v1/agent_service.proto\x12\bgodel.v1\x1a\x14godel/v1/agent.proto\x1a\x14godel/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8a\x03\n" +
+	"\x1cgodel/v1/agent_service.proto\x12\bgodel.v1\x1a\x15godel/v1/access.proto\x1a\x14godel/v1/agent.proto\x1a\x1agodel/v1/dead_letter.proto\x1a\x14godel/v1/event.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x14\n" +
+	"\x12ListWorkersRequest\"`\n" +
+	"\x13ListWorkersResponse\x12*\n" +
+	"\aworkers\x18\x01 \x03(\v2\x10.godel.v1.WorkerR\aworkers\x12\x1d\n" +
+	"\n" +
+	"replica_id\x18\x02 \x01(\tR\treplicaId\"\xa4\x03\n" +
 	"\x11ListAgentsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12-\n" +
-	"\x06status\x18\x03 \x03(\x0e2\x15.godel.v1.AgentStatusR\x06status\x12\x17\n" +
-	"\ateam_id\x18\x04 \x01(\tR\x06teamId\x12\x14\n" +
-	"\x05model\x18\x05 \x01(\tR\x05model\x12\x14\n" +
-	"\x05label\x18\x06 \x01(\tR\x05label\x12A\n" +
+	"\x06status\x18\x03 \x03(\x0e2\x15.godel.v1.AgentStatusR\x06status\x12\x1f\n" +
+	"\ateam_id\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x06teamId\x12\x1d\n" +
+	"\x05model\x18\x05 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x05model\x12\x1d\n" +
+	"\x05label\x18\x06 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x05label\x12A\n" +
 	"\x0flifecycle_state\x18\a \x03(\x0e2\x18.godel.v1.LifecycleStateR\x0elifecycleState\x12?\n" +
 	"\rspawned_after\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\fspawnedAfter\x12A\n" +
 	"\x0espawned_before\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rspawnedBefore\"e\n" +
 	"\x12ListAgentsResponse\x12'\n" +
 	"\x06agents\x18\x01 \x03(\v2\x0f.godel.v1.AgentR\x06agents\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9e\x04\n" +
-	"\x12CreateAgentRequest\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x81\x06\n" +
+	"\x12CreateAgentRequest\x12%\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\x12\x18\n" +
-	"\x04task\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x04task\x12\x14\n" +
-	"\x05model\x18\x03 \x01(\tR\x05model\x12\x14\n" +
-	"\x05label\x18\x04 \x01(\tR\x05label\x12\x17\n" +
-	"\ateam_id\x18\x05 \x01(\tR\x06teamId\x12$\n" +
+	"request_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\bdR\trequestId\x12 \n" +
+	"\x04task\x18\x02 \x01(\tB\f\xe2A\x01\x02\xca\xf3\x18\x04\b\xa0\x8d\x06R\x04task\x12\x1d\n" +
+	"\x05model\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x05model\x12\x1d\n" +
+	"\x05label\x18\x04 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x05label\x12\x1f\n" +
+	"\ateam_id\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x06teamId\x12$\n" +
 	"\vmax_retries\x18\x06 \x01(\x05H\x00R\n" +
 	"maxRetries\x88\x01\x01\x12&\n" +
-	"\fbudget_limit\x18\a \x01(\x01H\x01R\vbudgetLimit\x88\x01\x01\x12-\n" +
-	"\x06config\x18\b \x01(\v2\x15.godel.v1.AgentConfigR\x06config\x12\x12\n" +
-	"\x04repo\x18\t \x01(\tR\x04repo\x123\n" +
+	"\fbudget_limit\x18\a \x01(\x01H\x01R\vbudgetLimit\x88\x01\x01\x127\n" +
+	"\x06config\x18\b \x01(\v2\x15.godel.v1.AgentConfigB\b\xca\xf3\x18\x04\x18\x80\x80\x04R\x06config\x12\x1b\n" +
+	"\x04repo\x18\t \x01(\tB\a\xca\xf3\x18\x03\b\x80 R\x04repo\x12=\n" +
 	"\bmetadata\x18\n" +
-	" \x01(\v2\x17.google.protobuf.StructR\bmetadata\x121\n" +
-	"\acontext\x18\v \x01(\v2\x17.google.protobuf.StructR\acontext\x12D\n" +
-	"\x11safety_boundaries\x18\f \x01(\v2\x17.google.protobuf.StructR\x10safetyBoundaries\x12*\n" +
-	"\x11parent_session_id\x18\r \x01(\tR\x0fparentSessionIdB\x0e\n" +
+	" \x01(\v2\x17.google.protobuf.StructB\b\xca\xf3\x18\x04\x18\x80\x80\x04R\bmetadata\x12;\n" +
+	"\acontext\x18\v \x01(\v2\x17.google.protobuf.StructB\b\xca\xf3\x18\x04\x18\x80\x80\x04R\acontext\x12N\n" +
+	"\x11safety_boundaries\x18\f \x01(\v2\x17.google.protobuf.StructB\b\xca\xf3\x18\x04\x18\x80\x80\x01R\x10safetyBoundaries\x122\n" +
+	"\x11parent_session_id\x18\r \x01(\tB\x06\xca\xf3\x18\x02\b$R\x0fparentSessionId\x126\n" +
+	"\tplacement\x18\x0e \x01(\v2\x18.godel.v1.AgentPlacementR\tplacement\x12\"\n" +
+	"\rowner_user_id\x18\x0f \x01(\tR\vownerUserId\x12\"\n" +
+	"\rowner_team_id\x18\x10 \x01(\tR\vownerTeamIdB\x0e\n" +
 	"\f_max_retriesB\x0f\n" +
-	"\r_budget_limit\"'\n" +
-	"\x0fGetAgentRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"*\n" +
-	"\x12DeleteAgentRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\x15\n" +
-	"\x13DeleteAgentResponse\"\x85\x01\n" +
-	"\x10KillAgentRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x16\n" +
+	"\r_budget_limit\"-\n" +
+	"\x0fGetAgentRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"0\n" +
+	"\x12DeleteAgentRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"\x15\n" +
+	"\x13DeleteAgentResponse\"\x8b\x01\n" +
+	"\x10KillAgentRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12.\n" +
 	"\x10expected_version\x18\x03 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01B\x13\n" +
-	"\x11_expected_version\"p\n" +
-	"\x13RestartAgentRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12.\n" +
-	"\x10expected_version\x18\x02 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01B\x13\n" +
-	"\x11_expected_version\"\x8b\x01\n" +
-	"\x11PauseAgentRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x1b\n" +
-	"\tpaused_by\x18\x02 \x01(\tR\bpausedBy\x12.\n" +
+	"\x11_expected_version\"\x8e\x01\n" +
+	"\x13RestartAgentRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12.\n" +
+	"\x10expected_version\x18\x02 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reasonB\x13\n" +
+	"\x11_expected_version\"\x9a\x01\n" +
+	"\x11PauseAgentRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12$\n" +
+	"\tpaused_by\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\bpausedBy\x12.\n" +
 	"\x10expected_version\x18\x03 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01B\x13\n" +
-	"\x11_expected_version\"o\n" +
-	"\x12ResumeAgentRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12.\n" +
+	"\x11_expected_version\"u\n" +
+	"\x12ResumeAgentRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12.\n" +
 	"\x10expected_version\x18\x02 \x01(\x03H\x00R\x0fexpectedVersion\x88\x01\x01B\x13\n" +
-	"\x11_expected_version\"\x86\x01\n" +
-	"\x13GetAgentLogsRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x1b\n" +
+	"\x11_expected_version\"\x94\x01\n" +
+	"\x13GetAgentLogsRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\x12\x1d\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\x12%\n" +
 	"\n" +
-	"session_id\x18\x04 \x01(\tR\tsessionId\"l\n" +
+	"session_id\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\b$R\tsessionId\"l\n" +
 	"\x14GetAgentLogsResponse\x12,\n" +
 	"\aentries\x18\x01 \x03(\v2\x12.godel.v1.LogEntryR\aentries\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"U\n" +
-	"\x16StreamAgentLogsRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12%\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"[\n" +
+	"\x16StreamAgentLogsRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12%\n" +
 	"\x0eafter_sequence\x18\x02 \x01(\x03R\rafterSequence\"v\n" +
 	"\x17StreamAgentLogsResponse\x12*\n" +
 	"\x05entry\x18\x01 \x01(\v2\x12.godel.v1.LogEntryH\x00R\x05entry\x12'\n" +
@@ -1466,51 +1611,77 @@ const file_godel_v1_agent_service_proto_rawDesc = "" +
 	"\x04item\"9\n" +
 	"\tStreamEnd\x12\x12\n" +
 	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage\"j\n" +
-	"\x16ListAgentEventsRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x1b\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"p\n" +
+	"\x16ListAgentEventsRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"j\n" +
 	"\x17ListAgentEventsResponse\x12'\n" +
 	"\x06events\x18\x01 \x03(\v2\x0f.godel.v1.EventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"o\n" +
-	"\x1bListAgentTransitionsRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x1b\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"u\n" +
+	"\x1bListAgentTransitionsRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"\x83\x01\n" +
 	"\x1cListAgentTransitionsResponse\x12;\n" +
 	"\vtransitions\x18\x01 \x03(\v2\x19.godel.v1.AgentTransitionR\vtransitions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"l\n" +
-	"\x18ListAgentSessionsRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x1b\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"r\n" +
+	"\x18ListAgentSessionsRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"r\n" +
 	"\x19ListAgentSessionsResponse\x12-\n" +
 	"\bsessions\x18\x01 \x03(\v2\x11.godel.v1.SessionR\bsessions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n" +
-	"\x11GetSessionRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id2\xe2\x0e\n" +
-	"\fAgentService\x12n\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"/\n" +
+	"\x11GetSessionRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id2\xc6\x16\n" +
+	"\fAgentService\x12\x81\x01\n" +
 	"\n" +
-	"ListAgents\x12\x1b.godel.v1.ListAgentsRequest\x1a\x1c.godel.v1.ListAgentsResponse\"%\x82\xd3\xe4\x93\x02\x1fZ\r\x12\v/api/agents\x12\x0e/api/v1/agents\x12i\n" +
-	"\vCreateAgent\x12\x1c.godel.v1.CreateAgentRequest\x1a\x0f.godel.v1.Agent\"+\x82\xd3\xe4\x93\x02%:\x01*Z\x10:\x01*\"\v/api/agents\"\x0e/api/v1/agents\x12g\n" +
-	"\bGetAgent\x12\x19.godel.v1.GetAgentRequest\x1a\x0f.godel.v1.Agent\"/\x82\xd3\xe4\x93\x02)Z\x12\x12\x10/api/agents/{id}\x12\x13/api/v1/agents/{id}\x12{\n" +
-	"\vDeleteAgent\x12\x1c.godel.v1.DeleteAgentRequest\x1a\x1d.godel.v1.DeleteAgentResponse\"/\x82\xd3\xe4\x93\x02)Z\x12*\x10/api/agents/{id}*\x13/api/v1/agents/{id}\x12y\n" +
-	"\tKillAgent\x12\x1a.godel.v1.KillAgentRequest\x1a\x0f.godel.v1.Agent\"?\x82\xd3\xe4\x93\x029:\x01*Z\x1a:\x01*\"\x15/api/agents/{id}/kill\"\x18/api/v1/agents/{id}/kill\x12\x85\x01\n" +
-	"\fRestartAgent\x12\x1d.godel.v1.RestartAgentRequest\x1a\x0f.godel.v1.Agent\"E\x82\xd3\xe4\x93\x02?:\x01*Z\x1d:\x01*\"\x18/api/agents/{id}/restart\"\x1b/api/v1/agents/{id}/restart\x12}\n" +
+	"ListAgents\x12\x1b.godel.v1.ListAgentsRequest\x1a\x1c.godel.v1.ListAgentsResponse\"8\xc2\xf3\x18\x0f\n" +
+	"\x05agent\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\x1fZ\r\x12\v/api/agents\x12\x0e/api/v1/agents\x12~\n" +
+	"\vCreateAgent\x12\x1c.godel.v1.CreateAgentRequest\x1a\x0f.godel.v1.Agent\"@\xc2\xf3\x18\x11\n" +
+	"\x05agent\x12\x06create\x18\x01\x82\xd3\xe4\x93\x02%:\x01*Z\x10:\x01*\"\v/api/agents\"\x0e/api/v1/agents\x12z\n" +
+	"\bGetAgent\x12\x19.godel.v1.GetAgentRequest\x1a\x0f.godel.v1.Agent\"B\xc2\xf3\x18\x0f\n" +
+	"\x05agent\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02)Z\x12\x12\x10/api/agents/{id}\x12\x13/api/v1/agents/{id}\x12\x90\x01\n" +
+	"\vDeleteAgent\x12\x1c.godel.v1.DeleteAgentRequest\x1a\x1d.godel.v1.DeleteAgentResponse\"D\xc2\xf3\x18\x11\n" +
+	"\x05agent\x12\x06delete\x18\x01\x82\xd3\xe4\x93\x02)Z\x12*\x10/api/agents/{id}*\x13/api/v1/agents/{id}\x12\x8e\x01\n" +
+	"\tKillAgent\x12\x1a.godel.v1.KillAgentRequest\x1a\x0f.godel.v1.Agent\"T\xc2\xf3\x18\x11\n" +
+	"\x05agent\x12\x06update\x18\x01\x82\xd3\xe4\x93\x029:\x01*Z\x1a:\x01*\"\x15/api/agents/{id}/kill\"\x18/api/v1/agents/{id}/kill\x12\x9a\x01\n" +
+	"\fRestartAgent\x12\x1d.godel.v1.RestartAgentRequest\x1a\x0f.godel.v1.Agent\"Z\xc2\xf3\x18\x11\n" +
+	"\x05agent\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02?:\x01*Z\x1d:\x01*\"\x18/api/agents/{id}/restart\"\x1b/api/v1/agents/{id}/restart\x12\x92\x01\n" +
 	"\n" +
-	"PauseAgent\x12\x1b.godel.v1.PauseAgentRequest\x1a\x0f.godel.v1.Agent\"A\x82\xd3\xe4\x93\x02;:\x01*Z\x1b:\x01*\"\x16/api/agents/{id}/pause\"\x19/api/v1/agents/{id}/pause\x12\x81\x01\n" +
-	"\vResumeAgent\x12\x1c.godel.v1.ResumeAgentRequest\x1a\x0f.godel.v1.Agent\"C\x82\xd3\xe4\x93\x02=:\x01*Z\x1c:\x01*\"\x17/api/agents/{id}/resume\"\x1a/api/v1/agents/{id}/resume\x12\x88\x01\n" +
-	"\fGetAgentLogs\x12\x1d.godel.v1.GetAgentLogsRequest\x1a\x1e.godel.v1.GetAgentLogsResponse\"9\x82\xd3\xe4\x93\x023Z\x17\x12\x15/api/agents/{id}/logs\x12\x18/api/v1/agents/{id}/logs\x12\xa1\x01\n" +
-	"\x0fStreamAgentLogs\x12 .godel.v1.StreamAgentLogsRequest\x1a!.godel.v1.StreamAgentLogsResponse\"G\x82\xd3\xe4\x93\x02AZ\x1e\x12\x1c/api/agents/{id}/logs/stream\x12\x1f/api/v1/agents/{id}/logs/stream0\x01\x12\xae\x01\n" +
-	"\x14ListAgentTransitions\x12%.godel.v1.ListAgentTransitionsRequest\x1a&.godel.v1.ListAgentTransitionsResponse\"G\x82\xd3\xe4\x93\x02AZ\x1e\x12\x1c/api/agents/{id}/transitions\x12\x1f/api/v1/agents/{id}/transitions\x12\x9f\x01\n" +
-	"\x11ListAgentSessions\x12\".godel.v1.ListAgentSessionsRequest\x1a#.godel.v1.ListAgentSessionsResponse\"A\x82\xd3\xe4\x93\x02;Z\x1b\x12\x19/api/agents/{id}/sessions\x12\x1c/api/v1/agents/{id}/sessions\x12q\n" +
+	"PauseAgent\x12\x1b.godel.v1.PauseAgentRequest\x1a\x0f.godel.v1.Agent\"V\xc2\xf3\x18\x11\n" +
+	"\x05agent\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02;:\x01*Z\x1b:\x01*\"\x16/api/agents/{id}/pause\"\x19/api/v1/agents/{id}/pause\x12\x96\x01\n" +
+	"\vResumeAgent\x12\x1c.godel.v1.ResumeAgentRequest\x1a\x0f.godel.v1.Agent\"X\xc2\xf3\x18\x11\n" +
+	"\x05agent\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02=:\x01*Z\x1c:\x01*\"\x17/api/agents/{id}/resume\"\x1a/api/v1/agents/{id}/resume\x12\x9b\x01\n" +
+	"\fGetAgentLogs\x12\x1d.godel.v1.GetAgentLogsRequest\x1a\x1e.godel.v1.GetAgentLogsResponse\"L\xc2\xf3\x18\x0f\n" +
+	"\x05agent\x12\x04read\x18\x01\x82\xd3\xe4\x93\x023Z\x17\x12\x15/api/agents/{id}/logs\x12\x18/api/v1/agents/{id}/logs\x12\xb4\x01\n" +
+	"\x0fStreamAgentLogs\x12 .godel.v1.StreamAgentLogsRequest\x1a!.godel.v1.StreamAgentLogsResponse\"Z\xc2\xf3\x18\x0f\n" +
+	"\x05agent\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02AZ\x1e\x12\x1c/api/agents/{id}/logs/stream\x12\x1f/api/v1/agents/{id}/logs/stream0\x01\x12\xc1\x01\n" +
+	"\x14ListAgentTransitions\x12%.godel.v1.ListAgentTransitionsRequest\x1a&.godel.v1.ListAgentTransitionsResponse\"Z\xc2\xf3\x18\x0f\n" +
+	"\x05agent\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02AZ\x1e\x12\x1c/api/agents/{id}/transitions\x12\x1f/api/v1/agents/{id}/transitions\x12\xb2\x01\n" +
+	"\x11ListAgentSessions\x12\".godel.v1.ListAgentSessionsRequest\x1a#.godel.v1.ListAgentSessionsResponse\"T\xc2\xf3\x18\x0f\n" +
+	"\x05agent\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02;Z\x1b\x12\x19/api/agents/{id}/sessions\x12\x1c/api/v1/agents/{id}/sessions\x12\x84\x01\n" +
 	"\n" +
-	"GetSession\x12\x1b.godel.v1.GetSessionRequest\x1a\x11.godel.v1.Session\"3\x82\xd3\xe4\x93\x02-Z\x14\x12\x12/api/sessions/{id}\x12\x15/api/v1/sessions/{id}\x12\x95\x01\n" +
-	"\x0fListAgentEvents\x12 .godel.v1.ListAgentEventsRequest\x1a!.godel.v1.ListAgentEventsResponse\"=\x82\xd3\xe4\x93\x027Z\x19\x12\x17/api/agents/{id}/events\x12\x1a/api/v1/agents/{id}/eventsB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"GetSession\x12\x1b.godel.v1.GetSessionRequest\x1a\x11.godel.v1.Session\"F\xc2\xf3\x18\x0f\n" +
+	"\x05agent\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02-Z\x14\x12\x12/api/sessions/{id}\x12\x15/api/v1/sessions/{id}\x12\xa8\x01\n" +
+	"\x0fListAgentEvents\x12 .godel.v1.ListAgentEventsRequest\x1a!.godel.v1.ListAgentEventsResponse\"P\xc2\xf3\x18\x0f\n" +
+	"\x05agent\x12\x04read\x18\x01\x82\xd3\xe4\x93\x027Z\x19\x12\x17/api/agents/{id}/events\x12\x1a/api/v1/agents/{id}/events\x12\x86\x01\n" +
+	"\vListWorkers\x12\x1c.godel.v1.ListWorkersRequest\x1a\x1d.godel.v1.ListWorkersResponse\":\xc2\xf3\x18\x0f\n" +
+	"\x05agent\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02!Z\x0e\x12\f/api/workers\x12\x0f/api/v1/workers\x12\xae\x01\n" +
+	"\x0fListDeadLetters\x12 .godel.v1.ListDeadLettersRequest\x1a!.godel.v1.ListDeadLettersResponse\"V\xc2\xf3\x18\x15\n" +
+	"\vdead_letter\x12\x04read\x18\x03\x82\xd3\xe4\x93\x027Z\x19\x12\x17/api/dead-letters/agent\x12\x1a/api/v1/dead-letters/agent\x12\xcc\x01\n" +
+	"\x0fRetryDeadLetter\x12 .godel.v1.RetryDeadLetterRequest\x1a!.godel.v1.RetryDeadLetterResponse\"t\xc2\xf3\x18\x17\n" +
+	"\vdead_letter\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02S:\x01*Z':\x01*\"\"/api/dead-letters/agent/{id}:retry\"%/api/v1/dead-letters/agent/{id}:retry\x12\xbd\x01\n" +
+	"\x10DeleteDeadLetter\x12!.godel.v1.DeleteDeadLetterRequest\x1a\".godel.v1.DeleteDeadLetterResponse\"b\xc2\xf3\x18\x17\n" +
+	"\vdead_letter\x12\x06delete\x18\x03\x82\xd3\xe4\x93\x02AZ\x1e*\x1c/api/dead-letters/agent/{id}*\x1f/api/v1/dead-letters/agent/{id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_agent_service_proto_rawDescOnce sync.Once
@@ -1524,90 +1695,110 @@ func file_godel_v1_agent_service_proto_rawDescGZIP() []byte {
 	return file_godel_v1_agent_service_proto_rawDescData
 }
 
-var file_godel_v1_agent_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_godel_v1_agent_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_godel_v1_agent_service_proto_goTypes = []any{
-	(*ListAgentsRequest)(nil),            // 0: godel.v1.ListAgentsRequest
-	(*ListAgentsResponse)(nil),           // 1: godel.v1.ListAgentsResponse
-	(*CreateAgentRequest)(nil),           // 2: godel.v1.CreateAgentRequest
-	(*GetAgentRequest)(nil),              // 3: godel.v1.GetAgentRequest
-	(*DeleteAgentRequest)(nil),           // 4: godel.v1.DeleteAgentRequest
-	(*DeleteAgentResponse)(nil),          // 5: godel.v1.DeleteAgentResponse
-	(*KillAgentRequest)(nil),             // 6: godel.v1.KillAgentRequest
-	(*RestartAgentRequest)(nil),          // 7: godel.v1.RestartAgentRequest
-	(*PauseAgentRequest)(nil),            // 8: godel.v1.PauseAgentRequest
-	(*ResumeAgentRequest)(nil),           // 9: godel.v1.ResumeAgentRequest
-	(*GetAgentLogsRequest)(nil),          // 10: godel.v1.GetAgentLogsRequest
-	(*GetAgentLogsResponse)(nil),         // 11: godel.v1.GetAgentLogsResponse
-	(*StreamAgentLogsRequest)(nil),       // 12: godel.v1.StreamAgentLogsRequest
-	(*StreamAgentLogsResponse)(nil),      // 13: godel.v1.StreamAgentLogsResponse
-	(*StreamEnd)(nil),                    // 14: godel.v1.StreamEnd
-	(*ListAgentEventsRequest)(nil),       // 15: godel.v1.ListAgentEventsRequest
-	(*ListAgentEventsResponse)(nil),      // 16: godel.v1.ListAgentEventsResponse
-	(*ListAgentTransitionsRequest)(nil),  // 17: godel.v1.ListAgentTransitionsRequest
-	(*ListAgentTransitionsResponse)(nil), // 18: godel.v1.ListAgentTransitionsResponse
-	(*ListAgentSessionsRequest)(nil),     // 19: godel.v1.ListAgentSessionsRequest
-	(*ListAgentSessionsResponse)(nil),    // 20: godel.v1.ListAgentSessionsResponse
-	(*GetSessionRequest)(nil),            // 21: godel.v1.GetSessionRequest
-	(AgentStatus)(0),                     // 22: godel.v1.AgentStatus
-	(LifecycleState)(0),                  // 23: godel.v1.LifecycleState
-	(*timestamppb.Timestamp)(nil),        // 24: google.protobuf.Timestamp
-	(*Agent)(nil),                        // 25: godel.v1.Agent
-	(*AgentConfig)(nil),                  // 26: godel.v1.AgentConfig
-	(*structpb.Struct)(nil),              // 27: google.protobuf.Struct
-	(*LogEntry)(nil),                     // 28: godel.v1.LogEntry
-	(*Event)(nil),                        // 29: godel.v1.Event
-	(*AgentTransition)(nil),              // 30: godel.v1.AgentTransition
-	(*Session)(nil),                      // 31: godel.v1.Session
+	(*ListWorkersRequest)(nil),           // 0: godel.v1.ListWorkersRequest
+	(*ListWorkersResponse)(nil),          // 1: godel.v1.ListWorkersResponse
+	(*ListAgentsRequest)(nil),            // 2: godel.v1.ListAgentsRequest
+	(*ListAgentsResponse)(nil),           // 3: godel.v1.ListAgentsResponse
+	(*CreateAgentRequest)(nil),           // 4: godel.v1.CreateAgentRequest
+	(*GetAgentRequest)(nil),              // 5: godel.v1.GetAgentRequest
+	(*DeleteAgentRequest)(nil),           // 6: godel.v1.DeleteAgentRequest
+	(*DeleteAgentResponse)(nil),          // 7: godel.v1.DeleteAgentResponse
+	(*KillAgentRequest)(nil),             // 8: godel.v1.KillAgentRequest
+	(*RestartAgentRequest)(nil),          // 9: godel.v1.RestartAgentRequest
+	(*PauseAgentRequest)(nil),            // 10: godel.v1.PauseAgentRequest
+	(*ResumeAgentRequest)(nil),           // 11: godel.v1.ResumeAgentRequest
+	(*GetAgentLogsRequest)(nil),          // 12: godel.v1.GetAgentLogsRequest
+	(*GetAgentLogsResponse)(nil),         // 13: godel.v1.GetAgentLogsResponse
+	(*StreamAgentLogsRequest)(nil),       // 14: godel.v1.StreamAgentLogsRequest
+	(*StreamAgentLogsResponse)(nil),      // 15: godel.v1.StreamAgentLogsResponse
+	(*StreamEnd)(nil),                    // 16: godel.v1.StreamEnd
+	(*ListAgentEventsRequest)(nil),       // 17: godel.v1.ListAgentEventsRequest
+	(*ListAgentEventsResponse)(nil),      // 18: godel.v1.ListAgentEventsResponse
+	(*ListAgentTransitionsRequest)(nil),  // 19: godel.v1.ListAgentTransitionsRequest
+	(*ListAgentTransitionsResponse)(nil), // 20: godel.v1.ListAgentTransitionsResponse
+	(*ListAgentSessionsRequest)(nil),     // 21: godel.v1.ListAgentSessionsRequest
+	(*ListAgentSessionsResponse)(nil),    // 22: godel.v1.ListAgentSessionsResponse
+	(*GetSessionRequest)(nil),            // 23: godel.v1.GetSessionRequest
+	(*Worker)(nil),                       // 24: godel.v1.Worker
+	(AgentStatus)(0),                     // 25: godel.v1.AgentStatus
+	(LifecycleState)(0),                  // 26: godel.v1.LifecycleState
+	(*timestamppb.Timestamp)(nil),        // 27: google.protobuf.Timestamp
+	(*Agent)(nil),                        // 28: godel.v1.Agent
+	(*AgentConfig)(nil),                  // 29: godel.v1.AgentConfig
+	(*structpb.Struct)(nil),              // 30: google.protobuf.Struct
+	(*AgentPlacement)(nil),               // 31: godel.v1.AgentPlacement
+	(*LogEntry)(nil),                     // 32: godel.v1.LogEntry
+	(*Event)(nil),                        // 33: godel.v1.Event
+	(*AgentTransition)(nil),              // 34: godel.v1.AgentTransition
+	(*Session)(nil),                      // 35: godel.v1.Session
+	(*ListDeadLettersRequest)(nil),       // 36: godel.v1.ListDeadLettersRequest
+	(*RetryDeadLetterRequest)(nil),       // 37: godel.v1.RetryDeadLetterRequest
+	(*DeleteDeadLetterRequest)(nil),      // 38: godel.v1.DeleteDeadLetterRequest
+	(*ListDeadLettersResponse)(nil),      // 39: godel.v1.ListDeadLettersResponse
+	(*RetryDeadLetterResponse)(nil),      // 40: godel.v1.RetryDeadLetterResponse
+	(*DeleteDeadLetterResponse)(nil),     // 41: godel.v1.DeleteDeadLetterResponse
 }
 var file_godel_v1_agent_service_proto_depIdxs = []int32{
-	22, // 0: godel.v1.ListAgentsRequest.status:type_name -> godel.v1.AgentStatus
-	23, // 1: godel.v1.ListAgentsRequest.lifecycle_state:type_name -> godel.v1.LifecycleState
-	24, // 2: godel.v1.ListAgentsRequest.spawned_after:type_name -> google.protobuf.Timestamp
-	24, // 3: godel.v1.ListAgentsRequest.spawned_before:type_name -> google.protobuf.Timestamp
-	25, // 4: godel.v1.ListAgentsResponse.agents:type_name -> godel.v1.Agent
-	26, // 5: godel.v1.CreateAgentRequest.config:type_name -> godel.v1.AgentConfig
-	27, // 6: godel.v1.CreateAgentRequest.metadata:type_name -> google.protobuf.Struct
-	27, // 7: godel.v1.CreateAgentRequest.context:type_name -> google.protobuf.Struct
-	27, // 8: godel.v1.CreateAgentRequest.safety_boundaries:type_name -> google.protobuf.Struct
-	28, // 9: godel.v1.GetAgentLogsResponse.entries:type_name -> godel.v1.LogEntry
-	28, // 10: godel.v1.StreamAgentLogsResponse.entry:type_name -> godel.v1.LogEntry
-	14, // 11: godel.v1.StreamAgentLogsResponse.end:type_name -> godel.v1.StreamEnd
-	29, // 12: godel.v1.ListAgentEventsResponse.events:type_name -> godel.v1.Event
-	30, // 13: godel.v1.ListAgentTransitionsResponse.transitions:type_name -> godel.v1.AgentTransition
-	31, // 14: godel.v1.ListAgentSessionsResponse.sessions:type_name -> godel.v1.Session
-	0,  // 15: godel.v1.AgentService.ListAgents:input_type -> godel.v1.ListAgentsRequest
-	2,  // 16: godel.v1.AgentService.CreateAgent:input_type -> godel.v1.CreateAgentRequest
-	3,  // 17: godel.v1.AgentService.GetAgent:input_type -> godel.v1.GetAgentRequest
-	4,  // 18: godel.v1.AgentService.DeleteAgent:input_type -> godel.v1.DeleteAgentRequest
-	6,  // 19: godel.v1.AgentService.KillAgent:input_type -> godel.v1.KillAgentRequest
-	7,  // 20: godel.v1.AgentService.RestartAgent:input_type -> godel.v1.RestartAgentRequest
-	8,  // 21: godel.v1.AgentService.PauseAgent:input_type -> godel.v1.PauseAgentRequest
-	9,  // 22: godel.v1.AgentService.ResumeAgent:input_type -> godel.v1.ResumeAgentRequest
-	10, // 23: godel.v1.AgentService.GetAgentLogs:input_type -> godel.v1.GetAgentLogsRequest
-	12, // 24: godel.v1.AgentService.StreamAgentLogs:input_type -> godel.v1.StreamAgentLogsRequest
-	17, // 25: godel.v1.AgentService.ListAgentTransitions:input_type -> godel.v1.ListAgentTransitionsRequest
-	19, // 26: godel.v1.AgentService.ListAgentSessions:input_type -> godel.v1.ListAgentSessionsRequest
-	21, // 27: godel.v1.AgentService.GetSession:input_type -> godel.v1.GetSessionRequest
-	15, // 28: godel.v1.AgentService.ListAgentEvents:input_type -> godel.v1.ListAgentEventsRequest
-	1,  // 29: godel.v1.AgentService.ListAgents:output_type -> godel.v1.ListAgentsResponse
-	25, // 30: godel.v1.AgentService.CreateAgent:output_type -> godel.v1.Agent
-	25, // 31: godel.v1.AgentService.GetAgent:output_type -> godel.v1.Agent
-	5,  // 32: godel.v1.AgentService.DeleteAgent:output_type -> godel.v1.DeleteAgentResponse
-	25, // 33: godel.v1.AgentService.KillAgent:output_type -> godel.v1.Agent
-	25, // 34: godel.v1.AgentService.RestartAgent:output_type -> godel.v1.Agent
-	25, // 35: godel.v1.AgentService.PauseAgent:output_type -> godel.v1.Agent
-	25, // 36: godel.v1.AgentService.ResumeAgent:output_type -> godel.v1.Agent
-	11, // 37: godel.v1.AgentService.GetAgentLogs:output_type -> godel.v1.GetAgentLogsResponse
-	13, // 38: godel.v1.AgentService.StreamAgentLogs:output_type -> godel.v1.StreamAgentLogsResponse
-	18, // 39: godel.v1.AgentService.ListAgentTransitions:output_type -> godel.v1.ListAgentTransitionsResponse
-	20, // 40: godel.v1.AgentService.ListAgentSessions:output_type -> godel.v1.ListAgentSessionsResponse
-	31, // 41: godel.v1.AgentService.GetSession:output_type -> godel.v1.Session
-	16, // 42: godel.v1.AgentService.ListAgentEvents:output_type -> godel.v1.ListAgentEventsResponse
-	29, // [29:43] is the sub-list for method output_type
-	15, // [15:29] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	24, // 0: godel.v1.ListWorkersResponse.workers:type_name -> godel.v1.Worker
+	25, // 1: godel.v1.ListAgentsRequest.status:type_name -> godel.v1.AgentStatus
+	26, // 2: godel.v1.ListAgentsRequest.lifecycle_state:type_name -> godel.v1.LifecycleState
+	27, // 3: godel.v1.ListAgentsRequest.spawned_after:type_name -> google.protobuf.Timestamp
+	27, // 4: godel.v1.ListAgentsRequest.spawned_before:type_name -> google.protobuf.Timestamp
+	28, // 5: godel.v1.ListAgentsResponse.agents:type_name -> godel.v1.Agent
+	29, // 6: godel.v1.CreateAgentRequest.config:type_name -> godel.v1.AgentConfig
+	30, // 7: godel.v1.CreateAgentRequest.metadata:type_name -> google.protobuf.Struct
+	30, // 8: godel.v1.CreateAgentRequest.context:type_name -> google.protobuf.Struct
+	30, // 9: godel.v1.CreateAgentRequest.safety_boundaries:type_name -> google.protobuf.Struct
+	31, // 10: godel.v1.CreateAgentRequest.placement:type_name -> godel.v1.AgentPlacement
+	32, // 11: godel.v1.GetAgentLogsResponse.entries:type_name -> godel.v1.LogEntry
+	32, // 12: godel.v1.StreamAgentLogsResponse.entry:type_name -> godel.v1.LogEntry
+	16, // 13: godel.v1.StreamAgentLogsResponse.end:type_name -> godel.v1.StreamEnd
+	33, // 14: godel.v1.ListAgentEventsResponse.events:type_name -> godel.v1.Event
+	34, // 15: godel.v1.ListAgentTransitionsResponse.transitions:type_name -> godel.v1.AgentTransition
+	35, // 16: godel.v1.ListAgentSessionsResponse.sessions:type_name -> godel.v1.Session
+	2,  // 17: godel.v1.AgentService.ListAgents:input_type -> godel.v1.ListAgentsRequest
+	4,  // 18: godel.v1.AgentService.CreateAgent:input_type -> godel.v1.CreateAgentRequest
+	5,  // 19: godel.v1.AgentService.GetAgent:input_type -> godel.v1.GetAgentRequest
+	6,  // 20: godel.v1.AgentService.DeleteAgent:input_type -> godel.v1.DeleteAgentRequest
+	8,  // 21: godel.v1.AgentService.KillAgent:input_type -> godel.v1.KillAgentRequest
+	9,  // 22: godel.v1.AgentService.RestartAgent:input_type -> godel.v1.RestartAgentRequest
+	10, // 23: godel.v1.AgentService.PauseAgent:input_type -> godel.v1.PauseAgentRequest
+	11, // 24: godel.v1.AgentService.ResumeAgent:input_type -> godel.v1.ResumeAgentRequest
+	12, // 25: godel.v1.AgentService.GetAgentLogs:input_type -> godel.v1.GetAgentLogsRequest
+	14, // 26: godel.v1.AgentService.StreamAgentLogs:input_type -> godel.v1.StreamAgentLogsRequest
+	19, // 27: godel.v1.AgentService.ListAgentTransitions:input_type -> godel.v1.ListAgentTransitionsRequest
+	21, // 28: godel.v1.AgentService.ListAgentSessions:input_type -> godel.v1.ListAgentSessionsRequest
+	23, // 29: godel.v1.AgentService.GetSession:input_type -> godel.v1.GetSessionRequest
+	17, // 30: godel.v1.AgentService.ListAgentEvents:input_type -> godel.v1.ListAgentEventsRequest
+	0,  // 31: godel.v1.AgentService.ListWorkers:input_type -> godel.v1.ListWorkersRequest
+	36, // 32: godel.v1.AgentService.ListDeadLetters:input_type -> godel.v1.ListDeadLettersRequest
+	37, // 33: godel.v1.AgentService.RetryDeadLetter:input_type -> godel.v1.RetryDeadLetterRequest
+	38, // 34: godel.v1.AgentService.DeleteDeadLetter:input_type -> godel.v1.DeleteDeadLetterRequest
+	3,  // 35: godel.v1.AgentService.ListAgents:output_type -> godel.v1.ListAgentsResponse
+	28, // 36: godel.v1.AgentService.CreateAgent:output_type -> godel.v1.Agent
+	28, // 37: godel.v1.AgentService.GetAgent:output_type -> godel.v1.Agent
+	7,  // 38: godel.v1.AgentService.DeleteAgent:output_type -> godel.v1.DeleteAgentResponse
+	28, // 39: godel.v1.AgentService.KillAgent:output_type -> godel.v1.Agent
+	28, // 40: godel.v1.AgentService.RestartAgent:output_type -> godel.v1.Agent
+	28, // 41: godel.v1.AgentService.PauseAgent:output_type -> godel.v1.Agent
+	28, // 42: godel.v1.AgentService.ResumeAgent:output_type -> godel.v1.Agent
+	13, // 43: godel.v1.AgentService.GetAgentLogs:output_type -> godel.v1.GetAgentLogsResponse
+	15, // 44: godel.v1.AgentService.StreamAgentLogs:output_type -> godel.v1.StreamAgentLogsResponse
+	20, // 45: godel.v1.AgentService.ListAgentTransitions:output_type -> godel.v1.ListAgentTransitionsResponse
+	22, // 46: godel.v1.AgentService.ListAgentSessions:output_type -> godel.v1.ListAgentSessionsResponse
+	35, // 47: godel.v1.AgentService.GetSession:output_type -> godel.v1.Session
+	18, // 48: godel.v1.AgentService.ListAgentEvents:output_type -> godel.v1.ListAgentEventsResponse
+	1,  // 49: godel.v1.AgentService.ListWorkers:output_type -> godel.v1.ListWorkersResponse
+	39, // 50: godel.v1.AgentService.ListDeadLetters:output_type -> godel.v1.ListDeadLettersResponse
+	40, // 51: godel.v1.AgentService.RetryDeadLetter:output_type -> godel.v1.RetryDeadLetterResponse
+	41, // 52: godel.v1.AgentService.DeleteDeadLetter:output_type -> godel.v1.DeleteDeadLetterResponse
+	35, // [35:53] is the sub-list for method output_type
+	17, // [17:35] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_godel_v1_agent_service_proto_init() }
@@ -1615,14 +1806,17 @@ func file_godel_v1_agent_service_proto_init() {
 	if File_godel_v1_agent_service_proto != nil {
 		return
 	}
+	file_godel_v1_access_proto_init()
 	file_godel_v1_agent_proto_init()
+	file_godel_v1_dead_letter_proto_init()
 	file_godel_v1_event_proto_init()
-	file_godel_v1_agent_service_proto_msgTypes[2].OneofWrappers = []any{}
-	file_godel_v1_agent_service_proto_msgTypes[6].OneofWrappers = []any{}
-	file_godel_v1_agent_service_proto_msgTypes[7].OneofWrappers = []any{}
+	file_godel_v1_limits_proto_init()
+	file_godel_v1_agent_service_proto_msgTypes[4].OneofWrappers = []any{}
 	file_godel_v1_agent_service_proto_msgTypes[8].OneofWrappers = []any{}
 	file_godel_v1_agent_service_proto_msgTypes[9].OneofWrappers = []any{}
-	file_godel_v1_agent_service_proto_msgTypes[13].OneofWrappers = []any{
+	file_godel_v1_agent_service_proto_msgTypes[10].OneofWrappers = []any{}
+	file_godel_v1_agent_service_proto_msgTypes[11].OneofWrappers = []any{}
+	file_godel_v1_agent_service_proto_msgTypes[15].OneofWrappers = []any{
 		(*StreamAgentLogsResponse_Entry)(nil),
 		(*StreamAgentLogsResponse_End)(nil),
 	}
@@ -1632,7 +1826,7 @@ func file_godel_v1_agent_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_godel_v1_agent_service_proto_rawDesc), len(file_godel_v1_agent_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   22,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -33,6 +33,10 @@ const (
 	AgentService_ListAgentSessions_FullMethodName    = "/godel.v1.AgentService/ListAgentSessions"
 	AgentService_GetSession_FullMethodName           = "/godel.v1.AgentService/GetSession"
 	AgentService_ListAgentEvents_FullMethodName      = "/godel.v1.AgentService/ListAgentEvents"
+	AgentService_ListWorkers_FullMethodName          = "/godel.v1.AgentService/ListWorkers"
+	AgentService_ListDeadLetters_FullMethodName      = "/godel.v1.AgentService/ListDeadLetters"
+	AgentService_RetryDeadLetter_FullMethodName      = "/godel.v1.AgentService/RetryDeadLetter"
+	AgentService_DeleteDeadLetter_FullMethodName     = "/godel.v1.AgentService/DeleteDeadLetter"
 )
 
 // AgentServiceClient is the client API for AgentService service.
@@ -71,6 +75,17 @@ type AgentServiceClient interface {
 	GetSession(ctx context.Context, in *GetSessionRequest, opts ...grpc.CallOption) (*Session, error)
 	// Lists the events of one agent.
 	ListAgentEvents(ctx context.Context, in *ListAgentEventsRequest, opts ...grpc.CallOption) (*ListAgentEventsResponse, error)
+	// Lists the workers connected to the replica that answers, with their free slots (who can run
+	// agents now). Callers: any role that may read agents; SystemService.GetDetailedHealth calls it
+	// with its own caller's credentials.
+	ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error)
+	// Dead letters of the agent service: records it quarantined (oldest first). Operators only.
+	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
+	// Sends (outbox) or handles (consumer) a dead letter of the agent service again; it is removed
+	// when that succeeds. Operators only.
+	RetryDeadLetter(ctx context.Context, in *RetryDeadLetterRequest, opts ...grpc.CallOption) (*RetryDeadLetterResponse, error)
+	// Discards a dead letter of the agent service. Operators only.
+	DeleteDeadLetter(ctx context.Context, in *DeleteDeadLetterRequest, opts ...grpc.CallOption) (*DeleteDeadLetterResponse, error)
 }
 
 type agentServiceClient struct {
@@ -230,6 +245,46 @@ func (c *agentServiceClient) ListAgentEvents(ctx context.Context, in *ListAgentE
 	return out, nil
 }
 
+func (c *agentServiceClient) ListWorkers(ctx context.Context, in *ListWorkersRequest, opts ...grpc.CallOption) (*ListWorkersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListWorkersResponse)
+	err := c.cc.Invoke(ctx, AgentService_ListWorkers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeadLettersResponse)
+	err := c.cc.Invoke(ctx, AgentService_ListDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) RetryDeadLetter(ctx context.Context, in *RetryDeadLetterRequest, opts ...grpc.CallOption) (*RetryDeadLetterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetryDeadLetterResponse)
+	err := c.cc.Invoke(ctx, AgentService_RetryDeadLetter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *agentServiceClient) DeleteDeadLetter(ctx context.Context, in *DeleteDeadLetterRequest, opts ...grpc.CallOption) (*DeleteDeadLetterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteDeadLetterResponse)
+	err := c.cc.Invoke(ctx, AgentService_DeleteDeadLetter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AgentServiceServer is the server API for AgentService service.
 // All implementations must embed UnimplementedAgentServiceServer
 // for forward compatibility.
@@ -266,6 +321,17 @@ type AgentServiceServer interface {
 	GetSession(context.Context, *GetSessionRequest) (*Session, error)
 	// Lists the events of one agent.
 	ListAgentEvents(context.Context, *ListAgentEventsRequest) (*ListAgentEventsResponse, error)
+	// Lists the workers connected to the replica that answers, with their free slots (who can run
+	// agents now). Callers: any role that may read agents; SystemService.GetDetailedHealth calls it
+	// with its own caller's credentials.
+	ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error)
+	// Dead letters of the agent service: records it quarantined (oldest first). Operators only.
+	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
+	// Sends (outbox) or handles (consumer) a dead letter of the agent service again; it is removed
+	// when that succeeds. Operators only.
+	RetryDeadLetter(context.Context, *RetryDeadLetterRequest) (*RetryDeadLetterResponse, error)
+	// Discards a dead letter of the agent service. Operators only.
+	DeleteDeadLetter(context.Context, *DeleteDeadLetterRequest) (*DeleteDeadLetterResponse, error)
 	mustEmbedUnimplementedAgentServiceServer()
 }
 
@@ -317,6 +383,18 @@ func (UnimplementedAgentServiceServer) GetSession(context.Context, *GetSessionRe
 }
 func (UnimplementedAgentServiceServer) ListAgentEvents(context.Context, *ListAgentEventsRequest) (*ListAgentEventsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListAgentEvents not implemented")
+}
+func (UnimplementedAgentServiceServer) ListWorkers(context.Context, *ListWorkersRequest) (*ListWorkersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListWorkers not implemented")
+}
+func (UnimplementedAgentServiceServer) ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeadLetters not implemented")
+}
+func (UnimplementedAgentServiceServer) RetryDeadLetter(context.Context, *RetryDeadLetterRequest) (*RetryDeadLetterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetryDeadLetter not implemented")
+}
+func (UnimplementedAgentServiceServer) DeleteDeadLetter(context.Context, *DeleteDeadLetterRequest) (*DeleteDeadLetterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteDeadLetter not implemented")
 }
 func (UnimplementedAgentServiceServer) mustEmbedUnimplementedAgentServiceServer() {}
 func (UnimplementedAgentServiceServer) testEmbeddedByValue()                      {}
@@ -584,6 +662,78 @@ func _AgentService_ListAgentEvents_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AgentService_ListWorkers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListWorkersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).ListWorkers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_ListWorkers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).ListWorkers(ctx, req.(*ListWorkersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_ListDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).ListDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_ListDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).ListDeadLetters(ctx, req.(*ListDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_RetryDeadLetter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryDeadLetterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).RetryDeadLetter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_RetryDeadLetter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).RetryDeadLetter(ctx, req.(*RetryDeadLetterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AgentService_DeleteDeadLetter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteDeadLetterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AgentServiceServer).DeleteDeadLetter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AgentService_DeleteDeadLetter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AgentServiceServer).DeleteDeadLetter(ctx, req.(*DeleteDeadLetterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AgentService_ServiceDesc is the grpc.ServiceDesc for AgentService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -642,6 +792,22 @@ var AgentService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAgentEvents",
 			Handler:    _AgentService_ListAgentEvents_Handler,
+		},
+		{
+			MethodName: "ListWorkers",
+			Handler:    _AgentService_ListWorkers_Handler,
+		},
+		{
+			MethodName: "ListDeadLetters",
+			Handler:    _AgentService_ListDeadLetters_Handler,
+		},
+		{
+			MethodName: "RetryDeadLetter",
+			Handler:    _AgentService_RetryDeadLetter_Handler,
+		},
+		{
+			MethodName: "DeleteDeadLetter",
+			Handler:    _AgentService_DeleteDeadLetter_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	fieldmaskpb "google.golang.org/protobuf/types/known/fieldmaskpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
@@ -33,14 +34,17 @@ type ApiKey struct {
 	// Role name: admin, operator, developer, viewer.
 	Role string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
 	// Permissions "resource:action:scope".
-	Permissions   []string               `protobuf:"bytes,5,rep,name=permissions,proto3" json:"permissions,omitempty"`
-	UserId        string                 `protobuf:"bytes,6,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	LastUsedAt    *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
-	Revoked       bool                   `protobuf:"varint,10,opt,name=revoked,proto3" json:"revoked,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Permissions []string               `protobuf:"bytes,5,rep,name=permissions,proto3" json:"permissions,omitempty"`
+	UserId      string                 `protobuf:"bytes,6,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	ExpiresAt   *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	LastUsedAt  *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_used_at,json=lastUsedAt,proto3" json:"last_used_at,omitempty"`
+	Revoked     bool                   `protobuf:"varint,10,opt,name=revoked,proto3" json:"revoked,omitempty"`
+	// Requests per second this key may make to each service process (0 = the server's default,
+	// GODEL_RATE_LIMIT_PER_KEY).
+	RequestsPerSecond int32 `protobuf:"varint,11,opt,name=requests_per_second,json=requestsPerSecond,proto3" json:"requests_per_second,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *ApiKey) Reset() {
@@ -143,16 +147,27 @@ func (x *ApiKey) GetRevoked() bool {
 	return false
 }
 
+func (x *ApiKey) GetRequestsPerSecond() int32 {
+	if x != nil {
+		return x.RequestsPerSecond
+	}
+	return 0
+}
+
 type CreateApiKeyRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Default "developer".
 	Role string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
 	// Days until expiry (0 = never).
-	ExpiresInDays int32  `protobuf:"varint,3,opt,name=expires_in_days,json=expiresInDays,proto3" json:"expires_in_days,omitempty"`
-	UserId        string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	ExpiresInDays int32 `protobuf:"varint,3,opt,name=expires_in_days,json=expiresInDays,proto3" json:"expires_in_days,omitempty"`
+	// The user the key belongs to (default: the caller's user). The key's role may not exceed the
+	// user's.
+	UserId string `protobuf:"bytes,4,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Requests per second the key may make to each service process (0 = the server's default).
+	RequestsPerSecond int32 `protobuf:"varint,5,opt,name=requests_per_second,json=requestsPerSecond,proto3" json:"requests_per_second,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CreateApiKeyRequest) Reset() {
@@ -211,6 +226,13 @@ func (x *CreateApiKeyRequest) GetUserId() string {
 		return x.UserId
 	}
 	return ""
+}
+
+func (x *CreateApiKeyRequest) GetRequestsPerSecond() int32 {
+	if x != nil {
+		return x.RequestsPerSecond
+	}
+	return 0
 }
 
 type CreateApiKeyResponse struct {
@@ -460,13 +482,23 @@ func (x *AuthenticateRequest) GetCredential() string {
 }
 
 type AuthenticateResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	UserId        string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	KeyId         string                 `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
-	Role          string                 `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
-	Permissions   []string               `protobuf:"bytes,4,rep,name=permissions,proto3" json:"permissions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The API key's id; empty for an access token.
+	KeyId       string   `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	Role        string   `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	Permissions []string `protobuf:"bytes,4,rep,name=permissions,proto3" json:"permissions,omitempty"`
+	Username    string   `protobuf:"bytes,5,opt,name=username,proto3" json:"username,omitempty"`
+	// The user teams the user belongs to.
+	TeamIds []string `protobuf:"bytes,6,rep,name=team_ids,json=teamIds,proto3" json:"team_ids,omitempty"`
+	// The session of an access token; empty for an API key.
+	SessionId string `protobuf:"bytes,7,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// When the credential expires (unset: never).
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// The key's own rate limit (0 = the server's default).
+	RequestsPerSecond int32 `protobuf:"varint,9,opt,name=requests_per_second,json=requestsPerSecond,proto3" json:"requests_per_second,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *AuthenticateResponse) Reset() {
@@ -527,6 +559,41 @@ func (x *AuthenticateResponse) GetPermissions() []string {
 	return nil
 }
 
+func (x *AuthenticateResponse) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *AuthenticateResponse) GetTeamIds() []string {
+	if x != nil {
+		return x.TeamIds
+	}
+	return nil
+}
+
+func (x *AuthenticateResponse) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *AuthenticateResponse) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+func (x *AuthenticateResponse) GetRequestsPerSecond() int32 {
+	if x != nil {
+		return x.RequestsPerSecond
+	}
+	return 0
+}
+
 type LoginRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Username      string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
@@ -580,12 +647,16 @@ func (x *LoginRequest) GetPassword() string {
 }
 
 type LoginResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	AccessToken   string                 `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
-	RefreshToken  string                 `protobuf:"bytes,2,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A JWT, sent as `Authorization: Bearer <access_token>` until `expires_at`.
+	AccessToken string `protobuf:"bytes,1,opt,name=access_token,json=accessToken,proto3" json:"access_token,omitempty"`
+	// Opaque "godel_rt_..."; exchange it with RefreshToken before `refresh_expires_at`.
+	RefreshToken     string                 `protobuf:"bytes,2,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	ExpiresAt        *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	RefreshExpiresAt *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=refresh_expires_at,json=refreshExpiresAt,proto3" json:"refresh_expires_at,omitempty"`
+	User             *User                  `protobuf:"bytes,5,opt,name=user,proto3" json:"user,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *LoginResponse) Reset() {
@@ -639,11 +710,833 @@ func (x *LoginResponse) GetExpiresAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *LoginResponse) GetRefreshExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RefreshExpiresAt
+	}
+	return nil
+}
+
+func (x *LoginResponse) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+type RefreshTokenRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RefreshToken  string                 `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RefreshTokenRequest) Reset() {
+	*x = RefreshTokenRequest{}
+	mi := &file_godel_v1_auth_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RefreshTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RefreshTokenRequest) ProtoMessage() {}
+
+func (x *RefreshTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_auth_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RefreshTokenRequest.ProtoReflect.Descriptor instead.
+func (*RefreshTokenRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_auth_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RefreshTokenRequest) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+type LogoutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RefreshToken  string                 `protobuf:"bytes,1,opt,name=refresh_token,json=refreshToken,proto3" json:"refresh_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogoutRequest) Reset() {
+	*x = LogoutRequest{}
+	mi := &file_godel_v1_auth_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogoutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogoutRequest) ProtoMessage() {}
+
+func (x *LogoutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_auth_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogoutRequest.ProtoReflect.Descriptor instead.
+func (*LogoutRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_auth_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *LogoutRequest) GetRefreshToken() string {
+	if x != nil {
+		return x.RefreshToken
+	}
+	return ""
+}
+
+type LogoutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogoutResponse) Reset() {
+	*x = LogoutResponse{}
+	mi := &file_godel_v1_auth_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogoutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogoutResponse) ProtoMessage() {}
+
+func (x *LogoutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_auth_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogoutResponse.ProtoReflect.Descriptor instead.
+func (*LogoutResponse) Descriptor() ([]byte, []int) {
+	return file_godel_v1_auth_service_proto_rawDescGZIP(), []int{12}
+}
+
+// A person (or service account) who logs in with a password and owns API keys.
+type User struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Lower-case letters, digits, `.`, `_` and `-`; 1-64 characters; unique.
+	Username    string `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	DisplayName string `protobuf:"bytes,3,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	// Role name: admin, operator, developer, viewer.
+	Role string `protobuf:"bytes,4,opt,name=role,proto3" json:"role,omitempty"`
+	// A disabled user cannot log in, and their tokens and keys stop working.
+	Disabled bool `protobuf:"varint,5,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	// The user teams the user belongs to.
+	TeamIds   []string               `protobuf:"bytes,6,rep,name=team_ids,json=teamIds,proto3" json:"team_ids,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// A new password (UpdateUser); never returned.
+	Password      string `protobuf:"bytes,9,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *User) Reset() {
+	*x = User{}
+	mi := &file_godel_v1_auth_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *User) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*User) ProtoMessage() {}
+
+func (x *User) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_auth_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use User.ProtoReflect.Descriptor instead.
+func (*User) Descriptor() ([]byte, []int) {
+	return file_godel_v1_auth_service_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *User) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *User) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *User) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+func (x *User) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *User) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
+func (x *User) GetTeamIds() []string {
+	if x != nil {
+		return x.TeamIds
+	}
+	return nil
+}
+
+func (x *User) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *User) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+func (x *User) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+type CreateUserRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Username string                 `protobuf:"bytes,1,opt,name=username,proto3" json:"username,omitempty"`
+	// At least 12 characters.
+	Password string `protobuf:"bytes,2,opt,name=password,proto3" json:"password,omitempty"`
+	// Default "developer".
+	Role          string `protobuf:"bytes,3,opt,name=role,proto3" json:"role,omitempty"`
+	DisplayName   string `protobuf:"bytes,4,opt,name=display_name,json=displayName,proto3" json:"display_name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUserRequest) Reset() {
+	*x = CreateUserRequest{}
+	mi := &file_godel_v1_auth_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUserRequest) ProtoMessage() {}
+
+func (x *CreateUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_auth_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUserRequest.ProtoReflect.Descriptor instead.
+func (*CreateUserRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_auth_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *CreateUserRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *CreateUserRequest) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
+func (x *CreateUserRequest) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *CreateUserRequest) GetDisplayName() string {
+	if x != nil {
+		return x.DisplayName
+	}
+	return ""
+}
+
+type ListUsersRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PageSize  int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only the user with this username.
+	Username      string `protobuf:"bytes,3,opt,name=username,proto3" json:"username,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersRequest) Reset() {
+	*x = ListUsersRequest{}
+	mi := &file_godel_v1_auth_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersRequest) ProtoMessage() {}
+
+func (x *ListUsersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_auth_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersRequest.ProtoReflect.Descriptor instead.
+func (*ListUsersRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_auth_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListUsersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListUsersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListUsersRequest) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+type ListUsersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Users         []*User                `protobuf:"bytes,1,rep,name=users,proto3" json:"users,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUsersResponse) Reset() {
+	*x = ListUsersResponse{}
+	mi := &file_godel_v1_auth_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUsersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUsersResponse) ProtoMessage() {}
+
+func (x *ListUsersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_auth_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUsersResponse.ProtoReflect.Descriptor instead.
+func (*ListUsersResponse) Descriptor() ([]byte, []int) {
+	return file_godel_v1_auth_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *ListUsersResponse) GetUsers() []*User {
+	if x != nil {
+		return x.Users
+	}
+	return nil
+}
+
+func (x *ListUsersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type UpdateUserRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The user with its id and the new values.
+	User *User `protobuf:"bytes,1,opt,name=user,proto3" json:"user,omitempty"`
+	// Fields of `user` to update (display_name, role, disabled, password); empty = the fields
+	// that are set in `user`.
+	UpdateMask    *fieldmaskpb.FieldMask `protobuf:"bytes,2,opt,name=update_mask,json=updateMask,proto3" json:"update_mask,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateUserRequest) Reset() {
+	*x = UpdateUserRequest{}
+	mi := &file_godel_v1_auth_service_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateUserRequest) ProtoMessage() {}
+
+func (x *UpdateUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_auth_service_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateUserRequest.ProtoReflect.Descriptor instead.
+func (*UpdateUserRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_auth_service_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *UpdateUserRequest) GetUser() *User {
+	if x != nil {
+		return x.User
+	}
+	return nil
+}
+
+func (x *UpdateUserRequest) GetUpdateMask() *fieldmaskpb.FieldMask {
+	if x != nil {
+		return x.UpdateMask
+	}
+	return nil
+}
+
+// A group of users. Objects owned by one member are shared with the others through permissions
+// of scope `team`.
+type UserTeam struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Unique; 1-100 characters.
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	MemberIds     []string               `protobuf:"bytes,3,rep,name=member_ids,json=memberIds,proto3" json:"member_ids,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UserTeam) Reset() {
+	*x = UserTeam{}
+	mi := &file_godel_v1_auth_service_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UserTeam) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UserTeam) ProtoMessage() {}
+
+func (x *UserTeam) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_auth_service_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UserTeam.ProtoReflect.Descriptor instead.
+func (*UserTeam) Descriptor() ([]byte, []int) {
+	return file_godel_v1_auth_service_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *UserTeam) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *UserTeam) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UserTeam) GetMemberIds() []string {
+	if x != nil {
+		return x.MemberIds
+	}
+	return nil
+}
+
+func (x *UserTeam) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+type CreateUserTeamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Users (ids) to add at once.
+	MemberIds     []string `protobuf:"bytes,2,rep,name=member_ids,json=memberIds,proto3" json:"member_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateUserTeamRequest) Reset() {
+	*x = CreateUserTeamRequest{}
+	mi := &file_godel_v1_auth_service_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateUserTeamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateUserTeamRequest) ProtoMessage() {}
+
+func (x *CreateUserTeamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_auth_service_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateUserTeamRequest.ProtoReflect.Descriptor instead.
+func (*CreateUserTeamRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_auth_service_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CreateUserTeamRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateUserTeamRequest) GetMemberIds() []string {
+	if x != nil {
+		return x.MemberIds
+	}
+	return nil
+}
+
+type ListUserTeamsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUserTeamsRequest) Reset() {
+	*x = ListUserTeamsRequest{}
+	mi := &file_godel_v1_auth_service_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUserTeamsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUserTeamsRequest) ProtoMessage() {}
+
+func (x *ListUserTeamsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_auth_service_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUserTeamsRequest.ProtoReflect.Descriptor instead.
+func (*ListUserTeamsRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_auth_service_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListUserTeamsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListUserTeamsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListUserTeamsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Teams         []*UserTeam            `protobuf:"bytes,1,rep,name=teams,proto3" json:"teams,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListUserTeamsResponse) Reset() {
+	*x = ListUserTeamsResponse{}
+	mi := &file_godel_v1_auth_service_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListUserTeamsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListUserTeamsResponse) ProtoMessage() {}
+
+func (x *ListUserTeamsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_auth_service_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListUserTeamsResponse.ProtoReflect.Descriptor instead.
+func (*ListUserTeamsResponse) Descriptor() ([]byte, []int) {
+	return file_godel_v1_auth_service_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListUserTeamsResponse) GetTeams() []*UserTeam {
+	if x != nil {
+		return x.Teams
+	}
+	return nil
+}
+
+func (x *ListUserTeamsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type AddUserTeamMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TeamId        string                 `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddUserTeamMemberRequest) Reset() {
+	*x = AddUserTeamMemberRequest{}
+	mi := &file_godel_v1_auth_service_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddUserTeamMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddUserTeamMemberRequest) ProtoMessage() {}
+
+func (x *AddUserTeamMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_auth_service_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddUserTeamMemberRequest.ProtoReflect.Descriptor instead.
+func (*AddUserTeamMemberRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_auth_service_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *AddUserTeamMemberRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *AddUserTeamMemberRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+type RemoveUserTeamMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TeamId        string                 `protobuf:"bytes,1,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	UserId        string                 `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveUserTeamMemberRequest) Reset() {
+	*x = RemoveUserTeamMemberRequest{}
+	mi := &file_godel_v1_auth_service_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveUserTeamMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveUserTeamMemberRequest) ProtoMessage() {}
+
+func (x *RemoveUserTeamMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_auth_service_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveUserTeamMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveUserTeamMemberRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_auth_service_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *RemoveUserTeamMemberRequest) GetTeamId() string {
+	if x != nil {
+		return x.TeamId
+	}
+	return ""
+}
+
+func (x *RemoveUserTeamMemberRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
 var File_godel_v1_auth_service_proto protoreflect.FileDescriptor
 
 const file_godel_v1_auth_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1bgodel/v1/auth_service.proto\x12\bgodel.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x02\n" +
+	"\x1bgodel/v1/auth_service.proto\x12\bgodel.v1\x1a\x15godel/v1/access.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x91\x03\n" +
 	"\x06ApiKey\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -658,12 +1551,14 @@ const file_godel_v1_auth_service_proto_rawDesc = "" +
 	"\flast_used_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"lastUsedAt\x12\x18\n" +
 	"\arevoked\x18\n" +
-	" \x01(\bR\arevoked\"\x84\x01\n" +
-	"\x13CreateApiKeyRequest\x12\x18\n" +
-	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x12\n" +
-	"\x04role\x18\x02 \x01(\tR\x04role\x12&\n" +
-	"\x0fexpires_in_days\x18\x03 \x01(\x05R\rexpiresInDays\x12\x17\n" +
-	"\auser_id\x18\x04 \x01(\tR\x06userId\"Y\n" +
+	" \x01(\bR\arevoked\x12.\n" +
+	"\x13requests_per_second\x18\v \x01(\x05R\x11requestsPerSecond\"\xcb\x01\n" +
+	"\x13CreateApiKeyRequest\x12\x1f\n" +
+	"\x04name\x18\x01 \x01(\tB\v\xe2A\x01\x02\xca\xf3\x18\x03\b\xff\x01R\x04name\x12\x1a\n" +
+	"\x04role\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\b2R\x04role\x12&\n" +
+	"\x0fexpires_in_days\x18\x03 \x01(\x05R\rexpiresInDays\x12\x1f\n" +
+	"\auser_id\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\bdR\x06userId\x12.\n" +
+	"\x13requests_per_second\x18\x05 \x01(\x05R\x11requestsPerSecond\"Y\n" +
 	"\x14CreateApiKeyResponse\x12)\n" +
 	"\aapi_key\x18\x01 \x01(\v2\x10.godel.v1.ApiKeyR\x06apiKey\x12\x16\n" +
 	"\x06secret\x18\x02 \x01(\tR\x06secret\"P\n" +
@@ -673,32 +1568,128 @@ const file_godel_v1_auth_service_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"j\n" +
 	"\x13ListApiKeysResponse\x12+\n" +
 	"\bapi_keys\x18\x01 \x03(\v2\x10.godel.v1.ApiKeyR\aapiKeys\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"+\n" +
-	"\x13RevokeApiKeyRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"5\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"1\n" +
+	"\x13RevokeApiKeyRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"5\n" +
 	"\x13AuthenticateRequest\x12\x1e\n" +
 	"\n" +
 	"credential\x18\x01 \x01(\tR\n" +
-	"credential\"|\n" +
+	"credential\"\xbd\x02\n" +
 	"\x14AuthenticateResponse\x12\x17\n" +
 	"\auser_id\x18\x01 \x01(\tR\x06userId\x12\x15\n" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x12\n" +
 	"\x04role\x18\x03 \x01(\tR\x04role\x12 \n" +
-	"\vpermissions\x18\x04 \x03(\tR\vpermissions\"R\n" +
-	"\fLoginRequest\x12 \n" +
-	"\busername\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\busername\x12 \n" +
-	"\bpassword\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\bpassword\"\x92\x01\n" +
+	"\vpermissions\x18\x04 \x03(\tR\vpermissions\x12\x1a\n" +
+	"\busername\x18\x05 \x01(\tR\busername\x12\x19\n" +
+	"\bteam_ids\x18\x06 \x03(\tR\ateamIds\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\a \x01(\tR\tsessionId\x129\n" +
+	"\n" +
+	"expires_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12.\n" +
+	"\x13requests_per_second\x18\t \x01(\x05R\x11requestsPerSecond\"X\n" +
+	"\fLoginRequest\x12&\n" +
+	"\busername\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b@R\busername\x12 \n" +
+	"\bpassword\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\bpassword\"\x80\x02\n" +
 	"\rLoginResponse\x12!\n" +
 	"\faccess_token\x18\x01 \x01(\tR\vaccessToken\x12#\n" +
 	"\rrefresh_token\x18\x02 \x01(\tR\frefreshToken\x129\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt2\x85\x05\n" +
-	"\vAuthService\x12\x80\x01\n" +
-	"\fCreateApiKey\x12\x1d.godel.v1.CreateApiKeyRequest\x1a\x1e.godel.v1.CreateApiKeyResponse\"1\x82\xd3\xe4\x93\x02+:\x01*Z\x13:\x01*\"\x0e/api/auth/keys\"\x11/api/v1/auth/keys\x12w\n" +
-	"\vListApiKeys\x12\x1c.godel.v1.ListApiKeysRequest\x1a\x1d.godel.v1.ListApiKeysResponse\"+\x82\xd3\xe4\x93\x02%Z\x10\x12\x0e/api/auth/keys\x12\x11/api/v1/auth/keys\x12\x8a\x01\n" +
-	"\fRevokeApiKey\x12\x1d.godel.v1.RevokeApiKeyRequest\x1a\x10.godel.v1.ApiKey\"I\x82\xd3\xe4\x93\x02C:\x01*Z\x1f:\x01*\"\x1a/api/auth/keys/{id}/revoke\"\x1d/api/v1/auth/keys/{id}/revoke\x12~\n" +
-	"\fAuthenticate\x12\x1d.godel.v1.AuthenticateRequest\x1a\x1e.godel.v1.AuthenticateResponse\"/\x82\xd3\xe4\x93\x02)Z\x12\x12\x10/api/auth/whoami\x12\x13/api/v1/auth/whoami\x12m\n" +
-	"\x05Login\x12\x16.godel.v1.LoginRequest\x1a\x17.godel.v1.LoginResponse\"3\x82\xd3\xe4\x93\x02-:\x01*Z\x14:\x01*\"\x0f/api/auth/login\"\x12/api/v1/auth/loginB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12H\n" +
+	"\x12refresh_expires_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x10refreshExpiresAt\x12\"\n" +
+	"\x04user\x18\x05 \x01(\v2\x0e.godel.v1.UserR\x04user\"@\n" +
+	"\x13RefreshTokenRequest\x12)\n" +
+	"\rrefresh_token\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\frefreshToken\":\n" +
+	"\rLogoutRequest\x12)\n" +
+	"\rrefresh_token\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\frefreshToken\"\x10\n" +
+	"\x0eLogoutResponse\"\xe9\x02\n" +
+	"\x04User\x12\x14\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x03R\x02id\x12\"\n" +
+	"\busername\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\b@R\busername\x12*\n" +
+	"\fdisplay_name\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\vdisplayName\x12\x1a\n" +
+	"\x04role\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\b2R\x04role\x12\x1a\n" +
+	"\bdisabled\x18\x05 \x01(\bR\bdisabled\x12\x1f\n" +
+	"\bteam_ids\x18\x06 \x03(\tB\x04\xe2A\x01\x03R\ateamIds\x12?\n" +
+	"\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\tcreatedAt\x12?\n" +
+	"\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x04\xe2A\x01\x03R\tupdatedAt\x12 \n" +
+	"\bpassword\x18\t \x01(\tB\x04\xe2A\x01\x04R\bpassword\"\xa5\x01\n" +
+	"\x11CreateUserRequest\x12&\n" +
+	"\busername\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b@R\busername\x12 \n" +
+	"\bpassword\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\bpassword\x12\x1a\n" +
+	"\x04role\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\b2R\x04role\x12*\n" +
+	"\fdisplay_name\x18\x04 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\vdisplayName\"r\n" +
+	"\x10ListUsersRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\"\n" +
+	"\busername\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\b@R\busername\"a\n" +
+	"\x11ListUsersResponse\x12$\n" +
+	"\x05users\x18\x01 \x03(\v2\x0e.godel.v1.UserR\x05users\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"z\n" +
+	"\x11UpdateUserRequest\x12(\n" +
+	"\x04user\x18\x01 \x01(\v2\x0e.godel.v1.UserB\x04\xe2A\x01\x02R\x04user\x12;\n" +
+	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
+	"updateMask\"\x88\x01\n" +
+	"\bUserTeam\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"member_ids\x18\x03 \x03(\tR\tmemberIds\x129\n" +
+	"\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"^\n" +
+	"\x15CreateUserTeamRequest\x12\x1e\n" +
+	"\x04name\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\bdR\x04name\x12%\n" +
+	"\n" +
+	"member_ids\x18\x02 \x03(\tB\x06\xca\xf3\x18\x02\b$R\tmemberIds\"R\n" +
+	"\x14ListUserTeamsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"i\n" +
+	"\x15ListUserTeamsResponse\x12(\n" +
+	"\x05teams\x18\x01 \x03(\v2\x12.godel.v1.UserTeamR\x05teams\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"d\n" +
+	"\x18AddUserTeamMemberRequest\x12#\n" +
+	"\ateam_id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x06teamId\x12#\n" +
+	"\auser_id\x18\x02 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x06userId\"g\n" +
+	"\x1bRemoveUserTeamMemberRequest\x12#\n" +
+	"\ateam_id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x06teamId\x12#\n" +
+	"\auser_id\x18\x02 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x06userId2\xa7\x10\n" +
+	"\vAuthService\x12\x93\x01\n" +
+	"\fCreateApiKey\x12\x1d.godel.v1.CreateApiKeyRequest\x1a\x1e.godel.v1.CreateApiKeyResponse\"D\xc2\xf3\x18\x0f\n" +
+	"\x03key\x12\x06create\x18\x03\x82\xd3\xe4\x93\x02+:\x01*Z\x13:\x01*\"\x0e/api/auth/keys\"\x11/api/v1/auth/keys\x12\x88\x01\n" +
+	"\vListApiKeys\x12\x1c.godel.v1.ListApiKeysRequest\x1a\x1d.godel.v1.ListApiKeysResponse\"<\xc2\xf3\x18\r\n" +
+	"\x03key\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02%Z\x10\x12\x0e/api/auth/keys\x12\x11/api/v1/auth/keys\x12\x9d\x01\n" +
+	"\fRevokeApiKey\x12\x1d.godel.v1.RevokeApiKeyRequest\x1a\x10.godel.v1.ApiKey\"\\\xc2\xf3\x18\x0f\n" +
+	"\x03key\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02C:\x01*Z\x1f:\x01*\"\x1a/api/auth/keys/{id}/revoke\"\x1d/api/v1/auth/keys/{id}/revoke\x12\x84\x01\n" +
+	"\fAuthenticate\x12\x1d.godel.v1.AuthenticateRequest\x1a\x1e.godel.v1.AuthenticateResponse\"5\xc2\xf3\x18\x02 \x01\x82\xd3\xe4\x93\x02)Z\x12\x12\x10/api/auth/whoami\x12\x13/api/v1/auth/whoami\x12s\n" +
+	"\x05Login\x12\x16.godel.v1.LoginRequest\x1a\x17.godel.v1.LoginResponse\"9\xc2\xf3\x18\x02 \x01\x82\xd3\xe4\x93\x02-:\x01*Z\x14:\x01*\"\x0f/api/auth/login\"\x12/api/v1/auth/login\x12\x85\x01\n" +
+	"\fRefreshToken\x12\x1d.godel.v1.RefreshTokenRequest\x1a\x17.godel.v1.LoginResponse\"=\xc2\xf3\x18\x02 \x01\x82\xd3\xe4\x93\x021:\x01*Z\x16:\x01*\"\x11/api/auth/refresh\"\x14/api/v1/auth/refresh\x12x\n" +
+	"\x06Logout\x12\x17.godel.v1.LogoutRequest\x1a\x18.godel.v1.LogoutResponse\";\xc2\xf3\x18\x02 \x01\x82\xd3\xe4\x93\x02/:\x01*Z\x15:\x01*\"\x10/api/auth/logout\"\x13/api/v1/auth/logout\x12\x82\x01\n" +
+	"\n" +
+	"CreateUser\x12\x1b.godel.v1.CreateUserRequest\x1a\x0e.godel.v1.User\"G\xc2\xf3\x18\x10\n" +
+	"\x04user\x12\x06create\x18\x03\x82\xd3\xe4\x93\x02-:\x01*Z\x14:\x01*\"\x0f/api/auth/users\"\x12/api/v1/auth/users\x12\x85\x01\n" +
+	"\tListUsers\x12\x1a.godel.v1.ListUsersRequest\x1a\x1b.godel.v1.ListUsersResponse\"?\xc2\xf3\x18\x0e\n" +
+	"\x04user\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02'Z\x11\x12\x0f/api/auth/users\x12\x12/api/v1/auth/users\x12\x9c\x01\n" +
+	"\n" +
+	"UpdateUser\x12\x1b.godel.v1.UpdateUserRequest\x1a\x0e.godel.v1.User\"a\xc2\xf3\x18\x10\n" +
+	"\x04user\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02G:\x04userZ!:\x04user2\x19/api/auth/users/{user.id}2\x1c/api/v1/auth/users/{user.id}\x12\x8e\x01\n" +
+	"\x0eCreateUserTeam\x12\x1f.godel.v1.CreateUserTeamRequest\x1a\x12.godel.v1.UserTeam\"G\xc2\xf3\x18\x10\n" +
+	"\x04user\x12\x06create\x18\x03\x82\xd3\xe4\x93\x02-:\x01*Z\x14:\x01*\"\x0f/api/auth/teams\"\x12/api/v1/auth/teams\x12\x91\x01\n" +
+	"\rListUserTeams\x12\x1e.godel.v1.ListUserTeamsRequest\x1a\x1f.godel.v1.ListUserTeamsResponse\"?\xc2\xf3\x18\x0e\n" +
+	"\x04user\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02'Z\x11\x12\x0f/api/auth/teams\x12\x12/api/v1/auth/teams\x12\xb8\x01\n" +
+	"\x11AddUserTeamMember\x12\".godel.v1.AddUserTeamMemberRequest\x1a\x12.godel.v1.UserTeam\"k\xc2\xf3\x18\x10\n" +
+	"\x04user\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02Q:\x01*Z&:\x01*\"!/api/auth/teams/{team_id}/members\"$/api/v1/auth/teams/{team_id}/members\x12\xcc\x01\n" +
+	"\x14RemoveUserTeamMember\x12%.godel.v1.RemoveUserTeamMemberRequest\x1a\x12.godel.v1.UserTeam\"y\xc2\xf3\x18\x10\n" +
+	"\x04user\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02_Z-*+/api/auth/teams/{team_id}/members/{user_id}*./api/v1/auth/teams/{team_id}/members/{user_id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_auth_service_proto_rawDescOnce sync.Once
@@ -712,42 +1703,85 @@ func file_godel_v1_auth_service_proto_rawDescGZIP() []byte {
 	return file_godel_v1_auth_service_proto_rawDescData
 }
 
-var file_godel_v1_auth_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_godel_v1_auth_service_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_godel_v1_auth_service_proto_goTypes = []any{
-	(*ApiKey)(nil),                // 0: godel.v1.ApiKey
-	(*CreateApiKeyRequest)(nil),   // 1: godel.v1.CreateApiKeyRequest
-	(*CreateApiKeyResponse)(nil),  // 2: godel.v1.CreateApiKeyResponse
-	(*ListApiKeysRequest)(nil),    // 3: godel.v1.ListApiKeysRequest
-	(*ListApiKeysResponse)(nil),   // 4: godel.v1.ListApiKeysResponse
-	(*RevokeApiKeyRequest)(nil),   // 5: godel.v1.RevokeApiKeyRequest
-	(*AuthenticateRequest)(nil),   // 6: godel.v1.AuthenticateRequest
-	(*AuthenticateResponse)(nil),  // 7: godel.v1.AuthenticateResponse
-	(*LoginRequest)(nil),          // 8: godel.v1.LoginRequest
-	(*LoginResponse)(nil),         // 9: godel.v1.LoginResponse
-	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
+	(*ApiKey)(nil),                      // 0: godel.v1.ApiKey
+	(*CreateApiKeyRequest)(nil),         // 1: godel.v1.CreateApiKeyRequest
+	(*CreateApiKeyResponse)(nil),        // 2: godel.v1.CreateApiKeyResponse
+	(*ListApiKeysRequest)(nil),          // 3: godel.v1.ListApiKeysRequest
+	(*ListApiKeysResponse)(nil),         // 4: godel.v1.ListApiKeysResponse
+	(*RevokeApiKeyRequest)(nil),         // 5: godel.v1.RevokeApiKeyRequest
+	(*AuthenticateRequest)(nil),         // 6: godel.v1.AuthenticateRequest
+	(*AuthenticateResponse)(nil),        // 7: godel.v1.AuthenticateResponse
+	(*LoginRequest)(nil),                // 8: godel.v1.LoginRequest
+	(*LoginResponse)(nil),               // 9: godel.v1.LoginResponse
+	(*RefreshTokenRequest)(nil),         // 10: godel.v1.RefreshTokenRequest
+	(*LogoutRequest)(nil),               // 11: godel.v1.LogoutRequest
+	(*LogoutResponse)(nil),              // 12: godel.v1.LogoutResponse
+	(*User)(nil),                        // 13: godel.v1.User
+	(*CreateUserRequest)(nil),           // 14: godel.v1.CreateUserRequest
+	(*ListUsersRequest)(nil),            // 15: godel.v1.ListUsersRequest
+	(*ListUsersResponse)(nil),           // 16: godel.v1.ListUsersResponse
+	(*UpdateUserRequest)(nil),           // 17: godel.v1.UpdateUserRequest
+	(*UserTeam)(nil),                    // 18: godel.v1.UserTeam
+	(*CreateUserTeamRequest)(nil),       // 19: godel.v1.CreateUserTeamRequest
+	(*ListUserTeamsRequest)(nil),        // 20: godel.v1.ListUserTeamsRequest
+	(*ListUserTeamsResponse)(nil),       // 21: godel.v1.ListUserTeamsResponse
+	(*AddUserTeamMemberRequest)(nil),    // 22: godel.v1.AddUserTeamMemberRequest
+	(*RemoveUserTeamMemberRequest)(nil), // 23: godel.v1.RemoveUserTeamMemberRequest
+	(*timestamppb.Timestamp)(nil),       // 24: google.protobuf.Timestamp
+	(*fieldmaskpb.FieldMask)(nil),       // 25: google.protobuf.FieldMask
 }
 var file_godel_v1_auth_service_proto_depIdxs = []int32{
-	10, // 0: godel.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
-	10, // 1: godel.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
-	10, // 2: godel.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
+	24, // 0: godel.v1.ApiKey.created_at:type_name -> google.protobuf.Timestamp
+	24, // 1: godel.v1.ApiKey.expires_at:type_name -> google.protobuf.Timestamp
+	24, // 2: godel.v1.ApiKey.last_used_at:type_name -> google.protobuf.Timestamp
 	0,  // 3: godel.v1.CreateApiKeyResponse.api_key:type_name -> godel.v1.ApiKey
 	0,  // 4: godel.v1.ListApiKeysResponse.api_keys:type_name -> godel.v1.ApiKey
-	10, // 5: godel.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
-	1,  // 6: godel.v1.AuthService.CreateApiKey:input_type -> godel.v1.CreateApiKeyRequest
-	3,  // 7: godel.v1.AuthService.ListApiKeys:input_type -> godel.v1.ListApiKeysRequest
-	5,  // 8: godel.v1.AuthService.RevokeApiKey:input_type -> godel.v1.RevokeApiKeyRequest
-	6,  // 9: godel.v1.AuthService.Authenticate:input_type -> godel.v1.AuthenticateRequest
-	8,  // 10: godel.v1.AuthService.Login:input_type -> godel.v1.LoginRequest
-	2,  // 11: godel.v1.AuthService.CreateApiKey:output_type -> godel.v1.CreateApiKeyResponse
-	4,  // 12: godel.v1.AuthService.ListApiKeys:output_type -> godel.v1.ListApiKeysResponse
-	0,  // 13: godel.v1.AuthService.RevokeApiKey:output_type -> godel.v1.ApiKey
-	7,  // 14: godel.v1.AuthService.Authenticate:output_type -> godel.v1.AuthenticateResponse
-	9,  // 15: godel.v1.AuthService.Login:output_type -> godel.v1.LoginResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	24, // 5: godel.v1.AuthenticateResponse.expires_at:type_name -> google.protobuf.Timestamp
+	24, // 6: godel.v1.LoginResponse.expires_at:type_name -> google.protobuf.Timestamp
+	24, // 7: godel.v1.LoginResponse.refresh_expires_at:type_name -> google.protobuf.Timestamp
+	13, // 8: godel.v1.LoginResponse.user:type_name -> godel.v1.User
+	24, // 9: godel.v1.User.created_at:type_name -> google.protobuf.Timestamp
+	24, // 10: godel.v1.User.updated_at:type_name -> google.protobuf.Timestamp
+	13, // 11: godel.v1.ListUsersResponse.users:type_name -> godel.v1.User
+	13, // 12: godel.v1.UpdateUserRequest.user:type_name -> godel.v1.User
+	25, // 13: godel.v1.UpdateUserRequest.update_mask:type_name -> google.protobuf.FieldMask
+	24, // 14: godel.v1.UserTeam.created_at:type_name -> google.protobuf.Timestamp
+	18, // 15: godel.v1.ListUserTeamsResponse.teams:type_name -> godel.v1.UserTeam
+	1,  // 16: godel.v1.AuthService.CreateApiKey:input_type -> godel.v1.CreateApiKeyRequest
+	3,  // 17: godel.v1.AuthService.ListApiKeys:input_type -> godel.v1.ListApiKeysRequest
+	5,  // 18: godel.v1.AuthService.RevokeApiKey:input_type -> godel.v1.RevokeApiKeyRequest
+	6,  // 19: godel.v1.AuthService.Authenticate:input_type -> godel.v1.AuthenticateRequest
+	8,  // 20: godel.v1.AuthService.Login:input_type -> godel.v1.LoginRequest
+	10, // 21: godel.v1.AuthService.RefreshToken:input_type -> godel.v1.RefreshTokenRequest
+	11, // 22: godel.v1.AuthService.Logout:input_type -> godel.v1.LogoutRequest
+	14, // 23: godel.v1.AuthService.CreateUser:input_type -> godel.v1.CreateUserRequest
+	15, // 24: godel.v1.AuthService.ListUsers:input_type -> godel.v1.ListUsersRequest
+	17, // 25: godel.v1.AuthService.UpdateUser:input_type -> godel.v1.UpdateUserRequest
+	19, // 26: godel.v1.AuthService.CreateUserTeam:input_type -> godel.v1.CreateUserTeamRequest
+	20, // 27: godel.v1.AuthService.ListUserTeams:input_type -> godel.v1.ListUserTeamsRequest
+	22, // 28: godel.v1.AuthService.AddUserTeamMember:input_type -> godel.v1.AddUserTeamMemberRequest
+	23, // 29: godel.v1.AuthService.RemoveUserTeamMember:input_type -> godel.v1.RemoveUserTeamMemberRequest
+	2,  // 30: godel.v1.AuthService.CreateApiKey:output_type -> godel.v1.CreateApiKeyResponse
+	4,  // 31: godel.v1.AuthService.ListApiKeys:output_type -> godel.v1.ListApiKeysResponse
+	0,  // 32: godel.v1.AuthService.RevokeApiKey:output_type -> godel.v1.ApiKey
+	7,  // 33: godel.v1.AuthService.Authenticate:output_type -> godel.v1.AuthenticateResponse
+	9,  // 34: godel.v1.AuthService.Login:output_type -> godel.v1.LoginResponse
+	9,  // 35: godel.v1.AuthService.RefreshToken:output_type -> godel.v1.LoginResponse
+	12, // 36: godel.v1.AuthService.Logout:output_type -> godel.v1.LogoutResponse
+	13, // 37: godel.v1.AuthService.CreateUser:output_type -> godel.v1.User
+	16, // 38: godel.v1.AuthService.ListUsers:output_type -> godel.v1.ListUsersResponse
+	13, // 39: godel.v1.AuthService.UpdateUser:output_type -> godel.v1.User
+	18, // 40: godel.v1.AuthService.CreateUserTeam:output_type -> godel.v1.UserTeam
+	21, // 41: godel.v1.AuthService.ListUserTeams:output_type -> godel.v1.ListUserTeamsResponse
+	18, // 42: godel.v1.AuthService.AddUserTeamMember:output_type -> godel.v1.UserTeam
+	18, // 43: godel.v1.AuthService.RemoveUserTeamMember:output_type -> godel.v1.UserTeam
+	30, // [30:44] is the sub-list for method output_type
+	16, // [16:30] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_godel_v1_auth_service_proto_init() }
@@ -755,13 +1789,15 @@ func file_godel_v1_auth_service_proto_init() {
 	if File_godel_v1_auth_service_proto != nil {
 		return
 	}
+	file_godel_v1_access_proto_init()
+	file_godel_v1_limits_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_godel_v1_auth_service_proto_rawDesc), len(file_godel_v1_auth_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	AuthService_CreateApiKey_FullMethodName = "/godel.v1.AuthService/CreateApiKey"
-	AuthService_ListApiKeys_FullMethodName  = "/godel.v1.AuthService/ListApiKeys"
-	AuthService_RevokeApiKey_FullMethodName = "/godel.v1.AuthService/RevokeApiKey"
-	AuthService_Authenticate_FullMethodName = "/godel.v1.AuthService/Authenticate"
-	AuthService_Login_FullMethodName        = "/godel.v1.AuthService/Login"
+	AuthService_CreateApiKey_FullMethodName         = "/godel.v1.AuthService/CreateApiKey"
+	AuthService_ListApiKeys_FullMethodName          = "/godel.v1.AuthService/ListApiKeys"
+	AuthService_RevokeApiKey_FullMethodName         = "/godel.v1.AuthService/RevokeApiKey"
+	AuthService_Authenticate_FullMethodName         = "/godel.v1.AuthService/Authenticate"
+	AuthService_Login_FullMethodName                = "/godel.v1.AuthService/Login"
+	AuthService_RefreshToken_FullMethodName         = "/godel.v1.AuthService/RefreshToken"
+	AuthService_Logout_FullMethodName               = "/godel.v1.AuthService/Logout"
+	AuthService_CreateUser_FullMethodName           = "/godel.v1.AuthService/CreateUser"
+	AuthService_ListUsers_FullMethodName            = "/godel.v1.AuthService/ListUsers"
+	AuthService_UpdateUser_FullMethodName           = "/godel.v1.AuthService/UpdateUser"
+	AuthService_CreateUserTeam_FullMethodName       = "/godel.v1.AuthService/CreateUserTeam"
+	AuthService_ListUserTeams_FullMethodName        = "/godel.v1.AuthService/ListUserTeams"
+	AuthService_AddUserTeamMember_FullMethodName    = "/godel.v1.AuthService/AddUserTeamMember"
+	AuthService_RemoveUserTeamMember_FullMethodName = "/godel.v1.AuthService/RemoveUserTeamMember"
 )
 
 // AuthServiceClient is the client API for AuthService service.
@@ -31,6 +40,11 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // Users, API keys and tokens (spec §3.4, §6.1).
+//
+// A user logs in with a password (stored as an argon2id hash) and gets a short-lived JWT access
+// token and a refresh token; both are bearer credentials (`Authorization: Bearer <token>`), like
+// API keys, which belong to a user too. User teams (groups of users, not the agent teams of
+// TeamService) give the `team` scope of permissions its meaning.
 type AuthServiceClient interface {
 	// Creates an API key; the secret is returned once and stored only hashed.
 	CreateApiKey(ctx context.Context, in *CreateApiKeyRequest, opts ...grpc.CallOption) (*CreateApiKeyResponse, error)
@@ -38,8 +52,26 @@ type AuthServiceClient interface {
 	RevokeApiKey(ctx context.Context, in *RevokeApiKeyRequest, opts ...grpc.CallOption) (*ApiKey, error)
 	// Resolves the caller's credentials into an identity (used by every service).
 	Authenticate(ctx context.Context, in *AuthenticateRequest, opts ...grpc.CallOption) (*AuthenticateResponse, error)
-	// Exchanges credentials for a JWT bearer token.
+	// Exchanges a username and password for a JWT access token and a refresh token. Also sets an
+	// HttpOnly cookie `godel_token` with the access token, for browsers' WebSocket (/events).
 	Login(ctx context.Context, in *LoginRequest, opts ...grpc.CallOption) (*LoginResponse, error)
+	// Exchanges a refresh token for a new access token and a new refresh token (the old one stops
+	// working: presenting a used refresh token again revokes its whole session).
+	RefreshToken(ctx context.Context, in *RefreshTokenRequest, opts ...grpc.CallOption) (*LoginResponse, error)
+	// Ends the session of a refresh token: the refresh token and the access tokens issued with it
+	// stop working (open streams they opened are closed within seconds).
+	Logout(ctx context.Context, in *LogoutRequest, opts ...grpc.CallOption) (*LogoutResponse, error)
+	// Creates a user with a password (admins only).
+	CreateUser(ctx context.Context, in *CreateUserRequest, opts ...grpc.CallOption) (*User, error)
+	ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error)
+	// Updates the fields named in update_mask: display_name, role, disabled, password. Disabling a
+	// user (or changing the password) ends their sessions; a disabled user's keys stop working.
+	UpdateUser(ctx context.Context, in *UpdateUserRequest, opts ...grpc.CallOption) (*User, error)
+	// Creates a user team (a group of users; permissions of scope `team` reach its members' objects).
+	CreateUserTeam(ctx context.Context, in *CreateUserTeamRequest, opts ...grpc.CallOption) (*UserTeam, error)
+	ListUserTeams(ctx context.Context, in *ListUserTeamsRequest, opts ...grpc.CallOption) (*ListUserTeamsResponse, error)
+	AddUserTeamMember(ctx context.Context, in *AddUserTeamMemberRequest, opts ...grpc.CallOption) (*UserTeam, error)
+	RemoveUserTeamMember(ctx context.Context, in *RemoveUserTeamMemberRequest, opts ...grpc.CallOption) (*UserTeam, error)
 }
 
 type authServiceClient struct {
@@ -100,11 +132,106 @@ func (c *authServiceClient) Login(ctx context.Context, in *LoginRequest, opts ..
 	return out, nil
 }
 
+func (c *authServiceClient) RefreshToken(ctx context.Context, in *RefreshTokenRequest, opts ...grpc.CallOption) (*LoginResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LoginResponse)
+	err := c.cc.Invoke(ctx, AuthService_RefreshToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) Logout(ctx context.Context, in *LogoutRequest, opts ...grpc.CallOption) (*LogoutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(LogoutResponse)
+	err := c.cc.Invoke(ctx, AuthService_Logout_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) CreateUser(ctx context.Context, in *CreateUserRequest, opts ...grpc.CallOption) (*User, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(User)
+	err := c.cc.Invoke(ctx, AuthService_CreateUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) ListUsers(ctx context.Context, in *ListUsersRequest, opts ...grpc.CallOption) (*ListUsersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUsersResponse)
+	err := c.cc.Invoke(ctx, AuthService_ListUsers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) UpdateUser(ctx context.Context, in *UpdateUserRequest, opts ...grpc.CallOption) (*User, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(User)
+	err := c.cc.Invoke(ctx, AuthService_UpdateUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) CreateUserTeam(ctx context.Context, in *CreateUserTeamRequest, opts ...grpc.CallOption) (*UserTeam, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UserTeam)
+	err := c.cc.Invoke(ctx, AuthService_CreateUserTeam_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) ListUserTeams(ctx context.Context, in *ListUserTeamsRequest, opts ...grpc.CallOption) (*ListUserTeamsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListUserTeamsResponse)
+	err := c.cc.Invoke(ctx, AuthService_ListUserTeams_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) AddUserTeamMember(ctx context.Context, in *AddUserTeamMemberRequest, opts ...grpc.CallOption) (*UserTeam, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UserTeam)
+	err := c.cc.Invoke(ctx, AuthService_AddUserTeamMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *authServiceClient) RemoveUserTeamMember(ctx context.Context, in *RemoveUserTeamMemberRequest, opts ...grpc.CallOption) (*UserTeam, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UserTeam)
+	err := c.cc.Invoke(ctx, AuthService_RemoveUserTeamMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AuthServiceServer is the server API for AuthService service.
 // All implementations must embed UnimplementedAuthServiceServer
 // for forward compatibility.
 //
 // Users, API keys and tokens (spec §3.4, §6.1).
+//
+// A user logs in with a password (stored as an argon2id hash) and gets a short-lived JWT access
+// token and a refresh token; both are bearer credentials (`Authorization: Bearer <token>`), like
+// API keys, which belong to a user too. User teams (groups of users, not the agent teams of
+// TeamService) give the `team` scope of permissions its meaning.
 type AuthServiceServer interface {
 	// Creates an API key; the secret is returned once and stored only hashed.
 	CreateApiKey(context.Context, *CreateApiKeyRequest) (*CreateApiKeyResponse, error)
@@ -112,8 +239,26 @@ type AuthServiceServer interface {
 	RevokeApiKey(context.Context, *RevokeApiKeyRequest) (*ApiKey, error)
 	// Resolves the caller's credentials into an identity (used by every service).
 	Authenticate(context.Context, *AuthenticateRequest) (*AuthenticateResponse, error)
-	// Exchanges credentials for a JWT bearer token.
+	// Exchanges a username and password for a JWT access token and a refresh token. Also sets an
+	// HttpOnly cookie `godel_token` with the access token, for browsers' WebSocket (/events).
 	Login(context.Context, *LoginRequest) (*LoginResponse, error)
+	// Exchanges a refresh token for a new access token and a new refresh token (the old one stops
+	// working: presenting a used refresh token again revokes its whole session).
+	RefreshToken(context.Context, *RefreshTokenRequest) (*LoginResponse, error)
+	// Ends the session of a refresh token: the refresh token and the access tokens issued with it
+	// stop working (open streams they opened are closed within seconds).
+	Logout(context.Context, *LogoutRequest) (*LogoutResponse, error)
+	// Creates a user with a password (admins only).
+	CreateUser(context.Context, *CreateUserRequest) (*User, error)
+	ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error)
+	// Updates the fields named in update_mask: display_name, role, disabled, password. Disabling a
+	// user (or changing the password) ends their sessions; a disabled user's keys stop working.
+	UpdateUser(context.Context, *UpdateUserRequest) (*User, error)
+	// Creates a user team (a group of users; permissions of scope `team` reach its members' objects).
+	CreateUserTeam(context.Context, *CreateUserTeamRequest) (*UserTeam, error)
+	ListUserTeams(context.Context, *ListUserTeamsRequest) (*ListUserTeamsResponse, error)
+	AddUserTeamMember(context.Context, *AddUserTeamMemberRequest) (*UserTeam, error)
+	RemoveUserTeamMember(context.Context, *RemoveUserTeamMemberRequest) (*UserTeam, error)
 	mustEmbedUnimplementedAuthServiceServer()
 }
 
@@ -138,6 +283,33 @@ func (UnimplementedAuthServiceServer) Authenticate(context.Context, *Authenticat
 }
 func (UnimplementedAuthServiceServer) Login(context.Context, *LoginRequest) (*LoginResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Login not implemented")
+}
+func (UnimplementedAuthServiceServer) RefreshToken(context.Context, *RefreshTokenRequest) (*LoginResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RefreshToken not implemented")
+}
+func (UnimplementedAuthServiceServer) Logout(context.Context, *LogoutRequest) (*LogoutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Logout not implemented")
+}
+func (UnimplementedAuthServiceServer) CreateUser(context.Context, *CreateUserRequest) (*User, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateUser not implemented")
+}
+func (UnimplementedAuthServiceServer) ListUsers(context.Context, *ListUsersRequest) (*ListUsersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUsers not implemented")
+}
+func (UnimplementedAuthServiceServer) UpdateUser(context.Context, *UpdateUserRequest) (*User, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateUser not implemented")
+}
+func (UnimplementedAuthServiceServer) CreateUserTeam(context.Context, *CreateUserTeamRequest) (*UserTeam, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateUserTeam not implemented")
+}
+func (UnimplementedAuthServiceServer) ListUserTeams(context.Context, *ListUserTeamsRequest) (*ListUserTeamsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListUserTeams not implemented")
+}
+func (UnimplementedAuthServiceServer) AddUserTeamMember(context.Context, *AddUserTeamMemberRequest) (*UserTeam, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddUserTeamMember not implemented")
+}
+func (UnimplementedAuthServiceServer) RemoveUserTeamMember(context.Context, *RemoveUserTeamMemberRequest) (*UserTeam, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveUserTeamMember not implemented")
 }
 func (UnimplementedAuthServiceServer) mustEmbedUnimplementedAuthServiceServer() {}
 func (UnimplementedAuthServiceServer) testEmbeddedByValue()                     {}
@@ -250,6 +422,168 @@ func _AuthService_Login_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AuthService_RefreshToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RefreshTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).RefreshToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_RefreshToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).RefreshToken(ctx, req.(*RefreshTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_Logout_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LogoutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).Logout(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_Logout_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).Logout(ctx, req.(*LogoutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_CreateUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).CreateUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_CreateUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).CreateUser(ctx, req.(*CreateUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_ListUsers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUsersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).ListUsers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_ListUsers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).ListUsers(ctx, req.(*ListUsersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_UpdateUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).UpdateUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_UpdateUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).UpdateUser(ctx, req.(*UpdateUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_CreateUserTeam_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateUserTeamRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).CreateUserTeam(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_CreateUserTeam_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).CreateUserTeam(ctx, req.(*CreateUserTeamRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_ListUserTeams_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListUserTeamsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).ListUserTeams(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_ListUserTeams_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).ListUserTeams(ctx, req.(*ListUserTeamsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_AddUserTeamMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddUserTeamMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).AddUserTeamMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_AddUserTeamMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).AddUserTeamMember(ctx, req.(*AddUserTeamMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _AuthService_RemoveUserTeamMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveUserTeamMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AuthServiceServer).RemoveUserTeamMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AuthService_RemoveUserTeamMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AuthServiceServer).RemoveUserTeamMember(ctx, req.(*RemoveUserTeamMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AuthService_ServiceDesc is the grpc.ServiceDesc for AuthService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -276,6 +610,42 @@ var AuthService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Login",
 			Handler:    _AuthService_Login_Handler,
+		},
+		{
+			MethodName: "RefreshToken",
+			Handler:    _AuthService_RefreshToken_Handler,
+		},
+		{
+			MethodName: "Logout",
+			Handler:    _AuthService_Logout_Handler,
+		},
+		{
+			MethodName: "CreateUser",
+			Handler:    _AuthService_CreateUser_Handler,
+		},
+		{
+			MethodName: "ListUsers",
+			Handler:    _AuthService_ListUsers_Handler,
+		},
+		{
+			MethodName: "UpdateUser",
+			Handler:    _AuthService_UpdateUser_Handler,
+		},
+		{
+			MethodName: "CreateUserTeam",
+			Handler:    _AuthService_CreateUserTeam_Handler,
+		},
+		{
+			MethodName: "ListUserTeams",
+			Handler:    _AuthService_ListUserTeams_Handler,
+		},
+		{
+			MethodName: "AddUserTeamMember",
+			Handler:    _AuthService_AddUserTeamMember_Handler,
+		},
+		{
+			MethodName: "RemoveUserTeamMember",
+			Handler:    _AuthService_RemoveUserTeamMember_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -365,37 +365,44 @@ var File_godel_v1_budget_service_proto protoreflect.FileDescriptor
 
 const file_godel_v1_budget_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dgodel/v1/budget_service.proto\x12\bgodel.v1\x1a\x15godel/v1/budget.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x01\n" +
+	"\x1dgodel/v1/budget_service.proto\x12\bgodel.v1\x1a\x15godel/v1/access.proto\x1a\x15godel/v1/budget.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n" +
 	"\x12ListBudgetsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12;\n" +
 	"\ventity_type\x18\x03 \x01(\x0e2\x1a.godel.v1.BudgetEntityTypeR\n" +
-	"entityType\x12\x1b\n" +
-	"\tentity_id\x18\x04 \x01(\tR\bentityId\"i\n" +
+	"entityType\x12$\n" +
+	"\tentity_id\x18\x04 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\bentityId\"i\n" +
 	"\x13ListBudgetsResponse\x12*\n" +
 	"\abudgets\x18\x01 \x03(\v2\x10.godel.v1.BudgetR\abudgets\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe7\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf6\x02\n" +
 	"\x10SetBudgetRequest\x12A\n" +
 	"\ventity_type\x18\x01 \x01(\x0e2\x1a.godel.v1.BudgetEntityTypeB\x04\xe2A\x01\x02R\n" +
-	"entityType\x12!\n" +
-	"\tentity_id\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\bentityId\x12'\n" +
-	"\ftotal_budget\x18\x03 \x01(\x01B\x04\xe2A\x01\x02R\vtotalBudget\x12\x1a\n" +
-	"\bcurrency\x18\x04 \x01(\tR\bcurrency\x12.\n" +
+	"entityType\x12(\n" +
+	"\tentity_id\x18\x02 \x01(\tB\v\xe2A\x01\x02\xca\xf3\x18\x03\b\xff\x01R\bentityId\x12'\n" +
+	"\ftotal_budget\x18\x03 \x01(\x01B\x04\xe2A\x01\x02R\vtotalBudget\x12\"\n" +
+	"\bcurrency\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\b\n" +
+	"R\bcurrency\x12.\n" +
 	"\x06period\x18\x05 \x01(\x0e2\x16.godel.v1.BudgetPeriodR\x06period\x12=\n" +
 	"\fperiod_start\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vperiodStart\x129\n" +
 	"\n" +
-	"period_end\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tperiodEnd\"(\n" +
-	"\x10GetBudgetRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"+\n" +
-	"\x13DeleteBudgetRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\x16\n" +
-	"\x14DeleteBudgetResponse2\x91\x03\n" +
-	"\rBudgetService\x12c\n" +
-	"\vListBudgets\x12\x1c.godel.v1.ListBudgetsRequest\x1a\x1d.godel.v1.ListBudgetsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/budgets\x12U\n" +
-	"\tSetBudget\x12\x1a.godel.v1.SetBudgetRequest\x1a\x10.godel.v1.Budget\"\x1a\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/api/v1/budgets\x12W\n" +
-	"\tGetBudget\x12\x1a.godel.v1.GetBudgetRequest\x1a\x10.godel.v1.Budget\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/budgets/{id}\x12k\n" +
-	"\fDeleteBudget\x12\x1d.godel.v1.DeleteBudgetRequest\x1a\x1e.godel.v1.DeleteBudgetResponse\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/api/v1/budgets/{id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"period_end\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tperiodEnd\".\n" +
+	"\x10GetBudgetRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"1\n" +
+	"\x13DeleteBudgetRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"\x16\n" +
+	"\x14DeleteBudgetResponse2\xe6\x03\n" +
+	"\rBudgetService\x12w\n" +
+	"\vListBudgets\x12\x1c.godel.v1.ListBudgetsRequest\x1a\x1d.godel.v1.ListBudgetsResponse\"+\xc2\xf3\x18\x10\n" +
+	"\x06budget\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/budgets\x12k\n" +
+	"\tSetBudget\x12\x1a.godel.v1.SetBudgetRequest\x1a\x10.godel.v1.Budget\"0\xc2\xf3\x18\x12\n" +
+	"\x06budget\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02\x14:\x01*\"\x0f/api/v1/budgets\x12k\n" +
+	"\tGetBudget\x12\x1a.godel.v1.GetBudgetRequest\x1a\x10.godel.v1.Budget\"0\xc2\xf3\x18\x10\n" +
+	"\x06budget\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/budgets/{id}\x12\x81\x01\n" +
+	"\fDeleteBudget\x12\x1d.godel.v1.DeleteBudgetRequest\x1a\x1e.godel.v1.DeleteBudgetResponse\"2\xc2\xf3\x18\x12\n" +
+	"\x06budget\x12\x06delete\x18\x01\x82\xd3\xe4\x93\x02\x16*\x14/api/v1/budgets/{id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_budget_service_proto_rawDescOnce sync.Once
@@ -449,7 +456,9 @@ func file_godel_v1_budget_service_proto_init() {
 	if File_godel_v1_budget_service_proto != nil {
 		return
 	}
+	file_godel_v1_access_proto_init()
 	file_godel_v1_budget_proto_init()
+	file_godel_v1_limits_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -79,6 +79,183 @@ func (ClusterStatus) EnumDescriptor() ([]byte, []int) {
 	return file_godel_v1_cluster_proto_rawDescGZIP(), []int{0}
 }
 
+// How RouteRequest picks one of the eligible clusters (spec §4.2 MultiClusterLoadBalancer).
+type LoadBalanceStrategy int32
+
+const (
+	// The registry's default (GODEL_CLUSTER_ROUTING, health-score unless set).
+	LoadBalanceStrategy_LOAD_BALANCE_STRATEGY_UNSPECIFIED LoadBalanceStrategy = 0
+	// Each in turn, by name.
+	LoadBalanceStrategy_LOAD_BALANCE_STRATEGY_ROUND_ROBIN LoadBalanceStrategy = 1
+	// The fewest current agents (ties: the lower load factor, then the name).
+	LoadBalanceStrategy_LOAD_BALANCE_STRATEGY_LEAST_CONNECTIONS LoadBalanceStrategy = 2
+	// Weighted random, weight 1 / probe latency: faster clusters get more.
+	LoadBalanceStrategy_LOAD_BALANCE_STRATEGY_WEIGHTED_RESPONSE_TIME LoadBalanceStrategy = 3
+	// Weighted random, weight = health score (the spec's selectCluster).
+	LoadBalanceStrategy_LOAD_BALANCE_STRATEGY_HEALTH_SCORE LoadBalanceStrategy = 4
+	// The nearest region to the request's: the same region, else the most leading `-`-separated
+	// parts in common ("eu-west-2" is nearer to "eu-west-1" than "eu-central-1" is); ties by
+	// health score, then name.
+	LoadBalanceStrategy_LOAD_BALANCE_STRATEGY_GEOGRAPHIC LoadBalanceStrategy = 5
+)
+
+// Enum value maps for LoadBalanceStrategy.
+var (
+	LoadBalanceStrategy_name = map[int32]string{
+		0: "LOAD_BALANCE_STRATEGY_UNSPECIFIED",
+		1: "LOAD_BALANCE_STRATEGY_ROUND_ROBIN",
+		2: "LOAD_BALANCE_STRATEGY_LEAST_CONNECTIONS",
+		3: "LOAD_BALANCE_STRATEGY_WEIGHTED_RESPONSE_TIME",
+		4: "LOAD_BALANCE_STRATEGY_HEALTH_SCORE",
+		5: "LOAD_BALANCE_STRATEGY_GEOGRAPHIC",
+	}
+	LoadBalanceStrategy_value = map[string]int32{
+		"LOAD_BALANCE_STRATEGY_UNSPECIFIED":            0,
+		"LOAD_BALANCE_STRATEGY_ROUND_ROBIN":            1,
+		"LOAD_BALANCE_STRATEGY_LEAST_CONNECTIONS":      2,
+		"LOAD_BALANCE_STRATEGY_WEIGHTED_RESPONSE_TIME": 3,
+		"LOAD_BALANCE_STRATEGY_HEALTH_SCORE":           4,
+		"LOAD_BALANCE_STRATEGY_GEOGRAPHIC":             5,
+	}
+)
+
+func (x LoadBalanceStrategy) Enum() *LoadBalanceStrategy {
+	p := new(LoadBalanceStrategy)
+	*p = x
+	return p
+}
+
+func (x LoadBalanceStrategy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LoadBalanceStrategy) Descriptor() protoreflect.EnumDescriptor {
+	return file_godel_v1_cluster_proto_enumTypes[1].Descriptor()
+}
+
+func (LoadBalanceStrategy) Type() protoreflect.EnumType {
+	return &file_godel_v1_cluster_proto_enumTypes[1]
+}
+
+func (x LoadBalanceStrategy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LoadBalanceStrategy.Descriptor instead.
+func (LoadBalanceStrategy) EnumDescriptor() ([]byte, []int) {
+	return file_godel_v1_cluster_proto_rawDescGZIP(), []int{1}
+}
+
+// What the registry observed of a cluster, and what its health score is computed from
+// (spec §4.2 HealthFactors): score = 100 * (0.25 connectivity + 0.20 (1 - latency / max latency)
+// + 0.25 (1 - error rate) + 0.20 capacity + 0.10 freshness).
+type ClusterHealth struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Share of the registry's recent probes of the cluster's gateway that reached it, 0-1.
+	Connectivity float64 `protobuf:"fixed64,1,opt,name=connectivity,proto3" json:"connectivity,omitempty"`
+	// Mean latency of the recent probes that reached it, in milliseconds.
+	LatencyMs float64 `protobuf:"fixed64,2,opt,name=latency_ms,json=latencyMs,proto3" json:"latency_ms,omitempty"`
+	// Share of the probes that reached it whose answer was an error or not healthy, 0-1.
+	ErrorRate float64 `protobuf:"fixed64,3,opt,name=error_rate,json=errorRate,proto3" json:"error_rate,omitempty"`
+	// Free share of its agent slots, 0-1 (0 when it reports none: max_agents 0).
+	Capacity float64 `protobuf:"fixed64,4,opt,name=capacity,proto3" json:"capacity,omitempty"`
+	// Heartbeat recency, 1 within the heartbeat interval falling to 0 at the offline timeout.
+	Freshness float64 `protobuf:"fixed64,5,opt,name=freshness,proto3" json:"freshness,omitempty"`
+	// Probes the factors are computed from (the most recent ones).
+	Probes        int32                  `protobuf:"varint,6,opt,name=probes,proto3" json:"probes,omitempty"`
+	LastProbeTime *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=last_probe_time,json=lastProbeTime,proto3" json:"last_probe_time,omitempty"`
+	// Why the last probe failed; empty when it succeeded.
+	LastProbeError string `protobuf:"bytes,8,opt,name=last_probe_error,json=lastProbeError,proto3" json:"last_probe_error,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *ClusterHealth) Reset() {
+	*x = ClusterHealth{}
+	mi := &file_godel_v1_cluster_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterHealth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterHealth) ProtoMessage() {}
+
+func (x *ClusterHealth) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_cluster_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterHealth.ProtoReflect.Descriptor instead.
+func (*ClusterHealth) Descriptor() ([]byte, []int) {
+	return file_godel_v1_cluster_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ClusterHealth) GetConnectivity() float64 {
+	if x != nil {
+		return x.Connectivity
+	}
+	return 0
+}
+
+func (x *ClusterHealth) GetLatencyMs() float64 {
+	if x != nil {
+		return x.LatencyMs
+	}
+	return 0
+}
+
+func (x *ClusterHealth) GetErrorRate() float64 {
+	if x != nil {
+		return x.ErrorRate
+	}
+	return 0
+}
+
+func (x *ClusterHealth) GetCapacity() float64 {
+	if x != nil {
+		return x.Capacity
+	}
+	return 0
+}
+
+func (x *ClusterHealth) GetFreshness() float64 {
+	if x != nil {
+		return x.Freshness
+	}
+	return 0
+}
+
+func (x *ClusterHealth) GetProbes() int32 {
+	if x != nil {
+		return x.Probes
+	}
+	return 0
+}
+
+func (x *ClusterHealth) GetLastProbeTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastProbeTime
+	}
+	return nil
+}
+
+func (x *ClusterHealth) GetLastProbeError() string {
+	if x != nil {
+		return x.LastProbeError
+	}
+	return ""
+}
+
 // A member cluster of the federation (spec §4.2 ClusterRegistry, §2.4 clusters).
 type Cluster struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -88,7 +265,7 @@ type Cluster struct {
 	Endpoint   string                 `protobuf:"bytes,4,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	ApiVersion string                 `protobuf:"bytes,5,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
 	Status     ClusterStatus          `protobuf:"varint,6,opt,name=status,proto3,enum=godel.v1.ClusterStatus" json:"status,omitempty"`
-	// 0-100.
+	// 0-100, computed by the registry from `health` (never taken from the cluster).
 	HealthScore   int32                  `protobuf:"varint,7,opt,name=health_score,json=healthScore,proto3" json:"health_score,omitempty"`
 	LastHeartbeat *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=last_heartbeat,json=lastHeartbeat,proto3" json:"last_heartbeat,omitempty"`
 	MaxAgents     int32                  `protobuf:"varint,9,opt,name=max_agents,json=maxAgents,proto3" json:"max_agents,omitempty"`
@@ -100,13 +277,17 @@ type Cluster struct {
 	Metadata        *structpb.Struct       `protobuf:"bytes,14,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	CreatedAt       *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
 	UpdatedAt       *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// What the score was computed from.
+	Health *ClusterHealth `protobuf:"bytes,17,opt,name=health,proto3" json:"health,omitempty"`
+	// This is the cluster of the registry that answers.
+	Local         bool `protobuf:"varint,18,opt,name=local,proto3" json:"local,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
 	*x = Cluster{}
-	mi := &file_godel_v1_cluster_proto_msgTypes[0]
+	mi := &file_godel_v1_cluster_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -118,7 +299,7 @@ func (x *Cluster) String() string {
 func (*Cluster) ProtoMessage() {}
 
 func (x *Cluster) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_cluster_proto_msgTypes[0]
+	mi := &file_godel_v1_cluster_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -131,7 +312,7 @@ func (x *Cluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cluster.ProtoReflect.Descriptor instead.
 func (*Cluster) Descriptor() ([]byte, []int) {
-	return file_godel_v1_cluster_proto_rawDescGZIP(), []int{0}
+	return file_godel_v1_cluster_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *Cluster) GetId() string {
@@ -246,11 +427,99 @@ func (x *Cluster) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Cluster) GetHealth() *ClusterHealth {
+	if x != nil {
+		return x.Health
+	}
+	return nil
+}
+
+func (x *Cluster) GetLocal() bool {
+	if x != nil {
+		return x.Local
+	}
+	return false
+}
+
+// A session bound to a cluster: RouteRequest sends the session there while it is eligible
+// (spec §4.2 MultiClusterLoadBalancer affinity).
+type ClusterAffinity struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	ClusterId string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// When the binding lapses unless the session is routed (or set) again.
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterAffinity) Reset() {
+	*x = ClusterAffinity{}
+	mi := &file_godel_v1_cluster_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterAffinity) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterAffinity) ProtoMessage() {}
+
+func (x *ClusterAffinity) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_cluster_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterAffinity.ProtoReflect.Descriptor instead.
+func (*ClusterAffinity) Descriptor() ([]byte, []int) {
+	return file_godel_v1_cluster_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ClusterAffinity) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *ClusterAffinity) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *ClusterAffinity) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 var File_godel_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_godel_v1_cluster_proto_rawDesc = "" +
 	"\n" +
-	"\x16godel/v1/cluster.proto\x12\bgodel.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf2\x04\n" +
+	"\x16godel/v1/cluster.proto\x12\bgodel.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n" +
+	"\rClusterHealth\x12\"\n" +
+	"\fconnectivity\x18\x01 \x01(\x01R\fconnectivity\x12\x1d\n" +
+	"\n" +
+	"latency_ms\x18\x02 \x01(\x01R\tlatencyMs\x12\x1d\n" +
+	"\n" +
+	"error_rate\x18\x03 \x01(\x01R\terrorRate\x12\x1a\n" +
+	"\bcapacity\x18\x04 \x01(\x01R\bcapacity\x12\x1c\n" +
+	"\tfreshness\x18\x05 \x01(\x01R\tfreshness\x12\x16\n" +
+	"\x06probes\x18\x06 \x01(\x05R\x06probes\x12B\n" +
+	"\x0flast_probe_time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\rlastProbeTime\x12(\n" +
+	"\x10last_probe_error\x18\b \x01(\tR\x0elastProbeError\"\xb9\x05\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
@@ -273,13 +542,29 @@ const file_godel_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
-	"updated_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt*\xa0\x01\n" +
+	"updated_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12/\n" +
+	"\x06health\x18\x11 \x01(\v2\x17.godel.v1.ClusterHealthR\x06health\x12\x14\n" +
+	"\x05local\x18\x12 \x01(\bR\x05local\"\x8c\x01\n" +
+	"\x0fClusterAffinity\x12\x1d\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tR\tsessionId\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12;\n" +
+	"\vexpire_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTime*\xa0\x01\n" +
 	"\rClusterStatus\x12\x1e\n" +
 	"\x1aCLUSTER_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15CLUSTER_STATUS_ONLINE\x10\x01\x12\x1b\n" +
 	"\x17CLUSTER_STATUS_DEGRADED\x10\x02\x12\x1a\n" +
 	"\x16CLUSTER_STATUS_OFFLINE\x10\x03\x12\x1b\n" +
-	"\x17CLUSTER_STATUS_DRAINING\x10\x04B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"\x17CLUSTER_STATUS_DRAINING\x10\x04*\x90\x02\n" +
+	"\x13LoadBalanceStrategy\x12%\n" +
+	"!LOAD_BALANCE_STRATEGY_UNSPECIFIED\x10\x00\x12%\n" +
+	"!LOAD_BALANCE_STRATEGY_ROUND_ROBIN\x10\x01\x12+\n" +
+	"'LOAD_BALANCE_STRATEGY_LEAST_CONNECTIONS\x10\x02\x120\n" +
+	",LOAD_BALANCE_STRATEGY_WEIGHTED_RESPONSE_TIME\x10\x03\x12&\n" +
+	"\"LOAD_BALANCE_STRATEGY_HEALTH_SCORE\x10\x04\x12$\n" +
+	" LOAD_BALANCE_STRATEGY_GEOGRAPHIC\x10\x05B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_cluster_proto_rawDescOnce sync.Once
@@ -293,25 +578,31 @@ func file_godel_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_godel_v1_cluster_proto_rawDescData
 }
 
-var file_godel_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_godel_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_godel_v1_cluster_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_godel_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_godel_v1_cluster_proto_goTypes = []any{
 	(ClusterStatus)(0),            // 0: godel.v1.ClusterStatus
-	(*Cluster)(nil),               // 1: godel.v1.Cluster
-	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 3: google.protobuf.Struct
+	(LoadBalanceStrategy)(0),      // 1: godel.v1.LoadBalanceStrategy
+	(*ClusterHealth)(nil),         // 2: godel.v1.ClusterHealth
+	(*Cluster)(nil),               // 3: godel.v1.Cluster
+	(*ClusterAffinity)(nil),       // 4: godel.v1.ClusterAffinity
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 6: google.protobuf.Struct
 }
 var file_godel_v1_cluster_proto_depIdxs = []int32{
-	0, // 0: godel.v1.Cluster.status:type_name -> godel.v1.ClusterStatus
-	2, // 1: godel.v1.Cluster.last_heartbeat:type_name -> google.protobuf.Timestamp
-	3, // 2: godel.v1.Cluster.metadata:type_name -> google.protobuf.Struct
-	2, // 3: godel.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
-	2, // 4: godel.v1.Cluster.updated_at:type_name -> google.protobuf.Timestamp
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	5, // 0: godel.v1.ClusterHealth.last_probe_time:type_name -> google.protobuf.Timestamp
+	0, // 1: godel.v1.Cluster.status:type_name -> godel.v1.ClusterStatus
+	5, // 2: godel.v1.Cluster.last_heartbeat:type_name -> google.protobuf.Timestamp
+	6, // 3: godel.v1.Cluster.metadata:type_name -> google.protobuf.Struct
+	5, // 4: godel.v1.Cluster.created_at:type_name -> google.protobuf.Timestamp
+	5, // 5: godel.v1.Cluster.updated_at:type_name -> google.protobuf.Timestamp
+	2, // 6: godel.v1.Cluster.health:type_name -> godel.v1.ClusterHealth
+	5, // 7: godel.v1.ClusterAffinity.expire_time:type_name -> google.protobuf.Timestamp
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_godel_v1_cluster_proto_init() }
@@ -324,8 +615,8 @@ func file_godel_v1_cluster_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_godel_v1_cluster_proto_rawDesc), len(file_godel_v1_cluster_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   1,
+			NumEnums:      2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -10,6 +10,7 @@ import (
 	_ "google.golang.org/genproto/googleapis/api/annotations"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	reflect "reflect"
 	sync "sync"
@@ -125,11 +126,15 @@ func (x *RegisterClusterRequest) GetMetadata() *structpb.Struct {
 }
 
 type ListClustersRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
-	Status        []ClusterStatus        `protobuf:"varint,3,rep,packed,name=status,proto3,enum=godel.v1.ClusterStatus" json:"status,omitempty"`
-	Region        string                 `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	PageSize  int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	Status    []ClusterStatus        `protobuf:"varint,3,rep,packed,name=status,proto3,enum=godel.v1.ClusterStatus" json:"status,omitempty"`
+	Region    string                 `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	// Only clusters that offer all these features.
+	Features []string `protobuf:"bytes,5,rep,name=features,proto3" json:"features,omitempty"`
+	// Only clusters that support this model (a cluster that lists no models supports any).
+	Model         string `protobuf:"bytes,6,opt,name=model,proto3" json:"model,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -188,6 +193,20 @@ func (x *ListClustersRequest) GetStatus() []ClusterStatus {
 func (x *ListClustersRequest) GetRegion() string {
 	if x != nil {
 		return x.Region
+	}
+	return ""
+}
+
+func (x *ListClustersRequest) GetFeatures() []string {
+	if x != nil {
+		return x.Features
+	}
+	return nil
+}
+
+func (x *ListClustersRequest) GetModel() string {
+	if x != nil {
+		return x.Model
 	}
 	return ""
 }
@@ -369,11 +388,16 @@ func (*UnregisterClusterResponse) Descriptor() ([]byte, []int) {
 }
 
 type HeartbeatRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	CurrentAgents int32                  `protobuf:"varint,2,opt,name=current_agents,json=currentAgents,proto3" json:"current_agents,omitempty"`
-	// 0-100; unset keeps the computed score.
-	HealthScore   *int32 `protobuf:"varint,3,opt,name=health_score,json=healthScore,proto3,oneof" json:"health_score,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Agents the cluster has that are not finished.
+	CurrentAgents int32 `protobuf:"varint,2,opt,name=current_agents,json=currentAgents,proto3" json:"current_agents,omitempty"`
+	// Ignored: the registry computes the score from what it observes (Cluster.health).
+	//
+	// Deprecated: Marked as deprecated in godel/v1/cluster_service.proto.
+	HealthScore *int32 `protobuf:"varint,3,opt,name=health_score,json=healthScore,proto3,oneof" json:"health_score,omitempty"`
+	// Agents the cluster can run at once now (its workers' slots); unset keeps the registered value.
+	MaxAgents     *int32 `protobuf:"varint,4,opt,name=max_agents,json=maxAgents,proto3,oneof" json:"max_agents,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -422,9 +446,17 @@ func (x *HeartbeatRequest) GetCurrentAgents() int32 {
 	return 0
 }
 
+// Deprecated: Marked as deprecated in godel/v1/cluster_service.proto.
 func (x *HeartbeatRequest) GetHealthScore() int32 {
 	if x != nil && x.HealthScore != nil {
 		return *x.HealthScore
+	}
+	return 0
+}
+
+func (x *HeartbeatRequest) GetMaxAgents() int32 {
+	if x != nil && x.MaxAgents != nil {
+		return *x.MaxAgents
 	}
 	return 0
 }
@@ -483,12 +515,29 @@ func (x *HeartbeatResponse) GetNextHeartbeatSeconds() int32 {
 }
 
 type RouteRequestRequest struct {
-	state            protoimpl.MessageState `protogen:"open.v1"`
-	Region           string                 `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
-	Model            string                 `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
-	RequiredFeatures []string               `protobuf:"bytes,3,rep,name=required_features,json=requiredFeatures,proto3" json:"required_features,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Preferred region (the geographic strategy's reference); a requirement with require_region.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// Only clusters that support this model (a cluster that lists no models supports any).
+	Model string `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
+	// Only clusters that offer all these features.
+	RequiredFeatures []string `protobuf:"bytes,3,rep,name=required_features,json=requiredFeatures,proto3" json:"required_features,omitempty"`
+	// Only clusters with at least this many free agent slots (max_agents - current_agents; a
+	// cluster with max_agents 0, e.g. one without workers, has none).
+	MinCapacity int32 `protobuf:"varint,4,opt,name=min_capacity,json=minCapacity,proto3" json:"min_capacity,omitempty"`
+	// Only clusters in `region`.
+	RequireRegion bool `protobuf:"varint,5,opt,name=require_region,json=requireRegion,proto3" json:"require_region,omitempty"`
+	// Unset: the registry's default (GODEL_CLUSTER_ROUTING).
+	Strategy LoadBalanceStrategy `protobuf:"varint,6,opt,name=strategy,proto3,enum=godel.v1.LoadBalanceStrategy" json:"strategy,omitempty"`
+	// Session affinity: a session goes to the cluster it is bound to while that one is eligible,
+	// and is bound to the cluster chosen for it.
+	SessionId string `protobuf:"bytes,7,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Never these clusters (ids or names).
+	ExcludeClusters []string `protobuf:"bytes,8,rep,name=exclude_clusters,json=excludeClusters,proto3" json:"exclude_clusters,omitempty"`
+	// This registry's own cluster when it is eligible, before any strategy.
+	PreferLocal   bool `protobuf:"varint,9,opt,name=prefer_local,json=preferLocal,proto3" json:"prefer_local,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RouteRequestRequest) Reset() {
@@ -542,10 +591,59 @@ func (x *RouteRequestRequest) GetRequiredFeatures() []string {
 	return nil
 }
 
+func (x *RouteRequestRequest) GetMinCapacity() int32 {
+	if x != nil {
+		return x.MinCapacity
+	}
+	return 0
+}
+
+func (x *RouteRequestRequest) GetRequireRegion() bool {
+	if x != nil {
+		return x.RequireRegion
+	}
+	return false
+}
+
+func (x *RouteRequestRequest) GetStrategy() LoadBalanceStrategy {
+	if x != nil {
+		return x.Strategy
+	}
+	return LoadBalanceStrategy_LOAD_BALANCE_STRATEGY_UNSPECIFIED
+}
+
+func (x *RouteRequestRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *RouteRequestRequest) GetExcludeClusters() []string {
+	if x != nil {
+		return x.ExcludeClusters
+	}
+	return nil
+}
+
+func (x *RouteRequestRequest) GetPreferLocal() bool {
+	if x != nil {
+		return x.PreferLocal
+	}
+	return false
+}
+
 type RouteRequestResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Cluster       *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
-	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Cluster *Cluster               `protobuf:"bytes,1,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// Why this cluster, in words.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The strategy that chose (unspecified when affinity or prefer_local did).
+	Strategy LoadBalanceStrategy `protobuf:"varint,3,opt,name=strategy,proto3,enum=godel.v1.LoadBalanceStrategy" json:"strategy,omitempty"`
+	// The session's existing binding chose the cluster.
+	Affinity bool `protobuf:"varint,4,opt,name=affinity,proto3" json:"affinity,omitempty"`
+	// Names of every eligible cluster, by name.
+	Eligible      []string `protobuf:"bytes,5,rep,name=eligible,proto3" json:"eligible,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -594,59 +692,310 @@ func (x *RouteRequestResponse) GetReason() string {
 	return ""
 }
 
+func (x *RouteRequestResponse) GetStrategy() LoadBalanceStrategy {
+	if x != nil {
+		return x.Strategy
+	}
+	return LoadBalanceStrategy_LOAD_BALANCE_STRATEGY_UNSPECIFIED
+}
+
+func (x *RouteRequestResponse) GetAffinity() bool {
+	if x != nil {
+		return x.Affinity
+	}
+	return false
+}
+
+func (x *RouteRequestResponse) GetEligible() []string {
+	if x != nil {
+		return x.Eligible
+	}
+	return nil
+}
+
+type SetClusterAffinityRequest struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	SessionId string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	// Id or name of the cluster.
+	ClusterId string `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// How long the binding lasts (default GODEL_CLUSTER_AFFINITY_SECONDS, at most 30 days).
+	Ttl           *durationpb.Duration `protobuf:"bytes,3,opt,name=ttl,proto3" json:"ttl,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetClusterAffinityRequest) Reset() {
+	*x = SetClusterAffinityRequest{}
+	mi := &file_godel_v1_cluster_service_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetClusterAffinityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetClusterAffinityRequest) ProtoMessage() {}
+
+func (x *SetClusterAffinityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_cluster_service_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetClusterAffinityRequest.ProtoReflect.Descriptor instead.
+func (*SetClusterAffinityRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_cluster_service_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SetClusterAffinityRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+func (x *SetClusterAffinityRequest) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *SetClusterAffinityRequest) GetTtl() *durationpb.Duration {
+	if x != nil {
+		return x.Ttl
+	}
+	return nil
+}
+
+type GetClusterAffinityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetClusterAffinityRequest) Reset() {
+	*x = GetClusterAffinityRequest{}
+	mi := &file_godel_v1_cluster_service_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetClusterAffinityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetClusterAffinityRequest) ProtoMessage() {}
+
+func (x *GetClusterAffinityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_cluster_service_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetClusterAffinityRequest.ProtoReflect.Descriptor instead.
+func (*GetClusterAffinityRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_cluster_service_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetClusterAffinityRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+type ClearClusterAffinityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SessionId     string                 `protobuf:"bytes,1,opt,name=session_id,json=sessionId,proto3" json:"session_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearClusterAffinityRequest) Reset() {
+	*x = ClearClusterAffinityRequest{}
+	mi := &file_godel_v1_cluster_service_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearClusterAffinityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearClusterAffinityRequest) ProtoMessage() {}
+
+func (x *ClearClusterAffinityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_cluster_service_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearClusterAffinityRequest.ProtoReflect.Descriptor instead.
+func (*ClearClusterAffinityRequest) Descriptor() ([]byte, []int) {
+	return file_godel_v1_cluster_service_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ClearClusterAffinityRequest) GetSessionId() string {
+	if x != nil {
+		return x.SessionId
+	}
+	return ""
+}
+
+type ClearClusterAffinityResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClearClusterAffinityResponse) Reset() {
+	*x = ClearClusterAffinityResponse{}
+	mi := &file_godel_v1_cluster_service_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClearClusterAffinityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClearClusterAffinityResponse) ProtoMessage() {}
+
+func (x *ClearClusterAffinityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_cluster_service_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClearClusterAffinityResponse.ProtoReflect.Descriptor instead.
+func (*ClearClusterAffinityResponse) Descriptor() ([]byte, []int) {
+	return file_godel_v1_cluster_service_proto_rawDescGZIP(), []int{13}
+}
+
 var File_godel_v1_cluster_service_proto protoreflect.FileDescriptor
 
 const file_godel_v1_cluster_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1egodel/v1/cluster_service.proto\x12\bgodel.v1\x1a\x16godel/v1/cluster.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xa8\x02\n" +
-	"\x16RegisterClusterRequest\x12\x18\n" +
-	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12\x16\n" +
-	"\x06region\x18\x02 \x01(\tR\x06region\x12 \n" +
-	"\bendpoint\x18\x03 \x01(\tB\x04\xe2A\x01\x02R\bendpoint\x12\x1f\n" +
-	"\vapi_version\x18\x04 \x01(\tR\n" +
+	"\x1egodel/v1/cluster_service.proto\x12\bgodel.v1\x1a\x15godel/v1/access.proto\x1a\x16godel/v1/cluster.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xc6\x02\n" +
+	"\x16RegisterClusterRequest\x12\x1f\n" +
+	"\x04name\x18\x01 \x01(\tB\v\xe2A\x01\x02\xca\xf3\x18\x03\b\xff\x01R\x04name\x12\x1e\n" +
+	"\x06region\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\bdR\x06region\x12'\n" +
+	"\bendpoint\x18\x03 \x01(\tB\v\xe2A\x01\x02\xca\xf3\x18\x03\b\xf4\x03R\bendpoint\x12'\n" +
+	"\vapi_version\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\b\x14R\n" +
 	"apiVersion\x12\x1d\n" +
 	"\n" +
 	"max_agents\x18\x05 \x01(\x05R\tmaxAgents\x12\x1a\n" +
 	"\bfeatures\x18\x06 \x03(\tR\bfeatures\x12)\n" +
 	"\x10supported_models\x18\a \x03(\tR\x0fsupportedModels\x123\n" +
-	"\bmetadata\x18\b \x01(\v2\x17.google.protobuf.StructR\bmetadata\"\x9a\x01\n" +
+	"\bmetadata\x18\b \x01(\v2\x17.google.protobuf.StructR\bmetadata\"\xd4\x01\n" +
 	"\x13ListClustersRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12/\n" +
-	"\x06status\x18\x03 \x03(\x0e2\x17.godel.v1.ClusterStatusR\x06status\x12\x16\n" +
-	"\x06region\x18\x04 \x01(\tR\x06region\"m\n" +
+	"\x06status\x18\x03 \x03(\x0e2\x17.godel.v1.ClusterStatusR\x06status\x12\x1e\n" +
+	"\x06region\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\bdR\x06region\x12\x1a\n" +
+	"\bfeatures\x18\x05 \x03(\tR\bfeatures\x12\x14\n" +
+	"\x05model\x18\x06 \x01(\tR\x05model\"m\n" +
 	"\x14ListClustersResponse\x12-\n" +
 	"\bclusters\x18\x01 \x03(\v2\x11.godel.v1.ClusterR\bclusters\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n" +
-	"\x11GetClusterRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"0\n" +
-	"\x18UnregisterClusterRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\x1b\n" +
-	"\x19UnregisterClusterResponse\"\x88\x01\n" +
-	"\x10HeartbeatRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12%\n" +
-	"\x0ecurrent_agents\x18\x02 \x01(\x05R\rcurrentAgents\x12&\n" +
-	"\fhealth_score\x18\x03 \x01(\x05H\x00R\vhealthScore\x88\x01\x01B\x0f\n" +
-	"\r_health_score\"v\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"/\n" +
+	"\x11GetClusterRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"6\n" +
+	"\x18UnregisterClusterRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"\x1b\n" +
+	"\x19UnregisterClusterResponse\"\xc5\x01\n" +
+	"\x10HeartbeatRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12%\n" +
+	"\x0ecurrent_agents\x18\x02 \x01(\x05R\rcurrentAgents\x12*\n" +
+	"\fhealth_score\x18\x03 \x01(\x05B\x02\x18\x01H\x00R\vhealthScore\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"max_agents\x18\x04 \x01(\x05H\x01R\tmaxAgents\x88\x01\x01B\x0f\n" +
+	"\r_health_scoreB\r\n" +
+	"\v_max_agents\"v\n" +
 	"\x11HeartbeatResponse\x12+\n" +
 	"\acluster\x18\x01 \x01(\v2\x11.godel.v1.ClusterR\acluster\x124\n" +
-	"\x16next_heartbeat_seconds\x18\x02 \x01(\x05R\x14nextHeartbeatSeconds\"p\n" +
-	"\x13RouteRequestRequest\x12\x16\n" +
-	"\x06region\x18\x01 \x01(\tR\x06region\x12\x14\n" +
+	"\x16next_heartbeat_seconds\x18\x02 \x01(\x05R\x14nextHeartbeatSeconds\"\xf3\x02\n" +
+	"\x13RouteRequestRequest\x12\x1e\n" +
+	"\x06region\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\bdR\x06region\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12+\n" +
-	"\x11required_features\x18\x03 \x03(\tR\x10requiredFeatures\"[\n" +
+	"\x11required_features\x18\x03 \x03(\tR\x10requiredFeatures\x12!\n" +
+	"\fmin_capacity\x18\x04 \x01(\x05R\vminCapacity\x12%\n" +
+	"\x0erequire_region\x18\x05 \x01(\bR\rrequireRegion\x129\n" +
+	"\bstrategy\x18\x06 \x01(\x0e2\x1d.godel.v1.LoadBalanceStrategyR\bstrategy\x12&\n" +
+	"\n" +
+	"session_id\x18\a \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\tsessionId\x12)\n" +
+	"\x10exclude_clusters\x18\b \x03(\tR\x0fexcludeClusters\x12!\n" +
+	"\fprefer_local\x18\t \x01(\bR\vpreferLocal\"\xce\x01\n" +
 	"\x14RouteRequestResponse\x12+\n" +
 	"\acluster\x18\x01 \x01(\v2\x11.godel.v1.ClusterR\acluster\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason2\xad\x06\n" +
-	"\x0eClusterService\x12w\n" +
-	"\x0fRegisterCluster\x12 .godel.v1.RegisterClusterRequest\x1a\x11.godel.v1.Cluster\"/\x82\xd3\xe4\x93\x02):\x01*Z\x12:\x01*\"\r/api/clusters\"\x10/api/v1/clusters\x12x\n" +
-	"\fListClusters\x12\x1d.godel.v1.ListClustersRequest\x1a\x1e.godel.v1.ListClustersResponse\")\x82\xd3\xe4\x93\x02#Z\x0f\x12\r/api/clusters\x12\x10/api/v1/clusters\x12q\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x129\n" +
+	"\bstrategy\x18\x03 \x01(\x0e2\x1d.godel.v1.LoadBalanceStrategyR\bstrategy\x12\x1a\n" +
+	"\baffinity\x18\x04 \x01(\bR\baffinity\x12\x1a\n" +
+	"\beligible\x18\x05 \x03(\tR\beligible\"\x9f\x01\n" +
+	"\x19SetClusterAffinityRequest\x12*\n" +
 	"\n" +
-	"GetCluster\x12\x1b.godel.v1.GetClusterRequest\x1a\x11.godel.v1.Cluster\"3\x82\xd3\xe4\x93\x02-Z\x14\x12\x12/api/clusters/{id}\x12\x15/api/v1/clusters/{id}\x12\x91\x01\n" +
-	"\x11UnregisterCluster\x12\".godel.v1.UnregisterClusterRequest\x1a#.godel.v1.UnregisterClusterResponse\"3\x82\xd3\xe4\x93\x02-Z\x14*\x12/api/clusters/{id}*\x15/api/v1/clusters/{id}\x12\x93\x01\n" +
-	"\tHeartbeat\x12\x1a.godel.v1.HeartbeatRequest\x1a\x1b.godel.v1.HeartbeatResponse\"M\x82\xd3\xe4\x93\x02G:\x01*Z!:\x01*\"\x1c/api/clusters/{id}/heartbeat\"\x1f/api/v1/clusters/{id}/heartbeat\x12\x8a\x01\n" +
-	"\fRouteRequest\x12\x1d.godel.v1.RouteRequestRequest\x1a\x1e.godel.v1.RouteRequestResponse\";\x82\xd3\xe4\x93\x025:\x01*Z\x18:\x01*\"\x13/api/clusters:route\"\x16/api/v1/clusters:routeB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"session_id\x18\x01 \x01(\tB\v\xe2A\x01\x02\xca\xf3\x18\x03\b\xff\x01R\tsessionId\x12)\n" +
+	"\n" +
+	"cluster_id\x18\x02 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\tclusterId\x12+\n" +
+	"\x03ttl\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\"G\n" +
+	"\x19GetClusterAffinityRequest\x12*\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tB\v\xe2A\x01\x02\xca\xf3\x18\x03\b\xff\x01R\tsessionId\"I\n" +
+	"\x1bClearClusterAffinityRequest\x12*\n" +
+	"\n" +
+	"session_id\x18\x01 \x01(\tB\v\xe2A\x01\x02\xca\xf3\x18\x03\b\xff\x01R\tsessionId\"\x1e\n" +
+	"\x1cClearClusterAffinityResponse2\x9e\f\n" +
+	"\x0eClusterService\x12\x8e\x01\n" +
+	"\x0fRegisterCluster\x12 .godel.v1.RegisterClusterRequest\x1a\x11.godel.v1.Cluster\"F\xc2\xf3\x18\x13\n" +
+	"\acluster\x12\x06create\x18\x03\x82\xd3\xe4\x93\x02):\x01*Z\x12:\x01*\"\r/api/clusters\"\x10/api/v1/clusters\x12\x8d\x01\n" +
+	"\fListClusters\x12\x1d.godel.v1.ListClustersRequest\x1a\x1e.godel.v1.ListClustersResponse\">\xc2\xf3\x18\x11\n" +
+	"\acluster\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02#Z\x0f\x12\r/api/clusters\x12\x10/api/v1/clusters\x12\x86\x01\n" +
+	"\n" +
+	"GetCluster\x12\x1b.godel.v1.GetClusterRequest\x1a\x11.godel.v1.Cluster\"H\xc2\xf3\x18\x11\n" +
+	"\acluster\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02-Z\x14\x12\x12/api/clusters/{id}\x12\x15/api/v1/clusters/{id}\x12\xa8\x01\n" +
+	"\x11UnregisterCluster\x12\".godel.v1.UnregisterClusterRequest\x1a#.godel.v1.UnregisterClusterResponse\"J\xc2\xf3\x18\x13\n" +
+	"\acluster\x12\x06delete\x18\x03\x82\xd3\xe4\x93\x02-Z\x14*\x12/api/clusters/{id}*\x15/api/v1/clusters/{id}\x12\xaa\x01\n" +
+	"\tHeartbeat\x12\x1a.godel.v1.HeartbeatRequest\x1a\x1b.godel.v1.HeartbeatResponse\"d\xc2\xf3\x18\x13\n" +
+	"\acluster\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02G:\x01*Z!:\x01*\"\x1c/api/clusters/{id}/heartbeat\"\x1f/api/v1/clusters/{id}/heartbeat\x12\x9f\x01\n" +
+	"\fRouteRequest\x12\x1d.godel.v1.RouteRequestRequest\x1a\x1e.godel.v1.RouteRequestResponse\"P\xc2\xf3\x18\x11\n" +
+	"\acluster\x12\x04read\x18\x03\x82\xd3\xe4\x93\x025:\x01*Z\x18:\x01*\"\x13/api/clusters:route\"\x16/api/v1/clusters:route\x12\xca\x01\n" +
+	"\x12SetClusterAffinity\x12#.godel.v1.SetClusterAffinityRequest\x1a\x19.godel.v1.ClusterAffinity\"t\xc2\xf3\x18\x13\n" +
+	"\acluster\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02W:\x01*Z):\x01*\x1a$/api/cluster-affinities/{session_id}\x1a'/api/v1/cluster-affinities/{session_id}\x12\xc2\x01\n" +
+	"\x12GetClusterAffinity\x12#.godel.v1.GetClusterAffinityRequest\x1a\x19.godel.v1.ClusterAffinity\"l\xc2\xf3\x18\x11\n" +
+	"\acluster\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02QZ&\x12$/api/cluster-affinities/{session_id}\x12'/api/v1/cluster-affinities/{session_id}\x12\xd5\x01\n" +
+	"\x14ClearClusterAffinity\x12%.godel.v1.ClearClusterAffinityRequest\x1a&.godel.v1.ClearClusterAffinityResponse\"n\xc2\xf3\x18\x13\n" +
+	"\acluster\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02QZ&*$/api/cluster-affinities/{session_id}*'/api/v1/cluster-affinities/{session_id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_cluster_service_proto_rawDescOnce sync.Once
@@ -660,45 +1009,61 @@ func file_godel_v1_cluster_service_proto_rawDescGZIP() []byte {
 	return file_godel_v1_cluster_service_proto_rawDescData
 }
 
-var file_godel_v1_cluster_service_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_godel_v1_cluster_service_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_godel_v1_cluster_service_proto_goTypes = []any{
-	(*RegisterClusterRequest)(nil),    // 0: godel.v1.RegisterClusterRequest
-	(*ListClustersRequest)(nil),       // 1: godel.v1.ListClustersRequest
-	(*ListClustersResponse)(nil),      // 2: godel.v1.ListClustersResponse
-	(*GetClusterRequest)(nil),         // 3: godel.v1.GetClusterRequest
-	(*UnregisterClusterRequest)(nil),  // 4: godel.v1.UnregisterClusterRequest
-	(*UnregisterClusterResponse)(nil), // 5: godel.v1.UnregisterClusterResponse
-	(*HeartbeatRequest)(nil),          // 6: godel.v1.HeartbeatRequest
-	(*HeartbeatResponse)(nil),         // 7: godel.v1.HeartbeatResponse
-	(*RouteRequestRequest)(nil),       // 8: godel.v1.RouteRequestRequest
-	(*RouteRequestResponse)(nil),      // 9: godel.v1.RouteRequestResponse
-	(*structpb.Struct)(nil),           // 10: google.protobuf.Struct
-	(ClusterStatus)(0),                // 11: godel.v1.ClusterStatus
-	(*Cluster)(nil),                   // 12: godel.v1.Cluster
+	(*RegisterClusterRequest)(nil),       // 0: godel.v1.RegisterClusterRequest
+	(*ListClustersRequest)(nil),          // 1: godel.v1.ListClustersRequest
+	(*ListClustersResponse)(nil),         // 2: godel.v1.ListClustersResponse
+	(*GetClusterRequest)(nil),            // 3: godel.v1.GetClusterRequest
+	(*UnregisterClusterRequest)(nil),     // 4: godel.v1.UnregisterClusterRequest
+	(*UnregisterClusterResponse)(nil),    // 5: godel.v1.UnregisterClusterResponse
+	(*HeartbeatRequest)(nil),             // 6: godel.v1.HeartbeatRequest
+	(*HeartbeatResponse)(nil),            // 7: godel.v1.HeartbeatResponse
+	(*RouteRequestRequest)(nil),          // 8: godel.v1.RouteRequestRequest
+	(*RouteRequestResponse)(nil),         // 9: godel.v1.RouteRequestResponse
+	(*SetClusterAffinityRequest)(nil),    // 10: godel.v1.SetClusterAffinityRequest
+	(*GetClusterAffinityRequest)(nil),    // 11: godel.v1.GetClusterAffinityRequest
+	(*ClearClusterAffinityRequest)(nil),  // 12: godel.v1.ClearClusterAffinityRequest
+	(*ClearClusterAffinityResponse)(nil), // 13: godel.v1.ClearClusterAffinityResponse
+	(*structpb.Struct)(nil),              // 14: google.protobuf.Struct
+	(ClusterStatus)(0),                   // 15: godel.v1.ClusterStatus
+	(*Cluster)(nil),                      // 16: godel.v1.Cluster
+	(LoadBalanceStrategy)(0),             // 17: godel.v1.LoadBalanceStrategy
+	(*durationpb.Duration)(nil),          // 18: google.protobuf.Duration
+	(*ClusterAffinity)(nil),              // 19: godel.v1.ClusterAffinity
 }
 var file_godel_v1_cluster_service_proto_depIdxs = []int32{
-	10, // 0: godel.v1.RegisterClusterRequest.metadata:type_name -> google.protobuf.Struct
-	11, // 1: godel.v1.ListClustersRequest.status:type_name -> godel.v1.ClusterStatus
-	12, // 2: godel.v1.ListClustersResponse.clusters:type_name -> godel.v1.Cluster
-	12, // 3: godel.v1.HeartbeatResponse.cluster:type_name -> godel.v1.Cluster
-	12, // 4: godel.v1.RouteRequestResponse.cluster:type_name -> godel.v1.Cluster
-	0,  // 5: godel.v1.ClusterService.RegisterCluster:input_type -> godel.v1.RegisterClusterRequest
-	1,  // 6: godel.v1.ClusterService.ListClusters:input_type -> godel.v1.ListClustersRequest
-	3,  // 7: godel.v1.ClusterService.GetCluster:input_type -> godel.v1.GetClusterRequest
-	4,  // 8: godel.v1.ClusterService.UnregisterCluster:input_type -> godel.v1.UnregisterClusterRequest
-	6,  // 9: godel.v1.ClusterService.Heartbeat:input_type -> godel.v1.HeartbeatRequest
-	8,  // 10: godel.v1.ClusterService.RouteRequest:input_type -> godel.v1.RouteRequestRequest
-	12, // 11: godel.v1.ClusterService.RegisterCluster:output_type -> godel.v1.Cluster
-	2,  // 12: godel.v1.ClusterService.ListClusters:output_type -> godel.v1.ListClustersResponse
-	12, // 13: godel.v1.ClusterService.GetCluster:output_type -> godel.v1.Cluster
-	5,  // 14: godel.v1.ClusterService.UnregisterCluster:output_type -> godel.v1.UnregisterClusterResponse
-	7,  // 15: godel.v1.ClusterService.Heartbeat:output_type -> godel.v1.HeartbeatResponse
-	9,  // 16: godel.v1.ClusterService.RouteRequest:output_type -> godel.v1.RouteRequestResponse
-	11, // [11:17] is the sub-list for method output_type
-	5,  // [5:11] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	14, // 0: godel.v1.RegisterClusterRequest.metadata:type_name -> google.protobuf.Struct
+	15, // 1: godel.v1.ListClustersRequest.status:type_name -> godel.v1.ClusterStatus
+	16, // 2: godel.v1.ListClustersResponse.clusters:type_name -> godel.v1.Cluster
+	16, // 3: godel.v1.HeartbeatResponse.cluster:type_name -> godel.v1.Cluster
+	17, // 4: godel.v1.RouteRequestRequest.strategy:type_name -> godel.v1.LoadBalanceStrategy
+	16, // 5: godel.v1.RouteRequestResponse.cluster:type_name -> godel.v1.Cluster
+	17, // 6: godel.v1.RouteRequestResponse.strategy:type_name -> godel.v1.LoadBalanceStrategy
+	18, // 7: godel.v1.SetClusterAffinityRequest.ttl:type_name -> google.protobuf.Duration
+	0,  // 8: godel.v1.ClusterService.RegisterCluster:input_type -> godel.v1.RegisterClusterRequest
+	1,  // 9: godel.v1.ClusterService.ListClusters:input_type -> godel.v1.ListClustersRequest
+	3,  // 10: godel.v1.ClusterService.GetCluster:input_type -> godel.v1.GetClusterRequest
+	4,  // 11: godel.v1.ClusterService.UnregisterCluster:input_type -> godel.v1.UnregisterClusterRequest
+	6,  // 12: godel.v1.ClusterService.Heartbeat:input_type -> godel.v1.HeartbeatRequest
+	8,  // 13: godel.v1.ClusterService.RouteRequest:input_type -> godel.v1.RouteRequestRequest
+	10, // 14: godel.v1.ClusterService.SetClusterAffinity:input_type -> godel.v1.SetClusterAffinityRequest
+	11, // 15: godel.v1.ClusterService.GetClusterAffinity:input_type -> godel.v1.GetClusterAffinityRequest
+	12, // 16: godel.v1.ClusterService.ClearClusterAffinity:input_type -> godel.v1.ClearClusterAffinityRequest
+	16, // 17: godel.v1.ClusterService.RegisterCluster:output_type -> godel.v1.Cluster
+	2,  // 18: godel.v1.ClusterService.ListClusters:output_type -> godel.v1.ListClustersResponse
+	16, // 19: godel.v1.ClusterService.GetCluster:output_type -> godel.v1.Cluster
+	5,  // 20: godel.v1.ClusterService.UnregisterCluster:output_type -> godel.v1.UnregisterClusterResponse
+	7,  // 21: godel.v1.ClusterService.Heartbeat:output_type -> godel.v1.HeartbeatResponse
+	9,  // 22: godel.v1.ClusterService.RouteRequest:output_type -> godel.v1.RouteRequestResponse
+	19, // 23: godel.v1.ClusterService.SetClusterAffinity:output_type -> godel.v1.ClusterAffinity
+	19, // 24: godel.v1.ClusterService.GetClusterAffinity:output_type -> godel.v1.ClusterAffinity
+	13, // 25: godel.v1.ClusterService.ClearClusterAffinity:output_type -> godel.v1.ClearClusterAffinityResponse
+	17, // [17:26] is the sub-list for method output_type
+	8,  // [8:17] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_godel_v1_cluster_service_proto_init() }
@@ -706,7 +1071,9 @@ func file_godel_v1_cluster_service_proto_init() {
 	if File_godel_v1_cluster_service_proto != nil {
 		return
 	}
+	file_godel_v1_access_proto_init()
 	file_godel_v1_cluster_proto_init()
+	file_godel_v1_limits_proto_init()
 	file_godel_v1_cluster_service_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -714,7 +1081,7 @@ func file_godel_v1_cluster_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_godel_v1_cluster_service_proto_rawDesc), len(file_godel_v1_cluster_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

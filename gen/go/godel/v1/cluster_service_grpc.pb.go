@@ -19,12 +19,15 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ClusterService_RegisterCluster_FullMethodName   = "/godel.v1.ClusterService/RegisterCluster"
-	ClusterService_ListClusters_FullMethodName      = "/godel.v1.ClusterService/ListClusters"
-	ClusterService_GetCluster_FullMethodName        = "/godel.v1.ClusterService/GetCluster"
-	ClusterService_UnregisterCluster_FullMethodName = "/godel.v1.ClusterService/UnregisterCluster"
-	ClusterService_Heartbeat_FullMethodName         = "/godel.v1.ClusterService/Heartbeat"
-	ClusterService_RouteRequest_FullMethodName      = "/godel.v1.ClusterService/RouteRequest"
+	ClusterService_RegisterCluster_FullMethodName      = "/godel.v1.ClusterService/RegisterCluster"
+	ClusterService_ListClusters_FullMethodName         = "/godel.v1.ClusterService/ListClusters"
+	ClusterService_GetCluster_FullMethodName           = "/godel.v1.ClusterService/GetCluster"
+	ClusterService_UnregisterCluster_FullMethodName    = "/godel.v1.ClusterService/UnregisterCluster"
+	ClusterService_Heartbeat_FullMethodName            = "/godel.v1.ClusterService/Heartbeat"
+	ClusterService_RouteRequest_FullMethodName         = "/godel.v1.ClusterService/RouteRequest"
+	ClusterService_SetClusterAffinity_FullMethodName   = "/godel.v1.ClusterService/SetClusterAffinity"
+	ClusterService_GetClusterAffinity_FullMethodName   = "/godel.v1.ClusterService/GetClusterAffinity"
+	ClusterService_ClearClusterAffinity_FullMethodName = "/godel.v1.ClusterService/ClearClusterAffinity"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -40,8 +43,16 @@ type ClusterServiceClient interface {
 	UnregisterCluster(ctx context.Context, in *UnregisterClusterRequest, opts ...grpc.CallOption) (*UnregisterClusterResponse, error)
 	// Reports liveness and load of a cluster.
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
-	// Picks the cluster that should run a request.
+	// Picks the cluster that should run a request: the eligible clusters (online or degraded, not
+	// excluded, meeting every requirement), then the session's cluster if it has one there, else
+	// the strategy's choice (and the session is bound to it).
 	RouteRequest(ctx context.Context, in *RouteRequestRequest, opts ...grpc.CallOption) (*RouteRequestResponse, error)
+	// Binds a session to a cluster (replacing its binding).
+	SetClusterAffinity(ctx context.Context, in *SetClusterAffinityRequest, opts ...grpc.CallOption) (*ClusterAffinity, error)
+	// The cluster a session is bound to (NOT_FOUND when it is bound to none, or its binding lapsed).
+	GetClusterAffinity(ctx context.Context, in *GetClusterAffinityRequest, opts ...grpc.CallOption) (*ClusterAffinity, error)
+	// Unbinds a session (nothing happens when it is bound to none).
+	ClearClusterAffinity(ctx context.Context, in *ClearClusterAffinityRequest, opts ...grpc.CallOption) (*ClearClusterAffinityResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -112,6 +123,36 @@ func (c *clusterServiceClient) RouteRequest(ctx context.Context, in *RouteReques
 	return out, nil
 }
 
+func (c *clusterServiceClient) SetClusterAffinity(ctx context.Context, in *SetClusterAffinityRequest, opts ...grpc.CallOption) (*ClusterAffinity, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterAffinity)
+	err := c.cc.Invoke(ctx, ClusterService_SetClusterAffinity_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) GetClusterAffinity(ctx context.Context, in *GetClusterAffinityRequest, opts ...grpc.CallOption) (*ClusterAffinity, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClusterAffinity)
+	err := c.cc.Invoke(ctx, ClusterService_GetClusterAffinity_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) ClearClusterAffinity(ctx context.Context, in *ClearClusterAffinityRequest, opts ...grpc.CallOption) (*ClearClusterAffinityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ClearClusterAffinityResponse)
+	err := c.cc.Invoke(ctx, ClusterService_ClearClusterAffinity_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -125,8 +166,16 @@ type ClusterServiceServer interface {
 	UnregisterCluster(context.Context, *UnregisterClusterRequest) (*UnregisterClusterResponse, error)
 	// Reports liveness and load of a cluster.
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
-	// Picks the cluster that should run a request.
+	// Picks the cluster that should run a request: the eligible clusters (online or degraded, not
+	// excluded, meeting every requirement), then the session's cluster if it has one there, else
+	// the strategy's choice (and the session is bound to it).
 	RouteRequest(context.Context, *RouteRequestRequest) (*RouteRequestResponse, error)
+	// Binds a session to a cluster (replacing its binding).
+	SetClusterAffinity(context.Context, *SetClusterAffinityRequest) (*ClusterAffinity, error)
+	// The cluster a session is bound to (NOT_FOUND when it is bound to none, or its binding lapsed).
+	GetClusterAffinity(context.Context, *GetClusterAffinityRequest) (*ClusterAffinity, error)
+	// Unbinds a session (nothing happens when it is bound to none).
+	ClearClusterAffinity(context.Context, *ClearClusterAffinityRequest) (*ClearClusterAffinityResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -154,6 +203,15 @@ func (UnimplementedClusterServiceServer) Heartbeat(context.Context, *HeartbeatRe
 }
 func (UnimplementedClusterServiceServer) RouteRequest(context.Context, *RouteRequestRequest) (*RouteRequestResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RouteRequest not implemented")
+}
+func (UnimplementedClusterServiceServer) SetClusterAffinity(context.Context, *SetClusterAffinityRequest) (*ClusterAffinity, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetClusterAffinity not implemented")
+}
+func (UnimplementedClusterServiceServer) GetClusterAffinity(context.Context, *GetClusterAffinityRequest) (*ClusterAffinity, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetClusterAffinity not implemented")
+}
+func (UnimplementedClusterServiceServer) ClearClusterAffinity(context.Context, *ClearClusterAffinityRequest) (*ClearClusterAffinityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ClearClusterAffinity not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -284,6 +342,60 @@ func _ClusterService_RouteRequest_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_SetClusterAffinity_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetClusterAffinityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).SetClusterAffinity(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_SetClusterAffinity_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).SetClusterAffinity(ctx, req.(*SetClusterAffinityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_GetClusterAffinity_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetClusterAffinityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).GetClusterAffinity(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_GetClusterAffinity_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).GetClusterAffinity(ctx, req.(*GetClusterAffinityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_ClearClusterAffinity_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ClearClusterAffinityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).ClearClusterAffinity(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_ClearClusterAffinity_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).ClearClusterAffinity(ctx, req.(*ClearClusterAffinityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -314,6 +426,18 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RouteRequest",
 			Handler:    _ClusterService_RouteRequest_Handler,
+		},
+		{
+			MethodName: "SetClusterAffinity",
+			Handler:    _ClusterService_SetClusterAffinity_Handler,
+		},
+		{
+			MethodName: "GetClusterAffinity",
+			Handler:    _ClusterService_GetClusterAffinity_Handler,
+		},
+		{
+			MethodName: "ClearClusterAffinity",
+			Handler:    _ClusterService_ClearClusterAffinity_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

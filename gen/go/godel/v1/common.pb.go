@@ -25,16 +25,25 @@ const (
 // Resource ceilings applied to an agent or to every member of a team.
 type ResourceLimits struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Maximum CPU cores an agent process may use (0 = unlimited).
+	// Maximum CPU cores an agent process may use (0 = unlimited). Workers without cgroups v2 do not
+	// enforce it (they say so in the agent's logs); max_cpu_seconds bounds CPU time instead.
 	MaxCpuCores float64 `protobuf:"fixed64,1,opt,name=max_cpu_cores,json=maxCpuCores,proto3" json:"max_cpu_cores,omitempty"`
-	// Maximum resident memory in MiB (0 = unlimited).
+	// Maximum resident memory in MiB of the processes of one command together (0 = the worker's
+	// GODEL_SANDBOX_MAX_MEMORY_MB; that is also the ceiling). Over it, the run is stopped.
 	MaxMemoryMb int64 `protobuf:"varint,2,opt,name=max_memory_mb,json=maxMemoryMb,proto3" json:"max_memory_mb,omitempty"`
 	// Maximum tokens an agent may consume in one run (0 = unlimited).
 	MaxTokens int64 `protobuf:"varint,3,opt,name=max_tokens,json=maxTokens,proto3" json:"max_tokens,omitempty"`
 	// Maximum spend in USD (0 = unlimited).
 	MaxCostUsd float64 `protobuf:"fixed64,4,opt,name=max_cost_usd,json=maxCostUsd,proto3" json:"max_cost_usd,omitempty"`
-	// Wall-clock limit for one run (unset = no limit).
-	MaxDuration   *durationpb.Duration `protobuf:"bytes,5,opt,name=max_duration,json=maxDuration,proto3" json:"max_duration,omitempty"`
+	// Wall-clock limit for one run (unset = no limit; with AgentConfig.timeout the shorter applies).
+	MaxDuration *durationpb.Duration `protobuf:"bytes,5,opt,name=max_duration,json=maxDuration,proto3" json:"max_duration,omitempty"`
+	// Most processes one command of the agent may run at once (0 = the worker's
+	// GODEL_SANDBOX_MAX_PROCESSES; that is also the ceiling). Reaching it stops the run.
+	MaxProcesses int32 `protobuf:"varint,6,opt,name=max_processes,json=maxProcesses,proto3" json:"max_processes,omitempty"`
+	// CPU seconds the processes of one command may use together (the command runtime's command; each
+	// tool call of the openai runtime) (0 = the worker's GODEL_SANDBOX_MAX_CPU_SECONDS; that is also
+	// the ceiling). Over it, the run is stopped.
+	MaxCpuSeconds int64 `protobuf:"varint,7,opt,name=max_cpu_seconds,json=maxCpuSeconds,proto3" json:"max_cpu_seconds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -102,6 +111,20 @@ func (x *ResourceLimits) GetMaxDuration() *durationpb.Duration {
 		return x.MaxDuration
 	}
 	return nil
+}
+
+func (x *ResourceLimits) GetMaxProcesses() int32 {
+	if x != nil {
+		return x.MaxProcesses
+	}
+	return 0
+}
+
+func (x *ResourceLimits) GetMaxCpuSeconds() int64 {
+	if x != nil {
+		return x.MaxCpuSeconds
+	}
+	return 0
 }
 
 // How failed work is retried (exponential backoff).
@@ -177,16 +200,18 @@ func (x *RetryPolicy) GetBackoffMultiplier() float64 {
 	return 0
 }
 
-// Isolation settings for the agent's process.
+// Isolation of the agent's processes. Every run is sandboxed (bubblewrap): the agent sees its
+// worktree, what git needs of the repository and read-only system directories, nothing else.
 type SandboxConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Sandbox kind, e.g. "none", "worktree", "container".
+	// Sandbox kind: "" or "bubblewrap" (the only one; an agent cannot opt out of the sandbox).
 	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
-	// Whether the agent may reach the network.
+	// Network: false = none (own network namespace, loopback only), true = egress (the host's network).
 	Network bool `protobuf:"varint,2,opt,name=network,proto3" json:"network,omitempty"`
-	// Extra paths the agent may read (besides its worktree).
+	// Extra host paths the agent may read (besides its worktree); each must lie under one of the
+	// worker's GODEL_SANDBOX_PATHS, else the run is refused.
 	ReadPaths []string `protobuf:"bytes,3,rep,name=read_paths,json=readPaths,proto3" json:"read_paths,omitempty"`
-	// Extra paths the agent may write (besides its worktree).
+	// Extra host paths the agent may write (besides its worktree); the same rule as read_paths.
 	WritePaths    []string        `protobuf:"bytes,4,rep,name=write_paths,json=writePaths,proto3" json:"write_paths,omitempty"`
 	Limits        *ResourceLimits `protobuf:"bytes,5,opt,name=limits,proto3" json:"limits,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -262,7 +287,7 @@ var File_godel_v1_common_proto protoreflect.FileDescriptor
 
 const file_godel_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x15godel/v1/common.proto\x12\bgodel.v1\x1a\x1egoogle/protobuf/duration.proto\"\xd7\x01\n" +
+	"\x15godel/v1/common.proto\x12\bgodel.v1\x1a\x15godel/v1/limits.proto\x1a\x1egoogle/protobuf/duration.proto\"\xa4\x02\n" +
 	"\x0eResourceLimits\x12\"\n" +
 	"\rmax_cpu_cores\x18\x01 \x01(\x01R\vmaxCpuCores\x12\"\n" +
 	"\rmax_memory_mb\x18\x02 \x01(\x03R\vmaxMemoryMb\x12\x1d\n" +
@@ -270,20 +295,22 @@ const file_godel_v1_common_proto_rawDesc = "" +
 	"max_tokens\x18\x03 \x01(\x03R\tmaxTokens\x12 \n" +
 	"\fmax_cost_usd\x18\x04 \x01(\x01R\n" +
 	"maxCostUsd\x12<\n" +
-	"\fmax_duration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vmaxDuration\"\xdd\x01\n" +
+	"\fmax_duration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\vmaxDuration\x12#\n" +
+	"\rmax_processes\x18\x06 \x01(\x05R\fmaxProcesses\x12&\n" +
+	"\x0fmax_cpu_seconds\x18\a \x01(\x03R\rmaxCpuSeconds\"\xdd\x01\n" +
 	"\vRetryPolicy\x12\x1f\n" +
 	"\vmax_retries\x18\x01 \x01(\x05R\n" +
 	"maxRetries\x12B\n" +
 	"\x0finitial_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n" +
 	"\vmax_backoff\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\n" +
 	"maxBackoff\x12-\n" +
-	"\x12backoff_multiplier\x18\x04 \x01(\x01R\x11backoffMultiplier\"\xaf\x01\n" +
+	"\x12backoff_multiplier\x18\x04 \x01(\x01R\x11backoffMultiplier\"\xc5\x01\n" +
 	"\rSandboxConfig\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n" +
-	"\anetwork\x18\x02 \x01(\bR\anetwork\x12\x1d\n" +
+	"\anetwork\x18\x02 \x01(\bR\anetwork\x12(\n" +
 	"\n" +
-	"read_paths\x18\x03 \x03(\tR\treadPaths\x12\x1f\n" +
-	"\vwrite_paths\x18\x04 \x03(\tR\n" +
+	"read_paths\x18\x03 \x03(\tB\t\xca\xf3\x18\x05\b\x80 \x10 R\treadPaths\x12*\n" +
+	"\vwrite_paths\x18\x04 \x03(\tB\t\xca\xf3\x18\x05\b\x80 \x10 R\n" +
 	"writePaths\x120\n" +
 	"\x06limits\x18\x05 \x01(\v2\x18.godel.v1.ResourceLimitsR\x06limitsB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
@@ -323,6 +350,7 @@ func file_godel_v1_common_proto_init() {
 	if File_godel_v1_common_proto != nil {
 		return
 	}
+	file_godel_v1_limits_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

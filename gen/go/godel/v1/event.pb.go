@@ -25,10 +25,17 @@ const (
 
 // Component that emitted an event (spec §2.2 EventSource).
 type EventSource struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Component     string                 `protobuf:"bytes,1,opt,name=component,proto3" json:"component,omitempty"`
-	Instance      string                 `protobuf:"bytes,2,opt,name=instance,proto3" json:"instance,omitempty"`
-	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The emitting component, e.g. "agent-service", or the client's for PublishEvent (default "client").
+	Component string `protobuf:"bytes,1,opt,name=component,proto3" json:"component,omitempty"`
+	// The emitting process, e.g. "agent-50051".
+	Instance string `protobuf:"bytes,2,opt,name=instance,proto3" json:"instance,omitempty"`
+	// The emitter's version.
+	Version string `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	// Name of the federation cluster where it happened (GODEL_CLUSTER_NAME; empty when the
+	// installation is not federated). Events of an agent that runs on a peer cluster are copied
+	// into the store of the cluster it was created through, with the peer's name here.
+	Cluster       string `protobuf:"bytes,4,opt,name=cluster,proto3" json:"cluster,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -84,16 +91,30 @@ func (x *EventSource) GetVersion() string {
 	return ""
 }
 
+func (x *EventSource) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
 // Correlation data of an event (spec §2.2 EventMetadata).
 type EventMetadata struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	CorrelationId string                 `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
-	CausationId   string                 `protobuf:"bytes,2,opt,name=causation_id,json=causationId,proto3" json:"causation_id,omitempty"`
-	UserId        string                 `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
-	AgentId       string                 `protobuf:"bytes,4,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	TeamId        string                 `protobuf:"bytes,5,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
-	WorkflowId    string                 `protobuf:"bytes,6,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
-	TraceId       string                 `protobuf:"bytes,7,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The request that caused the event: its x-correlation-id, else its request id.
+	CorrelationId string `protobuf:"bytes,1,opt,name=correlation_id,json=correlationId,proto3" json:"correlation_id,omitempty"`
+	// The id of the event that caused this one, if any.
+	CausationId string `protobuf:"bytes,2,opt,name=causation_id,json=causationId,proto3" json:"causation_id,omitempty"`
+	// The user on whose behalf the change was made, if known.
+	UserId string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// The agent the event is about, if any.
+	AgentId string `protobuf:"bytes,4,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// The team the event is about, or the team of its agent or workflow.
+	TeamId string `protobuf:"bytes,5,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	// The workflow the event is about, if any.
+	WorkflowId string `protobuf:"bytes,6,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
+	// The W3C trace id (traceparent) of the request that caused the event.
+	TraceId       string `protobuf:"bytes,7,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -177,21 +198,92 @@ func (x *EventMetadata) GetTraceId() string {
 	return ""
 }
 
-// The event envelope: protobuf binary on Kafka, JSON over REST (spec §2.2 Event).
+// The event envelope: protobuf binary on Kafka, JSON over REST (spec §2.2 Event). An event of a
+// Godel service carries its typed payload in `data`, the message named by its `type`; an event a
+// client published (PublishEvent, custom namespaces) carries a free-form `payload`.
 type Event struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// UUID; consumers dedupe by it.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Namespaced type, e.g. "agent:start", "workflow:step:complete".
-	Type      string                 `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	Type string `protobuf:"bytes,2,opt,name=type,proto3" json:"type,omitempty"`
+	// When the emitting service created the event.
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	Source    *EventSource           `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
-	Payload   *structpb.Struct       `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
-	Metadata  *EventMetadata         `protobuf:"bytes,6,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	// Who emitted it.
+	Source *EventSource `protobuf:"bytes,4,opt,name=source,proto3" json:"source,omitempty"`
+	// Free-form payload of client-published events (PublishEvent, custom namespaces). Unset on
+	// the events of Godel's services, which carry `data`, except on events stored before payloads
+	// were typed (they keep the JSON object they were published with).
+	Payload *structpb.Struct `protobuf:"bytes,5,opt,name=payload,proto3" json:"payload,omitempty"`
+	// Correlation data; empty strings are unset.
+	Metadata *EventMetadata `protobuf:"bytes,6,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	// Global sequence number assigned by the event store (0 before it is stored).
 	Sequence int64 `protobuf:"varint,7,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	// Partition key: the aggregate id (agent, team, workflow, ...).
-	PartitionKey  string `protobuf:"bytes,8,opt,name=partition_key,json=partitionKey,proto3" json:"partition_key,omitempty"`
+	PartitionKey string `protobuf:"bytes,8,opt,name=partition_key,json=partitionKey,proto3" json:"partition_key,omitempty"`
+	// The typed payload of an event of a Godel service: the one message whose `event_type` option
+	// is this event's `type` (e.g. `agent:spawn` -> AgentSpawned in `agent_spawned`).
+	//
+	// Types that are valid to be assigned to Data:
+	//
+	//	*Event_AgentSpawned
+	//	*Event_AgentDeleted
+	//	*Event_AgentStarted
+	//	*Event_AgentPaused
+	//	*Event_AgentResumed
+	//	*Event_AgentCompleted
+	//	*Event_AgentFailed
+	//	*Event_AgentKilled
+	//	*Event_AgentRestarted
+	//	*Event_AgentUsage
+	//	*Event_AgentRunLost
+	//	*Event_AgentRunRescheduled
+	//	*Event_RunRequested
+	//	*Event_TeamCreated
+	//	*Event_TeamStarted
+	//	*Event_TeamProgress
+	//	*Event_TeamPaused
+	//	*Event_TeamResumed
+	//	*Event_TeamScaled
+	//	*Event_TeamFallback
+	//	*Event_TeamCompleted
+	//	*Event_TeamFailed
+	//	*Event_TeamDeleted
+	//	*Event_WorkflowCreated
+	//	*Event_WorkflowStarted
+	//	*Event_WorkflowStepStarted
+	//	*Event_WorkflowStepCompleted
+	//	*Event_WorkflowStepFailed
+	//	*Event_WorkflowStepRetrying
+	//	*Event_WorkflowStepSkipped
+	//	*Event_WorkflowPaused
+	//	*Event_WorkflowResumed
+	//	*Event_WorkflowCompleted
+	//	*Event_WorkflowFailed
+	//	*Event_WorkflowCancelled
+	//	*Event_TaskCreated
+	//	*Event_TaskAssigned
+	//	*Event_TaskCompleted
+	//	*Event_TaskFailed
+	//	*Event_TaskRequeued
+	//	*Event_BudgetWarning
+	//	*Event_BudgetExceeded
+	//	*Event_ClusterRegistered
+	//	*Event_ClusterStatusChanged
+	//	*Event_ClusterUnregistered
+	//	*Event_ClusterFailover
+	//	*Event_RecordQuarantined
+	//	*Event_SafetyBlocked
+	//	*Event_AlertFiring
+	//	*Event_AlertResolved
+	//	*Event_NotificationSent
+	//	*Event_ScalingUp
+	//	*Event_ScalingDown
+	//	*Event_AutonomicRestart
+	//	*Event_AutonomicFailover
+	//	*Event_AutonomicRebalance
+	//	*Event_AutonomicNotify
+	Data          isEvent_Data `protobuf_oneof:"data"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -282,24 +374,891 @@ func (x *Event) GetPartitionKey() string {
 	return ""
 }
 
+func (x *Event) GetData() isEvent_Data {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *Event) GetAgentSpawned() *AgentSpawned {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AgentSpawned); ok {
+			return x.AgentSpawned
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAgentDeleted() *AgentDeleted {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AgentDeleted); ok {
+			return x.AgentDeleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAgentStarted() *AgentStarted {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AgentStarted); ok {
+			return x.AgentStarted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAgentPaused() *AgentPaused {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AgentPaused); ok {
+			return x.AgentPaused
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAgentResumed() *AgentResumed {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AgentResumed); ok {
+			return x.AgentResumed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAgentCompleted() *AgentCompleted {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AgentCompleted); ok {
+			return x.AgentCompleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAgentFailed() *AgentFailed {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AgentFailed); ok {
+			return x.AgentFailed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAgentKilled() *AgentKilled {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AgentKilled); ok {
+			return x.AgentKilled
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAgentRestarted() *AgentRestarted {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AgentRestarted); ok {
+			return x.AgentRestarted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAgentUsage() *AgentUsage {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AgentUsage); ok {
+			return x.AgentUsage
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAgentRunLost() *AgentRunLost {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AgentRunLost); ok {
+			return x.AgentRunLost
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAgentRunRescheduled() *AgentRunRescheduled {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AgentRunRescheduled); ok {
+			return x.AgentRunRescheduled
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetRunRequested() *RunRequested {
+	if x != nil {
+		if x, ok := x.Data.(*Event_RunRequested); ok {
+			return x.RunRequested
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTeamCreated() *TeamCreated {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TeamCreated); ok {
+			return x.TeamCreated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTeamStarted() *TeamStarted {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TeamStarted); ok {
+			return x.TeamStarted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTeamProgress() *TeamProgress {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TeamProgress); ok {
+			return x.TeamProgress
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTeamPaused() *TeamPaused {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TeamPaused); ok {
+			return x.TeamPaused
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTeamResumed() *TeamResumed {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TeamResumed); ok {
+			return x.TeamResumed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTeamScaled() *TeamScaled {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TeamScaled); ok {
+			return x.TeamScaled
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTeamFallback() *TeamFallback {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TeamFallback); ok {
+			return x.TeamFallback
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTeamCompleted() *TeamCompleted {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TeamCompleted); ok {
+			return x.TeamCompleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTeamFailed() *TeamFailed {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TeamFailed); ok {
+			return x.TeamFailed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTeamDeleted() *TeamDeleted {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TeamDeleted); ok {
+			return x.TeamDeleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetWorkflowCreated() *WorkflowCreated {
+	if x != nil {
+		if x, ok := x.Data.(*Event_WorkflowCreated); ok {
+			return x.WorkflowCreated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetWorkflowStarted() *WorkflowStarted {
+	if x != nil {
+		if x, ok := x.Data.(*Event_WorkflowStarted); ok {
+			return x.WorkflowStarted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetWorkflowStepStarted() *WorkflowStepStarted {
+	if x != nil {
+		if x, ok := x.Data.(*Event_WorkflowStepStarted); ok {
+			return x.WorkflowStepStarted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetWorkflowStepCompleted() *WorkflowStepCompleted {
+	if x != nil {
+		if x, ok := x.Data.(*Event_WorkflowStepCompleted); ok {
+			return x.WorkflowStepCompleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetWorkflowStepFailed() *WorkflowStepFailed {
+	if x != nil {
+		if x, ok := x.Data.(*Event_WorkflowStepFailed); ok {
+			return x.WorkflowStepFailed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetWorkflowStepRetrying() *WorkflowStepRetrying {
+	if x != nil {
+		if x, ok := x.Data.(*Event_WorkflowStepRetrying); ok {
+			return x.WorkflowStepRetrying
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetWorkflowStepSkipped() *WorkflowStepSkipped {
+	if x != nil {
+		if x, ok := x.Data.(*Event_WorkflowStepSkipped); ok {
+			return x.WorkflowStepSkipped
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetWorkflowPaused() *WorkflowPaused {
+	if x != nil {
+		if x, ok := x.Data.(*Event_WorkflowPaused); ok {
+			return x.WorkflowPaused
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetWorkflowResumed() *WorkflowResumed {
+	if x != nil {
+		if x, ok := x.Data.(*Event_WorkflowResumed); ok {
+			return x.WorkflowResumed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetWorkflowCompleted() *WorkflowCompleted {
+	if x != nil {
+		if x, ok := x.Data.(*Event_WorkflowCompleted); ok {
+			return x.WorkflowCompleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetWorkflowFailed() *WorkflowFailed {
+	if x != nil {
+		if x, ok := x.Data.(*Event_WorkflowFailed); ok {
+			return x.WorkflowFailed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetWorkflowCancelled() *WorkflowCancelled {
+	if x != nil {
+		if x, ok := x.Data.(*Event_WorkflowCancelled); ok {
+			return x.WorkflowCancelled
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTaskCreated() *TaskCreated {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TaskCreated); ok {
+			return x.TaskCreated
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTaskAssigned() *TaskAssigned {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TaskAssigned); ok {
+			return x.TaskAssigned
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTaskCompleted() *TaskCompleted {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TaskCompleted); ok {
+			return x.TaskCompleted
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTaskFailed() *TaskFailed {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TaskFailed); ok {
+			return x.TaskFailed
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetTaskRequeued() *TaskRequeued {
+	if x != nil {
+		if x, ok := x.Data.(*Event_TaskRequeued); ok {
+			return x.TaskRequeued
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBudgetWarning() *BudgetWarning {
+	if x != nil {
+		if x, ok := x.Data.(*Event_BudgetWarning); ok {
+			return x.BudgetWarning
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetBudgetExceeded() *BudgetExceeded {
+	if x != nil {
+		if x, ok := x.Data.(*Event_BudgetExceeded); ok {
+			return x.BudgetExceeded
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetClusterRegistered() *ClusterRegistered {
+	if x != nil {
+		if x, ok := x.Data.(*Event_ClusterRegistered); ok {
+			return x.ClusterRegistered
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetClusterStatusChanged() *ClusterStatusChanged {
+	if x != nil {
+		if x, ok := x.Data.(*Event_ClusterStatusChanged); ok {
+			return x.ClusterStatusChanged
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetClusterUnregistered() *ClusterUnregistered {
+	if x != nil {
+		if x, ok := x.Data.(*Event_ClusterUnregistered); ok {
+			return x.ClusterUnregistered
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetClusterFailover() *ClusterFailover {
+	if x != nil {
+		if x, ok := x.Data.(*Event_ClusterFailover); ok {
+			return x.ClusterFailover
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetRecordQuarantined() *RecordQuarantined {
+	if x != nil {
+		if x, ok := x.Data.(*Event_RecordQuarantined); ok {
+			return x.RecordQuarantined
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetSafetyBlocked() *SafetyBlocked {
+	if x != nil {
+		if x, ok := x.Data.(*Event_SafetyBlocked); ok {
+			return x.SafetyBlocked
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAlertFiring() *AlertFiring {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AlertFiring); ok {
+			return x.AlertFiring
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAlertResolved() *AlertResolved {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AlertResolved); ok {
+			return x.AlertResolved
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetNotificationSent() *NotificationSent {
+	if x != nil {
+		if x, ok := x.Data.(*Event_NotificationSent); ok {
+			return x.NotificationSent
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetScalingUp() *ScalingUp {
+	if x != nil {
+		if x, ok := x.Data.(*Event_ScalingUp); ok {
+			return x.ScalingUp
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetScalingDown() *ScalingDown {
+	if x != nil {
+		if x, ok := x.Data.(*Event_ScalingDown); ok {
+			return x.ScalingDown
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAutonomicRestart() *AutonomicRestart {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AutonomicRestart); ok {
+			return x.AutonomicRestart
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAutonomicFailover() *AutonomicFailover {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AutonomicFailover); ok {
+			return x.AutonomicFailover
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAutonomicRebalance() *AutonomicRebalance {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AutonomicRebalance); ok {
+			return x.AutonomicRebalance
+		}
+	}
+	return nil
+}
+
+func (x *Event) GetAutonomicNotify() *AutonomicNotify {
+	if x != nil {
+		if x, ok := x.Data.(*Event_AutonomicNotify); ok {
+			return x.AutonomicNotify
+		}
+	}
+	return nil
+}
+
+type isEvent_Data interface {
+	isEvent_Data()
+}
+
+type Event_AgentSpawned struct {
+	AgentSpawned *AgentSpawned `protobuf:"bytes,20,opt,name=agent_spawned,json=agentSpawned,proto3,oneof"`
+}
+
+type Event_AgentDeleted struct {
+	AgentDeleted *AgentDeleted `protobuf:"bytes,21,opt,name=agent_deleted,json=agentDeleted,proto3,oneof"`
+}
+
+type Event_AgentStarted struct {
+	AgentStarted *AgentStarted `protobuf:"bytes,22,opt,name=agent_started,json=agentStarted,proto3,oneof"`
+}
+
+type Event_AgentPaused struct {
+	AgentPaused *AgentPaused `protobuf:"bytes,23,opt,name=agent_paused,json=agentPaused,proto3,oneof"`
+}
+
+type Event_AgentResumed struct {
+	AgentResumed *AgentResumed `protobuf:"bytes,24,opt,name=agent_resumed,json=agentResumed,proto3,oneof"`
+}
+
+type Event_AgentCompleted struct {
+	AgentCompleted *AgentCompleted `protobuf:"bytes,25,opt,name=agent_completed,json=agentCompleted,proto3,oneof"`
+}
+
+type Event_AgentFailed struct {
+	AgentFailed *AgentFailed `protobuf:"bytes,26,opt,name=agent_failed,json=agentFailed,proto3,oneof"`
+}
+
+type Event_AgentKilled struct {
+	AgentKilled *AgentKilled `protobuf:"bytes,27,opt,name=agent_killed,json=agentKilled,proto3,oneof"`
+}
+
+type Event_AgentRestarted struct {
+	AgentRestarted *AgentRestarted `protobuf:"bytes,28,opt,name=agent_restarted,json=agentRestarted,proto3,oneof"`
+}
+
+type Event_AgentUsage struct {
+	AgentUsage *AgentUsage `protobuf:"bytes,29,opt,name=agent_usage,json=agentUsage,proto3,oneof"`
+}
+
+type Event_AgentRunLost struct {
+	AgentRunLost *AgentRunLost `protobuf:"bytes,30,opt,name=agent_run_lost,json=agentRunLost,proto3,oneof"`
+}
+
+type Event_AgentRunRescheduled struct {
+	AgentRunRescheduled *AgentRunRescheduled `protobuf:"bytes,31,opt,name=agent_run_rescheduled,json=agentRunRescheduled,proto3,oneof"`
+}
+
+type Event_RunRequested struct {
+	RunRequested *RunRequested `protobuf:"bytes,39,opt,name=run_requested,json=runRequested,proto3,oneof"`
+}
+
+type Event_TeamCreated struct {
+	TeamCreated *TeamCreated `protobuf:"bytes,40,opt,name=team_created,json=teamCreated,proto3,oneof"`
+}
+
+type Event_TeamStarted struct {
+	TeamStarted *TeamStarted `protobuf:"bytes,41,opt,name=team_started,json=teamStarted,proto3,oneof"`
+}
+
+type Event_TeamProgress struct {
+	TeamProgress *TeamProgress `protobuf:"bytes,42,opt,name=team_progress,json=teamProgress,proto3,oneof"`
+}
+
+type Event_TeamPaused struct {
+	TeamPaused *TeamPaused `protobuf:"bytes,43,opt,name=team_paused,json=teamPaused,proto3,oneof"`
+}
+
+type Event_TeamResumed struct {
+	TeamResumed *TeamResumed `protobuf:"bytes,44,opt,name=team_resumed,json=teamResumed,proto3,oneof"`
+}
+
+type Event_TeamScaled struct {
+	TeamScaled *TeamScaled `protobuf:"bytes,45,opt,name=team_scaled,json=teamScaled,proto3,oneof"`
+}
+
+type Event_TeamFallback struct {
+	TeamFallback *TeamFallback `protobuf:"bytes,46,opt,name=team_fallback,json=teamFallback,proto3,oneof"`
+}
+
+type Event_TeamCompleted struct {
+	TeamCompleted *TeamCompleted `protobuf:"bytes,47,opt,name=team_completed,json=teamCompleted,proto3,oneof"`
+}
+
+type Event_TeamFailed struct {
+	TeamFailed *TeamFailed `protobuf:"bytes,48,opt,name=team_failed,json=teamFailed,proto3,oneof"`
+}
+
+type Event_TeamDeleted struct {
+	TeamDeleted *TeamDeleted `protobuf:"bytes,49,opt,name=team_deleted,json=teamDeleted,proto3,oneof"`
+}
+
+type Event_WorkflowCreated struct {
+	WorkflowCreated *WorkflowCreated `protobuf:"bytes,60,opt,name=workflow_created,json=workflowCreated,proto3,oneof"`
+}
+
+type Event_WorkflowStarted struct {
+	WorkflowStarted *WorkflowStarted `protobuf:"bytes,61,opt,name=workflow_started,json=workflowStarted,proto3,oneof"`
+}
+
+type Event_WorkflowStepStarted struct {
+	WorkflowStepStarted *WorkflowStepStarted `protobuf:"bytes,62,opt,name=workflow_step_started,json=workflowStepStarted,proto3,oneof"`
+}
+
+type Event_WorkflowStepCompleted struct {
+	WorkflowStepCompleted *WorkflowStepCompleted `protobuf:"bytes,63,opt,name=workflow_step_completed,json=workflowStepCompleted,proto3,oneof"`
+}
+
+type Event_WorkflowStepFailed struct {
+	WorkflowStepFailed *WorkflowStepFailed `protobuf:"bytes,64,opt,name=workflow_step_failed,json=workflowStepFailed,proto3,oneof"`
+}
+
+type Event_WorkflowStepRetrying struct {
+	WorkflowStepRetrying *WorkflowStepRetrying `protobuf:"bytes,65,opt,name=workflow_step_retrying,json=workflowStepRetrying,proto3,oneof"`
+}
+
+type Event_WorkflowStepSkipped struct {
+	WorkflowStepSkipped *WorkflowStepSkipped `protobuf:"bytes,66,opt,name=workflow_step_skipped,json=workflowStepSkipped,proto3,oneof"`
+}
+
+type Event_WorkflowPaused struct {
+	WorkflowPaused *WorkflowPaused `protobuf:"bytes,67,opt,name=workflow_paused,json=workflowPaused,proto3,oneof"`
+}
+
+type Event_WorkflowResumed struct {
+	WorkflowResumed *WorkflowResumed `protobuf:"bytes,68,opt,name=workflow_resumed,json=workflowResumed,proto3,oneof"`
+}
+
+type Event_WorkflowCompleted struct {
+	WorkflowCompleted *WorkflowCompleted `protobuf:"bytes,69,opt,name=workflow_completed,json=workflowCompleted,proto3,oneof"`
+}
+
+type Event_WorkflowFailed struct {
+	WorkflowFailed *WorkflowFailed `protobuf:"bytes,70,opt,name=workflow_failed,json=workflowFailed,proto3,oneof"`
+}
+
+type Event_WorkflowCancelled struct {
+	WorkflowCancelled *WorkflowCancelled `protobuf:"bytes,71,opt,name=workflow_cancelled,json=workflowCancelled,proto3,oneof"`
+}
+
+type Event_TaskCreated struct {
+	TaskCreated *TaskCreated `protobuf:"bytes,80,opt,name=task_created,json=taskCreated,proto3,oneof"`
+}
+
+type Event_TaskAssigned struct {
+	TaskAssigned *TaskAssigned `protobuf:"bytes,81,opt,name=task_assigned,json=taskAssigned,proto3,oneof"`
+}
+
+type Event_TaskCompleted struct {
+	TaskCompleted *TaskCompleted `protobuf:"bytes,82,opt,name=task_completed,json=taskCompleted,proto3,oneof"`
+}
+
+type Event_TaskFailed struct {
+	TaskFailed *TaskFailed `protobuf:"bytes,83,opt,name=task_failed,json=taskFailed,proto3,oneof"`
+}
+
+type Event_TaskRequeued struct {
+	TaskRequeued *TaskRequeued `protobuf:"bytes,84,opt,name=task_requeued,json=taskRequeued,proto3,oneof"`
+}
+
+type Event_BudgetWarning struct {
+	BudgetWarning *BudgetWarning `protobuf:"bytes,90,opt,name=budget_warning,json=budgetWarning,proto3,oneof"`
+}
+
+type Event_BudgetExceeded struct {
+	BudgetExceeded *BudgetExceeded `protobuf:"bytes,91,opt,name=budget_exceeded,json=budgetExceeded,proto3,oneof"`
+}
+
+type Event_ClusterRegistered struct {
+	ClusterRegistered *ClusterRegistered `protobuf:"bytes,100,opt,name=cluster_registered,json=clusterRegistered,proto3,oneof"`
+}
+
+type Event_ClusterStatusChanged struct {
+	ClusterStatusChanged *ClusterStatusChanged `protobuf:"bytes,101,opt,name=cluster_status_changed,json=clusterStatusChanged,proto3,oneof"`
+}
+
+type Event_ClusterUnregistered struct {
+	ClusterUnregistered *ClusterUnregistered `protobuf:"bytes,102,opt,name=cluster_unregistered,json=clusterUnregistered,proto3,oneof"`
+}
+
+type Event_ClusterFailover struct {
+	ClusterFailover *ClusterFailover `protobuf:"bytes,103,opt,name=cluster_failover,json=clusterFailover,proto3,oneof"`
+}
+
+type Event_RecordQuarantined struct {
+	RecordQuarantined *RecordQuarantined `protobuf:"bytes,110,opt,name=record_quarantined,json=recordQuarantined,proto3,oneof"`
+}
+
+type Event_SafetyBlocked struct {
+	SafetyBlocked *SafetyBlocked `protobuf:"bytes,111,opt,name=safety_blocked,json=safetyBlocked,proto3,oneof"`
+}
+
+type Event_AlertFiring struct {
+	AlertFiring *AlertFiring `protobuf:"bytes,120,opt,name=alert_firing,json=alertFiring,proto3,oneof"`
+}
+
+type Event_AlertResolved struct {
+	AlertResolved *AlertResolved `protobuf:"bytes,121,opt,name=alert_resolved,json=alertResolved,proto3,oneof"`
+}
+
+type Event_NotificationSent struct {
+	NotificationSent *NotificationSent `protobuf:"bytes,122,opt,name=notification_sent,json=notificationSent,proto3,oneof"`
+}
+
+type Event_ScalingUp struct {
+	ScalingUp *ScalingUp `protobuf:"bytes,123,opt,name=scaling_up,json=scalingUp,proto3,oneof"`
+}
+
+type Event_ScalingDown struct {
+	ScalingDown *ScalingDown `protobuf:"bytes,124,opt,name=scaling_down,json=scalingDown,proto3,oneof"`
+}
+
+type Event_AutonomicRestart struct {
+	AutonomicRestart *AutonomicRestart `protobuf:"bytes,125,opt,name=autonomic_restart,json=autonomicRestart,proto3,oneof"`
+}
+
+type Event_AutonomicFailover struct {
+	AutonomicFailover *AutonomicFailover `protobuf:"bytes,126,opt,name=autonomic_failover,json=autonomicFailover,proto3,oneof"`
+}
+
+type Event_AutonomicRebalance struct {
+	AutonomicRebalance *AutonomicRebalance `protobuf:"bytes,127,opt,name=autonomic_rebalance,json=autonomicRebalance,proto3,oneof"`
+}
+
+type Event_AutonomicNotify struct {
+	AutonomicNotify *AutonomicNotify `protobuf:"bytes,128,opt,name=autonomic_notify,json=autonomicNotify,proto3,oneof"`
+}
+
+func (*Event_AgentSpawned) isEvent_Data() {}
+
+func (*Event_AgentDeleted) isEvent_Data() {}
+
+func (*Event_AgentStarted) isEvent_Data() {}
+
+func (*Event_AgentPaused) isEvent_Data() {}
+
+func (*Event_AgentResumed) isEvent_Data() {}
+
+func (*Event_AgentCompleted) isEvent_Data() {}
+
+func (*Event_AgentFailed) isEvent_Data() {}
+
+func (*Event_AgentKilled) isEvent_Data() {}
+
+func (*Event_AgentRestarted) isEvent_Data() {}
+
+func (*Event_AgentUsage) isEvent_Data() {}
+
+func (*Event_AgentRunLost) isEvent_Data() {}
+
+func (*Event_AgentRunRescheduled) isEvent_Data() {}
+
+func (*Event_RunRequested) isEvent_Data() {}
+
+func (*Event_TeamCreated) isEvent_Data() {}
+
+func (*Event_TeamStarted) isEvent_Data() {}
+
+func (*Event_TeamProgress) isEvent_Data() {}
+
+func (*Event_TeamPaused) isEvent_Data() {}
+
+func (*Event_TeamResumed) isEvent_Data() {}
+
+func (*Event_TeamScaled) isEvent_Data() {}
+
+func (*Event_TeamFallback) isEvent_Data() {}
+
+func (*Event_TeamCompleted) isEvent_Data() {}
+
+func (*Event_TeamFailed) isEvent_Data() {}
+
+func (*Event_TeamDeleted) isEvent_Data() {}
+
+func (*Event_WorkflowCreated) isEvent_Data() {}
+
+func (*Event_WorkflowStarted) isEvent_Data() {}
+
+func (*Event_WorkflowStepStarted) isEvent_Data() {}
+
+func (*Event_WorkflowStepCompleted) isEvent_Data() {}
+
+func (*Event_WorkflowStepFailed) isEvent_Data() {}
+
+func (*Event_WorkflowStepRetrying) isEvent_Data() {}
+
+func (*Event_WorkflowStepSkipped) isEvent_Data() {}
+
+func (*Event_WorkflowPaused) isEvent_Data() {}
+
+func (*Event_WorkflowResumed) isEvent_Data() {}
+
+func (*Event_WorkflowCompleted) isEvent_Data() {}
+
+func (*Event_WorkflowFailed) isEvent_Data() {}
+
+func (*Event_WorkflowCancelled) isEvent_Data() {}
+
+func (*Event_TaskCreated) isEvent_Data() {}
+
+func (*Event_TaskAssigned) isEvent_Data() {}
+
+func (*Event_TaskCompleted) isEvent_Data() {}
+
+func (*Event_TaskFailed) isEvent_Data() {}
+
+func (*Event_TaskRequeued) isEvent_Data() {}
+
+func (*Event_BudgetWarning) isEvent_Data() {}
+
+func (*Event_BudgetExceeded) isEvent_Data() {}
+
+func (*Event_ClusterRegistered) isEvent_Data() {}
+
+func (*Event_ClusterStatusChanged) isEvent_Data() {}
+
+func (*Event_ClusterUnregistered) isEvent_Data() {}
+
+func (*Event_ClusterFailover) isEvent_Data() {}
+
+func (*Event_RecordQuarantined) isEvent_Data() {}
+
+func (*Event_SafetyBlocked) isEvent_Data() {}
+
+func (*Event_AlertFiring) isEvent_Data() {}
+
+func (*Event_AlertResolved) isEvent_Data() {}
+
+func (*Event_NotificationSent) isEvent_Data() {}
+
+func (*Event_ScalingUp) isEvent_Data() {}
+
+func (*Event_ScalingDown) isEvent_Data() {}
+
+func (*Event_AutonomicRestart) isEvent_Data() {}
+
+func (*Event_AutonomicFailover) isEvent_Data() {}
+
+func (*Event_AutonomicRebalance) isEvent_Data() {}
+
+func (*Event_AutonomicNotify) isEvent_Data() {}
+
 var File_godel_v1_event_proto protoreflect.FileDescriptor
 
 const file_godel_v1_event_proto_rawDesc = "" +
 	"\n" +
-	"\x14godel/v1/event.proto\x12\bgodel.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"a\n" +
-	"\vEventSource\x12\x1c\n" +
-	"\tcomponent\x18\x01 \x01(\tR\tcomponent\x12\x1a\n" +
-	"\binstance\x18\x02 \x01(\tR\binstance\x12\x18\n" +
-	"\aversion\x18\x03 \x01(\tR\aversion\"\xe2\x01\n" +
-	"\rEventMetadata\x12%\n" +
-	"\x0ecorrelation_id\x18\x01 \x01(\tR\rcorrelationId\x12!\n" +
-	"\fcausation_id\x18\x02 \x01(\tR\vcausationId\x12\x17\n" +
-	"\auser_id\x18\x03 \x01(\tR\x06userId\x12\x19\n" +
-	"\bagent_id\x18\x04 \x01(\tR\aagentId\x12\x17\n" +
-	"\ateam_id\x18\x05 \x01(\tR\x06teamId\x12\x1f\n" +
-	"\vworkflow_id\x18\x06 \x01(\tR\n" +
-	"workflowId\x12\x19\n" +
-	"\btrace_id\x18\a \x01(\tR\atraceId\"\xbd\x02\n" +
+	"\x14godel/v1/event.proto\x12\bgodel.v1\x1a\x1bgodel/v1/agent_events.proto\x1a\x1bgodel/v1/alert_events.proto\x1a\x1fgodel/v1/autonomic_events.proto\x1a\x1cgodel/v1/budget_events.proto\x1a\x1dgodel/v1/cluster_events.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgodel/v1/system_events.proto\x1a\x1agodel/v1/task_events.proto\x1a\x1agodel/v1/team_events.proto\x1a\x1egodel/v1/workflow_events.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n" +
+	"\vEventSource\x12$\n" +
+	"\tcomponent\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\bdR\tcomponent\x12#\n" +
+	"\binstance\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\b\xc8\x01R\binstance\x12 \n" +
+	"\aversion\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\b2R\aversion\x12!\n" +
+	"\acluster\x18\x04 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\acluster\"\x9a\x02\n" +
+	"\rEventMetadata\x12-\n" +
+	"\x0ecorrelation_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\bdR\rcorrelationId\x12)\n" +
+	"\fcausation_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\bdR\vcausationId\x12\x1f\n" +
+	"\auser_id\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\bdR\x06userId\x12!\n" +
+	"\bagent_id\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\b$R\aagentId\x12\x1f\n" +
+	"\ateam_id\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x06teamId\x12'\n" +
+	"\vworkflow_id\x18\x06 \x01(\tB\x06\xca\xf3\x18\x02\b$R\n" +
+	"workflowId\x12!\n" +
+	"\btrace_id\x18\a \x01(\tB\x06\xca\xf3\x18\x02\bdR\atraceId\"\x90!\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x128\n" +
@@ -308,7 +1267,71 @@ const file_godel_v1_event_proto_rawDesc = "" +
 	"\apayload\x18\x05 \x01(\v2\x17.google.protobuf.StructR\apayload\x123\n" +
 	"\bmetadata\x18\x06 \x01(\v2\x17.godel.v1.EventMetadataR\bmetadata\x12\x1a\n" +
 	"\bsequence\x18\a \x01(\x03R\bsequence\x12#\n" +
-	"\rpartition_key\x18\b \x01(\tR\fpartitionKeyB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"\rpartition_key\x18\b \x01(\tR\fpartitionKey\x12=\n" +
+	"\ragent_spawned\x18\x14 \x01(\v2\x16.godel.v1.AgentSpawnedH\x00R\fagentSpawned\x12=\n" +
+	"\ragent_deleted\x18\x15 \x01(\v2\x16.godel.v1.AgentDeletedH\x00R\fagentDeleted\x12=\n" +
+	"\ragent_started\x18\x16 \x01(\v2\x16.godel.v1.AgentStartedH\x00R\fagentStarted\x12:\n" +
+	"\fagent_paused\x18\x17 \x01(\v2\x15.godel.v1.AgentPausedH\x00R\vagentPaused\x12=\n" +
+	"\ragent_resumed\x18\x18 \x01(\v2\x16.godel.v1.AgentResumedH\x00R\fagentResumed\x12C\n" +
+	"\x0fagent_completed\x18\x19 \x01(\v2\x18.godel.v1.AgentCompletedH\x00R\x0eagentCompleted\x12:\n" +
+	"\fagent_failed\x18\x1a \x01(\v2\x15.godel.v1.AgentFailedH\x00R\vagentFailed\x12:\n" +
+	"\fagent_killed\x18\x1b \x01(\v2\x15.godel.v1.AgentKilledH\x00R\vagentKilled\x12C\n" +
+	"\x0fagent_restarted\x18\x1c \x01(\v2\x18.godel.v1.AgentRestartedH\x00R\x0eagentRestarted\x127\n" +
+	"\vagent_usage\x18\x1d \x01(\v2\x14.godel.v1.AgentUsageH\x00R\n" +
+	"agentUsage\x12>\n" +
+	"\x0eagent_run_lost\x18\x1e \x01(\v2\x16.godel.v1.AgentRunLostH\x00R\fagentRunLost\x12S\n" +
+	"\x15agent_run_rescheduled\x18\x1f \x01(\v2\x1d.godel.v1.AgentRunRescheduledH\x00R\x13agentRunRescheduled\x12=\n" +
+	"\rrun_requested\x18' \x01(\v2\x16.godel.v1.RunRequestedH\x00R\frunRequested\x12:\n" +
+	"\fteam_created\x18( \x01(\v2\x15.godel.v1.TeamCreatedH\x00R\vteamCreated\x12:\n" +
+	"\fteam_started\x18) \x01(\v2\x15.godel.v1.TeamStartedH\x00R\vteamStarted\x12=\n" +
+	"\rteam_progress\x18* \x01(\v2\x16.godel.v1.TeamProgressH\x00R\fteamProgress\x127\n" +
+	"\vteam_paused\x18+ \x01(\v2\x14.godel.v1.TeamPausedH\x00R\n" +
+	"teamPaused\x12:\n" +
+	"\fteam_resumed\x18, \x01(\v2\x15.godel.v1.TeamResumedH\x00R\vteamResumed\x127\n" +
+	"\vteam_scaled\x18- \x01(\v2\x14.godel.v1.TeamScaledH\x00R\n" +
+	"teamScaled\x12=\n" +
+	"\rteam_fallback\x18. \x01(\v2\x16.godel.v1.TeamFallbackH\x00R\fteamFallback\x12@\n" +
+	"\x0eteam_completed\x18/ \x01(\v2\x17.godel.v1.TeamCompletedH\x00R\rteamCompleted\x127\n" +
+	"\vteam_failed\x180 \x01(\v2\x14.godel.v1.TeamFailedH\x00R\n" +
+	"teamFailed\x12:\n" +
+	"\fteam_deleted\x181 \x01(\v2\x15.godel.v1.TeamDeletedH\x00R\vteamDeleted\x12F\n" +
+	"\x10workflow_created\x18< \x01(\v2\x19.godel.v1.WorkflowCreatedH\x00R\x0fworkflowCreated\x12F\n" +
+	"\x10workflow_started\x18= \x01(\v2\x19.godel.v1.WorkflowStartedH\x00R\x0fworkflowStarted\x12S\n" +
+	"\x15workflow_step_started\x18> \x01(\v2\x1d.godel.v1.WorkflowStepStartedH\x00R\x13workflowStepStarted\x12Y\n" +
+	"\x17workflow_step_completed\x18? \x01(\v2\x1f.godel.v1.WorkflowStepCompletedH\x00R\x15workflowStepCompleted\x12P\n" +
+	"\x14workflow_step_failed\x18@ \x01(\v2\x1c.godel.v1.WorkflowStepFailedH\x00R\x12workflowStepFailed\x12V\n" +
+	"\x16workflow_step_retrying\x18A \x01(\v2\x1e.godel.v1.WorkflowStepRetryingH\x00R\x14workflowStepRetrying\x12S\n" +
+	"\x15workflow_step_skipped\x18B \x01(\v2\x1d.godel.v1.WorkflowStepSkippedH\x00R\x13workflowStepSkipped\x12C\n" +
+	"\x0fworkflow_paused\x18C \x01(\v2\x18.godel.v1.WorkflowPausedH\x00R\x0eworkflowPaused\x12F\n" +
+	"\x10workflow_resumed\x18D \x01(\v2\x19.godel.v1.WorkflowResumedH\x00R\x0fworkflowResumed\x12L\n" +
+	"\x12workflow_completed\x18E \x01(\v2\x1b.godel.v1.WorkflowCompletedH\x00R\x11workflowCompleted\x12C\n" +
+	"\x0fworkflow_failed\x18F \x01(\v2\x18.godel.v1.WorkflowFailedH\x00R\x0eworkflowFailed\x12L\n" +
+	"\x12workflow_cancelled\x18G \x01(\v2\x1b.godel.v1.WorkflowCancelledH\x00R\x11workflowCancelled\x12:\n" +
+	"\ftask_created\x18P \x01(\v2\x15.godel.v1.TaskCreatedH\x00R\vtaskCreated\x12=\n" +
+	"\rtask_assigned\x18Q \x01(\v2\x16.godel.v1.TaskAssignedH\x00R\ftaskAssigned\x12@\n" +
+	"\x0etask_completed\x18R \x01(\v2\x17.godel.v1.TaskCompletedH\x00R\rtaskCompleted\x127\n" +
+	"\vtask_failed\x18S \x01(\v2\x14.godel.v1.TaskFailedH\x00R\n" +
+	"taskFailed\x12=\n" +
+	"\rtask_requeued\x18T \x01(\v2\x16.godel.v1.TaskRequeuedH\x00R\ftaskRequeued\x12@\n" +
+	"\x0ebudget_warning\x18Z \x01(\v2\x17.godel.v1.BudgetWarningH\x00R\rbudgetWarning\x12C\n" +
+	"\x0fbudget_exceeded\x18[ \x01(\v2\x18.godel.v1.BudgetExceededH\x00R\x0ebudgetExceeded\x12L\n" +
+	"\x12cluster_registered\x18d \x01(\v2\x1b.godel.v1.ClusterRegisteredH\x00R\x11clusterRegistered\x12V\n" +
+	"\x16cluster_status_changed\x18e \x01(\v2\x1e.godel.v1.ClusterStatusChangedH\x00R\x14clusterStatusChanged\x12R\n" +
+	"\x14cluster_unregistered\x18f \x01(\v2\x1d.godel.v1.ClusterUnregisteredH\x00R\x13clusterUnregistered\x12F\n" +
+	"\x10cluster_failover\x18g \x01(\v2\x19.godel.v1.ClusterFailoverH\x00R\x0fclusterFailover\x12L\n" +
+	"\x12record_quarantined\x18n \x01(\v2\x1b.godel.v1.RecordQuarantinedH\x00R\x11recordQuarantined\x12@\n" +
+	"\x0esafety_blocked\x18o \x01(\v2\x17.godel.v1.SafetyBlockedH\x00R\rsafetyBlocked\x12:\n" +
+	"\falert_firing\x18x \x01(\v2\x15.godel.v1.AlertFiringH\x00R\valertFiring\x12@\n" +
+	"\x0ealert_resolved\x18y \x01(\v2\x17.godel.v1.AlertResolvedH\x00R\ralertResolved\x12I\n" +
+	"\x11notification_sent\x18z \x01(\v2\x1a.godel.v1.NotificationSentH\x00R\x10notificationSent\x124\n" +
+	"\n" +
+	"scaling_up\x18{ \x01(\v2\x13.godel.v1.ScalingUpH\x00R\tscalingUp\x12:\n" +
+	"\fscaling_down\x18| \x01(\v2\x15.godel.v1.ScalingDownH\x00R\vscalingDown\x12I\n" +
+	"\x11autonomic_restart\x18} \x01(\v2\x1a.godel.v1.AutonomicRestartH\x00R\x10autonomicRestart\x12L\n" +
+	"\x12autonomic_failover\x18~ \x01(\v2\x1b.godel.v1.AutonomicFailoverH\x00R\x11autonomicFailover\x12O\n" +
+	"\x13autonomic_rebalance\x18\x7f \x01(\v2\x1c.godel.v1.AutonomicRebalanceH\x00R\x12autonomicRebalance\x12G\n" +
+	"\x10autonomic_notify\x18\x80\x01 \x01(\v2\x19.godel.v1.AutonomicNotifyH\x00R\x0fautonomicNotifyB\x06\n" +
+	"\x04dataB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_event_proto_rawDescOnce sync.Once
@@ -329,23 +1352,206 @@ var file_godel_v1_event_proto_goTypes = []any{
 	(*Event)(nil),                 // 2: godel.v1.Event
 	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
 	(*structpb.Struct)(nil),       // 4: google.protobuf.Struct
+	(*AgentSpawned)(nil),          // 5: godel.v1.AgentSpawned
+	(*AgentDeleted)(nil),          // 6: godel.v1.AgentDeleted
+	(*AgentStarted)(nil),          // 7: godel.v1.AgentStarted
+	(*AgentPaused)(nil),           // 8: godel.v1.AgentPaused
+	(*AgentResumed)(nil),          // 9: godel.v1.AgentResumed
+	(*AgentCompleted)(nil),        // 10: godel.v1.AgentCompleted
+	(*AgentFailed)(nil),           // 11: godel.v1.AgentFailed
+	(*AgentKilled)(nil),           // 12: godel.v1.AgentKilled
+	(*AgentRestarted)(nil),        // 13: godel.v1.AgentRestarted
+	(*AgentUsage)(nil),            // 14: godel.v1.AgentUsage
+	(*AgentRunLost)(nil),          // 15: godel.v1.AgentRunLost
+	(*AgentRunRescheduled)(nil),   // 16: godel.v1.AgentRunRescheduled
+	(*RunRequested)(nil),          // 17: godel.v1.RunRequested
+	(*TeamCreated)(nil),           // 18: godel.v1.TeamCreated
+	(*TeamStarted)(nil),           // 19: godel.v1.TeamStarted
+	(*TeamProgress)(nil),          // 20: godel.v1.TeamProgress
+	(*TeamPaused)(nil),            // 21: godel.v1.TeamPaused
+	(*TeamResumed)(nil),           // 22: godel.v1.TeamResumed
+	(*TeamScaled)(nil),            // 23: godel.v1.TeamScaled
+	(*TeamFallback)(nil),          // 24: godel.v1.TeamFallback
+	(*TeamCompleted)(nil),         // 25: godel.v1.TeamCompleted
+	(*TeamFailed)(nil),            // 26: godel.v1.TeamFailed
+	(*TeamDeleted)(nil),           // 27: godel.v1.TeamDeleted
+	(*WorkflowCreated)(nil),       // 28: godel.v1.WorkflowCreated
+	(*WorkflowStarted)(nil),       // 29: godel.v1.WorkflowStarted
+	(*WorkflowStepStarted)(nil),   // 30: godel.v1.WorkflowStepStarted
+	(*WorkflowStepCompleted)(nil), // 31: godel.v1.WorkflowStepCompleted
+	(*WorkflowStepFailed)(nil),    // 32: godel.v1.WorkflowStepFailed
+	(*WorkflowStepRetrying)(nil),  // 33: godel.v1.WorkflowStepRetrying
+	(*WorkflowStepSkipped)(nil),   // 34: godel.v1.WorkflowStepSkipped
+	(*WorkflowPaused)(nil),        // 35: godel.v1.WorkflowPaused
+	(*WorkflowResumed)(nil),       // 36: godel.v1.WorkflowResumed
+	(*WorkflowCompleted)(nil),     // 37: godel.v1.WorkflowCompleted
+	(*WorkflowFailed)(nil),        // 38: godel.v1.WorkflowFailed
+	(*WorkflowCancelled)(nil),     // 39: godel.v1.WorkflowCancelled
+	(*TaskCreated)(nil),           // 40: godel.v1.TaskCreated
+	(*TaskAssigned)(nil),          // 41: godel.v1.TaskAssigned
+	(*TaskCompleted)(nil),         // 42: godel.v1.TaskCompleted
+	(*TaskFailed)(nil),            // 43: godel.v1.TaskFailed
+	(*TaskRequeued)(nil),          // 44: godel.v1.TaskRequeued
+	(*BudgetWarning)(nil),         // 45: godel.v1.BudgetWarning
+	(*BudgetExceeded)(nil),        // 46: godel.v1.BudgetExceeded
+	(*ClusterRegistered)(nil),     // 47: godel.v1.ClusterRegistered
+	(*ClusterStatusChanged)(nil),  // 48: godel.v1.ClusterStatusChanged
+	(*ClusterUnregistered)(nil),   // 49: godel.v1.ClusterUnregistered
+	(*ClusterFailover)(nil),       // 50: godel.v1.ClusterFailover
+	(*RecordQuarantined)(nil),     // 51: godel.v1.RecordQuarantined
+	(*SafetyBlocked)(nil),         // 52: godel.v1.SafetyBlocked
+	(*AlertFiring)(nil),           // 53: godel.v1.AlertFiring
+	(*AlertResolved)(nil),         // 54: godel.v1.AlertResolved
+	(*NotificationSent)(nil),      // 55: godel.v1.NotificationSent
+	(*ScalingUp)(nil),             // 56: godel.v1.ScalingUp
+	(*ScalingDown)(nil),           // 57: godel.v1.ScalingDown
+	(*AutonomicRestart)(nil),      // 58: godel.v1.AutonomicRestart
+	(*AutonomicFailover)(nil),     // 59: godel.v1.AutonomicFailover
+	(*AutonomicRebalance)(nil),    // 60: godel.v1.AutonomicRebalance
+	(*AutonomicNotify)(nil),       // 61: godel.v1.AutonomicNotify
 }
 var file_godel_v1_event_proto_depIdxs = []int32{
-	3, // 0: godel.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
-	0, // 1: godel.v1.Event.source:type_name -> godel.v1.EventSource
-	4, // 2: godel.v1.Event.payload:type_name -> google.protobuf.Struct
-	1, // 3: godel.v1.Event.metadata:type_name -> godel.v1.EventMetadata
-	4, // [4:4] is the sub-list for method output_type
-	4, // [4:4] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	3,  // 0: godel.v1.Event.timestamp:type_name -> google.protobuf.Timestamp
+	0,  // 1: godel.v1.Event.source:type_name -> godel.v1.EventSource
+	4,  // 2: godel.v1.Event.payload:type_name -> google.protobuf.Struct
+	1,  // 3: godel.v1.Event.metadata:type_name -> godel.v1.EventMetadata
+	5,  // 4: godel.v1.Event.agent_spawned:type_name -> godel.v1.AgentSpawned
+	6,  // 5: godel.v1.Event.agent_deleted:type_name -> godel.v1.AgentDeleted
+	7,  // 6: godel.v1.Event.agent_started:type_name -> godel.v1.AgentStarted
+	8,  // 7: godel.v1.Event.agent_paused:type_name -> godel.v1.AgentPaused
+	9,  // 8: godel.v1.Event.agent_resumed:type_name -> godel.v1.AgentResumed
+	10, // 9: godel.v1.Event.agent_completed:type_name -> godel.v1.AgentCompleted
+	11, // 10: godel.v1.Event.agent_failed:type_name -> godel.v1.AgentFailed
+	12, // 11: godel.v1.Event.agent_killed:type_name -> godel.v1.AgentKilled
+	13, // 12: godel.v1.Event.agent_restarted:type_name -> godel.v1.AgentRestarted
+	14, // 13: godel.v1.Event.agent_usage:type_name -> godel.v1.AgentUsage
+	15, // 14: godel.v1.Event.agent_run_lost:type_name -> godel.v1.AgentRunLost
+	16, // 15: godel.v1.Event.agent_run_rescheduled:type_name -> godel.v1.AgentRunRescheduled
+	17, // 16: godel.v1.Event.run_requested:type_name -> godel.v1.RunRequested
+	18, // 17: godel.v1.Event.team_created:type_name -> godel.v1.TeamCreated
+	19, // 18: godel.v1.Event.team_started:type_name -> godel.v1.TeamStarted
+	20, // 19: godel.v1.Event.team_progress:type_name -> godel.v1.TeamProgress
+	21, // 20: godel.v1.Event.team_paused:type_name -> godel.v1.TeamPaused
+	22, // 21: godel.v1.Event.team_resumed:type_name -> godel.v1.TeamResumed
+	23, // 22: godel.v1.Event.team_scaled:type_name -> godel.v1.TeamScaled
+	24, // 23: godel.v1.Event.team_fallback:type_name -> godel.v1.TeamFallback
+	25, // 24: godel.v1.Event.team_completed:type_name -> godel.v1.TeamCompleted
+	26, // 25: godel.v1.Event.team_failed:type_name -> godel.v1.TeamFailed
+	27, // 26: godel.v1.Event.team_deleted:type_name -> godel.v1.TeamDeleted
+	28, // 27: godel.v1.Event.workflow_created:type_name -> godel.v1.WorkflowCreated
+	29, // 28: godel.v1.Event.workflow_started:type_name -> godel.v1.WorkflowStarted
+	30, // 29: godel.v1.Event.workflow_step_started:type_name -> godel.v1.WorkflowStepStarted
+	31, // 30: godel.v1.Event.workflow_step_completed:type_name -> godel.v1.WorkflowStepCompleted
+	32, // 31: godel.v1.Event.workflow_step_failed:type_name -> godel.v1.WorkflowStepFailed
+	33, // 32: godel.v1.Event.workflow_step_retrying:type_name -> godel.v1.WorkflowStepRetrying
+	34, // 33: godel.v1.Event.workflow_step_skipped:type_name -> godel.v1.WorkflowStepSkipped
+	35, // 34: godel.v1.Event.workflow_paused:type_name -> godel.v1.WorkflowPaused
+	36, // 35: godel.v1.Event.workflow_resumed:type_name -> godel.v1.WorkflowResumed
+	37, // 36: godel.v1.Event.workflow_completed:type_name -> godel.v1.WorkflowCompleted
+	38, // 37: godel.v1.Event.workflow_failed:type_name -> godel.v1.WorkflowFailed
+	39, // 38: godel.v1.Event.workflow_cancelled:type_name -> godel.v1.WorkflowCancelled
+	40, // 39: godel.v1.Event.task_created:type_name -> godel.v1.TaskCreated
+	41, // 40: godel.v1.Event.task_assigned:type_name -> godel.v1.TaskAssigned
+	42, // 41: godel.v1.Event.task_completed:type_name -> godel.v1.TaskCompleted
+	43, // 42: godel.v1.Event.task_failed:type_name -> godel.v1.TaskFailed
+	44, // 43: godel.v1.Event.task_requeued:type_name -> godel.v1.TaskRequeued
+	45, // 44: godel.v1.Event.budget_warning:type_name -> godel.v1.BudgetWarning
+	46, // 45: godel.v1.Event.budget_exceeded:type_name -> godel.v1.BudgetExceeded
+	47, // 46: godel.v1.Event.cluster_registered:type_name -> godel.v1.ClusterRegistered
+	48, // 47: godel.v1.Event.cluster_status_changed:type_name -> godel.v1.ClusterStatusChanged
+	49, // 48: godel.v1.Event.cluster_unregistered:type_name -> godel.v1.ClusterUnregistered
+	50, // 49: godel.v1.Event.cluster_failover:type_name -> godel.v1.ClusterFailover
+	51, // 50: godel.v1.Event.record_quarantined:type_name -> godel.v1.RecordQuarantined
+	52, // 51: godel.v1.Event.safety_blocked:type_name -> godel.v1.SafetyBlocked
+	53, // 52: godel.v1.Event.alert_firing:type_name -> godel.v1.AlertFiring
+	54, // 53: godel.v1.Event.alert_resolved:type_name -> godel.v1.AlertResolved
+	55, // 54: godel.v1.Event.notification_sent:type_name -> godel.v1.NotificationSent
+	56, // 55: godel.v1.Event.scaling_up:type_name -> godel.v1.ScalingUp
+	57, // 56: godel.v1.Event.scaling_down:type_name -> godel.v1.ScalingDown
+	58, // 57: godel.v1.Event.autonomic_restart:type_name -> godel.v1.AutonomicRestart
+	59, // 58: godel.v1.Event.autonomic_failover:type_name -> godel.v1.AutonomicFailover
+	60, // 59: godel.v1.Event.autonomic_rebalance:type_name -> godel.v1.AutonomicRebalance
+	61, // 60: godel.v1.Event.autonomic_notify:type_name -> godel.v1.AutonomicNotify
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_godel_v1_event_proto_init() }
 func file_godel_v1_event_proto_init() {
 	if File_godel_v1_event_proto != nil {
 		return
+	}
+	file_godel_v1_agent_events_proto_init()
+	file_godel_v1_alert_events_proto_init()
+	file_godel_v1_autonomic_events_proto_init()
+	file_godel_v1_budget_events_proto_init()
+	file_godel_v1_cluster_events_proto_init()
+	file_godel_v1_limits_proto_init()
+	file_godel_v1_system_events_proto_init()
+	file_godel_v1_task_events_proto_init()
+	file_godel_v1_team_events_proto_init()
+	file_godel_v1_workflow_events_proto_init()
+	file_godel_v1_event_proto_msgTypes[2].OneofWrappers = []any{
+		(*Event_AgentSpawned)(nil),
+		(*Event_AgentDeleted)(nil),
+		(*Event_AgentStarted)(nil),
+		(*Event_AgentPaused)(nil),
+		(*Event_AgentResumed)(nil),
+		(*Event_AgentCompleted)(nil),
+		(*Event_AgentFailed)(nil),
+		(*Event_AgentKilled)(nil),
+		(*Event_AgentRestarted)(nil),
+		(*Event_AgentUsage)(nil),
+		(*Event_AgentRunLost)(nil),
+		(*Event_AgentRunRescheduled)(nil),
+		(*Event_RunRequested)(nil),
+		(*Event_TeamCreated)(nil),
+		(*Event_TeamStarted)(nil),
+		(*Event_TeamProgress)(nil),
+		(*Event_TeamPaused)(nil),
+		(*Event_TeamResumed)(nil),
+		(*Event_TeamScaled)(nil),
+		(*Event_TeamFallback)(nil),
+		(*Event_TeamCompleted)(nil),
+		(*Event_TeamFailed)(nil),
+		(*Event_TeamDeleted)(nil),
+		(*Event_WorkflowCreated)(nil),
+		(*Event_WorkflowStarted)(nil),
+		(*Event_WorkflowStepStarted)(nil),
+		(*Event_WorkflowStepCompleted)(nil),
+		(*Event_WorkflowStepFailed)(nil),
+		(*Event_WorkflowStepRetrying)(nil),
+		(*Event_WorkflowStepSkipped)(nil),
+		(*Event_WorkflowPaused)(nil),
+		(*Event_WorkflowResumed)(nil),
+		(*Event_WorkflowCompleted)(nil),
+		(*Event_WorkflowFailed)(nil),
+		(*Event_WorkflowCancelled)(nil),
+		(*Event_TaskCreated)(nil),
+		(*Event_TaskAssigned)(nil),
+		(*Event_TaskCompleted)(nil),
+		(*Event_TaskFailed)(nil),
+		(*Event_TaskRequeued)(nil),
+		(*Event_BudgetWarning)(nil),
+		(*Event_BudgetExceeded)(nil),
+		(*Event_ClusterRegistered)(nil),
+		(*Event_ClusterStatusChanged)(nil),
+		(*Event_ClusterUnregistered)(nil),
+		(*Event_ClusterFailover)(nil),
+		(*Event_RecordQuarantined)(nil),
+		(*Event_SafetyBlocked)(nil),
+		(*Event_AlertFiring)(nil),
+		(*Event_AlertResolved)(nil),
+		(*Event_NotificationSent)(nil),
+		(*Event_ScalingUp)(nil),
+		(*Event_ScalingDown)(nil),
+		(*Event_AutonomicRestart)(nil),
+		(*Event_AutonomicFailover)(nil),
+		(*Event_AutonomicRebalance)(nil),
+		(*Event_AutonomicNotify)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -1131,16 +1131,16 @@ var File_godel_v1_event_service_proto protoreflect.FileDescriptor
 
 const file_godel_v1_event_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1cgodel/v1/event_service.proto\x12\bgodel.v1\x1a\x1cgodel/v1/agent_service.proto\x1a\x14godel/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x03\n" +
-	"\x12QueryEventsRequest\x12\x12\n" +
-	"\x04type\x18\x01 \x03(\tR\x04type\x12\x19\n" +
-	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x17\n" +
-	"\ateam_id\x18\x03 \x01(\tR\x06teamId\x12\x1f\n" +
-	"\vworkflow_id\x18\x04 \x01(\tR\n" +
-	"workflowId\x12%\n" +
-	"\x0ecorrelation_id\x18\x05 \x01(\tR\rcorrelationId\x12\x19\n" +
-	"\btrace_id\x18\x06 \x01(\tR\atraceId\x12)\n" +
-	"\x10source_component\x18\a \x01(\tR\x0fsourceComponent\x129\n" +
+	"\x1cgodel/v1/event_service.proto\x12\bgodel.v1\x1a\x15godel/v1/access.proto\x1a\x1cgodel/v1/agent_service.proto\x1a\x1agodel/v1/dead_letter.proto\x1a\x14godel/v1/event.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x04\n" +
+	"\x12QueryEventsRequest\x12\x1a\n" +
+	"\x04type\x18\x01 \x03(\tB\x06\xca\xf3\x18\x02\bdR\x04type\x12!\n" +
+	"\bagent_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\b$R\aagentId\x12\x1f\n" +
+	"\ateam_id\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x06teamId\x12'\n" +
+	"\vworkflow_id\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\b$R\n" +
+	"workflowId\x12-\n" +
+	"\x0ecorrelation_id\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\bdR\rcorrelationId\x12!\n" +
+	"\btrace_id\x18\x06 \x01(\tB\x06\xca\xf3\x18\x02\bdR\atraceId\x121\n" +
+	"\x10source_component\x18\a \x01(\tB\x06\xca\xf3\x18\x02\bdR\x0fsourceComponent\x129\n" +
 	"\n" +
 	"start_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tstartTime\x125\n" +
 	"\bend_time\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\aendTime\x12)\n" +
@@ -1152,33 +1152,35 @@ const file_godel_v1_event_service_proto_rawDesc = "" +
 	"\x0eafter_sequence\x18\r \x01(\x03R\rafterSequence\"f\n" +
 	"\x13QueryEventsResponse\x12'\n" +
 	"\x06events\x18\x01 \x03(\v2\x0f.godel.v1.EventR\x06events\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd6\x01\n" +
-	"\x13PublishEventRequest\x12\x18\n" +
-	"\x04type\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04type\x121\n" +
-	"\apayload\x18\x02 \x01(\v2\x17.google.protobuf.StructR\apayload\x123\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xee\x01\n" +
+	"\x13PublishEventRequest\x12\x1e\n" +
+	"\x04type\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\bdR\x04type\x12;\n" +
+	"\apayload\x18\x02 \x01(\v2\x17.google.protobuf.StructB\b\xca\xf3\x18\x04\x18\x80\x80\x04R\apayload\x123\n" +
 	"\bmetadata\x18\x03 \x01(\v2\x17.godel.v1.EventMetadataR\bmetadata\x12-\n" +
-	"\x06source\x18\x04 \x01(\v2\x15.godel.v1.EventSourceR\x06source\x12\x0e\n" +
-	"\x02id\x18\x05 \x01(\tR\x02id\"&\n" +
+	"\x06source\x18\x04 \x01(\v2\x15.godel.v1.EventSourceR\x06source\x12\x16\n" +
+	"\x02id\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x02id\"&\n" +
 	"\x14PublishEventResponse\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"'\n" +
-	"\x0fGetEventRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\xef\x03\n" +
-	"\x16SubscribeEventsRequest\x12\x18\n" +
-	"\apattern\x18\x01 \x03(\tR\apattern\x12\x19\n" +
-	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x17\n" +
-	"\ateam_id\x18\x03 \x01(\tR\x06teamId\x12\x1f\n" +
-	"\vworkflow_id\x18\x04 \x01(\tR\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"-\n" +
+	"\x0fGetEventRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"\xaf\x04\n" +
+	"\x16SubscribeEventsRequest\x12 \n" +
+	"\apattern\x18\x01 \x03(\tB\x06\xca\xf3\x18\x02\bdR\apattern\x12!\n" +
+	"\bagent_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\b$R\aagentId\x12\x1f\n" +
+	"\ateam_id\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x06teamId\x12'\n" +
+	"\vworkflow_id\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\b$R\n" +
 	"workflowId\x12(\n" +
 	"\rfrom_sequence\x18\x05 \x01(\x03H\x00R\ffromSequence\x88\x01\x01\x12B\n" +
 	"\fbackpressure\x18\x06 \x01(\x0e2\x1e.godel.v1.BackpressureStrategyR\fbackpressure\x12\x1f\n" +
 	"\vbuffer_size\x18\a \x01(\x05R\n" +
-	"bufferSize\x12+\n" +
-	"\x11subscription_name\x18\b \x01(\tR\x10subscriptionName\x12+\n" +
-	"\x11heartbeat_seconds\x18\t \x01(\x05R\x10heartbeatSeconds\x12%\n" +
+	"bufferSize\x123\n" +
+	"\x11subscription_name\x18\b \x01(\tB\x06\xca\xf3\x18\x02\bdR\x10subscriptionName\x12+\n" +
+	"\x11heartbeat_seconds\x18\t \x01(\x05R\x10heartbeatSeconds\x12-\n" +
 	"\x0ecorrelation_id\x18\n" +
-	" \x01(\tR\rcorrelationId\x12\x19\n" +
-	"\btrace_id\x18\v \x01(\tR\atraceId\x12)\n" +
-	"\x10source_component\x18\f \x01(\tR\x0fsourceComponentB\x10\n" +
+	" \x01(\tB\x06\xca\xf3\x18\x02\bdR\rcorrelationId\x12!\n" +
+	"\btrace_id\x18\v \x01(\tB\x06\xca\xf3\x18\x02\bdR\atraceId\x121\n" +
+	"\x10source_component\x18\f \x01(\tB\x06\xca\xf3\x18\x02\bdR\x0fsourceComponentB\x10\n" +
 	"\x0e_from_sequence\"\xa8\x01\n" +
 	"\x17SubscribeEventsResponse\x12'\n" +
 	"\x05event\x18\x01 \x01(\v2\x0f.godel.v1.EventH\x00R\x05event\x123\n" +
@@ -1204,11 +1206,13 @@ const file_godel_v1_event_service_proto_rawDesc = "" +
 	"\tconnected\x18\f \x01(\bR\tconnected\"\x1f\n" +
 	"\x1dListEventSubscriptionsRequest\"c\n" +
 	"\x1eListEventSubscriptionsResponse\x12A\n" +
-	"\rsubscriptions\x18\x01 \x03(\v2\x1b.godel.v1.EventSubscriptionR\rsubscriptions\"7\n" +
-	"\x1bGetEventSubscriptionRequest\x12\x18\n" +
-	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\":\n" +
-	"\x1eDeleteEventSubscriptionRequest\x12\x18\n" +
-	"\x04name\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04name\"!\n" +
+	"\rsubscriptions\x18\x01 \x03(\v2\x1b.godel.v1.EventSubscriptionR\rsubscriptions\"=\n" +
+	"\x1bGetEventSubscriptionRequest\x12\x1e\n" +
+	"\x04name\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\bdR\x04name\"@\n" +
+	"\x1eDeleteEventSubscriptionRequest\x12\x1e\n" +
+	"\x04name\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\bdR\x04name\"!\n" +
 	"\x1fDeleteEventSubscriptionResponse\"`\n" +
 	"\tHeartbeat\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12#\n" +
@@ -1221,15 +1225,28 @@ const file_godel_v1_event_service_proto_rawDesc = "" +
 	"!BACKPRESSURE_STRATEGY_UNSPECIFIED\x10\x00\x12\x1e\n" +
 	"\x1aBACKPRESSURE_STRATEGY_DROP\x10\x01\x12\x1f\n" +
 	"\x1bBACKPRESSURE_STRATEGY_BLOCK\x10\x02\x12!\n" +
-	"\x1dBACKPRESSURE_STRATEGY_SLIDING\x10\x032\x91\b\n" +
-	"\fEventService\x12q\n" +
-	"\vQueryEvents\x12\x1c.godel.v1.QueryEventsRequest\x1a\x1d.godel.v1.QueryEventsResponse\"%\x82\xd3\xe4\x93\x02\x1fZ\r\x12\v/api/events\x12\x0e/api/v1/events\x12z\n" +
-	"\fPublishEvent\x12\x1d.godel.v1.PublishEventRequest\x1a\x1e.godel.v1.PublishEventResponse\"+\x82\xd3\xe4\x93\x02%:\x01*Z\x10:\x01*\"\v/api/events\"\x0e/api/v1/events\x12\x8d\x01\n" +
-	"\x0fSubscribeEvents\x12 .godel.v1.SubscribeEventsRequest\x1a!.godel.v1.SubscribeEventsResponse\"3\x82\xd3\xe4\x93\x02-Z\x14\x12\x12/api/events/stream\x12\x15/api/v1/events/stream0\x01\x12g\n" +
-	"\bGetEvent\x12\x19.godel.v1.GetEventRequest\x1a\x0f.godel.v1.Event\"/\x82\xd3\xe4\x93\x02)Z\x12\x12\x10/api/events/{id}\x12\x13/api/v1/events/{id}\x12\xac\x01\n" +
-	"\x16ListEventSubscriptions\x12'.godel.v1.ListEventSubscriptionsRequest\x1a(.godel.v1.ListEventSubscriptionsResponse\"?\x82\xd3\xe4\x93\x029Z\x1a\x12\x18/api/event-subscriptions\x12\x1b/api/v1/event-subscriptions\x12\xa9\x01\n" +
-	"\x14GetEventSubscription\x12%.godel.v1.GetEventSubscriptionRequest\x1a\x1b.godel.v1.EventSubscription\"M\x82\xd3\xe4\x93\x02GZ!\x12\x1f/api/event-subscriptions/{name}\x12\"/api/v1/event-subscriptions/{name}\x12\xbd\x01\n" +
-	"\x17DeleteEventSubscription\x12(.godel.v1.DeleteEventSubscriptionRequest\x1a).godel.v1.DeleteEventSubscriptionResponse\"M\x82\xd3\xe4\x93\x02GZ!*\x1f/api/event-subscriptions/{name}*\"/api/v1/event-subscriptions/{name}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"\x1dBACKPRESSURE_STRATEGY_SLIDING\x10\x032\xf1\r\n" +
+	"\fEventService\x12\x84\x01\n" +
+	"\vQueryEvents\x12\x1c.godel.v1.QueryEventsRequest\x1a\x1d.godel.v1.QueryEventsResponse\"8\xc2\xf3\x18\x0f\n" +
+	"\x05event\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\x1fZ\r\x12\v/api/events\x12\x0e/api/v1/events\x12\x8f\x01\n" +
+	"\fPublishEvent\x12\x1d.godel.v1.PublishEventRequest\x1a\x1e.godel.v1.PublishEventResponse\"@\xc2\xf3\x18\x11\n" +
+	"\x05event\x12\x06create\x18\x01\x82\xd3\xe4\x93\x02%:\x01*Z\x10:\x01*\"\v/api/events\"\x0e/api/v1/events\x12\xa0\x01\n" +
+	"\x0fSubscribeEvents\x12 .godel.v1.SubscribeEventsRequest\x1a!.godel.v1.SubscribeEventsResponse\"F\xc2\xf3\x18\x0f\n" +
+	"\x05event\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02-Z\x14\x12\x12/api/events/stream\x12\x15/api/v1/events/stream0\x01\x12z\n" +
+	"\bGetEvent\x12\x19.godel.v1.GetEventRequest\x1a\x0f.godel.v1.Event\"B\xc2\xf3\x18\x0f\n" +
+	"\x05event\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02)Z\x12\x12\x10/api/events/{id}\x12\x13/api/v1/events/{id}\x12\xc6\x01\n" +
+	"\x16ListEventSubscriptions\x12'.godel.v1.ListEventSubscriptionsRequest\x1a(.godel.v1.ListEventSubscriptionsResponse\"Y\xc2\xf3\x18\x16\n" +
+	"\fsubscription\x12\x04read\x18\x01\x82\xd3\xe4\x93\x029Z\x1a\x12\x18/api/event-subscriptions\x12\x1b/api/v1/event-subscriptions\x12\xc3\x01\n" +
+	"\x14GetEventSubscription\x12%.godel.v1.GetEventSubscriptionRequest\x1a\x1b.godel.v1.EventSubscription\"g\xc2\xf3\x18\x16\n" +
+	"\fsubscription\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02GZ!\x12\x1f/api/event-subscriptions/{name}\x12\"/api/v1/event-subscriptions/{name}\x12\xd9\x01\n" +
+	"\x17DeleteEventSubscription\x12(.godel.v1.DeleteEventSubscriptionRequest\x1a).godel.v1.DeleteEventSubscriptionResponse\"i\xc2\xf3\x18\x18\n" +
+	"\fsubscription\x12\x06delete\x18\x01\x82\xd3\xe4\x93\x02GZ!*\x1f/api/event-subscriptions/{name}*\"/api/v1/event-subscriptions/{name}\x12\xae\x01\n" +
+	"\x0fListDeadLetters\x12 .godel.v1.ListDeadLettersRequest\x1a!.godel.v1.ListDeadLettersResponse\"V\xc2\xf3\x18\x15\n" +
+	"\vdead_letter\x12\x04read\x18\x03\x82\xd3\xe4\x93\x027Z\x19\x12\x17/api/dead-letters/event\x12\x1a/api/v1/dead-letters/event\x12\xcc\x01\n" +
+	"\x0fRetryDeadLetter\x12 .godel.v1.RetryDeadLetterRequest\x1a!.godel.v1.RetryDeadLetterResponse\"t\xc2\xf3\x18\x17\n" +
+	"\vdead_letter\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02S:\x01*Z':\x01*\"\"/api/dead-letters/event/{id}:retry\"%/api/v1/dead-letters/event/{id}:retry\x12\xbd\x01\n" +
+	"\x10DeleteDeadLetter\x12!.godel.v1.DeleteDeadLetterRequest\x1a\".godel.v1.DeleteDeadLetterResponse\"b\xc2\xf3\x18\x17\n" +
+	"\vdead_letter\x12\x06delete\x18\x03\x82\xd3\xe4\x93\x02AZ\x1e*\x1c/api/dead-letters/event/{id}*\x1f/api/v1/dead-letters/event/{id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_event_service_proto_rawDescOnce sync.Once
@@ -1268,6 +1285,12 @@ var file_godel_v1_event_service_proto_goTypes = []any{
 	(*EventMetadata)(nil),                   // 19: godel.v1.EventMetadata
 	(*EventSource)(nil),                     // 20: godel.v1.EventSource
 	(*StreamEnd)(nil),                       // 21: godel.v1.StreamEnd
+	(*ListDeadLettersRequest)(nil),          // 22: godel.v1.ListDeadLettersRequest
+	(*RetryDeadLetterRequest)(nil),          // 23: godel.v1.RetryDeadLetterRequest
+	(*DeleteDeadLetterRequest)(nil),         // 24: godel.v1.DeleteDeadLetterRequest
+	(*ListDeadLettersResponse)(nil),         // 25: godel.v1.ListDeadLettersResponse
+	(*RetryDeadLetterResponse)(nil),         // 26: godel.v1.RetryDeadLetterResponse
+	(*DeleteDeadLetterResponse)(nil),        // 27: godel.v1.DeleteDeadLetterResponse
 }
 var file_godel_v1_event_service_proto_depIdxs = []int32{
 	16, // 0: godel.v1.QueryEventsRequest.start_time:type_name -> google.protobuf.Timestamp
@@ -1292,15 +1315,21 @@ var file_godel_v1_event_service_proto_depIdxs = []int32{
 	10, // 19: godel.v1.EventService.ListEventSubscriptions:input_type -> godel.v1.ListEventSubscriptionsRequest
 	12, // 20: godel.v1.EventService.GetEventSubscription:input_type -> godel.v1.GetEventSubscriptionRequest
 	13, // 21: godel.v1.EventService.DeleteEventSubscription:input_type -> godel.v1.DeleteEventSubscriptionRequest
-	3,  // 22: godel.v1.EventService.QueryEvents:output_type -> godel.v1.QueryEventsResponse
-	5,  // 23: godel.v1.EventService.PublishEvent:output_type -> godel.v1.PublishEventResponse
-	8,  // 24: godel.v1.EventService.SubscribeEvents:output_type -> godel.v1.SubscribeEventsResponse
-	17, // 25: godel.v1.EventService.GetEvent:output_type -> godel.v1.Event
-	11, // 26: godel.v1.EventService.ListEventSubscriptions:output_type -> godel.v1.ListEventSubscriptionsResponse
-	9,  // 27: godel.v1.EventService.GetEventSubscription:output_type -> godel.v1.EventSubscription
-	14, // 28: godel.v1.EventService.DeleteEventSubscription:output_type -> godel.v1.DeleteEventSubscriptionResponse
-	22, // [22:29] is the sub-list for method output_type
-	15, // [15:22] is the sub-list for method input_type
+	22, // 22: godel.v1.EventService.ListDeadLetters:input_type -> godel.v1.ListDeadLettersRequest
+	23, // 23: godel.v1.EventService.RetryDeadLetter:input_type -> godel.v1.RetryDeadLetterRequest
+	24, // 24: godel.v1.EventService.DeleteDeadLetter:input_type -> godel.v1.DeleteDeadLetterRequest
+	3,  // 25: godel.v1.EventService.QueryEvents:output_type -> godel.v1.QueryEventsResponse
+	5,  // 26: godel.v1.EventService.PublishEvent:output_type -> godel.v1.PublishEventResponse
+	8,  // 27: godel.v1.EventService.SubscribeEvents:output_type -> godel.v1.SubscribeEventsResponse
+	17, // 28: godel.v1.EventService.GetEvent:output_type -> godel.v1.Event
+	11, // 29: godel.v1.EventService.ListEventSubscriptions:output_type -> godel.v1.ListEventSubscriptionsResponse
+	9,  // 30: godel.v1.EventService.GetEventSubscription:output_type -> godel.v1.EventSubscription
+	14, // 31: godel.v1.EventService.DeleteEventSubscription:output_type -> godel.v1.DeleteEventSubscriptionResponse
+	25, // 32: godel.v1.EventService.ListDeadLetters:output_type -> godel.v1.ListDeadLettersResponse
+	26, // 33: godel.v1.EventService.RetryDeadLetter:output_type -> godel.v1.RetryDeadLetterResponse
+	27, // 34: godel.v1.EventService.DeleteDeadLetter:output_type -> godel.v1.DeleteDeadLetterResponse
+	25, // [25:35] is the sub-list for method output_type
+	15, // [15:25] is the sub-list for method input_type
 	15, // [15:15] is the sub-list for extension type_name
 	15, // [15:15] is the sub-list for extension extendee
 	0,  // [0:15] is the sub-list for field type_name
@@ -1311,8 +1340,11 @@ func file_godel_v1_event_service_proto_init() {
 	if File_godel_v1_event_service_proto != nil {
 		return
 	}
+	file_godel_v1_access_proto_init()
 	file_godel_v1_agent_service_proto_init()
+	file_godel_v1_dead_letter_proto_init()
 	file_godel_v1_event_proto_init()
+	file_godel_v1_limits_proto_init()
 	file_godel_v1_event_service_proto_msgTypes[5].OneofWrappers = []any{}
 	file_godel_v1_event_service_proto_msgTypes[6].OneofWrappers = []any{
 		(*SubscribeEventsResponse_Event)(nil),

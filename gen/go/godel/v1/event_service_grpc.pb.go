@@ -26,6 +26,9 @@ const (
 	EventService_ListEventSubscriptions_FullMethodName  = "/godel.v1.EventService/ListEventSubscriptions"
 	EventService_GetEventSubscription_FullMethodName    = "/godel.v1.EventService/GetEventSubscription"
 	EventService_DeleteEventSubscription_FullMethodName = "/godel.v1.EventService/DeleteEventSubscription"
+	EventService_ListDeadLetters_FullMethodName         = "/godel.v1.EventService/ListDeadLetters"
+	EventService_RetryDeadLetter_FullMethodName         = "/godel.v1.EventService/RetryDeadLetter"
+	EventService_DeleteDeadLetter_FullMethodName        = "/godel.v1.EventService/DeleteDeadLetter"
 )
 
 // EventServiceClient is the client API for EventService service.
@@ -48,6 +51,13 @@ type EventServiceClient interface {
 	GetEventSubscription(ctx context.Context, in *GetEventSubscriptionRequest, opts ...grpc.CallOption) (*EventSubscription, error)
 	// Deletes a durable subscription of the caller (its cursor is forgotten).
 	DeleteEventSubscription(ctx context.Context, in *DeleteEventSubscriptionRequest, opts ...grpc.CallOption) (*DeleteEventSubscriptionResponse, error)
+	// Dead letters of the event service: records it quarantined (oldest first). Operators only.
+	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
+	// Sends (outbox) or handles (consumer) a dead letter of the event service again; it is removed
+	// when that succeeds. Operators only.
+	RetryDeadLetter(ctx context.Context, in *RetryDeadLetterRequest, opts ...grpc.CallOption) (*RetryDeadLetterResponse, error)
+	// Discards a dead letter of the event service. Operators only.
+	DeleteDeadLetter(ctx context.Context, in *DeleteDeadLetterRequest, opts ...grpc.CallOption) (*DeleteDeadLetterResponse, error)
 }
 
 type eventServiceClient struct {
@@ -137,6 +147,36 @@ func (c *eventServiceClient) DeleteEventSubscription(ctx context.Context, in *De
 	return out, nil
 }
 
+func (c *eventServiceClient) ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeadLettersResponse)
+	err := c.cc.Invoke(ctx, EventService_ListDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventServiceClient) RetryDeadLetter(ctx context.Context, in *RetryDeadLetterRequest, opts ...grpc.CallOption) (*RetryDeadLetterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetryDeadLetterResponse)
+	err := c.cc.Invoke(ctx, EventService_RetryDeadLetter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *eventServiceClient) DeleteDeadLetter(ctx context.Context, in *DeleteDeadLetterRequest, opts ...grpc.CallOption) (*DeleteDeadLetterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteDeadLetterResponse)
+	err := c.cc.Invoke(ctx, EventService_DeleteDeadLetter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // EventServiceServer is the server API for EventService service.
 // All implementations must embed UnimplementedEventServiceServer
 // for forward compatibility.
@@ -157,6 +197,13 @@ type EventServiceServer interface {
 	GetEventSubscription(context.Context, *GetEventSubscriptionRequest) (*EventSubscription, error)
 	// Deletes a durable subscription of the caller (its cursor is forgotten).
 	DeleteEventSubscription(context.Context, *DeleteEventSubscriptionRequest) (*DeleteEventSubscriptionResponse, error)
+	// Dead letters of the event service: records it quarantined (oldest first). Operators only.
+	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
+	// Sends (outbox) or handles (consumer) a dead letter of the event service again; it is removed
+	// when that succeeds. Operators only.
+	RetryDeadLetter(context.Context, *RetryDeadLetterRequest) (*RetryDeadLetterResponse, error)
+	// Discards a dead letter of the event service. Operators only.
+	DeleteDeadLetter(context.Context, *DeleteDeadLetterRequest) (*DeleteDeadLetterResponse, error)
 	mustEmbedUnimplementedEventServiceServer()
 }
 
@@ -187,6 +234,15 @@ func (UnimplementedEventServiceServer) GetEventSubscription(context.Context, *Ge
 }
 func (UnimplementedEventServiceServer) DeleteEventSubscription(context.Context, *DeleteEventSubscriptionRequest) (*DeleteEventSubscriptionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteEventSubscription not implemented")
+}
+func (UnimplementedEventServiceServer) ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeadLetters not implemented")
+}
+func (UnimplementedEventServiceServer) RetryDeadLetter(context.Context, *RetryDeadLetterRequest) (*RetryDeadLetterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetryDeadLetter not implemented")
+}
+func (UnimplementedEventServiceServer) DeleteDeadLetter(context.Context, *DeleteDeadLetterRequest) (*DeleteDeadLetterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteDeadLetter not implemented")
 }
 func (UnimplementedEventServiceServer) mustEmbedUnimplementedEventServiceServer() {}
 func (UnimplementedEventServiceServer) testEmbeddedByValue()                      {}
@@ -328,6 +384,60 @@ func _EventService_DeleteEventSubscription_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _EventService_ListDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).ListDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_ListDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).ListDeadLetters(ctx, req.(*ListDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventService_RetryDeadLetter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryDeadLetterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).RetryDeadLetter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_RetryDeadLetter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).RetryDeadLetter(ctx, req.(*RetryDeadLetterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _EventService_DeleteDeadLetter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteDeadLetterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(EventServiceServer).DeleteDeadLetter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: EventService_DeleteDeadLetter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(EventServiceServer).DeleteDeadLetter(ctx, req.(*DeleteDeadLetterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // EventService_ServiceDesc is the grpc.ServiceDesc for EventService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -358,6 +468,18 @@ var EventService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteEventSubscription",
 			Handler:    _EventService_DeleteEventSubscription_Handler,
+		},
+		{
+			MethodName: "ListDeadLetters",
+			Handler:    _EventService_ListDeadLetters_Handler,
+		},
+		{
+			MethodName: "RetryDeadLetter",
+			Handler:    _EventService_RetryDeadLetter_Handler,
+		},
+		{
+			MethodName: "DeleteDeadLetter",
+			Handler:    _EventService_DeleteDeadLetter_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -25,7 +25,9 @@ const (
 type ParseIntentRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Input string                 `protobuf:"bytes,1,opt,name=input,proto3" json:"input,omitempty"`
-	// "deterministic" (default) or "llm" (through the openai runtime's endpoint).
+	// "deterministic" (default) or "llm" (through the openai runtime's endpoint). The llm parser
+	// spends on that endpoint: it needs the permission `intent:create` (developer, operator, admin),
+	// more than this RPC's `intent:read`.
 	Parser        string `protobuf:"bytes,2,opt,name=parser,proto3" json:"parser,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -175,19 +177,22 @@ var File_godel_v1_intent_service_proto protoreflect.FileDescriptor
 
 const file_godel_v1_intent_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dgodel/v1/intent_service.proto\x12\bgodel.v1\x1a\x15godel/v1/intent.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"H\n" +
-	"\x12ParseIntentRequest\x12\x1a\n" +
-	"\x05input\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x05input\x12\x16\n" +
-	"\x06parser\x18\x02 \x01(\tR\x06parser\"4\n" +
-	"\x18AnalyzeComplexityRequest\x12\x18\n" +
-	"\x04task\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04task\"t\n" +
-	"\x1aGenerateSwarmConfigRequest\x12\x18\n" +
-	"\x04task\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x04task\x12<\n" +
-	"\vconstraints\x18\x02 \x01(\v2\x1a.godel.v1.SwarmConstraintsR\vconstraints2\xe6\x02\n" +
-	"\rIntentService\x12^\n" +
-	"\vParseIntent\x12\x1c.godel.v1.ParseIntentRequest\x1a\x10.godel.v1.Intent\"\x1f\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/api/v1/intent/parse\x12y\n" +
-	"\x11AnalyzeComplexity\x12\".godel.v1.AnalyzeComplexityRequest\x1a\x1a.godel.v1.ComplexityReport\"$\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/api/v1/intent/complexity\x12z\n" +
-	"\x13GenerateSwarmConfig\x12$.godel.v1.GenerateSwarmConfigRequest\x1a\x15.godel.v1.SwarmConfig\"&\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/api/v1/intent/swarm-configB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"\x1dgodel/v1/intent_service.proto\x12\bgodel.v1\x1a\x15godel/v1/access.proto\x1a\x15godel/v1/intent.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"P\n" +
+	"\x12ParseIntentRequest\x12\"\n" +
+	"\x05input\x18\x01 \x01(\tB\f\xe2A\x01\x02\xca\xf3\x18\x04\b\xa0\x8d\x06R\x05input\x12\x16\n" +
+	"\x06parser\x18\x02 \x01(\tR\x06parser\"<\n" +
+	"\x18AnalyzeComplexityRequest\x12 \n" +
+	"\x04task\x18\x01 \x01(\tB\f\xe2A\x01\x02\xca\xf3\x18\x04\b\xa0\x8d\x06R\x04task\"|\n" +
+	"\x1aGenerateSwarmConfigRequest\x12 \n" +
+	"\x04task\x18\x01 \x01(\tB\f\xe2A\x01\x02\xca\xf3\x18\x04\b\xa0\x8d\x06R\x04task\x12<\n" +
+	"\vconstraints\x18\x02 \x01(\v2\x1a.godel.v1.SwarmConstraintsR\vconstraints2\xa4\x03\n" +
+	"\rIntentService\x12r\n" +
+	"\vParseIntent\x12\x1c.godel.v1.ParseIntentRequest\x1a\x10.godel.v1.Intent\"3\xc2\xf3\x18\x10\n" +
+	"\x06intent\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02\x19:\x01*\"\x14/api/v1/intent/parse\x12\x8d\x01\n" +
+	"\x11AnalyzeComplexity\x12\".godel.v1.AnalyzeComplexityRequest\x1a\x1a.godel.v1.ComplexityReport\"8\xc2\xf3\x18\x10\n" +
+	"\x06intent\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02\x1e:\x01*\"\x19/api/v1/intent/complexity\x12\x8e\x01\n" +
+	"\x13GenerateSwarmConfig\x12$.godel.v1.GenerateSwarmConfigRequest\x1a\x15.godel.v1.SwarmConfig\":\xc2\xf3\x18\x10\n" +
+	"\x06intent\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02 :\x01*\"\x1b/api/v1/intent/swarm-configB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_intent_service_proto_rawDescOnce sync.Once
@@ -231,7 +236,9 @@ func file_godel_v1_intent_service_proto_init() {
 	if File_godel_v1_intent_service_proto != nil {
 		return
 	}
+	file_godel_v1_access_proto_init()
 	file_godel_v1_intent_proto_init()
+	file_godel_v1_limits_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

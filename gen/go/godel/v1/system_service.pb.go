@@ -290,11 +290,14 @@ func (x *ComponentHealth) GetEndpoint() string {
 }
 
 type GetDetailedHealthResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Status        HealthStatus           `protobuf:"varint,1,opt,name=status,proto3,enum=godel.v1.HealthStatus" json:"status,omitempty"`
-	Components    []*ComponentHealth     `protobuf:"bytes,2,rep,name=components,proto3" json:"components,omitempty"`
-	Version       string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Status     HealthStatus           `protobuf:"varint,1,opt,name=status,proto3,enum=godel.v1.HealthStatus" json:"status,omitempty"`
+	Components []*ComponentHealth     `protobuf:"bytes,2,rep,name=components,proto3" json:"components,omitempty"`
+	Version    string                 `protobuf:"bytes,3,opt,name=version,proto3" json:"version,omitempty"`
+	Time       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
+	// Workers connected to the agent service, with their free slots (AgentService.ListWorkers,
+	// asked with the caller's credentials; the "workers" component says when it could not be asked).
+	Workers       []*Worker `protobuf:"bytes,5,rep,name=workers,proto3" json:"workers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -353,6 +356,13 @@ func (x *GetDetailedHealthResponse) GetVersion() string {
 func (x *GetDetailedHealthResponse) GetTime() *timestamppb.Timestamp {
 	if x != nil {
 		return x.Time
+	}
+	return nil
+}
+
+func (x *GetDetailedHealthResponse) GetWorkers() []*Worker {
+	if x != nil {
+		return x.Workers
 	}
 	return nil
 }
@@ -566,11 +576,14 @@ type GetCapabilitiesResponse struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
 	Version    string                 `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
 	ApiVersion string                 `protobuf:"bytes,2,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
-	// gRPC services served, e.g. "godel.v1.AgentService".
+	// gRPC services the running processes serve, e.g. "godel.v1.AgentService".
 	Services []string `protobuf:"bytes,3,rep,name=services,proto3" json:"services,omitempty"`
-	// Feature flags that are live, e.g. "agents", "events", "events.sse".
-	Features            []string `protobuf:"bytes,4,rep,name=features,proto3" json:"features,omitempty"`
-	Runtimes            []string `protobuf:"bytes,5,rep,name=runtimes,proto3" json:"runtimes,omitempty"`
+	// The RPCs of those services that are implemented, e.g. "godel.v1.AgentService/CreateAgent";
+	// an RPC of a listed service that is missing here answers UNIMPLEMENTED.
+	Features []string `protobuf:"bytes,4,rep,name=features,proto3" json:"features,omitempty"`
+	// Agent runtimes offered by the workers connected now, e.g. "command", "openai".
+	Runtimes []string `protobuf:"bytes,5,rep,name=runtimes,proto3" json:"runtimes,omitempty"`
+	// Team strategies, e.g. "parallel", "map-reduce".
 	ExecutionStrategies []string `protobuf:"bytes,6,rep,name=execution_strategies,json=executionStrategies,proto3" json:"execution_strategies,omitempty"`
 	AuthMethods         []string `protobuf:"bytes,7,rep,name=auth_methods,json=authMethods,proto3" json:"auth_methods,omitempty"`
 	// Kafka topics of the event plane.
@@ -775,12 +788,20 @@ func (*GetAgentMetricsRequest) Descriptor() ([]byte, []int) {
 
 type GetAgentMetricsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	Total int64                  `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
-	// Count per status name.
-	ByStatus      map[string]int64 `protobuf:"bytes,2,rep,name=by_status,json=byStatus,proto3" json:"by_status,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
-	TotalCostUsd  float64          `protobuf:"fixed64,3,opt,name=total_cost_usd,json=totalCostUsd,proto3" json:"total_cost_usd,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Agents stored (godel_agents_by_status summed).
+	Total int64 `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
+	// Count per status name, e.g. "running".
+	ByStatus map[string]int64 `protobuf:"bytes,2,rep,name=by_status,json=byStatus,proto3" json:"by_status,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Spend of all stored agents in USD (godel_agent_cost_dollars summed).
+	TotalCostUsd float64 `protobuf:"fixed64,3,opt,name=total_cost_usd,json=totalCostUsd,proto3" json:"total_cost_usd,omitempty"`
+	// Agents running now (godel_agents_active).
+	Active int64 `protobuf:"varint,4,opt,name=active,proto3" json:"active,omitempty"`
+	// Spend per model in USD.
+	CostByModel map[string]float64 `protobuf:"bytes,5,rep,name=cost_by_model,json=costByModel,proto3" json:"cost_by_model,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
+	// Failed share of the agent runs that ended in the last 5 minutes (godel_agent_failure_rate_5m).
+	FailureRate_5M float64 `protobuf:"fixed64,6,opt,name=failure_rate_5m,json=failureRate5m,proto3" json:"failure_rate_5m,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *GetAgentMetricsResponse) Reset() {
@@ -834,6 +855,27 @@ func (x *GetAgentMetricsResponse) GetTotalCostUsd() float64 {
 	return 0
 }
 
+func (x *GetAgentMetricsResponse) GetActive() int64 {
+	if x != nil {
+		return x.Active
+	}
+	return 0
+}
+
+func (x *GetAgentMetricsResponse) GetCostByModel() map[string]float64 {
+	if x != nil {
+		return x.CostByModel
+	}
+	return nil
+}
+
+func (x *GetAgentMetricsResponse) GetFailureRate_5M() float64 {
+	if x != nil {
+		return x.FailureRate_5M
+	}
+	return 0
+}
+
 type GetTeamsMetricsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -871,9 +913,17 @@ func (*GetTeamsMetricsRequest) Descriptor() ([]byte, []int) {
 }
 
 type GetTeamsMetricsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Total         int64                  `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
-	ByStatus      map[string]int64       `protobuf:"bytes,2,rep,name=by_status,json=byStatus,proto3" json:"by_status,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Teams stored (godel_teams_by_status summed).
+	Total int64 `protobuf:"varint,1,opt,name=total,proto3" json:"total,omitempty"`
+	// Count per status name, e.g. "active".
+	ByStatus map[string]int64 `protobuf:"bytes,2,rep,name=by_status,json=byStatus,proto3" json:"by_status,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// Completed share of the teams that ended (godel_team_completion_rate).
+	CompletionRate float64 `protobuf:"fixed64,3,opt,name=completion_rate,json=completionRate,proto3" json:"completion_rate,omitempty"`
+	// Tasks waiting in the queue (godel_queue_depth summed).
+	QueueDepth int64 `protobuf:"varint,4,opt,name=queue_depth,json=queueDepth,proto3" json:"queue_depth,omitempty"`
+	// Live members of the teams that have not ended (godel_team_agents summed).
+	Agents        int64 `protobuf:"varint,5,opt,name=agents,proto3" json:"agents,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -922,6 +972,27 @@ func (x *GetTeamsMetricsResponse) GetByStatus() map[string]int64 {
 	return nil
 }
 
+func (x *GetTeamsMetricsResponse) GetCompletionRate() float64 {
+	if x != nil {
+		return x.CompletionRate
+	}
+	return 0
+}
+
+func (x *GetTeamsMetricsResponse) GetQueueDepth() int64 {
+	if x != nil {
+		return x.QueueDepth
+	}
+	return 0
+}
+
+func (x *GetTeamsMetricsResponse) GetAgents() int64 {
+	if x != nil {
+		return x.Agents
+	}
+	return 0
+}
+
 type GetSystemMetricsRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -959,8 +1030,11 @@ func (*GetSystemMetricsRequest) Descriptor() ([]byte, []int) {
 }
 
 type GetSystemMetricsResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Figures       *structpb.Struct       `protobuf:"bytes,1,opt,name=figures,proto3" json:"figures,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Figures of the platform: per service whether its metrics answered, its resident memory and
+	// the API requests it served; events stored, outbox backlog, connected workers and their free
+	// slots, firing alerts, the host's memory use.
+	Figures       *structpb.Struct `protobuf:"bytes,1,opt,name=figures,proto3" json:"figures,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1006,7 +1080,7 @@ var File_godel_v1_system_service_proto protoreflect.FileDescriptor
 
 const file_godel_v1_system_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dgodel/v1/system_service.proto\x12\bgodel.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
+	"\x1dgodel/v1/system_service.proto\x12\bgodel.v1\x1a\x15godel/v1/access.proto\x1a\x14godel/v1/agent.proto\x1a\x1agodel/v1/dead_letter.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n" +
 	"\x10GetHealthRequest\"\x8d\x01\n" +
 	"\x11GetHealthResponse\x12.\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x16.godel.v1.HealthStatusR\x06status\x12\x18\n" +
@@ -1019,14 +1093,15 @@ const file_godel_v1_system_service_proto_rawDesc = "" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x1d\n" +
 	"\n" +
 	"latency_ms\x18\x04 \x01(\x01R\tlatencyMs\x12\x1a\n" +
-	"\bendpoint\x18\x05 \x01(\tR\bendpoint\"\xd0\x01\n" +
+	"\bendpoint\x18\x05 \x01(\tR\bendpoint\"\xfc\x01\n" +
 	"\x19GetDetailedHealthResponse\x12.\n" +
 	"\x06status\x18\x01 \x01(\x0e2\x16.godel.v1.HealthStatusR\x06status\x129\n" +
 	"\n" +
 	"components\x18\x02 \x03(\v2\x19.godel.v1.ComponentHealthR\n" +
 	"components\x12\x18\n" +
 	"\aversion\x18\x03 \x01(\tR\aversion\x12.\n" +
-	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"\x15\n" +
+	"\x04time\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12*\n" +
+	"\aworkers\x18\x05 \x03(\v2\x10.godel.v1.WorkerR\aworkers\"\x15\n" +
 	"\x13GetReadinessRequest\"M\n" +
 	"\x14GetReadinessResponse\x12\x14\n" +
 	"\x05ready\x18\x01 \x01(\bR\x05ready\x12\x1f\n" +
@@ -1048,18 +1123,28 @@ const file_godel_v1_system_service_proto_rawDesc = "" +
 	"\x06topics\x18\b \x03(\tR\x06topics\"\x13\n" +
 	"\x11GetOpenApiRequest\"\x13\n" +
 	"\x11GetMetricsRequest\"\x18\n" +
-	"\x16GetAgentMetricsRequest\"\xe0\x01\n" +
+	"\x16GetAgentMetricsRequest\"\xb8\x03\n" +
 	"\x17GetAgentMetricsResponse\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x03R\x05total\x12L\n" +
 	"\tby_status\x18\x02 \x03(\v2/.godel.v1.GetAgentMetricsResponse.ByStatusEntryR\bbyStatus\x12$\n" +
-	"\x0etotal_cost_usd\x18\x03 \x01(\x01R\ftotalCostUsd\x1a;\n" +
+	"\x0etotal_cost_usd\x18\x03 \x01(\x01R\ftotalCostUsd\x12\x16\n" +
+	"\x06active\x18\x04 \x01(\x03R\x06active\x12V\n" +
+	"\rcost_by_model\x18\x05 \x03(\v22.godel.v1.GetAgentMetricsResponse.CostByModelEntryR\vcostByModel\x12&\n" +
+	"\x0ffailure_rate_5m\x18\x06 \x01(\x01R\rfailureRate5m\x1a;\n" +
 	"\rByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x18\n" +
-	"\x16GetTeamsMetricsRequest\"\xba\x01\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\x1a>\n" +
+	"\x10CostByModelEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01\"\x18\n" +
+	"\x16GetTeamsMetricsRequest\"\x9c\x02\n" +
 	"\x17GetTeamsMetricsResponse\x12\x14\n" +
 	"\x05total\x18\x01 \x01(\x03R\x05total\x12L\n" +
-	"\tby_status\x18\x02 \x03(\v2/.godel.v1.GetTeamsMetricsResponse.ByStatusEntryR\bbyStatus\x1a;\n" +
+	"\tby_status\x18\x02 \x03(\v2/.godel.v1.GetTeamsMetricsResponse.ByStatusEntryR\bbyStatus\x12'\n" +
+	"\x0fcompletion_rate\x18\x03 \x01(\x01R\x0ecompletionRate\x12\x1f\n" +
+	"\vqueue_depth\x18\x04 \x01(\x03R\n" +
+	"queueDepth\x12\x16\n" +
+	"\x06agents\x18\x05 \x01(\x03R\x06agents\x1a;\n" +
 	"\rByStatusEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"\x19\n" +
@@ -1070,21 +1155,31 @@ const file_godel_v1_system_service_proto_rawDesc = "" +
 	"\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n" +
 	"\x16HEALTH_STATUS_DEGRADED\x10\x02\x12\x1b\n" +
-	"\x17HEALTH_STATUS_UNHEALTHY\x10\x032\xf0\n" +
+	"\x17HEALTH_STATUS_UNHEALTHY\x10\x032\xbe\x10\n" +
+	"\rSystemService\x12|\n" +
+	"\tGetHealth\x12\x1a.godel.v1.GetHealthRequest\x1a\x1b.godel.v1.GetHealthResponse\"6\xc2\xf3\x18\x02 \x01\x82\xd3\xe4\x93\x02*Z\r\x12\v/api/healthZ\t\x12\a/health\x12\x0e/api/v1/health\x12\xbd\x01\n" +
+	"\x11GetDetailedHealth\x12\".godel.v1.GetDetailedHealthRequest\x1a#.godel.v1.GetDetailedHealthResponse\"_\xc2\xf3\x18\x10\n" +
+	"\x06system\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02EZ\x16\x12\x14/api/health/detailedZ\x12\x12\x10/health/detailed\x12\x17/api/v1/health/detailed\x12\x97\x01\n" +
+	"\fGetReadiness\x12\x1d.godel.v1.GetReadinessRequest\x1a\x1e.godel.v1.GetReadinessResponse\"H\xc2\xf3\x18\x02 \x01\x82\xd3\xe4\x93\x02<Z\x13\x12\x11/api/health/readyZ\x0f\x12\r/health/ready\x12\x14/api/v1/health/ready\x12\x91\x01\n" +
+	"\vGetLiveness\x12\x1c.godel.v1.GetLivenessRequest\x1a\x1d.godel.v1.GetLivenessResponse\"E\xc2\xf3\x18\x02 \x01\x82\xd3\xe4\x93\x029Z\x12\x12\x10/api/health/liveZ\x0e\x12\f/health/live\x12\x13/api/v1/health/live\x12\x8f\x01\n" +
+	"\x0fGetCapabilities\x12 .godel.v1.GetCapabilitiesRequest\x1a!.godel.v1.GetCapabilitiesResponse\"7\xc2\xf3\x18\x02 \x01\x82\xd3\xe4\x93\x02+Z\x13\x12\x11/api/capabilities\x12\x14/api/v1/capabilities\x12x\n" +
 	"\n" +
-	"\rSystemService\x12v\n" +
-	"\tGetHealth\x12\x1a.godel.v1.GetHealthRequest\x1a\x1b.godel.v1.GetHealthResponse\"0\x82\xd3\xe4\x93\x02*Z\r\x12\v/api/healthZ\t\x12\a/health\x12\x0e/api/v1/health\x12\xa9\x01\n" +
-	"\x11GetDetailedHealth\x12\".godel.v1.GetDetailedHealthRequest\x1a#.godel.v1.GetDetailedHealthResponse\"K\x82\xd3\xe4\x93\x02EZ\x16\x12\x14/api/health/detailedZ\x12\x12\x10/health/detailed\x12\x17/api/v1/health/detailed\x12\x91\x01\n" +
-	"\fGetReadiness\x12\x1d.godel.v1.GetReadinessRequest\x1a\x1e.godel.v1.GetReadinessResponse\"B\x82\xd3\xe4\x93\x02<Z\x13\x12\x11/api/health/readyZ\x0f\x12\r/health/ready\x12\x14/api/v1/health/ready\x12\x8b\x01\n" +
-	"\vGetLiveness\x12\x1c.godel.v1.GetLivenessRequest\x1a\x1d.godel.v1.GetLivenessResponse\"?\x82\xd3\xe4\x93\x029Z\x12\x12\x10/api/health/liveZ\x0e\x12\f/health/live\x12\x13/api/v1/health/live\x12\x89\x01\n" +
-	"\x0fGetCapabilities\x12 .godel.v1.GetCapabilitiesRequest\x1a!.godel.v1.GetCapabilitiesResponse\"1\x82\xd3\xe4\x93\x02+Z\x13\x12\x11/api/capabilities\x12\x14/api/v1/capabilities\x12r\n" +
+	"GetOpenApi\x12\x1b.godel.v1.GetOpenApiRequest\x1a\x14.google.api.HttpBody\"7\xc2\xf3\x18\x02 \x01\x82\xd3\xe4\x93\x02+Z\x13\x12\x11/api/openapi.json\x12\x14/api/v1/openapi.json\x12|\n" +
 	"\n" +
-	"GetOpenApi\x12\x1b.godel.v1.GetOpenApiRequest\x1a\x14.google.api.HttpBody\"1\x82\xd3\xe4\x93\x02+Z\x13\x12\x11/api/openapi.json\x12\x14/api/v1/openapi.json\x12h\n" +
-	"\n" +
-	"GetMetrics\x12\x1b.godel.v1.GetMetricsRequest\x1a\x14.google.api.HttpBody\"'\x82\xd3\xe4\x93\x02!Z\x0e\x12\f/api/metrics\x12\x0f/api/v1/metrics\x12\x8d\x01\n" +
-	"\x0fGetAgentMetrics\x12 .godel.v1.GetAgentMetricsRequest\x1a!.godel.v1.GetAgentMetricsResponse\"5\x82\xd3\xe4\x93\x02/Z\x15\x12\x13/api/metrics/agents\x12\x16/api/v1/metrics/agents\x12\x8b\x01\n" +
-	"\x0fGetTeamsMetrics\x12 .godel.v1.GetTeamsMetricsRequest\x1a!.godel.v1.GetTeamsMetricsResponse\"3\x82\xd3\xe4\x93\x02-Z\x14\x12\x12/api/metrics/teams\x12\x15/api/v1/metrics/teams\x12\x90\x01\n" +
-	"\x10GetSystemMetrics\x12!.godel.v1.GetSystemMetricsRequest\x1a\".godel.v1.GetSystemMetricsResponse\"5\x82\xd3\xe4\x93\x02/Z\x15\x12\x13/api/metrics/system\x12\x16/api/v1/metrics/systemB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"GetMetrics\x12\x1b.godel.v1.GetMetricsRequest\x1a\x14.google.api.HttpBody\";\xc2\xf3\x18\x10\n" +
+	"\x06system\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02!Z\x0e\x12\f/api/metrics\x12\x0f/api/v1/metrics\x12\xa1\x01\n" +
+	"\x0fGetAgentMetrics\x12 .godel.v1.GetAgentMetricsRequest\x1a!.godel.v1.GetAgentMetricsResponse\"I\xc2\xf3\x18\x10\n" +
+	"\x06system\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02/Z\x15\x12\x13/api/metrics/agents\x12\x16/api/v1/metrics/agents\x12\x9f\x01\n" +
+	"\x0fGetTeamsMetrics\x12 .godel.v1.GetTeamsMetricsRequest\x1a!.godel.v1.GetTeamsMetricsResponse\"G\xc2\xf3\x18\x10\n" +
+	"\x06system\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02-Z\x14\x12\x12/api/metrics/teams\x12\x15/api/v1/metrics/teams\x12\xa4\x01\n" +
+	"\x10GetSystemMetrics\x12!.godel.v1.GetSystemMetricsRequest\x1a\".godel.v1.GetSystemMetricsResponse\"I\xc2\xf3\x18\x10\n" +
+	"\x06system\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02/Z\x15\x12\x13/api/metrics/system\x12\x16/api/v1/metrics/system\x12\xb2\x01\n" +
+	"\x0fListDeadLetters\x12 .godel.v1.ListDeadLettersRequest\x1a!.godel.v1.ListDeadLettersResponse\"Z\xc2\xf3\x18\x15\n" +
+	"\vdead_letter\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02;Z\x1b\x12\x19/api/dead-letters/cluster\x12\x1c/api/v1/dead-letters/cluster\x12\xd0\x01\n" +
+	"\x0fRetryDeadLetter\x12 .godel.v1.RetryDeadLetterRequest\x1a!.godel.v1.RetryDeadLetterResponse\"x\xc2\xf3\x18\x17\n" +
+	"\vdead_letter\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02W:\x01*Z):\x01*\"$/api/dead-letters/cluster/{id}:retry\"'/api/v1/dead-letters/cluster/{id}:retry\x12\xc1\x01\n" +
+	"\x10DeleteDeadLetter\x12!.godel.v1.DeleteDeadLetterRequest\x1a\".godel.v1.DeleteDeadLetterResponse\"f\xc2\xf3\x18\x17\n" +
+	"\vdead_letter\x12\x06delete\x18\x03\x82\xd3\xe4\x93\x02EZ *\x1e/api/dead-letters/cluster/{id}*!/api/v1/dead-letters/cluster/{id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_system_service_proto_rawDescOnce sync.Once
@@ -1099,7 +1194,7 @@ func file_godel_v1_system_service_proto_rawDescGZIP() []byte {
 }
 
 var file_godel_v1_system_service_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_godel_v1_system_service_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_godel_v1_system_service_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_godel_v1_system_service_proto_goTypes = []any{
 	(HealthStatus)(0),                 // 0: godel.v1.HealthStatus
 	(*GetHealthRequest)(nil),          // 1: godel.v1.GetHealthRequest
@@ -1122,46 +1217,62 @@ var file_godel_v1_system_service_proto_goTypes = []any{
 	(*GetSystemMetricsRequest)(nil),   // 18: godel.v1.GetSystemMetricsRequest
 	(*GetSystemMetricsResponse)(nil),  // 19: godel.v1.GetSystemMetricsResponse
 	nil,                               // 20: godel.v1.GetAgentMetricsResponse.ByStatusEntry
-	nil,                               // 21: godel.v1.GetTeamsMetricsResponse.ByStatusEntry
-	(*timestamppb.Timestamp)(nil),     // 22: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),           // 23: google.protobuf.Struct
-	(*httpbody.HttpBody)(nil),         // 24: google.api.HttpBody
+	nil,                               // 21: godel.v1.GetAgentMetricsResponse.CostByModelEntry
+	nil,                               // 22: godel.v1.GetTeamsMetricsResponse.ByStatusEntry
+	(*timestamppb.Timestamp)(nil),     // 23: google.protobuf.Timestamp
+	(*Worker)(nil),                    // 24: godel.v1.Worker
+	(*structpb.Struct)(nil),           // 25: google.protobuf.Struct
+	(*ListDeadLettersRequest)(nil),    // 26: godel.v1.ListDeadLettersRequest
+	(*RetryDeadLetterRequest)(nil),    // 27: godel.v1.RetryDeadLetterRequest
+	(*DeleteDeadLetterRequest)(nil),   // 28: godel.v1.DeleteDeadLetterRequest
+	(*httpbody.HttpBody)(nil),         // 29: google.api.HttpBody
+	(*ListDeadLettersResponse)(nil),   // 30: godel.v1.ListDeadLettersResponse
+	(*RetryDeadLetterResponse)(nil),   // 31: godel.v1.RetryDeadLetterResponse
+	(*DeleteDeadLetterResponse)(nil),  // 32: godel.v1.DeleteDeadLetterResponse
 }
 var file_godel_v1_system_service_proto_depIdxs = []int32{
 	0,  // 0: godel.v1.GetHealthResponse.status:type_name -> godel.v1.HealthStatus
-	22, // 1: godel.v1.GetHealthResponse.time:type_name -> google.protobuf.Timestamp
+	23, // 1: godel.v1.GetHealthResponse.time:type_name -> google.protobuf.Timestamp
 	0,  // 2: godel.v1.ComponentHealth.status:type_name -> godel.v1.HealthStatus
 	0,  // 3: godel.v1.GetDetailedHealthResponse.status:type_name -> godel.v1.HealthStatus
 	4,  // 4: godel.v1.GetDetailedHealthResponse.components:type_name -> godel.v1.ComponentHealth
-	22, // 5: godel.v1.GetDetailedHealthResponse.time:type_name -> google.protobuf.Timestamp
-	20, // 6: godel.v1.GetAgentMetricsResponse.by_status:type_name -> godel.v1.GetAgentMetricsResponse.ByStatusEntry
-	21, // 7: godel.v1.GetTeamsMetricsResponse.by_status:type_name -> godel.v1.GetTeamsMetricsResponse.ByStatusEntry
-	23, // 8: godel.v1.GetSystemMetricsResponse.figures:type_name -> google.protobuf.Struct
-	1,  // 9: godel.v1.SystemService.GetHealth:input_type -> godel.v1.GetHealthRequest
-	3,  // 10: godel.v1.SystemService.GetDetailedHealth:input_type -> godel.v1.GetDetailedHealthRequest
-	6,  // 11: godel.v1.SystemService.GetReadiness:input_type -> godel.v1.GetReadinessRequest
-	8,  // 12: godel.v1.SystemService.GetLiveness:input_type -> godel.v1.GetLivenessRequest
-	10, // 13: godel.v1.SystemService.GetCapabilities:input_type -> godel.v1.GetCapabilitiesRequest
-	12, // 14: godel.v1.SystemService.GetOpenApi:input_type -> godel.v1.GetOpenApiRequest
-	13, // 15: godel.v1.SystemService.GetMetrics:input_type -> godel.v1.GetMetricsRequest
-	14, // 16: godel.v1.SystemService.GetAgentMetrics:input_type -> godel.v1.GetAgentMetricsRequest
-	16, // 17: godel.v1.SystemService.GetTeamsMetrics:input_type -> godel.v1.GetTeamsMetricsRequest
-	18, // 18: godel.v1.SystemService.GetSystemMetrics:input_type -> godel.v1.GetSystemMetricsRequest
-	2,  // 19: godel.v1.SystemService.GetHealth:output_type -> godel.v1.GetHealthResponse
-	5,  // 20: godel.v1.SystemService.GetDetailedHealth:output_type -> godel.v1.GetDetailedHealthResponse
-	7,  // 21: godel.v1.SystemService.GetReadiness:output_type -> godel.v1.GetReadinessResponse
-	9,  // 22: godel.v1.SystemService.GetLiveness:output_type -> godel.v1.GetLivenessResponse
-	11, // 23: godel.v1.SystemService.GetCapabilities:output_type -> godel.v1.GetCapabilitiesResponse
-	24, // 24: godel.v1.SystemService.GetOpenApi:output_type -> google.api.HttpBody
-	24, // 25: godel.v1.SystemService.GetMetrics:output_type -> google.api.HttpBody
-	15, // 26: godel.v1.SystemService.GetAgentMetrics:output_type -> godel.v1.GetAgentMetricsResponse
-	17, // 27: godel.v1.SystemService.GetTeamsMetrics:output_type -> godel.v1.GetTeamsMetricsResponse
-	19, // 28: godel.v1.SystemService.GetSystemMetrics:output_type -> godel.v1.GetSystemMetricsResponse
-	19, // [19:29] is the sub-list for method output_type
-	9,  // [9:19] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	23, // 5: godel.v1.GetDetailedHealthResponse.time:type_name -> google.protobuf.Timestamp
+	24, // 6: godel.v1.GetDetailedHealthResponse.workers:type_name -> godel.v1.Worker
+	20, // 7: godel.v1.GetAgentMetricsResponse.by_status:type_name -> godel.v1.GetAgentMetricsResponse.ByStatusEntry
+	21, // 8: godel.v1.GetAgentMetricsResponse.cost_by_model:type_name -> godel.v1.GetAgentMetricsResponse.CostByModelEntry
+	22, // 9: godel.v1.GetTeamsMetricsResponse.by_status:type_name -> godel.v1.GetTeamsMetricsResponse.ByStatusEntry
+	25, // 10: godel.v1.GetSystemMetricsResponse.figures:type_name -> google.protobuf.Struct
+	1,  // 11: godel.v1.SystemService.GetHealth:input_type -> godel.v1.GetHealthRequest
+	3,  // 12: godel.v1.SystemService.GetDetailedHealth:input_type -> godel.v1.GetDetailedHealthRequest
+	6,  // 13: godel.v1.SystemService.GetReadiness:input_type -> godel.v1.GetReadinessRequest
+	8,  // 14: godel.v1.SystemService.GetLiveness:input_type -> godel.v1.GetLivenessRequest
+	10, // 15: godel.v1.SystemService.GetCapabilities:input_type -> godel.v1.GetCapabilitiesRequest
+	12, // 16: godel.v1.SystemService.GetOpenApi:input_type -> godel.v1.GetOpenApiRequest
+	13, // 17: godel.v1.SystemService.GetMetrics:input_type -> godel.v1.GetMetricsRequest
+	14, // 18: godel.v1.SystemService.GetAgentMetrics:input_type -> godel.v1.GetAgentMetricsRequest
+	16, // 19: godel.v1.SystemService.GetTeamsMetrics:input_type -> godel.v1.GetTeamsMetricsRequest
+	18, // 20: godel.v1.SystemService.GetSystemMetrics:input_type -> godel.v1.GetSystemMetricsRequest
+	26, // 21: godel.v1.SystemService.ListDeadLetters:input_type -> godel.v1.ListDeadLettersRequest
+	27, // 22: godel.v1.SystemService.RetryDeadLetter:input_type -> godel.v1.RetryDeadLetterRequest
+	28, // 23: godel.v1.SystemService.DeleteDeadLetter:input_type -> godel.v1.DeleteDeadLetterRequest
+	2,  // 24: godel.v1.SystemService.GetHealth:output_type -> godel.v1.GetHealthResponse
+	5,  // 25: godel.v1.SystemService.GetDetailedHealth:output_type -> godel.v1.GetDetailedHealthResponse
+	7,  // 26: godel.v1.SystemService.GetReadiness:output_type -> godel.v1.GetReadinessResponse
+	9,  // 27: godel.v1.SystemService.GetLiveness:output_type -> godel.v1.GetLivenessResponse
+	11, // 28: godel.v1.SystemService.GetCapabilities:output_type -> godel.v1.GetCapabilitiesResponse
+	29, // 29: godel.v1.SystemService.GetOpenApi:output_type -> google.api.HttpBody
+	29, // 30: godel.v1.SystemService.GetMetrics:output_type -> google.api.HttpBody
+	15, // 31: godel.v1.SystemService.GetAgentMetrics:output_type -> godel.v1.GetAgentMetricsResponse
+	17, // 32: godel.v1.SystemService.GetTeamsMetrics:output_type -> godel.v1.GetTeamsMetricsResponse
+	19, // 33: godel.v1.SystemService.GetSystemMetrics:output_type -> godel.v1.GetSystemMetricsResponse
+	30, // 34: godel.v1.SystemService.ListDeadLetters:output_type -> godel.v1.ListDeadLettersResponse
+	31, // 35: godel.v1.SystemService.RetryDeadLetter:output_type -> godel.v1.RetryDeadLetterResponse
+	32, // 36: godel.v1.SystemService.DeleteDeadLetter:output_type -> godel.v1.DeleteDeadLetterResponse
+	24, // [24:37] is the sub-list for method output_type
+	11, // [11:24] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_godel_v1_system_service_proto_init() }
@@ -1169,13 +1280,16 @@ func file_godel_v1_system_service_proto_init() {
 	if File_godel_v1_system_service_proto != nil {
 		return
 	}
+	file_godel_v1_access_proto_init()
+	file_godel_v1_agent_proto_init()
+	file_godel_v1_dead_letter_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_godel_v1_system_service_proto_rawDesc), len(file_godel_v1_system_service_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   21,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

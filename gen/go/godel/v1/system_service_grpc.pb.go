@@ -30,6 +30,9 @@ const (
 	SystemService_GetAgentMetrics_FullMethodName   = "/godel.v1.SystemService/GetAgentMetrics"
 	SystemService_GetTeamsMetrics_FullMethodName   = "/godel.v1.SystemService/GetTeamsMetrics"
 	SystemService_GetSystemMetrics_FullMethodName  = "/godel.v1.SystemService/GetSystemMetrics"
+	SystemService_ListDeadLetters_FullMethodName   = "/godel.v1.SystemService/ListDeadLetters"
+	SystemService_RetryDeadLetter_FullMethodName   = "/godel.v1.SystemService/RetryDeadLetter"
+	SystemService_DeleteDeadLetter_FullMethodName  = "/godel.v1.SystemService/DeleteDeadLetter"
 )
 
 // SystemServiceClient is the client API for SystemService service.
@@ -41,7 +44,7 @@ const (
 type SystemServiceClient interface {
 	// Overall health (public).
 	GetHealth(ctx context.Context, in *GetHealthRequest, opts ...grpc.CallOption) (*GetHealthResponse, error)
-	// Health of every service, Kafka and each database (needs credentials).
+	// Health of every service, Kafka and each database, and the connected workers (needs credentials).
 	GetDetailedHealth(ctx context.Context, in *GetDetailedHealthRequest, opts ...grpc.CallOption) (*GetDetailedHealthResponse, error)
 	// Readiness probe (public).
 	GetReadiness(ctx context.Context, in *GetReadinessRequest, opts ...grpc.CallOption) (*GetReadinessResponse, error)
@@ -59,6 +62,13 @@ type SystemServiceClient interface {
 	GetTeamsMetrics(ctx context.Context, in *GetTeamsMetricsRequest, opts ...grpc.CallOption) (*GetTeamsMetricsResponse, error)
 	// Process and platform figures.
 	GetSystemMetrics(ctx context.Context, in *GetSystemMetricsRequest, opts ...grpc.CallOption) (*GetSystemMetricsResponse, error)
+	// Dead letters of the cluster service: records it quarantined (oldest first). Operators only.
+	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
+	// Sends (outbox) or handles (consumer) a dead letter of the cluster service again; it is removed
+	// when that succeeds. Operators only.
+	RetryDeadLetter(ctx context.Context, in *RetryDeadLetterRequest, opts ...grpc.CallOption) (*RetryDeadLetterResponse, error)
+	// Discards a dead letter of the cluster service. Operators only.
+	DeleteDeadLetter(ctx context.Context, in *DeleteDeadLetterRequest, opts ...grpc.CallOption) (*DeleteDeadLetterResponse, error)
 }
 
 type systemServiceClient struct {
@@ -169,6 +179,36 @@ func (c *systemServiceClient) GetSystemMetrics(ctx context.Context, in *GetSyste
 	return out, nil
 }
 
+func (c *systemServiceClient) ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeadLettersResponse)
+	err := c.cc.Invoke(ctx, SystemService_ListDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *systemServiceClient) RetryDeadLetter(ctx context.Context, in *RetryDeadLetterRequest, opts ...grpc.CallOption) (*RetryDeadLetterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetryDeadLetterResponse)
+	err := c.cc.Invoke(ctx, SystemService_RetryDeadLetter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *systemServiceClient) DeleteDeadLetter(ctx context.Context, in *DeleteDeadLetterRequest, opts ...grpc.CallOption) (*DeleteDeadLetterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteDeadLetterResponse)
+	err := c.cc.Invoke(ctx, SystemService_DeleteDeadLetter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SystemServiceServer is the server API for SystemService service.
 // All implementations must embed UnimplementedSystemServiceServer
 // for forward compatibility.
@@ -178,7 +218,7 @@ func (c *systemServiceClient) GetSystemMetrics(ctx context.Context, in *GetSyste
 type SystemServiceServer interface {
 	// Overall health (public).
 	GetHealth(context.Context, *GetHealthRequest) (*GetHealthResponse, error)
-	// Health of every service, Kafka and each database (needs credentials).
+	// Health of every service, Kafka and each database, and the connected workers (needs credentials).
 	GetDetailedHealth(context.Context, *GetDetailedHealthRequest) (*GetDetailedHealthResponse, error)
 	// Readiness probe (public).
 	GetReadiness(context.Context, *GetReadinessRequest) (*GetReadinessResponse, error)
@@ -196,6 +236,13 @@ type SystemServiceServer interface {
 	GetTeamsMetrics(context.Context, *GetTeamsMetricsRequest) (*GetTeamsMetricsResponse, error)
 	// Process and platform figures.
 	GetSystemMetrics(context.Context, *GetSystemMetricsRequest) (*GetSystemMetricsResponse, error)
+	// Dead letters of the cluster service: records it quarantined (oldest first). Operators only.
+	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
+	// Sends (outbox) or handles (consumer) a dead letter of the cluster service again; it is removed
+	// when that succeeds. Operators only.
+	RetryDeadLetter(context.Context, *RetryDeadLetterRequest) (*RetryDeadLetterResponse, error)
+	// Discards a dead letter of the cluster service. Operators only.
+	DeleteDeadLetter(context.Context, *DeleteDeadLetterRequest) (*DeleteDeadLetterResponse, error)
 	mustEmbedUnimplementedSystemServiceServer()
 }
 
@@ -235,6 +282,15 @@ func (UnimplementedSystemServiceServer) GetTeamsMetrics(context.Context, *GetTea
 }
 func (UnimplementedSystemServiceServer) GetSystemMetrics(context.Context, *GetSystemMetricsRequest) (*GetSystemMetricsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetSystemMetrics not implemented")
+}
+func (UnimplementedSystemServiceServer) ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeadLetters not implemented")
+}
+func (UnimplementedSystemServiceServer) RetryDeadLetter(context.Context, *RetryDeadLetterRequest) (*RetryDeadLetterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetryDeadLetter not implemented")
+}
+func (UnimplementedSystemServiceServer) DeleteDeadLetter(context.Context, *DeleteDeadLetterRequest) (*DeleteDeadLetterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteDeadLetter not implemented")
 }
 func (UnimplementedSystemServiceServer) mustEmbedUnimplementedSystemServiceServer() {}
 func (UnimplementedSystemServiceServer) testEmbeddedByValue()                       {}
@@ -437,6 +493,60 @@ func _SystemService_GetSystemMetrics_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SystemService_ListDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SystemServiceServer).ListDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SystemService_ListDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SystemServiceServer).ListDeadLetters(ctx, req.(*ListDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SystemService_RetryDeadLetter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryDeadLetterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SystemServiceServer).RetryDeadLetter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SystemService_RetryDeadLetter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SystemServiceServer).RetryDeadLetter(ctx, req.(*RetryDeadLetterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _SystemService_DeleteDeadLetter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteDeadLetterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SystemServiceServer).DeleteDeadLetter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SystemService_DeleteDeadLetter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SystemServiceServer).DeleteDeadLetter(ctx, req.(*DeleteDeadLetterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SystemService_ServiceDesc is the grpc.ServiceDesc for SystemService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -483,6 +593,18 @@ var SystemService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetSystemMetrics",
 			Handler:    _SystemService_GetSystemMetrics_Handler,
+		},
+		{
+			MethodName: "ListDeadLetters",
+			Handler:    _SystemService_ListDeadLetters_Handler,
+		},
+		{
+			MethodName: "RetryDeadLetter",
+			Handler:    _SystemService_RetryDeadLetter_Handler,
+		},
+		{
+			MethodName: "DeleteDeadLetter",
+			Handler:    _SystemService_DeleteDeadLetter_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

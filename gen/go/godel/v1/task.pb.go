@@ -143,21 +143,26 @@ func (TaskPriority) EnumDescriptor() ([]byte, []int) {
 
 // A unit of work queued for an agent (spec §3.1 Tasks).
 type Task struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Title         string                 `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
-	Description   string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
-	Status        TaskStatus             `protobuf:"varint,4,opt,name=status,proto3,enum=godel.v1.TaskStatus" json:"status,omitempty"`
-	Priority      TaskPriority           `protobuf:"varint,5,opt,name=priority,proto3,enum=godel.v1.TaskPriority" json:"priority,omitempty"`
-	TeamId        string                 `protobuf:"bytes,6,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
-	AgentId       string                 `protobuf:"bytes,7,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
-	Result        *structpb.Struct       `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"`
-	Error         string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	AssignedAt    *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=assigned_at,json=assignedAt,proto3" json:"assigned_at,omitempty"`
-	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
-	Metadata      *structpb.Struct       `protobuf:"bytes,14,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Id          string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Title       string                 `protobuf:"bytes,2,opt,name=title,proto3" json:"title,omitempty"`
+	Description string                 `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	Status      TaskStatus             `protobuf:"varint,4,opt,name=status,proto3,enum=godel.v1.TaskStatus" json:"status,omitempty"`
+	Priority    TaskPriority           `protobuf:"varint,5,opt,name=priority,proto3,enum=godel.v1.TaskPriority" json:"priority,omitempty"`
+	TeamId      string                 `protobuf:"bytes,6,opt,name=team_id,json=teamId,proto3" json:"team_id,omitempty"`
+	AgentId     string                 `protobuf:"bytes,7,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	Result      *structpb.Struct       `protobuf:"bytes,8,opt,name=result,proto3" json:"result,omitempty"`
+	Error       string                 `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
+	CreatedAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt   *timestamppb.Timestamp `protobuf:"bytes,11,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	AssignedAt  *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=assigned_at,json=assignedAt,proto3" json:"assigned_at,omitempty"`
+	CompletedAt *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	Metadata    *structpb.Struct       `protobuf:"bytes,14,opt,name=metadata,proto3" json:"metadata,omitempty"`
+	// The user who owns it (who created it): permissions of scope own reach it.
+	OwnerUserId string `protobuf:"bytes,15,opt,name=owner_user_id,json=ownerUserId,proto3" json:"owner_user_id,omitempty"`
+	// The user team it is shared with (its owner's first team, by id), if any: permissions of
+	// scope team of that team's members reach it.
+	OwnerTeamId   string `protobuf:"bytes,16,opt,name=owner_team_id,json=ownerTeamId,proto3" json:"owner_team_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -290,11 +295,25 @@ func (x *Task) GetMetadata() *structpb.Struct {
 	return nil
 }
 
+func (x *Task) GetOwnerUserId() string {
+	if x != nil {
+		return x.OwnerUserId
+	}
+	return ""
+}
+
+func (x *Task) GetOwnerTeamId() string {
+	if x != nil {
+		return x.OwnerTeamId
+	}
+	return ""
+}
+
 var File_godel_v1_task_proto protoreflect.FileDescriptor
 
 const file_godel_v1_task_proto_rawDesc = "" +
 	"\n" +
-	"\x13godel/v1/task.proto\x12\bgodel.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x04\n" +
+	"\x13godel/v1/task.proto\x12\bgodel.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x05\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12 \n" +
@@ -313,7 +332,9 @@ const file_godel_v1_task_proto_rawDesc = "" +
 	"\vassigned_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"assignedAt\x12=\n" +
 	"\fcompleted_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x123\n" +
-	"\bmetadata\x18\x0e \x01(\v2\x17.google.protobuf.StructR\bmetadata*\xc7\x01\n" +
+	"\bmetadata\x18\x0e \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12\"\n" +
+	"\rowner_user_id\x18\x0f \x01(\tR\vownerUserId\x12\"\n" +
+	"\rowner_team_id\x18\x10 \x01(\tR\vownerTeamId*\xc7\x01\n" +
 	"\n" +
 	"TaskStatus\x12\x1b\n" +
 	"\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x17\n" +

@@ -398,44 +398,52 @@ var File_godel_v1_task_service_proto protoreflect.FileDescriptor
 
 const file_godel_v1_task_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1bgodel/v1/task_service.proto\x12\bgodel.v1\x1a\x13godel/v1/task.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xb0\x01\n" +
+	"\x1bgodel/v1/task_service.proto\x12\bgodel.v1\x1a\x15godel/v1/access.proto\x1a\x15godel/v1/limits.proto\x1a\x13godel/v1/task.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xc0\x01\n" +
 	"\x10ListTasksRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x12,\n" +
-	"\x06status\x18\x03 \x03(\x0e2\x14.godel.v1.TaskStatusR\x06status\x12\x17\n" +
-	"\ateam_id\x18\x04 \x01(\tR\x06teamId\x12\x19\n" +
-	"\bagent_id\x18\x05 \x01(\tR\aagentId\"a\n" +
+	"\x06status\x18\x03 \x03(\x0e2\x14.godel.v1.TaskStatusR\x06status\x12\x1f\n" +
+	"\ateam_id\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x06teamId\x12!\n" +
+	"\bagent_id\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\b$R\aagentId\"a\n" +
 	"\x11ListTasksResponse\x12$\n" +
 	"\x05tasks\x18\x01 \x03(\v2\x0e.godel.v1.TaskR\x05tasks\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf2\x01\n" +
-	"\x11CreateTaskRequest\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x93\x02\n" +
+	"\x11CreateTaskRequest\x12%\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\x12\x1a\n" +
-	"\x05title\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x05title\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\x122\n" +
-	"\bpriority\x18\x04 \x01(\x0e2\x16.godel.v1.TaskPriorityR\bpriority\x12\x17\n" +
-	"\ateam_id\x18\x05 \x01(\tR\x06teamId\x123\n" +
-	"\bmetadata\x18\x06 \x01(\v2\x17.google.protobuf.StructR\bmetadata\"&\n" +
-	"\x0eGetTaskRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"D\n" +
-	"\x11AssignTaskRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x19\n" +
-	"\bagent_id\x18\x02 \x01(\tR\aagentId\"r\n" +
-	"\x13CompleteTaskRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12/\n" +
-	"\x06result\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x06result\x12\x14\n" +
-	"\x05error\x18\x03 \x01(\tR\x05error2\xc7\x04\n" +
-	"\vTaskService\x12i\n" +
-	"\tListTasks\x12\x1a.godel.v1.ListTasksRequest\x1a\x1b.godel.v1.ListTasksResponse\"#\x82\xd3\xe4\x93\x02\x1dZ\f\x12\n" +
-	"/api/tasks\x12\r/api/v1/tasks\x12d\n" +
+	"request_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\bdR\trequestId\x12!\n" +
+	"\x05title\x18\x02 \x01(\tB\v\xe2A\x01\x02\xca\xf3\x18\x03\b\xf4\x03R\x05title\x12*\n" +
+	"\vdescription\x18\x03 \x01(\tB\b\xca\xf3\x18\x04\b\xa0\x8d\x06R\vdescription\x122\n" +
+	"\bpriority\x18\x04 \x01(\x0e2\x16.godel.v1.TaskPriorityR\bpriority\x12\x1f\n" +
+	"\ateam_id\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x06teamId\x123\n" +
+	"\bmetadata\x18\x06 \x01(\v2\x17.google.protobuf.StructR\bmetadata\",\n" +
+	"\x0eGetTaskRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"R\n" +
+	"\x11AssignTaskRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12!\n" +
+	"\bagent_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\b$R\aagentId\"\x81\x01\n" +
+	"\x13CompleteTaskRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12/\n" +
+	"\x06result\x18\x02 \x01(\v2\x17.google.protobuf.StructR\x06result\x12\x1d\n" +
+	"\x05error\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\b\x80 R\x05error2\xa8\x05\n" +
+	"\vTaskService\x12{\n" +
+	"\tListTasks\x12\x1a.godel.v1.ListTasksRequest\x1a\x1b.godel.v1.ListTasksResponse\"5\xc2\xf3\x18\x0e\n" +
+	"\x04task\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\x1dZ\f\x12\n" +
+	"/api/tasks\x12\r/api/v1/tasks\x12x\n" +
 	"\n" +
-	"CreateTask\x12\x1b.godel.v1.CreateTaskRequest\x1a\x0e.godel.v1.Task\")\x82\xd3\xe4\x93\x02#:\x01*Z\x0f:\x01*\"\n" +
-	"/api/tasks\"\r/api/v1/tasks\x12b\n" +
-	"\aGetTask\x12\x18.godel.v1.GetTaskRequest\x1a\x0e.godel.v1.Task\"-\x82\xd3\xe4\x93\x02'Z\x11\x12\x0f/api/tasks/{id}\x12\x12/api/v1/tasks/{id}\x12|\n" +
+	"CreateTask\x12\x1b.godel.v1.CreateTaskRequest\x1a\x0e.godel.v1.Task\"=\xc2\xf3\x18\x10\n" +
+	"\x04task\x12\x06create\x18\x01\x82\xd3\xe4\x93\x02#:\x01*Z\x0f:\x01*\"\n" +
+	"/api/tasks\"\r/api/v1/tasks\x12t\n" +
+	"\aGetTask\x12\x18.godel.v1.GetTaskRequest\x1a\x0e.godel.v1.Task\"?\xc2\xf3\x18\x0e\n" +
+	"\x04task\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02'Z\x11\x12\x0f/api/tasks/{id}\x12\x12/api/v1/tasks/{id}\x12\x90\x01\n" +
 	"\n" +
-	"AssignTask\x12\x1b.godel.v1.AssignTaskRequest\x1a\x0e.godel.v1.Task\"A\x82\xd3\xe4\x93\x02;:\x01*Z\x1b:\x01*\"\x16/api/tasks/{id}/assign\"\x19/api/v1/tasks/{id}/assign\x12\x84\x01\n" +
-	"\fCompleteTask\x12\x1d.godel.v1.CompleteTaskRequest\x1a\x0e.godel.v1.Task\"E\x82\xd3\xe4\x93\x02?:\x01*Z\x1d:\x01*\"\x18/api/tasks/{id}/complete\"\x1b/api/v1/tasks/{id}/completeB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"AssignTask\x12\x1b.godel.v1.AssignTaskRequest\x1a\x0e.godel.v1.Task\"U\xc2\xf3\x18\x10\n" +
+	"\x04task\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02;:\x01*Z\x1b:\x01*\"\x16/api/tasks/{id}/assign\"\x19/api/v1/tasks/{id}/assign\x12\x98\x01\n" +
+	"\fCompleteTask\x12\x1d.godel.v1.CompleteTaskRequest\x1a\x0e.godel.v1.Task\"Y\xc2\xf3\x18\x10\n" +
+	"\x04task\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02?:\x01*Z\x1d:\x01*\"\x18/api/tasks/{id}/complete\"\x1b/api/v1/tasks/{id}/completeB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_task_service_proto_rawDescOnce sync.Once
@@ -490,6 +498,8 @@ func file_godel_v1_task_service_proto_init() {
 	if File_godel_v1_task_service_proto != nil {
 		return
 	}
+	file_godel_v1_access_proto_init()
+	file_godel_v1_limits_proto_init()
 	file_godel_v1_task_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

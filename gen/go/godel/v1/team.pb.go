@@ -166,7 +166,12 @@ type TeamConfig struct {
 	// OpenAI-compatible endpoint for openai-runtime members (default: the worker's).
 	Endpoint string `protobuf:"bytes,13,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// Git repository the members work in (default: the server's).
-	Repo          string `protobuf:"bytes,14,opt,name=repo,proto3" json:"repo,omitempty"`
+	Repo string `protobuf:"bytes,14,opt,name=repo,proto3" json:"repo,omitempty"`
+	// Where the members may run in a federation (README "Federation"): members are created with it.
+	Placement *AgentPlacement `protobuf:"bytes,15,opt,name=placement,proto3" json:"placement,omitempty"`
+	// The smallest size autoscaling (auto_scale) shrinks the team to; default: its size at creation.
+	// It grows up to max_agents.
+	MinAgents     int32 `protobuf:"varint,16,opt,name=min_agents,json=minAgents,proto3" json:"min_agents,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -299,6 +304,20 @@ func (x *TeamConfig) GetRepo() string {
 	return ""
 }
 
+func (x *TeamConfig) GetPlacement() *AgentPlacement {
+	if x != nil {
+		return x.Placement
+	}
+	return nil
+}
+
+func (x *TeamConfig) GetMinAgents() int32 {
+	if x != nil {
+		return x.MinAgents
+	}
+	return 0
+}
+
 // A team (swarm) of agents (spec §2.1 Team).
 type Team struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -326,8 +345,13 @@ type Team struct {
 	// The strategy actually run (differs from execution_strategy after a fallback).
 	EffectiveStrategy ExecutionStrategy      `protobuf:"varint,18,opt,name=effective_strategy,json=effectiveStrategy,proto3,enum=godel.v1.ExecutionStrategy" json:"effective_strategy,omitempty"`
 	StartedAt         *timestamppb.Timestamp `protobuf:"bytes,19,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// The user who owns it (who created it): permissions of scope own reach it.
+	OwnerUserId string `protobuf:"bytes,20,opt,name=owner_user_id,json=ownerUserId,proto3" json:"owner_user_id,omitempty"`
+	// The user team it is shared with (its owner's first team, by id), if any: permissions of
+	// scope team of that team's members reach it.
+	OwnerTeamId   string `protobuf:"bytes,21,opt,name=owner_team_id,json=ownerTeamId,proto3" json:"owner_team_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Team) Reset() {
@@ -493,6 +517,20 @@ func (x *Team) GetStartedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Team) GetOwnerUserId() string {
+	if x != nil {
+		return x.OwnerUserId
+	}
+	return ""
+}
+
+func (x *Team) GetOwnerTeamId() string {
+	if x != nil {
+		return x.OwnerTeamId
+	}
+	return ""
+}
+
 // Aggregated figures of a team.
 type TeamMetrics struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
@@ -607,7 +645,7 @@ var File_godel_v1_team_proto protoreflect.FileDescriptor
 
 const file_godel_v1_team_proto_rawDesc = "" +
 	"\n" +
-	"\x13godel/v1/team.proto\x12\bgodel.v1\x1a\x15godel/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x03\n" +
+	"\x13godel/v1/team.proto\x12\bgodel.v1\x1a\x14godel/v1/agent.proto\x1a\x15godel/v1/common.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x04\n" +
 	"\n" +
 	"TeamConfig\x12\x1d\n" +
 	"\n" +
@@ -617,24 +655,28 @@ const file_godel_v1_team_proto_rawDesc = "" +
 	"\x0fresource_limits\x18\x03 \x01(\v2\x18.godel.v1.ResourceLimitsR\x0eresourceLimits\x12'\n" +
 	"\x0ftimeout_minutes\x18\x04 \x01(\x05R\x0etimeoutMinutes\x128\n" +
 	"\fretry_policy\x18\x05 \x01(\v2\x15.godel.v1.RetryPolicyR\vretryPolicy\x12\x12\n" +
-	"\x04size\x18\x06 \x01(\x05R\x04size\x12\x14\n" +
-	"\x05model\x18\a \x01(\tR\x05model\x12\x16\n" +
-	"\x06inputs\x18\b \x03(\tR\x06inputs\x12\x16\n" +
-	"\x06stages\x18\t \x03(\tR\x06stages\x12\x1b\n" +
+	"\x04size\x18\x06 \x01(\x05R\x04size\x12\x1d\n" +
+	"\x05model\x18\a \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x05model\x12#\n" +
+	"\x06inputs\x18\b \x03(\tB\v\xca\xf3\x18\a\b\xa0\x8d\x06\x10\xe8\aR\x06inputs\x12\"\n" +
+	"\x06stages\x18\t \x03(\tB\n" +
+	"\xca\xf3\x18\x06\b\xa0\x8d\x06\x10dR\x06stages\x12\x1b\n" +
 	"\tmax_depth\x18\n" +
 	" \x01(\x05R\bmaxDepth\x12\x18\n" +
-	"\aruntime\x18\v \x01(\tR\aruntime\x12\x18\n" +
-	"\acommand\x18\f \x03(\tR\acommand\x12\x1a\n" +
-	"\bendpoint\x18\r \x01(\tR\bendpoint\x12\x12\n" +
-	"\x04repo\x18\x0e \x01(\tR\x04repo\"\xe9\x06\n" +
-	"\x04Team\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\x12,\n" +
+	"\aruntime\x18\v \x01(\tR\aruntime\x12%\n" +
+	"\acommand\x18\f \x03(\tB\v\xca\xf3\x18\a\b\x80\x80\x01\x10\x80\x02R\acommand\x12#\n" +
+	"\bendpoint\x18\r \x01(\tB\a\xca\xf3\x18\x03\b\x80\x10R\bendpoint\x12\x1b\n" +
+	"\x04repo\x18\x0e \x01(\tB\a\xca\xf3\x18\x03\b\x80 R\x04repo\x126\n" +
+	"\tplacement\x18\x0f \x01(\v2\x18.godel.v1.AgentPlacementR\tplacement\x12\x1d\n" +
+	"\n" +
+	"min_agents\x18\x10 \x01(\x05R\tminAgents\"\xf4\a\n" +
+	"\x04Team\x12\x16\n" +
+	"\x02id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x02id\x12\x1b\n" +
+	"\x04name\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x04name\x12)\n" +
+	"\vdescription\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\b\x90NR\vdescription\x12,\n" +
 	"\x06config\x18\x04 \x01(\v2\x14.godel.v1.TeamConfigR\x06config\x12J\n" +
 	"\x12execution_strategy\x18\x05 \x01(\x0e2\x1b.godel.v1.ExecutionStrategyR\x11executionStrategy\x12,\n" +
-	"\x06status\x18\x06 \x01(\x0e2\x14.godel.v1.TeamStatusR\x06status\x12\x1b\n" +
-	"\tagent_ids\x18\a \x03(\tR\bagentIds\x12.\n" +
+	"\x06status\x18\x06 \x01(\x0e2\x14.godel.v1.TeamStatusR\x06status\x12&\n" +
+	"\tagent_ids\x18\a \x03(\tB\t\xca\xf3\x18\x05\b$\x10\x90NR\bagentIds\x12.\n" +
 	"\x10budget_allocated\x18\b \x01(\x01H\x00R\x0fbudgetAllocated\x88\x01\x01\x12'\n" +
 	"\x0fbudget_consumed\x18\t \x01(\x01R\x0ebudgetConsumed\x129\n" +
 	"\n" +
@@ -643,14 +685,16 @@ const file_godel_v1_team_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x12=\n" +
 	"\fcompleted_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x123\n" +
-	"\bmetadata\x18\r \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12\x12\n" +
-	"\x04task\x18\x0e \x01(\tR\x04task\x12\x1a\n" +
-	"\bprogress\x18\x0f \x01(\x05R\bprogress\x121\n" +
-	"\aresults\x18\x10 \x01(\v2\x17.google.protobuf.StructR\aresults\x12\x14\n" +
-	"\x05error\x18\x11 \x01(\tR\x05error\x12J\n" +
+	"\bmetadata\x18\r \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12\x1c\n" +
+	"\x04task\x18\x0e \x01(\tB\b\xca\xf3\x18\x04\b\xa0\x8d\x06R\x04task\x12\x1a\n" +
+	"\bprogress\x18\x0f \x01(\x05R\bprogress\x12<\n" +
+	"\aresults\x18\x10 \x01(\v2\x17.google.protobuf.StructB\t\xca\xf3\x18\x05\x18\x80\x80\x80\x02R\aresults\x12\x1d\n" +
+	"\x05error\x18\x11 \x01(\tB\a\xca\xf3\x18\x03\b\x80 R\x05error\x12J\n" +
 	"\x12effective_strategy\x18\x12 \x01(\x0e2\x1b.godel.v1.ExecutionStrategyR\x11effectiveStrategy\x129\n" +
 	"\n" +
-	"started_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAtB\x13\n" +
+	"started_at\x18\x13 \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12\"\n" +
+	"\rowner_user_id\x18\x14 \x01(\tR\vownerUserId\x12\"\n" +
+	"\rowner_team_id\x18\x15 \x01(\tR\vownerTeamIdB\x13\n" +
 	"\x11_budget_allocated\"\xcb\x02\n" +
 	"\vTeamMetrics\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12!\n" +
@@ -700,27 +744,29 @@ var file_godel_v1_team_proto_goTypes = []any{
 	(*TeamMetrics)(nil),           // 4: godel.v1.TeamMetrics
 	(*ResourceLimits)(nil),        // 5: godel.v1.ResourceLimits
 	(*RetryPolicy)(nil),           // 6: godel.v1.RetryPolicy
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),       // 8: google.protobuf.Struct
+	(*AgentPlacement)(nil),        // 7: godel.v1.AgentPlacement
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),       // 9: google.protobuf.Struct
 }
 var file_godel_v1_team_proto_depIdxs = []int32{
 	5,  // 0: godel.v1.TeamConfig.resource_limits:type_name -> godel.v1.ResourceLimits
 	6,  // 1: godel.v1.TeamConfig.retry_policy:type_name -> godel.v1.RetryPolicy
-	2,  // 2: godel.v1.Team.config:type_name -> godel.v1.TeamConfig
-	1,  // 3: godel.v1.Team.execution_strategy:type_name -> godel.v1.ExecutionStrategy
-	0,  // 4: godel.v1.Team.status:type_name -> godel.v1.TeamStatus
-	7,  // 5: godel.v1.Team.created_at:type_name -> google.protobuf.Timestamp
-	7,  // 6: godel.v1.Team.updated_at:type_name -> google.protobuf.Timestamp
-	7,  // 7: godel.v1.Team.completed_at:type_name -> google.protobuf.Timestamp
-	8,  // 8: godel.v1.Team.metadata:type_name -> google.protobuf.Struct
-	8,  // 9: godel.v1.Team.results:type_name -> google.protobuf.Struct
-	1,  // 10: godel.v1.Team.effective_strategy:type_name -> godel.v1.ExecutionStrategy
-	7,  // 11: godel.v1.Team.started_at:type_name -> google.protobuf.Timestamp
-	12, // [12:12] is the sub-list for method output_type
-	12, // [12:12] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	7,  // 2: godel.v1.TeamConfig.placement:type_name -> godel.v1.AgentPlacement
+	2,  // 3: godel.v1.Team.config:type_name -> godel.v1.TeamConfig
+	1,  // 4: godel.v1.Team.execution_strategy:type_name -> godel.v1.ExecutionStrategy
+	0,  // 5: godel.v1.Team.status:type_name -> godel.v1.TeamStatus
+	8,  // 6: godel.v1.Team.created_at:type_name -> google.protobuf.Timestamp
+	8,  // 7: godel.v1.Team.updated_at:type_name -> google.protobuf.Timestamp
+	8,  // 8: godel.v1.Team.completed_at:type_name -> google.protobuf.Timestamp
+	9,  // 9: godel.v1.Team.metadata:type_name -> google.protobuf.Struct
+	9,  // 10: godel.v1.Team.results:type_name -> google.protobuf.Struct
+	1,  // 11: godel.v1.Team.effective_strategy:type_name -> godel.v1.ExecutionStrategy
+	8,  // 12: godel.v1.Team.started_at:type_name -> google.protobuf.Timestamp
+	13, // [13:13] is the sub-list for method output_type
+	13, // [13:13] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_godel_v1_team_proto_init() }
@@ -728,7 +774,9 @@ func file_godel_v1_team_proto_init() {
 	if File_godel_v1_team_proto != nil {
 		return
 	}
+	file_godel_v1_agent_proto_init()
 	file_godel_v1_common_proto_init()
+	file_godel_v1_limits_proto_init()
 	file_godel_v1_team_proto_msgTypes[1].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

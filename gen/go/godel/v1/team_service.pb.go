@@ -892,7 +892,7 @@ var File_godel_v1_team_service_proto protoreflect.FileDescriptor
 
 const file_godel_v1_team_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1bgodel/v1/team_service.proto\x12\bgodel.v1\x1a\x14godel/v1/agent.proto\x1a\x14godel/v1/event.proto\x1a\x13godel/v1/team.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\"|\n" +
+	"\x1bgodel/v1/team_service.proto\x12\bgodel.v1\x1a\x15godel/v1/access.proto\x1a\x14godel/v1/agent.proto\x1a\x1agodel/v1/dead_letter.proto\x1a\x14godel/v1/event.proto\x1a\x15godel/v1/limits.proto\x1a\x13godel/v1/team.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\"|\n" +
 	"\x10ListTeamsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
@@ -900,38 +900,44 @@ const file_godel_v1_team_service_proto_rawDesc = "" +
 	"\x06status\x18\x03 \x03(\x0e2\x14.godel.v1.TeamStatusR\x06status\"a\n" +
 	"\x11ListTeamsResponse\x12$\n" +
 	"\x05teams\x18\x01 \x03(\v2\x0e.godel.v1.TeamR\x05teams\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf6\x02\n" +
-	"\x11CreateTeamRequest\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa2\x03\n" +
+	"\x11CreateTeamRequest\x12%\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\x12\x18\n" +
-	"\x04name\x18\x02 \x01(\tB\x04\xe2A\x01\x02R\x04name\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\x12J\n" +
-	"\x12execution_strategy\x18\x04 \x01(\x0e2\x1b.godel.v1.ExecutionStrategyR\x11executionStrategy\x12,\n" +
-	"\x06config\x18\x05 \x01(\v2\x14.godel.v1.TeamConfigR\x06config\x12\x12\n" +
-	"\x04task\x18\x06 \x01(\tR\x04task\x12.\n" +
+	"request_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\bdR\trequestId\x12\x1f\n" +
+	"\x04name\x18\x02 \x01(\tB\v\xe2A\x01\x02\xca\xf3\x18\x03\b\xff\x01R\x04name\x12)\n" +
+	"\vdescription\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\b\x90NR\vdescription\x12J\n" +
+	"\x12execution_strategy\x18\x04 \x01(\x0e2\x1b.godel.v1.ExecutionStrategyR\x11executionStrategy\x126\n" +
+	"\x06config\x18\x05 \x01(\v2\x14.godel.v1.TeamConfigB\b\xca\xf3\x18\x04\x18\x80\x80\x10R\x06config\x12\x1c\n" +
+	"\x04task\x18\x06 \x01(\tB\b\xca\xf3\x18\x04\b\xa0\x8d\x06R\x04task\x12.\n" +
 	"\x10budget_allocated\x18\a \x01(\x01H\x00R\x0fbudgetAllocated\x88\x01\x01\x123\n" +
 	"\bmetadata\x18\b \x01(\v2\x17.google.protobuf.StructR\bmetadataB\x13\n" +
-	"\x11_budget_allocated\"&\n" +
-	"\x0eGetTeamRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"z\n" +
-	"\x11UpdateTeamRequest\x12(\n" +
-	"\x04team\x18\x01 \x01(\v2\x0e.godel.v1.TeamB\x04\xe2A\x01\x02R\x04team\x12;\n" +
+	"\x11_budget_allocated\",\n" +
+	"\x0eGetTeamRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"\x83\x01\n" +
+	"\x11UpdateTeamRequest\x121\n" +
+	"\x04team\x18\x01 \x01(\v2\x0e.godel.v1.TeamB\r\xe2A\x01\x02\xca\xf3\x18\x05\x18\x80\x80\x80\x02R\x04team\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\")\n" +
-	"\x11DeleteTeamRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\x14\n" +
-	"\x12DeleteTeamResponse\"(\n" +
-	"\x10StartTeamRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"^\n" +
+	"updateMask\"/\n" +
+	"\x11DeleteTeamRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"\x14\n" +
+	"\x12DeleteTeamResponse\".\n" +
+	"\x10StartTeamRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"^\n" +
 	"\x11StartTeamResponse\x12\"\n" +
 	"\x04team\x18\x01 \x01(\v2\x0e.godel.v1.TeamR\x04team\x12%\n" +
-	"\x05event\x18\x02 \x01(\v2\x0f.godel.v1.EventR\x05event\"(\n" +
-	"\x10PauseTeamRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\")\n" +
-	"\x11ResumeTeamRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"I\n" +
-	"\x10ScaleTeamRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x1f\n" +
+	"\x05event\x18\x02 \x01(\v2\x0f.godel.v1.EventR\x05event\".\n" +
+	"\x10PauseTeamRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"/\n" +
+	"\x11ResumeTeamRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"O\n" +
+	"\x10ScaleTeamRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12\x1f\n" +
 	"\vtarget_size\x18\x02 \x01(\x05R\n" +
 	"targetSize\"\xd3\x01\n" +
 	"\x11ScaleTeamResponse\x12\"\n" +
@@ -939,36 +945,54 @@ const file_godel_v1_team_service_proto_rawDesc = "" +
 	"\rprevious_size\x18\x02 \x01(\x05R\fpreviousSize\x12!\n" +
 	"\fcurrent_size\x18\x03 \x01(\x05R\vcurrentSize\x12&\n" +
 	"\x0fadded_agent_ids\x18\x04 \x03(\tR\raddedAgentIds\x12*\n" +
-	"\x11removed_agent_ids\x18\x05 \x03(\tR\x0fremovedAgentIds\"i\n" +
-	"\x15ListTeamAgentsRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x1b\n" +
+	"\x11removed_agent_ids\x18\x05 \x03(\tR\x0fremovedAgentIds\"o\n" +
+	"\x15ListTeamAgentsRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"i\n" +
 	"\x16ListTeamAgentsResponse\x12'\n" +
 	"\x06agents\x18\x01 \x03(\v2\x0f.godel.v1.AgentR\x06agents\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"-\n" +
-	"\x15GetTeamMetricsRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id2\xe1\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"3\n" +
+	"\x15GetTeamMetricsRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id2\xf3\x10\n" +
+	"\vTeamService\x12{\n" +
+	"\tListTeams\x12\x1a.godel.v1.ListTeamsRequest\x1a\x1b.godel.v1.ListTeamsResponse\"5\xc2\xf3\x18\x0e\n" +
+	"\x04team\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\x1dZ\f\x12\n" +
+	"/api/teams\x12\r/api/v1/teams\x12x\n" +
 	"\n" +
-	"\vTeamService\x12i\n" +
-	"\tListTeams\x12\x1a.godel.v1.ListTeamsRequest\x1a\x1b.godel.v1.ListTeamsResponse\"#\x82\xd3\xe4\x93\x02\x1dZ\f\x12\n" +
-	"/api/teams\x12\r/api/v1/teams\x12d\n" +
+	"CreateTeam\x12\x1b.godel.v1.CreateTeamRequest\x1a\x0e.godel.v1.Team\"=\xc2\xf3\x18\x10\n" +
+	"\x04team\x12\x06create\x18\x01\x82\xd3\xe4\x93\x02#:\x01*Z\x0f:\x01*\"\n" +
+	"/api/teams\"\r/api/v1/teams\x12t\n" +
+	"\aGetTeam\x12\x18.godel.v1.GetTeamRequest\x1a\x0e.godel.v1.Team\"?\xc2\xf3\x18\x0e\n" +
+	"\x04team\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02'Z\x11\x12\x0f/api/teams/{id}\x12\x12/api/v1/teams/{id}\x12\x92\x01\n" +
 	"\n" +
-	"CreateTeam\x12\x1b.godel.v1.CreateTeamRequest\x1a\x0e.godel.v1.Team\")\x82\xd3\xe4\x93\x02#:\x01*Z\x0f:\x01*\"\n" +
-	"/api/teams\"\r/api/v1/teams\x12b\n" +
-	"\aGetTeam\x12\x18.godel.v1.GetTeamRequest\x1a\x0e.godel.v1.Team\"-\x82\xd3\xe4\x93\x02'Z\x11\x12\x0f/api/teams/{id}\x12\x12/api/v1/teams/{id}\x12~\n" +
+	"UpdateTeam\x12\x1b.godel.v1.UpdateTeamRequest\x1a\x0e.godel.v1.Team\"W\xc2\xf3\x18\x10\n" +
+	"\x04team\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02=:\x04teamZ\x1c:\x04team2\x14/api/teams/{team.id}2\x17/api/v1/teams/{team.id}\x12\x8a\x01\n" +
 	"\n" +
-	"UpdateTeam\x12\x1b.godel.v1.UpdateTeamRequest\x1a\x0e.godel.v1.Team\"C\x82\xd3\xe4\x93\x02=:\x04teamZ\x1c:\x04team2\x14/api/teams/{team.id}2\x17/api/v1/teams/{team.id}\x12v\n" +
+	"DeleteTeam\x12\x1b.godel.v1.DeleteTeamRequest\x1a\x1c.godel.v1.DeleteTeamResponse\"A\xc2\xf3\x18\x10\n" +
+	"\x04team\x12\x06delete\x18\x01\x82\xd3\xe4\x93\x02'Z\x11*\x0f/api/teams/{id}*\x12/api/v1/teams/{id}\x12\x9b\x01\n" +
+	"\tStartTeam\x12\x1a.godel.v1.StartTeamRequest\x1a\x1b.godel.v1.StartTeamResponse\"S\xc2\xf3\x18\x10\n" +
+	"\x04team\x12\x06update\x18\x01\x82\xd3\xe4\x93\x029:\x01*Z\x1a:\x01*\"\x15/api/teams/{id}/start\"\x18/api/v1/teams/{id}/start0\x01\x12\x8c\x01\n" +
+	"\tPauseTeam\x12\x1a.godel.v1.PauseTeamRequest\x1a\x0e.godel.v1.Team\"S\xc2\xf3\x18\x10\n" +
+	"\x04team\x12\x06update\x18\x01\x82\xd3\xe4\x93\x029:\x01*Z\x1a:\x01*\"\x15/api/teams/{id}/pause\"\x18/api/v1/teams/{id}/pause\x12\x90\x01\n" +
 	"\n" +
-	"DeleteTeam\x12\x1b.godel.v1.DeleteTeamRequest\x1a\x1c.godel.v1.DeleteTeamResponse\"-\x82\xd3\xe4\x93\x02'Z\x11*\x0f/api/teams/{id}*\x12/api/v1/teams/{id}\x12\x87\x01\n" +
-	"\tStartTeam\x12\x1a.godel.v1.StartTeamRequest\x1a\x1b.godel.v1.StartTeamResponse\"?\x82\xd3\xe4\x93\x029:\x01*Z\x1a:\x01*\"\x15/api/teams/{id}/start\"\x18/api/v1/teams/{id}/start0\x01\x12x\n" +
-	"\tPauseTeam\x12\x1a.godel.v1.PauseTeamRequest\x1a\x0e.godel.v1.Team\"?\x82\xd3\xe4\x93\x029:\x01*Z\x1a:\x01*\"\x15/api/teams/{id}/pause\"\x18/api/v1/teams/{id}/pause\x12|\n" +
-	"\n" +
-	"ResumeTeam\x12\x1b.godel.v1.ResumeTeamRequest\x1a\x0e.godel.v1.Team\"A\x82\xd3\xe4\x93\x02;:\x01*Z\x1b:\x01*\"\x16/api/teams/{id}/resume\"\x19/api/v1/teams/{id}/resume\x12\x85\x01\n" +
-	"\tScaleTeam\x12\x1a.godel.v1.ScaleTeamRequest\x1a\x1b.godel.v1.ScaleTeamResponse\"?\x82\xd3\xe4\x93\x029:\x01*Z\x1a:\x01*\"\x15/api/teams/{id}/scale\"\x18/api/v1/teams/{id}/scale\x12\x90\x01\n" +
-	"\x0eListTeamAgents\x12\x1f.godel.v1.ListTeamAgentsRequest\x1a .godel.v1.ListTeamAgentsResponse\";\x82\xd3\xe4\x93\x025Z\x18\x12\x16/api/teams/{id}/agents\x12\x19/api/v1/teams/{id}/agents\x12\x87\x01\n" +
-	"\x0eGetTeamMetrics\x12\x1f.godel.v1.GetTeamMetricsRequest\x1a\x15.godel.v1.TeamMetrics\"=\x82\xd3\xe4\x93\x027Z\x19\x12\x17/api/teams/{id}/metrics\x12\x1a/api/v1/teams/{id}/metricsB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"ResumeTeam\x12\x1b.godel.v1.ResumeTeamRequest\x1a\x0e.godel.v1.Team\"U\xc2\xf3\x18\x10\n" +
+	"\x04team\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02;:\x01*Z\x1b:\x01*\"\x16/api/teams/{id}/resume\"\x19/api/v1/teams/{id}/resume\x12\x99\x01\n" +
+	"\tScaleTeam\x12\x1a.godel.v1.ScaleTeamRequest\x1a\x1b.godel.v1.ScaleTeamResponse\"S\xc2\xf3\x18\x10\n" +
+	"\x04team\x12\x06update\x18\x01\x82\xd3\xe4\x93\x029:\x01*Z\x1a:\x01*\"\x15/api/teams/{id}/scale\"\x18/api/v1/teams/{id}/scale\x12\xa2\x01\n" +
+	"\x0eListTeamAgents\x12\x1f.godel.v1.ListTeamAgentsRequest\x1a .godel.v1.ListTeamAgentsResponse\"M\xc2\xf3\x18\x0e\n" +
+	"\x04team\x12\x04read\x18\x01\x82\xd3\xe4\x93\x025Z\x18\x12\x16/api/teams/{id}/agents\x12\x19/api/v1/teams/{id}/agents\x12\x99\x01\n" +
+	"\x0eGetTeamMetrics\x12\x1f.godel.v1.GetTeamMetricsRequest\x1a\x15.godel.v1.TeamMetrics\"O\xc2\xf3\x18\x0e\n" +
+	"\x04team\x12\x04read\x18\x01\x82\xd3\xe4\x93\x027Z\x19\x12\x17/api/teams/{id}/metrics\x12\x1a/api/v1/teams/{id}/metrics\x12\xac\x01\n" +
+	"\x0fListDeadLetters\x12 .godel.v1.ListDeadLettersRequest\x1a!.godel.v1.ListDeadLettersResponse\"T\xc2\xf3\x18\x15\n" +
+	"\vdead_letter\x12\x04read\x18\x03\x82\xd3\xe4\x93\x025Z\x18\x12\x16/api/dead-letters/team\x12\x19/api/v1/dead-letters/team\x12\xca\x01\n" +
+	"\x0fRetryDeadLetter\x12 .godel.v1.RetryDeadLetterRequest\x1a!.godel.v1.RetryDeadLetterResponse\"r\xc2\xf3\x18\x17\n" +
+	"\vdead_letter\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02Q:\x01*Z&:\x01*\"!/api/dead-letters/team/{id}:retry\"$/api/v1/dead-letters/team/{id}:retry\x12\xbb\x01\n" +
+	"\x10DeleteDeadLetter\x12!.godel.v1.DeleteDeadLetterRequest\x1a\".godel.v1.DeleteDeadLetterResponse\"`\xc2\xf3\x18\x17\n" +
+	"\vdead_letter\x12\x06delete\x18\x03\x82\xd3\xe4\x93\x02?Z\x1d*\x1b/api/dead-letters/team/{id}*\x1e/api/v1/dead-letters/team/{id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_team_service_proto_rawDescOnce sync.Once
@@ -984,31 +1008,37 @@ func file_godel_v1_team_service_proto_rawDescGZIP() []byte {
 
 var file_godel_v1_team_service_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_godel_v1_team_service_proto_goTypes = []any{
-	(*ListTeamsRequest)(nil),       // 0: godel.v1.ListTeamsRequest
-	(*ListTeamsResponse)(nil),      // 1: godel.v1.ListTeamsResponse
-	(*CreateTeamRequest)(nil),      // 2: godel.v1.CreateTeamRequest
-	(*GetTeamRequest)(nil),         // 3: godel.v1.GetTeamRequest
-	(*UpdateTeamRequest)(nil),      // 4: godel.v1.UpdateTeamRequest
-	(*DeleteTeamRequest)(nil),      // 5: godel.v1.DeleteTeamRequest
-	(*DeleteTeamResponse)(nil),     // 6: godel.v1.DeleteTeamResponse
-	(*StartTeamRequest)(nil),       // 7: godel.v1.StartTeamRequest
-	(*StartTeamResponse)(nil),      // 8: godel.v1.StartTeamResponse
-	(*PauseTeamRequest)(nil),       // 9: godel.v1.PauseTeamRequest
-	(*ResumeTeamRequest)(nil),      // 10: godel.v1.ResumeTeamRequest
-	(*ScaleTeamRequest)(nil),       // 11: godel.v1.ScaleTeamRequest
-	(*ScaleTeamResponse)(nil),      // 12: godel.v1.ScaleTeamResponse
-	(*ListTeamAgentsRequest)(nil),  // 13: godel.v1.ListTeamAgentsRequest
-	(*ListTeamAgentsResponse)(nil), // 14: godel.v1.ListTeamAgentsResponse
-	(*GetTeamMetricsRequest)(nil),  // 15: godel.v1.GetTeamMetricsRequest
-	(TeamStatus)(0),                // 16: godel.v1.TeamStatus
-	(*Team)(nil),                   // 17: godel.v1.Team
-	(ExecutionStrategy)(0),         // 18: godel.v1.ExecutionStrategy
-	(*TeamConfig)(nil),             // 19: godel.v1.TeamConfig
-	(*structpb.Struct)(nil),        // 20: google.protobuf.Struct
-	(*fieldmaskpb.FieldMask)(nil),  // 21: google.protobuf.FieldMask
-	(*Event)(nil),                  // 22: godel.v1.Event
-	(*Agent)(nil),                  // 23: godel.v1.Agent
-	(*TeamMetrics)(nil),            // 24: godel.v1.TeamMetrics
+	(*ListTeamsRequest)(nil),         // 0: godel.v1.ListTeamsRequest
+	(*ListTeamsResponse)(nil),        // 1: godel.v1.ListTeamsResponse
+	(*CreateTeamRequest)(nil),        // 2: godel.v1.CreateTeamRequest
+	(*GetTeamRequest)(nil),           // 3: godel.v1.GetTeamRequest
+	(*UpdateTeamRequest)(nil),        // 4: godel.v1.UpdateTeamRequest
+	(*DeleteTeamRequest)(nil),        // 5: godel.v1.DeleteTeamRequest
+	(*DeleteTeamResponse)(nil),       // 6: godel.v1.DeleteTeamResponse
+	(*StartTeamRequest)(nil),         // 7: godel.v1.StartTeamRequest
+	(*StartTeamResponse)(nil),        // 8: godel.v1.StartTeamResponse
+	(*PauseTeamRequest)(nil),         // 9: godel.v1.PauseTeamRequest
+	(*ResumeTeamRequest)(nil),        // 10: godel.v1.ResumeTeamRequest
+	(*ScaleTeamRequest)(nil),         // 11: godel.v1.ScaleTeamRequest
+	(*ScaleTeamResponse)(nil),        // 12: godel.v1.ScaleTeamResponse
+	(*ListTeamAgentsRequest)(nil),    // 13: godel.v1.ListTeamAgentsRequest
+	(*ListTeamAgentsResponse)(nil),   // 14: godel.v1.ListTeamAgentsResponse
+	(*GetTeamMetricsRequest)(nil),    // 15: godel.v1.GetTeamMetricsRequest
+	(TeamStatus)(0),                  // 16: godel.v1.TeamStatus
+	(*Team)(nil),                     // 17: godel.v1.Team
+	(ExecutionStrategy)(0),           // 18: godel.v1.ExecutionStrategy
+	(*TeamConfig)(nil),               // 19: godel.v1.TeamConfig
+	(*structpb.Struct)(nil),          // 20: google.protobuf.Struct
+	(*fieldmaskpb.FieldMask)(nil),    // 21: google.protobuf.FieldMask
+	(*Event)(nil),                    // 22: godel.v1.Event
+	(*Agent)(nil),                    // 23: godel.v1.Agent
+	(*ListDeadLettersRequest)(nil),   // 24: godel.v1.ListDeadLettersRequest
+	(*RetryDeadLetterRequest)(nil),   // 25: godel.v1.RetryDeadLetterRequest
+	(*DeleteDeadLetterRequest)(nil),  // 26: godel.v1.DeleteDeadLetterRequest
+	(*TeamMetrics)(nil),              // 27: godel.v1.TeamMetrics
+	(*ListDeadLettersResponse)(nil),  // 28: godel.v1.ListDeadLettersResponse
+	(*RetryDeadLetterResponse)(nil),  // 29: godel.v1.RetryDeadLetterResponse
+	(*DeleteDeadLetterResponse)(nil), // 30: godel.v1.DeleteDeadLetterResponse
 }
 var file_godel_v1_team_service_proto_depIdxs = []int32{
 	16, // 0: godel.v1.ListTeamsRequest.status:type_name -> godel.v1.TeamStatus
@@ -1033,19 +1063,25 @@ var file_godel_v1_team_service_proto_depIdxs = []int32{
 	11, // 19: godel.v1.TeamService.ScaleTeam:input_type -> godel.v1.ScaleTeamRequest
 	13, // 20: godel.v1.TeamService.ListTeamAgents:input_type -> godel.v1.ListTeamAgentsRequest
 	15, // 21: godel.v1.TeamService.GetTeamMetrics:input_type -> godel.v1.GetTeamMetricsRequest
-	1,  // 22: godel.v1.TeamService.ListTeams:output_type -> godel.v1.ListTeamsResponse
-	17, // 23: godel.v1.TeamService.CreateTeam:output_type -> godel.v1.Team
-	17, // 24: godel.v1.TeamService.GetTeam:output_type -> godel.v1.Team
-	17, // 25: godel.v1.TeamService.UpdateTeam:output_type -> godel.v1.Team
-	6,  // 26: godel.v1.TeamService.DeleteTeam:output_type -> godel.v1.DeleteTeamResponse
-	8,  // 27: godel.v1.TeamService.StartTeam:output_type -> godel.v1.StartTeamResponse
-	17, // 28: godel.v1.TeamService.PauseTeam:output_type -> godel.v1.Team
-	17, // 29: godel.v1.TeamService.ResumeTeam:output_type -> godel.v1.Team
-	12, // 30: godel.v1.TeamService.ScaleTeam:output_type -> godel.v1.ScaleTeamResponse
-	14, // 31: godel.v1.TeamService.ListTeamAgents:output_type -> godel.v1.ListTeamAgentsResponse
-	24, // 32: godel.v1.TeamService.GetTeamMetrics:output_type -> godel.v1.TeamMetrics
-	22, // [22:33] is the sub-list for method output_type
-	11, // [11:22] is the sub-list for method input_type
+	24, // 22: godel.v1.TeamService.ListDeadLetters:input_type -> godel.v1.ListDeadLettersRequest
+	25, // 23: godel.v1.TeamService.RetryDeadLetter:input_type -> godel.v1.RetryDeadLetterRequest
+	26, // 24: godel.v1.TeamService.DeleteDeadLetter:input_type -> godel.v1.DeleteDeadLetterRequest
+	1,  // 25: godel.v1.TeamService.ListTeams:output_type -> godel.v1.ListTeamsResponse
+	17, // 26: godel.v1.TeamService.CreateTeam:output_type -> godel.v1.Team
+	17, // 27: godel.v1.TeamService.GetTeam:output_type -> godel.v1.Team
+	17, // 28: godel.v1.TeamService.UpdateTeam:output_type -> godel.v1.Team
+	6,  // 29: godel.v1.TeamService.DeleteTeam:output_type -> godel.v1.DeleteTeamResponse
+	8,  // 30: godel.v1.TeamService.StartTeam:output_type -> godel.v1.StartTeamResponse
+	17, // 31: godel.v1.TeamService.PauseTeam:output_type -> godel.v1.Team
+	17, // 32: godel.v1.TeamService.ResumeTeam:output_type -> godel.v1.Team
+	12, // 33: godel.v1.TeamService.ScaleTeam:output_type -> godel.v1.ScaleTeamResponse
+	14, // 34: godel.v1.TeamService.ListTeamAgents:output_type -> godel.v1.ListTeamAgentsResponse
+	27, // 35: godel.v1.TeamService.GetTeamMetrics:output_type -> godel.v1.TeamMetrics
+	28, // 36: godel.v1.TeamService.ListDeadLetters:output_type -> godel.v1.ListDeadLettersResponse
+	29, // 37: godel.v1.TeamService.RetryDeadLetter:output_type -> godel.v1.RetryDeadLetterResponse
+	30, // 38: godel.v1.TeamService.DeleteDeadLetter:output_type -> godel.v1.DeleteDeadLetterResponse
+	25, // [25:39] is the sub-list for method output_type
+	11, // [11:25] is the sub-list for method input_type
 	11, // [11:11] is the sub-list for extension type_name
 	11, // [11:11] is the sub-list for extension extendee
 	0,  // [0:11] is the sub-list for field type_name
@@ -1056,8 +1092,11 @@ func file_godel_v1_team_service_proto_init() {
 	if File_godel_v1_team_service_proto != nil {
 		return
 	}
+	file_godel_v1_access_proto_init()
 	file_godel_v1_agent_proto_init()
+	file_godel_v1_dead_letter_proto_init()
 	file_godel_v1_event_proto_init()
+	file_godel_v1_limits_proto_init()
 	file_godel_v1_team_proto_init()
 	file_godel_v1_team_service_proto_msgTypes[2].OneofWrappers = []any{}
 	type x struct{}

@@ -19,17 +19,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TeamService_ListTeams_FullMethodName      = "/godel.v1.TeamService/ListTeams"
-	TeamService_CreateTeam_FullMethodName     = "/godel.v1.TeamService/CreateTeam"
-	TeamService_GetTeam_FullMethodName        = "/godel.v1.TeamService/GetTeam"
-	TeamService_UpdateTeam_FullMethodName     = "/godel.v1.TeamService/UpdateTeam"
-	TeamService_DeleteTeam_FullMethodName     = "/godel.v1.TeamService/DeleteTeam"
-	TeamService_StartTeam_FullMethodName      = "/godel.v1.TeamService/StartTeam"
-	TeamService_PauseTeam_FullMethodName      = "/godel.v1.TeamService/PauseTeam"
-	TeamService_ResumeTeam_FullMethodName     = "/godel.v1.TeamService/ResumeTeam"
-	TeamService_ScaleTeam_FullMethodName      = "/godel.v1.TeamService/ScaleTeam"
-	TeamService_ListTeamAgents_FullMethodName = "/godel.v1.TeamService/ListTeamAgents"
-	TeamService_GetTeamMetrics_FullMethodName = "/godel.v1.TeamService/GetTeamMetrics"
+	TeamService_ListTeams_FullMethodName        = "/godel.v1.TeamService/ListTeams"
+	TeamService_CreateTeam_FullMethodName       = "/godel.v1.TeamService/CreateTeam"
+	TeamService_GetTeam_FullMethodName          = "/godel.v1.TeamService/GetTeam"
+	TeamService_UpdateTeam_FullMethodName       = "/godel.v1.TeamService/UpdateTeam"
+	TeamService_DeleteTeam_FullMethodName       = "/godel.v1.TeamService/DeleteTeam"
+	TeamService_StartTeam_FullMethodName        = "/godel.v1.TeamService/StartTeam"
+	TeamService_PauseTeam_FullMethodName        = "/godel.v1.TeamService/PauseTeam"
+	TeamService_ResumeTeam_FullMethodName       = "/godel.v1.TeamService/ResumeTeam"
+	TeamService_ScaleTeam_FullMethodName        = "/godel.v1.TeamService/ScaleTeam"
+	TeamService_ListTeamAgents_FullMethodName   = "/godel.v1.TeamService/ListTeamAgents"
+	TeamService_GetTeamMetrics_FullMethodName   = "/godel.v1.TeamService/GetTeamMetrics"
+	TeamService_ListDeadLetters_FullMethodName  = "/godel.v1.TeamService/ListDeadLetters"
+	TeamService_RetryDeadLetter_FullMethodName  = "/godel.v1.TeamService/RetryDeadLetter"
+	TeamService_DeleteDeadLetter_FullMethodName = "/godel.v1.TeamService/DeleteDeadLetter"
 )
 
 // TeamServiceClient is the client API for TeamService service.
@@ -52,6 +55,13 @@ type TeamServiceClient interface {
 	ScaleTeam(ctx context.Context, in *ScaleTeamRequest, opts ...grpc.CallOption) (*ScaleTeamResponse, error)
 	ListTeamAgents(ctx context.Context, in *ListTeamAgentsRequest, opts ...grpc.CallOption) (*ListTeamAgentsResponse, error)
 	GetTeamMetrics(ctx context.Context, in *GetTeamMetricsRequest, opts ...grpc.CallOption) (*TeamMetrics, error)
+	// Dead letters of the team service: records it quarantined (oldest first). Operators only.
+	ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error)
+	// Sends (outbox) or handles (consumer) a dead letter of the team service again; it is removed
+	// when that succeeds. Operators only.
+	RetryDeadLetter(ctx context.Context, in *RetryDeadLetterRequest, opts ...grpc.CallOption) (*RetryDeadLetterResponse, error)
+	// Discards a dead letter of the team service. Operators only.
+	DeleteDeadLetter(ctx context.Context, in *DeleteDeadLetterRequest, opts ...grpc.CallOption) (*DeleteDeadLetterResponse, error)
 }
 
 type teamServiceClient struct {
@@ -181,6 +191,36 @@ func (c *teamServiceClient) GetTeamMetrics(ctx context.Context, in *GetTeamMetri
 	return out, nil
 }
 
+func (c *teamServiceClient) ListDeadLetters(ctx context.Context, in *ListDeadLettersRequest, opts ...grpc.CallOption) (*ListDeadLettersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDeadLettersResponse)
+	err := c.cc.Invoke(ctx, TeamService_ListDeadLetters_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *teamServiceClient) RetryDeadLetter(ctx context.Context, in *RetryDeadLetterRequest, opts ...grpc.CallOption) (*RetryDeadLetterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetryDeadLetterResponse)
+	err := c.cc.Invoke(ctx, TeamService_RetryDeadLetter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *teamServiceClient) DeleteDeadLetter(ctx context.Context, in *DeleteDeadLetterRequest, opts ...grpc.CallOption) (*DeleteDeadLetterResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteDeadLetterResponse)
+	err := c.cc.Invoke(ctx, TeamService_DeleteDeadLetter_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TeamServiceServer is the server API for TeamService service.
 // All implementations must embed UnimplementedTeamServiceServer
 // for forward compatibility.
@@ -201,6 +241,13 @@ type TeamServiceServer interface {
 	ScaleTeam(context.Context, *ScaleTeamRequest) (*ScaleTeamResponse, error)
 	ListTeamAgents(context.Context, *ListTeamAgentsRequest) (*ListTeamAgentsResponse, error)
 	GetTeamMetrics(context.Context, *GetTeamMetricsRequest) (*TeamMetrics, error)
+	// Dead letters of the team service: records it quarantined (oldest first). Operators only.
+	ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error)
+	// Sends (outbox) or handles (consumer) a dead letter of the team service again; it is removed
+	// when that succeeds. Operators only.
+	RetryDeadLetter(context.Context, *RetryDeadLetterRequest) (*RetryDeadLetterResponse, error)
+	// Discards a dead letter of the team service. Operators only.
+	DeleteDeadLetter(context.Context, *DeleteDeadLetterRequest) (*DeleteDeadLetterResponse, error)
 	mustEmbedUnimplementedTeamServiceServer()
 }
 
@@ -243,6 +290,15 @@ func (UnimplementedTeamServiceServer) ListTeamAgents(context.Context, *ListTeamA
 }
 func (UnimplementedTeamServiceServer) GetTeamMetrics(context.Context, *GetTeamMetricsRequest) (*TeamMetrics, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetTeamMetrics not implemented")
+}
+func (UnimplementedTeamServiceServer) ListDeadLetters(context.Context, *ListDeadLettersRequest) (*ListDeadLettersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDeadLetters not implemented")
+}
+func (UnimplementedTeamServiceServer) RetryDeadLetter(context.Context, *RetryDeadLetterRequest) (*RetryDeadLetterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RetryDeadLetter not implemented")
+}
+func (UnimplementedTeamServiceServer) DeleteDeadLetter(context.Context, *DeleteDeadLetterRequest) (*DeleteDeadLetterResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteDeadLetter not implemented")
 }
 func (UnimplementedTeamServiceServer) mustEmbedUnimplementedTeamServiceServer() {}
 func (UnimplementedTeamServiceServer) testEmbeddedByValue()                     {}
@@ -456,6 +512,60 @@ func _TeamService_GetTeamMetrics_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TeamService_ListDeadLetters_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDeadLettersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TeamServiceServer).ListDeadLetters(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TeamService_ListDeadLetters_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TeamServiceServer).ListDeadLetters(ctx, req.(*ListDeadLettersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TeamService_RetryDeadLetter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetryDeadLetterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TeamServiceServer).RetryDeadLetter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TeamService_RetryDeadLetter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TeamServiceServer).RetryDeadLetter(ctx, req.(*RetryDeadLetterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TeamService_DeleteDeadLetter_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteDeadLetterRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TeamServiceServer).DeleteDeadLetter(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TeamService_DeleteDeadLetter_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TeamServiceServer).DeleteDeadLetter(ctx, req.(*DeleteDeadLetterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TeamService_ServiceDesc is the grpc.ServiceDesc for TeamService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -502,6 +612,18 @@ var TeamService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetTeamMetrics",
 			Handler:    _TeamService_GetTeamMetrics_Handler,
+		},
+		{
+			MethodName: "ListDeadLetters",
+			Handler:    _TeamService_ListDeadLetters_Handler,
+		},
+		{
+			MethodName: "RetryDeadLetter",
+			Handler:    _TeamService_RetryDeadLetter_Handler,
+		},
+		{
+			MethodName: "DeleteDeadLetter",
+			Handler:    _TeamService_DeleteDeadLetter_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

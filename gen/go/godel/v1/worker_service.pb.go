@@ -39,8 +39,11 @@ const (
 	RunState_RUN_STATE_FAILED RunState = 6
 	// Stopped by a kill.
 	RunState_RUN_STATE_KILLED RunState = 7
-	// Not accepted (no capacity, unknown runtime, bad repository).
+	// Not accepted (see RejectReason).
 	RunState_RUN_STATE_REJECTED RunState = 8
+	// Ended without an outcome of its own: the worker shut down or restarted, or lost contact
+	// with the run's owner for longer than its lease. Not the agent's failure: it runs again.
+	RunState_RUN_STATE_LOST RunState = 9
 )
 
 // Enum value maps for RunState.
@@ -55,6 +58,7 @@ var (
 		6: "RUN_STATE_FAILED",
 		7: "RUN_STATE_KILLED",
 		8: "RUN_STATE_REJECTED",
+		9: "RUN_STATE_LOST",
 	}
 	RunState_value = map[string]int32{
 		"RUN_STATE_UNSPECIFIED":    0,
@@ -66,6 +70,7 @@ var (
 		"RUN_STATE_FAILED":         6,
 		"RUN_STATE_KILLED":         7,
 		"RUN_STATE_REJECTED":       8,
+		"RUN_STATE_LOST":           9,
 	}
 )
 
@@ -96,6 +101,70 @@ func (RunState) EnumDescriptor() ([]byte, []int) {
 	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{0}
 }
 
+// Why a worker did not accept an assignment.
+type RejectReason int32
+
+const (
+	RejectReason_REJECT_REASON_UNSPECIFIED RejectReason = 0
+	// Every slot is taken (the replica's count was behind): try again later or elsewhere.
+	RejectReason_REJECT_REASON_CAPACITY RejectReason = 1
+	// The worker is shutting down.
+	RejectReason_REJECT_REASON_SHUTTING_DOWN RejectReason = 2
+	// The worker still holds another run of the agent (ending, or its end not yet acknowledged).
+	RejectReason_REJECT_REASON_AGENT_BUSY RejectReason = 3
+	// The worker does not host the agent's runtime.
+	RejectReason_REJECT_REASON_RUNTIME RejectReason = 4
+	// The assignment itself is not valid (no run or agent id).
+	RejectReason_REJECT_REASON_INVALID RejectReason = 5
+)
+
+// Enum value maps for RejectReason.
+var (
+	RejectReason_name = map[int32]string{
+		0: "REJECT_REASON_UNSPECIFIED",
+		1: "REJECT_REASON_CAPACITY",
+		2: "REJECT_REASON_SHUTTING_DOWN",
+		3: "REJECT_REASON_AGENT_BUSY",
+		4: "REJECT_REASON_RUNTIME",
+		5: "REJECT_REASON_INVALID",
+	}
+	RejectReason_value = map[string]int32{
+		"REJECT_REASON_UNSPECIFIED":   0,
+		"REJECT_REASON_CAPACITY":      1,
+		"REJECT_REASON_SHUTTING_DOWN": 2,
+		"REJECT_REASON_AGENT_BUSY":    3,
+		"REJECT_REASON_RUNTIME":       4,
+		"REJECT_REASON_INVALID":       5,
+	}
+)
+
+func (x RejectReason) Enum() *RejectReason {
+	p := new(RejectReason)
+	*p = x
+	return p
+}
+
+func (x RejectReason) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (RejectReason) Descriptor() protoreflect.EnumDescriptor {
+	return file_godel_v1_worker_service_proto_enumTypes[1].Descriptor()
+}
+
+func (RejectReason) Type() protoreflect.EnumType {
+	return &file_godel_v1_worker_service_proto_enumTypes[1]
+}
+
+func (x RejectReason) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use RejectReason.Descriptor instead.
+func (RejectReason) EnumDescriptor() ([]byte, []int) {
+	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{1}
+}
+
 type ControlAction int32
 
 const (
@@ -106,7 +175,9 @@ const (
 	ControlAction_CONTROL_ACTION_RESUME ControlAction = 2
 	// Stop the run's whole process tree at once.
 	ControlAction_CONTROL_ACTION_KILL ControlAction = 3
-	// Send this run's updates to this stream from now on (its owner changed).
+	// Send this run's updates to this stream from now on (its owner changed), starting with
+	// those not yet acknowledged. Answered not ok ("unknown run") when the worker does not hold
+	// the run: how a replica learns that a run its worker does not report is not there.
 	ControlAction_CONTROL_ACTION_ADOPT ControlAction = 4
 	// Remove the agent's worktree (the agent ended; the branch is kept).
 	ControlAction_CONTROL_ACTION_CLEANUP ControlAction = 5
@@ -143,11 +214,11 @@ func (x ControlAction) String() string {
 }
 
 func (ControlAction) Descriptor() protoreflect.EnumDescriptor {
-	return file_godel_v1_worker_service_proto_enumTypes[1].Descriptor()
+	return file_godel_v1_worker_service_proto_enumTypes[2].Descriptor()
 }
 
 func (ControlAction) Type() protoreflect.EnumType {
-	return &file_godel_v1_worker_service_proto_enumTypes[1]
+	return &file_godel_v1_worker_service_proto_enumTypes[2]
 }
 
 func (x ControlAction) Number() protoreflect.EnumNumber {
@@ -156,7 +227,7 @@ func (x ControlAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ControlAction.Descriptor instead.
 func (ControlAction) EnumDescriptor() ([]byte, []int) {
-	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{1}
+	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{2}
 }
 
 // Worker -> service.
@@ -171,6 +242,7 @@ type ConnectRequest struct {
 	//	*ConnectRequest_Usage
 	//	*ConnectRequest_SessionMessage
 	//	*ConnectRequest_Ack
+	//	*ConnectRequest_SafetyBlock
 	Message       isConnectRequest_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -276,6 +348,15 @@ func (x *ConnectRequest) GetAck() *ControlAck {
 	return nil
 }
 
+func (x *ConnectRequest) GetSafetyBlock() *SafetyBlock {
+	if x != nil {
+		if x, ok := x.Message.(*ConnectRequest_SafetyBlock); ok {
+			return x.SafetyBlock
+		}
+	}
+	return nil
+}
+
 type isConnectRequest_Message interface {
 	isConnectRequest_Message()
 }
@@ -308,6 +389,11 @@ type ConnectRequest_Ack struct {
 	Ack *ControlAck `protobuf:"bytes,7,opt,name=ack,proto3,oneof"`
 }
 
+type ConnectRequest_SafetyBlock struct {
+	// Numbered apart from the messages above, which other changes extend.
+	SafetyBlock *SafetyBlock `protobuf:"bytes,20,opt,name=safety_block,json=safetyBlock,proto3,oneof"`
+}
+
 func (*ConnectRequest_Hello) isConnectRequest_Message() {}
 
 func (*ConnectRequest_Heartbeat) isConnectRequest_Message() {}
@@ -322,6 +408,8 @@ func (*ConnectRequest_SessionMessage) isConnectRequest_Message() {}
 
 func (*ConnectRequest_Ack) isConnectRequest_Message() {}
 
+func (*ConnectRequest_SafetyBlock) isConnectRequest_Message() {}
+
 // Service -> worker.
 type ConnectResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -330,6 +418,8 @@ type ConnectResponse struct {
 	//	*ConnectResponse_Welcome
 	//	*ConnectResponse_Assign
 	//	*ConnectResponse_Control
+	//	*ConnectResponse_RunAck
+	//	*ConnectResponse_HeartbeatAck
 	Message       isConnectResponse_Message `protobuf_oneof:"message"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -399,6 +489,24 @@ func (x *ConnectResponse) GetControl() *RunControl {
 	return nil
 }
 
+func (x *ConnectResponse) GetRunAck() *RunAck {
+	if x != nil {
+		if x, ok := x.Message.(*ConnectResponse_RunAck); ok {
+			return x.RunAck
+		}
+	}
+	return nil
+}
+
+func (x *ConnectResponse) GetHeartbeatAck() *HeartbeatAck {
+	if x != nil {
+		if x, ok := x.Message.(*ConnectResponse_HeartbeatAck); ok {
+			return x.HeartbeatAck
+		}
+	}
+	return nil
+}
+
 type isConnectResponse_Message interface {
 	isConnectResponse_Message()
 }
@@ -415,24 +523,42 @@ type ConnectResponse_Control struct {
 	Control *RunControl `protobuf:"bytes,3,opt,name=control,proto3,oneof"`
 }
 
+type ConnectResponse_RunAck struct {
+	RunAck *RunAck `protobuf:"bytes,4,opt,name=run_ack,json=runAck,proto3,oneof"`
+}
+
+type ConnectResponse_HeartbeatAck struct {
+	HeartbeatAck *HeartbeatAck `protobuf:"bytes,5,opt,name=heartbeat_ack,json=heartbeatAck,proto3,oneof"`
+}
+
 func (*ConnectResponse_Welcome) isConnectResponse_Message() {}
 
 func (*ConnectResponse_Assign) isConnectResponse_Message() {}
 
 func (*ConnectResponse_Control) isConnectResponse_Message() {}
 
+func (*ConnectResponse_RunAck) isConnectResponse_Message() {}
+
+func (*ConnectResponse_HeartbeatAck) isConnectResponse_Message() {}
+
 // First message of a worker on a stream.
 type WorkerHello struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Stable for the worker process's life; a restarted worker gets a new id.
+	// The worker's identity: kept in its state directory, so a restarted worker comes back as the
+	// same worker (and reports what its previous process left unacknowledged).
 	WorkerId string `protobuf:"bytes,1,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	// Runtimes this worker hosts, e.g. "command", "openai".
 	Runtimes []string `protobuf:"bytes,2,rep,name=runtimes,proto3" json:"runtimes,omitempty"`
 	// Runs it accepts at once.
 	Capacity int32 `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"`
-	// Runs it is executing now (after a reconnect, or when a replica died).
-	Runs          []*RunStatus      `protobuf:"bytes,4,rep,name=runs,proto3" json:"runs,omitempty"`
-	Hostname      string            `protobuf:"bytes,5,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// Runs it holds: executing, or ended with updates not yet acknowledged (after a reconnect, a
+	// replica's death or the worker's restart). A run of this worker missing here is not on it.
+	Runs     []*RunStatus `protobuf:"bytes,4,rep,name=runs,proto3" json:"runs,omitempty"`
+	Hostname string       `protobuf:"bytes,5,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// What the worker offers beyond its runtimes, e.g. {"language": "go", "gpu": "a100"}: an
+	// agent whose config.worker_selector names labels runs only on a worker that has them all.
+	// Every worker sets "language" to the language it is written in ("python", "go",
+	// "typescript").
 	Labels        map[string]string `protobuf:"bytes,6,rep,name=labels,proto3" json:"labels,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -516,8 +642,11 @@ type WorkerWelcome struct {
 	ReplicaId string `protobuf:"bytes,1,opt,name=replica_id,json=replicaId,proto3" json:"replica_id,omitempty"`
 	// How often the worker must send a heartbeat.
 	HeartbeatIntervalMs int32 `protobuf:"varint,2,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// A run owned by this replica is stopped (and reported LOST) by the worker when no heartbeat
+	// sent to this replica for this long has been acknowledged. 0: never.
+	RunLeaseMs    int32 `protobuf:"varint,3,opt,name=run_lease_ms,json=runLeaseMs,proto3" json:"run_lease_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WorkerWelcome) Reset() {
@@ -564,10 +693,19 @@ func (x *WorkerWelcome) GetHeartbeatIntervalMs() int32 {
 	return 0
 }
 
+func (x *WorkerWelcome) GetRunLeaseMs() int32 {
+	if x != nil {
+		return x.RunLeaseMs
+	}
+	return 0
+}
+
 type WorkerHeartbeat struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Runs          []*RunStatus           `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
-	FreeCapacity  int32                  `protobuf:"varint,2,opt,name=free_capacity,json=freeCapacity,proto3" json:"free_capacity,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Runs         []*RunStatus           `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	FreeCapacity int32                  `protobuf:"varint,2,opt,name=free_capacity,json=freeCapacity,proto3" json:"free_capacity,omitempty"`
+	// Increases with every heartbeat on a stream; echoed by HeartbeatAck.
+	Seq           uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -616,6 +754,112 @@ func (x *WorkerHeartbeat) GetFreeCapacity() int32 {
 	return 0
 }
 
+func (x *WorkerHeartbeat) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// The replica received the heartbeat `seq` of this stream.
+type HeartbeatAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Seq           uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatAck) Reset() {
+	*x = HeartbeatAck{}
+	mi := &file_godel_v1_worker_service_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatAck) ProtoMessage() {}
+
+func (x *HeartbeatAck) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_worker_service_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatAck.ProtoReflect.Descriptor instead.
+func (*HeartbeatAck) Descriptor() ([]byte, []int) {
+	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *HeartbeatAck) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+// Every RunUpdate and RunUsage of the run up to `seq` is committed (or was a duplicate): the
+// worker may forget them.
+type RunAck struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RunId         string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	Seq           uint64                 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunAck) Reset() {
+	*x = RunAck{}
+	mi := &file_godel_v1_worker_service_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunAck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunAck) ProtoMessage() {}
+
+func (x *RunAck) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_worker_service_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunAck.ProtoReflect.Descriptor instead.
+func (*RunAck) Descriptor() ([]byte, []int) {
+	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RunAck) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *RunAck) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 type RunStatus struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	RunId   string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
@@ -631,7 +875,7 @@ type RunStatus struct {
 
 func (x *RunStatus) Reset() {
 	*x = RunStatus{}
-	mi := &file_godel_v1_worker_service_proto_msgTypes[5]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -643,7 +887,7 @@ func (x *RunStatus) String() string {
 func (*RunStatus) ProtoMessage() {}
 
 func (x *RunStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_worker_service_proto_msgTypes[5]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -656,7 +900,7 @@ func (x *RunStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunStatus.ProtoReflect.Descriptor instead.
 func (*RunStatus) Descriptor() ([]byte, []int) {
-	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{5}
+	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RunStatus) GetRunId() string {
@@ -710,14 +954,16 @@ type RunAssignment struct {
 	// Retry or restart of an agent whose worktree may already exist: reuse it.
 	ReuseWorktree bool `protobuf:"varint,9,opt,name=reuse_worktree,json=reuseWorktree,proto3" json:"reuse_worktree,omitempty"`
 	// Run paused from the start (the agent was paused while it had no worker).
-	StartPaused   bool `protobuf:"varint,10,opt,name=start_paused,json=startPaused,proto3" json:"start_paused,omitempty"`
+	StartPaused bool `protobuf:"varint,10,opt,name=start_paused,json=startPaused,proto3" json:"start_paused,omitempty"`
+	// The agent's safety rules (its safety_boundaries), which the worker enforces.
+	Safety        *SafetyRules `protobuf:"bytes,11,opt,name=safety,proto3" json:"safety,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunAssignment) Reset() {
 	*x = RunAssignment{}
-	mi := &file_godel_v1_worker_service_proto_msgTypes[6]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -729,7 +975,7 @@ func (x *RunAssignment) String() string {
 func (*RunAssignment) ProtoMessage() {}
 
 func (x *RunAssignment) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_worker_service_proto_msgTypes[6]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -742,7 +988,7 @@ func (x *RunAssignment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunAssignment.ProtoReflect.Descriptor instead.
 func (*RunAssignment) Descriptor() ([]byte, []int) {
-	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{6}
+	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RunAssignment) GetRunId() string {
@@ -815,6 +1061,13 @@ func (x *RunAssignment) GetStartPaused() bool {
 	return false
 }
 
+func (x *RunAssignment) GetSafety() *SafetyRules {
+	if x != nil {
+		return x.Safety
+	}
+	return nil
+}
+
 type RunControl struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	RunId   string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
@@ -830,7 +1083,7 @@ type RunControl struct {
 
 func (x *RunControl) Reset() {
 	*x = RunControl{}
-	mi := &file_godel_v1_worker_service_proto_msgTypes[7]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -842,7 +1095,7 @@ func (x *RunControl) String() string {
 func (*RunControl) ProtoMessage() {}
 
 func (x *RunControl) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_worker_service_proto_msgTypes[7]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -855,7 +1108,7 @@ func (x *RunControl) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunControl.ProtoReflect.Descriptor instead.
 func (*RunControl) Descriptor() ([]byte, []int) {
-	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{7}
+	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RunControl) GetRunId() string {
@@ -912,7 +1165,7 @@ type ControlAck struct {
 
 func (x *ControlAck) Reset() {
 	*x = ControlAck{}
-	mi := &file_godel_v1_worker_service_proto_msgTypes[8]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -924,7 +1177,7 @@ func (x *ControlAck) String() string {
 func (*ControlAck) ProtoMessage() {}
 
 func (x *ControlAck) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_worker_service_proto_msgTypes[8]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -937,7 +1190,7 @@ func (x *ControlAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ControlAck.ProtoReflect.Descriptor instead.
 func (*ControlAck) Descriptor() ([]byte, []int) {
-	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{8}
+	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ControlAck) GetRunId() string {
@@ -983,15 +1236,19 @@ type RunUpdate struct {
 	// Why the run failed or was rejected.
 	Error string `protobuf:"bytes,8,opt,name=error,proto3" json:"error,omitempty"`
 	// Final output of the run (last assistant message, or the tail of stdout).
-	Result        string                 `protobuf:"bytes,9,opt,name=result,proto3" json:"result,omitempty"`
-	Time          *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=time,proto3" json:"time,omitempty"`
+	Result string                 `protobuf:"bytes,9,opt,name=result,proto3" json:"result,omitempty"`
+	Time   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=time,proto3" json:"time,omitempty"`
+	// Position of this message among the run's updates and usage (from 1; 0: not acknowledged).
+	Seq uint64 `protobuf:"varint,11,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Set on REJECTED.
+	RejectReason  RejectReason `protobuf:"varint,12,opt,name=reject_reason,json=rejectReason,proto3,enum=godel.v1.RejectReason" json:"reject_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunUpdate) Reset() {
 	*x = RunUpdate{}
-	mi := &file_godel_v1_worker_service_proto_msgTypes[9]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1260,7 @@ func (x *RunUpdate) String() string {
 func (*RunUpdate) ProtoMessage() {}
 
 func (x *RunUpdate) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_worker_service_proto_msgTypes[9]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1273,7 @@ func (x *RunUpdate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunUpdate.ProtoReflect.Descriptor instead.
 func (*RunUpdate) Descriptor() ([]byte, []int) {
-	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{9}
+	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RunUpdate) GetRunId() string {
@@ -1089,6 +1346,20 @@ func (x *RunUpdate) GetTime() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *RunUpdate) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *RunUpdate) GetRejectReason() RejectReason {
+	if x != nil {
+		return x.RejectReason
+	}
+	return RejectReason_REJECT_REASON_UNSPECIFIED
+}
+
 type RunLogLine struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Time  *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=time,proto3" json:"time,omitempty"`
@@ -1102,7 +1373,7 @@ type RunLogLine struct {
 
 func (x *RunLogLine) Reset() {
 	*x = RunLogLine{}
-	mi := &file_godel_v1_worker_service_proto_msgTypes[10]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1114,7 +1385,7 @@ func (x *RunLogLine) String() string {
 func (*RunLogLine) ProtoMessage() {}
 
 func (x *RunLogLine) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_worker_service_proto_msgTypes[10]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1127,7 +1398,7 @@ func (x *RunLogLine) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunLogLine.ProtoReflect.Descriptor instead.
 func (*RunLogLine) Descriptor() ([]byte, []int) {
-	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{10}
+	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RunLogLine) GetTime() *timestamppb.Timestamp {
@@ -1169,7 +1440,7 @@ type RunLogs struct {
 
 func (x *RunLogs) Reset() {
 	*x = RunLogs{}
-	mi := &file_godel_v1_worker_service_proto_msgTypes[11]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1181,7 +1452,7 @@ func (x *RunLogs) String() string {
 func (*RunLogs) ProtoMessage() {}
 
 func (x *RunLogs) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_worker_service_proto_msgTypes[11]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1194,7 +1465,7 @@ func (x *RunLogs) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunLogs.ProtoReflect.Descriptor instead.
 func (*RunLogs) Descriptor() ([]byte, []int) {
-	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{11}
+	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RunLogs) GetRunId() string {
@@ -1226,13 +1497,15 @@ type RunUsage struct {
 	Model            string                 `protobuf:"bytes,3,opt,name=model,proto3" json:"model,omitempty"`
 	PromptTokens     int64                  `protobuf:"varint,4,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
 	CompletionTokens int64                  `protobuf:"varint,5,opt,name=completion_tokens,json=completionTokens,proto3" json:"completion_tokens,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Position of this message among the run's updates and usage (see RunUpdate.seq).
+	Seq           uint64 `protobuf:"varint,6,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunUsage) Reset() {
 	*x = RunUsage{}
-	mi := &file_godel_v1_worker_service_proto_msgTypes[12]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1244,7 +1517,7 @@ func (x *RunUsage) String() string {
 func (*RunUsage) ProtoMessage() {}
 
 func (x *RunUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_worker_service_proto_msgTypes[12]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1257,7 +1530,7 @@ func (x *RunUsage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunUsage.ProtoReflect.Descriptor instead.
 func (*RunUsage) Descriptor() ([]byte, []int) {
-	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{12}
+	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RunUsage) GetRunId() string {
@@ -1295,6 +1568,13 @@ func (x *RunUsage) GetCompletionTokens() int64 {
 	return 0
 }
 
+func (x *RunUsage) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // A message added to the run's session (LLM runtimes).
 type RunSessionMessage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1307,7 +1587,7 @@ type RunSessionMessage struct {
 
 func (x *RunSessionMessage) Reset() {
 	*x = RunSessionMessage{}
-	mi := &file_godel_v1_worker_service_proto_msgTypes[13]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1319,7 +1599,7 @@ func (x *RunSessionMessage) String() string {
 func (*RunSessionMessage) ProtoMessage() {}
 
 func (x *RunSessionMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_godel_v1_worker_service_proto_msgTypes[13]
+	mi := &file_godel_v1_worker_service_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1332,7 +1612,7 @@ func (x *RunSessionMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RunSessionMessage.ProtoReflect.Descriptor instead.
 func (*RunSessionMessage) Descriptor() ([]byte, []int) {
-	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{13}
+	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RunSessionMessage) GetRunId() string {
@@ -1356,11 +1636,93 @@ func (x *RunSessionMessage) GetMessage() *SessionMessage {
 	return nil
 }
 
+// A guardrail refused something a run tried. The service publishes `safety:block` (the rule,
+// the agent) and fails or pauses the agent as `action` says; with FAIL the run ends failed, with
+// PAUSE the worker has paused it before the refused action.
+type SafetyBlock struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	RunId   string                 `protobuf:"bytes,1,opt,name=run_id,json=runId,proto3" json:"run_id,omitempty"`
+	AgentId string                 `protobuf:"bytes,2,opt,name=agent_id,json=agentId,proto3" json:"agent_id,omitempty"`
+	// The rule that refused it: "config.tools", "config.sandbox", or
+	// "safetyBoundaries.<forbiddenPaths|forbiddenCommands|maxFilesChanged|maxDiffLines>".
+	Rule string `protobuf:"bytes,3,opt,name=rule,proto3" json:"rule,omitempty"`
+	// What was refused and why, e.g. "the shell tool ran \"curl x\", which matches \"curl\"".
+	Detail        string       `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	Action        SafetyAction `protobuf:"varint,5,opt,name=action,proto3,enum=godel.v1.SafetyAction" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SafetyBlock) Reset() {
+	*x = SafetyBlock{}
+	mi := &file_godel_v1_worker_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SafetyBlock) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SafetyBlock) ProtoMessage() {}
+
+func (x *SafetyBlock) ProtoReflect() protoreflect.Message {
+	mi := &file_godel_v1_worker_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SafetyBlock.ProtoReflect.Descriptor instead.
+func (*SafetyBlock) Descriptor() ([]byte, []int) {
+	return file_godel_v1_worker_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *SafetyBlock) GetRunId() string {
+	if x != nil {
+		return x.RunId
+	}
+	return ""
+}
+
+func (x *SafetyBlock) GetAgentId() string {
+	if x != nil {
+		return x.AgentId
+	}
+	return ""
+}
+
+func (x *SafetyBlock) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
+}
+
+func (x *SafetyBlock) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
+func (x *SafetyBlock) GetAction() SafetyAction {
+	if x != nil {
+		return x.Action
+	}
+	return SafetyAction_SAFETY_ACTION_UNSPECIFIED
+}
+
 var File_godel_v1_worker_service_proto protoreflect.FileDescriptor
 
 const file_godel_v1_worker_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1dgodel/v1/worker_service.proto\x12\bgodel.v1\x1a\x14godel/v1/agent.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xfb\x02\n" +
+	"\x1dgodel/v1/worker_service.proto\x12\bgodel.v1\x1a\x15godel/v1/access.proto\x1a\x14godel/v1/agent.proto\x1a\x15godel/v1/limits.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb7\x03\n" +
 	"\x0eConnectRequest\x12-\n" +
 	"\x05hello\x18\x01 \x01(\v2\x15.godel.v1.WorkerHelloH\x00R\x05hello\x129\n" +
 	"\theartbeat\x18\x02 \x01(\v2\x19.godel.v1.WorkerHeartbeatH\x00R\theartbeat\x12-\n" +
@@ -1368,36 +1730,48 @@ const file_godel_v1_worker_service_proto_rawDesc = "" +
 	"\x04logs\x18\x04 \x01(\v2\x11.godel.v1.RunLogsH\x00R\x04logs\x12*\n" +
 	"\x05usage\x18\x05 \x01(\v2\x12.godel.v1.RunUsageH\x00R\x05usage\x12F\n" +
 	"\x0fsession_message\x18\x06 \x01(\v2\x1b.godel.v1.RunSessionMessageH\x00R\x0esessionMessage\x12(\n" +
-	"\x03ack\x18\a \x01(\v2\x14.godel.v1.ControlAckH\x00R\x03ackB\t\n" +
-	"\amessage\"\xb6\x01\n" +
+	"\x03ack\x18\a \x01(\v2\x14.godel.v1.ControlAckH\x00R\x03ack\x12:\n" +
+	"\fsafety_block\x18\x14 \x01(\v2\x15.godel.v1.SafetyBlockH\x00R\vsafetyBlockB\t\n" +
+	"\amessage\"\xa2\x02\n" +
 	"\x0fConnectResponse\x123\n" +
 	"\awelcome\x18\x01 \x01(\v2\x17.godel.v1.WorkerWelcomeH\x00R\awelcome\x121\n" +
 	"\x06assign\x18\x02 \x01(\v2\x17.godel.v1.RunAssignmentH\x00R\x06assign\x120\n" +
-	"\acontrol\x18\x03 \x01(\v2\x14.godel.v1.RunControlH\x00R\acontrolB\t\n" +
-	"\amessage\"\x9d\x02\n" +
-	"\vWorkerHello\x12\x1b\n" +
-	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12\x1a\n" +
-	"\bruntimes\x18\x02 \x03(\tR\bruntimes\x12\x1a\n" +
-	"\bcapacity\x18\x03 \x01(\x05R\bcapacity\x12'\n" +
-	"\x04runs\x18\x04 \x03(\v2\x13.godel.v1.RunStatusR\x04runs\x12\x1a\n" +
-	"\bhostname\x18\x05 \x01(\tR\bhostname\x129\n" +
-	"\x06labels\x18\x06 \x03(\v2!.godel.v1.WorkerHello.LabelsEntryR\x06labels\x1a9\n" +
+	"\acontrol\x18\x03 \x01(\v2\x14.godel.v1.RunControlH\x00R\acontrol\x12+\n" +
+	"\arun_ack\x18\x04 \x01(\v2\x10.godel.v1.RunAckH\x00R\x06runAck\x12=\n" +
+	"\rheartbeat_ack\x18\x05 \x01(\v2\x16.godel.v1.HeartbeatAckH\x00R\fheartbeatAckB\t\n" +
+	"\amessage\"\xce\x02\n" +
+	"\vWorkerHello\x12$\n" +
+	"\tworker_id\x18\x01 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\bworkerId\x12$\n" +
+	"\bruntimes\x18\x02 \x03(\tB\b\xca\xf3\x18\x04\b@\x10\x10R\bruntimes\x12\x1a\n" +
+	"\bcapacity\x18\x03 \x01(\x05R\bcapacity\x120\n" +
+	"\x04runs\x18\x04 \x03(\v2\x13.godel.v1.RunStatusB\a\xca\xf3\x18\x03\x10\xe8\aR\x04runs\x12#\n" +
+	"\bhostname\x18\x05 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\bhostname\x12E\n" +
+	"\x06labels\x18\x06 \x03(\v2!.godel.v1.WorkerHello.LabelsEntryB\n" +
+	"\xca\xf3\x18\x06\b?\x10  ?R\x06labels\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"b\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x84\x01\n" +
 	"\rWorkerWelcome\x12\x1d\n" +
 	"\n" +
 	"replica_id\x18\x01 \x01(\tR\treplicaId\x122\n" +
-	"\x15heartbeat_interval_ms\x18\x02 \x01(\x05R\x13heartbeatIntervalMs\"_\n" +
-	"\x0fWorkerHeartbeat\x12'\n" +
-	"\x04runs\x18\x01 \x03(\v2\x13.godel.v1.RunStatusR\x04runs\x12#\n" +
-	"\rfree_capacity\x18\x02 \x01(\x05R\ffreeCapacity\"\xba\x01\n" +
-	"\tRunStatus\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
-	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12(\n" +
+	"\x15heartbeat_interval_ms\x18\x02 \x01(\x05R\x13heartbeatIntervalMs\x12 \n" +
+	"\frun_lease_ms\x18\x03 \x01(\x05R\n" +
+	"runLeaseMs\"z\n" +
+	"\x0fWorkerHeartbeat\x120\n" +
+	"\x04runs\x18\x01 \x03(\v2\x13.godel.v1.RunStatusB\a\xca\xf3\x18\x03\x10\xe8\aR\x04runs\x12#\n" +
+	"\rfree_capacity\x18\x02 \x01(\x05R\ffreeCapacity\x12\x10\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\" \n" +
+	"\fHeartbeatAck\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\"1\n" +
+	"\x06RunAck\x12\x15\n" +
+	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xca\x01\n" +
+	"\tRunStatus\x12\x1d\n" +
+	"\x06run_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x05runId\x12!\n" +
+	"\bagent_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\b$R\aagentId\x12(\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x12.godel.v1.RunStateR\x05state\x12\x10\n" +
 	"\x03pid\x18\x04 \x01(\x05R\x03pid\x12?\n" +
-	"\rlast_progress\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\flastProgress\"\xaf\x02\n" +
+	"\rlast_progress\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\flastProgress\"\xde\x02\n" +
 	"\rRunAssignment\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1d\n" +
@@ -1410,7 +1784,8 @@ const file_godel_v1_worker_service_proto_rawDesc = "" +
 	"\x06branch\x18\b \x01(\tR\x06branch\x12%\n" +
 	"\x0ereuse_worktree\x18\t \x01(\bR\rreuseWorktree\x12!\n" +
 	"\fstart_paused\x18\n" +
-	" \x01(\bR\vstartPaused\"\xb7\x01\n" +
+	" \x01(\bR\vstartPaused\x12-\n" +
+	"\x06safety\x18\v \x01(\v2\x15.godel.v1.SafetyRulesR\x06safety\"\xb7\x01\n" +
 	"\n" +
 	"RunControl\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
@@ -1418,47 +1793,56 @@ const file_godel_v1_worker_service_proto_rawDesc = "" +
 	"\x06action\x18\x03 \x01(\x0e2\x17.godel.v1.ControlActionR\x06action\x12\x16\n" +
 	"\x06reason\x18\x04 \x01(\tR\x06reason\x12\x1a\n" +
 	"\bworktree\x18\x05 \x01(\tR\bworktree\x12\x12\n" +
-	"\x04repo\x18\x06 \x01(\tR\x04repo\"z\n" +
+	"\x04repo\x18\x06 \x01(\tR\x04repo\"\x8b\x01\n" +
 	"\n" +
-	"ControlAck\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12/\n" +
+	"ControlAck\x12\x1d\n" +
+	"\x06run_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x05runId\x12/\n" +
 	"\x06action\x18\x02 \x01(\x0e2\x17.godel.v1.ControlActionR\x06action\x12\x0e\n" +
-	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x14\n" +
-	"\x05error\x18\x04 \x01(\tR\x05error\"\xc3\x02\n" +
-	"\tRunUpdate\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
-	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12(\n" +
-	"\x05state\x18\x03 \x01(\x0e2\x12.godel.v1.RunStateR\x05state\x12\x1a\n" +
-	"\bworktree\x18\x04 \x01(\tR\bworktree\x12\x16\n" +
-	"\x06branch\x18\x05 \x01(\tR\x06branch\x12\x18\n" +
-	"\acommits\x18\x06 \x03(\tR\acommits\x12 \n" +
-	"\texit_code\x18\a \x01(\x05H\x00R\bexitCode\x88\x01\x01\x12\x14\n" +
-	"\x05error\x18\b \x01(\tR\x05error\x12\x16\n" +
-	"\x06result\x18\t \x01(\tR\x06result\x12.\n" +
+	"\x02ok\x18\x03 \x01(\bR\x02ok\x12\x1d\n" +
+	"\x05error\x18\x04 \x01(\tB\a\xca\xf3\x18\x03\b\x80 R\x05error\"\xd2\x03\n" +
+	"\tRunUpdate\x12\x1d\n" +
+	"\x06run_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x05runId\x12!\n" +
+	"\bagent_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\b$R\aagentId\x12(\n" +
+	"\x05state\x18\x03 \x01(\x0e2\x12.godel.v1.RunStateR\x05state\x12#\n" +
+	"\bworktree\x18\x04 \x01(\tB\a\xca\xf3\x18\x03\b\x80 R\bworktree\x12\x1f\n" +
+	"\x06branch\x18\x05 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x06branch\x12#\n" +
+	"\acommits\x18\x06 \x03(\tB\t\xca\xf3\x18\x05\b@\x10\xf4\x03R\acommits\x12 \n" +
+	"\texit_code\x18\a \x01(\x05H\x00R\bexitCode\x88\x01\x01\x12\x1d\n" +
+	"\x05error\x18\b \x01(\tB\a\xca\xf3\x18\x03\b\x80 R\x05error\x12 \n" +
+	"\x06result\x18\t \x01(\tB\b\xca\xf3\x18\x04\b\x80\x80\x02R\x06result\x12.\n" +
 	"\x04time\x18\n" +
-	" \x01(\v2\x1a.google.protobuf.TimestampR\x04timeB\f\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x10\n" +
+	"\x03seq\x18\v \x01(\x04R\x03seq\x12;\n" +
+	"\rreject_reason\x18\f \x01(\x0e2\x16.godel.v1.RejectReasonR\frejectReasonB\f\n" +
 	"\n" +
-	"_exit_code\"\x98\x01\n" +
+	"_exit_code\"\xaa\x01\n" +
 	"\n" +
 	"RunLogLine\x12.\n" +
 	"\x04time\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12(\n" +
-	"\x05level\x18\x02 \x01(\x0e2\x12.godel.v1.LogLevelR\x05level\x12\x16\n" +
-	"\x06stream\x18\x03 \x01(\tR\x06stream\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"g\n" +
-	"\aRunLogs\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
-	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12*\n" +
-	"\x05lines\x18\x03 \x03(\v2\x14.godel.v1.RunLogLineR\x05lines\"\xa4\x01\n" +
-	"\bRunUsage\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
-	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x14\n" +
-	"\x05model\x18\x03 \x01(\tR\x05model\x12#\n" +
+	"\x05level\x18\x02 \x01(\x0e2\x12.godel.v1.LogLevelR\x05level\x12\x1e\n" +
+	"\x06stream\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\b\x14R\x06stream\x12\"\n" +
+	"\amessage\x18\x04 \x01(\tB\b\xca\xf3\x18\x04\b\x80\x80\x01R\amessage\"\x80\x01\n" +
+	"\aRunLogs\x12\x1d\n" +
+	"\x06run_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x05runId\x12!\n" +
+	"\bagent_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\b$R\aagentId\x123\n" +
+	"\x05lines\x18\x03 \x03(\v2\x14.godel.v1.RunLogLineB\a\xca\xf3\x18\x03\x10\xe8\aR\x05lines\"\xcf\x01\n" +
+	"\bRunUsage\x12\x1d\n" +
+	"\x06run_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x05runId\x12!\n" +
+	"\bagent_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\b$R\aagentId\x12\x1d\n" +
+	"\x05model\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x05model\x12#\n" +
 	"\rprompt_tokens\x18\x04 \x01(\x03R\fpromptTokens\x12+\n" +
-	"\x11completion_tokens\x18\x05 \x01(\x03R\x10completionTokens\"y\n" +
-	"\x11RunSessionMessage\x12\x15\n" +
-	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
-	"\bagent_id\x18\x02 \x01(\tR\aagentId\x122\n" +
-	"\amessage\x18\x03 \x01(\v2\x18.godel.v1.SessionMessageR\amessage*\xe5\x01\n" +
+	"\x11completion_tokens\x18\x05 \x01(\x03R\x10completionTokens\x12\x10\n" +
+	"\x03seq\x18\x06 \x01(\x04R\x03seq\"\x89\x01\n" +
+	"\x11RunSessionMessage\x12\x1d\n" +
+	"\x06run_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x05runId\x12!\n" +
+	"\bagent_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\b$R\aagentId\x122\n" +
+	"\amessage\x18\x03 \x01(\v2\x18.godel.v1.SessionMessageR\amessage\"\xbc\x01\n" +
+	"\vSafetyBlock\x12\x1d\n" +
+	"\x06run_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x05runId\x12!\n" +
+	"\bagent_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\b$R\aagentId\x12\x1a\n" +
+	"\x04rule\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\bdR\x04rule\x12\x1f\n" +
+	"\x06detail\x18\x04 \x01(\tB\a\xca\xf3\x18\x03\b\xd0\x0fR\x06detail\x12.\n" +
+	"\x06action\x18\x05 \x01(\x0e2\x16.godel.v1.SafetyActionR\x06action*\xf9\x01\n" +
 	"\bRunState\x12\x19\n" +
 	"\x15RUN_STATE_UNSPECIFIED\x10\x00\x12\x16\n" +
 	"\x12RUN_STATE_STARTING\x10\x01\x12\x1c\n" +
@@ -1468,16 +1852,25 @@ const file_godel_v1_worker_service_proto_rawDesc = "" +
 	"\x13RUN_STATE_SUCCEEDED\x10\x05\x12\x14\n" +
 	"\x10RUN_STATE_FAILED\x10\x06\x12\x14\n" +
 	"\x10RUN_STATE_KILLED\x10\a\x12\x16\n" +
-	"\x12RUN_STATE_REJECTED\x10\b*\xb3\x01\n" +
+	"\x12RUN_STATE_REJECTED\x10\b\x12\x12\n" +
+	"\x0eRUN_STATE_LOST\x10\t*\xbe\x01\n" +
+	"\fRejectReason\x12\x1d\n" +
+	"\x19REJECT_REASON_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16REJECT_REASON_CAPACITY\x10\x01\x12\x1f\n" +
+	"\x1bREJECT_REASON_SHUTTING_DOWN\x10\x02\x12\x1c\n" +
+	"\x18REJECT_REASON_AGENT_BUSY\x10\x03\x12\x19\n" +
+	"\x15REJECT_REASON_RUNTIME\x10\x04\x12\x19\n" +
+	"\x15REJECT_REASON_INVALID\x10\x05*\xb3\x01\n" +
 	"\rControlAction\x12\x1e\n" +
 	"\x1aCONTROL_ACTION_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CONTROL_ACTION_PAUSE\x10\x01\x12\x19\n" +
 	"\x15CONTROL_ACTION_RESUME\x10\x02\x12\x17\n" +
 	"\x13CONTROL_ACTION_KILL\x10\x03\x12\x18\n" +
 	"\x14CONTROL_ACTION_ADOPT\x10\x04\x12\x1a\n" +
-	"\x16CONTROL_ACTION_CLEANUP\x10\x052S\n" +
-	"\rWorkerService\x12B\n" +
-	"\aConnect\x12\x18.godel.v1.ConnectRequest\x1a\x19.godel.v1.ConnectResponse(\x010\x01B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"\x16CONTROL_ACTION_CLEANUP\x10\x052k\n" +
+	"\rWorkerService\x12Z\n" +
+	"\aConnect\x12\x18.godel.v1.ConnectRequest\x1a\x19.godel.v1.ConnectResponse\"\x16\xc2\xf3\x18\x12\n" +
+	"\x06worker\x12\x06update\x18\x03(\x010\x01B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_worker_service_proto_rawDescOnce sync.Once
@@ -1491,63 +1884,75 @@ func file_godel_v1_worker_service_proto_rawDescGZIP() []byte {
 	return file_godel_v1_worker_service_proto_rawDescData
 }
 
-var file_godel_v1_worker_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_godel_v1_worker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_godel_v1_worker_service_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_godel_v1_worker_service_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_godel_v1_worker_service_proto_goTypes = []any{
 	(RunState)(0),                 // 0: godel.v1.RunState
-	(ControlAction)(0),            // 1: godel.v1.ControlAction
-	(*ConnectRequest)(nil),        // 2: godel.v1.ConnectRequest
-	(*ConnectResponse)(nil),       // 3: godel.v1.ConnectResponse
-	(*WorkerHello)(nil),           // 4: godel.v1.WorkerHello
-	(*WorkerWelcome)(nil),         // 5: godel.v1.WorkerWelcome
-	(*WorkerHeartbeat)(nil),       // 6: godel.v1.WorkerHeartbeat
-	(*RunStatus)(nil),             // 7: godel.v1.RunStatus
-	(*RunAssignment)(nil),         // 8: godel.v1.RunAssignment
-	(*RunControl)(nil),            // 9: godel.v1.RunControl
-	(*ControlAck)(nil),            // 10: godel.v1.ControlAck
-	(*RunUpdate)(nil),             // 11: godel.v1.RunUpdate
-	(*RunLogLine)(nil),            // 12: godel.v1.RunLogLine
-	(*RunLogs)(nil),               // 13: godel.v1.RunLogs
-	(*RunUsage)(nil),              // 14: godel.v1.RunUsage
-	(*RunSessionMessage)(nil),     // 15: godel.v1.RunSessionMessage
-	nil,                           // 16: godel.v1.WorkerHello.LabelsEntry
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*AgentConfig)(nil),           // 18: godel.v1.AgentConfig
-	(LogLevel)(0),                 // 19: godel.v1.LogLevel
-	(*SessionMessage)(nil),        // 20: godel.v1.SessionMessage
+	(RejectReason)(0),             // 1: godel.v1.RejectReason
+	(ControlAction)(0),            // 2: godel.v1.ControlAction
+	(*ConnectRequest)(nil),        // 3: godel.v1.ConnectRequest
+	(*ConnectResponse)(nil),       // 4: godel.v1.ConnectResponse
+	(*WorkerHello)(nil),           // 5: godel.v1.WorkerHello
+	(*WorkerWelcome)(nil),         // 6: godel.v1.WorkerWelcome
+	(*WorkerHeartbeat)(nil),       // 7: godel.v1.WorkerHeartbeat
+	(*HeartbeatAck)(nil),          // 8: godel.v1.HeartbeatAck
+	(*RunAck)(nil),                // 9: godel.v1.RunAck
+	(*RunStatus)(nil),             // 10: godel.v1.RunStatus
+	(*RunAssignment)(nil),         // 11: godel.v1.RunAssignment
+	(*RunControl)(nil),            // 12: godel.v1.RunControl
+	(*ControlAck)(nil),            // 13: godel.v1.ControlAck
+	(*RunUpdate)(nil),             // 14: godel.v1.RunUpdate
+	(*RunLogLine)(nil),            // 15: godel.v1.RunLogLine
+	(*RunLogs)(nil),               // 16: godel.v1.RunLogs
+	(*RunUsage)(nil),              // 17: godel.v1.RunUsage
+	(*RunSessionMessage)(nil),     // 18: godel.v1.RunSessionMessage
+	(*SafetyBlock)(nil),           // 19: godel.v1.SafetyBlock
+	nil,                           // 20: godel.v1.WorkerHello.LabelsEntry
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*AgentConfig)(nil),           // 22: godel.v1.AgentConfig
+	(*SafetyRules)(nil),           // 23: godel.v1.SafetyRules
+	(LogLevel)(0),                 // 24: godel.v1.LogLevel
+	(*SessionMessage)(nil),        // 25: godel.v1.SessionMessage
+	(SafetyAction)(0),             // 26: godel.v1.SafetyAction
 }
 var file_godel_v1_worker_service_proto_depIdxs = []int32{
-	4,  // 0: godel.v1.ConnectRequest.hello:type_name -> godel.v1.WorkerHello
-	6,  // 1: godel.v1.ConnectRequest.heartbeat:type_name -> godel.v1.WorkerHeartbeat
-	11, // 2: godel.v1.ConnectRequest.update:type_name -> godel.v1.RunUpdate
-	13, // 3: godel.v1.ConnectRequest.logs:type_name -> godel.v1.RunLogs
-	14, // 4: godel.v1.ConnectRequest.usage:type_name -> godel.v1.RunUsage
-	15, // 5: godel.v1.ConnectRequest.session_message:type_name -> godel.v1.RunSessionMessage
-	10, // 6: godel.v1.ConnectRequest.ack:type_name -> godel.v1.ControlAck
-	5,  // 7: godel.v1.ConnectResponse.welcome:type_name -> godel.v1.WorkerWelcome
-	8,  // 8: godel.v1.ConnectResponse.assign:type_name -> godel.v1.RunAssignment
-	9,  // 9: godel.v1.ConnectResponse.control:type_name -> godel.v1.RunControl
-	7,  // 10: godel.v1.WorkerHello.runs:type_name -> godel.v1.RunStatus
-	16, // 11: godel.v1.WorkerHello.labels:type_name -> godel.v1.WorkerHello.LabelsEntry
-	7,  // 12: godel.v1.WorkerHeartbeat.runs:type_name -> godel.v1.RunStatus
-	0,  // 13: godel.v1.RunStatus.state:type_name -> godel.v1.RunState
-	17, // 14: godel.v1.RunStatus.last_progress:type_name -> google.protobuf.Timestamp
-	18, // 15: godel.v1.RunAssignment.config:type_name -> godel.v1.AgentConfig
-	1,  // 16: godel.v1.RunControl.action:type_name -> godel.v1.ControlAction
-	1,  // 17: godel.v1.ControlAck.action:type_name -> godel.v1.ControlAction
-	0,  // 18: godel.v1.RunUpdate.state:type_name -> godel.v1.RunState
-	17, // 19: godel.v1.RunUpdate.time:type_name -> google.protobuf.Timestamp
-	17, // 20: godel.v1.RunLogLine.time:type_name -> google.protobuf.Timestamp
-	19, // 21: godel.v1.RunLogLine.level:type_name -> godel.v1.LogLevel
-	12, // 22: godel.v1.RunLogs.lines:type_name -> godel.v1.RunLogLine
-	20, // 23: godel.v1.RunSessionMessage.message:type_name -> godel.v1.SessionMessage
-	2,  // 24: godel.v1.WorkerService.Connect:input_type -> godel.v1.ConnectRequest
-	3,  // 25: godel.v1.WorkerService.Connect:output_type -> godel.v1.ConnectResponse
-	25, // [25:26] is the sub-list for method output_type
-	24, // [24:25] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	5,  // 0: godel.v1.ConnectRequest.hello:type_name -> godel.v1.WorkerHello
+	7,  // 1: godel.v1.ConnectRequest.heartbeat:type_name -> godel.v1.WorkerHeartbeat
+	14, // 2: godel.v1.ConnectRequest.update:type_name -> godel.v1.RunUpdate
+	16, // 3: godel.v1.ConnectRequest.logs:type_name -> godel.v1.RunLogs
+	17, // 4: godel.v1.ConnectRequest.usage:type_name -> godel.v1.RunUsage
+	18, // 5: godel.v1.ConnectRequest.session_message:type_name -> godel.v1.RunSessionMessage
+	13, // 6: godel.v1.ConnectRequest.ack:type_name -> godel.v1.ControlAck
+	19, // 7: godel.v1.ConnectRequest.safety_block:type_name -> godel.v1.SafetyBlock
+	6,  // 8: godel.v1.ConnectResponse.welcome:type_name -> godel.v1.WorkerWelcome
+	11, // 9: godel.v1.ConnectResponse.assign:type_name -> godel.v1.RunAssignment
+	12, // 10: godel.v1.ConnectResponse.control:type_name -> godel.v1.RunControl
+	9,  // 11: godel.v1.ConnectResponse.run_ack:type_name -> godel.v1.RunAck
+	8,  // 12: godel.v1.ConnectResponse.heartbeat_ack:type_name -> godel.v1.HeartbeatAck
+	10, // 13: godel.v1.WorkerHello.runs:type_name -> godel.v1.RunStatus
+	20, // 14: godel.v1.WorkerHello.labels:type_name -> godel.v1.WorkerHello.LabelsEntry
+	10, // 15: godel.v1.WorkerHeartbeat.runs:type_name -> godel.v1.RunStatus
+	0,  // 16: godel.v1.RunStatus.state:type_name -> godel.v1.RunState
+	21, // 17: godel.v1.RunStatus.last_progress:type_name -> google.protobuf.Timestamp
+	22, // 18: godel.v1.RunAssignment.config:type_name -> godel.v1.AgentConfig
+	23, // 19: godel.v1.RunAssignment.safety:type_name -> godel.v1.SafetyRules
+	2,  // 20: godel.v1.RunControl.action:type_name -> godel.v1.ControlAction
+	2,  // 21: godel.v1.ControlAck.action:type_name -> godel.v1.ControlAction
+	0,  // 22: godel.v1.RunUpdate.state:type_name -> godel.v1.RunState
+	21, // 23: godel.v1.RunUpdate.time:type_name -> google.protobuf.Timestamp
+	1,  // 24: godel.v1.RunUpdate.reject_reason:type_name -> godel.v1.RejectReason
+	21, // 25: godel.v1.RunLogLine.time:type_name -> google.protobuf.Timestamp
+	24, // 26: godel.v1.RunLogLine.level:type_name -> godel.v1.LogLevel
+	15, // 27: godel.v1.RunLogs.lines:type_name -> godel.v1.RunLogLine
+	25, // 28: godel.v1.RunSessionMessage.message:type_name -> godel.v1.SessionMessage
+	26, // 29: godel.v1.SafetyBlock.action:type_name -> godel.v1.SafetyAction
+	3,  // 30: godel.v1.WorkerService.Connect:input_type -> godel.v1.ConnectRequest
+	4,  // 31: godel.v1.WorkerService.Connect:output_type -> godel.v1.ConnectResponse
+	31, // [31:32] is the sub-list for method output_type
+	30, // [30:31] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_godel_v1_worker_service_proto_init() }
@@ -1555,7 +1960,9 @@ func file_godel_v1_worker_service_proto_init() {
 	if File_godel_v1_worker_service_proto != nil {
 		return
 	}
+	file_godel_v1_access_proto_init()
 	file_godel_v1_agent_proto_init()
+	file_godel_v1_limits_proto_init()
 	file_godel_v1_worker_service_proto_msgTypes[0].OneofWrappers = []any{
 		(*ConnectRequest_Hello)(nil),
 		(*ConnectRequest_Heartbeat)(nil),
@@ -1564,20 +1971,23 @@ func file_godel_v1_worker_service_proto_init() {
 		(*ConnectRequest_Usage)(nil),
 		(*ConnectRequest_SessionMessage)(nil),
 		(*ConnectRequest_Ack)(nil),
+		(*ConnectRequest_SafetyBlock)(nil),
 	}
 	file_godel_v1_worker_service_proto_msgTypes[1].OneofWrappers = []any{
 		(*ConnectResponse_Welcome)(nil),
 		(*ConnectResponse_Assign)(nil),
 		(*ConnectResponse_Control)(nil),
+		(*ConnectResponse_RunAck)(nil),
+		(*ConnectResponse_HeartbeatAck)(nil),
 	}
-	file_godel_v1_worker_service_proto_msgTypes[9].OneofWrappers = []any{}
+	file_godel_v1_worker_service_proto_msgTypes[11].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_godel_v1_worker_service_proto_rawDesc), len(file_godel_v1_worker_service_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   15,
+			NumEnums:      3,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -548,7 +548,12 @@ type Workflow struct {
 	CompletedAt   *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
 	Metadata      *structpb.Struct       `protobuf:"bytes,14,opt,name=metadata,proto3" json:"metadata,omitempty"`
 	// Progress 0-100.
-	Progress      int32 `protobuf:"varint,15,opt,name=progress,proto3" json:"progress,omitempty"`
+	Progress int32 `protobuf:"varint,15,opt,name=progress,proto3" json:"progress,omitempty"`
+	// The user who owns it (who created it): permissions of scope own reach it.
+	OwnerUserId string `protobuf:"bytes,16,opt,name=owner_user_id,json=ownerUserId,proto3" json:"owner_user_id,omitempty"`
+	// The user team it is shared with (its owner's first team, by id), if any: permissions of
+	// scope team of that team's members reach it.
+	OwnerTeamId   string `protobuf:"bytes,17,opt,name=owner_team_id,json=ownerTeamId,proto3" json:"owner_team_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -686,6 +691,20 @@ func (x *Workflow) GetProgress() int32 {
 		return x.Progress
 	}
 	return 0
+}
+
+func (x *Workflow) GetOwnerUserId() string {
+	if x != nil {
+		return x.OwnerUserId
+	}
+	return ""
+}
+
+func (x *Workflow) GetOwnerTeamId() string {
+	if x != nil {
+		return x.OwnerTeamId
+	}
+	return ""
 }
 
 // State of one step of a workflow instance (spec §2.4 workflow_steps).
@@ -833,61 +852,63 @@ var File_godel_v1_workflow_proto protoreflect.FileDescriptor
 
 const file_godel_v1_workflow_proto_rawDesc = "" +
 	"\n" +
-	"\x17godel/v1/workflow.proto\x12\bgodel.v1\x1a\x15godel/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"l\n" +
-	"\rAgentSelector\x12\x17\n" +
-	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12\x14\n" +
-	"\x05model\x18\x02 \x01(\tR\x05model\x12\x14\n" +
-	"\x05label\x18\x03 \x01(\tR\x05label\x12\x16\n" +
-	"\x06skills\x18\x04 \x03(\tR\x06skills\"\xb9\x02\n" +
-	"\x0eStepDefinition\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n" +
-	"\x04task\x18\x03 \x01(\tR\x04task\x12\x1d\n" +
+	"\x17godel/v1/workflow.proto\x12\bgodel.v1\x1a\x15godel/v1/common.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x01\n" +
+	"\rAgentSelector\x12\x1f\n" +
+	"\ateam_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x06teamId\x12\x1d\n" +
+	"\x05model\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x05model\x12\x1d\n" +
+	"\x05label\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x05label\x12\x1f\n" +
+	"\x06skills\x18\x04 \x03(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x06skills\"\xfe\x02\n" +
+	"\x0eStepDefinition\x12\x16\n" +
+	"\x02id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\bdR\x02id\x12\x1b\n" +
+	"\x04name\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x04name\x12\x1c\n" +
+	"\x04task\x18\x03 \x01(\tB\b\xca\xf3\x18\x04\b\xa0\x8d\x06R\x04task\x12(\n" +
 	"\n" +
-	"depends_on\x18\x04 \x03(\tR\tdependsOn\x12\x18\n" +
+	"depends_on\x18\x04 \x03(\tB\t\xca\xf3\x18\x05\bd\x10\xe8\aR\tdependsOn\x12\x18\n" +
 	"\atimeout\x18\x05 \x01(\x05R\atimeout\x12\x18\n" +
-	"\aretries\x18\x06 \x01(\x05R\aretries\x12\x12\n" +
-	"\x04when\x18\a \x01(\tR\x04when\x12\x14\n" +
-	"\x05agent\x18\b \x01(\tR\x05agent\x12>\n" +
+	"\aretries\x18\x06 \x01(\x05R\aretries\x12\x1b\n" +
+	"\x04when\x18\a \x01(\tB\a\xca\xf3\x18\x03\b\x90NR\x04when\x12\x1d\n" +
+	"\x05agent\x18\b \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x05agent\x12>\n" +
 	"\x0eagent_selector\x18\t \x01(\v2\x17.godel.v1.AgentSelectorR\ragentSelector\x12\x18\n" +
 	"\aruntime\x18\n" +
-	" \x01(\tR\aruntime\x12\x18\n" +
-	"\acommand\x18\v \x03(\tR\acommand\"\x89\x03\n" +
-	"\x12WorkflowDefinition\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription\x12.\n" +
-	"\x05steps\x18\x03 \x03(\v2\x18.godel.v1.StepDefinitionR\x05steps\x12\x18\n" +
+	" \x01(\tR\aruntime\x12%\n" +
+	"\acommand\x18\v \x03(\tB\v\xca\xf3\x18\a\b\x80\x80\x01\x10\x80\x02R\acommand\"\xc3\x03\n" +
+	"\x12WorkflowDefinition\x12\x1b\n" +
+	"\x04name\x18\x01 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x04name\x12)\n" +
+	"\vdescription\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\b\x90NR\vdescription\x127\n" +
+	"\x05steps\x18\x03 \x03(\v2\x18.godel.v1.StepDefinitionB\a\xca\xf3\x18\x03\x10\xe8\aR\x05steps\x12\x18\n" +
 	"\atimeout\x18\x04 \x01(\x05R\atimeout\x12'\n" +
 	"\x0fmax_concurrency\x18\x05 \x01(\x05R\x0emaxConcurrency\x122\n" +
 	"\bon_error\x18\x06 \x01(\x0e2\x17.godel.v1.OnErrorPolicyR\aonError\x128\n" +
 	"\fretry_policy\x18\a \x01(\v2\x15.godel.v1.RetryPolicyR\vretryPolicy\x12\x18\n" +
-	"\aruntime\x18\b \x01(\tR\aruntime\x12\x18\n" +
-	"\acommand\x18\t \x03(\tR\acommand\x12\x14\n" +
+	"\aruntime\x18\b \x01(\tR\aruntime\x12%\n" +
+	"\acommand\x18\t \x03(\tB\v\xca\xf3\x18\a\b\x80\x80\x01\x10\x80\x02R\acommand\x12\x1d\n" +
 	"\x05model\x18\n" +
-	" \x01(\tR\x05model\x12\x12\n" +
-	"\x04repo\x18\v \x01(\tR\x04repo\"\x8c\x05\n" +
-	"\bWorkflow\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\x12<\n" +
+	" \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x05model\x12\x1b\n" +
+	"\x04repo\x18\v \x01(\tB\a\xca\xf3\x18\x03\b\x80 R\x04repo\"\x9d\x06\n" +
+	"\bWorkflow\x12\x16\n" +
+	"\x02id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x02id\x12\x1b\n" +
+	"\x04name\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x04name\x12)\n" +
+	"\vdescription\x18\x03 \x01(\tB\a\xca\xf3\x18\x03\b\x90NR\vdescription\x12G\n" +
 	"\n" +
-	"definition\x18\x04 \x01(\v2\x1c.godel.v1.WorkflowDefinitionR\n" +
+	"definition\x18\x04 \x01(\v2\x1c.godel.v1.WorkflowDefinitionB\t\xca\xf3\x18\x05\x18\x80\x80\x80\x02R\n" +
 	"definition\x120\n" +
-	"\x06status\x18\x05 \x01(\x0e2\x18.godel.v1.WorkflowStatusR\x06status\x12&\n" +
-	"\x0fcurrent_step_id\x18\x06 \x01(\tR\rcurrentStepId\x121\n" +
-	"\acontext\x18\a \x01(\v2\x17.google.protobuf.StructR\acontext\x121\n" +
-	"\aresults\x18\b \x01(\v2\x17.google.protobuf.StructR\aresults\x12\x17\n" +
-	"\ateam_id\x18\t \x01(\tR\x06teamId\x12\x1d\n" +
+	"\x06status\x18\x05 \x01(\x0e2\x18.godel.v1.WorkflowStatusR\x06status\x12.\n" +
+	"\x0fcurrent_step_id\x18\x06 \x01(\tB\x06\xca\xf3\x18\x02\bdR\rcurrentStepId\x121\n" +
+	"\acontext\x18\a \x01(\v2\x17.google.protobuf.StructR\acontext\x12<\n" +
+	"\aresults\x18\b \x01(\v2\x17.google.protobuf.StructB\t\xca\xf3\x18\x05\x18\x80\x80\x80\x02R\aresults\x12\x1f\n" +
+	"\ateam_id\x18\t \x01(\tB\x06\xca\xf3\x18\x02\b$R\x06teamId\x12&\n" +
 	"\n" +
 	"created_by\x18\n" +
-	" \x01(\tR\tcreatedBy\x129\n" +
+	" \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\tcreatedBy\x129\n" +
 	"\n" +
 	"created_at\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
 	"\n" +
 	"started_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n" +
 	"\fcompleted_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\vcompletedAt\x123\n" +
 	"\bmetadata\x18\x0e \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12\x1a\n" +
-	"\bprogress\x18\x0f \x01(\x05R\bprogress\"\xcf\x03\n" +
+	"\bprogress\x18\x0f \x01(\x05R\bprogress\x12\"\n" +
+	"\rowner_user_id\x18\x10 \x01(\tR\vownerUserId\x12\"\n" +
+	"\rowner_team_id\x18\x11 \x01(\tR\vownerTeamId\"\xcf\x03\n" +
 	"\fWorkflowStep\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
 	"\vworkflow_id\x18\x02 \x01(\tR\n" +
@@ -987,6 +1008,7 @@ func file_godel_v1_workflow_proto_init() {
 		return
 	}
 	file_godel_v1_common_proto_init()
+	file_godel_v1_limits_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

@@ -716,64 +716,81 @@ var File_godel_v1_workflow_service_proto protoreflect.FileDescriptor
 
 const file_godel_v1_workflow_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1fgodel/v1/workflow_service.proto\x12\bgodel.v1\x1a\x17godel/v1/workflow.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x9d\x01\n" +
+	"\x1fgodel/v1/workflow_service.proto\x12\bgodel.v1\x1a\x15godel/v1/access.proto\x1a\x15godel/v1/limits.proto\x1a\x17godel/v1/workflow.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xa5\x01\n" +
 	"\x14ListWorkflowsRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\x120\n" +
-	"\x06status\x18\x03 \x03(\x0e2\x18.godel.v1.WorkflowStatusR\x06status\x12\x17\n" +
-	"\ateam_id\x18\x04 \x01(\tR\x06teamId\"q\n" +
+	"\x06status\x18\x03 \x03(\x0e2\x18.godel.v1.WorkflowStatusR\x06status\x12\x1f\n" +
+	"\ateam_id\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x06teamId\"q\n" +
 	"\x15ListWorkflowsResponse\x120\n" +
 	"\tworkflows\x18\x01 \x03(\v2\x12.godel.v1.WorkflowR\tworkflows\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb4\x02\n" +
-	"\x15CreateWorkflowRequest\x12\x1d\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd9\x02\n" +
+	"\x15CreateWorkflowRequest\x12%\n" +
 	"\n" +
-	"request_id\x18\x01 \x01(\tR\trequestId\x12<\n" +
+	"request_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\bdR\trequestId\x12G\n" +
 	"\n" +
-	"definition\x18\x02 \x01(\v2\x1c.godel.v1.WorkflowDefinitionR\n" +
-	"definition\x12'\n" +
-	"\x0fdefinition_text\x18\x03 \x01(\tR\x0edefinitionText\x12\x17\n" +
-	"\ateam_id\x18\x04 \x01(\tR\x06teamId\x121\n" +
+	"definition\x18\x02 \x01(\v2\x1c.godel.v1.WorkflowDefinitionB\t\xca\xf3\x18\x05\x18\x80\x80\x80\x02R\n" +
+	"definition\x121\n" +
+	"\x0fdefinition_text\x18\x03 \x01(\tB\b\xca\xf3\x18\x04\b\x80\x80@R\x0edefinitionText\x12\x1f\n" +
+	"\ateam_id\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x06teamId\x121\n" +
 	"\acontext\x18\x05 \x01(\v2\x17.google.protobuf.StructR\acontext\x123\n" +
 	"\bmetadata\x18\x06 \x01(\v2\x17.google.protobuf.StructR\bmetadata\x12\x14\n" +
-	"\x05start\x18\a \x01(\bR\x05start\"*\n" +
-	"\x12GetWorkflowRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\x8a\x01\n" +
-	"\x15UpdateWorkflowRequest\x124\n" +
-	"\bworkflow\x18\x01 \x01(\v2\x12.godel.v1.WorkflowB\x04\xe2A\x01\x02R\bworkflow\x12;\n" +
+	"\x05start\x18\a \x01(\bR\x05start\"0\n" +
+	"\x12GetWorkflowRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"\x93\x01\n" +
+	"\x15UpdateWorkflowRequest\x12=\n" +
+	"\bworkflow\x18\x01 \x01(\v2\x12.godel.v1.WorkflowB\r\xe2A\x01\x02\xca\xf3\x18\x05\x18\x80\x80\x80\x04R\bworkflow\x12;\n" +
 	"\vupdate_mask\x18\x02 \x01(\v2\x1a.google.protobuf.FieldMaskR\n" +
-	"updateMask\"-\n" +
-	"\x15DeleteWorkflowRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"\x18\n" +
-	"\x16DeleteWorkflowResponse\",\n" +
-	"\x14StartWorkflowRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"E\n" +
-	"\x15CancelWorkflowRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\",\n" +
-	"\x14PauseWorkflowRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"-\n" +
-	"\x15ResumeWorkflowRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\"l\n" +
-	"\x18ListWorkflowStepsRequest\x12\x14\n" +
-	"\x02id\x18\x01 \x01(\tB\x04\xe2A\x01\x02R\x02id\x12\x1b\n" +
+	"updateMask\"3\n" +
+	"\x15DeleteWorkflowRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"\x18\n" +
+	"\x16DeleteWorkflowResponse\"2\n" +
+	"\x14StartWorkflowRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"K\n" +
+	"\x15CancelWorkflowRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"2\n" +
+	"\x14PauseWorkflowRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"3\n" +
+	"\x15ResumeWorkflowRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"r\n" +
+	"\x18ListWorkflowStepsRequest\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"q\n" +
 	"\x19ListWorkflowStepsResponse\x12,\n" +
 	"\x05steps\x18\x01 \x03(\v2\x16.godel.v1.WorkflowStepR\x05steps\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x9a\v\n" +
-	"\x0fWorkflowService\x12}\n" +
-	"\rListWorkflows\x12\x1e.godel.v1.ListWorkflowsRequest\x1a\x1f.godel.v1.ListWorkflowsResponse\"+\x82\xd3\xe4\x93\x02%Z\x10\x12\x0e/api/workflows\x12\x11/api/v1/workflows\x12x\n" +
-	"\x0eCreateWorkflow\x12\x1f.godel.v1.CreateWorkflowRequest\x1a\x12.godel.v1.Workflow\"1\x82\xd3\xe4\x93\x02+:\x01*Z\x13:\x01*\"\x0e/api/workflows\"\x11/api/v1/workflows\x12v\n" +
-	"\vGetWorkflow\x12\x1c.godel.v1.GetWorkflowRequest\x1a\x12.godel.v1.Workflow\"5\x82\xd3\xe4\x93\x02/Z\x15\x12\x13/api/workflows/{id}\x12\x16/api/v1/workflows/{id}\x12\xa2\x01\n" +
-	"\x0eUpdateWorkflow\x12\x1f.godel.v1.UpdateWorkflowRequest\x1a\x12.godel.v1.Workflow\"[\x82\xd3\xe4\x93\x02U:\bworkflowZ(:\bworkflow2\x1c/api/workflows/{workflow.id}2\x1f/api/v1/workflows/{workflow.id}\x12\x8a\x01\n" +
-	"\x0eDeleteWorkflow\x12\x1f.godel.v1.DeleteWorkflowRequest\x1a .godel.v1.DeleteWorkflowResponse\"5\x82\xd3\xe4\x93\x02/Z\x15*\x13/api/workflows/{id}*\x16/api/v1/workflows/{id}\x12\x8c\x01\n" +
-	"\rStartWorkflow\x12\x1e.godel.v1.StartWorkflowRequest\x1a\x12.godel.v1.Workflow\"G\x82\xd3\xe4\x93\x02A:\x01*Z\x1e:\x01*\"\x19/api/workflows/{id}/start\"\x1c/api/v1/workflows/{id}/start\x12\x90\x01\n" +
-	"\x0eCancelWorkflow\x12\x1f.godel.v1.CancelWorkflowRequest\x1a\x12.godel.v1.Workflow\"I\x82\xd3\xe4\x93\x02C:\x01*Z\x1f:\x01*\"\x1a/api/workflows/{id}/cancel\"\x1d/api/v1/workflows/{id}/cancel\x12\x8c\x01\n" +
-	"\rPauseWorkflow\x12\x1e.godel.v1.PauseWorkflowRequest\x1a\x12.godel.v1.Workflow\"G\x82\xd3\xe4\x93\x02A:\x01*Z\x1e:\x01*\"\x19/api/workflows/{id}/pause\"\x1c/api/v1/workflows/{id}/pause\x12\x90\x01\n" +
-	"\x0eResumeWorkflow\x12\x1f.godel.v1.ResumeWorkflowRequest\x1a\x12.godel.v1.Workflow\"I\x82\xd3\xe4\x93\x02C:\x01*Z\x1f:\x01*\"\x1a/api/workflows/{id}/resume\"\x1d/api/v1/workflows/{id}/resume\x12\x9f\x01\n" +
-	"\x11ListWorkflowSteps\x12\".godel.v1.ListWorkflowStepsRequest\x1a#.godel.v1.ListWorkflowStepsResponse\"A\x82\xd3\xe4\x93\x02;Z\x1b\x12\x19/api/workflows/{id}/steps\x12\x1c/api/v1/workflows/{id}/stepsB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x87\r\n" +
+	"\x0fWorkflowService\x12\x93\x01\n" +
+	"\rListWorkflows\x12\x1e.godel.v1.ListWorkflowsRequest\x1a\x1f.godel.v1.ListWorkflowsResponse\"A\xc2\xf3\x18\x12\n" +
+	"\bworkflow\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02%Z\x10\x12\x0e/api/workflows\x12\x11/api/v1/workflows\x12\x90\x01\n" +
+	"\x0eCreateWorkflow\x12\x1f.godel.v1.CreateWorkflowRequest\x1a\x12.godel.v1.Workflow\"I\xc2\xf3\x18\x14\n" +
+	"\bworkflow\x12\x06create\x18\x01\x82\xd3\xe4\x93\x02+:\x01*Z\x13:\x01*\"\x0e/api/workflows\"\x11/api/v1/workflows\x12\x8c\x01\n" +
+	"\vGetWorkflow\x12\x1c.godel.v1.GetWorkflowRequest\x1a\x12.godel.v1.Workflow\"K\xc2\xf3\x18\x12\n" +
+	"\bworkflow\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02/Z\x15\x12\x13/api/workflows/{id}\x12\x16/api/v1/workflows/{id}\x12\xba\x01\n" +
+	"\x0eUpdateWorkflow\x12\x1f.godel.v1.UpdateWorkflowRequest\x1a\x12.godel.v1.Workflow\"s\xc2\xf3\x18\x14\n" +
+	"\bworkflow\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02U:\bworkflowZ(:\bworkflow2\x1c/api/workflows/{workflow.id}2\x1f/api/v1/workflows/{workflow.id}\x12\xa2\x01\n" +
+	"\x0eDeleteWorkflow\x12\x1f.godel.v1.DeleteWorkflowRequest\x1a .godel.v1.DeleteWorkflowResponse\"M\xc2\xf3\x18\x14\n" +
+	"\bworkflow\x12\x06delete\x18\x01\x82\xd3\xe4\x93\x02/Z\x15*\x13/api/workflows/{id}*\x16/api/v1/workflows/{id}\x12\xa4\x01\n" +
+	"\rStartWorkflow\x12\x1e.godel.v1.StartWorkflowRequest\x1a\x12.godel.v1.Workflow\"_\xc2\xf3\x18\x14\n" +
+	"\bworkflow\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02A:\x01*Z\x1e:\x01*\"\x19/api/workflows/{id}/start\"\x1c/api/v1/workflows/{id}/start\x12\xa8\x01\n" +
+	"\x0eCancelWorkflow\x12\x1f.godel.v1.CancelWorkflowRequest\x1a\x12.godel.v1.Workflow\"a\xc2\xf3\x18\x14\n" +
+	"\bworkflow\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02C:\x01*Z\x1f:\x01*\"\x1a/api/workflows/{id}/cancel\"\x1d/api/v1/workflows/{id}/cancel\x12\xa4\x01\n" +
+	"\rPauseWorkflow\x12\x1e.godel.v1.PauseWorkflowRequest\x1a\x12.godel.v1.Workflow\"_\xc2\xf3\x18\x14\n" +
+	"\bworkflow\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02A:\x01*Z\x1e:\x01*\"\x19/api/workflows/{id}/pause\"\x1c/api/v1/workflows/{id}/pause\x12\xa8\x01\n" +
+	"\x0eResumeWorkflow\x12\x1f.godel.v1.ResumeWorkflowRequest\x1a\x12.godel.v1.Workflow\"a\xc2\xf3\x18\x14\n" +
+	"\bworkflow\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02C:\x01*Z\x1f:\x01*\"\x1a/api/workflows/{id}/resume\"\x1d/api/v1/workflows/{id}/resume\x12\xb5\x01\n" +
+	"\x11ListWorkflowSteps\x12\".godel.v1.ListWorkflowStepsRequest\x1a#.godel.v1.ListWorkflowStepsResponse\"W\xc2\xf3\x18\x12\n" +
+	"\bworkflow\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02;Z\x1b\x12\x19/api/workflows/{id}/steps\x12\x1c/api/v1/workflows/{id}/stepsB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_workflow_service_proto_rawDescOnce sync.Once
@@ -850,6 +867,8 @@ func file_godel_v1_workflow_service_proto_init() {
 	if File_godel_v1_workflow_service_proto != nil {
 		return
 	}
+	file_godel_v1_access_proto_init()
+	file_godel_v1_limits_proto_init()
 	file_godel_v1_workflow_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from godel.v1 import cluster_pb2 as _cluster_pb2
 from godel.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import duration_pb2 as _duration_pb2
@@ -85,6 +86,62 @@ LIFECYCLE_STATE_FAILED: LifecycleState.ValueType  # 9
 LIFECYCLE_STATE_KILLED: LifecycleState.ValueType  # 10
 Global___LifecycleState: _TypeAlias = LifecycleState  # noqa: Y015
 
+class _PendingReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PendingReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PendingReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    PENDING_REASON_UNSPECIFIED: _PendingReason.ValueType  # 0
+    """The agent is not waiting for a worker (or its owner has not tried to place it yet)."""
+    PENDING_REASON_NO_WORKER: _PendingReason.ValueType  # 1
+    """No worker is connected to the agent-service replica that owns the agent."""
+    PENDING_REASON_NO_FREE_SLOT: _PendingReason.ValueType  # 2
+    """Connected workers host the agent's runtime, but none has a free run slot."""
+    PENDING_REASON_NO_RUNTIME: _PendingReason.ValueType  # 3
+    """No connected worker hosts the agent's runtime or matches its config.worker_selector."""
+
+class PendingReason(_PendingReason, metaclass=_PendingReasonEnumTypeWrapper):
+    """Why an agent that needs a run is not placed on a worker yet."""
+
+PENDING_REASON_UNSPECIFIED: PendingReason.ValueType  # 0
+"""The agent is not waiting for a worker (or its owner has not tried to place it yet)."""
+PENDING_REASON_NO_WORKER: PendingReason.ValueType  # 1
+"""No worker is connected to the agent-service replica that owns the agent."""
+PENDING_REASON_NO_FREE_SLOT: PendingReason.ValueType  # 2
+"""Connected workers host the agent's runtime, but none has a free run slot."""
+PENDING_REASON_NO_RUNTIME: PendingReason.ValueType  # 3
+"""No connected worker hosts the agent's runtime or matches its config.worker_selector."""
+Global___PendingReason: _TypeAlias = PendingReason  # noqa: Y015
+
+class _SafetyAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SafetyActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SafetyAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SAFETY_ACTION_UNSPECIFIED: _SafetyAction.ValueType  # 0
+    """As FAIL."""
+    SAFETY_ACTION_FAIL: _SafetyAction.ValueType  # 1
+    """The refused action is not done and the agent fails, without a retry."""
+    SAFETY_ACTION_PAUSE: _SafetyAction.ValueType  # 2
+    """The run holds before the refused action and the agent is paused: resuming it approves that
+    one action, killing it refuses it.
+    """
+
+class SafetyAction(_SafetyAction, metaclass=_SafetyActionEnumTypeWrapper):
+    """What a run does when it breaks one of its agent's safety rules."""
+
+SAFETY_ACTION_UNSPECIFIED: SafetyAction.ValueType  # 0
+"""As FAIL."""
+SAFETY_ACTION_FAIL: SafetyAction.ValueType  # 1
+"""The refused action is not done and the agent fails, without a retry."""
+SAFETY_ACTION_PAUSE: SafetyAction.ValueType  # 2
+"""The run holds before the refused action and the agent is paused: resuming it approves that
+one action, killing it refuses it.
+"""
+Global___SafetyAction: _TypeAlias = SafetyAction  # noqa: Y015
+
 class _SessionStatus:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -161,6 +218,26 @@ class AgentConfig(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class WorkerSelectorEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TEMPERATURE_FIELD_NUMBER: _builtins.int
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
     TOOLS_FIELD_NUMBER: _builtins.int
@@ -173,6 +250,7 @@ class AgentConfig(_message.Message):
     TIMEOUT_FIELD_NUMBER: _builtins.int
     KEEP_WORKTREE_FIELD_NUMBER: _builtins.int
     ENDPOINT_FIELD_NUMBER: _builtins.int
+    WORKER_SELECTOR_FIELD_NUMBER: _builtins.int
     temperature: _builtins.float
     """Sampling temperature for LLM runtimes."""
     max_tokens: _builtins.int
@@ -182,10 +260,15 @@ class AgentConfig(_message.Message):
     keep_worktree: _builtins.bool
     """Keep the git worktree after the agent ends."""
     endpoint: _builtins.str
-    """Base URL of the OpenAI-compatible endpoint for the "openai" runtime (default: worker config)."""
+    """Base URL of the OpenAI-compatible endpoint for the "openai" runtime (default: worker config).
+    The worker's own key is sent only to origins on its GODEL_OPENAI_KEY_ORIGINS.
+    """
     @_builtins.property
     def tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Tools the agent may use, e.g. "git", "file", "bash"."""
+        """Tools the "openai" runtime offers the model: an allow-list of "shell", "read_file",
+        "write_file" and "git_commit", or the groups "bash" (shell), "file" (read_file, write_file) and
+        "git" (git_commit); empty = all but "shell".
+        """
 
     @_builtins.property
     def skills(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
@@ -195,15 +278,31 @@ class AgentConfig(_message.Message):
     def sandbox(self) -> _common_pb2.SandboxConfig: ...
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """argv template for the "command" runtime; `{task}` and `{worktree}` are substituted."""
+        """argv template for the "command" runtime; `{task}`, `{worktree}`, `{agent_id}` and `{model}`
+        are substituted (shell-quoted inside the script of `sh -c SCRIPT`, unless they are the whole
+        script).
+        """
 
     @_builtins.property
     def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
-        """Extra environment for the agent process."""
+        """Extra environment for the agent process (the sandbox passes nothing else of the worker's).
+        OPENAI_API_KEY here is the key the "openai" runtime sends to config.endpoint. Write-only:
+        every RPC and event shows the names with each value replaced by "********"; only the worker
+        that runs the agent gets the values (in its RunAssignment, which is no event), and it masks
+        them likewise (those of 8 characters or more) in the run's log lines, session messages,
+        result and error.
+        """
 
     @_builtins.property
     def timeout(self) -> _duration_pb2.Duration:
         """Wall-clock limit for one run."""
+
+    @_builtins.property
+    def worker_selector(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Labels a worker must have to run this agent (every pair must match one of the worker's
+        labels, e.g. {"language": "go"}); empty = any worker that hosts the runtime. Workers
+        advertise their labels in WorkerHello.labels.
+        """
 
     def __init__(
         self,
@@ -220,10 +319,11 @@ class AgentConfig(_message.Message):
         timeout: _duration_pb2.Duration | None = ...,
         keep_worktree: _builtins.bool = ...,
         endpoint: _builtins.str = ...,
+        worker_selector: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_temperature", b"_temperature", "max_tokens", b"max_tokens", "sandbox", b"sandbox", "temperature", b"temperature", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_temperature", b"_temperature", "command", b"command", "endpoint", b"endpoint", "env", b"env", "extensions", b"extensions", "keep_worktree", b"keep_worktree", "max_tokens", b"max_tokens", "runtime", b"runtime", "sandbox", b"sandbox", "skills", b"skills", "temperature", b"temperature", "timeout", b"timeout", "tools", b"tools"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens", "_temperature", b"_temperature", "command", b"command", "endpoint", b"endpoint", "env", b"env", "extensions", b"extensions", "keep_worktree", b"keep_worktree", "max_tokens", b"max_tokens", "runtime", b"runtime", "sandbox", b"sandbox", "skills", b"skills", "temperature", b"temperature", "timeout", b"timeout", "tools", b"tools", "worker_selector", b"worker_selector"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__max_tokens: _TypeAlias = _typing.Literal["max_tokens"]  # noqa: Y015
     _WhichOneofArgType__max_tokens: _TypeAlias = _typing.Literal["_max_tokens", b"_max_tokens"]  # noqa: Y015
@@ -235,6 +335,63 @@ class AgentConfig(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__temperature) -> _WhichOneofReturnType__temperature | None: ...
 
 Global___AgentConfig: _TypeAlias = AgentConfig  # noqa: Y015
+
+@_typing.final
+class SafetyRules(_message.Message):
+    """The shape of an agent's safety_boundaries (spec §2.1 safetyBoundaries), a JSON object with
+    these keys (camelCase or snake_case), checked at the API edge. Workers enforce it; every
+    refusal is a `safety:block` event naming the rule and the agent. Glob patterns: `*` and `?`
+    stay within a path segment, `**` crosses them; a pattern without "/" matches a file name in
+    any directory. These rules guard against mistakes and injected instructions; the sandbox
+    (config.sandbox) is what bounds a hostile agent.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FORBIDDEN_PATHS_FIELD_NUMBER: _builtins.int
+    FORBIDDEN_COMMANDS_FIELD_NUMBER: _builtins.int
+    MAX_FILES_CHANGED_FIELD_NUMBER: _builtins.int
+    MAX_DIFF_LINES_FIELD_NUMBER: _builtins.int
+    ON_VIOLATION_FIELD_NUMBER: _builtins.int
+    max_files_changed: _builtins.int
+    """At most this many files changed against the branch's base (committed or not); 0 = no limit."""
+    max_diff_lines: _builtins.int
+    """At most this many lines changed (added plus deleted) against the branch's base; 0 = no
+    limit.
+    """
+    on_violation: Global___SafetyAction.ValueType
+    """What a refusal does: "fail" (the default) or "pause" (also SAFETY_ACTION_FAIL, ..._PAUSE)."""
+    @_builtins.property
+    def forbidden_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Worktree paths the agent must not read or change, e.g. ".github/**", "*.pem": the openai
+        runtime's file tools refuse them, and a run that changed one (committed or not) does not
+        complete.
+        """
+
+    @_builtins.property
+    def forbidden_commands(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Commands the agent must not run, as globs matched against each command of a command line
+        (split at ;, &&, ||, | and newlines) and against its program's name, e.g. "curl",
+        "git push*", "rm -rf *": the openai runtime's shell tool refuses them, and so does a command
+        runtime's own command line.
+        """
+
+    def __init__(
+        self,
+        *,
+        forbidden_paths: _abc.Iterable[_builtins.str] | None = ...,
+        forbidden_commands: _abc.Iterable[_builtins.str] | None = ...,
+        max_files_changed: _builtins.int = ...,
+        max_diff_lines: _builtins.int = ...,
+        on_violation: Global___SafetyAction.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["forbidden_commands", b"forbidden_commands", "forbidden_paths", b"forbidden_paths", "max_diff_lines", b"max_diff_lines", "max_files_changed", b"max_files_changed", "on_violation", b"on_violation"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SafetyRules: _TypeAlias = SafetyRules  # noqa: Y015
 
 @_typing.final
 class Agent(_message.Message):
@@ -275,6 +432,12 @@ class Agent(_message.Message):
     WORKER_ID_FIELD_NUMBER: _builtins.int
     PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    PENDING_REASON_FIELD_NUMBER: _builtins.int
+    PENDING_MESSAGE_FIELD_NUMBER: _builtins.int
+    CLUSTER_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    OWNER_TEAM_ID_FIELD_NUMBER: _builtins.int
+    RESCHEDULES_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """UUID v4."""
     team_id: _builtins.str
@@ -312,6 +475,27 @@ class Agent(_message.Message):
     prompt_tokens: _builtins.int
     """Tokens used by all runs."""
     completion_tokens: _builtins.int
+    pending_reason: Global___PendingReason.ValueType
+    """Why the agent waits for a worker; UNSPECIFIED once a worker took its run (or when it is not
+    waiting). Set by the replica that owns the agent.
+    """
+    pending_message: _builtins.str
+    """The pending reason in words, e.g. "no worker is connected to agent-service replica agent-1"."""
+    cluster: _builtins.str
+    """Name of the federation cluster that runs the agent (empty when the installation is not
+    federated). An agent created through one cluster may run on a peer; it keeps its id, and
+    either cluster answers for it.
+    """
+    owner_user_id: _builtins.str
+    """The user who owns the agent (who created it): permissions of scope own reach it."""
+    owner_team_id: _builtins.str
+    """The user team the agent is shared with (its owner's first team, by id), if any: permissions
+    of scope team of that team's members reach it.
+    """
+    reschedules: _builtins.int
+    """Runs of this agent lost to infrastructure (a worker, replica or service that died,
+    restarted or lost contact) and run again; not counted in retry_count.
+    """
     @_builtins.property
     def config(self) -> Global___AgentConfig: ...
     @_builtins.property
@@ -328,7 +512,7 @@ class Agent(_message.Message):
 
     @_builtins.property
     def safety_boundaries(self) -> _struct_pb2.Struct:
-        """Safety rules (free-form)."""
+        """Safety rules: a JSON object of the shape of SafetyRules."""
 
     @_builtins.property
     def commits(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -380,16 +564,139 @@ class Agent(_message.Message):
         worker_id: _builtins.str = ...,
         prompt_tokens: _builtins.int = ...,
         completion_tokens: _builtins.int = ...,
+        pending_reason: Global___PendingReason.ValueType = ...,
+        pending_message: _builtins.str = ...,
+        cluster: _builtins.str = ...,
+        owner_user_id: _builtins.str = ...,
+        owner_team_id: _builtins.str = ...,
+        reschedules: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_limit", b"_budget_limit", "budget_limit", b"budget_limit", "code", b"code", "completed_at", b"completed_at", "config", b"config", "context", b"context", "metadata", b"metadata", "pause_time", b"pause_time", "reasoning", b"reasoning", "safety_boundaries", b"safety_boundaries", "spawned_at", b"spawned_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_limit", b"_budget_limit", "budget_consumed", b"budget_consumed", "budget_limit", b"budget_limit", "code", b"code", "commits", b"commits", "completed_at", b"completed_at", "completion_tokens", b"completion_tokens", "config", b"config", "context", b"context", "id", b"id", "label", b"label", "last_error", b"last_error", "lifecycle_state", b"lifecycle_state", "max_retries", b"max_retries", "metadata", b"metadata", "model", b"model", "pause_time", b"pause_time", "paused_by", b"paused_by", "prompt_tokens", b"prompt_tokens", "reasoning", b"reasoning", "repo", b"repo", "result", b"result", "retry_count", b"retry_count", "runtime_seconds", b"runtime_seconds", "safety_boundaries", b"safety_boundaries", "session_id", b"session_id", "spawned_at", b"spawned_at", "status", b"status", "task", b"task", "team_id", b"team_id", "updated_at", b"updated_at", "version", b"version", "worker_id", b"worker_id", "worktree", b"worktree"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_limit", b"_budget_limit", "budget_consumed", b"budget_consumed", "budget_limit", b"budget_limit", "cluster", b"cluster", "code", b"code", "commits", b"commits", "completed_at", b"completed_at", "completion_tokens", b"completion_tokens", "config", b"config", "context", b"context", "id", b"id", "label", b"label", "last_error", b"last_error", "lifecycle_state", b"lifecycle_state", "max_retries", b"max_retries", "metadata", b"metadata", "model", b"model", "owner_team_id", b"owner_team_id", "owner_user_id", b"owner_user_id", "pause_time", b"pause_time", "paused_by", b"paused_by", "pending_message", b"pending_message", "pending_reason", b"pending_reason", "prompt_tokens", b"prompt_tokens", "reasoning", b"reasoning", "repo", b"repo", "reschedules", b"reschedules", "result", b"result", "retry_count", b"retry_count", "runtime_seconds", b"runtime_seconds", "safety_boundaries", b"safety_boundaries", "session_id", b"session_id", "spawned_at", b"spawned_at", "status", b"status", "task", b"task", "team_id", b"team_id", "updated_at", b"updated_at", "version", b"version", "worker_id", b"worker_id", "worktree", b"worktree"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__budget_limit: _TypeAlias = _typing.Literal["budget_limit"]  # noqa: Y015
     _WhichOneofArgType__budget_limit: _TypeAlias = _typing.Literal["_budget_limit", b"_budget_limit"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType__budget_limit) -> _WhichOneofReturnType__budget_limit | None: ...
 
 Global___Agent: _TypeAlias = Agent  # noqa: Y015
+
+@_typing.final
+class AgentPlacement(_message.Message):
+    """Where a new agent may run (README "Federation"): a requirement this cluster does not meet
+    sends the agent to a peer cluster that does. The agent's model is a requirement too when
+    clusters list the models they support.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REGION_FIELD_NUMBER: _builtins.int
+    MIN_CAPACITY_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    region: _builtins.str
+    """Only a cluster in this region."""
+    min_capacity: _builtins.int
+    """Only a cluster with at least this many free agent slots."""
+    strategy: _cluster_pb2.LoadBalanceStrategy.ValueType
+    """How to choose among the peers that qualify (default: the registry's)."""
+    @_builtins.property
+    def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only a cluster that offers all these features.
+        (At most 64, so that an agent at every bound still fits one Kafka record.)
+        """
+
+    def __init__(
+        self,
+        *,
+        region: _builtins.str = ...,
+        min_capacity: _builtins.int = ...,
+        features: _abc.Iterable[_builtins.str] | None = ...,
+        strategy: _cluster_pb2.LoadBalanceStrategy.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "min_capacity", b"min_capacity", "region", b"region", "strategy", b"strategy"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___AgentPlacement: _TypeAlias = AgentPlacement  # noqa: Y015
+
+@_typing.final
+class Worker(_message.Message):
+    """A worker process connected to an agent-service replica (the worker protocol of
+    proto/godel/v1/worker_service.proto).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class LabelsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ID_FIELD_NUMBER: _builtins.int
+    HOSTNAME_FIELD_NUMBER: _builtins.int
+    RUNTIMES_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    FREE_SLOTS_FIELD_NUMBER: _builtins.int
+    ACTIVE_RUNS_FIELD_NUMBER: _builtins.int
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
+    LABELS_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    hostname: _builtins.str
+    capacity: _builtins.int
+    """Runs it executes at once."""
+    free_slots: _builtins.int
+    """Run slots free now."""
+    active_runs: _builtins.int
+    """Runs it reported alive at its last heartbeat."""
+    replica_id: _builtins.str
+    """The agent-service replica this connection goes to."""
+    @_builtins.property
+    def runtimes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Runtimes it hosts, e.g. "command", "openai"."""
+
+    @_builtins.property
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Labels it advertises (WorkerHello.labels); agents select workers by them
+        (AgentConfig.worker_selector).
+        """
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        hostname: _builtins.str = ...,
+        runtimes: _abc.Iterable[_builtins.str] | None = ...,
+        capacity: _builtins.int = ...,
+        free_slots: _builtins.int = ...,
+        active_runs: _builtins.int = ...,
+        replica_id: _builtins.str = ...,
+        labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_runs", b"active_runs", "capacity", b"capacity", "free_slots", b"free_slots", "hostname", b"hostname", "id", b"id", "labels", b"labels", "replica_id", b"replica_id", "runtimes", b"runtimes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Worker: _TypeAlias = Worker  # noqa: Y015
 
 @_typing.final
 class AgentTransition(_message.Message):

@@ -23,6 +23,47 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ListWorkersRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersRequest: _TypeAlias = ListWorkersRequest  # noqa: Y015
+
+@_typing.final
+class ListWorkersResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKERS_FIELD_NUMBER: _builtins.int
+    REPLICA_ID_FIELD_NUMBER: _builtins.int
+    replica_id: _builtins.str
+    """The agent-service replica that answered (each replica has its own connections)."""
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[_agent_pb2.Worker]:
+        """Ordered by worker id."""
+
+    def __init__(
+        self,
+        *,
+        workers: _abc.Iterable[_agent_pb2.Worker] | None = ...,
+        replica_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["replica_id", b"replica_id", "workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersResponse: _TypeAlias = ListWorkersResponse  # noqa: Y015
+
+@_typing.final
 class ListAgentsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -123,6 +164,9 @@ class CreateAgentRequest(_message.Message):
     CONTEXT_FIELD_NUMBER: _builtins.int
     SAFETY_BOUNDARIES_FIELD_NUMBER: _builtins.int
     PARENT_SESSION_ID_FIELD_NUMBER: _builtins.int
+    PLACEMENT_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    OWNER_TEAM_ID_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Unique id for this request: a retried create with the same id returns the same agent."""
     task: _builtins.str
@@ -139,6 +183,12 @@ class CreateAgentRequest(_message.Message):
     """Git repository to work in (default from server config)."""
     parent_session_id: _builtins.str
     """Session of the agent that spawns this one (sub-agents form a session tree)."""
+    owner_user_id: _builtins.str
+    """Create the agent for this user rather than for the caller (the team service does, for the
+    user who started a team or workflow). Needs agent:create with scope all; empty: the caller.
+    """
+    owner_team_id: _builtins.str
+    """With owner_user_id: the user team the agent is shared with (empty: none)."""
     @_builtins.property
     def config(self) -> _agent_pb2.AgentConfig: ...
     @_builtins.property
@@ -147,6 +197,12 @@ class CreateAgentRequest(_message.Message):
     def context(self) -> _struct_pb2.Struct: ...
     @_builtins.property
     def safety_boundaries(self) -> _struct_pb2.Struct: ...
+    @_builtins.property
+    def placement(self) -> _agent_pb2.AgentPlacement:
+        """Where the agent may run; unset: here (or, when clusters list the models they support and
+        this one does not support the model, a peer that does).
+        """
+
     def __init__(
         self,
         *,
@@ -163,10 +219,13 @@ class CreateAgentRequest(_message.Message):
         context: _struct_pb2.Struct | None = ...,
         safety_boundaries: _struct_pb2.Struct | None = ...,
         parent_session_id: _builtins.str = ...,
+        placement: _agent_pb2.AgentPlacement | None = ...,
+        owner_user_id: _builtins.str = ...,
+        owner_team_id: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_limit", b"_budget_limit", "_max_retries", b"_max_retries", "budget_limit", b"budget_limit", "config", b"config", "context", b"context", "max_retries", b"max_retries", "metadata", b"metadata", "safety_boundaries", b"safety_boundaries"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_limit", b"_budget_limit", "_max_retries", b"_max_retries", "budget_limit", b"budget_limit", "config", b"config", "context", b"context", "max_retries", b"max_retries", "metadata", b"metadata", "placement", b"placement", "safety_boundaries", b"safety_boundaries"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_limit", b"_budget_limit", "_max_retries", b"_max_retries", "budget_limit", b"budget_limit", "config", b"config", "context", b"context", "label", b"label", "max_retries", b"max_retries", "metadata", b"metadata", "model", b"model", "parent_session_id", b"parent_session_id", "repo", b"repo", "request_id", b"request_id", "safety_boundaries", b"safety_boundaries", "task", b"task", "team_id", b"team_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_limit", b"_budget_limit", "_max_retries", b"_max_retries", "budget_limit", b"budget_limit", "config", b"config", "context", b"context", "label", b"label", "max_retries", b"max_retries", "metadata", b"metadata", "model", b"model", "owner_team_id", b"owner_team_id", "owner_user_id", b"owner_user_id", "parent_session_id", b"parent_session_id", "placement", b"placement", "repo", b"repo", "request_id", b"request_id", "safety_boundaries", b"safety_boundaries", "task", b"task", "team_id", b"team_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__budget_limit: _TypeAlias = _typing.Literal["budget_limit"]  # noqa: Y015
     _WhichOneofArgType__budget_limit: _TypeAlias = _typing.Literal["_budget_limit", b"_budget_limit"]  # noqa: Y015
@@ -266,18 +325,22 @@ class RestartAgentRequest(_message.Message):
 
     ID_FIELD_NUMBER: _builtins.int
     EXPECTED_VERSION_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     expected_version: _builtins.int
     """Fail with ABORTED unless the agent is at this version (optimistic concurrency)."""
+    reason: _builtins.str
+    """Why, recorded with the transition (default "restarted through the API")."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         expected_version: _builtins.int | None = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version", "id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version", "expected_version", b"expected_version", "id", b"id", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__expected_version: _TypeAlias = _typing.Literal["expected_version"]  # noqa: Y015
     _WhichOneofArgType__expected_version: _TypeAlias = _typing.Literal["_expected_version", b"_expected_version"]  # noqa: Y015

@@ -5,6 +5,7 @@ import warnings
 
 from godel.v1 import agent_pb2 as godel_dot_v1_dot_agent__pb2
 from godel.v1 import agent_service_pb2 as godel_dot_v1_dot_agent__service__pb2
+from godel.v1 import dead_letter_pb2 as godel_dot_v1_dot_dead__letter__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -107,6 +108,26 @@ class AgentServiceStub:
                 '/godel.v1.AgentService/ListAgentEvents',
                 request_serializer=godel_dot_v1_dot_agent__service__pb2.ListAgentEventsRequest.SerializeToString,
                 response_deserializer=godel_dot_v1_dot_agent__service__pb2.ListAgentEventsResponse.FromString,
+                _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/godel.v1.AgentService/ListWorkers',
+                request_serializer=godel_dot_v1_dot_agent__service__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_agent__service__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/godel.v1.AgentService/ListDeadLetters',
+                request_serializer=godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.RetryDeadLetter = channel.unary_unary(
+                '/godel.v1.AgentService/RetryDeadLetter',
+                request_serializer=godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterResponse.FromString,
+                _registered_method=True)
+        self.DeleteDeadLetter = channel.unary_unary(
+                '/godel.v1.AgentService/DeleteDeadLetter',
+                request_serializer=godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterResponse.FromString,
                 _registered_method=True)
 
 
@@ -214,6 +235,37 @@ class AgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkers(self, request, context):
+        """Lists the workers connected to the replica that answers, with their free slots (who can run
+        agents now). Callers: any role that may read agents; SystemService.GetDetailedHealth calls it
+        with its own caller's credentials.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """Dead letters of the agent service: records it quarantined (oldest first). Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryDeadLetter(self, request, context):
+        """Sends (outbox) or handles (consumer) a dead letter of the agent service again; it is removed
+        when that succeeds. Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDeadLetter(self, request, context):
+        """Discards a dead letter of the agent service. Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -286,6 +338,26 @@ def add_AgentServiceServicer_to_server(servicer, server):
                     servicer.ListAgentEvents,
                     request_deserializer=godel_dot_v1_dot_agent__service__pb2.ListAgentEventsRequest.FromString,
                     response_serializer=godel_dot_v1_dot_agent__service__pb2.ListAgentEventsResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=godel_dot_v1_dot_agent__service__pb2.ListWorkersRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_agent__service__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'RetryDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryDeadLetter,
+                    request_deserializer=godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterResponse.SerializeToString,
+            ),
+            'DeleteDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDeadLetter,
+                    request_deserializer=godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -669,6 +741,114 @@ class AgentService:
             '/godel.v1.AgentService/ListAgentEvents',
             godel_dot_v1_dot_agent__service__pb2.ListAgentEventsRequest.SerializeToString,
             godel_dot_v1_dot_agent__service__pb2.ListAgentEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AgentService/ListWorkers',
+            godel_dot_v1_dot_agent__service__pb2.ListWorkersRequest.SerializeToString,
+            godel_dot_v1_dot_agent__service__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AgentService/ListDeadLetters',
+            godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersRequest.SerializeToString,
+            godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AgentService/RetryDeadLetter',
+            godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterRequest.SerializeToString,
+            godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AgentService/DeleteDeadLetter',
+            godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterRequest.SerializeToString,
+            godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from godel.v1 import agent_pb2 as _agent_pb2
 from godel.v1 import agent_service_pb2 as _agent_service_pb2
+from godel.v1 import dead_letter_pb2 as _dead_letter_pb2
 from grpc import aio as _aio
 import abc as _abc_1
 import grpc as _grpc
@@ -65,6 +66,19 @@ class AgentServiceStub:
     """Gets one session with its messages."""
     ListAgentEvents: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentEventsRequest, _agent_service_pb2.ListAgentEventsResponse]
     """Lists the events of one agent."""
+    ListWorkers: _grpc.UnaryUnaryMultiCallable[_agent_service_pb2.ListWorkersRequest, _agent_service_pb2.ListWorkersResponse]
+    """Lists the workers connected to the replica that answers, with their free slots (who can run
+    agents now). Callers: any role that may read agents; SystemService.GetDetailedHealth calls it
+    with its own caller's credentials.
+    """
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_dead_letter_pb2.ListDeadLettersRequest, _dead_letter_pb2.ListDeadLettersResponse]
+    """Dead letters of the agent service: records it quarantined (oldest first). Operators only."""
+    RetryDeadLetter: _grpc.UnaryUnaryMultiCallable[_dead_letter_pb2.RetryDeadLetterRequest, _dead_letter_pb2.RetryDeadLetterResponse]
+    """Sends (outbox) or handles (consumer) a dead letter of the agent service again; it is removed
+    when that succeeds. Operators only.
+    """
+    DeleteDeadLetter: _grpc.UnaryUnaryMultiCallable[_dead_letter_pb2.DeleteDeadLetterRequest, _dead_letter_pb2.DeleteDeadLetterResponse]
+    """Discards a dead letter of the agent service. Operators only."""
 
 @_typing.type_check_only
 class AgentServiceAsyncStub(AgentServiceStub):
@@ -102,6 +116,19 @@ class AgentServiceAsyncStub(AgentServiceStub):
     """Gets one session with its messages."""
     ListAgentEvents: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.ListAgentEventsRequest, _agent_service_pb2.ListAgentEventsResponse]  # type: ignore[assignment]
     """Lists the events of one agent."""
+    ListWorkers: _aio.UnaryUnaryMultiCallable[_agent_service_pb2.ListWorkersRequest, _agent_service_pb2.ListWorkersResponse]  # type: ignore[assignment]
+    """Lists the workers connected to the replica that answers, with their free slots (who can run
+    agents now). Callers: any role that may read agents; SystemService.GetDetailedHealth calls it
+    with its own caller's credentials.
+    """
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_dead_letter_pb2.ListDeadLettersRequest, _dead_letter_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """Dead letters of the agent service: records it quarantined (oldest first). Operators only."""
+    RetryDeadLetter: _aio.UnaryUnaryMultiCallable[_dead_letter_pb2.RetryDeadLetterRequest, _dead_letter_pb2.RetryDeadLetterResponse]  # type: ignore[assignment]
+    """Sends (outbox) or handles (consumer) a dead letter of the agent service again; it is removed
+    when that succeeds. Operators only.
+    """
+    DeleteDeadLetter: _aio.UnaryUnaryMultiCallable[_dead_letter_pb2.DeleteDeadLetterRequest, _dead_letter_pb2.DeleteDeadLetterResponse]  # type: ignore[assignment]
+    """Discards a dead letter of the agent service. Operators only."""
 
 class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
     """Agents: spawn, inspect and control (spec §3.1 Agents).
@@ -220,5 +247,42 @@ class AgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_service_pb2.ListAgentEventsResponse, _abc.Awaitable[_agent_service_pb2.ListAgentEventsResponse]]:
         """Lists the events of one agent."""
+
+    @_abc_1.abstractmethod
+    def ListWorkers(
+        self,
+        request: _agent_service_pb2.ListWorkersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_service_pb2.ListWorkersResponse, _abc.Awaitable[_agent_service_pb2.ListWorkersResponse]]:
+        """Lists the workers connected to the replica that answers, with their free slots (who can run
+        agents now). Callers: any role that may read agents; SystemService.GetDetailedHealth calls it
+        with its own caller's credentials.
+        """
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _dead_letter_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dead_letter_pb2.ListDeadLettersResponse, _abc.Awaitable[_dead_letter_pb2.ListDeadLettersResponse]]:
+        """Dead letters of the agent service: records it quarantined (oldest first). Operators only."""
+
+    @_abc_1.abstractmethod
+    def RetryDeadLetter(
+        self,
+        request: _dead_letter_pb2.RetryDeadLetterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dead_letter_pb2.RetryDeadLetterResponse, _abc.Awaitable[_dead_letter_pb2.RetryDeadLetterResponse]]:
+        """Sends (outbox) or handles (consumer) a dead letter of the agent service again; it is removed
+        when that succeeds. Operators only.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteDeadLetter(
+        self,
+        request: _dead_letter_pb2.DeleteDeadLetterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dead_letter_pb2.DeleteDeadLetterResponse, _abc.Awaitable[_dead_letter_pb2.DeleteDeadLetterResponse]]:
+        """Discards a dead letter of the agent service. Operators only."""
 
 def add_AgentServiceServicer_to_server(servicer: AgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -27,6 +27,11 @@ if _version_not_supported:
 
 class AuthServiceStub:
     """Users, API keys and tokens (spec §3.4, §6.1).
+
+    A user logs in with a password (stored as an argon2id hash) and gets a short-lived JWT access
+    token and a refresh token; both are bearer credentials (`Authorization: Bearer <token>`), like
+    API keys, which belong to a user too. User teams (groups of users, not the agent teams of
+    TeamService) give the `team` scope of permissions its meaning.
     """
 
     def __init__(self, channel):
@@ -60,10 +65,60 @@ class AuthServiceStub:
                 request_serializer=godel_dot_v1_dot_auth__service__pb2.LoginRequest.SerializeToString,
                 response_deserializer=godel_dot_v1_dot_auth__service__pb2.LoginResponse.FromString,
                 _registered_method=True)
+        self.RefreshToken = channel.unary_unary(
+                '/godel.v1.AuthService/RefreshToken',
+                request_serializer=godel_dot_v1_dot_auth__service__pb2.RefreshTokenRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_auth__service__pb2.LoginResponse.FromString,
+                _registered_method=True)
+        self.Logout = channel.unary_unary(
+                '/godel.v1.AuthService/Logout',
+                request_serializer=godel_dot_v1_dot_auth__service__pb2.LogoutRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_auth__service__pb2.LogoutResponse.FromString,
+                _registered_method=True)
+        self.CreateUser = channel.unary_unary(
+                '/godel.v1.AuthService/CreateUser',
+                request_serializer=godel_dot_v1_dot_auth__service__pb2.CreateUserRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_auth__service__pb2.User.FromString,
+                _registered_method=True)
+        self.ListUsers = channel.unary_unary(
+                '/godel.v1.AuthService/ListUsers',
+                request_serializer=godel_dot_v1_dot_auth__service__pb2.ListUsersRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_auth__service__pb2.ListUsersResponse.FromString,
+                _registered_method=True)
+        self.UpdateUser = channel.unary_unary(
+                '/godel.v1.AuthService/UpdateUser',
+                request_serializer=godel_dot_v1_dot_auth__service__pb2.UpdateUserRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_auth__service__pb2.User.FromString,
+                _registered_method=True)
+        self.CreateUserTeam = channel.unary_unary(
+                '/godel.v1.AuthService/CreateUserTeam',
+                request_serializer=godel_dot_v1_dot_auth__service__pb2.CreateUserTeamRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_auth__service__pb2.UserTeam.FromString,
+                _registered_method=True)
+        self.ListUserTeams = channel.unary_unary(
+                '/godel.v1.AuthService/ListUserTeams',
+                request_serializer=godel_dot_v1_dot_auth__service__pb2.ListUserTeamsRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_auth__service__pb2.ListUserTeamsResponse.FromString,
+                _registered_method=True)
+        self.AddUserTeamMember = channel.unary_unary(
+                '/godel.v1.AuthService/AddUserTeamMember',
+                request_serializer=godel_dot_v1_dot_auth__service__pb2.AddUserTeamMemberRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_auth__service__pb2.UserTeam.FromString,
+                _registered_method=True)
+        self.RemoveUserTeamMember = channel.unary_unary(
+                '/godel.v1.AuthService/RemoveUserTeamMember',
+                request_serializer=godel_dot_v1_dot_auth__service__pb2.RemoveUserTeamMemberRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_auth__service__pb2.UserTeam.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
     """Users, API keys and tokens (spec §3.4, §6.1).
+
+    A user logs in with a password (stored as an argon2id hash) and gets a short-lived JWT access
+    token and a refresh token; both are bearer credentials (`Authorization: Bearer <token>`), like
+    API keys, which belong to a user too. User teams (groups of users, not the agent teams of
+    TeamService) give the `team` scope of permissions its meaning.
     """
 
     def CreateApiKey(self, request, context):
@@ -93,8 +148,71 @@ class AuthServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Login(self, request, context):
-        """Exchanges credentials for a JWT bearer token.
+        """Exchanges a username and password for a JWT access token and a refresh token. Also sets an
+        HttpOnly cookie `godel_token` with the access token, for browsers' WebSocket (/events).
         """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RefreshToken(self, request, context):
+        """Exchanges a refresh token for a new access token and a new refresh token (the old one stops
+        working: presenting a used refresh token again revokes its whole session).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Logout(self, request, context):
+        """Ends the session of a refresh token: the refresh token and the access tokens issued with it
+        stop working (open streams they opened are closed within seconds).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateUser(self, request, context):
+        """Creates a user with a password (admins only).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUsers(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateUser(self, request, context):
+        """Updates the fields named in update_mask: display_name, role, disabled, password. Disabling a
+        user (or changing the password) ends their sessions; a disabled user's keys stop working.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateUserTeam(self, request, context):
+        """Creates a user team (a group of users; permissions of scope `team` reach its members' objects).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListUserTeams(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddUserTeamMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveUserTeamMember(self, request, context):
+        """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -127,6 +245,51 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     request_deserializer=godel_dot_v1_dot_auth__service__pb2.LoginRequest.FromString,
                     response_serializer=godel_dot_v1_dot_auth__service__pb2.LoginResponse.SerializeToString,
             ),
+            'RefreshToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.RefreshToken,
+                    request_deserializer=godel_dot_v1_dot_auth__service__pb2.RefreshTokenRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_auth__service__pb2.LoginResponse.SerializeToString,
+            ),
+            'Logout': grpc.unary_unary_rpc_method_handler(
+                    servicer.Logout,
+                    request_deserializer=godel_dot_v1_dot_auth__service__pb2.LogoutRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_auth__service__pb2.LogoutResponse.SerializeToString,
+            ),
+            'CreateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUser,
+                    request_deserializer=godel_dot_v1_dot_auth__service__pb2.CreateUserRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_auth__service__pb2.User.SerializeToString,
+            ),
+            'ListUsers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUsers,
+                    request_deserializer=godel_dot_v1_dot_auth__service__pb2.ListUsersRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_auth__service__pb2.ListUsersResponse.SerializeToString,
+            ),
+            'UpdateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateUser,
+                    request_deserializer=godel_dot_v1_dot_auth__service__pb2.UpdateUserRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_auth__service__pb2.User.SerializeToString,
+            ),
+            'CreateUserTeam': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateUserTeam,
+                    request_deserializer=godel_dot_v1_dot_auth__service__pb2.CreateUserTeamRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_auth__service__pb2.UserTeam.SerializeToString,
+            ),
+            'ListUserTeams': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUserTeams,
+                    request_deserializer=godel_dot_v1_dot_auth__service__pb2.ListUserTeamsRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_auth__service__pb2.ListUserTeamsResponse.SerializeToString,
+            ),
+            'AddUserTeamMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddUserTeamMember,
+                    request_deserializer=godel_dot_v1_dot_auth__service__pb2.AddUserTeamMemberRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_auth__service__pb2.UserTeam.SerializeToString,
+            ),
+            'RemoveUserTeamMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveUserTeamMember,
+                    request_deserializer=godel_dot_v1_dot_auth__service__pb2.RemoveUserTeamMemberRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_auth__service__pb2.UserTeam.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'godel.v1.AuthService', rpc_method_handlers)
@@ -137,6 +300,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AuthService:
     """Users, API keys and tokens (spec §3.4, §6.1).
+
+    A user logs in with a password (stored as an argon2id hash) and gets a short-lived JWT access
+    token and a refresh token; both are bearer credentials (`Authorization: Bearer <token>`), like
+    API keys, which belong to a user too. User teams (groups of users, not the agent teams of
+    TeamService) give the `team` scope of permissions its meaning.
     """
 
     @staticmethod
@@ -264,6 +432,249 @@ class AuthService:
             '/godel.v1.AuthService/Login',
             godel_dot_v1_dot_auth__service__pb2.LoginRequest.SerializeToString,
             godel_dot_v1_dot_auth__service__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RefreshToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AuthService/RefreshToken',
+            godel_dot_v1_dot_auth__service__pb2.RefreshTokenRequest.SerializeToString,
+            godel_dot_v1_dot_auth__service__pb2.LoginResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Logout(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AuthService/Logout',
+            godel_dot_v1_dot_auth__service__pb2.LogoutRequest.SerializeToString,
+            godel_dot_v1_dot_auth__service__pb2.LogoutResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AuthService/CreateUser',
+            godel_dot_v1_dot_auth__service__pb2.CreateUserRequest.SerializeToString,
+            godel_dot_v1_dot_auth__service__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUsers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AuthService/ListUsers',
+            godel_dot_v1_dot_auth__service__pb2.ListUsersRequest.SerializeToString,
+            godel_dot_v1_dot_auth__service__pb2.ListUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AuthService/UpdateUser',
+            godel_dot_v1_dot_auth__service__pb2.UpdateUserRequest.SerializeToString,
+            godel_dot_v1_dot_auth__service__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateUserTeam(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AuthService/CreateUserTeam',
+            godel_dot_v1_dot_auth__service__pb2.CreateUserTeamRequest.SerializeToString,
+            godel_dot_v1_dot_auth__service__pb2.UserTeam.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUserTeams(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AuthService/ListUserTeams',
+            godel_dot_v1_dot_auth__service__pb2.ListUserTeamsRequest.SerializeToString,
+            godel_dot_v1_dot_auth__service__pb2.ListUserTeamsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddUserTeamMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AuthService/AddUserTeamMember',
+            godel_dot_v1_dot_auth__service__pb2.AddUserTeamMemberRequest.SerializeToString,
+            godel_dot_v1_dot_auth__service__pb2.UserTeam.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveUserTeamMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.AuthService/RemoveUserTeamMember',
+            godel_dot_v1_dot_auth__service__pb2.RemoveUserTeamMemberRequest.SerializeToString,
+            godel_dot_v1_dot_auth__service__pb2.UserTeam.FromString,
             options,
             channel_credentials,
             insecure,

@@ -27,7 +27,13 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class AuthServiceStub:
-    """Users, API keys and tokens (spec §3.4, §6.1)."""
+    """Users, API keys and tokens (spec §3.4, §6.1).
+
+    A user logs in with a password (stored as an argon2id hash) and gets a short-lived JWT access
+    token and a refresh token; both are bearer credentials (`Authorization: Bearer <token>`), like
+    API keys, which belong to a user too. User teams (groups of users, not the agent teams of
+    TeamService) give the `team` scope of permissions its meaning.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
@@ -40,11 +46,39 @@ class AuthServiceStub:
     Authenticate: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.AuthenticateRequest, _auth_service_pb2.AuthenticateResponse]
     """Resolves the caller's credentials into an identity (used by every service)."""
     Login: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.LoginRequest, _auth_service_pb2.LoginResponse]
-    """Exchanges credentials for a JWT bearer token."""
+    """Exchanges a username and password for a JWT access token and a refresh token. Also sets an
+    HttpOnly cookie `godel_token` with the access token, for browsers' WebSocket (/events).
+    """
+    RefreshToken: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RefreshTokenRequest, _auth_service_pb2.LoginResponse]
+    """Exchanges a refresh token for a new access token and a new refresh token (the old one stops
+    working: presenting a used refresh token again revokes its whole session).
+    """
+    Logout: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.LogoutRequest, _auth_service_pb2.LogoutResponse]
+    """Ends the session of a refresh token: the refresh token and the access tokens issued with it
+    stop working (open streams they opened are closed within seconds).
+    """
+    CreateUser: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.CreateUserRequest, _auth_service_pb2.User]
+    """Creates a user with a password (admins only)."""
+    ListUsers: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.ListUsersRequest, _auth_service_pb2.ListUsersResponse]
+    UpdateUser: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.UpdateUserRequest, _auth_service_pb2.User]
+    """Updates the fields named in update_mask: display_name, role, disabled, password. Disabling a
+    user (or changing the password) ends their sessions; a disabled user's keys stop working.
+    """
+    CreateUserTeam: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.CreateUserTeamRequest, _auth_service_pb2.UserTeam]
+    """Creates a user team (a group of users; permissions of scope `team` reach its members' objects)."""
+    ListUserTeams: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.ListUserTeamsRequest, _auth_service_pb2.ListUserTeamsResponse]
+    AddUserTeamMember: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.AddUserTeamMemberRequest, _auth_service_pb2.UserTeam]
+    RemoveUserTeamMember: _grpc.UnaryUnaryMultiCallable[_auth_service_pb2.RemoveUserTeamMemberRequest, _auth_service_pb2.UserTeam]
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
-    """Users, API keys and tokens (spec §3.4, §6.1)."""
+    """Users, API keys and tokens (spec §3.4, §6.1).
+
+    A user logs in with a password (stored as an argon2id hash) and gets a short-lived JWT access
+    token and a refresh token; both are bearer credentials (`Authorization: Bearer <token>`), like
+    API keys, which belong to a user too. User teams (groups of users, not the agent teams of
+    TeamService) give the `team` scope of permissions its meaning.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     CreateApiKey: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.CreateApiKeyRequest, _auth_service_pb2.CreateApiKeyResponse]  # type: ignore[assignment]
@@ -54,10 +88,38 @@ class AuthServiceAsyncStub(AuthServiceStub):
     Authenticate: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.AuthenticateRequest, _auth_service_pb2.AuthenticateResponse]  # type: ignore[assignment]
     """Resolves the caller's credentials into an identity (used by every service)."""
     Login: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.LoginRequest, _auth_service_pb2.LoginResponse]  # type: ignore[assignment]
-    """Exchanges credentials for a JWT bearer token."""
+    """Exchanges a username and password for a JWT access token and a refresh token. Also sets an
+    HttpOnly cookie `godel_token` with the access token, for browsers' WebSocket (/events).
+    """
+    RefreshToken: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RefreshTokenRequest, _auth_service_pb2.LoginResponse]  # type: ignore[assignment]
+    """Exchanges a refresh token for a new access token and a new refresh token (the old one stops
+    working: presenting a used refresh token again revokes its whole session).
+    """
+    Logout: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.LogoutRequest, _auth_service_pb2.LogoutResponse]  # type: ignore[assignment]
+    """Ends the session of a refresh token: the refresh token and the access tokens issued with it
+    stop working (open streams they opened are closed within seconds).
+    """
+    CreateUser: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.CreateUserRequest, _auth_service_pb2.User]  # type: ignore[assignment]
+    """Creates a user with a password (admins only)."""
+    ListUsers: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.ListUsersRequest, _auth_service_pb2.ListUsersResponse]  # type: ignore[assignment]
+    UpdateUser: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.UpdateUserRequest, _auth_service_pb2.User]  # type: ignore[assignment]
+    """Updates the fields named in update_mask: display_name, role, disabled, password. Disabling a
+    user (or changing the password) ends their sessions; a disabled user's keys stop working.
+    """
+    CreateUserTeam: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.CreateUserTeamRequest, _auth_service_pb2.UserTeam]  # type: ignore[assignment]
+    """Creates a user team (a group of users; permissions of scope `team` reach its members' objects)."""
+    ListUserTeams: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.ListUserTeamsRequest, _auth_service_pb2.ListUserTeamsResponse]  # type: ignore[assignment]
+    AddUserTeamMember: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.AddUserTeamMemberRequest, _auth_service_pb2.UserTeam]  # type: ignore[assignment]
+    RemoveUserTeamMember: _aio.UnaryUnaryMultiCallable[_auth_service_pb2.RemoveUserTeamMemberRequest, _auth_service_pb2.UserTeam]  # type: ignore[assignment]
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
-    """Users, API keys and tokens (spec §3.4, §6.1)."""
+    """Users, API keys and tokens (spec §3.4, §6.1).
+
+    A user logs in with a password (stored as an argon2id hash) and gets a short-lived JWT access
+    token and a refresh token; both are bearer credentials (`Authorization: Bearer <token>`), like
+    API keys, which belong to a user too. User teams (groups of users, not the agent teams of
+    TeamService) give the `team` scope of permissions its meaning.
+    """
 
     @_abc_1.abstractmethod
     def CreateApiKey(
@@ -95,6 +157,82 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _auth_service_pb2.LoginRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_auth_service_pb2.LoginResponse, _abc.Awaitable[_auth_service_pb2.LoginResponse]]:
-        """Exchanges credentials for a JWT bearer token."""
+        """Exchanges a username and password for a JWT access token and a refresh token. Also sets an
+        HttpOnly cookie `godel_token` with the access token, for browsers' WebSocket (/events).
+        """
+
+    @_abc_1.abstractmethod
+    def RefreshToken(
+        self,
+        request: _auth_service_pb2.RefreshTokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.LoginResponse, _abc.Awaitable[_auth_service_pb2.LoginResponse]]:
+        """Exchanges a refresh token for a new access token and a new refresh token (the old one stops
+        working: presenting a used refresh token again revokes its whole session).
+        """
+
+    @_abc_1.abstractmethod
+    def Logout(
+        self,
+        request: _auth_service_pb2.LogoutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.LogoutResponse, _abc.Awaitable[_auth_service_pb2.LogoutResponse]]:
+        """Ends the session of a refresh token: the refresh token and the access tokens issued with it
+        stop working (open streams they opened are closed within seconds).
+        """
+
+    @_abc_1.abstractmethod
+    def CreateUser(
+        self,
+        request: _auth_service_pb2.CreateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.User, _abc.Awaitable[_auth_service_pb2.User]]:
+        """Creates a user with a password (admins only)."""
+
+    @_abc_1.abstractmethod
+    def ListUsers(
+        self,
+        request: _auth_service_pb2.ListUsersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.ListUsersResponse, _abc.Awaitable[_auth_service_pb2.ListUsersResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def UpdateUser(
+        self,
+        request: _auth_service_pb2.UpdateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.User, _abc.Awaitable[_auth_service_pb2.User]]:
+        """Updates the fields named in update_mask: display_name, role, disabled, password. Disabling a
+        user (or changing the password) ends their sessions; a disabled user's keys stop working.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateUserTeam(
+        self,
+        request: _auth_service_pb2.CreateUserTeamRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.UserTeam, _abc.Awaitable[_auth_service_pb2.UserTeam]]:
+        """Creates a user team (a group of users; permissions of scope `team` reach its members' objects)."""
+
+    @_abc_1.abstractmethod
+    def ListUserTeams(
+        self,
+        request: _auth_service_pb2.ListUserTeamsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.ListUserTeamsResponse, _abc.Awaitable[_auth_service_pb2.ListUserTeamsResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def AddUserTeamMember(
+        self,
+        request: _auth_service_pb2.AddUserTeamMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.UserTeam, _abc.Awaitable[_auth_service_pb2.UserTeam]]: ...
+
+    @_abc_1.abstractmethod
+    def RemoveUserTeamMember(
+        self,
+        request: _auth_service_pb2.RemoveUserTeamMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_service_pb2.UserTeam, _abc.Awaitable[_auth_service_pb2.UserTeam]]: ...
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

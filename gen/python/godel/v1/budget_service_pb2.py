@@ -22,13 +22,15 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from godel.v1 import access_pb2 as godel_dot_v1_dot_access__pb2
 from godel.v1 import budget_pb2 as godel_dot_v1_dot_budget__pb2
+from godel.v1 import limits_pb2 as godel_dot_v1_dot_limits__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dgodel/v1/budget_service.proto\x12\x08godel.v1\x1a\x15godel/v1/budget.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\x01\n\x12ListBudgetsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12;\n\x0b\x65ntity_type\x18\x03 \x01(\x0e\x32\x1a.godel.v1.BudgetEntityTypeR\nentityType\x12\x1b\n\tentity_id\x18\x04 \x01(\tR\x08\x65ntityId\"i\n\x13ListBudgetsResponse\x12*\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x10.godel.v1.BudgetR\x07\x62udgets\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xe7\x02\n\x10SetBudgetRequest\x12\x41\n\x0b\x65ntity_type\x18\x01 \x01(\x0e\x32\x1a.godel.v1.BudgetEntityTypeB\x04\xe2\x41\x01\x02R\nentityType\x12!\n\tentity_id\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x08\x65ntityId\x12\'\n\x0ctotal_budget\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x02R\x0btotalBudget\x12\x1a\n\x08\x63urrency\x18\x04 \x01(\tR\x08\x63urrency\x12.\n\x06period\x18\x05 \x01(\x0e\x32\x16.godel.v1.BudgetPeriodR\x06period\x12=\n\x0cperiod_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0bperiodStart\x12\x39\n\nperiod_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tperiodEnd\"(\n\x10GetBudgetRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"+\n\x13\x44\x65leteBudgetRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"\x16\n\x14\x44\x65leteBudgetResponse2\x91\x03\n\rBudgetService\x12\x63\n\x0bListBudgets\x12\x1c.godel.v1.ListBudgetsRequest\x1a\x1d.godel.v1.ListBudgetsResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/budgets\x12U\n\tSetBudget\x12\x1a.godel.v1.SetBudgetRequest\x1a\x10.godel.v1.Budget\"\x1a\x82\xd3\xe4\x93\x02\x14\"\x0f/api/v1/budgets:\x01*\x12W\n\tGetBudget\x12\x1a.godel.v1.GetBudgetRequest\x1a\x10.godel.v1.Budget\"\x1c\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/budgets/{id}\x12k\n\x0c\x44\x65leteBudget\x12\x1d.godel.v1.DeleteBudgetRequest\x1a\x1e.godel.v1.DeleteBudgetResponse\"\x1c\x82\xd3\xe4\x93\x02\x16*\x14/api/v1/budgets/{id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dgodel/v1/budget_service.proto\x12\x08godel.v1\x1a\x15godel/v1/access.proto\x1a\x15godel/v1/budget.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb3\x01\n\x12ListBudgetsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12;\n\x0b\x65ntity_type\x18\x03 \x01(\x0e\x32\x1a.godel.v1.BudgetEntityTypeR\nentityType\x12$\n\tentity_id\x18\x04 \x01(\tB\x07\xca\xf3\x18\x03\x08\xff\x01R\x08\x65ntityId\"i\n\x13ListBudgetsResponse\x12*\n\x07\x62udgets\x18\x01 \x03(\x0b\x32\x10.godel.v1.BudgetR\x07\x62udgets\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf6\x02\n\x10SetBudgetRequest\x12\x41\n\x0b\x65ntity_type\x18\x01 \x01(\x0e\x32\x1a.godel.v1.BudgetEntityTypeB\x04\xe2\x41\x01\x02R\nentityType\x12(\n\tentity_id\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x02\xca\xf3\x18\x03\x08\xff\x01R\x08\x65ntityId\x12\'\n\x0ctotal_budget\x18\x03 \x01(\x01\x42\x04\xe2\x41\x01\x02R\x0btotalBudget\x12\"\n\x08\x63urrency\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\x08\nR\x08\x63urrency\x12.\n\x06period\x18\x05 \x01(\x0e\x32\x16.godel.v1.BudgetPeriodR\x06period\x12=\n\x0cperiod_start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0bperiodStart\x12\x39\n\nperiod_end\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tperiodEnd\".\n\x10GetBudgetRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"1\n\x13\x44\x65leteBudgetRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"\x16\n\x14\x44\x65leteBudgetResponse2\xe6\x03\n\rBudgetService\x12w\n\x0bListBudgets\x12\x1c.godel.v1.ListBudgetsRequest\x1a\x1d.godel.v1.ListBudgetsResponse\"+\xc2\xf3\x18\x10\n\x06\x62udget\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\x11\x12\x0f/api/v1/budgets\x12k\n\tSetBudget\x12\x1a.godel.v1.SetBudgetRequest\x1a\x10.godel.v1.Budget\"0\xc2\xf3\x18\x12\n\x06\x62udget\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02\x14\"\x0f/api/v1/budgets:\x01*\x12k\n\tGetBudget\x12\x1a.godel.v1.GetBudgetRequest\x1a\x10.godel.v1.Budget\"0\xc2\xf3\x18\x10\n\x06\x62udget\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\x16\x12\x14/api/v1/budgets/{id}\x12\x81\x01\n\x0c\x44\x65leteBudget\x12\x1d.godel.v1.DeleteBudgetRequest\x1a\x1e.godel.v1.DeleteBudgetResponse\"2\xc2\xf3\x18\x12\n\x06\x62udget\x12\x06\x64\x65lete\x18\x01\x82\xd3\xe4\x93\x02\x16*\x14/api/v1/budgets/{id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,36 +38,40 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'godel.v1.budget_service_pb2
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1'
+  _globals['_LISTBUDGETSREQUEST'].fields_by_name['entity_id']._loaded_options = None
+  _globals['_LISTBUDGETSREQUEST'].fields_by_name['entity_id']._serialized_options = b'\312\363\030\003\010\377\001'
   _globals['_SETBUDGETREQUEST'].fields_by_name['entity_type']._loaded_options = None
   _globals['_SETBUDGETREQUEST'].fields_by_name['entity_type']._serialized_options = b'\342A\001\002'
   _globals['_SETBUDGETREQUEST'].fields_by_name['entity_id']._loaded_options = None
-  _globals['_SETBUDGETREQUEST'].fields_by_name['entity_id']._serialized_options = b'\342A\001\002'
+  _globals['_SETBUDGETREQUEST'].fields_by_name['entity_id']._serialized_options = b'\342A\001\002\312\363\030\003\010\377\001'
   _globals['_SETBUDGETREQUEST'].fields_by_name['total_budget']._loaded_options = None
   _globals['_SETBUDGETREQUEST'].fields_by_name['total_budget']._serialized_options = b'\342A\001\002'
+  _globals['_SETBUDGETREQUEST'].fields_by_name['currency']._loaded_options = None
+  _globals['_SETBUDGETREQUEST'].fields_by_name['currency']._serialized_options = b'\312\363\030\002\010\n'
   _globals['_GETBUDGETREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_GETBUDGETREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_GETBUDGETREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_DELETEBUDGETREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_DELETEBUDGETREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEBUDGETREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_BUDGETSERVICE'].methods_by_name['ListBudgets']._loaded_options = None
-  _globals['_BUDGETSERVICE'].methods_by_name['ListBudgets']._serialized_options = b'\202\323\344\223\002\021\022\017/api/v1/budgets'
+  _globals['_BUDGETSERVICE'].methods_by_name['ListBudgets']._serialized_options = b'\302\363\030\020\n\006budget\022\004read\030\001\202\323\344\223\002\021\022\017/api/v1/budgets'
   _globals['_BUDGETSERVICE'].methods_by_name['SetBudget']._loaded_options = None
-  _globals['_BUDGETSERVICE'].methods_by_name['SetBudget']._serialized_options = b'\202\323\344\223\002\024\"\017/api/v1/budgets:\001*'
+  _globals['_BUDGETSERVICE'].methods_by_name['SetBudget']._serialized_options = b'\302\363\030\022\n\006budget\022\006update\030\001\202\323\344\223\002\024\"\017/api/v1/budgets:\001*'
   _globals['_BUDGETSERVICE'].methods_by_name['GetBudget']._loaded_options = None
-  _globals['_BUDGETSERVICE'].methods_by_name['GetBudget']._serialized_options = b'\202\323\344\223\002\026\022\024/api/v1/budgets/{id}'
+  _globals['_BUDGETSERVICE'].methods_by_name['GetBudget']._serialized_options = b'\302\363\030\020\n\006budget\022\004read\030\001\202\323\344\223\002\026\022\024/api/v1/budgets/{id}'
   _globals['_BUDGETSERVICE'].methods_by_name['DeleteBudget']._loaded_options = None
-  _globals['_BUDGETSERVICE'].methods_by_name['DeleteBudget']._serialized_options = b'\202\323\344\223\002\026*\024/api/v1/budgets/{id}'
-  _globals['_LISTBUDGETSREQUEST']._serialized_start=163
-  _globals['_LISTBUDGETSREQUEST']._serialized_end=333
-  _globals['_LISTBUDGETSRESPONSE']._serialized_start=335
-  _globals['_LISTBUDGETSRESPONSE']._serialized_end=440
-  _globals['_SETBUDGETREQUEST']._serialized_start=443
-  _globals['_SETBUDGETREQUEST']._serialized_end=802
-  _globals['_GETBUDGETREQUEST']._serialized_start=804
-  _globals['_GETBUDGETREQUEST']._serialized_end=844
-  _globals['_DELETEBUDGETREQUEST']._serialized_start=846
-  _globals['_DELETEBUDGETREQUEST']._serialized_end=889
-  _globals['_DELETEBUDGETRESPONSE']._serialized_start=891
-  _globals['_DELETEBUDGETRESPONSE']._serialized_end=913
-  _globals['_BUDGETSERVICE']._serialized_start=916
-  _globals['_BUDGETSERVICE']._serialized_end=1317
+  _globals['_BUDGETSERVICE'].methods_by_name['DeleteBudget']._serialized_options = b'\302\363\030\022\n\006budget\022\006delete\030\001\202\323\344\223\002\026*\024/api/v1/budgets/{id}'
+  _globals['_LISTBUDGETSREQUEST']._serialized_start=209
+  _globals['_LISTBUDGETSREQUEST']._serialized_end=388
+  _globals['_LISTBUDGETSRESPONSE']._serialized_start=390
+  _globals['_LISTBUDGETSRESPONSE']._serialized_end=495
+  _globals['_SETBUDGETREQUEST']._serialized_start=498
+  _globals['_SETBUDGETREQUEST']._serialized_end=872
+  _globals['_GETBUDGETREQUEST']._serialized_start=874
+  _globals['_GETBUDGETREQUEST']._serialized_end=920
+  _globals['_DELETEBUDGETREQUEST']._serialized_start=922
+  _globals['_DELETEBUDGETREQUEST']._serialized_end=971
+  _globals['_DELETEBUDGETRESPONSE']._serialized_start=973
+  _globals['_DELETEBUDGETRESPONSE']._serialized_end=995
+  _globals['_BUDGETSERVICE']._serialized_start=998
+  _globals['_BUDGETSERVICE']._serialized_end=1484
 # @@protoc_insertion_point(module_scope)

@@ -43,6 +43,101 @@ CLUSTER_STATUS_OFFLINE: ClusterStatus.ValueType  # 3
 CLUSTER_STATUS_DRAINING: ClusterStatus.ValueType  # 4
 Global___ClusterStatus: _TypeAlias = ClusterStatus  # noqa: Y015
 
+class _LoadBalanceStrategy:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _LoadBalanceStrategyEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_LoadBalanceStrategy.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    LOAD_BALANCE_STRATEGY_UNSPECIFIED: _LoadBalanceStrategy.ValueType  # 0
+    """The registry's default (GODEL_CLUSTER_ROUTING, health-score unless set)."""
+    LOAD_BALANCE_STRATEGY_ROUND_ROBIN: _LoadBalanceStrategy.ValueType  # 1
+    """Each in turn, by name."""
+    LOAD_BALANCE_STRATEGY_LEAST_CONNECTIONS: _LoadBalanceStrategy.ValueType  # 2
+    """The fewest current agents (ties: the lower load factor, then the name)."""
+    LOAD_BALANCE_STRATEGY_WEIGHTED_RESPONSE_TIME: _LoadBalanceStrategy.ValueType  # 3
+    """Weighted random, weight 1 / probe latency: faster clusters get more."""
+    LOAD_BALANCE_STRATEGY_HEALTH_SCORE: _LoadBalanceStrategy.ValueType  # 4
+    """Weighted random, weight = health score (the spec's selectCluster)."""
+    LOAD_BALANCE_STRATEGY_GEOGRAPHIC: _LoadBalanceStrategy.ValueType  # 5
+    """The nearest region to the request's: the same region, else the most leading `-`-separated
+    parts in common ("eu-west-2" is nearer to "eu-west-1" than "eu-central-1" is); ties by
+    health score, then name.
+    """
+
+class LoadBalanceStrategy(_LoadBalanceStrategy, metaclass=_LoadBalanceStrategyEnumTypeWrapper):
+    """How RouteRequest picks one of the eligible clusters (spec §4.2 MultiClusterLoadBalancer)."""
+
+LOAD_BALANCE_STRATEGY_UNSPECIFIED: LoadBalanceStrategy.ValueType  # 0
+"""The registry's default (GODEL_CLUSTER_ROUTING, health-score unless set)."""
+LOAD_BALANCE_STRATEGY_ROUND_ROBIN: LoadBalanceStrategy.ValueType  # 1
+"""Each in turn, by name."""
+LOAD_BALANCE_STRATEGY_LEAST_CONNECTIONS: LoadBalanceStrategy.ValueType  # 2
+"""The fewest current agents (ties: the lower load factor, then the name)."""
+LOAD_BALANCE_STRATEGY_WEIGHTED_RESPONSE_TIME: LoadBalanceStrategy.ValueType  # 3
+"""Weighted random, weight 1 / probe latency: faster clusters get more."""
+LOAD_BALANCE_STRATEGY_HEALTH_SCORE: LoadBalanceStrategy.ValueType  # 4
+"""Weighted random, weight = health score (the spec's selectCluster)."""
+LOAD_BALANCE_STRATEGY_GEOGRAPHIC: LoadBalanceStrategy.ValueType  # 5
+"""The nearest region to the request's: the same region, else the most leading `-`-separated
+parts in common ("eu-west-2" is nearer to "eu-west-1" than "eu-central-1" is); ties by
+health score, then name.
+"""
+Global___LoadBalanceStrategy: _TypeAlias = LoadBalanceStrategy  # noqa: Y015
+
+@_typing.final
+class ClusterHealth(_message.Message):
+    """What the registry observed of a cluster, and what its health score is computed from
+    (spec §4.2 HealthFactors): score = 100 * (0.25 connectivity + 0.20 (1 - latency / max latency)
+    + 0.25 (1 - error rate) + 0.20 capacity + 0.10 freshness).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTIVITY_FIELD_NUMBER: _builtins.int
+    LATENCY_MS_FIELD_NUMBER: _builtins.int
+    ERROR_RATE_FIELD_NUMBER: _builtins.int
+    CAPACITY_FIELD_NUMBER: _builtins.int
+    FRESHNESS_FIELD_NUMBER: _builtins.int
+    PROBES_FIELD_NUMBER: _builtins.int
+    LAST_PROBE_TIME_FIELD_NUMBER: _builtins.int
+    LAST_PROBE_ERROR_FIELD_NUMBER: _builtins.int
+    connectivity: _builtins.float
+    """Share of the registry's recent probes of the cluster's gateway that reached it, 0-1."""
+    latency_ms: _builtins.float
+    """Mean latency of the recent probes that reached it, in milliseconds."""
+    error_rate: _builtins.float
+    """Share of the probes that reached it whose answer was an error or not healthy, 0-1."""
+    capacity: _builtins.float
+    """Free share of its agent slots, 0-1 (0 when it reports none: max_agents 0)."""
+    freshness: _builtins.float
+    """Heartbeat recency, 1 within the heartbeat interval falling to 0 at the offline timeout."""
+    probes: _builtins.int
+    """Probes the factors are computed from (the most recent ones)."""
+    last_probe_error: _builtins.str
+    """Why the last probe failed; empty when it succeeded."""
+    @_builtins.property
+    def last_probe_time(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        connectivity: _builtins.float = ...,
+        latency_ms: _builtins.float = ...,
+        error_rate: _builtins.float = ...,
+        capacity: _builtins.float = ...,
+        freshness: _builtins.float = ...,
+        probes: _builtins.int = ...,
+        last_probe_time: _timestamp_pb2.Timestamp | None = ...,
+        last_probe_error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_probe_time", b"last_probe_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["capacity", b"capacity", "connectivity", b"connectivity", "error_rate", b"error_rate", "freshness", b"freshness", "last_probe_error", b"last_probe_error", "last_probe_time", b"last_probe_time", "latency_ms", b"latency_ms", "probes", b"probes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterHealth: _TypeAlias = ClusterHealth  # noqa: Y015
+
 @_typing.final
 class Cluster(_message.Message):
     """A member cluster of the federation (spec §4.2 ClusterRegistry, §2.4 clusters)."""
@@ -65,6 +160,8 @@ class Cluster(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    LOCAL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     region: _builtins.str
@@ -72,11 +169,13 @@ class Cluster(_message.Message):
     api_version: _builtins.str
     status: Global___ClusterStatus.ValueType
     health_score: _builtins.int
-    """0-100."""
+    """0-100, computed by the registry from `health` (never taken from the cluster)."""
     max_agents: _builtins.int
     current_agents: _builtins.int
     load_factor: _builtins.float
     """current_agents / max_agents, 0-1."""
+    local: _builtins.bool
+    """This is the cluster of the registry that answers."""
     @_builtins.property
     def last_heartbeat(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -89,6 +188,10 @@ class Cluster(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def health(self) -> Global___ClusterHealth:
+        """What the score was computed from."""
+
     def __init__(
         self,
         *,
@@ -108,11 +211,45 @@ class Cluster(_message.Message):
         metadata: _struct_pb2.Struct | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
+        health: Global___ClusterHealth | None = ...,
+        local: _builtins.bool = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "last_heartbeat", b"last_heartbeat", "metadata", b"metadata", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "health", b"health", "last_heartbeat", b"last_heartbeat", "metadata", b"metadata", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "created_at", b"created_at", "current_agents", b"current_agents", "endpoint", b"endpoint", "features", b"features", "health_score", b"health_score", "id", b"id", "last_heartbeat", b"last_heartbeat", "load_factor", b"load_factor", "max_agents", b"max_agents", "metadata", b"metadata", "name", b"name", "region", b"region", "status", b"status", "supported_models", b"supported_models", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_version", b"api_version", "created_at", b"created_at", "current_agents", b"current_agents", "endpoint", b"endpoint", "features", b"features", "health", b"health", "health_score", b"health_score", "id", b"id", "last_heartbeat", b"last_heartbeat", "load_factor", b"load_factor", "local", b"local", "max_agents", b"max_agents", "metadata", b"metadata", "name", b"name", "region", b"region", "status", b"status", "supported_models", b"supported_models", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Cluster: _TypeAlias = Cluster  # noqa: Y015
+
+@_typing.final
+class ClusterAffinity(_message.Message):
+    """A session bound to a cluster: RouteRequest sends the session there while it is eligible
+    (spec §4.2 MultiClusterLoadBalancer affinity).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    CLUSTER_ID_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    cluster_id: _builtins.str
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the binding lapses unless the session is routed (or set) again."""
+
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        cluster_id: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "expire_time", b"expire_time", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClusterAffinity: _TypeAlias = ClusterAffinity  # noqa: Y015

@@ -22,13 +22,16 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from godel.v1 import access_pb2 as godel_dot_v1_dot_access__pb2
 from godel.v1 import cluster_pb2 as godel_dot_v1_dot_cluster__pb2
+from godel.v1 import limits_pb2 as godel_dot_v1_dot_limits__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
+from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egodel/v1/cluster_service.proto\x12\x08godel.v1\x1a\x16godel/v1/cluster.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xa8\x02\n\x16RegisterClusterRequest\x12\x18\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\x12\x16\n\x06region\x18\x02 \x01(\tR\x06region\x12 \n\x08\x65ndpoint\x18\x03 \x01(\tB\x04\xe2\x41\x01\x02R\x08\x65ndpoint\x12\x1f\n\x0b\x61pi_version\x18\x04 \x01(\tR\napiVersion\x12\x1d\n\nmax_agents\x18\x05 \x01(\x05R\tmaxAgents\x12\x1a\n\x08\x66\x65\x61tures\x18\x06 \x03(\tR\x08\x66\x65\x61tures\x12)\n\x10supported_models\x18\x07 \x03(\tR\x0fsupportedModels\x12\x33\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\"\x9a\x01\n\x13ListClustersRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12/\n\x06status\x18\x03 \x03(\x0e\x32\x17.godel.v1.ClusterStatusR\x06status\x12\x16\n\x06region\x18\x04 \x01(\tR\x06region\"m\n\x14ListClustersResponse\x12-\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x11.godel.v1.ClusterR\x08\x63lusters\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\")\n\x11GetClusterRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"0\n\x18UnregisterClusterRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"\x1b\n\x19UnregisterClusterResponse\"\x88\x01\n\x10HeartbeatRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12%\n\x0e\x63urrent_agents\x18\x02 \x01(\x05R\rcurrentAgents\x12&\n\x0chealth_score\x18\x03 \x01(\x05H\x00R\x0bhealthScore\x88\x01\x01\x42\x0f\n\r_health_score\"v\n\x11HeartbeatResponse\x12+\n\x07\x63luster\x18\x01 \x01(\x0b\x32\x11.godel.v1.ClusterR\x07\x63luster\x12\x34\n\x16next_heartbeat_seconds\x18\x02 \x01(\x05R\x14nextHeartbeatSeconds\"p\n\x13RouteRequestRequest\x12\x16\n\x06region\x18\x01 \x01(\tR\x06region\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12+\n\x11required_features\x18\x03 \x03(\tR\x10requiredFeatures\"[\n\x14RouteRequestResponse\x12+\n\x07\x63luster\x18\x01 \x01(\x0b\x32\x11.godel.v1.ClusterR\x07\x63luster\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason2\xad\x06\n\x0e\x43lusterService\x12w\n\x0fRegisterCluster\x12 .godel.v1.RegisterClusterRequest\x1a\x11.godel.v1.Cluster\"/\x82\xd3\xe4\x93\x02)\"\x10/api/v1/clusters:\x01*Z\x12\"\r/api/clusters:\x01*\x12x\n\x0cListClusters\x12\x1d.godel.v1.ListClustersRequest\x1a\x1e.godel.v1.ListClustersResponse\")\x82\xd3\xe4\x93\x02#\x12\x10/api/v1/clustersZ\x0f\x12\r/api/clusters\x12q\n\nGetCluster\x12\x1b.godel.v1.GetClusterRequest\x1a\x11.godel.v1.Cluster\"3\x82\xd3\xe4\x93\x02-\x12\x15/api/v1/clusters/{id}Z\x14\x12\x12/api/clusters/{id}\x12\x91\x01\n\x11UnregisterCluster\x12\".godel.v1.UnregisterClusterRequest\x1a#.godel.v1.UnregisterClusterResponse\"3\x82\xd3\xe4\x93\x02-*\x15/api/v1/clusters/{id}Z\x14*\x12/api/clusters/{id}\x12\x93\x01\n\tHeartbeat\x12\x1a.godel.v1.HeartbeatRequest\x1a\x1b.godel.v1.HeartbeatResponse\"M\x82\xd3\xe4\x93\x02G\"\x1f/api/v1/clusters/{id}/heartbeat:\x01*Z!\"\x1c/api/clusters/{id}/heartbeat:\x01*\x12\x8a\x01\n\x0cRouteRequest\x12\x1d.godel.v1.RouteRequestRequest\x1a\x1e.godel.v1.RouteRequestResponse\";\x82\xd3\xe4\x93\x02\x35\"\x16/api/v1/clusters:route:\x01*Z\x18\"\x13/api/clusters:route:\x01*B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egodel/v1/cluster_service.proto\x12\x08godel.v1\x1a\x15godel/v1/access.proto\x1a\x16godel/v1/cluster.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xc6\x02\n\x16RegisterClusterRequest\x12\x1f\n\x04name\x18\x01 \x01(\tB\x0b\xe2\x41\x01\x02\xca\xf3\x18\x03\x08\xff\x01R\x04name\x12\x1e\n\x06region\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\x06region\x12\'\n\x08\x65ndpoint\x18\x03 \x01(\tB\x0b\xe2\x41\x01\x02\xca\xf3\x18\x03\x08\xf4\x03R\x08\x65ndpoint\x12\'\n\x0b\x61pi_version\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\x08\x14R\napiVersion\x12\x1d\n\nmax_agents\x18\x05 \x01(\x05R\tmaxAgents\x12\x1a\n\x08\x66\x65\x61tures\x18\x06 \x03(\tR\x08\x66\x65\x61tures\x12)\n\x10supported_models\x18\x07 \x03(\tR\x0fsupportedModels\x12\x33\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\"\xd4\x01\n\x13ListClustersRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12/\n\x06status\x18\x03 \x03(\x0e\x32\x17.godel.v1.ClusterStatusR\x06status\x12\x1e\n\x06region\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\x06region\x12\x1a\n\x08\x66\x65\x61tures\x18\x05 \x03(\tR\x08\x66\x65\x61tures\x12\x14\n\x05model\x18\x06 \x01(\tR\x05model\"m\n\x14ListClustersResponse\x12-\n\x08\x63lusters\x18\x01 \x03(\x0b\x32\x11.godel.v1.ClusterR\x08\x63lusters\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"/\n\x11GetClusterRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"6\n\x18UnregisterClusterRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"\x1b\n\x19UnregisterClusterResponse\"\xc5\x01\n\x10HeartbeatRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\x12%\n\x0e\x63urrent_agents\x18\x02 \x01(\x05R\rcurrentAgents\x12*\n\x0chealth_score\x18\x03 \x01(\x05\x42\x02\x18\x01H\x00R\x0bhealthScore\x88\x01\x01\x12\"\n\nmax_agents\x18\x04 \x01(\x05H\x01R\tmaxAgents\x88\x01\x01\x42\x0f\n\r_health_scoreB\r\n\x0b_max_agents\"v\n\x11HeartbeatResponse\x12+\n\x07\x63luster\x18\x01 \x01(\x0b\x32\x11.godel.v1.ClusterR\x07\x63luster\x12\x34\n\x16next_heartbeat_seconds\x18\x02 \x01(\x05R\x14nextHeartbeatSeconds\"\xf3\x02\n\x13RouteRequestRequest\x12\x1e\n\x06region\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\x06region\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12+\n\x11required_features\x18\x03 \x03(\tR\x10requiredFeatures\x12!\n\x0cmin_capacity\x18\x04 \x01(\x05R\x0bminCapacity\x12%\n\x0erequire_region\x18\x05 \x01(\x08R\rrequireRegion\x12\x39\n\x08strategy\x18\x06 \x01(\x0e\x32\x1d.godel.v1.LoadBalanceStrategyR\x08strategy\x12&\n\nsession_id\x18\x07 \x01(\tB\x07\xca\xf3\x18\x03\x08\xff\x01R\tsessionId\x12)\n\x10\x65xclude_clusters\x18\x08 \x03(\tR\x0f\x65xcludeClusters\x12!\n\x0cprefer_local\x18\t \x01(\x08R\x0bpreferLocal\"\xce\x01\n\x14RouteRequestResponse\x12+\n\x07\x63luster\x18\x01 \x01(\x0b\x32\x11.godel.v1.ClusterR\x07\x63luster\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\x12\x39\n\x08strategy\x18\x03 \x01(\x0e\x32\x1d.godel.v1.LoadBalanceStrategyR\x08strategy\x12\x1a\n\x08\x61\x66\x66inity\x18\x04 \x01(\x08R\x08\x61\x66\x66inity\x12\x1a\n\x08\x65ligible\x18\x05 \x03(\tR\x08\x65ligible\"\x9f\x01\n\x19SetClusterAffinityRequest\x12*\n\nsession_id\x18\x01 \x01(\tB\x0b\xe2\x41\x01\x02\xca\xf3\x18\x03\x08\xff\x01R\tsessionId\x12)\n\ncluster_id\x18\x02 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\tclusterId\x12+\n\x03ttl\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\x03ttl\"G\n\x19GetClusterAffinityRequest\x12*\n\nsession_id\x18\x01 \x01(\tB\x0b\xe2\x41\x01\x02\xca\xf3\x18\x03\x08\xff\x01R\tsessionId\"I\n\x1b\x43learClusterAffinityRequest\x12*\n\nsession_id\x18\x01 \x01(\tB\x0b\xe2\x41\x01\x02\xca\xf3\x18\x03\x08\xff\x01R\tsessionId\"\x1e\n\x1c\x43learClusterAffinityResponse2\x9e\x0c\n\x0e\x43lusterService\x12\x8e\x01\n\x0fRegisterCluster\x12 .godel.v1.RegisterClusterRequest\x1a\x11.godel.v1.Cluster\"F\xc2\xf3\x18\x13\n\x07\x63luster\x12\x06\x63reate\x18\x03\x82\xd3\xe4\x93\x02)\"\x10/api/v1/clusters:\x01*Z\x12\"\r/api/clusters:\x01*\x12\x8d\x01\n\x0cListClusters\x12\x1d.godel.v1.ListClustersRequest\x1a\x1e.godel.v1.ListClustersResponse\">\xc2\xf3\x18\x11\n\x07\x63luster\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02#\x12\x10/api/v1/clustersZ\x0f\x12\r/api/clusters\x12\x86\x01\n\nGetCluster\x12\x1b.godel.v1.GetClusterRequest\x1a\x11.godel.v1.Cluster\"H\xc2\xf3\x18\x11\n\x07\x63luster\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02-\x12\x15/api/v1/clusters/{id}Z\x14\x12\x12/api/clusters/{id}\x12\xa8\x01\n\x11UnregisterCluster\x12\".godel.v1.UnregisterClusterRequest\x1a#.godel.v1.UnregisterClusterResponse\"J\xc2\xf3\x18\x13\n\x07\x63luster\x12\x06\x64\x65lete\x18\x03\x82\xd3\xe4\x93\x02-*\x15/api/v1/clusters/{id}Z\x14*\x12/api/clusters/{id}\x12\xaa\x01\n\tHeartbeat\x12\x1a.godel.v1.HeartbeatRequest\x1a\x1b.godel.v1.HeartbeatResponse\"d\xc2\xf3\x18\x13\n\x07\x63luster\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02G\"\x1f/api/v1/clusters/{id}/heartbeat:\x01*Z!\"\x1c/api/clusters/{id}/heartbeat:\x01*\x12\x9f\x01\n\x0cRouteRequest\x12\x1d.godel.v1.RouteRequestRequest\x1a\x1e.godel.v1.RouteRequestResponse\"P\xc2\xf3\x18\x11\n\x07\x63luster\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02\x35\"\x16/api/v1/clusters:route:\x01*Z\x18\"\x13/api/clusters:route:\x01*\x12\xca\x01\n\x12SetClusterAffinity\x12#.godel.v1.SetClusterAffinityRequest\x1a\x19.godel.v1.ClusterAffinity\"t\xc2\xf3\x18\x13\n\x07\x63luster\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02W\x1a\'/api/v1/cluster-affinities/{session_id}:\x01*Z)\x1a$/api/cluster-affinities/{session_id}:\x01*\x12\xc2\x01\n\x12GetClusterAffinity\x12#.godel.v1.GetClusterAffinityRequest\x1a\x19.godel.v1.ClusterAffinity\"l\xc2\xf3\x18\x11\n\x07\x63luster\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02Q\x12\'/api/v1/cluster-affinities/{session_id}Z&\x12$/api/cluster-affinities/{session_id}\x12\xd5\x01\n\x14\x43learClusterAffinity\x12%.godel.v1.ClearClusterAffinityRequest\x1a&.godel.v1.ClearClusterAffinityResponse\"n\xc2\xf3\x18\x13\n\x07\x63luster\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02Q*\'/api/v1/cluster-affinities/{session_id}Z&*$/api/cluster-affinities/{session_id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,47 +40,81 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1'
   _globals['_REGISTERCLUSTERREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_REGISTERCLUSTERREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_REGISTERCLUSTERREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\312\363\030\003\010\377\001'
+  _globals['_REGISTERCLUSTERREQUEST'].fields_by_name['region']._loaded_options = None
+  _globals['_REGISTERCLUSTERREQUEST'].fields_by_name['region']._serialized_options = b'\312\363\030\002\010d'
   _globals['_REGISTERCLUSTERREQUEST'].fields_by_name['endpoint']._loaded_options = None
-  _globals['_REGISTERCLUSTERREQUEST'].fields_by_name['endpoint']._serialized_options = b'\342A\001\002'
+  _globals['_REGISTERCLUSTERREQUEST'].fields_by_name['endpoint']._serialized_options = b'\342A\001\002\312\363\030\003\010\364\003'
+  _globals['_REGISTERCLUSTERREQUEST'].fields_by_name['api_version']._loaded_options = None
+  _globals['_REGISTERCLUSTERREQUEST'].fields_by_name['api_version']._serialized_options = b'\312\363\030\002\010\024'
+  _globals['_LISTCLUSTERSREQUEST'].fields_by_name['region']._loaded_options = None
+  _globals['_LISTCLUSTERSREQUEST'].fields_by_name['region']._serialized_options = b'\312\363\030\002\010d'
   _globals['_GETCLUSTERREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_GETCLUSTERREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_GETCLUSTERREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_UNREGISTERCLUSTERREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_UNREGISTERCLUSTERREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_UNREGISTERCLUSTERREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_HEARTBEATREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_HEARTBEATREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_HEARTBEATREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
+  _globals['_HEARTBEATREQUEST'].fields_by_name['health_score']._loaded_options = None
+  _globals['_HEARTBEATREQUEST'].fields_by_name['health_score']._serialized_options = b'\030\001'
+  _globals['_ROUTEREQUESTREQUEST'].fields_by_name['region']._loaded_options = None
+  _globals['_ROUTEREQUESTREQUEST'].fields_by_name['region']._serialized_options = b'\312\363\030\002\010d'
+  _globals['_ROUTEREQUESTREQUEST'].fields_by_name['session_id']._loaded_options = None
+  _globals['_ROUTEREQUESTREQUEST'].fields_by_name['session_id']._serialized_options = b'\312\363\030\003\010\377\001'
+  _globals['_SETCLUSTERAFFINITYREQUEST'].fields_by_name['session_id']._loaded_options = None
+  _globals['_SETCLUSTERAFFINITYREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\002\312\363\030\003\010\377\001'
+  _globals['_SETCLUSTERAFFINITYREQUEST'].fields_by_name['cluster_id']._loaded_options = None
+  _globals['_SETCLUSTERAFFINITYREQUEST'].fields_by_name['cluster_id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
+  _globals['_GETCLUSTERAFFINITYREQUEST'].fields_by_name['session_id']._loaded_options = None
+  _globals['_GETCLUSTERAFFINITYREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\002\312\363\030\003\010\377\001'
+  _globals['_CLEARCLUSTERAFFINITYREQUEST'].fields_by_name['session_id']._loaded_options = None
+  _globals['_CLEARCLUSTERAFFINITYREQUEST'].fields_by_name['session_id']._serialized_options = b'\342A\001\002\312\363\030\003\010\377\001'
   _globals['_CLUSTERSERVICE'].methods_by_name['RegisterCluster']._loaded_options = None
-  _globals['_CLUSTERSERVICE'].methods_by_name['RegisterCluster']._serialized_options = b'\202\323\344\223\002)\"\020/api/v1/clusters:\001*Z\022\"\r/api/clusters:\001*'
+  _globals['_CLUSTERSERVICE'].methods_by_name['RegisterCluster']._serialized_options = b'\302\363\030\023\n\007cluster\022\006create\030\003\202\323\344\223\002)\"\020/api/v1/clusters:\001*Z\022\"\r/api/clusters:\001*'
   _globals['_CLUSTERSERVICE'].methods_by_name['ListClusters']._loaded_options = None
-  _globals['_CLUSTERSERVICE'].methods_by_name['ListClusters']._serialized_options = b'\202\323\344\223\002#\022\020/api/v1/clustersZ\017\022\r/api/clusters'
+  _globals['_CLUSTERSERVICE'].methods_by_name['ListClusters']._serialized_options = b'\302\363\030\021\n\007cluster\022\004read\030\003\202\323\344\223\002#\022\020/api/v1/clustersZ\017\022\r/api/clusters'
   _globals['_CLUSTERSERVICE'].methods_by_name['GetCluster']._loaded_options = None
-  _globals['_CLUSTERSERVICE'].methods_by_name['GetCluster']._serialized_options = b'\202\323\344\223\002-\022\025/api/v1/clusters/{id}Z\024\022\022/api/clusters/{id}'
+  _globals['_CLUSTERSERVICE'].methods_by_name['GetCluster']._serialized_options = b'\302\363\030\021\n\007cluster\022\004read\030\003\202\323\344\223\002-\022\025/api/v1/clusters/{id}Z\024\022\022/api/clusters/{id}'
   _globals['_CLUSTERSERVICE'].methods_by_name['UnregisterCluster']._loaded_options = None
-  _globals['_CLUSTERSERVICE'].methods_by_name['UnregisterCluster']._serialized_options = b'\202\323\344\223\002-*\025/api/v1/clusters/{id}Z\024*\022/api/clusters/{id}'
+  _globals['_CLUSTERSERVICE'].methods_by_name['UnregisterCluster']._serialized_options = b'\302\363\030\023\n\007cluster\022\006delete\030\003\202\323\344\223\002-*\025/api/v1/clusters/{id}Z\024*\022/api/clusters/{id}'
   _globals['_CLUSTERSERVICE'].methods_by_name['Heartbeat']._loaded_options = None
-  _globals['_CLUSTERSERVICE'].methods_by_name['Heartbeat']._serialized_options = b'\202\323\344\223\002G\"\037/api/v1/clusters/{id}/heartbeat:\001*Z!\"\034/api/clusters/{id}/heartbeat:\001*'
+  _globals['_CLUSTERSERVICE'].methods_by_name['Heartbeat']._serialized_options = b'\302\363\030\023\n\007cluster\022\006update\030\003\202\323\344\223\002G\"\037/api/v1/clusters/{id}/heartbeat:\001*Z!\"\034/api/clusters/{id}/heartbeat:\001*'
   _globals['_CLUSTERSERVICE'].methods_by_name['RouteRequest']._loaded_options = None
-  _globals['_CLUSTERSERVICE'].methods_by_name['RouteRequest']._serialized_options = b'\202\323\344\223\0025\"\026/api/v1/clusters:route:\001*Z\030\"\023/api/clusters:route:\001*'
-  _globals['_REGISTERCLUSTERREQUEST']._serialized_start=162
-  _globals['_REGISTERCLUSTERREQUEST']._serialized_end=458
-  _globals['_LISTCLUSTERSREQUEST']._serialized_start=461
-  _globals['_LISTCLUSTERSREQUEST']._serialized_end=615
-  _globals['_LISTCLUSTERSRESPONSE']._serialized_start=617
-  _globals['_LISTCLUSTERSRESPONSE']._serialized_end=726
-  _globals['_GETCLUSTERREQUEST']._serialized_start=728
-  _globals['_GETCLUSTERREQUEST']._serialized_end=769
-  _globals['_UNREGISTERCLUSTERREQUEST']._serialized_start=771
-  _globals['_UNREGISTERCLUSTERREQUEST']._serialized_end=819
-  _globals['_UNREGISTERCLUSTERRESPONSE']._serialized_start=821
-  _globals['_UNREGISTERCLUSTERRESPONSE']._serialized_end=848
-  _globals['_HEARTBEATREQUEST']._serialized_start=851
-  _globals['_HEARTBEATREQUEST']._serialized_end=987
-  _globals['_HEARTBEATRESPONSE']._serialized_start=989
-  _globals['_HEARTBEATRESPONSE']._serialized_end=1107
-  _globals['_ROUTEREQUESTREQUEST']._serialized_start=1109
-  _globals['_ROUTEREQUESTREQUEST']._serialized_end=1221
-  _globals['_ROUTEREQUESTRESPONSE']._serialized_start=1223
-  _globals['_ROUTEREQUESTRESPONSE']._serialized_end=1314
-  _globals['_CLUSTERSERVICE']._serialized_start=1317
-  _globals['_CLUSTERSERVICE']._serialized_end=2130
+  _globals['_CLUSTERSERVICE'].methods_by_name['RouteRequest']._serialized_options = b'\302\363\030\021\n\007cluster\022\004read\030\003\202\323\344\223\0025\"\026/api/v1/clusters:route:\001*Z\030\"\023/api/clusters:route:\001*'
+  _globals['_CLUSTERSERVICE'].methods_by_name['SetClusterAffinity']._loaded_options = None
+  _globals['_CLUSTERSERVICE'].methods_by_name['SetClusterAffinity']._serialized_options = b'\302\363\030\023\n\007cluster\022\006update\030\003\202\323\344\223\002W\032\'/api/v1/cluster-affinities/{session_id}:\001*Z)\032$/api/cluster-affinities/{session_id}:\001*'
+  _globals['_CLUSTERSERVICE'].methods_by_name['GetClusterAffinity']._loaded_options = None
+  _globals['_CLUSTERSERVICE'].methods_by_name['GetClusterAffinity']._serialized_options = b'\302\363\030\021\n\007cluster\022\004read\030\003\202\323\344\223\002Q\022\'/api/v1/cluster-affinities/{session_id}Z&\022$/api/cluster-affinities/{session_id}'
+  _globals['_CLUSTERSERVICE'].methods_by_name['ClearClusterAffinity']._loaded_options = None
+  _globals['_CLUSTERSERVICE'].methods_by_name['ClearClusterAffinity']._serialized_options = b'\302\363\030\023\n\007cluster\022\006update\030\003\202\323\344\223\002Q*\'/api/v1/cluster-affinities/{session_id}Z&*$/api/cluster-affinities/{session_id}'
+  _globals['_REGISTERCLUSTERREQUEST']._serialized_start=240
+  _globals['_REGISTERCLUSTERREQUEST']._serialized_end=566
+  _globals['_LISTCLUSTERSREQUEST']._serialized_start=569
+  _globals['_LISTCLUSTERSREQUEST']._serialized_end=781
+  _globals['_LISTCLUSTERSRESPONSE']._serialized_start=783
+  _globals['_LISTCLUSTERSRESPONSE']._serialized_end=892
+  _globals['_GETCLUSTERREQUEST']._serialized_start=894
+  _globals['_GETCLUSTERREQUEST']._serialized_end=941
+  _globals['_UNREGISTERCLUSTERREQUEST']._serialized_start=943
+  _globals['_UNREGISTERCLUSTERREQUEST']._serialized_end=997
+  _globals['_UNREGISTERCLUSTERRESPONSE']._serialized_start=999
+  _globals['_UNREGISTERCLUSTERRESPONSE']._serialized_end=1026
+  _globals['_HEARTBEATREQUEST']._serialized_start=1029
+  _globals['_HEARTBEATREQUEST']._serialized_end=1226
+  _globals['_HEARTBEATRESPONSE']._serialized_start=1228
+  _globals['_HEARTBEATRESPONSE']._serialized_end=1346
+  _globals['_ROUTEREQUESTREQUEST']._serialized_start=1349
+  _globals['_ROUTEREQUESTREQUEST']._serialized_end=1720
+  _globals['_ROUTEREQUESTRESPONSE']._serialized_start=1723
+  _globals['_ROUTEREQUESTRESPONSE']._serialized_end=1929
+  _globals['_SETCLUSTERAFFINITYREQUEST']._serialized_start=1932
+  _globals['_SETCLUSTERAFFINITYREQUEST']._serialized_end=2091
+  _globals['_GETCLUSTERAFFINITYREQUEST']._serialized_start=2093
+  _globals['_GETCLUSTERAFFINITYREQUEST']._serialized_end=2164
+  _globals['_CLEARCLUSTERAFFINITYREQUEST']._serialized_start=2166
+  _globals['_CLEARCLUSTERAFFINITYREQUEST']._serialized_end=2239
+  _globals['_CLEARCLUSTERAFFINITYRESPONSE']._serialized_start=2241
+  _globals['_CLEARCLUSTERAFFINITYRESPONSE']._serialized_end=2271
+  _globals['_CLUSTERSERVICE']._serialized_start=2274
+  _globals['_CLUSTERSERVICE']._serialized_end=3840
 # @@protoc_insertion_point(module_scope)

@@ -6,6 +6,7 @@ isort:skip_file
 from collections import abc as _abc
 from godel.v1 import cluster_pb2 as _cluster_pb2
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
@@ -17,6 +18,11 @@ if sys.version_info >= (3, 11):
     from typing import TypeAlias as _TypeAlias, Never as _Never
 else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
+
+if sys.version_info >= (3, 13):
+    from warnings import deprecated as _deprecated
+else:
+    from typing_extensions import deprecated as _deprecated
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
@@ -72,11 +78,19 @@ class ListClustersRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     STATUS_FIELD_NUMBER: _builtins.int
     REGION_FIELD_NUMBER: _builtins.int
+    FEATURES_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     page_token: _builtins.str
     region: _builtins.str
+    model: _builtins.str
+    """Only clusters that support this model (a cluster that lists no models supports any)."""
     @_builtins.property
     def status(self) -> _containers.RepeatedScalarFieldContainer[_cluster_pb2.ClusterStatus.ValueType]: ...
+    @_builtins.property
+    def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only clusters that offer all these features."""
+
     def __init__(
         self,
         *,
@@ -84,10 +98,12 @@ class ListClustersRequest(_message.Message):
         page_token: _builtins.str = ...,
         status: _abc.Iterable[_cluster_pb2.ClusterStatus.ValueType] | None = ...,
         region: _builtins.str = ...,
+        features: _abc.Iterable[_builtins.str] | None = ...,
+        model: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "region", b"region", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["features", b"features", "model", b"model", "page_size", b"page_size", "page_token", b"page_token", "region", b"region", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -176,24 +192,42 @@ class HeartbeatRequest(_message.Message):
     ID_FIELD_NUMBER: _builtins.int
     CURRENT_AGENTS_FIELD_NUMBER: _builtins.int
     HEALTH_SCORE_FIELD_NUMBER: _builtins.int
+    MAX_AGENTS_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     current_agents: _builtins.int
-    health_score: _builtins.int
-    """0-100; unset keeps the computed score."""
+    """Agents the cluster has that are not finished."""
+    @_builtins.property
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def health_score(self) -> _builtins.int:
+        """Ignored: the registry computes the score from what it observes (Cluster.health)."""
+
+    @health_score.setter
+    @_deprecated("""This field has been marked as deprecated using proto field options.""")
+    def health_score(self, value: _builtins.int) -> None:
+        """Ignored: the registry computes the score from what it observes (Cluster.health)."""
+
+    max_agents: _builtins.int
+    """Agents the cluster can run at once now (its workers' slots); unset keeps the registered value."""
     def __init__(
         self,
         *,
         id: _builtins.str = ...,
         current_agents: _builtins.int = ...,
         health_score: _builtins.int | None = ...,
+        max_agents: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_health_score", b"_health_score", "health_score", b"health_score"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_health_score", b"_health_score", "_max_agents", b"_max_agents", "health_score", b"health_score", "max_agents", b"max_agents"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_health_score", b"_health_score", "current_agents", b"current_agents", "health_score", b"health_score", "id", b"id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_health_score", b"_health_score", "_max_agents", b"_max_agents", "current_agents", b"current_agents", "health_score", b"health_score", "id", b"id", "max_agents", b"max_agents"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__health_score: _TypeAlias = _typing.Literal["health_score"]  # noqa: Y015
     _WhichOneofArgType__health_score: _TypeAlias = _typing.Literal["_health_score", b"_health_score"]  # noqa: Y015
+    _WhichOneofReturnType__max_agents: _TypeAlias = _typing.Literal["max_agents"]  # noqa: Y015
+    _WhichOneofArgType__max_agents: _TypeAlias = _typing.Literal["_max_agents", b"_max_agents"]  # noqa: Y015
+    @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__health_score) -> _WhichOneofReturnType__health_score | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_agents) -> _WhichOneofReturnType__max_agents | None: ...
 
 Global___HeartbeatRequest: _TypeAlias = HeartbeatRequest  # noqa: Y015
 
@@ -228,20 +262,54 @@ class RouteRequestRequest(_message.Message):
     REGION_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     REQUIRED_FEATURES_FIELD_NUMBER: _builtins.int
+    MIN_CAPACITY_FIELD_NUMBER: _builtins.int
+    REQUIRE_REGION_FIELD_NUMBER: _builtins.int
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    EXCLUDE_CLUSTERS_FIELD_NUMBER: _builtins.int
+    PREFER_LOCAL_FIELD_NUMBER: _builtins.int
     region: _builtins.str
+    """Preferred region (the geographic strategy's reference); a requirement with require_region."""
     model: _builtins.str
+    """Only clusters that support this model (a cluster that lists no models supports any)."""
+    min_capacity: _builtins.int
+    """Only clusters with at least this many free agent slots (max_agents - current_agents; a
+    cluster with max_agents 0, e.g. one without workers, has none).
+    """
+    require_region: _builtins.bool
+    """Only clusters in `region`."""
+    strategy: _cluster_pb2.LoadBalanceStrategy.ValueType
+    """Unset: the registry's default (GODEL_CLUSTER_ROUTING)."""
+    session_id: _builtins.str
+    """Session affinity: a session goes to the cluster it is bound to while that one is eligible,
+    and is bound to the cluster chosen for it.
+    """
+    prefer_local: _builtins.bool
+    """This registry's own cluster when it is eligible, before any strategy."""
     @_builtins.property
-    def required_features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def required_features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only clusters that offer all these features."""
+
+    @_builtins.property
+    def exclude_clusters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Never these clusters (ids or names)."""
+
     def __init__(
         self,
         *,
         region: _builtins.str = ...,
         model: _builtins.str = ...,
         required_features: _abc.Iterable[_builtins.str] | None = ...,
+        min_capacity: _builtins.int = ...,
+        require_region: _builtins.bool = ...,
+        strategy: _cluster_pb2.LoadBalanceStrategy.ValueType = ...,
+        session_id: _builtins.str = ...,
+        exclude_clusters: _abc.Iterable[_builtins.str] | None = ...,
+        prefer_local: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "region", b"region", "required_features", b"required_features"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["exclude_clusters", b"exclude_clusters", "min_capacity", b"min_capacity", "model", b"model", "prefer_local", b"prefer_local", "region", b"region", "require_region", b"require_region", "required_features", b"required_features", "session_id", b"session_id", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -253,19 +321,116 @@ class RouteRequestResponse(_message.Message):
 
     CLUSTER_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    STRATEGY_FIELD_NUMBER: _builtins.int
+    AFFINITY_FIELD_NUMBER: _builtins.int
+    ELIGIBLE_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
+    """Why this cluster, in words."""
+    strategy: _cluster_pb2.LoadBalanceStrategy.ValueType
+    """The strategy that chose (unspecified when affinity or prefer_local did)."""
+    affinity: _builtins.bool
+    """The session's existing binding chose the cluster."""
     @_builtins.property
     def cluster(self) -> _cluster_pb2.Cluster: ...
+    @_builtins.property
+    def eligible(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Names of every eligible cluster, by name."""
+
     def __init__(
         self,
         *,
         cluster: _cluster_pb2.Cluster | None = ...,
         reason: _builtins.str = ...,
+        strategy: _cluster_pb2.LoadBalanceStrategy.ValueType = ...,
+        affinity: _builtins.bool = ...,
+        eligible: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["affinity", b"affinity", "cluster", b"cluster", "eligible", b"eligible", "reason", b"reason", "strategy", b"strategy"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RouteRequestResponse: _TypeAlias = RouteRequestResponse  # noqa: Y015
+
+@_typing.final
+class SetClusterAffinityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    CLUSTER_ID_FIELD_NUMBER: _builtins.int
+    TTL_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    cluster_id: _builtins.str
+    """Id or name of the cluster."""
+    @_builtins.property
+    def ttl(self) -> _duration_pb2.Duration:
+        """How long the binding lasts (default GODEL_CLUSTER_AFFINITY_SECONDS, at most 30 days)."""
+
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+        cluster_id: _builtins.str = ...,
+        ttl: _duration_pb2.Duration | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ttl", b"ttl"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster_id", b"cluster_id", "session_id", b"session_id", "ttl", b"ttl"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetClusterAffinityRequest: _TypeAlias = SetClusterAffinityRequest  # noqa: Y015
+
+@_typing.final
+class GetClusterAffinityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetClusterAffinityRequest: _TypeAlias = GetClusterAffinityRequest  # noqa: Y015
+
+@_typing.final
+class ClearClusterAffinityRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    session_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClearClusterAffinityRequest: _TypeAlias = ClearClusterAffinityRequest  # noqa: Y015
+
+@_typing.final
+class ClearClusterAffinityResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClearClusterAffinityResponse: _TypeAlias = ClearClusterAffinityResponse  # noqa: Y015

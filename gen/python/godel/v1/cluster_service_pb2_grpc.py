@@ -66,6 +66,21 @@ class ClusterServiceStub:
                 request_serializer=godel_dot_v1_dot_cluster__service__pb2.RouteRequestRequest.SerializeToString,
                 response_deserializer=godel_dot_v1_dot_cluster__service__pb2.RouteRequestResponse.FromString,
                 _registered_method=True)
+        self.SetClusterAffinity = channel.unary_unary(
+                '/godel.v1.ClusterService/SetClusterAffinity',
+                request_serializer=godel_dot_v1_dot_cluster__service__pb2.SetClusterAffinityRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_cluster__pb2.ClusterAffinity.FromString,
+                _registered_method=True)
+        self.GetClusterAffinity = channel.unary_unary(
+                '/godel.v1.ClusterService/GetClusterAffinity',
+                request_serializer=godel_dot_v1_dot_cluster__service__pb2.GetClusterAffinityRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_cluster__pb2.ClusterAffinity.FromString,
+                _registered_method=True)
+        self.ClearClusterAffinity = channel.unary_unary(
+                '/godel.v1.ClusterService/ClearClusterAffinity',
+                request_serializer=godel_dot_v1_dot_cluster__service__pb2.ClearClusterAffinityRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_cluster__service__pb2.ClearClusterAffinityResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -105,7 +120,30 @@ class ClusterServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RouteRequest(self, request, context):
-        """Picks the cluster that should run a request.
+        """Picks the cluster that should run a request: the eligible clusters (online or degraded, not
+        excluded, meeting every requirement), then the session's cluster if it has one there, else
+        the strategy's choice (and the session is bound to it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetClusterAffinity(self, request, context):
+        """Binds a session to a cluster (replacing its binding).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetClusterAffinity(self, request, context):
+        """The cluster a session is bound to (NOT_FOUND when it is bound to none, or its binding lapsed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ClearClusterAffinity(self, request, context):
+        """Unbinds a session (nothing happens when it is bound to none).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -143,6 +181,21 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.RouteRequest,
                     request_deserializer=godel_dot_v1_dot_cluster__service__pb2.RouteRequestRequest.FromString,
                     response_serializer=godel_dot_v1_dot_cluster__service__pb2.RouteRequestResponse.SerializeToString,
+            ),
+            'SetClusterAffinity': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetClusterAffinity,
+                    request_deserializer=godel_dot_v1_dot_cluster__service__pb2.SetClusterAffinityRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_cluster__pb2.ClusterAffinity.SerializeToString,
+            ),
+            'GetClusterAffinity': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClusterAffinity,
+                    request_deserializer=godel_dot_v1_dot_cluster__service__pb2.GetClusterAffinityRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_cluster__pb2.ClusterAffinity.SerializeToString,
+            ),
+            'ClearClusterAffinity': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearClusterAffinity,
+                    request_deserializer=godel_dot_v1_dot_cluster__service__pb2.ClearClusterAffinityRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_cluster__service__pb2.ClearClusterAffinityResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -308,6 +361,87 @@ class ClusterService:
             '/godel.v1.ClusterService/RouteRequest',
             godel_dot_v1_dot_cluster__service__pb2.RouteRequestRequest.SerializeToString,
             godel_dot_v1_dot_cluster__service__pb2.RouteRequestResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetClusterAffinity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.ClusterService/SetClusterAffinity',
+            godel_dot_v1_dot_cluster__service__pb2.SetClusterAffinityRequest.SerializeToString,
+            godel_dot_v1_dot_cluster__pb2.ClusterAffinity.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClusterAffinity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.ClusterService/GetClusterAffinity',
+            godel_dot_v1_dot_cluster__service__pb2.GetClusterAffinityRequest.SerializeToString,
+            godel_dot_v1_dot_cluster__pb2.ClusterAffinity.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearClusterAffinity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.ClusterService/ClearClusterAffinity',
+            godel_dot_v1_dot_cluster__service__pb2.ClearClusterAffinityRequest.SerializeToString,
+            godel_dot_v1_dot_cluster__service__pb2.ClearClusterAffinityResponse.FromString,
             options,
             channel_credentials,
             insecure,

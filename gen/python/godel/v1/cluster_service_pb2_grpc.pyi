@@ -42,7 +42,16 @@ class ClusterServiceStub:
     Heartbeat: _grpc.UnaryUnaryMultiCallable[_cluster_service_pb2.HeartbeatRequest, _cluster_service_pb2.HeartbeatResponse]
     """Reports liveness and load of a cluster."""
     RouteRequest: _grpc.UnaryUnaryMultiCallable[_cluster_service_pb2.RouteRequestRequest, _cluster_service_pb2.RouteRequestResponse]
-    """Picks the cluster that should run a request."""
+    """Picks the cluster that should run a request: the eligible clusters (online or degraded, not
+    excluded, meeting every requirement), then the session's cluster if it has one there, else
+    the strategy's choice (and the session is bound to it).
+    """
+    SetClusterAffinity: _grpc.UnaryUnaryMultiCallable[_cluster_service_pb2.SetClusterAffinityRequest, _cluster_pb2.ClusterAffinity]
+    """Binds a session to a cluster (replacing its binding)."""
+    GetClusterAffinity: _grpc.UnaryUnaryMultiCallable[_cluster_service_pb2.GetClusterAffinityRequest, _cluster_pb2.ClusterAffinity]
+    """The cluster a session is bound to (NOT_FOUND when it is bound to none, or its binding lapsed)."""
+    ClearClusterAffinity: _grpc.UnaryUnaryMultiCallable[_cluster_service_pb2.ClearClusterAffinityRequest, _cluster_service_pb2.ClearClusterAffinityResponse]
+    """Unbinds a session (nothing happens when it is bound to none)."""
 
 @_typing.type_check_only
 class ClusterServiceAsyncStub(ClusterServiceStub):
@@ -57,7 +66,16 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     Heartbeat: _aio.UnaryUnaryMultiCallable[_cluster_service_pb2.HeartbeatRequest, _cluster_service_pb2.HeartbeatResponse]  # type: ignore[assignment]
     """Reports liveness and load of a cluster."""
     RouteRequest: _aio.UnaryUnaryMultiCallable[_cluster_service_pb2.RouteRequestRequest, _cluster_service_pb2.RouteRequestResponse]  # type: ignore[assignment]
-    """Picks the cluster that should run a request."""
+    """Picks the cluster that should run a request: the eligible clusters (online or degraded, not
+    excluded, meeting every requirement), then the session's cluster if it has one there, else
+    the strategy's choice (and the session is bound to it).
+    """
+    SetClusterAffinity: _aio.UnaryUnaryMultiCallable[_cluster_service_pb2.SetClusterAffinityRequest, _cluster_pb2.ClusterAffinity]  # type: ignore[assignment]
+    """Binds a session to a cluster (replacing its binding)."""
+    GetClusterAffinity: _aio.UnaryUnaryMultiCallable[_cluster_service_pb2.GetClusterAffinityRequest, _cluster_pb2.ClusterAffinity]  # type: ignore[assignment]
+    """The cluster a session is bound to (NOT_FOUND when it is bound to none, or its binding lapsed)."""
+    ClearClusterAffinity: _aio.UnaryUnaryMultiCallable[_cluster_service_pb2.ClearClusterAffinityRequest, _cluster_service_pb2.ClearClusterAffinityResponse]  # type: ignore[assignment]
+    """Unbinds a session (nothing happens when it is bound to none)."""
 
 class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     """Multi-cluster federation: registry, heartbeats, routing (spec §3.3, §4.2)."""
@@ -105,6 +123,33 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cluster_service_pb2.RouteRequestRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cluster_service_pb2.RouteRequestResponse, _abc.Awaitable[_cluster_service_pb2.RouteRequestResponse]]:
-        """Picks the cluster that should run a request."""
+        """Picks the cluster that should run a request: the eligible clusters (online or degraded, not
+        excluded, meeting every requirement), then the session's cluster if it has one there, else
+        the strategy's choice (and the session is bound to it).
+        """
+
+    @_abc_1.abstractmethod
+    def SetClusterAffinity(
+        self,
+        request: _cluster_service_pb2.SetClusterAffinityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.ClusterAffinity, _abc.Awaitable[_cluster_pb2.ClusterAffinity]]:
+        """Binds a session to a cluster (replacing its binding)."""
+
+    @_abc_1.abstractmethod
+    def GetClusterAffinity(
+        self,
+        request: _cluster_service_pb2.GetClusterAffinityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.ClusterAffinity, _abc.Awaitable[_cluster_pb2.ClusterAffinity]]:
+        """The cluster a session is bound to (NOT_FOUND when it is bound to none, or its binding lapsed)."""
+
+    @_abc_1.abstractmethod
+    def ClearClusterAffinity(
+        self,
+        request: _cluster_service_pb2.ClearClusterAffinityRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_service_pb2.ClearClusterAffinityResponse, _abc.Awaitable[_cluster_service_pb2.ClearClusterAffinityResponse]]:
+        """Unbinds a session (nothing happens when it is bound to none)."""
 
 def add_ClusterServiceServicer_to_server(servicer: ClusterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

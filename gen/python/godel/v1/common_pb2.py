@@ -22,10 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from godel.v1 import limits_pb2 as godel_dot_v1_dot_limits__pb2
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15godel/v1/common.proto\x12\x08godel.v1\x1a\x1egoogle/protobuf/duration.proto\"\xd7\x01\n\x0eResourceLimits\x12\"\n\rmax_cpu_cores\x18\x01 \x01(\x01R\x0bmaxCpuCores\x12\"\n\rmax_memory_mb\x18\x02 \x01(\x03R\x0bmaxMemoryMb\x12\x1d\n\nmax_tokens\x18\x03 \x01(\x03R\tmaxTokens\x12 \n\x0cmax_cost_usd\x18\x04 \x01(\x01R\nmaxCostUsd\x12<\n\x0cmax_duration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bmaxDuration\"\xdd\x01\n\x0bRetryPolicy\x12\x1f\n\x0bmax_retries\x18\x01 \x01(\x05R\nmaxRetries\x12\x42\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n\x0bmax_backoff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\nmaxBackoff\x12-\n\x12\x62\x61\x63koff_multiplier\x18\x04 \x01(\x01R\x11\x62\x61\x63koffMultiplier\"\xaf\x01\n\rSandboxConfig\x12\x12\n\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n\x07network\x18\x02 \x01(\x08R\x07network\x12\x1d\n\nread_paths\x18\x03 \x03(\tR\treadPaths\x12\x1f\n\x0bwrite_paths\x18\x04 \x03(\tR\nwritePaths\x12\x30\n\x06limits\x18\x05 \x01(\x0b\x32\x18.godel.v1.ResourceLimitsR\x06limitsB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15godel/v1/common.proto\x12\x08godel.v1\x1a\x15godel/v1/limits.proto\x1a\x1egoogle/protobuf/duration.proto\"\xa4\x02\n\x0eResourceLimits\x12\"\n\rmax_cpu_cores\x18\x01 \x01(\x01R\x0bmaxCpuCores\x12\"\n\rmax_memory_mb\x18\x02 \x01(\x03R\x0bmaxMemoryMb\x12\x1d\n\nmax_tokens\x18\x03 \x01(\x03R\tmaxTokens\x12 \n\x0cmax_cost_usd\x18\x04 \x01(\x01R\nmaxCostUsd\x12<\n\x0cmax_duration\x18\x05 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0bmaxDuration\x12#\n\rmax_processes\x18\x06 \x01(\x05R\x0cmaxProcesses\x12&\n\x0fmax_cpu_seconds\x18\x07 \x01(\x03R\rmaxCpuSeconds\"\xdd\x01\n\x0bRetryPolicy\x12\x1f\n\x0bmax_retries\x18\x01 \x01(\x05R\nmaxRetries\x12\x42\n\x0finitial_backoff\x18\x02 \x01(\x0b\x32\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n\x0bmax_backoff\x18\x03 \x01(\x0b\x32\x19.google.protobuf.DurationR\nmaxBackoff\x12-\n\x12\x62\x61\x63koff_multiplier\x18\x04 \x01(\x01R\x11\x62\x61\x63koffMultiplier\"\xc5\x01\n\rSandboxConfig\x12\x12\n\x04kind\x18\x01 \x01(\tR\x04kind\x12\x18\n\x07network\x18\x02 \x01(\x08R\x07network\x12(\n\nread_paths\x18\x03 \x03(\tB\t\xca\xf3\x18\x05\x08\x80 \x10 R\treadPaths\x12*\n\x0bwrite_paths\x18\x04 \x03(\tB\t\xca\xf3\x18\x05\x08\x80 \x10 R\nwritePaths\x12\x30\n\x06limits\x18\x05 \x01(\x0b\x32\x18.godel.v1.ResourceLimitsR\x06limitsB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +34,14 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'godel.v1.common_pb2', _glob
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1'
-  _globals['_RESOURCELIMITS']._serialized_start=68
-  _globals['_RESOURCELIMITS']._serialized_end=283
-  _globals['_RETRYPOLICY']._serialized_start=286
-  _globals['_RETRYPOLICY']._serialized_end=507
-  _globals['_SANDBOXCONFIG']._serialized_start=510
-  _globals['_SANDBOXCONFIG']._serialized_end=685
+  _globals['_SANDBOXCONFIG'].fields_by_name['read_paths']._loaded_options = None
+  _globals['_SANDBOXCONFIG'].fields_by_name['read_paths']._serialized_options = b'\312\363\030\005\010\200 \020 '
+  _globals['_SANDBOXCONFIG'].fields_by_name['write_paths']._loaded_options = None
+  _globals['_SANDBOXCONFIG'].fields_by_name['write_paths']._serialized_options = b'\312\363\030\005\010\200 \020 '
+  _globals['_RESOURCELIMITS']._serialized_start=91
+  _globals['_RESOURCELIMITS']._serialized_end=383
+  _globals['_RETRYPOLICY']._serialized_start=386
+  _globals['_RETRYPOLICY']._serialized_end=607
+  _globals['_SANDBOXCONFIG']._serialized_start=610
+  _globals['_SANDBOXCONFIG']._serialized_end=807
 # @@protoc_insertion_point(module_scope)

@@ -30,17 +30,32 @@ class ResourceLimits(_message.Message):
     MAX_TOKENS_FIELD_NUMBER: _builtins.int
     MAX_COST_USD_FIELD_NUMBER: _builtins.int
     MAX_DURATION_FIELD_NUMBER: _builtins.int
+    MAX_PROCESSES_FIELD_NUMBER: _builtins.int
+    MAX_CPU_SECONDS_FIELD_NUMBER: _builtins.int
     max_cpu_cores: _builtins.float
-    """Maximum CPU cores an agent process may use (0 = unlimited)."""
+    """Maximum CPU cores an agent process may use (0 = unlimited). Workers without cgroups v2 do not
+    enforce it (they say so in the agent's logs); max_cpu_seconds bounds CPU time instead.
+    """
     max_memory_mb: _builtins.int
-    """Maximum resident memory in MiB (0 = unlimited)."""
+    """Maximum resident memory in MiB of the processes of one command together (0 = the worker's
+    GODEL_SANDBOX_MAX_MEMORY_MB; that is also the ceiling). Over it, the run is stopped.
+    """
     max_tokens: _builtins.int
     """Maximum tokens an agent may consume in one run (0 = unlimited)."""
     max_cost_usd: _builtins.float
     """Maximum spend in USD (0 = unlimited)."""
+    max_processes: _builtins.int
+    """Most processes one command of the agent may run at once (0 = the worker's
+    GODEL_SANDBOX_MAX_PROCESSES; that is also the ceiling). Reaching it stops the run.
+    """
+    max_cpu_seconds: _builtins.int
+    """CPU seconds the processes of one command may use together (the command runtime's command; each
+    tool call of the openai runtime) (0 = the worker's GODEL_SANDBOX_MAX_CPU_SECONDS; that is also
+    the ceiling). Over it, the run is stopped.
+    """
     @_builtins.property
     def max_duration(self) -> _duration_pb2.Duration:
-        """Wall-clock limit for one run (unset = no limit)."""
+        """Wall-clock limit for one run (unset = no limit; with AgentConfig.timeout the shorter applies)."""
 
     def __init__(
         self,
@@ -50,10 +65,12 @@ class ResourceLimits(_message.Message):
         max_tokens: _builtins.int = ...,
         max_cost_usd: _builtins.float = ...,
         max_duration: _duration_pb2.Duration | None = ...,
+        max_processes: _builtins.int = ...,
+        max_cpu_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["max_duration", b"max_duration"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_cost_usd", b"max_cost_usd", "max_cpu_cores", b"max_cpu_cores", "max_duration", b"max_duration", "max_memory_mb", b"max_memory_mb", "max_tokens", b"max_tokens"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_cost_usd", b"max_cost_usd", "max_cpu_cores", b"max_cpu_cores", "max_cpu_seconds", b"max_cpu_seconds", "max_duration", b"max_duration", "max_memory_mb", b"max_memory_mb", "max_processes", b"max_processes", "max_tokens", b"max_tokens"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -99,7 +116,9 @@ Global___RetryPolicy: _TypeAlias = RetryPolicy  # noqa: Y015
 
 @_typing.final
 class SandboxConfig(_message.Message):
-    """Isolation settings for the agent's process."""
+    """Isolation of the agent's processes. Every run is sandboxed (bubblewrap): the agent sees its
+    worktree, what git needs of the repository and read-only system directories, nothing else.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -109,16 +128,18 @@ class SandboxConfig(_message.Message):
     WRITE_PATHS_FIELD_NUMBER: _builtins.int
     LIMITS_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
-    """Sandbox kind, e.g. "none", "worktree", "container"."""
+    """Sandbox kind: "" or "bubblewrap" (the only one; an agent cannot opt out of the sandbox)."""
     network: _builtins.bool
-    """Whether the agent may reach the network."""
+    """Network: false = none (own network namespace, loopback only), true = egress (the host's network)."""
     @_builtins.property
     def read_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Extra paths the agent may read (besides its worktree)."""
+        """Extra host paths the agent may read (besides its worktree); each must lie under one of the
+        worker's GODEL_SANDBOX_PATHS, else the run is refused.
+        """
 
     @_builtins.property
     def write_paths(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Extra paths the agent may write (besides its worktree)."""
+        """Extra host paths the agent may write (besides its worktree); the same rule as read_paths."""
 
     @_builtins.property
     def limits(self) -> Global___ResourceLimits: ...

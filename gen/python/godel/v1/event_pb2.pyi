@@ -3,6 +3,15 @@
 isort:skip_file
 """
 
+from godel.v1 import agent_events_pb2 as _agent_events_pb2
+from godel.v1 import alert_events_pb2 as _alert_events_pb2
+from godel.v1 import autonomic_events_pb2 as _autonomic_events_pb2
+from godel.v1 import budget_events_pb2 as _budget_events_pb2
+from godel.v1 import cluster_events_pb2 as _cluster_events_pb2
+from godel.v1 import system_events_pb2 as _system_events_pb2
+from godel.v1 import task_events_pb2 as _task_events_pb2
+from godel.v1 import team_events_pb2 as _team_events_pb2
+from godel.v1 import workflow_events_pb2 as _workflow_events_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
@@ -27,19 +36,29 @@ class EventSource(_message.Message):
     COMPONENT_FIELD_NUMBER: _builtins.int
     INSTANCE_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    CLUSTER_FIELD_NUMBER: _builtins.int
     component: _builtins.str
+    """The emitting component, e.g. "agent-service", or the client's for PublishEvent (default "client")."""
     instance: _builtins.str
+    """The emitting process, e.g. "agent-50051"."""
     version: _builtins.str
+    """The emitter's version."""
+    cluster: _builtins.str
+    """Name of the federation cluster where it happened (GODEL_CLUSTER_NAME; empty when the
+    installation is not federated). Events of an agent that runs on a peer cluster are copied
+    into the store of the cluster it was created through, with the peer's name here.
+    """
     def __init__(
         self,
         *,
         component: _builtins.str = ...,
         instance: _builtins.str = ...,
         version: _builtins.str = ...,
+        cluster: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["component", b"component", "instance", b"instance", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cluster", b"cluster", "component", b"component", "instance", b"instance", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -59,12 +78,19 @@ class EventMetadata(_message.Message):
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
     correlation_id: _builtins.str
+    """The request that caused the event: its x-correlation-id, else its request id."""
     causation_id: _builtins.str
+    """The id of the event that caused this one, if any."""
     user_id: _builtins.str
+    """The user on whose behalf the change was made, if known."""
     agent_id: _builtins.str
+    """The agent the event is about, if any."""
     team_id: _builtins.str
+    """The team the event is about, or the team of its agent or workflow."""
     workflow_id: _builtins.str
+    """The workflow the event is about, if any."""
     trace_id: _builtins.str
+    """The W3C trace id (traceparent) of the request that caused the event."""
     def __init__(
         self,
         *,
@@ -86,7 +112,10 @@ Global___EventMetadata: _TypeAlias = EventMetadata  # noqa: Y015
 
 @_typing.final
 class Event(_message.Message):
-    """The event envelope: protobuf binary on Kafka, JSON over REST (spec §2.2 Event)."""
+    """The event envelope: protobuf binary on Kafka, JSON over REST (spec §2.2 Event). An event of a
+    Godel service carries its typed payload in `data`, the message named by its `type`; an event a
+    client published (PublishEvent, custom namespaces) carries a free-form `payload`.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -98,6 +127,63 @@ class Event(_message.Message):
     METADATA_FIELD_NUMBER: _builtins.int
     SEQUENCE_FIELD_NUMBER: _builtins.int
     PARTITION_KEY_FIELD_NUMBER: _builtins.int
+    AGENT_SPAWNED_FIELD_NUMBER: _builtins.int
+    AGENT_DELETED_FIELD_NUMBER: _builtins.int
+    AGENT_STARTED_FIELD_NUMBER: _builtins.int
+    AGENT_PAUSED_FIELD_NUMBER: _builtins.int
+    AGENT_RESUMED_FIELD_NUMBER: _builtins.int
+    AGENT_COMPLETED_FIELD_NUMBER: _builtins.int
+    AGENT_FAILED_FIELD_NUMBER: _builtins.int
+    AGENT_KILLED_FIELD_NUMBER: _builtins.int
+    AGENT_RESTARTED_FIELD_NUMBER: _builtins.int
+    AGENT_USAGE_FIELD_NUMBER: _builtins.int
+    AGENT_RUN_LOST_FIELD_NUMBER: _builtins.int
+    AGENT_RUN_RESCHEDULED_FIELD_NUMBER: _builtins.int
+    RUN_REQUESTED_FIELD_NUMBER: _builtins.int
+    TEAM_CREATED_FIELD_NUMBER: _builtins.int
+    TEAM_STARTED_FIELD_NUMBER: _builtins.int
+    TEAM_PROGRESS_FIELD_NUMBER: _builtins.int
+    TEAM_PAUSED_FIELD_NUMBER: _builtins.int
+    TEAM_RESUMED_FIELD_NUMBER: _builtins.int
+    TEAM_SCALED_FIELD_NUMBER: _builtins.int
+    TEAM_FALLBACK_FIELD_NUMBER: _builtins.int
+    TEAM_COMPLETED_FIELD_NUMBER: _builtins.int
+    TEAM_FAILED_FIELD_NUMBER: _builtins.int
+    TEAM_DELETED_FIELD_NUMBER: _builtins.int
+    WORKFLOW_CREATED_FIELD_NUMBER: _builtins.int
+    WORKFLOW_STARTED_FIELD_NUMBER: _builtins.int
+    WORKFLOW_STEP_STARTED_FIELD_NUMBER: _builtins.int
+    WORKFLOW_STEP_COMPLETED_FIELD_NUMBER: _builtins.int
+    WORKFLOW_STEP_FAILED_FIELD_NUMBER: _builtins.int
+    WORKFLOW_STEP_RETRYING_FIELD_NUMBER: _builtins.int
+    WORKFLOW_STEP_SKIPPED_FIELD_NUMBER: _builtins.int
+    WORKFLOW_PAUSED_FIELD_NUMBER: _builtins.int
+    WORKFLOW_RESUMED_FIELD_NUMBER: _builtins.int
+    WORKFLOW_COMPLETED_FIELD_NUMBER: _builtins.int
+    WORKFLOW_FAILED_FIELD_NUMBER: _builtins.int
+    WORKFLOW_CANCELLED_FIELD_NUMBER: _builtins.int
+    TASK_CREATED_FIELD_NUMBER: _builtins.int
+    TASK_ASSIGNED_FIELD_NUMBER: _builtins.int
+    TASK_COMPLETED_FIELD_NUMBER: _builtins.int
+    TASK_FAILED_FIELD_NUMBER: _builtins.int
+    TASK_REQUEUED_FIELD_NUMBER: _builtins.int
+    BUDGET_WARNING_FIELD_NUMBER: _builtins.int
+    BUDGET_EXCEEDED_FIELD_NUMBER: _builtins.int
+    CLUSTER_REGISTERED_FIELD_NUMBER: _builtins.int
+    CLUSTER_STATUS_CHANGED_FIELD_NUMBER: _builtins.int
+    CLUSTER_UNREGISTERED_FIELD_NUMBER: _builtins.int
+    CLUSTER_FAILOVER_FIELD_NUMBER: _builtins.int
+    RECORD_QUARANTINED_FIELD_NUMBER: _builtins.int
+    SAFETY_BLOCKED_FIELD_NUMBER: _builtins.int
+    ALERT_FIRING_FIELD_NUMBER: _builtins.int
+    ALERT_RESOLVED_FIELD_NUMBER: _builtins.int
+    NOTIFICATION_SENT_FIELD_NUMBER: _builtins.int
+    SCALING_UP_FIELD_NUMBER: _builtins.int
+    SCALING_DOWN_FIELD_NUMBER: _builtins.int
+    AUTONOMIC_RESTART_FIELD_NUMBER: _builtins.int
+    AUTONOMIC_FAILOVER_FIELD_NUMBER: _builtins.int
+    AUTONOMIC_REBALANCE_FIELD_NUMBER: _builtins.int
+    AUTONOMIC_NOTIFY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """UUID; consumers dedupe by it."""
     type: _builtins.str
@@ -107,13 +193,138 @@ class Event(_message.Message):
     partition_key: _builtins.str
     """Partition key: the aggregate id (agent, team, workflow, ...)."""
     @_builtins.property
-    def timestamp(self) -> _timestamp_pb2.Timestamp: ...
+    def timestamp(self) -> _timestamp_pb2.Timestamp:
+        """When the emitting service created the event."""
+
     @_builtins.property
-    def source(self) -> Global___EventSource: ...
+    def source(self) -> Global___EventSource:
+        """Who emitted it."""
+
     @_builtins.property
-    def payload(self) -> _struct_pb2.Struct: ...
+    def payload(self) -> _struct_pb2.Struct:
+        """Free-form payload of client-published events (PublishEvent, custom namespaces). Unset on
+        the events of Godel's services, which carry `data`, except on events stored before payloads
+        were typed (they keep the JSON object they were published with).
+        """
+
     @_builtins.property
-    def metadata(self) -> Global___EventMetadata: ...
+    def metadata(self) -> Global___EventMetadata:
+        """Correlation data; empty strings are unset."""
+
+    @_builtins.property
+    def agent_spawned(self) -> _agent_events_pb2.AgentSpawned: ...
+    @_builtins.property
+    def agent_deleted(self) -> _agent_events_pb2.AgentDeleted: ...
+    @_builtins.property
+    def agent_started(self) -> _agent_events_pb2.AgentStarted: ...
+    @_builtins.property
+    def agent_paused(self) -> _agent_events_pb2.AgentPaused: ...
+    @_builtins.property
+    def agent_resumed(self) -> _agent_events_pb2.AgentResumed: ...
+    @_builtins.property
+    def agent_completed(self) -> _agent_events_pb2.AgentCompleted: ...
+    @_builtins.property
+    def agent_failed(self) -> _agent_events_pb2.AgentFailed: ...
+    @_builtins.property
+    def agent_killed(self) -> _agent_events_pb2.AgentKilled: ...
+    @_builtins.property
+    def agent_restarted(self) -> _agent_events_pb2.AgentRestarted: ...
+    @_builtins.property
+    def agent_usage(self) -> _agent_events_pb2.AgentUsage: ...
+    @_builtins.property
+    def agent_run_lost(self) -> _agent_events_pb2.AgentRunLost: ...
+    @_builtins.property
+    def agent_run_rescheduled(self) -> _agent_events_pb2.AgentRunRescheduled: ...
+    @_builtins.property
+    def run_requested(self) -> _agent_events_pb2.RunRequested: ...
+    @_builtins.property
+    def team_created(self) -> _team_events_pb2.TeamCreated: ...
+    @_builtins.property
+    def team_started(self) -> _team_events_pb2.TeamStarted: ...
+    @_builtins.property
+    def team_progress(self) -> _team_events_pb2.TeamProgress: ...
+    @_builtins.property
+    def team_paused(self) -> _team_events_pb2.TeamPaused: ...
+    @_builtins.property
+    def team_resumed(self) -> _team_events_pb2.TeamResumed: ...
+    @_builtins.property
+    def team_scaled(self) -> _team_events_pb2.TeamScaled: ...
+    @_builtins.property
+    def team_fallback(self) -> _team_events_pb2.TeamFallback: ...
+    @_builtins.property
+    def team_completed(self) -> _team_events_pb2.TeamCompleted: ...
+    @_builtins.property
+    def team_failed(self) -> _team_events_pb2.TeamFailed: ...
+    @_builtins.property
+    def team_deleted(self) -> _team_events_pb2.TeamDeleted: ...
+    @_builtins.property
+    def workflow_created(self) -> _workflow_events_pb2.WorkflowCreated: ...
+    @_builtins.property
+    def workflow_started(self) -> _workflow_events_pb2.WorkflowStarted: ...
+    @_builtins.property
+    def workflow_step_started(self) -> _workflow_events_pb2.WorkflowStepStarted: ...
+    @_builtins.property
+    def workflow_step_completed(self) -> _workflow_events_pb2.WorkflowStepCompleted: ...
+    @_builtins.property
+    def workflow_step_failed(self) -> _workflow_events_pb2.WorkflowStepFailed: ...
+    @_builtins.property
+    def workflow_step_retrying(self) -> _workflow_events_pb2.WorkflowStepRetrying: ...
+    @_builtins.property
+    def workflow_step_skipped(self) -> _workflow_events_pb2.WorkflowStepSkipped: ...
+    @_builtins.property
+    def workflow_paused(self) -> _workflow_events_pb2.WorkflowPaused: ...
+    @_builtins.property
+    def workflow_resumed(self) -> _workflow_events_pb2.WorkflowResumed: ...
+    @_builtins.property
+    def workflow_completed(self) -> _workflow_events_pb2.WorkflowCompleted: ...
+    @_builtins.property
+    def workflow_failed(self) -> _workflow_events_pb2.WorkflowFailed: ...
+    @_builtins.property
+    def workflow_cancelled(self) -> _workflow_events_pb2.WorkflowCancelled: ...
+    @_builtins.property
+    def task_created(self) -> _task_events_pb2.TaskCreated: ...
+    @_builtins.property
+    def task_assigned(self) -> _task_events_pb2.TaskAssigned: ...
+    @_builtins.property
+    def task_completed(self) -> _task_events_pb2.TaskCompleted: ...
+    @_builtins.property
+    def task_failed(self) -> _task_events_pb2.TaskFailed: ...
+    @_builtins.property
+    def task_requeued(self) -> _task_events_pb2.TaskRequeued: ...
+    @_builtins.property
+    def budget_warning(self) -> _budget_events_pb2.BudgetWarning: ...
+    @_builtins.property
+    def budget_exceeded(self) -> _budget_events_pb2.BudgetExceeded: ...
+    @_builtins.property
+    def cluster_registered(self) -> _cluster_events_pb2.ClusterRegistered: ...
+    @_builtins.property
+    def cluster_status_changed(self) -> _cluster_events_pb2.ClusterStatusChanged: ...
+    @_builtins.property
+    def cluster_unregistered(self) -> _cluster_events_pb2.ClusterUnregistered: ...
+    @_builtins.property
+    def cluster_failover(self) -> _cluster_events_pb2.ClusterFailover: ...
+    @_builtins.property
+    def record_quarantined(self) -> _system_events_pb2.RecordQuarantined: ...
+    @_builtins.property
+    def safety_blocked(self) -> _system_events_pb2.SafetyBlocked: ...
+    @_builtins.property
+    def alert_firing(self) -> _alert_events_pb2.AlertFiring: ...
+    @_builtins.property
+    def alert_resolved(self) -> _alert_events_pb2.AlertResolved: ...
+    @_builtins.property
+    def notification_sent(self) -> _alert_events_pb2.NotificationSent: ...
+    @_builtins.property
+    def scaling_up(self) -> _autonomic_events_pb2.ScalingUp: ...
+    @_builtins.property
+    def scaling_down(self) -> _autonomic_events_pb2.ScalingDown: ...
+    @_builtins.property
+    def autonomic_restart(self) -> _autonomic_events_pb2.AutonomicRestart: ...
+    @_builtins.property
+    def autonomic_failover(self) -> _autonomic_events_pb2.AutonomicFailover: ...
+    @_builtins.property
+    def autonomic_rebalance(self) -> _autonomic_events_pb2.AutonomicRebalance: ...
+    @_builtins.property
+    def autonomic_notify(self) -> _autonomic_events_pb2.AutonomicNotify: ...
     def __init__(
         self,
         *,
@@ -125,11 +336,70 @@ class Event(_message.Message):
         metadata: Global___EventMetadata | None = ...,
         sequence: _builtins.int = ...,
         partition_key: _builtins.str = ...,
+        agent_spawned: _agent_events_pb2.AgentSpawned | None = ...,
+        agent_deleted: _agent_events_pb2.AgentDeleted | None = ...,
+        agent_started: _agent_events_pb2.AgentStarted | None = ...,
+        agent_paused: _agent_events_pb2.AgentPaused | None = ...,
+        agent_resumed: _agent_events_pb2.AgentResumed | None = ...,
+        agent_completed: _agent_events_pb2.AgentCompleted | None = ...,
+        agent_failed: _agent_events_pb2.AgentFailed | None = ...,
+        agent_killed: _agent_events_pb2.AgentKilled | None = ...,
+        agent_restarted: _agent_events_pb2.AgentRestarted | None = ...,
+        agent_usage: _agent_events_pb2.AgentUsage | None = ...,
+        agent_run_lost: _agent_events_pb2.AgentRunLost | None = ...,
+        agent_run_rescheduled: _agent_events_pb2.AgentRunRescheduled | None = ...,
+        run_requested: _agent_events_pb2.RunRequested | None = ...,
+        team_created: _team_events_pb2.TeamCreated | None = ...,
+        team_started: _team_events_pb2.TeamStarted | None = ...,
+        team_progress: _team_events_pb2.TeamProgress | None = ...,
+        team_paused: _team_events_pb2.TeamPaused | None = ...,
+        team_resumed: _team_events_pb2.TeamResumed | None = ...,
+        team_scaled: _team_events_pb2.TeamScaled | None = ...,
+        team_fallback: _team_events_pb2.TeamFallback | None = ...,
+        team_completed: _team_events_pb2.TeamCompleted | None = ...,
+        team_failed: _team_events_pb2.TeamFailed | None = ...,
+        team_deleted: _team_events_pb2.TeamDeleted | None = ...,
+        workflow_created: _workflow_events_pb2.WorkflowCreated | None = ...,
+        workflow_started: _workflow_events_pb2.WorkflowStarted | None = ...,
+        workflow_step_started: _workflow_events_pb2.WorkflowStepStarted | None = ...,
+        workflow_step_completed: _workflow_events_pb2.WorkflowStepCompleted | None = ...,
+        workflow_step_failed: _workflow_events_pb2.WorkflowStepFailed | None = ...,
+        workflow_step_retrying: _workflow_events_pb2.WorkflowStepRetrying | None = ...,
+        workflow_step_skipped: _workflow_events_pb2.WorkflowStepSkipped | None = ...,
+        workflow_paused: _workflow_events_pb2.WorkflowPaused | None = ...,
+        workflow_resumed: _workflow_events_pb2.WorkflowResumed | None = ...,
+        workflow_completed: _workflow_events_pb2.WorkflowCompleted | None = ...,
+        workflow_failed: _workflow_events_pb2.WorkflowFailed | None = ...,
+        workflow_cancelled: _workflow_events_pb2.WorkflowCancelled | None = ...,
+        task_created: _task_events_pb2.TaskCreated | None = ...,
+        task_assigned: _task_events_pb2.TaskAssigned | None = ...,
+        task_completed: _task_events_pb2.TaskCompleted | None = ...,
+        task_failed: _task_events_pb2.TaskFailed | None = ...,
+        task_requeued: _task_events_pb2.TaskRequeued | None = ...,
+        budget_warning: _budget_events_pb2.BudgetWarning | None = ...,
+        budget_exceeded: _budget_events_pb2.BudgetExceeded | None = ...,
+        cluster_registered: _cluster_events_pb2.ClusterRegistered | None = ...,
+        cluster_status_changed: _cluster_events_pb2.ClusterStatusChanged | None = ...,
+        cluster_unregistered: _cluster_events_pb2.ClusterUnregistered | None = ...,
+        cluster_failover: _cluster_events_pb2.ClusterFailover | None = ...,
+        record_quarantined: _system_events_pb2.RecordQuarantined | None = ...,
+        safety_blocked: _system_events_pb2.SafetyBlocked | None = ...,
+        alert_firing: _alert_events_pb2.AlertFiring | None = ...,
+        alert_resolved: _alert_events_pb2.AlertResolved | None = ...,
+        notification_sent: _alert_events_pb2.NotificationSent | None = ...,
+        scaling_up: _autonomic_events_pb2.ScalingUp | None = ...,
+        scaling_down: _autonomic_events_pb2.ScalingDown | None = ...,
+        autonomic_restart: _autonomic_events_pb2.AutonomicRestart | None = ...,
+        autonomic_failover: _autonomic_events_pb2.AutonomicFailover | None = ...,
+        autonomic_rebalance: _autonomic_events_pb2.AutonomicRebalance | None = ...,
+        autonomic_notify: _autonomic_events_pb2.AutonomicNotify | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["metadata", b"metadata", "payload", b"payload", "source", b"source", "timestamp", b"timestamp"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["agent_completed", b"agent_completed", "agent_deleted", b"agent_deleted", "agent_failed", b"agent_failed", "agent_killed", b"agent_killed", "agent_paused", b"agent_paused", "agent_restarted", b"agent_restarted", "agent_resumed", b"agent_resumed", "agent_run_lost", b"agent_run_lost", "agent_run_rescheduled", b"agent_run_rescheduled", "agent_spawned", b"agent_spawned", "agent_started", b"agent_started", "agent_usage", b"agent_usage", "alert_firing", b"alert_firing", "alert_resolved", b"alert_resolved", "autonomic_failover", b"autonomic_failover", "autonomic_notify", b"autonomic_notify", "autonomic_rebalance", b"autonomic_rebalance", "autonomic_restart", b"autonomic_restart", "budget_exceeded", b"budget_exceeded", "budget_warning", b"budget_warning", "cluster_failover", b"cluster_failover", "cluster_registered", b"cluster_registered", "cluster_status_changed", b"cluster_status_changed", "cluster_unregistered", b"cluster_unregistered", "data", b"data", "metadata", b"metadata", "notification_sent", b"notification_sent", "payload", b"payload", "record_quarantined", b"record_quarantined", "run_requested", b"run_requested", "safety_blocked", b"safety_blocked", "scaling_down", b"scaling_down", "scaling_up", b"scaling_up", "source", b"source", "task_assigned", b"task_assigned", "task_completed", b"task_completed", "task_created", b"task_created", "task_failed", b"task_failed", "task_requeued", b"task_requeued", "team_completed", b"team_completed", "team_created", b"team_created", "team_deleted", b"team_deleted", "team_failed", b"team_failed", "team_fallback", b"team_fallback", "team_paused", b"team_paused", "team_progress", b"team_progress", "team_resumed", b"team_resumed", "team_scaled", b"team_scaled", "team_started", b"team_started", "timestamp", b"timestamp", "workflow_cancelled", b"workflow_cancelled", "workflow_completed", b"workflow_completed", "workflow_created", b"workflow_created", "workflow_failed", b"workflow_failed", "workflow_paused", b"workflow_paused", "workflow_resumed", b"workflow_resumed", "workflow_started", b"workflow_started", "workflow_step_completed", b"workflow_step_completed", "workflow_step_failed", b"workflow_step_failed", "workflow_step_retrying", b"workflow_step_retrying", "workflow_step_skipped", b"workflow_step_skipped", "workflow_step_started", b"workflow_step_started"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "metadata", b"metadata", "partition_key", b"partition_key", "payload", b"payload", "sequence", b"sequence", "source", b"source", "timestamp", b"timestamp", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_completed", b"agent_completed", "agent_deleted", b"agent_deleted", "agent_failed", b"agent_failed", "agent_killed", b"agent_killed", "agent_paused", b"agent_paused", "agent_restarted", b"agent_restarted", "agent_resumed", b"agent_resumed", "agent_run_lost", b"agent_run_lost", "agent_run_rescheduled", b"agent_run_rescheduled", "agent_spawned", b"agent_spawned", "agent_started", b"agent_started", "agent_usage", b"agent_usage", "alert_firing", b"alert_firing", "alert_resolved", b"alert_resolved", "autonomic_failover", b"autonomic_failover", "autonomic_notify", b"autonomic_notify", "autonomic_rebalance", b"autonomic_rebalance", "autonomic_restart", b"autonomic_restart", "budget_exceeded", b"budget_exceeded", "budget_warning", b"budget_warning", "cluster_failover", b"cluster_failover", "cluster_registered", b"cluster_registered", "cluster_status_changed", b"cluster_status_changed", "cluster_unregistered", b"cluster_unregistered", "data", b"data", "id", b"id", "metadata", b"metadata", "notification_sent", b"notification_sent", "partition_key", b"partition_key", "payload", b"payload", "record_quarantined", b"record_quarantined", "run_requested", b"run_requested", "safety_blocked", b"safety_blocked", "scaling_down", b"scaling_down", "scaling_up", b"scaling_up", "sequence", b"sequence", "source", b"source", "task_assigned", b"task_assigned", "task_completed", b"task_completed", "task_created", b"task_created", "task_failed", b"task_failed", "task_requeued", b"task_requeued", "team_completed", b"team_completed", "team_created", b"team_created", "team_deleted", b"team_deleted", "team_failed", b"team_failed", "team_fallback", b"team_fallback", "team_paused", b"team_paused", "team_progress", b"team_progress", "team_resumed", b"team_resumed", "team_scaled", b"team_scaled", "team_started", b"team_started", "timestamp", b"timestamp", "type", b"type", "workflow_cancelled", b"workflow_cancelled", "workflow_completed", b"workflow_completed", "workflow_created", b"workflow_created", "workflow_failed", b"workflow_failed", "workflow_paused", b"workflow_paused", "workflow_resumed", b"workflow_resumed", "workflow_started", b"workflow_started", "workflow_step_completed", b"workflow_step_completed", "workflow_step_failed", b"workflow_step_failed", "workflow_step_retrying", b"workflow_step_retrying", "workflow_step_skipped", b"workflow_step_skipped", "workflow_step_started", b"workflow_step_started"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType_data: _TypeAlias = _typing.Literal["agent_spawned", "agent_deleted", "agent_started", "agent_paused", "agent_resumed", "agent_completed", "agent_failed", "agent_killed", "agent_restarted", "agent_usage", "agent_run_lost", "agent_run_rescheduled", "run_requested", "team_created", "team_started", "team_progress", "team_paused", "team_resumed", "team_scaled", "team_fallback", "team_completed", "team_failed", "team_deleted", "workflow_created", "workflow_started", "workflow_step_started", "workflow_step_completed", "workflow_step_failed", "workflow_step_retrying", "workflow_step_skipped", "workflow_paused", "workflow_resumed", "workflow_completed", "workflow_failed", "workflow_cancelled", "task_created", "task_assigned", "task_completed", "task_failed", "task_requeued", "budget_warning", "budget_exceeded", "cluster_registered", "cluster_status_changed", "cluster_unregistered", "cluster_failover", "record_quarantined", "safety_blocked", "alert_firing", "alert_resolved", "notification_sent", "scaling_up", "scaling_down", "autonomic_restart", "autonomic_failover", "autonomic_rebalance", "autonomic_notify"]  # noqa: Y015
+    _WhichOneofArgType_data: _TypeAlias = _typing.Literal["data", b"data"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_data) -> _WhichOneofReturnType_data | None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015

@@ -22,15 +22,18 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from godel.v1 import access_pb2 as godel_dot_v1_dot_access__pb2
 from godel.v1 import agent_service_pb2 as godel_dot_v1_dot_agent__service__pb2
+from godel.v1 import dead_letter_pb2 as godel_dot_v1_dot_dead__letter__pb2
 from godel.v1 import event_pb2 as godel_dot_v1_dot_event__pb2
+from godel.v1 import limits_pb2 as godel_dot_v1_dot_limits__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgodel/v1/event_service.proto\x12\x08godel.v1\x1a\x1cgodel/v1/agent_service.proto\x1a\x14godel/v1/event.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xea\x03\n\x12QueryEventsRequest\x12\x12\n\x04type\x18\x01 \x03(\tR\x04type\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\x12\x17\n\x07team_id\x18\x03 \x01(\tR\x06teamId\x12\x1f\n\x0bworkflow_id\x18\x04 \x01(\tR\nworkflowId\x12%\n\x0e\x63orrelation_id\x18\x05 \x01(\tR\rcorrelationId\x12\x19\n\x08trace_id\x18\x06 \x01(\tR\x07traceId\x12)\n\x10source_component\x18\x07 \x01(\tR\x0fsourceComponent\x12\x39\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12)\n\x05order\x18\n \x01(\x0e\x32\x13.godel.v1.SortOrderR\x05order\x12\x1b\n\tpage_size\x18\x0b \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x0c \x01(\tR\tpageToken\x12%\n\x0e\x61\x66ter_sequence\x18\r \x01(\x03R\rafterSequence\"f\n\x13QueryEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x0f.godel.v1.EventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd6\x01\n\x13PublishEventRequest\x12\x18\n\x04type\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x04type\x12\x31\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructR\x07payload\x12\x33\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.godel.v1.EventMetadataR\x08metadata\x12-\n\x06source\x18\x04 \x01(\x0b\x32\x15.godel.v1.EventSourceR\x06source\x12\x0e\n\x02id\x18\x05 \x01(\tR\x02id\"&\n\x14PublishEventResponse\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"\'\n\x0fGetEventRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"\xef\x03\n\x16SubscribeEventsRequest\x12\x18\n\x07pattern\x18\x01 \x03(\tR\x07pattern\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\x12\x17\n\x07team_id\x18\x03 \x01(\tR\x06teamId\x12\x1f\n\x0bworkflow_id\x18\x04 \x01(\tR\nworkflowId\x12(\n\rfrom_sequence\x18\x05 \x01(\x03H\x00R\x0c\x66romSequence\x88\x01\x01\x12\x42\n\x0c\x62\x61\x63kpressure\x18\x06 \x01(\x0e\x32\x1e.godel.v1.BackpressureStrategyR\x0c\x62\x61\x63kpressure\x12\x1f\n\x0b\x62uffer_size\x18\x07 \x01(\x05R\nbufferSize\x12+\n\x11subscription_name\x18\x08 \x01(\tR\x10subscriptionName\x12+\n\x11heartbeat_seconds\x18\t \x01(\x05R\x10heartbeatSeconds\x12%\n\x0e\x63orrelation_id\x18\n \x01(\tR\rcorrelationId\x12\x19\n\x08trace_id\x18\x0b \x01(\tR\x07traceId\x12)\n\x10source_component\x18\x0c \x01(\tR\x0fsourceComponentB\x10\n\x0e_from_sequence\"\xa8\x01\n\x17SubscribeEventsResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x0f.godel.v1.EventH\x00R\x05\x65vent\x12\x33\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.godel.v1.HeartbeatH\x00R\theartbeat\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x13.godel.v1.StreamEndH\x00R\x03\x65ndB\x06\n\x04item\"\xc0\x03\n\x11\x45ventSubscription\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07pattern\x18\x02 \x03(\tR\x07pattern\x12\x19\n\x08\x61gent_id\x18\x03 \x01(\tR\x07\x61gentId\x12\x17\n\x07team_id\x18\x04 \x01(\tR\x06teamId\x12\x1f\n\x0bworkflow_id\x18\x05 \x01(\tR\nworkflowId\x12%\n\x0e\x63orrelation_id\x18\x06 \x01(\tR\rcorrelationId\x12\x19\n\x08trace_id\x18\x07 \x01(\tR\x07traceId\x12)\n\x10source_component\x18\x08 \x01(\tR\x0fsourceComponent\x12#\n\rlast_sequence\x18\t \x01(\x03R\x0clastSequence\x12;\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12\x1c\n\tconnected\x18\x0c \x01(\x08R\tconnected\"\x1f\n\x1dListEventSubscriptionsRequest\"c\n\x1eListEventSubscriptionsResponse\x12\x41\n\rsubscriptions\x18\x01 \x03(\x0b\x32\x1b.godel.v1.EventSubscriptionR\rsubscriptions\"7\n\x1bGetEventSubscriptionRequest\x12\x18\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\":\n\x1e\x44\x65leteEventSubscriptionRequest\x12\x18\n\x04name\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\"!\n\x1f\x44\x65leteEventSubscriptionResponse\"`\n\tHeartbeat\x12.\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12#\n\rlast_sequence\x18\x02 \x01(\x03R\x0clastSequence*\\\n\tSortOrder\x12\x1a\n\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x18\n\x14SORT_ORDER_ASCENDING\x10\x01\x12\x19\n\x15SORT_ORDER_DESCENDING\x10\x02*\xa1\x01\n\x14\x42\x61\x63kpressureStrategy\x12%\n!BACKPRESSURE_STRATEGY_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x42\x41\x43KPRESSURE_STRATEGY_DROP\x10\x01\x12\x1f\n\x1b\x42\x41\x43KPRESSURE_STRATEGY_BLOCK\x10\x02\x12!\n\x1d\x42\x41\x43KPRESSURE_STRATEGY_SLIDING\x10\x03\x32\x91\x08\n\x0c\x45ventService\x12q\n\x0bQueryEvents\x12\x1c.godel.v1.QueryEventsRequest\x1a\x1d.godel.v1.QueryEventsResponse\"%\x82\xd3\xe4\x93\x02\x1f\x12\x0e/api/v1/eventsZ\r\x12\x0b/api/events\x12z\n\x0cPublishEvent\x12\x1d.godel.v1.PublishEventRequest\x1a\x1e.godel.v1.PublishEventResponse\"+\x82\xd3\xe4\x93\x02%\"\x0e/api/v1/events:\x01*Z\x10\"\x0b/api/events:\x01*\x12\x8d\x01\n\x0fSubscribeEvents\x12 .godel.v1.SubscribeEventsRequest\x1a!.godel.v1.SubscribeEventsResponse\"3\x82\xd3\xe4\x93\x02-\x12\x15/api/v1/events/streamZ\x14\x12\x12/api/events/stream0\x01\x12g\n\x08GetEvent\x12\x19.godel.v1.GetEventRequest\x1a\x0f.godel.v1.Event\"/\x82\xd3\xe4\x93\x02)\x12\x13/api/v1/events/{id}Z\x12\x12\x10/api/events/{id}\x12\xac\x01\n\x16ListEventSubscriptions\x12\'.godel.v1.ListEventSubscriptionsRequest\x1a(.godel.v1.ListEventSubscriptionsResponse\"?\x82\xd3\xe4\x93\x02\x39\x12\x1b/api/v1/event-subscriptionsZ\x1a\x12\x18/api/event-subscriptions\x12\xa9\x01\n\x14GetEventSubscription\x12%.godel.v1.GetEventSubscriptionRequest\x1a\x1b.godel.v1.EventSubscription\"M\x82\xd3\xe4\x93\x02G\x12\"/api/v1/event-subscriptions/{name}Z!\x12\x1f/api/event-subscriptions/{name}\x12\xbd\x01\n\x17\x44\x65leteEventSubscription\x12(.godel.v1.DeleteEventSubscriptionRequest\x1a).godel.v1.DeleteEventSubscriptionResponse\"M\x82\xd3\xe4\x93\x02G*\"/api/v1/event-subscriptions/{name}Z!*\x1f/api/event-subscriptions/{name}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1cgodel/v1/event_service.proto\x12\x08godel.v1\x1a\x15godel/v1/access.proto\x1a\x1cgodel/v1/agent_service.proto\x1a\x1agodel/v1/dead_letter.proto\x1a\x14godel/v1/event.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa2\x04\n\x12QueryEventsRequest\x12\x1a\n\x04type\x18\x01 \x03(\tB\x06\xca\xf3\x18\x02\x08\x64R\x04type\x12!\n\x08\x61gent_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x07\x61gentId\x12\x1f\n\x07team_id\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x06teamId\x12\'\n\x0bworkflow_id\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\nworkflowId\x12-\n\x0e\x63orrelation_id\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\rcorrelationId\x12!\n\x08trace_id\x18\x06 \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\x07traceId\x12\x31\n\x10source_component\x18\x07 \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\x0fsourceComponent\x12\x39\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartTime\x12\x35\n\x08\x65nd_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x07\x65ndTime\x12)\n\x05order\x18\n \x01(\x0e\x32\x13.godel.v1.SortOrderR\x05order\x12\x1b\n\tpage_size\x18\x0b \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x0c \x01(\tR\tpageToken\x12%\n\x0e\x61\x66ter_sequence\x18\r \x01(\x03R\rafterSequence\"f\n\x13QueryEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x0f.godel.v1.EventR\x06\x65vents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xee\x01\n\x13PublishEventRequest\x12\x1e\n\x04type\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08\x64R\x04type\x12;\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructB\x08\xca\xf3\x18\x04\x18\x80\x80\x04R\x07payload\x12\x33\n\x08metadata\x18\x03 \x01(\x0b\x32\x17.godel.v1.EventMetadataR\x08metadata\x12-\n\x06source\x18\x04 \x01(\x0b\x32\x15.godel.v1.EventSourceR\x06source\x12\x16\n\x02id\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x02id\"&\n\x14PublishEventResponse\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\"-\n\x0fGetEventRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"\xaf\x04\n\x16SubscribeEventsRequest\x12 \n\x07pattern\x18\x01 \x03(\tB\x06\xca\xf3\x18\x02\x08\x64R\x07pattern\x12!\n\x08\x61gent_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x07\x61gentId\x12\x1f\n\x07team_id\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x06teamId\x12\'\n\x0bworkflow_id\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\nworkflowId\x12(\n\rfrom_sequence\x18\x05 \x01(\x03H\x00R\x0c\x66romSequence\x88\x01\x01\x12\x42\n\x0c\x62\x61\x63kpressure\x18\x06 \x01(\x0e\x32\x1e.godel.v1.BackpressureStrategyR\x0c\x62\x61\x63kpressure\x12\x1f\n\x0b\x62uffer_size\x18\x07 \x01(\x05R\nbufferSize\x12\x33\n\x11subscription_name\x18\x08 \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\x10subscriptionName\x12+\n\x11heartbeat_seconds\x18\t \x01(\x05R\x10heartbeatSeconds\x12-\n\x0e\x63orrelation_id\x18\n \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\rcorrelationId\x12!\n\x08trace_id\x18\x0b \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\x07traceId\x12\x31\n\x10source_component\x18\x0c \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\x0fsourceComponentB\x10\n\x0e_from_sequence\"\xa8\x01\n\x17SubscribeEventsResponse\x12\'\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x0f.godel.v1.EventH\x00R\x05\x65vent\x12\x33\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.godel.v1.HeartbeatH\x00R\theartbeat\x12\'\n\x03\x65nd\x18\x03 \x01(\x0b\x32\x13.godel.v1.StreamEndH\x00R\x03\x65ndB\x06\n\x04item\"\xc0\x03\n\x11\x45ventSubscription\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n\x07pattern\x18\x02 \x03(\tR\x07pattern\x12\x19\n\x08\x61gent_id\x18\x03 \x01(\tR\x07\x61gentId\x12\x17\n\x07team_id\x18\x04 \x01(\tR\x06teamId\x12\x1f\n\x0bworkflow_id\x18\x05 \x01(\tR\nworkflowId\x12%\n\x0e\x63orrelation_id\x18\x06 \x01(\tR\rcorrelationId\x12\x19\n\x08trace_id\x18\x07 \x01(\tR\x07traceId\x12)\n\x10source_component\x18\x08 \x01(\tR\x0fsourceComponent\x12#\n\rlast_sequence\x18\t \x01(\x03R\x0clastSequence\x12;\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\ncreateTime\x12;\n\x0bupdate_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nupdateTime\x12\x1c\n\tconnected\x18\x0c \x01(\x08R\tconnected\"\x1f\n\x1dListEventSubscriptionsRequest\"c\n\x1eListEventSubscriptionsResponse\x12\x41\n\rsubscriptions\x18\x01 \x03(\x0b\x32\x1b.godel.v1.EventSubscriptionR\rsubscriptions\"=\n\x1bGetEventSubscriptionRequest\x12\x1e\n\x04name\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08\x64R\x04name\"@\n\x1e\x44\x65leteEventSubscriptionRequest\x12\x1e\n\x04name\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08\x64R\x04name\"!\n\x1f\x44\x65leteEventSubscriptionResponse\"`\n\tHeartbeat\x12.\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12#\n\rlast_sequence\x18\x02 \x01(\x03R\x0clastSequence*\\\n\tSortOrder\x12\x1a\n\x16SORT_ORDER_UNSPECIFIED\x10\x00\x12\x18\n\x14SORT_ORDER_ASCENDING\x10\x01\x12\x19\n\x15SORT_ORDER_DESCENDING\x10\x02*\xa1\x01\n\x14\x42\x61\x63kpressureStrategy\x12%\n!BACKPRESSURE_STRATEGY_UNSPECIFIED\x10\x00\x12\x1e\n\x1a\x42\x41\x43KPRESSURE_STRATEGY_DROP\x10\x01\x12\x1f\n\x1b\x42\x41\x43KPRESSURE_STRATEGY_BLOCK\x10\x02\x12!\n\x1d\x42\x41\x43KPRESSURE_STRATEGY_SLIDING\x10\x03\x32\xf1\r\n\x0c\x45ventService\x12\x84\x01\n\x0bQueryEvents\x12\x1c.godel.v1.QueryEventsRequest\x1a\x1d.godel.v1.QueryEventsResponse\"8\xc2\xf3\x18\x0f\n\x05\x65vent\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\x1f\x12\x0e/api/v1/eventsZ\r\x12\x0b/api/events\x12\x8f\x01\n\x0cPublishEvent\x12\x1d.godel.v1.PublishEventRequest\x1a\x1e.godel.v1.PublishEventResponse\"@\xc2\xf3\x18\x11\n\x05\x65vent\x12\x06\x63reate\x18\x01\x82\xd3\xe4\x93\x02%\"\x0e/api/v1/events:\x01*Z\x10\"\x0b/api/events:\x01*\x12\xa0\x01\n\x0fSubscribeEvents\x12 .godel.v1.SubscribeEventsRequest\x1a!.godel.v1.SubscribeEventsResponse\"F\xc2\xf3\x18\x0f\n\x05\x65vent\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02-\x12\x15/api/v1/events/streamZ\x14\x12\x12/api/events/stream0\x01\x12z\n\x08GetEvent\x12\x19.godel.v1.GetEventRequest\x1a\x0f.godel.v1.Event\"B\xc2\xf3\x18\x0f\n\x05\x65vent\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02)\x12\x13/api/v1/events/{id}Z\x12\x12\x10/api/events/{id}\x12\xc6\x01\n\x16ListEventSubscriptions\x12\'.godel.v1.ListEventSubscriptionsRequest\x1a(.godel.v1.ListEventSubscriptionsResponse\"Y\xc2\xf3\x18\x16\n\x0csubscription\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\x39\x12\x1b/api/v1/event-subscriptionsZ\x1a\x12\x18/api/event-subscriptions\x12\xc3\x01\n\x14GetEventSubscription\x12%.godel.v1.GetEventSubscriptionRequest\x1a\x1b.godel.v1.EventSubscription\"g\xc2\xf3\x18\x16\n\x0csubscription\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02G\x12\"/api/v1/event-subscriptions/{name}Z!\x12\x1f/api/event-subscriptions/{name}\x12\xd9\x01\n\x17\x44\x65leteEventSubscription\x12(.godel.v1.DeleteEventSubscriptionRequest\x1a).godel.v1.DeleteEventSubscriptionResponse\"i\xc2\xf3\x18\x18\n\x0csubscription\x12\x06\x64\x65lete\x18\x01\x82\xd3\xe4\x93\x02G*\"/api/v1/event-subscriptions/{name}Z!*\x1f/api/event-subscriptions/{name}\x12\xae\x01\n\x0fListDeadLetters\x12 .godel.v1.ListDeadLettersRequest\x1a!.godel.v1.ListDeadLettersResponse\"V\xc2\xf3\x18\x15\n\x0b\x64\x65\x61\x64_letter\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02\x37\x12\x1a/api/v1/dead-letters/eventZ\x19\x12\x17/api/dead-letters/event\x12\xcc\x01\n\x0fRetryDeadLetter\x12 .godel.v1.RetryDeadLetterRequest\x1a!.godel.v1.RetryDeadLetterResponse\"t\xc2\xf3\x18\x17\n\x0b\x64\x65\x61\x64_letter\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02S\"%/api/v1/dead-letters/event/{id}:retry:\x01*Z\'\"\"/api/dead-letters/event/{id}:retry:\x01*\x12\xbd\x01\n\x10\x44\x65leteDeadLetter\x12!.godel.v1.DeleteDeadLetterRequest\x1a\".godel.v1.DeleteDeadLetterResponse\"b\xc2\xf3\x18\x17\n\x0b\x64\x65\x61\x64_letter\x12\x06\x64\x65lete\x18\x03\x82\xd3\xe4\x93\x02\x41*\x1f/api/v1/dead-letters/event/{id}Z\x1e*\x1c/api/dead-letters/event/{id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,60 +41,100 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'godel.v1.event_service_pb2'
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1'
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['type']._loaded_options = None
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['type']._serialized_options = b'\312\363\030\002\010d'
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['agent_id']._loaded_options = None
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['agent_id']._serialized_options = b'\312\363\030\002\010$'
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['team_id']._loaded_options = None
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['team_id']._serialized_options = b'\312\363\030\002\010$'
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['workflow_id']._loaded_options = None
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['workflow_id']._serialized_options = b'\312\363\030\002\010$'
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['correlation_id']._loaded_options = None
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['correlation_id']._serialized_options = b'\312\363\030\002\010d'
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['trace_id']._loaded_options = None
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['trace_id']._serialized_options = b'\312\363\030\002\010d'
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['source_component']._loaded_options = None
+  _globals['_QUERYEVENTSREQUEST'].fields_by_name['source_component']._serialized_options = b'\312\363\030\002\010d'
   _globals['_PUBLISHEVENTREQUEST'].fields_by_name['type']._loaded_options = None
-  _globals['_PUBLISHEVENTREQUEST'].fields_by_name['type']._serialized_options = b'\342A\001\002'
+  _globals['_PUBLISHEVENTREQUEST'].fields_by_name['type']._serialized_options = b'\342A\001\002\312\363\030\002\010d'
+  _globals['_PUBLISHEVENTREQUEST'].fields_by_name['payload']._loaded_options = None
+  _globals['_PUBLISHEVENTREQUEST'].fields_by_name['payload']._serialized_options = b'\312\363\030\004\030\200\200\004'
+  _globals['_PUBLISHEVENTREQUEST'].fields_by_name['id']._loaded_options = None
+  _globals['_PUBLISHEVENTREQUEST'].fields_by_name['id']._serialized_options = b'\312\363\030\002\010$'
   _globals['_GETEVENTREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_GETEVENTREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_GETEVENTREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['pattern']._loaded_options = None
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['pattern']._serialized_options = b'\312\363\030\002\010d'
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['agent_id']._loaded_options = None
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['agent_id']._serialized_options = b'\312\363\030\002\010$'
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['team_id']._loaded_options = None
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['team_id']._serialized_options = b'\312\363\030\002\010$'
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['workflow_id']._loaded_options = None
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['workflow_id']._serialized_options = b'\312\363\030\002\010$'
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['subscription_name']._loaded_options = None
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['subscription_name']._serialized_options = b'\312\363\030\002\010d'
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['correlation_id']._loaded_options = None
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['correlation_id']._serialized_options = b'\312\363\030\002\010d'
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['trace_id']._loaded_options = None
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['trace_id']._serialized_options = b'\312\363\030\002\010d'
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['source_component']._loaded_options = None
+  _globals['_SUBSCRIBEEVENTSREQUEST'].fields_by_name['source_component']._serialized_options = b'\312\363\030\002\010d'
   _globals['_GETEVENTSUBSCRIPTIONREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_GETEVENTSUBSCRIPTIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_GETEVENTSUBSCRIPTIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\312\363\030\002\010d'
   _globals['_DELETEEVENTSUBSCRIPTIONREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_DELETEEVENTSUBSCRIPTIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEEVENTSUBSCRIPTIONREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\312\363\030\002\010d'
   _globals['_EVENTSERVICE'].methods_by_name['QueryEvents']._loaded_options = None
-  _globals['_EVENTSERVICE'].methods_by_name['QueryEvents']._serialized_options = b'\202\323\344\223\002\037\022\016/api/v1/eventsZ\r\022\013/api/events'
+  _globals['_EVENTSERVICE'].methods_by_name['QueryEvents']._serialized_options = b'\302\363\030\017\n\005event\022\004read\030\001\202\323\344\223\002\037\022\016/api/v1/eventsZ\r\022\013/api/events'
   _globals['_EVENTSERVICE'].methods_by_name['PublishEvent']._loaded_options = None
-  _globals['_EVENTSERVICE'].methods_by_name['PublishEvent']._serialized_options = b'\202\323\344\223\002%\"\016/api/v1/events:\001*Z\020\"\013/api/events:\001*'
+  _globals['_EVENTSERVICE'].methods_by_name['PublishEvent']._serialized_options = b'\302\363\030\021\n\005event\022\006create\030\001\202\323\344\223\002%\"\016/api/v1/events:\001*Z\020\"\013/api/events:\001*'
   _globals['_EVENTSERVICE'].methods_by_name['SubscribeEvents']._loaded_options = None
-  _globals['_EVENTSERVICE'].methods_by_name['SubscribeEvents']._serialized_options = b'\202\323\344\223\002-\022\025/api/v1/events/streamZ\024\022\022/api/events/stream'
+  _globals['_EVENTSERVICE'].methods_by_name['SubscribeEvents']._serialized_options = b'\302\363\030\017\n\005event\022\004read\030\001\202\323\344\223\002-\022\025/api/v1/events/streamZ\024\022\022/api/events/stream'
   _globals['_EVENTSERVICE'].methods_by_name['GetEvent']._loaded_options = None
-  _globals['_EVENTSERVICE'].methods_by_name['GetEvent']._serialized_options = b'\202\323\344\223\002)\022\023/api/v1/events/{id}Z\022\022\020/api/events/{id}'
+  _globals['_EVENTSERVICE'].methods_by_name['GetEvent']._serialized_options = b'\302\363\030\017\n\005event\022\004read\030\001\202\323\344\223\002)\022\023/api/v1/events/{id}Z\022\022\020/api/events/{id}'
   _globals['_EVENTSERVICE'].methods_by_name['ListEventSubscriptions']._loaded_options = None
-  _globals['_EVENTSERVICE'].methods_by_name['ListEventSubscriptions']._serialized_options = b'\202\323\344\223\0029\022\033/api/v1/event-subscriptionsZ\032\022\030/api/event-subscriptions'
+  _globals['_EVENTSERVICE'].methods_by_name['ListEventSubscriptions']._serialized_options = b'\302\363\030\026\n\014subscription\022\004read\030\001\202\323\344\223\0029\022\033/api/v1/event-subscriptionsZ\032\022\030/api/event-subscriptions'
   _globals['_EVENTSERVICE'].methods_by_name['GetEventSubscription']._loaded_options = None
-  _globals['_EVENTSERVICE'].methods_by_name['GetEventSubscription']._serialized_options = b'\202\323\344\223\002G\022\"/api/v1/event-subscriptions/{name}Z!\022\037/api/event-subscriptions/{name}'
+  _globals['_EVENTSERVICE'].methods_by_name['GetEventSubscription']._serialized_options = b'\302\363\030\026\n\014subscription\022\004read\030\001\202\323\344\223\002G\022\"/api/v1/event-subscriptions/{name}Z!\022\037/api/event-subscriptions/{name}'
   _globals['_EVENTSERVICE'].methods_by_name['DeleteEventSubscription']._loaded_options = None
-  _globals['_EVENTSERVICE'].methods_by_name['DeleteEventSubscription']._serialized_options = b'\202\323\344\223\002G*\"/api/v1/event-subscriptions/{name}Z!*\037/api/event-subscriptions/{name}'
-  _globals['_SORTORDER']._serialized_start=2619
-  _globals['_SORTORDER']._serialized_end=2711
-  _globals['_BACKPRESSURESTRATEGY']._serialized_start=2714
-  _globals['_BACKPRESSURESTRATEGY']._serialized_end=2875
-  _globals['_QUERYEVENTSREQUEST']._serialized_start=221
-  _globals['_QUERYEVENTSREQUEST']._serialized_end=711
-  _globals['_QUERYEVENTSRESPONSE']._serialized_start=713
-  _globals['_QUERYEVENTSRESPONSE']._serialized_end=815
-  _globals['_PUBLISHEVENTREQUEST']._serialized_start=818
-  _globals['_PUBLISHEVENTREQUEST']._serialized_end=1032
-  _globals['_PUBLISHEVENTRESPONSE']._serialized_start=1034
-  _globals['_PUBLISHEVENTRESPONSE']._serialized_end=1072
-  _globals['_GETEVENTREQUEST']._serialized_start=1074
-  _globals['_GETEVENTREQUEST']._serialized_end=1113
-  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_start=1116
-  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_end=1611
-  _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_start=1614
-  _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_end=1782
-  _globals['_EVENTSUBSCRIPTION']._serialized_start=1785
-  _globals['_EVENTSUBSCRIPTION']._serialized_end=2233
-  _globals['_LISTEVENTSUBSCRIPTIONSREQUEST']._serialized_start=2235
-  _globals['_LISTEVENTSUBSCRIPTIONSREQUEST']._serialized_end=2266
-  _globals['_LISTEVENTSUBSCRIPTIONSRESPONSE']._serialized_start=2268
-  _globals['_LISTEVENTSUBSCRIPTIONSRESPONSE']._serialized_end=2367
-  _globals['_GETEVENTSUBSCRIPTIONREQUEST']._serialized_start=2369
-  _globals['_GETEVENTSUBSCRIPTIONREQUEST']._serialized_end=2424
-  _globals['_DELETEEVENTSUBSCRIPTIONREQUEST']._serialized_start=2426
-  _globals['_DELETEEVENTSUBSCRIPTIONREQUEST']._serialized_end=2484
-  _globals['_DELETEEVENTSUBSCRIPTIONRESPONSE']._serialized_start=2486
-  _globals['_DELETEEVENTSUBSCRIPTIONRESPONSE']._serialized_end=2519
-  _globals['_HEARTBEAT']._serialized_start=2521
-  _globals['_HEARTBEAT']._serialized_end=2617
-  _globals['_EVENTSERVICE']._serialized_start=2878
-  _globals['_EVENTSERVICE']._serialized_end=3919
+  _globals['_EVENTSERVICE'].methods_by_name['DeleteEventSubscription']._serialized_options = b'\302\363\030\030\n\014subscription\022\006delete\030\001\202\323\344\223\002G*\"/api/v1/event-subscriptions/{name}Z!*\037/api/event-subscriptions/{name}'
+  _globals['_EVENTSERVICE'].methods_by_name['ListDeadLetters']._loaded_options = None
+  _globals['_EVENTSERVICE'].methods_by_name['ListDeadLetters']._serialized_options = b'\302\363\030\025\n\013dead_letter\022\004read\030\003\202\323\344\223\0027\022\032/api/v1/dead-letters/eventZ\031\022\027/api/dead-letters/event'
+  _globals['_EVENTSERVICE'].methods_by_name['RetryDeadLetter']._loaded_options = None
+  _globals['_EVENTSERVICE'].methods_by_name['RetryDeadLetter']._serialized_options = b'\302\363\030\027\n\013dead_letter\022\006update\030\003\202\323\344\223\002S\"%/api/v1/dead-letters/event/{id}:retry:\001*Z\'\"\"/api/dead-letters/event/{id}:retry:\001*'
+  _globals['_EVENTSERVICE'].methods_by_name['DeleteDeadLetter']._loaded_options = None
+  _globals['_EVENTSERVICE'].methods_by_name['DeleteDeadLetter']._serialized_options = b'\302\363\030\027\n\013dead_letter\022\006delete\030\003\202\323\344\223\002A*\037/api/v1/dead-letters/event/{id}Z\036*\034/api/dead-letters/event/{id}'
+  _globals['_SORTORDER']._serialized_start=2855
+  _globals['_SORTORDER']._serialized_end=2947
+  _globals['_BACKPRESSURESTRATEGY']._serialized_start=2950
+  _globals['_BACKPRESSURESTRATEGY']._serialized_end=3111
+  _globals['_QUERYEVENTSREQUEST']._serialized_start=295
+  _globals['_QUERYEVENTSREQUEST']._serialized_end=841
+  _globals['_QUERYEVENTSRESPONSE']._serialized_start=843
+  _globals['_QUERYEVENTSRESPONSE']._serialized_end=945
+  _globals['_PUBLISHEVENTREQUEST']._serialized_start=948
+  _globals['_PUBLISHEVENTREQUEST']._serialized_end=1186
+  _globals['_PUBLISHEVENTRESPONSE']._serialized_start=1188
+  _globals['_PUBLISHEVENTRESPONSE']._serialized_end=1226
+  _globals['_GETEVENTREQUEST']._serialized_start=1228
+  _globals['_GETEVENTREQUEST']._serialized_end=1273
+  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_start=1276
+  _globals['_SUBSCRIBEEVENTSREQUEST']._serialized_end=1835
+  _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_start=1838
+  _globals['_SUBSCRIBEEVENTSRESPONSE']._serialized_end=2006
+  _globals['_EVENTSUBSCRIPTION']._serialized_start=2009
+  _globals['_EVENTSUBSCRIPTION']._serialized_end=2457
+  _globals['_LISTEVENTSUBSCRIPTIONSREQUEST']._serialized_start=2459
+  _globals['_LISTEVENTSUBSCRIPTIONSREQUEST']._serialized_end=2490
+  _globals['_LISTEVENTSUBSCRIPTIONSRESPONSE']._serialized_start=2492
+  _globals['_LISTEVENTSUBSCRIPTIONSRESPONSE']._serialized_end=2591
+  _globals['_GETEVENTSUBSCRIPTIONREQUEST']._serialized_start=2593
+  _globals['_GETEVENTSUBSCRIPTIONREQUEST']._serialized_end=2654
+  _globals['_DELETEEVENTSUBSCRIPTIONREQUEST']._serialized_start=2656
+  _globals['_DELETEEVENTSUBSCRIPTIONREQUEST']._serialized_end=2720
+  _globals['_DELETEEVENTSUBSCRIPTIONRESPONSE']._serialized_start=2722
+  _globals['_DELETEEVENTSUBSCRIPTIONRESPONSE']._serialized_end=2755
+  _globals['_HEARTBEAT']._serialized_start=2757
+  _globals['_HEARTBEAT']._serialized_end=2853
+  _globals['_EVENTSERVICE']._serialized_start=3114
+  _globals['_EVENTSERVICE']._serialized_end=4891
 # @@protoc_insertion_point(module_scope)

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from godel.v1 import dead_letter_pb2 as _dead_letter_pb2
 from godel.v1 import event_pb2 as _event_pb2
 from godel.v1 import event_service_pb2 as _event_service_pb2
 from grpc import aio as _aio
@@ -48,6 +49,14 @@ class EventServiceStub:
     """Gets one durable subscription of the caller, with its cursor."""
     DeleteEventSubscription: _grpc.UnaryUnaryMultiCallable[_event_service_pb2.DeleteEventSubscriptionRequest, _event_service_pb2.DeleteEventSubscriptionResponse]
     """Deletes a durable subscription of the caller (its cursor is forgotten)."""
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_dead_letter_pb2.ListDeadLettersRequest, _dead_letter_pb2.ListDeadLettersResponse]
+    """Dead letters of the event service: records it quarantined (oldest first). Operators only."""
+    RetryDeadLetter: _grpc.UnaryUnaryMultiCallable[_dead_letter_pb2.RetryDeadLetterRequest, _dead_letter_pb2.RetryDeadLetterResponse]
+    """Sends (outbox) or handles (consumer) a dead letter of the event service again; it is removed
+    when that succeeds. Operators only.
+    """
+    DeleteDeadLetter: _grpc.UnaryUnaryMultiCallable[_dead_letter_pb2.DeleteDeadLetterRequest, _dead_letter_pb2.DeleteDeadLetterResponse]
+    """Discards a dead letter of the event service. Operators only."""
 
 @_typing.type_check_only
 class EventServiceAsyncStub(EventServiceStub):
@@ -68,6 +77,14 @@ class EventServiceAsyncStub(EventServiceStub):
     """Gets one durable subscription of the caller, with its cursor."""
     DeleteEventSubscription: _aio.UnaryUnaryMultiCallable[_event_service_pb2.DeleteEventSubscriptionRequest, _event_service_pb2.DeleteEventSubscriptionResponse]  # type: ignore[assignment]
     """Deletes a durable subscription of the caller (its cursor is forgotten)."""
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_dead_letter_pb2.ListDeadLettersRequest, _dead_letter_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """Dead letters of the event service: records it quarantined (oldest first). Operators only."""
+    RetryDeadLetter: _aio.UnaryUnaryMultiCallable[_dead_letter_pb2.RetryDeadLetterRequest, _dead_letter_pb2.RetryDeadLetterResponse]  # type: ignore[assignment]
+    """Sends (outbox) or handles (consumer) a dead letter of the event service again; it is removed
+    when that succeeds. Operators only.
+    """
+    DeleteDeadLetter: _aio.UnaryUnaryMultiCallable[_dead_letter_pb2.DeleteDeadLetterRequest, _dead_letter_pb2.DeleteDeadLetterResponse]  # type: ignore[assignment]
+    """Discards a dead letter of the event service. Operators only."""
 
 class EventServiceServicer(metaclass=_abc_1.ABCMeta):
     """The event store: query, get, publish and live subscription (spec §3.1 Events, §4.1 EventBus)."""
@@ -127,5 +144,31 @@ class EventServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_event_service_pb2.DeleteEventSubscriptionResponse, _abc.Awaitable[_event_service_pb2.DeleteEventSubscriptionResponse]]:
         """Deletes a durable subscription of the caller (its cursor is forgotten)."""
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _dead_letter_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dead_letter_pb2.ListDeadLettersResponse, _abc.Awaitable[_dead_letter_pb2.ListDeadLettersResponse]]:
+        """Dead letters of the event service: records it quarantined (oldest first). Operators only."""
+
+    @_abc_1.abstractmethod
+    def RetryDeadLetter(
+        self,
+        request: _dead_letter_pb2.RetryDeadLetterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dead_letter_pb2.RetryDeadLetterResponse, _abc.Awaitable[_dead_letter_pb2.RetryDeadLetterResponse]]:
+        """Sends (outbox) or handles (consumer) a dead letter of the event service again; it is removed
+        when that succeeds. Operators only.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteDeadLetter(
+        self,
+        request: _dead_letter_pb2.DeleteDeadLetterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dead_letter_pb2.DeleteDeadLetterResponse, _abc.Awaitable[_dead_letter_pb2.DeleteDeadLetterResponse]]:
+        """Discards a dead letter of the event service. Operators only."""
 
 def add_EventServiceServicer_to_server(servicer: EventServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -22,12 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from godel.v1 import access_pb2 as godel_dot_v1_dot_access__pb2
 from godel.v1 import intent_pb2 as godel_dot_v1_dot_intent__pb2
+from godel.v1 import limits_pb2 as godel_dot_v1_dot_limits__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dgodel/v1/intent_service.proto\x12\x08godel.v1\x1a\x15godel/v1/intent.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"H\n\x12ParseIntentRequest\x12\x1a\n\x05input\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x05input\x12\x16\n\x06parser\x18\x02 \x01(\tR\x06parser\"4\n\x18\x41nalyzeComplexityRequest\x12\x18\n\x04task\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x04task\"t\n\x1aGenerateSwarmConfigRequest\x12\x18\n\x04task\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x04task\x12<\n\x0b\x63onstraints\x18\x02 \x01(\x0b\x32\x1a.godel.v1.SwarmConstraintsR\x0b\x63onstraints2\xe6\x02\n\rIntentService\x12^\n\x0bParseIntent\x12\x1c.godel.v1.ParseIntentRequest\x1a\x10.godel.v1.Intent\"\x1f\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/intent/parse:\x01*\x12y\n\x11\x41nalyzeComplexity\x12\".godel.v1.AnalyzeComplexityRequest\x1a\x1a.godel.v1.ComplexityReport\"$\x82\xd3\xe4\x93\x02\x1e\"\x19/api/v1/intent/complexity:\x01*\x12z\n\x13GenerateSwarmConfig\x12$.godel.v1.GenerateSwarmConfigRequest\x1a\x15.godel.v1.SwarmConfig\"&\x82\xd3\xe4\x93\x02 \"\x1b/api/v1/intent/swarm-config:\x01*B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dgodel/v1/intent_service.proto\x12\x08godel.v1\x1a\x15godel/v1/access.proto\x1a\x15godel/v1/intent.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\"P\n\x12ParseIntentRequest\x12\"\n\x05input\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xca\xf3\x18\x04\x08\xa0\x8d\x06R\x05input\x12\x16\n\x06parser\x18\x02 \x01(\tR\x06parser\"<\n\x18\x41nalyzeComplexityRequest\x12 \n\x04task\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xca\xf3\x18\x04\x08\xa0\x8d\x06R\x04task\"|\n\x1aGenerateSwarmConfigRequest\x12 \n\x04task\x18\x01 \x01(\tB\x0c\xe2\x41\x01\x02\xca\xf3\x18\x04\x08\xa0\x8d\x06R\x04task\x12<\n\x0b\x63onstraints\x18\x02 \x01(\x0b\x32\x1a.godel.v1.SwarmConstraintsR\x0b\x63onstraints2\xa4\x03\n\rIntentService\x12r\n\x0bParseIntent\x12\x1c.godel.v1.ParseIntentRequest\x1a\x10.godel.v1.Intent\"3\xc2\xf3\x18\x10\n\x06intent\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02\x19\"\x14/api/v1/intent/parse:\x01*\x12\x8d\x01\n\x11\x41nalyzeComplexity\x12\".godel.v1.AnalyzeComplexityRequest\x1a\x1a.godel.v1.ComplexityReport\"8\xc2\xf3\x18\x10\n\x06intent\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02\x1e\"\x19/api/v1/intent/complexity:\x01*\x12\x8e\x01\n\x13GenerateSwarmConfig\x12$.godel.v1.GenerateSwarmConfigRequest\x1a\x15.godel.v1.SwarmConfig\":\xc2\xf3\x18\x10\n\x06intent\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02 \"\x1b/api/v1/intent/swarm-config:\x01*B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,23 +38,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1'
   _globals['_PARSEINTENTREQUEST'].fields_by_name['input']._loaded_options = None
-  _globals['_PARSEINTENTREQUEST'].fields_by_name['input']._serialized_options = b'\342A\001\002'
+  _globals['_PARSEINTENTREQUEST'].fields_by_name['input']._serialized_options = b'\342A\001\002\312\363\030\004\010\240\215\006'
   _globals['_ANALYZECOMPLEXITYREQUEST'].fields_by_name['task']._loaded_options = None
-  _globals['_ANALYZECOMPLEXITYREQUEST'].fields_by_name['task']._serialized_options = b'\342A\001\002'
+  _globals['_ANALYZECOMPLEXITYREQUEST'].fields_by_name['task']._serialized_options = b'\342A\001\002\312\363\030\004\010\240\215\006'
   _globals['_GENERATESWARMCONFIGREQUEST'].fields_by_name['task']._loaded_options = None
-  _globals['_GENERATESWARMCONFIGREQUEST'].fields_by_name['task']._serialized_options = b'\342A\001\002'
+  _globals['_GENERATESWARMCONFIGREQUEST'].fields_by_name['task']._serialized_options = b'\342A\001\002\312\363\030\004\010\240\215\006'
   _globals['_INTENTSERVICE'].methods_by_name['ParseIntent']._loaded_options = None
-  _globals['_INTENTSERVICE'].methods_by_name['ParseIntent']._serialized_options = b'\202\323\344\223\002\031\"\024/api/v1/intent/parse:\001*'
+  _globals['_INTENTSERVICE'].methods_by_name['ParseIntent']._serialized_options = b'\302\363\030\020\n\006intent\022\004read\030\003\202\323\344\223\002\031\"\024/api/v1/intent/parse:\001*'
   _globals['_INTENTSERVICE'].methods_by_name['AnalyzeComplexity']._loaded_options = None
-  _globals['_INTENTSERVICE'].methods_by_name['AnalyzeComplexity']._serialized_options = b'\202\323\344\223\002\036\"\031/api/v1/intent/complexity:\001*'
+  _globals['_INTENTSERVICE'].methods_by_name['AnalyzeComplexity']._serialized_options = b'\302\363\030\020\n\006intent\022\004read\030\003\202\323\344\223\002\036\"\031/api/v1/intent/complexity:\001*'
   _globals['_INTENTSERVICE'].methods_by_name['GenerateSwarmConfig']._loaded_options = None
-  _globals['_INTENTSERVICE'].methods_by_name['GenerateSwarmConfig']._serialized_options = b'\202\323\344\223\002 \"\033/api/v1/intent/swarm-config:\001*'
-  _globals['_PARSEINTENTREQUEST']._serialized_start=129
-  _globals['_PARSEINTENTREQUEST']._serialized_end=201
-  _globals['_ANALYZECOMPLEXITYREQUEST']._serialized_start=203
-  _globals['_ANALYZECOMPLEXITYREQUEST']._serialized_end=255
-  _globals['_GENERATESWARMCONFIGREQUEST']._serialized_start=257
-  _globals['_GENERATESWARMCONFIGREQUEST']._serialized_end=373
-  _globals['_INTENTSERVICE']._serialized_start=376
-  _globals['_INTENTSERVICE']._serialized_end=734
+  _globals['_INTENTSERVICE'].methods_by_name['GenerateSwarmConfig']._serialized_options = b'\302\363\030\020\n\006intent\022\004read\030\003\202\323\344\223\002 \"\033/api/v1/intent/swarm-config:\001*'
+  _globals['_PARSEINTENTREQUEST']._serialized_start=175
+  _globals['_PARSEINTENTREQUEST']._serialized_end=255
+  _globals['_ANALYZECOMPLEXITYREQUEST']._serialized_start=257
+  _globals['_ANALYZECOMPLEXITYREQUEST']._serialized_end=317
+  _globals['_GENERATESWARMCONFIGREQUEST']._serialized_start=319
+  _globals['_GENERATESWARMCONFIGREQUEST']._serialized_end=443
+  _globals['_INTENTSERVICE']._serialized_start=446
+  _globals['_INTENTSERVICE']._serialized_end=866
 # @@protoc_insertion_point(module_scope)

@@ -25,7 +25,10 @@ class ParseIntentRequest(_message.Message):
     PARSER_FIELD_NUMBER: _builtins.int
     input: _builtins.str
     parser: _builtins.str
-    """"deterministic" (default) or "llm" (through the openai runtime's endpoint)."""
+    """"deterministic" (default) or "llm" (through the openai runtime's endpoint). The llm parser
+    spends on that endpoint: it needs the permission `intent:create` (developer, operator, admin),
+    more than this RPC's `intent:read`.
+    """
     def __init__(
         self,
         *,

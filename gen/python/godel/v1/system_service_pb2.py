@@ -22,13 +22,16 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from godel.v1 import access_pb2 as godel_dot_v1_dot_access__pb2
+from godel.v1 import agent_pb2 as godel_dot_v1_dot_agent__pb2
+from godel.v1 import dead_letter_pb2 as godel_dot_v1_dot_dead__letter__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dgodel/v1/system_service.proto\x12\x08godel.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetHealthRequest\"\x8d\x01\n\x11GetHealthResponse\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x16.godel.v1.HealthStatusR\x06status\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12.\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\"\x1a\n\x18GetDetailedHealthRequest\"\xaa\x01\n\x0f\x43omponentHealth\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x16.godel.v1.HealthStatusR\x06status\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\x12\x1d\n\nlatency_ms\x18\x04 \x01(\x01R\tlatencyMs\x12\x1a\n\x08\x65ndpoint\x18\x05 \x01(\tR\x08\x65ndpoint\"\xd0\x01\n\x19GetDetailedHealthResponse\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x16.godel.v1.HealthStatusR\x06status\x12\x39\n\ncomponents\x18\x02 \x03(\x0b\x32\x19.godel.v1.ComponentHealthR\ncomponents\x12\x18\n\x07version\x18\x03 \x01(\tR\x07version\x12.\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\"\x15\n\x13GetReadinessRequest\"M\n\x14GetReadinessResponse\x12\x14\n\x05ready\x18\x01 \x01(\x08R\x05ready\x12\x1f\n\x0bwaiting_for\x18\x02 \x03(\tR\nwaitingFor\"\x14\n\x12GetLivenessRequest\"+\n\x13GetLivenessResponse\x12\x14\n\x05\x61live\x18\x01 \x01(\x08R\x05\x61live\"\x18\n\x16GetCapabilitiesRequest\"\x96\x02\n\x17GetCapabilitiesResponse\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x1f\n\x0b\x61pi_version\x18\x02 \x01(\tR\napiVersion\x12\x1a\n\x08services\x18\x03 \x03(\tR\x08services\x12\x1a\n\x08\x66\x65\x61tures\x18\x04 \x03(\tR\x08\x66\x65\x61tures\x12\x1a\n\x08runtimes\x18\x05 \x03(\tR\x08runtimes\x12\x31\n\x14\x65xecution_strategies\x18\x06 \x03(\tR\x13\x65xecutionStrategies\x12!\n\x0c\x61uth_methods\x18\x07 \x03(\tR\x0b\x61uthMethods\x12\x16\n\x06topics\x18\x08 \x03(\tR\x06topics\"\x13\n\x11GetOpenApiRequest\"\x13\n\x11GetMetricsRequest\"\x18\n\x16GetAgentMetricsRequest\"\xe0\x01\n\x17GetAgentMetricsResponse\x12\x14\n\x05total\x18\x01 \x01(\x03R\x05total\x12L\n\tby_status\x18\x02 \x03(\x0b\x32/.godel.v1.GetAgentMetricsResponse.ByStatusEntryR\x08\x62yStatus\x12$\n\x0etotal_cost_usd\x18\x03 \x01(\x01R\x0ctotalCostUsd\x1a;\n\rByStatusEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x02\x38\x01\"\x18\n\x16GetTeamsMetricsRequest\"\xba\x01\n\x17GetTeamsMetricsResponse\x12\x14\n\x05total\x18\x01 \x01(\x03R\x05total\x12L\n\tby_status\x18\x02 \x03(\x0b\x32/.godel.v1.GetTeamsMetricsResponse.ByStatusEntryR\x08\x62yStatus\x1a;\n\rByStatusEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x02\x38\x01\"\x19\n\x17GetSystemMetricsRequest\"M\n\x18GetSystemMetricsResponse\x12\x31\n\x07\x66igures\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructR\x07\x66igures*\x81\x01\n\x0cHealthStatus\x12\x1d\n\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n\x16HEALTH_STATUS_DEGRADED\x10\x02\x12\x1b\n\x17HEALTH_STATUS_UNHEALTHY\x10\x03\x32\xf0\n\n\rSystemService\x12v\n\tGetHealth\x12\x1a.godel.v1.GetHealthRequest\x1a\x1b.godel.v1.GetHealthResponse\"0\x82\xd3\xe4\x93\x02*\x12\x0e/api/v1/healthZ\r\x12\x0b/api/healthZ\t\x12\x07/health\x12\xa9\x01\n\x11GetDetailedHealth\x12\".godel.v1.GetDetailedHealthRequest\x1a#.godel.v1.GetDetailedHealthResponse\"K\x82\xd3\xe4\x93\x02\x45\x12\x17/api/v1/health/detailedZ\x16\x12\x14/api/health/detailedZ\x12\x12\x10/health/detailed\x12\x91\x01\n\x0cGetReadiness\x12\x1d.godel.v1.GetReadinessRequest\x1a\x1e.godel.v1.GetReadinessResponse\"B\x82\xd3\xe4\x93\x02<\x12\x14/api/v1/health/readyZ\x13\x12\x11/api/health/readyZ\x0f\x12\r/health/ready\x12\x8b\x01\n\x0bGetLiveness\x12\x1c.godel.v1.GetLivenessRequest\x1a\x1d.godel.v1.GetLivenessResponse\"?\x82\xd3\xe4\x93\x02\x39\x12\x13/api/v1/health/liveZ\x12\x12\x10/api/health/liveZ\x0e\x12\x0c/health/live\x12\x89\x01\n\x0fGetCapabilities\x12 .godel.v1.GetCapabilitiesRequest\x1a!.godel.v1.GetCapabilitiesResponse\"1\x82\xd3\xe4\x93\x02+\x12\x14/api/v1/capabilitiesZ\x13\x12\x11/api/capabilities\x12r\n\nGetOpenApi\x12\x1b.godel.v1.GetOpenApiRequest\x1a\x14.google.api.HttpBody\"1\x82\xd3\xe4\x93\x02+\x12\x14/api/v1/openapi.jsonZ\x13\x12\x11/api/openapi.json\x12h\n\nGetMetrics\x12\x1b.godel.v1.GetMetricsRequest\x1a\x14.google.api.HttpBody\"\'\x82\xd3\xe4\x93\x02!\x12\x0f/api/v1/metricsZ\x0e\x12\x0c/api/metrics\x12\x8d\x01\n\x0fGetAgentMetrics\x12 .godel.v1.GetAgentMetricsRequest\x1a!.godel.v1.GetAgentMetricsResponse\"5\x82\xd3\xe4\x93\x02/\x12\x16/api/v1/metrics/agentsZ\x15\x12\x13/api/metrics/agents\x12\x8b\x01\n\x0fGetTeamsMetrics\x12 .godel.v1.GetTeamsMetricsRequest\x1a!.godel.v1.GetTeamsMetricsResponse\"3\x82\xd3\xe4\x93\x02-\x12\x15/api/v1/metrics/teamsZ\x14\x12\x12/api/metrics/teams\x12\x90\x01\n\x10GetSystemMetrics\x12!.godel.v1.GetSystemMetricsRequest\x1a\".godel.v1.GetSystemMetricsResponse\"5\x82\xd3\xe4\x93\x02/\x12\x16/api/v1/metrics/systemZ\x15\x12\x13/api/metrics/systemB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1dgodel/v1/system_service.proto\x12\x08godel.v1\x1a\x15godel/v1/access.proto\x1a\x14godel/v1/agent.proto\x1a\x1agodel/v1/dead_letter.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetHealthRequest\"\x8d\x01\n\x11GetHealthResponse\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x16.godel.v1.HealthStatusR\x06status\x12\x18\n\x07version\x18\x02 \x01(\tR\x07version\x12.\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\"\x1a\n\x18GetDetailedHealthRequest\"\xaa\x01\n\x0f\x43omponentHealth\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12.\n\x06status\x18\x02 \x01(\x0e\x32\x16.godel.v1.HealthStatusR\x06status\x12\x18\n\x07message\x18\x03 \x01(\tR\x07message\x12\x1d\n\nlatency_ms\x18\x04 \x01(\x01R\tlatencyMs\x12\x1a\n\x08\x65ndpoint\x18\x05 \x01(\tR\x08\x65ndpoint\"\xfc\x01\n\x19GetDetailedHealthResponse\x12.\n\x06status\x18\x01 \x01(\x0e\x32\x16.godel.v1.HealthStatusR\x06status\x12\x39\n\ncomponents\x18\x02 \x03(\x0b\x32\x19.godel.v1.ComponentHealthR\ncomponents\x12\x18\n\x07version\x18\x03 \x01(\tR\x07version\x12.\n\x04time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x04time\x12*\n\x07workers\x18\x05 \x03(\x0b\x32\x10.godel.v1.WorkerR\x07workers\"\x15\n\x13GetReadinessRequest\"M\n\x14GetReadinessResponse\x12\x14\n\x05ready\x18\x01 \x01(\x08R\x05ready\x12\x1f\n\x0bwaiting_for\x18\x02 \x03(\tR\nwaitingFor\"\x14\n\x12GetLivenessRequest\"+\n\x13GetLivenessResponse\x12\x14\n\x05\x61live\x18\x01 \x01(\x08R\x05\x61live\"\x18\n\x16GetCapabilitiesRequest\"\x96\x02\n\x17GetCapabilitiesResponse\x12\x18\n\x07version\x18\x01 \x01(\tR\x07version\x12\x1f\n\x0b\x61pi_version\x18\x02 \x01(\tR\napiVersion\x12\x1a\n\x08services\x18\x03 \x03(\tR\x08services\x12\x1a\n\x08\x66\x65\x61tures\x18\x04 \x03(\tR\x08\x66\x65\x61tures\x12\x1a\n\x08runtimes\x18\x05 \x03(\tR\x08runtimes\x12\x31\n\x14\x65xecution_strategies\x18\x06 \x03(\tR\x13\x65xecutionStrategies\x12!\n\x0c\x61uth_methods\x18\x07 \x03(\tR\x0b\x61uthMethods\x12\x16\n\x06topics\x18\x08 \x03(\tR\x06topics\"\x13\n\x11GetOpenApiRequest\"\x13\n\x11GetMetricsRequest\"\x18\n\x16GetAgentMetricsRequest\"\xb8\x03\n\x17GetAgentMetricsResponse\x12\x14\n\x05total\x18\x01 \x01(\x03R\x05total\x12L\n\tby_status\x18\x02 \x03(\x0b\x32/.godel.v1.GetAgentMetricsResponse.ByStatusEntryR\x08\x62yStatus\x12$\n\x0etotal_cost_usd\x18\x03 \x01(\x01R\x0ctotalCostUsd\x12\x16\n\x06\x61\x63tive\x18\x04 \x01(\x03R\x06\x61\x63tive\x12V\n\rcost_by_model\x18\x05 \x03(\x0b\x32\x32.godel.v1.GetAgentMetricsResponse.CostByModelEntryR\x0b\x63ostByModel\x12&\n\x0f\x66\x61ilure_rate_5m\x18\x06 \x01(\x01R\rfailureRate5m\x1a;\n\rByStatusEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x02\x38\x01\x1a>\n\x10\x43ostByModelEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x01R\x05value:\x02\x38\x01\"\x18\n\x16GetTeamsMetricsRequest\"\x9c\x02\n\x17GetTeamsMetricsResponse\x12\x14\n\x05total\x18\x01 \x01(\x03R\x05total\x12L\n\tby_status\x18\x02 \x03(\x0b\x32/.godel.v1.GetTeamsMetricsResponse.ByStatusEntryR\x08\x62yStatus\x12\'\n\x0f\x63ompletion_rate\x18\x03 \x01(\x01R\x0e\x63ompletionRate\x12\x1f\n\x0bqueue_depth\x18\x04 \x01(\x03R\nqueueDepth\x12\x16\n\x06\x61gents\x18\x05 \x01(\x03R\x06\x61gents\x1a;\n\rByStatusEntry\x12\x10\n\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n\x05value\x18\x02 \x01(\x03R\x05value:\x02\x38\x01\"\x19\n\x17GetSystemMetricsRequest\"M\n\x18GetSystemMetricsResponse\x12\x31\n\x07\x66igures\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructR\x07\x66igures*\x81\x01\n\x0cHealthStatus\x12\x1d\n\x19HEALTH_STATUS_UNSPECIFIED\x10\x00\x12\x19\n\x15HEALTH_STATUS_HEALTHY\x10\x01\x12\x1a\n\x16HEALTH_STATUS_DEGRADED\x10\x02\x12\x1b\n\x17HEALTH_STATUS_UNHEALTHY\x10\x03\x32\xbe\x10\n\rSystemService\x12|\n\tGetHealth\x12\x1a.godel.v1.GetHealthRequest\x1a\x1b.godel.v1.GetHealthResponse\"6\xc2\xf3\x18\x02 \x01\x82\xd3\xe4\x93\x02*\x12\x0e/api/v1/healthZ\r\x12\x0b/api/healthZ\t\x12\x07/health\x12\xbd\x01\n\x11GetDetailedHealth\x12\".godel.v1.GetDetailedHealthRequest\x1a#.godel.v1.GetDetailedHealthResponse\"_\xc2\xf3\x18\x10\n\x06system\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02\x45\x12\x17/api/v1/health/detailedZ\x16\x12\x14/api/health/detailedZ\x12\x12\x10/health/detailed\x12\x97\x01\n\x0cGetReadiness\x12\x1d.godel.v1.GetReadinessRequest\x1a\x1e.godel.v1.GetReadinessResponse\"H\xc2\xf3\x18\x02 \x01\x82\xd3\xe4\x93\x02<\x12\x14/api/v1/health/readyZ\x13\x12\x11/api/health/readyZ\x0f\x12\r/health/ready\x12\x91\x01\n\x0bGetLiveness\x12\x1c.godel.v1.GetLivenessRequest\x1a\x1d.godel.v1.GetLivenessResponse\"E\xc2\xf3\x18\x02 \x01\x82\xd3\xe4\x93\x02\x39\x12\x13/api/v1/health/liveZ\x12\x12\x10/api/health/liveZ\x0e\x12\x0c/health/live\x12\x8f\x01\n\x0fGetCapabilities\x12 .godel.v1.GetCapabilitiesRequest\x1a!.godel.v1.GetCapabilitiesResponse\"7\xc2\xf3\x18\x02 \x01\x82\xd3\xe4\x93\x02+\x12\x14/api/v1/capabilitiesZ\x13\x12\x11/api/capabilities\x12x\n\nGetOpenApi\x12\x1b.godel.v1.GetOpenApiRequest\x1a\x14.google.api.HttpBody\"7\xc2\xf3\x18\x02 \x01\x82\xd3\xe4\x93\x02+\x12\x14/api/v1/openapi.jsonZ\x13\x12\x11/api/openapi.json\x12|\n\nGetMetrics\x12\x1b.godel.v1.GetMetricsRequest\x1a\x14.google.api.HttpBody\";\xc2\xf3\x18\x10\n\x06system\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02!\x12\x0f/api/v1/metricsZ\x0e\x12\x0c/api/metrics\x12\xa1\x01\n\x0fGetAgentMetrics\x12 .godel.v1.GetAgentMetricsRequest\x1a!.godel.v1.GetAgentMetricsResponse\"I\xc2\xf3\x18\x10\n\x06system\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02/\x12\x16/api/v1/metrics/agentsZ\x15\x12\x13/api/metrics/agents\x12\x9f\x01\n\x0fGetTeamsMetrics\x12 .godel.v1.GetTeamsMetricsRequest\x1a!.godel.v1.GetTeamsMetricsResponse\"G\xc2\xf3\x18\x10\n\x06system\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02-\x12\x15/api/v1/metrics/teamsZ\x14\x12\x12/api/metrics/teams\x12\xa4\x01\n\x10GetSystemMetrics\x12!.godel.v1.GetSystemMetricsRequest\x1a\".godel.v1.GetSystemMetricsResponse\"I\xc2\xf3\x18\x10\n\x06system\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02/\x12\x16/api/v1/metrics/systemZ\x15\x12\x13/api/metrics/system\x12\xb2\x01\n\x0fListDeadLetters\x12 .godel.v1.ListDeadLettersRequest\x1a!.godel.v1.ListDeadLettersResponse\"Z\xc2\xf3\x18\x15\n\x0b\x64\x65\x61\x64_letter\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02;\x12\x1c/api/v1/dead-letters/clusterZ\x1b\x12\x19/api/dead-letters/cluster\x12\xd0\x01\n\x0fRetryDeadLetter\x12 .godel.v1.RetryDeadLetterRequest\x1a!.godel.v1.RetryDeadLetterResponse\"x\xc2\xf3\x18\x17\n\x0b\x64\x65\x61\x64_letter\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02W\"\'/api/v1/dead-letters/cluster/{id}:retry:\x01*Z)\"$/api/dead-letters/cluster/{id}:retry:\x01*\x12\xc1\x01\n\x10\x44\x65leteDeadLetter\x12!.godel.v1.DeleteDeadLetterRequest\x1a\".godel.v1.DeleteDeadLetterResponse\"f\xc2\xf3\x18\x17\n\x0b\x64\x65\x61\x64_letter\x12\x06\x64\x65lete\x18\x03\x82\xd3\xe4\x93\x02\x45*!/api/v1/dead-letters/cluster/{id}Z *\x1e/api/dead-letters/cluster/{id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,72 +41,82 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1'
   _globals['_GETAGENTMETRICSRESPONSE_BYSTATUSENTRY']._loaded_options = None
   _globals['_GETAGENTMETRICSRESPONSE_BYSTATUSENTRY']._serialized_options = b'8\001'
+  _globals['_GETAGENTMETRICSRESPONSE_COSTBYMODELENTRY']._loaded_options = None
+  _globals['_GETAGENTMETRICSRESPONSE_COSTBYMODELENTRY']._serialized_options = b'8\001'
   _globals['_GETTEAMSMETRICSRESPONSE_BYSTATUSENTRY']._loaded_options = None
   _globals['_GETTEAMSMETRICSRESPONSE_BYSTATUSENTRY']._serialized_options = b'8\001'
   _globals['_SYSTEMSERVICE'].methods_by_name['GetHealth']._loaded_options = None
-  _globals['_SYSTEMSERVICE'].methods_by_name['GetHealth']._serialized_options = b'\202\323\344\223\002*\022\016/api/v1/healthZ\r\022\013/api/healthZ\t\022\007/health'
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetHealth']._serialized_options = b'\302\363\030\002 \001\202\323\344\223\002*\022\016/api/v1/healthZ\r\022\013/api/healthZ\t\022\007/health'
   _globals['_SYSTEMSERVICE'].methods_by_name['GetDetailedHealth']._loaded_options = None
-  _globals['_SYSTEMSERVICE'].methods_by_name['GetDetailedHealth']._serialized_options = b'\202\323\344\223\002E\022\027/api/v1/health/detailedZ\026\022\024/api/health/detailedZ\022\022\020/health/detailed'
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetDetailedHealth']._serialized_options = b'\302\363\030\020\n\006system\022\004read\030\003\202\323\344\223\002E\022\027/api/v1/health/detailedZ\026\022\024/api/health/detailedZ\022\022\020/health/detailed'
   _globals['_SYSTEMSERVICE'].methods_by_name['GetReadiness']._loaded_options = None
-  _globals['_SYSTEMSERVICE'].methods_by_name['GetReadiness']._serialized_options = b'\202\323\344\223\002<\022\024/api/v1/health/readyZ\023\022\021/api/health/readyZ\017\022\r/health/ready'
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetReadiness']._serialized_options = b'\302\363\030\002 \001\202\323\344\223\002<\022\024/api/v1/health/readyZ\023\022\021/api/health/readyZ\017\022\r/health/ready'
   _globals['_SYSTEMSERVICE'].methods_by_name['GetLiveness']._loaded_options = None
-  _globals['_SYSTEMSERVICE'].methods_by_name['GetLiveness']._serialized_options = b'\202\323\344\223\0029\022\023/api/v1/health/liveZ\022\022\020/api/health/liveZ\016\022\014/health/live'
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetLiveness']._serialized_options = b'\302\363\030\002 \001\202\323\344\223\0029\022\023/api/v1/health/liveZ\022\022\020/api/health/liveZ\016\022\014/health/live'
   _globals['_SYSTEMSERVICE'].methods_by_name['GetCapabilities']._loaded_options = None
-  _globals['_SYSTEMSERVICE'].methods_by_name['GetCapabilities']._serialized_options = b'\202\323\344\223\002+\022\024/api/v1/capabilitiesZ\023\022\021/api/capabilities'
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetCapabilities']._serialized_options = b'\302\363\030\002 \001\202\323\344\223\002+\022\024/api/v1/capabilitiesZ\023\022\021/api/capabilities'
   _globals['_SYSTEMSERVICE'].methods_by_name['GetOpenApi']._loaded_options = None
-  _globals['_SYSTEMSERVICE'].methods_by_name['GetOpenApi']._serialized_options = b'\202\323\344\223\002+\022\024/api/v1/openapi.jsonZ\023\022\021/api/openapi.json'
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetOpenApi']._serialized_options = b'\302\363\030\002 \001\202\323\344\223\002+\022\024/api/v1/openapi.jsonZ\023\022\021/api/openapi.json'
   _globals['_SYSTEMSERVICE'].methods_by_name['GetMetrics']._loaded_options = None
-  _globals['_SYSTEMSERVICE'].methods_by_name['GetMetrics']._serialized_options = b'\202\323\344\223\002!\022\017/api/v1/metricsZ\016\022\014/api/metrics'
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetMetrics']._serialized_options = b'\302\363\030\020\n\006system\022\004read\030\003\202\323\344\223\002!\022\017/api/v1/metricsZ\016\022\014/api/metrics'
   _globals['_SYSTEMSERVICE'].methods_by_name['GetAgentMetrics']._loaded_options = None
-  _globals['_SYSTEMSERVICE'].methods_by_name['GetAgentMetrics']._serialized_options = b'\202\323\344\223\002/\022\026/api/v1/metrics/agentsZ\025\022\023/api/metrics/agents'
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetAgentMetrics']._serialized_options = b'\302\363\030\020\n\006system\022\004read\030\003\202\323\344\223\002/\022\026/api/v1/metrics/agentsZ\025\022\023/api/metrics/agents'
   _globals['_SYSTEMSERVICE'].methods_by_name['GetTeamsMetrics']._loaded_options = None
-  _globals['_SYSTEMSERVICE'].methods_by_name['GetTeamsMetrics']._serialized_options = b'\202\323\344\223\002-\022\025/api/v1/metrics/teamsZ\024\022\022/api/metrics/teams'
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetTeamsMetrics']._serialized_options = b'\302\363\030\020\n\006system\022\004read\030\003\202\323\344\223\002-\022\025/api/v1/metrics/teamsZ\024\022\022/api/metrics/teams'
   _globals['_SYSTEMSERVICE'].methods_by_name['GetSystemMetrics']._loaded_options = None
-  _globals['_SYSTEMSERVICE'].methods_by_name['GetSystemMetrics']._serialized_options = b'\202\323\344\223\002/\022\026/api/v1/metrics/systemZ\025\022\023/api/metrics/system'
-  _globals['_HEALTHSTATUS']._serialized_start=1832
-  _globals['_HEALTHSTATUS']._serialized_end=1961
-  _globals['_GETHEALTHREQUEST']._serialized_start=163
-  _globals['_GETHEALTHREQUEST']._serialized_end=181
-  _globals['_GETHEALTHRESPONSE']._serialized_start=184
-  _globals['_GETHEALTHRESPONSE']._serialized_end=325
-  _globals['_GETDETAILEDHEALTHREQUEST']._serialized_start=327
-  _globals['_GETDETAILEDHEALTHREQUEST']._serialized_end=353
-  _globals['_COMPONENTHEALTH']._serialized_start=356
-  _globals['_COMPONENTHEALTH']._serialized_end=526
-  _globals['_GETDETAILEDHEALTHRESPONSE']._serialized_start=529
-  _globals['_GETDETAILEDHEALTHRESPONSE']._serialized_end=737
-  _globals['_GETREADINESSREQUEST']._serialized_start=739
-  _globals['_GETREADINESSREQUEST']._serialized_end=760
-  _globals['_GETREADINESSRESPONSE']._serialized_start=762
-  _globals['_GETREADINESSRESPONSE']._serialized_end=839
-  _globals['_GETLIVENESSREQUEST']._serialized_start=841
-  _globals['_GETLIVENESSREQUEST']._serialized_end=861
-  _globals['_GETLIVENESSRESPONSE']._serialized_start=863
-  _globals['_GETLIVENESSRESPONSE']._serialized_end=906
-  _globals['_GETCAPABILITIESREQUEST']._serialized_start=908
-  _globals['_GETCAPABILITIESREQUEST']._serialized_end=932
-  _globals['_GETCAPABILITIESRESPONSE']._serialized_start=935
-  _globals['_GETCAPABILITIESRESPONSE']._serialized_end=1213
-  _globals['_GETOPENAPIREQUEST']._serialized_start=1215
-  _globals['_GETOPENAPIREQUEST']._serialized_end=1234
-  _globals['_GETMETRICSREQUEST']._serialized_start=1236
-  _globals['_GETMETRICSREQUEST']._serialized_end=1255
-  _globals['_GETAGENTMETRICSREQUEST']._serialized_start=1257
-  _globals['_GETAGENTMETRICSREQUEST']._serialized_end=1281
-  _globals['_GETAGENTMETRICSRESPONSE']._serialized_start=1284
-  _globals['_GETAGENTMETRICSRESPONSE']._serialized_end=1508
-  _globals['_GETAGENTMETRICSRESPONSE_BYSTATUSENTRY']._serialized_start=1449
-  _globals['_GETAGENTMETRICSRESPONSE_BYSTATUSENTRY']._serialized_end=1508
-  _globals['_GETTEAMSMETRICSREQUEST']._serialized_start=1510
-  _globals['_GETTEAMSMETRICSREQUEST']._serialized_end=1534
-  _globals['_GETTEAMSMETRICSRESPONSE']._serialized_start=1537
-  _globals['_GETTEAMSMETRICSRESPONSE']._serialized_end=1723
-  _globals['_GETTEAMSMETRICSRESPONSE_BYSTATUSENTRY']._serialized_start=1449
-  _globals['_GETTEAMSMETRICSRESPONSE_BYSTATUSENTRY']._serialized_end=1508
-  _globals['_GETSYSTEMMETRICSREQUEST']._serialized_start=1725
-  _globals['_GETSYSTEMMETRICSREQUEST']._serialized_end=1750
-  _globals['_GETSYSTEMMETRICSRESPONSE']._serialized_start=1752
-  _globals['_GETSYSTEMMETRICSRESPONSE']._serialized_end=1829
-  _globals['_SYSTEMSERVICE']._serialized_start=1964
-  _globals['_SYSTEMSERVICE']._serialized_end=3356
+  _globals['_SYSTEMSERVICE'].methods_by_name['GetSystemMetrics']._serialized_options = b'\302\363\030\020\n\006system\022\004read\030\003\202\323\344\223\002/\022\026/api/v1/metrics/systemZ\025\022\023/api/metrics/system'
+  _globals['_SYSTEMSERVICE'].methods_by_name['ListDeadLetters']._loaded_options = None
+  _globals['_SYSTEMSERVICE'].methods_by_name['ListDeadLetters']._serialized_options = b'\302\363\030\025\n\013dead_letter\022\004read\030\003\202\323\344\223\002;\022\034/api/v1/dead-letters/clusterZ\033\022\031/api/dead-letters/cluster'
+  _globals['_SYSTEMSERVICE'].methods_by_name['RetryDeadLetter']._loaded_options = None
+  _globals['_SYSTEMSERVICE'].methods_by_name['RetryDeadLetter']._serialized_options = b'\302\363\030\027\n\013dead_letter\022\006update\030\003\202\323\344\223\002W\"\'/api/v1/dead-letters/cluster/{id}:retry:\001*Z)\"$/api/dead-letters/cluster/{id}:retry:\001*'
+  _globals['_SYSTEMSERVICE'].methods_by_name['DeleteDeadLetter']._loaded_options = None
+  _globals['_SYSTEMSERVICE'].methods_by_name['DeleteDeadLetter']._serialized_options = b'\302\363\030\027\n\013dead_letter\022\006delete\030\003\202\323\344\223\002E*!/api/v1/dead-letters/cluster/{id}Z *\036/api/dead-letters/cluster/{id}'
+  _globals['_HEALTHSTATUS']._serialized_start=2263
+  _globals['_HEALTHSTATUS']._serialized_end=2392
+  _globals['_GETHEALTHREQUEST']._serialized_start=236
+  _globals['_GETHEALTHREQUEST']._serialized_end=254
+  _globals['_GETHEALTHRESPONSE']._serialized_start=257
+  _globals['_GETHEALTHRESPONSE']._serialized_end=398
+  _globals['_GETDETAILEDHEALTHREQUEST']._serialized_start=400
+  _globals['_GETDETAILEDHEALTHREQUEST']._serialized_end=426
+  _globals['_COMPONENTHEALTH']._serialized_start=429
+  _globals['_COMPONENTHEALTH']._serialized_end=599
+  _globals['_GETDETAILEDHEALTHRESPONSE']._serialized_start=602
+  _globals['_GETDETAILEDHEALTHRESPONSE']._serialized_end=854
+  _globals['_GETREADINESSREQUEST']._serialized_start=856
+  _globals['_GETREADINESSREQUEST']._serialized_end=877
+  _globals['_GETREADINESSRESPONSE']._serialized_start=879
+  _globals['_GETREADINESSRESPONSE']._serialized_end=956
+  _globals['_GETLIVENESSREQUEST']._serialized_start=958
+  _globals['_GETLIVENESSREQUEST']._serialized_end=978
+  _globals['_GETLIVENESSRESPONSE']._serialized_start=980
+  _globals['_GETLIVENESSRESPONSE']._serialized_end=1023
+  _globals['_GETCAPABILITIESREQUEST']._serialized_start=1025
+  _globals['_GETCAPABILITIESREQUEST']._serialized_end=1049
+  _globals['_GETCAPABILITIESRESPONSE']._serialized_start=1052
+  _globals['_GETCAPABILITIESRESPONSE']._serialized_end=1330
+  _globals['_GETOPENAPIREQUEST']._serialized_start=1332
+  _globals['_GETOPENAPIREQUEST']._serialized_end=1351
+  _globals['_GETMETRICSREQUEST']._serialized_start=1353
+  _globals['_GETMETRICSREQUEST']._serialized_end=1372
+  _globals['_GETAGENTMETRICSREQUEST']._serialized_start=1374
+  _globals['_GETAGENTMETRICSREQUEST']._serialized_end=1398
+  _globals['_GETAGENTMETRICSRESPONSE']._serialized_start=1401
+  _globals['_GETAGENTMETRICSRESPONSE']._serialized_end=1841
+  _globals['_GETAGENTMETRICSRESPONSE_BYSTATUSENTRY']._serialized_start=1718
+  _globals['_GETAGENTMETRICSRESPONSE_BYSTATUSENTRY']._serialized_end=1777
+  _globals['_GETAGENTMETRICSRESPONSE_COSTBYMODELENTRY']._serialized_start=1779
+  _globals['_GETAGENTMETRICSRESPONSE_COSTBYMODELENTRY']._serialized_end=1841
+  _globals['_GETTEAMSMETRICSREQUEST']._serialized_start=1843
+  _globals['_GETTEAMSMETRICSREQUEST']._serialized_end=1867
+  _globals['_GETTEAMSMETRICSRESPONSE']._serialized_start=1870
+  _globals['_GETTEAMSMETRICSRESPONSE']._serialized_end=2154
+  _globals['_GETTEAMSMETRICSRESPONSE_BYSTATUSENTRY']._serialized_start=1718
+  _globals['_GETTEAMSMETRICSRESPONSE_BYSTATUSENTRY']._serialized_end=1777
+  _globals['_GETSYSTEMMETRICSREQUEST']._serialized_start=2156
+  _globals['_GETSYSTEMMETRICSREQUEST']._serialized_end=2181
+  _globals['_GETSYSTEMMETRICSRESPONSE']._serialized_start=2183
+  _globals['_GETSYSTEMMETRICSRESPONSE']._serialized_end=2260
+  _globals['_SYSTEMSERVICE']._serialized_start=2395
+  _globals['_SYSTEMSERVICE']._serialized_end=4505
 # @@protoc_insertion_point(module_scope)

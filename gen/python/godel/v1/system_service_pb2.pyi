@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from godel.v1 import agent_pb2 as _agent_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
@@ -140,12 +141,19 @@ class GetDetailedHealthResponse(_message.Message):
     COMPONENTS_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
+    WORKERS_FIELD_NUMBER: _builtins.int
     status: Global___HealthStatus.ValueType
     version: _builtins.str
     @_builtins.property
     def components(self) -> _containers.RepeatedCompositeFieldContainer[Global___ComponentHealth]: ...
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[_agent_pb2.Worker]:
+        """Workers connected to the agent service, with their free slots (AgentService.ListWorkers,
+        asked with the caller's credentials; the "workers" component says when it could not be asked).
+        """
+
     def __init__(
         self,
         *,
@@ -153,10 +161,11 @@ class GetDetailedHealthResponse(_message.Message):
         components: _abc.Iterable[Global___ComponentHealth] | None = ...,
         version: _builtins.str = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
+        workers: _abc.Iterable[_agent_pb2.Worker] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["components", b"components", "status", b"status", "time", b"time", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["components", b"components", "status", b"status", "time", b"time", "version", b"version", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -267,16 +276,22 @@ class GetCapabilitiesResponse(_message.Message):
     api_version: _builtins.str
     @_builtins.property
     def services(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """gRPC services served, e.g. "godel.v1.AgentService"."""
+        """gRPC services the running processes serve, e.g. "godel.v1.AgentService"."""
 
     @_builtins.property
     def features(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """Feature flags that are live, e.g. "agents", "events", "events.sse"."""
+        """The RPCs of those services that are implemented, e.g. "godel.v1.AgentService/CreateAgent";
+        an RPC of a listed service that is missing here answers UNIMPLEMENTED.
+        """
 
     @_builtins.property
-    def runtimes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def runtimes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Agent runtimes offered by the workers connected now, e.g. "command", "openai"."""
+
     @_builtins.property
-    def execution_strategies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def execution_strategies(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Team strategies, e.g. "parallel", "map-reduce"."""
+
     @_builtins.property
     def auth_methods(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -372,14 +387,47 @@ class GetAgentMetricsResponse(_message.Message):
         def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
         def WhichOneof(self, oneof_group: _Never) -> None: ...
 
+    @_typing.final
+    class CostByModelEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.float
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.float = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     TOTAL_FIELD_NUMBER: _builtins.int
     BY_STATUS_FIELD_NUMBER: _builtins.int
     TOTAL_COST_USD_FIELD_NUMBER: _builtins.int
+    ACTIVE_FIELD_NUMBER: _builtins.int
+    COST_BY_MODEL_FIELD_NUMBER: _builtins.int
+    FAILURE_RATE_5M_FIELD_NUMBER: _builtins.int
     total: _builtins.int
+    """Agents stored (godel_agents_by_status summed)."""
     total_cost_usd: _builtins.float
+    """Spend of all stored agents in USD (godel_agent_cost_dollars summed)."""
+    active: _builtins.int
+    """Agents running now (godel_agents_active)."""
+    failure_rate_5m: _builtins.float
+    """Failed share of the agent runs that ended in the last 5 minutes (godel_agent_failure_rate_5m)."""
     @_builtins.property
     def by_status(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
-        """Count per status name."""
+        """Count per status name, e.g. "running"."""
+
+    @_builtins.property
+    def cost_by_model(self) -> _containers.ScalarMap[_builtins.str, _builtins.float]:
+        """Spend per model in USD."""
 
     def __init__(
         self,
@@ -387,10 +435,13 @@ class GetAgentMetricsResponse(_message.Message):
         total: _builtins.int = ...,
         by_status: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         total_cost_usd: _builtins.float = ...,
+        active: _builtins.int = ...,
+        cost_by_model: _abc.Mapping[_builtins.str, _builtins.float] | None = ...,
+        failure_rate_5m: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_status", b"by_status", "total", b"total", "total_cost_usd", b"total_cost_usd"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active", b"active", "by_status", b"by_status", "cost_by_model", b"cost_by_model", "failure_rate_5m", b"failure_rate_5m", "total", b"total", "total_cost_usd", b"total_cost_usd"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -437,18 +488,33 @@ class GetTeamsMetricsResponse(_message.Message):
 
     TOTAL_FIELD_NUMBER: _builtins.int
     BY_STATUS_FIELD_NUMBER: _builtins.int
+    COMPLETION_RATE_FIELD_NUMBER: _builtins.int
+    QUEUE_DEPTH_FIELD_NUMBER: _builtins.int
+    AGENTS_FIELD_NUMBER: _builtins.int
     total: _builtins.int
+    """Teams stored (godel_teams_by_status summed)."""
+    completion_rate: _builtins.float
+    """Completed share of the teams that ended (godel_team_completion_rate)."""
+    queue_depth: _builtins.int
+    """Tasks waiting in the queue (godel_queue_depth summed)."""
+    agents: _builtins.int
+    """Live members of the teams that have not ended (godel_team_agents summed)."""
     @_builtins.property
-    def by_status(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]: ...
+    def by_status(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Count per status name, e.g. "active"."""
+
     def __init__(
         self,
         *,
         total: _builtins.int = ...,
         by_status: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        completion_rate: _builtins.float = ...,
+        queue_depth: _builtins.int = ...,
+        agents: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_status", b"by_status", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agents", b"agents", "by_status", b"by_status", "completion_rate", b"completion_rate", "queue_depth", b"queue_depth", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -475,7 +541,12 @@ class GetSystemMetricsResponse(_message.Message):
 
     FIGURES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def figures(self) -> _struct_pb2.Struct: ...
+    def figures(self) -> _struct_pb2.Struct:
+        """Figures of the platform: per service whether its metrics answered, its resident memory and
+        the API requests it served; events stored, outbox backlog, connected workers and their free
+        slots, firing alerts, the host's memory use.
+        """
+
     def __init__(
         self,
         *,

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from godel.v1 import dead_letter_pb2 as godel_dot_v1_dot_dead__letter__pb2
 from godel.v1 import system_service_pb2 as godel_dot_v1_dot_system__service__pb2
 from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 
@@ -87,6 +88,21 @@ class SystemServiceStub:
                 request_serializer=godel_dot_v1_dot_system__service__pb2.GetSystemMetricsRequest.SerializeToString,
                 response_deserializer=godel_dot_v1_dot_system__service__pb2.GetSystemMetricsResponse.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/godel.v1.SystemService/ListDeadLetters',
+                request_serializer=godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.RetryDeadLetter = channel.unary_unary(
+                '/godel.v1.SystemService/RetryDeadLetter',
+                request_serializer=godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterResponse.FromString,
+                _registered_method=True)
+        self.DeleteDeadLetter = channel.unary_unary(
+                '/godel.v1.SystemService/DeleteDeadLetter',
+                request_serializer=godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterResponse.FromString,
+                _registered_method=True)
 
 
 class SystemServiceServicer:
@@ -102,7 +118,7 @@ class SystemServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetDetailedHealth(self, request, context):
-        """Health of every service, Kafka and each database (needs credentials).
+        """Health of every service, Kafka and each database, and the connected workers (needs credentials).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -164,6 +180,28 @@ class SystemServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeadLetters(self, request, context):
+        """Dead letters of the cluster service: records it quarantined (oldest first). Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryDeadLetter(self, request, context):
+        """Sends (outbox) or handles (consumer) a dead letter of the cluster service again; it is removed
+        when that succeeds. Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDeadLetter(self, request, context):
+        """Discards a dead letter of the cluster service. Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SystemServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -216,6 +254,21 @@ def add_SystemServiceServicer_to_server(servicer, server):
                     servicer.GetSystemMetrics,
                     request_deserializer=godel_dot_v1_dot_system__service__pb2.GetSystemMetricsRequest.FromString,
                     response_serializer=godel_dot_v1_dot_system__service__pb2.GetSystemMetricsResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'RetryDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryDeadLetter,
+                    request_deserializer=godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterResponse.SerializeToString,
+            ),
+            'DeleteDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDeadLetter,
+                    request_deserializer=godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -490,6 +543,87 @@ class SystemService:
             '/godel.v1.SystemService/GetSystemMetrics',
             godel_dot_v1_dot_system__service__pb2.GetSystemMetricsRequest.SerializeToString,
             godel_dot_v1_dot_system__service__pb2.GetSystemMetricsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.SystemService/ListDeadLetters',
+            godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersRequest.SerializeToString,
+            godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.SystemService/RetryDeadLetter',
+            godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterRequest.SerializeToString,
+            godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.SystemService/DeleteDeadLetter',
+            godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterRequest.SerializeToString,
+            godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterResponse.FromString,
             options,
             channel_credentials,
             insecure,

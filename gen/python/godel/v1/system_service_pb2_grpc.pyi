@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from godel.v1 import dead_letter_pb2 as _dead_letter_pb2
 from godel.v1 import system_service_pb2 as _system_service_pb2
 from google.api import httpbody_pb2 as _httpbody_pb2
 from grpc import aio as _aio
@@ -39,7 +40,7 @@ class SystemServiceStub:
     GetHealth: _grpc.UnaryUnaryMultiCallable[_system_service_pb2.GetHealthRequest, _system_service_pb2.GetHealthResponse]
     """Overall health (public)."""
     GetDetailedHealth: _grpc.UnaryUnaryMultiCallable[_system_service_pb2.GetDetailedHealthRequest, _system_service_pb2.GetDetailedHealthResponse]
-    """Health of every service, Kafka and each database (needs credentials)."""
+    """Health of every service, Kafka and each database, and the connected workers (needs credentials)."""
     GetReadiness: _grpc.UnaryUnaryMultiCallable[_system_service_pb2.GetReadinessRequest, _system_service_pb2.GetReadinessResponse]
     """Readiness probe (public)."""
     GetLiveness: _grpc.UnaryUnaryMultiCallable[_system_service_pb2.GetLivenessRequest, _system_service_pb2.GetLivenessResponse]
@@ -56,6 +57,14 @@ class SystemServiceStub:
     """Team figures."""
     GetSystemMetrics: _grpc.UnaryUnaryMultiCallable[_system_service_pb2.GetSystemMetricsRequest, _system_service_pb2.GetSystemMetricsResponse]
     """Process and platform figures."""
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_dead_letter_pb2.ListDeadLettersRequest, _dead_letter_pb2.ListDeadLettersResponse]
+    """Dead letters of the cluster service: records it quarantined (oldest first). Operators only."""
+    RetryDeadLetter: _grpc.UnaryUnaryMultiCallable[_dead_letter_pb2.RetryDeadLetterRequest, _dead_letter_pb2.RetryDeadLetterResponse]
+    """Sends (outbox) or handles (consumer) a dead letter of the cluster service again; it is removed
+    when that succeeds. Operators only.
+    """
+    DeleteDeadLetter: _grpc.UnaryUnaryMultiCallable[_dead_letter_pb2.DeleteDeadLetterRequest, _dead_letter_pb2.DeleteDeadLetterResponse]
+    """Discards a dead letter of the cluster service. Operators only."""
 
 @_typing.type_check_only
 class SystemServiceAsyncStub(SystemServiceStub):
@@ -67,7 +76,7 @@ class SystemServiceAsyncStub(SystemServiceStub):
     GetHealth: _aio.UnaryUnaryMultiCallable[_system_service_pb2.GetHealthRequest, _system_service_pb2.GetHealthResponse]  # type: ignore[assignment]
     """Overall health (public)."""
     GetDetailedHealth: _aio.UnaryUnaryMultiCallable[_system_service_pb2.GetDetailedHealthRequest, _system_service_pb2.GetDetailedHealthResponse]  # type: ignore[assignment]
-    """Health of every service, Kafka and each database (needs credentials)."""
+    """Health of every service, Kafka and each database, and the connected workers (needs credentials)."""
     GetReadiness: _aio.UnaryUnaryMultiCallable[_system_service_pb2.GetReadinessRequest, _system_service_pb2.GetReadinessResponse]  # type: ignore[assignment]
     """Readiness probe (public)."""
     GetLiveness: _aio.UnaryUnaryMultiCallable[_system_service_pb2.GetLivenessRequest, _system_service_pb2.GetLivenessResponse]  # type: ignore[assignment]
@@ -84,6 +93,14 @@ class SystemServiceAsyncStub(SystemServiceStub):
     """Team figures."""
     GetSystemMetrics: _aio.UnaryUnaryMultiCallable[_system_service_pb2.GetSystemMetricsRequest, _system_service_pb2.GetSystemMetricsResponse]  # type: ignore[assignment]
     """Process and platform figures."""
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_dead_letter_pb2.ListDeadLettersRequest, _dead_letter_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """Dead letters of the cluster service: records it quarantined (oldest first). Operators only."""
+    RetryDeadLetter: _aio.UnaryUnaryMultiCallable[_dead_letter_pb2.RetryDeadLetterRequest, _dead_letter_pb2.RetryDeadLetterResponse]  # type: ignore[assignment]
+    """Sends (outbox) or handles (consumer) a dead letter of the cluster service again; it is removed
+    when that succeeds. Operators only.
+    """
+    DeleteDeadLetter: _aio.UnaryUnaryMultiCallable[_dead_letter_pb2.DeleteDeadLetterRequest, _dead_letter_pb2.DeleteDeadLetterResponse]  # type: ignore[assignment]
+    """Discards a dead letter of the cluster service. Operators only."""
 
 class SystemServiceServicer(metaclass=_abc_1.ABCMeta):
     """Health, capabilities, OpenAPI and metrics of the mesh (spec §3.1).
@@ -104,7 +121,7 @@ class SystemServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _system_service_pb2.GetDetailedHealthRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_system_service_pb2.GetDetailedHealthResponse, _abc.Awaitable[_system_service_pb2.GetDetailedHealthResponse]]:
-        """Health of every service, Kafka and each database (needs credentials)."""
+        """Health of every service, Kafka and each database, and the connected workers (needs credentials)."""
 
     @_abc_1.abstractmethod
     def GetReadiness(
@@ -169,5 +186,31 @@ class SystemServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_system_service_pb2.GetSystemMetricsResponse, _abc.Awaitable[_system_service_pb2.GetSystemMetricsResponse]]:
         """Process and platform figures."""
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _dead_letter_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dead_letter_pb2.ListDeadLettersResponse, _abc.Awaitable[_dead_letter_pb2.ListDeadLettersResponse]]:
+        """Dead letters of the cluster service: records it quarantined (oldest first). Operators only."""
+
+    @_abc_1.abstractmethod
+    def RetryDeadLetter(
+        self,
+        request: _dead_letter_pb2.RetryDeadLetterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dead_letter_pb2.RetryDeadLetterResponse, _abc.Awaitable[_dead_letter_pb2.RetryDeadLetterResponse]]:
+        """Sends (outbox) or handles (consumer) a dead letter of the cluster service again; it is removed
+        when that succeeds. Operators only.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteDeadLetter(
+        self,
+        request: _dead_letter_pb2.DeleteDeadLetterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dead_letter_pb2.DeleteDeadLetterResponse, _abc.Awaitable[_dead_letter_pb2.DeleteDeadLetterResponse]]:
+        """Discards a dead letter of the cluster service. Operators only."""
 
 def add_SystemServiceServicer_to_server(servicer: SystemServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13godel/v1/task.proto\x12\x08godel.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\x04\n\x04Task\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12,\n\x06status\x18\x04 \x01(\x0e\x32\x14.godel.v1.TaskStatusR\x06status\x12\x32\n\x08priority\x18\x05 \x01(\x0e\x32\x16.godel.v1.TaskPriorityR\x08priority\x12\x17\n\x07team_id\x18\x06 \x01(\tR\x06teamId\x12\x19\n\x08\x61gent_id\x18\x07 \x01(\tR\x07\x61gentId\x12/\n\x06result\x18\x08 \x01(\x0b\x32\x17.google.protobuf.StructR\x06result\x12\x14\n\x05\x65rror\x18\t \x01(\tR\x05\x65rror\x12\x39\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\x12;\n\x0b\x61ssigned_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nassignedAt\x12=\n\x0c\x63ompleted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x63ompletedAt\x12\x33\n\x08metadata\x18\x0e \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata*\xc7\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_STATUS_PENDING\x10\x01\x12\x18\n\x14TASK_STATUS_ASSIGNED\x10\x02\x12\x1b\n\x17TASK_STATUS_IN_PROGRESS\x10\x03\x12\x19\n\x15TASK_STATUS_COMPLETED\x10\x04\x12\x16\n\x12TASK_STATUS_FAILED\x10\x05\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x06*\x92\x01\n\x0cTaskPriority\x12\x1d\n\x19TASK_PRIORITY_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_PRIORITY_LOW\x10\x01\x12\x18\n\x14TASK_PRIORITY_MEDIUM\x10\x02\x12\x16\n\x12TASK_PRIORITY_HIGH\x10\x03\x12\x1a\n\x16TASK_PRIORITY_CRITICAL\x10\x04\x42\x33Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13godel/v1/task.proto\x12\x08godel.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x05\n\x04Task\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n\x05title\x18\x02 \x01(\tR\x05title\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12,\n\x06status\x18\x04 \x01(\x0e\x32\x14.godel.v1.TaskStatusR\x06status\x12\x32\n\x08priority\x18\x05 \x01(\x0e\x32\x16.godel.v1.TaskPriorityR\x08priority\x12\x17\n\x07team_id\x18\x06 \x01(\tR\x06teamId\x12\x19\n\x08\x61gent_id\x18\x07 \x01(\tR\x07\x61gentId\x12/\n\x06result\x18\x08 \x01(\x0b\x32\x17.google.protobuf.StructR\x06result\x12\x14\n\x05\x65rror\x18\t \x01(\tR\x05\x65rror\x12\x39\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\x12;\n\x0b\x61ssigned_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\nassignedAt\x12=\n\x0c\x63ompleted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x63ompletedAt\x12\x33\n\x08metadata\x18\x0e \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\"\n\rowner_user_id\x18\x0f \x01(\tR\x0bownerUserId\x12\"\n\rowner_team_id\x18\x10 \x01(\tR\x0bownerTeamId*\xc7\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13TASK_STATUS_PENDING\x10\x01\x12\x18\n\x14TASK_STATUS_ASSIGNED\x10\x02\x12\x1b\n\x17TASK_STATUS_IN_PROGRESS\x10\x03\x12\x19\n\x15TASK_STATUS_COMPLETED\x10\x04\x12\x16\n\x12TASK_STATUS_FAILED\x10\x05\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x06*\x92\x01\n\x0cTaskPriority\x12\x1d\n\x19TASK_PRIORITY_UNSPECIFIED\x10\x00\x12\x15\n\x11TASK_PRIORITY_LOW\x10\x01\x12\x18\n\x14TASK_PRIORITY_MEDIUM\x10\x02\x12\x16\n\x12TASK_PRIORITY_HIGH\x10\x03\x12\x1a\n\x16TASK_PRIORITY_CRITICAL\x10\x04\x42\x33Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,10 +34,10 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'godel.v1.task_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1'
-  _globals['_TASKSTATUS']._serialized_start=694
-  _globals['_TASKSTATUS']._serialized_end=893
-  _globals['_TASKPRIORITY']._serialized_start=896
-  _globals['_TASKPRIORITY']._serialized_end=1042
+  _globals['_TASKSTATUS']._serialized_start=766
+  _globals['_TASKSTATUS']._serialized_end=965
+  _globals['_TASKPRIORITY']._serialized_start=968
+  _globals['_TASKPRIORITY']._serialized_end=1114
   _globals['_TASK']._serialized_start=97
-  _globals['_TASK']._serialized_end=691
+  _globals['_TASK']._serialized_end=763
 # @@protoc_insertion_point(module_scope)

@@ -87,6 +87,8 @@ class Task(_message.Message):
     ASSIGNED_AT_FIELD_NUMBER: _builtins.int
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    OWNER_TEAM_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     title: _builtins.str
     description: _builtins.str
@@ -95,6 +97,12 @@ class Task(_message.Message):
     team_id: _builtins.str
     agent_id: _builtins.str
     error: _builtins.str
+    owner_user_id: _builtins.str
+    """The user who owns it (who created it): permissions of scope own reach it."""
+    owner_team_id: _builtins.str
+    """The user team it is shared with (its owner's first team, by id), if any: permissions of
+    scope team of that team's members reach it.
+    """
     @_builtins.property
     def result(self) -> _struct_pb2.Struct: ...
     @_builtins.property
@@ -124,10 +132,12 @@ class Task(_message.Message):
         assigned_at: _timestamp_pb2.Timestamp | None = ...,
         completed_at: _timestamp_pb2.Timestamp | None = ...,
         metadata: _struct_pb2.Struct | None = ...,
+        owner_user_id: _builtins.str = ...,
+        owner_team_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["assigned_at", b"assigned_at", "completed_at", b"completed_at", "created_at", b"created_at", "metadata", b"metadata", "result", b"result", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "assigned_at", b"assigned_at", "completed_at", b"completed_at", "created_at", b"created_at", "description", b"description", "error", b"error", "id", b"id", "metadata", b"metadata", "priority", b"priority", "result", b"result", "status", b"status", "team_id", b"team_id", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "assigned_at", b"assigned_at", "completed_at", b"completed_at", "created_at", b"created_at", "description", b"description", "error", b"error", "id", b"id", "metadata", b"metadata", "owner_team_id", b"owner_team_id", "owner_user_id", b"owner_user_id", "priority", b"priority", "result", b"result", "status", b"status", "team_id", b"team_id", "title", b"title", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -22,13 +22,15 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from godel.v1 import access_pb2 as godel_dot_v1_dot_access__pb2
+from godel.v1 import limits_pb2 as godel_dot_v1_dot_limits__pb2
 from godel.v1 import task_pb2 as godel_dot_v1_dot_task__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgodel/v1/task_service.proto\x12\x08godel.v1\x1a\x13godel/v1/task.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xb0\x01\n\x10ListTasksRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12,\n\x06status\x18\x03 \x03(\x0e\x32\x14.godel.v1.TaskStatusR\x06status\x12\x17\n\x07team_id\x18\x04 \x01(\tR\x06teamId\x12\x19\n\x08\x61gent_id\x18\x05 \x01(\tR\x07\x61gentId\"a\n\x11ListTasksResponse\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x0e.godel.v1.TaskR\x05tasks\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf2\x01\n\x11\x43reateTaskRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12\x1a\n\x05title\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x05title\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12\x32\n\x08priority\x18\x04 \x01(\x0e\x32\x16.godel.v1.TaskPriorityR\x08priority\x12\x17\n\x07team_id\x18\x05 \x01(\tR\x06teamId\x12\x33\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\"&\n\x0eGetTaskRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"D\n\x11\x41ssignTaskRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x19\n\x08\x61gent_id\x18\x02 \x01(\tR\x07\x61gentId\"r\n\x13\x43ompleteTaskRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12/\n\x06result\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructR\x06result\x12\x14\n\x05\x65rror\x18\x03 \x01(\tR\x05\x65rror2\xc7\x04\n\x0bTaskService\x12i\n\tListTasks\x12\x1a.godel.v1.ListTasksRequest\x1a\x1b.godel.v1.ListTasksResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\r/api/v1/tasksZ\x0c\x12\n/api/tasks\x12\x64\n\nCreateTask\x12\x1b.godel.v1.CreateTaskRequest\x1a\x0e.godel.v1.Task\")\x82\xd3\xe4\x93\x02#\"\r/api/v1/tasks:\x01*Z\x0f\"\n/api/tasks:\x01*\x12\x62\n\x07GetTask\x12\x18.godel.v1.GetTaskRequest\x1a\x0e.godel.v1.Task\"-\x82\xd3\xe4\x93\x02\'\x12\x12/api/v1/tasks/{id}Z\x11\x12\x0f/api/tasks/{id}\x12|\n\nAssignTask\x12\x1b.godel.v1.AssignTaskRequest\x1a\x0e.godel.v1.Task\"A\x82\xd3\xe4\x93\x02;\"\x19/api/v1/tasks/{id}/assign:\x01*Z\x1b\"\x16/api/tasks/{id}/assign:\x01*\x12\x84\x01\n\x0c\x43ompleteTask\x12\x1d.godel.v1.CompleteTaskRequest\x1a\x0e.godel.v1.Task\"E\x82\xd3\xe4\x93\x02?\"\x1b/api/v1/tasks/{id}/complete:\x01*Z\x1d\"\x18/api/tasks/{id}/complete:\x01*B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgodel/v1/task_service.proto\x12\x08godel.v1\x1a\x15godel/v1/access.proto\x1a\x15godel/v1/limits.proto\x1a\x13godel/v1/task.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xc0\x01\n\x10ListTasksRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12,\n\x06status\x18\x03 \x03(\x0e\x32\x14.godel.v1.TaskStatusR\x06status\x12\x1f\n\x07team_id\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x06teamId\x12!\n\x08\x61gent_id\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x07\x61gentId\"a\n\x11ListTasksResponse\x12$\n\x05tasks\x18\x01 \x03(\x0b\x32\x0e.godel.v1.TaskR\x05tasks\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x93\x02\n\x11\x43reateTaskRequest\x12%\n\nrequest_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\trequestId\x12!\n\x05title\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x02\xca\xf3\x18\x03\x08\xf4\x03R\x05title\x12*\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x08\xca\xf3\x18\x04\x08\xa0\x8d\x06R\x0b\x64\x65scription\x12\x32\n\x08priority\x18\x04 \x01(\x0e\x32\x16.godel.v1.TaskPriorityR\x08priority\x12\x1f\n\x07team_id\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x06teamId\x12\x33\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\",\n\x0eGetTaskRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"R\n\x11\x41ssignTaskRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\x12!\n\x08\x61gent_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x07\x61gentId\"\x81\x01\n\x13\x43ompleteTaskRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\x12/\n\x06result\x18\x02 \x01(\x0b\x32\x17.google.protobuf.StructR\x06result\x12\x1d\n\x05\x65rror\x18\x03 \x01(\tB\x07\xca\xf3\x18\x03\x08\x80 R\x05\x65rror2\xa8\x05\n\x0bTaskService\x12{\n\tListTasks\x12\x1a.godel.v1.ListTasksRequest\x1a\x1b.godel.v1.ListTasksResponse\"5\xc2\xf3\x18\x0e\n\x04task\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\x1d\x12\r/api/v1/tasksZ\x0c\x12\n/api/tasks\x12x\n\nCreateTask\x12\x1b.godel.v1.CreateTaskRequest\x1a\x0e.godel.v1.Task\"=\xc2\xf3\x18\x10\n\x04task\x12\x06\x63reate\x18\x01\x82\xd3\xe4\x93\x02#\"\r/api/v1/tasks:\x01*Z\x0f\"\n/api/tasks:\x01*\x12t\n\x07GetTask\x12\x18.godel.v1.GetTaskRequest\x1a\x0e.godel.v1.Task\"?\xc2\xf3\x18\x0e\n\x04task\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\'\x12\x12/api/v1/tasks/{id}Z\x11\x12\x0f/api/tasks/{id}\x12\x90\x01\n\nAssignTask\x12\x1b.godel.v1.AssignTaskRequest\x1a\x0e.godel.v1.Task\"U\xc2\xf3\x18\x10\n\x04task\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02;\"\x19/api/v1/tasks/{id}/assign:\x01*Z\x1b\"\x16/api/tasks/{id}/assign:\x01*\x12\x98\x01\n\x0c\x43ompleteTask\x12\x1d.godel.v1.CompleteTaskRequest\x1a\x0e.godel.v1.Task\"Y\xc2\xf3\x18\x10\n\x04task\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02?\"\x1b/api/v1/tasks/{id}/complete:\x01*Z\x1d\"\x18/api/tasks/{id}/complete:\x01*B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,36 +38,50 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'godel.v1.task_service_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1'
+  _globals['_LISTTASKSREQUEST'].fields_by_name['team_id']._loaded_options = None
+  _globals['_LISTTASKSREQUEST'].fields_by_name['team_id']._serialized_options = b'\312\363\030\002\010$'
+  _globals['_LISTTASKSREQUEST'].fields_by_name['agent_id']._loaded_options = None
+  _globals['_LISTTASKSREQUEST'].fields_by_name['agent_id']._serialized_options = b'\312\363\030\002\010$'
+  _globals['_CREATETASKREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATETASKREQUEST'].fields_by_name['request_id']._serialized_options = b'\312\363\030\002\010d'
   _globals['_CREATETASKREQUEST'].fields_by_name['title']._loaded_options = None
-  _globals['_CREATETASKREQUEST'].fields_by_name['title']._serialized_options = b'\342A\001\002'
+  _globals['_CREATETASKREQUEST'].fields_by_name['title']._serialized_options = b'\342A\001\002\312\363\030\003\010\364\003'
+  _globals['_CREATETASKREQUEST'].fields_by_name['description']._loaded_options = None
+  _globals['_CREATETASKREQUEST'].fields_by_name['description']._serialized_options = b'\312\363\030\004\010\240\215\006'
+  _globals['_CREATETASKREQUEST'].fields_by_name['team_id']._loaded_options = None
+  _globals['_CREATETASKREQUEST'].fields_by_name['team_id']._serialized_options = b'\312\363\030\002\010$'
   _globals['_GETTASKREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_GETTASKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_GETTASKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_ASSIGNTASKREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_ASSIGNTASKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_ASSIGNTASKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
+  _globals['_ASSIGNTASKREQUEST'].fields_by_name['agent_id']._loaded_options = None
+  _globals['_ASSIGNTASKREQUEST'].fields_by_name['agent_id']._serialized_options = b'\312\363\030\002\010$'
   _globals['_COMPLETETASKREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_COMPLETETASKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_COMPLETETASKREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
+  _globals['_COMPLETETASKREQUEST'].fields_by_name['error']._loaded_options = None
+  _globals['_COMPLETETASKREQUEST'].fields_by_name['error']._serialized_options = b'\312\363\030\003\010\200 '
   _globals['_TASKSERVICE'].methods_by_name['ListTasks']._loaded_options = None
-  _globals['_TASKSERVICE'].methods_by_name['ListTasks']._serialized_options = b'\202\323\344\223\002\035\022\r/api/v1/tasksZ\014\022\n/api/tasks'
+  _globals['_TASKSERVICE'].methods_by_name['ListTasks']._serialized_options = b'\302\363\030\016\n\004task\022\004read\030\001\202\323\344\223\002\035\022\r/api/v1/tasksZ\014\022\n/api/tasks'
   _globals['_TASKSERVICE'].methods_by_name['CreateTask']._loaded_options = None
-  _globals['_TASKSERVICE'].methods_by_name['CreateTask']._serialized_options = b'\202\323\344\223\002#\"\r/api/v1/tasks:\001*Z\017\"\n/api/tasks:\001*'
+  _globals['_TASKSERVICE'].methods_by_name['CreateTask']._serialized_options = b'\302\363\030\020\n\004task\022\006create\030\001\202\323\344\223\002#\"\r/api/v1/tasks:\001*Z\017\"\n/api/tasks:\001*'
   _globals['_TASKSERVICE'].methods_by_name['GetTask']._loaded_options = None
-  _globals['_TASKSERVICE'].methods_by_name['GetTask']._serialized_options = b'\202\323\344\223\002\'\022\022/api/v1/tasks/{id}Z\021\022\017/api/tasks/{id}'
+  _globals['_TASKSERVICE'].methods_by_name['GetTask']._serialized_options = b'\302\363\030\016\n\004task\022\004read\030\001\202\323\344\223\002\'\022\022/api/v1/tasks/{id}Z\021\022\017/api/tasks/{id}'
   _globals['_TASKSERVICE'].methods_by_name['AssignTask']._loaded_options = None
-  _globals['_TASKSERVICE'].methods_by_name['AssignTask']._serialized_options = b'\202\323\344\223\002;\"\031/api/v1/tasks/{id}/assign:\001*Z\033\"\026/api/tasks/{id}/assign:\001*'
+  _globals['_TASKSERVICE'].methods_by_name['AssignTask']._serialized_options = b'\302\363\030\020\n\004task\022\006update\030\001\202\323\344\223\002;\"\031/api/v1/tasks/{id}/assign:\001*Z\033\"\026/api/tasks/{id}/assign:\001*'
   _globals['_TASKSERVICE'].methods_by_name['CompleteTask']._loaded_options = None
-  _globals['_TASKSERVICE'].methods_by_name['CompleteTask']._serialized_options = b'\202\323\344\223\002?\"\033/api/v1/tasks/{id}/complete:\001*Z\035\"\030/api/tasks/{id}/complete:\001*'
-  _globals['_LISTTASKSREQUEST']._serialized_start=156
-  _globals['_LISTTASKSREQUEST']._serialized_end=332
-  _globals['_LISTTASKSRESPONSE']._serialized_start=334
-  _globals['_LISTTASKSRESPONSE']._serialized_end=431
-  _globals['_CREATETASKREQUEST']._serialized_start=434
-  _globals['_CREATETASKREQUEST']._serialized_end=676
-  _globals['_GETTASKREQUEST']._serialized_start=678
-  _globals['_GETTASKREQUEST']._serialized_end=716
-  _globals['_ASSIGNTASKREQUEST']._serialized_start=718
-  _globals['_ASSIGNTASKREQUEST']._serialized_end=786
-  _globals['_COMPLETETASKREQUEST']._serialized_start=788
-  _globals['_COMPLETETASKREQUEST']._serialized_end=902
-  _globals['_TASKSERVICE']._serialized_start=905
-  _globals['_TASKSERVICE']._serialized_end=1488
+  _globals['_TASKSERVICE'].methods_by_name['CompleteTask']._serialized_options = b'\302\363\030\020\n\004task\022\006update\030\001\202\323\344\223\002?\"\033/api/v1/tasks/{id}/complete:\001*Z\035\"\030/api/tasks/{id}/complete:\001*'
+  _globals['_LISTTASKSREQUEST']._serialized_start=202
+  _globals['_LISTTASKSREQUEST']._serialized_end=394
+  _globals['_LISTTASKSRESPONSE']._serialized_start=396
+  _globals['_LISTTASKSRESPONSE']._serialized_end=493
+  _globals['_CREATETASKREQUEST']._serialized_start=496
+  _globals['_CREATETASKREQUEST']._serialized_end=771
+  _globals['_GETTASKREQUEST']._serialized_start=773
+  _globals['_GETTASKREQUEST']._serialized_end=817
+  _globals['_ASSIGNTASKREQUEST']._serialized_start=819
+  _globals['_ASSIGNTASKREQUEST']._serialized_end=901
+  _globals['_COMPLETETASKREQUEST']._serialized_start=904
+  _globals['_COMPLETETASKREQUEST']._serialized_end=1033
+  _globals['_TASKSERVICE']._serialized_start=1036
+  _globals['_TASKSERVICE']._serialized_end=1716
 # @@protoc_insertion_point(module_scope)

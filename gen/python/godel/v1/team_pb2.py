@@ -22,12 +22,14 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from godel.v1 import agent_pb2 as godel_dot_v1_dot_agent__pb2
 from godel.v1 import common_pb2 as godel_dot_v1_dot_common__pb2
+from godel.v1 import limits_pb2 as godel_dot_v1_dot_limits__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13godel/v1/team.proto\x12\x08godel.v1\x1a\x15godel/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcb\x03\n\nTeamConfig\x12\x1d\n\nmax_agents\x18\x01 \x01(\x05R\tmaxAgents\x12\x1d\n\nauto_scale\x18\x02 \x01(\x08R\tautoScale\x12\x41\n\x0fresource_limits\x18\x03 \x01(\x0b\x32\x18.godel.v1.ResourceLimitsR\x0eresourceLimits\x12\'\n\x0ftimeout_minutes\x18\x04 \x01(\x05R\x0etimeoutMinutes\x12\x38\n\x0cretry_policy\x18\x05 \x01(\x0b\x32\x15.godel.v1.RetryPolicyR\x0bretryPolicy\x12\x12\n\x04size\x18\x06 \x01(\x05R\x04size\x12\x14\n\x05model\x18\x07 \x01(\tR\x05model\x12\x16\n\x06inputs\x18\x08 \x03(\tR\x06inputs\x12\x16\n\x06stages\x18\t \x03(\tR\x06stages\x12\x1b\n\tmax_depth\x18\n \x01(\x05R\x08maxDepth\x12\x18\n\x07runtime\x18\x0b \x01(\tR\x07runtime\x12\x18\n\x07\x63ommand\x18\x0c \x03(\tR\x07\x63ommand\x12\x1a\n\x08\x65ndpoint\x18\r \x01(\tR\x08\x65ndpoint\x12\x12\n\x04repo\x18\x0e \x01(\tR\x04repo\"\xe9\x06\n\x04Team\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12,\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x14.godel.v1.TeamConfigR\x06\x63onfig\x12J\n\x12\x65xecution_strategy\x18\x05 \x01(\x0e\x32\x1b.godel.v1.ExecutionStrategyR\x11\x65xecutionStrategy\x12,\n\x06status\x18\x06 \x01(\x0e\x32\x14.godel.v1.TeamStatusR\x06status\x12\x1b\n\tagent_ids\x18\x07 \x03(\tR\x08\x61gentIds\x12.\n\x10\x62udget_allocated\x18\x08 \x01(\x01H\x00R\x0f\x62udgetAllocated\x88\x01\x01\x12\'\n\x0f\x62udget_consumed\x18\t \x01(\x01R\x0e\x62udgetConsumed\x12\x39\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\x12=\n\x0c\x63ompleted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x63ompletedAt\x12\x33\n\x08metadata\x18\r \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x12\n\x04task\x18\x0e \x01(\tR\x04task\x12\x1a\n\x08progress\x18\x0f \x01(\x05R\x08progress\x12\x31\n\x07results\x18\x10 \x01(\x0b\x32\x17.google.protobuf.StructR\x07results\x12\x14\n\x05\x65rror\x18\x11 \x01(\tR\x05\x65rror\x12J\n\x12\x65\x66\x66\x65\x63tive_strategy\x18\x12 \x01(\x0e\x32\x1b.godel.v1.ExecutionStrategyR\x11\x65\x66\x66\x65\x63tiveStrategy\x12\x39\n\nstarted_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAtB\x13\n\x11_budget_allocated\"\xcb\x02\n\x0bTeamMetrics\x12\x17\n\x07team_id\x18\x01 \x01(\tR\x06teamId\x12!\n\x0ctotal_agents\x18\x02 \x01(\x05R\x0btotalAgents\x12%\n\x0erunning_agents\x18\x03 \x01(\x05R\rrunningAgents\x12)\n\x10\x63ompleted_agents\x18\x04 \x01(\x05R\x0f\x63ompletedAgents\x12#\n\rfailed_agents\x18\x05 \x01(\x05R\x0c\x66\x61iledAgents\x12\'\n\x0f\x63ompletion_rate\x18\x06 \x01(\x01R\x0e\x63ompletionRate\x12)\n\x10\x64uration_seconds\x18\x07 \x01(\x01R\x0f\x64urationSeconds\x12\x19\n\x08\x63ost_usd\x18\x08 \x01(\x01R\x07\x63ostUsd\x12\x1a\n\x08progress\x18\t \x01(\x05R\x08progress*\xc0\x01\n\nTeamStatus\x12\x1b\n\x17TEAM_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14TEAM_STATUS_CREATING\x10\x01\x12\x16\n\x12TEAM_STATUS_ACTIVE\x10\x02\x12\x16\n\x12TEAM_STATUS_PAUSED\x10\x03\x12\x19\n\x15TEAM_STATUS_COMPLETED\x10\x04\x12\x16\n\x12TEAM_STATUS_FAILED\x10\x05\x12\x18\n\x14TEAM_STATUS_ARCHIVED\x10\x06*\xb9\x01\n\x11\x45xecutionStrategy\x12\"\n\x1e\x45XECUTION_STRATEGY_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45XECUTION_STRATEGY_PARALLEL\x10\x01\x12!\n\x1d\x45XECUTION_STRATEGY_MAP_REDUCE\x10\x02\x12\x1f\n\x1b\x45XECUTION_STRATEGY_PIPELINE\x10\x03\x12\x1b\n\x17\x45XECUTION_STRATEGY_TREE\x10\x04\x42\x33Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13godel/v1/team.proto\x12\x08godel.v1\x1a\x14godel/v1/agent.proto\x1a\x15godel/v1/common.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x04\n\nTeamConfig\x12\x1d\n\nmax_agents\x18\x01 \x01(\x05R\tmaxAgents\x12\x1d\n\nauto_scale\x18\x02 \x01(\x08R\tautoScale\x12\x41\n\x0fresource_limits\x18\x03 \x01(\x0b\x32\x18.godel.v1.ResourceLimitsR\x0eresourceLimits\x12\'\n\x0ftimeout_minutes\x18\x04 \x01(\x05R\x0etimeoutMinutes\x12\x38\n\x0cretry_policy\x18\x05 \x01(\x0b\x32\x15.godel.v1.RetryPolicyR\x0bretryPolicy\x12\x12\n\x04size\x18\x06 \x01(\x05R\x04size\x12\x1d\n\x05model\x18\x07 \x01(\tB\x07\xca\xf3\x18\x03\x08\xff\x01R\x05model\x12#\n\x06inputs\x18\x08 \x03(\tB\x0b\xca\xf3\x18\x07\x08\xa0\x8d\x06\x10\xe8\x07R\x06inputs\x12\"\n\x06stages\x18\t \x03(\tB\n\xca\xf3\x18\x06\x08\xa0\x8d\x06\x10\x64R\x06stages\x12\x1b\n\tmax_depth\x18\n \x01(\x05R\x08maxDepth\x12\x18\n\x07runtime\x18\x0b \x01(\tR\x07runtime\x12%\n\x07\x63ommand\x18\x0c \x03(\tB\x0b\xca\xf3\x18\x07\x08\x80\x80\x01\x10\x80\x02R\x07\x63ommand\x12#\n\x08\x65ndpoint\x18\r \x01(\tB\x07\xca\xf3\x18\x03\x08\x80\x10R\x08\x65ndpoint\x12\x1b\n\x04repo\x18\x0e \x01(\tB\x07\xca\xf3\x18\x03\x08\x80 R\x04repo\x12\x36\n\tplacement\x18\x0f \x01(\x0b\x32\x18.godel.v1.AgentPlacementR\tplacement\x12\x1d\n\nmin_agents\x18\x10 \x01(\x05R\tminAgents\"\xf4\x07\n\x04Team\x12\x16\n\x02id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x02id\x12\x1b\n\x04name\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x08\xff\x01R\x04name\x12)\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x07\xca\xf3\x18\x03\x08\x90NR\x0b\x64\x65scription\x12,\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x14.godel.v1.TeamConfigR\x06\x63onfig\x12J\n\x12\x65xecution_strategy\x18\x05 \x01(\x0e\x32\x1b.godel.v1.ExecutionStrategyR\x11\x65xecutionStrategy\x12,\n\x06status\x18\x06 \x01(\x0e\x32\x14.godel.v1.TeamStatusR\x06status\x12&\n\tagent_ids\x18\x07 \x03(\tB\t\xca\xf3\x18\x05\x08$\x10\x90NR\x08\x61gentIds\x12.\n\x10\x62udget_allocated\x18\x08 \x01(\x01H\x00R\x0f\x62udgetAllocated\x88\x01\x01\x12\'\n\x0f\x62udget_consumed\x18\t \x01(\x01R\x0e\x62udgetConsumed\x12\x39\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nupdated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tupdatedAt\x12=\n\x0c\x63ompleted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x63ompletedAt\x12\x33\n\x08metadata\x18\r \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x1c\n\x04task\x18\x0e \x01(\tB\x08\xca\xf3\x18\x04\x08\xa0\x8d\x06R\x04task\x12\x1a\n\x08progress\x18\x0f \x01(\x05R\x08progress\x12<\n\x07results\x18\x10 \x01(\x0b\x32\x17.google.protobuf.StructB\t\xca\xf3\x18\x05\x18\x80\x80\x80\x02R\x07results\x12\x1d\n\x05\x65rror\x18\x11 \x01(\tB\x07\xca\xf3\x18\x03\x08\x80 R\x05\x65rror\x12J\n\x12\x65\x66\x66\x65\x63tive_strategy\x18\x12 \x01(\x0e\x32\x1b.godel.v1.ExecutionStrategyR\x11\x65\x66\x66\x65\x63tiveStrategy\x12\x39\n\nstarted_at\x18\x13 \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAt\x12\"\n\rowner_user_id\x18\x14 \x01(\tR\x0bownerUserId\x12\"\n\rowner_team_id\x18\x15 \x01(\tR\x0bownerTeamIdB\x13\n\x11_budget_allocated\"\xcb\x02\n\x0bTeamMetrics\x12\x17\n\x07team_id\x18\x01 \x01(\tR\x06teamId\x12!\n\x0ctotal_agents\x18\x02 \x01(\x05R\x0btotalAgents\x12%\n\x0erunning_agents\x18\x03 \x01(\x05R\rrunningAgents\x12)\n\x10\x63ompleted_agents\x18\x04 \x01(\x05R\x0f\x63ompletedAgents\x12#\n\rfailed_agents\x18\x05 \x01(\x05R\x0c\x66\x61iledAgents\x12\'\n\x0f\x63ompletion_rate\x18\x06 \x01(\x01R\x0e\x63ompletionRate\x12)\n\x10\x64uration_seconds\x18\x07 \x01(\x01R\x0f\x64urationSeconds\x12\x19\n\x08\x63ost_usd\x18\x08 \x01(\x01R\x07\x63ostUsd\x12\x1a\n\x08progress\x18\t \x01(\x05R\x08progress*\xc0\x01\n\nTeamStatus\x12\x1b\n\x17TEAM_STATUS_UNSPECIFIED\x10\x00\x12\x18\n\x14TEAM_STATUS_CREATING\x10\x01\x12\x16\n\x12TEAM_STATUS_ACTIVE\x10\x02\x12\x16\n\x12TEAM_STATUS_PAUSED\x10\x03\x12\x19\n\x15TEAM_STATUS_COMPLETED\x10\x04\x12\x16\n\x12TEAM_STATUS_FAILED\x10\x05\x12\x18\n\x14TEAM_STATUS_ARCHIVED\x10\x06*\xb9\x01\n\x11\x45xecutionStrategy\x12\"\n\x1e\x45XECUTION_STRATEGY_UNSPECIFIED\x10\x00\x12\x1f\n\x1b\x45XECUTION_STRATEGY_PARALLEL\x10\x01\x12!\n\x1d\x45XECUTION_STRATEGY_MAP_REDUCE\x10\x02\x12\x1f\n\x1b\x45XECUTION_STRATEGY_PIPELINE\x10\x03\x12\x1b\n\x17\x45XECUTION_STRATEGY_TREE\x10\x04\x42\x33Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,14 +37,40 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'godel.v1.team_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1'
-  _globals['_TEAMSTATUS']._serialized_start=1792
-  _globals['_TEAMSTATUS']._serialized_end=1984
-  _globals['_EXECUTIONSTRATEGY']._serialized_start=1987
-  _globals['_EXECUTIONSTRATEGY']._serialized_end=2172
-  _globals['_TEAMCONFIG']._serialized_start=120
-  _globals['_TEAMCONFIG']._serialized_end=579
-  _globals['_TEAM']._serialized_start=582
-  _globals['_TEAM']._serialized_end=1455
-  _globals['_TEAMMETRICS']._serialized_start=1458
-  _globals['_TEAMMETRICS']._serialized_end=1789
+  _globals['_TEAMCONFIG'].fields_by_name['model']._loaded_options = None
+  _globals['_TEAMCONFIG'].fields_by_name['model']._serialized_options = b'\312\363\030\003\010\377\001'
+  _globals['_TEAMCONFIG'].fields_by_name['inputs']._loaded_options = None
+  _globals['_TEAMCONFIG'].fields_by_name['inputs']._serialized_options = b'\312\363\030\007\010\240\215\006\020\350\007'
+  _globals['_TEAMCONFIG'].fields_by_name['stages']._loaded_options = None
+  _globals['_TEAMCONFIG'].fields_by_name['stages']._serialized_options = b'\312\363\030\006\010\240\215\006\020d'
+  _globals['_TEAMCONFIG'].fields_by_name['command']._loaded_options = None
+  _globals['_TEAMCONFIG'].fields_by_name['command']._serialized_options = b'\312\363\030\007\010\200\200\001\020\200\002'
+  _globals['_TEAMCONFIG'].fields_by_name['endpoint']._loaded_options = None
+  _globals['_TEAMCONFIG'].fields_by_name['endpoint']._serialized_options = b'\312\363\030\003\010\200\020'
+  _globals['_TEAMCONFIG'].fields_by_name['repo']._loaded_options = None
+  _globals['_TEAMCONFIG'].fields_by_name['repo']._serialized_options = b'\312\363\030\003\010\200 '
+  _globals['_TEAM'].fields_by_name['id']._loaded_options = None
+  _globals['_TEAM'].fields_by_name['id']._serialized_options = b'\312\363\030\002\010$'
+  _globals['_TEAM'].fields_by_name['name']._loaded_options = None
+  _globals['_TEAM'].fields_by_name['name']._serialized_options = b'\312\363\030\003\010\377\001'
+  _globals['_TEAM'].fields_by_name['description']._loaded_options = None
+  _globals['_TEAM'].fields_by_name['description']._serialized_options = b'\312\363\030\003\010\220N'
+  _globals['_TEAM'].fields_by_name['agent_ids']._loaded_options = None
+  _globals['_TEAM'].fields_by_name['agent_ids']._serialized_options = b'\312\363\030\005\010$\020\220N'
+  _globals['_TEAM'].fields_by_name['task']._loaded_options = None
+  _globals['_TEAM'].fields_by_name['task']._serialized_options = b'\312\363\030\004\010\240\215\006'
+  _globals['_TEAM'].fields_by_name['results']._loaded_options = None
+  _globals['_TEAM'].fields_by_name['results']._serialized_options = b'\312\363\030\005\030\200\200\200\002'
+  _globals['_TEAM'].fields_by_name['error']._loaded_options = None
+  _globals['_TEAM'].fields_by_name['error']._serialized_options = b'\312\363\030\003\010\200 '
+  _globals['_TEAMSTATUS']._serialized_start=2128
+  _globals['_TEAMSTATUS']._serialized_end=2320
+  _globals['_EXECUTIONSTRATEGY']._serialized_start=2323
+  _globals['_EXECUTIONSTRATEGY']._serialized_end=2508
+  _globals['_TEAMCONFIG']._serialized_start=165
+  _globals['_TEAMCONFIG']._serialized_end=776
+  _globals['_TEAM']._serialized_start=779
+  _globals['_TEAM']._serialized_end=1791
+  _globals['_TEAMMETRICS']._serialized_start=1794
+  _globals['_TEAMMETRICS']._serialized_end=2125
 # @@protoc_insertion_point(module_scope)

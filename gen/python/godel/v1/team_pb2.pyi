@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from godel.v1 import agent_pb2 as _agent_pb2
 from godel.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -90,6 +91,8 @@ class TeamConfig(_message.Message):
     COMMAND_FIELD_NUMBER: _builtins.int
     ENDPOINT_FIELD_NUMBER: _builtins.int
     REPO_FIELD_NUMBER: _builtins.int
+    PLACEMENT_FIELD_NUMBER: _builtins.int
+    MIN_AGENTS_FIELD_NUMBER: _builtins.int
     max_agents: _builtins.int
     auto_scale: _builtins.bool
     timeout_minutes: _builtins.int
@@ -105,6 +108,10 @@ class TeamConfig(_message.Message):
     """OpenAI-compatible endpoint for openai-runtime members (default: the worker's)."""
     repo: _builtins.str
     """Git repository the members work in (default: the server's)."""
+    min_agents: _builtins.int
+    """The smallest size autoscaling (auto_scale) shrinks the team to; default: its size at creation.
+    It grows up to max_agents.
+    """
     @_builtins.property
     def resource_limits(self) -> _common_pb2.ResourceLimits: ...
     @_builtins.property
@@ -120,6 +127,10 @@ class TeamConfig(_message.Message):
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """argv template for command-runtime members."""
+
+    @_builtins.property
+    def placement(self) -> _agent_pb2.AgentPlacement:
+        """Where the members may run in a federation (README "Federation"): members are created with it."""
 
     def __init__(
         self,
@@ -138,10 +149,12 @@ class TeamConfig(_message.Message):
         command: _abc.Iterable[_builtins.str] | None = ...,
         endpoint: _builtins.str = ...,
         repo: _builtins.str = ...,
+        placement: _agent_pb2.AgentPlacement | None = ...,
+        min_agents: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["resource_limits", b"resource_limits", "retry_policy", b"retry_policy"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["placement", b"placement", "resource_limits", b"resource_limits", "retry_policy", b"retry_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scale", b"auto_scale", "command", b"command", "endpoint", b"endpoint", "inputs", b"inputs", "max_agents", b"max_agents", "max_depth", b"max_depth", "model", b"model", "repo", b"repo", "resource_limits", b"resource_limits", "retry_policy", b"retry_policy", "runtime", b"runtime", "size", b"size", "stages", b"stages", "timeout_minutes", b"timeout_minutes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scale", b"auto_scale", "command", b"command", "endpoint", b"endpoint", "inputs", b"inputs", "max_agents", b"max_agents", "max_depth", b"max_depth", "min_agents", b"min_agents", "model", b"model", "placement", b"placement", "repo", b"repo", "resource_limits", b"resource_limits", "retry_policy", b"retry_policy", "runtime", b"runtime", "size", b"size", "stages", b"stages", "timeout_minutes", b"timeout_minutes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -172,6 +185,8 @@ class Team(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     EFFECTIVE_STRATEGY_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    OWNER_TEAM_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     description: _builtins.str
@@ -187,6 +202,12 @@ class Team(_message.Message):
     """Why the team failed."""
     effective_strategy: Global___ExecutionStrategy.ValueType
     """The strategy actually run (differs from execution_strategy after a fallback)."""
+    owner_user_id: _builtins.str
+    """The user who owns it (who created it): permissions of scope own reach it."""
+    owner_team_id: _builtins.str
+    """The user team it is shared with (its owner's first team, by id), if any: permissions of
+    scope team of that team's members reach it.
+    """
     @_builtins.property
     def config(self) -> Global___TeamConfig: ...
     @_builtins.property
@@ -227,10 +248,12 @@ class Team(_message.Message):
         error: _builtins.str = ...,
         effective_strategy: Global___ExecutionStrategy.ValueType = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
+        owner_user_id: _builtins.str = ...,
+        owner_team_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_budget_allocated", b"_budget_allocated", "budget_allocated", b"budget_allocated", "completed_at", b"completed_at", "config", b"config", "created_at", b"created_at", "metadata", b"metadata", "results", b"results", "started_at", b"started_at", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_allocated", b"_budget_allocated", "agent_ids", b"agent_ids", "budget_allocated", b"budget_allocated", "budget_consumed", b"budget_consumed", "completed_at", b"completed_at", "config", b"config", "created_at", b"created_at", "description", b"description", "effective_strategy", b"effective_strategy", "error", b"error", "execution_strategy", b"execution_strategy", "id", b"id", "metadata", b"metadata", "name", b"name", "progress", b"progress", "results", b"results", "started_at", b"started_at", "status", b"status", "task", b"task", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_budget_allocated", b"_budget_allocated", "agent_ids", b"agent_ids", "budget_allocated", b"budget_allocated", "budget_consumed", b"budget_consumed", "completed_at", b"completed_at", "config", b"config", "created_at", b"created_at", "description", b"description", "effective_strategy", b"effective_strategy", "error", b"error", "execution_strategy", b"execution_strategy", "id", b"id", "metadata", b"metadata", "name", b"name", "owner_team_id", b"owner_team_id", "owner_user_id", b"owner_user_id", "progress", b"progress", "results", b"results", "started_at", b"started_at", "status", b"status", "task", b"task", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__budget_allocated: _TypeAlias = _typing.Literal["budget_allocated"]  # noqa: Y015
     _WhichOneofArgType__budget_allocated: _TypeAlias = _typing.Literal["_budget_allocated", b"_budget_allocated"]  # noqa: Y015

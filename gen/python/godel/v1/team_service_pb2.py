@@ -22,8 +22,11 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from godel.v1 import access_pb2 as godel_dot_v1_dot_access__pb2
 from godel.v1 import agent_pb2 as godel_dot_v1_dot_agent__pb2
+from godel.v1 import dead_letter_pb2 as godel_dot_v1_dot_dead__letter__pb2
 from godel.v1 import event_pb2 as godel_dot_v1_dot_event__pb2
+from godel.v1 import limits_pb2 as godel_dot_v1_dot_limits__pb2
 from godel.v1 import team_pb2 as godel_dot_v1_dot_team__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
@@ -31,7 +34,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgodel/v1/team_service.proto\x12\x08godel.v1\x1a\x14godel/v1/agent.proto\x1a\x14godel/v1/event.proto\x1a\x13godel/v1/team.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\"|\n\x10ListTeamsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12,\n\x06status\x18\x03 \x03(\x0e\x32\x14.godel.v1.TeamStatusR\x06status\"a\n\x11ListTeamsResponse\x12$\n\x05teams\x18\x01 \x03(\x0b\x32\x0e.godel.v1.TeamR\x05teams\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xf6\x02\n\x11\x43reateTeamRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12\x18\n\x04name\x18\x02 \x01(\tB\x04\xe2\x41\x01\x02R\x04name\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12J\n\x12\x65xecution_strategy\x18\x04 \x01(\x0e\x32\x1b.godel.v1.ExecutionStrategyR\x11\x65xecutionStrategy\x12,\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x14.godel.v1.TeamConfigR\x06\x63onfig\x12\x12\n\x04task\x18\x06 \x01(\tR\x04task\x12.\n\x10\x62udget_allocated\x18\x07 \x01(\x01H\x00R\x0f\x62udgetAllocated\x88\x01\x01\x12\x33\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadataB\x13\n\x11_budget_allocated\"&\n\x0eGetTeamRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"z\n\x11UpdateTeamRequest\x12(\n\x04team\x18\x01 \x01(\x0b\x32\x0e.godel.v1.TeamB\x04\xe2\x41\x01\x02R\x04team\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\")\n\x11\x44\x65leteTeamRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"\x14\n\x12\x44\x65leteTeamResponse\"(\n\x10StartTeamRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"^\n\x11StartTeamResponse\x12\"\n\x04team\x18\x01 \x01(\x0b\x32\x0e.godel.v1.TeamR\x04team\x12%\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x0f.godel.v1.EventR\x05\x65vent\"(\n\x10PauseTeamRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\")\n\x11ResumeTeamRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"I\n\x10ScaleTeamRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1f\n\x0btarget_size\x18\x02 \x01(\x05R\ntargetSize\"\xd3\x01\n\x11ScaleTeamResponse\x12\"\n\x04team\x18\x01 \x01(\x0b\x32\x0e.godel.v1.TeamR\x04team\x12#\n\rprevious_size\x18\x02 \x01(\x05R\x0cpreviousSize\x12!\n\x0c\x63urrent_size\x18\x03 \x01(\x05R\x0b\x63urrentSize\x12&\n\x0f\x61\x64\x64\x65\x64_agent_ids\x18\x04 \x03(\tR\raddedAgentIds\x12*\n\x11removed_agent_ids\x18\x05 \x03(\tR\x0fremovedAgentIds\"i\n\x15ListTeamAgentsRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"i\n\x16ListTeamAgentsResponse\x12\'\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x0f.godel.v1.AgentR\x06\x61gents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"-\n\x15GetTeamMetricsRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id2\xe1\n\n\x0bTeamService\x12i\n\tListTeams\x12\x1a.godel.v1.ListTeamsRequest\x1a\x1b.godel.v1.ListTeamsResponse\"#\x82\xd3\xe4\x93\x02\x1d\x12\r/api/v1/teamsZ\x0c\x12\n/api/teams\x12\x64\n\nCreateTeam\x12\x1b.godel.v1.CreateTeamRequest\x1a\x0e.godel.v1.Team\")\x82\xd3\xe4\x93\x02#\"\r/api/v1/teams:\x01*Z\x0f\"\n/api/teams:\x01*\x12\x62\n\x07GetTeam\x12\x18.godel.v1.GetTeamRequest\x1a\x0e.godel.v1.Team\"-\x82\xd3\xe4\x93\x02\'\x12\x12/api/v1/teams/{id}Z\x11\x12\x0f/api/teams/{id}\x12~\n\nUpdateTeam\x12\x1b.godel.v1.UpdateTeamRequest\x1a\x0e.godel.v1.Team\"C\x82\xd3\xe4\x93\x02=2\x17/api/v1/teams/{team.id}:\x04teamZ\x1c\x32\x14/api/teams/{team.id}:\x04team\x12v\n\nDeleteTeam\x12\x1b.godel.v1.DeleteTeamRequest\x1a\x1c.godel.v1.DeleteTeamResponse\"-\x82\xd3\xe4\x93\x02\'*\x12/api/v1/teams/{id}Z\x11*\x0f/api/teams/{id}\x12\x87\x01\n\tStartTeam\x12\x1a.godel.v1.StartTeamRequest\x1a\x1b.godel.v1.StartTeamResponse\"?\x82\xd3\xe4\x93\x02\x39\"\x18/api/v1/teams/{id}/start:\x01*Z\x1a\"\x15/api/teams/{id}/start:\x01*0\x01\x12x\n\tPauseTeam\x12\x1a.godel.v1.PauseTeamRequest\x1a\x0e.godel.v1.Team\"?\x82\xd3\xe4\x93\x02\x39\"\x18/api/v1/teams/{id}/pause:\x01*Z\x1a\"\x15/api/teams/{id}/pause:\x01*\x12|\n\nResumeTeam\x12\x1b.godel.v1.ResumeTeamRequest\x1a\x0e.godel.v1.Team\"A\x82\xd3\xe4\x93\x02;\"\x19/api/v1/teams/{id}/resume:\x01*Z\x1b\"\x16/api/teams/{id}/resume:\x01*\x12\x85\x01\n\tScaleTeam\x12\x1a.godel.v1.ScaleTeamRequest\x1a\x1b.godel.v1.ScaleTeamResponse\"?\x82\xd3\xe4\x93\x02\x39\"\x18/api/v1/teams/{id}/scale:\x01*Z\x1a\"\x15/api/teams/{id}/scale:\x01*\x12\x90\x01\n\x0eListTeamAgents\x12\x1f.godel.v1.ListTeamAgentsRequest\x1a .godel.v1.ListTeamAgentsResponse\";\x82\xd3\xe4\x93\x02\x35\x12\x19/api/v1/teams/{id}/agentsZ\x18\x12\x16/api/teams/{id}/agents\x12\x87\x01\n\x0eGetTeamMetrics\x12\x1f.godel.v1.GetTeamMetricsRequest\x1a\x15.godel.v1.TeamMetrics\"=\x82\xd3\xe4\x93\x02\x37\x12\x1a/api/v1/teams/{id}/metricsZ\x19\x12\x17/api/teams/{id}/metricsB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bgodel/v1/team_service.proto\x12\x08godel.v1\x1a\x15godel/v1/access.proto\x1a\x14godel/v1/agent.proto\x1a\x1agodel/v1/dead_letter.proto\x1a\x14godel/v1/event.proto\x1a\x15godel/v1/limits.proto\x1a\x13godel/v1/team.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\"|\n\x10ListTeamsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12,\n\x06status\x18\x03 \x03(\x0e\x32\x14.godel.v1.TeamStatusR\x06status\"a\n\x11ListTeamsResponse\x12$\n\x05teams\x18\x01 \x03(\x0b\x32\x0e.godel.v1.TeamR\x05teams\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa2\x03\n\x11\x43reateTeamRequest\x12%\n\nrequest_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\trequestId\x12\x1f\n\x04name\x18\x02 \x01(\tB\x0b\xe2\x41\x01\x02\xca\xf3\x18\x03\x08\xff\x01R\x04name\x12)\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x07\xca\xf3\x18\x03\x08\x90NR\x0b\x64\x65scription\x12J\n\x12\x65xecution_strategy\x18\x04 \x01(\x0e\x32\x1b.godel.v1.ExecutionStrategyR\x11\x65xecutionStrategy\x12\x36\n\x06\x63onfig\x18\x05 \x01(\x0b\x32\x14.godel.v1.TeamConfigB\x08\xca\xf3\x18\x04\x18\x80\x80\x10R\x06\x63onfig\x12\x1c\n\x04task\x18\x06 \x01(\tB\x08\xca\xf3\x18\x04\x08\xa0\x8d\x06R\x04task\x12.\n\x10\x62udget_allocated\x18\x07 \x01(\x01H\x00R\x0f\x62udgetAllocated\x88\x01\x01\x12\x33\n\x08metadata\x18\x08 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadataB\x13\n\x11_budget_allocated\",\n\x0eGetTeamRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"\x83\x01\n\x11UpdateTeamRequest\x12\x31\n\x04team\x18\x01 \x01(\x0b\x32\x0e.godel.v1.TeamB\r\xe2\x41\x01\x02\xca\xf3\x18\x05\x18\x80\x80\x80\x02R\x04team\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"/\n\x11\x44\x65leteTeamRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"\x14\n\x12\x44\x65leteTeamResponse\".\n\x10StartTeamRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"^\n\x11StartTeamResponse\x12\"\n\x04team\x18\x01 \x01(\x0b\x32\x0e.godel.v1.TeamR\x04team\x12%\n\x05\x65vent\x18\x02 \x01(\x0b\x32\x0f.godel.v1.EventR\x05\x65vent\".\n\x10PauseTeamRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"/\n\x11ResumeTeamRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"O\n\x10ScaleTeamRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\x12\x1f\n\x0btarget_size\x18\x02 \x01(\x05R\ntargetSize\"\xd3\x01\n\x11ScaleTeamResponse\x12\"\n\x04team\x18\x01 \x01(\x0b\x32\x0e.godel.v1.TeamR\x04team\x12#\n\rprevious_size\x18\x02 \x01(\x05R\x0cpreviousSize\x12!\n\x0c\x63urrent_size\x18\x03 \x01(\x05R\x0b\x63urrentSize\x12&\n\x0f\x61\x64\x64\x65\x64_agent_ids\x18\x04 \x03(\tR\raddedAgentIds\x12*\n\x11removed_agent_ids\x18\x05 \x03(\tR\x0fremovedAgentIds\"o\n\x15ListTeamAgentsRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"i\n\x16ListTeamAgentsResponse\x12\'\n\x06\x61gents\x18\x01 \x03(\x0b\x32\x0f.godel.v1.AgentR\x06\x61gents\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"3\n\x15GetTeamMetricsRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id2\xf3\x10\n\x0bTeamService\x12{\n\tListTeams\x12\x1a.godel.v1.ListTeamsRequest\x1a\x1b.godel.v1.ListTeamsResponse\"5\xc2\xf3\x18\x0e\n\x04team\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\x1d\x12\r/api/v1/teamsZ\x0c\x12\n/api/teams\x12x\n\nCreateTeam\x12\x1b.godel.v1.CreateTeamRequest\x1a\x0e.godel.v1.Team\"=\xc2\xf3\x18\x10\n\x04team\x12\x06\x63reate\x18\x01\x82\xd3\xe4\x93\x02#\"\r/api/v1/teams:\x01*Z\x0f\"\n/api/teams:\x01*\x12t\n\x07GetTeam\x12\x18.godel.v1.GetTeamRequest\x1a\x0e.godel.v1.Team\"?\xc2\xf3\x18\x0e\n\x04team\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\'\x12\x12/api/v1/teams/{id}Z\x11\x12\x0f/api/teams/{id}\x12\x92\x01\n\nUpdateTeam\x12\x1b.godel.v1.UpdateTeamRequest\x1a\x0e.godel.v1.Team\"W\xc2\xf3\x18\x10\n\x04team\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02=2\x17/api/v1/teams/{team.id}:\x04teamZ\x1c\x32\x14/api/teams/{team.id}:\x04team\x12\x8a\x01\n\nDeleteTeam\x12\x1b.godel.v1.DeleteTeamRequest\x1a\x1c.godel.v1.DeleteTeamResponse\"A\xc2\xf3\x18\x10\n\x04team\x12\x06\x64\x65lete\x18\x01\x82\xd3\xe4\x93\x02\'*\x12/api/v1/teams/{id}Z\x11*\x0f/api/teams/{id}\x12\x9b\x01\n\tStartTeam\x12\x1a.godel.v1.StartTeamRequest\x1a\x1b.godel.v1.StartTeamResponse\"S\xc2\xf3\x18\x10\n\x04team\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02\x39\"\x18/api/v1/teams/{id}/start:\x01*Z\x1a\"\x15/api/teams/{id}/start:\x01*0\x01\x12\x8c\x01\n\tPauseTeam\x12\x1a.godel.v1.PauseTeamRequest\x1a\x0e.godel.v1.Team\"S\xc2\xf3\x18\x10\n\x04team\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02\x39\"\x18/api/v1/teams/{id}/pause:\x01*Z\x1a\"\x15/api/teams/{id}/pause:\x01*\x12\x90\x01\n\nResumeTeam\x12\x1b.godel.v1.ResumeTeamRequest\x1a\x0e.godel.v1.Team\"U\xc2\xf3\x18\x10\n\x04team\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02;\"\x19/api/v1/teams/{id}/resume:\x01*Z\x1b\"\x16/api/teams/{id}/resume:\x01*\x12\x99\x01\n\tScaleTeam\x12\x1a.godel.v1.ScaleTeamRequest\x1a\x1b.godel.v1.ScaleTeamResponse\"S\xc2\xf3\x18\x10\n\x04team\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02\x39\"\x18/api/v1/teams/{id}/scale:\x01*Z\x1a\"\x15/api/teams/{id}/scale:\x01*\x12\xa2\x01\n\x0eListTeamAgents\x12\x1f.godel.v1.ListTeamAgentsRequest\x1a .godel.v1.ListTeamAgentsResponse\"M\xc2\xf3\x18\x0e\n\x04team\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\x35\x12\x19/api/v1/teams/{id}/agentsZ\x18\x12\x16/api/teams/{id}/agents\x12\x99\x01\n\x0eGetTeamMetrics\x12\x1f.godel.v1.GetTeamMetricsRequest\x1a\x15.godel.v1.TeamMetrics\"O\xc2\xf3\x18\x0e\n\x04team\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02\x37\x12\x1a/api/v1/teams/{id}/metricsZ\x19\x12\x17/api/teams/{id}/metrics\x12\xac\x01\n\x0fListDeadLetters\x12 .godel.v1.ListDeadLettersRequest\x1a!.godel.v1.ListDeadLettersResponse\"T\xc2\xf3\x18\x15\n\x0b\x64\x65\x61\x64_letter\x12\x04read\x18\x03\x82\xd3\xe4\x93\x02\x35\x12\x19/api/v1/dead-letters/teamZ\x18\x12\x16/api/dead-letters/team\x12\xca\x01\n\x0fRetryDeadLetter\x12 .godel.v1.RetryDeadLetterRequest\x1a!.godel.v1.RetryDeadLetterResponse\"r\xc2\xf3\x18\x17\n\x0b\x64\x65\x61\x64_letter\x12\x06update\x18\x03\x82\xd3\xe4\x93\x02Q\"$/api/v1/dead-letters/team/{id}:retry:\x01*Z&\"!/api/dead-letters/team/{id}:retry:\x01*\x12\xbb\x01\n\x10\x44\x65leteDeadLetter\x12!.godel.v1.DeleteDeadLetterRequest\x1a\".godel.v1.DeleteDeadLetterResponse\"`\xc2\xf3\x18\x17\n\x0b\x64\x65\x61\x64_letter\x12\x06\x64\x65lete\x18\x03\x82\xd3\xe4\x93\x02?*\x1e/api/v1/dead-letters/team/{id}Z\x1d*\x1b/api/dead-letters/team/{id}B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,80 +42,94 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'godel.v1.team_service_pb2',
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1'
+  _globals['_CREATETEAMREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATETEAMREQUEST'].fields_by_name['request_id']._serialized_options = b'\312\363\030\002\010d'
   _globals['_CREATETEAMREQUEST'].fields_by_name['name']._loaded_options = None
-  _globals['_CREATETEAMREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002'
+  _globals['_CREATETEAMREQUEST'].fields_by_name['name']._serialized_options = b'\342A\001\002\312\363\030\003\010\377\001'
+  _globals['_CREATETEAMREQUEST'].fields_by_name['description']._loaded_options = None
+  _globals['_CREATETEAMREQUEST'].fields_by_name['description']._serialized_options = b'\312\363\030\003\010\220N'
+  _globals['_CREATETEAMREQUEST'].fields_by_name['config']._loaded_options = None
+  _globals['_CREATETEAMREQUEST'].fields_by_name['config']._serialized_options = b'\312\363\030\004\030\200\200\020'
+  _globals['_CREATETEAMREQUEST'].fields_by_name['task']._loaded_options = None
+  _globals['_CREATETEAMREQUEST'].fields_by_name['task']._serialized_options = b'\312\363\030\004\010\240\215\006'
   _globals['_GETTEAMREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_GETTEAMREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_GETTEAMREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_UPDATETEAMREQUEST'].fields_by_name['team']._loaded_options = None
-  _globals['_UPDATETEAMREQUEST'].fields_by_name['team']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATETEAMREQUEST'].fields_by_name['team']._serialized_options = b'\342A\001\002\312\363\030\005\030\200\200\200\002'
   _globals['_DELETETEAMREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_DELETETEAMREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_DELETETEAMREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_STARTTEAMREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_STARTTEAMREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_STARTTEAMREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_PAUSETEAMREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_PAUSETEAMREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_PAUSETEAMREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_RESUMETEAMREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_RESUMETEAMREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_RESUMETEAMREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_SCALETEAMREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_SCALETEAMREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_SCALETEAMREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_LISTTEAMAGENTSREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_LISTTEAMAGENTSREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTTEAMAGENTSREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_GETTEAMMETRICSREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_GETTEAMMETRICSREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_GETTEAMMETRICSREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_TEAMSERVICE'].methods_by_name['ListTeams']._loaded_options = None
-  _globals['_TEAMSERVICE'].methods_by_name['ListTeams']._serialized_options = b'\202\323\344\223\002\035\022\r/api/v1/teamsZ\014\022\n/api/teams'
+  _globals['_TEAMSERVICE'].methods_by_name['ListTeams']._serialized_options = b'\302\363\030\016\n\004team\022\004read\030\001\202\323\344\223\002\035\022\r/api/v1/teamsZ\014\022\n/api/teams'
   _globals['_TEAMSERVICE'].methods_by_name['CreateTeam']._loaded_options = None
-  _globals['_TEAMSERVICE'].methods_by_name['CreateTeam']._serialized_options = b'\202\323\344\223\002#\"\r/api/v1/teams:\001*Z\017\"\n/api/teams:\001*'
+  _globals['_TEAMSERVICE'].methods_by_name['CreateTeam']._serialized_options = b'\302\363\030\020\n\004team\022\006create\030\001\202\323\344\223\002#\"\r/api/v1/teams:\001*Z\017\"\n/api/teams:\001*'
   _globals['_TEAMSERVICE'].methods_by_name['GetTeam']._loaded_options = None
-  _globals['_TEAMSERVICE'].methods_by_name['GetTeam']._serialized_options = b'\202\323\344\223\002\'\022\022/api/v1/teams/{id}Z\021\022\017/api/teams/{id}'
+  _globals['_TEAMSERVICE'].methods_by_name['GetTeam']._serialized_options = b'\302\363\030\016\n\004team\022\004read\030\001\202\323\344\223\002\'\022\022/api/v1/teams/{id}Z\021\022\017/api/teams/{id}'
   _globals['_TEAMSERVICE'].methods_by_name['UpdateTeam']._loaded_options = None
-  _globals['_TEAMSERVICE'].methods_by_name['UpdateTeam']._serialized_options = b'\202\323\344\223\002=2\027/api/v1/teams/{team.id}:\004teamZ\0342\024/api/teams/{team.id}:\004team'
+  _globals['_TEAMSERVICE'].methods_by_name['UpdateTeam']._serialized_options = b'\302\363\030\020\n\004team\022\006update\030\001\202\323\344\223\002=2\027/api/v1/teams/{team.id}:\004teamZ\0342\024/api/teams/{team.id}:\004team'
   _globals['_TEAMSERVICE'].methods_by_name['DeleteTeam']._loaded_options = None
-  _globals['_TEAMSERVICE'].methods_by_name['DeleteTeam']._serialized_options = b'\202\323\344\223\002\'*\022/api/v1/teams/{id}Z\021*\017/api/teams/{id}'
+  _globals['_TEAMSERVICE'].methods_by_name['DeleteTeam']._serialized_options = b'\302\363\030\020\n\004team\022\006delete\030\001\202\323\344\223\002\'*\022/api/v1/teams/{id}Z\021*\017/api/teams/{id}'
   _globals['_TEAMSERVICE'].methods_by_name['StartTeam']._loaded_options = None
-  _globals['_TEAMSERVICE'].methods_by_name['StartTeam']._serialized_options = b'\202\323\344\223\0029\"\030/api/v1/teams/{id}/start:\001*Z\032\"\025/api/teams/{id}/start:\001*'
+  _globals['_TEAMSERVICE'].methods_by_name['StartTeam']._serialized_options = b'\302\363\030\020\n\004team\022\006update\030\001\202\323\344\223\0029\"\030/api/v1/teams/{id}/start:\001*Z\032\"\025/api/teams/{id}/start:\001*'
   _globals['_TEAMSERVICE'].methods_by_name['PauseTeam']._loaded_options = None
-  _globals['_TEAMSERVICE'].methods_by_name['PauseTeam']._serialized_options = b'\202\323\344\223\0029\"\030/api/v1/teams/{id}/pause:\001*Z\032\"\025/api/teams/{id}/pause:\001*'
+  _globals['_TEAMSERVICE'].methods_by_name['PauseTeam']._serialized_options = b'\302\363\030\020\n\004team\022\006update\030\001\202\323\344\223\0029\"\030/api/v1/teams/{id}/pause:\001*Z\032\"\025/api/teams/{id}/pause:\001*'
   _globals['_TEAMSERVICE'].methods_by_name['ResumeTeam']._loaded_options = None
-  _globals['_TEAMSERVICE'].methods_by_name['ResumeTeam']._serialized_options = b'\202\323\344\223\002;\"\031/api/v1/teams/{id}/resume:\001*Z\033\"\026/api/teams/{id}/resume:\001*'
+  _globals['_TEAMSERVICE'].methods_by_name['ResumeTeam']._serialized_options = b'\302\363\030\020\n\004team\022\006update\030\001\202\323\344\223\002;\"\031/api/v1/teams/{id}/resume:\001*Z\033\"\026/api/teams/{id}/resume:\001*'
   _globals['_TEAMSERVICE'].methods_by_name['ScaleTeam']._loaded_options = None
-  _globals['_TEAMSERVICE'].methods_by_name['ScaleTeam']._serialized_options = b'\202\323\344\223\0029\"\030/api/v1/teams/{id}/scale:\001*Z\032\"\025/api/teams/{id}/scale:\001*'
+  _globals['_TEAMSERVICE'].methods_by_name['ScaleTeam']._serialized_options = b'\302\363\030\020\n\004team\022\006update\030\001\202\323\344\223\0029\"\030/api/v1/teams/{id}/scale:\001*Z\032\"\025/api/teams/{id}/scale:\001*'
   _globals['_TEAMSERVICE'].methods_by_name['ListTeamAgents']._loaded_options = None
-  _globals['_TEAMSERVICE'].methods_by_name['ListTeamAgents']._serialized_options = b'\202\323\344\223\0025\022\031/api/v1/teams/{id}/agentsZ\030\022\026/api/teams/{id}/agents'
+  _globals['_TEAMSERVICE'].methods_by_name['ListTeamAgents']._serialized_options = b'\302\363\030\016\n\004team\022\004read\030\001\202\323\344\223\0025\022\031/api/v1/teams/{id}/agentsZ\030\022\026/api/teams/{id}/agents'
   _globals['_TEAMSERVICE'].methods_by_name['GetTeamMetrics']._loaded_options = None
-  _globals['_TEAMSERVICE'].methods_by_name['GetTeamMetrics']._serialized_options = b'\202\323\344\223\0027\022\032/api/v1/teams/{id}/metricsZ\031\022\027/api/teams/{id}/metrics'
-  _globals['_LISTTEAMSREQUEST']._serialized_start=233
-  _globals['_LISTTEAMSREQUEST']._serialized_end=357
-  _globals['_LISTTEAMSRESPONSE']._serialized_start=359
-  _globals['_LISTTEAMSRESPONSE']._serialized_end=456
-  _globals['_CREATETEAMREQUEST']._serialized_start=459
-  _globals['_CREATETEAMREQUEST']._serialized_end=833
-  _globals['_GETTEAMREQUEST']._serialized_start=835
-  _globals['_GETTEAMREQUEST']._serialized_end=873
-  _globals['_UPDATETEAMREQUEST']._serialized_start=875
-  _globals['_UPDATETEAMREQUEST']._serialized_end=997
-  _globals['_DELETETEAMREQUEST']._serialized_start=999
-  _globals['_DELETETEAMREQUEST']._serialized_end=1040
-  _globals['_DELETETEAMRESPONSE']._serialized_start=1042
-  _globals['_DELETETEAMRESPONSE']._serialized_end=1062
-  _globals['_STARTTEAMREQUEST']._serialized_start=1064
-  _globals['_STARTTEAMREQUEST']._serialized_end=1104
-  _globals['_STARTTEAMRESPONSE']._serialized_start=1106
-  _globals['_STARTTEAMRESPONSE']._serialized_end=1200
-  _globals['_PAUSETEAMREQUEST']._serialized_start=1202
-  _globals['_PAUSETEAMREQUEST']._serialized_end=1242
-  _globals['_RESUMETEAMREQUEST']._serialized_start=1244
-  _globals['_RESUMETEAMREQUEST']._serialized_end=1285
-  _globals['_SCALETEAMREQUEST']._serialized_start=1287
-  _globals['_SCALETEAMREQUEST']._serialized_end=1360
-  _globals['_SCALETEAMRESPONSE']._serialized_start=1363
-  _globals['_SCALETEAMRESPONSE']._serialized_end=1574
-  _globals['_LISTTEAMAGENTSREQUEST']._serialized_start=1576
-  _globals['_LISTTEAMAGENTSREQUEST']._serialized_end=1681
-  _globals['_LISTTEAMAGENTSRESPONSE']._serialized_start=1683
-  _globals['_LISTTEAMAGENTSRESPONSE']._serialized_end=1788
-  _globals['_GETTEAMMETRICSREQUEST']._serialized_start=1790
-  _globals['_GETTEAMMETRICSREQUEST']._serialized_end=1835
-  _globals['_TEAMSERVICE']._serialized_start=1838
-  _globals['_TEAMSERVICE']._serialized_end=3215
+  _globals['_TEAMSERVICE'].methods_by_name['GetTeamMetrics']._serialized_options = b'\302\363\030\016\n\004team\022\004read\030\001\202\323\344\223\0027\022\032/api/v1/teams/{id}/metricsZ\031\022\027/api/teams/{id}/metrics'
+  _globals['_TEAMSERVICE'].methods_by_name['ListDeadLetters']._loaded_options = None
+  _globals['_TEAMSERVICE'].methods_by_name['ListDeadLetters']._serialized_options = b'\302\363\030\025\n\013dead_letter\022\004read\030\003\202\323\344\223\0025\022\031/api/v1/dead-letters/teamZ\030\022\026/api/dead-letters/team'
+  _globals['_TEAMSERVICE'].methods_by_name['RetryDeadLetter']._loaded_options = None
+  _globals['_TEAMSERVICE'].methods_by_name['RetryDeadLetter']._serialized_options = b'\302\363\030\027\n\013dead_letter\022\006update\030\003\202\323\344\223\002Q\"$/api/v1/dead-letters/team/{id}:retry:\001*Z&\"!/api/dead-letters/team/{id}:retry:\001*'
+  _globals['_TEAMSERVICE'].methods_by_name['DeleteDeadLetter']._loaded_options = None
+  _globals['_TEAMSERVICE'].methods_by_name['DeleteDeadLetter']._serialized_options = b'\302\363\030\027\n\013dead_letter\022\006delete\030\003\202\323\344\223\002?*\036/api/v1/dead-letters/team/{id}Z\035*\033/api/dead-letters/team/{id}'
+  _globals['_LISTTEAMSREQUEST']._serialized_start=307
+  _globals['_LISTTEAMSREQUEST']._serialized_end=431
+  _globals['_LISTTEAMSRESPONSE']._serialized_start=433
+  _globals['_LISTTEAMSRESPONSE']._serialized_end=530
+  _globals['_CREATETEAMREQUEST']._serialized_start=533
+  _globals['_CREATETEAMREQUEST']._serialized_end=951
+  _globals['_GETTEAMREQUEST']._serialized_start=953
+  _globals['_GETTEAMREQUEST']._serialized_end=997
+  _globals['_UPDATETEAMREQUEST']._serialized_start=1000
+  _globals['_UPDATETEAMREQUEST']._serialized_end=1131
+  _globals['_DELETETEAMREQUEST']._serialized_start=1133
+  _globals['_DELETETEAMREQUEST']._serialized_end=1180
+  _globals['_DELETETEAMRESPONSE']._serialized_start=1182
+  _globals['_DELETETEAMRESPONSE']._serialized_end=1202
+  _globals['_STARTTEAMREQUEST']._serialized_start=1204
+  _globals['_STARTTEAMREQUEST']._serialized_end=1250
+  _globals['_STARTTEAMRESPONSE']._serialized_start=1252
+  _globals['_STARTTEAMRESPONSE']._serialized_end=1346
+  _globals['_PAUSETEAMREQUEST']._serialized_start=1348
+  _globals['_PAUSETEAMREQUEST']._serialized_end=1394
+  _globals['_RESUMETEAMREQUEST']._serialized_start=1396
+  _globals['_RESUMETEAMREQUEST']._serialized_end=1443
+  _globals['_SCALETEAMREQUEST']._serialized_start=1445
+  _globals['_SCALETEAMREQUEST']._serialized_end=1524
+  _globals['_SCALETEAMRESPONSE']._serialized_start=1527
+  _globals['_SCALETEAMRESPONSE']._serialized_end=1738
+  _globals['_LISTTEAMAGENTSREQUEST']._serialized_start=1740
+  _globals['_LISTTEAMAGENTSREQUEST']._serialized_end=1851
+  _globals['_LISTTEAMAGENTSRESPONSE']._serialized_start=1853
+  _globals['_LISTTEAMAGENTSRESPONSE']._serialized_end=1958
+  _globals['_GETTEAMMETRICSREQUEST']._serialized_start=1960
+  _globals['_GETTEAMMETRICSREQUEST']._serialized_end=2011
+  _globals['_TEAMSERVICE']._serialized_start=2014
+  _globals['_TEAMSERVICE']._serialized_end=4177
 # @@protoc_insertion_point(module_scope)

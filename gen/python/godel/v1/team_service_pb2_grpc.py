@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from godel.v1 import dead_letter_pb2 as godel_dot_v1_dot_dead__letter__pb2
 from godel.v1 import team_pb2 as godel_dot_v1_dot_team__pb2
 from godel.v1 import team_service_pb2 as godel_dot_v1_dot_team__service__pb2
 
@@ -91,6 +92,21 @@ class TeamServiceStub:
                 request_serializer=godel_dot_v1_dot_team__service__pb2.GetTeamMetricsRequest.SerializeToString,
                 response_deserializer=godel_dot_v1_dot_team__pb2.TeamMetrics.FromString,
                 _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/godel.v1.TeamService/ListDeadLetters',
+                request_serializer=godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.RetryDeadLetter = channel.unary_unary(
+                '/godel.v1.TeamService/RetryDeadLetter',
+                request_serializer=godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterResponse.FromString,
+                _registered_method=True)
+        self.DeleteDeadLetter = channel.unary_unary(
+                '/godel.v1.TeamService/DeleteDeadLetter',
+                request_serializer=godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterRequest.SerializeToString,
+                response_deserializer=godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterResponse.FromString,
+                _registered_method=True)
 
 
 class TeamServiceServicer:
@@ -166,6 +182,28 @@ class TeamServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListDeadLetters(self, request, context):
+        """Dead letters of the team service: records it quarantined (oldest first). Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryDeadLetter(self, request, context):
+        """Sends (outbox) or handles (consumer) a dead letter of the team service again; it is removed
+        when that succeeds. Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteDeadLetter(self, request, context):
+        """Discards a dead letter of the team service. Operators only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TeamServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -223,6 +261,21 @@ def add_TeamServiceServicer_to_server(servicer, server):
                     servicer.GetTeamMetrics,
                     request_deserializer=godel_dot_v1_dot_team__service__pb2.GetTeamMetricsRequest.FromString,
                     response_serializer=godel_dot_v1_dot_team__pb2.TeamMetrics.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'RetryDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryDeadLetter,
+                    request_deserializer=godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterResponse.SerializeToString,
+            ),
+            'DeleteDeadLetter': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteDeadLetter,
+                    request_deserializer=godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterRequest.FromString,
+                    response_serializer=godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -523,6 +576,87 @@ class TeamService:
             '/godel.v1.TeamService/GetTeamMetrics',
             godel_dot_v1_dot_team__service__pb2.GetTeamMetricsRequest.SerializeToString,
             godel_dot_v1_dot_team__pb2.TeamMetrics.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.TeamService/ListDeadLetters',
+            godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersRequest.SerializeToString,
+            godel_dot_v1_dot_dead__letter__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.TeamService/RetryDeadLetter',
+            godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterRequest.SerializeToString,
+            godel_dot_v1_dot_dead__letter__pb2.RetryDeadLetterResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteDeadLetter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/godel.v1.TeamService/DeleteDeadLetter',
+            godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterRequest.SerializeToString,
+            godel_dot_v1_dot_dead__letter__pb2.DeleteDeadLetterResponse.FromString,
             options,
             channel_credentials,
             insecure,

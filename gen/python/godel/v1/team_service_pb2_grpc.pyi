@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from godel.v1 import dead_letter_pb2 as _dead_letter_pb2
 from godel.v1 import team_pb2 as _team_pb2
 from godel.v1 import team_service_pb2 as _team_service_pb2
 from grpc import aio as _aio
@@ -48,6 +49,14 @@ class TeamServiceStub:
     ScaleTeam: _grpc.UnaryUnaryMultiCallable[_team_service_pb2.ScaleTeamRequest, _team_service_pb2.ScaleTeamResponse]
     ListTeamAgents: _grpc.UnaryUnaryMultiCallable[_team_service_pb2.ListTeamAgentsRequest, _team_service_pb2.ListTeamAgentsResponse]
     GetTeamMetrics: _grpc.UnaryUnaryMultiCallable[_team_service_pb2.GetTeamMetricsRequest, _team_pb2.TeamMetrics]
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_dead_letter_pb2.ListDeadLettersRequest, _dead_letter_pb2.ListDeadLettersResponse]
+    """Dead letters of the team service: records it quarantined (oldest first). Operators only."""
+    RetryDeadLetter: _grpc.UnaryUnaryMultiCallable[_dead_letter_pb2.RetryDeadLetterRequest, _dead_letter_pb2.RetryDeadLetterResponse]
+    """Sends (outbox) or handles (consumer) a dead letter of the team service again; it is removed
+    when that succeeds. Operators only.
+    """
+    DeleteDeadLetter: _grpc.UnaryUnaryMultiCallable[_dead_letter_pb2.DeleteDeadLetterRequest, _dead_letter_pb2.DeleteDeadLetterResponse]
+    """Discards a dead letter of the team service. Operators only."""
 
 @_typing.type_check_only
 class TeamServiceAsyncStub(TeamServiceStub):
@@ -68,6 +77,14 @@ class TeamServiceAsyncStub(TeamServiceStub):
     ScaleTeam: _aio.UnaryUnaryMultiCallable[_team_service_pb2.ScaleTeamRequest, _team_service_pb2.ScaleTeamResponse]  # type: ignore[assignment]
     ListTeamAgents: _aio.UnaryUnaryMultiCallable[_team_service_pb2.ListTeamAgentsRequest, _team_service_pb2.ListTeamAgentsResponse]  # type: ignore[assignment]
     GetTeamMetrics: _aio.UnaryUnaryMultiCallable[_team_service_pb2.GetTeamMetricsRequest, _team_pb2.TeamMetrics]  # type: ignore[assignment]
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_dead_letter_pb2.ListDeadLettersRequest, _dead_letter_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """Dead letters of the team service: records it quarantined (oldest first). Operators only."""
+    RetryDeadLetter: _aio.UnaryUnaryMultiCallable[_dead_letter_pb2.RetryDeadLetterRequest, _dead_letter_pb2.RetryDeadLetterResponse]  # type: ignore[assignment]
+    """Sends (outbox) or handles (consumer) a dead letter of the team service again; it is removed
+    when that succeeds. Operators only.
+    """
+    DeleteDeadLetter: _aio.UnaryUnaryMultiCallable[_dead_letter_pb2.DeleteDeadLetterRequest, _dead_letter_pb2.DeleteDeadLetterResponse]  # type: ignore[assignment]
+    """Discards a dead letter of the team service. Operators only."""
 
 class TeamServiceServicer(metaclass=_abc_1.ABCMeta):
     """Teams (swarms) of agents with an execution strategy (spec §3.1 Teams)."""
@@ -151,5 +168,31 @@ class TeamServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _team_service_pb2.GetTeamMetricsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_team_pb2.TeamMetrics, _abc.Awaitable[_team_pb2.TeamMetrics]]: ...
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _dead_letter_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dead_letter_pb2.ListDeadLettersResponse, _abc.Awaitable[_dead_letter_pb2.ListDeadLettersResponse]]:
+        """Dead letters of the team service: records it quarantined (oldest first). Operators only."""
+
+    @_abc_1.abstractmethod
+    def RetryDeadLetter(
+        self,
+        request: _dead_letter_pb2.RetryDeadLetterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dead_letter_pb2.RetryDeadLetterResponse, _abc.Awaitable[_dead_letter_pb2.RetryDeadLetterResponse]]:
+        """Sends (outbox) or handles (consumer) a dead letter of the team service again; it is removed
+        when that succeeds. Operators only.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteDeadLetter(
+        self,
+        request: _dead_letter_pb2.DeleteDeadLetterRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_dead_letter_pb2.DeleteDeadLetterResponse, _abc.Awaitable[_dead_letter_pb2.DeleteDeadLetterResponse]]:
+        """Discards a dead letter of the team service. Operators only."""
 
 def add_TeamServiceServicer_to_server(servicer: TeamServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

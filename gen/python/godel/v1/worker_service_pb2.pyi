@@ -41,7 +41,11 @@ class _RunStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RunState.Val
     RUN_STATE_KILLED: _RunState.ValueType  # 7
     """Stopped by a kill."""
     RUN_STATE_REJECTED: _RunState.ValueType  # 8
-    """Not accepted (no capacity, unknown runtime, bad repository)."""
+    """Not accepted (see RejectReason)."""
+    RUN_STATE_LOST: _RunState.ValueType  # 9
+    """Ended without an outcome of its own: the worker shut down or restarted, or lost contact
+    with the run's owner for longer than its lease. Not the agent's failure: it runs again.
+    """
 
 class RunState(_RunState, metaclass=_RunStateEnumTypeWrapper):
     """Where a run is, as the worker sees it."""
@@ -60,8 +64,46 @@ RUN_STATE_FAILED: RunState.ValueType  # 6
 RUN_STATE_KILLED: RunState.ValueType  # 7
 """Stopped by a kill."""
 RUN_STATE_REJECTED: RunState.ValueType  # 8
-"""Not accepted (no capacity, unknown runtime, bad repository)."""
+"""Not accepted (see RejectReason)."""
+RUN_STATE_LOST: RunState.ValueType  # 9
+"""Ended without an outcome of its own: the worker shut down or restarted, or lost contact
+with the run's owner for longer than its lease. Not the agent's failure: it runs again.
+"""
 Global___RunState: _TypeAlias = RunState  # noqa: Y015
+
+class _RejectReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _RejectReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_RejectReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    REJECT_REASON_UNSPECIFIED: _RejectReason.ValueType  # 0
+    REJECT_REASON_CAPACITY: _RejectReason.ValueType  # 1
+    """Every slot is taken (the replica's count was behind): try again later or elsewhere."""
+    REJECT_REASON_SHUTTING_DOWN: _RejectReason.ValueType  # 2
+    """The worker is shutting down."""
+    REJECT_REASON_AGENT_BUSY: _RejectReason.ValueType  # 3
+    """The worker still holds another run of the agent (ending, or its end not yet acknowledged)."""
+    REJECT_REASON_RUNTIME: _RejectReason.ValueType  # 4
+    """The worker does not host the agent's runtime."""
+    REJECT_REASON_INVALID: _RejectReason.ValueType  # 5
+    """The assignment itself is not valid (no run or agent id)."""
+
+class RejectReason(_RejectReason, metaclass=_RejectReasonEnumTypeWrapper):
+    """Why a worker did not accept an assignment."""
+
+REJECT_REASON_UNSPECIFIED: RejectReason.ValueType  # 0
+REJECT_REASON_CAPACITY: RejectReason.ValueType  # 1
+"""Every slot is taken (the replica's count was behind): try again later or elsewhere."""
+REJECT_REASON_SHUTTING_DOWN: RejectReason.ValueType  # 2
+"""The worker is shutting down."""
+REJECT_REASON_AGENT_BUSY: RejectReason.ValueType  # 3
+"""The worker still holds another run of the agent (ending, or its end not yet acknowledged)."""
+REJECT_REASON_RUNTIME: RejectReason.ValueType  # 4
+"""The worker does not host the agent's runtime."""
+REJECT_REASON_INVALID: RejectReason.ValueType  # 5
+"""The assignment itself is not valid (no run or agent id)."""
+Global___RejectReason: _TypeAlias = RejectReason  # noqa: Y015
 
 class _ControlAction:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -77,7 +119,10 @@ class _ControlActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Control
     CONTROL_ACTION_KILL: _ControlAction.ValueType  # 3
     """Stop the run's whole process tree at once."""
     CONTROL_ACTION_ADOPT: _ControlAction.ValueType  # 4
-    """Send this run's updates to this stream from now on (its owner changed)."""
+    """Send this run's updates to this stream from now on (its owner changed), starting with
+    those not yet acknowledged. Answered not ok ("unknown run") when the worker does not hold
+    the run: how a replica learns that a run its worker does not report is not there.
+    """
     CONTROL_ACTION_CLEANUP: _ControlAction.ValueType  # 5
     """Remove the agent's worktree (the agent ended; the branch is kept)."""
 
@@ -91,7 +136,10 @@ CONTROL_ACTION_RESUME: ControlAction.ValueType  # 2
 CONTROL_ACTION_KILL: ControlAction.ValueType  # 3
 """Stop the run's whole process tree at once."""
 CONTROL_ACTION_ADOPT: ControlAction.ValueType  # 4
-"""Send this run's updates to this stream from now on (its owner changed)."""
+"""Send this run's updates to this stream from now on (its owner changed), starting with
+those not yet acknowledged. Answered not ok ("unknown run") when the worker does not hold
+the run: how a replica learns that a run its worker does not report is not there.
+"""
 CONTROL_ACTION_CLEANUP: ControlAction.ValueType  # 5
 """Remove the agent's worktree (the agent ended; the branch is kept)."""
 Global___ControlAction: _TypeAlias = ControlAction  # noqa: Y015
@@ -109,6 +157,7 @@ class ConnectRequest(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     SESSION_MESSAGE_FIELD_NUMBER: _builtins.int
     ACK_FIELD_NUMBER: _builtins.int
+    SAFETY_BLOCK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def hello(self) -> Global___WorkerHello: ...
     @_builtins.property
@@ -123,6 +172,10 @@ class ConnectRequest(_message.Message):
     def session_message(self) -> Global___RunSessionMessage: ...
     @_builtins.property
     def ack(self) -> Global___ControlAck: ...
+    @_builtins.property
+    def safety_block(self) -> Global___SafetyBlock:
+        """Numbered apart from the messages above, which other changes extend."""
+
     def __init__(
         self,
         *,
@@ -133,12 +186,13 @@ class ConnectRequest(_message.Message):
         usage: Global___RunUsage | None = ...,
         session_message: Global___RunSessionMessage | None = ...,
         ack: Global___ControlAck | None = ...,
+        safety_block: Global___SafetyBlock | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "heartbeat", b"heartbeat", "hello", b"hello", "logs", b"logs", "message", b"message", "session_message", b"session_message", "update", b"update", "usage", b"usage"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "heartbeat", b"heartbeat", "hello", b"hello", "logs", b"logs", "message", b"message", "safety_block", b"safety_block", "session_message", b"session_message", "update", b"update", "usage", b"usage"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "heartbeat", b"heartbeat", "hello", b"hello", "logs", b"logs", "message", b"message", "session_message", b"session_message", "update", b"update", "usage", b"usage"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ack", b"ack", "heartbeat", b"heartbeat", "hello", b"hello", "logs", b"logs", "message", b"message", "safety_block", b"safety_block", "session_message", b"session_message", "update", b"update", "usage", b"usage"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "heartbeat", "update", "logs", "usage", "session_message", "ack"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["hello", "heartbeat", "update", "logs", "usage", "session_message", "ack", "safety_block"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -153,24 +207,32 @@ class ConnectResponse(_message.Message):
     WELCOME_FIELD_NUMBER: _builtins.int
     ASSIGN_FIELD_NUMBER: _builtins.int
     CONTROL_FIELD_NUMBER: _builtins.int
+    RUN_ACK_FIELD_NUMBER: _builtins.int
+    HEARTBEAT_ACK_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def welcome(self) -> Global___WorkerWelcome: ...
     @_builtins.property
     def assign(self) -> Global___RunAssignment: ...
     @_builtins.property
     def control(self) -> Global___RunControl: ...
+    @_builtins.property
+    def run_ack(self) -> Global___RunAck: ...
+    @_builtins.property
+    def heartbeat_ack(self) -> Global___HeartbeatAck: ...
     def __init__(
         self,
         *,
         welcome: Global___WorkerWelcome | None = ...,
         assign: Global___RunAssignment | None = ...,
         control: Global___RunControl | None = ...,
+        run_ack: Global___RunAck | None = ...,
+        heartbeat_ack: Global___HeartbeatAck | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "control", b"control", "message", b"message", "welcome", b"welcome"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "control", b"control", "heartbeat_ack", b"heartbeat_ack", "message", b"message", "run_ack", b"run_ack", "welcome", b"welcome"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "control", b"control", "message", b"message", "welcome", b"welcome"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["assign", b"assign", "control", b"control", "heartbeat_ack", b"heartbeat_ack", "message", b"message", "run_ack", b"run_ack", "welcome", b"welcome"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "assign", "control"]  # noqa: Y015
+    _WhichOneofReturnType_message: _TypeAlias = _typing.Literal["welcome", "assign", "control", "run_ack", "heartbeat_ack"]  # noqa: Y015
     _WhichOneofArgType_message: _TypeAlias = _typing.Literal["message", b"message"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_message) -> _WhichOneofReturnType_message | None: ...
 
@@ -209,7 +271,9 @@ class WorkerHello(_message.Message):
     HOSTNAME_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
-    """Stable for the worker process's life; a restarted worker gets a new id."""
+    """The worker's identity: kept in its state directory, so a restarted worker comes back as the
+    same worker (and reports what its previous process left unacknowledged).
+    """
     capacity: _builtins.int
     """Runs it accepts at once."""
     hostname: _builtins.str
@@ -219,10 +283,18 @@ class WorkerHello(_message.Message):
 
     @_builtins.property
     def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunStatus]:
-        """Runs it is executing now (after a reconnect, or when a replica died)."""
+        """Runs it holds: executing, or ended with updates not yet acknowledged (after a reconnect, a
+        replica's death or the worker's restart). A run of this worker missing here is not on it.
+        """
 
     @_builtins.property
-    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """What the worker offers beyond its runtimes, e.g. {"language": "go", "gpu": "a100"}: an
+        agent whose config.worker_selector names labels runs only on a worker that has them all.
+        Every worker sets "language" to the language it is written in ("python", "go",
+        "typescript").
+        """
+
     def __init__(
         self,
         *,
@@ -247,19 +319,25 @@ class WorkerWelcome(_message.Message):
 
     REPLICA_ID_FIELD_NUMBER: _builtins.int
     HEARTBEAT_INTERVAL_MS_FIELD_NUMBER: _builtins.int
+    RUN_LEASE_MS_FIELD_NUMBER: _builtins.int
     replica_id: _builtins.str
     """The replica's instance id."""
     heartbeat_interval_ms: _builtins.int
     """How often the worker must send a heartbeat."""
+    run_lease_ms: _builtins.int
+    """A run owned by this replica is stopped (and reported LOST) by the worker when no heartbeat
+    sent to this replica for this long has been acknowledged. 0: never.
+    """
     def __init__(
         self,
         *,
         replica_id: _builtins.str = ...,
         heartbeat_interval_ms: _builtins.int = ...,
+        run_lease_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms", "replica_id", b"replica_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval_ms", b"heartbeat_interval_ms", "replica_id", b"replica_id", "run_lease_ms", b"run_lease_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -271,7 +349,10 @@ class WorkerHeartbeat(_message.Message):
 
     RUNS_FIELD_NUMBER: _builtins.int
     FREE_CAPACITY_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
     free_capacity: _builtins.int
+    seq: _builtins.int
+    """Increases with every heartbeat on a stream; echoed by HeartbeatAck."""
     @_builtins.property
     def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunStatus]: ...
     def __init__(
@@ -279,14 +360,62 @@ class WorkerHeartbeat(_message.Message):
         *,
         runs: _abc.Iterable[Global___RunStatus] | None = ...,
         free_capacity: _builtins.int = ...,
+        seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["free_capacity", b"free_capacity", "runs", b"runs"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["free_capacity", b"free_capacity", "runs", b"runs", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WorkerHeartbeat: _TypeAlias = WorkerHeartbeat  # noqa: Y015
+
+@_typing.final
+class HeartbeatAck(_message.Message):
+    """The replica received the heartbeat `seq` of this stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQ_FIELD_NUMBER: _builtins.int
+    seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HeartbeatAck: _TypeAlias = HeartbeatAck  # noqa: Y015
+
+@_typing.final
+class RunAck(_message.Message):
+    """Every RunUpdate and RunUsage of the run up to `seq` is committed (or was a duplicate): the
+    worker may forget them.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    seq: _builtins.int
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        seq: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id", "seq", b"seq"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RunAck: _TypeAlias = RunAck  # noqa: Y015
 
 @_typing.final
 class RunStatus(_message.Message):
@@ -339,6 +468,7 @@ class RunAssignment(_message.Message):
     BRANCH_FIELD_NUMBER: _builtins.int
     REUSE_WORKTREE_FIELD_NUMBER: _builtins.int
     START_PAUSED_FIELD_NUMBER: _builtins.int
+    SAFETY_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     agent_id: _builtins.str
     session_id: _builtins.str
@@ -354,6 +484,10 @@ class RunAssignment(_message.Message):
     """Run paused from the start (the agent was paused while it had no worker)."""
     @_builtins.property
     def config(self) -> _agent_pb2.AgentConfig: ...
+    @_builtins.property
+    def safety(self) -> _agent_pb2.SafetyRules:
+        """The agent's safety rules (its safety_boundaries), which the worker enforces."""
+
     def __init__(
         self,
         *,
@@ -367,10 +501,11 @@ class RunAssignment(_message.Message):
         branch: _builtins.str = ...,
         reuse_worktree: _builtins.bool = ...,
         start_paused: _builtins.bool = ...,
+        safety: _agent_pb2.SafetyRules | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "safety", b"safety"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "branch", b"branch", "config", b"config", "model", b"model", "repo", b"repo", "reuse_worktree", b"reuse_worktree", "run_id", b"run_id", "session_id", b"session_id", "start_paused", b"start_paused", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "branch", b"branch", "config", b"config", "model", b"model", "repo", b"repo", "reuse_worktree", b"reuse_worktree", "run_id", b"run_id", "safety", b"safety", "session_id", b"session_id", "start_paused", b"start_paused", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -453,6 +588,8 @@ class RunUpdate(_message.Message):
     ERROR_FIELD_NUMBER: _builtins.int
     RESULT_FIELD_NUMBER: _builtins.int
     TIME_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
+    REJECT_REASON_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     agent_id: _builtins.str
     state: Global___RunState.ValueType
@@ -465,6 +602,10 @@ class RunUpdate(_message.Message):
     """Why the run failed or was rejected."""
     result: _builtins.str
     """Final output of the run (last assistant message, or the tail of stdout)."""
+    seq: _builtins.int
+    """Position of this message among the run's updates and usage (from 1; 0: not acknowledged)."""
+    reject_reason: Global___RejectReason.ValueType
+    """Set on REJECTED."""
     @_builtins.property
     def commits(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Every commit on the agent's branch that is not on the base, oldest first."""
@@ -484,10 +625,12 @@ class RunUpdate(_message.Message):
         error: _builtins.str = ...,
         result: _builtins.str = ...,
         time: _timestamp_pb2.Timestamp | None = ...,
+        seq: _builtins.int = ...,
+        reject_reason: Global___RejectReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "exit_code", b"exit_code", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "agent_id", b"agent_id", "branch", b"branch", "commits", b"commits", "error", b"error", "exit_code", b"exit_code", "result", b"result", "run_id", b"run_id", "state", b"state", "time", b"time", "worktree", b"worktree"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code", "agent_id", b"agent_id", "branch", b"branch", "commits", b"commits", "error", b"error", "exit_code", b"exit_code", "reject_reason", b"reject_reason", "result", b"result", "run_id", b"run_id", "seq", b"seq", "state", b"state", "time", b"time", "worktree", b"worktree"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__exit_code: _TypeAlias = _typing.Literal["exit_code"]  # noqa: Y015
     _WhichOneofArgType__exit_code: _TypeAlias = _typing.Literal["_exit_code", b"_exit_code"]  # noqa: Y015
@@ -562,11 +705,14 @@ class RunUsage(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     PROMPT_TOKENS_FIELD_NUMBER: _builtins.int
     COMPLETION_TOKENS_FIELD_NUMBER: _builtins.int
+    SEQ_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     agent_id: _builtins.str
     model: _builtins.str
     prompt_tokens: _builtins.int
     completion_tokens: _builtins.int
+    seq: _builtins.int
+    """Position of this message among the run's updates and usage (see RunUpdate.seq)."""
     def __init__(
         self,
         *,
@@ -575,10 +721,11 @@ class RunUsage(_message.Message):
         model: _builtins.str = ...,
         prompt_tokens: _builtins.int = ...,
         completion_tokens: _builtins.int = ...,
+        seq: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "completion_tokens", b"completion_tokens", "model", b"model", "prompt_tokens", b"prompt_tokens", "run_id", b"run_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "completion_tokens", b"completion_tokens", "model", b"model", "prompt_tokens", b"prompt_tokens", "run_id", b"run_id", "seq", b"seq"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -611,3 +758,43 @@ class RunSessionMessage(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RunSessionMessage: _TypeAlias = RunSessionMessage  # noqa: Y015
+
+@_typing.final
+class SafetyBlock(_message.Message):
+    """A guardrail refused something a run tried. The service publishes `safety:block` (the rule,
+    the agent) and fails or pauses the agent as `action` says; with FAIL the run ends failed, with
+    PAUSE the worker has paused it before the refused action.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    AGENT_ID_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    run_id: _builtins.str
+    agent_id: _builtins.str
+    rule: _builtins.str
+    """The rule that refused it: "config.tools", "config.sandbox", or
+    "safetyBoundaries.<forbiddenPaths|forbiddenCommands|maxFilesChanged|maxDiffLines>".
+    """
+    detail: _builtins.str
+    """What was refused and why, e.g. "the shell tool ran \\"curl x\\", which matches \\"curl\\""."""
+    action: _agent_pb2.SafetyAction.ValueType
+    def __init__(
+        self,
+        *,
+        run_id: _builtins.str = ...,
+        agent_id: _builtins.str = ...,
+        rule: _builtins.str = ...,
+        detail: _builtins.str = ...,
+        action: _agent_pb2.SafetyAction.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "agent_id", b"agent_id", "detail", b"detail", "rule", b"rule", "run_id", b"run_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SafetyBlock: _TypeAlias = SafetyBlock  # noqa: Y015

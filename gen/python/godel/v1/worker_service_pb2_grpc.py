@@ -29,11 +29,21 @@ class WorkerServiceStub:
     """The worker protocol: how a worker process (any language) runs agents for the agent service.
 
     A worker opens one Connect stream to every agent-service replica. It announces itself with
-    WorkerHello (runtimes, capacity, runs it is still executing), then sends heartbeats, run
-    updates, log lines, token usage and session messages. A replica assigns runs
-    (RunAssignment) and controls them (RunControl: pause, resume, kill, adopt). Updates about a
-    run go on the stream of the replica that owns the run: the one that assigned it, or the
-    last one that sent ADOPT for it.
+    WorkerHello (runtimes, capacity, runs it holds), then sends heartbeats, run updates, log
+    lines, token usage and session messages. A replica assigns runs (RunAssignment) and controls
+    them (RunControl: pause, resume, kill, adopt). Updates about a run go on the stream of the
+    replica that owns the run: the one that assigned it, or the last one that sent ADOPT for it.
+
+    Delivery. RunUpdate and RunUsage carry a per-run sequence number; the replica applies each
+    at most once (it keeps the highest applied number with the run) and answers RunAck once the
+    change is committed. The worker keeps every unacknowledged update and usage, in order, on disk
+    in its state directory, and sends them again after a reconnect, an ADOPT, or its own restart.
+    Log lines and session messages are sent once (bounded buffer while the owner is away).
+
+    Leases. The replica acknowledges heartbeats (HeartbeatAck). A worker that has had no
+    acknowledgement from a run's owner for WorkerWelcome.run_lease_ms stops the run and reports
+    it LOST; the replica declares a run lost only when its worker has been out of contact for
+    longer than that lease, so a run is never executed twice at the same time.
     """
 
     def __init__(self, channel):
@@ -53,11 +63,21 @@ class WorkerServiceServicer:
     """The worker protocol: how a worker process (any language) runs agents for the agent service.
 
     A worker opens one Connect stream to every agent-service replica. It announces itself with
-    WorkerHello (runtimes, capacity, runs it is still executing), then sends heartbeats, run
-    updates, log lines, token usage and session messages. A replica assigns runs
-    (RunAssignment) and controls them (RunControl: pause, resume, kill, adopt). Updates about a
-    run go on the stream of the replica that owns the run: the one that assigned it, or the
-    last one that sent ADOPT for it.
+    WorkerHello (runtimes, capacity, runs it holds), then sends heartbeats, run updates, log
+    lines, token usage and session messages. A replica assigns runs (RunAssignment) and controls
+    them (RunControl: pause, resume, kill, adopt). Updates about a run go on the stream of the
+    replica that owns the run: the one that assigned it, or the last one that sent ADOPT for it.
+
+    Delivery. RunUpdate and RunUsage carry a per-run sequence number; the replica applies each
+    at most once (it keeps the highest applied number with the run) and answers RunAck once the
+    change is committed. The worker keeps every unacknowledged update and usage, in order, on disk
+    in its state directory, and sends them again after a reconnect, an ADOPT, or its own restart.
+    Log lines and session messages are sent once (bounded buffer while the owner is away).
+
+    Leases. The replica acknowledges heartbeats (HeartbeatAck). A worker that has had no
+    acknowledgement from a run's owner for WorkerWelcome.run_lease_ms stops the run and reports
+    it LOST; the replica declares a run lost only when its worker has been out of contact for
+    longer than that lease, so a run is never executed twice at the same time.
     """
 
     def Connect(self, request_iterator, context):
@@ -86,11 +106,21 @@ class WorkerService:
     """The worker protocol: how a worker process (any language) runs agents for the agent service.
 
     A worker opens one Connect stream to every agent-service replica. It announces itself with
-    WorkerHello (runtimes, capacity, runs it is still executing), then sends heartbeats, run
-    updates, log lines, token usage and session messages. A replica assigns runs
-    (RunAssignment) and controls them (RunControl: pause, resume, kill, adopt). Updates about a
-    run go on the stream of the replica that owns the run: the one that assigned it, or the
-    last one that sent ADOPT for it.
+    WorkerHello (runtimes, capacity, runs it holds), then sends heartbeats, run updates, log
+    lines, token usage and session messages. A replica assigns runs (RunAssignment) and controls
+    them (RunControl: pause, resume, kill, adopt). Updates about a run go on the stream of the
+    replica that owns the run: the one that assigned it, or the last one that sent ADOPT for it.
+
+    Delivery. RunUpdate and RunUsage carry a per-run sequence number; the replica applies each
+    at most once (it keeps the highest applied number with the run) and answers RunAck once the
+    change is committed. The worker keeps every unacknowledged update and usage, in order, on disk
+    in its state directory, and sends them again after a reconnect, an ADOPT, or its own restart.
+    Log lines and session messages are sent once (bounded buffer while the owner is away).
+
+    Leases. The replica acknowledges heartbeats (HeartbeatAck). A worker that has had no
+    acknowledgement from a run's owner for WorkerWelcome.run_lease_ms stops the run and reports
+    it LOST; the replica declares a run lost only when its worker has been out of contact for
+    longer than that lease, so a run is never executed twice at the same time.
     """
 
     @staticmethod

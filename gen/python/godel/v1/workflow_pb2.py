@@ -23,11 +23,12 @@ _sym_db = _symbol_database.Default()
 
 
 from godel.v1 import common_pb2 as godel_dot_v1_dot_common__pb2
+from godel.v1 import limits_pb2 as godel_dot_v1_dot_limits__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17godel/v1/workflow.proto\x12\x08godel.v1\x1a\x15godel/v1/common.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"l\n\rAgentSelector\x12\x17\n\x07team_id\x18\x01 \x01(\tR\x06teamId\x12\x14\n\x05model\x18\x02 \x01(\tR\x05model\x12\x14\n\x05label\x18\x03 \x01(\tR\x05label\x12\x16\n\x06skills\x18\x04 \x03(\tR\x06skills\"\xb9\x02\n\x0eStepDefinition\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12\x12\n\x04task\x18\x03 \x01(\tR\x04task\x12\x1d\n\ndepends_on\x18\x04 \x03(\tR\tdependsOn\x12\x18\n\x07timeout\x18\x05 \x01(\x05R\x07timeout\x12\x18\n\x07retries\x18\x06 \x01(\x05R\x07retries\x12\x12\n\x04when\x18\x07 \x01(\tR\x04when\x12\x14\n\x05\x61gent\x18\x08 \x01(\tR\x05\x61gent\x12>\n\x0e\x61gent_selector\x18\t \x01(\x0b\x32\x17.godel.v1.AgentSelectorR\ragentSelector\x12\x18\n\x07runtime\x18\n \x01(\tR\x07runtime\x12\x18\n\x07\x63ommand\x18\x0b \x03(\tR\x07\x63ommand\"\x89\x03\n\x12WorkflowDefinition\x12\x12\n\x04name\x18\x01 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x02 \x01(\tR\x0b\x64\x65scription\x12.\n\x05steps\x18\x03 \x03(\x0b\x32\x18.godel.v1.StepDefinitionR\x05steps\x12\x18\n\x07timeout\x18\x04 \x01(\x05R\x07timeout\x12\'\n\x0fmax_concurrency\x18\x05 \x01(\x05R\x0emaxConcurrency\x12\x32\n\x08on_error\x18\x06 \x01(\x0e\x32\x17.godel.v1.OnErrorPolicyR\x07onError\x12\x38\n\x0cretry_policy\x18\x07 \x01(\x0b\x32\x15.godel.v1.RetryPolicyR\x0bretryPolicy\x12\x18\n\x07runtime\x18\x08 \x01(\tR\x07runtime\x12\x18\n\x07\x63ommand\x18\t \x03(\tR\x07\x63ommand\x12\x14\n\x05model\x18\n \x01(\tR\x05model\x12\x12\n\x04repo\x18\x0b \x01(\tR\x04repo\"\x8c\x05\n\x08Workflow\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n\x04name\x18\x02 \x01(\tR\x04name\x12 \n\x0b\x64\x65scription\x18\x03 \x01(\tR\x0b\x64\x65scription\x12<\n\ndefinition\x18\x04 \x01(\x0b\x32\x1c.godel.v1.WorkflowDefinitionR\ndefinition\x12\x30\n\x06status\x18\x05 \x01(\x0e\x32\x18.godel.v1.WorkflowStatusR\x06status\x12&\n\x0f\x63urrent_step_id\x18\x06 \x01(\tR\rcurrentStepId\x12\x31\n\x07\x63ontext\x18\x07 \x01(\x0b\x32\x17.google.protobuf.StructR\x07\x63ontext\x12\x31\n\x07results\x18\x08 \x01(\x0b\x32\x17.google.protobuf.StructR\x07results\x12\x17\n\x07team_id\x18\t \x01(\tR\x06teamId\x12\x1d\n\ncreated_by\x18\n \x01(\tR\tcreatedBy\x12\x39\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nstarted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n\x0c\x63ompleted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x63ompletedAt\x12\x33\n\x08metadata\x18\x0e \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x1a\n\x08progress\x18\x0f \x01(\x05R\x08progress\"\xcf\x03\n\x0cWorkflowStep\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n\x0bworkflow_id\x18\x02 \x01(\tR\nworkflowId\x12\x17\n\x07step_id\x18\x03 \x01(\tR\x06stepId\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12\x12\n\x04task\x18\x05 \x01(\tR\x04task\x12\"\n\x0c\x64\x65pendencies\x18\x06 \x03(\tR\x0c\x64\x65pendencies\x12,\n\x06status\x18\x07 \x01(\x0e\x32\x14.godel.v1.StepStatusR\x06status\x12/\n\x06result\x18\x08 \x01(\x0b\x32\x17.google.protobuf.StructR\x06result\x12\x14\n\x05\x65rror\x18\t \x01(\tR\x05\x65rror\x12\x39\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n\x0c\x63ompleted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x63ompletedAt\x12\x1f\n\x0bretry_count\x18\x0c \x01(\x05R\nretryCount\x12\x19\n\x08\x61gent_id\x18\r \x01(\tR\x07\x61gentId*\xe1\x01\n\x0eWorkflowStatus\x12\x1f\n\x1bWORKFLOW_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17WORKFLOW_STATUS_PENDING\x10\x01\x12\x1b\n\x17WORKFLOW_STATUS_RUNNING\x10\x02\x12\x1a\n\x16WORKFLOW_STATUS_PAUSED\x10\x03\x12\x1d\n\x19WORKFLOW_STATUS_COMPLETED\x10\x04\x12\x1a\n\x16WORKFLOW_STATUS_FAILED\x10\x05\x12\x1d\n\x19WORKFLOW_STATUS_CANCELLED\x10\x06*\xdc\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x17\n\x13STEP_STATUS_RUNNING\x10\x02\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x03\x12\x16\n\x12STEP_STATUS_FAILED\x10\x04\x12\x18\n\x14STEP_STATUS_RETRYING\x10\x05\x12\x17\n\x13STEP_STATUS_SKIPPED\x10\x06\x12\x19\n\x15STEP_STATUS_CANCELLED\x10\x07*\x83\x01\n\rOnErrorPolicy\x12\x1f\n\x1bON_ERROR_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14ON_ERROR_POLICY_FAIL\x10\x01\x12\x1c\n\x18ON_ERROR_POLICY_CONTINUE\x10\x02\x12\x19\n\x15ON_ERROR_POLICY_RETRY\x10\x03\x42\x33Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17godel/v1/workflow.proto\x12\x08godel.v1\x1a\x15godel/v1/common.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x01\n\rAgentSelector\x12\x1f\n\x07team_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x06teamId\x12\x1d\n\x05model\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x08\xff\x01R\x05model\x12\x1d\n\x05label\x18\x03 \x01(\tB\x07\xca\xf3\x18\x03\x08\xff\x01R\x05label\x12\x1f\n\x06skills\x18\x04 \x03(\tB\x07\xca\xf3\x18\x03\x08\xff\x01R\x06skills\"\xfe\x02\n\x0eStepDefinition\x12\x16\n\x02id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\x02id\x12\x1b\n\x04name\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x08\xff\x01R\x04name\x12\x1c\n\x04task\x18\x03 \x01(\tB\x08\xca\xf3\x18\x04\x08\xa0\x8d\x06R\x04task\x12(\n\ndepends_on\x18\x04 \x03(\tB\t\xca\xf3\x18\x05\x08\x64\x10\xe8\x07R\tdependsOn\x12\x18\n\x07timeout\x18\x05 \x01(\x05R\x07timeout\x12\x18\n\x07retries\x18\x06 \x01(\x05R\x07retries\x12\x1b\n\x04when\x18\x07 \x01(\tB\x07\xca\xf3\x18\x03\x08\x90NR\x04when\x12\x1d\n\x05\x61gent\x18\x08 \x01(\tB\x07\xca\xf3\x18\x03\x08\xff\x01R\x05\x61gent\x12>\n\x0e\x61gent_selector\x18\t \x01(\x0b\x32\x17.godel.v1.AgentSelectorR\ragentSelector\x12\x18\n\x07runtime\x18\n \x01(\tR\x07runtime\x12%\n\x07\x63ommand\x18\x0b \x03(\tB\x0b\xca\xf3\x18\x07\x08\x80\x80\x01\x10\x80\x02R\x07\x63ommand\"\xc3\x03\n\x12WorkflowDefinition\x12\x1b\n\x04name\x18\x01 \x01(\tB\x07\xca\xf3\x18\x03\x08\xff\x01R\x04name\x12)\n\x0b\x64\x65scription\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x08\x90NR\x0b\x64\x65scription\x12\x37\n\x05steps\x18\x03 \x03(\x0b\x32\x18.godel.v1.StepDefinitionB\x07\xca\xf3\x18\x03\x10\xe8\x07R\x05steps\x12\x18\n\x07timeout\x18\x04 \x01(\x05R\x07timeout\x12\'\n\x0fmax_concurrency\x18\x05 \x01(\x05R\x0emaxConcurrency\x12\x32\n\x08on_error\x18\x06 \x01(\x0e\x32\x17.godel.v1.OnErrorPolicyR\x07onError\x12\x38\n\x0cretry_policy\x18\x07 \x01(\x0b\x32\x15.godel.v1.RetryPolicyR\x0bretryPolicy\x12\x18\n\x07runtime\x18\x08 \x01(\tR\x07runtime\x12%\n\x07\x63ommand\x18\t \x03(\tB\x0b\xca\xf3\x18\x07\x08\x80\x80\x01\x10\x80\x02R\x07\x63ommand\x12\x1d\n\x05model\x18\n \x01(\tB\x07\xca\xf3\x18\x03\x08\xff\x01R\x05model\x12\x1b\n\x04repo\x18\x0b \x01(\tB\x07\xca\xf3\x18\x03\x08\x80 R\x04repo\"\x9d\x06\n\x08Workflow\x12\x16\n\x02id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x02id\x12\x1b\n\x04name\x18\x02 \x01(\tB\x07\xca\xf3\x18\x03\x08\xff\x01R\x04name\x12)\n\x0b\x64\x65scription\x18\x03 \x01(\tB\x07\xca\xf3\x18\x03\x08\x90NR\x0b\x64\x65scription\x12G\n\ndefinition\x18\x04 \x01(\x0b\x32\x1c.godel.v1.WorkflowDefinitionB\t\xca\xf3\x18\x05\x18\x80\x80\x80\x02R\ndefinition\x12\x30\n\x06status\x18\x05 \x01(\x0e\x32\x18.godel.v1.WorkflowStatusR\x06status\x12.\n\x0f\x63urrent_step_id\x18\x06 \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\rcurrentStepId\x12\x31\n\x07\x63ontext\x18\x07 \x01(\x0b\x32\x17.google.protobuf.StructR\x07\x63ontext\x12<\n\x07results\x18\x08 \x01(\x0b\x32\x17.google.protobuf.StructB\t\xca\xf3\x18\x05\x18\x80\x80\x80\x02R\x07results\x12\x1f\n\x07team_id\x18\t \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x06teamId\x12&\n\ncreated_by\x18\n \x01(\tB\x07\xca\xf3\x18\x03\x08\xff\x01R\tcreatedBy\x12\x39\n\ncreated_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tcreatedAt\x12\x39\n\nstarted_at\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n\x0c\x63ompleted_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x63ompletedAt\x12\x33\n\x08metadata\x18\x0e \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x1a\n\x08progress\x18\x0f \x01(\x05R\x08progress\x12\"\n\rowner_user_id\x18\x10 \x01(\tR\x0bownerUserId\x12\"\n\rowner_team_id\x18\x11 \x01(\tR\x0bownerTeamId\"\xcf\x03\n\x0cWorkflowStep\x12\x0e\n\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n\x0bworkflow_id\x18\x02 \x01(\tR\nworkflowId\x12\x17\n\x07step_id\x18\x03 \x01(\tR\x06stepId\x12\x12\n\x04name\x18\x04 \x01(\tR\x04name\x12\x12\n\x04task\x18\x05 \x01(\tR\x04task\x12\"\n\x0c\x64\x65pendencies\x18\x06 \x03(\tR\x0c\x64\x65pendencies\x12,\n\x06status\x18\x07 \x01(\x0e\x32\x14.godel.v1.StepStatusR\x06status\x12/\n\x06result\x18\x08 \x01(\x0b\x32\x17.google.protobuf.StructR\x06result\x12\x14\n\x05\x65rror\x18\t \x01(\tR\x05\x65rror\x12\x39\n\nstarted_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.TimestampR\tstartedAt\x12=\n\x0c\x63ompleted_at\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.TimestampR\x0b\x63ompletedAt\x12\x1f\n\x0bretry_count\x18\x0c \x01(\x05R\nretryCount\x12\x19\n\x08\x61gent_id\x18\r \x01(\tR\x07\x61gentId*\xe1\x01\n\x0eWorkflowStatus\x12\x1f\n\x1bWORKFLOW_STATUS_UNSPECIFIED\x10\x00\x12\x1b\n\x17WORKFLOW_STATUS_PENDING\x10\x01\x12\x1b\n\x17WORKFLOW_STATUS_RUNNING\x10\x02\x12\x1a\n\x16WORKFLOW_STATUS_PAUSED\x10\x03\x12\x1d\n\x19WORKFLOW_STATUS_COMPLETED\x10\x04\x12\x1a\n\x16WORKFLOW_STATUS_FAILED\x10\x05\x12\x1d\n\x19WORKFLOW_STATUS_CANCELLED\x10\x06*\xdc\x01\n\nStepStatus\x12\x1b\n\x17STEP_STATUS_UNSPECIFIED\x10\x00\x12\x17\n\x13STEP_STATUS_PENDING\x10\x01\x12\x17\n\x13STEP_STATUS_RUNNING\x10\x02\x12\x19\n\x15STEP_STATUS_COMPLETED\x10\x03\x12\x16\n\x12STEP_STATUS_FAILED\x10\x04\x12\x18\n\x14STEP_STATUS_RETRYING\x10\x05\x12\x17\n\x13STEP_STATUS_SKIPPED\x10\x06\x12\x19\n\x15STEP_STATUS_CANCELLED\x10\x07*\x83\x01\n\rOnErrorPolicy\x12\x1f\n\x1bON_ERROR_POLICY_UNSPECIFIED\x10\x00\x12\x18\n\x14ON_ERROR_POLICY_FAIL\x10\x01\x12\x1c\n\x18ON_ERROR_POLICY_CONTINUE\x10\x02\x12\x19\n\x15ON_ERROR_POLICY_RETRY\x10\x03\x42\x33Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,20 +36,70 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'godel.v1.workflow_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1'
-  _globals['_WORKFLOWSTATUS']._serialized_start=2067
-  _globals['_WORKFLOWSTATUS']._serialized_end=2292
-  _globals['_STEPSTATUS']._serialized_start=2295
-  _globals['_STEPSTATUS']._serialized_end=2515
-  _globals['_ONERRORPOLICY']._serialized_start=2518
-  _globals['_ONERRORPOLICY']._serialized_end=2649
-  _globals['_AGENTSELECTOR']._serialized_start=123
-  _globals['_AGENTSELECTOR']._serialized_end=231
-  _globals['_STEPDEFINITION']._serialized_start=234
-  _globals['_STEPDEFINITION']._serialized_end=547
-  _globals['_WORKFLOWDEFINITION']._serialized_start=550
-  _globals['_WORKFLOWDEFINITION']._serialized_end=943
-  _globals['_WORKFLOW']._serialized_start=946
-  _globals['_WORKFLOW']._serialized_end=1598
-  _globals['_WORKFLOWSTEP']._serialized_start=1601
-  _globals['_WORKFLOWSTEP']._serialized_end=2064
+  _globals['_AGENTSELECTOR'].fields_by_name['team_id']._loaded_options = None
+  _globals['_AGENTSELECTOR'].fields_by_name['team_id']._serialized_options = b'\312\363\030\002\010$'
+  _globals['_AGENTSELECTOR'].fields_by_name['model']._loaded_options = None
+  _globals['_AGENTSELECTOR'].fields_by_name['model']._serialized_options = b'\312\363\030\003\010\377\001'
+  _globals['_AGENTSELECTOR'].fields_by_name['label']._loaded_options = None
+  _globals['_AGENTSELECTOR'].fields_by_name['label']._serialized_options = b'\312\363\030\003\010\377\001'
+  _globals['_AGENTSELECTOR'].fields_by_name['skills']._loaded_options = None
+  _globals['_AGENTSELECTOR'].fields_by_name['skills']._serialized_options = b'\312\363\030\003\010\377\001'
+  _globals['_STEPDEFINITION'].fields_by_name['id']._loaded_options = None
+  _globals['_STEPDEFINITION'].fields_by_name['id']._serialized_options = b'\312\363\030\002\010d'
+  _globals['_STEPDEFINITION'].fields_by_name['name']._loaded_options = None
+  _globals['_STEPDEFINITION'].fields_by_name['name']._serialized_options = b'\312\363\030\003\010\377\001'
+  _globals['_STEPDEFINITION'].fields_by_name['task']._loaded_options = None
+  _globals['_STEPDEFINITION'].fields_by_name['task']._serialized_options = b'\312\363\030\004\010\240\215\006'
+  _globals['_STEPDEFINITION'].fields_by_name['depends_on']._loaded_options = None
+  _globals['_STEPDEFINITION'].fields_by_name['depends_on']._serialized_options = b'\312\363\030\005\010d\020\350\007'
+  _globals['_STEPDEFINITION'].fields_by_name['when']._loaded_options = None
+  _globals['_STEPDEFINITION'].fields_by_name['when']._serialized_options = b'\312\363\030\003\010\220N'
+  _globals['_STEPDEFINITION'].fields_by_name['agent']._loaded_options = None
+  _globals['_STEPDEFINITION'].fields_by_name['agent']._serialized_options = b'\312\363\030\003\010\377\001'
+  _globals['_STEPDEFINITION'].fields_by_name['command']._loaded_options = None
+  _globals['_STEPDEFINITION'].fields_by_name['command']._serialized_options = b'\312\363\030\007\010\200\200\001\020\200\002'
+  _globals['_WORKFLOWDEFINITION'].fields_by_name['name']._loaded_options = None
+  _globals['_WORKFLOWDEFINITION'].fields_by_name['name']._serialized_options = b'\312\363\030\003\010\377\001'
+  _globals['_WORKFLOWDEFINITION'].fields_by_name['description']._loaded_options = None
+  _globals['_WORKFLOWDEFINITION'].fields_by_name['description']._serialized_options = b'\312\363\030\003\010\220N'
+  _globals['_WORKFLOWDEFINITION'].fields_by_name['steps']._loaded_options = None
+  _globals['_WORKFLOWDEFINITION'].fields_by_name['steps']._serialized_options = b'\312\363\030\003\020\350\007'
+  _globals['_WORKFLOWDEFINITION'].fields_by_name['command']._loaded_options = None
+  _globals['_WORKFLOWDEFINITION'].fields_by_name['command']._serialized_options = b'\312\363\030\007\010\200\200\001\020\200\002'
+  _globals['_WORKFLOWDEFINITION'].fields_by_name['model']._loaded_options = None
+  _globals['_WORKFLOWDEFINITION'].fields_by_name['model']._serialized_options = b'\312\363\030\003\010\377\001'
+  _globals['_WORKFLOWDEFINITION'].fields_by_name['repo']._loaded_options = None
+  _globals['_WORKFLOWDEFINITION'].fields_by_name['repo']._serialized_options = b'\312\363\030\003\010\200 '
+  _globals['_WORKFLOW'].fields_by_name['id']._loaded_options = None
+  _globals['_WORKFLOW'].fields_by_name['id']._serialized_options = b'\312\363\030\002\010$'
+  _globals['_WORKFLOW'].fields_by_name['name']._loaded_options = None
+  _globals['_WORKFLOW'].fields_by_name['name']._serialized_options = b'\312\363\030\003\010\377\001'
+  _globals['_WORKFLOW'].fields_by_name['description']._loaded_options = None
+  _globals['_WORKFLOW'].fields_by_name['description']._serialized_options = b'\312\363\030\003\010\220N'
+  _globals['_WORKFLOW'].fields_by_name['definition']._loaded_options = None
+  _globals['_WORKFLOW'].fields_by_name['definition']._serialized_options = b'\312\363\030\005\030\200\200\200\002'
+  _globals['_WORKFLOW'].fields_by_name['current_step_id']._loaded_options = None
+  _globals['_WORKFLOW'].fields_by_name['current_step_id']._serialized_options = b'\312\363\030\002\010d'
+  _globals['_WORKFLOW'].fields_by_name['results']._loaded_options = None
+  _globals['_WORKFLOW'].fields_by_name['results']._serialized_options = b'\312\363\030\005\030\200\200\200\002'
+  _globals['_WORKFLOW'].fields_by_name['team_id']._loaded_options = None
+  _globals['_WORKFLOW'].fields_by_name['team_id']._serialized_options = b'\312\363\030\002\010$'
+  _globals['_WORKFLOW'].fields_by_name['created_by']._loaded_options = None
+  _globals['_WORKFLOW'].fields_by_name['created_by']._serialized_options = b'\312\363\030\003\010\377\001'
+  _globals['_WORKFLOWSTATUS']._serialized_start=2398
+  _globals['_WORKFLOWSTATUS']._serialized_end=2623
+  _globals['_STEPSTATUS']._serialized_start=2626
+  _globals['_STEPSTATUS']._serialized_end=2846
+  _globals['_ONERRORPOLICY']._serialized_start=2849
+  _globals['_ONERRORPOLICY']._serialized_end=2980
+  _globals['_AGENTSELECTOR']._serialized_start=147
+  _globals['_AGENTSELECTOR']._serialized_end=290
+  _globals['_STEPDEFINITION']._serialized_start=293
+  _globals['_STEPDEFINITION']._serialized_end=675
+  _globals['_WORKFLOWDEFINITION']._serialized_start=678
+  _globals['_WORKFLOWDEFINITION']._serialized_end=1129
+  _globals['_WORKFLOW']._serialized_start=1132
+  _globals['_WORKFLOW']._serialized_end=1929
+  _globals['_WORKFLOWSTEP']._serialized_start=1932
+  _globals['_WORKFLOWSTEP']._serialized_end=2395
 # @@protoc_insertion_point(module_scope)

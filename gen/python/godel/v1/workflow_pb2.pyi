@@ -265,6 +265,8 @@ class Workflow(_message.Message):
     COMPLETED_AT_FIELD_NUMBER: _builtins.int
     METADATA_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    OWNER_TEAM_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     description: _builtins.str
@@ -274,6 +276,12 @@ class Workflow(_message.Message):
     created_by: _builtins.str
     progress: _builtins.int
     """Progress 0-100."""
+    owner_user_id: _builtins.str
+    """The user who owns it (who created it): permissions of scope own reach it."""
+    owner_team_id: _builtins.str
+    """The user team it is shared with (its owner's first team, by id), if any: permissions of
+    scope team of that team's members reach it.
+    """
     @_builtins.property
     def definition(self) -> Global___WorkflowDefinition: ...
     @_builtins.property
@@ -306,10 +314,12 @@ class Workflow(_message.Message):
         completed_at: _timestamp_pb2.Timestamp | None = ...,
         metadata: _struct_pb2.Struct | None = ...,
         progress: _builtins.int = ...,
+        owner_user_id: _builtins.str = ...,
+        owner_team_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "context", b"context", "created_at", b"created_at", "definition", b"definition", "metadata", b"metadata", "results", b"results", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "context", b"context", "created_at", b"created_at", "created_by", b"created_by", "current_step_id", b"current_step_id", "definition", b"definition", "description", b"description", "id", b"id", "metadata", b"metadata", "name", b"name", "progress", b"progress", "results", b"results", "started_at", b"started_at", "status", b"status", "team_id", b"team_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completed_at", b"completed_at", "context", b"context", "created_at", b"created_at", "created_by", b"created_by", "current_step_id", b"current_step_id", "definition", b"definition", "description", b"description", "id", b"id", "metadata", b"metadata", "name", b"name", "owner_team_id", b"owner_team_id", "owner_user_id", b"owner_user_id", "progress", b"progress", "results", b"results", "started_at", b"started_at", "status", b"status", "team_id", b"team_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

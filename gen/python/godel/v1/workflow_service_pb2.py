@@ -22,6 +22,8 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from godel.v1 import access_pb2 as godel_dot_v1_dot_access__pb2
+from godel.v1 import limits_pb2 as godel_dot_v1_dot_limits__pb2
 from godel.v1 import workflow_pb2 as godel_dot_v1_dot_workflow__pb2
 from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.api import field_behavior_pb2 as google_dot_api_dot_field__behavior__pb2
@@ -29,7 +31,7 @@ from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mas
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fgodel/v1/workflow_service.proto\x12\x08godel.v1\x1a\x17godel/v1/workflow.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\"\x9d\x01\n\x14ListWorkflowsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x30\n\x06status\x18\x03 \x03(\x0e\x32\x18.godel.v1.WorkflowStatusR\x06status\x12\x17\n\x07team_id\x18\x04 \x01(\tR\x06teamId\"q\n\x15ListWorkflowsResponse\x12\x30\n\tworkflows\x18\x01 \x03(\x0b\x32\x12.godel.v1.WorkflowR\tworkflows\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xb4\x02\n\x15\x43reateWorkflowRequest\x12\x1d\n\nrequest_id\x18\x01 \x01(\tR\trequestId\x12<\n\ndefinition\x18\x02 \x01(\x0b\x32\x1c.godel.v1.WorkflowDefinitionR\ndefinition\x12\'\n\x0f\x64\x65\x66inition_text\x18\x03 \x01(\tR\x0e\x64\x65\x66initionText\x12\x17\n\x07team_id\x18\x04 \x01(\tR\x06teamId\x12\x31\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructR\x07\x63ontext\x12\x33\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x14\n\x05start\x18\x07 \x01(\x08R\x05start\"*\n\x12GetWorkflowRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"\x8a\x01\n\x15UpdateWorkflowRequest\x12\x34\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.godel.v1.WorkflowB\x04\xe2\x41\x01\x02R\x08workflow\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"-\n\x15\x44\x65leteWorkflowRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"\x18\n\x16\x44\x65leteWorkflowResponse\",\n\x14StartWorkflowRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"E\n\x15\x43\x61ncelWorkflowRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\",\n\x14PauseWorkflowRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"-\n\x15ResumeWorkflowRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\"l\n\x18ListWorkflowStepsRequest\x12\x14\n\x02id\x18\x01 \x01(\tB\x04\xe2\x41\x01\x02R\x02id\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"q\n\x19ListWorkflowStepsResponse\x12,\n\x05steps\x18\x01 \x03(\x0b\x32\x16.godel.v1.WorkflowStepR\x05steps\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x9a\x0b\n\x0fWorkflowService\x12}\n\rListWorkflows\x12\x1e.godel.v1.ListWorkflowsRequest\x1a\x1f.godel.v1.ListWorkflowsResponse\"+\x82\xd3\xe4\x93\x02%\x12\x11/api/v1/workflowsZ\x10\x12\x0e/api/workflows\x12x\n\x0e\x43reateWorkflow\x12\x1f.godel.v1.CreateWorkflowRequest\x1a\x12.godel.v1.Workflow\"1\x82\xd3\xe4\x93\x02+\"\x11/api/v1/workflows:\x01*Z\x13\"\x0e/api/workflows:\x01*\x12v\n\x0bGetWorkflow\x12\x1c.godel.v1.GetWorkflowRequest\x1a\x12.godel.v1.Workflow\"5\x82\xd3\xe4\x93\x02/\x12\x16/api/v1/workflows/{id}Z\x15\x12\x13/api/workflows/{id}\x12\xa2\x01\n\x0eUpdateWorkflow\x12\x1f.godel.v1.UpdateWorkflowRequest\x1a\x12.godel.v1.Workflow\"[\x82\xd3\xe4\x93\x02U2\x1f/api/v1/workflows/{workflow.id}:\x08workflowZ(2\x1c/api/workflows/{workflow.id}:\x08workflow\x12\x8a\x01\n\x0e\x44\x65leteWorkflow\x12\x1f.godel.v1.DeleteWorkflowRequest\x1a .godel.v1.DeleteWorkflowResponse\"5\x82\xd3\xe4\x93\x02/*\x16/api/v1/workflows/{id}Z\x15*\x13/api/workflows/{id}\x12\x8c\x01\n\rStartWorkflow\x12\x1e.godel.v1.StartWorkflowRequest\x1a\x12.godel.v1.Workflow\"G\x82\xd3\xe4\x93\x02\x41\"\x1c/api/v1/workflows/{id}/start:\x01*Z\x1e\"\x19/api/workflows/{id}/start:\x01*\x12\x90\x01\n\x0e\x43\x61ncelWorkflow\x12\x1f.godel.v1.CancelWorkflowRequest\x1a\x12.godel.v1.Workflow\"I\x82\xd3\xe4\x93\x02\x43\"\x1d/api/v1/workflows/{id}/cancel:\x01*Z\x1f\"\x1a/api/workflows/{id}/cancel:\x01*\x12\x8c\x01\n\rPauseWorkflow\x12\x1e.godel.v1.PauseWorkflowRequest\x1a\x12.godel.v1.Workflow\"G\x82\xd3\xe4\x93\x02\x41\"\x1c/api/v1/workflows/{id}/pause:\x01*Z\x1e\"\x19/api/workflows/{id}/pause:\x01*\x12\x90\x01\n\x0eResumeWorkflow\x12\x1f.godel.v1.ResumeWorkflowRequest\x1a\x12.godel.v1.Workflow\"I\x82\xd3\xe4\x93\x02\x43\"\x1d/api/v1/workflows/{id}/resume:\x01*Z\x1f\"\x1a/api/workflows/{id}/resume:\x01*\x12\x9f\x01\n\x11ListWorkflowSteps\x12\".godel.v1.ListWorkflowStepsRequest\x1a#.godel.v1.ListWorkflowStepsResponse\"A\x82\xd3\xe4\x93\x02;\x12\x1c/api/v1/workflows/{id}/stepsZ\x1b\x12\x19/api/workflows/{id}/stepsB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fgodel/v1/workflow_service.proto\x12\x08godel.v1\x1a\x15godel/v1/access.proto\x1a\x15godel/v1/limits.proto\x1a\x17godel/v1/workflow.proto\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/api/field_behavior.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\"\xa5\x01\n\x14ListWorkflowsRequest\x12\x1b\n\tpage_size\x18\x01 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x02 \x01(\tR\tpageToken\x12\x30\n\x06status\x18\x03 \x03(\x0e\x32\x18.godel.v1.WorkflowStatusR\x06status\x12\x1f\n\x07team_id\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x06teamId\"q\n\x15ListWorkflowsResponse\x12\x30\n\tworkflows\x18\x01 \x03(\x0b\x32\x12.godel.v1.WorkflowR\tworkflows\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd9\x02\n\x15\x43reateWorkflowRequest\x12%\n\nrequest_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\x08\x64R\trequestId\x12G\n\ndefinition\x18\x02 \x01(\x0b\x32\x1c.godel.v1.WorkflowDefinitionB\t\xca\xf3\x18\x05\x18\x80\x80\x80\x02R\ndefinition\x12\x31\n\x0f\x64\x65\x66inition_text\x18\x03 \x01(\tB\x08\xca\xf3\x18\x04\x08\x80\x80@R\x0e\x64\x65\x66initionText\x12\x1f\n\x07team_id\x18\x04 \x01(\tB\x06\xca\xf3\x18\x02\x08$R\x06teamId\x12\x31\n\x07\x63ontext\x18\x05 \x01(\x0b\x32\x17.google.protobuf.StructR\x07\x63ontext\x12\x33\n\x08metadata\x18\x06 \x01(\x0b\x32\x17.google.protobuf.StructR\x08metadata\x12\x14\n\x05start\x18\x07 \x01(\x08R\x05start\"0\n\x12GetWorkflowRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"\x93\x01\n\x15UpdateWorkflowRequest\x12=\n\x08workflow\x18\x01 \x01(\x0b\x32\x12.godel.v1.WorkflowB\r\xe2\x41\x01\x02\xca\xf3\x18\x05\x18\x80\x80\x80\x04R\x08workflow\x12;\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMaskR\nupdateMask\"3\n\x15\x44\x65leteWorkflowRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"\x18\n\x16\x44\x65leteWorkflowResponse\"2\n\x14StartWorkflowRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"K\n\x15\x43\x61ncelWorkflowRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\x12\x16\n\x06reason\x18\x02 \x01(\tR\x06reason\"2\n\x14PauseWorkflowRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"3\n\x15ResumeWorkflowRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\"r\n\x18ListWorkflowStepsRequest\x12\x1a\n\x02id\x18\x01 \x01(\tB\n\xe2\x41\x01\x02\xca\xf3\x18\x02\x08$R\x02id\x12\x1b\n\tpage_size\x18\x02 \x01(\x05R\x08pageSize\x12\x1d\n\npage_token\x18\x03 \x01(\tR\tpageToken\"q\n\x19ListWorkflowStepsResponse\x12,\n\x05steps\x18\x01 \x03(\x0b\x32\x16.godel.v1.WorkflowStepR\x05steps\x12&\n\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\x87\r\n\x0fWorkflowService\x12\x93\x01\n\rListWorkflows\x12\x1e.godel.v1.ListWorkflowsRequest\x1a\x1f.godel.v1.ListWorkflowsResponse\"A\xc2\xf3\x18\x12\n\x08workflow\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02%\x12\x11/api/v1/workflowsZ\x10\x12\x0e/api/workflows\x12\x90\x01\n\x0e\x43reateWorkflow\x12\x1f.godel.v1.CreateWorkflowRequest\x1a\x12.godel.v1.Workflow\"I\xc2\xf3\x18\x14\n\x08workflow\x12\x06\x63reate\x18\x01\x82\xd3\xe4\x93\x02+\"\x11/api/v1/workflows:\x01*Z\x13\"\x0e/api/workflows:\x01*\x12\x8c\x01\n\x0bGetWorkflow\x12\x1c.godel.v1.GetWorkflowRequest\x1a\x12.godel.v1.Workflow\"K\xc2\xf3\x18\x12\n\x08workflow\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02/\x12\x16/api/v1/workflows/{id}Z\x15\x12\x13/api/workflows/{id}\x12\xba\x01\n\x0eUpdateWorkflow\x12\x1f.godel.v1.UpdateWorkflowRequest\x1a\x12.godel.v1.Workflow\"s\xc2\xf3\x18\x14\n\x08workflow\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02U2\x1f/api/v1/workflows/{workflow.id}:\x08workflowZ(2\x1c/api/workflows/{workflow.id}:\x08workflow\x12\xa2\x01\n\x0e\x44\x65leteWorkflow\x12\x1f.godel.v1.DeleteWorkflowRequest\x1a .godel.v1.DeleteWorkflowResponse\"M\xc2\xf3\x18\x14\n\x08workflow\x12\x06\x64\x65lete\x18\x01\x82\xd3\xe4\x93\x02/*\x16/api/v1/workflows/{id}Z\x15*\x13/api/workflows/{id}\x12\xa4\x01\n\rStartWorkflow\x12\x1e.godel.v1.StartWorkflowRequest\x1a\x12.godel.v1.Workflow\"_\xc2\xf3\x18\x14\n\x08workflow\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02\x41\"\x1c/api/v1/workflows/{id}/start:\x01*Z\x1e\"\x19/api/workflows/{id}/start:\x01*\x12\xa8\x01\n\x0e\x43\x61ncelWorkflow\x12\x1f.godel.v1.CancelWorkflowRequest\x1a\x12.godel.v1.Workflow\"a\xc2\xf3\x18\x14\n\x08workflow\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02\x43\"\x1d/api/v1/workflows/{id}/cancel:\x01*Z\x1f\"\x1a/api/workflows/{id}/cancel:\x01*\x12\xa4\x01\n\rPauseWorkflow\x12\x1e.godel.v1.PauseWorkflowRequest\x1a\x12.godel.v1.Workflow\"_\xc2\xf3\x18\x14\n\x08workflow\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02\x41\"\x1c/api/v1/workflows/{id}/pause:\x01*Z\x1e\"\x19/api/workflows/{id}/pause:\x01*\x12\xa8\x01\n\x0eResumeWorkflow\x12\x1f.godel.v1.ResumeWorkflowRequest\x1a\x12.godel.v1.Workflow\"a\xc2\xf3\x18\x14\n\x08workflow\x12\x06update\x18\x01\x82\xd3\xe4\x93\x02\x43\"\x1d/api/v1/workflows/{id}/resume:\x01*Z\x1f\"\x1a/api/workflows/{id}/resume:\x01*\x12\xb5\x01\n\x11ListWorkflowSteps\x12\".godel.v1.ListWorkflowStepsRequest\x1a#.godel.v1.ListWorkflowStepsResponse\"W\xc2\xf3\x18\x12\n\x08workflow\x12\x04read\x18\x01\x82\xd3\xe4\x93\x02;\x12\x1c/api/v1/workflows/{id}/stepsZ\x1b\x12\x19/api/workflows/{id}/stepsB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,68 +39,78 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'godel.v1.workflow_service_p
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1'
+  _globals['_LISTWORKFLOWSREQUEST'].fields_by_name['team_id']._loaded_options = None
+  _globals['_LISTWORKFLOWSREQUEST'].fields_by_name['team_id']._serialized_options = b'\312\363\030\002\010$'
+  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['request_id']._loaded_options = None
+  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['request_id']._serialized_options = b'\312\363\030\002\010d'
+  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['definition']._loaded_options = None
+  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['definition']._serialized_options = b'\312\363\030\005\030\200\200\200\002'
+  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['definition_text']._loaded_options = None
+  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['definition_text']._serialized_options = b'\312\363\030\004\010\200\200@'
+  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['team_id']._loaded_options = None
+  _globals['_CREATEWORKFLOWREQUEST'].fields_by_name['team_id']._serialized_options = b'\312\363\030\002\010$'
   _globals['_GETWORKFLOWREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_GETWORKFLOWREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_GETWORKFLOWREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_UPDATEWORKFLOWREQUEST'].fields_by_name['workflow']._loaded_options = None
-  _globals['_UPDATEWORKFLOWREQUEST'].fields_by_name['workflow']._serialized_options = b'\342A\001\002'
+  _globals['_UPDATEWORKFLOWREQUEST'].fields_by_name['workflow']._serialized_options = b'\342A\001\002\312\363\030\005\030\200\200\200\004'
   _globals['_DELETEWORKFLOWREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_DELETEWORKFLOWREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_DELETEWORKFLOWREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_STARTWORKFLOWREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_STARTWORKFLOWREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_STARTWORKFLOWREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_CANCELWORKFLOWREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_CANCELWORKFLOWREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_CANCELWORKFLOWREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_PAUSEWORKFLOWREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_PAUSEWORKFLOWREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_PAUSEWORKFLOWREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_RESUMEWORKFLOWREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_RESUMEWORKFLOWREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_RESUMEWORKFLOWREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_LISTWORKFLOWSTEPSREQUEST'].fields_by_name['id']._loaded_options = None
-  _globals['_LISTWORKFLOWSTEPSREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002'
+  _globals['_LISTWORKFLOWSTEPSREQUEST'].fields_by_name['id']._serialized_options = b'\342A\001\002\312\363\030\002\010$'
   _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflows']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflows']._serialized_options = b'\202\323\344\223\002%\022\021/api/v1/workflowsZ\020\022\016/api/workflows'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflows']._serialized_options = b'\302\363\030\022\n\010workflow\022\004read\030\001\202\323\344\223\002%\022\021/api/v1/workflowsZ\020\022\016/api/workflows'
   _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflow']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflow']._serialized_options = b'\202\323\344\223\002+\"\021/api/v1/workflows:\001*Z\023\"\016/api/workflows:\001*'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['CreateWorkflow']._serialized_options = b'\302\363\030\024\n\010workflow\022\006create\030\001\202\323\344\223\002+\"\021/api/v1/workflows:\001*Z\023\"\016/api/workflows:\001*'
   _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflow']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflow']._serialized_options = b'\202\323\344\223\002/\022\026/api/v1/workflows/{id}Z\025\022\023/api/workflows/{id}'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['GetWorkflow']._serialized_options = b'\302\363\030\022\n\010workflow\022\004read\030\001\202\323\344\223\002/\022\026/api/v1/workflows/{id}Z\025\022\023/api/workflows/{id}'
   _globals['_WORKFLOWSERVICE'].methods_by_name['UpdateWorkflow']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['UpdateWorkflow']._serialized_options = b'\202\323\344\223\002U2\037/api/v1/workflows/{workflow.id}:\010workflowZ(2\034/api/workflows/{workflow.id}:\010workflow'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['UpdateWorkflow']._serialized_options = b'\302\363\030\024\n\010workflow\022\006update\030\001\202\323\344\223\002U2\037/api/v1/workflows/{workflow.id}:\010workflowZ(2\034/api/workflows/{workflow.id}:\010workflow'
   _globals['_WORKFLOWSERVICE'].methods_by_name['DeleteWorkflow']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['DeleteWorkflow']._serialized_options = b'\202\323\344\223\002/*\026/api/v1/workflows/{id}Z\025*\023/api/workflows/{id}'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['DeleteWorkflow']._serialized_options = b'\302\363\030\024\n\010workflow\022\006delete\030\001\202\323\344\223\002/*\026/api/v1/workflows/{id}Z\025*\023/api/workflows/{id}'
   _globals['_WORKFLOWSERVICE'].methods_by_name['StartWorkflow']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['StartWorkflow']._serialized_options = b'\202\323\344\223\002A\"\034/api/v1/workflows/{id}/start:\001*Z\036\"\031/api/workflows/{id}/start:\001*'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['StartWorkflow']._serialized_options = b'\302\363\030\024\n\010workflow\022\006update\030\001\202\323\344\223\002A\"\034/api/v1/workflows/{id}/start:\001*Z\036\"\031/api/workflows/{id}/start:\001*'
   _globals['_WORKFLOWSERVICE'].methods_by_name['CancelWorkflow']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['CancelWorkflow']._serialized_options = b'\202\323\344\223\002C\"\035/api/v1/workflows/{id}/cancel:\001*Z\037\"\032/api/workflows/{id}/cancel:\001*'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['CancelWorkflow']._serialized_options = b'\302\363\030\024\n\010workflow\022\006update\030\001\202\323\344\223\002C\"\035/api/v1/workflows/{id}/cancel:\001*Z\037\"\032/api/workflows/{id}/cancel:\001*'
   _globals['_WORKFLOWSERVICE'].methods_by_name['PauseWorkflow']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['PauseWorkflow']._serialized_options = b'\202\323\344\223\002A\"\034/api/v1/workflows/{id}/pause:\001*Z\036\"\031/api/workflows/{id}/pause:\001*'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['PauseWorkflow']._serialized_options = b'\302\363\030\024\n\010workflow\022\006update\030\001\202\323\344\223\002A\"\034/api/v1/workflows/{id}/pause:\001*Z\036\"\031/api/workflows/{id}/pause:\001*'
   _globals['_WORKFLOWSERVICE'].methods_by_name['ResumeWorkflow']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['ResumeWorkflow']._serialized_options = b'\202\323\344\223\002C\"\035/api/v1/workflows/{id}/resume:\001*Z\037\"\032/api/workflows/{id}/resume:\001*'
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ResumeWorkflow']._serialized_options = b'\302\363\030\024\n\010workflow\022\006update\030\001\202\323\344\223\002C\"\035/api/v1/workflows/{id}/resume:\001*Z\037\"\032/api/workflows/{id}/resume:\001*'
   _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowSteps']._loaded_options = None
-  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowSteps']._serialized_options = b'\202\323\344\223\002;\022\034/api/v1/workflows/{id}/stepsZ\033\022\031/api/workflows/{id}/steps'
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=198
-  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=355
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=357
-  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=470
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=473
-  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=781
-  _globals['_GETWORKFLOWREQUEST']._serialized_start=783
-  _globals['_GETWORKFLOWREQUEST']._serialized_end=825
-  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=828
-  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=966
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=968
-  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=1013
-  _globals['_DELETEWORKFLOWRESPONSE']._serialized_start=1015
-  _globals['_DELETEWORKFLOWRESPONSE']._serialized_end=1039
-  _globals['_STARTWORKFLOWREQUEST']._serialized_start=1041
-  _globals['_STARTWORKFLOWREQUEST']._serialized_end=1085
-  _globals['_CANCELWORKFLOWREQUEST']._serialized_start=1087
-  _globals['_CANCELWORKFLOWREQUEST']._serialized_end=1156
-  _globals['_PAUSEWORKFLOWREQUEST']._serialized_start=1158
-  _globals['_PAUSEWORKFLOWREQUEST']._serialized_end=1202
-  _globals['_RESUMEWORKFLOWREQUEST']._serialized_start=1204
-  _globals['_RESUMEWORKFLOWREQUEST']._serialized_end=1249
-  _globals['_LISTWORKFLOWSTEPSREQUEST']._serialized_start=1251
-  _globals['_LISTWORKFLOWSTEPSREQUEST']._serialized_end=1359
-  _globals['_LISTWORKFLOWSTEPSRESPONSE']._serialized_start=1361
-  _globals['_LISTWORKFLOWSTEPSRESPONSE']._serialized_end=1474
-  _globals['_WORKFLOWSERVICE']._serialized_start=1477
-  _globals['_WORKFLOWSERVICE']._serialized_end=2911
+  _globals['_WORKFLOWSERVICE'].methods_by_name['ListWorkflowSteps']._serialized_options = b'\302\363\030\022\n\010workflow\022\004read\030\001\202\323\344\223\002;\022\034/api/v1/workflows/{id}/stepsZ\033\022\031/api/workflows/{id}/steps'
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_start=244
+  _globals['_LISTWORKFLOWSREQUEST']._serialized_end=409
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_start=411
+  _globals['_LISTWORKFLOWSRESPONSE']._serialized_end=524
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_start=527
+  _globals['_CREATEWORKFLOWREQUEST']._serialized_end=872
+  _globals['_GETWORKFLOWREQUEST']._serialized_start=874
+  _globals['_GETWORKFLOWREQUEST']._serialized_end=922
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_start=925
+  _globals['_UPDATEWORKFLOWREQUEST']._serialized_end=1072
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_start=1074
+  _globals['_DELETEWORKFLOWREQUEST']._serialized_end=1125
+  _globals['_DELETEWORKFLOWRESPONSE']._serialized_start=1127
+  _globals['_DELETEWORKFLOWRESPONSE']._serialized_end=1151
+  _globals['_STARTWORKFLOWREQUEST']._serialized_start=1153
+  _globals['_STARTWORKFLOWREQUEST']._serialized_end=1203
+  _globals['_CANCELWORKFLOWREQUEST']._serialized_start=1205
+  _globals['_CANCELWORKFLOWREQUEST']._serialized_end=1280
+  _globals['_PAUSEWORKFLOWREQUEST']._serialized_start=1282
+  _globals['_PAUSEWORKFLOWREQUEST']._serialized_end=1332
+  _globals['_RESUMEWORKFLOWREQUEST']._serialized_start=1334
+  _globals['_RESUMEWORKFLOWREQUEST']._serialized_end=1385
+  _globals['_LISTWORKFLOWSTEPSREQUEST']._serialized_start=1387
+  _globals['_LISTWORKFLOWSTEPSREQUEST']._serialized_end=1501
+  _globals['_LISTWORKFLOWSTEPSRESPONSE']._serialized_start=1503
+  _globals['_LISTWORKFLOWSTEPSRESPONSE']._serialized_end=1616
+  _globals['_WORKFLOWSERVICE']._serialized_start=1619
+  _globals['_WORKFLOWSERVICE']._serialized_end=3290
 # @@protoc_insertion_point(module_scope)

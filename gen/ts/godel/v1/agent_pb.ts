@@ -4,8 +4,11 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { LoadBalanceStrategy } from "./cluster_pb.js";
+import { file_godel_v1_cluster } from "./cluster_pb.js";
 import type { SandboxConfig } from "./common_pb.js";
 import { file_godel_v1_common } from "./common_pb.js";
+import { file_godel_v1_limits } from "./limits_pb.js";
 import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
@@ -14,7 +17,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/agent.proto.
  */
 export const file_godel_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChRnb2RlbC92MS9hZ2VudC5wcm90bxIIZ29kZWwudjEijAMKC0FnZW50Q29uZmlnEhgKC3RlbXBlcmF0dXJlGAEgASgBSACIAQESFwoKbWF4X3Rva2VucxgCIAEoBUgBiAEBEg0KBXRvb2xzGAMgAygJEg4KBnNraWxscxgEIAMoCRISCgpleHRlbnNpb25zGAUgAygJEigKB3NhbmRib3gYBiABKAsyFy5nb2RlbC52MS5TYW5kYm94Q29uZmlnEg8KB3J1bnRpbWUYByABKAkSDwoHY29tbWFuZBgIIAMoCRIrCgNlbnYYCSADKAsyHi5nb2RlbC52MS5BZ2VudENvbmZpZy5FbnZFbnRyeRIqCgd0aW1lb3V0GAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKDWtlZXBfd29ya3RyZWUYCyABKAgSEAoIZW5kcG9pbnQYDCABKAkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIOCgxfdGVtcGVyYXR1cmVCDQoLX21heF90b2tlbnMiyQcKBUFnZW50EgoKAmlkGAEgASgJEg8KB3RlYW1faWQYAiABKAkSDQoFbGFiZWwYAyABKAkSDQoFbW9kZWwYBCABKAkSDAoEdGFzaxgFIAEoCRIlCgZjb25maWcYBiABKAsyFS5nb2RlbC52MS5BZ2VudENvbmZpZxIoCgdjb250ZXh0GAcgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIlCgRjb2RlGAggASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIqCglyZWFzb25pbmcYCSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EjIKEXNhZmV0eV9ib3VuZGFyaWVzGAogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIlCgZzdGF0dXMYCyABKA4yFS5nb2RlbC52MS5BZ2VudFN0YXR1cxIxCg9saWZlY3ljbGVfc3RhdGUYDCABKA4yGC5nb2RlbC52MS5MaWZlY3ljbGVTdGF0ZRIMCgRyZXBvGA0gASgJEhAKCHdvcmt0cmVlGA4gASgJEg8KB2NvbW1pdHMYDyADKAkSLgoKc3Bhd25lZF9hdBgQIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GBEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpwYXVzZV90aW1lGBIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglwYXVzZWRfYnkYEyABKAkSFwoPcnVudGltZV9zZWNvbmRzGBQgASgDEhMKC3JldHJ5X2NvdW50GBUgASgFEhMKC21heF9yZXRyaWVzGBYgASgFEhIKCmxhc3RfZXJyb3IYFyABKAkSGQoMYnVkZ2V0X2xpbWl0GBggASgBSACIAQESFwoPYnVkZ2V0X2NvbnN1bWVkGBkgASgBEikKCG1ldGFkYXRhGBogASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgp1cGRhdGVkX2F0GBsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd2ZXJzaW9uGBwgASgDEhIKCnNlc3Npb25faWQYHSABKAkSDgoGcmVzdWx0GB4gASgJEhEKCXdvcmtlcl9pZBgfIAEoCRIVCg1wcm9tcHRfdG9rZW5zGCAgASgDEhkKEWNvbXBsZXRpb25fdG9rZW5zGCEgASgDQg8KDV9idWRnZXRfbGltaXQivgIKD0FnZW50VHJhbnNpdGlvbhIQCghhZ2VudF9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEiwKCmZyb21fc3RhdGUYAyABKA4yGC5nb2RlbC52MS5MaWZlY3ljbGVTdGF0ZRIqCgh0b19zdGF0ZRgEIAEoDjIYLmdvZGVsLnYxLkxpZmVjeWNsZVN0YXRlEioKC2Zyb21fc3RhdHVzGAUgASgOMhUuZ29kZWwudjEuQWdlbnRTdGF0dXMSKAoJdG9fc3RhdHVzGAYgASgOMhUuZ29kZWwudjEuQWdlbnRTdGF0dXMSDwoHdHJpZ2dlchgHIAEoCRIOCgZyZWFzb24YCCABKAkSDQoFYWN0b3IYCSABKAkSKAoEdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAimAEKDlNlc3Npb25NZXNzYWdlEgwKBHJvbGUYASABKAkSDwoHY29udGVudBgCIAEoCRIMCgRuYW1lGAMgASgJEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCG1ldGFkYXRhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJeCghBcnRpZmFjdBIMCgRuYW1lGAEgASgJEgwKBGtpbmQYAiABKAkSCwoDdXJpGAMgASgJEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCKPAQoOU2Vzc2lvbkNvbnRleHQSKgoIbWVzc2FnZXMYASADKAsyGC5nb2RlbC52MS5TZXNzaW9uTWVzc2FnZRIqCgl2YXJpYWJsZXMYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiUKCWFydGlmYWN0cxgDIAMoCzISLmdvZGVsLnYxLkFydGlmYWN0IuwCCgdTZXNzaW9uEgoKAmlkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEhEKCXBhcmVudF9pZBgDIAEoCRInCgZzdGF0dXMYBCABKA4yFy5nb2RlbC52MS5TZXNzaW9uU3RhdHVzEikKB2NvbnRleHQYBSABKAsyGC5nb2RlbC52MS5TZXNzaW9uQ29udGV4dBIQCghjaGlsZHJlbhgGIAMoCRINCgVkZXB0aBgHIAEoBRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxjb21wbGV0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCG1ldGFkYXRhGAsgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCLZAQoITG9nRW50cnkSEAoIYWdlbnRfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIQCghzZXF1ZW5jZRgDIAEoAxIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgVsZXZlbBgFIAEoDjISLmdvZGVsLnYxLkxvZ0xldmVsEg4KBnN0cmVhbRgGIAEoCRIPCgdtZXNzYWdlGAcgASgJEicKBmZpZWxkcxgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3Qq5QEKC0FnZW50U3RhdHVzEhwKGEFHRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFEFHRU5UX1NUQVRVU19QRU5ESU5HEAESHQoZQUdFTlRfU1RBVFVTX0lOSVRJQUxJWklORxACEhgKFEFHRU5UX1NUQVRVU19SVU5OSU5HEAMSFwoTQUdFTlRfU1RBVFVTX1BBVVNFRBAEEhoKFkFHRU5UX1NUQVRVU19DT01QTEVURUQQBRIXChNBR0VOVF9TVEFUVVNfRkFJTEVEEAYSFwoTQUdFTlRfU1RBVFVTX0tJTExFRBAHKuECCg5MaWZlY3ljbGVTdGF0ZRIfChtMSUZFQ1lDTEVfU1RBVEVfVU5TUEVDSUZJRUQQABIgChxMSUZFQ1lDTEVfU1RBVEVfSU5JVElBTElaSU5HEAESHAoYTElGRUNZQ0xFX1NUQVRFX1NQQVdOSU5HEAISHQoZTElGRUNZQ0xFX1NUQVRFX0VYRUNVVElORxADEhsKF0xJRkVDWUNMRV9TVEFURV9XQUlUSU5HEAQSGgoWTElGRUNZQ0xFX1NUQVRFX1BBVVNFRBAFEh4KGkxJRkVDWUNMRV9TVEFURV9DT01QTEVUSU5HEAYSHwobTElGRUNZQ0xFX1NUQVRFX0NMRUFOSU5HX1VQEAcSHQoZTElGRUNZQ0xFX1NUQVRFX0NPTVBMRVRFRBAIEhoKFkxJRkVDWUNMRV9TVEFURV9GQUlMRUQQCRIaChZMSUZFQ1lDTEVfU1RBVEVfS0lMTEVEEAoqugEKDVNlc3Npb25TdGF0dXMSHgoaU0VTU0lPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZTRVNTSU9OX1NUQVRVU19QRU5ESU5HEAESGQoVU0VTU0lPTl9TVEFUVVNfQUNUSVZFEAISGQoVU0VTU0lPTl9TVEFUVVNfUEFVU0VEEAMSHAoYU0VTU0lPTl9TVEFUVVNfQ09NUExFVEVEEAQSGQoVU0VTU0lPTl9TVEFUVVNfRkFJTEVEEAUqoQEKCExvZ0xldmVsEhkKFUxPR19MRVZFTF9VTlNQRUNJRklFRBAAEhMKD0xPR19MRVZFTF9UUkFDRRABEhMKD0xPR19MRVZFTF9ERUJVRxACEhIKDkxPR19MRVZFTF9JTkZPEAMSEgoOTE9HX0xFVkVMX1dBUk4QBBITCg9MT0dfTEVWRUxfRVJST1IQBRITCg9MT0dfTEVWRUxfRkFUQUwQBkIzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_godel_v1_common, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChRnb2RlbC92MS9hZ2VudC5wcm90bxIIZ29kZWwudjEitwQKC0FnZW50Q29uZmlnEhgKC3RlbXBlcmF0dXJlGAEgASgBSACIAQESFwoKbWF4X3Rva2VucxgCIAEoBUgBiAEBEg0KBXRvb2xzGAMgAygJEg4KBnNraWxscxgEIAMoCRISCgpleHRlbnNpb25zGAUgAygJEigKB3NhbmRib3gYBiABKAsyFy5nb2RlbC52MS5TYW5kYm94Q29uZmlnEg8KB3J1bnRpbWUYByABKAkSHAoHY29tbWFuZBgIIAMoCUILyvMYBwiAgAEQgAISOQoDZW52GAkgAygLMh4uZ29kZWwudjEuQWdlbnRDb25maWcuRW52RW50cnlCDMrzGAgIgEAQQCCAAhIqCgd0aW1lb3V0GAogASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKDWtlZXBfd29ya3RyZWUYCyABKAgSGQoIZW5kcG9pbnQYDCABKAlCB8rzGAMIgBASTgoPd29ya2VyX3NlbGVjdG9yGA0gAygLMikuZ29kZWwudjEuQWdlbnRDb25maWcuV29ya2VyU2VsZWN0b3JFbnRyeUIKyvMYBgg/ECAgPxoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjUKE1dvcmtlclNlbGVjdG9yRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIOCgxfdGVtcGVyYXR1cmVCDQoLX21heF90b2tlbnMiuQEKC1NhZmV0eVJ1bGVzEiIKD2ZvcmJpZGRlbl9wYXRocxgBIAMoCUIJyvMYBQiACBBkEiUKEmZvcmJpZGRlbl9jb21tYW5kcxgCIAMoCUIJyvMYBQiACBBkEhkKEW1heF9maWxlc19jaGFuZ2VkGAMgASgFEhYKDm1heF9kaWZmX2xpbmVzGAQgASgFEiwKDG9uX3Zpb2xhdGlvbhgFIAEoDjIWLmdvZGVsLnYxLlNhZmV0eUFjdGlvbiLnCAoFQWdlbnQSCgoCaWQYASABKAkSDwoHdGVhbV9pZBgCIAEoCRINCgVsYWJlbBgDIAEoCRINCgVtb2RlbBgEIAEoCRIMCgR0YXNrGAUgASgJEiUKBmNvbmZpZxgGIAEoCzIVLmdvZGVsLnYxLkFnZW50Q29uZmlnEigKB2NvbnRleHQYByABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiUKBGNvZGUYCCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EioKCXJlYXNvbmluZxgJIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMgoRc2FmZXR5X2JvdW5kYXJpZXMYCiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiUKBnN0YXR1cxgLIAEoDjIVLmdvZGVsLnYxLkFnZW50U3RhdHVzEjEKD2xpZmVjeWNsZV9zdGF0ZRgMIAEoDjIYLmdvZGVsLnYxLkxpZmVjeWNsZVN0YXRlEgwKBHJlcG8YDSABKAkSEAoId29ya3RyZWUYDiABKAkSDwoHY29tbWl0cxgPIAMoCRIuCgpzcGF3bmVkX2F0GBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxjb21wbGV0ZWRfYXQYESABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnBhdXNlX3RpbWUYEiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCXBhdXNlZF9ieRgTIAEoCRIXCg9ydW50aW1lX3NlY29uZHMYFCABKAMSEwoLcmV0cnlfY291bnQYFSABKAUSEwoLbWF4X3JldHJpZXMYFiABKAUSEgoKbGFzdF9lcnJvchgXIAEoCRIZCgxidWRnZXRfbGltaXQYGCABKAFIAIgBARIXCg9idWRnZXRfY29uc3VtZWQYGSABKAESKQoIbWV0YWRhdGEYGiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei4KCnVwZGF0ZWRfYXQYGyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YHCABKAMSEgoKc2Vzc2lvbl9pZBgdIAEoCRIOCgZyZXN1bHQYHiABKAkSEQoJd29ya2VyX2lkGB8gASgJEhUKDXByb21wdF90b2tlbnMYICABKAMSGQoRY29tcGxldGlvbl90b2tlbnMYISABKAMSLwoOcGVuZGluZ19yZWFzb24YIiABKA4yFy5nb2RlbC52MS5QZW5kaW5nUmVhc29uEhcKD3BlbmRpbmdfbWVzc2FnZRgjIAEoCRIPCgdjbHVzdGVyGCQgASgJEhUKDW93bmVyX3VzZXJfaWQYJSABKAkSFQoNb3duZXJfdGVhbV9pZBgmIAEoCRITCgtyZXNjaGVkdWxlcxgnIAEoBUIPCg1fYnVkZ2V0X2xpbWl0IowBCg5BZ2VudFBsYWNlbWVudBIWCgZyZWdpb24YASABKAlCBsrzGAIIZBIUCgxtaW5fY2FwYWNpdHkYAiABKAUSGwoIZmVhdHVyZXMYAyADKAlCCcrzGAUI/wEQQBIvCghzdHJhdGVneRgEIAEoDjIdLmdvZGVsLnYxLkxvYWRCYWxhbmNlU3RyYXRlZ3ki5AEKBldvcmtlchIKCgJpZBgBIAEoCRIQCghob3N0bmFtZRgCIAEoCRIQCghydW50aW1lcxgDIAMoCRIQCghjYXBhY2l0eRgEIAEoBRISCgpmcmVlX3Nsb3RzGAUgASgFEhMKC2FjdGl2ZV9ydW5zGAYgASgFEhIKCnJlcGxpY2FfaWQYByABKAkSLAoGbGFiZWxzGAggAygLMhwuZ29kZWwudjEuV29ya2VyLkxhYmVsc0VudHJ5Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEivgIKD0FnZW50VHJhbnNpdGlvbhIQCghhZ2VudF9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEiwKCmZyb21fc3RhdGUYAyABKA4yGC5nb2RlbC52MS5MaWZlY3ljbGVTdGF0ZRIqCgh0b19zdGF0ZRgEIAEoDjIYLmdvZGVsLnYxLkxpZmVjeWNsZVN0YXRlEioKC2Zyb21fc3RhdHVzGAUgASgOMhUuZ29kZWwudjEuQWdlbnRTdGF0dXMSKAoJdG9fc3RhdHVzGAYgASgOMhUuZ29kZWwudjEuQWdlbnRTdGF0dXMSDwoHdHJpZ2dlchgHIAEoCRIOCgZyZWFzb24YCCABKAkSDQoFYWN0b3IYCSABKAkSKAoEdGltZRgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiswEKDlNlc3Npb25NZXNzYWdlEhQKBHJvbGUYASABKAlCBsrzGAIIFBIZCgdjb250ZW50GAIgASgJQgjK8xgECICACBIVCgRuYW1lGAMgASgJQgfK8xgDCP8BEi4KCmNyZWF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCG1ldGFkYXRhGAUgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCJeCghBcnRpZmFjdBIMCgRuYW1lGAEgASgJEgwKBGtpbmQYAiABKAkSCwoDdXJpGAMgASgJEikKCG1ldGFkYXRhGAQgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCKPAQoOU2Vzc2lvbkNvbnRleHQSKgoIbWVzc2FnZXMYASADKAsyGC5nb2RlbC52MS5TZXNzaW9uTWVzc2FnZRIqCgl2YXJpYWJsZXMYAiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EiUKCWFydGlmYWN0cxgDIAMoCzISLmdvZGVsLnYxLkFydGlmYWN0IuwCCgdTZXNzaW9uEgoKAmlkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEhEKCXBhcmVudF9pZBgDIAEoCRInCgZzdGF0dXMYBCABKA4yFy5nb2RlbC52MS5TZXNzaW9uU3RhdHVzEikKB2NvbnRleHQYBSABKAsyGC5nb2RlbC52MS5TZXNzaW9uQ29udGV4dBIQCghjaGlsZHJlbhgGIAMoCRINCgVkZXB0aBgHIAEoBRIuCgpjcmVhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxjb21wbGV0ZWRfYXQYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCG1ldGFkYXRhGAsgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCLZAQoITG9nRW50cnkSEAoIYWdlbnRfaWQYASABKAkSEgoKc2Vzc2lvbl9pZBgCIAEoCRIQCghzZXF1ZW5jZRgDIAEoAxIoCgR0aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgVsZXZlbBgFIAEoDjISLmdvZGVsLnYxLkxvZ0xldmVsEg4KBnN0cmVhbRgGIAEoCRIPCgdtZXNzYWdlGAcgASgJEicKBmZpZWxkcxgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3Qq5QEKC0FnZW50U3RhdHVzEhwKGEFHRU5UX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFEFHRU5UX1NUQVRVU19QRU5ESU5HEAESHQoZQUdFTlRfU1RBVFVTX0lOSVRJQUxJWklORxACEhgKFEFHRU5UX1NUQVRVU19SVU5OSU5HEAMSFwoTQUdFTlRfU1RBVFVTX1BBVVNFRBAEEhoKFkFHRU5UX1NUQVRVU19DT01QTEVURUQQBRIXChNBR0VOVF9TVEFUVVNfRkFJTEVEEAYSFwoTQUdFTlRfU1RBVFVTX0tJTExFRBAHKuECCg5MaWZlY3ljbGVTdGF0ZRIfChtMSUZFQ1lDTEVfU1RBVEVfVU5TUEVDSUZJRUQQABIgChxMSUZFQ1lDTEVfU1RBVEVfSU5JVElBTElaSU5HEAESHAoYTElGRUNZQ0xFX1NUQVRFX1NQQVdOSU5HEAISHQoZTElGRUNZQ0xFX1NUQVRFX0VYRUNVVElORxADEhsKF0xJRkVDWUNMRV9TVEFURV9XQUlUSU5HEAQSGgoWTElGRUNZQ0xFX1NUQVRFX1BBVVNFRBAFEh4KGkxJRkVDWUNMRV9TVEFURV9DT01QTEVUSU5HEAYSHwobTElGRUNZQ0xFX1NUQVRFX0NMRUFOSU5HX1VQEAcSHQoZTElGRUNZQ0xFX1NUQVRFX0NPTVBMRVRFRBAIEhoKFkxJRkVDWUNMRV9TVEFURV9GQUlMRUQQCRIaChZMSUZFQ1lDTEVfU1RBVEVfS0lMTEVEEAoqjQEKDVBlbmRpbmdSZWFzb24SHgoaUEVORElOR19SRUFTT05fVU5TUEVDSUZJRUQQABIcChhQRU5ESU5HX1JFQVNPTl9OT19XT1JLRVIQARIfChtQRU5ESU5HX1JFQVNPTl9OT19GUkVFX1NMT1QQAhIdChlQRU5ESU5HX1JFQVNPTl9OT19SVU5USU1FEAMqXgoMU2FmZXR5QWN0aW9uEh0KGVNBRkVUWV9BQ1RJT05fVU5TUEVDSUZJRUQQABIWChJTQUZFVFlfQUNUSU9OX0ZBSUwQARIXChNTQUZFVFlfQUNUSU9OX1BBVVNFEAIqugEKDVNlc3Npb25TdGF0dXMSHgoaU0VTU0lPTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIaChZTRVNTSU9OX1NUQVRVU19QRU5ESU5HEAESGQoVU0VTU0lPTl9TVEFUVVNfQUNUSVZFEAISGQoVU0VTU0lPTl9TVEFUVVNfUEFVU0VEEAMSHAoYU0VTU0lPTl9TVEFUVVNfQ09NUExFVEVEEAQSGQoVU0VTU0lPTl9TVEFUVVNfRkFJTEVEEAUqoQEKCExvZ0xldmVsEhkKFUxPR19MRVZFTF9VTlNQRUNJRklFRBAAEhMKD0xPR19MRVZFTF9UUkFDRRABEhMKD0xPR19MRVZFTF9ERUJVRxACEhIKDkxPR19MRVZFTF9JTkZPEAMSEgoOTE9HX0xFVkVMX1dBUk4QBBITCg9MT0dfTEVWRUxfRVJST1IQBRITCg9MT0dfTEVWRUxfRkFUQUwQBkIzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_godel_v1_cluster, file_godel_v1_common, file_godel_v1_limits, file_google_protobuf_duration, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Runtime configuration of an agent (spec §2.1 AgentConfig).
@@ -37,7 +40,9 @@ export type AgentConfig = Message<"godel.v1.AgentConfig"> & {
   maxTokens?: number | undefined;
 
   /**
-   * Tools the agent may use, e.g. "git", "file", "bash".
+   * Tools the "openai" runtime offers the model: an allow-list of "shell", "read_file",
+   * "write_file" and "git_commit", or the groups "bash" (shell), "file" (read_file, write_file) and
+   * "git" (git_commit); empty = all but "shell".
    *
    * @generated from field: repeated string tools = 3;
    */
@@ -66,14 +71,21 @@ export type AgentConfig = Message<"godel.v1.AgentConfig"> & {
   runtime: string;
 
   /**
-   * argv template for the "command" runtime; `{task}` and `{worktree}` are substituted.
+   * argv template for the "command" runtime; `{task}`, `{worktree}`, `{agent_id}` and `{model}`
+   * are substituted (shell-quoted inside the script of `sh -c SCRIPT`, unless they are the whole
+   * script).
    *
    * @generated from field: repeated string command = 8;
    */
   command: string[];
 
   /**
-   * Extra environment for the agent process.
+   * Extra environment for the agent process (the sandbox passes nothing else of the worker's).
+   * OPENAI_API_KEY here is the key the "openai" runtime sends to config.endpoint. Write-only:
+   * every RPC and event shows the names with each value replaced by "********"; only the worker
+   * that runs the agent gets the values (in its RunAssignment, which is no event), and it masks
+   * them likewise (those of 8 characters or more) in the run's log lines, session messages,
+   * result and error.
    *
    * @generated from field: map<string, string> env = 9;
    */
@@ -95,10 +107,20 @@ export type AgentConfig = Message<"godel.v1.AgentConfig"> & {
 
   /**
    * Base URL of the OpenAI-compatible endpoint for the "openai" runtime (default: worker config).
+   * The worker's own key is sent only to origins on its GODEL_OPENAI_KEY_ORIGINS.
    *
    * @generated from field: string endpoint = 12;
    */
   endpoint: string;
+
+  /**
+   * Labels a worker must have to run this agent (every pair must match one of the worker's
+   * labels, e.g. {"language": "go"}); empty = any worker that hosts the runtime. Workers
+   * advertise their labels in WorkerHello.labels.
+   *
+   * @generated from field: map<string, string> worker_selector = 13;
+   */
+  workerSelector: { [key: string]: string };
 };
 
 /**
@@ -107,6 +129,66 @@ export type AgentConfig = Message<"godel.v1.AgentConfig"> & {
  */
 export const AgentConfigSchema: GenMessage<AgentConfig> = /*@__PURE__*/
   messageDesc(file_godel_v1_agent, 0);
+
+/**
+ * The shape of an agent's safety_boundaries (spec §2.1 safetyBoundaries), a JSON object with
+ * these keys (camelCase or snake_case), checked at the API edge. Workers enforce it; every
+ * refusal is a `safety:block` event naming the rule and the agent. Glob patterns: `*` and `?`
+ * stay within a path segment, `**` crosses them; a pattern without "/" matches a file name in
+ * any directory. These rules guard against mistakes and injected instructions; the sandbox
+ * (config.sandbox) is what bounds a hostile agent.
+ *
+ * @generated from message godel.v1.SafetyRules
+ */
+export type SafetyRules = Message<"godel.v1.SafetyRules"> & {
+  /**
+   * Worktree paths the agent must not read or change, e.g. ".github/**", "*.pem": the openai
+   * runtime's file tools refuse them, and a run that changed one (committed or not) does not
+   * complete.
+   *
+   * @generated from field: repeated string forbidden_paths = 1;
+   */
+  forbiddenPaths: string[];
+
+  /**
+   * Commands the agent must not run, as globs matched against each command of a command line
+   * (split at ;, &&, ||, | and newlines) and against its program's name, e.g. "curl",
+   * "git push*", "rm -rf *": the openai runtime's shell tool refuses them, and so does a command
+   * runtime's own command line.
+   *
+   * @generated from field: repeated string forbidden_commands = 2;
+   */
+  forbiddenCommands: string[];
+
+  /**
+   * At most this many files changed against the branch's base (committed or not); 0 = no limit.
+   *
+   * @generated from field: int32 max_files_changed = 3;
+   */
+  maxFilesChanged: number;
+
+  /**
+   * At most this many lines changed (added plus deleted) against the branch's base; 0 = no
+   * limit.
+   *
+   * @generated from field: int32 max_diff_lines = 4;
+   */
+  maxDiffLines: number;
+
+  /**
+   * What a refusal does: "fail" (the default) or "pause" (also SAFETY_ACTION_FAIL, ..._PAUSE).
+   *
+   * @generated from field: godel.v1.SafetyAction on_violation = 5;
+   */
+  onViolation: SafetyAction;
+};
+
+/**
+ * Describes the message godel.v1.SafetyRules.
+ * Use `create(SafetyRulesSchema)` to create a new message.
+ */
+export const SafetyRulesSchema: GenMessage<SafetyRules> = /*@__PURE__*/
+  messageDesc(file_godel_v1_agent, 1);
 
 /**
  * An AI agent working on one task (spec §2.1 Agent).
@@ -176,7 +258,7 @@ export type Agent = Message<"godel.v1.Agent"> & {
   reasoning?: JsonObject | undefined;
 
   /**
-   * Safety rules (free-form).
+   * Safety rules: a JSON object of the shape of SafetyRules.
    *
    * @generated from field: google.protobuf.Struct safety_boundaries = 10;
    */
@@ -318,6 +400,53 @@ export type Agent = Message<"godel.v1.Agent"> & {
    * @generated from field: int64 completion_tokens = 33;
    */
   completionTokens: bigint;
+
+  /**
+   * Why the agent waits for a worker; UNSPECIFIED once a worker took its run (or when it is not
+   * waiting). Set by the replica that owns the agent.
+   *
+   * @generated from field: godel.v1.PendingReason pending_reason = 34;
+   */
+  pendingReason: PendingReason;
+
+  /**
+   * The pending reason in words, e.g. "no worker is connected to agent-service replica agent-1".
+   *
+   * @generated from field: string pending_message = 35;
+   */
+  pendingMessage: string;
+
+  /**
+   * Name of the federation cluster that runs the agent (empty when the installation is not
+   * federated). An agent created through one cluster may run on a peer; it keeps its id, and
+   * either cluster answers for it.
+   *
+   * @generated from field: string cluster = 36;
+   */
+  cluster: string;
+
+  /**
+   * The user who owns the agent (who created it): permissions of scope own reach it.
+   *
+   * @generated from field: string owner_user_id = 37;
+   */
+  ownerUserId: string;
+
+  /**
+   * The user team the agent is shared with (its owner's first team, by id), if any: permissions
+   * of scope team of that team's members reach it.
+   *
+   * @generated from field: string owner_team_id = 38;
+   */
+  ownerTeamId: string;
+
+  /**
+   * Runs of this agent lost to infrastructure (a worker, replica or service that died,
+   * restarted or lost contact) and run again; not counted in retry_count.
+   *
+   * @generated from field: int32 reschedules = 39;
+   */
+  reschedules: number;
 };
 
 /**
@@ -325,7 +454,120 @@ export type Agent = Message<"godel.v1.Agent"> & {
  * Use `create(AgentSchema)` to create a new message.
  */
 export const AgentSchema: GenMessage<Agent> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent, 1);
+  messageDesc(file_godel_v1_agent, 2);
+
+/**
+ * Where a new agent may run (README "Federation"): a requirement this cluster does not meet
+ * sends the agent to a peer cluster that does. The agent's model is a requirement too when
+ * clusters list the models they support.
+ *
+ * @generated from message godel.v1.AgentPlacement
+ */
+export type AgentPlacement = Message<"godel.v1.AgentPlacement"> & {
+  /**
+   * Only a cluster in this region.
+   *
+   * @generated from field: string region = 1;
+   */
+  region: string;
+
+  /**
+   * Only a cluster with at least this many free agent slots.
+   *
+   * @generated from field: int32 min_capacity = 2;
+   */
+  minCapacity: number;
+
+  /**
+   * Only a cluster that offers all these features.
+   * (At most 64, so that an agent at every bound still fits one Kafka record.)
+   *
+   * @generated from field: repeated string features = 3;
+   */
+  features: string[];
+
+  /**
+   * How to choose among the peers that qualify (default: the registry's).
+   *
+   * @generated from field: godel.v1.LoadBalanceStrategy strategy = 4;
+   */
+  strategy: LoadBalanceStrategy;
+};
+
+/**
+ * Describes the message godel.v1.AgentPlacement.
+ * Use `create(AgentPlacementSchema)` to create a new message.
+ */
+export const AgentPlacementSchema: GenMessage<AgentPlacement> = /*@__PURE__*/
+  messageDesc(file_godel_v1_agent, 3);
+
+/**
+ * A worker process connected to an agent-service replica (the worker protocol of
+ * proto/godel/v1/worker_service.proto).
+ *
+ * @generated from message godel.v1.Worker
+ */
+export type Worker = Message<"godel.v1.Worker"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string hostname = 2;
+   */
+  hostname: string;
+
+  /**
+   * Runtimes it hosts, e.g. "command", "openai".
+   *
+   * @generated from field: repeated string runtimes = 3;
+   */
+  runtimes: string[];
+
+  /**
+   * Runs it executes at once.
+   *
+   * @generated from field: int32 capacity = 4;
+   */
+  capacity: number;
+
+  /**
+   * Run slots free now.
+   *
+   * @generated from field: int32 free_slots = 5;
+   */
+  freeSlots: number;
+
+  /**
+   * Runs it reported alive at its last heartbeat.
+   *
+   * @generated from field: int32 active_runs = 6;
+   */
+  activeRuns: number;
+
+  /**
+   * The agent-service replica this connection goes to.
+   *
+   * @generated from field: string replica_id = 7;
+   */
+  replicaId: string;
+
+  /**
+   * Labels it advertises (WorkerHello.labels); agents select workers by them
+   * (AgentConfig.worker_selector).
+   *
+   * @generated from field: map<string, string> labels = 8;
+   */
+  labels: { [key: string]: string };
+};
+
+/**
+ * Describes the message godel.v1.Worker.
+ * Use `create(WorkerSchema)` to create a new message.
+ */
+export const WorkerSchema: GenMessage<Worker> = /*@__PURE__*/
+  messageDesc(file_godel_v1_agent, 4);
 
 /**
  * One recorded lifecycle transition of an agent (spec §4.1 StateMachine history).
@@ -395,7 +637,7 @@ export type AgentTransition = Message<"godel.v1.AgentTransition"> & {
  * Use `create(AgentTransitionSchema)` to create a new message.
  */
 export const AgentTransitionSchema: GenMessage<AgentTransition> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent, 2);
+  messageDesc(file_godel_v1_agent, 5);
 
 /**
  * One message of a session's conversation.
@@ -436,7 +678,7 @@ export type SessionMessage = Message<"godel.v1.SessionMessage"> & {
  * Use `create(SessionMessageSchema)` to create a new message.
  */
 export const SessionMessageSchema: GenMessage<SessionMessage> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent, 3);
+  messageDesc(file_godel_v1_agent, 6);
 
 /**
  * A file or other output produced during a session.
@@ -470,7 +712,7 @@ export type Artifact = Message<"godel.v1.Artifact"> & {
  * Use `create(ArtifactSchema)` to create a new message.
  */
 export const ArtifactSchema: GenMessage<Artifact> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent, 4);
+  messageDesc(file_godel_v1_agent, 7);
 
 /**
  * Context carried by a session (spec §2.1 SessionContext).
@@ -499,7 +741,7 @@ export type SessionContext = Message<"godel.v1.SessionContext"> & {
  * Use `create(SessionContextSchema)` to create a new message.
  */
 export const SessionContextSchema: GenMessage<SessionContext> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent, 5);
+  messageDesc(file_godel_v1_agent, 8);
 
 /**
  * One run attempt of an agent; sessions form a tree for sub-agents (spec §2.1 Session).
@@ -570,7 +812,7 @@ export type Session = Message<"godel.v1.Session"> & {
  * Use `create(SessionSchema)` to create a new message.
  */
 export const SessionSchema: GenMessage<Session> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent, 6);
+  messageDesc(file_godel_v1_agent, 9);
 
 /**
  * One line of an agent's log.
@@ -628,7 +870,7 @@ export type LogEntry = Message<"godel.v1.LogEntry"> & {
  * Use `create(LogEntrySchema)` to create a new message.
  */
 export const LogEntrySchema: GenMessage<LogEntry> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent, 7);
+  messageDesc(file_godel_v1_agent, 10);
 
 /**
  * Coarse agent status (spec §2.1 AgentStatus).
@@ -752,6 +994,82 @@ export const LifecycleStateSchema: GenEnum<LifecycleState> = /*@__PURE__*/
   enumDesc(file_godel_v1_agent, 1);
 
 /**
+ * Why an agent that needs a run is not placed on a worker yet.
+ *
+ * @generated from enum godel.v1.PendingReason
+ */
+export enum PendingReason {
+  /**
+   * The agent is not waiting for a worker (or its owner has not tried to place it yet).
+   *
+   * @generated from enum value: PENDING_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * No worker is connected to the agent-service replica that owns the agent.
+   *
+   * @generated from enum value: PENDING_REASON_NO_WORKER = 1;
+   */
+  NO_WORKER = 1,
+
+  /**
+   * Connected workers host the agent's runtime, but none has a free run slot.
+   *
+   * @generated from enum value: PENDING_REASON_NO_FREE_SLOT = 2;
+   */
+  NO_FREE_SLOT = 2,
+
+  /**
+   * No connected worker hosts the agent's runtime or matches its config.worker_selector.
+   *
+   * @generated from enum value: PENDING_REASON_NO_RUNTIME = 3;
+   */
+  NO_RUNTIME = 3,
+}
+
+/**
+ * Describes the enum godel.v1.PendingReason.
+ */
+export const PendingReasonSchema: GenEnum<PendingReason> = /*@__PURE__*/
+  enumDesc(file_godel_v1_agent, 2);
+
+/**
+ * What a run does when it breaks one of its agent's safety rules.
+ *
+ * @generated from enum godel.v1.SafetyAction
+ */
+export enum SafetyAction {
+  /**
+   * As FAIL.
+   *
+   * @generated from enum value: SAFETY_ACTION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The refused action is not done and the agent fails, without a retry.
+   *
+   * @generated from enum value: SAFETY_ACTION_FAIL = 1;
+   */
+  FAIL = 1,
+
+  /**
+   * The run holds before the refused action and the agent is paused: resuming it approves that
+   * one action, killing it refuses it.
+   *
+   * @generated from enum value: SAFETY_ACTION_PAUSE = 2;
+   */
+  PAUSE = 2,
+}
+
+/**
+ * Describes the enum godel.v1.SafetyAction.
+ */
+export const SafetyActionSchema: GenEnum<SafetyAction> = /*@__PURE__*/
+  enumDesc(file_godel_v1_agent, 3);
+
+/**
  * Session status (spec §2.1 SessionStatus).
  *
  * @generated from enum godel.v1.SessionStatus
@@ -792,7 +1110,7 @@ export enum SessionStatus {
  * Describes the enum godel.v1.SessionStatus.
  */
 export const SessionStatusSchema: GenEnum<SessionStatus> = /*@__PURE__*/
-  enumDesc(file_godel_v1_agent, 2);
+  enumDesc(file_godel_v1_agent, 4);
 
 /**
  * Severity of a log line.
@@ -840,5 +1158,5 @@ export enum LogLevel {
  * Describes the enum godel.v1.LogLevel.
  */
 export const LogLevelSchema: GenEnum<LogLevel> = /*@__PURE__*/
-  enumDesc(file_godel_v1_agent, 3);
+  enumDesc(file_godel_v1_agent, 5);
 

@@ -4,10 +4,14 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Agent, AgentConfig, AgentSchema, AgentStatus, AgentTransition, LifecycleState, LogEntry, Session, SessionSchema } from "./agent_pb.js";
+import { file_godel_v1_access } from "./access_pb.js";
+import type { Agent, AgentConfig, AgentPlacement, AgentSchema, AgentStatus, AgentTransition, LifecycleState, LogEntry, Session, SessionSchema, Worker } from "./agent_pb.js";
 import { file_godel_v1_agent } from "./agent_pb.js";
+import type { DeleteDeadLetterRequestSchema, DeleteDeadLetterResponseSchema, ListDeadLettersRequestSchema, ListDeadLettersResponseSchema, RetryDeadLetterRequestSchema, RetryDeadLetterResponseSchema } from "./dead_letter_pb.js";
+import { file_godel_v1_dead_letter } from "./dead_letter_pb.js";
 import type { Event } from "./event_pb.js";
 import { file_godel_v1_event } from "./event_pb.js";
+import { file_godel_v1_limits } from "./limits_pb.js";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
@@ -18,7 +22,46 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/agent_service.proto.
  */
 export const file_godel_v1_agent_service: GenFile = /*@__PURE__*/
-  fileDesc("Chxnb2RlbC92MS9hZ2VudF9zZXJ2aWNlLnByb3RvEghnb2RlbC52MSKqAgoRTGlzdEFnZW50c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSJQoGc3RhdHVzGAMgAygOMhUuZ29kZWwudjEuQWdlbnRTdGF0dXMSDwoHdGVhbV9pZBgEIAEoCRINCgVtb2RlbBgFIAEoCRINCgVsYWJlbBgGIAEoCRIxCg9saWZlY3ljbGVfc3RhdGUYByADKA4yGC5nb2RlbC52MS5MaWZlY3ljbGVTdGF0ZRIxCg1zcGF3bmVkX2FmdGVyGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5zcGF3bmVkX2JlZm9yZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTgoSTGlzdEFnZW50c1Jlc3BvbnNlEh8KBmFnZW50cxgBIAMoCzIPLmdvZGVsLnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSKaAwoSQ3JlYXRlQWdlbnRSZXF1ZXN0EhIKCnJlcXVlc3RfaWQYASABKAkSEgoEdGFzaxgCIAEoCUIE4kEBAhINCgVtb2RlbBgDIAEoCRINCgVsYWJlbBgEIAEoCRIPCgd0ZWFtX2lkGAUgASgJEhgKC21heF9yZXRyaWVzGAYgASgFSACIAQESGQoMYnVkZ2V0X2xpbWl0GAcgASgBSAGIAQESJQoGY29uZmlnGAggASgLMhUuZ29kZWwudjEuQWdlbnRDb25maWcSDAoEcmVwbxgJIAEoCRIpCghtZXRhZGF0YRgKIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKAoHY29udGV4dBgLIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSMgoRc2FmZXR5X2JvdW5kYXJpZXMYDCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EhkKEXBhcmVudF9zZXNzaW9uX2lkGA0gASgJQg4KDF9tYXhfcmV0cmllc0IPCg1fYnVkZ2V0X2xpbWl0IiMKD0dldEFnZW50UmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAiImChJEZWxldGVBZ2VudFJlcXVlc3QSEAoCaWQYASABKAlCBOJBAQIiFQoTRGVsZXRlQWdlbnRSZXNwb25zZSJoChBLaWxsQWdlbnRSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECEg4KBnJlYXNvbhgCIAEoCRIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgDSACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iWwoTUmVzdGFydEFnZW50UmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAhIdChBleHBlY3RlZF92ZXJzaW9uGAIgASgDSACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24ibAoRUGF1c2VBZ2VudFJlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISEQoJcGF1c2VkX2J5GAIgASgJEh0KEGV4cGVjdGVkX3ZlcnNpb24YAyABKANIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiJaChJSZXN1bWVBZ2VudFJlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISHQoQZXhwZWN0ZWRfdmVyc2lvbhgCIAEoA0gAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uImIKE0dldEFnZW50TG9nc1JlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkSEgoKc2Vzc2lvbl9pZBgEIAEoCSJUChRHZXRBZ2VudExvZ3NSZXNwb25zZRIjCgdlbnRyaWVzGAEgAygLMhIuZ29kZWwudjEuTG9nRW50cnkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkIKFlN0cmVhbUFnZW50TG9nc1JlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISFgoOYWZ0ZXJfc2VxdWVuY2UYAiABKAMiagoXU3RyZWFtQWdlbnRMb2dzUmVzcG9uc2USIwoFZW50cnkYASABKAsyEi5nb2RlbC52MS5Mb2dFbnRyeUgAEiIKA2VuZBgCIAEoCzITLmdvZGVsLnYxLlN0cmVhbUVuZEgAQgYKBGl0ZW0iKgoJU3RyZWFtRW5kEgwKBGNvZGUYASABKAUSDwoHbWVzc2FnZRgCIAEoCSJRChZMaXN0QWdlbnRFdmVudHNSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlMKF0xpc3RBZ2VudEV2ZW50c1Jlc3BvbnNlEh8KBmV2ZW50cxgBIAMoCzIPLmdvZGVsLnYxLkV2ZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJWChtMaXN0QWdlbnRUcmFuc2l0aW9uc1JlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiZwocTGlzdEFnZW50VHJhbnNpdGlvbnNSZXNwb25zZRIuCgt0cmFuc2l0aW9ucxgBIAMoCzIZLmdvZGVsLnYxLkFnZW50VHJhbnNpdGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiUwoYTGlzdEFnZW50U2Vzc2lvbnNSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlkKGUxpc3RBZ2VudFNlc3Npb25zUmVzcG9uc2USIwoIc2Vzc2lvbnMYASADKAsyES5nb2RlbC52MS5TZXNzaW9uEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIlChFHZXRTZXNzaW9uUmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAjLiDgoMQWdlbnRTZXJ2aWNlEm4KCkxpc3RBZ2VudHMSGy5nb2RlbC52MS5MaXN0QWdlbnRzUmVxdWVzdBocLmdvZGVsLnYxLkxpc3RBZ2VudHNSZXNwb25zZSIlgtPkkwIfWg0SCy9hcGkvYWdlbnRzEg4vYXBpL3YxL2FnZW50cxJpCgtDcmVhdGVBZ2VudBIcLmdvZGVsLnYxLkNyZWF0ZUFnZW50UmVxdWVzdBoPLmdvZGVsLnYxLkFnZW50IiuC0+STAiU6ASpaEDoBKiILL2FwaS9hZ2VudHMiDi9hcGkvdjEvYWdlbnRzEmcKCEdldEFnZW50EhkuZ29kZWwudjEuR2V0QWdlbnRSZXF1ZXN0Gg8uZ29kZWwudjEuQWdlbnQiL4LT5JMCKVoSEhAvYXBpL2FnZW50cy97aWR9EhMvYXBpL3YxL2FnZW50cy97aWR9EnsKC0RlbGV0ZUFnZW50EhwuZ29kZWwudjEuRGVsZXRlQWdlbnRSZXF1ZXN0Gh0uZ29kZWwudjEuRGVsZXRlQWdlbnRSZXNwb25zZSIvgtPkkwIpWhIqEC9hcGkvYWdlbnRzL3tpZH0qEy9hcGkvdjEvYWdlbnRzL3tpZH0SeQoJS2lsbEFnZW50EhouZ29kZWwudjEuS2lsbEFnZW50UmVxdWVzdBoPLmdvZGVsLnYxLkFnZW50Ij+C0+STAjk6ASpaGjoBKiIVL2FwaS9hZ2VudHMve2lkfS9raWxsIhgvYXBpL3YxL2FnZW50cy97aWR9L2tpbGwShQEKDFJlc3RhcnRBZ2VudBIdLmdvZGVsLnYxLlJlc3RhcnRBZ2VudFJlcXVlc3QaDy5nb2RlbC52MS5BZ2VudCJFgtPkkwI/OgEqWh06ASoiGC9hcGkvYWdlbnRzL3tpZH0vcmVzdGFydCIbL2FwaS92MS9hZ2VudHMve2lkfS9yZXN0YXJ0En0KClBhdXNlQWdlbnQSGy5nb2RlbC52MS5QYXVzZUFnZW50UmVxdWVzdBoPLmdvZGVsLnYxLkFnZW50IkGC0+STAjs6ASpaGzoBKiIWL2FwaS9hZ2VudHMve2lkfS9wYXVzZSIZL2FwaS92MS9hZ2VudHMve2lkfS9wYXVzZRKBAQoLUmVzdW1lQWdlbnQSHC5nb2RlbC52MS5SZXN1bWVBZ2VudFJlcXVlc3QaDy5nb2RlbC52MS5BZ2VudCJDgtPkkwI9OgEqWhw6ASoiFy9hcGkvYWdlbnRzL3tpZH0vcmVzdW1lIhovYXBpL3YxL2FnZW50cy97aWR9L3Jlc3VtZRKIAQoMR2V0QWdlbnRMb2dzEh0uZ29kZWwudjEuR2V0QWdlbnRMb2dzUmVxdWVzdBoeLmdvZGVsLnYxLkdldEFnZW50TG9nc1Jlc3BvbnNlIjmC0+STAjNaFxIVL2FwaS9hZ2VudHMve2lkfS9sb2dzEhgvYXBpL3YxL2FnZW50cy97aWR9L2xvZ3MSoQEKD1N0cmVhbUFnZW50TG9ncxIgLmdvZGVsLnYxLlN0cmVhbUFnZW50TG9nc1JlcXVlc3QaIS5nb2RlbC52MS5TdHJlYW1BZ2VudExvZ3NSZXNwb25zZSJHgtPkkwJBWh4SHC9hcGkvYWdlbnRzL3tpZH0vbG9ncy9zdHJlYW0SHy9hcGkvdjEvYWdlbnRzL3tpZH0vbG9ncy9zdHJlYW0wARKuAQoUTGlzdEFnZW50VHJhbnNpdGlvbnMSJS5nb2RlbC52MS5MaXN0QWdlbnRUcmFuc2l0aW9uc1JlcXVlc3QaJi5nb2RlbC52MS5MaXN0QWdlbnRUcmFuc2l0aW9uc1Jlc3BvbnNlIkeC0+STAkFaHhIcL2FwaS9hZ2VudHMve2lkfS90cmFuc2l0aW9ucxIfL2FwaS92MS9hZ2VudHMve2lkfS90cmFuc2l0aW9ucxKfAQoRTGlzdEFnZW50U2Vzc2lvbnMSIi5nb2RlbC52MS5MaXN0QWdlbnRTZXNzaW9uc1JlcXVlc3QaIy5nb2RlbC52MS5MaXN0QWdlbnRTZXNzaW9uc1Jlc3BvbnNlIkGC0+STAjtaGxIZL2FwaS9hZ2VudHMve2lkfS9zZXNzaW9ucxIcL2FwaS92MS9hZ2VudHMve2lkfS9zZXNzaW9ucxJxCgpHZXRTZXNzaW9uEhsuZ29kZWwudjEuR2V0U2Vzc2lvblJlcXVlc3QaES5nb2RlbC52MS5TZXNzaW9uIjOC0+STAi1aFBISL2FwaS9zZXNzaW9ucy97aWR9EhUvYXBpL3YxL3Nlc3Npb25zL3tpZH0SlQEKD0xpc3RBZ2VudEV2ZW50cxIgLmdvZGVsLnYxLkxpc3RBZ2VudEV2ZW50c1JlcXVlc3QaIS5nb2RlbC52MS5MaXN0QWdlbnRFdmVudHNSZXNwb25zZSI9gtPkkwI3WhkSFy9hcGkvYWdlbnRzL3tpZH0vZXZlbnRzEhovYXBpL3YxL2FnZW50cy97aWR9L2V2ZW50c0IzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_godel_v1_agent, file_godel_v1_event, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Chxnb2RlbC92MS9hZ2VudF9zZXJ2aWNlLnByb3RvEghnb2RlbC52MSIUChJMaXN0V29ya2Vyc1JlcXVlc3QiTAoTTGlzdFdvcmtlcnNSZXNwb25zZRIhCgd3b3JrZXJzGAEgAygLMhAuZ29kZWwudjEuV29ya2VyEhIKCnJlcGxpY2FfaWQYAiABKAkixAIKEUxpc3RBZ2VudHNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJEiUKBnN0YXR1cxgDIAMoDjIVLmdvZGVsLnYxLkFnZW50U3RhdHVzEhcKB3RlYW1faWQYBCABKAlCBsrzGAIIJBIWCgVtb2RlbBgFIAEoCUIHyvMYAwj/ARIWCgVsYWJlbBgGIAEoCUIHyvMYAwj/ARIxCg9saWZlY3ljbGVfc3RhdGUYByADKA4yGC5nb2RlbC52MS5MaWZlY3ljbGVTdGF0ZRIxCg1zcGF3bmVkX2FmdGVyGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIyCg5zcGF3bmVkX2JlZm9yZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTgoSTGlzdEFnZW50c1Jlc3BvbnNlEh8KBmFnZW50cxgBIAMoCzIPLmdvZGVsLnYxLkFnZW50EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLYBAoSQ3JlYXRlQWdlbnRSZXF1ZXN0EhoKCnJlcXVlc3RfaWQYASABKAlCBsrzGAIIZBIaCgR0YXNrGAIgASgJQgziQQECyvMYBAigjQYSFgoFbW9kZWwYAyABKAlCB8rzGAMI/wESFgoFbGFiZWwYBCABKAlCB8rzGAMI/wESFwoHdGVhbV9pZBgFIAEoCUIGyvMYAggkEhgKC21heF9yZXRyaWVzGAYgASgFSACIAQESGQoMYnVkZ2V0X2xpbWl0GAcgASgBSAGIAQESLwoGY29uZmlnGAggASgLMhUuZ29kZWwudjEuQWdlbnRDb25maWdCCMrzGAQYgIAEEhUKBHJlcG8YCSABKAlCB8rzGAMIgCASMwoIbWV0YWRhdGEYCiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgjK8xgEGICABBIyCgdjb250ZXh0GAsgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIIyvMYBBiAgAQSPAoRc2FmZXR5X2JvdW5kYXJpZXMYDCABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0QgjK8xgEGICAARIhChFwYXJlbnRfc2Vzc2lvbl9pZBgNIAEoCUIGyvMYAggkEisKCXBsYWNlbWVudBgOIAEoCzIYLmdvZGVsLnYxLkFnZW50UGxhY2VtZW50EhUKDW93bmVyX3VzZXJfaWQYDyABKAkSFQoNb3duZXJfdGVhbV9pZBgQIAEoCUIOCgxfbWF4X3JldHJpZXNCDwoNX2J1ZGdldF9saW1pdCIpCg9HZXRBZ2VudFJlcXVlc3QSFgoCaWQYASABKAlCCuJBAQLK8xgCCCQiLAoSRGVsZXRlQWdlbnRSZXF1ZXN0EhYKAmlkGAEgASgJQgriQQECyvMYAggkIhUKE0RlbGV0ZUFnZW50UmVzcG9uc2UibgoQS2lsbEFnZW50UmVxdWVzdBIWCgJpZBgBIAEoCUIK4kEBAsrzGAIIJBIOCgZyZWFzb24YAiABKAkSHQoQZXhwZWN0ZWRfdmVyc2lvbhgDIAEoA0gAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uInEKE1Jlc3RhcnRBZ2VudFJlcXVlc3QSFgoCaWQYASABKAlCCuJBAQLK8xgCCCQSHQoQZXhwZWN0ZWRfdmVyc2lvbhgCIAEoA0gAiAEBEg4KBnJlYXNvbhgDIAEoCUITChFfZXhwZWN0ZWRfdmVyc2lvbiJ7ChFQYXVzZUFnZW50UmVxdWVzdBIWCgJpZBgBIAEoCUIK4kEBAsrzGAIIJBIaCglwYXVzZWRfYnkYAiABKAlCB8rzGAMI/wESHQoQZXhwZWN0ZWRfdmVyc2lvbhgDIAEoA0gAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uImAKElJlc3VtZUFnZW50UmVxdWVzdBIWCgJpZBgBIAEoCUIK4kEBAsrzGAIIJBIdChBleHBlY3RlZF92ZXJzaW9uGAIgASgDSACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24icAoTR2V0QWdlbnRMb2dzUmVxdWVzdBIWCgJpZBgBIAEoCUIK4kEBAsrzGAIIJBIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCRIaCgpzZXNzaW9uX2lkGAQgASgJQgbK8xgCCCQiVAoUR2V0QWdlbnRMb2dzUmVzcG9uc2USIwoHZW50cmllcxgBIAMoCzISLmdvZGVsLnYxLkxvZ0VudHJ5EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJIChZTdHJlYW1BZ2VudExvZ3NSZXF1ZXN0EhYKAmlkGAEgASgJQgriQQECyvMYAggkEhYKDmFmdGVyX3NlcXVlbmNlGAIgASgDImoKF1N0cmVhbUFnZW50TG9nc1Jlc3BvbnNlEiMKBWVudHJ5GAEgASgLMhIuZ29kZWwudjEuTG9nRW50cnlIABIiCgNlbmQYAiABKAsyEy5nb2RlbC52MS5TdHJlYW1FbmRIAEIGCgRpdGVtIioKCVN0cmVhbUVuZBIMCgRjb2RlGAEgASgFEg8KB21lc3NhZ2UYAiABKAkiVwoWTGlzdEFnZW50RXZlbnRzUmVxdWVzdBIWCgJpZBgBIAEoCUIK4kEBAsrzGAIIJBIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJTChdMaXN0QWdlbnRFdmVudHNSZXNwb25zZRIfCgZldmVudHMYASADKAsyDy5nb2RlbC52MS5FdmVudBIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiXAobTGlzdEFnZW50VHJhbnNpdGlvbnNSZXF1ZXN0EhYKAmlkGAEgASgJQgriQQECyvMYAggkEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImcKHExpc3RBZ2VudFRyYW5zaXRpb25zUmVzcG9uc2USLgoLdHJhbnNpdGlvbnMYASADKAsyGS5nb2RlbC52MS5BZ2VudFRyYW5zaXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIlkKGExpc3RBZ2VudFNlc3Npb25zUmVxdWVzdBIWCgJpZBgBIAEoCUIK4kEBAsrzGAIIJBIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJZChlMaXN0QWdlbnRTZXNzaW9uc1Jlc3BvbnNlEiMKCHNlc3Npb25zGAEgAygLMhEuZ29kZWwudjEuU2Vzc2lvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKwoRR2V0U2Vzc2lvblJlcXVlc3QSFgoCaWQYASABKAlCCuJBAQLK8xgCCCQyxhYKDEFnZW50U2VydmljZRKBAQoKTGlzdEFnZW50cxIbLmdvZGVsLnYxLkxpc3RBZ2VudHNSZXF1ZXN0GhwuZ29kZWwudjEuTGlzdEFnZW50c1Jlc3BvbnNlIjjC8xgPCgVhZ2VudBIEcmVhZBgBgtPkkwIfWg0SCy9hcGkvYWdlbnRzEg4vYXBpL3YxL2FnZW50cxJ+CgtDcmVhdGVBZ2VudBIcLmdvZGVsLnYxLkNyZWF0ZUFnZW50UmVxdWVzdBoPLmdvZGVsLnYxLkFnZW50IkDC8xgRCgVhZ2VudBIGY3JlYXRlGAGC0+STAiU6ASpaEDoBKiILL2FwaS9hZ2VudHMiDi9hcGkvdjEvYWdlbnRzEnoKCEdldEFnZW50EhkuZ29kZWwudjEuR2V0QWdlbnRSZXF1ZXN0Gg8uZ29kZWwudjEuQWdlbnQiQsLzGA8KBWFnZW50EgRyZWFkGAGC0+STAilaEhIQL2FwaS9hZ2VudHMve2lkfRITL2FwaS92MS9hZ2VudHMve2lkfRKQAQoLRGVsZXRlQWdlbnQSHC5nb2RlbC52MS5EZWxldGVBZ2VudFJlcXVlc3QaHS5nb2RlbC52MS5EZWxldGVBZ2VudFJlc3BvbnNlIkTC8xgRCgVhZ2VudBIGZGVsZXRlGAGC0+STAilaEioQL2FwaS9hZ2VudHMve2lkfSoTL2FwaS92MS9hZ2VudHMve2lkfRKOAQoJS2lsbEFnZW50EhouZ29kZWwudjEuS2lsbEFnZW50UmVxdWVzdBoPLmdvZGVsLnYxLkFnZW50IlTC8xgRCgVhZ2VudBIGdXBkYXRlGAGC0+STAjk6ASpaGjoBKiIVL2FwaS9hZ2VudHMve2lkfS9raWxsIhgvYXBpL3YxL2FnZW50cy97aWR9L2tpbGwSmgEKDFJlc3RhcnRBZ2VudBIdLmdvZGVsLnYxLlJlc3RhcnRBZ2VudFJlcXVlc3QaDy5nb2RlbC52MS5BZ2VudCJawvMYEQoFYWdlbnQSBnVwZGF0ZRgBgtPkkwI/OgEqWh06ASoiGC9hcGkvYWdlbnRzL3tpZH0vcmVzdGFydCIbL2FwaS92MS9hZ2VudHMve2lkfS9yZXN0YXJ0EpIBCgpQYXVzZUFnZW50EhsuZ29kZWwudjEuUGF1c2VBZ2VudFJlcXVlc3QaDy5nb2RlbC52MS5BZ2VudCJWwvMYEQoFYWdlbnQSBnVwZGF0ZRgBgtPkkwI7OgEqWhs6ASoiFi9hcGkvYWdlbnRzL3tpZH0vcGF1c2UiGS9hcGkvdjEvYWdlbnRzL3tpZH0vcGF1c2USlgEKC1Jlc3VtZUFnZW50EhwuZ29kZWwudjEuUmVzdW1lQWdlbnRSZXF1ZXN0Gg8uZ29kZWwudjEuQWdlbnQiWMLzGBEKBWFnZW50EgZ1cGRhdGUYAYLT5JMCPToBKlocOgEqIhcvYXBpL2FnZW50cy97aWR9L3Jlc3VtZSIaL2FwaS92MS9hZ2VudHMve2lkfS9yZXN1bWUSmwEKDEdldEFnZW50TG9ncxIdLmdvZGVsLnYxLkdldEFnZW50TG9nc1JlcXVlc3QaHi5nb2RlbC52MS5HZXRBZ2VudExvZ3NSZXNwb25zZSJMwvMYDwoFYWdlbnQSBHJlYWQYAYLT5JMCM1oXEhUvYXBpL2FnZW50cy97aWR9L2xvZ3MSGC9hcGkvdjEvYWdlbnRzL3tpZH0vbG9ncxK0AQoPU3RyZWFtQWdlbnRMb2dzEiAuZ29kZWwudjEuU3RyZWFtQWdlbnRMb2dzUmVxdWVzdBohLmdvZGVsLnYxLlN0cmVhbUFnZW50TG9nc1Jlc3BvbnNlIlrC8xgPCgVhZ2VudBIEcmVhZBgBgtPkkwJBWh4SHC9hcGkvYWdlbnRzL3tpZH0vbG9ncy9zdHJlYW0SHy9hcGkvdjEvYWdlbnRzL3tpZH0vbG9ncy9zdHJlYW0wARLBAQoUTGlzdEFnZW50VHJhbnNpdGlvbnMSJS5nb2RlbC52MS5MaXN0QWdlbnRUcmFuc2l0aW9uc1JlcXVlc3QaJi5nb2RlbC52MS5MaXN0QWdlbnRUcmFuc2l0aW9uc1Jlc3BvbnNlIlrC8xgPCgVhZ2VudBIEcmVhZBgBgtPkkwJBWh4SHC9hcGkvYWdlbnRzL3tpZH0vdHJhbnNpdGlvbnMSHy9hcGkvdjEvYWdlbnRzL3tpZH0vdHJhbnNpdGlvbnMSsgEKEUxpc3RBZ2VudFNlc3Npb25zEiIuZ29kZWwudjEuTGlzdEFnZW50U2Vzc2lvbnNSZXF1ZXN0GiMuZ29kZWwudjEuTGlzdEFnZW50U2Vzc2lvbnNSZXNwb25zZSJUwvMYDwoFYWdlbnQSBHJlYWQYAYLT5JMCO1obEhkvYXBpL2FnZW50cy97aWR9L3Nlc3Npb25zEhwvYXBpL3YxL2FnZW50cy97aWR9L3Nlc3Npb25zEoQBCgpHZXRTZXNzaW9uEhsuZ29kZWwudjEuR2V0U2Vzc2lvblJlcXVlc3QaES5nb2RlbC52MS5TZXNzaW9uIkbC8xgPCgVhZ2VudBIEcmVhZBgBgtPkkwItWhQSEi9hcGkvc2Vzc2lvbnMve2lkfRIVL2FwaS92MS9zZXNzaW9ucy97aWR9EqgBCg9MaXN0QWdlbnRFdmVudHMSIC5nb2RlbC52MS5MaXN0QWdlbnRFdmVudHNSZXF1ZXN0GiEuZ29kZWwudjEuTGlzdEFnZW50RXZlbnRzUmVzcG9uc2UiUMLzGA8KBWFnZW50EgRyZWFkGAGC0+STAjdaGRIXL2FwaS9hZ2VudHMve2lkfS9ldmVudHMSGi9hcGkvdjEvYWdlbnRzL3tpZH0vZXZlbnRzEoYBCgtMaXN0V29ya2VycxIcLmdvZGVsLnYxLkxpc3RXb3JrZXJzUmVxdWVzdBodLmdvZGVsLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2UiOsLzGA8KBWFnZW50EgRyZWFkGAGC0+STAiFaDhIML2FwaS93b3JrZXJzEg8vYXBpL3YxL3dvcmtlcnMSrgEKD0xpc3REZWFkTGV0dGVycxIgLmdvZGVsLnYxLkxpc3REZWFkTGV0dGVyc1JlcXVlc3QaIS5nb2RlbC52MS5MaXN0RGVhZExldHRlcnNSZXNwb25zZSJWwvMYFQoLZGVhZF9sZXR0ZXISBHJlYWQYA4LT5JMCN1oZEhcvYXBpL2RlYWQtbGV0dGVycy9hZ2VudBIaL2FwaS92MS9kZWFkLWxldHRlcnMvYWdlbnQSzAEKD1JldHJ5RGVhZExldHRlchIgLmdvZGVsLnYxLlJldHJ5RGVhZExldHRlclJlcXVlc3QaIS5nb2RlbC52MS5SZXRyeURlYWRMZXR0ZXJSZXNwb25zZSJ0wvMYFwoLZGVhZF9sZXR0ZXISBnVwZGF0ZRgDgtPkkwJTOgEqWic6ASoiIi9hcGkvZGVhZC1sZXR0ZXJzL2FnZW50L3tpZH06cmV0cnkiJS9hcGkvdjEvZGVhZC1sZXR0ZXJzL2FnZW50L3tpZH06cmV0cnkSvQEKEERlbGV0ZURlYWRMZXR0ZXISIS5nb2RlbC52MS5EZWxldGVEZWFkTGV0dGVyUmVxdWVzdBoiLmdvZGVsLnYxLkRlbGV0ZURlYWRMZXR0ZXJSZXNwb25zZSJiwvMYFwoLZGVhZF9sZXR0ZXISBmRlbGV0ZRgDgtPkkwJBWh4qHC9hcGkvZGVhZC1sZXR0ZXJzL2FnZW50L3tpZH0qHy9hcGkvdjEvZGVhZC1sZXR0ZXJzL2FnZW50L3tpZH1CM1oxZ2l0aHViLmNvbS9nb2RlbC1haS9nb2RlbC9nZW4vZ28vZ29kZWwvdjE7Z29kZWx2MWIGcHJvdG8z", [file_godel_v1_access, file_godel_v1_agent, file_godel_v1_dead_letter, file_godel_v1_event, file_godel_v1_limits, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+
+/**
+ * @generated from message godel.v1.ListWorkersRequest
+ */
+export type ListWorkersRequest = Message<"godel.v1.ListWorkersRequest"> & {
+};
+
+/**
+ * Describes the message godel.v1.ListWorkersRequest.
+ * Use `create(ListWorkersRequestSchema)` to create a new message.
+ */
+export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_agent_service, 0);
+
+/**
+ * @generated from message godel.v1.ListWorkersResponse
+ */
+export type ListWorkersResponse = Message<"godel.v1.ListWorkersResponse"> & {
+  /**
+   * Ordered by worker id.
+   *
+   * @generated from field: repeated godel.v1.Worker workers = 1;
+   */
+  workers: Worker[];
+
+  /**
+   * The agent-service replica that answered (each replica has its own connections).
+   *
+   * @generated from field: string replica_id = 2;
+   */
+  replicaId: string;
+};
+
+/**
+ * Describes the message godel.v1.ListWorkersResponse.
+ * Use `create(ListWorkersResponseSchema)` to create a new message.
+ */
+export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
+  messageDesc(file_godel_v1_agent_service, 1);
 
 /**
  * @generated from message godel.v1.ListAgentsRequest
@@ -93,7 +136,7 @@ export type ListAgentsRequest = Message<"godel.v1.ListAgentsRequest"> & {
  * Use `create(ListAgentsRequestSchema)` to create a new message.
  */
 export const ListAgentsRequestSchema: GenMessage<ListAgentsRequest> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 0);
+  messageDesc(file_godel_v1_agent_service, 2);
 
 /**
  * @generated from message godel.v1.ListAgentsResponse
@@ -117,7 +160,7 @@ export type ListAgentsResponse = Message<"godel.v1.ListAgentsResponse"> & {
  * Use `create(ListAgentsResponseSchema)` to create a new message.
  */
 export const ListAgentsResponseSchema: GenMessage<ListAgentsResponse> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 1);
+  messageDesc(file_godel_v1_agent_service, 3);
 
 /**
  * @generated from message godel.v1.CreateAgentRequest
@@ -201,6 +244,29 @@ export type CreateAgentRequest = Message<"godel.v1.CreateAgentRequest"> & {
    * @generated from field: string parent_session_id = 13;
    */
   parentSessionId: string;
+
+  /**
+   * Where the agent may run; unset: here (or, when clusters list the models they support and
+   * this one does not support the model, a peer that does).
+   *
+   * @generated from field: godel.v1.AgentPlacement placement = 14;
+   */
+  placement?: AgentPlacement | undefined;
+
+  /**
+   * Create the agent for this user rather than for the caller (the team service does, for the
+   * user who started a team or workflow). Needs agent:create with scope all; empty: the caller.
+   *
+   * @generated from field: string owner_user_id = 15;
+   */
+  ownerUserId: string;
+
+  /**
+   * With owner_user_id: the user team the agent is shared with (empty: none).
+   *
+   * @generated from field: string owner_team_id = 16;
+   */
+  ownerTeamId: string;
 };
 
 /**
@@ -208,7 +274,7 @@ export type CreateAgentRequest = Message<"godel.v1.CreateAgentRequest"> & {
  * Use `create(CreateAgentRequestSchema)` to create a new message.
  */
 export const CreateAgentRequestSchema: GenMessage<CreateAgentRequest> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 2);
+  messageDesc(file_godel_v1_agent_service, 4);
 
 /**
  * @generated from message godel.v1.GetAgentRequest
@@ -225,7 +291,7 @@ export type GetAgentRequest = Message<"godel.v1.GetAgentRequest"> & {
  * Use `create(GetAgentRequestSchema)` to create a new message.
  */
 export const GetAgentRequestSchema: GenMessage<GetAgentRequest> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 3);
+  messageDesc(file_godel_v1_agent_service, 5);
 
 /**
  * @generated from message godel.v1.DeleteAgentRequest
@@ -242,7 +308,7 @@ export type DeleteAgentRequest = Message<"godel.v1.DeleteAgentRequest"> & {
  * Use `create(DeleteAgentRequestSchema)` to create a new message.
  */
 export const DeleteAgentRequestSchema: GenMessage<DeleteAgentRequest> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 4);
+  messageDesc(file_godel_v1_agent_service, 6);
 
 /**
  * @generated from message godel.v1.DeleteAgentResponse
@@ -255,7 +321,7 @@ export type DeleteAgentResponse = Message<"godel.v1.DeleteAgentResponse"> & {
  * Use `create(DeleteAgentResponseSchema)` to create a new message.
  */
 export const DeleteAgentResponseSchema: GenMessage<DeleteAgentResponse> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 5);
+  messageDesc(file_godel_v1_agent_service, 7);
 
 /**
  * @generated from message godel.v1.KillAgentRequest
@@ -284,7 +350,7 @@ export type KillAgentRequest = Message<"godel.v1.KillAgentRequest"> & {
  * Use `create(KillAgentRequestSchema)` to create a new message.
  */
 export const KillAgentRequestSchema: GenMessage<KillAgentRequest> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 6);
+  messageDesc(file_godel_v1_agent_service, 8);
 
 /**
  * @generated from message godel.v1.RestartAgentRequest
@@ -301,6 +367,13 @@ export type RestartAgentRequest = Message<"godel.v1.RestartAgentRequest"> & {
    * @generated from field: optional int64 expected_version = 2;
    */
   expectedVersion?: bigint | undefined;
+
+  /**
+   * Why, recorded with the transition (default "restarted through the API").
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
 };
 
 /**
@@ -308,7 +381,7 @@ export type RestartAgentRequest = Message<"godel.v1.RestartAgentRequest"> & {
  * Use `create(RestartAgentRequestSchema)` to create a new message.
  */
 export const RestartAgentRequestSchema: GenMessage<RestartAgentRequest> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 7);
+  messageDesc(file_godel_v1_agent_service, 9);
 
 /**
  * @generated from message godel.v1.PauseAgentRequest
@@ -339,7 +412,7 @@ export type PauseAgentRequest = Message<"godel.v1.PauseAgentRequest"> & {
  * Use `create(PauseAgentRequestSchema)` to create a new message.
  */
 export const PauseAgentRequestSchema: GenMessage<PauseAgentRequest> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 8);
+  messageDesc(file_godel_v1_agent_service, 10);
 
 /**
  * @generated from message godel.v1.ResumeAgentRequest
@@ -363,7 +436,7 @@ export type ResumeAgentRequest = Message<"godel.v1.ResumeAgentRequest"> & {
  * Use `create(ResumeAgentRequestSchema)` to create a new message.
  */
 export const ResumeAgentRequestSchema: GenMessage<ResumeAgentRequest> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 9);
+  messageDesc(file_godel_v1_agent_service, 11);
 
 /**
  * @generated from message godel.v1.GetAgentLogsRequest
@@ -397,7 +470,7 @@ export type GetAgentLogsRequest = Message<"godel.v1.GetAgentLogsRequest"> & {
  * Use `create(GetAgentLogsRequestSchema)` to create a new message.
  */
 export const GetAgentLogsRequestSchema: GenMessage<GetAgentLogsRequest> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 10);
+  messageDesc(file_godel_v1_agent_service, 12);
 
 /**
  * @generated from message godel.v1.GetAgentLogsResponse
@@ -419,7 +492,7 @@ export type GetAgentLogsResponse = Message<"godel.v1.GetAgentLogsResponse"> & {
  * Use `create(GetAgentLogsResponseSchema)` to create a new message.
  */
 export const GetAgentLogsResponseSchema: GenMessage<GetAgentLogsResponse> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 11);
+  messageDesc(file_godel_v1_agent_service, 13);
 
 /**
  * @generated from message godel.v1.StreamAgentLogsRequest
@@ -443,7 +516,7 @@ export type StreamAgentLogsRequest = Message<"godel.v1.StreamAgentLogsRequest"> 
  * Use `create(StreamAgentLogsRequestSchema)` to create a new message.
  */
 export const StreamAgentLogsRequestSchema: GenMessage<StreamAgentLogsRequest> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 12);
+  messageDesc(file_godel_v1_agent_service, 14);
 
 /**
  * One item of a log stream: a line, or a terminal status sent in-band
@@ -475,7 +548,7 @@ export type StreamAgentLogsResponse = Message<"godel.v1.StreamAgentLogsResponse"
  * Use `create(StreamAgentLogsResponseSchema)` to create a new message.
  */
 export const StreamAgentLogsResponseSchema: GenMessage<StreamAgentLogsResponse> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 13);
+  messageDesc(file_godel_v1_agent_service, 15);
 
 /**
  * Terminal message of a server stream.
@@ -501,7 +574,7 @@ export type StreamEnd = Message<"godel.v1.StreamEnd"> & {
  * Use `create(StreamEndSchema)` to create a new message.
  */
 export const StreamEndSchema: GenMessage<StreamEnd> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 14);
+  messageDesc(file_godel_v1_agent_service, 16);
 
 /**
  * @generated from message godel.v1.ListAgentEventsRequest
@@ -528,7 +601,7 @@ export type ListAgentEventsRequest = Message<"godel.v1.ListAgentEventsRequest"> 
  * Use `create(ListAgentEventsRequestSchema)` to create a new message.
  */
 export const ListAgentEventsRequestSchema: GenMessage<ListAgentEventsRequest> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 15);
+  messageDesc(file_godel_v1_agent_service, 17);
 
 /**
  * @generated from message godel.v1.ListAgentEventsResponse
@@ -550,7 +623,7 @@ export type ListAgentEventsResponse = Message<"godel.v1.ListAgentEventsResponse"
  * Use `create(ListAgentEventsResponseSchema)` to create a new message.
  */
 export const ListAgentEventsResponseSchema: GenMessage<ListAgentEventsResponse> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 16);
+  messageDesc(file_godel_v1_agent_service, 18);
 
 /**
  * @generated from message godel.v1.ListAgentTransitionsRequest
@@ -577,7 +650,7 @@ export type ListAgentTransitionsRequest = Message<"godel.v1.ListAgentTransitions
  * Use `create(ListAgentTransitionsRequestSchema)` to create a new message.
  */
 export const ListAgentTransitionsRequestSchema: GenMessage<ListAgentTransitionsRequest> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 17);
+  messageDesc(file_godel_v1_agent_service, 19);
 
 /**
  * @generated from message godel.v1.ListAgentTransitionsResponse
@@ -599,7 +672,7 @@ export type ListAgentTransitionsResponse = Message<"godel.v1.ListAgentTransition
  * Use `create(ListAgentTransitionsResponseSchema)` to create a new message.
  */
 export const ListAgentTransitionsResponseSchema: GenMessage<ListAgentTransitionsResponse> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 18);
+  messageDesc(file_godel_v1_agent_service, 20);
 
 /**
  * @generated from message godel.v1.ListAgentSessionsRequest
@@ -626,7 +699,7 @@ export type ListAgentSessionsRequest = Message<"godel.v1.ListAgentSessionsReques
  * Use `create(ListAgentSessionsRequestSchema)` to create a new message.
  */
 export const ListAgentSessionsRequestSchema: GenMessage<ListAgentSessionsRequest> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 19);
+  messageDesc(file_godel_v1_agent_service, 21);
 
 /**
  * @generated from message godel.v1.ListAgentSessionsResponse
@@ -648,7 +721,7 @@ export type ListAgentSessionsResponse = Message<"godel.v1.ListAgentSessionsRespo
  * Use `create(ListAgentSessionsResponseSchema)` to create a new message.
  */
 export const ListAgentSessionsResponseSchema: GenMessage<ListAgentSessionsResponse> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 20);
+  messageDesc(file_godel_v1_agent_service, 22);
 
 /**
  * @generated from message godel.v1.GetSessionRequest
@@ -665,7 +738,7 @@ export type GetSessionRequest = Message<"godel.v1.GetSessionRequest"> & {
  * Use `create(GetSessionRequestSchema)` to create a new message.
  */
 export const GetSessionRequestSchema: GenMessage<GetSessionRequest> = /*@__PURE__*/
-  messageDesc(file_godel_v1_agent_service, 21);
+  messageDesc(file_godel_v1_agent_service, 23);
 
 /**
  * Agents: spawn, inspect and control (spec §3.1 Agents).
@@ -814,6 +887,49 @@ export const AgentService: GenService<{
     methodKind: "unary";
     input: typeof ListAgentEventsRequestSchema;
     output: typeof ListAgentEventsResponseSchema;
+  },
+  /**
+   * Lists the workers connected to the replica that answers, with their free slots (who can run
+   * agents now). Callers: any role that may read agents; SystemService.GetDetailedHealth calls it
+   * with its own caller's credentials.
+   *
+   * @generated from rpc godel.v1.AgentService.ListWorkers
+   */
+  listWorkers: {
+    methodKind: "unary";
+    input: typeof ListWorkersRequestSchema;
+    output: typeof ListWorkersResponseSchema;
+  },
+  /**
+   * Dead letters of the agent service: records it quarantined (oldest first). Operators only.
+   *
+   * @generated from rpc godel.v1.AgentService.ListDeadLetters
+   */
+  listDeadLetters: {
+    methodKind: "unary";
+    input: typeof ListDeadLettersRequestSchema;
+    output: typeof ListDeadLettersResponseSchema;
+  },
+  /**
+   * Sends (outbox) or handles (consumer) a dead letter of the agent service again; it is removed
+   * when that succeeds. Operators only.
+   *
+   * @generated from rpc godel.v1.AgentService.RetryDeadLetter
+   */
+  retryDeadLetter: {
+    methodKind: "unary";
+    input: typeof RetryDeadLetterRequestSchema;
+    output: typeof RetryDeadLetterResponseSchema;
+  },
+  /**
+   * Discards a dead letter of the agent service. Operators only.
+   *
+   * @generated from rpc godel.v1.AgentService.DeleteDeadLetter
+   */
+  deleteDeadLetter: {
+    methodKind: "unary";
+    input: typeof DeleteDeadLetterRequestSchema;
+    output: typeof DeleteDeadLetterResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_godel_v1_agent_service, 0);

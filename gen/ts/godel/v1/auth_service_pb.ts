@@ -4,17 +4,19 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_godel_v1_access } from "./access_pb.js";
+import { file_godel_v1_limits } from "./limits_pb.js";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
-import type { Timestamp } from "@bufbuild/protobuf/wkt";
-import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { FieldMask, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_field_mask, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file godel/v1/auth_service.proto.
  */
 export const file_godel_v1_auth_service: GenFile = /*@__PURE__*/
-  fileDesc("Chtnb2RlbC92MS9hdXRoX3NlcnZpY2UucHJvdG8SCGdvZGVsLnYxIokCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZwcmVmaXgYAyABKAkSDAoEcm9sZRgEIAEoCRITCgtwZXJtaXNzaW9ucxgFIAMoCRIPCgd1c2VyX2lkGAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfdXNlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcmV2b2tlZBgKIAEoCCJhChNDcmVhdGVBcGlLZXlSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQISDAoEcm9sZRgCIAEoCRIXCg9leHBpcmVzX2luX2RheXMYAyABKAUSDwoHdXNlcl9pZBgEIAEoCSJJChRDcmVhdGVBcGlLZXlSZXNwb25zZRIhCgdhcGlfa2V5GAEgASgLMhAuZ29kZWwudjEuQXBpS2V5Eg4KBnNlY3JldBgCIAEoCSI7ChJMaXN0QXBpS2V5c1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkiUgoTTGlzdEFwaUtleXNSZXNwb25zZRIiCghhcGlfa2V5cxgBIAMoCzIQLmdvZGVsLnYxLkFwaUtleRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiJwoTUmV2b2tlQXBpS2V5UmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAiIpChNBdXRoZW50aWNhdGVSZXF1ZXN0EhIKCmNyZWRlbnRpYWwYASABKAkiWgoUQXV0aGVudGljYXRlUmVzcG9uc2USDwoHdXNlcl9pZBgBIAEoCRIOCgZrZXlfaWQYAiABKAkSDAoEcm9sZRgDIAEoCRITCgtwZXJtaXNzaW9ucxgEIAMoCSI+CgxMb2dpblJlcXVlc3QSFgoIdXNlcm5hbWUYASABKAlCBOJBAQISFgoIcGFzc3dvcmQYAiABKAlCBOJBAQIibAoNTG9naW5SZXNwb25zZRIUCgxhY2Nlc3NfdG9rZW4YASABKAkSFQoNcmVmcmVzaF90b2tlbhgCIAEoCRIuCgpleHBpcmVzX2F0GAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDKFBQoLQXV0aFNlcnZpY2USgAEKDENyZWF0ZUFwaUtleRIdLmdvZGVsLnYxLkNyZWF0ZUFwaUtleVJlcXVlc3QaHi5nb2RlbC52MS5DcmVhdGVBcGlLZXlSZXNwb25zZSIxgtPkkwIrOgEqWhM6ASoiDi9hcGkvYXV0aC9rZXlzIhEvYXBpL3YxL2F1dGgva2V5cxJ3CgtMaXN0QXBpS2V5cxIcLmdvZGVsLnYxLkxpc3RBcGlLZXlzUmVxdWVzdBodLmdvZGVsLnYxLkxpc3RBcGlLZXlzUmVzcG9uc2UiK4LT5JMCJVoQEg4vYXBpL2F1dGgva2V5cxIRL2FwaS92MS9hdXRoL2tleXMSigEKDFJldm9rZUFwaUtleRIdLmdvZGVsLnYxLlJldm9rZUFwaUtleVJlcXVlc3QaEC5nb2RlbC52MS5BcGlLZXkiSYLT5JMCQzoBKlofOgEqIhovYXBpL2F1dGgva2V5cy97aWR9L3Jldm9rZSIdL2FwaS92MS9hdXRoL2tleXMve2lkfS9yZXZva2USfgoMQXV0aGVudGljYXRlEh0uZ29kZWwudjEuQXV0aGVudGljYXRlUmVxdWVzdBoeLmdvZGVsLnYxLkF1dGhlbnRpY2F0ZVJlc3BvbnNlIi+C0+STAilaEhIQL2FwaS9hdXRoL3dob2FtaRITL2FwaS92MS9hdXRoL3dob2FtaRJtCgVMb2dpbhIWLmdvZGVsLnYxLkxvZ2luUmVxdWVzdBoXLmdvZGVsLnYxLkxvZ2luUmVzcG9uc2UiM4LT5JMCLToBKloUOgEqIg8vYXBpL2F1dGgvbG9naW4iEi9hcGkvdjEvYXV0aC9sb2dpbkIzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_timestamp]);
+  fileDesc("Chtnb2RlbC92MS9hdXRoX3NlcnZpY2UucHJvdG8SCGdvZGVsLnYxIqYCCgZBcGlLZXkSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZwcmVmaXgYAyABKAkSDAoEcm9sZRgEIAEoCRITCgtwZXJtaXNzaW9ucxgFIAMoCRIPCgd1c2VyX2lkGAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCmV4cGlyZXNfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjAKDGxhc3RfdXNlZF9hdBgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASDwoHcmV2b2tlZBgKIAEoCBIbChNyZXF1ZXN0c19wZXJfc2Vjb25kGAsgASgFIpUBChNDcmVhdGVBcGlLZXlSZXF1ZXN0EhkKBG5hbWUYASABKAlCC+JBAQLK8xgDCP8BEhQKBHJvbGUYAiABKAlCBsrzGAIIMhIXCg9leHBpcmVzX2luX2RheXMYAyABKAUSFwoHdXNlcl9pZBgEIAEoCUIGyvMYAghkEhsKE3JlcXVlc3RzX3Blcl9zZWNvbmQYBSABKAUiSQoUQ3JlYXRlQXBpS2V5UmVzcG9uc2USIQoHYXBpX2tleRgBIAEoCzIQLmdvZGVsLnYxLkFwaUtleRIOCgZzZWNyZXQYAiABKAkiOwoSTGlzdEFwaUtleXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlIKE0xpc3RBcGlLZXlzUmVzcG9uc2USIgoIYXBpX2tleXMYASADKAsyEC5nb2RlbC52MS5BcGlLZXkSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIi0KE1Jldm9rZUFwaUtleVJlcXVlc3QSFgoCaWQYASABKAlCCuJBAQLK8xgCCCQiKQoTQXV0aGVudGljYXRlUmVxdWVzdBISCgpjcmVkZW50aWFsGAEgASgJIt8BChRBdXRoZW50aWNhdGVSZXNwb25zZRIPCgd1c2VyX2lkGAEgASgJEg4KBmtleV9pZBgCIAEoCRIMCgRyb2xlGAMgASgJEhMKC3Blcm1pc3Npb25zGAQgAygJEhAKCHVzZXJuYW1lGAUgASgJEhAKCHRlYW1faWRzGAYgAygJEhIKCnNlc3Npb25faWQYByABKAkSLgoKZXhwaXJlc19hdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASGwoTcmVxdWVzdHNfcGVyX3NlY29uZBgJIAEoBSJECgxMb2dpblJlcXVlc3QSHAoIdXNlcm5hbWUYASABKAlCCuJBAQLK8xgCCEASFgoIcGFzc3dvcmQYAiABKAlCBOJBAQIiwgEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhUKDXJlZnJlc2hfdG9rZW4YAiABKAkSLgoKZXhwaXJlc19hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASNgoScmVmcmVzaF9leHBpcmVzX2F0GAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIcCgR1c2VyGAUgASgLMg4uZ29kZWwudjEuVXNlciIyChNSZWZyZXNoVG9rZW5SZXF1ZXN0EhsKDXJlZnJlc2hfdG9rZW4YASABKAlCBOJBAQIiLAoNTG9nb3V0UmVxdWVzdBIbCg1yZWZyZXNoX3Rva2VuGAEgASgJQgTiQQECIhAKDkxvZ291dFJlc3BvbnNlIpUCCgRVc2VyEhAKAmlkGAEgASgJQgTiQQEDEhgKCHVzZXJuYW1lGAIgASgJQgbK8xgCCEASHQoMZGlzcGxheV9uYW1lGAMgASgJQgfK8xgDCP8BEhQKBHJvbGUYBCABKAlCBsrzGAIIMhIQCghkaXNhYmxlZBgFIAEoCBIWCgh0ZWFtX2lkcxgGIAMoCUIE4kEBAxI0CgpjcmVhdGVkX2F0GAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxI0Cgp1cGRhdGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIE4kEBAxIWCghwYXNzd29yZBgJIAEoCUIE4kEBBCJ+ChFDcmVhdGVVc2VyUmVxdWVzdBIcCgh1c2VybmFtZRgBIAEoCUIK4kEBAsrzGAIIQBIWCghwYXNzd29yZBgCIAEoCUIE4kEBAhIUCgRyb2xlGAMgASgJQgbK8xgCCDISHQoMZGlzcGxheV9uYW1lGAQgASgJQgfK8xgDCP8BIlMKEExpc3RVc2Vyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSGAoIdXNlcm5hbWUYAyABKAlCBsrzGAIIQCJLChFMaXN0VXNlcnNSZXNwb25zZRIdCgV1c2VycxgBIAMoCzIOLmdvZGVsLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJImgKEVVwZGF0ZVVzZXJSZXF1ZXN0EiIKBHVzZXIYASABKAsyDi5nb2RlbC52MS5Vc2VyQgTiQQECEi8KC3VwZGF0ZV9tYXNrGAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLkZpZWxkTWFzayJoCghVc2VyVGVhbRIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEhIKCm1lbWJlcl9pZHMYAyADKAkSLgoKY3JlYXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiTQoVQ3JlYXRlVXNlclRlYW1SZXF1ZXN0EhgKBG5hbWUYASABKAlCCuJBAQLK8xgCCGQSGgoKbWVtYmVyX2lkcxgCIAMoCUIGyvMYAggkIj0KFExpc3RVc2VyVGVhbXNSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBRISCgpwYWdlX3Rva2VuGAIgASgJIlMKFUxpc3RVc2VyVGVhbXNSZXNwb25zZRIhCgV0ZWFtcxgBIAMoCzISLmdvZGVsLnYxLlVzZXJUZWFtEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJUChhBZGRVc2VyVGVhbU1lbWJlclJlcXVlc3QSGwoHdGVhbV9pZBgBIAEoCUIK4kEBAsrzGAIIJBIbCgd1c2VyX2lkGAIgASgJQgriQQECyvMYAggkIlcKG1JlbW92ZVVzZXJUZWFtTWVtYmVyUmVxdWVzdBIbCgd0ZWFtX2lkGAEgASgJQgriQQECyvMYAggkEhsKB3VzZXJfaWQYAiABKAlCCuJBAQLK8xgCCCQypxAKC0F1dGhTZXJ2aWNlEpMBCgxDcmVhdGVBcGlLZXkSHS5nb2RlbC52MS5DcmVhdGVBcGlLZXlSZXF1ZXN0Gh4uZ29kZWwudjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2UiRMLzGA8KA2tleRIGY3JlYXRlGAOC0+STAis6ASpaEzoBKiIOL2FwaS9hdXRoL2tleXMiES9hcGkvdjEvYXV0aC9rZXlzEogBCgtMaXN0QXBpS2V5cxIcLmdvZGVsLnYxLkxpc3RBcGlLZXlzUmVxdWVzdBodLmdvZGVsLnYxLkxpc3RBcGlLZXlzUmVzcG9uc2UiPMLzGA0KA2tleRIEcmVhZBgDgtPkkwIlWhASDi9hcGkvYXV0aC9rZXlzEhEvYXBpL3YxL2F1dGgva2V5cxKdAQoMUmV2b2tlQXBpS2V5Eh0uZ29kZWwudjEuUmV2b2tlQXBpS2V5UmVxdWVzdBoQLmdvZGVsLnYxLkFwaUtleSJcwvMYDwoDa2V5EgZ1cGRhdGUYA4LT5JMCQzoBKlofOgEqIhovYXBpL2F1dGgva2V5cy97aWR9L3Jldm9rZSIdL2FwaS92MS9hdXRoL2tleXMve2lkfS9yZXZva2UShAEKDEF1dGhlbnRpY2F0ZRIdLmdvZGVsLnYxLkF1dGhlbnRpY2F0ZVJlcXVlc3QaHi5nb2RlbC52MS5BdXRoZW50aWNhdGVSZXNwb25zZSI1wvMYAiABgtPkkwIpWhISEC9hcGkvYXV0aC93aG9hbWkSEy9hcGkvdjEvYXV0aC93aG9hbWkScwoFTG9naW4SFi5nb2RlbC52MS5Mb2dpblJlcXVlc3QaFy5nb2RlbC52MS5Mb2dpblJlc3BvbnNlIjnC8xgCIAGC0+STAi06ASpaFDoBKiIPL2FwaS9hdXRoL2xvZ2luIhIvYXBpL3YxL2F1dGgvbG9naW4ShQEKDFJlZnJlc2hUb2tlbhIdLmdvZGVsLnYxLlJlZnJlc2hUb2tlblJlcXVlc3QaFy5nb2RlbC52MS5Mb2dpblJlc3BvbnNlIj3C8xgCIAGC0+STAjE6ASpaFjoBKiIRL2FwaS9hdXRoL3JlZnJlc2giFC9hcGkvdjEvYXV0aC9yZWZyZXNoEngKBkxvZ291dBIXLmdvZGVsLnYxLkxvZ291dFJlcXVlc3QaGC5nb2RlbC52MS5Mb2dvdXRSZXNwb25zZSI7wvMYAiABgtPkkwIvOgEqWhU6ASoiEC9hcGkvYXV0aC9sb2dvdXQiEy9hcGkvdjEvYXV0aC9sb2dvdXQSggEKCkNyZWF0ZVVzZXISGy5nb2RlbC52MS5DcmVhdGVVc2VyUmVxdWVzdBoOLmdvZGVsLnYxLlVzZXIiR8LzGBAKBHVzZXISBmNyZWF0ZRgDgtPkkwItOgEqWhQ6ASoiDy9hcGkvYXV0aC91c2VycyISL2FwaS92MS9hdXRoL3VzZXJzEoUBCglMaXN0VXNlcnMSGi5nb2RlbC52MS5MaXN0VXNlcnNSZXF1ZXN0GhsuZ29kZWwudjEuTGlzdFVzZXJzUmVzcG9uc2UiP8LzGA4KBHVzZXISBHJlYWQYA4LT5JMCJ1oREg8vYXBpL2F1dGgvdXNlcnMSEi9hcGkvdjEvYXV0aC91c2VycxKcAQoKVXBkYXRlVXNlchIbLmdvZGVsLnYxLlVwZGF0ZVVzZXJSZXF1ZXN0Gg4uZ29kZWwudjEuVXNlciJhwvMYEAoEdXNlchIGdXBkYXRlGAOC0+STAkc6BHVzZXJaIToEdXNlcjIZL2FwaS9hdXRoL3VzZXJzL3t1c2VyLmlkfTIcL2FwaS92MS9hdXRoL3VzZXJzL3t1c2VyLmlkfRKOAQoOQ3JlYXRlVXNlclRlYW0SHy5nb2RlbC52MS5DcmVhdGVVc2VyVGVhbVJlcXVlc3QaEi5nb2RlbC52MS5Vc2VyVGVhbSJHwvMYEAoEdXNlchIGY3JlYXRlGAOC0+STAi06ASpaFDoBKiIPL2FwaS9hdXRoL3RlYW1zIhIvYXBpL3YxL2F1dGgvdGVhbXMSkQEKDUxpc3RVc2VyVGVhbXMSHi5nb2RlbC52MS5MaXN0VXNlclRlYW1zUmVxdWVzdBofLmdvZGVsLnYxLkxpc3RVc2VyVGVhbXNSZXNwb25zZSI/wvMYDgoEdXNlchIEcmVhZBgDgtPkkwInWhESDy9hcGkvYXV0aC90ZWFtcxISL2FwaS92MS9hdXRoL3RlYW1zErgBChFBZGRVc2VyVGVhbU1lbWJlchIiLmdvZGVsLnYxLkFkZFVzZXJUZWFtTWVtYmVyUmVxdWVzdBoSLmdvZGVsLnYxLlVzZXJUZWFtImvC8xgQCgR1c2VyEgZ1cGRhdGUYA4LT5JMCUToBKlomOgEqIiEvYXBpL2F1dGgvdGVhbXMve3RlYW1faWR9L21lbWJlcnMiJC9hcGkvdjEvYXV0aC90ZWFtcy97dGVhbV9pZH0vbWVtYmVycxLMAQoUUmVtb3ZlVXNlclRlYW1NZW1iZXISJS5nb2RlbC52MS5SZW1vdmVVc2VyVGVhbU1lbWJlclJlcXVlc3QaEi5nb2RlbC52MS5Vc2VyVGVhbSJ5wvMYEAoEdXNlchIGdXBkYXRlGAOC0+STAl9aLSorL2FwaS9hdXRoL3RlYW1zL3t0ZWFtX2lkfS9tZW1iZXJzL3t1c2VyX2lkfSouL2FwaS92MS9hdXRoL3RlYW1zL3t0ZWFtX2lkfS9tZW1iZXJzL3t1c2VyX2lkfUIzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_godel_v1_access, file_godel_v1_limits, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_field_mask, file_google_protobuf_timestamp]);
 
 /**
  * An API key's public record (the secret is never stored or returned again).
@@ -77,6 +79,14 @@ export type ApiKey = Message<"godel.v1.ApiKey"> & {
    * @generated from field: bool revoked = 10;
    */
   revoked: boolean;
+
+  /**
+   * Requests per second this key may make to each service process (0 = the server's default,
+   * GODEL_RATE_LIMIT_PER_KEY).
+   *
+   * @generated from field: int32 requests_per_second = 11;
+   */
+  requestsPerSecond: number;
 };
 
 /**
@@ -110,9 +120,19 @@ export type CreateApiKeyRequest = Message<"godel.v1.CreateApiKeyRequest"> & {
   expiresInDays: number;
 
   /**
+   * The user the key belongs to (default: the caller's user). The key's role may not exceed the
+   * user's.
+   *
    * @generated from field: string user_id = 4;
    */
   userId: string;
+
+  /**
+   * Requests per second the key may make to each service process (0 = the server's default).
+   *
+   * @generated from field: int32 requests_per_second = 5;
+   */
+  requestsPerSecond: number;
 };
 
 /**
@@ -236,6 +256,8 @@ export type AuthenticateResponse = Message<"godel.v1.AuthenticateResponse"> & {
   userId: string;
 
   /**
+   * The API key's id; empty for an access token.
+   *
    * @generated from field: string key_id = 2;
    */
   keyId: string;
@@ -249,6 +271,39 @@ export type AuthenticateResponse = Message<"godel.v1.AuthenticateResponse"> & {
    * @generated from field: repeated string permissions = 4;
    */
   permissions: string[];
+
+  /**
+   * @generated from field: string username = 5;
+   */
+  username: string;
+
+  /**
+   * The user teams the user belongs to.
+   *
+   * @generated from field: repeated string team_ids = 6;
+   */
+  teamIds: string[];
+
+  /**
+   * The session of an access token; empty for an API key.
+   *
+   * @generated from field: string session_id = 7;
+   */
+  sessionId: string;
+
+  /**
+   * When the credential expires (unset: never).
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 8;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * The key's own rate limit (0 = the server's default).
+   *
+   * @generated from field: int32 requests_per_second = 9;
+   */
+  requestsPerSecond: number;
 };
 
 /**
@@ -285,11 +340,15 @@ export const LoginRequestSchema: GenMessage<LoginRequest> = /*@__PURE__*/
  */
 export type LoginResponse = Message<"godel.v1.LoginResponse"> & {
   /**
+   * A JWT, sent as `Authorization: Bearer <access_token>` until `expires_at`.
+   *
    * @generated from field: string access_token = 1;
    */
   accessToken: string;
 
   /**
+   * Opaque "godel_rt_..."; exchange it with RefreshToken before `refresh_expires_at`.
+   *
    * @generated from field: string refresh_token = 2;
    */
   refreshToken: string;
@@ -298,6 +357,16 @@ export type LoginResponse = Message<"godel.v1.LoginResponse"> & {
    * @generated from field: google.protobuf.Timestamp expires_at = 3;
    */
   expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp refresh_expires_at = 4;
+   */
+  refreshExpiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: godel.v1.User user = 5;
+   */
+  user?: User | undefined;
 };
 
 /**
@@ -308,7 +377,391 @@ export const LoginResponseSchema: GenMessage<LoginResponse> = /*@__PURE__*/
   messageDesc(file_godel_v1_auth_service, 9);
 
 /**
+ * @generated from message godel.v1.RefreshTokenRequest
+ */
+export type RefreshTokenRequest = Message<"godel.v1.RefreshTokenRequest"> & {
+  /**
+   * @generated from field: string refresh_token = 1;
+   */
+  refreshToken: string;
+};
+
+/**
+ * Describes the message godel.v1.RefreshTokenRequest.
+ * Use `create(RefreshTokenRequestSchema)` to create a new message.
+ */
+export const RefreshTokenRequestSchema: GenMessage<RefreshTokenRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_auth_service, 10);
+
+/**
+ * @generated from message godel.v1.LogoutRequest
+ */
+export type LogoutRequest = Message<"godel.v1.LogoutRequest"> & {
+  /**
+   * @generated from field: string refresh_token = 1;
+   */
+  refreshToken: string;
+};
+
+/**
+ * Describes the message godel.v1.LogoutRequest.
+ * Use `create(LogoutRequestSchema)` to create a new message.
+ */
+export const LogoutRequestSchema: GenMessage<LogoutRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_auth_service, 11);
+
+/**
+ * @generated from message godel.v1.LogoutResponse
+ */
+export type LogoutResponse = Message<"godel.v1.LogoutResponse"> & {
+};
+
+/**
+ * Describes the message godel.v1.LogoutResponse.
+ * Use `create(LogoutResponseSchema)` to create a new message.
+ */
+export const LogoutResponseSchema: GenMessage<LogoutResponse> = /*@__PURE__*/
+  messageDesc(file_godel_v1_auth_service, 12);
+
+/**
+ * A person (or service account) who logs in with a password and owns API keys.
+ *
+ * @generated from message godel.v1.User
+ */
+export type User = Message<"godel.v1.User"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Lower-case letters, digits, `.`, `_` and `-`; 1-64 characters; unique.
+   *
+   * @generated from field: string username = 2;
+   */
+  username: string;
+
+  /**
+   * @generated from field: string display_name = 3;
+   */
+  displayName: string;
+
+  /**
+   * Role name: admin, operator, developer, viewer.
+   *
+   * @generated from field: string role = 4;
+   */
+  role: string;
+
+  /**
+   * A disabled user cannot log in, and their tokens and keys stop working.
+   *
+   * @generated from field: bool disabled = 5;
+   */
+  disabled: boolean;
+
+  /**
+   * The user teams the user belongs to.
+   *
+   * @generated from field: repeated string team_ids = 6;
+   */
+  teamIds: string[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 7;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp updated_at = 8;
+   */
+  updatedAt?: Timestamp | undefined;
+
+  /**
+   * A new password (UpdateUser); never returned.
+   *
+   * @generated from field: string password = 9;
+   */
+  password: string;
+};
+
+/**
+ * Describes the message godel.v1.User.
+ * Use `create(UserSchema)` to create a new message.
+ */
+export const UserSchema: GenMessage<User> = /*@__PURE__*/
+  messageDesc(file_godel_v1_auth_service, 13);
+
+/**
+ * @generated from message godel.v1.CreateUserRequest
+ */
+export type CreateUserRequest = Message<"godel.v1.CreateUserRequest"> & {
+  /**
+   * @generated from field: string username = 1;
+   */
+  username: string;
+
+  /**
+   * At least 12 characters.
+   *
+   * @generated from field: string password = 2;
+   */
+  password: string;
+
+  /**
+   * Default "developer".
+   *
+   * @generated from field: string role = 3;
+   */
+  role: string;
+
+  /**
+   * @generated from field: string display_name = 4;
+   */
+  displayName: string;
+};
+
+/**
+ * Describes the message godel.v1.CreateUserRequest.
+ * Use `create(CreateUserRequestSchema)` to create a new message.
+ */
+export const CreateUserRequestSchema: GenMessage<CreateUserRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_auth_service, 14);
+
+/**
+ * @generated from message godel.v1.ListUsersRequest
+ */
+export type ListUsersRequest = Message<"godel.v1.ListUsersRequest"> & {
+  /**
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only the user with this username.
+   *
+   * @generated from field: string username = 3;
+   */
+  username: string;
+};
+
+/**
+ * Describes the message godel.v1.ListUsersRequest.
+ * Use `create(ListUsersRequestSchema)` to create a new message.
+ */
+export const ListUsersRequestSchema: GenMessage<ListUsersRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_auth_service, 15);
+
+/**
+ * @generated from message godel.v1.ListUsersResponse
+ */
+export type ListUsersResponse = Message<"godel.v1.ListUsersResponse"> & {
+  /**
+   * @generated from field: repeated godel.v1.User users = 1;
+   */
+  users: User[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message godel.v1.ListUsersResponse.
+ * Use `create(ListUsersResponseSchema)` to create a new message.
+ */
+export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE__*/
+  messageDesc(file_godel_v1_auth_service, 16);
+
+/**
+ * @generated from message godel.v1.UpdateUserRequest
+ */
+export type UpdateUserRequest = Message<"godel.v1.UpdateUserRequest"> & {
+  /**
+   * The user with its id and the new values.
+   *
+   * @generated from field: godel.v1.User user = 1;
+   */
+  user?: User | undefined;
+
+  /**
+   * Fields of `user` to update (display_name, role, disabled, password); empty = the fields
+   * that are set in `user`.
+   *
+   * @generated from field: google.protobuf.FieldMask update_mask = 2;
+   */
+  updateMask?: FieldMask | undefined;
+};
+
+/**
+ * Describes the message godel.v1.UpdateUserRequest.
+ * Use `create(UpdateUserRequestSchema)` to create a new message.
+ */
+export const UpdateUserRequestSchema: GenMessage<UpdateUserRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_auth_service, 17);
+
+/**
+ * A group of users. Objects owned by one member are shared with the others through permissions
+ * of scope `team`.
+ *
+ * @generated from message godel.v1.UserTeam
+ */
+export type UserTeam = Message<"godel.v1.UserTeam"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Unique; 1-100 characters.
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: repeated string member_ids = 3;
+   */
+  memberIds: string[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 4;
+   */
+  createdAt?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message godel.v1.UserTeam.
+ * Use `create(UserTeamSchema)` to create a new message.
+ */
+export const UserTeamSchema: GenMessage<UserTeam> = /*@__PURE__*/
+  messageDesc(file_godel_v1_auth_service, 18);
+
+/**
+ * @generated from message godel.v1.CreateUserTeamRequest
+ */
+export type CreateUserTeamRequest = Message<"godel.v1.CreateUserTeamRequest"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * Users (ids) to add at once.
+   *
+   * @generated from field: repeated string member_ids = 2;
+   */
+  memberIds: string[];
+};
+
+/**
+ * Describes the message godel.v1.CreateUserTeamRequest.
+ * Use `create(CreateUserTeamRequestSchema)` to create a new message.
+ */
+export const CreateUserTeamRequestSchema: GenMessage<CreateUserTeamRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_auth_service, 19);
+
+/**
+ * @generated from message godel.v1.ListUserTeamsRequest
+ */
+export type ListUserTeamsRequest = Message<"godel.v1.ListUserTeamsRequest"> & {
+  /**
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message godel.v1.ListUserTeamsRequest.
+ * Use `create(ListUserTeamsRequestSchema)` to create a new message.
+ */
+export const ListUserTeamsRequestSchema: GenMessage<ListUserTeamsRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_auth_service, 20);
+
+/**
+ * @generated from message godel.v1.ListUserTeamsResponse
+ */
+export type ListUserTeamsResponse = Message<"godel.v1.ListUserTeamsResponse"> & {
+  /**
+   * @generated from field: repeated godel.v1.UserTeam teams = 1;
+   */
+  teams: UserTeam[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message godel.v1.ListUserTeamsResponse.
+ * Use `create(ListUserTeamsResponseSchema)` to create a new message.
+ */
+export const ListUserTeamsResponseSchema: GenMessage<ListUserTeamsResponse> = /*@__PURE__*/
+  messageDesc(file_godel_v1_auth_service, 21);
+
+/**
+ * @generated from message godel.v1.AddUserTeamMemberRequest
+ */
+export type AddUserTeamMemberRequest = Message<"godel.v1.AddUserTeamMemberRequest"> & {
+  /**
+   * @generated from field: string team_id = 1;
+   */
+  teamId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message godel.v1.AddUserTeamMemberRequest.
+ * Use `create(AddUserTeamMemberRequestSchema)` to create a new message.
+ */
+export const AddUserTeamMemberRequestSchema: GenMessage<AddUserTeamMemberRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_auth_service, 22);
+
+/**
+ * @generated from message godel.v1.RemoveUserTeamMemberRequest
+ */
+export type RemoveUserTeamMemberRequest = Message<"godel.v1.RemoveUserTeamMemberRequest"> & {
+  /**
+   * @generated from field: string team_id = 1;
+   */
+  teamId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+};
+
+/**
+ * Describes the message godel.v1.RemoveUserTeamMemberRequest.
+ * Use `create(RemoveUserTeamMemberRequestSchema)` to create a new message.
+ */
+export const RemoveUserTeamMemberRequestSchema: GenMessage<RemoveUserTeamMemberRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_auth_service, 23);
+
+/**
  * Users, API keys and tokens (spec §3.4, §6.1).
+ *
+ * A user logs in with a password (stored as an argon2id hash) and gets a short-lived JWT access
+ * token and a refresh token; both are bearer credentials (`Authorization: Bearer <token>`), like
+ * API keys, which belong to a user too. User teams (groups of users, not the agent teams of
+ * TeamService) give the `team` scope of permissions its meaning.
  *
  * @generated from service godel.v1.AuthService
  */
@@ -350,7 +803,8 @@ export const AuthService: GenService<{
     output: typeof AuthenticateResponseSchema;
   },
   /**
-   * Exchanges credentials for a JWT bearer token.
+   * Exchanges a username and password for a JWT access token and a refresh token. Also sets an
+   * HttpOnly cookie `godel_token` with the access token, for browsers' WebSocket (/events).
    *
    * @generated from rpc godel.v1.AuthService.Login
    */
@@ -358,6 +812,91 @@ export const AuthService: GenService<{
     methodKind: "unary";
     input: typeof LoginRequestSchema;
     output: typeof LoginResponseSchema;
+  },
+  /**
+   * Exchanges a refresh token for a new access token and a new refresh token (the old one stops
+   * working: presenting a used refresh token again revokes its whole session).
+   *
+   * @generated from rpc godel.v1.AuthService.RefreshToken
+   */
+  refreshToken: {
+    methodKind: "unary";
+    input: typeof RefreshTokenRequestSchema;
+    output: typeof LoginResponseSchema;
+  },
+  /**
+   * Ends the session of a refresh token: the refresh token and the access tokens issued with it
+   * stop working (open streams they opened are closed within seconds).
+   *
+   * @generated from rpc godel.v1.AuthService.Logout
+   */
+  logout: {
+    methodKind: "unary";
+    input: typeof LogoutRequestSchema;
+    output: typeof LogoutResponseSchema;
+  },
+  /**
+   * Creates a user with a password (admins only).
+   *
+   * @generated from rpc godel.v1.AuthService.CreateUser
+   */
+  createUser: {
+    methodKind: "unary";
+    input: typeof CreateUserRequestSchema;
+    output: typeof UserSchema;
+  },
+  /**
+   * @generated from rpc godel.v1.AuthService.ListUsers
+   */
+  listUsers: {
+    methodKind: "unary";
+    input: typeof ListUsersRequestSchema;
+    output: typeof ListUsersResponseSchema;
+  },
+  /**
+   * Updates the fields named in update_mask: display_name, role, disabled, password. Disabling a
+   * user (or changing the password) ends their sessions; a disabled user's keys stop working.
+   *
+   * @generated from rpc godel.v1.AuthService.UpdateUser
+   */
+  updateUser: {
+    methodKind: "unary";
+    input: typeof UpdateUserRequestSchema;
+    output: typeof UserSchema;
+  },
+  /**
+   * Creates a user team (a group of users; permissions of scope `team` reach its members' objects).
+   *
+   * @generated from rpc godel.v1.AuthService.CreateUserTeam
+   */
+  createUserTeam: {
+    methodKind: "unary";
+    input: typeof CreateUserTeamRequestSchema;
+    output: typeof UserTeamSchema;
+  },
+  /**
+   * @generated from rpc godel.v1.AuthService.ListUserTeams
+   */
+  listUserTeams: {
+    methodKind: "unary";
+    input: typeof ListUserTeamsRequestSchema;
+    output: typeof ListUserTeamsResponseSchema;
+  },
+  /**
+   * @generated from rpc godel.v1.AuthService.AddUserTeamMember
+   */
+  addUserTeamMember: {
+    methodKind: "unary";
+    input: typeof AddUserTeamMemberRequestSchema;
+    output: typeof UserTeamSchema;
+  },
+  /**
+   * @generated from rpc godel.v1.AuthService.RemoveUserTeamMember
+   */
+  removeUserTeamMember: {
+    methodKind: "unary";
+    input: typeof RemoveUserTeamMemberRequestSchema;
+    output: typeof UserTeamSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_godel_v1_auth_service, 0);

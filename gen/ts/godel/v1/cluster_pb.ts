@@ -12,7 +12,77 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/cluster.proto.
  */
 export const file_godel_v1_cluster: GenFile = /*@__PURE__*/
-  fileDesc("ChZnb2RlbC92MS9jbHVzdGVyLnByb3RvEghnb2RlbC52MSLFAwoHQ2x1c3RlchIKCgJpZBgBIAEoCRIMCgRuYW1lGAIgASgJEg4KBnJlZ2lvbhgDIAEoCRIQCghlbmRwb2ludBgEIAEoCRITCgthcGlfdmVyc2lvbhgFIAEoCRInCgZzdGF0dXMYBiABKA4yFy5nb2RlbC52MS5DbHVzdGVyU3RhdHVzEhQKDGhlYWx0aF9zY29yZRgHIAEoBRIyCg5sYXN0X2hlYXJ0YmVhdBgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEgoKbWF4X2FnZW50cxgJIAEoBRIWCg5jdXJyZW50X2FnZW50cxgKIAEoBRITCgtsb2FkX2ZhY3RvchgLIAEoARIQCghmZWF0dXJlcxgMIAMoCRIYChBzdXBwb3J0ZWRfbW9kZWxzGA0gAygJEikKCG1ldGFkYXRhGA4gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIuCgpjcmVhdGVkX2F0GA8gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GBAgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCqgAQoNQ2x1c3RlclN0YXR1cxIeChpDTFVTVEVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUNMVVNURVJfU1RBVFVTX09OTElORRABEhsKF0NMVVNURVJfU1RBVFVTX0RFR1JBREVEEAISGgoWQ0xVU1RFUl9TVEFUVVNfT0ZGTElORRADEhsKF0NMVVNURVJfU1RBVFVTX0RSQUlOSU5HEARCM1oxZ2l0aHViLmNvbS9nb2RlbC1haS9nb2RlbC9nZW4vZ28vZ29kZWwvdjE7Z29kZWx2MWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChZnb2RlbC92MS9jbHVzdGVyLnByb3RvEghnb2RlbC52MSLRAQoNQ2x1c3RlckhlYWx0aBIUCgxjb25uZWN0aXZpdHkYASABKAESEgoKbGF0ZW5jeV9tcxgCIAEoARISCgplcnJvcl9yYXRlGAMgASgBEhAKCGNhcGFjaXR5GAQgASgBEhEKCWZyZXNobmVzcxgFIAEoARIOCgZwcm9iZXMYBiABKAUSMwoPbGFzdF9wcm9iZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIYChBsYXN0X3Byb2JlX2Vycm9yGAggASgJIv0DCgdDbHVzdGVyEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSDgoGcmVnaW9uGAMgASgJEhAKCGVuZHBvaW50GAQgASgJEhMKC2FwaV92ZXJzaW9uGAUgASgJEicKBnN0YXR1cxgGIAEoDjIXLmdvZGVsLnYxLkNsdXN0ZXJTdGF0dXMSFAoMaGVhbHRoX3Njb3JlGAcgASgFEjIKDmxhc3RfaGVhcnRiZWF0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBISCgptYXhfYWdlbnRzGAkgASgFEhYKDmN1cnJlbnRfYWdlbnRzGAogASgFEhMKC2xvYWRfZmFjdG9yGAsgASgBEhAKCGZlYXR1cmVzGAwgAygJEhgKEHN1cHBvcnRlZF9tb2RlbHMYDSADKAkSKQoIbWV0YWRhdGEYDiABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0Ei4KCmNyZWF0ZWRfYXQYDyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnVwZGF0ZWRfYXQYECABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBmhlYWx0aBgRIAEoCzIXLmdvZGVsLnYxLkNsdXN0ZXJIZWFsdGgSDQoFbG9jYWwYEiABKAgiagoPQ2x1c3RlckFmZmluaXR5EhIKCnNlc3Npb25faWQYASABKAkSEgoKY2x1c3Rlcl9pZBgCIAEoCRIvCgtleHBpcmVfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAqoAEKDUNsdXN0ZXJTdGF0dXMSHgoaQ0xVU1RFUl9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVDTFVTVEVSX1NUQVRVU19PTkxJTkUQARIbChdDTFVTVEVSX1NUQVRVU19ERUdSQURFRBACEhoKFkNMVVNURVJfU1RBVFVTX09GRkxJTkUQAxIbChdDTFVTVEVSX1NUQVRVU19EUkFJTklORxAEKpACChNMb2FkQmFsYW5jZVN0cmF0ZWd5EiUKIUxPQURfQkFMQU5DRV9TVFJBVEVHWV9VTlNQRUNJRklFRBAAEiUKIUxPQURfQkFMQU5DRV9TVFJBVEVHWV9ST1VORF9ST0JJThABEisKJ0xPQURfQkFMQU5DRV9TVFJBVEVHWV9MRUFTVF9DT05ORUNUSU9OUxACEjAKLExPQURfQkFMQU5DRV9TVFJBVEVHWV9XRUlHSFRFRF9SRVNQT05TRV9USU1FEAMSJgoiTE9BRF9CQUxBTkNFX1NUUkFURUdZX0hFQUxUSF9TQ09SRRAEEiQKIExPQURfQkFMQU5DRV9TVFJBVEVHWV9HRU9HUkFQSElDEAVCM1oxZ2l0aHViLmNvbS9nb2RlbC1haS9nb2RlbC9nZW4vZ28vZ29kZWwvdjE7Z29kZWx2MWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+
+/**
+ * What the registry observed of a cluster, and what its health score is computed from
+ * (spec §4.2 HealthFactors): score = 100 * (0.25 connectivity + 0.20 (1 - latency / max latency)
+ * + 0.25 (1 - error rate) + 0.20 capacity + 0.10 freshness).
+ *
+ * @generated from message godel.v1.ClusterHealth
+ */
+export type ClusterHealth = Message<"godel.v1.ClusterHealth"> & {
+  /**
+   * Share of the registry's recent probes of the cluster's gateway that reached it, 0-1.
+   *
+   * @generated from field: double connectivity = 1;
+   */
+  connectivity: number;
+
+  /**
+   * Mean latency of the recent probes that reached it, in milliseconds.
+   *
+   * @generated from field: double latency_ms = 2;
+   */
+  latencyMs: number;
+
+  /**
+   * Share of the probes that reached it whose answer was an error or not healthy, 0-1.
+   *
+   * @generated from field: double error_rate = 3;
+   */
+  errorRate: number;
+
+  /**
+   * Free share of its agent slots, 0-1 (0 when it reports none: max_agents 0).
+   *
+   * @generated from field: double capacity = 4;
+   */
+  capacity: number;
+
+  /**
+   * Heartbeat recency, 1 within the heartbeat interval falling to 0 at the offline timeout.
+   *
+   * @generated from field: double freshness = 5;
+   */
+  freshness: number;
+
+  /**
+   * Probes the factors are computed from (the most recent ones).
+   *
+   * @generated from field: int32 probes = 6;
+   */
+  probes: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp last_probe_time = 7;
+   */
+  lastProbeTime?: Timestamp | undefined;
+
+  /**
+   * Why the last probe failed; empty when it succeeded.
+   *
+   * @generated from field: string last_probe_error = 8;
+   */
+  lastProbeError: string;
+};
+
+/**
+ * Describes the message godel.v1.ClusterHealth.
+ * Use `create(ClusterHealthSchema)` to create a new message.
+ */
+export const ClusterHealthSchema: GenMessage<ClusterHealth> = /*@__PURE__*/
+  messageDesc(file_godel_v1_cluster, 0);
 
 /**
  * A member cluster of the federation (spec §4.2 ClusterRegistry, §2.4 clusters).
@@ -51,7 +121,7 @@ export type Cluster = Message<"godel.v1.Cluster"> & {
   status: ClusterStatus;
 
   /**
-   * 0-100.
+   * 0-100, computed by the registry from `health` (never taken from the cluster).
    *
    * @generated from field: int32 health_score = 7;
    */
@@ -103,6 +173,20 @@ export type Cluster = Message<"godel.v1.Cluster"> & {
    * @generated from field: google.protobuf.Timestamp updated_at = 16;
    */
   updatedAt?: Timestamp | undefined;
+
+  /**
+   * What the score was computed from.
+   *
+   * @generated from field: godel.v1.ClusterHealth health = 17;
+   */
+  health?: ClusterHealth | undefined;
+
+  /**
+   * This is the cluster of the registry that answers.
+   *
+   * @generated from field: bool local = 18;
+   */
+  local: boolean;
 };
 
 /**
@@ -110,7 +194,39 @@ export type Cluster = Message<"godel.v1.Cluster"> & {
  * Use `create(ClusterSchema)` to create a new message.
  */
 export const ClusterSchema: GenMessage<Cluster> = /*@__PURE__*/
-  messageDesc(file_godel_v1_cluster, 0);
+  messageDesc(file_godel_v1_cluster, 1);
+
+/**
+ * A session bound to a cluster: RouteRequest sends the session there while it is eligible
+ * (spec §4.2 MultiClusterLoadBalancer affinity).
+ *
+ * @generated from message godel.v1.ClusterAffinity
+ */
+export type ClusterAffinity = Message<"godel.v1.ClusterAffinity"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * @generated from field: string cluster_id = 2;
+   */
+  clusterId: string;
+
+  /**
+   * When the binding lapses unless the session is routed (or set) again.
+   *
+   * @generated from field: google.protobuf.Timestamp expire_time = 3;
+   */
+  expireTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message godel.v1.ClusterAffinity.
+ * Use `create(ClusterAffinitySchema)` to create a new message.
+ */
+export const ClusterAffinitySchema: GenMessage<ClusterAffinity> = /*@__PURE__*/
+  messageDesc(file_godel_v1_cluster, 2);
 
 /**
  * Federation health of a cluster.
@@ -149,4 +265,61 @@ export enum ClusterStatus {
  */
 export const ClusterStatusSchema: GenEnum<ClusterStatus> = /*@__PURE__*/
   enumDesc(file_godel_v1_cluster, 0);
+
+/**
+ * How RouteRequest picks one of the eligible clusters (spec §4.2 MultiClusterLoadBalancer).
+ *
+ * @generated from enum godel.v1.LoadBalanceStrategy
+ */
+export enum LoadBalanceStrategy {
+  /**
+   * The registry's default (GODEL_CLUSTER_ROUTING, health-score unless set).
+   *
+   * @generated from enum value: LOAD_BALANCE_STRATEGY_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Each in turn, by name.
+   *
+   * @generated from enum value: LOAD_BALANCE_STRATEGY_ROUND_ROBIN = 1;
+   */
+  ROUND_ROBIN = 1,
+
+  /**
+   * The fewest current agents (ties: the lower load factor, then the name).
+   *
+   * @generated from enum value: LOAD_BALANCE_STRATEGY_LEAST_CONNECTIONS = 2;
+   */
+  LEAST_CONNECTIONS = 2,
+
+  /**
+   * Weighted random, weight 1 / probe latency: faster clusters get more.
+   *
+   * @generated from enum value: LOAD_BALANCE_STRATEGY_WEIGHTED_RESPONSE_TIME = 3;
+   */
+  WEIGHTED_RESPONSE_TIME = 3,
+
+  /**
+   * Weighted random, weight = health score (the spec's selectCluster).
+   *
+   * @generated from enum value: LOAD_BALANCE_STRATEGY_HEALTH_SCORE = 4;
+   */
+  HEALTH_SCORE = 4,
+
+  /**
+   * The nearest region to the request's: the same region, else the most leading `-`-separated
+   * parts in common ("eu-west-2" is nearer to "eu-west-1" than "eu-central-1" is); ties by
+   * health score, then name.
+   *
+   * @generated from enum value: LOAD_BALANCE_STRATEGY_GEOGRAPHIC = 5;
+   */
+  GEOGRAPHIC = 5,
+}
+
+/**
+ * Describes the enum godel.v1.LoadBalanceStrategy.
+ */
+export const LoadBalanceStrategySchema: GenEnum<LoadBalanceStrategy> = /*@__PURE__*/
+  enumDesc(file_godel_v1_cluster, 1);
 

@@ -4,18 +4,21 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Cluster, ClusterSchema, ClusterStatus } from "./cluster_pb.js";
+import { file_godel_v1_access } from "./access_pb.js";
+import type { Cluster, ClusterAffinitySchema, ClusterSchema, ClusterStatus, LoadBalanceStrategy } from "./cluster_pb.js";
 import { file_godel_v1_cluster } from "./cluster_pb.js";
+import { file_godel_v1_limits } from "./limits_pb.js";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
-import { file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
+import type { Duration } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_struct } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file godel/v1/cluster_service.proto.
  */
 export const file_godel_v1_cluster_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch5nb2RlbC92MS9jbHVzdGVyX3NlcnZpY2UucHJvdG8SCGdvZGVsLnYxItQBChZSZWdpc3RlckNsdXN0ZXJSZXF1ZXN0EhIKBG5hbWUYASABKAlCBOJBAQISDgoGcmVnaW9uGAIgASgJEhYKCGVuZHBvaW50GAMgASgJQgTiQQECEhMKC2FwaV92ZXJzaW9uGAQgASgJEhIKCm1heF9hZ2VudHMYBSABKAUSEAoIZmVhdHVyZXMYBiADKAkSGAoQc3VwcG9ydGVkX21vZGVscxgHIAMoCRIpCghtZXRhZGF0YRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QidQoTTGlzdENsdXN0ZXJzUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRInCgZzdGF0dXMYAyADKA4yFy5nb2RlbC52MS5DbHVzdGVyU3RhdHVzEg4KBnJlZ2lvbhgEIAEoCSJUChRMaXN0Q2x1c3RlcnNSZXNwb25zZRIjCghjbHVzdGVycxgBIAMoCzIRLmdvZGVsLnYxLkNsdXN0ZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiUKEUdldENsdXN0ZXJSZXF1ZXN0EhAKAmlkGAEgASgJQgTiQQECIiwKGFVucmVnaXN0ZXJDbHVzdGVyUmVxdWVzdBIQCgJpZBgBIAEoCUIE4kEBAiIbChlVbnJlZ2lzdGVyQ2x1c3RlclJlc3BvbnNlImgKEEhlYXJ0YmVhdFJlcXVlc3QSEAoCaWQYASABKAlCBOJBAQISFgoOY3VycmVudF9hZ2VudHMYAiABKAUSGQoMaGVhbHRoX3Njb3JlGAMgASgFSACIAQFCDwoNX2hlYWx0aF9zY29yZSJXChFIZWFydGJlYXRSZXNwb25zZRIiCgdjbHVzdGVyGAEgASgLMhEuZ29kZWwudjEuQ2x1c3RlchIeChZuZXh0X2hlYXJ0YmVhdF9zZWNvbmRzGAIgASgFIk8KE1JvdXRlUmVxdWVzdFJlcXVlc3QSDgoGcmVnaW9uGAEgASgJEg0KBW1vZGVsGAIgASgJEhkKEXJlcXVpcmVkX2ZlYXR1cmVzGAMgAygJIkoKFFJvdXRlUmVxdWVzdFJlc3BvbnNlEiIKB2NsdXN0ZXIYASABKAsyES5nb2RlbC52MS5DbHVzdGVyEg4KBnJlYXNvbhgCIAEoCTKtBgoOQ2x1c3RlclNlcnZpY2USdwoPUmVnaXN0ZXJDbHVzdGVyEiAuZ29kZWwudjEuUmVnaXN0ZXJDbHVzdGVyUmVxdWVzdBoRLmdvZGVsLnYxLkNsdXN0ZXIiL4LT5JMCKToBKloSOgEqIg0vYXBpL2NsdXN0ZXJzIhAvYXBpL3YxL2NsdXN0ZXJzEngKDExpc3RDbHVzdGVycxIdLmdvZGVsLnYxLkxpc3RDbHVzdGVyc1JlcXVlc3QaHi5nb2RlbC52MS5MaXN0Q2x1c3RlcnNSZXNwb25zZSIpgtPkkwIjWg8SDS9hcGkvY2x1c3RlcnMSEC9hcGkvdjEvY2x1c3RlcnMScQoKR2V0Q2x1c3RlchIbLmdvZGVsLnYxLkdldENsdXN0ZXJSZXF1ZXN0GhEuZ29kZWwudjEuQ2x1c3RlciIzgtPkkwItWhQSEi9hcGkvY2x1c3RlcnMve2lkfRIVL2FwaS92MS9jbHVzdGVycy97aWR9EpEBChFVbnJlZ2lzdGVyQ2x1c3RlchIiLmdvZGVsLnYxLlVucmVnaXN0ZXJDbHVzdGVyUmVxdWVzdBojLmdvZGVsLnYxLlVucmVnaXN0ZXJDbHVzdGVyUmVzcG9uc2UiM4LT5JMCLVoUKhIvYXBpL2NsdXN0ZXJzL3tpZH0qFS9hcGkvdjEvY2x1c3RlcnMve2lkfRKTAQoJSGVhcnRiZWF0EhouZ29kZWwudjEuSGVhcnRiZWF0UmVxdWVzdBobLmdvZGVsLnYxLkhlYXJ0YmVhdFJlc3BvbnNlIk2C0+STAkc6ASpaIToBKiIcL2FwaS9jbHVzdGVycy97aWR9L2hlYXJ0YmVhdCIfL2FwaS92MS9jbHVzdGVycy97aWR9L2hlYXJ0YmVhdBKKAQoMUm91dGVSZXF1ZXN0Eh0uZ29kZWwudjEuUm91dGVSZXF1ZXN0UmVxdWVzdBoeLmdvZGVsLnYxLlJvdXRlUmVxdWVzdFJlc3BvbnNlIjuC0+STAjU6ASpaGDoBKiITL2FwaS9jbHVzdGVyczpyb3V0ZSIWL2FwaS92MS9jbHVzdGVyczpyb3V0ZUIzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_godel_v1_cluster, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_struct]);
+  fileDesc("Ch5nb2RlbC92MS9jbHVzdGVyX3NlcnZpY2UucHJvdG8SCGdvZGVsLnYxIvIBChZSZWdpc3RlckNsdXN0ZXJSZXF1ZXN0EhkKBG5hbWUYASABKAlCC+JBAQLK8xgDCP8BEhYKBnJlZ2lvbhgCIAEoCUIGyvMYAghkEh0KCGVuZHBvaW50GAMgASgJQgviQQECyvMYAwj0AxIbCgthcGlfdmVyc2lvbhgEIAEoCUIGyvMYAggUEhIKCm1heF9hZ2VudHMYBSABKAUSEAoIZmVhdHVyZXMYBiADKAkSGAoQc3VwcG9ydGVkX21vZGVscxgHIAMoCRIpCghtZXRhZGF0YRgIIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QingEKE0xpc3RDbHVzdGVyc1JlcXVlc3QSEQoJcGFnZV9zaXplGAEgASgFEhIKCnBhZ2VfdG9rZW4YAiABKAkSJwoGc3RhdHVzGAMgAygOMhcuZ29kZWwudjEuQ2x1c3RlclN0YXR1cxIWCgZyZWdpb24YBCABKAlCBsrzGAIIZBIQCghmZWF0dXJlcxgFIAMoCRINCgVtb2RlbBgGIAEoCSJUChRMaXN0Q2x1c3RlcnNSZXNwb25zZRIjCghjbHVzdGVycxgBIAMoCzIRLmdvZGVsLnYxLkNsdXN0ZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIisKEUdldENsdXN0ZXJSZXF1ZXN0EhYKAmlkGAEgASgJQgriQQECyvMYAggkIjIKGFVucmVnaXN0ZXJDbHVzdGVyUmVxdWVzdBIWCgJpZBgBIAEoCUIK4kEBAsrzGAIIJCIbChlVbnJlZ2lzdGVyQ2x1c3RlclJlc3BvbnNlIpoBChBIZWFydGJlYXRSZXF1ZXN0EhYKAmlkGAEgASgJQgriQQECyvMYAggkEhYKDmN1cnJlbnRfYWdlbnRzGAIgASgFEh0KDGhlYWx0aF9zY29yZRgDIAEoBUICGAFIAIgBARIXCgptYXhfYWdlbnRzGAQgASgFSAGIAQFCDwoNX2hlYWx0aF9zY29yZUINCgtfbWF4X2FnZW50cyJXChFIZWFydGJlYXRSZXNwb25zZRIiCgdjbHVzdGVyGAEgASgLMhEuZ29kZWwudjEuQ2x1c3RlchIeChZuZXh0X2hlYXJ0YmVhdF9zZWNvbmRzGAIgASgFIoMCChNSb3V0ZVJlcXVlc3RSZXF1ZXN0EhYKBnJlZ2lvbhgBIAEoCUIGyvMYAghkEg0KBW1vZGVsGAIgASgJEhkKEXJlcXVpcmVkX2ZlYXR1cmVzGAMgAygJEhQKDG1pbl9jYXBhY2l0eRgEIAEoBRIWCg5yZXF1aXJlX3JlZ2lvbhgFIAEoCBIvCghzdHJhdGVneRgGIAEoDjIdLmdvZGVsLnYxLkxvYWRCYWxhbmNlU3RyYXRlZ3kSGwoKc2Vzc2lvbl9pZBgHIAEoCUIHyvMYAwj/ARIYChBleGNsdWRlX2NsdXN0ZXJzGAggAygJEhQKDHByZWZlcl9sb2NhbBgJIAEoCCKfAQoUUm91dGVSZXF1ZXN0UmVzcG9uc2USIgoHY2x1c3RlchgBIAEoCzIRLmdvZGVsLnYxLkNsdXN0ZXISDgoGcmVhc29uGAIgASgJEi8KCHN0cmF0ZWd5GAMgASgOMh0uZ29kZWwudjEuTG9hZEJhbGFuY2VTdHJhdGVneRIQCghhZmZpbml0eRgEIAEoCBIQCghlbGlnaWJsZRgFIAMoCSKEAQoZU2V0Q2x1c3RlckFmZmluaXR5UmVxdWVzdBIfCgpzZXNzaW9uX2lkGAEgASgJQgviQQECyvMYAwj/ARIeCgpjbHVzdGVyX2lkGAIgASgJQgriQQECyvMYAggkEiYKA3R0bBgDIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbiI8ChlHZXRDbHVzdGVyQWZmaW5pdHlSZXF1ZXN0Eh8KCnNlc3Npb25faWQYASABKAlCC+JBAQLK8xgDCP8BIj4KG0NsZWFyQ2x1c3RlckFmZmluaXR5UmVxdWVzdBIfCgpzZXNzaW9uX2lkGAEgASgJQgviQQECyvMYAwj/ASIeChxDbGVhckNsdXN0ZXJBZmZpbml0eVJlc3BvbnNlMp4MCg5DbHVzdGVyU2VydmljZRKOAQoPUmVnaXN0ZXJDbHVzdGVyEiAuZ29kZWwudjEuUmVnaXN0ZXJDbHVzdGVyUmVxdWVzdBoRLmdvZGVsLnYxLkNsdXN0ZXIiRsLzGBMKB2NsdXN0ZXISBmNyZWF0ZRgDgtPkkwIpOgEqWhI6ASoiDS9hcGkvY2x1c3RlcnMiEC9hcGkvdjEvY2x1c3RlcnMSjQEKDExpc3RDbHVzdGVycxIdLmdvZGVsLnYxLkxpc3RDbHVzdGVyc1JlcXVlc3QaHi5nb2RlbC52MS5MaXN0Q2x1c3RlcnNSZXNwb25zZSI+wvMYEQoHY2x1c3RlchIEcmVhZBgDgtPkkwIjWg8SDS9hcGkvY2x1c3RlcnMSEC9hcGkvdjEvY2x1c3RlcnMShgEKCkdldENsdXN0ZXISGy5nb2RlbC52MS5HZXRDbHVzdGVyUmVxdWVzdBoRLmdvZGVsLnYxLkNsdXN0ZXIiSMLzGBEKB2NsdXN0ZXISBHJlYWQYA4LT5JMCLVoUEhIvYXBpL2NsdXN0ZXJzL3tpZH0SFS9hcGkvdjEvY2x1c3RlcnMve2lkfRKoAQoRVW5yZWdpc3RlckNsdXN0ZXISIi5nb2RlbC52MS5VbnJlZ2lzdGVyQ2x1c3RlclJlcXVlc3QaIy5nb2RlbC52MS5VbnJlZ2lzdGVyQ2x1c3RlclJlc3BvbnNlIkrC8xgTCgdjbHVzdGVyEgZkZWxldGUYA4LT5JMCLVoUKhIvYXBpL2NsdXN0ZXJzL3tpZH0qFS9hcGkvdjEvY2x1c3RlcnMve2lkfRKqAQoJSGVhcnRiZWF0EhouZ29kZWwudjEuSGVhcnRiZWF0UmVxdWVzdBobLmdvZGVsLnYxLkhlYXJ0YmVhdFJlc3BvbnNlImTC8xgTCgdjbHVzdGVyEgZ1cGRhdGUYA4LT5JMCRzoBKlohOgEqIhwvYXBpL2NsdXN0ZXJzL3tpZH0vaGVhcnRiZWF0Ih8vYXBpL3YxL2NsdXN0ZXJzL3tpZH0vaGVhcnRiZWF0Ep8BCgxSb3V0ZVJlcXVlc3QSHS5nb2RlbC52MS5Sb3V0ZVJlcXVlc3RSZXF1ZXN0Gh4uZ29kZWwudjEuUm91dGVSZXF1ZXN0UmVzcG9uc2UiUMLzGBEKB2NsdXN0ZXISBHJlYWQYA4LT5JMCNToBKloYOgEqIhMvYXBpL2NsdXN0ZXJzOnJvdXRlIhYvYXBpL3YxL2NsdXN0ZXJzOnJvdXRlEsoBChJTZXRDbHVzdGVyQWZmaW5pdHkSIy5nb2RlbC52MS5TZXRDbHVzdGVyQWZmaW5pdHlSZXF1ZXN0GhkuZ29kZWwudjEuQ2x1c3RlckFmZmluaXR5InTC8xgTCgdjbHVzdGVyEgZ1cGRhdGUYA4LT5JMCVzoBKlopOgEqGiQvYXBpL2NsdXN0ZXItYWZmaW5pdGllcy97c2Vzc2lvbl9pZH0aJy9hcGkvdjEvY2x1c3Rlci1hZmZpbml0aWVzL3tzZXNzaW9uX2lkfRLCAQoSR2V0Q2x1c3RlckFmZmluaXR5EiMuZ29kZWwudjEuR2V0Q2x1c3RlckFmZmluaXR5UmVxdWVzdBoZLmdvZGVsLnYxLkNsdXN0ZXJBZmZpbml0eSJswvMYEQoHY2x1c3RlchIEcmVhZBgDgtPkkwJRWiYSJC9hcGkvY2x1c3Rlci1hZmZpbml0aWVzL3tzZXNzaW9uX2lkfRInL2FwaS92MS9jbHVzdGVyLWFmZmluaXRpZXMve3Nlc3Npb25faWR9EtUBChRDbGVhckNsdXN0ZXJBZmZpbml0eRIlLmdvZGVsLnYxLkNsZWFyQ2x1c3RlckFmZmluaXR5UmVxdWVzdBomLmdvZGVsLnYxLkNsZWFyQ2x1c3RlckFmZmluaXR5UmVzcG9uc2UibsLzGBMKB2NsdXN0ZXISBnVwZGF0ZRgDgtPkkwJRWiYqJC9hcGkvY2x1c3Rlci1hZmZpbml0aWVzL3tzZXNzaW9uX2lkfSonL2FwaS92MS9jbHVzdGVyLWFmZmluaXRpZXMve3Nlc3Npb25faWR9QjNaMWdpdGh1Yi5jb20vZ29kZWwtYWkvZ29kZWwvZ2VuL2dvL2dvZGVsL3YxO2dvZGVsdjFiBnByb3RvMw", [file_godel_v1_access, file_godel_v1_cluster, file_godel_v1_limits, file_google_api_annotations, file_google_api_field_behavior, file_google_protobuf_duration, file_google_protobuf_struct]);
 
 /**
  * @generated from message godel.v1.RegisterClusterRequest
@@ -94,6 +97,20 @@ export type ListClustersRequest = Message<"godel.v1.ListClustersRequest"> & {
    * @generated from field: string region = 4;
    */
   region: string;
+
+  /**
+   * Only clusters that offer all these features.
+   *
+   * @generated from field: repeated string features = 5;
+   */
+  features: string[];
+
+  /**
+   * Only clusters that support this model (a cluster that lists no models supports any).
+   *
+   * @generated from field: string model = 6;
+   */
+  model: string;
 };
 
 /**
@@ -182,16 +199,26 @@ export type HeartbeatRequest = Message<"godel.v1.HeartbeatRequest"> & {
   id: string;
 
   /**
+   * Agents the cluster has that are not finished.
+   *
    * @generated from field: int32 current_agents = 2;
    */
   currentAgents: number;
 
   /**
-   * 0-100; unset keeps the computed score.
+   * Ignored: the registry computes the score from what it observes (Cluster.health).
    *
-   * @generated from field: optional int32 health_score = 3;
+   * @generated from field: optional int32 health_score = 3 [deprecated = true];
+   * @deprecated
    */
   healthScore?: number | undefined;
+
+  /**
+   * Agents the cluster can run at once now (its workers' slots); unset keeps the registered value.
+   *
+   * @generated from field: optional int32 max_agents = 4;
+   */
+  maxAgents?: number | undefined;
 };
 
 /**
@@ -230,19 +257,69 @@ export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE_
  */
 export type RouteRequestRequest = Message<"godel.v1.RouteRequestRequest"> & {
   /**
+   * Preferred region (the geographic strategy's reference); a requirement with require_region.
+   *
    * @generated from field: string region = 1;
    */
   region: string;
 
   /**
+   * Only clusters that support this model (a cluster that lists no models supports any).
+   *
    * @generated from field: string model = 2;
    */
   model: string;
 
   /**
+   * Only clusters that offer all these features.
+   *
    * @generated from field: repeated string required_features = 3;
    */
   requiredFeatures: string[];
+
+  /**
+   * Only clusters with at least this many free agent slots (max_agents - current_agents; a
+   * cluster with max_agents 0, e.g. one without workers, has none).
+   *
+   * @generated from field: int32 min_capacity = 4;
+   */
+  minCapacity: number;
+
+  /**
+   * Only clusters in `region`.
+   *
+   * @generated from field: bool require_region = 5;
+   */
+  requireRegion: boolean;
+
+  /**
+   * Unset: the registry's default (GODEL_CLUSTER_ROUTING).
+   *
+   * @generated from field: godel.v1.LoadBalanceStrategy strategy = 6;
+   */
+  strategy: LoadBalanceStrategy;
+
+  /**
+   * Session affinity: a session goes to the cluster it is bound to while that one is eligible,
+   * and is bound to the cluster chosen for it.
+   *
+   * @generated from field: string session_id = 7;
+   */
+  sessionId: string;
+
+  /**
+   * Never these clusters (ids or names).
+   *
+   * @generated from field: repeated string exclude_clusters = 8;
+   */
+  excludeClusters: string[];
+
+  /**
+   * This registry's own cluster when it is eligible, before any strategy.
+   *
+   * @generated from field: bool prefer_local = 9;
+   */
+  preferLocal: boolean;
 };
 
 /**
@@ -262,9 +339,32 @@ export type RouteRequestResponse = Message<"godel.v1.RouteRequestResponse"> & {
   cluster?: Cluster | undefined;
 
   /**
+   * Why this cluster, in words.
+   *
    * @generated from field: string reason = 2;
    */
   reason: string;
+
+  /**
+   * The strategy that chose (unspecified when affinity or prefer_local did).
+   *
+   * @generated from field: godel.v1.LoadBalanceStrategy strategy = 3;
+   */
+  strategy: LoadBalanceStrategy;
+
+  /**
+   * The session's existing binding chose the cluster.
+   *
+   * @generated from field: bool affinity = 4;
+   */
+  affinity: boolean;
+
+  /**
+   * Names of every eligible cluster, by name.
+   *
+   * @generated from field: repeated string eligible = 5;
+   */
+  eligible: string[];
 };
 
 /**
@@ -273,6 +373,84 @@ export type RouteRequestResponse = Message<"godel.v1.RouteRequestResponse"> & {
  */
 export const RouteRequestResponseSchema: GenMessage<RouteRequestResponse> = /*@__PURE__*/
   messageDesc(file_godel_v1_cluster_service, 9);
+
+/**
+ * @generated from message godel.v1.SetClusterAffinityRequest
+ */
+export type SetClusterAffinityRequest = Message<"godel.v1.SetClusterAffinityRequest"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+
+  /**
+   * Id or name of the cluster.
+   *
+   * @generated from field: string cluster_id = 2;
+   */
+  clusterId: string;
+
+  /**
+   * How long the binding lasts (default GODEL_CLUSTER_AFFINITY_SECONDS, at most 30 days).
+   *
+   * @generated from field: google.protobuf.Duration ttl = 3;
+   */
+  ttl?: Duration | undefined;
+};
+
+/**
+ * Describes the message godel.v1.SetClusterAffinityRequest.
+ * Use `create(SetClusterAffinityRequestSchema)` to create a new message.
+ */
+export const SetClusterAffinityRequestSchema: GenMessage<SetClusterAffinityRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_cluster_service, 10);
+
+/**
+ * @generated from message godel.v1.GetClusterAffinityRequest
+ */
+export type GetClusterAffinityRequest = Message<"godel.v1.GetClusterAffinityRequest"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message godel.v1.GetClusterAffinityRequest.
+ * Use `create(GetClusterAffinityRequestSchema)` to create a new message.
+ */
+export const GetClusterAffinityRequestSchema: GenMessage<GetClusterAffinityRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_cluster_service, 11);
+
+/**
+ * @generated from message godel.v1.ClearClusterAffinityRequest
+ */
+export type ClearClusterAffinityRequest = Message<"godel.v1.ClearClusterAffinityRequest"> & {
+  /**
+   * @generated from field: string session_id = 1;
+   */
+  sessionId: string;
+};
+
+/**
+ * Describes the message godel.v1.ClearClusterAffinityRequest.
+ * Use `create(ClearClusterAffinityRequestSchema)` to create a new message.
+ */
+export const ClearClusterAffinityRequestSchema: GenMessage<ClearClusterAffinityRequest> = /*@__PURE__*/
+  messageDesc(file_godel_v1_cluster_service, 12);
+
+/**
+ * @generated from message godel.v1.ClearClusterAffinityResponse
+ */
+export type ClearClusterAffinityResponse = Message<"godel.v1.ClearClusterAffinityResponse"> & {
+};
+
+/**
+ * Describes the message godel.v1.ClearClusterAffinityResponse.
+ * Use `create(ClearClusterAffinityResponseSchema)` to create a new message.
+ */
+export const ClearClusterAffinityResponseSchema: GenMessage<ClearClusterAffinityResponse> = /*@__PURE__*/
+  messageDesc(file_godel_v1_cluster_service, 13);
 
 /**
  * Multi-cluster federation: registry, heartbeats, routing (spec §3.3, §4.2).
@@ -325,7 +503,9 @@ export const ClusterService: GenService<{
     output: typeof HeartbeatResponseSchema;
   },
   /**
-   * Picks the cluster that should run a request.
+   * Picks the cluster that should run a request: the eligible clusters (online or degraded, not
+   * excluded, meeting every requirement), then the session's cluster if it has one there, else
+   * the strategy's choice (and the session is bound to it).
    *
    * @generated from rpc godel.v1.ClusterService.RouteRequest
    */
@@ -333,6 +513,36 @@ export const ClusterService: GenService<{
     methodKind: "unary";
     input: typeof RouteRequestRequestSchema;
     output: typeof RouteRequestResponseSchema;
+  },
+  /**
+   * Binds a session to a cluster (replacing its binding).
+   *
+   * @generated from rpc godel.v1.ClusterService.SetClusterAffinity
+   */
+  setClusterAffinity: {
+    methodKind: "unary";
+    input: typeof SetClusterAffinityRequestSchema;
+    output: typeof ClusterAffinitySchema;
+  },
+  /**
+   * The cluster a session is bound to (NOT_FOUND when it is bound to none, or its binding lapsed).
+   *
+   * @generated from rpc godel.v1.ClusterService.GetClusterAffinity
+   */
+  getClusterAffinity: {
+    methodKind: "unary";
+    input: typeof GetClusterAffinityRequestSchema;
+    output: typeof ClusterAffinitySchema;
+  },
+  /**
+   * Unbinds a session (nothing happens when it is bound to none).
+   *
+   * @generated from rpc godel.v1.ClusterService.ClearClusterAffinity
+   */
+  clearClusterAffinity: {
+    methodKind: "unary";
+    input: typeof ClearClusterAffinityRequestSchema;
+    output: typeof ClearClusterAffinityResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_godel_v1_cluster_service, 0);

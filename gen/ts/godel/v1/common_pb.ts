@@ -4,6 +4,7 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_godel_v1_limits } from "./limits_pb.js";
 import type { Duration } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_duration } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/common.proto.
  */
 export const file_godel_v1_common: GenFile = /*@__PURE__*/
-  fileDesc("ChVnb2RlbC92MS9jb21tb24ucHJvdG8SCGdvZGVsLnYxIpkBCg5SZXNvdXJjZUxpbWl0cxIVCg1tYXhfY3B1X2NvcmVzGAEgASgBEhUKDW1heF9tZW1vcnlfbWIYAiABKAMSEgoKbWF4X3Rva2VucxgDIAEoAxIUCgxtYXhfY29zdF91c2QYBCABKAESLwoMbWF4X2R1cmF0aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uIqIBCgtSZXRyeVBvbGljeRITCgttYXhfcmV0cmllcxgBIAEoBRIyCg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLbWF4X2JhY2tvZmYYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoSYmFja29mZl9tdWx0aXBsaWVyGAQgASgBIoEBCg1TYW5kYm94Q29uZmlnEgwKBGtpbmQYASABKAkSDwoHbmV0d29yaxgCIAEoCBISCgpyZWFkX3BhdGhzGAMgAygJEhMKC3dyaXRlX3BhdGhzGAQgAygJEigKBmxpbWl0cxgFIAEoCzIYLmdvZGVsLnYxLlJlc291cmNlTGltaXRzQjNaMWdpdGh1Yi5jb20vZ29kZWwtYWkvZ29kZWwvZ2VuL2dvL2dvZGVsL3YxO2dvZGVsdjFiBnByb3RvMw", [file_google_protobuf_duration]);
+  fileDesc("ChVnb2RlbC92MS9jb21tb24ucHJvdG8SCGdvZGVsLnYxIskBCg5SZXNvdXJjZUxpbWl0cxIVCg1tYXhfY3B1X2NvcmVzGAEgASgBEhUKDW1heF9tZW1vcnlfbWIYAiABKAMSEgoKbWF4X3Rva2VucxgDIAEoAxIUCgxtYXhfY29zdF91c2QYBCABKAESLwoMbWF4X2R1cmF0aW9uGAUgASgLMhkuZ29vZ2xlLnByb3RvYnVmLkR1cmF0aW9uEhUKDW1heF9wcm9jZXNzZXMYBiABKAUSFwoPbWF4X2NwdV9zZWNvbmRzGAcgASgDIqIBCgtSZXRyeVBvbGljeRITCgttYXhfcmV0cmllcxgBIAEoBRIyCg9pbml0aWFsX2JhY2tvZmYYAiABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SLgoLbWF4X2JhY2tvZmYYAyABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24SGgoSYmFja29mZl9tdWx0aXBsaWVyGAQgASgBIpcBCg1TYW5kYm94Q29uZmlnEgwKBGtpbmQYASABKAkSDwoHbmV0d29yaxgCIAEoCBIdCgpyZWFkX3BhdGhzGAMgAygJQgnK8xgFCIAgECASHgoLd3JpdGVfcGF0aHMYBCADKAlCCcrzGAUIgCAQIBIoCgZsaW1pdHMYBSABKAsyGC5nb2RlbC52MS5SZXNvdXJjZUxpbWl0c0IzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_godel_v1_limits, file_google_protobuf_duration]);
 
 /**
  * Resource ceilings applied to an agent or to every member of a team.
@@ -21,14 +22,16 @@ export const file_godel_v1_common: GenFile = /*@__PURE__*/
  */
 export type ResourceLimits = Message<"godel.v1.ResourceLimits"> & {
   /**
-   * Maximum CPU cores an agent process may use (0 = unlimited).
+   * Maximum CPU cores an agent process may use (0 = unlimited). Workers without cgroups v2 do not
+   * enforce it (they say so in the agent's logs); max_cpu_seconds bounds CPU time instead.
    *
    * @generated from field: double max_cpu_cores = 1;
    */
   maxCpuCores: number;
 
   /**
-   * Maximum resident memory in MiB (0 = unlimited).
+   * Maximum resident memory in MiB of the processes of one command together (0 = the worker's
+   * GODEL_SANDBOX_MAX_MEMORY_MB; that is also the ceiling). Over it, the run is stopped.
    *
    * @generated from field: int64 max_memory_mb = 2;
    */
@@ -49,11 +52,28 @@ export type ResourceLimits = Message<"godel.v1.ResourceLimits"> & {
   maxCostUsd: number;
 
   /**
-   * Wall-clock limit for one run (unset = no limit).
+   * Wall-clock limit for one run (unset = no limit; with AgentConfig.timeout the shorter applies).
    *
    * @generated from field: google.protobuf.Duration max_duration = 5;
    */
   maxDuration?: Duration | undefined;
+
+  /**
+   * Most processes one command of the agent may run at once (0 = the worker's
+   * GODEL_SANDBOX_MAX_PROCESSES; that is also the ceiling). Reaching it stops the run.
+   *
+   * @generated from field: int32 max_processes = 6;
+   */
+  maxProcesses: number;
+
+  /**
+   * CPU seconds the processes of one command may use together (the command runtime's command; each
+   * tool call of the openai runtime) (0 = the worker's GODEL_SANDBOX_MAX_CPU_SECONDS; that is also
+   * the ceiling). Over it, the run is stopped.
+   *
+   * @generated from field: int64 max_cpu_seconds = 7;
+   */
+  maxCpuSeconds: bigint;
 };
 
 /**
@@ -106,34 +126,36 @@ export const RetryPolicySchema: GenMessage<RetryPolicy> = /*@__PURE__*/
   messageDesc(file_godel_v1_common, 1);
 
 /**
- * Isolation settings for the agent's process.
+ * Isolation of the agent's processes. Every run is sandboxed (bubblewrap): the agent sees its
+ * worktree, what git needs of the repository and read-only system directories, nothing else.
  *
  * @generated from message godel.v1.SandboxConfig
  */
 export type SandboxConfig = Message<"godel.v1.SandboxConfig"> & {
   /**
-   * Sandbox kind, e.g. "none", "worktree", "container".
+   * Sandbox kind: "" or "bubblewrap" (the only one; an agent cannot opt out of the sandbox).
    *
    * @generated from field: string kind = 1;
    */
   kind: string;
 
   /**
-   * Whether the agent may reach the network.
+   * Network: false = none (own network namespace, loopback only), true = egress (the host's network).
    *
    * @generated from field: bool network = 2;
    */
   network: boolean;
 
   /**
-   * Extra paths the agent may read (besides its worktree).
+   * Extra host paths the agent may read (besides its worktree); each must lie under one of the
+   * worker's GODEL_SANDBOX_PATHS, else the run is refused.
    *
    * @generated from field: repeated string read_paths = 3;
    */
   readPaths: string[];
 
   /**
-   * Extra paths the agent may write (besides its worktree).
+   * Extra host paths the agent may write (besides its worktree); the same rule as read_paths.
    *
    * @generated from field: repeated string write_paths = 4;
    */

@@ -4,6 +4,25 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { AgentCompleted, AgentDeleted, AgentFailed, AgentKilled, AgentPaused, AgentRestarted, AgentResumed, AgentRunLost, AgentRunRescheduled, AgentSpawned, AgentStarted, AgentUsage, RunRequested } from "./agent_events_pb.js";
+import { file_godel_v1_agent_events } from "./agent_events_pb.js";
+import type { AlertFiring, AlertResolved, NotificationSent } from "./alert_events_pb.js";
+import { file_godel_v1_alert_events } from "./alert_events_pb.js";
+import type { AutonomicFailover, AutonomicNotify, AutonomicRebalance, AutonomicRestart, ScalingDown, ScalingUp } from "./autonomic_events_pb.js";
+import { file_godel_v1_autonomic_events } from "./autonomic_events_pb.js";
+import type { BudgetExceeded, BudgetWarning } from "./budget_events_pb.js";
+import { file_godel_v1_budget_events } from "./budget_events_pb.js";
+import type { ClusterFailover, ClusterRegistered, ClusterStatusChanged, ClusterUnregistered } from "./cluster_events_pb.js";
+import { file_godel_v1_cluster_events } from "./cluster_events_pb.js";
+import { file_godel_v1_limits } from "./limits_pb.js";
+import type { RecordQuarantined, SafetyBlocked } from "./system_events_pb.js";
+import { file_godel_v1_system_events } from "./system_events_pb.js";
+import type { TaskAssigned, TaskCompleted, TaskCreated, TaskFailed, TaskRequeued } from "./task_events_pb.js";
+import { file_godel_v1_task_events } from "./task_events_pb.js";
+import type { TeamCompleted, TeamCreated, TeamDeleted, TeamFailed, TeamFallback, TeamPaused, TeamProgress, TeamResumed, TeamScaled, TeamStarted } from "./team_events_pb.js";
+import { file_godel_v1_team_events } from "./team_events_pb.js";
+import type { WorkflowCancelled, WorkflowCompleted, WorkflowCreated, WorkflowFailed, WorkflowPaused, WorkflowResumed, WorkflowStarted, WorkflowStepCompleted, WorkflowStepFailed, WorkflowStepRetrying, WorkflowStepSkipped, WorkflowStepStarted } from "./workflow_events_pb.js";
+import { file_godel_v1_workflow_events } from "./workflow_events_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
@@ -12,7 +31,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/event.proto.
  */
 export const file_godel_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("ChRnb2RlbC92MS9ldmVudC5wcm90bxIIZ29kZWwudjEiQwoLRXZlbnRTb3VyY2USEQoJY29tcG9uZW50GAEgASgJEhAKCGluc3RhbmNlGAIgASgJEg8KB3ZlcnNpb24YAyABKAkimAEKDUV2ZW50TWV0YWRhdGESFgoOY29ycmVsYXRpb25faWQYASABKAkSFAoMY2F1c2F0aW9uX2lkGAIgASgJEg8KB3VzZXJfaWQYAyABKAkSEAoIYWdlbnRfaWQYBCABKAkSDwoHdGVhbV9pZBgFIAEoCRITCgt3b3JrZmxvd19pZBgGIAEoCRIQCgh0cmFjZV9pZBgHIAEoCSL1AQoFRXZlbnQSCgoCaWQYASABKAkSDAoEdHlwZRgCIAEoCRItCgl0aW1lc3RhbXAYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKBnNvdXJjZRgEIAEoCzIVLmdvZGVsLnYxLkV2ZW50U291cmNlEigKB3BheWxvYWQYBSABKAsyFy5nb29nbGUucHJvdG9idWYuU3RydWN0EikKCG1ldGFkYXRhGAYgASgLMhcuZ29kZWwudjEuRXZlbnRNZXRhZGF0YRIQCghzZXF1ZW5jZRgHIAEoAxIVCg1wYXJ0aXRpb25fa2V5GAggASgJQjNaMWdpdGh1Yi5jb20vZ29kZWwtYWkvZ29kZWwvZ2VuL2dvL2dvZGVsL3YxO2dvZGVsdjFiBnByb3RvMw", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChRnb2RlbC92MS9ldmVudC5wcm90bxIIZ29kZWwudjEidgoLRXZlbnRTb3VyY2USGQoJY29tcG9uZW50GAEgASgJQgbK8xgCCGQSGQoIaW5zdGFuY2UYAiABKAlCB8rzGAMIyAESFwoHdmVyc2lvbhgDIAEoCUIGyvMYAggyEhgKB2NsdXN0ZXIYBCABKAlCB8rzGAMI/wEi0AEKDUV2ZW50TWV0YWRhdGESHgoOY29ycmVsYXRpb25faWQYASABKAlCBsrzGAIIZBIcCgxjYXVzYXRpb25faWQYAiABKAlCBsrzGAIIZBIXCgd1c2VyX2lkGAMgASgJQgbK8xgCCGQSGAoIYWdlbnRfaWQYBCABKAlCBsrzGAIIJBIXCgd0ZWFtX2lkGAUgASgJQgbK8xgCCCQSGwoLd29ya2Zsb3dfaWQYBiABKAlCBsrzGAIIJBIYCgh0cmFjZV9pZBgHIAEoCUIGyvMYAghkIsEZCgVFdmVudBIKCgJpZBgBIAEoCRIMCgR0eXBlGAIgASgJEi0KCXRpbWVzdGFtcBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJQoGc291cmNlGAQgASgLMhUuZ29kZWwudjEuRXZlbnRTb3VyY2USKAoHcGF5bG9hZBgFIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSKQoIbWV0YWRhdGEYBiABKAsyFy5nb2RlbC52MS5FdmVudE1ldGFkYXRhEhAKCHNlcXVlbmNlGAcgASgDEhUKDXBhcnRpdGlvbl9rZXkYCCABKAkSLwoNYWdlbnRfc3Bhd25lZBgUIAEoCzIWLmdvZGVsLnYxLkFnZW50U3Bhd25lZEgAEi8KDWFnZW50X2RlbGV0ZWQYFSABKAsyFi5nb2RlbC52MS5BZ2VudERlbGV0ZWRIABIvCg1hZ2VudF9zdGFydGVkGBYgASgLMhYuZ29kZWwudjEuQWdlbnRTdGFydGVkSAASLQoMYWdlbnRfcGF1c2VkGBcgASgLMhUuZ29kZWwudjEuQWdlbnRQYXVzZWRIABIvCg1hZ2VudF9yZXN1bWVkGBggASgLMhYuZ29kZWwudjEuQWdlbnRSZXN1bWVkSAASMwoPYWdlbnRfY29tcGxldGVkGBkgASgLMhguZ29kZWwudjEuQWdlbnRDb21wbGV0ZWRIABItCgxhZ2VudF9mYWlsZWQYGiABKAsyFS5nb2RlbC52MS5BZ2VudEZhaWxlZEgAEi0KDGFnZW50X2tpbGxlZBgbIAEoCzIVLmdvZGVsLnYxLkFnZW50S2lsbGVkSAASMwoPYWdlbnRfcmVzdGFydGVkGBwgASgLMhguZ29kZWwudjEuQWdlbnRSZXN0YXJ0ZWRIABIrCgthZ2VudF91c2FnZRgdIAEoCzIULmdvZGVsLnYxLkFnZW50VXNhZ2VIABIwCg5hZ2VudF9ydW5fbG9zdBgeIAEoCzIWLmdvZGVsLnYxLkFnZW50UnVuTG9zdEgAEj4KFWFnZW50X3J1bl9yZXNjaGVkdWxlZBgfIAEoCzIdLmdvZGVsLnYxLkFnZW50UnVuUmVzY2hlZHVsZWRIABIvCg1ydW5fcmVxdWVzdGVkGCcgASgLMhYuZ29kZWwudjEuUnVuUmVxdWVzdGVkSAASLQoMdGVhbV9jcmVhdGVkGCggASgLMhUuZ29kZWwudjEuVGVhbUNyZWF0ZWRIABItCgx0ZWFtX3N0YXJ0ZWQYKSABKAsyFS5nb2RlbC52MS5UZWFtU3RhcnRlZEgAEi8KDXRlYW1fcHJvZ3Jlc3MYKiABKAsyFi5nb2RlbC52MS5UZWFtUHJvZ3Jlc3NIABIrCgt0ZWFtX3BhdXNlZBgrIAEoCzIULmdvZGVsLnYxLlRlYW1QYXVzZWRIABItCgx0ZWFtX3Jlc3VtZWQYLCABKAsyFS5nb2RlbC52MS5UZWFtUmVzdW1lZEgAEisKC3RlYW1fc2NhbGVkGC0gASgLMhQuZ29kZWwudjEuVGVhbVNjYWxlZEgAEi8KDXRlYW1fZmFsbGJhY2sYLiABKAsyFi5nb2RlbC52MS5UZWFtRmFsbGJhY2tIABIxCg50ZWFtX2NvbXBsZXRlZBgvIAEoCzIXLmdvZGVsLnYxLlRlYW1Db21wbGV0ZWRIABIrCgt0ZWFtX2ZhaWxlZBgwIAEoCzIULmdvZGVsLnYxLlRlYW1GYWlsZWRIABItCgx0ZWFtX2RlbGV0ZWQYMSABKAsyFS5nb2RlbC52MS5UZWFtRGVsZXRlZEgAEjUKEHdvcmtmbG93X2NyZWF0ZWQYPCABKAsyGS5nb2RlbC52MS5Xb3JrZmxvd0NyZWF0ZWRIABI1ChB3b3JrZmxvd19zdGFydGVkGD0gASgLMhkuZ29kZWwudjEuV29ya2Zsb3dTdGFydGVkSAASPgoVd29ya2Zsb3dfc3RlcF9zdGFydGVkGD4gASgLMh0uZ29kZWwudjEuV29ya2Zsb3dTdGVwU3RhcnRlZEgAEkIKF3dvcmtmbG93X3N0ZXBfY29tcGxldGVkGD8gASgLMh8uZ29kZWwudjEuV29ya2Zsb3dTdGVwQ29tcGxldGVkSAASPAoUd29ya2Zsb3dfc3RlcF9mYWlsZWQYQCABKAsyHC5nb2RlbC52MS5Xb3JrZmxvd1N0ZXBGYWlsZWRIABJAChZ3b3JrZmxvd19zdGVwX3JldHJ5aW5nGEEgASgLMh4uZ29kZWwudjEuV29ya2Zsb3dTdGVwUmV0cnlpbmdIABI+ChV3b3JrZmxvd19zdGVwX3NraXBwZWQYQiABKAsyHS5nb2RlbC52MS5Xb3JrZmxvd1N0ZXBTa2lwcGVkSAASMwoPd29ya2Zsb3dfcGF1c2VkGEMgASgLMhguZ29kZWwudjEuV29ya2Zsb3dQYXVzZWRIABI1ChB3b3JrZmxvd19yZXN1bWVkGEQgASgLMhkuZ29kZWwudjEuV29ya2Zsb3dSZXN1bWVkSAASOQoSd29ya2Zsb3dfY29tcGxldGVkGEUgASgLMhsuZ29kZWwudjEuV29ya2Zsb3dDb21wbGV0ZWRIABIzCg93b3JrZmxvd19mYWlsZWQYRiABKAsyGC5nb2RlbC52MS5Xb3JrZmxvd0ZhaWxlZEgAEjkKEndvcmtmbG93X2NhbmNlbGxlZBhHIAEoCzIbLmdvZGVsLnYxLldvcmtmbG93Q2FuY2VsbGVkSAASLQoMdGFza19jcmVhdGVkGFAgASgLMhUuZ29kZWwudjEuVGFza0NyZWF0ZWRIABIvCg10YXNrX2Fzc2lnbmVkGFEgASgLMhYuZ29kZWwudjEuVGFza0Fzc2lnbmVkSAASMQoOdGFza19jb21wbGV0ZWQYUiABKAsyFy5nb2RlbC52MS5UYXNrQ29tcGxldGVkSAASKwoLdGFza19mYWlsZWQYUyABKAsyFC5nb2RlbC52MS5UYXNrRmFpbGVkSAASLwoNdGFza19yZXF1ZXVlZBhUIAEoCzIWLmdvZGVsLnYxLlRhc2tSZXF1ZXVlZEgAEjEKDmJ1ZGdldF93YXJuaW5nGFogASgLMhcuZ29kZWwudjEuQnVkZ2V0V2FybmluZ0gAEjMKD2J1ZGdldF9leGNlZWRlZBhbIAEoCzIYLmdvZGVsLnYxLkJ1ZGdldEV4Y2VlZGVkSAASOQoSY2x1c3Rlcl9yZWdpc3RlcmVkGGQgASgLMhsuZ29kZWwudjEuQ2x1c3RlclJlZ2lzdGVyZWRIABJAChZjbHVzdGVyX3N0YXR1c19jaGFuZ2VkGGUgASgLMh4uZ29kZWwudjEuQ2x1c3RlclN0YXR1c0NoYW5nZWRIABI9ChRjbHVzdGVyX3VucmVnaXN0ZXJlZBhmIAEoCzIdLmdvZGVsLnYxLkNsdXN0ZXJVbnJlZ2lzdGVyZWRIABI1ChBjbHVzdGVyX2ZhaWxvdmVyGGcgASgLMhkuZ29kZWwudjEuQ2x1c3RlckZhaWxvdmVySAASOQoScmVjb3JkX3F1YXJhbnRpbmVkGG4gASgLMhsuZ29kZWwudjEuUmVjb3JkUXVhcmFudGluZWRIABIxCg5zYWZldHlfYmxvY2tlZBhvIAEoCzIXLmdvZGVsLnYxLlNhZmV0eUJsb2NrZWRIABItCgxhbGVydF9maXJpbmcYeCABKAsyFS5nb2RlbC52MS5BbGVydEZpcmluZ0gAEjEKDmFsZXJ0X3Jlc29sdmVkGHkgASgLMhcuZ29kZWwudjEuQWxlcnRSZXNvbHZlZEgAEjcKEW5vdGlmaWNhdGlvbl9zZW50GHogASgLMhouZ29kZWwudjEuTm90aWZpY2F0aW9uU2VudEgAEikKCnNjYWxpbmdfdXAYeyABKAsyEy5nb2RlbC52MS5TY2FsaW5nVXBIABItCgxzY2FsaW5nX2Rvd24YfCABKAsyFS5nb2RlbC52MS5TY2FsaW5nRG93bkgAEjcKEWF1dG9ub21pY19yZXN0YXJ0GH0gASgLMhouZ29kZWwudjEuQXV0b25vbWljUmVzdGFydEgAEjkKEmF1dG9ub21pY19mYWlsb3Zlchh+IAEoCzIbLmdvZGVsLnYxLkF1dG9ub21pY0ZhaWxvdmVySAASOwoTYXV0b25vbWljX3JlYmFsYW5jZRh/IAEoCzIcLmdvZGVsLnYxLkF1dG9ub21pY1JlYmFsYW5jZUgAEjYKEGF1dG9ub21pY19ub3RpZnkYgAEgASgLMhkuZ29kZWwudjEuQXV0b25vbWljTm90aWZ5SABCBgoEZGF0YUIzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_godel_v1_agent_events, file_godel_v1_alert_events, file_godel_v1_autonomic_events, file_godel_v1_budget_events, file_godel_v1_cluster_events, file_godel_v1_limits, file_godel_v1_system_events, file_godel_v1_task_events, file_godel_v1_team_events, file_godel_v1_workflow_events, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Component that emitted an event (spec §2.2 EventSource).
@@ -21,19 +40,34 @@ export const file_godel_v1_event: GenFile = /*@__PURE__*/
  */
 export type EventSource = Message<"godel.v1.EventSource"> & {
   /**
+   * The emitting component, e.g. "agent-service", or the client's for PublishEvent (default "client").
+   *
    * @generated from field: string component = 1;
    */
   component: string;
 
   /**
+   * The emitting process, e.g. "agent-50051".
+   *
    * @generated from field: string instance = 2;
    */
   instance: string;
 
   /**
+   * The emitter's version.
+   *
    * @generated from field: string version = 3;
    */
   version: string;
+
+  /**
+   * Name of the federation cluster where it happened (GODEL_CLUSTER_NAME; empty when the
+   * installation is not federated). Events of an agent that runs on a peer cluster are copied
+   * into the store of the cluster it was created through, with the peer's name here.
+   *
+   * @generated from field: string cluster = 4;
+   */
+  cluster: string;
 };
 
 /**
@@ -50,36 +84,50 @@ export const EventSourceSchema: GenMessage<EventSource> = /*@__PURE__*/
  */
 export type EventMetadata = Message<"godel.v1.EventMetadata"> & {
   /**
+   * The request that caused the event: its x-correlation-id, else its request id.
+   *
    * @generated from field: string correlation_id = 1;
    */
   correlationId: string;
 
   /**
+   * The id of the event that caused this one, if any.
+   *
    * @generated from field: string causation_id = 2;
    */
   causationId: string;
 
   /**
+   * The user on whose behalf the change was made, if known.
+   *
    * @generated from field: string user_id = 3;
    */
   userId: string;
 
   /**
+   * The agent the event is about, if any.
+   *
    * @generated from field: string agent_id = 4;
    */
   agentId: string;
 
   /**
+   * The team the event is about, or the team of its agent or workflow.
+   *
    * @generated from field: string team_id = 5;
    */
   teamId: string;
 
   /**
+   * The workflow the event is about, if any.
+   *
    * @generated from field: string workflow_id = 6;
    */
   workflowId: string;
 
   /**
+   * The W3C trace id (traceparent) of the request that caused the event.
+   *
    * @generated from field: string trace_id = 7;
    */
   traceId: string;
@@ -93,7 +141,9 @@ export const EventMetadataSchema: GenMessage<EventMetadata> = /*@__PURE__*/
   messageDesc(file_godel_v1_event, 1);
 
 /**
- * The event envelope: protobuf binary on Kafka, JSON over REST (spec §2.2 Event).
+ * The event envelope: protobuf binary on Kafka, JSON over REST (spec §2.2 Event). An event of a
+ * Godel service carries its typed payload in `data`, the message named by its `type`; an event a
+ * client published (PublishEvent, custom namespaces) carries a free-form `payload`.
  *
  * @generated from message godel.v1.Event
  */
@@ -113,21 +163,31 @@ export type Event = Message<"godel.v1.Event"> & {
   type: string;
 
   /**
+   * When the emitting service created the event.
+   *
    * @generated from field: google.protobuf.Timestamp timestamp = 3;
    */
   timestamp?: Timestamp | undefined;
 
   /**
+   * Who emitted it.
+   *
    * @generated from field: godel.v1.EventSource source = 4;
    */
   source?: EventSource | undefined;
 
   /**
+   * Free-form payload of client-published events (PublishEvent, custom namespaces). Unset on
+   * the events of Godel's services, which carry `data`, except on events stored before payloads
+   * were typed (they keep the JSON object they were published with).
+   *
    * @generated from field: google.protobuf.Struct payload = 5;
    */
   payload?: JsonObject | undefined;
 
   /**
+   * Correlation data; empty strings are unset.
+   *
    * @generated from field: godel.v1.EventMetadata metadata = 6;
    */
   metadata?: EventMetadata | undefined;
@@ -145,6 +205,356 @@ export type Event = Message<"godel.v1.Event"> & {
    * @generated from field: string partition_key = 8;
    */
   partitionKey: string;
+
+  /**
+   * The typed payload of an event of a Godel service: the one message whose `event_type` option
+   * is this event's `type` (e.g. `agent:spawn` -> AgentSpawned in `agent_spawned`).
+   *
+   * @generated from oneof godel.v1.Event.data
+   */
+  data: {
+    /**
+     * @generated from field: godel.v1.AgentSpawned agent_spawned = 20;
+     */
+    value: AgentSpawned;
+    case: "agentSpawned";
+  } | {
+    /**
+     * @generated from field: godel.v1.AgentDeleted agent_deleted = 21;
+     */
+    value: AgentDeleted;
+    case: "agentDeleted";
+  } | {
+    /**
+     * @generated from field: godel.v1.AgentStarted agent_started = 22;
+     */
+    value: AgentStarted;
+    case: "agentStarted";
+  } | {
+    /**
+     * @generated from field: godel.v1.AgentPaused agent_paused = 23;
+     */
+    value: AgentPaused;
+    case: "agentPaused";
+  } | {
+    /**
+     * @generated from field: godel.v1.AgentResumed agent_resumed = 24;
+     */
+    value: AgentResumed;
+    case: "agentResumed";
+  } | {
+    /**
+     * @generated from field: godel.v1.AgentCompleted agent_completed = 25;
+     */
+    value: AgentCompleted;
+    case: "agentCompleted";
+  } | {
+    /**
+     * @generated from field: godel.v1.AgentFailed agent_failed = 26;
+     */
+    value: AgentFailed;
+    case: "agentFailed";
+  } | {
+    /**
+     * @generated from field: godel.v1.AgentKilled agent_killed = 27;
+     */
+    value: AgentKilled;
+    case: "agentKilled";
+  } | {
+    /**
+     * @generated from field: godel.v1.AgentRestarted agent_restarted = 28;
+     */
+    value: AgentRestarted;
+    case: "agentRestarted";
+  } | {
+    /**
+     * @generated from field: godel.v1.AgentUsage agent_usage = 29;
+     */
+    value: AgentUsage;
+    case: "agentUsage";
+  } | {
+    /**
+     * @generated from field: godel.v1.AgentRunLost agent_run_lost = 30;
+     */
+    value: AgentRunLost;
+    case: "agentRunLost";
+  } | {
+    /**
+     * @generated from field: godel.v1.AgentRunRescheduled agent_run_rescheduled = 31;
+     */
+    value: AgentRunRescheduled;
+    case: "agentRunRescheduled";
+  } | {
+    /**
+     * @generated from field: godel.v1.RunRequested run_requested = 39;
+     */
+    value: RunRequested;
+    case: "runRequested";
+  } | {
+    /**
+     * @generated from field: godel.v1.TeamCreated team_created = 40;
+     */
+    value: TeamCreated;
+    case: "teamCreated";
+  } | {
+    /**
+     * @generated from field: godel.v1.TeamStarted team_started = 41;
+     */
+    value: TeamStarted;
+    case: "teamStarted";
+  } | {
+    /**
+     * @generated from field: godel.v1.TeamProgress team_progress = 42;
+     */
+    value: TeamProgress;
+    case: "teamProgress";
+  } | {
+    /**
+     * @generated from field: godel.v1.TeamPaused team_paused = 43;
+     */
+    value: TeamPaused;
+    case: "teamPaused";
+  } | {
+    /**
+     * @generated from field: godel.v1.TeamResumed team_resumed = 44;
+     */
+    value: TeamResumed;
+    case: "teamResumed";
+  } | {
+    /**
+     * @generated from field: godel.v1.TeamScaled team_scaled = 45;
+     */
+    value: TeamScaled;
+    case: "teamScaled";
+  } | {
+    /**
+     * @generated from field: godel.v1.TeamFallback team_fallback = 46;
+     */
+    value: TeamFallback;
+    case: "teamFallback";
+  } | {
+    /**
+     * @generated from field: godel.v1.TeamCompleted team_completed = 47;
+     */
+    value: TeamCompleted;
+    case: "teamCompleted";
+  } | {
+    /**
+     * @generated from field: godel.v1.TeamFailed team_failed = 48;
+     */
+    value: TeamFailed;
+    case: "teamFailed";
+  } | {
+    /**
+     * @generated from field: godel.v1.TeamDeleted team_deleted = 49;
+     */
+    value: TeamDeleted;
+    case: "teamDeleted";
+  } | {
+    /**
+     * @generated from field: godel.v1.WorkflowCreated workflow_created = 60;
+     */
+    value: WorkflowCreated;
+    case: "workflowCreated";
+  } | {
+    /**
+     * @generated from field: godel.v1.WorkflowStarted workflow_started = 61;
+     */
+    value: WorkflowStarted;
+    case: "workflowStarted";
+  } | {
+    /**
+     * @generated from field: godel.v1.WorkflowStepStarted workflow_step_started = 62;
+     */
+    value: WorkflowStepStarted;
+    case: "workflowStepStarted";
+  } | {
+    /**
+     * @generated from field: godel.v1.WorkflowStepCompleted workflow_step_completed = 63;
+     */
+    value: WorkflowStepCompleted;
+    case: "workflowStepCompleted";
+  } | {
+    /**
+     * @generated from field: godel.v1.WorkflowStepFailed workflow_step_failed = 64;
+     */
+    value: WorkflowStepFailed;
+    case: "workflowStepFailed";
+  } | {
+    /**
+     * @generated from field: godel.v1.WorkflowStepRetrying workflow_step_retrying = 65;
+     */
+    value: WorkflowStepRetrying;
+    case: "workflowStepRetrying";
+  } | {
+    /**
+     * @generated from field: godel.v1.WorkflowStepSkipped workflow_step_skipped = 66;
+     */
+    value: WorkflowStepSkipped;
+    case: "workflowStepSkipped";
+  } | {
+    /**
+     * @generated from field: godel.v1.WorkflowPaused workflow_paused = 67;
+     */
+    value: WorkflowPaused;
+    case: "workflowPaused";
+  } | {
+    /**
+     * @generated from field: godel.v1.WorkflowResumed workflow_resumed = 68;
+     */
+    value: WorkflowResumed;
+    case: "workflowResumed";
+  } | {
+    /**
+     * @generated from field: godel.v1.WorkflowCompleted workflow_completed = 69;
+     */
+    value: WorkflowCompleted;
+    case: "workflowCompleted";
+  } | {
+    /**
+     * @generated from field: godel.v1.WorkflowFailed workflow_failed = 70;
+     */
+    value: WorkflowFailed;
+    case: "workflowFailed";
+  } | {
+    /**
+     * @generated from field: godel.v1.WorkflowCancelled workflow_cancelled = 71;
+     */
+    value: WorkflowCancelled;
+    case: "workflowCancelled";
+  } | {
+    /**
+     * @generated from field: godel.v1.TaskCreated task_created = 80;
+     */
+    value: TaskCreated;
+    case: "taskCreated";
+  } | {
+    /**
+     * @generated from field: godel.v1.TaskAssigned task_assigned = 81;
+     */
+    value: TaskAssigned;
+    case: "taskAssigned";
+  } | {
+    /**
+     * @generated from field: godel.v1.TaskCompleted task_completed = 82;
+     */
+    value: TaskCompleted;
+    case: "taskCompleted";
+  } | {
+    /**
+     * @generated from field: godel.v1.TaskFailed task_failed = 83;
+     */
+    value: TaskFailed;
+    case: "taskFailed";
+  } | {
+    /**
+     * @generated from field: godel.v1.TaskRequeued task_requeued = 84;
+     */
+    value: TaskRequeued;
+    case: "taskRequeued";
+  } | {
+    /**
+     * @generated from field: godel.v1.BudgetWarning budget_warning = 90;
+     */
+    value: BudgetWarning;
+    case: "budgetWarning";
+  } | {
+    /**
+     * @generated from field: godel.v1.BudgetExceeded budget_exceeded = 91;
+     */
+    value: BudgetExceeded;
+    case: "budgetExceeded";
+  } | {
+    /**
+     * @generated from field: godel.v1.ClusterRegistered cluster_registered = 100;
+     */
+    value: ClusterRegistered;
+    case: "clusterRegistered";
+  } | {
+    /**
+     * @generated from field: godel.v1.ClusterStatusChanged cluster_status_changed = 101;
+     */
+    value: ClusterStatusChanged;
+    case: "clusterStatusChanged";
+  } | {
+    /**
+     * @generated from field: godel.v1.ClusterUnregistered cluster_unregistered = 102;
+     */
+    value: ClusterUnregistered;
+    case: "clusterUnregistered";
+  } | {
+    /**
+     * @generated from field: godel.v1.ClusterFailover cluster_failover = 103;
+     */
+    value: ClusterFailover;
+    case: "clusterFailover";
+  } | {
+    /**
+     * @generated from field: godel.v1.RecordQuarantined record_quarantined = 110;
+     */
+    value: RecordQuarantined;
+    case: "recordQuarantined";
+  } | {
+    /**
+     * @generated from field: godel.v1.SafetyBlocked safety_blocked = 111;
+     */
+    value: SafetyBlocked;
+    case: "safetyBlocked";
+  } | {
+    /**
+     * @generated from field: godel.v1.AlertFiring alert_firing = 120;
+     */
+    value: AlertFiring;
+    case: "alertFiring";
+  } | {
+    /**
+     * @generated from field: godel.v1.AlertResolved alert_resolved = 121;
+     */
+    value: AlertResolved;
+    case: "alertResolved";
+  } | {
+    /**
+     * @generated from field: godel.v1.NotificationSent notification_sent = 122;
+     */
+    value: NotificationSent;
+    case: "notificationSent";
+  } | {
+    /**
+     * @generated from field: godel.v1.ScalingUp scaling_up = 123;
+     */
+    value: ScalingUp;
+    case: "scalingUp";
+  } | {
+    /**
+     * @generated from field: godel.v1.ScalingDown scaling_down = 124;
+     */
+    value: ScalingDown;
+    case: "scalingDown";
+  } | {
+    /**
+     * @generated from field: godel.v1.AutonomicRestart autonomic_restart = 125;
+     */
+    value: AutonomicRestart;
+    case: "autonomicRestart";
+  } | {
+    /**
+     * @generated from field: godel.v1.AutonomicFailover autonomic_failover = 126;
+     */
+    value: AutonomicFailover;
+    case: "autonomicFailover";
+  } | {
+    /**
+     * @generated from field: godel.v1.AutonomicRebalance autonomic_rebalance = 127;
+     */
+    value: AutonomicRebalance;
+    case: "autonomicRebalance";
+  } | {
+    /**
+     * @generated from field: godel.v1.AutonomicNotify autonomic_notify = 128;
+     */
+    value: AutonomicNotify;
+    case: "autonomicNotify";
+  } | { case: undefined; value?: undefined };
 };
 
 /**

@@ -4,8 +4,10 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_godel_v1_access } from "./access_pb.js";
 import type { ComplexityReportSchema, IntentSchema, SwarmConfigSchema, SwarmConstraints } from "./intent_pb.js";
 import { file_godel_v1_intent } from "./intent_pb.js";
+import { file_godel_v1_limits } from "./limits_pb.js";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import { file_google_api_field_behavior } from "../../google/api/field_behavior_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/intent_service.proto.
  */
 export const file_godel_v1_intent_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1nb2RlbC92MS9pbnRlbnRfc2VydmljZS5wcm90bxIIZ29kZWwudjEiOQoSUGFyc2VJbnRlbnRSZXF1ZXN0EhMKBWlucHV0GAEgASgJQgTiQQECEg4KBnBhcnNlchgCIAEoCSIuChhBbmFseXplQ29tcGxleGl0eVJlcXVlc3QSEgoEdGFzaxgBIAEoCUIE4kEBAiJhChpHZW5lcmF0ZVN3YXJtQ29uZmlnUmVxdWVzdBISCgR0YXNrGAEgASgJQgTiQQECEi8KC2NvbnN0cmFpbnRzGAIgASgLMhouZ29kZWwudjEuU3dhcm1Db25zdHJhaW50czLmAgoNSW50ZW50U2VydmljZRJeCgtQYXJzZUludGVudBIcLmdvZGVsLnYxLlBhcnNlSW50ZW50UmVxdWVzdBoQLmdvZGVsLnYxLkludGVudCIfgtPkkwIZOgEqIhQvYXBpL3YxL2ludGVudC9wYXJzZRJ5ChFBbmFseXplQ29tcGxleGl0eRIiLmdvZGVsLnYxLkFuYWx5emVDb21wbGV4aXR5UmVxdWVzdBoaLmdvZGVsLnYxLkNvbXBsZXhpdHlSZXBvcnQiJILT5JMCHjoBKiIZL2FwaS92MS9pbnRlbnQvY29tcGxleGl0eRJ6ChNHZW5lcmF0ZVN3YXJtQ29uZmlnEiQuZ29kZWwudjEuR2VuZXJhdGVTd2FybUNvbmZpZ1JlcXVlc3QaFS5nb2RlbC52MS5Td2FybUNvbmZpZyImgtPkkwIgOgEqIhsvYXBpL3YxL2ludGVudC9zd2FybS1jb25maWdCM1oxZ2l0aHViLmNvbS9nb2RlbC1haS9nb2RlbC9nZW4vZ28vZ29kZWwvdjE7Z29kZWx2MWIGcHJvdG8z", [file_godel_v1_intent, file_google_api_annotations, file_google_api_field_behavior]);
+  fileDesc("Ch1nb2RlbC92MS9pbnRlbnRfc2VydmljZS5wcm90bxIIZ29kZWwudjEiQQoSUGFyc2VJbnRlbnRSZXF1ZXN0EhsKBWlucHV0GAEgASgJQgziQQECyvMYBAigjQYSDgoGcGFyc2VyGAIgASgJIjYKGEFuYWx5emVDb21wbGV4aXR5UmVxdWVzdBIaCgR0YXNrGAEgASgJQgziQQECyvMYBAigjQYiaQoaR2VuZXJhdGVTd2FybUNvbmZpZ1JlcXVlc3QSGgoEdGFzaxgBIAEoCUIM4kEBAsrzGAQIoI0GEi8KC2NvbnN0cmFpbnRzGAIgASgLMhouZ29kZWwudjEuU3dhcm1Db25zdHJhaW50czKkAwoNSW50ZW50U2VydmljZRJyCgtQYXJzZUludGVudBIcLmdvZGVsLnYxLlBhcnNlSW50ZW50UmVxdWVzdBoQLmdvZGVsLnYxLkludGVudCIzwvMYEAoGaW50ZW50EgRyZWFkGAOC0+STAhk6ASoiFC9hcGkvdjEvaW50ZW50L3BhcnNlEo0BChFBbmFseXplQ29tcGxleGl0eRIiLmdvZGVsLnYxLkFuYWx5emVDb21wbGV4aXR5UmVxdWVzdBoaLmdvZGVsLnYxLkNvbXBsZXhpdHlSZXBvcnQiOMLzGBAKBmludGVudBIEcmVhZBgDgtPkkwIeOgEqIhkvYXBpL3YxL2ludGVudC9jb21wbGV4aXR5Eo4BChNHZW5lcmF0ZVN3YXJtQ29uZmlnEiQuZ29kZWwudjEuR2VuZXJhdGVTd2FybUNvbmZpZ1JlcXVlc3QaFS5nb2RlbC52MS5Td2FybUNvbmZpZyI6wvMYEAoGaW50ZW50EgRyZWFkGAOC0+STAiA6ASoiGy9hcGkvdjEvaW50ZW50L3N3YXJtLWNvbmZpZ0IzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_godel_v1_access, file_godel_v1_intent, file_godel_v1_limits, file_google_api_annotations, file_google_api_field_behavior]);
 
 /**
  * @generated from message godel.v1.ParseIntentRequest
@@ -26,7 +28,9 @@ export type ParseIntentRequest = Message<"godel.v1.ParseIntentRequest"> & {
   input: string;
 
   /**
-   * "deterministic" (default) or "llm" (through the openai runtime's endpoint).
+   * "deterministic" (default) or "llm" (through the openai runtime's endpoint). The llm parser
+   * spends on that endpoint: it needs the permission `intent:create` (developer, operator, admin),
+   * more than this RPC's `intent:read`.
    *
    * @generated from field: string parser = 2;
    */

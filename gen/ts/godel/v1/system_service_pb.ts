@@ -4,6 +4,11 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_godel_v1_access } from "./access_pb.js";
+import type { Worker } from "./agent_pb.js";
+import { file_godel_v1_agent } from "./agent_pb.js";
+import type { DeleteDeadLetterRequestSchema, DeleteDeadLetterResponseSchema, ListDeadLettersRequestSchema, ListDeadLettersResponseSchema, RetryDeadLetterRequestSchema, RetryDeadLetterResponseSchema } from "./dead_letter_pb.js";
+import { file_godel_v1_dead_letter } from "./dead_letter_pb.js";
 import { file_google_api_annotations } from "../../google/api/annotations_pb.js";
 import type { HttpBodySchema } from "../../google/api/httpbody_pb.js";
 import { file_google_api_httpbody } from "../../google/api/httpbody_pb.js";
@@ -15,7 +20,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/system_service.proto.
  */
 export const file_godel_v1_system_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1nb2RlbC92MS9zeXN0ZW1fc2VydmljZS5wcm90bxIIZ29kZWwudjEiEgoQR2V0SGVhbHRoUmVxdWVzdCJ2ChFHZXRIZWFsdGhSZXNwb25zZRImCgZzdGF0dXMYASABKA4yFi5nb2RlbC52MS5IZWFsdGhTdGF0dXMSDwoHdmVyc2lvbhgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIaChhHZXREZXRhaWxlZEhlYWx0aFJlcXVlc3QifgoPQ29tcG9uZW50SGVhbHRoEgwKBG5hbWUYASABKAkSJgoGc3RhdHVzGAIgASgOMhYuZ29kZWwudjEuSGVhbHRoU3RhdHVzEg8KB21lc3NhZ2UYAyABKAkSEgoKbGF0ZW5jeV9tcxgEIAEoARIQCghlbmRwb2ludBgFIAEoCSKtAQoZR2V0RGV0YWlsZWRIZWFsdGhSZXNwb25zZRImCgZzdGF0dXMYASABKA4yFi5nb2RlbC52MS5IZWFsdGhTdGF0dXMSLQoKY29tcG9uZW50cxgCIAMoCzIZLmdvZGVsLnYxLkNvbXBvbmVudEhlYWx0aBIPCgd2ZXJzaW9uGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIhUKE0dldFJlYWRpbmVzc1JlcXVlc3QiOgoUR2V0UmVhZGluZXNzUmVzcG9uc2USDQoFcmVhZHkYASABKAgSEwoLd2FpdGluZ19mb3IYAiADKAkiFAoSR2V0TGl2ZW5lc3NSZXF1ZXN0IiQKE0dldExpdmVuZXNzUmVzcG9uc2USDQoFYWxpdmUYASABKAgiGAoWR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdCK5AQoXR2V0Q2FwYWJpbGl0aWVzUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoCRITCgthcGlfdmVyc2lvbhgCIAEoCRIQCghzZXJ2aWNlcxgDIAMoCRIQCghmZWF0dXJlcxgEIAMoCRIQCghydW50aW1lcxgFIAMoCRIcChRleGVjdXRpb25fc3RyYXRlZ2llcxgGIAMoCRIUCgxhdXRoX21ldGhvZHMYByADKAkSDgoGdG9waWNzGAggAygJIhMKEUdldE9wZW5BcGlSZXF1ZXN0IhMKEUdldE1ldHJpY3NSZXF1ZXN0IhgKFkdldEFnZW50TWV0cmljc1JlcXVlc3QitQEKF0dldEFnZW50TWV0cmljc1Jlc3BvbnNlEg0KBXRvdGFsGAEgASgDEkIKCWJ5X3N0YXR1cxgCIAMoCzIvLmdvZGVsLnYxLkdldEFnZW50TWV0cmljc1Jlc3BvbnNlLkJ5U3RhdHVzRW50cnkSFgoOdG90YWxfY29zdF91c2QYAyABKAEaLwoNQnlTdGF0dXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBIhgKFkdldFRlYW1zTWV0cmljc1JlcXVlc3QinQEKF0dldFRlYW1zTWV0cmljc1Jlc3BvbnNlEg0KBXRvdGFsGAEgASgDEkIKCWJ5X3N0YXR1cxgCIAMoCzIvLmdvZGVsLnYxLkdldFRlYW1zTWV0cmljc1Jlc3BvbnNlLkJ5U3RhdHVzRW50cnkaLwoNQnlTdGF0dXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAM6AjgBIhkKF0dldFN5c3RlbU1ldHJpY3NSZXF1ZXN0IkQKGEdldFN5c3RlbU1ldHJpY3NSZXNwb25zZRIoCgdmaWd1cmVzGAEgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCqBAQoMSGVhbHRoU3RhdHVzEh0KGUhFQUxUSF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVIRUFMVEhfU1RBVFVTX0hFQUxUSFkQARIaChZIRUFMVEhfU1RBVFVTX0RFR1JBREVEEAISGwoXSEVBTFRIX1NUQVRVU19VTkhFQUxUSFkQAzLwCgoNU3lzdGVtU2VydmljZRJ2CglHZXRIZWFsdGgSGi5nb2RlbC52MS5HZXRIZWFsdGhSZXF1ZXN0GhsuZ29kZWwudjEuR2V0SGVhbHRoUmVzcG9uc2UiMILT5JMCKloNEgsvYXBpL2hlYWx0aFoJEgcvaGVhbHRoEg4vYXBpL3YxL2hlYWx0aBKpAQoRR2V0RGV0YWlsZWRIZWFsdGgSIi5nb2RlbC52MS5HZXREZXRhaWxlZEhlYWx0aFJlcXVlc3QaIy5nb2RlbC52MS5HZXREZXRhaWxlZEhlYWx0aFJlc3BvbnNlIkuC0+STAkVaFhIUL2FwaS9oZWFsdGgvZGV0YWlsZWRaEhIQL2hlYWx0aC9kZXRhaWxlZBIXL2FwaS92MS9oZWFsdGgvZGV0YWlsZWQSkQEKDEdldFJlYWRpbmVzcxIdLmdvZGVsLnYxLkdldFJlYWRpbmVzc1JlcXVlc3QaHi5nb2RlbC52MS5HZXRSZWFkaW5lc3NSZXNwb25zZSJCgtPkkwI8WhMSES9hcGkvaGVhbHRoL3JlYWR5Wg8SDS9oZWFsdGgvcmVhZHkSFC9hcGkvdjEvaGVhbHRoL3JlYWR5EosBCgtHZXRMaXZlbmVzcxIcLmdvZGVsLnYxLkdldExpdmVuZXNzUmVxdWVzdBodLmdvZGVsLnYxLkdldExpdmVuZXNzUmVzcG9uc2UiP4LT5JMCOVoSEhAvYXBpL2hlYWx0aC9saXZlWg4SDC9oZWFsdGgvbGl2ZRITL2FwaS92MS9oZWFsdGgvbGl2ZRKJAQoPR2V0Q2FwYWJpbGl0aWVzEiAuZ29kZWwudjEuR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdBohLmdvZGVsLnYxLkdldENhcGFiaWxpdGllc1Jlc3BvbnNlIjGC0+STAitaExIRL2FwaS9jYXBhYmlsaXRpZXMSFC9hcGkvdjEvY2FwYWJpbGl0aWVzEnIKCkdldE9wZW5BcGkSGy5nb2RlbC52MS5HZXRPcGVuQXBpUmVxdWVzdBoULmdvb2dsZS5hcGkuSHR0cEJvZHkiMYLT5JMCK1oTEhEvYXBpL29wZW5hcGkuanNvbhIUL2FwaS92MS9vcGVuYXBpLmpzb24SaAoKR2V0TWV0cmljcxIbLmdvZGVsLnYxLkdldE1ldHJpY3NSZXF1ZXN0GhQuZ29vZ2xlLmFwaS5IdHRwQm9keSIngtPkkwIhWg4SDC9hcGkvbWV0cmljcxIPL2FwaS92MS9tZXRyaWNzEo0BCg9HZXRBZ2VudE1ldHJpY3MSIC5nb2RlbC52MS5HZXRBZ2VudE1ldHJpY3NSZXF1ZXN0GiEuZ29kZWwudjEuR2V0QWdlbnRNZXRyaWNzUmVzcG9uc2UiNYLT5JMCL1oVEhMvYXBpL21ldHJpY3MvYWdlbnRzEhYvYXBpL3YxL21ldHJpY3MvYWdlbnRzEosBCg9HZXRUZWFtc01ldHJpY3MSIC5nb2RlbC52MS5HZXRUZWFtc01ldHJpY3NSZXF1ZXN0GiEuZ29kZWwudjEuR2V0VGVhbXNNZXRyaWNzUmVzcG9uc2UiM4LT5JMCLVoUEhIvYXBpL21ldHJpY3MvdGVhbXMSFS9hcGkvdjEvbWV0cmljcy90ZWFtcxKQAQoQR2V0U3lzdGVtTWV0cmljcxIhLmdvZGVsLnYxLkdldFN5c3RlbU1ldHJpY3NSZXF1ZXN0GiIuZ29kZWwudjEuR2V0U3lzdGVtTWV0cmljc1Jlc3BvbnNlIjWC0+STAi9aFRITL2FwaS9tZXRyaWNzL3N5c3RlbRIWL2FwaS92MS9tZXRyaWNzL3N5c3RlbUIzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_google_api_annotations, file_google_api_httpbody, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch1nb2RlbC92MS9zeXN0ZW1fc2VydmljZS5wcm90bxIIZ29kZWwudjEiEgoQR2V0SGVhbHRoUmVxdWVzdCJ2ChFHZXRIZWFsdGhSZXNwb25zZRImCgZzdGF0dXMYASABKA4yFi5nb2RlbC52MS5IZWFsdGhTdGF0dXMSDwoHdmVyc2lvbhgCIAEoCRIoCgR0aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCIaChhHZXREZXRhaWxlZEhlYWx0aFJlcXVlc3QifgoPQ29tcG9uZW50SGVhbHRoEgwKBG5hbWUYASABKAkSJgoGc3RhdHVzGAIgASgOMhYuZ29kZWwudjEuSGVhbHRoU3RhdHVzEg8KB21lc3NhZ2UYAyABKAkSEgoKbGF0ZW5jeV9tcxgEIAEoARIQCghlbmRwb2ludBgFIAEoCSLQAQoZR2V0RGV0YWlsZWRIZWFsdGhSZXNwb25zZRImCgZzdGF0dXMYASABKA4yFi5nb2RlbC52MS5IZWFsdGhTdGF0dXMSLQoKY29tcG9uZW50cxgCIAMoCzIZLmdvZGVsLnYxLkNvbXBvbmVudEhlYWx0aBIPCgd2ZXJzaW9uGAMgASgJEigKBHRpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiEKB3dvcmtlcnMYBSADKAsyEC5nb2RlbC52MS5Xb3JrZXIiFQoTR2V0UmVhZGluZXNzUmVxdWVzdCI6ChRHZXRSZWFkaW5lc3NSZXNwb25zZRINCgVyZWFkeRgBIAEoCBITCgt3YWl0aW5nX2ZvchgCIAMoCSIUChJHZXRMaXZlbmVzc1JlcXVlc3QiJAoTR2V0TGl2ZW5lc3NSZXNwb25zZRINCgVhbGl2ZRgBIAEoCCIYChZHZXRDYXBhYmlsaXRpZXNSZXF1ZXN0IrkBChdHZXRDYXBhYmlsaXRpZXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgJEhMKC2FwaV92ZXJzaW9uGAIgASgJEhAKCHNlcnZpY2VzGAMgAygJEhAKCGZlYXR1cmVzGAQgAygJEhAKCHJ1bnRpbWVzGAUgAygJEhwKFGV4ZWN1dGlvbl9zdHJhdGVnaWVzGAYgAygJEhQKDGF1dGhfbWV0aG9kcxgHIAMoCRIOCgZ0b3BpY3MYCCADKAkiEwoRR2V0T3BlbkFwaVJlcXVlc3QiEwoRR2V0TWV0cmljc1JlcXVlc3QiGAoWR2V0QWdlbnRNZXRyaWNzUmVxdWVzdCLdAgoXR2V0QWdlbnRNZXRyaWNzUmVzcG9uc2USDQoFdG90YWwYASABKAMSQgoJYnlfc3RhdHVzGAIgAygLMi8uZ29kZWwudjEuR2V0QWdlbnRNZXRyaWNzUmVzcG9uc2UuQnlTdGF0dXNFbnRyeRIWCg50b3RhbF9jb3N0X3VzZBgDIAEoARIOCgZhY3RpdmUYBCABKAMSSQoNY29zdF9ieV9tb2RlbBgFIAMoCzIyLmdvZGVsLnYxLkdldEFnZW50TWV0cmljc1Jlc3BvbnNlLkNvc3RCeU1vZGVsRW50cnkSFwoPZmFpbHVyZV9yYXRlXzVtGAYgASgBGi8KDUJ5U3RhdHVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ARoyChBDb3N0QnlNb2RlbEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoAToCOAEiGAoWR2V0VGVhbXNNZXRyaWNzUmVxdWVzdCLbAQoXR2V0VGVhbXNNZXRyaWNzUmVzcG9uc2USDQoFdG90YWwYASABKAMSQgoJYnlfc3RhdHVzGAIgAygLMi8uZ29kZWwudjEuR2V0VGVhbXNNZXRyaWNzUmVzcG9uc2UuQnlTdGF0dXNFbnRyeRIXCg9jb21wbGV0aW9uX3JhdGUYAyABKAESEwoLcXVldWVfZGVwdGgYBCABKAMSDgoGYWdlbnRzGAUgASgDGi8KDUJ5U3RhdHVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgDOgI4ASIZChdHZXRTeXN0ZW1NZXRyaWNzUmVxdWVzdCJEChhHZXRTeXN0ZW1NZXRyaWNzUmVzcG9uc2USKAoHZmlndXJlcxgBIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QqgQEKDEhlYWx0aFN0YXR1cxIdChlIRUFMVEhfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVSEVBTFRIX1NUQVRVU19IRUFMVEhZEAESGgoWSEVBTFRIX1NUQVRVU19ERUdSQURFRBACEhsKF0hFQUxUSF9TVEFUVVNfVU5IRUFMVEhZEAMyvhAKDVN5c3RlbVNlcnZpY2USfAoJR2V0SGVhbHRoEhouZ29kZWwudjEuR2V0SGVhbHRoUmVxdWVzdBobLmdvZGVsLnYxLkdldEhlYWx0aFJlc3BvbnNlIjbC8xgCIAGC0+STAipaDRILL2FwaS9oZWFsdGhaCRIHL2hlYWx0aBIOL2FwaS92MS9oZWFsdGgSvQEKEUdldERldGFpbGVkSGVhbHRoEiIuZ29kZWwudjEuR2V0RGV0YWlsZWRIZWFsdGhSZXF1ZXN0GiMuZ29kZWwudjEuR2V0RGV0YWlsZWRIZWFsdGhSZXNwb25zZSJfwvMYEAoGc3lzdGVtEgRyZWFkGAOC0+STAkVaFhIUL2FwaS9oZWFsdGgvZGV0YWlsZWRaEhIQL2hlYWx0aC9kZXRhaWxlZBIXL2FwaS92MS9oZWFsdGgvZGV0YWlsZWQSlwEKDEdldFJlYWRpbmVzcxIdLmdvZGVsLnYxLkdldFJlYWRpbmVzc1JlcXVlc3QaHi5nb2RlbC52MS5HZXRSZWFkaW5lc3NSZXNwb25zZSJIwvMYAiABgtPkkwI8WhMSES9hcGkvaGVhbHRoL3JlYWR5Wg8SDS9oZWFsdGgvcmVhZHkSFC9hcGkvdjEvaGVhbHRoL3JlYWR5EpEBCgtHZXRMaXZlbmVzcxIcLmdvZGVsLnYxLkdldExpdmVuZXNzUmVxdWVzdBodLmdvZGVsLnYxLkdldExpdmVuZXNzUmVzcG9uc2UiRcLzGAIgAYLT5JMCOVoSEhAvYXBpL2hlYWx0aC9saXZlWg4SDC9oZWFsdGgvbGl2ZRITL2FwaS92MS9oZWFsdGgvbGl2ZRKPAQoPR2V0Q2FwYWJpbGl0aWVzEiAuZ29kZWwudjEuR2V0Q2FwYWJpbGl0aWVzUmVxdWVzdBohLmdvZGVsLnYxLkdldENhcGFiaWxpdGllc1Jlc3BvbnNlIjfC8xgCIAGC0+STAitaExIRL2FwaS9jYXBhYmlsaXRpZXMSFC9hcGkvdjEvY2FwYWJpbGl0aWVzEngKCkdldE9wZW5BcGkSGy5nb2RlbC52MS5HZXRPcGVuQXBpUmVxdWVzdBoULmdvb2dsZS5hcGkuSHR0cEJvZHkiN8LzGAIgAYLT5JMCK1oTEhEvYXBpL29wZW5hcGkuanNvbhIUL2FwaS92MS9vcGVuYXBpLmpzb24SfAoKR2V0TWV0cmljcxIbLmdvZGVsLnYxLkdldE1ldHJpY3NSZXF1ZXN0GhQuZ29vZ2xlLmFwaS5IdHRwQm9keSI7wvMYEAoGc3lzdGVtEgRyZWFkGAOC0+STAiFaDhIML2FwaS9tZXRyaWNzEg8vYXBpL3YxL21ldHJpY3MSoQEKD0dldEFnZW50TWV0cmljcxIgLmdvZGVsLnYxLkdldEFnZW50TWV0cmljc1JlcXVlc3QaIS5nb2RlbC52MS5HZXRBZ2VudE1ldHJpY3NSZXNwb25zZSJJwvMYEAoGc3lzdGVtEgRyZWFkGAOC0+STAi9aFRITL2FwaS9tZXRyaWNzL2FnZW50cxIWL2FwaS92MS9tZXRyaWNzL2FnZW50cxKfAQoPR2V0VGVhbXNNZXRyaWNzEiAuZ29kZWwudjEuR2V0VGVhbXNNZXRyaWNzUmVxdWVzdBohLmdvZGVsLnYxLkdldFRlYW1zTWV0cmljc1Jlc3BvbnNlIkfC8xgQCgZzeXN0ZW0SBHJlYWQYA4LT5JMCLVoUEhIvYXBpL21ldHJpY3MvdGVhbXMSFS9hcGkvdjEvbWV0cmljcy90ZWFtcxKkAQoQR2V0U3lzdGVtTWV0cmljcxIhLmdvZGVsLnYxLkdldFN5c3RlbU1ldHJpY3NSZXF1ZXN0GiIuZ29kZWwudjEuR2V0U3lzdGVtTWV0cmljc1Jlc3BvbnNlIknC8xgQCgZzeXN0ZW0SBHJlYWQYA4LT5JMCL1oVEhMvYXBpL21ldHJpY3Mvc3lzdGVtEhYvYXBpL3YxL21ldHJpY3Mvc3lzdGVtErIBCg9MaXN0RGVhZExldHRlcnMSIC5nb2RlbC52MS5MaXN0RGVhZExldHRlcnNSZXF1ZXN0GiEuZ29kZWwudjEuTGlzdERlYWRMZXR0ZXJzUmVzcG9uc2UiWsLzGBUKC2RlYWRfbGV0dGVyEgRyZWFkGAOC0+STAjtaGxIZL2FwaS9kZWFkLWxldHRlcnMvY2x1c3RlchIcL2FwaS92MS9kZWFkLWxldHRlcnMvY2x1c3RlchLQAQoPUmV0cnlEZWFkTGV0dGVyEiAuZ29kZWwudjEuUmV0cnlEZWFkTGV0dGVyUmVxdWVzdBohLmdvZGVsLnYxLlJldHJ5RGVhZExldHRlclJlc3BvbnNlInjC8xgXCgtkZWFkX2xldHRlchIGdXBkYXRlGAOC0+STAlc6ASpaKToBKiIkL2FwaS9kZWFkLWxldHRlcnMvY2x1c3Rlci97aWR9OnJldHJ5IicvYXBpL3YxL2RlYWQtbGV0dGVycy9jbHVzdGVyL3tpZH06cmV0cnkSwQEKEERlbGV0ZURlYWRMZXR0ZXISIS5nb2RlbC52MS5EZWxldGVEZWFkTGV0dGVyUmVxdWVzdBoiLmdvZGVsLnYxLkRlbGV0ZURlYWRMZXR0ZXJSZXNwb25zZSJmwvMYFwoLZGVhZF9sZXR0ZXISBmRlbGV0ZRgDgtPkkwJFWiAqHi9hcGkvZGVhZC1sZXR0ZXJzL2NsdXN0ZXIve2lkfSohL2FwaS92MS9kZWFkLWxldHRlcnMvY2x1c3Rlci97aWR9QjNaMWdpdGh1Yi5jb20vZ29kZWwtYWkvZ29kZWwvZ2VuL2dvL2dvZGVsL3YxO2dvZGVsdjFiBnByb3RvMw", [file_godel_v1_access, file_godel_v1_agent, file_godel_v1_dead_letter, file_google_api_annotations, file_google_api_httpbody, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message godel.v1.GetHealthRequest
@@ -136,6 +141,14 @@ export type GetDetailedHealthResponse = Message<"godel.v1.GetDetailedHealthRespo
    * @generated from field: google.protobuf.Timestamp time = 4;
    */
   time?: Timestamp | undefined;
+
+  /**
+   * Workers connected to the agent service, with their free slots (AgentService.ListWorkers,
+   * asked with the caller's credentials; the "workers" component says when it could not be asked).
+   *
+   * @generated from field: repeated godel.v1.Worker workers = 5;
+   */
+  workers: Worker[];
 };
 
 /**
@@ -240,25 +253,30 @@ export type GetCapabilitiesResponse = Message<"godel.v1.GetCapabilitiesResponse"
   apiVersion: string;
 
   /**
-   * gRPC services served, e.g. "godel.v1.AgentService".
+   * gRPC services the running processes serve, e.g. "godel.v1.AgentService".
    *
    * @generated from field: repeated string services = 3;
    */
   services: string[];
 
   /**
-   * Feature flags that are live, e.g. "agents", "events", "events.sse".
+   * The RPCs of those services that are implemented, e.g. "godel.v1.AgentService/CreateAgent";
+   * an RPC of a listed service that is missing here answers UNIMPLEMENTED.
    *
    * @generated from field: repeated string features = 4;
    */
   features: string[];
 
   /**
+   * Agent runtimes offered by the workers connected now, e.g. "command", "openai".
+   *
    * @generated from field: repeated string runtimes = 5;
    */
   runtimes: string[];
 
   /**
+   * Team strategies, e.g. "parallel", "map-reduce".
+   *
    * @generated from field: repeated string execution_strategies = 6;
    */
   executionStrategies: string[];
@@ -327,21 +345,46 @@ export const GetAgentMetricsRequestSchema: GenMessage<GetAgentMetricsRequest> = 
  */
 export type GetAgentMetricsResponse = Message<"godel.v1.GetAgentMetricsResponse"> & {
   /**
+   * Agents stored (godel_agents_by_status summed).
+   *
    * @generated from field: int64 total = 1;
    */
   total: bigint;
 
   /**
-   * Count per status name.
+   * Count per status name, e.g. "running".
    *
    * @generated from field: map<string, int64> by_status = 2;
    */
   byStatus: { [key: string]: bigint };
 
   /**
+   * Spend of all stored agents in USD (godel_agent_cost_dollars summed).
+   *
    * @generated from field: double total_cost_usd = 3;
    */
   totalCostUsd: number;
+
+  /**
+   * Agents running now (godel_agents_active).
+   *
+   * @generated from field: int64 active = 4;
+   */
+  active: bigint;
+
+  /**
+   * Spend per model in USD.
+   *
+   * @generated from field: map<string, double> cost_by_model = 5;
+   */
+  costByModel: { [key: string]: number };
+
+  /**
+   * Failed share of the agent runs that ended in the last 5 minutes (godel_agent_failure_rate_5m).
+   *
+   * @generated from field: double failure_rate_5m = 6;
+   */
+  failureRate5m: number;
 };
 
 /**
@@ -369,14 +412,39 @@ export const GetTeamsMetricsRequestSchema: GenMessage<GetTeamsMetricsRequest> = 
  */
 export type GetTeamsMetricsResponse = Message<"godel.v1.GetTeamsMetricsResponse"> & {
   /**
+   * Teams stored (godel_teams_by_status summed).
+   *
    * @generated from field: int64 total = 1;
    */
   total: bigint;
 
   /**
+   * Count per status name, e.g. "active".
+   *
    * @generated from field: map<string, int64> by_status = 2;
    */
   byStatus: { [key: string]: bigint };
+
+  /**
+   * Completed share of the teams that ended (godel_team_completion_rate).
+   *
+   * @generated from field: double completion_rate = 3;
+   */
+  completionRate: number;
+
+  /**
+   * Tasks waiting in the queue (godel_queue_depth summed).
+   *
+   * @generated from field: int64 queue_depth = 4;
+   */
+  queueDepth: bigint;
+
+  /**
+   * Live members of the teams that have not ended (godel_team_agents summed).
+   *
+   * @generated from field: int64 agents = 5;
+   */
+  agents: bigint;
 };
 
 /**
@@ -404,6 +472,10 @@ export const GetSystemMetricsRequestSchema: GenMessage<GetSystemMetricsRequest> 
  */
 export type GetSystemMetricsResponse = Message<"godel.v1.GetSystemMetricsResponse"> & {
   /**
+   * Figures of the platform: per service whether its metrics answered, its resident memory and
+   * the API requests it served; events stored, outbox backlog, connected workers and their free
+   * slots, firing alerts, the host's memory use.
+   *
    * @generated from field: google.protobuf.Struct figures = 1;
    */
   figures?: JsonObject | undefined;
@@ -467,7 +539,7 @@ export const SystemService: GenService<{
     output: typeof GetHealthResponseSchema;
   },
   /**
-   * Health of every service, Kafka and each database (needs credentials).
+   * Health of every service, Kafka and each database, and the connected workers (needs credentials).
    *
    * @generated from rpc godel.v1.SystemService.GetDetailedHealth
    */
@@ -555,6 +627,37 @@ export const SystemService: GenService<{
     methodKind: "unary";
     input: typeof GetSystemMetricsRequestSchema;
     output: typeof GetSystemMetricsResponseSchema;
+  },
+  /**
+   * Dead letters of the cluster service: records it quarantined (oldest first). Operators only.
+   *
+   * @generated from rpc godel.v1.SystemService.ListDeadLetters
+   */
+  listDeadLetters: {
+    methodKind: "unary";
+    input: typeof ListDeadLettersRequestSchema;
+    output: typeof ListDeadLettersResponseSchema;
+  },
+  /**
+   * Sends (outbox) or handles (consumer) a dead letter of the cluster service again; it is removed
+   * when that succeeds. Operators only.
+   *
+   * @generated from rpc godel.v1.SystemService.RetryDeadLetter
+   */
+  retryDeadLetter: {
+    methodKind: "unary";
+    input: typeof RetryDeadLetterRequestSchema;
+    output: typeof RetryDeadLetterResponseSchema;
+  },
+  /**
+   * Discards a dead letter of the cluster service. Operators only.
+   *
+   * @generated from rpc godel.v1.SystemService.DeleteDeadLetter
+   */
+  deleteDeadLetter: {
+    methodKind: "unary";
+    input: typeof DeleteDeadLetterRequestSchema;
+    output: typeof DeleteDeadLetterResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_godel_v1_system_service, 0);

@@ -4,8 +4,11 @@
 
 import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { AgentPlacement } from "./agent_pb.js";
+import { file_godel_v1_agent } from "./agent_pb.js";
 import type { ResourceLimits, RetryPolicy } from "./common_pb.js";
 import { file_godel_v1_common } from "./common_pb.js";
+import { file_godel_v1_limits } from "./limits_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
@@ -14,7 +17,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/team.proto.
  */
 export const file_godel_v1_team: GenFile = /*@__PURE__*/
-  fileDesc("ChNnb2RlbC92MS90ZWFtLnByb3RvEghnb2RlbC52MSK/AgoKVGVhbUNvbmZpZxISCgptYXhfYWdlbnRzGAEgASgFEhIKCmF1dG9fc2NhbGUYAiABKAgSMQoPcmVzb3VyY2VfbGltaXRzGAMgASgLMhguZ29kZWwudjEuUmVzb3VyY2VMaW1pdHMSFwoPdGltZW91dF9taW51dGVzGAQgASgFEisKDHJldHJ5X3BvbGljeRgFIAEoCzIVLmdvZGVsLnYxLlJldHJ5UG9saWN5EgwKBHNpemUYBiABKAUSDQoFbW9kZWwYByABKAkSDgoGaW5wdXRzGAggAygJEg4KBnN0YWdlcxgJIAMoCRIRCgltYXhfZGVwdGgYCiABKAUSDwoHcnVudGltZRgLIAEoCRIPCgdjb21tYW5kGAwgAygJEhAKCGVuZHBvaW50GA0gASgJEgwKBHJlcG8YDiABKAkimQUKBFRlYW0SCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRITCgtkZXNjcmlwdGlvbhgDIAEoCRIkCgZjb25maWcYBCABKAsyFC5nb2RlbC52MS5UZWFtQ29uZmlnEjcKEmV4ZWN1dGlvbl9zdHJhdGVneRgFIAEoDjIbLmdvZGVsLnYxLkV4ZWN1dGlvblN0cmF0ZWd5EiQKBnN0YXR1cxgGIAEoDjIULmdvZGVsLnYxLlRlYW1TdGF0dXMSEQoJYWdlbnRfaWRzGAcgAygJEh0KEGJ1ZGdldF9hbGxvY2F0ZWQYCCABKAFIAIgBARIXCg9idWRnZXRfY29uc3VtZWQYCSABKAESLgoKY3JlYXRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKdXBkYXRlZF9hdBgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMAoMY29tcGxldGVkX2F0GAwgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIpCghtZXRhZGF0YRgNIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QSDAoEdGFzaxgOIAEoCRIQCghwcm9ncmVzcxgPIAEoBRIoCgdyZXN1bHRzGBAgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBINCgVlcnJvchgRIAEoCRI3ChJlZmZlY3RpdmVfc3RyYXRlZ3kYEiABKA4yGy5nb2RlbC52MS5FeGVjdXRpb25TdHJhdGVneRIuCgpzdGFydGVkX2F0GBMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEITChFfYnVkZ2V0X2FsbG9jYXRlZCLUAQoLVGVhbU1ldHJpY3MSDwoHdGVhbV9pZBgBIAEoCRIUCgx0b3RhbF9hZ2VudHMYAiABKAUSFgoOcnVubmluZ19hZ2VudHMYAyABKAUSGAoQY29tcGxldGVkX2FnZW50cxgEIAEoBRIVCg1mYWlsZWRfYWdlbnRzGAUgASgFEhcKD2NvbXBsZXRpb25fcmF0ZRgGIAEoARIYChBkdXJhdGlvbl9zZWNvbmRzGAcgASgBEhAKCGNvc3RfdXNkGAggASgBEhAKCHByb2dyZXNzGAkgASgFKsABCgpUZWFtU3RhdHVzEhsKF1RFQU1fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUVEVBTV9TVEFUVVNfQ1JFQVRJTkcQARIWChJURUFNX1NUQVRVU19BQ1RJVkUQAhIWChJURUFNX1NUQVRVU19QQVVTRUQQAxIZChVURUFNX1NUQVRVU19DT01QTEVURUQQBBIWChJURUFNX1NUQVRVU19GQUlMRUQQBRIYChRURUFNX1NUQVRVU19BUkNISVZFRBAGKrkBChFFeGVjdXRpb25TdHJhdGVneRIiCh5FWEVDVVRJT05fU1RSQVRFR1lfVU5TUEVDSUZJRUQQABIfChtFWEVDVVRJT05fU1RSQVRFR1lfUEFSQUxMRUwQARIhCh1FWEVDVVRJT05fU1RSQVRFR1lfTUFQX1JFRFVDRRACEh8KG0VYRUNVVElPTl9TVFJBVEVHWV9QSVBFTElORRADEhsKF0VYRUNVVElPTl9TVFJBVEVHWV9UUkVFEARCM1oxZ2l0aHViLmNvbS9nb2RlbC1haS9nb2RlbC9nZW4vZ28vZ29kZWwvdjE7Z29kZWx2MWIGcHJvdG8z", [file_godel_v1_common, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("ChNnb2RlbC92MS90ZWFtLnByb3RvEghnb2RlbC52MSLBAwoKVGVhbUNvbmZpZxISCgptYXhfYWdlbnRzGAEgASgFEhIKCmF1dG9fc2NhbGUYAiABKAgSMQoPcmVzb3VyY2VfbGltaXRzGAMgASgLMhguZ29kZWwudjEuUmVzb3VyY2VMaW1pdHMSFwoPdGltZW91dF9taW51dGVzGAQgASgFEisKDHJldHJ5X3BvbGljeRgFIAEoCzIVLmdvZGVsLnYxLlJldHJ5UG9saWN5EgwKBHNpemUYBiABKAUSFgoFbW9kZWwYByABKAlCB8rzGAMI/wESGwoGaW5wdXRzGAggAygJQgvK8xgHCKCNBhDoBxIaCgZzdGFnZXMYCSADKAlCCsrzGAYIoI0GEGQSEQoJbWF4X2RlcHRoGAogASgFEg8KB3J1bnRpbWUYCyABKAkSHAoHY29tbWFuZBgMIAMoCUILyvMYBwiAgAEQgAISGQoIZW5kcG9pbnQYDSABKAlCB8rzGAMIgBASFQoEcmVwbxgOIAEoCUIHyvMYAwiAIBIrCglwbGFjZW1lbnQYDyABKAsyGC5nb2RlbC52MS5BZ2VudFBsYWNlbWVudBISCgptaW5fYWdlbnRzGBAgASgFIooGCgRUZWFtEhIKAmlkGAEgASgJQgbK8xgCCCQSFQoEbmFtZRgCIAEoCUIHyvMYAwj/ARIcCgtkZXNjcmlwdGlvbhgDIAEoCUIHyvMYAwiQThIkCgZjb25maWcYBCABKAsyFC5nb2RlbC52MS5UZWFtQ29uZmlnEjcKEmV4ZWN1dGlvbl9zdHJhdGVneRgFIAEoDjIbLmdvZGVsLnYxLkV4ZWN1dGlvblN0cmF0ZWd5EiQKBnN0YXR1cxgGIAEoDjIULmdvZGVsLnYxLlRlYW1TdGF0dXMSHAoJYWdlbnRfaWRzGAcgAygJQgnK8xgFCCQQkE4SHQoQYnVkZ2V0X2FsbG9jYXRlZBgIIAEoAUgAiAEBEhcKD2J1ZGdldF9jb25zdW1lZBgJIAEoARIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIwCgxjb21wbGV0ZWRfYXQYDCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEikKCG1ldGFkYXRhGA0gASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdBIWCgR0YXNrGA4gASgJQgjK8xgECKCNBhIQCghwcm9ncmVzcxgPIAEoBRIzCgdyZXN1bHRzGBAgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEIJyvMYBRiAgIACEhYKBWVycm9yGBEgASgJQgfK8xgDCIAgEjcKEmVmZmVjdGl2ZV9zdHJhdGVneRgSIAEoDjIbLmdvZGVsLnYxLkV4ZWN1dGlvblN0cmF0ZWd5Ei4KCnN0YXJ0ZWRfYXQYEyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhUKDW93bmVyX3VzZXJfaWQYFCABKAkSFQoNb3duZXJfdGVhbV9pZBgVIAEoCUITChFfYnVkZ2V0X2FsbG9jYXRlZCLUAQoLVGVhbU1ldHJpY3MSDwoHdGVhbV9pZBgBIAEoCRIUCgx0b3RhbF9hZ2VudHMYAiABKAUSFgoOcnVubmluZ19hZ2VudHMYAyABKAUSGAoQY29tcGxldGVkX2FnZW50cxgEIAEoBRIVCg1mYWlsZWRfYWdlbnRzGAUgASgFEhcKD2NvbXBsZXRpb25fcmF0ZRgGIAEoARIYChBkdXJhdGlvbl9zZWNvbmRzGAcgASgBEhAKCGNvc3RfdXNkGAggASgBEhAKCHByb2dyZXNzGAkgASgFKsABCgpUZWFtU3RhdHVzEhsKF1RFQU1fU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUVEVBTV9TVEFUVVNfQ1JFQVRJTkcQARIWChJURUFNX1NUQVRVU19BQ1RJVkUQAhIWChJURUFNX1NUQVRVU19QQVVTRUQQAxIZChVURUFNX1NUQVRVU19DT01QTEVURUQQBBIWChJURUFNX1NUQVRVU19GQUlMRUQQBRIYChRURUFNX1NUQVRVU19BUkNISVZFRBAGKrkBChFFeGVjdXRpb25TdHJhdGVneRIiCh5FWEVDVVRJT05fU1RSQVRFR1lfVU5TUEVDSUZJRUQQABIfChtFWEVDVVRJT05fU1RSQVRFR1lfUEFSQUxMRUwQARIhCh1FWEVDVVRJT05fU1RSQVRFR1lfTUFQX1JFRFVDRRACEh8KG0VYRUNVVElPTl9TVFJBVEVHWV9QSVBFTElORRADEhsKF0VYRUNVVElPTl9TVFJBVEVHWV9UUkVFEARCM1oxZ2l0aHViLmNvbS9nb2RlbC1haS9nb2RlbC9nZW4vZ28vZ29kZWwvdjE7Z29kZWx2MWIGcHJvdG8z", [file_godel_v1_agent, file_godel_v1_common, file_godel_v1_limits, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * Team configuration (spec §2.1 TeamConfig).
@@ -109,6 +112,21 @@ export type TeamConfig = Message<"godel.v1.TeamConfig"> & {
    * @generated from field: string repo = 14;
    */
   repo: string;
+
+  /**
+   * Where the members may run in a federation (README "Federation"): members are created with it.
+   *
+   * @generated from field: godel.v1.AgentPlacement placement = 15;
+   */
+  placement?: AgentPlacement | undefined;
+
+  /**
+   * The smallest size autoscaling (auto_scale) shrinks the team to; default: its size at creation.
+   * It grows up to max_agents.
+   *
+   * @generated from field: int32 min_agents = 16;
+   */
+  minAgents: number;
 };
 
 /**
@@ -228,6 +246,21 @@ export type Team = Message<"godel.v1.Team"> & {
    * @generated from field: google.protobuf.Timestamp started_at = 19;
    */
   startedAt?: Timestamp | undefined;
+
+  /**
+   * The user who owns it (who created it): permissions of scope own reach it.
+   *
+   * @generated from field: string owner_user_id = 20;
+   */
+  ownerUserId: string;
+
+  /**
+   * The user team it is shared with (its owner's first team, by id), if any: permissions of
+   * scope team of that team's members reach it.
+   *
+   * @generated from field: string owner_team_id = 21;
+   */
+  ownerTeamId: string;
 };
 
 /**

@@ -4,8 +4,10 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { AgentConfig, LogLevel, SessionMessage } from "./agent_pb.js";
+import { file_godel_v1_access } from "./access_pb.js";
+import type { AgentConfig, LogLevel, SafetyAction, SafetyRules, SessionMessage } from "./agent_pb.js";
 import { file_godel_v1_agent } from "./agent_pb.js";
+import { file_godel_v1_limits } from "./limits_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
@@ -14,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/worker_service.proto.
  */
 export const file_godel_v1_worker_service: GenFile = /*@__PURE__*/
-  fileDesc("Ch1nb2RlbC92MS93b3JrZXJfc2VydmljZS5wcm90bxIIZ29kZWwudjEivwIKDkNvbm5lY3RSZXF1ZXN0EiYKBWhlbGxvGAEgASgLMhUuZ29kZWwudjEuV29ya2VySGVsbG9IABIuCgloZWFydGJlYXQYAiABKAsyGS5nb2RlbC52MS5Xb3JrZXJIZWFydGJlYXRIABIlCgZ1cGRhdGUYAyABKAsyEy5nb2RlbC52MS5SdW5VcGRhdGVIABIhCgRsb2dzGAQgASgLMhEuZ29kZWwudjEuUnVuTG9nc0gAEiMKBXVzYWdlGAUgASgLMhIuZ29kZWwudjEuUnVuVXNhZ2VIABI2Cg9zZXNzaW9uX21lc3NhZ2UYBiABKAsyGy5nb2RlbC52MS5SdW5TZXNzaW9uTWVzc2FnZUgAEiMKA2FjaxgHIAEoCzIULmdvZGVsLnYxLkNvbnRyb2xBY2tIAEIJCgdtZXNzYWdlIpwBCg9Db25uZWN0UmVzcG9uc2USKgoHd2VsY29tZRgBIAEoCzIXLmdvZGVsLnYxLldvcmtlcldlbGNvbWVIABIpCgZhc3NpZ24YAiABKAsyFy5nb2RlbC52MS5SdW5Bc3NpZ25tZW50SAASJwoHY29udHJvbBgDIAEoCzIULmdvZGVsLnYxLlJ1bkNvbnRyb2xIAEIJCgdtZXNzYWdlItsBCgtXb3JrZXJIZWxsbxIRCgl3b3JrZXJfaWQYASABKAkSEAoIcnVudGltZXMYAiADKAkSEAoIY2FwYWNpdHkYAyABKAUSIQoEcnVucxgEIAMoCzITLmdvZGVsLnYxLlJ1blN0YXR1cxIQCghob3N0bmFtZRgFIAEoCRIxCgZsYWJlbHMYBiADKAsyIS5nb2RlbC52MS5Xb3JrZXJIZWxsby5MYWJlbHNFbnRyeRotCgtMYWJlbHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIkIKDVdvcmtlcldlbGNvbWUSEgoKcmVwbGljYV9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKAUiSwoPV29ya2VySGVhcnRiZWF0EiEKBHJ1bnMYASADKAsyEy5nb2RlbC52MS5SdW5TdGF0dXMSFQoNZnJlZV9jYXBhY2l0eRgCIAEoBSKQAQoJUnVuU3RhdHVzEg4KBnJ1bl9pZBgBIAEoCRIQCghhZ2VudF9pZBgCIAEoCRIhCgVzdGF0ZRgDIAEoDjISLmdvZGVsLnYxLlJ1blN0YXRlEgsKA3BpZBgEIAEoBRIxCg1sYXN0X3Byb2dyZXNzGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCLVAQoNUnVuQXNzaWdubWVudBIOCgZydW5faWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSEgoKc2Vzc2lvbl9pZBgDIAEoCRIMCgR0YXNrGAQgASgJEg0KBW1vZGVsGAUgASgJEiUKBmNvbmZpZxgGIAEoCzIVLmdvZGVsLnYxLkFnZW50Q29uZmlnEgwKBHJlcG8YByABKAkSDgoGYnJhbmNoGAggASgJEhYKDnJldXNlX3dvcmt0cmVlGAkgASgIEhQKDHN0YXJ0X3BhdXNlZBgKIAEoCCKHAQoKUnVuQ29udHJvbBIOCgZydW5faWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSJwoGYWN0aW9uGAMgASgOMhcuZ29kZWwudjEuQ29udHJvbEFjdGlvbhIOCgZyZWFzb24YBCABKAkSEAoId29ya3RyZWUYBSABKAkSDAoEcmVwbxgGIAEoCSJgCgpDb250cm9sQWNrEg4KBnJ1bl9pZBgBIAEoCRInCgZhY3Rpb24YAiABKA4yFy5nb2RlbC52MS5Db250cm9sQWN0aW9uEgoKAm9rGAMgASgIEg0KBWVycm9yGAQgASgJIvIBCglSdW5VcGRhdGUSDgoGcnVuX2lkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEiEKBXN0YXRlGAMgASgOMhIuZ29kZWwudjEuUnVuU3RhdGUSEAoId29ya3RyZWUYBCABKAkSDgoGYnJhbmNoGAUgASgJEg8KB2NvbW1pdHMYBiADKAkSFgoJZXhpdF9jb2RlGAcgASgFSACIAQESDQoFZXJyb3IYCCABKAkSDgoGcmVzdWx0GAkgASgJEigKBHRpbWUYCiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wQgwKCl9leGl0X2NvZGUiegoKUnVuTG9nTGluZRIoCgR0aW1lGAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIhCgVsZXZlbBgCIAEoDjISLmdvZGVsLnYxLkxvZ0xldmVsEg4KBnN0cmVhbRgDIAEoCRIPCgdtZXNzYWdlGAQgASgJIlAKB1J1bkxvZ3MSDgoGcnVuX2lkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEiMKBWxpbmVzGAMgAygLMhQuZ29kZWwudjEuUnVuTG9nTGluZSJtCghSdW5Vc2FnZRIOCgZydW5faWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSDQoFbW9kZWwYAyABKAkSFQoNcHJvbXB0X3Rva2VucxgEIAEoAxIZChFjb21wbGV0aW9uX3Rva2VucxgFIAEoAyJgChFSdW5TZXNzaW9uTWVzc2FnZRIOCgZydW5faWQYASABKAkSEAoIYWdlbnRfaWQYAiABKAkSKQoHbWVzc2FnZRgDIAEoCzIYLmdvZGVsLnYxLlNlc3Npb25NZXNzYWdlKuUBCghSdW5TdGF0ZRIZChVSVU5fU1RBVEVfVU5TUEVDSUZJRUQQABIWChJSVU5fU1RBVEVfU1RBUlRJTkcQARIcChhSVU5fU1RBVEVfV09SS1RSRUVfUkVBRFkQAhIVChFSVU5fU1RBVEVfUlVOTklORxADEhQKEFJVTl9TVEFURV9QQVVTRUQQBBIXChNSVU5fU1RBVEVfU1VDQ0VFREVEEAUSFAoQUlVOX1NUQVRFX0ZBSUxFRBAGEhQKEFJVTl9TVEFURV9LSUxMRUQQBxIWChJSVU5fU1RBVEVfUkVKRUNURUQQCCqzAQoNQ29udHJvbEFjdGlvbhIeChpDT05UUk9MX0FDVElPTl9VTlNQRUNJRklFRBAAEhgKFENPTlRST0xfQUNUSU9OX1BBVVNFEAESGQoVQ09OVFJPTF9BQ1RJT05fUkVTVU1FEAISFwoTQ09OVFJPTF9BQ1RJT05fS0lMTBADEhgKFENPTlRST0xfQUNUSU9OX0FET1BUEAQSGgoWQ09OVFJPTF9BQ1RJT05fQ0xFQU5VUBAFMlMKDVdvcmtlclNlcnZpY2USQgoHQ29ubmVjdBIYLmdvZGVsLnYxLkNvbm5lY3RSZXF1ZXN0GhkuZ29kZWwudjEuQ29ubmVjdFJlc3BvbnNlKAEwAUIzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_godel_v1_agent, file_google_protobuf_timestamp]);
+  fileDesc("Ch1nb2RlbC92MS93b3JrZXJfc2VydmljZS5wcm90bxIIZ29kZWwudjEi7gIKDkNvbm5lY3RSZXF1ZXN0EiYKBWhlbGxvGAEgASgLMhUuZ29kZWwudjEuV29ya2VySGVsbG9IABIuCgloZWFydGJlYXQYAiABKAsyGS5nb2RlbC52MS5Xb3JrZXJIZWFydGJlYXRIABIlCgZ1cGRhdGUYAyABKAsyEy5nb2RlbC52MS5SdW5VcGRhdGVIABIhCgRsb2dzGAQgASgLMhEuZ29kZWwudjEuUnVuTG9nc0gAEiMKBXVzYWdlGAUgASgLMhIuZ29kZWwudjEuUnVuVXNhZ2VIABI2Cg9zZXNzaW9uX21lc3NhZ2UYBiABKAsyGy5nb2RlbC52MS5SdW5TZXNzaW9uTWVzc2FnZUgAEiMKA2FjaxgHIAEoCzIULmdvZGVsLnYxLkNvbnRyb2xBY2tIABItCgxzYWZldHlfYmxvY2sYFCABKAsyFS5nb2RlbC52MS5TYWZldHlCbG9ja0gAQgkKB21lc3NhZ2Ui8gEKD0Nvbm5lY3RSZXNwb25zZRIqCgd3ZWxjb21lGAEgASgLMhcuZ29kZWwudjEuV29ya2VyV2VsY29tZUgAEikKBmFzc2lnbhgCIAEoCzIXLmdvZGVsLnYxLlJ1bkFzc2lnbm1lbnRIABInCgdjb250cm9sGAMgASgLMhQuZ29kZWwudjEuUnVuQ29udHJvbEgAEiMKB3J1bl9hY2sYBCABKAsyEC5nb2RlbC52MS5SdW5BY2tIABIvCg1oZWFydGJlYXRfYWNrGAUgASgLMhYuZ29kZWwudjEuSGVhcnRiZWF0QWNrSABCCQoHbWVzc2FnZSKMAgoLV29ya2VySGVsbG8SGgoJd29ya2VyX2lkGAEgASgJQgfK8xgDCP8BEhoKCHJ1bnRpbWVzGAIgAygJQgjK8xgECEAQEBIQCghjYXBhY2l0eRgDIAEoBRIqCgRydW5zGAQgAygLMhMuZ29kZWwudjEuUnVuU3RhdHVzQgfK8xgDEOgHEhkKCGhvc3RuYW1lGAUgASgJQgfK8xgDCP8BEj0KBmxhYmVscxgGIAMoCzIhLmdvZGVsLnYxLldvcmtlckhlbGxvLkxhYmVsc0VudHJ5QgrK8xgGCD8QICA/Gi0KC0xhYmVsc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiWAoNV29ya2VyV2VsY29tZRISCgpyZXBsaWNhX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoBRIUCgxydW5fbGVhc2VfbXMYAyABKAUiYQoPV29ya2VySGVhcnRiZWF0EioKBHJ1bnMYASADKAsyEy5nb2RlbC52MS5SdW5TdGF0dXNCB8rzGAMQ6AcSFQoNZnJlZV9jYXBhY2l0eRgCIAEoBRILCgNzZXEYAyABKAQiGwoMSGVhcnRiZWF0QWNrEgsKA3NlcRgBIAEoBCIlCgZSdW5BY2sSDgoGcnVuX2lkGAEgASgJEgsKA3NlcRgCIAEoBCKgAQoJUnVuU3RhdHVzEhYKBnJ1bl9pZBgBIAEoCUIGyvMYAggkEhgKCGFnZW50X2lkGAIgASgJQgbK8xgCCCQSIQoFc3RhdGUYAyABKA4yEi5nb2RlbC52MS5SdW5TdGF0ZRILCgNwaWQYBCABKAUSMQoNbGFzdF9wcm9ncmVzcxgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAi/AEKDVJ1bkFzc2lnbm1lbnQSDgoGcnVuX2lkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEhIKCnNlc3Npb25faWQYAyABKAkSDAoEdGFzaxgEIAEoCRINCgVtb2RlbBgFIAEoCRIlCgZjb25maWcYBiABKAsyFS5nb2RlbC52MS5BZ2VudENvbmZpZxIMCgRyZXBvGAcgASgJEg4KBmJyYW5jaBgIIAEoCRIWCg5yZXVzZV93b3JrdHJlZRgJIAEoCBIUCgxzdGFydF9wYXVzZWQYCiABKAgSJQoGc2FmZXR5GAsgASgLMhUuZ29kZWwudjEuU2FmZXR5UnVsZXMihwEKClJ1bkNvbnRyb2wSDgoGcnVuX2lkGAEgASgJEhAKCGFnZW50X2lkGAIgASgJEicKBmFjdGlvbhgDIAEoDjIXLmdvZGVsLnYxLkNvbnRyb2xBY3Rpb24SDgoGcmVhc29uGAQgASgJEhAKCHdvcmt0cmVlGAUgASgJEgwKBHJlcG8YBiABKAkicQoKQ29udHJvbEFjaxIWCgZydW5faWQYASABKAlCBsrzGAIIJBInCgZhY3Rpb24YAiABKA4yFy5nb2RlbC52MS5Db250cm9sQWN0aW9uEgoKAm9rGAMgASgIEhYKBWVycm9yGAQgASgJQgfK8xgDCIAgIu4CCglSdW5VcGRhdGUSFgoGcnVuX2lkGAEgASgJQgbK8xgCCCQSGAoIYWdlbnRfaWQYAiABKAlCBsrzGAIIJBIhCgVzdGF0ZRgDIAEoDjISLmdvZGVsLnYxLlJ1blN0YXRlEhkKCHdvcmt0cmVlGAQgASgJQgfK8xgDCIAgEhcKBmJyYW5jaBgFIAEoCUIHyvMYAwj/ARIaCgdjb21taXRzGAYgAygJQgnK8xgFCEAQ9AMSFgoJZXhpdF9jb2RlGAcgASgFSACIAQESFgoFZXJyb3IYCCABKAlCB8rzGAMIgCASGAoGcmVzdWx0GAkgASgJQgjK8xgECICAAhIoCgR0aW1lGAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBILCgNzZXEYCyABKAQSLQoNcmVqZWN0X3JlYXNvbhgMIAEoDjIWLmdvZGVsLnYxLlJlamVjdFJlYXNvbkIMCgpfZXhpdF9jb2RlIowBCgpSdW5Mb2dMaW5lEigKBHRpbWUYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiEKBWxldmVsGAIgASgOMhIuZ29kZWwudjEuTG9nTGV2ZWwSFgoGc3RyZWFtGAMgASgJQgbK8xgCCBQSGQoHbWVzc2FnZRgEIAEoCUIIyvMYBAiAgAEiaQoHUnVuTG9ncxIWCgZydW5faWQYASABKAlCBsrzGAIIJBIYCghhZ2VudF9pZBgCIAEoCUIGyvMYAggkEiwKBWxpbmVzGAMgAygLMhQuZ29kZWwudjEuUnVuTG9nTGluZUIHyvMYAxDoByKTAQoIUnVuVXNhZ2USFgoGcnVuX2lkGAEgASgJQgbK8xgCCCQSGAoIYWdlbnRfaWQYAiABKAlCBsrzGAIIJBIWCgVtb2RlbBgDIAEoCUIHyvMYAwj/ARIVCg1wcm9tcHRfdG9rZW5zGAQgASgDEhkKEWNvbXBsZXRpb25fdG9rZW5zGAUgASgDEgsKA3NlcRgGIAEoBCJwChFSdW5TZXNzaW9uTWVzc2FnZRIWCgZydW5faWQYASABKAlCBsrzGAIIJBIYCghhZ2VudF9pZBgCIAEoCUIGyvMYAggkEikKB21lc3NhZ2UYAyABKAsyGC5nb2RlbC52MS5TZXNzaW9uTWVzc2FnZSKWAQoLU2FmZXR5QmxvY2sSFgoGcnVuX2lkGAEgASgJQgbK8xgCCCQSGAoIYWdlbnRfaWQYAiABKAlCBsrzGAIIJBIUCgRydWxlGAMgASgJQgbK8xgCCGQSFwoGZGV0YWlsGAQgASgJQgfK8xgDCNAPEiYKBmFjdGlvbhgFIAEoDjIWLmdvZGVsLnYxLlNhZmV0eUFjdGlvbir5AQoIUnVuU3RhdGUSGQoVUlVOX1NUQVRFX1VOU1BFQ0lGSUVEEAASFgoSUlVOX1NUQVRFX1NUQVJUSU5HEAESHAoYUlVOX1NUQVRFX1dPUktUUkVFX1JFQURZEAISFQoRUlVOX1NUQVRFX1JVTk5JTkcQAxIUChBSVU5fU1RBVEVfUEFVU0VEEAQSFwoTUlVOX1NUQVRFX1NVQ0NFRURFRBAFEhQKEFJVTl9TVEFURV9GQUlMRUQQBhIUChBSVU5fU1RBVEVfS0lMTEVEEAcSFgoSUlVOX1NUQVRFX1JFSkVDVEVEEAgSEgoOUlVOX1NUQVRFX0xPU1QQCSq+AQoMUmVqZWN0UmVhc29uEh0KGVJFSkVDVF9SRUFTT05fVU5TUEVDSUZJRUQQABIaChZSRUpFQ1RfUkVBU09OX0NBUEFDSVRZEAESHwobUkVKRUNUX1JFQVNPTl9TSFVUVElOR19ET1dOEAISHAoYUkVKRUNUX1JFQVNPTl9BR0VOVF9CVVNZEAMSGQoVUkVKRUNUX1JFQVNPTl9SVU5USU1FEAQSGQoVUkVKRUNUX1JFQVNPTl9JTlZBTElEEAUqswEKDUNvbnRyb2xBY3Rpb24SHgoaQ09OVFJPTF9BQ1RJT05fVU5TUEVDSUZJRUQQABIYChRDT05UUk9MX0FDVElPTl9QQVVTRRABEhkKFUNPTlRST0xfQUNUSU9OX1JFU1VNRRACEhcKE0NPTlRST0xfQUNUSU9OX0tJTEwQAxIYChRDT05UUk9MX0FDVElPTl9BRE9QVBAEEhoKFkNPTlRST0xfQUNUSU9OX0NMRUFOVVAQBTJrCg1Xb3JrZXJTZXJ2aWNlEloKB0Nvbm5lY3QSGC5nb2RlbC52MS5Db25uZWN0UmVxdWVzdBoZLmdvZGVsLnYxLkNvbm5lY3RSZXNwb25zZSIWwvMYEgoGd29ya2VyEgZ1cGRhdGUYAygBMAFCM1oxZ2l0aHViLmNvbS9nb2RlbC1haS9nb2RlbC9nZW4vZ28vZ29kZWwvdjE7Z29kZWx2MWIGcHJvdG8z", [file_godel_v1_access, file_godel_v1_agent, file_godel_v1_limits, file_google_protobuf_timestamp]);
 
 /**
  * Worker -> service.
@@ -67,6 +69,14 @@ export type ConnectRequest = Message<"godel.v1.ConnectRequest"> & {
      */
     value: ControlAck;
     case: "ack";
+  } | {
+    /**
+     * Numbered apart from the messages above, which other changes extend.
+     *
+     * @generated from field: godel.v1.SafetyBlock safety_block = 20;
+     */
+    value: SafetyBlock;
+    case: "safetyBlock";
   } | { case: undefined; value?: undefined };
 };
 
@@ -104,6 +114,18 @@ export type ConnectResponse = Message<"godel.v1.ConnectResponse"> & {
      */
     value: RunControl;
     case: "control";
+  } | {
+    /**
+     * @generated from field: godel.v1.RunAck run_ack = 4;
+     */
+    value: RunAck;
+    case: "runAck";
+  } | {
+    /**
+     * @generated from field: godel.v1.HeartbeatAck heartbeat_ack = 5;
+     */
+    value: HeartbeatAck;
+    case: "heartbeatAck";
   } | { case: undefined; value?: undefined };
 };
 
@@ -121,7 +143,8 @@ export const ConnectResponseSchema: GenMessage<ConnectResponse> = /*@__PURE__*/
  */
 export type WorkerHello = Message<"godel.v1.WorkerHello"> & {
   /**
-   * Stable for the worker process's life; a restarted worker gets a new id.
+   * The worker's identity: kept in its state directory, so a restarted worker comes back as the
+   * same worker (and reports what its previous process left unacknowledged).
    *
    * @generated from field: string worker_id = 1;
    */
@@ -142,7 +165,8 @@ export type WorkerHello = Message<"godel.v1.WorkerHello"> & {
   capacity: number;
 
   /**
-   * Runs it is executing now (after a reconnect, or when a replica died).
+   * Runs it holds: executing, or ended with updates not yet acknowledged (after a reconnect, a
+   * replica's death or the worker's restart). A run of this worker missing here is not on it.
    *
    * @generated from field: repeated godel.v1.RunStatus runs = 4;
    */
@@ -154,6 +178,11 @@ export type WorkerHello = Message<"godel.v1.WorkerHello"> & {
   hostname: string;
 
   /**
+   * What the worker offers beyond its runtimes, e.g. {"language": "go", "gpu": "a100"}: an
+   * agent whose config.worker_selector names labels runs only on a worker that has them all.
+   * Every worker sets "language" to the language it is written in ("python", "go",
+   * "typescript").
+   *
    * @generated from field: map<string, string> labels = 6;
    */
   labels: { [key: string]: string };
@@ -183,6 +212,14 @@ export type WorkerWelcome = Message<"godel.v1.WorkerWelcome"> & {
    * @generated from field: int32 heartbeat_interval_ms = 2;
    */
   heartbeatIntervalMs: number;
+
+  /**
+   * A run owned by this replica is stopped (and reported LOST) by the worker when no heartbeat
+   * sent to this replica for this long has been acknowledged. 0: never.
+   *
+   * @generated from field: int32 run_lease_ms = 3;
+   */
+  runLeaseMs: number;
 };
 
 /**
@@ -205,6 +242,13 @@ export type WorkerHeartbeat = Message<"godel.v1.WorkerHeartbeat"> & {
    * @generated from field: int32 free_capacity = 2;
    */
   freeCapacity: number;
+
+  /**
+   * Increases with every heartbeat on a stream; echoed by HeartbeatAck.
+   *
+   * @generated from field: uint64 seq = 3;
+   */
+  seq: bigint;
 };
 
 /**
@@ -213,6 +257,50 @@ export type WorkerHeartbeat = Message<"godel.v1.WorkerHeartbeat"> & {
  */
 export const WorkerHeartbeatSchema: GenMessage<WorkerHeartbeat> = /*@__PURE__*/
   messageDesc(file_godel_v1_worker_service, 4);
+
+/**
+ * The replica received the heartbeat `seq` of this stream.
+ *
+ * @generated from message godel.v1.HeartbeatAck
+ */
+export type HeartbeatAck = Message<"godel.v1.HeartbeatAck"> & {
+  /**
+   * @generated from field: uint64 seq = 1;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message godel.v1.HeartbeatAck.
+ * Use `create(HeartbeatAckSchema)` to create a new message.
+ */
+export const HeartbeatAckSchema: GenMessage<HeartbeatAck> = /*@__PURE__*/
+  messageDesc(file_godel_v1_worker_service, 5);
+
+/**
+ * Every RunUpdate and RunUsage of the run up to `seq` is committed (or was a duplicate): the
+ * worker may forget them.
+ *
+ * @generated from message godel.v1.RunAck
+ */
+export type RunAck = Message<"godel.v1.RunAck"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: uint64 seq = 2;
+   */
+  seq: bigint;
+};
+
+/**
+ * Describes the message godel.v1.RunAck.
+ * Use `create(RunAckSchema)` to create a new message.
+ */
+export const RunAckSchema: GenMessage<RunAck> = /*@__PURE__*/
+  messageDesc(file_godel_v1_worker_service, 6);
 
 /**
  * @generated from message godel.v1.RunStatus
@@ -253,7 +341,7 @@ export type RunStatus = Message<"godel.v1.RunStatus"> & {
  * Use `create(RunStatusSchema)` to create a new message.
  */
 export const RunStatusSchema: GenMessage<RunStatus> = /*@__PURE__*/
-  messageDesc(file_godel_v1_worker_service, 5);
+  messageDesc(file_godel_v1_worker_service, 7);
 
 /**
  * A run to execute: one session of one agent.
@@ -318,6 +406,13 @@ export type RunAssignment = Message<"godel.v1.RunAssignment"> & {
    * @generated from field: bool start_paused = 10;
    */
   startPaused: boolean;
+
+  /**
+   * The agent's safety rules (its safety_boundaries), which the worker enforces.
+   *
+   * @generated from field: godel.v1.SafetyRules safety = 11;
+   */
+  safety?: SafetyRules | undefined;
 };
 
 /**
@@ -325,7 +420,7 @@ export type RunAssignment = Message<"godel.v1.RunAssignment"> & {
  * Use `create(RunAssignmentSchema)` to create a new message.
  */
 export const RunAssignmentSchema: GenMessage<RunAssignment> = /*@__PURE__*/
-  messageDesc(file_godel_v1_worker_service, 6);
+  messageDesc(file_godel_v1_worker_service, 8);
 
 /**
  * @generated from message godel.v1.RunControl
@@ -369,7 +464,7 @@ export type RunControl = Message<"godel.v1.RunControl"> & {
  * Use `create(RunControlSchema)` to create a new message.
  */
 export const RunControlSchema: GenMessage<RunControl> = /*@__PURE__*/
-  messageDesc(file_godel_v1_worker_service, 7);
+  messageDesc(file_godel_v1_worker_service, 9);
 
 /**
  * @generated from message godel.v1.ControlAck
@@ -401,7 +496,7 @@ export type ControlAck = Message<"godel.v1.ControlAck"> & {
  * Use `create(ControlAckSchema)` to create a new message.
  */
 export const ControlAckSchema: GenMessage<ControlAck> = /*@__PURE__*/
-  messageDesc(file_godel_v1_worker_service, 8);
+  messageDesc(file_godel_v1_worker_service, 10);
 
 /**
  * @generated from message godel.v1.RunUpdate
@@ -466,6 +561,20 @@ export type RunUpdate = Message<"godel.v1.RunUpdate"> & {
    * @generated from field: google.protobuf.Timestamp time = 10;
    */
   time?: Timestamp | undefined;
+
+  /**
+   * Position of this message among the run's updates and usage (from 1; 0: not acknowledged).
+   *
+   * @generated from field: uint64 seq = 11;
+   */
+  seq: bigint;
+
+  /**
+   * Set on REJECTED.
+   *
+   * @generated from field: godel.v1.RejectReason reject_reason = 12;
+   */
+  rejectReason: RejectReason;
 };
 
 /**
@@ -473,7 +582,7 @@ export type RunUpdate = Message<"godel.v1.RunUpdate"> & {
  * Use `create(RunUpdateSchema)` to create a new message.
  */
 export const RunUpdateSchema: GenMessage<RunUpdate> = /*@__PURE__*/
-  messageDesc(file_godel_v1_worker_service, 9);
+  messageDesc(file_godel_v1_worker_service, 11);
 
 /**
  * @generated from message godel.v1.RunLogLine
@@ -507,7 +616,7 @@ export type RunLogLine = Message<"godel.v1.RunLogLine"> & {
  * Use `create(RunLogLineSchema)` to create a new message.
  */
 export const RunLogLineSchema: GenMessage<RunLogLine> = /*@__PURE__*/
-  messageDesc(file_godel_v1_worker_service, 10);
+  messageDesc(file_godel_v1_worker_service, 12);
 
 /**
  * @generated from message godel.v1.RunLogs
@@ -534,7 +643,7 @@ export type RunLogs = Message<"godel.v1.RunLogs"> & {
  * Use `create(RunLogsSchema)` to create a new message.
  */
 export const RunLogsSchema: GenMessage<RunLogs> = /*@__PURE__*/
-  messageDesc(file_godel_v1_worker_service, 11);
+  messageDesc(file_godel_v1_worker_service, 13);
 
 /**
  * Tokens used since the previous RunUsage of this run.
@@ -566,6 +675,13 @@ export type RunUsage = Message<"godel.v1.RunUsage"> & {
    * @generated from field: int64 completion_tokens = 5;
    */
   completionTokens: bigint;
+
+  /**
+   * Position of this message among the run's updates and usage (see RunUpdate.seq).
+   *
+   * @generated from field: uint64 seq = 6;
+   */
+  seq: bigint;
 };
 
 /**
@@ -573,7 +689,7 @@ export type RunUsage = Message<"godel.v1.RunUsage"> & {
  * Use `create(RunUsageSchema)` to create a new message.
  */
 export const RunUsageSchema: GenMessage<RunUsage> = /*@__PURE__*/
-  messageDesc(file_godel_v1_worker_service, 12);
+  messageDesc(file_godel_v1_worker_service, 14);
 
 /**
  * A message added to the run's session (LLM runtimes).
@@ -602,7 +718,53 @@ export type RunSessionMessage = Message<"godel.v1.RunSessionMessage"> & {
  * Use `create(RunSessionMessageSchema)` to create a new message.
  */
 export const RunSessionMessageSchema: GenMessage<RunSessionMessage> = /*@__PURE__*/
-  messageDesc(file_godel_v1_worker_service, 13);
+  messageDesc(file_godel_v1_worker_service, 15);
+
+/**
+ * A guardrail refused something a run tried. The service publishes `safety:block` (the rule,
+ * the agent) and fails or pauses the agent as `action` says; with FAIL the run ends failed, with
+ * PAUSE the worker has paused it before the refused action.
+ *
+ * @generated from message godel.v1.SafetyBlock
+ */
+export type SafetyBlock = Message<"godel.v1.SafetyBlock"> & {
+  /**
+   * @generated from field: string run_id = 1;
+   */
+  runId: string;
+
+  /**
+   * @generated from field: string agent_id = 2;
+   */
+  agentId: string;
+
+  /**
+   * The rule that refused it: "config.tools", "config.sandbox", or
+   * "safetyBoundaries.<forbiddenPaths|forbiddenCommands|maxFilesChanged|maxDiffLines>".
+   *
+   * @generated from field: string rule = 3;
+   */
+  rule: string;
+
+  /**
+   * What was refused and why, e.g. "the shell tool ran \"curl x\", which matches \"curl\"".
+   *
+   * @generated from field: string detail = 4;
+   */
+  detail: string;
+
+  /**
+   * @generated from field: godel.v1.SafetyAction action = 5;
+   */
+  action: SafetyAction;
+};
+
+/**
+ * Describes the message godel.v1.SafetyBlock.
+ * Use `create(SafetyBlockSchema)` to create a new message.
+ */
+export const SafetyBlockSchema: GenMessage<SafetyBlock> = /*@__PURE__*/
+  messageDesc(file_godel_v1_worker_service, 16);
 
 /**
  * Where a run is, as the worker sees it.
@@ -661,11 +823,19 @@ export enum RunState {
   KILLED = 7,
 
   /**
-   * Not accepted (no capacity, unknown runtime, bad repository).
+   * Not accepted (see RejectReason).
    *
    * @generated from enum value: RUN_STATE_REJECTED = 8;
    */
   REJECTED = 8,
+
+  /**
+   * Ended without an outcome of its own: the worker shut down or restarted, or lost contact
+   * with the run's owner for longer than its lease. Not the agent's failure: it runs again.
+   *
+   * @generated from enum value: RUN_STATE_LOST = 9;
+   */
+  LOST = 9,
 }
 
 /**
@@ -673,6 +843,59 @@ export enum RunState {
  */
 export const RunStateSchema: GenEnum<RunState> = /*@__PURE__*/
   enumDesc(file_godel_v1_worker_service, 0);
+
+/**
+ * Why a worker did not accept an assignment.
+ *
+ * @generated from enum godel.v1.RejectReason
+ */
+export enum RejectReason {
+  /**
+   * @generated from enum value: REJECT_REASON_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Every slot is taken (the replica's count was behind): try again later or elsewhere.
+   *
+   * @generated from enum value: REJECT_REASON_CAPACITY = 1;
+   */
+  CAPACITY = 1,
+
+  /**
+   * The worker is shutting down.
+   *
+   * @generated from enum value: REJECT_REASON_SHUTTING_DOWN = 2;
+   */
+  SHUTTING_DOWN = 2,
+
+  /**
+   * The worker still holds another run of the agent (ending, or its end not yet acknowledged).
+   *
+   * @generated from enum value: REJECT_REASON_AGENT_BUSY = 3;
+   */
+  AGENT_BUSY = 3,
+
+  /**
+   * The worker does not host the agent's runtime.
+   *
+   * @generated from enum value: REJECT_REASON_RUNTIME = 4;
+   */
+  RUNTIME = 4,
+
+  /**
+   * The assignment itself is not valid (no run or agent id).
+   *
+   * @generated from enum value: REJECT_REASON_INVALID = 5;
+   */
+  INVALID = 5,
+}
+
+/**
+ * Describes the enum godel.v1.RejectReason.
+ */
+export const RejectReasonSchema: GenEnum<RejectReason> = /*@__PURE__*/
+  enumDesc(file_godel_v1_worker_service, 1);
 
 /**
  * @generated from enum godel.v1.ControlAction
@@ -705,7 +928,9 @@ export enum ControlAction {
   KILL = 3,
 
   /**
-   * Send this run's updates to this stream from now on (its owner changed).
+   * Send this run's updates to this stream from now on (its owner changed), starting with
+   * those not yet acknowledged. Answered not ok ("unknown run") when the worker does not hold
+   * the run: how a replica learns that a run its worker does not report is not there.
    *
    * @generated from enum value: CONTROL_ACTION_ADOPT = 4;
    */
@@ -723,17 +948,27 @@ export enum ControlAction {
  * Describes the enum godel.v1.ControlAction.
  */
 export const ControlActionSchema: GenEnum<ControlAction> = /*@__PURE__*/
-  enumDesc(file_godel_v1_worker_service, 1);
+  enumDesc(file_godel_v1_worker_service, 2);
 
 /**
  * The worker protocol: how a worker process (any language) runs agents for the agent service.
  *
  * A worker opens one Connect stream to every agent-service replica. It announces itself with
- * WorkerHello (runtimes, capacity, runs it is still executing), then sends heartbeats, run
- * updates, log lines, token usage and session messages. A replica assigns runs
- * (RunAssignment) and controls them (RunControl: pause, resume, kill, adopt). Updates about a
- * run go on the stream of the replica that owns the run: the one that assigned it, or the
- * last one that sent ADOPT for it.
+ * WorkerHello (runtimes, capacity, runs it holds), then sends heartbeats, run updates, log
+ * lines, token usage and session messages. A replica assigns runs (RunAssignment) and controls
+ * them (RunControl: pause, resume, kill, adopt). Updates about a run go on the stream of the
+ * replica that owns the run: the one that assigned it, or the last one that sent ADOPT for it.
+ *
+ * Delivery. RunUpdate and RunUsage carry a per-run sequence number; the replica applies each
+ * at most once (it keeps the highest applied number with the run) and answers RunAck once the
+ * change is committed. The worker keeps every unacknowledged update and usage, in order, on disk
+ * in its state directory, and sends them again after a reconnect, an ADOPT, or its own restart.
+ * Log lines and session messages are sent once (bounded buffer while the owner is away).
+ *
+ * Leases. The replica acknowledges heartbeats (HeartbeatAck). A worker that has had no
+ * acknowledgement from a run's owner for WorkerWelcome.run_lease_ms stops the run and reports
+ * it LOST; the replica declares a run lost only when its worker has been out of contact for
+ * longer than that lease, so a run is never executed twice at the same time.
  *
  * @generated from service godel.v1.WorkerService
  */

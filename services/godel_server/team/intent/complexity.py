@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from godel.v1 import intent_pb2
-from godel_server.agent.pricing import DEFAULT_PRICES, FALLBACK_PRICE
+from godel_server.runtime.pricing import DEFAULT_PRICES, FALLBACK_PRICE
 
 # Spec §4.4 calculateComplexity, in ComplexityFactors order.
 WEIGHTS = (0.25, 0.20, 0.25, 0.15, 0.15)

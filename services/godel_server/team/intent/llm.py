@@ -12,26 +12,24 @@ from typing import Any
 import httpx
 
 from godel.v1 import intent_pb2
+from godel_server.runtime.enums import ProtoEnum
 from godel_server.runtime.errors import ValidationError
 from godel_server.team.intent.parser import MAX_INPUT_LEN, parse_intent
+from godel_server.team.teams.mapping import STRATEGY
 
 log = logging.getLogger(__name__)
 
 TIMEOUT_SECONDS = 30.0
-INTENT_TYPES: dict[str, intent_pb2.IntentType.ValueType] = {
-    name.removeprefix("INTENT_TYPE_").lower(): value
-    for name, value in intent_pb2.IntentType.items()
-    if value != intent_pb2.INTENT_TYPE_UNSPECIFIED
-}
+INTENT_TYPE = ProtoEnum(intent_pb2.IntentType, str)
 
 SYSTEM_PROMPT = f"""You turn a user's request to an AI-agent platform into a structured intent.
 Answer with one JSON object and nothing else:
-{{"type": one of {", ".join(INTENT_TYPES)},
+{{"type": one of {", ".join(INTENT_TYPE.names)},
  "confidence": a number from 0 to 1,
  "entities": [{{"name": str, "value": str, "type": str, "confidence": number 0-1, "position": [start, end]}}],
  "parameters": {{...}}}}
 position holds character offsets of the entity in the request. Parameter names by type:
-create_team: size, task, strategy (parallel|map-reduce|pipeline|tree), model, budget (USD), name;
+create_team: size, task, strategy ({"|".join(STRATEGY.names)}), model, budget (USD), name;
 spawn_agent: count, task, model, budget; execute_workflow: workflow, inputs;
 query_status: target (agent|team|workflow|task), id, filter; stop_task: action, target, id, all;
 scale_team: team, size or delta; custom: text.
@@ -111,15 +109,15 @@ def intent_from_reply(text: str, content: str) -> intent_pb2.Intent:
     kind = obj.get("type")
     if not isinstance(kind, str):
         raise BadReply("type is missing")
-    key = kind.strip().lower().removeprefix("intent_type_").replace("-", "_").replace(" ", "_")
-    if key not in INTENT_TYPES:
+    key = INTENT_TYPE.parse(kind.replace(" ", "_"))
+    if key is None:
         raise BadReply(f"unknown intent type {kind[:40]!r}")
     confidence = _unit(obj.get("confidence"), "confidence")
     parameters = obj.get("parameters", {})
     entities = obj.get("entities", [])
     if not isinstance(parameters, dict) or not isinstance(entities, list):
         raise BadReply("parameters must be an object and entities a list")
-    intent = intent_pb2.Intent(type=INTENT_TYPES[key], confidence=confidence, original=text)
+    intent = intent_pb2.Intent(type=INTENT_TYPE.to_proto(key), confidence=confidence, original=text)
     for raw in entities:
         _add_entity(intent, text, raw, confidence)
     intent.parameters.update(parameters)

@@ -10,6 +10,7 @@ from typing import Any
 
 from godel.v1 import intent_pb2
 from godel_server.runtime.errors import ValidationError
+from godel_server.team.teams.mapping import STRATEGY
 
 MAX_INPUT_LEN = 10_000
 CUSTOM_CONFIDENCE = 0.3
@@ -122,9 +123,14 @@ _CONNECTOR = re.compile(
     _I,
 )
 
+# The strategies' names (from the proto; "map-reduce" also as "map reduce" or "mapreduce").
+_STRATEGY_WORDS = "|".join(
+    re.escape(name).replace(r"\-", r"[\s-]?") for name in sorted(STRATEGY.names, key=len, reverse=True)
+)
+_STRATEGY_BY_WORD = {name.replace("-", ""): name for name in STRATEGY.names}
 _STRATEGY = re.compile(
     r"\b(?P<pre>(?:in|as|using|with|via)\s+(?:an?\s+)?)?"
-    r"(?P<s>parallel|map[\s-]?reduce|pipeline|tree|hierarchical)"
+    rf"(?P<s>{_STRATEGY_WORDS}|hierarchical)"
     r"(?P<suf>\s+(?:strategy|mode|fashion|style|structure|execution))?\b"
     r"|\b(?P<w>concurrently|sequentially|in\s+stages|hierarchically)\b",
     _I,
@@ -170,13 +176,11 @@ _WORD = re.compile(r"\S+")
 _ARTICLES = frozenset({"the", "a", "an"})
 _TRAILING_FILLER = frozenset({"please", "and", "then", "with", "thanks", "now"})
 _KIND_ALIASES = {"swarm": "team", "job": "task", "run": "task", "execution": "task"}
-_STRATEGY_NAMES = {
-    "parallel": "parallel",
+# Words for a strategy besides its name.
+_STRATEGY_SYNONYMS = {
     "concurrently": "parallel",
-    "pipeline": "pipeline",
     "sequentially": "pipeline",
     "in stages": "pipeline",
-    "tree": "tree",
     "hierarchical": "tree",
     "hierarchically": "tree",
 }
@@ -479,14 +483,17 @@ def strategy_mention(text: str) -> str | None:
 def _strategy(text: str, pos: int) -> _Entity | None:
     for m in _STRATEGY.finditer(text, pos):
         if m.group("w"):
-            value = _STRATEGY_NAMES[" ".join(m.group("w").lower().split())]
+            value = _STRATEGY_SYNONYMS[" ".join(m.group("w").lower().split())]
             start, end = m.start("w"), m.end("w")
-        elif m.group("pre") or m.group("suf") or m.group("s").lower().startswith("map"):
-            word = m.group("s").lower()
-            value = "map-reduce" if word.startswith("map") else _STRATEGY_NAMES[word]
-            start, end = m.start("s"), m.end("s")
         else:
-            continue
+            word = m.group("s").lower()
+            name = _STRATEGY_BY_WORD.get(re.sub(r"[\s-]", "", word))
+            # A one-word name ("tree") is a strategy only with "in", "as", "strategy"...; a
+            # compound one ("map-reduce") is one on its own.
+            if not (m.group("pre") or m.group("suf") or (name and "-" in name)):
+                continue
+            value = name or _STRATEGY_SYNONYMS[word]
+            start, end = m.start("s"), m.end("s")
         return _Entity("strategy", value, "strategy", 0.9, start, end, (m.start(), m.end()))
     return None
 

@@ -8,7 +8,9 @@ import math
 import grpc
 
 from godel.v1 import intent_pb2, intent_service_pb2, intent_service_pb2_grpc, team_pb2
+from godel_server.runtime.context import current_caller
 from godel_server.runtime.errors import FailedPreconditionError
+from godel_server.runtime.rbac import require_permission
 from godel_server.runtime.validation import Violations
 from godel_server.team.intent.complexity import analyze_complexity
 from godel_server.team.intent.llm import parse_with_llm
@@ -41,6 +43,8 @@ class IntentServicer(intent_service_pb2_grpc.IntentServiceServicer):
         v.raise_if_any()
         if request.parser != "llm":
             return parse_intent(request.input)
+        # The llm parser spends on its endpoint: more than the `intent:read` of this RPC.
+        require_permission(current_caller(), "intent", "create", what="use the llm parser")
         if not self._base_url:
             raise FailedPreconditionError(
                 "the llm parser needs an OpenAI-compatible endpoint; none is configured"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from godel.v1 import intent_pb2, team_pb2
 from godel_server.team.intent.complexity import analyze_complexity
 from godel_server.team.intent.parser import strategy_mention
+from godel_server.team.teams.mapping import DEFAULT_STRATEGY, STRATEGY
 
 
 @dataclass(frozen=True)
@@ -47,13 +48,6 @@ ROLE_TEMPLATES: dict[str, RoleTemplate] = {
 }
 ROLE_ORDER = ("architect", "worker", "reviewer")
 
-STRATEGIES: dict[str, team_pb2.ExecutionStrategy.ValueType] = {
-    "parallel": team_pb2.EXECUTION_STRATEGY_PARALLEL,
-    "map-reduce": team_pb2.EXECUTION_STRATEGY_MAP_REDUCE,
-    "pipeline": team_pb2.EXECUTION_STRATEGY_PIPELINE,
-    "tree": team_pb2.EXECUTION_STRATEGY_TREE,
-}
-STRATEGY_NAMES = {value: name for name, value in STRATEGIES.items()}
 # A large implementation team gets one reviewer of its own.
 REVIEWER_FROM_SIZE = 5
 # Mapping over items is only worth it with at least two agents.
@@ -98,7 +92,7 @@ def generate_swarm_config(
     if constraints is not None and constraints.strategy != team_pb2.EXECUTION_STRATEGY_UNSPECIFIED:
         strategy = constraints.strategy
     else:
-        strategy = STRATEGIES[recommend_strategy(task, report.category)]
+        strategy = STRATEGY.to_proto(recommend_strategy(task, report.category))
     if strategy == team_pb2.EXECUTION_STRATEGY_MAP_REDUCE and size < MIN_MAP_REDUCE_SIZE:
         limit = constraints.max_agents if constraints is not None and constraints.max_agents > 0 else None
         size = min(MIN_MAP_REDUCE_SIZE, limit or MIN_MAP_REDUCE_SIZE)
@@ -130,7 +124,7 @@ def generate_swarm_config(
     config = intent_pb2.SwarmConfig(
         name=slug(task),
         description=(
-            f"{size}-agent {STRATEGY_NAMES.get(strategy, 'parallel')} team for a {report.category} task"
+            f"{size}-agent {STRATEGY.get(strategy) or DEFAULT_STRATEGY} team for a {report.category} task"
             f" (complexity {report.score:.1f}/10)"
         ),
         size=size,

@@ -5,16 +5,17 @@ made after the commit (Effects)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection, Sequence
 from datetime import timedelta
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import agent_service_pb2, event_pb2, team_pb2, team_service_pb2
+from godel.v1 import team_events_pb2 as ev
 from godel_server.runtime.config import Settings
 from godel_server.runtime.context import current_caller
 from godel_server.runtime.db import Database
@@ -25,17 +26,23 @@ from godel_server.runtime.errors import (
     ValidationError,
 )
 from godel_server.runtime.events import utcnow
+from godel_server.runtime.fieldmask import apply_update
+from godel_server.runtime.ownership import Owner, Reach
+from godel_server.runtime.pagination import Keyset, keyset_page
 from godel_server.runtime.publisher import EventPublisher
-from godel_server.team.budgets import BudgetLedger
+from godel_server.runtime.statuses import TEAM_STATUS, BudgetEntity, TeamStatus
+from godel_server.team.budgets.ledger import BudgetLedger
 from godel_server.team.events import service_event
-from godel_server.team.members import ACTIVE, ENDED, Effects, Members
-from godel_server.team.models import MemberRow, TeamRow
-from godel_server.team.teams.mapping import TERMINAL, team_to_proto
-from godel_server.team.teams.strategies import STRATEGIES, TeamRun
+from godel_server.team.members import ACTIVE, Effects, Members
+from godel_server.team.metrics import TEAMS_CREATED
+from godel_server.team.models import MemberRow, MemberStatus, TeamRow
+from godel_server.team.owners import same_request
+from godel_server.team.teams.mapping import STRATEGY, TERMINAL, team_to_proto
+from godel_server.team.teams.strategies import RUNNING, STRATEGIES, TeamRun
 from godel_server.team.teams.watch import TeamWatch
 from godel_server.team.timers import Timers
 
-DEFAULT_MEMBER_RETRIES = 1
+NEWEST = Keyset((TeamRow.created_at, TeamRow.id), descending=True)
 
 
 class TeamNotFoundError(NotFoundError):
@@ -62,14 +69,8 @@ class TeamOrchestrator:
 
     # -- helpers -----------------------------------------------------------------------------
 
-    def event(self, event_type: str, team: TeamRow, payload: dict[str, Any]) -> event_pb2.Event:
-        return service_event(
-            self._settings.instance_id,
-            event_type,
-            {"teamId": team.id, **payload},
-            key=team.id,
-            team_id=team.id,
-        )
+    def event(self, data: Message, team: TeamRow) -> event_pb2.Event:
+        return service_event(self._settings.instance_id, data, key=team.id, team_id=team.id)
 
     def _member_spec(self, team: TeamRow, role: str, budget_left: float | None) -> dict[str, Any]:
         cfg = team.config or {}
@@ -86,6 +87,8 @@ class TeamOrchestrator:
             "label": f"{team.name}/{role}"[:255],
             "maxRetries": 0,
         }
+        if cfg.get("placement"):
+            spec["placement"] = cfg["placement"]
         duration = (cfg.get("resourceLimits") or {}).get("maxDuration")
         if duration:
             spec["timeoutSeconds"] = max(1, int(float(str(duration).rstrip("s"))))
@@ -126,38 +129,105 @@ class TeamOrchestrator:
         return self.snapshot(team, list(members))
 
     async def _publish(
-        self, run: TeamRun, events: list[event_pb2.Event], *, notify: event_pb2.Event | None = None
+        self,
+        session: AsyncSession,
+        run: TeamRun,
+        events: list[event_pb2.Event],
+        *,
+        notify: event_pb2.Event | None = None,
     ) -> None:
         """Publishes `events` and tells StartTeam watchers (with `notify` or the last event)."""
         run.team.updated_at = utcnow()
         if events:
-            await self._publisher.publish(run.session, events)
+            await self._publisher.publish(session, events)
         trigger = notify or (events[-1] if events else None)
         if trigger is None:
             return
-        await run.session.flush()
+        await session.flush()
         snapshot = self.snapshot(run.team, run.members)
         team_id = run.team.id
         run.effects.after.append(lambda: self.watch.publish(team_id, snapshot, trigger))
 
     # -- lifecycle -------------------------------------------------------------------------------
 
-    async def create(self, session: AsyncSession, team: TeamRow) -> None:
+    async def create(self, team: TeamRow) -> team_pb2.Team:
+        """Stores a new team (not started yet); a repeated request_id gives back the team it made."""
+
+        async def find(session: AsyncSession) -> str | None:
+            mine = same_request(TeamRow, team.request_id or "", Owner(team.user_id, team.user_team_id))
+            return await session.scalar(select(TeamRow.id).where(mine))
+
+        async def create(session: AsyncSession) -> str:
+            await self._insert(session, team)
+            TEAMS_CREATED.inc()
+            return team.id
+
+        return await self.get(await self._db.create_once(team.request_id or "", find, create))
+
+    async def find(
+        self, statuses: Sequence[TeamStatus], reach: Reach, *, page_size: int, page_token: str
+    ) -> tuple[list[team_pb2.Team], str]:
+        """One page of the teams in one of `statuses` (any when empty) that `reach` covers,
+        newest first."""
+        stmt = select(TeamRow).where(reach.where(TeamRow.user_id, TeamRow.user_team_id))
+        if statuses:
+            stmt = stmt.where(TeamRow.status.in_(statuses))
+        async with self._db.reader() as session:
+            rows: Sequence[TeamRow]
+            rows, token = await keyset_page(
+                session,
+                stmt,
+                NEWEST,
+                page_size=page_size,
+                page_token=page_token,
+                query=("teams", sorted(statuses)),
+            )
+            members = (
+                await session.scalars(select(MemberRow).where(MemberRow.team_id.in_([r.id for r in rows])))
+            ).all()
+        by_team: dict[str, list[MemberRow]] = {}
+        for m in members:
+            by_team.setdefault(m.team_id or "", []).append(m)
+        return [self.snapshot(r, by_team.get(r.id, [])) for r in rows], token
+
+    async def update(self, team: team_pb2.Team, fields: Collection[str]) -> team_pb2.Team:
+        """Changes the `fields` (checked: name, description, metadata, config, budget_allocated)
+        of a team to those of `team`."""
+        async with self._db.session() as session:
+            row = await session.get(TeamRow, team.id, with_for_update=True)
+            if row is None:
+                raise TeamNotFoundError(team.id)
+            apply_update(row, team, fields)
+            if "budget_allocated" in fields:
+                await self.set_budget(session, row)
+            row.updated_at = utcnow()
+        return await self.get(team.id)
+
+    async def _insert(self, session: AsyncSession, team: TeamRow) -> None:
         session.add(team)
         await self.set_budget(session, team)
         effects = Effects()
         run = TeamRun(session, team, [], effects, lambda t, r: {})
         await self._publish(
-            run, [self.event("team:create", team, {"name": team.name, "strategy": team.execution_strategy})]
+            session,
+            run,
+            [
+                self.event(
+                    ev.TeamCreated(
+                        team_id=team.id, name=team.name, strategy=STRATEGY.to_proto(team.execution_strategy)
+                    ),
+                    team,
+                )
+            ],
         )
 
     async def start(self, team_id: str) -> team_pb2.Team:
         effects = Effects()
         async with self._db.session() as session:
             team = await self._load(session, team_id)
-            if team.status in ("active", "paused"):
+            if team.status in RUNNING:
                 return self.snapshot(team, await self._members_of(session, team_id))
-            if team.status != "creating":
+            if team.status != TeamStatus.CREATING:
                 raise FailedPreconditionError(
                     f"cannot start team {team_id}: it is {team.status}",
                     metadata={"teamId": team_id, "currentState": team.status},
@@ -167,17 +237,21 @@ class TeamOrchestrator:
                 session, team_id=team.id, user_id=caller.user_id if caller else None
             )
             run = await self._run(session, team, effects)
-            team.status = "active"
+            team.status = TeamStatus.ACTIVE
             team.started_at = utcnow()
-            team.effective_strategy = team.execution_strategy
-            STRATEGIES[team.execution_strategy].start(run)
-            run.fill()
+            run.start()
             self._arm_timeout(effects, team)
             await self._publish(
+                session,
                 run,
                 [
                     self.event(
-                        "team:start", team, {"strategy": team.execution_strategy, "members": len(run.live)}
+                        ev.TeamStarted(
+                            team_id=team.id,
+                            strategy=STRATEGY.to_proto(team.execution_strategy),
+                            members=len(run.live),
+                        ),
+                        team,
                     )
                 ],
             )
@@ -205,7 +279,7 @@ class TeamOrchestrator:
         member = next(m for m in run.members if m.id == member.id)
         events: list[event_pb2.Event] = []
         if (
-            team.status == "paused"
+            team.status == TeamStatus.PAUSED
             and trigger is not None
             and trigger.type == "agent:start"
             and member.agent_id
@@ -213,81 +287,64 @@ class TeamOrchestrator:
             # Launched before the pause reached it: it pauses now.
             effects.pause.append(member.agent_id)
         if ended and team.status not in TERMINAL:
-            self._member_ended(run, member)
-            run.fill()
-            events += [self.event("team:fallback", team, {"reason": note}) for note in run.notes]
-        await self._settle(run, events, trigger)
-
-    def _member_ended(self, run: TeamRun, member: MemberRow) -> None:
-        """Retries a failed member per the team's retry policy, else hands it to the strategy."""
-        failed = member.status in ("failed", "killed") and not member.stop_requested
-        retries = (run.team.config.get("retryPolicy") or {}).get("maxRetries")
-        allowed = DEFAULT_MEMBER_RETRIES if retries is None else int(retries)
-        if failed and member.attempt < allowed and run.team.status in ("active", "paused"):
-            member.superseded = True
-            replacement = run.spawn(
-                member.role,
-                member.task,
-                position=member.position,
-                input=member.input,
-                attempt=member.attempt + 1,
-                context=member.spec.get("context"),
-            )
-            replacement.parent_id = member.parent_id
-            replacement.depth = member.depth
-            if member.spec.get("parentSessionId"):
-                replacement.spec = {**replacement.spec, "parentSessionId": member.spec["parentSessionId"]}
-            return
-        if run.team.status == "active" or run.team.status == "paused":
-            STRATEGIES[run.team.effective_strategy or run.team.execution_strategy].member_ended(run, member)
+            run.member_ended(member)
+            events += [self.event(ev.TeamFallback(team_id=team.id, reason=note), team) for note in run.notes]
+        await self._settle(session, run, events, trigger)
 
     async def _settle(
-        self, run: TeamRun, events: list[event_pb2.Event], trigger: event_pb2.Event | None
+        self,
+        session: AsyncSession,
+        run: TeamRun,
+        events: list[event_pb2.Event],
+        trigger: event_pb2.Event | None,
     ) -> None:
         """Recomputes progress, finishes the team when its strategy says so, publishes."""
         team = run.team
-        strategy = STRATEGIES[team.effective_strategy or team.execution_strategy]
+        strategy = run.strategy
         team.budget_consumed = sum(m.cost or 0.0 for m in run.members)
-        if team.status in ("active", "paused"):
+        if team.status in RUNNING:
             progress = strategy.progress(run)
             if progress != team.progress:
                 team.progress = progress
                 live = run.live
-                counts = {
-                    "completed": sum(1 for m in live if m.status == "completed"),
-                    "total": len(live),
-                }
-                events.append(self.event("team:progress", team, {"progress": progress, **counts}))
+                data = ev.TeamProgress(
+                    team_id=team.id,
+                    progress=progress,
+                    completed=sum(1 for m in live if m.status == MemberStatus.COMPLETED),
+                    total=len(live),
+                )
+                events.append(self.event(data, team))
             outcome = strategy.outcome(run)
             if outcome is not None:
                 self._finish(run, outcome.status, outcome.error)
                 events.append(self._end_event(run))
-        await self._publish(run, events, notify=trigger if not events else None)
+        await self._publish(session, run, events, notify=trigger if not events else None)
 
-    def _finish(self, run: TeamRun, status: str, error: str | None) -> None:
+    def _finish(self, run: TeamRun, status: TeamStatus, error: str | None) -> None:
         team = run.team
         team.status = status
         team.error = error
         team.completed_at = utcnow()
-        if status == "completed":
+        if status == TeamStatus.COMPLETED:
             team.progress = 100
-        strategy = STRATEGIES[team.effective_strategy or team.execution_strategy]
-        team.results = strategy.results(run)
+        team.results = run.strategy.results(run)
         for member in run.live:
             run.effects.stop(member, f"team {status}")
 
     def _end_event(self, run: TeamRun) -> event_pb2.Event:
         team = run.team
         members = [m for m in run.live]
-        completed = sum(1 for m in members if m.status == "completed")
-        payload = {
-            "status": team.status,
-            "error": team.error or "",
-            "completionRate": completed / len(members) if members else 0.0,
-            "members": len(members),
-            "cost": team.budget_consumed,
-        }
-        return self.event("team:complete" if team.status == "completed" else "team:error", team, payload)
+        completed = sum(1 for m in members if m.status == MemberStatus.COMPLETED)
+        kind = ev.TeamCompleted if team.status == TeamStatus.COMPLETED else ev.TeamFailed
+        data = kind(
+            team_id=team.id,
+            status=TEAM_STATUS.to_proto(team.status),
+            error=team.error or "",
+            completion_rate=completed / len(members) if members else 0.0,
+            members=len(members),
+            cost=team.budget_consumed or 0.0,
+        )
+        return self.event(data, team)
 
     async def pause(self, team_id: str) -> team_pb2.Team:
         return await self._control(team_id, "pause")
@@ -297,7 +354,8 @@ class TeamOrchestrator:
 
     async def _control(self, team_id: str, verb: str) -> team_pb2.Team:
         effects = Effects()
-        source, target = ("active", "paused") if verb == "pause" else ("paused", "active")
+        active, paused = TeamStatus.ACTIVE, TeamStatus.PAUSED
+        source, target = (active, paused) if verb == "pause" else (paused, active)
         async with self._db.session() as session:
             team = await self._load(session, team_id)
             if team.status != source:
@@ -314,7 +372,16 @@ class TeamOrchestrator:
                     (effects.pause if verb == "pause" else effects.resume).append(member.agent_id)
             run.fill()
             await self._publish(
-                run, [self.event(f"team:{verb}", team, {"members": len(effects.pause or effects.resume)})]
+                session,
+                run,
+                [
+                    self.event(
+                        (ev.TeamPaused if verb == "pause" else ev.TeamResumed)(
+                            team_id=team.id, members=len(effects.pause or effects.resume)
+                        ),
+                        team,
+                    )
+                ],
             )
             snapshot = self.snapshot(team, run.members)
         self._members.apply(effects)
@@ -324,11 +391,12 @@ class TeamOrchestrator:
         effects = Effects()
         async with self._db.session() as session:
             team = await self._load(session, team_id)
-            strategy = team.effective_strategy or team.execution_strategy
-            if strategy not in ("parallel", "map-reduce"):
+            strategy = STRATEGIES[team.effective_strategy or team.execution_strategy]
+            if not strategy.scalable:
+                scalable = " and ".join(s.name for s in STRATEGIES.values() if s.scalable)
                 raise FailedPreconditionError(
-                    f"cannot scale team {team_id}: scaling applies to parallel and map-reduce teams, not {strategy}",
-                    metadata={"teamId": team_id, "strategy": strategy},
+                    f"cannot scale team {team_id}: scaling applies to {scalable} teams, not {strategy.name}",
+                    metadata={"teamId": team_id, "strategy": strategy.name},
                 )
             if target > int(team.config.get("size") or 0):
                 caller = current_caller()
@@ -341,43 +409,22 @@ class TeamOrchestrator:
                     metadata={"teamId": team_id, "currentState": team.status},
                 )
             run = await self._run(session, team, effects)
-            added: list[MemberRow] = []
-            removed: list[MemberRow] = []
-            if strategy == "map-reduce":
-                previous = run.limit or len(run.with_role("mapper"))
-                team.config = {**team.config, "maxAgents": target}
-            else:
-                workers = [m for m in run.with_role("worker")]
-                previous = len(workers)
-                if target > previous:
-                    start = max((m.position for m in workers), default=-1) + 1
-                    added = [
-                        run.spawn("worker", team.task, position=start + i) for i in range(target - previous)
-                    ]
-                elif target < previous:
-                    # Finished members keep their results; the newest unfinished ones go.
-                    unfinished = sorted(
-                        (m for m in workers if m.status not in ENDED), key=lambda m: m.position, reverse=True
-                    )
-                    removed = unfinished[: previous - target]
-                    for member in removed:
-                        member.superseded = True
-                        effects.stop(member, "team scaled down")
-                team.config = {**team.config, "size": target}
+            scaled = strategy.scale(run, target)
+            previous, added, removed = scaled.previous, scaled.added, scaled.removed
             run.fill()
             events = [
                 self.event(
-                    "team:scale",
+                    ev.TeamScaled(
+                        team_id=team.id,
+                        previous_size=previous,
+                        current_size=target,
+                        added=len(added),
+                        removed=len(removed),
+                    ),
                     team,
-                    {
-                        "previousSize": previous,
-                        "currentSize": target,
-                        "added": len(added),
-                        "removed": len(removed),
-                    },
                 )
             ]
-            await self._settle(run, events, None)
+            await self._settle(session, run, events, None)
             await session.flush()
             response = team_service_pb2.ScaleTeamResponse(
                 team=self.snapshot(team, run.members),
@@ -397,8 +444,8 @@ class TeamOrchestrator:
         if team is None or team.status in TERMINAL:
             return
         run = await self._run(session, team, effects)
-        self._finish(run, "failed", reason)
-        await self._publish(run, [self._end_event(run)])
+        self._finish(run, TeamStatus.FAILED, reason)
+        await self._publish(session, run, [self._end_event(run)])
 
     async def delete(self, team_id: str) -> None:
         effects = Effects()
@@ -410,7 +457,7 @@ class TeamOrchestrator:
             for member in run.members:
                 await session.delete(member)
             await session.delete(team)
-            await self._publisher.publish(session, [self.event("team:delete", team, {})])
+            await self._publisher.publish(session, [self.event(ev.TeamDeleted(team_id=team.id), team)])
         self._members.apply(effects)
 
     def _arm_timeout(self, effects: Effects, team: TeamRow) -> None:
@@ -425,7 +472,7 @@ class TeamOrchestrator:
         effects = Effects()
         async with self._db.session() as session:
             team = await session.get(TeamRow, team_id, with_for_update=True)
-            if team is None or team.status not in ("active", "paused") or team.started_at is None:
+            if team is None or team.status not in RUNNING or team.started_at is None:
                 return
             minutes = int(team.config.get("timeoutMinutes") or 0)
             if not minutes:
@@ -434,17 +481,15 @@ class TeamOrchestrator:
                 self._arm_timeout(effects, team)
             else:
                 run = await self._run(session, team, effects)
-                self._finish(run, "failed", f"team timed out after {minutes} minutes")
-                await self._publish(run, [self._end_event(run)])
+                self._finish(run, TeamStatus.FAILED, f"team timed out after {minutes} minutes")
+                await self._publish(session, run, [self._end_event(run)])
         self._members.apply(effects)
 
     async def recover(self) -> None:
         """After a restart: re-arm the timeouts of running teams."""
         effects = Effects()
         async with self._db.reader() as session:
-            teams = (
-                await session.scalars(select(TeamRow).where(TeamRow.status.in_(("active", "paused"))))
-            ).all()
+            teams = (await session.scalars(select(TeamRow).where(TeamRow.status.in_(RUNNING)))).all()
         for team in teams:
             self._arm_timeout(effects, team)
         self._members.apply(effects)
@@ -454,7 +499,7 @@ class TeamOrchestrator:
 
     async def set_budget(self, session: AsyncSession, team: TeamRow) -> None:
         if team.budget_allocated is not None:
-            await self._ledger.set_budget(session, "team", team.id, team.budget_allocated)
+            await self._ledger.set_budget(session, BudgetEntity.TEAM, team.id, team.budget_allocated)
 
     async def agents(
         self, team_id: str, page_size: int, page_token: str
@@ -472,8 +517,8 @@ class TeamOrchestrator:
             if team is None:
                 raise TeamNotFoundError(team_id)
             members = [m for m in await self._members_of(session, team_id) if not m.superseded]
-        completed = sum(1 for m in members if m.status == "completed")
-        failed = sum(1 for m in members if m.status in ("failed", "killed"))
+        completed = sum(1 for m in members if m.status == MemberStatus.COMPLETED)
+        failed = sum(1 for m in members if m.status in (MemberStatus.FAILED, MemberStatus.KILLED))
         end = team.completed_at or utcnow()
         return team_pb2.TeamMetrics(
             team_id=team_id,
@@ -502,7 +547,3 @@ class TeamOrchestrator:
                 yield team_service_pb2.StartTeamResponse(team=team, event=event)
         finally:
             self.watch.unsubscribe(team_id, queue)
-
-
-def new_team_id() -> str:
-    return str(uuid.uuid4())

@@ -5,8 +5,11 @@ from __future__ import annotations
 import math
 
 from godel.v1 import team_pb2, team_service_pb2
+from godel_server.runtime.agent_rules import placement_problems
+from godel_server.runtime.enums import one_of
 from godel_server.runtime.validation import Violations
-from godel_server.team.teams.mapping import STRATEGY_TO_PROTO
+from godel_server.team.teams.mapping import DEFAULT_STRATEGY, STRATEGY
+from godel_server.team.teams.strategies import STRATEGIES
 
 MAX_TASK_LEN = 100_000
 MAX_MEMBERS = 1000
@@ -18,11 +21,14 @@ def check_config(v: Violations, config: team_pb2.TeamConfig, prefix: str = "conf
     for name, value, high in (
         ("size", config.size, MAX_MEMBERS),
         ("max_agents", config.max_agents, MAX_MEMBERS),
+        ("min_agents", config.min_agents, MAX_MEMBERS),
         ("max_depth", config.max_depth, MAX_DEPTH),
         ("timeout_minutes", config.timeout_minutes, 7 * 24 * 60),
     ):
         if not 0 <= value <= high:
             v.add(f"{prefix}.{name}", f"must be between 0 and {high}")
+    if config.max_agents and config.min_agents > config.max_agents:
+        v.add(f"{prefix}.min_agents", "must not exceed max_agents")
     if len(config.inputs) > MAX_MEMBERS:
         v.add(f"{prefix}.inputs", f"must have at most {MAX_MEMBERS} items")
     if len(config.stages) > 100:
@@ -30,6 +36,8 @@ def check_config(v: Violations, config: team_pb2.TeamConfig, prefix: str = "conf
     for i, text in enumerate([*config.inputs, *config.stages]):
         if len(text) > MAX_TASK_LEN:
             v.add(f"{prefix}.inputs[{i}]", f"must be at most {MAX_TASK_LEN} characters")
+    for name, problem in placement_problems(config.placement):
+        v.add(f"{prefix}.placement.{name}", problem)
     if config.runtime not in KNOWN_RUNTIMES:
         v.add(f"{prefix}.runtime", "must be command or openai")
     if config.HasField("retry_policy") and not 0 <= config.retry_policy.max_retries <= 10:
@@ -48,14 +56,12 @@ def check_create(request: team_service_pb2.CreateTeamRequest) -> None:
     v.max_len("description", request.description, 10_000)
     v.max_len("request_id", request.request_id, 100)
     v.max_len("task", request.task, MAX_TASK_LEN)
-    strategy = request.execution_strategy
-    if strategy and strategy not in STRATEGY_TO_PROTO.values():
-        v.add("execution_strategy", "must be parallel, map-reduce, pipeline or tree")
-    if strategy == team_pb2.EXECUTION_STRATEGY_PIPELINE:
-        if not request.task.strip() and not request.config.stages:
-            v.add("config.stages", "a pipeline team needs stages (or a task for a single stage)")
-    elif not request.task.strip():
-        v.add("task", "is required")
+    name = STRATEGY.get(request.execution_strategy) if request.execution_strategy else DEFAULT_STRATEGY
+    strategy = STRATEGIES.get(name or "")
+    if strategy is None:
+        v.add("execution_strategy", f"must be {one_of(STRATEGIES)}")
+    else:
+        strategy.check_create(request, v)
     check_config(v, request.config)
     if request.HasField("budget_allocated"):
         check_budget(v, "budget_allocated", request.budget_allocated)

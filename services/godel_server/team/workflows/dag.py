@@ -1,6 +1,6 @@
 """The step graph of a workflow: topological order, readiness and retry backoff.
 
-Statuses are the lower-case step status names ("pending", "running", "retrying", "completed",
+Statuses are StepStatus values (runtime/statuses.py: "pending", "running", "retrying", "completed",
 "failed", "skipped", "cancelled"); a step missing from a statuses mapping counts as "pending"."""
 
 from __future__ import annotations
@@ -12,21 +12,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from google.protobuf import duration_pb2
 
 from godel.v1 import common_pb2, workflow_pb2
+from godel_server.runtime.statuses import StepStatus
 
-PENDING = "pending"
+PENDING = StepStatus.PENDING
 # A dependency in one of these states no longer holds its dependents back.
-FINISHED = frozenset({"completed", "skipped", "failed", "cancelled"})
+FINISHED = frozenset({StepStatus.COMPLETED, StepStatus.SKIPPED, StepStatus.FAILED, StepStatus.CANCELLED})
 # Finished without producing a result; what that means for dependents is the engine's call.
-FAILED = frozenset({"failed", "cancelled"})
+FAILED = frozenset({StepStatus.FAILED, StepStatus.CANCELLED})
 
 DEFAULT_INITIAL_BACKOFF = 1.0
 DEFAULT_MAX_BACKOFF = 60.0
 DEFAULT_BACKOFF_MULTIPLIER = 2.0
-
-
-def status_key(status: workflow_pb2.StepStatus.ValueType) -> str:
-    """STEP_STATUS_COMPLETED -> "completed" (the form Dag expects)."""
-    return workflow_pb2.StepStatus.Name(status).removeprefix("STEP_STATUS_").lower()
 
 
 class Reachability:

@@ -1,6 +1,13 @@
 """Workflow definitions: YAML or JSON text to a WorkflowDefinition, and the checks a definition
 must pass before it runs. Every problem is collected and reported in one ValidationError whose
-field paths use the definition's own (camelCase) keys, e.g. `steps[3].dependsOn[0]`."""
+field paths use the definition's own (camelCase) keys, e.g. `steps[3].dependsOn[0]`.
+
+The bounds are the contract's (`(godel.v1.limits)` on CreateWorkflowRequest and its messages),
+and they hold for the text as YAML expands it: a YAML alias repeats a node without repeating its
+text, so the expanded size is measured on the parsed node graph, before anything is built from it
+(14 KB of anchors and aliases once became 10 MB of strings). A workflow runs at most
+maxConcurrency steps at once: DEFAULT_CONCURRENCY when it gives none, never more than
+MAX_CONCURRENCY."""
 
 from __future__ import annotations
 
@@ -11,19 +18,28 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from godel.v1 import common_pb2, workflow_pb2
+from godel.v1 import common_pb2, workflow_pb2, workflow_service_pb2
+from godel_server.runtime.bounds import bounds
+from godel_server.runtime.enums import ProtoEnum
 from godel_server.runtime.errors import FieldViolation, ValidationError
 from godel_server.runtime.validation import Violations
 from godel_server.team.workflows.dag import Reachability
 from godel_server.team.workflows.expressions import ExpressionError, compile_expression
 from godel_server.team.workflows.templates import check_template, compile_template
 
-MAX_STEPS = 10_000
-MAX_TEXT_LENGTH = 8 * 1024 * 1024
-MAX_TASK_LENGTH = 100_000
-MAX_NAME_LENGTH = 255
-MAX_DESCRIPTION_LENGTH = 10_000
+_REQUEST = workflow_service_pb2.CreateWorkflowRequest.DESCRIPTOR.fields_by_name
+_WORKFLOW = workflow_pb2.WorkflowDefinition.DESCRIPTOR.fields_by_name
+_STEP = workflow_pb2.StepDefinition.DESCRIPTOR.fields_by_name
+MAX_STEPS = bounds(_WORKFLOW["steps"]).max_items
+# Characters of the text, and of what its YAML aliases expand it to.
+MAX_TEXT_LENGTH = bounds(_REQUEST["definition_text"]).max_len
+MAX_DEFINITION_BYTES = bounds(_REQUEST["definition"]).max_bytes
+MAX_TASK_LENGTH = bounds(_STEP["task"]).max_len
+MAX_NAME_LENGTH = bounds(_WORKFLOW["name"]).max_len
+MAX_DESCRIPTION_LENGTH = bounds(_WORKFLOW["description"]).max_len
 MAX_RETRIES = 100
+DEFAULT_CONCURRENCY = 16
+MAX_CONCURRENCY = 256
 MAX_VIOLATIONS = 100
 KNOWN_RUNTIMES = ("", "command", "openai")
 STEP_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
@@ -35,11 +51,7 @@ TEXT_FIELD = "definitionText"
 _INT32_MAX = 2**31 - 1
 _DURATION = re.compile(r"(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_ON_ERROR = {
-    "fail": workflow_pb2.ON_ERROR_POLICY_FAIL,
-    "continue": workflow_pb2.ON_ERROR_POLICY_CONTINUE,
-    "retry": workflow_pb2.ON_ERROR_POLICY_RETRY,
-}
+ON_ERROR = ProtoEnum(workflow_pb2.OnErrorPolicy, str)
 
 _WORKFLOW_KEYS = (
     "name",
@@ -115,9 +127,15 @@ def check_definition(definition: workflow_pb2.WorkflowDefinition) -> list[FieldV
     v.require("name", definition.name, max_len=MAX_NAME_LENGTH)
     v.max_len("description", definition.description, MAX_DESCRIPTION_LENGTH)
     _not_negative(v, "timeout", definition.timeout)
-    _not_negative(v, "maxConcurrency", definition.max_concurrency)
+    if not 0 <= definition.max_concurrency <= MAX_CONCURRENCY:
+        v.add(
+            "maxConcurrency", f"must be between 0 (the default, {DEFAULT_CONCURRENCY}) and {MAX_CONCURRENCY}"
+        )
+    size = definition.ByteSize()
+    if size > MAX_DEFINITION_BYTES:
+        v.add("definition", f"must be at most {MAX_DEFINITION_BYTES} bytes as protobuf (has {size})")
     if definition.on_error not in workflow_pb2.OnErrorPolicy.values():
-        v.add("onError", "must be one of fail, continue, retry")
+        v.add("onError", f"must be one of {', '.join(ON_ERROR.names)}")
     if definition.HasField("retry_policy"):
         _check_retry_policy(v, definition.retry_policy)
     _check_runtime(v, "runtime", definition.runtime)
@@ -182,6 +200,11 @@ def check_definition(definition: workflow_pb2.WorkflowDefinition) -> list[FieldV
             template = compile_template(step.task)
             refs.check(f"steps[{i}].task", template.names, template.step_refs)
     return v.items
+
+
+def concurrency(definition: workflow_pb2.WorkflowDefinition) -> int:
+    """How many steps of the workflow run at once."""
+    return definition.max_concurrency or DEFAULT_CONCURRENCY
 
 
 def _not_negative(v: Violations, field: str, value: int) -> None:
@@ -332,9 +355,14 @@ def _parse_yaml(text: str) -> Any:
     found = _yaml()
     if found is None:
         raise ValidationError.single(TEXT_FIELD, "YAML needs PyYAML, which is not installed: send JSON")
-    yaml, loader = found
+    yaml, loader_class = found
+    loader = loader_class(text)
     try:
-        return yaml.load(text, Loader=loader)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_expansion(node)
+        return loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -342,6 +370,40 @@ def _parse_yaml(text: str) -> Any:
         raise ValidationError.single(TEXT_FIELD, f"invalid YAML{where}: {problem}") from None
     except RecursionError:
         raise ValidationError.single(TEXT_FIELD, "is nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _check_expansion(root: Any) -> None:
+    """Refuses a YAML node graph whose aliases expand it past MAX_TEXT_LENGTH characters, or that
+    contains itself. Each node is measured once (an alias shares its anchor's node)."""
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()
+
+    def size(node: Any) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:
+            raise ValidationError.single(TEXT_FIELD, "a YAML alias refers to a node that contains it")
+        open_nodes.add(key)
+        if isinstance(node.value, str):
+            total = len(node.value) + 1
+        else:
+            total = 1
+            for item in node.value:
+                total += sum(size(n) for n in item) if isinstance(item, tuple) else size(item)
+                if total > MAX_TEXT_LENGTH:
+                    break
+        open_nodes.discard(key)
+        if total > MAX_TEXT_LENGTH:
+            raise ValidationError.single(
+                TEXT_FIELD, f"expands to more than {MAX_TEXT_LENGTH} characters through YAML aliases"
+            )
+        sizes[key] = total
+        return total
+
+    size(root)
 
 
 @functools.cache
@@ -481,12 +543,12 @@ class _Reader:
 
     def on_error(self, raw: Any) -> workflow_pb2.OnErrorPolicy.ValueType:
         if isinstance(raw, str):
-            name = raw.strip().lower().removeprefix("on_error_policy_")
-            if name in _ON_ERROR:
-                return _ON_ERROR[name]
-            if name in ("", "unspecified"):
+            name = ON_ERROR.parse(raw)
+            if name is not None:
+                return ON_ERROR.to_proto(name)
+            if raw.strip().upper().removeprefix(ON_ERROR.prefix) in ("", "UNSPECIFIED"):
                 return workflow_pb2.ON_ERROR_POLICY_UNSPECIFIED
-        self.v.add("onError", "must be one of fail, continue, retry")
+        self.v.add("onError", f"must be one of {', '.join(ON_ERROR.names)}")
         return workflow_pb2.ON_ERROR_POLICY_UNSPECIFIED
 
     def string(self, f: Mapping[str, Any], path: str, key: str) -> str:

@@ -2,31 +2,50 @@
 
 from __future__ import annotations
 
+import uuid
+
 from google.protobuf import json_format
 
-from godel.v1 import workflow_pb2
-from godel_server.runtime.events import set_structs, set_times
+from godel.v1 import workflow_pb2, workflow_service_pb2
+from godel_server.runtime.context import Caller
+from godel_server.runtime.events import set_structs, set_times, struct_to_dict, utcnow
+from godel_server.runtime.ownership import Owner
+from godel_server.runtime.statuses import STEP_STATUS, WORKFLOW_STATUS, WorkflowStatus
 from godel_server.team.models import WorkflowRow, WorkflowStepRow
 
-STATUS_TO_PROTO: dict[str, workflow_pb2.WorkflowStatus.ValueType] = {
-    "pending": workflow_pb2.WORKFLOW_STATUS_PENDING,
-    "running": workflow_pb2.WORKFLOW_STATUS_RUNNING,
-    "paused": workflow_pb2.WORKFLOW_STATUS_PAUSED,
-    "completed": workflow_pb2.WORKFLOW_STATUS_COMPLETED,
-    "failed": workflow_pb2.WORKFLOW_STATUS_FAILED,
-    "cancelled": workflow_pb2.WORKFLOW_STATUS_CANCELLED,
-}
-STATUS_FROM_PROTO = {v: k for k, v in STATUS_TO_PROTO.items()}
+# Where a stored definition keeps the configs of the agents its steps name.
+AGENT_TEMPLATES = "_agentTemplates"
 
-STEP_STATUS_TO_PROTO: dict[str, workflow_pb2.StepStatus.ValueType] = {
-    "pending": workflow_pb2.STEP_STATUS_PENDING,
-    "running": workflow_pb2.STEP_STATUS_RUNNING,
-    "completed": workflow_pb2.STEP_STATUS_COMPLETED,
-    "failed": workflow_pb2.STEP_STATUS_FAILED,
-    "retrying": workflow_pb2.STEP_STATUS_RETRYING,
-    "skipped": workflow_pb2.STEP_STATUS_SKIPPED,
-    "cancelled": workflow_pb2.STEP_STATUS_CANCELLED,
-}
+
+def new_workflow_row(
+    request: workflow_service_pb2.CreateWorkflowRequest,
+    definition: workflow_pb2.WorkflowDefinition,
+    agent_templates: dict[str, dict[str, object]],
+    caller: Caller | None,
+) -> WorkflowRow:
+    """The row of a workflow a CreateWorkflow request asks for (checked), before it starts. The
+    stored definition carries the configs of the agents its steps name (AGENT_TEMPLATES)."""
+    stored = json_format.MessageToDict(definition)
+    if agent_templates:
+        stored[AGENT_TEMPLATES] = agent_templates
+    owner = Owner.of(caller)
+    return WorkflowRow(
+        id=str(uuid.uuid4()),
+        request_id=request.request_id or None,
+        name=definition.name,
+        description=definition.description or None,
+        definition=stored,
+        status=WorkflowStatus.PENDING,
+        context=struct_to_dict(request.context),
+        results={},
+        progress=0,
+        team_id=request.team_id or None,
+        created_by=caller.key_id if caller else None,
+        user_id=owner.user_id,
+        user_team_id=owner.team_id,
+        created_at=utcnow(),
+        meta=struct_to_dict(request.metadata),
+    )
 
 
 def definition_of(row: WorkflowRow) -> workflow_pb2.WorkflowDefinition:
@@ -42,11 +61,13 @@ def workflow_to_proto(row: WorkflowRow, results: dict[str, str] | None = None) -
         name=row.name,
         description=row.description or "",
         definition=definition_of(row),
-        status=STATUS_TO_PROTO[row.status],
+        status=WORKFLOW_STATUS.to_proto(row.status),
         current_step_id=row.current_step_id or "",
         team_id=row.team_id or "",
         created_by=row.created_by or "",
         progress=row.progress,
+        owner_user_id=row.user_id or "",
+        owner_team_id=row.user_team_id or "",
     )
     set_times(wf, created_at=row.created_at, started_at=row.started_at, completed_at=row.completed_at)
     set_structs(
@@ -65,7 +86,7 @@ def step_to_proto(row: WorkflowStepRow) -> workflow_pb2.WorkflowStep:
         name=row.name,
         task=row.task,
         dependencies=list(row.dependencies or []),
-        status=STEP_STATUS_TO_PROTO[row.status],
+        status=STEP_STATUS.to_proto(row.status),
         error=row.error or "",
         retry_count=row.retry_count,
         agent_id=row.agent_id or "",

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from godel.v1 import agent_pb2, worker_service_pb2
 from godel_server.runtime.config import WorkerSettings
 from godel_server.worker.pause import PauseState
+
+if TYPE_CHECKING:
+    from godel_server.worker.safety import Guard, Violation
 
 
 @dataclass(frozen=True)
@@ -37,18 +42,25 @@ class RunContext(Protocol):
     def pause(self) -> PauseState: ...
 
     def child_env(self) -> dict[str, str]:
-        """Environment of every process the runtime starts (os.environ + config.env + GODEL_* + git identity)."""
+        """Environment of every process the runtime starts (PATH, HOME, LANG + config.env + GODEL_*
+        facts of the run + git identity; nothing else of the worker's)."""
+        ...
+
+    def process(
+        self, argv: list[str], *, merge_stderr: bool = False, stdin: bool = False
+    ) -> contextlib.AbstractAsyncContextManager[asyncio.subprocess.Process]:
+        """`async with ctx.process(argv) as proc`: argv runs in the run's sandbox, in the worktree, as
+        a process group paused/resumed/killed with the run and watched against its limits; leaving
+        the block kills what is left of the group."""
+        ...
+
+    def exit_code(self, returncode: int) -> int:
+        """The exit code of the sandboxed command from its process's returncode (-N: signal N)."""
         ...
 
     def started(self, pid: int) -> None:
         """The runtime is running (pid: its main process group, 0 if none); sends RUNNING or PAUSED."""
         ...
-
-    def add_process_group(self, pgid: int) -> None:
-        """Registers a process group for pause/resume/kill (stopped at once if the run is paused)."""
-        ...
-
-    def remove_process_group(self, pgid: int) -> None: ...
 
     def log(self, message: str, stream: str = "runtime", level: int = agent_pb2.LOG_LEVEL_INFO) -> None: ...
 
@@ -60,6 +72,20 @@ class RunContext(Protocol):
 
     async def report_commits(self) -> list[str]:
         """Recomputes the branch's commits and sends RunUpdate{RUNNING, commits}; returns them."""
+        ...
+
+    @property
+    def guard(self) -> Guard:
+        """The agent's safety rules."""
+        ...
+
+    async def safety_block(self, violation: Violation) -> bool:
+        """Reports a refusal (safety:block); True when the run may do the refused action after all
+        (its rules pause it, and it was resumed), False when it must not (the run fails for it)."""
+        ...
+
+    async def check_changes(self) -> Violation | None:
+        """What the run changed so far that breaks its safety rules, if anything."""
         ...
 
 

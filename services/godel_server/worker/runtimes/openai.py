@@ -2,8 +2,12 @@
 
 Each step POSTs the conversation to <endpoint>/v1/chat/completions with `stream: true`, parses the
 server-sent events (content and tool-call deltas, usage from the chunk that carries it), runs the
-requested tools inside the worktree and sends their results back, until an assistant message has
-no tool calls (SUCCEEDED, result = its content) or GODEL_WORKER_MAX_STEPS completions were used."""
+requested tools in the run's sandbox and sends their results back, until an assistant message has
+no tool calls (SUCCEEDED, result = its content) or GODEL_WORKER_MAX_STEPS completions were used.
+
+The bearer key: the agent's own (OPENAI_API_KEY in config.env) if it brings one, else the worker's
+GODEL_OPENAI_API_KEY, but that only to an origin on GODEL_OPENAI_KEY_ORIGINS (by default the origin
+of GODEL_OPENAI_BASE_URL), so config.endpoint cannot collect the deployment's key."""
 
 from __future__ import annotations
 
@@ -13,16 +17,20 @@ from typing import Any
 
 import httpx
 
+from godel.v1 import agent_pb2
+from godel_server.runtime.agent_rules import granted_tools
+from godel_server.runtime.config import WorkerSettings, url_origin
 from godel_server.worker.runtimes.base import Outcome, RunContext
-from godel_server.worker.runtimes.tools import TOOL_SPECS, ToolBox
+from godel_server.worker.runtimes.tools import TOOL_SPECS, ToolBox, ToolRefused
 
 SYSTEM_PROMPT = (
     "You are an autonomous software engineering agent working in a git worktree at {worktree} "
-    "(branch {branch}). Use the tools to inspect and change files (paths are relative to the "
-    "worktree), run commands, and commit your work with git_commit. When the task is done, reply "
-    "with a short summary of what you did and no tool calls."
+    "(branch {branch}). Use the tools ({tools}) to inspect and change files (paths are relative to "
+    "the worktree) and commit your work with git_commit. When the task is done, reply with a short "
+    "summary of what you did and no tool calls."
 )
 BODY_EXCERPT = 500
+OWN_KEY = "OPENAI_API_KEY"
 
 
 class CompletionError(Exception):
@@ -124,6 +132,23 @@ async def complete(
     return acc.completion()
 
 
+def bearer_key(url: str, env: dict[str, str], settings: WorkerSettings) -> tuple[str | None, str]:
+    """The key to send to `url` and, when the worker's key is withheld, why (else "")."""
+    own = env.get(OWN_KEY)
+    if own:
+        return own, ""
+    key = settings.openai_api_key
+    if not key:
+        return None, ""
+    origin = url_origin(url)
+    if origin and origin in settings.openai_key_origins:
+        return key, ""
+    return None, (
+        f"the worker's API key is not sent to {origin or url}: not on GODEL_OPENAI_KEY_ORIGINS; "
+        f"an agent brings its own key for this endpoint as {OWN_KEY} in config.env"
+    )
+
+
 def _summary(text: str, limit: int = 200) -> str:
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
@@ -135,11 +160,16 @@ class OpenAIRuntime:
     async def run(self, ctx: RunContext) -> Outcome:
         a = ctx.assignment
         settings = ctx.settings
+        granted = granted_tools(a.config.tools)
         url = chat_url(a.config.endpoint or settings.openai_base_url)
         headers = {"content-type": "application/json", "accept": "text/event-stream"}
-        if settings.openai_api_key:
-            headers["authorization"] = f"Bearer {settings.openai_api_key}"
-        system = SYSTEM_PROMPT.format(worktree=ctx.worktree_path, branch=a.branch or f"godel/{a.agent_id}")
+        key, withheld = bearer_key(url, dict(a.config.env), settings)
+        if key:
+            headers["authorization"] = f"Bearer {key}"
+        secrets = [s for s in (key, settings.openai_api_key) if s]
+        system = SYSTEM_PROMPT.format(
+            worktree=ctx.worktree_path, branch=a.branch or f"godel/{a.agent_id}", tools=", ".join(granted)
+        )
         messages: list[dict[str, Any]] = [
             {"role": "system", "content": system},
             {"role": "user", "content": a.task},
@@ -149,7 +179,7 @@ class OpenAIRuntime:
         body: dict[str, Any] = {
             "model": a.model,
             "messages": messages,
-            "tools": TOOL_SPECS,
+            "tools": [TOOL_SPECS[name] for name in granted],
             "stream": True,
             "stream_options": {"include_usage": True},
         }
@@ -157,9 +187,11 @@ class OpenAIRuntime:
             body["temperature"] = a.config.temperature
         if a.config.HasField("max_tokens"):
             body["max_tokens"] = a.config.max_tokens
-        tools = ToolBox(ctx)
+        tools = ToolBox(ctx, granted)
         ctx.started(0)
-        ctx.log(f"openai runtime: model {a.model!r} at {url}")
+        ctx.log(f"openai runtime: model {a.model!r} at {url}; tools: {', '.join(granted)}")
+        if withheld:
+            ctx.log(withheld, level=agent_pb2.LOG_LEVEL_WARN)
         timeout = httpx.Timeout(300.0, connect=15.0)
         async with httpx.AsyncClient(timeout=timeout) as client:
             for _ in range(settings.max_steps):
@@ -167,7 +199,8 @@ class OpenAIRuntime:
                 try:
                     reply = await complete(client, url, headers, body)
                 except CompletionError as exc:
-                    return Outcome(False, error=self._scrub(str(exc), settings.openai_api_key))
+                    error = self._scrub(str(exc), secrets)
+                    return Outcome(False, error=f"{error} ({withheld})" if withheld else error)
                 if reply.prompt_tokens is not None or reply.completion_tokens is not None:
                     ctx.usage(a.model, reply.prompt_tokens or 0, reply.completion_tokens or 0)
                 assistant: dict[str, Any] = {"role": "assistant", "content": reply.content or None}
@@ -190,7 +223,10 @@ class OpenAIRuntime:
                 for call in reply.tool_calls:
                     await ctx.pause.wait_running()
                     ctx.log(f"{call.name} {_summary(call.arguments)}", stream="tool")
-                    result = await tools.call(call.name, call.arguments)
+                    try:
+                        result = await tools.call(call.name, call.arguments)
+                    except ToolRefused as exc:
+                        return self._refuse(ctx, str(exc))
                     ctx.log(f"{call.name} -> {_summary(result)}", stream="tool")
                     messages.append({"role": "tool", "tool_call_id": call.id, "content": result})
                     ctx.session_message("tool", result, name=call.name, metadata={"tool_call_id": call.id})
@@ -200,5 +236,12 @@ class OpenAIRuntime:
         )
 
     @staticmethod
-    def _scrub(text: str, secret: str | None) -> str:
-        return text.replace(secret, "***") if secret else text
+    def _refuse(ctx: RunContext, error: str) -> Outcome:
+        """A guardrail refused a tool call (ToolBox reported the safety:block): the run fails."""
+        return Outcome(False, error=error)
+
+    @staticmethod
+    def _scrub(text: str, secrets: list[str]) -> str:
+        for secret in secrets:
+            text = text.replace(secret, "***")
+        return text

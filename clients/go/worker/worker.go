@@ -1,0 +1,411 @@
+package worker
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/godel-ai/godel/clients/go/godel"
+	godelv1 "github.com/godel-ai/godel/gen/go/godel/v1"
+)
+
+var logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
+
+// Runtimes this worker hosts.
+var Runtimes = []string{"command"}
+
+// Worker connects to every agent-service replica and executes the runs they assign. Messages
+// about a run go on the connection that assigned it (or last sent ADOPT for it) while that
+// connection is live and talks to the same replica; otherwise they wait in the run's outbox.
+type Worker struct {
+	cfg       *Config
+	worktrees *worktrees
+	pids      *pidFiles
+	sandboxes *sandboxes
+	clients   []*godel.Client
+	conns     []*connection
+
+	mu        sync.Mutex
+	runs      map[string]*run
+	accepting bool
+	wg        sync.WaitGroup
+}
+
+// New builds a worker from its settings; Run starts it.
+func New(cfg *Config) (*Worker, error) {
+	w := &Worker{cfg: cfg, worktrees: newWorktrees(cfg.WorktreeRoot), pids: newPidFiles(cfg.WorktreeRoot),
+		sandboxes: newSandboxes(cfg), runs: map[string]*run{}, accepting: true}
+	var opts []godel.Option
+	if cfg.APIKey != "" {
+		opts = append(opts, godel.WithAPIKey(cfg.APIKey))
+	}
+	if cfg.TLSCA != "" {
+		t, err := mutualTLS(cfg)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, godel.WithTLS(t))
+	}
+	for _, addr := range cfg.Connect {
+		c, err := godel.NewClient(addr, opts...)
+		if err != nil {
+			return nil, err
+		}
+		w.clients = append(w.clients, c)
+		w.conns = append(w.conns, newConnection(addr, w, godelv1.NewWorkerServiceClient(c.Conn())))
+	}
+	return w, nil
+}
+
+func mutualTLS(cfg *Config) (*tls.Config, error) {
+	ca, err := os.ReadFile(cfg.TLSCA)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, fmt.Errorf("GODEL_TLS_CA_FILE %s holds no certificate", cfg.TLSCA)
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
+}
+
+// Run checks the sandbox (an error when agents cannot be sandboxed here), kills what a dead
+// worker on the same root left running, connects, and runs until ctx is done; then it kills
+// what still runs and reports it FAILED "worker shutting down".
+func (w *Worker) Run(ctx context.Context) error {
+	if err := w.sandboxes.check(ctx); err != nil {
+		return err
+	}
+	if killed := w.pids.killLeftovers(); len(killed) > 0 {
+		logger.Warn("killed process groups left by a previous worker", "pgids", killed)
+	}
+	logger.Info("worker starting", "worker_id", w.cfg.WorkerID, "connect", w.cfg.Connect, "capacity", w.cfg.Capacity, "labels", w.cfg.Labels, "sandbox", w.cfg.Sandbox)
+	connCtx, stopConns := context.WithCancel(context.Background())
+	var conns sync.WaitGroup
+	for _, c := range w.conns {
+		conns.Add(1)
+		go func() { defer conns.Done(); c.runForever(connCtx) }()
+	}
+	<-ctx.Done()
+	w.mu.Lock()
+	w.accepting = false
+	w.mu.Unlock()
+	active := w.active()
+	for _, r := range active {
+		r.stop("shutdown", "")
+	}
+	deadline := time.After(5 * time.Second)
+	for _, r := range active {
+		select {
+		case <-r.done:
+		case <-deadline:
+		}
+	}
+	w.drain(2 * time.Second)
+	stopConns()
+	conns.Wait()
+	for _, c := range w.clients {
+		_ = c.Close()
+	}
+	logger.Info("worker stopped", "worker_id", w.cfg.WorkerID)
+	return nil
+}
+
+// drain waits until the live streams have written what is queued.
+func (w *Worker) drain(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		busy := false
+		for _, c := range w.conns {
+			c.mu.Lock()
+			busy = busy || (c.live && (len(c.queue) > 0 || c.inflight != nil))
+			c.mu.Unlock()
+		}
+		if !busy {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// active: the runs not finished (w.mu must NOT be held: a run's lock comes first).
+func (w *Worker) active() []*run {
+	var out []*run
+	for _, r := range w.snapshot() {
+		if !r.finished() {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (w *Worker) snapshot() []*run {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]*run, 0, len(w.runs))
+	for _, r := range w.runs {
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
+}
+
+// ------------------------------------------------------------------- protocol messages
+
+func (w *Worker) hello() *godelv1.WorkerHello {
+	var runs []*godelv1.RunStatus
+	for _, r := range w.snapshot() {
+		runs = append(runs, r.status())
+	}
+	return &godelv1.WorkerHello{WorkerId: w.cfg.WorkerID, Runtimes: Runtimes, Capacity: int32(w.cfg.Capacity),
+		Runs: runs, Hostname: w.cfg.Hostname, Labels: w.cfg.Labels}
+}
+
+func (w *Worker) heartbeat() *godelv1.WorkerHeartbeat {
+	var runs []*godelv1.RunStatus
+	active := 0
+	for _, r := range w.snapshot() {
+		st := r.status()
+		runs = append(runs, st)
+		if !terminal[st.GetState()] {
+			active++
+		}
+	}
+	return &godelv1.WorkerHeartbeat{Runs: runs, FreeCapacity: int32(max(w.cfg.Capacity-active, 0))}
+}
+
+func (w *Worker) onWelcome(c *connection) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, replica := c.isLive()
+	for _, r := range w.runs {
+		if r.owner == c && r.ownerReplica == replica {
+			w.flushLocked(r)
+		}
+	}
+}
+
+func (w *Worker) onResponse(c *connection, resp *godelv1.ConnectResponse) {
+	switch m := resp.GetMessage().(type) {
+	case *godelv1.ConnectResponse_Assign:
+		w.assign(c, m.Assign)
+	case *godelv1.ConnectResponse_Control:
+		w.control(c, m.Control)
+	default:
+		logger.Warn("unexpected message from the replica", "address", c.addr)
+	}
+}
+
+func (w *Worker) requeue(runID string, reqs []*godelv1.ConnectRequest) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.runs[runID]
+	if r == nil {
+		return
+	}
+	r.outbox = append(append([]*godelv1.ConnectRequest(nil), reqs...), r.outbox...)
+	trimOutbox(r)
+	if w.reachable(r) {
+		w.flushLocked(r)
+	}
+}
+
+func (w *Worker) delivered(runID string, req *godelv1.ConnectRequest) {
+	if u := req.GetUpdate(); u == nil || !terminal[u.GetState()] {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if r := w.runs[runID]; r != nil && len(r.outbox) == 0 {
+		delete(w.runs, runID)
+	}
+}
+
+// ------------------------------------------------------------------- routing (w.mu held)
+
+func (w *Worker) reachable(r *run) bool {
+	if r.owner == nil {
+		return false
+	}
+	live, replica := r.owner.isLive()
+	return live && replica == r.ownerReplica
+}
+
+func (w *Worker) sendForRun(r *run, req *godelv1.ConnectRequest) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.reachable(r) {
+		w.flushLocked(r)
+		if r.owner.send(r.id, req) {
+			return
+		}
+	}
+	r.outbox = append(r.outbox, req)
+	trimOutbox(r)
+}
+
+func (w *Worker) flushLocked(r *run) {
+	pending := r.outbox
+	r.outbox = nil
+	for i, req := range pending {
+		if r.owner == nil || !r.owner.send(r.id, req) {
+			r.outbox = append(pending[i:], r.outbox...)
+			return
+		}
+	}
+}
+
+// trimOutbox drops the oldest log batches past the limit (updates are never dropped).
+func trimOutbox(r *run) {
+	for len(r.outbox) > outboxLimit {
+		dropped := false
+		for i, req := range r.outbox {
+			if req.GetLogs() != nil || req.GetSessionMessage() != nil {
+				r.outbox = append(r.outbox[:i], r.outbox[i+1:]...)
+				dropped = true
+				break
+			}
+		}
+		if !dropped {
+			return
+		}
+	}
+}
+
+func (w *Worker) takeOwnership(r *run, c *connection) {
+	_, replica := c.isLive()
+	w.mu.Lock()
+	r.owner, r.ownerReplica = c, replica
+	w.flushLocked(r)
+	w.mu.Unlock()
+	if !r.finished() {
+		r.mu.Lock()
+		msg := r.updateMessage(r.state, "", "", nil)
+		r.mu.Unlock()
+		c.send(r.id, msg)
+	}
+}
+
+// ------------------------------------------------------------------- assignments
+
+func (w *Worker) reject(c *connection, a *godelv1.RunAssignment, reason string) {
+	logger.Info("run rejected", "run_id", a.GetRunId(), "agent_id", a.GetAgentId(), "error", reason)
+	c.send("", &godelv1.ConnectRequest{Message: &godelv1.ConnectRequest_Update{Update: &godelv1.RunUpdate{
+		RunId: a.GetRunId(), AgentId: a.GetAgentId(), State: godelv1.RunState_RUN_STATE_REJECTED, Error: reason, Time: timestamppb.Now(),
+	}}})
+}
+
+func runtimeName(raw string) string {
+	if name := strings.ToLower(strings.TrimSpace(raw)); name != "" {
+		return name
+	}
+	return "command"
+}
+
+func (w *Worker) assign(c *connection, a *godelv1.RunAssignment) {
+	w.mu.Lock()
+	existing := w.runs[a.GetRunId()]
+	accepting := w.accepting
+	w.mu.Unlock()
+	active := w.active()
+	if existing != nil {
+		w.takeOwnership(existing, c) // the replica assigned a run we execute (it restarted)
+		return
+	}
+	if a.GetRunId() == "" || a.GetAgentId() == "" {
+		w.reject(c, a, "the assignment needs a run_id and an agent_id")
+		return
+	}
+	if !accepting {
+		w.reject(c, a, "worker shutting down")
+		return
+	}
+	if name := runtimeName(a.GetConfig().GetRuntime()); !contains(Runtimes, name) {
+		w.reject(c, a, fmt.Sprintf("unknown runtime %q; this worker hosts %s", name, strings.Join(Runtimes, ", ")))
+		return
+	}
+	if len(active) >= w.cfg.Capacity {
+		w.reject(c, a, fmt.Sprintf("worker at capacity (%d runs)", w.cfg.Capacity))
+		return
+	}
+	for _, r := range active {
+		if r.agent == a.GetAgentId() {
+			w.reject(c, a, fmt.Sprintf("agent %s already has run %s on this worker", r.agent, r.id))
+			return
+		}
+	}
+	r := newRun(w, a)
+	_, replica := c.isLive()
+	w.mu.Lock()
+	r.owner, r.ownerReplica = c, replica
+	w.runs[r.id] = r
+	w.mu.Unlock()
+	logger.Info("run assigned", "run_id", r.id, "agent_id", r.agent)
+	go r.execute(context.Background())
+}
+
+// ------------------------------------------------------------------- controls
+
+func (w *Worker) ack(c *connection, ctl *godelv1.RunControl, errMsg string) {
+	c.send("", &godelv1.ConnectRequest{Message: &godelv1.ConnectRequest_Ack{Ack: &godelv1.ControlAck{
+		RunId: ctl.GetRunId(), Action: ctl.GetAction(), Ok: errMsg == "", Error: errMsg,
+	}}})
+}
+
+func (w *Worker) control(c *connection, ctl *godelv1.RunControl) {
+	if ctl.GetAction() == godelv1.ControlAction_CONTROL_ACTION_CLEANUP {
+		go w.cleanup(c, ctl)
+		return
+	}
+	w.mu.Lock()
+	r := w.runs[ctl.GetRunId()]
+	w.mu.Unlock()
+	if r == nil {
+		w.ack(c, ctl, "unknown run")
+		return
+	}
+	switch ctl.GetAction() {
+	case godelv1.ControlAction_CONTROL_ACTION_PAUSE:
+		w.ack(c, ctl, r.pause())
+	case godelv1.ControlAction_CONTROL_ACTION_RESUME:
+		w.ack(c, ctl, r.resume())
+	case godelv1.ControlAction_CONTROL_ACTION_KILL:
+		w.ack(c, ctl, r.stop("kill", ctl.GetReason()))
+	case godelv1.ControlAction_CONTROL_ACTION_ADOPT:
+		w.ack(c, ctl, "")
+		w.takeOwnership(r, c)
+	default:
+		w.ack(c, ctl, fmt.Sprintf("unknown control action %d", ctl.GetAction()))
+	}
+}
+
+func (w *Worker) cleanup(c *connection, ctl *godelv1.RunControl) {
+	for _, r := range w.snapshot() {
+		r.mu.Lock()
+		busy := !terminal[r.state] && r.wt != nil && r.wt.path == ctl.GetWorktree()
+		r.mu.Unlock()
+		if busy {
+			w.ack(c, ctl, fmt.Sprintf("run %s still runs in %s", r.id, ctl.GetWorktree()))
+			return
+		}
+	}
+	if err := w.worktrees.remove(context.Background(), ctl.GetRepo(), ctl.GetWorktree()); err != nil {
+		w.ack(c, ctl, err.Error())
+		return
+	}
+	logger.Info("worktree removed", "worktree", ctl.GetWorktree(), "repo", ctl.GetRepo())
+	w.ack(c, ctl, "")
+}

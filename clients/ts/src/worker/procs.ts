@@ -1,0 +1,185 @@
+/// <reference types="node" />
+// Process groups of runs (services/godel_server/worker/procs.py, limits.py): each run's process
+// leads its own group (detached), dies with the worker (setpriv --pdeathsig KILL), is recorded in
+// <worktree root>/.pids/<worker pid>/<run id> for a later worker to kill, and is watched against
+// the run's limits by sampling its tree in /proc.
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+
+export const MIB = 1024 * 1024;
+
+export interface Limits {
+  memoryMb: number;
+  processes: number;
+  cpuSeconds: number;
+}
+
+export function signalGroup(pgid: number, signal: NodeJS.Signals): void {
+  if (pgid <= 1) return;
+  try {
+    process.kill(-pgid, signal);
+  } catch {
+    // the group is gone
+  }
+}
+
+export function describeExit(code: number): string {
+  if (code < 0) {
+    const names: Record<number, string> = { 9: "SIGKILL", 15: "SIGTERM", 2: "SIGINT", 11: "SIGSEGV", 6: "SIGABRT", 1: "SIGHUP", 24: "SIGXCPU" };
+    return `killed by ${names[-code] ?? `signal ${-code}`}`;
+  }
+  return `exited with code ${code}`;
+}
+
+/** The fields of /proc/<pid>/stat after "(comm)": state [0], ppid [1], pgrp [2], ... */
+function statFields(pid: number): string[] {
+  try {
+    const raw = readFileSync(`/proc/${pid}/stat`, "latin1");
+    return raw.slice(raw.lastIndexOf(")") + 1).trim().split(/\s+/);
+  } catch {
+    return [];
+  }
+}
+
+function pids(): number[] {
+  return readdirSync("/proc").filter((n) => /^\d+$/.test(n)).map(Number);
+}
+
+export class PidFiles {
+  readonly base: string;
+  readonly dir: string;
+
+  constructor(root: string) {
+    this.base = join(root, ".pids");
+    this.dir = join(this.base, String(process.pid));
+  }
+
+  write(runId: string, pgids: Iterable<number>): void {
+    const list = [...pgids];
+    const path = join(this.dir, runId);
+    if (list.length === 0) {
+      rmSync(path, { force: true });
+      return;
+    }
+    mkdirSync(this.dir, { recursive: true });
+    writeFileSync(`${path}.tmp`, list.map((p) => `${p}\n`).join(""));
+    renameSync(`${path}.tmp`, path);
+  }
+
+  /** Kills the groups dead workers on this root left running (those carrying the run's GODEL_RUN_ID). */
+  killLeftovers(): number[] {
+    const killed: number[] = [];
+    if (!existsSync(this.base)) return killed;
+    for (const name of readdirSync(this.base)) {
+      const dir = join(this.base, name);
+      if (dir === this.dir || alive(Number(name))) continue;
+      for (const run of readdirSync(dir)) {
+        const file = join(dir, run);
+        if (!run.endsWith(".tmp")) {
+          const marker = `GODEL_RUN_ID=${run}`;
+          for (const line of readFileSync(file, "utf8").split(/\s+/).filter(Boolean)) {
+            const pgid = Number(line);
+            if (!(pgid > 1)) continue;
+            const members = pids().filter((p) => {
+              const f = statFields(p);
+              return f.length >= 3 && f[0] !== "Z" && Number(f[2]) === pgid;
+            });
+            if (members.some((p) => environHas(p, marker))) {
+              signalGroup(pgid, "SIGKILL");
+              killed.push(pgid);
+            }
+          }
+        }
+        rmSync(file, { force: true });
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
+    return killed;
+  }
+}
+
+function alive(pid: number): boolean {
+  if (!Number.isInteger(pid)) return false;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
+  }
+  const f = statFields(pid);
+  return f.length > 0 && f[0] !== "Z";
+}
+
+function environHas(pid: number, marker: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/environ`, "latin1").split("\0").includes(marker);
+  } catch {
+    return false;
+  }
+}
+
+function children(pid: number): number[] {
+  const found: number[] = [];
+  let tasks: string[] = [];
+  try {
+    tasks = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return found;
+  }
+  for (const t of tasks) {
+    try {
+      found.push(...readFileSync(`/proc/${pid}/task/${t}/children`, "latin1").split(/\s+/).filter(Boolean).map(Number));
+    } catch {
+      // gone
+    }
+  }
+  return found;
+}
+
+const TICKS = 100; // USER_HZ
+const PAGE = 4096;
+
+export function treeUsage(root: number): { processes: number; rssBytes: number; cpuSeconds: number } {
+  const seen = new Set<number>();
+  const todo = [root];
+  let processes = 0;
+  let rss = 0;
+  let ticks = 0;
+  while (todo.length) {
+    const pid = todo.pop()!;
+    if (seen.has(pid)) continue;
+    seen.add(pid);
+    const f = statFields(pid);
+    if (f.length < 22) continue;
+    processes++;
+    ticks += f.slice(11, 15).reduce((s, x) => s + Number(x), 0);
+    rss += Number(f[21]);
+    todo.push(...children(pid));
+  }
+  return { processes, rssBytes: rss * PAGE, cpuSeconds: ticks / TICKS };
+}
+
+export function overLimit(u: ReturnType<typeof treeUsage>, l: Limits, overhead: number): string | undefined {
+  if (l.memoryMb && u.rssBytes > l.memoryMb * MIB) {
+    return `memory limit exceeded: ${(u.rssBytes / MIB).toFixed(0)} MiB resident, limit ${l.memoryMb} MiB (sandbox.limits.max_memory_mb)`;
+  }
+  const p = u.processes - overhead;
+  if (l.processes && p >= l.processes) return `process limit reached: ${p} processes, limit ${l.processes} (sandbox.limits.max_processes)`;
+  if (l.cpuSeconds && u.cpuSeconds > l.cpuSeconds) {
+    return `CPU time limit exceeded: ${u.cpuSeconds.toFixed(1)} s, limit ${l.cpuSeconds} s (sandbox.limits.max_cpu_seconds)`;
+  }
+  return undefined;
+}
+
+/** Samples the tree every 100 ms until it is over a limit (then calls stop) or the returned function is called. */
+export function watch(root: number, l: Limits, overhead: number, stop: (reason: string) => void): () => void {
+  const timer = setInterval(() => {
+    const u = treeUsage(root);
+    if (u.processes === 0) return clearInterval(timer);
+    const reason = overLimit(u, l, overhead);
+    if (reason) {
+      clearInterval(timer);
+      stop(reason);
+    }
+  }, 100);
+  return () => clearInterval(timer);
+}

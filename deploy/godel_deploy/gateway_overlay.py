@@ -1,0 +1,205 @@
+"""What a deployment changes in the gateway config rendered from gateway/envoy.yaml.tmpl: the
+address the listener binds, the hosts of the services (DNS names resolve as STRICT_DNS clusters),
+TLS on the listener (HTTPS and gRPC over TLS, ALPN h2 and http/1.1) and mutual TLS to the
+services. The template stays the local, loopback, plaintext shape; this layer is applied to its
+parsed result, so the two evolve separately.
+
+Settings come from the environment, as the services' do (GODEL_BIND_HOST, GODEL_<ROLE>_ADDR,
+GODEL_EVENT_WS_PORT and GODEL_TLS_* as in godel_server/runtime/config.py), plus:
+
+| variable                      | default | meaning                                                 |
+|-------------------------------|---------|---------------------------------------------------------|
+| GODEL_GATEWAY_PORT            | 7373    | public listener (REST/JSON, SSE, WebSocket and gRPC)    |
+| GODEL_GATEWAY_ADMIN_PORT      | 7374    | Envoy's admin interface (always on 127.0.0.1)           |
+| GODEL_GATEWAY_TLS_CERT_FILE   | (unset) | certificate chain (PEM) the listener serves: HTTPS only |
+| GODEL_GATEWAY_TLS_KEY_FILE    | (unset) | its private key (PEM)                                   |
+| GODEL_GATEWAY_ACCESS_LOG      | /dev/stdout | where the JSON access log goes                      |
+| GODEL_GATEWAY_LOG_LEVEL       | warn    | Envoy's log level (`godel-gateway run`)                 |
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from godel_server.runtime.config import (
+    ConfigError,
+    TlsSettings,
+    bind_host,
+    event_ws_port,
+    load_tls,
+    service_addresses,
+)
+from godel_server.runtime.topology import ROLES, Role
+
+__all__ = ["GatewaySettings", "Upstream", "apply_overlay", "load_gateway_settings", "overlay_file"]
+
+TLS_SOCKET = "envoy.transport_sockets.tls"
+TLS_TYPES = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+# Cluster of the template -> the role whose address it reaches (the WebSocket cluster reaches the
+# event service's host on its WebSocket port).
+CLUSTER_ROLES: dict[str, Role] = {
+    **{f"godel_{role}": role for role in ROLES},
+    "godel_event_ws": "event",
+}
+WEBSOCKET_CLUSTER = "godel_event_ws"
+
+
+@dataclass(frozen=True)
+class Upstream:
+    host: str
+    port: int
+
+    @property
+    def is_ip(self) -> bool:
+        try:
+            ipaddress.ip_address(self.host)
+        except ValueError:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 7373
+    admin_port: int = 7374
+    upstreams: dict[str, Upstream] = field(default_factory=dict)  # cluster name -> where
+    downstream_cert: Path | None = None
+    downstream_key: Path | None = None
+    upstream_tls: TlsSettings = field(default_factory=TlsSettings)
+    access_log: str | None = None  # None: as rendered
+
+    @property
+    def serves_tls(self) -> bool:
+        return self.downstream_cert is not None
+
+
+def _split(address: str, name: str) -> Upstream:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"{name} must be host:port, got {address!r}")
+    return Upstream(host.strip("[]"), int(port))
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name) or str(default)
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise ConfigError(f"{name} must be a TCP port, got {raw!r}")
+    return int(raw)
+
+
+def load_gateway_settings(env: Mapping[str, str]) -> GatewaySettings:
+    """The gateway's settings from the environment (see the module docstring)."""
+    # Only what the gateway needs: it has no database or Kafka settings (nor their secrets).
+    addresses = service_addresses(env)
+    upstreams = {
+        cluster: _split(addresses[role], f"GODEL_{role.upper()}_ADDR")
+        for cluster, role in CLUSTER_ROLES.items()
+    }
+    event = upstreams[WEBSOCKET_CLUSTER]
+    upstreams[WEBSOCKET_CLUSTER] = Upstream(event.host, event_ws_port(env))
+    cert, key = env.get("GODEL_GATEWAY_TLS_CERT_FILE"), env.get("GODEL_GATEWAY_TLS_KEY_FILE")
+    if bool(cert) != bool(key):
+        raise ConfigError("GODEL_GATEWAY_TLS_CERT_FILE and GODEL_GATEWAY_TLS_KEY_FILE must be set together")
+    for name, value in (("GODEL_GATEWAY_TLS_CERT_FILE", cert), ("GODEL_GATEWAY_TLS_KEY_FILE", key)):
+        if value and not Path(value).is_file():
+            raise ConfigError(f"{name} names {value!r}, which is not a readable file")
+    return GatewaySettings(
+        listen_host=bind_host(env),
+        listen_port=_port(env, "GODEL_GATEWAY_PORT", 7373),
+        admin_port=_port(env, "GODEL_GATEWAY_ADMIN_PORT", 7374),
+        upstreams=upstreams,
+        downstream_cert=Path(cert) if cert else None,
+        downstream_key=Path(key) if key else None,
+        upstream_tls=load_tls(env),
+        access_log=env.get("GODEL_GATEWAY_ACCESS_LOG") or "/dev/stdout",
+    )
+
+
+def _filename(path: Path) -> dict[str, str]:
+    return {"filename": str(path.resolve())}
+
+
+def downstream_tls(settings: GatewaySettings) -> dict[str, Any]:
+    assert settings.downstream_cert and settings.downstream_key
+    return {
+        "name": TLS_SOCKET,
+        "typed_config": {
+            "@type": TLS_TYPES + "DownstreamTlsContext",
+            "common_tls_context": {
+                "alpn_protocols": ["h2", "http/1.1"],
+                "tls_certificates": [
+                    {
+                        "certificate_chain": _filename(settings.downstream_cert),
+                        "private_key": _filename(settings.downstream_key),
+                    }
+                ],
+            },
+        },
+    }
+
+
+def upstream_tls(tls: TlsSettings, upstream: Upstream, *, websocket: bool) -> dict[str, Any]:
+    """Mutual TLS to a service: its certificate must name the host the gateway dials."""
+    assert tls.ca_file and tls.cert_file and tls.key_file
+    san = {"san_type": "IP_ADDRESS" if upstream.is_ip else "DNS", "matcher": {"exact": upstream.host}}
+    context: dict[str, Any] = {
+        "@type": TLS_TYPES + "UpstreamTlsContext",
+        "common_tls_context": {
+            "alpn_protocols": ["http/1.1"] if websocket else ["h2"],
+            "tls_certificates": [
+                {"certificate_chain": _filename(tls.cert_file), "private_key": _filename(tls.key_file)}
+            ],
+            "validation_context": {
+                "trusted_ca": _filename(tls.ca_file),
+                "match_typed_subject_alt_names": [san],
+            },
+        },
+    }
+    if not upstream.is_ip:
+        context["sni"] = upstream.host
+    return {"name": TLS_SOCKET, "typed_config": context}
+
+
+def apply_overlay(config: dict[str, Any], settings: GatewaySettings) -> dict[str, Any]:
+    """Applies `settings` to a parsed config rendered from the template (in place; returned)."""
+    resources = config["static_resources"]
+    for listener in resources["listeners"]:
+        listener["address"]["socket_address"]["address"] = settings.listen_host
+        for chain in listener["filter_chains"]:
+            if settings.serves_tls:
+                chain["transport_socket"] = downstream_tls(settings)
+            for log in (
+                log for f in chain["filters"] for log in f.get("typed_config", {}).get("access_log", [])
+            ):
+                if settings.access_log is not None and "path" in log["typed_config"]:
+                    log["typed_config"]["path"] = settings.access_log
+    for cluster in resources["clusters"]:
+        upstream = settings.upstreams.get(cluster["name"])
+        if upstream is None:
+            continue
+        for group in cluster["load_assignment"]["endpoints"]:
+            for endpoint in group["lb_endpoints"]:
+                address = endpoint["endpoint"]["address"]["socket_address"]
+                address["address"], address["port_value"] = upstream.host, upstream.port
+        if not upstream.is_ip:
+            cluster["type"] = "STRICT_DNS"
+            cluster["dns_lookup_family"] = "V4_PREFERRED"
+        if settings.upstream_tls.enabled:
+            cluster["transport_socket"] = upstream_tls(
+                settings.upstream_tls, upstream, websocket=cluster["name"] == WEBSOCKET_CLUSTER
+            )
+    return config
+
+
+def overlay_file(path: Path, settings: GatewaySettings) -> Path:
+    """Rewrites a rendered config file with `settings` applied."""
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    path.write_text(yaml.safe_dump(apply_overlay(config, settings), sort_keys=False), encoding="utf-8")
+    return path

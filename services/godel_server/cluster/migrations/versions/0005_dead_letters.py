@@ -1,0 +1,22 @@
+"""dead_letters (quarantined records) and the index that prunes processed_events
+
+Revision ID: 0005
+Revises: 0004
+"""
+
+from __future__ import annotations
+
+from godel_server.runtime.runtime_tables_migration import create_dead_letters, drop_dead_letters
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    create_dead_letters()
+
+
+def downgrade() -> None:
+    drop_dead_letters()

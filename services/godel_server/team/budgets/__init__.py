@@ -1,0 +1,1 @@
+"""Budgets for agents, teams, users and the organization, fed by agent usage events."""

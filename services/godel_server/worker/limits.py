@@ -1,0 +1,105 @@
+"""The limits watchdog: samples a run's process tree (from /proc) a few times a second and stops the
+run, saying why, when the tree goes over its memory, process or CPU-time limit.
+
+rlimits alone cannot do this: they bound each process, not the tree, and an allocation or fork that
+fails leaves a failing program, not a reason. Without cgroups (none with memory or pids controllers
+on these machines) the tree is walked through /proc/<pid>/task/<tid>/children from its root, the
+bwrap process the worker started; processes that left the tree's process group are still found.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from godel_server.worker.sandbox import MIB, Limits
+
+WATCH_SECONDS = 0.1
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What a process tree uses now: live processes, resident memory, CPU time (incl. reaped children)."""
+
+    processes: int = 0
+    rss_bytes: int = 0
+    cpu_seconds: float = 0.0
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for tid in tasks:
+        try:
+            found.extend(int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def tree_usage(root: int) -> Usage:
+    """Usage of `root` and all its descendants. CPU time counts utime + stime of the live processes
+    and cutime + cstime of the children they reaped, so finished processes keep counting."""
+    seen: set[int] = set()
+    todo = [root]
+    processes = rss_pages = ticks = 0
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: after the comm, field 3 (state) is index 0, utime (14) index 11,
+        # stime, cutime, cstime follow, rss (24) is index 21.
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) < 22:
+            continue
+        processes += 1
+        ticks += sum(int(x) for x in fields[11:15])
+        rss_pages += int(fields[21])
+        todo.extend(_children(pid))
+    return Usage(processes, rss_pages * _PAGE, ticks / _TICKS)
+
+
+def over_limit(usage: Usage, limits: Limits, overhead: int) -> str | None:
+    """Why the tree is over its limits, or None; `overhead` processes of the sandbox do not count."""
+    if limits.memory_mb and usage.rss_bytes > limits.memory_mb * MIB:
+        return (
+            f"memory limit exceeded: {usage.rss_bytes / MIB:.0f} MiB resident, "
+            f"limit {limits.memory_mb} MiB (sandbox.limits.max_memory_mb)"
+        )
+    processes = usage.processes - overhead
+    if limits.processes and processes >= limits.processes:
+        return f"process limit reached: {processes} processes, limit {limits.processes} (sandbox.limits.max_processes)"
+    if limits.cpu_seconds and usage.cpu_seconds > limits.cpu_seconds:
+        return (
+            f"CPU time limit exceeded: {usage.cpu_seconds:.1f} s, "
+            f"limit {limits.cpu_seconds} s (sandbox.limits.max_cpu_seconds)"
+        )
+    return None
+
+
+async def watch(
+    root: int, limits: Limits, overhead: int, stop: Callable[[str], None], interval: float = WATCH_SECONDS
+) -> None:
+    """Samples the tree of `root` until it is over a limit (then calls `stop(reason)`) or cancelled."""
+    while True:
+        usage = await asyncio.to_thread(tree_usage, root)
+        if usage.processes == 0:
+            return
+        reason = over_limit(usage, limits, overhead)
+        if reason is not None:
+            stop(reason)
+            return
+        await asyncio.sleep(interval)

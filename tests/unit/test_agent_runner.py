@@ -1,0 +1,212 @@
+"""The agent service's run coordinator (agent/runner.py) without a database: scheduling onto
+workers, worker reports driving the state machine, retries with backoff, rejections and
+completion with worktree cleanup (tests/fakes/agents.py: the real store over memory, a fake
+worker)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from godel.v1 import agent_events_pb2
+from godel.v1 import worker_service_pb2 as wpb
+from godel_server.agent.models import AgentRow
+from godel_server.agent.runner import RunCoordinator
+from godel_server.agent.workers import WorkerRegistry
+from godel_server.runtime.events import utcnow
+from godel_server.runtime.statuses import AgentStatus, LifecycleState, SessionStatus
+from tests.fakes.agents import FakeWorker, MemoryDatabase, coordinator, new_agent
+from tests.waits import wait_for_async
+
+
+def final_of(db: MemoryDatabase) -> bool:
+    """Whether the last `agent:error` said no retry follows."""
+    failed = db.last_event("agent:error")
+    assert isinstance(failed, agent_events_pb2.AgentFailed)
+    return failed.final
+
+
+def state(agent: AgentRow) -> LifecycleState:
+    """The agent's state now (a function, so that mypy does not keep what an assert narrowed)."""
+    return agent.lifecycle_state
+
+
+async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Waits for a background task of the coordinator to have done something."""
+    await wait_for_async(condition, timeout, "the coordinator's background work", interval=0.01)
+
+
+@dataclass
+class Rig:
+    coord: RunCoordinator
+    db: MemoryDatabase
+    registry: WorkerRegistry
+    workers: list[FakeWorker] = field(default_factory=list)
+
+    def worker(self, worker_id: str = "w1", capacity: int = 4) -> FakeWorker:
+        self.workers.append(FakeWorker(self.registry, worker_id, capacity=capacity))
+        return self.workers[-1]
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    """A coordinator with a 2 s first retry backoff; workers connect with `rig.worker()`."""
+    rig = Rig(*coordinator(tmp_path, GODEL_RETRY_BACKOFF_SECONDS="2"))
+    yield rig
+    for worker in rig.workers:
+        await worker.stop()
+    await rig.coord.stop()
+
+
+async def test_an_agent_runs_on_the_worker_with_the_most_room(
+    rig: Rig,
+) -> None:
+    coord, db = rig.coord, rig.db
+    small, big = rig.worker("w-small", capacity=1), rig.worker("w-big", capacity=3)
+    agent = new_agent(db)
+    assert await coord._assign(agent.id)
+    assert (agent.worker_id, agent.run_id, agent.session_id) == ("w-big", agent.run_id, agent.run_id)
+    assert big.conn.free == 2 and small.conn.free == 1
+    session = db.sessions[agent.run_id or ""]
+    assert session.status == SessionStatus.PENDING and session.meta["workerId"] == "w-big"
+    await until(lambda: bool(big.assigned))
+    assignment = big.assigned[0]
+    assert (assignment.agent_id, assignment.task, list(assignment.config.command)) == (
+        agent.id,
+        "do it",
+        ["true"],
+    )
+    assert assignment.branch == f"godel/{agent.id}" and not assignment.reuse_worktree
+    # Assigned once: a second pass leaves it alone.
+    assert await coord._assign(agent.id) and len(db.sessions) == 1
+
+
+async def test_without_room_the_agent_stays_pending(
+    rig: Rig,
+) -> None:
+    coord, db = rig.coord, rig.db
+    rig.worker("w1", capacity=0)
+    agent = new_agent(db)
+    assert not await coord._assign(agent.id)
+    assert agent.run_id is None and state(agent) == LifecycleState.INITIALIZING
+    assert agent.pending_reason == "no_free_slot" and agent.pending_message
+
+
+async def test_an_agent_with_nothing_to_run_fails_at_once(
+    rig: Rig,
+) -> None:
+    coord, db = rig.coord, rig.db
+    rig.worker("w1")
+    agent = new_agent(db, command=())
+    assert await coord._assign(agent.id)
+    assert state(agent) == LifecycleState.FAILED and agent.status == AgentStatus.FAILED
+    assert agent.last_error is not None and agent.last_error.startswith("nothing to run")
+    assert db.event_types(agent.id) == ["agent:error"] and final_of(db) is True
+
+
+async def test_worker_reports_drive_the_state_machine_to_completion(
+    rig: Rig,
+) -> None:
+    coord, db = rig.coord, rig.db
+    worker = rig.worker("w1")
+    agent = new_agent(db)
+    await coord._assign(agent.id)
+    run_id = agent.run_id or ""
+    await coord.on_update(
+        worker.conn, worker.update(run_id, agent.id, wpb.RUN_STATE_WORKTREE_READY, worktree="/wt/a")
+    )
+    assert state(agent) == LifecycleState.SPAWNING and agent.worktree_path == "/wt/a"
+    await coord.on_update(worker.conn, worker.update(run_id, agent.id, wpb.RUN_STATE_RUNNING))
+    assert state(agent) == LifecycleState.EXECUTING and agent.status == AgentStatus.RUNNING
+    assert db.sessions[run_id].status == SessionStatus.ACTIVE
+    await coord.on_update(
+        worker.conn,
+        worker.update(run_id, agent.id, wpb.RUN_STATE_SUCCEEDED, result="42", commits=["abc"]),
+    )
+    assert db.sessions[run_id].status == SessionStatus.COMPLETED and agent.run_id is None
+    # Completion removes the worktree through a worker, then the agent is completed.
+    await until(lambda: state(agent) == LifecycleState.COMPLETED)
+    cleanup = next(c for c in worker.controls if c.action == wpb.CONTROL_ACTION_CLEANUP)
+    assert cleanup.worktree == "/wt/a"
+    assert (agent.result, agent.commits, agent.status) == ("42", ["abc"], AgentStatus.COMPLETED)
+    assert db.event_types(agent.id) == ["agent:start", "agent:complete"]
+    assert [t.trigger for t in db.transitions] == [
+        "worktree_created",
+        "session_started",
+        "task_complete",
+        "cleanup_done",
+    ]
+
+
+async def test_a_failed_run_is_retried_with_backoff_until_the_retries_run_out(
+    rig: Rig,
+) -> None:
+    coord, db = rig.coord, rig.db
+    worker = rig.worker("w1")
+    agent = new_agent(db, max_retries=1)
+    for attempt, (final, backoff) in enumerate([(False, 2.0), (True, None)]):
+        if attempt:
+            agent.next_attempt_at = utcnow()  # the backoff has passed
+        assert await coord._assign(agent.id)
+        run_id = agent.run_id or ""
+        await coord.on_update(worker.conn, worker.update(run_id, agent.id, wpb.RUN_STATE_RUNNING))
+        assert state(agent) == LifecycleState.EXECUTING
+        before = utcnow()
+        await coord.on_update(
+            worker.conn, worker.update(run_id, agent.id, wpb.RUN_STATE_FAILED, error="tests failed")
+        )
+        assert state(agent) == LifecycleState.FAILED and agent.last_error == "tests failed"
+        assert db.sessions[run_id].status == SessionStatus.FAILED
+        assert final_of(db) is final
+        if backoff is None:
+            assert agent.next_attempt_at is None and agent.completed_at is not None
+        else:
+            assert agent.retry_count == 1 and agent.next_attempt_at is not None
+            wait = agent.next_attempt_at - before
+            assert timedelta(seconds=backoff - 1) < wait <= timedelta(seconds=backoff + 1)
+    assert [t.trigger for t in db.transitions if t.trigger in ("error", "retry")] == [
+        "error",
+        "retry",
+        "error",
+    ]
+
+
+async def test_a_run_every_worker_rejects_fails_the_agent(
+    rig: Rig,
+) -> None:
+    coord, db = rig.coord, rig.db
+    workers = [rig.worker("w1"), rig.worker("w2")]
+    agent = new_agent(db)
+    tried: list[str] = []
+    for _ in workers:
+        assert await coord._assign(agent.id)
+        tried.append(agent.worker_id or "")
+        conn = rig.registry.get(agent.worker_id)
+        assert conn is not None
+        await coord.on_update(
+            conn,
+            wpb.RunUpdate(
+                run_id=agent.run_id or "", agent_id=agent.id, state=wpb.RUN_STATE_REJECTED, error="no git"
+            ),
+        )
+    assert sorted(tried) == ["w1", "w2"]  # the second attempt went to the other worker
+    assert state(agent) == LifecycleState.FAILED and agent.run_id is None
+    assert agent.last_error == "no worker accepted the run: no git"
+
+
+async def test_a_report_of_a_run_the_agent_no_longer_has_kills_that_run(
+    rig: Rig,
+) -> None:
+    coord, db = rig.coord, rig.db
+    worker = rig.worker("w1")
+    agent = new_agent(db)
+    await coord._assign(agent.id)
+    await coord.on_update(worker.conn, worker.update("an-old-run", agent.id, wpb.RUN_STATE_RUNNING))
+    await until(lambda: any(c.run_id == "an-old-run" for c in worker.controls))
+    kill = next(c for c in worker.controls if c.run_id == "an-old-run")
+    assert kill.action == wpb.CONTROL_ACTION_KILL
+    assert state(agent) == LifecycleState.INITIALIZING  # the agent's own run is untouched

