@@ -1,4 +1,4 @@
-"""Fixtures of the unit tests: migrated SQLite databases of the team and agent services, and
+"""Fixtures of the unit tests: migrated SQLite databases of the team, agent and event services, and
 their outbox."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from godel.v1 import event_pb2
 from godel_server.agent.service import AgentService
+from godel_server.event.service import EventService
 from godel_server.runtime.db import Database
 from godel_server.runtime.migrations import upgrade
 from godel_server.runtime.tables import outbox
@@ -43,6 +44,13 @@ async def agent_db(tmp_path: Path) -> AsyncIterator[Database]:
     await upgrade(database, AgentService.migrations)
     yield database
     await database.close()
+
+
+@pytest.fixture
+async def event_db(tmp_path: Path) -> AsyncIterator[Database]:
+    """An event-service database (SQLite, all migrations applied)."""
+    async with migrated(tmp_path / "event.db", EventService.migrations) as database:
+        yield database
 
 
 async def outbox_events(db: Database) -> list[event_pb2.Event]:
