@@ -46,6 +46,7 @@
 | GODEL_INSTANCE_ID           | <role>-<hostname>-<pid>                   | identity in events and logs               |
 | GODEL_OPENAPI_PATH          | the copy inside the package               | document served at /api/v1/openapi.json   |
 | GODEL_AGENT_LEASE_SECONDS   | 5                                         | an agent replica silent this long is dead; its agents move |
+| GODEL_TEAM_LEASE_SECONDS    | 5                                         | a team-service replica silent this long is dead; its teams and workflows move |
 | GODEL_AGENT_PROGRESS_TIMEOUT | 0 (off)                                  | a running run without output this long is stuck |
 | GODEL_WORKER_LOST_GRACE     | 15                                        | a run whose worker this replica has not heard from for this long is lost and runs again; the worker itself stops such a run after 2/3 of it (its lease), so a run never executes twice at once |
 | GODEL_AGENT_MAX_RESCHEDULES | 10                                        | runs of one agent lost to infrastructure that are run again before the agent fails |
@@ -392,6 +393,7 @@ class Settings:
     service_addrs: dict[Role, str] = field(default_factory=dict)
     admin_addrs: dict[Role, str] = field(default_factory=dict)
     agent_lease_seconds: float = 5.0
+    team_lease_seconds: float = 5.0
     progress_timeout: float = 0.0
     worker_lost_grace: float = 15.0
     retry_backoff_seconds: float = 1.0
@@ -519,6 +521,7 @@ def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
         event_retention_days=_non_negative(env, "GODEL_EVENT_RETENTION_DAYS", 0),
         agent_log_max_lines=_positive(env, "GODEL_AGENT_LOG_MAX_LINES", 100_000),
         agent_lease_seconds=_float(env, "GODEL_AGENT_LEASE_SECONDS", 5.0),
+        team_lease_seconds=_float(env, "GODEL_TEAM_LEASE_SECONDS", 5.0),
         progress_timeout=_float(env, "GODEL_AGENT_PROGRESS_TIMEOUT", 0.0),
         worker_lost_grace=_positive_float(env, "GODEL_WORKER_LOST_GRACE", 15.0),
         retry_backoff_seconds=_float(env, "GODEL_RETRY_BACKOFF_SECONDS", 1.0),
