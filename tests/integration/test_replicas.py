@@ -1,0 +1,234 @@
+"""Every service as several replicas (issue 14 §5), on PostgreSQL and Kafka: two team-service
+replicas share teams and workflows, and killing (-9) the one that drives a workflow hands it to
+the other, which finishes it with exactly one agent per step attempt, timers included."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+
+from godel.v1 import workflow_pb2, workflow_service_pb2, workflow_service_pb2_grpc
+from godel_deploy.postgres import PostgresServer
+from tests.conftest import RunningMesh, running_mesh
+from tests.integration.agent_helpers import Gate
+from tests.integration.team_helpers import ok
+from tests.waits import poll
+
+pytestmark = pytest.mark.timeout(300)
+
+W = workflow_pb2
+PREFIX = "replicas"
+TEAM_REPLICA = "team-2"
+# A replica silent this long is dead: short, so a takeover is quick to see.
+LEASE_SECONDS = "2"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) -> Iterator[RunningMesh]:
+    home: Path = tmp_path_factory.mktemp("replicas")
+    env = {"GODEL_TEAM_LEASE_SECONDS": LEASE_SECONDS}
+    with running_mesh(home, postgres.url(), PREFIX, extra_env=env) as running:
+        running.mesh.start_replica("team", TEAM_REPLICA)
+        yield running
+
+
+def team_processes(cluster: RunningMesh) -> dict[str, str]:
+    """The team-service processes by the instance id they drive rows under: id -> process name."""
+    mesh = cluster.mesh
+    found = {f"team-{mesh.ports.grpc['team']}": "team"}
+    found.update({f"{n}-{g}": n for n, (role, g, _) in mesh.replicas.items() if role == "team"})
+    return found
+
+
+def revive(cluster: RunningMesh, name: str) -> None:
+    """The team-service process `name` serves again (the next tests need both)."""
+    mesh = cluster.mesh
+    if mesh.services[name].alive():
+        return
+    if name == "team":
+        mesh.start_service("team")
+        mesh.wait_service("team")
+    else:
+        mesh.start_replica("team", name)
+
+
+class Workflows:
+    """WorkflowService of one team-service process."""
+
+    def __init__(self, cluster: RunningMesh, name: str) -> None:
+        self.channel = grpc.insecure_channel(cluster.mesh.replica_address(name))
+        self.stub = workflow_service_pb2_grpc.WorkflowServiceStub(self.channel)
+        self.md = cluster.metadata()
+
+    def create(self, definition: Mapping[str, Any]) -> W.Workflow:
+        request = workflow_service_pb2.CreateWorkflowRequest(
+            definition_text=json.dumps(definition), start=True
+        )
+        reply: W.Workflow = self.stub.CreateWorkflow(request, metadata=self.md, timeout=15)
+        return reply
+
+    def get(self, workflow_id: str) -> W.Workflow:
+        reply: W.Workflow = self.stub.GetWorkflow(
+            workflow_service_pb2.GetWorkflowRequest(id=workflow_id), metadata=self.md, timeout=15
+        )
+        return reply
+
+    def steps(self, workflow_id: str) -> dict[str, W.WorkflowStep]:
+        reply = self.stub.ListWorkflowSteps(
+            workflow_service_pb2.ListWorkflowStepsRequest(id=workflow_id, page_size=100),
+            metadata=self.md,
+            timeout=15,
+        )
+        return {s.step_id: s for s in reply.steps}
+
+    def wait_step(
+        self, workflow_id: str, step_id: str, status: W.StepStatus.ValueType, timeout: float = 60
+    ) -> W.WorkflowStep:
+        return poll(
+            lambda: self.steps(workflow_id)[step_id],
+            lambda s: s.status == status,
+            timeout,
+            f"step {step_id} to be {W.StepStatus.Name(status)}",
+            interval=0.2,
+        )
+
+    def wait_ended(self, workflow_id: str, timeout: float = 120) -> W.Workflow:
+        ended = (W.WORKFLOW_STATUS_COMPLETED, W.WORKFLOW_STATUS_FAILED, W.WORKFLOW_STATUS_CANCELLED)
+        return poll(
+            lambda: self.get(workflow_id),
+            lambda w: w.status in ended,
+            timeout,
+            "the workflow to end",
+            interval=0.3,
+        )
+
+    def __enter__(self) -> Workflows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.channel.close()
+
+
+def driver(postgres: PostgresServer, workflow_id: str) -> str:
+    """The instance id of the team-service replica that drives the workflow (team/replicas.py)."""
+    return postgres.psql(
+        f"SELECT replica FROM workflows WHERE id = '{workflow_id}'", dbname=f"{PREFIX}_team"
+    ).strip()
+
+
+def agents_labelled(cluster: RunningMesh, label: str) -> list[str]:
+    with cluster.http() as http:
+        body = ok(http.get("/api/v1/agents", params={"label": label, "pageSize": 100}))
+    return [a["id"] for a in body.get("agents", [])]
+
+
+@contextmanager
+def driver_killed(
+    cluster: RunningMesh, postgres: PostgresServer, workflow_id: str, gate: Gate
+) -> Iterator[dict[str, W.WorkflowStep]]:
+    """Kills (-9) the team-service process that drives the workflow, opens the gate its steps wait
+    for, and gives the workflow's end as the other process finishes it; the killed one serves
+    again after the block."""
+    processes = team_processes(cluster)
+    victim = processes[driver(postgres, workflow_id)]
+    cluster.mesh.services[victim].kill9()
+    survivor = next(name for name in processes.values() if name != victim)
+    try:
+        with Workflows(cluster, survivor) as other:
+            gate.open()
+            done = other.wait_ended(workflow_id)
+            assert done.status == W.WORKFLOW_STATUS_COMPLETED, done
+            assert team_processes(cluster)[driver(postgres, workflow_id)] == survivor
+            yield other.steps(workflow_id)
+    finally:
+        revive(cluster, victim)
+
+
+def one_agent_per_step(cluster: RunningMesh, name: str, steps: dict[str, W.WorkflowStep], *ids: str) -> None:
+    for sid in ids:
+        assert agents_labelled(cluster, f"{name}/{sid}") == [steps[sid].agent_id], sid
+
+
+def test_killing_the_replica_that_drives_a_workflow_hands_it_to_the_other(
+    cluster: RunningMesh, postgres: PostgresServer
+) -> None:
+    name = f"handover-{uuid.uuid4().hex[:8]}"
+    gate = Gate(cluster.mesh.default_repo)
+    definition = {
+        "name": name,
+        "command": ["sh", "-c", "{task}"],
+        "steps": [
+            {"id": "s1", "task": "echo one"},
+            # s2 ends only once the test lets it: after the kill.
+            {"id": "s2", "task": f"{gate.wait}; echo two", "dependsOn": ["s1"]},
+            {"id": "s3", "task": "echo three", "dependsOn": ["s2"]},
+        ],
+    }
+    with Workflows(cluster, "team") as first:
+        wf = first.create(definition)
+        running = first.wait_step(wf.id, "s2", W.STEP_STATUS_RUNNING)
+    with driver_killed(cluster, postgres, wf.id, gate) as after:
+        assert after["s2"].agent_id == running.agent_id
+        assert after["s3"].result.fields["output"].string_value == "three"
+        one_agent_per_step(cluster, name, after, "s1", "s2", "s3")
+
+
+def test_a_retry_timer_moves_with_the_workflow_to_the_other_replica(
+    cluster: RunningMesh, postgres: PostgresServer
+) -> None:
+    """The retry of a failed step is a timer in the memory of the replica that drives the workflow:
+    killed before it fires, the other replica takes the workflow over and retries the step."""
+    name = f"retry-handover-{uuid.uuid4().hex[:8]}"
+    gate = Gate(cluster.mesh.default_repo)
+    definition = {
+        "name": name,
+        "command": ["sh", "-c", "{task}"],
+        # Long enough to kill the replica before the retry is due, even on a busy machine.
+        "retryPolicy": {"maxRetries": 1, "initialBackoff": "8s"},
+        "steps": [
+            {"id": "s1", "task": "echo one"},
+            # Fails until the gate is open: its first attempt fails, the retry succeeds.
+            {"id": "flaky", "task": f"{gate.check} && echo fixed", "retries": 1, "dependsOn": ["s1"]},
+            {"id": "s3", "task": "echo three", "dependsOn": ["flaky"]},
+        ],
+    }
+    with Workflows(cluster, TEAM_REPLICA) as first:
+        wf = first.create(definition)
+        first.wait_step(wf.id, "flaky", W.STEP_STATUS_RETRYING)
+    with driver_killed(cluster, postgres, wf.id, gate) as after:
+        assert after["flaky"].retry_count == 1
+        assert after["flaky"].result.fields["output"].string_value == "fixed"
+        # One agent per attempt: the failed first one and the retry.
+        flaky = agents_labelled(cluster, f"{name}/flaky")
+        assert len(flaky) == 2 and after["flaky"].agent_id in flaky
+        one_agent_per_step(cluster, name, after, "s1", "s3")
+
+
+def test_workflows_started_on_either_replica_complete(cluster: RunningMesh) -> None:
+    """Requests reach either replica and agent events either consumer: every workflow completes."""
+    with Workflows(cluster, "team") as one, Workflows(cluster, TEAM_REPLICA) as two:
+        clients = [one, two]
+        ids = [
+            clients[i % 2]
+            .create(
+                {
+                    "name": f"shared-{uuid.uuid4().hex[:8]}",
+                    "command": ["sh", "-c", "{task}"],
+                    "steps": [
+                        {"id": "a", "task": "echo a"},
+                        {"id": "b", "task": "echo b", "dependsOn": ["a"]},
+                    ],
+                }
+            )
+            .id
+            for i in range(6)
+        ]
+        for workflow_id in ids:
+            assert one.wait_ended(workflow_id).status == W.WORKFLOW_STATUS_COMPLETED
