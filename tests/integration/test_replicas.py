@@ -1,31 +1,46 @@
 """Every service as several replicas (issue 14 §5), on PostgreSQL and Kafka: two team-service
 replicas share teams and workflows, and killing (-9) the one that drives a workflow hands it to
-the other, which finishes it with exactly one agent per step attempt, timers included."""
+the other, which finishes it with exactly one agent per step attempt, timers included; two
+event-service replicas store each event once in one gap-free sequence and serve every event to
+the subscribers of either."""
 
 from __future__ import annotations
 
 import json
+import re
+import threading
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import grpc
+import httpx
 import pytest
 
-from godel.v1 import workflow_pb2, workflow_service_pb2, workflow_service_pb2_grpc
+from godel.v1 import (
+    event_pb2,
+    event_service_pb2,
+    event_service_pb2_grpc,
+    workflow_pb2,
+    workflow_service_pb2,
+    workflow_service_pb2_grpc,
+)
 from godel_deploy.postgres import PostgresServer
 from tests.conftest import RunningMesh, running_mesh
 from tests.integration.agent_helpers import Gate
+from tests.integration.event_readers import grpc_subscriber
 from tests.integration.team_helpers import ok
-from tests.waits import poll
+from tests.waits import poll, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
 W = workflow_pb2
 PREFIX = "replicas"
 TEAM_REPLICA = "team-2"
+EVENT_REPLICA = "event-2"
 # A replica silent this long is dead: short, so a takeover is quick to see.
 LEASE_SECONDS = "2"
 
@@ -36,6 +51,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) 
     env = {"GODEL_TEAM_LEASE_SECONDS": LEASE_SECONDS}
     with running_mesh(home, postgres.url(), PREFIX, extra_env=env) as running:
         running.mesh.start_replica("team", TEAM_REPLICA)
+        running.mesh.start_replica("event", EVENT_REPLICA)
         yield running
 
 
@@ -232,3 +248,97 @@ def test_workflows_started_on_either_replica_complete(cluster: RunningMesh) -> N
         ]
         for workflow_id in ids:
             assert one.wait_ended(workflow_id).status == W.WORKFLOW_STATUS_COMPLETED
+
+
+def consumed_by_store(admin_port: int) -> float:
+    """Events the event-store consumer of one event-service process has handled (its /metrics)."""
+    text = httpx.get(f"http://127.0.0.1:{admin_port}/metrics", timeout=10).text
+    pattern = r'^godel_events_consumed_total\{group="godel-event-store"\} (\S+)$'
+    found = re.search(pattern, text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def saw(events: list[event_pb2.Event], count: int) -> bool:
+    return len(events) >= count
+
+
+def stored_sequences(channel: grpc.Channel, md: list[tuple[str, str]], first: int, last: int) -> list[int]:
+    """Every stored sequence number from `first` to `last`, whatever the event."""
+    stub = event_service_pb2_grpc.EventServiceStub(channel)
+    found: list[int] = []
+    after = first - 1
+    while after < last:
+        page = stub.QueryEvents(
+            event_service_pb2.QueryEventsRequest(after_sequence=after, page_size=500), metadata=md, timeout=15
+        ).events
+        if not page:
+            break
+        found += [e.sequence for e in page if e.sequence <= last]
+        after = page[-1].sequence
+    return found
+
+
+def test_two_event_replicas_store_each_event_once_and_serve_every_subscriber(cluster: RunningMesh) -> None:
+    mesh = cluster.mesh
+    kind = f"replicas-{uuid.uuid4().hex[:8]}"
+    targets = {"event": mesh.address("event"), EVENT_REPLICA: mesh.replica_address(EVENT_REPLICA)}
+    admin = {"event": mesh.ports.admin["event"], EVENT_REPLICA: mesh.replicas[EVENT_REPLICA][2]}
+    received: dict[str, list[event_pb2.Event]] = {name: [] for name in targets}
+    stop = threading.Event()
+    readies = {name: threading.Event() for name in targets}
+    threads = [
+        threading.Thread(
+            target=grpc_subscriber,
+            args=(cluster, f"{kind}:*", received[name].append, readies[name], stop),
+            kwargs={"target": target},
+            daemon=True,
+        )
+        for name, target in targets.items()
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        for name, ready in readies.items():
+            assert ready.wait(30), f"the subscription on {name} did not open"
+        before = {name: consumed_by_store(port) for name, port in admin.items()}
+        published: list[str] = []
+        channels = [grpc.insecure_channel(t) for t in targets.values()]
+        try:
+            for i in range(40):
+                # Keys spread over the partitions, hence over both replicas' consumers.
+                request = event_service_pb2.PublishEventRequest(
+                    type=f"{kind}:ping", metadata=event_pb2.EventMetadata(agent_id=str(uuid.uuid4()))
+                )
+                reply = event_service_pb2_grpc.EventServiceStub(channels[i % 2]).PublishEvent(
+                    request, metadata=cluster.metadata(), timeout=15
+                )
+                published.append(reply.id)
+            for name in received:
+                wait_for(
+                    partial(saw, received[name], len(published)),
+                    60,
+                    f"the subscriber on {name} to see every event",
+                    interval=0.2,
+                    describe=partial(len, received[name]),
+                )
+            for name, events in received.items():
+                assert sorted(e.id for e in events) == sorted(published), name  # each once
+                sequences = [e.sequence for e in events]
+                assert sequences == sorted(set(sequences)), name  # in sequence order
+            stored = received["event"]
+            assert [e.sequence for e in received[EVENT_REPLICA]] == [e.sequence for e in stored]
+            # One gap-free sequence: nothing else was numbered between our events' numbers.
+            first, last = stored[0].sequence, stored[-1].sequence
+            assert stored_sequences(channels[0], cluster.metadata(), first, last) == list(
+                range(first, last + 1)
+            )
+            # Both replicas stored events (each its share of the partitions).
+            after = {name: consumed_by_store(port) for name, port in admin.items()}
+            assert all(after[name] > before[name] for name in admin), (before, after)
+        finally:
+            for channel in channels:
+                channel.close()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)

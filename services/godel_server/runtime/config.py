@@ -58,6 +58,7 @@
 | GODEL_OPENAI_BASE_URL       | (unset)                                   | endpoint of the optional LLM intent parser (and the workers' openai runtime) |
 | GODEL_OPENAI_API_KEY        | (unset)                                   | bearer key of that endpoint (secret)      |
 | GODEL_EVENT_WS_PORT         | 9113                                      | event service WebSocket port (`/events`, spec §3.2); 0 = off |
+| GODEL_EVENT_FANOUT_POLL_SECONDS | 0.2                                   | how soon live subscribers of an event-service replica see the events another replica stored |
 | GODEL_EVENT_RETENTION_DAYS  | 0                                         | events stored longer ago are removed (0 = keep forever) |
 | GODEL_AGENT_LOG_MAX_LINES   | 100000                                    | log lines kept per agent; then a marker line, and later lines are dropped |
 | GODEL_AUTONOMIC_INTERVAL_SECONDS | 15                                   | cluster service: how often the autonomic loop collects the metrics, evaluates the alert rules and the policies |
@@ -400,6 +401,7 @@ class Settings:
     max_reschedules: int = 10
     model_prices: str = ""
     event_ws_port: int = EVENT_WS_PORT
+    event_fanout_poll_seconds: float = 0.2
     event_retention_days: int = 0
     agent_log_max_lines: int = 100_000
     api_key: str | None = field(default=None, repr=False)
@@ -518,6 +520,7 @@ def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
         service_addrs=addrs,
         admin_addrs=admin_addrs,
         event_ws_port=event_ws_port(env),
+        event_fanout_poll_seconds=_float(env, "GODEL_EVENT_FANOUT_POLL_SECONDS", 0.2),
         event_retention_days=_non_negative(env, "GODEL_EVENT_RETENTION_DAYS", 0),
         agent_log_max_lines=_positive(env, "GODEL_AGENT_LOG_MAX_LINES", 100_000),
         agent_lease_seconds=_float(env, "GODEL_AGENT_LEASE_SECONDS", 5.0),
