@@ -419,18 +419,27 @@ class Mesh:
     # -- gateway ---------------------------------------------------------------------------------
 
     def start_gateway(self) -> EnvoyProxy:
-        """Envoy configured as `godel-gateway` configures it: from the mesh's environment."""
+        """Envoy configured as `godel-gateway` configures it: from the mesh's environment, with
+        every replica of each service as an endpoint."""
         env = self.env("cluster")
         env.update(
             GODEL_GATEWAY_PORT=str(self.ports.gateway),
             GODEL_GATEWAY_ADMIN_PORT=str(self.ports.gateway_admin),
             GODEL_GATEWAY_ACCESS_LOG=str(self.logs / "gateway-access.log"),
         )
+        for role in ROLES:
+            env[f"GODEL_GATEWAY_{role.upper()}_ENDPOINTS"] = ",".join(self.addresses(role))
         config = render_gateway(load_gateway_settings(env), self.home / "envoy.yaml")
         self.gateway = EnvoyProxy(config, self.ports.gateway_admin, log_path=self.logs / "gateway.log")
         self.gateway.start()
         self.gateway.wait_ready()
         return self.gateway
+
+    def restart_gateway(self) -> EnvoyProxy:
+        """The gateway again, with the replicas started since (Envoy has no hot restart here)."""
+        if self.gateway is not None:
+            self.gateway.stop()
+        return self.start_gateway()
 
     # -- whole mesh ------------------------------------------------------------------------------
 

@@ -2,7 +2,7 @@
 replicas share teams and workflows, and killing (-9) the one that drives a workflow hands it to
 the other, which finishes it with exactly one agent per step attempt, timers included; two
 event-service replicas store each event once in one gap-free sequence and serve every event to
-the subscribers of either."""
+the subscribers of either; the gateway sends requests to the replicas that answer."""
 
 from __future__ import annotations
 
@@ -52,6 +52,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, postgres: PostgresServer) 
     with running_mesh(home, postgres.url(), PREFIX, extra_env=env) as running:
         running.mesh.start_replica("team", TEAM_REPLICA)
         running.mesh.start_replica("event", EVENT_REPLICA)
+        running.mesh.restart_gateway()  # with the replicas as endpoints
         yield running
 
 
@@ -342,3 +343,68 @@ def test_two_event_replicas_store_each_event_once_and_serve_every_subscriber(clu
         stop.set()
         for thread in threads:
             thread.join(timeout=10)
+
+
+def gateway_endpoints(cluster: RunningMesh, name: str) -> dict[str, str]:
+    """The endpoints of a gateway cluster and their health flags, as Envoy's admin /clusters says."""
+    assert cluster.mesh.gateway is not None
+    text = httpx.get(f"{cluster.mesh.gateway.admin_url}/clusters", timeout=10).text
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        parts = line.split("::")
+        if len(parts) == 4 and parts[0] == name and parts[2] == "health_flags":
+            found[parts[1]] = parts[3]
+    return found
+
+
+def test_the_gateway_fails_over_when_a_replica_is_killed(cluster: RunningMesh) -> None:
+    mesh = cluster.mesh
+    team = sorted(mesh.addresses("team"))
+    wait_for(
+        lambda: (
+            sorted(a for a, flags in gateway_endpoints(cluster, "godel_team").items() if flags == "healthy")
+            == team
+        ),
+        30,
+        "both team-service replicas to be healthy endpoints of the gateway",
+        interval=0.3,
+        describe=lambda: gateway_endpoints(cluster, "godel_team"),
+    )
+    victim = mesh.replica_address(TEAM_REPLICA)
+    mesh.services[TEAM_REPLICA].kill9()
+    try:
+        answered: list[int] = []
+
+        def thirty_in_a_row() -> bool:
+            with cluster.http() as http:
+                for _ in range(30):
+                    status = http.get("/api/v1/workflows", params={"pageSize": 1}).status_code
+                    answered.append(status)
+                    if status != 200:
+                        return False
+            return True
+
+        # Requests keep being answered: by the replica that is left.
+        wait_for(
+            thirty_in_a_row,
+            15,
+            "30 requests in a row answered through the gateway",
+            describe=lambda: answered[-5:],
+        )
+        # The gateway has taken the killed replica out (failed health checks or ejected).
+        wait_for(
+            lambda: gateway_endpoints(cluster, "godel_team").get(victim, "healthy") != "healthy",
+            15,
+            "the gateway to mark the killed replica unhealthy",
+            interval=0.3,
+            describe=lambda: gateway_endpoints(cluster, "godel_team"),
+        )
+    finally:
+        revive(cluster, TEAM_REPLICA)
+    wait_for(
+        lambda: gateway_endpoints(cluster, "godel_team").get(victim) == "healthy",
+        30,
+        "the revived replica to be a healthy endpoint again",
+        interval=0.3,
+        describe=lambda: gateway_endpoints(cluster, "godel_team"),
+    )
