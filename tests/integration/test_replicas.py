@@ -108,9 +108,10 @@ class Workflows:
     def wait_step(
         self, workflow_id: str, step_id: str, status: W.StepStatus.ValueType, timeout: float = 60
     ) -> W.WorkflowStep:
+        """The step once it is in `status` (and, running, has its agent)."""
         return poll(
             lambda: self.steps(workflow_id)[step_id],
-            lambda s: s.status == status,
+            lambda s: s.status == status and (status != W.STEP_STATUS_RUNNING or bool(s.agent_id)),
             timeout,
             f"step {step_id} to be {W.StepStatus.Name(status)}",
             interval=0.2,
