@@ -94,16 +94,17 @@ class Replicas:
         def orphaned(replica: str | None) -> bool:
             return replica is None or replica not in live or (restarted and replica == self.me)
 
-        adopted = 0
+        adopted: dict[str, int] = {}
         for kind in self._kinds:
             for row_id in await self._orphans(kind, live, restarted):
-                adopted += await kind.adopt(row_id, orphaned)
+                if await kind.adopt(row_id, orphaned):
+                    adopted[kind.name] = adopted.get(kind.name, 0) + 1
         if adopted:
             log.warning(
                 "took over teams and workflows",
-                extra={"count": adopted, "replica": self.me, "restarted": restarted},
+                extra={"adopted": adopted, "replica": self.me, "restarted": restarted},
             )
-        return adopted
+        return sum(adopted.values())
 
     async def _orphans(self, kind: Driven, live: set[str], restarted: bool) -> set[str]:
         model = kind.model
