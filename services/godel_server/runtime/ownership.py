@@ -118,6 +118,15 @@ def reach(action: str | None = None) -> Reach:
     return Reach.of(current_caller(), rule.resource, action or rule.action)
 
 
+def require_reach(resource: str, owner: Owner, missing: NotFoundError) -> None:
+    """Lets the current RPC go on with an object of `resource` owned by `owner` that its request
+    points at (the team a task is queued in, the agent a task is given to, the parent session of a
+    new agent): the caller must be able to read that object, else `missing` (NOT_FOUND, as if it
+    did not exist), so no request can attach anything to another user's objects."""
+    if not Reach.of(current_caller(), resource, "read").covers(owner):
+        raise missing
+
+
 def check(owner: Owner, missing: NotFoundError) -> None:
     """Lets the current RPC go on with an object owned by `owner`, or raises: `missing` (the
     object's NOT_FOUND) when the caller may not read it, PERMISSION_DENIED when it may read it

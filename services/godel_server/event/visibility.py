@@ -1,0 +1,74 @@
+"""Which stored and live events a caller may read: the scope of its `event:read` permission
+(runtime/ownership.py) applied to the owner each event carries (`metadata.owner_user_id` and
+`owner_team_id`, stamped by the service that publishes it).
+
+- An event with an owner is read by those whose reach covers that owner: `own` the owning user,
+  `team` also members of the user team it is shared with, `all` everyone.
+- An event with no owner about no agent, team or workflow (cluster, alert, autonomic and system
+  events, organization budgets) is a system event: every caller that may read events reads it.
+- An event with no owner about an agent, team or workflow (stored before events carried owners,
+  or about an object made before objects had owners) is read with scope `all` only.
+
+The same rule runs in SQL for queries (`where`) and in memory for live streams (`sees`): the hub
+checks each event against a subscriber's reach computed once when it subscribes, without a
+database call per event."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import ColumnElement, and_, false, or_, true
+
+from godel.v1 import event_pb2
+from godel_server.event.models import EventRow
+from godel_server.runtime.context import Caller
+from godel_server.runtime.ownership import EVERYTHING, Owner, Reach
+
+
+def event_owner(event: event_pb2.Event) -> Owner:
+    m = event.metadata
+    return Owner(m.owner_user_id or None, m.owner_team_id or None)
+
+
+def is_system(event: event_pb2.Event) -> bool:
+    """An event that has no owner and is about no agent, team or workflow."""
+    m = event.metadata
+    return not (m.owner_user_id or m.agent_id or m.team_id or m.workflow_id)
+
+
+@dataclass(frozen=True)
+class Audience:
+    """The events one reader may see: its reach for `event:read`."""
+
+    reach: Reach
+
+    @classmethod
+    def of(cls, caller: Caller | None) -> Audience:
+        return cls(Reach.of(caller, "event", "read"))
+
+    def sees(self, event: event_pb2.Event) -> bool:
+        if self.reach.scope == "all":
+            return True
+        if self.reach.scope is None:
+            return False
+        if event.metadata.owner_user_id:
+            return self.reach.covers(event_owner(event))
+        return is_system(event)
+
+    def where(self) -> ColumnElement[bool]:
+        """The SQL condition on the events table that keeps exactly what `sees` keeps."""
+        if self.reach.scope == "all":
+            return true()
+        if self.reach.scope is None:
+            return false()
+        system = and_(
+            EventRow.owner_user_id.is_(None),
+            EventRow.agent_id.is_(None),
+            EventRow.team_id.is_(None),
+            EventRow.workflow_id.is_(None),
+        )
+        return or_(self.reach.where(EventRow.owner_user_id, EventRow.owner_team_id), system)
+
+
+# What the server's own reads see (replays for its own consumers, tests of the store).
+EVERY_EVENT = Audience(EVERYTHING)
