@@ -23,6 +23,9 @@ from godel.v1 import event_pb2
 from godel_server.event.models import EventRow
 from godel_server.runtime.context import Caller
 from godel_server.runtime.ownership import EVERYTHING, Owner, Reach
+from godel_server.runtime.rbac import rule_for
+
+SUBSCRIBE_METHOD = "/godel.v1.EventService/SubscribeEvents"
 
 
 def event_owner(event: event_pb2.Event) -> Owner:
@@ -43,8 +46,12 @@ class Audience:
     reach: Reach
 
     @classmethod
-    def of(cls, caller: Caller | None) -> Audience:
-        return cls(Reach.of(caller, "event", "read"))
+    def of(cls, caller: Caller | None, method: str = SUBSCRIBE_METHOD) -> Audience:
+        """What `caller` may see with the permission the RPC `method` needs (its access rule)."""
+        rule = rule_for(method)
+        if rule is None or rule.public:
+            return cls(Reach(None))
+        return cls(Reach.of(caller, rule.resource, rule.action))
 
     def sees(self, event: event_pb2.Event) -> bool:
         if self.reach.scope == "all":

@@ -51,7 +51,8 @@ class Session:
         self._subs: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_lock = asyncio.Lock()
-        # The events this connection's subscriptions may carry, computed once (visibility.py).
+        # The events this connection's subscriptions may carry, computed once (visibility.py): the
+        # reach of the permission SubscribeEvents needs, which the connection was authorized with.
         self._audience = Audience.of(caller)
 
     @property
