@@ -13,7 +13,7 @@ from prometheus_client import Counter, Gauge
 
 from godel.v1 import event_pb2
 from godel_server.event.store import EventFilter
-from godel_server.event.visibility import Audience
+from godel_server.event.visibility import Audience, EventOwner
 from godel_server.runtime.limits import UserSlots
 
 SUBSCRIBERS = Gauge("godel_event_subscribers", "Live event subscriptions")
@@ -32,8 +32,8 @@ class Subscription:
         self.lagging = False
         self._ready = asyncio.Event()
 
-    def offer(self, event: event_pb2.Event) -> None:
-        if self.lagging or not self.audience.sees(event) or not self.filter.matches(event):
+    def offer(self, event: event_pb2.Event, owner: EventOwner) -> None:
+        if self.lagging or not self.audience.admits(owner) or not self.filter.matches(event):
             return
         if len(self.buffer) >= self.size:
             if self.strategy == DROP:
@@ -80,5 +80,6 @@ class SubscriptionHub:
     def publish(self, events: Iterable[event_pb2.Event]) -> None:
         for event in events:
             self.last_published = max(self.last_published, event.sequence)
+            owner = EventOwner.of(event)
             for sub in self._subs:
-                sub.offer(event)
+                sub.offer(event, owner)

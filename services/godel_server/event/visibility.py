@@ -15,28 +15,33 @@ database call per event."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from sqlalchemy import ColumnElement, and_, false, or_, true
 
 from godel.v1 import event_pb2
 from godel_server.event.models import EventRow
 from godel_server.runtime.context import Caller
-from godel_server.runtime.ownership import EVERYTHING, Owner, Reach
+from godel_server.runtime.ownership import EVERYTHING, Reach
 from godel_server.runtime.rbac import rule_for
 
 SUBSCRIBE_METHOD = "/godel.v1.EventService/SubscribeEvents"
 
 
-def event_owner(event: event_pb2.Event) -> Owner:
-    m = event.metadata
-    return Owner(m.owner_user_id or None, m.owner_team_id or None)
+class EventOwner(NamedTuple):
+    """What decides who sees an event, read from it once (the hub reads it once per event, not
+    once per subscriber: protobuf field access is what costs)."""
 
+    user_id: str  # "" when the event has none
+    team_id: str
+    system: bool  # no owner, and about no agent, team or workflow
 
-def is_system(event: event_pb2.Event) -> bool:
-    """An event that has no owner and is about no agent, team or workflow."""
-    m = event.metadata
-    return not (m.owner_user_id or m.agent_id or m.team_id or m.workflow_id)
+    @classmethod
+    def of(cls, event: event_pb2.Event) -> EventOwner:
+        m = event.metadata
+        user = m.owner_user_id
+        return cls(user, m.owner_team_id, not (user or m.agent_id or m.team_id or m.workflow_id))
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,16 @@ class Audience:
     """The events one reader may see: its reach for `event:read`."""
 
     reach: Reach
+    # The reach unpacked once, for the hub's check of every event against every subscriber.
+    _everything: bool = field(init=False, repr=False, compare=False)
+    _nothing: bool = field(init=False, repr=False, compare=False)
+    _teams: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        scope = self.reach.scope
+        object.__setattr__(self, "_everything", scope == "all")
+        object.__setattr__(self, "_nothing", scope is None)
+        object.__setattr__(self, "_teams", frozenset(self.reach.team_ids if scope == "team" else ()))
 
     @classmethod
     def of(cls, caller: Caller | None, method: str = SUBSCRIBE_METHOD) -> Audience:
@@ -54,13 +69,17 @@ class Audience:
         return cls(Reach.of(caller, rule.resource, rule.action))
 
     def sees(self, event: event_pb2.Event) -> bool:
-        if self.reach.scope == "all":
+        return self._everything or self.admits(EventOwner.of(event))
+
+    def admits(self, owner: EventOwner) -> bool:
+        """`Reach.covers` of the event's owner, or: a system event (see the module docstring)."""
+        if self._everything:
             return True
-        if self.reach.scope is None:
+        if self._nothing:
             return False
-        if event.metadata.owner_user_id:
-            return self.reach.covers(event_owner(event))
-        return is_system(event)
+        if owner.user_id:
+            return owner.user_id == self.reach.user_id or owner.team_id in self._teams
+        return owner.system
 
     def where(self) -> ColumnElement[bool]:
         """The SQL condition on the events table that keeps exactly what `sees` keeps."""
