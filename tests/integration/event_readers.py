@@ -25,11 +25,15 @@ def grpc_subscriber(
     stop: threading.Event,
     correlation_id: str = "",
     key: str | None = None,
+    subscription_name: str = "",
 ) -> None:
     with godel.channel() as channel:
         call = event_service_pb2_grpc.EventServiceStub(channel).SubscribeEvents(
             event_service_pb2.SubscribeEventsRequest(
-                pattern=[pattern], correlation_id=correlation_id, heartbeat_seconds=1
+                pattern=[pattern],
+                correlation_id=correlation_id,
+                heartbeat_seconds=1,
+                subscription_name=subscription_name,
             ),
             metadata=godel.metadata(key),
         )

@@ -1,7 +1,8 @@
 """Events and references on a real mesh (spec §3.4, §6.2): an agent's events reach its owner, the
 members of its owner's user team (developers read events with scope `team`) and admins, and no
-one else, through QueryEvents, GetEvent, a gRPC subscription, Server-Sent Events and the
-WebSocket; a task can be queued only in a team, and given only to an agent, its creator may read."""
+one else, through QueryEvents, GetEvent, gRPC subscriptions (durable ones too), Server-Sent
+Events and the WebSocket; a task can be queued only in a team, and given only to an agent, its
+creator may read, and an agent made only in such a team."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ from tests.integration.event_readers import grpc_subscriber, sse_subscriber
 from tests.integration.team_helpers import ok
 from tests.waits import poll
 
-TRANSPORTS = ("grpc", "sse", "websocket")
+# A durable subscription is a gRPC one with a name: the same stream, with a stored cursor.
+TRANSPORTS = ("grpc", "durable", "sse", "websocket")
 
 
 @dataclass
@@ -52,7 +54,7 @@ class Reader:
 def run(godel: RunningMesh, reader: Reader, marker: str) -> threading.Thread:
     def body() -> None:
         try:
-            if reader.transport == "grpc":
+            if reader.transport in ("grpc", "durable"):
                 grpc_subscriber(
                     godel,
                     "*",
@@ -61,6 +63,7 @@ def run(godel: RunningMesh, reader: Reader, marker: str) -> threading.Thread:
                     reader.stop,
                     correlation_id=marker,
                     key=reader.key,
+                    subscription_name=f"own-{marker[-12:]}" if reader.transport == "durable" else "",
                 )
             elif reader.transport == "sse":
                 sse_subscriber(
