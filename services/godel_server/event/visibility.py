@@ -7,7 +7,8 @@
 - An event with no owner about no agent, team or workflow (cluster, alert, autonomic and system
   events, organization budgets) is a system event: every caller that may read events reads it.
 - An event with no owner about an agent, team or workflow (stored before events carried owners,
-  or about an object made before objects had owners) is read with scope `all` only.
+  about an object made before objects had owners, or an autonomic restart or scaling, whose
+  publisher does not know the owner) is read with scope `all` only.
 
 The same rule runs in SQL for queries (`where`) and in memory for live streams (`sees`): the hub
 checks each event against a subscriber's reach computed once when it subscribes, without a
