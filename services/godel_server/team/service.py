@@ -76,7 +76,7 @@ class TeamService(Service):
         workflow_service_pb2_grpc.add_WorkflowServiceServicer_to_server(
             WorkflowServicer(WorkflowStore(db), workflows, gateway, db), server
         )
-        task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(db, tasks), server)
+        task_service_pb2_grpc.add_TaskServiceServicer_to_server(TaskServicer(db, tasks, gateway), server)
         budget_service_pb2_grpc.add_BudgetServiceServicer_to_server(BudgetServicer(db, ledger), server)
         intent_service_pb2_grpc.add_IntentServiceServicer_to_server(
             IntentServicer(

@@ -72,7 +72,13 @@ class TeamOrchestrator:
     # -- helpers -----------------------------------------------------------------------------
 
     def event(self, data: Message, team: TeamRow) -> event_pb2.Event:
-        return service_event(self._settings.instance_id, data, key=team.id, team_id=team.id)
+        return service_event(
+            self._settings.instance_id,
+            data,
+            key=team.id,
+            team_id=team.id,
+            owner=Owner(team.user_id, team.user_team_id),
+        )
 
     def _member_spec(self, team: TeamRow, role: str, budget_left: float | None) -> dict[str, Any]:
         cfg = team.config or {}
