@@ -13,6 +13,7 @@ from godel_server.event.fanout import PAGE, StoreFanout
 from godel_server.event.hub import DROP, Subscription, SubscriptionHub
 from godel_server.event.service import EventService
 from godel_server.event.store import EventFilter, EventStore
+from godel_server.event.visibility import EVERY_EVENT
 from godel_server.runtime.db import Database
 from tests.fakes.events import of_type
 from tests.unit.conftest import migrated
@@ -32,7 +33,7 @@ async def store(db: Database, n: int) -> list[int]:
 
 
 def subscribed(hub: SubscriptionHub) -> Subscription:
-    sub = Subscription(EventFilter(), DROP, 10 * PAGE)
+    sub = Subscription(EventFilter(), DROP, 10 * PAGE, EVERY_EVENT)
     hub.add(sub)
     return sub
 

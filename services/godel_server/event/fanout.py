@@ -13,6 +13,7 @@ import logging
 
 from godel_server.event.hub import SubscriptionHub
 from godel_server.event.store import EventFilter, EventStore
+from godel_server.event.visibility import EVERY_EVENT
 from godel_server.runtime.db import Database
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,9 @@ class StoreFanout:
         published = 0
         while True:
             async with self._db.reader() as session:
+                # Every event: the hub checks each subscriber's audience as it offers them.
                 events = await EventStore(session).query(
-                    ANY, limit=PAGE, after_sequence=self._hub.last_published
+                    ANY, audience=EVERY_EVENT, limit=PAGE, after_sequence=self._hub.last_published
                 )
             self._hub.publish(events)
             published += len(events)
