@@ -66,6 +66,28 @@ def user_team(godel: RunningMesh, *user_ids: str) -> str:
     return str(made.json()["id"])
 
 
+@dataclass(frozen=True)
+class Person:
+    """A user (as JSON) and an API key of theirs."""
+
+    user: dict[str, Any]
+    key: str
+
+    @property
+    def id(self) -> str:
+        return str(self.user["id"])
+
+
+def person(godel: RunningMesh, role: str) -> Person:
+    user = create_user(godel, role)
+    return Person(user, user_key(godel, user["id"], role))
+
+
+def team_of(godel: RunningMesh, *members: Person) -> str:
+    """A new user team of these people; returns its id."""
+    return user_team(godel, *(m.id for m in members))
+
+
 def revoke(godel: RunningMesh, secret: str) -> None:
     """Revokes the key whose secret this is (as an admin)."""
     with godel.http() as admin:

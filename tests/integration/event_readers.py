@@ -24,13 +24,20 @@ def grpc_subscriber(
     ready: threading.Event,
     stop: threading.Event,
     correlation_id: str = "",
+    target: str | None = None,
+    key: str | None = None,
+    subscription_name: str = "",
 ) -> None:
-    with godel.channel() as channel:
+    """`target`: an event-service address (default: the gateway)."""
+    with godel.channel(target) as channel:
         call = event_service_pb2_grpc.EventServiceStub(channel).SubscribeEvents(
             event_service_pb2.SubscribeEventsRequest(
-                pattern=[pattern], correlation_id=correlation_id, heartbeat_seconds=1
+                pattern=[pattern],
+                correlation_id=correlation_id,
+                heartbeat_seconds=1,
+                subscription_name=subscription_name,
             ),
-            metadata=godel.metadata(),
+            metadata=godel.metadata(key),
         )
         try:
             for item in call:
@@ -57,6 +64,7 @@ def sse_subscriber(
     stop: threading.Event,
     correlation_id: str = "",
     opened: Callable[[httpx.Response], None] = lambda response: None,
+    key: str | None = None,
 ) -> None:
     """`opened` sees the response before its first line (its headers)."""
     params: dict[str, str | int] = {"pattern": pattern, "heartbeatSeconds": 1}
@@ -65,7 +73,7 @@ def sse_subscriber(
     try:
         with (
             httpx.Client(
-                base_url=godel.rest, headers=godel.headers(), timeout=httpx.Timeout(10, read=60)
+                base_url=godel.rest, headers=godel.headers(key), timeout=httpx.Timeout(10, read=60)
             ) as http,
             http.stream("GET", "/api/v1/events/stream", params=params) as response,
         ):

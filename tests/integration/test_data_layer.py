@@ -23,6 +23,7 @@ from godel_server.agent.service import AgentService
 from godel_server.cluster.service import ClusterService
 from godel_server.event.service import EventService
 from godel_server.event.store import EventFilter, EventStore
+from godel_server.event.visibility import EVERY_EVENT
 from godel_server.runtime.db import Database, ensure_postgres_database
 from godel_server.runtime.events import new_event, utcnow
 from godel_server.runtime.host import Service
@@ -199,17 +200,27 @@ async def test_event_store_sequences_dedupes_and_filters(db: Database) -> None:
     assert [e.type for e in again] == ["team:start"] and again[0].sequence == 4
     async with db.reader() as session:
         store = EventStore(session)
-        assert [e.type for e in await store.query(EventFilter(types=("agent:*",)), limit=10)] == [
+        assert [
+            e.type for e in await store.query(EventFilter(types=("agent:*",)), audience=EVERY_EVENT, limit=10)
+        ] == [
             "agent:spawn",
             "agent:start",
         ]
-        assert [e.type for e in await store.query(EventFilter(types=("workflow:step:*",)), limit=10)] == [
-            "workflow:step:complete"
-        ]
-        assert [e.sequence for e in await store.query(EventFilter(), limit=2, after_sequence=2)] == [3, 4]
-        newest = await store.query(EventFilter(agent_id=agent_id), limit=10, descending=True)
+        assert [
+            e.type
+            for e in await store.query(
+                EventFilter(types=("workflow:step:*",)), audience=EVERY_EVENT, limit=10
+            )
+        ] == ["workflow:step:complete"]
+        assert [
+            e.sequence
+            for e in await store.query(EventFilter(), audience=EVERY_EVENT, limit=2, after_sequence=2)
+        ] == [3, 4]
+        newest = await store.query(
+            EventFilter(agent_id=agent_id), audience=EVERY_EVENT, limit=10, descending=True
+        )
         assert [e.type for e in newest] == ["agent:start", "agent:spawn"]
-        got = await store.get(events[0].id)
+        got = await store.get(events[0].id, audience=EVERY_EVENT)
         assert got is not None and got.agent_spawned == spawned and got.sequence == 1
         assert await store.last_sequence() == 4
 

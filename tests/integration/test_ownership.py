@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -17,27 +16,8 @@ import pytest
 
 from godel.v1 import agent_service_pb2, agent_service_pb2_grpc
 from tests.conftest import RunningMesh
-from tests.integration.auth_helpers import create_user, user_key, user_team
+from tests.integration.auth_helpers import Person, person, team_of
 from tests.integration.team_helpers import ok, steps, wait_workflow
-
-
-@dataclass(frozen=True)
-class Person:
-    user: dict[str, Any]
-    key: str
-
-    @property
-    def id(self) -> str:
-        return str(self.user["id"])
-
-
-def person(godel: RunningMesh, role: str) -> Person:
-    user = create_user(godel, role)
-    return Person(user, user_key(godel, user["id"], role))
-
-
-def team_of(godel: RunningMesh, *members: Person) -> str:
-    return user_team(godel, *(m.id for m in members))
 
 
 def spawn(godel: RunningMesh, who: Person, label: str, request_id: str = "") -> dict[str, Any]:

@@ -13,13 +13,14 @@ from godel.v1 import budget_events_pb2, budget_pb2, budget_service_pb2, event_pb
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import FailedPreconditionError, NotFoundError, ValidationError
 from godel_server.runtime.events import event_data
+from godel_server.runtime.ownership import Owner
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.runtime.statuses import BudgetPeriod
 from godel_server.team.budgets import ledger as budgets_module
 from godel_server.team.budgets.ledger import BudgetLedger, Usage, calendar_window
 from godel_server.team.budgets.servicer import BudgetServicer
 from godel_server.team.models import BudgetRow
-from tests.unit.conftest import outbox_events
+from tests.unit.conftest import add_team, outbox_events
 
 TEAM = "11111111-1111-4111-8111-111111111111"
 OTHER_TEAM = "22222222-2222-4222-8222-222222222222"
@@ -138,6 +139,32 @@ async def test_usage_counts_against_agent_team_user_and_every_organization_budge
     async with db.reader() as session:
         used = {row.id: row.used_budget for row in (await session.scalars(select(BudgetRow))).all()}
     assert used == {agent.id: 3.0, team.id: 2.0, other.id: 0.0, user.id: 2.0, org.id: 3.0}
+
+
+async def test_budget_alerts_are_owned_by_who_the_budget_is_about(db: Database, ledger: BudgetLedger) -> None:
+    """A user budget's events are the user's, a team budget's the team owner's, an agent budget's
+    the owner of the agent whose spend crossed it; the organization's have no owner (every event
+    reader sees them)."""
+    now = datetime.now(UTC)
+    await add_team(db, TEAM, Owner("carol", OTHER_TEAM))
+    async with db.session() as session:
+        for kind, entity in (("agent", AGENT), ("team", TEAM), ("user", "alice"), ("organization", "acme")):
+            await ledger.set_budget(session, kind, entity, 1.0)
+        spent = Usage(
+            agent_id=AGENT, team_id=TEAM, user_id="alice", cost=5.0, at=now, owner=Owner("carol", OTHER_TEAM)
+        )
+        await ledger.apply_usage(session, spent)
+    owners = {
+        (payload(e).entity_type, e.metadata.owner_user_id, e.metadata.owner_team_id)
+        for e in await events(db)
+        if e.type == "budget:exceeded"
+    }
+    assert owners == {
+        (budget_pb2.BUDGET_ENTITY_TYPE_AGENT, "carol", OTHER_TEAM),
+        (budget_pb2.BUDGET_ENTITY_TYPE_TEAM, "carol", OTHER_TEAM),
+        (budget_pb2.BUDGET_ENTITY_TYPE_USER, "alice", ""),
+        (budget_pb2.BUDGET_ENTITY_TYPE_ORGANIZATION, "", ""),
+    }
 
 
 async def test_a_fixed_window_counts_only_usage_inside_it(db: Database, ledger: BudgetLedger) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from godel.v1 import event_pb2
 from godel_server.event.hub import BLOCK, DROP, SLIDING, Subscription, SubscriptionHub
 from godel_server.event.store import EventFilter
+from godel_server.event.visibility import EVERY_EVENT
 
 
 def _events(n: int, event_type: str = "agent:start") -> list[event_pb2.Event]:
@@ -13,7 +14,10 @@ def _events(n: int, event_type: str = "agent:start") -> list[event_pb2.Event]:
 
 def test_drop_keeps_the_oldest_and_sliding_keeps_the_newest() -> None:
     hub = SubscriptionHub()
-    drop, sliding = Subscription(EventFilter(), DROP, 3), Subscription(EventFilter(), SLIDING, 3)
+    drop, sliding = (
+        Subscription(EventFilter(), DROP, 3, EVERY_EVENT),
+        Subscription(EventFilter(), SLIDING, 3, EVERY_EVENT),
+    )
     hub.add(drop)
     hub.add(sliding)
     hub.publish(_events(5))
@@ -24,7 +28,7 @@ def test_drop_keeps_the_oldest_and_sliding_keeps_the_newest() -> None:
 
 def test_block_switches_to_catch_up_instead_of_losing_events() -> None:
     hub = SubscriptionHub()
-    sub = Subscription(EventFilter(), BLOCK, 2)
+    sub = Subscription(EventFilter(), BLOCK, 2, EVERY_EVENT)
     hub.add(sub)
     hub.publish(_events(3))
     assert sub.lagging and not sub.buffer
@@ -32,7 +36,7 @@ def test_block_switches_to_catch_up_instead_of_losing_events() -> None:
 
 def test_filters_apply_before_buffering() -> None:
     hub = SubscriptionHub()
-    sub = Subscription(EventFilter(types=("team:*",)), DROP, 10)
+    sub = Subscription(EventFilter(types=("team:*",)), DROP, 10, EVERY_EVENT)
     hub.add(sub)
     hub.publish(_events(3) + _events(2, "team:start"))
     assert [e.type for e in sub.buffer] == ["team:start", "team:start"]

@@ -13,17 +13,48 @@ from godel.v1 import agent_pb2, event_pb2, task_events_pb2, task_pb2, task_servi
 from godel_server.runtime.apikeys import ROLES
 from godel_server.runtime.context import Caller, caller_var, method_var
 from godel_server.runtime.db import Database
-from godel_server.runtime.errors import FailedPreconditionError, NotFoundError, ValidationError
+from godel_server.runtime.errors import (
+    FailedPreconditionError,
+    NotFoundError,
+    ReferenceNotFoundError,
+    ValidationError,
+)
 from godel_server.runtime.events import event_data, to_struct
+from godel_server.runtime.ownership import Owner
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.team.models import TaskRow, TeamAgentRow
 from godel_server.team.tasks.queue import TaskQueue
 from godel_server.team.tasks.servicer import TaskServicer
 from tests.fakes.events import moved, spawned
-from tests.unit.conftest import outbox_events
+from tests.unit.conftest import add_team, outbox_events
 
 ALICE = Caller(key_id="k-alice", user_id="alice", role="developer", permissions=ROLES["developer"])
 BOB = Caller(key_id="k-bob", user_id="bob", role="developer", permissions=ROLES["developer"])
+RED = "33333333-3333-4333-8333-333333333333"  # a user team of alice and carol
+ALICE_RED = Caller(
+    key_id="k-alice", user_id="alice", role="developer", permissions=ROLES["developer"], teams=(RED,)
+)
+CAROL = Caller(
+    key_id="k-carol", user_id="carol", role="developer", permissions=ROLES["developer"], teams=(RED,)
+)
+ROOT = Caller(key_id="k-root", user_id="root", role="admin", permissions=ROLES["admin"])
+
+
+class Agents:
+    """The agent service as the task servicer sees it: agents by id, with their owners."""
+
+    def __init__(self) -> None:
+        self.agents: dict[str, agent_pb2.Agent] = {}
+
+    def add(self, owner: Owner) -> str:
+        agent_id = new_id()
+        self.agents[agent_id] = agent_pb2.Agent(
+            id=agent_id, owner_user_id=owner.user_id or "", owner_team_id=owner.team_id or ""
+        )
+        return agent_id
+
+    async def find(self, agent_id: str) -> agent_pb2.Agent | None:
+        return self.agents.get(agent_id)
 
 
 class Served:
@@ -229,7 +260,9 @@ async def test_manual_assignment(db: Database, queue: TaskQueue) -> None:
 
 
 async def test_task_servicer_creates_idempotently_lists_and_maps(db: Database, queue: TaskQueue) -> None:
-    servicer = Served(TaskServicer(db, queue), ALICE)
+    await add_team(db, TEAM, Owner("alice"))
+    agents = Agents()
+    servicer = Served(TaskServicer(db, queue, agents), ALICE)
     request = task_service_pb2.CreateTaskRequest(
         request_id="req-1", title="write docs", team_id=TEAM, metadata=to_struct({"k": "v"})
     )
@@ -255,7 +288,7 @@ async def test_task_servicer_creates_idempotently_lists_and_maps(db: Database, q
     mine = await servicer.ListTasks(task_service_pb2.ListTasksRequest(team_id=TEAM), None)
     assert {t.id for t in mine.tasks} == {first.id, urgent.id}
 
-    agent = new_id()
+    agent = agents.add(Owner("alice"))
     assigned = await servicer.AssignTask(
         task_service_pb2.AssignTaskRequest(id=other.id, agent_id=agent), None
     )
@@ -283,7 +316,9 @@ async def test_task_servicer_creates_idempotently_lists_and_maps(db: Database, q
     ):
         with pytest.raises(NotFoundError):
             await getattr(servicer, rpc)(req, None)
-    bobs = await servicer.CreateTask(request, None)
+    bobs = await servicer.CreateTask(
+        task_service_pb2.CreateTaskRequest(request_id=request.request_id, title="bob's"), None
+    )
     assert bobs.id != first.id and bobs.owner_user_id == "bob"
     servicer.caller = ALICE
     assert (await servicer.GetTask(task_service_pb2.GetTaskRequest(id=first.id), None)).status == (
@@ -292,7 +327,7 @@ async def test_task_servicer_creates_idempotently_lists_and_maps(db: Database, q
 
 
 async def test_task_servicer_validation_and_not_found(db: Database, queue: TaskQueue) -> None:
-    servicer = Served(TaskServicer(db, queue), ALICE)
+    servicer = Served(TaskServicer(db, queue, Agents()), ALICE)
     with pytest.raises(ValidationError) as info:
         await servicer.CreateTask(
             task_service_pb2.CreateTaskRequest(
@@ -325,3 +360,54 @@ async def test_task_servicer_validation_and_not_found(db: Database, queue: TaskQ
         await servicer.AssignTask(task_service_pb2.AssignTaskRequest(id=missing), None)
     with pytest.raises(NotFoundError):
         await servicer.CompleteTask(task_service_pb2.CompleteTaskRequest(id=missing, error="x"), None)
+
+
+async def test_tasks_point_only_at_teams_and_agents_their_creator_may_read(
+    db: Database, queue: TaskQueue
+) -> None:
+    """CreateTask's team_id and AssignTask's agent_id must name a team or agent the caller may
+    read (NOT_FOUND naming the field otherwise, as for one that does not exist); the refusals
+    change nothing."""
+    shared, private = new_id(), new_id()
+    await add_team(db, shared, Owner("alice", RED))
+    await add_team(db, private, Owner("alice"))
+    agents = Agents()
+    alices_agent, bobs_agent = agents.add(Owner("alice", RED)), agents.add(Owner("bob"))
+    servicer = Served(TaskServicer(db, queue, agents), BOB)
+
+    for team_id in (shared, private, new_id()):
+        with pytest.raises(ReferenceNotFoundError) as refused:
+            await servicer.CreateTask(task_service_pb2.CreateTaskRequest(title="x", team_id=team_id), None)
+        assert refused.value.metadata["field"] == "team_id" and team_id in refused.value.message
+    bobs_task = await servicer.CreateTask(task_service_pb2.CreateTaskRequest(title="mine"), None)
+    for agent_id in (alices_agent, new_id()):
+        with pytest.raises(ReferenceNotFoundError) as refused:
+            await servicer.AssignTask(
+                task_service_pb2.AssignTaskRequest(id=bobs_task.id, agent_id=agent_id), None
+            )
+        assert refused.value.metadata["field"] == "agent_id"
+    assert (await task(db, bobs_task.id)).status == "pending"
+    assert not [t for t in await outbox_events(db) if t.type == "task:assigned"]
+    assigned = await servicer.AssignTask(
+        task_service_pb2.AssignTaskRequest(id=bobs_task.id, agent_id=bobs_agent), None
+    )
+    assert assigned.agent_id == bobs_agent
+    owners = {
+        (e.metadata.owner_user_id, e.type) for e in await outbox_events(db) if e.type.startswith("task:")
+    }
+    assert owners == {("bob", "task:created"), ("bob", "task:assigned")}
+
+    # A developer of alice's user team reads (team:read:team) her shared team, not her private
+    # one, and reads only its own agents (agent:*:own).
+    servicer.caller = CAROL
+    in_shared = await servicer.CreateTask(task_service_pb2.CreateTaskRequest(title="y", team_id=shared), None)
+    with pytest.raises(ReferenceNotFoundError):
+        await servicer.AssignTask(
+            task_service_pb2.AssignTaskRequest(id=in_shared.id, agent_id=alices_agent), None
+        )
+    with pytest.raises(ReferenceNotFoundError):
+        await servicer.CreateTask(task_service_pb2.CreateTaskRequest(title="z", team_id=private), None)
+    # Alice and an admin reach both.
+    for caller in (ALICE_RED, ROOT):
+        servicer.caller = caller
+        await servicer.CreateTask(task_service_pb2.CreateTaskRequest(title="w", team_id=private), None)

@@ -33,6 +33,7 @@ from godel_server.runtime.config import Settings
 from godel_server.runtime.context import Caller
 from godel_server.runtime.errors import FailedPreconditionError, GodelError, UnavailableError
 from godel_server.runtime.events import new_event, utcnow
+from godel_server.runtime.ownership import Owner
 from godel_server.runtime.statuses import LifecycleState
 
 log = logging.getLogger(__name__)
@@ -261,6 +262,7 @@ class Federation:
                 component=COMPONENT,
                 instance=self._store.instance,
                 agent_id=row.agent_id,
+                owner=Owner(agent.owner_user_id or None, agent.owner_team_id or None),
             )
             await self._store.publisher.publish(session, [event])
         log.warning(

@@ -13,6 +13,7 @@ from godel_server.agent.follower import PeerEventFollower
 from godel_server.agent.logstore import LogStore
 from godel_server.agent.member import FederationMember
 from godel_server.agent.metrics import GAUGES
+from godel_server.agent.references import References
 from godel_server.agent.runner import RunCoordinator
 from godel_server.agent.servicer import AgentServicer
 from godel_server.agent.state import AgentStateStore
@@ -31,6 +32,7 @@ class AgentService(Service):
         self._logs: LogStore | None = None
         self._consumer: RunRequestConsumer | None = None
         self._federation: Federation | None = None
+        self._references: References | None = None
         self._member: FederationMember | None = None
         self._follower: PeerEventFollower | None = None
 
@@ -47,6 +49,7 @@ class AgentService(Service):
         if s.federation.enabled:
             self._member = FederationMember(host.db, self._federation, registry)
             self._follower = PeerEventFollower(host.db, host.publisher, self._federation, s.instance_id)
+        self._references = References(host.db, s.service_addrs["team"], s.tls)
         servicer = AgentServicer(
             store,
             self._coordinator,
@@ -57,6 +60,7 @@ class AgentService(Service):
             max_live_per_user=s.max_running_agents_per_user,
             tls=s.tls,
             federation=self._federation,
+            references=self._references,
         )
         servicer.dead_letters = host.dead_letters
         agent_service_pb2_grpc.add_AgentServiceServicer_to_server(servicer, host.server)
@@ -88,3 +92,5 @@ class AgentService(Service):
             await self._coordinator.stop()
         if self._logs:
             await self._logs.stop()
+        if self._references:
+            await self._references.close()

@@ -36,6 +36,7 @@ from godel_server.agent.mapping import (
     worker_to_proto,
 )
 from godel_server.agent.models import AgentRow
+from godel_server.agent.references import References
 from godel_server.agent.repos import check_repo
 from godel_server.agent.repository import AgentQuery, AgentRepository
 from godel_server.agent.runner import RunCoordinator
@@ -118,8 +119,10 @@ class AgentServicer(DeadLetterRpcs, agent_service_pb2_grpc.AgentServiceServicer)
         event_addr: str,
         tls: TlsSettings,
         federation: Federation,
+        references: References,
         max_live_per_user: int = 0,
     ) -> None:
+        self._references = references
         self._max_live_per_user = max_live_per_user
         self._store = store
         self._db = store.db
@@ -146,6 +149,11 @@ class AgentServicer(DeadLetterRpcs, agent_service_pb2_grpc.AgentServiceServicer)
         check_create(request)
         caller = current_caller()
         owner = creator(request.owner_user_id, request.owner_team_id)
+        if caller is None or not caller.origin_cluster:  # a peer's call was checked where it began
+            if request.parent_session_id:
+                await self._references.require_parent_session(request.parent_session_id)
+            if request.team_id:
+                await self._references.require_team(request.team_id, context.invocation_metadata() or ())
         peer = await self._federation.route(request, caller)
         if peer is not None:
             return await self._federation.create(request, caller, peer)

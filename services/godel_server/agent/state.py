@@ -15,7 +15,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from godel.v1 import agent_events_pb2 as ev
 from godel.v1 import agent_pb2, event_pb2
 from godel_server.agent.lifecycle import Move, move
-from godel_server.agent.mapping import agent_to_proto, transition_to_proto
+from godel_server.agent.mapping import agent_owner, agent_to_proto, transition_to_proto
 from godel_server.agent.metrics import AGENTS_CREATED, observe_end
 from godel_server.agent.models import AgentRow, AgentTransitionRow
 from godel_server.agent.repository import AgentRepository
@@ -38,7 +38,8 @@ class AgentStateStore:
         self.instance = instance
 
     def event(self, data: Message, row: AgentRow) -> event_pb2.Event:
-        """An event about one agent, keyed by its id so its events stay ordered on Kafka."""
+        """An event about one agent, keyed by its id so its events stay ordered on Kafka, owned by
+        the agent's owner (who may read it: runtime/ownership.py)."""
         caller = current_caller()
         return new_event(
             data,
@@ -48,6 +49,7 @@ class AgentStateStore:
             agent_id=row.id,
             team_id=row.team_id or "",
             user_id=caller.user_id if caller else "",
+            owner=agent_owner(row),
         )
 
     async def create(self, row: AgentRow) -> AgentRow:

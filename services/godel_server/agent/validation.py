@@ -18,6 +18,7 @@ def check_create(request: agent_service_pb2.CreateAgentRequest) -> None:
     v.max_len("label", request.label, 255)
     v.max_len("request_id", request.request_id, 100)
     v.uuid("team_id", request.team_id)
+    v.uuid("parent_session_id", request.parent_session_id)
     v.max_len("owner_user_id", request.owner_user_id, 100)
     v.uuid("owner_team_id", request.owner_team_id)
     if request.owner_team_id and not request.owner_user_id:

@@ -1,6 +1,7 @@
 """In-process fan-out of stored events to live subscribers, with per-subscription backpressure.
 A slow subscriber never slows the store: its buffer overflows by its own strategy, and `block`
-subscribers catch up from the store instead of losing events."""
+subscribers catch up from the store instead of losing events. Each subscriber gets only the events
+its audience may see (visibility.py), checked in memory against the reach it subscribed with."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from prometheus_client import Counter, Gauge
 
 from godel.v1 import event_pb2
 from godel_server.event.store import EventFilter
+from godel_server.event.visibility import Audience, EventOwner
 from godel_server.runtime.limits import UserSlots
 
 SUBSCRIBERS = Gauge("godel_event_subscribers", "Live event subscriptions")
@@ -21,16 +23,17 @@ DROP, BLOCK, SLIDING = "drop", "block", "sliding"
 
 
 class Subscription:
-    def __init__(self, flt: EventFilter, strategy: str, buffer_size: int) -> None:
+    def __init__(self, flt: EventFilter, strategy: str, buffer_size: int, audience: Audience) -> None:
         self.filter = flt
+        self.audience = audience
         self.strategy = strategy
         self.buffer: deque[event_pb2.Event] = deque()
         self.size = buffer_size
         self.lagging = False
         self._ready = asyncio.Event()
 
-    def offer(self, event: event_pb2.Event) -> None:
-        if self.lagging or not self.filter.matches(event):
+    def offer(self, event: event_pb2.Event, owner: EventOwner) -> None:
+        if self.lagging or not self.audience.admits(owner) or not self.filter.matches(event):
             return
         if len(self.buffer) >= self.size:
             if self.strategy == DROP:
@@ -77,5 +80,6 @@ class SubscriptionHub:
     def publish(self, events: Iterable[event_pb2.Event]) -> None:
         for event in events:
             self.last_published = max(self.last_published, event.sequence)
+            owner = EventOwner.of(event)
             for sub in self._subs:
-                sub.offer(event)
+                sub.offer(event, owner)

@@ -37,6 +37,9 @@ class EventRow(Base):
     team_id: Mapped[str | None] = mapped_column(String(36))
     workflow_id: Mapped[str | None] = mapped_column(String(36))
     user_id: Mapped[str | None] = mapped_column(String(100))
+    # Who owns what the event is about, or who published it: reads are filtered by it (visibility.py).
+    owner_user_id: Mapped[str | None] = mapped_column(String(100))
+    owner_team_id: Mapped[str | None] = mapped_column(String(36))
     partition_key: Mapped[str | None] = mapped_column(String(100))
     # The envelope exactly as received (protobuf binary), returned verbatim with its sequence.
     data: Mapped[bytes] = mapped_column(LargeBinary)
@@ -50,6 +53,8 @@ class EventRow(Base):
         Index("idx_events_team_id", "team_id"),
         Index("idx_events_workflow_id", "workflow_id"),
         Index("idx_events_trace_id", "trace_id"),
+        Index("idx_events_owner_user_id", "owner_user_id"),
+        Index("idx_events_owner_team_id", "owner_team_id"),
     )
 
 

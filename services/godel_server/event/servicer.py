@@ -1,4 +1,6 @@
-"""EventService: query, get, publish and live subscription over the event store."""
+"""EventService: query, get, publish and live subscription over the event store. Every read shows
+the caller only the events its `event:read` permission reaches (visibility.py); an event a client
+publishes is owned by the publishing user."""
 
 from __future__ import annotations
 
@@ -15,11 +17,13 @@ from godel_server.event.hub import SubscriptionHub
 from godel_server.event.options import check_name, check_patterns, from_grpc
 from godel_server.event.store import EventFilter, EventStore, attribute_filters
 from godel_server.event.streaming import Beat, subscribe
+from godel_server.event.visibility import Audience
 from godel_server.runtime.context import current_caller
 from godel_server.runtime.db import Database
 from godel_server.runtime.deadletter_rpcs import DeadLetterRpcs
 from godel_server.runtime.errors import EventNotFoundError
 from godel_server.runtime.events import EVENT_TYPE_RE, custom_event
+from godel_server.runtime.ownership import Owner, reach
 from godel_server.runtime.pagination import PageRequest
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.runtime.topics import RESERVED_NAMESPACES
@@ -68,11 +72,13 @@ class EventServicer(DeadLetterRpcs, event_service_pb2_grpc.EventServiceServicer)
             default_size=100,
         )
         last = page.after[0] if page.after else None
+        audience = Audience(reach())
         async with self._db.reader() as session:
             store = EventStore(session)
             if descending:
                 events = await store.query(
                     flt,
+                    audience=audience,
                     limit=page.limit,
                     after_sequence=request.after_sequence,
                     before_sequence=last,
@@ -80,7 +86,10 @@ class EventServicer(DeadLetterRpcs, event_service_pb2_grpc.EventServiceServicer)
                 )
             else:
                 events = await store.query(
-                    flt, limit=page.limit, after_sequence=max(last or 0, request.after_sequence)
+                    flt,
+                    audience=audience,
+                    limit=page.limit,
+                    after_sequence=max(last or 0, request.after_sequence),
                 )
         rows, token = page.split(events, lambda e: (e.sequence,))
         return event_service_pb2.QueryEventsResponse(events=rows, next_page_token=token)
@@ -92,7 +101,7 @@ class EventServicer(DeadLetterRpcs, event_service_pb2_grpc.EventServiceServicer)
         v.require("id", request.id)
         v.raise_if_any()
         async with self._db.reader() as session:
-            event = await EventStore(session).get(request.id)
+            event = await EventStore(session).get(request.id, audience=Audience(reach()))
         if event is None:
             raise EventNotFoundError(request.id)
         return event
@@ -129,6 +138,7 @@ class EventServicer(DeadLetterRpcs, event_service_pb2_grpc.EventServiceServicer)
             user_id=caller.user_id if caller else m.user_id,
             causation_id=m.causation_id,
             event_id=request.id or None,
+            owner=Owner.of(caller),
         )
         if m.correlation_id:
             event.metadata.correlation_id = m.correlation_id
@@ -147,7 +157,13 @@ class EventServicer(DeadLetterRpcs, event_service_pb2_grpc.EventServiceServicer)
     ) -> AsyncIterator[event_service_pb2.SubscribeEventsResponse]:
         options = from_grpc(request)
         stream = subscribe(
-            self._db, self._hub, self._durable, options, owner=_owner(), name_field="subscription_name"
+            self._db,
+            self._hub,
+            self._durable,
+            options,
+            owner=_owner(),
+            audience=Audience(reach()),
+            name_field="subscription_name",
         )
         async for item in stream:
             if isinstance(item, Beat):

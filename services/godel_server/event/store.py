@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
 from godel_server.event.models import EventRow
+from godel_server.event.visibility import Audience
 from godel_server.runtime.events import pattern_matches, payload_dict, utcnow
 from godel_server.runtime.text import storable_json, storable_text
 
@@ -121,6 +122,8 @@ def _text_columns(event: event_pb2.Event) -> dict[str, str | None]:
         "team_id": clean(m.team_id),
         "workflow_id": clean(m.workflow_id),
         "user_id": clean(m.user_id),
+        "owner_user_id": clean(m.owner_user_id),
+        "owner_team_id": clean(m.owner_team_id),
         "partition_key": clean(event.partition_key),
     }
 
@@ -202,20 +205,23 @@ class EventStore:
             await self._session.execute(insert(EventRow), rows)
         return stored
 
-    async def get(self, event_id: str) -> event_pb2.Event | None:
-        row = await self._session.scalar(select(EventRow).where(EventRow.id == event_id))
+    async def get(self, event_id: str, *, audience: Audience) -> event_pb2.Event | None:
+        """The event with this id, None when there is none or `audience` may not see it."""
+        row = await self._session.scalar(select(EventRow).where(EventRow.id == event_id, audience.where()))
         return row_to_event(row) if row else None
 
     async def query(
         self,
         flt: EventFilter,
         *,
+        audience: Audience,
         limit: int,
         after_sequence: int = 0,
         before_sequence: int | None = None,
         descending: bool = False,
     ) -> list[event_pb2.Event]:
-        stmt = select(EventRow)
+        """The events that match `flt` and that `audience` may see, in sequence order."""
+        stmt = select(EventRow).where(audience.where())
         if flt.types:
             stmt = stmt.where(or_(*(_type_clause(p) for p in flt.types)))
         for column, value in (

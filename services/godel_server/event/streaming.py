@@ -11,6 +11,7 @@ from godel_server.event.durable import DurableSubscriptions
 from godel_server.event.hub import Subscription, SubscriptionHub
 from godel_server.event.options import SubscribeOptions
 from godel_server.event.store import EventStore
+from godel_server.event.visibility import Audience
 from godel_server.runtime.db import Database
 
 REPLAY_PAGE = 500
@@ -27,13 +28,14 @@ StreamItem = event_pb2.Event | Beat
 
 
 async def follow(
-    db: Database, hub: SubscriptionHub, options: SubscribeOptions, *, owner: str
+    db: Database, hub: SubscriptionHub, options: SubscribeOptions, *, owner: str, audience: Audience
 ) -> AsyncGenerator[StreamItem, None]:
     """Yields a first Beat once the subscription is registered (live events from then on are
-    delivered), then events in sequence order and a Beat every `heartbeat_seconds` of silence.
-    The subscription counts against its owner's cap (QuotaExceededError beyond it)."""
+    delivered), then the events `audience` may see in sequence order and a Beat every
+    `heartbeat_seconds` of silence. The subscription counts against its owner's cap
+    (QuotaExceededError beyond it)."""
     release = hub.owners.acquire(owner)
-    sub = Subscription(options.filter, options.strategy, options.buffer_size)
+    sub = Subscription(options.filter, options.strategy, options.buffer_size, audience)
     hub.add(sub)
     try:
         last_sent = hub.last_published
@@ -68,18 +70,19 @@ async def subscribe(
     options: SubscribeOptions,
     *,
     owner: str,
+    audience: Audience,
     name_field: str,
 ) -> AsyncGenerator[StreamItem, None]:
     """`follow`, plus the cursor of a durable subscription when `options.name` is set: it resumes
     from the stored cursor, and moves once an event has been handed to the transport (the
     consumer asked for the next item)."""
     if not options.name:
-        async for item in follow(db, hub, options, owner=owner):
+        async for item in follow(db, hub, options, owner=owner, audience=audience):
             yield item
         return
     options, cursor = await durable.open(owner, options, hub.last_published, field=name_field)
     try:
-        async for item in follow(db, hub, options, owner=owner):
+        async for item in follow(db, hub, options, owner=owner, audience=audience):
             yield item
             if isinstance(item, event_pb2.Event):
                 cursor.advance(item.sequence)
@@ -96,7 +99,9 @@ async def _catch_up(
     while True:
         horizon = hub.last_published
         async with db.reader() as session:
-            events = await EventStore(session).query(sub.filter, limit=REPLAY_PAGE, after_sequence=after)
+            events = await EventStore(session).query(
+                sub.filter, audience=sub.audience, limit=REPLAY_PAGE, after_sequence=after
+            )
         for event in events:
             after = event.sequence
             yield event

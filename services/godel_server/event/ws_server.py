@@ -32,6 +32,7 @@ from godel_server.event import ws_protocol as wire
 from godel_server.event.commands import CommandForwarder
 from godel_server.event.durable import DurableSubscriptions
 from godel_server.event.hub import SubscriptionHub
+from godel_server.event.visibility import SUBSCRIBE_METHOD
 from godel_server.event.ws_session import Session
 from godel_server.runtime.context import Caller
 from godel_server.runtime.db import Database
@@ -43,7 +44,6 @@ from godel_server.runtime.revocation import StreamGuard
 log = logging.getLogger(__name__)
 
 PATH = "/events"
-SUBSCRIBE_METHOD = "/godel.v1.EventService/SubscribeEvents"
 CONNECTIONS = Gauge("godel_event_websocket_connections", "Open WebSocket connections on /events")
 
 

@@ -21,6 +21,7 @@ from godel_server.event.durable import DurableSubscriptions
 from godel_server.event.hub import SubscriptionHub
 from godel_server.event.options import SubscribeOptions, from_payload
 from godel_server.event.streaming import Beat, subscribe
+from godel_server.event.visibility import Audience
 from godel_server.runtime.context import Caller
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import AuthenticationError, FieldViolation, GodelError, ValidationError
@@ -50,6 +51,9 @@ class Session:
         self._subs: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._send_lock = asyncio.Lock()
+        # The events this connection's subscriptions may carry, computed once (visibility.py): the
+        # reach of the permission SubscribeEvents needs, which the connection was authorized with.
+        self._audience = Audience.of(caller)
 
     @property
     def owner(self) -> str:
@@ -164,6 +168,7 @@ class Session:
             self._durable,
             options,
             owner=self.owner,
+            audience=self._audience,
             name_field="payload.subscriptionName",
         )
         try:

@@ -25,6 +25,7 @@ from godel_server.runtime import outbox
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import FailedPreconditionError, NotFoundError
 from godel_server.runtime.events import event_type_of, new_event, utcnow
+from godel_server.runtime.ownership import NO_OWNER, Owner
 from godel_server.runtime.tables import dead_letters
 from godel_server.runtime.text import storable_text
 from godel_server.runtime.topics import kafka_name
@@ -156,6 +157,12 @@ class DeadLetterStore:
         dead_letter_id = int(result.scalar_one())
         if event_type != POISON_EVENT:  # a poison event that cannot be sent is not announced again
             agent_id = short(event.metadata.agent_id, 36) if event else None
+            # Whoever may read the quarantined event may read that it was quarantined.
+            owner = (
+                Owner(short(event.metadata.owner_user_id, 100), short(event.metadata.owner_team_id, 36))
+                if event
+                else NO_OWNER
+            )
             await outbox.enqueue(
                 session,
                 [
@@ -175,6 +182,7 @@ class DeadLetterStore:
                         component=self._component,
                         instance=self._instance,
                         agent_id=agent_id or "",
+                        owner=owner,
                     )
                 ],
             )

@@ -50,6 +50,16 @@ class NotFoundError(GodelError):
         super().__init__(f"{kind} {ident!r} not found", metadata={"kind": kind, "id": ident})
 
 
+class ReferenceNotFoundError(NotFoundError):
+    """A request's field names an object that does not exist, or that the caller may not read."""
+
+    def __init__(self, field: str, kind: str, ident: str) -> None:
+        super().__init__(kind, ident)
+        self.message = f"{field}: {self.message}"
+        self.args = (self.message,)
+        self.metadata["field"] = field
+
+
 class AlreadyExistsError(GodelError):
     code = "ALREADY_EXISTS"
     status = grpc.StatusCode.ALREADY_EXISTS

@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from godel.v1 import event_options_pb2, event_pb2
 from godel_server import __version__
 from godel_server.runtime.context import correlation_id_var, trace_id_var
+from godel_server.runtime.ownership import NO_OWNER, Owner
 from godel_server.runtime.topics import topic_for
 
 EVENT_TYPE_RE = re.compile(r"^[a-z][a-z0-9_-]*(:[a-z0-9_*-][a-z0-9_-]*)+$|^[a-z][a-z0-9_-]*:\*$")
@@ -116,7 +117,8 @@ def payload_dict(event: event_pb2.Event) -> dict[str, Any]:
 
 
 class Envelope(TypedDict, total=False):
-    """The optional envelope fields of an event: its emitter instance, ids and causation."""
+    """The optional envelope fields of an event: its emitter instance, ids, causation, and the
+    owner of what it is about (runtime/ownership.py; reads of events are filtered by it)."""
 
     instance: str
     agent_id: str
@@ -125,6 +127,7 @@ class Envelope(TypedDict, total=False):
     user_id: str
     causation_id: str
     event_id: str | None
+    owner: Owner
 
 
 def new_event(
@@ -158,6 +161,7 @@ def custom_event(
 
 
 def _envelope(event_type: str, partition_key: str, component: str, envelope: Envelope) -> event_pb2.Event:
+    owner = envelope.get("owner", NO_OWNER)
     event = event_pb2.Event(
         id=envelope.get("event_id") or str(uuid.uuid4()),
         type=event_type,
@@ -172,6 +176,8 @@ def _envelope(event_type: str, partition_key: str, component: str, envelope: Env
             team_id=envelope.get("team_id", ""),
             workflow_id=envelope.get("workflow_id", ""),
             trace_id=trace_id_var.get(),
+            owner_user_id=owner.user_id or "",
+            owner_team_id=(owner.team_id or "") if owner.user_id else "",
         ),
         partition_key=partition_key,
     )

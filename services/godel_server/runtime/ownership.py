@@ -13,7 +13,16 @@ object without an owning user (made before owners were recorded) is reached only
 
 A caller that may not even read an object gets NOT_FOUND, as if it did not exist (its id says
 nothing about other users' objects); one that may read it but not do what the RPC does gets
-PERMISSION_DENIED. The resource and action are the current RPC's rule: no second table.
+PERMISSION_DENIED. The resource and action are the current RPC's rule: no second table. A request
+that points at another object (a task's team, the agent a task is given to, a new agent's parent
+session) must point at one the caller may read (`require_reach`), else NOT_FOUND naming the field.
+
+Events carry the owner of what they are about (`EventMetadata.owner_user_id`, `owner_team_id`,
+stamped by the service that publishes them; an event a client publishes is owned by the
+publisher) and are read with the scope of the caller's `event:read` (event/visibility.py). An
+event with no owner about no agent, team or workflow (cluster, alert, autonomic, system events) is
+a system event every event reader sees; one with no owner about an agent, team or workflow (stored
+before events carried owners) is reached only by scope `all`, like any object without an owner.
 """
 
 from __future__ import annotations
@@ -116,6 +125,15 @@ def reach(action: str | None = None) -> Reach:
     """What the caller of the current RPC reaches with the RPC's action (or `action`)."""
     rule = current_rule()
     return Reach.of(current_caller(), rule.resource, action or rule.action)
+
+
+def require_reach(resource: str, owner: Owner, missing: NotFoundError) -> None:
+    """Lets the current RPC go on with an object of `resource` owned by `owner` that its request
+    points at (the team a task is queued in, the agent a task is given to, the parent session of a
+    new agent): the caller must be able to read that object, else `missing` (NOT_FOUND, as if it
+    did not exist), so no request can attach anything to another user's objects."""
+    if not Reach.of(current_caller(), resource, "read").covers(owner):
+        raise missing
 
 
 def check(owner: Owner, missing: NotFoundError) -> None:

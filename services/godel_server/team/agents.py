@@ -4,16 +4,17 @@ request id); a member's agent belongs to the user who owns its team or workflow.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import duration_pb2, json_format
 
 from godel.v1 import agent_pb2, agent_service_pb2, agent_service_pb2_grpc
 from godel_server.runtime.config import Settings
-from godel_server.runtime.errors import UnavailableError
+from godel_server.runtime.context import current_caller
+from godel_server.runtime.errors import ReferenceNotFoundError, UnavailableError
 from godel_server.runtime.events import to_struct
-from godel_server.runtime.ownership import Owner
+from godel_server.runtime.ownership import Owner, Reach, require_reach
 from godel_server.runtime.tls import open_channel
 
 API_KEY_HEADER = "x-api-key"
@@ -101,6 +102,15 @@ class AgentGateway:
         )
         return reply
 
+    async def find(self, agent_id: str) -> agent_pb2.Agent | None:
+        """The agent, None when there is none (UNAVAILABLE when the agent service cannot say)."""
+        try:
+            return await self.get(agent_id)
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
+                return None
+            raise UnavailableError(f"agent service: {exc.code().name}") from None
+
     async def list_team(
         self, team_id: str, page_size: int, page_token: str
     ) -> agent_service_pb2.ListAgentsResponse:
@@ -121,3 +131,28 @@ class AgentGateway:
 
     async def close(self) -> None:
         await self._channel.close()
+
+
+class AgentFinder(Protocol):
+    async def find(self, agent_id: str) -> agent_pb2.Agent | None: ...
+
+
+def agent_owner(agent: agent_pb2.Agent) -> Owner:
+    return Owner(agent.owner_user_id or None, agent.owner_team_id or None)
+
+
+def readable(agent: agent_pb2.Agent | None) -> bool:
+    """Whether the caller of the current RPC may read `agent` (the service's own key reads any
+    agent, so the caller's reach is checked here)."""
+    return agent is not None and Reach.of(current_caller(), "agent", "read").covers(agent_owner(agent))
+
+
+async def require_agent(agents: AgentFinder, field: str, agent_id: str) -> agent_pb2.Agent:
+    """The agent `agent_id` a request's `field` names; NOT_FOUND unless it exists and the caller
+    may read it."""
+    agent = await agents.find(agent_id)
+    missing = ReferenceNotFoundError(field, "agent", agent_id)
+    if agent is None:
+        raise missing
+    require_reach("agent", agent_owner(agent), missing)
+    return agent

@@ -5,8 +5,6 @@ after the commit."""
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import agent_events_pb2, event_pb2
@@ -15,6 +13,7 @@ from godel_server.runtime.consumer import EventConsumer
 from godel_server.runtime.db import Database
 from godel_server.runtime.deadletters import DeadLetterStore
 from godel_server.runtime.events import event_data
+from godel_server.runtime.ownership import Owner
 from godel_server.runtime.topics import DOMAIN_TOPICS
 from godel_server.team.budgets.ledger import BudgetLedger, Usage
 from godel_server.team.members import Effects, Members, apply_agent_event
@@ -26,6 +25,9 @@ from godel_server.team.workflows.engine import WorkflowEngine
 
 class AgentEventConsumer(EventConsumer):
     group_id = "godel-team-service"
+    # A replica that died gives its partitions (and the decisions on its members' events) to the
+    # others within seconds.
+    kafka_options = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
 
     def __init__(
         self,
@@ -56,7 +58,7 @@ class AgentEventConsumer(EventConsumer):
         for event in events:
             await self._tasks.on_agent_event(session, event)
             if isinstance(usage := event_data(event), agent_events_pb2.AgentUsage):
-                await self._charge(session, usage, event.timestamp.ToDatetime(), effects)
+                await self._charge(session, usage, event, effects)
             change = await apply_agent_event(session, event)
             if change is not None:
                 await self._route(session, change.member, change.ended, event, effects)
@@ -81,10 +83,20 @@ class AgentEventConsumer(EventConsumer):
         await self._route(session, member, True, None, effects)
 
     async def _charge(
-        self, session: AsyncSession, spent: agent_events_pb2.AgentUsage, at: datetime, effects: Effects
+        self,
+        session: AsyncSession,
+        spent: agent_events_pb2.AgentUsage,
+        event: event_pb2.Event,
+        effects: Effects,
     ) -> None:
+        m = event.metadata
         usage = Usage(
-            agent_id=spent.agent_id, team_id=spent.team_id, user_id=spent.user_id, cost=spent.cost, at=at
+            agent_id=spent.agent_id,
+            team_id=spent.team_id,
+            user_id=spent.user_id,
+            cost=spent.cost,
+            at=event.timestamp.ToDatetime(),
+            owner=Owner(m.owner_user_id or None, m.owner_team_id or None),
         )
         if usage.team_id:
             # Team before budgets, the order every other writer locks them in.

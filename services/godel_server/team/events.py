@@ -7,6 +7,7 @@ from google.protobuf.message import Message
 from godel.v1 import event_pb2
 from godel_server.runtime.context import current_caller
 from godel_server.runtime.events import new_event
+from godel_server.runtime.ownership import Owner
 
 COMPONENT = "team-service"
 
@@ -16,12 +17,14 @@ def service_event(
     data: Message,
     *,
     key: str,
+    owner: Owner,
     agent_id: str = "",
     team_id: str = "",
     workflow_id: str = "",
     user_id: str | None = None,
 ) -> event_pb2.Event:
-    """An event keyed by its aggregate's id, attributed to the calling user unless `user_id`."""
+    """An event keyed by its aggregate's id, attributed to the calling user unless `user_id`, and
+    owned by `owner`, the owner of what it is about (who may read it: runtime/ownership.py)."""
     caller = current_caller()
     return new_event(
         data,
@@ -32,4 +35,5 @@ def service_event(
         team_id=team_id,
         workflow_id=workflow_id,
         user_id=user_id if user_id is not None else (caller.user_id if caller else ""),
+        owner=owner,
     )

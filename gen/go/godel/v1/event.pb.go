@@ -114,7 +114,15 @@ type EventMetadata struct {
 	// The workflow the event is about, if any.
 	WorkflowId string `protobuf:"bytes,6,opt,name=workflow_id,json=workflowId,proto3" json:"workflow_id,omitempty"`
 	// The W3C trace id (traceparent) of the request that caused the event.
-	TraceId       string `protobuf:"bytes,7,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	TraceId string `protobuf:"bytes,7,opt,name=trace_id,json=traceId,proto3" json:"trace_id,omitempty"`
+	// The user who owns what the event is about (an agent, team, workflow or task), or who
+	// published it (PublishEvent); set by the service that publishes the event, never taken from a
+	// client. Reads are filtered by it: a caller sees the events its `event:read` scope reaches
+	// (own: its user's, team: also those shared with its user teams, all: every event). An event
+	// with no owner about no agent, team or workflow is a system event every event reader sees.
+	OwnerUserId string `protobuf:"bytes,8,opt,name=owner_user_id,json=ownerUserId,proto3" json:"owner_user_id,omitempty"`
+	// The user team what the event is about is shared with, if any (the `team` scope).
+	OwnerTeamId   string `protobuf:"bytes,9,opt,name=owner_team_id,json=ownerTeamId,proto3" json:"owner_team_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -194,6 +202,20 @@ func (x *EventMetadata) GetWorkflowId() string {
 func (x *EventMetadata) GetTraceId() string {
 	if x != nil {
 		return x.TraceId
+	}
+	return ""
+}
+
+func (x *EventMetadata) GetOwnerUserId() string {
+	if x != nil {
+		return x.OwnerUserId
+	}
+	return ""
+}
+
+func (x *EventMetadata) GetOwnerTeamId() string {
+	if x != nil {
+		return x.OwnerTeamId
 	}
 	return ""
 }
@@ -1249,7 +1271,7 @@ const file_godel_v1_event_proto_rawDesc = "" +
 	"\tcomponent\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\bdR\tcomponent\x12#\n" +
 	"\binstance\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\b\xc8\x01R\binstance\x12 \n" +
 	"\aversion\x18\x03 \x01(\tB\x06\xca\xf3\x18\x02\b2R\aversion\x12!\n" +
-	"\acluster\x18\x04 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\acluster\"\x9a\x02\n" +
+	"\acluster\x18\x04 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\acluster\"\xf2\x02\n" +
 	"\rEventMetadata\x12-\n" +
 	"\x0ecorrelation_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\bdR\rcorrelationId\x12)\n" +
 	"\fcausation_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\bdR\vcausationId\x12\x1f\n" +
@@ -1258,7 +1280,9 @@ const file_godel_v1_event_proto_rawDesc = "" +
 	"\ateam_id\x18\x05 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x06teamId\x12'\n" +
 	"\vworkflow_id\x18\x06 \x01(\tB\x06\xca\xf3\x18\x02\b$R\n" +
 	"workflowId\x12!\n" +
-	"\btrace_id\x18\a \x01(\tB\x06\xca\xf3\x18\x02\bdR\atraceId\"\x90!\n" +
+	"\btrace_id\x18\a \x01(\tB\x06\xca\xf3\x18\x02\bdR\atraceId\x12*\n" +
+	"\rowner_user_id\x18\b \x01(\tB\x06\xca\xf3\x18\x02\bdR\vownerUserId\x12*\n" +
+	"\rowner_team_id\x18\t \x01(\tB\x06\xca\xf3\x18\x02\b$R\vownerTeamId\"\x90!\n" +
 	"\x05Event\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x128\n" +

@@ -77,6 +77,8 @@ class EventMetadata(_message.Message):
     TEAM_ID_FIELD_NUMBER: _builtins.int
     WORKFLOW_ID_FIELD_NUMBER: _builtins.int
     TRACE_ID_FIELD_NUMBER: _builtins.int
+    OWNER_USER_ID_FIELD_NUMBER: _builtins.int
+    OWNER_TEAM_ID_FIELD_NUMBER: _builtins.int
     correlation_id: _builtins.str
     """The request that caused the event: its x-correlation-id, else its request id."""
     causation_id: _builtins.str
@@ -91,6 +93,15 @@ class EventMetadata(_message.Message):
     """The workflow the event is about, if any."""
     trace_id: _builtins.str
     """The W3C trace id (traceparent) of the request that caused the event."""
+    owner_user_id: _builtins.str
+    """The user who owns what the event is about (an agent, team, workflow or task), or who
+    published it (PublishEvent); set by the service that publishes the event, never taken from a
+    client. Reads are filtered by it: a caller sees the events its `event:read` scope reaches
+    (own: its user's, team: also those shared with its user teams, all: every event). An event
+    with no owner about no agent, team or workflow is a system event every event reader sees.
+    """
+    owner_team_id: _builtins.str
+    """The user team what the event is about is shared with, if any (the `team` scope)."""
     def __init__(
         self,
         *,
@@ -101,10 +112,12 @@ class EventMetadata(_message.Message):
         team_id: _builtins.str = ...,
         workflow_id: _builtins.str = ...,
         trace_id: _builtins.str = ...,
+        owner_user_id: _builtins.str = ...,
+        owner_team_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "causation_id", b"causation_id", "correlation_id", b"correlation_id", "team_id", b"team_id", "trace_id", b"trace_id", "user_id", b"user_id", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "causation_id", b"causation_id", "correlation_id", b"correlation_id", "owner_team_id", b"owner_team_id", "owner_user_id", b"owner_user_id", "team_id", b"team_id", "trace_id", b"trace_id", "user_id", b"user_id", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -16,12 +16,13 @@ from godel.v1 import event_pb2
 from godel_server.runtime.budget_alerts import WARNING_SHARE, budget_alert
 from godel_server.runtime.errors import FailedPreconditionError, NotFoundError, ValidationError
 from godel_server.runtime.events import utcnow
+from godel_server.runtime.ownership import NO_OWNER, Owner
 from godel_server.runtime.pagination import Keyset, keyset_page
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.runtime.statuses import BUDGET_ENTITY, BUDGET_PERIOD, BudgetEntity, BudgetPeriod
 from godel_server.team.budgets.mapping import budget_to_proto
 from godel_server.team.events import service_event
-from godel_server.team.models import BudgetRow
+from godel_server.team.models import BudgetRow, TeamRow
 
 NEWEST = Keyset((BudgetRow.created_at, BudgetRow.id), descending=True)
 CALENDAR_PERIODS = frozenset({BudgetPeriod.DAILY, BudgetPeriod.WEEKLY, BudgetPeriod.MONTHLY})
@@ -29,13 +30,15 @@ CALENDAR_PERIODS = frozenset({BudgetPeriod.DAILY, BudgetPeriod.WEEKLY, BudgetPer
 
 @dataclass(frozen=True)
 class Usage:
-    """Spend of one agent; `team_id` and `user_id` are "" when the agent has none."""
+    """Spend of one agent; `team_id` and `user_id` are "" when the agent has none; `owner` is the
+    agent's owner (from its `agent:usage` event)."""
 
     agent_id: str
     team_id: str
     user_id: str
     cost: float
     at: datetime
+    owner: Owner = NO_OWNER
 
 
 def calendar_window(period: BudgetPeriod, at: datetime) -> tuple[datetime, datetime]:
@@ -208,7 +211,7 @@ class BudgetLedger:
                 continue
             row.used_budget += usage.cost
             row.updated_at = utcnow()
-            if await self._alert(session, row):
+            if await self._alert(session, row, usage.owner):
                 exceeded.append(row)
         return exceeded
 
@@ -283,26 +286,41 @@ class BudgetLedger:
         row.warned = row.exceeded = False
         row.updated_at = utcnow()
 
-    async def _alert(self, session: AsyncSession, row: BudgetRow) -> bool:
+    async def _alert(self, session: AsyncSession, row: BudgetRow, agent_owner: Owner = NO_OWNER) -> bool:
         """Publishes the warning and exceeded events the row has newly crossed; True if it became
         exceeded."""
         events = []
         if not row.warned and row.used_budget >= WARNING_SHARE * row.total_budget:
             row.warned = True
-            events.append(self._event(row, exceeded=False))
+            events.append(self._event(row, await self._owner(session, row, agent_owner), exceeded=False))
         became_exceeded = not row.exceeded and row.used_budget >= row.total_budget
         if became_exceeded:
             row.exceeded = True
-            events.append(self._event(row, exceeded=True))
+            events.append(self._event(row, await self._owner(session, row, agent_owner), exceeded=True))
         if events:
             await self._publisher.publish(session, events)
         return became_exceeded
 
-    def _event(self, row: BudgetRow, *, exceeded: bool) -> event_pb2.Event:
+    @staticmethod
+    async def _owner(session: AsyncSession, row: BudgetRow, agent_owner: Owner) -> Owner:
+        """Who owns the events of a budget (who may read them): the user of a user budget, the
+        owner of a team's, the owner of the agent whose spend crossed an agent budget; nobody for
+        the organization's (a system event every event reader sees)."""
+        if row.entity_type == BudgetEntity.USER:
+            return Owner(row.entity_id)
+        if row.entity_type == BudgetEntity.TEAM:
+            team = await session.get(TeamRow, row.entity_id)
+            return Owner(team.user_id, team.user_team_id) if team else NO_OWNER
+        if row.entity_type == BudgetEntity.AGENT:
+            return agent_owner
+        return NO_OWNER
+
+    def _event(self, row: BudgetRow, owner: Owner, *, exceeded: bool) -> event_pb2.Event:
         return service_event(
             self._instance,
             budget_alert(budget_to_proto(row), exceeded=exceeded),
             key=row.id,
+            owner=owner,
             agent_id=row.entity_id if row.entity_type == BudgetEntity.AGENT else "",
             team_id=row.entity_id if row.entity_type == BudgetEntity.TEAM else "",
             user_id=row.entity_id if row.entity_type == BudgetEntity.USER else None,

@@ -354,5 +354,6 @@ class TaskQueue:
             key=row.id,
             agent_id=row.agent_id or "",
             team_id=row.team_id or "",
+            owner=Owner(row.user_id, row.user_team_id),
         )
         await self._publisher.publish(session, [event])

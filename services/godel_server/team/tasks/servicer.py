@@ -14,6 +14,7 @@ from godel_server.runtime.ownership import Owner, reach
 from godel_server.runtime.statuses import TASK_STATUS
 from godel_server.runtime.validation import Violations
 from godel_server.team import owners
+from godel_server.team.agents import AgentFinder, require_agent
 from godel_server.team.models import TaskRow
 from godel_server.team.tasks.mapping import PRIORITY, task_to_proto
 from godel_server.team.tasks.queue import DEFAULT_PRIORITY, TaskQueue
@@ -70,9 +71,10 @@ def check_complete(request: task_service_pb2.CompleteTaskRequest) -> None:
 
 
 class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
-    def __init__(self, db: Database, queue: TaskQueue) -> None:
+    def __init__(self, db: Database, queue: TaskQueue, agents: AgentFinder) -> None:
         self._db = db
         self._queue = queue
+        self._agents = agents
 
     async def _owned(self, task_id: str) -> None:
         await owners.require(self._db, TaskRow, task_id, NotFoundError("task", task_id))
@@ -101,6 +103,8 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
         check_create(request)
         caller = current_caller()
         owner = Owner.of(caller)
+        if request.team_id:
+            await owners.require_team(self._db, "team_id", request.team_id)
 
         async def create(session: AsyncSession) -> TaskRow:
             return await self._queue.create(
@@ -135,6 +139,8 @@ class TaskServicer(task_service_pb2_grpc.TaskServiceServicer):
     ) -> task_pb2.Task:
         check_assign(request)
         await self._owned(request.id)
+        if request.agent_id:
+            await require_agent(self._agents, "agent_id", request.agent_id)
         async with self._db.session() as session:
             row = await self._queue.assign(session, request.id, request.agent_id)
             return task_to_proto(row)

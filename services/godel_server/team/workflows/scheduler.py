@@ -19,6 +19,7 @@ from godel.v1 import workflow_events_pb2 as ev
 from godel_server.runtime.config import Settings
 from godel_server.runtime.errors import FailedPreconditionError
 from godel_server.runtime.events import utcnow
+from godel_server.runtime.ownership import Owner
 from godel_server.runtime.statuses import WORKFLOW_STATUS, StepStatus, WorkflowStatus
 from godel_server.team.events import service_event
 from godel_server.team.members import Effects, new_member
@@ -195,7 +196,12 @@ class Scheduler:
 
     def event(self, data: Message, wf: WorkflowRow) -> event_pb2.Event:
         return service_event(
-            self._settings.instance_id, data, key=wf.id, workflow_id=wf.id, team_id=wf.team_id or ""
+            self._settings.instance_id,
+            data,
+            key=wf.id,
+            workflow_id=wf.id,
+            team_id=wf.team_id or "",
+            owner=Owner(wf.user_id, wf.user_team_id),
         )
 
     async def start(self, run: WorkflowRun) -> bool:

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import grpc
 
-from godel.v1 import agent_pb2, workflow_pb2, workflow_service_pb2, workflow_service_pb2_grpc
+from godel.v1 import workflow_pb2, workflow_service_pb2, workflow_service_pb2_grpc
 from godel_server.runtime.context import current_caller
 from godel_server.runtime.db import Database
-from godel_server.runtime.errors import FieldViolation, UnavailableError, ValidationError
+from godel_server.runtime.errors import FieldViolation, ValidationError
 from godel_server.runtime.fieldmask import update_paths
-from godel_server.runtime.ownership import Owner, Reach, reach
+from godel_server.runtime.ownership import Owner, reach
 from godel_server.runtime.statuses import WORKFLOW_STATUS
 from godel_server.runtime.validation import Violations, check_id
 from godel_server.team import owners
-from godel_server.team.agents import AgentGateway
+from godel_server.team.agents import AgentGateway, readable
 from godel_server.team.models import WorkflowRow
 from godel_server.team.workflows.definition import parse_and_validate, validate
 from godel_server.team.workflows.engine import WorkflowEngine, WorkflowNotFoundError
@@ -58,19 +58,11 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         read (the service's own key reads any agent, so the caller's reach is checked here)."""
         templates: dict[str, dict[str, object]] = {}
         violations: list[FieldViolation] = []
-        readable = Reach.of(current_caller(), "agent", "read")
         for i, step in enumerate(definition.steps):
             if not step.agent or step.agent in templates:
                 continue
-            agent: agent_pb2.Agent | None = None
-            try:
-                agent = await self._agents.get(step.agent)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):
-                    raise UnavailableError(f"agent service: {exc.code().name}") from None
-            if agent is None or not readable.covers(
-                Owner(agent.owner_user_id or None, agent.owner_team_id or None)
-            ):
+            agent = await self._agents.find(step.agent)
+            if agent is None or not readable(agent):
                 violations.append(FieldViolation(f"steps[{i}].agent", f"agent {step.agent} does not exist"))
                 continue
             templates[step.agent] = {
@@ -84,6 +76,17 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
             raise ValidationError(violations)
         return templates
 
+    async def _require_teams(
+        self, request: workflow_service_pb2.CreateWorkflowRequest, definition: workflow_pb2.WorkflowDefinition
+    ) -> None:
+        """The teams the workflow and its steps' agent selectors name: ones the caller may read."""
+        if request.team_id:
+            await owners.require_team(self._db, "team_id", request.team_id)
+        for i, step in enumerate(definition.steps):
+            if step.agent_selector.team_id:
+                field = f"steps[{i}].agentSelector.teamId"
+                await owners.require_team(self._db, field, step.agent_selector.team_id)
+
     async def CreateWorkflow(
         self, request: workflow_service_pb2.CreateWorkflowRequest, context: grpc.aio.ServicerContext
     ) -> workflow_pb2.Workflow:
@@ -92,6 +95,7 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         v.uuid("team_id", request.team_id)
         v.raise_if_any()
         definition = self._definition(request)
+        await self._require_teams(request, definition)
         if request.request_id:
             existing = await self._store.by_request(request.request_id, Owner.of(current_caller()))
             if existing is not None:
