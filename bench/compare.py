@@ -13,11 +13,15 @@ For each figure it prints both values, new / old, and "worse" or "better" when t
 figure's bad or good direction is beyond --threshold (default 10 %). It also names the settings that
 differ between the two runs (such figures are not comparable) and says when a benchmark has no
 previous run. It exits 0 either way: on a shared machine a change of 20 % can be noise.
+
+A results file written before the `figures` table existed (e.g. by an older commit's benchmark) gets
+its figures from the benchmark's own `figures_of`, so a run of an old commit compares too.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import subprocess
@@ -41,6 +45,21 @@ def previous_from_git(path: Path, rev: str) -> dict[str, Any] | None:
     return json.loads(shown.stdout) if shown.returncode == 0 else None
 
 
+def figures(payload: dict[str, Any], name: str) -> dict[str, Any]:
+    """The run's figures table; for a file without one, what `bench/<name>.py`'s figures_of makes of
+    its payload (empty when that benchmark has none or the payload does not fit it)."""
+    if "figures" in payload:
+        return dict(payload["figures"])
+    if str(RESULTS_DIR.parent) not in sys.path:
+        sys.path.insert(0, str(RESULTS_DIR.parent))  # the benchmarks import `common` like this
+    try:
+        module = importlib.import_module(name)
+        derived = module.figures_of(payload)
+    except (ImportError, AttributeError, KeyError, TypeError):
+        return {}
+    return {key: {"value": f.value, "unit": f.unit, "better": f.better} for key, f in derived.items()}
+
+
 def verdict(ratio: float, better: str, threshold: float) -> str:
     if math.isnan(ratio) or abs(ratio - 1) <= threshold:
         return ""
@@ -62,9 +81,9 @@ def config_changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     ]
 
 
-def table(old: dict[str, Any], new: dict[str, Any], threshold: float) -> list[str]:
+def table(old: dict[str, Any], new: dict[str, Any], threshold: float, name: str = "") -> list[str]:
     """One line per figure of either run: old, new, new / old and the verdict."""
-    old_figures, new_figures = old.get("figures", {}), new.get("figures", {})
+    old_figures, new_figures = figures(old, name), figures(new, name)
     keys = list(new_figures) + [k for k in old_figures if k not in new_figures]
     width = max((len(k) for k in keys), default=10)
     lines = [f"{'figure':<{width}}  {'unit':<10}{'previous':>12}{'new':>12}{'new/prev':>10}  verdict"]
@@ -99,7 +118,7 @@ def report(name: str, old: dict[str, Any] | None, new: dict[str, Any], threshold
     changes = config_changes(old, new)
     if changes:
         lines.append("settings differ, so these figures are not comparable: " + "; ".join(changes))
-    return lines + table(old, new, threshold)
+    return lines + table(old, new, threshold, name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.files:
         old_path, new_path = args.files
-        runs = [(new_path.stem, json.loads(old_path.read_text()), json.loads(new_path.read_text()))]
+        old, new = json.loads(old_path.read_text()), json.loads(new_path.read_text())
+        # A file named <benchmark>[-anything].json, when neither run names its benchmark.
+        runs = [(old.get("benchmark") or new_path.stem.split("-")[0], old, new)]
     else:
         paths = [RESULTS_DIR / f"{n}.json" for n in args.names] or sorted(RESULTS_DIR.glob("*.json"))
         missing = [str(p) for p in paths if not p.exists()]

@@ -68,3 +68,22 @@ def test_every_committed_results_file_can_be_compared(capsys: pytest.CaptureFixt
     assert compare.main(names) == 0
     out = capsys.readouterr().out
     assert all(f"== {name}:" in out for name in names)
+
+
+def test_a_file_without_figures_gets_them_from_its_benchmark(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An older commit's benchmark wrote no `figures` table (nor `benchmark`): the figures come from
+    the benchmark's figures_of, so a run of that commit compares with one of today's."""
+    recorded = compare.RESULTS_DIR / "spawn_latency.json"
+    payload = json.loads(recorded.read_text())
+    old = {k: v for k, v in payload.items() if k not in ("benchmark", "written_at", "figures")}
+    old_path = tmp_path / "spawn_latency-before.json"
+    old_path.write_text(json.dumps(old))
+    assert compare.main(["--files", str(old_path), str(recorded)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("== spawn_latency:")
+    rows = lines[2:-2]
+    assert len(rows) == len(payload["figures"])
+    assert all(line.split()[-1] == "1.00" for line in rows), "the same run, so every ratio is 1"
+    assert compare.figures({"no": "figures"}, "no_such_benchmark") == {}

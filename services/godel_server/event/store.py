@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, TypedDict
 
 from google.protobuf import json_format
-from sqlalchemy import ColumnElement, String, func, or_, select, text
+from sqlalchemy import ColumnElement, String, func, insert, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
@@ -101,20 +101,17 @@ def storable_event(event: event_pb2.Event) -> event_pb2.Event:
     return json_format.ParseDict(clean, event_pb2.Event())
 
 
-def event_columns(event: event_pb2.Event, sequence: int, now: datetime) -> dict[str, Any]:
-    """The stored row of an event; its text made storable (runtime/text.py: an event from Kafka
-    may hold anything)."""
+def _text_columns(event: event_pb2.Event) -> dict[str, str | None]:
+    """The stored row's text columns of an event, made storable (runtime/text.py: an event from
+    Kafka may hold anything)."""
     m = event.metadata
 
     def clean(value: str) -> str | None:
         return storable_text(value) or None
 
     return {
-        "sequence_number": sequence,
         "id": event.id,
         "event_type": storable_text(event.type),
-        "timestamp": event.timestamp.ToDatetime(tzinfo=UTC) if event.HasField("timestamp") else now,
-        "payload": payload_dict(event),
         "source_component": clean(event.source.component),
         "source_instance": clean(event.source.instance),
         "source_version": clean(event.source.version),
@@ -128,18 +125,34 @@ def event_columns(event: event_pb2.Event, sequence: int, now: datetime) -> dict[
         "owner_user_id": clean(m.owner_user_id),
         "owner_team_id": clean(m.owner_team_id),
         "partition_key": clean(event.partition_key),
+    }
+
+
+def event_columns(event: event_pb2.Event, sequence: int, now: datetime) -> dict[str, Any]:
+    """The stored row of an event; its text made storable."""
+    return {
+        **_text_columns(event),
+        "sequence_number": sequence,
+        "timestamp": event.timestamp.ToDatetime(tzinfo=UTC) if event.HasField("timestamp") else now,
+        "payload": payload_dict(event),
         "data": event.SerializeToString(),
         "stored_at": now,
     }
 
 
+# The longest value of each text column, from the model.
+_TEXT_LIMITS: dict[str, int] = {
+    name: column.type.length
+    for name, column in EventRow.__table__.columns.items()
+    if isinstance(column.type, String) and column.type.length
+}
+
+
 def storage_problem(event: event_pb2.Event) -> str | None:
     """Why the store cannot keep an event (a value longer than its column), or None."""
-    row = event_columns(event, 0, utcnow())
-    for name, column in EventRow.__table__.columns.items():
-        value = row.get(name)
-        length = column.type.length if isinstance(column.type, String) else None
-        if isinstance(value, str) and length and len(value) > length:
+    for name, value in _text_columns(event).items():
+        length = _TEXT_LIMITS.get(name)
+        if value is not None and length and len(value) > length:
             return f"{name}: {len(value)} characters, the store keeps at most {length}"
     if not event.type:
         return "type: the event has no type"
@@ -163,9 +176,21 @@ class EventStore:
             # partitioned table's key (sequence_number, stored_at) cannot enforce it alone.
             await self._session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SEQUENCE_LOCK_KEY})
         ids = [e.id for e in events]
-        known = set((await self._session.scalars(select(EventRow.id).where(EventRow.id.in_(ids)))).all())
-        sequence = await self.last_sequence()
+        # One round trip for both: the batch's events stored already, and the last stored event
+        # (whose sequence is the highest, so the batch is numbered after it).
+        last = select(func.max(EventRow.sequence_number)).scalar_subquery()
+        found = (
+            await self._session.execute(
+                select(EventRow.id, EventRow.sequence_number).where(
+                    or_(EventRow.id.in_(ids), EventRow.sequence_number == last)
+                )
+            )
+        ).all()
+        wanted = set(ids)
+        known = {event_id for event_id, _ in found if event_id in wanted}
+        sequence = max((number for _, number in found), default=0)
         stored: list[event_pb2.Event] = []
+        rows: list[dict[str, Any]] = []
         now = utcnow()
         for event in events:
             if event.id in known:
@@ -174,9 +199,10 @@ class EventStore:
             event = storable_event(event)
             sequence += 1
             event.sequence = sequence
-            self._session.add(EventRow(**event_columns(event, sequence, now)))
+            rows.append(event_columns(event, sequence, now))
             stored.append(event)
-        await self._session.flush()
+        if rows:
+            await self._session.execute(insert(EventRow), rows)
         return stored
 
     async def get(self, event_id: str, *, audience: Audience) -> event_pb2.Event | None:

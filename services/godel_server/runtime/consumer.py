@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 from sqlalchemy import delete, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
@@ -218,29 +219,30 @@ class EventConsumer(ABC):
                         processed_events.c.event_id.in_([e.id for e in events]),
                     )
                 )
-            done = set(
-                (
-                    await session.scalars(
-                        select(processed_events.c.event_id).where(
-                            processed_events.c.consumer == self.group_id,
-                            processed_events.c.event_id.in_([e.id for e in events]),
-                        )
-                    )
-                ).all()
-            )
-            fresh = [e for e in events if e.id not in done]
+            fresh = await self._record(session, events)
             DUPLICATES.labels(self.group_id).inc(len(events) - len(fresh))
             handled: list[event_pb2.Event] = []
             if fresh:
-                await session.execute(
-                    processed_events.insert(),
-                    [{"consumer": self.group_id, "event_id": e.id, "processed_at": utcnow()} for e in fresh],
-                )
                 handled = await self.handle_batch(session, fresh)
             if also is not None:
                 await also(session)
         CONSUMED.labels(self.group_id).inc(len(fresh))
         return handled
+
+    async def _record(self, session: AsyncSession, events: list[event_pb2.Event]) -> list[event_pb2.Event]:
+        """Records the events as handled by this group; returns those it had not handled yet. One
+        statement: an id the group has already is left alone (and a concurrent replica recording
+        the same id waits for the other's transaction, then leaves it alone too)."""
+        now = utcnow()
+        rows = [{"consumer": self.group_id, "event_id": e.id, "processed_at": now} for e in events]
+        dialect = sqlite if self._db.is_sqlite else postgresql
+        statement = (
+            dialect.insert(processed_events)
+            .on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+            .returning(processed_events.c.event_id)
+        )
+        new = set((await session.scalars(statement, rows)).all())
+        return [e for e in events if e.id in new]
 
     async def _quarantine(
         self, record: Any, event: event_pb2.Event | None, error: str, attempts: int
