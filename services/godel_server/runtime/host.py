@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from godel_server.runtime import tracing
 from godel_server.runtime.admin import AdminServer
 from godel_server.runtime.auth import RemoteKeyVerifier
 from godel_server.runtime.config import Settings
@@ -210,8 +211,12 @@ class ServiceHost:
 
 def run_service(settings: Settings, service: Service) -> None:
     configure_logging(f"{settings.role}-service", settings.instance_id, settings.log_level)
+    tracing.configure(settings.tracing, settings.instance_id)
 
     async def main() -> None:
         await ServiceHost(settings, service).run_until_signalled()
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    finally:
+        tracing.shutdown()
