@@ -6,6 +6,13 @@ without timeouts), the REST paths of the server-streaming RPCs get the SSE trans
 the services with REST bindings are the ones transcoded. gRPC reflection goes to the cluster
 service, which then lists every service of the contract.
 
+The upstream clusters come from the topology table (runtime/topology.py): one per process role,
+plus the event service's WebSocket endpoint. Each has as many endpoints as it is given (the
+replicas of its role); a cluster with a DNS name is STRICT_DNS, so a name that resolves to several
+addresses (a Kubernetes headless Service) gives an endpoint per address. Envoy checks every
+endpoint's health (grpc.health.v1, or a TCP connect for the WebSocket), ejects the endpoints that
+keep failing (outlier detection), and retries a request whose connection failed on another one.
+
 ``python -m godel_deploy.gateway --validate`` renders the template with the default
 ports into a temporary directory and runs ``envoy --mode validate`` on it; it exits
 non-zero (printing Envoy's output) when Envoy rejects the config.
@@ -14,12 +21,15 @@ non-zero (printing Envoy's output) when Envoy rejects the config.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from string import Template
+from typing import Any
 
+import yaml
 from google.api import annotations_pb2, http_pb2
 
 from godel_server.runtime.rbac import API_SERVICES, declared_rule, method_path
@@ -29,14 +39,19 @@ from godel_server.runtime.topology import (
     GATEWAY_ADMIN_PORT,
     GATEWAY_PORT,
     PROCESSES,
+    ROLES,
+    Role,
 )
 
 from .envoy import validate
 
 __all__ = [
+    "CLUSTER_ROLES",
     "DEFAULT_RATE_LIMIT_PER_SECOND",
     "DESCRIPTOR",
     "TEMPLATE",
+    "WEBSOCKET_CLUSTER",
+    "gateway_clusters",
     "gateway_routes",
     "main",
     "render_envoy_config",
@@ -48,6 +63,15 @@ TEMPLATE = ASSETS / "envoy.yaml.tmpl"
 DESCRIPTOR = ASSETS / "godel.pb"
 
 DEFAULT_RATE_LIMIT_PER_SECOND = 2000
+
+WEBSOCKET_CLUSTER = "godel_event_ws"
+# The gateway's upstream clusters -> the role whose processes they reach: one per process of the
+# topology (gRPC over HTTP/2), and the event service's WebSocket endpoint (HTTP/1.1).
+CLUSTER_ROLES: dict[str, Role] = {**{f"godel_{role}": role for role in ROLES}, WEBSOCKET_CLUSTER: "event"}
+LOOPBACK = "127.0.0.1"
+
+# host, port
+Endpoint = tuple[str, int]
 
 
 def _port(name: str, value: int) -> int:
@@ -151,6 +175,93 @@ def gateway_routes() -> dict[str, str]:
     }
 
 
+def is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _cluster(name: str, endpoints: Sequence[Endpoint]) -> dict[str, Any]:
+    if not endpoints:
+        raise ValueError(f"cluster {name} has no endpoint")
+    grpc = name != WEBSOCKET_CLUSTER
+    cluster: dict[str, Any] = {"name": name, "connect_timeout": "0.25s"}
+    if all(is_ip(host) for host, _ in endpoints):
+        cluster["type"] = "STATIC"
+    else:
+        # Re-resolved every few seconds: replicas that come and go behind one name are followed.
+        cluster.update(type="STRICT_DNS", dns_lookup_family="V4_PREFERRED", dns_refresh_rate="5s")
+        cluster["respect_dns_ttl"] = True
+    if grpc:
+        cluster["typed_extension_protocol_options"] = {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {
+                    "http2_protocol_options": {"connection_keepalive": {"interval": "30s", "timeout": "10s"}}
+                },
+            }
+        }
+    cluster["circuit_breakers"] = {
+        "thresholds": [
+            {
+                "priority": "DEFAULT",
+                "max_connections": 1024,
+                "max_pending_requests": 4096,
+                "max_requests": 16384,
+                "max_retries": 3,
+            }
+        ]
+    }
+    # An endpoint that stops answering its health check (grpc.health.v1: the services report
+    # NOT_SERVING when their database is unreachable) gets no new requests until it answers again.
+    cluster["health_checks"] = [
+        {
+            "timeout": "1s",
+            "interval": "2s",
+            "no_traffic_interval": "5s",
+            "unhealthy_threshold": 2,
+            "healthy_threshold": 1,
+            **({"grpc_health_check": {}} if grpc else {"tcp_health_check": {}}),
+        }
+    ]
+    # An endpoint whose requests keep failing at the gateway (refused connections, resets, 5xx)
+    # is ejected for a while, at most half of them at once.
+    cluster["outlier_detection"] = {
+        "consecutive_5xx": 5,
+        "consecutive_gateway_failure": 2,
+        "interval": "2s",
+        "base_ejection_time": "10s",
+        "max_ejection_percent": 50,
+    }
+    cluster["load_assignment"] = {
+        "cluster_name": name,
+        "endpoints": [
+            {
+                "lb_endpoints": [
+                    {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+                    for host, port in endpoints
+                ]
+            }
+        ],
+    }
+    return cluster
+
+
+def gateway_clusters(endpoints: Mapping[str, Sequence[Endpoint]]) -> str:
+    """The template's `clusters`: one per entry of CLUSTER_ROLES, with its endpoints."""
+    missing = set(CLUSTER_ROLES) - set(endpoints)
+    if missing:
+        raise ValueError(f"no endpoints for {', '.join(sorted(missing))}")
+    for name, found in endpoints.items():
+        for host, port in found:
+            _port(f"{name} endpoint {host}", port)
+    clusters = [_cluster(name, endpoints[name]) for name in CLUSTER_ROLES]
+    text = yaml.safe_dump(clusters, sort_keys=False, default_flow_style=False, width=120)
+    return "\n".join(f"  {line}" if line else line for line in text.splitlines())
+
+
 def render_envoy_config(
     *,
     out_path: Path,
@@ -162,6 +273,7 @@ def render_envoy_config(
     event_ws_port: int = EVENT_WS_PORT,
     rate_limit_per_second: int = DEFAULT_RATE_LIMIT_PER_SECOND,
     rate_limit_burst: int | None = None,
+    endpoints: Mapping[str, Sequence[Endpoint]] | None = None,
 ) -> Path:
     """Render ``gateway/envoy.yaml.tmpl`` to ``out_path`` and return ``out_path``.
 
@@ -169,17 +281,23 @@ def render_envoy_config(
     relative ones against its own working directory). The local rate limit is a
     token bucket shared by the whole listener: ``rate_limit_per_second`` tokens are
     added every second up to ``rate_limit_burst`` (default: one second's worth).
-    ``service_ports`` gives the gRPC port of every role (the template's ``<role>_port``).
+    ``service_ports`` gives the gRPC port of every role on 127.0.0.1 (and ``event_ws_port`` the
+    WebSocket's): one endpoint per cluster; ``endpoints`` (cluster name -> (host, port) of each
+    replica) replaces those of the clusters it names.
     """
     missing = set(PROCESSES) - set(service_ports)
     if missing:
         raise ValueError(f"service_ports lacks {', '.join(sorted(missing))}")
     burst = rate_limit_per_second if rate_limit_burst is None else rate_limit_burst
+    upstreams: dict[str, Sequence[Endpoint]] = {
+        **{f"godel_{role}": [(LOOPBACK, service_ports[role])] for role in PROCESSES},
+        WEBSOCKET_CLUSTER: [(LOOPBACK, event_ws_port)],
+        **(endpoints or {}),
+    }
     values: dict[str, object] = {
         "listen_port": _port("listen_port", listen_port),
         "admin_port": _port("admin_port", admin_port),
-        **{f"{role}_port": _port(f"{role}_port", service_ports[role]) for role in PROCESSES},
-        "event_ws_port": _port("event_ws_port", event_ws_port),
+        "clusters": gateway_clusters(upstreams),
         "descriptor": _yaml_path("descriptor", descriptor),
         "access_log": _yaml_path("access_log", access_log),
         "rate_limit_per_second": _positive("rate_limit_per_second", rate_limit_per_second),

@@ -1,6 +1,6 @@
 """`godel-gateway`: the Envoy gateway of a deployment, configured from the environment (see
 godel_deploy/gateway_overlay.py). It renders gateway/envoy.yaml.tmpl (shipped in the package) with
-the deployment's ports, applies the overlay (bind address, service hosts, TLS) and replaces itself
+the deployment's endpoints (every replica of each service), applies the overlay (bind address, TLS) and replaces itself
 with Envoy, so Envoy gets the signals (a container's PID 1).
 
 godel-gateway [run]      render to $GODEL_HOME/gateway/envoy.yaml and exec Envoy
@@ -19,28 +19,24 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from godel_deploy.envoy import envoy_binary, validate
-from godel_deploy.gateway import DESCRIPTOR, render_envoy_config
-from godel_deploy.gateway_overlay import (
-    WEBSOCKET_CLUSTER,
-    GatewaySettings,
-    load_gateway_settings,
-    overlay_file,
-)
+from godel_deploy.gateway import DESCRIPTOR, WEBSOCKET_CLUSTER, render_envoy_config
+from godel_deploy.gateway_overlay import GatewaySettings, load_gateway_settings, overlay_file
 from godel_server.runtime.config import ConfigError
 from godel_server.runtime.topology import ROLES
 
 
 def render(settings: GatewaySettings, out_path: Path) -> Path:
     """The deployment's Envoy config, written to `out_path`."""
-    ports = {name: upstream.port for name, upstream in settings.upstreams.items()}
+    endpoints = {name: [(u.host, u.port) for u in found] for name, found in settings.upstreams.items()}
     render_envoy_config(
         out_path=out_path,
         listen_port=settings.listen_port,
         admin_port=settings.admin_port,
-        service_ports={role: ports[f"godel_{role}"] for role in ROLES},
-        event_ws_port=ports[WEBSOCKET_CLUSTER],
+        service_ports={role: endpoints[f"godel_{role}"][0][1] for role in ROLES},
+        event_ws_port=endpoints[WEBSOCKET_CLUSTER][0][1],
         descriptor=DESCRIPTOR,
         access_log=out_path.parent / "access.log",  # replaced by the overlay's
+        endpoints=endpoints,
     )
     return overlay_file(out_path, settings)
 

@@ -1,8 +1,9 @@
 """What a deployment changes in the gateway config rendered from gateway/envoy.yaml.tmpl: the
-address the listener binds, the hosts of the services (DNS names resolve as STRICT_DNS clusters),
-TLS on the listener (HTTPS and gRPC over TLS, ALPN h2 and http/1.1) and mutual TLS to the
-services. The template stays the local, loopback, plaintext shape; this layer is applied to its
-parsed result, so the two evolve separately.
+address the listener binds, TLS on the listener (HTTPS and gRPC over TLS, ALPN h2 and http/1.1)
+and mutual TLS to the services. The template stays the local, loopback, plaintext shape; this
+layer is applied to its parsed result, so the two evolve separately. The endpoints of the
+services (every replica; DNS names resolve as STRICT_DNS clusters) are rendered into the template
+(godel_deploy/gateway.py); the settings say which they are.
 
 Settings come from the environment, as the services' do (GODEL_BIND_HOST, GODEL_<ROLE>_ADDR,
 GODEL_EVENT_WS_PORT and GODEL_TLS_* as in godel_server/runtime/config.py), plus:
@@ -15,6 +16,8 @@ GODEL_EVENT_WS_PORT and GODEL_TLS_* as in godel_server/runtime/config.py), plus:
 | GODEL_GATEWAY_TLS_KEY_FILE    | (unset) | its private key (PEM)                                   |
 | GODEL_GATEWAY_ACCESS_LOG      | /dev/stdout | where the JSON access log goes                      |
 | GODEL_GATEWAY_LOG_LEVEL       | warn    | Envoy's log level (`godel-gateway run`)                 |
+| GODEL_GATEWAY_<ROLE>_ENDPOINTS | GODEL_<ROLE>_ADDR | comma-separated host:port of the replicas of a role (a DNS name may stand for several: a headless Service) |
+| GODEL_GATEWAY_EVENT_WS_ENDPOINTS | the event host, GODEL_EVENT_WS_PORT | the same for the event service's WebSocket endpoint |
 
 Tracing: with OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) set, as for the services
 (README "Tracing"), Envoy joins the trace: its OpenTelemetry tracer continues the caller's
@@ -25,7 +28,6 @@ endpoint is verified with the system's CA bundle, /etc/ssl/certs/ca-certificates
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +36,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from godel_deploy.gateway import CLUSTER_ROLES, WEBSOCKET_CLUSTER, is_ip
 from godel_server.runtime.config import (
     ConfigError,
     TlsSettings,
@@ -44,19 +47,11 @@ from godel_server.runtime.config import (
     load_tracing,
     service_addresses,
 )
-from godel_server.runtime.topology import ROLES, Role
 
 __all__ = ["GatewaySettings", "Upstream", "apply_overlay", "load_gateway_settings", "overlay_file"]
 
 TLS_SOCKET = "envoy.transport_sockets.tls"
 TLS_TYPES = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
-# Cluster of the template -> the role whose address it reaches (the WebSocket cluster reaches the
-# event service's host on its WebSocket port).
-CLUSTER_ROLES: dict[str, Role] = {
-    **{f"godel_{role}": role for role in ROLES},
-    "godel_event_ws": "event",
-}
-WEBSOCKET_CLUSTER = "godel_event_ws"
 TRACING_CLUSTER = "godel_otel_collector"
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -68,11 +63,7 @@ class Upstream:
 
     @property
     def is_ip(self) -> bool:
-        try:
-            ipaddress.ip_address(self.host)
-        except ValueError:
-            return False
-        return True
+        return is_ip(self.host)
 
 
 @dataclass(frozen=True)
@@ -80,7 +71,8 @@ class GatewaySettings:
     listen_host: str = "127.0.0.1"
     listen_port: int = 7373
     admin_port: int = 7374
-    upstreams: dict[str, Upstream] = field(default_factory=dict)  # cluster name -> where
+    # cluster name -> its endpoints (the replicas of its role)
+    upstreams: dict[str, tuple[Upstream, ...]] = field(default_factory=dict)
     downstream_cert: Path | None = None
     downstream_key: Path | None = None
     upstream_tls: TlsSettings = field(default_factory=TlsSettings)
@@ -110,12 +102,16 @@ def load_gateway_settings(env: Mapping[str, str]) -> GatewaySettings:
     """The gateway's settings from the environment (see the module docstring)."""
     # Only what the gateway needs: it has no database or Kafka settings (nor their secrets).
     addresses = service_addresses(env)
-    upstreams = {
-        cluster: _split(addresses[role], f"GODEL_{role.upper()}_ADDR")
-        for cluster, role in CLUSTER_ROLES.items()
-    }
-    event = upstreams[WEBSOCKET_CLUSTER]
-    upstreams[WEBSOCKET_CLUSTER] = Upstream(event.host, event_ws_port(env))
+    defaults = {cluster: addresses[role] for cluster, role in CLUSTER_ROLES.items()}
+    event = _split(addresses["event"], "GODEL_EVENT_ADDR")
+    defaults[WEBSOCKET_CLUSTER] = f"{event.host}:{event_ws_port(env)}"
+    upstreams: dict[str, tuple[Upstream, ...]] = {}
+    for cluster, default in defaults.items():
+        name = f"GODEL_GATEWAY_{cluster.removeprefix('godel_').upper()}_ENDPOINTS"
+        listed = [a.strip() for a in (env.get(name) or default).split(",") if a.strip()]
+        if not listed:
+            raise ConfigError(f"{name} names no endpoint")
+        upstreams[cluster] = tuple(_split(address, name) for address in listed)
     cert, key = env.get("GODEL_GATEWAY_TLS_CERT_FILE"), env.get("GODEL_GATEWAY_TLS_KEY_FILE")
     if bool(cert) != bool(key):
         raise ConfigError("GODEL_GATEWAY_TLS_CERT_FILE and GODEL_GATEWAY_TLS_KEY_FILE must be set together")
@@ -158,10 +154,11 @@ def downstream_tls(settings: GatewaySettings) -> dict[str, Any]:
     }
 
 
-def upstream_tls(tls: TlsSettings, upstream: Upstream, *, websocket: bool) -> dict[str, Any]:
-    """Mutual TLS to a service: its certificate must name the host the gateway dials."""
+def upstream_tls(tls: TlsSettings, upstreams: tuple[Upstream, ...], *, websocket: bool) -> dict[str, Any]:
+    """Mutual TLS to a service: its certificate must name a host the gateway dials."""
     assert tls.ca_file and tls.cert_file and tls.key_file
-    san = {"san_type": "IP_ADDRESS" if upstream.is_ip else "DNS", "matcher": {"exact": upstream.host}}
+    hosts = sorted({u.host: u.is_ip for u in upstreams}.items())
+    sans = [{"san_type": "IP_ADDRESS" if ip else "DNS", "matcher": {"exact": host}} for host, ip in hosts]
     context: dict[str, Any] = {
         "@type": TLS_TYPES + "UpstreamTlsContext",
         "common_tls_context": {
@@ -171,12 +168,12 @@ def upstream_tls(tls: TlsSettings, upstream: Upstream, *, websocket: bool) -> di
             ],
             "validation_context": {
                 "trusted_ca": _filename(tls.ca_file),
-                "match_typed_subject_alt_names": [san],
+                "match_typed_subject_alt_names": sans,
             },
         },
     }
-    if not upstream.is_ip:
-        context["sni"] = upstream.host
+    if len(hosts) == 1 and not hosts[0][1]:
+        context["sni"] = hosts[0][0]
     return {"name": TLS_SOCKET, "typed_config": context}
 
 
@@ -259,19 +256,10 @@ def apply_overlay(config: dict[str, Any], settings: GatewaySettings) -> dict[str
     if settings.tracing.enabled:
         resources["clusters"].append(tracing_cluster(settings.tracing))
     for cluster in resources["clusters"]:
-        upstream = settings.upstreams.get(cluster["name"])
-        if upstream is None:
-            continue
-        for group in cluster["load_assignment"]["endpoints"]:
-            for endpoint in group["lb_endpoints"]:
-                address = endpoint["endpoint"]["address"]["socket_address"]
-                address["address"], address["port_value"] = upstream.host, upstream.port
-        if not upstream.is_ip:
-            cluster["type"] = "STRICT_DNS"
-            cluster["dns_lookup_family"] = "V4_PREFERRED"
-        if settings.upstream_tls.enabled:
+        upstreams = settings.upstreams.get(cluster["name"])
+        if upstreams and settings.upstream_tls.enabled:
             cluster["transport_socket"] = upstream_tls(
-                settings.upstream_tls, upstream, websocket=cluster["name"] == WEBSOCKET_CLUSTER
+                settings.upstream_tls, upstreams, websocket=cluster["name"] == WEBSOCKET_CLUSTER
             )
     return config
 

@@ -125,8 +125,8 @@ class Mesh:
         self.worker_count = workers
         self.worker_capacity = worker_capacity
         self.workers: dict[str, ManagedProcess] = {}
-        # Extra agent-service replicas: name -> (grpc port, admin port).
-        self.agent_replicas: dict[str, tuple[int, int]] = {}
+        # Extra replicas of the services: name -> (role, grpc port, admin port).
+        self.replicas: dict[str, tuple[str, int, int]] = {}
         self.kafka_bootstrap = kafka_bootstrap
         self.ports = ports or MeshPorts()
         self.database_url = database_url
@@ -263,32 +263,39 @@ class Mesh:
     # -- agent replicas and workers -----------------------------------------------------------
 
     def start_agent_replica(self, name: str) -> ManagedProcess:
-        """Another agent-service process on its own ports, sharing the agent database and Kafka group.
-        A restart keeps the replica's ports (workers know them); a first start whose port was taken
-        before the replica could bind it starts again on other free ports."""
-        if name in self.agent_replicas:
-            return self._start_agent_replica(name)
+        return self.start_replica("agent", name)
+
+    def start_replica(self, role: str, name: str) -> ManagedProcess:
+        """Another process of `role` on its own ports, sharing the role's database and Kafka groups.
+        A restart keeps the replica's ports (workers and the gateway know them); a first start whose
+        port was taken before the replica could bind it starts again on other free ports."""
+        if name in self.replicas:
+            return self._start_replica(name)
 
         def first_start(attempt: int) -> ManagedProcess:
             grpc_port, admin_port = free_ports(2)
-            self.agent_replicas[name] = (grpc_port, admin_port)
+            self.replicas[name] = (role, grpc_port, admin_port)
             self.services.pop(name, None)
-            return self._start_agent_replica(name)
+            return self._start_replica(name)
 
         return retry_on_port_taken(first_start)
 
-    def _start_agent_replica(self, name: str) -> ManagedProcess:
-        grpc_port, admin_port = self.agent_replicas[name]
-        env = self.env("agent")
+    def _start_replica(self, name: str) -> ManagedProcess:
+        role, grpc_port, admin_port = self.replicas[name]
+        env = self.env(role)
         env.update(
-            GODEL_AGENT_PORT=str(grpc_port),
-            GODEL_AGENT_ADMIN_PORT=str(admin_port),
-            GODEL_INSTANCE_ID=f"{name}-{grpc_port}",
+            {
+                f"GODEL_{role.upper()}_PORT": str(grpc_port),
+                f"GODEL_{role.upper()}_ADMIN_PORT": str(admin_port),
+                "GODEL_INSTANCE_ID": f"{name}-{grpc_port}",
+            }
         )
+        if role == "event":
+            env["GODEL_EVENT_WS_PORT"] = "0"  # the gateway routes the WebSocket to the first replica
         proc = self.services.get(name)
         if proc is None:
             proc = ManagedProcess(
-                [sys.executable, "-m", "godel_server", "agent"],
+                [sys.executable, "-m", "godel_server", role],
                 self.logs / f"{name}.log",
                 env=env,
                 cwd=self.home,
@@ -296,14 +303,25 @@ class Mesh:
             )
             self.services[name] = proc
         proc.start()
-        addr = f"{LOOPBACK}:{grpc_port}"
+        addr = self.replica_address(name)
         proc.wait_for(
             lambda: grpc_serving(addr, tls=self.tls), 90.0, f"{name} to serve on {addr}", interval=0.2
         )
         return proc
 
+    def replica_address(self, name: str) -> str:
+        """The gRPC address of a process of the mesh: a role's first one, or a replica's."""
+        if name in self.replicas:
+            return f"{LOOPBACK}:{self.replicas[name][1]}"
+        return self.address(name)
+
+    def addresses(self, role: str) -> list[str]:
+        """The gRPC addresses of every process of `role`."""
+        extra = [self.replica_address(n) for n, (r, _, _) in self.replicas.items() if r == role]
+        return [self.address(role), *extra]
+
     def agent_addresses(self) -> list[str]:
-        return [self.address("agent"), *(f"{LOOPBACK}:{g}" for g, _ in self.agent_replicas.values())]
+        return self.addresses("agent")
 
     def key_files(self) -> KeyFiles:
         """The saved keys of this mesh's database (see godel_deploy.keys)."""
@@ -401,18 +419,27 @@ class Mesh:
     # -- gateway ---------------------------------------------------------------------------------
 
     def start_gateway(self) -> EnvoyProxy:
-        """Envoy configured as `godel-gateway` configures it: from the mesh's environment."""
+        """Envoy configured as `godel-gateway` configures it: from the mesh's environment, with
+        every replica of each service as an endpoint."""
         env = self.env("cluster")
         env.update(
             GODEL_GATEWAY_PORT=str(self.ports.gateway),
             GODEL_GATEWAY_ADMIN_PORT=str(self.ports.gateway_admin),
             GODEL_GATEWAY_ACCESS_LOG=str(self.logs / "gateway-access.log"),
         )
+        for role in ROLES:
+            env[f"GODEL_GATEWAY_{role.upper()}_ENDPOINTS"] = ",".join(self.addresses(role))
         config = render_gateway(load_gateway_settings(env), self.home / "envoy.yaml")
         self.gateway = EnvoyProxy(config, self.ports.gateway_admin, log_path=self.logs / "gateway.log")
         self.gateway.start()
         self.gateway.wait_ready()
         return self.gateway
+
+    def restart_gateway(self) -> EnvoyProxy:
+        """The gateway again, with the replicas started since (Envoy has no hot restart here)."""
+        if self.gateway is not None:
+            self.gateway.stop()
+        return self.start_gateway()
 
     # -- whole mesh ------------------------------------------------------------------------------
 
@@ -442,7 +469,7 @@ class Mesh:
         self.stop_workers()
         if self.gateway is not None:
             self.gateway.stop()
-        for name in self.agent_replicas:
+        for name in self.replicas:
             self.stop_service(name)
         for role in reversed(ROLES):
             self.stop_service(role)

@@ -158,10 +158,14 @@ class Gate:
         self.marker = f"gate-{uuid.uuid4().hex}"
 
     @property
+    def check(self) -> str:
+        """Shell code, run in a worktree of the repository, that succeeds when the gate is open."""
+        return f'git cat-file -e "$(echo {self.marker} | git hash-object --stdin)" 2>/dev/null'
+
+    @property
     def wait(self) -> str:
         """Shell code, run in a worktree of the repository, that returns once the gate is open."""
-        found = f'git cat-file -e "$(echo {self.marker} | git hash-object --stdin)" 2>/dev/null'
-        return f"until {found}; do sleep 0.1; done"
+        return f"until {self.check}; do sleep 0.1; done"
 
     def open(self) -> None:
         subprocess.run(

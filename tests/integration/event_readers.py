@@ -24,8 +24,10 @@ def grpc_subscriber(
     ready: threading.Event,
     stop: threading.Event,
     correlation_id: str = "",
+    target: str | None = None,
 ) -> None:
-    with godel.channel() as channel:
+    """`target`: an event-service address (default: the gateway)."""
+    with godel.channel(target) as channel:
         call = event_service_pb2_grpc.EventServiceStub(channel).SubscribeEvents(
             event_service_pb2.SubscribeEventsRequest(
                 pattern=[pattern], correlation_id=correlation_id, heartbeat_seconds=1

@@ -127,6 +127,8 @@ def test_a_deployments_gateway_config_is_valid_envoy(tmp_path: Path) -> None:
         "GODEL_BIND_HOST": "0.0.0.0",
         "GODEL_AGENT_ADDR": "agent:50051",
         "GODEL_TEAM_ADDR": "team.godel.svc:50052",
+        # The gateway reaches every replica: here two by name (a headless Service would be one).
+        "GODEL_GATEWAY_CLUSTER_ENDPOINTS": "cluster-0.cluster-pods:50054, cluster-1.cluster-pods:50054",
         "GODEL_EVENT_ADDR": "10.0.0.7:50053",
         "GODEL_CLUSTER_ADDR": "cluster:50054",
         "GODEL_EVENT_WS_PORT": "9200",
@@ -149,6 +151,21 @@ def test_a_deployments_gateway_config_is_valid_envoy(tmp_path: Path) -> None:
     assert endpoint["address"]["socket_address"] == {"address": "team.godel.svc", "port_value": 50052}
     assert clusters["godel_team"]["type"] == "STRICT_DNS"
     assert clusters["godel_event"]["type"] == "STATIC"  # an IP address stays static
+    replicas = clusters["godel_cluster"]["load_assignment"]["endpoints"][0]["lb_endpoints"]
+    assert [e["endpoint"]["address"]["socket_address"]["address"] for e in replicas] == [
+        "cluster-0.cluster-pods",
+        "cluster-1.cluster-pods",
+    ]
+    cluster_tls = clusters["godel_cluster"]["transport_socket"]["typed_config"]
+    assert "sni" not in cluster_tls  # two names: each replica's certificate names its own
+    assert [
+        m["matcher"]["exact"]
+        for m in cluster_tls["common_tls_context"]["validation_context"]["match_typed_subject_alt_names"]
+    ] == ["cluster-0.cluster-pods", "cluster-1.cluster-pods"]
+    for cluster in clusters.values():
+        (check,) = cluster["health_checks"]
+        assert ("tcp_health_check" if cluster["name"] == "godel_event_ws" else "grpc_health_check") in check
+        assert cluster["outlier_detection"]["max_ejection_percent"] == 50
     ws = clusters["godel_event_ws"]["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
     assert ws["address"]["socket_address"] == {"address": "10.0.0.7", "port_value": 9200}
     upstream = clusters["godel_agent"]["transport_socket"]["typed_config"]
@@ -196,7 +213,7 @@ def test_the_gateway_and_probes_read_only_their_own_settings(tmp_path: Path) -> 
         "GODEL_BIND_HOST": "0.0.0.0",
     }
     settings = load_gateway_settings(shared)
-    assert settings.upstreams["godel_agent"].host == "godel-agent"
+    assert [u.host for u in settings.upstreams["godel_agent"]] == ["godel-agent"]
     assert settings.listen_host == "0.0.0.0"
     assert _probe_targets("agent", {**shared, "GODEL_AGENT_ADMIN_PORT": "9201"}) == {
         "agent": "127.0.0.1:9201"

@@ -12,42 +12,21 @@ from godel_server.agent.lifecycle import LIVE
 from godel_server.agent.models import AgentRow, ReplicaRow
 from godel_server.runtime.db import Database
 from godel_server.runtime.events import utcnow
+from godel_server.runtime.replicas import ReplicaLease
 from godel_server.runtime.statuses import LifecycleState
 
 # An agent without an owner for this long lost its run request somewhere: any replica takes it.
 UNOWNED_GRACE = timedelta(seconds=30)
 
 
-class ReplicaLeases:
+class ReplicaLeases(ReplicaLease):
     def __init__(self, db: Database, replica_id: str, address: str, lease_seconds: float) -> None:
-        self._db = db
-        self.replica_id = replica_id
-        self._address = address
-        self.lease_seconds = lease_seconds
-
-    async def renew(self) -> None:
-        now = utcnow()
-        until = now + timedelta(seconds=self.lease_seconds)
-        async with self._db.session() as session:
-            result = await session.execute(
-                update(ReplicaRow).where(ReplicaRow.id == self.replica_id).values(lease_until=until)
-            )
-            if result.rowcount == 0:  # type: ignore[attr-defined]
-                session.add(
-                    ReplicaRow(id=self.replica_id, address=self._address, started_at=now, lease_until=until)
-                )
-
-    async def release(self) -> None:
-        """Ends the lease now, so that other replicas take the agents over without waiting."""
-        async with self._db.session() as session:
-            await session.execute(
-                update(ReplicaRow).where(ReplicaRow.id == self.replica_id).values(lease_until=utcnow())
-            )
+        super().__init__(db, ReplicaRow, replica_id, address, lease_seconds)
 
     async def claim_orphans(self) -> list[str]:
         """Takes over the live agents of replicas whose lease lapsed; returns their ids."""
         now = utcnow()
-        live = select(ReplicaRow.id).where(ReplicaRow.lease_until > now)
+        live = self.live(now)
         needs_owner = or_(
             AgentRow.lifecycle_state.in_(LIVE),
             and_(AgentRow.lifecycle_state == LifecycleState.FAILED, AgentRow.next_attempt_at.is_not(None)),
@@ -80,7 +59,7 @@ class ReplicaLeases:
 
     async def claim(self, session: AsyncSession, agent_id: str) -> bool:
         """Takes ownership of an agent whose run was requested (inside the caller's transaction)."""
-        live = select(ReplicaRow.id).where(ReplicaRow.lease_until > utcnow())
+        live = self.live()
         result = await session.execute(
             update(AgentRow)
             .where(

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from godel_server.runtime.replicas import ReplicaColumns
 from godel_server.runtime.sqltypes import EnumString, JsonType, UtcDateTime
 from godel_server.runtime.statuses import AgentStatus, LifecycleState, SessionStatus
 
@@ -154,15 +155,10 @@ class AgentLogRow(Base):
     message: Mapped[str] = mapped_column(Text)
 
 
-class ReplicaRow(Base):
+class ReplicaRow(ReplicaColumns, Base):
     """A live agent-service replica; its lease lapses when it stops renewing it."""
 
     __tablename__ = "agent_replicas"
-
-    id: Mapped[str] = mapped_column(String(255), primary_key=True)
-    address: Mapped[str] = mapped_column(String(255))
-    started_at: Mapped[datetime] = mapped_column(UtcDateTime)
-    lease_until: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class PlacementRow(Base):

@@ -214,7 +214,7 @@ class RunCoordinator:
 
     # ---- leases and failover ----------------------------------------------------------------
     async def _lease_loop(self) -> None:
-        interval = max(0.2, self._leases.lease_seconds / 4)
+        interval = self._leases.renew_interval
         while True:
             await asyncio.sleep(interval)
             try:

@@ -1,5 +1,5 @@
-"""Consumes every Godel topic into the event store, then fans the stored events out live. Kafka is a
-public surface: an event the store cannot keep (an id longer than its column, say) is quarantined
+"""Consumes every Godel topic into the event store (each replica the partitions the consumer group
+gives it), then wakes the live fan-out (fanout.py). Kafka is a public surface: an event the store cannot keep (an id longer than its column, say) is quarantined
 at once instead of failing every batch it is in."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from prometheus_client import Counter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
-from godel_server.event.hub import SubscriptionHub
+from godel_server.event.fanout import StoreFanout
 from godel_server.event.store import EventStore, storage_problem
 from godel_server.runtime.config import KafkaSettings
 from godel_server.runtime.consumer import EventConsumer
@@ -22,18 +22,20 @@ EVENTS = Counter("godel_events", "Events stored in the event store (each once), 
 
 class EventIngest(EventConsumer):
     group_id = "godel-event-store"
+    # A replica that died gives its partitions to the others within seconds.
+    kafka_options = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
 
     def __init__(
         self,
         db: Database,
         kafka: KafkaSettings,
-        hub: SubscriptionHub,
+        fanout: StoreFanout,
         *,
         client_id: str,
         dead_letters: DeadLetterStore,
     ) -> None:
         super().__init__(db, kafka, ALL_TOPICS, client_id=client_id, dead_letters=dead_letters)
-        self._hub = hub
+        self._fanout = fanout
 
     def poison_reason(self, event: event_pb2.Event) -> str | None:
         return super().poison_reason(event) or storage_problem(event)
@@ -46,4 +48,5 @@ class EventIngest(EventConsumer):
     async def after_commit(self, events: list[event_pb2.Event]) -> None:
         for event in events:
             EVENTS.labels(topic_for(event.type)).inc()
-        self._hub.publish(events)
+        if events:
+            self._fanout.poke()

@@ -1,4 +1,6 @@
-"""The event-service deployable: the event store, its Kafka ingest and live subscriptions."""
+"""The event-service deployable: the event store, its Kafka ingest and live subscriptions. It runs
+as several replicas: the ingest group splits the partitions, the store numbers every event once
+(store.py), and each replica serves live subscribers from the store (fanout.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from pathlib import Path
 from godel.v1 import event_service_pb2_grpc
 from godel_server.event.commands import CommandForwarder
 from godel_server.event.durable import DurableSubscriptions
+from godel_server.event.fanout import StoreFanout
 from godel_server.event.hub import SubscriptionHub
 from godel_server.event.ingest import EventIngest
 from godel_server.event.maintenance import EventMaintenance
@@ -27,6 +30,7 @@ class EventService(Service):
     def __init__(self) -> None:
         self.hub = SubscriptionHub()
         self.ingest: EventIngest | None = None
+        self.fanout: StoreFanout | None = None
         self.durable: DurableSubscriptions | None = None
         self.websocket: EventSocketServer | None = None
         self.commands: CommandForwarder | None = None
@@ -54,10 +58,12 @@ class EventService(Service):
         self.maintenance.start()
         async with host.db.reader() as session:
             self.hub.last_published = await EventStore(session).last_sequence()
+        self.fanout = StoreFanout(host.db, self.hub, host.settings.event_fanout_poll_seconds)
+        self.fanout.start()
         self.ingest = EventIngest(
             host.db,
             host.settings.kafka,
-            self.hub,
+            self.fanout,
             client_id=host.settings.instance_id,
             dead_letters=host.dead_letters,
         )
@@ -90,5 +96,7 @@ class EventService(Service):
             await self.durable.stop()
         if self.ingest:
             await self.ingest.stop()
+        if self.fanout:
+            await self.fanout.stop()
         if self.maintenance:
             await self.maintenance.stop()

@@ -46,6 +46,7 @@
 | GODEL_INSTANCE_ID           | <role>-<hostname>-<pid>                   | identity in events and logs               |
 | GODEL_OPENAPI_PATH          | the copy inside the package               | document served at /api/v1/openapi.json   |
 | GODEL_AGENT_LEASE_SECONDS   | 5                                         | an agent replica silent this long is dead; its agents move |
+| GODEL_TEAM_LEASE_SECONDS    | 5                                         | a team-service replica silent this long is dead; its teams and workflows move |
 | GODEL_AGENT_PROGRESS_TIMEOUT | 0 (off)                                  | a running run without output this long is stuck |
 | GODEL_WORKER_LOST_GRACE     | 15                                        | a run whose worker this replica has not heard from for this long is lost and runs again; the worker itself stops such a run after 2/3 of it (its lease), so a run never executes twice at once |
 | GODEL_AGENT_MAX_RESCHEDULES | 10                                        | runs of one agent lost to infrastructure that are run again before the agent fails |
@@ -57,6 +58,7 @@
 | GODEL_OPENAI_BASE_URL       | (unset)                                   | endpoint of the optional LLM intent parser (and the workers' openai runtime) |
 | GODEL_OPENAI_API_KEY        | (unset)                                   | bearer key of that endpoint (secret)      |
 | GODEL_EVENT_WS_PORT         | 9113                                      | event service WebSocket port (`/events`, spec §3.2); 0 = off |
+| GODEL_EVENT_FANOUT_POLL_SECONDS | 0.2                                   | how soon live subscribers of an event-service replica see the events another replica stored |
 | GODEL_EVENT_RETENTION_DAYS  | 0                                         | events stored longer ago are removed (0 = keep forever) |
 | GODEL_AGENT_LOG_MAX_LINES   | 100000                                    | log lines kept per agent; then a marker line, and later lines are dropped |
 | GODEL_AUTONOMIC_INTERVAL_SECONDS | 15                                   | cluster service: how often the autonomic loop collects the metrics, evaluates the alert rules and the policies |
@@ -442,12 +444,14 @@ class Settings:
     service_addrs: dict[Role, str] = field(default_factory=dict)
     admin_addrs: dict[Role, str] = field(default_factory=dict)
     agent_lease_seconds: float = 5.0
+    team_lease_seconds: float = 5.0
     progress_timeout: float = 0.0
     worker_lost_grace: float = 15.0
     retry_backoff_seconds: float = 1.0
     max_reschedules: int = 10
     model_prices: str = ""
     event_ws_port: int = EVENT_WS_PORT
+    event_fanout_poll_seconds: float = 0.2
     event_retention_days: int = 0
     agent_log_max_lines: int = 100_000
     api_key: str | None = field(default=None, repr=False)
@@ -568,9 +572,11 @@ def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
         service_addrs=addrs,
         admin_addrs=admin_addrs,
         event_ws_port=event_ws_port(env),
+        event_fanout_poll_seconds=_float(env, "GODEL_EVENT_FANOUT_POLL_SECONDS", 0.2),
         event_retention_days=_non_negative(env, "GODEL_EVENT_RETENTION_DAYS", 0),
         agent_log_max_lines=_positive(env, "GODEL_AGENT_LOG_MAX_LINES", 100_000),
         agent_lease_seconds=_float(env, "GODEL_AGENT_LEASE_SECONDS", 5.0),
+        team_lease_seconds=_float(env, "GODEL_TEAM_LEASE_SECONDS", 5.0),
         progress_timeout=_float(env, "GODEL_AGENT_PROGRESS_TIMEOUT", 0.0),
         worker_lost_grace=_positive_float(env, "GODEL_WORKER_LOST_GRACE", 15.0),
         retry_backoff_seconds=_float(env, "GODEL_RETRY_BACKOFF_SECONDS", 1.0),

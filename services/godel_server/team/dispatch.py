@@ -26,6 +26,9 @@ from godel_server.team.workflows.engine import WorkflowEngine
 
 class AgentEventConsumer(EventConsumer):
     group_id = "godel-team-service"
+    # A replica that died gives its partitions (and the decisions on its members' events) to the
+    # others within seconds.
+    kafka_options = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
 
     def __init__(
         self,

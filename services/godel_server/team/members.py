@@ -2,7 +2,8 @@
 
 A member row is written in the same transaction as the decision to spawn it; the CreateAgent call
 happens after the commit (an `Effects` list) with the member id as request id, so a crash between
-the two is healed by `Members.recover()` relaunching the member without creating a second agent.
+the two is healed by the replica that takes the team or workflow over (`Members.owed`, see
+team/replicas.py) relaunching the member without creating a second agent.
 What happens to the agent afterwards arrives as agent events on Kafka (`apply_agent_event`)."""
 
 from __future__ import annotations
@@ -294,20 +295,29 @@ class Members:
                 await self.on_refused(session, member, effects)
         self.apply(effects)
 
-    async def recover(self) -> None:
-        """After a restart: launch members that were decided but maybe never created, and resend
-        the kills of members still waiting to stop."""
-        effects = Effects()
-        async with self._db.reader() as session:
-            rows = (await session.scalars(select(MemberRow).where(MemberRow.status.in_(ACTIVE)))).all()
-        for member in rows:
-            if member.status == MemberStatus.LAUNCHING:
+    async def owed(
+        self,
+        session: AsyncSession,
+        effects: Effects,
+        *,
+        team_id: str | None = None,
+        workflow_id: str | None = None,
+    ) -> None:
+        """Adds to `effects` the agent calls the members of a workflow (or of a team, outside its
+        workflows) may still be owed, when the replica that decided them may not have made them
+        (it died, or the row moved from it): launches of members decided but maybe never created,
+        kills of members still waiting to stop. Both are harmless when already made."""
+        stmt = select(MemberRow).where(MemberRow.status.in_(ACTIVE))
+        if workflow_id is not None:
+            stmt = stmt.where(MemberRow.workflow_id == workflow_id)
+        else:
+            stmt = stmt.where(MemberRow.team_id == team_id, MemberRow.workflow_id.is_(None))
+        decided = set(effects.launch) | {agent_id for agent_id, _ in effects.kill}
+        for member in (await session.scalars(stmt)).all():
+            if member.status == MemberStatus.LAUNCHING and member.id not in decided:
                 effects.launch.append(member.id)
-            elif member.stop_requested and member.agent_id:
+            elif member.stop_requested and member.agent_id and member.agent_id not in decided:
                 effects.kill.append((member.agent_id, "stopped by the team service"))
-        if effects.launch or effects.kill:
-            log.info("recovering members", extra={"launch": len(effects.launch), "kill": len(effects.kill)})
-        self.apply(effects)
 
     async def stop(self) -> None:
         for task in list(self._tasks):

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Boolean, Float, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from godel_server.runtime.replicas import ReplicaColumns
 from godel_server.runtime.sqltypes import EnumString, JsonType, UtcDateTime
 from godel_server.runtime.statuses import (
     AgentStatus,
@@ -67,9 +68,12 @@ class TeamRow(Base):
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
+    # The team-service replica that drives it (team/replicas.py): its timers and pending agent calls.
+    replica: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         Index("idx_teams_status", "status"),
+        Index("idx_teams_replica", "replica"),
         Index("idx_teams_created_at", "created_at", "id"),
         Index("idx_teams_user", "user_id"),
         Index("idx_teams_user_team", "user_team_id"),
@@ -144,9 +148,12 @@ class WorkflowRow(Base):
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     deadline_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
+    # The team-service replica that drives it (team/replicas.py): its timers and pending agent calls.
+    replica: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         Index("idx_workflows_status", "status"),
+        Index("idx_workflows_replica", "replica"),
         Index("idx_workflows_team_id", "team_id"),
         Index("idx_workflows_created_at", "created_at", "id"),
         Index("idx_workflows_user", "user_id"),
@@ -245,3 +252,9 @@ class BudgetRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
     __table_args__ = (UniqueConstraint("entity_type", "entity_id", name="uq_budgets_entity"),)
+
+
+class TeamReplicaRow(ReplicaColumns, Base):
+    """A live team-service replica; its lease lapses when it stops renewing it (team/replicas.py)."""
+
+    __tablename__ = "team_replicas"

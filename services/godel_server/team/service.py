@@ -1,5 +1,6 @@
 """The team-service deployable: teams, workflows, tasks, budgets and intent. It drives agents only
-through AgentService (gRPC) and learns what they do from the agent events on Kafka."""
+through AgentService (gRPC) and learns what they do from the agent events on Kafka. It runs as
+several replicas that share the teams and workflows (team/replicas.py)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,15 @@ from godel_server.team.dispatch import AgentEventConsumer
 from godel_server.team.intent.servicer import IntentServicer
 from godel_server.team.members import Members
 from godel_server.team.metrics import GAUGES
+from godel_server.team.models import MemberRow, TeamRow, WorkflowRow
+from godel_server.team.replicas import Driven, Replicas
 from godel_server.team.tasks.queue import TaskQueue
 from godel_server.team.tasks.servicer import TaskServicer
 from godel_server.team.teams.orchestrator import TeamOrchestrator
 from godel_server.team.teams.servicer import TeamServicer
+from godel_server.team.teams.strategies import RUNNING
 from godel_server.team.workflows.engine import WorkflowEngine
+from godel_server.team.workflows.scheduler import UNDERWAY
 from godel_server.team.workflows.servicer import WorkflowServicer
 from godel_server.team.workflows.store import WorkflowStore
 
@@ -39,6 +44,7 @@ class TeamService(Service):
         self._workflows: WorkflowEngine | None = None
         self._teams: TeamOrchestrator | None = None
         self._consumer: AgentEventConsumer | None = None
+        self._replicas: Replicas | None = None
 
     def register(self, host: ServiceHost) -> None:
         s, db, publisher = host.settings, host.db, host.publisher
@@ -60,6 +66,9 @@ class TeamService(Service):
             dead_letters=host.dead_letters,
         )
         members.on_refused = self._consumer.owner_changed
+        replicas = self._replicas = Replicas(db, s)
+        replicas.drive(Driven("team", TeamRow, RUNNING, MemberRow.team_id, teams.adopt))
+        replicas.drive(Driven("workflow", WorkflowRow, UNDERWAY, MemberRow.workflow_id, workflows.adopt))
         server = host.server
         team_servicer = TeamServicer(teams, db)
         team_servicer.dead_letters = host.dead_letters
@@ -82,10 +91,8 @@ class TeamService(Service):
         return GAUGES
 
     async def start(self, host: ServiceHost) -> None:
-        assert self._members and self._workflows and self._teams and self._consumer
-        await self._members.recover()
-        await self._workflows.recover()
-        await self._teams.recover()
+        assert self._replicas and self._consumer
+        await self._replicas.start()
         self._consumer.start()
 
     async def stop(self, host: ServiceHost) -> None:
@@ -97,3 +104,5 @@ class TeamService(Service):
             await self._teams.stop()
         if self._members:
             await self._members.stop()
+        if self._replicas:
+            await self._replicas.stop()

@@ -1,6 +1,7 @@
 """Wake-ups of the team service (workflow retries and deadlines, team timeouts): one pending
-timer per key, the earliest wins. They live in memory; what they wait for is stored, so
-`recover()` of their owners re-arms them after a restart."""
+timer per key, the earliest wins. They live in memory, in the replica that drives the team or
+workflow; what they wait for is stored, so the replica that takes it over (a restarted one, or
+another: team/replicas.py) arms them again."""
 
 from __future__ import annotations
 

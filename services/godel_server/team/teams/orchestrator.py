@@ -5,7 +5,7 @@ made after the commit (Effects)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -43,6 +43,8 @@ from godel_server.team.teams.watch import TeamWatch
 from godel_server.team.timers import Timers
 
 NEWEST = Keyset((TeamRow.created_at, TeamRow.id), descending=True)
+# A StartTeam stream with no change decided here reads the team this often (others may decide).
+WATCH_POLL_SECONDS = 1.0
 
 
 class TeamNotFoundError(NotFoundError):
@@ -136,8 +138,11 @@ class TeamOrchestrator:
         *,
         notify: event_pb2.Event | None = None,
     ) -> None:
-        """Publishes `events` and tells StartTeam watchers (with `notify` or the last event)."""
+        """Publishes `events` and tells StartTeam watchers (with `notify` or the last event); this
+        replica drives the team from now on (team/replicas.py)."""
         run.team.updated_at = utcnow()
+        if run.team.replica != self._settings.instance_id:
+            await self._take(session, run.team, run.effects)
         if events:
             await self._publisher.publish(session, events)
         trigger = notify or (events[-1] if events else None)
@@ -204,6 +209,7 @@ class TeamOrchestrator:
         return await self.get(team.id)
 
     async def _insert(self, session: AsyncSession, team: TeamRow) -> None:
+        team.replica = self._settings.instance_id
         session.add(team)
         await self.set_budget(session, team)
         effects = Effects()
@@ -474,6 +480,8 @@ class TeamOrchestrator:
             team = await session.get(TeamRow, team_id, with_for_update=True)
             if team is None or team.status not in RUNNING or team.started_at is None:
                 return
+            if team.replica not in (None, self._settings.instance_id):
+                return  # another replica drives it now, with a timer of its own
             minutes = int(team.config.get("timeoutMinutes") or 0)
             if not minutes:
                 return
@@ -485,14 +493,25 @@ class TeamOrchestrator:
                 await self._publish(session, run, [self._end_event(run)])
         self._members.apply(effects)
 
-    async def recover(self) -> None:
-        """After a restart: re-arm the timeouts of running teams."""
-        effects = Effects()
-        async with self._db.reader() as session:
-            teams = (await session.scalars(select(TeamRow).where(TeamRow.status.in_(RUNNING)))).all()
-        for team in teams:
+    async def _take(self, session: AsyncSession, team: TeamRow, effects: Effects) -> None:
+        """This replica drives `team` from now on: it makes the agent calls the team's members may
+        still be owed and arms the team's timeout here."""
+        team.replica = self._settings.instance_id
+        await self._members.owed(session, effects, team_id=team.id)
+        if team.status in RUNNING:
             self._arm_timeout(effects, team)
+
+    async def adopt(self, team_id: str, orphaned: Callable[[str | None], bool]) -> bool:
+        """Takes over a team whose replica is gone (team/replicas.py); False when it is not
+        `orphaned` any more."""
+        effects = Effects()
+        async with self._db.session() as session:
+            team = await session.get(TeamRow, team_id, with_for_update=True, populate_existing=True)
+            if team is None or not orphaned(team.replica):
+                return False
+            await self._take(session, team, effects)
         self._members.apply(effects)
+        return True
 
     async def stop(self) -> None:
         await self._timers.stop()
@@ -540,9 +559,13 @@ class TeamOrchestrator:
             yield team_service_pb2.StartTeamResponse(team=team)
             while team.status not in (team_pb2.TEAM_STATUS_COMPLETED, team_pb2.TEAM_STATUS_FAILED):
                 try:
-                    team, event = await asyncio.wait_for(queue.get(), timeout=30)
+                    team, event = await asyncio.wait_for(queue.get(), timeout=WATCH_POLL_SECONDS)
                 except TimeoutError:
-                    team = await self.get(team_id)
+                    # Decisions of the other replicas reach this one's watchers through the database.
+                    latest = await self.get(team_id)
+                    if latest != team:
+                        team = latest
+                        yield team_service_pb2.StartTeamResponse(team=team)
                     continue
                 yield team_service_pb2.StartTeamResponse(team=team, event=event)
         finally:

@@ -1,12 +1,13 @@
 """WorkflowEngine (spec §4.1): durable DAG execution. Workflow and step states live in the
-database and every decision commits with the state it is based on, so a restarted team service
-carries on from the stored states: completed steps are never run again, steps whose agents were
-decided are (idempotently) launched, and retry timers and deadlines are re-armed."""
+database and every decision commits with the state it is based on, so the replica that takes a
+workflow over (a restarted one, or another: team/replicas.py) carries on from the stored states:
+completed steps are never run again, steps whose agents were decided are (idempotently) launched,
+and retry timers and deadlines are re-armed."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -87,14 +88,7 @@ class WorkflowEngine:
         run = runs.get(workflow_id)
         if run is not None and run.effects is effects:
             return run
-        # The definition (large, immutable) is parsed once per process, not loaded per event.
-        wf = await session.get(
-            WorkflowRow,
-            workflow_id,
-            with_for_update=True,
-            populate_existing=True,
-            options=[defer(WorkflowRow.definition)],
-        )
+        wf = await _locked(session, workflow_id)
         if wf is None:
             raise WorkflowNotFoundError(workflow_id)
         state = self._states.get(workflow_id)
@@ -114,7 +108,15 @@ class WorkflowEngine:
         return run
 
     async def _commit(self, session: AsyncSession, run: WorkflowRun) -> None:
-        """Stops what must stop and publishes the run's events (still inside its transaction)."""
+        """Stops what must stop and publishes the run's events (still inside its transaction); this
+        replica drives the workflow from now on (team/replicas.py)."""
+        if run.wf.replica != self._settings.instance_id:
+            await self._take(
+                session,
+                run.wf,
+                run.effects,
+                timers=bool(run.wf.deadline_at) or bool(run.state.count(StepStatus.RETRYING)),
+            )
         if run.cancel_unfinished:
             await session.execute(
                 update(WorkflowStepRow)
@@ -134,6 +136,26 @@ class WorkflowEngine:
             await self._publisher.publish(session, run.events)
         run.events = []
         run.stop_reason = None
+
+    async def _take(self, session: AsyncSession, wf: WorkflowRow, effects: Effects, *, timers: bool) -> None:
+        """This replica drives `wf` from now on: it makes the agent calls the workflow's members may
+        still be owed, and (`timers`) wakes it to arm its timers here."""
+        wf.replica = self._settings.instance_id
+        await self._members.owed(session, effects, workflow_id=wf.id)
+        if timers and wf.status in UNDERWAY:
+            self._scheduler.arm(effects, wf.id, 0.0)
+
+    async def adopt(self, workflow_id: str, orphaned: Callable[[str | None], bool]) -> bool:
+        """Takes over a workflow whose replica is gone (team/replicas.py); False when it is not
+        `orphaned` any more."""
+        effects = Effects()
+        async with self._db.session() as session:
+            wf = await _locked(session, workflow_id)
+            if wf is None or not orphaned(wf.replica):
+                return False
+            await self._take(session, wf, effects, timers=True)
+        self._members.apply(effects)
+        return True
 
     async def _active_members(self, session: AsyncSession, workflow_id: str) -> list[MemberRow]:
         return list(
@@ -296,6 +318,10 @@ class WorkflowEngine:
                 run = await self._open(session, workflow_id, effects)
                 if run.wf.status not in UNDERWAY:
                     return
+                if run.wf.replica not in (None, self._settings.instance_id):
+                    # Another replica drives it now, with timers of its own.
+                    self._states.pop(workflow_id, None)
+                    return
                 await self._scheduler.wake(run)
                 await self._commit(session, run)
         except WorkflowNotFoundError:
@@ -306,17 +332,20 @@ class WorkflowEngine:
             return
         self._members.apply(effects)
 
-    async def recover(self) -> None:
-        """After a restart: re-arm every unfinished workflow (retries, deadlines, ready steps)."""
-        async with self._db.reader() as session:
-            ids = (
-                await session.scalars(select(WorkflowRow.id).where(WorkflowRow.status.in_(UNDERWAY)))
-            ).all()
-        for workflow_id in ids:
-            await self.wake(workflow_id)
-
     async def stop(self) -> None:
         await self._timers.stop()
+
+
+async def _locked(session: AsyncSession, workflow_id: str) -> WorkflowRow | None:
+    """The workflow's row, locked and fresh; its definition (large, immutable) is parsed once per
+    process, not loaded per event."""
+    return await session.get(
+        WorkflowRow,
+        workflow_id,
+        with_for_update=True,
+        populate_existing=True,
+        options=[defer(WorkflowRow.definition)],
+    )
 
 
 class _SessionSteps:
