@@ -18,6 +18,12 @@ GODEL_EVENT_WS_PORT and GODEL_TLS_* as in godel_server/runtime/config.py), plus:
 | GODEL_GATEWAY_LOG_LEVEL       | warn    | Envoy's log level (`godel-gateway run`)                 |
 | GODEL_GATEWAY_<ROLE>_ENDPOINTS | GODEL_<ROLE>_ADDR | comma-separated host:port of the replicas of a role (a DNS name may stand for several: a headless Service) |
 | GODEL_GATEWAY_EVENT_WS_ENDPOINTS | the event host, GODEL_EVENT_WS_PORT | the same for the event service's WebSocket endpoint |
+
+Tracing: with OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) set, as for the services
+(README "Tracing"), Envoy joins the trace: its OpenTelemetry tracer continues the caller's
+`traceparent`, sends its own span's to the services and exports its spans (service.name
+`godel-gateway`, OTEL_SERVICE_NAME overrides) to that collector over OTLP/gRPC (an https://
+endpoint is verified with the system's CA bundle, /etc/ssl/certs/ca-certificates.crt).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -33,9 +40,11 @@ from godel_deploy.gateway import CLUSTER_ROLES, WEBSOCKET_CLUSTER, is_ip
 from godel_server.runtime.config import (
     ConfigError,
     TlsSettings,
+    TracingSettings,
     bind_host,
     event_ws_port,
     load_tls,
+    load_tracing,
     service_addresses,
 )
 
@@ -43,6 +52,8 @@ __all__ = ["GatewaySettings", "Upstream", "apply_overlay", "load_gateway_setting
 
 TLS_SOCKET = "envoy.transport_sockets.tls"
 TLS_TYPES = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3."
+TRACING_CLUSTER = "godel_otel_collector"
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @dataclass(frozen=True)
@@ -66,6 +77,7 @@ class GatewaySettings:
     downstream_key: Path | None = None
     upstream_tls: TlsSettings = field(default_factory=TlsSettings)
     access_log: str | None = None  # None: as rendered
+    tracing: TracingSettings = field(default_factory=TracingSettings)
 
     @property
     def serves_tls(self) -> bool:
@@ -115,6 +127,7 @@ def load_gateway_settings(env: Mapping[str, str]) -> GatewaySettings:
         downstream_key=Path(key) if key else None,
         upstream_tls=load_tls(env),
         access_log=env.get("GODEL_GATEWAY_ACCESS_LOG") or "/dev/stdout",
+        tracing=load_tracing(env, "godel-gateway"),
     )
 
 
@@ -164,6 +177,65 @@ def upstream_tls(tls: TlsSettings, upstreams: tuple[Upstream, ...], *, websocket
     return {"name": TLS_SOCKET, "typed_config": context}
 
 
+def tracing_cluster(tracing: TracingSettings) -> dict[str, Any]:
+    """The OTLP/gRPC collector as an HTTP/2 cluster of Envoy."""
+    url = urlsplit(tracing.endpoint)
+    https = url.scheme == "https"
+    upstream = Upstream(url.hostname or "", url.port or (443 if https else 4317))
+    cluster: dict[str, Any] = {
+        "name": TRACING_CLUSTER,
+        "type": "STATIC" if upstream.is_ip else "STRICT_DNS",
+        "connect_timeout": "2s",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}},
+            }
+        },
+        "load_assignment": {
+            "cluster_name": TRACING_CLUSTER,
+            "endpoints": [
+                {
+                    "lb_endpoints": [
+                        {
+                            "endpoint": {
+                                "address": {
+                                    "socket_address": {"address": upstream.host, "port_value": upstream.port}
+                                }
+                            }
+                        }
+                    ]
+                }
+            ],
+        },
+    }
+    if https:
+        context = {
+            "@type": TLS_TYPES + "UpstreamTlsContext",
+            "sni": upstream.host,
+            "common_tls_context": {
+                "alpn_protocols": ["h2"],
+                "validation_context": {"trusted_ca": {"filename": SYSTEM_CA_BUNDLE}},
+            },
+        }
+        cluster["transport_socket"] = {"name": TLS_SOCKET, "typed_config": context}
+    return cluster
+
+
+def http_tracing(tracing: TracingSettings) -> dict[str, Any]:
+    """The HTTP connection manager's tracing: Envoy's OpenTelemetry tracer (W3C traceparent)."""
+    return {
+        "provider": {
+            "name": "envoy.tracers.opentelemetry",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.trace.v3.OpenTelemetryConfig",
+                "grpc_service": {"envoy_grpc": {"cluster_name": TRACING_CLUSTER}, "timeout": "2s"},
+                "service_name": tracing.service_name,
+            },
+        }
+    }
+
+
 def apply_overlay(config: dict[str, Any], settings: GatewaySettings) -> dict[str, Any]:
     """Applies `settings` to a parsed config rendered from the template (in place; returned)."""
     resources = config["static_resources"]
@@ -177,6 +249,12 @@ def apply_overlay(config: dict[str, Any], settings: GatewaySettings) -> dict[str
             ):
                 if settings.access_log is not None and "path" in log["typed_config"]:
                     log["typed_config"]["path"] = settings.access_log
+            if settings.tracing.enabled:
+                for manager in chain["filters"]:
+                    if manager["name"] == "envoy.filters.network.http_connection_manager":
+                        manager["typed_config"]["tracing"] = http_tracing(settings.tracing)
+    if settings.tracing.enabled:
+        resources["clusters"].append(tracing_cluster(settings.tracing))
     for cluster in resources["clusters"]:
         upstreams = settings.upstreams.get(cluster["name"])
         if upstreams and settings.upstream_tls.enabled:

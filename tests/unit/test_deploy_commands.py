@@ -175,6 +175,32 @@ def test_a_deployments_gateway_config_is_valid_envoy(tmp_path: Path) -> None:
     assert "sni" not in clusters["godel_event"]["transport_socket"]["typed_config"]
 
 
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:4317", "https://otel.example.com"])
+def test_with_an_otlp_endpoint_envoy_traces_and_exports_to_it(tmp_path: Path, endpoint: str) -> None:
+    env = {"OTEL_EXPORTER_OTLP_ENDPOINT": endpoint}
+    path = render(load_gateway_settings(env), tmp_path / "envoy.yaml")
+    validate(path)
+    config = yaml.safe_load(path.read_text())
+    (listener,) = config["static_resources"]["listeners"]
+    (manager,) = listener["filter_chains"][0]["filters"]
+    tracer = manager["typed_config"]["tracing"]["provider"]
+    assert tracer["name"] == "envoy.tracers.opentelemetry"
+    assert tracer["typed_config"]["service_name"] == "godel-gateway"
+    clusters = {c["name"]: c for c in config["static_resources"]["clusters"]}
+    collector = clusters[tracer["typed_config"]["grpc_service"]["envoy_grpc"]["cluster_name"]]
+    address = collector["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]
+    secure = endpoint.startswith("https")
+    expected = (
+        {"address": "otel.example.com", "port_value": 443}
+        if secure
+        else {"address": "127.0.0.1", "port_value": 4317}
+    )
+    assert address["socket_address"] == expected
+    assert ("transport_socket" in collector) is secure
+    plain = yaml.safe_load(render(load_gateway_settings({}), tmp_path / "plain.yaml").read_text())
+    assert "tracing" not in str(plain)  # off by default
+
+
 def test_the_gateway_and_probes_read_only_their_own_settings(tmp_path: Path) -> None:
     """In a gateway pod the shared ConfigMap names the services' secret files, which are not
     mounted there; the gateway and `godel-server probe` must not need them."""

@@ -1,6 +1,6 @@
 """The ``godel`` command line: spawn and inspect agents, follow events, check health.
 
-Teams, workflows, tasks, budgets, ``godel do``, logins and users, API keys, clusters, profiles
+Teams, workflows, tasks, budgets, ``godel do``, ``godel top``, logins and users, API keys, clusters, profiles
 (``godel config``) and shell completion live in the ``cli_*`` modules next to this one; each adds its commands in
 ``add_commands``.
 """
@@ -32,6 +32,7 @@ from godel_client import (
     cli_keys,
     cli_tasks,
     cli_teams,
+    cli_top,
     cli_users,
     cli_workflows,
     render,
@@ -95,6 +96,7 @@ examples:
   godel events query --type 'workflow:step:*' --since 2026-01-01 --desc --limit 20
   godel events publish deploy:finished --payload '{{"ok": true}}'
   godel --json agent get 3f2a...                 godel workers
+  godel top                  godel top --once      godel --json top --iterations 3 --interval 1
   godel team create reviewers --task "review the auth code" --size 3 --watch
   godel workflow run release.yaml --watch     godel task create "triage issue 42" --priority high
   godel budget set --team 7c1e... 25 --period monthly
@@ -647,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="list the workers connected to the agent service, with their free slots",
     )
 
-    for area in (cli_teams, cli_workflows, cli_tasks, cli_budgets, cli_do, cli_dead_letters):
+    for area in (cli_teams, cli_workflows, cli_tasks, cli_budgets, cli_do, cli_dead_letters, cli_top):
         area.add_commands(commands, common)
 
     for area in (cli_users, cli_keys, cli_clusters, cli_alerts):

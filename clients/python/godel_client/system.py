@@ -21,6 +21,21 @@ def _capabilities() -> system_service_pb2.GetCapabilitiesRequest:
     return system_service_pb2.GetCapabilitiesRequest()
 
 
+def _agent_metrics() -> system_service_pb2.GetAgentMetricsRequest:
+    """Agents per status, running now, spend (total and per model), recent failure rate."""
+    return system_service_pb2.GetAgentMetricsRequest()
+
+
+def _teams_metrics() -> system_service_pb2.GetTeamsMetricsRequest:
+    """Teams per status, completion rate, queue depth and live members."""
+    return system_service_pb2.GetTeamsMetricsRequest()
+
+
+def _system_metrics() -> system_service_pb2.GetSystemMetricsRequest:
+    """Per service up, memory and requests served; events stored, outbox, workers, alerts."""
+    return system_service_pb2.GetSystemMetricsRequest()
+
+
 class System(SubClient[Mode]):
     """The mesh as a whole."""
 
@@ -31,3 +46,6 @@ class System(SubClient[Mode]):
         "GetDetailedHealth", _detailed_health, system_service_pb2.GetDetailedHealthResponse
     )
     capabilities = unary("GetCapabilities", _capabilities, system_service_pb2.GetCapabilitiesResponse)
+    agent_metrics = unary("GetAgentMetrics", _agent_metrics, system_service_pb2.GetAgentMetricsResponse)
+    teams_metrics = unary("GetTeamsMetrics", _teams_metrics, system_service_pb2.GetTeamsMetricsResponse)
+    system_metrics = unary("GetSystemMetrics", _system_metrics, system_service_pb2.GetSystemMetricsResponse)

@@ -42,4 +42,8 @@ class RunRequestConsumer(EventConsumer):
         return claimed
 
     async def after_commit(self, events: list[event_pb2.Event]) -> None:
-        self._coordinator.enqueue([e.metadata.agent_id for e in events])
+        # The run goes on in the trace of its request (runtime/tracing.py).
+        self._coordinator.enqueue(
+            [e.metadata.agent_id for e in events],
+            traces={e.metadata.agent_id: self.trace_headers(e) for e in events},
+        )

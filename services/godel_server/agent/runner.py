@@ -58,6 +58,7 @@ from godel_server.agent.workers import (
     WorkerRegistry,
     unanswered,
 )
+from godel_server.runtime import tracing
 from godel_server.runtime.agent_rules import SAFETY_RULES, safety_rules
 from godel_server.runtime.config import Settings
 from godel_server.runtime.errors import AgentNotFoundError
@@ -158,6 +159,8 @@ class RunCoordinator:
         self.registry = registry
         self._budgets = Budgets(store, PriceTable.from_setting(settings.model_prices))
         self._pending: set[str] = set()
+        # The trace of a pending agent's run request, continued by its assignment (tracing on).
+        self._traces: dict[str, dict[str, str]] = {}
         self._waiting: dict[str, _Waiting] = {}
         self._wake = asyncio.Event()
         self._rejected: dict[str, set[str]] = {}
@@ -193,8 +196,12 @@ class RunCoordinator:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def enqueue(self, agent_ids: list[str]) -> None:
+    def enqueue(self, agent_ids: list[str], traces: dict[str, dict[str, str]] | None = None) -> None:
+        """Agents that need a run; `traces`: the trace context of each one's run request."""
         self._pending.update(agent_ids)
+        for agent_id, carrier in (traces or {}).items():
+            if carrier:
+                self._traces[agent_id] = carrier
         for agent_id in agent_ids:
             # A new request (restart, retry, takeover): its reason is worked out and written afresh.
             self._waiting.pop(agent_id, None)
@@ -255,9 +262,10 @@ class RunCoordinator:
                         # Known to wait: no database read until some worker could take it.
                         await self._note_pending(agent_id, waiting.placement)
                         continue
-                    if await self._assign(agent_id):
+                    if await self._traced_assign(agent_id):
                         self._pending.discard(agent_id)
                         self._waiting.pop(agent_id, None)
+                        self._traces.pop(agent_id, None)
             except Exception:
                 log.exception("scheduling pass failed")
                 await asyncio.sleep(0.5)
@@ -288,6 +296,14 @@ class RunCoordinator:
                 self._complete(agent_id)
             else:
                 self._pending.add(agent_id)
+
+    async def _traced_assign(self, agent_id: str) -> bool:
+        """_assign, in the trace of the agent's run request when there is one."""
+        carrier = self._traces.get(agent_id)
+        if not carrier:
+            return await self._assign(agent_id)
+        with tracing.span("schedule run", parent=carrier, attributes={"godel.agent.id": agent_id}):
+            return await self._assign(agent_id)
 
     async def _assign(self, agent_id: str) -> bool:
         """Assigns a run to a worker; False when no worker has room (the agent stays pending)."""
@@ -360,6 +376,7 @@ class RunCoordinator:
                 reuse_worktree=reuse,
                 start_paused=row.lifecycle_state == LifecycleState.PAUSED,
                 safety=safety,
+                traceparent=tracing.current_headers().get("traceparent", ""),
             )
 
         try:

@@ -64,6 +64,17 @@
 | GODEL_AUTONOMIC_INTERVAL_SECONDS | 15                                   | cluster service: how often the autonomic loop collects the metrics, evaluates the alert rules and the policies |
 | GODEL_AUTONOMIC_DRY_RUN     | false                                     | cluster service: the policies only recommend (GetRecommendations); the loop takes no action |
 
+Tracing (runtime/tracing.py; README "Tracing"), by the standard OpenTelemetry variables, for the
+services and the workers alike. Off unless an endpoint is set; the SDK reads the other OTEL_*
+variables itself (OTEL_TRACES_SAMPLER, OTEL_BSP_SCHEDULE_DELAY, OTEL_RESOURCE_ATTRIBUTES, ...):
+
+| variable                    | default                                   | meaning                                   |
+|-----------------------------|-------------------------------------------|-------------------------------------------|
+| OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT | (unset: no tracing) | OTLP/gRPC collector, e.g. http://127.0.0.1:4317 (https:// for TLS) |
+| OTEL_EXPORTER_OTLP_TRACES_PROTOCOL / OTEL_EXPORTER_OTLP_PROTOCOL | grpc  | only `grpc` is supported                   |
+| OTEL_SERVICE_NAME           | godel-<role> (godel-worker)               | service.name of the spans                 |
+| OTEL_SDK_DISABLED / OTEL_TRACES_EXPORTER | false / otlp                 | `true` / `none` turn tracing off          |
+
 Federation (spec §4.2; README "Federation"). A cluster is one installation; it is a member of a
 federation when it has a name:
 
@@ -227,6 +238,45 @@ def load_tls(env: Mapping[str, str]) -> TlsSettings:
         missing = ", ".join(n for n in names if n not in given)
         raise ConfigError(f"mutual TLS needs {', '.join(names)} together; missing {missing}")
     return TlsSettings(ca_file=ca, cert_file=cert, key_file=key)
+
+
+@dataclass(frozen=True)
+class TracingSettings:
+    """Where spans go (OTLP over gRPC); no endpoint: tracing is off and costs nothing."""
+
+    endpoint: str = ""
+    service_name: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoint)
+
+
+def load_tracing(env: Mapping[str, str], default_service: str) -> TracingSettings:
+    """The OTEL_* variables of spec-compliant OpenTelemetry SDKs that Godel honours."""
+    name = (env.get("OTEL_SERVICE_NAME") or "").strip() or default_service
+    exporter = (env.get("OTEL_TRACES_EXPORTER") or "otlp").strip().lower()
+    if _bool(env, "OTEL_SDK_DISABLED", False) or exporter == "none":
+        return TracingSettings(service_name=name)
+    if exporter != "otlp":
+        raise ConfigError(f"OTEL_TRACES_EXPORTER must be otlp or none, got {exporter!r}")
+    endpoint = (
+        env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT") or ""
+    ).strip()
+    if not endpoint:
+        return TracingSettings(service_name=name)
+    for variable in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        protocol = (env.get(variable) or "").strip().lower()
+        if protocol:
+            if protocol != "grpc":
+                raise ConfigError(
+                    f"{variable} must be grpc (the only OTLP protocol Godel exports), got {protocol!r}"
+                )
+            break
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"the OTLP endpoint must be an http:// or https:// URL, got {endpoint!r}")
+    return TracingSettings(endpoint=endpoint, service_name=name)
 
 
 KAFKA_SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -423,6 +473,7 @@ class Settings:
     max_running_agents_per_user: int = 500
     ws_allowed_origins: tuple[str, ...] = ()
     tls: TlsSettings = field(default_factory=TlsSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     migrate_on_start: bool = True
     autonomic_interval: float = 15.0
     autonomic_dry_run: bool = False
@@ -495,6 +546,7 @@ def load_settings(role: Role, env: Mapping[str, str] | None = None) -> Settings:
         database_url=database_url_for(role, env, home),
         kafka=load_kafka(env),
         tls=load_tls(env),
+        tracing=load_tracing(env, f"godel-{role}"),
         migrate_on_start=_bool(env, "GODEL_MIGRATE_ON_START", True),
         outbox_poll_seconds=_float(env, "GODEL_OUTBOX_POLL_SECONDS", 0.5),
         default_model=env.get("GODEL_DEFAULT_MODEL", "kimi-k2.5"),
@@ -675,6 +727,7 @@ class WorkerSettings:
     # GODEL_WORKER_STATE_DIR, or None for the first free one under <home>/workers.
     state_dir: Path | None = None
     tls: TlsSettings = field(default_factory=TlsSettings)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
     bind_host: str = "127.0.0.1"
     admin_port: int = 0
     # Labels the worker advertises (agents select workers by them); "language" is always "python".
@@ -792,6 +845,7 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         max_cpu_seconds=_non_negative(env, "GODEL_SANDBOX_MAX_CPU_SECONDS", 0),
         state_dir=_optional_path(env, "GODEL_WORKER_STATE_DIR"),
         tls=load_tls(env),
+        tracing=load_tracing(env, "godel-worker"),
         bind_host=bind_host(env),
         admin_port=admin_port("worker", env),
         labels=worker_labels(env.get("GODEL_WORKER_LABELS") or ""),

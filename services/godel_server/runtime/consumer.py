@@ -5,7 +5,10 @@ fails BATCH_ATTEMPTS times is handled one record at a time, and a record that st
 RECORD_ATTEMPTS (or that is no event, or one the service cannot store) is quarantined as a dead
 letter (runtime/deadletters.py) and the group goes on. A database or Kafka that is down is no
 reason to quarantine: the consumer reconnects and retries from its last commit. The dedupe log
-keeps DEDUPE_RETENTION of history (Kafka redelivers only uncommitted records)."""
+keeps DEDUPE_RETENTION of history (Kafka redelivers only uncommitted records).
+
+Each event is handled in a consumer span that continues the trace of its record (`traceparent`
+header, runtime/tracing.py); `trace_headers(event)` hands it on (e.g. to the run a request starts)."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
+from godel_server.runtime import tracing
 from godel_server.runtime.config import KafkaSettings
 from godel_server.runtime.db import DB_UNAVAILABLE, Database
 from godel_server.runtime.deadletters import DeadLetterStore, Record, describe
@@ -80,6 +84,8 @@ class EventConsumer(ABC):
         self._pruner: asyncio.Task[None] | None = None
         self._consumer: AIOKafkaConsumer | None = None
         self.ready = asyncio.Event()
+        # The consumer span of each event of the batch being handled (tracing on).
+        self._spans: dict[str, tracing.Span] = {}
 
     @abstractmethod
     async def handle_batch(
@@ -173,6 +179,45 @@ class EventConsumer(ABC):
             batch.append((record, event))
         if not batch:
             return
+        self._spans = self._consume_spans(batch)
+        failure: BaseException | None = None
+        try:
+            # One event: what handling it does (events it publishes, calls) joins its trace.
+            with tracing.current(next(iter(self._spans.values())) if len(self._spans) == 1 else None):
+                await self._process_batch(batch)
+        except BaseException as exc:
+            failure = exc
+            raise
+        finally:
+            for span in self._spans.values():
+                tracing.end(span, failure)
+            self._spans = {}
+
+    def _consume_spans(self, batch: list[tuple[Any, event_pb2.Event]]) -> dict[str, tracing.Span]:
+        spans: dict[str, tracing.Span] = {}
+        for record, event in batch:
+            span = tracing.start(
+                f"{record.topic} process",
+                parent=tracing.carrier_of(record.headers),
+                kind=tracing.SpanKind.CONSUMER,
+                attributes={
+                    "messaging.system": "kafka",
+                    "messaging.operation.type": "process",
+                    "messaging.destination.name": record.topic,
+                    "messaging.consumer.group.name": kafka_name(self.group_id),
+                    "messaging.message.id": event.id,
+                    "godel.event.type": event.type,
+                },
+            )
+            if span is not None:
+                spans[event.id] = span
+        return spans
+
+    def trace_headers(self, event: event_pb2.Event) -> dict[str, str]:
+        """The trace context of the event being handled ({} when tracing is off)."""
+        return tracing.headers_of(self._spans.get(event.id))
+
+    async def _process_batch(self, batch: list[tuple[Any, event_pb2.Event]]) -> None:
         events = [e for _, e in batch]
         for attempt in range(1, BATCH_ATTEMPTS + 1):
             try:

@@ -15,6 +15,7 @@ import grpc
 import uvloop
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from godel_server.runtime import tracing
 from godel_server.runtime.admin import AdminServer
 from godel_server.runtime.auth import RemoteKeyVerifier
 from godel_server.runtime.config import Settings
@@ -214,8 +215,12 @@ def run_service(settings: Settings, service: Service) -> None:
     than asyncio's own, and a service wakes up often (every gRPC call, every database round trip
     through aiosqlite's thread, every Kafka fetch); see bench/README.md."""
     configure_logging(f"{settings.role}-service", settings.instance_id, settings.log_level)
+    tracing.configure(settings.tracing, settings.instance_id)
 
     async def main() -> None:
         await ServiceHost(settings, service).run_until_signalled()
 
-    uvloop.run(main())
+    try:
+        uvloop.run(main())
+    finally:
+        tracing.shutdown()

@@ -23,6 +23,7 @@ from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from prometheus_client import Counter, Histogram
 
+from godel_server.runtime import tracing
 from godel_server.runtime.bounds import check as check_bounds
 from godel_server.runtime.context import (
     Caller,
@@ -301,6 +302,16 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         writes = kind.endswith("_stream") and not inspect.iscoroutinefunction(behavior)
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            # The caller's trace goes on here (runtime/tracing.py; nothing when tracing is off).
+            with tracing.span(
+                method.lstrip("/"),
+                parent=tracing.carrier_of(metadata),
+                kind=tracing.SpanKind.SERVER,
+                attributes=tracing.rpc_attributes(method),
+            ):
+                return await run(request, context)
+
+        async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
             async with self._rpc(context, method, label, metadata, public, streams, request):
                 response = behavior(request, context)
                 if writes:
@@ -342,6 +353,9 @@ def _not_served(method: str) -> grpc.RpcMethodHandler:
 
 
 def _trace_id(metadata: dict[str, str]) -> str:
+    """The current span's trace (tracing on), else the caller's `traceparent` (for the logs)."""
+    if current := tracing.trace_id():
+        return current
     traceparent = metadata.get("traceparent", "")
     parts = traceparent.split("-")
     if len(parts) == 4 and len(parts[1]) == 32:

@@ -3,7 +3,10 @@ relay moves them to Kafka afterwards. Nothing acknowledged is lost when Kafka or
 a row leaves the outbox only after Kafka has acknowledged it (acks=all), or as a dead letter: a row
 Kafka refuses for what it is (larger than a record may be) is quarantined at once, and one that
 keeps failing while the rows around it go through is quarantined after SEND_ATTEMPTS tries
-(runtime/deadletters.py). While Kafka is unreachable nothing is quarantined: everything waits."""
+(runtime/deadletters.py). While Kafka is unreachable nothing is quarantined: everything waits.
+
+A row keeps the trace context of the transaction that wrote it (`traceparent` among its headers,
+runtime/tracing.py); the relay sends it in a producer span of that trace."""
 
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ from sqlalchemy import RowMapping, Select, delete, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
+from godel_server.runtime import tracing
 from godel_server.runtime.db import Database
 from godel_server.runtime.events import to_kafka_record, utcnow
 from godel_server.runtime.tables import outbox
@@ -63,6 +67,7 @@ async def enqueue(session: AsyncSession, events: Sequence[event_pb2.Event]) -> N
     if not events:
         return
     rows = []
+    trace = [[k, v] for k, v in tracing.current_headers().items()]
     for event in events:
         record = to_kafka_record(event)
         rows.append(
@@ -71,11 +76,33 @@ async def enqueue(session: AsyncSession, events: Sequence[event_pb2.Event]) -> N
                 "topic": record.topic,
                 "key": record.key,
                 "value": record.value,
-                "headers": [[k, v.decode()] for k, v in record.headers],
+                "headers": [[k, v.decode()] for k, v in record.headers] + trace,
                 "created_at": utcnow(),
             }
         )
     await session.execute(insert(outbox), rows)
+
+
+def _producer_span(topic: str, row: RowMapping) -> tracing.Span | None:
+    """The send of one row, in the trace of the transaction that wrote it (None: tracing off)."""
+    return tracing.start(
+        f"{topic} publish",
+        parent=tracing.carrier_of((k, v) for k, v in row["headers"]),
+        kind=tracing.SpanKind.PRODUCER,
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topic,
+            "messaging.message.id": row["event_id"],
+        },
+    )
+
+
+def _headers(row: RowMapping, span: tracing.Span | None) -> list[tuple[str, bytes]]:
+    """The row's headers, with the producer span's trace context when there is one."""
+    context = tracing.headers_of(span)
+    headers = [(k, v.encode()) for k, v in row["headers"] if not (context and k in tracing.TRACE_HEADERS)]
+    return headers + [(k, v.encode()) for k, v in context.items()]
 
 
 class OutboxRelay:
@@ -188,13 +215,13 @@ class OutboxRelay:
         """Sends every row; returns the rows Kafka acknowledged and the error of each other one."""
         failed: dict[int, BaseException] = {}
         pending: list[tuple[RowMapping, asyncio.Future[Any]]] = []
+        spans: dict[int, tracing.Span | None] = {}
         for row in rows:
+            topic = kafka_name(row["topic"])
+            spans[row["id"]] = span = _producer_span(topic, row)
             try:
                 future = await self._producer.send(
-                    kafka_name(row["topic"]),
-                    value=row["value"],
-                    key=row["key"].encode(),
-                    headers=[(k, v.encode()) for k, v in row["headers"]],
+                    topic, value=row["value"], key=row["key"].encode(), headers=_headers(row, span)
                 )
             except (KafkaError, OSError, TimeoutError) as exc:
                 failed[row["id"]] = exc
@@ -210,6 +237,8 @@ class OutboxRelay:
             else:
                 sent.append(row)
                 OUTBOX_PUBLISHED.labels(row["topic"]).inc()
+        for row_id, span in spans.items():
+            tracing.end(span, failed.get(row_id))
         return sent, failed
 
     async def _quarantine(

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 
+from godel_server.runtime import tracing
 from godel_server.runtime.config import TlsSettings
 
 
@@ -50,10 +51,13 @@ def server_ssl_context(tls: TlsSettings) -> ssl.SSLContext:
 def open_channel(
     address: str, tls: TlsSettings, options: Sequence[tuple[str, Any]] | None = None
 ) -> grpc.aio.Channel:
-    """An asyncio channel to another process of the mesh."""
+    """An asyncio channel to another process of the mesh (carrying the trace, runtime/tracing.py)."""
+    interceptors = tracing.client_interceptors()
     if tls.enabled:
-        return grpc.aio.secure_channel(address, channel_credentials(tls), options=options)
-    return grpc.aio.insecure_channel(address, options=options)
+        return grpc.aio.secure_channel(
+            address, channel_credentials(tls), options=options, interceptors=interceptors
+        )
+    return grpc.aio.insecure_channel(address, options=options, interceptors=interceptors)
 
 
 def open_sync_channel(address: str, tls: TlsSettings) -> grpc.Channel:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 
+from godel_server.runtime import tracing
 from godel_server.runtime.admin import AdminServer
 from godel_server.runtime.config import WorkerSettings
 from godel_server.runtime.logs import configure_logging
@@ -47,8 +48,11 @@ def run_worker(settings: WorkerSettings) -> None:
         log.error("the worker cannot start: %s", exc)
         raise SystemExit(2) from None
     configure_logging("worker", state.worker_id, settings.log_level)
+    tracing.configure(settings.tracing, state.worker_id)
     try:
         asyncio.run(serve(settings, state))
     except SandboxError as exc:
         log.error("the worker refuses to start without a sandbox: %s", exc)
         raise SystemExit(2) from None
+    finally:
+        tracing.shutdown()

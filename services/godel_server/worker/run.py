@@ -14,6 +14,7 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from godel.v1 import agent_pb2, worker_service_pb2
+from godel_server.runtime import tracing
 from godel_server.runtime.config import WorkerSettings
 from godel_server.runtime.secrets import Scrubber
 from godel_server.worker.limits import watch
@@ -424,7 +425,24 @@ class Run:
 
     # ----------------------------------------------------------------- execution
     def start(self) -> None:
-        self.task = asyncio.create_task(self._execute(), name=f"run-{self.run_id}")
+        self.task = asyncio.create_task(self._traced_execute(), name=f"run-{self.run_id}")
+
+    async def _traced_execute(self) -> None:
+        """The run, as a span of the trace its assignment carries (runtime/tracing.py)."""
+        a = self._assignment
+        with tracing.span(
+            "agent run",
+            parent={"traceparent": a.traceparent} if a.traceparent else None,
+            kind=tracing.SpanKind.CONSUMER,
+            attributes={
+                "godel.agent.id": a.agent_id,
+                "godel.run.id": a.run_id,
+                "godel.runtime": runtime_name(a.config.runtime),
+            },
+        ) as span:
+            await self._execute()
+            if span is not None:
+                span.set_attribute("godel.run.state", state_name(self.state))
 
     async def _execute(self) -> None:
         outcome: Outcome | None = None

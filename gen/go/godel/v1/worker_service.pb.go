@@ -956,7 +956,10 @@ type RunAssignment struct {
 	// Run paused from the start (the agent was paused while it had no worker).
 	StartPaused bool `protobuf:"varint,10,opt,name=start_paused,json=startPaused,proto3" json:"start_paused,omitempty"`
 	// The agent's safety rules (its safety_boundaries), which the worker enforces.
-	Safety        *SafetyRules `protobuf:"bytes,11,opt,name=safety,proto3" json:"safety,omitempty"`
+	Safety *SafetyRules `protobuf:"bytes,11,opt,name=safety,proto3" json:"safety,omitempty"`
+	// W3C trace context of the run's request (empty when tracing is off): the worker's run joins
+	// that trace.
+	Traceparent   string `protobuf:"bytes,12,opt,name=traceparent,proto3" json:"traceparent,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1066,6 +1069,13 @@ func (x *RunAssignment) GetSafety() *SafetyRules {
 		return x.Safety
 	}
 	return nil
+}
+
+func (x *RunAssignment) GetTraceparent() string {
+	if x != nil {
+		return x.Traceparent
+	}
+	return ""
 }
 
 type RunControl struct {
@@ -1771,7 +1781,7 @@ const file_godel_v1_worker_service_proto_rawDesc = "" +
 	"\bagent_id\x18\x02 \x01(\tB\x06\xca\xf3\x18\x02\b$R\aagentId\x12(\n" +
 	"\x05state\x18\x03 \x01(\x0e2\x12.godel.v1.RunStateR\x05state\x12\x10\n" +
 	"\x03pid\x18\x04 \x01(\x05R\x03pid\x12?\n" +
-	"\rlast_progress\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\flastProgress\"\xde\x02\n" +
+	"\rlast_progress\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\flastProgress\"\x80\x03\n" +
 	"\rRunAssignment\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +
 	"\bagent_id\x18\x02 \x01(\tR\aagentId\x12\x1d\n" +
@@ -1785,7 +1795,8 @@ const file_godel_v1_worker_service_proto_rawDesc = "" +
 	"\x0ereuse_worktree\x18\t \x01(\bR\rreuseWorktree\x12!\n" +
 	"\fstart_paused\x18\n" +
 	" \x01(\bR\vstartPaused\x12-\n" +
-	"\x06safety\x18\v \x01(\v2\x15.godel.v1.SafetyRulesR\x06safety\"\xb7\x01\n" +
+	"\x06safety\x18\v \x01(\v2\x15.godel.v1.SafetyRulesR\x06safety\x12 \n" +
+	"\vtraceparent\x18\f \x01(\tR\vtraceparent\"\xb7\x01\n" +
 	"\n" +
 	"RunControl\x12\x15\n" +
 	"\x06run_id\x18\x01 \x01(\tR\x05runId\x12\x19\n" +

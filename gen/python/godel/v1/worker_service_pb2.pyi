@@ -469,6 +469,7 @@ class RunAssignment(_message.Message):
     REUSE_WORKTREE_FIELD_NUMBER: _builtins.int
     START_PAUSED_FIELD_NUMBER: _builtins.int
     SAFETY_FIELD_NUMBER: _builtins.int
+    TRACEPARENT_FIELD_NUMBER: _builtins.int
     run_id: _builtins.str
     agent_id: _builtins.str
     session_id: _builtins.str
@@ -482,6 +483,10 @@ class RunAssignment(_message.Message):
     """Retry or restart of an agent whose worktree may already exist: reuse it."""
     start_paused: _builtins.bool
     """Run paused from the start (the agent was paused while it had no worker)."""
+    traceparent: _builtins.str
+    """W3C trace context of the run's request (empty when tracing is off): the worker's run joins
+    that trace.
+    """
     @_builtins.property
     def config(self) -> _agent_pb2.AgentConfig: ...
     @_builtins.property
@@ -502,10 +507,11 @@ class RunAssignment(_message.Message):
         reuse_worktree: _builtins.bool = ...,
         start_paused: _builtins.bool = ...,
         safety: _agent_pb2.SafetyRules | None = ...,
+        traceparent: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "safety", b"safety"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "branch", b"branch", "config", b"config", "model", b"model", "repo", b"repo", "reuse_worktree", b"reuse_worktree", "run_id", b"run_id", "safety", b"safety", "session_id", b"session_id", "start_paused", b"start_paused", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "branch", b"branch", "config", b"config", "model", b"model", "repo", b"repo", "reuse_worktree", b"reuse_worktree", "run_id", b"run_id", "safety", b"safety", "session_id", b"session_id", "start_paused", b"start_paused", "task", b"task", "traceparent", b"traceparent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
