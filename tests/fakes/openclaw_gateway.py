@@ -181,7 +181,7 @@ class FakeGateway:
             await respond(False, error=_error("INVALID_REQUEST", f"unknown method: {method}"))
 
     async def _agent(self, ws: ServerConnection, params: dict[str, Any], respond: Any) -> None:
-        run_id = str(uuid.uuid4())
+        run_id = str(params["idempotencyKey"])  # as the real Gateway: the run id is the idempotency key
         aborted = self._runs[run_id] = asyncio.Event()
         seq = 0
 
@@ -200,7 +200,12 @@ class FakeGateway:
 
         await respond(
             True,
-            {"runId": run_id, "sessionKey": params.get("sessionKey"), "status": "accepted", "acceptedAt": 0},
+            {
+                "runId": run_id,
+                "sessionKey": f"agent:main:{params.get('sessionKey')}",
+                "status": "accepted",
+                "acceptedAt": 0,
+            },
         )
         await event("lifecycle", {"phase": "start"})
         await event(

@@ -101,7 +101,7 @@ async def test_kill_aborts_the_openclaw_run(env: Env) -> None:
     assert (await env.ctl.wait_final("r1", timeout=15)).state == ws.RUN_STATE_KILLED
     (run_id,) = env.gw.aborted
     abort = next(r["params"] for r in env.gw.requests if r["method"] == "sessions.abort")
-    assert abort == {"key": "godel-a1", "runId": run_id}
+    assert abort == {"key": "agent:main:godel-a1", "runId": run_id} and run_id == "r1-1"
 
 
 async def test_pause_aborts_the_run_and_resume_continues_the_session(env: Env) -> None:
@@ -115,7 +115,8 @@ async def test_pause_aborts_the_run_and_resume_continues_the_session(env: Env) -
     assert result.state == ws.RUN_STATE_SUCCEEDED, result.error
     first, second = [r["params"] for r in env.gw.requests if r["method"] == "agent"]
     assert (first["message"], second["message"]) == ("summarise the repo", CONTINUE)
-    assert first["sessionKey"] == second["sessionKey"] and second["idempotencyKey"] == "r1-2"
+    assert (first["sessionKey"], second["sessionKey"]) == ("godel-a1", "agent:main:godel-a1")
+    assert second["idempotencyKey"] == "r1-2"
 
 
 async def test_a_dropped_connection_fails_the_run_clearly(env: Env) -> None:

@@ -39,6 +39,7 @@ ROLE = "operator"
 READ, WRITE = "operator.read", "operator.write"
 PLATFORM = "linux"
 CONNECT_TIMEOUT_SECONDS = 15.0
+STARTING_WAIT_SECONDS = 60.0
 REQUEST_TIMEOUT_SECONDS = 30.0
 IDENTITY_FILE = "openclaw-device.pem"
 MAX_FRAME_BYTES = 32 * 1024 * 1024
@@ -49,10 +50,13 @@ class GatewayError(Exception):
     """The Gateway refused a request or could not be reached; the message names the Gateway and
     what went wrong (never the token). `code` is the Gateway's error code when it sent one."""
 
-    def __init__(self, message: str, code: str = "", retryable: bool = False) -> None:
+    def __init__(
+        self, message: str, code: str = "", retryable: bool = False, retry_after: float = 1.0
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 class GatewayClosed(GatewayError):
@@ -126,10 +130,10 @@ def device_auth_payload(
     return "|".join(fields)
 
 
-def describe_error(error: Any) -> tuple[str, str, bool]:
-    """(message, code, retryable) of a response's error object."""
+def describe_error(error: Any) -> tuple[str, str, bool, float]:
+    """(message, code, retryable, retry after seconds) of a response's error object."""
     if not isinstance(error, dict):
-        return str(error)[:EXCERPT], "", False
+        return str(error)[:EXCERPT], "", False, 1.0
     code = str(error.get("code") or "")
     message = str(error.get("message") or "error")[:EXCERPT]
     details = error.get("details")
@@ -139,7 +143,13 @@ def describe_error(error: Any) -> tuple[str, str, bool]:
             message += f" ({detail_code})"
         if details.get("requestId"):
             message += f"; pairing request {details['requestId']}"
-    return message, code, bool(error.get("retryable"))
+    after = error.get("retryAfterMs")
+    return (
+        message,
+        code,
+        bool(error.get("retryable")),
+        after / 1000 if isinstance(after, int | float) else 1.0,
+    )
 
 
 class Gateway:
@@ -207,8 +217,8 @@ class Gateway:
             assert self.closed is not None
             raise self.closed
         if not frame.get("ok"):
-            message, code, retryable = describe_error(frame.get("error"))
-            raise GatewayError(f"the OpenClaw Gateway refused {method}: {message}", code, retryable)
+            message, code, retryable, after = describe_error(frame.get("error"))
+            raise GatewayError(f"the OpenClaw Gateway refused {method}: {message}", code, retryable, after)
         payload = frame.get("payload")
         return payload if isinstance(payload, dict) else {"value": payload}
 
@@ -304,6 +314,42 @@ def connect_params(
     }
 
 
+async def _handshake(
+    url: str, token: str, identity: DeviceIdentity, scopes: list[str], timeout: float, version: str
+) -> Gateway:
+    """One connection attempt: the authenticated Gateway, or GatewayError (the socket closed)."""
+    try:
+        async with asyncio.timeout(timeout):
+            ws = await connect(url, max_size=MAX_FRAME_BYTES, open_timeout=timeout, compression=None)
+    except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+        raise GatewayError(
+            f"cannot reach the OpenClaw Gateway at {url}: {type(exc).__name__}: {exc}"
+        ) from None
+    gateway: Gateway | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            challenge = await _challenge(ws, url)
+            gateway = Gateway(ws, url, {})
+            params = connect_params(identity, token, scopes, challenge, version)
+            gateway.hello = await gateway.request("connect", params, timeout=timeout)
+        return gateway
+    except BaseException as exc:
+        if gateway is not None:
+            await gateway.close()
+        else:
+            with contextlib.suppress(Exception):
+                await ws.close()
+        if isinstance(exc, TimeoutError):
+            raise GatewayError(
+                f"the OpenClaw Gateway at {url} did not complete the handshake in {timeout:g}s"
+            ) from None
+        if isinstance(exc, ConnectionClosed):
+            raise GatewayClosed(
+                f"the OpenClaw Gateway at {url} closed the connection during the handshake"
+            ) from None
+        raise
+
+
 @contextlib.asynccontextmanager
 async def open_gateway(
     url: str,
@@ -315,35 +361,19 @@ async def open_gateway(
     version: str = "0.1.0",
 ) -> AsyncIterator[Gateway]:
     """Connects, answers the challenge and yields the authenticated Gateway; GatewayError when it
-    cannot be reached or refuses the connection."""
+    cannot be reached or refuses the connection. A Gateway still starting (a retryable refusal)
+    is asked again for up to STARTING_WAIT_SECONDS."""
     scopes = scopes or [READ, WRITE]
-    try:
-        async with asyncio.timeout(timeout):
-            ws = await connect(url, max_size=MAX_FRAME_BYTES, open_timeout=timeout, compression=None)
-    except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-        raise GatewayError(
-            f"cannot reach the OpenClaw Gateway at {url}: {type(exc).__name__}: {exc}"
-        ) from None
-    gateway: Gateway | None = None
-    try:
+    deadline = asyncio.get_running_loop().time() + STARTING_WAIT_SECONDS
+    while True:
         try:
-            async with asyncio.timeout(timeout):
-                challenge = await _challenge(ws, url)
-                gateway = Gateway(ws, url, {})
-                params = connect_params(identity, token, scopes, challenge, version)
-                gateway.hello = await gateway.request("connect", params, timeout=timeout)
-        except TimeoutError:
-            raise GatewayError(
-                f"the OpenClaw Gateway at {url} did not complete the handshake in {timeout:g}s"
-            ) from None
-        except ConnectionClosed as exc:
-            raise GatewayClosed(
-                f"the OpenClaw Gateway at {url} closed the connection during the handshake"
-            ) from exc
+            gateway = await _handshake(url, token, identity, scopes, timeout, version)
+            break
+        except GatewayError as exc:
+            if not exc.retryable or asyncio.get_running_loop().time() >= deadline:
+                raise
+            await asyncio.sleep(min(max(exc.retry_after, 0.2), 2.0))
+    try:
         yield gateway
     finally:
-        if gateway is not None:
-            await gateway.close()
-        else:
-            with contextlib.suppress(Exception):
-                await ws.close()
+        await gateway.close()

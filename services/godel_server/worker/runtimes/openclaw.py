@@ -227,8 +227,6 @@ class _Session:
         }
         if a.model and "/" in a.model:  # an OpenClaw model ref (provider/model); else its default
             params["model"] = a.model
-        if a.config.HasField("timeout") and a.config.timeout.seconds > 0:
-            params["timeout"] = a.config.timeout.seconds
         return params
 
     async def _turn(self, message: str) -> Outcome | None:
@@ -238,6 +236,7 @@ class _Session:
         async with self._gateway.responses("agent", self._params(message)) as answers:
             accepted = await answers.next()
             self._run_id = str(accepted.get("runId") or "")
+            self._session_key = str(accepted.get("sessionKey") or self._session_key)  # as the Gateway keys it
             ctx.log(f"openclaw run {self._run_id} {accepted.get('status', 'accepted')}")
             ctx.session_message("user", message, metadata={"openclawRunId": self._run_id})
             final = asyncio.create_task(answers.next(timeout=None))
