@@ -11,7 +11,8 @@ transcript) and one `agent` request (idempotency key: the Godel run id). The run
 become the agent's logs: assistant text line by line (stream "assistant"), tool calls (stream
 "tool"), lifecycle and errors (stream "runtime"). The final answer's text is the run's result,
 its token usage (result.meta) is charged like the openai runtime's, and the model it reports
-prices it. A kill aborts the OpenClaw run (`sessions.abort`); a pause aborts it too and a resume
+prices it. The Gateway's agent runs its own configured model: an operator connection may not
+override it (OpenClaw refuses "provider/model overrides" to callers without operator.admin). A kill aborts the OpenClaw run (`sessions.abort`); a pause aborts it too and a resume
 starts a new turn in the same session that asks the agent to go on. A Gateway that cannot be
 reached, refuses the connection or drops it fails the run with a message that says so (and the
 agent's max_retries apply, as for any failed run)."""
@@ -225,8 +226,6 @@ class _Session:
             "idempotencyKey": f"{a.run_id}-{self._turns}",
             "label": f"godel {a.agent_id}"[:64],
         }
-        if a.model and "/" in a.model:  # an OpenClaw model ref (provider/model); else its default
-            params["model"] = a.model
         return params
 
     async def _turn(self, message: str) -> Outcome | None:
