@@ -205,7 +205,13 @@ def test_pause_and_resume_reach_the_running_steps_agents(godel: RunningMesh) -> 
         "name": "pausable",
         "command": ["sh", "-c", "{task}"],
         "steps": [
-            {"id": "work", "name": "work", "task": f"sleep 3; echo worked {marker}"},
+            # Runs until the test writes `release` into its worktree, so it is surely running when
+            # paused. No subshells: the one `sh` with the marker is the process checked below.
+            {
+                "id": "work",
+                "name": "work",
+                "task": f"while [ ! -e release ]; do sleep 0.1; done; echo worked {marker}",
+            },
             {"id": "next", "name": "next", "task": "echo next", "dependsOn": ["work"]},
         ],
     }
@@ -221,6 +227,7 @@ def test_pause_and_resume_reach_the_running_steps_agents(godel: RunningMesh) -> 
         (shell,) = [p for p in pids_with(marker) if Path(f"/proc/{p}/comm").read_text().strip() == "sh"]
         wait_for(lambda: proc_state(shell) == "T", 15, "the step's process to stop")
         assert steps(http, wf["id"])["work"]["status"] == "STEP_STATUS_RUNNING"
+        (Path(ok(http.get(f"/api/v1/agents/{agent_id}"))["worktree"]) / "release").touch()
         resumed = ok(http.post(f"/api/v1/workflows/{wf['id']}/resume", json={}))
         assert resumed["status"] == "WORKFLOW_STATUS_RUNNING"
         done = wait_workflow(http, wf["id"])
