@@ -85,7 +85,7 @@ async def test_hello_heartbeats_and_api_key(
             assert stream.received[0].WhichOneof("message") == "hello"
             assert (stream.hello.worker_id, list(stream.hello.runtimes), stream.hello.capacity) == (
                 "worker-test",
-                ["command", "openai"],
+                ["command", "openai", "openclaw"],
                 3,
             )
             assert stream.hello.hostname

@@ -244,7 +244,7 @@ def test_every_problem_is_reported_in_one_error() -> None:
     assert found["maxConcurrency"] == [
         f"must be between 0 (the default, {DEFAULT_CONCURRENCY}) and {MAX_CONCURRENCY}"
     ]
-    assert found["runtime"] == ["must be one of command, openai"]
+    assert found["runtime"] == ["must be one of command, openai, openclaw"]
     assert found["retryPolicy.maxRetries"] == ["must be between 0 and 100"]
     assert found["retryPolicy.backoffMultiplier"] == ["must be at least 1"]
     assert found["retryPolicy.initialBackoff"] == ["must not be negative"]
@@ -260,7 +260,7 @@ def test_every_problem_is_reported_in_one_error() -> None:
     assert found["steps[4].task"] == [
         "refers to step 'e', which it does not depend on (add 'e' to dependsOn)"
     ]
-    assert found["steps[4].runtime"] == ["must be one of command, openai"]
+    assert found["steps[4].runtime"] == ["must be one of command, openai, openclaw"]
     assert found["steps[5].when"] == [
         "refers to step 'd', which it does not depend on (add 'd' to dependsOn)"
     ]

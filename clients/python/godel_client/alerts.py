@@ -83,12 +83,19 @@ def _channels(page_size: int = 100) -> alert_service_pb2.ListNotificationChannel
 
 
 def _create_channel(
-    name: str, url: str = "", *, secret: str = ""
+    name: str, url: str = "", *, secret: str = "", openclaw_channel: str = "", target: str = ""
 ) -> alert_service_pb2.CreateNotificationChannelRequest:
-    """Creates a channel: a webhook POSTed to at ``url`` (signed with ``secret`` when given), or,
-    without a url, one that sends ``system:notify`` events."""
-    kind = alert_pb2.CHANNEL_TYPE_WEBHOOK if url else alert_pb2.CHANNEL_TYPE_EVENT
-    return alert_service_pb2.CreateNotificationChannelRequest(name=name, type=kind, url=url, secret=secret)
+    """Creates a channel: a webhook POSTed to at ``url`` (signed with ``secret`` when given); with
+    ``openclaw_channel``, a message through the OpenClaw Gateway at ``url`` (``secret``: its token)
+    to ``target`` on that chat channel (e.g. "irc", "#alerts"); without a url, one that sends
+    ``system:notify`` events."""
+    if openclaw_channel:
+        kind = alert_pb2.CHANNEL_TYPE_OPENCLAW
+    else:
+        kind = alert_pb2.CHANNEL_TYPE_WEBHOOK if url else alert_pb2.CHANNEL_TYPE_EVENT
+    return alert_service_pb2.CreateNotificationChannelRequest(
+        name=name, type=kind, url=url, secret=secret, openclaw_channel=openclaw_channel, target=target
+    )
 
 
 class Alerts(SubClient[Mode]):

@@ -500,7 +500,11 @@ def build_parser() -> argparse.ArgumentParser:
     spawn.add_argument(
         "--keep-worktree", action="store_true", help="keep the git worktree after the agent ends"
     )
-    spawn.add_argument("--endpoint", metavar="URL", help="OpenAI-compatible base URL (openai runtime)")
+    spawn.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="OpenAI-compatible base URL (openai runtime) or OpenClaw Gateway ws(s):// URL (openclaw runtime)",
+    )
     spawn.add_argument(
         "--env", metavar="NAME=VALUE", type=_env_pair, action="append", help="agent environment (repeatable)"
     )

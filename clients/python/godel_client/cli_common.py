@@ -21,7 +21,7 @@ Handler = Callable[[GodelClient, argparse.Namespace], int]
 LocalHandler = Callable[[argparse.Namespace], int]  # a command that needs no connection
 
 MAX_PAGE_SIZE = 1000
-RUNTIMES = ("command", "openai")
+RUNTIMES = ("command", "openai", "openclaw")
 _Item = TypeVar("_Item")
 _Resource = TypeVar("_Resource", bound=Message)
 

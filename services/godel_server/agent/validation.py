@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from godel.v1 import agent_service_pb2
-from godel_server.runtime.agent_rules import config_problems, placement_problems, safety_rules
+from godel_server.runtime.agent_rules import KNOWN_RUNTIMES, config_problems, placement_problems, safety_rules
 from godel_server.runtime.events import struct_to_dict
 from godel_server.runtime.validation import Violations
 
 MAX_TASK_LEN = 100_000
-KNOWN_RUNTIMES = ("", "command", "openai")
 
 
 def check_create(request: agent_service_pb2.CreateAgentRequest) -> None:

@@ -223,6 +223,9 @@ class ChannelRow(Base):
     url: Mapped[str | None] = mapped_column(String(2048))
     secret: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    # OpenClaw channels: the Gateway's chat channel and the recipient on it.
+    openclaw_channel: Mapped[str | None] = mapped_column(String(64))
+    target: Mapped[str | None] = mapped_column(String(512))
 
     __table_args__ = (Index("idx_channels_name_id", "name", "id"),)
 

@@ -97,7 +97,7 @@ class ClusterService(Service):
         system.dead_letters = host.dead_letters
         system_service_pb2_grpc.add_SystemServiceServicer_to_server(system, host.server)
         alert_store, policy_store = self._stores = AlertStore(db), PolicyStore(db)
-        notifier = self._notifier = Notifier(s.instance_id)
+        notifier = self._notifier = Notifier(s.instance_id, s.home)
         alerts = AlertManager(
             alert_store, host.publisher, notifier, instance=s.instance_id, interval=s.autonomic_interval
         )

@@ -22,6 +22,10 @@ MAX_LABELS = 32  # as the (godel.v1.limits) of AgentConfig.worker_selector and W
 MAX_LABEL_LEN = 63
 _LIMITS = ("max_memory_mb", "max_processes", "max_cpu_seconds", "max_cpu_cores")
 
+# Runtimes a worker hosts ("" in an AgentConfig means "command"): the services accept these.
+RUNTIMES = ("command", "openai", "openclaw")
+KNOWN_RUNTIMES = ("", *RUNTIMES)
+
 # Tools of the "openai" runtime; config.tools is an allow-list of these, or of the spec's groups.
 OPENAI_TOOLS = ("shell", "read_file", "write_file", "git_commit")
 TOOL_GROUPS: dict[str, tuple[str, ...]] = {

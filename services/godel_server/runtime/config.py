@@ -107,6 +107,9 @@ Worker process (`godel-server worker`, see `load_worker_settings`):
 | GODEL_OPENAI_BASE_URL       | https://api.openai.com                    | default endpoint of the `openai` runtime  |
 | GODEL_OPENAI_API_KEY        | (unset)                                   | bearer key of that endpoint (secret)      |
 | GODEL_OPENAI_KEY_ORIGINS    | the origin of GODEL_OPENAI_BASE_URL       | comma-separated origins (scheme://host[:port]) GODEL_OPENAI_API_KEY may be sent to |
+| GODEL_OPENCLAW_URL          | ws://127.0.0.1:18789                      | default OpenClaw Gateway (WebSocket URL) of the `openclaw` runtime |
+| GODEL_OPENCLAW_TOKEN        | (unset)                                   | shared token of that Gateway (secret)     |
+| GODEL_OPENCLAW_TOKEN_ORIGINS | the origin of GODEL_OPENCLAW_URL         | comma-separated origins (ws[s]://host[:port]) GODEL_OPENCLAW_TOKEN may be sent to |
 | GODEL_SANDBOX               | bwrap                                     | `bwrap`: every agent process runs in a bubblewrap sandbox (the worker refuses to start without a working one); `off`: UNSAFE, agents run with the worker's rights |
 | GODEL_SANDBOX_BWRAP         | bwrap                                     | the bubblewrap executable                 |
 | GODEL_SANDBOX_PATHS         | (none)                                    | comma-separated host directories agents may ask to see (sandbox.readPaths/writePaths) |
@@ -701,6 +704,10 @@ SandboxMode = Literal["bwrap", "off"]
 SANDBOX_MODES: tuple[SandboxMode, ...] = ("bwrap", "off")
 
 
+# The OpenClaw Gateway's own default address (its `gateway.port`).
+DEFAULT_OPENCLAW_URL = "ws://127.0.0.1:18789"
+
+
 @dataclass(frozen=True)
 class WorkerSettings:
     """Settings of a worker process (`godel-server worker`); secrets are kept out of repr()."""
@@ -718,6 +725,9 @@ class WorkerSettings:
     hostname: str = field(default_factory=socket.gethostname)
     log_level: str = "INFO"
     openai_key_origins: tuple[str, ...] = ()
+    openclaw_url: str = DEFAULT_OPENCLAW_URL
+    openclaw_token: str | None = field(default=None, repr=False)
+    openclaw_token_origins: tuple[str, ...] = ()
     sandbox: SandboxMode = "bwrap"
     bwrap: str = "bwrap"
     sandbox_paths: tuple[Path, ...] = ()
@@ -732,6 +742,15 @@ class WorkerSettings:
     admin_port: int = 0
     # Labels the worker advertises (agents select workers by them); "language" is always "python".
     labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def key_origins(env: Mapping[str, str], name: str, default_url: str) -> tuple[str, ...]:
+    """The origins listed in `name` (comma-separated), by default the origin of `default_url`."""
+    listed = [o.strip() for o in (env.get(name) or "").split(",") if o.strip()]
+    origins = tuple(url_origin(o) for o in listed) if listed else (url_origin(default_url),)
+    if not all(origins):
+        raise ConfigError(f"{name} must list origins like https://host[:port]")
+    return origins
 
 
 def worker_labels(raw: str) -> dict[str, str]:
@@ -820,10 +839,7 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         )
     hostname = socket.gethostname()
     openai_base_url = env.get("GODEL_OPENAI_BASE_URL") or "https://api.openai.com"
-    origins = [o.strip() for o in (env.get("GODEL_OPENAI_KEY_ORIGINS") or "").split(",") if o.strip()]
-    key_origins = tuple(url_origin(o) for o in origins) if origins else (url_origin(openai_base_url),)
-    if not all(key_origins):
-        raise ConfigError("GODEL_OPENAI_KEY_ORIGINS must list origins like https://api.openai.com")
+    openclaw_url = env.get("GODEL_OPENCLAW_URL") or DEFAULT_OPENCLAW_URL
     return WorkerSettings(
         connect=connect,
         worker_id=worker_id,
@@ -836,7 +852,10 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
         home=home,
         hostname=hostname,
         log_level=env.get("GODEL_LOG_LEVEL", "INFO").upper(),
-        openai_key_origins=key_origins,
+        openai_key_origins=key_origins(env, "GODEL_OPENAI_KEY_ORIGINS", openai_base_url),
+        openclaw_url=openclaw_url,
+        openclaw_token=env.get("GODEL_OPENCLAW_TOKEN") or None,
+        openclaw_token_origins=key_origins(env, "GODEL_OPENCLAW_TOKEN_ORIGINS", openclaw_url),
         sandbox=_sandbox_mode(env),
         bwrap=env.get("GODEL_SANDBOX_BWRAP") or "bwrap",
         sandbox_paths=_absolute_paths(env, "GODEL_SANDBOX_PATHS"),

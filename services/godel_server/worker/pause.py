@@ -33,6 +33,11 @@ class PauseState:
         """Returns at once when not paused, else when resumed."""
         await self._running.wait()
 
+    async def wait_paused(self) -> None:
+        """Returns at once when paused, else when paused next."""
+        while not self.paused:
+            await self._changed.wait()
+
     async def sleep_active(self, seconds: float) -> None:
         """Returns after `seconds` of time spent not paused."""
         remaining = seconds

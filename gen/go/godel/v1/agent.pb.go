@@ -409,7 +409,8 @@ type AgentConfig struct {
 	Skills     []string       `protobuf:"bytes,4,rep,name=skills,proto3" json:"skills,omitempty"`
 	Extensions []string       `protobuf:"bytes,5,rep,name=extensions,proto3" json:"extensions,omitempty"`
 	Sandbox    *SandboxConfig `protobuf:"bytes,6,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
-	// Runtime that executes the agent: "command" or "openai".
+	// Runtime that executes the agent: "command", "openai" or "openclaw" (an OpenClaw agent run
+	// through the OpenClaw Gateway at `endpoint`; its token as OPENCLAW_GATEWAY_TOKEN in `env`).
 	Runtime string `protobuf:"bytes,7,opt,name=runtime,proto3" json:"runtime,omitempty"`
 	// argv template for the "command" runtime; `{task}`, `{worktree}`, `{agent_id}` and `{model}`
 	// are substituted (shell-quoted inside the script of `sh -c SCRIPT`, unless they are the whole
@@ -426,8 +427,10 @@ type AgentConfig struct {
 	Timeout *durationpb.Duration `protobuf:"bytes,10,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Keep the git worktree after the agent ends.
 	KeepWorktree bool `protobuf:"varint,11,opt,name=keep_worktree,json=keepWorktree,proto3" json:"keep_worktree,omitempty"`
-	// Base URL of the OpenAI-compatible endpoint for the "openai" runtime (default: worker config).
-	// The worker's own key is sent only to origins on its GODEL_OPENAI_KEY_ORIGINS.
+	// Base URL of the OpenAI-compatible endpoint for the "openai" runtime, or the ws:// or wss://
+	// URL of the OpenClaw Gateway for the "openclaw" runtime (default: worker config). The
+	// worker's own key or token is sent only to origins on its GODEL_OPENAI_KEY_ORIGINS or
+	// GODEL_OPENCLAW_TOKEN_ORIGINS.
 	Endpoint string `protobuf:"bytes,12,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// Labels a worker must have to run this agent (every pair must match one of the worker's
 	// labels, e.g. {"language": "go"}); empty = any worker that hosts the runtime. Workers

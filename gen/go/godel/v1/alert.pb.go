@@ -201,6 +201,9 @@ const (
 	ChannelType_CHANNEL_TYPE_WEBHOOK ChannelType = 1
 	// A `system:notify` event on the event plane.
 	ChannelType_CHANNEL_TYPE_EVENT ChannelType = 2
+	// A message sent through an OpenClaw Gateway (`url`, its token as `secret`) to `target` on
+	// the Gateway's chat channel `openclaw_channel` (e.g. "irc", "telegram", "slack").
+	ChannelType_CHANNEL_TYPE_OPENCLAW ChannelType = 3
 )
 
 // Enum value maps for ChannelType.
@@ -209,11 +212,13 @@ var (
 		0: "CHANNEL_TYPE_UNSPECIFIED",
 		1: "CHANNEL_TYPE_WEBHOOK",
 		2: "CHANNEL_TYPE_EVENT",
+		3: "CHANNEL_TYPE_OPENCLAW",
 	}
 	ChannelType_value = map[string]int32{
 		"CHANNEL_TYPE_UNSPECIFIED": 0,
 		"CHANNEL_TYPE_WEBHOOK":     1,
 		"CHANNEL_TYPE_EVENT":       2,
+		"CHANNEL_TYPE_OPENCLAW":    3,
 	}
 )
 
@@ -719,14 +724,19 @@ type NotificationChannel struct {
 	// Unique; rules and `notify` actions name channels by it.
 	Name string      `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Type ChannelType `protobuf:"varint,3,opt,name=type,proto3,enum=godel.v1.ChannelType" json:"type,omitempty"`
-	// WEBHOOK: the http(s) URL notified.
+	// WEBHOOK: the http(s) URL notified. OPENCLAW: the Gateway's ws:// or wss:// URL.
 	Url string `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
 	// WEBHOOK: write-only. When set, each POST carries `X-Godel-Signature: sha256=<hex>`, the
-	// HMAC-SHA256 of its body with this secret. Never returned.
+	// HMAC-SHA256 of its body with this secret. OPENCLAW: the Gateway's token, write-only. Never
+	// returned.
 	Secret string `protobuf:"bytes,5,opt,name=secret,proto3" json:"secret,omitempty"`
 	// Whether a secret is set (the secret itself is never returned).
-	HasSecret     bool                   `protobuf:"varint,6,opt,name=has_secret,json=hasSecret,proto3" json:"has_secret,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	HasSecret bool                   `protobuf:"varint,6,opt,name=has_secret,json=hasSecret,proto3" json:"has_secret,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// OPENCLAW: the Gateway's chat channel the message goes out on, e.g. "irc".
+	OpenclawChannel string `protobuf:"bytes,8,opt,name=openclaw_channel,json=openclawChannel,proto3" json:"openclaw_channel,omitempty"`
+	// OPENCLAW: who gets it on that channel, e.g. "#alerts" (the `to` of the Gateway's `send`).
+	Target        string `protobuf:"bytes,9,opt,name=target,proto3" json:"target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -810,6 +820,20 @@ func (x *NotificationChannel) GetCreatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *NotificationChannel) GetOpenclawChannel() string {
+	if x != nil {
+		return x.OpenclawChannel
+	}
+	return ""
+}
+
+func (x *NotificationChannel) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
 var File_godel_v1_alert_proto protoreflect.FileDescriptor
 
 const file_godel_v1_alert_proto_rawDesc = "" +
@@ -871,7 +895,7 @@ const file_godel_v1_alert_proto_rawDesc = "" +
 	"\x06active\x18\b \x01(\bR\x06active\x1a;\n" +
 	"\rMatchersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe8\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xab\x02\n" +
 	"\x13NotificationChannel\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12)\n" +
@@ -881,7 +905,9 @@ const file_godel_v1_alert_proto_rawDesc = "" +
 	"\n" +
 	"has_secret\x18\x06 \x01(\bR\thasSecret\x129\n" +
 	"\n" +
-	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt*\x81\x01\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12)\n" +
+	"\x10openclaw_channel\x18\b \x01(\tR\x0fopenclawChannel\x12\x16\n" +
+	"\x06target\x18\t \x01(\tR\x06target*\x81\x01\n" +
 	"\rAlertSeverity\x12\x1e\n" +
 	"\x1aALERT_SEVERITY_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ALERT_SEVERITY_INFO\x10\x01\x12\x1a\n" +
@@ -898,11 +924,12 @@ const file_godel_v1_alert_proto_rawDesc = "" +
 	"\x17ALERT_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13ALERT_STATE_PENDING\x10\x01\x12\x16\n" +
 	"\x12ALERT_STATE_FIRING\x10\x02\x12\x18\n" +
-	"\x14ALERT_STATE_RESOLVED\x10\x03*]\n" +
+	"\x14ALERT_STATE_RESOLVED\x10\x03*x\n" +
 	"\vChannelType\x12\x1c\n" +
 	"\x18CHANNEL_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14CHANNEL_TYPE_WEBHOOK\x10\x01\x12\x16\n" +
-	"\x12CHANNEL_TYPE_EVENT\x10\x02B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"\x12CHANNEL_TYPE_EVENT\x10\x02\x12\x19\n" +
+	"\x15CHANNEL_TYPE_OPENCLAW\x10\x03B3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_alert_proto_rawDescOnce sync.Once

@@ -932,10 +932,14 @@ type CreateNotificationChannelRequest struct {
 	RequestId string      `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	Name      string      `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	Type      ChannelType `protobuf:"varint,3,opt,name=type,proto3,enum=godel.v1.ChannelType" json:"type,omitempty"`
-	// WEBHOOK: the http(s) URL to POST to.
+	// WEBHOOK: the http(s) URL to POST to. OPENCLAW: the Gateway's ws:// or wss:// URL.
 	Url string `protobuf:"bytes,4,opt,name=url,proto3" json:"url,omitempty"`
-	// WEBHOOK: signs each POST (X-Godel-Signature); write-only.
-	Secret        string `protobuf:"bytes,5,opt,name=secret,proto3" json:"secret,omitempty"`
+	// WEBHOOK: signs each POST (X-Godel-Signature). OPENCLAW: the Gateway's token. Write-only.
+	Secret string `protobuf:"bytes,5,opt,name=secret,proto3" json:"secret,omitempty"`
+	// OPENCLAW: the Gateway's chat channel, e.g. "irc".
+	OpenclawChannel string `protobuf:"bytes,6,opt,name=openclaw_channel,json=openclawChannel,proto3" json:"openclaw_channel,omitempty"`
+	// OPENCLAW: the recipient on that channel, e.g. "#alerts".
+	Target        string `protobuf:"bytes,7,opt,name=target,proto3" json:"target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1001,6 +1005,20 @@ func (x *CreateNotificationChannelRequest) GetUrl() string {
 func (x *CreateNotificationChannelRequest) GetSecret() string {
 	if x != nil {
 		return x.Secret
+	}
+	return ""
+}
+
+func (x *CreateNotificationChannelRequest) GetOpenclawChannel() string {
+	if x != nil {
+		return x.OpenclawChannel
+	}
+	return ""
+}
+
+func (x *CreateNotificationChannelRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
 	}
 	return ""
 }
@@ -1157,14 +1175,16 @@ const file_godel_v1_alert_service_proto_rawDesc = "" +
 	"page_token\x18\x02 \x01(\tR\tpageToken\"\x85\x01\n" +
 	" ListNotificationChannelsResponse\x129\n" +
 	"\bchannels\x18\x01 \x03(\v2\x1d.godel.v1.NotificationChannelR\bchannels\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xce\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xa2\x02\n" +
 	" CreateNotificationChannelRequest\x12%\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\bdR\trequestId\x12\x1f\n" +
 	"\x04name\x18\x02 \x01(\tB\v\xe2A\x01\x02\xca\xf3\x18\x03\b\xff\x01R\x04name\x12/\n" +
 	"\x04type\x18\x03 \x01(\x0e2\x15.godel.v1.ChannelTypeB\x04\xe2A\x01\x02R\x04type\x12\x10\n" +
 	"\x03url\x18\x04 \x01(\tR\x03url\x12\x1f\n" +
-	"\x06secret\x18\x05 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x06secret\">\n" +
+	"\x06secret\x18\x05 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x06secret\x121\n" +
+	"\x10openclaw_channel\x18\x06 \x01(\tB\x06\xca\xf3\x18\x02\b@R\x0fopenclawChannel\x12\x1f\n" +
+	"\x06target\x18\a \x01(\tB\a\xca\xf3\x18\x03\b\x80\x04R\x06target\">\n" +
 	" DeleteNotificationChannelRequest\x12\x1a\n" +
 	"\x02id\x18\x01 \x01(\tB\n" +
 	"\xe2A\x01\x02\xca\xf3\x18\x02\b$R\x02id\"#\n" +

@@ -256,12 +256,16 @@ class AgentConfig(_message.Message):
     max_tokens: _builtins.int
     """Maximum tokens per completion for LLM runtimes."""
     runtime: _builtins.str
-    """Runtime that executes the agent: "command" or "openai"."""
+    """Runtime that executes the agent: "command", "openai" or "openclaw" (an OpenClaw agent run
+    through the OpenClaw Gateway at `endpoint`; its token as OPENCLAW_GATEWAY_TOKEN in `env`).
+    """
     keep_worktree: _builtins.bool
     """Keep the git worktree after the agent ends."""
     endpoint: _builtins.str
-    """Base URL of the OpenAI-compatible endpoint for the "openai" runtime (default: worker config).
-    The worker's own key is sent only to origins on its GODEL_OPENAI_KEY_ORIGINS.
+    """Base URL of the OpenAI-compatible endpoint for the "openai" runtime, or the ws:// or wss://
+    URL of the OpenClaw Gateway for the "openclaw" runtime (default: worker config). The
+    worker's own key or token is sent only to origins on its GODEL_OPENAI_KEY_ORIGINS or
+    GODEL_OPENCLAW_TOKEN_ORIGINS.
     """
     @_builtins.property
     def tools(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:

@@ -108,6 +108,10 @@ class _ChannelTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ChannelTy
     """An HTTP POST of the alert (JSON) to `url`."""
     CHANNEL_TYPE_EVENT: _ChannelType.ValueType  # 2
     """A `system:notify` event on the event plane."""
+    CHANNEL_TYPE_OPENCLAW: _ChannelType.ValueType  # 3
+    """A message sent through an OpenClaw Gateway (`url`, its token as `secret`) to `target` on
+    the Gateway's chat channel `openclaw_channel` (e.g. "irc", "telegram", "slack").
+    """
 
 class ChannelType(_ChannelType, metaclass=_ChannelTypeEnumTypeWrapper):
     """What a notification channel is."""
@@ -117,6 +121,10 @@ CHANNEL_TYPE_WEBHOOK: ChannelType.ValueType  # 1
 """An HTTP POST of the alert (JSON) to `url`."""
 CHANNEL_TYPE_EVENT: ChannelType.ValueType  # 2
 """A `system:notify` event on the event plane."""
+CHANNEL_TYPE_OPENCLAW: ChannelType.ValueType  # 3
+"""A message sent through an OpenClaw Gateway (`url`, its token as `secret`) to `target` on
+the Gateway's chat channel `openclaw_channel` (e.g. "irc", "telegram", "slack").
+"""
 Global___ChannelType: _TypeAlias = ChannelType  # noqa: Y015
 
 @_typing.final
@@ -429,18 +437,25 @@ class NotificationChannel(_message.Message):
     SECRET_FIELD_NUMBER: _builtins.int
     HAS_SECRET_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
+    OPENCLAW_CHANNEL_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     name: _builtins.str
     """Unique; rules and `notify` actions name channels by it."""
     type: Global___ChannelType.ValueType
     url: _builtins.str
-    """WEBHOOK: the http(s) URL notified."""
+    """WEBHOOK: the http(s) URL notified. OPENCLAW: the Gateway's ws:// or wss:// URL."""
     secret: _builtins.str
     """WEBHOOK: write-only. When set, each POST carries `X-Godel-Signature: sha256=<hex>`, the
-    HMAC-SHA256 of its body with this secret. Never returned.
+    HMAC-SHA256 of its body with this secret. OPENCLAW: the Gateway's token, write-only. Never
+    returned.
     """
     has_secret: _builtins.bool
     """Whether a secret is set (the secret itself is never returned)."""
+    openclaw_channel: _builtins.str
+    """OPENCLAW: the Gateway's chat channel the message goes out on, e.g. "irc"."""
+    target: _builtins.str
+    """OPENCLAW: who gets it on that channel, e.g. "#alerts" (the `to` of the Gateway's `send`)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -453,10 +468,12 @@ class NotificationChannel(_message.Message):
         secret: _builtins.str = ...,
         has_secret: _builtins.bool = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
+        openclaw_channel: _builtins.str = ...,
+        target: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "has_secret", b"has_secret", "id", b"id", "name", b"name", "secret", b"secret", "type", b"type", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "has_secret", b"has_secret", "id", b"id", "name", b"name", "openclaw_channel", b"openclaw_channel", "secret", b"secret", "target", b"target", "type", b"type", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

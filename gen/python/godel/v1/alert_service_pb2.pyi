@@ -456,14 +456,20 @@ class CreateNotificationChannelRequest(_message.Message):
     TYPE_FIELD_NUMBER: _builtins.int
     URL_FIELD_NUMBER: _builtins.int
     SECRET_FIELD_NUMBER: _builtins.int
+    OPENCLAW_CHANNEL_FIELD_NUMBER: _builtins.int
+    TARGET_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Unique id for this request: a retried create with the same id returns the same channel."""
     name: _builtins.str
     type: _alert_pb2.ChannelType.ValueType
     url: _builtins.str
-    """WEBHOOK: the http(s) URL to POST to."""
+    """WEBHOOK: the http(s) URL to POST to. OPENCLAW: the Gateway's ws:// or wss:// URL."""
     secret: _builtins.str
-    """WEBHOOK: signs each POST (X-Godel-Signature); write-only."""
+    """WEBHOOK: signs each POST (X-Godel-Signature). OPENCLAW: the Gateway's token. Write-only."""
+    openclaw_channel: _builtins.str
+    """OPENCLAW: the Gateway's chat channel, e.g. "irc"."""
+    target: _builtins.str
+    """OPENCLAW: the recipient on that channel, e.g. "#alerts"."""
     def __init__(
         self,
         *,
@@ -472,10 +478,12 @@ class CreateNotificationChannelRequest(_message.Message):
         type: _alert_pb2.ChannelType.ValueType = ...,
         url: _builtins.str = ...,
         secret: _builtins.str = ...,
+        openclaw_channel: _builtins.str = ...,
+        target: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "request_id", b"request_id", "secret", b"secret", "type", b"type", "url", b"url"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "openclaw_channel", b"openclaw_channel", "request_id", b"request_id", "secret", b"secret", "target", b"target", "type", b"type", "url", b"url"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

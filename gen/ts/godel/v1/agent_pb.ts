@@ -64,7 +64,8 @@ export type AgentConfig = Message<"godel.v1.AgentConfig"> & {
   sandbox?: SandboxConfig | undefined;
 
   /**
-   * Runtime that executes the agent: "command" or "openai".
+   * Runtime that executes the agent: "command", "openai" or "openclaw" (an OpenClaw agent run
+   * through the OpenClaw Gateway at `endpoint`; its token as OPENCLAW_GATEWAY_TOKEN in `env`).
    *
    * @generated from field: string runtime = 7;
    */
@@ -106,8 +107,10 @@ export type AgentConfig = Message<"godel.v1.AgentConfig"> & {
   keepWorktree: boolean;
 
   /**
-   * Base URL of the OpenAI-compatible endpoint for the "openai" runtime (default: worker config).
-   * The worker's own key is sent only to origins on its GODEL_OPENAI_KEY_ORIGINS.
+   * Base URL of the OpenAI-compatible endpoint for the "openai" runtime, or the ws:// or wss://
+   * URL of the OpenClaw Gateway for the "openclaw" runtime (default: worker config). The
+   * worker's own key or token is sent only to origins on its GODEL_OPENAI_KEY_ORIGINS or
+   * GODEL_OPENCLAW_TOKEN_ORIGINS.
    *
    * @generated from field: string endpoint = 12;
    */

@@ -24,6 +24,7 @@ class AlertState(StrEnum):
 class ChannelType(StrEnum):
     WEBHOOK = "webhook"
     EVENT = "event"
+    OPENCLAW = "openclaw"
 
 
 SEVERITY = ProtoEnum(alert_pb2.AlertSeverity, Severity)

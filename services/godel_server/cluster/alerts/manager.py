@@ -100,7 +100,7 @@ class AlertManager:
         now = utcnow()
         silences = [silence_of(r) for r in await self._store.current_silences(now)]
         channels = [channel_of(r) for r in await self._store.channels()]
-        posts: list[tuple[Channel, dict[str, Any]]] = []
+        posts: list[tuple[Channel, str, dict[str, Any]]] = []
         async with self._store.db.session() as session:
             events: list[event_pb2.Event] = []
             for change in changes:
@@ -115,11 +115,13 @@ class AlertManager:
                     row = found
                 targets = [c for c in channels if c.name in row.notified_channels]
                 events.extend(self._events(row, targets))
-                posts.extend((c, self._webhook(row, c)) for c in targets if c.type == ChannelType.WEBHOOK)
+                posts.extend(
+                    (c, _text(row), self._webhook(row, c)) for c in targets if c.type != ChannelType.EVENT
+                )
             await session.flush()
             await self._publisher.publish(session, events)
-        for channel, payload in posts:
-            self._notifier.post(channel, payload)
+        for channel, text, payload in posts:
+            self._notifier.deliver(channel, text, payload)
 
     def _fire(
         self,
@@ -168,9 +170,8 @@ class AlertManager:
             else alert_events_pb2.AlertResolved(alert=alert)
         )
         events = [new_event(data, partition_key=row.rule_id, component=COMPONENT, instance=self._instance)]
-        text = f"[{row.severity.upper()}] {row.rule_name} {row.state}: {row.summary}"
         events.extend(
-            self._notifier.event(c, text, alert=alert) for c in targets if c.type == ChannelType.EVENT
+            self._notifier.event(c, _text(row), alert=alert) for c in targets if c.type == ChannelType.EVENT
         )
         return events
 
@@ -182,3 +183,8 @@ class AlertManager:
             "status": row.state.value,
             "alert": json_format.MessageToDict(alert_to_proto(row)),
         }
+
+
+def _text(row: AlertRow) -> str:
+    """The one-line notification of an alert (event and OpenClaw channels)."""
+    return f"[{row.severity.upper()}] {row.rule_name} {row.state}: {row.summary}"

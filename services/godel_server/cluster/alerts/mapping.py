@@ -93,7 +93,15 @@ def silence_to_proto(row: SilenceRow, now: datetime) -> alert_pb2.Silence:
 
 
 def channel_of(row: ChannelRow) -> Channel:
-    return Channel(row.id, row.name, row.type, row.url or "", row.secret or "")
+    return Channel(
+        row.id,
+        row.name,
+        row.type,
+        row.url or "",
+        row.secret or "",
+        row.openclaw_channel or "",
+        row.target or "",
+    )
 
 
 def channel_to_proto(row: ChannelRow) -> alert_pb2.NotificationChannel:
@@ -103,6 +111,8 @@ def channel_to_proto(row: ChannelRow) -> alert_pb2.NotificationChannel:
         type=CHANNEL_TYPE.to_proto(row.type),
         url=row.url or "",
         has_secret=bool(row.secret),
+        openclaw_channel=row.openclaw_channel or "",
+        target=row.target or "",
     )
     set_times(channel, created_at=row.created_at)
     return channel

@@ -1,6 +1,9 @@
 """Notification channels (spec §4.3 NotificationChannel): a webhook gets an HTTP POST of a JSON
-body (signed with HMAC-SHA256 when the channel has a secret), in the background and retried a few
-times; an event channel gets a `system:notify` event, published by the caller in its transaction."""
+body (signed with HMAC-SHA256 when the channel has a secret) and an OpenClaw channel a one-line
+message sent through its OpenClaw Gateway (`send` to the channel's target on its chat channel,
+runtime/openclaw.py; the service's device key is kept in GODEL_HOME), both in the background and
+retried a few times; an event channel gets a `system:notify` event, published by the caller in its
+transaction."""
 
 from __future__ import annotations
 
@@ -10,8 +13,10 @@ import hashlib
 import hmac
 import json
 import logging
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -19,6 +24,7 @@ import httpx
 from godel.v1 import alert_events_pb2, alert_pb2, autonomic_pb2, event_pb2
 from godel_server.cluster.alerts.kinds import ChannelType
 from godel_server.runtime.events import new_event
+from godel_server.runtime.openclaw import DeviceIdentity, GatewayError, open_gateway
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +43,8 @@ class Channel:
     type: ChannelType
     url: str = ""
     secret: str = ""
+    openclaw_channel: str = ""
+    target: str = ""
 
 
 def route(channels: Sequence[Channel], names: Sequence[str]) -> list[Channel]:
@@ -49,8 +57,10 @@ def signature(secret: str, body: bytes) -> str:
 
 
 class Notifier:
-    def __init__(self, instance: str) -> None:
+    def __init__(self, instance: str, home: Path | None = None) -> None:
         self._instance = instance
+        self._home = home
+        self._identity: DeviceIdentity | None = None
         # No proxy from the environment: webhooks go where their URL says.
         self._http = httpx.AsyncClient(timeout=WEBHOOK_TIMEOUT_SECONDS, trust_env=False)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -69,13 +79,48 @@ class Notifier:
         )
         return new_event(data, partition_key=channel.id, component=COMPONENT, instance=self._instance)
 
-    def post(self, channel: Channel, payload: Mapping[str, Any]) -> None:
-        """Sends `payload` to a webhook channel in the background."""
-        task = asyncio.create_task(
-            self._post(channel, json.dumps(payload).encode()), name=f"webhook-{channel.name}"
-        )
+    def deliver(self, channel: Channel, text: str, payload: Mapping[str, Any]) -> None:
+        """Sends a notification in the background: `payload` as JSON to a webhook channel, `text`
+        to an OpenClaw channel (an event channel gets its event from the caller)."""
+        if channel.type == ChannelType.WEBHOOK:
+            work = self._post(channel, json.dumps(payload).encode())
+        elif channel.type == ChannelType.OPENCLAW:
+            work = self._openclaw(channel, text)
+        else:
+            return
+        task = asyncio.create_task(work, name=f"notify-{channel.name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _device(self) -> DeviceIdentity:
+        if self._identity is None:
+            self._identity = (
+                await asyncio.to_thread(DeviceIdentity.load_or_create, self._home)
+                if self._home is not None
+                else DeviceIdentity.generate()
+            )
+        return self._identity
+
+    async def _openclaw(self, channel: Channel, text: str) -> None:
+        params = {
+            "to": channel.target,
+            "message": text,
+            "channel": channel.openclaw_channel,
+            "idempotencyKey": str(uuid.uuid4()),  # the same for every attempt
+        }
+        identity = await self._device()
+        for attempt in range(1, WEBHOOK_ATTEMPTS + 1):
+            try:
+                async with open_gateway(channel.url, channel.secret, identity) as gateway:
+                    await gateway.request("send", params)
+                return
+            except GatewayError as exc:
+                problem = str(exc).replace(channel.secret, "***") if channel.secret else str(exc)
+            log.warning(
+                "openclaw notification failed",
+                extra={"channel": channel.name, "attempt": attempt, "error": problem},
+            )
+            await asyncio.sleep(attempt)
 
     async def _post(self, channel: Channel, body: bytes) -> None:
         headers = {"content-type": "application/json"}

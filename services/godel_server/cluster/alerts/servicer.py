@@ -25,6 +25,7 @@ from godel_server.cluster.alerts.validation import (
     check_duration,
     check_labels,
     check_name,
+    check_openclaw_channel,
     check_request_id,
     check_threshold_condition,
     check_webhook_url,
@@ -260,11 +261,17 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):
         check_name(v, "name", request.name)
         kind = CHANNEL_TYPE.get(request.type)
         if kind is None:
-            v.add("type", "must be WEBHOOK or EVENT")
+            v.add("type", "must be WEBHOOK, EVENT or OPENCLAW")
         elif kind == ChannelType.WEBHOOK:
             check_webhook_url(v, "url", request.url)
+        elif kind == ChannelType.OPENCLAW:
+            check_openclaw_channel(v, request)
         elif request.url or request.secret:
-            v.add("url", "only a webhook channel has a url and a secret")
+            v.add("url", "only a webhook or OpenClaw channel has a url and a secret")
+        if kind != ChannelType.OPENCLAW:
+            for field in ("openclaw_channel", "target"):
+                if getattr(request, field):
+                    v.add(field, "only an OpenClaw channel has one")
         v.max_len("secret", request.secret, MAX_NAME)
         v.raise_if_any()
         assert kind is not None
@@ -276,6 +283,8 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):
             url=request.url or None,
             secret=request.secret or None,
             created_at=utcnow(),
+            openclaw_channel=request.openclaw_channel or None,
+            target=request.target or None,
         )
         return channel_to_proto(await self._store.create_channel(row))
 

@@ -104,3 +104,31 @@ def check_webhook_url(v: Violations, field: str, url: str) -> None:
         v.add(field, "must be an http(s) URL")
     elif parts.username or parts.password:
         v.add(field, "must not carry credentials (give a secret to sign the requests)")
+
+
+MAX_OPENCLAW_CHANNEL = 64
+MAX_TARGET = 512
+
+
+class OpenClawChannelRequest(Protocol):
+    @property
+    def url(self) -> str: ...
+    @property
+    def openclaw_channel(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+
+
+def check_openclaw_channel(v: Violations, request: OpenClawChannelRequest) -> None:
+    """An OpenClaw channel: the Gateway's ws(s) URL, its chat channel and a recipient."""
+    parts = urlsplit(request.url)
+    if not request.url:
+        v.add("url", "is required for an OpenClaw channel (the Gateway's ws:// or wss:// URL)")
+    elif len(request.url) > MAX_URL:
+        v.add("url", f"must be at most {MAX_URL} characters")
+    elif parts.scheme not in ("ws", "wss") or not parts.hostname:
+        v.add("url", "must be the OpenClaw Gateway's ws:// or wss:// URL")
+    elif parts.username or parts.password:
+        v.add("url", "must not carry credentials (give the Gateway's token as the secret)")
+    v.require("openclaw_channel", request.openclaw_channel, max_len=MAX_OPENCLAW_CHANNEL)
+    v.require("target", request.target, max_len=MAX_TARGET)

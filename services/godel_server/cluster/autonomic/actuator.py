@@ -207,10 +207,11 @@ class Actuator:
 
     async def _post(self, proposal: Proposal) -> None:
         channel = await self._channel(proposal.action.channel)
-        if channel is None or channel.type != ChannelType.WEBHOOK:
+        if channel is None or channel.type == ChannelType.EVENT:
             return
-        self._notifier.post(
+        self._notifier.deliver(
             channel,
+            proposal.action.message,
             {
                 "version": "1",
                 "channel": channel.name,

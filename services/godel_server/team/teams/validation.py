@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from godel.v1 import team_pb2, team_service_pb2
-from godel_server.runtime.agent_rules import placement_problems
+from godel_server.runtime.agent_rules import KNOWN_RUNTIMES, placement_problems
 from godel_server.runtime.enums import one_of
 from godel_server.runtime.validation import Violations
 from godel_server.team.teams.mapping import DEFAULT_STRATEGY, STRATEGY
@@ -14,7 +14,6 @@ from godel_server.team.teams.strategies import STRATEGIES
 MAX_TASK_LEN = 100_000
 MAX_MEMBERS = 1000
 MAX_DEPTH = 5
-KNOWN_RUNTIMES = ("", "command", "openai")
 
 
 def check_config(v: Violations, config: team_pb2.TeamConfig, prefix: str = "config") -> None:

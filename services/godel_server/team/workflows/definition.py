@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from godel.v1 import common_pb2, workflow_pb2, workflow_service_pb2
+from godel_server.runtime.agent_rules import KNOWN_RUNTIMES
 from godel_server.runtime.bounds import bounds
 from godel_server.runtime.enums import ProtoEnum
 from godel_server.runtime.errors import FieldViolation, ValidationError
@@ -41,7 +42,6 @@ MAX_RETRIES = 100
 DEFAULT_CONCURRENCY = 16
 MAX_CONCURRENCY = 256
 MAX_VIOLATIONS = 100
-KNOWN_RUNTIMES = ("", "command", "openai")
 STEP_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 # The variables the engine gives `when` conditions and task templates.
 EXPRESSION_VARIABLES = frozenset({"steps", "context", "workflow"})

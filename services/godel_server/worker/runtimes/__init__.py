@@ -1,10 +1,9 @@
-"""Runtimes that execute a run inside its worktree: "command" and "openai"."""
+"""Runtimes that execute a run inside its worktree: "command", "openai" and "openclaw"."""
 
 from __future__ import annotations
 
+from godel_server.runtime.agent_rules import RUNTIMES
 from godel_server.worker.runtimes.base import Outcome, RunContext, Runtime
-
-RUNTIMES: tuple[str, ...] = ("command", "openai")
 
 
 def runtime_name(config_runtime: str) -> str:
@@ -21,6 +20,10 @@ def make_runtime(name: str) -> Runtime:
         from godel_server.worker.runtimes.openai import OpenAIRuntime
 
         return OpenAIRuntime()
+    if name == "openclaw":
+        from godel_server.worker.runtimes.openclaw import OpenClawRuntime
+
+        return OpenClawRuntime()
     raise ValueError(f"unknown runtime {name!r}")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from godel.v1 import agent_pb2, worker_service_pb2
-from godel_server.runtime.config import WorkerSettings
+from godel_server.runtime.config import WorkerSettings, url_origin
 from godel_server.worker.pause import PauseState
 
 if TYPE_CHECKING:
@@ -24,6 +24,32 @@ class Outcome:
     result: str = ""
     error: str = ""
     exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkerKey:
+    """A credential of the worker's own (GODEL_*), sent only to the origins listed for it."""
+
+    value: str | None
+    origins: tuple[str, ...]
+    origins_setting: str  # the setting that lists them, for the message when it is withheld
+    own_name: str  # the config.env name under which an agent brings its own
+
+
+def pick_key(url: str, own: str | None, worker: WorkerKey) -> tuple[str | None, str]:
+    """The agent's own credential if it brings one, else the worker's if `url` is on its origins;
+    and, when the worker's is withheld, why (else "")."""
+    if own:
+        return own, ""
+    if not worker.value:
+        return None, ""
+    origin = url_origin(url)
+    if origin and origin in worker.origins:
+        return worker.value, ""
+    return None, (
+        f"the worker's credential is not sent to {origin or url}: not on {worker.origins_setting}; "
+        f"an agent brings its own for this endpoint as {worker.own_name} in config.env"
+    )
 
 
 class RunContext(Protocol):

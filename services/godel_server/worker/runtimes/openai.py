@@ -19,8 +19,8 @@ import httpx
 
 from godel.v1 import agent_pb2
 from godel_server.runtime.agent_rules import granted_tools
-from godel_server.runtime.config import WorkerSettings, url_origin
-from godel_server.worker.runtimes.base import Outcome, RunContext
+from godel_server.runtime.config import WorkerSettings
+from godel_server.worker.runtimes.base import Outcome, RunContext, WorkerKey, pick_key
 from godel_server.worker.runtimes.tools import TOOL_SPECS, ToolBox, ToolRefused
 
 SYSTEM_PROMPT = (
@@ -134,18 +134,10 @@ async def complete(
 
 def bearer_key(url: str, env: dict[str, str], settings: WorkerSettings) -> tuple[str | None, str]:
     """The key to send to `url` and, when the worker's key is withheld, why (else "")."""
-    own = env.get(OWN_KEY)
-    if own:
-        return own, ""
-    key = settings.openai_api_key
-    if not key:
-        return None, ""
-    origin = url_origin(url)
-    if origin and origin in settings.openai_key_origins:
-        return key, ""
-    return None, (
-        f"the worker's API key is not sent to {origin or url}: not on GODEL_OPENAI_KEY_ORIGINS; "
-        f"an agent brings its own key for this endpoint as {OWN_KEY} in config.env"
+    return pick_key(
+        url,
+        env.get(OWN_KEY),
+        WorkerKey(settings.openai_api_key, settings.openai_key_origins, "GODEL_OPENAI_KEY_ORIGINS", OWN_KEY),
     )
 
 
