@@ -92,4 +92,4 @@ def test_capabilities_and_readme_say_what_the_services_answer(godel: RunningMesh
             "a runtime of the mesh's worker in the capabilities",
             interval=0.5,
         )
-        assert set(caps["runtimes"]) == {"command", "openai"}
+        assert set(caps["runtimes"]) == {"command", "openai", "openclaw"}  # what a Python worker runs
