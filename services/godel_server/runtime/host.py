@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import uvloop
+
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from godel_server.runtime import tracing
@@ -221,6 +221,6 @@ def run_service(settings: Settings, service: Service) -> None:
         await ServiceHost(settings, service).run_until_signalled()
 
     try:
-        uvloop.run(main())
+        asyncio.run(main())
     finally:
         tracing.shutdown()
