@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from godel_server.runtime import tracing
