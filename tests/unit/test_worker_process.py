@@ -33,6 +33,9 @@ async def worker_process(
         "GODEL_WORKER_CONNECT": "127.0.0.1:1",  # overridden by --connect
         **extra_env,
     }
+    # Its log goes to a file: a pipe nobody reads fills up, and a worker blocked writing its log
+    # cannot exit on SIGTERM.
+    log = (tmp_path / "worker.log").open("ab")
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -43,7 +46,7 @@ async def worker_process(
         *flags,
         env=env,
         stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
+        stderr=log,
     )
     try:
         yield proc
@@ -51,6 +54,22 @@ async def worker_process(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+        log.close()
+
+
+async def exit_status(proc: asyncio.subprocess.Process, log: Path, timeout: float = 20) -> int:
+    """The worker's exit status once it exits; fails with its last log lines when it is still
+    running after `timeout` seconds."""
+    try:
+        return await asyncio.wait_for(proc.wait(), timeout)
+    except TimeoutError:
+        pytest.fail(
+            f"the worker was still running {timeout} s after SIGTERM; its log ends:\n{last_lines(log)}"
+        )
+
+
+def last_lines(log: Path, count: int = 20) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-count:])
 
 
 async def test_sigterm_reports_runs_lost_and_exits(tmp_path: Path) -> None:
@@ -65,9 +84,8 @@ async def test_sigterm_reports_runs_lost_and_exits(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGTERM)
             final = await ctl.wait_final("r1", timeout=5)
             assert (final.state, final.error) == (ws.RUN_STATE_LOST, "worker shutting down")
-            assert await asyncio.wait_for(proc.wait(), 10) == 0
-            assert proc.stderr is not None
-            lines = (await proc.stderr.read()).decode().splitlines()
+            assert await exit_status(proc, tmp_path / "worker.log") == 0
+            lines = (tmp_path / "worker.log").read_text().splitlines()
             records = [json.loads(line) for line in lines if line.startswith("{")]
             assert any(r["msg"] == "worker connected" and r["service"] == "worker" for r in records)
     finally:
@@ -117,7 +135,7 @@ async def test_a_killed_worker_leaves_nothing_running_after_its_restart(tmp_path
             )
             assert not list((tmp_path / "worktrees" / ".pids").glob("*/r1"))
             proc.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(proc.wait(), 10) == 0
+            assert await exit_status(proc, tmp_path / "worker.log") == 0
     finally:
         for pid in members:
             with contextlib.suppress(ProcessLookupError):
@@ -155,6 +173,6 @@ async def test_a_restarted_worker_is_the_same_worker_and_reports_what_died_with_
             assert running.seq in [u.seq for u in resent] and lost.update.seq > running.seq
             await wait_for_async(lambda: not journal.exists(), 5, "the journal to go")
             proc.send_signal(signal.SIGTERM)
-            assert await asyncio.wait_for(proc.wait(), 10) == 0
+            assert await exit_status(proc, tmp_path / "worker.log") == 0
     finally:
         await ctl.stop()

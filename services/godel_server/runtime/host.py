@@ -210,9 +210,7 @@ class ServiceHost:
 
 
 def run_service(settings: Settings, service: Service) -> None:
-    """Runs a service until SIGINT or SIGTERM, on uvloop: its event loop costs less CPU per wake-up
-    than asyncio's own, and a service wakes up often (every gRPC call, every database round trip
-    through aiosqlite's thread, every Kafka fetch); see bench/README.md."""
+    """Runs a service until SIGINT or SIGTERM."""
     configure_logging(f"{settings.role}-service", settings.instance_id, settings.log_level)
     tracing.configure(settings.tracing, settings.instance_id)
 
