@@ -1,12 +1,12 @@
 // Drives the console in headless Chromium (Debian's /usr/bin/chromium through playwright-core;
 // no browser download) the way a user does, for tests/integration/test_console.py:
-// log in with an API key, spawn an agent and watch it complete without a reload, open its logs,
+// log in with an API key, start a workflow and watch its DAG complete, spawn an agent and watch it complete without a reload, open its logs,
 // spawn a second one and kill it, watch the event stream, and log in as a viewer with a password
 // (no spawn form, no actions). Saves a screenshot of each page. Prints one JSON line per step;
 // the Python test checks them against the API.
 //
 // Environment: CONSOLE_URL (…/ui/), GODEL_API_KEY (admin), VIEWER_USER and VIEWER_PASSWORD,
-// SCREENSHOTS (a directory), TAG (makes this run's tasks unique), CHROMIUM (default /usr/bin/chromium).
+// WORKFLOW_ID (a workflow not started: source -> left, right -> sink), SCREENSHOTS (a directory), TAG (makes this run's tasks unique), CHROMIUM (default /usr/bin/chromium).
 import { chromium } from "playwright-core";
 
 const env = (name, fallback) => {
@@ -58,6 +58,29 @@ try {
     await row.waitFor();
     return { row, id: await row.getAttribute("data-agent") };
   };
+
+  // -- a workflow's DAG (created by the test), started here, its steps completing live ------------
+  const workflow = env("WORKFLOW_ID");
+  await page.evaluate((id) => (window.location.hash = `#/workflows/${id}`), workflow);
+  const dag = page.locator(`section[data-workflow="${workflow}"]`);
+  await dag.locator("[data-step]").nth(3).waitFor();
+  const sink = dag.locator('[data-step="sink"]');
+  const sinkFirstSeen = await sink.getAttribute("data-status");
+  await dag.locator('[data-action="start"]').click();
+  await page.locator("dialog.confirm[open]").waitFor();
+  await page.click("dialog.confirm [data-confirm]");
+  await sink.and(page.locator('[data-status="completed"]')).waitFor();
+  await dag.locator('h2 [data-status="completed"]').waitFor();
+  const depths = await dag.locator(".layer").evaluateAll((layers) =>
+    layers.map((layer) => [...layer.querySelectorAll("[data-step]")].map((step) => step.dataset.step)),
+  );
+  report("workflow", { workflow, sinkFirstSeen, depths });
+  await page.screenshot({ path: `${shots}/workflow.png` });
+  await page.click('header nav a[href="#/teams"]');
+  const listed = page.locator(`table.workflows tr[data-workflow="${workflow}"] [data-status]`);
+  report("teams", { workflowStatus: await listed.getAttribute("data-status") });
+  await page.screenshot({ path: `${shots}/teams.png` });
+  await page.click('header nav a[href="#/"]');
 
   // -- spawn an agent; it completes live ---------------------------------------------------------
   const first = await spawn(`console-first ${tag}`, "sleep 2; echo console says hi; echo to stderr >&2");

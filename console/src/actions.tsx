@@ -1,8 +1,8 @@
 // The actions on one agent that the caller's role allows (agent:update): pause, resume, restart
 // and kill, each only where the agent's status permits it, each confirmed first.
 import { AgentStatus, type Agent } from "@godel-ai/client";
-import type { Ask } from "./confirm.js";
-import { errorText } from "./format.js";
+import { confirmed, type Ask } from "./confirm.js";
+import { capital } from "./format.js";
 import { can, type Session } from "./session.js";
 
 type Verb = "pause" | "resume" | "restart" | "kill";
@@ -32,16 +32,9 @@ export function AgentActions(props: {
   const { session, agent, ask } = props;
   if (!can(session, "agent", "update")) return null;
   const verbs = (Object.keys(ALLOWED) as Verb[]).filter((verb) => ALLOWED[verb].includes(agent.status));
-  const run = async (verb: Verb) => {
-    const name = agent.label || agent.id.slice(0, 8);
-    if (!(await ask(`${verb[0].toUpperCase()}${verb.slice(1)} agent ${name}?`, verb))) return;
-    try {
-      await perform(session, verb, agent.id);
-      props.onDone();
-    } catch (err) {
-      props.onError(errorText(err));
-    }
-  };
+  const name = agent.label || agent.id.slice(0, 8);
+  const run = (verb: Verb) =>
+    confirmed(ask, `${capital(verb)} agent ${name}?`, verb, () => perform(session, verb, agent.id), props.onDone, props.onError);
   return (
     <span class="actions">
       {verbs.map((verb) => (

@@ -6,7 +6,7 @@ import { useEffect, useState } from "preact/hooks";
 import { AgentActions } from "./actions.js";
 import type { Ask } from "./confirm.js";
 import { errorText, stateName, statusName, time, usd } from "./format.js";
-import { useEvents, useReload } from "./live.js";
+import { useLive } from "./live.js";
 import type { Session } from "./session.js";
 
 export function AgentPage(props: { session: Session; id: string; ask: Ask }) {
@@ -14,20 +14,15 @@ export function AgentPage(props: { session: Session; id: string; ask: Ask }) {
   const client = session.client;
   const [agent, setAgent] = useState<Agent | null>(null);
   const [transitions, setTransitions] = useState<AgentTransition[]>([]);
-  const [error, setError] = useState("");
-  const reload = useReload(async () => {
-    try {
-      const [found, history] = await Promise.all([
-        client.agents.getAgent({ id }),
-        client.agents.listAgentTransitions({ id, pageSize: 100 }),
-      ]);
-      setAgent(found);
-      setTransitions(history.transitions);
-    } catch (err) {
-      setError(errorText(err));
-    }
-  }, [id]);
-  const streamError = useEvents(client, { agentId: id }, reload, [id]);
+  const load = async () => {
+    const [found, history] = await Promise.all([
+      client.agents.getAgent({ id }),
+      client.agents.listAgentTransitions({ id, pageSize: 100 }),
+    ]);
+    setAgent(found);
+    setTransitions(history.transitions);
+  };
+  const { error, setError, reload } = useLive(client, { agentId: id }, load, [id]);
   if (!agent) return <section>{error ? <p class="error">{error}</p> : <p>Loading…</p>}</section>;
   return (
     <section class="agent-page" data-agent={agent.id}>
@@ -37,7 +32,7 @@ export function AgentPage(props: { session: Session; id: string; ask: Ask }) {
           {statusName(agent.status)}
         </span>
       </h2>
-      {(error || streamError) && <p class="error">{error || streamError}</p>}
+      {error && <p class="error">{error}</p>}
       <AgentActions session={session} agent={agent} ask={ask} onDone={reload} onError={setError} />
       <dl class="facts">
         <dt>id</dt>

@@ -36,3 +36,21 @@ export function useConfirm(): [Ask, preact.JSX.Element] {
   );
   return [ask, element];
 }
+
+/** Asks, then runs `action`; `onDone` after it succeeded, `onError` with why it failed. */
+export async function confirmed(
+  ask: Ask,
+  question: string,
+  verb: string,
+  action: () => Promise<unknown>,
+  onDone: () => void,
+  onError: (message: string) => void,
+): Promise<void> {
+  if (!(await ask(question, verb))) return;
+  try {
+    await action();
+    onDone();
+  } catch (err) {
+    onError(err instanceof Error ? err.message : String(err));
+  }
+}

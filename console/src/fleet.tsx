@@ -4,10 +4,10 @@ import type { Agent, Worker } from "@godel-ai/client/gen/godel/v1/agent_pb";
 import type { GetAgentMetricsResponse } from "@godel-ai/client/gen/godel/v1/system_service_pb";
 import { useState } from "preact/hooks";
 import { AgentActions } from "./actions.js";
-import type { Ask } from "./confirm.js";
+import { confirmed, type Ask } from "./confirm.js";
 import { Field } from "./field.js";
-import { errorText, statusName, time, usd } from "./format.js";
-import { useEvents, useReload } from "./live.js";
+import { statusName, time, usd } from "./format.js";
+import { useLive } from "./live.js";
 import { can, type Session } from "./session.js";
 
 export function Fleet(props: { session: Session; ask: Ask }) {
@@ -16,26 +16,21 @@ export function Fleet(props: { session: Session; ask: Ask }) {
   const [agents, setAgents] = useState<Agent[]>([]);
   const [metrics, setMetrics] = useState<GetAgentMetricsResponse | null>(null);
   const [workers, setWorkers] = useState<Worker[]>([]);
-  const [error, setError] = useState("");
-  const reload = useReload(async () => {
-    try {
-      const [page, figures] = await Promise.all([
-        client.agents.listAgents({ pageSize: 100 }),
-        client.system.getAgentMetrics({}),
-      ]);
-      setAgents(page.agents);
-      setMetrics(figures);
-      setError("");
-    } catch (err) {
-      setError(errorText(err));
-    }
+  const load = async () => {
+    // Workers are not essential: a failure to list them shows none.
     client.agents.listWorkers({}).then((w) => setWorkers(w.workers), () => setWorkers([]));
-  }, []);
-  const streamError = useEvents(client, { pattern: ["agent:*"] }, reload, []);
+    const [page, figures] = await Promise.all([
+      client.agents.listAgents({ pageSize: 100 }),
+      client.system.getAgentMetrics({}),
+    ]);
+    setAgents(page.agents);
+    setMetrics(figures);
+  };
+  const { error, setError, reload } = useLive(client, { pattern: ["agent:*"] }, load, []);
   return (
     <section>
       <h2>Fleet</h2>
-      {(error || streamError) && <p class="error">{error || streamError}</p>}
+      {error && <p class="error">{error}</p>}
       <div class="cards">
         <div class="card">
           <b data-figure="total">{metrics ? String(metrics.total) : "…"}</b> agents
@@ -108,21 +103,20 @@ function Spawn(props: { session: Session; ask: Ask; onSpawned: () => void; onErr
   const submit = async (e: Event) => {
     e.preventDefault();
     if (!task.trim()) return;
-    if (!(await props.ask(`Spawn an agent on "${task.trim()}"?`, "spawn"))) return;
-    try {
-      await props.session.client.agents.create({
+    const spawn = () =>
+      props.session.client.agents.create({
         task: task.trim(),
         label: label.trim(),
         // A shell line runs on the command runtime ({task} is replaced by the task); none: the
         // mesh's default runtime.
         config: command.trim() ? { command: ["sh", "-c", command.trim()] } : undefined,
       });
+    const spawned = () => {
       setTask("");
       setLabel("");
       props.onSpawned();
-    } catch (err) {
-      props.onError(errorText(err));
-    }
+    };
+    await confirmed(props.ask, `Spawn an agent on "${task.trim()}"?`, "spawn", spawn, spawned, props.onError);
   };
   return (
     <form class="spawn" onSubmit={submit}>

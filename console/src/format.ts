@@ -3,8 +3,11 @@ import { AgentStatus, LifecycleState } from "@godel-ai/client";
 
 type Stamp = { seconds: bigint; nanos: number } | undefined;
 
-export const statusName = (status: AgentStatus): string => (AgentStatus[status] ?? "UNSPECIFIED").toLowerCase();
-export const stateName = (state: LifecycleState): string => (LifecycleState[state] ?? "UNSPECIFIED").toLowerCase();
+/** The lower-case name of a generated enum's value: enumName(TeamStatus, 2) === "active". */
+export const enumName = (values: Record<number, string>, value: number): string =>
+  (values[value] ?? "UNSPECIFIED").toLowerCase().replaceAll("_", " ");
+export const statusName = (status: AgentStatus): string => enumName(AgentStatus, status);
+export const stateName = (state: LifecycleState): string => enumName(LifecycleState, state);
 
 export function time(stamp: Stamp): string {
   if (!stamp) return "";
@@ -16,3 +19,5 @@ export const usd = (value: number): string => `$${value.toFixed(value < 1 ? 4 : 
 export function errorText(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+export const capital = (word: string): string => word.charAt(0).toUpperCase() + word.slice(1);

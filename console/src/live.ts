@@ -28,6 +28,33 @@ export function useEvents(
   return error;
 }
 
+export interface Live {
+  /** Why the last load or the subscription failed ("" when fine). */
+  error: string;
+  setError: (message: string) => void;
+  reload: () => void;
+}
+
+/** A view's data: `load` now, and again after the events `request` matches (bursts coalesced). */
+export function useLive(
+  client: GodelClient,
+  request: SubscribeEventsInit,
+  load: () => Promise<void>,
+  deps: unknown[],
+): Live {
+  const [error, setError] = useState("");
+  const reload = useReload(async () => {
+    try {
+      await load();
+      setError("");
+    } catch (err) {
+      setError(err instanceof Error ? err.message : String(err));
+    }
+  }, deps);
+  const streamError = useEvents(client, request, reload, deps);
+  return { error: error || streamError, setError, reload };
+}
+
 /** `load` now, then again (once) shortly after each burst of `poke()`s. */
 export function useReload(load: () => Promise<void>, deps: unknown[]): () => void {
   const timer = useRef<number | undefined>(undefined);

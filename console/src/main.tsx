@@ -1,14 +1,17 @@
 // The Godel web console: a single page served by the gateway at /ui/, speaking to the same
 // gateway through the TypeScript client (gRPC-Web). Pages by URL hash: #/ (the fleet),
-// #/agents/<id> (one agent), #/events (the live event stream).
+// #/agents/<id> (one agent), #/teams (teams and workflows), #/workflows/<id> (a workflow's DAG),
+// #/budgets, #/events (the live event stream).
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { AgentPage } from "./agent.js";
+import { Budgets } from "./budgets.js";
 import { useConfirm } from "./confirm.js";
 import { EventsPage } from "./events.js";
 import { Fleet } from "./fleet.js";
 import { errorText } from "./format.js";
 import { Login } from "./login.js";
+import { Orchestration, WorkflowPage } from "./orchestration.js";
 import { logout, resume, type Session } from "./session.js";
 import "./style.css";
 
@@ -41,20 +44,29 @@ function App() {
         <Login onLogin={setSession} />
       </main>
     );
-  const agent = /^#\/agents\/([\w-]+)/.exec(hash);
-  const page = agent ? (
-    <AgentPage session={session} id={agent[1]} ask={ask} />
-  ) : hash.startsWith("#/events") ? (
-    <EventsPage session={session} />
-  ) : (
-    <Fleet session={session} ask={ask} />
-  );
+  const [, kind, id] = /^#\/(\w+)(?:\/([\w-]+))?/.exec(hash) ?? [];
+  const page =
+    kind === "agents" && id ? (
+      <AgentPage session={session} id={id} ask={ask} />
+    ) : kind === "workflows" && id ? (
+      <WorkflowPage session={session} id={id} ask={ask} />
+    ) : kind === "teams" ? (
+      <Orchestration session={session} ask={ask} />
+    ) : kind === "budgets" ? (
+      <Budgets session={session} />
+    ) : kind === "events" ? (
+      <EventsPage session={session} />
+    ) : (
+      <Fleet session={session} ask={ask} />
+    );
   return (
     <>
       <header>
         <h1>Godel</h1>
         <nav>
           <a href="#/">Fleet</a>
+          <a href="#/teams">Teams &amp; workflows</a>
+          <a href="#/budgets">Budgets</a>
           <a href="#/events">Events</a>
         </nav>
         <span class="who" data-role={session.role}>

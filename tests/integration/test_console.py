@@ -1,6 +1,7 @@
 """The web console (console/, built by `make console`, served by the gateway at /ui/) in headless
 Chromium: Debian's /usr/bin/chromium driven by npm's playwright-core from console/e2e/drive.mjs.
-The browser logs in with an API key, spawns an agent and sees it complete live (no reload), opens
+The browser logs in with an API key, starts a workflow and sees its DAG complete live, spawns an
+agent and sees it complete live (no reload), opens
 its page and logs, spawns a second one and kills it, watches the event stream, and logs in as a
 viewer with a password (no actions offered); this test then checks each step against the API.
 Screenshots of every page land in docs/console/ (linked from the README)."""
@@ -24,24 +25,33 @@ from tests.integration.auth_helpers import PASSWORD, create_user
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO / "docs" / "console"
-PAGES = ("login", "fleet", "agent", "events")
+PAGES = ("login", "workflow", "teams", "fleet", "agent", "events")
+# A diamond: the console lays it out in three layers.
+DIAMOND = [
+    {"id": "source", "name": "source", "task": "sleep 1; echo source"},
+    {"id": "left", "name": "left", "task": "sleep 1; echo left", "dependsOn": ["source"]},
+    {"id": "right", "name": "right", "task": "sleep 1; echo right", "dependsOn": ["source"]},
+    {"id": "sink", "name": "sink", "task": "echo sink", "dependsOn": ["left", "right"]},
+]
 
 
 @pytest.fixture(scope="module")
 def console_url(godel: RunningMesh) -> str:
-    """The console, built (a no-op when up to date) and served by the mesh's gateway. A gateway
-    started before the first build has no /ui/ files: it is restarted once to load them."""
+    """The console, built (a no-op when up to date) and served by the mesh's gateway. Envoy reads
+    the files when it loads its config: a gateway started before this build serves none, or the
+    previous one, and is restarted once to load it."""
     build = subprocess.run(
         ["make", "--no-print-directory", "console"], cwd=REPO, capture_output=True, text=True, timeout=600
     )
     assert build.returncode == 0, f"make console failed:\n{build.stdout}{build.stderr}"
     url = f"{godel.rest}/ui/"
-    if httpx.get(url, timeout=15).status_code != 200:
+    built = (REPO / "console" / "dist" / "index.html").read_text()
+    if httpx.get(url, timeout=15).text != built:
         godel.mesh.restart_gateway()
     served = httpx.get(url, timeout=15)
     assert served.status_code == 200, served.text
     assert served.headers["content-type"].startswith("text/html")
-    assert (REPO / "console" / "dist" / "index.html").read_text() == served.text
+    assert served.text == built
     return url
 
 
@@ -59,8 +69,18 @@ def test_console_is_served_under_ui(godel: RunningMesh, console_url: str) -> Non
     assert missing.status_code == 404 and missing.json()["message"] == "no such file in the console"
 
 
+def _create_workflow(godel: RunningMesh, tag: str) -> str:
+    definition = {"name": f"console-dag {tag}", "command": ["sh", "-c", "{task}"], "steps": DIAMOND}
+    with godel.http() as http:
+        made = http.post("/api/v1/workflows", json={"definitionText": json.dumps(definition)})
+    assert made.status_code == 200, made.text
+    workflow_id: str = made.json()["id"]
+    return workflow_id
+
+
 def _drive(godel: RunningMesh, url: str, viewer: dict[str, Any], tag: str) -> dict[str, dict[str, Any]]:
     env = {
+        "WORKFLOW_ID": _create_workflow(godel, tag),
         **os.environ,
         "CONSOLE_URL": url,
         "GODEL_API_KEY": godel.admin_key,
@@ -95,6 +115,14 @@ def test_console_spawns_watches_and_kills_agents(godel: RunningMesh, console_url
     steps = _drive(godel, console_url, viewer, tag)
 
     assert steps["logged-in"]["role"] == "admin"
+    dag = steps["workflow"]
+    assert dag["sinkFirstSeen"] == "pending"  # then started from the console, and completed live
+    assert [sorted(layer) for layer in dag["depths"]] == [["source"], ["left", "right"], ["sink"]]
+    assert steps["teams"]["workflowStatus"] == "completed"
+    with godel.http() as http:
+        assert (
+            http.get(f"/api/v1/workflows/{dag['workflow']}").json()["status"] == "WORKFLOW_STATUS_COMPLETED"
+        )
     completed = steps["completed-live"]
     # First shown before it ended, then completed in the same document: updated live.
     assert completed["firstSeen"] != "completed" and completed["sameDocument"] is True

@@ -13,7 +13,11 @@ install() {  # npm ci in $1 unless its node_modules already matches its package-
 }
 
 install clients/ts
-(cd clients/ts && node scripts/build.mjs)
+# The client's dist/ is rebuilt only when it is older than its sources or the generated code.
+stamp=clients/ts/dist/index.js
+if [[ ! -f $stamp ]] || [[ -n "$(find clients/ts/src gen/ts/godel clients/ts/package-lock.json -path clients/ts/src/gen -prune -o -type f -newer "$stamp" -print -quit)" ]]; then
+  (cd clients/ts && node scripts/build.mjs)
+fi
 install console
 (cd console && npm run --silent build -- --logLevel warn)
 echo "console built: console/dist (served at /ui/ by the gateway)"
