@@ -7,8 +7,10 @@
 #     oldest and newest versions the chart supports (from PyPI kubernetes-validate, offline),
 #     with the chart's default values and with ci/all-features-values.yaml
 #   - the chart's containers run the commands the compose file runs
-# helm and kubeconform are built once from the Go module proxy at pinned versions into .cache/bin
-# (tools/go-tool.sh), and the compose checker from tools/deploy/go.mod.
+#   - `promtool check rules` on every alert rules file in deploy/observability/prometheus, and
+#     `promtool test rules` on the rule unit tests beside them (prometheus/tests/*.test.yaml)
+# helm, kubeconform and promtool are built once from the Go module proxy at pinned versions into
+# .cache/bin (tools/go-tool.sh), and the compose checker from tools/deploy/go.mod.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -18,6 +20,10 @@ CHART=deploy/helm/godel
 K8S_VERSIONS=(1.28.0 1.37.0)
 HELM=$(tools/go-tool.sh helm helm.sh/helm/v4/cmd/helm@v4.3.2)
 KUBECONFORM=$(tools/go-tool.sh kubeconform github.com/yannh/kubeconform/cmd/kubeconform@v0.8.0)
+# Prometheus 3.16 (its Go module versions are v0.3MM.P); remove_all_sd leaves out the cloud service
+# discoveries (their SDKs), which rule checking does not use.
+PROMTOOL=$(tools/go-tool.sh promtool github.com/prometheus/prometheus/cmd/promtool@v0.316.0 -tags=remove_all_sd)
+RULES=deploy/observability/prometheus
 # Our compose checker (tools/deploy/composecheck, compose-go pinned in tools/deploy/go.mod).
 if [[ ! -x $BIN/composecheck || -n $(find tools/deploy/go.mod tools/deploy/go.sum tools/deploy/composecheck -newer "$BIN/composecheck" -print -quit) ]]; then
   echo "lint.sh: building tools/deploy/composecheck into .cache/bin" >&2
@@ -25,6 +31,10 @@ if [[ ! -x $BIN/composecheck || -n $(find tools/deploy/go.mod tools/deploy/go.su
 fi
 SCHEMAS=$ROOT/.cache/k8s-schemas
 "$PY" tools/deploy/k8s_schemas.py "$SCHEMAS" "${K8S_VERSIONS[@]}"
+
+echo "== prometheus rules"
+"$PROMTOOL" check rules "$RULES"/*.yaml
+"$PROMTOOL" test rules "$RULES"/tests/*.test.yaml
 
 echo "== hadolint"
 "$ROOT/.venv/bin/hadolint" --config deploy/docker/.hadolint.yaml deploy/docker/Dockerfile deploy/docker/gateway.Dockerfile
