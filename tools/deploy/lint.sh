@@ -6,7 +6,8 @@
 #   - helm lint, and `helm template | kubeconform -strict` against the Kubernetes schemas of the
 #     oldest and newest versions the chart supports (from PyPI kubernetes-validate, offline),
 #     with the chart's default values and with ci/all-features-values.yaml
-#   - the chart's containers run the commands the compose file runs
+#   - the chart's containers run the commands the compose file runs, and its PrometheusRule and
+#     dashboard ConfigMaps hold exactly the files of deploy/observability
 #   - `promtool check rules` on every alert rules file in deploy/observability/prometheus, and
 #     `promtool test rules` on the rule unit tests beside them (prometheus/tests/*.test.yaml)
 # helm, kubeconform and promtool are built once from the Go module proxy at pinned versions into
@@ -43,24 +44,30 @@ echo "== compose"
 "$BIN/composecheck" deploy/compose/compose.yaml
 
 echo "== helm"
+# The chart reads deploy/observability through its `observability` link, which helm reports at
+# INFO level every time it loads the chart: that line is dropped, any other is shown.
+helm() { "$HELM" "$@" 2> >(grep -v 'found symbolic link in path' >&2); }
 RENDERED=$(mktemp -d)
 trap 'rm -rf "$RENDERED"' EXIT
 for values in "" "$CHART/ci/all-features-values.yaml"; do
   args=(); [[ -n $values ]] && args=(--values "$values")
-  "$HELM" lint --strict "$CHART" "${args[@]}" >/dev/null
+  helm lint --strict "$CHART" "${args[@]}" >/dev/null
   out=$RENDERED/$(basename "${values:-defaults}" .yaml).yaml
-  "$HELM" template godel "$CHART" --namespace godel "${args[@]}" > "$out"
+  helm template godel "$CHART" --namespace godel "${args[@]}" > "$out"
   for version in "${K8S_VERSIONS[@]}"; do
-    # ServiceMonitor is a CRD (Prometheus Operator) without a schema here: the only kind skipped.
-    "$KUBECONFORM" -strict -summary -skip ServiceMonitor -kubernetes-version "$version" \
+    # ServiceMonitor and PrometheusRule are CRDs (Prometheus Operator) without a schema here: the
+    # only kinds skipped (tools/deploy/check_observability.py checks the PrometheusRule's rules).
+    "$KUBECONFORM" -strict -summary -skip ServiceMonitor,PrometheusRule -kubernetes-version "$version" \
       -schema-location "$SCHEMAS/{{ .NormalizedKubernetesVersion }}-standalone{{ .StrictSuffix }}/{{ .ResourceKind }}{{ .KindSuffix }}.json" \
       "$out"
   done
 done
 # Every service shares its work between replicas (docs/deploy.md): the chart scales each one.
 for role in agent team event cluster; do
-  if ! "$HELM" template godel "$CHART" --set "services.$role.replicas=3" | grep -q "replicas: 3"; then
+  if ! helm template godel "$CHART" --set "services.$role.replicas=3" | grep -q "replicas: 3"; then
     echo "the chart did not render services.$role.replicas=3" >&2; exit 1
   fi
 done
 "$PY" tools/deploy/check_commands.py deploy/compose/compose.yaml "$RENDERED"/*.yaml
+# With every feature on, the chart installs exactly the alert rules and dashboards of deploy/observability.
+"$PY" tools/deploy/check_observability.py "$RENDERED"/all-features-values.yaml
