@@ -20,55 +20,13 @@ from godel_client import cli_common, cli_workflows, live
 from godel_client.cli import main
 from tests.fakes.cli import clean_environment, godel
 from tests.fakes.mesh import API_KEY, FakeMesh, serve
+from tests.terminal import Screen
 from tests.unit.test_cli_orchestration import PIPELINE  # the two steps the fake mesh plays
 
-ESCAPE = re.compile(r"\x1b\[(\d*)([A-Za-z])")
 BLOCK_CHARACTERS = ("█", "░")
 
 
-class Screen:
-    """Replays what a terminal was sent: text, CR/LF, cursor-up-N-lines (F) and erase-below (J).
-    ``frames`` holds the screen as it stood each time it was erased (what the user saw)."""
-
-    def __init__(self, text: str) -> None:
-        self.rows = [""]
-        self.row = self.col = 0
-        self.frames: list[str] = []
-        position = 0
-        for match in ESCAPE.finditer(text):
-            self._text(text[position : match.start()])
-            self._escape(int(match[1] or 1), match[2])
-            position = match.end()
-        self._text(text[position:])
-
-    def _text(self, text: str) -> None:
-        for char in text:
-            if char == "\r":
-                self.col = 0
-            elif char == "\n":
-                self.row += 1
-                if self.row == len(self.rows):
-                    self.rows.append("")
-            else:
-                line = self.rows[self.row].ljust(self.col)
-                self.rows[self.row] = line[: self.col] + char + line[self.col + 1 :]
-                self.col += 1
-
-    def _escape(self, count: int, command: str) -> None:
-        if command == "F":
-            self.row, self.col = max(0, self.row - count), 0
-        elif command == "J":
-            self.frames.append(self.text)
-            self.rows = [*self.rows[: self.row], self.rows[self.row][: self.col]]
-        else:
-            raise AssertionError(f"unexpected escape sequence {command!r}")
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.rows).rstrip("\n")
-
-
-class Terminal:
+class StdoutTerminal:
     """Standard output on a pseudo-terminal while a command runs in this process."""
 
     def __init__(self) -> None:
@@ -114,7 +72,7 @@ def mesh(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[tuple[Fake
 
 
 def _on_terminal(address: str, *argv: str) -> tuple[int, Screen]:
-    terminal = Terminal()
+    terminal = StdoutTerminal()
     try:
         code = main(["--addr", address, "--api-key", API_KEY, *argv])
     finally:
