@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from godel_client import cli_common, cli_workflows, live
+from godel.v1 import team_pb2
+from godel_client import cli_common, cli_teams, cli_workflows, live
 from godel_client.cli import main
 from tests.fakes.cli import clean_environment, godel
 from tests.fakes.mesh import API_KEY, FakeMesh, serve
@@ -162,3 +163,18 @@ def test_the_block_fits_the_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     ]
     assert live.bar(1, 4, width=8) == "[██░░░░░░]  25%"
     assert live.bar(5, 0, width=4) == "[░░░░]   0%"
+
+
+def test_the_team_block_counts_member_states_and_lists_members_not_heard_of() -> None:
+    team = team_pb2.Team(
+        id="0123456789abcdef", name="reviewers", status=team_pb2.TEAM_STATUS_ACTIVE, progress=50,
+        agent_ids=["agent-a", "agent-b", "agent-c"], budget_consumed=0.5,
+    )  # fmt: skip
+    block = cli_teams.progress_block(team, {"agent-a": "completed", "agent-b": "running"}).splitlines()
+    assert block[0] == (
+        "team 01234567… reviewers  active  [████████████░░░░░░░░░░░░]  50%  spent $0.5000"
+        "  completed 1  running 1"
+    )
+    assert [row.split() for row in block[1:]] == [
+        ["AGENT", "STATE"], ["agent-a", "completed"], ["agent-b", "running"], ["agent-c", "-"],
+    ]  # fmt: skip

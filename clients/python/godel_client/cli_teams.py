@@ -49,7 +49,7 @@ def _close(updates: Iterator[Any]) -> None:
 def progress_block(team: team_pb2.Team, members: Mapping[str, str]) -> str:
     """What a terminal shows below the update lines while a team runs: a bar of its progress, its
     spend, and a table of its member agents with the state the last update about each one said."""
-    counts = Counter(state for state in members.values() if state)
+    counts = Counter(members.values())
     states = "  ".join(f"{state} {count}" for state, count in sorted(counts.items()))
     head = (
         f"team {fmt.short_id(team.id)} {team.name}  {render.team_status(team)}  "
@@ -81,8 +81,8 @@ def follow_team(
             for update in updates:
                 team = update.team
                 live.line(to_json(update, indent=None) if as_json else render.team_update_line(update))
-                if (member := render.member_state(update)) is not None:
-                    members[member[0]] = member[1]
+                if (member := render.member_state(update)) is not None and member[1]:
+                    members[member[0]] = member[1]  # an event that names no state keeps the last
                 live.show(progress_block(team, members))
     finally:
         _close(updates)

@@ -527,7 +527,8 @@ def _update_state(event: event_pb2.Event, facts: _EventFacts) -> str:
 
 
 def member_state(update: team_service_pb2.StartTeamResponse) -> tuple[str, str] | None:
-    """(agent id, state) when a StartTeam update is about one member agent, else None."""
+    """(agent id, state) when a StartTeam update is about one member agent, else None; the state
+    is "" when the event names none (e.g. a usage report)."""
     event = update.event
     if not update.HasField("event") or not event.metadata.agent_id:
         return None
