@@ -18,6 +18,7 @@ in it) is removed afterwards, also when the test fails."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -66,9 +67,9 @@ LOAD_LIMIT = 60
 BIN = Path(sys.executable).parent
 # Small brokers: three JVMs share two busy cores with everything else.
 KAFKA_JVM = ("-Xms128m", "-Xmx256m", *(f for f in JVM_FLAGS if not f.startswith("-Xm")))
+# Kafka's own topics are replicated too; Godel's get RF 3 and min.insync.replicas 2 from Godel's
+# settings alone (the brokers' defaults stay 1).
 KAFKA_CLUSTER = {
-    "default.replication.factor": "3",
-    "min.insync.replicas": "2",
     "offsets.topic.replication.factor": "3",
     "transaction.state.log.replication.factor": "3",
     "transaction.state.log.min.isr": "2",
@@ -343,6 +344,22 @@ def driver(d: Deployment, table: str, row_id: str) -> str:
     return replica.strip().rsplit("-", 1)[-1]  # the instance id is team-<host>
 
 
+async def godel_topics(bootstrap: str) -> dict[str, tuple[set[int], str]]:
+    """Godel's topics: the replica counts of their partitions, and their min.insync.replicas."""
+    from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith("godel.")]
+        metadata = await admin.describe_topics(names)
+        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in names])
+    finally:
+        await admin.close()
+    isr = {r[3]: {e[0]: e[1] for e in r[4]}["min.insync.replicas"] for d in described for r in d.resources}
+    return {t["topic"]: ({len(p["replicas"]) for p in t["partitions"]}, isr[t["topic"]]) for t in metadata}
+
+
 def stored_events(d: Deployment) -> tuple[int, int, int, int]:
     """(rows, distinct ids, lowest sequence, highest sequence) of the event store."""
     row = d.postgres.psql(
@@ -394,6 +411,8 @@ def test_a_service_host_and_a_broker_die_under_load(deployment: Deployment) -> N
         # The host that dies is the one driving the workflow: the other must take it over.
         dead = driver(d, "workflows", workflow["id"])
         assert dead in SERVICE_HOSTS, dead
+        topics = asyncio.run(godel_topics(d.brokers[KAFKA_HOSTS[0]].bootstrap))
+        assert topics and all(t == ({3}, "2") for t in topics.values()), topics
         load = Load(d, LOAD_LIMIT).start()
         try:
             wait_for(lambda: len(load.acked) >= 10, 90, "ten acknowledged creates before the kill")
