@@ -33,6 +33,8 @@ from typing import Any
 
 import httpx
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from godel_deploy.kafka import JVM_FLAGS, KafkaBroker, random_cluster_id
 from godel_deploy.mesh import ensure_repo
@@ -346,8 +348,6 @@ def driver(d: Deployment, table: str, row_id: str) -> str:
 
 async def godel_topics(bootstrap: str) -> dict[str, tuple[set[int], str]]:
     """Godel's topics: the replica counts of their partitions, and their min.insync.replicas."""
-    from aiokafka.admin import AIOKafkaAdminClient, ConfigResource, ConfigResourceType
-
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10000)
     await admin.start()
     try:
