@@ -63,9 +63,7 @@ async def exit_status(proc: asyncio.subprocess.Process, log: Path, timeout: floa
     try:
         return await asyncio.wait_for(proc.wait(), timeout)
     except TimeoutError:
-        pytest.fail(
-            f"the worker was still running {timeout} s after SIGTERM; its log ends:\n{last_lines(log)}"
-        )
+        pytest.fail(f"the worker was still running after {timeout} s; its log ends:\n{last_lines(log)}")
 
 
 def last_lines(log: Path, count: int = 20) -> str:
