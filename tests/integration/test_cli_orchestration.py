@@ -5,13 +5,16 @@ and every `godel team`, `godel workflow` and `godel task` command."""
 from __future__ import annotations
 
 import json
+import re
+import sys
 from pathlib import Path
 from typing import Any
 
 from tests.conftest import RunningMesh, godel_cli, godel_cli_lines
 from tests.integration.agent_helpers import Gate
 from tests.integration.team_helpers import ok
-from tests.waits import poll
+from tests.terminal import Screen, Terminal
+from tests.waits import poll, wait_for
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -49,6 +52,39 @@ def test_workflow_run_example_diamond_with_watch(godel: RunningMesh) -> None:
         )
     assert any("notify-failure" in line and "skipped" in line for line in lines), run.stdout
     assert any(line.startswith("workflow ") and "completed" in line for line in lines), run.stdout
+
+
+def test_workflow_run_watch_on_a_terminal_shows_a_bar_and_the_live_steps(godel: RunningMesh) -> None:
+    """On a pseudo-terminal: a bar and the table of every step (not yet started ones too) redrawn
+    below the step lines while the workflow runs, erased at the end."""
+    argv = [
+        sys.executable,
+        "-m",
+        "godel_client",
+        "workflow",
+        "run",
+        str(EXAMPLES / "diamond.yaml"),
+        "--watch",
+    ]
+    terminal = Terminal(argv, godel.client_env())
+    try:
+        wait_for(
+            lambda: terminal.process.poll() is not None, 180, "the workflow to end", describe=terminal.read
+        )
+        terminal.read()
+        assert terminal.process.returncode == 0, terminal.screen[-3000:]
+    finally:
+        terminal.close()
+    screen = Screen(terminal.screen)
+    frames = [frame for frame in screen.frames if "steps ended" in frame]
+    assert frames, terminal.screen[-3000:]
+    assert re.search(r"\[[█░]+\]\s+\d+%  [0-5]/6 steps ended", frames[0]), frames[0]
+    assert re.search(r"^package\s+pending", frames[0], re.M), frames[0]  # not started yet, listed
+    assert re.search(r"\[█+\] 100%  6/6 steps ended", frames[-1]), frames[-1]
+    final = screen.text
+    assert "█" not in final and "░" not in final
+    assert re.search(r"^workflow \S+ completed", final, re.M), final
+    assert any(line.startswith("step package") and "completed" in line for line in final.splitlines())
 
 
 def _json(godel: RunningMesh, *argv: str) -> Any:

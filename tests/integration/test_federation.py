@@ -32,7 +32,7 @@ from godel_client.clusters import placement
 from godel_client.errors import FailedPreconditionError, NotFoundError
 from godel_deploy.kafka import KafkaBroker
 from godel_deploy.mesh import Mesh, MeshPorts
-from godel_deploy.ports import free_port
+from godel_deploy.ports import free_port, retry_on_port_taken
 from godel_deploy.postgres import PostgresServer
 
 HEARTBEAT, DEGRADED_AFTER, OFFLINE_AFTER, PROBE = 1, 3, 6, 1
@@ -113,11 +113,21 @@ class Federation:
 
     def start(self, name: str) -> Member:
         mesh = self.meshes[name]
-        # Fresh ports now (others' processes may have taken some since), but the gateway's, which
-        # the peers were told.
-        mesh.ports = replace(MeshPorts.free(), gateway=mesh.ports.gateway)
+
+        def attempt(_: int) -> None:
+            # Fresh ports now (others' processes may have taken some since), but the gateway's,
+            # which the peers were told.
+            mesh.ports = replace(MeshPorts.free(), gateway=mesh.ports.gateway)
+            mesh.services.clear()  # stopped processes keep the ports they were made with
+            mesh.workers.clear()
+            try:
+                mesh.start(ROLES)
+            except BaseException:
+                mesh.stop()
+                raise
+
+        retry_on_port_taken(attempt)
         self.members[name] = Member(name, mesh, (mesh.home / "admin.secret").read_text())
-        mesh.start(ROLES)
         return self.members[name]
 
     def stop(self) -> None:

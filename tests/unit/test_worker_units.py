@@ -91,7 +91,7 @@ def test_outbox_drops_oldest_logs_first_and_never_updates() -> None:
 
 
 async def test_pausable_clock_stops_while_paused() -> None:
-    active, paused_for = 0.5, 0.8
+    active, paused_for = 2.0, 2.5  # seconds; 2 s of slack for a stalled, loaded machine
     pause = PauseState()
     start = time.monotonic()
     sleeper = asyncio.create_task(pause.sleep_active(active))

@@ -188,7 +188,7 @@ def test_shape_violations() -> None:
     )
     assert found["unknown"] == [
         "unknown key (known: name, description, steps, timeout, maxConcurrency, onError, retryPolicy, "
-        "runtime, command, model, repo)"
+        "runtime, command, model, repo, notifyChannels)"
     ]
     assert found["steps[0].bogus"][0].startswith("unknown key")
     assert found["steps[0].task"] == ["must be a string"]  # not also "is required"

@@ -30,6 +30,7 @@ from godel_client.enums import (
     agent_ended,
     execution_strategy,
 )
+from godel_client.live import Live, bar, on_terminal
 
 WORKFLOW_SUFFIXES = (".yaml", ".yml", ".json")  # a reference with one of these names a file, not an id
 AGENT_POLL = 0.5  # seconds between two looks at the agents `do` spawned
@@ -167,21 +168,35 @@ def _create_team(
     return start_team(client, created.id, watch=args.watch, as_json=args.json)
 
 
+def agents_block(agents: Sequence[agent_pb2.Agent]) -> str:
+    """What a terminal shows below the state lines while agents run: a bar of those that ended,
+    their spend, and the live table of the agents."""
+    ended = sum(1 for agent in agents if agent_ended(agent))
+    spent = fmt.usd_precise(sum(agent.budget_consumed for agent in agents))
+    head = f"agents  {bar(ended, len(agents))}  {ended}/{len(agents)} ended  spent {spent}"
+    return f"{head}\n{render.agents_table(agents)}"
+
+
 def _watch_agents(client: GodelClient, agents: list[agent_pb2.Agent], *, as_json: bool) -> int:
-    """A line per state change of any of the agents until all have ended; 0 if all completed."""
+    """A line per state change of any of the agents until all have ended; 0 if all completed. On a
+    terminal a progress bar and the live table of the agents stay below the lines meanwhile."""
     seen: dict[str, tuple[int, int, int]] = {}
     current = {agent.id: agent for agent in agents}
-    while True:
-        for agent in current.values():
-            state = (agent.version, agent.status, agent.lifecycle_state)
-            if seen.get(agent.id) != state:
-                seen[agent.id] = state
-                line = render.agent_state_line(agent)
-                out(to_json(agent, indent=None) if as_json else f"agent {fmt.short_id(agent.id)}  {line}")
-        if all(agent_ended(agent) for agent in current.values()):
-            break
-        cli_common.wait(AGENT_POLL)
-        current = {id_: a if agent_ended(a) else client.agents.get(id_) for id_, a in current.items()}
+    with Live(on_terminal(as_json)) as live:
+        while True:
+            for agent in current.values():
+                state = (agent.version, agent.status, agent.lifecycle_state)
+                if seen.get(agent.id) != state:
+                    seen[agent.id] = state
+                    line = render.agent_state_line(agent)
+                    live.line(
+                        to_json(agent, indent=None) if as_json else f"agent {fmt.short_id(agent.id)}  {line}"
+                    )
+            live.show(agents_block(list(current.values())))
+            if all(agent_ended(agent) for agent in current.values()):
+                break
+            cli_common.wait(AGENT_POLL)
+            current = {id_: a if agent_ended(a) else client.agents.get(id_) for id_, a in current.items()}
     failed = [agent for agent in current.values() if agent.status != agent_pb2.AGENT_STATUS_COMPLETED]
     if failed and not as_json:
         note(f"{len(failed)} of {len(current)} agent(s) did not complete")

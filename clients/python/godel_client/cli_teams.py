@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from godel.v1 import team_pb2, team_service_pb2
+from godel_client import formatting as fmt
 from godel_client import render
 from godel_client.cli_common import (
     RUNTIMES,
@@ -29,6 +31,8 @@ from godel_client.cli_common import (
 from godel_client.client import GodelClient
 from godel_client.enums import STRATEGY_NAMES, TEAM_STATUS_NAMES, team_ended
 from godel_client.errors import GodelError
+from godel_client.live import Live, bar, on_terminal
+from godel_client.table import render_table
 
 WATCH_HELP = "follow the team's progress until it ends (exit 0 if it completed, else 1)"
 
@@ -42,6 +46,22 @@ def _close(updates: Iterator[Any]) -> None:
         close()
 
 
+def progress_block(team: team_pb2.Team, members: Mapping[str, str]) -> str:
+    """What a terminal shows below the update lines while a team runs: a bar of its progress, its
+    spend, and a table of its member agents with the state the last update about each one said."""
+    counts = Counter(members.values())
+    states = "  ".join(f"{state} {count}" for state, count in sorted(counts.items()))
+    head = (
+        f"team {fmt.short_id(team.id)} {team.name}  {render.team_status(team)}  "
+        f"{bar(team.progress, 100)}  spent {fmt.usd_precise(team.budget_consumed)}  {states}"
+    ).rstrip()
+    ids = [*team.agent_ids, *(agent_id for agent_id in members if agent_id not in team.agent_ids)]
+    if not ids:
+        return head
+    rows = [[agent_id, fmt.or_empty(members.get(agent_id, ""))] for agent_id in ids]
+    return f"{head}\n{render_table(['AGENT', 'STATE'], rows)}"
+
+
 def follow_team(
     client: GodelClient,
     team_id: str,
@@ -49,15 +69,21 @@ def follow_team(
     *,
     as_json: bool,
 ) -> int:
-    """Prints a line (NDJSON with --json) per update of the StartTeam stream, then a summary.
+    """Prints a line (NDJSON with --json) per update of the StartTeam stream, then a summary. On
+    a terminal a progress bar and the live table of the members stay below the lines meanwhile.
 
     Exits 0 when the team completed, 1 when it failed (or the stream ended while it still ran).
     """
     team: team_pb2.Team | None = None
+    members: dict[str, str] = {}  # member agent id -> its state, as the updates said
     try:
-        for update in updates:
-            team = update.team
-            out(to_json(update, indent=None) if as_json else render.team_update_line(update))
+        with Live(on_terminal(as_json)) as live:
+            for update in updates:
+                team = update.team
+                live.line(to_json(update, indent=None) if as_json else render.team_update_line(update))
+                if (member := render.member_state(update)) is not None and member[1]:
+                    members[member[0]] = member[1]  # an event that names no state keeps the last
+                live.show(progress_block(team, members))
     finally:
         _close(updates)
     if team is None or not team_ended(team):

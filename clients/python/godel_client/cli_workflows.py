@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from google.protobuf import json_format
 
 from godel.v1 import workflow_pb2, workflow_service_pb2
+from godel_client import formatting as fmt
 from godel_client import render
 from godel_client.cli_common import (
     command_parser,
@@ -24,7 +26,8 @@ from godel_client.cli_common import (
     to_json,
 )
 from godel_client.client import GodelClient
-from godel_client.enums import WORKFLOW_STATUS_NAMES
+from godel_client.enums import WORKFLOW_STATUS_NAMES, step_ended
+from godel_client.live import Live, bar, on_terminal
 from godel_client.workflows import WorkflowProgress
 
 POLL_INTERVAL = 0.5  # seconds between two looks at a watched workflow when no event stream is had
@@ -48,23 +51,50 @@ def _json_progress(progress: WorkflowProgress) -> dict[str, Any]:
     }
 
 
+def _all_steps(progress: WorkflowProgress) -> list[workflow_pb2.WorkflowStep]:
+    """The steps that have run or run now, then the definition's steps not reached yet (pending)."""
+    steps = list(progress.steps)
+    reached = {step.step_id for step in steps}
+    waiting = [step.id for step in progress.workflow.definition.steps if step.id not in reached]
+    return steps + [
+        workflow_pb2.WorkflowStep(step_id=step_id, status=workflow_pb2.STEP_STATUS_PENDING)
+        for step_id in waiting
+    ]
+
+
+def progress_block(progress: WorkflowProgress, now: datetime | None = None) -> str:
+    """What a terminal shows below the step lines while a workflow runs: a bar of the steps that
+    ended, and the table of every step (pending ones too) with its status and duration."""
+    steps = _all_steps(progress)
+    ended = sum(1 for step in steps if step_ended(step))
+    workflow = progress.workflow
+    head = (
+        f"workflow {fmt.short_id(workflow.id)} {workflow.name}  {render.workflow_status(workflow)}  "
+        f"{bar(ended, len(steps))}  {ended}/{len(steps)} steps ended"
+    )
+    return f"{head}\n{render.steps_table(steps, now)}" if steps else head
+
+
 def follow_workflow(client: GodelClient, workflow_id: str, *, as_json: bool) -> int:
     """Prints a line per step state change (NDJSON of each new look with --json) until the workflow
-    ends, then a table of its steps. Exits 0 when it completed, else 1."""
+    ends, then a table of its steps. Exits 0 when it completed, else 1. On a terminal a progress
+    bar and the live table of the steps stay below the lines while it runs."""
     seen: dict[str, tuple[int, str]] = {}
     last: WorkflowProgress | None = None
-    for progress in client.workflows.watch(workflow_id, poll_interval=POLL_INTERVAL):
-        last = progress
-        if as_json:
-            dump_line(_json_progress(progress))
-            continue
-        width = _label_width(progress)
-        for step in progress.steps:
-            key = step.id or step.step_id
-            state = (int(step.status), step.agent_id)
-            if state != seen.get(key, _PENDING):
-                out(render.step_line(step, width))
-            seen[key] = state
+    with Live(on_terminal(as_json)) as live:
+        for progress in client.workflows.watch(workflow_id, poll_interval=POLL_INTERVAL):
+            last = progress
+            if as_json:
+                dump_line(_json_progress(progress))
+                continue
+            width = _label_width(progress)
+            for step in progress.steps:
+                key = step.id or step.step_id
+                state = (int(step.status), step.agent_id)
+                if state != seen.get(key, _PENDING):
+                    live.line(render.step_line(step, width))
+                seen[key] = state
+            live.show(progress_block(progress))
     if last is None:  # the iterator always yields the first look; kept for the type checker
         return 1
     workflow = last.workflow

@@ -132,6 +132,12 @@ _WORKFLOW_ENDED = (
     workflow_pb2.WORKFLOW_STATUS_FAILED,
     workflow_pb2.WORKFLOW_STATUS_CANCELLED,
 )
+_STEP_ENDED = (
+    workflow_pb2.STEP_STATUS_COMPLETED,
+    workflow_pb2.STEP_STATUS_FAILED,
+    workflow_pb2.STEP_STATUS_SKIPPED,
+    workflow_pb2.STEP_STATUS_CANCELLED,
+)
 
 
 def agent_ended(agent: agent_pb2.Agent) -> bool:
@@ -150,6 +156,11 @@ def team_ended(team: team_pb2.Team) -> bool:
 def workflow_ended(workflow: workflow_pb2.Workflow) -> bool:
     """Whether the workflow is done: completed, failed or cancelled."""
     return workflow.status in _WORKFLOW_ENDED
+
+
+def step_ended(step: workflow_pb2.WorkflowStep) -> bool:
+    """Whether a workflow step is done: completed, failed, skipped or cancelled."""
+    return step.status in _STEP_ENDED
 
 
 def load_balance_strategy(value: BalanceStrategyLike) -> cluster_pb2.LoadBalanceStrategy.ValueType:

@@ -521,6 +521,20 @@ def _team_counts(team: team_pb2.Team, facts: _EventFacts) -> str:
     return f" ({done}/{total})" if done is not None else f" ({total} agents)"
 
 
+def _update_state(event: event_pb2.Event, facts: _EventFacts) -> str:
+    """The state an event puts its subject in, as its payload says, else as its verb says."""
+    return facts.status or _EVENT_STATES.get(event.type.rsplit(":", 1)[-1], "")
+
+
+def member_state(update: team_service_pb2.StartTeamResponse) -> tuple[str, str] | None:
+    """(agent id, state) when a StartTeam update is about one member agent, else None; the state
+    is "" when the event names none (e.g. a usage report)."""
+    event = update.event
+    if not update.HasField("event") or not event.metadata.agent_id:
+        return None
+    return event.metadata.agent_id, _update_state(event, _event_facts(event))
+
+
 def team_update_line(update: team_service_pb2.StartTeamResponse) -> str:
     """``[ 40%] agent:complete  agent 3f2a1b2c… completed (2/5)``: one line per StartTeam update."""
     team = update.team
@@ -530,13 +544,7 @@ def team_update_line(update: team_service_pb2.StartTeamResponse) -> str:
     event = update.event
     facts = _event_facts(event)
     agent_id = event.metadata.agent_id
-    verb = event.type.rsplit(":", 1)[-1]
-    if facts.status:
-        state = facts.status
-    elif verb in _EVENT_STATES:
-        state = _EVENT_STATES[verb]
-    else:
-        state = "" if agent_id else team_status(team)
+    state = _update_state(event, facts) or ("" if agent_id else team_status(team))
     subject = f"agent {fmt.short_id(agent_id)}" if agent_id else "team"
     tail = f" — {one_line(facts.note)}" if facts.note else ""
     return f"{head} {event.type}  {f'{subject} {state}'.rstrip()}{_team_counts(team, facts)}{tail}"

@@ -16,6 +16,7 @@ from godel.v1 import (
 from godel_server.cluster.affinity import AffinityStore
 from godel_server.cluster.alerts.manager import AlertManager
 from godel_server.cluster.alerts.notify import Notifier
+from godel_server.cluster.alerts.outcomes import OutcomeNotifications
 from godel_server.cluster.alerts.servicer import AlertServicer
 from godel_server.cluster.alerts.store import AlertStore
 from godel_server.cluster.auth import AuthServicer
@@ -53,6 +54,7 @@ class ClusterService(Service):
         self._notifier: Notifier | None = None
         self._actuator: Actuator | None = None
         self._stores: tuple[AlertStore, PolicyStore] | None = None
+        self._outcomes: OutcomeNotifications | None = None
 
     def verifier(self, host: ServiceHost) -> KeyVerifier:
         s = host.settings
@@ -102,6 +104,9 @@ class ClusterService(Service):
             alert_store, host.publisher, notifier, instance=s.instance_id, interval=s.autonomic_interval
         )
         actuator = self._actuator = Actuator(s, db, notifier)
+        self._outcomes = OutcomeNotifications(
+            db, s.kafka, host.publisher, notifier, client_id=s.instance_id, dead_letters=host.dead_letters
+        )
         orchestrator = AutonomicOrchestrator(
             policy_store, actuator, host.publisher, interval=s.autonomic_interval, dry_run=s.autonomic_dry_run
         )
@@ -114,13 +119,16 @@ class ClusterService(Service):
         )
 
     async def start(self, host: ServiceHost) -> None:
-        assert self._stores and self._loop and self._monitor
+        assert self._stores and self._loop and self._monitor and self._outcomes
         for store in self._stores:
             await store.ensure_defaults()
         self._monitor.start()
         self._loop.start()
+        self._outcomes.start()
 
     async def stop(self, host: ServiceHost) -> None:
+        if self._outcomes:
+            await self._outcomes.stop()
         if self._loop:
             await self._loop.stop()
         if self._actuator:

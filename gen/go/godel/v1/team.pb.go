@@ -171,9 +171,12 @@ type TeamConfig struct {
 	Placement *AgentPlacement `protobuf:"bytes,15,opt,name=placement,proto3" json:"placement,omitempty"`
 	// The smallest size autoscaling (auto_scale) shrinks the team to; default: its size at creation.
 	// It grows up to max_agents.
-	MinAgents     int32 `protobuf:"varint,16,opt,name=min_agents,json=minAgents,proto3" json:"min_agents,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	MinAgents int32 `protobuf:"varint,16,opt,name=min_agents,json=minAgents,proto3" json:"min_agents,omitempty"`
+	// Notification channels (AlertService, by name; e.g. an OpenClaw channel) told when the team
+	// completes or fails. Naming any needs permission alert:create, as routing an alert rule does.
+	NotifyChannels []string `protobuf:"bytes,17,rep,name=notify_channels,json=notifyChannels,proto3" json:"notify_channels,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TeamConfig) Reset() {
@@ -316,6 +319,13 @@ func (x *TeamConfig) GetMinAgents() int32 {
 		return x.MinAgents
 	}
 	return 0
+}
+
+func (x *TeamConfig) GetNotifyChannels() []string {
+	if x != nil {
+		return x.NotifyChannels
+	}
+	return nil
 }
 
 // A team (swarm) of agents (spec §2.1 Team).
@@ -645,7 +655,7 @@ var File_godel_v1_team_proto protoreflect.FileDescriptor
 
 const file_godel_v1_team_proto_rawDesc = "" +
 	"\n" +
-	"\x13godel/v1/team.proto\x12\bgodel.v1\x1a\x14godel/v1/agent.proto\x1a\x15godel/v1/common.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe3\x04\n" +
+	"\x13godel/v1/team.proto\x12\bgodel.v1\x1a\x14godel/v1/agent.proto\x1a\x15godel/v1/common.proto\x1a\x15godel/v1/limits.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x97\x05\n" +
 	"\n" +
 	"TeamConfig\x12\x1d\n" +
 	"\n" +
@@ -668,7 +678,9 @@ const file_godel_v1_team_proto_rawDesc = "" +
 	"\x04repo\x18\x0e \x01(\tB\a\xca\xf3\x18\x03\b\x80 R\x04repo\x126\n" +
 	"\tplacement\x18\x0f \x01(\v2\x18.godel.v1.AgentPlacementR\tplacement\x12\x1d\n" +
 	"\n" +
-	"min_agents\x18\x10 \x01(\x05R\tminAgents\"\xf4\a\n" +
+	"min_agents\x18\x10 \x01(\x05R\tminAgents\x122\n" +
+	"\x0fnotify_channels\x18\x11 \x03(\tB\t\xca\xf3\x18\x05\b\xff\x01\x10\n" +
+	"R\x0enotifyChannels\"\xf4\a\n" +
 	"\x04Team\x12\x16\n" +
 	"\x02id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x02id\x12\x1b\n" +
 	"\x04name\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x04name\x12)\n" +

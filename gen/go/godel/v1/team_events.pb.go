@@ -486,9 +486,14 @@ type TeamCompleted struct {
 	// Members that count.
 	Members int32 `protobuf:"varint,5,opt,name=members,proto3" json:"members,omitempty"`
 	// Spend of all members, in USD.
-	Cost          float64 `protobuf:"fixed64,6,opt,name=cost,proto3" json:"cost,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cost float64 `protobuf:"fixed64,6,opt,name=cost,proto3" json:"cost,omitempty"`
+	// The team's name.
+	Name string `protobuf:"bytes,7,opt,name=name,proto3" json:"name,omitempty"`
+	// The notification channels the team's config names (TeamConfig.notify_channels): the cluster
+	// service tells them.
+	NotifyChannels []string `protobuf:"bytes,8,rep,name=notify_channels,json=notifyChannels,proto3" json:"notify_channels,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TeamCompleted) Reset() {
@@ -563,6 +568,20 @@ func (x *TeamCompleted) GetCost() float64 {
 	return 0
 }
 
+func (x *TeamCompleted) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TeamCompleted) GetNotifyChannels() []string {
+	if x != nil {
+		return x.NotifyChannels
+	}
+	return nil
+}
+
 // team-service: the team failed: its strategy's outcome is failure, it timed out, or its budget
 // ran out. Its members are stopped. Final.
 type TeamFailed struct {
@@ -578,9 +597,14 @@ type TeamFailed struct {
 	// Members that count.
 	Members int32 `protobuf:"varint,5,opt,name=members,proto3" json:"members,omitempty"`
 	// Spend of all members, in USD.
-	Cost          float64 `protobuf:"fixed64,6,opt,name=cost,proto3" json:"cost,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Cost float64 `protobuf:"fixed64,6,opt,name=cost,proto3" json:"cost,omitempty"`
+	// The team's name.
+	Name string `protobuf:"bytes,7,opt,name=name,proto3" json:"name,omitempty"`
+	// The notification channels the team's config names (TeamConfig.notify_channels): the cluster
+	// service tells them.
+	NotifyChannels []string `protobuf:"bytes,8,rep,name=notify_channels,json=notifyChannels,proto3" json:"notify_channels,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TeamFailed) Reset() {
@@ -653,6 +677,20 @@ func (x *TeamFailed) GetCost() float64 {
 		return x.Cost
 	}
 	return 0
+}
+
+func (x *TeamFailed) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TeamFailed) GetNotifyChannels() []string {
+	if x != nil {
+		return x.NotifyChannels
+	}
+	return nil
 }
 
 // team-service, on DeleteTeam: the team and its members' records are deleted; live members are
@@ -739,14 +777,16 @@ const file_godel_v1_team_events_proto_rawDesc = "" +
 	"team:scale\"R\n" +
 	"\fTeamFallback\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason:\x11\xa2\xbb\x18\rteam:fallback\"\xd6\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason:\x11\xa2\xbb\x18\rteam:fallback\"\x93\x02\n" +
 	"\rTeamCompleted\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12,\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x14.godel.v1.TeamStatusR\x06status\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12'\n" +
 	"\x0fcompletion_rate\x18\x04 \x01(\x01R\x0ecompletionRate\x12\x18\n" +
 	"\amembers\x18\x05 \x01(\x05R\amembers\x12\x12\n" +
-	"\x04cost\x18\x06 \x01(\x01R\x04cost:\x11\xa2\xbb\x18\rteam:complete\"\xd0\x01\n" +
+	"\x04cost\x18\x06 \x01(\x01R\x04cost\x12\x12\n" +
+	"\x04name\x18\a \x01(\tR\x04name\x12'\n" +
+	"\x0fnotify_channels\x18\b \x03(\tR\x0enotifyChannels:\x11\xa2\xbb\x18\rteam:complete\"\x8d\x02\n" +
 	"\n" +
 	"TeamFailed\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId\x12,\n" +
@@ -754,7 +794,9 @@ const file_godel_v1_team_events_proto_rawDesc = "" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12'\n" +
 	"\x0fcompletion_rate\x18\x04 \x01(\x01R\x0ecompletionRate\x12\x18\n" +
 	"\amembers\x18\x05 \x01(\x05R\amembers\x12\x12\n" +
-	"\x04cost\x18\x06 \x01(\x01R\x04cost:\x0e\xa2\xbb\x18\n" +
+	"\x04cost\x18\x06 \x01(\x01R\x04cost\x12\x12\n" +
+	"\x04name\x18\a \x01(\tR\x04name\x12'\n" +
+	"\x0fnotify_channels\x18\b \x03(\tR\x0enotifyChannels:\x0e\xa2\xbb\x18\n" +
 	"team:error\"7\n" +
 	"\vTeamDeleted\x12\x17\n" +
 	"\ateam_id\x18\x01 \x01(\tR\x06teamId:\x0f\xa2\xbb\x18\vteam:deleteB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"

@@ -415,12 +415,16 @@ type WorkflowDefinition struct {
 	OnError        OnErrorPolicy `protobuf:"varint,6,opt,name=on_error,json=onError,proto3,enum=godel.v1.OnErrorPolicy" json:"on_error,omitempty"`
 	RetryPolicy    *RetryPolicy  `protobuf:"bytes,7,opt,name=retry_policy,json=retryPolicy,proto3" json:"retry_policy,omitempty"`
 	// Defaults for the steps' agents.
-	Runtime       string   `protobuf:"bytes,8,opt,name=runtime,proto3" json:"runtime,omitempty"`
-	Command       []string `protobuf:"bytes,9,rep,name=command,proto3" json:"command,omitempty"`
-	Model         string   `protobuf:"bytes,10,opt,name=model,proto3" json:"model,omitempty"`
-	Repo          string   `protobuf:"bytes,11,opt,name=repo,proto3" json:"repo,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Runtime string   `protobuf:"bytes,8,opt,name=runtime,proto3" json:"runtime,omitempty"`
+	Command []string `protobuf:"bytes,9,rep,name=command,proto3" json:"command,omitempty"`
+	Model   string   `protobuf:"bytes,10,opt,name=model,proto3" json:"model,omitempty"`
+	Repo    string   `protobuf:"bytes,11,opt,name=repo,proto3" json:"repo,omitempty"`
+	// Notification channels (AlertService, by name; e.g. an OpenClaw channel) told when the
+	// workflow completes, fails or is cancelled. Naming any needs permission alert:create, as
+	// routing an alert rule does.
+	NotifyChannels []string `protobuf:"bytes,12,rep,name=notify_channels,json=notifyChannels,proto3" json:"notify_channels,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WorkflowDefinition) Reset() {
@@ -528,6 +532,13 @@ func (x *WorkflowDefinition) GetRepo() string {
 		return x.Repo
 	}
 	return ""
+}
+
+func (x *WorkflowDefinition) GetNotifyChannels() []string {
+	if x != nil {
+		return x.NotifyChannels
+	}
+	return nil
 }
 
 // A workflow instance (spec §2.4 workflows).
@@ -871,7 +882,7 @@ const file_godel_v1_workflow_proto_rawDesc = "" +
 	"\x0eagent_selector\x18\t \x01(\v2\x17.godel.v1.AgentSelectorR\ragentSelector\x12\x18\n" +
 	"\aruntime\x18\n" +
 	" \x01(\tR\aruntime\x12%\n" +
-	"\acommand\x18\v \x03(\tB\v\xca\xf3\x18\a\b\x80\x80\x01\x10\x80\x02R\acommand\"\xc3\x03\n" +
+	"\acommand\x18\v \x03(\tB\v\xca\xf3\x18\a\b\x80\x80\x01\x10\x80\x02R\acommand\"\xf7\x03\n" +
 	"\x12WorkflowDefinition\x12\x1b\n" +
 	"\x04name\x18\x01 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x04name\x12)\n" +
 	"\vdescription\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\b\x90NR\vdescription\x127\n" +
@@ -884,7 +895,9 @@ const file_godel_v1_workflow_proto_rawDesc = "" +
 	"\acommand\x18\t \x03(\tB\v\xca\xf3\x18\a\b\x80\x80\x01\x10\x80\x02R\acommand\x12\x1d\n" +
 	"\x05model\x18\n" +
 	" \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x05model\x12\x1b\n" +
-	"\x04repo\x18\v \x01(\tB\a\xca\xf3\x18\x03\b\x80 R\x04repo\"\x9d\x06\n" +
+	"\x04repo\x18\v \x01(\tB\a\xca\xf3\x18\x03\b\x80 R\x04repo\x122\n" +
+	"\x0fnotify_channels\x18\f \x03(\tB\t\xca\xf3\x18\x05\b\xff\x01\x10\n" +
+	"R\x0enotifyChannels\"\x9d\x06\n" +
 	"\bWorkflow\x12\x16\n" +
 	"\x02id\x18\x01 \x01(\tB\x06\xca\xf3\x18\x02\b$R\x02id\x12\x1b\n" +
 	"\x04name\x18\x02 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\x04name\x12)\n" +

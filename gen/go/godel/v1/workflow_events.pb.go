@@ -591,9 +591,14 @@ type WorkflowCompleted struct {
 	// Empty.
 	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	// Steps that failed (only under the CONTINUE policy).
-	FailedSteps   []string `protobuf:"bytes,4,rep,name=failed_steps,json=failedSteps,proto3" json:"failed_steps,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FailedSteps []string `protobuf:"bytes,4,rep,name=failed_steps,json=failedSteps,proto3" json:"failed_steps,omitempty"`
+	// The workflow's name.
+	Name string `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	// The notification channels its definition names (WorkflowDefinition.notify_channels): the
+	// cluster service tells them.
+	NotifyChannels []string `protobuf:"bytes,6,rep,name=notify_channels,json=notifyChannels,proto3" json:"notify_channels,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WorkflowCompleted) Reset() {
@@ -654,6 +659,20 @@ func (x *WorkflowCompleted) GetFailedSteps() []string {
 	return nil
 }
 
+func (x *WorkflowCompleted) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WorkflowCompleted) GetNotifyChannels() []string {
+	if x != nil {
+		return x.NotifyChannels
+	}
+	return nil
+}
+
 // team-service: the workflow failed: a step failed for good, a step could not start, or it timed
 // out. Unfinished steps are cancelled. Final.
 type WorkflowFailed struct {
@@ -665,9 +684,14 @@ type WorkflowFailed struct {
 	// Why the workflow failed.
 	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	// Empty: the failed step is named in `error`.
-	FailedSteps   []string `protobuf:"bytes,4,rep,name=failed_steps,json=failedSteps,proto3" json:"failed_steps,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FailedSteps []string `protobuf:"bytes,4,rep,name=failed_steps,json=failedSteps,proto3" json:"failed_steps,omitempty"`
+	// The workflow's name.
+	Name string `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	// The notification channels its definition names (WorkflowDefinition.notify_channels): the
+	// cluster service tells them.
+	NotifyChannels []string `protobuf:"bytes,6,rep,name=notify_channels,json=notifyChannels,proto3" json:"notify_channels,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WorkflowFailed) Reset() {
@@ -728,6 +752,20 @@ func (x *WorkflowFailed) GetFailedSteps() []string {
 	return nil
 }
 
+func (x *WorkflowFailed) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WorkflowFailed) GetNotifyChannels() []string {
+	if x != nil {
+		return x.NotifyChannels
+	}
+	return nil
+}
+
 // team-service, on CancelWorkflow or DeleteWorkflow: unfinished steps are cancelled and their
 // agents killed. Final.
 type WorkflowCancelled struct {
@@ -739,9 +777,14 @@ type WorkflowCancelled struct {
 	// Why: the reason given to CancelWorkflow, or "workflow deleted".
 	Error string `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	// Empty.
-	FailedSteps   []string `protobuf:"bytes,4,rep,name=failed_steps,json=failedSteps,proto3" json:"failed_steps,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FailedSteps []string `protobuf:"bytes,4,rep,name=failed_steps,json=failedSteps,proto3" json:"failed_steps,omitempty"`
+	// The workflow's name.
+	Name string `protobuf:"bytes,5,opt,name=name,proto3" json:"name,omitempty"`
+	// The notification channels its definition names (WorkflowDefinition.notify_channels): the
+	// cluster service tells them.
+	NotifyChannels []string `protobuf:"bytes,6,rep,name=notify_channels,json=notifyChannels,proto3" json:"notify_channels,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *WorkflowCancelled) Reset() {
@@ -802,6 +845,20 @@ func (x *WorkflowCancelled) GetFailedSteps() []string {
 	return nil
 }
 
+func (x *WorkflowCancelled) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *WorkflowCancelled) GetNotifyChannels() []string {
+	if x != nil {
+		return x.NotifyChannels
+	}
+	return nil
+}
+
 var File_godel_v1_workflow_events_proto protoreflect.FileDescriptor
 
 const file_godel_v1_workflow_events_proto_rawDesc = "" +
@@ -849,25 +906,31 @@ const file_godel_v1_workflow_events_proto_rawDesc = "" +
 	"workflowId:\x12\xa2\xbb\x18\x0eworkflow:pause\"G\n" +
 	"\x0fWorkflowResumed\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
-	"workflowId:\x13\xa2\xbb\x18\x0fworkflow:resume\"\xb6\x01\n" +
+	"workflowId:\x13\xa2\xbb\x18\x0fworkflow:resume\"\xf3\x01\n" +
 	"\x11WorkflowCompleted\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x120\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x18.godel.v1.WorkflowStatusR\x06status\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12!\n" +
-	"\ffailed_steps\x18\x04 \x03(\tR\vfailedSteps:\x15\xa2\xbb\x18\x11workflow:complete\"\xb0\x01\n" +
+	"\ffailed_steps\x18\x04 \x03(\tR\vfailedSteps\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12'\n" +
+	"\x0fnotify_channels\x18\x06 \x03(\tR\x0enotifyChannels:\x15\xa2\xbb\x18\x11workflow:complete\"\xed\x01\n" +
 	"\x0eWorkflowFailed\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x120\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x18.godel.v1.WorkflowStatusR\x06status\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12!\n" +
-	"\ffailed_steps\x18\x04 \x03(\tR\vfailedSteps:\x12\xa2\xbb\x18\x0eworkflow:error\"\xb4\x01\n" +
+	"\ffailed_steps\x18\x04 \x03(\tR\vfailedSteps\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12'\n" +
+	"\x0fnotify_channels\x18\x06 \x03(\tR\x0enotifyChannels:\x12\xa2\xbb\x18\x0eworkflow:error\"\xf1\x01\n" +
 	"\x11WorkflowCancelled\x12\x1f\n" +
 	"\vworkflow_id\x18\x01 \x01(\tR\n" +
 	"workflowId\x120\n" +
 	"\x06status\x18\x02 \x01(\x0e2\x18.godel.v1.WorkflowStatusR\x06status\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12!\n" +
-	"\ffailed_steps\x18\x04 \x03(\tR\vfailedSteps:\x13\xa2\xbb\x18\x0fworkflow:cancelB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
+	"\ffailed_steps\x18\x04 \x03(\tR\vfailedSteps\x12\x12\n" +
+	"\x04name\x18\x05 \x01(\tR\x04name\x12'\n" +
+	"\x0fnotify_channels\x18\x06 \x03(\tR\x0enotifyChannels:\x13\xa2\xbb\x18\x0fworkflow:cancelB3Z1github.com/godel-ai/godel/gen/go/godel/v1;godelv1b\x06proto3"
 
 var (
 	file_godel_v1_workflow_events_proto_rawDescOnce sync.Once

@@ -3,9 +3,11 @@
 isort:skip_file
 """
 
+from collections import abc as _abc
 from godel.v1 import team_pb2 as _team_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -245,6 +247,8 @@ class TeamCompleted(_message.Message):
     COMPLETION_RATE_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    NOTIFY_CHANNELS_FIELD_NUMBER: _builtins.int
     team_id: _builtins.str
     """The team."""
     status: _team_pb2.TeamStatus.ValueType
@@ -257,6 +261,14 @@ class TeamCompleted(_message.Message):
     """Members that count."""
     cost: _builtins.float
     """Spend of all members, in USD."""
+    name: _builtins.str
+    """The team's name."""
+    @_builtins.property
+    def notify_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The notification channels the team's config names (TeamConfig.notify_channels): the cluster
+        service tells them.
+        """
+
     def __init__(
         self,
         *,
@@ -266,10 +278,12 @@ class TeamCompleted(_message.Message):
         completion_rate: _builtins.float = ...,
         members: _builtins.int = ...,
         cost: _builtins.float = ...,
+        name: _builtins.str = ...,
+        notify_channels: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_rate", b"completion_rate", "cost", b"cost", "error", b"error", "members", b"members", "status", b"status", "team_id", b"team_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_rate", b"completion_rate", "cost", b"cost", "error", b"error", "members", b"members", "name", b"name", "notify_channels", b"notify_channels", "status", b"status", "team_id", b"team_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -289,6 +303,8 @@ class TeamFailed(_message.Message):
     COMPLETION_RATE_FIELD_NUMBER: _builtins.int
     MEMBERS_FIELD_NUMBER: _builtins.int
     COST_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    NOTIFY_CHANNELS_FIELD_NUMBER: _builtins.int
     team_id: _builtins.str
     """The team."""
     status: _team_pb2.TeamStatus.ValueType
@@ -301,6 +317,14 @@ class TeamFailed(_message.Message):
     """Members that count."""
     cost: _builtins.float
     """Spend of all members, in USD."""
+    name: _builtins.str
+    """The team's name."""
+    @_builtins.property
+    def notify_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The notification channels the team's config names (TeamConfig.notify_channels): the cluster
+        service tells them.
+        """
+
     def __init__(
         self,
         *,
@@ -310,10 +334,12 @@ class TeamFailed(_message.Message):
         completion_rate: _builtins.float = ...,
         members: _builtins.int = ...,
         cost: _builtins.float = ...,
+        name: _builtins.str = ...,
+        notify_channels: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_rate", b"completion_rate", "cost", b"cost", "error", b"error", "members", b"members", "status", b"status", "team_id", b"team_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["completion_rate", b"completion_rate", "cost", b"cost", "error", b"error", "members", b"members", "name", b"name", "notify_channels", b"notify_channels", "status", b"status", "team_id", b"team_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

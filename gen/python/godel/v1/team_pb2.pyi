@@ -93,6 +93,7 @@ class TeamConfig(_message.Message):
     REPO_FIELD_NUMBER: _builtins.int
     PLACEMENT_FIELD_NUMBER: _builtins.int
     MIN_AGENTS_FIELD_NUMBER: _builtins.int
+    NOTIFY_CHANNELS_FIELD_NUMBER: _builtins.int
     max_agents: _builtins.int
     auto_scale: _builtins.bool
     timeout_minutes: _builtins.int
@@ -132,6 +133,12 @@ class TeamConfig(_message.Message):
     def placement(self) -> _agent_pb2.AgentPlacement:
         """Where the members may run in a federation (README "Federation"): members are created with it."""
 
+    @_builtins.property
+    def notify_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Notification channels (AlertService, by name; e.g. an OpenClaw channel) told when the team
+        completes or fails. Naming any needs permission alert:create, as routing an alert rule does.
+        """
+
     def __init__(
         self,
         *,
@@ -151,10 +158,11 @@ class TeamConfig(_message.Message):
         repo: _builtins.str = ...,
         placement: _agent_pb2.AgentPlacement | None = ...,
         min_agents: _builtins.int = ...,
+        notify_channels: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["placement", b"placement", "resource_limits", b"resource_limits", "retry_policy", b"retry_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scale", b"auto_scale", "command", b"command", "endpoint", b"endpoint", "inputs", b"inputs", "max_agents", b"max_agents", "max_depth", b"max_depth", "min_agents", b"min_agents", "model", b"model", "placement", b"placement", "repo", b"repo", "resource_limits", b"resource_limits", "retry_policy", b"retry_policy", "runtime", b"runtime", "size", b"size", "stages", b"stages", "timeout_minutes", b"timeout_minutes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["auto_scale", b"auto_scale", "command", b"command", "endpoint", b"endpoint", "inputs", b"inputs", "max_agents", b"max_agents", "max_depth", b"max_depth", "min_agents", b"min_agents", "model", b"model", "notify_channels", b"notify_channels", "placement", b"placement", "repo", b"repo", "resource_limits", b"resource_limits", "retry_policy", b"retry_policy", "runtime", b"runtime", "size", b"size", "stages", b"stages", "timeout_minutes", b"timeout_minutes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

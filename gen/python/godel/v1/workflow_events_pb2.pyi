@@ -295,15 +295,25 @@ class WorkflowCompleted(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     FAILED_STEPS_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    NOTIFY_CHANNELS_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """The workflow."""
     status: _workflow_pb2.WorkflowStatus.ValueType
     """COMPLETED."""
     error: _builtins.str
     """Empty."""
+    name: _builtins.str
+    """The workflow's name."""
     @_builtins.property
     def failed_steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Steps that failed (only under the CONTINUE policy)."""
+
+    @_builtins.property
+    def notify_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The notification channels its definition names (WorkflowDefinition.notify_channels): the
+        cluster service tells them.
+        """
 
     def __init__(
         self,
@@ -312,10 +322,12 @@ class WorkflowCompleted(_message.Message):
         status: _workflow_pb2.WorkflowStatus.ValueType = ...,
         error: _builtins.str = ...,
         failed_steps: _abc.Iterable[_builtins.str] | None = ...,
+        name: _builtins.str = ...,
+        notify_channels: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "failed_steps", b"failed_steps", "status", b"status", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "failed_steps", b"failed_steps", "name", b"name", "notify_channels", b"notify_channels", "status", b"status", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -333,15 +345,25 @@ class WorkflowFailed(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     FAILED_STEPS_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    NOTIFY_CHANNELS_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """The workflow."""
     status: _workflow_pb2.WorkflowStatus.ValueType
     """FAILED."""
     error: _builtins.str
     """Why the workflow failed."""
+    name: _builtins.str
+    """The workflow's name."""
     @_builtins.property
     def failed_steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Empty: the failed step is named in `error`."""
+
+    @_builtins.property
+    def notify_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The notification channels its definition names (WorkflowDefinition.notify_channels): the
+        cluster service tells them.
+        """
 
     def __init__(
         self,
@@ -350,10 +372,12 @@ class WorkflowFailed(_message.Message):
         status: _workflow_pb2.WorkflowStatus.ValueType = ...,
         error: _builtins.str = ...,
         failed_steps: _abc.Iterable[_builtins.str] | None = ...,
+        name: _builtins.str = ...,
+        notify_channels: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "failed_steps", b"failed_steps", "status", b"status", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "failed_steps", b"failed_steps", "name", b"name", "notify_channels", b"notify_channels", "status", b"status", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -371,15 +395,25 @@ class WorkflowCancelled(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     ERROR_FIELD_NUMBER: _builtins.int
     FAILED_STEPS_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    NOTIFY_CHANNELS_FIELD_NUMBER: _builtins.int
     workflow_id: _builtins.str
     """The workflow."""
     status: _workflow_pb2.WorkflowStatus.ValueType
     """CANCELLED."""
     error: _builtins.str
     """Why: the reason given to CancelWorkflow, or "workflow deleted"."""
+    name: _builtins.str
+    """The workflow's name."""
     @_builtins.property
     def failed_steps(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Empty."""
+
+    @_builtins.property
+    def notify_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The notification channels its definition names (WorkflowDefinition.notify_channels): the
+        cluster service tells them.
+        """
 
     def __init__(
         self,
@@ -388,10 +422,12 @@ class WorkflowCancelled(_message.Message):
         status: _workflow_pb2.WorkflowStatus.ValueType = ...,
         error: _builtins.str = ...,
         failed_steps: _abc.Iterable[_builtins.str] | None = ...,
+        name: _builtins.str = ...,
+        notify_channels: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "failed_steps", b"failed_steps", "status", b"status", "workflow_id", b"workflow_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "failed_steps", b"failed_steps", "name", b"name", "notify_channels", b"notify_channels", "status", b"status", "workflow_id", b"workflow_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -205,6 +205,7 @@ class WorkflowDefinition(_message.Message):
     COMMAND_FIELD_NUMBER: _builtins.int
     MODEL_FIELD_NUMBER: _builtins.int
     REPO_FIELD_NUMBER: _builtins.int
+    NOTIFY_CHANNELS_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
     timeout: _builtins.int
@@ -221,6 +222,13 @@ class WorkflowDefinition(_message.Message):
     def retry_policy(self) -> _common_pb2.RetryPolicy: ...
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def notify_channels(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Notification channels (AlertService, by name; e.g. an OpenClaw channel) told when the
+        workflow completes, fails or is cancelled. Naming any needs permission alert:create, as
+        routing an alert rule does.
+        """
+
     def __init__(
         self,
         *,
@@ -235,10 +243,11 @@ class WorkflowDefinition(_message.Message):
         command: _abc.Iterable[_builtins.str] | None = ...,
         model: _builtins.str = ...,
         repo: _builtins.str = ...,
+        notify_channels: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["retry_policy", b"retry_policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "description", b"description", "max_concurrency", b"max_concurrency", "model", b"model", "name", b"name", "on_error", b"on_error", "repo", b"repo", "retry_policy", b"retry_policy", "runtime", b"runtime", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["command", b"command", "description", b"description", "max_concurrency", b"max_concurrency", "model", b"model", "name", b"name", "notify_channels", b"notify_channels", "on_error", b"on_error", "repo", b"repo", "retry_policy", b"retry_policy", "runtime", b"runtime", "steps", b"steps", "timeout", b"timeout"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/team_events.proto.
  */
 export const file_godel_v1_team_events: GenFile = /*@__PURE__*/
-  fileDesc("Chpnb2RlbC92MS90ZWFtX2V2ZW50cy5wcm90bxIIZ29kZWwudjEibAoLVGVhbUNyZWF0ZWQSDwoHdGVhbV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEi0KCHN0cmF0ZWd5GAMgASgOMhsuZ29kZWwudjEuRXhlY3V0aW9uU3RyYXRlZ3k6D6K7GAt0ZWFtOmNyZWF0ZSJuCgtUZWFtU3RhcnRlZBIPCgd0ZWFtX2lkGAEgASgJEi0KCHN0cmF0ZWd5GAIgASgOMhsuZ29kZWwudjEuRXhlY3V0aW9uU3RyYXRlZ3kSDwoHbWVtYmVycxgDIAEoBToOorsYCnRlYW06c3RhcnQiZgoMVGVhbVByb2dyZXNzEg8KB3RlYW1faWQYASABKAkSEAoIcHJvZ3Jlc3MYAiABKAUSEQoJY29tcGxldGVkGAMgASgFEg0KBXRvdGFsGAQgASgFOhGiuxgNdGVhbTpwcm9ncmVzcyI+CgpUZWFtUGF1c2VkEg8KB3RlYW1faWQYASABKAkSDwoHbWVtYmVycxgCIAEoBToOorsYCnRlYW06cGF1c2UiQAoLVGVhbVJlc3VtZWQSDwoHdGVhbV9pZBgBIAEoCRIPCgdtZW1iZXJzGAIgASgFOg+iuxgLdGVhbTpyZXN1bWUiegoKVGVhbVNjYWxlZBIPCgd0ZWFtX2lkGAEgASgJEhUKDXByZXZpb3VzX3NpemUYAiABKAUSFAoMY3VycmVudF9zaXplGAMgASgFEg0KBWFkZGVkGAQgASgFEg8KB3JlbW92ZWQYBSABKAU6DqK7GAp0ZWFtOnNjYWxlIkIKDFRlYW1GYWxsYmFjaxIPCgd0ZWFtX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCToRorsYDXRlYW06ZmFsbGJhY2sioAEKDVRlYW1Db21wbGV0ZWQSDwoHdGVhbV9pZBgBIAEoCRIkCgZzdGF0dXMYAiABKA4yFC5nb2RlbC52MS5UZWFtU3RhdHVzEg0KBWVycm9yGAMgASgJEhcKD2NvbXBsZXRpb25fcmF0ZRgEIAEoARIPCgdtZW1iZXJzGAUgASgFEgwKBGNvc3QYBiABKAE6EaK7GA10ZWFtOmNvbXBsZXRlIpoBCgpUZWFtRmFpbGVkEg8KB3RlYW1faWQYASABKAkSJAoGc3RhdHVzGAIgASgOMhQuZ29kZWwudjEuVGVhbVN0YXR1cxINCgVlcnJvchgDIAEoCRIXCg9jb21wbGV0aW9uX3JhdGUYBCABKAESDwoHbWVtYmVycxgFIAEoBRIMCgRjb3N0GAYgASgBOg6iuxgKdGVhbTplcnJvciIvCgtUZWFtRGVsZXRlZBIPCgd0ZWFtX2lkGAEgASgJOg+iuxgLdGVhbTpkZWxldGVCM1oxZ2l0aHViLmNvbS9nb2RlbC1haS9nb2RlbC9nZW4vZ28vZ29kZWwvdjE7Z29kZWx2MWIGcHJvdG8z", [file_godel_v1_event_options, file_godel_v1_team]);
+  fileDesc("Chpnb2RlbC92MS90ZWFtX2V2ZW50cy5wcm90bxIIZ29kZWwudjEibAoLVGVhbUNyZWF0ZWQSDwoHdGVhbV9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEi0KCHN0cmF0ZWd5GAMgASgOMhsuZ29kZWwudjEuRXhlY3V0aW9uU3RyYXRlZ3k6D6K7GAt0ZWFtOmNyZWF0ZSJuCgtUZWFtU3RhcnRlZBIPCgd0ZWFtX2lkGAEgASgJEi0KCHN0cmF0ZWd5GAIgASgOMhsuZ29kZWwudjEuRXhlY3V0aW9uU3RyYXRlZ3kSDwoHbWVtYmVycxgDIAEoBToOorsYCnRlYW06c3RhcnQiZgoMVGVhbVByb2dyZXNzEg8KB3RlYW1faWQYASABKAkSEAoIcHJvZ3Jlc3MYAiABKAUSEQoJY29tcGxldGVkGAMgASgFEg0KBXRvdGFsGAQgASgFOhGiuxgNdGVhbTpwcm9ncmVzcyI+CgpUZWFtUGF1c2VkEg8KB3RlYW1faWQYASABKAkSDwoHbWVtYmVycxgCIAEoBToOorsYCnRlYW06cGF1c2UiQAoLVGVhbVJlc3VtZWQSDwoHdGVhbV9pZBgBIAEoCRIPCgdtZW1iZXJzGAIgASgFOg+iuxgLdGVhbTpyZXN1bWUiegoKVGVhbVNjYWxlZBIPCgd0ZWFtX2lkGAEgASgJEhUKDXByZXZpb3VzX3NpemUYAiABKAUSFAoMY3VycmVudF9zaXplGAMgASgFEg0KBWFkZGVkGAQgASgFEg8KB3JlbW92ZWQYBSABKAU6DqK7GAp0ZWFtOnNjYWxlIkIKDFRlYW1GYWxsYmFjaxIPCgd0ZWFtX2lkGAEgASgJEg4KBnJlYXNvbhgCIAEoCToRorsYDXRlYW06ZmFsbGJhY2sixwEKDVRlYW1Db21wbGV0ZWQSDwoHdGVhbV9pZBgBIAEoCRIkCgZzdGF0dXMYAiABKA4yFC5nb2RlbC52MS5UZWFtU3RhdHVzEg0KBWVycm9yGAMgASgJEhcKD2NvbXBsZXRpb25fcmF0ZRgEIAEoARIPCgdtZW1iZXJzGAUgASgFEgwKBGNvc3QYBiABKAESDAoEbmFtZRgHIAEoCRIXCg9ub3RpZnlfY2hhbm5lbHMYCCADKAk6EaK7GA10ZWFtOmNvbXBsZXRlIsEBCgpUZWFtRmFpbGVkEg8KB3RlYW1faWQYASABKAkSJAoGc3RhdHVzGAIgASgOMhQuZ29kZWwudjEuVGVhbVN0YXR1cxINCgVlcnJvchgDIAEoCRIXCg9jb21wbGV0aW9uX3JhdGUYBCABKAESDwoHbWVtYmVycxgFIAEoBRIMCgRjb3N0GAYgASgBEgwKBG5hbWUYByABKAkSFwoPbm90aWZ5X2NoYW5uZWxzGAggAygJOg6iuxgKdGVhbTplcnJvciIvCgtUZWFtRGVsZXRlZBIPCgd0ZWFtX2lkGAEgASgJOg+iuxgLdGVhbTpkZWxldGVCM1oxZ2l0aHViLmNvbS9nb2RlbC1haS9nb2RlbC9nZW4vZ28vZ29kZWwvdjE7Z29kZWx2MWIGcHJvdG8z", [file_godel_v1_event_options, file_godel_v1_team]);
 
 /**
  * team-service, on CreateTeam: a team is stored (creating); its members start with StartTeam.
@@ -310,6 +310,21 @@ export type TeamCompleted = Message<"godel.v1.TeamCompleted"> & {
    * @generated from field: double cost = 6;
    */
   cost: number;
+
+  /**
+   * The team's name.
+   *
+   * @generated from field: string name = 7;
+   */
+  name: string;
+
+  /**
+   * The notification channels the team's config names (TeamConfig.notify_channels): the cluster
+   * service tells them.
+   *
+   * @generated from field: repeated string notify_channels = 8;
+   */
+  notifyChannels: string[];
 };
 
 /**
@@ -367,6 +382,21 @@ export type TeamFailed = Message<"godel.v1.TeamFailed"> & {
    * @generated from field: double cost = 6;
    */
   cost: number;
+
+  /**
+   * The team's name.
+   *
+   * @generated from field: string name = 7;
+   */
+  name: string;
+
+  /**
+   * The notification channels the team's config names (TeamConfig.notify_channels): the cluster
+   * service tells them.
+   *
+   * @generated from field: repeated string notify_channels = 8;
+   */
+  notifyChannels: string[];
 };
 
 /**

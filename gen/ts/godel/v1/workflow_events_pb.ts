@@ -13,7 +13,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file godel/v1/workflow_events.proto.
  */
 export const file_godel_v1_workflow_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch5nb2RlbC92MS93b3JrZmxvd19ldmVudHMucHJvdG8SCGdvZGVsLnYxIlgKD1dvcmtmbG93Q3JlYXRlZBITCgt3b3JrZmxvd19pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg0KBXN0ZXBzGAMgASgFOhOiuxgPd29ya2Zsb3c6Y3JlYXRlIkkKD1dvcmtmbG93U3RhcnRlZBITCgt3b3JrZmxvd19pZBgBIAEoCRINCgVzdGVwcxgCIAEoBToSorsYDndvcmtmbG93OnN0YXJ0IngKE1dvcmtmbG93U3RlcFN0YXJ0ZWQSEwoLd29ya2Zsb3dfaWQYASABKAkSDwoHc3RlcF9pZBgCIAEoCRIPCgdhdHRlbXB0GAMgASgFEhEKCW1lbWJlcl9pZBgEIAEoCToXorsYE3dvcmtmbG93OnN0ZXA6c3RhcnQiawoVV29ya2Zsb3dTdGVwQ29tcGxldGVkEhMKC3dvcmtmbG93X2lkGAEgASgJEg8KB3N0ZXBfaWQYAiABKAkSEAoIYWdlbnRfaWQYAyABKAk6GqK7GBZ3b3JrZmxvdzpzdGVwOmNvbXBsZXRlImIKEldvcmtmbG93U3RlcEZhaWxlZBITCgt3b3JrZmxvd19pZBgBIAEoCRIPCgdzdGVwX2lkGAIgASgJEg0KBWVycm9yGAMgASgJOheiuxgTd29ya2Zsb3c6c3RlcDplcnJvciKMAQoUV29ya2Zsb3dTdGVwUmV0cnlpbmcSEwoLd29ya2Zsb3dfaWQYASABKAkSDwoHc3RlcF9pZBgCIAEoCRIPCgdhdHRlbXB0GAMgASgFEhUKDWRlbGF5X3NlY29uZHMYBCABKAESDQoFZXJyb3IYBSABKAk6F6K7GBN3b3JrZmxvdzpzdGVwOnJldHJ5ImEKE1dvcmtmbG93U3RlcFNraXBwZWQSEwoLd29ya2Zsb3dfaWQYASABKAkSDwoHc3RlcF9pZBgCIAEoCRIMCgR3aGVuGAMgASgJOhaiuxgSd29ya2Zsb3c6c3RlcDpza2lwIjkKDldvcmtmbG93UGF1c2VkEhMKC3dvcmtmbG93X2lkGAEgASgJOhKiuxgOd29ya2Zsb3c6cGF1c2UiOwoPV29ya2Zsb3dSZXN1bWVkEhMKC3dvcmtmbG93X2lkGAEgASgJOhOiuxgPd29ya2Zsb3c6cmVzdW1lIo4BChFXb3JrZmxvd0NvbXBsZXRlZBITCgt3b3JrZmxvd19pZBgBIAEoCRIoCgZzdGF0dXMYAiABKA4yGC5nb2RlbC52MS5Xb3JrZmxvd1N0YXR1cxINCgVlcnJvchgDIAEoCRIUCgxmYWlsZWRfc3RlcHMYBCADKAk6FaK7GBF3b3JrZmxvdzpjb21wbGV0ZSKIAQoOV29ya2Zsb3dGYWlsZWQSEwoLd29ya2Zsb3dfaWQYASABKAkSKAoGc3RhdHVzGAIgASgOMhguZ29kZWwudjEuV29ya2Zsb3dTdGF0dXMSDQoFZXJyb3IYAyABKAkSFAoMZmFpbGVkX3N0ZXBzGAQgAygJOhKiuxgOd29ya2Zsb3c6ZXJyb3IijAEKEVdvcmtmbG93Q2FuY2VsbGVkEhMKC3dvcmtmbG93X2lkGAEgASgJEigKBnN0YXR1cxgCIAEoDjIYLmdvZGVsLnYxLldvcmtmbG93U3RhdHVzEg0KBWVycm9yGAMgASgJEhQKDGZhaWxlZF9zdGVwcxgEIAMoCToTorsYD3dvcmtmbG93OmNhbmNlbEIzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_godel_v1_event_options, file_godel_v1_workflow]);
+  fileDesc("Ch5nb2RlbC92MS93b3JrZmxvd19ldmVudHMucHJvdG8SCGdvZGVsLnYxIlgKD1dvcmtmbG93Q3JlYXRlZBITCgt3b3JrZmxvd19pZBgBIAEoCRIMCgRuYW1lGAIgASgJEg0KBXN0ZXBzGAMgASgFOhOiuxgPd29ya2Zsb3c6Y3JlYXRlIkkKD1dvcmtmbG93U3RhcnRlZBITCgt3b3JrZmxvd19pZBgBIAEoCRINCgVzdGVwcxgCIAEoBToSorsYDndvcmtmbG93OnN0YXJ0IngKE1dvcmtmbG93U3RlcFN0YXJ0ZWQSEwoLd29ya2Zsb3dfaWQYASABKAkSDwoHc3RlcF9pZBgCIAEoCRIPCgdhdHRlbXB0GAMgASgFEhEKCW1lbWJlcl9pZBgEIAEoCToXorsYE3dvcmtmbG93OnN0ZXA6c3RhcnQiawoVV29ya2Zsb3dTdGVwQ29tcGxldGVkEhMKC3dvcmtmbG93X2lkGAEgASgJEg8KB3N0ZXBfaWQYAiABKAkSEAoIYWdlbnRfaWQYAyABKAk6GqK7GBZ3b3JrZmxvdzpzdGVwOmNvbXBsZXRlImIKEldvcmtmbG93U3RlcEZhaWxlZBITCgt3b3JrZmxvd19pZBgBIAEoCRIPCgdzdGVwX2lkGAIgASgJEg0KBWVycm9yGAMgASgJOheiuxgTd29ya2Zsb3c6c3RlcDplcnJvciKMAQoUV29ya2Zsb3dTdGVwUmV0cnlpbmcSEwoLd29ya2Zsb3dfaWQYASABKAkSDwoHc3RlcF9pZBgCIAEoCRIPCgdhdHRlbXB0GAMgASgFEhUKDWRlbGF5X3NlY29uZHMYBCABKAESDQoFZXJyb3IYBSABKAk6F6K7GBN3b3JrZmxvdzpzdGVwOnJldHJ5ImEKE1dvcmtmbG93U3RlcFNraXBwZWQSEwoLd29ya2Zsb3dfaWQYASABKAkSDwoHc3RlcF9pZBgCIAEoCRIMCgR3aGVuGAMgASgJOhaiuxgSd29ya2Zsb3c6c3RlcDpza2lwIjkKDldvcmtmbG93UGF1c2VkEhMKC3dvcmtmbG93X2lkGAEgASgJOhKiuxgOd29ya2Zsb3c6cGF1c2UiOwoPV29ya2Zsb3dSZXN1bWVkEhMKC3dvcmtmbG93X2lkGAEgASgJOhOiuxgPd29ya2Zsb3c6cmVzdW1lIrUBChFXb3JrZmxvd0NvbXBsZXRlZBITCgt3b3JrZmxvd19pZBgBIAEoCRIoCgZzdGF0dXMYAiABKA4yGC5nb2RlbC52MS5Xb3JrZmxvd1N0YXR1cxINCgVlcnJvchgDIAEoCRIUCgxmYWlsZWRfc3RlcHMYBCADKAkSDAoEbmFtZRgFIAEoCRIXCg9ub3RpZnlfY2hhbm5lbHMYBiADKAk6FaK7GBF3b3JrZmxvdzpjb21wbGV0ZSKvAQoOV29ya2Zsb3dGYWlsZWQSEwoLd29ya2Zsb3dfaWQYASABKAkSKAoGc3RhdHVzGAIgASgOMhguZ29kZWwudjEuV29ya2Zsb3dTdGF0dXMSDQoFZXJyb3IYAyABKAkSFAoMZmFpbGVkX3N0ZXBzGAQgAygJEgwKBG5hbWUYBSABKAkSFwoPbm90aWZ5X2NoYW5uZWxzGAYgAygJOhKiuxgOd29ya2Zsb3c6ZXJyb3IiswEKEVdvcmtmbG93Q2FuY2VsbGVkEhMKC3dvcmtmbG93X2lkGAEgASgJEigKBnN0YXR1cxgCIAEoDjIYLmdvZGVsLnYxLldvcmtmbG93U3RhdHVzEg0KBWVycm9yGAMgASgJEhQKDGZhaWxlZF9zdGVwcxgEIAMoCRIMCgRuYW1lGAUgASgJEhcKD25vdGlmeV9jaGFubmVscxgGIAMoCToTorsYD3dvcmtmbG93OmNhbmNlbEIzWjFnaXRodWIuY29tL2dvZGVsLWFpL2dvZGVsL2dlbi9nby9nb2RlbC92MTtnb2RlbHYxYgZwcm90bzM", [file_godel_v1_event_options, file_godel_v1_workflow]);
 
 /**
  * team-service, on CreateWorkflow (and RunWorkflow): a workflow definition is stored (pending).
@@ -351,6 +351,21 @@ export type WorkflowCompleted = Message<"godel.v1.WorkflowCompleted"> & {
    * @generated from field: repeated string failed_steps = 4;
    */
   failedSteps: string[];
+
+  /**
+   * The workflow's name.
+   *
+   * @generated from field: string name = 5;
+   */
+  name: string;
+
+  /**
+   * The notification channels its definition names (WorkflowDefinition.notify_channels): the
+   * cluster service tells them.
+   *
+   * @generated from field: repeated string notify_channels = 6;
+   */
+  notifyChannels: string[];
 };
 
 /**
@@ -394,6 +409,21 @@ export type WorkflowFailed = Message<"godel.v1.WorkflowFailed"> & {
    * @generated from field: repeated string failed_steps = 4;
    */
   failedSteps: string[];
+
+  /**
+   * The workflow's name.
+   *
+   * @generated from field: string name = 5;
+   */
+  name: string;
+
+  /**
+   * The notification channels its definition names (WorkflowDefinition.notify_channels): the
+   * cluster service tells them.
+   *
+   * @generated from field: repeated string notify_channels = 6;
+   */
+  notifyChannels: string[];
 };
 
 /**
@@ -437,6 +467,21 @@ export type WorkflowCancelled = Message<"godel.v1.WorkflowCancelled"> & {
    * @generated from field: repeated string failed_steps = 4;
    */
   failedSteps: string[];
+
+  /**
+   * The workflow's name.
+   *
+   * @generated from field: string name = 5;
+   */
+  name: string;
+
+  /**
+   * The notification channels its definition names (WorkflowDefinition.notify_channels): the
+   * cluster service tells them.
+   *
+   * @generated from field: repeated string notify_channels = 6;
+   */
+  notifyChannels: string[];
 };
 
 /**

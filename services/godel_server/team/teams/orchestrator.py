@@ -355,6 +355,8 @@ class TeamOrchestrator:
             completion_rate=completed / len(members) if members else 0.0,
             members=len(members),
             cost=team.budget_consumed or 0.0,
+            name=team.name,
+            notify_channels=(team.config or {}).get("notifyChannels", []),
         )
         return self.event(data, team)
 

@@ -17,6 +17,7 @@ from godel_server.runtime.statuses import TEAM_STATUS
 from godel_server.runtime.validation import Violations, check_id
 from godel_server.team import owners
 from godel_server.team.models import TeamRow
+from godel_server.team.notifications import require_notify_permission
 from godel_server.team.teams.mapping import new_team_row
 from godel_server.team.teams.orchestrator import TeamNotFoundError, TeamOrchestrator
 from godel_server.team.teams.validation import check_budget, check_config, check_create
@@ -37,6 +38,7 @@ class TeamServicer(DeadLetterRpcs, team_service_pb2_grpc.TeamServiceServicer):
         self, request: team_service_pb2.CreateTeamRequest, context: grpc.aio.ServicerContext
     ) -> team_pb2.Team:
         check_create(request)
+        require_notify_permission(request.config.notify_channels)
         return await self._teams.create(new_team_row(request, current_caller()))
 
     async def GetTeam(
@@ -72,6 +74,8 @@ class TeamServicer(DeadLetterRpcs, team_service_pb2_grpc.TeamServiceServicer):
         if "budget_allocated" in fields:
             check_budget(v, "team.budget_allocated", team.budget_allocated)
         v.raise_if_any()
+        if "config" in fields:
+            require_notify_permission(team.config.notify_channels)
         return await self._teams.update(team, fields)
 
     async def DeleteTeam(

@@ -8,6 +8,7 @@ from godel.v1 import team_pb2, team_service_pb2
 from godel_server.runtime.agent_rules import KNOWN_RUNTIMES, placement_problems
 from godel_server.runtime.enums import one_of
 from godel_server.runtime.validation import Violations
+from godel_server.team.notifications import check_notify_channels
 from godel_server.team.teams.mapping import DEFAULT_STRATEGY, STRATEGY
 from godel_server.team.teams.strategies import STRATEGIES
 
@@ -42,6 +43,7 @@ def check_config(v: Violations, config: team_pb2.TeamConfig, prefix: str = "conf
     if config.HasField("retry_policy") and not 0 <= config.retry_policy.max_retries <= 10:
         v.add(f"{prefix}.retry_policy.max_retries", "must be between 0 and 10")
     v.max_len(f"{prefix}.model", config.model, 255)
+    check_notify_channels(v, f"{prefix}.notify_channels", config.notify_channels)
 
 
 def check_budget(v: Violations, field: str, value: float) -> None:

@@ -24,6 +24,7 @@ from godel_server.runtime.bounds import bounds
 from godel_server.runtime.enums import ProtoEnum
 from godel_server.runtime.errors import FieldViolation, ValidationError
 from godel_server.runtime.validation import Violations
+from godel_server.team.notifications import check_notify_channels
 from godel_server.team.workflows.dag import Reachability
 from godel_server.team.workflows.expressions import ExpressionError, compile_expression
 from godel_server.team.workflows.templates import check_template, compile_template
@@ -65,6 +66,7 @@ _WORKFLOW_KEYS = (
     "command",
     "model",
     "repo",
+    "notifyChannels",
 )
 _STEP_KEYS = (
     "id",
@@ -142,6 +144,7 @@ def check_definition(definition: workflow_pb2.WorkflowDefinition) -> list[FieldV
     _check_command(v, "command", definition.command)
     v.max_len("model", definition.model, MAX_NAME_LENGTH)
     v.max_len("repo", definition.repo, 4096)
+    check_notify_channels(v, "notifyChannels", definition.notify_channels)
 
     steps = definition.steps
     if not steps:
@@ -479,6 +482,7 @@ class _Reader:
             command=self.strings(f, "", "command"),
             model=self.string(f, "", "model"),
             repo=self.string(f, "", "repo"),
+            notify_channels=self.strings(f, "", "notifyChannels"),
         )
         if "onError" in f:
             d.on_error = self.on_error(f["onError"])

@@ -426,6 +426,8 @@ class Scheduler:
             status=WORKFLOW_STATUS.to_proto(status),
             error=error or "",
             failed_steps=failed_steps or [],
+            name=wf.name,
+            notify_channels=run.definition.notify_channels,
         )
         run.events.append(self.event(data, wf))
         self.disarm(run.effects, wf.id)

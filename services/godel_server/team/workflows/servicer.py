@@ -16,6 +16,7 @@ from godel_server.runtime.validation import Violations, check_id
 from godel_server.team import owners
 from godel_server.team.agents import AgentGateway, readable
 from godel_server.team.models import WorkflowRow
+from godel_server.team.notifications import require_notify_permission
 from godel_server.team.workflows.definition import parse_and_validate, validate
 from godel_server.team.workflows.engine import WorkflowEngine, WorkflowNotFoundError
 from godel_server.team.workflows.mapping import new_workflow_row, step_to_proto, workflow_to_proto
@@ -95,6 +96,7 @@ class WorkflowServicer(workflow_service_pb2_grpc.WorkflowServiceServicer):
         v.uuid("team_id", request.team_id)
         v.raise_if_any()
         definition = self._definition(request)
+        require_notify_permission(definition.notify_channels)
         await self._require_teams(request, definition)
         if request.request_id:
             existing = await self._store.by_request(request.request_id, Owner.of(current_caller()))
