@@ -164,6 +164,15 @@ class Deployment:
             interval=0.5,
         )
 
+    def lose_disks(self, host: str) -> None:
+        """What a dead host's local disk becomes to the others: gone. The hosts of this test share
+        one file system, so its processes' homes (and the worker's worktrees beside its home) are
+        moved out of reach; the repository is on the shared volume (/srv) and stays."""
+        lost = self.work / "lost" / host
+        lost.mkdir(parents=True)
+        for path in (self.work / "home").glob(f"{host}-*"):
+            path.rename(lost / path.name)
+
     def stop(self) -> None:
         for procs in self.processes.values():
             for proc in reversed(procs):
@@ -420,6 +429,7 @@ def test_a_service_host_and_a_broker_die_under_load(deployment: Deployment) -> N
             for proc in d.processes[dead]:
                 proc.kill9()
             d.brokers[DEAD_BROKER].kill9()
+            d.lose_disks(dead)
             wait_for(lambda: answers(http), 60, "the mesh to answer through the gateway", interval=0.2)
             answered = time.monotonic() - killed_at
             wait_for(lambda: load.acked_after(killed_at) >= 5, 60, "creates acknowledged after the kill")
@@ -439,8 +449,14 @@ def test_a_service_host_and_a_broker_die_under_load(deployment: Deployment) -> N
             f"{alive} to drive the workflow",
         )
         gate.open()
-        assert wait_team(http, team["id"], 180)["status"] == "TEAM_STATUS_COMPLETED"
-        assert wait_workflow(http, workflow["id"], 180)["status"] == "WORKFLOW_STATUS_COMPLETED"
+        ended = wait_team(http, team["id"], 180)
+        members = ok(http.get(f"/api/v1/teams/{team['id']}/agents"))
+        assert ended["status"] == "TEAM_STATUS_COMPLETED", (ended, members)
+        ended = wait_workflow(http, workflow["id"], 180)
+        assert ended["status"] == "WORKFLOW_STATUS_COMPLETED", {
+            step: {k: v for k, v in found.items() if k not in ("workflowId", "name", "definition")}
+            for step, found in steps(http, workflow["id"]).items()
+        }
         acked = [agent_id for _, agent_id in load.acked]
         missing = [a for a in acked if http.get(f"/api/v1/agents/{a}").status_code != 200]
         assert not missing, f"acknowledged creates lost: {missing}"
