@@ -6,7 +6,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 BUF_BREAKING_AGAINST ?= .git\#branch=main
 PY_SOURCES := services deploy clients/python tests bench tools
 
-.PHONY: help setup gen lint check-gen test test-fast up down bench selftest wheel clean
+.PHONY: help setup gen lint check-gen test test-fast up down bench selftest wheel clean console
 
 help:
 	@echo "make up        start Kafka, the four services and the Envoy gateway (127.0.0.1:7373)"
@@ -15,6 +15,7 @@ help:
 	@echo "make gen       regenerate gen/ (python, go, ts, openapi), gateway/godel.pb and docs/kafka-topics.md from proto/"
 	@echo "make lint      buf lint/format/breaking, stale gen/, envoy validate, ruff, mypy, go vet, tsc,"
 	@echo "               Dockerfiles, compose file and Helm chart (tools/deploy/lint.sh)"
+	@echo "make console   build the web console (console/ -> console/dist, served by the gateway at /ui/)"
 	@echo "make wheel     build the godel-client wheel (client, CLI and generated code) into dist/"
 	@echo "make bench     every benchmark under bench/: figures to bench/results/<name>.json, then compared with HEAD's"
 
@@ -57,14 +58,23 @@ lint: setup check-gen
 	tools/gen/check-openapi.sh
 	tools/deploy/lint.sh
 
-test: lint
+test: lint console
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not integration"
 
-up: setup
+up: setup console
 	$(PY) -m godel_deploy.up
+
+# The web console (Vite + Preact over the TypeScript client), rebuilt when a source changed.
+CONSOLE_SOURCES := $(shell find console/src -type f) $(wildcard console/*.json console/*.ts console/*.html) \
+	$(shell find clients/ts/src -path '*/src/gen' -prune -o -type f -print) clients/ts/package-lock.json \
+	$(shell find gen/ts/godel -type f)
+console/dist/index.html: $(CONSOLE_SOURCES)
+	tools/console/build.sh
+
+console: console/dist/index.html
 
 down:
 	@test -x $(PY) && $(PY) -m godel_deploy.down || echo "nothing to stop"

@@ -13,6 +13,11 @@ addresses (a Kubernetes headless Service) gives an endpoint per address. Envoy c
 endpoint's health (grpc.health.v1, or a TCP connect for the WebSocket), ejects the endpoints that
 keep failing (outlier detection), and retries a request whose connection failed on another one.
 
+The web console (console/, built by `make console` into console/dist) is served by Envoy itself
+under /ui/: every file of the build becomes a route with a ``direct_response`` whose body is that
+file (read when Envoy loads its config), so no other process serves files. Without a build,
+/ui/ answers 404 saying how to build it.
+
 ``python -m godel_deploy.gateway --validate`` renders the template with the default
 ports into a temporary directory and runs ``envoy --mode validate`` on it; it exits
 non-zero (printing Envoy's output) when Envoy rejects the config.
@@ -51,6 +56,7 @@ __all__ = [
     "DESCRIPTOR",
     "TEMPLATE",
     "WEBSOCKET_CLUSTER",
+    "console_routes",
     "gateway_clusters",
     "gateway_routes",
     "main",
@@ -175,6 +181,92 @@ def gateway_routes() -> dict[str, str]:
     }
 
 
+CONSOLE_PREFIX = "/ui/"
+# Content types of the files a Vite build writes.
+_CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".woff2": "font/woff2",
+    ".txt": "text/plain; charset=utf-8",
+}
+# The console talks only to its own origin (the gateway): scripts, styles and calls.
+_CONSOLE_CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'"
+# The largest file a direct response may carry (Envoy's default is 4 KiB).
+CONSOLE_MAX_FILE_BYTES = 4 * 1024 * 1024
+_NO_TRANSCODER = {
+    "envoy.filters.http.grpc_json_transcoder": {
+        "@type": "type.googleapis.com/envoy.config.route.v3.FilterConfig",
+        "disabled": True,
+    }
+}
+
+
+def _headers(values: Mapping[str, str]) -> list[dict[str, Any]]:
+    return [
+        {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        for key, value in values.items()
+    ]
+
+
+def _file_route(path: str, file: Path) -> dict[str, Any]:
+    content_type = _CONTENT_TYPES.get(file.suffix, "application/octet-stream")
+    # Vite names assets by their content hash: they never change. index.html names them: it may.
+    cache = "public, max-age=31536000, immutable" if "/assets/" in path else "no-cache"
+    return {
+        "match": {"path": path},
+        "direct_response": {"status": 200, "body": {"filename": _yaml_path("console file", file)}},
+        "response_headers_to_add": _headers(
+            {
+                "content-type": content_type,
+                "cache-control": cache,
+                "x-content-type-options": "nosniff",
+                "content-security-policy": _CONSOLE_CSP,
+            }
+        ),
+        "typed_per_filter_config": _NO_TRANSCODER,
+    }
+
+
+def console_routes(console_dir: Path | None) -> list[dict[str, Any]]:
+    """The routes of /ui/: one per file of the built console (index.html also at /ui/), a redirect
+    from /ui, and a 404 for any other path under /ui/ (or for all of them when not built)."""
+    routes: list[dict[str, Any]] = [
+        {
+            "match": {"path": CONSOLE_PREFIX.rstrip("/")},
+            "redirect": {"path_redirect": CONSOLE_PREFIX},
+            "typed_per_filter_config": _NO_TRANSCODER,
+        }
+    ]
+    index = console_dir / "index.html" if console_dir else None
+    if console_dir and index and index.is_file():
+        routes.append(_file_route(CONSOLE_PREFIX, index))
+        for file in sorted(p for p in console_dir.rglob("*") if p.is_file()):
+            if file.stat().st_size > CONSOLE_MAX_FILE_BYTES:
+                raise ValueError(f"{file} is larger than {CONSOLE_MAX_FILE_BYTES} bytes")
+            routes.append(_file_route(CONSOLE_PREFIX + file.relative_to(console_dir).as_posix(), file))
+        missing = "no such file in the console"
+    else:
+        missing = "the web console is not built: run `make console` (or `make up`) in the Godel checkout"
+    routes.append(
+        {
+            "match": {"prefix": CONSOLE_PREFIX},
+            "direct_response": {"status": 404, "body": {"inline_string": missing}},
+            "typed_per_filter_config": _NO_TRANSCODER,
+        }
+    )
+    return routes
+
+
+def _console_yaml(console_dir: Path | None) -> str:
+    text = yaml.safe_dump(console_routes(console_dir), sort_keys=False, default_flow_style=False, width=200)
+    return "\n".join(f"{_ROUTE_INDENT}{line}" if line else line for line in text.splitlines())
+
+
 def is_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
@@ -274,6 +366,7 @@ def render_envoy_config(
     rate_limit_per_second: int = DEFAULT_RATE_LIMIT_PER_SECOND,
     rate_limit_burst: int | None = None,
     endpoints: Mapping[str, Sequence[Endpoint]] | None = None,
+    console_dir: Path | None = None,
 ) -> Path:
     """Render ``gateway/envoy.yaml.tmpl`` to ``out_path`` and return ``out_path``.
 
@@ -283,7 +376,8 @@ def render_envoy_config(
     added every second up to ``rate_limit_burst`` (default: one second's worth).
     ``service_ports`` gives the gRPC port of every role on 127.0.0.1 (and ``event_ws_port`` the
     WebSocket's): one endpoint per cluster; ``endpoints`` (cluster name -> (host, port) of each
-    replica) replaces those of the clusters it names.
+    replica) replaces those of the clusters it names. ``console_dir`` is the built web console
+    served under /ui/ (None: /ui/ says it is not built).
     """
     missing = set(PROCESSES) - set(service_ports)
     if missing:
@@ -302,6 +396,8 @@ def render_envoy_config(
         "access_log": _yaml_path("access_log", access_log),
         "rate_limit_per_second": _positive("rate_limit_per_second", rate_limit_per_second),
         "rate_limit_burst": _positive("rate_limit_burst", burst),
+        "console_routes": _console_yaml(console_dir),
+        "console_max_file_bytes": CONSOLE_MAX_FILE_BYTES,
         **gateway_routes(),
     }
     # substitute() (not safe_substitute) so a placeholder without a value fails here.

@@ -37,6 +37,7 @@ def render(settings: GatewaySettings, out_path: Path) -> Path:
         descriptor=DESCRIPTOR,
         access_log=out_path.parent / "access.log",  # replaced by the overlay's
         endpoints=endpoints,
+        console_dir=settings.console_dir,
     )
     return overlay_file(out_path, settings)
 

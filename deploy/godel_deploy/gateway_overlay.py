@@ -17,6 +17,7 @@ GODEL_EVENT_WS_PORT and GODEL_TLS_* as in godel_server/runtime/config.py), plus:
 | GODEL_GATEWAY_ACCESS_LOG      | /dev/stdout | where the JSON access log goes                      |
 | GODEL_GATEWAY_LOG_LEVEL       | warn    | Envoy's log level (`godel-gateway run`)                 |
 | GODEL_GATEWAY_<ROLE>_ENDPOINTS | GODEL_<ROLE>_ADDR | comma-separated host:port of the replicas of a role (a DNS name may stand for several: a headless Service) |
+| GODEL_CONSOLE_DIR             | console/dist of the checkout, when built | the built web console served under /ui/ (`make console`) |
 | GODEL_GATEWAY_EVENT_WS_ENDPOINTS | the event host, GODEL_EVENT_WS_PORT | the same for the event service's WebSocket endpoint |
 
 Tracing: with OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) set, as for the services
@@ -37,6 +38,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from godel_deploy.gateway import CLUSTER_ROLES, WEBSOCKET_CLUSTER, is_ip
+from godel_deploy.paths import repo_root
 from godel_server.runtime.config import (
     ConfigError,
     TlsSettings,
@@ -78,6 +80,7 @@ class GatewaySettings:
     upstream_tls: TlsSettings = field(default_factory=TlsSettings)
     access_log: str | None = None  # None: as rendered
     tracing: TracingSettings = field(default_factory=TracingSettings)
+    console_dir: Path | None = None  # the built web console, served under /ui/
 
     @property
     def serves_tls(self) -> bool:
@@ -96,6 +99,18 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     if not raw.isdigit() or not 0 < int(raw) < 65536:
         raise ConfigError(f"{name} must be a TCP port, got {raw!r}")
     return int(raw)
+
+
+def console_dir(env: Mapping[str, str]) -> Path | None:
+    """The built web console: GODEL_CONSOLE_DIR, else the checkout's console/dist once built."""
+    named = env.get("GODEL_CONSOLE_DIR")
+    if named:
+        if not (Path(named) / "index.html").is_file():
+            raise ConfigError(f"GODEL_CONSOLE_DIR names {named!r}, which holds no index.html")
+        return Path(named)
+    root = repo_root()
+    built = root / "console" / "dist" if root else None
+    return built if built and (built / "index.html").is_file() else None
 
 
 def load_gateway_settings(env: Mapping[str, str]) -> GatewaySettings:
@@ -128,6 +143,7 @@ def load_gateway_settings(env: Mapping[str, str]) -> GatewaySettings:
         upstream_tls=load_tls(env),
         access_log=env.get("GODEL_GATEWAY_ACCESS_LOG") or "/dev/stdout",
         tracing=load_tracing(env, "godel-gateway"),
+        console_dir=console_dir(env),
     )
 
 

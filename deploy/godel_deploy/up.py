@@ -211,6 +211,7 @@ def main() -> int:
         f"""
 Godel is up ({time.monotonic() - t0:.1f}s). Logs: {mesh.logs}
 
+  Web console           {mesh.gateway_url}/ui/   (log in with the admin key or the admin user below)
   REST + gRPC gateway   {mesh.gateway_url}   (e.g. {mesh.gateway_url}/api/v1/agents)
   OpenAPI               {mesh.gateway_url}/api/v1/openapi.json
   Events (SSE)          {mesh.gateway_url}/api/v1/events/stream?pattern=agent:*

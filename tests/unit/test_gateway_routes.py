@@ -19,7 +19,7 @@ from godel_server.runtime.reflection import GATEWAY_HEADER, GATEWAY_VALUE
 from godel_server.runtime.topology import ROLES
 
 
-def render(tmp_path: Path) -> dict[str, Any]:
+def render(tmp_path: Path, console_dir: Path | None = None) -> dict[str, Any]:
     config = gateway.render_envoy_config(
         out_path=tmp_path / "envoy.yaml",
         listen_port=7373,
@@ -27,6 +27,7 @@ def render(tmp_path: Path) -> dict[str, Any]:
         service_ports={"agent": 50051, "team": 50052, "event": 50053, "cluster": 50054},
         descriptor=gateway.DESCRIPTOR,
         access_log=tmp_path / "access.log",
+        console_dir=console_dir,
     )
     loaded: dict[str, Any] = yaml.safe_load(config.read_text())
     return loaded
@@ -111,3 +112,68 @@ def test_rest_path_templates_become_regexes() -> None:
     assert gateway._path_regex("/api/v1/openapi.json") == "/api/v1/openapi[.]json"
     with pytest.raises(ValueError, match="unsupported character"):
         gateway._path_regex("/api/v1/a b")
+
+
+def _console_routes(tmp_path: Path, console_dir: Path | None) -> list[dict[str, Any]]:
+    routes: list[dict[str, Any]] = http_config(render(tmp_path, console_dir))["route_config"][
+        "virtual_hosts"
+    ][0]["routes"]
+    return [r for r in routes if r["match"].get("path", r["match"].get("prefix", "")).startswith("/ui")]
+
+
+def test_the_built_console_is_served_under_ui_as_direct_responses(tmp_path: Path) -> None:
+    built = tmp_path / "dist"
+    (built / "assets").mkdir(parents=True)
+    (built / "index.html").write_text("<!doctype html>")
+    (built / "assets" / "index-abc.js").write_text("export {}")
+    routes = _console_routes(tmp_path, built)
+    by_path = {r["match"].get("path"): r for r in routes}
+    assert by_path["/ui"]["redirect"] == {"path_redirect": "/ui/"}
+    for path, file, kind in (
+        ("/ui/", "index.html", "text/html"),
+        ("/ui/index.html", "index.html", "text/html"),
+        ("/ui/assets/index-abc.js", "assets/index-abc.js", "text/javascript"),
+    ):
+        route = by_path[path]
+        assert route["direct_response"] == {
+            "status": 200,
+            "body": {"filename": str((built / file).resolve())},
+        }
+        headers = {h["header"]["key"]: h["header"]["value"] for h in route["response_headers_to_add"]}
+        assert headers["content-type"].startswith(kind)
+        assert headers["content-security-policy"].startswith("default-src 'self'")
+        # The transcoder would refuse a path that is no RPC.
+        assert route["typed_per_filter_config"]["envoy.filters.http.grpc_json_transcoder"]["disabled"]
+    # Anything else under /ui/ is a 404, matched after the files.
+    assert routes[-1]["match"] == {"prefix": "/ui/"} and routes[-1]["direct_response"]["status"] == 404
+
+
+def test_without_a_built_console_ui_says_how_to_build_it(tmp_path: Path) -> None:
+    routes = _console_routes(tmp_path, None)
+    assert [r["match"] for r in routes] == [{"path": "/ui"}, {"prefix": "/ui/"}]
+    assert "make console" in routes[-1]["direct_response"]["body"]["inline_string"]
+
+
+def test_envoy_keeps_its_successful_local_replies_as_they_are(tmp_path: Path) -> None:
+    """The local-reply mappers turn Envoy's errors into JSON; a console file (a 200 direct
+    response) or the /ui redirect must pass untouched, so every mapper filters on status >= 400."""
+    mappers = http_config(render(tmp_path))["local_reply_config"]["mappers"]
+    for mapper in mappers:
+        statuses = [
+            f["status_code_filter"]
+            for f in mapper["filter"]["and_filter"]["filters"]
+            if "status_code_filter" in f
+        ]
+        assert statuses, mapper
+        comparison = statuses[0]["comparison"]
+        assert comparison["op"] in {"EQ", "GE"} and int(comparison["value"]["default_value"]) >= 400
+
+
+def test_a_console_dir_without_a_build_is_a_configuration_error(tmp_path: Path) -> None:
+    from godel_deploy.gateway_overlay import load_gateway_settings
+    from godel_server.runtime.config import ConfigError
+
+    with pytest.raises(ConfigError, match="GODEL_CONSOLE_DIR"):
+        load_gateway_settings({"GODEL_CONSOLE_DIR": str(tmp_path)})
+    (tmp_path / "index.html").write_text("<!doctype html>")
+    assert load_gateway_settings({"GODEL_CONSOLE_DIR": str(tmp_path)}).console_dir == tmp_path

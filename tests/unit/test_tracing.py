@@ -26,6 +26,7 @@ from godel_server.runtime.tls import open_channel
 from tests.unit.test_dead_letters import Consumer, KafkaRecord
 from tests.unit.test_interceptors import Verifier
 from tests.unit.test_outbox_relay import FakeProducer
+from tests.waits import wait_for_async
 
 SERVICE = "godel.test.Traced"
 
@@ -52,6 +53,16 @@ def _one(exporter: InMemorySpanExporter, kind: SpanKind) -> ReadableSpan:
     found = [s for s in exporter.get_finished_spans() if s.kind == kind]
     assert len(found) == 1, [(s.name, s.kind) for s in exporter.get_finished_spans()]
     return found[0]
+
+
+async def _server_span(exporter: InMemorySpanExporter) -> ReadableSpan:
+    """The server's span: it ends after the reply is sent, so the client can see the reply first."""
+    await wait_for_async(
+        lambda: any(s.kind == SpanKind.SERVER for s in exporter.get_finished_spans()),
+        10,
+        "the server's span to end",
+    )
+    return _one(exporter, SpanKind.SERVER)
 
 
 def test_settings_off_by_default_and_from_the_standard_variables() -> None:
@@ -133,7 +144,7 @@ async def test_a_call_between_processes_carries_the_trace(
     trace_id = format_trace_id(root.get_span_context().trace_id)
     assert seen == [(trace_id, trace_id)]
     client = _one(spans, SpanKind.CLIENT)
-    server = _one(spans, SpanKind.SERVER)
+    server = await _server_span(spans)
     assert client.name == server.name == f"{SERVICE}/Echo"
     assert client.parent is not None and client.parent.span_id == root.get_span_context().span_id
     assert server.parent is not None and server.parent.span_id == client.context.span_id
@@ -151,7 +162,7 @@ async def test_a_caller_traceparent_is_continued_and_a_refused_call_is_an_error_
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await channel.unary_unary(f"/{SERVICE}/Echo")(b"hi", metadata=(("traceparent", parent),))
     assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
-    server = _one(spans, SpanKind.SERVER)
+    server = await _server_span(spans)
     assert server.context.trace_id == 0xABC and server.parent is not None and server.parent.span_id == 0xDEF
     assert not server.status.is_ok
 
