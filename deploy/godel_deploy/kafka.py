@@ -1,4 +1,6 @@
-"""A single-node Apache Kafka (KRaft, broker+controller) for local runs and tests."""
+"""Apache Kafka (KRaft, broker+controller) for local runs and tests: a single node on 127.0.0.1, or
+one node of a quorum of several, each on its own address (the multi-host test's network
+namespaces)."""
 
 from __future__ import annotations
 
@@ -81,6 +83,11 @@ def random_cluster_id() -> str:
 class KafkaBroker(ServerProcess):
     """Kafka in KRaft combined mode (node 1 = broker + controller) on 127.0.0.1.
 
+    A node of a cluster instead: ``node_id``, its own ``host`` address (and
+    ``netns``, the network namespace it runs in), and ``voters``, every node's
+    controller address by node id (a static quorum; formatted with one
+    ``cluster_id`` shared by all).
+
     ``data_dir`` holds the config, the broker's console log (``kafka.log``) and
     the partition data (``kraft-logs/``).  Storage is formatted only when
     ``meta.properties`` is absent, so a new broker on an old ``data_dir`` keeps
@@ -99,8 +106,18 @@ class KafkaBroker(ServerProcess):
         libs_dir: Path | None = None,
         extra_config: Mapping[str, str] | None = None,
         jvm_flags: tuple[str, ...] = JVM_FLAGS,
+        host: str = LOOPBACK,
+        node_id: int = 1,
+        voters: Mapping[int, str] | None = None,
+        cluster_id: str | None = None,
+        netns: str | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
+        self.host = host
+        self.node_id = node_id
+        self.voters = dict(voters or {})
+        self.cluster_id = cluster_id or random_cluster_id()
+        self.netns = netns
         self.port = port if port is not None else free_port()
         self.controller_port = controller_port if controller_port is not None else free_port()
         self.libs_dir = libs_dir
@@ -118,21 +135,26 @@ class KafkaBroker(ServerProcess):
 
     @property
     def bootstrap(self) -> str:
-        """``bootstrap_servers`` for clients: ``127.0.0.1:<port>``."""
-        return f"{LOOPBACK}:{self.port}"
+        """``bootstrap_servers`` for clients: ``127.0.0.1:<port>`` (this node's address)."""
+        return f"{self.host}:{self.port}"
 
     # -- configuration -------------------------------------------------------
 
     def server_properties(self) -> dict[str, str]:
+        quorum = (
+            {"controller.quorum.voters": ",".join(f"{n}@{a}" for n, a in sorted(self.voters.items()))}
+            if self.voters
+            else {"controller.quorum.bootstrap.servers": f"{self.host}:{self.controller_port}"}
+        )
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
+            "node.id": str(self.node_id),
             "listeners": (
-                f"PLAINTEXT://{LOOPBACK}:{self.port},CONTROLLER://{LOOPBACK}:{self.controller_port}"
+                f"PLAINTEXT://{self.host}:{self.port},CONTROLLER://{self.host}:{self.controller_port}"
             ),
-            "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{self.port}",
+            "advertised.listeners": f"PLAINTEXT://{self.host}:{self.port}",
             "controller.listener.names": "CONTROLLER",
-            "controller.quorum.bootstrap.servers": f"{LOOPBACK}:{self.controller_port}",
+            **quorum,
             "inter.broker.listener.name": "PLAINTEXT",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": str(self.log_dirs),
@@ -181,7 +203,7 @@ class KafkaBroker(ServerProcess):
         if archive is not None and archive.is_file():
             cds = [f"-XX:SharedArchiveFile={archive}", "-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
         elif archive is not None and dump_cds:
-            pending = archive.with_name(f"{archive.name}.{os.getpid()}.{self.port}.tmp")
+            pending = archive.with_name(f"{archive.name}.{os.getpid()}.{self.host}.{self.port}.tmp")
             self._cds_dump = (pending, archive)
             cds = [f"-XX:ArchiveClassesAtExit={pending}"]
         return [
@@ -201,9 +223,10 @@ class KafkaBroker(ServerProcess):
             libs,
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
+            # A static quorum (voters) needs no initial controllers; a single node is its own.
+            *([] if self.voters else ["--standalone"]),
             "-t",
-            random_cluster_id(),
+            self.cluster_id,
             "-c",
             str(self.config_path),
         )
@@ -219,8 +242,8 @@ class KafkaBroker(ServerProcess):
             return self
         libs = ensure_jars(self.libs_dir or default_libs_dir())
         for p in (self.port, self.controller_port):
-            if port_open(p):
-                raise RuntimeError(f"port {LOOPBACK}:{p} is already in use")
+            if self.netns is None and port_open(p, self.host):
+                raise RuntimeError(f"port {self.host}:{p} is already in use")
         self._acquire_data_dir()
         try:
             self.write_config()
@@ -230,8 +253,9 @@ class KafkaBroker(ServerProcess):
                 self._java(libs, "kafka.Kafka", str(self.config_path), dump_cds=True),
                 self.log_path,
                 cwd=self.data_dir,
-                name=f"kafka:{self.port}",
+                name=f"kafka:{self.host}:{self.port}",
                 pass_fds=[self._lock.fileno()] if self._lock else [],
+                netns=self.netns,
             ).start()
         except BaseException:
             self._release_data_dir()
@@ -271,10 +295,15 @@ class KafkaBroker(ServerProcess):
         )
 
     def _probe(self) -> bool:
-        if not port_open(self.port):
+        if not port_open(self.port, self.host):
             return False
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             return pool.submit(asyncio.run, _metadata_has_broker(self.bootstrap)).result()
+
+    def brokers(self) -> int:
+        """How many brokers the cluster's metadata lists, as this node serves it."""
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(asyncio.run, _metadata_brokers(self.bootstrap)).result()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Controlled shutdown (SIGTERM), SIGKILL after ``timeout``."""
@@ -308,12 +337,16 @@ class KafkaBroker(ServerProcess):
 
 
 async def _metadata_has_broker(bootstrap: str) -> bool:
+    return await _metadata_brokers(bootstrap) > 0
+
+
+async def _metadata_brokers(bootstrap: str) -> int:
     from aiokafka.admin import AIOKafkaAdminClient
 
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     try:
         await admin.start()
         cluster = await admin.describe_cluster()
-        return bool(cluster.get("brokers"))
+        return len(cluster.get("brokers") or ())
     finally:
         await admin.close()

@@ -1,4 +1,5 @@
-"""A throw-away PostgreSQL server on 127.0.0.1 for local runs and tests."""
+"""A throw-away PostgreSQL server on 127.0.0.1 (or another address, in a network namespace) for
+local runs and tests."""
 
 from __future__ import annotations
 
@@ -68,6 +69,9 @@ class PostgresServer(ServerProcess):
     ``initdb`` (trust auth, superuser ``postgres``, UTF8) runs only when the
     cluster does not exist yet, so data survives restarts.  When running as
     root the server runs as the ``postgres`` OS user (created if missing).
+    ``host`` is the address it listens on and clients dial; ``netns`` the network
+    namespace it runs in (`ip netns exec`); ``clients`` a CIDR whose TCP clients
+    are trusted too (pg_hba.conf; by default only local ones are).
     """
 
     kind = "PostgreSQL server"
@@ -79,12 +83,18 @@ class PostgresServer(ServerProcess):
         *,
         bin_dir: Path | None = None,
         settings: Mapping[str, str] | None = None,
+        host: str = LOOPBACK,
+        netns: str | None = None,
+        clients: str | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
+        self.host = host
+        self.netns = netns
+        self.clients = clients
         self.port = port if port is not None else free_port()
         self.pgdata = self.data_dir / "pgdata"
         self.log_path = self.data_dir / "postgres.log"
-        self.settings = {**FAST_SETTINGS, **(settings or {})}
+        self.settings = {**FAST_SETTINGS, "listen_addresses": host, **(settings or {})}
         self._bin_dir = bin_dir
         self._socket_dir: Path | None = None
         self._process: ManagedProcess | None = None
@@ -94,11 +104,11 @@ class PostgresServer(ServerProcess):
 
     def url(self, dbname: str = "postgres") -> str:
         """SQLAlchemy URL: ``postgresql+asyncpg://postgres@127.0.0.1:PORT/dbname``."""
-        return f"postgresql+asyncpg://{SUPERUSER}@{LOOPBACK}:{self.port}/{dbname}"
+        return f"postgresql+asyncpg://{SUPERUSER}@{self.host}:{self.port}/{dbname}"
 
     def dsn(self, dbname: str = "postgres") -> str:
         """libpq/asyncpg DSN: ``postgresql://postgres@127.0.0.1:PORT/dbname``."""
-        return f"postgresql://{SUPERUSER}@{LOOPBACK}:{self.port}/{dbname}"
+        return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{dbname}"
 
     # -- setup ---------------------------------------------------------------
 
@@ -165,6 +175,9 @@ class PostgresServer(ServerProcess):
         )
         if result.returncode != 0:
             raise RuntimeError(f"initdb failed (exit {result.returncode}):\n{result.stdout}{result.stderr}")
+        if self.clients:
+            with (self.pgdata / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {self.clients} trust\n")
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -172,8 +185,8 @@ class PostgresServer(ServerProcess):
         """initdb once, then launch ``postgres`` in the foreground."""
         if self.alive():
             return self
-        if port_open(self.port):
-            raise RuntimeError(f"port {LOOPBACK}:{self.port} is already in use")
+        if self.netns is None and port_open(self.port, self.host):
+            raise RuntimeError(f"port {self.host}:{self.port} is already in use")
         self._prepare_dirs()
         if not self.initialised():
             self._initdb()
@@ -198,6 +211,7 @@ class PostgresServer(ServerProcess):
             name=f"postgres:{self.port}",
             user=account.pw_name if account else None,
             group=grp.getgrgid(account.pw_gid).gr_name if account else None,
+            netns=self.netns,
         ).start()
         return self
 
@@ -207,7 +221,7 @@ class PostgresServer(ServerProcess):
                 self._tool("pg_isready"),
                 "-q",
                 "-h",
-                LOOPBACK,
+                self.host,
                 "-p",
                 str(self.port),
                 "-U",
@@ -225,7 +239,7 @@ class PostgresServer(ServerProcess):
     def wait_ready(self, timeout: float = 60.0) -> float:
         """Block until the server accepts connections; returns seconds waited."""
         return self._require_process().wait_for(
-            self._accepting, timeout, f"PostgreSQL on {LOOPBACK}:{self.port}", interval=0.1
+            self._accepting, timeout, f"PostgreSQL on {self.host}:{self.port}", interval=0.1
         )
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -240,7 +254,7 @@ class PostgresServer(ServerProcess):
 
     def _client(self, tool: str, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [self._tool(tool), "-h", LOOPBACK, "-p", str(self.port), "-U", SUPERUSER, *args],
+            [self._tool(tool), "-h", self.host, "-p", str(self.port), "-U", SUPERUSER, *args],
             env=_client_env(),
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -272,4 +286,4 @@ class PostgresServer(ServerProcess):
 
     def __repr__(self) -> str:
         state = "running" if self.alive() else "stopped"
-        return f"<PostgresServer {LOOPBACK}:{self.port} {state} data={self.pgdata}>"
+        return f"<PostgresServer {self.host}:{self.port} {state} data={self.pgdata}>"

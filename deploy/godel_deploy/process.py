@@ -59,6 +59,9 @@ class ManagedProcess:
 
     ``user``/``group`` switch identity in the child (requires root); the
     recorded :attr:`pid` is then the real server process, not a wrapper.
+    ``netns`` runs it in that network namespace (``ip netns exec``, which execs
+    the command: the pid is still the process itself); with ``user`` too, the
+    identity is switched after entering it (``setpriv``).
     The object can be started again after it stopped (the log is appended to).
     """
 
@@ -73,8 +76,10 @@ class ManagedProcess:
         user: str | None = None,
         group: str | None = None,
         pass_fds: Sequence[int] = (),
+        netns: str | None = None,
     ) -> None:
         self.argv: list[str] = [os.fspath(a) for a in argv]
+        self.netns = netns
         self.log_path = log_path
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
@@ -96,23 +101,35 @@ class ManagedProcess:
         self._close_log()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        self._log.write(f"\n=== {time.strftime('%H:%M:%S')} start: {self.argv}\n".encode())
+        self._log.write(f"\n=== {time.strftime('%H:%M:%S')} start: {self.command()}\n".encode())
         self._log.flush()
+        # Inside a network namespace the identity changes after `ip netns exec` (which needs root).
+        switch = self.user is not None and self.netns is None
         self._proc = subprocess.Popen(
-            self.argv,
+            self.command(),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=self.env,
             cwd=self.cwd,
             start_new_session=True,
-            user=self.user,
-            group=self.group,
-            extra_groups=[] if self.user is not None else None,
+            user=self.user if switch else None,
+            group=self.group if switch else None,
+            extra_groups=[] if switch else None,
             pass_fds=self.pass_fds,
         )
         _RUNNING.add(self)
         return self
+
+    def command(self) -> list[str]:
+        """What is executed: `argv`, inside `netns` and as `user` when they are given."""
+        if self.netns is None:
+            return self.argv
+        identity: list[str] = []
+        if self.user is not None:
+            group = [f"--regid={self.group}"] if self.group else []
+            identity = ["setpriv", f"--reuid={self.user}", *group, "--clear-groups", "--"]
+        return ["ip", "netns", "exec", self.netns, *identity, *self.argv]
 
     @property
     def pid(self) -> int:

@@ -16,7 +16,8 @@ godel-server users create --username U [--role admin] [--password-stdin] [--if-n
                                              printed once
 godel-server keys generate                   print a new key without storing it (for a Secret)
 godel-server keys register DIR               register the deployment's keys DIR/<name>.key
-                                             (admin, team-service, worker); idempotent
+                                             (admin, team-service, cluster-service,
+                                             agent-service, worker); idempotent
 godel-server probe [ROLE] [--live]           exit 0 when the process of ROLE on this host is ready
                                              (--live: running) per its admin port; without ROLE,
                                              whichever Godel processes answer here (a container's)

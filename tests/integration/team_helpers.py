@@ -42,6 +42,20 @@ def steps(http: httpx.Client, workflow_id: str) -> dict[str, dict[str, Any]]:
     return {s["stepId"]: s for s in body.get("steps", [])}
 
 
+def gated_workflow(name: str, wait: str) -> dict[str, Any]:
+    """Three steps s1 -> s2 -> s3 whose middle one runs until the shell code `wait` returns (a
+    Gate's `wait`): the test decides when the workflow can finish."""
+    return {
+        "name": name,
+        "command": ["sh", "-c", "{task}"],
+        "steps": [
+            {"id": "s1", "task": "echo one"},
+            {"id": "s2", "task": f"{wait}; echo two", "dependsOn": ["s1"]},
+            {"id": "s3", "task": "echo three", "dependsOn": ["s2"]},
+        ],
+    }
+
+
 def echo_command(script: str) -> list[str]:
     """A command-runtime argv that runs `script` with the member's task as $1."""
     return ["sh", "-c", script, "member", "{task}"]

@@ -25,21 +25,17 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from godel_deploy.kafka import KafkaBroker
 from godel_deploy.mesh import ensure_repo
 from godel_deploy.ports import LOOPBACK, free_port
 from godel_deploy.postgres import PostgresServer
 from godel_deploy.process import ManagedProcess
+from tests.integration import compose_file
+from tests.integration.compose_file import REPO, ROLES
 from tests.waits import poll
 
-REPO = Path(__file__).resolve().parents[2]
-COMPOSE = REPO / "deploy" / "compose" / "compose.yaml"
 WHEELHOUSE = REPO / ".cache" / "wheelhouse"
-# Settings the images set (deploy/docker/*Dockerfile ENV), mapped below like the compose file's.
-IMAGE_ENV = {"GODEL_HOME": "/var/lib/godel", "GODEL_BIND_HOST": "0.0.0.0"}
-ROLES = ("cluster", "event", "agent", "team")
 
 
 def _run(argv: Sequence[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -144,17 +140,18 @@ class Host:
 
     def value(self, value: str) -> str:
         """A compose value on this machine: service names and /run/secrets, /srv, /var/lib paths."""
-        names = {f"{r}:{port}": f"{LOOPBACK}:{self.grpc[r]}" for r, port in _compose_ports().items()}
+        names = {
+            f"{r}:{port}": f"{LOOPBACK}:{self.grpc[r]}" for r, port in compose_file.service_ports().items()
+        }
         names["kafka:9092"] = self.kafka
         names["godel@postgres:5432"] = f"godel@{LOOPBACK}:{self.postgres.port}"
         for old, new in names.items():
             value = value.replace(old, new)
-        for prefix in ("/run/secrets", "/srv", "/var/lib/godel"):
-            value = value.replace(prefix, str(self.work / prefix.strip("/").replace("/", "-")))
+        value = compose_file.container_path(value, self.work, self.work / "var-lib-godel")
         return "127.0.0.1" if value == "0.0.0.0" else value
 
     def env(self, service: dict[str, Any], name: str) -> dict[str, str]:
-        env = {k: self.value(str(v)) for k, v in {**IMAGE_ENV, **service.get("environment", {})}.items()}
+        env = compose_file.env(service, self.value)
         env["GODEL_HOME"] = str(self.work / "home" / name)  # a container's own file system
         env["GODEL_DATABASE_NAME_PREFIX"] = self.prefix
         # In compose every container has its own network namespace; here the ports must differ.
@@ -170,42 +167,8 @@ class Host:
         return env
 
 
-def _compose() -> dict[str, Any]:
-    services: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())["services"]
-    return services
-
-
-def _compose_ports() -> dict[str, str]:
-    """role -> the port other containers reach it on (from GODEL_<ROLE>_ADDR in the compose file)."""
-    env = _compose()["cluster"]["environment"]
-    return {r: env[f"GODEL_{r.upper()}_ADDR"].rsplit(":", 1)[1] for r in ROLES}
-
-
-def _argv(installed: Installed, host: Host, service: dict[str, Any]) -> list[str]:
-    """The container's command: the image's entrypoint (godel-server or godel-gateway) + command."""
-    program = "godel-gateway" if "gateway" in str(service["image"]) else "godel-server"
-    return [str(installed.bin(program)), *(host.value(str(a)) for a in service.get("command", ()))]
-
-
-def _health(installed: Installed, service: dict[str, Any]) -> list[str]:
-    test = service["healthcheck"]["test"]
-    assert test[0] == "CMD", test
-    return [str(installed.bin(test[1])), *test[2:]]
-
-
 def _healthy(check: list[str], env: dict[str, str]) -> bool:
     return subprocess.run(check, env=env, capture_output=True, check=False).returncode == 0
-
-
-def _secrets(work: Path, installed: Installed, env: dict[str, str]) -> Path:
-    """What deploy/compose/init-secrets.sh makes, with `godel-server keys generate`."""
-    secrets = work / "run-secrets"
-    (secrets / "keys").mkdir(parents=True)
-    (secrets / "postgres-password").write_text("unused-by-a-trust-server\n")
-    for name in ("admin", "team-service", "worker"):
-        key = _run([installed.bin("godel-server"), "keys", "generate"], env=env).stdout
-        (secrets / "keys" / f"{name}.key").write_text(key)
-    return secrets
 
 
 @pytest.fixture(scope="module")
@@ -219,11 +182,11 @@ def compose_on_this_host(
         "DO $$BEGIN CREATE ROLE godel LOGIN CREATEDB; EXCEPTION WHEN duplicate_object THEN NULL; END$$"
     )
     base_env = _clean_env(installed)
-    secrets = _secrets(work, installed, base_env)
+    secrets = compose_file.generate_keys(installed.bin("godel-server"), work / "run-secrets", base_env)
     ensure_repo(work / "srv" / "workspace" / "repo")
     kafka = KafkaBroker(work / "kafka").start()
     host = Host(work, "", postgres)
-    services = _compose()
+    services = compose_file.services()
     procs: list[ManagedProcess] = []
     try:
         kafka.wait_ready()
@@ -231,16 +194,16 @@ def compose_on_this_host(
         for one_shot in ("migrate", "keys"):
             service = services[one_shot]
             assert service["restart"] == "no"
-            _run(_argv(installed, host, service), env={**base_env, **host.env(service, one_shot)}, cwd=work)
-        order = [*ROLES, *(n for n in services if n.startswith("worker-")), "gateway"]
+            argv = compose_file.argv(installed.venv / "bin", service, host.value)
+            _run(argv, env={**base_env, **host.env(service, one_shot)}, cwd=work)
+        order = [*ROLES, *compose_file.workers(), "gateway"]
         for name in order:
             service = services[name]
             env = {**base_env, **host.env(service, name)}
-            proc = ManagedProcess(
-                _argv(installed, host, service), work / "logs" / f"{name}.log", env=env, cwd=work
-            )
+            argv = compose_file.argv(installed.venv / "bin", service, host.value)
+            proc = ManagedProcess(argv, work / "logs" / f"{name}.log", env=env, cwd=work)
             procs.append(proc.start())
-            health = _health(installed, service)
+            health = compose_file.health(installed.venv / "bin", service)
             proc.wait_for(
                 partial(_healthy, health, env), 120, f"{name}: {' '.join(health[-2:])}", interval=0.5
             )

@@ -1,9 +1,11 @@
 """Replicas of one service (and a migration Job) may start at the same moment on a fresh PostgreSQL
 server: the database is created once and migrated once, under the migration lock, and every one of
-them comes up. A replica told not to migrate refuses a database that is behind its release."""
+them comes up, also past the defaults the cluster service seeds once. A replica told not to
+migrate refuses a database that is behind its release."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -13,9 +15,12 @@ import pytest
 
 from godel_deploy.postgres import PostgresServer
 from godel_server.agent.service import AgentService
+from godel_server.cluster.seeds import first_time
 from godel_server.event.service import EventService
+from godel_server.runtime.db import Database
 from godel_server.runtime.host import Service
 from godel_server.runtime.migrations import head_revision
+from tests.waits import wait_for_async
 
 REPLICAS = 4
 
@@ -70,3 +75,40 @@ def test_a_replica_that_must_not_migrate_refuses_a_database_behind_it(postgres: 
     assert "the agent database is at revision 0002" in run.stderr
     assert "godel-server migrate agent up" in run.stderr
     assert _revision(postgres, f"{prefix}_agent") == "0002"  # it changed nothing
+
+
+def test_cluster_replicas_starting_at_once_seed_the_defaults_once(postgres: PostgresServer) -> None:
+    """The defaults a cluster service seeds on its first start (alert rules, autonomic policies):
+    a replica starting while another seeds waits for it and leaves the seed alone, instead of
+    failing its start on the seed's primary key."""
+    prefix = f"lock_{uuid.uuid4().hex[:8]}"
+    migrate = [sys.executable, "-m", "godel_server", "migrate", "cluster", "up"]
+    subprocess.run(migrate, env=_env(postgres, prefix), check=True, capture_output=True)
+    database = f"{prefix}_cluster"
+
+    def second_waits() -> bool:
+        waiting = postgres.psql(
+            f"SELECT count(*) FROM pg_stat_activity WHERE datname = '{database}' AND wait_event_type = 'Lock'"
+        )
+        return int(waiting) == 1
+
+    async def race() -> bool:
+        db = Database(postgres.url(database))
+        try:
+
+            async def second() -> bool:
+                async with db.session() as session:
+                    return await first_time(session, "defaults")
+
+            async with db.session() as session:
+                assert await first_time(session, "defaults")
+                other = asyncio.create_task(second())
+                await wait_for_async(
+                    second_waits, 60, "the second replica to wait for the seed", blocking=True
+                )
+            return await other
+        finally:
+            await db.close()
+
+    assert asyncio.run(race()) is False
+    assert postgres.psql("SELECT name FROM seeds", dbname=database).split() == ["defaults"]

@@ -32,7 +32,7 @@ from godel_deploy.postgres import PostgresServer
 from tests.conftest import RunningMesh, running_mesh
 from tests.integration.agent_helpers import Gate
 from tests.integration.event_readers import grpc_subscriber
-from tests.integration.team_helpers import ok
+from tests.integration.team_helpers import gated_workflow, ok
 from tests.waits import poll, wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -179,16 +179,8 @@ def test_killing_the_replica_that_drives_a_workflow_hands_it_to_the_other(
 ) -> None:
     name = f"handover-{uuid.uuid4().hex[:8]}"
     gate = Gate(cluster.mesh.default_repo)
-    definition = {
-        "name": name,
-        "command": ["sh", "-c", "{task}"],
-        "steps": [
-            {"id": "s1", "task": "echo one"},
-            # s2 ends only once the test lets it: after the kill.
-            {"id": "s2", "task": f"{gate.wait}; echo two", "dependsOn": ["s1"]},
-            {"id": "s3", "task": "echo three", "dependsOn": ["s2"]},
-        ],
-    }
+    # s2 ends only once the test lets it: after the kill.
+    definition = gated_workflow(name, gate.wait)
     with Workflows(cluster, "team") as first:
         wf = first.create(definition)
         running = first.wait_step(wf.id, "s2", W.STEP_STATUS_RUNNING)

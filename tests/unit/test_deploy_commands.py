@@ -54,25 +54,31 @@ async def _registered(db: Path) -> list[tuple[str, str]]:
 def test_keys_register_is_idempotent_and_refuses_what_is_not_a_deployment_key(
     cluster_db: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    keys = _keys(tmp_path / "keys", admin=generate_key(), team_service=generate_key(), worker=generate_key())
+    keys = _keys(
+        tmp_path / "keys",
+        admin=generate_key(),
+        team_service=generate_key(),
+        cluster_service=generate_key(),
+        agent_service=generate_key(),
+        worker=generate_key(),
+    )
     assert godel_server(["keys", "register", str(keys)]) == 0
     assert godel_server(["keys", "register", str(keys)]) == 0  # every upgrade runs it again
     out = capsys.readouterr().out
-    assert out.count("registered already") == 3
-    assert asyncio.run(_registered(cluster_db)) == [
+    assert out.count("registered already") == 5
+    registered = [
         ("admin", "admin"),
+        ("agent-service", "operator"),
+        ("cluster-service", "autonomic"),
         ("team-service", "service"),
         ("worker", "worker"),
     ]
+    assert asyncio.run(_registered(cluster_db)) == registered
     assert godel_server(["keys", "register", str(_keys(tmp_path / "odd", intern=generate_key()))]) == 2
     assert "intern.key: unknown key name" in capsys.readouterr().err
     assert godel_server(["keys", "register", str(_keys(tmp_path / "weak", admin="godel_sk_short"))]) == 2
     assert "does not hold a key" in capsys.readouterr().err
-    assert asyncio.run(_registered(cluster_db)) == [
-        ("admin", "admin"),
-        ("team-service", "service"),
-        ("worker", "worker"),
-    ]
+    assert asyncio.run(_registered(cluster_db)) == registered
 
 
 async def _register_as(db: Path, name: str, role: str, secret: str) -> None:

@@ -85,11 +85,13 @@ ROLES: dict[str, tuple[str, ...]] = {
 
 # The keys a deployment generates and hands to Godel as files `<name>.key` (`godel-server keys
 # register DIR`): the first admin's, the team service's (it drives agents), the cluster service's
-# (its autonomic loop restarts agents and scales teams) and the workers'.
+# (its autonomic loop restarts agents and scales teams), the agent service's (it asks the cluster
+# registry where federated agents run; the role `make up` gives it) and the workers'.
 DEPLOYMENT_KEYS: dict[str, str] = {
     "admin": "admin",
     "team-service": "service",
     "cluster-service": "autonomic",
+    "agent-service": "operator",
     "worker": "worker",
 }
 # (registered role, role now): a deployment key registered by an older release with a role its
