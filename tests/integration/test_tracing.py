@@ -70,6 +70,10 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):
         with self._lock:
             return [s for s in self._spans if s.trace_id == trace_id]
 
+    def all(self) -> list[Span]:
+        with self._lock:
+            return list(self._spans)
+
 
 def _value(value: Any) -> Any:
     kind = value.WhichOneof("value")
@@ -172,3 +176,46 @@ def test_one_trace_from_the_rest_call_through_kafka_to_the_worker_run(
     assert {s.parent_id for s in attempts} == {found["run request consumed"].span_id}
     assert found["run"].parent_id in {s.span_id for s in attempts}
     assert found["run"].attributes["godel.run.state"] == "SUCCEEDED"
+
+
+def test_without_a_traceparent_the_gateway_starts_the_trace(
+    mesh: RunningMesh, collector: tuple[Collector, int]
+) -> None:
+    """A call with no `traceparent`: Envoy's span is the root of a new trace, and the service's
+    SERVER span is its child. The call is found by the x-request-id Envoy generated and echoed
+    (its span's `guid:x-request-id` tag). Envoy keeps its sampling decision in that UUID: a
+    client's own x-request-id that is not a UUID, without a traceparent, gets no gateway span."""
+    receiver = collector[0]
+    with mesh.http() as http:
+        created = http.post(
+            "/api/v1/agents", json={"task": "untraced", "config": {"runtime": "command", "command": ["true"]}}
+        )
+        assert created.status_code == 200, created.text
+    request_id = created.headers["x-request-id"]
+
+    def pair(spans: list[Span]) -> tuple[Span, Span] | None:
+        gateway = next(
+            (
+                s
+                for s in spans
+                if s.service == "godel-gateway" and s.attributes.get("guid:x-request-id") == request_id
+            ),
+            None,
+        )
+        if gateway is None:
+            return None
+        child = _find(receiver.of_trace(gateway.trace_id), "godel-agent", K.SPAN_KIND_SERVER)
+        return None if child is None else (gateway, child)
+
+    found = poll(
+        lambda: pair(receiver.all()),
+        lambda result: result is not None,
+        WAIT,
+        f"the gateway's span of request {request_id} and the agent service's child span",
+    )
+    assert found is not None
+    gateway, create = found
+    assert gateway.parent_id == ""  # the root: Envoy started the trace
+    assert gateway.kind == K.SPAN_KIND_SERVER
+    assert create.parent_id == gateway.span_id
+    assert create.attributes["rpc.method"] == "CreateAgent"
