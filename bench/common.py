@@ -80,17 +80,18 @@ class Dist:
     mean_ms: float
     min_ms: float
     max_ms: float
+    p95_ms: float = float("nan")
 
     @classmethod
     def of(cls, seconds: Iterable[float]) -> Dist:
         ms = sorted(x * 1000.0 for x in seconds)
         nan = float("nan")
         if not ms:
-            return cls(0, nan, nan, nan, nan, nan, nan)
+            return cls(0, nan, nan, nan, nan, nan, nan, nan)
         if len(ms) == 1:
-            return cls(1, ms[0], ms[0], ms[0], ms[0], ms[0], ms[0])
+            return cls(1, ms[0], ms[0], ms[0], ms[0], ms[0], ms[0], ms[0])
         cuts = statistics.quantiles(ms, n=100, method="inclusive")
-        return cls(len(ms), cuts[49], cuts[89], cuts[98], statistics.fmean(ms), ms[0], ms[-1])
+        return cls(len(ms), cuts[49], cuts[89], cuts[98], statistics.fmean(ms), ms[0], ms[-1], cuts[94])
 
 
 @dataclass
