@@ -33,6 +33,10 @@ import contextlib
 import itertools
 import math
 import random
+import shutil
+import signal
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -102,7 +106,7 @@ def pick_op(mix: Mapping[str, float], u: float) -> str:
     share, in the order of OPS (ops with share 0 are never picked)."""
     ops = [op for op in OPS if mix.get(op, 0.0) > 0]
     bounds = list(itertools.accumulate(mix[op] for op in ops))
-    return ops[min(bisect.bisect_right(bounds, u * bounds[-1]), len(ops) - 1)]
+    return ops[min(bisect.bisect_right(bounds, u), len(ops) - 1)]  # the last also takes rounding
 
 
 def slot_protocols(concurrency: int, rest_share: float) -> list[str]:
@@ -303,6 +307,82 @@ def ratios(rows: Sequence[KindResult], echo: KindResult) -> dict[str, float]:
     }
 
 
+def frame_package(frame: str) -> str:
+    """The package a py-spy frame (`function (path/file.py:line)`) belongs to: the first part of its
+    path (`sqlalchemy`, `grpc`, `asyncio`, ...), for the project's code the service too
+    (`godel_server/agent`); `?` when the frame names no file."""
+    path = frame.rpartition(" (")[2].rstrip(")").rpartition(":")[0]
+    parts = [part for part in path.split("/") if part]
+    if not parts:
+        return "?"
+    if parts[0] == "godel_server" and len(parts) > 2:
+        return "/".join(parts[:2])
+    return parts[0] if len(parts) > 1 else parts[0].removesuffix(".py")
+
+
+def summarise_folded(text: str, top: int = 12) -> dict[str, Any]:
+    """py-spy's raw (folded) output, `frame;frame;...;leaf COUNT` per line, as the share of the
+    samples per leaf function (self time, line numbers dropped) and per package anywhere on the stack
+    (inclusive time), each the `top` largest."""
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in text.splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        frames = stack.split(";")
+        total += count
+        leaf = frames[-1]
+        own[leaf.rpartition(":")[0] + ")" if ":" in leaf else leaf] += count
+        for package in {frame_package(frame) for frame in frames}:
+            inclusive[package] += count
+    return {
+        "samples": total,
+        "self": {name: round(n / total, 4) for name, n in own.most_common(top)} if total else {},
+        "inclusive_by_package": {name: round(n / total, 4) for name, n in inclusive.most_common(top)}
+        if total
+        else {},
+    }
+
+
+class Profiler:
+    """py-spy recording one process (non-blocking sampling) from `start` until `stop` (SIGINT makes
+    py-spy write its raw folded stacks); absent py-spy it records nothing and says so."""
+
+    def __init__(self, pid: int, out: Path, rate: int) -> None:
+        self.out = out
+        found = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        self.command = [found, "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw"]
+        self.command += ["--output", str(out), "--nonblocking"]
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if not Path(self.command[0]).exists():
+            common.say("no py-spy on PATH or next to this Python (pip install py-spy): not profiling")
+            return
+        log = self.out.with_suffix(".log").open("wb")
+        self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+
+    def stop(self) -> dict[str, Any] | None:
+        if self.proc is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        if not self.out.exists():
+            common.say(f"py-spy wrote no profile; see {self.out.with_suffix('.log')}")
+            return None
+        return summarise_folded(self.out.read_text())
+
+
 # -- the load --------------------------------------------------------------------------------------
 
 
@@ -453,10 +533,14 @@ class Outcome:
     echo: KindResult
     client: dict[str, float]
     cpu_pct: dict[str, float]  # CPU % (of one core) of each mesh process during the mixed load
+    profile: dict[str, Any] | None = None  # summarise_folded of the agent service, with --profile
 
 
-async def run_benchmark(mesh: Mesh, echo_port: int, api_key: str, args: argparse.Namespace) -> Outcome:
+async def run_benchmark(
+    mesh: Mesh, echo_port: int, api_key: str, args: argparse.Namespace, home: Path
+) -> Outcome:
     clients = Clients(mesh, echo_port, api_key, args)
+    profiler = Profiler(mesh.processes()["agent"].pid, home / "agent.folded", 100) if args.profile else None
     protocols = slot_protocols(args.concurrency, args.rest_share)
     picker = mixed_picker(protocols, args.mix_shares)
     mixed = {k: v for k, v in clients.calls().items() if k.partition("-")[0] in set(protocols)}
@@ -491,7 +575,10 @@ async def run_benchmark(mesh: Mesh, echo_port: int, api_key: str, args: argparse
         )
         procs = {name: p.pid for name, p in mesh.processes().items() if p.alive()}
         before = {name: common.cpu_seconds(pid) for name, pid in procs.items()}
+        if profiler is not None:
+            profiler.start()
         load = await closed_loop(mixed, picker, args.concurrency, seed=args.seed, **bound)
+        profile = await asyncio.to_thread(profiler.stop) if profiler is not None else None
         cpu_pct: dict[str, float] = {}
         for name, pid in procs.items():
             with contextlib.suppress(OSError):
@@ -504,8 +591,10 @@ async def run_benchmark(mesh: Mesh, echo_port: int, api_key: str, args: argparse
             "echo_cpu_pct": round(echo_load.client_cpu / echo_load.wall * 100, 1),
             "echo_cpu_us_per_call": echo_load.client_cpu / max(echo.calls, 1) * 1e6,
         }
-        return Outcome(rows, echo, client, cpu_pct)
+        return Outcome(rows, echo, client, cpu_pct, profile)
     finally:
+        if profiler is not None:
+            profiler.stop()
         await clients.close()
 
 
@@ -565,7 +654,16 @@ def print_report(
     for t in checks:
         measured = f"{t.measured * 100:.2f}%" if t.unit == "fraction" else f"{t.measured:.2f} {t.unit}"
         print(f"  {'met    ' if t.met else 'NOT MET'}  {t.name}: {measured}")
+    if outcome.profile:
+        p = outcome.profile
+        print(f"agent service profile (py-spy, {p['samples']} samples of busy threads):")
+        print("  by package, anywhere on the stack: " + _shares(p["inclusive_by_package"]))
+        print("  by function, self time: " + _shares(p["self"]))
     print(line)
+
+
+def _shares(shares: Mapping[str, float]) -> str:
+    return "; ".join(f"{name} {share:.0%}" for name, share in shares.items())
 
 
 # -- orchestration -----------------------------------------------------------------------------------
@@ -600,6 +698,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 5 s of load, 3 s echo, 100 warm-up, 50 seeded"
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample the agent service with py-spy (100 Hz, non-blocking) during the mixed load",
+    )
     common.add_home_options(parser)
     args = parser.parse_args(argv)
     if args.quick:
@@ -628,7 +731,7 @@ def main(argv: list[str] | None = None) -> int:
     with common.Run(args.home, keep=args.keep, prefix="godel-bench-mixed-", postgres=args.postgres) as run:
         mesh, api_key = run.start(echo=True, workers=0)
         facts = common.machine_facts(run.backend, libraries=(httpx,), envoy=True, pg=run.pg)
-        outcome = asyncio.run(run_benchmark(mesh, run.echo_port, api_key, args))
+        outcome = asyncio.run(run_benchmark(mesh, run.echo_port, api_key, args, run.home))
         facts["load_avg_at_end"] = common.load_avg()
         checks = thresholds(outcome.rows, outcome.echo)
         print_report(facts, args, outcome, checks)
@@ -654,6 +757,7 @@ def main(argv: list[str] | None = None) -> int:
             "client": outcome.client,
             "mesh_cpu_pct": outcome.cpu_pct,
             "thresholds": [asdict(t) for t in checks],
+            "agent_profile": outcome.profile,
         }
         common.write_results(NAME, payload, figures_of(payload), args.json)
         return 0
