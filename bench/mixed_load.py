@@ -30,11 +30,13 @@ import argparse
 import asyncio
 import bisect
 import contextlib
+import contextvars
 import itertools
 import math
 import random
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -69,6 +71,9 @@ SPEC_ERROR_RATE = 0.01
 # issue 18's target for GetAgent at 200 in flight via Envoy: p99 <= 50 ms and >= 0.6x the echo.
 ISSUE_GET_P99_MS = 50.0
 ISSUE_FRACTION_OF_ECHO = 0.6
+
+SLOT: contextvars.ContextVar[int] = contextvars.ContextVar("slot", default=0)
+"""The in-flight slot (worker) a call is made from: each REST slot has its own HTTP connection."""
 
 Pick = Callable[[int, random.Random], str]
 """Chooses the kind of a worker's next call from the worker's slot number and its own RNG."""
@@ -161,6 +166,7 @@ class Load:
     kinds: dict[str, Samples] = field(default_factory=dict)
     wall: float = 0.0  # seconds from the first call issued to the last one answered
     client_cpu: float = 0.0  # CPU seconds of this (client) process meanwhile, all threads
+    per_second: Counter[int] = field(default_factory=Counter)  # answered calls by whole second of the run
 
 
 @dataclass
@@ -406,6 +412,7 @@ async def closed_loop(
     deadline = time.perf_counter() + (duration or 0.0)
 
     async def worker(slot: int) -> None:
+        SLOT.set(slot)  # each worker runs in its own task, so in its own context
         rng = random.Random(seed * 100_003 + slot)
         while True:
             i = next(counter)
@@ -423,19 +430,25 @@ async def closed_loop(
                 samples.errors[why] += 1
                 samples.first_error = samples.first_error or f"{why}: {exc}"[:300]
                 continue
+            finally:
+                load.per_second[int(time.perf_counter() - begun)] += 1
             samples.latencies.append(time.perf_counter() - started)
 
     cpu = time.process_time()
-    started = time.perf_counter()
+    begun = time.perf_counter()
     await asyncio.gather(*(worker(slot) for slot in range(concurrency)))
-    load.wall = time.perf_counter() - started
+    load.wall = time.perf_counter() - begun
     load.client_cpu = time.process_time() - cpu
     return load
 
 
 class Clients:
-    """One grpc.aio channel to the gateway, one to the echo server and one httpx client to the gateway
-    (HTTP/1.1 keep-alive, a pool as large as the REST slots), opened once and closed at the end."""
+    """One grpc.aio channel to the gateway, one to the echo server, and per in-flight slot one httpx
+    client to the gateway holding one HTTP/1.1 keep-alive connection; opened once, closed at the end.
+
+    Not one client with a pool of `concurrency` connections: httpcore's pool scans its waiting
+    requests against its connections on every request, so with 100 REST slots on one pool the client
+    took ~7 ms CPU per call and became the bottleneck (77 req/s, client-side stalls of seconds)."""
 
     def __init__(self, mesh: Mesh, echo_port: int, api_key: str, args: argparse.Namespace) -> None:
         self.timeout = args.timeout
@@ -445,15 +458,21 @@ class Clients:
         self.echo_channel = grpc.aio.insecure_channel(f"{LOOPBACK}:{echo_port}")
         self.stub = agent_service_pb2_grpc.AgentServiceStub(self.gateway_channel)
         self.echo = self.echo_channel.unary_unary(common.ECHO_METHOD)
-        pool = max(1, round(args.concurrency * args.rest_share))
-        self.http = httpx.AsyncClient(
-            base_url=f"{mesh.gateway_url}/api/v1/agents",
-            http1=True,
-            http2=False,
-            headers={"x-api-key": api_key},
-            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
-            timeout=args.timeout,
-        )
+        # one per slot (a gRPC slot's is never used and opens no connection); the loopback gateway is
+        # plain HTTP, but each client would otherwise load the CA bundle into its own TLS context
+        tls = ssl.create_default_context()
+        self.https = [
+            httpx.AsyncClient(
+                base_url=f"{mesh.gateway_url}/api/v1/agents",
+                http1=True,
+                http2=False,
+                headers={"x-api-key": api_key},
+                limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
+                timeout=args.timeout,
+                verify=tls,
+            )
+            for _ in range(args.concurrency if args.rest_share > 0 else 0)
+        ]
         self.ids: list[str] = []
         self.rng = random.Random(args.seed)
 
@@ -481,6 +500,11 @@ class Clients:
         request = agent_service_pb2.CreateAgentRequest(task=self.task(i), label="bench")
         await self.stub.CreateAgent(request, metadata=self.metadata, timeout=self.timeout)
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The REST client of the calling slot."""
+        return self.https[SLOT.get()]
+
     @staticmethod
     def json_of(reply: httpx.Response) -> Any:
         if reply.status_code >= 400:
@@ -488,15 +512,17 @@ class Clients:
         return reply.json()
 
     async def rest_get(self, i: int) -> None:
-        self.json_of(await self.http.get(f"/{self.some_id()}"))
+        async with asyncio.timeout(self.timeout):
+            self.json_of(await self.http.get(f"/{self.some_id()}"))
 
     async def rest_list(self, i: int) -> None:
-        self.json_of(await self.http.get("", params={"page_size": self.page_size}))
+        async with asyncio.timeout(self.timeout):
+            self.json_of(await self.http.get("", params={"page_size": self.page_size}))
 
     async def rest_create(self, i: int) -> None:
-        if not self.json_of(await self.http.post("", json={"task": self.task(i), "label": "bench"})).get(
-            "id"
-        ):
+        async with asyncio.timeout(self.timeout):
+            reply = await self.http.post("", json={"task": self.task(i), "label": "bench"})
+        if not self.json_of(reply).get("id"):
             raise CallFailed("REST create answered without an id")
 
     def calls(self) -> dict[str, common.Call]:
@@ -522,7 +548,8 @@ class Clients:
             raise RuntimeError(f"seeding failed: {len(batch.errors)} errors, first: {batch.errors[0]}")
 
     async def close(self) -> None:
-        await self.http.aclose()
+        for http in self.https:
+            await http.aclose()
         for channel in (self.gateway_channel, self.echo_channel):
             await channel.close()
 
@@ -534,6 +561,7 @@ class Outcome:
     client: dict[str, float]
     cpu_pct: dict[str, float]  # CPU % (of one core) of each mesh process during the mixed load
     profile: dict[str, Any] | None = None  # summarise_folded of the agent service, with --profile
+    per_second: list[int] = field(default_factory=list)  # answered mixed calls in each second of the run
 
 
 async def run_benchmark(
@@ -591,7 +619,8 @@ async def run_benchmark(
             "echo_cpu_pct": round(echo_load.client_cpu / echo_load.wall * 100, 1),
             "echo_cpu_us_per_call": echo_load.client_cpu / max(echo.calls, 1) * 1e6,
         }
-        return Outcome(rows, echo, client, cpu_pct, profile)
+        per_second = [load.per_second[second] for second in range(int(load.wall) + 1)]
+        return Outcome(rows, echo, client, cpu_pct, profile, per_second)
     finally:
         if profiler is not None:
             profiler.stop()
@@ -650,6 +679,10 @@ def print_report(
         f"all calls / raw echo: throughput {everything.throughput_rps / outcome.echo.throughput_rps:.2f}x, "
         f"p50 {everything.p50_ms / outcome.echo.p50_ms:.1f}x, p99 {everything.p99_ms / outcome.echo.p99_ms:.1f}x "
         "(echo direct, not through Envoy)"
+    )
+    print(
+        "calls finished (ok or not) in each second of the mixed load: "
+        + " ".join(map(str, outcome.per_second))
     )
     for t in checks:
         measured = f"{t.measured * 100:.2f}%" if t.unit == "fraction" else f"{t.measured:.2f} {t.unit}"
@@ -758,6 +791,7 @@ def main(argv: list[str] | None = None) -> int:
             "mesh_cpu_pct": outcome.cpu_pct,
             "thresholds": [asdict(t) for t in checks],
             "agent_profile": outcome.profile,
+            "answered_per_second": outcome.per_second,
         }
         common.write_results(NAME, payload, figures_of(payload), args.json)
         return 0
