@@ -217,9 +217,11 @@ def summarise(kind: str, samples: Samples, wall: float) -> KindResult:
 
 
 def summarise_load(load: Load) -> list[KindResult]:
-    """One row per kind of call (in OPS order, gRPC first), then per protocol, then all calls."""
+    """One row per kind of call that was made (in OPS order, gRPC first), then per protocol when
+    both were used, then all calls."""
     order = [f"{p}-{op}" for p in ("grpc", "rest") for op in OPS]
-    kinds = sorted(load.kinds, key=lambda k: order.index(k) if k in order else len(order))
+    made = [kind for kind, samples in load.kinds.items() if samples.latencies or samples.errors]
+    kinds = sorted(made, key=lambda k: order.index(k) if k in order else len(order))
     rows = [summarise(kind, load.kinds[kind], load.wall) for kind in kinds]
     groups: dict[str, Samples] = {}
     for kind in kinds:

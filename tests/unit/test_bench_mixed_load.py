@@ -118,6 +118,7 @@ def test_summaries_per_kind_per_protocol_and_overall() -> None:
         {"grpc-get": 2},
         wall=2.0,
     )
+    load.kinds["rest-create"] = mixed_load.Samples()  # in the mix at 0 %: no row
     rows = {r.kind: r for r in mixed_load.summarise_load(load)}
     assert list(rows) == ["grpc-get", "grpc-list", "rest-get", "grpc", "rest", "all"]
     rest = rows["rest-get"]
