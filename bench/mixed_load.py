@@ -355,6 +355,27 @@ def summarise_folded(text: str, top: int = 12) -> dict[str, Any]:
     }
 
 
+RPC_SECONDS = "godel_api_request_duration_seconds"  # the services' per-method RPC histogram
+
+
+def server_ms_per_call(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    """Mean milliseconds per call inside a service's interceptor (authentication to reply) per
+    method, from two scrapes of its RPC_SECONDS histogram: the part of a call's latency the
+    service's own handling (with its awaits) accounts for, the rest being queues before it."""
+    means: dict[str, float] = {}
+    for key, total in after.items():
+        if not key.startswith(f"{RPC_SECONDS}_sum{{"):
+            continue
+        labels = key.removeprefix(f"{RPC_SECONDS}_sum")
+        count = after.get(f"{RPC_SECONDS}_count{labels}", 0.0) - before.get(
+            f"{RPC_SECONDS}_count{labels}", 0.0
+        )
+        if count > 0:
+            method = labels.split('"')[1].rpartition("/")[2] if '"' in labels else labels
+            means[method] = round((total - before.get(key, 0.0)) / count * 1000, 2)
+    return means
+
+
 class Profiler:
     """py-spy recording one process (non-blocking sampling) from `start` until `stop` (SIGINT makes
     py-spy write its raw folded stacks); absent py-spy it records nothing and says so."""
@@ -564,6 +585,7 @@ class Outcome:
     cpu_pct: dict[str, float]  # CPU % (of one core) of each mesh process during the mixed load
     profile: dict[str, Any] | None = None  # summarise_folded of the agent service, with --profile
     per_second: list[int] = field(default_factory=list)  # answered mixed calls in each second of the run
+    server_ms: dict[str, float] = field(default_factory=dict)  # server_ms_per_call of the agent service
 
 
 async def run_benchmark(
@@ -605,9 +627,12 @@ async def run_benchmark(
         )
         procs = {name: p.pid for name, p in mesh.processes().items() if p.alive()}
         before = {name: common.cpu_seconds(pid) for name, pid in procs.items()}
+        admin = mesh.ports.admin["agent"]
+        scraped = await asyncio.to_thread(common.metrics, admin)
         if profiler is not None:
             profiler.start()
         load = await closed_loop(mixed, picker, args.concurrency, seed=args.seed, **bound)
+        server_ms = server_ms_per_call(scraped, await asyncio.to_thread(common.metrics, admin))
         profile = await asyncio.to_thread(profiler.stop) if profiler is not None else None
         cpu_pct: dict[str, float] = {}
         for name, pid in procs.items():
@@ -622,7 +647,7 @@ async def run_benchmark(
             "echo_cpu_us_per_call": echo_load.client_cpu / max(echo.calls, 1) * 1e6,
         }
         per_second = [load.per_second[second] for second in range(int(load.wall) + 1)]
-        return Outcome(rows, echo, client, cpu_pct, profile, per_second)
+        return Outcome(rows, echo, client, cpu_pct, profile, per_second, server_ms)
     finally:
         if profiler is not None:
             profiler.stop()
@@ -794,6 +819,7 @@ def main(argv: list[str] | None = None) -> int:
             "thresholds": [asdict(t) for t in checks],
             "agent_profile": outcome.profile,
             "answered_per_second": outcome.per_second,
+            "agent_server_ms_per_call": outcome.server_ms,
         }
         common.write_results(NAME, payload, figures_of(payload), args.json)
         return 0

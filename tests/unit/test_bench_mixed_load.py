@@ -189,3 +189,18 @@ def test_the_profile_summary_shares_self_and_package_time() -> None:
     assert packages["godel_server/runtime"] == 1.0 and packages["sqlalchemy"] == 0.7
     assert packages["asyncio"] == 0.9 and packages["godel_server/agent"] == 0.3
     assert mixed_load.frame_package("<listcomp> (<string>:1)") == "<string>"
+
+
+def test_server_time_per_call_comes_from_two_scrapes_of_the_histogram() -> None:
+    name = mixed_load.RPC_SECONDS
+    get, listed = '{method="/godel.v1.AgentService/GetAgent"}', '{method="/godel.v1.AgentService/ListAgents"}'
+    before = {f"{name}_sum{get}": 1.0, f"{name}_count{get}": 10.0, f"{name}_sum{listed}": 2.0}
+    after = {
+        f"{name}_sum{get}": 1.5,
+        f"{name}_count{get}": 110.0,
+        f'{name}_bucket{get[:-1]},le="0.5"}}': 99.0,
+        f"{name}_sum{listed}": 2.0,
+        f"{name}_count{listed}": 4.0,
+        "godel_outbox_pending": 3.0,
+    }
+    assert mixed_load.server_ms_per_call(before, after) == {"GetAgent": 5.0, "ListAgents": 0.0}
