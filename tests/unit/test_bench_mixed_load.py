@@ -5,9 +5,11 @@ the py-spy profile summary."""
 from __future__ import annotations
 
 import asyncio
+import http.server
 import json
 import random
 import sys
+import threading
 from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
@@ -204,3 +206,26 @@ def test_server_time_per_call_comes_from_two_scrapes_of_the_histogram() -> None:
         "godel_outbox_pending": 3.0,
     }
     assert mixed_load.server_ms_per_call(before, after) == {"GetAgent": 5.0, "ListAgents": 0.0}
+
+
+def test_metrics_are_read_from_a_services_admin_port() -> None:
+    body = b'# HELP godel_outbox_pending x\ngodel_outbox_pending 3.0\nrpc_sum{method="/a/B"} 0.5\nbad line\n'
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        port = server.server_address[1]
+        assert common.metrics(port) == {"godel_outbox_pending": 3.0, 'rpc_sum{method="/a/B"}': 0.5}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert common.metrics(port) == {}, "nothing listens any more"
