@@ -87,6 +87,7 @@ bench: setup
 	$(PY) bench/team_run.py
 	$(PY) bench/sandbox_cost.py
 	$(PY) bench/crash_recovery.py
+	$(PY) bench/mixed_load.py
 	$(PY) bench/compare.py
 
 # The wheel users install (`pip install dist/godel_client-*.whl`); built without an isolated env

@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -80,17 +81,18 @@ class Dist:
     mean_ms: float
     min_ms: float
     max_ms: float
+    p95_ms: float = float("nan")
 
     @classmethod
     def of(cls, seconds: Iterable[float]) -> Dist:
         ms = sorted(x * 1000.0 for x in seconds)
         nan = float("nan")
         if not ms:
-            return cls(0, nan, nan, nan, nan, nan, nan)
+            return cls(0, nan, nan, nan, nan, nan, nan, nan)
         if len(ms) == 1:
-            return cls(1, ms[0], ms[0], ms[0], ms[0], ms[0], ms[0])
+            return cls(1, ms[0], ms[0], ms[0], ms[0], ms[0], ms[0], ms[0])
         cuts = statistics.quantiles(ms, n=100, method="inclusive")
-        return cls(len(ms), cuts[49], cuts[89], cuts[98], statistics.fmean(ms), ms[0], ms[-1])
+        return cls(len(ms), cuts[49], cuts[89], cuts[98], statistics.fmean(ms), ms[0], ms[-1], cuts[94])
 
 
 @dataclass
@@ -149,6 +151,23 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
     if children:
         return (int(fields[13]) + int(fields[14])) / CLK_TCK  # fields 16, 17 of proc(5)
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14, 15 of proc(5)
+
+
+def metrics(admin_port: int) -> dict[str, float]:
+    """A service's Prometheus samples from `/metrics` on its admin port, as `name{labels}` -> value
+    (empty when it cannot be read)."""
+    try:
+        with urllib.request.urlopen(f"http://{LOOPBACK}:{admin_port}/metrics", timeout=2) as reply:
+            text = reply.read().decode()
+    except OSError:
+        return {}
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        key, _, value = line.rpartition(" ")
+        if key and not line.startswith("#"):
+            with contextlib.suppress(ValueError):
+                samples[key] = float(value)
+    return samples
 
 
 # -- reporting ---------------------------------------------------------------------------------------

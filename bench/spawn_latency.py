@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -183,15 +182,7 @@ class Clients:
 
 def outbox_pending(admin_port: int) -> float | None:
     """The agent service's `godel_outbox_pending` gauge (None when it cannot be read)."""
-    try:
-        with urllib.request.urlopen(f"http://{LOOPBACK}:{admin_port}/metrics", timeout=2) as reply:
-            text = reply.read().decode()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        if line.startswith("godel_outbox_pending"):
-            return float(line.split()[-1])
-    return None
+    return common.metrics(admin_port).get("godel_outbox_pending")
 
 
 async def settle(mesh: Mesh, pause: float, limit: float = 15.0) -> None:
