@@ -98,8 +98,8 @@ def page_of_teams(godel: RunningMesh) -> Iterator[str]:
                 made.append(team.json()["id"])
             yield tag
         finally:
-            for team_id in made:
-                http.delete(f"/api/v1/teams/{team_id}")
+            gone = [http.delete(f"/api/v1/teams/{team_id}").status_code for team_id in made]
+        assert set(gone) <= {200}, gone
 
 
 def _drive(
