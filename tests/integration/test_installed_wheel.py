@@ -4,10 +4,12 @@ deploy/compose/compose.yaml is started from that environment, with its working d
 the checkout, running exactly the compose file's commands and settings (host names, ports and secret paths mapped onto this
 machine): `godel-server migrate all up`, `keys register`, the four services, two workers and
 `godel-gateway`, checked with the compose file's health-check commands. An agent created
-through the gateway then runs to completion.
+through the gateway then runs to completion, and the gateway serves the web console the wheel
+carries (building the godel wheel builds it from the copied sources: setup.py).
 
 Dependencies come from a wheelhouse in .cache/wheelhouse (filled from PyPI the first time), so
-later runs install with --no-index."""
+later runs install with --no-index; the console's npm packages from npm's cache (`make console`
+filled it)."""
 
 from __future__ import annotations
 
