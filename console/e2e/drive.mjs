@@ -1,12 +1,16 @@
 // Drives the console in headless Chromium (Debian's /usr/bin/chromium through playwright-core;
 // no browser download) the way a user does, for tests/integration/test_console.py:
-// log in with an API key, start a workflow and watch its DAG complete, spawn an agent and watch it complete without a reload, open its logs,
-// spawn a second one and kill it, watch the event stream, and log in as a viewer with a password
-// (no spawn form, no actions). Saves a screenshot of each page. Prints one JSON line per step;
+// log in with an API key, start a workflow and watch its DAG complete, page past the first page of
+// teams, create a team and start it, create a workflow (started; both complete), set that team's budget (a bad limit
+// first: the error names the field), spawn an agent and watch it complete without a reload, open
+// its logs, spawn a second one and kill it, watch the event stream, and log in as a viewer with a
+// password (no forms, no actions). Saves a screenshot of each page. Prints one JSON line per step;
 // the Python test checks them against the API.
 //
 // Environment: CONSOLE_URL (…/ui/), GODEL_API_KEY (admin), VIEWER_USER and VIEWER_PASSWORD,
-// WORKFLOW_ID (a workflow not started: source -> left, right -> sink), SCREENSHOTS (a directory), TAG (makes this run's tasks unique), CHROMIUM (default /usr/bin/chromium).
+// WORKFLOW_ID (a workflow not started: source -> left, right -> sink), PAGE_TAG and PAGE_TEAMS
+// (that many teams whose names hold PAGE_TAG, more than a page), SCREENSHOTS (a directory), TAG
+// (makes this run's tasks unique), CHROMIUM (default /usr/bin/chromium).
 import { chromium } from "playwright-core";
 
 const env = (name, fallback) => {
@@ -79,7 +83,70 @@ try {
   await page.click('header nav a[href="#/teams"]');
   const listed = page.locator(`table.workflows tr[data-workflow="${workflow}"] [data-status]`);
   report("teams", { workflowStatus: await listed.getAttribute("data-status") });
+
+  // -- the lists follow next_page_token: the test made more teams than one page holds ----------
+  const pageTag = env("PAGE_TAG");
+  const teamRows = page.locator("table.teams tbody tr");
+  await page.locator('[data-more="teams"]').waitFor();
+  const firstPage = await teamRows.count();
+  await page.click('[data-more="teams"]');
+  const paged = page.locator("table.teams tr", { hasText: pageTag });
+  await page.waitForFunction(
+    ([tag, want]) => [...document.querySelectorAll("table.teams tr")].filter((r) => r.textContent.includes(tag)).length >= want,
+    [pageTag, Number(env("PAGE_TEAMS"))],
+  );
+  report("paged", { firstPage, afterMore: await teamRows.count(), tagged: await paged.count() });
+
+  // -- create a team and a workflow (started) from the forms, each confirmed ---------------------
+  const confirm = async () => {
+    await page.locator("dialog.confirm[open]").waitFor();
+    await page.click("dialog.confirm [data-confirm]");
+  };
+  await page.fill("form.create-team input[name=name]", `console-team ${tag}`);
+  await page.fill("form.create-team input[name=task]", "echo from the console");
+  await page.selectOption("form.create-team select[name=strategy]", { label: "pipeline" });
+  await page.fill("form.create-team input[name=command]", "echo team says hi");
+  await page.click("form.create-team button[type=submit]");
+  await confirm();
+  const teamRow = page.locator("table.teams tr", { hasText: `console-team ${tag}` });
+  await teamRow.waitFor();
+  const team = await teamRow.getAttribute("data-team");
+  const teamFirstSeen = await teamRow.locator("[data-status]").getAttribute("data-status");
+  await teamRow.locator('[data-action="start"]').click();
+  await confirm();
+  await teamRow.locator('[data-status="completed"]').waitFor();
+  report("team-created", { team, teamFirstSeen });
+
+  const definition = { name: `console-made ${tag}`, command: ["sh", "-c", "{task}"], steps: [{ id: "only", task: "echo made here" }] };
+  await page.fill("form.create-workflow textarea[name=definition]", JSON.stringify(definition));
+  await page.check("form.create-workflow input[name=start]");
+  await page.click("form.create-workflow button[type=submit]");
+  await confirm();
+  const madeRow = page.locator("table.workflows tr", { hasText: `console-made ${tag}` });
+  await madeRow.locator('[data-status="completed"]').waitFor();
+  report("workflow-created", { workflow: await madeRow.getAttribute("data-workflow") });
+  await page.evaluate(() => window.scrollTo(0, 0));
   await page.screenshot({ path: `${shots}/teams.png` });
+
+  // -- a budget for that team: a bad limit is refused (the field named), a good one is listed -----
+  await page.click('header nav a[href="#/budgets"]');
+  await page.selectOption("form.set-budget select[name=entityType]", { label: "team" });
+  await page.fill("form.set-budget input[name=entityId]", team);
+  await page.fill("form.set-budget input[name=total]", "0");
+  await page.click("form.set-budget button[type=submit]");
+  await confirm();
+  const refused = await page.locator('[data-error-for="set-budget"]').textContent();
+  await page.fill("form.set-budget input[name=total]", "12.5");
+  await page.click("form.set-budget button[type=submit]");
+  await confirm();
+  const budgetRow = page.locator(`table.budgets tr[data-entity="${team}"]`);
+  await budgetRow.waitFor();
+  report("budget", {
+    refused,
+    errorGone: await page.locator('[data-error-for="set-budget"]').count(),
+    shown: await budgetRow.locator('[data-figure="budget"]').textContent(),
+  });
+  await page.screenshot({ path: `${shots}/budgets.png` });
   await page.click('header nav a[href="#/"]');
 
   // -- spawn an agent; it completes live ---------------------------------------------------------
@@ -130,12 +197,18 @@ try {
   await look.click("#login-password button[type=submit]");
   await look.locator("table.agents").waitFor();
   await look.locator("[data-figure=total]", { hasText: /\d/ }).waitFor();
-  report("viewer", {
-    role: await look.locator("header .who").getAttribute("data-role"),
+  const fleetView = {
     spawnForms: await look.locator("form.spawn").count(),
     actionButtons: await look.locator("[data-action]").count(),
     rows: await look.locator("table.agents tbody tr").count(),
-  });
+  };
+  await look.click('header nav a[href="#/teams"]');
+  await look.locator("table.teams").waitFor({ state: "attached" });
+  const teamsView = { forms: await look.locator("form").count(), actionButtons: await look.locator("[data-action]").count() };
+  await look.click('header nav a[href="#/budgets"]');
+  await look.locator("table.budgets").waitFor({ state: "attached" });
+  const budgetsView = { forms: await look.locator("form").count() };
+  report("viewer", { role: await look.locator("header .who").getAttribute("data-role"), ...fleetView, teamsView, budgetsView });
   report("problems", { problems });
 } finally {
   await browser.close();

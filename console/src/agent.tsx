@@ -1,13 +1,15 @@
 // One agent: its status and cost, its state history (transitions), its commits, its live logs
 // (AgentService.StreamAgentLogs) and the actions its status and the caller's role allow. The
 // page follows the agent's events, so a change shows without a reload.
+import { AgentStatus } from "@godel-ai/client";
 import type { Agent, AgentTransition, LogEntry } from "@godel-ai/client/gen/godel/v1/agent_pb";
 import { useEffect, useState } from "preact/hooks";
 import { AgentActions } from "./actions.js";
 import type { Ask } from "./confirm.js";
-import { errorText, stateName, statusName, time, usd } from "./format.js";
+import { errorText, stateName, time, usd } from "./format.js";
 import { useLive } from "./live.js";
 import type { Session } from "./session.js";
+import { StatusBadge } from "./status.js";
 
 export function AgentPage(props: { session: Session; id: string; ask: Ask }) {
   const { session, id, ask } = props;
@@ -28,9 +30,7 @@ export function AgentPage(props: { session: Session; id: string; ask: Ask }) {
     <section class="agent-page" data-agent={agent.id}>
       <h2>
         Agent {agent.label || agent.id}{" "}
-        <span class={`status ${statusName(agent.status)}`} data-status={statusName(agent.status)}>
-          {statusName(agent.status)}
-        </span>
+        <StatusBadge values={AgentStatus} value={agent.status} />
       </h2>
       {error && <p class="error">{error}</p>}
       <AgentActions session={session} agent={agent} ask={ask} onDone={reload} onError={setError} />

@@ -1,6 +1,9 @@
 // Every action asks first: a modal <dialog> naming what will happen, with Cancel and a confirm
-// button. `ask()` resolves true only when the user confirms.
+// button. `ask()` resolves true only when the user confirms. A form that creates something asks
+// the same way and shows below itself why the API refused it (the fields an INVALID_ARGUMENT names).
+import type { ComponentChildren } from "preact";
 import { useRef, useState } from "preact/hooks";
+import { errorText } from "./format.js";
 
 export interface Ask {
   (question: string, verb: string): Promise<boolean>;
@@ -51,6 +54,40 @@ export async function confirmed(
     await action();
     onDone();
   } catch (err) {
-    onError(err instanceof Error ? err.message : String(err));
+    onError(errorText(err));
   }
+}
+
+/** A form whose submit asks `question()` (nothing happens when it returns ""), then runs `action`. */
+export function ConfirmedForm(props: {
+  name: string;
+  ask: Ask;
+  verb: string;
+  label: string;
+  question: () => string;
+  action: () => Promise<unknown>;
+  onDone: () => void;
+  children: ComponentChildren;
+}) {
+  const [error, setError] = useState("");
+  const submit = async (e: Event) => {
+    e.preventDefault();
+    const question = props.question();
+    if (!question) return;
+    setError("");
+    await confirmed(props.ask, question, props.verb, props.action, props.onDone, setError);
+  };
+  return (
+    <form class={props.name} onSubmit={submit}>
+      {props.children}
+      <button type="submit" data-action={props.verb}>
+        {props.label}
+      </button>
+      {error && (
+        <p class="error" data-error-for={props.name}>
+          {error}
+        </p>
+      )}
+    </form>
+  );
 }

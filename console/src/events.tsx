@@ -1,10 +1,14 @@
 // The event stream: every event the caller may read, live, filtered by type patterns
-// (`agent:*`, `workflow:step:*`) and an agent id; the newest first, the last 500 kept.
+// (`agent:*`, `workflow:step:*`) and an agent id; the newest first, the last 500 kept. Below
+// them, earlier events with the same filter (EventService.QueryEvents, newest first), a page more
+// at each "more".
 import type { Event } from "@godel-ai/client";
-import { useState } from "preact/hooks";
+import { SortOrder } from "@godel-ai/client/gen/godel/v1/event_service_pb";
+import { useEffect, useState } from "preact/hooks";
 import { Field } from "./field.js";
-import { time } from "./format.js";
+import { errorText, time } from "./format.js";
 import { useEvents } from "./live.js";
+import { More, PAGE_SIZE, usePaged } from "./paging.js";
 import type { Session } from "./session.js";
 
 const KEEP = 500;
@@ -14,12 +18,25 @@ export function EventsPage(props: { session: Session }) {
   const [agentId, setAgentId] = useState("");
   const [filter, setFilter] = useState({ pattern: [] as string[], agentId: "" });
   const [events, setEvents] = useState<Event[]>([]);
-  const error = useEvents(
+  const client = props.session.client;
+  const earlier = usePaged((pageToken) =>
+    client.events
+      .queryEvents({ type: filter.pattern, agentId: filter.agentId, order: SortOrder.DESCENDING, pageSize: PAGE_SIZE, pageToken })
+      .then((r) => [r.events, r.nextPageToken]),
+  );
+  const [earlierError, setEarlierError] = useState("");
+  useEffect(() => {
+    earlier.load().then(() => setEarlierError(""), (err) => setEarlierError(errorText(err)));
+  }, [filter, earlier.count]);
+  const streamError = useEvents(
     props.session.client,
     filter,
     (event) => setEvents((shown) => [event, ...shown].slice(0, KEEP)),
     [filter],
   );
+  const error = streamError || earlierError;
+  const live = new Set(events.map((event) => event.id));
+  const shown = [...events, ...earlier.items.filter((event) => !live.has(event.id))];
   const apply = (e: SubmitEvent) => {
     e.preventDefault();
     setEvents([]);
@@ -36,7 +53,7 @@ export function EventsPage(props: { session: Session }) {
       {error && <p class="error">{error}</p>}
       <table class="events">
         <tbody>
-          {events.map((event) => (
+          {shown.map((event) => (
             <tr data-type={event.type} key={event.id}>
               <td>{String(event.sequence)}</td>
               <td>{time(event.timestamp)}</td>
@@ -51,7 +68,8 @@ export function EventsPage(props: { session: Session }) {
           ))}
         </tbody>
       </table>
-      {events.length === 0 && <p class="empty">Waiting for events…</p>}
+      <More list="events" paged={earlier} />
+      {shown.length === 0 && <p class="empty">Waiting for events…</p>}
     </section>
   );
 }

@@ -3,6 +3,7 @@
 // when the view goes away, and a reload that many events in a burst trigger only once.
 import type { Event, GodelClient, SubscribeEventsInit } from "@godel-ai/client";
 import { useEffect, useRef, useState } from "preact/hooks";
+import { errorText } from "./format.js";
 
 export function useEvents(
   client: GodelClient,
@@ -20,7 +21,7 @@ export function useEvents(
       try {
         for await (const event of client.events.subscribe(request, { signal: stop.signal })) handler.current(event);
       } catch (err) {
-        if (!stop.signal.aborted) setError(err instanceof Error ? err.message : String(err));
+        if (!stop.signal.aborted) setError(errorText(err));
       }
     })();
     return () => stop.abort();
@@ -48,7 +49,7 @@ export function useLive(
       await load();
       setError("");
     } catch (err) {
-      setError(err instanceof Error ? err.message : String(err));
+      setError(errorText(err));
     }
   }, deps);
   const streamError = useEvents(client, request, reload, deps);

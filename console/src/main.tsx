@@ -53,7 +53,7 @@ function App() {
     ) : kind === "teams" ? (
       <Orchestration session={session} ask={ask} />
     ) : kind === "budgets" ? (
-      <Budgets session={session} />
+      <Budgets session={session} ask={ask} />
     ) : kind === "events" ? (
       <EventsPage session={session} />
     ) : (

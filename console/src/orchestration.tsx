@@ -1,16 +1,19 @@
-// Teams and workflows: every team with its strategy, status, progress and cost (pause, resume,
-// scale); every workflow with its status and progress (start, pause, resume, cancel); and a workflow's
-// DAG, its steps laid out by depth with their live states. Live: refreshed on team:* and
-// workflow:* events.
+// Teams and workflows: every team with its strategy, status, progress and cost (start, pause,
+// resume, scale); every workflow with its status and progress (start, pause, resume, cancel); forms that
+// create a team and a workflow (from its YAML or JSON definition); and a workflow's DAG, its steps
+// laid out by depth with their live states. Live: refreshed on team:* and workflow:* events.
 import type { Team } from "@godel-ai/client/gen/godel/v1/team_pb";
 import { ExecutionStrategy, TeamStatus } from "@godel-ai/client/gen/godel/v1/team_pb";
 import type { Workflow, WorkflowStep } from "@godel-ai/client/gen/godel/v1/workflow_pb";
 import { StepStatus, WorkflowStatus } from "@godel-ai/client/gen/godel/v1/workflow_pb";
 import { useState } from "preact/hooks";
-import { confirmed, type Ask } from "./confirm.js";
+import { ConfirmedForm, confirmed, type Ask } from "./confirm.js";
+import { Choice, Field } from "./field.js";
 import { capital, enumName, time, usd } from "./format.js";
 import { useLive } from "./live.js";
+import { More, PAGE_SIZE, usePaged } from "./paging.js";
 import { can, type Session } from "./session.js";
+import { StatusBadge } from "./status.js";
 
 interface Act {
   label: string;
@@ -35,11 +38,25 @@ function Actions(props: { acts: Act[]; ask: Ask; onDone: () => void; onError: (m
   );
 }
 
+/** StartTeam starts the team, answers with it, then streams its progress until it ends: the
+ * console takes the first answer (started) and leaves; the live list shows the rest. */
+async function startTeam(session: Session, id: string): Promise<void> {
+  const stop = new AbortController();
+  try {
+    for await (const started of session.client.teams.startTeam({ id }, { signal: stop.signal })) {
+      if (started.team) return;
+    }
+  } finally {
+    stop.abort();
+  }
+}
+
 function teamActs(session: Session, team: Team): Act[] {
   if (!can(session, "team", "update")) return [];
   const teams = session.client.teams;
   const acts: Act[] = [];
   const name = team.name || team.id.slice(0, 8);
+  if (team.status === TeamStatus.CREATING) acts.push({ label: "start", question: `Start team ${name}?`, run: () => startTeam(session, team.id) });
   if (team.status === TeamStatus.ACTIVE) acts.push({ label: "pause", question: `Pause team ${name}?`, run: () => teams.pauseTeam({ id: team.id }) });
   if (team.status === TeamStatus.PAUSED) acts.push({ label: "resume", question: `Resume team ${name}?`, run: () => teams.resumeTeam({ id: team.id }) });
   if (team.status === TeamStatus.ACTIVE) {
@@ -68,26 +85,29 @@ function workflowActs(session: Session, workflow: Workflow): Act[] {
 export function Orchestration(props: { session: Session; ask: Ask }) {
   const { session, ask } = props;
   const client = session.client;
-  const [teams, setTeams] = useState<Team[]>([]);
-  const [workflows, setWorkflows] = useState<Workflow[]>([]);
+  const teams = usePaged((pageToken) =>
+    client.teams.listTeams({ pageSize: PAGE_SIZE, pageToken }).then((r) => [r.teams, r.nextPageToken]),
+  );
+  const workflows = usePaged((pageToken) =>
+    client.workflows.listWorkflows({ pageSize: PAGE_SIZE, pageToken }).then((r) => [r.workflows, r.nextPageToken]),
+  );
   const load = async () => {
-    const [t, w] = await Promise.all([client.teams.listTeams({ pageSize: 100 }), client.workflows.listWorkflows({ pageSize: 100 })]);
-    setTeams(t.teams);
-    setWorkflows(w.workflows);
+    await Promise.all([teams.load(), workflows.load()]);
   };
-  const { error, setError, reload } = useLive(client, { pattern: ["team:*", "workflow:*"] }, load, []);
+  const { error, setError, reload } = useLive(client, { pattern: ["team:*", "workflow:*"] }, load, [teams.count, workflows.count]);
   return (
     <section>
       <h2>Teams</h2>
       {error && <p class="error">{error}</p>}
+      {can(session, "team", "create") && <CreateTeam session={session} ask={ask} onDone={reload} />}
       <table class="teams">
         <tbody>
-          {teams.map((team) => (
+          {teams.items.map((team) => (
             <tr data-team={team.id} key={team.id}>
               <td>{team.name}</td>
               <td>{enumName(ExecutionStrategy, team.effectiveStrategy || team.executionStrategy)}</td>
               <td>
-                <span class={`status ${enumName(TeamStatus, team.status)}`}>{enumName(TeamStatus, team.status)}</span>
+                <StatusBadge values={TeamStatus} value={team.status} />
               </td>
               <td>{team.progress}%</td>
               <td>{team.agentIds.length} agents</td>
@@ -99,19 +119,19 @@ export function Orchestration(props: { session: Session; ask: Ask }) {
           ))}
         </tbody>
       </table>
-      {teams.length === 0 && <p class="empty">No teams.</p>}
+      <More list="teams" paged={teams} />
+      {teams.items.length === 0 && <p class="empty">No teams.</p>}
       <h2>Workflows</h2>
+      {can(session, "workflow", "create") && <CreateWorkflow session={session} ask={ask} onDone={reload} />}
       <table class="workflows">
         <tbody>
-          {workflows.map((workflow) => (
+          {workflows.items.map((workflow) => (
             <tr data-workflow={workflow.id} key={workflow.id}>
               <td>
                 <a href={`#/workflows/${workflow.id}`}>{workflow.name || workflow.id.slice(0, 8)}</a>
               </td>
               <td>
-                <span class={`status ${enumName(WorkflowStatus, workflow.status)}`} data-status={enumName(WorkflowStatus, workflow.status)}>
-                  {enumName(WorkflowStatus, workflow.status)}
-                </span>
+                <StatusBadge values={WorkflowStatus} value={workflow.status} />
               </td>
               <td>{workflow.progress}%</td>
               <td>{time(workflow.startedAt)}</td>
@@ -122,8 +142,85 @@ export function Orchestration(props: { session: Session; ask: Ask }) {
           ))}
         </tbody>
       </table>
-      {workflows.length === 0 && <p class="empty">No workflows.</p>}
+      <More list="workflows" paged={workflows} />
+      {workflows.items.length === 0 && <p class="empty">No workflows.</p>}
     </section>
+  );
+}
+
+function CreateTeam(props: { session: Session; ask: Ask; onDone: () => void }) {
+  const [name, setName] = useState("");
+  const [task, setTask] = useState("");
+  const [strategy, setStrategy] = useState<number>(ExecutionStrategy.PARALLEL);
+  const [budget, setBudget] = useState("");
+  const [command, setCommand] = useState("");
+  const create = () =>
+    props.session.client.teams.createTeam({
+      requestId: crypto.randomUUID(),
+      name: name.trim(),
+      task: task.trim(),
+      executionStrategy: strategy,
+      // Members run this shell line on the command runtime; none: the mesh's team runtime.
+      config: command.trim() ? { runtime: "command", command: ["sh", "-c", command.trim()] } : undefined,
+      budgetAllocated: budget.trim() ? Number(budget) : undefined,
+    });
+  const created = () => {
+    setName("");
+    setTask("");
+    setCommand("");
+    setBudget("");
+    props.onDone();
+  };
+  return (
+    <ConfirmedForm
+      name="create-team"
+      ask={props.ask}
+      verb="create"
+      label="Create team"
+      question={() => (name.trim() ? `Create the ${enumName(ExecutionStrategy, strategy)} team ${name.trim()}?` : "")}
+      action={create}
+      onDone={created}
+    >
+      <Field name="name" placeholder="team name" value={name} set={setName} required />
+      <Field name="task" placeholder="the team's task" value={task} set={setTask} />
+      <Choice name="strategy" values={ExecutionStrategy} value={strategy} set={setStrategy} />
+      <Field name="command" placeholder="members' command (sh -c …, optional)" value={command} set={setCommand} />
+      <Field name="budget" placeholder="budget in USD (optional)" value={budget} set={setBudget} />
+    </ConfirmedForm>
+  );
+}
+
+function CreateWorkflow(props: { session: Session; ask: Ask; onDone: () => void }) {
+  const [definition, setDefinition] = useState("");
+  const [teamId, setTeamId] = useState("");
+  const [start, setStart] = useState(false);
+  const create = () =>
+    props.session.client.workflows.createWorkflow({
+      requestId: crypto.randomUUID(),
+      definitionText: definition,
+      teamId: teamId.trim(),
+      start,
+    });
+  const created = () => {
+    setDefinition("");
+    props.onDone();
+  };
+  return (
+    <ConfirmedForm
+      name="create-workflow"
+      ask={props.ask}
+      verb="create"
+      label="Create workflow"
+      question={() => (definition.trim() ? `Create ${start ? "and start " : ""}this workflow?` : "")}
+      action={create}
+      onDone={created}
+    >
+      <Field name="definition" lines={6} placeholder="definition (YAML or JSON: name, steps…)" value={definition} set={setDefinition} required />
+      <Field name="team" placeholder="team id (optional)" value={teamId} set={setTeamId} />
+      <label>
+        <input type="checkbox" name="start" checked={start} onInput={(e) => setStart(e.currentTarget.checked)} /> start it
+      </label>
+    </ConfirmedForm>
   );
 }
 
@@ -162,7 +259,7 @@ export function WorkflowPage(props: { session: Session; id: string; ask: Ask }) 
     <section data-workflow={workflow.id}>
       <h2>
         Workflow {workflow.name || workflow.id}{" "}
-        <span class={`status ${enumName(WorkflowStatus, workflow.status)}`} data-status={enumName(WorkflowStatus, workflow.status)}>{enumName(WorkflowStatus, workflow.status)}</span>{" "}
+        <StatusBadge values={WorkflowStatus} value={workflow.status} />{" "}
         {workflow.progress}%
       </h2>
       {error && <p class="error">{error}</p>}
@@ -173,7 +270,7 @@ export function WorkflowPage(props: { session: Session; id: string; ask: Ask }) 
             {layer.map((step) => (
               <div class={`step ${enumName(StepStatus, step.status)}`} data-step={step.stepId} data-status={enumName(StepStatus, step.status)}>
                 <b>{step.name || step.stepId}</b>
-                <span class="status">{enumName(StepStatus, step.status)}</span>
+                <StatusBadge values={StepStatus} value={step.status} />
                 {step.dependencies.length > 0 && <small>after {step.dependencies.join(", ")}</small>}
                 {step.agentId && <a href={`#/agents/${step.agentId}`}>agent {step.agentId.slice(0, 8)}</a>}
                 {step.error && <small class="error">{step.error}</small>}

@@ -13,8 +13,8 @@ addresses (a Kubernetes headless Service) gives an endpoint per address. Envoy c
 endpoint's health (grpc.health.v1, or a TCP connect for the WebSocket), ejects the endpoints that
 keep failing (outlier detection), and retries a request whose connection failed on another one.
 
-The web console (console/, built by `make console` into console/dist) is served by Envoy itself
-under /ui/: every file of the build becomes a route with a ``direct_response`` whose body is that
+The web console (console/, built by `make console` into console/dist, or the build the godel
+wheel carries: gateway_overlay.console_dir) is served by Envoy itself under /ui/: every file of the build becomes a route with a ``direct_response`` whose body is that
 file (read when Envoy loads its config), so no other process serves files. Without a build,
 /ui/ answers 404 saying how to build it.
 

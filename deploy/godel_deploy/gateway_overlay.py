@@ -17,7 +17,7 @@ GODEL_EVENT_WS_PORT and GODEL_TLS_* as in godel_server/runtime/config.py), plus:
 | GODEL_GATEWAY_ACCESS_LOG      | /dev/stdout | where the JSON access log goes                      |
 | GODEL_GATEWAY_LOG_LEVEL       | warn    | Envoy's log level (`godel-gateway run`)                 |
 | GODEL_GATEWAY_<ROLE>_ENDPOINTS | GODEL_<ROLE>_ADDR | comma-separated host:port of the replicas of a role (a DNS name may stand for several: a headless Service) |
-| GODEL_CONSOLE_DIR             | console/dist of the checkout, when built | the built web console served under /ui/ (`make console`) |
+| GODEL_CONSOLE_DIR             | console/dist of the checkout when built, else the wheel's | the built web console served under /ui/ (`make console`; the godel wheel carries one: setup.py) |
 | GODEL_GATEWAY_EVENT_WS_ENDPOINTS | the event host, GODEL_EVENT_WS_PORT | the same for the event service's WebSocket endpoint |
 
 Tracing: with OTEL_EXPORTER_OTLP_ENDPOINT (or ..._TRACES_ENDPOINT) set, as for the services
@@ -101,16 +101,23 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return int(raw)
 
 
+# The console the godel wheel carries (setup.py copies console/dist there; absent in a checkout).
+PACKAGED_CONSOLE = Path(__file__).resolve().parent / "console"
+
+
 def console_dir(env: Mapping[str, str]) -> Path | None:
-    """The built web console: GODEL_CONSOLE_DIR, else the checkout's console/dist once built."""
+    """The built web console: GODEL_CONSOLE_DIR, else the checkout's console/dist once built, else
+    the one packaged in the wheel."""
     named = env.get("GODEL_CONSOLE_DIR")
     if named:
         if not (Path(named) / "index.html").is_file():
             raise ConfigError(f"GODEL_CONSOLE_DIR names {named!r}, which holds no index.html")
         return Path(named)
     root = repo_root()
-    built = root / "console" / "dist" if root else None
-    return built if built and (built / "index.html").is_file() else None
+    for built in (root / "console" / "dist" if root else None, PACKAGED_CONSOLE):
+        if built and (built / "index.html").is_file():
+            return built
+    return None
 
 
 def load_gateway_settings(env: Mapping[str, str]) -> GatewaySettings:

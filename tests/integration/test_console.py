@@ -1,9 +1,12 @@
 """The web console (console/, built by `make console`, served by the gateway at /ui/) in headless
 Chromium: Debian's /usr/bin/chromium driven by npm's playwright-core from console/e2e/drive.mjs.
-The browser logs in with an API key, starts a workflow and sees its DAG complete live, spawns an
-agent and sees it complete live (no reload), opens
-its page and logs, spawns a second one and kills it, watches the event stream, and logs in as a
-viewer with a password (no actions offered); this test then checks each step against the API.
+The browser logs in with an API key, starts a workflow and sees its DAG complete live, pages past
+the first page of teams (this test makes more than one page holds), creates a team (then starts
+it) and a started workflow from the console's forms (both complete), sets the team's budget (a bad limit first: the API's
+INVALID_ARGUMENT shown with the field it names), spawns an agent and sees it complete live (no
+reload), opens its page and logs, spawns a second one and kills it, watches the event stream, and
+logs in as a viewer with a password (no forms or actions offered); this test then checks each step
+against the API.
 Screenshots of every page land in docs/console/ (linked from the README)."""
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import os
 import subprocess
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +29,9 @@ from tests.integration.auth_helpers import PASSWORD, create_user
 REPO = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO / "docs" / "console"
-PAGES = ("login", "workflow", "teams", "fleet", "agent", "events")
+PAGES = ("login", "workflow", "teams", "budgets", "fleet", "agent", "events")
+CONSOLE_PAGE_SIZE = 100  # console/src/paging.ts PAGE_SIZE
+PAGE_TEAMS = CONSOLE_PAGE_SIZE + 1
 # A diamond: the console lays it out in three layers.
 DIAMOND = [
     {"id": "source", "name": "source", "task": "sleep 1; echo source"},
@@ -78,9 +84,31 @@ def _create_workflow(godel: RunningMesh, tag: str) -> str:
     return workflow_id
 
 
-def _drive(godel: RunningMesh, url: str, viewer: dict[str, Any], tag: str) -> dict[str, dict[str, Any]]:
+@pytest.fixture
+def page_of_teams(godel: RunningMesh) -> Iterator[str]:
+    """More teams than one page of the console holds (rows only: none is started), deleted after,
+    so that no other test's list of the shared mesh holds them. Yields the tag in their names."""
+    tag = f"page-{uuid.uuid4().hex[:8]}"
+    made: list[str] = []
+    with godel.http() as http:
+        try:
+            for i in range(PAGE_TEAMS):
+                team = http.post("/api/v1/teams", json={"name": f"{tag} {i:03d}", "task": "not started"})
+                assert team.status_code == 200, team.text
+                made.append(team.json()["id"])
+            yield tag
+        finally:
+            gone = [http.delete(f"/api/v1/teams/{team_id}").status_code for team_id in made]
+        assert set(gone) <= {200}, gone
+
+
+def _drive(
+    godel: RunningMesh, url: str, viewer: dict[str, Any], tag: str, page_tag: str
+) -> dict[str, dict[str, Any]]:
     env = {
         "WORKFLOW_ID": _create_workflow(godel, tag),
+        "PAGE_TAG": page_tag,
+        "PAGE_TEAMS": str(PAGE_TEAMS),
         **os.environ,
         "CONSOLE_URL": url,
         "GODEL_API_KEY": godel.admin_key,
@@ -105,14 +133,16 @@ def _agent(godel: RunningMesh, agent_id: str) -> dict[str, Any]:
     return agent
 
 
-def test_console_spawns_watches_and_kills_agents(godel: RunningMesh, console_url: str) -> None:
+def test_console_spawns_watches_and_kills_agents(
+    godel: RunningMesh, console_url: str, page_of_teams: str
+) -> None:
     assert CHROMIUM.is_file(), "Debian's chromium is needed: apt-get install chromium (.ci/run does)"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     started = time.time()
     tag = uuid.uuid4().hex[:8]
     viewer = create_user(godel, "viewer")
 
-    steps = _drive(godel, console_url, viewer, tag)
+    steps = _drive(godel, console_url, viewer, tag, page_of_teams)
 
     assert steps["logged-in"]["role"] == "admin"
     dag = steps["workflow"]
@@ -123,6 +153,25 @@ def test_console_spawns_watches_and_kills_agents(godel: RunningMesh, console_url
         assert (
             http.get(f"/api/v1/workflows/{dag['workflow']}").json()["status"] == "WORKFLOW_STATUS_COMPLETED"
         )
+    paged = steps["paged"]
+    assert paged["firstPage"] == CONSOLE_PAGE_SIZE, paged
+    assert paged["tagged"] == PAGE_TEAMS and paged["afterMore"] > CONSOLE_PAGE_SIZE, paged
+
+    with godel.http() as http:
+        team = http.get(f"/api/v1/teams/{steps['team-created']['team']}").json()
+        made = http.get(f"/api/v1/workflows/{steps['workflow-created']['workflow']}").json()
+        budgets = http.get("/api/v1/budgets", params={"entityId": team["id"]}).json()["budgets"]
+    assert team["name"] == f"console-team {tag}" and team["task"] == "echo from the console", team
+    assert team["executionStrategy"] == "EXECUTION_STRATEGY_PIPELINE", team
+    assert team["config"]["command"] == ["sh", "-c", "echo team says hi"], team
+    # Created, then started from the console: it ran to the end.
+    assert steps["team-created"]["teamFirstSeen"] == "creating" and team["status"] == "TEAM_STATUS_COMPLETED"
+    assert made["name"] == f"console-made {tag}" and made["status"] == "WORKFLOW_STATUS_COMPLETED", made
+    budget = steps["budget"]
+    assert "total_budget" in budget["refused"] and budget["errorGone"] == 0, budget
+    assert "$12.50" in budget["shown"], budget
+    assert [(b["entityType"], b["totalBudget"]) for b in budgets] == [("BUDGET_ENTITY_TYPE_TEAM", 12.5)]
+
     completed = steps["completed-live"]
     # First shown before it ended, then completed in the same document: updated live.
     assert completed["firstSeen"] != "completed" and completed["sameDocument"] is True
@@ -146,6 +195,8 @@ def test_console_spawns_watches_and_kills_agents(godel: RunningMesh, console_url
     looked = steps["viewer"]
     assert looked["role"] == "viewer"
     assert looked["spawnForms"] == 0 and looked["actionButtons"] == 0
+    assert looked["teamsView"] == {"forms": 0, "actionButtons": 0}, looked
+    assert looked["budgetsView"] == {"forms": 0}, looked
     assert steps["problems"]["problems"] == []
 
     for name in PAGES:

@@ -4,19 +4,23 @@ deploy/compose/compose.yaml is started from that environment, with its working d
 the checkout, running exactly the compose file's commands and settings (host names, ports and secret paths mapped onto this
 machine): `godel-server migrate all up`, `keys register`, the four services, two workers and
 `godel-gateway`, checked with the compose file's health-check commands. An agent created
-through the gateway then runs to completion.
+through the gateway then runs to completion, and the gateway serves the web console the wheel
+carries (building the godel wheel builds it from the copied sources: setup.py).
 
 Dependencies come from a wheelhouse in .cache/wheelhouse (filled from PyPI the first time), so
-later runs install with --no-index."""
+later runs install with --no-index; the console's npm packages from npm's cache (`make console`
+filled it)."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import uuid
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -59,6 +63,7 @@ def _copy_checkout(target: Path) -> None:
 @dataclass
 class Installed:
     venv: Path
+    server_wheel: Path
 
     def bin(self, name: str) -> Path:
         return self.venv / "bin" / name
@@ -98,7 +103,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
         for ours in [*WHEELHOUSE.glob("godel-*.whl"), *WHEELHOUSE.glob("godel_client-*.whl")]:
             ours.unlink()
         _run(install)
-    return Installed(venv)
+    return Installed(venv, server)
 
 
 def test_the_installed_package_needs_no_checkout(installed: Installed, tmp_path: Path) -> None:
@@ -111,6 +116,19 @@ def test_the_installed_package_needs_no_checkout(installed: Installed, tmp_path:
     out = _run([installed.bin("python"), "-c", probe], cwd=tmp_path, env=_clean_env(installed)).stdout.split()
     assert all(path.startswith(str(installed.venv)) for path in out[:2]), out  # godel.v1: the client wheel's
     assert out[2:] == ["None", "True", "True", "True", "True"], out
+
+
+def test_the_server_wheel_carries_the_built_console(installed: Installed, tmp_path: Path) -> None:
+    """Building the wheel builds the web console (setup.py) and packages it, and the installed
+    gateway, outside any checkout, serves it by default."""
+    with zipfile.ZipFile(installed.server_wheel) as wheel:
+        names = wheel.namelist()
+        index = wheel.read("godel_deploy/console/index.html").decode()
+    scripts = [n for n in names if n.startswith("godel_deploy/console/assets/") and n.endswith(".js")]
+    assert scripts and "/ui/assets/" in index, (names, index)
+    probe = "import godel_deploy.gateway_overlay as o; print(o.load_gateway_settings({}).console_dir)"
+    out = _run([installed.bin("python"), "-c", probe], cwd=tmp_path, env=_clean_env(installed)).stdout.strip()
+    assert out.startswith(str(installed.venv)) and out.endswith("site-packages/godel_deploy/console"), out
 
 
 def _clean_env(installed: Installed) -> dict[str, str]:
@@ -223,6 +241,10 @@ def test_the_compose_commands_from_the_wheel_make_a_working_mesh(
     ) as http:
         openapi = http.get("/api/v1/openapi.json")  # package data, served by the cluster service
         assert openapi.status_code == 200 and openapi.json()["swagger"] == "2.0"
+        console = http.get("/ui/")  # the console the wheel carries, served by Envoy
+        assert console.status_code == 200 and "text/html" in console.headers["content-type"], console.text
+        script = re.search(r'src="(/ui/assets/[^"]+\.js)"', console.text)
+        assert script and http.get(script.group(1)).status_code == 200, console.text
         created = http.post(
             "/api/v1/agents",
             json={

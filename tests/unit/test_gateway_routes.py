@@ -177,3 +177,23 @@ def test_a_console_dir_without_a_build_is_a_configuration_error(tmp_path: Path) 
         load_gateway_settings({"GODEL_CONSOLE_DIR": str(tmp_path)})
     (tmp_path / "index.html").write_text("<!doctype html>")
     assert load_gateway_settings({"GODEL_CONSOLE_DIR": str(tmp_path)}).console_dir == tmp_path
+
+
+def test_without_a_checkout_the_gateway_serves_the_console_the_wheel_carries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import godel_deploy.gateway_overlay as overlay
+
+    packaged = tmp_path / "site-packages" / "godel_deploy" / "console"
+    monkeypatch.setattr(overlay, "PACKAGED_CONSOLE", packaged)
+    monkeypatch.setattr(overlay, "repo_root", lambda: None)
+    assert overlay.console_dir({}) is None
+    packaged.mkdir(parents=True)
+    (packaged / "index.html").write_text("<!doctype html>")
+    assert overlay.console_dir({}) == packaged
+    # A checkout's own build comes first (`make console` there is newer than any wheel).
+    checkout = tmp_path / "checkout"
+    (checkout / "console" / "dist").mkdir(parents=True)
+    (checkout / "console" / "dist" / "index.html").write_text("<!doctype html>")
+    monkeypatch.setattr(overlay, "repo_root", lambda: checkout)
+    assert overlay.console_dir({}) == checkout / "console" / "dist"
