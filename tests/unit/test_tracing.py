@@ -7,6 +7,9 @@ instrumentation's send), and from a record into its consumer span."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -114,6 +117,21 @@ async def test_off_nothing_is_added(agent_db: Database) -> None:
     assert tracing.current_headers() == {}
     with tracing.span("x") as span:
         assert span is None
+
+
+def test_off_a_service_process_does_not_even_load_the_instrumentations() -> None:
+    code = (
+        "import sys\n"
+        "from godel_server.runtime import config, db, host, tracing\n"
+        "tracing.configure(config.load_tracing({}, 'godel-agent'), 'a-1')\n"
+        "db.Database('sqlite+aiosqlite://')\n"
+        "assert tracing.server_interceptors() == tracing.client_interceptors() == []\n"
+        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.instrumentation')))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    ran = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "[]"
 
 
 @pytest.fixture
