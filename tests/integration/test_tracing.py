@@ -1,9 +1,11 @@
 """One trace across the mesh (runtime/tracing.py): a REST CreateAgent through the gateway, with the
-caller's `traceparent`, yields spans from the gateway (Envoy's tracer), the agent service (the call, the outbox's Kafka sends),
-the event service (consuming `agent:spawn` from Kafka), the agent service again (consuming the run
-request from Kafka, scheduling the run) and the worker (the run), all in the caller's trace and
-each the child of the hop before. The services and the worker export them over OTLP/gRPC to a
-collector in this test process, which decodes the real OTLP protobuf."""
+caller's `traceparent`, yields spans from the gateway (Envoy's tracer), the agent service (the call,
+its SQL statements, the outbox's Kafka sends), the event service (receiving and consuming
+`agent:spawn` from Kafka), the agent service again (consuming the run request from Kafka,
+scheduling the run) and the worker (the run), all in the caller's trace and each the child of the
+hop before. The call's, the statements' and the Kafka spans come from the maintained
+instrumentations (their instrumentation scopes). The services and the worker export them over
+OTLP/gRPC to a collector in this test process, which decodes the real OTLP protobuf."""
 
 from __future__ import annotations
 
@@ -23,11 +25,15 @@ from tests.conftest import RunningMesh, running_mesh
 from tests.waits import poll
 
 WAIT = 60.0
+GRPC = "opentelemetry.instrumentation.grpc"
+SQLALCHEMY = "opentelemetry.instrumentation.sqlalchemy"
+AIOKAFKA = "opentelemetry.instrumentation.aiokafka"
 
 
 @dataclass(frozen=True)
 class Span:
     service: str
+    scope: str  # the instrumentation scope: which package (or Godel, "godel") made the span
     name: str
     kind: int
     trace_id: str
@@ -54,6 +60,7 @@ class Collector(trace_service_pb2_grpc.TraceServiceServicer):
                     received.append(
                         Span(
                             service=resource.get("service.name", ""),
+                            scope=scope_spans.scope.name,
                             name=span.name,
                             kind=span.kind,
                             trace_id=span.trace_id.hex(),
@@ -160,14 +167,27 @@ def test_one_trace_from_the_rest_call_through_kafka_to_the_worker_run(
     by_id = {s.span_id: s for s in spans}
     found = {name: span for name, span in hops(spans).items() if span is not None}
 
-    # Envoy continues the caller's span, and the agent service Envoy's.
+    # Envoy continues the caller's span, and the agent service Envoy's (the gRPC instrumentation's
+    # server span).
     assert found["create"].parent_id == found["gateway"].span_id
-    # Each Kafka hop is the child of the send of its record, which the CreateAgent call caused.
+    assert found["create"].scope == GRPC
+    # The call's SQL statements are spans of it (the SQLAlchemy instrumentation's).
+    statements = [s for s in spans if s.parent_id == found["create"].span_id and "db.system" in s.attributes]
+    assert statements and {(s.service, s.scope, s.kind) for s in statements} == {
+        ("godel-agent", SQLALCHEMY, K.SPAN_KIND_CLIENT)
+    }
+    # Each Kafka hop is the child of the send of its record (the aiokafka instrumentation's,
+    # parented by the outbox row's stored context), which the CreateAgent call caused.
     for consumed in ("spawn consumed", "run request consumed"):
         send = by_id[found[consumed].parent_id]
-        assert send.service == "godel-agent" and send.kind == K.SPAN_KIND_PRODUCER
+        assert send.service == "godel-agent" and send.kind == K.SPAN_KIND_PRODUCER and send.scope == AIOKAFKA
         assert send.parent_id == found["create"].span_id
         assert send.attributes["messaging.message.id"] == found[consumed].attributes["messaging.message.id"]
+    # The event service received that record (the aiokafka instrumentation's receive span) in the
+    # trace of its send.
+    spawn_send = found["spawn consumed"].parent_id
+    received = [s for s in spans if s.service == "godel-event" and s.parent_id == spawn_send]
+    assert any(s.scope == AIOKAFKA and s.kind == K.SPAN_KIND_CONSUMER for s in received), received
     # The run is scheduled from its request (an attempt per pass until a worker has a free slot),
     # and the worker's run is the child of the attempt that assigned it.
     attempts = [

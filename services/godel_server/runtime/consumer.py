@@ -7,8 +7,11 @@ letter (runtime/deadletters.py) and the group goes on. A database or Kafka that 
 reason to quarantine: the consumer reconnects and retries from its last commit. The dedupe log
 keeps DEDUPE_RETENTION of history (Kafka redelivers only uncommitted records).
 
-Each event is handled in a consumer span that continues the trace of its record (`traceparent`
-header, runtime/tracing.py); `trace_headers(event)` hands it on (e.g. to the run a request starts)."""
+Each event is handled in a consumer `process` span that continues the trace of its record
+(`traceparent` header, runtime/tracing.py); `trace_headers(event)` hands it on (e.g. to the run a
+request starts). This span is Godel's own: the aiokafka instrumentation's `receive` spans of a
+`getmany` end when it returns, before the batch is handled, so what handling does (statements,
+events published, calls) could not be of the record's trace through them."""
 
 from __future__ import annotations
 

@@ -105,7 +105,8 @@ class ServiceHost:
             streams=UserSlots(settings.max_streams_per_user, "open streams"),
         )
         self.server: grpc.aio.Server = grpc.aio.server(
-            interceptors=[GodelServerInterceptor(self.verifier, policy)],
+            # The trace's server span first (tracing on), so that Godel's interceptor runs in it.
+            interceptors=[*tracing.server_interceptors(), GodelServerInterceptor(self.verifier, policy)],
             options=[("grpc.so_reuseport", 0), ("grpc.max_receive_message_length", 16 * 1024 * 1024)],
         )
         self._stopping = asyncio.Event()

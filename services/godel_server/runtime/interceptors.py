@@ -302,16 +302,6 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         writes = kind.endswith("_stream") and not inspect.iscoroutinefunction(behavior)
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            # The caller's trace goes on here (runtime/tracing.py; nothing when tracing is off).
-            with tracing.span(
-                method.lstrip("/"),
-                parent=tracing.carrier_of(metadata),
-                kind=tracing.SpanKind.SERVER,
-                attributes=tracing.rpc_attributes(method),
-            ):
-                return await run(request, context)
-
-        async def run(request: Any, context: grpc.aio.ServicerContext) -> Any:
             async with self._rpc(context, method, label, metadata, public, streams, request):
                 response = behavior(request, context)
                 if writes:
@@ -353,7 +343,9 @@ def _not_served(method: str) -> grpc.RpcMethodHandler:
 
 
 def _trace_id(metadata: dict[str, str]) -> str:
-    """The current span's trace (tracing on), else the caller's `traceparent` (for the logs)."""
+    """The current span's trace (tracing on: the server span of the gRPC instrumentation's
+    interceptor, which runs before this one, runtime/tracing.py), else the caller's `traceparent`
+    (for the logs)."""
     if current := tracing.trace_id():
         return current
     traceparent = metadata.get("traceparent", "")

@@ -6,7 +6,8 @@ keeps failing while the rows around it go through is quarantined after SEND_ATTE
 (runtime/deadletters.py). While Kafka is unreachable nothing is quarantined: everything waits.
 
 A row keeps the trace context of the transaction that wrote it (`traceparent` among its headers,
-runtime/tracing.py); the relay sends it in a producer span of that trace."""
+runtime/tracing.py); the relay sends it in that context, so the send's producer span (from the
+aiokafka instrumentation) is of that trace."""
 
 from __future__ import annotations
 
@@ -83,26 +84,14 @@ async def enqueue(session: AsyncSession, events: Sequence[event_pb2.Event]) -> N
     await session.execute(insert(outbox), rows)
 
 
-def _producer_span(topic: str, row: RowMapping) -> tracing.Span | None:
-    """The send of one row, in the trace of the transaction that wrote it (None: tracing off)."""
-    return tracing.start(
-        f"{topic} publish",
-        parent=tracing.carrier_of((k, v) for k, v in row["headers"]),
-        kind=tracing.SpanKind.PRODUCER,
-        attributes={
-            "messaging.system": "kafka",
-            "messaging.operation.type": "send",
-            "messaging.destination.name": topic,
-            "messaging.message.id": row["event_id"],
-        },
-    )
-
-
-def _headers(row: RowMapping, span: tracing.Span | None) -> list[tuple[str, bytes]]:
-    """The row's headers, with the producer span's trace context when there is one."""
-    context = tracing.headers_of(span)
-    headers = [(k, v.encode()) for k, v in row["headers"] if not (context and k in tracing.TRACE_HEADERS)]
-    return headers + [(k, v.encode()) for k, v in context.items()]
+def _send_context(row: RowMapping) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
+    """The trace context stored with a row, and the headers of its record. With tracing on, the
+    aiokafka instrumentation writes the record's context (its send's span, a child of the stored
+    context) itself, so the stored one is left out; off, the row's headers go as they are."""
+    stored = tracing.carrier_of((k, v) for k, v in row["headers"])
+    replaced = tracing.enabled()
+    headers = [(k, v.encode()) for k, v in row["headers"] if not (replaced and k in tracing.TRACE_HEADERS)]
+    return stored, headers
 
 
 class OutboxRelay:
@@ -215,14 +204,14 @@ class OutboxRelay:
         """Sends every row; returns the rows Kafka acknowledged and the error of each other one."""
         failed: dict[int, BaseException] = {}
         pending: list[tuple[RowMapping, asyncio.Future[Any]]] = []
-        spans: dict[int, tracing.Span | None] = {}
         for row in rows:
-            topic = kafka_name(row["topic"])
-            spans[row["id"]] = span = _producer_span(topic, row)
+            stored, headers = _send_context(row)
             try:
-                future = await self._producer.send(
-                    topic, value=row["value"], key=row["key"].encode(), headers=_headers(row, span)
-                )
+                # The send (a producer span, tracing on) is of the trace that wrote the row.
+                with tracing.continued(stored):
+                    future = await self._producer.send(
+                        kafka_name(row["topic"]), value=row["value"], key=row["key"].encode(), headers=headers
+                    )
             except (KafkaError, OSError, TimeoutError) as exc:
                 failed[row["id"]] = exc
             else:
@@ -237,8 +226,6 @@ class OutboxRelay:
             else:
                 sent.append(row)
                 OUTBOX_PUBLISHED.labels(row["topic"]).inc()
-        for row_id, span in spans.items():
-            tracing.end(span, failed.get(row_id))
         return sent, failed
 
     async def _quarantine(

@@ -1,25 +1,36 @@
 """Distributed tracing with OpenTelemetry: one trace follows a request through every hop of the mesh.
+What comes from which package (runtime/instrumentation.py sets the maintained ones up):
 
-- gRPC: the server interceptor (runtime/interceptors.py) continues the caller's W3C `traceparent`
-  (metadata; through the gateway, the HTTP header) in a SERVER span; channels between processes
-  (runtime/tls.py) send the current context on every call, in a CLIENT span for unary calls.
-- Kafka: the publisher stores the current `traceparent` with the event's outbox row (its headers),
-  so the trace survives the commit and a restart; the relay sends the record in a PRODUCER span
-  whose context it puts in the record's `traceparent` header; consumers (runtime/consumer.py)
-  continue it in a CONSUMER span per event.
-- Runs: the agent service's scheduler continues the context of the run request it consumed and
-  hands it to the worker in the RunAssignment (`traceparent`); the worker's run is a span of it.
+- gRPC (opentelemetry-instrumentation-grpc): its aio server interceptor runs before Godel's
+  (runtime/interceptors.py), so it continues the caller's W3C `traceparent` (metadata; through
+  the gateway, the HTTP header) in a SERVER span that the logs' trace id and everything the call
+  does belong to; its aio client interceptors, on every channel between processes
+  (runtime/tls.py), send the current context in a CLIENT span, streams as well.
+- SQL (opentelemetry-instrumentation-sqlalchemy): the process's engine (runtime/db.py) makes each
+  statement a CLIENT span (`db.system`, the statement text without its parameters), only inside a
+  trace: a background loop's statement (the outbox's poll, a health ping) starts none.
+- Kafka (opentelemetry-instrumentation-aiokafka): each send is a PRODUCER span that writes its
+  context into the record's `traceparent` header, and each record read a CONSUMER `receive` span.
+  The publisher stores the current `traceparent` with the event's outbox row, so the trace
+  survives the commit and a restart: the relay (runtime/outbox.py) makes it the current context
+  around the send (`continued`). Handling an event is Godel's own CONSUMER `process` span
+  (runtime/consumer.py): the package's receive spans end as `getmany` returns, before the batch
+  is handled.
+- Runs (Godel's own spans): the agent service's scheduler continues the context of the run request
+  it consumed and hands it to the worker in the RunAssignment (`traceparent`); the worker's run is
+  a span of it.
 
-Off by default: without OTEL_EXPORTER_OTLP_ENDPOINT (runtime/config.py TracingSettings) nothing is
-installed, the helpers return at a flag test, and no header is added. On, spans are batched and
-exported over OTLP/gRPC."""
+Off by default: without OTEL_EXPORTER_OTLP_ENDPOINT (runtime/config.py TracingSettings) no provider,
+instrumentation or interceptor is installed (none of their packages is even imported), the
+helpers return at a flag test, and no header is added. On, spans are batched and exported over
+OTLP/gRPC."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from opentelemetry import context as otel_context
@@ -32,6 +43,9 @@ from opentelemetry.trace import Status, StatusCode
 from godel_server import __version__
 from godel_server.runtime.config import TracingSettings
 
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
 log = logging.getLogger(__name__)
 
 # The W3C trace-context headers (what the default propagator reads and writes).
@@ -42,8 +56,15 @@ _tracer: trace.Tracer = trace.NoOpTracer()
 
 
 def install(provider: Any) -> None:
-    """Makes `provider` (an SDK TracerProvider) the source of Godel's spans; None turns tracing off."""
+    """Makes `provider` (an SDK TracerProvider) the source of Godel's spans and of the aiokafka
+    instrumentation's; None turns tracing off and takes the instrumentations out again."""
     global _provider, _tracer
+    if _provider is not None or provider is not None:
+        from godel_server.runtime import instrumentation  # only when tracing is or was on
+
+        instrumentation.uninstall()
+        if provider is not None:
+            instrumentation.install(provider)
     _provider = provider
     _tracer = provider.get_tracer("godel", __version__) if provider is not None else trace.NoOpTracer()
 
@@ -80,6 +101,36 @@ def shutdown() -> None:
 
 def enabled() -> bool:
     return _provider is not None
+
+
+def server_interceptors() -> list[grpc.aio.ServerInterceptor]:
+    """What a gRPC server puts before Godel's interceptor ([] when tracing is off)."""
+    if _provider is None:
+        return []
+    from godel_server.runtime import instrumentation
+
+    return instrumentation.server_interceptors(_provider)
+
+
+def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
+    """What a channel to another process needs to carry the trace ([] when tracing is off)."""
+    if _provider is None:
+        return []
+    from godel_server.runtime import instrumentation
+
+    return instrumentation.client_interceptors(_provider)
+
+
+def trace_engine(engine: AsyncEngine) -> None:
+    """Makes the engine's statements spans of the current trace (nothing when tracing is off)."""
+    if _provider is None:
+        return
+    from godel_server.runtime import instrumentation
+
+    instrumentation.trace_engine(engine, _provider)
+
+
+# ---- Godel's own spans and the context it stores --------------------------------------------------
 
 
 def carrier_of(pairs: Iterable[tuple[str, str | bytes]] | Mapping[str, str] | None) -> dict[str, str]:
@@ -177,59 +228,16 @@ def current(active: Span | None) -> Iterator[None]:
         otel_context.detach(token)
 
 
-# ---- gRPC client side: the context goes with every call between processes ------------------------
-
-
-def _with_context(details: grpc.aio.ClientCallDetails, carrier: Mapping[str, str]) -> Any:
-    metadata = grpc.aio.Metadata(*(details.metadata or ()))
-    for key, value in carrier.items():
-        metadata[key] = value
-    return details._replace(metadata=metadata)  # a namedtuple
-
-
-def rpc_attributes(method: str) -> dict[str, str | int]:
-    """The semantic-convention attributes of a gRPC call of `method` (/package.Service/Method)."""
-    service, _, name = method.lstrip("/").partition("/")
-    return {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
-
-
-class _UnaryUnary(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
-    async def intercept_unary_unary(
-        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        method = details.method.decode() if isinstance(details.method, bytes) else str(details.method)
-        client = start(method.lstrip("/"), kind=SpanKind.CLIENT, attributes=rpc_attributes(method))
-        call = await continuation(_with_context(details, headers_of(client)), request)
-        if client is not None:
-            code = await call.code()
-            client.set_attribute("rpc.grpc.status_code", code.value[0])
-            end(client, None if code == grpc.StatusCode.OK else code.name)
-        return call
-
-
-class _UnaryStream(grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
-    async def intercept_unary_stream(
-        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, request: Any
-    ) -> Any:
-        return await continuation(_with_context(details, current_headers()), request)
-
-
-class _StreamUnary(grpc.aio.StreamUnaryClientInterceptor):  # type: ignore[misc]
-    async def intercept_stream_unary(
-        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, requests: Any
-    ) -> Any:
-        return await continuation(_with_context(details, current_headers()), requests)
-
-
-class _StreamStream(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
-    async def intercept_stream_stream(
-        self, continuation: Callable[..., Awaitable[Any]], details: grpc.aio.ClientCallDetails, requests: Any
-    ) -> Any:
-        return await continuation(_with_context(details, current_headers()), requests)
-
-
-def client_interceptors() -> list[grpc.aio.ClientInterceptor]:
-    """What a channel to another process needs to carry the trace ([] when tracing is off)."""
-    if _provider is None:
-        return []
-    return [_UnaryUnary(), _UnaryStream(), _StreamUnary(), _StreamStream()]
+@contextlib.contextmanager
+def continued(carrier: Mapping[str, str]) -> Iterator[None]:
+    """Makes the context of W3C headers (stored earlier) the current one inside the block, so the
+    spans started in it, by Godel or by an instrumentation, are of that trace (nothing when
+    tracing is off or the headers carry no context)."""
+    if _provider is None or not carrier:
+        yield
+        return
+    token = otel_context.attach(propagate.extract(carrier))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
