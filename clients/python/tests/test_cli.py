@@ -620,6 +620,10 @@ def test_logs_follow_ctrl_c_exits_130_quietly(mesh: tuple[FakeMesh, str]) -> Non
     assert err == ""
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_after_first_line(address: str, *argv: str) -> tuple[str, int, str]:
     """Runs `godel --addr address --api-key … argv` as a process, waits (with a deadline) for its
     first line of output, which shows its stream is open, then sends it SIGINT (Ctrl-C).
@@ -631,6 +635,9 @@ def _interrupt_after_first_line(address: str, *argv: str) -> tuple[str, int, str
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # A terminal's Ctrl-C reaches a CLI whose SIGINT is the default: a suite started as a
+        # background job (`make test &` in a script) ignores SIGINT, and its children would too.
+        preexec_fn=_default_sigint,
     )
     try:
         assert process.stdout is not None
