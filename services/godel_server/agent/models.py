@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Row,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from godel_server.runtime.replicas import ReplicaColumns
@@ -91,6 +102,11 @@ class AgentRow(Base):
         Index("idx_agents_user_team_spawned", "user_team_id", "spawned_at", "id"),
         UniqueConstraint("user_id", "request_id", name="uq_agents_user_request"),
     )
+
+
+# An agent to read: its AgentRow, or a row of its columns named as AgentRow's attributes (what the
+# read-only paths select, agent/repository.py AGENT_COLUMNS).
+AgentView = AgentRow | Row[Any]
 
 
 class AgentTransitionRow(Base):

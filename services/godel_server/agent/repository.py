@@ -7,11 +7,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel_server.agent.lifecycle import LIVE
-from godel_server.agent.models import AgentRow, AgentTransitionRow, SessionMessageRow, SessionRow
+from godel_server.agent.models import AgentRow, AgentTransitionRow, AgentView, SessionMessageRow, SessionRow
 from godel_server.runtime.errors import AgentNotFoundError, NotFoundError
 from godel_server.runtime.ownership import Reach
 from godel_server.runtime.pagination import Keyset, keyset_page
@@ -21,6 +21,10 @@ from godel_server.runtime.statuses import AgentStatus, LifecycleState
 AGENTS = Keyset((AgentRow.spawned_at, AgentRow.id), descending=True)
 TRANSITIONS = Keyset((AgentTransitionRow.id,))
 SESSIONS = Keyset((SessionRow.created_at, SessionRow.id))
+# Every column of an agent, named as AgentRow's attributes: the read-only paths (GetAgent,
+# ListAgents) select these and get plain rows, without the ORM's per-row loading and attribute
+# instrumentation (bench/README.md, "What a read call costs").
+AGENT_COLUMNS = tuple(getattr(AgentRow, column.key) for column in inspect(AgentRow).column_attrs)
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,10 @@ class AgentRepository:
     async def get(self, agent_id: str) -> AgentRow | None:
         return await self._session.get(AgentRow, agent_id)
 
+    async def view(self, agent_id: str) -> AgentView | None:
+        """The agent's columns, to read (not to change: that takes `get`)."""
+        return (await self._session.execute(select(*AGENT_COLUMNS).where(AgentRow.id == agent_id))).first()
+
     async def require(self, agent_id: str) -> AgentRow:
         """The agent; NOT_FOUND naming it when there is none."""
         row = await self.get(agent_id)
@@ -80,10 +88,10 @@ class AgentRepository:
 
     async def find(
         self, query: AgentQuery, reach: Reach, *, page_size: int, page_token: str
-    ) -> tuple[Sequence[AgentRow], str]:
+    ) -> tuple[Sequence[AgentView], str]:
         """One page of the agents that match and `reach` covers, newest first, and the next
         page's token."""
-        stmt = select(AgentRow).where(reach.where(AgentRow.user_id, AgentRow.user_team_id))
+        stmt = select(*AGENT_COLUMNS).where(reach.where(AgentRow.user_id, AgentRow.user_team_id))
         if query.statuses:
             stmt = stmt.where(AgentRow.status.in_(query.statuses))
         if query.lifecycle_states:
@@ -105,6 +113,7 @@ class AgentRepository:
             page_size=page_size,
             page_token=page_token,
             query=("agents", query),
+            columns=True,
         )
 
     async def transitions(

@@ -160,11 +160,15 @@ async def keyset_page(
     page_token: str,
     query: Sequence[Any],
     default_size: int = DEFAULT_PAGE_SIZE,
+    columns: bool = False,
 ) -> tuple[Sequence[Any], str]:
     """One page of `stmt` (a select of rows) in `keyset` order and the next page's token ("" at
-    the end). `query` names the listing and its filters (see PageRequest.of)."""
+    the end). `query` names the listing and its filters (see PageRequest.of). The page holds what
+    `stmt` selects first (an ORM row), or with `columns` each result row whole (a select of
+    columns, which skips the ORM's loading; the key's columns must be among them)."""
     page = PageRequest.of(page_size, page_token, query, keyset.kinds, default_size=default_size)
     if page.after is not None:
         stmt = stmt.where(keyset.after(page.after))
-    rows = (await session.scalars(keyset.order(stmt).limit(page.limit))).all()
+    result = await session.execute(keyset.order(stmt).limit(page.limit))
+    rows = result.all() if columns else result.scalars().all()
     return page.split(rows, keyset.key)
