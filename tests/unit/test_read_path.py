@@ -4,6 +4,7 @@ same Timestamp as protobuf's FromDatetime."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -17,6 +18,7 @@ from godel_server.runtime.db import Database
 from godel_server.runtime.events import stamp
 from godel_server.runtime.ownership import EVERYTHING, Owner, Reach
 from godel_server.runtime.statuses import AgentStatus, LifecycleState
+from godel_server.runtime.text import loads_json
 
 MOMENTS = [
     datetime(2026, 12, 4, 5, 6, 7, 891011, tzinfo=UTC),
@@ -34,6 +36,14 @@ def test_stamp_is_from_datetime(moment: datetime) -> None:
     stamp(ours, moment)
     theirs.FromDatetime(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
     assert (ours.seconds, ours.nanos) == (theirs.seconds, theirs.nanos)
+
+
+def test_json_columns_read_as_json_loads_reads_them() -> None:
+    for text in ("{}", "[]", '{"a": [1, {}]}', "[]\n", "null", '"{}"'):
+        assert loads_json(text) == json.loads(text)
+    first, second = loads_json("{}"), loads_json("{}")
+    first["changed"] = True
+    assert second == {} and loads_json("[]") is not loads_json("[]")
 
 
 def test_an_empty_config_is_the_empty_message() -> None:

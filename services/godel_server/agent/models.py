@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -104,9 +104,25 @@ class AgentRow(Base):
     )
 
 
-# An agent to read: its AgentRow, or a row of its columns named as AgentRow's attributes (what the
-# read-only paths select, agent/repository.py AGENT_COLUMNS).
-AgentView = AgentRow | Row[Any]
+class AgentRecord:
+    """An agent's columns as the read-only paths select them (agent/repository.py AGENT_COLUMNS),
+    read by AgentRow's attribute names. A plain object over a dict: reading an attribute of a
+    SQLAlchemy Row costs ~0.4 µs, and showing an agent reads 38 of them."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__ = values
+
+    @classmethod
+    def of(cls, row: Row[Any]) -> AgentRecord:
+        return cls(dict(zip(row._fields, row, strict=True)))
+
+    if TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any: ...
+
+
+# An agent to read: its AgentRow, or its AgentRecord.
+AgentView = AgentRow | AgentRecord
 
 
 class AgentTransitionRow(Base):

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Select, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.elements import KeyedColumnElement
 
 from godel_server.runtime.errors import ValidationError
 
@@ -113,7 +114,11 @@ class PageRequest:
         return rows[: self.size], base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _kind(column: InstrumentedAttribute[Any]) -> Kind:
+# A key column: an ORM attribute, or a table's column for a select of plain rows.
+KeyColumn = InstrumentedAttribute[Any] | KeyedColumnElement[Any]
+
+
+def _kind(column: KeyColumn) -> Kind:
     column_type = column.type
     python_type = getattr(column_type, "impl_instance", column_type).python_type
     if python_type not in (datetime, int, str):
@@ -127,7 +132,7 @@ class Keyset:
     """The order of a listing: `columns` (the last one unique, e.g. (created_at, id)), all
     ascending or all descending. A matching index makes every page one index range scan."""
 
-    columns: tuple[InstrumentedAttribute[Any], ...]
+    columns: tuple[KeyColumn, ...]
     descending: bool = False
 
     @property
