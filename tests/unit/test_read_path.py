@@ -39,7 +39,7 @@ def test_stamp_is_from_datetime(moment: datetime) -> None:
 
 
 def test_json_columns_read_as_json_loads_reads_them() -> None:
-    for text in ("{}", "[]", '{"a": [1, {}]}', "[]\n", "null", '"{}"'):
+    for text in ("{}", "[]", '{"a": [1, {}]}', "[]\n", "null", '"{}"', '"null"'):
         assert loads_json(text) == json.loads(text)
     first, second = loads_json("{}"), loads_json("{}")
     first["changed"] = True

@@ -12,7 +12,6 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
-    Row,
     String,
     Text,
     UniqueConstraint,
@@ -111,10 +110,6 @@ class AgentRecord:
 
     def __init__(self, values: dict[str, Any]) -> None:
         self.__dict__ = values
-
-    @classmethod
-    def of(cls, row: Row[Any]) -> AgentRecord:
-        return cls(dict(zip(row._fields, row, strict=True)))
 
     if TYPE_CHECKING:
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import bindparam, delete, func, inspect, select
+from sqlalchemy import Row, bindparam, delete, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel_server.agent.lifecycle import LIVE
@@ -30,6 +31,7 @@ SESSIONS = Keyset((SessionRow.created_at, SessionRow.id))
 # Built once: putting 46 columns into a select and keying it for the statement cache cost more than
 # the whole rest of a GetAgent (bench/README.md, "What a read call costs").
 AGENT_COLUMNS = tuple(prop.columns[0].label(prop.key) for prop in inspect(AgentRow).column_attrs)
+_AGENT_KEYS = tuple(column.key for column in AGENT_COLUMNS)  # (a Row's _fields builds this anew)
 # Their conditions name the table's columns too: an ORM attribute anywhere in a select makes it
 # an ORM statement again.
 _AGENTS = AgentRow.__table__.c
@@ -73,7 +75,7 @@ class AgentRepository:
     async def view(self, agent_id: str) -> AgentRecord | None:
         """The agent's columns, to read (not to change: that takes `get`)."""
         row = (await self._session.execute(_AGENT_BY_ID, {"agent_id": agent_id})).first()
-        return None if row is None else AgentRecord.of(row)
+        return None if row is None else _record(row)
 
     async def require(self, agent_id: str) -> AgentRow:
         """The agent; NOT_FOUND naming it when there is none."""
@@ -129,7 +131,7 @@ class AgentRepository:
             query=("agents", query),
             columns=True,
         )
-        return [AgentRecord.of(row) for row in rows], token
+        return [_record(row) for row in rows], token
 
     async def transitions(
         self, agent_id: str, *, page_size: int, page_token: str
@@ -182,3 +184,7 @@ class AgentRepository:
                 )
             ).all()
         return SessionView(row, list(children), list(messages))
+
+
+def _record(row: Row[Any]) -> AgentRecord:
+    return AgentRecord(dict(zip(_AGENT_KEYS, row, strict=True)))

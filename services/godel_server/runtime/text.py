@@ -45,12 +45,15 @@ def storable_json(value: Any) -> Any:
 
 def loads_json(text: str) -> Any:
     """json.loads for JSON columns (the engine's json_deserializer), with the empty object and list
-    (most of an agent's JSON columns; a page of agents has hundreds) made without the parser. Each
-    is a new one, as json.loads gives."""
+    and JSON's null (a None stored in a JSON column; most of an agent's JSON columns, and a page of
+    agents has hundreds) made without the parser. Each object or list is a new one, as json.loads
+    gives."""
     if text == "{}":
         return {}
     if text == "[]":
         return []
+    if text == "null":
+        return None
     return json.loads(text)
 
 
