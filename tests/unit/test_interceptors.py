@@ -134,6 +134,24 @@ async def test_every_shape_checks_the_role(server: grpc.aio.Channel, name: str) 
     assert "may not create agent" in (refused.value.details() or "")
 
 
+@pytest.mark.parametrize("name", SHAPES)
+async def test_each_call_is_judged_by_its_own_credentials(server: grpc.aio.Channel, name: str) -> None:
+    """A method is wrapped once, at its first call; every later call still brings its own caller."""
+    behavior = SHAPES[name][1].__name__.encode()
+    for key, refusal in (
+        ("admin-key", None),
+        ("viewer-key", grpc.StatusCode.PERMISSION_DENIED),
+        (None, grpc.StatusCode.UNAUTHENTICATED),
+        ("admin-key", None),
+    ):
+        if refusal is None:
+            assert await call(server, name, key, (b"x",)) == behavior + b":x"
+            continue
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await call(server, name, key)
+        assert refused.value.code() == refusal
+
+
 @pytest.mark.parametrize(
     "path", ["/godel.test.Shapes/NoSuchMethod", "/no.such.Service/Call", "/godel.v1.AgentService/Nope"]
 )

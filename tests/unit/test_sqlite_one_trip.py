@@ -56,7 +56,28 @@ async def test_each_statement_is_one_trip(database: Database, trips: list[str]) 
         names = (await session.scalars(select(items.c.name).order_by(items.c.id))).all()
         assert trips == ["_statement"] * 3
     assert names == ["a", "b", "c"]
-    assert trips[3:] == ["commit", "rollback"], "the transaction's own trips are unchanged"
+    assert trips[3:] == ["commit"], "the commit goes; the pool's rollback after it has nothing to undo"
+
+
+async def test_a_read_session_is_one_trip(database: Database, trips: list[str]) -> None:
+    async with database.session() as session:
+        await session.execute(insert(items), [{"name": "a"}])
+    trips.clear()
+    async with database.reader() as session:
+        assert (await session.scalars(select(items.c.name))).all() == ["a"]
+    async with database.session() as session:
+        assert (await session.scalars(select(items.c.name))).all() == ["a"]
+    assert trips == ["_statement", "_statement"], "no commit or rollback trip without a transaction"
+
+
+async def test_an_open_transaction_is_still_rolled_back(database: Database, trips: list[str]) -> None:
+    with pytest.raises(RuntimeError):
+        async with database.session() as session:
+            await session.execute(insert(items), [{"name": "gone"}])
+            raise RuntimeError("the unit of work fails")
+    assert trips == ["_statement", "rollback"]
+    async with database.reader() as session:
+        assert (await session.scalars(select(items.c.name))).all() == []
 
 
 async def test_counts_ids_and_errors_reach_sqlalchemy(database: Database) -> None:

@@ -7,7 +7,14 @@ import uuid
 from google.protobuf import json_format
 
 from godel.v1 import agent_pb2, agent_service_pb2
-from godel_server.agent.models import AgentLogRow, AgentRow, AgentTransitionRow, SessionMessageRow, SessionRow
+from godel_server.agent.models import (
+    AgentLogRow,
+    AgentRow,
+    AgentTransitionRow,
+    AgentView,
+    SessionMessageRow,
+    SessionRow,
+)
 from godel_server.agent.workers import ALIVE_RUN_STATES, WorkerConnection
 from godel_server.runtime.context import Caller
 from godel_server.runtime.enums import ProtoEnum, upper
@@ -35,7 +42,9 @@ def config_to_dict(config: agent_pb2.AgentConfig) -> dict[str, object]:
 
 
 def config_from_dict(data: dict[str, object]) -> agent_pb2.AgentConfig:
-    return json_format.ParseDict(data or {}, agent_pb2.AgentConfig(), ignore_unknown_fields=True)
+    if not data:  # most agents: the parser would cost more than the rest of the agent's mapping
+        return agent_pb2.AgentConfig()
+    return json_format.ParseDict(data, agent_pb2.AgentConfig(), ignore_unknown_fields=True)
 
 
 def new_agent_row(
@@ -81,7 +90,7 @@ def new_agent_row(
     )
 
 
-def agent_to_proto(row: AgentRow) -> agent_pb2.Agent:
+def agent_to_proto(row: AgentView) -> agent_pb2.Agent:
     """The agent as every RPC and event shows it: config.env masked (mask_env)."""
     agent = agent_pb2.Agent(
         id=row.id,
@@ -199,7 +208,7 @@ def worker_to_proto(conn: WorkerConnection, replica_id: str) -> agent_pb2.Worker
     )
 
 
-def agent_owner(row: AgentRow) -> Owner:
+def agent_owner(row: AgentView) -> Owner:
     return Owner(row.user_id, row.user_team_id)
 
 

@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Boolean, Float, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from godel_server.runtime.replicas import ReplicaColumns
@@ -91,6 +101,23 @@ class AgentRow(Base):
         Index("idx_agents_user_team_spawned", "user_team_id", "spawned_at", "id"),
         UniqueConstraint("user_id", "request_id", name="uq_agents_user_request"),
     )
+
+
+class AgentRecord:
+    """An agent's columns as the read-only paths select them (agent/repository.py AGENT_COLUMNS),
+    read by AgentRow's attribute names. A plain object over a dict: reading an attribute of a
+    SQLAlchemy Row costs ~0.4 µs, and showing an agent reads 38 of them."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__ = values
+
+    if TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any: ...
+
+
+# An agent to read: its AgentRow, or its AgentRecord.
+AgentView = AgentRow | AgentRecord
 
 
 class AgentTransitionRow(Base):

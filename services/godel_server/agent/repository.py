@@ -6,21 +6,39 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, bindparam, delete, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel_server.agent.lifecycle import LIVE
-from godel_server.agent.models import AgentRow, AgentTransitionRow, SessionMessageRow, SessionRow
+from godel_server.agent.models import (
+    AgentRecord,
+    AgentRow,
+    AgentTransitionRow,
+    SessionMessageRow,
+    SessionRow,
+)
 from godel_server.runtime.errors import AgentNotFoundError, NotFoundError
 from godel_server.runtime.ownership import Reach
 from godel_server.runtime.pagination import Keyset, keyset_page
 from godel_server.runtime.statuses import AgentStatus, LifecycleState
 
-# Newest first; each list filter has an index in this order (agent/models.py).
-AGENTS = Keyset((AgentRow.spawned_at, AgentRow.id), descending=True)
 TRANSITIONS = Keyset((AgentTransitionRow.id,))
 SESSIONS = Keyset((SessionRow.created_at, SessionRow.id))
+# Every column of an agent, labelled with AgentRow's attribute names: the read-only paths (GetAgent,
+# ListAgents) select these as plain SQLAlchemy Core rows, without the ORM's loading of instances.
+# Built once: putting 46 columns into a select and keying it for the statement cache cost more than
+# the whole rest of a GetAgent (bench/README.md, "What a read call costs").
+AGENT_COLUMNS = tuple(prop.columns[0].label(prop.key) for prop in inspect(AgentRow).column_attrs)
+_AGENT_KEYS = tuple(column.key for column in AGENT_COLUMNS)  # (a Row's _fields builds this anew)
+# Their conditions name the table's columns too: an ORM attribute anywhere in a select makes it
+# an ORM statement again.
+_AGENTS = AgentRow.__table__.c
+_AGENT_BY_ID = select(*AGENT_COLUMNS).where(_AGENTS.id == bindparam("agent_id"))
+_ALL_AGENTS = select(*AGENT_COLUMNS)
+# Newest first; each list filter has an index in this order (agent/models.py).
+AGENTS = Keyset((_AGENTS.spawned_at, _AGENTS.id), descending=True)
 
 
 @dataclass(frozen=True)
@@ -54,6 +72,11 @@ class AgentRepository:
     async def get(self, agent_id: str) -> AgentRow | None:
         return await self._session.get(AgentRow, agent_id)
 
+    async def view(self, agent_id: str) -> AgentRecord | None:
+        """The agent's columns, to read (not to change: that takes `get`)."""
+        row = (await self._session.execute(_AGENT_BY_ID, {"agent_id": agent_id})).first()
+        return None if row is None else _record(row)
+
     async def require(self, agent_id: str) -> AgentRow:
         """The agent; NOT_FOUND naming it when there is none."""
         row = await self.get(agent_id)
@@ -80,32 +103,35 @@ class AgentRepository:
 
     async def find(
         self, query: AgentQuery, reach: Reach, *, page_size: int, page_token: str
-    ) -> tuple[Sequence[AgentRow], str]:
+    ) -> tuple[list[AgentRecord], str]:
         """One page of the agents that match and `reach` covers, newest first, and the next
         page's token."""
-        stmt = select(AgentRow).where(reach.where(AgentRow.user_id, AgentRow.user_team_id))
+        agents = _AGENTS
+        stmt = _ALL_AGENTS.where(reach.where(agents.user_id, agents.user_team_id))
         if query.statuses:
-            stmt = stmt.where(AgentRow.status.in_(query.statuses))
+            stmt = stmt.where(agents.status.in_(query.statuses))
         if query.lifecycle_states:
-            stmt = stmt.where(AgentRow.lifecycle_state.in_(query.lifecycle_states))
+            stmt = stmt.where(agents.lifecycle_state.in_(query.lifecycle_states))
         if query.team_id:
-            stmt = stmt.where(AgentRow.team_id == query.team_id)
+            stmt = stmt.where(agents.team_id == query.team_id)
         if query.model:
-            stmt = stmt.where(AgentRow.model == query.model)
+            stmt = stmt.where(agents.model == query.model)
         if query.label:
-            stmt = stmt.where(AgentRow.label == query.label)
+            stmt = stmt.where(agents.label == query.label)
         if query.spawned_after:
-            stmt = stmt.where(AgentRow.spawned_at >= query.spawned_after)
+            stmt = stmt.where(agents.spawned_at >= query.spawned_after)
         if query.spawned_before:
-            stmt = stmt.where(AgentRow.spawned_at < query.spawned_before)
-        return await keyset_page(
+            stmt = stmt.where(agents.spawned_at < query.spawned_before)
+        rows, token = await keyset_page(
             self._session,
             stmt,
             AGENTS,
             page_size=page_size,
             page_token=page_token,
             query=("agents", query),
+            columns=True,
         )
+        return [_record(row) for row in rows], token
 
     async def transitions(
         self, agent_id: str, *, page_size: int, page_token: str
@@ -158,3 +184,7 @@ class AgentRepository:
                 )
             ).all()
         return SessionView(row, list(children), list(messages))
+
+
+def _record(row: Row[Any]) -> AgentRecord:
+    return AgentRecord(dict(zip(_AGENT_KEYS, row, strict=True)))

@@ -35,7 +35,7 @@ from godel_server.agent.mapping import (
     transition_to_proto,
     worker_to_proto,
 )
-from godel_server.agent.models import AgentRow
+from godel_server.agent.models import AgentRow, AgentView
 from godel_server.agent.references import References
 from godel_server.agent.repos import check_repo
 from godel_server.agent.repository import AgentQuery, AgentRepository
@@ -137,7 +137,7 @@ class AgentServicer(DeadLetterRpcs, agent_service_pb2_grpc.AgentServiceServicer)
         self._event_channel: grpc.aio.Channel | None = None
         self._federation = federation
 
-    def _agent(self, row: AgentRow) -> agent_pb2.Agent:
+    def _agent(self, row: AgentView) -> agent_pb2.Agent:
         """An agent of this cluster as the API shows it."""
         agent = agent_to_proto(row)
         agent.cluster = self._federation.name
@@ -191,7 +191,7 @@ class AgentServicer(DeadLetterRpcs, agent_service_pb2_grpc.AgentServiceServicer)
     ) -> agent_pb2.Agent:
         check_id("id", request.id)
         async with self._db.reader() as session:
-            row = await AgentRepository(session).get(request.id)
+            row = await AgentRepository(session).view(request.id)
         if row is None:
             raise AgentNotFoundError(request.id)
         _owned(row)
@@ -497,7 +497,7 @@ class AgentServicer(DeadLetterRpcs, agent_service_pb2_grpc.AgentServiceServicer)
         )
 
 
-def _owned(row: AgentRow) -> None:
+def _owned(row: AgentView) -> None:
     """Refuses the current RPC on an agent the caller's permissions do not reach."""
     check(agent_owner(row), AgentNotFoundError(row.id))
 

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from godel_server.runtime import tracing
 from godel_server.runtime.sqlite import connector as sqlite_connector
-from godel_server.runtime.text import dumps_storable
+from godel_server.runtime.text import dumps_storable, loads_json
 
 T = TypeVar("T")
 
@@ -41,7 +41,11 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         # JSON columns never get a NUL escape (PostgreSQL's JSONB refuses it; see runtime/text.py).
-        kwargs: dict[str, Any] = {"echo": echo, "json_serializer": dumps_storable}
+        kwargs: dict[str, Any] = {
+            "echo": echo,
+            "json_serializer": dumps_storable,
+            "json_deserializer": loads_json,
+        }
         if self.is_sqlite:
             database = make_url(url).database
             if database and database != ":memory:":

@@ -28,22 +28,32 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def stamp(ts: timestamp_pb2.Timestamp, value: datetime) -> None:
+    """Sets `ts` to `value` (naive: UTC), as Timestamp.FromDatetime does, at a third of its cost
+    (it goes through a time tuple and calendar.timegm; a list of agents sets thousands)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    since = value - EPOCH  # days may be negative; seconds and microseconds never are
+    ts.seconds = since.days * 86400 + since.seconds
+    ts.nanos = since.microseconds * 1000
+
+
 def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
     if value is None:
         return None
     ts = timestamp_pb2.Timestamp()
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    ts.FromDatetime(value)
+    stamp(ts, value)
     return ts
 
 
 def set_times(message: Message, **times: datetime | None) -> None:
     """Sets the Timestamp fields named by the keywords; None leaves a field unset."""
     for name, value in times.items():
-        ts = to_timestamp(value)
-        if ts is not None:
-            getattr(message, name).CopyFrom(ts)
+        if value is not None:
+            stamp(getattr(message, name), value)
 
 
 def set_structs(message: Message, **values: Mapping[str, Any] | None) -> None:

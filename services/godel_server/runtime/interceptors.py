@@ -112,10 +112,6 @@ def metadata_dict(pairs: Any) -> dict[str, str]:
     return result
 
 
-def _metadata(details: grpc.HandlerCallDetails) -> dict[str, str]:
-    return metadata_dict(details.invocation_metadata)
-
-
 MISSING_CREDENTIALS = (
     "missing credentials: send an API key or an access token in the X-API-Key header "
     "or `Authorization: Bearer <credential>`"
@@ -136,6 +132,31 @@ _STATUS_BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in
 
 
 @dataclass(frozen=True)
+class _Method:
+    """What the interceptor needs of one method, worked out once (at its first call), not per call:
+    its metric label and the metrics' children for it, whether it is public, its handler's shape."""
+
+    name: str
+    label: str  # bounded metric labels: a method of the contract, else "unknown"
+    public: bool
+    streams: bool
+    seconds: Any  # RPC_SECONDS' child for the label
+    handled_ok: Any  # RPC_HANDLED's child for (label, OK)
+
+    @classmethod
+    def of(cls, name: str, kind: str) -> _Method:
+        label = name if rule_for(name) is not None else "unknown"
+        return cls(
+            name,
+            label,
+            is_public(name),
+            kind != "unary_unary",
+            RPC_SECONDS.labels(label),
+            RPC_HANDLED.labels(label, "OK"),
+        )
+
+
+@dataclass(frozen=True)
 class CallerPolicy:
     """What the interceptor enforces beyond authorization (each part optional)."""
 
@@ -151,6 +172,9 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, verifier: KeyVerifier, policy: CallerPolicy | None = None) -> None:
         self._verifier = verifier
         self._policy = policy or CallerPolicy()
+        # method -> (the handler served, the same wrapped): grpc.aio asks for the handler of every
+        # call, and wrapping it once per method instead saves that work on each call.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
 
     async def intercept_service(
         self,
@@ -158,15 +182,21 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         method: str = handler_call_details.method
-        handler = await continuation(handler_call_details) or _not_served(method)
-        metadata = _metadata(handler_call_details)
-        public = is_public(method)
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return self._wrap_handler(_not_served(method), method)  # not kept: any name can come
+        known = self._wrapped.get(method)
+        if known is None or known[0] is not handler:
+            known = self._wrapped[method] = (handler, self._wrap_handler(handler, method))
+        return known[1]
+
+    def _wrap_handler(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         # Every handler shape, coroutine or async generator alike, is authenticated the same way.
         for kind, factory in HANDLER_KINDS:
             behavior = getattr(handler, kind)
             if behavior is not None:
                 return factory(
-                    self._wrap(behavior, method, metadata, public, kind=kind),
+                    self._wrap(behavior, _Method.of(method, kind), kind=kind),
                     request_deserializer=handler.request_deserializer,
                     response_serializer=handler.response_serializer,
                 )
@@ -247,14 +277,7 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
 
     @contextlib.asynccontextmanager
     async def _rpc(
-        self,
-        context: grpc.aio.ServicerContext,
-        method: str,
-        label: str,
-        metadata: dict[str, str],
-        public: bool,
-        streams: bool,
-        request: Any,
+        self, context: grpc.aio.ServicerContext, rpc: _Method, request: Any
     ) -> AsyncIterator[None]:
         """One RPC: context and authentication first, then the request's bounds (a stream of
         requests is the servicer's to bound), then its errors as statuses, and metrics. A stream
@@ -262,11 +285,12 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         started = time.perf_counter()
         revoked: list[AuthenticationError] = []
         releases: list[Callable[[], None]] = []
+        method, label = rpc.name, rpc.label
         try:
-            caller = await self._enter(method, metadata, public)
+            caller = await self._enter(method, metadata_dict(context.invocation_metadata()), rpc.public)
             if isinstance(request, Message):
                 check_bounds(request)
-            if streams and not public:
+            if rpc.streams and not rpc.public:
                 releases = self._hold_stream(caller, revoked)
             yield
         except asyncio.CancelledError:
@@ -287,22 +311,18 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         finally:
             for release in releases:
                 release()
-            RPC_SECONDS.labels(label).observe(time.perf_counter() - started)
-        RPC_HANDLED.labels(label, "OK").inc()
+            rpc.seconds.observe(time.perf_counter() - started)
+        rpc.handled_ok.inc()
 
-    def _wrap(
-        self, behavior: Behavior, method: str, metadata: dict[str, str], public: bool, *, kind: str
-    ) -> Behavior:
+    def _wrap(self, behavior: Behavior, rpc: _Method, *, kind: str) -> Behavior:
         """The behavior with context, authentication, error mapping and metrics around it, as a
         coroutine: a unary response is returned, and streamed responses (from an async generator
         as well) are written with context.write. Being one coroutine, the whole call runs inside
         the wrapper, so cancelling it (a revoked credential) always ends in the wrapper's status."""
-        label = method if rule_for(method) is not None else "unknown"  # bounded metric labels
-        streams = kind != "unary_unary"
         writes = kind.endswith("_stream") and not inspect.iscoroutinefunction(behavior)
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            async with self._rpc(context, method, label, metadata, public, streams, request):
+            async with self._rpc(context, rpc, request):
                 response = behavior(request, context)
                 if writes:
                     if hasattr(response, "__aiter__"):

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy import ColumnElement, Select, and_, or_
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.elements import KeyedColumnElement
 
 from godel_server.runtime.errors import ValidationError
 
@@ -113,7 +114,11 @@ class PageRequest:
         return rows[: self.size], base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _kind(column: InstrumentedAttribute[Any]) -> Kind:
+# A key column: an ORM attribute, or a table's column for a select of plain rows.
+KeyColumn = InstrumentedAttribute[Any] | KeyedColumnElement[Any]
+
+
+def _kind(column: KeyColumn) -> Kind:
     column_type = column.type
     python_type = getattr(column_type, "impl_instance", column_type).python_type
     if python_type not in (datetime, int, str):
@@ -127,7 +132,7 @@ class Keyset:
     """The order of a listing: `columns` (the last one unique, e.g. (created_at, id)), all
     ascending or all descending. A matching index makes every page one index range scan."""
 
-    columns: tuple[InstrumentedAttribute[Any], ...]
+    columns: tuple[KeyColumn, ...]
     descending: bool = False
 
     @property
@@ -160,11 +165,15 @@ async def keyset_page(
     page_token: str,
     query: Sequence[Any],
     default_size: int = DEFAULT_PAGE_SIZE,
+    columns: bool = False,
 ) -> tuple[Sequence[Any], str]:
     """One page of `stmt` (a select of rows) in `keyset` order and the next page's token ("" at
-    the end). `query` names the listing and its filters (see PageRequest.of)."""
+    the end). `query` names the listing and its filters (see PageRequest.of). The page holds what
+    `stmt` selects first (an ORM row), or with `columns` each result row whole (a select of
+    columns, which skips the ORM's loading; the key's columns must be among them)."""
     page = PageRequest.of(page_size, page_token, query, keyset.kinds, default_size=default_size)
     if page.after is not None:
         stmt = stmt.where(keyset.after(page.after))
-    rows = (await session.scalars(keyset.order(stmt).limit(page.limit))).all()
+    result = await session.execute(keyset.order(stmt).limit(page.limit))
+    rows = result.all() if columns else result.scalars().all()
     return page.split(rows, keyset.key)

@@ -7,7 +7,12 @@ loop, and on this project's hot paths (a CreateAgent, a batch of the event inges
 not SQLite, were most of the CPU time (bench/README.md, "Profiles"). The cursor here does the
 whole statement in one trip: execute, fetch every row, read the row count, close. Nothing else
 changes: the same sqlite3 connection, thread, transactions and errors (they reach SQLAlchemy
-from `execute` as before)."""
+from `execute` as before).
+
+A commit or rollback with no transaction open takes no trip either. sqlite3 opens a transaction
+only before a write, so after a read session SQLAlchemy's rollback (and the pool's reset on return)
+found nothing to undo, and still cost two trips: on a GetAgent, two of its three
+(bench/README.md, "What a read call costs")."""
 
 from __future__ import annotations
 
@@ -94,6 +99,16 @@ class OneTripConnection(aiosqlite.Connection):
 
     def cursor(self) -> OneTripCursor:  # type: ignore[override]
         return OneTripCursor(self)
+
+    async def commit(self) -> None:
+        # sqlite3's own commit and rollback do nothing outside a transaction. Nothing else runs on
+        # the connection while SQLAlchemy ends its use of it, so the flag cannot change meanwhile.
+        if self._conn.in_transaction:
+            await super().commit()
+
+    async def rollback(self) -> None:
+        if self._conn.in_transaction:
+            await super().rollback()
 
 
 def connector(url: str) -> Callable[[], Awaitable[OneTripConnection]]:
