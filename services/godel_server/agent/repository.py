@@ -15,6 +15,7 @@ from godel_server.agent.models import AgentRow, AgentTransitionRow, SessionMessa
 from godel_server.runtime.errors import AgentNotFoundError, NotFoundError
 from godel_server.runtime.ownership import Reach
 from godel_server.runtime.pagination import Keyset, keyset_page
+from godel_server.runtime.rows import insert_row
 from godel_server.runtime.statuses import AgentStatus, LifecycleState
 
 # Newest first; each list filter has an index in this order (agent/models.py).
@@ -48,8 +49,8 @@ class AgentRepository:
         self._session = session
 
     async def add(self, row: AgentRow) -> None:
-        self._session.add(row)
-        await self._session.flush()
+        """Stores a new agent (one INSERT, no flush: runtime/rows.py); `row` stays outside the session."""
+        await insert_row(self._session, row)
 
     async def get(self, agent_id: str) -> AgentRow | None:
         return await self._session.get(AgentRow, agent_id)

@@ -81,7 +81,10 @@ async def enqueue(session: AsyncSession, events: Sequence[event_pb2.Event]) -> N
                 "created_at": utcnow(),
             }
         )
-    await session.execute(insert(outbox), rows)
+    # The outbox rows need nothing the session holds: its pending changes are flushed once, later,
+    # instead of here and again after the caller's next change (two UPDATEs of one row).
+    with session.no_autoflush:
+        await session.execute(insert(outbox), rows)
 
 
 def _send_context(row: RowMapping) -> tuple[dict[str, str], list[tuple[str, bytes]]]:
