@@ -9,9 +9,10 @@ on the object too), in the caller's transaction; the object stays outside the se
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
-from sqlalchemy import Table, insert, inspect
+from sqlalchemy import Insert, Table, insert, inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
@@ -39,7 +40,14 @@ def column_values(row: DeclarativeBase) -> dict[str, Any]:
 async def insert_row(session: AsyncSession, row: DeclarativeBase) -> None:
     """INSERTs `row` in the session's transaction, without adding it to the session. The session's
     pending changes are not flushed first (they go once, at the caller's flush or commit)."""
-    table = inspect(type(row)).local_table
-    assert isinstance(table, Table)
     with session.no_autoflush:
-        await session.execute(insert(table), column_values(row))
+        await session.execute(_insert(type(row)), column_values(row))
+
+
+@functools.cache
+def _insert(model: type[DeclarativeBase]) -> Insert:
+    """One statement object per table: SQLAlchemy memoizes its cache key on it, so its compiled
+    form is found again without building and hashing a new statement per row."""
+    table = inspect(model).local_table
+    assert isinstance(table, Table)
+    return insert(table)
