@@ -1,6 +1,6 @@
 """runtime/sqlite.py: through SQLAlchemy, a SQLite statement takes one trip to aiosqlite's thread,
-and what SQLAlchemy reads back (rows, row counts, last row ids, errors) is what plain aiosqlite
-gives."""
+a rollback or commit with no transaction open takes none, and what SQLAlchemy reads back (rows,
+row counts, last row ids, errors) is what plain aiosqlite gives."""
 
 from __future__ import annotations
 
@@ -56,7 +56,24 @@ async def test_each_statement_is_one_trip(database: Database, trips: list[str]) 
         names = (await session.scalars(select(items.c.name).order_by(items.c.id))).all()
         assert trips == ["_statement"] * 3
     assert names == ["a", "b", "c"]
-    assert trips[3:] == ["commit", "rollback"], "the transaction's own trips are unchanged"
+    # The pool's rollback of the connection it gets back has nothing to undo after the commit.
+    assert trips[3:] == ["commit"], "a transaction adds one trip: its commit"
+
+
+async def test_a_rollback_or_commit_with_nothing_open_takes_no_trip(
+    database: Database, trips: list[str]
+) -> None:
+    async with database.reader() as session:
+        assert (await session.scalars(select(items.c.name))).all() == []
+    assert trips == ["_statement"], "a read ends without a trip for its rollback"
+    trips.clear()
+    with pytest.raises(RuntimeError):
+        async with database.session() as session:
+            await session.execute(insert(items).values(name="undone"))
+            raise RuntimeError("the caller fails")
+    assert trips == ["_statement", "rollback"], "an open transaction is rolled back"
+    async with database.reader() as session:
+        assert (await session.scalars(select(items.c.name))).all() == []
 
 
 async def test_counts_ids_and_errors_reach_sqlalchemy(database: Database) -> None:
