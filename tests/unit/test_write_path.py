@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from sqlalchemy import event, select
 
 from godel.v1 import agent_events_pb2, agent_service_pb2
@@ -14,7 +15,7 @@ from godel_server.agent.models import AgentRow, AgentTransitionRow
 from godel_server.agent.state import AgentStateStore
 from godel_server.runtime.context import Caller, caller_var
 from godel_server.runtime.db import Database
-from godel_server.runtime.events import event_data, utcnow
+from godel_server.runtime.events import event_data, new_event, utcnow
 from godel_server.runtime.ownership import Owner
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.runtime.rows import column_values, insert_row
@@ -99,3 +100,33 @@ async def test_a_create_is_two_inserts_and_a_kill_writes_the_row_once(agent_db: 
     kill_data = event_data(events[-1])
     assert isinstance(kill_data, agent_events_pb2.AgentKilled)
     assert kill_data.transition.version == 2 and kill_data.transition.reason == "enough"
+
+
+class Relay:
+    def __init__(self) -> None:
+        self.woken = 0
+
+    def notify(self) -> None:
+        self.woken += 1
+
+
+async def test_the_relay_is_woken_by_a_commit_that_published_only(agent_db: Database) -> None:
+    relay = Relay()
+    publisher = EventPublisher(relay)  # type: ignore[arg-type]
+
+    def killed() -> Any:
+        return new_event(agent_events_pb2.AgentKilled(), partition_key="a1", component="c", instance="i")
+
+    async with agent_db.session() as session:
+        await publisher.publish(session, [killed()])
+        await publisher.publish(session, [killed()])
+        assert relay.woken == 0, "not before the commit"
+    assert relay.woken == 1
+    with pytest.raises(RuntimeError):
+        async with agent_db.session() as session:
+            await publisher.publish(session, [killed()])
+            raise RuntimeError("the caller fails")
+    async with agent_db.session() as session:
+        await session.execute(select(AgentRow.id))
+    assert relay.woken == 1, "a rolled back or an event-less transaction wakes nothing"
+    assert len(await outbox_events(agent_db)) == 2
