@@ -30,7 +30,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import event
 
@@ -49,6 +49,7 @@ from godel_server.runtime.config import TlsSettings, load_settings
 from godel_server.runtime.context import Caller, caller_var, method_var
 from godel_server.runtime.db import Database, ensure_postgres_database
 from godel_server.runtime.migrations import upgrade
+from godel_server.runtime.outbox import OutboxRelay
 from godel_server.runtime.publisher import EventPublisher
 
 CALLER = Caller(key_id="bench-key", user_id="bench", role="admin", permissions=ROLES["admin"])
@@ -61,6 +62,11 @@ class Context:
 
     def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
         return ()
+
+
+class IdleRelay:
+    def notify(self) -> None:
+        return None
 
 
 @dataclass
@@ -90,7 +96,8 @@ def git_repo(path: Path) -> str:
 
 def servicer(db: Database, home: Path) -> AgentServicer:
     settings = load_settings("agent", {"GODEL_HOME": str(home), "GODEL_INSTANCE_ID": "bench"})
-    store = AgentStateStore(db, EventPublisher(None), "bench")
+    # A relay that is woken and sends nothing, so publishing costs what it costs in the service.
+    store = AgentStateStore(db, EventPublisher(cast(OutboxRelay, IdleRelay())), "bench")
     coordinator = RunCoordinator(settings, store, LogStore(db), WorkerRegistry())
     return AgentServicer(
         store,

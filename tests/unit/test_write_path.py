@@ -1,17 +1,20 @@
 """The agent service's write path without gRPC: a new agent is one INSERT (runtime/rows.py) that
-stores what an ORM flush stored, its events go to the outbox in the same transaction, and a kill
-writes the agent row once, with its history row and `agent:kill` event. SQLite, no servers."""
+stores what an ORM flush stored, its events go to the outbox in the same transaction, a kill
+writes the agent row once, with its history row and `agent:kill` event, the outbox relay is woken
+by commits that published, and the per-user cap counts live agents through an index. SQLite, no
+servers."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 
 from godel.v1 import agent_events_pb2, agent_service_pb2
 from godel_server.agent.mapping import agent_to_proto, new_agent_row
 from godel_server.agent.models import AgentRow, AgentTransitionRow
+from godel_server.agent.repository import AgentRepository
 from godel_server.agent.state import AgentStateStore
 from godel_server.runtime.context import Caller, caller_var
 from godel_server.runtime.db import Database
@@ -130,3 +133,23 @@ async def test_the_relay_is_woken_by_a_commit_that_published_only(agent_db: Data
         await session.execute(select(AgentRow.id))
     assert relay.woken == 1, "a rolled back or an event-less transaction wakes nothing"
     assert len(await outbox_events(agent_db)) == 2
+
+
+async def test_the_live_cap_counts_through_an_index_of_live_states(agent_db: Database) -> None:
+    """CreateAgent's per-user cap reads the user's live agents only, not every agent they had."""
+    async with agent_db.session() as session:
+        for i, (user, state) in enumerate(
+            [("alice", "killed")] * 3
+            + [("alice", "executing"), ("alice", "initializing"), ("bob", "waiting")]
+        ):
+            row = _row(f"t{i}")
+            row.user_id, row.lifecycle_state = user, LifecycleState(state)
+            await insert_row(session, row)
+    async with agent_db.reader() as session:
+        assert await AgentRepository(session).count_live("alice") == 2
+        stmt = AgentRepository.live_count_query("alice")
+        sql = str(stmt.compile(agent_db.engine, compile_kwargs={"literal_binds": True}))
+        plan = " ".join(
+            str(step) for step in (await session.execute(text(f"EXPLAIN QUERY PLAN {sql}"))).all()
+        )
+    assert "idx_agents_user_lifecycle" in plan, plan

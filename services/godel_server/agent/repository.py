@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Select, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel_server.agent.lifecycle import LIVE
@@ -69,12 +69,16 @@ class AgentRepository:
 
     async def count_live(self, user_id: str) -> int:
         """Agents of a user that have not ended (for the per-user cap)."""
-        stmt = (
+        return int(await self._session.scalar(self.live_count_query(user_id)) or 0)
+
+    @staticmethod
+    def live_count_query(user_id: str) -> Select[int]:
+        """The count of `count_live`: one range of idx_agents_user_lifecycle per live state."""
+        return (
             select(func.count())
             .select_from(AgentRow)
             .where(AgentRow.user_id == user_id, AgentRow.lifecycle_state.in_(sorted(LIVE)))
         )
-        return int(await self._session.scalar(stmt) or 0)
 
     async def delete(self, agent_id: str) -> None:
         await self._session.execute(delete(AgentRow).where(AgentRow.id == agent_id))
