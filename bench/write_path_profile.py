@@ -11,6 +11,7 @@ What load on the machine disturbs least is the CPU per call; compare trees by th
     .venv/bin/python bench/write_path_profile.py --postgres       # a throw-away PostgreSQL
     .venv/bin/python bench/write_path_profile.py --profile 15     # and the top 15 of cProfile
     SHOW_STATEMENTS=1 .venv/bin/python bench/write_path_profile.py --calls 2   # the SQL of each call
+    .venv/bin/python bench/write_path_profile.py --live-cap 500 --stored 10000  # the per-user cap
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from godel.v1 import agent_service_pb2
 from godel_deploy.postgres import PostgresServer
 from godel_server.agent.federation import Federation
 from godel_server.agent.logstore import LogStore
+from godel_server.agent.mapping import new_agent_row
 from godel_server.agent.references import References
 from godel_server.agent.runner import RunCoordinator
 from godel_server.agent.service import AgentService
@@ -50,7 +52,9 @@ from godel_server.runtime.context import Caller, caller_var, method_var
 from godel_server.runtime.db import Database, ensure_postgres_database
 from godel_server.runtime.migrations import upgrade
 from godel_server.runtime.outbox import OutboxRelay
+from godel_server.runtime.ownership import Owner
 from godel_server.runtime.publisher import EventPublisher
+from godel_server.runtime.statuses import AgentStatus, LifecycleState
 
 CALLER = Caller(key_id="bench-key", user_id="bench", role="admin", permissions=ROLES["admin"])
 METHOD = "/godel.v1.AgentService/{}"
@@ -94,7 +98,7 @@ def git_repo(path: Path) -> str:
     return str(path)
 
 
-def servicer(db: Database, home: Path) -> AgentServicer:
+def servicer(db: Database, home: Path, live_cap: int) -> AgentServicer:
     settings = load_settings("agent", {"GODEL_HOME": str(home), "GODEL_INSTANCE_ID": "bench"})
     # A relay that is woken and sends nothing, so publishing costs what it costs in the service.
     store = AgentStateStore(db, EventPublisher(cast(OutboxRelay, IdleRelay())), "bench")
@@ -109,6 +113,7 @@ def servicer(db: Database, home: Path) -> AgentServicer:
         tls=TlsSettings(),
         federation=Federation(settings, store),
         references=References(db, "127.0.0.1:1", TlsSettings()),
+        max_live_per_user=live_cap,
     )
 
 
@@ -147,13 +152,28 @@ async def timed(
     return Timing(name, calls, cpu / calls * 1e6, wall / calls * 1e6, statements / calls)
 
 
-async def measure(
-    url: str, home: Path, calls: int, warmup: int, profile: bool, top: int, request_ids: bool
-) -> list[Timing]:
+async def store_ended(db: Database, count: int) -> None:
+    """`count` killed agents of the benchmark's caller (what the per-user cap has to look past)."""
+    async with db.session() as session:
+        for i in range(count):
+            row = new_agent_row(
+                agent_service_pb2.CreateAgentRequest(task=f"old {i}"),
+                model="m",
+                repo=None,
+                caller=CALLER,
+                owner=Owner(CALLER.user_id, None),
+            )
+            row.lifecycle_state, row.status = LifecycleState.KILLED, AgentStatus.KILLED
+            session.add(row)
+
+
+async def measure(url: str, home: Path, args: argparse.Namespace) -> list[Timing]:
+    calls, warmup, top, request_ids = args.calls, args.warmup, args.profile, args.request_ids
     await ensure_postgres_database(url)
     db = Database(url)
     await upgrade(db, AgentService.migrations)
-    agents = servicer(db, home)
+    await store_ended(db, args.stored)
+    agents = servicer(db, home, args.live_cap)
     caller_var.set(CALLER)
     ids: deque[str] = deque()  # the agents created and not yet killed
 
@@ -179,7 +199,7 @@ async def measure(
             ("KillAgent", kill),
         ]
         results = [await timed(name, db, calls, one, None) for name, one in rpcs]
-        if profile:
+        if not args.no_count:
             for timing, (name, one) in zip(results, rpcs, strict=True):
                 # Own CPU of the event loop's thread, not wall time (the machine may be busy).
                 profiler = cProfile.Profile(time.thread_time)
@@ -206,6 +226,9 @@ def main() -> int:
     parser.add_argument("--postgres", action="store_true", help="on a throw-away PostgreSQL, not SQLite")
     parser.add_argument("--profile", type=int, default=0, metavar="TOP", help="print cProfile's TOP entries")
     parser.add_argument("--request-ids", action="store_true", help="creates carry a request_id")
+    parser.add_argument("--live-cap", type=int, default=0, help="the per-user cap on live agents (0: none)")
+    parser.add_argument("--stored", type=int, default=0, help="killed agents of the caller stored first")
+    parser.add_argument("--no-count", action="store_true", help="skip the profiled pass that counts calls")
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="godel-write-profile-") as tmp:
@@ -216,17 +239,7 @@ def main() -> int:
                 pg.wait_ready()
             # The CPU figures come from a pass without the profiler; a second, profiled pass
             # counts the Python calls (and prints the top entries with --profile).
-            timings = asyncio.run(
-                measure(
-                    url(pg, home, "agent"),
-                    home,
-                    args.calls,
-                    args.warmup,
-                    True,
-                    args.profile,
-                    args.request_ids,
-                )
-            )
+            timings = asyncio.run(measure(url(pg, home, "agent"), home, args))
         finally:
             if pg is not None:
                 pg.stop()
