@@ -110,6 +110,7 @@ class Latency:
     p90_ms: float
     p99_ms: float
     mean_ms: float
+    min_ms: float
     max_ms: float
     client_cpu_us_per_call: float
     first_error: str = ""
@@ -129,7 +130,6 @@ class Latency:
 def summarise(
     phase: str, rpc: str, detail: str, stored: int, concurrency: int, calls: int, batch: common.Batch
 ) -> Latency:
-    dist = common.Dist.of(batch.latencies)
     return Latency(
         phase=phase,
         rpc=rpc,
@@ -137,17 +137,7 @@ def summarise(
         stored=stored,
         concurrency=concurrency,
         calls=calls,
-        ok=dist.n,
-        errors=len(batch.errors),
-        wall_s=batch.wall,
-        throughput_rps=batch.throughput_rps,
-        p50_ms=dist.p50_ms,
-        p90_ms=dist.p90_ms,
-        p99_ms=dist.p99_ms,
-        mean_ms=dist.mean_ms,
-        max_ms=dist.max_ms,
-        client_cpu_us_per_call=batch.client_cpu / max(calls, 1) * 1e6,
-        first_error=batch.errors[0] if batch.errors else "",
+        **batch.summary(calls),
         target_ms=TARGET_MS.get(rpc) if phase != "running" else None,
     )
 
@@ -1216,19 +1206,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=30.0,
         help="max seconds to wait after the kills until the agents' worktrees are removed (30)",
     )
-    parser.add_argument("--postgres", action="store_true", help="run the services on a local PostgreSQL")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        metavar="OUT",
-        help=f"write the figures here instead of bench/results/{NAME}.json",
-    )
+    common.add_json_option(parser, NAME)
     parser.add_argument(
         "--quick",
         action="store_true",
         help="a smoke run: 500 stored, no 100k phase, 20 calls per batch, 10 running agents, 3 s sample",
     )
-    common.add_home_options(parser)
+    common.add_mesh_options(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.stored, args.stored_large, args.requests, args.list_requests = 500, 0, 20, 20

@@ -116,6 +116,25 @@ class Batch:
         """Successful calls per second of wall time (NaN when nothing was timed)."""
         return len(self.latencies) / self.wall if self.wall > 0 else float("nan")
 
+    def summary(self, calls: int) -> dict[str, Any]:
+        """The figures of a result row for `calls` calls: counts, wall time, throughput, latency
+        percentiles (ms), the client's CPU per call and the first error."""
+        dist = Dist.of(self.latencies)
+        return {
+            "ok": dist.n,
+            "errors": len(self.errors),
+            "wall_s": self.wall,
+            "throughput_rps": self.throughput_rps,
+            "p50_ms": dist.p50_ms,
+            "p90_ms": dist.p90_ms,
+            "p99_ms": dist.p99_ms,
+            "mean_ms": dist.mean_ms,
+            "min_ms": dist.min_ms,
+            "max_ms": dist.max_ms,
+            "client_cpu_us_per_call": self.client_cpu / max(calls, 1) * 1e6,
+            "first_error": self.errors[0] if self.errors else "",
+        }
+
 
 async def drive(
     call: Call, requests: int, concurrency: int, *, failures: tuple[type[Exception], ...]
@@ -278,6 +297,22 @@ class Interrupted(Exception):
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise Interrupted(f"signal {signum}")
+
+
+def add_json_option(parser: argparse.ArgumentParser, name: str) -> None:
+    """--json: where the figures go instead of bench/results/<name>.json."""
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="OUT",
+        help=f"write the figures here instead of bench/results/{name}.json",
+    )
+
+
+def add_mesh_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a benchmark that starts a mesh: --postgres, --home and --keep."""
+    parser.add_argument("--postgres", action="store_true", help="run the services on a throw-away PostgreSQL")
+    add_home_options(parser)
 
 
 def add_home_options(parser: argparse.ArgumentParser) -> None:

@@ -29,7 +29,6 @@ import argparse
 import sys
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -193,15 +192,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--agents", type=int, default=48, help="agents per scenario (48)")
     parser.add_argument("--clients", type=int, default=6, help="REST clients creating them at once (6)")
-    parser.add_argument("--postgres", action="store_true", help="run the services on a throw-away PostgreSQL")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        metavar="OUT",
-        help=f"write the figures here instead of bench/results/{NAME}.json",
-    )
+    common.add_json_option(parser, NAME)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 12 agents from 3 clients")
-    common.add_home_options(parser)
+    common.add_mesh_options(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.agents, args.clients = 12, 3

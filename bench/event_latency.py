@@ -41,7 +41,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import aiokafka
@@ -768,19 +767,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--phases", type=str, default="latency,throughput,fanout", help="which phases to run (all three)"
     )
-    parser.add_argument(
-        "--json",
-        type=Path,
-        metavar="OUT",
-        help=f"write the figures here instead of bench/results/{NAME}.json",
-    )
-    parser.add_argument("--postgres", action="store_true", help="run the services on a local PostgreSQL")
+    common.add_json_option(parser, NAME)
     parser.add_argument(
         "--quick",
         action="store_true",
         help="a smoke run: 20 samples, 5 warm-up, bursts of 200, fan-out 1,10 with 10 samples",
     )
-    common.add_home_options(parser)
+    common.add_mesh_options(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.samples, args.warmup, args.burst, args.fanout, args.fanout_samples = 20, 5, 200, "1,10", 10

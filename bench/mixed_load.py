@@ -748,13 +748,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--page-size", type=int, default=50, help="ListAgents page_size (50)")
     parser.add_argument("--timeout", type=float, default=10.0, help="per-call deadline in seconds (10)")
     parser.add_argument("--seed", type=int, default=18, help="seed of the call mix (18)")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        metavar="OUT",
-        help=f"write the figures here instead of bench/results/{NAME}.json",
-    )
-    parser.add_argument("--postgres", action="store_true", help="run the services on a local PostgreSQL")
+    common.add_json_option(parser, NAME)
     parser.add_argument(
         "--quick", action="store_true", help="a smoke run: 5 s of load, 3 s echo, 100 warm-up, 50 seeded"
     )
@@ -763,7 +757,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="sample the agent service with py-spy (100 Hz, non-blocking) during the mixed load",
     )
-    common.add_home_options(parser)
+    common.add_mesh_options(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.duration, args.echo_duration, args.warmup, args.seed_agents = 5.0, 3.0, 100, 50

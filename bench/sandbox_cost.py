@@ -193,12 +193,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--runs", type=int, default=100, help="agents per mode (100)")
     parser.add_argument("--spawns", type=int, default=300, help="process spawns per mode (300)")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        metavar="OUT",
-        help=f"write the figures here instead of bench/results/{NAME}.json",
-    )
+    common.add_json_option(parser, NAME)
     parser.add_argument("--quick", action="store_true", help="a smoke run: 10 agents, 20 spawns")
     args = parser.parse_args(argv)
     if args.quick:

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import time
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -82,25 +81,13 @@ class PhaseResult:
 
 
 def summarise(target: str, mode: str, concurrency: int, requests: int, batch: common.Batch) -> PhaseResult:
-    dist = common.Dist.of(batch.latencies)
     return PhaseResult(
         target=target,
         label=LABELS[target],
         mode=mode,
         concurrency=concurrency,
         requests=requests,
-        ok=dist.n,
-        errors=len(batch.errors),
-        wall_s=batch.wall,
-        throughput_rps=batch.throughput_rps,
-        p50_ms=dist.p50_ms,
-        p90_ms=dist.p90_ms,
-        p99_ms=dist.p99_ms,
-        mean_ms=dist.mean_ms,
-        min_ms=dist.min_ms,
-        max_ms=dist.max_ms,
-        client_cpu_us_per_call=batch.client_cpu / requests * 1e6,
-        first_error=batch.errors[0] if batch.errors else "",
+        **batch.summary(requests),
     )
 
 
@@ -377,13 +364,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, default=4, help="interleaved rounds each phase is split into (4)"
     )
-    parser.add_argument(
-        "--json",
-        type=Path,
-        metavar="OUT",
-        help=f"write the figures here instead of bench/results/{NAME}.json",
-    )
-    parser.add_argument("--postgres", action="store_true", help="run the services on a local PostgreSQL")
+    common.add_json_option(parser, NAME)
     parser.add_argument(
         "--settle",
         type=float,
@@ -391,7 +372,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="pause (s) after each mesh phase, then wait (max 15 s) for the agent outbox to drain (0.5)",
     )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 40 requests, 4 warm-up, 1 round")
-    common.add_home_options(parser)
+    common.add_mesh_options(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.requests, args.warmup, args.rounds = 40, 4, 1

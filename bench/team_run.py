@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import time
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -129,15 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--agents", type=int, default=100, help="agents in the team and created directly (100)"
     )
-    parser.add_argument("--postgres", action="store_true", help="run the services on PostgreSQL")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 10 agents")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        metavar="OUT",
-        help=f"write the figures here instead of bench/results/{NAME}.json",
-    )
-    common.add_home_options(parser)
+    common.add_json_option(parser, NAME)
+    common.add_mesh_options(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.agents = 10

@@ -618,14 +618,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--postgres", metavar="URL", help="also run on a throw-away database of this PostgreSQL server"
     )
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary of each engine run")
-    parser.add_argument(
-        "--json",
-        type=Path,
-        metavar="OUT",
-        help=f"write the figures here instead of bench/results/{NAME}.json",
-    )
-    parser.add_argument("--home", type=Path, help="working directory (default: a fresh temporary one)")
-    parser.add_argument("--keep", action="store_true", help="keep the working directory (SQLite files)")
+    common.add_json_option(parser, NAME)
+    common.add_home_options(parser)
     args = parser.parse_args(argv)
     if args.steps is None:
         args.steps = 100 if args.quick else 1000

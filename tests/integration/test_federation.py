@@ -283,9 +283,22 @@ def test_a_silent_cluster_goes_degraded_then_offline_and_its_score_follows_probe
         assert a.status(name) in ("CLUSTER_STATUS_DEGRADED", "CLUSTER_STATUS_OFFLINE")
         wait_for("offline", lambda: a.status(name) == "CLUSTER_STATUS_OFFLINE", timeout=60)
 
-        changes = [
-            e for e in a.events(type="cluster:status") if e["clusterStatusChanged"]["cluster"]["name"] == name
-        ]
+        def status_changes() -> list[dict[str, Any]]:
+            return [
+                e
+                for e in a.events(type="cluster:status")
+                if e["clusterStatusChanged"]["cluster"]["name"] == name
+            ]
+
+        # The registry answers OFFLINE as soon as it decides; its event reaches the store later.
+        changes = wait_for(
+            "the offline event in the store",
+            lambda: (
+                (c := status_changes())
+                and c[-1]["clusterStatusChanged"]["cluster"]["status"] == "CLUSTER_STATUS_OFFLINE"
+                and c
+            ),
+        )
         statuses = [e["clusterStatusChanged"] for e in changes]
         assert [e["cluster"]["status"] for e in statuses][-2:] == [
             "CLUSTER_STATUS_DEGRADED",
@@ -301,9 +314,14 @@ def test_a_silent_cluster_goes_degraded_then_offline_and_its_score_follows_probe
         assert http.delete(f"/api/v1/clusters/{cluster['id']}").status_code == 200
         assert http.get(f"/api/v1/clusters/{cluster['id']}").status_code == 404
         assert http.delete(f"/api/v1/clusters/{cluster['id']}").status_code == 404
-    assert [
-        e for e in a.events(type="cluster:unregister") if e["clusterUnregistered"]["cluster"]["name"] == name
-    ]
+    wait_for(
+        "the unregister event in the store",
+        lambda: [
+            e
+            for e in a.events(type="cluster:unregister")
+            if e["clusterUnregistered"]["cluster"]["name"] == name
+        ],
+    )
 
 
 def test_members_register_with_each_other_and_lookups_filter(federation: Federation) -> None:

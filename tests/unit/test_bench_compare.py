@@ -87,3 +87,16 @@ def test_a_file_without_figures_gets_them_from_its_benchmark(
     assert len(rows) == len(payload["figures"])
     assert all(line.split()[-1] == "1.00" for line in rows), "the same run, so every ratio is 1"
     assert compare.figures({"no": "figures"}, "no_such_benchmark") == {}
+
+
+def test_a_batch_summary_counts_errors_and_times_in_ms() -> None:
+    batch = common.Batch(
+        latencies=[0.001, 0.002, 0.003], errors=["UNAVAILABLE", "DEADLINE_EXCEEDED"], wall=0.5
+    )
+    batch.client_cpu = 0.004
+    summary = batch.summary(calls=5)
+    assert (summary["ok"], summary["errors"], summary["first_error"]) == (3, 2, "UNAVAILABLE")
+    assert summary["throughput_rps"] == pytest.approx(6.0)
+    assert (summary["min_ms"], summary["p50_ms"], summary["max_ms"]) == pytest.approx((1.0, 2.0, 3.0))
+    assert summary["client_cpu_us_per_call"] == pytest.approx(800.0)
+    assert common.Batch().summary(calls=0)["first_error"] == ""

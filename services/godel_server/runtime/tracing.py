@@ -221,11 +221,8 @@ def current(active: Span | None) -> Iterator[None]:
     if active is None:
         yield
         return
-    token = otel_context.attach(trace.set_span_in_context(active))
-    try:
+    with _attached(trace.set_span_in_context(active)):
         yield
-    finally:
-        otel_context.detach(token)
 
 
 @contextlib.contextmanager
@@ -236,7 +233,13 @@ def continued(carrier: Mapping[str, str]) -> Iterator[None]:
     if _provider is None or not carrier:
         yield
         return
-    token = otel_context.attach(propagate.extract(carrier))
+    with _attached(propagate.extract(carrier)):
+        yield
+
+
+@contextlib.contextmanager
+def _attached(context: otel_context.Context) -> Iterator[None]:
+    token = otel_context.attach(context)
     try:
         yield
     finally:
