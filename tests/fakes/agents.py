@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from google.protobuf.message import Message
-from sqlalchemy import Update
+from sqlalchemy import Insert, Update
 
 from godel.v1 import event_pb2
 from godel.v1 import worker_service_pb2 as wpb
@@ -56,9 +56,16 @@ class MemorySession:
     async def flush(self) -> None:
         return None
 
-    async def execute(self, statement: Any) -> None:
-        """The one statement the coordinator runs itself: `UPDATE agents SET ... WHERE id = ... AND
+    # The store inserts transition rows without flushing first (runtime/rows.py).
+    no_autoflush = contextlib.nullcontext()
+
+    async def execute(self, statement: Any, params: dict[str, Any] | None = None) -> None:
+        """The statements the coordinator and the store run themselves: a transition row's INSERT
+        (runtime/rows.py), kept like an added row, and `UPDATE agents SET ... WHERE id = ... AND
         owner = ...` (why an agent waits), applied to that agent's row."""
+        if isinstance(statement, Insert) and getattr(statement.table, "name", "") == "agent_transitions":
+            self.add(AgentTransitionRow(**(params or {})))
+            return
         if (
             not isinstance(statement, Update)
             or getattr(statement.table, "name", "") != AgentRow.__tablename__

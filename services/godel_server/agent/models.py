@@ -99,6 +99,8 @@ class AgentRow(Base):
         Index("idx_agents_owner", "owner"),
         Index("idx_agents_user_spawned", "user_id", "spawned_at", "id"),
         Index("idx_agents_user_team_spawned", "user_team_id", "spawned_at", "id"),
+        # The per-user cap counts a user's live agents (AgentRepository.count_live).
+        Index("idx_agents_user_lifecycle", "user_id", "lifecycle_state"),
         UniqueConstraint("user_id", "request_id", name="uq_agents_user_request"),
     )
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, inspect, select
+from sqlalchemy import Row, Select, bindparam, delete, func, inspect, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel_server.agent.lifecycle import LIVE
@@ -22,6 +22,7 @@ from godel_server.agent.models import (
 from godel_server.runtime.errors import AgentNotFoundError, NotFoundError
 from godel_server.runtime.ownership import Reach
 from godel_server.runtime.pagination import Keyset, keyset_page
+from godel_server.runtime.rows import insert_row
 from godel_server.runtime.statuses import AgentStatus, LifecycleState
 
 TRANSITIONS = Keyset((AgentTransitionRow.id,))
@@ -66,8 +67,8 @@ class AgentRepository:
         self._session = session
 
     async def add(self, row: AgentRow) -> None:
-        self._session.add(row)
-        await self._session.flush()
+        """Stores a new agent (one INSERT, no flush: runtime/rows.py); `row` stays outside the session."""
+        await insert_row(self._session, row)
 
     async def get(self, agent_id: str) -> AgentRow | None:
         return await self._session.get(AgentRow, agent_id)
@@ -91,12 +92,16 @@ class AgentRepository:
 
     async def count_live(self, user_id: str) -> int:
         """Agents of a user that have not ended (for the per-user cap)."""
-        stmt = (
+        return int(await self._session.scalar(self.live_count_query(user_id)) or 0)
+
+    @staticmethod
+    def live_count_query(user_id: str) -> Select[int]:
+        """The count of `count_live`: one range of idx_agents_user_lifecycle per live state."""
+        return (
             select(func.count())
             .select_from(AgentRow)
             .where(AgentRow.user_id == user_id, AgentRow.lifecycle_state.in_(sorted(LIVE)))
         )
-        return int(await self._session.scalar(stmt) or 0)
 
     async def delete(self, agent_id: str) -> None:
         await self._session.execute(delete(AgentRow).where(AgentRow.id == agent_id))

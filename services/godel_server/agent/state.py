@@ -24,6 +24,7 @@ from godel_server.runtime.db import Database
 from godel_server.runtime.errors import AgentNotFoundError, ConflictError
 from godel_server.runtime.events import message_class, new_event, utcnow
 from godel_server.runtime.publisher import EventPublisher
+from godel_server.runtime.rows import insert_row
 
 COMPONENT = "agent-service"
 T = TypeVar("T")
@@ -106,7 +107,7 @@ class AgentStateStore:
             actor=actor,
             at=now,
         )
-        session.add(transition)
+        await insert_row(session, transition)
         if m.event_type:
             data = transition_data(m.event_type, row, transition_to_proto(transition), paused_seconds)
             await self.publisher.publish(session, [self.event(data, row)])

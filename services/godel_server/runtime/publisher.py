@@ -9,10 +9,22 @@ from collections.abc import Sequence
 
 from sqlalchemy import event as sa_event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from godel.v1 import event_pb2
 from godel_server.runtime import outbox
 from godel_server.runtime.outbox import OutboxRelay
+
+# The relays to wake once a session that published events commits (in the session's `info`).
+RELAYS = "godel.outbox.relays"
+
+
+@sa_event.listens_for(Session, "after_commit")
+def _wake_relays(session: Session) -> None:
+    """One listener for every session, registered once: registering one per publishing session
+    cost about 0.1 ms of a CreateAgent's CPU (bench/README.md, "Write path in process")."""
+    for relay in session.info.pop(RELAYS, ()):
+        relay.notify()
 
 
 class EventPublisher:
@@ -26,5 +38,4 @@ class EventPublisher:
                 event.source.cluster = self._cluster
         await outbox.enqueue(session, events)
         if self._relay is not None:
-            relay = self._relay
-            sa_event.listen(session.sync_session, "after_commit", lambda _s: relay.notify(), once=True)
+            session.sync_session.info.setdefault(RELAYS, set()).add(self._relay)
