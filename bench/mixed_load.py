@@ -432,7 +432,6 @@ async def closed_loop(
         raise ValueError("give exactly one of duration and requests")
     counter: Iterator[int] = itertools.count()
     load = Load(kinds={kind: Samples() for kind in calls})
-    deadline = time.perf_counter() + (duration or 0.0)
 
     async def worker(slot: int) -> None:
         SLOT.set(slot)  # each worker runs in its own task, so in its own context
@@ -459,6 +458,7 @@ async def closed_loop(
 
     cpu = time.process_time()
     begun = time.perf_counter()
+    deadline = begun + (duration or 0.0)
     await asyncio.gather(*(worker(slot) for slot in range(concurrency)))
     load.wall = time.perf_counter() - begun
     load.client_cpu = time.process_time() - cpu
