@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import Integer, event, literal_column, select, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from godel.v1 import agent_events_pb2, agent_service_pb2
 from godel_server.agent.mapping import agent_to_proto, new_agent_row
@@ -54,6 +55,18 @@ def test_column_values_fill_in_the_defaults_a_flush_would() -> None:
     assert values["team_id"] is None  # nullable without a default: stored as NULL
     transition = AgentTransitionRow(agent_id="a1", version=2, trigger="x")
     assert "id" not in column_values(transition)  # the database numbers it
+
+
+def test_a_sql_expression_default_is_left_to_the_insert() -> None:
+    class Base(DeclarativeBase):
+        pass
+
+    class Stamped(Base):
+        __tablename__ = "stamped"
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        at: Mapped[int] = mapped_column(Integer, default=literal_column("42"))
+
+    assert column_values(Stamped(id=1)) == {"id": 1}
 
 
 async def test_a_row_inserted_without_a_flush_reads_back_like_a_flushed_one(agent_db: Database) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import DeclarativeBase
 def column_values(row: DeclarativeBase) -> dict[str, Any]:
     """The values an INSERT of `row` stores, by column key. A column left None that has a
     Python-side default gets it (set on `row` as well, as a flush does); an unset autoincrement
-    key or a column with a server default is left to the database."""
+    key, a column with a server default or a SQL-expression default is left to the database."""
     mapper = inspect(type(row))
     values: dict[str, Any] = {}
     for prop in mapper.column_attrs:
@@ -31,7 +31,11 @@ def column_values(row: DeclarativeBase) -> dict[str, Any]:
             if default is not None and (default.is_scalar or default.is_callable):
                 value = default.arg if default.is_scalar else default.arg(None)
                 setattr(row, prop.key, value)
-            elif column.server_default is not None or (column.primary_key and column.autoincrement):
+            elif (
+                default is not None  # a SQL expression: the INSERT computes it for a missing key
+                or column.server_default is not None
+                or (column.primary_key and column.autoincrement)
+            ):
                 continue
         values[column.key] = value
     return values
