@@ -126,7 +126,7 @@ async def process_spawns(tmp: Path, repo: Path, spawns: int) -> dict[str, list[f
             box = boxes[mode]
             argv, env = box.command(["true"], {"PATH": "/usr/bin:/bin"}, worktree.path)
             t0 = time.perf_counter()
-            proc = await spawn_group(argv, worktree.path, env)
+            proc = await spawn_group(argv, worktree.path, env, root=settings.worktree_root)
             code = await proc.wait()
             times[mode].append(time.perf_counter() - t0)
             if box.exit_code(code) != 0:

@@ -29,6 +29,7 @@ from godel_server.runtime.topology import (
     PROCESSES,
     START_ORDER,
 )
+from godel_server.worker.procs import kill_leftovers
 
 ROLES = START_ORDER
 LOOPBACK = "127.0.0.1"
@@ -415,6 +416,9 @@ class Mesh:
     def stop_workers(self) -> None:
         for proc in self.workers.values():
             proc.stop(timeout=15)
+        # A worker killed while bwrap set a sandbox up leaves that sandbox running for the next
+        # worker on the root to kill; with no next worker, the mesh does it.
+        kill_leftovers(self.worktree_root)
 
     # -- gateway ---------------------------------------------------------------------------------
 

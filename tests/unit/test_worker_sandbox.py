@@ -4,10 +4,13 @@ runtime, and a worker that refuses to start without a working sandbox."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import random
 import signal
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from godel.v1 import worker_service_pb2 as ws
 from godel_server.runtime.agent_rules import DEFAULT_TOOLS, OPENAI_TOOLS, granted_tools
 from godel_server.runtime.config import ConfigError, load_worker_settings, url_origin
 from godel_server.worker import Worker
+from godel_server.worker.procs import OWNER_VARIABLE, kill_leftovers
 from godel_server.worker.runtimes.command import render_argv
 from godel_server.worker.runtimes.tools import TOOL_SPECS
 from godel_server.worker.sandbox import SandboxError
@@ -238,6 +242,70 @@ async def test_killing_the_worker_kills_the_sandboxed_tree_at_once(tmp_path: Pat
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         await ctl.stop()
+
+
+# A stand-in worker: starts one sandboxed `sleep` the way a run does, says so, and waits to be killed.
+_SPAWNING_WORKER = """
+import asyncio, shutil, sys
+from pathlib import Path
+from godel_server.worker.procs import spawn_group
+from godel_server.worker.sandbox import Policy, Sandbox, system_mounts
+
+async def main():
+    box = Sandbox("race", Policy(), shutil.which("bwrap"), (*system_mounts(), "--proc", "/proc", "--dev", "/dev"))
+    argv, env = box.command(["sleep", "600"], {"PATH": "/usr/bin:/bin"}, Path("/"))
+    await spawn_group(argv, Path("/"), env, root=Path(sys.argv[1]))
+    print("spawned", flush=True)
+    await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+def _marked_for(root: Path) -> list[int]:
+    """Live processes marked as started by a worker on `root`."""
+    suffix = f":{root}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            environ = (entry / "environ").read_bytes().split(b"\0")
+            if any(e.startswith(f"{OWNER_VARIABLE}=".encode()) and e.endswith(suffix) for e in environ):
+                found.append(int(entry.name))
+    return [pid for pid in found if alive(pid)]
+
+
+async def test_a_worker_killed_while_bwrap_sets_a_sandbox_up_leaves_it_to_the_next_sweep(
+    tmp_path: Path,
+) -> None:
+    # As root, bwrap loses the death signal while it sets the sandbox up: a worker killed in those
+    # milliseconds leaves the sandbox (and the agent in it) running. The sweep a worker makes at
+    # start finds it by its owner mark.
+    root = tmp_path / "worktrees"
+    survived, seen = 0, set[int]()
+    try:
+        for _ in range(12):
+            worker = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _SPAWNING_WORKER, str(root), stdout=asyncio.subprocess.PIPE
+            )
+            assert worker.stdout is not None
+            assert await asyncio.wait_for(worker.stdout.readline(), 60) == b"spawned\n"
+            await asyncio.sleep(random.random() * 0.006)
+            worker.kill()
+            await worker.wait()
+            # bwrap's own death signal, where it holds, acts within a moment.
+            await asyncio.sleep(0.3)
+            left = set(_marked_for(root))
+            survived += bool(left - seen)
+            seen |= left
+        logging.getLogger(__name__).info(
+            "sandboxes outliving their worker before the sweep: %d of 12", survived
+        )
+        kill_leftovers(root)
+        await wait_for_async(lambda: not _marked_for(root), 15, "the sweep to leave nothing of the sandboxes")
+    finally:
+        for pid in _marked_for(root):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 async def test_a_worker_refuses_to_start_without_a_working_sandbox(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from godel_server.runtime.config import ConfigError, load_worker_settings
 from godel_server.worker.messages import log_line
 from godel_server.worker.outbox import RunOutbox
 from godel_server.worker.pause import PauseState
-from godel_server.worker.procs import PidFiles, group_members
+from godel_server.worker.procs import OWNER_VARIABLE, group_members, kill_leftovers, owner_env
 from godel_server.worker.runtimes.command import render_argv
 from godel_server.worker.runtimes.openai import chat_url
 from tests.fakes.worker_env import alive
@@ -116,31 +116,38 @@ def test_chat_url_and_argv_rendering() -> None:
     assert render_argv(["x", "{task}:{agent_id}", "{unknown}"], values) == ["x", "say {model}:a", "{unknown}"]
 
 
-def test_leftover_process_groups_of_a_previous_worker_are_killed(tmp_path: Path) -> None:
-    env = {**os.environ, "GODEL_RUN_ID": "old-run"}
-    marked = subprocess.Popen(["sh", "-c", "sleep 600 & sleep 600"], env=env, start_new_session=True)
-    stranger = subprocess.Popen(["sleep", "600"], start_new_session=True)
+def test_what_a_gone_worker_on_the_root_left_running_is_killed(tmp_path: Path) -> None:
+    root = tmp_path / "worktrees"
+    # Marked by a worker that is gone (no such pid), by a live one (this test's parent, with its
+    # real start time), by a gone one on another root, and not marked at all.
+    parent_start = Path(f"/proc/{os.getppid()}/stat").read_text().rsplit(")", 1)[-1].split()[19]
+    assert owner_env(root) == {OWNER_VARIABLE: f"{os.getpid()}:{own_start_time()}:{root}"}
+
+    def start(script: str, owner: str | None) -> subprocess.Popen[bytes]:
+        env = {**os.environ, OWNER_VARIABLE: owner} if owner else dict(os.environ)
+        return subprocess.Popen(["sh", "-c", script], env=env, start_new_session=True)
+
+    marked = start("sleep 600 & sleep 600", f"4194999:1:{root}")
+    others = [
+        start("sleep 600", f"{os.getppid()}:{parent_start}:{root}"),
+        start("sleep 600", f"4194999:1:{tmp_path / 'elsewhere'}"),
+        start("sleep 600", None),
+    ]
     try:
-        # Recorded by a worker that is gone (no such pid), and by a live one (this test's parent).
-        files = PidFiles(tmp_path)
-        files.dir = files.base / "4194999"
-        files.write("old-run", [marked.pid])
-        files.write("other-run", [stranger.pid])
-        live = PidFiles(tmp_path)
-        live.dir = live.base / str(os.getppid())
-        live.write("live-run", [stranger.pid])
         wait_for(lambda: len(group_members(marked.pid)) >= 3, 10, "sh and its two sleeps", interval=0.01)
         members = group_members(marked.pid)
         assert len(members) == 3
-        assert PidFiles(tmp_path).kill_leftovers() == [marked.pid]
+        assert kill_leftovers(root) == [marked.pid]
         marked.wait(timeout=15)
         # The sleeps would live 600 s: dying within the deadline is the kill's doing.
         wait_for(lambda: not any(alive(pid) for pid in members), 15, "the group to die", interval=0.01)
-        assert alive(stranger.pid)
-        assert not files.dir.exists()
-        assert (live.dir / "live-run").exists()
+        assert all(proc.poll() is None for proc in others)
     finally:
-        for proc in (marked, stranger):
+        for proc in (marked, *others):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=2)
+
+
+def own_start_time() -> str:
+    return Path("/proc/self/stat").read_text().rsplit(")", 1)[-1].split()[19]

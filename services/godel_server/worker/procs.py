@@ -1,5 +1,5 @@
 """Process groups of runs: spawning children that die with the worker, signalling whole groups, and
-killing groups left behind by a previous worker incarnation (recorded in <worktree root>/.pids/)."""
+killing what a worker that is gone left running (found by the owner mark in their environment)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -58,109 +58,113 @@ def signal_group(pgid: int, sig: int) -> bool:
         return False
 
 
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name: state, ppid, pgrp, session, ... (None: gone)."""
+    try:
+        # comm may contain spaces and parentheses.
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return None
+
+
 def group_members(pgid: int) -> list[int]:
     """Live (non-zombie) processes of a process group, from /proc."""
     members: list[int] = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid pgrp ...; comm may contain spaces and parentheses.
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) >= 3 and fields[0] != "Z" and int(fields[2]) == pgid:
+        fields = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if fields is not None and fields[0] != "Z" and int(fields[2]) == pgid:
             members.append(int(entry.name))
     return members
 
 
-def _environ_has(pid: int, marker: bytes) -> bool:
+# Each process spawn_group starts carries GODEL_WORKER=<worker pid>:<its start time>:<worktree root> in
+# its environment (for a sandbox: bwrap's own, outside the sandbox). The death signal alone does not
+# cover a worker killed at any instant: bwrap running as root loses it while it sets the sandbox up,
+# and a worker dying in those milliseconds leaves the whole sandbox running (about half the time when
+# killed within 6 ms of a spawn, measured here). A worker starting on a root kills those leftovers.
+OWNER_VARIABLE = "GODEL_WORKER"
+_OWNER_PREFIX = f"{OWNER_VARIABLE}=".encode()
+_START_TIME = 19  # index in _stat(): clock ticks after boot; with the pid, names one process for good
+
+
+@lru_cache(maxsize=8)
+def _owner(pid: int, root: str) -> str:
+    fields = _stat(pid)
+    return f"{pid}:{fields[_START_TIME] if fields else 0}:{root}"
+
+
+def owner_env(root: Path) -> dict[str, str]:
+    """The environment entry marking a process as started by this worker on `root`."""
+    return {OWNER_VARIABLE: _owner(os.getpid(), os.path.abspath(root))}
+
+
+def _running(pid: str, start_time: str) -> bool:
+    """True when the process `pid` started at `start_time` still runs (a zombie has ended)."""
+    fields = _stat(int(pid)) if pid.isdigit() else None
+    return fields is not None and fields[0] != "Z" and fields[_START_TIME] == start_time
+
+
+def _owner_of(pid: int) -> str | None:
     try:
-        return marker in (Path("/proc") / str(pid) / "environ").read_bytes().split(b"\0")
+        environ = (Path("/proc") / str(pid) / "environ").read_bytes()
     except OSError:
-        return False
+        return None
+    for entry in environ.split(b"\0"):
+        if entry.startswith(_OWNER_PREFIX):
+            return entry[len(_OWNER_PREFIX) :].decode(errors="replace")
+    return None
 
 
-class PidFiles:
-    """<root>/.pids/<worker pid>/<run_id>: the process groups of a run, one pgid per line, so that a
-    restarted worker can kill what a dead worker on the same root left running."""
-
-    def __init__(self, root: Path) -> None:
-        # One directory per worker process: workers sharing a root must not kill each other's runs.
-        self.base = root / ".pids"
-        self.dir = self.base / str(os.getpid())
-
-    def write(self, run_id: str, pgids: Iterable[int]) -> None:
-        pgids = list(pgids)
-        path = self.dir / run_id
-        if not pgids:
-            path.unlink(missing_ok=True)
-            return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(f"{p}\n" for p in pgids))
-        tmp.replace(path)
-
-    def remove(self, run_id: str) -> None:
-        (self.dir / run_id).unlink(missing_ok=True)
-
-    def kill_leftovers(self) -> list[int]:
-        """Kills the process groups recorded by a previous worker on this root that still run (only
-        processes whose environment carries that run's GODEL_RUN_ID), then deletes the files."""
-        killed: list[int] = []
-        if not self.base.is_dir():
-            return killed
-        for worker_dir in self.base.iterdir():
-            if worker_dir == self.dir or not worker_dir.is_dir() or _alive(worker_dir.name):
+def kill_leftovers(root: Path) -> list[int]:
+    """Kills what workers on `root` that are gone left running: the process group of each process
+    they marked when that group is a session of its own (as spawn_group makes them), else that
+    process alone; returns the process groups (or processes) killed. Workers sharing a root do not
+    kill each other's runs: a live owner's processes are left alone."""
+    mine = owner_env(root)[OWNER_VARIABLE]
+    root_text = os.path.abspath(root)
+    killed: list[int] = []
+    with contextlib.suppress(OSError):
+        entries = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
+        for pid in entries:
+            owner = _owner_of(pid)
+            if owner is None or owner == mine:
                 continue
-            killed.extend(self._kill_recorded(worker_dir))
-            with contextlib.suppress(OSError):
-                worker_dir.rmdir()
-        if killed:
-            log.warning("killed process groups left by a previous worker", extra={"pgids": killed})
-        return killed
-
-    def _kill_recorded(self, directory: Path) -> list[int]:
-        killed: list[int] = []
-        for path in directory.iterdir():
-            if path.suffix == ".tmp":
-                path.unlink(missing_ok=True)
+            owner_pid, _, rest = owner.partition(":")
+            start_time, _, owner_root = rest.partition(":")
+            if owner_root != root_text or _running(owner_pid, start_time):
                 continue
-            marker = f"GODEL_RUN_ID={path.name}".encode()
-            with contextlib.suppress(OSError, ValueError):
-                for line in path.read_text().split():
-                    pgid = int(line)
-                    if pgid > 1 and any(_environ_has(pid, marker) for pid in group_members(pgid)):
-                        signal_group(pgid, signal.SIGKILL)
-                        killed.append(pgid)
-            path.unlink(missing_ok=True)
-        return killed
-
-
-def _alive(pid_text: str) -> bool:
-    """True when the directory name is the pid of a live process (other than a zombie)."""
-    try:
-        pid = int(pid_text)
-        os.kill(pid, 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[-1].split()[:1]
-    return state != ["Z"]
+            fields = _stat(pid)
+            if fields is None or fields[0] == "Z":
+                continue
+            pgid, session = int(fields[2]), int(fields[3])
+            if pgid == session and pgid > 1:
+                if pgid not in killed and signal_group(pgid, signal.SIGKILL):
+                    killed.append(pgid)
+            else:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+    if killed:
+        log.warning("killed what a previous worker left running", extra={"pgids": killed})
+    return killed
 
 
 async def spawn_group(
-    argv: list[str], cwd: Path, env: dict[str, str], merge_stderr: bool = False, stdin: bool = False
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    *,
+    root: Path,
+    merge_stderr: bool = False,
+    stdin: bool = False,
 ) -> asyncio.subprocess.Process:
-    """Starts argv as the leader of a new process group (pgid == pid) that dies with the worker;
-    stdout and stderr are pipes (stderr merged into stdout when `merge_stderr`), stdin a pipe when
-    `stdin`, else /dev/null."""
+    """Starts argv as the leader of a new session and process group (pgid == pid) that dies with the
+    worker, marked as this worker's on worktree `root` (see kill_leftovers); stdout and stderr are
+    pipes (stderr merged into stdout when `merge_stderr`), stdin a pipe when `stdin`, else /dev/null."""
     return await asyncio.create_subprocess_exec(
         *with_death_signal(argv),
         cwd=cwd,
-        env=env,
+        env={**env, **owner_env(root)},
         stdin=asyncio.subprocess.PIPE if stdin else asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT if merge_stderr else asyncio.subprocess.PIPE,

@@ -21,7 +21,7 @@ from godel_server.worker.limits import watch
 from godel_server.worker.messages import TERMINAL_STATES, log_line, now, state_name
 from godel_server.worker.outbox import Journal, RunOutbox
 from godel_server.worker.pause import PauseState
-from godel_server.worker.procs import PidFiles, signal_group, spawn_group
+from godel_server.worker.procs import signal_group, spawn_group
 from godel_server.worker.runtimes import make_runtime, runtime_name
 from godel_server.worker.runtimes.base import Outcome
 from godel_server.worker.safety import Guard, Violation
@@ -45,7 +45,6 @@ class Run:
         assignment: worker_service_pb2.RunAssignment,
         settings: WorkerSettings,
         worktrees: Worktrees,
-        pid_files: PidFiles,
         send: Send,
         sandboxes: Sandboxes,
         journal: Journal | None = None,
@@ -55,7 +54,6 @@ class Run:
         self._worktrees = worktrees
         self._sandboxes = sandboxes
         self.sandbox: Sandbox | None = None
-        self._pid_files = pid_files
         self._send = send
         self.run_id = assignment.run_id
         self.agent_id = assignment.agent_id
@@ -94,14 +92,13 @@ class Run:
         last_state: int,
         settings: WorkerSettings,
         worktrees: Worktrees,
-        pid_files: PidFiles,
         send: Send,
         sandboxes: Sandboxes,
     ) -> Run:
         """A run of a previous process of this worker with messages its owner never acknowledged:
         it ended with that process, so unless it had ended before, it ends now as LOST."""
         assignment = worker_service_pb2.RunAssignment(run_id=outbox.run_id, agent_id=outbox.agent_id)
-        run = cls(assignment, settings, worktrees, pid_files, send, sandboxes)
+        run = cls(assignment, settings, worktrees, send, sandboxes)
         run.outbox = outbox
         run.state = last_state
         run.final_sent = last_state in TERMINAL_STATES
@@ -172,7 +169,14 @@ class Run:
         left of the group."""
         sandbox = self._require_sandbox()
         argv, env = sandbox.command(argv, self.child_env(), self.worktree_path)
-        proc = await spawn_group(argv, self.worktree_path, env, merge_stderr=merge_stderr, stdin=stdin)
+        proc = await spawn_group(
+            argv,
+            self.worktree_path,
+            env,
+            root=self._settings.worktree_root,
+            merge_stderr=merge_stderr,
+            stdin=stdin,
+        )
         pgid = proc.pid
         self.add_process_group(pgid)
         limits = sandbox.policy.limits
@@ -208,7 +212,6 @@ class Run:
 
     def add_process_group(self, pgid: int) -> None:
         self._pgids.add(pgid)
-        self._pid_files.write(self.run_id, self._pgids)
         if self.stop_reason is not None:
             signal_group(pgid, signal.SIGKILL)
         elif self._pause.paused:
@@ -216,7 +219,6 @@ class Run:
 
     def remove_process_group(self, pgid: int) -> None:
         self._pgids.discard(pgid)
-        self._pid_files.write(self.run_id, self._pgids)
 
     def log(self, message: str, stream: str = "runtime", level: int = agent_pb2.LOG_LEVEL_INFO) -> None:
         self._lines.append(log_line(self._scrub(message), stream, level))
@@ -487,7 +489,6 @@ class Run:
             for pgid in list(self._pgids):
                 signal_group(pgid, signal.SIGKILL)
             self._pgids.clear()
-            self._pid_files.remove(self.run_id)
             await self._finish(outcome, error)
 
     async def _check_outcome(self, outcome: Outcome | None) -> Outcome | None:

@@ -30,6 +30,7 @@ import asyncio
 import logging
 import os
 import shutil
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from google.protobuf import duration_pb2
 from godel.v1 import agent_pb2
 from godel_server.runtime.agent_rules import config_problems
 from godel_server.runtime.config import WorkerSettings
+from godel_server.worker.procs import signal_group, spawn_group
 
 log = logging.getLogger(__name__)
 
@@ -309,17 +311,17 @@ class Sandboxes:
         argv, env = probe.command(
             ["sh", "-c", script, "sh", str(self.settings.home)], {"PATH": SANDBOX_PATH}, Path("/")
         )
+        proc: asyncio.subprocess.Process | None = None
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
+            proc = await spawn_group(
+                argv, Path("/"), env, root=self.settings.worktree_root, merge_stderr=True
             )
             out, _ = await asyncio.wait_for(proc.communicate(), PROBE_SECONDS)
         except (OSError, TimeoutError) as exc:
             raise SandboxError(f"bubblewrap ({bwrap}) does not work here: {exc!r}") from exc
+        finally:
+            if proc is not None:
+                signal_group(proc.pid, signal.SIGKILL)
         if proc.returncode != 0:
             detail = out.decode(errors="replace").strip()[:500] or f"exit code {proc.returncode}"
             raise SandboxError(f"bubblewrap ({bwrap}) does not work here: {detail}")

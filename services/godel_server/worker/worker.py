@@ -26,7 +26,7 @@ from godel_server.worker.connection import Connection
 from godel_server.worker.messages import now
 from godel_server.worker.metrics import RUNS_STARTED
 from godel_server.worker.outbox import Journal, RunOutbox
-from godel_server.worker.procs import PidFiles
+from godel_server.worker.procs import kill_leftovers
 from godel_server.worker.run import Run
 from godel_server.worker.runtimes import RUNTIMES, runtime_name
 from godel_server.worker.sandbox import Sandboxes
@@ -52,7 +52,6 @@ class Worker:
         self.worker_id = self.state.worker_id
         self.settings = settings
         self.worktrees = Worktrees(settings.worktree_root)
-        self.pid_files = PidFiles(settings.worktree_root)
         self.sandboxes = Sandboxes(settings)
         self.journal = Journal(self.state.journal)
         self.runs: dict[str, Run] = {}
@@ -65,7 +64,7 @@ class Worker:
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         await self.sandboxes.check()
-        self.pid_files.kill_leftovers()
+        kill_leftovers(self.settings.worktree_root)
         self._restore()
         log.info(
             "worker starting",
@@ -89,9 +88,7 @@ class Worker:
             agent_id = next((u.agent_id for u in updates if u.agent_id), "") or requests[0].usage.agent_id
             outbox = RunOutbox.restore(run_id, agent_id, self.journal, requests)
             last = updates[-1].state if updates else worker_service_pb2.RUN_STATE_STARTING
-            run = Run.restored(
-                outbox, last, self.settings, self.worktrees, self.pid_files, self.send_for_run, self.sandboxes
-            )
+            run = Run.restored(outbox, last, self.settings, self.worktrees, self.send_for_run, self.sandboxes)
             self.runs[run_id] = run
             log.warning(
                 "a run of the previous worker process awaits acknowledgement",
@@ -312,9 +309,7 @@ class Worker:
                 f"worker at capacity ({self.settings.capacity} runs)",
             )
             return
-        run = Run(
-            a, self.settings, self.worktrees, self.pid_files, self.send_for_run, self.sandboxes, self.journal
-        )
+        run = Run(a, self.settings, self.worktrees, self.send_for_run, self.sandboxes, self.journal)
         run.owner, run.owner_replica = conn, conn.replica_id
         self.runs[a.run_id] = run
         log.info("run assigned", extra={"run_id": a.run_id, "agent_id": a.agent_id, "runtime": name})
