@@ -43,10 +43,8 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 @pytest.fixture
 async def agent_db(tmp_path: Path) -> AsyncIterator[Database]:
     """An agent-service database (SQLite, all migrations applied)."""
-    database = Database(f"sqlite+aiosqlite:///{tmp_path}/agent.db")
-    await upgrade(database, AgentService.migrations)
-    yield database
-    await database.close()
+    async with migrated(tmp_path / "agent.db", AgentService.migrations) as database:
+        yield database
 
 
 @pytest.fixture

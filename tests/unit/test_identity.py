@@ -23,7 +23,7 @@ from godel_server.cluster.users import add_member, apply_update, create_team, cr
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import AuthenticationError, RateLimitedError
 from godel_server.runtime.limits import LoginAttempts
-from godel_server.runtime.migrations import upgrade
+from tests.unit.conftest import migrated
 
 SECRET = "s" * 48
 PASSWORD = "correct horse battery staple"
@@ -31,10 +31,8 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture
 async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path}/cluster.db")
-    await upgrade(database, ClusterService.migrations)
-    yield database
-    await database.close()
+    async with migrated(tmp_path / "cluster.db", ClusterService.migrations) as database:
+        yield database
 
 
 @pytest.fixture

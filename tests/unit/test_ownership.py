@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import contextvars
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
 import pytest
-from google.protobuf import descriptor_pb2
 from sqlalchemy import Column, MetaData, String, Table, create_engine, insert, select
 
 from godel.v1 import access_pb2
@@ -21,8 +19,8 @@ from godel_server.runtime.context import Caller, caller_var, method_var
 from godel_server.runtime.errors import NotFoundError, PermissionDeniedError
 from godel_server.runtime.ownership import Owner, Reach, check, creator
 from godel_server.runtime.rbac import authorize, rule_for
+from tests.contract import contract_methods
 
-DESCRIPTOR_SET = Path(__file__).resolve().parents[2] / "gateway" / "godel.pb"
 T = TypeVar("T")
 
 ALICE, BOB, CAROL = "alice", "bob", "carol"
@@ -39,18 +37,6 @@ SCOPE_NAME = {
     access_pb2.ACCESS_SCOPE_TEAM: "team",
     access_pb2.ACCESS_SCOPE_ALL: "all",
 }
-
-
-def contract_rpcs() -> list[tuple[str, descriptor_pb2.MethodDescriptorProto]]:
-    """Every RPC of godel.v1, read from the descriptor set `make gen` builds from proto/."""
-    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_SET.read_bytes()).file
-    return [
-        (f"/{f.package}.{service.name}/{method.name}", method)
-        for f in files
-        if f.package == "godel.v1"
-        for service in f.service
-        for method in service.method
-    ]
 
 
 def in_rpc(method: str, caller: Caller | None, fn: Callable[[], T]) -> T:
@@ -101,13 +87,13 @@ def outcome(method: str, caller: Caller, owned: bool) -> str:
 
 
 MATRIX = [
-    (path, role, relation) for path, _ in contract_rpcs() for role in sorted(ROLES) for relation in CALLERS
+    (path, role, relation) for path, _ in contract_methods() for role in sorted(ROLES) for relation in CALLERS
 ]
 
 
 @pytest.mark.parametrize(("path", "role", "relation"), MATRIX)
 def test_every_rpc_role_and_relation_is_decided_by_the_contract(path: str, role: str, relation: str) -> None:
-    method = dict(contract_rpcs())[path]
+    method = dict(contract_methods())[path]
     assert method.options.HasExtension(access_pb2.access), f"{path} declares no access rule"
     option = method.options.Extensions[access_pb2.access]
     assert rule_for(path) is not None, f"{path} is in the contract but the services load no rule for it"
@@ -121,7 +107,7 @@ def test_every_rpc_role_and_relation_is_decided_by_the_contract(path: str, role:
 
 
 def test_the_matrix_covers_every_rpc_of_the_contract() -> None:
-    assert len({path for path, _, _ in MATRIX}) == len(contract_rpcs()) > 60
+    assert len({path for path, _, _ in MATRIX}) == len(contract_methods()) > 60
 
 
 def test_a_method_without_a_rule_is_refused_to_every_role_and_relation() -> None:
@@ -173,7 +159,7 @@ def test_who_may_read_but_not_act_gets_permission_denied_naming_the_scope() -> N
 
 def test_an_admin_reaches_everything_even_objects_without_an_owner() -> None:
     admin = caller_of("admin", "other team")
-    for path, method in contract_rpcs():
+    for path, method in contract_methods():
         owned = not method.options.Extensions[access_pb2.access].public
         assert outcome(path, admin, owned=owned) == "allow", path
     assert Reach.of(admin, "agent", "read").covers(Owner(None))
@@ -258,7 +244,7 @@ def test_only_scope_all_creates_for_another_user() -> None:
 
 def test_the_service_role_drives_agents_and_nothing_else() -> None:
     service = Caller(key_id="k", user_id="team-service", role="service", permissions=ROLES["service"])
-    for path, method in contract_rpcs():
+    for path, method in contract_methods():
         option = method.options.Extensions[access_pb2.access]
         if not option.public:
             assert (outcome(path, service, owned=False) == "allow") == (option.resource == "agent"), path

@@ -3,10 +3,7 @@ derived from it, and whatever declares nothing is refused."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from google.protobuf import descriptor_pb2
 from grpc_health.v1 import health_pb2
 
 from godel.v1 import access_pb2
@@ -24,8 +21,8 @@ from godel_server.runtime.rbac import (
     method_path,
     rule_of,
 )
+from tests.contract import contract_methods
 
-DESCRIPTOR_SET = Path(__file__).resolve().parents[2] / "gateway" / "godel.pb"
 SCOPE_ORDER = ("own", "team", "all")
 
 
@@ -39,19 +36,6 @@ def allowed(role: str, method: str) -> bool:
     except PermissionDeniedError:
         return False
     return True
-
-
-def contract_methods() -> list[tuple[str, descriptor_pb2.MethodDescriptorProto]]:
-    """Every RPC of the godel.v1 package, read from the descriptor set that `make gen` builds
-    from all of proto/ (independent of which Python modules the services import)."""
-    files = descriptor_pb2.FileDescriptorSet.FromString(DESCRIPTOR_SET.read_bytes()).file
-    return [
-        (f"/{f.package}.{service.name}/{method.name}", method)
-        for f in files
-        if f.package == "godel.v1"
-        for service in f.service
-        for method in service.method
-    ]
 
 
 def test_every_rpc_of_the_contract_declares_its_access() -> None:
