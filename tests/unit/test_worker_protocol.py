@@ -125,6 +125,9 @@ async def test_messages_wait_for_the_owner_and_go_to_an_adopter(
     async with connected_worker(tmp_path, a, b) as (worker, repo):
         a.assign(assignment(repo, "r1", "a1", gated("early", "late")))
         await a.wait_for(lambda r: r.WhichOneof("message") == "logs")
+        # What `a` got must be acknowledged before it goes: an update still unacknowledged is rightly
+        # sent again to the adopter, and the adopter would then see more than what came meanwhile.
+        await wait_for_async(lambda: len(worker.runs["r1"].outbox) == 0, 15, "a to acknowledge what it got")
         await a.stop()  # the owner goes away; the run finishes meanwhile
         open_gate(worker, "r1")
         await asyncio.wait_for(worker.runs["r1"].done.wait(), 15)
