@@ -26,7 +26,7 @@ from godel.v1 import agent_pb2, agent_service_pb2, cluster_events_pb2, cluster_p
 from godel_server.agent.mapping import agent_state
 from godel_server.agent.models import PlacementRow
 from godel_server.agent.peers import LocalRegistry, PeerClient
-from godel_server.agent.placements import PlacementRepository
+from godel_server.agent.placements import FOLLOWED, PlacementRepository
 from godel_server.agent.repository import AgentRepository
 from godel_server.agent.state import COMPONENT, AgentStateStore
 from godel_server.runtime.config import Settings
@@ -191,13 +191,17 @@ class Federation:
         self, placement: PlacementRow, method: str, request: Message, caller: Caller | None
     ) -> Any:
         """The same AgentService call, answered by the peer that runs the agent. An answer that shows
-        the agent's state is noted (a restarted agent is followed again)."""
+        the agent in a state whose events are followed is noted (a restarted agent is followed
+        again). An end is not: the follower stops following an ended agent, so the end is noted when
+        the follower has copied the event that says so (else a kill through this cluster could stop
+        the copying before its `agent:kill` arrives)."""
         reply = await self.peer(placement.cluster).call("agents", method, request, caller=caller)
-        if isinstance(reply, agent_pb2.Agent) and agent_state(reply) != placement.state:
+        state = agent_state(reply) if isinstance(reply, agent_pb2.Agent) else None
+        if state is not None and state != placement.state and state in FOLLOWED:
             async with self._db.session() as session:
                 row = await PlacementRepository(session).get(placement.agent_id)
                 if row is not None and row.cluster == placement.cluster:
-                    row.state = agent_state(reply)
+                    row.state = state
                     row.updated_at = utcnow()
         return reply
 
