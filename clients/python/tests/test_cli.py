@@ -620,8 +620,15 @@ def test_logs_follow_ctrl_c_exits_130_quietly(mesh: tuple[FakeMesh, str]) -> Non
     assert err == ""
 
 
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+# Starts the CLI with SIGINT handled as Python does when a terminal's Ctrl-C can reach it (by
+# raising KeyboardInterrupt): a suite started as a background job (`make test &` in a script)
+# ignores SIGINT, and its children would too. The child sets this itself before it runs the CLI;
+# `preexec_fn` would fork a pytest process with live gRPC threads, and such a child died before
+# its exec in a loaded run (the CLI "ended" with no output).
+_CLI_WITH_DEFAULT_SIGINT = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "runpy.run_module('godel_client', run_name='__main__', alter_sys=True)"
+)
 
 
 def _interrupt_after_first_line(address: str, *argv: str) -> tuple[str, int, str]:
@@ -630,18 +637,20 @@ def _interrupt_after_first_line(address: str, *argv: str) -> tuple[str, int, str
     Returns that line, the exit code and stderr."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "godel_client", "--addr", address, "--api-key", API_KEY, *argv],
+        [sys.executable, "-c", _CLI_WITH_DEFAULT_SIGINT, "--addr", address, "--api-key", API_KEY, *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env=env,
-        # A terminal's Ctrl-C reaches a CLI whose SIGINT is the default: a suite started as a
-        # background job (`make test &` in a script) ignores SIGINT, and its children would too.
-        preexec_fn=_default_sigint,
     )
     try:
         assert process.stdout is not None
-        first = LineReader(process.stdout, f"godel {' '.join(argv)}").next_line(30, "its first output")
+        try:
+            first = LineReader(process.stdout, f"godel {' '.join(argv)}").next_line(30, "its first output")
+        except AssertionError as failure:
+            process.kill()
+            _, err = process.communicate(timeout=20)
+            raise AssertionError(f"{failure}; exit code {process.returncode}, stderr: {err!r}") from None
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)
     finally:
