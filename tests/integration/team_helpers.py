@@ -19,6 +19,21 @@ def ok(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
+def post_backlog_rule(
+    http: httpx.Client, name: str, team_id: str, severity: str, channel: str, **more: Any
+) -> dict[str, Any]:
+    """Posts alert rule `name`: the queue of team `team_id` holds a task (godel_queue_depth > 0),
+    told to notification channel `channel`; `more` adds fields of the rule (e.g. forDuration)."""
+    condition = {
+        "metric": "godel_queue_depth",
+        "operator": "COMPARISON_OPERATOR_GT",
+        "threshold": 0,
+        "labels": {"team_id": team_id},
+    }
+    rule = {"name": name, "condition": condition, "severity": severity, "channels": [channel], **more}
+    return ok(http.post("/api/v1/alert-rules", json=rule))
+
+
 def _wait_ended(http: httpx.Client, path: str, ended: tuple[str, ...], timeout: float) -> dict[str, Any]:
     return poll(
         lambda: ok(http.get(path)),

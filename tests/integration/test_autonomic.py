@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.conftest import RunningMesh, godel_cli, running_mesh
-from tests.integration.team_helpers import ok, start_team
+from tests.integration.team_helpers import ok, post_backlog_rule, start_team
 from tests.waits import wait_for
 
 LOOP_SECONDS = 0.5
@@ -135,23 +135,7 @@ def test_a_rule_fires_after_its_for_duration_resolves_and_a_silence_suppresses_i
         )
         team = ok(http.post("/api/v1/teams", json={"name": f"q-{uuid.uuid4().hex[:6]}", "task": "t"}))
         name = f"Backlog-{team['id'][:8]}"
-        rule = ok(
-            http.post(
-                "/api/v1/alert-rules",
-                json={
-                    "name": name,
-                    "condition": {
-                        "metric": "godel_queue_depth",
-                        "operator": "COMPARISON_OPERATOR_GT",
-                        "threshold": 0,
-                        "labels": {"team_id": team["id"]},
-                    },
-                    "severity": "ALERT_SEVERITY_CRITICAL",
-                    "forDuration": "2s",
-                    "channels": ["hook"],
-                },
-            )
-        )
+        rule = post_backlog_rule(http, name, team["id"], "ALERT_SEVERITY_CRITICAL", "hook", forDuration="2s")
         assert "secret" not in ok(http.get("/api/v1/notification-channels"))["channels"][-1]
         task = ok(http.post("/api/v1/tasks", json={"title": "waits", "teamId": team["id"]}))
         wait_for(lambda: hook.of(name) == ["firing"], WAIT, "the webhook to hear it fire")

@@ -33,7 +33,14 @@ from godel_server.runtime.openclaw import DeviceIdentity, open_gateway
 from tests.conftest import RunningMesh
 from tests.fakes.openai_server import FakeOpenAI, final, tool_call
 from tests.integration.agent_helpers import Agents
-from tests.integration.team_helpers import echo_command, ok, start_team, wait_team, wait_workflow
+from tests.integration.team_helpers import (
+    echo_command,
+    ok,
+    post_backlog_rule,
+    start_team,
+    wait_team,
+    wait_workflow,
+)
 from tests.irc import IrcClient, IrcServer
 from tests.waits import wait_for
 
@@ -207,22 +214,7 @@ def test_a_fired_alert_is_said_in_an_irc_channel_through_the_openclaw_gateway(
         )
         assert bad.status_code == 400 and "openclaw_channel" in bad.text and "target" in bad.text
         team = ok(http.post("/api/v1/teams", json={"name": f"oc-{uuid.uuid4().hex[:6]}", "task": "t"}))
-        ok(
-            http.post(
-                "/api/v1/alert-rules",
-                json={
-                    "name": name,
-                    "condition": {
-                        "metric": "godel_queue_depth",
-                        "operator": "COMPARISON_OPERATOR_GT",
-                        "threshold": 0,
-                        "labels": {"team_id": team["id"]},
-                    },
-                    "severity": "ALERT_SEVERITY_WARNING",
-                    "channels": [channel["name"]],
-                },
-            )
-        )
+        post_backlog_rule(http, name, team["id"], "ALERT_SEVERITY_WARNING", channel["name"])
         ok(http.post("/api/v1/tasks", json={"title": "waits", "teamId": team["id"]}))
 
         # The alert's line, said in the IRC channel by the Gateway's IRC account.

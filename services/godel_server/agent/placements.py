@@ -51,7 +51,7 @@ class PlacementRepository:
                 PlacementRow.state.in_(FOLLOWED)
             )
         )
-        return rows.tuples().all()
+        return rows.all()
 
     async def with_stale_copies(self) -> Sequence[PlacementRow]:
         """Placements moved away from clusters that may still hold a copy of the agent."""

@@ -308,7 +308,7 @@ class ClusterRegistry:
     async def endpoints(self) -> Mapping[str, str]:
         """Each cluster's gateway endpoint, by id (what the monitor probes)."""
         async with self._db.reader() as session:
-            return dict((await session.execute(select(ClusterRow.id, ClusterRow.endpoint))).tuples().all())
+            return dict((await session.execute(select(ClusterRow.id, ClusterRow.endpoint))).all())
 
     async def find(
         self, query: ClusterQuery, *, page_size: int, page_token: str
