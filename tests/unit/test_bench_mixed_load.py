@@ -147,6 +147,58 @@ def test_thresholds_say_met_or_not_met() -> None:
     assert checks["issue 18: throughput >= 0.6x raw echo (all calls)"].measured == pytest.approx(200 / 300)
 
 
+def _access_entry(protocol: str, rpc: str, ms: int, grpc_status: int = 0) -> str:
+    """One line of the gateway's access log (gateway/envoy.yaml.tmpl's JSON format, the fields read)."""
+    path = f"/godel.v1.AgentService/{rpc}"
+    return json.dumps(
+        {"protocol": protocol, "grpc_path": path, "grpc_status": grpc_status, "duration_ms": ms}
+    )
+
+
+def test_the_gateway_view_times_each_kind_of_successful_call_from_the_access_log() -> None:
+    lines = [
+        _access_entry("HTTP/2", "GetAgent", 4),
+        _access_entry("HTTP/2", "GetAgent", 6),
+        _access_entry("HTTP/1.1", "GetAgent", 20),
+        _access_entry("HTTP/1.1", "ListAgents", 30),
+        _access_entry("HTTP/2", "CreateAgent", 900, grpc_status=14),  # failed: the client counts it
+        _access_entry("HTTP/2", "KillAgent", 1),  # not a call of the mix
+        '{"protocol": "HTTP/2", "grpc_pa',  # cut by a flush
+    ]
+    seconds = mixed_load.gateway_latencies(lines)
+    assert seconds == {"grpc-get": [0.004, 0.006], "rest-get": [0.02], "rest-list": [0.03]}
+    rows = {r.kind: r for r in mixed_load.summarise_gateway(seconds, wall=1.0)}
+    assert list(rows) == ["grpc-get", "rest-get", "rest-list", "grpc", "rest", "all"]
+    assert (rows["grpc-get"].p50_ms, rows["grpc-get"].max_ms) == pytest.approx((5.0, 6.0))
+    assert rows["all"].ok == 4 and mixed_load.summarise_gateway({}, wall=1.0) == []
+    client = mixed_load.summarise_load(load_of({"grpc-get": [900.0] * 10}, {}, wall=1.0))
+    echo = mixed_load.summarise("echo", mixed_load.Samples([0.001] * 10), 1.0)
+    checks = {t.name: t for t in mixed_load.thresholds(client, echo, list(rows.values()))}
+    assert not checks["issue 18: gRPC GetAgent p99 <= 50 ms (in the mix)"].met
+    at_gateway = checks["issue 18: gRPC GetAgent p99 <= 50 ms (in the mix, as the gateway timed it)"]
+    assert at_gateway.met and at_gateway.measured == pytest.approx(5.98)
+
+
+def test_the_access_log_is_read_from_the_offset_until_every_call_is_there(tmp_path: Path) -> None:
+    log = tmp_path / "gateway-access.log"
+    log.write_text("before\n")
+    offset = log.stat().st_size
+
+    def later() -> None:
+        with log.open("a") as out:
+            out.write("one\n")
+            out.flush()
+            threading.Event().wait(0.3)
+            out.write("two\n")
+
+    writer = threading.Thread(target=later)
+    writer.start()
+    assert mixed_load.read_access_log(log, offset, calls=2, timeout=30) == ["one", "two"]
+    writer.join()
+    assert mixed_load.read_access_log(log, offset, calls=3, timeout=0.5) == ["one", "two"]  # what there is
+    assert mixed_load.read_access_log(tmp_path / "absent.log", 0, calls=1, timeout=0.2) == []
+
+
 def test_the_results_file_has_the_figures_compare_reads(tmp_path: Path) -> None:
     load = load_of({"grpc-get": [2.0, 4.0], "rest-create": [8.0]}, {"rest-create": 1}, wall=1.0)
     rows = mixed_load.summarise_load(load)
