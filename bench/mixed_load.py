@@ -10,9 +10,10 @@ measures the API, not agent execution), plus `bench/echo_server.py`, then:
   2. echo baseline: --concurrency workers calling `/bench.Echo/Echo` straight to the echo server
      (bench/common.py has no echo route through Envoy) for --echo-duration seconds;
   3. mixed load: --concurrency workers, a --rest-share of them REST (httpx, HTTP/1.1 keep-alive, one
-     pooled connection per REST worker) and the others gRPC (one grpc.aio channel), all to the
-     gateway port; each call picks GetAgent / ListAgents / CreateAgent by --mix (default 70/20/10)
-     for --duration seconds (or exactly --requests calls).
+     pooled connection per REST worker, in a client process of their own) and the others gRPC (one
+     grpc.aio channel, in this process), all to the gateway port; each call picks GetAgent /
+     ListAgents / CreateAgent by --mix (default 70/20/10) for --duration seconds (or exactly
+     --requests calls, shared by the two halves in proportion to their workers).
 
 Every call has a deadline (--timeout); a non-OK gRPC status, an HTTP status >= 400, a timeout or a
 connection error is counted as an error of its kind, never dropped. Latency percentiles are of the
@@ -32,9 +33,11 @@ import asyncio
 import bisect
 import contextlib
 import contextvars
+import dataclasses
 import itertools
 import json
 import math
+import multiprocessing
 import random
 import shutil
 import signal
@@ -45,6 +48,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -204,6 +208,35 @@ class Load:
     wall: float = 0.0  # seconds from the first call issued to the last one answered
     client_cpu: float = 0.0  # CPU seconds of this (client) process meanwhile, all threads
     per_second: Counter[int] = field(default_factory=Counter)  # answered calls by whole second of the run
+    begun: float = 0.0  # time.perf_counter() at the first call: CLOCK_MONOTONIC, the same in every process
+
+    def to_wire(self) -> dict[str, Any]:
+        """Plain data for the pipe from the REST process (no classes of this module to unpickle)."""
+        kinds = {k: (v.latencies, dict(v.errors), v.first_error) for k, v in self.kinds.items()}
+        return {"kinds": kinds, "wall": self.wall, "client_cpu": self.client_cpu,
+                "per_second": dict(self.per_second), "begun": self.begun}  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> Load:
+        kinds = {
+            k: Samples(list(lat), Counter(errors), first) for k, (lat, errors, first) in wire["kinds"].items()
+        }
+        return cls(kinds, wire["wall"], wire["client_cpu"], Counter(wire["per_second"]), wire["begun"])
+
+
+def merged(loads: Sequence[Load]) -> Load:
+    """Loads run at the same time (the two halves of the mix) as one: samples added, wall time from
+    the first start to the last end, client CPU summed, the seconds lined up on the first start."""
+    begun = min(load.begun for load in loads)
+    load = Load(begun=begun, wall=max(x.begun + x.wall for x in loads) - begun)
+    for part in loads:
+        for kind, samples in part.kinds.items():
+            load.kinds.setdefault(kind, Samples()).add(samples)
+        load.client_cpu += part.client_cpu
+        shift = round(part.begun - begun)
+        for second, answered in part.per_second.items():
+            load.per_second[second + shift] += answered
+    return load
 
 
 @dataclass
@@ -511,7 +544,7 @@ async def closed_loop(
             samples.latencies.append(time.perf_counter() - started)
 
     cpu = time.process_time()
-    begun = time.perf_counter()
+    begun = load.begun = time.perf_counter()
     deadline = begun + (duration or 0.0)
     await asyncio.gather(*(worker(slot) for slot in range(concurrency)))
     load.wall = time.perf_counter() - begun
@@ -519,39 +552,54 @@ async def closed_loop(
     return load
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where and how the clients call; plain data, so that the REST process gets it too."""
+
+    gateway_address: str  # host:port of the gateway (gRPC)
+    gateway_url: str  # http://host:port of the gateway (REST)
+    echo_address: str
+    api_key: str
+    timeout: float
+    page_size: int
+    rest_slots: int  # httpx clients to open: one per REST slot of this process
+    seed: int
+
+
 class Clients:
-    """One grpc.aio channel to the gateway, one to the echo server, and per in-flight slot one httpx
+    """One grpc.aio channel to the gateway, one to the echo server, and per REST slot one httpx
     client to the gateway holding one HTTP/1.1 keep-alive connection; opened once, closed at the end.
+    (Channels connect on their first call, so the REST process's are never opened.)
 
     Not one client with a pool of `concurrency` connections: httpcore's pool scans its waiting
     requests against its connections on every request, so with 100 REST slots on one pool the client
     took ~7 ms CPU per call and became the bottleneck (77 req/s, client-side stalls of seconds)."""
 
-    def __init__(self, mesh: Mesh, echo_port: int, api_key: str, args: argparse.Namespace) -> None:
-        self.timeout = args.timeout
-        self.page_size = args.page_size
-        self.metadata = (("x-api-key", api_key),)
-        self.gateway_channel = grpc.aio.insecure_channel(mesh.gateway_address)
-        self.echo_channel = grpc.aio.insecure_channel(f"{LOOPBACK}:{echo_port}")
+    def __init__(self, target: Target, ids: Sequence[str] = ()) -> None:
+        self.timeout = target.timeout
+        self.page_size = target.page_size
+        self.metadata = (("x-api-key", target.api_key),)
+        self.gateway_channel = grpc.aio.insecure_channel(target.gateway_address)
+        self.echo_channel = grpc.aio.insecure_channel(target.echo_address)
         self.stub = agent_service_pb2_grpc.AgentServiceStub(self.gateway_channel)
         self.echo = self.echo_channel.unary_unary(common.ECHO_METHOD)
-        # one per slot (a gRPC slot's is never used and opens no connection); the loopback gateway is
-        # plain HTTP, but each client would otherwise load the CA bundle into its own TLS context
+        # the loopback gateway is plain HTTP, but each client would otherwise load the CA bundle into
+        # its own TLS context
         tls = ssl.create_default_context()
         self.https = [
             httpx.AsyncClient(
-                base_url=f"{mesh.gateway_url}/api/v1/agents",
+                base_url=f"{target.gateway_url}/api/v1/agents",
                 http1=True,
                 http2=False,
-                headers={"x-api-key": api_key},
+                headers={"x-api-key": target.api_key},
                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1),
-                timeout=args.timeout,
+                timeout=target.timeout,
                 verify=tls,
             )
-            for _ in range(args.concurrency if args.rest_share > 0 else 0)
+            for _ in range(target.rest_slots)
         ]
-        self.ids: list[str] = []
-        self.rng = random.Random(args.seed)
+        self.ids: list[str] = list(ids)
+        self.rng = random.Random(target.seed)
 
     def some_id(self) -> str:
         return self.ids[self.rng.randrange(len(self.ids))]
@@ -631,6 +679,84 @@ class Clients:
             await channel.close()
 
 
+def rest_process(target: Target, ids: list[str], mix: dict[str, float], conn: Connection) -> None:
+    """The REST slots' own process: says it is ready (None), then runs each closed loop the parent
+    asks for ((requests, duration, seed)) and sends its Load back (`to_wire`), until it gets None."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # on Ctrl-C the parent stops this process
+    asyncio.run(_rest_loops(target, ids, mix, conn))
+
+
+async def _rest_loops(target: Target, ids: list[str], mix: dict[str, float], conn: Connection) -> None:
+    clients = Clients(target, ids)
+    calls = {kind: call for kind, call in clients.calls().items() if kind.startswith("rest-")}
+    pick = mixed_picker(["rest"] * target.rest_slots, mix)
+    try:
+        conn.send(None)
+        while (order := await asyncio.to_thread(conn.recv)) is not None:
+            requests, duration, seed = order
+            load = await closed_loop(
+                calls, pick, target.rest_slots, duration=duration, requests=requests, seed=seed
+            )
+            conn.send(load.to_wire())
+    finally:
+        await clients.close()
+
+
+class RestProcess:
+    """The REST half of the mix in a process of its own, so that httpx and grpc.aio do not share one
+    event loop: on a loaded machine they did, and gRPC calls waited up to 20 s in the client after
+    the gateway had answered them within 0.7 s (bench/README). Spawned, not forked: this process has
+    gRPC threads."""
+
+    def __init__(self, target: Target, ids: Sequence[str], mix: Mapping[str, float]) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._conn, theirs = context.Pipe()
+        self._process = context.Process(
+            target=rest_process,
+            args=(target, list(ids), dict(mix), theirs),
+            name="mixed-load-rest",
+            daemon=True,
+        )
+        self._process.start()
+        theirs.close()
+
+    def _receive(self) -> Any:
+        try:
+            return self._conn.recv()
+        except EOFError:
+            self._process.join(5)
+            raise RuntimeError(
+                f"the REST client process ended (exit code {self._process.exitcode})"
+            ) from None
+
+    async def ready(self) -> None:
+        await asyncio.to_thread(self._receive)
+
+    def start(self, *, requests: int | None, duration: float | None, seed: int) -> None:
+        self._conn.send((requests, duration, seed))
+
+    async def result(self) -> Load:
+        return Load.from_wire(await asyncio.to_thread(self._receive))
+
+    def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send(None)
+        self._process.join(10)
+        if self._process.is_alive():
+            self._process.terminate()
+            self._process.join(10)
+        self._conn.close()
+
+
+def split_requests(requests: int | None, slots: Sequence[int]) -> list[int | None]:
+    """A --requests bound shared by the halves in proportion to their slots (None stays None)."""
+    if requests is None:
+        return [None for _ in slots]
+    shares = [requests * n // sum(slots) for n in slots]
+    shares[0] += requests - sum(shares)
+    return list(shares)
+
+
 @dataclass
 class Outcome:
     rows: list[KindResult]
@@ -646,24 +772,52 @@ class Outcome:
 async def run_benchmark(
     mesh: Mesh, echo_port: int, api_key: str, args: argparse.Namespace, home: Path
 ) -> Outcome:
-    clients = Clients(mesh, echo_port, api_key, args)
-    profiler = Profiler(mesh.processes()["agent"].pid, home / "agent.folded", 100) if args.profile else None
     protocols = slot_protocols(args.concurrency, args.rest_share)
-    picker = mixed_picker(protocols, args.mix_shares)
-    mixed = {k: v for k, v in clients.calls().items() if k.partition("-")[0] in set(protocols)}
+    grpc_slots, rest_slots = protocols.count("grpc"), protocols.count("rest")
+    target = Target(
+        mesh.gateway_address, mesh.gateway_url, f"{LOOPBACK}:{echo_port}", api_key, args.timeout, args.page_size, 0, args.seed
+    )  # fmt: skip
+    clients = Clients(target)
+    profiler = Profiler(mesh.processes()["agent"].pid, home / "agent.folded", 100) if args.profile else None
+    grpc_calls = {kind: call for kind, call in clients.calls().items() if kind.startswith("grpc-")}
+    grpc_pick = mixed_picker(["grpc"] * grpc_slots, args.mix_shares)
+    rest: RestProcess | None = None
     bound: dict[str, Any] = {"duration": args.duration, "requests": args.requests}
+
+    async def mixed_loop(requests: int | None, duration: float | None, seed: int) -> Load:
+        """The gRPC slots here and the REST slots in their process, at the same time."""
+        for_grpc, for_rest = split_requests(requests, [grpc_slots, rest_slots])
+        if rest is not None:
+            rest.start(requests=for_rest, duration=duration, seed=seed + 1)
+        loads = []
+        if grpc_slots:
+            loads.append(
+                await closed_loop(
+                    grpc_calls, grpc_pick, grpc_slots, duration=duration, requests=for_grpc, seed=seed
+                )
+            )
+        if rest is not None:
+            loads.append(await rest.result())
+        return merged(loads)
+
     try:
         common.say(f"seeding {args.seed_agents} agents (CreateAgent via Envoy)")
         await clients.seed(args.seed_agents)
+        if rest_slots:
+            common.say(f"starting the REST client process ({rest_slots} slots)")
+            rest = RestProcess(
+                dataclasses.replace(target, rest_slots=rest_slots), clients.ids, args.mix_shares
+            )
+            await rest.ready()
         common.say(
             f"warm-up: {args.warmup} echo calls and {args.warmup} mixed calls, {args.concurrency} in flight"
         )
         echo_calls = {ECHO: clients.echo_call}
         only_echo: Pick = lambda slot, rng: ECHO  # noqa: E731
-        for calls, pick in ((echo_calls, only_echo), (mixed, picker)):
-            warm = await closed_loop(
-                calls, pick, args.concurrency, duration=None, requests=args.warmup, seed=0
-            )
+        warm_echo = await closed_loop(
+            echo_calls, only_echo, args.concurrency, duration=None, requests=args.warmup, seed=0
+        )
+        for warm in (warm_echo, await mixed_loop(args.warmup, None, 0)):
             errors = sum(sum(s.errors.values()) for s in warm.kinds.values())
             if errors > args.warmup // 2:
                 raise RuntimeError(f"warm-up failed: {errors} of {args.warmup} calls, {warm.kinds}")
@@ -688,7 +842,7 @@ async def run_benchmark(
         logged_before = access_log.stat().st_size if access_log.exists() else 0
         if profiler is not None:
             profiler.start()
-        load = await closed_loop(mixed, picker, args.concurrency, seed=args.seed, **bound)
+        load = await mixed_loop(args.requests, args.duration, args.seed)
         server_ms = server_ms_per_call(scraped, await asyncio.to_thread(common.metrics, admin))
         profile = await asyncio.to_thread(profiler.stop) if profiler is not None else None
         cpu_pct: dict[str, float] = {}
@@ -710,6 +864,8 @@ async def run_benchmark(
     finally:
         if profiler is not None:
             profiler.stop()
+        if rest is not None:
+            await asyncio.to_thread(rest.stop)
         await clients.close()
 
 

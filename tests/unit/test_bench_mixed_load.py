@@ -199,6 +199,76 @@ def test_the_access_log_is_read_from_the_offset_until_every_call_is_there(tmp_pa
     assert mixed_load.read_access_log(tmp_path / "absent.log", 0, calls=1, timeout=0.2) == []
 
 
+def test_the_halves_of_the_mix_merge_on_one_clock_and_cross_the_pipe_as_plain_data() -> None:
+    grpc_half = load_of({"grpc-get": [5.0, 7.0]}, {"grpc-get": 1}, wall=2.0)
+    grpc_half.begun, grpc_half.client_cpu, grpc_half.per_second = 100.0, 0.5, Counter({0: 2, 1: 1})
+    rest_half = load_of({"rest-get": [9.0], "grpc-get": [6.0]}, {}, wall=2.5)
+    rest_half.begun, rest_half.client_cpu, rest_half.per_second = 101.0, 1.5, Counter({0: 1, 1: 1})
+    wire = json.loads(json.dumps(rest_half.to_wire()))  # nothing but plain data
+    assert wire["per_second"] == {"0": 1, "1": 1}
+    back = mixed_load.Load.from_wire(
+        {**wire, "per_second": {int(k): v for k, v in wire["per_second"].items()}}
+    )
+    assert back == rest_half
+    both = mixed_load.merged([grpc_half, back])
+    assert (both.begun, both.wall, both.client_cpu) == (100.0, 3.5, 2.0)
+    assert both.per_second == {0: 2, 1: 2, 2: 1}
+    assert sorted(both.kinds["grpc-get"].latencies) == [0.005, 0.006, 0.007]
+    assert both.kinds["grpc-get"].errors == {"timeout": 1} and both.kinds["rest-get"].latencies == [0.009]
+    assert grpc_half.kinds["grpc-get"].latencies == [0.005, 0.007]  # the parts are left as they were
+
+
+def test_a_requests_bound_is_shared_by_the_halves_in_proportion() -> None:
+    assert mixed_load.split_requests(101, [100, 100]) == [51, 50]
+    assert mixed_load.split_requests(10, [7, 3]) == [7, 3]
+    assert mixed_load.split_requests(10, [0, 5]) == [0, 10]
+    assert mixed_load.split_requests(None, [1, 1]) == [None, None]
+
+
+def test_the_rest_half_runs_in_its_own_process_and_reports_every_call() -> None:
+    seen: list[str] = []
+
+    class Agents(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            ok = self.headers["x-api-key"] == "k" and self.path.startswith("/api/v1/agents")
+            self.send_response(200 if ok else 401)
+            self.send_header("content-type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"id": "a"}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Agents)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    target = mixed_load.Target(
+        f"127.0.0.1:{port}", f"http://127.0.0.1:{port}", "127.0.0.1:1", "k", 10.0, 5, rest_slots=3, seed=1
+    )
+    rest = mixed_load.RestProcess(target, ["a1", "a2"], mixed_load.parse_mix("1/1/0"))
+    try:
+
+        async def run() -> mixed_load.Load:
+            await rest.ready()
+            rest.start(requests=30, duration=None, seed=2)
+            return await rest.result()
+
+        load = asyncio.run(run())
+    finally:
+        rest.stop()
+        server.shutdown()
+    assert set(load.kinds) == {"rest-get", "rest-list", "rest-create"}
+    assert sum(len(s.latencies) for s in load.kinds.values()) == 30 and load.client_cpu > 0
+    assert not any(s.errors for s in load.kinds.values())
+    assert {path.partition("?")[0] for path in seen} <= {
+        "/api/v1/agents/a1",
+        "/api/v1/agents/a2",
+        "/api/v1/agents/",  # httpx ends a base_url with a slash
+    }
+    assert any(path.startswith("/api/v1/agents/?page_size=5") for path in seen)  # ListAgents
+
+
 def test_the_results_file_has_the_figures_compare_reads(tmp_path: Path) -> None:
     load = load_of({"grpc-get": [2.0, 4.0], "rest-create": [8.0]}, {"rest-create": 1}, wall=1.0)
     rows = mixed_load.summarise_load(load)
