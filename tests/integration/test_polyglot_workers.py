@@ -151,7 +151,9 @@ def test_killing_the_go_worker_mid_run_hands_the_run_to_another(
     agents = Agents(godel)
     _wait_connected(agents, ("go-a", "go-b"))
     # The first run waits (its worker is killed); the second finds the marker in the reused worktree.
-    script = "test -e .second || { touch .second; sleep 300; }; " + COMMIT.replace("{language}", "go")
+    script = "test -e .second || { touch .second; echo first run waits; sleep 300; }; " + COMMIT.replace(
+        "{language}", "go"
+    )
     agent = _spawn(agents, "go", ["sh", "-c", script], max_retries=2)
     running = agents.wait(
         agent.id,
@@ -160,6 +162,13 @@ def test_killing_the_go_worker_mid_run_hands_the_run_to_another(
         "running",
     )
     first = running.worker_id
+    # EXECUTING is reported when the sandbox starts, before the script has run: under load a kill
+    # then could come before the marker exists, and the second run would wait too.
+    wait_for(
+        lambda: "first run waits" in [e.message for e in agents.logs(agent.id)],
+        60,
+        "the first run to leave its marker",
+    )
     go_workers[first].signal_group(signal.SIGKILL)
     done = agents.wait_final(agent.id, timeout=120)
     assert done.lifecycle_state == L.LIFECYCLE_STATE_COMPLETED, done.last_error
