@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 import grpc
@@ -208,6 +209,8 @@ class Members:
         self.gateway = gateway
         self._tasks: set[asyncio.Task[None]] = set()
         self._launching: set[str] = set()
+        # The last control (kill, pause, resume) sent to each agent: the next one waits for it.
+        self._controls: dict[str, asyncio.Task[None]] = {}
         # Called (in a transaction) when a member could not even be created.
         self.on_refused: MemberEnded | None = None
 
@@ -217,18 +220,38 @@ class Members:
                 self._launching.add(member_id)
                 self._spawn(self._launch(member_id))
         for agent_id, reason in effects.kill:
-            self._spawn(self._call(self.gateway.kill(agent_id, reason), agent_id, "kill"))
+            self._control(agent_id, "kill", partial(self.gateway.kill, agent_id, reason))
         for agent_id in effects.pause:
-            self._spawn(self._call(self.gateway.pause(agent_id), agent_id, "pause"))
+            self._control(agent_id, "pause", partial(self.gateway.pause, agent_id))
         for agent_id in effects.resume:
-            self._spawn(self._call(self.gateway.resume(agent_id), agent_id, "resume"))
+            self._control(agent_id, "resume", partial(self.gateway.resume, agent_id))
         for callback in effects.after:
             callback()
 
-    def _spawn(self, coro: Awaitable[None]) -> None:
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _control(self, agent_id: str, action: str, call: Callable[[], Awaitable[None]]) -> None:
+        """Sends a control to an agent once the one before it (if any) has been answered: a team
+        paused and resumed at once must not have its member's resume overtake the pause (which the
+        agent service then refuses: the agent is not paused yet), leaving the member paused."""
+        before = self._controls.get(agent_id)
+
+        async def in_order() -> None:
+            if before is not None:
+                await asyncio.wait([before])  # it logs its own failure
+            await self._call(call(), agent_id, action)
+
+        task = self._spawn(in_order())
+        self._controls[agent_id] = task
+        task.add_done_callback(lambda done: self._forget_control(agent_id, done))
+
+    def _forget_control(self, agent_id: str, done: asyncio.Task[None]) -> None:
+        if self._controls.get(agent_id) is done:
+            del self._controls[agent_id]
 
     async def _call(self, call: Awaitable[None], agent_id: str, action: str) -> None:
         try:
