@@ -5,8 +5,10 @@ is cancelled because the client went away."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -56,3 +58,35 @@ async def test_a_cancelled_close_saves_the_cursor_before_forgetting_it(
     )
     stored = await durable.get("alice", "mine")
     assert (stored.connected, stored.last_sequence) == (False, 7)
+
+
+async def test_a_read_that_a_close_overtakes_shows_the_live_cursor(
+    durable: DurableSubscriptions, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A get reads the row (last_sequence still 0), and before it answers the stream ends: its
+    save commits and the cursor is forgotten. The answer must not be the stale row, disconnected."""
+    options = SubscribeOptions(filter=EventFilter(types=("x:*",)), from_sequence=0, name="mine")
+    _, cursor = await durable.open("alice", options, 0, field="subscription_name")
+    cursor.advance(580)
+    reader = durable._db.reader
+
+    @contextlib.asynccontextmanager
+    async def overtaken_reader() -> AsyncIterator[Any]:
+        async with reader() as session:
+            real_get: Any = session.get
+
+            async def get(*args: Any, **kwargs: Any) -> Any:
+                row = await real_get(*args, **kwargs)
+                await durable.close(cursor)  # saved and forgotten while this read is in flight
+                return row
+
+            overtaken: Any = session
+            overtaken.get = get
+            yield overtaken
+
+    monkeypatch.setattr(durable._db, "reader", overtaken_reader)
+    answer = await durable.get("alice", "mine")
+    monkeypatch.undo()
+    assert answer.last_sequence == 580, "never the row as it was before the save"
+    stored = await durable.get("alice", "mine")
+    assert (stored.connected, stored.last_sequence) == (False, 580)

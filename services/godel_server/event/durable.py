@@ -166,8 +166,10 @@ class DurableSubscriptions:
 
     # -- management RPCs ---------------------------------------------------------------------
 
-    def _message(self, row: SubscriptionRow) -> event_service_pb2.EventSubscription:
-        cursor = self._open.get((row.owner, row.name))
+    def _message(self, row: SubscriptionRow, cursor: Cursor | None) -> event_service_pb2.EventSubscription:
+        """`cursor` is the live cursor as it was before `row` was read: a close saves, then
+        forgets, so a cursor gone before the read means the row holds its last position, while one
+        that goes during the read would leave a row read before the save."""
         msg = event_service_pb2.EventSubscription(
             name=row.name,
             pattern=row.patterns,
@@ -184,6 +186,7 @@ class DurableSubscriptions:
         return msg
 
     async def list(self, owner: str) -> list[event_service_pb2.EventSubscription]:
+        live = dict(self._open)
         async with self._db.reader() as session:
             rows = (
                 await session.scalars(
@@ -192,14 +195,15 @@ class DurableSubscriptions:
                     .order_by(SubscriptionRow.name)
                 )
             ).all()
-        return [self._message(r) for r in rows]
+        return [self._message(r, live.get((r.owner, r.name))) for r in rows]
 
     async def get(self, owner: str, name: str) -> event_service_pb2.EventSubscription:
+        cursor = self._open.get((owner, name))
         async with self._db.reader() as session:
             row = await session.get(SubscriptionRow, {"owner": owner, "name": name})
         if row is None:
             raise SubscriptionNotFoundError(name)
-        return self._message(row)
+        return self._message(row, cursor)
 
     async def delete(self, owner: str, name: str) -> None:
         if (owner, name) in self._open:
