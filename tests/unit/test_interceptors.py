@@ -4,6 +4,8 @@ authenticated and authorized the same way; unknown methods are refused."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,7 +16,8 @@ from godel_server.runtime import rbac
 from godel_server.runtime.apikeys import ROLES
 from godel_server.runtime.context import Caller
 from godel_server.runtime.errors import AuthenticationError
-from godel_server.runtime.interceptors import GodelServerInterceptor
+from godel_server.runtime.interceptors import RPC_HANDLED, GodelServerInterceptor
+from tests.waits import wait_for_async
 
 SERVICE = "godel.test.Shapes"
 KEYS = {"admin-key": "admin", "viewer-key": "viewer"}
@@ -63,6 +66,17 @@ async def bidi_coroutine(requests: Any, context: Any) -> None:
         await context.write(request)
 
 
+async def stubborn_stream(request: bytes, context: Any) -> AsyncIterator[bytes]:
+    """Outlives its client's cancel by one item: the write of that item finds the call over, as
+    one does when the client goes away between the start of a write and the task's cancel."""
+    try:
+        while True:
+            yield b"item"
+            await asyncio.sleep(0.01)
+    except asyncio.CancelledError:
+        yield b"one more"
+
+
 SHAPES: dict[str, tuple[Callable[..., grpc.RpcMethodHandler], Any]] = {
     "UnaryCoroutine": (grpc.unary_unary_rpc_method_handler, unary_coroutine),
     "ServerStreamGenerator": (grpc.unary_stream_rpc_method_handler, server_stream_generator),
@@ -71,20 +85,22 @@ SHAPES: dict[str, tuple[Callable[..., grpc.RpcMethodHandler], Any]] = {
     "BidiGenerator": (grpc.stream_stream_rpc_method_handler, bidi_generator),
     "BidiCoroutine": (grpc.stream_stream_rpc_method_handler, bidi_coroutine),
 }
+# Not one of the call shapes that every test drives: it never ends by itself.
+HANDLERS = {**SHAPES, "StubbornStream": (grpc.unary_stream_rpc_method_handler, stubborn_stream)}
 
 
 @pytest.fixture
 async def server(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[grpc.aio.Channel]:
     # The test service's rules, as if its RPCs declared `{resource: "agent", action: "create"}`
     # (admin may, viewer may not).
-    for name in SHAPES:
+    for name in HANDLERS:
         monkeypatch.setitem(
             rbac.RULES,
             f"/{SERVICE}/{name}",
             rbac.Rule(public=False, resource="agent", action="create", scope="own"),
         )
     server = grpc.aio.server(interceptors=[GodelServerInterceptor(Verifier())])
-    handlers = {name: factory(behavior) for name, (factory, behavior) in SHAPES.items()}
+    handlers = {name: factory(behavior) for name, (factory, behavior) in HANDLERS.items()}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
@@ -173,3 +189,27 @@ async def test_a_contract_rpc_served_elsewhere_is_unimplemented(server: grpc.aio
         )
     assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
     assert "godel.v1.TeamService/ListTeams is not served on this port" in (refused.value.details() or "")
+
+
+async def test_a_client_that_goes_away_mid_write_is_no_server_error(
+    server: grpc.aio.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The write that finds the call over is a client that went away: logged at info and counted
+    as CANCELLED, not an "unhandled error" with its stack trace and an INTERNAL in the metrics
+    (which the error-rate alert reads)."""
+    path = f"/{SERVICE}/StubbornStream"
+    cancelled = RPC_HANDLED.labels(path, "CANCELLED")
+    internal = RPC_HANDLED.labels(path, "INTERNAL")
+    before = (cancelled._value.get(), internal._value.get())
+    call = server.unary_stream(path)(b"", metadata=(("x-api-key", "admin-key"),))
+    with caplog.at_level(logging.INFO, logger="godel_server.runtime.interceptors"):
+        assert await call.read() == b"item"
+        call.cancel()
+        await wait_for_async(
+            lambda: cancelled._value.get() > before[0] or internal._value.get() > before[1],
+            10,
+            "the server to end the call",
+        )
+    assert (cancelled._value.get(), internal._value.get()) == (before[0] + 1, before[1])
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert "the client went away during the call" in [r.getMessage() for r in caplog.records]

@@ -21,6 +21,7 @@ import grpc
 from google.protobuf import any_pb2, duration_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc._cython import cygrpc
 from prometheus_client import Counter, Histogram
 
 from godel_server.runtime import tracing
@@ -305,6 +306,12 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             raise
         except grpc.aio.AbortError:
             raise
+        except cygrpc.ExecuteBatchError:
+            # A read or write found the call over: its client went away (a cancel that raced
+            # the write, before the task's cancellation). There is nobody left to answer.
+            log.info("the client went away during the call", extra={"method": method})
+            RPC_HANDLED.labels(label, "CANCELLED").inc()
+            return
         except Exception as exc:
             await self._fail(context, method, label, exc)
             raise
@@ -322,18 +329,18 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         writes = kind.endswith("_stream") and not inspect.iscoroutinefunction(behavior)
 
         async def call(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            response = None  # also when the client went away (_rpc ends the call quietly)
             async with self._rpc(context, rpc, request):
-                response = behavior(request, context)
+                produced = behavior(request, context)
                 if writes:
-                    if hasattr(response, "__aiter__"):
-                        async for item in response:
+                    if hasattr(produced, "__aiter__"):
+                        async for item in produced:
                             await context.write(item)
                     else:
-                        for item in response:
+                        for item in produced:
                             await context.write(item)
-                    return None
-                if inspect.isawaitable(response):
-                    response = await response
+                else:
+                    response = await produced if inspect.isawaitable(produced) else produced
             return response
 
         return call
