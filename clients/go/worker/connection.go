@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"errors"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -17,6 +18,13 @@ import (
 // jittered exponential backoff (services/godel_server/worker/connection.py): hello first, then
 // the welcome, then heartbeats; messages about runs that were not written when the stream broke
 // go back to their run's outbox.
+//
+// Contact: the replica acknowledges each heartbeat (HeartbeatAck). silence(replica id) is how
+// long ago the newest heartbeat that replica acknowledged on this connection was sent (the
+// hello, until one is): past the replica's run lease (WorkerWelcome.run_lease_ms) the worker
+// stops the runs that replica owns, because it may by then run them elsewhere. A replica
+// restarted under a new id at the same address is another replica: its acknowledgements renew
+// nothing of the old one's.
 
 const (
 	backoffStart        = 200 * time.Millisecond
@@ -26,10 +34,18 @@ const (
 	defaultHeartbeatMS  = 5000
 	minimumHeartbeatMS  = 10
 	connectionQueueWake = 1
+	// Heartbeats whose send time is remembered for their acknowledgement.
+	heartbeatsKept = 64
+	// Replica ids (one per restart of a replica with a generated id) whose contact is remembered.
+	replicasKept = 16
 )
+
+// never: the silence of a replica never heard from here (or forgotten).
+const never = time.Duration(math.MaxInt64)
 
 type item struct {
 	runID string
+	order uint64 // in the run's outbox
 	req   *godelv1.ConnectRequest
 }
 
@@ -45,10 +61,17 @@ type connection struct {
 	inflight  *item
 	wake      chan struct{}
 	refused   bool
+	// The replica's run lease (0: none), and per replica id when the newest heartbeat it
+	// acknowledged (or the hello it welcomed) was sent.
+	runLease       time.Duration
+	contact        map[string]time.Time
+	heartbeatSeq   uint64
+	heartbeatsSent map[uint64]time.Time
 }
 
 func newConnection(addr string, w *Worker, client godelv1.WorkerServiceClient) *connection {
-	return &connection{addr: addr, w: w, client: client, wake: make(chan struct{}, connectionQueueWake)}
+	return &connection{addr: addr, w: w, client: client, wake: make(chan struct{}, connectionQueueWake),
+		contact: map[string]time.Time{}, heartbeatsSent: map[uint64]time.Time{}}
 }
 
 func (c *connection) isLive() (bool, string) {
@@ -57,19 +80,76 @@ func (c *connection) isLive() (bool, string) {
 	return c.live, c.replicaID
 }
 
-// send queues a message on the live stream; false (nothing queued) when it is down.
-func (c *connection) send(runID string, req *godelv1.ConnectRequest) bool {
+// send queues a message on the live stream; false (nothing queued) when it is down. runID and
+// order name a run's message, given back to the run's outbox if the stream breaks first.
+func (c *connection) send(runID string, order uint64, req *godelv1.ConnectRequest) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.live {
 		return false
 	}
-	c.queue = append(c.queue, item{runID, req})
+	c.queue = append(c.queue, item{runID, order, req})
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
 	return true
+}
+
+// silence: how long ago the newest heartbeat replica acknowledged here was sent (never when
+// it acknowledged nothing here), and the run lease of this connection's replica.
+func (c *connection) silence(replica string, now time.Time) (silence, lease time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	contact, ok := c.contact[replica]
+	if !ok {
+		return never, c.runLease
+	}
+	return now.Sub(contact), c.runLease
+}
+
+// contactedLocked records contact with the current replica as of sent.
+func (c *connection) contactedLocked(sent time.Time) {
+	if last, ok := c.contact[c.replicaID]; !ok || sent.After(last) {
+		c.contact[c.replicaID] = sent
+	}
+	for len(c.contact) > replicasKept {
+		oldest := c.replicaID
+		for id, t := range c.contact {
+			if t.Before(c.contact[oldest]) {
+				oldest = id
+			}
+		}
+		delete(c.contact, oldest)
+	}
+}
+
+func (c *connection) heartbeatAcked(seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	sent, ok := c.heartbeatsSent[seq]
+	if !ok {
+		return
+	}
+	c.contactedLocked(sent)
+	for s := range c.heartbeatsSent {
+		if s <= seq {
+			delete(c.heartbeatsSent, s)
+		}
+	}
+}
+
+func (c *connection) sendHeartbeat() {
+	beat := c.w.heartbeat()
+	c.mu.Lock()
+	c.heartbeatSeq++
+	beat.Seq = c.heartbeatSeq
+	c.heartbeatsSent[beat.Seq] = time.Now()
+	if beat.Seq > heartbeatsKept {
+		delete(c.heartbeatsSent, beat.Seq-heartbeatsKept)
+	}
+	c.mu.Unlock()
+	c.send("", 0, &godelv1.ConnectRequest{Message: &godelv1.ConnectRequest_Heartbeat{Heartbeat: beat}})
 }
 
 func (c *connection) runForever(ctx context.Context) {
@@ -112,6 +192,7 @@ func (c *connection) session(ctx context.Context) (welcomed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	helloSent := time.Now()
 	if err := stream.Send(&godelv1.ConnectRequest{Message: &godelv1.ConnectRequest_Hello{Hello: c.w.hello()}}); err != nil {
 		return false, err
 	}
@@ -131,6 +212,9 @@ func (c *connection) session(ctx context.Context) (welcomed bool, err error) {
 	}
 	c.mu.Lock()
 	c.live, c.replicaID = true, welcome.GetReplicaId()
+	c.runLease = time.Duration(max(welcome.GetRunLeaseMs(), 0)) * time.Millisecond
+	c.contactedLocked(helloSent)
+	clear(c.heartbeatsSent)
 	c.mu.Unlock()
 	if c.refused {
 		logger.Info("the agent service accepts this worker's API key again", "address", c.addr)
@@ -149,6 +233,10 @@ func (c *connection) session(ctx context.Context) (welcomed bool, err error) {
 			if err != nil {
 				errc <- err
 				return
+			}
+			if ack := resp.GetHeartbeatAck(); ack != nil {
+				c.heartbeatAcked(ack.GetSeq())
+				continue
 			}
 			c.w.onResponse(c, resp)
 		}
@@ -178,9 +266,6 @@ func (c *connection) session(ctx context.Context) (welcomed bool, err error) {
 			c.mu.Lock()
 			c.inflight = nil
 			c.mu.Unlock()
-			if it.runID != "" {
-				c.w.delivered(it.runID, it.req)
-			}
 		}
 	}()
 	go func() { // heartbeats
@@ -192,7 +277,7 @@ func (c *connection) session(ctx context.Context) (welcomed bool, err error) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				c.send("", &godelv1.ConnectRequest{Message: &godelv1.ConnectRequest_Heartbeat{Heartbeat: c.w.heartbeat()}})
+				c.sendHeartbeat()
 			}
 		}
 	}()
@@ -215,7 +300,7 @@ func (c *connection) down() {
 	}
 	c.queue, c.inflight = nil, nil
 	c.mu.Unlock()
-	unsent := map[string][]*godelv1.ConnectRequest{}
+	unsent := map[string][]*outboxItem{}
 	var order []string
 	for _, it := range items {
 		if it.runID == "" {
@@ -224,7 +309,7 @@ func (c *connection) down() {
 		if _, ok := unsent[it.runID]; !ok {
 			order = append(order, it.runID)
 		}
-		unsent[it.runID] = append(unsent[it.runID], it.req)
+		unsent[it.runID] = append(unsent[it.runID], &outboxItem{order: it.order, req: it.req})
 	}
 	for _, id := range order {
 		c.w.requeue(id, unsent[id])

@@ -24,12 +24,12 @@ const (
 	logFlushLines    = 200
 	resultBytes      = 4096
 	maxLine          = 16 * 1024
-	outboxLimit      = 10_000
 )
 
 var terminal = map[godelv1.RunState]bool{
 	godelv1.RunState_RUN_STATE_SUCCEEDED: true, godelv1.RunState_RUN_STATE_FAILED: true,
 	godelv1.RunState_RUN_STATE_KILLED: true, godelv1.RunState_RUN_STATE_REJECTED: true,
+	godelv1.RunState_RUN_STATE_LOST: true,
 }
 
 type outcome struct {
@@ -64,7 +64,8 @@ type run struct {
 	done         chan struct{}
 
 	// Guarded by the worker's mutex.
-	outbox       []*godelv1.ConnectRequest
+	outbox       *outbox
+	finalQueued  bool // the run's final update is in its outbox
 	owner        *connection
 	ownerReplica string
 }
@@ -77,7 +78,7 @@ func newRun(w *Worker, a *godelv1.RunAssignment) *run {
 	return &run{
 		w: w, a: a, id: a.GetRunId(), agent: a.GetAgentId(), branch: branch,
 		state: godelv1.RunState_RUN_STATE_STARTING, lastProgress: time.Now(),
-		paused: a.GetStartPaused(), pgids: map[int]bool{}, done: make(chan struct{}),
+		paused: a.GetStartPaused(), pgids: map[int]bool{}, done: make(chan struct{}), outbox: &outbox{},
 	}
 }
 
@@ -184,21 +185,29 @@ func (r *run) setPaused(paused bool) string {
 	return ""
 }
 
-// stop kills the run's process tree; reason: "kill", "timeout", "limit" or "shutdown".
+// stop kills the run's process tree; reason: "kill", "timeout", "limit" (detail: which),
+// "shutdown" or "lease" (detail: the owner the worker lost contact with).
 func (r *run) stop(reason, detail string) string {
+	_, errMsg := r.stopFor(reason, detail)
+	return errMsg
+}
+
+// stopFor is stop; first says whether reason is why the run ends (no stop came before).
+func (r *run) stopFor(reason, detail string) (first bool, errMsg string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if terminal[r.state] {
-		return "run already finished (" + strings.TrimPrefix(r.state.String(), "RUN_STATE_") + ")"
+		return false, "run already finished (" + strings.TrimPrefix(r.state.String(), "RUN_STATE_") + ")"
 	}
-	if r.stopReason == "" {
+	first = r.stopReason == ""
+	if first {
 		r.stopReason, r.stopDetail = reason, detail
 	}
 	for g := range r.pgids {
 		signalGroup(g, syscall.SIGCONT) // a stopped process dies of SIGKILL too, but its group may hold others
 		signalGroup(g, syscall.SIGKILL)
 	}
-	return ""
+	return first, ""
 }
 
 func (r *run) isPaused() bool {
@@ -462,6 +471,8 @@ func (r *run) finish(ctx context.Context, out *outcome, errMsg string) {
 		errMsg = "sandbox: " + detail
 	case reason == "shutdown":
 		errMsg = "worker shutting down"
+	case reason == "lease":
+		state, errMsg = godelv1.RunState_RUN_STATE_LOST, detail
 	case errMsg != "":
 	case out != nil && out.success:
 		state = godelv1.RunState_RUN_STATE_SUCCEEDED

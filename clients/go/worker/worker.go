@@ -1,3 +1,23 @@
+// The worker: connections to every replica, the runs it executes, and where their messages go
+// (services/godel_server/worker/worker.py).
+//
+// Ownership: messages about a run go on the connection that assigned it (or last sent ADOPT
+// for it) while that connection is live and still talks to the same replica (same replica id);
+// otherwise they wait in the run's outbox, flushed when that replica reconnects or another
+// stream ADOPTs the run.
+//
+// Delivery: a run's updates and usage stay in its outbox until the owner acknowledges them
+// (RunAck) and are sent again, in order, on the owner's welcome, on ADOPT or re-assignment, and
+// when one waited resendAfter for its acknowledgement; a finished run leaves the worker's table
+// once all of them are acknowledged. Unlike the Python worker this one has no state directory
+// and no journal: the outboxes live in memory only, so what a killed worker had not delivered
+// is lost with it (the agent service declares its runs lost after the run lease), and a
+// restarted worker comes back as a new worker unless GODEL_WORKER_ID names it.
+//
+// Lease: a run whose owner has acknowledged no heartbeat for the owner's run lease is stopped
+// and reported LOST, so that when the owner declares it lost and runs it elsewhere, it no
+// longer runs here.
+
 package worker
 
 import (
@@ -20,12 +40,17 @@ import (
 
 var logger = slog.New(slog.NewJSONHandler(os.Stderr, nil))
 
+const (
+	// How often run leases and overdue acknowledgements are checked.
+	tickInterval = 250 * time.Millisecond
+	// A message in flight this long without acknowledgement on a live stream is sent again.
+	resendAfter = 10 * time.Second
+)
+
 // Runtimes this worker hosts.
 var Runtimes = []string{"command"}
 
-// Worker connects to every agent-service replica and executes the runs they assign. Messages
-// about a run go on the connection that assigned it (or last sent ADOPT for it) while that
-// connection is live and talks to the same replica; otherwise they wait in the run's outbox.
+// Worker connects to every agent-service replica and executes the runs they assign.
 type Worker struct {
 	cfg       *Config
 	worktrees *worktrees
@@ -99,6 +124,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		conns.Add(1)
 		go func() { defer conns.Done(); c.runForever(connCtx) }()
 	}
+	conns.Add(1)
+	go func() { defer conns.Done(); w.tickLoop(connCtx) }()
 	<-ctx.Done()
 	w.mu.Lock()
 	w.accepting = false
@@ -114,7 +141,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		case <-deadline:
 		}
 	}
-	w.drain(2 * time.Second)
+	w.awaitAcknowledgements(2 * time.Second)
 	stopConns()
 	conns.Wait()
 	for _, c := range w.clients {
@@ -124,21 +151,31 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// drain waits until the live streams have written what is queued.
-func (w *Worker) drain(timeout time.Duration) {
+// awaitAcknowledgements gives the owners a moment to acknowledge what is in flight.
+func (w *Worker) awaitAcknowledgements(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		busy := false
-		for _, c := range w.conns {
-			c.mu.Lock()
-			busy = busy || (c.live && (len(c.queue) > 0 || c.inflight != nil))
-			c.mu.Unlock()
-		}
-		if !busy {
-			return
-		}
+	for time.Now().Before(deadline) && w.unacknowledged() > 0 && w.anyLive() {
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+func (w *Worker) unacknowledged() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, r := range w.runs {
+		n += r.outbox.unacknowledged()
+	}
+	return n
+}
+
+func (w *Worker) anyLive() bool {
+	for _, c := range w.conns {
+		if live, _ := c.isLive(); live {
+			return true
+		}
+	}
+	return false
 }
 
 // active: the runs not finished (w.mu must NOT be held: a run's lock comes first).
@@ -193,6 +230,7 @@ func (w *Worker) onWelcome(c *connection) {
 	_, replica := c.isLive()
 	for _, r := range w.runs {
 		if r.owner == c && r.ownerReplica == replica {
+			r.outbox.rewind()
 			w.flushLocked(r)
 		}
 	}
@@ -204,33 +242,39 @@ func (w *Worker) onResponse(c *connection, resp *godelv1.ConnectResponse) {
 		w.assign(c, m.Assign)
 	case *godelv1.ConnectResponse_Control:
 		w.control(c, m.Control)
+	case *godelv1.ConnectResponse_RunAck:
+		w.acked(m.RunAck)
 	default:
 		logger.Warn("unexpected message from the replica", "address", c.addr)
 	}
 }
 
-func (w *Worker) requeue(runID string, reqs []*godelv1.ConnectRequest) {
+// requeue takes back the messages of a run that a broken stream did not write.
+func (w *Worker) requeue(runID string, items []*outboxItem) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	r := w.runs[runID]
 	if r == nil {
 		return
 	}
-	r.outbox = append(append([]*godelv1.ConnectRequest(nil), reqs...), r.outbox...)
-	trimOutbox(r)
-	if w.reachable(r) {
-		w.flushLocked(r)
-	}
+	r.outbox.requeue(items)
+	w.flushLocked(r)
 }
 
-func (w *Worker) delivered(runID string, req *godelv1.ConnectRequest) {
-	if u := req.GetUpdate(); u == nil || !terminal[u.GetState()] {
-		return
-	}
+func (w *Worker) acked(ack *godelv1.RunAck) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if r := w.runs[runID]; r != nil && len(r.outbox) == 0 {
-		delete(w.runs, runID)
+	r := w.runs[ack.GetRunId()]
+	if r == nil || !r.outbox.ack(ack.GetSeq()) {
+		return
+	}
+	w.flushLocked(r)
+	w.forgetIfDoneLocked(r) // also when the owner is not reachable (the ack came on another stream)
+}
+
+func (w *Worker) forgetIfDoneLocked(r *run) {
+	if r.finalQueued && r.outbox.len() == 0 && w.runs[r.id] == r {
+		delete(w.runs, r.id)
 	}
 }
 
@@ -247,55 +291,93 @@ func (w *Worker) reachable(r *run) bool {
 func (w *Worker) sendForRun(r *run, req *godelv1.ConnectRequest) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.reachable(r) {
-		w.flushLocked(r)
-		if r.owner.send(r.id, req) {
-			return
-		}
+	if u := req.GetUpdate(); u != nil && terminal[u.GetState()] {
+		r.finalQueued = true
 	}
-	r.outbox = append(r.outbox, req)
-	trimOutbox(r)
+	r.outbox.add(req)
+	w.flushLocked(r)
 }
 
+// flushLocked hands what the run's outbox holds to its owner's stream, if reachable.
 func (w *Worker) flushLocked(r *run) {
-	pending := r.outbox
-	r.outbox = nil
-	for i, req := range pending {
-		if r.owner == nil || !r.owner.send(r.id, req) {
-			r.outbox = append(pending[i:], r.outbox...)
+	if !w.reachable(r) {
+		return
+	}
+	taken := r.outbox.take(time.Now())
+	for i, it := range taken {
+		if !r.owner.send(r.id, it.order, it.req) {
+			r.outbox.requeue(taken[i:])
 			return
 		}
 	}
-}
-
-// trimOutbox drops the oldest log batches past the limit (updates are never dropped).
-func trimOutbox(r *run) {
-	for len(r.outbox) > outboxLimit {
-		dropped := false
-		for i, req := range r.outbox {
-			if req.GetLogs() != nil || req.GetSessionMessage() != nil {
-				r.outbox = append(r.outbox[:i], r.outbox[i+1:]...)
-				dropped = true
-				break
-			}
-		}
-		if !dropped {
-			return
-		}
-	}
+	w.forgetIfDoneLocked(r)
 }
 
 func (w *Worker) takeOwnership(r *run, c *connection) {
 	_, replica := c.isLive()
+	r.mu.Lock() // a run's lock comes before the worker's
+	defer r.mu.Unlock()
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	r.owner, r.ownerReplica = c, replica
+	r.outbox.rewind()
+	if !terminal[r.state] {
+		r.outbox.add(r.updateMessage(r.state, "", "", nil)) // the new owner learns the state first thing
+	}
 	w.flushLocked(r)
-	w.mu.Unlock()
-	if !r.finished() {
-		r.mu.Lock()
-		msg := r.updateMessage(r.state, "", "", nil)
-		r.mu.Unlock()
-		c.send(r.id, msg)
+}
+
+// ------------------------------------------------------------------- leases and resends
+
+func (w *Worker) tickLoop(ctx context.Context) {
+	t := time.NewTicker(tickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			w.tick(now)
+		}
+	}
+}
+
+// tick stops the runs whose owner's lease lapsed and resends what waits too long for its
+// acknowledgement.
+func (w *Worker) tick(now time.Time) {
+	for _, r := range w.snapshot() {
+		w.mu.Lock()
+		owner, replica := r.owner, r.ownerReplica
+		w.mu.Unlock()
+		if owner == nil {
+			continue
+		}
+		silence, lease := owner.silence(replica, now)
+		if lease > 0 && silence > lease && !r.finished() {
+			w.leaseLapsed(r, replica, silence, lease)
+		} else {
+			w.resendOverdue(r, now)
+		}
+	}
+}
+
+func (w *Worker) leaseLapsed(r *run, replica string, silence, lease time.Duration) {
+	howLong := fmt.Sprintf("for %.0fs", silence.Seconds())
+	if silence == never {
+		howLong = "since it restarted"
+	}
+	detail := fmt.Sprintf("the worker lost contact with agent-service replica %s %s (its run lease is %gs)", replica, howLong, lease.Seconds())
+	if first, _ := r.stopFor("lease", detail); first {
+		logger.Warn("run lease lapsed; stopping the run", "run_id", r.id, "detail", detail)
+	}
+}
+
+func (w *Worker) resendOverdue(r *run, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.reachable(r) && r.outbox.overdue(now, resendAfter) {
+		r.outbox.rewind()
+		w.flushLocked(r)
 	}
 }
 
@@ -303,7 +385,7 @@ func (w *Worker) takeOwnership(r *run, c *connection) {
 
 func (w *Worker) reject(c *connection, a *godelv1.RunAssignment, reason string) {
 	logger.Info("run rejected", "run_id", a.GetRunId(), "agent_id", a.GetAgentId(), "error", reason)
-	c.send("", &godelv1.ConnectRequest{Message: &godelv1.ConnectRequest_Update{Update: &godelv1.RunUpdate{
+	c.send("", 0, &godelv1.ConnectRequest{Message: &godelv1.ConnectRequest_Update{Update: &godelv1.RunUpdate{
 		RunId: a.GetRunId(), AgentId: a.GetAgentId(), State: godelv1.RunState_RUN_STATE_REJECTED, Error: reason, Time: timestamppb.Now(),
 	}}})
 }
@@ -360,7 +442,7 @@ func (w *Worker) assign(c *connection, a *godelv1.RunAssignment) {
 // ------------------------------------------------------------------- controls
 
 func (w *Worker) ack(c *connection, ctl *godelv1.RunControl, errMsg string) {
-	c.send("", &godelv1.ConnectRequest{Message: &godelv1.ConnectRequest_Ack{Ack: &godelv1.ControlAck{
+	c.send("", 0, &godelv1.ConnectRequest{Message: &godelv1.ConnectRequest_Ack{Ack: &godelv1.ControlAck{
 		RunId: ctl.GetRunId(), Action: ctl.GetAction(), Ok: errMsg == "", Error: errMsg,
 	}}})
 }
