@@ -76,19 +76,23 @@ class Connection {
   }
 
   private async *requests(hello: ConnectRequest, signal: AbortSignal): AsyncGenerator<ConnectRequest> {
-    yield hello;
-    while (!signal.aborted) {
-      const next = this.queue.shift();
-      if (next === undefined) {
-        await new Promise<void>((ok) => {
-          this.wake = ok;
-          signal.addEventListener("abort", () => ok(), { once: true });
-        });
-        this.wake = undefined;
-        continue;
+    // One listener for the whole stream (one per wait would pile up on a long-lived stream).
+    const stop = () => this.wake?.();
+    signal.addEventListener("abort", stop, { once: true });
+    try {
+      yield hello;
+      while (!signal.aborted) {
+        const next = this.queue.shift();
+        if (next === undefined) {
+          await new Promise<void>((ok) => (this.wake = ok));
+          this.wake = undefined;
+          continue;
+        }
+        yield next[1];
+        if (next[0]) this.w.delivered(next[0], next[1]);
       }
-      yield next[1];
-      if (next[0]) this.w.delivered(next[0], next[1]);
+    } finally {
+      signal.removeEventListener("abort", stop);
     }
   }
 
