@@ -18,6 +18,7 @@ import {
   type RunStatus,
 } from "../gen/godel/v1/worker_service_pb.js";
 import { renderArgv } from "./command.js";
+import { RunOutbox, TERMINAL } from "./outbox.js";
 import { describeExit, signalGroup, watch } from "./procs.js";
 import { Refused, type Sandbox, which } from "./sandbox.js";
 import { gitIdentity, type Worktree } from "./worktrees.js";
@@ -27,7 +28,6 @@ const LOG_FLUSH_MS = 100;
 const LOG_FLUSH_LINES = 200;
 const RESULT_BYTES = 4096;
 const MAX_LINE = 16 * 1024;
-export const TERMINAL = new Set([RunState.SUCCEEDED, RunState.FAILED, RunState.KILLED, RunState.REJECTED]);
 
 interface Outcome {
   success: boolean;
@@ -45,7 +45,7 @@ export class Run {
   lastProgress = timestampNow();
   commits: string[] = [];
   wt?: Worktree;
-  outbox: ConnectRequest[] = [];
+  readonly outbox = new RunOutbox();
   owner?: unknown;
   ownerReplica = "";
   private finalSent = false;
@@ -54,7 +54,8 @@ export class Run {
   private readonly pgids = new Set<number>();
   private lines: RunLogLine[] = [];
   private flushTimer?: NodeJS.Timeout;
-  private stopReason = "";
+  /** Why the run was stopped ("" while it was not). */
+  stopReason = "";
   private stopDetail = "";
   private timedOut = 0;
   readonly done: Promise<void>;
@@ -125,7 +126,8 @@ export class Run {
     return "";
   }
 
-  /** Kills the run's process tree; reason: "kill", "timeout", "limit" or "shutdown". */
+  /** Kills the run's process tree; reason: "kill", "timeout", "limit" (detail: which), "shutdown"
+   * or "lease" (detail: the owner the worker lost contact with). */
   stop(reason: string, detail = ""): string {
     if (this.finished) return `run already finished (${RunState[this.state]})`;
     if (!this.stopReason) [this.stopReason, this.stopDetail] = [reason, detail];
@@ -282,6 +284,7 @@ export class Run {
     else if (this.stopReason === "timeout") error = `timed out after ${this.timedOut}s`;
     else if (this.stopReason === "limit") error = `sandbox: ${this.stopDetail}`;
     else if (this.stopReason === "shutdown") error = "worker shutting down";
+    else if (this.stopReason === "lease") [state, error] = [RunState.LOST, this.stopDetail];
     else if (error) state = RunState.FAILED;
     else if (outcome?.success) state = RunState.SUCCEEDED;
     else error = outcome ? outcome.error : "the runtime ended without an outcome";

@@ -1,8 +1,24 @@
 /// <reference types="node" />
 // The TypeScript worker: one WorkerService.Connect stream per agent-service replica
-// (services/godel_server/worker/connection.py, worker.py), reconnected with jittered backoff;
-// runs routed to the stream that assigned (or last adopted) them, with per-run outboxes while
-// that stream is down.
+// (services/godel_server/worker/connection.py, worker.py), reconnected with jittered backoff.
+//
+// Ownership: messages about a run go on the connection that assigned it (or that last sent ADOPT
+// for it), while that connection is live and still talks to the same replica (same replica_id).
+// Otherwise they wait in the run's outbox, flushed when that replica reconnects or another stream
+// ADOPTs the run.
+//
+// Delivery: a run's updates and usage carry the run's next seq and stay in its outbox until the
+// owner acknowledges them (RunAck); they are sent again on the owner's welcome, on ADOPT or
+// re-assignment, and when in flight for RESEND_MS on a live stream. A finished run leaves the
+// worker's table once all of them are acknowledged. Unlike the Python worker, this one has no
+// state directory and no journal: the outboxes live in memory only. A restarted TypeScript worker
+// comes back without the runs of its previous process and what they left unacknowledged (its
+// hello does not list them, or its old connection falls silent past the lease: the replica runs
+// them again).
+//
+// Lease: a run whose owner has acknowledged no heartbeat for the owner's run lease
+// (WorkerWelcome.run_lease_ms) is stopped and reported LOST, so that when the owner declares it
+// lost and runs it elsewhere, it no longer runs here.
 import { readFileSync } from "node:fs";
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
@@ -15,11 +31,13 @@ import {
   WorkerService,
   type ConnectRequest,
   type ConnectResponse,
+  type RunAck,
   type RunAssignment,
   type RunControl,
 } from "../gen/godel/v1/worker_service_pb.js";
 import { backoff, sleep } from "../retry.js";
 import type { Config } from "./config.js";
+import type { Taken } from "./outbox.js";
 import { PidFiles } from "./procs.js";
 import { Run } from "./run.js";
 import { Sandboxes } from "./sandbox.js";
@@ -27,12 +45,31 @@ import { Worktrees } from "./worktrees.js";
 
 export const RUNTIMES = ["command"];
 const WELCOME_TIMEOUT_MS = 10_000;
-const OUTBOX_LIMIT = 10_000;
+// How often run leases and overdue acknowledgements are checked.
+const TICK_MS = 250;
+// A message in flight this long without acknowledgement on a live stream is sent again.
+const RESEND_MS = 10_000;
+// Heartbeats whose send time is remembered for their acknowledgement.
+const HEARTBEATS_KEPT = 64;
+// Replica ids (one per restart of a replica with a generated id) whose last contact is remembered.
+const REPLICAS_KEPT = 16;
 
+/** A message queued on a stream: its run ("" for none), its order in the run's outbox, itself. */
+type Queued = [runId: string, order: number, request: ConnectRequest];
+
+/** Contact: the replica acknowledges each heartbeat. `silence(replicaId)` is how long ago the newest
+ * heartbeat that replica acknowledged on this connection was sent (the hello, until one is). A
+ * replica restarted under a new id at the same address is another replica: its acknowledgements
+ * renew nothing of the old one's. */
 class Connection {
   live = false;
   replicaId = "";
-  private queue: [string, ConnectRequest][] = [];
+  // The replica's run lease (0: none).
+  runLeaseMs = 0;
+  private readonly contact = new Map<string, number>();
+  private heartbeatSeq = 0n;
+  private readonly heartbeatsSent = new Map<bigint, number>();
+  private queue: Queued[] = [];
   private wake?: () => void;
   private refused = false;
 
@@ -43,11 +80,43 @@ class Connection {
     private readonly headers: Record<string, string>,
   ) {}
 
-  send(runId: string, req: ConnectRequest): boolean {
+  /** Queues a message on the live stream; false (nothing queued) when the stream is down. */
+  send(runId: string, req: ConnectRequest, order = 0): boolean {
     if (!this.live) return false;
-    this.queue.push([runId, req]);
+    this.queue.push([runId, order, req]);
     this.wake?.();
     return true;
+  }
+
+  /** Milliseconds since the newest heartbeat replica `replicaId` acknowledged here was sent. */
+  silence(replicaId: string, now: number): number {
+    const contact = this.contact.get(replicaId);
+    return contact === undefined ? Infinity : now - contact;
+  }
+
+  private contacted(sent: number): void {
+    this.contact.set(this.replicaId, Math.max(this.contact.get(this.replicaId) ?? sent, sent));
+    for (const replica of this.contact.keys()) {
+      if (this.contact.size <= REPLICAS_KEPT) break;
+      this.contact.delete(replica);
+    }
+  }
+
+  private sendHeartbeat(): void {
+    const seq = ++this.heartbeatSeq;
+    this.heartbeatsSent.set(seq, performance.now());
+    for (const old of this.heartbeatsSent.keys()) {
+      if (this.heartbeatsSent.size <= HEARTBEATS_KEPT) break;
+      this.heartbeatsSent.delete(old);
+    }
+    this.send("", create(ConnectRequestSchema, { message: { case: "heartbeat", value: { ...this.w.heartbeat(), seq } } }));
+  }
+
+  private heartbeatAcked(seq: bigint): void {
+    const sent = this.heartbeatsSent.get(seq);
+    if (sent === undefined) return;
+    this.contacted(sent);
+    for (const old of this.heartbeatsSent.keys()) if (old <= seq) this.heartbeatsSent.delete(old);
   }
 
   async runForever(signal: AbortSignal): Promise<void> {
@@ -76,19 +145,22 @@ class Connection {
   }
 
   private async *requests(hello: ConnectRequest, signal: AbortSignal): AsyncGenerator<ConnectRequest> {
-    yield hello;
-    while (!signal.aborted) {
-      const next = this.queue.shift();
-      if (next === undefined) {
-        await new Promise<void>((ok) => {
-          this.wake = ok;
-          signal.addEventListener("abort", () => ok(), { once: true });
-        });
-        this.wake = undefined;
-        continue;
+    // One listener for the whole stream (one per wait would pile up on a long-lived stream).
+    const stop = () => this.wake?.();
+    signal.addEventListener("abort", stop, { once: true });
+    try {
+      yield hello;
+      while (!signal.aborted) {
+        const next = this.queue.shift();
+        if (next === undefined) {
+          await new Promise<void>((ok) => (this.wake = ok));
+          this.wake = undefined;
+          continue;
+        }
+        yield next[2];
       }
-      yield next[1];
-      if (next[0]) this.w.delivered(next[0], next[1]);
+    } finally {
+      signal.removeEventListener("abort", stop);
     }
   }
 
@@ -98,6 +170,7 @@ class Connection {
     const abort = () => controller.abort();
     outer.addEventListener("abort", abort, { once: true });
     const hello = create(ConnectRequestSchema, { message: { case: "hello", value: this.w.hello() } });
+    const helloSent = performance.now();
     const welcomeTimer = setTimeout(() => controller.abort(), WELCOME_TIMEOUT_MS);
     let welcomed = false;
     let heartbeat: NodeJS.Timeout | undefined;
@@ -110,15 +183,19 @@ class Connection {
           welcomed = true;
           this.live = true;
           this.replicaId = response.message.value.replicaId;
+          this.runLeaseMs = Math.max(response.message.value.runLeaseMs, 0);
+          this.contacted(helloSent);
+          this.heartbeatsSent.clear();
           if (this.refused) this.w.log("INFO", "the agent service accepts this worker's API key again", { address: this.address });
           this.refused = false;
           this.w.log("INFO", "worker connected", { address: this.address, replica: this.replicaId });
           const interval = Math.max(response.message.value.heartbeatIntervalMs || 5000, 10);
-          heartbeat = setInterval(() => this.send("", create(ConnectRequestSchema, { message: { case: "heartbeat", value: this.w.heartbeat() } })), interval);
+          heartbeat = setInterval(() => this.sendHeartbeat(), interval);
           this.w.onWelcome(this);
           continue;
         }
-        this.w.onResponse(this, response);
+        if (response.message.case === "heartbeatAck") this.heartbeatAcked(response.message.value.seq);
+        else this.w.onResponse(this, response);
       }
       return welcomed;
     } finally {
@@ -135,9 +212,9 @@ class Connection {
     this.live = false;
     const items = this.queue;
     this.queue = [];
-    const unsent = new Map<string, ConnectRequest[]>();
-    for (const [runId, req] of items) if (runId) unsent.set(runId, [...(unsent.get(runId) ?? []), req]);
-    for (const [runId, reqs] of unsent) this.w.requeue(runId, reqs);
+    const unsent = new Map<string, Taken[]>();
+    for (const [runId, order, req] of items) if (runId) unsent.set(runId, [...(unsent.get(runId) ?? []), [order, req]]);
+    for (const [runId, taken] of unsent) this.w.requeue(runId, taken);
   }
 }
 
@@ -173,15 +250,27 @@ export class Worker {
     this.log("INFO", "worker starting", { worker_id: this.cfg.workerId, connect: this.cfg.connect, capacity: this.cfg.capacity, labels: this.cfg.labels, sandbox: this.cfg.sandbox });
     const connections = new AbortController();
     const loops = this.connections.map((c) => c.runForever(connections.signal));
+    const ticks = setInterval(() => this.tick(), TICK_MS);
     await new Promise<void>((ok) => signal.addEventListener("abort", () => ok(), { once: true }));
     this.accepting = false;
     const active = this.active();
     for (const r of active) r.stop("shutdown");
     await Promise.race([Promise.all(active.map((r) => r.done)), sleep(5000)]);
-    await sleep(500); // the last updates go out
+    await this.awaitAcknowledgements(2000);
+    clearInterval(ticks);
     connections.abort();
     await Promise.allSettled(loops);
     this.log("INFO", "worker stopped", { worker_id: this.cfg.workerId });
+  }
+
+  /** Gives the owners a moment to acknowledge what is in flight (the rest is lost with this
+   * process: there is no journal). */
+  private async awaitAcknowledgements(timeoutMs: number): Promise<void> {
+    const deadline = performance.now() + timeoutMs;
+    while ([...this.runs.values()].some((r) => r.outbox.unacknowledged > 0) && performance.now() < deadline) {
+      if (!this.connections.some((c) => c.live)) return;
+      await sleep(20);
+    }
   }
 
   private active(): Run[] {
@@ -197,27 +286,37 @@ export class Worker {
   }
 
   onWelcome(c: Connection): void {
-    for (const r of this.runs.values()) if (r.owner === c && r.ownerReplica === c.replicaId) this.flush(r);
+    for (const r of this.runs.values()) {
+      if (r.owner === c && r.ownerReplica === c.replicaId) {
+        r.outbox.rewind();
+        this.flush(r);
+      }
+    }
   }
 
   onResponse(c: Connection, response: ConnectResponse): void {
     if (response.message.case === "assign") this.assign(c, response.message.value);
     else if (response.message.case === "control") this.control(c, response.message.value);
-    else this.log("WARN", "unexpected message from the replica", { address: c.address });
+    else if (response.message.case === "runAck") this.acked(response.message.value);
+    else this.log("WARN", "unexpected message from the replica", { kind: response.message.case, address: c.address });
   }
 
-  requeue(runId: string, reqs: ConnectRequest[]): void {
+  requeue(runId: string, taken: Taken[]): void {
     const r = this.runs.get(runId);
     if (!r) return;
-    r.outbox.unshift(...reqs);
-    this.trim(r);
+    r.outbox.requeue(taken);
     if (this.reachable(r)) this.flush(r);
   }
 
-  delivered(runId: string, req: ConnectRequest): void {
-    if (req.message.case !== "update" || !TERMINAL_STATES.has(req.message.value.state)) return;
-    const r = this.runs.get(runId);
-    if (r && r.outbox.length === 0) this.runs.delete(runId);
+  private acked(ack: RunAck): void {
+    const r = this.runs.get(ack.runId);
+    if (!r || !r.outbox.ack(ack.seq)) return;
+    this.flush(r);
+    this.forgetIfDone(r);
+  }
+
+  private forgetIfDone(r: Run): void {
+    if (r.finished && r.outbox.length === 0 && this.runs.get(r.id) === r) this.runs.delete(r.id);
   }
 
   private reachable(r: Run): r is Run & { owner: Connection } {
@@ -225,39 +324,48 @@ export class Worker {
   }
 
   sendForRun(r: Run, req: ConnectRequest): void {
-    if (this.reachable(r)) {
-      this.flush(r);
-      if (r.owner.send(r.id, req)) return;
-    }
-    r.outbox.push(req);
-    this.trim(r);
+    r.outbox.add(req);
+    this.flush(r);
   }
 
   private flush(r: Run): void {
-    const pending = r.outbox;
-    r.outbox = [];
-    for (let i = 0; i < pending.length; i++) {
-      if (!(r.owner instanceof Connection) || !r.owner.send(r.id, pending[i]!)) {
-        r.outbox = [...pending.slice(i), ...r.outbox];
-        return;
-      }
+    if (!this.reachable(r)) return;
+    const taken = r.outbox.take(performance.now());
+    for (let i = 0; i < taken.length; i++) {
+      const [order, req] = taken[i]!;
+      if (!r.owner.send(r.id, req, order)) return r.outbox.requeue(taken.slice(i));
     }
-  }
-
-  /** Drops the oldest log batches past the limit (updates are never dropped). */
-  private trim(r: Run): void {
-    while (r.outbox.length > OUTBOX_LIMIT) {
-      const i = r.outbox.findIndex((m) => m.message.case === "logs" || m.message.case === "sessionMessage");
-      if (i < 0) return;
-      r.outbox.splice(i, 1);
-    }
+    this.forgetIfDone(r);
   }
 
   private takeOwnership(r: Run, c: Connection): void {
     r.owner = c;
     r.ownerReplica = c.replicaId;
+    r.outbox.rewind();
+    // The new owner learns the current state first thing.
+    if (!r.finished) r.outbox.add(r.updateMessage(r.state));
     this.flush(r);
-    if (!r.finished) c.send(r.id, r.updateMessage(r.state));
+  }
+
+  /** Stops the runs whose owner's lease lapsed; sends again what waits too long for its ack. */
+  private tick(): void {
+    const now = performance.now();
+    for (const r of [...this.runs.values()]) {
+      if (!(r.owner instanceof Connection)) continue;
+      const silence = r.owner.silence(r.ownerReplica, now);
+      if (!r.finished && r.owner.runLeaseMs > 0 && silence > r.owner.runLeaseMs) this.leaseLapsed(r, r.owner, silence);
+      else if (this.reachable(r) && r.outbox.overdue(now, RESEND_MS)) {
+        r.outbox.rewind();
+        this.flush(r);
+      }
+    }
+  }
+
+  private leaseLapsed(r: Run, c: Connection, silenceMs: number): void {
+    const howLong = silenceMs === Infinity ? "since it restarted" : `for ${Math.round(silenceMs / 1000)}s`;
+    const detail = `the worker lost contact with agent-service replica ${r.ownerReplica} ${howLong} (its run lease is ${c.runLeaseMs / 1000}s)`;
+    if (!r.stopReason) this.log("WARN", "run lease lapsed; stopping the run", { run_id: r.id, detail });
+    r.stop("lease", detail);
   }
 
   private reject(c: Connection, a: RunAssignment, error: string): void {
@@ -319,5 +427,3 @@ export class Worker {
     this.ack(c, ctl, "");
   }
 }
-
-const TERMINAL_STATES = new Set([RunState.SUCCEEDED, RunState.FAILED, RunState.KILLED, RunState.REJECTED]);
