@@ -470,7 +470,7 @@ func (r *run) finish(ctx context.Context, out *outcome, errMsg string) {
 	case reason == "limit":
 		errMsg = "sandbox: " + detail
 	case reason == "shutdown":
-		errMsg = "worker shutting down"
+		state, errMsg = godelv1.RunState_RUN_STATE_LOST, "worker shutting down"
 	case reason == "lease":
 		state, errMsg = godelv1.RunState_RUN_STATE_LOST, detail
 	case errMsg != "":

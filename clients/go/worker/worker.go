@@ -109,7 +109,7 @@ func mutualTLS(cfg *Config) (*tls.Config, error) {
 
 // Run checks the sandbox (an error when agents cannot be sandboxed here), kills what a dead
 // worker on the same root left running, connects, and runs until ctx is done; then it kills
-// what still runs and reports it FAILED "worker shutting down".
+// what still runs and reports it LOST "worker shutting down" (it runs again elsewhere).
 func (w *Worker) Run(ctx context.Context) error {
 	if err := w.sandboxes.check(ctx); err != nil {
 		return err

@@ -256,6 +256,14 @@ func gitRepo(t *testing.T) string {
 // startWorker runs a worker (sandbox off) connected to the replicas until the test ends.
 func startWorker(t *testing.T, replicas ...*fakeReplica) *Worker {
 	t.Helper()
+	w, _ := startStoppableWorker(t, replicas...)
+	return w
+}
+
+// startStoppableWorker starts a worker connected to replicas; stop shuts it down as SIGTERM
+// does and returns once Run has (the test's cleanup stops it too).
+func startStoppableWorker(t *testing.T, replicas ...*fakeReplica) (w *Worker, stop func()) {
+	t.Helper()
 	cfg := &Config{WorkerID: "go-test-worker", Capacity: 4, Home: t.TempDir(), WorktreeRoot: t.TempDir(),
 		Labels: map[string]string{"language": Language}, Hostname: "test", Sandbox: "off", Bwrap: "bwrap"}
 	for _, f := range replicas {
@@ -268,7 +276,7 @@ func startWorker(t *testing.T, replicas ...*fakeReplica) *Worker {
 	ctx, cancel := context.WithCancel(context.Background())
 	stopped := make(chan error, 1)
 	go func() { stopped <- w.Run(ctx) }()
-	t.Cleanup(func() {
+	stop = sync.OnceFunc(func() {
 		cancel()
 		select {
 		case err := <-stopped:
@@ -282,10 +290,11 @@ func startWorker(t *testing.T, replicas ...*fakeReplica) *Worker {
 			t.Logf("worker log:\n%s", logs)
 		}
 	})
+	t.Cleanup(stop)
 	for _, f := range replicas {
 		waitFor(t, "the worker connects to "+f.replicaID(), func() bool { return f.streamCount() > 0 })
 	}
-	return w
+	return w, stop
 }
 
 func holds(w *Worker, runID string) bool {
@@ -515,4 +524,20 @@ func TestAReplicaRestartedUnderANewIDIsAnotherReplica(t *testing.T) {
 		t.Errorf("LOST error %q, want it to contain %q", lost.GetError(), want)
 	}
 	waitFor(t, "the worker forgets the acknowledged run", func() bool { return !holds(w, "run-1") })
+}
+
+// A run the worker kills because it shuts down ended without an outcome of its own: LOST (it
+// runs again elsewhere), not the agent's failure.
+func TestARunStoppedByTheWorkersShutdownIsLost(t *testing.T) {
+	repo := gitRepo(t)
+	f := startReplica(t, "replica-shutdown", 0)
+	_, stop := startStoppableWorker(t, f)
+	f.assign(t, 0, "run-s", repo, "exec sleep 60")
+	waitFor(t, "run-s runs", func() bool { return hasState(f.updates(0, "run-s"), godelv1.RunState_RUN_STATE_RUNNING) })
+	stop()
+	waitFor(t, "run-s is reported as it ends", func() bool { return terminal[lastUpdate(f.updates(0, "run-s")).GetState()] })
+	final := lastUpdate(f.updates(0, "run-s"))
+	if final.GetState() != godelv1.RunState_RUN_STATE_LOST || final.GetError() != "worker shutting down" {
+		t.Errorf("final update %v %q, want LOST \"worker shutting down\"", final.GetState(), final.GetError())
+	}
 }

@@ -169,7 +169,12 @@ async function startWorker(t, replicas) {
       case: "assign",
       value: { runId, agentId, sessionId: runId, task: "test", config: { runtime: "command", command: ["sh", "-c", script] }, repo, branch: `godel/${agentId}` },
     });
-  return { logs, assign };
+  /** Stops the worker as SIGTERM does; resolves once its run() has. */
+  const shutdown = async () => {
+    stop.abort();
+    await running;
+  };
+  return { logs, assign, shutdown };
 }
 
 const lists = (heartbeatOrHello, runId) => heartbeatOrHello.runs.some((r) => r.runId === runId);
@@ -278,4 +283,16 @@ test("RunAck and HeartbeatAck are no unexpected message; heartbeats are numbered
   assert.deepEqual(logs.filter((l) => l.level === "WARN"), []);
   const seqs = stream.of("heartbeat").map((h) => h.seq);
   assert.deepEqual(seqs.slice(0, 3), [1n, 2n, 3n]);
+});
+
+test("a run the worker kills because it shuts down is reported LOST (it runs again elsewhere), not FAILED", async (t) => {
+  const replica = await new Replica("replica-shutdown").start();
+  replica.ackRun = () => true;
+  const { assign, shutdown } = await startWorker(t, [replica]);
+  const s = await replica.stream(1);
+  assign(s, "run-s", "agent-s", "sleep 60");
+  await waitFor(() => s.updates("run-s").some((u) => u.state === RunState.RUNNING), "run-s to run");
+  await shutdown();
+  const final = await waitFor(() => s.updates("run-s").find((u) => [RunState.SUCCEEDED, RunState.FAILED, RunState.KILLED, RunState.LOST].includes(u.state)), "run-s to be reported as it ends");
+  assert.deepEqual([RunState[final.state], final.error], ["LOST", "worker shutting down"]);
 });

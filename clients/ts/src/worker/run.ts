@@ -283,7 +283,7 @@ export class Run {
     if (this.stopReason === "kill") [state, error] = [RunState.KILLED, this.stopDetail];
     else if (this.stopReason === "timeout") error = `timed out after ${this.timedOut}s`;
     else if (this.stopReason === "limit") error = `sandbox: ${this.stopDetail}`;
-    else if (this.stopReason === "shutdown") error = "worker shutting down";
+    else if (this.stopReason === "shutdown") [state, error] = [RunState.LOST, "worker shutting down"];
     else if (this.stopReason === "lease") [state, error] = [RunState.LOST, this.stopDetail];
     else if (error) state = RunState.FAILED;
     else if (outcome?.success) state = RunState.SUCCEEDED;
