@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer
@@ -151,21 +153,42 @@ async def test_tls_with_a_client_certificate_round_trips_and_none_is_refused(kaf
         await kafka_ping(replace(kafka.ssl, ssl_cert_file=None, ssl_key_file=None), timeout=10)
 
 
+async def describe_new_topic(
+    kafka: KafkaSettings, topic: str, timeout: float = 30
+) -> tuple[dict[str, Any], Any]:
+    """The topic's config entries (by name) and metadata once the broker answers for it.
+    CreateTopics returns when the controller has the topic; the broker a describe goes to may not
+    have caught up yet (UNKNOWN_TOPIC_OR_PARTITION, no entries), which a loaded machine shows."""
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    await admin.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+            config_error, _message, _type, _name, entries = described[0].resources[0][:5]
+            # Only then the metadata: a metadata request for a topic the broker does not know
+            # may create it with the broker's defaults (auto.create.topics.enable).
+            metadata = await admin.describe_topics([topic]) if config_error == 0 else [{"error_code": None}]
+            if metadata[0]["error_code"] == 0:
+                return {e[0]: e for e in entries}, metadata[0]
+            if time.monotonic() >= deadline:
+                raise AssertionError(
+                    f"{topic} not described after {timeout:g}s: config error {config_error}, "
+                    f"metadata error {metadata[0]['error_code']}"
+                )
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
 async def test_topics_get_the_configured_min_insync_replicas(kafka: SecureKafka) -> None:
     topic = f"godel.test.isr.{uuid.uuid4().hex[:8]}"
     await ensure_topics(replace(kafka.plaintext, partitions=2, min_insync_replicas=1), (topic,))
-    admin = AIOKafkaAdminClient(**client_options(kafka.plaintext))
-    await admin.start()
-    try:
-        described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
-        metadata = await admin.describe_topics([topic])
-    finally:
-        await admin.close()
-    entries = {e[0]: e for e in described[0].resources[0][4]}
+    entries, metadata = await describe_new_topic(kafka.plaintext, topic)
     name, value, _read_only, source = entries["min.insync.replicas"][:4]
     assert (name, value) == ("min.insync.replicas", "1")
     assert source == 1  # DYNAMIC_TOPIC_CONFIG: set on the topic by us, not the broker default
-    assert len(metadata[0]["partitions"]) == 2
+    assert len(metadata["partitions"]) == 2
 
 
 async def test_a_replication_factor_the_cluster_cannot_meet_fails_loudly(kafka: SecureKafka) -> None:
