@@ -765,7 +765,8 @@ class Outcome:
     cpu_pct: dict[str, float]  # CPU % (of one core) of each mesh process during the mixed load
     profile: dict[str, Any] | None = None  # summarise_folded of the agent service, with --profile
     per_second: list[int] = field(default_factory=list)  # answered mixed calls in each second of the run
-    server_ms: dict[str, float] = field(default_factory=dict)  # server_ms_per_call of the agent service
+    # server_ms_per_call of the agent service (its first process, with --agent-replicas)
+    server_ms: dict[str, float] = field(default_factory=dict)
     gateway: list[KindResult] = field(default_factory=list)  # the mixed calls as Envoy timed them
 
 
@@ -998,6 +999,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="sample the agent service with py-spy (100 Hz, non-blocking) during the mixed load",
     )
+    parser.add_argument(
+        "--agent-replicas",
+        type=int,
+        default=1,
+        help="agent-service processes behind the gateway (1); the others share its database",
+    )
     common.add_mesh_options(parser)
     args = parser.parse_args(argv)
     if args.quick:
@@ -1016,6 +1023,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--duration and --echo-duration must be in (0, 3600] seconds")
     if args.requests is not None and not 1 <= args.requests <= 10_000_000:
         parser.error("--requests must be 1..10,000,000")
+    if not 1 <= args.agent_replicas <= 8:
+        parser.error("--agent-replicas must be 1..8")
     if args.seed_agents < 1 or args.warmup < 0 or not 1 <= args.page_size <= 1000 or args.timeout <= 0:
         parser.error("--seed-agents >= 1, --warmup >= 0, --page-size 1..1000, --timeout > 0")
     return args
@@ -1025,6 +1034,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with common.Run(args.home, keep=args.keep, prefix="godel-bench-mixed-", postgres=args.postgres) as run:
         mesh, api_key = run.start(echo=True, workers=0)
+        if args.agent_replicas > 1:
+            for n in range(2, args.agent_replicas + 1):
+                common.say(f"starting agent-service replica agent-{n} ...")
+                mesh.start_agent_replica(f"agent-{n}")
+            mesh.restart_gateway()  # routes to every replica
         facts = common.machine_facts(run.backend, libraries=(httpx,), envoy=True, pg=run.pg)
         outcome = asyncio.run(run_benchmark(mesh, run.echo_port, api_key, args, run.home))
         facts["load_avg_at_end"] = common.load_avg()
@@ -1044,6 +1058,7 @@ def main(argv: list[str] | None = None) -> int:
                 "page_size": args.page_size,
                 "timeout": args.timeout,
                 "postgres": args.postgres,
+                "agent_replicas": args.agent_replicas,
                 "echo_via_envoy": False,
             },
             "results": [asdict(r) for r in outcome.rows],
