@@ -371,6 +371,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0.5,
         help="pause (s) after each mesh phase, then wait (max 15 s) for the agent outbox to drain (0.5)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="workers running the created agents (1); 0 times the create path alone",
+    )
     parser.add_argument("--quick", action="store_true", help="a smoke run: 40 requests, 4 warm-up, 1 round")
     common.add_mesh_options(parser)
     args = parser.parse_args(argv)
@@ -378,6 +384,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.requests, args.warmup, args.rounds = 40, 4, 1
     if args.requests < 1 or args.concurrency < 1 or args.rounds < 1 or args.warmup < 0:
         parser.error("--requests, --concurrency and --rounds must be >= 1, --warmup >= 0")
+    if not 0 <= args.workers <= 8:
+        parser.error("--workers must be 0..8")
     if args.requests > 1_000_000:
         parser.error("--requests is capped at 1,000,000")
     return args
@@ -386,7 +394,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     with common.Run(args.home, keep=args.keep, prefix="godel-bench-", postgres=args.postgres) as run:
-        mesh, api_key = run.start(echo=True)
+        mesh, api_key = run.start(echo=True, workers=args.workers)
         facts = common.machine_facts(run.backend, libraries=(httpx,), envoy=True, pg=run.pg)
         results, request_bytes = asyncio.run(run_benchmark(mesh, run.echo_port, api_key, args))
         facts["request_bytes"] = request_bytes
@@ -401,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
                 "rounds": args.rounds,
                 "settle": args.settle,
                 "postgres": args.postgres,
+                "workers": args.workers,
             },
             "results": [asdict(r) for r in results],
             "ratios": ratios_json(results),
