@@ -48,6 +48,11 @@ stop_bench() {
   for _ in $(seq 60); do kill -0 "$bench" 2>/dev/null || break; sleep 1; done
   kill -KILL -- -"$bench" 2>/dev/null
   wait "$bench" 2>/dev/null
+  # The benchmark's services run in sessions of their own, out of the loop's group: stop what still
+  # runs from the bench clone.
+  pkill -TERM -f -- "$out/bench/" 2>/dev/null
+  for _ in $(seq 30); do pgrep -f -- "$out/bench/" >/dev/null || break; sleep 1; done
+  pkill -KILL -f -- "$out/bench/" 2>/dev/null
 }
 trap 'stop_bench; say "interrupted"; exit 130' INT TERM
 sleep 60  # the first benchmark is up and loading the machine
