@@ -10,9 +10,10 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from godel.v1 import agent_events_pb2, agent_pb2, event_pb2
 from godel_deploy.postgres import PostgresServer
@@ -247,3 +248,57 @@ async def test_outbox_rows_commit_or_roll_back_with_the_state_change(db: Databas
     decoded = event_pb2.Event()
     decoded.ParseFromString(row["value"])
     assert decoded.id == event.id
+
+
+async def _backend_pid(db: Database) -> int:
+    async with db.reader() as session:
+        pid: int = (await session.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+    return pid
+
+
+def _counted_pings(db: Database, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    pings: list[int] = []
+    ping = db.engine.dialect.do_ping
+
+    def counted(dbapi_connection: Any) -> bool:
+        pings.append(1)
+        return ping(dbapi_connection)
+
+    monkeypatch.setattr(db.engine.dialect, "do_ping", counted)
+    return pings
+
+
+async def test_a_pooled_connection_in_steady_use_is_not_pinged(
+    postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = postgres.url(f"ping_{uuid.uuid4().hex[:10]}")
+    await ensure_postgres_database(url)
+    busy, idle = Database(url, ping_idle_after=3600), Database(url, ping_idle_after=0)
+    try:
+        busy_pings, idle_pings = _counted_pings(busy, monkeypatch), _counted_pings(idle, monkeypatch)
+        for _ in range(20):
+            await _backend_pid(busy)
+            await _backend_pid(idle)
+        # One connection each, reused: pinged at a checkout only when it has been idle long enough.
+        assert len(busy_pings) == 0
+        assert len(idle_pings) == 20
+    finally:
+        await busy.close()
+        await idle.close()
+
+
+async def test_a_pooled_connection_the_server_closed_while_idle_is_replaced(postgres: PostgresServer) -> None:
+    url = postgres.url(f"ping_{uuid.uuid4().hex[:10]}")
+    await ensure_postgres_database(url)
+    db, admin = Database(url, ping_idle_after=0), Database(url)
+    try:
+        pid = await _backend_pid(db)
+        async with admin.session() as session:  # as a server restart or an idle timeout would
+            assert (await session.execute(text(f"SELECT pg_terminate_backend({pid})"))).scalar_one()
+        # The pooled connection is dead: the ping finds it and the pool connects anew, unseen.
+        assert await _backend_pid(db) != pid
+        async with db.session() as session:
+            assert (await session.execute(text("SELECT 1"))).scalar_one() == 1
+    finally:
+        await db.close()
+        await admin.close()

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy.exc import InternalError, OperationalError
 
 from godel_server.runtime import rbac
 from godel_server.runtime.apikeys import ROLES
@@ -85,8 +86,30 @@ SHAPES: dict[str, tuple[Callable[..., grpc.RpcMethodHandler], Any]] = {
     "BidiGenerator": (grpc.stream_stream_rpc_method_handler, bidi_generator),
     "BidiCoroutine": (grpc.stream_stream_rpc_method_handler, bidi_coroutine),
 }
-# Not one of the call shapes that every test drives: it never ends by itself.
-HANDLERS = {**SHAPES, "StubbornStream": (grpc.unary_stream_rpc_method_handler, stubborn_stream)}
+
+
+def failing(error: Exception) -> Callable[[bytes, Any], Any]:
+    async def behavior(request: bytes, context: Any) -> bytes:
+        raise error
+
+    return behavior
+
+
+# What the database driver raises: unreachable, a connection that broke under the statement, and
+# a plain error of the driver (a bug, not an outage).
+DB_ERRORS = {
+    "DatabaseDown": OperationalError("SELECT 1", None, ConnectionRefusedError("connection refused")),
+    "ConnectionBroke": InternalError(
+        "SELECT 1", None, Exception("cannot switch to state 15"), connection_invalidated=True
+    ),
+    "DriverBug": InternalError("SELECT 1", None, Exception("cannot switch to state 15")),
+}
+# Not call shapes that every test drives: one never ends by itself, the others fail.
+HANDLERS = {
+    **SHAPES,
+    "StubbornStream": (grpc.unary_stream_rpc_method_handler, stubborn_stream),
+    **{name: (grpc.unary_unary_rpc_method_handler, failing(error)) for name, error in DB_ERRORS.items()},
+}
 
 
 @pytest.fixture
@@ -213,3 +236,36 @@ async def test_a_client_that_goes_away_mid_write_is_no_server_error(
     assert (cancelled._value.get(), internal._value.get()) == (before[0] + 1, before[1])
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert "the client went away during the call" in [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("DatabaseDown", grpc.StatusCode.UNAVAILABLE),
+        ("ConnectionBroke", grpc.StatusCode.UNAVAILABLE),
+        ("DriverBug", grpc.StatusCode.INTERNAL),
+    ],
+)
+async def test_an_unreachable_database_is_unavailable_not_a_server_error(
+    server: grpc.aio.Channel, caplog: pytest.LogCaptureFixture, name: str, code: grpc.StatusCode
+) -> None:
+    """A client may try again after UNAVAILABLE (the database is down or restarting); anything else
+    the driver raises stays an internal error, logged with its stack trace."""
+    path = f"/{SERVICE}/{name}"
+    counted = RPC_HANDLED.labels(path, code.name)
+    before = counted._value.get()
+    with (
+        caplog.at_level(logging.INFO, logger="godel_server.runtime.interceptors"),
+        pytest.raises(grpc.aio.AioRpcError) as failed,
+    ):
+        await server.unary_unary(path)(b"", metadata=(("x-api-key", "admin-key"),))
+    assert failed.value.code() == code
+    assert counted._value.get() == before + 1
+    messages = [r.getMessage() for r in caplog.records]
+    if code == grpc.StatusCode.UNAVAILABLE:
+        assert failed.value.details() == "the database is unreachable; try again shortly"
+        assert "the database is unreachable" in messages and "unhandled error in rpc" not in messages
+        assert "SELECT 1" not in caplog.text  # the statement (and its parameters) stay out of logs
+    else:
+        assert "internal error (request id" in (failed.value.details() or "")
+        assert "unhandled error in rpc" in messages

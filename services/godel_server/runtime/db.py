@@ -11,7 +11,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, InvalidatePoolError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from godel_server.runtime import tracing
@@ -23,6 +24,42 @@ T = TypeVar("T")
 # The database cannot be reached (down, restarting, network): a later try will work, so a record
 # that failed with one of these is retried, never quarantined or dropped.
 DB_UNAVAILABLE = (OperationalError, InterfaceError, OSError, TimeoutError)
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether an error says the database could not be reached (a later try will work): it could not
+    connect, or the connection broke under the statement (a server restart; asyncpg may then raise
+    an InternalError, which SQLAlchemy marks `connection_invalidated`)."""
+    return isinstance(exc, DB_UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+
+
+# A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out, so one
+# the server closed meanwhile (a restart, an idle timeout) is replaced instead of failing a request.
+# SQLAlchemy's pool_pre_ping pings on every checkout, and asyncpg's ping is three round trips (BEGIN,
+# a query, ROLLBACK): under load that tripled the trips of a one-query read. A connection used a
+# moment ago needs no ping; if the server went away within that moment, the statement fails as it
+# would have with a ping, and the pool drops every connection older than that failure.
+PING_IDLE_AFTER = 1.0
+_IDLE_SINCE = "godel_idle_since"
+
+
+def _ping_when_idle(dialect: Dialect, idle_after: float) -> dict[str, Callable[..., None]]:
+    """Pool listeners (by event name) that ping a connection idle for longer than `idle_after` s."""
+
+    def mark_idle(_dbapi_connection: Any, record: Any, *_: Any) -> None:
+        record.info[_IDLE_SINCE] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get(_IDLE_SINCE)
+        if idle_since is not None and time.monotonic() - idle_since < idle_after:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except Exception as exc:
+            # The pool replaces this connection and every one older (two attempts, then it raises).
+            raise InvalidatePoolError(f"a pooled connection failed its ping: {exc!r}") from exc
+
+    return {"connect": mark_idle, "checkin": mark_idle, "checkout": checkout}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -37,7 +74,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 class Database:
     """Owns one service's engine; `session()` is a unit of work that commits on success."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(self, url: str, *, echo: bool = False, ping_idle_after: float = PING_IDLE_AFTER) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         # JSON columns never get a NUL escape (PostgreSQL's JSONB refuses it; see runtime/text.py).
@@ -53,10 +90,13 @@ class Database:
             # One trip to aiosqlite's thread per statement instead of three or four (runtime/sqlite.py).
             kwargs["async_creator"] = sqlite_connector(url)
         else:
-            kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
+            kwargs.update(pool_size=10, max_overflow=20)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            for name, listener in _ping_when_idle(self.engine.dialect, ping_idle_after).items():
+                event.listen(self.engine.sync_engine, name, listener)
         tracing.trace_engine(self.engine)  # statements as spans of the request's trace (tracing on)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         # SQLite has one writer at a time; queueing writers here is much faster than letting them
