@@ -3,8 +3,8 @@ spend it (issue 18).
 
 It starts the real pieces of the agent service without Kafka or a mesh: `ServiceHost` with the
 `AgentService` (the real grpc.aio server, `GodelServerInterceptor` with its caller policy, the real
-`RemoteKeyVerifier` and its cache, the servicers, the migrated SQLite database through the one
-`Database`), plus a stub AuthService in the same process that answers `Authenticate` for one admin
+`RemoteKeyVerifier` and its cache, the servicers, the migrated database through the one `Database`:
+SQLite, or with --postgres a throw-away PostgreSQL), plus a stub AuthService in the same process that answers `Authenticate` for one admin
 API key (the verifier asks it once per cache period, as it asks the cluster service). It seeds
 --agents agents, then a client in a *separate* process (so its CPU is not counted) drives, over a
 real channel at --concurrency in flight:
@@ -13,9 +13,10 @@ real channel at --concurrency in flight:
      (--page-size, no filter), unprofiled: the service process's CPU time (all its threads, from
      `time.process_time`) per call;
   2. the same again under cProfile (CPU time of the event-loop thread; aiosqlite's thread is not
-     in it), printing each method's top entries by own time.
+     in it), printing each method's top entries by own time and its Python function calls per
+     call (a count: what load on the machine does not change, so compare trees by it on a busy one).
 
-    python bench/read_path_profile.py [--calls 3000] [--concurrency 32] [--agents 500] [--top 25]
+    python bench/read_path_profile.py [--calls 3000] [--concurrency 32] [--agents 500] [--top 25] [--postgres]
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import grpc
 
 from godel.v1 import agent_service_pb2, agent_service_pb2_grpc, auth_service_pb2, auth_service_pb2_grpc
 from godel_deploy.ports import LOOPBACK, free_port
+from godel_deploy.postgres import PostgresServer
 from godel_server.agent.mapping import new_agent_row
 from godel_server.agent.service import AgentService
 from godel_server.runtime.apikeys import ROLES
@@ -116,41 +118,50 @@ async def _measure(
     return per_call, profiles
 
 
-async def serve(args: argparse.Namespace) -> dict[str, Any]:
+async def serve(args: argparse.Namespace, home: str, database_url: str | None) -> dict[str, Any]:
     auth, auth_addr = await _auth_server()
-    with tempfile.TemporaryDirectory(prefix="godel-read-profile-") as home:
-        port = free_port()
-        env = {
-            "GODEL_HOME": home,
-            "GODEL_CLUSTER_ADDR": auth_addr,
-            "GODEL_AGENT_PORT": str(port),
-            "GODEL_BIND_HOST": LOOPBACK,
-            "GODEL_LOG_LEVEL": "WARNING",
-            # As the benchmarks run the mesh (bench/common.py): no limit per key or user.
-            "GODEL_RATE_LIMIT_PER_KEY": "0",
-            "GODEL_RATE_LIMIT_PER_USER": "0",
-        }
-        host = ServiceHost(load_settings("agent", env), AgentService())
-        await host.prepare_database()
-        await _seed(host, args.agents)
-        host.service.register(host)
-        host.server.add_insecure_port(f"{LOOPBACK}:{port}")
-        await host.server.start()
-        addr = f"{LOOPBACK}:{port}"
-        try:
-            await _client_phase(addr, "warmup", args)
-            plain, _ = await _measure(addr, args, profile=False)
-            profiled, profiles = await _measure(addr, args, profile=True)
-        finally:
-            await host.server.stop(grace=1)
-            await host.db.close()
-            await host.producer.stop()  # never started; closes its client
-            await auth.stop(grace=None)
+    port = free_port()
+    env = {
+        "GODEL_HOME": home,
+        "GODEL_CLUSTER_ADDR": auth_addr,
+        "GODEL_AGENT_PORT": str(port),
+        "GODEL_BIND_HOST": LOOPBACK,
+        "GODEL_LOG_LEVEL": "WARNING",
+        # As the benchmarks run the mesh (bench/common.py): no limit per key or user.
+        "GODEL_RATE_LIMIT_PER_KEY": "0",
+        "GODEL_RATE_LIMIT_PER_USER": "0",
+    }
+    if database_url:
+        env["GODEL_AGENT_DATABASE_URL"] = database_url
+    host = ServiceHost(load_settings("agent", env), AgentService())
+    await host.prepare_database()
+    await _seed(host, args.agents)
+    host.service.register(host)
+    host.server.add_insecure_port(f"{LOOPBACK}:{port}")
+    await host.server.start()
+    addr = f"{LOOPBACK}:{port}"
+    try:
+        await _client_phase(addr, "warmup", args)
+        plain, _ = await _measure(addr, args, profile=False)
+        profiled, profiles = await _measure(addr, args, profile=True)
+    finally:
+        await host.server.stop(grace=1)
+        await host.db.close()
+        await host.producer.stop()  # never started; closes its client
+        await auth.stop(grace=None)
     out = io.StringIO()
+    py_calls: dict[str, float] = {}
     for method, profiler in profiles.items():
+        stats = pstats.Stats(profiler, stream=out)
+        py_calls[method] = stats.total_calls / args.calls  # type: ignore[attr-defined]
         out.write(f"==== {method}: {args.calls} calls, top {args.top} by own time ====\n")
-        pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(args.top)
-    return {"cpu_us_per_call": plain, "cpu_us_per_call_profiled": profiled, "profile": out.getvalue()}
+        stats.sort_stats("tottime").print_stats(args.top)
+    return {
+        "cpu_us_per_call": plain,
+        "cpu_us_per_call_profiled": profiled,
+        "py_calls_per_call": py_calls,
+        "profile": out.getvalue(),
+    }
 
 
 async def drive(addr: str, method: str, args: argparse.Namespace) -> None:
@@ -188,6 +199,7 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=500, help="agents seeded")
     parser.add_argument("--page-size", type=int, default=50)
     parser.add_argument("--top", type=int, default=25, help="profile entries printed")
+    parser.add_argument("--postgres", action="store_true", help="on a throw-away PostgreSQL, not SQLite")
     parser.add_argument("--json", type=Path, help="also write the CPU figures here")
     parser.add_argument("--client", help=argparse.SUPPRESS)
     parser.add_argument("--method", help=argparse.SUPPRESS)
@@ -195,17 +207,31 @@ def main() -> None:
     if args.client:
         asyncio.run(drive(args.client, args.method, args))
         return
-    result = asyncio.run(serve(args))
+    with tempfile.TemporaryDirectory(prefix="godel-read-profile-") as home:
+        pg = PostgresServer(Path(home) / "pg").start() if args.postgres else None
+        try:
+            if pg is not None:
+                pg.wait_ready()
+            result = asyncio.run(serve(args, home, pg.url("agent") if pg is not None else None))
+        finally:
+            if pg is not None:
+                pg.stop()
     print(result["profile"])
     load = os.getloadavg()[0]
     for method in METHODS:
         print(
             f"{method:<11} service CPU per call: {result['cpu_us_per_call'][method]:8.0f} µs "
-            f"(under cProfile: {result['cpu_us_per_call_profiled'][method]:8.0f} µs)"
+            f"(under cProfile: {result['cpu_us_per_call_profiled'][method]:8.0f} µs), "
+            f"Python calls per call: {result['py_calls_per_call'][method]:6.0f}"
         )
-    print(f"load average (1 min) at the end: {load:.1f}")
+    print(
+        f"database: {'PostgreSQL' if args.postgres else 'SQLite'}; load average (1 min) at the end: {load:.1f}"
+    )
     if args.json:
-        figures = {k: v for k, v in result.items() if k != "profile"} | {"load_avg_1m": load}
+        figures = {k: v for k, v in result.items() if k != "profile"} | {
+            "load_avg_1m": load,
+            "database": "postgresql" if args.postgres else "sqlite",
+        }
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text, update
 
 from godel.v1 import agent_events_pb2, agent_pb2, event_pb2
 from godel_deploy.postgres import PostgresServer
@@ -25,7 +25,7 @@ from godel_server.cluster.service import ClusterService
 from godel_server.event.service import EventService
 from godel_server.event.store import EventFilter, EventStore
 from godel_server.event.visibility import EVERY_EVENT
-from godel_server.runtime.db import Database, ensure_postgres_database
+from godel_server.runtime.db import Database, ReadOnlySessionError, ensure_postgres_database
 from godel_server.runtime.events import new_event, utcnow
 from godel_server.runtime.host import Service
 from godel_server.runtime.migrations import current_revision, downgrade, head_revision, upgrade
@@ -302,3 +302,39 @@ async def test_a_pooled_connection_the_server_closed_while_idle_is_replaced(post
     finally:
         await db.close()
         await admin.close()
+
+
+async def test_a_reader_runs_each_statement_on_its_own_on_postgresql(postgres: PostgresServer) -> None:
+    """No transaction block around a read on PostgreSQL (one trip per query, not BEGIN and
+    ROLLBACK around it): each statement is a transaction of its own. A writing session still
+    keeps its statements in one."""
+    url = postgres.url(f"read_{uuid.uuid4().hex[:10]}")
+    await ensure_postgres_database(url)
+    db = Database(url)
+    started = text("SELECT transaction_timestamp()")
+    try:
+        async with db.reader() as session:
+            first, second = [(await session.execute(started)).scalar_one() for _ in range(2)]
+        assert second > first
+        async with db.session() as session:
+            first, second = [(await session.execute(started)).scalar_one() for _ in range(2)]
+        assert second == first
+    finally:
+        await db.close()
+
+
+async def test_a_reader_refuses_to_write(db: Database) -> None:
+    await upgrade(db, AgentService.migrations)
+    async with db.session() as session:
+        await AgentRepository(session).add(_agent(1, label="kept"))
+    async with db.reader() as session:
+        with pytest.raises(ReadOnlySessionError):
+            await session.execute(update(AgentRow).values(label="changed"))
+        with pytest.raises(ReadOnlySessionError):
+            await session.execute(delete(AgentRow))
+        session.add(_agent(2, label="added"))
+        with pytest.raises(ReadOnlySessionError):
+            await session.flush()
+    async with db.reader() as session:
+        rows = (await session.execute(select(AgentRow.label))).scalars().all()
+    assert rows == ["kept"]
