@@ -405,44 +405,50 @@ def test_an_agent_that_needs_another_region_runs_on_a_peer_and_answers_through_b
     a, b = federation["a"], federation["b"]
     created = create_in_eu(a, "across")
     agent_id = created["id"]
-    assert created["cluster"] == "b"
-    running = wait_for(
-        "the agent to run on b", lambda: (x := agent(a, agent_id))["status"] == "AGENT_STATUS_RUNNING" and x
-    )
-    assert running["cluster"] == "b" and running["workerId"]
-    assert agent(b, agent_id)["id"] == agent_id  # one id on both clusters
-    lines = wait_for(
-        "its log line through a",
-        lambda: [
-            e for e in a.get(f"/api/v1/agents/{agent_id}/logs")["entries"] if "started on" in e["message"]
-        ],
-    )
-    assert agent_id in lines[0]["message"]
-    spawned = wait_for("its events in a's store", lambda: a.events(agentId=agent_id, type="agent:start"))
-    assert spawned[0]["source"]["cluster"] == "b"
-    with a.http() as http:
-        killed = http.post(f"/api/v1/agents/{agent_id}/kill", json={"reason": "done with it"})
-        assert killed.status_code == 200, killed.text
-        assert killed.json()["status"] == "AGENT_STATUS_KILLED"
-    assert agent(b, agent_id)["status"] == "AGENT_STATUS_KILLED"
-    kill = wait_for("agent:kill copied to a", lambda: a.events(agentId=agent_id, type="agent:kill"))
-    assert (
-        kill[0]["agentKilled"]["transition"]["reason"] == "done with it"
-        and kill[0]["source"]["cluster"] == "b"
-    )
-    listed = a.get(f"/api/v1/agents/{agent_id}/events")["events"]
-    assert {"agent:spawn", "agent:start", "agent:kill"} <= {e["type"] for e in listed}
-    # Only a peer may say on whose behalf it calls.
-    with httpx.Client(base_url=b.mesh.gateway_url, timeout=15) as http:
-        forged = http.get(
-            f"/api/v1/agents/{agent_id}",
-            headers={
-                "x-api-key": b.admin_key,
-                "x-godel-forwarded-role": "admin",
-                "x-godel-origin-cluster": "x",
-            },
+    try:
+        assert created["cluster"] == "b"
+        running = wait_for(
+            "the agent to run on b",
+            lambda: (x := agent(a, agent_id))["status"] == "AGENT_STATUS_RUNNING" and x,
         )
-    assert forged.status_code == 403 and "only a federation peer" in forged.json()["message"]
+        assert running["cluster"] == "b" and running["workerId"]
+        assert agent(b, agent_id)["id"] == agent_id  # one id on both clusters
+        logs = f"/api/v1/agents/{agent_id}/logs"
+        lines = wait_for(
+            "its log line through a",
+            # JSON omits an empty list: no "entries" until the first line has come.
+            lambda: [e for e in a.get(logs).get("entries", []) if "started on" in e["message"]],
+        )
+        assert agent_id in lines[0]["message"]
+        spawned = wait_for("its events in a's store", lambda: a.events(agentId=agent_id, type="agent:start"))
+        assert spawned[0]["source"]["cluster"] == "b"
+        with a.http() as http:
+            killed = http.post(f"/api/v1/agents/{agent_id}/kill", json={"reason": "done with it"})
+            assert killed.status_code == 200, killed.text
+            assert killed.json()["status"] == "AGENT_STATUS_KILLED"
+        assert agent(b, agent_id)["status"] == "AGENT_STATUS_KILLED"
+        kill = wait_for("agent:kill copied to a", lambda: a.events(agentId=agent_id, type="agent:kill"))
+        assert (
+            kill[0]["agentKilled"]["transition"]["reason"] == "done with it"
+            and kill[0]["source"]["cluster"] == "b"
+        )
+        listed = a.get(f"/api/v1/agents/{agent_id}/events").get("events", [])
+        assert {"agent:spawn", "agent:start", "agent:kill"} <= {e["type"] for e in listed}
+        # Only a peer may say on whose behalf it calls.
+        with httpx.Client(base_url=b.mesh.gateway_url, timeout=15) as http:
+            forged = http.get(
+                f"/api/v1/agents/{agent_id}",
+                headers={
+                    "x-api-key": b.admin_key,
+                    "x-godel-forwarded-role": "admin",
+                    "x-godel-origin-cluster": "x",
+                },
+            )
+        assert forged.status_code == 403 and "only a federation peer" in forged.json()["message"]
+    finally:
+        # It holds b's only slot: a failure above must not leave it to fail the next test too.
+        with a.http() as http:
+            http.post(f"/api/v1/agents/{agent_id}/kill", json={"reason": "end of test"})
 
 
 def test_a_peer_going_offline_moves_its_pending_agents_to_another_cluster(federation: Federation) -> None:
