@@ -4,6 +4,7 @@ and a line the database refuses cannot stop the writer."""
 from __future__ import annotations
 
 import pytest
+from sqlalchemy.exc import InternalError
 
 from godel_server.agent.logstore import LogLine, LogStore
 from godel_server.runtime.db import Database
@@ -44,9 +45,14 @@ async def test_past_the_quota_one_marker_line_is_kept_and_the_rest_dropped(agent
 
 
 class RefusingLogStore(LogStore):
-    """A database that refuses every batch holding a line with "bad" in it."""
+    """A database that refuses every batch holding a line with "bad" in it; while `broken`, every
+    write fails as when the connection breaks under the statement (the database restarts)."""
+
+    broken = False
 
     async def _write(self, batch: list[tuple[str, str | None, LogLine]]) -> None:
+        if self.broken:
+            raise InternalError("INSERT", {}, Exception("connection lost"), connection_invalidated=True)
         if any("bad" in line.message for _, _, line in batch):
             raise ValueError("refused")
         await super()._write(batch)
@@ -63,3 +69,15 @@ async def test_a_line_the_database_refuses_is_dropped_after_bounded_attempts(age
     logs.append(AGENT, None, [_line("next")])
     await logs.flush()
     assert (await _messages(logs))[-1] == "next"
+
+
+async def test_no_line_is_dropped_while_the_database_is_away(agent_db: Database) -> None:
+    logs = RefusingLogStore(agent_db)
+    logs.append(AGENT, None, [_line("one"), _line("two")])
+    logs.broken = True
+    for _ in range(5):  # more failed flushes than a refused batch gets
+        with pytest.raises(InternalError):
+            await logs.flush()
+    logs.broken = False
+    await logs.flush()
+    assert await _messages(logs) == ["one", "two"]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InternalError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
@@ -205,14 +205,23 @@ async def test_a_consumer_quarantines_the_record_it_cannot_handle_and_goes_on(ag
         await store.retry(letters[0].id)
 
 
+# Two faces of a database going away: it refuses the connection, or the connection breaks under the
+# statement (asyncpg may then raise an InternalError, which SQLAlchemy marks connection_invalidated).
+OUTAGES = [
+    OperationalError("INSERT", {}, ConnectionRefusedError("db down")),
+    InternalError("INSERT", {}, Exception("cannot switch to state 15"), connection_invalidated=True),
+]
+
+
 @pytest.mark.usefixtures("quick")
-async def test_a_database_outage_is_no_reason_to_quarantine(agent_db: Database) -> None:
+@pytest.mark.parametrize("outage", OUTAGES, ids=["refused", "broken-under-the-statement"])
+async def test_a_database_outage_is_no_reason_to_quarantine(agent_db: Database, outage: Exception) -> None:
     store = DeadLetterStore(agent_db, component="agent-service", instance="a-1")
     consumer = Consumer(agent_db, store)
     event = _event()
     consumer.bad.add(event.id)
-    consumer.error = OperationalError("INSERT", {}, ConnectionRefusedError("db down"))
-    with pytest.raises(OperationalError):
+    consumer.error = outage
+    with pytest.raises(type(outage)):
         await consumer._process([KafkaRecord(event.SerializeToString())])
     assert await store.list() == [] and await _processed(agent_db) == set()
 

@@ -20,7 +20,7 @@ from prometheus_client import Counter
 from sqlalchemy import func, insert, select
 
 from godel_server.agent.models import AgentLogRow
-from godel_server.runtime.db import DB_UNAVAILABLE, Database
+from godel_server.runtime.db import Database, unreachable
 from godel_server.runtime.pagination import Keyset, keyset_page
 from godel_server.runtime.text import storable_text
 
@@ -93,7 +93,7 @@ class LogStore:
             for agent_id, _, _ in batch:
                 self._next_seq.pop(agent_id, None)
             self._failures += 1
-            if isinstance(exc, DB_UNAVAILABLE) or self._failures < FLUSH_ATTEMPTS:
+            if unreachable(exc) or self._failures < FLUSH_ATTEMPTS:
                 self._pending[:0] = batch
                 raise
             log.warning(
@@ -123,10 +123,10 @@ class LogStore:
     async def _write_one(self, item: tuple[str, str | None, LogLine]) -> None:
         try:
             await self._write([item])
-        except DB_UNAVAILABLE:
-            self._pending.append(item)
-            raise
         except Exception as exc:
+            if unreachable(exc):
+                self._pending.append(item)
+                raise
             self._next_seq.pop(item[0], None)
             DROPPED.labels("unstorable").inc()
             log.warning("an agent log line was not stored", extra={"agentId": item[0], "error": repr(exc)})

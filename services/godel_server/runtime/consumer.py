@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from godel.v1 import event_pb2
 from godel_server.runtime import tracing
 from godel_server.runtime.config import KafkaSettings
-from godel_server.runtime.db import DB_UNAVAILABLE, Database
+from godel_server.runtime.db import Database, driver_message, unreachable
 from godel_server.runtime.deadletters import DeadLetterStore, Record, describe
 from godel_server.runtime.events import utcnow
 from godel_server.runtime.kafka import client_options
@@ -54,10 +54,13 @@ RETRY_PAUSE_SECONDS = 0.2
 DEDUPE_RETENTION = timedelta(days=7)
 PRUNE_SECONDS = 3600.0
 EVENT_ID_LEN = 36  # processed_events.event_id
-# The database or Kafka is down: retrying later will work, quarantining would be wrong.
-UNAVAILABLE = (*DB_UNAVAILABLE, KafkaError)
 
 Also = Callable[[AsyncSession], Awaitable[None]]
+
+
+def unavailable(exc: BaseException) -> bool:
+    """The database or Kafka is down: retrying later will work, quarantining would be wrong."""
+    return isinstance(exc, KafkaError) or unreachable(exc)
 
 
 class EventConsumer(ABC):
@@ -152,10 +155,16 @@ class EventConsumer(ABC):
                 log.warning(
                     "consumer lost kafka; reconnecting", extra={"error": repr(exc), "group": self.group_id}
                 )
-            except Exception:
-                log.exception(
-                    "consumer batch failed; reprocessing from last commit", extra={"group": self.group_id}
-                )
+            except Exception as exc:
+                if not unreachable(exc):
+                    log.exception(
+                        "consumer batch failed; reprocessing from last commit", extra={"group": self.group_id}
+                    )
+                else:  # nothing to debug here: the database went away
+                    log.warning(
+                        "consumer lost the database; reprocessing from last commit",
+                        extra={"group": self.group_id, "error": driver_message(exc)},
+                    )
             finally:
                 with contextlib.suppress(Exception):
                     await consumer.stop()
@@ -225,9 +234,9 @@ class EventConsumer(ABC):
         for attempt in range(1, BATCH_ATTEMPTS + 1):
             try:
                 handled = await self._handle(events)
-            except UNAVAILABLE:
-                raise
             except Exception as exc:
+                if unavailable(exc):
+                    raise
                 log.warning(
                     "consumer batch failed; trying again",
                     extra={"group": self.group_id, "attempt": attempt, "error": describe(exc)},
@@ -244,9 +253,9 @@ class EventConsumer(ABC):
         for attempt in range(1, RECORD_ATTEMPTS + 1):
             try:
                 handled = await self._handle([event])
-            except UNAVAILABLE:
-                raise
             except Exception as exc:
+                if unavailable(exc):
+                    raise
                 error = describe(exc)
                 await asyncio.sleep(RETRY_PAUSE_SECONDS * attempt)
             else:

@@ -34,6 +34,11 @@ def unreachable(exc: BaseException) -> bool:
     return isinstance(exc, DB_UNAVAILABLE) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
+def driver_message(exc: BaseException, limit: int = 200) -> str:
+    """What the driver said of a database error, without the statement and its parameters (for logs)."""
+    return str(getattr(exc, "orig", None) or exc)[:limit]
+
+
 # A pooled PostgreSQL connection idle for longer than this is pinged before it is handed out, so one
 # the server closed meanwhile (a restart, an idle timeout) is replaced instead of failing a request.
 # SQLAlchemy's pool_pre_ping pings on every checkout, and asyncpg's ping is three round trips (BEGIN,

@@ -34,7 +34,7 @@ from godel_server.runtime.context import (
     request_id_var,
     trace_id_var,
 )
-from godel_server.runtime.db import unreachable
+from godel_server.runtime.db import driver_message, unreachable
 from godel_server.runtime.errors import (
     ERROR_DOMAIN,
     AuthenticationError,
@@ -259,8 +259,7 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     ) -> None:
         if not isinstance(exc, GodelError) and unreachable(exc):
             # Not a fault of this server or of the request: UNAVAILABLE tells the client to try again.
-            cause = getattr(exc, "orig", None) or exc  # the driver's words, without the statement
-            log.warning("the database is unreachable", extra={"method": method, "error": str(cause)[:200]})
+            log.warning("the database is unreachable", extra={"method": method, "error": driver_message(exc)})
             exc = UnavailableError("the database is unreachable; try again shortly")
         if isinstance(exc, GodelError):
             status = status_for(exc)
