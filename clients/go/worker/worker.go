@@ -383,10 +383,13 @@ func (w *Worker) resendOverdue(r *run, now time.Time) {
 
 // ------------------------------------------------------------------- assignments
 
-func (w *Worker) reject(c *connection, a *godelv1.RunAssignment, reason string) {
-	logger.Info("run rejected", "run_id", a.GetRunId(), "agent_id", a.GetAgentId(), "error", reason)
+// reject refuses an assignment. The reason tells the replica whether to try the run again soon (a
+// full, stopping or busy worker) or to count the refusal against the run (runtime, invalid).
+func (w *Worker) reject(c *connection, a *godelv1.RunAssignment, reason godelv1.RejectReason, detail string) {
+	logger.Info("run rejected", "run_id", a.GetRunId(), "agent_id", a.GetAgentId(), "reason", reason.String(), "error", detail)
 	c.send("", 0, &godelv1.ConnectRequest{Message: &godelv1.ConnectRequest_Update{Update: &godelv1.RunUpdate{
-		RunId: a.GetRunId(), AgentId: a.GetAgentId(), State: godelv1.RunState_RUN_STATE_REJECTED, Error: reason, Time: timestamppb.Now(),
+		RunId: a.GetRunId(), AgentId: a.GetAgentId(), State: godelv1.RunState_RUN_STATE_REJECTED,
+		RejectReason: reason, Error: detail, Time: timestamppb.Now(),
 	}}})
 }
 
@@ -408,24 +411,24 @@ func (w *Worker) assign(c *connection, a *godelv1.RunAssignment) {
 		return
 	}
 	if a.GetRunId() == "" || a.GetAgentId() == "" {
-		w.reject(c, a, "the assignment needs a run_id and an agent_id")
+		w.reject(c, a, godelv1.RejectReason_REJECT_REASON_INVALID, "the assignment needs a run_id and an agent_id")
 		return
 	}
 	if !accepting {
-		w.reject(c, a, "worker shutting down")
+		w.reject(c, a, godelv1.RejectReason_REJECT_REASON_SHUTTING_DOWN, "worker shutting down")
 		return
 	}
 	if name := runtimeName(a.GetConfig().GetRuntime()); !contains(Runtimes, name) {
-		w.reject(c, a, fmt.Sprintf("unknown runtime %q; this worker hosts %s", name, strings.Join(Runtimes, ", ")))
+		w.reject(c, a, godelv1.RejectReason_REJECT_REASON_RUNTIME, fmt.Sprintf("unknown runtime %q; this worker hosts %s", name, strings.Join(Runtimes, ", ")))
 		return
 	}
 	if len(active) >= w.cfg.Capacity {
-		w.reject(c, a, fmt.Sprintf("worker at capacity (%d runs)", w.cfg.Capacity))
+		w.reject(c, a, godelv1.RejectReason_REJECT_REASON_CAPACITY, fmt.Sprintf("worker at capacity (%d runs)", w.cfg.Capacity))
 		return
 	}
 	for _, r := range active {
 		if r.agent == a.GetAgentId() {
-			w.reject(c, a, fmt.Sprintf("agent %s already has run %s on this worker", r.agent, r.id))
+			w.reject(c, a, godelv1.RejectReason_REJECT_REASON_AGENT_BUSY, fmt.Sprintf("agent %s already has run %s on this worker", r.agent, r.id))
 			return
 		}
 	}

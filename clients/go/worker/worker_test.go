@@ -541,3 +541,48 @@ func TestARunStoppedByTheWorkersShutdownIsLost(t *testing.T) {
 		t.Errorf("final update %v %q, want LOST \"worker shutting down\"", final.GetState(), final.GetError())
 	}
 }
+
+// A rejection says why: the replica tries a full or busy worker again soon and counts only the other
+// refusals against the run (a run refused as "unspecified" by every worker would fail the agent).
+func TestARejectionSaysWhy(t *testing.T) {
+	repo := gitRepo(t)
+	f := startReplica(t, "replica-reject", 0)
+	startWorker(t, f)
+	assign := func(runID, agentID, runtime string) {
+		f.send(0, &godelv1.ConnectResponse{Message: &godelv1.ConnectResponse_Assign{Assign: &godelv1.RunAssignment{
+			RunId: runID, AgentId: agentID, Task: "test", Repo: repo,
+			Config: &godelv1.AgentConfig{Runtime: runtime, Command: []string{"sh", "-c", "exec sleep 60"}},
+		}}})
+	}
+	rejection := func(runID string) *godelv1.RunUpdate {
+		t.Helper()
+		waitFor(t, runID+" is rejected", func() bool { return hasState(f.updates(0, runID), godelv1.RunState_RUN_STATE_REJECTED) })
+		return lastUpdate(f.updates(0, runID))
+	}
+	want := func(runID string, reason godelv1.RejectReason) {
+		t.Helper()
+		if got := rejection(runID); got.GetRejectReason() != reason || got.GetError() == "" {
+			t.Errorf("%s: rejected as %v %q, want %v with a message", runID, got.GetRejectReason(), got.GetError(), reason)
+		}
+	}
+
+	assign("run-invalid", "", "")
+	want("run-invalid", godelv1.RejectReason_REJECT_REASON_INVALID)
+	assign("run-runtime", "agent-runtime", "no-such-runtime")
+	want("run-runtime", godelv1.RejectReason_REJECT_REASON_RUNTIME)
+
+	assign("run-1", "agent-1", "")
+	waitFor(t, "run-1 runs", func() bool { return hasState(f.updates(0, "run-1"), godelv1.RunState_RUN_STATE_RUNNING) })
+	assign("run-1b", "agent-1", "") // a second run of the same agent while the first still runs
+	want("run-1b", godelv1.RejectReason_REJECT_REASON_AGENT_BUSY)
+
+	for i := 2; i <= 4; i++ { // the worker's capacity is 4
+		assign(fmt.Sprintf("run-%d", i), fmt.Sprintf("agent-%d", i), "")
+	}
+	for i := 2; i <= 4; i++ {
+		runID := fmt.Sprintf("run-%d", i)
+		waitFor(t, runID+" runs", func() bool { return hasState(f.updates(0, runID), godelv1.RunState_RUN_STATE_RUNNING) })
+	}
+	assign("run-5", "agent-5", "")
+	want("run-5", godelv1.RejectReason_REJECT_REASON_CAPACITY)
+}

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { test } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { ConnectResponseSchema, ControlAction, RunState, WorkerService } from "../dist/gen/godel/v1/worker_service_pb.js";
+import { ConnectResponseSchema, ControlAction, RejectReason, RunState, WorkerService } from "../dist/gen/godel/v1/worker_service_pb.js";
 import { loadConfig } from "../dist/worker/config.js";
 import { Worker } from "../dist/worker/worker.js";
 
@@ -141,7 +141,7 @@ class Replica {
 }
 
 /** A worker on `replicas`, sandbox off, worktrees in a temp dir; `logs` collects what it logs. */
-async function startWorker(t, replicas) {
+async function startWorker(t, replicas, env = {}) {
   const dir = mkdtempSync(join(tmpdir(), "godel-ts-worker-"));
   const repo = join(dir, "repo");
   execFileSync("git", ["init", "-q", repo]);
@@ -152,6 +152,7 @@ async function startWorker(t, replicas) {
     GODEL_HOME: join(dir, "home"),
     GODEL_WORKTREE_ROOT: join(dir, "worktrees"),
     GODEL_SANDBOX: "off",
+    ...env,
   });
   const worker = new Worker(cfg);
   const logs = [];
@@ -164,10 +165,10 @@ async function startWorker(t, replicas) {
     await Promise.all(replicas.map((r) => r.stop()));
     rmSync(dir, { recursive: true, force: true });
   });
-  const assign = (stream, runId, agentId, script) =>
+  const assign = (stream, runId, agentId, script, runtime = "command") =>
     stream.push({
       case: "assign",
-      value: { runId, agentId, sessionId: runId, task: "test", config: { runtime: "command", command: ["sh", "-c", script] }, repo, branch: `godel/${agentId}` },
+      value: { runId, agentId, sessionId: runId, task: "test", config: { runtime, command: ["sh", "-c", script] }, repo, branch: `godel/${agentId}` },
     });
   /** Stops the worker as SIGTERM does; resolves once its run() has. */
   const shutdown = async () => {
@@ -295,4 +296,29 @@ test("a run the worker kills because it shuts down is reported LOST (it runs aga
   await shutdown();
   const final = await waitFor(() => s.updates("run-s").find((u) => [RunState.SUCCEEDED, RunState.FAILED, RunState.KILLED, RunState.LOST].includes(u.state)), "run-s to be reported as it ends");
   assert.deepEqual([RunState[final.state], final.error], ["LOST", "worker shutting down"]);
+});
+
+test("a rejection says why: the replica tries a full or busy worker again soon and counts only the other refusals against the run", async (t) => {
+  const replica = await new Replica("replica-reject").start();
+  const { assign } = await startWorker(t, [replica], { GODEL_WORKER_CAPACITY: "2" });
+  const stream = await replica.stream(1);
+  const rejected = async (runId, reason) => {
+    const update = await waitFor(() => stream.updates(runId).find((u) => u.state === RunState.REJECTED), `${runId}'s rejection`);
+    assert.equal(RejectReason[update.rejectReason], RejectReason[reason], `${runId}: ${update.error}`);
+    assert.ok(update.error, `${runId} says why in words too`);
+  };
+  const running = (runId) => waitFor(() => stream.updates(runId).some((u) => u.state === RunState.RUNNING), `${runId} runs`);
+
+  assign(stream, "run-invalid", "", "exec sleep 60");
+  await rejected("run-invalid", RejectReason.INVALID);
+  assign(stream, "run-runtime", "agent-runtime", "exec sleep 60", "no-such-runtime");
+  await rejected("run-runtime", RejectReason.RUNTIME);
+  assign(stream, "run-1", "agent-1", "exec sleep 60");
+  await running("run-1");
+  assign(stream, "run-1b", "agent-1", "exec sleep 60"); // a second run of the agent while its first runs
+  await rejected("run-1b", RejectReason.AGENT_BUSY);
+  assign(stream, "run-2", "agent-2", "exec sleep 60");
+  await running("run-2");
+  assign(stream, "run-3", "agent-3", "exec sleep 60"); // the capacity is 2
+  await rejected("run-3", RejectReason.CAPACITY);
 });

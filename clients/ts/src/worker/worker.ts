@@ -27,6 +27,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
   ConnectRequestSchema,
   ControlAction,
+  RejectReason,
   RunState,
   WorkerService,
   type ConnectRequest,
@@ -368,22 +369,24 @@ export class Worker {
     r.stop("lease", detail);
   }
 
-  private reject(c: Connection, a: RunAssignment, error: string): void {
-    this.log("INFO", "run rejected", { run_id: a.runId, agent_id: a.agentId, error });
-    c.send("", create(ConnectRequestSchema, { message: { case: "update", value: { runId: a.runId, agentId: a.agentId, state: RunState.REJECTED, error, time: timestampNow() } } }));
+  /** Refuses an assignment. The reason tells the replica whether to try the run again soon (a full,
+   * stopping or busy worker) or to count the refusal against the run (runtime, invalid). */
+  private reject(c: Connection, a: RunAssignment, rejectReason: RejectReason, error: string): void {
+    this.log("INFO", "run rejected", { run_id: a.runId, agent_id: a.agentId, reason: RejectReason[rejectReason], error });
+    c.send("", create(ConnectRequestSchema, { message: { case: "update", value: { runId: a.runId, agentId: a.agentId, state: RunState.REJECTED, rejectReason, error, time: timestampNow() } } }));
   }
 
   private assign(c: Connection, a: RunAssignment): void {
     const existing = this.runs.get(a.runId);
     if (existing) return this.takeOwnership(existing, c);
-    if (!a.runId || !a.agentId) return this.reject(c, a, "the assignment needs a run_id and an agent_id");
-    if (!this.accepting) return this.reject(c, a, "worker shutting down");
+    if (!a.runId || !a.agentId) return this.reject(c, a, RejectReason.INVALID, "the assignment needs a run_id and an agent_id");
+    if (!this.accepting) return this.reject(c, a, RejectReason.SHUTTING_DOWN, "worker shutting down");
     const runtime = (a.config?.runtime ?? "").trim().toLowerCase() || "command";
-    if (!RUNTIMES.includes(runtime)) return this.reject(c, a, `unknown runtime ${JSON.stringify(runtime)}; this worker hosts ${RUNTIMES.join(", ")}`);
+    if (!RUNTIMES.includes(runtime)) return this.reject(c, a, RejectReason.RUNTIME, `unknown runtime ${JSON.stringify(runtime)}; this worker hosts ${RUNTIMES.join(", ")}`);
     const active = this.active();
-    if (active.length >= this.cfg.capacity) return this.reject(c, a, `worker at capacity (${this.cfg.capacity} runs)`);
+    if (active.length >= this.cfg.capacity) return this.reject(c, a, RejectReason.CAPACITY, `worker at capacity (${this.cfg.capacity} runs)`);
     const same = active.find((r) => r.agentId === a.agentId);
-    if (same) return this.reject(c, a, `agent ${a.agentId} already has run ${same.id} on this worker`);
+    if (same) return this.reject(c, a, RejectReason.AGENT_BUSY, `agent ${a.agentId} already has run ${same.id} on this worker`);
     const r = new Run(this, a);
     r.owner = c;
     r.ownerReplica = c.replicaId;
