@@ -4,6 +4,7 @@ they cannot send or handle and go on with the next one; an operator retries or d
 from __future__ import annotations
 
 import asyncio
+import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -131,6 +132,33 @@ async def test_nothing_is_quarantined_while_kafka_is_down(agent_db: Database) ->
     assert await store.list() == []
     producer.down = False
     assert await relay.relay_once() == 3
+
+
+async def test_the_relay_logs_a_lost_database_without_a_stack_trace_or_the_statement(
+    agent_db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay = OutboxRelay(agent_db, Producer(), poll_seconds=0.01)
+    second_pass = asyncio.Event()
+    passes = 0
+
+    async def broken_connection() -> int:
+        nonlocal passes
+        passes += 1
+        if passes == 2:
+            second_pass.set()
+        statement, parameters = "SELECT outbox.value FROM outbox", {"secret": "s3"}
+        raise InternalError(statement, parameters, Exception("connection lost"), connection_invalidated=True)
+
+    monkeypatch.setattr(relay, "relay_once", broken_connection)
+    with caplog.at_level(logging.WARNING, logger="godel_server.runtime.outbox"):
+        relay.start()
+        try:
+            await asyncio.wait_for(second_pass.wait(), 30)  # it went on trying
+        finally:
+            await relay.stop()
+    [first, *_] = [r for r in caplog.records if r.name == "godel_server.runtime.outbox"]
+    assert first.levelno == logging.WARNING and first.exc_info is None
+    assert first.__dict__["error"] == "connection lost"  # the driver's words; no SQL, no parameters
 
 
 # --------------------------------------------------------------------------------- consumers

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import event_pb2
 from godel_server.runtime import tracing
-from godel_server.runtime.db import Database
+from godel_server.runtime.db import Database, driver_message, unreachable
 from godel_server.runtime.events import to_kafka_record, utcnow
 from godel_server.runtime.tables import outbox
 from godel_server.runtime.topics import kafka_name
@@ -152,9 +152,14 @@ class OutboxRelay:
                 OUTBOX_ERRORS.inc()
                 log.warning("outbox relay could not send; will retry", extra={"error": repr(exc)})
                 backoff = min(backoff * 2, 5.0)
-            except Exception:
+            except Exception as exc:
                 OUTBOX_ERRORS.inc()
-                log.exception("outbox relay failed; will retry")
+                if unreachable(exc):  # nothing to debug: the database went away
+                    log.warning(
+                        "outbox relay lost the database; will retry", extra={"error": driver_message(exc)}
+                    )
+                else:
+                    log.exception("outbox relay failed; will retry")
                 backoff = min(backoff * 2, 5.0)
             self._wake.clear()
             with contextlib.suppress(asyncio.TimeoutError):
