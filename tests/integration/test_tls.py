@@ -91,8 +91,14 @@ def test_an_agent_runs_end_to_end_over_https(tls_mesh: TlsMesh) -> None:
         agent_id = created["id"]
         agent = wait_agent(http, agent_id)
         assert agent["status"] == "AGENT_STATUS_COMPLETED", agent
-        events = ok(http.get(f"/api/v1/agents/{agent_id}/events"))
-        assert "agent:complete" in {e["type"] for e in events["events"]}
+        # The event store learns of the completion after the agent's row (outbox, Kafka, event service).
+        poll(
+            lambda: {e["type"] for e in ok(http.get(f"/api/v1/agents/{agent_id}/events"))["events"]},
+            lambda types: "agent:complete" in types,
+            60,
+            f"agent {agent_id}'s agent:complete in the event store",
+            interval=0.2,
+        )
 
 
 def test_a_team_drives_its_agents_over_mutual_tls(tls_mesh: TlsMesh) -> None:
