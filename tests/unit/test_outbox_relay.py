@@ -68,3 +68,74 @@ async def test_sqlite_relay_batches_deletes_and_resends_after_a_restart(
     assert producer.sent == first + second + second  # at least once
     assert await _rows(db) == 0
     await db.close()
+
+
+class CountedRelay(OutboxRelay):
+    """Counts its passes; `passes[n]` is set once the n-th has ended."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.count = 0
+        self.passes = [asyncio.Event() for _ in range(4)]
+
+    async def relay_once(self, *, final: bool = False) -> int:
+        moved = await super().relay_once(final=final)
+        self.count += 1
+        if self.count < len(self.passes):
+            self.passes[self.count].set()
+        return moved
+
+
+async def test_a_burst_of_events_costs_the_relay_one_pass(tmp_path: Path) -> None:
+    """A pass that read less than a batch left nothing behind: the relay does not read the outbox
+    again only to find it empty (on PostgreSQL a transaction of three round trips per burst)."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'agent.db'}")
+    await upgrade(db, AgentService.migrations)
+    producer = FakeProducer()
+    relay = CountedRelay(db, producer, poll_seconds=3600)  # only a notify wakes it
+    relay.start()
+    try:
+        await asyncio.wait_for(relay.passes[1].wait(), 30)  # the pass at start, over an empty outbox
+        burst = await _add(db, 3)
+        relay.notify()  # what the publisher does once the transaction commits
+        await asyncio.wait_for(relay.passes[2].wait(), 30)
+        assert producer.sent == burst
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(relay.passes[3].wait(), 0.5)
+        assert relay.count == 2
+    finally:
+        await relay.stop()
+        await db.close()
+
+
+async def test_a_commit_during_a_pass_wakes_the_relay_again(tmp_path: Path) -> None:
+    """Events committed while a pass sends (after it read the outbox) go out at once, not after
+    the poll interval."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'agent.db'}")
+    await upgrade(db, AgentService.migrations)
+    relay: OutboxRelay
+    late: list[str] = []
+    all_sent = asyncio.Event()
+
+    class CommitsDuringTheSend(FakeProducer):
+        async def send(
+            self, topic: str, *, value: bytes, key: bytes, headers: list[Any]
+        ) -> asyncio.Future[None]:
+            if not late:
+                late.extend(await _add(db, 1))
+                relay.notify()
+            done = await super().send(topic, value=value, key=key, headers=headers)
+            if len(self.sent) == 3:
+                all_sent.set()
+            return done
+
+    producer = CommitsDuringTheSend()
+    relay = OutboxRelay(db, producer, poll_seconds=3600)
+    first = await _add(db, 2)
+    relay.start()
+    try:
+        await asyncio.wait_for(all_sent.wait(), 30)
+        assert producer.sent == first + late
+    finally:
+        await relay.stop()
+        await db.close()

@@ -143,15 +143,16 @@ class OutboxRelay:
     async def _run(self) -> None:
         backoff = self._poll
         while True:
+            # Cleared before the pass, not after: a commit during the pass (whose rows it may not
+            # have read) leaves the relay awake for another. So a pass that read less than a batch
+            # left nothing behind, and the relay sleeps instead of reading the outbox again to find
+            # it empty (a transaction of three round trips per burst of events, on PostgreSQL).
+            self._wake.clear()
             try:
                 moved = await self.relay_once()
-                backoff = self._poll
-                if moved:
-                    continue
             except (TimeoutError, KafkaError, OSError) as exc:
                 OUTBOX_ERRORS.inc()
                 log.warning("outbox relay could not send; will retry", extra={"error": repr(exc)})
-                backoff = min(backoff * 2, 5.0)
             except Exception as exc:
                 OUTBOX_ERRORS.inc()
                 if unreachable(exc):  # nothing to debug: the database went away
@@ -160,10 +161,20 @@ class OutboxRelay:
                     )
                 else:
                     log.exception("outbox relay failed; will retry")
-                backoff = min(backoff * 2, 5.0)
-            self._wake.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            else:
+                backoff = self._poll
+                if moved >= self._batch:
+                    continue
+                await self._sleep(backoff)
+                continue
+            backoff = min(backoff * 2, 5.0)
+            self._wake.clear()  # backing off: a commit meanwhile does not cut the wait short
+            await self._sleep(backoff)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Until notified, or `seconds` at most."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
 
     async def relay_once(self, *, final: bool = False) -> int:
         """Sends one batch; returns how many rows were sent. `final` (at shutdown) also deletes
