@@ -87,9 +87,11 @@ class MemoryDatabase:
         self.transitions: list[AgentTransitionRow] = []
         self.messages: list[SessionMessageRow] = []
         self.events: list[event_pb2.Event] = []
+        self.transactions = 0  # sessions opened, readers included
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[MemorySession]:
+        self.transactions += 1
         yield MemorySession(self)
 
     reader = session

@@ -85,6 +85,21 @@ async def test_an_agent_runs_on_the_worker_with_the_most_room(
     assert await coord._assign(agent.id) and len(db.sessions) == 1
 
 
+async def test_an_assignment_is_one_transaction(
+    rig: Rig,
+) -> None:
+    """The agent is read, the worker picked and the run written in one transaction: no read of its
+    own before it (a round trip and a load of the whole row per assignment, bench/README.md)."""
+    coord, db = rig.coord, rig.db
+    rig.worker("w1")
+    placed, empty = new_agent(db), new_agent(db, command=())
+    for agent in (placed, empty):
+        before = db.transactions
+        assert await coord._assign(agent.id)
+        assert db.transactions - before == 1
+    assert placed.run_id is not None and state(empty) == LifecycleState.FAILED
+
+
 async def test_without_room_the_agent_stays_pending(
     rig: Rig,
 ) -> None:

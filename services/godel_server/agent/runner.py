@@ -126,6 +126,14 @@ class _Skip(Exception):
     """The agent no longer needs what the caller was about to do."""
 
 
+class _NoWorker(Exception):
+    """No connected worker can take the agent now (the assignment's transaction rolls back)."""
+
+    def __init__(self, placement: Placement) -> None:
+        super().__init__()
+        self.placement = placement
+
+
 async def _first_time(session: AsyncSession, run_id: str, seq: int) -> bool:
     """Records (in the caller's transaction) that the run's message `seq` is applied; False when it
     was applied before. Messages without a seq are always applied."""
@@ -306,36 +314,37 @@ class RunCoordinator:
             return await self._assign(agent_id)
 
     async def _assign(self, agent_id: str) -> bool:
-        """Assigns a run to a worker; False when no worker has room (the agent stays pending)."""
-        async with self._db.reader() as session:
-            row = await session.get(AgentRow, agent_id)
-        if row is None or row.owner != self.replica_id or not _schedulable(row):
-            return True
-        if row.next_attempt_at is not None and row.next_attempt_at > utcnow():
-            return True  # its retry timer enqueues it again
-        config = config_from_dict(row.config)
-        placement = Placement.of(config)
-        if placement.runtime == "command" and not config.command:
-            await self._refuse(
-                agent_id,
-                "nothing to run: give the agent a command (config.command) or use the openai runtime",
-            )
-            return True
-        try:
-            safety = safety_rules(row.safety_boundaries)
-        except ValueError as exc:  # stored before the API checked its shape
-            await self._refuse(agent_id, f"safety_boundaries: {exc}")
-            return True
-        conn = self.registry.pick(placement, frozenset(self._rejected.get(agent_id, ())))
-        if conn is None:
-            await self._note_pending(agent_id, placement)
-            return False
+        """Assigns a run to a worker; False when no worker has room (the agent stays pending).
+
+        One transaction reads the agent, decides and writes the run: no read of its own before it
+        (a round trip and a load of the row per assignment)."""
         run_id = str(uuid.uuid4())
 
-        async def change(session: AsyncSession, row: AgentRow) -> wpb.RunAssignment:
+        async def change(
+            session: AsyncSession, row: AgentRow
+        ) -> tuple[WorkerConnection, wpb.RunAssignment] | None:
             if row.owner != self.replica_id or not _schedulable(row):
                 raise _Skip
             now = utcnow()
+            if row.next_attempt_at is not None and row.next_attempt_at > now:
+                raise _Skip  # its retry timer enqueues it again
+            config = config_from_dict(row.config)
+            placement = Placement.of(config)
+            if placement.runtime == "command" and not config.command:
+                await self._refuse(
+                    session,
+                    row,
+                    "nothing to run: give the agent a command (config.command) or use the openai runtime",
+                )
+                return None
+            try:
+                safety = safety_rules(row.safety_boundaries)
+            except ValueError as exc:  # stored before the API checked its shape
+                await self._refuse(session, row, f"safety_boundaries: {exc}")
+                return None
+            conn = self.registry.pick(placement, frozenset(self._rejected.get(agent_id, ())))
+            if conn is None:
+                raise _NoWorker(placement)
             depth = 0
             if row.parent_session_id:
                 parent = await session.get(SessionRow, row.parent_session_id)
@@ -364,7 +373,7 @@ class RunCoordinator:
             row.pending_reason = None
             row.pending_message = None
             row.updated_at = now
-            return wpb.RunAssignment(
+            return conn, wpb.RunAssignment(
                 run_id=run_id,
                 agent_id=row.id,
                 session_id=run_id,
@@ -380,9 +389,15 @@ class RunCoordinator:
             )
 
         try:
-            _, assignment = await self._store.update(agent_id, change)
+            _, assigned = await self._store.update(agent_id, change)
         except (_Skip, AgentNotFoundError):
             return True
+        except _NoWorker as waiting:
+            await self._note_pending(agent_id, waiting.placement)
+            return False
+        if assigned is None:
+            return True  # refused: no run could help it
+        conn, assignment = assigned
         conn.free -= 1
         conn.owned.add((agent_id, run_id))
         conn.send(wpb.ConnectResponse(assign=assignment))
@@ -412,20 +427,14 @@ class RunCoordinator:
         self._waiting[agent_id] = _Waiting(placement, unplaced)
         log.info("agent waits for a worker", extra={"agentId": agent_id, "reason": unplaced.message})
 
-    async def _refuse(self, agent_id: str, reason: str) -> None:
-        """Fails an agent that no run could help (a retry would fail the same way)."""
-
-        async def change(session: AsyncSession, row: AgentRow) -> None:
-            if row.owner != self.replica_id or not _schedulable(row):
-                raise _Skip
-            row.last_error = reason
-            row.next_attempt_at = None
-            row.completed_at = utcnow()
-            if can("spawn_error", row.lifecycle_state):
-                await self._store.apply(session, row, "spawn_error", reason=reason)
-
-        with contextlib.suppress(_Skip, AgentNotFoundError):
-            await self._store.update(agent_id, change)
+    async def _refuse(self, session: AsyncSession, row: AgentRow, reason: str) -> None:
+        """Fails an agent that no run could help (a retry would fail the same way), in the caller's
+        transaction."""
+        row.last_error = reason
+        row.next_attempt_at = None
+        row.completed_at = utcnow()
+        if can("spawn_error", row.lifecycle_state):
+            await self._store.apply(session, row, "spawn_error", reason=reason)
 
     def _retry_later(self, agent_id: str, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self.enqueue, [agent_id])
