@@ -3,7 +3,7 @@ own address on a private bridge. The bridge lives in a namespace of its own (the
 hosts' traffic never enters the machine's own network namespace: the veth pairs run from each
 host's namespace straight into the switch's, and nothing routes out of the subnet.
 
-    with Network.create(["k1", "pg", "client"]) as net:
+    with Network.create(["k1", "pg", "client"], listen_ports=[9092, 5432]) as net:
         net.address("pg")                 # "10.93.17.20"
         ManagedProcess(argv, log, netns=net.namespace("pg"))   # `ip netns exec` (process.py)
         with net.inside("client"):        # this thread's sockets (and its children) are the client's
@@ -79,13 +79,17 @@ class Network:
 
     subnet: ipaddress.IPv4Network
     hosts: dict[str, str]
+    # Ports the hosts listen on: kept out of their ephemeral range (`ip_local_reserved_ports`), or an
+    # outgoing connection made before a service binds (to Kafka, say) can take its port.
+    listen_ports: tuple[int, ...] = ()
     token: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     made: list[str] = field(default_factory=list)
 
     @classmethod
-    def create(cls, names: Sequence[str]) -> Network:
+    def create(cls, names: Sequence[str], listen_ports: Sequence[int] = ()) -> Network:
         subnet = free_subnet()
-        net = cls(subnet, {name: str(subnet.network_address + 11 + i) for i, name in enumerate(names)})
+        hosts = {name: str(subnet.network_address + 11 + i) for i, name in enumerate(names)}
+        net = cls(subnet, hosts, tuple(sorted(set(listen_ports))))
         try:
             net._build()
         except BaseException:
@@ -120,6 +124,9 @@ class Network:
             ip("-n", self.switch, "link", "set", port, "master", "br0", "up")
             ip("-n", ns, "addr", "add", f"{self.hosts[host]}/{self.subnet.prefixlen}", "dev", "eth0")
             ip("-n", ns, "link", "set", "eth0", "up")
+            if self.listen_ports:
+                reserved = ",".join(map(str, self.listen_ports))
+                ip("netns", "exec", ns, "sysctl", "-qw", f"net.ipv4.ip_local_reserved_ports={reserved}")
 
     @contextmanager
     def inside(self, host: str) -> Iterator[None]:

@@ -245,7 +245,14 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     if problem:
         pytest.fail(problem)
     work = tmp_path_factory.mktemp("multi-host")
-    net = Network.create(HOSTS)
+    ports = [
+        KAFKA_PORT,
+        CONTROLLER_PORT,
+        POSTGRES_PORT,
+        GATEWAY_PORT,
+        *map(int, compose_file.service_ports().values()),
+    ]
+    net = Network.create(HOSTS, listen_ports=ports)
     d: Deployment | None = None
     try:
         # From here on this thread is the client host: every connection it (or a thread or a
