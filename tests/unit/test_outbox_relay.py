@@ -4,10 +4,13 @@ again after a restart whatever it had not deleted (at-least-once; consumers dedu
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import func, select
 
 from godel_server.agent.service import AgentService
@@ -16,6 +19,7 @@ from godel_server.runtime.events import custom_event
 from godel_server.runtime.migrations import upgrade
 from godel_server.runtime.outbox import OutboxRelay, enqueue
 from godel_server.runtime.tables import outbox
+from tests.waits import wait_for_async
 
 
 class FakeProducer:
@@ -34,6 +38,17 @@ async def _add(db: Database, n: int) -> list[str]:
     async with db.session() as session:
         await enqueue(session, events)
     return [e.id for e in events]
+
+
+@asynccontextmanager
+async def running(relay: OutboxRelay, db: Database) -> AsyncIterator[None]:
+    """The relay's loop runs inside; then it stops and the database closes."""
+    relay.start()
+    try:
+        yield
+    finally:
+        await relay.stop()
+        await db.close()
 
 
 async def _rows(db: Database) -> int:
@@ -93,8 +108,7 @@ async def test_a_burst_of_events_costs_the_relay_one_pass(tmp_path: Path) -> Non
     await upgrade(db, AgentService.migrations)
     producer = FakeProducer()
     relay = CountedRelay(db, producer, poll_seconds=3600)  # only a notify wakes it
-    relay.start()
-    try:
+    async with running(relay, db):
         await asyncio.wait_for(relay.passes[1].wait(), 30)  # the pass at start, over an empty outbox
         burst = await _add(db, 3)
         relay.notify()  # what the publisher does once the transaction commits
@@ -103,9 +117,6 @@ async def test_a_burst_of_events_costs_the_relay_one_pass(tmp_path: Path) -> Non
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(relay.passes[3].wait(), 0.5)
         assert relay.count == 2
-    finally:
-        await relay.stop()
-        await db.close()
 
 
 async def test_a_commit_during_a_pass_wakes_the_relay_again(tmp_path: Path) -> None:
@@ -132,10 +143,46 @@ async def test_a_commit_during_a_pass_wakes_the_relay_again(tmp_path: Path) -> N
     producer = CommitsDuringTheSend()
     relay = OutboxRelay(db, producer, poll_seconds=3600)
     first = await _add(db, 2)
-    relay.start()
-    try:
+    async with running(relay, db):
         await asyncio.wait_for(all_sent.wait(), 30)
         assert producer.sent == first + late
-    finally:
-        await relay.stop()
-        await db.close()
+
+
+async def test_a_failing_send_backs_off_and_the_rows_go_out_once_kafka_answers(tmp_path: Path) -> None:
+    """Each failed pass doubles the wait before the next (a notify does not cut it short); the first
+    pass that sends returns the relay to its poll interval, and no row is lost."""
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'agent.db'}")
+    await upgrade(db, AgentService.migrations)
+    all_sent = asyncio.Event()
+
+    class DownTwice(FakeProducer):
+        def __init__(self) -> None:
+            super().__init__()
+            self.refused = 0
+
+        async def send(
+            self, topic: str, *, value: bytes, key: bytes, headers: list[Any]
+        ) -> asyncio.Future[None]:
+            if self.refused < 2:
+                self.refused += 1
+                relay.notify()  # a commit while Kafka is down
+                raise KafkaConnectionError("broker down")
+            done = await super().send(topic, value=value, key=key, headers=headers)
+            all_sent.set()
+            return done
+
+    waits: list[tuple[float, bool]] = []
+
+    class RecordedWaits(OutboxRelay):
+        async def _sleep(self, seconds: float) -> None:
+            waits.append((seconds, self._wake.is_set()))
+            await super()._sleep(seconds)
+
+    producer = DownTwice()
+    relay = RecordedWaits(db, producer, poll_seconds=0.01)
+    queued = await _add(db, 1)
+    async with running(relay, db):
+        await asyncio.wait_for(all_sent.wait(), 30)
+        await wait_for_async(lambda: len(waits) >= 3, 30, "the relay's third wait")
+    assert producer.sent == queued
+    assert waits[:3] == [(0.02, False), (0.04, False), (0.01, False)]

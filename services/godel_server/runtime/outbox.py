@@ -150,25 +150,14 @@ class OutboxRelay:
             self._wake.clear()
             try:
                 moved = await self.relay_once()
-            except (TimeoutError, KafkaError, OSError) as exc:
-                OUTBOX_ERRORS.inc()
-                log.warning("outbox relay could not send; will retry", extra={"error": repr(exc)})
             except Exception as exc:
-                OUTBOX_ERRORS.inc()
-                if unreachable(exc):  # nothing to debug: the database went away
-                    log.warning(
-                        "outbox relay lost the database; will retry", extra={"error": driver_message(exc)}
-                    )
-                else:
-                    log.exception("outbox relay failed; will retry")
+                _report_failure(exc)
+                backoff = min(backoff * 2, 5.0)
+                self._wake.clear()  # backing off: a commit meanwhile does not cut the wait short
             else:
                 backoff = self._poll
                 if moved >= self._batch:
-                    continue
-                await self._sleep(backoff)
-                continue
-            backoff = min(backoff * 2, 5.0)
-            self._wake.clear()  # backing off: a commit meanwhile does not cut the wait short
+                    continue  # a full batch: more rows may wait, read again at once
             await self._sleep(backoff)
 
     async def _sleep(self, seconds: float) -> None:
@@ -293,3 +282,13 @@ class OutboxRelay:
             await session.execute(delete(outbox).where(outbox.c.id.in_([row["id"] for row in rows])))
         OUTBOX_PENDING.set(0 if len(rows) < self._batch else self._batch)
         return len(rows)
+
+
+def _report_failure(exc: Exception) -> None:
+    OUTBOX_ERRORS.inc()
+    if isinstance(exc, (TimeoutError, KafkaError, OSError)):
+        log.warning("outbox relay could not send; will retry", extra={"error": repr(exc)})
+    elif unreachable(exc):  # nothing to debug: the database went away
+        log.warning("outbox relay lost the database; will retry", extra={"error": driver_message(exc)})
+    else:
+        log.exception("outbox relay failed; will retry", exc_info=exc)
