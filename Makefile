@@ -79,15 +79,20 @@ console: console/dist/index.html
 down:
 	@test -x $(PY) && $(PY) -m godel_deploy.down || echo "nothing to stop"
 
+# On PostgreSQL, the database issue 18's targets are stated for; `make bench BENCH_DB=sqlite` runs
+# the services on their default SQLite files instead.
+BENCH_DB ?= postgres
+$(if $(filter-out postgres sqlite,$(BENCH_DB)),$(error BENCH_DB must be postgres or sqlite, not '$(BENCH_DB)'))
+BENCH_FLAGS := $(if $(filter postgres,$(BENCH_DB)),--postgres,)
 bench: setup
-	$(PY) bench/spawn_latency.py
-	$(PY) bench/event_latency.py
-	$(PY) bench/agent_execution.py
-	$(PY) bench/workflow_dag.py
-	$(PY) bench/team_run.py
+	$(PY) bench/spawn_latency.py $(BENCH_FLAGS)
+	$(PY) bench/event_latency.py $(BENCH_FLAGS)
+	$(PY) bench/agent_execution.py $(BENCH_FLAGS)
+	$(PY) bench/workflow_dag.py $(BENCH_FLAGS)
+	$(PY) bench/team_run.py $(BENCH_FLAGS)
 	$(PY) bench/sandbox_cost.py
-	$(PY) bench/crash_recovery.py
-	$(PY) bench/mixed_load.py
+	$(PY) bench/crash_recovery.py $(BENCH_FLAGS)
+	$(PY) bench/mixed_load.py $(BENCH_FLAGS)
 	$(PY) bench/compare.py
 
 # The wheel users install (`pip install dist/godel_client-*.whl`); built without an isolated env

@@ -3,8 +3,9 @@ push a DAG of no-op steps through, on a real database, compared with a plain asy
 the same DAG in the same run?
 
 The engine is the real `WorkflowEngine` (`create`, `start`, `member_changed`) on a real SQLite file
-in a temporary directory (migrated with the team service's migrations) and, with --postgres URL, on
-a throw-away database of that PostgreSQL server too. Only the agent side is faked, in process:
+in a temporary directory (migrated with the team service's migrations) and, with --postgres, on
+PostgreSQL too: a throw-away database of the server at --postgres URL, or of a throw-away server the
+run starts when no URL is given (`make bench`). Only the agent side is faked, in process:
 `InstantMembers.apply(effects)` (tests/fakes/members.py) queues every launched member instead of calling CreateAgent, and a
 consumer loop completes the queued members the way the Kafka consumer (`dispatch.py`) does: per batch
 one `db.session()` transaction that dedupes the batch's events in `processed_events`, runs
@@ -22,7 +23,7 @@ its dependencies completed, never more than maxConcurrency in flight, and (engin
 step and member rows and the outbox events are what a completed run leaves. Any failed check makes
 the script exit 1.
 
-    python bench/workflow_dag.py [--steps N] [--quick] [--batch B] [--postgres URL] [--profile]
+    python bench/workflow_dag.py [--steps N] [--quick] [--batch B] [--postgres [URL]] [--profile]
 
 The figures go to bench/results/workflow_dag.json (--json OUT: elsewhere).
 """
@@ -54,6 +55,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from godel.v1 import workflow_pb2
+from godel_deploy.postgres import PostgresServer
 from godel_server.runtime.config import Settings, load_settings
 from godel_server.runtime.db import Database
 from godel_server.runtime.events import utcnow
@@ -71,6 +73,7 @@ else:
 from tests.fakes.members import InstantMembers, Progress
 
 NAME = "workflow_dag"
+THROWAWAY = "throw-away"  # --postgres without a URL
 REPO_ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = REPO_ROOT / "services" / "godel_server" / "team" / "migrations"
 
@@ -615,7 +618,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--plain-runs", type=int, help="runs of the plain runner, median reported (5)")
     parser.add_argument(
-        "--postgres", metavar="URL", help="also run on a throw-away database of this PostgreSQL server"
+        "--postgres",
+        metavar="URL",
+        nargs="?",
+        const=THROWAWAY,
+        help="also run on PostgreSQL: a throw-away database of the server at URL, or without URL of a "
+        "throw-away server this run starts",
     )
     parser.add_argument("--profile", action="store_true", help="print a cProfile summary of each engine run")
     common.add_json_option(parser, NAME)
@@ -649,7 +657,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.postgres:
         backend += " and PostgreSQL (asyncpg; a fresh database per run)"
     facts = common.machine_facts(backend, libraries=(sqlalchemy,))
+    server: PostgresServer | None = None
     try:
+        if args.postgres == THROWAWAY:
+            server = PostgresServer(home / "pg").start()
+            server.wait_ready()
+            args.postgres = server.url()
         results, versions = asyncio.run(run_benchmark(args, home))
     except (CheckFailed, AssertionError) as exc:  # the fake members assert what they see
         common.say(f"CHECK FAILED: {exc}")
@@ -658,6 +671,8 @@ def main(argv: list[str] | None = None) -> int:
         common.say("interrupted")
         return 130
     finally:
+        if server is not None:
+            server.stop()
         if kept:
             common.say(f"kept {home}")
         else:
