@@ -73,16 +73,12 @@ class PlayedWorkflow:
         )
         self.steps = new_steps(self.wf, self.definition)
         self.source = MemoryRows(self.steps)
-        parsed = ParsedDefinition(
-            self.definition,
-            {s.id: s for s in self.definition.steps},
-            Dag.from_definition(self.definition),
-            {},
-        )
+        dag = Dag.from_definition(self.definition)
+        parsed = ParsedDefinition(self.definition, {s.id: s for s in self.definition.steps}, dag, {})
         self.run = WorkflowRun(
             self.source,
             self.wf,
-            StepStates.of(0, self.steps),
+            StepStates.of(0, dag, self.steps),
             parsed,
             Effects(),
             self.steps if preload else None,

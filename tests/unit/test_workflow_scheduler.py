@@ -3,6 +3,7 @@ agent service (tests/fakes/workflows.py) plays the members each step launches.""
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +12,8 @@ import pytest
 from godel_server.runtime.errors import FailedPreconditionError
 from godel_server.runtime.statuses import StepStatus, WorkflowStatus
 from godel_server.team.models import MemberRow
+from godel_server.team.workflows.dag import FINISHED, Dag
+from godel_server.team.workflows.scheduler import StepStates, StepView
 from tests.fakes.workflows import AgentFailed, PlayedWorkflow
 
 DIAMOND = """
@@ -169,3 +172,22 @@ async def test_an_old_attempts_member_does_not_move_the_step(tmp_path: Path) -> 
     member.status = member.status.COMPLETED
     await wf.scheduler.member_ended(wf.run, member)
     assert wf.step("a").status == StepStatus.RUNNING and wf.wf.status == WorkflowStatus.RUNNING
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_step_view_keeps_its_ready_set_and_counts_as_a_full_pass_finds_them(seed: int) -> None:
+    """StepStates follows each change instead of reading every step per event: after any sequence
+    of changes (finishing, retrying, cancelling) its ready steps are Dag.ready's and its counts are
+    a recount's."""
+    rng = random.Random(seed)
+    ids = [f"s{i:02d}" for i in range(40)]
+    dag = Dag([(sid, rng.sample(ids[:i], k=min(i, rng.randint(0, 3)))) for i, sid in enumerate(ids)])
+    state = StepStates(0, dag, {sid: StepView(StepStatus.PENDING) for sid in ids})
+    for _ in range(300):
+        sid = rng.choice(ids)
+        state.set_status(sid, rng.choice(list(StepStatus)))
+        statuses = {s: v.status for s, v in state.steps.items()}
+        assert state.ready() == dag.ready(statuses)
+        for status in StepStatus:
+            assert state.count(status) == sum(1 for v in statuses.values() if v == status)
+        assert state.all_finished() == all(v in FINISHED for v in statuses.values())

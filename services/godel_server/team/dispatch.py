@@ -14,6 +14,7 @@ from godel_server.runtime.db import Database
 from godel_server.runtime.deadletters import DeadLetterStore
 from godel_server.runtime.events import event_data
 from godel_server.runtime.ownership import Owner
+from godel_server.runtime.row_locks import locked
 from godel_server.runtime.topics import DOMAIN_TOPICS
 from godel_server.team.budgets.ledger import BudgetLedger, Usage
 from godel_server.team.members import Effects, Members, apply_agent_event
@@ -100,7 +101,7 @@ class AgentEventConsumer(EventConsumer):
         )
         if usage.team_id:
             # Team before budgets, the order every other writer locks them in.
-            await session.get(TeamRow, usage.team_id, with_for_update=True)
+            await locked(session, TeamRow, usage.team_id)
         for budget in await self._ledger.apply_usage(session, usage):
             if budget.entity_type == "team":
                 reason = f"team budget exceeded: ${budget.used_budget:.4f} of ${budget.total_budget:.4f}"

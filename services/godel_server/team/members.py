@@ -28,6 +28,7 @@ from godel_server.runtime.db import Database
 from godel_server.runtime.errors import UnavailableError
 from godel_server.runtime.events import event_data, utcnow
 from godel_server.runtime.ownership import NO_OWNER
+from godel_server.runtime.row_locks import locked
 from godel_server.team.agents import MEMBER_METADATA_KEY, AgentGateway
 from godel_server.team.models import MemberRow, MemberStatus, TeamRow, WorkflowRow
 from godel_server.team.owners import owner_of_member
@@ -124,11 +125,9 @@ async def lock(session: AsyncSession, member_id: str) -> MemberRow | None:
     if member is None:
         return None
     if member.workflow_id:
-        await session.get(
-            WorkflowRow, member.workflow_id, with_for_update=True, options=[defer(WorkflowRow.definition)]
-        )
+        await locked(session, WorkflowRow, member.workflow_id, defer(WorkflowRow.definition))
     elif member.team_id:
-        await session.get(TeamRow, member.team_id, with_for_update=True)
+        await locked(session, TeamRow, member.team_id)
     await session.refresh(member)
     return member
 
@@ -160,8 +159,10 @@ async def apply_agent_event(session: AsyncSession, event: event_pb2.Event) -> Ch
     agent_id = event.metadata.agent_id
     if data is None or not agent_id:
         return None
-    found = await session.scalar(select(MemberRow.id).where(MemberRow.agent_id == agent_id))
-    member = await lock(session, found) if found else None
+    # The whole row, so that `lock` finds it in the session (the refresh after the owner's lock
+    # is what it reads again).
+    found = await session.scalar(select(MemberRow).where(MemberRow.agent_id == agent_id))
+    member = await lock(session, found.id) if found else None
     if member is None or member.status in ENDED:
         return None
     now = utcnow()

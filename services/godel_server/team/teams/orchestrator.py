@@ -30,6 +30,7 @@ from godel_server.runtime.fieldmask import apply_update
 from godel_server.runtime.ownership import Owner, Reach
 from godel_server.runtime.pagination import Keyset, keyset_page
 from godel_server.runtime.publisher import EventPublisher
+from godel_server.runtime.row_locks import locked
 from godel_server.runtime.statuses import TEAM_STATUS, BudgetEntity, TeamStatus
 from godel_server.team.budgets.ledger import BudgetLedger
 from godel_server.team.events import service_event
@@ -105,7 +106,7 @@ class TeamOrchestrator:
         return spec
 
     async def _load(self, session: AsyncSession, team_id: str) -> TeamRow:
-        team = await session.get(TeamRow, team_id, with_for_update=True, populate_existing=True)
+        team = await locked(session, TeamRow, team_id)
         if team is None:
             raise TeamNotFoundError(team_id)
         return team
@@ -284,7 +285,7 @@ class TeamOrchestrator:
     ) -> None:
         """An agent event moved one of the team's members (called in the consumer's transaction)."""
         assert member.team_id
-        team = await session.get(TeamRow, member.team_id, with_for_update=True)
+        team = await locked(session, TeamRow, member.team_id)
         if team is None:
             return
         run = await self._run(session, team, effects)
@@ -454,7 +455,7 @@ class TeamOrchestrator:
         self, session: AsyncSession, team_id: str, reason: str, effects: Effects
     ) -> None:
         """A team's budget ran out: stop its members and fail it (in the caller's transaction)."""
-        team = await session.get(TeamRow, team_id, with_for_update=True)
+        team = await locked(session, TeamRow, team_id)
         if team is None or team.status in TERMINAL:
             return
         run = await self._run(session, team, effects)

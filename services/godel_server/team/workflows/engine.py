@@ -22,6 +22,7 @@ from godel_server.runtime.db import Database
 from godel_server.runtime.errors import FailedPreconditionError, NotFoundError
 from godel_server.runtime.ownership import Owner
 from godel_server.runtime.publisher import EventPublisher
+from godel_server.runtime.row_locks import locked
 from godel_server.runtime.statuses import StepStatus, WorkflowStatus
 from godel_server.team.members import ACTIVE, Effects, Members
 from godel_server.team.models import MemberRow, WorkflowRow, WorkflowStepRow
@@ -91,6 +92,7 @@ class WorkflowEngine:
         wf = await _locked(session, workflow_id)
         if wf is None:
             raise WorkflowNotFoundError(workflow_id)
+        parsed = await self._parse(session, workflow_id)
         state = self._states.get(workflow_id)
         rows: list[WorkflowStepRow] | None = None
         if state is None or state.version != wf.version:
@@ -101,10 +103,8 @@ class WorkflowEngine:
                     )
                 ).all()
             )
-            state = self._states[workflow_id] = StepStates.of(wf.version, rows)
-        run = runs[workflow_id] = WorkflowRun(
-            _SessionSteps(session), wf, state, await self._parse(session, workflow_id), effects, rows
-        )
+            state = self._states[workflow_id] = StepStates.of(wf.version, parsed.dag, rows)
+        run = runs[workflow_id] = WorkflowRun(_SessionSteps(session), wf, state, parsed, effects, rows)
         return run
 
     async def _commit(self, session: AsyncSession, run: WorkflowRun) -> None:
@@ -337,15 +337,9 @@ class WorkflowEngine:
 
 
 async def _locked(session: AsyncSession, workflow_id: str) -> WorkflowRow | None:
-    """The workflow's row, locked and fresh; its definition (large, immutable) is parsed once per
-    process, not loaded per event."""
-    return await session.get(
-        WorkflowRow,
-        workflow_id,
-        with_for_update=True,
-        populate_existing=True,
-        options=[defer(WorkflowRow.definition)],
-    )
+    """The workflow's row, locked and fresh (once per transaction: the member's lock may have taken
+    it already); its definition (large, immutable) is parsed once per process, not loaded per event."""
+    return await locked(session, WorkflowRow, workflow_id, defer(WorkflowRow.definition))
 
 
 class _SessionSteps:

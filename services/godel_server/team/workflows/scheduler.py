@@ -7,8 +7,9 @@ transaction and commits what they changed; unit tests run them on rows they make
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -24,12 +25,11 @@ from godel_server.runtime.statuses import WORKFLOW_STATUS, StepStatus, WorkflowS
 from godel_server.team.events import service_event
 from godel_server.team.members import Effects, new_member
 from godel_server.team.models import MemberRow, MemberStatus, WorkflowRow, WorkflowStepRow
-from godel_server.team.workflows.dag import Dag, backoff_seconds
+from godel_server.team.workflows.dag import FINISHED, Dag, backoff_seconds
 from godel_server.team.workflows.definition import concurrency
 from godel_server.team.workflows.expressions import ExpressionError, compile_expression
 from godel_server.team.workflows.templates import compile_template
 
-FINISHED = frozenset({StepStatus.COMPLETED, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED})
 UNFINISHED = (StepStatus.PENDING, StepStatus.RETRYING, StepStatus.RUNNING)
 TERMINAL = frozenset({WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED})
 # A workflow that has started and not ended: its steps run, or wait for it to resume.
@@ -90,24 +90,80 @@ class StepView:
     agent_id: str = ""
 
 
-@dataclass
 class StepStates:
     """The steps of one workflow as of `version` of its row. Kept between transactions so an event
     touches only the step rows it changes; any transaction that changes steps bumps the row's
-    version, so a view that missed a change (or saw one that was rolled back) is reloaded."""
+    version, so a view that missed a change (or saw one that was rolled back) is reloaded.
 
-    version: int
-    steps: dict[str, StepView]
+    The counts per status and the ready steps (pending, every dependency finished) follow each
+    change (`put`), so an event costs the steps it touches and their dependents, not a pass over
+    every step of the workflow (a 1,000-step DAG made that a second of CPU per run)."""
+
+    def __init__(self, version: int, dag: Dag, steps: dict[str, StepView]) -> None:
+        self.version = version
+        self.dag = dag
+        self._steps = steps
+        self._counts = Counter(v.status for v in steps.values())
+        self._ready = {sid for sid in dag.order if self._is_ready(sid)}
 
     @classmethod
-    def of(cls, version: int, rows: list[WorkflowStepRow]) -> StepStates:
-        return cls(version, {r.step_id: step_view(r) for r in rows})
+    def of(cls, version: int, dag: Dag, rows: list[WorkflowStepRow]) -> StepStates:
+        return cls(version, dag, {r.step_id: step_view(r) for r in rows})
 
-    def statuses(self) -> dict[str, StepStatus]:
-        return {sid: v.status for sid, v in self.steps.items()}
+    @property
+    def steps(self) -> Mapping[str, StepView]:
+        """Every step's view (read only: a change goes through `put`)."""
+        return self._steps
+
+    def put(self, step_id: str, view: StepView) -> None:
+        old = self._steps.get(step_id)
+        if old is not None:
+            self._counts[old.status] -= 1
+        self._steps[step_id] = view
+        self._counts[view.status] += 1
+        self._recheck(step_id)
+        if (old is not None and old.status in FINISHED) != (view.status in FINISHED):
+            for dependent in self.dag.dependents.get(step_id, ()):
+                self._recheck(dependent)
+
+    def set_status(self, step_id: str, status: StepStatus) -> None:
+        self.put(step_id, replace(self._steps[step_id], status=status))
+
+    def ready(self) -> list[str]:
+        """The ready steps in topological order (Dag.ready's answer, without reading every step)."""
+        return sorted(self._ready, key=self.dag.rank)
+
+    def unblocked_by(self, step_id: str) -> list[str]:
+        """The steps that become ready when `step_id` finishes (their other dependencies have)."""
+        return [
+            d
+            for d in self.dag.dependents.get(step_id, ())
+            if self._status(d) == StepStatus.PENDING
+            and all(self._status(x) in FINISHED for x in self.dag.deps[d] if x != step_id)
+        ]
 
     def count(self, *statuses: StepStatus) -> int:
-        return sum(1 for v in self.steps.values() if v.status in statuses)
+        return sum(self._counts[s] for s in statuses)
+
+    def all_finished(self) -> bool:
+        return self.count(*FINISHED) == len(self._steps)
+
+    def _status(self, step_id: str) -> StepStatus:
+        view = self._steps.get(step_id)
+        return view.status if view is not None else StepStatus.PENDING
+
+    def _is_ready(self, step_id: str) -> bool:
+        return self._status(step_id) == StepStatus.PENDING and all(
+            self._status(d) in FINISHED for d in self.dag.deps.get(step_id, ())
+        )
+
+    def _recheck(self, step_id: str) -> None:
+        if step_id not in self.dag:
+            return
+        if self._is_ready(step_id):
+            self._ready.add(step_id)
+        else:
+            self._ready.discard(step_id)
 
 
 def step_view(row: WorkflowStepRow) -> StepView:
@@ -157,7 +213,7 @@ class WorkflowRun:
 
     def touch(self, row: WorkflowStepRow) -> None:
         """Records a change of a step row in the view (the view is invalid until the commit)."""
-        self.state.steps[row.step_id] = step_view(row)
+        self.state.put(row.step_id, step_view(row))
         self.state.version = -1
         self.dirty = True
         self._variables = None
@@ -258,7 +314,7 @@ class Scheduler:
         limit = concurrency(run.definition)
         while wf.status == WorkflowStatus.RUNNING:
             running = run.state.count(StepStatus.RUNNING)
-            ready = run.dag.ready(run.state.statuses()) if running < limit else []
+            ready = run.state.ready() if running < limit else []
             if not ready:
                 break
             batch = ready[: limit - running]
@@ -391,9 +447,8 @@ class Scheduler:
     def _maybe_finish(self, run: WorkflowRun) -> None:
         if run.wf.status != WorkflowStatus.RUNNING:
             return
-        statuses = run.state.statuses()
-        if all(s in FINISHED for s in statuses.values()):
-            failed = [sid for sid, s in statuses.items() if s == StepStatus.FAILED]
+        if run.state.all_finished():
+            failed = [sid for sid, v in run.state.steps.items() if v.status == StepStatus.FAILED]
             self.end(run, WorkflowStatus.COMPLETED, None, failed_steps=failed)
 
     def end(
@@ -413,11 +468,10 @@ class Scheduler:
         # Written once at the end: rewriting it per step would cost O(steps) per step.
         wf.results = {sid: v.output for sid, v in run.state.steps.items() if v.status == StepStatus.COMPLETED}
         wf.current_step_id = None
-        for view in run.state.steps.values():
-            if view.status in UNFINISHED:
-                view.status = StepStatus.CANCELLED
-                run.state.version = -1
-                run.dirty = True
+        for sid in [sid for sid, v in run.state.steps.items() if v.status in UNFINISHED]:
+            run.state.set_status(sid, StepStatus.CANCELLED)
+            run.state.version = -1
+            run.dirty = True
         run.cancel_unfinished = True
         run.stop_reason = f"workflow {status}"
         self._update_progress(run)
@@ -436,7 +490,8 @@ class Scheduler:
         """A member of the workflow ended. When it runs its step's current attempt, the step
         completes or fails (and may be retried), and whatever can start next starts."""
         assert member.step_id
-        await run.load([member.step_id])
+        # With the rows of the steps its end lets start: one SELECT for what advance() needs.
+        await run.load([member.step_id, *run.state.unblocked_by(member.step_id)])
         step = run.rows.get(member.step_id)
         if step is None or member.attempt != step.retry_count or step.status != StepStatus.RUNNING:
             return

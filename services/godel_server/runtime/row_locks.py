@@ -1,0 +1,43 @@
+"""A row locked once per transaction: `locked` selects it FOR UPDATE the first time and hands back
+the session's copy afterwards. While the transaction holds the lock no other writer can change the
+row, so the copy loaded (fresh) under the lock is what a second SELECT would read, and that second
+statement is saved. The team service's consumer locks a member's workflow or team before the
+member (members.py `lock`), and the engine then needs the same row locked again for the change."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Session, SessionTransaction
+from sqlalchemy.orm.interfaces import ORMOption
+
+Row = TypeVar("Row", bound=DeclarativeBase)
+
+_HELD = "godel.row_locks"
+
+
+def _held(session: AsyncSession) -> dict[tuple[type[Any], str], Any]:
+    """The rows this session's current transaction has locked (none again in a new transaction),
+    held here too: the session's identity map keeps an unchanged row only as long as something
+    else refers to it."""
+    sync: Session = session.sync_session
+    transaction: SessionTransaction | None = sync.get_transaction()
+    held = sync.info.get(_HELD)
+    if held is None or held[0] is not transaction:
+        held = sync.info[_HELD] = (transaction, {})
+    rows: dict[tuple[type[Any], str], Any] = held[1]
+    return rows
+
+
+async def locked(session: AsyncSession, model: type[Row], key: str, *options: ORMOption) -> Row | None:
+    """The row of `model` with primary key `key`, locked (FOR UPDATE) and fresh; None when there is
+    none. A second call in the same transaction reads no row from the database."""
+    held = _held(session)
+    row: Row | None = held.get((model, key))
+    if row is not None and row in session.sync_session:
+        return row
+    row = await session.get(model, key, with_for_update=True, populate_existing=True, options=list(options))
+    if row is not None:
+        held[(model, key)] = row
+    return row
