@@ -4,6 +4,7 @@ tests of the event plane."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Unpack
 
 from godel.v1 import agent_events_pb2, agent_pb2, event_pb2
@@ -58,3 +59,15 @@ def of_type(
     return custom_event(
         event_type, payload or {}, partition_key=partition_key, component=component, **envelope
     )
+
+
+@dataclass
+class KafkaRecord:
+    """What a consumer reads of one Kafka record (aiokafka's ConsumerRecord, in the fields used)."""
+
+    value: bytes
+    topic: str = "godel.agent.events"
+    partition: int = 0
+    offset: int = 0
+    key: bytes | None = b"a"
+    headers: list[tuple[str, bytes]] = field(default_factory=list)

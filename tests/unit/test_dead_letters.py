@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +24,7 @@ from godel_server.runtime.errors import FailedPreconditionError, NotFoundError
 from godel_server.runtime.events import custom_event
 from godel_server.runtime.outbox import SEND_ATTEMPTS, OutboxRelay, SendFailed, enqueue
 from godel_server.runtime.tables import outbox, processed_events
+from tests.fakes.events import KafkaRecord
 
 LIMIT = 1000
 
@@ -162,16 +162,6 @@ async def test_the_relay_logs_a_lost_database_without_a_stack_trace_or_the_state
 
 
 # --------------------------------------------------------------------------------- consumers
-
-
-@dataclass
-class KafkaRecord:
-    value: bytes
-    topic: str = "godel.agent.events"
-    partition: int = 0
-    offset: int = 0
-    key: bytes | None = b"a"
-    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 class Consumer(EventConsumer):

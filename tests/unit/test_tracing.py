@@ -34,7 +34,8 @@ from godel_server.runtime.events import custom_event
 from godel_server.runtime.interceptors import GodelServerInterceptor
 from godel_server.runtime.outbox import OutboxRelay, enqueue
 from godel_server.runtime.tls import open_channel
-from tests.unit.test_dead_letters import Consumer, KafkaRecord
+from tests.fakes.events import KafkaRecord
+from tests.unit.test_dead_letters import Consumer
 from tests.unit.test_interceptors import Verifier
 from tests.unit.test_outbox_relay import FakeProducer
 from tests.waits import wait_for_async

@@ -102,6 +102,11 @@ class EventConsumer(ABC):
     async def after_commit(self, events: list[event_pb2.Event]) -> None:  # noqa: B027
         """Runs with handle_batch's result after the transaction committed (e.g. live fan-out)."""
 
+    def wants(self, event: event_pb2.Event) -> bool:
+        """False for an event this group has no use for: it is neither handled nor recorded (no
+        transaction at all), and its offset is committed with the batch's."""
+        return True
+
     def poison_reason(self, event: event_pb2.Event) -> str | None:
         """Why this group can never handle the event (it is quarantined without attempts), or None."""
         if not event.id:
@@ -185,7 +190,7 @@ class EventConsumer(ABC):
             if problem is not None:
                 await self._quarantine(record, event, problem, 1)
                 continue
-            if event.id in seen:
+            if event.id in seen or not self.wants(event):
                 continue
             seen.add(event.id)
             batch.append((record, event))

@@ -17,7 +17,7 @@ from godel_server.runtime.ownership import Owner
 from godel_server.runtime.row_locks import locked
 from godel_server.runtime.topics import DOMAIN_TOPICS
 from godel_server.team.budgets.ledger import BudgetLedger, Usage
-from godel_server.team.members import Effects, Members, apply_agent_event
+from godel_server.team.members import Effects, Members, apply_agent_event, member_id_of
 from godel_server.team.models import MemberRow, TeamRow
 from godel_server.team.tasks.queue import TaskQueue
 from godel_server.team.teams.orchestrator import TeamOrchestrator
@@ -50,6 +50,16 @@ class AgentEventConsumer(EventConsumer):
         self._tasks = tasks
         self._ledger = ledger
         self._effects = Effects()
+
+    def wants(self, event: event_pb2.Event) -> bool:
+        """Not the spawn of an agent that is in no team and no member's: that changes nothing here
+        (the task queue follows the agents of teams; members are agents this service created), so
+        it costs no transaction. Every later event of an agent is handled: it may hold a task, and
+        its usage is charged."""
+        data = event_data(event)
+        if isinstance(data, agent_events_pb2.AgentSpawned):
+            return bool(data.agent.team_id or event.metadata.team_id or member_id_of(data.agent))
+        return True
 
     async def handle_batch(
         self, session: AsyncSession, events: list[event_pb2.Event]
