@@ -22,6 +22,7 @@ EVENTS = Counter("godel_events", "Events stored in the event store (each once), 
 
 class EventIngest(EventConsumer):
     group_id = "godel-event-store"
+    stores_each_id_once = True  # EventStore.append skips the ids it has
     # A replica that died gives its partitions to the others within seconds.
     kafka_options = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
 

@@ -1,5 +1,6 @@
 """Consumer base: reads Godel events from Kafka, handles each one exactly once per consumer group
-(dedupe by event id in the same DB transaction as the handler's writes), and commits offsets only
+(dedupe by event id in the same DB transaction as the handler's writes: in the dedupe log, or by
+the handler itself when it `stores_each_id_once`), and commits offsets only
 after the batch has been processed. A record it cannot handle does not stop the group: a batch that
 fails BATCH_ATTEMPTS times is handled one record at a time, and a record that still fails after
 RECORD_ATTEMPTS (or that is no event, or one the service cannot store) is quarantined as a dead
@@ -68,6 +69,9 @@ class EventConsumer(ABC):
     `after_commit` once the transaction has committed."""
 
     group_id: str = "godel"
+    # True when handle_batch itself skips the events it has handled and returns the others (the
+    # event store keeps each id once): the dedupe log would only repeat that, a statement per batch.
+    stores_each_id_once: bool = False
     # Extra AIOKafkaConsumer settings of a subclass (e.g. a shorter session timeout).
     kafka_options: dict[str, int] = {}
 
@@ -281,11 +285,14 @@ class EventConsumer(ABC):
                         processed_events.c.event_id.in_([e.id for e in events]),
                     )
                 )
-            fresh = await self._record(session, events)
-            DUPLICATES.labels(self.group_id).inc(len(events) - len(fresh))
             handled: list[event_pb2.Event] = []
-            if fresh:
-                handled = await self.handle_batch(session, fresh)
+            if self.stores_each_id_once:
+                fresh = handled = await self.handle_batch(session, events)
+            else:
+                fresh = await self._record(session, events)
+                if fresh:
+                    handled = await self.handle_batch(session, fresh)
+            DUPLICATES.labels(self.group_id).inc(len(events) - len(fresh))
             if also is not None:
                 await also(session)
         CONSUMED.labels(self.group_id).inc(len(fresh))
