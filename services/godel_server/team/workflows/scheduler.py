@@ -491,7 +491,7 @@ class Scheduler:
         completes or fails (and may be retried), and whatever can start next starts."""
         assert member.step_id
         # With the rows of the steps its end lets start: one SELECT for what advance() needs.
-        await run.load([member.step_id, *run.state.unblocked_by(member.step_id)])
+        await run.load([member.step_id, *self._starting_next(run, member.step_id)])
         step = run.rows.get(member.step_id)
         if step is None or member.attempt != step.retry_count or step.status != StepStatus.RUNNING:
             return
@@ -517,6 +517,15 @@ class Scheduler:
             self._step_failed(run, step, member.error or f"agent {member.status}")
         if run.wf.status == WorkflowStatus.RUNNING:
             await self.advance(run)
+
+    def _starting_next(self, run: WorkflowRun, step_id: str) -> list[str]:
+        """The steps advance() will start once the running `step_id` ends, as far as known now:
+        none while ready steps wait for a slot (they go first), else those its end unblocks, in
+        order, up to the slots free then."""
+        if run.state.ready():
+            return []
+        free = concurrency(run.definition) - (run.state.count(StepStatus.RUNNING) - 1)
+        return sorted(run.state.unblocked_by(step_id), key=run.dag.rank)[: max(0, free)]
 
     def arm(self, effects: Effects, workflow_id: str, delay: float) -> None:
         effects.after.append(lambda: self._on_arm(workflow_id, delay))
