@@ -16,7 +16,7 @@ from godel.v1 import agent_events_pb2
 from godel.v1 import worker_service_pb2 as wpb
 from godel_server.agent.models import AgentRow
 from godel_server.agent.runner import RunCoordinator
-from godel_server.agent.workers import WorkerRegistry
+from godel_server.agent.workers import MAX_IN_FLIGHT, Placement, WorkerRegistry
 from godel_server.runtime.events import utcnow
 from godel_server.runtime.statuses import AgentStatus, LifecycleState, SessionStatus
 from tests.fakes.agents import FakeWorker, MemoryDatabase, coordinator, new_agent
@@ -225,3 +225,35 @@ async def test_a_report_of_a_run_the_agent_no_longer_has_kills_that_run(
     kill = next(c for c in worker.controls if c.run_id == "an-old-run")
     assert kill.action == wpb.CONTROL_ACTION_KILL
     assert state(agent) == LifecycleState.INITIALIZING  # the agent's own run is untouched
+
+
+async def test_a_burst_of_runs_waits_here_not_in_the_workers_stream(
+    rig: Rig,
+) -> None:
+    """At most MAX_IN_FLIGHT assignments the worker has not spoken of yet: behind more, in the
+    ordered stream, the acknowledgements of its heartbeats came too late for its run lease and it
+    stopped every run (bench/README.md, "A worker stops 1,000 runs at once"). The wait is a moment's:
+    nothing is written on the waiting agent; a word on a run, or a heartbeat listing runs, makes
+    room, and a heartbeat's free slots do not count the runs still on their way."""
+    coord, db = rig.coord, rig.db
+    capacity = MAX_IN_FLIGHT + 10
+    worker = rig.worker("w1", capacity=capacity)
+    agents = [new_agent(db) for _ in range(MAX_IN_FLIGHT + 2)]
+    placed = [await coord._assign(a.id) for a in agents]
+    assert placed == [True] * MAX_IN_FLIGHT + [False, False]
+    late, last = agents[-2:]
+    assert last.pending_reason is None and last.run_id is None
+    assert "still taking the runs" in coord.registry.unplaced(Placement("command"), "replica-1").message
+
+    # The heartbeat the worker sent before these reached it: they are not in its free count.
+    worker.conn.report([], free=capacity)
+    assert worker.conn.free == capacity - MAX_IN_FLIGHT
+
+    assert worker.conn.seen(agents[0].run_id or "")  # its first update: room for one
+    assert await coord._assign(late.id) and not await coord._assign(last.id)
+    seen = [
+        wpb.RunStatus(run_id=a.run_id or "", agent_id=a.id, state=wpb.RUN_STATE_RUNNING) for a in agents[1:10]
+    ]
+    worker.conn.report(seen, free=capacity - 10)
+    assert await coord._assign(last.id)
+    await until(lambda: len(worker.assigned) == MAX_IN_FLIGHT + 2)

@@ -398,7 +398,7 @@ class RunCoordinator:
         if assigned is None:
             return True  # refused: no run could help it
         conn, assignment = assigned
-        conn.free -= 1
+        conn.assigned(run_id)
         conn.owned.add((agent_id, run_id))
         conn.send(wpb.ConnectResponse(assign=assignment))
         log.info("run assigned", extra={"agentId": agent_id, "runId": run_id, "workerId": conn.worker_id})
@@ -416,6 +416,9 @@ class RunCoordinator:
         unplaced = self.registry.unplaced(placement, self.replica_id)
         known = self._waiting.get(agent_id)
         if known is not None and known.unplaced == unplaced:
+            return
+        if unplaced.passing:  # a moment's wait: no write, no log (a burst would write each agent)
+            self._waiting[agent_id] = _Waiting(placement, unplaced)
             return
         async with self._db.session() as session:
             await session.execute(

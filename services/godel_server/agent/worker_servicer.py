@@ -107,6 +107,8 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
                 if not self._handle_now(conn, message):
                     if message.HasField("update"):
                         conn.unapplied[message.update.run_id] += 1
+                        if conn.seen(message.update.run_id):
+                            self._coordinator.nudge()  # room for the next assignment
                     await backlog.put(message)
         except asyncio.CancelledError:
             raise

@@ -3,8 +3,15 @@ cannot be placed on any of them, when each was last heard from, and a channel to
 assignments, controls and acknowledgements (the service side of proto/godel/v1/worker_service.proto).
 
 Slots are counted per live connection: a connection's free slots start from its hello (capacity
-minus the runs it reports alive), follow its heartbeats, and drop by one per assignment sent on it;
-a closed connection's slots count nowhere."""
+minus the runs it reports alive), follow its heartbeats (less the runs sent on it that the worker
+had not seen when it counted), and drop by one per assignment sent on it; a closed connection's
+slots count nowhere.
+
+A connection carries at most MAX_IN_FLIGHT assignments the worker has not acknowledged by a word
+on the run (an update, or a heartbeat that lists it): the stream is ordered, and a burst of a
+thousand assignments that a busy worker reads a few dozen a second would hold the acknowledgements
+of its heartbeats back past its run lease, and the worker would stop every run it has. The rest of
+a burst waits here, where it costs nothing."""
 
 from __future__ import annotations
 
@@ -61,12 +68,17 @@ class Placement:
         return f"the {self.runtime!r} runtime" + (f" and labels {labels}" if labels else "")
 
 
+MAX_IN_FLIGHT = 64
+
+
 @dataclass(frozen=True)
 class Unplaced:
-    """Why no connected worker can take an agent's run now."""
+    """Why no connected worker can take an agent's run now. `passing`: only for a moment (the
+    workers with room are still taking runs sent to them), nothing to tell the agent's owner."""
 
     reason: agent_pb2.PendingReason.ValueType
     message: str
+    passing: bool = False
 
 
 @dataclass
@@ -94,11 +106,30 @@ class WorkerConnection:
     closed: bool = False
     # Per run: updates received on this connection and not yet applied (they wait for the database).
     unapplied: Counter[str] = field(default_factory=Counter)
+    # Runs assigned on this connection that the worker has not yet shown it has (module docstring).
+    in_flight: set[str] = field(default_factory=set)
 
     def report(self, runs: list[wpb.RunStatus], free: int | None = None) -> None:
         self.runs = {r.run_id: r for r in runs}
+        self.in_flight.difference_update(self.runs)
         if free is not None:
-            self.free = free
+            # The worker counted without the runs still on their way to it.
+            self.free = max(0, free - len(self.in_flight))
+
+    def assigned(self, run_id: str) -> None:
+        self.free -= 1
+        self.in_flight.add(run_id)
+
+    def seen(self, run_id: str) -> bool:
+        """The worker spoke about the run; True when that frees room for another assignment."""
+        if run_id not in self.in_flight:
+            return False
+        self.in_flight.discard(run_id)
+        return len(self.in_flight) == MAX_IN_FLIGHT - 1
+
+    def taking(self) -> bool:
+        """Room on the stream for one more assignment."""
+        return len(self.in_flight) < MAX_IN_FLIGHT
 
     def heard(self) -> None:
         self.last_heard = time.monotonic()
@@ -239,7 +270,11 @@ class WorkerRegistry:
         candidates = [
             w
             for w in self.workers.values()
-            if not w.closed and w.free > 0 and placement.hosted_by(w) and w.worker_id not in exclude
+            if not w.closed
+            and w.free > 0
+            and w.taking()
+            and placement.hosted_by(w)
+            and w.worker_id not in exclude
         ]
         return max(candidates, key=lambda w: w.free, default=None)
 
@@ -262,6 +297,12 @@ class WorkerRegistry:
             else:
                 message = f"no connected worker has {placement.describe()} ({_offers(live)})"
             return Unplaced(agent_pb2.PENDING_REASON_NO_RUNTIME, message)
+        if any(w.free > 0 and not w.taking() for w in hosting):
+            return Unplaced(
+                agent_pb2.PENDING_REASON_NO_FREE_SLOT,
+                f"the workers that have {placement.describe()} are still taking the runs sent to them",
+                passing=True,
+            )
         # Worker and slot counts only: a message that changed with every run would be rewritten often.
         slots = sum(w.capacity for w in hosting)
         return Unplaced(
