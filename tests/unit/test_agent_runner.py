@@ -16,7 +16,7 @@ from godel.v1 import agent_events_pb2
 from godel.v1 import worker_service_pb2 as wpb
 from godel_server.agent.models import AgentRow
 from godel_server.agent.runner import RunCoordinator
-from godel_server.agent.workers import MAX_IN_FLIGHT, Placement, WorkerRegistry
+from godel_server.agent.workers import IN_FLIGHT_SECONDS, MAX_IN_FLIGHT, Placement, WorkerRegistry
 from godel_server.runtime.events import utcnow
 from godel_server.runtime.statuses import AgentStatus, LifecycleState, SessionStatus
 from tests.fakes.agents import FakeWorker, MemoryDatabase, coordinator, new_agent
@@ -257,3 +257,20 @@ async def test_a_burst_of_runs_waits_here_not_in_the_workers_stream(
     worker.conn.report(seen, free=capacity - 10)
     assert await coord._assign(last.id)
     await until(lambda: len(worker.assigned) == MAX_IN_FLIGHT + 2)
+
+
+async def test_an_assignment_the_worker_never_speaks_of_stops_holding_a_place(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After IN_FLIGHT_SECONDS an unconfirmed assignment no longer counts against the cap: a worker
+    that ignored some (the supervisor judges those runs) does not stop taking runs for good."""
+    clock = [1_000_000.0]  # a machine up for days; monotonic() never starts at zero here
+    monkeypatch.setattr("godel_server.agent.workers.time.monotonic", lambda: clock[0])
+    coord, db = rig.coord, rig.db
+    rig.worker("w1", capacity=MAX_IN_FLIGHT + 10)
+    agents = [new_agent(db) for _ in range(MAX_IN_FLIGHT + 1)]
+    assert [await coord._assign(a.id) for a in agents] == [True] * MAX_IN_FLIGHT + [False]
+    clock[0] += IN_FLIGHT_SECONDS - 1
+    assert not await coord._assign(agents[-1].id)
+    clock[0] += 2
+    assert await coord._assign(agents[-1].id)

@@ -69,6 +69,10 @@ class Placement:
 
 
 MAX_IN_FLIGHT = 64
+# An assignment the worker has not spoken of after this long no longer holds a place: the worker
+# has read it by then or the run is the supervisor's to judge, and a worker that ignored a few
+# must not stop this connection from taking any.
+IN_FLIGHT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -106,30 +110,40 @@ class WorkerConnection:
     closed: bool = False
     # Per run: updates received on this connection and not yet applied (they wait for the database).
     unapplied: Counter[str] = field(default_factory=Counter)
-    # Runs assigned on this connection that the worker has not yet shown it has (module docstring).
-    in_flight: set[str] = field(default_factory=set)
+    # Runs assigned on this connection that the worker has not yet shown it has (module
+    # docstring), with the monotonic time each was sent, oldest first.
+    in_flight: dict[str, float] = field(default_factory=dict)
 
     def report(self, runs: list[wpb.RunStatus], free: int | None = None) -> None:
         self.runs = {r.run_id: r for r in runs}
-        self.in_flight.difference_update(self.runs)
+        for run_id in self.runs:
+            self.in_flight.pop(run_id, None)
         if free is not None:
             # The worker counted without the runs still on their way to it.
-            self.free = max(0, free - len(self.in_flight))
+            self.free = max(0, free - self._in_flight())
 
     def assigned(self, run_id: str) -> None:
         self.free -= 1
-        self.in_flight.add(run_id)
+        self.in_flight[run_id] = time.monotonic()
 
     def seen(self, run_id: str) -> bool:
         """The worker spoke about the run; True when that frees room for another assignment."""
-        if run_id not in self.in_flight:
+        if self.in_flight.pop(run_id, None) is None:
             return False
-        self.in_flight.discard(run_id)
-        return len(self.in_flight) == MAX_IN_FLIGHT - 1
+        return self._in_flight() == MAX_IN_FLIGHT - 1
 
     def taking(self) -> bool:
         """Room on the stream for one more assignment."""
-        return len(self.in_flight) < MAX_IN_FLIGHT
+        return self._in_flight() < MAX_IN_FLIGHT
+
+    def _in_flight(self) -> int:
+        expired = time.monotonic() - IN_FLIGHT_SECONDS
+        while self.in_flight:
+            run_id, sent = next(iter(self.in_flight.items()))
+            if sent > expired:
+                break
+            del self.in_flight[run_id]
+        return len(self.in_flight)
 
     def heard(self) -> None:
         self.last_heard = time.monotonic()
