@@ -13,15 +13,17 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
+import grpc
 from google.protobuf.message import Message
 from sqlalchemy import Insert, Update
 
-from godel.v1 import event_pb2
+from godel.v1 import event_pb2, worker_service_pb2_grpc
 from godel.v1 import worker_service_pb2 as wpb
 from godel_server.agent.logstore import LogLine, LogStore
 from godel_server.agent.models import AgentRow, AgentTransitionRow, SessionMessageRow, SessionRow
 from godel_server.agent.runner import RunCoordinator
 from godel_server.agent.state import AgentStateStore
+from godel_server.agent.worker_servicer import WorkerServicer
 from godel_server.agent.workers import WorkerConnection, WorkerRegistry
 from godel_server.runtime.config import load_settings
 from godel_server.runtime.db import Database
@@ -202,3 +204,31 @@ def new_agent(db: MemoryDatabase, *, command: tuple[str, ...] = ("true",), max_r
     )
     db.agents[row.id] = row
     return row
+
+
+@asynccontextmanager
+async def worker_stream(
+    coordinator: object, worker_id: str = "w1"
+) -> AsyncIterator[tuple[grpc.aio.StreamStreamCall, WorkerConnection]]:
+    """The agent service's WorkerService on a free loopback port over `coordinator`, and a
+    worker's Connect stream to it, welcomed: the stream's call and the replica's connection."""
+    server = grpc.aio.server()
+    registry = WorkerRegistry()
+    servicer = WorkerServicer(cast(RunCoordinator, coordinator), registry, run_lease_seconds=10.0)
+    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = worker_service_pb2_grpc.WorkerServiceStub(channel).Connect()
+            hello = wpb.WorkerHello(worker_id=worker_id, runtimes=["command"], capacity=1)
+            await call.write(wpb.ConnectRequest(hello=hello))
+            assert (await call.read()).HasField("welcome")
+            conn = registry.get(worker_id)
+            assert conn is not None
+            try:
+                yield call, conn
+            finally:
+                call.cancel()
+    finally:
+        await server.stop(None)

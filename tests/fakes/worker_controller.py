@@ -69,6 +69,9 @@ class FakeController(worker_service_pb2_grpc.WorkerServiceServicer):
         self.streams: list[FakeStream] = []
         self.received: list[Request] = []
         self.metadata: list[dict[str, str]] = []
+        # Cleared, the replica stops reading its streams (what the worker writes then waits).
+        self.reading = asyncio.Event()
+        self.reading.set()
         self._server: grpc.aio.Server | None = None
 
     @property
@@ -100,6 +103,7 @@ class FakeController(worker_service_pb2_grpc.WorkerServiceServicer):
         async def read() -> None:
             try:
                 async for request in request_iterator:
+                    await self.reading.wait()
                     stream.received.append(request)
                     self.received.append(request)
                     if request.WhichOneof("message") == "hello" and stream.hello is None:

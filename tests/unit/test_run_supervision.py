@@ -9,20 +9,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import cast
 
-import grpc
 import pytest
 
-from godel.v1 import agent_events_pb2, worker_service_pb2_grpc
+from godel.v1 import agent_events_pb2
 from godel.v1 import worker_service_pb2 as wpb
 from godel_server.agent.models import AgentRow
 from godel_server.agent.runner import RunCoordinator
 from godel_server.agent.supervisor import Sighting, Timing, Verdict, judge
-from godel_server.agent.worker_servicer import WorkerServicer
-from godel_server.agent.workers import WorkerRegistry
 from godel_server.runtime.statuses import LifecycleState, SessionStatus
-from tests.fakes.agents import FakeWorker, MemoryDatabase, coordinator, new_agent
+from tests.fakes.agents import FakeWorker, MemoryDatabase, coordinator, new_agent, worker_stream
 
 L = LifecycleState
 TIMING = Timing(lost_grace=15.0, progress_timeout=60.0)
@@ -218,31 +214,15 @@ async def test_heartbeats_are_acknowledged_while_run_messages_wait_for_the_datab
     at once too, and the run it reports ended counts as `applying` while its final update waits:
     otherwise the supervisor would declare the run lost and run it again."""
     slow = SlowCoordinator()
-    server = grpc.aio.server()
-    registry = WorkerRegistry()
-    servicer = WorkerServicer(cast(RunCoordinator, slow), registry, run_lease_seconds=10.0)
-    worker_service_pb2_grpc.add_WorkerServiceServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    try:
-        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = worker_service_pb2_grpc.WorkerServiceStub(channel).Connect()
-            hello = wpb.WorkerHello(worker_id="w1", runtimes=["command"], capacity=1)
-            await call.write(wpb.ConnectRequest(hello=hello))
-            assert (await call.read()).HasField("welcome")
-            update = wpb.RunUpdate(run_id="r1", agent_id="a1", state=wpb.RUN_STATE_SUCCEEDED, seq=1)
-            await call.write(wpb.ConnectRequest(update=update))
-            ended = wpb.RunStatus(run_id="r1", state=wpb.RUN_STATE_SUCCEEDED)
-            await call.write(wpb.ConnectRequest(heartbeat=wpb.WorkerHeartbeat(seq=7, runs=[ended])))
-            first = await asyncio.wait_for(call.read(), 5)
-            conn = registry.get("w1")
-            assert conn is not None
-            assert first.heartbeat_ack.seq == 7 and slow.applied == []
-            assert conn.runs["r1"].state == wpb.RUN_STATE_SUCCEEDED and conn.applying("r1")
-            slow.release.set()
-            second = await asyncio.wait_for(call.read(), 5)
-            assert (second.run_ack.run_id, second.run_ack.seq) == ("r1", 1) and slow.applied == [1]
-            assert not conn.applying("r1")
-            call.cancel()
-    finally:
-        await server.stop(None)
+    async with worker_stream(slow) as (call, conn):
+        update = wpb.RunUpdate(run_id="r1", agent_id="a1", state=wpb.RUN_STATE_SUCCEEDED, seq=1)
+        await call.write(wpb.ConnectRequest(update=update))
+        ended = wpb.RunStatus(run_id="r1", state=wpb.RUN_STATE_SUCCEEDED)
+        await call.write(wpb.ConnectRequest(heartbeat=wpb.WorkerHeartbeat(seq=7, runs=[ended])))
+        first = await asyncio.wait_for(call.read(), 5)
+        assert first.heartbeat_ack.seq == 7 and slow.applied == []
+        assert conn.runs["r1"].state == wpb.RUN_STATE_SUCCEEDED and conn.applying("r1")
+        slow.release.set()
+        second = await asyncio.wait_for(call.read(), 5)
+        assert (second.run_ack.run_id, second.run_ack.seq) == ("r1", 1) and slow.applied == [1]
+        assert not conn.applying("r1")

@@ -1,7 +1,8 @@
 """WorkerService.Connect: the agent service's end of a worker's stream.
 
 Heartbeats and control acks are handled as they arrive: a heartbeat's acknowledgement renews the
-worker's lease on this replica's runs, so it must not wait behind database work, and its report of
+worker's lease on this replica's runs, so it must not wait behind database work nor behind the
+messages queued for the worker (it goes ahead of them, runtime/stream_queue.py), and its report of
 the worker's runs must be current (a run assigned a moment ago that it did not list would be asked
 about). Run messages (updates, usage, logs, session messages) are applied in the order they came,
 one at a time, by a task of the stream (at most MAX_BACKLOG waiting, then the stream waits);
@@ -146,7 +147,7 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         kind = message.WhichOneof("message")
         if kind == "heartbeat":
             conn.report(list(message.heartbeat.runs), message.heartbeat.free_capacity)
-            conn.send(wpb.ConnectResponse(heartbeat_ack=wpb.HeartbeatAck(seq=message.heartbeat.seq)))
+            conn.acknowledge_heartbeat(message.heartbeat.seq)
             self._coordinator.nudge()
         elif kind == "ack":
             conn.acked(message.ack)

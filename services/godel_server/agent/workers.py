@@ -25,6 +25,7 @@ from prometheus_client import Gauge
 from godel.v1 import agent_pb2
 from godel.v1 import worker_service_pb2 as wpb
 from godel_server.runtime.served import WORKER_RUNTIMES
+from godel_server.runtime.stream_queue import StreamQueue
 
 WORKERS = Gauge("godel_workers_connected", "Workers connected to this agent-service replica")
 WORKER_CAPACITY = Gauge("godel_worker_free_capacity", "Free run slots over connected workers")
@@ -95,7 +96,8 @@ class WorkerConnection:
     labels: dict[str, str] = field(default_factory=dict)
     # Runs the worker last reported (alive, or ended with updates not yet acknowledged).
     runs: dict[str, wpb.RunStatus] = field(default_factory=dict)
-    outbox: asyncio.Queue[wpb.ConnectResponse] = field(default_factory=asyncio.Queue)
+    # What waits to be written to the worker; heartbeat acknowledgements go first.
+    outbox: StreamQueue[wpb.ConnectResponse] = field(default_factory=StreamQueue)
     # Callers waiting for the ack of (run id, action); several may wait for the same control.
     acks: dict[tuple[str, int], list[asyncio.Future[wpb.ControlAck]]] = field(default_factory=dict)
     # The (agent id, run id) pairs this connection may report on, whose updates the worker sends
@@ -163,7 +165,11 @@ class WorkerConnection:
         return status is not None and status.state in ALIVE_RUN_STATES
 
     def send(self, message: wpb.ConnectResponse) -> None:
-        self.outbox.put_nowait(message)
+        self.outbox.put(message)
+
+    def acknowledge_heartbeat(self, seq: int) -> None:
+        """Renews the worker's lease on this replica's runs, ahead of any message still queued."""
+        self.outbox.put_urgent(wpb.ConnectResponse(heartbeat_ack=wpb.HeartbeatAck(seq=seq)))
 
     def acknowledge(self, run_id: str, seq: int) -> None:
         """Tells the worker that the run's messages up to `seq` are committed."""

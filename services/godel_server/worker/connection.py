@@ -7,8 +7,10 @@ written) when the stream broke go back to their run's outbox, to be sent when th
 reachable again.
 
 Contact: the replica acknowledges each heartbeat (HeartbeatAck). `silence(replica_id)` is how long
-ago the newest heartbeat that replica acknowledged on this connection was sent (the hello, until
-one is): past the replica's run lease (WorkerWelcome.run_lease_ms) the worker stops the runs that
+ago the newest heartbeat that replica acknowledged on this connection was written (the hello, until
+one is): heartbeats go ahead of the run messages queued on the stream, and the replica puts their
+acknowledgements ahead of its own (runtime/stream_queue.py), so a burst of run messages does not
+pass for silence. Past the replica's run lease (WorkerWelcome.run_lease_ms) the worker stops the runs that
 replica owns, because it may by then run them elsewhere. A replica restarted under a new id at the
 same address is another replica: its acknowledgements renew nothing of the old one's.
 
@@ -31,6 +33,7 @@ import grpc
 
 from godel.v1 import worker_service_pb2, worker_service_pb2_grpc
 from godel_server.runtime.config import TlsSettings
+from godel_server.runtime.stream_queue import StreamQueue
 from godel_server.runtime.tls import open_channel
 
 log = logging.getLogger(__name__)
@@ -118,7 +121,7 @@ class Connection:
         self._heartbeats_sent: dict[int, float] = {}
         self.live = False
         self.connects = 0
-        self._queue: asyncio.Queue[_Item] = asyncio.Queue()
+        self._queue: StreamQueue[_Item] = StreamQueue()
         self._inflight: _Item | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -142,7 +145,7 @@ class Connection:
         """Queues a message on the live stream; False (nothing queued) when the stream is down."""
         if not self.live:
             return False
-        self._queue.put_nowait((run_id, order, request))
+        self._queue.put((run_id, order, request))
         return True
 
     def silence(self, replica_id: str | None, now: float) -> float:
@@ -273,23 +276,27 @@ class Connection:
             del self._heartbeats_sent[old]
 
     async def _write_loop(self, call: grpc.aio.StreamStreamCall) -> None:
+        loop = asyncio.get_running_loop()
         while True:
             item = await self._queue.get()
+            request = item[2]
+            if request.HasField("heartbeat"):
+                # Contact is counted from the write: the time the heartbeat waited to be written
+                # is no silence of the replica's.
+                self._heartbeats_sent[request.heartbeat.seq] = loop.time()
+                while len(self._heartbeats_sent) > _HEARTBEATS_KEPT:
+                    del self._heartbeats_sent[min(self._heartbeats_sent)]
             self._inflight = item
-            await call.write(item[2])
+            await call.write(request)
             self._inflight = None
 
     async def _heartbeat_loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             self._heartbeat_seq += 1
             beat = self._owner.heartbeat()
             beat.seq = self._heartbeat_seq
-            self._heartbeats_sent[beat.seq] = loop.time()
-            while len(self._heartbeats_sent) > _HEARTBEATS_KEPT:
-                del self._heartbeats_sent[min(self._heartbeats_sent)]
-            self.send(worker_service_pb2.ConnectRequest(heartbeat=beat))
+            self._queue.put_urgent((None, 0, worker_service_pb2.ConnectRequest(heartbeat=beat)))
 
     def _down(self) -> None:
         """Gives the run messages that were not written back to their runs' outboxes."""
@@ -297,8 +304,7 @@ class Connection:
         unsent: dict[str, list[tuple[int, worker_service_pb2.ConnectRequest]]] = {}
         items: list[_Item] = [self._inflight] if self._inflight is not None else []
         self._inflight = None
-        while not self._queue.empty():
-            items.append(self._queue.get_nowait())
+        items += self._queue.drain()
         for run_id, order, request in items:
             if run_id is not None:
                 unsent.setdefault(run_id, []).append((order, request))
