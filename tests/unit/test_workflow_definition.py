@@ -680,14 +680,15 @@ def test_diamond_ready() -> None:
     assert dag.ready({}) == ["fetch"]
     statuses = {"fetch": "running"}
     assert dag.ready(statuses) == []
+    assert dag.unblocked_by("fetch", statuses) == ["lint", "test", "build"]  # once it finishes
     statuses["fetch"] = "completed"
     assert dag.ready(statuses) == ["lint", "test", "build"]
-    assert dag.newly_ready("fetch", statuses) == ["lint", "test", "build"]
+    assert dag.unblocked_by("fetch", statuses) == ["lint", "test", "build"]
     statuses.update(lint="completed", test="running", build="retrying")
-    assert dag.ready(statuses) == [] and dag.newly_ready("lint", statuses) == []
+    assert dag.ready(statuses) == [] and dag.unblocked_by("lint", statuses) == []
     statuses.update(test="skipped", build="failed")
     assert dag.ready(statuses) == ["pkg"]
-    assert dag.newly_ready("build", statuses) == ["pkg"]
+    assert dag.unblocked_by("build", statuses) == ["pkg"]
     assert dag.blocked_by_failure("pkg", statuses) == ["build"]
     statuses["build"] = "cancelled"
     assert dag.blocked_by_failure("pkg", statuses) == ["build"]
@@ -701,11 +702,11 @@ def test_wide_diamond_ready() -> None:
     dag = Dag([("root", []), *((m, ["root"]) for m in middles), ("sink", middles)])
     assert len(dag) == 30
     statuses: dict[str, str] = {"root": "completed"}
-    assert dag.ready(statuses) == middles == dag.newly_ready("root", statuses)
+    assert dag.ready(statuses) == middles == dag.unblocked_by("root", statuses)
     for i, m in enumerate(middles):
         statuses[m] = "completed"
         expected = ["sink"] if i == len(middles) - 1 else []
-        assert dag.newly_ready(m, statuses) == expected
+        assert dag.unblocked_by(m, statuses) == expected
         assert dag.ready(statuses) == middles[i + 1 :] + expected
 
 
@@ -726,7 +727,7 @@ def test_layered_diamond_runs_to_completion() -> None:
         step = ready.pop(0)
         statuses[step] = "completed"
         finished.append(step)
-        ready += dag.newly_ready(step, statuses)
+        ready += dag.unblocked_by(step, statuses)
         assert sorted(ready) == sorted(dag.ready(statuses))
     assert len(finished) == 30
     assert all(dag.rank(a) < dag.rank(b) for b in dag.order for a in dag.deps[b])

@@ -206,21 +206,23 @@ class Dag:
 
     def ready(self, statuses: Mapping[str, str]) -> list[str]:
         """Pending steps whose dependencies are all finished, in topological order."""
-        return [s for s in self.order if self._is_ready(s, statuses)]
+        return [s for s in self.order if self.is_ready(s, statuses)]
 
-    def newly_ready(self, done_step: str, statuses: Mapping[str, str]) -> list[str]:
-        """The dependents of done_step that are ready now: after a step finishes, only these can
-        have become ready, so this is the cheap way to keep a ready set up to date."""
-        return [s for s in self.dependents[done_step] if self._is_ready(s, statuses)]
+    def is_ready(self, step_id: str, statuses: Mapping[str, str], *, finishing: str = "") -> bool:
+        """The step is pending and every dependency of it has finished (`finishing` counts as
+        finished whatever `statuses` says of it)."""
+        if statuses.get(step_id, PENDING) != PENDING:
+            return False
+        return all(d == finishing or statuses.get(d, PENDING) in FINISHED for d in self.deps[step_id])
+
+    def unblocked_by(self, step_id: str, statuses: Mapping[str, str]) -> list[str]:
+        """The dependents of `step_id` that are ready once it has finished: only these can become
+        ready when it does, so this is the cheap way to keep a ready set up to date."""
+        return [s for s in self.dependents.get(step_id, ()) if self.is_ready(s, statuses, finishing=step_id)]
 
     def blocked_by_failure(self, step_id: str, statuses: Mapping[str, str]) -> list[str]:
         """The direct dependencies of the step that failed or were cancelled."""
         return [d for d in self.deps[step_id] if statuses.get(d, PENDING) in FAILED]
-
-    def _is_ready(self, step_id: str, statuses: Mapping[str, str]) -> bool:
-        if statuses.get(step_id, PENDING) != PENDING:
-            return False
-        return all(statuses.get(d, PENDING) in FINISHED for d in self.deps[step_id])
 
     def is_upstream(self, ancestor: str, step_id: str) -> bool:
         """True when `step_id` depends on `ancestor`, directly or transitively."""

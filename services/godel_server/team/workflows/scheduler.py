@@ -103,8 +103,9 @@ class StepStates:
         self.version = version
         self.dag = dag
         self._steps = steps
-        self._counts = Counter(v.status for v in steps.values())
-        self._ready = {sid for sid in dag.order if self._is_ready(sid)}
+        self._statuses: dict[str, str] = {sid: v.status for sid, v in steps.items()}
+        self._counts = Counter(self._statuses.values())
+        self._ready = set(dag.ready(self._statuses))
 
     @classmethod
     def of(cls, version: int, dag: Dag, rows: list[WorkflowStepRow]) -> StepStates:
@@ -120,6 +121,7 @@ class StepStates:
         if old is not None:
             self._counts[old.status] -= 1
         self._steps[step_id] = view
+        self._statuses[step_id] = view.status
         self._counts[view.status] += 1
         self._recheck(step_id)
         if (old is not None and old.status in FINISHED) != (view.status in FINISHED):
@@ -135,12 +137,7 @@ class StepStates:
 
     def unblocked_by(self, step_id: str) -> list[str]:
         """The steps that become ready when `step_id` finishes (their other dependencies have)."""
-        return [
-            d
-            for d in self.dag.dependents.get(step_id, ())
-            if self._status(d) == StepStatus.PENDING
-            and all(self._status(x) in FINISHED for x in self.dag.deps[d] if x != step_id)
-        ]
+        return self.dag.unblocked_by(step_id, self._statuses)
 
     def count(self, *statuses: StepStatus) -> int:
         return sum(self._counts[s] for s in statuses)
@@ -148,19 +145,10 @@ class StepStates:
     def all_finished(self) -> bool:
         return self.count(*FINISHED) == len(self._steps)
 
-    def _status(self, step_id: str) -> StepStatus:
-        view = self._steps.get(step_id)
-        return view.status if view is not None else StepStatus.PENDING
-
-    def _is_ready(self, step_id: str) -> bool:
-        return self._status(step_id) == StepStatus.PENDING and all(
-            self._status(d) in FINISHED for d in self.dag.deps.get(step_id, ())
-        )
-
     def _recheck(self, step_id: str) -> None:
         if step_id not in self.dag:
             return
-        if self._is_ready(step_id):
+        if self.dag.is_ready(step_id, self._statuses):
             self._ready.add(step_id)
         else:
             self._ready.discard(step_id)
