@@ -3,8 +3,10 @@ package worker
 import (
 	"context"
 	"errors"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,11 +22,13 @@ import (
 // go back to their run's outbox.
 //
 // Contact: the replica acknowledges each heartbeat (HeartbeatAck). silence(replica id) is how
-// long ago the newest heartbeat that replica acknowledged on this connection was sent (the
+// long ago the newest heartbeat that replica acknowledged on this connection was written (the
 // hello, until one is): past the replica's run lease (WorkerWelcome.run_lease_ms) the worker
-// stops the runs that replica owns, because it may by then run them elsewhere. A replica
-// restarted under a new id at the same address is another replica: its acknowledgements renew
-// nothing of the old one's.
+// stops the runs that replica owns, because it may by then run them elsewhere. Heartbeats go
+// ahead of the run messages queued on the stream, and the replica puts its acknowledgements
+// ahead of its own run messages, so a burst of them (a thousand runs ending, a replica that reads
+// slowly) does not pass for silence. A replica restarted under a new id at the same address is
+// another replica: its acknowledgements renew nothing of the old one's.
 
 const (
 	backoffStart        = 200 * time.Millisecond
@@ -58,11 +62,12 @@ type connection struct {
 	live      bool
 	replicaID string
 	queue     []item
+	heartbeat *godelv1.ConnectRequest // written before queue; not yet stamped in heartbeatsSent
 	inflight  *item
 	wake      chan struct{}
 	refused   bool
 	// The replica's run lease (0: none), and per replica id when the newest heartbeat it
-	// acknowledged (or the hello it welcomed) was sent.
+	// acknowledged (or the hello it welcomed) was written.
 	runLease       time.Duration
 	contact        map[string]time.Time
 	heartbeatSeq   uint64
@@ -89,14 +94,18 @@ func (c *connection) send(runID string, order uint64, req *godelv1.ConnectReques
 		return false
 	}
 	c.queue = append(c.queue, item{runID, order, req})
+	c.wakeWriterLocked()
+	return true
+}
+
+func (c *connection) wakeWriterLocked() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
-	return true
 }
 
-// silence: how long ago the newest heartbeat replica acknowledged here was sent (never when
+// silence: how long ago the newest heartbeat replica acknowledged here was written (never when
 // it acknowledged nothing here), and the run lease of this connection's replica.
 func (c *connection) silence(replica string, now time.Time) (silence, lease time.Duration) {
 	c.mu.Lock()
@@ -139,17 +148,39 @@ func (c *connection) heartbeatAcked(seq uint64) {
 	}
 }
 
+// sendHeartbeat puts a heartbeat ahead of the queued run messages, in place of one not yet
+// written: the newer says all the older said.
 func (c *connection) sendHeartbeat() {
 	beat := c.w.heartbeat()
 	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.live {
+		return
+	}
 	c.heartbeatSeq++
 	beat.Seq = c.heartbeatSeq
-	c.heartbeatsSent[beat.Seq] = time.Now()
-	if beat.Seq > heartbeatsKept {
-		delete(c.heartbeatsSent, beat.Seq-heartbeatsKept)
+	c.heartbeat = &godelv1.ConnectRequest{Message: &godelv1.ConnectRequest_Heartbeat{Heartbeat: beat}}
+	c.wakeWriterLocked()
+}
+
+// nextLocked takes what the writer writes next: the pending heartbeat, else the oldest queued
+// message. A heartbeat is stamped as it is taken: the time it waited to be written is no silence
+// of the replica's.
+func (c *connection) nextLocked() (item, bool) {
+	if beat := c.heartbeat; beat != nil {
+		c.heartbeat = nil
+		c.heartbeatsSent[beat.GetHeartbeat().GetSeq()] = time.Now()
+		for len(c.heartbeatsSent) > heartbeatsKept {
+			delete(c.heartbeatsSent, slices.Min(slices.Collect(maps.Keys(c.heartbeatsSent))))
+		}
+		return item{req: beat}, true
 	}
-	c.mu.Unlock()
-	c.send("", 0, &godelv1.ConnectRequest{Message: &godelv1.ConnectRequest_Heartbeat{Heartbeat: beat}})
+	if len(c.queue) == 0 {
+		return item{}, false
+	}
+	it := c.queue[0]
+	c.queue = c.queue[1:]
+	return it, true
 }
 
 func (c *connection) runForever(ctx context.Context) {
@@ -245,7 +276,8 @@ func (c *connection) session(ctx context.Context) (welcomed bool, err error) {
 		defer wg.Done()
 		for {
 			c.mu.Lock()
-			if len(c.queue) == 0 {
+			it, ok := c.nextLocked()
+			if !ok {
 				c.mu.Unlock()
 				select {
 				case <-ctx.Done():
@@ -255,8 +287,6 @@ func (c *connection) session(ctx context.Context) (welcomed bool, err error) {
 				}
 				continue
 			}
-			it := c.queue[0]
-			c.queue = c.queue[1:]
 			c.inflight = &it
 			c.mu.Unlock()
 			if err := stream.Send(it.req); err != nil {
@@ -290,7 +320,8 @@ func (c *connection) session(ctx context.Context) (welcomed bool, err error) {
 	return true, err
 }
 
-// down gives the run messages that were not written back to their runs' outboxes.
+// down gives the run messages that were not written back to their runs' outboxes (a pending
+// heartbeat is dropped: the next stream sends its own).
 func (c *connection) down() {
 	c.mu.Lock()
 	c.live = false
@@ -298,7 +329,7 @@ func (c *connection) down() {
 	if c.inflight != nil {
 		items = append([]item{*c.inflight}, items...)
 	}
-	c.queue, c.inflight = nil, nil
+	c.queue, c.inflight, c.heartbeat = nil, nil, nil
 	c.mu.Unlock()
 	unsent := map[string][]*outboxItem{}
 	var order []string

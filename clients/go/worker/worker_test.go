@@ -76,6 +76,8 @@ type fakeReplica struct {
 	ackHeartbeats bool
 	ackRunMessage func(*godelv1.ConnectRequest) bool
 	streams       []*fakeStream
+	// Closed while the replica reads its streams; open, what the worker writes waits.
+	reading chan struct{}
 }
 
 func startReplica(t *testing.T, id string, leaseMS int32) *fakeReplica {
@@ -85,8 +87,12 @@ func startReplica(t *testing.T, id string, leaseMS int32) *fakeReplica {
 		t.Fatal(err)
 	}
 	f := &fakeReplica{id: id, leaseMS: leaseMS, heartbeatMS: 50, addr: lis.Addr().String(), ackHeartbeats: true,
-		ackRunMessage: func(*godelv1.ConnectRequest) bool { return true }}
-	srv := grpc.NewServer()
+		ackRunMessage: func(*godelv1.ConnectRequest) bool { return true }, reading: make(chan struct{})}
+	close(f.reading)
+	// Fixed flow-control windows (not grown by bandwidth estimates): what the worker writes while
+	// the replica does not read waits in the worker once they are full.
+	const window = 64 << 10
+	srv := grpc.NewServer(grpc.InitialWindowSize(window), grpc.InitialConnWindowSize(window))
 	godelv1.RegisterWorkerServiceServer(srv, f)
 	go func() { _ = srv.Serve(lis) }()
 	t.Cleanup(srv.Stop)
@@ -109,6 +115,7 @@ func (f *fakeReplica) Connect(s grpc.BidiStreamingServer[godelv1.ConnectRequest,
 	recvErr := make(chan error, 1)
 	go func() {
 		for {
+			<-f.readingGate()
 			req, err := s.Recv()
 			if err != nil {
 				recvErr <- err
@@ -141,6 +148,29 @@ func (f *fakeReplica) received(st *fakeStream, req *godelv1.ConnectRequest) {
 	}
 	if u := req.GetUpdate(); u != nil && u.GetSeq() > 0 && f.ackRunMessage(req) {
 		st.out <- &godelv1.ConnectResponse{Message: &godelv1.ConnectResponse_RunAck{RunAck: &godelv1.RunAck{RunId: u.GetRunId(), Seq: u.GetSeq()}}}
+	}
+}
+
+func (f *fakeReplica) readingGate() chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.reading
+}
+
+// stopReading: the replica reads nothing more until resumeReading.
+func (f *fakeReplica) stopReading() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reading = make(chan struct{})
+}
+
+func (f *fakeReplica) resumeReading() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	select {
+	case <-f.reading:
+	default:
+		close(f.reading)
 	}
 }
 
@@ -585,4 +615,55 @@ func TestARejectionSaysWhy(t *testing.T) {
 	}
 	assign("run-5", "agent-5", "")
 	want("run-5", godelv1.RejectReason_REJECT_REASON_CAPACITY)
+}
+
+// A heartbeat goes ahead of the run messages queued on the stream, and contact counts from its
+// write: behind a burst of them (a thousand runs ending, a replica that reads slowly) it would
+// arrive after the run lease, and the worker would stop every run of a live replica.
+func TestAHeartbeatOvertakesABurstOfRunMessages(t *testing.T) {
+	const burst = 3000 // of 2 KB each: far more than the stream's flow-control window holds
+	payload := strings.Repeat("x", 2000)
+	f := startReplica(t, "replica-burst", 10_000)
+	f.setAcks(true, func(*godelv1.ConnectRequest) bool { return false })
+	w := startWorker(t, f)
+	c := w.conns[0]
+	waitFor(t, "the stream is live", func() bool { live, _ := c.isLive(); return live })
+	heartbeatSeq := func() uint64 { c.mu.Lock(); defer c.mu.Unlock(); return c.heartbeatSeq }
+
+	f.stopReading()
+	t.Cleanup(f.resumeReading)
+	beforeBurst := heartbeatSeq()
+	for i := range burst {
+		update := &godelv1.RunUpdate{RunId: "run-burst", AgentId: "agent-burst", Seq: uint64(i + 1), Error: payload}
+		if !c.send("run-burst", uint64(i+1), &godelv1.ConnectRequest{Message: &godelv1.ConnectRequest_Update{Update: update}}) {
+			t.Fatal("the stream went down")
+		}
+	}
+	waitFor(t, "heartbeats come while the replica does not read", func() bool { return heartbeatSeq() > beforeBurst+5 })
+	f.resumeReading()
+	resumed := time.Now()
+
+	// updatesFirst: how many of the burst the replica read before the first heartbeat made after
+	// the burst was queued (-1: none yet).
+	updatesFirst := func() int {
+		updates := 0
+		for _, m := range f.messages(0) {
+			if m.GetHeartbeat().GetSeq() > beforeBurst {
+				return updates
+			}
+			if m.GetUpdate().GetRunId() == "run-burst" {
+				updates++
+			}
+		}
+		return -1
+	}
+	waitFor(t, "a heartbeat made after the burst arrives", func() bool { return updatesFirst() >= 0 })
+	if n := updatesFirst(); n >= burst/3 {
+		t.Errorf("the heartbeat arrived after %d of %d queued updates", n, burst)
+	}
+	// Acknowledgements renew contact as of a heartbeat's write, after the replica read again.
+	waitFor(t, "the replica's acknowledgement renews contact", func() bool {
+		silence, _ := c.silence("replica-burst", time.Now())
+		return silence < time.Since(resumed)
+	})
 }
