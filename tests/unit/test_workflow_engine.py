@@ -48,6 +48,26 @@ class _Selects:
             self.tables.append(words[words.index("FROM") + 1])
 
 
+async def _started(
+    db: Database, definition: workflow_pb2.WorkflowDefinition
+) -> tuple[InstantMembers, WorkflowEngine]:
+    """A workflow of `definition` created and started: its first steps' members are queued."""
+    validate(definition)
+    members = InstantMembers(db)
+    engine = WorkflowEngine(load_settings("team", {}), db, EventPublisher(None), members)
+    row = WorkflowRow(
+        id=str(uuid.uuid4()),
+        name=definition.name,
+        definition=json_format.MessageToDict(definition),
+        status="pending",
+        created_at=utcnow(),
+    )
+    async with db.session() as session:
+        await engine.create(session, row, definition)
+    await engine.start(row.id)
+    return members, engine
+
+
 async def test_a_completion_reads_its_workflow_its_member_and_the_steps_once_each(db: Database) -> None:
     """The team service's consumer transaction of an `agent:complete` (apply_agent_event, then the
     engine): the member's lock takes the workflow row, and the engine's own lock of it reads no row
@@ -56,19 +76,7 @@ async def test_a_completion_reads_its_workflow_its_member_and_the_steps_once_eac
     definition = workflow_pb2.WorkflowDefinition(name="two", runtime="command", command=["true"])
     definition.steps.append(workflow_pb2.StepDefinition(id="a", task="first"))
     definition.steps.append(workflow_pb2.StepDefinition(id="b", task="second", depends_on=["a"]))
-    validate(definition)
-    members = InstantMembers(db)
-    engine = WorkflowEngine(load_settings("team", {}), db, EventPublisher(None), members)
-    row = WorkflowRow(
-        id=str(uuid.uuid4()),
-        name="two",
-        definition=json_format.MessageToDict(definition),
-        status="pending",
-        created_at=utcnow(),
-    )
-    async with db.session() as session:
-        await engine.create(session, row, definition)
-    await engine.start(row.id)
+    members, engine = await _started(db, definition)
     launched = members.queue.get_nowait()
     agent_id = str(uuid.uuid4())
     async with db.session() as session:
@@ -86,4 +94,33 @@ async def test_a_completion_reads_its_workflow_its_member_and_the_steps_once_eac
     assert selects.tables.count("members") == 2, selects.tables
     assert selects.tables.count("workflow_steps") == 1, selects.tables  # step a, with b it lets start
     assert members.queue.qsize() == 1  # step b was launched: the engine saw the completion
+    await engine.stop()
+
+
+async def test_the_second_completion_of_a_batch_reads_its_member_once(db: Database) -> None:
+    """Two completions of one workflow in one consumer transaction: the first member is looked up,
+    then read again under the workflow's lock; the second is looked up with the lock already held,
+    so that read is the one under the lock (members.py `lock`)."""
+    definition = workflow_pb2.WorkflowDefinition(name="join", runtime="command", command=["true"])
+    for step in ("a", "b"):
+        definition.steps.append(workflow_pb2.StepDefinition(id=step, task=step))
+    definition.steps.append(workflow_pb2.StepDefinition(id="c", task="join", depends_on=["a", "b"]))
+    members, engine = await _started(db, definition)
+    agents = {members.queue.get_nowait(): str(uuid.uuid4()) for _ in range(2)}
+    async with db.session() as session:
+        for member_id, agent_id in agents.items():
+            member = await session.get(MemberRow, member_id)
+            assert member is not None
+            member.agent_id = agent_id  # what agent:spawn stored
+    selects = _Selects(db)
+    effects = Effects()
+    async with db.session() as session:
+        for agent_id in agents.values():
+            change = await apply_agent_event(session, complete_event(agent_id))
+            assert change is not None and change.ended
+            await engine.member_changed(session, change.member, True, None, effects)
+    members.apply(effects)
+    assert selects.tables.count("members") == 3, selects.tables
+    assert selects.tables.count("workflows") == 1, selects.tables
+    assert members.queue.qsize() == 1  # c was launched: both completions were seen
     await engine.stop()

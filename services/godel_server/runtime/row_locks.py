@@ -30,6 +30,12 @@ def _held(session: AsyncSession) -> dict[tuple[type[Any], str], Any]:
     return rows
 
 
+def held(session: AsyncSession, model: type[Row], key: str) -> bool:
+    """True when this transaction has locked the row of `model` with primary key `key`."""
+    row = _held(session).get((model, key))
+    return row is not None and row in session.sync_session
+
+
 async def locked(session: AsyncSession, model: type[Row], key: str, *options: ORMOption) -> Row | None:
     """The row of `model` with primary key `key`, locked (FOR UPDATE) and fresh; None when there is
     none. A second call in the same transaction reads no row from the database."""

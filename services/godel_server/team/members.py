@@ -28,7 +28,7 @@ from godel_server.runtime.db import Database
 from godel_server.runtime.errors import UnavailableError
 from godel_server.runtime.events import event_data, utcnow
 from godel_server.runtime.ownership import NO_OWNER
-from godel_server.runtime.row_locks import locked
+from godel_server.runtime.row_locks import held, locked
 from godel_server.team.agents import MEMBER_METADATA_KEY, AgentGateway
 from godel_server.team.models import MemberRow, MemberStatus, TeamRow, WorkflowRow
 from godel_server.team.owners import owner_of_member
@@ -118,17 +118,24 @@ def new_member(
     return member
 
 
-async def lock(session: AsyncSession, member_id: str) -> MemberRow | None:
+async def lock(session: AsyncSession, member_id: str, *, read: MemberRow | None = None) -> MemberRow | None:
     """Loads a member for a change, locking its owner (workflow or team) first: every writer takes
-    the owner's row lock before touching its members, so they cannot deadlock on PostgreSQL."""
-    member = await session.get(MemberRow, member_id)
+    the owner's row lock before touching its members, so they cannot deadlock on PostgreSQL.
+    `read`: the member as the caller just read it from the database; when its owner was locked
+    already, that read was made under the lock and is not repeated."""
+    member = read or await session.get(MemberRow, member_id)
     if member is None:
         return None
     if member.workflow_id:
+        fresh = read is not None and held(session, WorkflowRow, member.workflow_id)
         await locked(session, WorkflowRow, member.workflow_id, defer(WorkflowRow.definition))
     elif member.team_id:
+        fresh = read is not None and held(session, TeamRow, member.team_id)
         await locked(session, TeamRow, member.team_id)
-    await session.refresh(member)
+    else:
+        fresh = read is not None
+    if not fresh:
+        await session.refresh(member)
     return member
 
 
@@ -159,10 +166,12 @@ async def apply_agent_event(session: AsyncSession, event: event_pb2.Event) -> Ch
     agent_id = event.metadata.agent_id
     if data is None or not agent_id:
         return None
-    # The whole row, so that `lock` finds it in the session (the refresh after the owner's lock
-    # is what it reads again).
-    found = await session.scalar(select(MemberRow).where(MemberRow.agent_id == agent_id))
-    member = await lock(session, found.id) if found else None
+    # Read fresh (populate_existing): in a batch of events the owner is often locked already, and
+    # then this read is the one `lock` needs.
+    found = await session.scalar(
+        select(MemberRow).where(MemberRow.agent_id == agent_id).execution_options(populate_existing=True)
+    )
+    member = await lock(session, found.id, read=found) if found else None
     if member is None or member.status in ENDED:
         return None
     now = utcnow()
