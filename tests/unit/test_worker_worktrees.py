@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from godel.v1 import worker_service_pb2 as ws
 from godel_server.runtime.config import WorkerSettings
 from godel_server.worker import Worker
+from godel_server.worker import worktrees
 from godel_server.worker.worktrees import WorktreeError, Worktrees
 from tests.fakes.worker_controller import FakeController
 from tests.fakes.worker_env import assignment, exists, git, make_git_repo, worker_settings
@@ -170,3 +172,29 @@ async def test_a_reused_worktree_loses_the_git_locks_a_killed_run_left(tmp_path:
     (again.common / "refs" / "heads" / "godel" / "a1.lock").write_text("")
     third = await worktrees.create(str(repo), "a1", "godel/a1", reuse=True)
     assert git(third.path, "log", "-1", "--format=%s") == "after the crash"
+
+
+async def test_no_more_than_a_few_git_processes_run_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thousand runs killed together each read their commits and have their worktree removed;
+    forked all at once, their git processes starved the worker's stream past its run lease."""
+    running, seen = tmp_path / "running", tmp_path / "seen"
+    running.mkdir()
+    fake = tmp_path / "bin" / "git"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        f'touch "{running}/$$"\n'
+        f'ls "{running}" | wc -l >> "{seen}"\n'
+        "sleep 0.3\n"
+        f'rm "{running}/$$"\n'
+        'echo "$1"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    calls = 3 * worktrees.GIT_PROCESSES
+    outputs = await asyncio.gather(*(worktrees.git(f"call-{i}", cwd=tmp_path) for i in range(calls)))
+    assert outputs == [f"call-{i}" for i in range(calls)]
+    at_once = [int(line) for line in seen.read_text().split()]
+    assert len(at_once) == calls and max(at_once) <= worktrees.GIT_PROCESSES, at_once

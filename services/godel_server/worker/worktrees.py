@@ -10,6 +10,11 @@ written, git no longer sees a worktree there and refuses to remove it: the direc
 path and git's record of it, is deleted, and the record unlocked and pruned). The git lock files a killed run left (its worktree's index
 and HEAD locks, its branch's ref lock) are removed before a worktree is added or reused: no other
 run of the agent is alive then, and git would fail on them.
+
+At most GIT_PROCESSES git commands run at once per worker: a thousand runs killed together each
+read their commits and have their worktree removed, and a thousand git processes forked at once
+(each fork from the worker's event loop) starved the worker's stream long enough for its run lease
+to lapse.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import logging
 import os
 import re
 import shutil
+import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +37,10 @@ log = logging.getLogger(__name__)
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _GIT_ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY")
 LOCK_NAME = "godel-worktree.lock"
+GIT_PROCESSES = 4
+_git_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class WorktreeError(Exception):
@@ -59,19 +69,24 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
 
 async def git(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> str:
     """Runs git and returns stdout; raises WorktreeError with git's stderr on failure."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            "git",
-            *args,
-            cwd=cwd,
-            env=clean_env(env),
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
-        raise WorktreeError(f"cannot run git in {cwd}: {exc.strerror or exc}") from exc
-    out, err = await proc.communicate()
+    loop = asyncio.get_running_loop()
+    slots = _git_slots.get(loop)
+    if slots is None:
+        slots = _git_slots[loop] = asyncio.Semaphore(GIT_PROCESSES)
+    async with slots:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                "git",
+                *args,
+                cwd=cwd,
+                env=clean_env(env),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
+            raise WorktreeError(f"cannot run git in {cwd}: {exc.strerror or exc}") from exc
+        out, err = await proc.communicate()
     if proc.returncode != 0:
         message = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
         raise WorktreeError(f"git {' '.join(args[:2])} failed: {message}")
