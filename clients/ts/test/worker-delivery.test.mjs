@@ -1,7 +1,8 @@
 // The TypeScript worker (dist/worker/worker.js) against in-process fake agent-service replicas
 // (gRPC servers on 127.0.0.1): its run updates carry seqs and are sent again until acknowledged
 // (RunAck), a run whose owner stops acknowledging heartbeats is stopped and reported LOST after
-// the owner's run lease, and acknowledgements are no "unexpected message" (worker_service.proto).
+// the owner's run lease, heartbeats go ahead of a burst of run messages, and acknowledgements are
+// no "unexpected message" (worker_service.proto).
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -80,6 +81,9 @@ class Replica {
   ackRun = () => false;
   #server;
   #sessions = new Set();
+  // Set while the replica does not read its streams (what the worker writes then waits).
+  #paused;
+  #resume;
 
   constructor(id, { leaseMs = 0 } = {}) {
     this.id = id;
@@ -95,7 +99,17 @@ class Replica {
     return this;
   }
 
+  pauseReading() {
+    this.#paused ??= new Promise((ok) => (this.#resume = ok));
+  }
+
+  resumeReading() {
+    this.#resume?.();
+    this.#paused = undefined;
+  }
+
   async stop() {
+    this.resumeReading();
     for (const s of this.streams) s.close();
     for (const s of this.#sessions) s.destroy();
     await new Promise((ok) => this.#server.close(ok));
@@ -116,6 +130,7 @@ class Replica {
     void (async () => {
       try {
         for await (const request of requests) {
+          await this.#paused;
           if (stream.closed) return;
           stream.received.push(request);
           this.#handle(stream, request.message);
@@ -175,7 +190,7 @@ async function startWorker(t, replicas, env = {}) {
     stop.abort();
     await running;
   };
-  return { logs, assign, shutdown };
+  return { worker, logs, assign, shutdown };
 }
 
 const lists = (heartbeatOrHello, runId) => heartbeatOrHello.runs.some((r) => r.runId === runId);
@@ -321,4 +336,39 @@ test("a rejection says why: the replica tries a full or busy worker again soon a
   await running("run-2");
   assign(stream, "run-3", "agent-3", "exec sleep 60"); // the capacity is 2
   await rejected("run-3", RejectReason.CAPACITY);
+});
+
+test("a heartbeat goes ahead of a burst of run messages the replica is slow to read, and its acknowledgement renews contact", async (t) => {
+  const replica = await new Replica("replica-burst").start();
+  const { worker, logs } = await startWorker(t, [replica]);
+  let heartbeats = 0; // the worker's heartbeats are numbered 1, 2, ... on its one stream
+  const heartbeat = worker.heartbeat.bind(worker);
+  worker.heartbeat = () => (heartbeats++, heartbeat());
+  const stream = await replica.stream(1);
+  await waitFor(() => stream.of("heartbeat").length, "a first heartbeat");
+
+  replica.pauseReading();
+  const paused = performance.now();
+  // Far more than the stream's flow-control windows hold: most of the answers (a 2 KB rejection
+  // each, naming the runtime) wait in the worker's queue.
+  const BURST = 2000;
+  const runtime = "x".repeat(2000);
+  for (let i = 0; i < BURST; i++) {
+    stream.push({ case: "assign", value: { runId: `run-${i}`, agentId: `agent-${i}`, config: { runtime, command: ["true"] } } });
+  }
+  await waitFor(() => logs.filter((l) => l.msg === "run rejected").length === BURST, "the burst's rejections to be queued");
+  const queuedBehind = heartbeats; // the heartbeats numbered above this were queued behind the whole burst
+  await waitFor(() => heartbeats > queuedBehind + 5, "heartbeats queued behind the burst");
+  replica.resumeReading();
+
+  const beat = await waitFor(() => {
+    const i = stream.received.findIndex((m) => m.message.case === "heartbeat" && m.message.value.seq > queuedBehind);
+    return i >= 0 && i;
+  }, "a heartbeat queued behind the burst");
+  const overtaken = stream.received.slice(0, beat).filter((m) => m.message.case === "update").length;
+  assert.ok(overtaken < BURST / 3, `the heartbeat was written after ${overtaken} of the burst's ${BURST} messages`);
+  // Contact counts from the heartbeat's write, not from the pause (Connection is private: read here
+  // only to see its contact).
+  const connection = worker.connections[0];
+  await waitFor(() => connection.silence(replica.id, performance.now()) < performance.now() - paused, "contact renewed");
 });

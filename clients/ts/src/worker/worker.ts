@@ -59,9 +59,12 @@ const REPLICAS_KEPT = 16;
 type Queued = [runId: string, order: number, request: ConnectRequest];
 
 /** Contact: the replica acknowledges each heartbeat. `silence(replicaId)` is how long ago the newest
- * heartbeat that replica acknowledged on this connection was sent (the hello, until one is). A
- * replica restarted under a new id at the same address is another replica: its acknowledgements
- * renew nothing of the old one's. */
+ * heartbeat that replica acknowledged on this connection was written (the hello, until one is).
+ * Heartbeats go ahead of the run messages queued on the stream, and count from their write, not
+ * from their queueing: behind a burst of run messages the wait would pass for silence, and past the
+ * run lease the worker would stop every run of a live replica. A newer heartbeat replaces one not
+ * yet written (it says all the older said). A replica restarted under a new id at the same address
+ * is another replica: its acknowledgements renew nothing of the old one's. */
 class Connection {
   live = false;
   replicaId = "";
@@ -71,6 +74,8 @@ class Connection {
   private heartbeatSeq = 0n;
   private readonly heartbeatsSent = new Map<bigint, number>();
   private queue: Queued[] = [];
+  // The newest heartbeat not yet written (it goes ahead of `queue`).
+  private pendingHeartbeat?: ConnectRequest;
   private wake?: () => void;
   private refused = false;
 
@@ -104,13 +109,24 @@ class Connection {
   }
 
   private sendHeartbeat(): void {
+    if (!this.live) return;
     const seq = ++this.heartbeatSeq;
-    this.heartbeatsSent.set(seq, performance.now());
+    this.pendingHeartbeat = create(ConnectRequestSchema, { message: { case: "heartbeat", value: { ...this.w.heartbeat(), seq } } });
+    this.wake?.();
+  }
+
+  /** The heartbeat to write now, if one waits, stamped as sent. The stream may still buffer it
+   * after this, so the stamp is no later than the write: contact is never counted too late. */
+  private takeHeartbeat(): ConnectRequest | undefined {
+    const beat = this.pendingHeartbeat;
+    if (beat?.message.case !== "heartbeat") return undefined;
+    this.pendingHeartbeat = undefined;
+    this.heartbeatsSent.set(beat.message.value.seq, performance.now());
     for (const old of this.heartbeatsSent.keys()) {
       if (this.heartbeatsSent.size <= HEARTBEATS_KEPT) break;
       this.heartbeatsSent.delete(old);
     }
-    this.send("", create(ConnectRequestSchema, { message: { case: "heartbeat", value: { ...this.w.heartbeat(), seq } } }));
+    return beat;
   }
 
   private heartbeatAcked(seq: bigint): void {
@@ -152,13 +168,13 @@ class Connection {
     try {
       yield hello;
       while (!signal.aborted) {
-        const next = this.queue.shift();
+        const next = this.takeHeartbeat() ?? this.queue.shift()?.[2];
         if (next === undefined) {
           await new Promise<void>((ok) => (this.wake = ok));
           this.wake = undefined;
           continue;
         }
-        yield next[2];
+        yield next;
       }
     } finally {
       signal.removeEventListener("abort", stop);
@@ -208,9 +224,11 @@ class Connection {
     }
   }
 
-  /** Gives the run messages that were not written back to their runs' outboxes. */
+  /** Gives the run messages that were not written back to their runs' outboxes (a heartbeat not
+   * written is dropped: it belongs to no run). */
   private down(): void {
     this.live = false;
+    this.pendingHeartbeat = undefined;
     const items = this.queue;
     this.queue = [];
     const unsent = new Map<string, Taken[]>();
