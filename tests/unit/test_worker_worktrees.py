@@ -11,8 +11,7 @@ import pytest
 
 from godel.v1 import worker_service_pb2 as ws
 from godel_server.runtime.config import WorkerSettings
-from godel_server.worker import Worker
-from godel_server.worker import worktrees
+from godel_server.worker import Worker, worktrees
 from godel_server.worker.worktrees import WorktreeError, Worktrees
 from tests.fakes.worker_controller import FakeController
 from tests.fakes.worker_env import assignment, exists, git, make_git_repo, worker_settings
