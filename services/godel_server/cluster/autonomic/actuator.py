@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import (
+    agent_pb2,
     agent_service_pb2,
     agent_service_pb2_grpc,
     autonomic_events_pb2,
@@ -36,7 +37,7 @@ from godel_server.cluster.models import ChannelRow, ClusterRow
 from godel_server.runtime.config import Settings
 from godel_server.runtime.db import Database
 from godel_server.runtime.events import new_event, utcnow
-from godel_server.runtime.statuses import CLUSTER_STATUS, ClusterStatus
+from godel_server.runtime.statuses import CLUSTER_STATUS, LIFECYCLE_STATE, ClusterStatus
 from godel_server.runtime.tls import open_channel
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 API_KEY_HEADER = "x-api-key"
 CALL_TIMEOUT = 15.0
 GONE = frozenset({ClusterStatus.DRAINING, ClusterStatus.OFFLINE})
+ENDED_ON_PURPOSE = frozenset({agent_pb2.LIFECYCLE_STATE_KILLED, agent_pb2.LIFECYCLE_STATE_COMPLETED})
 
 
 def _error(exc: grpc.aio.AioRpcError) -> str:
@@ -81,7 +83,7 @@ class Actuator:
                     return held(f"no notification channel is named {action.channel!r}")
                 return Plan(True, f"notify {action.channel}")
             case ActionType.RESTART:
-                return self._needs_key() or Plan(True, f"restart agent {action.target}")
+                return self._needs_key() or await self._plan_restart(action.target)
             case ActionType.REBALANCE:
                 return Plan(True, "publish a rebalance decision")
 
@@ -104,6 +106,23 @@ class Actuator:
             return held(f"team {proposal.action.target} cannot be read: {_error(exc)}")
         return plan_scale(proposal.action, team)
 
+    async def _plan_restart(self, agent_id: str) -> Plan:
+        """A metric reading can be older than the agent's last change: an agent killed or completed
+        since ended on purpose, and a restart would bring it back. The restart is made at the
+        version read here, so a change after this read makes it fail (ABORTED) instead."""
+        try:
+            agent: agent_pb2.Agent = await self._agents.GetAgent(
+                agent_service_pb2.GetAgentRequest(id=agent_id),
+                timeout=CALL_TIMEOUT,
+                metadata=self._metadata(),
+            )
+        except grpc.aio.AioRpcError as exc:
+            return held(f"agent {agent_id} cannot be read: {_error(exc)}")
+        if agent.lifecycle_state in ENDED_ON_PURPOSE:
+            state = LIFECYCLE_STATE.name(agent.lifecycle_state)
+            return held(f"agent {agent_id} is {state}: a policy does not bring it back")
+        return Plan(True, f"restart agent {agent_id}", agent_version=agent.version)
+
     async def _cluster(self, ident: str) -> ClusterRow | None:
         async with self._db.reader() as session:
             found: ClusterRow | None = await session.scalar(
@@ -124,7 +143,9 @@ class Actuator:
             if action.type == ActionType.RESTART:
                 await self._agents.RestartAgent(
                     agent_service_pb2.RestartAgentRequest(
-                        id=action.target, reason=f"{proposal.policy.name}: {proposal.hit.reason}"[:2000]
+                        id=action.target,
+                        expected_version=plan.agent_version,
+                        reason=f"{proposal.policy.name}: {proposal.hit.reason}"[:2000],
                     ),
                     timeout=CALL_TIMEOUT,
                     metadata=self._metadata(),

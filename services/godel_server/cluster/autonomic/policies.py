@@ -163,6 +163,8 @@ class Plan:
     note: str = ""
     previous_size: int = 0
     target_size: int = 0
+    # A restart: the version of the agent the plan saw (it restarts that agent state or none).
+    agent_version: int | None = None
 
 
 def held(note: str) -> Plan:
