@@ -399,8 +399,12 @@ class Run:
             ports=MeshPorts.free(),
             database_url=database_url,
             workers=workers,
-            # The benchmarks measure the platform, not the per-caller limits (one key drives them).
+            # The benchmarks measure the platform, not the per-caller limits (one key drives them),
+            # nor the self-healing policies: agent_execution's `sleep` agents are idle by design,
+            # and restart-stuck-agents would restart those idle for 300 s (the loop only
+            # recommends).
             extra_env={
+                "GODEL_AUTONOMIC_DRY_RUN": "true",
                 "GODEL_RATE_LIMIT_PER_KEY": "0",
                 "GODEL_RATE_LIMIT_PER_USER": "0",
                 "GODEL_MAX_STREAMS_PER_USER": "0",
