@@ -1,16 +1,22 @@
-"""The limits watchdog: samples a run's process tree (from /proc) a few times a second and stops the
-run, saying why, when the tree goes over its memory, process or CPU-time limit.
+"""The limits watchdog: samples the process trees of the runs (from /proc) a few times a second and
+stops a run, saying why, when its tree goes over its memory, process or CPU-time limit.
 
 rlimits alone cannot do this: they bound each process, not the tree, and an allocation or fork that
 fails leaves a failing program, not a reason. Without cgroups (none with memory or pids controllers
 on these machines) the tree is walked through /proc/<pid>/task/<tid>/children from its root, the
 bwrap process the worker started; processes that left the tree's process group are still found.
+
+One sampler per event loop walks every watched tree in one pass, in one thread: a thread job per
+run every WATCH_SECONDS was ten thousand /proc walks a second with a thousand agents, and the
+threads' share of the GIL starved the worker's event loop (its heartbeats, its answers to kills).
+A pass that takes long spaces the passes out, so sampling takes at most SAMPLING_SHARE of the time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +24,7 @@ from pathlib import Path
 from godel_server.worker.sandbox import MIB, Limits
 
 WATCH_SECONDS = 0.1
+SAMPLING_SHARE = 0.25
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -90,16 +97,58 @@ def over_limit(usage: Usage, limits: Limits, overhead: int) -> str | None:
     return None
 
 
-async def watch(
-    root: int, limits: Limits, overhead: int, stop: Callable[[str], None], interval: float = WATCH_SECONDS
-) -> None:
+def pause_after(elapsed: float, interval: float = WATCH_SECONDS) -> float:
+    """How long the sampler waits after a pass that took `elapsed` seconds."""
+    return max(interval, elapsed * (1 / SAMPLING_SHARE - 1))
+
+
+def usage_of(roots: list[int]) -> dict[int, Usage]:
+    return {root: tree_usage(root) for root in roots}
+
+
+class Sampler:
+    """Samples the trees asked for since its last pass, all in one pass (module docstring)."""
+
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._wanted: dict[int, list[asyncio.Future[Usage]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def next_usage(self, root: int) -> asyncio.Future[Usage]:
+        """The tree's usage as of the next pass."""
+        future: asyncio.Future[Usage] = asyncio.get_running_loop().create_future()
+        self._wanted.setdefault(root, []).append(future)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._passes(), name="limits-sampler")
+        return future
+
+    async def _passes(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._wanted:
+            wanted, self._wanted = self._wanted, {}
+            began = loop.time()
+            usages = await asyncio.to_thread(usage_of, list(wanted))
+            for root, futures in wanted.items():
+                for future in futures:
+                    if not future.done():
+                        future.set_result(usages[root])
+            await asyncio.sleep(pause_after(loop.time() - began, self._interval))
+
+
+_samplers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Sampler] = weakref.WeakKeyDictionary()
+
+
+async def watch(root: int, limits: Limits, overhead: int, stop: Callable[[str], None]) -> None:
     """Samples the tree of `root` until it is over a limit (then calls `stop(reason)`) or cancelled."""
+    loop = asyncio.get_running_loop()
+    sampler = _samplers.get(loop)
+    if sampler is None:
+        sampler = _samplers[loop] = Sampler(WATCH_SECONDS)
     while True:
-        usage = await asyncio.to_thread(tree_usage, root)
+        usage = await sampler.next_usage(root)
         if usage.processes == 0:
             return
         reason = over_limit(usage, limits, overhead)
         if reason is not None:
             stop(reason)
             return
-        await asyncio.sleep(interval)
