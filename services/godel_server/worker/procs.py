@@ -149,6 +149,20 @@ def kill_leftovers(root: Path) -> list[int]:
     return killed
 
 
+def watch_children_with_pidfds() -> bool:
+    """Has asyncio learn of child exits from pidfds in the event loop: Python 3.11's default watcher
+    runs a thread per child, so a thousand agents meant a thousand threads and every git command
+    started one more (Python 3.12 uses pidfds already). False when the kernel has no pidfds."""
+    if sys.version_info >= (3, 12):
+        return True
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except (AttributeError, OSError):
+        return False
+    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+    return True
+
+
 async def spawn_group(
     argv: list[str],
     cwd: Path,
