@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -14,7 +16,7 @@ import (
 // Process groups of runs (services/godel_server/worker/procs.py, limits.py): every run's
 // process starts as the leader of its own group, dies with the worker (PR_SET_PDEATHSIG), and
 // is recorded in <worktree root>/.pids/<worker pid>/<run id>, so that a later worker can kill
-// what a dead one left running; a watchdog samples the tree against the run's limits.
+// what a dead one left running; a watchdog samples the trees against the runs' limits.
 
 func signalGroup(pgid int, sig syscall.Signal) {
 	if pgid > 1 {
@@ -219,24 +221,114 @@ func overLimit(u usage, l limits, overhead int) string {
 	return ""
 }
 
-// watch samples the tree of root every 100 ms until it is over a limit (then calls stop) or
-// done is closed.
-func watch(root int, l limits, overhead int, stop func(string), done <-chan struct{}) {
-	t := time.NewTicker(100 * time.Millisecond)
-	defer t.Stop()
+// The watchdog: one sampler walks every watched tree in one pass. A ticker per run walked each
+// tree ten times a second whatever it cost (a thousand agents: ten thousand /proc walks a second);
+// a pass that takes long spaces the passes out, so sampling takes at most samplingShare of a core.
+const (
+	watchInterval = 100 * time.Millisecond
+	samplingShare = 0.25
+)
+
+// samplingPasses counts the sampler's passes (for the tests: one pass per interval, not per tree).
+var samplingPasses atomic.Int64
+
+// pauseAfter is how long the sampler waits after a pass that took elapsed.
+func pauseAfter(elapsed time.Duration) time.Duration {
+	return max(watchInterval, time.Duration(float64(elapsed)*(1/samplingShare-1)))
+}
+
+// watchedTree leaves the sampler through left; reason says why if it went over a limit.
+type watchedTree struct {
+	root     int
+	limits   limits
+	overhead int
+	left     chan struct{}
+	reason   string
+}
+
+// sampler holds the watched trees; its goroutine runs while it holds any.
+type sampler struct {
+	mu      sync.Mutex
+	trees   map[*watchedTree]struct{}
+	running bool
+}
+
+var watchdog = &sampler{trees: map[*watchedTree]struct{}{}}
+
+func (s *sampler) add(w *watchedTree) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.trees[w] = struct{}{}
+	if !s.running {
+		s.running = true
+		go s.passes()
+	}
+}
+
+func (s *sampler) remove(w *watchedTree) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.trees, w)
+}
+
+// leave removes w and wakes its watch, once.
+func (s *sampler) leave(w *watchedTree, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.trees[w]; ok {
+		delete(s.trees, w)
+		w.reason = reason
+		close(w.left)
+	}
+}
+
+// watching is what the next pass walks; none, and the goroutine ends (under the lock, so that
+// add starts another).
+func (s *sampler) watching() []*watchedTree {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.trees) == 0 {
+		s.running = false
+		return nil
+	}
+	trees := make([]*watchedTree, 0, len(s.trees))
+	for w := range s.trees {
+		trees = append(trees, w)
+	}
+	return trees
+}
+
+func (s *sampler) passes() {
 	for {
-		u := treeUsage(root)
-		if u.processes == 0 {
+		trees := s.watching()
+		if trees == nil {
 			return
 		}
-		if reason := overLimit(u, l, overhead); reason != "" {
-			stop(reason)
-			return
+		samplingPasses.Add(1)
+		began := time.Now()
+		for _, w := range trees {
+			u := treeUsage(w.root)
+			if u.processes == 0 {
+				s.leave(w, "")
+			} else if reason := overLimit(u, w.limits, w.overhead); reason != "" {
+				s.leave(w, reason)
+			}
 		}
-		select {
-		case <-done:
-			return
-		case <-t.C:
+		time.Sleep(pauseAfter(time.Since(began)))
+	}
+}
+
+// watch has the sampler watch the tree of root until no process of it is left, it is over a
+// limit (then watch calls stop, in the caller's goroutine, not the sampler's) or done is closed.
+func watch(root int, l limits, overhead int, stop func(string), done <-chan struct{}) {
+	w := &watchedTree{root: root, limits: l, overhead: overhead, left: make(chan struct{})}
+	watchdog.add(w)
+	select {
+	case <-w.left:
+		if w.reason != "" {
+			stop(w.reason)
 		}
+	case <-done:
+		watchdog.remove(w)
 	}
 }
