@@ -170,16 +170,75 @@ export function overLimit(u: ReturnType<typeof treeUsage>, l: Limits, overhead: 
   return undefined;
 }
 
-/** Samples the tree every 100 ms until it is over a limit (then calls stop) or the returned function is called. */
-export function watch(root: number, l: Limits, overhead: number, stop: (reason: string) => void): () => void {
-  const timer = setInterval(() => {
-    const u = treeUsage(root);
-    if (u.processes === 0) return clearInterval(timer);
-    const reason = overLimit(u, l, overhead);
-    if (reason) {
-      clearInterval(timer);
-      stop(reason);
+// One sampler walks every watched tree per pass: a timer per run was ten thousand synchronous /proc
+// walks a second on the event loop with a thousand agents, and the worker's heartbeats and answers
+// to kills starved until its run lease lapsed. A pass yields to the event loop every TREES_PER_SLICE
+// trees, and a pass that took long spaces the passes out, so sampling takes at most SAMPLING_SHARE
+// of the time (services/godel_server/worker/limits.py has the same sampler).
+const WATCH_MS = 100;
+export const SAMPLING_SHARE = 0.25;
+const TREES_PER_SLICE = 32;
+
+interface Watched {
+  root: number;
+  limits: Limits;
+  overhead: number;
+  stop: (reason: string) => void;
+}
+
+const watched = new Set<Watched>();
+let nextPass: NodeJS.Timeout | undefined;
+let passing = false;
+
+/** How long the sampler waits after a pass that kept the event loop busy for `elapsedMs`. */
+export function pauseAfter(elapsedMs: number): number {
+  return Math.max(WATCH_MS, elapsedMs * (1 / SAMPLING_SHARE - 1));
+}
+
+/** Takes `w` out of the sampler when its tree has no process left or is over a limit (then stops it). */
+function sample(w: Watched): void {
+  const usage = treeUsage(w.root);
+  const reason = usage.processes === 0 ? undefined : overLimit(usage, w.limits, w.overhead);
+  if (usage.processes === 0 || reason) watched.delete(w);
+  if (reason) w.stop(reason);
+}
+
+async function pass(): Promise<void> {
+  nextPass = undefined;
+  passing = true;
+  let busyMs = 0;
+  let sliceStart = performance.now();
+  let inSlice = 0;
+  try {
+    for (const w of [...watched]) {
+      if (inSlice === TREES_PER_SLICE) {
+        busyMs += performance.now() - sliceStart;
+        await new Promise((ok) => setImmediate(ok));
+        sliceStart = performance.now();
+        inSlice = 0;
+      }
+      if (!watched.has(w)) continue; // unwatched while the pass yielded
+      inSlice++;
+      sample(w);
     }
-  }, 100);
-  return () => clearInterval(timer);
+  } finally {
+    busyMs += performance.now() - sliceStart;
+    passing = false;
+    if (watched.size) nextPass = setTimeout(pass, pauseAfter(busyMs));
+  }
+}
+
+/** Samples the tree (with every other watched tree) until it is over a limit (then calls stop) or
+ * the returned function is called. */
+export function watch(root: number, l: Limits, overhead: number, stop: (reason: string) => void): () => void {
+  const w: Watched = { root, limits: l, overhead, stop };
+  watched.add(w);
+  if (!passing && !nextPass) nextPass = setTimeout(pass, WATCH_MS);
+  return () => {
+    watched.delete(w);
+    if (!watched.size && nextPass) {
+      clearTimeout(nextPass); // an empty sampler keeps no timer, so Node can exit
+      nextPass = undefined;
+    }
+  };
 }
