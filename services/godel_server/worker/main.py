@@ -11,7 +11,7 @@ from godel_server.runtime.admin import AdminServer
 from godel_server.runtime.config import WorkerSettings
 from godel_server.runtime.logs import configure_logging
 from godel_server.worker.metrics import export as export_metrics
-from godel_server.worker.procs import watch_children_with_pidfds
+from godel_server.worker.procs import raise_open_files_limit, watch_children_with_pidfds
 from godel_server.worker.sandbox import SandboxError
 from godel_server.worker.statedir import StateDir, StateDirError, claim
 from godel_server.worker.worker import Worker
@@ -51,6 +51,7 @@ def run_worker(settings: WorkerSettings) -> None:
     configure_logging("worker", state.worker_id, settings.log_level)
     tracing.configure(settings.tracing, state.worker_id)
     watch_children_with_pidfds()
+    raise_open_files_limit(settings.capacity)
     try:
         asyncio.run(serve(settings, state))
     except SandboxError as exc:

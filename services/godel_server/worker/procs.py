@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -147,6 +148,37 @@ def kill_leftovers(root: Path) -> list[int]:
     if killed:
         log.warning("killed what a previous worker left running", extra={"pgids": killed})
     return killed
+
+
+# Open files a run holds: its output pipes, stdin and the pidfd its exit is learnt from.
+FILES_PER_RUN = 4
+# Open files the worker needs besides its runs (streams, logs, git, the journal).
+FILES_BESIDES_RUNS = 256
+UNLIMITED_FILES = 1 << 20
+
+
+def raise_open_files_limit(capacity: int) -> int:
+    """Raises the soft limit on open files to the hard one (the usual soft default, 1,024, would
+    refuse a few hundred agents) and warns when `capacity` runs may still not fit; returns the
+    limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = UNLIMITED_FILES if hard == resource.RLIM_INFINITY else hard
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as exc:
+            log.warning(
+                "cannot raise the open files limit", extra={"soft": soft, "hard": hard, "error": str(exc)}
+            )
+    needed = capacity * FILES_PER_RUN + FILES_BESIDES_RUNS
+    if needed > soft:
+        log.warning(
+            f"the worker may open {soft} files, and {capacity} runs (GODEL_WORKER_CAPACITY) need "
+            f"about {needed}: raise the hard limit (ulimit -Hn, LimitNOFILE=) or lower the capacity",
+            extra={"open_files_limit": soft, "capacity": capacity},
+        )
+    return soft
 
 
 def watch_children_with_pidfds() -> bool:
