@@ -68,6 +68,31 @@ async def _started(
     return members, engine
 
 
+async def _spawned(db: Database, members: InstantMembers, count: int) -> list[str]:
+    """Takes `count` launched members and gives each an agent id, as agent:spawn stores it."""
+    agents: list[str] = []
+    async with db.session() as session:
+        for _ in range(count):
+            member = await session.get(MemberRow, members.queue.get_nowait())
+            assert member is not None
+            member.agent_id = str(uuid.uuid4())
+            agents.append(member.agent_id)
+    return agents
+
+
+async def _completed(
+    db: Database, engine: WorkflowEngine, members: InstantMembers, agents: list[str]
+) -> None:
+    """The agents complete, in one consumer transaction; the members it launches are queued."""
+    effects = Effects()
+    async with db.session() as session:
+        for agent_id in agents:
+            change = await apply_agent_event(session, complete_event(agent_id))
+            assert change is not None and change.ended
+            await engine.member_changed(session, change.member, True, None, effects)
+    members.apply(effects)
+
+
 async def test_a_completion_reads_its_workflow_its_member_and_the_steps_once_each(db: Database) -> None:
     """The team service's consumer transaction of an `agent:complete` (apply_agent_event, then the
     engine): the member's lock takes the workflow row, and the engine's own lock of it reads no row
@@ -77,19 +102,9 @@ async def test_a_completion_reads_its_workflow_its_member_and_the_steps_once_eac
     definition.steps.append(workflow_pb2.StepDefinition(id="a", task="first"))
     definition.steps.append(workflow_pb2.StepDefinition(id="b", task="second", depends_on=["a"]))
     members, engine = await _started(db, definition)
-    launched = members.queue.get_nowait()
-    agent_id = str(uuid.uuid4())
-    async with db.session() as session:
-        member = await session.get(MemberRow, launched)
-        assert member is not None
-        member.agent_id = agent_id  # what agent:spawn stored
+    agents = await _spawned(db, members, 1)
     selects = _Selects(db)
-    effects = Effects()
-    async with db.session() as session:
-        change = await apply_agent_event(session, complete_event(agent_id))
-        assert change is not None and change.ended
-        await engine.member_changed(session, change.member, True, None, effects)
-    members.apply(effects)
+    await _completed(db, engine, members, agents)
     assert selects.tables.count("workflows") == 1, selects.tables
     assert selects.tables.count("members") == 2, selects.tables
     assert selects.tables.count("workflow_steps") == 1, selects.tables  # step a, with b it lets start
@@ -106,20 +121,9 @@ async def test_the_second_completion_of_a_batch_reads_its_member_once(db: Databa
         definition.steps.append(workflow_pb2.StepDefinition(id=step, task=step))
     definition.steps.append(workflow_pb2.StepDefinition(id="c", task="join", depends_on=["a", "b"]))
     members, engine = await _started(db, definition)
-    agents = {members.queue.get_nowait(): str(uuid.uuid4()) for _ in range(2)}
-    async with db.session() as session:
-        for member_id, agent_id in agents.items():
-            member = await session.get(MemberRow, member_id)
-            assert member is not None
-            member.agent_id = agent_id  # what agent:spawn stored
+    agents = await _spawned(db, members, 2)
     selects = _Selects(db)
-    effects = Effects()
-    async with db.session() as session:
-        for agent_id in agents.values():
-            change = await apply_agent_event(session, complete_event(agent_id))
-            assert change is not None and change.ended
-            await engine.member_changed(session, change.member, True, None, effects)
-    members.apply(effects)
+    await _completed(db, engine, members, agents)
     assert selects.tables.count("members") == 3, selects.tables
     assert selects.tables.count("workflows") == 1, selects.tables
     assert members.queue.qsize() == 1  # c was launched: both completions were seen
