@@ -80,3 +80,12 @@ def test_a_long_pass_spaces_the_passes_out() -> None:
     assert limits.pause_after(0.01) == limits.WATCH_SECONDS
     # Sampling takes at most SAMPLING_SHARE of the time: a 1 s pass waits 3 s.
     assert limits.pause_after(1.0) == pytest.approx(1.0 / limits.SAMPLING_SHARE - 1.0)
+
+
+async def test_a_pass_that_fails_ends_its_watchers_with_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(roots: list[int]) -> dict[int, limits.Usage]:
+        raise RuntimeError("/proc unreadable")
+
+    monkeypatch.setattr(limits, "usage_of", broken)
+    with pytest.raises(RuntimeError, match="/proc unreadable"):
+        await asyncio.wait_for(limits.watch(os.getpid(), Limits(processes=10), 0, lambda reason: None), 20)

@@ -127,7 +127,13 @@ class Sampler:
         while self._wanted:
             wanted, self._wanted = self._wanted, {}
             began = loop.time()
-            usages = await asyncio.to_thread(usage_of, list(wanted))
+            try:
+                usages = await asyncio.to_thread(usage_of, list(wanted))
+            except Exception as exc:
+                # The watchers would wait for ever; each ends with the error instead.
+                for future in (f for futures in wanted.values() for f in futures if not f.done()):
+                    future.set_exception(exc)
+                return
             for root, futures in wanted.items():
                 for future in futures:
                     if not future.done():
