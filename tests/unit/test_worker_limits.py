@@ -1,12 +1,17 @@
-"""The limits watchdog samples every watched process tree in one pass per interval (one thread job),
-not one job per run: with a thousand agents the per-run jobs were ten thousand /proc walks a second
-whose threads starved the worker's event loop. A tree over its limit is still stopped."""
+"""The limits watchdog samples every watched process tree in one pass per interval, not one job per
+run: with a thousand agents the per-run jobs were ten thousand /proc walks a second whose threads
+starved the worker's event loop. The pass runs in the event loop, in short slices: in a thread each
+/proc read handed the GIL over, and the loop waited for it back. A tree over its limit is still
+stopped."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import signal
+import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -45,22 +50,66 @@ async def trees() -> AsyncIterator[list[int]]:
             await proc.wait()
 
 
-async def test_one_pass_samples_every_tree(trees: list[int]) -> None:
+async def test_one_pass_samples_every_tree(trees: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
     executor = CountingExecutor()
     asyncio.get_running_loop().set_default_executor(executor)
+    passes = 0
+    real = limits.usage_of
+
+    async def counted(roots: list[int]) -> dict[int, limits.Usage]:
+        nonlocal passes
+        passes += 1
+        return await real(roots)
+
+    monkeypatch.setattr(limits, "usage_of", counted)
     stopped: list[str] = []
     roomy = Limits(memory_mb=1_000_000)
     watchers = [asyncio.create_task(limits.watch(root, roomy, 0, stopped.append)) for root in trees]
     try:
-        await asyncio.sleep(1.0)  # the window the jobs are counted in
-        # A job per tree per interval would be at least TREES jobs (one per watcher at once), and
-        # ~200 in the window; one pass per interval is at most ~10.
-        assert 1 <= executor.jobs < TREES, executor.jobs
+        await asyncio.sleep(1.0)  # the window the passes are counted in
+        # A pass per tree per interval would be at least TREES (one per watcher at once), and ~200
+        # in the window; one pass per interval is at most ~10. No pass goes to a thread.
+        assert 1 <= passes < TREES, passes
+        assert executor.jobs == 0
         assert stopped == []
     finally:
         for watcher in watchers:
             watcher.cancel()
         await asyncio.gather(*watchers, return_exceptions=True)
+
+
+async def test_a_long_pass_lets_the_event_loop_run_between_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pass over many trees gives the loop back every SLICE_SECONDS, in the loop's own thread."""
+    events: list[str] = []
+    loop_thread = threading.get_ident()
+
+    def slow_tree(root: int) -> limits.Usage:
+        assert threading.get_ident() == loop_thread
+        events.append("tree")
+        began = time.perf_counter()
+        while time.perf_counter() - began < limits.SLICE_SECONDS / 2:
+            pass
+        return limits.Usage(processes=1)
+
+    async def ticker() -> None:
+        while True:
+            events.append("tick")
+            await asyncio.sleep(0)
+
+    monkeypatch.setattr(limits, "tree_usage", slow_tree)
+    ticking = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    try:
+        usages = await limits.usage_of(list(range(100)))
+    finally:
+        ticking.cancel()
+    assert len(usages) == 100
+    longest = max(len(list(run)) for key, run in itertools.groupby(events) if key == "tree")
+    assert longest <= 5, (
+        longest,
+        "".join("T" if e == "tree" else "." for e in events),
+    )  # a slice holds ~2 trees of half a slice each
+    assert events.count("tick") > 100 // 5
 
 
 async def test_a_tree_over_its_process_limit_is_stopped_with_the_reason() -> None:
@@ -83,7 +132,7 @@ def test_a_long_pass_spaces_the_passes_out() -> None:
 
 
 async def test_a_pass_that_fails_ends_its_watchers_with_the_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(roots: list[int]) -> dict[int, limits.Usage]:
+    async def broken(roots: list[int]) -> dict[int, limits.Usage]:
         raise RuntimeError("/proc unreadable")
 
     monkeypatch.setattr(limits, "usage_of", broken)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -197,3 +197,102 @@ async def test_no_more_than_a_few_git_processes_run_at_once(
     assert outputs == [f"call-{i}" for i in range(calls)]
     at_once = [int(line) for line in seen.read_text().split()]
     assert len(at_once) == calls and max(at_once) <= worktrees.GIT_PROCESSES, at_once
+
+
+@pytest.fixture
+def git_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The git commands the worktrees module runs, in order."""
+    calls: list[tuple[str, ...]] = []
+    real = worktrees.git
+
+    async def recording(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> str:
+        calls.append(args)
+        return await real(*args, cwd=cwd, env=env)
+
+    monkeypatch.setattr(worktrees, "git", recording)
+    return calls
+
+
+async def test_a_new_worktree_reads_no_other_worktree(
+    tmp_path: Path, git_calls: list[tuple[str, ...]]
+) -> None:
+    """`git worktree add` reads every worktree of the repository (~40 ms each at 350 worktrees, so a
+    thousand agents came up at a few a second): a new agent's worktree is written as git writes it,
+    and git takes it for one of its own."""
+    repo = make_git_repo(tmp_path / "repo")
+    wts = Worktrees(tmp_path / "wt")
+    await asyncio.gather(*(wts.create(str(repo), f"a{n}", f"godel/a{n}", reuse=False) for n in range(20)))
+    git_calls.clear()
+    last = await wts.create(str(repo), "last", "godel/last", reuse=False)
+    assert [call[0] for call in git_calls] == ["rev-parse", "update-ref", "reset"], git_calls
+    listed = git(repo, "worktree", "list", "--porcelain").split("\n\n")
+    entry = next(block for block in listed if block.startswith(f"worktree {last.path}\n"))
+    assert "branch refs/heads/godel/last" in entry and "locked" not in entry
+    assert last.admin == repo / ".git" / "worktrees" / "last" and last.base == git(repo, "rev-parse", "HEAD")
+    assert git(last.path, "status", "--porcelain") == ""
+    assert (last.path / "README.md").read_text() == (repo / "README.md").read_text()
+    git(last.path, "commit", "-q", "--allow-empty", "-m", "work")
+    assert await wts.commits(last) == [git(repo, "rev-parse", "godel/last")]
+    git(repo, "fsck", "--strict")
+    git(repo, "worktree", "prune")
+    assert len(git(repo, "worktree", "list").splitlines()) == 22  # prune keeps them all
+
+
+async def test_removing_a_worktree_deletes_it_and_gits_record_of_it(
+    tmp_path: Path, git_calls: list[tuple[str, ...]]
+) -> None:
+    repo = make_git_repo(tmp_path / "repo")
+    wts = Worktrees(tmp_path / "wt")
+    first = await wts.create(str(repo), "a1", "godel/a1", reuse=False)
+    second = await wts.create(str(repo), "a2", "godel/a2", reuse=False)
+    git(first.path, "commit", "-q", "--allow-empty", "-m", "kept")
+    (first.path / "untracked.txt").write_text("scratch")
+    git_calls.clear()
+    await wts.remove(str(repo), str(first.path))
+    assert not any(call[:2] == ("worktree", "remove") for call in git_calls), git_calls
+    assert not first.path.exists() and not first.admin.exists()
+    assert str(first.path) not in git(repo, "worktree", "list")
+    assert git(repo, "log", "-1", "--format=%s", "godel/a1") == "kept"
+    # The last worktree takes <common>/worktrees with it, as git's own remove does.
+    await wts.remove(str(repo), str(second.path))
+    assert not (repo / ".git" / "worktrees").exists()
+    # A locked worktree is git's to refuse.
+    third = await wts.create(str(repo), "a3", "godel/a3", reuse=False)
+    git(repo, "worktree", "lock", str(third.path))
+    with pytest.raises(WorktreeError, match="locked"):
+        await wts.remove(str(repo), str(third.path))
+    assert third.path.is_dir()
+
+
+async def test_a_repository_with_sparse_checkout_gets_gits_own_add(
+    tmp_path: Path, git_calls: list[tuple[str, ...]]
+) -> None:
+    """git copies the sparse-checkout patterns into a new worktree; anything but the plain case is
+    left to `git worktree add`."""
+    repo = make_git_repo(tmp_path / "repo")
+    git(repo, "sparse-checkout", "set", "--no-cone", "/README.md")
+    wt = await Worktrees(tmp_path / "wt").create(str(repo), "a1", "godel/a1", reuse=False)
+    assert ("worktree", "add", "-b", "godel/a1", str(wt.path), wt.base) in git_calls
+    assert (wt.admin / "info" / "sparse-checkout").read_text() == "/README.md\n"
+
+
+async def test_a_checkout_that_fails_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_git_repo(tmp_path / "repo")
+    wts = Worktrees(tmp_path / "wt")
+    real = worktrees.git
+
+    async def failing_reset(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> str:
+        if args[0] == "reset":
+            raise WorktreeError("git reset failed: disk full")
+        return await real(*args, cwd=cwd, env=env)
+
+    monkeypatch.setattr(worktrees, "git", failing_reset)
+    with pytest.raises(WorktreeError, match="disk full"):
+        await wts.create(str(repo), "a1", "godel/a1", reuse=False)
+    assert not (tmp_path / "wt" / "a1").exists() and not (repo / ".git" / "worktrees" / "a1").exists()
+    monkeypatch.setattr(worktrees, "git", real)
+    # The branch stays (as after a failed `git worktree add -b`): the next run checks it out.
+    again = await wts.create(str(repo), "a1", "godel/a1", reuse=False)
+    assert git(again.path, "status", "--porcelain") == ""

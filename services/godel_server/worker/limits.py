@@ -6,9 +6,12 @@ fails leaves a failing program, not a reason. Without cgroups (none with memory 
 on these machines) the tree is walked through /proc/<pid>/task/<tid>/children from its root, the
 bwrap process the worker started; processes that left the tree's process group are still found.
 
-One sampler per event loop walks every watched tree in one pass, in one thread: a thread job per
-run every WATCH_SECONDS was ten thousand /proc walks a second with a thousand agents, and the
-threads' share of the GIL starved the worker's event loop (its heartbeats, its answers to kills).
+One sampler per event loop walks every watched tree in one pass: a thread job per run every
+WATCH_SECONDS was ten thousand /proc walks a second with a thousand agents, and the threads' share
+of the GIL starved the worker's event loop (its heartbeats, its answers to kills). The pass runs in
+the event loop itself, in slices of at most SLICE_SECONDS: in a thread, every /proc read let go of
+the GIL, and each time the loop (or the sampler) waited up to Python's switch interval (5 ms) to get
+it back, so a file write of the loop cost milliseconds while a pass ran. /proc reads do not block.
 A pass that takes long spaces the passes out, so sampling takes at most SAMPLING_SHARE of the time.
 """
 
@@ -25,6 +28,7 @@ from godel_server.worker.sandbox import MIB, Limits
 
 WATCH_SECONDS = 0.1
 SAMPLING_SHARE = 0.25
+SLICE_SECONDS = 0.002
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -102,8 +106,17 @@ def pause_after(elapsed: float, interval: float = WATCH_SECONDS) -> float:
     return max(interval, elapsed * (1 / SAMPLING_SHARE - 1))
 
 
-def usage_of(roots: list[int]) -> dict[int, Usage]:
-    return {root: tree_usage(root) for root in roots}
+async def usage_of(roots: list[int]) -> dict[int, Usage]:
+    """Usage of each tree, walked in the event loop in slices of at most SLICE_SECONDS."""
+    loop = asyncio.get_running_loop()
+    usages: dict[int, Usage] = {}
+    slice_began = loop.time()
+    for root in roots:
+        usages[root] = tree_usage(root)
+        if loop.time() - slice_began >= SLICE_SECONDS:
+            await asyncio.sleep(0)
+            slice_began = loop.time()
+    return usages
 
 
 class Sampler:
@@ -128,7 +141,7 @@ class Sampler:
             wanted, self._wanted = self._wanted, {}
             began = loop.time()
             try:
-                usages = await asyncio.to_thread(usage_of, list(wanted))
+                usages = await usage_of(list(wanted))
             except Exception as exc:
                 # The watchers would wait for ever; each ends with the error instead.
                 for future in (f for futures in wanted.values() for f in futures if not f.done()):

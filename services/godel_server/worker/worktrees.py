@@ -15,6 +15,17 @@ At most GIT_PROCESSES git commands run at once per worker: a thousand runs kille
 read their commits and have their worktree removed, and a thousand git processes forked at once
 (each fork from the worker's event loop) starved the worker's stream long enough for its run lease
 to lapse.
+
+`git worktree add` and `git worktree remove` read every worktree of the repository (its check that
+the path and the branch are not taken), so with a thousand agents on one repository each add read
+a thousand worktrees' files, ~40 ms at 350 and growing. A new agent's worktree is therefore made
+the way git's own add_worktree (and libgit2) makes it: the branch created by `git update-ref` (which
+refuses a branch that exists), the worktree's directory in <common>/worktrees/<agent_id> written
+("locked initializing" until its checkout is done), then `git reset --hard` in it. A removal deletes
+the worktree and that directory. Both fall back to git's own command whenever the repository or
+the worktree is anything but the plain case: a branch that exists, a name git would change or that
+is taken, sparse checkout, per-worktree config, reftable refs, or a locked worktree. The repository's
+post-checkout hook does not run: the worker runs no repository code outside a sandbox.
 """
 
 from __future__ import annotations
@@ -35,6 +46,14 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# A name git keeps as is for a worktree's directory (sanitize_refname_component changes none of it).
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+# Branch names `git check-ref-format --branch` accepts without asking: components of letters,
+# digits, '_' and '-', none starting with '-' (anything else is asked of git).
+_PLAIN_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*(?:/[A-Za-z0-9_][A-Za-z0-9_-]*)*$")
+# What in a repository's git directory makes `git worktree add` do more than write the worktree's
+# files and check it out (it copies the first two; the third stores refs differently).
+_NOT_PLAIN = ("info/sparse-checkout", "config.worktree", "reftable")
 _GIT_ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY")
 LOCK_NAME = "godel-worktree.lock"
 GIT_PROCESSES = 4
@@ -139,6 +158,48 @@ def admin_dir(path: Path, common: Path) -> Path:
     return admin
 
 
+def _absolute(repo: Path, raw: str) -> Path:
+    path = Path(raw)
+    return (path if path.is_absolute() else repo / path).resolve()
+
+
+def _plain_admin_dir(path: Path, common: Path) -> Path | None:
+    """git's directory of the worktree at `path` when `git worktree remove --force` would just delete
+    both (registered here, not locked, no per-worktree config); None where git must decide."""
+    try:
+        admin = admin_dir(path, common)
+    except WorktreeError:
+        return None
+    if (admin / "locked").exists() or (admin / "config.worktree").exists():
+        return None
+    return admin
+
+
+def _delete_admin_dir(admin: Path) -> None:
+    shutil.rmtree(admin)
+    with contextlib.suppress(OSError):
+        admin.parent.rmdir()  # <common>/worktrees, when it was the last one (as git does)
+
+
+def _write_worktree(path: Path, admin: Path, branch: str) -> None:
+    """The files git's add_worktree writes before its checkout, in its order (the directory of the
+    worktree in <common>/worktrees is "locked initializing" until the checkout is done)."""
+    admin.parent.mkdir(exist_ok=True)
+    admin.mkdir()
+    (admin / "locked").write_text("initializing")
+    path.mkdir()
+    (path / ".git").write_text(f"gitdir: {admin}\n")
+    (admin / "gitdir").write_text(f"{path / '.git'}\n")
+    (admin / "commondir").write_text("../..\n")
+    (admin / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+
+
+def _delete_junk(path: Path, admin: Path) -> None:
+    """What a failed add leaves: the worktree and git's directory of it (git's remove_junk)."""
+    shutil.rmtree(path, ignore_errors=True)
+    shutil.rmtree(admin, ignore_errors=True)
+
+
 def _clear_stale_locks(*locks: Path) -> None:
     for lock in locks:
         with contextlib.suppress(FileNotFoundError):
@@ -159,16 +220,35 @@ class Worktrees:
         return self.root / agent_id
 
     async def common_dir(self, repo: Path) -> Path:
-        if not repo.is_absolute():
-            raise WorktreeError(f"repository path {str(repo)!r} must be absolute")
-        if not _is_dir(repo):
-            raise WorktreeError(f"repository {repo} does not exist or is not a directory")
+        self._check_repo_path(repo)
         try:
             raw = await git("rev-parse", "--git-common-dir", cwd=repo)
         except WorktreeError as exc:
             raise WorktreeError(f"{repo} is not a git repository ({exc})") from exc
-        common = Path(raw)
-        return (common if common.is_absolute() else repo / common).resolve()
+        return _absolute(repo, raw)
+
+    async def _common_dir_and_head(self, repo: Path) -> tuple[Path, str]:
+        """The repository's git directory and the commit its HEAD names, in one git process."""
+        self._check_repo_path(repo)
+        try:
+            raw, head = (
+                await git("rev-parse", "--git-common-dir", "--verify", "HEAD^{commit}", cwd=repo)
+            ).split()
+        except (WorktreeError, ValueError):
+            common = await self.common_dir(repo)  # says which of the two is wrong
+            try:
+                head = await git("rev-parse", "--verify", "HEAD^{commit}", cwd=repo)
+            except WorktreeError as exc:
+                raise WorktreeError(f"repository {repo} has no commit to start from ({exc})") from exc
+            return common, head
+        return _absolute(repo, raw), head
+
+    @staticmethod
+    def _check_repo_path(repo: Path) -> None:
+        if not repo.is_absolute():
+            raise WorktreeError(f"repository path {str(repo)!r} must be absolute")
+        if not _is_dir(repo):
+            raise WorktreeError(f"repository {repo} does not exist or is not a directory")
 
     @contextlib.asynccontextmanager
     async def locked(self, common: Path) -> AsyncIterator[None]:
@@ -229,12 +309,9 @@ class Worktrees:
             raise WorktreeError("the assignment names no repository")
         path = self.path_for(agent_id)
         repo = _repo_path(repo_path)
-        common = await self.common_dir(repo)
-        try:
-            head = await git("rev-parse", "--verify", "HEAD^{commit}", cwd=repo)
-        except WorktreeError as exc:
-            raise WorktreeError(f"repository {repo} has no commit to start from ({exc})") from exc
-        await git("check-ref-format", "--branch", branch, cwd=repo)
+        common, head = await self._common_dir_and_head(repo)
+        if not _PLAIN_BRANCH.match(branch) or branch == "HEAD":
+            await git("check-ref-format", "--branch", branch, cwd=repo)
         base_file = self.root / f"{agent_id}.base"
         self.root.mkdir(parents=True, exist_ok=True)
         async with self.locked(common):
@@ -253,21 +330,70 @@ class Worktrees:
                         _clear_stale_locks(admin / "index.lock", admin / "HEAD.lock")
                         return Worktree(path, branch, base, repo, common, admin)
                 raise WorktreeError(f"{path} exists and is not a worktree of {repo}")
-            # The common case costs two git calls under the lock; stale entries are pruned only
-            # when they get in the way.
+            # The common case, a new agent: one git call under the lock, and the checkout after it.
+            fresh = await self._add_plain(repo, common, path, branch, head)
+            if fresh is None:
+                base = await self._add_with_git(repo, path, branch, head, base_file)
+                return Worktree(path, branch, base, repo, common, admin_dir(path, common))
+            base_file.write_text(head + "\n")
+        return await self._check_out(fresh, path, branch, head, repo, common)
+
+    async def _add_with_git(self, repo: Path, path: Path, branch: str, head: str, base_file: Path) -> str:
+        """`git worktree add` (under the lock) and returns the base; stale entries are pruned only when
+        they get in the way."""
+        if await self._branch_exists(repo, branch):
+            base = self._read_base(base_file) or await git("merge-base", head, branch, cwd=repo)
+            add = ["worktree", "add", str(path), branch]
+        else:
+            base = head
+            add = ["worktree", "add", "-b", branch, str(path), head]
+        try:
+            await git(*add, cwd=repo)
+        except WorktreeError:
+            await git("worktree", "prune", cwd=repo)
+            await git(*add, cwd=repo)
+        await asyncio.to_thread(base_file.write_text, base + "\n")
+        return base
+
+    async def _add_plain(self, repo: Path, common: Path, path: Path, branch: str, head: str) -> Path | None:
+        """Creates the branch at `head` and writes the files of a worktree on it at `path`, as git's
+        add_worktree does, and returns the worktree's directory in <common>/worktrees, still
+        locked "initializing"; None (nothing changed) where git's own add must do it. Call under
+        the lock, with `path` absent."""
+        if not _PLAIN_NAME.match(path.name) or any((common / p).exists() for p in _NOT_PLAIN):
+            return None
+        admin = common / "worktrees" / path.name
+        if admin.exists():
+            return None
+        try:
+            # The empty old value makes update-ref refuse a branch that exists.
+            await git(
+                "update-ref", "-m", "branch: Created from HEAD", f"refs/heads/{branch}", head, "", cwd=repo
+            )
+        except WorktreeError:
             if await self._branch_exists(repo, branch):
-                base = self._read_base(base_file) or await git("merge-base", head, branch, cwd=repo)
-                add = ["worktree", "add", str(path), branch]
-            else:
-                base = head
-                add = ["worktree", "add", "-b", branch, str(path), head]
-            try:
-                await git(*add, cwd=repo)
-            except WorktreeError:
-                await git("worktree", "prune", cwd=repo)
-                await git(*add, cwd=repo)
-            base_file.write_text(base + "\n")
-        return Worktree(path, branch, base, repo, common, admin_dir(path, common))
+                return None
+            raise
+        try:
+            await asyncio.to_thread(_write_worktree, path, admin, branch)
+        except OSError as exc:
+            await asyncio.to_thread(_delete_junk, path, admin)
+            raise WorktreeError(f"cannot write the worktree {path}: {exc}") from exc
+        return admin
+
+    async def _check_out(
+        self, admin: Path, path: Path, branch: str, head: str, repo: Path, common: Path
+    ) -> Worktree:
+        """Checks out the worktree `_add_plain` wrote and unlocks it; deletes it when that fails."""
+        env = {"GIT_DIR": str(path / ".git"), "GIT_WORK_TREE": str(path)}
+        try:
+            await git("reset", "--hard", "--no-recurse-submodules", "--quiet", cwd=path, env=env)
+        except WorktreeError:
+            async with self.locked(common):
+                await asyncio.to_thread(_delete_junk, path, admin)
+            raise
+        (admin / "locked").unlink()
+        return Worktree(path, branch, head, repo, common, admin)
 
     @staticmethod
     async def _remove_half_added(path: Path, common: Path) -> None:
@@ -304,11 +430,19 @@ class Worktrees:
                 return
             repo = path
         common = await self.common_dir(repo)
-        async with self.locked(common):
-            if _is_dir(path):
-                # git refuses paths that are not its worktrees, so nothing else is ever deleted.
-                await git("worktree", "remove", "--force", str(path), cwd=common)
-            else:
-                await git("worktree", "prune", cwd=common)
+        admin = _plain_admin_dir(path, common) if _is_dir(path) else None
+        if admin is not None:
+            # Only a registered, unlocked worktree of this repository gets here: the worktree
+            # first, then git's directory of it, as `git worktree remove` does.
+            await asyncio.to_thread(shutil.rmtree, path)
+            async with self.locked(common):
+                await asyncio.to_thread(_delete_admin_dir, admin)
+        else:
+            async with self.locked(common):
+                if _is_dir(path):
+                    # git refuses paths that are not its worktrees, so nothing else is ever deleted.
+                    await git("worktree", "remove", "--force", str(path), cwd=common)
+                else:
+                    await git("worktree", "prune", cwd=common)
         if _resolved(path.parent) == _resolved(self.root):
             (self.root / f"{path.name}.base").unlink(missing_ok=True)
