@@ -18,8 +18,33 @@ import (
 // base commit in <root>/<agent id>.base. Worktree changes on one repository are serialized by
 // a mutex (this process) and flock on <git common dir>/godel-worktree.lock (other workers,
 // Python ones included).
+//
+// `git worktree add` and `git worktree remove` read every worktree of the repository (their
+// check that the path and the branch are not taken), so with a thousand agents on one
+// repository each add read a thousand worktrees' files, ~40 ms at 350 and growing. A new
+// agent's worktree is therefore made the way git's own add_worktree (and libgit2) makes it:
+// the branch created by `git update-ref` (which refuses a branch that exists), the worktree's
+// directory in <common>/worktrees/<agent id> written ("locked initializing" until its checkout
+// is done), then `git reset --hard` in it. A removal deletes the worktree and that directory.
+// Both fall back to git's own command whenever the repository or the worktree is anything but
+// the plain case: a branch that exists, a name git would change or that is taken, sparse
+// checkout, per-worktree config, reftable refs, or a locked worktree. The repository's
+// post-checkout hook does not run: the worker runs no repository code outside a sandbox.
 
 var safeID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// plainName: a name git keeps as is for a worktree's directory (sanitize_refname_component
+// changes none of it).
+var plainName = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// plainBranch: branch names `git check-ref-format --branch` accepts without asking: components
+// of letters, digits, '_' and '-', none starting with '-' (anything else is asked of git).
+var plainBranch = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_-]*(?:/[A-Za-z0-9_][A-Za-z0-9_-]*)*$`)
+
+// notPlain: what in a repository's git directory makes `git worktree add` do more than write
+// the worktree's files and check it out (it copies the first two; the third stores refs
+// differently).
+var notPlain = []string{"info/sparse-checkout", "config.worktree", "reftable"}
 
 var gitEnvDrop = map[string]bool{"GIT_DIR": true, "GIT_WORK_TREE": true, "GIT_INDEX_FILE": true, "GIT_COMMON_DIR": true, "GIT_OBJECT_DIRECTORY": true}
 
@@ -62,7 +87,16 @@ func gitIdentity(agentID string) map[string]string {
 	return map[string]string{"GIT_AUTHOR_NAME": name, "GIT_AUTHOR_EMAIL": email, "GIT_COMMITTER_NAME": name, "GIT_COMMITTER_EMAIL": email}
 }
 
+// runGit runs every git command of this file; tests replace it to record or fail commands.
+var runGit = gitProcess
+
 func git(ctx context.Context, dir string, args ...string) (string, error) {
+	return runGit(ctx, dir, nil, args...)
+}
+
+// gitProcess runs git in dir with the worker's environment (less the variables that would point
+// git at another repository) plus env, and returns its stdout; the error carries git's stderr.
+func gitProcess(ctx context.Context, dir string, env map[string]string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir = dir
 	for _, kv := range os.Environ() {
@@ -71,6 +105,7 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 		}
 	}
 	cmd.Env = append(cmd.Env, "GIT_TERMINAL_PROMPT=0")
+	cmd.Env = append(cmd.Env, environ(env)...)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
@@ -103,21 +138,51 @@ func (ws *worktrees) pathFor(agentID string) (string, error) {
 	return filepath.Join(ws.root, agentID), nil
 }
 
-func (ws *worktrees) commonDir(ctx context.Context, repo string) (string, error) {
+func checkRepoPath(repo string) error {
 	if !filepath.IsAbs(repo) {
-		return "", fmt.Errorf("repository path %q must be absolute", repo)
+		return fmt.Errorf("repository path %q must be absolute", repo)
 	}
 	if st, err := os.Stat(repo); err != nil || !st.IsDir() {
-		return "", fmt.Errorf("repository %s does not exist or is not a directory", repo)
+		return fmt.Errorf("repository %s does not exist or is not a directory", repo)
+	}
+	return nil
+}
+
+func absoluteIn(repo, raw string) string {
+	if !filepath.IsAbs(raw) {
+		raw = filepath.Join(repo, raw)
+	}
+	return resolve(raw)
+}
+
+func (ws *worktrees) commonDir(ctx context.Context, repo string) (string, error) {
+	if err := checkRepoPath(repo); err != nil {
+		return "", err
 	}
 	raw, err := git(ctx, repo, "rev-parse", "--git-common-dir")
 	if err != nil {
 		return "", fmt.Errorf("%s is not a git repository (%v)", repo, err)
 	}
-	if !filepath.IsAbs(raw) {
-		raw = filepath.Join(repo, raw)
+	return absoluteIn(repo, raw), nil
+}
+
+// commonDirAndHead: the repository's git directory and the commit its HEAD names, in one git
+// process (the separate calls only say which of the two is wrong).
+func (ws *worktrees) commonDirAndHead(ctx context.Context, repo string) (common, head string, err error) {
+	if err := checkRepoPath(repo); err != nil {
+		return "", "", err
 	}
-	return resolve(raw), nil
+	out, err := git(ctx, repo, "rev-parse", "--git-common-dir", "--verify", "HEAD^{commit}")
+	if lines := strings.Split(out, "\n"); err == nil && len(lines) == 2 {
+		return absoluteIn(repo, lines[0]), lines[1], nil
+	}
+	if common, err = ws.commonDir(ctx, repo); err != nil {
+		return "", "", err
+	}
+	if head, err = git(ctx, repo, "rev-parse", "--verify", "HEAD^{commit}"); err != nil {
+		return "", "", fmt.Errorf("repository %s has no commit to start from (%v)", repo, err)
+	}
+	return common, head, nil
 }
 
 // locked runs fn holding the repository's worktree lock.
@@ -170,22 +235,20 @@ func (ws *worktrees) create(ctx context.Context, repo, agentID, branch string, r
 	if err != nil {
 		return nil, err
 	}
-	common, err := ws.commonDir(ctx, repo)
+	common, head, err := ws.commonDirAndHead(ctx, repo)
 	if err != nil {
 		return nil, err
 	}
-	head, err := git(ctx, repo, "rev-parse", "--verify", "HEAD^{commit}")
-	if err != nil {
-		return nil, fmt.Errorf("repository %s has no commit to start from (%v)", repo, err)
-	}
-	if _, err := git(ctx, repo, "check-ref-format", "--branch", branch); err != nil {
-		return nil, err
+	if !plainBranch.MatchString(branch) || branch == "HEAD" {
+		if _, err := git(ctx, repo, "check-ref-format", "--branch", branch); err != nil {
+			return nil, err
+		}
 	}
 	baseFile := filepath.Join(ws.root, agentID+".base")
 	if err := os.MkdirAll(ws.root, 0o755); err != nil {
 		return nil, err
 	}
-	var base string
+	var base, fresh string
 	err = ws.locked(common, func() error {
 		if _, err := os.Lstat(path); err == nil {
 			reg, err := ws.registered(ctx, repo)
@@ -203,36 +266,146 @@ func (ws *worktrees) create(ctx context.Context, repo, agentID, branch string, r
 			}
 			return fmt.Errorf("%s exists and is not a worktree of %s", path, repo)
 		}
-		var add []string
-		if _, err := git(ctx, repo, "rev-parse", "--verify", "--quiet", "refs/heads/"+branch); err == nil {
-			if base = readBase(baseFile); base == "" {
-				if base, err = git(ctx, repo, "merge-base", head, branch); err != nil {
-					return err
+		// The common case, a new agent: one git call under the lock, and the checkout after it.
+		if fresh, err = ws.addPlain(ctx, repo, common, path, branch, head); err != nil || fresh != "" {
+			if err == nil {
+				if err = os.WriteFile(baseFile, []byte(head+"\n"), 0o644); err != nil {
+					deleteJunk(path, fresh)
 				}
 			}
-			add = []string{"worktree", "add", path, branch}
-		} else {
-			base = head
-			add = []string{"worktree", "add", "-b", branch, path, head}
+			return err
 		}
-		if _, err := git(ctx, repo, add...); err != nil {
-			if _, err := git(ctx, repo, "worktree", "prune"); err != nil {
-				return err
-			}
-			if _, err := git(ctx, repo, add...); err != nil {
-				return err
-			}
-		}
-		return os.WriteFile(baseFile, []byte(base+"\n"), 0o644)
+		base, err = ws.addWithGit(ctx, repo, path, branch, head, baseFile)
+		return err
 	})
 	if err != nil {
 		return nil, err
+	}
+	if fresh != "" {
+		return ws.checkOut(ctx, fresh, &worktree{path: path, branch: branch, base: head, repo: repo, common: common})
 	}
 	admin, err := adminDir(path, common)
 	if err != nil {
 		return nil, err
 	}
 	return &worktree{path: path, branch: branch, base: base, repo: repo, common: common, admin: admin}, nil
+}
+
+// addWithGit runs `git worktree add` (call under the lock) and returns the base; stale entries
+// are pruned only when they get in the way.
+func (ws *worktrees) addWithGit(ctx context.Context, repo, path, branch, head, baseFile string) (string, error) {
+	var base string
+	var add []string
+	if ws.branchExists(ctx, repo, branch) {
+		if base = readBase(baseFile); base == "" {
+			var err error
+			if base, err = git(ctx, repo, "merge-base", head, branch); err != nil {
+				return "", err
+			}
+		}
+		add = []string{"worktree", "add", path, branch}
+	} else {
+		base = head
+		add = []string{"worktree", "add", "-b", branch, path, head}
+	}
+	if _, err := git(ctx, repo, add...); err != nil {
+		if _, err := git(ctx, repo, "worktree", "prune"); err != nil {
+			return "", err
+		}
+		if _, err := git(ctx, repo, add...); err != nil {
+			return "", err
+		}
+	}
+	return base, os.WriteFile(baseFile, []byte(base+"\n"), 0o644)
+}
+
+func (ws *worktrees) branchExists(ctx context.Context, repo, branch string) bool {
+	_, err := git(ctx, repo, "rev-parse", "--verify", "--quiet", "refs/heads/"+branch)
+	return err == nil
+}
+
+// addPlain creates the branch at head and writes the files of a worktree on it at path, as
+// git's add_worktree does, and returns the worktree's directory in <common>/worktrees, still
+// locked "initializing"; "" (nothing changed) where git's own add must do it. Call under the
+// lock, with path absent.
+func (ws *worktrees) addPlain(ctx context.Context, repo, common, path, branch, head string) (string, error) {
+	name := filepath.Base(path)
+	if !plainName.MatchString(name) {
+		return "", nil
+	}
+	for _, p := range notPlain {
+		if _, err := os.Lstat(filepath.Join(common, p)); err == nil {
+			return "", nil
+		}
+	}
+	admin := filepath.Join(common, "worktrees", name)
+	if _, err := os.Lstat(admin); err == nil {
+		return "", nil
+	}
+	// The empty old value makes update-ref refuse a branch that exists.
+	if _, err := git(ctx, repo, "update-ref", "-m", "branch: Created from HEAD", "refs/heads/"+branch, head, ""); err != nil {
+		if ws.branchExists(ctx, repo, branch) {
+			return "", nil
+		}
+		return "", err
+	}
+	if err := writeWorktree(path, admin, branch); err != nil {
+		deleteJunk(path, admin)
+		return "", fmt.Errorf("cannot write the worktree %s: %v", path, err)
+	}
+	return admin, nil
+}
+
+// writeWorktree writes the files git's add_worktree writes before its checkout, in its order
+// (the worktree's directory in <common>/worktrees is "locked initializing" until the checkout
+// is done).
+func writeWorktree(path, admin, branch string) error {
+	if err := os.Mkdir(filepath.Dir(admin), 0o777); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if err := os.Mkdir(admin, 0o777); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(admin, "locked"), []byte("initializing"), 0o666); err != nil {
+		return err
+	}
+	if err := os.Mkdir(path, 0o777); err != nil {
+		return err
+	}
+	dotGit := filepath.Join(resolve(path), ".git")
+	for _, f := range []struct{ name, text string }{
+		{filepath.Join(path, ".git"), "gitdir: " + admin + "\n"},
+		{filepath.Join(admin, "gitdir"), dotGit + "\n"},
+		{filepath.Join(admin, "commondir"), "../..\n"},
+		{filepath.Join(admin, "HEAD"), "ref: refs/heads/" + branch + "\n"},
+	} {
+		if err := os.WriteFile(f.name, []byte(f.text), 0o666); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteJunk deletes what a failed add leaves: the worktree and git's directory of it (git's
+// remove_junk).
+func deleteJunk(path, admin string) {
+	_ = os.RemoveAll(path)
+	_ = os.RemoveAll(admin)
+}
+
+// checkOut checks out the worktree addPlain wrote at w.path and unlocks it; deletes it when
+// that fails (the branch stays, as after a failed `git worktree add -b`).
+func (ws *worktrees) checkOut(ctx context.Context, admin string, w *worktree) (*worktree, error) {
+	env := map[string]string{"GIT_DIR": filepath.Join(w.path, ".git"), "GIT_WORK_TREE": w.path}
+	if _, err := runGit(ctx, w.path, env, "reset", "--hard", "--no-recurse-submodules", "--quiet"); err != nil {
+		_ = ws.locked(w.common, func() error { deleteJunk(w.path, admin); return nil })
+		return nil, err
+	}
+	if err := os.Remove(filepath.Join(admin, "locked")); err != nil {
+		return nil, err
+	}
+	w.admin = admin
+	return w, nil
 }
 
 // adminDir is the directory git keeps for the worktree at path, checked against the admin
@@ -294,19 +467,58 @@ func (ws *worktrees) remove(ctx context.Context, repo, path string) error {
 	if err != nil {
 		return err
 	}
-	err = ws.locked(common, func() error {
-		if isDir() {
-			_, err := git(ctx, common, "worktree", "remove", "--force", path)
+	if admin := plainAdminDir(path, common); admin != "" {
+		// Only a registered, unlocked worktree of this repository gets here: the worktree first,
+		// then git's directory of it, as `git worktree remove` does.
+		if err := os.RemoveAll(path); err != nil {
 			return err
 		}
-		_, err := git(ctx, common, "worktree", "prune")
-		return err
-	})
+		err = ws.locked(common, func() error { return deleteAdminDir(admin) })
+	} else {
+		err = ws.locked(common, func() error {
+			if isDir() {
+				// git refuses paths that are not its worktrees, so nothing else is ever deleted.
+				_, err := git(ctx, common, "worktree", "remove", "--force", path)
+				return err
+			}
+			_, err := git(ctx, common, "worktree", "prune")
+			return err
+		})
+	}
 	if err != nil {
 		return err
 	}
 	if resolve(filepath.Dir(path)) == resolve(ws.root) {
 		_ = os.Remove(filepath.Join(ws.root, filepath.Base(path)+".base"))
 	}
+	return nil
+}
+
+// plainAdminDir is git's directory of the worktree at path when `git worktree remove --force`
+// would just delete both (a directory registered here, not locked, no per-worktree config); ""
+// where git must decide.
+func plainAdminDir(path, common string) string {
+	if st, err := os.Lstat(path); err != nil || !st.IsDir() {
+		return ""
+	}
+	admin, err := adminDir(path, common)
+	if err != nil {
+		return ""
+	}
+	for _, f := range []string{"locked", "config.worktree"} {
+		if _, err := os.Lstat(filepath.Join(admin, f)); err == nil {
+			return ""
+		}
+	}
+	return admin
+}
+
+// deleteAdminDir deletes git's directory of a worktree, and <common>/worktrees when it was the
+// last one (as git does).
+func deleteAdminDir(admin string) error {
+	if err := os.RemoveAll(admin); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Dir(admin))
 	return nil
 }

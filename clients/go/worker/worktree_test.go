@@ -1,0 +1,253 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Agents' worktrees made and removed without `git worktree add/remove` (which read every
+// worktree of the repository), and git taking them for its own
+// (tests/unit/test_worker_worktrees.py has the same tests of the Python worker).
+
+// repoWithReadme is a repository with one commit of README.md.
+func repoWithReadme(t *testing.T) string {
+	t.Helper()
+	repo := t.TempDir()
+	gitT(t, repo, "init", "-q")
+	if err := os.WriteFile(filepath.Join(repo, "README.md"), []byte("hello\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitT(t, repo, "add", "README.md")
+	gitT(t, repo, "commit", "-q", "-m", "init")
+	return repo
+}
+
+// gitT runs git in dir as a test user and returns its trimmed stdout.
+func gitT(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command("git", append([]string{"-c", "user.name=test", "-c", "user.email=test@example.com"}, args...)...)
+	cmd.Dir = dir
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("git %v in %s: %v: %s", args, dir, err, stderr.String())
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// gitCalls records the git commands the worktrees run, in order, until the test ends.
+type gitCalls struct {
+	mu    sync.Mutex
+	calls [][]string
+}
+
+func recordGit(t *testing.T) *gitCalls {
+	t.Helper()
+	rec := &gitCalls{}
+	real := runGit
+	runGit = func(ctx context.Context, dir string, env map[string]string, args ...string) (string, error) {
+		rec.mu.Lock()
+		rec.calls = append(rec.calls, args)
+		rec.mu.Unlock()
+		return real(ctx, dir, env, args...)
+	}
+	t.Cleanup(func() { runGit = real })
+	return rec
+}
+
+func (g *gitCalls) clear() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.calls = nil
+}
+
+func (g *gitCalls) all() [][]string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Clone(g.calls)
+}
+
+func (g *gitCalls) commands() []string {
+	var out []string
+	for _, c := range g.all() {
+		out = append(out, c[0])
+	}
+	return out
+}
+
+func TestANewWorktreeReadsNoOtherWorktree(t *testing.T) {
+	ctx := context.Background()
+	repo := repoWithReadme(t)
+	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
+	errs := make(chan error, 20)
+	var wg sync.WaitGroup
+	for n := range 20 {
+		wg.Go(func() {
+			_, err := ws.create(ctx, repo, fmt.Sprintf("a%d", n), fmt.Sprintf("godel/a%d", n), false)
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	calls := recordGit(t)
+	last, err := ws.create(ctx, repo, "last", "godel/last", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := calls.commands(); !slices.Equal(got, []string{"rev-parse", "update-ref", "reset"}) {
+		t.Fatalf("git commands %v, want rev-parse, update-ref, reset only", calls.all())
+	}
+	entry := ""
+	for block := range strings.SplitSeq(gitT(t, repo, "worktree", "list", "--porcelain"), "\n\n") {
+		if strings.HasPrefix(block, "worktree "+resolve(last.path)+"\n") {
+			entry = block
+		}
+	}
+	if !strings.Contains(entry, "branch refs/heads/godel/last") || strings.Contains(entry, "locked") {
+		t.Fatalf("git lists the worktree as %q", entry)
+	}
+	if want := filepath.Join(resolve(repo), ".git", "worktrees", "last"); last.admin != want {
+		t.Errorf("admin dir %s, want %s", last.admin, want)
+	}
+	if head := gitT(t, repo, "rev-parse", "HEAD"); last.base != head {
+		t.Errorf("base %s, want %s", last.base, head)
+	}
+	if status := gitT(t, last.path, "status", "--porcelain"); status != "" {
+		t.Errorf("status of the new worktree: %q", status)
+	}
+	if readme, err := os.ReadFile(filepath.Join(last.path, "README.md")); err != nil || string(readme) != "hello\n" {
+		t.Errorf("README.md of the new worktree: %q, %v", readme, err)
+	}
+	gitT(t, last.path, "commit", "-q", "--allow-empty", "-m", "work")
+	commits, err := ws.commits(ctx, last)
+	if err != nil || !slices.Equal(commits, []string{gitT(t, repo, "rev-parse", "godel/last")}) {
+		t.Errorf("commits %v, %v", commits, err)
+	}
+	gitT(t, repo, "fsck", "--strict")
+	gitT(t, repo, "worktree", "prune")
+	if n := len(strings.Split(gitT(t, repo, "worktree", "list"), "\n")); n != 22 {
+		t.Errorf("%d worktrees listed after prune, want 22", n)
+	}
+}
+
+func TestRemovingAWorktreeDeletesItAndGitsRecordOfIt(t *testing.T) {
+	ctx := context.Background()
+	repo := repoWithReadme(t)
+	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
+	first, err := ws.create(ctx, repo, "a1", "godel/a1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := ws.create(ctx, repo, "a2", "godel/a2", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gitT(t, first.path, "commit", "-q", "--allow-empty", "-m", "kept")
+	if err := os.WriteFile(filepath.Join(first.path, "untracked.txt"), []byte("scratch"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	calls := recordGit(t)
+	if err := ws.remove(ctx, repo, first.path); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range calls.all() {
+		if slices.Equal(c[:min(2, len(c))], []string{"worktree", "remove"}) {
+			t.Errorf("git commands %v: git worktree remove ran", calls.all())
+		}
+	}
+	for _, gone := range []string{first.path, first.admin} {
+		if _, err := os.Lstat(gone); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is left: %v", gone, err)
+		}
+	}
+	if list := gitT(t, repo, "worktree", "list"); strings.Contains(list, first.path) {
+		t.Errorf("git still lists %s:\n%s", first.path, list)
+	}
+	if subject := gitT(t, repo, "log", "-1", "--format=%s", "godel/a1"); subject != "kept" {
+		t.Errorf("branch godel/a1 is at %q", subject)
+	}
+	// The last worktree takes <common>/worktrees with it, as git's own remove does.
+	if err := ws.remove(ctx, repo, second.path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(filepath.Join(repo, ".git", "worktrees")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("<common>/worktrees is left: %v", err)
+	}
+	// A locked worktree is git's to refuse.
+	third, err := ws.create(ctx, repo, "a3", "godel/a3", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gitT(t, repo, "worktree", "lock", third.path)
+	if err := ws.remove(ctx, repo, third.path); err == nil || !strings.Contains(err.Error(), "locked") {
+		t.Errorf("removing a locked worktree: %v", err)
+	}
+	if st, err := os.Stat(third.path); err != nil || !st.IsDir() {
+		t.Errorf("the locked worktree is gone: %v", err)
+	}
+}
+
+// git copies the sparse-checkout patterns into a new worktree; anything but the plain case is
+// left to `git worktree add`.
+func TestARepositoryWithSparseCheckoutGetsGitsOwnAdd(t *testing.T) {
+	repo := repoWithReadme(t)
+	gitT(t, repo, "sparse-checkout", "set", "--no-cone", "/README.md")
+	calls := recordGit(t)
+	wt, err := newWorktrees(filepath.Join(t.TempDir(), "wt")).create(context.Background(), repo, "a1", "godel/a1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"worktree", "add", "-b", "godel/a1", wt.path, wt.base}
+	if !slices.ContainsFunc(calls.all(), func(c []string) bool { return slices.Equal(c, want) }) {
+		t.Errorf("git commands %v, want %v among them", calls.all(), want)
+	}
+	if patterns, err := os.ReadFile(filepath.Join(wt.admin, "info", "sparse-checkout")); err != nil || string(patterns) != "/README.md\n" {
+		t.Errorf("sparse-checkout of the worktree: %q, %v", patterns, err)
+	}
+}
+
+func TestACheckoutThatFailsLeavesNothingBehind(t *testing.T) {
+	ctx := context.Background()
+	repo := repoWithReadme(t)
+	root := filepath.Join(t.TempDir(), "wt")
+	ws := newWorktrees(root)
+	real := runGit
+	runGit = func(ctx context.Context, dir string, env map[string]string, args ...string) (string, error) {
+		if args[0] == "reset" {
+			return "", errors.New("git reset failed: disk full")
+		}
+		return real(ctx, dir, env, args...)
+	}
+	t.Cleanup(func() { runGit = real })
+	if _, err := ws.create(ctx, repo, "a1", "godel/a1", false); err == nil || !strings.Contains(err.Error(), "disk full") {
+		t.Fatalf("create with a failing checkout: %v", err)
+	}
+	for _, gone := range []string{filepath.Join(root, "a1"), filepath.Join(repo, ".git", "worktrees", "a1")} {
+		if _, err := os.Lstat(gone); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is left: %v", gone, err)
+		}
+	}
+	runGit = real
+	// The branch stays (as after a failed `git worktree add -b`): the next run checks it out.
+	again, err := ws.create(ctx, repo, "a1", "godel/a1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status := gitT(t, again.path, "status", "--porcelain"); status != "" {
+		t.Errorf("status of the worktree: %q", status)
+	}
+}
