@@ -208,22 +208,44 @@ func (ws *worktrees) locked(common string, fn func() error) error {
 	return fn()
 }
 
-func (ws *worktrees) registered(ctx context.Context, repo string) (map[string]string, error) {
+// registered: the worktrees git lists for the repository, each with whether git still locks it
+// "initializing" (an add that never finished: its worker died).
+func (ws *worktrees) registered(ctx context.Context, repo string) (map[string]bool, error) {
 	out, err := git(ctx, repo, "worktree", "list", "--porcelain")
 	if err != nil {
 		return nil, err
 	}
-	result := map[string]string{}
+	result := map[string]bool{}
 	current := ""
 	for _, line := range strings.Split(out, "\n") {
 		if p, ok := strings.CutPrefix(line, "worktree "); ok {
 			current = resolve(p)
-			result[current] = ""
-		} else if b, ok := strings.CutPrefix(line, "branch "); ok && current != "" {
-			result[current] = b
+			result[current] = false
+		} else if line == "locked initializing" && current != "" {
+			result[current] = true
 		}
 	}
 	return result, nil
+}
+
+// removeHalfAdded removes a worktree whose add never finished, never reused as is; when the add
+// died before the worktree's .git file was written, git no longer takes the directory for a
+// worktree and refuses to remove it: the directory, ours by its path and git's record of it, is
+// deleted, and the record unlocked and pruned.
+func removeHalfAdded(ctx context.Context, path, common string) error {
+	_, err := git(ctx, common, "worktree", "remove", "--force", "--force", path)
+	if err == nil {
+		return nil
+	}
+	logger.Warn("deleting a worktree git cannot remove", "worktree", path, "error", err.Error())
+	if err := os.RemoveAll(path); err != nil {
+		return err
+	}
+	if _, err := git(ctx, common, "worktree", "unlock", path); err != nil {
+		return err
+	}
+	_, err = git(ctx, common, "worktree", "prune")
+	return err
 }
 
 // create makes (or, with reuse, reuses) the agent's worktree.
@@ -255,7 +277,16 @@ func (ws *worktrees) create(ctx context.Context, repo, agentID, branch string, r
 			if err != nil {
 				return err
 			}
-			if _, ok := reg[resolve(path)]; ok {
+			if reg[resolve(path)] {
+				if err := removeHalfAdded(ctx, path, common); err != nil {
+					return err
+				}
+			}
+			_ = os.Remove(path) // an empty directory: an add that died before git registered anything
+			if _, err := os.Lstat(path); err == nil {
+				if _, ok := reg[resolve(path)]; !ok {
+					return fmt.Errorf("%s exists and is not a worktree of %s", path, repo)
+				}
 				if !reuse {
 					return fmt.Errorf("worktree %s exists already (reuse_worktree is false)", path)
 				}
@@ -264,7 +295,6 @@ func (ws *worktrees) create(ctx context.Context, repo, agentID, branch string, r
 				}
 				return nil
 			}
-			return fmt.Errorf("%s exists and is not a worktree of %s", path, repo)
 		}
 		// The common case, a new agent: one git call under the lock, and the checkout after it.
 		if fresh, err = ws.addPlain(ctx, repo, common, path, branch, head); err != nil || fresh != "" {
@@ -358,7 +388,8 @@ func (ws *worktrees) addPlain(ctx context.Context, repo, common, path, branch, h
 
 // writeWorktree writes the files git's add_worktree writes before its checkout, in its order
 // (the worktree's directory in <common>/worktrees is "locked initializing" until the checkout
-// is done).
+// is done, and its gitdir file, which makes git list the worktree, comes before the worktree's
+// .git file: an add that dies in between leaves a worktree create knows as half added).
 func writeWorktree(path, admin, branch string) error {
 	if err := os.Mkdir(filepath.Dir(admin), 0o777); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
@@ -374,8 +405,8 @@ func writeWorktree(path, admin, branch string) error {
 	}
 	dotGit := filepath.Join(resolve(path), ".git")
 	for _, f := range []struct{ name, text string }{
-		{filepath.Join(path, ".git"), "gitdir: " + admin + "\n"},
 		{filepath.Join(admin, "gitdir"), dotGit + "\n"},
+		{filepath.Join(path, ".git"), "gitdir: " + admin + "\n"},
 		{filepath.Join(admin, "commondir"), "../..\n"},
 		{filepath.Join(admin, "HEAD"), "ref: refs/heads/" + branch + "\n"},
 	} {

@@ -251,3 +251,78 @@ func TestACheckoutThatFailsLeavesNothingBehind(t *testing.T) {
 		t.Errorf("status of the worktree: %q", status)
 	}
 }
+
+// A worker killed while it added a worktree leaves it locked "initializing": never reused as is,
+// but removed and added again on its branch, whatever point the add had reached.
+func TestAWorktreeWhoseAddNeverFinishedIsAddedAgain(t *testing.T) {
+	ctx := context.Background()
+	repo := repoWithReadme(t)
+	common := filepath.Join(resolve(repo), ".git")
+	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
+	head := gitT(t, repo, "rev-parse", "HEAD")
+	for _, died := range []struct {
+		when, id string
+		crash    func(t *testing.T, path string)
+	}{
+		{"before its checkout", "h1", func(t *testing.T, path string) {}},
+		{"before its .git file", "h2", func(t *testing.T, path string) {
+			admin := filepath.Join(common, "worktrees", "h2")
+			for _, f := range []string{filepath.Join(path, ".git"), filepath.Join(admin, "HEAD"), filepath.Join(admin, "commondir")} {
+				if err := os.Remove(f); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}},
+	} {
+		t.Run(died.when, func(t *testing.T) {
+			id, crash := died.id, died.crash
+			path := filepath.Join(ws.root, id)
+			if err := os.MkdirAll(ws.root, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			err := ws.locked(common, func() error {
+				_, err := ws.addPlain(ctx, repo, common, path, "godel/"+id, head)
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			crash(t, path)
+			again, err := ws.create(ctx, repo, id, "godel/"+id, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if status := gitT(t, again.path, "status", "--porcelain"); status != "" {
+				t.Errorf("status of the worktree added again: %q", status)
+			}
+			if _, err := os.Stat(filepath.Join(again.path, "README.md")); err != nil {
+				t.Errorf("the worktree added again is not checked out: %v", err)
+			}
+		})
+	}
+	// git's own add, killed during its checkout: the work on the branch is kept.
+	first, err := ws.create(ctx, repo, "a1", "godel/a1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gitT(t, first.path, "commit", "-q", "--allow-empty", "-m", "kept")
+	gitT(t, repo, "worktree", "lock", "--reason", "initializing", first.path)
+	again, err := ws.create(ctx, repo, "a1", "godel/a1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if list := gitT(t, repo, "worktree", "list", "--porcelain"); strings.Contains(list, "locked") {
+		t.Errorf("a worktree is still locked:\n%s", list)
+	}
+	if subject := gitT(t, again.path, "log", "-1", "--format=%s"); subject != "kept" {
+		t.Errorf("the worktree added again is at %q", subject)
+	}
+	// An add that died before git registered anything leaves an empty directory.
+	if err := os.Mkdir(filepath.Join(ws.root, "a2"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.create(ctx, repo, "a2", "godel/a2", false); err != nil {
+		t.Fatal(err)
+	}
+	gitT(t, repo, "fsck", "--strict")
+}
