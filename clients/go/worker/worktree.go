@@ -90,6 +90,13 @@ func gitIdentity(agentID string) map[string]string {
 // runGit runs every git command of this file; tests replace it to record or fail commands.
 var runGit = gitProcess
 
+// gitProcesses bounds the git commands a worker runs at once (GIT_PROCESSES of the Python
+// worker): a thousand agents brought up or killed together each check out or read their
+// worktree, and forking a thousand git processes at once starves the worker.
+const gitProcesses = 4
+
+var gitSlots = make(chan struct{}, gitProcesses)
+
 func git(ctx context.Context, dir string, args ...string) (string, error) {
 	return runGit(ctx, dir, nil, args...)
 }
@@ -97,6 +104,12 @@ func git(ctx context.Context, dir string, args ...string) (string, error) {
 // gitProcess runs git in dir with the worker's environment (less the variables that would point
 // git at another repository) plus env, and returns its stdout; the error carries git's stderr.
 func gitProcess(ctx context.Context, dir string, env map[string]string, args ...string) (string, error) {
+	select {
+	case gitSlots <- struct{}{}:
+		defer func() { <-gitSlots }()
+	case <-ctx.Done():
+		return "", fmt.Errorf("git %s failed: %v", strings.Join(args[:min(2, len(args))], " "), ctx.Err())
+	}
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir = dir
 	for _, kv := range os.Environ() {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -325,4 +326,54 @@ func TestAWorktreeWhoseAddNeverFinishedIsAddedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	gitT(t, repo, "fsck", "--strict")
+}
+
+// A thousand runs brought up or killed together each run git in their worktree; forked all at
+// once, a thousand git processes starve the worker.
+func TestNoMoreThanAFewGitProcessesRunAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	running, seen := filepath.Join(dir, "running"), filepath.Join(dir, "seen")
+	if err := os.Mkdir(running, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "bin")
+	script := fmt.Sprintf("#!/bin/sh\ntouch %[1]q/$$\nls %[1]q | wc -l >> %[2]q\nsleep 0.3\nrm %[1]q/$$\necho \"$1\"\n", running, seen)
+	if err := os.Mkdir(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bin, "git"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+	calls := 3 * gitProcesses
+	outputs := make([]string, calls)
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Go(func() {
+			out, err := git(context.Background(), dir, fmt.Sprintf("call-%d", i))
+			if err != nil {
+				t.Error(err)
+			}
+			outputs[i] = out
+		})
+	}
+	wg.Wait()
+	for i, out := range outputs {
+		if out != fmt.Sprintf("call-%d", i) {
+			t.Errorf("call %d returned %q", i, out)
+		}
+	}
+	raw, err := os.ReadFile(seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := strings.Fields(string(raw))
+	if len(counts) != calls {
+		t.Fatalf("%d git processes ran, want %d", len(counts), calls)
+	}
+	for _, c := range counts {
+		if n, err := strconv.Atoi(c); err != nil || n > gitProcesses {
+			t.Fatalf("git processes running at once: %v (at most %d)", counts, gitProcesses)
+		}
+	}
 }
