@@ -3,12 +3,33 @@
 // <root>/<agent id> on branch godel/<agent id> from the repository's HEAD, base commit in
 // <root>/<agent id>.base. Worktree changes on a repository are serialized in this process and,
 // across processes (Python and Go workers too), by flock(1) on <git dir>/godel-worktree.lock.
+//
+// `git worktree add` and `git worktree remove` read every worktree of the repository (their check
+// that the path and the branch are not taken), so with a thousand agents on one repository each add
+// read a thousand worktrees' files, ~40 ms at 350 and growing. A new agent's worktree is therefore
+// made the way git's own add_worktree (and libgit2) makes it: the branch created by `git update-ref`
+// (which refuses a branch that exists), the worktree's directory in <common>/worktrees/<agent id>
+// written ("locked initializing" until its checkout is done), then `git reset --hard` in it. A
+// removal deletes the worktree and that directory. Both fall back to git's own command whenever the
+// repository or the worktree is anything but the plain case: a branch that exists, a name git would
+// change or that is taken, sparse checkout, per-worktree config, reftable refs, or a locked
+// worktree. The repository's post-checkout hook does not run: the worker runs no repository code
+// outside a sandbox.
 import { execFile, spawn } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdir, realpath, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join } from "node:path";
 import { LOCK_NAME, resolve } from "./sandbox.js";
 
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+// A name git keeps as is for a worktree's directory (sanitize_refname_component changes none of it).
+const PLAIN_NAME = /^[A-Za-z0-9_-]+$/;
+// Branch names `git check-ref-format --branch` accepts without asking: components of letters,
+// digits, '_' and '-', none starting with '-' (anything else is asked of git).
+const PLAIN_BRANCH = /^[A-Za-z0-9_][A-Za-z0-9_-]*(?:\/[A-Za-z0-9_][A-Za-z0-9_-]*)*$/;
+// What in a repository's git directory makes `git worktree add` do more than write the worktree's
+// files and check it out (it copies the first two; the third stores refs differently).
+const NOT_PLAIN = ["info/sparse-checkout", "config.worktree", "reftable"];
 const GIT_ENV_DROP = new Set(["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY"]);
 
 export class WorktreeError extends Error {}
@@ -19,10 +40,15 @@ export function gitIdentity(agentId: string): Record<string, string> {
   return { GIT_AUTHOR_NAME: name, GIT_AUTHOR_EMAIL: email, GIT_COMMITTER_NAME: name, GIT_COMMITTER_EMAIL: email };
 }
 
-export function git(cwd: string, ...args: string[]): Promise<string> {
-  const env: Record<string, string> = { GIT_TERMINAL_PROMPT: "0" };
+/** Runs git in cwd (with `env` over the worker's, less what would point git elsewhere) and
+ * returns its stdout; rejects with a WorktreeError carrying git's stderr. */
+export type GitRunner = (cwd: string, args: string[], env?: Record<string, string>) => Promise<string>;
+
+export const runGit: GitRunner = (cwd, args, extra) => {
+  const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (!GIT_ENV_DROP.has(k) && v !== undefined) env[k] = v;
   env["GIT_TERMINAL_PROMPT"] = "0";
+  Object.assign(env, extra);
   return new Promise((ok, fail) => {
     execFile("git", args, { cwd, env, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) {
@@ -31,6 +57,10 @@ export function git(cwd: string, ...args: string[]): Promise<string> {
       } else ok(String(stdout).trim());
     });
   });
+};
+
+export function git(cwd: string, ...args: string[]): Promise<string> {
+  return runGit(cwd, args);
 }
 
 export class Worktree {
@@ -89,6 +119,47 @@ function adminDir(path: string, common: string): string {
   return admin;
 }
 
+const exists = (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
+
+/** git's directory of the worktree at `path` when `git worktree remove --force` would just delete
+ * both (registered here, not locked, no per-worktree config); null where git must decide. */
+async function plainAdminDir(path: string, common: string): Promise<string | null> {
+  let admin: string;
+  try {
+    admin = adminDir(path, common);
+  } catch {
+    return null;
+  }
+  if ((await exists(join(admin, "locked"))) || (await exists(join(admin, "config.worktree")))) return null;
+  return admin;
+}
+
+async function deleteAdminDir(admin: string): Promise<void> {
+  await rm(admin, { recursive: true });
+  await rmdir(dirname(admin)).catch(() => undefined); // <common>/worktrees, when it was the last one (as git does)
+}
+
+/** The files git's add_worktree writes before its checkout, in its order (the directory of the
+ * worktree in <common>/worktrees is "locked initializing" until the checkout is done). Like git,
+ * they name the worktree by its real path. */
+async function writeWorktree(path: string, admin: string, branch: string): Promise<void> {
+  await mkdir(dirname(admin), { recursive: true });
+  await mkdir(admin);
+  await writeFile(join(admin, "locked"), "initializing");
+  await mkdir(path);
+  const dotGit = join(await realpath(path), ".git");
+  await writeFile(dotGit, `gitdir: ${admin}\n`);
+  await writeFile(join(admin, "gitdir"), `${dotGit}\n`);
+  await writeFile(join(admin, "commondir"), "../..\n");
+  await writeFile(join(admin, "HEAD"), `ref: refs/heads/${branch}\n`);
+}
+
+/** What a failed add leaves: the worktree and git's directory of it (git's remove_junk). */
+async function deleteJunk(path: string, admin: string): Promise<void> {
+  await rm(path, { recursive: true, force: true }).catch(() => undefined);
+  await rm(admin, { recursive: true, force: true }).catch(() => undefined);
+}
+
 const readBase = (file: string) => {
   try {
     return readFileSync(file, "utf8").trim();
@@ -100,7 +171,15 @@ const readBase = (file: string) => {
 export class Worktrees {
   private readonly chains = new Map<string, Promise<unknown>>();
 
-  constructor(readonly root: string) {}
+  /** `run` runs every git command of the module (tests record them). */
+  constructor(
+    readonly root: string,
+    private readonly run: GitRunner = runGit,
+  ) {}
+
+  private git(cwd: string, ...args: string[]): Promise<string> {
+    return this.run(cwd, args);
+  }
 
   pathFor(agentId: string): string {
     if (!SAFE_ID.test(agentId)) throw new WorktreeError(`agent id ${JSON.stringify(agentId)} cannot name a worktree directory`);
@@ -108,15 +187,31 @@ export class Worktrees {
   }
 
   async commonDir(repo: string): Promise<string> {
-    if (!isAbsolute(repo)) throw new WorktreeError(`repository path ${JSON.stringify(repo)} must be absolute`);
-    if (!existsSync(repo) || !statSync(repo).isDirectory()) throw new WorktreeError(`repository ${repo} does not exist or is not a directory`);
+    checkRepoPath(repo);
     let raw: string;
     try {
-      raw = await git(repo, "rev-parse", "--git-common-dir");
+      raw = await this.git(repo, "rev-parse", "--git-common-dir");
     } catch (err) {
       throw new WorktreeError(`${repo} is not a git repository (${(err as Error).message})`);
     }
-    return resolve(isAbsolute(raw) ? raw : join(repo, raw));
+    return absolute(repo, raw);
+  }
+
+  /** The repository's git directory and the commit its HEAD names, in one git process. */
+  private async commonDirAndHead(repo: string): Promise<[string, string]> {
+    checkRepoPath(repo);
+    const lines = await this.git(repo, "rev-parse", "--git-common-dir", "--verify", "HEAD^{commit}").then(
+      (out) => out.split("\n"),
+      () => [],
+    );
+    const [raw, head] = lines;
+    if (lines.length === 2 && raw && head) return [absolute(repo, raw), head];
+    const common = await this.commonDir(repo); // says which of the two is wrong
+    try {
+      return [common, await this.git(repo, "rev-parse", "--verify", "HEAD^{commit}")];
+    } catch (err) {
+      throw new WorktreeError(`repository ${repo} has no commit to start from (${(err as Error).message})`);
+    }
   }
 
   /** Runs fn holding the repository's worktree lock (in this process, then flock(1)). */
@@ -130,50 +225,103 @@ export class Worktrees {
   async create(repo: string, agentId: string, branch: string, reuse: boolean): Promise<Worktree> {
     if (!repo) throw new WorktreeError("the assignment names no repository");
     const path = this.pathFor(agentId);
-    const common = await this.commonDir(repo);
-    let head: string;
-    try {
-      head = await git(repo, "rev-parse", "--verify", "HEAD^{commit}");
-    } catch (err) {
-      throw new WorktreeError(`repository ${repo} has no commit to start from (${(err as Error).message})`);
-    }
-    await git(repo, "check-ref-format", "--branch", branch);
+    const [common, head] = await this.commonDirAndHead(repo);
+    if (!PLAIN_BRANCH.test(branch) || branch === "HEAD") await this.git(repo, "check-ref-format", "--branch", branch);
     const baseFile = join(this.root, `${agentId}.base`);
-    mkdirSync(this.root, { recursive: true });
-    const base = await this.locked(common, async () => {
+    await mkdir(this.root, { recursive: true });
+    const added = await this.locked(common, async () => {
       if (existsSync(path)) {
-        const listed = await git(repo, "worktree", "list", "--porcelain");
+        const listed = await this.git(repo, "worktree", "list", "--porcelain");
         const registered = listed.split("\n").filter((l) => l.startsWith("worktree ")).map((l) => resolve(l.slice(9)));
         if (registered.includes(resolve(path))) {
           if (!reuse) throw new WorktreeError(`worktree ${path} exists already (reuse_worktree is false)`);
-          return readBase(baseFile) || head;
+          return new Worktree(path, branch, readBase(baseFile) || head, repo, common, adminDir(path, common));
         }
         throw new WorktreeError(`${path} exists and is not a worktree of ${repo}`);
       }
-      let base = head;
-      let add = ["worktree", "add", "-b", branch, path, head];
-      const exists = await git(repo, "rev-parse", "--verify", "--quiet", `refs/heads/${branch}`).then(() => true, () => false);
-      if (exists) {
-        base = readBase(baseFile) || (await git(repo, "merge-base", head, branch));
-        add = ["worktree", "add", path, branch];
+      // The common case, a new agent: one git call under the lock, and the checkout after it.
+      const admin = await this.addPlain(repo, common, path, branch, head);
+      if (admin === null) {
+        const base = await this.addWithGit(repo, path, branch, head, baseFile);
+        return new Worktree(path, branch, base, repo, common, adminDir(path, common));
       }
-      try {
-        await git(repo, ...add);
-      } catch {
-        await git(repo, "worktree", "prune");
-        await git(repo, ...add);
-      }
-      writeFileSync(baseFile, `${base}\n`);
-      return base;
+      await writeFile(baseFile, `${head}\n`);
+      return admin;
     });
-    return new Worktree(path, branch, base, repo, common, adminDir(path, common));
+    if (added instanceof Worktree) return added;
+    return this.checkOut(added, path, branch, head, repo, common);
+  }
+
+  /** `git worktree add` (under the lock) and returns the base; stale entries are pruned only when
+   * they get in the way. */
+  private async addWithGit(repo: string, path: string, branch: string, head: string, baseFile: string): Promise<string> {
+    let base = head;
+    let add = ["worktree", "add", "-b", branch, path, head];
+    if (await this.branchExists(repo, branch)) {
+      base = readBase(baseFile) || (await this.git(repo, "merge-base", head, branch));
+      add = ["worktree", "add", path, branch];
+    }
+    try {
+      await this.git(repo, ...add);
+    } catch {
+      await this.git(repo, "worktree", "prune");
+      await this.git(repo, ...add);
+    }
+    await writeFile(baseFile, `${base}\n`);
+    return base;
+  }
+
+  private branchExists(repo: string, branch: string): Promise<boolean> {
+    return this.git(repo, "rev-parse", "--verify", "--quiet", `refs/heads/${branch}`).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /** Creates the branch at `head` and writes the files of a worktree on it at `path`, as git's
+   * add_worktree does, and returns the worktree's directory in <common>/worktrees, still locked
+   * "initializing"; null (nothing changed) where git's own add must do it. Call under the lock,
+   * with `path` absent. */
+  private async addPlain(repo: string, common: string, path: string, branch: string, head: string): Promise<string | null> {
+    if (!PLAIN_NAME.test(basename(path))) return null;
+    for (const p of NOT_PLAIN) if (await exists(join(common, p))) return null;
+    const admin = join(common, "worktrees", basename(path));
+    if (await exists(admin)) return null;
+    try {
+      // The empty old value makes update-ref refuse a branch that exists.
+      await this.git(repo, "update-ref", "-m", "branch: Created from HEAD", `refs/heads/${branch}`, head, "");
+    } catch (err) {
+      if (await this.branchExists(repo, branch)) return null;
+      throw err;
+    }
+    try {
+      await writeWorktree(path, admin, branch);
+    } catch (err) {
+      await deleteJunk(path, admin);
+      throw new WorktreeError(`cannot write the worktree ${path}: ${(err as Error).message}`);
+    }
+    return admin;
+  }
+
+  /** Checks out the worktree addPlain wrote and unlocks it; deletes it when that fails. */
+  private async checkOut(admin: string, path: string, branch: string, head: string, repo: string, common: string): Promise<Worktree> {
+    const env = { GIT_DIR: join(path, ".git"), GIT_WORK_TREE: path };
+    try {
+      await this.run(path, ["reset", "--hard", "--no-recurse-submodules", "--quiet"], env);
+    } catch (err) {
+      await this.locked(common, () => deleteJunk(path, admin));
+      throw err;
+    }
+    await unlink(join(admin, "locked"));
+    return new Worktree(path, branch, head, repo, common, admin);
   }
 
   async commits(wt: Worktree): Promise<string[]> {
-    const out = await git(wt.common, "rev-list", "--reverse", `${wt.base}..${wt.branch}`);
+    const out = await this.git(wt.common, "rev-list", "--reverse", `${wt.base}..${wt.branch}`);
     return out.split(/\s+/).filter(Boolean);
   }
 
+  /** Removes a worktree (the branch is kept) and prunes stale entries. */
   async remove(repo: string, path: string): Promise<void> {
     if (!path) throw new WorktreeError("CLEANUP names no worktree");
     const isDir = () => existsSync(path) && statSync(path).isDirectory();
@@ -182,12 +330,30 @@ export class Worktrees {
       repo = path;
     }
     const common = await this.commonDir(repo);
-    await this.locked(common, async () => {
-      if (isDir()) await git(common, "worktree", "remove", "--force", path);
-      else await git(common, "worktree", "prune");
-    });
+    const admin = isDir() ? await plainAdminDir(path, common) : null;
+    if (admin !== null) {
+      // Only a registered, unlocked worktree of this repository gets here: the worktree first,
+      // then git's directory of it, as `git worktree remove` does.
+      await rm(path, { recursive: true });
+      await this.locked(common, () => deleteAdminDir(admin));
+    } else {
+      await this.locked(common, async () => {
+        // git refuses paths that are not its worktrees, so nothing else is ever deleted.
+        if (isDir()) await this.git(common, "worktree", "remove", "--force", path);
+        else await this.git(common, "worktree", "prune");
+      });
+    }
     if (resolve(dirname(path)) === resolve(this.root)) rmSync(join(this.root, `${basename(path)}.base`), { force: true });
   }
+}
+
+function checkRepoPath(repo: string): void {
+  if (!isAbsolute(repo)) throw new WorktreeError(`repository path ${JSON.stringify(repo)} must be absolute`);
+  if (!existsSync(repo) || !statSync(repo).isDirectory()) throw new WorktreeError(`repository ${repo} does not exist or is not a directory`);
+}
+
+function absolute(repo: string, raw: string): string {
+  return resolve(isAbsolute(raw) ? raw : join(repo, raw));
 }
 
 /** Holds flock(1) on `file` while fn runs: `flock -x FILE -c 'echo; cat'` prints once it holds

@@ -1,0 +1,129 @@
+// Agents' git worktrees (dist/worker/worktrees.js): a new agent's worktree is written as git's own
+// add_worktree writes it (`git worktree add/remove` read every worktree of the repository), git takes
+// it for one of its own, and anything but the plain case is left to git's own commands.
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import { WorktreeError, Worktrees, runGit } from "../dist/worker/worktrees.js";
+
+const IDENTITY = { GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@t", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@t" };
+
+function git(cwd, ...args) {
+  const env = { ...process.env, ...IDENTITY };
+  for (const key of ["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"]) delete env[key];
+  return execFileSync("git", args, { cwd, env, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"] }).trim();
+}
+
+/** A temporary directory (its real path: git writes real paths) removed after the test. */
+function tempDir(t) {
+  const dir = realpathSync(mkdtempSync(join(tmpdir(), "godel-wt-")));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** A repository with one commit on branch main. */
+function makeRepo(path) {
+  mkdirSync(path, { recursive: true });
+  git(path, "init", "-q", "-b", "main");
+  writeFileSync(join(path, "README.md"), "test repo\n");
+  git(path, "add", ".");
+  git(path, "commit", "-q", "-m", "initial");
+  return path;
+}
+
+/** Worktrees whose git commands are recorded in `calls` (their arguments); `fail` may reject one. */
+function recorded(root, fail = () => undefined) {
+  const calls = [];
+  const run = async (cwd, args, env) => {
+    calls.push(args);
+    const error = fail(args);
+    if (error) throw error;
+    return runGit(cwd, args, env);
+  };
+  return { wts: new Worktrees(root, run), calls };
+}
+
+test("a new worktree reads no other worktree, and git takes it for one of its own", async (t) => {
+  // `git worktree add` reads every worktree of the repository (~40 ms each at 350 worktrees, so a
+  // thousand agents came up at a few a second).
+  const dir = tempDir(t);
+  const repo = makeRepo(join(dir, "repo"));
+  const { wts, calls } = recorded(join(dir, "wt"));
+  await Promise.all(Array.from({ length: 20 }, (_, n) => wts.create(repo, `a${n}`, `godel/a${n}`, false)));
+  calls.length = 0;
+  const last = await wts.create(repo, "last", "godel/last", false);
+  assert.deepEqual(
+    calls.map((args) => args[0]),
+    ["rev-parse", "update-ref", "reset"],
+    JSON.stringify(calls),
+  );
+  const entry = git(repo, "worktree", "list", "--porcelain")
+    .split("\n\n")
+    .find((block) => block.startsWith(`worktree ${last.path}\n`));
+  assert.ok(entry, "git lists the worktree");
+  assert.match(entry, /^branch refs\/heads\/godel\/last$/m);
+  assert.doesNotMatch(entry, /locked/);
+  assert.equal(last.admin, join(repo, ".git", "worktrees", "last"));
+  assert.equal(last.base, git(repo, "rev-parse", "HEAD"));
+  assert.equal(git(last.path, "status", "--porcelain"), "");
+  assert.equal(readFileSync(join(last.path, "README.md"), "utf8"), "test repo\n");
+  git(last.path, "commit", "-q", "--allow-empty", "-m", "work");
+  assert.deepEqual(await wts.commits(last), [git(repo, "rev-parse", "godel/last")]);
+  git(repo, "fsck", "--strict");
+  git(repo, "worktree", "prune");
+  assert.equal(git(repo, "worktree", "list").split("\n").length, 22); // prune keeps them all
+});
+
+test("removing a worktree deletes it and git's record of it, and keeps its branch", async (t) => {
+  const dir = tempDir(t);
+  const repo = makeRepo(join(dir, "repo"));
+  const { wts, calls } = recorded(join(dir, "wt"));
+  const first = await wts.create(repo, "a1", "godel/a1", false);
+  const second = await wts.create(repo, "a2", "godel/a2", false);
+  git(first.path, "commit", "-q", "--allow-empty", "-m", "kept");
+  writeFileSync(join(first.path, "untracked.txt"), "scratch");
+  calls.length = 0;
+  await wts.remove(repo, first.path);
+  assert.ok(!calls.some((args) => args[0] === "worktree" && args[1] === "remove"), JSON.stringify(calls));
+  assert.ok(!existsSync(first.path) && !existsSync(first.admin));
+  assert.ok(!git(repo, "worktree", "list").includes(first.path));
+  assert.equal(git(repo, "log", "-1", "--format=%s", "godel/a1"), "kept");
+  // The last worktree takes <common>/worktrees with it, as git's own remove does.
+  await wts.remove(repo, second.path);
+  assert.ok(!existsSync(join(repo, ".git", "worktrees")));
+  // A locked worktree is git's to refuse.
+  const third = await wts.create(repo, "a3", "godel/a3", false);
+  git(repo, "worktree", "lock", third.path);
+  await assert.rejects(wts.remove(repo, third.path), (err) => err instanceof WorktreeError && /locked/.test(err.message));
+  assert.ok(statSync(third.path).isDirectory());
+});
+
+test("a repository with sparse checkout gets git's own add", async (t) => {
+  // git copies the sparse-checkout patterns into a new worktree; anything but the plain case is
+  // left to `git worktree add`.
+  const dir = tempDir(t);
+  const repo = makeRepo(join(dir, "repo"));
+  git(repo, "sparse-checkout", "set", "--no-cone", "/README.md");
+  const { wts, calls } = recorded(join(dir, "wt"));
+  const wt = await wts.create(repo, "a1", "godel/a1", false);
+  assert.ok(
+    calls.some((args) => JSON.stringify(args) === JSON.stringify(["worktree", "add", "-b", "godel/a1", wt.path, wt.base])),
+    JSON.stringify(calls),
+  );
+  assert.equal(readFileSync(join(wt.admin, "info", "sparse-checkout"), "utf8"), "/README.md\n");
+});
+
+test("a checkout that fails leaves nothing behind, and the next create succeeds", async (t) => {
+  const dir = tempDir(t);
+  const repo = makeRepo(join(dir, "repo"));
+  const root = join(dir, "wt");
+  const { wts } = recorded(root, (args) => (args[0] === "reset" ? new WorktreeError("git reset failed: disk full") : undefined));
+  await assert.rejects(wts.create(repo, "a1", "godel/a1", false), /disk full/);
+  assert.ok(!existsSync(join(root, "a1")) && !existsSync(join(repo, ".git", "worktrees", "a1")));
+  // The branch stays (as after a failed `git worktree add -b`): the next run checks it out.
+  const again = await new Worktrees(root).create(repo, "a1", "godel/a1", false);
+  assert.equal(git(again.path, "status", "--porcelain"), "");
+});
