@@ -296,3 +296,24 @@ async def test_a_checkout_that_fails_leaves_nothing_behind(
     # The branch stays (as after a failed `git worktree add -b`): the next run checks it out.
     again = await wts.create(str(repo), "a1", "godel/a1", reuse=False)
     assert git(again.path, "status", "--porcelain") == ""
+
+
+@pytest.mark.parametrize("killed_after", ["locked", "gitdir"])
+async def test_a_plain_add_killed_half_way_is_added_again(tmp_path: Path, killed_after: str) -> None:
+    """The worker killed while it wrote a new worktree's files: the next run of the agent gets a
+    whole worktree, and no directory of the dead add is left in <common>/worktrees."""
+    repo = make_git_repo(tmp_path / "repo")
+    wts = Worktrees(tmp_path / "wt")
+    path, admin = tmp_path / "wt" / "a1", repo / ".git" / "worktrees" / "a1"
+    git(repo, "branch", "godel/a1")
+    admin.mkdir(parents=True)
+    (admin / "locked").write_text("initializing")
+    path.mkdir(parents=True)
+    if killed_after == "gitdir":
+        (admin / "gitdir").write_text(f"{path / '.git'}\n")
+        (admin / "commondir").write_text("../..\n")
+        (admin / "HEAD").write_text("ref: refs/heads/godel/a1\n")
+    again = await wts.create(str(repo), "a1", "godel/a1", reuse=True)
+    assert git(again.path, "status", "--porcelain") == ""
+    assert sorted(p.name for p in (repo / ".git" / "worktrees").iterdir()) == ["a1"]
+    assert "locked" not in git(repo, "worktree", "list", "--porcelain")

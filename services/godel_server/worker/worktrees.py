@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import logging
 import os
 import re
@@ -86,6 +87,13 @@ def clean_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+@functools.lru_cache(maxsize=4)
+def _git_program(search_path: str) -> str:
+    """git's absolute path: the worker starts thousands, and each exec of a bare name tried every
+    directory of PATH before git's (in the vfork child, while the event loop waits)."""
+    return shutil.which("git", path=search_path) or "git"
+
+
 async def git(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> str:
     """Runs git and returns stdout; raises WorktreeError with git's stderr on failure."""
     loop = asyncio.get_running_loop()
@@ -95,7 +103,7 @@ async def git(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> st
     async with slots:
         try:
             proc = await asyncio.create_subprocess_exec(
-                "git",
+                _git_program(os.environ.get("PATH", "")),
                 *args,
                 cwd=cwd,
                 env=clean_env(env),
@@ -181,17 +189,56 @@ def _delete_admin_dir(admin: Path) -> None:
         admin.parent.rmdir()  # <common>/worktrees, when it was the last one (as git does)
 
 
-def _write_worktree(path: Path, admin: Path, branch: str) -> None:
+def _plain_case(path: Path, common: Path) -> bool:
+    """Whether a new worktree at `path` is one `git worktree add` would only write and check out."""
+    if os.path.lexists(path) or not _PLAIN_NAME.match(path.name):
+        return False
+    return not any((common / p).exists() for p in _NOT_PLAIN)
+
+
+def _left_by_a_dead_add(admin: Path) -> bool:
+    """A worktree directory in <common>/worktrees that is still "locked initializing" and names no
+    worktree: an add killed before it wrote `gitdir` (under the lock no add of ours is that early)."""
+    try:
+        return (admin / "locked").read_text() == "initializing" and not (admin / "gitdir").exists()
+    except OSError:
+        return False
+
+
+async def _clear_dead_add(admin: Path) -> None:
+    """Deletes what `_left_by_a_dead_add` finds (call under the lock), so the agent's next add gets
+    the same name in <common>/worktrees."""
+    if await asyncio.to_thread(_left_by_a_dead_add, admin):
+        await asyncio.to_thread(shutil.rmtree, admin, True)
+
+
+def _write_worktree(path: Path, admin: Path, branch: str) -> bool:
     """The files git's add_worktree writes before its checkout, in its order (the directory of the
-    worktree in <common>/worktrees is "locked initializing" until the checkout is done)."""
+    worktree in <common>/worktrees is "locked initializing" until the checkout is done). False, and
+    nothing written, when that directory is taken; on an error nothing written is left."""
     admin.parent.mkdir(exist_ok=True)
-    admin.mkdir()
-    (admin / "locked").write_text("initializing")
-    path.mkdir()
-    (path / ".git").write_text(f"gitdir: {admin}\n")
-    (admin / "gitdir").write_text(f"{path / '.git'}\n")
-    (admin / "commondir").write_text("../..\n")
-    (admin / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    try:
+        admin.mkdir()
+    except FileExistsError:
+        return False
+    made_path = False
+    try:
+        (admin / "locked").write_text("initializing")
+        path.mkdir()
+        made_path = True
+        # gitdir before .git: killed in between, git still lists the worktree ("locked
+        # initializing") and the next add of the agent removes it; the other way round, git no
+        # longer knew it.
+        (admin / "gitdir").write_text(f"{path / '.git'}\n")
+        (path / ".git").write_text(f"gitdir: {admin}\n")
+        (admin / "commondir").write_text("../..\n")
+        (admin / "HEAD").write_text(f"ref: refs/heads/{branch}\n")
+    except OSError:
+        if made_path:
+            shutil.rmtree(path, ignore_errors=True)
+        shutil.rmtree(admin, ignore_errors=True)
+        raise
+    return True
 
 
 def _delete_junk(path: Path, admin: Path) -> None:
@@ -314,8 +361,14 @@ class Worktrees:
             await git("check-ref-format", "--branch", branch, cwd=repo)
         base_file = self.root / f"{agent_id}.base"
         self.root.mkdir(parents=True, exist_ok=True)
+        _clear_stale_locks(common / "refs" / "heads" / f"{branch}.lock")
+        # The common case, a new agent: the branch and the worktree's files (only those under the
+        # lock), then the checkout.
+        fresh = await self._add_plain(repo, common, path, branch, head, base_file)
+        if fresh is not None:
+            return await self._check_out(fresh, path, branch, head, repo, common)
         async with self.locked(common):
-            _clear_stale_locks(common / "refs" / "heads" / f"{branch}.lock")
+            await _clear_dead_add(common / "worktrees" / path.name)
             if path.exists() and await self._half_added(repo, path):
                 await self._remove_half_added(path, common)
             with contextlib.suppress(OSError):
@@ -330,13 +383,8 @@ class Worktrees:
                         _clear_stale_locks(admin / "index.lock", admin / "HEAD.lock")
                         return Worktree(path, branch, base, repo, common, admin)
                 raise WorktreeError(f"{path} exists and is not a worktree of {repo}")
-            # The common case, a new agent: one git call under the lock, and the checkout after it.
-            fresh = await self._add_plain(repo, common, path, branch, head)
-            if fresh is None:
-                base = await self._add_with_git(repo, path, branch, head, base_file)
-                return Worktree(path, branch, base, repo, common, admin_dir(path, common))
-            base_file.write_text(head + "\n")
-        return await self._check_out(fresh, path, branch, head, repo, common)
+            base = await self._add_with_git(repo, path, branch, head, base_file)
+            return Worktree(path, branch, base, repo, common, admin_dir(path, common))
 
     async def _add_with_git(self, repo: Path, path: Path, branch: str, head: str, base_file: Path) -> str:
         """`git worktree add` (under the lock) and returns the base; stale entries are pruned only when
@@ -355,15 +403,13 @@ class Worktrees:
         await asyncio.to_thread(base_file.write_text, base + "\n")
         return base
 
-    async def _add_plain(self, repo: Path, common: Path, path: Path, branch: str, head: str) -> Path | None:
+    async def _add_plain(
+        self, repo: Path, common: Path, path: Path, branch: str, head: str, base_file: Path
+    ) -> Path | None:
         """Creates the branch at `head` and writes the files of a worktree on it at `path`, as git's
         add_worktree does, and returns the worktree's directory in <common>/worktrees, still
-        locked "initializing"; None (nothing changed) where git's own add must do it. Call under
-        the lock, with `path` absent."""
-        if not _PLAIN_NAME.match(path.name) or any((common / p).exists() for p in _NOT_PLAIN):
-            return None
-        admin = common / "worktrees" / path.name
-        if admin.exists():
+        locked "initializing"; None where git's own add must do it (the branch may exist then)."""
+        if not _plain_case(path, common):
             return None
         try:
             # The empty old value makes update-ref refuse a branch that exists.
@@ -374,11 +420,15 @@ class Worktrees:
             if await self._branch_exists(repo, branch):
                 return None
             raise
-        try:
-            await asyncio.to_thread(_write_worktree, path, admin, branch)
-        except OSError as exc:
-            await asyncio.to_thread(_delete_junk, path, admin)
-            raise WorktreeError(f"cannot write the worktree {path}: {exc}") from exc
+        admin = common / "worktrees" / path.name
+        async with self.locked(common):
+            await _clear_dead_add(admin)
+            try:
+                if not await asyncio.to_thread(_write_worktree, path, admin, branch):
+                    return None
+            except OSError as exc:
+                raise WorktreeError(f"cannot write the worktree {path}: {exc}") from exc
+        await asyncio.to_thread(base_file.write_text, head + "\n")
         return admin
 
     async def _check_out(

@@ -148,8 +148,9 @@ async function writeWorktree(path: string, admin: string, branch: string): Promi
   await writeFile(join(admin, "locked"), "initializing");
   await mkdir(path);
   const dotGit = join(await realpath(path), ".git");
-  await writeFile(dotGit, `gitdir: ${admin}\n`);
+  // gitdir before .git, as git writes them: killed in between, git still lists the worktree.
   await writeFile(join(admin, "gitdir"), `${dotGit}\n`);
+  await writeFile(dotGit, `gitdir: ${admin}\n`);
   await writeFile(join(admin, "commondir"), "../..\n");
   await writeFile(join(admin, "HEAD"), `ref: refs/heads/${branch}\n`);
 }
