@@ -102,6 +102,35 @@ def test_at_most_a_window_of_messages_is_in_flight() -> None:
     assert _describe([r for _, r in box.take()]) == ["usage:m0:2#71"]
 
 
+async def test_acknowledgements_are_saved_together_a_moment_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new message is in the journal before it is sent; what acknowledgements remove is saved a
+    moment later, every run's in one batch (a thousand agents coming up rewrote a file per
+    acknowledgement, in the event loop). Killed in between, the worker sends those again."""
+    journal = Journal(tmp_path)
+    boxes = [RunOutbox(f"r{n}", "a", journal) for n in range(50)]
+    for n, box in enumerate(boxes):
+        box.add(_update(ws.RUN_STATE_RUNNING, run_id=f"r{n}"))
+        box.take()
+    assert len(journal.load()) == 50
+    saves: list[str] = []
+    real = journal.save
+
+    def counted(run_id: str, requests: list[ws.ConnectRequest]) -> None:
+        saves.append(run_id)
+        real(run_id, requests)
+
+    monkeypatch.setattr(journal, "save", counted)
+    assert all(box.ack(1) for box in boxes)
+    assert saves == [] and len(journal.load()) == 50  # a restart now would send them again
+    await wait_for_async(lambda: not journal.load(), 5, "the acknowledged messages to leave the journal")
+    assert sorted(saves) == sorted(f"r{n}" for n in range(50))
+    # A message added before the batch is saved with it at once.
+    boxes[0].add(_update(ws.RUN_STATE_SUCCEEDED, run_id="r0"))
+    assert _describe(journal.load()["r0"]) == ["SUCCEEDED#2"]
+
+
 def test_a_journal_restores_what_a_dead_process_left(tmp_path: Path) -> None:
     journal = Journal(tmp_path)
     box = RunOutbox("r", "a", journal)

@@ -17,6 +17,7 @@ as their `seq`), so the order in which they were produced survives requeues and 
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import contextlib
 import logging
@@ -34,6 +35,7 @@ from godel_server.worker.messages import TERMINAL_STATES, log_line
 log = logging.getLogger(__name__)
 
 DEFAULT_LIMIT = 10_000
+ACK_SAVE_SECONDS = 0.2
 WINDOW = 64
 _DROP_ORDER = ("logs", "session_message")
 _ACKED_KINDS = ("update", "usage")
@@ -74,12 +76,40 @@ class Journal:
 
     A file is rewritten whole (a few small messages) through a temporary file and a rename, so a
     worker killed at any moment leaves the old or the new version. Not fsynced: it survives the
-    worker process's death, not the machine's."""
+    worker process's death, not the machine's.
+
+    A new message is saved before it is sent; what an acknowledgement removes is saved within
+    ACK_SAVE_SECONDS, all runs' at once (`save_later`): a worker killed in between sends those
+    messages again, and the owner ignores what it applied already. A thousand agents coming up
+    rewrote a file per acknowledgement, in the event loop."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._later: dict[str, RunOutbox] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def save_later(self, box: RunOutbox) -> None:
+        """Saves the outbox's journal with the next batch (at once when no event loop runs)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            box.save()
+            return
+        self._later[box.run_id] = box
+        if self._timer is None:
+            self._timer = loop.call_later(ACK_SAVE_SECONDS, self.flush)
+
+    def flush(self) -> None:
+        """Saves every journal `save_later` left for the next batch."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        later, self._later = self._later, {}
+        for box in later.values():
+            box.save()
 
     def save(self, run_id: str, requests: list[Request]) -> None:
+        self._later.pop(run_id, None)  # this is its newest version
         path = self.directory / run_id
         if not requests:
             path.unlink(missing_ok=True)
@@ -197,7 +227,7 @@ class RunOutbox:
                 if queued.WhichOneof("message") == "usage" and queued.usage.model == request.usage.model:
                     queued.usage.prompt_tokens += request.usage.prompt_tokens
                     queued.usage.completion_tokens += request.usage.completion_tokens
-                    self._save()
+                    self.save()
                     return
         elif _supersedable(request):
             superseded = {id(item) for item in fresh if _supersedable(item.request)}
@@ -207,7 +237,7 @@ class RunOutbox:
         copy.CopyFrom(request)
         _set_seq(copy, number)
         self._waiting.append(_Item(number, copy))
-        self._save()
+        self.save()
 
     def _drop_one(self) -> bool:
         for kind in _DROP_ORDER:
@@ -288,14 +318,16 @@ class RunOutbox:
         self._waiting = [item for item in self._waiting if not (item.acked_kind and item.order <= seq)]
         if len(self) == before:
             return False
-        self._save()
+        if self._journal is not None:
+            self._journal.save_later(self)
         return True
 
     @property
     def unacknowledged(self) -> int:
         return len(self._in_flight) + sum(1 for item in self._waiting if item.acked_kind)
 
-    def _save(self) -> None:
+    def save(self) -> None:
+        """Rewrites the run's journal: its acknowledged kinds not acknowledged yet."""
         if self._journal is None:
             return
         items = sorted([*self._in_flight.values(), *(i for i in self._waiting if i.acked_kind)])

@@ -23,7 +23,7 @@ import logging
 from godel.v1 import worker_service_pb2
 from godel_server.runtime.config import WorkerSettings
 from godel_server.worker.connection import Connection
-from godel_server.worker.messages import now
+from godel_server.worker.messages import TERMINAL_STATES, now
 from godel_server.worker.metrics import RUNS_STARTED
 from godel_server.worker.outbox import Journal, RunOutbox
 from godel_server.worker.procs import kill_leftovers
@@ -55,6 +55,8 @@ class Worker:
         self.sandboxes = Sandboxes(settings)
         self.journal = Journal(self.state.journal)
         self.runs: dict[str, Run] = {}
+        # The run of each agent that has not finished yet (at most one: a new run waits for the old).
+        self._unfinished: dict[str, Run] = {}
         self.connections = [
             Connection(addr, self, settings.api_key, tls=settings.tls) for addr in settings.connect
         ]
@@ -112,6 +114,7 @@ class Worker:
                 run.task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await run.task
+        self.journal.flush()
         self.state.release()
         log.info("worker stopped", extra={"worker_id": self.worker_id})
 
@@ -135,7 +138,7 @@ class Worker:
 
     @property
     def active_runs(self) -> int:
-        return sum(1 for run in self.runs.values() if not run.finished)
+        return len(self._unfinished)
 
     # ----------------------------------------------------------------- ConnectionOwner
     def hello(self) -> worker_service_pb2.WorkerHello:
@@ -198,6 +201,9 @@ class Worker:
         return conn.live and conn.replica_id == run.owner_replica
 
     def send_for_run(self, run: Run, request: worker_service_pb2.ConnectRequest) -> None:
+        ending = request.WhichOneof("message") == "update" and request.update.state in TERMINAL_STATES
+        if ending and self._unfinished.get(run.agent_id) is run:
+            del self._unfinished[run.agent_id]
         run.outbox.add(request)
         self._flush(run)
 
@@ -291,7 +297,7 @@ class Worker:
                 f"unknown runtime {name!r}; this worker hosts {', '.join(RUNTIMES)}",
             )
             return
-        previous = next((r for r in self.runs.values() if r.agent_id == a.agent_id and not r.finished), None)
+        previous = self._unfinished.get(a.agent_id)
         if previous is not None:
             # The agent service gives an agent one run at a time: a new run of it (a restart whose
             # kill of the old run has not arrived or finished yet) supersedes the old one here.
@@ -312,6 +318,7 @@ class Worker:
         run = Run(a, self.settings, self.worktrees, self.send_for_run, self.sandboxes, self.journal)
         run.owner, run.owner_replica = conn, conn.replica_id
         self.runs[a.run_id] = run
+        self._unfinished[a.agent_id] = run
         log.info("run assigned", extra={"run_id": a.run_id, "agent_id": a.agent_id, "runtime": name})
         RUNS_STARTED.labels(name).inc()
         run.start()
