@@ -79,37 +79,61 @@ async def test_one_pass_samples_every_tree(trees: list[int], monkeypatch: pytest
 
 
 async def test_a_long_pass_lets_the_event_loop_run_between_slices(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A pass over many trees gives the loop back every SLICE_SECONDS, in the loop's own thread."""
+    """A pass over many processes gives the loop back every SLICE_SECONDS, in the loop's own thread."""
     events: list[str] = []
     loop_thread = threading.get_ident()
+    real = limits.read_stat
 
-    def slow_tree(root: int) -> limits.Usage:
+    def slow_stat(pid: str) -> Any:
         assert threading.get_ident() == loop_thread
-        events.append("tree")
+        events.append("read")
         began = time.perf_counter()
         while time.perf_counter() - began < limits.SLICE_SECONDS / 2:
             pass
-        return limits.Usage(processes=1)
+        return real(pid)
 
     async def ticker() -> None:
         while True:
             events.append("tick")
             await asyncio.sleep(0)
 
-    monkeypatch.setattr(limits, "tree_usage", slow_tree)
+    monkeypatch.setattr(limits, "read_stat", slow_stat)
     ticking = asyncio.create_task(ticker())
     await asyncio.sleep(0)
     try:
-        usages = await limits.usage_of(list(range(100)))
+        usages = await limits.usage_of([os.getpid()])
     finally:
         ticking.cancel()
-    assert len(usages) == 100
-    longest = max(len(list(run)) for key, run in itertools.groupby(events) if key == "tree")
-    assert longest <= 5, (
-        longest,
-        "".join("T" if e == "tree" else "." for e in events),
-    )  # a slice holds ~2 trees of half a slice each
-    assert events.count("tick") > 100 // 5
+    assert usages[os.getpid()].processes >= 1
+    reads = events.count("read")
+    assert reads >= 20, reads  # every process of the host, this one among them
+    longest = max(len(list(run)) for key, run in itertools.groupby(events) if key == "read")
+    assert longest <= 5, (longest, "".join("R" if e == "read" else "." for e in events))  # ~2 a slice
+    assert events.count("tick") > reads // 5
+
+
+async def test_a_tree_is_found_through_the_parent_links(trees: list[int]) -> None:
+    """A tree is its root and every descendant, even one that left the root's process group."""
+    proc = await asyncio.create_subprocess_exec(
+        "sh", "-c", "setsid sleep 60 & sleep 60 & wait", start_new_session=True
+    )
+    try:
+        deadline = asyncio.get_running_loop().time() + 10
+        while (usage := (await limits.usage_of([proc.pid]))[proc.pid]).processes < 3:
+            assert asyncio.get_running_loop().time() < deadline, usage
+            await asyncio.sleep(0.05)
+    finally:
+        table = await limits.process_table()
+        tree, todo = [], [proc.pid]
+        while todo:
+            tree.append(pid := todo.pop())
+            todo.extend(table.children.get(pid, ()))
+        for pid in tree:  # the setsid one is not in the root's group
+            os.kill(pid, signal.SIGKILL)
+        await proc.wait()
+    assert usage.processes == 3 and usage.rss_bytes > 0
+    others = await limits.usage_of(trees)
+    assert all(u.processes == 1 for u in others.values())
 
 
 async def test_a_tree_over_its_process_limit_is_stopped_with_the_reason() -> None:

@@ -3,15 +3,16 @@ stops a run, saying why, when its tree goes over its memory, process or CPU-time
 
 rlimits alone cannot do this: they bound each process, not the tree, and an allocation or fork that
 fails leaves a failing program, not a reason. Without cgroups (none with memory or pids controllers
-on these machines) the tree is walked through /proc/<pid>/task/<tid>/children from its root, the
-bwrap process the worker started; processes that left the tree's process group are still found.
+on these machines) the tree is found through the parent links in /proc from its root, the bwrap
+process the worker started; processes that left the tree's process group are still found.
 
-One sampler per event loop walks every watched tree in one pass: a thread job per run every
+One sampler per event loop samples every watched tree in one pass: a thread job per run every
 WATCH_SECONDS was ten thousand /proc walks a second with a thousand agents, and the threads' share
-of the GIL starved the worker's event loop (its heartbeats, its answers to kills). The pass runs in
-the event loop itself, in slices of at most SLICE_SECONDS: in a thread, every /proc read let go of
-the GIL, and each time the loop (or the sampler) waited up to Python's switch interval (5 ms) to get
-it back, so a file write of the loop cost milliseconds while a pass ran. /proc reads do not block.
+of the GIL starved the worker's event loop (its heartbeats, its answers to kills). A pass reads each
+process's /proc/<pid>/stat once (its parent, times and resident pages) and finds the trees from the
+parent links: a walk per tree read three files per process (stat, the task list, each task's
+children). The pass runs in the event loop itself, in slices of at most SLICE_SECONDS: in a thread,
+every /proc read let go of the GIL, and the loop waited for it back. /proc reads do not block.
 A pass that takes long spaces the passes out, so sampling takes at most SAMPLING_SHARE of the time.
 """
 
@@ -22,12 +23,11 @@ import os
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from godel_server.worker.sandbox import MIB, Limits
 
 WATCH_SECONDS = 0.1
-SAMPLING_SHARE = 0.25
+SAMPLING_SHARE = 0.1
 SLICE_SECONDS = 0.002
 _TICKS = os.sysconf("SC_CLK_TCK")
 _PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -42,45 +42,57 @@ class Usage:
     cpu_seconds: float = 0.0
 
 
-def _children(pid: int) -> list[int]:
-    found: list[int] = []
+@dataclass(frozen=True)
+class _Process:
+    ppid: int
+    ticks: int  # utime + stime + cutime + cstime
+    rss_pages: int
+
+
+def read_stat(pid: str) -> _Process | None:
+    """/proc/<pid>/stat, or None when the process is gone."""
     try:
-        tasks = os.listdir(f"/proc/{pid}/task")
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
     except OSError:
-        return found
-    for tid in tasks:
-        try:
-            found.extend(int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text().split())
-        except (OSError, ValueError):
-            continue
-    return found
+        return None
+    # pid (comm) state ppid ...: after the comm, field 3 (state) is index 0, ppid (4) index 1, utime
+    # (14) index 11, stime, cutime, cstime follow, rss (24) is index 21.
+    fields = stat.rsplit(b")", 1)[-1].split()
+    if len(fields) < 22:
+        return None
+    return _Process(int(fields[1]), sum(int(x) for x in fields[11:15]), int(fields[21]))
 
 
-def tree_usage(root: int) -> Usage:
-    """Usage of `root` and all its descendants. CPU time counts utime + stime of the live processes
-    and cutime + cstime of the children they reaped, so finished processes keep counting."""
-    seen: set[int] = set()
-    todo = [root]
-    processes = rss_pages = ticks = 0
-    while todo:
-        pid = todo.pop()
-        if pid in seen:
-            continue
-        seen.add(pid)
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        # pid (comm) state ppid ...: after the comm, field 3 (state) is index 0, utime (14) index 11,
-        # stime, cutime, cstime follow, rss (24) is index 21.
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) < 22:
-            continue
-        processes += 1
-        ticks += sum(int(x) for x in fields[11:15])
-        rss_pages += int(fields[21])
-        todo.extend(_children(pid))
-    return Usage(processes, rss_pages * _PAGE, ticks / _TICKS)
+class ProcessTable:
+    """Every process of the host (its /proc), by pid, and the children of each."""
+
+    def __init__(self) -> None:
+        self.processes: dict[int, _Process] = {}
+        self.children: dict[int, list[int]] = {}
+
+    def add(self, pid: int, process: _Process) -> None:
+        self.processes[pid] = process
+        self.children.setdefault(process.ppid, []).append(pid)
+
+    def tree_usage(self, root: int) -> Usage:
+        """Usage of `root` and all its descendants. CPU time counts utime + stime of the live
+        processes and cutime + cstime of the children they reaped, so finished processes keep
+        counting."""
+        seen: set[int] = set()
+        todo = [root]
+        processes = rss_pages = ticks = 0
+        while todo:
+            pid = todo.pop()
+            process = self.processes.get(pid)
+            if process is None or pid in seen:
+                continue
+            seen.add(pid)
+            processes += 1
+            ticks += process.ticks
+            rss_pages += process.rss_pages
+            todo.extend(self.children.get(pid, ()))
+        return Usage(processes, rss_pages * _PAGE, ticks / _TICKS)
 
 
 def over_limit(usage: Usage, limits: Limits, overhead: int) -> str | None:
@@ -106,17 +118,28 @@ def pause_after(elapsed: float, interval: float = WATCH_SECONDS) -> float:
     return max(interval, elapsed * (1 / SAMPLING_SHARE - 1))
 
 
-async def usage_of(roots: list[int]) -> dict[int, Usage]:
-    """Usage of each tree, walked in the event loop in slices of at most SLICE_SECONDS."""
+async def process_table() -> ProcessTable:
+    """Reads every process's /proc/<pid>/stat once, in the event loop, in slices of at most
+    SLICE_SECONDS."""
     loop = asyncio.get_running_loop()
-    usages: dict[int, Usage] = {}
+    table = ProcessTable()
     slice_began = loop.time()
-    for root in roots:
-        usages[root] = tree_usage(root)
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        process = read_stat(name)
+        if process is not None:
+            table.add(int(name), process)
         if loop.time() - slice_began >= SLICE_SECONDS:
             await asyncio.sleep(0)
             slice_began = loop.time()
-    return usages
+    return table
+
+
+async def usage_of(roots: list[int]) -> dict[int, Usage]:
+    """Usage of each tree, from one read of the process table."""
+    table = await process_table()
+    return {root: table.tree_usage(root) for root in roots}
 
 
 class Sampler:
