@@ -159,8 +159,8 @@ UNLIMITED_FILES = 1 << 20
 
 def raise_open_files_limit(capacity: int) -> int:
     """Raises the soft limit on open files to the hard one (the usual soft default, 1,024, would
-    refuse a few hundred agents) and warns when `capacity` runs may still not fit; returns the
-    limit in force."""
+    refuse a few hundred agents), and the hard one too when `capacity` runs need more and the
+    worker may; warns when they may still not fit; returns the limit in force."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = UNLIMITED_FILES if hard == resource.RLIM_INFINITY else hard
     if target > soft:
@@ -172,6 +172,12 @@ def raise_open_files_limit(capacity: int) -> int:
                 "cannot raise the open files limit", extra={"soft": soft, "hard": hard, "error": str(exc)}
             )
     needed = capacity * FILES_PER_RUN + FILES_BESIDES_RUNS
+    if needed > soft:
+        # Allowed with CAP_SYS_RESOURCE (root, as in most containers), up to fs.nr_open; without
+        # it the warning below says what to raise.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, needed))
+            soft = needed
     if needed > soft:
         log.warning(
             f"the worker may open {soft} files, and {capacity} runs (GODEL_WORKER_CAPACITY) need "
