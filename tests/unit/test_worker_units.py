@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from godel.v1 import worker_service_pb2 as ws
-from godel_server.runtime.config import ConfigError, load_worker_settings
+from godel_server.runtime.bounds import clamp
+from godel_server.runtime.config import ConfigError, load_worker_settings, max_worker_capacity
 from godel_server.worker.messages import log_line
 from godel_server.worker.outbox import RunOutbox
 from godel_server.worker.pause import PauseState
@@ -61,6 +62,25 @@ def test_worker_settings_defaults_and_overrides(tmp_path: Path) -> None:
 
 def _logs(n: int) -> ws.ConnectRequest:
     return ws.ConnectRequest(logs=ws.RunLogs(run_id="r", lines=[log_line(f"l{i}") for i in range(n)]))
+
+
+def test_a_heartbeat_of_a_worker_at_its_largest_capacity_is_not_cut(tmp_path: Path) -> None:
+    """The agent service cuts a message to the contract's bounds, and a run a heartbeat does not list
+    is taken for lost: a worker may list every run it may hold, ended ones awaiting acknowledgement
+    included (twice its capacity). With a bound of 1,000, the 1,001st agent of a worker went missing."""
+    largest = max_worker_capacity()
+    assert largest == 10_000
+    assert (
+        load_worker_settings({"GODEL_HOME": str(tmp_path), "GODEL_WORKER_CAPACITY": str(largest)}).capacity
+        == largest
+    )
+    with pytest.raises(ConfigError, match=f"GODEL_WORKER_CAPACITY must be 0..{largest}"):
+        load_worker_settings({"GODEL_HOME": str(tmp_path), "GODEL_WORKER_CAPACITY": str(largest + 1)})
+    runs = [
+        ws.RunStatus(run_id=f"r{n}", agent_id=f"a{n}", state=ws.RUN_STATE_RUNNING) for n in range(2 * largest)
+    ]
+    for message in (ws.WorkerHeartbeat(runs=runs), ws.WorkerHello(worker_id="w", runs=runs)):
+        assert clamp(message) == [] and len(message.runs) == 2 * largest
 
 
 def test_outbox_drops_oldest_logs_first_and_never_updates() -> None:

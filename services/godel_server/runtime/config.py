@@ -101,7 +101,7 @@ Worker process (`godel-server worker`, see `load_worker_settings`):
 | GODEL_WORKER_CONNECT        | GODEL_AGENT_ADDR or 127.0.0.1:<GODEL_AGENT_PORT> | comma-separated agent-service replica addresses |
 | GODEL_WORKER_ID             | kept in the state dir (worker-<hostname>-<8 hex> at first start) | worker identity; a restarted worker keeps it |
 | GODEL_WORKER_STATE_DIR      | the first of $GODEL_HOME/workers/0, /1, ... no live worker holds | the worker's identity and the journal of its unacknowledged run updates |
-| GODEL_WORKER_CAPACITY       | 16                                        | runs a worker executes at once            |
+| GODEL_WORKER_CAPACITY       | 16                                        | runs a worker executes at once (at most 10,000: half of what a heartbeat may list) |
 | GODEL_WORKER_LABELS         | (none)                                    | `key=value,...` the worker advertises; agents pick workers by them (`config.workerSelector`); `language=python` is always added |
 | GODEL_WORKTREE_ROOT         | $GODEL_HOME-worktrees (a sibling of GODEL_HOME, so no key or database lies above a worktree) | where agents' git worktrees are created |
 | GODEL_OPENAI_BASE_URL       | https://api.openai.com                    | default endpoint of the `openai` runtime  |
@@ -136,6 +136,8 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
+from godel.v1 import worker_service_pb2
+from godel_server.runtime.bounds import bounds
 from godel_server.runtime.statuses import LOAD_BALANCE_STRATEGY, LoadBalanceStrategy
 from godel_server.runtime.topics import MAX_PREFIX_LEN, valid_prefix
 from godel_server.runtime.topology import EVENT_WS_PORT, GATEWAY_PORT, KAFKA_PORT, PROCESSES, ROLES, Role
@@ -808,6 +810,12 @@ def _absolute_paths(env: Mapping[str, str], name: str) -> tuple[Path, ...]:
     return paths
 
 
+def max_worker_capacity() -> int:
+    """The most runs a worker may take: half of what its heartbeat may list (WorkerHeartbeat.runs in
+    the contract), which also lists the runs that ended and wait for their updates' acknowledgement."""
+    return bounds(worker_service_pb2.WorkerHeartbeat.DESCRIPTOR.fields_by_name["runs"]).max_items // 2
+
+
 def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings:
     """Reads the settings of a worker process from the environment (see the module docstring)."""
     env = os.environ if env is None else env
@@ -820,8 +828,8 @@ def load_worker_settings(env: Mapping[str, str] | None = None) -> WorkerSettings
     if not connect:
         raise ConfigError("GODEL_WORKER_CONNECT must name at least one address")
     capacity = _int(env, "GODEL_WORKER_CAPACITY", 16)
-    if capacity < 0:
-        raise ConfigError(f"GODEL_WORKER_CAPACITY must be >= 0, got {capacity}")
+    if not 0 <= capacity <= max_worker_capacity():
+        raise ConfigError(f"GODEL_WORKER_CAPACITY must be 0..{max_worker_capacity()}, got {capacity}")
     max_steps = _int(env, "GODEL_WORKER_MAX_STEPS", 50)
     if max_steps < 1:
         raise ConfigError(f"GODEL_WORKER_MAX_STEPS must be >= 1, got {max_steps}")

@@ -552,7 +552,9 @@ type WorkerHello struct {
 	// Runs it accepts at once.
 	Capacity int32 `protobuf:"varint,3,opt,name=capacity,proto3" json:"capacity,omitempty"`
 	// Runs it holds: executing, or ended with updates not yet acknowledged (after a reconnect, a
-	// replica's death or the worker's restart). A run of this worker missing here is not on it.
+	// replica's death or the worker's restart). A run of this worker missing here is not on it, so
+	// the bound is twice the largest capacity a worker may have (GODEL_WORKER_CAPACITY): entries
+	// beyond it would be cut, and their runs taken for lost.
 	Runs     []*RunStatus `protobuf:"bytes,4,rep,name=runs,proto3" json:"runs,omitempty"`
 	Hostname string       `protobuf:"bytes,5,opt,name=hostname,proto3" json:"hostname,omitempty"`
 	// What the worker offers beyond its runtimes, e.g. {"language": "go", "gpu": "a100"}: an
@@ -701,9 +703,10 @@ func (x *WorkerWelcome) GetRunLeaseMs() int32 {
 }
 
 type WorkerHeartbeat struct {
-	state        protoimpl.MessageState `protogen:"open.v1"`
-	Runs         []*RunStatus           `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
-	FreeCapacity int32                  `protobuf:"varint,2,opt,name=free_capacity,json=freeCapacity,proto3" json:"free_capacity,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// As WorkerHello.runs.
+	Runs         []*RunStatus `protobuf:"bytes,1,rep,name=runs,proto3" json:"runs,omitempty"`
+	FreeCapacity int32        `protobuf:"varint,2,opt,name=free_capacity,json=freeCapacity,proto3" json:"free_capacity,omitempty"`
 	// Increases with every heartbeat on a stream; echoed by HeartbeatAck.
 	Seq           uint64 `protobuf:"varint,3,opt,name=seq,proto3" json:"seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -1749,12 +1752,12 @@ const file_godel_v1_worker_service_proto_rawDesc = "" +
 	"\acontrol\x18\x03 \x01(\v2\x14.godel.v1.RunControlH\x00R\acontrol\x12+\n" +
 	"\arun_ack\x18\x04 \x01(\v2\x10.godel.v1.RunAckH\x00R\x06runAck\x12=\n" +
 	"\rheartbeat_ack\x18\x05 \x01(\v2\x16.godel.v1.HeartbeatAckH\x00R\fheartbeatAckB\t\n" +
-	"\amessage\"\xce\x02\n" +
+	"\amessage\"\xcf\x02\n" +
 	"\vWorkerHello\x12$\n" +
 	"\tworker_id\x18\x01 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\bworkerId\x12$\n" +
 	"\bruntimes\x18\x02 \x03(\tB\b\xca\xf3\x18\x04\b@\x10\x10R\bruntimes\x12\x1a\n" +
-	"\bcapacity\x18\x03 \x01(\x05R\bcapacity\x120\n" +
-	"\x04runs\x18\x04 \x03(\v2\x13.godel.v1.RunStatusB\a\xca\xf3\x18\x03\x10\xe8\aR\x04runs\x12#\n" +
+	"\bcapacity\x18\x03 \x01(\x05R\bcapacity\x121\n" +
+	"\x04runs\x18\x04 \x03(\v2\x13.godel.v1.RunStatusB\b\xca\xf3\x18\x04\x10\xa0\x9c\x01R\x04runs\x12#\n" +
 	"\bhostname\x18\x05 \x01(\tB\a\xca\xf3\x18\x03\b\xff\x01R\bhostname\x12E\n" +
 	"\x06labels\x18\x06 \x03(\v2!.godel.v1.WorkerHello.LabelsEntryB\n" +
 	"\xca\xf3\x18\x06\b?\x10  ?R\x06labels\x1a9\n" +
@@ -1766,9 +1769,9 @@ const file_godel_v1_worker_service_proto_rawDesc = "" +
 	"replica_id\x18\x01 \x01(\tR\treplicaId\x122\n" +
 	"\x15heartbeat_interval_ms\x18\x02 \x01(\x05R\x13heartbeatIntervalMs\x12 \n" +
 	"\frun_lease_ms\x18\x03 \x01(\x05R\n" +
-	"runLeaseMs\"z\n" +
-	"\x0fWorkerHeartbeat\x120\n" +
-	"\x04runs\x18\x01 \x03(\v2\x13.godel.v1.RunStatusB\a\xca\xf3\x18\x03\x10\xe8\aR\x04runs\x12#\n" +
+	"runLeaseMs\"{\n" +
+	"\x0fWorkerHeartbeat\x121\n" +
+	"\x04runs\x18\x01 \x03(\v2\x13.godel.v1.RunStatusB\b\xca\xf3\x18\x04\x10\xa0\x9c\x01R\x04runs\x12#\n" +
 	"\rfree_capacity\x18\x02 \x01(\x05R\ffreeCapacity\x12\x10\n" +
 	"\x03seq\x18\x03 \x01(\x04R\x03seq\" \n" +
 	"\fHeartbeatAck\x12\x10\n" +

@@ -284,7 +284,9 @@ class WorkerHello(_message.Message):
     @_builtins.property
     def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunStatus]:
         """Runs it holds: executing, or ended with updates not yet acknowledged (after a reconnect, a
-        replica's death or the worker's restart). A run of this worker missing here is not on it.
+        replica's death or the worker's restart). A run of this worker missing here is not on it, so
+        the bound is twice the largest capacity a worker may have (GODEL_WORKER_CAPACITY): entries
+        beyond it would be cut, and their runs taken for lost.
         """
 
     @_builtins.property
@@ -354,7 +356,9 @@ class WorkerHeartbeat(_message.Message):
     seq: _builtins.int
     """Increases with every heartbeat on a stream; echoed by HeartbeatAck."""
     @_builtins.property
-    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunStatus]: ...
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunStatus]:
+        """As WorkerHello.runs."""
+
     def __init__(
         self,
         *,
