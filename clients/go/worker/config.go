@@ -14,6 +14,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	godelv1 "github.com/godel-ai/godel/gen/go/godel/v1"
+	"google.golang.org/protobuf/proto"
 )
 
 // Config holds the worker's settings.
@@ -86,6 +89,9 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 			return nil, fmt.Errorf("%s: %w", i.name, err)
 		}
 	}
+	if maxCapacity := MaxCapacity(); c.Capacity > maxCapacity {
+		return nil, fmt.Errorf("GODEL_WORKER_CAPACITY must be 0..%d, got %d", maxCapacity, c.Capacity)
+	}
 	c.APIKey = getenv("GODEL_API_KEY")
 	if file := getenv("GODEL_API_KEY_FILE"); c.APIKey == "" && file != "" {
 		raw, err := os.ReadFile(file)
@@ -115,6 +121,23 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		return nil, fmt.Errorf("mutual TLS needs GODEL_TLS_CA_FILE, GODEL_TLS_CERT_FILE and GODEL_TLS_KEY_FILE together")
 	}
 	return c, nil
+}
+
+// defaultMaxItems is the contract's bound of a repeated field without max_items (limits.proto).
+const defaultMaxItems = 100
+
+// MaxCapacity is the most runs a worker may take: half of what its heartbeat may list
+// (WorkerHeartbeat.runs in the contract), since a heartbeat also lists the runs that ended and
+// wait for their updates' acknowledgement. The agent service cuts a heartbeat to that bound and
+// takes a run missing from it for lost.
+func MaxCapacity() int {
+	runs := (&godelv1.WorkerHeartbeat{}).ProtoReflect().Descriptor().Fields().ByName("runs")
+	limits, _ := proto.GetExtension(runs.Options(), godelv1.E_Limits).(*godelv1.Limits)
+	maxItems := int(limits.GetMaxItems())
+	if maxItems == 0 {
+		maxItems = defaultMaxItems
+	}
+	return maxItems / 2
 }
 
 func parseLabels(raw string) (map[string]string, error) {

@@ -53,3 +53,24 @@ func TestBadSettingsAreRefusedNamingTheVariable(t *testing.T) {
 		}
 	}
 }
+
+func TestAWorkerMayTakeHalfOfWhatItsHeartbeatMayList(t *testing.T) {
+	if got := MaxCapacity(); got != 10000 {
+		t.Errorf("MaxCapacity() = %d, want 10000 (WorkerHeartbeat.runs max_items 20000 / 2)", got)
+	}
+}
+
+func TestTheLargestCapacityIsAccepted(t *testing.T) {
+	c, err := LoadConfig(env(map[string]string{"GODEL_WORKER_CAPACITY": "10000"}))
+	if err != nil || c.Capacity != 10000 {
+		t.Fatalf("capacity %v, err %v", c, err)
+	}
+}
+
+func TestACapacityAboveWhatAHeartbeatCanListIsRefused(t *testing.T) {
+	_, err := LoadConfig(env(map[string]string{"GODEL_WORKER_CAPACITY": "10001"}))
+	want := "GODEL_WORKER_CAPACITY must be 0..10000, got 10001"
+	if err == nil || err.Error() != want {
+		t.Fatalf("err %v, want %q", err, want)
+	}
+}
