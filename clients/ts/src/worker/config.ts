@@ -5,6 +5,9 @@ import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { hostname, homedir } from "node:os";
 import { isAbsolute, join, normalize } from "node:path";
+import { getOption, hasOption } from "@bufbuild/protobuf";
+import { limits } from "../gen/godel/v1/limits_pb.js";
+import { WorkerHeartbeatSchema } from "../gen/godel/v1/worker_service_pb.js";
 
 export const LANGUAGE = "typescript";
 
@@ -26,11 +29,27 @@ export interface Config {
   tls?: { ca: string; cert: string; key: string };
 }
 
-function nonNegative(env: NodeJS.ProcessEnv, name: string, def: number): number {
+// A repeated field without (godel.v1.limits) max_items may list this many (proto/godel/v1/limits.proto).
+const DEFAULT_MAX_ITEMS = 100;
+
+/** The most runs a worker may take: half of what its heartbeat may list (WorkerHeartbeat.runs in
+ * the contract), which also lists the runs that ended and wait for their updates' acknowledgement.
+ * The agent service cuts a longer list and takes the runs missing from it for lost. */
+export function maxWorkerCapacity(): number {
+  const runs = WorkerHeartbeatSchema.fields.find((f) => f.name === "runs");
+  if (!runs) throw new Error("WorkerHeartbeat has no field runs");
+  const maxItems = hasOption(runs, limits) ? getOption(runs, limits).maxItems : 0;
+  return Math.floor((maxItems || DEFAULT_MAX_ITEMS) / 2);
+}
+
+function nonNegative(env: NodeJS.ProcessEnv, name: string, def: number, max?: number): number {
   const raw = (env[name] ?? "").trim();
   if (!raw) return def;
   const n = Number(raw);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`${name} must be a whole number >= 0, got ${JSON.stringify(raw)}`);
+  if (!Number.isInteger(n) || n < 0 || (max !== undefined && n > max)) {
+    const range = max === undefined ? ">= 0" : `0..${max}`;
+    throw new Error(`${name} must be a whole number ${range}, got ${JSON.stringify(raw)}`);
+  }
   return n;
 }
 
@@ -66,7 +85,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return {
     connect,
     workerId: env["GODEL_WORKER_ID"] || `ts-worker-${host}-${process.pid}-${randomBytes(2).toString("hex")}`,
-    capacity: nonNegative(env, "GODEL_WORKER_CAPACITY", 16),
+    capacity: nonNegative(env, "GODEL_WORKER_CAPACITY", 16, maxWorkerCapacity()),
     apiKey,
     home,
     worktreeRoot: normalize(env["GODEL_WORKTREE_ROOT"] || `${home}-worktrees`),
