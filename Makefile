@@ -91,6 +91,7 @@ bench: setup
 	$(PY) bench/workflow_dag.py $(BENCH_FLAGS)
 	$(PY) bench/team_run.py $(BENCH_FLAGS)
 	$(PY) bench/sandbox_cost.py
+	$(PY) bench/worker_bringup.py
 	$(PY) bench/crash_recovery.py $(BENCH_FLAGS)
 	$(PY) bench/mixed_load.py $(BENCH_FLAGS)
 	$(PY) bench/compare.py
