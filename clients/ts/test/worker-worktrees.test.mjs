@@ -3,7 +3,7 @@
 // it for one of its own, and anything but the plain case is left to git's own commands.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -45,6 +45,29 @@ function recorded(root, fail = () => undefined) {
   };
   return { wts: new Worktrees(root, run), calls };
 }
+
+test("no more than a few git processes run at once", async (t) => {
+  // A thousand runs killed together each read their commits and have their worktree removed; forked
+  // all at once, their git processes starved the worker's stream past its run lease.
+  const dir = tempDir(t);
+  const running = join(dir, "running");
+  const seen = join(dir, "seen");
+  mkdirSync(running);
+  mkdirSync(join(dir, "bin"));
+  const fake = join(dir, "bin", "git");
+  writeFileSync(
+    fake,
+    `#!/bin/sh\ntouch "${running}/$$"\nls "${running}" | wc -l >> "${seen}"\nsleep 0.3\nrm "${running}/$$"\necho "$1"\n`,
+  );
+  chmodSync(fake, 0o755);
+  const env = { PATH: `${join(dir, "bin")}:${process.env.PATH}` }; // execFile looks git up in env.PATH
+  const calls = 12;
+  const outputs = await Promise.all(Array.from({ length: calls }, (_, n) => runGit(dir, [`call-${n}`], env)));
+  assert.deepEqual(outputs, Array.from({ length: calls }, (_, n) => `call-${n}`));
+  const atOnce = readFileSync(seen, "utf8").split(/\s+/).filter(Boolean).map(Number);
+  assert.equal(atOnce.length, calls);
+  assert.ok(Math.max(...atOnce) <= 4, JSON.stringify(atOnce));
+});
 
 test("a new worktree reads no other worktree, and git takes it for one of its own", async (t) => {
   // `git worktree add` reads every worktree of the repository (~40 ms each at 350 worktrees, so a

@@ -14,7 +14,7 @@
 // repository or the worktree is anything but the plain case: a branch that exists, a name git would
 // change or that is taken, sparse checkout, per-worktree config, reftable refs, or a locked
 // worktree. The repository's post-checkout hook does not run: the worker runs no repository code
-// outside a sandbox.
+// outside a sandbox. At most GIT_PROCESSES git commands run at once in the worker.
 import { execFile, spawn } from "node:child_process";
 import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { mkdir, realpath, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
@@ -44,7 +44,36 @@ export function gitIdentity(agentId: string): Record<string, string> {
  * returns its stdout; rejects with a WorktreeError carrying git's stderr. */
 export type GitRunner = (cwd: string, args: string[], env?: Record<string, string>) => Promise<string>;
 
-export const runGit: GitRunner = (cwd, args, extra) => {
+/** The git commands the worker runs at once (GIT_PROCESSES of the Python worker): a thousand runs
+ * killed or agents brought up together each read or check out their worktree, and a thousand git
+ * processes forked at once starved the worker's stream past its run lease. */
+export const GIT_PROCESSES = 4;
+
+/** A counting semaphore: at most `free` (as constructed) of the functions given to run() run at
+ * once; the others start in the order they came. */
+class Slots {
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(private free: number) {}
+
+  async run<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.free > 0) this.free--;
+    else await new Promise<void>((ok) => this.waiting.push(ok));
+    try {
+      return await fn();
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next(); // the slot passes on as it is
+      else this.free++;
+    }
+  }
+}
+
+const gitSlots = new Slots(GIT_PROCESSES);
+
+export const runGit: GitRunner = (cwd, args, extra) => gitSlots.run(() => gitProcess(cwd, args, extra));
+
+function gitProcess(cwd: string, args: string[], extra?: Record<string, string>): Promise<string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (!GIT_ENV_DROP.has(k) && v !== undefined) env[k] = v;
   env["GIT_TERMINAL_PROMPT"] = "0";
@@ -57,7 +86,7 @@ export const runGit: GitRunner = (cwd, args, extra) => {
       } else ok(String(stdout).trim());
     });
   });
-};
+}
 
 export function git(cwd: string, ...args: string[]): Promise<string> {
   return runGit(cwd, args);
