@@ -3,7 +3,7 @@
 // it for one of its own, and anything but the plain case is left to git's own commands.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -150,3 +150,64 @@ test("a checkout that fails leaves nothing behind, and the next create succeeds"
   const again = await new Worktrees(root).create(repo, "a1", "godel/a1", false);
   assert.equal(git(again.path, "status", "--porcelain"), "");
 });
+
+test("a worktree whose add never finished is added again", async (t) => {
+  // A worker killed during `git worktree add` leaves it locked "initializing": never reused as is
+  // (nothing could remove it), but removed and added again, on the same branch.
+  const dir = tempDir(t);
+  const repo = makeRepo(join(dir, "repo"));
+  const wts = new Worktrees(join(dir, "wt"));
+  const first = await wts.create(repo, "a1", "godel/a1", false);
+  git(first.path, "commit", "-q", "--allow-empty", "-m", "kept");
+  git(repo, "worktree", "lock", "--reason", "initializing", first.path);
+  const again = await wts.create(repo, "a1", "godel/a1", true);
+  assert.doesNotMatch(git(repo, "worktree", "list", "--porcelain"), /locked/);
+  assert.equal(git(again.path, "log", "-1", "--format=%s"), "kept");
+  await wts.remove(repo, again.path);
+  assert.ok(!existsSync(again.path));
+  mkdirSync(join(dir, "wt", "a2")); // an add that died before git registered anything
+  assert.ok(statSync((await wts.create(repo, "a2", "godel/a2", false)).path).isDirectory());
+});
+
+for (const [name, dotGit] of [["an empty .git", ""], ["no .git", null]]) {
+  test(`a worktree whose add died before its .git file is added again (${name})`, async (t) => {
+    // Killed before `git worktree add` wrote the worktree's .git file: `git worktree remove`
+    // refuses it ("validation failed"), and the run must not fail for that.
+    const dir = tempDir(t);
+    const repo = makeRepo(join(dir, "repo"));
+    const wts = new Worktrees(join(dir, "wt"));
+    const first = await wts.create(repo, "a1", "godel/a1", false);
+    git(first.path, "commit", "-q", "--allow-empty", "-m", "kept");
+    git(repo, "worktree", "lock", "--reason", "initializing", first.path);
+    rmSync(join(first.path, ".git"));
+    if (dotGit !== null) writeFileSync(join(first.path, ".git"), dotGit);
+    const again = await wts.create(repo, "a1", "godel/a1", true);
+    assert.doesNotMatch(git(repo, "worktree", "list", "--porcelain"), /locked/);
+    assert.equal(git(again.path, "log", "-1", "--format=%s"), "kept");
+  });
+}
+
+for (const killedAfter of ["locked", "gitdir"]) {
+  test(`a plain add killed half way is added again (after ${killedAfter})`, async (t) => {
+    // The worker killed while it wrote a new worktree's files: the next run of the agent gets a
+    // whole worktree, and no directory of the dead add is left in <common>/worktrees.
+    const dir = tempDir(t);
+    const repo = makeRepo(join(dir, "repo"));
+    const wts = new Worktrees(join(dir, "wt"));
+    const path = join(dir, "wt", "a1");
+    const admin = join(repo, ".git", "worktrees", "a1");
+    git(repo, "branch", "godel/a1");
+    mkdirSync(admin, { recursive: true });
+    writeFileSync(join(admin, "locked"), "initializing");
+    mkdirSync(path, { recursive: true });
+    if (killedAfter === "gitdir") {
+      writeFileSync(join(admin, "gitdir"), `${join(path, ".git")}\n`);
+      writeFileSync(join(admin, "commondir"), "../..\n");
+      writeFileSync(join(admin, "HEAD"), "ref: refs/heads/godel/a1\n");
+    }
+    const again = await wts.create(repo, "a1", "godel/a1", true);
+    assert.equal(git(again.path, "status", "--porcelain"), "");
+    assert.deepEqual(readdirSync(join(repo, ".git", "worktrees")).sort(), ["a1"]);
+    assert.doesNotMatch(git(repo, "worktree", "list", "--porcelain"), /locked/);
+  });
+}

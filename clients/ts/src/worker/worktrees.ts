@@ -17,7 +17,7 @@
 // outside a sandbox. At most GIT_PROCESSES git commands run at once in the worker.
 import { execFile, spawn } from "node:child_process";
 import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { mkdir, realpath, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, realpath, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join } from "node:path";
 import { LOCK_NAME, resolve } from "./sandbox.js";
 
@@ -190,6 +190,22 @@ async function deleteJunk(path: string, admin: string): Promise<void> {
   await rm(admin, { recursive: true, force: true }).catch(() => undefined);
 }
 
+/** A worktree's directory in <common>/worktrees that is still "locked initializing" and names no
+ * worktree: an add killed before it wrote `gitdir` (under the lock no add of ours is that early). */
+async function leftByADeadAdd(admin: string): Promise<boolean> {
+  try {
+    return (await readFile(join(admin, "locked"), "utf8")) === "initializing" && !(await exists(join(admin, "gitdir")));
+  } catch {
+    return false;
+  }
+}
+
+/** Deletes what leftByADeadAdd finds (call under the lock), so the agent's next add gets the same
+ * name in <common>/worktrees. */
+async function clearDeadAdd(admin: string): Promise<void> {
+  if (await leftByADeadAdd(admin)) await rm(admin, { recursive: true, force: true });
+}
+
 const readBase = (file: string) => {
   try {
     return readFileSync(file, "utf8").trim();
@@ -260,6 +276,10 @@ export class Worktrees {
     const baseFile = join(this.root, `${agentId}.base`);
     await mkdir(this.root, { recursive: true });
     const added = await this.locked(common, async () => {
+      // What a worker killed during an add left: never reused as is, removed and added again.
+      await clearDeadAdd(join(common, "worktrees", basename(path)));
+      if (existsSync(path) && (await this.halfAdded(repo, path))) await this.removeHalfAdded(path, common);
+      await rmdir(path).catch(() => undefined); // an empty directory: an add that died before registering anything
       if (existsSync(path)) {
         const listed = await this.git(repo, "worktree", "list", "--porcelain");
         const registered = listed.split("\n").filter((l) => l.startsWith("worktree ")).map((l) => resolve(l.slice(9)));
@@ -280,6 +300,31 @@ export class Worktrees {
     });
     if (added instanceof Worktree) return added;
     return this.checkOut(added, path, branch, head, repo, common);
+  }
+
+  /** Whether git still locks the worktree at `path` as "initializing" (call under the lock). */
+  private async halfAdded(repo: string, path: string): Promise<boolean> {
+    const listed = await this.git(repo, "worktree", "list", "--porcelain");
+    let current = "";
+    for (const line of listed.split("\n")) {
+      if (line.startsWith("worktree ")) current = resolve(line.slice("worktree ".length));
+      else if (current === resolve(path) && line === "locked initializing") return true;
+    }
+    return false;
+  }
+
+  /** Removes a worktree git lists as "locked initializing"; when git refuses (its .git file was
+   * never written), deletes it and has git forget it. */
+  private async removeHalfAdded(path: string, common: string): Promise<void> {
+    try {
+      await this.git(common, "worktree", "remove", "--force", "--force", path);
+    } catch (err) {
+      const fields = { time: new Date().toISOString(), level: "WARN", msg: "deleting a worktree git cannot remove" };
+      process.stderr.write(`${JSON.stringify({ ...fields, worktree: path, error: (err as Error).message })}\n`);
+      await rm(path, { recursive: true, force: true });
+      await this.git(common, "worktree", "unlock", path);
+      await this.git(common, "worktree", "prune");
+    }
   }
 
   /** `git worktree add` (under the lock) and returns the base; stale entries are pruned only when
