@@ -249,13 +249,21 @@ async def test_removing_a_worktree_deletes_it_and_gits_record_of_it(
     (first.path / "untracked.txt").write_text("scratch")
     git_calls.clear()
     await wts.remove(str(repo), str(first.path))
-    assert not any(call[:2] == ("worktree", "remove") for call in git_calls), git_calls
+    assert git_calls == []  # not even a rev-parse: the repository's git directory is known
     assert not first.path.exists() and not first.admin.exists()
     assert str(first.path) not in git(repo, "worktree", "list")
     assert git(repo, "log", "-1", "--format=%s", "godel/a1") == "kept"
     # The last worktree takes <common>/worktrees with it, as git's own remove does.
     await wts.remove(str(repo), str(second.path))
     assert not (repo / ".git" / "worktrees").exists()
+    # A worker that has not seen the repository asks git where its git directory is.
+    git_calls.clear()
+    fourth = await wts.create(str(repo), "a4", "godel/a4", reuse=False)
+    await Worktrees(tmp_path / "wt").remove(str(repo), str(fourth.path))
+    assert not fourth.path.exists() and [call[:2] for call in git_calls][-1] == (
+        "rev-parse",
+        "--git-common-dir",
+    )
     # A locked worktree is git's to refuse.
     third = await wts.create(str(repo), "a3", "godel/a3", reuse=False)
     git(repo, "worktree", "lock", str(third.path))

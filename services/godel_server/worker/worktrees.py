@@ -260,6 +260,9 @@ class Worktrees:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._locks: dict[Path, asyncio.Lock] = {}
+        # The git directory of each repository seen: a removal checks the worktree against it
+        # instead of asking git (a thousand agents killed at once each forked a `git rev-parse`).
+        self._commons: dict[Path, Path] = {}
 
     def path_for(self, agent_id: str) -> Path:
         if not _SAFE_ID.match(agent_id):
@@ -272,7 +275,8 @@ class Worktrees:
             raw = await git("rev-parse", "--git-common-dir", cwd=repo)
         except WorktreeError as exc:
             raise WorktreeError(f"{repo} is not a git repository ({exc})") from exc
-        return _absolute(repo, raw)
+        common = self._commons[repo] = _absolute(repo, raw)
+        return common
 
     async def _common_dir_and_head(self, repo: Path) -> tuple[Path, str]:
         """The repository's git directory and the commit its HEAD names, in one git process."""
@@ -288,7 +292,8 @@ class Worktrees:
             except WorktreeError as exc:
                 raise WorktreeError(f"repository {repo} has no commit to start from ({exc})") from exc
             return common, head
-        return _absolute(repo, raw), head
+        common = self._commons[repo] = _absolute(repo, raw)
+        return common, head
 
     @staticmethod
     def _check_repo_path(repo: Path) -> None:
@@ -474,13 +479,16 @@ class Worktrees:
         if not worktree:
             raise WorktreeError("CLEANUP names no worktree")
         path = Path(worktree)
-        repo = Path(repo_path) if repo_path else None
+        repo = _repo_path(repo_path) if repo_path else None
         if repo is None:
             if not _is_dir(path):
                 return
             repo = path
-        common = await self.common_dir(repo)
-        admin = _plain_admin_dir(path, common) if _is_dir(path) else None
+        common = self._commons.get(repo)
+        admin = _plain_admin_dir(path, common) if common is not None and _is_dir(path) else None
+        if common is None or admin is None:
+            common = await self.common_dir(repo)
+            admin = _plain_admin_dir(path, common) if _is_dir(path) else None
         if admin is not None:
             # Only a registered, unlocked worktree of this repository gets here: the worktree
             # first, then git's directory of it, as `git worktree remove` does.
