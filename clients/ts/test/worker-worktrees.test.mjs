@@ -151,15 +151,21 @@ test("a checkout that fails leaves nothing behind, and the next create succeeds"
   assert.equal(git(again.path, "status", "--porcelain"), "");
 });
 
-test("a worktree whose add never finished is added again", async (t) => {
-  // A worker killed during `git worktree add` leaves it locked "initializing": never reused as is
-  // (nothing could remove it), but removed and added again, on the same branch.
+/** A worktree with a commit, then locked "initializing" as a killed `git worktree add` leaves it. */
+async function halfAdded(t) {
   const dir = tempDir(t);
   const repo = makeRepo(join(dir, "repo"));
   const wts = new Worktrees(join(dir, "wt"));
   const first = await wts.create(repo, "a1", "godel/a1", false);
   git(first.path, "commit", "-q", "--allow-empty", "-m", "kept");
   git(repo, "worktree", "lock", "--reason", "initializing", first.path);
+  return { dir, repo, wts, first };
+}
+
+test("a worktree whose add never finished is added again", async (t) => {
+  // A worker killed during `git worktree add` leaves it locked "initializing": never reused as is
+  // (nothing could remove it), but removed and added again, on the same branch.
+  const { dir, repo, wts, first } = await halfAdded(t);
   const again = await wts.create(repo, "a1", "godel/a1", true);
   assert.doesNotMatch(git(repo, "worktree", "list", "--porcelain"), /locked/);
   assert.equal(git(again.path, "log", "-1", "--format=%s"), "kept");
@@ -173,12 +179,7 @@ for (const [name, dotGit] of [["an empty .git", ""], ["no .git", null]]) {
   test(`a worktree whose add died before its .git file is added again (${name})`, async (t) => {
     // Killed before `git worktree add` wrote the worktree's .git file: `git worktree remove`
     // refuses it ("validation failed"), and the run must not fail for that.
-    const dir = tempDir(t);
-    const repo = makeRepo(join(dir, "repo"));
-    const wts = new Worktrees(join(dir, "wt"));
-    const first = await wts.create(repo, "a1", "godel/a1", false);
-    git(first.path, "commit", "-q", "--allow-empty", "-m", "kept");
-    git(repo, "worktree", "lock", "--reason", "initializing", first.path);
+    const { repo, wts, first } = await halfAdded(t);
     rmSync(join(first.path, ".git"));
     if (dotGit !== null) writeFileSync(join(first.path, ".git"), dotGit);
     const again = await wts.create(repo, "a1", "godel/a1", true);
