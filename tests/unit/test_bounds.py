@@ -149,3 +149,21 @@ def test_every_broker_godel_starts_takes_records_of_the_one_limit() -> None:
     )
     compose = yaml.safe_load((Path(__file__).parents[2] / "deploy" / "compose" / "compose.yaml").read_text())
     assert compose["services"]["kafka"]["environment"]["KAFKA_MESSAGE_MAX_BYTES"] == KAFKA_MAX_MESSAGE_BYTES
+
+
+def test_clamp_names_the_entry_it_cut_in_a_heartbeat_of_thousands_of_runs() -> None:
+    message = worker_service_pb2.ConnectRequest()
+    runs = message.heartbeat.runs
+    for i in range(3000):
+        run = runs.add(run_id=f"run-{i}", agent_id=f"agent-{i}", state=worker_service_pb2.RUN_STATE_RUNNING)
+        run.last_progress.seconds = 1_700_000_000 + i
+    clean = message.SerializeToString()
+    assert clamp(message, "request") == [] and message.SerializeToString() == clean
+    runs[7].agent_id = "a\x00" + "x" * 40
+    runs[2999].run_id = "é" * 50
+    assert clamp(message, "request") == [
+        "request.heartbeat.runs[7].agent_id",
+        "request.heartbeat.runs[2999].run_id",
+    ]
+    assert runs[7].agent_id == "a\ufffd" + "x" * 34 and runs[2999].run_id == "é" * 36
+    assert runs[1000].run_id == "run-1000" and runs[2999].last_progress.seconds == 1_700_002_999

@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -162,3 +165,22 @@ async def test_a_pass_that_fails_ends_its_watchers_with_the_error(monkeypatch: p
     monkeypatch.setattr(limits, "usage_of", broken)
     with pytest.raises(RuntimeError, match="/proc unreadable"):
         await asyncio.wait_for(limits.watch(os.getpid(), Limits(processes=10), 0, lambda reason: None), 20)
+
+
+def test_a_stat_read_is_parsed_after_a_command_name_with_spaces_and_parentheses(tmp_path: Path) -> None:
+    program = tmp_path / "a) b (c"
+    shutil.copy("/bin/sleep", program)
+    proc = subprocess.Popen([str(program), "60"])
+    try:
+        deadline = time.monotonic() + 10
+        while (stat := limits.read_stat(str(proc.pid))) is None or stat.rss_pages == 0:
+            assert time.monotonic() < deadline, "the process never showed its stat"
+            time.sleep(0.01)
+        assert Path(f"/proc/{proc.pid}/comm").read_text().strip() == "a) b (c"
+        resident = int(Path(f"/proc/{proc.pid}/statm").read_text().split()[1])
+        assert stat.ppid == os.getpid() and stat.ticks >= 0
+        assert 0.5 * resident <= stat.rss_pages <= 2 * resident  # resident pages, not the size or a limit
+    finally:
+        proc.kill()
+        proc.wait()
+    assert limits.read_stat(str(proc.pid)) is None

@@ -211,78 +211,156 @@ def _element_size(field: FieldDescriptor, b: Bounds) -> int:
 
 # ------------------------------------------------------------------------------------------ clamp
 
+_TEXT, _BYTES, _MESSAGE, _STRUCT, _MAP = range(5)
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One field clamp() must look at: its name, what it holds, and its bounds."""
+
+    name: str
+    kind: int
+    repeated: bool
+    bounds: Bounds
+    field: FieldDescriptor
+
+
+def _kind(field: FieldDescriptor) -> int | None:
+    if _is_map(field):
+        return _MAP
+    if field.type == FieldDescriptor.TYPE_STRING:
+        return _TEXT
+    if field.type == FieldDescriptor.TYPE_BYTES:
+        return _BYTES
+    if field.type == FieldDescriptor.TYPE_MESSAGE:
+        return _STRUCT if _is_struct(field) else _MESSAGE
+    return None
+
+
+_PLANNING: set[str] = set()
+
+
+@functools.cache
+def _plan(message: Descriptor) -> tuple[_Step, ...]:
+    """The fields of a message type that clamp() may have to cut: repeated fields and maps (their
+    entry count), text and bytes, and messages that are capped or hold such fields. A type with
+    none (a Timestamp) is not walked at all: a worker's heartbeat lists thousands of runs, every
+    second."""
+    _PLANNING.add(message.full_name)
+    try:
+        steps = []
+        for field in message.fields:
+            kind = _kind(field)
+            b = bounds(field)
+            repeated = field.is_repeated and kind != _MAP
+            if kind == _MESSAGE and not repeated and not b.max_bytes:
+                nested = _message(field)
+                if nested.full_name not in _PLANNING and not _plan(nested):
+                    continue
+            if kind is None and not repeated:
+                continue
+            steps.append(_Step(field.name, -1 if kind is None else kind, repeated, b, field))
+        return tuple(steps)
+    finally:
+        _PLANNING.discard(message.full_name)
+
 
 def clamp(message: Message, prefix: str = "") -> list[str]:
     """Cuts the message to its bounds in place (strings shortened, entries beyond the limit dropped,
     an oversized Struct cleared) and makes its text storable (NUL and lone surrogates replaced);
     returns the paths it cut, for a log line."""
+    return [_join(prefix, path) for path in _clamp(message, _plan(message.DESCRIPTOR))]
+
+
+def _clamp(message: Message, plan: tuple[_Step, ...]) -> list[str]:
+    """clamp() with paths relative to the message; they are only built for what was cut."""
     cut: list[str] = []
-    for field, value in message.ListFields():
-        path = _join(prefix, field.name)
-        b = bounds(field)
-        if _is_map(field):
-            _clamp_map(message, field, value, path, b, cut)
-        elif field.is_repeated:
+    for step in plan:
+        name, b = step.name, step.bounds
+        if step.kind == _TEXT and not step.repeated:
+            text = getattr(message, name)
+            if len(text) <= b.max_len and text.isascii() and _NUL not in text:
+                continue
+            clean = _clamp_text(text, b.max_len)
+            if clean is not text:
+                setattr(message, name, clean)
+                cut.append(name)
+        elif step.kind == _MAP:
+            _clamp_map(getattr(message, name), step, cut)
+        elif step.repeated:
+            value = getattr(message, name)
             if len(value) > b.max_items:
                 del value[b.max_items :]
-                cut.append(path)
-            if field.type == FieldDescriptor.TYPE_STRING:
+                cut.append(name)
+            if step.kind == _TEXT:
                 for i, element in enumerate(value):
                     clean = _clamp_text(element, b.max_len)
-                    if clean != element:
+                    if clean is not element:
                         value[i] = clean
-                        cut.append(f"{path}[{i}]")
-            elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                        cut.append(f"{name}[{i}]")
+            elif step.kind == _BYTES:
                 for i, element in enumerate(value):
-                    cut += _clamp_message(field, element, f"{path}[{i}]", b)
-        elif field.type == FieldDescriptor.TYPE_STRING:
-            clean = _clamp_text(value, b.max_len)
-            if clean != value:
-                setattr(message, field.name, clean)
-                cut.append(path)
-        elif field.type == FieldDescriptor.TYPE_BYTES:
-            if len(value) > b.max_len:
-                setattr(message, field.name, value[: b.max_len])
-                cut.append(path)
-        elif field.type == FieldDescriptor.TYPE_MESSAGE:
-            cut += _clamp_message(field, value, path, b)
+                    if len(element) > b.max_len:
+                        value[i] = element[: b.max_len]
+                        cut.append(f"{name}[{i}]")
+            elif step.kind == _MESSAGE and not b.max_bytes:
+                nested = _plan(_message(step.field))
+                for i, element in enumerate(value):
+                    inner = _clamp(element, nested)
+                    if inner:
+                        cut += [f"{name}[{i}].{path}" for path in inner]
+            elif step.kind in (_MESSAGE, _STRUCT):
+                for i, element in enumerate(value):
+                    cut += _clamp_message(step, element, f"{name}[{i}]")
+        elif step.kind == _BYTES:
+            data = getattr(message, name)
+            if len(data) > b.max_len:
+                setattr(message, name, data[: b.max_len])
+                cut.append(name)
+        elif message.HasField(name):
+            cut += _clamp_message(step, getattr(message, name), name)
     return cut
 
 
-def _clamp_map(
-    message: Message, field: FieldDescriptor, value: Any, path: str, b: Bounds, cut: list[str]
-) -> None:
-    value_field = _message(field).fields_by_name["value"]
+def _clamp_map(value: Any, step: _Step, cut: list[str]) -> None:
+    b, name = step.bounds, step.name
+    value_field = _message(step.field).fields_by_name["value"]
     keys = list(value)
     for key in keys[b.max_items :]:
         del value[key]
     if len(keys) > b.max_items:
-        cut.append(path)
+        cut.append(name)
     for key in keys[: b.max_items]:
-        if isinstance(key, str) and _clamp_text(key, b.max_key_len) != key:
+        if isinstance(key, str) and _clamp_text(key, b.max_key_len) is not key:
             del value[key]
-            cut.append(path)
+            cut.append(name)
         elif value_field.type == FieldDescriptor.TYPE_STRING:
             clean = _clamp_text(value[key], b.max_len)
-            if clean != value[key]:
+            if clean is not value[key]:
                 value[key] = clean
-                cut.append(f"{path}[{key}]")
+                cut.append(f"{name}[{key}]")
         elif value_field.type == FieldDescriptor.TYPE_MESSAGE:
-            cut += _clamp_message(value_field, value[key], f"{path}[{key}]", b)
+            entry = _Step(name, _kind(value_field) or _MESSAGE, False, b, value_field)
+            cut += _clamp_message(entry, value[key], f"{name}[{key}]")
 
 
-def _clamp_message(field: FieldDescriptor, value: Message, path: str, b: Bounds) -> list[str]:
+def _clamp_message(step: _Step, value: Message, path: str) -> list[str]:
+    b = step.bounds
     if b.max_bytes and value.ByteSize() > b.max_bytes:
         value.Clear()
         return [path]
-    if _is_struct(field):
-        if any(_NUL in text or storable_text(text) != text for text in _struct_strings(value)):
+    if step.kind == _STRUCT:
+        if any(_clamp_text(text, len(text)) is not text for text in _struct_strings(value)):
             value.Clear()
             return [path]
         return []
-    return clamp(value, path)
+    return [f"{path}.{inner}" for inner in _clamp(value, _plan(value.DESCRIPTOR))]
 
 
 def _clamp_text(value: str, limit: int) -> str:
+    """The text cut to its limit and made storable: the very same object when it already is."""
+    if len(value) <= limit and value.isascii() and _NUL not in value:
+        return value
     clean = storable_text(value)
-    return clean[:limit] if len(clean) > limit else clean
+    clean = clean[:limit] if len(clean) > limit else clean
+    return value if clean == value else clean

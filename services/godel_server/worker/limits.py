@@ -50,18 +50,25 @@ class _Process:
 
 
 def read_stat(pid: str) -> _Process | None:
-    """/proc/<pid>/stat, or None when the process is gone."""
+    """/proc/<pid>/stat, or None when the process is gone. os.open and os.read, not open(): most of
+    a pass is these reads, and a buffered file object costs half as much again as the read."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
     except OSError:
         return None
+    try:
+        stat = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     # pid (comm) state ppid ...: after the comm, field 3 (state) is index 0, ppid (4) index 1, utime
     # (14) index 11, stime, cutime, cstime follow, rss (24) is index 21.
-    fields = stat.rsplit(b")", 1)[-1].split()
-    if len(fields) < 22:
+    fields = stat[stat.rfind(b")") + 2 :].split(b" ", 22)
+    if len(fields) < 23:
         return None
-    return _Process(int(fields[1]), sum(int(x) for x in fields[11:15]), int(fields[21]))
+    ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+    return _Process(int(fields[1]), ticks, int(fields[21]))
 
 
 class ProcessTable:
