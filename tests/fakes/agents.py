@@ -129,7 +129,7 @@ class MemoryLogs:
 
 class FakeWorker:
     """A connected worker: acks every control it gets (ok, or with `fail` set for an action, an
-    error), and records the assignments and controls it was sent."""
+    error), and records the assignments, controls and run acknowledgements it was sent."""
 
     def __init__(self, registry: WorkerRegistry, worker_id: str, *, capacity: int = 4) -> None:
         self.conn: WorkerConnection = registry.add(
@@ -137,6 +137,7 @@ class FakeWorker:
         )
         self.assigned: list[wpb.RunAssignment] = []
         self.controls: list[wpb.RunControl] = []
+        self.acks: list[wpb.RunAck] = []
         self.fail: set[wpb.ControlAction.ValueType] = set()
         self._task = asyncio.create_task(self._serve())
 
@@ -145,6 +146,8 @@ class FakeWorker:
             message = await self.conn.outbox.get()
             if message.HasField("assign"):
                 self.assigned.append(message.assign)
+            elif message.HasField("run_ack"):
+                self.acks.append(message.run_ack)
             elif message.HasField("control"):
                 control = message.control
                 self.controls.append(control)

@@ -325,3 +325,61 @@ async def test_a_plain_add_killed_half_way_is_added_again(tmp_path: Path, killed
     assert git(again.path, "status", "--porcelain") == ""
     assert sorted(p.name for p in (repo / ".git" / "worktrees").iterdir()) == ["a1"]
     assert "locked" not in git(repo, "worktree", "list", "--porcelain")
+
+
+async def test_the_commits_of_a_branch_that_did_not_move_cost_no_git_process(
+    tmp_path: Path, git_calls: list[tuple[str, ...]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thousand agents killed at once each forked a `git rev-list` to report no commits."""
+    repo = make_git_repo(tmp_path / "repo")
+    wts = Worktrees(tmp_path / "wt")
+    idle = await wts.create(str(repo), "idle", "godel/idle", reuse=False)
+    busy = await wts.create(str(repo), "busy", "godel/busy", reuse=False)
+    git(busy.path, "commit", "-q", "--allow-empty", "-m", "work")
+    git_calls.clear()
+    assert await wts.commits(idle) == []
+    assert git_calls == []
+    assert await wts.commits(busy) == [git(repo, "rev-parse", "godel/busy")]
+    assert [call[0] for call in git_calls] == ["rev-list"]
+    # The agent can write its branch's ref: a FIFO there, or a link to the base's ref, is git's to
+    # read (the worker reads nothing that waits for ever, and follows no link). git waits on the
+    # FIFO for ever: it is stopped after its time.
+    ref = repo / ".git" / "refs" / "heads" / "godel" / "idle"
+    ref.unlink()
+    os.mkfifo(ref)
+    monkeypatch.setattr(worktrees, "GIT_TIMEOUT_SECONDS", 1.0)
+    git_calls.clear()
+    with pytest.raises(WorktreeError, match="did not finish within 1s"):
+        await asyncio.wait_for(wts.commits(idle), 10)
+    assert [call[0] for call in git_calls] == ["rev-list"]
+    ref.unlink()
+    (repo / "base-ref").write_text(idle.base + "\n")
+    ref.symlink_to(repo / "base-ref")
+    git_calls.clear()
+    assert await wts.commits(idle) == []
+    assert [call[0] for call in git_calls] == ["rev-list"]
+
+
+async def test_a_worktree_is_not_cleaned_up_while_its_agent_runs_in_it(
+    tmp_path: Path, controller: FakeController
+) -> None:
+    repo = make_git_repo(tmp_path / "repo")
+    worker = await _worker(worker_settings(tmp_path, controller.address), controller)
+    try:
+        controller.assign(assignment(repo, "r1", "a1", ["sleep", "60"]))
+        running = await controller.wait_update("r1", ws.RUN_STATE_RUNNING)
+        controller.control("r1", ws.CONTROL_ACTION_CLEANUP, worktree=running.worktree, repo=str(repo))
+        refused = await controller.wait_ack("r1", ws.CONTROL_ACTION_CLEANUP)
+        assert not refused.ok and refused.error == f"run r1 still runs in {running.worktree}"
+        assert exists(running.worktree)
+        controller.control("r1", ws.CONTROL_ACTION_KILL)
+        assert (await controller.wait_final("r1")).state == ws.RUN_STATE_KILLED
+        controller.control("r1", ws.CONTROL_ACTION_CLEANUP, worktree=running.worktree, repo=str(repo))
+        await controller.wait_for(
+            lambda r: (
+                r.WhichOneof("message") == "ack" and r.ack.action == ws.CONTROL_ACTION_CLEANUP and r.ack.ok
+            )
+        )
+        assert not exists(running.worktree)
+    finally:
+        await worker.stop()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from pathlib import Path
 
 from godel.v1 import worker_service_pb2
 from godel_server.runtime.config import WorkerSettings
@@ -364,10 +365,12 @@ class Worker:
         self._ack(conn, c, error)
 
     async def _cleanup(self, conn: Connection, c: worker_service_pb2.RunControl) -> None:
-        for run in self.runs.values():
-            if not run.finished and run.worktree is not None and str(run.worktree.path) == c.worktree:
-                self._ack(conn, c, f"run {run.run_id} still runs in {c.worktree}")
-                return
+        # A worktree is named after its agent (Worktrees.path_for), and an agent has one
+        # unfinished run at most: no walk over every run (a thousand agents killed at once).
+        run = self._unfinished.get(Path(c.worktree).name)
+        if run is not None and run.worktree is not None and str(run.worktree.path) == c.worktree:
+            self._ack(conn, c, f"run {run.run_id} still runs in {c.worktree}")
+            return
         try:
             await self.worktrees.remove(c.repo, c.worktree)
         except WorktreeError as exc:

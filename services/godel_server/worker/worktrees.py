@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import weakref
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -54,10 +55,14 @@ _PLAIN_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _PLAIN_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*(?:/[A-Za-z0-9_][A-Za-z0-9_-]*)*$")
 # What in a repository's git directory makes `git worktree add` do more than write the worktree's
 # files and check it out (it copies the first two; the third stores refs differently).
+_COMMIT_ID = re.compile(r"^[0-9a-f]{40}(?:[0-9a-f]{24})?$")
 _NOT_PLAIN = ("info/sparse-checkout", "config.worktree", "reftable")
 _GIT_ENV_DROP = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY")
 LOCK_NAME = "godel-worktree.lock"
 GIT_PROCESSES = 4
+# A git that runs longer is killed: an agent can write its repository's refs, and a FIFO there
+# makes a git that reads it wait for ever, holding one of the GIT_PROCESSES slots.
+GIT_TIMEOUT_SECONDS = 600.0
 _git_slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
@@ -113,7 +118,14 @@ async def git(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> st
             )
         except (FileNotFoundError, NotADirectoryError, PermissionError) as exc:
             raise WorktreeError(f"cannot run git in {cwd}: {exc.strerror or exc}") from exc
-        out, err = await proc.communicate()
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), GIT_TIMEOUT_SECONDS)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise WorktreeError(
+                f"git {' '.join(args[:2])} did not finish within {GIT_TIMEOUT_SECONDS:g}s and was stopped"
+            ) from None
     if proc.returncode != 0:
         message = err.decode(errors="replace").strip() or out.decode(errors="replace").strip()
         raise WorktreeError(f"git {' '.join(args[:2])} failed: {message}")
@@ -181,6 +193,28 @@ def _plain_admin_dir(path: Path, common: Path) -> Path | None:
     if (admin / "locked").exists() or (admin / "config.worktree").exists():
         return None
     return admin
+
+
+def _loose_ref(common: Path, branch: str) -> str | None:
+    """The commit id in the branch's loose ref file, or None where git must answer (a packed or
+    symbolic ref, reftable, a name git would read differently). The agent can write its branch's
+    ref, so the file is read without following a link or waiting on a FIFO, and only a regular file
+    holding a commit id counts."""
+    if not _PLAIN_BRANCH.match(branch):
+        return None
+    try:
+        fd = os.open(common / "refs" / "heads" / branch, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        content = os.read(fd, 128).strip().decode("ascii", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return content if _COMMIT_ID.match(content) else None
 
 
 def _delete_admin_dir(admin: Path) -> None:
@@ -471,6 +505,8 @@ class Worktrees:
     async def commits(self, worktree: Worktree) -> list[str]:
         """Commits on the agent's branch that are not on its base, oldest first (asked of the
         repository, not of the worktree, whose `.git` file the agent controls)."""
+        if _loose_ref(worktree.common, worktree.branch) == worktree.base:
+            return []  # the branch has not moved: no git process (a thousand runs end at once)
         out = await git("rev-list", "--reverse", f"{worktree.base}..{worktree.branch}", cwd=worktree.common)
         return out.split()
 
