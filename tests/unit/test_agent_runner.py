@@ -274,3 +274,29 @@ async def test_an_assignment_the_worker_never_speaks_of_stops_holding_a_place(
     assert not await coord._assign(agents[-1].id)
     clock[0] += 2
     assert await coord._assign(agents[-1].id)
+
+
+async def test_the_start_of_a_run_assigned_on_the_connection_costs_no_transaction(
+    rig: Rig,
+) -> None:
+    coord, db = rig.coord, rig.db
+    worker = rig.worker("w1")
+    agent = new_agent(db)
+    await coord._assign(agent.id)
+    run_id = agent.run_id or ""
+    before = db.transactions
+    await coord.on_update(worker.conn, worker.update(run_id, agent.id, wpb.RUN_STATE_STARTING))
+    assert db.transactions == before and state(agent) == LifecycleState.INITIALIZING
+    # A run this connection was not given is still checked against the agent (and, being the
+    # agent's run on this worker, adopted: a worker reconnecting after a restart of the replica).
+    worker.conn.owned.discard((agent.id, run_id))
+    await coord.on_update(worker.conn, worker.update(run_id, agent.id, wpb.RUN_STATE_STARTING))
+    assert db.transactions > before and (agent.id, run_id) in worker.conn.owned
+    # When the agent has moved on from a run of this connection, the run's next update stops it.
+    agent.run_id = "the-agents-next-run"
+    await coord.on_update(worker.conn, worker.update(run_id, agent.id, wpb.RUN_STATE_STARTING))
+    assert not worker.controls
+    await coord.on_update(worker.conn, worker.update(run_id, agent.id, wpb.RUN_STATE_WORKTREE_READY))
+    await until(lambda: any(c.run_id == run_id for c in worker.controls))
+    assert worker.controls[0].action == wpb.CONTROL_ACTION_KILL
+    assert state(agent) == LifecycleState.INITIALIZING

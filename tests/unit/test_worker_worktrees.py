@@ -383,3 +383,40 @@ async def test_a_worktree_is_not_cleaned_up_while_its_agent_runs_in_it(
         assert not exists(running.worktree)
     finally:
         await worker.stop()
+
+
+async def test_a_cancelled_git_is_stopped(tmp_path: Path) -> None:
+    fifo = tmp_path / "never-written"
+    os.mkfifo(fifo)
+    call = asyncio.create_task(worktrees.git("hash-object", str(fifo), cwd=tmp_path))
+    deadline = asyncio.get_running_loop().time() + 10
+    while not (pids := _processes_reading(fifo)):
+        assert asyncio.get_running_loop().time() < deadline, "git never started"
+        await asyncio.sleep(0.02)
+    call.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    while any(_state(pid) not in ("Z", "gone") for pid in pids):
+        assert asyncio.get_running_loop().time() < deadline, "the cancelled git still runs"
+        await asyncio.sleep(0.02)
+
+
+def _processes_reading(path: Path) -> list[int]:
+    """The processes whose command line names `path` (git blocks in open() of the FIFO)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if str(path).encode() in f.read().split(b"\0"):
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0].decode()
+    except OSError:
+        return "gone"

@@ -472,6 +472,11 @@ class RunCoordinator:
     async def on_update(self, conn: WorkerConnection, upd: wpb.RunUpdate) -> None:
         """Applies a worker's RunUpdate (a final one once: a `seq` applied before changes nothing);
         returns once the change is committed."""
+        if upd.state == wpb.RUN_STATE_STARTING and (upd.agent_id, upd.run_id) in conn.owned:
+            # A run assigned on this connection has started: nothing to write. All reading the
+            # agent could find is that it moved on to another run; its kill or restart stops this
+            # one, and so does the run's next update. A transaction less per agent brought up.
+            return
         after: AfterCommit = []
         if upd.state in FINAL_RUN_STATES or upd.state == wpb.RUN_STATE_LOST:
             # The worker sent the run's last lines before this update: store them first, so

@@ -120,6 +120,10 @@ async def git(*args: str, cwd: Path, env: Mapping[str, str] | None = None) -> st
             raise WorktreeError(f"cannot run git in {cwd}: {exc.strerror or exc}") from exc
         try:
             out, err = await asyncio.wait_for(proc.communicate(), GIT_TIMEOUT_SECONDS)
+        except asyncio.CancelledError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()  # a cancelled caller leaves no git behind
+            raise
         except TimeoutError:
             proc.kill()
             await proc.wait()
