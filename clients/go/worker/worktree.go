@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // Git worktrees of agents, as services/godel_server/worker/worktrees.py keeps them:
@@ -97,31 +98,39 @@ const gitProcesses = 4
 
 var gitSlots = make(chan struct{}, gitProcesses)
 
+// gitTimeout: a git that runs longer is killed (GIT_TIMEOUT_SECONDS of the Python worker). An
+// agent can write its repository's refs, and a FIFO there makes a git that reads it wait for
+// ever, holding one of the gitProcesses slots. A variable, so that tests can lower it.
+var gitTimeout = 600 * time.Second
+
+// gitWaitDelay: how long Wait waits, once git is killed or has exited, for the pipes a child of
+// git may still hold open.
+const gitWaitDelay = 5 * time.Second
+
 func git(ctx context.Context, dir string, args ...string) (string, error) {
 	return runGit(ctx, dir, nil, args...)
 }
 
 // gitProcess runs git in dir with the worker's environment (less the variables that would point
 // git at another repository) plus env, and returns its stdout; the error carries git's stderr.
+// A git still running after gitTimeout is killed.
 func gitProcess(ctx context.Context, dir string, env map[string]string, args ...string) (string, error) {
+	what := strings.Join(args[:min(2, len(args))], " ")
 	select {
 	case gitSlots <- struct{}{}:
 		defer func() { <-gitSlots }()
 	case <-ctx.Done():
-		return "", fmt.Errorf("git %s failed: %v", strings.Join(args[:min(2, len(args))], " "), ctx.Err())
+		return "", fmt.Errorf("git %s failed: %v", what, ctx.Err())
 	}
-	cmd := exec.CommandContext(ctx, "git", args...)
-	cmd.Dir = dir
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); !gitEnvDrop[k] {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "GIT_TERMINAL_PROMPT=0")
-	cmd.Env = append(cmd.Env, environ(env)...)
+	runCtx, cancel := context.WithTimeout(ctx, gitTimeout)
+	defer cancel()
+	cmd := gitCommand(runCtx, dir, env, args)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() == nil && errors.Is(runCtx.Err(), context.DeadlineExceeded) {
+			return "", fmt.Errorf("git %s did not finish within %gs and was stopped", what, gitTimeout.Seconds())
+		}
 		msg := strings.TrimSpace(stderr.String())
 		if msg == "" {
 			msg = strings.TrimSpace(stdout.String())
@@ -129,9 +138,27 @@ func gitProcess(ctx context.Context, dir string, env map[string]string, args ...
 		if msg == "" {
 			msg = err.Error()
 		}
-		return "", fmt.Errorf("git %s failed: %s", strings.Join(args[:min(2, len(args))], " "), msg)
+		return "", fmt.Errorf("git %s failed: %s", what, msg)
 	}
 	return strings.TrimSpace(stdout.String()), nil
+}
+
+// gitCommand: git in a process group of its own, killed with whatever it started when ctx is
+// done; Wait gives up gitWaitDelay later on the pipes a child of git may still hold.
+func gitCommand(ctx context.Context, dir string, env map[string]string, args []string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = gitWaitDelay
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); !gitEnvDrop[k] {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "GIT_TERMINAL_PROMPT=0")
+	cmd.Env = append(cmd.Env, environ(env)...)
+	return cmd
 }
 
 type worktrees struct {

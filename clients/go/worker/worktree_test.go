@@ -11,7 +11,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Agents' worktrees made and removed without `git worktree add/remove` (which read every
@@ -326,6 +328,65 @@ func TestAWorktreeWhoseAddNeverFinishedIsAddedAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	gitT(t, repo, "fsck", "--strict")
+}
+
+// The agent can write its branch's ref: a FIFO there hangs any git that reads it.
+func TestAnAgentsRefCannotHangOrFoolTheWorker(t *testing.T) {
+	ctx := context.Background()
+	repo := repoWithReadme(t)
+	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
+	wt, err := ws.create(ctx, repo, "a1", "godel/a1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := filepath.Join(wt.common, "refs", "heads", "godel", "a1")
+	replaceRef := func(put func() error) {
+		t.Helper()
+		if err := os.Remove(ref); err != nil {
+			t.Fatal(err)
+		}
+		if err := put(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("a FIFO", func(t *testing.T) {
+		replaceRef(func() error { return syscall.Mkfifo(ref, 0o644) })
+		// Whatever still waits on the FIFO when the test ends gets its end of file.
+		t.Cleanup(func() {
+			if fd, err := syscall.Open(ref, syscall.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+				syscall.Close(fd)
+			}
+		})
+		lowerGitTimeout(t)
+		type result struct {
+			commits []string
+			err     error
+		}
+		done := make(chan result, 1)
+		start := time.Now()
+		go func() { c, err := ws.commits(ctx, wt); done <- result{c, err} }()
+		select {
+		case r := <-done:
+			want := "git rev-list --reverse did not finish within 1s and was stopped"
+			if r.err == nil || r.err.Error() != want {
+				t.Errorf("commits with a FIFO at the ref: %v, %v; want the error %q", r.commits, r.err, want)
+			}
+			if took := time.Since(start); took > 5*time.Second {
+				t.Errorf("listing commits took %s with a 1s git timeout", took)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("listing commits still waits on the FIFO after 10s")
+		}
+	})
+}
+
+// lowerGitTimeout: git is stopped after a second until the test ends.
+func lowerGitTimeout(t *testing.T) {
+	t.Helper()
+	real := gitTimeout
+	gitTimeout = time.Second
+	t.Cleanup(func() { gitTimeout = real })
 }
 
 // A thousand runs brought up or killed together each run git in their worktree; forked all at
