@@ -515,11 +515,46 @@ func readBase(file string) string {
 // commits on the agent's branch that are not on its base, oldest first (asked of the
 // repository, not of the worktree).
 func (ws *worktrees) commits(ctx context.Context, w *worktree) ([]string, error) {
+	if id := looseRef(w.common, w.branch); id != "" && id == w.base {
+		return nil, nil // the branch has not moved: no git process (a thousand runs end at once)
+	}
 	out, err := git(ctx, w.common, "rev-list", "--reverse", w.base+".."+w.branch)
 	if err != nil {
 		return nil, err
 	}
 	return strings.Fields(out), nil
+}
+
+// commitID: what a loose ref holds, a SHA-1 or SHA-256 commit id.
+var commitID = regexp.MustCompile(`^[0-9a-f]{40}(?:[0-9a-f]{24})?$`)
+
+// looseRef is the commit id in the branch's loose ref file, or "" where git must answer (a
+// packed or symbolic ref, reftable, a name git would read differently). The agent can write its
+// branch's ref, so the file is read without following a link or waiting on a FIFO, and only a
+// regular file holding a commit id counts.
+func looseRef(common, branch string) string {
+	if !plainBranch.MatchString(branch) {
+		return ""
+	}
+	path := filepath.Join(common, "refs", "heads", branch)
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return ""
+	}
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		return ""
+	}
+	buf := make([]byte, 128)
+	n, err := syscall.Read(fd, buf)
+	if err != nil || n < 0 {
+		return ""
+	}
+	if id := strings.TrimSpace(string(buf[:n])); commitID.MatchString(id) {
+		return id
+	}
+	return ""
 }
 
 // remove removes a worktree (the branch stays) and prunes stale entries.

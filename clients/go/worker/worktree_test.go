@@ -330,7 +330,45 @@ func TestAWorktreeWhoseAddNeverFinishedIsAddedAgain(t *testing.T) {
 	gitT(t, repo, "fsck", "--strict")
 }
 
-// The agent can write its branch's ref: a FIFO there hangs any git that reads it.
+// A thousand runs ending together each list their branch's commits; a branch that did not move
+// is answered from its ref file, without a git process.
+func TestTheCommitsOfABranchThatDidNotMoveCostNoGit(t *testing.T) {
+	ctx := context.Background()
+	repo := repoWithReadme(t)
+	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
+	wt, err := ws.create(ctx, repo, "a1", "godel/a1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := recordGit(t)
+	if commits, err := ws.commits(ctx, wt); err != nil || len(commits) != 0 {
+		t.Errorf("commits of the unmoved branch: %v, %v", commits, err)
+	}
+	if got := calls.all(); len(got) != 0 {
+		t.Errorf("git commands %v for an unmoved branch, want none", got)
+	}
+	gitT(t, wt.path, "commit", "-q", "--allow-empty", "-m", "work")
+	commits, err := ws.commits(ctx, wt)
+	if err != nil || !slices.Equal(commits, []string{gitT(t, repo, "rev-parse", "godel/a1")}) {
+		t.Errorf("commits of the moved branch: %v, %v", commits, err)
+	}
+	if got := calls.commands(); !slices.Equal(got, []string{"rev-list"}) {
+		t.Errorf("git commands %v for a moved branch, want rev-list", calls.all())
+	}
+	// A packed ref is git's to read.
+	calls.clear()
+	gitT(t, wt.path, "reset", "-q", "--hard", wt.base)
+	gitT(t, repo, "pack-refs", "--all")
+	if commits, err := ws.commits(ctx, wt); err != nil || len(commits) != 0 {
+		t.Errorf("commits of the packed branch: %v, %v", commits, err)
+	}
+	if got := calls.commands(); !slices.Equal(got, []string{"rev-list"}) {
+		t.Errorf("git commands %v for a packed branch, want rev-list", calls.all())
+	}
+}
+
+// The agent can write its branch's ref: a FIFO there hangs any git that reads it (and the
+// worker's own read of the ref must not wait on it), a symbolic link is not followed.
 func TestAnAgentsRefCannotHangOrFoolTheWorker(t *testing.T) {
 	ctx := context.Background()
 	repo := repoWithReadme(t)
@@ -377,6 +415,37 @@ func TestAnAgentsRefCannotHangOrFoolTheWorker(t *testing.T) {
 			}
 		case <-time.After(10 * time.Second):
 			t.Fatal("listing commits still waits on the FIFO after 10s")
+		}
+	})
+
+	t.Run("a FIFO that holds the base", func(t *testing.T) {
+		replaceRef(func() error { return syscall.Mkfifo(ref, 0o644) })
+		fd, err := syscall.Open(ref, syscall.O_RDWR|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { syscall.Close(fd) })
+		if _, err := syscall.Write(fd, []byte(wt.base+"\n")); err != nil {
+			t.Fatal(err)
+		}
+		lowerGitTimeout(t)
+		calls := recordGit(t)
+		_, _ = ws.commits(ctx, wt)
+		if got := calls.commands(); !slices.Equal(got, []string{"rev-list"}) {
+			t.Errorf("git commands %v for a ref that is a FIFO, want rev-list", calls.all())
+		}
+	})
+
+	t.Run("a symbolic link", func(t *testing.T) {
+		target := filepath.Join(t.TempDir(), "elsewhere")
+		if err := os.WriteFile(target, []byte(wt.base+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		replaceRef(func() error { return os.Symlink(target, ref) })
+		calls := recordGit(t)
+		_, _ = ws.commits(ctx, wt)
+		if got := calls.commands(); !slices.Equal(got, []string{"rev-list"}) {
+			t.Errorf("git commands %v for a ref that is a symbolic link, want rev-list", calls.all())
 		}
 	})
 }
