@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -59,16 +60,17 @@ type Worker struct {
 	clients   []*godel.Client
 	conns     []*connection
 
-	mu        sync.Mutex
-	runs      map[string]*run
-	accepting bool
-	wg        sync.WaitGroup
+	mu         sync.Mutex
+	runs       map[string]*run
+	unfinished map[string]*run // by agent id: an agent has one unfinished run here at most
+	accepting  bool
+	wg         sync.WaitGroup
 }
 
 // New builds a worker from its settings; Run starts it.
 func New(cfg *Config) (*Worker, error) {
 	w := &Worker{cfg: cfg, worktrees: newWorktrees(cfg.WorktreeRoot), pids: newPidFiles(cfg.WorktreeRoot),
-		sandboxes: newSandboxes(cfg), runs: map[string]*run{}, accepting: true}
+		sandboxes: newSandboxes(cfg), runs: map[string]*run{}, unfinished: map[string]*run{}, accepting: true}
 	var opts []godel.Option
 	if cfg.APIKey != "" {
 		opts = append(opts, godel.WithAPIKey(cfg.APIKey))
@@ -293,6 +295,9 @@ func (w *Worker) sendForRun(r *run, req *godelv1.ConnectRequest) {
 	defer w.mu.Unlock()
 	if u := req.GetUpdate(); u != nil && terminal[u.GetState()] {
 		r.finalQueued = true
+		if w.unfinished[r.agent] == r {
+			delete(w.unfinished, r.agent)
+		}
 	}
 	r.outbox.add(req)
 	w.flushLocked(r)
@@ -426,17 +431,17 @@ func (w *Worker) assign(c *connection, a *godelv1.RunAssignment) {
 		w.reject(c, a, godelv1.RejectReason_REJECT_REASON_CAPACITY, fmt.Sprintf("worker at capacity (%d runs)", w.cfg.Capacity))
 		return
 	}
-	for _, r := range active {
-		if r.agent == a.GetAgentId() {
-			w.reject(c, a, godelv1.RejectReason_REJECT_REASON_AGENT_BUSY, fmt.Sprintf("agent %s already has run %s on this worker", r.agent, r.id))
-			return
-		}
-	}
 	r := newRun(w, a)
 	_, replica := c.isLive()
 	w.mu.Lock()
+	if busy := w.unfinished[r.agent]; busy != nil {
+		w.mu.Unlock()
+		w.reject(c, a, godelv1.RejectReason_REJECT_REASON_AGENT_BUSY, fmt.Sprintf("agent %s already has run %s on this worker", busy.agent, busy.id))
+		return
+	}
 	r.owner, r.ownerReplica = c, replica
 	w.runs[r.id] = r
+	w.unfinished[r.agent] = r
 	w.mu.Unlock()
 	logger.Info("run assigned", "run_id", r.id, "agent_id", r.agent)
 	go r.execute(context.Background())
@@ -478,7 +483,12 @@ func (w *Worker) control(c *connection, ctl *godelv1.RunControl) {
 }
 
 func (w *Worker) cleanup(c *connection, ctl *godelv1.RunControl) {
-	for _, r := range w.snapshot() {
+	// A worktree is named after its agent (worktrees.pathFor), and an agent has one unfinished
+	// run at most: no walk over every run (a thousand agents killed at once).
+	w.mu.Lock()
+	r := w.unfinished[filepath.Base(ctl.GetWorktree())]
+	w.mu.Unlock()
+	if r != nil {
 		r.mu.Lock()
 		busy := !terminal[r.state] && r.wt != nil && r.wt.path == ctl.GetWorktree()
 		r.mu.Unlock()

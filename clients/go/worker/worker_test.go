@@ -3,6 +3,7 @@ package worker
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -570,6 +571,55 @@ func TestARunStoppedByTheWorkersShutdownIsLost(t *testing.T) {
 	if final.GetState() != godelv1.RunState_RUN_STATE_LOST || final.GetError() != "worker shutting down" {
 		t.Errorf("final update %v %q, want LOST \"worker shutting down\"", final.GetState(), final.GetError())
 	}
+}
+
+// CLEANUP removes an agent's worktree, but not while the agent's run still runs in it (the run
+// is found by the worktree's name, the agent's id).
+func TestCleanupIsRefusedWhileTheAgentsRunRunsInTheWorktree(t *testing.T) {
+	repo := gitRepo(t)
+	f := startReplica(t, "replica-cleanup", 0)
+	startWorker(t, f)
+	f.assign(t, 0, "run-c", repo, "exec sleep 60")
+	waitFor(t, "run-c runs", func() bool { return hasState(f.updates(0, "run-c"), godelv1.RunState_RUN_STATE_RUNNING) })
+	path := lastUpdate(f.updates(0, "run-c")).GetWorktree()
+	control := func(action godelv1.ControlAction) *godelv1.ControlAck {
+		t.Helper()
+		acks := func() (out []*godelv1.ControlAck) {
+			for _, m := range f.messages(0) {
+				if a := m.GetAck(); a != nil && a.GetRunId() == "run-c" && a.GetAction() == action {
+					out = append(out, a)
+				}
+			}
+			return out
+		}
+		before := len(acks())
+		f.send(0, &godelv1.ConnectResponse{Message: &godelv1.ConnectResponse_Control{Control: &godelv1.RunControl{
+			RunId: "run-c", AgentId: "agent-run-c", Action: action, Worktree: path, Repo: repo,
+		}}})
+		waitFor(t, "the worker answers "+action.String(), func() bool { return len(acks()) > before })
+		return acks()[before]
+	}
+
+	if ack := control(godelv1.ControlAction_CONTROL_ACTION_CLEANUP); ack.GetOk() || ack.GetError() != "run run-c still runs in "+path {
+		t.Errorf("CLEANUP while run-c runs: ok %v, error %q", ack.GetOk(), ack.GetError())
+	}
+	if st, err := os.Stat(path); err != nil || !st.IsDir() {
+		t.Fatalf("the worktree of the running run is gone: %v", err)
+	}
+	control(godelv1.ControlAction_CONTROL_ACTION_KILL)
+	waitFor(t, "run-c is killed", func() bool { return hasState(f.updates(0, "run-c"), godelv1.RunState_RUN_STATE_KILLED) })
+	if ack := control(godelv1.ControlAction_CONTROL_ACTION_CLEANUP); !ack.GetOk() {
+		t.Errorf("CLEANUP after run-c ended: %q", ack.GetError())
+	}
+	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the worktree is left after CLEANUP: %v", err)
+	}
+	// The agent's next run is not refused as busy.
+	f.send(0, &godelv1.ConnectResponse{Message: &godelv1.ConnectResponse_Assign{Assign: &godelv1.RunAssignment{
+		RunId: "run-c2", AgentId: "agent-run-c", Task: "test", Repo: repo,
+		Config: &godelv1.AgentConfig{Command: []string{"sh", "-c", "exec sleep 60"}},
+	}}})
+	waitFor(t, "run-c2 runs", func() bool { return hasState(f.updates(0, "run-c2"), godelv1.RunState_RUN_STATE_RUNNING) })
 }
 
 // A rejection says why: the replica tries a full or busy worker again soon and counts only the other
