@@ -5,8 +5,9 @@ worker's lease on this replica's runs, so it must not wait behind database work 
 messages queued for the worker (it goes ahead of them, runtime/stream_queue.py), and its report of
 the worker's runs must be current (a run assigned a moment ago that it did not list would be asked
 about). Run messages (updates, usage, logs, session messages) are applied in the order they came,
-one at a time, by a task of the stream (at most MAX_BACKLOG waiting, then the stream waits), but
-for an update the run's next waiting update makes redundant (agent/run_messages.py);
+one at a time, by a task of the stream (at most MAX_BACKLOG waiting, then the stream waits); a
+run's STARTING and WORKTREE_READY wait up to 0.1 s for its next update, which may make them
+redundant (agent/run_messages.py);
 numbered updates and usage are acknowledged (RunAck) once their change is committed, so the worker
 can forget them. Updates still waiting are counted per run (`WorkerConnection.applying`): a report
 that a run ended can overtake the run's final update, and the supervisor must not take the run
@@ -28,7 +29,7 @@ import grpc
 
 from godel.v1 import worker_service_pb2 as wpb
 from godel.v1 import worker_service_pb2_grpc
-from godel_server.agent.run_messages import superseded
+from godel_server.agent.run_messages import Coalescer
 from godel_server.agent.runner import RunCoordinator
 from godel_server.agent.workers import WorkerConnection, WorkerRegistry
 from godel_server.runtime.agent_rules import label_problems
@@ -41,8 +42,8 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_MS = 1000
 MAX_BACKLOG = 10_000
-# Run messages taken from the backlog at a time, to skip those a later one makes redundant
-# (agent/run_messages.py).
+# Run messages taken from the backlog at a time (agent/run_messages.py holds back those a later
+# one may make redundant).
 APPLY_BATCH = 256
 # A connection not heard from for this long may be replaced by a new one of the same worker and
 # credential (its stream broke without this replica noticing yet).
@@ -163,16 +164,23 @@ class WorkerServicer(worker_service_pb2_grpc.WorkerServiceServicer):
         return True
 
     async def _apply(self, conn: WorkerConnection, backlog: asyncio.Queue[wpb.ConnectRequest]) -> None:
+        loop = asyncio.get_running_loop()
+        held = Coalescer()
         while True:
-            waiting = [await backlog.get()]
+            waiting: list[wpb.ConnectRequest] = []
+            due = held.deadline()
+            if due is None:
+                waiting.append(await backlog.get())
+            else:
+                with contextlib.suppress(TimeoutError):
+                    waiting.append(await asyncio.wait_for(backlog.get(), max(due - loop.time(), 0.0)))
             while len(waiting) < APPLY_BATCH and not backlog.empty():
                 waiting.append(backlog.get_nowait())
-            redundant = superseded(waiting)
-            for i, message in enumerate(waiting):
-                if i in redundant:
-                    conn.applied(message.update.run_id)  # its run's next update does what it does
-                else:
-                    await self._handle(conn, message)
+            taken = held.take(waiting, loop.time())
+            for message in taken.redundant:
+                conn.applied(message.update.run_id)  # its run's next update does what it does
+            for message in taken.ready:
+                await self._handle(conn, message)
 
     async def _handle(self, conn: WorkerConnection, message: wpb.ConnectRequest) -> None:
         kind = message.WhichOneof("message")
