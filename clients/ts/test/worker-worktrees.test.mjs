@@ -7,7 +7,7 @@ import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { WorktreeError, Worktrees, runGit } from "../dist/worker/worktrees.js";
+import { WorktreeError, Worktrees, gitTimeout, runGit } from "../dist/worker/worktrees.js";
 
 const IDENTITY = { GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@t", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@t" };
 
@@ -212,3 +212,34 @@ for (const killedAfter of ["locked", "gitdir"]) {
     assert.doesNotMatch(git(repo, "worktree", "list", "--porcelain"), /locked/);
   });
 }
+
+/** A worktree on godel/a1 whose branch ref the agent replaced: `replace(refFile)`. */
+async function refReplaced(t, replace) {
+  const dir = tempDir(t);
+  const repo = makeRepo(join(dir, "repo"));
+  const { wts, calls } = recorded(join(dir, "wt"));
+  const wt = await wts.create(repo, "a1", "godel/a1", false);
+  const ref = join(repo, ".git", "refs", "heads", "godel", "a1");
+  rmSync(ref);
+  replace(ref, dir, wt);
+  calls.length = 0;
+  return { wts, calls, wt };
+}
+
+test("a git that hangs on a FIFO at the branch's ref is killed after the git timeout, and its slot is freed", { timeout: 30_000 }, async (t) => {
+  // The agent can write its branch's ref: a FIFO there makes git's open of it wait for ever.
+  const { wts, calls, wt } = await refReplaced(t, (ref) => execFileSync("mkfifo", [ref]));
+  const saved = gitTimeout.seconds;
+  gitTimeout.seconds = 1;
+  t.after(() => (gitTimeout.seconds = saved));
+  const started = performance.now();
+  await assert.rejects(
+    wts.commits(wt),
+    (err) => err instanceof WorktreeError && err.message === "git rev-list --reverse did not finish within 1s and was stopped",
+  );
+  assert.ok(performance.now() - started < 5000, `${Math.round(performance.now() - started)} ms`);
+  assert.deepEqual(calls.map((args) => args[0]), ["rev-list"]);
+  // Four more hung gits, and the next one still gets a slot.
+  await Promise.all(Array.from({ length: 4 }, () => assert.rejects(wts.commits(wt), /did not finish within 1s/)));
+  assert.equal(await runGit(wt.common, ["rev-parse", "--git-common-dir"]), ".");
+});

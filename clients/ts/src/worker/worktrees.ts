@@ -14,8 +14,9 @@
 // repository or the worktree is anything but the plain case: a branch that exists, a name git would
 // change or that is taken, sparse checkout, per-worktree config, reftable refs, or a locked
 // worktree. The repository's post-checkout hook does not run: the worker runs no repository code
-// outside a sandbox. At most GIT_PROCESSES git commands run at once in the worker.
-import { execFile, spawn } from "node:child_process";
+// outside a sandbox. At most GIT_PROCESSES git commands run at once in the worker, and one that runs
+// longer than gitTimeout.seconds is killed.
+import { execFile, spawn, type ExecFileException } from "node:child_process";
 import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { mkdir, readFile, realpath, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join } from "node:path";
@@ -49,6 +50,11 @@ export type GitRunner = (cwd: string, args: string[], env?: Record<string, strin
  * processes forked at once starved the worker's stream past its run lease. */
 export const GIT_PROCESSES = 4;
 
+/** A git still running after `seconds` is killed (SIGKILL) and its call rejects: an agent can write
+ * its repository's refs, and a FIFO there makes a git that reads it wait for ever, holding one of
+ * the GIT_PROCESSES slots. Tests lower it. */
+export const gitTimeout = { seconds: 600 };
+
 /** A counting semaphore: at most `free` (as constructed) of the functions given to run() run at
  * once; the others start in the order they came. */
 class Slots {
@@ -78,9 +84,15 @@ function gitProcess(cwd: string, args: string[], extra?: Record<string, string>)
   for (const [k, v] of Object.entries(process.env)) if (!GIT_ENV_DROP.has(k) && v !== undefined) env[k] = v;
   env["GIT_TERMINAL_PROMPT"] = "0";
   Object.assign(env, extra);
+  const seconds = gitTimeout.seconds;
+  // On timeout execFile closes git's pipes and kills git, and only then sets err.killed; the callback
+  // comes once git has exited.
+  const options = { cwd, env, maxBuffer: 64 * 1024 * 1024, timeout: Math.ceil(seconds * 1000), killSignal: "SIGKILL" as const };
   return new Promise((ok, fail) => {
-    execFile("git", args, { cwd, env, maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) {
+    execFile("git", args, options, (err: ExecFileException | null, stdout, stderr) => {
+      if (err?.killed) {
+        fail(new WorktreeError(`git ${args.slice(0, 2).join(" ")} did not finish within ${seconds}s and was stopped`));
+      } else if (err) {
         const message = String(stderr).trim() || String(stdout).trim() || err.message;
         fail(new WorktreeError(`git ${args.slice(0, 2).join(" ")} failed: ${message}`));
       } else ok(String(stdout).trim());
