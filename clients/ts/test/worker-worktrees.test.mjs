@@ -3,7 +3,7 @@
 // it for one of its own, and anything but the plain case is left to git's own commands.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -213,7 +213,21 @@ for (const killedAfter of ["locked", "gitdir"]) {
   });
 }
 
-/** A worktree on godel/a1 whose branch ref the agent replaced: `replace(refFile)`. */
+test("the commits of a branch that did not move cost no git process; a commit on it is listed", async (t) => {
+  // A thousand runs end at once: each lists its branch's commits, most of them none.
+  const dir = tempDir(t);
+  const repo = makeRepo(join(dir, "repo"));
+  const { wts, calls } = recorded(join(dir, "wt"));
+  const wt = await wts.create(repo, "a1", "godel/a1", false);
+  calls.length = 0;
+  assert.deepEqual(await wts.commits(wt), []);
+  assert.deepEqual(calls, []);
+  git(wt.path, "commit", "-q", "--allow-empty", "-m", "work");
+  assert.deepEqual(await wts.commits(wt), [git(repo, "rev-parse", "godel/a1")]);
+  assert.deepEqual(calls.map((args) => args[0]), ["rev-list"]);
+});
+
+/** A worktree on godel/a1 whose branch ref the agent replaced: `replace(ref, dir, wt)`. */
 async function refReplaced(t, replace) {
   const dir = tempDir(t);
   const repo = makeRepo(join(dir, "repo"));
@@ -242,4 +256,13 @@ test("a git that hangs on a FIFO at the branch's ref is killed after the git tim
   // Four more hung gits, and the next one still gets a slot.
   await Promise.all(Array.from({ length: 4 }, () => assert.rejects(wts.commits(wt), /did not finish within 1s/)));
   assert.equal(await runGit(wt.common, ["rev-parse", "--git-common-dir"]), ".");
+});
+
+test("a symlink at the branch's ref is not followed to read it: git is asked", async (t) => {
+  const { wts, calls, wt } = await refReplaced(t, (ref, dir, wt) => {
+    writeFileSync(join(dir, "elsewhere"), `${wt.base}\n`);
+    symlinkSync(join(dir, "elsewhere"), ref);
+  });
+  assert.deepEqual(await wts.commits(wt), []);
+  assert.deepEqual(calls.map((args) => args[0]), ["rev-list"]);
 });

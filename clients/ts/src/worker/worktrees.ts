@@ -17,7 +17,7 @@
 // outside a sandbox. At most GIT_PROCESSES git commands run at once in the worker, and one that runs
 // longer than gitTimeout.seconds is killed.
 import { execFile, spawn, type ExecFileException } from "node:child_process";
-import { existsSync, lstatSync, mkdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { closeSync, constants, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { mkdir, readFile, realpath, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join } from "node:path";
 import { LOCK_NAME, resolve } from "./sandbox.js";
@@ -31,6 +31,8 @@ const PLAIN_BRANCH = /^[A-Za-z0-9_][A-Za-z0-9_-]*(?:\/[A-Za-z0-9_][A-Za-z0-9_-]*
 // What in a repository's git directory makes `git worktree add` do more than write the worktree's
 // files and check it out (it copies the first two; the third stores refs differently).
 const NOT_PLAIN = ["info/sparse-checkout", "config.worktree", "reftable"];
+// A loose ref's content as git writes it: a SHA-1 or SHA-256 commit id and a newline.
+const LOOSE_REF = /^([0-9a-f]{40}(?:[0-9a-f]{24})?)[\t\n\v\f\r ]*$/;
 const GIT_ENV_DROP = new Set(["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY"]);
 
 export class WorktreeError extends Error {}
@@ -158,6 +160,30 @@ function adminDir(path: string, common: string): string {
     throw new WorktreeError(`${dotGit} does not point at its own directory in ${join(common, "worktrees")}`);
   }
   return admin;
+}
+
+/** The commit id in the branch's loose ref file, or null where git must answer (a packed or
+ * symbolic ref, reftable, a name git would read differently). The agent can write its branch's ref,
+ * so the file is read without following a link or waiting on a FIFO, and only a regular file
+ * holding a commit id counts. */
+function looseRef(common: string, branch: string): string | null {
+  if (!PLAIN_BRANCH.test(branch)) return null;
+  let fd: number;
+  try {
+    fd = openSync(join(common, "refs", "heads", branch), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch {
+    return null;
+  }
+  try {
+    if (!fstatSync(fd).isFile()) return null;
+    const buf = Buffer.alloc(128);
+    const text = buf.toString("latin1", 0, readSync(fd, buf, 0, buf.length, 0));
+    return LOOSE_REF.exec(text)?.[1] ?? null;
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 const exists = (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
@@ -403,7 +429,10 @@ export class Worktrees {
     return new Worktree(path, branch, head, repo, common, admin);
   }
 
+  /** Commits on the agent's branch that are not on its base, oldest first (asked of the
+   * repository, not of the worktree, whose `.git` file the agent controls). */
   async commits(wt: Worktree): Promise<string[]> {
+    if (looseRef(wt.common, wt.branch) === wt.base) return []; // the branch has not moved: no git process (a thousand runs end at once)
     const out = await this.git(wt.common, "rev-list", "--reverse", `${wt.base}..${wt.branch}`);
     return out.split(/\s+/).filter(Boolean);
   }
