@@ -5,7 +5,7 @@
 // no "unexpected message" (worker_service.proto).
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import http2 from "node:http2";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -190,7 +190,7 @@ async function startWorker(t, replicas, env = {}) {
     stop.abort();
     await running;
   };
-  return { worker, logs, assign, shutdown };
+  return { worker, logs, assign, shutdown, repo };
 }
 
 const lists = (heartbeatOrHello, runId) => heartbeatOrHello.runs.some((r) => r.runId === runId);
@@ -371,4 +371,36 @@ test("a heartbeat goes ahead of a burst of run messages the replica is slow to r
   // only to see its contact).
   const connection = worker.connections[0];
   await waitFor(() => connection.silence(replica.id, performance.now()) < performance.now() - paused, "contact renewed");
+});
+
+test("CLEANUP of a worktree is refused while its agent's run runs in it, and done once the run has ended", async (t) => {
+  const replica = await new Replica("replica-cleanup").start();
+  replica.ackRun = (u) => u.state !== RunState.KILLED; // the ended run stays held, unacknowledged
+  const { assign, repo } = await startWorker(t, [replica]);
+  const stream = await replica.stream(1);
+  const worktreeOf = async (runId, agentId) => {
+    assign(stream, runId, agentId, "exec sleep 60");
+    await waitFor(() => stream.updates(runId).some((u) => u.state === RunState.RUNNING), `${runId} runs`);
+    return stream.updates(runId).find((u) => u.worktree).worktree;
+  };
+  const cleanup = async (id, agentId, worktree) => {
+    stream.push({ case: "control", value: { runId: id, agentId, action: ControlAction.CLEANUP, repo, worktree } });
+    return waitFor(() => stream.of("ack").find((a) => a.runId === id), `the answer to ${id}`);
+  };
+  const busy = await worktreeOf("run-c", "agent-c");
+  await worktreeOf("run-other", "agent-other");
+
+  const refused = await cleanup("cleanup-1", "agent-c", busy);
+  assert.deepEqual([refused.ok, refused.error], [false, `run run-c still runs in ${busy}`]);
+  assert.ok(existsSync(busy));
+
+  stream.push({ case: "control", value: { runId: "run-c", agentId: "agent-c", action: ControlAction.KILL, reason: "test" } });
+  await waitFor(() => stream.updates("run-c").some((u) => u.state === RunState.KILLED), "run-c to be killed");
+  const done = await cleanup("cleanup-2", "agent-c", busy);
+  assert.deepEqual([done.ok, done.error], [true, ""]);
+  assert.ok(!existsSync(busy));
+  // The agent's next run (run-c ended, still held) runs there in turn.
+  assert.equal(await worktreeOf("run-c2", "agent-c"), busy);
+  const again = await cleanup("cleanup-3", "agent-c", busy);
+  assert.deepEqual([again.ok, again.error], [false, `run run-c2 still runs in ${busy}`]);
 });

@@ -20,6 +20,7 @@
 // (WorkerWelcome.run_lease_ms) is stopped and reported LOST, so that when the owner declares it
 // lost and runs it elsewhere, it no longer runs here.
 import { readFileSync } from "node:fs";
+import { basename } from "node:path";
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient, type Client } from "@connectrpc/connect";
@@ -242,6 +243,9 @@ export class Worker {
   readonly pids: PidFiles;
   readonly sandboxes: Sandboxes;
   private readonly runs = new Map<string, Run>();
+  // The newest run of each agent in `runs`: an agent's run is assigned only once its previous one
+  // has finished, so an agent's unfinished run, if any, is this one.
+  private readonly newest = new Map<string, Run>();
   private readonly connections: Connection[];
   private accepting = true;
 
@@ -335,7 +339,15 @@ export class Worker {
   }
 
   private forgetIfDone(r: Run): void {
-    if (r.finished && r.outbox.length === 0 && this.runs.get(r.id) === r) this.runs.delete(r.id);
+    if (!(r.finished && r.outbox.length === 0 && this.runs.get(r.id) === r)) return;
+    this.runs.delete(r.id);
+    if (this.newest.get(r.agentId) === r) this.newest.delete(r.agentId);
+  }
+
+  /** The agent's run that has not finished, if the worker holds one. */
+  private unfinished(agentId: string): Run | undefined {
+    const r = this.newest.get(agentId);
+    return r && !r.finished ? r : undefined;
   }
 
   private reachable(r: Run): r is Run & { owner: Connection } {
@@ -403,12 +415,13 @@ export class Worker {
     if (!RUNTIMES.includes(runtime)) return this.reject(c, a, RejectReason.RUNTIME, `unknown runtime ${JSON.stringify(runtime)}; this worker hosts ${RUNTIMES.join(", ")}`);
     const active = this.active();
     if (active.length >= this.cfg.capacity) return this.reject(c, a, RejectReason.CAPACITY, `worker at capacity (${this.cfg.capacity} runs)`);
-    const same = active.find((r) => r.agentId === a.agentId);
+    const same = this.unfinished(a.agentId);
     if (same) return this.reject(c, a, RejectReason.AGENT_BUSY, `agent ${a.agentId} already has run ${same.id} on this worker`);
     const r = new Run(this, a);
     r.owner = c;
     r.ownerReplica = c.replicaId;
     this.runs.set(r.id, r);
+    this.newest.set(r.agentId, r);
     this.log("INFO", "run assigned", { run_id: r.id, agent_id: r.agentId });
     void r.execute();
   }
@@ -437,8 +450,10 @@ export class Worker {
   }
 
   private async cleanup(c: Connection, ctl: RunControl): Promise<void> {
-    const busy = this.active().find((r) => r.wt?.path === ctl.worktree);
-    if (busy) return this.ack(c, ctl, `run ${busy.id} still runs in ${ctl.worktree}`);
+    // A worktree is named after its agent (Worktrees.pathFor): no walk over every run (a thousand
+    // agents killed at once each have their worktree cleaned up).
+    const busy = this.unfinished(basename(ctl.worktree));
+    if (busy?.wt?.path === ctl.worktree) return this.ack(c, ctl, `run ${busy.id} still runs in ${ctl.worktree}`);
     try {
       await this.worktrees.remove(ctl.repo, ctl.worktree);
     } catch (err) {
