@@ -224,7 +224,8 @@ async def test_a_new_worktree_reads_no_other_worktree(
     await asyncio.gather(*(wts.create(str(repo), f"a{n}", f"godel/a{n}", reuse=False) for n in range(20)))
     git_calls.clear()
     last = await wts.create(str(repo), "last", "godel/last", reuse=False)
-    assert [call[0] for call in git_calls] == ["rev-parse", "update-ref", "reset"], git_calls
+    # Not even a rev-parse: HEAD's commit is read from its files once git has said where they are.
+    assert [call[0] for call in git_calls] == ["update-ref", "reset"], git_calls
     listed = git(repo, "worktree", "list", "--porcelain").split("\n\n")
     entry = next(block for block in listed if block.startswith(f"worktree {last.path}\n"))
     assert "branch refs/heads/godel/last" in entry and "locked" not in entry
@@ -420,3 +421,38 @@ def _state(pid: int) -> str:
             return f.read().rsplit(b")", 1)[1].split()[0].decode()
     except OSError:
         return "gone"
+
+
+async def test_a_new_agent_starts_from_the_repositorys_head_as_it_is_now(
+    tmp_path: Path, git_calls: list[tuple[str, ...]]
+) -> None:
+    repo = make_git_repo(tmp_path / "repo")
+    wts = Worktrees(tmp_path / "wt")
+    first = await wts.create(str(repo), "a1", "godel/a1", reuse=False)
+    assert first.base == git(repo, "rev-parse", "HEAD") and git_calls[0][0] == "rev-parse"
+    git(repo, "commit", "-q", "--allow-empty", "-m", "moved on")
+    git_calls.clear()
+    moved = await wts.create(str(repo), "a2", "godel/a2", reuse=False)
+    assert moved.base == git(repo, "rev-parse", "HEAD") != first.base
+    assert "rev-parse" not in [call[0] for call in git_calls]
+    assert git(moved.path, "log", "-1", "--format=%s") == "moved on"
+    # A detached HEAD is read as well; a packed branch is git's to read.
+    git(repo, "checkout", "-q", "--detach", first.base)
+    detached = await wts.create(str(repo), "a3", "godel/a3", reuse=False)
+    assert detached.base == first.base
+    git(repo, "checkout", "-q", "-")
+    git(repo, "pack-refs", "--all")
+    assert not (repo / ".git" / "refs" / "heads" / git(repo, "branch", "--show-current")).exists()
+    git_calls.clear()
+    packed = await wts.create(str(repo), "a4", "godel/a4", reuse=False)
+    assert packed.base == moved.base and git_calls[0][0] == "rev-parse"
+    # A repository path that is itself a linked worktree: its own HEAD, not the main one's.
+    git(repo, "worktree", "add", "-q", "-b", "side", str(tmp_path / "side"), first.base)
+    side = tmp_path / "side"
+    await wts.create(str(side), "a5", "godel/a5", reuse=False)
+    git(side, "commit", "-q", "--allow-empty", "-m", "on the side")
+    git_calls.clear()
+    from_side = await wts.create(str(side), "a6", "godel/a6", reuse=False)
+    assert from_side.base == git(side, "rev-parse", "HEAD") != git(repo, "rev-parse", "HEAD")
+    assert "rev-parse" not in [call[0] for call in git_calls]
+    git(repo, "fsck", "--strict")

@@ -199,26 +199,44 @@ def _plain_admin_dir(path: Path, common: Path) -> Path | None:
     return admin
 
 
-def _loose_ref(common: Path, branch: str) -> str | None:
-    """The commit id in the branch's loose ref file, or None where git must answer (a packed or
-    symbolic ref, reftable, a name git would read differently). The agent can write its branch's
-    ref, so the file is read without following a link or waiting on a FIFO, and only a regular file
-    holding a commit id counts."""
-    if not _PLAIN_BRANCH.match(branch):
-        return None
+def _small_file(path: Path) -> str | None:
+    """The stripped text of a small regular file, read without following a link or waiting on a
+    FIFO (an agent can write its branch's ref); None for anything else."""
     try:
-        fd = os.open(common / "refs" / "heads" / branch, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             return None
-        content = os.read(fd, 128).strip().decode("ascii", "replace")
+        return os.read(fd, 256).strip().decode("ascii", "replace")
     except OSError:
         return None
     finally:
         os.close(fd)
-    return content if _COMMIT_ID.match(content) else None
+
+
+def _loose_ref(common: Path, branch: str) -> str | None:
+    """The commit id in the branch's loose ref file, or None where git must answer (a packed or
+    symbolic ref, reftable, a name git would read differently, a file that holds no commit id)."""
+    if not _PLAIN_BRANCH.match(branch):
+        return None
+    content = _small_file(common / "refs" / "heads" / branch)
+    return content if content is not None and _COMMIT_ID.match(content) else None
+
+
+def _head_commit(git_dir: Path, common: Path) -> str | None:
+    """The commit the repository's HEAD names, from its files: a detached HEAD's id, or the loose ref
+    of the branch it is on; None where git must answer (a packed ref, a branch with no commit yet,
+    reftable)."""
+    head = _small_file(git_dir / "HEAD")
+    if head is None:
+        return None
+    if _COMMIT_ID.match(head):
+        return head
+    if head.startswith("ref: refs/heads/"):
+        return _loose_ref(common, head.removeprefix("ref: refs/heads/"))
+    return None
 
 
 def _delete_admin_dir(admin: Path) -> None:
@@ -301,6 +319,9 @@ class Worktrees:
         # The git directory of each repository seen: a removal checks the worktree against it
         # instead of asking git (a thousand agents killed at once each forked a `git rev-parse`).
         self._commons: dict[Path, Path] = {}
+        # And its own git directory (<common> itself, or <common>/worktrees/<name> for a linked
+        # worktree), whose HEAD an agent's base is read from.
+        self._git_dirs: dict[Path, Path] = {}
 
     def path_for(self, agent_id: str) -> Path:
         if not _SAFE_ID.match(agent_id):
@@ -317,12 +338,18 @@ class Worktrees:
         return common
 
     async def _common_dir_and_head(self, repo: Path) -> tuple[Path, str]:
-        """The repository's git directory and the commit its HEAD names, in one git process."""
+        """The repository's git directory and the commit its HEAD names: read from HEAD's files once
+        git has said where they are (a git process less per agent), else asked of git."""
         self._check_repo_path(repo)
+        common, git_dir = self._commons.get(repo), self._git_dirs.get(repo)
+        if common is not None and git_dir is not None:
+            head = _head_commit(git_dir, common)
+            if head is not None:
+                return common, head
         try:
-            raw, head = (
-                await git("rev-parse", "--git-common-dir", "--verify", "HEAD^{commit}", cwd=repo)
-            ).split()
+            raw_git_dir, raw, head = (
+                await git("rev-parse", "--git-dir", "--git-common-dir", "--verify", "HEAD^{commit}", cwd=repo)
+            ).splitlines()
         except (WorktreeError, ValueError):
             common = await self.common_dir(repo)  # says which of the two is wrong
             try:
@@ -330,6 +357,7 @@ class Worktrees:
             except WorktreeError as exc:
                 raise WorktreeError(f"repository {repo} has no commit to start from ({exc})") from exc
             return common, head
+        self._git_dirs[repo] = _absolute(repo, raw_git_dir)
         common = self._commons[repo] = _absolute(repo, raw)
         return common, head
 
