@@ -14,9 +14,10 @@ import (
 )
 
 // Process groups of runs (services/godel_server/worker/procs.py, limits.py): every run's
-// process starts as the leader of its own group, dies with the worker (PR_SET_PDEATHSIG), and
-// is recorded in <worktree root>/.pids/<worker pid>/<run id>, so that a later worker can kill
-// what a dead one left running; a watchdog samples the trees against the runs' limits.
+// process starts as the leader of its own group, dies with the worker (PR_SET_PDEATHSIG; what
+// the death signal misses, the reaper kills: reaper.go), and is recorded in
+// <worktree root>/.pids/<worker pid>/<run id>, so that a later worker can kill what a dead one
+// left running; a watchdog samples the trees against the runs' limits.
 
 func signalGroup(pgid int, sig syscall.Signal) {
 	if pgid > 1 {

@@ -328,7 +328,7 @@ func (r *run) command(ctx context.Context, sb *sandbox, wt *worktree) *outcome {
 	}
 	full, procEnv := sb.command(argv, env, wt.path)
 	cmd := exec.Command(full[0], full[1:]...)
-	cmd.Dir, cmd.Env = wt.path, procEnv
+	cmd.Dir, cmd.Env = wt.path, append(procEnv, r.w.owner)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()

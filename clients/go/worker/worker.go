@@ -57,6 +57,7 @@ type Worker struct {
 	worktrees *worktrees
 	pids      *pidFiles
 	sandboxes *sandboxes
+	owner     string // the owner mark of the runs' processes (reaper.go)
 	clients   []*godel.Client
 	conns     []*connection
 
@@ -70,7 +71,7 @@ type Worker struct {
 // New builds a worker from its settings; Run starts it.
 func New(cfg *Config) (*Worker, error) {
 	w := &Worker{cfg: cfg, worktrees: newWorktrees(cfg.WorktreeRoot), pids: newPidFiles(cfg.WorktreeRoot),
-		sandboxes: newSandboxes(cfg), runs: map[string]*run{}, unfinished: map[string]*run{}, accepting: true}
+		sandboxes: newSandboxes(cfg), owner: ownerMark(cfg.WorktreeRoot), runs: map[string]*run{}, unfinished: map[string]*run{}, accepting: true}
 	var opts []godel.Option
 	if cfg.APIKey != "" {
 		opts = append(opts, godel.WithAPIKey(cfg.APIKey))
@@ -113,6 +114,13 @@ func mutualTLS(cfg *Config) (*tls.Config, error) {
 // worker on the same root left running, connects, and runs until ctx is done; then it kills
 // what still runs and reports it LOST "worker shutting down" (it runs again elsewhere).
 func (w *Worker) Run(ctx context.Context) error {
+	// The reaper kills what is marked once this pipe closes: when Run returns, or the worker dies.
+	reaper, err := startReaper(w.owner)
+	if err != nil {
+		logger.Warn("cannot start the reaper of runs: a worker killed may leave runs behind until the next one starts", "error", err.Error())
+	} else {
+		defer reaper.Close()
+	}
 	if err := w.sandboxes.check(ctx); err != nil {
 		return err
 	}

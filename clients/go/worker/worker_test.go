@@ -53,6 +53,9 @@ func (s *logSink) String() string {
 }
 
 func TestMain(m *testing.M) {
+	if os.Getenv(asWorkerVariable) != "" {
+		os.Exit(runAsWorker())
+	}
 	logger = slog.New(slog.NewJSONHandler(logs, nil))
 	os.Exit(m.Run())
 }
