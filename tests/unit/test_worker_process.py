@@ -8,12 +8,13 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
 
 from godel.v1 import worker_service_pb2 as ws
+from godel_server.worker import procs
 from godel_server.worker.procs import group_members
 from tests.fakes.worker_controller import FakeController
 from tests.fakes.worker_env import alive, assignment, make_git_repo
@@ -91,10 +92,16 @@ async def test_sigterm_reports_runs_lost_and_exits(tmp_path: Path) -> None:
 
 
 async def kill_worker_running_sleeps(
-    tmp_path: Path, ctl: FakeController, members: list[int], at_least: int, **env: str
+    tmp_path: Path,
+    ctl: FakeController,
+    members: list[int],
+    at_least: int,
+    before_kill: Callable[[int], None] = lambda worker: None,
+    **env: str,
 ) -> int:
     """Runs `sleep 600 & sleep 600` on a worker process, waits for `at_least` processes in the run's
-    group (appended to `members`), SIGKILLs the worker and returns the group's id."""
+    group (appended to `members`), calls `before_kill` with the worker's pid, SIGKILLs the worker and
+    returns the group's id."""
     repo = make_git_repo(tmp_path / "repo")
     async with worker_process(tmp_path, ctl.address, **env) as proc:
         await ctl.wait_stream(timeout=20)
@@ -108,22 +115,61 @@ async def kill_worker_running_sleeps(
             lambda: len(group_members(pgid)) >= at_least, 10, f"{at_least} processes in the run"
         )
         members.extend(group_members(pgid))
+        before_kill(proc.pid)
         proc.kill()
         await proc.wait()
     return pgid
 
 
-async def test_a_killed_worker_leaves_nothing_running_after_its_restart(tmp_path: Path) -> None:
-    # Unsandboxed: in a sandbox the whole tree dies with the worker at once (its own PID namespace;
-    # see test_worker_sandbox.py), so only here can grandchildren outlive the worker.
+def reaper_of(worker: int) -> int:
+    """The pid of the worker's reaper (worker/reaper.py): its child that runs procs.py."""
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError, ValueError):
+            if (
+                not entry.name.isdigit()
+                or int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != worker
+            ):
+                continue
+            if procs.__file__.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                return int(entry.name)
+    raise AssertionError(f"worker {worker} has no reaper")
+
+
+async def test_a_killed_worker_leaves_nothing_of_its_runs_running(tmp_path: Path) -> None:
+    # Unsandboxed, a run's grandchildren have no death signal of their own (in a sandbox the tree is
+    # a PID namespace, see test_worker_sandbox.py): the worker's reaper kills them.
     ctl = await FakeController().start()
     members: list[int] = []
     try:
         pgid = await kill_worker_running_sleeps(tmp_path, ctl, members, 3, GODEL_SANDBOX="off")
+        await wait_for_async(
+            lambda: not any(alive(pid) for pid in [pgid, *members]), 15, "the run's processes to die"
+        )
+    finally:
+        for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await ctl.stop()
+
+
+async def test_a_worker_killed_with_its_reaper_leaves_nothing_running_after_its_restart(
+    tmp_path: Path,
+) -> None:
+    ctl = await FakeController().start()
+    members: list[int] = []
+    try:
+        pgid = await kill_worker_running_sleeps(
+            tmp_path,
+            ctl,
+            members,
+            3,
+            before_kill=lambda worker: os.kill(reaper_of(worker), signal.SIGKILL),
+            GODEL_SANDBOX="off",
+        )
         # The direct child dies with the worker (PR_SET_PDEATHSIG) ...
         await wait_for_async(lambda: not alive(pgid), 15, "the worker's direct child to die with it")
         survivors = [pid for pid in members if alive(pid)]
-        assert survivors  # the grandchildren have no death signal of their own
+        assert survivors  # the grandchildren have no death signal of their own, and no reaper
         # ... and a new worker on the same worktree root kills what is left of the group.
         count = len(ctl.streams)
         async with worker_process(tmp_path, ctl.address, GODEL_SANDBOX="off") as proc:
@@ -132,8 +178,11 @@ async def test_a_killed_worker_leaves_nothing_running_after_its_restart(tmp_path
                 lambda: not any(alive(pid) for pid in survivors), 15, "the orphans to be killed"
             )
             assert not list((tmp_path / "worktrees" / ".pids").glob("*/r1"))
+            reaper = reaper_of(proc.pid)
             proc.send_signal(signal.SIGTERM)
             assert await exit_status(proc, tmp_path / "worker.log") == 0
+            # A worker that stops tells its reaper, which ends.
+            await wait_for_async(lambda: not alive(reaper), 15, "the reaper to end with the worker")
     finally:
         for pid in members:
             with contextlib.suppress(ProcessLookupError):

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import random
+import shutil
 import signal
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -35,6 +36,7 @@ from tests.fakes.worker_env import (
     assignment,
     exists,
     git,
+    make_git_repo,
     running_worker,
     worker_settings,
 )
@@ -234,11 +236,52 @@ async def test_killing_the_worker_kills_the_sandboxed_tree_at_once(tmp_path: Pat
     try:
         # bwrap, its reaper (PID 1 of the sandbox), sh and two sleeps.
         await kill_worker_running_sleeps(tmp_path, ctl, members, 5)
-        # No process of the sandbox outlives the worker (unsandboxed, the sleeps do: see
-        # test_worker_process.py, where the next worker has to sweep them).
+        # No process of the sandbox outlives the worker (unsandboxed, the sleeps would, but for the
+        # worker's reaper: see test_worker_process.py).
         await wait_for_async(lambda: not any(alive(pid) for pid in members), 15, "the sandboxed tree to die")
     finally:
         for pid in members:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        await ctl.stop()
+
+
+# A bwrap that holds the sandbox of a `sleep 600` in its setup (--block-fd: after the namespaces,
+# before the command) until a byte comes through the FIFO, where the inner bwrap has not asked for
+# its death signal yet; the worker's start-up probe goes straight through.
+_HELD_BWRAP = """#!/bin/sh
+case "$*" in
+  *"sleep 600"*) exec 9<>"{fifo}"; exec {bwrap} --block-fd 9 "$@" ;;
+  *) exec {bwrap} "$@" ;;
+esac
+"""
+
+
+async def test_a_worker_killed_while_bwrap_sets_a_sandbox_up_leaves_nothing_running(tmp_path: Path) -> None:
+    ctl = await FakeController().start()
+    root, fifo, held = tmp_path / "worktrees", tmp_path / "release", tmp_path / "held-bwrap"
+    os.mkfifo(fifo)
+    held.write_text(_HELD_BWRAP.format(fifo=fifo, bwrap=shutil.which("bwrap")))
+    held.chmod(0o755)
+    repo = make_git_repo(tmp_path / "repo")
+    try:
+        async with worker_process(tmp_path, ctl.address, GODEL_SANDBOX_BWRAP=str(held)) as proc:
+            await ctl.wait_stream(timeout=20)
+            ctl.assign(assignment(repo, "r1", "a1", ["sleep", "600"]))
+            await ctl.wait_update("r1", ws.RUN_STATE_RUNNING)
+            # The outer bwrap and the inner one, waiting in the sandbox's setup.
+            await wait_for_async(lambda: len(_marked_for(root)) >= 2, 15, "the inner bwrap")
+            outer = min(_marked_for(root))
+            proc.kill()
+            await proc.wait()
+        await wait_for_async(lambda: not alive(outer), 15, "the outer bwrap to die with the worker")
+        with contextlib.suppress(OSError):  # ENXIO: no reader, the inner bwrap is gone already
+            release = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            os.write(release, b"x")
+            os.close(release)
+        await wait_for_async(lambda: not _marked_for(root), 15, "the sandbox to die with its worker")
+    finally:
+        for pid in _marked_for(root):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         await ctl.stop()

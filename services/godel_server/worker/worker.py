@@ -28,6 +28,7 @@ from godel_server.worker.messages import TERMINAL_STATES, now
 from godel_server.worker.metrics import RUNS_STARTED
 from godel_server.worker.outbox import Journal, RunOutbox
 from godel_server.worker.procs import kill_leftovers
+from godel_server.worker.reaper import Reaper
 from godel_server.worker.run import Run
 from godel_server.worker.runtimes import RUNTIMES, runtime_name
 from godel_server.worker.sandbox import Sandboxes
@@ -63,11 +64,13 @@ class Worker:
         ]
         self.accepting = True
         self._tasks: set[asyncio.Task[None]] = set()
+        self._reaper: Reaper | None = None
 
     # ----------------------------------------------------------------- lifecycle
     async def start(self) -> None:
         await self.sandboxes.check()
         kill_leftovers(self.settings.worktree_root)
+        self._reaper = Reaper(self.settings.worktree_root)
         self._restore()
         log.info(
             "worker starting",
@@ -117,6 +120,9 @@ class Worker:
                     await run.task
         self.journal.flush()
         self.state.release()
+        if self._reaper is not None:
+            self._reaper.stopped()
+            self._reaper = None
         log.info("worker stopped", extra={"worker_id": self.worker_id})
 
     async def _await_acknowledgements(self, timeout: float) -> None:
