@@ -1,10 +1,12 @@
 /// <reference types="node" />
 // Process groups of runs (services/godel_server/worker/procs.py, limits.py): each run's process
-// leads its own group (detached), dies with the worker (setpriv --pdeathsig KILL), is recorded in
-// <worktree root>/.pids/<worker pid>/<run id> for a later worker to kill, and is watched against
-// the run's limits by sampling its tree in /proc.
+// leads its own group (detached), dies with the worker (setpriv --pdeathsig KILL; what the death
+// signal misses, the reaper kills: reaper.ts), is recorded in <worktree root>/.pids/<worker
+// pid>/<run id> for a later worker to kill, and is watched against the run's limits by sampling
+// its tree in /proc.
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { alive, environHas, processIds, statFields } from "./leftovers.js";
 
 export const MIB = 1024 * 1024;
 
@@ -29,20 +31,6 @@ export function describeExit(code: number): string {
     return `killed by ${names[-code] ?? `signal ${-code}`}`;
   }
   return `exited with code ${code}`;
-}
-
-/** The fields of /proc/<pid>/stat after "(comm)": state [0], ppid [1], pgrp [2], ... */
-function statFields(pid: number): string[] {
-  try {
-    const raw = readFileSync(`/proc/${pid}/stat`, "latin1");
-    return raw.slice(raw.lastIndexOf(")") + 1).trim().split(/\s+/);
-  } catch {
-    return [];
-  }
-}
-
-function pids(): number[] {
-  return readdirSync("/proc").filter((n) => /^\d+$/.test(n)).map(Number);
 }
 
 export class PidFiles {
@@ -80,7 +68,7 @@ export class PidFiles {
           for (const line of readFileSync(file, "utf8").split(/\s+/).filter(Boolean)) {
             const pgid = Number(line);
             if (!(pgid > 1)) continue;
-            const members = pids().filter((p) => {
+            const members = processIds().filter((p) => {
               const f = statFields(p);
               return f.length >= 3 && f[0] !== "Z" && Number(f[2]) === pgid;
             });
@@ -95,25 +83,6 @@ export class PidFiles {
       rmSync(dir, { recursive: true, force: true });
     }
     return killed;
-  }
-}
-
-function alive(pid: number): boolean {
-  if (!Number.isInteger(pid)) return false;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
-  }
-  const f = statFields(pid);
-  return f.length > 0 && f[0] !== "Z";
-}
-
-function environHas(pid: number, marker: string): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/environ`, "latin1").split("\0").includes(marker);
-  } catch {
-    return false;
   }
 }
 

@@ -18,6 +18,7 @@ import {
   type RunStatus,
 } from "../gen/godel/v1/worker_service_pb.js";
 import { renderArgv } from "./command.js";
+import { OWNER_VARIABLE } from "./leftovers.js";
 import { RunOutbox, TERMINAL } from "./outbox.js";
 import { describeExit, signalGroup, watch } from "./procs.js";
 import { Refused, type Sandbox, which } from "./sandbox.js";
@@ -212,7 +213,9 @@ export class Run {
     const [full, procEnv] = sandbox.command(argv, env, wt.path);
     const setpriv = which("setpriv", "/usr/bin:/bin:/usr/sbin:/sbin");
     const launch = setpriv ? [setpriv, "--pdeathsig", "KILL", "--", ...full] : full;
-    const child = spawn(launch[0]!, launch.slice(1), { cwd: wt.path, env: procEnv, detached: true, stdio: ["ignore", "pipe", "pipe"] });
+    // The owner mark: the reaper, or the next worker on this root, kills what the worker left.
+    const marked = { ...procEnv, [OWNER_VARIABLE]: this.w.owner };
+    const child = spawn(launch[0]!, launch.slice(1), { cwd: wt.path, env: marked, detached: true, stdio: ["ignore", "pipe", "pipe"] });
     const spawned = await new Promise<Error | undefined>((ok) => {
       child.once("spawn", () => ok(undefined));
       child.once("error", (err) => ok(err));

@@ -39,8 +39,10 @@ import {
 } from "../gen/godel/v1/worker_service_pb.js";
 import { backoff, sleep } from "../retry.js";
 import type { Config } from "./config.js";
+import { killMarkedLeftovers, ownerMark } from "./leftovers.js";
 import type { Taken } from "./outbox.js";
 import { PidFiles } from "./procs.js";
+import { Reaper } from "./reaper.js";
 import { Run } from "./run.js";
 import { Sandboxes } from "./sandbox.js";
 import { Worktrees } from "./worktrees.js";
@@ -242,6 +244,8 @@ export class Worker {
   readonly worktrees: Worktrees;
   readonly pids: PidFiles;
   readonly sandboxes: Sandboxes;
+  /** The owner mark (GODEL_WORKER) in the environment of the runs' processes (leftovers.ts). */
+  readonly owner: string;
   private readonly runs = new Map<string, Run>();
   // The newest run of each agent in `runs`: an agent's run is assigned only once its previous one
   // has finished, so an agent's unfinished run, if any, is this one.
@@ -253,6 +257,7 @@ export class Worker {
     this.worktrees = new Worktrees(cfg.worktreeRoot);
     this.pids = new PidFiles(cfg.worktreeRoot);
     this.sandboxes = new Sandboxes(cfg);
+    this.owner = ownerMark(cfg.worktreeRoot);
     const headers: Record<string, string> = cfg.apiKey ? { "x-api-key": cfg.apiKey } : {};
     const tls = cfg.tls ? { ca: readFileSync(cfg.tls.ca), cert: readFileSync(cfg.tls.cert), key: readFileSync(cfg.tls.key) } : undefined;
     this.connections = cfg.connect.map((address) => {
@@ -268,8 +273,10 @@ export class Worker {
   /** Checks the sandbox, kills leftovers, connects, and runs until `signal` aborts. */
   async run(signal: AbortSignal): Promise<void> {
     await this.sandboxes.check();
-    const killed = this.pids.killLeftovers();
+    const killed = [...this.pids.killLeftovers(), ...killMarkedLeftovers(this.cfg.worktreeRoot)];
     if (killed.length) this.log("WARN", "killed process groups left by a previous worker", { pgids: killed });
+    // What the runs' death signal misses when this process dies, the reaper kills (reaper.ts).
+    const reaper = new Reaper(this.cfg.worktreeRoot, (msg, fields) => this.log("WARN", msg, fields));
     this.log("INFO", "worker starting", { worker_id: this.cfg.workerId, connect: this.cfg.connect, capacity: this.cfg.capacity, labels: this.cfg.labels, sandbox: this.cfg.sandbox });
     const connections = new AbortController();
     const loops = this.connections.map((c) => c.runForever(connections.signal));
@@ -283,6 +290,7 @@ export class Worker {
     clearInterval(ticks);
     connections.abort();
     await Promise.allSettled(loops);
+    reaper.stopped();
     this.log("INFO", "worker stopped", { worker_id: this.cfg.workerId });
   }
 
