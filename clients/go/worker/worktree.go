@@ -165,10 +165,17 @@ type worktrees struct {
 	root  string
 	mu    sync.Mutex
 	locks map[string]*sync.Mutex
+	// The git directories of each repository seen, whose HEAD a new agent's base is read from
+	// instead of asking git.
+	gitDirs map[string]gitDirs
 }
 
+// gitDirs: a repository's own git directory (<common> itself, or <common>/worktrees/<name> for
+// a linked worktree) and its common one.
+type gitDirs struct{ gitDir, common string }
+
 func newWorktrees(root string) *worktrees {
-	return &worktrees{root: root, locks: map[string]*sync.Mutex{}}
+	return &worktrees{root: root, locks: map[string]*sync.Mutex{}, gitDirs: map[string]gitDirs{}}
 }
 
 func (ws *worktrees) pathFor(agentID string) (string, error) {
@@ -206,15 +213,28 @@ func (ws *worktrees) commonDir(ctx context.Context, repo string) (string, error)
 	return absoluteIn(repo, raw), nil
 }
 
-// commonDirAndHead: the repository's git directory and the commit its HEAD names, in one git
-// process (the separate calls only say which of the two is wrong).
+// commonDirAndHead: the repository's git directory and the commit its HEAD names: read from
+// HEAD's files once git has said where they are (a git process less per agent), else asked of
+// git in one process (the separate calls only say which of the two is wrong).
 func (ws *worktrees) commonDirAndHead(ctx context.Context, repo string) (common, head string, err error) {
 	if err := checkRepoPath(repo); err != nil {
 		return "", "", err
 	}
-	out, err := git(ctx, repo, "rev-parse", "--git-common-dir", "--verify", "HEAD^{commit}")
-	if lines := strings.Split(out, "\n"); err == nil && len(lines) == 2 {
-		return absoluteIn(repo, lines[0]), lines[1], nil
+	ws.mu.Lock()
+	dirs, seen := ws.gitDirs[repo]
+	ws.mu.Unlock()
+	if seen {
+		if head := headCommit(dirs.gitDir, dirs.common); head != "" {
+			return dirs.common, head, nil
+		}
+	}
+	out, err := git(ctx, repo, "rev-parse", "--git-dir", "--git-common-dir", "--verify", "HEAD^{commit}")
+	if lines := strings.Split(out, "\n"); err == nil && len(lines) == 3 {
+		dirs = gitDirs{gitDir: absoluteIn(repo, lines[0]), common: absoluteIn(repo, lines[1])}
+		ws.mu.Lock()
+		ws.gitDirs[repo] = dirs
+		ws.mu.Unlock()
+		return dirs.common, lines[2], nil
 	}
 	if common, err = ws.commonDir(ctx, repo); err != nil {
 		return "", "", err
@@ -528,15 +548,9 @@ func (ws *worktrees) commits(ctx context.Context, w *worktree) ([]string, error)
 // commitID: what a loose ref holds, a SHA-1 or SHA-256 commit id.
 var commitID = regexp.MustCompile(`^[0-9a-f]{40}(?:[0-9a-f]{24})?$`)
 
-// looseRef is the commit id in the branch's loose ref file, or "" where git must answer (a
-// packed or symbolic ref, reftable, a name git would read differently). The agent can write its
-// branch's ref, so the file is read without following a link or waiting on a FIFO, and only a
-// regular file holding a commit id counts.
-func looseRef(common, branch string) string {
-	if !plainBranch.MatchString(branch) {
-		return ""
-	}
-	path := filepath.Join(common, "refs", "heads", branch)
+// smallFile is the trimmed text of a small regular file, read without following a link or
+// waiting on a FIFO (an agent can write its branch's ref); "" for anything else.
+func smallFile(path string) string {
 	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return ""
@@ -546,13 +560,37 @@ func looseRef(common, branch string) string {
 	if err := syscall.Fstat(fd, &st); err != nil || st.Mode&syscall.S_IFMT != syscall.S_IFREG {
 		return ""
 	}
-	buf := make([]byte, 128)
+	buf := make([]byte, 256)
 	n, err := syscall.Read(fd, buf)
 	if err != nil || n < 0 {
 		return ""
 	}
-	if id := strings.TrimSpace(string(buf[:n])); commitID.MatchString(id) {
+	return strings.TrimSpace(string(buf[:n]))
+}
+
+// looseRef is the commit id in the branch's loose ref file, or "" where git must answer (a
+// packed or symbolic ref, reftable, a name git would read differently, a file that holds no
+// commit id).
+func looseRef(common, branch string) string {
+	if !plainBranch.MatchString(branch) {
+		return ""
+	}
+	if id := smallFile(filepath.Join(common, "refs", "heads", branch)); commitID.MatchString(id) {
 		return id
+	}
+	return ""
+}
+
+// headCommit is the commit the repository's HEAD names, from its files: a detached HEAD's id, or
+// the loose ref of the branch it is on; "" where git must answer (a packed ref, a branch with no
+// commit yet, reftable).
+func headCommit(gitDir, common string) string {
+	head := smallFile(filepath.Join(gitDir, "HEAD"))
+	if commitID.MatchString(head) {
+		return head
+	}
+	if branch, ok := strings.CutPrefix(head, "ref: refs/heads/"); ok {
+		return looseRef(common, branch)
 	}
 	return ""
 }

@@ -111,8 +111,9 @@ func TestANewWorktreeReadsNoOtherWorktree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := calls.commands(); !slices.Equal(got, []string{"rev-parse", "update-ref", "reset"}) {
-		t.Fatalf("git commands %v, want rev-parse, update-ref, reset only", calls.all())
+	// Not even a rev-parse: HEAD's commit is read from its files once git has said where they are.
+	if got := calls.commands(); !slices.Equal(got, []string{"update-ref", "reset"}) {
+		t.Fatalf("git commands %v, want update-ref, reset only", calls.all())
 	}
 	entry := ""
 	for block := range strings.SplitSeq(gitT(t, repo, "worktree", "list", "--porcelain"), "\n\n") {
@@ -326,6 +327,80 @@ func TestAWorktreeWhoseAddNeverFinishedIsAddedAgain(t *testing.T) {
 	}
 	if _, err := ws.create(ctx, repo, "a2", "godel/a2", false); err != nil {
 		t.Fatal(err)
+	}
+	gitT(t, repo, "fsck", "--strict")
+}
+
+// A new agent starts from the repository's HEAD as it is now, read from HEAD's files; a packed
+// branch is git's to read.
+func TestANewAgentStartsFromTheRepositorysHeadAsItIsNow(t *testing.T) {
+	ctx := context.Background()
+	repo := repoWithReadme(t)
+	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
+	calls := recordGit(t)
+	create := func(repo, id string) *worktree {
+		t.Helper()
+		wt, err := ws.create(ctx, repo, id, "godel/"+id, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return wt
+	}
+	ranRevParse := func() bool {
+		return slices.Contains(calls.commands(), "rev-parse")
+	}
+	first := create(repo, "a1")
+	if head := gitT(t, repo, "rev-parse", "HEAD"); first.base != head || !ranRevParse() {
+		t.Fatalf("first base %s (HEAD %s), git commands %v", first.base, head, calls.all())
+	}
+	calls.clear()
+	same := create(repo, "a2")
+	if got := calls.commands(); same.base != first.base || !slices.Equal(got, []string{"update-ref", "reset"}) {
+		t.Errorf("base %s (want %s), git commands %v, want update-ref, reset only", same.base, first.base, calls.all())
+	}
+
+	gitT(t, repo, "commit", "-q", "--allow-empty", "-m", "moved on")
+	calls.clear()
+	moved := create(repo, "a3")
+	if head := gitT(t, repo, "rev-parse", "HEAD"); moved.base != head || head == first.base {
+		t.Errorf("base after HEAD moved %s, want %s", moved.base, head)
+	}
+	if ranRevParse() {
+		t.Errorf("git commands %v after HEAD moved, want no rev-parse", calls.all())
+	}
+	if subject := gitT(t, moved.path, "log", "-1", "--format=%s"); subject != "moved on" {
+		t.Errorf("the new worktree is at %q", subject)
+	}
+
+	gitT(t, repo, "checkout", "-q", "--detach", first.base)
+	calls.clear()
+	if detached := create(repo, "a4"); detached.base != first.base || ranRevParse() {
+		t.Errorf("base on a detached HEAD %s (want %s), git commands %v", detached.base, first.base, calls.all())
+	}
+
+	gitT(t, repo, "checkout", "-q", "-")
+	gitT(t, repo, "pack-refs", "--all")
+	branch := gitT(t, repo, "branch", "--show-current")
+	if _, err := os.Lstat(filepath.Join(repo, ".git", "refs", "heads", branch)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the branch %s is still a loose ref: %v", branch, err)
+	}
+	calls.clear()
+	if packed := create(repo, "a5"); packed.base != moved.base || !ranRevParse() {
+		t.Errorf("base on a packed branch %s (want %s), git commands %v, want a rev-parse", packed.base, moved.base, calls.all())
+	}
+
+	// A repository path that is itself a linked worktree: its own HEAD, not the main one's.
+	side := filepath.Join(t.TempDir(), "side")
+	gitT(t, repo, "worktree", "add", "-q", "-b", "side", side, first.base)
+	create(side, "a6")
+	gitT(t, side, "commit", "-q", "--allow-empty", "-m", "on the side")
+	calls.clear()
+	fromSide := create(side, "a7")
+	if head := gitT(t, side, "rev-parse", "HEAD"); fromSide.base != head || head == gitT(t, repo, "rev-parse", "HEAD") {
+		t.Errorf("base from the linked worktree %s, want %s", fromSide.base, head)
+	}
+	if ranRevParse() {
+		t.Errorf("git commands %v from the linked worktree, want no rev-parse", calls.all())
 	}
 	gitT(t, repo, "fsck", "--strict")
 }
