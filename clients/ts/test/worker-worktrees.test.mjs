@@ -78,9 +78,10 @@ test("a new worktree reads no other worktree, and git takes it for one of its ow
   await Promise.all(Array.from({ length: 20 }, (_, n) => wts.create(repo, `a${n}`, `godel/a${n}`, false)));
   calls.length = 0;
   const last = await wts.create(repo, "last", "godel/last", false);
+  // Not even a rev-parse: HEAD's commit is read from its files once git has said where they are.
   assert.deepEqual(
     calls.map((args) => args[0]),
-    ["rev-parse", "update-ref", "reset"],
+    ["update-ref", "reset"],
     JSON.stringify(calls),
   );
   const entry = git(repo, "worktree", "list", "--porcelain")
@@ -212,6 +213,54 @@ for (const killedAfter of ["locked", "gitdir"]) {
     assert.doesNotMatch(git(repo, "worktree", "list", "--porcelain"), /locked/);
   });
 }
+
+test("a new agent starts from the repository's HEAD as it is now, read from HEAD's files", async (t) => {
+  const dir = tempDir(t);
+  const repo = makeRepo(join(dir, "repo"));
+  const { wts, calls } = recorded(join(dir, "wt"));
+  const ranRevParse = () => calls.some((args) => args[0] === "rev-parse");
+  const first = await wts.create(repo, "a1", "godel/a1", false);
+  assert.equal(first.base, git(repo, "rev-parse", "HEAD"));
+  assert.ok(ranRevParse(), JSON.stringify(calls));
+  calls.length = 0;
+  const same = await wts.create(repo, "a2", "godel/a2", false);
+  assert.equal(same.base, first.base);
+  assert.deepEqual(calls.map((args) => args[0]), ["update-ref", "reset"], JSON.stringify(calls));
+
+  git(repo, "commit", "-q", "--allow-empty", "-m", "moved on");
+  calls.length = 0;
+  const moved = await wts.create(repo, "a3", "godel/a3", false);
+  assert.equal(moved.base, git(repo, "rev-parse", "HEAD"));
+  assert.notEqual(moved.base, first.base);
+  assert.ok(!ranRevParse(), JSON.stringify(calls));
+  assert.equal(git(moved.path, "log", "-1", "--format=%s"), "moved on");
+
+  // A detached HEAD is read as well; a packed branch is git's to read.
+  git(repo, "checkout", "-q", "--detach", first.base);
+  calls.length = 0;
+  const detached = await wts.create(repo, "a4", "godel/a4", false);
+  assert.equal(detached.base, first.base);
+  assert.ok(!ranRevParse(), JSON.stringify(calls));
+  git(repo, "checkout", "-q", "-");
+  git(repo, "pack-refs", "--all");
+  assert.ok(!existsSync(join(repo, ".git", "refs", "heads", git(repo, "branch", "--show-current"))));
+  calls.length = 0;
+  const packed = await wts.create(repo, "a5", "godel/a5", false);
+  assert.equal(packed.base, moved.base);
+  assert.ok(ranRevParse(), JSON.stringify(calls));
+
+  // A repository path that is itself a linked worktree: its own HEAD, not the main one's.
+  const side = join(dir, "side");
+  git(repo, "worktree", "add", "-q", "-b", "side", side, first.base);
+  await wts.create(side, "a6", "godel/a6", false);
+  git(side, "commit", "-q", "--allow-empty", "-m", "on the side");
+  calls.length = 0;
+  const fromSide = await wts.create(side, "a7", "godel/a7", false);
+  assert.equal(fromSide.base, git(side, "rev-parse", "HEAD"));
+  assert.notEqual(fromSide.base, git(repo, "rev-parse", "HEAD"));
+  assert.ok(!ranRevParse(), JSON.stringify(calls));
+  git(repo, "fsck", "--strict");
+});
 
 test("the commits of a branch that did not move cost no git process; a commit on it is listed", async (t) => {
   // A thousand runs end at once: each lists its branch's commits, most of them none.

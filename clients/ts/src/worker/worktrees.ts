@@ -31,8 +31,8 @@ const PLAIN_BRANCH = /^[A-Za-z0-9_][A-Za-z0-9_-]*(?:\/[A-Za-z0-9_][A-Za-z0-9_-]*
 // What in a repository's git directory makes `git worktree add` do more than write the worktree's
 // files and check it out (it copies the first two; the third stores refs differently).
 const NOT_PLAIN = ["info/sparse-checkout", "config.worktree", "reftable"];
-// A loose ref's content as git writes it: a SHA-1 or SHA-256 commit id and a newline.
-const LOOSE_REF = /^([0-9a-f]{40}(?:[0-9a-f]{24})?)[\t\n\v\f\r ]*$/;
+// What a loose ref or a detached HEAD holds: a SHA-1 or SHA-256 commit id.
+const COMMIT_ID = /^[0-9a-f]{40}(?:[0-9a-f]{24})?$/;
 const GIT_ENV_DROP = new Set(["GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_COMMON_DIR", "GIT_OBJECT_DIRECTORY"]);
 
 export class WorktreeError extends Error {}
@@ -162,28 +162,43 @@ function adminDir(path: string, common: string): string {
   return admin;
 }
 
-/** The commit id in the branch's loose ref file, or null where git must answer (a packed or
- * symbolic ref, reftable, a name git would read differently). The agent can write its branch's ref,
- * so the file is read without following a link or waiting on a FIFO, and only a regular file
- * holding a commit id counts. */
-function looseRef(common: string, branch: string): string | null {
-  if (!PLAIN_BRANCH.test(branch)) return null;
+/** The trimmed text of a small regular file, read without following a link or waiting on a FIFO
+ * (an agent can write its branch's ref); null for anything else. */
+function smallFile(path: string): string | null {
   let fd: number;
   try {
-    fd = openSync(join(common, "refs", "heads", branch), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch {
     return null;
   }
   try {
     if (!fstatSync(fd).isFile()) return null;
-    const buf = Buffer.alloc(128);
-    const text = buf.toString("latin1", 0, readSync(fd, buf, 0, buf.length, 0));
-    return LOOSE_REF.exec(text)?.[1] ?? null;
+    const buf = Buffer.alloc(256);
+    return buf.toString("latin1", 0, readSync(fd, buf, 0, buf.length, 0)).trim();
   } catch {
     return null;
   } finally {
     closeSync(fd);
   }
+}
+
+/** The commit id in the branch's loose ref file, or null where git must answer (a packed or
+ * symbolic ref, reftable, a name git would read differently, a file that holds no commit id). */
+function looseRef(common: string, branch: string): string | null {
+  if (!PLAIN_BRANCH.test(branch)) return null;
+  const content = smallFile(join(common, "refs", "heads", branch));
+  return content !== null && COMMIT_ID.test(content) ? content : null;
+}
+
+/** The commit the repository's HEAD names, from its files: a detached HEAD's id, or the loose ref
+ * of the branch it is on; null where git must answer (a packed ref, a branch with no commit yet,
+ * reftable). */
+function headCommit(gitDir: string, common: string): string | null {
+  const head = smallFile(join(gitDir, "HEAD"));
+  if (head === null) return null;
+  if (COMMIT_ID.test(head)) return head;
+  const prefix = "ref: refs/heads/";
+  return head.startsWith(prefix) ? looseRef(common, head.slice(prefix.length)) : null;
 }
 
 const exists = (p: string): Promise<boolean> => stat(p).then(() => true, () => false);
@@ -254,6 +269,10 @@ const readBase = (file: string) => {
 
 export class Worktrees {
   private readonly chains = new Map<string, Promise<unknown>>();
+  /** The git directories of each repository seen: its own (<common> itself, or
+   * <common>/worktrees/<name> for a linked worktree) and the common one, whose files a new agent's
+   * base is read from instead of asking git. */
+  private readonly gitDirs = new Map<string, { gitDir: string; common: string }>();
 
   /** `run` runs every git command of the module (tests record them). */
   constructor(
@@ -281,15 +300,23 @@ export class Worktrees {
     return absolute(repo, raw);
   }
 
-  /** The repository's git directory and the commit its HEAD names, in one git process. */
+  /** The repository's git directory and the commit its HEAD names: read from HEAD's files once git
+   * has said where they are (a git process less per agent), else asked of git in one process. */
   private async commonDirAndHead(repo: string): Promise<[string, string]> {
     checkRepoPath(repo);
-    const lines = await this.git(repo, "rev-parse", "--git-common-dir", "--verify", "HEAD^{commit}").then(
+    const seen = this.gitDirs.get(repo);
+    const known = seen && headCommit(seen.gitDir, seen.common);
+    if (seen && known) return [seen.common, known];
+    const lines = await this.git(repo, "rev-parse", "--git-dir", "--git-common-dir", "--verify", "HEAD^{commit}").then(
       (out) => out.split("\n"),
       () => [],
     );
-    const [raw, head] = lines;
-    if (lines.length === 2 && raw && head) return [absolute(repo, raw), head];
+    const [rawGitDir, raw, head] = lines;
+    if (lines.length === 3 && rawGitDir && raw && head) {
+      const common = absolute(repo, raw);
+      this.gitDirs.set(repo, { gitDir: absolute(repo, rawGitDir), common });
+      return [common, head];
+    }
     const common = await this.commonDir(repo); // says which of the two is wrong
     try {
       return [common, await this.git(repo, "rev-parse", "--verify", "HEAD^{commit}")];
