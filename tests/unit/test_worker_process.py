@@ -80,10 +80,13 @@ async def test_sigterm_reports_runs_lost_and_exits(tmp_path: Path) -> None:
             assert stream.hello is not None and stream.hello.capacity == 5
             ctl.assign(assignment(repo, "r1", "a1", ["sleep", "600"]))
             await ctl.wait_update("r1", ws.RUN_STATE_RUNNING)
+            reaper = reaper_of(proc.pid)
             proc.send_signal(signal.SIGTERM)
             final = await ctl.wait_final("r1", timeout=5)
             assert (final.state, final.error) == (ws.RUN_STATE_LOST, "worker shutting down")
             assert await exit_status(proc, tmp_path / "worker.log") == 0
+            # A worker that stops tells its reaper (worker/reaper.py), which ends.
+            await wait_for_async(lambda: not alive(reaper), 15, "the reaper to end with the worker")
             lines = (tmp_path / "worker.log").read_text().splitlines()
             records = [json.loads(line) for line in lines if line.startswith("{")]
             assert any(r["msg"] == "worker connected" and r["service"] == "worker" for r in records)
@@ -172,17 +175,12 @@ async def test_a_worker_killed_with_its_reaper_leaves_nothing_running_after_its_
         assert survivors  # the grandchildren have no death signal of their own, and no reaper
         # ... and a new worker on the same worktree root kills what is left of the group.
         count = len(ctl.streams)
-        async with worker_process(tmp_path, ctl.address, GODEL_SANDBOX="off") as proc:
+        async with worker_process(tmp_path, ctl.address, GODEL_SANDBOX="off"):
             await ctl.wait_stream(timeout=20, after=count)
             await wait_for_async(
                 lambda: not any(alive(pid) for pid in survivors), 15, "the orphans to be killed"
             )
             assert not list((tmp_path / "worktrees" / ".pids").glob("*/r1"))
-            reaper = reaper_of(proc.pid)
-            proc.send_signal(signal.SIGTERM)
-            assert await exit_status(proc, tmp_path / "worker.log") == 0
-            # A worker that stops tells its reaper, which ends.
-            await wait_for_async(lambda: not alive(reaper), 15, "the reaper to end with the worker")
     finally:
         for pid in members:
             with contextlib.suppress(ProcessLookupError):
