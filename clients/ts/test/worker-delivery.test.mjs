@@ -15,18 +15,8 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ConnectResponseSchema, ControlAction, RejectReason, RunState, WorkerService } from "../dist/gen/godel/v1/worker_service_pb.js";
 import { loadConfig } from "../dist/worker/config.js";
 import { Worker } from "../dist/worker/worker.js";
+import { waitFor } from "./waits.mjs";
 
-const DEADLINE_MS = 15_000;
-
-async function waitFor(condition, what, timeoutMs = DEADLINE_MS) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = condition();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((ok) => setTimeout(ok, 20));
-  }
-}
 
 /** One worker stream as the fake replica sees it: what came in, and what to send. */
 class Stream {

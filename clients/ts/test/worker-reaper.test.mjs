@@ -13,20 +13,10 @@ import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { ConnectResponseSchema, RunState, WorkerService } from "../dist/gen/godel/v1/worker_service_pb.js";
+import { waitFor } from "./waits.mjs";
 
 const DIST = join(dirname(fileURLToPath(import.meta.url)), "..", "dist", "worker");
 const BWRAP = "/usr/bin/bwrap";
-const DEADLINE_MS = 15_000;
-
-async function waitFor(condition, what, timeoutMs = DEADLINE_MS) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = condition();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((ok) => setTimeout(ok, 20));
-  }
-}
 
 /** A fake agent-service replica: welcomes the worker, acknowledges its heartbeats, keeps the run
  * updates it sends, and assigns runs. */
