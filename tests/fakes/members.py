@@ -11,14 +11,14 @@ import uuid
 from collections.abc import Callable
 from typing import cast
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from godel.v1 import agent_pb2, event_pb2
 from godel_server.runtime.db import Database
 from godel_server.runtime.events import utcnow
 from godel_server.runtime.tables import processed_events
 from godel_server.team.agents import AgentGateway
-from godel_server.team.members import Effects, Members, apply_agent_event
+from godel_server.team.members import Effects, Members, apply_agent_event, read_members
 from godel_server.team.models import MemberRow
 from godel_server.team.workflows.engine import WorkflowEngine
 from tests.fakes.events import moved
@@ -88,11 +88,13 @@ class InstantMembers(Members):
                         for e in events
                     ],
                 )
+                # The agent ids that CreateAgent / agent:spawn would have stored earlier.
+                await session.execute(
+                    update(MemberRow), [{"id": m, "agent_id": agents[m]} for m in member_ids]
+                )
+                # Then what the consumer does (team/dispatch.py `handle_batch`).
+                await engine.read_steps(session, await read_members(session, events))
                 for member_id, event in zip(member_ids, events, strict=True):
-                    # The agent id that CreateAgent / agent:spawn would have stored earlier.
-                    member = await session.get(MemberRow, member_id, with_for_update=True)
-                    assert member is not None, f"launched member {member_id} has no row"
-                    member.agent_id = agents[member_id]
                     change = await apply_agent_event(session, event)
                     assert change is not None and change.ended and change.member.step_id is not None, (
                         f"agent:complete of member {member_id} changed nothing"

@@ -99,8 +99,8 @@ async def test_a_create_is_two_inserts_and_a_kill_writes_the_row_once(agent_db: 
     assert statements.seen == [
         "SELECT AGENTS.ID, AGENTS.REQUEST_ID,",
         "INSERT INTO AGENT_TRANSITIONS",
-        "INSERT INTO OUTBOX",
         "UPDATE AGENTS SET",
+        "INSERT INTO OUTBOX",  # a transaction's events go at its commit (runtime/outbox.py)
     ]
     assert killed.version == 2 and killed.lifecycle_state == LifecycleState.KILLED
     async with agent_db.reader() as session:

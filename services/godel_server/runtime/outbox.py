@@ -29,7 +29,9 @@ from aiokafka.errors import (
 )
 from prometheus_client import Counter, Gauge
 from sqlalchemy import RowMapping, Select, delete, insert, select
+from sqlalchemy import event as orm_event
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from godel.v1 import event_pb2
 from godel_server.runtime import tracing
@@ -66,11 +68,13 @@ class SendFailed(KafkaError):  # type: ignore[misc]
 
 
 async def enqueue(session: AsyncSession, events: Sequence[event_pb2.Event]) -> None:
-    """Adds events to the outbox inside the caller's transaction."""
+    """Adds events to the outbox inside the caller's transaction. The rows are written when it
+    commits, all of its events in one statement (a consumer batch publishes per event it handles:
+    one INSERT each was a round trip each), in the order they were enqueued."""
     if not events:
         return
-    rows = []
     trace = [[k, v] for k, v in tracing.current_headers().items()]
+    rows = _pending(session.sync_session)
     for event in events:
         record = to_kafka_record(event)
         rows.append(
@@ -83,10 +87,28 @@ async def enqueue(session: AsyncSession, events: Sequence[event_pb2.Event]) -> N
                 "created_at": utcnow(),
             }
         )
-    # The outbox rows need nothing the session holds: its pending changes are flushed once, later,
-    # instead of here and again after the caller's next change (two UPDATEs of one row).
-    with session.no_autoflush:
-        await session.execute(OUTBOX_INSERT, rows)
+
+
+_PENDING = "godel.outbox_pending"
+
+
+def _pending(session: Session) -> list[dict[str, Any]]:
+    """The rows enqueued in the session's current transaction (none again in a new one)."""
+    transaction = session.get_transaction()
+    held = session.info.get(_PENDING)
+    if held is None or held[0] is not transaction:
+        held = session.info[_PENDING] = (transaction, [])
+    rows: list[dict[str, Any]] = held[1]
+    return rows
+
+
+@orm_event.listens_for(Session, "before_commit")
+def _write_pending(session: Session) -> None:
+    held = session.info.pop(_PENDING, None)
+    if held is not None and held[0] is session.get_transaction() and held[1]:
+        # The rows need nothing the session holds: its pending changes are flushed by the commit.
+        with session.no_autoflush:
+            session.execute(OUTBOX_INSERT, held[1])
 
 
 def _send_context(row: RowMapping) -> tuple[dict[str, str], list[tuple[str, bytes]]]:

@@ -17,7 +17,7 @@ from godel_server.runtime.ownership import Owner
 from godel_server.runtime.row_locks import locked
 from godel_server.runtime.topics import DOMAIN_TOPICS
 from godel_server.team.budgets.ledger import BudgetLedger, Usage
-from godel_server.team.members import Effects, Members, apply_agent_event, member_id_of
+from godel_server.team.members import Effects, Members, apply_agent_event, member_id_of, read_members
 from godel_server.team.models import MemberRow, TeamRow
 from godel_server.team.tasks.queue import TaskQueue
 from godel_server.team.teams.orchestrator import TeamOrchestrator
@@ -66,6 +66,9 @@ class AgentEventConsumer(EventConsumer):
     ) -> list[event_pb2.Event]:
         # A failed batch is reprocessed from scratch: forget what the failed attempt decided.
         self._effects = effects = Effects()
+        # The batch's team agents and members, each read in one statement, not one per event.
+        await self._tasks.lock_agents(session, events)
+        await self._workflows.read_steps(session, await read_members(session, events))
         for event in events:
             await self._tasks.on_agent_event(session, event)
             if isinstance(usage := event_data(event), agent_events_pb2.AgentUsage):

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
 import grpc
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -35,6 +35,8 @@ from godel_server.team.owners import owner_of_member
 
 log = logging.getLogger(__name__)
 
+# The agent events that end a member (an `agent:error` only when it is final).
+ENDING_EVENTS = (ev.AgentCompleted, ev.AgentFailed, ev.AgentKilled, ev.AgentDeleted)
 ENDED = frozenset({MemberStatus.COMPLETED, MemberStatus.FAILED, MemberStatus.KILLED, MemberStatus.CANCELLED})
 # Member statuses that hold (or are about to hold) a running agent.
 ACTIVE = frozenset({MemberStatus.LAUNCHING, MemberStatus.RUNNING, MemberStatus.PAUSED})
@@ -153,24 +155,98 @@ class Change:
     ended: bool
 
 
+async def read_members(session: AsyncSession, events: Sequence[event_pb2.Event]) -> list[BatchMember]:
+    """Reads the members a batch of agent events is about, for `apply_agent_event`: one SELECT,
+    their workflows and teams locked (in order), then one more SELECT of them under those locks,
+    instead of a lookup and a read per event. Agents with no member are known to have none for the
+    rest of the transaction (unless an `agent:spawn` of the batch names their member). Returns the
+    members read, each with whether an event of the batch ends its agent."""
+    agent_ids: set[str] = set()
+    member_ids: set[str] = set()
+    ending: set[str] = set()
+    for event in events:
+        data = event_data(event)
+        if isinstance(data, ev.AgentSpawned):
+            if member_id := member_id_of(data.agent):
+                member_ids.add(member_id)
+        elif event.metadata.agent_id:
+            agent_ids.add(event.metadata.agent_id)
+            if isinstance(data, ENDING_EVENTS) and not (isinstance(data, ev.AgentFailed) and not data.final):
+                ending.add(event.metadata.agent_id)
+    if not agent_ids and not member_ids:
+        return []
+    ours = or_(MemberRow.agent_id.in_(sorted(agent_ids)), MemberRow.id.in_(sorted(member_ids)))
+    found = (await session.scalars(select(MemberRow).where(ours))).all()
+    batch = _BatchMembers(session.sync_session.get_transaction(), dict.fromkeys(agent_ids), {})
+    session.sync_session.info[_BATCH_MEMBERS] = batch
+    if not found:
+        return []
+    for workflow_id in sorted({m.workflow_id for m in found if m.workflow_id}):
+        await locked(session, WorkflowRow, workflow_id, defer(WorkflowRow.definition))
+    for team_id in sorted({m.team_id for m in found if m.team_id and not m.workflow_id}):
+        await locked(session, TeamRow, team_id)
+    fresh = await session.scalars(select(MemberRow).where(ours).execution_options(populate_existing=True))
+    read: list[BatchMember] = []
+    for member in fresh:
+        batch.by_id[member.id] = member
+        if member.agent_id:
+            batch.by_agent[member.agent_id] = member
+        read.append(BatchMember(member, bool(member.agent_id) and member.agent_id in ending))
+    return read
+
+
+@dataclass(frozen=True)
+class BatchMember:
+    """A member a batch of events is about, and whether one of them ends its agent."""
+
+    member: MemberRow
+    ends: bool
+
+
+@dataclass
+class _BatchMembers:
+    """What `read_members` read, for the rest of its transaction."""
+
+    transaction: object
+    by_agent: dict[str, MemberRow | None]  # agent id -> its member (None: it has none)
+    by_id: dict[str, MemberRow]
+
+
+_BATCH_MEMBERS = "godel.batch_members"
+
+
+def _batch_members(session: AsyncSession) -> _BatchMembers | None:
+    batch: _BatchMembers | None = session.sync_session.info.get(_BATCH_MEMBERS)
+    if batch is None or batch.transaction is not session.sync_session.get_transaction():
+        return None
+    return batch
+
+
 async def apply_agent_event(session: AsyncSession, event: event_pb2.Event) -> Change | None:
     """Updates the member whose agent the event is about; None when it is not one of ours."""
     data = event_data(event)
+    batch = _batch_members(session)
     if isinstance(data, ev.AgentSpawned):
         member_id = member_id_of(data.agent)
-        member = await lock(session, member_id) if member_id else None
+        read = batch.by_id.get(member_id) if batch is not None and member_id else None
+        member = await lock(session, member_id, read=read) if member_id else None
         if member is None:
             return None
         member.agent_id = member.agent_id or data.agent.id
+        if batch is not None:
+            batch.by_agent[member.agent_id] = member
         return Change(member, ended=False)
     agent_id = event.metadata.agent_id
     if data is None or not agent_id:
         return None
-    # Read fresh (populate_existing): in a batch of events the owner is often locked already, and
-    # then this read is the one `lock` needs.
-    found = await session.scalar(
-        select(MemberRow).where(MemberRow.agent_id == agent_id).execution_options(populate_existing=True)
-    )
+    if batch is not None and agent_id in batch.by_agent:
+        found = batch.by_agent[agent_id]
+    else:
+        # Read fresh (populate_existing): in a batch of events the owner is often locked already,
+        # and then this read is the one `lock` needs.
+        found = await session.scalar(
+            select(MemberRow).where(MemberRow.agent_id == agent_id).execution_options(populate_existing=True)
+        )
     member = await lock(session, found.id, read=found) if found else None
     if member is None or member.status in ENDED:
         return None

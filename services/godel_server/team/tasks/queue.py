@@ -17,6 +17,7 @@ from godel_server.runtime.events import event_data, utcnow
 from godel_server.runtime.ownership import EVERYTHING, NO_OWNER, Owner, Reach
 from godel_server.runtime.pagination import Keyset, keyset_page
 from godel_server.runtime.publisher import EventPublisher
+from godel_server.runtime.row_locks import hold, lock_all, locked
 from godel_server.runtime.statuses import AGENT_STATUS, AgentStatus, TaskStatus
 from godel_server.team.events import service_event
 from godel_server.team.models import TaskRow, TeamAgentRow
@@ -203,41 +204,27 @@ class TaskQueue:
         return row
 
     # ---- agents -------------------------------------------------------------------------------
+    async def lock_agents(self, session: AsyncSession, events: Sequence[event_pb2.Event]) -> None:
+        """Locks the team agents a batch of events is about in one statement (`on_agent_event` then
+        reads none of them again; most agents are in no team, and that is known after it too)."""
+        await lock_all(
+            session, TeamAgentRow, [agent_id for agent_id, *_ in map(_moved_agent, events) if agent_id]
+        )
+
     async def on_agent_event(self, session: AsyncSession, event: event_pb2.Event) -> None:
         """Follows one event of godel.agent.events (call it for every event, exactly once, in the
         consumer's transaction): keeps the team agents current, requeues the task of an agent that
         ended and gives queued tasks to agents that are idle."""
-        team_id = event.metadata.team_id
-        status: AgentStatus | None
-        match event_data(event):
-            case agent_events_pb2.AgentSpawned(agent=agent):
-                agent_id = agent.id
-                team_id = agent.team_id or team_id
-                status = AGENT_STATUS.get(agent.status) or AgentStatus.PENDING
-            case agent_events_pb2.AgentDeleted(agent_id=agent_id):
-                # A deleted agent is gone for good: it counts as killed.
-                status = AgentStatus.KILLED
-            case (
-                agent_events_pb2.AgentStarted()
-                | agent_events_pb2.AgentPaused()
-                | agent_events_pb2.AgentResumed()
-                | agent_events_pb2.AgentCompleted()
-                | agent_events_pb2.AgentFailed()
-                | agent_events_pb2.AgentKilled()
-                | agent_events_pb2.AgentRestarted()
-            ) as moved:
-                agent_id = moved.transition.agent_id
-                status = AGENT_STATUS.get(moved.transition.to_status)
-            case _:
-                return
+        agent_id, team_id, status = _moved_agent(event)
         if not agent_id or not status:
             return
-        row = await session.get(TeamAgentRow, agent_id, with_for_update=True)
+        row = await locked(session, TeamAgentRow, agent_id)
         if row is None:
             if not team_id:
                 return
             row = TeamAgentRow(agent_id=agent_id, team_id=team_id, status=status, updated_at=utcnow())
             session.add(row)
+            hold(session, row)
         else:
             row.team_id = team_id or row.team_id
             row.status = status
@@ -357,3 +344,26 @@ class TaskQueue:
             owner=Owner(row.user_id, row.user_team_id),
         )
         await self._publisher.publish(session, [event])
+
+
+def _moved_agent(event: event_pb2.Event) -> tuple[str, str, AgentStatus | None]:
+    """The agent an event moves, its team and its new status ("" and None when it moves none)."""
+    team_id = event.metadata.team_id
+    match event_data(event):
+        case agent_events_pb2.AgentSpawned(agent=agent):
+            return agent.id, agent.team_id or team_id, AGENT_STATUS.get(agent.status) or AgentStatus.PENDING
+        case agent_events_pb2.AgentDeleted(agent_id=agent_id):
+            # A deleted agent is gone for good: it counts as killed.
+            return agent_id, team_id, AgentStatus.KILLED
+        case (
+            agent_events_pb2.AgentStarted()
+            | agent_events_pb2.AgentPaused()
+            | agent_events_pb2.AgentResumed()
+            | agent_events_pb2.AgentCompleted()
+            | agent_events_pb2.AgentFailed()
+            | agent_events_pb2.AgentKilled()
+            | agent_events_pb2.AgentRestarted()
+        ) as moved:
+            return moved.transition.agent_id, team_id, AGENT_STATUS.get(moved.transition.to_status)
+        case _:
+            return "", team_id, None

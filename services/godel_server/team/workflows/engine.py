@@ -7,7 +7,7 @@ and retry timers and deadlines are re-armed."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
@@ -24,11 +24,12 @@ from godel_server.runtime.ownership import Owner
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.runtime.row_locks import locked
 from godel_server.runtime.statuses import StepStatus, WorkflowStatus
-from godel_server.team.members import ACTIVE, Effects, Members
+from godel_server.team.members import ACTIVE, BatchMember, Effects, Members
 from godel_server.team.models import MemberRow, WorkflowRow, WorkflowStepRow
 from godel_server.team.owners import same_request
 from godel_server.team.timers import Timers
 from godel_server.team.workflows.dag import Dag
+from godel_server.team.workflows.definition import concurrency
 from godel_server.team.workflows.mapping import AGENT_TEMPLATES
 from godel_server.team.workflows.scheduler import (
     TERMINAL,
@@ -44,6 +45,7 @@ from godel_server.team.workflows.scheduler import (
 log = logging.getLogger(__name__)
 
 RUNS_KEY = "godel.workflow_runs"
+_STEP_ROWS = "godel.workflow_step_rows"
 
 
 class WorkflowNotFoundError(NotFoundError):
@@ -210,6 +212,28 @@ class WorkflowEngine:
 
     # -- member events ---------------------------------------------------------------------------
 
+    async def read_steps(self, session: AsyncSession, batch: Iterable[BatchMember]) -> None:
+        """Reads the step rows a batch of member events will touch, in one SELECT per workflow:
+        each member's step and, where its agent ends, the steps that may start then (those its
+        end unblocks, and the ready ones waiting for a slot), as far as this replica knows the
+        workflow's state. The engine then finds them in the transaction (`_SessionSteps`)."""
+        wanted: dict[str, set[str]] = {}
+        ending: set[str] = set()
+        for member, ends in ((b.member, b.ends) for b in batch):
+            if not (member.workflow_id and member.step_id):
+                continue
+            ids = wanted.setdefault(member.workflow_id, set())
+            ids.add(member.step_id)
+            state, parsed = self._states.get(member.workflow_id), self._parsed.get(member.workflow_id)
+            if ends and state is not None and parsed is not None:
+                ids.update(state.unblocked_by(member.step_id)[: concurrency(parsed.definition)])
+                ending.add(member.workflow_id)
+        for workflow_id in ending:
+            state, parsed = self._states[workflow_id], self._parsed[workflow_id]
+            wanted[workflow_id].update(state.ready()[: concurrency(parsed.definition)])
+        for workflow_id, step_ids in wanted.items():
+            await _SessionSteps(session).steps(workflow_id, sorted(step_ids))
+
     async def member_changed(
         self,
         session: AsyncSession,
@@ -221,12 +245,8 @@ class WorkflowEngine:
         assert member.workflow_id and member.step_id
         if not ended:
             # Only the step's agent id can change: no need to load the whole workflow.
-            step = await session.scalar(
-                select(WorkflowStepRow).where(
-                    WorkflowStepRow.workflow_id == member.workflow_id,
-                    WorkflowStepRow.step_id == member.step_id,
-                )
-            )
+            found = await _SessionSteps(session).steps(member.workflow_id, [member.step_id])
+            step = found[0] if found else None
             if step is not None and step.status == StepStatus.RUNNING and member.attempt == step.retry_count:
                 step.agent_id = member.agent_id or step.agent_id
             if trigger is not None and trigger.type == "agent:start" and member.agent_id:
@@ -343,18 +363,36 @@ async def _locked(session: AsyncSession, workflow_id: str) -> WorkflowRow | None
 
 
 class _SessionSteps:
-    """The engine's StepSource: step rows from the transaction's session."""
+    """The engine's StepSource: step rows from the transaction's session, each read once per
+    transaction (`read_steps` reads a batch's ahead)."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        sync = session.sync_session
+        held = sync.info.get(_STEP_ROWS)
+        if held is None or held[0] is not sync.get_transaction():
+            held = sync.info[_STEP_ROWS] = (sync.get_transaction(), {})
+        self._read: dict[tuple[str, str], WorkflowStepRow] = held[1]
 
     def add(self, instance: object) -> None:
         self._session.add(instance)
 
-    async def steps(self, workflow_id: str, step_ids: list[str]) -> Sequence[WorkflowStepRow]:
-        found = await self._session.scalars(
-            select(WorkflowStepRow).where(
-                WorkflowStepRow.workflow_id == workflow_id, WorkflowStepRow.step_id.in_(step_ids)
+    async def steps(self, workflow_id: str, step_ids: list[str]) -> list[WorkflowStepRow]:
+        missing = [sid for sid in step_ids if (workflow_id, sid) not in self._read]
+        if missing:
+            for row in await self._select(workflow_id, missing):
+                self._read[(workflow_id, row.step_id)] = row
+        return [found for sid in step_ids if (found := self._read.get((workflow_id, sid))) is not None]
+
+    async def _select(self, workflow_id: str, step_ids: list[str]) -> Sequence[WorkflowStepRow]:
+        # Without flushing first: step rows are only added with their workflow, so the ones not
+        # in the session yet are as stored, and the session's copies keep their changes (not
+        # `populate_existing`). A batch's changes are then flushed together, as one statement per
+        # table and column set, instead of a flush per completion.
+        with self._session.no_autoflush:
+            found = await self._session.scalars(
+                select(WorkflowStepRow).where(
+                    WorkflowStepRow.workflow_id == workflow_id, WorkflowStepRow.step_id.in_(step_ids)
+                )
             )
-        )
-        return found.all()
+            return found.all()
