@@ -4,6 +4,8 @@ replicas (ADOPT), buffering while the owner is unreachable, and reconnects."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from godel.v1 import worker_service_pb2 as ws
-from godel_server.worker import Worker
+from godel_server.worker import Worker, connection
 from tests.fakes.worker_controller import FakeController
 from tests.fakes.worker_env import assignment, make_git_repo, worker_settings
 from tests.waits import wait_for_async
@@ -234,3 +236,37 @@ async def test_a_new_run_of_an_agent_supersedes_its_old_run_even_at_capacity(tmp
     finally:
         await worker.stop()
         await a.stop()
+
+
+async def test_a_stop_goes_on_when_a_connection_ignores_its_cancel(
+    tmp_path: Path,
+    replicas: tuple[FakeController, FakeController],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A worker on SIGTERM must exit even when a task it cancels does not end (a stream call that
+    swallows the cancel): once stopped, it waits a bounded time for it, says so, and goes on (CI
+    once saw a worker that never logged "worker stopped")."""
+    monkeypatch.setattr(connection, "CANCEL_WAIT_SECONDS", 0.3)
+    caplog.set_level(logging.INFO, logger="godel_server.worker")
+    release = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    try:
+        async with connected_worker(tmp_path, replicas[0]) as (worker, _):
+            conn = worker.connections[0]
+            assert conn._task is not None
+            conn._task.cancel()
+            conn._task = asyncio.create_task(stubborn())
+            await asyncio.sleep(0)
+            began = asyncio.get_running_loop().time()
+        # connected_worker's exit has run worker.stop()
+        assert asyncio.get_running_loop().time() - began < 5
+        assert any("did not end within" in r.getMessage() for r in caplog.records)
+        assert "worker stopped" in caplog.text
+    finally:
+        release.set()

@@ -22,7 +22,6 @@ what to do, and its end once."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -135,9 +134,7 @@ class Connection:
     async def stop(self) -> None:
         self._stopping = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancelled(self._task, f"the connection to {self.address}")
 
     def send(
         self, request: worker_service_pb2.ConnectRequest, run_id: str | None = None, order: int = 0
@@ -310,3 +307,21 @@ class Connection:
                 unsent.setdefault(run_id, []).append((order, request))
         for run_id, requests in unsent.items():
             self._owner.requeue(run_id, requests)
+
+
+# How long a stopping worker waits for a task it cancelled. One that does not end (a stream call
+# that swallows its cancel) must not keep the worker from exiting on SIGTERM: its runs' processes
+# are stopped anyway, and the reaper kills what is left of them once the worker has exited.
+CANCEL_WAIT_SECONDS = 5.0
+
+
+async def cancelled(task: asyncio.Task[None], what: str, timeout: float | None = None) -> None:
+    """Cancels `task` and waits for it to end, at most `timeout` seconds (CANCEL_WAIT_SECONDS by
+    default; then says so and goes on)."""
+    timeout = CANCEL_WAIT_SECONDS if timeout is None else timeout
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=timeout)
+    if not done:
+        log.warning("%s did not end within %.1fs of its cancel; going on without it", what, timeout)
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("%s ended with an error while stopping: %r", what, task.exception())

@@ -17,13 +17,12 @@ here."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
 from godel.v1 import worker_service_pb2
 from godel_server.runtime.config import WorkerSettings
-from godel_server.worker.connection import Connection
+from godel_server.worker.connection import Connection, cancelled
 from godel_server.worker.messages import TERMINAL_STATES, now
 from godel_server.worker.metrics import RUNS_STARTED
 from godel_server.worker.outbox import Journal, RunOutbox
@@ -115,9 +114,7 @@ class Worker:
             task.cancel()
         for run in self.runs.values():
             if run.task is not None and not run.task.done():
-                run.task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await run.task
+                await cancelled(run.task, f"run {run.run_id}")
         self.journal.flush()
         self.state.release()
         if self._reaper is not None:
