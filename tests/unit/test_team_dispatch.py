@@ -107,8 +107,8 @@ async def test_a_batch_reads_its_members_and_team_agents_once_and_writes_each_ta
     db: Database,
 ) -> None:
     """Twenty steps of a workflow whose agents spawn, start and complete within one batch: the
-    members and the team agents are read once for the batch (members.py `read_members`, TaskQueue
-    `lock_agents`), and the changes are flushed once, at the commit: the step rows' updates are
+    members, the team agents and the steps are read once for the batch (members.py `read_members`,
+    TaskQueue `lock_agents`, WorkflowEngine `read_steps`), and the changes are flushed once, at the commit: the step rows' updates are
     one executemany, not twenty statements (the engine reads step rows without flushing first)."""
     width = 20
     members = InstantMembers(db)
@@ -146,6 +146,9 @@ async def test_a_batch_reads_its_members_and_team_agents_once_and_writes_each_ta
     assert statements.count("SELECT members") == 2, statements.seen  # looked up, then read locked
     assert statements.count("SELECT team_agents") == 1, statements.seen
     assert statements.count("SELECT workflows") == 1, statements.seen
+    # The twenty steps read ahead together (WorkflowEngine.read_steps), then the join's row when
+    # the last of them ends: not a read per event.
+    assert statements.count("SELECT workflow_steps") == 2, statements.seen
     # The 21 step changes go in a few statements (SQLAlchemy sends consecutive rows with the same
     # columns as one executemany; here the join's start splits the completions in two at most).
     step_updates = [many for name, many in statements.seen if name == "UPDATE workflow_steps"]

@@ -20,7 +20,6 @@ from typing import Any, Protocol
 import grpc
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from godel.v1 import agent_events_pb2 as ev
 from godel.v1 import agent_pb2, event_pb2
@@ -30,7 +29,7 @@ from godel_server.runtime.events import event_data, utcnow
 from godel_server.runtime.ownership import NO_OWNER
 from godel_server.runtime.row_locks import held, locked
 from godel_server.team.agents import MEMBER_METADATA_KEY, AgentGateway
-from godel_server.team.models import MemberRow, MemberStatus, TeamRow, WorkflowRow
+from godel_server.team.models import WITHOUT_DEFINITION, MemberRow, MemberStatus, TeamRow, WorkflowRow
 from godel_server.team.owners import owner_of_member
 
 log = logging.getLogger(__name__)
@@ -130,7 +129,7 @@ async def lock(session: AsyncSession, member_id: str, *, read: MemberRow | None 
         return None
     if member.workflow_id:
         fresh = read is not None and held(session, WorkflowRow, member.workflow_id)
-        await locked(session, WorkflowRow, member.workflow_id, defer(WorkflowRow.definition))
+        await locked(session, WorkflowRow, member.workflow_id, WITHOUT_DEFINITION)
     elif member.team_id:
         fresh = read is not None and held(session, TeamRow, member.team_id)
         await locked(session, TeamRow, member.team_id)
@@ -182,7 +181,7 @@ async def read_members(session: AsyncSession, events: Sequence[event_pb2.Event])
     if not found:
         return []
     for workflow_id in sorted({m.workflow_id for m in found if m.workflow_id}):
-        await locked(session, WorkflowRow, workflow_id, defer(WorkflowRow.definition))
+        await locked(session, WorkflowRow, workflow_id, WITHOUT_DEFINITION)
     for team_id in sorted({m.team_id for m in found if m.team_id and not m.workflow_id}):
         await locked(session, TeamRow, team_id)
     fresh = await session.scalars(select(MemberRow).where(ours).execution_options(populate_existing=True))

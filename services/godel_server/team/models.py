@@ -8,7 +8,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Boolean, Float, Index, Integer, MetaData, String, Text, UniqueConstraint
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, defer, mapped_column
 
 from godel_server.runtime.replicas import ReplicaColumns
 from godel_server.runtime.sqltypes import EnumString, JsonType, UtcDateTime
@@ -160,6 +160,11 @@ class WorkflowRow(Base):
         Index("idx_workflows_user_team", "user_team_id"),
         UniqueConstraint("user_id", "request_id", name="uq_workflows_user_request"),
     )
+
+
+# Loads a workflow's row without its definition (large, immutable: parsed once per process). Built
+# once: a lock of a member's workflow per event made a new option object each time.
+WITHOUT_DEFINITION = defer(WorkflowRow.definition)
 
 
 class WorkflowStepRow(Base):

@@ -7,13 +7,13 @@ and retry timers and deadlines are re-armed."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from godel.v1 import event_pb2, workflow_pb2
 from godel.v1 import workflow_events_pb2 as ev
@@ -25,7 +25,7 @@ from godel_server.runtime.publisher import EventPublisher
 from godel_server.runtime.row_locks import locked
 from godel_server.runtime.statuses import StepStatus, WorkflowStatus
 from godel_server.team.members import ACTIVE, BatchMember, Effects, Members
-from godel_server.team.models import MemberRow, WorkflowRow, WorkflowStepRow
+from godel_server.team.models import WITHOUT_DEFINITION, MemberRow, WorkflowRow, WorkflowStepRow
 from godel_server.team.owners import same_request
 from godel_server.team.timers import Timers
 from godel_server.team.workflows.dag import Dag
@@ -218,7 +218,7 @@ class WorkflowEngine:
         end unblocks, and the ready ones waiting for a slot), as far as this replica knows the
         workflow's state. The engine then finds them in the transaction (`_SessionSteps`)."""
         wanted: dict[str, set[str]] = {}
-        ending: set[str] = set()
+        ending: Counter[str] = Counter()
         for member, ends in ((b.member, b.ends) for b in batch):
             if not (member.workflow_id and member.step_id):
                 continue
@@ -227,10 +227,12 @@ class WorkflowEngine:
             state, parsed = self._states.get(member.workflow_id), self._parsed.get(member.workflow_id)
             if ends and state is not None and parsed is not None:
                 ids.update(state.unblocked_by(member.step_id)[: concurrency(parsed.definition)])
-                ending.add(member.workflow_id)
-        for workflow_id in ending:
+                ending[member.workflow_id] += 1
+        for workflow_id, ended in ending.items():
+            # The ready steps that can get a slot: the free ones, and one per step that ends.
             state, parsed = self._states[workflow_id], self._parsed[workflow_id]
-            wanted[workflow_id].update(state.ready()[: concurrency(parsed.definition)])
+            slots = max(0, concurrency(parsed.definition) - state.count(StepStatus.RUNNING)) + ended
+            wanted[workflow_id].update(state.ready()[:slots])
         for workflow_id, step_ids in wanted.items():
             await _SessionSteps(session).steps(workflow_id, sorted(step_ids))
 
@@ -250,9 +252,7 @@ class WorkflowEngine:
             if step is not None and step.status == StepStatus.RUNNING and member.attempt == step.retry_count:
                 step.agent_id = member.agent_id or step.agent_id
             if trigger is not None and trigger.type == "agent:start" and member.agent_id:
-                wf = await session.get(
-                    WorkflowRow, member.workflow_id, options=[defer(WorkflowRow.definition)]
-                )
+                wf = await session.get(WorkflowRow, member.workflow_id, options=[WITHOUT_DEFINITION])
                 if wf is not None and wf.status == WorkflowStatus.PAUSED:
                     # Launched before the pause reached it: it pauses now.
                     effects.pause.append(member.agent_id)
@@ -359,7 +359,7 @@ class WorkflowEngine:
 async def _locked(session: AsyncSession, workflow_id: str) -> WorkflowRow | None:
     """The workflow's row, locked and fresh (once per transaction: the member's lock may have taken
     it already); its definition (large, immutable) is parsed once per process, not loaded per event."""
-    return await locked(session, WorkflowRow, workflow_id, defer(WorkflowRow.definition))
+    return await locked(session, WorkflowRow, workflow_id, WITHOUT_DEFINITION)
 
 
 class _SessionSteps:
