@@ -601,17 +601,18 @@ func (ws *worktrees) remove(ctx context.Context, repo, path string) error {
 		return errors.New("CLEANUP names no worktree")
 	}
 	isDir := func() bool { st, err := os.Stat(path); return err == nil && st.IsDir() }
+	known := repo != ""
 	if repo == "" {
 		if !isDir() {
 			return nil
 		}
 		repo = path
 	}
-	common, err := ws.commonDir(ctx, repo)
+	common, admin, err := ws.removalDirs(ctx, repo, path, known)
 	if err != nil {
 		return err
 	}
-	if admin := plainAdminDir(path, common); admin != "" {
+	if admin != "" {
 		// Only a registered, unlocked worktree of this repository gets here: the worktree first,
 		// then git's directory of it, as `git worktree remove` does.
 		if err := os.RemoveAll(path); err != nil {
@@ -636,6 +637,29 @@ func (ws *worktrees) remove(ctx context.Context, repo, path string) error {
 		_ = os.Remove(filepath.Join(ws.root, filepath.Base(path)+".base"))
 	}
 	return nil
+}
+
+// removalDirs: the repository's git directory and plainAdminDir of the worktree in it. With
+// useKnown, the git directory this worker learned when it added worktrees to the repository is
+// taken without a git process (a thousand agents cleaned up at once), but only where
+// plainAdminDir finds the worktree registered there; anything else (a restart, a repository
+// moved or replaced since, a worktree git must remove) is asked of git.
+func (ws *worktrees) removalDirs(ctx context.Context, repo, path string, useKnown bool) (common, admin string, err error) {
+	if err := checkRepoPath(repo); err != nil {
+		return "", "", err
+	}
+	ws.mu.Lock()
+	dirs, seen := ws.gitDirs[repo]
+	ws.mu.Unlock()
+	if useKnown && seen {
+		if admin := plainAdminDir(path, dirs.common); admin != "" {
+			return dirs.common, admin, nil
+		}
+	}
+	if common, err = ws.commonDir(ctx, repo); err != nil {
+		return "", "", err
+	}
+	return common, plainAdminDir(path, common), nil
 }
 
 // plainAdminDir is git's directory of the worktree at path when `git worktree remove --force`

@@ -205,6 +205,124 @@ func TestRemovingAWorktreeDeletesItAndGitsRecordOfIt(t *testing.T) {
 	}
 }
 
+// A worker knows the git directory of the repositories it added worktrees to: removing one runs
+// no git (a thousand agents cleaned up at once each forked a rev-parse).
+func TestRemovingAWorktreeTheWorkerAddedRunsNoGit(t *testing.T) {
+	ctx := context.Background()
+	repo := repoWithReadme(t)
+	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
+	wt, err := ws.create(ctx, repo, "a1", "godel/a1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := recordGit(t)
+	if err := ws.remove(ctx, repo, wt.path); err != nil {
+		t.Fatal(err)
+	}
+	if got := calls.commands(); slices.Contains(got, "rev-parse") || len(got) != 0 {
+		t.Errorf("git commands %v removing a worktree this worker added, want none (no rev-parse)", calls.all())
+	}
+	assertRemoved(t, repo, wt)
+}
+
+// After a restart the worker knows nothing of the repository, or of the worktree's own one when
+// CLEANUP names no repository: git says where their git directory is.
+func TestAWorkerRemovesAWorktreeItDidNotAdd(t *testing.T) {
+	ctx := context.Background()
+	repo := repoWithReadme(t)
+	root := filepath.Join(t.TempDir(), "wt")
+	before := newWorktrees(root)
+	first, err := before.create(ctx, repo, "a1", "godel/a1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := before.create(ctx, repo, "a2", "godel/a2", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := recordGit(t)
+	if err := newWorktrees(root).remove(ctx, repo, first.path); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(calls.commands(), "rev-parse") {
+		t.Errorf("git commands %v after a restart, want a rev-parse", calls.all())
+	}
+	assertRemoved(t, repo, first)
+	if err := newWorktrees(root).remove(ctx, "", second.path); err != nil {
+		t.Fatal(err)
+	}
+	assertRemoved(t, repo, second)
+}
+
+// A repository replaced since the worker added worktrees to it (a linked worktree of another,
+// now a repository of its own): the git directory the worker knew does not register the
+// worktree and git is asked; a directory that is no worktree is deleted by neither.
+func TestARemovalDoesNotTrustWhatTheWorkerKnewOfAReplacedRepository(t *testing.T) {
+	ctx := context.Background()
+	main := repoWithReadme(t)
+	repo := filepath.Join(t.TempDir(), "repo")
+	gitT(t, main, "worktree", "add", "-q", "-b", "side", repo)
+	root := filepath.Join(t.TempDir(), "wt")
+	ws := newWorktrees(root)
+	old, err := ws.create(ctx, repo, "a1", "godel/a1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gitT(t, main, "worktree", "remove", repo)
+	if err := os.Mkdir(repo, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	gitT(t, repo, "init", "-q")
+	gitT(t, repo, "commit", "-q", "--allow-empty", "-m", "init")
+	wt, err := newWorktrees(root).create(ctx, repo, "b1", "godel/b1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := recordGit(t)
+	if err := ws.remove(ctx, repo, wt.path); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(calls.commands(), "rev-parse") {
+		t.Errorf("git commands %v for a replaced repository, want a rev-parse", calls.all())
+	}
+	assertRemoved(t, repo, wt)
+
+	// Its .git file names a worktree's directory in the git directory the worker knew.
+	fake := filepath.Join(root, "fake")
+	if err := os.MkdirAll(fake, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, text := range map[string]string{".git": "gitdir: " + old.admin + "\n", "kept.txt": "kept\n"} {
+		if err := os.WriteFile(filepath.Join(fake, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ws.remove(ctx, repo, fake); err == nil {
+		t.Error("removing a directory that is no worktree succeeded")
+	}
+	if _, err := os.Stat(filepath.Join(fake, "kept.txt")); err != nil {
+		t.Errorf("the directory that is no worktree was deleted: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(old.path, "README.md")); err != nil {
+		t.Errorf("the worktree the fake names was deleted: %v", err)
+	}
+}
+
+// assertRemoved: the worktree, git's directory of it and its .base file are gone, git lists it
+// no more, its branch stays.
+func assertRemoved(t *testing.T, repo string, wt *worktree) {
+	t.Helper()
+	for _, gone := range []string{wt.path, wt.admin, wt.path + ".base"} {
+		if _, err := os.Lstat(gone); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is left: %v", gone, err)
+		}
+	}
+	if list := gitT(t, repo, "worktree", "list"); strings.Contains(list, wt.path) {
+		t.Errorf("git still lists %s:\n%s", wt.path, list)
+	}
+	gitT(t, repo, "rev-parse", "--verify", "--quiet", "refs/heads/"+wt.branch)
+}
+
 // git copies the sparse-checkout patterns into a new worktree; anything but the plain case is
 // left to `git worktree add`.
 func TestARepositoryWithSparseCheckoutGetsGitsOwnAdd(t *testing.T) {
