@@ -125,6 +125,52 @@ test("removing a worktree deletes it and git's record of it, and keeps its branc
   assert.ok(statSync(third.path).isDirectory());
 });
 
+test("a worktree is removed without a git process by the worker that added it, and by a restarted one with one rev-parse", async (t) => {
+  // A thousand agents cleaned up at once each asked git where their repository's git directory is.
+  const dir = tempDir(t);
+  const repo = makeRepo(join(dir, "repo"));
+  const { wts, calls } = recorded(join(dir, "wt"));
+  const [first, second, third] = await Promise.all(["a1", "a2", "a3"].map((id) => wts.create(repo, id, `godel/${id}`, false)));
+  calls.length = 0;
+  await wts.remove(repo, first.path);
+  assert.ok(!calls.some((args) => args[0] === "rev-parse"), JSON.stringify(calls));
+  assert.deepEqual(calls, []);
+  assert.ok(!existsSync(first.path) && !existsSync(first.admin));
+  assert.ok(!git(repo, "worktree", "list").includes(first.path));
+  // A restarted worker knows no repository yet: git says where its git directory is.
+  const restarted = recorded(join(dir, "wt"));
+  await restarted.wts.remove(repo, second.path);
+  assert.deepEqual(restarted.calls, [["rev-parse", "--git-common-dir"]]);
+  assert.ok(!existsSync(second.path) && !existsSync(second.admin));
+  // A CLEANUP that names no repository: git says which one the worktree belongs to.
+  calls.length = 0;
+  await wts.remove("", third.path);
+  assert.deepEqual(calls, [["rev-parse", "--git-common-dir"]]);
+  assert.ok(!existsSync(third.path) && !existsSync(third.admin));
+  assert.equal(git(repo, "worktree", "list").split("\n").length, 1);
+});
+
+test("a repository replaced since its worktree was added is asked of git, and a worktree of the old one is kept", async (t) => {
+  // Cached, the old git directory would have passed the removal's checks of the worktree.
+  const dir = tempDir(t);
+  const repo = join(dir, "repo");
+  const withGitDir = (gitDir) => {
+    mkdirSync(repo);
+    git(dir, "init", "-q", "-b", "main", "--separate-git-dir", gitDir, repo);
+    git(repo, "commit", "-q", "--allow-empty", "-m", "initial");
+  };
+  withGitDir(join(dir, "old.git"));
+  const { wts, calls } = recorded(join(dir, "wt"));
+  const wt = await wts.create(repo, "a1", "godel/a1", false);
+  assert.equal(wt.common, join(dir, "old.git"));
+  rmSync(repo, { recursive: true });
+  withGitDir(join(dir, "new.git"));
+  calls.length = 0;
+  await assert.rejects(wts.remove(repo, wt.path), (err) => err instanceof WorktreeError && /is not a working tree/.test(err.message));
+  assert.deepEqual(calls.map((args) => args.slice(0, 2)), [["rev-parse", "--git-common-dir"], ["worktree", "remove"]]);
+  assert.ok(statSync(wt.path).isDirectory() && statSync(wt.admin).isDirectory());
+});
+
 test("a repository with sparse checkout gets git's own add", async (t) => {
   // git copies the sparse-checkout patterns into a new worktree; anything but the plain case is
   // left to `git worktree add`.

@@ -300,6 +300,16 @@ export class Worktrees {
     return absolute(repo, raw);
   }
 
+  /** The repository's common git directory as cached when a worktree was added to it, while `repo`
+   * still leads to the same git directories (no git process per removal); else asked of git. */
+  private async knownCommonDir(repo: string): Promise<string> {
+    checkRepoPath(repo);
+    const seen = this.gitDirs.get(repo);
+    if (seen && leadsTo(repo, seen)) return seen.common;
+    this.gitDirs.delete(repo); // moved or replaced: git says where it is now
+    return this.commonDir(repo);
+  }
+
   /** The repository's git directory and the commit its HEAD names: read from HEAD's files once git
    * has said where they are (a git process less per agent), else asked of git in one process. */
   private async commonDirAndHead(repo: string): Promise<[string, string]> {
@@ -468,11 +478,10 @@ export class Worktrees {
   async remove(repo: string, path: string): Promise<void> {
     if (!path) throw new WorktreeError("CLEANUP names no worktree");
     const isDir = () => existsSync(path) && statSync(path).isDirectory();
-    if (!repo) {
-      if (!isDir()) return;
-      repo = path;
-    }
-    const common = await this.commonDir(repo);
+    let common: string;
+    if (repo) common = await this.knownCommonDir(repo);
+    else if (!isDir()) return;
+    else common = await this.commonDir(path); // git says which repository the worktree belongs to
     const admin = isDir() ? await plainAdminDir(path, common) : null;
     if (admin !== null) {
       // Only a registered, unlocked worktree of this repository gets here: the worktree first,
@@ -497,6 +506,30 @@ function checkRepoPath(repo: string): void {
 
 function absolute(repo: string, raw: string): string {
   return resolve(isAbsolute(raw) ? raw : join(repo, raw));
+}
+
+/** Whether `repo`'s files still lead to these git directories: its .git directory, or the gitdir its
+ * .git file names, with that directory's commondir. Anything else (a symlink, a bare repository, a
+ * subdirectory of a worktree, a file that cannot be read) is false: git is asked. */
+function leadsTo(repo: string, seen: { gitDir: string; common: string }): boolean {
+  try {
+    const gitDir = gitDirOf(repo);
+    if (gitDir !== seen.gitDir) return false;
+    const file = join(gitDir, "commondir");
+    if (lstatSync(file, { throwIfNoEntry: false }) === undefined) return gitDir === seen.common;
+    const commondir = smallFile(file);
+    return commondir !== null && absolute(gitDir, commondir) === seen.common;
+  } catch {
+    return false;
+  }
+}
+
+/** The git directory `repo`'s .git (a directory, or a file naming one) leads to; null for anything else. */
+function gitDirOf(repo: string): string | null {
+  const dotGit = join(repo, ".git");
+  if (lstatSync(dotGit).isDirectory()) return resolve(dotGit);
+  const text = smallFile(dotGit);
+  return text !== null && text.startsWith("gitdir:") ? absolute(repo, text.slice("gitdir:".length).trim()) : null;
 }
 
 /** Holds flock(1) on `file` while fn runs: `flock -x FILE -c 'echo; cat'` prints once it holds
