@@ -2,12 +2,13 @@
 // add_worktree writes it (`git worktree add/remove` read every worktree of the repository), git takes
 // it for one of its own, and anything but the plain case is left to git's own commands.
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
-import { WorktreeError, Worktrees, gitTimeout, runGit } from "../dist/worker/worktrees.js";
+import { WorktreeError, Worktrees, gitTimeout, lockTimeout, runGit } from "../dist/worker/worktrees.js";
+import { waitFor } from "./waits.mjs";
 
 const IDENTITY = { GIT_AUTHOR_NAME: "t", GIT_AUTHOR_EMAIL: "t@t", GIT_COMMITTER_NAME: "t", GIT_COMMITTER_EMAIL: "t@t" };
 
@@ -169,6 +170,57 @@ test("a repository replaced since its worktree was added is asked of git, and a 
   await assert.rejects(wts.remove(repo, wt.path), (err) => err instanceof WorktreeError && /is not a working tree/.test(err.message));
   assert.deepEqual(calls.map((args) => args.slice(0, 2)), [["rev-parse", "--git-common-dir"], ["worktree", "remove"]]);
   assert.ok(statSync(wt.path).isDirectory() && statSync(wt.admin).isDirectory());
+});
+
+/** The worker's flock(1) processes (`flock -x FILE -c ...`) on `file` still running. */
+function workerFlocks(file) {
+  const found = [];
+  for (const pid of readdirSync("/proc").filter((name) => /^\d+$/.test(name))) {
+    let args = [];
+    try {
+      args = readFileSync(join("/proc", pid, "cmdline"), "utf8").split("\0");
+    } catch {
+      continue; // exited meanwhile
+    }
+    if (args[0].endsWith("flock") && args.includes(file) && args.includes("-c")) found.push(`${pid}: ${args.join(" ")}`);
+  }
+  return found;
+}
+
+test("a worktree lock another process holds for ever is given up after the lock timeout, and no flock is left waiting", { timeout: 30_000 }, async (t) => {
+  const dir = tempDir(t);
+  const repo = makeRepo(join(dir, "repo"));
+  const lock = join(repo, ".git", "godel-worktree.lock");
+  writeFileSync(lock, "");
+  // Its own process group: flock's child `sleep` holds the lock too, and is killed with it.
+  const other = spawn("flock", ["-x", lock, "sleep", "30"], { detached: true, stdio: "ignore" });
+  const stopOther = () => {
+    try {
+      process.kill(-other.pid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  };
+  t.after(stopOther);
+  await waitFor(() => spawnSync("flock", ["-n", lock, "true"]).status === 1, "the other process to hold the lock");
+  const saved = lockTimeout.seconds;
+  lockTimeout.seconds = 0.5;
+  t.after(() => (lockTimeout.seconds = saved));
+  const wts = new Worktrees(join(dir, "wt"));
+  const started = performance.now();
+  const stillWaiting = new Promise((_, fail) => setTimeout(() => fail(new Error("still waiting for the lock after 5 s")), 5000).unref());
+  await assert.rejects(
+    Promise.race([wts.create(repo, "a1", "godel/a1", false), stillWaiting]),
+    (err) => err instanceof WorktreeError && err.message === `could not take the worktree lock ${lock} within 0.5s`,
+  );
+  assert.ok(performance.now() - started < 5000, `${Math.round(performance.now() - started)} ms`);
+  assert.deepEqual(workerFlocks(lock), []);
+  assert.ok(!existsSync(join(dir, "wt", "a1")));
+  // Once the other process lets go, the lock is the worker's again.
+  stopOther();
+  const wt = await wts.create(repo, "a1", "godel/a1", false);
+  assert.equal(git(wt.path, "status", "--porcelain"), "");
+  assert.deepEqual(workerFlocks(lock), []);
 });
 
 test("a repository with sparse checkout gets git's own add", async (t) => {

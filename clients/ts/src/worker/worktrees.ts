@@ -14,12 +14,14 @@
 // repository or the worktree is anything but the plain case: a branch that exists, a name git would
 // change or that is taken, sparse checkout, per-worktree config, reftable refs, or a locked
 // worktree. The repository's post-checkout hook does not run: the worker runs no repository code
-// outside a sandbox. At most GIT_PROCESSES git commands run at once in the worker, and one that runs
-// longer than gitTimeout.seconds is killed.
-import { execFile, spawn, type ExecFileException } from "node:child_process";
+// outside a sandbox. At most GIT_PROCESSES git commands run at once in the worker, one that runs
+// longer than gitTimeout.seconds is killed, and the worktree lock is waited for at most
+// lockTimeout.seconds.
+import { execFile, spawn, type ChildProcessByStdio, type ExecFileException } from "node:child_process";
 import { closeSync, constants, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { mkdir, readFile, realpath, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
 import { basename, dirname, isAbsolute, join } from "node:path";
+import type { Readable, Writable } from "node:stream";
 import { LOCK_NAME, resolve } from "./sandbox.js";
 
 const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -56,6 +58,11 @@ export const GIT_PROCESSES = 4;
  * its repository's refs, and a FIFO there makes a git that reads it wait for ever, holding one of
  * the GIT_PROCESSES slots. Tests lower it. */
 export const gitTimeout = { seconds: 600 };
+
+/** The worktree lock (flock(1) on <common>/godel-worktree.lock) is waited for as long as a git
+ * command: a process of any worker that holds it for ever (a hung git of a worker without this
+ * bound) would stop every add and removal on the repository. Tests lower it. */
+export const lockTimeout = { seconds: gitTimeout.seconds };
 
 /** A counting semaphore: at most `free` (as constructed) of the functions given to run() run at
  * once; the others start in the order they came. */
@@ -536,14 +543,37 @@ function gitDirOf(repo: string): string | null {
  * the lock and keeps it until its stdin closes. */
 async function withFlock<T>(file: string, fn: () => Promise<T>): Promise<T> {
   const holder = spawn("flock", ["-x", file, "-c", "echo locked; cat >/dev/null"], { stdio: ["pipe", "pipe", "inherit"] });
-  await new Promise<void>((ok, fail) => {
-    holder.stdout.once("data", () => ok());
-    holder.once("error", fail);
-    holder.once("exit", (code) => fail(new WorktreeError(`flock on ${file} ended (${code})`)));
-  });
+  await lockTaken(holder, file);
   try {
     return await fn();
   } finally {
     holder.stdin.end();
   }
+}
+
+/** Resolves once `holder` says it holds the lock. One still waiting after lockTimeout.seconds is
+ * killed, and the call rejects once it has exited. */
+function lockTaken(holder: ChildProcessByStdio<Writable, Readable, null>, file: string): Promise<void> {
+  const seconds = lockTimeout.seconds;
+  let timedOut = false;
+  return new Promise<void>((ok, fail) => {
+    const timer = setTimeout(() => {
+      timedOut = true;
+      holder.stdin.destroy(); // had it just taken the lock, its `cat` lets go of it
+      holder.kill("SIGKILL");
+    }, Math.ceil(seconds * 1000));
+    holder.stdout.once("data", () => {
+      if (timedOut) return;
+      clearTimeout(timer);
+      ok();
+    });
+    holder.once("error", (err) => {
+      clearTimeout(timer);
+      fail(err);
+    });
+    holder.once("exit", (code) => {
+      clearTimeout(timer);
+      fail(new WorktreeError(timedOut ? `could not take the worktree lock ${file} within ${seconds}s` : `flock on ${file} ended (${code})`));
+    });
+  });
 }
