@@ -326,12 +326,19 @@ func (ws *worktrees) create(ctx context.Context, repo, agentID, branch string, r
 			return nil, err
 		}
 	}
+	lock, err := branchLock(common, branch)
+	if err != nil {
+		return nil, err
+	}
 	baseFile := filepath.Join(ws.root, agentID+".base")
 	if err := os.MkdirAll(ws.root, 0o755); err != nil {
 		return nil, err
 	}
-	var base, fresh string
+	var base, fresh, admin string
 	err = ws.locked(common, func() error {
+		if err := clearStaleLocks(lock); err != nil {
+			return err
+		}
 		if _, err := os.Lstat(path); err == nil {
 			reg, err := ws.registered(ctx, repo)
 			if err != nil {
@@ -353,7 +360,10 @@ func (ws *worktrees) create(ctx context.Context, repo, agentID, branch string, r
 				if base = readBase(baseFile); base == "" {
 					base = head
 				}
-				return nil
+				if admin, err = adminDir(path, common); err != nil {
+					return err
+				}
+				return clearStaleLocks(filepath.Join(admin, "index.lock"), filepath.Join(admin, "HEAD.lock"))
 			}
 		}
 		// The common case, a new agent: one git call under the lock, and the checkout after it.
@@ -374,11 +384,44 @@ func (ws *worktrees) create(ctx context.Context, repo, agentID, branch string, r
 	if fresh != "" {
 		return ws.checkOut(ctx, fresh, &worktree{path: path, branch: branch, base: head, repo: repo, common: common})
 	}
-	admin, err := adminDir(path, common)
-	if err != nil {
-		return nil, err
+	if admin == "" {
+		if admin, err = adminDir(path, common); err != nil {
+			return nil, err
+		}
 	}
 	return &worktree{path: path, branch: branch, base: base, repo: repo, common: common, admin: admin}, nil
+}
+
+// branchLock is the lock file git takes on the branch's ref, <common>/refs/heads/<branch>.lock;
+// an error for a name whose lock would be anywhere else (git refuses such names already, and a
+// directory of refs/heads an agent replaced by a link must not send a removal elsewhere).
+func branchLock(common, branch string) (string, error) {
+	heads := filepath.Join(common, "refs", "heads")
+	lock := filepath.Join(heads, branch+".lock")
+	if !filepath.IsLocal(branch) || filepath.Clean(branch) != branch {
+		return "", fmt.Errorf("branch %q has no ref of its own in %s", branch, heads)
+	}
+	if dir, err := filepath.EvalSymlinks(filepath.Dir(lock)); err == nil && !within(dir, resolve(heads)) {
+		return "", fmt.Errorf("the ref directory of branch %q leads out of %s", branch, heads)
+	}
+	return lock, nil
+}
+
+// clearStaleLocks removes git's lock files a killed run left, which would make git refuse the
+// agent's next run ("Unable to create '….lock': File exists"). Only under the repository's
+// worktree lock and for the agent's own branch and worktree: the agent, the only one to take
+// them, is not running. A lock that is not there (or cannot be: a file where its directory
+// would be, which git then reports) is nothing to do.
+func clearStaleLocks(locks ...string) error {
+	for _, lock := range locks {
+		err := os.Remove(lock)
+		if err == nil {
+			logger.Warn("removed a git lock a killed run left", "lock", lock)
+		} else if !errors.Is(err, os.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+			return fmt.Errorf("cannot remove the git lock %s: %v", lock, err)
+		}
+	}
+	return nil
 }
 
 // addWithGit runs `git worktree add` (call under the lock) and returns the base; stale entries

@@ -449,6 +449,115 @@ func TestAWorktreeWhoseAddNeverFinishedIsAddedAgain(t *testing.T) {
 	gitT(t, repo, "fsck", "--strict")
 }
 
+// writeLocks writes empty lock files, as a run killed in the middle of a git command leaves them.
+func writeLocks(t *testing.T, locks ...string) {
+	t.Helper()
+	for _, lock := range locks {
+		if err := os.WriteFile(lock, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// assertGone fails the test for each of the files that still exists.
+func assertGone(t *testing.T, files ...string) {
+	t.Helper()
+	for _, f := range files {
+		if _, err := os.Lstat(f); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s is still there (%v)", f, err)
+		}
+	}
+}
+
+// A run killed during `git commit` or a branch update leaves <branch>.lock in refs/heads: the
+// agent's branch is created all the same, and added again on it once its worktree is gone.
+func TestABranchLockAKilledRunLeftDoesNotStopTheAgentsWorktree(t *testing.T) {
+	ctx := context.Background()
+	repo := repoWithReadme(t)
+	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
+	first, err := ws.create(ctx, repo, "a1", "godel/a1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lock := filepath.Join(first.common, "refs", "heads", "godel", "a2.lock")
+	writeLocks(t, lock)
+	second, err := ws.create(ctx, repo, "a2", "godel/a2", false)
+	if err != nil {
+		t.Fatalf("a new agent's worktree with its branch's lock left behind: %v", err)
+	}
+	assertGone(t, lock)
+	gitT(t, second.path, "commit", "-q", "--allow-empty", "-m", "work")
+	// The worktree removed, its branch kept: git's own add puts it back on the branch.
+	if err := ws.remove(ctx, repo, first.path); err != nil {
+		t.Fatal(err)
+	}
+	lock = filepath.Join(first.common, "refs", "heads", "godel", "a1.lock")
+	writeLocks(t, lock)
+	again, err := ws.create(ctx, repo, "a1", "godel/a1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertGone(t, lock)
+	gitT(t, again.path, "commit", "-q", "--allow-empty", "-m", "after the crash")
+	if subject := gitT(t, repo, "log", "-1", "--format=%s", "godel/a1"); subject != "after the crash" {
+		t.Errorf("branch godel/a1 is at %q", subject)
+	}
+}
+
+// A restarted agent reuses its worktree: the index.lock and HEAD.lock its killed run left in
+// git's directory of the worktree are removed, and git works in it again.
+func TestAReusedWorktreeLosesTheGitLocksAKilledRunLeft(t *testing.T) {
+	ctx := context.Background()
+	repo := repoWithReadme(t)
+	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
+	first, err := ws.create(ctx, repo, "a1", "godel/a1", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	locks := []string{filepath.Join(first.admin, "index.lock"), filepath.Join(first.admin, "HEAD.lock")}
+	writeLocks(t, locks...)
+	again, err := ws.create(ctx, repo, "a1", "godel/a1", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.admin != first.admin {
+		t.Errorf("admin dir %s, want %s", again.admin, first.admin)
+	}
+	assertGone(t, locks...)
+	if err := os.WriteFile(filepath.Join(again.path, "NOTES.md"), []byte("notes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	gitT(t, again.path, "add", "NOTES.md")
+	gitT(t, again.path, "commit", "-q", "-m", "after the crash")
+	if status := gitT(t, again.path, "status", "--porcelain"); status != "" {
+		t.Errorf("status after the commit: %q", status)
+	}
+	if subject := gitT(t, repo, "log", "-1", "--format=%s", "godel/a1"); subject != "after the crash" {
+		t.Errorf("branch godel/a1 is at %q", subject)
+	}
+}
+
+// The branch's lock file is looked for in refs/heads only, whatever the name or a link there.
+func TestABranchLockIsNeverLookedForOutsideRefsHeads(t *testing.T) {
+	common := t.TempDir()
+	heads := filepath.Join(common, "refs", "heads")
+	if err := os.MkdirAll(filepath.Join(heads, "godel"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if lock, err := branchLock(common, "godel/a1"); err != nil || lock != filepath.Join(heads, "godel", "a1.lock") {
+		t.Errorf("lock of godel/a1: %q, %v", lock, err)
+	}
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(heads, "godel", "out")); err != nil {
+		t.Fatal(err)
+	}
+	for _, branch := range []string{"../../config", "godel/../../x", "/etc/x", "", "a//b", "a/./b", "godel/out/x"} {
+		if lock, err := branchLock(common, branch); err == nil {
+			t.Errorf("branch %q: lock %s, want an error", branch, lock)
+		}
+	}
+}
+
 // A new agent starts from the repository's HEAD as it is now, read from HEAD's files; a packed
 // branch is git's to read.
 func TestANewAgentStartsFromTheRepositorysHeadAsItIsNow(t *testing.T) {
