@@ -413,3 +413,74 @@ test("a symlink at the branch's ref is not followed to read it: git is asked", a
   assert.deepEqual(await wts.commits(wt), []);
   assert.deepEqual(calls.map((args) => args[0]), ["rev-list"]);
 });
+
+/** Runs fn with the worker's stderr lines collected (its warnings), and returns them parsed. */
+async function warnings(fn) {
+  const lines = [];
+  const write = process.stderr.write;
+  process.stderr.write = (chunk, ...rest) => {
+    const text = String(chunk);
+    if (text.startsWith("{")) lines.push(JSON.parse(text));
+    else return write.call(process.stderr, chunk, ...rest);
+    return true;
+  };
+  try {
+    await fn();
+  } finally {
+    process.stderr.write = write;
+  }
+  return lines;
+}
+
+test("a branch lock a killed run left does not stop a new agent's worktree", async (t) => {
+  // A run killed during `git commit` or a branch update leaves <common>/refs/heads/<branch>.lock:
+  // creating the branch failed with "Unable to create '...lock': File exists".
+  const dir = tempDir(t);
+  const repo = makeRepo(join(dir, "repo"));
+  const wts = new Worktrees(join(dir, "wt"));
+  const lock = join(repo, ".git", "refs", "heads", "godel", "a1.lock");
+  mkdirSync(join(lock, ".."), { recursive: true });
+  writeFileSync(lock, "");
+  let wt;
+  const logged = await warnings(async () => (wt = await wts.create(repo, "a1", "godel/a1", false)));
+  assert.ok(!existsSync(lock));
+  assert.deepEqual(logged.map((l) => [l.level, l.msg, l.lock]), [["WARN", "removed a git lock a killed run left", lock]]);
+  assert.equal(git(repo, "rev-parse", "godel/a1"), git(repo, "rev-parse", "main"));
+  git(wt.path, "commit", "-q", "--allow-empty", "-m", "work");
+  assert.equal(git(repo, "log", "-1", "--format=%s", "godel/a1"), "work");
+});
+
+test("a reused worktree's index and HEAD locks a killed run left are removed, and git works in it", async (t) => {
+  // The agent's run killed inside git (`git add`, `git commit`): its restarted run's commit failed.
+  const dir = tempDir(t);
+  const repo = makeRepo(join(dir, "repo"));
+  const wts = new Worktrees(join(dir, "wt"));
+  const first = await wts.create(repo, "a1", "godel/a1", false);
+  const locks = [join(first.admin, "index.lock"), join(first.admin, "HEAD.lock")];
+  for (const lock of locks) writeFileSync(lock, "");
+  let again;
+  const logged = await warnings(async () => (again = await wts.create(repo, "a1", "godel/a1", true)));
+  assert.equal(again.admin, first.admin);
+  for (const lock of locks) assert.ok(!existsSync(lock), lock);
+  assert.deepEqual(logged.map((l) => l.lock), locks);
+  writeFileSync(join(again.path, "new.txt"), "work\n");
+  git(again.path, "add", "new.txt");
+  git(again.path, "commit", "-q", "-m", "work");
+  assert.equal(git(again.path, "status", "--porcelain"), "");
+  assert.equal(git(repo, "log", "-1", "--format=%s", "godel/a1"), "work");
+  // Nothing to remove: no warning.
+  assert.deepEqual(await warnings(() => wts.create(repo, "a1", "godel/a1", true)), []);
+});
+
+test("no branch name leads the lock removal out of refs/heads", async (t) => {
+  const dir = tempDir(t);
+  const repo = makeRepo(join(dir, "repo"));
+  const outside = join(repo, ".git", "refs", "x.lock");
+  writeFileSync(outside, "");
+  // git refuses the name before any lock is looked at...
+  await assert.rejects(new Worktrees(join(dir, "wt")).create(repo, "a1", "../x", false), /check-ref-format/);
+  // ...and were git to take it, the worker refuses it all the same.
+  const lenient = async (cwd, args, env) => (args[0] === "check-ref-format" ? "" : runGit(cwd, args, env));
+  await assert.rejects(new Worktrees(join(dir, "wt"), lenient).create(repo, "a1", "../x", false), /does not name a ref in refs\/heads/);
+  assert.ok(existsSync(outside));
+});

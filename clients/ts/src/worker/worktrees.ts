@@ -20,7 +20,7 @@
 import { execFile, spawn, type ChildProcessByStdio, type ExecFileException } from "node:child_process";
 import { closeSync, constants, existsSync, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, readSync, rmSync, statSync } from "node:fs";
 import { mkdir, readFile, realpath, rm, rmdir, stat, unlink, writeFile } from "node:fs/promises";
-import { basename, dirname, isAbsolute, join } from "node:path";
+import { basename, dirname, isAbsolute, join, sep } from "node:path";
 import type { Readable, Writable } from "node:stream";
 import { LOCK_NAME, resolve } from "./sandbox.js";
 
@@ -266,6 +266,34 @@ async function clearDeadAdd(admin: string): Promise<void> {
   if (await leftByADeadAdd(admin)) await rm(admin, { recursive: true, force: true });
 }
 
+/** Logs a warning as the worker logs (one JSON line on stderr). */
+function warn(msg: string, fields: Record<string, unknown>): void {
+  process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: "WARN", msg, ...fields })}\n`);
+}
+
+/** The lock git takes on the branch's ref (<common>/refs/heads/<branch>.lock), for a branch name
+ * already validated; one that would lead out of refs/heads is refused all the same. */
+function branchLock(common: string, branch: string): string {
+  const heads = join(common, "refs", "heads");
+  const lock = join(heads, `${branch}.lock`);
+  if (!lock.startsWith(heads + sep)) throw new WorktreeError(`branch ${JSON.stringify(branch)} does not name a ref in refs/heads`);
+  return lock;
+}
+
+/** Deletes git lock files a run killed in git left (call under the lock, with the agent that could
+ * hold them not running): its next git would fail with "Unable to create '...lock': File exists". */
+async function clearStaleLocks(...locks: string[]): Promise<void> {
+  for (const lock of locks) {
+    try {
+      await unlink(lock);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") continue;
+      throw err;
+    }
+    warn("removed a git lock a killed run left", { lock });
+  }
+}
+
 const readBase = (file: string) => {
   try {
     return readFileSync(file, "utf8").trim();
@@ -358,6 +386,8 @@ export class Worktrees {
     const baseFile = join(this.root, `${agentId}.base`);
     await mkdir(this.root, { recursive: true });
     const added = await this.locked(common, async () => {
+      // A run killed during `git commit` or a branch update: creating the branch would fail.
+      await clearStaleLocks(branchLock(common, branch));
       // What a worker killed during an add left: never reused as is, removed and added again.
       await clearDeadAdd(join(common, "worktrees", basename(path)));
       if (existsSync(path) && (await this.halfAdded(repo, path))) await this.removeHalfAdded(path, common);
@@ -367,7 +397,9 @@ export class Worktrees {
         const registered = listed.split("\n").filter((l) => l.startsWith("worktree ")).map((l) => resolve(l.slice(9)));
         if (registered.includes(resolve(path))) {
           if (!reuse) throw new WorktreeError(`worktree ${path} exists already (reuse_worktree is false)`);
-          return new Worktree(path, branch, readBase(baseFile) || head, repo, common, adminDir(path, common));
+          const admin = adminDir(path, common);
+          await clearStaleLocks(join(admin, "index.lock"), join(admin, "HEAD.lock"));
+          return new Worktree(path, branch, readBase(baseFile) || head, repo, common, admin);
         }
         throw new WorktreeError(`${path} exists and is not a worktree of ${repo}`);
       }
@@ -401,8 +433,7 @@ export class Worktrees {
     try {
       await this.git(common, "worktree", "remove", "--force", "--force", path);
     } catch (err) {
-      const fields = { time: new Date().toISOString(), level: "WARN", msg: "deleting a worktree git cannot remove" };
-      process.stderr.write(`${JSON.stringify({ ...fields, worktree: path, error: (err as Error).message })}\n`);
+      warn("deleting a worktree git cannot remove", { worktree: path, error: (err as Error).message });
       await rm(path, { recursive: true, force: true });
       await this.git(common, "worktree", "unlock", path);
       await this.git(common, "worktree", "prune");
