@@ -107,10 +107,7 @@ func TestANewWorktreeReadsNoOtherWorktree(t *testing.T) {
 		}
 	}
 	calls := recordGit(t)
-	last, err := ws.create(ctx, repo, "last", "godel/last", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	last := mustCreate(t, ws, repo, "last")
 	// Not even a rev-parse: HEAD's commit is read from its files once git has said where they are.
 	if got := calls.commands(); !slices.Equal(got, []string{"update-ref", "reset"}) {
 		t.Fatalf("git commands %v, want update-ref, reset only", calls.all())
@@ -152,14 +149,8 @@ func TestRemovingAWorktreeDeletesItAndGitsRecordOfIt(t *testing.T) {
 	ctx := context.Background()
 	repo := repoWithReadme(t)
 	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
-	first, err := ws.create(ctx, repo, "a1", "godel/a1", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	second, err := ws.create(ctx, repo, "a2", "godel/a2", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := mustCreate(t, ws, repo, "a1")
+	second := mustCreate(t, ws, repo, "a2")
 	gitT(t, first.path, "commit", "-q", "--allow-empty", "-m", "kept")
 	if err := os.WriteFile(filepath.Join(first.path, "untracked.txt"), []byte("scratch"), 0o644); err != nil {
 		t.Fatal(err)
@@ -192,10 +183,7 @@ func TestRemovingAWorktreeDeletesItAndGitsRecordOfIt(t *testing.T) {
 		t.Errorf("<common>/worktrees is left: %v", err)
 	}
 	// A locked worktree is git's to refuse.
-	third, err := ws.create(ctx, repo, "a3", "godel/a3", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	third := mustCreate(t, ws, repo, "a3")
 	gitT(t, repo, "worktree", "lock", third.path)
 	if err := ws.remove(ctx, repo, third.path); err == nil || !strings.Contains(err.Error(), "locked") {
 		t.Errorf("removing a locked worktree: %v", err)
@@ -211,10 +199,7 @@ func TestRemovingAWorktreeTheWorkerAddedRunsNoGit(t *testing.T) {
 	ctx := context.Background()
 	repo := repoWithReadme(t)
 	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
-	wt, err := ws.create(ctx, repo, "a1", "godel/a1", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wt := mustCreate(t, ws, repo, "a1")
 	calls := recordGit(t)
 	if err := ws.remove(ctx, repo, wt.path); err != nil {
 		t.Fatal(err)
@@ -232,14 +217,8 @@ func TestAWorkerRemovesAWorktreeItDidNotAdd(t *testing.T) {
 	repo := repoWithReadme(t)
 	root := filepath.Join(t.TempDir(), "wt")
 	before := newWorktrees(root)
-	first, err := before.create(ctx, repo, "a1", "godel/a1", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	second, err := before.create(ctx, repo, "a2", "godel/a2", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := mustCreate(t, before, repo, "a1")
+	second := mustCreate(t, before, repo, "a2")
 	calls := recordGit(t)
 	if err := newWorktrees(root).remove(ctx, repo, first.path); err != nil {
 		t.Fatal(err)
@@ -264,10 +243,7 @@ func TestARemovalDoesNotTrustWhatTheWorkerKnewOfAReplacedRepository(t *testing.T
 	gitT(t, main, "worktree", "add", "-q", "-b", "side", repo)
 	root := filepath.Join(t.TempDir(), "wt")
 	ws := newWorktrees(root)
-	old, err := ws.create(ctx, repo, "a1", "godel/a1", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	old := mustCreate(t, ws, repo, "a1")
 	gitT(t, main, "worktree", "remove", repo)
 	if err := os.Mkdir(repo, 0o755); err != nil {
 		t.Fatal(err)
@@ -365,10 +341,7 @@ func TestACheckoutThatFailsLeavesNothingBehind(t *testing.T) {
 	}
 	runGit = real
 	// The branch stays (as after a failed `git worktree add -b`): the next run checks it out.
-	again, err := ws.create(ctx, repo, "a1", "godel/a1", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	again := mustCreate(t, ws, repo, "a1")
 	if status := gitT(t, again.path, "status", "--porcelain"); status != "" {
 		t.Errorf("status of the worktree: %q", status)
 	}
@@ -423,10 +396,7 @@ func TestAWorktreeWhoseAddNeverFinishedIsAddedAgain(t *testing.T) {
 		})
 	}
 	// git's own add, killed during its checkout: the work on the branch is kept.
-	first, err := ws.create(ctx, repo, "a1", "godel/a1", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := mustCreate(t, ws, repo, "a1")
 	gitT(t, first.path, "commit", "-q", "--allow-empty", "-m", "kept")
 	gitT(t, repo, "worktree", "lock", "--reason", "initializing", first.path)
 	again, err := ws.create(ctx, repo, "a1", "godel/a1", true)
@@ -475,10 +445,7 @@ func TestABranchLockAKilledRunLeftDoesNotStopTheAgentsWorktree(t *testing.T) {
 	ctx := context.Background()
 	repo := repoWithReadme(t)
 	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
-	first, err := ws.create(ctx, repo, "a1", "godel/a1", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := mustCreate(t, ws, repo, "a1")
 	lock := filepath.Join(first.common, "refs", "heads", "godel", "a2.lock")
 	writeLocks(t, lock)
 	second, err := ws.create(ctx, repo, "a2", "godel/a2", false)
@@ -510,10 +477,7 @@ func TestAReusedWorktreeLosesTheGitLocksAKilledRunLeft(t *testing.T) {
 	ctx := context.Background()
 	repo := repoWithReadme(t)
 	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
-	first, err := ws.create(ctx, repo, "a1", "godel/a1", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	first := mustCreate(t, ws, repo, "a1")
 	locks := []string{filepath.Join(first.admin, "index.lock"), filepath.Join(first.admin, "HEAD.lock")}
 	writeLocks(t, locks...)
 	again, err := ws.create(ctx, repo, "a1", "godel/a1", true)
@@ -638,10 +602,7 @@ func TestTheCommitsOfABranchThatDidNotMoveCostNoGit(t *testing.T) {
 	ctx := context.Background()
 	repo := repoWithReadme(t)
 	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
-	wt, err := ws.create(ctx, repo, "a1", "godel/a1", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wt := mustCreate(t, ws, repo, "a1")
 	calls := recordGit(t)
 	if commits, err := ws.commits(ctx, wt); err != nil || len(commits) != 0 {
 		t.Errorf("commits of the unmoved branch: %v, %v", commits, err)
@@ -675,10 +636,7 @@ func TestAnAgentsRefCannotHangOrFoolTheWorker(t *testing.T) {
 	ctx := context.Background()
 	repo := repoWithReadme(t)
 	ws := newWorktrees(filepath.Join(t.TempDir(), "wt"))
-	wt, err := ws.create(ctx, repo, "a1", "godel/a1", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	wt := mustCreate(t, ws, repo, "a1")
 	ref := filepath.Join(wt.common, "refs", "heads", "godel", "a1")
 	replaceRef := func(put func() error) {
 		t.Helper()
@@ -808,4 +766,14 @@ func TestNoMoreThanAFewGitProcessesRunAtOnce(t *testing.T) {
 			t.Fatalf("git processes running at once: %v (at most %d)", counts, gitProcesses)
 		}
 	}
+}
+
+// mustCreate adds agent id's worktree on branch godel/<id> (not reused), failing the test on an error.
+func mustCreate(t *testing.T, ws *worktrees, repo, id string) *worktree {
+	t.Helper()
+	wt, err := ws.create(context.Background(), repo, id, "godel/"+id, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wt
 }
