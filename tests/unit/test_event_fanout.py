@@ -65,3 +65,50 @@ async def test_a_replica_started_late_delivers_only_what_comes_after(db: Databas
     new = await store(db, 2)
     await StoreFanout(db, hub, 1.0).catch_up()
     assert [e.sequence for e in sub.buffer] == new == [5, 6]
+
+
+async def test_what_a_replica_stored_after_the_last_published_is_delivered_without_a_read(
+    db: Database,
+) -> None:
+    hub = SubscriptionHub()
+    fanout = StoreFanout(db, hub, 1.0)
+    sub = subscribed(hub)
+    async with db.session() as session:
+        stored = await EventStore(session).append([of_type("agent:start") for _ in range(3)])
+    fanout.stored(stored)  # synchronous: no read of the store can have happened
+    assert [e.sequence for e in sub.buffer] == [1, 2, 3]
+    assert hub.last_published == 3 and not fanout._wake.is_set()
+    assert await fanout.catch_up() == 0  # and the store has nothing more to give
+
+
+async def test_a_batch_after_another_replicas_is_read_from_the_store_in_order(db: Database) -> None:
+    hub = SubscriptionHub()
+    fanout = StoreFanout(db, hub, 1.0)
+    sub = subscribed(hub)
+    theirs = await store(db, 2)  # another replica's, not seen here yet
+    async with db.session() as session:
+        ours = await EventStore(session).append([of_type("agent:start") for _ in range(2)])
+    fanout.stored(ours)
+    assert not sub.buffer and fanout._wake.is_set()  # 3 does not follow 0: the store is read
+    assert await fanout.catch_up() == 4
+    assert [e.sequence for e in sub.buffer] == theirs + [e.sequence for e in ours] == [1, 2, 3, 4]
+
+
+async def test_events_published_from_memory_during_a_read_of_the_store_are_not_published_twice(
+    db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hub = SubscriptionHub()
+    fanout = StoreFanout(db, hub, 1.0)
+    sub = subscribed(hub)
+    async with db.session() as session:
+        stored = await EventStore(session).append([of_type("agent:start") for _ in range(2)])
+    query = EventStore.query
+
+    async def read_while_the_ingest_delivers(self: EventStore, *args: object, **kwargs: object) -> object:
+        found = await query(self, *args, **kwargs)  # type: ignore[arg-type]
+        fanout.stored(stored)  # the ingest's after_commit runs while the read is under way
+        return found
+
+    monkeypatch.setattr(EventStore, "query", read_while_the_ingest_delivers)
+    assert await fanout.catch_up() == 0
+    assert [e.sequence for e in sub.buffer] == [1, 2]

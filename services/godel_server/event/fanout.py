@@ -2,8 +2,10 @@
 each replica's hub is fed with the stored events in sequence order, whichever replica stored them
 (the ingest consumer group splits the topics' partitions between the replicas). The sequence is
 gap-free and its numbers commit in order (store.py numbers under one lock), so reading after the
-last sequence published misses nothing and repeats nothing. A replica's own commits wake the
-fan-out at once; the other replicas' are read within GODEL_EVENT_FANOUT_POLL_SECONDS."""
+last sequence published misses nothing and repeats nothing. A replica's own commits are delivered
+at once, from memory when they follow the last event published (nothing can be missing before
+them: no read of the store), else by a read of the store; the other replicas' are read within
+GODEL_EVENT_FANOUT_POLL_SECONDS."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 
+from godel.v1 import event_pb2
 from godel_server.event.hub import SubscriptionHub
 from godel_server.event.store import EventFilter, EventStore
 from godel_server.event.visibility import EVERY_EVENT
@@ -35,6 +38,17 @@ class StoreFanout:
         """Events were stored: deliver them now."""
         self._wake.set()
 
+    def stored(self, events: list[event_pb2.Event]) -> None:
+        """Events this replica has just committed, in sequence order: published at once when the
+        first follows the last event published (a batch is numbered without gaps), else the store
+        is read from the last event published (another replica stored some in between)."""
+        if not events:
+            return
+        if events[0].sequence == self._hub.last_published + 1:
+            self._hub.publish(events)
+        else:
+            self.poke()
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="event-fanout")
 
@@ -53,8 +67,10 @@ class StoreFanout:
                 events = await EventStore(session).query(
                     ANY, audience=EVERY_EVENT, limit=PAGE, after_sequence=self._hub.last_published
                 )
-            self._hub.publish(events)
-            published += len(events)
+            # Those published from memory while the store was read are not published again.
+            fresh = [e for e in events if e.sequence > self._hub.last_published]
+            self._hub.publish(fresh)
+            published += len(fresh)
             if len(events) < PAGE:
                 return published
 

@@ -1,5 +1,5 @@
 """Consumes every Godel topic into the event store (each replica the partitions the consumer group
-gives it), then wakes the live fan-out (fanout.py). Kafka is a public surface: an event the store cannot keep (an id longer than its column, say) is quarantined
+gives it), then hands what it stored to the live fan-out (fanout.py). Kafka is a public surface: an event the store cannot keep (an id longer than its column, say) is quarantined
 at once instead of failing every batch it is in."""
 
 from __future__ import annotations
@@ -49,5 +49,4 @@ class EventIngest(EventConsumer):
     async def after_commit(self, events: list[event_pb2.Event]) -> None:
         for event in events:
             EVENTS.labels(topic_for(event.type)).inc()
-        if events:
-            self._fanout.poke()
+        self._fanout.stored(events)
