@@ -1,12 +1,15 @@
 """Consumer base: reads Godel events from Kafka, handles each one exactly once per consumer group
 (dedupe by event id in the same DB transaction as the handler's writes: in the dedupe log, or by
-the handler itself when it `stores_each_id_once`), and commits offsets only
-after the batch has been processed. A record it cannot handle does not stop the group: a batch that
-fails BATCH_ATTEMPTS times is handled one record at a time, and a record that still fails after
-RECORD_ATTEMPTS (or that is no event, or one the service cannot store) is quarantined as a dead
-letter (runtime/deadletters.py) and the group goes on. A database or Kafka that is down is no
-reason to quarantine: the consumer reconnects and retries from its last commit. The dedupe log
-keeps DEDUPE_RETENTION of history (Kafka redelivers only uncommitted records).
+the handler itself when it `stores_each_id_once`), and commits the offsets of processed batches
+only: at most every COMMIT_SECONDS while batches keep coming, at once when none came. (A commit per
+batch was a Kafka round trip per batch, the largest cost of a one-event batch after its
+transaction; what a restart reads again of the last interval is deduped.) A record it cannot
+handle does not stop the group: a batch that fails BATCH_ATTEMPTS times is handled one record at a
+time, and a record that still fails after RECORD_ATTEMPTS (or that is no event, or one the service
+cannot store) is quarantined as a dead letter (runtime/deadletters.py) and the group goes on. A
+database or Kafka that is down is no reason to quarantine: the consumer reconnects and retries from
+its last commit. The dedupe log keeps DEDUPE_RETENTION of history (Kafka redelivers only
+uncommitted records).
 
 Each event is handled in a consumer `process` span that continues the trace of its record
 (`traceparent` header, runtime/tracing.py); `trace_headers(event)` hands it on (e.g. to the run a
@@ -19,13 +22,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import Counter
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -55,6 +59,9 @@ RETRY_PAUSE_SECONDS = 0.2
 DEDUPE_RETENTION = timedelta(days=7)
 PRUNE_SECONDS = 3600.0
 EVENT_ID_LEN = 36  # processed_events.event_id
+COMMIT_SECONDS = 1.0
+# A stopping consumer commits what it processed, unless Kafka takes longer than this to answer.
+STOP_COMMIT_SECONDS = 2.0
 
 Also = Callable[[AsyncSession], Awaitable[None]]
 
@@ -148,17 +155,29 @@ class EventConsumer(ABC):
         while True:
             consumer = self._new_consumer()
             self._consumer = consumer
+            # The next offset of each partition's processed records, not committed yet.
+            processed: dict[TopicPartition, int] = {}
             try:
                 await consumer.start()
                 self.ready.set()
+                committed_at: float | None = None  # None: the first batch commits at once
                 while True:
                     batches = await consumer.getmany(timeout_ms=500)
                     records = [r for recs in batches.values() for r in recs]
-                    if not records:
-                        continue
-                    await self._process(records)
-                    await consumer.commit()
+                    if records:
+                        await self._process(records)
+                        for tp, recs in batches.items():
+                            if recs:
+                                processed[tp] = recs[-1].offset + 1
+                    now = time.monotonic()
+                    due = not records or committed_at is None or now - committed_at >= COMMIT_SECONDS
+                    if processed and due:
+                        await self._commit(consumer, processed)
+                        committed_at = now
             except asyncio.CancelledError:
+                if processed:
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(self._commit(consumer, processed), STOP_COMMIT_SECONDS)
                 raise
             except (KafkaError, OSError) as exc:
                 log.warning(
@@ -178,6 +197,22 @@ class EventConsumer(ABC):
                 with contextlib.suppress(Exception):
                     await consumer.stop()
             await asyncio.sleep(1.0)
+
+    async def _commit(self, consumer: AIOKafkaConsumer, processed: dict[TopicPartition, int]) -> None:
+        """Commits (and forgets) the processed offsets of the partitions the consumer still has; the
+        others went to another member, which reads them again from their last commit (deduped)."""
+        assigned = consumer.assignment()
+        offsets = {tp: offset for tp, offset in processed.items() if tp in assigned}
+        processed.clear()
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:  # the group rebalanced meanwhile
+            log.info(
+                "offsets not committed: the group rebalanced",
+                extra={"group": self.group_id, "error": repr(exc)},
+            )
 
     async def _process(self, records: list[Any]) -> None:
         batch: list[tuple[Any, event_pb2.Event]] = []
