@@ -4,6 +4,7 @@ newest event, the migrations go down and up again with the data, and queries fil
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -206,3 +207,39 @@ async def test_query_filters_and_orders(db: Database) -> None:
         future = datetime.now(UTC) + timedelta(hours=1)
         assert await seqs(EventFilter(start_time=future)) == []
         assert await seqs(EventFilter(end_time=future)) == s
+
+
+async def test_appends_that_wait_for_the_numbering_lock_number_after_what_it_held(db: Database) -> None:
+    """The second batch takes the lock while the first is stored but not committed: once it gets
+    the lock it must see the first batch (its scan runs after the lock, with a fresh snapshot), so
+    the numbers go on without a gap or a repeat, and an id of the first batch is not stored again."""
+    await _append(db, [_event("agent:start")])
+    first = [_event("agent:start"), _event("agent:start")]
+    second = [first[1], _event("team:create")]  # one id already in the first batch
+    holding, release = asyncio.Event(), asyncio.Event()
+
+    async def append_first() -> list[event_pb2.Event]:
+        async with db.session() as session:
+            stored = await EventStore(session).append(first)
+            holding.set()
+            await release.wait()
+        return stored
+
+    async def append_second() -> list[event_pb2.Event]:
+        await holding.wait()
+        return await _append(db, second)
+
+    one = asyncio.create_task(append_first())
+    two = asyncio.create_task(append_second())
+    await holding.wait()
+    if not db.is_sqlite:  # SQLite queues writers in-process; PostgreSQL makes the second wait
+        await asyncio.sleep(0.3)
+        assert not two.done(), "the second batch did not wait for the numbering lock"
+    release.set()
+    stored_first, stored_second = await asyncio.wait_for(asyncio.gather(one, two), 30)
+    assert [e.sequence for e in stored_first] == [2, 3]
+    assert [(e.id, e.sequence) for e in stored_second] == [(second[1].id, 4)]
+    async with db.reader() as session:
+        rows = (await session.execute(select(EventRow.sequence_number, EventRow.id))).all()
+    assert sorted(number for number, _ in rows) == [1, 2, 3, 4]
+    assert len({event_id for _, event_id in rows}) == 4

@@ -18,6 +18,9 @@ from godel_server.runtime.events import pattern_matches, payload_dict, utcnow
 from godel_server.runtime.text import storable_json, storable_text
 
 SEQUENCE_LOCK_KEY = 0x60DE1E7E
+# PostgreSQL: the numbering lock, then (in the same round trip, after it is held) the batch's ids
+# stored already and the last stored sequence (migration 0006_locked_scan).
+LOCKED_SCAN = text("SELECT event_id, sequence FROM godel_events_locked_scan(:key, :ids)")
 
 
 # Filters on an event's attributes; requests, stored subscriptions and EventFilter share the names.
@@ -171,21 +174,22 @@ class EventStore:
     async def append(self, events: Sequence[event_pb2.Event]) -> list[event_pb2.Event]:
         """Stores events not stored yet (by id), numbering them after the current last sequence.
         Returns the stored events with `sequence` set."""
+        ids = [e.id for e in events]
         if self._session.get_bind().dialect.name == "postgresql":
             # One numbering writer at a time, even with several event-service replicas: the
             # partitioned table's key (sequence_number, stored_at) cannot enforce it alone.
-            await self._session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SEQUENCE_LOCK_KEY})
-        ids = [e.id for e in events]
-        # One round trip for both: the batch's events stored already, and the last stored event
-        # (whose sequence is the highest, so the batch is numbered after it).
-        last = select(func.max(EventRow.sequence_number)).scalar_subquery()
-        found = (
-            await self._session.execute(
-                select(EventRow.id, EventRow.sequence_number).where(
-                    or_(EventRow.id.in_(ids), EventRow.sequence_number == last)
+            found = (await self._session.execute(LOCKED_SCAN, {"key": SEQUENCE_LOCK_KEY, "ids": ids})).all()
+        else:
+            # One round trip for both: the batch's events stored already, and the last stored event
+            # (whose sequence is the highest, so the batch is numbered after it).
+            last = select(func.max(EventRow.sequence_number)).scalar_subquery()
+            found = (
+                await self._session.execute(
+                    select(EventRow.id, EventRow.sequence_number).where(
+                        or_(EventRow.id.in_(ids), EventRow.sequence_number == last)
+                    )
                 )
-            )
-        ).all()
+            ).all()
         wanted = set(ids)
         known = {event_id for event_id, _ in found if event_id in wanted}
         sequence = max((number for _, number in found), default=0)
