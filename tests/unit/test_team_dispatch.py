@@ -1,5 +1,6 @@
 """The team service's consumer of agent events (team/dispatch.py) skips what is none of its
-business before any transaction (the spawn of an agent in no team and of no member), and a batch
+business before any transaction (the events of an agent in no team and of no member, but its
+usage), and a batch
 costs its statements once, not once per event."""
 
 from __future__ import annotations
@@ -10,14 +11,15 @@ from typing import Any
 from google.protobuf import json_format, struct_pb2
 from sqlalchemy import event, select
 
-from godel.v1 import agent_pb2, workflow_pb2
+from godel.v1 import agent_events_pb2, agent_pb2, event_pb2, workflow_pb2
 from godel_server.runtime.config import KafkaSettings, load_settings
 from godel_server.runtime.db import Database
 from godel_server.runtime.deadletters import DeadLetterStore
-from godel_server.runtime.events import utcnow
+from godel_server.runtime.events import new_event, utcnow
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.runtime.statuses import AgentStatus, StepStatus
 from godel_server.runtime.tables import processed_events
+from godel_server.team import dispatch
 from godel_server.team.agents import MEMBER_METADATA_KEY
 from godel_server.team.budgets.ledger import BudgetLedger
 from godel_server.team.dispatch import AgentEventConsumer
@@ -49,24 +51,33 @@ def _consumer(db: Database, members: Members | None = None) -> AgentEventConsume
     )
 
 
+def usage(agent_id: str) -> event_pb2.Event:
+    """`agent:usage` of an agent in no team."""
+    data = agent_events_pb2.AgentUsage(agent_id=agent_id, cost=0.01)
+    return new_event(data, partition_key=agent_id, component="agent-service", agent_id=agent_id)
+
+
 def _member_agent(agent_id: str, member_id: str = "m-1") -> agent_pb2.Agent:
     metadata = struct_pb2.Struct()
     metadata.update({MEMBER_METADATA_KEY: member_id})
     return agent_pb2.Agent(id=agent_id, metadata=metadata)
 
 
-async def test_only_the_spawn_of_an_agent_outside_every_team_costs_no_transaction(db: Database) -> None:
+async def test_the_events_of_an_agent_outside_every_team_cost_no_transaction(db: Database) -> None:
     consumer = _consumer(db)
     transactions: list[str] = []
     event.listen(db.engine.sync_engine, "begin", lambda conn: transactions.append("begin"))
-    plain = spawned(agent_pb2.Agent(id="a" * 36))
-    await consumer._process([KafkaRecord(plain.SerializeToString())])
+    plain = "a" * 36
+    skipped = [spawned(agent_pb2.Agent(id=plain)), moved("agent:start", plain, "running")]
+    await consumer._process([KafkaRecord(e.SerializeToString(), offset=i) for i, e in enumerate(skipped)])
     assert transactions == []
 
     handled = [
         spawned(agent_pb2.Agent(id="b" * 36, team_id="t-1")),  # an agent of a team
         spawned(_member_agent("c" * 36)),  # a member's agent
-        moved("agent:start", "a" * 36, "running"),  # any later event of any agent
+        moved("agent:start", "d" * 36, "running"),  # an agent whose spawn this replica did not see
+        usage(plain),  # charged to its owner's budgets
+        moved("agent:complete", plain, "completed", team_id="t-1"),  # it joined a team
     ]
     await consumer._process([KafkaRecord(e.SerializeToString(), offset=i) for i, e in enumerate(handled)])
     assert transactions
@@ -75,12 +86,25 @@ async def test_only_the_spawn_of_an_agent_outside_every_team_costs_no_transactio
     assert recorded == {e.id for e in handled}
 
 
-def test_the_consumer_wants_every_event_but_a_plain_spawn(db: Database) -> None:
+def test_the_consumer_skips_the_events_of_agents_it_saw_spawned_outside_every_team(db: Database) -> None:
     consumer = _consumer(db)
     assert not consumer.wants(spawned(agent_pb2.Agent(id="a")))
-    assert consumer.wants(spawned(agent_pb2.Agent(id="a", team_id="t")))
-    assert consumer.wants(spawned(_member_agent("a")))
-    assert consumer.wants(moved("agent:complete", "a", "completed"))
+    assert not consumer.wants(moved("agent:complete", "a", "completed"))
+    assert consumer.wants(usage("a"))
+    assert consumer.wants(spawned(agent_pb2.Agent(id="b", team_id="t")))
+    assert consumer.wants(spawned(_member_agent("c")))
+    assert consumer.wants(moved("agent:complete", "d", "completed"))  # its spawn was not seen here
+    assert consumer.wants(moved("agent:start", "a", "running", team_id="t"))  # joined a team
+    assert consumer.wants(moved("agent:complete", "a", "completed"))  # and is followed from then on
+
+
+def test_the_agents_remembered_outside_every_team_are_bounded(db: Database, monkeypatch: Any) -> None:
+    monkeypatch.setattr(dispatch, "OUTSIDE_REMEMBERED", 2)
+    consumer = _consumer(db)
+    for agent_id in ("a", "b", "c"):
+        consumer.wants(spawned(agent_pb2.Agent(id=agent_id)))
+    assert consumer.wants(moved("agent:complete", "a", "completed"))  # forgotten: handled again
+    assert not consumer.wants(moved("agent:complete", "c", "completed"))
 
 
 class _Statements:

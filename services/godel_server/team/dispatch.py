@@ -5,6 +5,8 @@ after the commit."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from godel.v1 import agent_events_pb2, event_pb2
@@ -22,6 +24,10 @@ from godel_server.team.models import MemberRow, TeamRow
 from godel_server.team.tasks.queue import TaskQueue
 from godel_server.team.teams.orchestrator import TeamOrchestrator
 from godel_server.team.workflows.engine import WorkflowEngine
+
+# Agents remembered as outside every team and member (see AgentEventConsumer.wants); the oldest
+# are forgotten first, and a forgotten agent's events are handled again (changing nothing).
+OUTSIDE_REMEMBERED = 100_000
 
 
 class AgentEventConsumer(EventConsumer):
@@ -50,16 +56,28 @@ class AgentEventConsumer(EventConsumer):
         self._tasks = tasks
         self._ledger = ledger
         self._effects = Effects()
+        # Agents whose spawn this replica saw in no team and of no member (forgotten on restart).
+        self._outside: OrderedDict[str, None] = OrderedDict()
 
     def wants(self, event: event_pb2.Event) -> bool:
-        """Not the spawn of an agent that is in no team and no member's: that changes nothing here
-        (the task queue follows the agents of teams; members are agents this service created), so
-        it costs no transaction. Every later event of an agent is handled: it may hold a task, and
-        its usage is charged."""
+        """Not an event of an agent in no team and of no member, but its usage (charged to its
+        owner's budgets): the task queue follows the agents of teams, and members are agents this
+        service created, whose spawn names them. Its spawn says so; its later events are skipped
+        while this replica remembers that spawn and until one names a team. Each was a transaction
+        that changed nothing."""
         data = event_data(event)
+        agent_id = event.metadata.agent_id
         if isinstance(data, agent_events_pb2.AgentSpawned):
-            return bool(data.agent.team_id or event.metadata.team_id or member_id_of(data.agent))
-        return True
+            inside = bool(data.agent.team_id or event.metadata.team_id or member_id_of(data.agent))
+            if not inside and agent_id:
+                self._outside[agent_id] = None
+                if len(self._outside) > OUTSIDE_REMEMBERED:
+                    self._outside.popitem(last=False)
+            return inside
+        if event.metadata.team_id:
+            self._outside.pop(agent_id, None)  # it joined a team: followed from now on
+            return True
+        return isinstance(data, agent_events_pb2.AgentUsage) or agent_id not in self._outside
 
     async def handle_batch(
         self, session: AsyncSession, events: list[event_pb2.Event]
