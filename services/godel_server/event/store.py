@@ -19,7 +19,7 @@ from godel_server.runtime.text import storable_json, storable_text
 
 SEQUENCE_LOCK_KEY = 0x60DE1E7E
 # PostgreSQL: the numbering lock, then (in the same round trip, after it is held) the batch's ids
-# stored already and the last stored sequence (migration 0006_locked_scan).
+# stored already, and a row with no id and the last stored sequence (migration 0006_locked_scan).
 LOCKED_SCAN = text("SELECT event_id, sequence FROM godel_events_locked_scan(:key, :ids)")
 
 

@@ -6,7 +6,10 @@ read which of the batch's ids are stored and the last sequence. The scan must no
 lock is held: it would miss what the previous holder committed and number after a stale last
 sequence. A VOLATILE function's statements each take a fresh snapshot (at READ COMMITTED), so the
 function's scan, run after its own lock, sees every batch committed before the lock was granted.
-SQLite has one writer at a time and keeps the two statements.
+The scan is two queries, the ids (an index lookup per partition) and the last sequence: as one
+query with an OR, its cached plan read every row of the day's partition (7.5 ms an append with
+31,000 events stored, against 2.4 ms for the two statements of before; 1.5 to 2.3 ms now). SQLite has
+one writer at a time and keeps the two statements.
 
 Revision ID: 0006_locked_scan
 Revises: 0005_event_owners
@@ -27,10 +30,9 @@ RETURNS TABLE (event_id VARCHAR, sequence BIGINT)
 LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock(lock_key);
-    RETURN QUERY
-        SELECT e.id, e.sequence_number FROM events e
-        WHERE e.id = ANY(ids)
-           OR e.sequence_number = (SELECT max(m.sequence_number) FROM events m);
+    -- Two queries, each an index lookup per partition (one query with an OR scanned every row).
+    RETURN QUERY SELECT e.id, e.sequence_number FROM events e WHERE e.id = ANY(ids);
+    RETURN QUERY SELECT NULL::VARCHAR, COALESCE(max(m.sequence_number), 0) FROM events m;
 END
 $$
 """
