@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from godel.v1 import event_pb2
 from godel_server.event.fanout import PAGE, StoreFanout
 from godel_server.event.hub import DROP, Subscription, SubscriptionHub
 from godel_server.event.service import EventService
@@ -25,11 +26,21 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
         yield database
 
 
+async def appended(db: Database, n: int) -> list[event_pb2.Event]:
+    """Stores `n` new events as one replica's ingest does; the stored events."""
+    async with db.session() as session:
+        return await EventStore(session).append([of_type("agent:start") for _ in range(n)])
+
+
 async def store(db: Database, n: int) -> list[int]:
     """Stores `n` new events as one replica's ingest does; their sequence numbers."""
-    async with db.session() as session:
-        stored = await EventStore(session).append([of_type("agent:start") for _ in range(n)])
-    return [e.sequence for e in stored]
+    return [e.sequence for e in await appended(db, n)]
+
+
+def replica(db: Database) -> tuple[SubscriptionHub, StoreFanout, Subscription]:
+    """One replica's hub and fan-out, with one subscriber to every event."""
+    hub = SubscriptionHub()
+    return hub, StoreFanout(db, hub, 1.0), subscribed(hub)
 
 
 def subscribed(hub: SubscriptionHub) -> Subscription:
@@ -70,11 +81,8 @@ async def test_a_replica_started_late_delivers_only_what_comes_after(db: Databas
 async def test_what_a_replica_stored_after_the_last_published_is_delivered_without_a_read(
     db: Database,
 ) -> None:
-    hub = SubscriptionHub()
-    fanout = StoreFanout(db, hub, 1.0)
-    sub = subscribed(hub)
-    async with db.session() as session:
-        stored = await EventStore(session).append([of_type("agent:start") for _ in range(3)])
+    hub, fanout, sub = replica(db)
+    stored = await appended(db, 3)
     fanout.stored(stored)  # synchronous: no read of the store can have happened
     assert [e.sequence for e in sub.buffer] == [1, 2, 3]
     assert hub.last_published == 3 and not fanout._wake.is_set()
@@ -82,12 +90,9 @@ async def test_what_a_replica_stored_after_the_last_published_is_delivered_witho
 
 
 async def test_a_batch_after_another_replicas_is_read_from_the_store_in_order(db: Database) -> None:
-    hub = SubscriptionHub()
-    fanout = StoreFanout(db, hub, 1.0)
-    sub = subscribed(hub)
+    _hub, fanout, sub = replica(db)
     theirs = await store(db, 2)  # another replica's, not seen here yet
-    async with db.session() as session:
-        ours = await EventStore(session).append([of_type("agent:start") for _ in range(2)])
+    ours = await appended(db, 2)
     fanout.stored(ours)
     assert not sub.buffer and fanout._wake.is_set()  # 3 does not follow 0: the store is read
     assert await fanout.catch_up() == 4
@@ -97,11 +102,8 @@ async def test_a_batch_after_another_replicas_is_read_from_the_store_in_order(db
 async def test_events_published_from_memory_during_a_read_of_the_store_are_not_published_twice(
     db: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hub = SubscriptionHub()
-    fanout = StoreFanout(db, hub, 1.0)
-    sub = subscribed(hub)
-    async with db.session() as session:
-        stored = await EventStore(session).append([of_type("agent:start") for _ in range(2)])
+    _hub, fanout, sub = replica(db)
+    stored = await appended(db, 2)
     query = EventStore.query
 
     async def read_while_the_ingest_delivers(self: EventStore, *args: object, **kwargs: object) -> object:
