@@ -183,10 +183,13 @@ def coordinator(home: Path, **env: str) -> tuple[RunCoordinator, MemoryDatabase,
     return RunCoordinator(settings, store, cast(LogStore, MemoryLogs()), registry), db, registry
 
 
-def new_agent(db: MemoryDatabase, *, command: tuple[str, ...] = ("true",), max_retries: int = 3) -> AgentRow:
-    """An agent the coordinator owns, created and waiting for its first run."""
+def agent_row(
+    *, command: tuple[str, ...] = ("true",), max_retries: int = 3, owner: str | None = "replica-1"
+) -> AgentRow:
+    """A new agent as CreateAgent stores it, waiting for its first run (`owner`: the replica that
+    claimed it, None before a replica consumed its run request)."""
     now = utcnow()
-    row = AgentRow(
+    return AgentRow(
         id=str(uuid.uuid4()),
         model="m",
         task="do it",
@@ -203,8 +206,13 @@ def new_agent(db: MemoryDatabase, *, command: tuple[str, ...] = ("true",), max_r
         budget_consumed=0.0,
         meta={},
         version=1,
-        owner="replica-1",
+        owner=owner,
     )
+
+
+def new_agent(db: MemoryDatabase, *, command: tuple[str, ...] = ("true",), max_retries: int = 3) -> AgentRow:
+    """An agent the coordinator owns, created and waiting for its first run."""
+    row = agent_row(command=command, max_retries=max_retries)
     db.agents[row.id] = row
     return row
 

@@ -18,8 +18,8 @@ from godel_server.agent.state import AgentStateStore
 from godel_server.agent.workers import Placement, WorkerRegistry
 from godel_server.runtime.config import load_settings
 from godel_server.runtime.db import Database
-from godel_server.runtime.events import utcnow
 from godel_server.runtime.publisher import EventPublisher
+from tests.fakes.agents import agent_row
 
 REPLICA = "agent-r1"
 
@@ -74,20 +74,7 @@ def test_a_selector_places_only_on_workers_with_every_label() -> None:
 
 
 async def _agent(db: Database) -> str:
-    now = utcnow()
-    row = AgentRow(
-        id="a1",
-        model="m",
-        task="t",
-        config={"runtime": "command", "command": ["true"]},
-        status="pending",
-        lifecycle_state="initializing",
-        commits=[],
-        spawned_at=now,
-        updated_at=now,
-        meta={},
-        owner=REPLICA,
-    )
+    row = agent_row(owner=REPLICA)
     async with db.session() as session:
         session.add(row)
     return row.id

@@ -35,15 +35,17 @@ class RunRequestConsumer(EventConsumer):
     async def handle_batch(
         self, session: AsyncSession, events: list[event_pb2.Event]
     ) -> list[event_pb2.Event]:
-        claimed = []
-        for event in events:
-            if event.metadata.agent_id and await self._coordinator.claim(session, event.metadata.agent_id):
-                claimed.append(event)
-        return claimed
+        # Claimed and assigned (or refused, or noted as waiting) in this transaction.
+        self._coordinator.untaken()  # what an attempt of this batch that did not commit took
+        return [
+            event
+            for event in events
+            if event.metadata.agent_id
+            and await self._coordinator.take(session, event.metadata.agent_id, self.trace_headers(event))
+        ]
 
     async def after_commit(self, events: list[event_pb2.Event]) -> None:
-        # The run goes on in the trace of its request (runtime/tracing.py).
-        self._coordinator.enqueue(
-            [e.metadata.agent_id for e in events],
-            traces={e.metadata.agent_id: self.trace_headers(e) for e in events},
-        )
+        self._coordinator.taken()
+
+    def rolled_back(self) -> None:
+        self._coordinator.untaken()

@@ -57,10 +57,13 @@ class ReplicaLeases(ReplicaLease):
                 claimed.append(agent_id)
         return claimed
 
-    async def claim(self, session: AsyncSession, agent_id: str) -> bool:
-        """Takes ownership of an agent whose run was requested (inside the caller's transaction)."""
+    async def claim(self, session: AsyncSession, agent_id: str) -> AgentRow | None:
+        """Takes ownership of an agent whose run was requested (inside the caller's transaction,
+        which holds the row's lock from then on); returns the agent as claimed, None when another
+        live replica owns it or it needs no run. No version bump: the owner is not a change of
+        the agent."""
         live = self.live()
-        result = await session.execute(
+        statement = (
             update(AgentRow)
             .where(
                 AgentRow.id == agent_id,
@@ -69,6 +72,7 @@ class ReplicaLeases(ReplicaLease):
                 or_(AgentRow.owner.is_(None), AgentRow.owner == self.replica_id, AgentRow.owner.not_in(live)),
             )
             .values(owner=self.replica_id)
-            .execution_options(synchronize_session=False)
+            .returning(AgentRow)
+            .execution_options(synchronize_session=False, populate_existing=True)
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        return (await session.scalars(statement)).one_or_none()

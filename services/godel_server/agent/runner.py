@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client import Counter
 from sqlalchemy import and_, or_, select, update
@@ -122,6 +122,24 @@ class _Waiting:
     unplaced: Unplaced
 
 
+class _Assigned(NamedTuple):
+    """A run assignment written in a transaction, sent to its worker once that commits."""
+
+    conn: WorkerConnection
+    assignment: wpb.RunAssignment
+
+
+@dataclass(frozen=True)
+class _Taken:
+    """What a consumed run request came to for its agent (`RunCoordinator.take`): its run
+    assigned, no worker for it now (`waiting`), or neither (refused, or nothing to run now)."""
+
+    agent_id: str
+    carrier: dict[str, str]
+    assigned: _Assigned | None = None
+    waiting: _Waiting | None = None
+
+
 class _Skip(Exception):
     """The agent no longer needs what the caller was about to do."""
 
@@ -172,6 +190,10 @@ class RunCoordinator:
         self._waiting: dict[str, _Waiting] = {}
         self._wake = asyncio.Event()
         self._rejected: dict[str, set[str]] = {}
+        # Worker slots taken by assignments whose transaction has not committed yet, by run id.
+        self._reserved: dict[str, WorkerConnection] = {}
+        # What the run requests of the consumer's open transaction came to (`take`).
+        self._taken: list[_Taken] = []
         self._supervisor = RunSupervisor(
             settings, store.db, registry, spawn=self._spawn, on_lost=self._run_lost, on_stuck=self._run_stuck
         )
@@ -248,10 +270,6 @@ class RunCoordinator:
                     self.enqueue([row.id])
             # Runs in flight are adopted (or declared lost) by the supervisor.
 
-    async def claim(self, session: AsyncSession, agent_id: str) -> bool:
-        """Takes ownership of an agent whose run was requested (inside the consumer's transaction)."""
-        return await self._leases.claim(session, agent_id)
-
     # ---- scheduling -------------------------------------------------------------------------
     async def _schedule_loop(self) -> None:
         last_scan: float | None = None  # the first pass scans at once, whatever the clock reads
@@ -320,60 +338,136 @@ class RunCoordinator:
         (a round trip and a load of the row per assignment)."""
         run_id = str(uuid.uuid4())
 
-        async def change(
-            session: AsyncSession, row: AgentRow
-        ) -> tuple[WorkerConnection, wpb.RunAssignment] | None:
-            if row.owner != self.replica_id or not _schedulable(row):
+        async def change(session: AsyncSession, row: AgentRow) -> _Assigned | None:
+            if row.owner != self.replica_id:
                 raise _Skip
-            now = utcnow()
-            if row.next_attempt_at is not None and row.next_attempt_at > now:
-                raise _Skip  # its retry timer enqueues it again
-            config = config_from_dict(row.config)
-            placement = Placement.of(config)
-            if placement.runtime == "command" and not config.command:
-                await self._refuse(
-                    session,
-                    row,
-                    "nothing to run: give the agent a command (config.command) or use the openai runtime",
-                )
-                return None
-            try:
-                safety = safety_rules(row.safety_boundaries)
-            except ValueError as exc:  # stored before the API checked its shape
-                await self._refuse(session, row, f"safety_boundaries: {exc}")
-                return None
-            conn = self.registry.pick(placement, frozenset(self._rejected.get(agent_id, ())))
-            if conn is None:
-                raise _NoWorker(placement)
-            depth = 0
-            if row.parent_session_id:
-                parent = await session.get(SessionRow, row.parent_session_id)
-                depth = parent.depth + 1 if parent else 1
-            session.add(
-                SessionRow(
-                    id=run_id,
-                    agent_id=row.id,
-                    parent_id=row.parent_session_id,
-                    depth=depth,
-                    status=SessionStatus.PENDING,
-                    variables={},
-                    meta={"workerId": conn.worker_id, "attempt": row.retry_count, "rerun": row.reschedules},
-                    created_at=now,
-                    updated_at=now,
-                    update_seq=0,
-                )
+            return await self._decide(session, row, run_id)
+
+        try:
+            _, assigned = await self._store.update(agent_id, change)
+        except (_Skip, AgentNotFoundError):
+            return True
+        except _NoWorker as waiting:
+            await self._note_pending(agent_id, waiting.placement)
+            return False
+        except BaseException:
+            self._release(run_id)
+            raise
+        if assigned is not None:
+            self._send(assigned)
+        return True  # assigned, or refused: no run could help it
+
+    async def take(self, session: AsyncSession, agent_id: str, carrier: dict[str, str]) -> bool:
+        """A run request consumed by this replica, in the consumer's transaction: claims the agent
+        and assigns its run (or refuses it, or notes why it waits) in that same transaction, so a
+        request costs one transaction, not three (claim, assignment, pending reason). False when
+        the agent was not claimed (another live replica owns it, or it needs no run). What was
+        decided takes effect with `taken()` after the commit, or is forgotten by `untaken()`."""
+        row = await self._leases.claim(session, agent_id)
+        if row is None:
+            return False
+        if carrier:
+            with tracing.span("schedule run", parent=carrier, attributes={"godel.agent.id": agent_id}):
+                self._taken.append(await self._decide_taken(session, row, carrier))
+        else:
+            self._taken.append(await self._decide_taken(session, row, carrier))
+        return True
+
+    async def _decide_taken(self, session: AsyncSession, row: AgentRow, carrier: dict[str, str]) -> _Taken:
+        run_id = str(uuid.uuid4())
+        try:
+            return _Taken(row.id, carrier, assigned=await self._decide(session, row, run_id))
+        except _Skip:
+            return _Taken(row.id, carrier)
+        except _NoWorker as waiting:
+            unplaced = await self._write_reason(session, row.id, waiting.placement)
+            return _Taken(row.id, carrier, waiting=_Waiting(waiting.placement, unplaced))
+
+    def taken(self) -> None:
+        """The run requests' transaction committed: its assignments go to their workers, the agents
+        that wait are pending here."""
+        decided, self._taken = self._taken, []
+        for one in decided:
+            if one.waiting is None:  # a request it waited with before is answered
+                self._pending.discard(one.agent_id)
+                self._waiting.pop(one.agent_id, None)
+                self._traces.pop(one.agent_id, None)
+            if one.assigned is not None:
+                self._send(one.assigned)
+            elif one.waiting is not None:
+                self._pending.add(one.agent_id)
+                self._waiting[one.agent_id] = one.waiting
+                if one.carrier:
+                    self._traces[one.agent_id] = one.carrier
+
+    def untaken(self) -> None:
+        """The run requests' transaction did not commit: the slots it took on workers are free."""
+        decided, self._taken = self._taken, []
+        for one in decided:
+            if one.assigned is not None:
+                self._release(one.assigned.assignment.run_id)
+
+    async def _decide(self, session: AsyncSession, row: AgentRow, run_id: str) -> _Assigned | None:
+        """What the agent's run request comes to, written in the caller's transaction: its run
+        assigned to a worker (whose slot is taken at once: `_release` gives it back if the
+        transaction fails), or the agent refused (None). Raises _Skip when it needs no run now and
+        _NoWorker when no worker can take it."""
+        if not _schedulable(row):
+            raise _Skip
+        now = utcnow()
+        if row.next_attempt_at is not None and row.next_attempt_at > now:
+            raise _Skip  # its retry timer enqueues it again
+        config = config_from_dict(row.config)
+        placement = Placement.of(config)
+        if placement.runtime == "command" and not config.command:
+            await self._refuse(
+                session,
+                row,
+                "nothing to run: give the agent a command (config.command) or use the openai runtime",
             )
-            # After a lost run the worktree may exist even if its path never reached this row.
-            reuse = row.worktree_path is not None or row.reschedules > 0
-            row.run_id = run_id
-            row.session_id = run_id
-            row.worker_id = conn.worker_id
-            row.run_started_at = now
-            row.next_attempt_at = None
-            row.pending_reason = None
-            row.pending_message = None
-            row.updated_at = now
-            return conn, wpb.RunAssignment(
+            return None
+        try:
+            safety = safety_rules(row.safety_boundaries)
+        except ValueError as exc:  # stored before the API checked its shape
+            await self._refuse(session, row, f"safety_boundaries: {exc}")
+            return None
+        self._release(run_id)  # a retried transaction decides again
+        conn = self.registry.pick(placement, frozenset(self._rejected.get(row.id, ())))
+        if conn is None:
+            raise _NoWorker(placement)
+        conn.assigned(run_id)
+        self._reserved[run_id] = conn
+        depth = 0
+        if row.parent_session_id:
+            parent = await session.get(SessionRow, row.parent_session_id)
+            depth = parent.depth + 1 if parent else 1
+        session.add(
+            SessionRow(
+                id=run_id,
+                agent_id=row.id,
+                parent_id=row.parent_session_id,
+                depth=depth,
+                status=SessionStatus.PENDING,
+                variables={},
+                meta={"workerId": conn.worker_id, "attempt": row.retry_count, "rerun": row.reschedules},
+                created_at=now,
+                updated_at=now,
+                update_seq=0,
+            )
+        )
+        # After a lost run the worktree may exist even if its path never reached this row.
+        reuse = row.worktree_path is not None or row.reschedules > 0
+        row.run_id = run_id
+        row.session_id = run_id
+        row.worker_id = conn.worker_id
+        row.run_started_at = now
+        row.next_attempt_at = None
+        row.pending_reason = None
+        row.pending_message = None
+        row.updated_at = now
+        return _Assigned(
+            conn,
+            wpb.RunAssignment(
                 run_id=run_id,
                 agent_id=row.id,
                 session_id=run_id,
@@ -386,49 +480,60 @@ class RunCoordinator:
                 start_paused=row.lifecycle_state == LifecycleState.PAUSED,
                 safety=safety,
                 traceparent=tracing.current_headers().get("traceparent", ""),
-            )
+            ),
+        )
 
-        try:
-            _, assigned = await self._store.update(agent_id, change)
-        except (_Skip, AgentNotFoundError):
-            return True
-        except _NoWorker as waiting:
-            await self._note_pending(agent_id, waiting.placement)
-            return False
-        if assigned is None:
-            return True  # refused: no run could help it
+    def _release(self, run_id: str) -> None:
+        """Gives back the worker slot taken for a run whose assignment was not committed."""
+        conn = self._reserved.pop(run_id, None)
+        if conn is not None:
+            conn.unassigned(run_id)
+
+    def _send(self, assigned: _Assigned) -> None:
+        """A committed assignment goes to its worker."""
         conn, assignment = assigned
-        conn.assigned(run_id)
-        conn.owned.add((agent_id, run_id))
+        self._reserved.pop(assignment.run_id, None)
+        conn.owned.add((assignment.agent_id, assignment.run_id))
         conn.send(wpb.ConnectResponse(assign=assignment))
-        log.info("run assigned", extra={"agentId": agent_id, "runId": run_id, "workerId": conn.worker_id})
-        return True
+        log.info(
+            "run assigned",
+            extra={"agentId": assignment.agent_id, "runId": assignment.run_id, "workerId": conn.worker_id},
+        )
 
     def _placeable(self, agent_id: str, placement: Placement) -> bool:
         return self.registry.pick(placement, frozenset(self._rejected.get(agent_id, ()))) is not None
 
     async def _note_pending(self, agent_id: str, placement: Placement) -> None:
-        """Writes why the agent waits on its row, when that differs from what was written last.
+        """Writes why the agent waits on its row, when that differs from what was written last."""
+        known = self._waiting.get(agent_id)
+        unplaced = self.registry.unplaced(placement, self.replica_id)
+        if known is not None and known.unplaced == unplaced:
+            return
+        if not unplaced.passing:  # a moment's wait: no write, no log (a burst would write each agent)
+            async with self._db.session() as session:
+                await self._write_reason(session, agent_id, placement, unplaced)
+        self._waiting[agent_id] = _Waiting(placement, unplaced)
+
+    async def _write_reason(
+        self, session: AsyncSession, agent_id: str, placement: Placement, unplaced: Unplaced | None = None
+    ) -> Unplaced:
+        """Writes (in the caller's transaction) why the agent waits on its row, unless that is only
+        for a moment; returns the reason.
 
         A plain UPDATE: the agent's version is not bumped (the reason is not a change of the agent,
         and a client's expected_version stays valid), and an agent that has moved on is not touched.
         """
-        unplaced = self.registry.unplaced(placement, self.replica_id)
-        known = self._waiting.get(agent_id)
-        if known is not None and known.unplaced == unplaced:
-            return
-        if unplaced.passing:  # a moment's wait: no write, no log (a burst would write each agent)
-            self._waiting[agent_id] = _Waiting(placement, unplaced)
-            return
-        async with self._db.session() as session:
-            await session.execute(
-                update(AgentRow)
-                .where(AgentRow.id == agent_id, AgentRow.owner == self.replica_id, SCHEDULABLE)
-                .values(pending_reason=PENDING_REASON.name(unplaced.reason), pending_message=unplaced.message)
-                .execution_options(synchronize_session=False)
-            )
-        self._waiting[agent_id] = _Waiting(placement, unplaced)
+        unplaced = unplaced or self.registry.unplaced(placement, self.replica_id)
+        if unplaced.passing:
+            return unplaced
+        await session.execute(
+            update(AgentRow)
+            .where(AgentRow.id == agent_id, AgentRow.owner == self.replica_id, SCHEDULABLE)
+            .values(pending_reason=PENDING_REASON.name(unplaced.reason), pending_message=unplaced.message)
+            .execution_options(synchronize_session=False)
+        )
         log.info("agent waits for a worker", extra={"agentId": agent_id, "reason": unplaced.message})
+        return unplaced
 
     async def _refuse(self, session: AsyncSession, row: AgentRow, reason: str) -> None:
         """Fails an agent that no run could help (a retry would fail the same way), in the caller's

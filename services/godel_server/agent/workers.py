@@ -128,6 +128,11 @@ class WorkerConnection:
         self.free -= 1
         self.in_flight[run_id] = time.monotonic()
 
+    def unassigned(self, run_id: str) -> None:
+        """An assignment whose transaction did not commit: its slot is free again."""
+        self.in_flight.pop(run_id, None)
+        self.free += 1
+
     def seen(self, run_id: str) -> bool:
         """The worker spoke about the run; True when that frees room for another assignment."""
         if self.in_flight.pop(run_id, None) is None:

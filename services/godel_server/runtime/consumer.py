@@ -113,6 +113,9 @@ class EventConsumer(ABC):
     async def after_commit(self, events: list[event_pb2.Event]) -> None:  # noqa: B027
         """Runs with handle_batch's result after the transaction committed (e.g. live fan-out)."""
 
+    def rolled_back(self) -> None:  # noqa: B027
+        """handle_batch's transaction did not commit: undo what it changed outside the database."""
+
     def wants(self, event: event_pb2.Event) -> bool:
         """False for an event this group has no use for: it is neither handled nor recorded (no
         transaction at all), and its offset is committed with the batch's."""
@@ -312,6 +315,15 @@ class EventConsumer(ABC):
     ) -> list[event_pb2.Event]:
         """One transaction: the events this group has not handled yet are recorded and handled
         (`again`: also those it handled, for a retried dead letter), with `also`."""
+        try:
+            return await self._handle_once(events, also=also, again=again)
+        except BaseException:
+            self.rolled_back()
+            raise
+
+    async def _handle_once(
+        self, events: list[event_pb2.Event], *, also: Also | None, again: bool
+    ) -> list[event_pb2.Event]:
         async with self._db.session() as session:
             if again:
                 await session.execute(
