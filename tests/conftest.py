@@ -10,8 +10,8 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +23,8 @@ from godel_deploy.kafka import KafkaBroker
 from godel_deploy.mesh import Mesh, MeshPorts
 from godel_deploy.ports import retry_on_port_taken
 from godel_deploy.postgres import PostgresServer
+from godel_server.runtime.db import Database, ensure_postgres_database
+from godel_server.runtime.migrations import upgrade
 from tests.waits import LineReader
 
 # What a credential looks like: an API key, a refresh token, a JWT (longer than the display
@@ -81,6 +83,20 @@ def postgres(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServe
         yield server
     finally:
         server.stop()
+
+
+@asynccontextmanager
+async def postgres_database(server: PostgresServer, migrations: Path, prefix: str) -> AsyncIterator[Database]:
+    """A new database `prefix_<random>` on the test PostgreSQL with a service's migrations applied,
+    closed on exit."""
+    url = server.url(f"{prefix}_{uuid.uuid4().hex[:10]}")
+    await ensure_postgres_database(url)
+    database = Database(url)
+    try:
+        await upgrade(database, migrations)
+        yield database
+    finally:
+        await database.close()
 
 
 @dataclass

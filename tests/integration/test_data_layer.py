@@ -10,10 +10,13 @@ import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError
 from sqlalchemy import delete, select, text, update
+from sqlalchemy.event import listen
 
 from godel.v1 import agent_events_pb2, agent_pb2, event_pb2
 from godel_deploy.postgres import PostgresServer
@@ -29,12 +32,14 @@ from godel_server.runtime.db import Database, ReadOnlySessionError, ensure_postg
 from godel_server.runtime.events import new_event, utcnow
 from godel_server.runtime.host import Service
 from godel_server.runtime.migrations import current_revision, downgrade, head_revision, upgrade
-from godel_server.runtime.outbox import enqueue
+from godel_server.runtime.outbox import OutboxRelay, SendFailed, enqueue
 from godel_server.runtime.ownership import EVERYTHING
 from godel_server.runtime.statuses import AgentStatus
 from godel_server.runtime.tables import outbox
 from godel_server.team.service import TeamService
+from tests.conftest import postgres_database
 from tests.fakes.events import of_type
+from tests.waits import wait_for_async
 
 SERVICES = (AgentService, EventService, ClusterService, TeamService)
 
@@ -338,3 +343,90 @@ async def test_a_reader_refuses_to_write(db: Database) -> None:
     async with db.reader() as session:
         rows = (await session.execute(select(AgentRow.label))).scalars().all()
     assert rows == ["kept"]
+
+
+class _Kafka:
+    """The producer as the outbox relay sees it: each send is acknowledged once `answering` is set,
+    or refused when its event id is in `refused`; `sent` holds the acknowledged ids in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.asked: list[str] = []
+        self.refused: set[str] = set()
+        self.answering = asyncio.Event()
+        self.answering.set()
+        self._answers: set[asyncio.Task[None]] = set()
+
+    async def send(self, topic: str, *, value: bytes, key: bytes, headers: list[Any]) -> asyncio.Future[None]:
+        event_id = dict(headers)["ce_id"].decode()
+        self.asked.append(event_id)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def answer() -> None:
+            await self.answering.wait()
+            if event_id in self.refused:
+                future.set_exception(KafkaConnectionError("refused by the test"))
+            else:
+                self.sent.append(event_id)
+                future.set_result(None)
+
+        task = asyncio.create_task(answer())
+        self._answers.add(task)
+        task.add_done_callback(self._answers.discard)
+        return future
+
+
+async def _outboxed(db: Database, n: int) -> list[str]:
+    events = [of_type("agent:spawn", partition_key="a", component="t") for _ in range(n)]
+    async with db.session() as session:
+        await enqueue(session, events)
+    return [e.id for e in events]
+
+
+async def _outbox_ids(db: Database) -> list[str]:
+    async with db.reader() as session:
+        return list((await session.scalars(select(outbox.c.event_id).order_by(outbox.c.id))).all())
+
+
+@pytest.fixture
+async def pg_agent_db(postgres: PostgresServer) -> AsyncIterator[Database]:
+    async with postgres_database(postgres, AgentService.migrations, "relay") as database:
+        yield database
+
+
+async def test_the_postgresql_relay_takes_rows_out_as_it_reads_them_and_keeps_what_kafka_did_not_take(
+    pg_agent_db: Database,
+) -> None:
+    db, kafka = pg_agent_db, _Kafka()
+    relay = OutboxRelay(db, cast(AIOKafkaProducer, kafka), poll_seconds=1.0)
+    statements: list[str] = []
+    listen(db.engine.sync_engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    first = await _outboxed(db, 5)
+    statements.clear()
+    assert await relay.relay_once() == 5
+    assert kafka.sent == first, "in the order they were written"
+    assert len(statements) == 1 and statements[0].lstrip().upper().startswith("DELETE FROM OUTBOX")
+    assert await _outbox_ids(db) == []
+
+    second = await _outboxed(db, 3)
+    kafka.refused = {second[1]}
+    with pytest.raises(SendFailed):
+        await relay.relay_once()
+    assert await _outbox_ids(db) == [second[1]], "the row Kafka did not take stays, the others left"
+    assert kafka.sent == [*first, second[0], second[2]]
+    kafka.refused.clear()
+    assert await relay.relay_once() == 1
+    assert kafka.sent[-1] == second[1] and await _outbox_ids(db) == []
+
+
+async def test_two_postgresql_relays_never_take_the_same_rows(pg_agent_db: Database) -> None:
+    db, held, other = pg_agent_db, _Kafka(), _Kafka()
+    ids = await _outboxed(db, 4)
+    held.answering.clear()  # Kafka is slow to acknowledge the first relay's sends
+    first = asyncio.create_task(OutboxRelay(db, cast(AIOKafkaProducer, held), 1.0).relay_once())
+    await wait_for_async(lambda: len(held.asked) == 4, 10, "the first relay's sends")
+    assert await OutboxRelay(db, cast(AIOKafkaProducer, other), 1.0).relay_once() == 0
+    assert other.asked == [] and await _outbox_ids(db) == ids, "taken but not committed: still there"
+    held.answering.set()
+    assert await first == 4
+    assert held.sent == ids and await _outbox_ids(db) == []

@@ -13,13 +13,13 @@ from sqlalchemy import text
 
 from godel.v1 import agent_pb2
 from godel_deploy.postgres import PostgresServer
-from godel_server.runtime.db import Database, ensure_postgres_database
-from godel_server.runtime.migrations import upgrade
+from godel_server.runtime.db import Database
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.runtime.statuses import TaskStatus
 from godel_server.team.models import TaskRow
 from godel_server.team.service import TeamService
 from godel_server.team.tasks.queue import TaskQueue
+from tests.conftest import postgres_database
 from tests.fakes.events import moved, spawned
 
 TEAM = str(uuid.uuid4())
@@ -27,12 +27,8 @@ TEAM = str(uuid.uuid4())
 
 @pytest.fixture
 async def db(postgres: PostgresServer) -> AsyncIterator[Database]:
-    url = postgres.url(f"tq_{uuid.uuid4().hex[:10]}")
-    await ensure_postgres_database(url)
-    database = Database(url)
-    await upgrade(database, TeamService.migrations)
-    yield database
-    await database.close()
+    async with postgres_database(postgres, TeamService.migrations, "tq") as database:
+        yield database
 
 
 async def test_a_task_freed_while_another_transaction_fills_the_queue_is_handed_out(db: Database) -> None:

@@ -63,6 +63,10 @@ REFUSED = (
 )
 
 
+class _PartlySent(Exception):
+    """Kafka did not acknowledge every row of a PostgreSQL pass (its transaction rolls back)."""
+
+
 class SendFailed(KafkaError):  # type: ignore[misc]
     """Some rows of a pass could not be sent (they stay in the outbox for the next pass)."""
 
@@ -141,6 +145,16 @@ class OutboxRelay:
         self._producer = producer
         self._poll = poll_seconds
         self._batch = batch
+        # One PostgreSQL pass's rows, read and taken out (built once: its cache key is memoized).
+        self._take = (
+            delete(outbox)
+            .where(
+                outbox.c.id.in_(
+                    select(outbox.c.id).order_by(outbox.c.id).limit(batch).with_for_update(skip_locked=True)
+                )
+            )
+            .returning(*outbox.c)
+        )
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -190,17 +204,34 @@ class OutboxRelay:
     async def relay_once(self, *, final: bool = False) -> int:
         """Sends one batch; returns how many rows were sent. `final` (at shutdown) also deletes
         every sent row at once."""
-        query = select(outbox).order_by(outbox.c.id).limit(self._batch)
         if self._db.is_sqlite:
-            return await self._relay_sqlite(query, final)
-        # PostgreSQL: replicas share the table; SKIP LOCKED gives each relay its own rows.
-        async with self._db.session() as session:
-            rows = (await session.execute(query.with_for_update(skip_locked=True))).mappings().all()
-            sent, failed = await self._send(rows)
-            poisoned = await self._quarantine(session, rows, failed, bool(sent))
-            moved = await self._delete(session, [*sent, *poisoned])
-        self._finish_pass(rows, failed, poisoned)
-        return moved
+            return await self._relay_sqlite(select(outbox).order_by(outbox.c.id).limit(self._batch), final)
+        return await self._relay_postgres()
+
+    async def _relay_postgres(self) -> int:
+        """PostgreSQL: replicas share the table; SKIP LOCKED gives each relay its own rows. A pass
+        takes its rows out in the statement that reads them (DELETE ... RETURNING) and commits
+        once Kafka has acknowledged them all: a round trip less than a read and then a delete.
+        When some were not acknowledged the transaction rolls back (they all stay), and those
+        sent or quarantined leave in a transaction of their own (a relay that reads them in
+        between sends them again: consumers dedupe by event id)."""
+        try:
+            async with self._db.session() as session:
+                rows = sorted(
+                    (await session.execute(self._take)).mappings().all(), key=lambda row: int(row["id"])
+                )
+                sent, failed = await self._send(rows)
+                if failed:
+                    raise _PartlySent
+        except _PartlySent:
+            async with self._db.session() as session:
+                poisoned = await self._quarantine(session, rows, failed, bool(sent))
+                moved = await self._delete(session, [*sent, *poisoned])
+            self._finish_pass(rows, failed, poisoned)
+            return moved
+        OUTBOX_PENDING.set(0 if len(rows) < self._batch else self._batch)
+        self._finish_pass(rows, failed, [])
+        return len(rows)
 
     async def _relay_sqlite(self, query: Select[Any], final: bool) -> int:
         """One process owns a SQLite file, whose writers queue one at a time: read and send without
