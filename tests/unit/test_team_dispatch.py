@@ -165,9 +165,23 @@ async def test_a_batch_reads_its_members_and_team_agents_once_and_writes_each_ta
     batch += [complete_event(agents[m]) for m in launched]
 
     statements = _Statements(db)
-    await consumer._process([KafkaRecord(e.SerializeToString(), offset=i) for i, e in enumerate(batch)])
+    loads: list[str] = []
 
-    assert statements.count("SELECT members") == 2, statements.seen  # looked up, then read locked
+    def loaded(target: MemberRow, context: Any) -> None:
+        loads.append("load")
+
+    def refreshed(target: MemberRow, context: Any, attrs: Any) -> None:
+        loads.append("refresh")
+
+    event.listen(MemberRow, "load", loaded)
+    event.listen(MemberRow, "refresh", refreshed)
+    try:
+        await consumer._process([KafkaRecord(e.SerializeToString(), offset=i) for i, e in enumerate(batch)])
+    finally:
+        event.remove(MemberRow, "load", loaded)
+        event.remove(MemberRow, "refresh", refreshed)
+    assert statements.count("SELECT members") == 2, statements.seen  # their owners, then read locked
+    assert loads == ["load"] * width, "each member built from a row once, under its workflow's lock"
     assert statements.count("SELECT team_agents") == 1, statements.seen
     assert statements.count("SELECT workflows") == 1, statements.seen
     # The twenty steps read ahead together (WorkflowEngine.read_steps), then the join's row when

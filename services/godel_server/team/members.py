@@ -175,14 +175,15 @@ async def read_members(session: AsyncSession, events: Sequence[event_pb2.Event])
     if not agent_ids and not member_ids:
         return []
     ours = or_(MemberRow.agent_id.in_(sorted(agent_ids)), MemberRow.id.in_(sorted(member_ids)))
-    found = (await session.scalars(select(MemberRow).where(ours))).all()
+    # Only their owners first (the members themselves are loaded once, under the owners' locks).
+    owners = (await session.execute(select(MemberRow.workflow_id, MemberRow.team_id).where(ours))).all()
     batch = _BatchMembers(session.sync_session.get_transaction(), dict.fromkeys(agent_ids), {})
     session.sync_session.info[_BATCH_MEMBERS] = batch
-    if not found:
+    if not owners:
         return []
-    for workflow_id in sorted({m.workflow_id for m in found if m.workflow_id}):
+    for workflow_id in sorted({workflow_id for workflow_id, _ in owners if workflow_id}):
         await locked(session, WorkflowRow, workflow_id, WITHOUT_DEFINITION)
-    for team_id in sorted({m.team_id for m in found if m.team_id and not m.workflow_id}):
+    for team_id in sorted({team_id for workflow_id, team_id in owners if team_id and not workflow_id}):
         await locked(session, TeamRow, team_id)
     fresh = await session.scalars(select(MemberRow).where(ours).execution_options(populate_existing=True))
     read: list[BatchMember] = []
