@@ -130,7 +130,7 @@ class _Assigned(NamedTuple):
 
 
 @dataclass(frozen=True)
-class _Taken:
+class Decision:
     """What a consumed run request came to for its agent (`RunCoordinator.take`): its run
     assigned, no worker for it now (`waiting`), or neither (refused, or nothing to run now)."""
 
@@ -192,8 +192,6 @@ class RunCoordinator:
         self._rejected: dict[str, set[str]] = {}
         # Worker slots taken by assignments whose transaction has not committed yet, by run id.
         self._reserved: dict[str, WorkerConnection] = {}
-        # What the run requests of the consumer's open transaction came to (`take`).
-        self._taken: list[_Taken] = []
         self._supervisor = RunSupervisor(
             settings, store.db, registry, spawn=self._spawn, on_lost=self._run_lost, on_stuck=self._run_stuck
         )
@@ -357,37 +355,40 @@ class RunCoordinator:
             self._send(assigned)
         return True  # assigned, or refused: no run could help it
 
-    async def take(self, session: AsyncSession, agent_id: str, carrier: dict[str, str]) -> bool:
+    async def take(self, session: AsyncSession, agent_id: str, carrier: dict[str, str]) -> Decision | None:
         """A run request consumed by this replica, in the consumer's transaction: claims the agent
         and assigns its run (or refuses it, or notes why it waits) in that same transaction, so a
-        request costs one transaction, not three (claim, assignment, pending reason). False when
-        the agent was not claimed (another live replica owns it, or it needs no run). What was
-        decided takes effect with `taken()` after the commit, or is forgotten by `untaken()`."""
+        request costs one transaction, not three (claim, assignment, pending reason). None when
+        the agent was not claimed (another live replica owns it, or it needs no run). The decision
+        takes effect with `taken()` once the transaction has committed; `untaken()` forgets it
+        when it did not."""
         row = await self._leases.claim(session, agent_id)
         if row is None:
-            return False
-        if carrier:
-            with tracing.span("schedule run", parent=carrier, attributes={"godel.agent.id": agent_id}):
-                self._taken.append(await self._decide_taken(session, row, carrier))
-        else:
-            self._taken.append(await self._decide_taken(session, row, carrier))
-        return True
+            return None
+        if not carrier:
+            return await self._decide_request(session, row, carrier)
+        with tracing.span("schedule run", parent=carrier, attributes={"godel.agent.id": agent_id}):
+            return await self._decide_request(session, row, carrier)
 
-    async def _decide_taken(self, session: AsyncSession, row: AgentRow, carrier: dict[str, str]) -> _Taken:
+    async def _decide_request(
+        self, session: AsyncSession, row: AgentRow, carrier: dict[str, str]
+    ) -> Decision:
         run_id = str(uuid.uuid4())
         try:
-            return _Taken(row.id, carrier, assigned=await self._decide(session, row, run_id))
+            return Decision(row.id, carrier, assigned=await self._decide(session, row, run_id))
         except _Skip:
-            return _Taken(row.id, carrier)
+            return Decision(row.id, carrier)
         except _NoWorker as waiting:
             unplaced = await self._write_reason(session, row.id, waiting.placement)
-            return _Taken(row.id, carrier, waiting=_Waiting(waiting.placement, unplaced))
+            return Decision(row.id, carrier, waiting=_Waiting(waiting.placement, unplaced))
+        except BaseException:
+            self._release(run_id)
+            raise
 
-    def taken(self) -> None:
+    def taken(self, decisions: list[Decision]) -> None:
         """The run requests' transaction committed: its assignments go to their workers, the agents
         that wait are pending here."""
-        decided, self._taken = self._taken, []
-        for one in decided:
+        for one in decisions:
             if one.waiting is None:  # a request it waited with before is answered
                 self._pending.discard(one.agent_id)
                 self._waiting.pop(one.agent_id, None)
@@ -400,10 +401,9 @@ class RunCoordinator:
                 if one.carrier:
                     self._traces[one.agent_id] = one.carrier
 
-    def untaken(self) -> None:
+    def untaken(self, decisions: list[Decision]) -> None:
         """The run requests' transaction did not commit: the slots it took on workers are free."""
-        decided, self._taken = self._taken, []
-        for one in decided:
+        for one in decisions:
             if one.assigned is not None:
                 self._release(one.assigned.assignment.run_id)
 
@@ -431,16 +431,16 @@ class RunCoordinator:
         except ValueError as exc:  # stored before the API checked its shape
             await self._refuse(session, row, f"safety_boundaries: {exc}")
             return None
+        depth = 0
+        if row.parent_session_id:
+            parent = await session.get(SessionRow, row.parent_session_id)
+            depth = parent.depth + 1 if parent else 1
         self._release(run_id)  # a retried transaction decides again
         conn = self.registry.pick(placement, frozenset(self._rejected.get(row.id, ())))
         if conn is None:
             raise _NoWorker(placement)
         conn.assigned(run_id)
         self._reserved[run_id] = conn
-        depth = 0
-        if row.parent_session_id:
-            parent = await session.get(SessionRow, row.parent_session_id)
-            depth = parent.depth + 1 if parent else 1
         session.add(
             SessionRow(
                 id=run_id,

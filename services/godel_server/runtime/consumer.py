@@ -113,8 +113,9 @@ class EventConsumer(ABC):
     async def after_commit(self, events: list[event_pb2.Event]) -> None:  # noqa: B027
         """Runs with handle_batch's result after the transaction committed (e.g. live fan-out)."""
 
-    def rolled_back(self) -> None:  # noqa: B027
-        """handle_batch's transaction did not commit: undo what it changed outside the database."""
+    def rolled_back(self, events: list[event_pb2.Event]) -> None:  # noqa: B027
+        """The transaction handling `events` did not commit: undo what handle_batch changed outside
+        the database."""
 
     def wants(self, event: event_pb2.Event) -> bool:
         """False for an event this group has no use for: it is neither handled nor recorded (no
@@ -318,7 +319,7 @@ class EventConsumer(ABC):
         try:
             return await self._handle_once(events, also=also, again=again)
         except BaseException:
-            self.rolled_back()
+            self.rolled_back(events)
             raise
 
     async def _handle_once(
