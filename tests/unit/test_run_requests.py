@@ -180,3 +180,22 @@ async def test_an_agent_a_live_replica_owns_is_left_to_it(rig: Rig) -> None:
     assert await rig.consume(theirs, orphan) == [orphan]
     assert (await rig.row(theirs)).owner == "replica-2" and (await rig.row(orphan)).owner == REPLICA
     assert [a.agent_id for a in assignments(conn)] == [orphan.metadata.agent_id]
+
+
+async def test_a_failed_transaction_forgets_only_its_own_requests(rig: Rig) -> None:
+    """A dead letter's retry can run a transaction beside the poll loop's: when one fails, the
+    other's decisions stand (they are kept per request, not per consumer)."""
+    conn = rig.worker("w1", capacity=2)
+    kept, failed = await rig.agent(), await rig.agent()
+    async with rig.db.session() as session:
+        assert await rig.consumer.handle_batch(session, [kept]) == [kept]
+    with pytest.raises(RuntimeError):
+        async with rig.db.session() as session:
+            assert await rig.consumer.handle_batch(session, [failed]) == [failed]
+            raise RuntimeError("the commit failed")
+    assert conn.free == 0
+    rig.consumer.rolled_back([failed])  # as `_handle` does when its transaction fails
+    assert (await rig.row(failed)).run_id is None
+    assert conn.free == 1 and assignments(conn) == []
+    await rig.consumer.after_commit([kept])
+    assert [a.agent_id for a in assignments(conn)] == [kept.metadata.agent_id]
