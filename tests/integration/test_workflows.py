@@ -15,7 +15,7 @@ import httpx
 
 from tests.conftest import RunningMesh
 from tests.fakes.worker_env import proc_state
-from tests.integration.agent_helpers import pids_with
+from tests.integration.agent_helpers import parent_pid, pids_with
 from tests.integration.team_helpers import ok, steps, wait_workflow
 from tests.waits import poll, wait_for
 
@@ -223,8 +223,10 @@ def test_pause_and_resume_reach_the_running_steps_agents(godel: RunningMesh) -> 
         assert paused["status"] == "WORKFLOW_STATUS_PAUSED"
         _wait_agent_status(http, agent_id, "AGENT_STATUS_PAUSED")
         # A paused agent does not finish: its shell is stopped (the sandbox's own processes carry
-        # the command line too).
-        (shell,) = [p for p in pids_with(marker) if Path(f"/proc/{p}/comm").read_text().strip() == "sh"]
+        # the command line too, and so does a child the pause caught between its fork and its exec
+        # of `sleep`: the shell is the one whose parent is none of them).
+        shells = [p for p in pids_with(marker) if Path(f"/proc/{p}/comm").read_text().strip() == "sh"]
+        (shell,) = [p for p in shells if parent_pid(p) not in shells]
         wait_for(lambda: proc_state(shell) == "T", 15, "the step's process to stop")
         assert steps(http, wf["id"])["work"]["status"] == "STEP_STATUS_RUNNING"
         (Path(ok(http.get(f"/api/v1/agents/{agent_id}"))["worktree"]) / "release").touch()
