@@ -111,13 +111,26 @@ def assignment(
     )
 
 
-def proc_state(pid: int) -> str | None:
-    """The state letter of /proc/<pid>/stat (R, S, T, Z, ...), None when the process is gone."""
+def _stat_after_name(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state, parent, ...), None when the
+    process is gone."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[0]
+    return stat.rsplit(")", 1)[1].split()
+
+
+def proc_state(pid: int) -> str | None:
+    """The state letter of /proc/<pid>/stat (R, S, T, Z, ...), None when the process is gone."""
+    fields = _stat_after_name(pid)
+    return fields[0] if fields else None
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of a process, None when it is gone."""
+    fields = _stat_after_name(pid)
+    return int(fields[1]) if fields else None
 
 
 def alive(pid: int) -> bool:

@@ -133,15 +133,6 @@ def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
     raise AssertionError("the call succeeded")
 
 
-def parent_pid(pid: int) -> int | None:
-    """The parent of a process (from /proc/<pid>/stat), None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[1])
-
-
 def pids_with(marker: str) -> list[int]:
     """Processes whose command line contains `marker`."""
     found = []

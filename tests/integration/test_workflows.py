@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 
 from tests.conftest import RunningMesh
-from tests.fakes.worker_env import proc_state
-from tests.integration.agent_helpers import parent_pid, pids_with
+from tests.fakes.worker_env import parent_pid, proc_state
+from tests.integration.agent_helpers import pids_with
 from tests.integration.team_helpers import ok, steps, wait_workflow
 from tests.waits import poll, wait_for
 
