@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import timestamp_pb2
 from google.rpc import error_details_pb2
 
 from godel.v1 import agent_events_pb2, agent_service_pb2, event_pb2
 from godel_server.runtime.apikeys import generate_key, hash_key, looks_like_key
 from godel_server.runtime.config import ConfigError, load_kafka, load_settings
 from godel_server.runtime.errors import AgentNotFoundError, FieldViolation, ValidationError
-from godel_server.runtime.events import new_event, pattern_matches, to_kafka_record
+from godel_server.runtime.events import new_event, pattern_matches, rfc3339, to_kafka_record
 from godel_server.runtime.interceptors import credential_from, status_for
 from godel_server.runtime.kafka import KAFKA_MAX_MESSAGE_BYTES, client_options, new_topics
 from godel_server.runtime.pagination import PageRequest, page_size
@@ -139,6 +141,26 @@ def test_topics_and_kafka_record() -> None:
     decoded = event_pb2.Event()
     decoded.ParseFromString(record.value)
     assert decoded == event
+    assert headers["ce_time"] == event.timestamp.ToJsonString().encode()
+    assert abs(event.timestamp.ToDatetime(tzinfo=UTC) - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "nanos"),
+    [
+        (0, 0),
+        (1_764_990_000, 0),
+        (1_764_990_000, 5_000_000),
+        (1_764_990_000, 123_000),
+        (1_764_990_000, 123_456_789),
+        (1_764_990_001, 1),
+        (253_402_300_799, 999_999_999),  # 9999-12-31T23:59:59.999999999Z
+        (-62_135_596_800, 0),  # 0001-01-01T00:00:00Z
+    ],
+)
+def test_ce_time_is_written_as_protobufs_json_form(seconds: int, nanos: int) -> None:
+    ts = timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+    assert rfc3339(ts) == ts.ToJsonString()
 
 
 def test_page_tokens_are_bound_to_their_query() -> None:

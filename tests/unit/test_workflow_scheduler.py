@@ -177,8 +177,9 @@ async def test_an_old_attempts_member_does_not_move_the_step(tmp_path: Path) -> 
 @pytest.mark.parametrize("seed", range(5))
 def test_the_step_view_keeps_its_ready_set_and_counts_as_a_full_pass_finds_them(seed: int) -> None:
     """StepStates follows each change instead of reading every step per event: after any sequence
-    of changes (finishing, retrying, cancelling) its ready steps are Dag.ready's and its counts are
-    a recount's."""
+    of changes (finishing, retrying, cancelling) its ready steps are Dag.ready's (also when asked
+    again with nothing changed in between: the order is kept until the set changes) and its counts
+    are a recount's."""
     rng = random.Random(seed)
     ids = [f"s{i:02d}" for i in range(40)]
     dag = Dag([(sid, rng.sample(ids[:i], k=min(i, rng.randint(0, 3)))) for i, sid in enumerate(ids)])
@@ -187,7 +188,8 @@ def test_the_step_view_keeps_its_ready_set_and_counts_as_a_full_pass_finds_them(
         sid = rng.choice(ids)
         state.set_status(sid, rng.choice(list(StepStatus)))
         statuses = {s: v.status for s, v in state.steps.items()}
-        assert state.ready() == dag.ready(statuses)
+        assert list(state.ready()) == dag.ready(statuses) == list(state.ready())
+        assert state.any_ready() == bool(dag.ready(statuses))
         for status in StepStatus:
             assert state.count(status) == sum(1 for v in statuses.values() if v == status)
         assert state.all_finished() == all(v in FINISHED for v in statuses.values())

@@ -15,7 +15,6 @@ runs, and answering for the agents that run on a peer.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
@@ -33,6 +32,7 @@ from godel_server.runtime.config import Settings
 from godel_server.runtime.context import Caller
 from godel_server.runtime.errors import FailedPreconditionError, GodelError, UnavailableError
 from godel_server.runtime.events import new_event, utcnow
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.ownership import Owner
 from godel_server.runtime.statuses import LifecycleState
 
@@ -141,7 +141,7 @@ class Federation:
         self.peer(cluster)
         now = utcnow()
         fresh = PlacementRow(
-            agent_id=str(uuid.uuid4()),
+            agent_id=new_id(),
             request_id=request.request_id or None,
             cluster=cluster,
             state=LifecycleState.INITIALIZING,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from google.protobuf import json_format
 
 from godel.v1 import agent_pb2, agent_service_pb2
@@ -19,6 +17,7 @@ from godel_server.agent.workers import ALIVE_RUN_STATES, WorkerConnection
 from godel_server.runtime.context import Caller
 from godel_server.runtime.enums import ProtoEnum, upper
 from godel_server.runtime.events import set_structs, set_times, struct_to_dict, utcnow
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.ownership import Owner
 from godel_server.runtime.secrets import mask_env
 from godel_server.runtime.statuses import (
@@ -60,7 +59,7 @@ def new_agent_row(
     is new unless given (a peer cluster creating an agent it placed here names it)."""
     now = utcnow()
     return AgentRow(
-        id=agent_id or str(uuid.uuid4()),
+        id=agent_id or new_id(),
         request_id=request.request_id or None,
         team_id=request.team_id or None,
         label=request.label or None,

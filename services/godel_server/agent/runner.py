@@ -29,7 +29,6 @@ import asyncio
 import contextlib
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, timedelta
@@ -63,6 +62,7 @@ from godel_server.runtime.agent_rules import SAFETY_RULES, safety_rules
 from godel_server.runtime.config import Settings
 from godel_server.runtime.errors import AgentNotFoundError
 from godel_server.runtime.events import utcnow
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.pricing import PriceTable
 from godel_server.runtime.statuses import LifecycleState, SessionStatus
 
@@ -334,7 +334,7 @@ class RunCoordinator:
 
         One transaction reads the agent, decides and writes the run: no read of its own before it
         (a round trip and a load of the row per assignment)."""
-        run_id = str(uuid.uuid4())
+        run_id = new_id()
 
         async def change(session: AsyncSession, row: AgentRow) -> _Assigned | None:
             if row.owner != self.replica_id:
@@ -373,7 +373,7 @@ class RunCoordinator:
     async def _decide_request(
         self, session: AsyncSession, row: AgentRow, carrier: dict[str, str]
     ) -> Decision:
-        run_id = str(uuid.uuid4())
+        run_id = new_id()
         try:
             return Decision(row.id, carrier, assigned=await self._decide(session, row, run_id))
         except _Skip:

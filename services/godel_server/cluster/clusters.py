@@ -5,7 +5,6 @@ registry observed (monitor.py's probes, the heartbeats) into each cluster's heal
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -30,6 +29,7 @@ from godel_server.runtime.events import (
     to_timestamp,
     utcnow,
 )
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.pagination import Keyset, PageRequest
 from godel_server.runtime.publisher import EventPublisher
 from godel_server.runtime.statuses import CLUSTER_STATUS, ClusterStatus
@@ -157,7 +157,7 @@ class ClusterRegistry:
             row = await session.scalar(select(ClusterRow).where(ClusterRow.name == request.name))
             if row is None:
                 row = ClusterRow(
-                    id=str(uuid.uuid4()),
+                    id=new_id(),
                     name=request.name,
                     created_at=now,
                     current_agents=0,

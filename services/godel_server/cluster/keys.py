@@ -4,7 +4,6 @@ service key, whose user id is its name."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
@@ -23,6 +22,7 @@ from godel_server.runtime.errors import (
     ValidationError,
 )
 from godel_server.runtime.events import utcnow
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.pagination import Keyset, keyset_page
 
 
@@ -47,7 +47,7 @@ async def create_key(
     secret = secret or generate_key()
     now = utcnow()
     row = ApiKeyRow(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         name=name,
         key_hash=hash_key(secret),
         prefix=display_prefix(secret),

@@ -5,7 +5,6 @@ the whole session is ended, so the copy and the original both stop working."""
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +20,7 @@ from godel_server.runtime.context import Caller
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import AuthenticationError
 from godel_server.runtime.events import utcnow
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.limits import LoginAttempts
 
 WRONG_LOGIN = "wrong username or password"
@@ -71,7 +71,7 @@ class Sessions:
                 if row is not None:
                     row.password_hash = rehashed
             auth = AuthSessionRow(
-                id=str(uuid.uuid4()),
+                id=new_id(),
                 user_id=user.id,
                 created_at=now,
                 expires_at=now + self._refresh_lifetime,

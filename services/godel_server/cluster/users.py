@@ -4,7 +4,6 @@ objects through permissions of scope `team`. Storage and rules; the servicer onl
 from __future__ import annotations
 
 import re
-import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime
@@ -19,6 +18,7 @@ from godel_server.cluster.models import AuthSessionRow, UserRow, UserTeamMemberR
 from godel_server.runtime.apikeys import ROLES
 from godel_server.runtime.errors import AlreadyExistsError, NotFoundError
 from godel_server.runtime.events import set_times, utcnow
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.pagination import Keyset, keyset_page
 from godel_server.runtime.validation import Violations
 
@@ -81,7 +81,7 @@ async def create_user(
         raise AlreadyExistsError(f"user {username!r} already exists", metadata={"username": username})
     now = utcnow()
     row = UserRow(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         username=username,
         display_name=display_name or None,
         password_hash=password_hash,
@@ -195,7 +195,7 @@ async def create_team(session: AsyncSession, name: str, member_ids: Sequence[str
     for user_id in member_ids:
         await get_user(session, user_id)
     now = utcnow()
-    row = UserTeamRow(id=str(uuid.uuid4()), name=name, created_at=now)
+    row = UserTeamRow(id=new_id(), name=name, created_at=now)
     session.add(row)
     try:
         await session.flush()

@@ -5,10 +5,11 @@ typed payloads. Which payload message goes with which event type is read from th
 from __future__ import annotations
 
 import re
-import uuid
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, TypedDict, Unpack
 
 from google.protobuf import json_format, message_factory, struct_pb2, timestamp_pb2
@@ -18,6 +19,7 @@ from google.protobuf.message import Message
 from godel.v1 import event_options_pb2, event_pb2
 from godel_server import __version__
 from godel_server.runtime.context import correlation_id_var, trace_id_var
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.ownership import NO_OWNER, Owner
 from godel_server.runtime.topics import topic_for
 
@@ -39,6 +41,26 @@ def stamp(ts: timestamp_pb2.Timestamp, value: datetime) -> None:
     since = value - EPOCH  # days may be negative; seconds and microseconds never are
     ts.seconds = since.days * 86400 + since.seconds
     ts.nanos = since.microseconds * 1000
+
+
+@lru_cache(maxsize=4)
+def _whole_seconds(seconds: int) -> str:
+    t = time.gmtime(seconds)
+    return f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+
+
+def rfc3339(ts: timestamp_pb2.Timestamp) -> str:
+    """`ts` as Timestamp.ToJsonString writes it (UTC, "Z", 0, 3, 6 or 9 fraction digits), at a
+    quarter of its cost (an event's CloudEvents `ce_time` header; events come many per second)."""
+    seconds, nanos = ts.seconds, ts.nanos
+    text = _whole_seconds(seconds)
+    if nanos == 0:
+        return text + "Z"
+    if nanos % 1_000_000 == 0:
+        return f"{text}.{nanos // 1_000_000:03d}Z"
+    if nanos % 1_000 == 0:
+        return f"{text}.{nanos // 1_000:06d}Z"
+    return f"{text}.{nanos:09d}Z"
 
 
 def to_timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
@@ -173,7 +195,7 @@ def custom_event(
 def _envelope(event_type: str, partition_key: str, component: str, envelope: Envelope) -> event_pb2.Event:
     owner = envelope.get("owner", NO_OWNER)
     event = event_pb2.Event(
-        id=envelope.get("event_id") or str(uuid.uuid4()),
+        id=envelope.get("event_id") or new_id(),
         type=event_type,
         source=event_pb2.EventSource(
             component=component, instance=envelope.get("instance", ""), version=__version__
@@ -191,7 +213,7 @@ def _envelope(event_type: str, partition_key: str, component: str, envelope: Env
         ),
         partition_key=partition_key,
     )
-    event.timestamp.GetCurrentTime()
+    event.timestamp.seconds, event.timestamp.nanos = divmod(time.time_ns(), 1_000_000_000)
     return event
 
 
@@ -210,7 +232,7 @@ def to_kafka_record(event: event_pb2.Event) -> KafkaRecord:
         ("ce_id", event.id.encode()),
         ("ce_type", event.type.encode()),
         ("ce_source", f"godel/{event.source.component}".encode()),
-        ("ce_time", event.timestamp.ToJsonString().encode()),
+        ("ce_time", rfc3339(event.timestamp).encode()),
         ("content-type", b"application/protobuf; messageType=godel.v1.Event"),
     ]
     if event.metadata.trace_id:

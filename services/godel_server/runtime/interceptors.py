@@ -12,7 +12,6 @@ import contextlib
 import inspect
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -45,6 +44,7 @@ from godel_server.runtime.errors import (
     ValidationError,
 )
 from godel_server.runtime.federation import forwarded_caller, is_forwarded
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.limits import CallerLimits, UserSlots, retry_after_header
 from godel_server.runtime.rbac import authorize, is_public, rule_for
 from godel_server.runtime.revocation import StreamGuard
@@ -206,7 +206,7 @@ class GodelServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         raise RuntimeError(f"the handler of {method} has no behavior")
 
     async def _enter(self, method: str, metadata: dict[str, str], public: bool) -> Caller | None:
-        request_id = metadata.get("x-request-id") or str(uuid.uuid4())
+        request_id = metadata.get("x-request-id") or new_id()
         request_id_var.set(request_id)
         correlation_id_var.set(metadata.get("x-correlation-id") or request_id)
         trace_id_var.set(_trace_id(metadata))

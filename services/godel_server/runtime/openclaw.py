@@ -21,7 +21,6 @@ import contextlib
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from godel_server.runtime.ids import new_id
 
 PROTOCOL_VERSION = 4
 CLIENT_ID = "gateway-client"
@@ -195,7 +196,7 @@ class Gateway:
     async def _send(self, method: str, params: dict[str, Any]) -> str:
         if self.closed is not None:
             raise self.closed
-        request_id = str(uuid.uuid4())
+        request_id = new_id()
         self._pending[request_id] = asyncio.Queue()
         frame = {"type": "req", "id": request_id, "method": method, "params": params}
         try:

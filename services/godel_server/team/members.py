@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -26,6 +25,7 @@ from godel.v1 import agent_pb2, event_pb2
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import UnavailableError
 from godel_server.runtime.events import event_data, utcnow
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.ownership import NO_OWNER
 from godel_server.runtime.row_locks import held, locked
 from godel_server.team.agents import MEMBER_METADATA_KEY, AgentGateway
@@ -97,7 +97,7 @@ def new_member(
     queued: bool = False,
 ) -> MemberRow:
     member = MemberRow(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         team_id=team_id,
         workflow_id=workflow_id,
         step_id=step_id,

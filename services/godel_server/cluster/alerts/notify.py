@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import json
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ import httpx
 from godel.v1 import alert_events_pb2, alert_pb2, autonomic_pb2, event_pb2
 from godel_server.cluster.alerts.kinds import ChannelType
 from godel_server.runtime.events import new_event
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.openclaw import DeviceIdentity, GatewayError, open_gateway
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class Notifier:
             "to": channel.target,
             "message": text,
             "channel": channel.openclaw_channel,
-            "idempotencyKey": str(uuid.uuid4()),  # the same for every attempt
+            "idempotencyKey": new_id(),  # the same for every attempt
         }
         identity = await self._device()
         for attempt in range(1, WEBHOOK_ATTEMPTS + 1):

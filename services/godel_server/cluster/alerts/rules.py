@@ -6,7 +6,6 @@ by their labels. The spec's three default rules are here too."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,6 +13,7 @@ from datetime import datetime
 from godel_server.cluster.alerts.kinds import AlertState, Severity
 from godel_server.cluster.collector import FAILURE_RATE
 from godel_server.cluster.snapshot import SYMBOL, Condition, Operator, Snapshot, fingerprint, series_name
+from godel_server.runtime.ids import new_id
 
 ALERTNAME = "alertname"
 SEVERITY_LABEL = "severity"
@@ -112,7 +112,7 @@ class AlertEvaluator:
             )
             t.rule, t.value = rule, sample.value
             if not t.firing and now - t.since >= rule.for_seconds:
-                t.alert_id = str(uuid.uuid4())
+                t.alert_id = new_id()
                 changes.append(Change(AlertState.FIRING, t, _fired(rule, t)))
         for (rule_id, fp), t in list(self._tracked.items()):
             if rule_id != rule.id or fp in holding or not snapshot.covers(t.series):

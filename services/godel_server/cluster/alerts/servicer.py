@@ -3,7 +3,6 @@ the AlertStore (the AlertManager evaluates what is stored)."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 
 import grpc
@@ -35,6 +34,7 @@ from godel_server.cluster.snapshot import OPERATOR
 from godel_server.runtime.context import current_caller
 from godel_server.runtime.events import utcnow
 from godel_server.runtime.fieldmask import populated, update_paths
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.validation import Violations, check_id
 
 UPDATABLE = (
@@ -96,7 +96,7 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):
         now = utcnow()
         c = request.condition
         row = AlertRuleRow(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             request_id=request.request_id or None,
             name=request.name,
             description=request.description or None,
@@ -226,7 +226,7 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):
         v.raise_if_any()
         caller = current_caller()
         row = SilenceRow(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             request_id=request.request_id or None,
             matchers=dict(request.matchers),
             starts_at=starts,
@@ -276,7 +276,7 @@ class AlertServicer(alert_service_pb2_grpc.AlertServiceServicer):
         v.raise_if_any()
         assert kind is not None
         row = ChannelRow(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             request_id=request.request_id or None,
             name=request.name,
             type=kind,

@@ -4,7 +4,6 @@ defaults an installation gets at its first start (spec §4.3 "Default Alert Rule
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TypeVar
@@ -21,6 +20,7 @@ from godel_server.cluster.seeds import first_time
 from godel_server.runtime.db import Database
 from godel_server.runtime.errors import AlreadyExistsError, NotFoundError
 from godel_server.runtime.events import utcnow
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.pagination import Keyset, keyset_page
 
 # Rows with a unique name, found by id or by name.
@@ -203,16 +203,14 @@ class AlertStore:
             session.add_all(default_rule_row(d, now) for d in DEFAULT_RULES if d.name not in taken)
             if not await session.scalar(select(ChannelRow.id).where(ChannelRow.name == EVENTS_CHANNEL)):
                 session.add(
-                    ChannelRow(
-                        id=str(uuid.uuid4()), name=EVENTS_CHANNEL, type=ChannelType.EVENT, created_at=now
-                    )
+                    ChannelRow(id=new_id(), name=EVENTS_CHANNEL, type=ChannelType.EVENT, created_at=now)
                 )
 
 
 def default_rule_row(default: DefaultRule, now: datetime) -> AlertRuleRow:
     c = default.condition
     return AlertRuleRow(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         name=default.name,
         description=default.description,
         metric=c.metric,

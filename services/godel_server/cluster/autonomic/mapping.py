@@ -3,7 +3,6 @@ and action as their proto JSON: the contract is their schema."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime
 
 from google.protobuf import json_format
@@ -24,6 +23,7 @@ from godel_server.cluster.autonomic.policies import (
 from godel_server.cluster.models import PolicyRow
 from godel_server.cluster.snapshot import OPERATOR, Condition
 from godel_server.runtime.events import set_times
+from godel_server.runtime.ids import new_id
 
 
 def trigger_proto(row: PolicyRow) -> autonomic_pb2.PolicyTrigger:
@@ -99,7 +99,7 @@ def default_policy_row(default: DefaultPolicy, now: datetime) -> PolicyRow:
         )
     )
     return PolicyRow(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         name=default.name,
         description=default.description,
         trigger=to_json(trigger),

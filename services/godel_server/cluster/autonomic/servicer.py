@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import grpc
 
 from godel.v1 import autonomic_pb2, autonomic_service_pb2, autonomic_service_pb2_grpc
@@ -27,6 +25,7 @@ from godel_server.cluster.collector import MetricsCollector
 from godel_server.cluster.models import PolicyRow
 from godel_server.runtime.events import set_times, utcnow
 from godel_server.runtime.fieldmask import populated, update_paths
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.validation import Violations
 
 UPDATABLE = ("name", "description", "trigger", "action", "cooldown", "enabled")
@@ -131,7 +130,7 @@ class AutonomicServicer(autonomic_service_pb2_grpc.AutonomicServiceServicer):
         v.raise_if_any()
         now = utcnow()
         row = PolicyRow(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             request_id=request.request_id or None,
             name=request.name,
             description=request.description or None,

@@ -4,7 +4,6 @@ entity, usage added to every budget it counts against, calendar periods that ren
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from godel.v1 import event_pb2
 from godel_server.runtime.budget_alerts import WARNING_SHARE, budget_alert
 from godel_server.runtime.errors import FailedPreconditionError, NotFoundError, ValidationError
 from godel_server.runtime.events import utcnow
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.ownership import NO_OWNER, Owner
 from godel_server.runtime.pagination import Keyset, keyset_page
 from godel_server.runtime.publisher import EventPublisher
@@ -119,7 +119,7 @@ class BudgetLedger:
         )
         if row is None:
             row = BudgetRow(
-                id=str(uuid.uuid4()),
+                id=new_id(),
                 entity_type=BudgetEntity(entity_type),
                 entity_id=entity_id,
                 used_budget=0.0,

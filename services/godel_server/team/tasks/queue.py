@@ -4,7 +4,6 @@ finishing it goes back to the queue."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from godel.v1 import agent_events_pb2, event_pb2, task_events_pb2, task_pb2
 from godel_server.runtime.errors import FailedPreconditionError, NotFoundError
 from godel_server.runtime.events import event_data, utcnow
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.ownership import EVERYTHING, NO_OWNER, Owner, Reach
 from godel_server.runtime.pagination import Keyset, keyset_page
 from godel_server.runtime.publisher import EventPublisher
@@ -83,7 +83,7 @@ class TaskQueue:
             raise ValueError(f"unknown task priority {priority}")
         now = utcnow()
         row = TaskRow(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             request_id=request_id or None,
             title=title,
             description=description or None,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
 from google.protobuf import json_format
 
 from godel.v1 import team_pb2, team_service_pb2
 from godel_server.runtime.context import Caller
 from godel_server.runtime.enums import ProtoEnum, kebab
 from godel_server.runtime.events import set_structs, set_times, struct_to_dict, utcnow
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.ownership import Owner
 from godel_server.runtime.statuses import TEAM_STATUS, TeamStatus
 from godel_server.team.models import TeamRow
@@ -38,7 +37,7 @@ def new_team_row(request: team_service_pb2.CreateTeamRequest, caller: Caller | N
     now = utcnow()
     owner = Owner.of(caller)
     return TeamRow(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         request_id=request.request_id or None,
         name=request.name,
         description=request.description or None,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 from google.protobuf import json_format
 
 from godel.v1 import workflow_pb2, workflow_service_pb2
 from godel_server.runtime.context import Caller
 from godel_server.runtime.events import set_structs, set_times, struct_to_dict, utcnow
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.ownership import Owner
 from godel_server.runtime.statuses import STEP_STATUS, WORKFLOW_STATUS, WorkflowStatus
 from godel_server.team.models import WorkflowRow, WorkflowStepRow
@@ -30,7 +29,7 @@ def new_workflow_row(
         stored[AGENT_TEMPLATES] = agent_templates
     owner = Owner.of(caller)
     return WorkflowRow(
-        id=str(uuid.uuid4()),
+        id=new_id(),
         request_id=request.request_id or None,
         name=definition.name,
         description=definition.description or None,

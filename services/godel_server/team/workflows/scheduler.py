@@ -6,7 +6,6 @@ transaction and commits what they changed; unit tests run them on rows they make
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -20,6 +19,7 @@ from godel.v1 import workflow_events_pb2 as ev
 from godel_server.runtime.config import Settings
 from godel_server.runtime.errors import FailedPreconditionError
 from godel_server.runtime.events import utcnow
+from godel_server.runtime.ids import new_id
 from godel_server.runtime.ownership import Owner
 from godel_server.runtime.statuses import WORKFLOW_STATUS, StepStatus, WorkflowStatus
 from godel_server.team.events import service_event
@@ -46,7 +46,7 @@ def new_steps(wf: WorkflowRow, definition: workflow_pb2.WorkflowDefinition) -> l
     """The step rows of a new workflow, pending, in definition order."""
     return [
         WorkflowStepRow(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             workflow_id=wf.id,
             step_id=step.id,
             position=i,
@@ -106,6 +106,7 @@ class StepStates:
         self._statuses: dict[str, str] = {sid: v.status for sid, v in steps.items()}
         self._counts = Counter(self._statuses.values())
         self._ready = set(dag.ready(self._statuses))
+        self._in_order: tuple[str, ...] | None = None  # `_ready` sorted, until it changes
 
     @classmethod
     def of(cls, version: int, dag: Dag, rows: list[WorkflowStepRow]) -> StepStates:
@@ -131,9 +132,16 @@ class StepStates:
     def set_status(self, step_id: str, status: StepStatus) -> None:
         self.put(step_id, replace(self._steps[step_id], status=status))
 
-    def ready(self) -> list[str]:
-        """The ready steps in topological order (Dag.ready's answer, without reading every step)."""
-        return sorted(self._ready, key=self.dag.rank)
+    def ready(self) -> tuple[str, ...]:
+        """The ready steps in topological order (Dag.ready's answer, without reading every step),
+        sorted again only after the set changed: a batch of completions asks for them several
+        times per completion."""
+        if self._in_order is None:
+            self._in_order = tuple(sorted(self._ready, key=self.dag.rank))
+        return self._in_order
+
+    def any_ready(self) -> bool:
+        return bool(self._ready)
 
     def unblocked_by(self, step_id: str) -> list[str]:
         """The steps that become ready when `step_id` finishes (their other dependencies have)."""
@@ -148,10 +156,13 @@ class StepStates:
     def _recheck(self, step_id: str) -> None:
         if step_id not in self.dag:
             return
-        if self.dag.is_ready(step_id, self._statuses):
-            self._ready.add(step_id)
-        else:
-            self._ready.discard(step_id)
+        ready = self.dag.is_ready(step_id, self._statuses)
+        if ready != (step_id in self._ready):
+            if ready:
+                self._ready.add(step_id)
+            else:
+                self._ready.remove(step_id)
+            self._in_order = None
 
 
 def step_view(row: WorkflowStepRow) -> StepView:
@@ -302,10 +313,10 @@ class Scheduler:
         limit = concurrency(run.definition)
         while wf.status == WorkflowStatus.RUNNING:
             running = run.state.count(StepStatus.RUNNING)
-            ready = run.state.ready() if running < limit else []
+            ready = run.state.ready() if running < limit else ()
             if not ready:
                 break
-            batch = ready[: limit - running]
+            batch = list(ready[: limit - running])
             await run.load(batch)
             for sid in batch:
                 if wf.status != WorkflowStatus.RUNNING:
@@ -510,7 +521,7 @@ class Scheduler:
         """The steps advance() will start once the running `step_id` ends, as far as known now:
         none while ready steps wait for a slot (they go first), else those its end unblocks, in
         order, up to the slots free then."""
-        if run.state.ready():
+        if run.state.any_ready():
             return []
         free = concurrency(run.definition) - (run.state.count(StepStatus.RUNNING) - 1)
         return sorted(run.state.unblocked_by(step_id), key=run.dag.rank)[: max(0, free)]
