@@ -5,15 +5,15 @@ from __future__ import annotations
 import asyncio
 import time
 
+from godel_server.worker.flag import Flag
+
 
 class PauseState:
     """Whether a run is paused; waiters can block until it runs and measure only active time."""
 
     def __init__(self, paused: bool = False) -> None:
-        self._running = asyncio.Event()
-        self._changed = asyncio.Event()
-        if not paused:
-            self._running.set()
+        self._running = Flag(not paused)
+        self._changed = Flag()
 
     @property
     def paused(self) -> bool:
@@ -27,7 +27,7 @@ class PauseState:
         else:
             self._running.set()
         self._changed.set()
-        self._changed = asyncio.Event()
+        self._changed = Flag()
 
     async def wait_running(self) -> None:
         """Returns at once when not paused, else when resumed."""

@@ -17,6 +17,7 @@ from godel.v1 import agent_pb2, worker_service_pb2
 from godel_server.runtime import tracing
 from godel_server.runtime.config import WorkerSettings
 from godel_server.runtime.secrets import Scrubber
+from godel_server.worker.flag import Flag
 from godel_server.worker.limits import watch
 from godel_server.worker.messages import TERMINAL_STATES, log_line, now, state_name
 from godel_server.worker.outbox import Journal, RunOutbox
@@ -75,7 +76,7 @@ class Run:
         self._guard = Guard(assignment.safety)
         self._scrub = Scrubber(assignment.config.env)
         self._approved: set[str] = set()  # what resuming a run held by a safety rule allowed
-        self._stopped = asyncio.Event()
+        self._stopped = Flag()
         self._pgids: set[int] = set()
         self._lines: list[worker_service_pb2.RunLogLine] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -83,7 +84,7 @@ class Run:
         self._runtime_started = False
         self._cancel_on_stop = False
         self.task: asyncio.Task[None] | None = None
-        self.done = asyncio.Event()
+        self.done = Flag()
 
     @classmethod
     def restored(
